@@ -1,0 +1,94 @@
+# reqid - build, test, demo and benchmark.
+#
+#   make          build/libreqid.so and the test programs
+#   make test     install missing Debian packages, then unit tests (plain and
+#                 under ASan+UBSan) and integration tests on bundled servers
+#   make demo     run the bundled legacy-style server under the shim
+#   make bench    cost of the shim per call, as ratios to the unshimmed run
+
+CC      ?= cc
+CFLAGS  ?= -O2 -g
+WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Werror
+BUILD   := build
+
+# Pure logic: no interposition, unit-tested and fuzzable as plain functions.
+PURE_SRCS := shim/config.c shim/request_id.c shim/traceparent.c \
+             shim/http_parser.c shim/line_format.c
+# Interposition glue and the state it keeps.
+GLUE_SRCS := shim/shim_init.c shim/request_table.c shim/conn_table.c \
+             shim/thread_ctx.c shim/log_writer.c \
+             shim/hook_net.c shim/hook_io.c shim/hook_wait.c shim/hook_thread.c
+SHIM_HDRS := $(wildcard shim/*.h)
+
+UNIT_TESTS := $(patsubst tests/unit/%.c,%,$(wildcard tests/unit/test_*.c))
+SERVERS    := $(patsubst tests/servers/%.c,%,$(wildcard tests/servers/*.c))
+
+# Debian packages the build, the tests and the benchmarks use.
+DEB_PACKAGES := gcc make libc6-dev libunwind-dev libxxhash-dev libcmocka-dev \
+                python3 valgrind
+
+.PHONY: all deps test unit unit-asan integration demo bench clean
+
+all: $(BUILD)/libreqid.so servers
+
+deps:
+	@missing=""; for p in $(DEB_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null || exit 1; \
+	  else \
+	    echo "reqid needs these Debian packages:$$missing"; \
+	    echo "run as root: apt-get update && apt-get install$$missing"; exit 1; \
+	  fi; \
+	fi
+
+$(BUILD)/libreqid.so: $(PURE_SRCS) $(GLUE_SRCS) $(SHIM_HDRS) shim/exports.map | $(BUILD)
+	$(CC) $(CFLAGS) $(WARN) -D_GNU_SOURCE -fPIC -shared -fvisibility=hidden -pthread \
+	  -ftls-model=initial-exec -fno-stack-protector \
+	  -Wl,--version-script=shim/exports.map -Wl,-z,now -Wl,-z,relro \
+	  -o $@ $(PURE_SRCS) $(GLUE_SRCS) -ldl -lxxhash
+
+$(BUILD) $(BUILD)/unit $(BUILD)/unit-asan $(BUILD)/servers:
+	mkdir -p $@
+
+# Unit tests link the pure sources directly.
+$(BUILD)/unit/%: tests/unit/%.c $(PURE_SRCS) $(SHIM_HDRS) | $(BUILD)/unit
+	$(CC) $(CFLAGS) $(WARN) -Ishim -o $@ $< $(PURE_SRCS) -lcmocka -lxxhash
+
+$(BUILD)/unit-asan/%: tests/unit/%.c $(PURE_SRCS) $(SHIM_HDRS) | $(BUILD)/unit-asan
+	$(CC) -O1 -g $(WARN) -fsanitize=address,undefined -fno-sanitize-recover=all \
+	  -fno-omit-frame-pointer -Ishim -o $@ $< $(PURE_SRCS) -lcmocka -lxxhash
+
+servers: $(addprefix $(BUILD)/servers/,$(SERVERS))
+
+$(BUILD)/servers/%: tests/servers/%.c tests/servers/legacy_http.h | $(BUILD)/servers
+	$(CC) -O2 -g -Wall -Wextra -Werror -pthread -o $@ $<
+
+unit: deps $(addprefix $(BUILD)/unit/,$(UNIT_TESTS))
+	@for t in $(UNIT_TESTS); do $(BUILD)/unit/$$t || exit 1; done
+
+unit-asan: deps $(addprefix $(BUILD)/unit-asan/,$(UNIT_TESTS))
+	@for t in $(UNIT_TESTS); do \
+	  ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 $(BUILD)/unit-asan/$$t || exit 1; \
+	done
+
+integration: deps $(BUILD)/libreqid.so servers
+	python3 tests/integration/run_all.py
+
+test: deps
+	$(MAKE) unit unit-asan integration
+
+demo: deps $(BUILD)/libreqid.so servers
+	python3 tests/integration/demo.py
+
+bench: deps $(BUILD)/libreqid.so $(BUILD)/bench_io
+	python3 tests/bench/bench.py
+
+$(BUILD)/bench_io: tests/bench/bench_io.c | $(BUILD)
+	$(CC) -O2 -g -Wall -Wextra -Werror -o $@ $<
+
+clean:
+	rm -rf $(BUILD)

@@ -1,0 +1,213 @@
+/*
+ * config.c - parsing REQID_* variables into struct reqid_config.
+ *
+ * Runs once at start-up (or at the first hooked call, if that comes before
+ * the constructor). Must never allocate or do I/O: it may run inside another
+ * library's constructor, before malloc is safe to call from here.
+ */
+#include "config.h"
+
+#include <string.h>
+
+static const char *const default_headers[] = {
+	"x-request-id", "x-correlation-id", "x-trace-id", "traceparent",
+};
+
+static bool is_id_char(unsigned char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+	       (c >= '0' && c <= '9') || c == '.' || c == '_' || c == ':' || c == '-';
+}
+
+static bool is_field_char(unsigned char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+	       (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '@' || c == '-';
+}
+
+/* RFC 7230 tchar. */
+static bool is_token_char(unsigned char c)
+{
+	if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
+		return true;
+	return c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL;
+}
+
+static unsigned char to_lower(unsigned char c)
+{
+	return (c >= 'A' && c <= 'Z') ? (unsigned char)(c + 32) : c;
+}
+
+static bool parse_format(const char *v, enum log_format *out)
+{
+	if (strcmp(v, "json") == 0)
+		*out = FORMAT_JSON;
+	else if (strcmp(v, "prefix") == 0)
+		*out = FORMAT_PREFIX;
+	else if (strcmp(v, "logfmt") == 0)
+		*out = FORMAT_LOGFMT;
+	else
+		return false;
+	return true;
+}
+
+static bool parse_bool(const char *v, bool *out)
+{
+	if (!strcmp(v, "1") || !strcmp(v, "true") || !strcmp(v, "yes"))
+		*out = true;
+	else if (!strcmp(v, "0") || !strcmp(v, "false") || !strcmp(v, "no") || !*v)
+		*out = false;
+	else
+		return false;
+	return true;
+}
+
+/* Copies v into dst if it is 1..max chars all accepted by ok(). */
+static bool parse_word(const char *v, bool (*ok)(unsigned char), size_t max,
+		       char *dst, uint8_t *dst_len)
+{
+	size_t n = strlen(v);
+	if (n == 0 || n > max)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!ok((unsigned char)v[i]))
+			return false;
+	memcpy(dst, v, n);
+	dst[n] = '\0';
+	*dst_len = (uint8_t)n;
+	return true;
+}
+
+static bool is_blank(char c)
+{
+	return c == ' ' || c == '\t';
+}
+
+/* Comma-separated header names; all or nothing. */
+static bool parse_headers(const char *v, struct reqid_config *cfg)
+{
+	struct header_name parsed[CONFIG_MAX_HEADERS];
+	uint8_t count = 0;
+	const char *p = v;
+	for (;;) {
+		const char *end = strchr(p, ',');
+		if (!end)
+			end = p + strlen(p);
+		const char *a = p, *b = end;
+		while (a < b && is_blank(*a))
+			a++;
+		while (b > a && is_blank(b[-1]))
+			b--;
+		size_t n = (size_t)(b - a);
+		if (n == 0 || n > CONFIG_MAX_HEADER_NAME || count == CONFIG_MAX_HEADERS)
+			return false;
+		for (size_t i = 0; i < n; i++) {
+			if (!is_token_char((unsigned char)a[i]))
+				return false;
+			parsed[count].name[i] = (char)to_lower((unsigned char)a[i]);
+		}
+		parsed[count].name[n] = '\0';
+		parsed[count].len = (uint8_t)n;
+		count++;
+		if (*end == '\0')
+			break;
+		p = end + 1;
+	}
+	memcpy(cfg->headers, parsed, sizeof(parsed[0]) * count);
+	cfg->header_count = count;
+	return true;
+}
+
+/* Comma-separated fds; all or nothing; duplicates dropped. */
+static bool parse_log_fds(const char *v, struct reqid_config *cfg)
+{
+	int fds[CONFIG_MAX_LOG_FDS];
+	uint8_t count = 0;
+	const char *p = v;
+	if (*p == '\0') {
+		cfg->log_fd_count = 0;
+		return true;
+	}
+	for (;;) {
+		while (is_blank(*p))
+			p++;
+		if (*p < '0' || *p > '9')
+			return false;
+		long fd = 0;
+		while (*p >= '0' && *p <= '9') {
+			fd = fd * 10 + (*p++ - '0');
+			if (fd > CONFIG_MAX_FD)
+				return false;
+		}
+		while (is_blank(*p))
+			p++;
+		bool dup = false;
+		for (uint8_t i = 0; i < count; i++)
+			dup |= fds[i] == (int)fd;
+		if (!dup) {
+			if (count == CONFIG_MAX_LOG_FDS)
+				return false;
+			fds[count++] = (int)fd;
+		}
+		if (*p == '\0')
+			break;
+		if (*p++ != ',')
+			return false;
+	}
+	memcpy(cfg->log_fds, fds, sizeof(fds[0]) * count);
+	cfg->log_fd_count = count;
+	return true;
+}
+
+static void set_defaults(struct reqid_config *cfg)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->format = FORMAT_JSON;
+	memcpy(cfg->field, "request_id", sizeof("request_id"));
+	cfg->field_len = sizeof("request_id") - 1;
+	for (size_t i = 0; i < sizeof(default_headers) / sizeof(default_headers[0]); i++) {
+		size_t n = strlen(default_headers[i]);
+		memcpy(cfg->headers[i].name, default_headers[i], n + 1);
+		cfg->headers[i].len = (uint8_t)n;
+	}
+	cfg->header_count = sizeof(default_headers) / sizeof(default_headers[0]);
+	cfg->log_fds[0] = 1;
+	cfg->log_fds[1] = 2;
+	cfg->log_fd_count = 2;
+}
+
+unsigned config_parse(struct reqid_config *cfg, config_lookup lookup)
+{
+	unsigned warnings = 0;
+	const char *v;
+
+	set_defaults(cfg);
+	if ((v = lookup("REQID_DISABLE")) && !parse_bool(v, &cfg->disabled))
+		warnings |= WARN_DISABLE;
+	if ((v = lookup("REQID_FORMAT")) && !parse_format(v, &cfg->format))
+		warnings |= WARN_FORMAT;
+	if ((v = lookup("REQID_FIELD")) &&
+	    !parse_word(v, is_field_char, CONFIG_MAX_FIELD, cfg->field, &cfg->field_len))
+		warnings |= WARN_FIELD;
+	if ((v = lookup("REQID_OUTSIDE")) && *v &&
+	    !parse_word(v, is_id_char, CONFIG_MAX_OUTSIDE, cfg->outside, &cfg->outside_len))
+		warnings |= WARN_OUTSIDE;
+	if ((v = lookup("REQID_HEADERS")) && !parse_headers(v, cfg))
+		warnings |= WARN_HEADERS;
+	if ((v = lookup("REQID_LOG_FDS")) && !parse_log_fds(v, cfg))
+		warnings |= WARN_LOG_FDS;
+	return warnings;
+}
+
+const char *config_warning_variable(unsigned warning_bit)
+{
+	switch (warning_bit) {
+	case WARN_FORMAT: return "REQID_FORMAT";
+	case WARN_FIELD: return "REQID_FIELD";
+	case WARN_HEADERS: return "REQID_HEADERS";
+	case WARN_LOG_FDS: return "REQID_LOG_FDS";
+	case WARN_OUTSIDE: return "REQID_OUTSIDE";
+	case WARN_DISABLE: return "REQID_DISABLE";
+	default: return "REQID_?";
+	}
+}

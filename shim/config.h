@@ -1,0 +1,61 @@
+/*
+ * config.h - the shim's settings, parsed from REQID_* environment variables.
+ *
+ * Pure logic: parsing takes a lookup function, so unit tests feed a fake
+ * environment. Never allocates, never does I/O; an invalid value leaves that
+ * setting at its default and is reported through the warnings mask.
+ */
+#ifndef REQID_CONFIG_H
+#define REQID_CONFIG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#define CONFIG_MAX_HEADERS 8
+#define CONFIG_MAX_HEADER_NAME 63
+#define CONFIG_MAX_FIELD 63
+#define CONFIG_MAX_LOG_FDS 16
+#define CONFIG_MAX_FD 65535
+#define CONFIG_MAX_OUTSIDE 128
+
+enum log_format { FORMAT_JSON, FORMAT_PREFIX, FORMAT_LOGFMT };
+
+/* One warning bit per variable whose value was rejected. */
+enum config_warning {
+	WARN_FORMAT = 1 << 0,
+	WARN_FIELD = 1 << 1,
+	WARN_HEADERS = 1 << 2,
+	WARN_LOG_FDS = 1 << 3,
+	WARN_OUTSIDE = 1 << 4,
+	WARN_DISABLE = 1 << 5,
+};
+
+struct header_name {
+	uint8_t len;
+	char name[CONFIG_MAX_HEADER_NAME + 1]; /* lowercase, NUL-terminated */
+};
+
+struct reqid_config {
+	bool disabled;
+	enum log_format format;
+	uint8_t field_len;
+	char field[CONFIG_MAX_FIELD + 1];
+	uint8_t outside_len; /* 0: lines outside a request carry no id */
+	char outside[CONFIG_MAX_OUTSIDE + 1];
+	uint8_t header_count;
+	struct header_name headers[CONFIG_MAX_HEADERS]; /* precedence order */
+	uint8_t log_fd_count;
+	int log_fds[CONFIG_MAX_LOG_FDS];
+};
+
+/* Returns the value of an environment variable, or NULL when unset. */
+typedef const char *(*config_lookup)(const char *name);
+
+/* Fills cfg with the defaults, then applies every REQID_* variable that
+ * lookup returns. Returns a mask of enum config_warning for rejected values. */
+unsigned config_parse(struct reqid_config *cfg, config_lookup lookup);
+
+/* The variable name for one warning bit, for messages. */
+const char *config_warning_variable(unsigned warning_bit);
+
+#endif

@@ -1,0 +1,485 @@
+/*
+ * http_parser.c - incremental HTTP/1.x request-stream parser.
+ *
+ * One byte-driven state machine per connection. Body bytes are skipped in
+ * bulk. Header values are captured only for the names the matcher lists
+ * (framing headers and id headers), at most REQUEST_ID_MAX bytes each.
+ *
+ * Runs inside read hooks: no allocation, no I/O, no locks; bounded work per
+ * input byte.
+ */
+#include "http_parser.h"
+
+#include <string.h>
+
+#include "traceparent.h"
+
+enum {
+	M_CONTENT_LENGTH = 0,
+	M_TRANSFER_ENCODING = 1,
+	M_FIRST_ID = 2,
+	METHOD_MAX = 32,
+};
+
+enum parser_state {
+	S_START,          /* before a request line; empty lines skipped */
+	S_METHOD,
+	S_TARGET,
+	S_VERSION,        /* token_len counts matched bytes of "HTTP/1.x" */
+	S_EXPECT_LF,      /* after CR: LF, then after_lf */
+	S_HEADER_START,
+	S_HEADER_NAME,
+	S_HEADER_VALUE,
+	S_BODY,
+	S_CHUNK_SIZE,
+	S_CHUNK_EXT,
+	S_CHUNK_DATA,
+	S_CHUNK_DATA_END, /* CRLF after chunk data */
+	S_TRAILER_START,
+	S_TRAILER_LINE,
+	S_NOT_HTTP,
+	S_DESYNC,
+};
+
+static const char http_version_prefix[] = "HTTP/1.";
+
+static bool is_tchar(unsigned char c)
+{
+	static const char extra[] = "!#$%&'*+-.^_`|~";
+	if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
+		return true;
+	for (const char *e = extra; *e; e++)
+		if (c == (unsigned char)*e)
+			return true;
+	return false;
+}
+
+static unsigned char lower(unsigned char c)
+{
+	return (c >= 'A' && c <= 'Z') ? (unsigned char)(c | 0x20) : c;
+}
+
+void header_matcher_init(struct header_matcher *m, const struct reqid_config *cfg)
+{
+	memset(m, 0, sizeof(*m));
+	m->name[M_CONTENT_LENGTH] = "content-length";
+	m->len[M_CONTENT_LENGTH] = 14;
+	m->name[M_TRANSFER_ENCODING] = "transfer-encoding";
+	m->len[M_TRANSFER_ENCODING] = 17;
+	m->traceparent_rank = RANK_NONE;
+	for (uint8_t i = 0; i < cfg->header_count; i++) {
+		m->name[M_FIRST_ID + i] = cfg->headers[i].name;
+		m->len[M_FIRST_ID + i] = cfg->headers[i].len;
+		if (cfg->headers[i].len == 11 && memcmp(cfg->headers[i].name, "traceparent", 11) == 0 &&
+		    m->traceparent_rank == RANK_NONE)
+			m->traceparent_rank = i;
+	}
+	m->count = (uint8_t)(M_FIRST_ID + cfg->header_count);
+}
+
+void http_parser_init(struct http_parser *p, const struct header_matcher *m)
+{
+	memset(p, 0, sizeof(*p));
+	p->matcher = m;
+	p->state = S_START;
+	p->capture = RANK_NONE;
+	p->best_rank = RANK_NONE;
+	p->in_first_line = true;
+}
+
+bool http_parser_stopped(const struct http_parser *p)
+{
+	return p->state == S_NOT_HTTP || p->state == S_DESYNC;
+}
+
+static void begin_request(struct http_parser *p)
+{
+	p->chunked = false;
+	p->has_length = false;
+	p->id_tainted = false;
+	p->content_length = 0;
+	p->best_rank = RANK_NONE;
+	p->best_len = 0;
+	p->traceparent_count = 0;
+	p->traceparent_valid = false;
+}
+
+/* Unparseable bytes: within the connection's first request line they mean
+ * the connection is not HTTP; anywhere later the stream is lost. */
+static void fail(struct http_parser *p, struct http_feed_result *out)
+{
+	if (p->in_first_line) {
+		p->state = S_NOT_HTTP;
+		out->not_http = true;
+	} else {
+		p->state = S_DESYNC;
+		out->desync = true;
+	}
+}
+
+static bool ends_with_chunked(const char *v, size_t n)
+{
+	static const char word[] = "chunked";
+	if (n < 7)
+		return false;
+	for (size_t i = 0; i < 7; i++)
+		if (lower((unsigned char)v[n - 7 + i]) != (unsigned char)word[i])
+			return false;
+	return n == 7 || v[n - 8] == ',' || v[n - 8] == ' ' || v[n - 8] == '\t';
+}
+
+/* A captured header value is complete (trailing OWS already trimmed). */
+static bool finish_value(struct http_parser *p)
+{
+	const struct header_matcher *m = p->matcher;
+	uint8_t idx = p->capture;
+	size_t n = p->value_len;
+
+	p->capture = RANK_NONE;
+	if (idx == M_CONTENT_LENGTH) {
+		uint64_t v = 0;
+		if (p->value_overflow || n == 0)
+			return false;
+		for (size_t i = 0; i < n; i++) {
+			char c = p->value[i];
+			if (c < '0' || c > '9' || v > (UINT64_MAX - 9) / 10)
+				return false;
+			v = v * 10 + (uint64_t)(c - '0');
+		}
+		if (p->has_length && v != p->content_length)
+			return false;
+		p->has_length = true;
+		p->content_length = v;
+		return true;
+	}
+	if (idx == M_TRANSFER_ENCODING) {
+		if (p->value_overflow)
+			return false;
+		p->chunked = ends_with_chunked(p->value, n);
+		return true;
+	}
+	uint8_t rank = (uint8_t)(idx - M_FIRST_ID);
+	if (rank == m->traceparent_rank) {
+		struct traceparent tp;
+		if (++p->traceparent_count == 1 &&
+		    traceparent_parse(p->value, n, &tp)) {
+			p->traceparent_valid = true;
+			memcpy(p->trace_id, tp.trace_id, sizeof(p->trace_id));
+		}
+		return true;
+	}
+	if (!p->value_overflow && rank < p->best_rank && request_id_is_valid(p->value, n)) {
+		p->best_rank = rank;
+		p->best_len = (uint8_t)n;
+		memcpy(p->best, p->value, n);
+	}
+	return true;
+}
+
+/* The blank line ending the header block. Returns the next state. */
+static uint8_t end_headers(struct http_parser *p, struct http_feed_result *out)
+{
+	const struct header_matcher *m = p->matcher;
+
+	out->headers_completed++;
+	out->id_len = 0;
+	if (!p->id_tainted) {
+		bool tp = p->traceparent_count == 1 && p->traceparent_valid &&
+			  m->traceparent_rank < p->best_rank;
+		if (tp) {
+			memcpy(out->id, p->trace_id, sizeof(p->trace_id));
+			out->id_len = sizeof(p->trace_id);
+		} else if (p->best_rank != RANK_NONE) {
+			memcpy(out->id, p->best, p->best_len);
+			out->id_len = p->best_len;
+		}
+	}
+	if (p->chunked) {
+		p->remaining = 0;
+		p->token_len = 0;
+		return S_CHUNK_SIZE;
+	}
+	if (p->has_length && p->content_length > 0) {
+		p->remaining = p->content_length;
+		return S_BODY;
+	}
+	return S_START;
+}
+
+static void start_header_name(struct http_parser *p, unsigned char c)
+{
+	const struct header_matcher *m = p->matcher;
+	uint32_t match = 0;
+	for (uint8_t i = 0; i < m->count; i++)
+		if ((unsigned char)m->name[i][0] == lower(c))
+			match |= 1u << i;
+	p->name_match = match;
+	p->token_len = 1;
+}
+
+static void continue_header_name(struct http_parser *p, unsigned char c)
+{
+	const struct header_matcher *m = p->matcher;
+	uint32_t match = p->name_match;
+	uint16_t pos = p->token_len;
+	while (match) {
+		uint8_t i = (uint8_t)__builtin_ctz(match);
+		match &= match - 1;
+		if (pos >= m->len[i] || (unsigned char)m->name[i][pos] != lower(c))
+			p->name_match &= ~(1u << i);
+	}
+	if (p->token_len < UINT16_MAX)
+		p->token_len++;
+}
+
+/* Header name complete at ':'; choose what to capture. */
+static void begin_value(struct http_parser *p)
+{
+	const struct header_matcher *m = p->matcher;
+	uint32_t match = p->name_match;
+	p->capture = RANK_NONE;
+	while (match) {
+		uint8_t i = (uint8_t)__builtin_ctz(match);
+		match &= match - 1;
+		if (m->len[i] == p->token_len) {
+			p->capture = i;
+			break;
+		}
+	}
+	p->value_len = 0;
+	p->value_overflow = false;
+}
+
+void http_parser_feed(struct http_parser *p, const char *buf, size_t len,
+		      struct http_feed_result *out)
+{
+	const unsigned char *s = (const unsigned char *)buf;
+	size_t i = 0;
+
+	out->requests_started = 0;
+	out->headers_completed = 0;
+	out->not_http = false;
+	out->desync = false;
+	out->id_len = 0;
+
+	while (i < len) {
+		unsigned char c = s[i];
+		switch (p->state) {
+		case S_START:
+			if (c == '\r' || c == '\n') {
+				i++;
+				break;
+			}
+			if (!is_tchar(c)) {
+				fail(p, out);
+				return;
+			}
+			begin_request(p);
+			out->requests_started++;
+			p->state = S_METHOD;
+			p->token_len = 1;
+			i++;
+			break;
+		case S_METHOD:
+			if (c == ' ' && p->token_len > 0) {
+				p->state = S_TARGET;
+				p->token_len = 0;
+			} else if (is_tchar(c) && p->token_len < METHOD_MAX) {
+				p->token_len++;
+			} else {
+				fail(p, out);
+				return;
+			}
+			i++;
+			break;
+		case S_TARGET:
+			if (c == ' ' && p->token_len > 0) {
+				p->state = S_VERSION;
+				p->token_len = 0;
+			} else if (c <= ' ' || c == 0x7f) {
+				fail(p, out);
+				return;
+			} else {
+				p->token_len = 1;
+			}
+			i++;
+			break;
+		case S_VERSION:
+			if (p->token_len < sizeof(http_version_prefix) - 1) {
+				if (c != (unsigned char)http_version_prefix[p->token_len]) {
+					fail(p, out);
+					return;
+				}
+				p->token_len++;
+			} else if (p->token_len == sizeof(http_version_prefix) - 1) {
+				if (c < '0' || c > '9') {
+					fail(p, out);
+					return;
+				}
+				p->token_len++;
+			} else if (c == '\r' || c == '\n') {
+				p->in_first_line = false;
+				p->state = c == '\r' ? S_EXPECT_LF : S_HEADER_START;
+				p->after_lf = S_HEADER_START;
+			} else {
+				fail(p, out);
+				return;
+			}
+			i++;
+			break;
+		case S_EXPECT_LF:
+			if (c != '\n') {
+				fail(p, out);
+				return;
+			}
+			p->state = p->after_lf;
+			i++;
+			break;
+		case S_HEADER_START:
+			if (c == '\r' || c == '\n') {
+				uint8_t next = end_headers(p, out);
+				if (c == '\r') {
+					p->state = S_EXPECT_LF;
+					p->after_lf = next;
+				} else {
+					p->state = next;
+				}
+			} else if (c == ' ' || c == '\t') {
+				/* obs-fold: a continuation of the previous header. */
+				p->id_tainted = true;
+				p->capture = RANK_NONE;
+				p->state = S_HEADER_VALUE;
+				p->value_len = 0;
+			} else if (is_tchar(c)) {
+				start_header_name(p, c);
+				p->state = S_HEADER_NAME;
+			} else {
+				fail(p, out);
+				return;
+			}
+			i++;
+			break;
+		case S_HEADER_NAME:
+			if (c == ':') {
+				begin_value(p);
+				p->state = S_HEADER_VALUE;
+			} else if (is_tchar(c)) {
+				continue_header_name(p, c);
+			} else {
+				fail(p, out);
+				return;
+			}
+			i++;
+			break;
+		case S_HEADER_VALUE:
+			if (c == '\r' || c == '\n') {
+				if (p->capture != RANK_NONE) {
+					while (p->value_len > 0 && (p->value[p->value_len - 1] == ' ' ||
+								    p->value[p->value_len - 1] == '\t'))
+						p->value_len--;
+					if (!finish_value(p)) {
+						fail(p, out);
+						return;
+					}
+				}
+				if (c == '\r') {
+					p->state = S_EXPECT_LF;
+					p->after_lf = S_HEADER_START;
+				} else {
+					p->state = S_HEADER_START;
+				}
+			} else if (p->capture != RANK_NONE) {
+				if (p->value_len == 0 && (c == ' ' || c == '\t')) {
+					/* leading OWS */
+				} else if (p->value_len < sizeof(p->value)) {
+					p->value[p->value_len++] = (char)c;
+				} else if (c != ' ' && c != '\t') {
+					/* Spaces past a full buffer may be trailing OWS. */
+					p->value_overflow = true;
+				}
+			}
+			i++;
+			break;
+		case S_BODY: {
+			size_t take = len - i;
+			if (take > p->remaining)
+				take = (size_t)p->remaining;
+			p->remaining -= take;
+			i += take;
+			if (p->remaining == 0)
+				p->state = S_START;
+			break;
+		}
+		case S_CHUNK_SIZE: {
+			int d = (c >= '0' && c <= '9') ? c - '0'
+			      : (lower(c) >= 'a' && lower(c) <= 'f') ? lower(c) - 'a' + 10 : -1;
+			if (d >= 0 && p->token_len < 16) {
+				p->remaining = p->remaining << 4 | (uint64_t)d;
+				p->token_len++;
+			} else if (p->token_len > 0 && (c == ';' || c == ' ' || c == '\t')) {
+				p->state = S_CHUNK_EXT;
+			} else if (p->token_len > 0 && (c == '\r' || c == '\n')) {
+				uint8_t next = p->remaining ? S_CHUNK_DATA : S_TRAILER_START;
+				if (c == '\r') {
+					p->state = S_EXPECT_LF;
+					p->after_lf = next;
+				} else {
+					p->state = next;
+				}
+			} else {
+				fail(p, out);
+				return;
+			}
+			i++;
+			break;
+		}
+		case S_CHUNK_EXT:
+			if (c == '\n')
+				p->state = p->remaining ? S_CHUNK_DATA : S_TRAILER_START;
+			i++;
+			break;
+		case S_CHUNK_DATA: {
+			size_t take = len - i;
+			if (take > p->remaining)
+				take = (size_t)p->remaining;
+			p->remaining -= take;
+			i += take;
+			if (p->remaining == 0)
+				p->state = S_CHUNK_DATA_END;
+			break;
+		}
+		case S_CHUNK_DATA_END:
+			if (c == '\r') {
+				p->state = S_EXPECT_LF;
+				p->after_lf = S_CHUNK_SIZE;
+			} else if (c == '\n') {
+				p->state = S_CHUNK_SIZE;
+			} else {
+				fail(p, out);
+				return;
+			}
+			p->token_len = 0;
+			p->remaining = 0;
+			i++;
+			break;
+		case S_TRAILER_START:
+			if (c == '\r') {
+				p->state = S_EXPECT_LF;
+				p->after_lf = S_START;
+			} else if (c == '\n') {
+				p->state = S_START;
+			} else {
+				p->state = S_TRAILER_LINE;
+			}
+			i++;
+			break;
+		case S_TRAILER_LINE:
+			if (c == '\n')
+				p->state = S_TRAILER_START;
+			i++;
+			break;
+		default: /* S_NOT_HTTP, S_DESYNC: sticky */
+			return;
+		}
+	}
+}

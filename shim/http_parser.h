@@ -1,0 +1,85 @@
+/*
+ * http_parser.h - incremental HTTP/1.x request-stream parser, one per
+ * connection.
+ *
+ * It is fed whatever bytes a read returned, in any split down to one byte,
+ * and reports where requests begin, where their header blocks end, and the
+ * inbound id chosen by header precedence. Bodies (Content-Length and chunked)
+ * are skipped so body bytes are never mistaken for a request. A connection
+ * whose first bytes are not HTTP is reported as such; bytes that stop making
+ * sense later put the parser in a sticky desynchronised state.
+ *
+ * Pure logic: no allocation, no I/O, no libc interposition. State is a fixed
+ * few hundred bytes so a table of parsers can live in static memory.
+ */
+#ifndef REQID_HTTP_PARSER_H
+#define REQID_HTTP_PARSER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "request_id.h"
+
+/* The header names the parser looks for: the two framing headers plus the
+ * configured id headers in precedence order. Built once from the config. */
+#define MATCHER_MAX (2 + CONFIG_MAX_HEADERS)
+#define RANK_NONE 0xff
+
+struct header_matcher {
+	uint8_t count;
+	uint8_t traceparent_rank; /* RANK_NONE if traceparent is not configured */
+	uint8_t len[MATCHER_MAX];
+	const char *name[MATCHER_MAX]; /* lowercase */
+};
+
+void header_matcher_init(struct header_matcher *m, const struct reqid_config *cfg);
+
+struct http_parser {
+	const struct header_matcher *matcher;
+	uint8_t state;
+	uint8_t after_lf;      /* state to enter after an expected LF */
+	bool in_first_line;    /* still in the connection's first request line */
+	bool chunked;
+	bool has_length;
+	bool id_tainted;       /* obs-fold in this request: ignore inbound ids */
+	uint8_t capture;       /* matcher index being captured, or RANK_NONE */
+	uint8_t value_len;
+	bool value_overflow;
+	uint8_t best_rank;     /* rank of the inbound id kept so far */
+	uint8_t best_len;
+	uint8_t traceparent_count;
+	bool traceparent_valid;
+	uint16_t token_len;    /* bytes of method or header name so far */
+	uint32_t name_match;   /* matcher entries still matching the name */
+	uint64_t remaining;    /* body or chunk bytes left to skip */
+	uint64_t content_length;
+	char value[REQUEST_ID_MAX];
+	char best[REQUEST_ID_MAX];
+	char trace_id[32];
+};
+
+/* What one call to http_parser_feed saw. */
+struct http_feed_result {
+	uint32_t requests_started;  /* request lines that began */
+	uint32_t headers_completed; /* header blocks that ended */
+	bool not_http;              /* the connection's first bytes are not HTTP */
+	bool desync;                /* the parser lost the stream in this call */
+	/* The inbound id of the last request whose headers ended in this call;
+	 * id_len 0 means none was usable and one must be generated. */
+	uint8_t id_len;
+	char id[REQUEST_ID_MAX];
+};
+
+void http_parser_init(struct http_parser *p, const struct header_matcher *m);
+
+/* Consumes len bytes. Once not_http or desync has been reported, later calls
+ * report nothing. */
+void http_parser_feed(struct http_parser *p, const char *buf, size_t len,
+		      struct http_feed_result *out);
+
+/* True once the parser gave up on the stream (not HTTP, or desynchronised). */
+bool http_parser_stopped(const struct http_parser *p);
+
+#endif

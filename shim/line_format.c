@@ -1,0 +1,363 @@
+/*
+ * line_format.c - JSON validation, JSON escaping and the three line formats.
+ *
+ * Runs inside write hooks: no allocation, no I/O, bounded recursion (object
+ * nesting deeper than JSON_MAX_DEPTH is treated as plain text). Output never
+ * exceeds line_format_bound().
+ */
+#include "line_format.h"
+
+#include <stdint.h>
+#include <string.h>
+
+#define JSON_MAX_DEPTH 32
+
+/* ---- JSON validation ------------------------------------------------- */
+
+struct json_cursor {
+	const unsigned char *p, *end;
+};
+
+static bool json_value(struct json_cursor *c, int depth);
+
+static void skip_ws(struct json_cursor *c)
+{
+	while (c->p < c->end && (*c->p == ' ' || *c->p == '\t' || *c->p == '\n' || *c->p == '\r'))
+		c->p++;
+}
+
+/* Length of the valid UTF-8 sequence at p (1..4), or 0 if invalid. */
+static size_t utf8_sequence(const unsigned char *p, const unsigned char *end)
+{
+	unsigned char b = p[0];
+	size_t n;
+	uint32_t cp;
+	if (b < 0x80)
+		return 1;
+	if (b >= 0xc2 && b <= 0xdf) {
+		n = 2;
+		cp = b & 0x1f;
+	} else if (b >= 0xe0 && b <= 0xef) {
+		n = 3;
+		cp = b & 0x0f;
+	} else if (b >= 0xf0 && b <= 0xf4) {
+		n = 4;
+		cp = b & 0x07;
+	} else {
+		return 0;
+	}
+	if ((size_t)(end - p) < n)
+		return 0;
+	for (size_t i = 1; i < n; i++) {
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+		cp = cp << 6 | (p[i] & 0x3f);
+	}
+	if ((n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) || cp > 0x10ffff ||
+	    (cp >= 0xd800 && cp <= 0xdfff))
+		return 0;
+	return n;
+}
+
+static bool json_string(struct json_cursor *c)
+{
+	c->p++; /* opening quote */
+	while (c->p < c->end) {
+		unsigned char b = *c->p;
+		if (b == '"') {
+			c->p++;
+			return true;
+		}
+		if (b < 0x20)
+			return false;
+		if (b == '\\') {
+			if (c->end - c->p < 2)
+				return false;
+			unsigned char e = c->p[1];
+			if (e == 'u') {
+				if (c->end - c->p < 6)
+					return false;
+				for (int i = 2; i < 6; i++) {
+					unsigned char h = c->p[i];
+					if (!((h >= '0' && h <= '9') || (h >= 'a' && h <= 'f') ||
+					      (h >= 'A' && h <= 'F')))
+						return false;
+				}
+				c->p += 6;
+			} else if (strchr("\"\\/bfnrt", e) && e) {
+				c->p += 2;
+			} else {
+				return false;
+			}
+			continue;
+		}
+		size_t n = utf8_sequence(c->p, c->end);
+		if (n == 0)
+			return false;
+		c->p += n;
+	}
+	return false;
+}
+
+static bool json_digits(struct json_cursor *c)
+{
+	const unsigned char *start = c->p;
+	while (c->p < c->end && *c->p >= '0' && *c->p <= '9')
+		c->p++;
+	return c->p > start;
+}
+
+static bool json_number(struct json_cursor *c)
+{
+	if (*c->p == '-')
+		c->p++;
+	if (c->p >= c->end)
+		return false;
+	if (*c->p == '0')
+		c->p++;
+	else if (!json_digits(c))
+		return false;
+	if (c->p < c->end && *c->p == '.') {
+		c->p++;
+		if (!json_digits(c))
+			return false;
+	}
+	if (c->p < c->end && (*c->p == 'e' || *c->p == 'E')) {
+		c->p++;
+		if (c->p < c->end && (*c->p == '+' || *c->p == '-'))
+			c->p++;
+		if (!json_digits(c))
+			return false;
+	}
+	return true;
+}
+
+static bool json_literal(struct json_cursor *c, const char *word, size_t n)
+{
+	if ((size_t)(c->end - c->p) < n || memcmp(c->p, word, n) != 0)
+		return false;
+	c->p += n;
+	return true;
+}
+
+/* Object or array; c->p is at the opening bracket. */
+static bool json_container(struct json_cursor *c, int depth)
+{
+	unsigned char close = *c->p == '{' ? '}' : ']';
+	bool object = close == '}';
+	if (depth >= JSON_MAX_DEPTH)
+		return false;
+	c->p++;
+	skip_ws(c);
+	if (c->p < c->end && *c->p == close) {
+		c->p++;
+		return true;
+	}
+	for (;;) {
+		if (object) {
+			if (c->p >= c->end || *c->p != '"' || !json_string(c))
+				return false;
+			skip_ws(c);
+			if (c->p >= c->end || *c->p != ':')
+				return false;
+			c->p++;
+			skip_ws(c);
+		}
+		if (!json_value(c, depth + 1))
+			return false;
+		skip_ws(c);
+		if (c->p >= c->end)
+			return false;
+		if (*c->p == close) {
+			c->p++;
+			return true;
+		}
+		if (*c->p != ',')
+			return false;
+		c->p++;
+		skip_ws(c);
+	}
+}
+
+static bool json_value(struct json_cursor *c, int depth)
+{
+	if (c->p >= c->end)
+		return false;
+	switch (*c->p) {
+	case '{':
+	case '[':
+		return json_container(c, depth);
+	case '"':
+		return json_string(c);
+	case 't':
+		return json_literal(c, "true", 4);
+	case 'f':
+		return json_literal(c, "false", 5);
+	case 'n':
+		return json_literal(c, "null", 4);
+	default:
+		return json_number(c);
+	}
+}
+
+bool json_is_object_line(const char *line, size_t len)
+{
+	struct json_cursor c = {(const unsigned char *)line, (const unsigned char *)line + len};
+	while (c.p < c.end && (*c.p == ' ' || *c.p == '\t'))
+		c.p++;
+	if (c.p >= c.end || *c.p != '{')
+		return false;
+	if (!json_container(&c, 0))
+		return false;
+	while (c.p < c.end && (*c.p == ' ' || *c.p == '\t' || *c.p == '\r'))
+		c.p++;
+	return c.p == c.end;
+}
+
+/* ---- JSON escaping --------------------------------------------------- */
+
+/* Nonzero high bit in each byte of x that needs escaping or UTF-8 checks:
+ * < 0x20, '"', '\\', 0x7f, or >= 0x80. */
+static inline uint64_t word_needs_care(uint64_t x)
+{
+	const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
+	uint64_t q = x ^ (ones * '"'), b = x ^ (ones * '\\'), d = x ^ (ones * 0x7f);
+	uint64_t hits = (x - ones * 0x20) | (q - ones) | (b - ones) | (d - ones);
+	hits &= ~x;
+	return (hits | x) & highs;
+}
+
+static char *escape_byte(char *o, unsigned char b, bool surrogate)
+{
+	static const char digits[] = "0123456789abcdef";
+	memcpy(o, surrogate ? "\\udc" : "\\u00", 4);
+	o[4] = digits[b >> 4];
+	o[5] = digits[b & 15];
+	return o + 6;
+}
+
+size_t json_escape(const char *in, size_t len, char *out)
+{
+	const unsigned char *p = (const unsigned char *)in, *end = p + len;
+	char *o = out;
+
+	while (p < end) {
+		while (end - p >= 8) {
+			uint64_t w;
+			memcpy(&w, p, 8);
+			if (word_needs_care(w))
+				break;
+			memcpy(o, p, 8);
+			o += 8;
+			p += 8;
+		}
+		if (p >= end)
+			break;
+		unsigned char b = *p;
+		if (b >= 0x20 && b != '"' && b != '\\' && b < 0x7f) {
+			*o++ = (char)b;
+			p++;
+			continue;
+		}
+		if (b >= 0x80) {
+			size_t n = utf8_sequence(p, end);
+			if (n == 0) {
+				o = escape_byte(o, b, true);
+				p++;
+			} else {
+				memcpy(o, p, n);
+				o += n;
+				p += n;
+			}
+			continue;
+		}
+		*o++ = '\\';
+		switch (b) {
+		case '"': *o++ = '"'; break;
+		case '\\': *o++ = '\\'; break;
+		case '\n': *o++ = 'n'; break;
+		case '\r': *o++ = 'r'; break;
+		case '\t': *o++ = 't'; break;
+		case '\b': *o++ = 'b'; break;
+		case '\f': *o++ = 'f'; break;
+		default: o = escape_byte(o - 1, b, false); break;
+		}
+		p++;
+	}
+	return (size_t)(o - out);
+}
+
+/* ---- formats --------------------------------------------------------- */
+
+size_t line_format_bound(const struct line_style *style, size_t len, size_t id_len)
+{
+	return 6 * len + style->field_len + id_len + 32;
+}
+
+static char *put(char *o, const void *s, size_t n)
+{
+	memcpy(o, s, n);
+	return o + n;
+}
+
+/* "field":"id" */
+static char *put_member(char *o, const struct line_style *style, const char *id, size_t id_len)
+{
+	*o++ = '"';
+	o = put(o, style->field, style->field_len);
+	o = put(o, "\":\"", 3);
+	o = put(o, id, id_len);
+	*o++ = '"';
+	return o;
+}
+
+size_t line_format(const struct line_style *style, const char *id, size_t id_len,
+		   const char *line, size_t len, char *out)
+{
+	char *o = out;
+
+	switch (style->format) {
+	case FORMAT_PREFIX:
+		*o++ = '{';
+		if (id_len)
+			o = put_member(o, style, id, id_len);
+		o = put(o, "} ", 2);
+		o = put(o, line, len);
+		break;
+	case FORMAT_LOGFMT:
+		if (id_len) {
+			o = put(o, style->field, style->field_len);
+			*o++ = '=';
+			o = put(o, id, id_len);
+			*o++ = ' ';
+		}
+		o = put(o, line, len);
+		break;
+	case FORMAT_JSON:
+		if (len > 0 && json_is_object_line(line, len)) {
+			if (!id_len)
+				return (size_t)(put(o, line, len) - out);
+			const char *brace = memchr(line, '{', len);
+			size_t head = (size_t)(brace - line) + 1;
+			o = put(o, line, head);
+			o = put_member(o, style, id, id_len);
+			const char *q = brace + 1;
+			while (*q == ' ' || *q == '\t' || *q == '\n' || *q == '\r')
+				q++;
+			if (*q != '}')
+				*o++ = ',';
+			o = put(o, line + head, len - head);
+			break;
+		}
+		*o++ = '{';
+		if (id_len) {
+			o = put_member(o, style, id, id_len);
+			*o++ = ',';
+		}
+		o = put(o, "\"msg\":\"", 7);
+		o += json_escape(line, len, o);
+		o = put(o, "\"}", 2);
+		break;
+	}
+	return (size_t)(o - out);
+}

@@ -1,0 +1,861 @@
+/*
+ * test_http_parser.c - unit tests for shim/http_parser.c: request and header
+ * block counting, inbound id selection by header precedence (X-Request-ID,
+ * X-Correlation-ID, X-Trace-ID, traceparent), body skipping (Content-Length,
+ * chunked), pipelining and keep-alive, arbitrary input splits, not-HTTP
+ * detection and desynchronisation.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "http_parser.h"
+
+#define TRACE "4bf92f3577b34da6a3ce929d0e0e4736"
+#define TP "00-" TRACE "-00f067aa0ba902b7-01"
+
+/* ---- harness ----------------------------------------------------------- */
+
+static struct reqid_config g_cfg;
+static struct header_matcher g_m;
+static struct http_parser g_p;
+static const char *g_headers_env;
+
+static const char *lookup_env(const char *name)
+{
+	if (g_headers_env && strcmp(name, "REQID_HEADERS") == 0)
+		return g_headers_env;
+	return NULL;
+}
+
+static void init_with_headers(const char *headers)
+{
+	g_headers_env = headers;
+	assert_int_equal(config_parse(&g_cfg, lookup_env), 0);
+	header_matcher_init(&g_m, &g_cfg);
+	memset(&g_p, 0xA5, sizeof g_p);
+	http_parser_init(&g_p, &g_m);
+}
+
+static void init_default(void)
+{
+	init_with_headers(NULL);
+}
+
+/* The result struct is filled with junk first: the parser must reset it. */
+static void feed(const char *buf, size_t len, struct http_feed_result *r)
+{
+	memset(r, 0x5A, sizeof *r);
+	r->not_http = true;
+	r->desync = true;
+	http_parser_feed(&g_p, buf, len, r);
+}
+
+static void feed_str(const char *s, struct http_feed_result *r)
+{
+	feed(s, strlen(s), r);
+}
+
+static void expect_id(uint8_t id_len, const char *id, const char *want)
+{
+	if (want == NULL) {
+		if (id_len != 0)
+			fail_msg("expected no id, got \"%.*s\"", (int)id_len, id);
+		return;
+	}
+	if (id_len != strlen(want) || memcmp(id, want, id_len) != 0)
+		fail_msg("expected id \"%s\", got \"%.*s\" (len %u)", want, (int)id_len, id,
+			 (unsigned)id_len);
+}
+
+static void expect_result(const struct http_feed_result *r, uint32_t started,
+			  uint32_t completed, const char *want_id)
+{
+	assert_int_equal(r->requests_started, started);
+	assert_int_equal(r->headers_completed, completed);
+	assert_false(r->not_http);
+	assert_false(r->desync);
+	expect_id(r->id_len, r->id, want_id);
+}
+
+static void expect_nothing(const struct http_feed_result *r)
+{
+	assert_int_equal(r->requests_started, 0);
+	assert_int_equal(r->headers_completed, 0);
+	assert_false(r->not_http);
+	assert_false(r->desync);
+	assert_int_equal(r->id_len, 0);
+}
+
+/* Feeds one whole request to a fresh default parser; expects one request
+ * and checks the id. */
+static void one_request(const char *req, const char *want_id)
+{
+	struct http_feed_result r;
+	init_default();
+	feed_str(req, &r);
+	expect_result(&r, 1, 1, want_id);
+	assert_false(http_parser_stopped(&g_p));
+}
+
+struct totals {
+	uint32_t started;
+	uint32_t completed;
+	uint32_t not_http_calls;
+	uint32_t desync_calls;
+	uint8_t id_len; /* from the last call that completed headers */
+	char id[REQUEST_ID_MAX];
+};
+
+static void totals_add(struct totals *t, const struct http_feed_result *r)
+{
+	t->started += r->requests_started;
+	t->completed += r->headers_completed;
+	t->not_http_calls += r->not_http;
+	t->desync_calls += r->desync;
+	if (r->headers_completed) {
+		t->id_len = r->id_len;
+		memcpy(t->id, r->id, r->id_len);
+	}
+}
+
+/* Feeds buf to a fresh parser in pieces of step bytes (0: one call). */
+static void feed_steps(const char *buf, size_t len, size_t step, struct totals *t)
+{
+	memset(t, 0, sizeof *t);
+	init_default();
+	if (step == 0)
+		step = len ? len : 1;
+	for (size_t off = 0; off < len; off += step) {
+		struct http_feed_result r;
+		size_t n = len - off < step ? len - off : step;
+		feed(buf + off, n, &r);
+		totals_add(t, &r);
+	}
+}
+
+/* Feeds buf to a fresh parser in two calls cut at cut. */
+static void feed_cut(const char *buf, size_t len, size_t cut, struct totals *t)
+{
+	struct http_feed_result r;
+	memset(t, 0, sizeof *t);
+	init_default();
+	feed(buf, cut, &r);
+	totals_add(t, &r);
+	feed(buf + cut, len - cut, &r);
+	totals_add(t, &r);
+}
+
+static void expect_totals(const struct totals *t, uint32_t started, uint32_t completed,
+			  const char *want_id)
+{
+	assert_int_equal(t->started, started);
+	assert_int_equal(t->completed, completed);
+	assert_int_equal(t->not_http_calls, 0);
+	assert_int_equal(t->desync_calls, 0);
+	expect_id(t->id_len, t->id, want_id);
+}
+
+/* Checks that every split (byte-wise, a few step sizes, every two-way cut)
+ * gives the totals the whole buffer gives. */
+static void expect_split_invariant(const char *buf, size_t len, uint32_t started,
+				   uint32_t completed, const char *want_id)
+{
+	static const size_t steps[] = { 0, 1, 2, 3, 7, 13, 64 };
+	struct totals t;
+	for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
+		feed_steps(buf, len, steps[i], &t);
+		if (t.started != started || t.completed != completed)
+			print_error("step %zu\n", steps[i]);
+		expect_totals(&t, started, completed, want_id);
+	}
+	size_t stride = len > 2000 ? 97 : 1;
+	for (size_t cut = 0; cut <= len; cut += stride) {
+		feed_cut(buf, len, cut, &t);
+		if (t.started != started || t.completed != completed)
+			print_error("cut at %zu\n", cut);
+		expect_totals(&t, started, completed, want_id);
+	}
+}
+
+/* ---- basic requests and id selection ----------------------------------- */
+
+static void test_simple_get(void **state)
+{
+	(void)state;
+	one_request("GET / HTTP/1.1\r\nHost: example.com\r\nX-Request-ID: abc\r\n\r\n", "abc");
+	one_request("GET /index.html?q=1 HTTP/1.0\r\nX-Request-ID: abc\r\n\r\n", "abc");
+	one_request("POST /submit HTTP/1.1\r\nX-Request-ID: abc\r\nContent-Length: 0\r\n\r\n",
+		    "abc");
+	one_request("GET http://example.com/x HTTP/1.1\r\nX-Request-ID: a-b_c.d:e\r\n\r\n",
+		    "a-b_c.d:e");
+}
+
+static void test_no_id_headers(void **state)
+{
+	(void)state;
+	one_request("GET / HTTP/1.1\r\nHost: x\r\nAccept: */*\r\n\r\n", NULL);
+	one_request("GET / HTTP/1.1\r\n\r\n", NULL);
+	/* id header names inside values or as prefixes do not count */
+	one_request("GET / HTTP/1.1\r\nX-Note: X-Request-ID: abc\r\n\r\n", NULL);
+	one_request("GET / HTTP/1.1\r\nX-Request-IDs: abc\r\n\r\n", NULL);
+	one_request("GET / HTTP/1.1\r\nX-Request-I: abc\r\n\r\n", NULL);
+	one_request("GET / HTTP/1.1\r\nXX-Request-ID: abc\r\n\r\n", NULL);
+	one_request("GET / HTTP/1.1\r\nRequest-ID: abc\r\n\r\n", NULL);
+	one_request("GET / HTTP/1.1\r\ntraceparent2: " TP "\r\n\r\n", NULL);
+}
+
+static void test_header_name_case(void **state)
+{
+	(void)state;
+	one_request("GET / HTTP/1.1\r\nx-REQUEST-id: abc\r\n\r\n", "abc");
+	one_request("GET / HTTP/1.1\r\nx-request-id: abc\r\n\r\n", "abc");
+	one_request("GET / HTTP/1.1\r\nX-REQUEST-ID: abc\r\n\r\n", "abc");
+	one_request("GET / HTTP/1.1\r\nTRACEPARENT: " TP "\r\n\r\n", TRACE);
+	/* the value's case is kept */
+	one_request("GET / HTTP/1.1\r\nX-Request-ID: AbC\r\n\r\n", "AbC");
+}
+
+static void test_value_ows_trimmed(void **state)
+{
+	(void)state;
+	one_request("GET / HTTP/1.1\r\nX-Request-ID:   abc  \r\n\r\n", "abc");
+	one_request("GET / HTTP/1.1\r\nX-Request-ID:abc\r\n\r\n", "abc");
+	one_request("GET / HTTP/1.1\r\nX-Request-ID:\t abc\t \r\n\r\n", "abc");
+	one_request("GET / HTTP/1.1\nX-Request-ID:  abc \n\n", "abc");
+	one_request("GET / HTTP/1.1\r\ntraceparent: \t" TP " \t\r\n\r\n", TRACE);
+}
+
+static void test_precedence(void **state)
+{
+	(void)state;
+	one_request("GET / HTTP/1.1\r\nX-Correlation-ID: corr\r\nX-Request-ID: req\r\n\r\n",
+		    "req");
+	one_request("GET / HTTP/1.1\r\nX-Request-ID: req\r\nX-Correlation-ID: corr\r\n\r\n",
+		    "req");
+	one_request("GET / HTTP/1.1\r\nX-Trace-ID: trc\r\n\r\n", "trc");
+	one_request("GET / HTTP/1.1\r\nX-Correlation-ID: corr\r\n\r\n", "corr");
+	one_request("GET / HTTP/1.1\r\nX-Trace-ID: trc\r\nX-Correlation-ID: corr\r\n\r\n",
+		    "corr");
+	one_request("GET / HTTP/1.1\r\ntraceparent: " TP "\r\nX-Trace-ID: trc\r\n\r\n", "trc");
+	one_request("GET / HTTP/1.1\r\nX-Trace-ID: trc\r\ntraceparent: " TP "\r\n\r\n", "trc");
+	one_request("GET / HTTP/1.1\r\ntraceparent: " TP "\r\nX-Request-ID: req\r\n"
+		    "X-Trace-ID: trc\r\nX-Correlation-ID: corr\r\n\r\n", "req");
+}
+
+static void test_traceparent(void **state)
+{
+	(void)state;
+	one_request("GET / HTTP/1.1\r\ntraceparent: " TP "\r\n\r\n", TRACE);
+	one_request("GET / HTTP/1.1\r\ntraceparent: cc-" TRACE "-00f067aa0ba902b7-01-extra\r\n\r\n",
+		    TRACE);
+	/* invalid traceparent values */
+	one_request("GET / HTTP/1.1\r\ntraceparent: 00-4BF92F3577B34DA6A3CE929D0E0E4736"
+		    "-00f067aa0ba902b7-01\r\n\r\n", NULL);
+	one_request("GET / HTTP/1.1\r\ntraceparent: ff-" TRACE "-00f067aa0ba902b7-01\r\n\r\n",
+		    NULL);
+	one_request("GET / HTTP/1.1\r\ntraceparent: 00-00000000000000000000000000000000"
+		    "-00f067aa0ba902b7-01\r\n\r\n", NULL);
+	one_request("GET / HTTP/1.1\r\ntraceparent: " TP "-x\r\n\r\n", NULL);
+	one_request("GET / HTTP/1.1\r\ntraceparent: garbage\r\n\r\n", NULL);
+	one_request("GET / HTTP/1.1\r\ntraceparent: \r\n\r\n", NULL);
+	/* an invalid traceparent does not hide a valid higher-precedence id */
+	one_request("GET / HTTP/1.1\r\ntraceparent: garbage\r\nX-Trace-ID: trc\r\n\r\n", "trc");
+}
+
+static void test_two_traceparents(void **state)
+{
+	(void)state;
+	one_request("GET / HTTP/1.1\r\ntraceparent: " TP "\r\ntraceparent: " TP "\r\n\r\n",
+		    NULL);
+	one_request("GET / HTTP/1.1\r\ntraceparent: " TP "\r\ntraceparent: garbage\r\n\r\n",
+		    NULL);
+	one_request("GET / HTTP/1.1\r\ntraceparent: garbage\r\ntraceparent: " TP "\r\n\r\n",
+		    NULL);
+	one_request("GET / HTTP/1.1\r\ntraceparent: " TP "\r\nX-Trace-ID: t\r\n"
+		    "traceparent: " TP "\r\n\r\n", "t");
+}
+
+static void test_invalid_request_id_falls_back(void **state)
+{
+	(void)state;
+	one_request("GET / HTTP/1.1\r\nX-Request-ID: a b\r\nX-Correlation-ID: corr\r\n\r\n",
+		    "corr");
+	one_request("GET / HTTP/1.1\r\nX-Request-ID: a\"b\r\nX-Trace-ID: trc\r\n\r\n", "trc");
+	one_request("GET / HTTP/1.1\r\nX-Request-ID: a b\r\ntraceparent: " TP "\r\n\r\n", TRACE);
+	one_request("GET / HTTP/1.1\r\nX-Request-ID: a b\r\n\r\n", NULL);
+	one_request("GET / HTTP/1.1\r\nX-Request-ID: a\"b\r\n\r\n", NULL);
+	one_request("GET / HTTP/1.1\r\nX-Request-ID: a=b\r\n\r\n", NULL);
+	one_request("GET / HTTP/1.1\r\nX-Request-ID: a,b\r\n\r\n", NULL);
+	one_request("GET / HTTP/1.1\r\nX-Request-ID: \xc3\xa9\r\n\r\n", NULL);
+	one_request("GET / HTTP/1.1\r\nX-Request-ID: \r\n\r\n", NULL);
+	one_request("GET / HTTP/1.1\r\nX-Request-ID:\r\nX-Correlation-ID: c\r\n\r\n", "c");
+	one_request("GET / HTTP/1.1\r\nX-Request-ID: a\"b\r\nX-Correlation-ID: a b\r\n"
+		    "X-Trace-ID: {x}\r\n\r\n", NULL);
+}
+
+static void test_id_length_limits(void **state)
+{
+	(void)state;
+	char id128[129], id129[130], req[512];
+	memset(id128, 'a', 128);
+	id128[128] = '\0';
+	memset(id129, 'b', 129);
+	id129[129] = '\0';
+
+	snprintf(req, sizeof req, "GET / HTTP/1.1\r\nX-Request-ID: %s\r\n\r\n", id128);
+	one_request(req, id128);
+	snprintf(req, sizeof req, "GET / HTTP/1.1\r\nX-Request-ID: %s\r\n\r\n", id129);
+	one_request(req, NULL);
+	snprintf(req, sizeof req,
+		 "GET / HTTP/1.1\r\nX-Request-ID: %s\r\nX-Correlation-ID: ok\r\n\r\n", id129);
+	one_request(req, "ok");
+	/* a too-long id byte-wise */
+	snprintf(req, sizeof req, "GET / HTTP/1.1\r\nX-Request-ID: %s\r\n\r\n", id129);
+	expect_split_invariant(req, strlen(req), 1, 1, NULL);
+}
+
+static void test_id_128_with_trailing_ows(void **state)
+{
+	(void)state;
+	/* OWS is not part of the value, so it does not count toward the
+	 * 128-byte limit */
+	char id128[129], req[512];
+	memset(id128, 'a', 128);
+	id128[128] = '\0';
+	snprintf(req, sizeof req, "GET / HTTP/1.1\r\nX-Request-ID: %s \r\n\r\n", id128);
+	one_request(req, id128);
+	snprintf(req, sizeof req, "GET / HTTP/1.1\r\nX-Request-ID:   %s\t  \r\n\r\n", id128);
+	one_request(req, id128);
+	snprintf(req, sizeof req, "GET / HTTP/1.1\r\ntraceparent: cc-" TRACE
+		 "-00f067aa0ba902b7-01-%s \r\n\r\n", "x");
+	one_request(req, TRACE);
+}
+
+static void test_huge_values(void **state)
+{
+	(void)state;
+	enum { BIG = 10000 };
+	char *req = malloc(BIG + 256);
+	assert_non_null(req);
+
+	/* a huge non-id header is fine */
+	int n = sprintf(req, "GET / HTTP/1.1\r\nCookie: ");
+	memset(req + n, 'c', BIG);
+	n += BIG;
+	n += sprintf(req + n, "\r\nX-Request-ID: abc\r\n\r\n");
+	one_request(req, "abc");
+	expect_split_invariant(req, (size_t)n, 1, 1, "abc");
+
+	/* a huge X-Request-ID is rejected */
+	n = sprintf(req, "GET / HTTP/1.1\r\nX-Request-ID: ");
+	memset(req + n, 'a', BIG);
+	n += BIG;
+	n += sprintf(req + n, "\r\n\r\n");
+	one_request(req, NULL);
+	struct totals t;
+	feed_steps(req, (size_t)n, 1, &t);
+	expect_totals(&t, 1, 1, NULL);
+
+	/* ... and falls back */
+	n = sprintf(req, "GET / HTTP/1.1\r\nX-Request-ID: ");
+	memset(req + n, 'a', BIG);
+	n += BIG;
+	n += sprintf(req + n, "\r\nX-Correlation-ID: corr\r\n\r\n");
+	one_request(req, "corr");
+	free(req);
+}
+
+static void test_custom_headers(void **state)
+{
+	(void)state;
+	struct http_feed_result r;
+	init_with_headers("X-My-ID");
+	feed_str("GET / HTTP/1.1\r\nX-Request-ID: std\r\ntraceparent: " TP "\r\n"
+		 "X-My-ID: mine\r\n\r\n", &r);
+	expect_result(&r, 1, 1, "mine");
+	feed_str("GET / HTTP/1.1\r\nX-Request-ID: std\r\ntraceparent: " TP "\r\n\r\n", &r);
+	expect_result(&r, 1, 1, NULL);
+
+	init_with_headers("traceparent, X-Request-ID");
+	feed_str("GET / HTTP/1.1\r\nX-Request-ID: std\r\ntraceparent: " TP "\r\n\r\n", &r);
+	expect_result(&r, 1, 1, TRACE);
+	feed_str("GET / HTTP/1.1\r\nX-Request-ID: std\r\ntraceparent: bad\r\n\r\n", &r);
+	expect_result(&r, 1, 1, "std");
+}
+
+/* ---- line endings, splits ---------------------------------------------- */
+
+static void test_line_endings(void **state)
+{
+	(void)state;
+	one_request("GET / HTTP/1.1\nX-Request-ID: abc\n\n", "abc");
+	one_request("GET / HTTP/1.1\r\nHost: x\nX-Request-ID: abc\r\n\n", "abc");
+	one_request("GET / HTTP/1.1\nHost: x\r\nX-Request-ID: abc\n\r\n", "abc");
+	const char *lf = "GET / HTTP/1.1\nHost: x\nX-Request-ID: abc\n\n";
+	expect_split_invariant(lf, strlen(lf), 1, 1, "abc");
+}
+
+static void test_first_byte_starts_request(void **state)
+{
+	(void)state;
+	struct http_feed_result r;
+	init_default();
+	feed_str("G", &r);
+	expect_result(&r, 1, 0, NULL);
+	feed_str("ET / HTTP/1.1\r\nX-Request-ID: abc\r\n", &r);
+	expect_result(&r, 0, 0, NULL);
+	/* The block ends with this CRLF; completion may be reported on the CR
+	 * or on the LF, but exactly once, with the id. */
+	struct http_feed_result r2;
+	feed_str("\r", &r);
+	feed_str("\n", &r2);
+	assert_int_equal(r.requests_started + r2.requests_started, 0);
+	assert_int_equal(r.headers_completed + r2.headers_completed, 1);
+	assert_false(r.not_http || r.desync || r2.not_http || r2.desync);
+	if (r.headers_completed)
+		expect_id(r.id_len, r.id, "abc");
+	else
+		expect_id(r2.id_len, r2.id, "abc");
+	feed_str("P", &r);
+	expect_result(&r, 1, 0, NULL);
+	feed_str("OST / HTTP/1.1\r\n\r\n", &r);
+	expect_result(&r, 0, 1, NULL);
+	/* an empty feed reports nothing */
+	feed("", 0, &r);
+	expect_nothing(&r);
+}
+
+static void test_bytewise_simple(void **state)
+{
+	(void)state;
+	const char *req = "GET / HTTP/1.1\r\nHost: x\r\nX-Request-ID: abc\r\n\r\n";
+	expect_split_invariant(req, strlen(req), 1, 1, "abc");
+	const char *tp = "GET / HTTP/1.1\r\ntraceparent:  " TP " \r\n\r\n";
+	expect_split_invariant(tp, strlen(tp), 1, 1, TRACE);
+	const char *prec = "GET / HTTP/1.1\r\nX-Trace-ID: t\r\nX-Request-ID: r\r\n"
+			   "X-Correlation-ID: c\r\n\r\n";
+	expect_split_invariant(prec, strlen(prec), 1, 1, "r");
+}
+
+static const char composite[] =
+	"GET /a HTTP/1.1\r\nHost: x\r\nX-Request-ID: first\r\n\r\n"
+	"POST /b HTTP/1.1\r\nContent-Length: 18\r\nX-Correlation-ID: second\r\n\r\n"
+	"GET / HTTP/1.1\r\n\r\n"
+	"POST /c HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\ntraceparent: " TP "\r\n\r\n"
+	"12;ext=\"q\"\r\nGET / HTTP/1.1\r\n\r\n\r\n"
+	"A\r\n0123456789\r\n"
+	"0\r\nX-Trailer: GET / HTTP/1.1\r\n\r\n"
+	"GET /d HTTP/1.0\nX-Trace-ID: fourth\n\n";
+
+static void test_composite_stream_splits(void **state)
+{
+	(void)state;
+	expect_split_invariant(composite, sizeof composite - 1, 4, 4, "fourth");
+}
+
+static void test_composite_stream_ids(void **state)
+{
+	(void)state;
+	/* fed request by request, each gets its own id */
+	static const char *const parts[] = {
+		"GET /a HTTP/1.1\r\nHost: x\r\nX-Request-ID: first\r\n\r\n",
+		"POST /b HTTP/1.1\r\nContent-Length: 18\r\nX-Correlation-ID: second\r\n\r\n",
+		"GET / HTTP/1.1\r\n\r\n",
+		"POST /c HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\ntraceparent: " TP "\r\n\r\n",
+		"12;ext=\"q\"\r\nGET / HTTP/1.1\r\n\r\n\r\nA\r\n0123456789\r\n"
+		"0\r\nX-Trailer: GET / HTTP/1.1\r\n\r\n",
+		"GET /d HTTP/1.0\nX-Trace-ID: fourth\n\n",
+	};
+	struct http_feed_result r;
+	init_default();
+	feed_str(parts[0], &r);
+	expect_result(&r, 1, 1, "first");
+	feed_str(parts[1], &r);
+	expect_result(&r, 1, 1, "second");
+	feed_str(parts[2], &r);
+	expect_result(&r, 0, 0, NULL);
+	feed_str(parts[3], &r);
+	expect_result(&r, 1, 1, TRACE);
+	feed_str(parts[4], &r);
+	expect_result(&r, 0, 0, NULL);
+	feed_str(parts[5], &r);
+	expect_result(&r, 1, 1, "fourth");
+}
+
+/* ---- bodies ------------------------------------------------------------ */
+
+static void test_content_length_body_skipped(void **state)
+{
+	(void)state;
+	struct http_feed_result r;
+	init_default();
+	feed_str("POST / HTTP/1.1\r\nContent-Length: 18\r\nX-Request-ID: p\r\n\r\n"
+		 "GET / HTTP/1.1\r\n\r\n", &r);
+	expect_result(&r, 1, 1, "p");
+	feed_str("GET /next HTTP/1.1\r\nX-Request-ID: n\r\n\r\n", &r);
+	expect_result(&r, 1, 1, "n");
+
+	/* header name case-insensitive, Content-Length 0 */
+	init_default();
+	feed_str("POST / HTTP/1.1\r\ncontent-length:  18 \r\n\r\nGET / HTTP/1.1\r\n\r\n"
+		 "POST / HTTP/1.1\r\nCONTENT-LENGTH: 0\r\n\r\n"
+		 "GET / HTTP/1.1\r\nX-Request-ID: z\r\n\r\n", &r);
+	expect_result(&r, 3, 3, "z");
+}
+
+static void test_large_body_in_pieces(void **state)
+{
+	(void)state;
+	struct http_feed_result r;
+	init_default();
+	feed_str("PUT /up HTTP/1.1\r\nContent-Length: 100000\r\nX-Request-ID: up\r\n\r\n", &r);
+	expect_result(&r, 1, 1, "up");
+	static const char pat[] = "GET / HTTP/1.1\r\nX-Request-ID: no\r\n\r\n";
+	char chunk[1000];
+	for (size_t i = 0; i < sizeof chunk; i++)
+		chunk[i] = pat[i % (sizeof pat - 1)];
+	for (int i = 0; i < 100; i++) {
+		feed(chunk, sizeof chunk, &r);
+		expect_result(&r, 0, 0, NULL);
+	}
+	feed_str("GET / HTTP/1.1\r\nX-Request-ID: after\r\n\r\n", &r);
+	expect_result(&r, 1, 1, "after");
+}
+
+static void test_chunked_body_skipped(void **state)
+{
+	(void)state;
+	struct http_feed_result r;
+	init_default();
+	feed_str("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nX-Request-ID: c1\r\n\r\n"
+		 "12;name=value;other\r\nGET / HTTP/1.1\r\n\r\n\r\n"
+		 "0005\r\nhello\r\n"
+		 "18\r\nGET / HTTP/1.1\r\nX: y\r\n\r\n\r\n"
+		 "0;last=1\r\nTrailer-One: a\r\nTrailer-Two: GET / HTTP/1.1\r\n\r\n"
+		 "GET /next HTTP/1.1\r\nX-Request-ID: nxt\r\n\r\n", &r);
+	expect_result(&r, 2, 2, "nxt");
+
+	/* no trailers, bare LF */
+	init_default();
+	feed_str("POST / HTTP/1.1\nTransfer-Encoding: chunked\n\n"
+		 "12\nGET / HTTP/1.1\r\n\r\n\n0\n\n"
+		 "GET /next HTTP/1.1\nX-Request-ID: nxt\n\n", &r);
+	expect_result(&r, 2, 2, "nxt");
+
+	/* in separate calls */
+	init_default();
+	feed_str("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nX-Request-ID: c1\r\n\r\n", &r);
+	expect_result(&r, 1, 1, "c1");
+	feed_str("12\r\nGET / HTTP/1.1\r\n\r\n\r\n", &r);
+	expect_result(&r, 0, 0, NULL);
+	feed_str("0\r\n", &r);
+	expect_result(&r, 0, 0, NULL);
+	feed_str("X-T: GET / HTTP/1.1\r\n", &r);
+	expect_result(&r, 0, 0, NULL);
+	feed_str("\r\n", &r);
+	expect_result(&r, 0, 0, NULL);
+	feed_str("GET / HTTP/1.1\r\n\r\n", &r);
+	expect_result(&r, 1, 1, NULL);
+}
+
+static void test_transfer_encoding_list(void **state)
+{
+	(void)state;
+	struct http_feed_result r;
+	init_default();
+	feed_str("POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"
+		 "12\r\nGET / HTTP/1.1\r\n\r\n\r\n0\r\n\r\n"
+		 "GET / HTTP/1.1\r\nX-Request-ID: b\r\n\r\n", &r);
+	expect_result(&r, 2, 2, "b");
+}
+
+static void test_chunked_overrides_content_length(void **state)
+{
+	(void)state;
+	/* RFC 7230 3.3.3: Transfer-Encoding overrides Content-Length */
+	struct http_feed_result r;
+	init_default();
+	feed_str("POST / HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
+		 "12\r\nGET / HTTP/1.1\r\n\r\n\r\n0\r\n\r\n"
+		 "GET / HTTP/1.1\r\nX-Request-ID: b\r\n\r\n", &r);
+	expect_result(&r, 2, 2, "b");
+}
+
+static void test_long_future_traceparent(void **state)
+{
+	(void)state;
+	/* a future-version traceparent longer than the id buffer is still
+	 * valid: only the first 55 chars and the '-' after them matter */
+	char req[600];
+	char tail[300];
+	memset(tail, 'z', sizeof tail - 1);
+	tail[sizeof tail - 1] = '\0';
+	snprintf(req, sizeof req, "GET / HTTP/1.1\r\ntraceparent: cc-" TRACE
+		 "-00f067aa0ba902b7-01-%s\r\n\r\n", tail);
+	one_request(req, TRACE);
+}
+
+static void test_transfer_encoding_case_insensitive(void **state)
+{
+	(void)state;
+	/* RFC 7230 4: transfer-coding names are case-insensitive */
+	struct http_feed_result r;
+	init_default();
+	feed_str("POST / HTTP/1.1\r\ntransfer-encoding: Chunked\r\n\r\n"
+		 "12\r\nGET / HTTP/1.1\r\n\r\n\r\n0\r\n\r\n"
+		 "GET / HTTP/1.1\r\nX-Request-ID: b\r\n\r\n", &r);
+	expect_result(&r, 2, 2, "b");
+}
+
+/* ---- pipelining and keep-alive ----------------------------------------- */
+
+static void test_pipelined(void **state)
+{
+	(void)state;
+	struct http_feed_result r;
+	init_default();
+	feed_str("GET /1 HTTP/1.1\r\nX-Request-ID: a\r\n\r\n"
+		 "GET /2 HTTP/1.1\r\nX-Request-ID: b\r\n\r\n"
+		 "GET /3 HTTP/1.1\r\nX-Request-ID: c\r\n\r\n", &r);
+	expect_result(&r, 3, 3, "c");
+
+	/* the id is the last request's, even if it has none */
+	init_default();
+	feed_str("GET /1 HTTP/1.1\r\nX-Request-ID: a\r\n\r\n"
+		 "GET /2 HTTP/1.1\r\nX-Request-ID: b\r\n\r\n"
+		 "GET /3 HTTP/1.1\r\n\r\n", &r);
+	expect_result(&r, 3, 3, NULL);
+
+	/* third request only begun */
+	init_default();
+	feed_str("GET /1 HTTP/1.1\r\nX-Request-ID: a\r\n\r\n"
+		 "GET /2 HTTP/1.1\r\nX-Request-ID: b\r\n\r\n"
+		 "GET /3 HTTP/1.1\r\nX-Req", &r);
+	expect_result(&r, 3, 2, "b");
+	feed_str("uest-ID: c\r\n\r\n", &r);
+	expect_result(&r, 0, 1, "c");
+}
+
+static void test_keep_alive_no_leak(void **state)
+{
+	(void)state;
+	struct http_feed_result r;
+	init_default();
+	feed_str("GET /1 HTTP/1.1\r\nX-Request-ID: abc\r\n\r\n", &r);
+	expect_result(&r, 1, 1, "abc");
+	feed_str("GET /2 HTTP/1.1\r\nHost: x\r\n\r\n", &r);
+	expect_result(&r, 1, 1, NULL);
+	feed_str("GET /3 HTTP/1.1\r\nX-Correlation-ID: xyz\r\n\r\n", &r);
+	expect_result(&r, 1, 1, "xyz");
+	feed_str("GET /4 HTTP/1.1\r\ntraceparent: " TP "\r\n\r\n", &r);
+	expect_result(&r, 1, 1, TRACE);
+	feed_str("GET /5 HTTP/1.1\r\n\r\n", &r);
+	expect_result(&r, 1, 1, NULL);
+	/* a traceparent seen once in each of two requests is not "two" */
+	feed_str("GET /6 HTTP/1.1\r\ntraceparent: " TP "\r\n\r\n", &r);
+	expect_result(&r, 1, 1, TRACE);
+	/* a longer id followed by a shorter one */
+	feed_str("GET /7 HTTP/1.1\r\nX-Request-ID: longer-id-value\r\n\r\n", &r);
+	expect_result(&r, 1, 1, "longer-id-value");
+	feed_str("GET /8 HTTP/1.1\r\nX-Request-ID: s\r\n\r\n", &r);
+	expect_result(&r, 1, 1, "s");
+}
+
+static void test_empty_lines_before_request(void **state)
+{
+	(void)state;
+	struct http_feed_result r;
+	init_default();
+	feed_str("\r\n", &r);
+	expect_result(&r, 0, 0, NULL);
+	feed_str("\r\nGET / HTTP/1.1\r\nX-Request-ID: abc\r\n\r\n", &r);
+	expect_result(&r, 1, 1, "abc");
+	/* between keep-alive requests */
+	feed_str("\r\nGET / HTTP/1.1\r\nX-Request-ID: def\r\n\r\n", &r);
+	expect_result(&r, 1, 1, "def");
+
+	one_request("\n\nGET / HTTP/1.1\nX-Request-ID: abc\n\n", "abc");
+	one_request("\r\n\r\nGET / HTTP/1.1\r\nX-Request-ID: abc\r\n\r\n", "abc");
+}
+
+/* ---- obs-fold ---------------------------------------------------------- */
+
+static void test_obs_fold(void **state)
+{
+	(void)state;
+	struct http_feed_result r;
+	init_default();
+	feed_str("GET / HTTP/1.1\r\nX-Request-ID: abc\r\n continued\r\n\r\n", &r);
+	expect_result(&r, 1, 1, NULL);
+	/* the next request is unaffected */
+	feed_str("GET / HTTP/1.1\r\nX-Request-ID: def\r\n\r\n", &r);
+	expect_result(&r, 1, 1, "def");
+
+	/* a fold on another header taints the whole request */
+	one_request("GET / HTTP/1.1\r\nX-Other: a\r\n\tb\r\nX-Request-ID: abc\r\n\r\n", NULL);
+	one_request("GET / HTTP/1.1\r\nX-Request-ID: abc\r\nX-Other: a\r\n  b\r\n\r\n", NULL);
+}
+
+/* ---- not HTTP ---------------------------------------------------------- */
+
+static void expect_not_http(const char *buf, size_t len)
+{
+	struct http_feed_result r;
+	init_default();
+	feed(buf, len, &r);
+	if (!r.not_http) {
+		char shown[80];
+		snprintf(shown, sizeof shown, "%.*s", (int)(len < 60 ? len : 60), buf);
+		fail_msg("not reported as not HTTP: \"%s\"", shown);
+	}
+	assert_false(r.desync);
+	assert_int_equal(r.headers_completed, 0);
+	assert_int_equal(r.id_len, 0);
+	assert_true(http_parser_stopped(&g_p));
+	/* later calls report nothing */
+	feed_str("GET / HTTP/1.1\r\nX-Request-ID: abc\r\n\r\n", &r);
+	expect_nothing(&r);
+	assert_true(http_parser_stopped(&g_p));
+	feed_str("\r\n", &r);
+	expect_nothing(&r);
+
+	/* byte-wise: not_http reported in exactly one call, never desync */
+	struct totals t;
+	feed_steps(buf, len, 1, &t);
+	assert_int_equal(t.not_http_calls, 1);
+	assert_int_equal(t.desync_calls, 0);
+	assert_int_equal(t.completed, 0);
+	assert_true(http_parser_stopped(&g_p));
+}
+
+static void test_not_http(void **state)
+{
+	(void)state;
+	static const char tls[] = "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03";
+	expect_not_http(tls, sizeof tls - 1);
+	static const char ssh[] = "SSH-2.0-OpenSSH_9.6\r\n";
+	expect_not_http(ssh, sizeof ssh - 1);
+	expect_not_http("hello\n", 6);
+	expect_not_http("\x00\x01\x02", 3);
+	expect_not_http("GET / HTTP/2.0\r\n\r\n", 18);
+	static const char pri[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+	expect_not_http(pri, sizeof pri - 1);
+	static const char http09[] = "GET /\r\n";
+	expect_not_http(http09, sizeof http09 - 1);
+	static const char badver[] = "GET / FOO/1.1\r\n\r\n";
+	expect_not_http(badver, sizeof badver - 1);
+}
+
+static void test_method_length(void **state)
+{
+	(void)state;
+	char req[128];
+	/* 32 chars: still a method */
+	snprintf(req, sizeof req, "%s / HTTP/1.1\r\nX-Request-ID: abc\r\n\r\n",
+		 "ABCDEFGHIJKLMNOPQRSTUVWXYZABCDEF");
+	one_request(req, "abc");
+	/* 33 chars: not HTTP */
+	snprintf(req, sizeof req, "%s / HTTP/1.1\r\nX-Request-ID: abc\r\n\r\n",
+		 "ABCDEFGHIJKLMNOPQRSTUVWXYZABCDEFG");
+	expect_not_http(req, strlen(req));
+	/* a long method without a space, e.g. a binary or text protocol */
+	char longm[200];
+	memset(longm, 'A', sizeof longm);
+	expect_not_http(longm, sizeof longm);
+}
+
+static void test_desync_after_request(void **state)
+{
+	(void)state;
+	struct http_feed_result r;
+	init_default();
+	feed_str("GET / HTTP/1.1\r\n\r\n", &r);
+	expect_result(&r, 1, 1, NULL);
+	assert_false(http_parser_stopped(&g_p));
+	feed("\x00\x01garbage", 9, &r);
+	assert_true(r.desync);
+	assert_false(r.not_http);
+	assert_int_equal(r.headers_completed, 0);
+	assert_int_equal(r.id_len, 0);
+	assert_true(http_parser_stopped(&g_p));
+	feed_str("GET / HTTP/1.1\r\nX-Request-ID: abc\r\n\r\n", &r);
+	expect_nothing(&r);
+
+	/* in one buffer */
+	init_default();
+	static const char both[] = "GET / HTTP/1.1\r\nX-Request-ID: a\r\n\r\n\x00\x01garbage";
+	feed(both, sizeof both - 1, &r);
+	assert_int_equal(r.requests_started, 1);
+	assert_int_equal(r.headers_completed, 1);
+	assert_true(r.desync);
+	assert_false(r.not_http);
+	assert_true(http_parser_stopped(&g_p));
+
+	/* garbage in place of a second request line (HTTP/2.0 version) */
+	init_default();
+	feed_str("GET / HTTP/1.1\r\n\r\n", &r);
+	feed_str("GET / HTTP/2.0\r\n\r\n", &r);
+	assert_true(r.desync);
+	assert_false(r.not_http);
+	assert_int_equal(r.headers_completed, 0);
+	assert_true(http_parser_stopped(&g_p));
+}
+
+static void test_stopped_initially_false(void **state)
+{
+	(void)state;
+	init_default();
+	assert_false(http_parser_stopped(&g_p));
+	struct http_feed_result r;
+	feed("", 0, &r);
+	expect_nothing(&r);
+	assert_false(http_parser_stopped(&g_p));
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_simple_get),
+		cmocka_unit_test(test_no_id_headers),
+		cmocka_unit_test(test_header_name_case),
+		cmocka_unit_test(test_value_ows_trimmed),
+		cmocka_unit_test(test_precedence),
+		cmocka_unit_test(test_traceparent),
+		cmocka_unit_test(test_two_traceparents),
+		cmocka_unit_test(test_invalid_request_id_falls_back),
+		cmocka_unit_test(test_id_length_limits),
+		cmocka_unit_test(test_id_128_with_trailing_ows),
+		cmocka_unit_test(test_huge_values),
+		cmocka_unit_test(test_custom_headers),
+		cmocka_unit_test(test_line_endings),
+		cmocka_unit_test(test_first_byte_starts_request),
+		cmocka_unit_test(test_bytewise_simple),
+		cmocka_unit_test(test_composite_stream_splits),
+		cmocka_unit_test(test_composite_stream_ids),
+		cmocka_unit_test(test_content_length_body_skipped),
+		cmocka_unit_test(test_large_body_in_pieces),
+		cmocka_unit_test(test_chunked_body_skipped),
+		cmocka_unit_test(test_transfer_encoding_list),
+		cmocka_unit_test(test_transfer_encoding_case_insensitive),
+		cmocka_unit_test(test_chunked_overrides_content_length),
+		cmocka_unit_test(test_long_future_traceparent),
+		cmocka_unit_test(test_pipelined),
+		cmocka_unit_test(test_keep_alive_no_leak),
+		cmocka_unit_test(test_empty_lines_before_request),
+		cmocka_unit_test(test_obs_fold),
+		cmocka_unit_test(test_not_http),
+		cmocka_unit_test(test_method_length),
+		cmocka_unit_test(test_desync_after_request),
+		cmocka_unit_test(test_stopped_initially_false),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

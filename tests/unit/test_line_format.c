@@ -1,0 +1,788 @@
+/*
+ * test_line_format.c - unit tests for shim/line_format.c: json_escape()
+ * (control chars, UTF-8 pass-through, invalid UTF-8 as \udcXX),
+ * json_is_object_line(), line_format() in the json, prefix and logfmt styles
+ * with and without an id, and line_format_bound() against random input.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "line_format.h"
+
+/* ---- helpers ----------------------------------------------------------- */
+
+static const struct line_style style_json = { FORMAT_JSON, "request_id", 10 };
+static const struct line_style style_prefix = { FORMAT_PREFIX, "request_id", 10 };
+static const struct line_style style_logfmt = { FORMAT_LOGFMT, "request_id", 10 };
+
+/* Prints bytes with C escapes for failure messages. */
+static void print_bytes(const char *label, const char *s, size_t n)
+{
+	char buf[4096];
+	size_t o = 0;
+	for (size_t i = 0; i < n && o + 8 < sizeof buf; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (c >= 0x20 && c < 0x7f && c != '\\')
+			buf[o++] = (char)c;
+		else
+			o += (size_t)snprintf(buf + o, sizeof buf - o, "\\x%02x", c);
+	}
+	buf[o] = '\0';
+	print_error("%s (%zu bytes): %s\n", label, n, buf);
+}
+
+static void assert_bytes(const char *got, size_t got_len, const char *want, size_t want_len)
+{
+	if (got_len != want_len || memcmp(got, want, want_len) != 0) {
+		print_bytes("expected", want, want_len);
+		print_bytes("actual  ", got, got_len);
+		fail();
+	}
+}
+
+/* Runs line_format into a heap buffer of exactly line_format_bound() bytes
+ * (so ASan catches any overrun) and checks the result against want. */
+static void check_fmt_n(const struct line_style *st, const char *id, size_t id_len,
+			const char *line, size_t len, const char *want, size_t want_len)
+{
+	size_t bound = line_format_bound(st, len, id_len);
+	char *out = malloc(bound ? bound : 1);
+	assert_non_null(out);
+	size_t n = line_format(st, id, id_len, line, len, out);
+	if (n > bound)
+		fail_msg("line_format returned %zu > bound %zu", n, bound);
+	if (n != want_len || memcmp(out, want, want_len) != 0)
+		print_bytes("input   ", line, len);
+	assert_bytes(out, n, want, want_len);
+	free(out);
+}
+
+static void check_fmt(const struct line_style *st, const char *id, const char *line,
+		      const char *want)
+{
+	check_fmt_n(st, id, id ? strlen(id) : 0, line, strlen(line), want, strlen(want));
+}
+
+static void check_escape_n(const char *in, size_t len, const char *want, size_t want_len)
+{
+	char *out = malloc(6 * len + 1);
+	assert_non_null(out);
+	size_t n = json_escape(in, len, out);
+	assert_true(n <= 6 * len);
+	if (n != want_len || memcmp(out, want, want_len) != 0)
+		print_bytes("input   ", in, len);
+	assert_bytes(out, n, want, want_len);
+	free(out);
+}
+
+static void check_escape(const char *in, const char *want)
+{
+	check_escape_n(in, strlen(in), want, strlen(want));
+}
+
+static void expect_object(const char *s, bool want)
+{
+	if (json_is_object_line(s, strlen(s)) != want) {
+		print_bytes("line", s, strlen(s));
+		fail_msg("json_is_object_line expected %s", want ? "true" : "false");
+	}
+}
+
+/* Reference escaper: Unicode Table 3-7 well-formed sequences pass through,
+ * every byte of anything else becomes \udcXX. */
+static size_t utf8_valid_len(const unsigned char *s, size_t n)
+{
+	unsigned char c = s[0];
+	size_t need;
+	unsigned char lo = 0x80, hi = 0xbf;
+	if (c >= 0xc2 && c <= 0xdf) need = 2;
+	else if (c == 0xe0) { need = 3; lo = 0xa0; }
+	else if (c >= 0xe1 && c <= 0xec) need = 3;
+	else if (c == 0xed) { need = 3; hi = 0x9f; }
+	else if (c >= 0xee && c <= 0xef) need = 3;
+	else if (c == 0xf0) { need = 4; lo = 0x90; }
+	else if (c >= 0xf1 && c <= 0xf3) need = 4;
+	else if (c == 0xf4) { need = 4; hi = 0x8f; }
+	else return 0;
+	if (n < need)
+		return 0;
+	if (s[1] < lo || s[1] > hi)
+		return 0;
+	for (size_t i = 2; i < need; i++)
+		if (s[i] < 0x80 || s[i] > 0xbf)
+			return 0;
+	return need;
+}
+
+static size_t ref_escape(const char *in, size_t len, char *out)
+{
+	const unsigned char *s = (const unsigned char *)in;
+	size_t o = 0;
+	for (size_t i = 0; i < len;) {
+		unsigned char c = s[i];
+		if (c < 0x80) {
+			switch (c) {
+			case '"': out[o++] = '\\'; out[o++] = '"'; break;
+			case '\\': out[o++] = '\\'; out[o++] = '\\'; break;
+			case '\n': out[o++] = '\\'; out[o++] = 'n'; break;
+			case '\r': out[o++] = '\\'; out[o++] = 'r'; break;
+			case '\t': out[o++] = '\\'; out[o++] = 't'; break;
+			case '\b': out[o++] = '\\'; out[o++] = 'b'; break;
+			case '\f': out[o++] = '\\'; out[o++] = 'f'; break;
+			default:
+				if (c < 0x20 || c == 0x7f)
+					o += (size_t)sprintf(out + o, "\\u%04x", c);
+				else
+					out[o++] = (char)c;
+			}
+			i++;
+			continue;
+		}
+		size_t v = utf8_valid_len(s + i, len - i);
+		if (v) {
+			memcpy(out + o, s + i, v);
+			o += v;
+			i += v;
+		} else {
+			o += (size_t)sprintf(out + o, "\\udc%02x", c);
+			i++;
+		}
+	}
+	return o;
+}
+
+/* ---- json_escape ------------------------------------------------------- */
+
+static void test_escape_ascii(void **state)
+{
+	(void)state;
+	check_escape("", "");
+	check_escape("hello world", "hello world");
+	check_escape("\"", "\\\"");
+	check_escape("\\", "\\\\");
+	check_escape("\n", "\\n");
+	check_escape("\r", "\\r");
+	check_escape("\t", "\\t");
+	check_escape("\b", "\\b");
+	check_escape("\f", "\\f");
+	check_escape("\x01", "\\u0001");
+	check_escape("\x0b", "\\u000b");
+	check_escape("\x1b[0m", "\\u001b[0m");
+	check_escape("\x1f", "\\u001f");
+	check_escape("\x7f", "\\u007f");
+	check_escape("a\"b\\c\nd", "a\\\"b\\\\c\\nd");
+	check_escape_n("\0", 1, "\\u0000", 6);
+	check_escape_n("a\0b", 3, "a\\u0000b", 8);
+	check_escape(" !#$%&'()*+,-./09:;<=>?@AZ[]^_`az{|}~",
+		     " !#$%&'()*+,-./09:;<=>?@AZ[]^_`az{|}~");
+}
+
+static void test_escape_all_ascii_bytes(void **state)
+{
+	(void)state;
+	for (int c = 0; c < 0x80; c++) {
+		char in = (char)c, want[8];
+		size_t wn = ref_escape(&in, 1, want);
+		check_escape_n(&in, 1, want, wn);
+	}
+}
+
+static void test_escape_valid_utf8(void **state)
+{
+	(void)state;
+	static const char *const ok[] = {
+		"\xc3\xa9",             /* U+00E9 */
+		"\xc2\x80",             /* U+0080 */
+		"\xdf\xbf",             /* U+07FF */
+		"\xe0\xa0\x80",         /* U+0800 */
+		"\xe2\x82\xac",         /* U+20AC */
+		"\xed\x9f\xbf",         /* U+D7FF */
+		"\xee\x80\x80",         /* U+E000 */
+		"\xef\xbf\xbf",         /* U+FFFF */
+		"\xf0\x90\x80\x80",     /* U+10000 */
+		"\xf0\x9f\x98\x80",     /* U+1F600 */
+		"\xf4\x8f\xbf\xbf",     /* U+10FFFF */
+		"caf\xc3\xa9 \xe2\x82\xac 5",
+	};
+	for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++)
+		check_escape(ok[i], ok[i]);
+}
+
+static void test_escape_invalid_utf8(void **state)
+{
+	(void)state;
+	check_escape("\x80", "\\udc80");
+	check_escape("\xbf", "\\udcbf");
+	check_escape("a\x80z", "a\\udc80z");
+	check_escape("\xff", "\\udcff");
+	check_escape("\xfe", "\\udcfe");
+	check_escape("\xc0\x80", "\\udcc0\\udc80");          /* overlong NUL */
+	check_escape("\xc1\xbf", "\\udcc1\\udcbf");          /* overlong */
+	check_escape("\xe0\x80\x80", "\\udce0\\udc80\\udc80"); /* overlong */
+	check_escape("\xe0\x9f\xbf", "\\udce0\\udc9f\\udcbf"); /* overlong */
+	check_escape("\xed\xa0\x80", "\\udced\\udca0\\udc80"); /* surrogate */
+	check_escape("\xed\xbf\xbf", "\\udced\\udcbf\\udcbf"); /* surrogate */
+	check_escape("\xf0\x80\x80\x80", "\\udcf0\\udc80\\udc80\\udc80");
+	check_escape("\xf0\x8f\xbf\xbf", "\\udcf0\\udc8f\\udcbf\\udcbf");
+	check_escape("\xf4\x90\x80\x80", "\\udcf4\\udc90\\udc80\\udc80"); /* > U+10FFFF */
+	check_escape("\xf5\x80\x80\x80", "\\udcf5\\udc80\\udc80\\udc80");
+	check_escape("\xf8\x88\x80\x80\x80", "\\udcf8\\udc88\\udc80\\udc80\\udc80");
+	/* truncated at the end */
+	check_escape("\xc3", "\\udcc3");
+	check_escape("\xe2\x82", "\\udce2\\udc82");
+	check_escape("\xf0\x9f\x98", "\\udcf0\\udc9f\\udc98");
+	check_escape("ok\xf0\x9f", "ok\\udcf0\\udc9f");
+	/* truncated, then more text */
+	check_escape("\xe2\x82" "A", "\\udce2\\udc82A");
+	check_escape("\xc3" " ", "\\udcc3 ");
+	check_escape("\xc3\"", "\\udcc3\\\"");
+	check_escape("\xc3\n", "\\udcc3\\n");
+	/* a bad lead does not swallow the valid sequence that follows */
+	check_escape("\xe2\xc3\xa9", "\\udce2\xc3\xa9");
+	check_escape("\xc3\xc3\xa9", "\\udcc3\xc3\xa9");
+	check_escape("\xe2\x82\xe2\x82\xac", "\\udce2\\udc82\xe2\x82\xac");
+	check_escape("\xf0\x9f\x98" "\xf0\x9f\x98\x80", "\\udcf0\\udc9f\\udc98\xf0\x9f\x98\x80");
+	/* valid then invalid */
+	check_escape("\xc3\xa9\xff", "\xc3\xa9\\udcff");
+	/* continuation after a complete sequence */
+	check_escape("\xc3\xa9\xa9", "\xc3\xa9\\udca9");
+}
+
+static void test_escape_matches_reference_random(void **state)
+{
+	(void)state;
+	srand(20240601);
+	/* bytes biased towards UTF-8 structure so valid and invalid sequences
+	 * both occur often */
+	static const unsigned char pool[] = {
+		'a', ' ', '"', '\\', '\n', 0x01, 0x7f, 0x80, 0x9f, 0xa0, 0xbf, 0xc0,
+		0xc2, 0xc3, 0xdf, 0xe0, 0xe2, 0xed, 0xef, 0xf0, 0xf4, 0xf5, 0xff,
+	};
+	char in[64], want[64 * 6], out[64 * 6];
+	for (int iter = 0; iter < 20000; iter++) {
+		size_t len = (size_t)(rand() % 64);
+		for (size_t i = 0; i < len; i++)
+			in[i] = (rand() & 1) ? (char)pool[rand() % (int)sizeof pool]
+					     : (char)(rand() & 0xff);
+		size_t wn = ref_escape(in, len, want);
+		size_t n = json_escape(in, len, out);
+		if (n != wn || memcmp(out, want, wn) != 0) {
+			print_bytes("input   ", in, len);
+			assert_bytes(out, n, want, wn);
+		}
+	}
+}
+
+/* ---- json_is_object_line ----------------------------------------------- */
+
+static void test_object_line_valid(void **state)
+{
+	(void)state;
+	static const char *const ok[] = {
+		"{}",
+		"{ }",
+		"{\t}",
+		" \t{}\t ",
+		"{}\r",
+		" {} \r",
+		"{\"a\":1}",
+		"{\"a\":1,\"b\":[true,null]}",
+		"{ \"a\" : 1 }",
+		"{ \"a\" : [ 1 , 2 ] , \"b\" : { } }",
+		"{\"a\":{\"b\":{\"c\":[1,2,[3,[]]]}}}",
+		"{\"s\":\"q\\\"q\\\\x\\u00e9\\n\\r\\t\\b\\f\\/\"}",
+		"{\"s\":\"\\uD83D\\uDE00\"}",
+		"{\"s\":\"\\\\\"}",
+		"{\"s\":\"}\"}",
+		"{\"s\":\"{\\\"not\\\":\\\"obj\\\"}\"}",
+		"{\"n\":-1.5e+3}",
+		"{\"n\":0}",
+		"{\"n\":-0}",
+		"{\"n\":0.5}",
+		"{\"n\":1E5}",
+		"{\"n\":1e-7}",
+		"{\"n\":-0.0e0}",
+		"{\"n\":123456789012345678901234567890}",
+		"{\"t\":true,\"f\":false,\"z\":null}",
+		"{\"a\":\"\"}",
+		"{\"\":1}",
+		"{\"a\":1,\"a\":2}",
+		"{\"a\":[]}",
+		"{\"a\":[{}]}",
+		"{\"a\":[[],[[]],{}]}",
+		"{\"\xc3\xa9\":\"\xc3\xbc\xe2\x82\xac\xf0\x9f\x98\x80\"}",
+		"{\"level\":\"info\",\"msg\":\"started\",\"port\":8080}",
+	};
+	for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++)
+		expect_object(ok[i], true);
+}
+
+static void test_object_line_invalid(void **state)
+{
+	(void)state;
+	static const char *const bad[] = {
+		"", " ", "\t", "\r", "[]", "1", "\"s\"", "null", "true",
+		"{", "}", "{{}}", "{foo}", "{a:1}", "{'a':1}", "{1:2}", "{,}",
+		"{\"a\"}", "{\"a\":}", "{\"a\" 1}", "{\"a\":1,}", "{\"a\":1 \"b\":2}",
+		"{\"a\":1}}", "{\"a\":1} trailing", "x{}", "{}x", "{} {}",
+		"{\"a\":1}{\"b\":2}", "{\"a\":\"x", "{\"a\":\"x}", "{\"a\":1",
+		"{\"a\":01}", "{\"a\":1.}", "{\"a\":.5}", "{\"a\":+1}", "{\"a\":-}",
+		"{\"a\":1e}", "{\"a\":1e+}", "{\"a\":--1}", "{\"a\":0x10}",
+		"{\"a\":NaN}", "{\"a\":Infinity}", "{\"a\":undefined}",
+		"{\"a\":tru}", "{\"a\":truee}", "{\"a\":True}", "{\"a\":nul}",
+		"{\"a\":fals}", "{\"a\":[1,]}", "{\"a\":[,1]}", "{\"a\":[1 2]}",
+		"{\"a\":[}", "{\"a\":{]}", "{\"a\":[[[1]]}", "{\"a\":[1]]}",
+		"{\"a\":\"\\x\"}", "{\"a\":\"\\u00g0\"}", "{\"a\":\"\\u00e\"}",
+		"{\"a\":\"\\\"}", "{\"a\":\"x\ty\"}", "{\"a\":\"x\x01y\"}",
+		"{\"a\":'x'}", "{\"a\":1;}",
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+		expect_object(bad[i], false);
+}
+
+static void test_object_line_respects_len(void **state)
+{
+	(void)state;
+	assert_true(json_is_object_line("{}garbage", 2));
+	assert_true(json_is_object_line("{\"a\":1}}", 7));
+	assert_false(json_is_object_line("{\"a\":1}", 6));
+	assert_false(json_is_object_line("{}", 1));
+	assert_false(json_is_object_line("{}", 0));
+	assert_false(json_is_object_line("{\0}", 3));
+}
+
+static void test_object_line_depth(void **state)
+{
+	(void)state;
+	/* moderate nesting of arrays and objects is fine */
+	char buf[512];
+	size_t o = 0;
+	o += (size_t)sprintf(buf + o, "{\"a\":");
+	for (int i = 0; i < 20; i++)
+		buf[o++] = '[';
+	for (int i = 0; i < 20; i++)
+		buf[o++] = ']';
+	buf[o++] = '}';
+	buf[o] = '\0';
+	expect_object(buf, true);
+
+	o = 0;
+	for (int i = 0; i < 20; i++)
+		o += (size_t)sprintf(buf + o, "{\"k\":");
+	o += (size_t)sprintf(buf + o, "{}");
+	for (int i = 0; i < 20; i++)
+		buf[o++] = '}';
+	buf[o] = '\0';
+	expect_object(buf, true);
+
+	/* unbalanced deep nesting is not an object */
+	o = 0;
+	o += (size_t)sprintf(buf + o, "{\"a\":");
+	for (int i = 0; i < 20; i++)
+		buf[o++] = '[';
+	for (int i = 0; i < 19; i++)
+		buf[o++] = ']';
+	buf[o++] = '}';
+	buf[o] = '\0';
+	expect_object(buf, false);
+
+	/* absurd nesting must not crash (result may be either) and still
+	 * formats within the bound */
+	enum { DEEP = 200000 };
+	char *deep = malloc(2 * DEEP + 16);
+	assert_non_null(deep);
+	o = 0;
+	o += (size_t)sprintf(deep + o, "{\"a\":");
+	for (int i = 0; i < DEEP; i++)
+		deep[o++] = '[';
+	for (int i = 0; i < DEEP; i++)
+		deep[o++] = ']';
+	deep[o++] = '}';
+	(void)json_is_object_line(deep, o);
+	size_t bound = line_format_bound(&style_json, o, 3);
+	char *out = malloc(bound);
+	assert_non_null(out);
+	size_t n = line_format(&style_json, "abc", 3, deep, o, out);
+	assert_true(n <= bound);
+	free(out);
+	free(deep);
+}
+
+/* ---- line_format: json ------------------------------------------------- */
+
+static void test_json_plain(void **state)
+{
+	(void)state;
+	check_fmt(&style_json, "abc", "hello", "{\"request_id\":\"abc\",\"msg\":\"hello\"}");
+	check_fmt(&style_json, NULL, "hello", "{\"msg\":\"hello\"}");
+	check_fmt(&style_json, "abc", "", "{\"request_id\":\"abc\",\"msg\":\"\"}");
+	check_fmt(&style_json, NULL, "", "{\"msg\":\"\"}");
+	check_fmt(&style_json, "abc", "x\r", "{\"request_id\":\"abc\",\"msg\":\"x\\r\"}");
+	check_fmt(&style_json, "abc", "say \"hi\"\\\t",
+		  "{\"request_id\":\"abc\",\"msg\":\"say \\\"hi\\\"\\\\\\t\"}");
+	check_fmt(&style_json, "abc", "  indented  ",
+		  "{\"request_id\":\"abc\",\"msg\":\"  indented  \"}");
+	check_fmt(&style_json, "abc", "caf\xc3\xa9 \xff",
+		  "{\"request_id\":\"abc\",\"msg\":\"caf\xc3\xa9 \\udcff\"}");
+	check_fmt(&style_json, "4bf92f3577b34da6a3ce929d0e0e4736", "GET /",
+		  "{\"request_id\":\"4bf92f3577b34da6a3ce929d0e0e4736\",\"msg\":\"GET /\"}");
+	/* embedded NUL, explicit lengths */
+	const char want[] = "{\"request_id\":\"abc\",\"msg\":\"a\\u0000b\"}";
+	check_fmt_n(&style_json, "abc", 3, "a\0b", 3, want, sizeof want - 1);
+	/* id_len is honoured, not strlen(id) */
+	check_fmt_n(&style_json, "abcdef", 3, "hi", 2,
+		    "{\"request_id\":\"abc\",\"msg\":\"hi\"}", 31);
+	/* line len is honoured */
+	check_fmt_n(&style_json, "abc", 3, "hello world", 5,
+		    "{\"request_id\":\"abc\",\"msg\":\"hello\"}", 34);
+}
+
+static void test_json_object_line(void **state)
+{
+	(void)state;
+	check_fmt(&style_json, "abc", "{\"a\":1,\"b\":[true,null]}",
+		  "{\"request_id\":\"abc\",\"a\":1,\"b\":[true,null]}");
+	check_fmt(&style_json, "abc", "{ \"a\" : 1 }",
+		  "{\"request_id\":\"abc\", \"a\" : 1 }");
+	check_fmt(&style_json, "abc", "{}", "{\"request_id\":\"abc\"}");
+	check_fmt(&style_json, "abc", "{ }", "{\"request_id\":\"abc\" }");
+	check_fmt(&style_json, "abc", "  {\"a\":1}  ", "  {\"request_id\":\"abc\",\"a\":1}  ");
+	check_fmt(&style_json, "abc", "\t{\"a\":1}", "\t{\"request_id\":\"abc\",\"a\":1}");
+	check_fmt(&style_json, "abc", "{\"a\":1}\r", "{\"request_id\":\"abc\",\"a\":1}\r");
+	check_fmt(&style_json, "abc", " {\"a\":1} \r", " {\"request_id\":\"abc\",\"a\":1} \r");
+	check_fmt(&style_json, "abc", "{\"s\":\"\xc3\xa9\\u00e9\"}",
+		  "{\"request_id\":\"abc\",\"s\":\"\xc3\xa9\\u00e9\"}");
+	/* an existing member of the same name is not touched */
+	check_fmt(&style_json, "abc", "{\"request_id\":\"old\"}",
+		  "{\"request_id\":\"abc\",\"request_id\":\"old\"}");
+	/* object line shorter than its buffer */
+	check_fmt_n(&style_json, "abc", 3, "{\"a\":1}xyz", 7,
+		    "{\"request_id\":\"abc\",\"a\":1}", 26);
+}
+
+static void test_json_object_line_without_id(void **state)
+{
+	(void)state;
+	static const char *const lines[] = {
+		"{\"a\":1}", "{}", "{ }", "  {\"a\":1}  ", "{\"a\":1}\r", "\t{\"a\":[1]} \r",
+	};
+	for (size_t i = 0; i < sizeof lines / sizeof lines[0]; i++)
+		check_fmt(&style_json, NULL, lines[i], lines[i]);
+}
+
+static void test_json_not_quite_object(void **state)
+{
+	(void)state;
+	check_fmt(&style_json, "abc", "{foo}", "{\"request_id\":\"abc\",\"msg\":\"{foo}\"}");
+	check_fmt(&style_json, "abc", "{\"a\":1} trailing",
+		  "{\"request_id\":\"abc\",\"msg\":\"{\\\"a\\\":1} trailing\"}");
+	check_fmt(&style_json, "abc", "{\"a\":}",
+		  "{\"request_id\":\"abc\",\"msg\":\"{\\\"a\\\":}\"}");
+	check_fmt(&style_json, "abc", "{\"a\":\"x",
+		  "{\"request_id\":\"abc\",\"msg\":\"{\\\"a\\\":\\\"x\"}");
+	check_fmt(&style_json, "abc", "[1,2]", "{\"request_id\":\"abc\",\"msg\":\"[1,2]\"}");
+	check_fmt(&style_json, NULL, "{foo}", "{\"msg\":\"{foo}\"}");
+	check_fmt(&style_json, NULL, "{\"a\":1} x", "{\"msg\":\"{\\\"a\\\":1} x\"}");
+	/* a CR that is not last makes it plain text */
+	check_fmt(&style_json, "abc", "{}\rx", "{\"request_id\":\"abc\",\"msg\":\"{}\\rx\"}");
+}
+
+/* ---- line_format: prefix and logfmt ------------------------------------ */
+
+static void test_prefix(void **state)
+{
+	(void)state;
+	check_fmt(&style_prefix, "abc", "hello", "{\"request_id\":\"abc\"} hello");
+	check_fmt(&style_prefix, NULL, "hello", "{} hello");
+	check_fmt(&style_prefix, "abc", "{\"a\":1}", "{\"request_id\":\"abc\"} {\"a\":1}");
+	/* the line itself is not escaped */
+	check_fmt(&style_prefix, "abc", "a\"b\\c\td\xff",
+		  "{\"request_id\":\"abc\"} a\"b\\c\td\xff");
+	check_fmt_n(&style_prefix, "abcdef", 3, "hello!", 5,
+		    "{\"request_id\":\"abc\"} hello", 26);
+}
+
+static void test_logfmt(void **state)
+{
+	(void)state;
+	check_fmt(&style_logfmt, "abc", "hello", "request_id=abc hello");
+	check_fmt(&style_logfmt, NULL, "hello", "hello");
+	check_fmt(&style_logfmt, "abc", "level=info msg=\"x y\"",
+		  "request_id=abc level=info msg=\"x y\"");
+	check_fmt(&style_logfmt, "abc", "{\"a\":1}", "request_id=abc {\"a\":1}");
+	check_fmt(&style_logfmt, NULL, "a\"b\xff\r", "a\"b\xff\r");
+	check_fmt_n(&style_logfmt, "abcdef", 3, "hello!", 5, "request_id=abc hello", 20);
+}
+
+static void test_custom_field(void **state)
+{
+	(void)state;
+	/* field_len is honoured: only "rid" of "ridXYZ" */
+	const struct line_style j = { FORMAT_JSON, "ridXYZ", 3 };
+	const struct line_style p = { FORMAT_PREFIX, "ridXYZ", 3 };
+	const struct line_style l = { FORMAT_LOGFMT, "ridXYZ", 3 };
+	check_fmt(&j, "abc", "hello", "{\"rid\":\"abc\",\"msg\":\"hello\"}");
+	check_fmt(&j, "abc", "{\"a\":1}", "{\"rid\":\"abc\",\"a\":1}");
+	check_fmt(&j, "abc", "{}", "{\"rid\":\"abc\"}");
+	check_fmt(&j, NULL, "hello", "{\"msg\":\"hello\"}");
+	check_fmt(&p, "abc", "hello", "{\"rid\":\"abc\"} hello");
+	check_fmt(&p, NULL, "hello", "{} hello");
+	check_fmt(&l, "abc", "hello", "rid=abc hello");
+	check_fmt(&l, NULL, "hello", "hello");
+
+	const struct line_style j2 = { FORMAT_JSON, "trace.id@x", 10 };
+	check_fmt(&j2, "abc", "m", "{\"trace.id@x\":\"abc\",\"msg\":\"m\"}");
+}
+
+/* ---- random valid objects ---------------------------------------------- */
+
+static size_t gen_ws(char *b)
+{
+	size_t n = (size_t)(rand() % 3);
+	for (size_t i = 0; i < n; i++)
+		b[i] = (rand() & 1) ? ' ' : '\t';
+	return n;
+}
+
+static size_t gen_string(char *b)
+{
+	static const char *const parts[] = {
+		"a", "Z", "0", " ", "\\\"", "\\\\", "\\/", "\\n", "\\t", "\\u00e9",
+		"\\uD83D\\uDE00", "\xc3\xa9", "\xe2\x82\xac", "\xf0\x9f\x98\x80", "{", "}",
+		"[", "]", ":", ",", "'",
+	};
+	size_t o = 0;
+	b[o++] = '"';
+	int n = rand() % 5;
+	for (int i = 0; i < n; i++) {
+		const char *s = parts[rand() % (int)(sizeof parts / sizeof parts[0])];
+		size_t l = strlen(s);
+		memcpy(b + o, s, l);
+		o += l;
+	}
+	b[o++] = '"';
+	return o;
+}
+
+static size_t gen_value(char *b, int depth);
+
+static size_t gen_object(char *b, int depth)
+{
+	size_t o = 0;
+	b[o++] = '{';
+	o += gen_ws(b + o);
+	int n = depth > 3 ? 0 : rand() % 4;
+	for (int i = 0; i < n; i++) {
+		if (i) {
+			b[o++] = ',';
+			o += gen_ws(b + o);
+		}
+		o += gen_string(b + o);
+		o += gen_ws(b + o);
+		b[o++] = ':';
+		o += gen_ws(b + o);
+		o += gen_value(b + o, depth + 1);
+		o += gen_ws(b + o);
+	}
+	b[o++] = '}';
+	return o;
+}
+
+static size_t gen_value(char *b, int depth)
+{
+	static const char *const scalars[] = {
+		"0", "-1", "1.5", "-1.5e+3", "2E-2", "1e10", "true", "false", "null",
+		"123456789",
+	};
+	int kind = rand() % (depth > 3 ? 2 : 4);
+	size_t o = 0;
+	if (kind == 0) {
+		const char *s = scalars[rand() % (int)(sizeof scalars / sizeof scalars[0])];
+		o = strlen(s);
+		memcpy(b, s, o);
+	} else if (kind == 1) {
+		o = gen_string(b);
+	} else if (kind == 2) {
+		o = gen_object(b, depth);
+	} else {
+		b[o++] = '[';
+		o += gen_ws(b + o);
+		int n = rand() % 4;
+		for (int i = 0; i < n; i++) {
+			if (i) {
+				b[o++] = ',';
+				o += gen_ws(b + o);
+			}
+			o += gen_value(b + o, depth + 1);
+			o += gen_ws(b + o);
+		}
+		b[o++] = ']';
+	}
+	return o;
+}
+
+static void test_random_valid_objects(void **state)
+{
+	(void)state;
+	srand(4242);
+	static char line[1 << 16], want[1 << 17];
+	for (int iter = 0; iter < 3000; iter++) {
+		size_t lead = gen_ws(line);
+		size_t body_start = lead;
+		size_t o = lead + gen_object(line + lead, 0);
+		size_t body_end = o;
+		o += gen_ws(line + o);
+		if (rand() % 4 == 0)
+			line[o++] = '\r';
+		assert_true(o < sizeof line);
+		if (!json_is_object_line(line, o)) {
+			print_bytes("line", line, o);
+			fail_msg("generated valid object rejected");
+		}
+		/* expected: '{' + field + (',' if non-empty) + rest */
+		size_t w = 0;
+		memcpy(want, line, body_start + 1);
+		w = body_start + 1;
+		w += (size_t)sprintf(want + w, "\"request_id\":\"abc\"");
+		size_t k = body_start + 1;
+		while (line[k] == ' ' || line[k] == '\t')
+			k++;
+		if (line[k] != '}')
+			want[w++] = ',';
+		memcpy(want + w, line + body_start + 1, o - body_start - 1);
+		w += o - body_start - 1;
+		check_fmt_n(&style_json, "abc", 3, line, o, want, w);
+		check_fmt_n(&style_json, NULL, 0, line, o, line, o);
+
+		/* chopping the last byte of the object makes it invalid */
+		if (json_is_object_line(line, body_end - 1)) {
+			print_bytes("line", line, body_end - 1);
+			fail_msg("truncated object accepted");
+		}
+	}
+}
+
+/* ---- bound ------------------------------------------------------------- */
+
+static void check_bound(const struct line_style *st, const char *id, size_t id_len,
+			const char *line, size_t len)
+{
+	size_t bound = line_format_bound(st, len, id_len);
+	char *out = malloc(bound ? bound : 1);
+	assert_non_null(out);
+	size_t n = line_format(st, id, id_len, line, len, out);
+	if (n > bound) {
+		print_bytes("line", line, len);
+		fail_msg("format %d id_len %zu len %zu: output %zu > bound %zu",
+			 (int)st->format, id_len, len, n, bound);
+	}
+	free(out);
+}
+
+static void test_bound_random(void **state)
+{
+	(void)state;
+	srand(12345);
+	char long_id[129];
+	memset(long_id, 'i', 128);
+	long_id[128] = '\0';
+	char long_field[64];
+	memset(long_field, 'f', 63);
+	long_field[63] = '\0';
+	const struct line_style styles[] = {
+		style_json, style_prefix, style_logfmt,
+		{ FORMAT_JSON, long_field, 63 },
+		{ FORMAT_PREFIX, long_field, 63 },
+		{ FORMAT_LOGFMT, long_field, 63 },
+		{ FORMAT_JSON, "r", 1 },
+	};
+	const char *ids[] = { NULL, "abc", long_id };
+	const size_t id_lens[] = { 0, 3, 128 };
+	static const char json_pool[] = "{}[]\":,\\ \t\r0123456789abcdefnultrue-+.eE";
+	static char line[5000];
+	for (size_t len = 0; len <= 4096; len += (len < 300 ? 1 : 97)) {
+		for (int trial = 0; trial < 3; trial++) {
+			int mode = rand() % 4;
+			for (size_t i = 0; i < len; i++) {
+				switch (mode) {
+				case 0: line[i] = (char)(rand() & 0xff); break;
+				case 1: line[i] = (char)(rand() % 0x20); break; /* worst case */
+				case 2: line[i] = json_pool[rand() % (int)(sizeof json_pool - 1)]; break;
+				default: line[i] = (char)(0x80 + rand() % 0x80); break;
+				}
+			}
+			if (mode == 2 && len >= 2) {
+				line[0] = '{';
+				line[len - 1] = '}';
+			}
+			for (size_t s = 0; s < sizeof styles / sizeof styles[0]; s++)
+				for (size_t i = 0; i < 3; i++)
+					check_bound(&styles[s], ids[i], id_lens[i], line, len);
+		}
+	}
+	/* fixed worst cases */
+	memset(line, 0x01, 4096);
+	for (size_t s = 0; s < sizeof styles / sizeof styles[0]; s++)
+		for (size_t i = 0; i < 3; i++) {
+			check_bound(&styles[s], ids[i], id_lens[i], line, 4096);
+			check_bound(&styles[s], ids[i], id_lens[i], "{}", 2);
+			check_bound(&styles[s], ids[i], id_lens[i], "{ }", 3);
+			check_bound(&styles[s], ids[i], id_lens[i], "", 0);
+			check_bound(&styles[s], ids[i], id_lens[i], "\xff", 1);
+		}
+}
+
+static void test_plain_matches_reference_random(void **state)
+{
+	(void)state;
+	/* random lines that cannot be objects (first byte is not space, tab or
+	 * '{') must come out as {"request_id":"abc","msg":"<ref escape>"} */
+	srand(777);
+	char line[200], want[200 * 6 + 64];
+	for (int iter = 0; iter < 5000; iter++) {
+		size_t len = 1 + (size_t)(rand() % 199);
+		for (size_t i = 0; i < len; i++)
+			line[i] = (char)(rand() & 0xff);
+		if (line[0] == '{' || line[0] == ' ' || line[0] == '\t')
+			line[0] = 'x';
+		size_t w = (size_t)sprintf(want, "{\"request_id\":\"abc\",\"msg\":\"");
+		w += ref_escape(line, len, want + w);
+		want[w++] = '"';
+		want[w++] = '}';
+		check_fmt_n(&style_json, "abc", 3, line, len, want, w);
+	}
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_escape_ascii),
+		cmocka_unit_test(test_escape_all_ascii_bytes),
+		cmocka_unit_test(test_escape_valid_utf8),
+		cmocka_unit_test(test_escape_invalid_utf8),
+		cmocka_unit_test(test_escape_matches_reference_random),
+		cmocka_unit_test(test_object_line_valid),
+		cmocka_unit_test(test_object_line_invalid),
+		cmocka_unit_test(test_object_line_respects_len),
+		cmocka_unit_test(test_object_line_depth),
+		cmocka_unit_test(test_json_plain),
+		cmocka_unit_test(test_json_object_line),
+		cmocka_unit_test(test_json_object_line_without_id),
+		cmocka_unit_test(test_json_not_quite_object),
+		cmocka_unit_test(test_prefix),
+		cmocka_unit_test(test_logfmt),
+		cmocka_unit_test(test_custom_field),
+		cmocka_unit_test(test_random_valid_objects),
+		cmocka_unit_test(test_bound_random),
+		cmocka_unit_test(test_plain_matches_reference_random),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
