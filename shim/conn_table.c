@@ -1,0 +1,159 @@
+/*
+ * conn_table.c - per-fd classification and per-connection request tracking.
+ *
+ * Decides, from the parser's reports, which request is current on each
+ * connection: a request's id exists from the end of its header block until
+ * the next request begins. Pipelining (a request arriving before any response
+ * to the previous one) makes the connection unattributable, because the
+ * syscall stream cannot show which pipelined request the application is
+ * serving. Never blocks, never allocates.
+ */
+#include "conn_table.h"
+
+#include <string.h>
+
+#include "request_table.h"
+#include "shim_init.h"
+
+_Atomic uint8_t fd_flags[FD_TABLE_SIZE];
+struct conn conn_table[FD_TABLE_SIZE];
+
+static bool conn_trylock(struct conn *c)
+{
+	uint32_t expected = 0;
+	return atomic_compare_exchange_strong_explicit(&c->busy, &expected, 1,
+						       memory_order_acquire, memory_order_relaxed);
+}
+
+static void conn_unlock(struct conn *c)
+{
+	atomic_store_explicit(&c->busy, 0, memory_order_release);
+}
+
+uint64_t conn_request(int fd)
+{
+	if ((unsigned)fd >= FD_TABLE_SIZE)
+		return 0;
+	return __atomic_load_n(&conn_table[fd].request, __ATOMIC_RELAXED);
+}
+
+static void set_request(struct conn *c, uint64_t serial)
+{
+	__atomic_store_n(&c->request, serial, __ATOMIC_RELAXED);
+}
+
+void conn_open(int fd)
+{
+	if ((unsigned)fd >= FD_TABLE_SIZE)
+		return;
+	struct conn *c = &conn_table[fd];
+	if (!conn_trylock(c))
+		return; /* stays untracked */
+	c->kind = CONN_HTTP;
+	c->head_pending = false;
+	c->responded = false;
+	set_request(c, 0);
+	http_parser_init(&c->parser, &shim.matcher);
+	conn_unlock(c);
+	atomic_store_explicit(&fd_flags[fd], FD_CONN, memory_order_relaxed);
+}
+
+void conn_forget(int fd)
+{
+	if ((unsigned)fd >= FD_TABLE_SIZE)
+		return;
+	uint8_t flags = atomic_load_explicit(&fd_flags[fd], memory_order_relaxed);
+	if (flags & FD_CONN) {
+		atomic_fetch_and_explicit(&fd_flags[fd], (uint8_t)~FD_CONN, memory_order_relaxed);
+		set_request(&conn_table[fd], 0);
+	}
+}
+
+static uint64_t new_request(const char *inbound, size_t len)
+{
+	char generated[GENERATED_ID_LEN];
+	if (len == 0) {
+		id_generate(&shim.ids, generated);
+		inbound = generated;
+		len = sizeof(generated);
+	}
+	return request_table_add(inbound, len);
+}
+
+static void lose_stream(struct conn *c)
+{
+	c->kind = CONN_LOST;
+	c->head_pending = false;
+	set_request(c, 0);
+}
+
+/* Applies what the parser saw in one read to the connection's state. */
+static void apply(struct conn *c, const struct http_feed_result *r)
+{
+	if (r->not_http) {
+		c->kind = CONN_RAW;
+		c->head_pending = false;
+		set_request(c, new_request(NULL, 0));
+		return;
+	}
+	if (r->desync) {
+		lose_stream(c);
+		return;
+	}
+	if (r->requests_started) {
+		bool current_unanswered = (c->request != 0 || c->head_pending) && !c->responded;
+		if (current_unanswered || r->requests_started > 1) {
+			lose_stream(c);
+			return;
+		}
+		c->head_pending = true;
+		c->responded = false;
+		set_request(c, 0);
+	}
+	if (r->headers_completed && c->head_pending) {
+		/* Exactly one request began and it is the one whose head ended. */
+		c->head_pending = false;
+		set_request(c, new_request(r->id, r->id_len));
+	}
+}
+
+static void feed(struct conn *c, const void *buf, size_t n)
+{
+	struct http_feed_result r;
+	http_parser_feed(&c->parser, buf, n, &r);
+	apply(c, &r);
+}
+
+void conn_on_read(int fd, const void *buf, const struct iovec *iov, size_t n)
+{
+	struct conn *c = &conn_table[fd];
+	if (n == 0)
+		return;
+	if (!conn_trylock(c)) {
+		/* Someone else is inside this stream: its bytes are lost to us. */
+		if (c->kind != CONN_LOST) {
+			set_request(c, 0);
+			__atomic_store_n(&c->kind, CONN_LOST, __ATOMIC_RELAXED);
+		}
+		return;
+	}
+	if (c->kind == CONN_HTTP) {
+		if (iov == NULL) {
+			feed(c, buf, n);
+		} else {
+			for (size_t left = n; left > 0 && c->kind == CONN_HTTP; iov++) {
+				size_t part = iov->iov_len < left ? iov->iov_len : left;
+				feed(c, iov->iov_base, part);
+				left -= part;
+			}
+		}
+	}
+	conn_unlock(c);
+}
+
+void conn_on_write(int fd)
+{
+	struct conn *c = &conn_table[fd];
+	if (c->request != 0 && !c->responded)
+		c->responded = true;
+}

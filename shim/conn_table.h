@@ -1,0 +1,70 @@
+/*
+ * conn_table.h - what the shim knows about each file descriptor: whether it
+ * is an accepted connection or a log descriptor, and for connections the
+ * request stream parsed so far and the request currently on it.
+ *
+ * Indexed by fd number; fds at or above FD_TABLE_SIZE are never tracked.
+ * A connection's state is guarded by a try-lock: a hook that finds it taken
+ * (another thread, or a signal handler on this one) gives up on the stream
+ * for good rather than wait, so no hook ever blocks here.
+ */
+#ifndef REQID_CONN_TABLE_H
+#define REQID_CONN_TABLE_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include "http_parser.h"
+
+#define FD_TABLE_SIZE 65536
+
+enum fd_flag {
+	FD_CONN = 1, /* accepted connection */
+	FD_LOG = 2,  /* log descriptor: lines written to it are enriched */
+};
+
+enum conn_kind {
+	CONN_HTTP,   /* parsing requests */
+	CONN_RAW,    /* first bytes were not HTTP: one id for the connection */
+	CONN_LOST,   /* stream lost (desync, contention, pipelining): no ids */
+};
+
+struct conn {
+	_Atomic uint32_t busy;
+	uint8_t kind;
+	bool head_pending;   /* a request began; its headers have not ended */
+	bool responded;      /* bytes were written since the current request began */
+	uint64_t request;    /* serial of the current request, 0 if none */
+	struct http_parser parser;
+};
+
+extern _Atomic uint8_t fd_flags[FD_TABLE_SIZE] __attribute__((visibility("hidden")));
+extern struct conn conn_table[FD_TABLE_SIZE] __attribute__((visibility("hidden")));
+
+static inline uint8_t fd_class(int fd)
+{
+	if ((unsigned)fd >= FD_TABLE_SIZE)
+		return 0;
+	return atomic_load_explicit(&fd_flags[fd], memory_order_relaxed);
+}
+
+/* The request currently on connection fd (0 if none or not attributable). */
+uint64_t conn_request(int fd) __attribute__((visibility("hidden")));
+
+/* fd was just returned by accept. */
+void conn_open(int fd) __attribute__((visibility("hidden")));
+
+/* fd is being closed or replaced: forget it. */
+void conn_forget(int fd) __attribute__((visibility("hidden")));
+
+/* n bytes were read from connection fd (spread over iov when iov != NULL). */
+void conn_on_read(int fd, const void *buf, const struct iovec *iov, size_t n)
+	__attribute__((visibility("hidden")));
+
+/* Bytes were written to connection fd. */
+void conn_on_write(int fd) __attribute__((visibility("hidden")));
+
+#endif

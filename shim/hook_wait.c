@@ -1,0 +1,227 @@
+/*
+ * hook_wait.c - the calls where a thread stops working on one thing and may
+ * come back to another: multi-descriptor waits (epoll, poll, select),
+ * condition variables, semaphores and sleeps.
+ *
+ * Each is a boundary for attribution (thread_ctx.h): held lines leave
+ * without an id before the thread blocks, so no line waits on a blocking
+ * call. A wait on several descriptors at once also marks the thread as an
+ * event loop. Must never change the call's arguments, result or errno.
+ */
+#include "hooks.h"
+
+#include <sys/syscall.h>
+#include <unistd.h>
+
+/* A wait on the one connection the thread is serving is part of serving it. */
+static bool waits_on_current(int fd)
+{
+	return thread_ctx.request != 0 && (fd_class(fd) & FD_CONN) &&
+	       conn_request(fd) == thread_ctx.request;
+}
+
+static void before_fd_wait(unsigned nfds, int only_fd)
+{
+	if (nfds > 1)
+		ctx_mark_event_loop();
+	if (nfds == 1 && waits_on_current(only_fd))
+		return;
+	ctx_boundary();
+}
+
+EXPORT int epoll_wait(int epfd, struct epoll_event *ev, int max, int timeout)
+{
+	int (*fn)(int, struct epoll_event *, int, int) = REAL(epoll_wait);
+	if (unlikely(!fn))
+		return (int)syscall(SYS_epoll_wait, epfd, ev, max, timeout);
+	int saved = errno;
+	before_fd_wait(2, -1);
+	errno = saved;
+	return fn(epfd, ev, max, timeout);
+}
+
+EXPORT int epoll_pwait(int epfd, struct epoll_event *ev, int max, int timeout,
+		       const sigset_t *mask)
+{
+	int (*fn)(int, struct epoll_event *, int, int, const sigset_t *) = REAL(epoll_pwait);
+	if (unlikely(!fn))
+		return (int)syscall(SYS_epoll_pwait, epfd, ev, max, timeout, mask, _NSIG / 8);
+	int saved = errno;
+	before_fd_wait(2, -1);
+	errno = saved;
+	return fn(epfd, ev, max, timeout, mask);
+}
+
+EXPORT int epoll_pwait2(int epfd, struct epoll_event *ev, int max,
+			const struct timespec *timeout, const sigset_t *mask)
+{
+	int (*fn)(int, struct epoll_event *, int, const struct timespec *, const sigset_t *) =
+		REAL(epoll_pwait2);
+	if (unlikely(!fn))
+		return (int)syscall(SYS_epoll_pwait2, epfd, ev, max, timeout, mask, _NSIG / 8);
+	int saved = errno;
+	before_fd_wait(2, -1);
+	errno = saved;
+	return fn(epfd, ev, max, timeout, mask);
+}
+
+static void before_poll(const struct pollfd *fds, nfds_t n)
+{
+	int saved = errno;
+	unsigned active = 0;
+	int only = -1;
+	for (nfds_t i = 0; i < n && active < 2; i++) {
+		if (fds[i].fd >= 0) {
+			active++;
+			only = fds[i].fd;
+		}
+	}
+	before_fd_wait(active, only);
+	errno = saved;
+}
+
+EXPORT int poll(struct pollfd *fds, nfds_t n, int timeout)
+{
+	int (*fn)(struct pollfd *, nfds_t, int) = REAL(poll);
+	if (unlikely(!fn))
+		return (int)syscall(SYS_poll, fds, n, timeout);
+	before_poll(fds, n);
+	return fn(fds, n, timeout);
+}
+
+EXPORT int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *timeout,
+		 const sigset_t *mask)
+{
+	int (*fn)(struct pollfd *, nfds_t, const struct timespec *, const sigset_t *) = REAL(ppoll);
+	if (unlikely(!fn))
+		return (int)syscall(SYS_ppoll, fds, n, timeout, mask, _NSIG / 8);
+	before_poll(fds, n);
+	return fn(fds, n, timeout, mask);
+}
+
+static void before_select(int nfds, const fd_set *r, const fd_set *w, const fd_set *e)
+{
+	int saved = errno;
+	unsigned active = 0;
+	int only = -1;
+	for (int fd = 0; fd < nfds && fd < FD_SETSIZE && active < 2; fd++) {
+		if ((r && FD_ISSET(fd, r)) || (w && FD_ISSET(fd, w)) || (e && FD_ISSET(fd, e))) {
+			active++;
+			only = fd;
+		}
+	}
+	before_fd_wait(active, only);
+	errno = saved;
+}
+
+EXPORT int select(int nfds, fd_set *r, fd_set *w, fd_set *e, struct timeval *timeout)
+{
+	int (*fn)(int, fd_set *, fd_set *, fd_set *, struct timeval *) = REAL(select);
+	if (unlikely(!fn))
+		return (int)syscall(SYS_select, nfds, r, w, e, timeout);
+	before_select(nfds, r, w, e);
+	return fn(nfds, r, w, e, timeout);
+}
+
+EXPORT int pselect(int nfds, fd_set *r, fd_set *w, fd_set *e, const struct timespec *timeout,
+		   const sigset_t *mask)
+{
+	int (*fn)(int, fd_set *, fd_set *, fd_set *, const struct timespec *, const sigset_t *) =
+		REAL(pselect);
+	if (unlikely(!fn))
+		return -1;
+	before_select(nfds, r, w, e);
+	return fn(nfds, r, w, e, timeout, mask);
+}
+
+static void boundary(void)
+{
+	int saved = errno;
+	ctx_boundary();
+	errno = saved;
+}
+
+EXPORT int pthread_cond_wait(pthread_cond_t *c, pthread_mutex_t *m)
+{
+	int (*fn)(pthread_cond_t *, pthread_mutex_t *) = REAL(pthread_cond_wait);
+	if (unlikely(!fn))
+		return EINVAL;
+	boundary();
+	return fn(c, m);
+}
+
+EXPORT int pthread_cond_timedwait(pthread_cond_t *c, pthread_mutex_t *m,
+				  const struct timespec *t)
+{
+	int (*fn)(pthread_cond_t *, pthread_mutex_t *, const struct timespec *) =
+		REAL(pthread_cond_timedwait);
+	if (unlikely(!fn))
+		return EINVAL;
+	boundary();
+	return fn(c, m, t);
+}
+
+EXPORT int sem_wait(sem_t *s)
+{
+	int (*fn)(sem_t *) = REAL(sem_wait);
+	if (unlikely(!fn)) {
+		errno = EINVAL;
+		return -1;
+	}
+	boundary();
+	return fn(s);
+}
+
+EXPORT int sem_timedwait(sem_t *s, const struct timespec *t)
+{
+	int (*fn)(sem_t *, const struct timespec *) = REAL(sem_timedwait);
+	if (unlikely(!fn)) {
+		errno = EINVAL;
+		return -1;
+	}
+	boundary();
+	return fn(s, t);
+}
+
+EXPORT int nanosleep(const struct timespec *req, struct timespec *rem)
+{
+	int (*fn)(const struct timespec *, struct timespec *) = REAL(nanosleep);
+	if (unlikely(!fn))
+		return (int)syscall(SYS_nanosleep, req, rem);
+	boundary();
+	return fn(req, rem);
+}
+
+EXPORT int clock_nanosleep(clockid_t clock, int flags, const struct timespec *req,
+			   struct timespec *rem)
+{
+	int (*fn)(clockid_t, int, const struct timespec *, struct timespec *) =
+		REAL(clock_nanosleep);
+	if (unlikely(!fn))
+		return (int)syscall(SYS_clock_nanosleep, clock, flags, req, rem);
+	boundary();
+	return fn(clock, flags, req, rem);
+}
+
+EXPORT int usleep(useconds_t usec)
+{
+	int (*fn)(useconds_t) = REAL(usleep);
+	if (unlikely(!fn)) {
+		struct timespec ts = {usec / 1000000, (long)(usec % 1000000) * 1000};
+		return (int)syscall(SYS_nanosleep, &ts, NULL);
+	}
+	boundary();
+	return fn(usec);
+}
+
+EXPORT unsigned sleep(unsigned seconds)
+{
+	unsigned (*fn)(unsigned) = REAL(sleep);
+	if (unlikely(!fn)) {
+		struct timespec ts = {seconds, 0};
+		syscall(SYS_nanosleep, &ts, NULL);
+		return 0;
+	}
+	boundary();
+	return fn(seconds);
+}

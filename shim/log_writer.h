@@ -1,0 +1,56 @@
+/*
+ * log_writer.h - enriching what the application writes to log descriptors.
+ *
+ * Splits the bytes into lines, gives each line the id its thread's context
+ * allows (thread_ctx.h), formats it (line_format.h) and writes each output
+ * line with one write() so lines from concurrent threads and processes never
+ * interleave. A line written in several pieces is assembled per thread and fd
+ * and tagged once; lines of any length pass whole.
+ *
+ * The application sees the return value and errno the kernel gave for its
+ * own bytes: a write that went out in full returns the byte count asked for,
+ * an error before any of its lines went out is returned as that error, and an
+ * error after some lines went out is a short write covering those lines.
+ * Bytes of an unfinished line, and lines held for a bracket, count as
+ * written: they are in the shim's buffers and go out with their line.
+ *
+ * Async-signal-safe: no malloc, no stdio, no locks. Buffers for partial,
+ * held and long lines are mmap'ed per slot and reused. A signal handler that
+ * writes while the same thread is inside this code writes its bytes through
+ * unchanged.
+ */
+#ifndef REQID_LOG_WRITER_H
+#define REQID_LOG_WRITER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+struct log_sink {
+	int fd;
+	int send_flags;  /* for send/sendto/sendmsg */
+	bool use_send;
+};
+
+ssize_t log_write(const struct log_sink *sink, const void *buf, size_t n)
+	__attribute__((visibility("hidden")));
+ssize_t log_writev(const struct log_sink *sink, const struct iovec *iov, int iovcnt)
+	__attribute__((visibility("hidden")));
+
+/* Writes the calling thread's held lines, tagged with request (0: no id). */
+void log_release_held(uint64_t request) __attribute__((visibility("hidden")));
+
+/* The calling thread ends: its held and unfinished lines go out. */
+void log_flush_thread(void) __attribute__((visibility("hidden")));
+
+/* Log descriptor fd is being closed: every thread's lines for it go out. */
+void log_flush_fd(int fd) __attribute__((visibility("hidden")));
+
+/* The process exits: every thread's lines go out. */
+void log_flush_all(void) __attribute__((visibility("hidden")));
+
+/* In a fork child: the parent's pending lines are the parent's to write. */
+void log_forget_all(void) __attribute__((visibility("hidden")));
+
+#endif

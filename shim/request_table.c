@@ -1,0 +1,47 @@
+/*
+ * request_table.c - ring of request ids with per-slot seqlocks.
+ *
+ * Writers take a fresh serial with one atomic add, so no two writers ever
+ * share a slot generation. Readers check the serial before and after copying.
+ * Must never block, allocate or return an id under the wrong serial.
+ */
+#include "request_table.h"
+
+#include <stdatomic.h>
+#include <string.h>
+
+struct request_slot {
+	_Atomic uint64_t serial; /* 0 while being written */
+	uint8_t len;
+	char id[REQUEST_ID_MAX];
+};
+
+static struct request_slot slots[REQUEST_SLOTS];
+static _Atomic uint64_t next_serial;
+
+uint64_t request_table_add(const char *id, size_t len)
+{
+	uint64_t serial = atomic_fetch_add_explicit(&next_serial, 1, memory_order_relaxed) + 1;
+	struct request_slot *s = &slots[serial % REQUEST_SLOTS];
+
+	atomic_store_explicit(&s->serial, 0, memory_order_relaxed);
+	atomic_thread_fence(memory_order_release);
+	s->len = (uint8_t)len;
+	memcpy(s->id, id, len);
+	atomic_store_explicit(&s->serial, serial, memory_order_release);
+	return serial;
+}
+
+size_t request_table_get(uint64_t serial, char out[REQUEST_ID_MAX])
+{
+	struct request_slot *s = &slots[serial % REQUEST_SLOTS];
+
+	if (serial == 0 || atomic_load_explicit(&s->serial, memory_order_acquire) != serial)
+		return 0;
+	size_t len = s->len;
+	memcpy(out, s->id, REQUEST_ID_MAX);
+	atomic_thread_fence(memory_order_acquire);
+	if (atomic_load_explicit(&s->serial, memory_order_relaxed) != serial)
+		return 0;
+	return len;
+}

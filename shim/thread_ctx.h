@@ -1,0 +1,63 @@
+/*
+ * thread_ctx.h - which request the calling thread is working on, and how
+ * sure the shim is of it.
+ *
+ * The rule (README, "How lines get their id"):
+ *   CERTAIN  the thread read a request's head and has not written to that
+ *            connection since: its lines are that request's.
+ *   BRACKET  the thread did I/O on a request's connection and may since have
+ *            moved on (it wrote the response, or it runs an event loop where
+ *            timers and other handlers run between I/O calls). Its lines are
+ *            held until its next event: I/O on the same request tags them,
+ *            anything else (I/O elsewhere, a wait, a sleep, accept, exit)
+ *            releases them without an id.
+ *   NONE     no request: lines carry no id.
+ * pthread_create copies the creator's context into the new thread.
+ *
+ * The state is a few bytes of initial-exec TLS. Never allocates or blocks.
+ */
+#ifndef REQID_THREAD_CTX_H
+#define REQID_THREAD_CTX_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "conn_table.h"
+
+enum ctx_mode { CTX_NONE, CTX_CERTAIN, CTX_BRACKET };
+
+#define THREAD_SLOTS_MAX 4
+
+struct thread_ctx {
+	uint64_t request;        /* serial; 0 when mode is CTX_NONE */
+	uint8_t mode;
+	bool event_loop;         /* the thread has waited on several fds at once */
+	bool in_shim;            /* re-entry guard for the log path */
+	bool held;               /* log_writer holds lines for this thread */
+	bool release_on_any_io;  /* held && event_loop: any I/O ends the bracket */
+	uint8_t slot_count;      /* line slots this thread owns */
+	uint16_t slots[THREAD_SLOTS_MAX];
+	int32_t tid;
+};
+
+extern __thread struct thread_ctx thread_ctx
+	__attribute__((tls_model("initial-exec"), visibility("hidden")));
+
+/* A boundary: the thread stops working on whatever it was (wait, sleep,
+ * accept, thread exit). Held lines go out without an id. */
+void ctx_boundary(void) __attribute__((visibility("hidden")));
+
+/* Before I/O on connection fd: held lines get the id if fd still carries the
+ * request they were held under. */
+void ctx_before_conn_io(int fd) __attribute__((visibility("hidden")));
+
+/* After I/O on connection fd (the conn table already updated). */
+void ctx_after_conn_io(int fd, bool wrote) __attribute__((visibility("hidden")));
+
+/* An event-loop thread with held lines did I/O on a non-connection fd. */
+void ctx_other_io(void) __attribute__((visibility("hidden")));
+
+/* The thread waited on several descriptors at once. */
+void ctx_mark_event_loop(void) __attribute__((visibility("hidden")));
+
+#endif
