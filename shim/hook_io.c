@@ -13,7 +13,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-EXPORT ssize_t read(int fd, void *buf, size_t n)
+static __attribute__((noinline)) ssize_t read_slow(int fd, void *buf, size_t n)
 {
 	ssize_t (*fn)(int, void *, size_t) = REAL(read);
 	if (unlikely(!fn))
@@ -28,7 +28,14 @@ EXPORT ssize_t read(int fd, void *buf, size_t n)
 	return r;
 }
 
-EXPORT ssize_t readv(int fd, const struct iovec *iov, int iovcnt)
+EXPORT ssize_t read(int fd, void *buf, size_t n)
+{
+	if (likely(real.read != NULL) && untracked(fd, FD_CONN))
+		return real.read(fd, buf, n);
+	return read_slow(fd, buf, n);
+}
+
+static __attribute__((noinline)) ssize_t readv_slow(int fd, const struct iovec *iov, int iovcnt)
 {
 	ssize_t (*fn)(int, const struct iovec *, int) = REAL(readv);
 	if (unlikely(!fn))
@@ -43,12 +50,19 @@ EXPORT ssize_t readv(int fd, const struct iovec *iov, int iovcnt)
 	return r;
 }
 
+EXPORT ssize_t readv(int fd, const struct iovec *iov, int iovcnt)
+{
+	if (likely(real.readv != NULL) && untracked(fd, FD_CONN))
+		return real.readv(fd, iov, iovcnt);
+	return readv_slow(fd, iov, iovcnt);
+}
+
 static ssize_t raw_writev(int fd, const struct iovec *iov, int iovcnt)
 {
 	return real.writev(fd, iov, iovcnt);
 }
 
-EXPORT ssize_t write(int fd, const void *buf, size_t n)
+static __attribute__((noinline)) ssize_t write_slow(int fd, const void *buf, size_t n)
 {
 	ssize_t (*fn)(int, const void *, size_t) = REAL(write);
 	if (unlikely(!fn))
@@ -69,7 +83,14 @@ EXPORT ssize_t write(int fd, const void *buf, size_t n)
 	return r;
 }
 
-EXPORT ssize_t writev(int fd, const struct iovec *iov, int iovcnt)
+EXPORT ssize_t write(int fd, const void *buf, size_t n)
+{
+	if (likely(real.write != NULL) && untracked(fd, FD_CONN | FD_LOG))
+		return real.write(fd, buf, n);
+	return write_slow(fd, buf, n);
+}
+
+static __attribute__((noinline)) ssize_t writev_slow(int fd, const struct iovec *iov, int iovcnt)
 {
 	ssize_t (*fn)(int, const struct iovec *, int) = REAL(writev);
 	if (unlikely(!fn))
@@ -89,6 +110,13 @@ EXPORT ssize_t writev(int fd, const struct iovec *iov, int iovcnt)
 	ssize_t r = fn(fd, iov, iovcnt);
 	conn_write_done(fd, r);
 	return r;
+}
+
+EXPORT ssize_t writev(int fd, const struct iovec *iov, int iovcnt)
+{
+	if (likely(real.writev != NULL) && untracked(fd, FD_CONN | FD_LOG))
+		return real.writev(fd, iov, iovcnt);
+	return writev_slow(fd, iov, iovcnt);
 }
 
 /* pwrite on a log descriptor is enriched only with O_APPEND, where the

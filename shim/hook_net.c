@@ -45,7 +45,7 @@ EXPORT int accept4(int s, struct sockaddr *addr, socklen_t *len, int flags)
 	return accepted(fn(s, addr, len, flags));
 }
 
-EXPORT ssize_t recv(int fd, void *buf, size_t n, int flags)
+static __attribute__((noinline)) ssize_t recv_slow(int fd, void *buf, size_t n, int flags)
 {
 	ssize_t (*fn)(int, void *, size_t, int) = REAL(recv);
 	if (unlikely(!fn))
@@ -60,7 +60,14 @@ EXPORT ssize_t recv(int fd, void *buf, size_t n, int flags)
 	return r;
 }
 
-EXPORT ssize_t recvfrom(int fd, void *buf, size_t n, int flags, struct sockaddr *addr,
+EXPORT ssize_t recv(int fd, void *buf, size_t n, int flags)
+{
+	if (likely(real.recv != NULL) && untracked(fd, FD_CONN))
+		return real.recv(fd, buf, n, flags);
+	return recv_slow(fd, buf, n, flags);
+}
+
+static __attribute__((noinline)) ssize_t recvfrom_slow(int fd, void *buf, size_t n, int flags, struct sockaddr *addr,
 			socklen_t *len)
 {
 	ssize_t (*fn)(int, void *, size_t, int, struct sockaddr *, socklen_t *) = REAL(recvfrom);
@@ -76,7 +83,15 @@ EXPORT ssize_t recvfrom(int fd, void *buf, size_t n, int flags, struct sockaddr 
 	return r;
 }
 
-EXPORT ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
+EXPORT ssize_t recvfrom(int fd, void *buf, size_t n, int flags, struct sockaddr *addr,
+			socklen_t *len)
+{
+	if (likely(real.recvfrom != NULL) && untracked(fd, FD_CONN))
+		return real.recvfrom(fd, buf, n, flags, addr, len);
+	return recvfrom_slow(fd, buf, n, flags, addr, len);
+}
+
+static __attribute__((noinline)) ssize_t recvmsg_slow(int fd, struct msghdr *msg, int flags)
 {
 	ssize_t (*fn)(int, struct msghdr *, int) = REAL(recvmsg);
 	if (unlikely(!fn))
@@ -91,13 +106,20 @@ EXPORT ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
 	return r;
 }
 
+EXPORT ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
+{
+	if (likely(real.recvmsg != NULL) && untracked(fd, FD_CONN))
+		return real.recvmsg(fd, msg, flags);
+	return recvmsg_slow(fd, msg, flags);
+}
+
 static ssize_t raw_sendv(int fd, const struct iovec *iov, int iovcnt)
 {
 	struct msghdr m = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)iovcnt};
 	return real.sendmsg(fd, &m, 0);
 }
 
-EXPORT ssize_t send(int fd, const void *buf, size_t n, int flags)
+static __attribute__((noinline)) ssize_t send_slow(int fd, const void *buf, size_t n, int flags)
 {
 	ssize_t (*fn)(int, const void *, size_t, int) = REAL(send);
 	if (unlikely(!fn))
@@ -118,7 +140,14 @@ EXPORT ssize_t send(int fd, const void *buf, size_t n, int flags)
 	return r;
 }
 
-EXPORT ssize_t sendto(int fd, const void *buf, size_t n, int flags,
+EXPORT ssize_t send(int fd, const void *buf, size_t n, int flags)
+{
+	if (likely(real.send != NULL) && untracked(fd, FD_CONN | FD_LOG))
+		return real.send(fd, buf, n, flags);
+	return send_slow(fd, buf, n, flags);
+}
+
+static __attribute__((noinline)) ssize_t sendto_slow(int fd, const void *buf, size_t n, int flags,
 		      const struct sockaddr *addr, socklen_t len)
 {
 	ssize_t (*fn)(int, const void *, size_t, int, const struct sockaddr *, socklen_t) =
@@ -143,7 +172,15 @@ EXPORT ssize_t sendto(int fd, const void *buf, size_t n, int flags,
 	return r;
 }
 
-EXPORT ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
+EXPORT ssize_t sendto(int fd, const void *buf, size_t n, int flags,
+		      const struct sockaddr *addr, socklen_t len)
+{
+	if (likely(real.sendto != NULL) && untracked(fd, FD_CONN | FD_LOG))
+		return real.sendto(fd, buf, n, flags, addr, len);
+	return sendto_slow(fd, buf, n, flags, addr, len);
+}
+
+static __attribute__((noinline)) ssize_t sendmsg_slow(int fd, const struct msghdr *msg, int flags)
 {
 	ssize_t (*fn)(int, const struct msghdr *, int) = REAL(sendmsg);
 	if (unlikely(!fn))
@@ -164,6 +201,13 @@ EXPORT ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
 	ssize_t r = fn(fd, msg, flags);
 	conn_write_done(fd, r);
 	return r;
+}
+
+EXPORT ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
+{
+	if (likely(real.sendmsg != NULL) && untracked(fd, FD_CONN | FD_LOG))
+		return real.sendmsg(fd, msg, flags);
+	return sendmsg_slow(fd, msg, flags);
 }
 
 /* A response body sent from a file still marks the response as begun. */

@@ -14,6 +14,14 @@
 #include "shim_init.h"
 #include "thread_ctx.h"
 
+/* True when a hook has nothing to do: fd has none of the flags in care and
+ * the thread is no event loop (whose I/O elsewhere ends a bracket). Hooks
+ * test this first and tail-call libc, so untracked I/O costs a few loads. */
+static inline bool untracked(int fd, uint8_t care)
+{
+	return likely((fd_class(fd) & care) == 0) && likely(!thread_ctx.event_loop);
+}
+
 /* I/O on a descriptor that is neither a connection nor a log: an event-loop
  * thread has switched to other work, so its bracket ends. */
 static inline void note_other_io(void)

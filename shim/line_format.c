@@ -7,6 +7,7 @@
  */
 #include "line_format.h"
 
+#include <emmintrin.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -216,15 +217,28 @@ bool json_is_object_line(const char *line, size_t len)
 
 /* ---- JSON escaping --------------------------------------------------- */
 
-/* Nonzero high bit in each byte of x that needs escaping or UTF-8 checks:
- * < 0x20, '"', '\\', 0x7f, or >= 0x80. */
-static inline uint64_t word_needs_care(uint64_t x)
+/* Copies the leading run of bytes that need no escaping and no UTF-8 check
+ * (0x20..0x7e except '"' and '\\'), 16 at a time; returns its length. The
+ * output may receive up to 15 bytes past the run: json_escape's bound leaves
+ * room for them. */
+static size_t copy_plain_run(const unsigned char *p, size_t len, char *o)
 {
-	const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
-	uint64_t q = x ^ (ones * '"'), b = x ^ (ones * '\\'), d = x ^ (ones * 0x7f);
-	uint64_t hits = (x - ones * 0x20) | (q - ones) | (b - ones) | (d - ones);
-	hits &= ~x;
-	return (hits | x) & highs;
+	size_t done = 0;
+	const __m128i space = _mm_set1_epi8(0x20), quote = _mm_set1_epi8('"'),
+		      backslash = _mm_set1_epi8('\\'), del = _mm_set1_epi8(0x7f);
+	while (len - done >= 16) {
+		__m128i v = _mm_loadu_si128((const __m128i *)(p + done));
+		/* Signed compare: bytes >= 0x80 are negative, so also "< 0x20". */
+		__m128i care = _mm_or_si128(
+			_mm_or_si128(_mm_cmplt_epi8(v, space), _mm_cmpeq_epi8(v, quote)),
+			_mm_or_si128(_mm_cmpeq_epi8(v, backslash), _mm_cmpeq_epi8(v, del)));
+		_mm_storeu_si128((__m128i *)(o + done), v);
+		unsigned mask = (unsigned)_mm_movemask_epi8(care);
+		if (mask)
+			return done + (size_t)__builtin_ctz(mask);
+		done += 16;
+	}
+	return done;
 }
 
 static char *escape_byte(char *o, unsigned char b, bool surrogate)
@@ -242,21 +256,17 @@ size_t json_escape(const char *in, size_t len, char *out)
 	char *o = out;
 
 	while (p < end) {
-		while (end - p >= 8) {
-			uint64_t w;
-			memcpy(&w, p, 8);
-			if (word_needs_care(w))
-				break;
-			memcpy(o, p, 8);
-			o += 8;
-			p += 8;
-		}
+		size_t run = copy_plain_run(p, (size_t)(end - p), o);
+		p += run;
+		o += run;
 		if (p >= end)
 			break;
 		unsigned char b = *p;
 		if (b >= 0x20 && b != '"' && b != '\\' && b < 0x7f) {
-			*o++ = (char)b;
-			p++;
+			/* The tail shorter than a vector, or one plain byte. */
+			do {
+				*o++ = (char)*p++;
+			} while (p < end && *p >= 0x20 && *p != '"' && *p != '\\' && *p < 0x7f);
 			continue;
 		}
 		if (b >= 0x80) {
@@ -334,7 +344,8 @@ size_t line_format(const struct line_style *style, const char *id, size_t id_len
 		o = put(o, line, len);
 		break;
 	case FORMAT_JSON:
-		if (len > 0 && json_is_object_line(line, len)) {
+		if (len > 0 && (line[0] == '{' || line[0] == ' ' || line[0] == '\t') &&
+		    json_is_object_line(line, len)) {
 			if (!id_len)
 				return (size_t)(put(o, line, len) - out);
 			const char *brace = memchr(line, '{', len);
