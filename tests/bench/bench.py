@@ -1,0 +1,101 @@
+#!/usr/bin/env python3
+"""make bench: what libreqid.so costs, as ratios to the unshimmed run.
+
+For each loop in build/bench_io (see bench_io.c) it reports
+  - wall time per call, unshimmed and shimmed, and their ratio (median of 5
+    runs; machine noise moves both sides alike, so read the ratio);
+  - extra instructions per call under the shim, counted by valgrind's
+    callgrind inside the loop function only (deterministic);
+  - heap allocations: the same loop at two lengths must allocate the same
+    number of blocks, i.e. none per line or per request.
+It never fails on times; it flags instruction counts over the issue's targets.
+"""
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BENCH = os.path.join(ROOT, "build", "bench_io")
+LIB = os.path.join(ROOT, "build", "libreqid.so")
+
+LOOPS = [
+    # mode, label, calls for timing, calls for callgrind, calls per iteration, target
+    ("nonlog", "write() on a non-log fd", 2_000_000, 20_000, 1, 15),
+    ("line", "enriched 100-byte line", 300_000, 20_000, 1, 600),
+    ("request", "HTTP request: read, log line, write", 20_000, 2_000, 1, None),
+]
+
+
+def env_for(shimmed):
+    env = dict(os.environ)
+    env.pop("LD_PRELOAD", None)
+    if shimmed:
+        env["LD_PRELOAD"] = LIB
+    return env
+
+
+def run_timed(mode, n, shimmed):
+    with tempfile.TemporaryDirectory() as tmp:
+        result = os.path.join(tmp, "result")
+        p = subprocess.run([BENCH, mode, str(n), result], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL, env=env_for(shimmed))
+        if p.returncode != 0:
+            sys.exit(f"bench_io {mode} failed")
+        with open(result) as f:
+            return float(f.read().split()[2])
+
+
+def callgrind(mode, n, shimmed):
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "cg.out")
+        cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
+               f"--toggle-collect=loop_{mode}", BENCH, mode, str(n), os.devnull]
+        subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                       env=env_for(shimmed), check=True)
+        with open(out) as f:
+            m = re.search(r"^summary: (\d+)", f.read(), re.M)
+        return int(m.group(1))
+
+
+def heap_blocks(mode, n):
+    with tempfile.TemporaryDirectory() as tmp:
+        log = os.path.join(tmp, "memcheck.log")
+        cmd = ["valgrind", "--tool=memcheck", f"--log-file={log}", BENCH, mode, str(n),
+               os.devnull]
+        subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                       env=env_for(True), check=True)
+        with open(log) as f:
+            report = f.read()
+    m = re.search(r"total heap usage: ([\d,]+) allocs", report)
+    return int(m.group(1).replace(",", ""))
+
+
+def main():
+    print(f"{'loop':38} {'unshimmed':>10} {'shimmed':>10} {'ratio':>7} "
+          f"{'extra instr/call':>17} {'target':>7}")
+    over = []
+    for mode, label, n_time, n_cg, per_iter, target in LOOPS:
+        base = statistics.median(run_timed(mode, n_time, False) for _ in range(5))
+        shim = statistics.median(run_timed(mode, n_time, True) for _ in range(5))
+        extra = (callgrind(mode, n_cg, True) - callgrind(mode, n_cg, False)) / (n_cg * per_iter)
+        flag = ""
+        if target is not None and extra > target:
+            flag = "  OVER TARGET"
+            over.append(label)
+        print(f"{label:38} {base:8.1f}ns {shim:8.1f}ns {shim / base:6.2f}x "
+              f"{extra:17.1f} {('<= ' + str(target)) if target else '-':>7}{flag}")
+    for mode, small, large in (("line", 100, 5000), ("request", 50, 1000)):
+        a, b = heap_blocks(mode, small), heap_blocks(mode, large)
+        verdict = "none per iteration" if a == b else f"{(b - a) / (large - small):.2f} per iteration"
+        print(f"heap blocks, {mode:8} loop: {a} at N={small}, {b} at N={large}: {verdict}")
+        if a != b:
+            over.append(f"heap allocations in the {mode} loop")
+    if over:
+        print("over target: " + "; ".join(over))
+
+
+if __name__ == "__main__":
+    main()
