@@ -1,0 +1,469 @@
+/*
+ * legacy_http.h - tiny HTTP/1.1 plumbing shared by the integration-test
+ * servers in tests/servers/, written like old C code that has never heard of
+ * reqid: fixed buffers, blocking reads, logs to fd 2.
+ *
+ * The servers are the code under observation, so this file must never know
+ * about request ids, never use stdio (printf/fprintf/puts) to log (the tests
+ * cover write()/writev()-level capture only; snprintf into a stack buffer is
+ * fine) and never emit a line not ended by '\n'. Static (inline, so unused ones
+ * do not warn) functions only.
+ */
+#ifndef LEGACY_HTTP_H
+#define LEGACY_HTTP_H
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h> /* snprintf/vsnprintf only - never for output */
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+#define LH_BUF_SIZE 16384
+#define LH_LOG_MAX 1024
+#define LH_TOKEN_MAX 64
+#define LH_RESPONSE_MAX 256
+
+/* One parsed request head. */
+struct lh_request {
+	char method[16];
+	char path[512];
+	int close;             /* the client sent Connection: close */
+	size_t content_length;
+};
+
+/* Per-connection read state. Bytes past the current request stay in buf for
+ * the next request on a keep-alive connection. */
+struct lh_conn {
+	int fd;
+	int use_recv;          /* read with recv() instead of read() */
+	int have_head;         /* head parsed, body still being discarded */
+	size_t len;            /* bytes held in buf */
+	size_t skip;           /* body bytes still to discard */
+	struct lh_request cur;
+	char buf[LH_BUF_SIZE];
+};
+
+static const char *lh_name = "server";
+
+static inline void lh_conn_init(struct lh_conn *c, int fd, int use_recv)
+{
+	c->fd = fd;
+	c->use_recv = use_recv;
+	c->have_head = 0;
+	c->len = 0;
+	c->skip = 0;
+}
+
+/* ---- logging: always whole lines on fd 2, never stdio ---------------- */
+
+static inline size_t lh_log_prefix(char *out, size_t cap, const char *level)
+{
+	struct timespec ts;
+	struct tm tm;
+	int n;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	n = snprintf(out, cap, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %-5s [%s] pid=%d tid=%ld ",
+		     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+		     tm.tm_sec, ts.tv_nsec / 1000000L, level, lh_name, (int)getpid(),
+		     (long)syscall(SYS_gettid));
+	if (n < 0)
+		return 0;
+	return (size_t)n < cap ? (size_t)n : cap - 1;
+}
+
+/* Formats the message part plus its '\n' into out; returns its length. */
+static inline size_t lh_log_body(char *out, size_t cap, const char *fmt, va_list ap)
+{
+	int n = vsnprintf(out, cap - 1, fmt, ap);
+
+	if (n < 0)
+		n = 0;
+	if ((size_t)n > cap - 2)
+		n = (int)(cap - 2);
+	out[n++] = '\n';
+	return (size_t)n;
+}
+
+static inline void lh_write_stderr(const char *p, size_t len)
+{
+	while (len > 0) {
+		ssize_t n = write(2, p, len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return;
+		p += n;
+		len -= (size_t)n;
+	}
+}
+
+/* The usual way: one line, one write(2). */
+__attribute__((format(printf, 2, 3)))
+static inline void lh_log(const char *level, const char *fmt, ...)
+{
+	char line[LH_LOG_MAX];
+	size_t n = lh_log_prefix(line, sizeof line, level);
+	va_list ap;
+
+	va_start(ap, fmt);
+	n += lh_log_body(line + n, sizeof line - n, fmt, ap);
+	va_end(ap);
+	lh_write_stderr(line, n);
+}
+
+/* One line as a writev() of two iovecs: prefix, then message + '\n'. */
+__attribute__((format(printf, 2, 3)))
+static inline void lh_log_v(const char *level, const char *fmt, ...)
+{
+	char head[256], body[LH_LOG_MAX];
+	struct iovec iov[2];
+	va_list ap;
+
+	iov[0].iov_base = head;
+	iov[0].iov_len = lh_log_prefix(head, sizeof head, level);
+	va_start(ap, fmt);
+	iov[1].iov_base = body;
+	iov[1].iov_len = lh_log_body(body, sizeof body, fmt, ap);
+	va_end(ap);
+	for (;;) {
+		ssize_t n = writev(2, iov, 2);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n >= 0 && (size_t)n < iov[0].iov_len + iov[1].iov_len) {
+			/* short writev: finish the rest the slow way */
+			size_t done = (size_t)n;
+
+			if (done < iov[0].iov_len) {
+				lh_write_stderr(head + done, iov[0].iov_len - done);
+				done = 0;
+			} else {
+				done -= iov[0].iov_len;
+			}
+			lh_write_stderr(body + done, iov[1].iov_len - done);
+		}
+		return;
+	}
+}
+
+/* One line as two write() calls: the prefix without newline, then the
+ * message with it (like code that prints a header then the text). */
+__attribute__((format(printf, 2, 3)))
+static inline void lh_log_2w(const char *level, const char *fmt, ...)
+{
+	char head[256], body[LH_LOG_MAX];
+	size_t hn = lh_log_prefix(head, sizeof head, level), bn;
+	va_list ap;
+
+	va_start(ap, fmt);
+	bn = lh_log_body(body, sizeof body, fmt, ap);
+	va_end(ap);
+	lh_write_stderr(head, hn);
+	lh_write_stderr(body, bn);
+}
+
+/* ---- sockets --------------------------------------------------------- */
+
+/* A listening TCP socket on 127.0.0.1, port chosen by the kernel. */
+static inline int lh_listen(int *port_out)
+{
+	struct sockaddr_in sa;
+	socklen_t sl = sizeof sa;
+	int one = 1;
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	if (fd < 0)
+		return -1;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+	memset(&sa, 0, sizeof sa);
+	sa.sin_family = AF_INET;
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	sa.sin_port = 0;
+	if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(fd, 512) < 0 ||
+	    getsockname(fd, (struct sockaddr *)&sa, &sl) < 0) {
+		close(fd);
+		return -1;
+	}
+	*port_out = ntohs(sa.sin_port);
+	return fd;
+}
+
+/* Writes "<port>\n" to ready_fd and closes it: the harness's handshake. */
+static inline int lh_report_port(int ready_fd, int port)
+{
+	char msg[16];
+	int n = snprintf(msg, sizeof msg, "%d\n", port);
+	ssize_t w;
+
+	do
+		w = write(ready_fd, msg, (size_t)n);
+	while (w < 0 && errno == EINTR);
+	close(ready_fd);
+	return w == n ? 0 : -1;
+}
+
+/* Parses "NAME --ready-fd N"; returns N or -1. */
+static inline int lh_ready_fd_arg(int argc, char **argv)
+{
+	if (argc == 3 && strcmp(argv[1], "--ready-fd") == 0) {
+		char *end;
+		long v = strtol(argv[2], &end, 10);
+
+		if (*argv[2] && !*end && v >= 0 && v < 65536)
+			return (int)v;
+	}
+	return -1;
+}
+
+static inline void lh_usage(const char *prog)
+{
+	char msg[256];
+	int n = snprintf(msg, sizeof msg, "usage: %s --ready-fd N\n", prog);
+
+	lh_write_stderr(msg, (size_t)n);
+}
+
+/* Writes all of buf; send() with MSG_NOSIGNAL when use_send. */
+static inline int lh_write_all(int fd, const char *buf, size_t len, int use_send)
+{
+	while (len > 0) {
+		ssize_t n = use_send ? send(fd, buf, len, MSG_NOSIGNAL) : write(fd, buf, len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return -1;
+		buf += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+/* ---- HTTP parsing ---------------------------------------------------- */
+
+static inline void lh_consume(struct lh_conn *c, size_t n)
+{
+	memmove(c->buf, c->buf + n, c->len - n);
+	c->len -= n;
+}
+
+static inline int lh_header_is(const char *line, size_t len, const char *name, const char **value,
+			size_t *vlen)
+{
+	size_t nl = strlen(name);
+
+	if (len <= nl || strncasecmp(line, name, nl) != 0 || line[nl] != ':')
+		return 0;
+	line += nl + 1;
+	len -= nl + 1;
+	while (len > 0 && (*line == ' ' || *line == '\t')) {
+		line++;
+		len--;
+	}
+	while (len > 0 && (line[len - 1] == ' ' || line[len - 1] == '\t'))
+		len--;
+	*value = line;
+	*vlen = len;
+	return 1;
+}
+
+/* Parses the head in buf[0..head_len) into r. Returns 0, or -1 if bad. */
+static inline int lh_parse_head(const char *buf, size_t head_len, struct lh_request *r)
+{
+	const char *p = buf, *end = buf + head_len, *eol, *sp1, *sp2;
+
+	memset(r, 0, sizeof *r);
+	eol = memchr(p, '\r', (size_t)(end - p));
+	if (!eol)
+		return -1;
+	sp1 = memchr(p, ' ', (size_t)(eol - p));
+	if (!sp1 || (size_t)(sp1 - p) >= sizeof r->method)
+		return -1;
+	sp2 = memchr(sp1 + 1, ' ', (size_t)(eol - sp1 - 1));
+	if (!sp2 || (size_t)(sp2 - sp1 - 1) >= sizeof r->path)
+		return -1;
+	memcpy(r->method, p, (size_t)(sp1 - p));
+	memcpy(r->path, sp1 + 1, (size_t)(sp2 - sp1 - 1));
+	if (eol - sp2 - 1 != 8 || strncmp(sp2 + 1, "HTTP/1.", 7) != 0)
+		return -1;
+	p = eol + 2;
+	while (p < end) {
+		const char *v;
+		size_t vl;
+
+		eol = memchr(p, '\r', (size_t)(end - p));
+		if (!eol || eol == p)
+			break;
+		if (lh_header_is(p, (size_t)(eol - p), "Content-Length", &v, &vl)) {
+			size_t i, cl = 0;
+
+			if (vl == 0 || vl > 9)
+				return -1;
+			for (i = 0; i < vl; i++) {
+				if (v[i] < '0' || v[i] > '9')
+					return -1;
+				cl = cl * 10 + (size_t)(v[i] - '0');
+			}
+			r->content_length = cl;
+		} else if (lh_header_is(p, (size_t)(eol - p), "Connection", &v, &vl)) {
+			if (vl == 5 && strncasecmp(v, "close", 5) == 0)
+				r->close = 1;
+		}
+		p = eol + 2;
+	}
+	return 0;
+}
+
+/* Tries to take one whole request (head parsed, body read and discarded)
+ * from the bytes already buffered. Returns 1 and fills *out when one is
+ * complete, 0 when more bytes are needed, -1 on a malformed request. */
+static inline int lh_parse(struct lh_conn *c, struct lh_request *out)
+{
+	size_t n;
+
+	if (!c->have_head) {
+		size_t i, head_len = 0;
+
+		for (i = 0; i + 3 < c->len; i++) {
+			if (c->buf[i] == '\r' && c->buf[i + 1] == '\n' && c->buf[i + 2] == '\r' &&
+			    c->buf[i + 3] == '\n') {
+				head_len = i + 4;
+				break;
+			}
+		}
+		if (!head_len)
+			return c->len == sizeof c->buf ? -1 : 0;
+		if (lh_parse_head(c->buf, head_len, &c->cur) < 0)
+			return -1;
+		lh_consume(c, head_len);
+		c->skip = c->cur.content_length;
+		c->have_head = 1;
+	}
+	n = c->skip < c->len ? c->skip : c->len;
+	lh_consume(c, n);
+	c->skip -= n;
+	if (c->skip > 0)
+		return 0;
+	c->have_head = 0;
+	*out = c->cur;
+	return 1;
+}
+
+/* One read()/recv() into the buffer. Returns bytes read, 0 at EOF, -1 on
+ * error (errno set; EAGAIN for a non-blocking socket with nothing yet). */
+static inline ssize_t lh_fill(struct lh_conn *c)
+{
+	ssize_t n;
+
+	if (c->len == sizeof c->buf) {
+		errno = ENOBUFS;
+		return -1;
+	}
+	do {
+		if (c->use_recv)
+			n = recv(c->fd, c->buf + c->len, sizeof c->buf - c->len, 0);
+		else
+			n = read(c->fd, c->buf + c->len, sizeof c->buf - c->len);
+	} while (n < 0 && errno == EINTR);
+	if (n > 0)
+		c->len += (size_t)n;
+	return n;
+}
+
+/* Blocking: reads until one whole request is in. Returns 1 with *r filled,
+ * 0 on a clean EOF between requests, -1 on error or EOF mid-request. */
+static inline int lh_read_request(struct lh_conn *c, struct lh_request *r)
+{
+	for (;;) {
+		int rc = lh_parse(c, r);
+		ssize_t n;
+
+		if (rc != 0)
+			return rc;
+		n = lh_fill(c);
+		if (n == 0)
+			return (c->len == 0 && !c->have_head) ? 0 : -1;
+		if (n < 0)
+			return -1;
+	}
+}
+
+/* "/req/<token>[?...]": copies the token, returns its length, or 0. */
+static inline size_t lh_path_token(const char *path, char *tok, size_t cap)
+{
+	size_t n = 0;
+
+	if (strncmp(path, "/req/", 5) != 0)
+		return 0;
+	path += 5;
+	while ((path[n] >= 'a' && path[n] <= 'z') || (path[n] >= 'A' && path[n] <= 'Z') ||
+	       (path[n] >= '0' && path[n] <= '9')) {
+		if (n + 1 >= cap)
+			return 0;
+		tok[n] = path[n];
+		n++;
+	}
+	if (path[n] != '\0' && path[n] != '?')
+		return 0;
+	tok[n] = '\0';
+	return n;
+}
+
+static inline int lh_is_quit(const char *path)
+{
+	return strcmp(path, "/quit") == 0;
+}
+
+/* Value of integer query parameter name, or -1 when absent/invalid. */
+static inline long lh_query_long(const char *path, const char *name)
+{
+	const char *q = strchr(path, '?');
+	size_t nl = strlen(name);
+
+	while (q) {
+		q++;
+		if (strncmp(q, name, nl) == 0 && q[nl] == '=') {
+			char *end;
+			long v = strtol(q + nl + 1, &end, 10);
+
+			if (end != q + nl + 1 && (*end == '\0' || *end == '&'))
+				return v;
+			return -1;
+		}
+		q = strchr(q, '&');
+	}
+	return -1;
+}
+
+/* "HTTP/1.1 200 OK" with body "ok <word>\n"; returns the length. */
+static inline size_t lh_build_response(char *out, size_t cap, const char *word, int close_conn)
+{
+	char body[LH_TOKEN_MAX + 8];
+	int bl = snprintf(body, sizeof body, "ok %s\n", word);
+	int n = snprintf(out, cap, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n%s\r\n%s", bl,
+			 close_conn ? "Connection: close\r\n" : "", body);
+
+	return n < 0 ? 0 : ((size_t)n < cap ? (size_t)n : cap - 1);
+}
+
+static inline size_t lh_build_error(char *out, size_t cap)
+{
+	int n = snprintf(out, cap,
+			 "HTTP/1.1 400 Bad Request\r\nContent-Length: 4\r\nConnection: close\r\n\r\nbad\n");
+
+	return n < 0 ? 0 : (size_t)n;
+}
+
+#endif
