@@ -25,9 +25,12 @@ SERVERS    := $(patsubst tests/servers/%.c,%,$(wildcard tests/servers/*.c))
 
 # Debian packages the build, the tests and the benchmarks use.
 DEB_PACKAGES := gcc make libc6-dev libunwind-dev libxxhash-dev libcmocka-dev \
-                python3 valgrind
+                python3 valgrind clang libclang-rt-14-dev
 
-.PHONY: all deps test unit unit-asan integration demo bench clean
+FUZZERS := $(patsubst tests/fuzz/%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_SECONDS ?= 300
+
+.PHONY: all deps test unit unit-asan integration fuzz fuzz-smoke servers demo bench clean
 
 all: $(BUILD)/libreqid.so servers
 
@@ -78,8 +81,34 @@ unit-asan: deps $(addprefix $(BUILD)/unit-asan/,$(UNIT_TESTS))
 integration: deps $(BUILD)/libreqid.so servers
 	python3 tests/integration/run_all.py
 
+# libFuzzer targets over the pure logic, with ASan and UBSan.
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(PURE_SRCS) $(SHIM_HDRS)
+	@mkdir -p $(BUILD)/fuzz
+	clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+	  -D_GNU_SOURCE -Ishim -o $@ $< $(PURE_SRCS) -lxxhash
+
+# A fixed number of runs from the seed corpus: part of `make test`.
+fuzz-smoke: deps $(addprefix $(BUILD)/fuzz/,$(FUZZERS))
+	@for f in $(FUZZERS); do \
+	  name=$${f#fuzz_}; rm -rf $(BUILD)/fuzz/corpus-$$name; mkdir -p $(BUILD)/fuzz/corpus-$$name; \
+	  dict=; [ -f tests/fuzz/$$f.dict ] && dict=-dict=tests/fuzz/$$f.dict; \
+	  $(BUILD)/fuzz/$$f -runs=200000 -seed=1 $$dict \
+	    $(BUILD)/fuzz/corpus-$$name tests/fuzz/corpus/$$name 2>$(BUILD)/fuzz/$$f.log \
+	    || { tail -40 $(BUILD)/fuzz/$$f.log; exit 1; }; \
+	  echo "$$f: $$(grep -o 'Done [0-9]* runs' $(BUILD)/fuzz/$$f.log)"; \
+	done
+
+# Longer fuzzing, FUZZ_SECONDS per target (not part of `make test`).
+fuzz: deps $(addprefix $(BUILD)/fuzz/,$(FUZZERS))
+	@for f in $(FUZZERS); do \
+	  name=$${f#fuzz_}; mkdir -p $(BUILD)/fuzz/corpus-$$name; \
+	  dict=; [ -f tests/fuzz/$$f.dict ] && dict=-dict=tests/fuzz/$$f.dict; \
+	  $(BUILD)/fuzz/$$f -max_total_time=$(FUZZ_SECONDS) $$dict \
+	    $(BUILD)/fuzz/corpus-$$name tests/fuzz/corpus/$$name || exit 1; \
+	done
+
 test: deps
-	$(MAKE) unit unit-asan integration
+	$(MAKE) unit unit-asan fuzz-smoke integration
 
 demo: deps $(BUILD)/libreqid.so servers
 	python3 tests/integration/demo.py
