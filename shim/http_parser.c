@@ -43,15 +43,16 @@ enum parser_state {
 
 static const char http_version_prefix[] = "HTTP/1.";
 
+/* RFC 9110 tchar: the bytes of methods and header names. */
+static const bool tchar_table[256] = {
+	['!'] = 1, ['#'] = 1, ['$'] = 1, ['%'] = 1, ['&'] = 1, ['\''] = 1, ['*'] = 1,
+	['+'] = 1, ['-'] = 1, ['.'] = 1, ['^'] = 1, ['_'] = 1, ['`'] = 1, ['|'] = 1, ['~'] = 1,
+	['0' ... '9'] = 1, ['A' ... 'Z'] = 1, ['a' ... 'z'] = 1,
+};
+
 static bool is_tchar(unsigned char c)
 {
-	static const char extra[] = "!#$%&'*+-.^_`|~";
-	if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
-		return true;
-	for (const char *e = extra; *e; e++)
-		if (c == (unsigned char)*e)
-			return true;
-	return false;
+	return tchar_table[c];
 }
 
 static unsigned char lower(unsigned char c)
@@ -293,15 +294,19 @@ void http_parser_feed(struct http_parser *p, const char *buf, size_t len,
 			i++;
 			break;
 		case S_TARGET:
-			if (c == ' ' && p->token_len > 0) {
-				p->state = S_VERSION;
-				p->token_len = 0;
-			} else if (c <= ' ' || c == 0x7f) {
+			if (c > ' ' && c != 0x7f) {
+				/* The bulk of the target, in a tight loop. */
+				while (i < len && s[i] > ' ' && s[i] != 0x7f)
+					i++;
+				p->token_len = 1;
+				break;
+			}
+			if (c != ' ' || p->token_len == 0) {
 				fail(p, out);
 				return;
-			} else {
-				p->token_len = 1;
 			}
+			p->state = S_VERSION;
+			p->token_len = 0;
 			i++;
 			break;
 		case S_VERSION:
@@ -360,6 +365,13 @@ void http_parser_feed(struct http_parser *p, const char *buf, size_t len,
 			i++;
 			break;
 		case S_HEADER_NAME:
+			if (p->name_match == 0 && is_tchar(c)) {
+				/* No candidate matches this name: skip it. */
+				while (i < len && is_tchar(s[i]))
+					i++;
+				p->token_len = UINT16_MAX;
+				break;
+			}
 			if (c == ':') {
 				begin_value(p);
 				p->state = S_HEADER_VALUE;
@@ -372,6 +384,12 @@ void http_parser_feed(struct http_parser *p, const char *buf, size_t len,
 			i++;
 			break;
 		case S_HEADER_VALUE:
+			if (p->capture == RANK_NONE && c != '\r' && c != '\n') {
+				/* A value nobody asked for: skip to the end of its line. */
+				while (i < len && s[i] != '\r' && s[i] != '\n')
+					i++;
+				break;
+			}
 			if (c == '\r' || c == '\n') {
 				if (p->capture != RANK_NONE) {
 					while (p->value_len > 0 && (p->value[p->value_len - 1] == ' ' ||
