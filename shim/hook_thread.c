@@ -21,11 +21,13 @@ struct thread_start {
 	uint8_t mode;
 };
 
+/* Unfinished lines are judged with the context the thread still has; held
+ * lines go out without an id, as at any boundary. */
 static void thread_ending(void *unused)
 {
 	(void)unused;
-	ctx_boundary();
 	log_flush_thread();
+	ctx_boundary();
 }
 
 static void *thread_trampoline(void *p)
@@ -67,8 +69,8 @@ static void process_ending(void)
 {
 	if (shim.active) {
 		int saved = errno;
-		ctx_boundary();
 		log_flush_all();
+		ctx_boundary();
 		errno = saved;
 	}
 }

@@ -171,8 +171,8 @@ __attribute__((destructor)) static void shim_stop(void)
 {
 	if (!shim.active)
 		return;
-	ctx_boundary();
 	log_flush_all();
+	ctx_boundary();
 }
 
 bool config_is_log_fd(int fd)
