@@ -17,6 +17,12 @@ never hide a failing line: wrong ids are kept as examples in the report.
     python3 tests/integration/harness.py epoll_timers --requests 400 -c 48
     python3 tests/integration/harness.py thread_per_conn --format logfmt --field rid
     python3 tests/integration/harness.py fork_per_conn --no-shim   # debug servers
+    python3 tests/integration/harness.py thread_pool --unix   # over a unix socket
+
+With --unix (run(..., unix=True)) the server listens on a unix-domain stream
+socket instead of TCP: the harness sets LEGACY_LISTEN_UNIX=<path> (a fresh
+temporary directory, removed afterwards), the handshake reports port 0 and
+every client connection goes to that path.
 """
 
 import argparse
@@ -26,9 +32,11 @@ import os
 import random
 import re
 import select
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -41,6 +49,7 @@ SERVER_DIR = ROOT / "build" / "servers"
 LOG_DIR = ROOT / "build" / "integration"
 
 SERVERS = ("thread_per_conn", "thread_pool", "epoll_timers", "fork_per_conn")
+UNIX_ENV = "LEGACY_LISTEN_UNIX"  # the servers listen on this unix socket path
 EVIL_BODY = b"GET /req/fake HTTP/1.1\r\nX-Request-ID: evil\r\n\r\n"
 GENERATED = object()  # expected id: one the shim generates
 ID_CHARS_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -67,8 +76,10 @@ class Req:
                  "expected", "kind", "delayed", "split", "response", "error")
 
     def raw(self, port):
+        """The request's bytes; port None (a unix socket) gives Host: localhost."""
+        host = "localhost" if port is None else "127.0.0.1:%d" % port
         lines = ["%s %s HTTP/1.1" % (self.method, self.path),
-                 "Host: 127.0.0.1:%d" % port, "User-Agent: reqid-harness/1"]
+                 "Host: " + host, "User-Agent: reqid-harness/1"]
         lines += ["%s: %s" % h for h in self.headers]
         if self.body:
             lines += ["Content-Type: text/plain",
@@ -187,16 +198,33 @@ def _recv_response(sock, buf):
     return head + b"\r\n\r\n" + rest[:need], rest[need:]
 
 
+def connect(port, timeout, unix_path=None):
+    """A client socket to the server: TCP to 127.0.0.1:port, or the unix
+    stream socket at unix_path when one is given (port is then ignored)."""
+    if unix_path is None:
+        return socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.settimeout(timeout)
+        sock.connect(str(unix_path))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
 class Load:
-    def __init__(self, port, concurrency, timeout=30.0):
+    def __init__(self, port, concurrency, timeout=30.0, unix_path=None):
         self.port, self.concurrency, self.timeout = port, concurrency, timeout
+        self.unix_path = unix_path
+        self.host_port = None if unix_path is not None else port  # for Host:
         self.lock = threading.Lock()
         self.open_now = self.open_max = 0
         self.barrier = None
 
     def run_conn(self, item):
         index, reqs = item
-        sock = socket.create_connection(("127.0.0.1", self.port), timeout=self.timeout)
+        sock = connect(self.port, self.timeout, self.unix_path)
         with self.lock:
             self.open_now += 1
             self.open_max = max(self.open_max, self.open_now)
@@ -208,12 +236,13 @@ class Load:
                     self.barrier.wait(self.timeout)
                 except threading.BrokenBarrierError:
                     pass
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self.unix_path is None:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             buf = b""
             if getattr(reqs, "pipelined", False):
-                sock.sendall(b"".join(r.raw(self.port) for r in reqs))
+                sock.sendall(b"".join(r.raw(self.host_port) for r in reqs))
             for r in reqs:
-                data = r.raw(self.port)
+                data = r.raw(self.host_port)
                 if getattr(reqs, "pipelined", False):
                     pass
                 elif r.split is not None:
@@ -246,9 +275,10 @@ class Load:
             list(ex.map(self.run_conn, enumerate(plan)))
 
 
-def send_quit(port, timeout=30.0):
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-        s.sendall(b"GET /quit HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+def send_quit(port, timeout=30.0, unix_path=None):
+    host = b"127.0.0.1" if unix_path is None else b"localhost"
+    with connect(port, timeout, unix_path) as s:
+        s.sendall(b"GET /quit HTTP/1.1\r\nHost: " + host + b"\r\nConnection: close\r\n\r\n")
         resp, _ = _recv_response(s, b"")
     want = b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\nConnection: close\r\n\r\nok quit\n"
     if resp != want:
@@ -259,10 +289,16 @@ def send_quit(port, timeout=30.0):
 
 class Server:
     """One server process under the shim (or bare with shim=False); stdout
-    and stderr both go to log_path, opened with O_APPEND."""
+    and stderr both go to log_path, opened with O_APPEND. With unix_path the
+    server listens on that unix stream socket (LEGACY_LISTEN_UNIX) and its
+    handshake must report port 0; the caller owns the path's directory."""
 
-    def __init__(self, name, log_path, shim=True, reqid_args=(), env=None):
+    def __init__(self, name, log_path, shim=True, reqid_args=(), env=None, unix_path=None):
         self.name, self.log_path = name, Path(log_path)
+        self.unix_path = None if unix_path is None else str(unix_path)
+        if self.unix_path is not None and len(os.fsencode(self.unix_path)) >= 108:
+            raise Failure("unix socket path too long (sun_path holds 107 bytes): %s"
+                          % self.unix_path)
         binary = SERVER_DIR / name
         if not binary.exists():
             raise Failure("%s missing: run `make servers`" % binary)
@@ -276,10 +312,13 @@ class Server:
         if shim:
             cmd = [str(REQID), "run", *reqid_args, "--"] + cmd
         # runs are defined by their arguments: inherited REQID_* settings
-        # (other than the library path) would silently change them
+        # (other than the library path) or LEGACY_LISTEN_UNIX would silently
+        # change them
         full_env = {k: v for k, v in os.environ.items()
-                    if not k.startswith("REQID_") or k == "REQID_LIB"}
+                    if (not k.startswith("REQID_") or k == "REQID_LIB") and k != UNIX_ENV}
         full_env.update(env or {})
+        if self.unix_path is not None:
+            full_env[UNIX_ENV] = self.unix_path
         self.cmd = cmd
         try:
             self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log_fd,
@@ -290,6 +329,11 @@ class Server:
             os.close(log_fd)
         try:
             self.port = self._handshake(rfd)
+            if self.unix_path is not None and self.port != 0:
+                raise Failure("%s reported port %d, expected 0 for a unix socket (%s=%s)"
+                              % (name, self.port, UNIX_ENV, self.unix_path))
+            if self.unix_path is None and self.port == 0:
+                raise Failure("%s reported port 0 without %s" % (name, UNIX_ENV))
         except Failure:
             self.kill()
             raise
@@ -544,9 +588,11 @@ def check_log(text, server, requests, fmt, check_ids=True, outside=None,
 
 def run(server, requests=200, concurrency=32, fmt="json", field="request_id",
         outside=None, shim=True, label=None, seed=None, min_recall=0.99,
-        quit_timeout=60.0, extra_env=None, pipeline=0.0):
+        quit_timeout=60.0, extra_env=None, pipeline=0.0, unix=False):
     """Runs one server under load and checks it. Returns a result dict with
-    'ok', 'counts', 'precision', 'recall', 'problems', 'examples'."""
+    'ok', 'counts', 'precision', 'recall', 'problems', 'examples'. With
+    unix=True the server listens on a unix stream socket in a fresh
+    temporary directory, removed when the run ends."""
     if server not in SERVERS:
         raise ValueError("unknown server %r" % server)
     seed = random.randrange(1 << 30) if seed is None else seed
@@ -568,13 +614,17 @@ def run(server, requests=200, concurrency=32, fmt="json", field="request_id",
               "precision": None, "recall": None}
     t0 = time.monotonic()
     srv = None
+    unix_dir = tempfile.mkdtemp(prefix="reqid-unix-") if unix else None
+    unix_path = os.path.join(unix_dir, "server.sock") if unix else None
+    result["unix"] = unix_path
     try:
-        srv = Server(server, log_path, shim=shim, reqid_args=reqid_args, env=env)
-        result["cmd"] = " ".join(srv.cmd)
-        load = Load(srv.port, concurrency)
+        srv = Server(server, log_path, shim=shim, reqid_args=reqid_args, env=env,
+                     unix_path=unix_path)
+        result["cmd"] = ("%s=%s " % (UNIX_ENV, unix_path) if unix else "") + " ".join(srv.cmd)
+        load = Load(srv.port, concurrency, unix_path=unix_path)
         load.run(plan)
         result["max_open"] = load.open_max
-        send_quit(srv.port)
+        send_quit(srv.port, unix_path=unix_path)
         rc = srv.wait(quit_timeout)
         if rc != 0:
             result["problems"].append("server exited with status %s" % rc)
@@ -582,6 +632,9 @@ def run(server, requests=200, concurrency=32, fmt="json", field="request_id",
         result["problems"].append("%s: %s" % (type(e).__name__, e))
         if srv:
             srv.kill()
+    finally:
+        if unix_dir is not None:
+            shutil.rmtree(unix_dir, ignore_errors=True)
     result["elapsed"] = time.monotonic() - t0
     bad_resp = [r for r in reqs if r.error or r.response is None]
     for r in bad_resp[:5]:
@@ -636,9 +689,10 @@ def pct(v):
 
 def report(res, out=sys.stdout):
     c = res["counts"]
-    out.write("%s: %s  (seed %d, %.1f s, log %s)\n" % (
+    out.write("%s: %s  (seed %d, %.1f s, log %s%s)\n" % (
         res["label"], "PASS" if res["ok"] else "FAIL", res["seed"],
-        res.get("elapsed", 0), res["log"]))
+        res.get("elapsed", 0), res["log"],
+        ", unix socket %s" % res["unix"] if res.get("unix") else ""))
     out.write("  requests %d  lines %d  token lines %d  tagged %d  correct %d  wrong %d"
               "  outside %d  precision %s  recall %s  max open conns %s\n" % (
                   c["requests"], c["lines"], c["token_lines"], c["tagged"], c["correct"],
@@ -677,6 +731,9 @@ def main(argv=None):
                          " inherited REQID_* variables are dropped")
     ap.add_argument("--no-shim", action="store_true",
                     help="debug: run the server bare and skip id checks")
+    ap.add_argument("--unix", action="store_true",
+                    help="serve over a unix-domain stream socket (%s) instead of TCP"
+                         % UNIX_ENV)
     a = ap.parse_args(argv)
     min_recall = a.min_recall
     if min_recall is None:
@@ -684,7 +741,7 @@ def main(argv=None):
     extra_env = dict(kv.split("=", 1) for kv in a.env)
     res = run(a.server, a.requests, a.concurrency, a.format, a.field, a.outside,
               shim=not a.no_shim, seed=a.seed, min_recall=min_recall, extra_env=extra_env,
-              label=a.label, pipeline=a.pipeline)
+              label=a.label, pipeline=a.pipeline, unix=a.unix)
     report(res)
     return 0 if res["ok"] else 1
 

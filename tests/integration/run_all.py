@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """run_all.py - the integration suite for reqid (`make integration`): every
-bundled legacy server at full size under the shim, plus smaller runs of
+bundled legacy server at full size under the shim, thread_per_conn and
+epoll_timers again at full size over a unix-domain socket, plus smaller runs of
 thread_per_conn with the other output formats, a custom field name and the
 REQID_OUTSIDE sentinel. Prints one table row per run, the details of every
 failing run, and ends with "N passed, M failed"; exits non-zero on a failure.
@@ -36,6 +37,10 @@ RUNS = [
     ("thread_pool", "thread_pool", FULL, {}),
     ("epoll_timers", "epoll_timers", FULL, {"min_recall": 0.30}),
     ("fork_per_conn", "fork_per_conn", FULL, {}),
+    # the same servers over a unix-domain stream socket (LEGACY_LISTEN_UNIX):
+    # the shim must treat every accept()ed socket as a connection
+    ("thread_per_conn unix socket", "thread_per_conn", FULL, {"unix": True}),
+    ("epoll_timers unix socket", "epoll_timers", FULL, {"unix": True, "min_recall": 0.30}),
     ("thread_per_conn pipelined", "thread_per_conn", 300, {"pipeline": 0.5, "min_recall": 0.0}),
     ("epoll_timers pipelined", "epoll_timers", 300, {"pipeline": 0.5, "min_recall": 0.0}),
     ("thread_per_conn --format prefix", "thread_per_conn", SMALL, {"fmt": "prefix"}),

@@ -24,6 +24,7 @@
 #include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/uio.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -176,14 +177,50 @@ static inline void lh_log_2w(const char *level, const char *fmt, ...)
 
 /* ---- sockets --------------------------------------------------------- */
 
-/* A listening TCP socket on 127.0.0.1, port chosen by the kernel. */
+/* A listening unix-domain stream socket at path (unlinked first, so a
+ * stale socket file from an earlier run does not make bind() fail). */
+static inline int lh_listen_unix(const char *path)
+{
+	struct sockaddr_un sa;
+	size_t len = strlen(path);
+	int fd;
+
+	if (len == 0 || len >= sizeof sa.sun_path) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	fd = socket(AF_UNIX, SOCK_STREAM, 0);
+	if (fd < 0)
+		return -1;
+	memset(&sa, 0, sizeof sa);
+	sa.sun_family = AF_UNIX;
+	memcpy(sa.sun_path, path, len + 1);
+	unlink(path);
+	if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(fd, 512) < 0) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* A listening TCP socket on 127.0.0.1, port chosen by the kernel; or, when
+ * LEGACY_LISTEN_UNIX=<path> is set, a unix-domain stream socket at <path>,
+ * with port 0 reported. */
 static inline int lh_listen(int *port_out)
 {
 	struct sockaddr_in sa;
 	socklen_t sl = sizeof sa;
 	int one = 1;
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	const char *unix_path = getenv("LEGACY_LISTEN_UNIX");
+	int fd;
 
+	if (unix_path) {
+		fd = lh_listen_unix(unix_path);
+		if (fd >= 0)
+			*port_out = 0;
+		return fd;
+	}
+	fd = socket(AF_INET, SOCK_STREAM, 0);
 	if (fd < 0)
 		return -1;
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
