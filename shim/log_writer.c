@@ -288,6 +288,20 @@ static void mark_held(void)
 	thread_ctx.held = true;
 }
 
+/* No buffer room for a line: its bytes go out as they came, unenriched but
+ * not lost, after what is staged. */
+static bool writer_raw(struct writer *w, const char *b, size_t n)
+{
+	if (!writer_flush(w))
+		return false;
+	if (write_all(w->sink, b, n) == 0) {
+		w->error = errno;
+		return false;
+	}
+	w->committed += n;
+	return true;
+}
+
 /* Consumes one run of input bytes. False when output failed: stop there. */
 static bool consume(struct writer *w, const char *buf, size_t n)
 {
@@ -305,30 +319,19 @@ static bool consume(struct writer *w, const char *buf, size_t n)
 				s = w->slot = claim_slot(w->sink->fd);
 			if (s && !continues)
 				s->partial_request = thread_ctx.request;
-			if (!s || !slot_append(s, buf + pos, seg)) {
-				/* No room: let the bytes through as they are. */
-				if (!writer_flush(w))
-					return false;
-				if (write_all(w->sink, buf + pos, seg) == 0) {
-					w->error = errno;
-					return false;
-				}
+			if (s && slot_append(s, buf + pos, seg)) {
+				w->committed += seg;
+				return true;
 			}
-			w->committed += seg;
-			return true;
+			return writer_raw(w, buf + pos, seg);
 		}
 
 		if (continues) {
 			/* Completes a line begun by earlier writes. */
 			size_t before = s->len;
 			if (!slot_append(s, buf + pos, seg)) {
-				if (!writer_flush(w))
+				if (!writer_raw(w, buf + pos, seg))
 					return false;
-				if (write_all(w->sink, buf + pos, seg) == 0) {
-					w->error = errno;
-					return false;
-				}
-				w->committed += seg;
 				pos += seg;
 				continue;
 			}
