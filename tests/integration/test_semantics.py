@@ -1,0 +1,540 @@
+#!/usr/bin/env python3
+"""test_semantics.py - exact-bytes tests of what libreqid.so does to log
+lines and what the application sees, driving tests/integration/log_semantics.c
+(a legacy-style program, one scenario per run) with and without the shim, and
+tests/integration/early_ctor.c (a preloaded library whose constructor uses
+hooked calls before libreqid's constructor runs). Also checks scripts/reqid.
+
+Each scenario asserts exact output bytes, exact return values and errno; the
+program records its observations in a results file, never on fds 1/2.
+Prints "N passed, M failed" last and exits non-zero on any failure.
+
+This driver must never edit the shim, never relax an expectation to make a
+run pass, and never sleep to synchronise (pipes are the handshakes).
+Python 3 standard library only.
+
+    python3 tests/integration/test_semantics.py [-v] [unittest test names]
+"""
+
+import collections
+import json
+import os
+import re
+import select
+import shutil
+import subprocess
+import sys
+import tempfile
+import unittest
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+SRC = ROOT / "tests" / "integration"
+OUT = ROOT / "build" / "integration"
+LIB = (ROOT / "build" / "libreqid.so").resolve()
+REQID = ROOT / "scripts" / "reqid"
+PROG = OUT / "log_semantics"
+EARLY = OUT / "libearly_ctor.so"
+TIMEOUT = 30
+
+ID = b"sem-1"
+PRE = b'{"request_id":"sem-1",'
+
+# Must match escape_line in log_semantics.c byte for byte.
+ESCAPE_LINE = (
+    b'q"uote b\\ack \x01\x1f\x1b[0m del\x7f tab\t cr\r nul\x00 end'
+    b" ff\xff fe\xfe lone\x80 bad2\xc3( trunc3\xe2\x82 surr\xed\xa0\x80"
+    b" big\xf4\x90\x80\x80 over\xc0\xaf ok\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80 tail\n")
+
+
+# ------------------------------------------------------------------ building
+
+def build():
+    OUT.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["make", "-s", "-C", str(ROOT), "build/libreqid.so"], check=True,
+                   timeout=120)
+    subprocess.run(["cc", "-O2", "-g", "-Wall", "-Wextra", "-Werror", "-pthread",
+                    "-o", str(PROG), str(SRC / "log_semantics.c")], check=True, timeout=60)
+    subprocess.run(["cc", "-shared", "-fPIC", "-O2", "-g", "-Wall", "-Wextra", "-Werror",
+                    "-pthread", "-o", str(EARLY), str(SRC / "early_ctor.c")], check=True,
+                   timeout=60)
+
+
+def clean_env(**extra):
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("REQID_") and not k.startswith("LD_")}
+    env.update(extra)
+    return env
+
+
+# ------------------------------------------------------------------- running
+
+class Run:
+    """One run of log_semantics: rc, stdout bytes, stderr bytes, results."""
+
+    def __init__(self, rc, out, err, results_text):
+        self.rc, self.out, self.err = rc, out, err
+        self.results_text = results_text
+        self.results = {}
+        for tok in results_text.split():
+            if "=" in tok:
+                k, v = tok.split("=", 1)
+                self.results[k] = v
+
+    def __repr__(self):
+        return "Run(rc=%r, out=%r..., err=%r, results=%r)" % (
+            self.rc, self.out[:300], self.err[:300], self.results_text)
+
+
+def command(mode, argv):
+    """mode: 'bare' (no shim), 'shim' (scripts/reqid run), 'disable'."""
+    if mode == "bare":
+        return argv, clean_env()
+    if mode == "shim":
+        return [str(REQID), "run", "--"] + argv, clean_env()
+    if mode == "disable":
+        return [str(REQID), "run", "--"] + argv, clean_env(REQID_DISABLE="1")
+    raise ValueError(mode)
+
+
+def run(scenario, mode, *args, env_extra=None, pipe=False):
+    """Runs one scenario; stdout goes to a regular file unless pipe is set."""
+    with tempfile.TemporaryDirectory(prefix="reqid-sem-") as d:
+        res = Path(d) / "results"
+        argv, env = command(mode, [str(PROG), scenario, str(res)] + list(args))
+        if env_extra:
+            env.update(env_extra)
+        if pipe:
+            p = subprocess.run(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               stdin=subprocess.DEVNULL, timeout=TIMEOUT)
+            out, err = p.stdout, p.stderr
+        else:
+            outp, errp = Path(d) / "out", Path(d) / "err"
+            with open(outp, "wb") as fo, open(errp, "wb") as fe:
+                p = subprocess.run(argv, env=env, stdout=fo, stderr=fe,
+                                   stdin=subprocess.DEVNULL, timeout=TIMEOUT)
+            out, err = outp.read_bytes(), errp.read_bytes()
+        text = res.read_text() if res.exists() else ""
+        return Run(p.returncode, out, err, text)
+
+
+def jline(msg, rid=ID):
+    """The exact JSON line the shim writes for a plain-text line."""
+    body = json.dumps(msg, ensure_ascii=False).encode()
+    if rid is None:
+        return b'{"msg":' + body + b"}"
+    return b'{"request_id":"' + rid + b'","msg":' + body + b"}"
+
+
+def parse_json_line(line):
+    """Strict: valid UTF-8, valid JSON, one object. Returns the dict."""
+    obj = json.loads(line.decode("utf-8", "strict"))
+    if not isinstance(obj, dict):
+        raise ValueError("not an object: %r" % line[:200])
+    return obj
+
+
+class Base(unittest.TestCase):
+    maxDiff = 2000
+
+    def both(self, scenario, *args, **kw):
+        """Runs bare and shimmed; both must exit 0 with equal results."""
+        bare = run(scenario, "bare", *args, **kw)
+        shim = run(scenario, "shim", *args, **kw)
+        self.assertEqual(bare.rc, 0, bare)
+        self.assertEqual(shim.rc, 0, shim)
+        self.assertNotIn("fatal", bare.results, bare)
+        self.assertEqual(bare.results_text, shim.results_text,
+                         "the application must see the same return values and errno")
+        self.assertEqual(shim.err, b"", "no shim noise on stderr")
+        return bare, shim
+
+
+# ------------------------------------------------------------------ scenarios
+
+class T01MultiLine(Base):
+    def test_multiline_write(self):
+        bare, shim = self.both("multiline")
+        self.assertEqual(bare.results_text.strip(), "ret=6 errno=1234")
+        self.assertEqual(bare.out, b"a\nb\nc\n")
+        self.assertEqual(shim.out, b"".join(jline(m) + b"\n" for m in "abc"))
+
+
+class T02Pieces(Base):
+    def test_line_in_pieces(self):
+        bare, shim = self.both("pieces")
+        self.assertEqual(bare.results_text.strip(), "ret=3,4,6 errno=1234")
+        self.assertEqual(bare.out, b"partial line\n")
+        self.assertEqual(shim.out, b'{"request_id":"sem-1","msg":"partial line"}\n')
+
+
+class T03Writev(Base):
+    def test_writev_split_lines(self):
+        bare, shim = self.both("writev")
+        self.assertEqual(bare.results_text.strip(), "ret=6,1 errno=1234")
+        self.assertEqual(bare.out, b"x\nyz\nw\n")
+        self.assertEqual(shim.out, b"".join(jline(m) + b"\n" for m in ("x", "yz", "w")))
+
+
+class T04BigLine(Base):
+    def test_one_mib_line(self):
+        bare, shim = self.both("bigline")
+        n = 1024 * 1024
+        self.assertEqual(bare.results_text.strip(), "ret=%d errno=1234" % (n + 1))
+        raw = bare.out
+        self.assertEqual(len(raw), n + 1)
+        self.assertTrue(raw.endswith(b"\n") and raw.count(b"\n") == 1)
+        self.assertTrue(all(0x20 <= c <= 0x7e for c in raw[:-1]))
+        out = shim.out
+        self.assertEqual(out.count(b"\n"), 1, "one output line")
+        self.assertTrue(out.endswith(b"\n"))
+        self.assertTrue(out.startswith(PRE + b'"msg":"'), out[:80])
+        obj = parse_json_line(out[:-1])
+        self.assertEqual(list(obj), ["request_id", "msg"])
+        self.assertEqual(obj["request_id"], "sem-1")
+        self.assertTrue(obj["msg"].encode() == raw[:-1], "msg differs from the input line")
+
+
+class T05Escape(Base):
+    def test_lossless_escaping(self):
+        bare, shim = self.both("escape")
+        self.assertEqual(bare.results_text.strip(),
+                         "ret=%d errno=1234" % len(ESCAPE_LINE))
+        self.assertEqual(bare.out, ESCAPE_LINE, "test program and driver disagree")
+        out = shim.out
+        self.assertEqual(out.count(b"\n"), 1, out)
+        self.assertTrue(out.startswith(PRE + b'"msg":"'), out)
+        obj = parse_json_line(out[:-1])
+        self.assertEqual(list(obj), ["request_id", "msg"])
+        self.assertEqual(obj["request_id"], "sem-1")
+        self.assertEqual(obj["msg"].encode("utf-8", "surrogateescape"), ESCAPE_LINE[:-1])
+
+
+class T06JsonObject(Base):
+    def test_object_line_gets_id_first(self):
+        bare, shim = self.both("jsonobj")
+        self.assertEqual(bare.results_text.strip(), "ret=23 errno=1234")
+        self.assertEqual(bare.out, b'{"level":"info","n":1}\n')
+        self.assertEqual(shim.out, b'{"request_id":"sem-1","level":"info","n":1}\n')
+
+
+class T07Threads(Base):
+    def test_concurrent_pieces_never_interleave(self):
+        bare, shim = self.both("threads", pipe=True)
+        self.assertEqual(bare.results_text.strip(), "bad=0")
+        expected = {}
+        for t in range(8):
+            for j in range(2000):
+                expected["t%d-%04d payload %d.%d end" % (t, j, t, j)] = (t, j)
+        lines = shim.out.split(b"\n")
+        self.assertEqual(lines[-1], b"", "output ends with a newline")
+        lines = lines[:-1]
+        seen = collections.Counter()
+        last = [-1] * 8
+        bad = []
+        for line in lines:
+            if not line.startswith(PRE + b'"msg":"') or not line.endswith(b'"}'):
+                bad.append(line)
+                continue
+            obj = parse_json_line(line)
+            msg = obj["msg"]
+            if list(obj) != ["request_id", "msg"] or msg not in expected:
+                bad.append(line)
+                continue
+            seen[msg] += 1
+            t, j = expected[msg]
+            if j <= last[t]:
+                bad.append(b"out of order: " + line)
+            last[t] = j
+        self.assertEqual(bad[:5], [], "%d bad lines" % len(bad))
+        self.assertEqual(len(lines), 16000)
+        self.assertEqual(set(seen), set(expected))
+        self.assertEqual(max(seen.values()), 1, "duplicated lines")
+
+
+class T08NonBlocking(Base):
+    def run_nonblock(self, mode):
+        with tempfile.TemporaryDirectory(prefix="reqid-sem-") as d:
+            res = Path(d) / "results"
+            out_r, out_w = os.pipe()
+            ctl_r, ctl_w = os.pipe()
+            note_r, note_w = os.pipe()
+            argv, env = command(mode, [str(PROG), "nonblock", str(res), str(ctl_r), str(note_w)])
+            with open(Path(d) / "err", "wb") as fe:
+                p = subprocess.Popen(argv, env=env, stdout=out_w, stderr=fe,
+                                     stdin=subprocess.DEVNULL, pass_fds=(ctl_r, note_w))
+            for fd in (out_w, ctl_r, note_w):
+                os.close(fd)
+            data = bytearray()
+            try:
+                # the program fills the pipe, fails, and says so on the note pipe
+                r, _, _ = select.select([note_r], [], [], TIMEOUT)
+                self.assertTrue(r, "no EAGAIN reported")
+                self.assertEqual(os.read(note_r, 1), b"E")
+                os.set_blocking(out_r, False)
+                while True:
+                    try:
+                        chunk = os.read(out_r, 1 << 16)
+                    except BlockingIOError:
+                        break
+                    self.assertTrue(chunk, "EOF before the handshake")
+                    data += chunk
+                os.set_blocking(out_r, True)
+                os.write(ctl_w, b"G")
+                while True:
+                    r, _, _ = select.select([out_r], [], [], TIMEOUT)
+                    self.assertTrue(r, "program hangs")
+                    chunk = os.read(out_r, 1 << 16)
+                    if not chunk:
+                        break
+                    data += chunk
+                rc = p.wait(timeout=TIMEOUT)
+            finally:
+                if p.poll() is None:
+                    p.kill()
+                    p.wait()
+                for fd in (out_r, ctl_w, note_r):
+                    os.close(fd)
+            err = (Path(d) / "err").read_bytes()
+            text = res.read_text() if res.exists() else ""
+        return Run(rc, bytes(data), err, text)
+
+    def check(self, run_, enriched):
+        self.assertEqual(run_.rc, 0, run_)
+        r = run_.results
+        self.assertEqual((r.get("fail_ret"), r.get("fail_errno")), ("-1", "EAGAIN"), run_)
+        self.assertEqual((r.get("retry_ret"), r.get("retry_errno")), ("15", "1234"), run_)
+        self.assertEqual(r.get("bad"), "0", run_)
+        last = int(r["last"])
+        self.assertEqual(last, int(r["failed_at"]) + 50)
+        want = b"".join(
+            (jline("nb line %06d" % i) if enriched else b"nb line %06d" % i) + b"\n"
+            for i in range(last + 1))
+        if run_.out != want:
+            got = run_.out.split(b"\n")
+            exp = want.split(b"\n")
+            k = next((i for i, (a, b) in enumerate(zip(got, exp)) if a != b),
+                     min(len(got), len(exp)))
+            self.fail("line %d of %d/%d differs: got %r, expected %r" % (
+                k, len(got) - 1, len(exp) - 1, got[k:k + 2], exp[k:k + 2]))
+        self.assertEqual(run_.err, b"")
+
+    def test_eagain_like_without_shim(self):
+        bare = self.run_nonblock("bare")
+        shim = self.run_nonblock("shim")
+        self.check(bare, enriched=False)
+        self.check(shim, enriched=True)
+
+
+class T09PartialAtExit(Base):
+    def check(self, how, where):
+        bare, shim = self.both("partial", how, where)
+        want = "ret=17 errno=1234"
+        if how == "close":
+            want += "\nclose=0 errno=1234"
+        self.assertEqual(bare.results_text.strip(), want)
+        self.assertEqual(bare.out, b"no newline at end")
+        line = jline("no newline at end", ID if where == "req" else None)
+        self.assertIn(shim.out, (line, line + b"\n"),
+                      "partial line at %s (%s)" % (how, where))
+
+    def test_exit_in_request(self):
+        self.check("exit", "req")
+
+    def test__exit_in_request(self):
+        self.check("_exit", "req")
+
+    def test_close_in_request(self):
+        self.check("close", "req")
+
+    def test_exit_outside(self):
+        self.check("exit", "noreq")
+
+    def test__exit_outside(self):
+        self.check("_exit", "noreq")
+
+    def test_close_outside(self):
+        self.check("close", "noreq")
+
+
+class T10Outside(Base):
+    def test_no_request(self):
+        bare, shim = self.both("outside")
+        self.assertEqual(bare.results_text.strip(), "ret=11,23 errno=1234")
+        self.assertEqual(bare.out, b'plain line\n{"level":"info","n":1}\n')
+        self.assertEqual(shim.out, b'{"msg":"plain line"}\n{"level":"info","n":1}\n')
+
+
+class T11Ebadf(Base):
+    def test_closed_log_fd(self):
+        bare, shim = self.both("ebadf")
+        self.assertEqual(bare.results_text.strip(), "write=-1/EBADF writev=-1/EBADF")
+        self.assertEqual(bare.out, b"")
+        self.assertEqual(shim.out, b"")
+
+
+class T12Signal(Base):
+    MAIN = b"".join(b"main-%06d end\n" % i for i in range(20000))
+
+    def check(self, run_, enriched):
+        self.assertEqual(run_.rc, 0, run_)
+        r = run_.results
+        self.assertEqual(r.get("bad"), "0", run_)
+        hits = int(r["hits"])
+        self.assertGreater(hits, 0)
+        self.assertTrue(run_.out.endswith(b"\n"))
+        texts, bad = [], []
+        for line in run_.out[:-1].split(b"\n"):
+            if line == b"SIGLINE":
+                texts.append(line)  # a handler line that interrupted the shim
+            elif not enriched:
+                texts.append(line)
+            elif line.startswith(PRE + b'"msg":"'):
+                obj = parse_json_line(line)
+                if list(obj) != ["request_id", "msg"]:
+                    bad.append(line)
+                texts.append(obj["msg"].encode("utf-8", "surrogateescape"))
+            else:
+                bad.append(line)
+        self.assertEqual(bad[:5], [], "%d malformed lines" % len(bad))
+        stream = b"".join(t + b"\n" for t in texts)
+        # A handler line lands whole between lines or, when the signal came
+        # between two pieces of a main line, inside it (the application's own
+        # byte order, same without the shim). Taking every handler line out
+        # must leave the main thread's lines exactly, none lost or repeated.
+        self.assertEqual(stream.count(b"SIGLINE\n"), hits, "handler lines lost")
+        rest = stream.replace(b"SIGLINE\n", b"")
+        if rest != self.MAIN:
+            k = next((i for i in range(min(len(rest), len(self.MAIN)))
+                      if rest[i] != self.MAIN[i]), min(len(rest), len(self.MAIN)))
+            self.fail("main lines differ at byte %d: got %r expected %r" % (
+                k, rest[max(0, k - 40):k + 40], self.MAIN[max(0, k - 40):k + 40]))
+        return sum(1 for t in texts if t == b"SIGLINE")
+
+    def test_handler_writes_during_pieces(self):
+        bare = run("signal", "bare")
+        shim = run("signal", "shim")
+        self.check(bare, enriched=False)
+        self.check(shim, enriched=True)
+        self.assertEqual(shim.err, b"")
+
+
+class T13Disable(Base):
+    def test_disabled_is_byte_identical(self):
+        for scenario in ("multiline", "bigline"):
+            bare = run(scenario, "bare")
+            off = run(scenario, "disable")
+            self.assertEqual(bare.rc, 0)
+            self.assertEqual(off.rc, 0)
+            self.assertEqual(bare.results_text, off.results_text)
+            self.assertTrue(off.out == bare.out, "%s: output differs" % scenario)
+            self.assertEqual(off.err, b"")
+
+
+class T14Script(Base):
+    def sh(self, argv, **env):
+        return subprocess.run(argv, env=clean_env(**env), stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                              timeout=TIMEOUT)
+
+    def test_bogus_option(self):
+        p = self.sh([str(REQID), "run", "--bogus", "--", "true"])
+        self.assertEqual(p.returncode, 2)
+        self.assertIn(b"--bogus", p.stderr)
+        self.assertEqual(p.stdout, b"")
+
+    def test_missing_library(self):
+        p = self.sh([str(REQID), "run", "--", "true"], REQID_LIB="/nonexistent")
+        self.assertEqual(p.returncode, 2)
+        self.assertIn(b"/nonexistent", p.stderr)
+
+    def test_help(self):
+        p = self.sh([str(REQID), "--help"])
+        self.assertEqual(p.returncode, 0)
+        for var in ("REQID_FORMAT", "REQID_FIELD", "REQID_LOG_FDS", "REQID_HEADERS",
+                    "REQID_OUTSIDE", "REQID_DISABLE", "REQID_LIB"):
+            self.assertIn(var.encode(), p.stdout, var)
+
+    def test_logfmt_outside(self):
+        p = self.sh([str(REQID), "run", "--format", "logfmt", "--", "sh", "-c", "echo hi"])
+        self.assertEqual(p.returncode, 0)
+        self.assertEqual(p.stdout, b"hi\n")
+        self.assertEqual(p.stderr, b"")
+
+    def test_exit_status_passes_through(self):
+        p = self.sh([str(REQID), "run", "--", "sh", "-c", "exit 7"])
+        self.assertEqual(p.returncode, 7)
+
+    def test_existing_preload_kept(self):
+        # another library already preloaded: any harmless one, here libc itself
+        m = re.search(rb"libc\.so\.6 => (\S+)", subprocess.run(
+            ["ldd", str(PROG)], stdout=subprocess.PIPE, timeout=TIMEOUT).stdout)
+        self.assertTrue(m, "libc not found by ldd")
+        other = os.path.realpath(m.group(1).decode())
+        p = self.sh([str(REQID), "run", "--", "sh", "-c", 'echo "$LD_PRELOAD"'],
+                    LD_PRELOAD=other)
+        self.assertEqual(p.returncode, 0, p)
+        # the echo itself is a log line, so it comes out enriched
+        self.assertEqual(p.stdout, jline("%s:%s" % (LIB, other), None) + b"\n")
+
+
+class T15EarlyConstructor(Base):
+    def test_hooks_before_constructor(self):
+        with tempfile.TemporaryDirectory(prefix="reqid-sem-") as d:
+            dbg = Path(d) / "ld"
+            # LD_DEBUG=files shows the order of constructors ("calling init").
+            # With no dependency between them, the LAST preloaded library's
+            # constructor runs first, so libearly_ctor goes after libreqid.
+            r = run("multiline", "bare", env_extra={
+                "LD_PRELOAD": "%s:%s" % (LIB, EARLY),
+                "LD_DEBUG": "files", "LD_DEBUG_OUTPUT": str(dbg)})
+            inits = []
+            for f in Path(d).glob("ld.*"):
+                inits += re.findall(r"calling init: (\S+)", f.read_text())
+        order = [x for x in inits if x in (str(LIB), str(EARLY))]
+        self.assertEqual(order, [str(EARLY), str(LIB)],
+                         "early_ctor's constructor must run before libreqid's")
+        self.assertEqual(r.rc, 0, r)
+        self.assertEqual(r.results_text.strip(), "ret=6 errno=1234")
+        self.assertEqual(r.out, b"".join(jline(m) + b"\n" for m in "abc"),
+                         "the shim works after an early constructor")
+        expected = ["early-ctor constructor line", "early-ctor pipe read ok",
+                    "early-ctor thread line", "early-ctor thread joined"]
+        lines = r.err.split(b"\n")
+        self.assertEqual(lines[-1], b"", r.err)
+        self.assertEqual(len(lines[:-1]), len(expected), r.err)
+        for got, want in zip(lines[:-1], expected):
+            self.assertIn(got, (want.encode(), jline(want, None)))
+
+
+class T16Fork(Base):
+    def test_partial_line_across_fork(self):
+        bare, shim = self.both("fork")
+        self.assertEqual(bare.results_text.strip(), "ret=3,4 child=0")
+        self.assertEqual(bare.out, b"abcchild\ndef\n")
+        self.assertEqual(shim.out, jline("child") + b"\n" + jline("abcdef") + b"\n")
+
+
+# ---------------------------------------------------------------------- main
+
+def main():
+    if not shutil.which("cc"):
+        print("no cc\n0 passed, 1 failed")
+        return 1
+    try:
+        build()
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as e:
+        print("build failed: %s\n0 passed, 1 failed" % e)
+        return 1
+    prog = unittest.TestProgram(module=__name__, exit=False,
+                                argv=[sys.argv[0]] + sys.argv[1:],
+                                testRunner=unittest.TextTestRunner(verbosity=2))
+    res = prog.result
+    failed = len(res.failures) + len(res.errors) + len(res.unexpectedSuccesses)
+    passed = res.testsRun - failed - len(res.skipped)
+    print("%d passed, %d failed" % (passed, failed))
+    return 1 if failed or res.testsRun == 0 else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
