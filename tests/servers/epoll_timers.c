@@ -16,7 +16,6 @@
  */
 #define _GNU_SOURCE /* accept4 */
 #include <fcntl.h>
-#include <signal.h>
 #include <sys/epoll.h>
 
 #include "legacy_http.h"
@@ -305,15 +304,11 @@ static void handle_event(struct epoll_event *ev)
 
 int main(int argc, char **argv)
 {
-	int ready_fd = lh_ready_fd_arg(argc, argv), port;
+	int ready_fd = lh_begin(argc, argv, "epoll_timers"), port;
 	struct epoll_event ev, events[MAX_EVENTS];
 
-	lh_name = "epoll_timers";
-	if (ready_fd < 0) {
-		lh_usage(argv[0]);
+	if (ready_fd < 0)
 		return 2;
-	}
-	signal(SIGPIPE, SIG_IGN);
 	listen_fd = lh_listen(&port);
 	ep = epoll_create1(EPOLL_CLOEXEC);
 	if (listen_fd < 0 || ep < 0) {

@@ -10,7 +10,6 @@
  * stdio for logs, never mention request ids, and never put "token=" in a line
  * that is not about one request.
  */
-#include <signal.h>
 #include <sys/wait.h>
 
 #include "legacy_http.h"
@@ -30,38 +29,39 @@ static void on_usr1(int sig)
 	shutdown(listen_fd, SHUT_RDWR);
 }
 
+static void log_start(void *arg, const char *tok, const struct lh_request *r)
+{
+	(void)arg;
+	lh_log_v("INFO", "token=%s start %s %s in child %d", tok, r->method, r->path,
+		 (int)getpid());
+}
+
+static void log_working(void *arg, const char *tok, const struct lh_request *r)
+{
+	(void)arg;
+	(void)r;
+	lh_log_2w("DEBUG", "token=%s working", tok);
+}
+
+static void log_done(void *arg, const char *tok, const struct lh_request *r)
+{
+	(void)arg;
+	(void)r;
+	lh_log("INFO", "token=%s done", tok);
+}
+
+static const struct lh_request_logs request_logs = { log_start, log_working, log_done };
+
 static void child_serve(int fd)
 {
 	static struct lh_conn c;
-	struct lh_request r;
-	char tok[LH_TOKEN_MAX], resp[LH_RESPONSE_MAX];
 	int served = 0;
-	size_t n;
 
-	lh_conn_init(&c, fd, 0);
-	while (lh_read_request(&c, &r) == 1) {
-		if (lh_is_quit(r.path)) {
-			n = lh_build_response(resp, sizeof resp, "quit", 1);
-			lh_write_all(fd, resp, n, 0);
-			close(fd);
-			kill(getppid(), SIGUSR1);
-			exit(0);
-		}
-		if (!lh_path_token(r.path, tok, sizeof tok)) {
-			n = lh_build_error(resp, sizeof resp);
-			lh_write_all(fd, resp, n, 0);
-			break;
-		}
-		served++;
-		lh_log_v("INFO", "token=%s start %s %s in child %d", tok, r.method, r.path,
-			 (int)getpid());
-		lh_log_2w("DEBUG", "token=%s working", tok);
-		n = lh_build_response(resp, sizeof resp, tok, r.close);
-		if (lh_write_all(fd, resp, n, 0) < 0)
-			break;
-		lh_log("INFO", "token=%s done", tok);
-		if (r.close)
-			break;
+	if (lh_serve_conn(&c, fd, 0, &request_logs, NULL, &served)) {
+		/* /quit, answered: tell the parent */
+		close(fd);
+		kill(getppid(), SIGUSR1);
+		exit(0);
 	}
 	close(fd);
 	lh_log("DEBUG", "child %d exiting after %d requests", (int)getpid(), served);
@@ -87,25 +87,19 @@ static int reap(int options)
 
 int main(int argc, char **argv)
 {
-	int ready_fd = lh_ready_fd_arg(argc, argv), port, forked = 0;
+	int ready_fd = lh_begin(argc, argv, "fork_per_conn"), port, forked = 0;
 	struct sigaction sa;
 
-	lh_name = "fork_per_conn";
-	if (ready_fd < 0) {
-		lh_usage(argv[0]);
+	if (ready_fd < 0)
 		return 2;
-	}
-	signal(SIGPIPE, SIG_IGN);
 	memset(&sa, 0, sizeof sa);
 	sa.sa_handler = on_usr1;
 	sigemptyset(&sa.sa_mask);
 	sa.sa_flags = 0; /* no SA_RESTART: accept must see EINTR */
 	sigaction(SIGUSR1, &sa, NULL);
-	listen_fd = lh_listen(&port);
-	if (listen_fd < 0) {
-		lh_log("ERROR", "cannot listen: %s", strerror(errno));
+	listen_fd = lh_listen_or_log(&port);
+	if (listen_fd < 0)
 		return 1;
-	}
 	lh_log("INFO", "listening on 127.0.0.1:%d, one process per connection", port);
 	if (lh_report_port(ready_fd, port) < 0)
 		return 1;
@@ -135,10 +129,7 @@ int main(int argc, char **argv)
 				       strerror(err), forked);
 				break;
 			}
-			if (err == EINTR || err == ECONNABORTED)
-				continue;
-			lh_log("ERROR", "accept failed: %s", strerror(err));
-			usleep(10000);
+			lh_accept_failed(err);
 			continue;
 		}
 		if (quit_flag) {

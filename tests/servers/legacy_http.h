@@ -1,7 +1,10 @@
 /*
  * legacy_http.h - tiny HTTP/1.1 plumbing shared by the integration-test
  * servers in tests/servers/, written like old C code that has never heard of
- * reqid: fixed buffers, blocking reads, logs to fd 2.
+ * reqid: fixed buffers, blocking reads, logs to fd 2. Also what the servers
+ * have in common around it (start-up, the blocking keep-alive loop, accept
+ * errors, the threaded servers' /quit and shutdown), so that each server file
+ * holds only its own model: threads, a queue, fork, or epoll.
  *
  * The servers are the code under observation, so this file must never know
  * about request ids, never use stdio (printf/fprintf/puts) to log (the tests
@@ -15,6 +18,8 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h> /* snprintf/vsnprintf only - never for output */
 #include <stdlib.h>
@@ -501,6 +506,166 @@ static inline size_t lh_build_error(char *out, size_t cap)
 			 "HTTP/1.1 400 Bad Request\r\nContent-Length: 4\r\nConnection: close\r\n\r\nbad\n");
 
 	return n < 0 ? 0 : (size_t)n;
+}
+
+/* ---- server skeleton ------------------------------------------------- */
+
+/* The start of every main(): names the log lines, reads "--ready-fd N" and
+ * ignores SIGPIPE. Returns N, or -1 after the usage line (exit status 2). */
+static inline int lh_begin(int argc, char **argv, const char *name)
+{
+	int ready_fd = lh_ready_fd_arg(argc, argv);
+
+	lh_name = name;
+	if (ready_fd < 0) {
+		lh_usage(argv[0]);
+		return -1;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	return ready_fd;
+}
+
+/* lh_listen(), logging why it failed. */
+static inline int lh_listen_or_log(int *port_out)
+{
+	int fd = lh_listen(port_out);
+
+	if (fd < 0)
+		lh_log("ERROR", "cannot listen: %s", strerror(errno));
+	return fd;
+}
+
+/* A blocking accept() failed with err and the server is not stopping: the
+ * caller retries; EINTR and ECONNABORTED at once, anything else is logged
+ * and retried after 10 ms. */
+static inline void lh_accept_failed(int err)
+{
+	if (err == EINTR || err == ECONNABORTED)
+		return;
+	lh_log("ERROR", "accept failed: %s", strerror(err));
+	usleep(10000);
+}
+
+/* The three lines a server logs about one request: start and working before
+ * the response is written, done after it. Each server words them its own way
+ * and picks its own lh_log* style for each; arg is passed through. */
+struct lh_request_logs {
+	void (*start)(void *arg, const char *tok, const struct lh_request *r);
+	void (*working)(void *arg, const char *tok, const struct lh_request *r);
+	void (*done)(void *arg, const char *tok, const struct lh_request *r);
+};
+
+/* The blocking keep-alive loop: reads requests on fd one after another into
+ * c (the caller's storage) and answers each, with read()/write(), or
+ * recv()/send(MSG_NOSIGNAL) when use_socket_calls. /quit gets a 200 with
+ * Connection: close and ends the loop, returning 1; a path that is not
+ * /req/<token> gets a 400 and ends it. Otherwise the request is counted in
+ * *served (when not NULL), "start" and "working" are logged, the response is
+ * written, then "done" is logged; Connection: close, a failed write, EOF or
+ * a read error end the loop, returning 0. fd is left open for the caller. */
+static inline int lh_serve_conn(struct lh_conn *c, int fd, int use_socket_calls,
+				const struct lh_request_logs *logs, void *arg, int *served)
+{
+	struct lh_request r;
+	char tok[LH_TOKEN_MAX], resp[LH_RESPONSE_MAX];
+	size_t n;
+
+	lh_conn_init(c, fd, use_socket_calls);
+	while (lh_read_request(c, &r) == 1) {
+		if (lh_is_quit(r.path)) {
+			n = lh_build_response(resp, sizeof resp, "quit", 1);
+			lh_write_all(fd, resp, n, use_socket_calls);
+			return 1;
+		}
+		if (!lh_path_token(r.path, tok, sizeof tok)) {
+			n = lh_build_error(resp, sizeof resp);
+			lh_write_all(fd, resp, n, use_socket_calls);
+			break;
+		}
+		if (served)
+			(*served)++;
+		logs->start(arg, tok, &r);
+		logs->working(arg, tok, &r);
+		n = lh_build_response(resp, sizeof resp, tok, r.close);
+		if (lh_write_all(fd, resp, n, use_socket_calls) < 0)
+			break;
+		logs->done(arg, tok, &r);
+		if (r.close)
+			break;
+	}
+	return 0;
+}
+
+/* ---- threaded servers: busy count, /quit, shutdown --------------------- */
+
+/* What the threaded servers keep under one mutex: how many connections are
+ * being served, and whether /quit was seen. A server may keep more of its
+ * own state (a queue) under mu. */
+struct lh_threads {
+	pthread_mutex_t mu;
+	pthread_cond_t idle_cv; /* broadcast whenever a connection is done */
+	int busy;               /* connections being served, under mu */
+	int quitting;           /* /quit seen, under mu */
+	int listen_fd;
+};
+
+#define LH_THREADS_INIT { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, -1 }
+
+/* A connection is done; quit says it asked for /quit, which (the first time)
+ * shuts the listener down to wake the accept loop. */
+static inline void lh_threads_conn_done(struct lh_threads *t, int quit)
+{
+	pthread_mutex_lock(&t->mu);
+	t->busy--;
+	if (quit && !t->quitting) {
+		t->quitting = 1;
+		shutdown(t->listen_fd, SHUT_RDWR); /* wakes the accept loop */
+	}
+	pthread_cond_broadcast(&t->idle_cv);
+	pthread_mutex_unlock(&t->mu);
+}
+
+/* Accepts until /quit shut the listener down, handing each fd to take(). */
+static inline void lh_threads_accept_loop(struct lh_threads *t, void (*take)(int fd))
+{
+	for (;;) {
+		int fd = accept(t->listen_fd, NULL, NULL), q;
+
+		if (fd < 0) {
+			int err = errno;
+
+			pthread_mutex_lock(&t->mu);
+			q = t->quitting;
+			pthread_mutex_unlock(&t->mu);
+			if (q)
+				break;
+			lh_accept_failed(err);
+			continue;
+		}
+		take(fd);
+	}
+}
+
+/* Gives the connections still being served (busy, plus queued() more when
+ * not NULL, called under mu) up to 20 s to finish their logging, then logs
+ * how many are left and exits. */
+__attribute__((noreturn))
+static inline void lh_threads_drain_exit(struct lh_threads *t, int (*queued)(void))
+{
+	struct timespec deadline;
+	int left;
+
+	clock_gettime(CLOCK_REALTIME, &deadline);
+	deadline.tv_sec += 20;
+	pthread_mutex_lock(&t->mu);
+	while (t->busy + (queued ? queued() : 0) > 0 &&
+	       pthread_cond_timedwait(&t->idle_cv, &t->mu, &deadline) == 0)
+		;
+	left = t->busy + (queued ? queued() : 0);
+	pthread_mutex_unlock(&t->mu);
+	lh_log("INFO", "shutting down, %d connections still open", left);
+	close(t->listen_fd);
+	exit(0);
 }
 
 #endif
