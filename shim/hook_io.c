@@ -163,9 +163,7 @@ static void fd_retiring(int fd)
 		return;
 	int saved = errno;
 	if (cls & FD_CONN) {
-		ctx_before_conn_io(fd);
-		if (thread_ctx.request != 0 && thread_ctx.request == conn_request(fd))
-			ctx_boundary();
+		ctx_conn_closing(fd);
 		conn_forget(fd);
 	}
 	if (cls & FD_LOG) {

@@ -18,6 +18,7 @@ struct thread_start {
 	void *(*fn)(void *);
 	void *arg;
 	uint64_t request;
+	uint32_t last_conn;
 	uint8_t mode;
 };
 
@@ -35,6 +36,7 @@ static void *thread_trampoline(void *p)
 	struct thread_start start = *(struct thread_start *)p;
 	free(p);
 	thread_ctx.request = start.request;
+	thread_ctx.last_conn = start.last_conn;
 	thread_ctx.mode = start.mode;
 	void *result;
 	pthread_cleanup_push(thread_ending, NULL);
@@ -58,6 +60,7 @@ EXPORT int pthread_create(pthread_t *t, const pthread_attr_t *attr, void *(*fn)(
 	start->fn = fn;
 	start->arg = arg;
 	start->request = thread_ctx.request;
+	start->last_conn = thread_ctx.last_conn;
 	start->mode = thread_ctx.mode;
 	int r = create(t, attr, thread_trampoline, start);
 	if (r != 0)

@@ -267,10 +267,9 @@ static enum verdict judge(uint64_t started_request, uint64_t *request)
 	*request = 0;
 	if (started_request != thread_ctx.request)
 		return EMIT;
-	if (thread_ctx.mode == CTX_CERTAIN)
-		*request = thread_ctx.request;
-	else if (thread_ctx.mode == CTX_BRACKET)
+	if (thread_ctx.mode == CTX_BRACKET)
 		return HOLD;
+	*request = ctx_certain_request();
 	return EMIT;
 }
 

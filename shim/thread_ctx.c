@@ -13,7 +13,6 @@ __thread struct thread_ctx thread_ctx __attribute__((tls_model("initial-exec")))
 static void release_held(uint64_t request)
 {
 	thread_ctx.held = false;
-	thread_ctx.release_on_any_io = false;
 	log_release_held(request);
 }
 
@@ -41,6 +40,10 @@ void ctx_before_conn_io(int fd)
 
 void ctx_after_conn_io(int fd, bool wrote)
 {
+	uint32_t conn = (uint32_t)fd + 1;
+	if (thread_ctx.last_conn != 0 && thread_ctx.last_conn != conn)
+		ctx_mark_event_loop();
+	thread_ctx.last_conn = conn;
 	uint64_t r = conn_request(fd);
 	if (r == 0) {
 		thread_ctx.request = 0;
@@ -57,4 +60,21 @@ void ctx_mark_event_loop(void)
 	thread_ctx.event_loop = true;
 	if (thread_ctx.mode == CTX_CERTAIN)
 		thread_ctx.mode = CTX_BRACKET;
+}
+
+void ctx_conn_closing(int fd)
+{
+	ctx_before_conn_io(fd);
+	if (thread_ctx.request != 0 && thread_ctx.request == conn_request(fd))
+		ctx_boundary();
+	if (thread_ctx.last_conn == (uint32_t)fd + 1)
+		thread_ctx.last_conn = 0;
+}
+
+uint64_t ctx_certain_request(void)
+{
+	if (thread_ctx.mode != CTX_CERTAIN)
+		return 0;
+	uint64_t r = thread_ctx.request;
+	return conn_request((int)thread_ctx.last_conn - 1) == r ? r : 0;
 }

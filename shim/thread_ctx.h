@@ -4,7 +4,8 @@
  *
  * The rule (README, "How lines get their id"):
  *   CERTAIN  the thread read a request's head and has not written to that
- *            connection since: its lines are that request's.
+ *            connection since, and that request is still the connection's
+ *            current one: its lines are that request's.
  *   BRACKET  the thread did I/O on a request's connection and may since have
  *            moved on (it wrote the response, or it runs an event loop where
  *            timers and other handlers run between I/O calls). Its lines are
@@ -12,6 +13,10 @@
  *            anything else (I/O elsewhere, a wait, a sleep, accept, exit)
  *            releases them without an id.
  *   NONE     no request: lines carry no id.
+ * A thread that waits on several fds at once, or does I/O on a second
+ * connection while the first is still open (a loop that polls sockets in
+ * turn, with or without sleeps), multiplexes: it is an event loop, and never
+ * CERTAIN again.
  * pthread_create copies the creator's context into the new thread.
  *
  * The state is a few bytes of initial-exec TLS. Never allocates or blocks.
@@ -30,11 +35,14 @@ enum ctx_mode { CTX_NONE, CTX_CERTAIN, CTX_BRACKET };
 
 struct thread_ctx {
 	uint64_t request;        /* serial; 0 when mode is CTX_NONE */
+	uint32_t last_conn;      /* fd + 1 of the connection of the thread's last
+				    I/O, until that fd is closed; 0: none */
 	uint8_t mode;
-	bool event_loop;         /* the thread has waited on several fds at once */
+	bool event_loop;         /* the thread waited on several fds at once, or
+				    did I/O on a connection while the one of its
+				    previous I/O was still open */
 	bool in_shim;            /* re-entry guard for the log path */
 	bool held;               /* log_writer holds lines for this thread */
-	bool release_on_any_io;  /* held && event_loop: any I/O ends the bracket */
 	uint8_t slot_count;      /* line slots this thread owns */
 	uint16_t slots[THREAD_SLOTS_MAX];
 	int32_t tid;
@@ -53,6 +61,13 @@ void ctx_before_conn_io(int fd) __attribute__((visibility("hidden")));
 
 /* After I/O on connection fd (the conn table already updated). */
 void ctx_after_conn_io(int fd, bool wrote) __attribute__((visibility("hidden")));
+
+/* Connection fd is being closed. */
+void ctx_conn_closing(int fd) __attribute__((visibility("hidden")));
+
+/* The request whose id a line written now gets at once: the thread's, if it
+ * is CERTAIN and the request is still current on its connection; else 0. */
+uint64_t ctx_certain_request(void) __attribute__((visibility("hidden")));
 
 /* An event-loop thread with held lines did I/O on a non-connection fd. */
 void ctx_other_io(void) __attribute__((visibility("hidden")));

@@ -69,36 +69,61 @@ static const char *errno_name(int e)
 
 static int listen_fd = -1, client_fd = -1, server_fd = -1;
 
-/* Accepts a loopback connection from ourselves and reads one request head:
- * from here on this thread is serving request id. */
-static void enter_request(const char *id)
+static void send_request(int client, int server, const char *id)
 {
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	socklen_t alen = sizeof(a);
 	char req[256], buf[512];
 	size_t got = 0;
-
-	listen_fd = socket(AF_INET, SOCK_STREAM, 0);
-	if (listen_fd < 0 || bind(listen_fd, (struct sockaddr *)&a, sizeof(a)) < 0 ||
-	    listen(listen_fd, 1) < 0 || getsockname(listen_fd, (struct sockaddr *)&a, &alen) < 0)
-		die("listen");
-	client_fd = socket(AF_INET, SOCK_STREAM, 0);
-	if (client_fd < 0 || connect(client_fd, (struct sockaddr *)&a, sizeof(a)) < 0)
-		die("connect");
-	server_fd = accept(listen_fd, NULL, NULL);
-	if (server_fd < 0)
-		die("accept");
 	int n = snprintf(req, sizeof(req), "GET /x HTTP/1.1\r\nX-Request-ID: %s\r\n\r\n", id);
-	if (write(client_fd, req, (size_t)n) != n)
+	if (write(client, req, (size_t)n) != n)
 		die("client write");
 	while (got < (size_t)n) {
-		ssize_t r = read(server_fd, buf + got, sizeof(buf) - got);
+		ssize_t r = read(server, buf + got, sizeof(buf) - got);
 		if (r <= 0)
 			die("server read");
 		got += (size_t)r;
 	}
 	if (got != (size_t)n || memcmp(buf, req, got) != 0)
 		die("request bytes");
+}
+
+/* Accepts a loopback connection from ourselves and reads one request head
+ * carrying id on it: the accepted side serves that request. */
+static void open_request(const char *id, int *client, int *server)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t alen = sizeof(a);
+
+	if (listen_fd < 0) {
+		listen_fd = socket(AF_INET, SOCK_STREAM, 0);
+		if (listen_fd < 0 || bind(listen_fd, (struct sockaddr *)&a, sizeof(a)) < 0 ||
+		    listen(listen_fd, 4) < 0)
+			die("listen");
+	}
+	if (getsockname(listen_fd, (struct sockaddr *)&a, &alen) < 0)
+		die("getsockname");
+	*client = socket(AF_INET, SOCK_STREAM, 0);
+	if (*client < 0 || connect(*client, (struct sockaddr *)&a, sizeof(a)) < 0)
+		die("connect");
+	*server = accept(listen_fd, NULL, NULL);
+	if (*server < 0)
+		die("accept");
+	send_request(*client, *server, id);
+}
+
+/* From here on this thread is serving request id. */
+static void enter_request(const char *id)
+{
+	open_request(id, &client_fd, &server_fd);
+}
+
+static void answer(int client, int server)
+{
+	static const char resp[] = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+	char buf[128];
+	if (write(server, resp, sizeof(resp) - 1) != sizeof(resp) - 1)
+		die("server write");
+	if (read(client, buf, sizeof(buf)) != sizeof(resp) - 1)
+		die("client read");
 }
 
 /* ---- scenarios -------------------------------------------------------- */
@@ -373,6 +398,58 @@ static void sc_fork(void)
 	record("ret=%zd,%zd child=%d", r1, r2, WIFEXITED(status) ? WEXITSTATUS(status) : -1);
 }
 
+/* A thread started during request 1 outlives it: once the connection has
+ * moved on to request 2, its lines must not carry request 1's id. */
+static int wake[2], ready[2];
+
+static void put_line(const char *line)
+{
+	size_t n = strlen(line);
+	if (write(1, line, n) != (ssize_t)n)
+		die("log write");
+}
+
+static void *helper_thread(void *arg)
+{
+	char c;
+	(void)arg;
+	put_line("helper during request 1\n");
+	if (write(ready[1], "r", 1) != 1 || read(wake[0], &c, 1) != 1)
+		die("helper pipes");
+	put_line("helper after request 1 ended\n");
+	return NULL;
+}
+
+static void sc_stale_helper(void)
+{
+	pthread_t t;
+	char c;
+	enter_request("sem-1");
+	if (pipe(wake) || pipe(ready) || pthread_create(&t, NULL, helper_thread, NULL))
+		die("helper");
+	if (read(ready[0], &c, 1) != 1)
+		die("ready");
+	answer(client_fd, server_fd);
+	send_request(client_fd, server_fd, "sem-2");
+	put_line("main serving request 2\n");
+	if (write(wake[1], "w", 1) != 1 || pthread_join(t, NULL))
+		die("join");
+	record("done");
+}
+
+/* One thread reads two connections' requests with no wait in between (a
+ * busy-polling loop): a line it then writes may be for either, so it must
+ * carry neither id. */
+static void sc_two_conns(void)
+{
+	int cx, sx, cy, sy;
+	open_request("sem-x", &cx, &sx);
+	open_request("sem-y", &cy, &sy);
+	put_line("line for x\n");
+	answer(cx, sx);
+	record("done");
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 3)
@@ -407,6 +484,10 @@ int main(int argc, char **argv)
 		sc_signal();
 	else if (!strcmp(s, "fork"))
 		sc_fork();
+	else if (!strcmp(s, "stale_helper"))
+		sc_stale_helper();
+	else if (!strcmp(s, "two_conns"))
+		sc_two_conns();
 	else {
 		record("unknown scenario %s", s);
 		fclose(results);

@@ -517,6 +517,20 @@ class T16Fork(Base):
 
 # ---------------------------------------------------------------------- main
 
+class T17StaleContext(Base):
+    def test_thread_outliving_its_request(self):
+        bare, shim = self.both("stale_helper")
+        self.assertEqual(bare.results_text.strip(), "done")
+        self.assertEqual(shim.out, jline("helper during request 1") + b"\n" +
+                         jline("main serving request 2", b"sem-2") + b"\n" +
+                         jline("helper after request 1 ended", None) + b"\n")
+
+    def test_two_connections_without_a_wait(self):
+        bare, shim = self.both("two_conns")
+        self.assertEqual(bare.out, b"line for x\n")
+        self.assertEqual(shim.out, jline("line for x", None) + b"\n")
+
+
 def main():
     if not shutil.which("cc"):
         print("no cc\n0 passed, 1 failed")
