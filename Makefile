@@ -13,7 +13,7 @@ BUILD   := build
 
 # Pure logic: no interposition, unit-tested and fuzzable as plain functions.
 PURE_SRCS := shim/config.c shim/request_id.c shim/traceparent.c \
-             shim/http_parser.c shim/line_format.c
+             shim/http_parser.c shim/line_format.c shim/path_glob.c
 # Interposition glue and the state it keeps.
 GLUE_SRCS := shim/shim_init.c shim/request_table.c shim/conn_table.c \
              shim/thread_ctx.c shim/log_writer.c \

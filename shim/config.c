@@ -159,6 +159,27 @@ static bool parse_log_fds(const char *v, struct reqid_config *cfg)
 	return true;
 }
 
+/* Colon-separated path globs; all or nothing. Empty: none. */
+static bool parse_log_paths(const char *v, struct reqid_config *cfg)
+{
+	uint8_t count = 0;
+	cfg->log_path_count = 0;
+	for (const char *p = v; *v;) {
+		const char *end = strchr(p, ':');
+		size_t n = end ? (size_t)(end - p) : strlen(p);
+		if (n == 0 || n > CONFIG_MAX_LOG_PATH || count == CONFIG_MAX_LOG_PATHS)
+			return false;
+		memcpy(cfg->log_paths[count], p, n);
+		cfg->log_paths[count][n] = '\0';
+		count++;
+		if (!end)
+			break;
+		p = end + 1;
+	}
+	cfg->log_path_count = count;
+	return true;
+}
+
 static void set_defaults(struct reqid_config *cfg)
 {
 	memset(cfg, 0, sizeof(*cfg));
@@ -196,6 +217,8 @@ unsigned config_parse(struct reqid_config *cfg, config_lookup lookup)
 		warnings |= WARN_HEADERS;
 	if ((v = lookup("REQID_LOG_FDS")) && !parse_log_fds(v, cfg))
 		warnings |= WARN_LOG_FDS;
+	if ((v = lookup("REQID_LOG_PATHS")) && !parse_log_paths(v, cfg))
+		warnings |= WARN_LOG_PATHS;
 	return warnings;
 }
 
@@ -208,6 +231,7 @@ const char *config_warning_variable(unsigned warning_bit)
 	case WARN_LOG_FDS: return "REQID_LOG_FDS";
 	case WARN_OUTSIDE: return "REQID_OUTSIDE";
 	case WARN_DISABLE: return "REQID_DISABLE";
+	case WARN_LOG_PATHS: return "REQID_LOG_PATHS";
 	default: return "REQID_?";
 	}
 }

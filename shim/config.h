@@ -17,6 +17,8 @@
 #define CONFIG_MAX_LOG_FDS 16
 #define CONFIG_MAX_FD 65535
 #define CONFIG_MAX_OUTSIDE 128
+#define CONFIG_MAX_LOG_PATHS 16
+#define CONFIG_MAX_LOG_PATH 255
 
 enum log_format { FORMAT_JSON, FORMAT_PREFIX, FORMAT_LOGFMT };
 
@@ -28,6 +30,7 @@ enum config_warning {
 	WARN_LOG_FDS = 1 << 3,
 	WARN_OUTSIDE = 1 << 4,
 	WARN_DISABLE = 1 << 5,
+	WARN_LOG_PATHS = 1 << 6,
 };
 
 struct header_name {
@@ -46,6 +49,8 @@ struct reqid_config {
 	struct header_name headers[CONFIG_MAX_HEADERS]; /* precedence order */
 	uint8_t log_fd_count;
 	int log_fds[CONFIG_MAX_LOG_FDS];
+	uint8_t log_path_count;
+	char log_paths[CONFIG_MAX_LOG_PATHS][CONFIG_MAX_LOG_PATH + 1]; /* globs */
 };
 
 /* Returns the value of an environment variable, or NULL when unset. */

@@ -147,7 +147,7 @@ __attribute__((constructor)) static void shim_start(void)
 	if (!real_resolve())
 		return;
 	unsigned warnings = config_parse(&shim.config, environment);
-	for (unsigned bit = 1; bit <= WARN_DISABLE; bit <<= 1)
+	for (unsigned bit = 1; bit != 0; bit <<= 1)
 		if (warnings & bit)
 			say("reqid: ignoring invalid ", config_warning_variable(bit));
 	if (shim.config.disabled)

@@ -540,6 +540,62 @@ static void test_mixed_valid_invalid(void **state)
 	assert_int_equal(cfg.log_fds[1], 4);
 }
 
+static void test_log_paths_valid(void **state)
+{
+	(void)state;
+	struct reqid_config cfg;
+	assert_int_equal(parse1(&cfg, "REQID_LOG_PATHS", "/var/log/app.log"), 0);
+	assert_int_equal(cfg.log_path_count, 1);
+	assert_string_equal(cfg.log_paths[0], "/var/log/app.log");
+
+	assert_int_equal(parse1(&cfg, "REQID_LOG_PATHS", "/a/*.log:/b/[0-9]?.txt:rel.log"), 0);
+	assert_int_equal(cfg.log_path_count, 3);
+	assert_string_equal(cfg.log_paths[0], "/a/*.log");
+	assert_string_equal(cfg.log_paths[1], "/b/[0-9]?.txt");
+	assert_string_equal(cfg.log_paths[2], "rel.log");
+
+	assert_int_equal(parse1(&cfg, "REQID_LOG_PATHS", ""), 0);
+	assert_int_equal(cfg.log_path_count, 0);
+}
+
+static void test_log_paths_limits(void **state)
+{
+	(void)state;
+	struct reqid_config cfg;
+	char list[17 * 3 + 1], longest[CONFIG_MAX_LOG_PATH + 2];
+
+	for (int i = 0; i < 17; i++)
+		memcpy(list + 3 * i, "/x:", 3);
+	list[16 * 3 - 1] = '\0'; /* 16 patterns */
+	assert_int_equal(parse1(&cfg, "REQID_LOG_PATHS", list), 0);
+	assert_int_equal(cfg.log_path_count, 16);
+	assert_string_equal(cfg.log_paths[15], "/x");
+	list[16 * 3 - 1] = ':';
+	list[17 * 3 - 1] = '\0'; /* 17 patterns */
+	assert_int_equal(parse1(&cfg, "REQID_LOG_PATHS", list), WARN_LOG_PATHS);
+	assert_int_equal(cfg.log_path_count, 0);
+
+	memset(longest, 'a', CONFIG_MAX_LOG_PATH);
+	longest[CONFIG_MAX_LOG_PATH] = '\0';
+	assert_int_equal(parse1(&cfg, "REQID_LOG_PATHS", longest), 0);
+	assert_int_equal(strlen(cfg.log_paths[0]), CONFIG_MAX_LOG_PATH);
+	longest[CONFIG_MAX_LOG_PATH] = 'a';
+	longest[CONFIG_MAX_LOG_PATH + 1] = '\0';
+	assert_int_equal(parse1(&cfg, "REQID_LOG_PATHS", longest), WARN_LOG_PATHS);
+	assert_int_equal(cfg.log_path_count, 0);
+}
+
+static void test_log_paths_invalid(void **state)
+{
+	(void)state;
+	struct reqid_config cfg;
+	static const char *const bad[] = {":", "/a::/b", "/a:", ":/a"};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		assert_int_equal(parse1(&cfg, "REQID_LOG_PATHS", bad[i]), WARN_LOG_PATHS);
+		assert_int_equal(cfg.log_path_count, 0);
+	}
+}
+
 static void test_reparse_resets(void **state)
 {
 	(void)state;
@@ -563,6 +619,7 @@ static void test_warning_variable_names(void **state)
 	assert_string_equal(config_warning_variable(WARN_LOG_FDS), "REQID_LOG_FDS");
 	assert_string_equal(config_warning_variable(WARN_OUTSIDE), "REQID_OUTSIDE");
 	assert_string_equal(config_warning_variable(WARN_DISABLE), "REQID_DISABLE");
+	assert_string_equal(config_warning_variable(WARN_LOG_PATHS), "REQID_LOG_PATHS");
 }
 
 int main(void)
@@ -595,6 +652,9 @@ int main(void)
 		cmocka_unit_test(test_all_valid_together),
 		cmocka_unit_test(test_all_invalid_together),
 		cmocka_unit_test(test_mixed_valid_invalid),
+		cmocka_unit_test(test_log_paths_valid),
+		cmocka_unit_test(test_log_paths_limits),
+		cmocka_unit_test(test_log_paths_invalid),
 		cmocka_unit_test(test_reparse_resets),
 		cmocka_unit_test(test_warning_variable_names),
 	};
