@@ -316,7 +316,23 @@ size_t json_escape(const char *in, size_t len, char *out)
 
 size_t line_format_bound(const struct line_style *style, size_t len, size_t id_len)
 {
-	return 6 * len + style->field_len + id_len + 32;
+	return 6 * len + style->field_len + id_len + 40;
+}
+
+size_t syslog_header_len(const char *msg, size_t len)
+{
+	enum { HEADER_MAX = 512 };
+	size_t i = 1;
+	if (len < 3 || msg[0] != '<')
+		return 0;
+	while (i < len && i < 4 && msg[i] >= '0' && msg[i] <= '9') /* PRI: 1-3 digits */
+		i++;
+	if (i == 1 || i >= len || msg[i] != '>')
+		return 0;
+	for (i++; i + 1 < len && i < HEADER_MAX; i++)
+		if (msg[i] == ':' && msg[i + 1] == ' ')
+			return i + 2;
+	return 0;
 }
 
 static char *put(char *o, const void *s, size_t n)
@@ -359,6 +375,13 @@ size_t line_format(const struct line_style *style, const char *id, size_t id_len
 		o = put(o, line, len);
 		break;
 	case FORMAT_JSON:
+		if (style->cee) {
+			o = put(o, "@cee:", 5);
+			if (len >= 5 && memcmp(line, "@cee:", 5) == 0) {
+				line += 5;
+				len -= 5;
+			}
+		}
 		if (len > 0 && (line[0] == '{' || line[0] == ' ' || line[0] == '\t') &&
 		    json_is_object_line(line, len)) {
 			if (!id_len)

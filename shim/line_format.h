@@ -14,6 +14,10 @@
  * The line passed in excludes its '\n'; the caller appends it when the
  * original line had one. Without an id, json drops the field ({"msg":...},
  * object lines unchanged), prefix writes {} and logfmt leaves the line alone.
+ *
+ * For syslog messages (style.cee) json output is "@cee:{...}", the cookie
+ * rsyslog's mmjsonparse looks for; a message that already carries the
+ * cookie is enriched after it.
  */
 #ifndef REQID_LINE_FORMAT_H
 #define REQID_LINE_FORMAT_H
@@ -27,6 +31,7 @@ struct line_style {
 	enum log_format format;
 	const char *field;
 	size_t field_len;
+	bool cee; /* syslog: json output starts with the CEE cookie "@cee:" */
 };
 
 /* True if line (without its newline) is exactly one JSON object, optionally
@@ -40,6 +45,11 @@ size_t line_format_bound(const struct line_style *style, size_t len, size_t id_l
  * (id_len 0) for a line outside any request. */
 size_t line_format(const struct line_style *style, const char *id, size_t id_len,
 		   const char *line, size_t len, char *out);
+
+/* Length of the header glibc's syslog() and most senders put before the
+ * message in a datagram to /dev/log ("<PRI>TIMESTAMP TAG[PID]: "), or 0 if
+ * msg does not start with one. */
+size_t syslog_header_len(const char *msg, size_t len);
 
 /* JSON-escapes len bytes into out (at most 6 bytes per input byte) and
  * returns the number of bytes written. */

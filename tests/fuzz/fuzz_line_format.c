@@ -7,6 +7,7 @@
  * bytes, and that prefix/logfmt output ends with the original bytes. Never
  * prints on success.
  */
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,30 +59,47 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static const char id[] = "0af7651916cd43dd8448eb211c80319c";
-	const char *line = (const char *)data;
-	for (int f = FORMAT_JSON; f <= FORMAT_LOGFMT; f++) {
-		struct line_style st = {(enum log_format)f, "request_id", 10};
+	for (int variant = 0; variant < 4; variant++) {
+		/* json, prefix, logfmt, and json for syslog (the CEE cookie). */
+		bool cee = variant == 3;
+		struct line_style st = {cee ? FORMAT_JSON : (enum log_format)variant, "request_id", 10,
+					cee};
+		const char *line = (const char *)data;
+		size_t len = size;
 		for (int with_id = 0; with_id < 2; with_id++) {
 			size_t id_len = with_id ? sizeof(id) - 1 : 0;
 			size_t bound = line_format_bound(&st, size, id_len);
 			char *out = malloc(bound);
-			size_t n = line_format(&st, with_id ? id : NULL, id_len, line, size, out);
+			size_t n = line_format(&st, with_id ? id : NULL, id_len, line, len, out);
 			if (n > bound)
 				abort();
-			if (f == FORMAT_JSON) {
-				if (!json_is_object_line(out, n))
+			if (st.format == FORMAT_JSON) {
+				const char *obj = out;
+				const char *in = line;
+				size_t in_len = len;
+				if (cee) {
+					if (n < 5 || memcmp(out, "@cee:", 5) != 0)
+						abort();
+					obj += 5;
+					if (len >= 5 && memcmp(line, "@cee:", 5) == 0) {
+						in += 5;
+						in_len -= 5;
+					}
+				}
+				size_t obj_len = n - (size_t)(obj - out);
+				if (!json_is_object_line(obj, obj_len))
 					abort();
 				static const char msg[] = "\"msg\":\"";
-				char *m = memmem(out, n, msg, sizeof(msg) - 1);
-				if (m && !json_is_object_line(line, size)) {
+				char *m = memmem(obj, obj_len, msg, sizeof(msg) - 1);
+				if (m && !json_is_object_line(in, in_len)) {
 					const char *start = m + sizeof(msg) - 1;
-					size_t len = (size_t)(out + n - 2 - start);
-					uint8_t *back = malloc(len + 1);
-					if (unescape(start, len, back) != size || memcmp(back, data, size))
+					size_t esc = (size_t)(obj + obj_len - 2 - start);
+					uint8_t *back = malloc(esc + 1);
+					if (unescape(start, esc, back) != in_len || memcmp(back, in, in_len))
 						abort();
 					free(back);
 				}
-			} else if (n < size || memcmp(out + n - size, data, size) != 0) {
+			} else if (n < len || memcmp(out + n - len, line, len) != 0) {
 				abort();
 			}
 			free(out);

@@ -19,9 +19,11 @@
 
 /* ---- helpers ----------------------------------------------------------- */
 
-static const struct line_style style_json = { FORMAT_JSON, "request_id", 10 };
-static const struct line_style style_prefix = { FORMAT_PREFIX, "request_id", 10 };
-static const struct line_style style_logfmt = { FORMAT_LOGFMT, "request_id", 10 };
+static const struct line_style style_json = { FORMAT_JSON, "request_id", 10, false };
+static const struct line_style style_prefix = { FORMAT_PREFIX, "request_id", 10, false };
+static const struct line_style style_logfmt = { FORMAT_LOGFMT, "request_id", 10, false };
+static const struct line_style style_cee = { FORMAT_JSON, "request_id", 10, true };
+static const struct line_style style_cee_prefix = { FORMAT_PREFIX, "request_id", 10, true };
 
 /* Prints bytes with C escapes for failure messages. */
 static void print_bytes(const char *label, const char *s, size_t n)
@@ -497,6 +499,38 @@ static void test_json_not_quite_object(void **state)
 
 /* ---- line_format: prefix and logfmt ------------------------------------ */
 
+static void test_syslog_cee(void **state)
+{
+	(void)state;
+	check_fmt(&style_cee, "abc", "disk full", "@cee:{\"request_id\":\"abc\",\"msg\":\"disk full\"}");
+	check_fmt(&style_cee, NULL, "disk full", "@cee:{\"msg\":\"disk full\"}");
+	check_fmt(&style_cee, "abc", "{\"a\":1}", "@cee:{\"request_id\":\"abc\",\"a\":1}");
+	/* A message that already carries the cookie is enriched after it. */
+	check_fmt(&style_cee, "abc", "@cee:{\"a\":1}", "@cee:{\"request_id\":\"abc\",\"a\":1}");
+	check_fmt(&style_cee, NULL, "@cee:{\"a\":1}", "@cee:{\"a\":1}");
+	check_fmt(&style_cee, "abc", "@cee: not json", "@cee:{\"request_id\":\"abc\",\"msg\":\" not json\"}");
+	check_fmt(&style_cee, "abc", "", "@cee:{\"request_id\":\"abc\",\"msg\":\"\"}");
+	/* The cookie is for json only. */
+	check_fmt(&style_cee_prefix, "abc", "disk full", "{\"request_id\":\"abc\"} disk full");
+}
+
+static void test_syslog_header_len(void **state)
+{
+	(void)state;
+	static const char glibc[] = "<14>Nov 21 05:56:30 app[123]: hello: world";
+	assert_int_equal(syslog_header_len(glibc, strlen(glibc)), strlen("<14>Nov 21 05:56:30 app[123]: "));
+	static const char nopid[] = "<191>Nov  1 00:00:00 app: x";
+	assert_int_equal(syslog_header_len(nopid, strlen(nopid)), strlen("<191>Nov  1 00:00:00 app: "));
+	static const char empty_msg[] = "<3>Nov 21 05:56:30 app: ";
+	assert_int_equal(syslog_header_len(empty_msg, strlen(empty_msg)), strlen(empty_msg));
+	assert_int_equal(syslog_header_len("hello: world", 12), 0);
+	assert_int_equal(syslog_header_len("<>x: y", 6), 0);
+	assert_int_equal(syslog_header_len("<1234>x: y", 10), 0);
+	assert_int_equal(syslog_header_len("<14>no colon here", 17), 0);
+	assert_int_equal(syslog_header_len("<14>a:b", 7), 0);
+	assert_int_equal(syslog_header_len("<1", 2), 0);
+}
+
 static void test_prefix(void **state)
 {
 	(void)state;
@@ -526,9 +560,9 @@ static void test_custom_field(void **state)
 {
 	(void)state;
 	/* field_len is honoured: only "rid" of "ridXYZ" */
-	const struct line_style j = { FORMAT_JSON, "ridXYZ", 3 };
-	const struct line_style p = { FORMAT_PREFIX, "ridXYZ", 3 };
-	const struct line_style l = { FORMAT_LOGFMT, "ridXYZ", 3 };
+	const struct line_style j = { FORMAT_JSON, "ridXYZ", 3, false };
+	const struct line_style p = { FORMAT_PREFIX, "ridXYZ", 3, false };
+	const struct line_style l = { FORMAT_LOGFMT, "ridXYZ", 3, false };
 	check_fmt(&j, "abc", "hello", "{\"rid\":\"abc\",\"msg\":\"hello\"}");
 	check_fmt(&j, "abc", "{\"a\":1}", "{\"rid\":\"abc\",\"a\":1}");
 	check_fmt(&j, "abc", "{}", "{\"rid\":\"abc\"}");
@@ -538,7 +572,7 @@ static void test_custom_field(void **state)
 	check_fmt(&l, "abc", "hello", "rid=abc hello");
 	check_fmt(&l, NULL, "hello", "hello");
 
-	const struct line_style j2 = { FORMAT_JSON, "trace.id@x", 10 };
+	const struct line_style j2 = { FORMAT_JSON, "trace.id@x", 10, false };
 	check_fmt(&j2, "abc", "m", "{\"trace.id@x\":\"abc\",\"msg\":\"m\"}");
 }
 
@@ -699,10 +733,10 @@ static void test_bound_random(void **state)
 	long_field[63] = '\0';
 	const struct line_style styles[] = {
 		style_json, style_prefix, style_logfmt,
-		{ FORMAT_JSON, long_field, 63 },
-		{ FORMAT_PREFIX, long_field, 63 },
-		{ FORMAT_LOGFMT, long_field, 63 },
-		{ FORMAT_JSON, "r", 1 },
+		{ FORMAT_JSON, long_field, 63, false },
+		{ FORMAT_PREFIX, long_field, 63, false },
+		{ FORMAT_LOGFMT, long_field, 63, false },
+		{ FORMAT_JSON, "r", 1, false },
 	};
 	const char *ids[] = { NULL, "abc", long_id };
 	const size_t id_lens[] = { 0, 3, 128 };
@@ -779,6 +813,8 @@ int main(void)
 		cmocka_unit_test(test_json_not_quite_object),
 		cmocka_unit_test(test_prefix),
 		cmocka_unit_test(test_logfmt),
+		cmocka_unit_test(test_syslog_cee),
+		cmocka_unit_test(test_syslog_header_len),
 		cmocka_unit_test(test_custom_field),
 		cmocka_unit_test(test_random_valid_objects),
 		cmocka_unit_test(test_bound_random),
