@@ -51,15 +51,32 @@ static bool parse_format(const char *v, enum log_format *out)
 	return true;
 }
 
-static bool parse_bool(const char *v, bool *out)
+static bool same_word(const char *v, const char *word)
 {
-	if (!strcmp(v, "1") || !strcmp(v, "true") || !strcmp(v, "yes"))
-		*out = true;
-	else if (!strcmp(v, "0") || !strcmp(v, "false") || !strcmp(v, "no") || !*v)
-		*out = false;
-	else
-		return false;
-	return true;
+	for (; *v && *word; v++, word++)
+		if (to_lower((unsigned char)*v) != (unsigned char)*word)
+			return false;
+	return *v == *word;
+}
+
+/* REQID_DISABLE: a value that is neither clearly on nor clearly off
+ * disables the shim (and is reported): whoever set it wanted something. */
+static bool parse_disable(const char *v, bool *out)
+{
+	static const char *const on[] = {"1", "true", "yes", "on"};
+	static const char *const off[] = {"0", "false", "no", "off", ""};
+	for (size_t i = 0; i < sizeof(on) / sizeof(on[0]); i++)
+		if (same_word(v, on[i])) {
+			*out = true;
+			return true;
+		}
+	for (size_t i = 0; i < sizeof(off) / sizeof(off[0]); i++)
+		if (same_word(v, off[i])) {
+			*out = false;
+			return true;
+		}
+	*out = true;
+	return false;
 }
 
 /* Copies v into dst if it is 1..max chars all accepted by ok(). */
@@ -203,7 +220,7 @@ unsigned config_parse(struct reqid_config *cfg, config_lookup lookup)
 	const char *v;
 
 	set_defaults(cfg);
-	if ((v = lookup("REQID_DISABLE")) && !parse_bool(v, &cfg->disabled))
+	if ((v = lookup("REQID_DISABLE")) && !parse_disable(v, &cfg->disabled))
 		warnings |= WARN_DISABLE;
 	if ((v = lookup("REQID_FORMAT")) && !parse_format(v, &cfg->format))
 		warnings |= WARN_FORMAT;

@@ -32,9 +32,18 @@ static void conn_unlock(struct conn *c)
 
 uint64_t conn_request(int fd)
 {
-	if ((unsigned)fd >= FD_TABLE_SIZE)
+	if (!(fd_class(fd) & FD_CONN))
 		return 0;
-	return __atomic_load_n(&conn_table[fd].request, __ATOMIC_RELAXED);
+	const struct conn *c = &conn_table[fd];
+	if (atomic_load_explicit(&c->lost, memory_order_acquire))
+		return 0;
+	return __atomic_load_n(&c->request, __ATOMIC_RELAXED);
+}
+
+void conn_lose(int fd)
+{
+	if ((unsigned)fd < FD_TABLE_SIZE)
+		atomic_store_explicit(&conn_table[fd].lost, true, memory_order_release);
 }
 
 static void set_request(struct conn *c, uint64_t serial)
@@ -50,6 +59,7 @@ void conn_open(int fd)
 	if (!conn_trylock(c))
 		return; /* stays untracked */
 	c->kind = CONN_HTTP;
+	atomic_store_explicit(&c->lost, false, memory_order_relaxed);
 	c->head_pending = false;
 	c->responded = false;
 	set_request(c, 0);
@@ -82,9 +92,9 @@ static uint64_t new_request(const char *inbound, size_t len)
 
 static void lose_stream(struct conn *c)
 {
-	c->kind = CONN_LOST;
+	c->kind = CONN_DONE;
 	c->head_pending = false;
-	set_request(c, 0);
+	atomic_store_explicit(&c->lost, true, memory_order_release);
 }
 
 /* Applies what the parser saw in one read to the connection's state. */
@@ -130,11 +140,8 @@ void conn_on_read(int fd, const void *buf, const struct iovec *iov, size_t n)
 	if (n == 0)
 		return;
 	if (!conn_trylock(c)) {
-		/* Someone else is inside this stream: its bytes are lost to us. */
-		if (c->kind != CONN_LOST) {
-			set_request(c, 0);
-			__atomic_store_n(&c->kind, CONN_LOST, __ATOMIC_RELAXED);
-		}
+		/* Someone else is inside this stream: these bytes are lost to it. */
+		atomic_store_explicit(&c->lost, true, memory_order_release);
 		return;
 	}
 	if (c->kind == CONN_HTTP) {

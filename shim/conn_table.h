@@ -29,11 +29,12 @@ enum fd_flag {
 enum conn_kind {
 	CONN_HTTP,   /* parsing requests */
 	CONN_RAW,    /* first bytes were not HTTP: one id for the connection */
-	CONN_LOST,   /* stream lost (desync, contention, pipelining): no ids */
+	CONN_DONE,   /* nothing more to parse (lost or tunnelled) */
 };
 
 struct conn {
 	_Atomic uint32_t busy;
+	_Atomic bool lost;   /* sticky: no more ids on this connection */
 	uint8_t kind;
 	bool head_pending;   /* a request began; its headers have not ended */
 	bool responded;      /* bytes were written since the current request began */
@@ -51,8 +52,13 @@ static inline uint8_t fd_class(int fd)
 	return atomic_load_explicit(&fd_flags[fd], memory_order_relaxed);
 }
 
-/* The request currently on connection fd (0 if none or not attributable). */
+/* The request currently on connection fd (0 if none, if fd is no tracked
+ * connection, or if the connection's stream was lost). */
 uint64_t conn_request(int fd) __attribute__((visibility("hidden")));
+
+/* Bytes of connection fd were consumed unseen (MSG_TRUNC): its stream is
+ * lost for attribution. */
+void conn_lose(int fd) __attribute__((visibility("hidden")));
 
 /* fd was just returned by accept. */
 void conn_open(int fd) __attribute__((visibility("hidden")));

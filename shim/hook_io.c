@@ -1,6 +1,6 @@
 /*
- * hook_io.c - read, readv, write, writev, pwrite, close and the calls that
- * replace or close descriptors (dup2, dup3, close_range, closefrom).
+ * hook_io.c - read, readv, write, writev and pwrite (and the fortified
+ * __read_chk).
  *
  * Each hook classifies the fd with one table load and passes anything that
  * is neither a connection nor a log descriptor straight to libc. Must never
@@ -13,6 +13,8 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+ssize_t __read_chk(int fd, void *buf, size_t n, size_t buflen);
+
 static __attribute__((noinline)) ssize_t read_slow(int fd, void *buf, size_t n)
 {
 	ssize_t (*fn)(int, void *, size_t) = REAL(read);
@@ -24,7 +26,7 @@ static __attribute__((noinline)) ssize_t read_slow(int fd, void *buf, size_t n)
 	}
 	ctx_before_conn_io(fd);
 	ssize_t r = fn(fd, buf, n);
-	conn_read_done(fd, buf, NULL, r, false);
+	conn_read_done(fd, buf, NULL, r, 0);
 	return r;
 }
 
@@ -33,6 +35,24 @@ EXPORT ssize_t read(int fd, void *buf, size_t n)
 	if (likely(real.read != NULL) && untracked(fd, FD_CONN))
 		return real.read(fd, buf, n);
 	return read_slow(fd, buf, n);
+}
+
+/* _FORTIFY_SOURCE turns read() into a fixed-size buffer into this. */
+EXPORT ssize_t __read_chk(int fd, void *buf, size_t n, size_t buflen)
+{
+	ssize_t (*fn)(int, void *, size_t, size_t) = REAL(__read_chk);
+	if (unlikely(!fn))
+		return read(fd, buf, n);
+	if (untracked(fd, FD_CONN))
+		return fn(fd, buf, n, buflen);
+	if (!(fd_class(fd) & FD_CONN)) {
+		note_other_io();
+		return fn(fd, buf, n, buflen);
+	}
+	ctx_before_conn_io(fd);
+	ssize_t r = fn(fd, buf, n, buflen);
+	conn_read_done(fd, buf, NULL, r, 0);
+	return r;
 }
 
 static __attribute__((noinline)) ssize_t readv_slow(int fd, const struct iovec *iov, int iovcnt)
@@ -46,7 +66,7 @@ static __attribute__((noinline)) ssize_t readv_slow(int fd, const struct iovec *
 	}
 	ctx_before_conn_io(fd);
 	ssize_t r = fn(fd, iov, iovcnt);
-	conn_read_done(fd, NULL, iov, r, false);
+	conn_read_done(fd, NULL, iov, r, 0);
 	return r;
 }
 
@@ -55,11 +75,6 @@ EXPORT ssize_t readv(int fd, const struct iovec *iov, int iovcnt)
 	if (likely(real.readv != NULL) && untracked(fd, FD_CONN))
 		return real.readv(fd, iov, iovcnt);
 	return readv_slow(fd, iov, iovcnt);
-}
-
-static ssize_t raw_writev(int fd, const struct iovec *iov, int iovcnt)
-{
-	return real.writev(fd, iov, iovcnt);
 }
 
 static __attribute__((noinline)) ssize_t write_slow(int fd, const void *buf, size_t n)
@@ -75,7 +90,9 @@ static __attribute__((noinline)) ssize_t write_slow(int fd, const void *buf, siz
 	if (cls & FD_LOG) {
 		struct log_sink sink = {.fd = fd};
 		struct iovec iov = {.iov_base = (void *)buf, .iov_len = n};
-		return log_path(&sink, &iov, 1, raw_writev);
+		if (!log_path_ok(&iov, 1))
+			return fn(fd, buf, n);
+		return log_path(&sink, &iov, 1);
 	}
 	ctx_before_conn_io(fd);
 	ssize_t r = fn(fd, buf, n);
@@ -102,9 +119,9 @@ static __attribute__((noinline)) ssize_t writev_slow(int fd, const struct iovec 
 	}
 	if (cls & FD_LOG) {
 		struct log_sink sink = {.fd = fd};
-		if (iovcnt < 0)
+		if (!log_path_ok(iov, iovcnt))
 			return fn(fd, iov, iovcnt);
-		return log_path(&sink, iov, iovcnt, raw_writev);
+		return log_path(&sink, iov, iovcnt);
 	}
 	ctx_before_conn_io(fd);
 	ssize_t r = fn(fd, iov, iovcnt);
@@ -127,7 +144,8 @@ static ssize_t pwrite_common(ssize_t (*fn)(int, const void *, size_t, off_t), in
 	uint8_t cls = fd_class(fd);
 	if (likely(cls == 0))
 		note_other_io();
-	if (!(cls & FD_LOG))
+	struct iovec iov = {.iov_base = (void *)buf, .iov_len = n};
+	if (!(cls & FD_LOG) || off < 0 || !log_path_ok(&iov, 1))
 		return fn(fd, buf, n, off);
 	int saved = errno;
 	int fl = fcntl(fd, F_GETFL);
@@ -135,8 +153,7 @@ static ssize_t pwrite_common(ssize_t (*fn)(int, const void *, size_t, off_t), in
 	if (fl < 0 || !(fl & O_APPEND))
 		return fn(fd, buf, n, off);
 	struct log_sink sink = {.fd = fd};
-	struct iovec iov = {.iov_base = (void *)buf, .iov_len = n};
-	return log_path(&sink, &iov, 1, raw_writev);
+	return log_path(&sink, &iov, 1);
 }
 
 EXPORT ssize_t pwrite(int fd, const void *buf, size_t n, off_t off)
@@ -153,95 +170,4 @@ EXPORT ssize_t pwrite64(int fd, const void *buf, size_t n, off_t off)
 	if (unlikely(!fn))
 		return syscall(SYS_pwrite64, fd, buf, n, off);
 	return pwrite_common(fn, fd, buf, n, off);
-}
-
-/* fd is about to stop naming what it named: close its books. */
-static void fd_retiring(int fd)
-{
-	uint8_t cls = fd_class(fd);
-	if (likely(cls == 0))
-		return;
-	int saved = errno;
-	if (cls & FD_CONN) {
-		ctx_conn_closing(fd);
-		conn_forget(fd);
-	}
-	if (cls & FD_LOG) {
-		log_flush_fd(fd);
-		atomic_fetch_and(&fd_flags[fd], (uint8_t)~FD_LOG);
-	}
-	errno = saved;
-}
-
-EXPORT int close(int fd)
-{
-	int (*fn)(int) = REAL(close);
-	if (unlikely(!fn))
-		return (int)syscall(SYS_close, fd);
-	fd_retiring(fd);
-	return fn(fd);
-}
-
-/* A configured log descriptor number that gets a new file (dup2 of a log
- * file onto 2, say) is a log descriptor again. */
-static void fd_replaced(int fd)
-{
-	if (shim.active && (unsigned)fd < FD_TABLE_SIZE && config_is_log_fd(fd))
-		atomic_fetch_or(&fd_flags[fd], FD_LOG);
-}
-
-EXPORT int dup2(int oldfd, int newfd)
-{
-	int (*fn)(int, int) = REAL(dup2);
-	if (unlikely(!fn))
-		return (int)syscall(SYS_dup2, oldfd, newfd);
-	if (oldfd != newfd)
-		fd_retiring(newfd);
-	int r = fn(oldfd, newfd);
-	if (r >= 0 && oldfd != newfd)
-		fd_replaced(newfd);
-	return r;
-}
-
-EXPORT int dup3(int oldfd, int newfd, int flags)
-{
-	int (*fn)(int, int, int) = REAL(dup3);
-	if (unlikely(!fn))
-		return (int)syscall(SYS_dup3, oldfd, newfd, flags);
-	if (oldfd != newfd)
-		fd_retiring(newfd);
-	int r = fn(oldfd, newfd, flags);
-	if (r >= 0)
-		fd_replaced(newfd);
-	return r;
-}
-
-static void range_retiring(unsigned first, unsigned last)
-{
-	if (last >= FD_TABLE_SIZE)
-		last = FD_TABLE_SIZE - 1;
-	for (unsigned fd = first; fd <= last && first < FD_TABLE_SIZE; fd++)
-		fd_retiring((int)fd);
-}
-
-EXPORT int close_range(unsigned first, unsigned last, int flags)
-{
-	int (*fn)(unsigned, unsigned, int) = REAL(close_range);
-	if (unlikely(!fn))
-		return (int)syscall(SYS_close_range, first, last, flags);
-	if (!(flags & CLOSE_RANGE_CLOEXEC) && first <= last)
-		range_retiring(first, last);
-	return fn(first, last, flags);
-}
-
-EXPORT void closefrom(int low)
-{
-	void (*fn)(int) = REAL(closefrom);
-	if (low >= 0)
-		range_retiring((unsigned)low, ~0u);
-	if (unlikely(!fn)) {
-		syscall(SYS_close_range, (unsigned)low, ~0u, 0);
-		return;
-	}
-	fn(low);
 }

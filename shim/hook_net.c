@@ -3,15 +3,20 @@
  *
  * accept/accept4 make a descriptor a connection; reads on connections feed
  * its request parser; writes on connections mark the response as begun.
- * send on a log descriptor (a socket to a log collector) is enriched like
- * write. Must never alter the bytes of a connection, and never feed the
- * parser bytes the application did not consume (MSG_PEEK).
+ * send on a log descriptor that is a stream socket (a pipe-like socket to a
+ * log collector) is enriched like write. Must never alter the bytes of a
+ * connection, never feed the parser bytes the application did not consume
+ * (MSG_PEEK) or did not see (MSG_TRUNC), and never drop the caller's flags.
  */
 #include "hooks.h"
 
 #include <sys/sendfile.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+
+ssize_t __recv_chk(int fd, void *buf, size_t n, size_t buflen, int flags);
+ssize_t __recvfrom_chk(int fd, void *buf, size_t n, size_t buflen, int flags,
+		       struct sockaddr *addr, socklen_t *len);
 
 static int accepted(int fd)
 {
@@ -45,6 +50,8 @@ EXPORT int accept4(int s, struct sockaddr *addr, socklen_t *len, int flags)
 	return accepted(fn(s, addr, len, flags));
 }
 
+/* ---- receiving --------------------------------------------------------- */
+
 static __attribute__((noinline)) ssize_t recv_slow(int fd, void *buf, size_t n, int flags)
 {
 	ssize_t (*fn)(int, void *, size_t, int) = REAL(recv);
@@ -56,7 +63,7 @@ static __attribute__((noinline)) ssize_t recv_slow(int fd, void *buf, size_t n, 
 	}
 	ctx_before_conn_io(fd);
 	ssize_t r = fn(fd, buf, n, flags);
-	conn_read_done(fd, buf, NULL, r, flags & MSG_PEEK);
+	conn_read_done(fd, buf, NULL, r, flags);
 	return r;
 }
 
@@ -67,8 +74,23 @@ EXPORT ssize_t recv(int fd, void *buf, size_t n, int flags)
 	return recv_slow(fd, buf, n, flags);
 }
 
-static __attribute__((noinline)) ssize_t recvfrom_slow(int fd, void *buf, size_t n, int flags, struct sockaddr *addr,
-			socklen_t *len)
+EXPORT ssize_t __recv_chk(int fd, void *buf, size_t n, size_t buflen, int flags)
+{
+	ssize_t (*fn)(int, void *, size_t, size_t, int) = REAL(__recv_chk);
+	if (unlikely(!fn))
+		return recv(fd, buf, n, flags);
+	if (!(fd_class(fd) & FD_CONN)) {
+		note_other_io();
+		return fn(fd, buf, n, buflen, flags);
+	}
+	ctx_before_conn_io(fd);
+	ssize_t r = fn(fd, buf, n, buflen, flags);
+	conn_read_done(fd, buf, NULL, r, flags);
+	return r;
+}
+
+static __attribute__((noinline)) ssize_t recvfrom_slow(int fd, void *buf, size_t n, int flags,
+							struct sockaddr *addr, socklen_t *len)
 {
 	ssize_t (*fn)(int, void *, size_t, int, struct sockaddr *, socklen_t *) = REAL(recvfrom);
 	if (unlikely(!fn))
@@ -79,7 +101,7 @@ static __attribute__((noinline)) ssize_t recvfrom_slow(int fd, void *buf, size_t
 	}
 	ctx_before_conn_io(fd);
 	ssize_t r = fn(fd, buf, n, flags, addr, len);
-	conn_read_done(fd, buf, NULL, r, flags & MSG_PEEK);
+	conn_read_done(fd, buf, NULL, r, flags);
 	return r;
 }
 
@@ -91,18 +113,35 @@ EXPORT ssize_t recvfrom(int fd, void *buf, size_t n, int flags, struct sockaddr 
 	return recvfrom_slow(fd, buf, n, flags, addr, len);
 }
 
+EXPORT ssize_t __recvfrom_chk(int fd, void *buf, size_t n, size_t buflen, int flags,
+			      struct sockaddr *addr, socklen_t *len)
+{
+	ssize_t (*fn)(int, void *, size_t, size_t, int, struct sockaddr *, socklen_t *) =
+		REAL(__recvfrom_chk);
+	if (unlikely(!fn))
+		return recvfrom(fd, buf, n, flags, addr, len);
+	if (!(fd_class(fd) & FD_CONN)) {
+		note_other_io();
+		return fn(fd, buf, n, buflen, flags, addr, len);
+	}
+	ctx_before_conn_io(fd);
+	ssize_t r = fn(fd, buf, n, buflen, flags, addr, len);
+	conn_read_done(fd, buf, NULL, r, flags);
+	return r;
+}
+
 static __attribute__((noinline)) ssize_t recvmsg_slow(int fd, struct msghdr *msg, int flags)
 {
 	ssize_t (*fn)(int, struct msghdr *, int) = REAL(recvmsg);
 	if (unlikely(!fn))
 		return syscall(SYS_recvmsg, fd, msg, flags);
-	if (likely(!(fd_class(fd) & FD_CONN))) {
+	if (likely(!(fd_class(fd) & FD_CONN)) || !msg) {
 		note_other_io();
 		return fn(fd, msg, flags);
 	}
 	ctx_before_conn_io(fd);
 	ssize_t r = fn(fd, msg, flags);
-	conn_read_done(fd, NULL, msg->msg_iov, r, flags & MSG_PEEK);
+	conn_read_done(fd, NULL, msg->msg_iov, r, flags);
 	return r;
 }
 
@@ -113,10 +152,18 @@ EXPORT ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
 	return recvmsg_slow(fd, msg, flags);
 }
 
-static ssize_t raw_sendv(int fd, const struct iovec *iov, int iovcnt)
+/* ---- sending ----------------------------------------------------------- */
+
+/* Lines sent on a log descriptor are enriched only on a stream socket, where
+ * send is write with flags; anything else (not a socket, a datagram socket
+ * where each send is one message) goes to libc as it came. */
+static bool log_stream_socket(int fd)
 {
-	struct msghdr m = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)iovcnt};
-	return real.sendmsg(fd, &m, 0);
+	int type = 0, saved = errno;
+	socklen_t len = sizeof(type);
+	bool stream = getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0 && type == SOCK_STREAM;
+	errno = saved;
+	return stream;
 }
 
 static __attribute__((noinline)) ssize_t send_slow(int fd, const void *buf, size_t n, int flags)
@@ -132,7 +179,9 @@ static __attribute__((noinline)) ssize_t send_slow(int fd, const void *buf, size
 	if (cls & FD_LOG) {
 		struct log_sink sink = {.fd = fd, .send_flags = flags, .use_send = true};
 		struct iovec iov = {.iov_base = (void *)buf, .iov_len = n};
-		return log_path(&sink, &iov, 1, raw_sendv);
+		if (!log_path_ok(&iov, 1) || !log_stream_socket(fd))
+			return fn(fd, buf, n, flags);
+		return log_path(&sink, &iov, 1);
 	}
 	ctx_before_conn_io(fd);
 	ssize_t r = fn(fd, buf, n, flags);
@@ -148,7 +197,7 @@ EXPORT ssize_t send(int fd, const void *buf, size_t n, int flags)
 }
 
 static __attribute__((noinline)) ssize_t sendto_slow(int fd, const void *buf, size_t n, int flags,
-		      const struct sockaddr *addr, socklen_t len)
+						      const struct sockaddr *addr, socklen_t len)
 {
 	ssize_t (*fn)(int, const void *, size_t, int, const struct sockaddr *, socklen_t) =
 		REAL(sendto);
@@ -159,13 +208,13 @@ static __attribute__((noinline)) ssize_t sendto_slow(int fd, const void *buf, si
 		note_other_io();
 		return fn(fd, buf, n, flags, addr, len);
 	}
-	if ((cls & FD_LOG) && addr == NULL) {
+	if (cls & FD_LOG) {
 		struct log_sink sink = {.fd = fd, .send_flags = flags, .use_send = true};
 		struct iovec iov = {.iov_base = (void *)buf, .iov_len = n};
-		return log_path(&sink, &iov, 1, raw_sendv);
+		if (addr || !log_path_ok(&iov, 1) || !log_stream_socket(fd))
+			return fn(fd, buf, n, flags, addr, len);
+		return log_path(&sink, &iov, 1);
 	}
-	if (!(cls & FD_CONN))
-		return fn(fd, buf, n, flags, addr, len);
 	ctx_before_conn_io(fd);
 	ssize_t r = fn(fd, buf, n, flags, addr, len);
 	conn_write_done(fd, r);
@@ -186,17 +235,17 @@ static __attribute__((noinline)) ssize_t sendmsg_slow(int fd, const struct msghd
 	if (unlikely(!fn))
 		return syscall(SYS_sendmsg, fd, msg, flags);
 	uint8_t cls = fd_class(fd);
-	if (likely(cls == 0)) {
+	if (likely(cls == 0) || !msg) {
 		note_other_io();
 		return fn(fd, msg, flags);
 	}
-	if ((cls & FD_LOG) && msg->msg_name == NULL && msg->msg_controllen == 0 &&
-	    msg->msg_iovlen <= INT32_MAX) {
+	if (cls & FD_LOG) {
 		struct log_sink sink = {.fd = fd, .send_flags = flags, .use_send = true};
-		return log_path(&sink, msg->msg_iov, (int)msg->msg_iovlen, raw_sendv);
+		if (msg->msg_name || msg->msg_controllen || msg->msg_iovlen > IOV_MAX ||
+		    !log_path_ok(msg->msg_iov, (int)msg->msg_iovlen) || !log_stream_socket(fd))
+			return fn(fd, msg, flags);
+		return log_path(&sink, msg->msg_iov, (int)msg->msg_iovlen);
 	}
-	if (!(cls & FD_CONN))
-		return fn(fd, msg, flags);
 	ctx_before_conn_io(fd);
 	ssize_t r = fn(fd, msg, flags);
 	conn_write_done(fd, r);

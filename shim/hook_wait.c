@@ -25,8 +25,9 @@ static void before_fd_wait(unsigned nfds, int only_fd)
 	if (nfds > 1)
 		ctx_mark_event_loop();
 	if (nfds == 1 && waits_on_current(only_fd))
-		return;
-	ctx_boundary();
+		ctx_wait_on_conn(only_fd);
+	else
+		ctx_boundary();
 }
 
 EXPORT int epoll_wait(int epfd, struct epoll_event *ev, int max, int timeout)

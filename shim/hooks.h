@@ -8,6 +8,8 @@
 #define REQID_HOOKS_H
 
 #include <errno.h>
+#include <limits.h>
+#include <sys/socket.h>
 
 #include "conn_table.h"
 #include "log_writer.h"
@@ -19,23 +21,31 @@
  * test this first and tail-call libc, so untracked I/O costs a few loads. */
 static inline bool untracked(int fd, uint8_t care)
 {
-	return likely((fd_class(fd) & care) == 0) && likely(!thread_ctx.event_loop);
+	return likely((fd_class(fd) & care) == 0) && likely(!thread_ctx.watch);
 }
 
 /* I/O on a descriptor that is neither a connection nor a log: an event-loop
- * thread has switched to other work, so its bracket ends. */
+ * thread has switched to other work, and a thread with an inherited context
+ * shows it serves something else; either way the context ends. */
 static inline void note_other_io(void)
 {
-	if (unlikely(thread_ctx.event_loop) && thread_ctx.mode != CTX_NONE)
-		ctx_other_io();
+	if (unlikely(thread_ctx.watch) && thread_ctx.mode != CTX_NONE)
+		ctx_boundary();
 }
 
+/* After a read-like call on connection fd: the bytes it consumed feed the
+ * parser, except peeked ones (not consumed) and truncated ones (consumed
+ * unseen: the stream is lost). */
 static inline void conn_read_done(int fd, const void *buf, const struct iovec *iov,
-				  ssize_t r, bool peek)
+				  ssize_t r, int flags)
 {
 	int saved = errno;
-	if (r > 0 && !peek)
-		conn_on_read(fd, buf, iov, (size_t)r);
+	if (r > 0 && !(flags & MSG_PEEK)) {
+		if (flags & MSG_TRUNC)
+			conn_lose(fd);
+		else
+			conn_on_read(fd, buf, iov, (size_t)r);
+	}
 	ctx_after_conn_io(fd, false);
 	errno = saved;
 }
@@ -49,13 +59,27 @@ static inline void conn_write_done(int fd, ssize_t r)
 	errno = saved;
 }
 
-/* Enriches a write to a log descriptor; a re-entrant call (a signal handler
- * interrupting the shim) passes its bytes through unchanged. */
-static inline ssize_t log_path(const struct log_sink *sink, const struct iovec *iov, int iovcnt,
-			       ssize_t (*raw)(int, const struct iovec *, int))
+/* Whether a write to a log descriptor can take the log path: not from a
+ * signal handler that interrupted the shim's own log path, and with
+ * arguments the kernel would accept (bad ones go to libc, which reports
+ * them as it always does). */
+static inline bool log_path_ok(const struct iovec *iov, int iovcnt)
 {
-	if (thread_ctx.in_shim)
-		return raw(sink->fd, iov, iovcnt);
+	if (thread_ctx.in_shim || iovcnt < 0 || iovcnt > IOV_MAX || (iovcnt > 0 && !iov))
+		return false;
+	size_t total = 0;
+	for (int i = 0; i < iovcnt; i++) {
+		if (iov[i].iov_len && !iov[i].iov_base)
+			return false;
+		if (iov[i].iov_len > (size_t)SSIZE_MAX - total)
+			return false;
+		total += iov[i].iov_len;
+	}
+	return true;
+}
+
+static inline ssize_t log_path(const struct log_sink *sink, const struct iovec *iov, int iovcnt)
+{
 	thread_ctx.in_shim = true;
 	ssize_t r = log_writev(sink, iov, iovcnt);
 	thread_ctx.in_shim = false;

@@ -37,9 +37,12 @@ enum parser_state {
 	S_CHUNK_DATA_END, /* CRLF after chunk data */
 	S_TRAILER_START,
 	S_TRAILER_LINE,
+	S_TUNNEL,         /* after CONNECT: the rest is not HTTP requests */
 	S_NOT_HTTP,
 	S_DESYNC,
 };
+
+static const char connect_method[] = "CONNECT";
 
 static const char http_version_prefix[] = "HTTP/1.";
 
@@ -195,6 +198,8 @@ static uint8_t end_headers(struct http_parser *p, struct http_feed_result *out)
 			out->id_len = p->best_len;
 		}
 	}
+	if (p->connect)
+		return S_TUNNEL;
 	if (p->chunked) {
 		p->remaining = 0;
 		p->token_len = 0;
@@ -278,14 +283,18 @@ void http_parser_feed(struct http_parser *p, const char *buf, size_t len,
 			begin_request(p);
 			out->requests_started++;
 			p->state = S_METHOD;
+			p->connect = c == (unsigned char)connect_method[0];
 			p->token_len = 1;
 			i++;
 			break;
 		case S_METHOD:
 			if (c == ' ' && p->token_len > 0) {
+				p->connect &= p->token_len == sizeof(connect_method) - 1;
 				p->state = S_TARGET;
 				p->token_len = 0;
 			} else if (is_tchar(c) && p->token_len < METHOD_MAX) {
+				p->connect &= p->token_len < sizeof(connect_method) - 1 &&
+					      c == (unsigned char)connect_method[p->token_len];
 				p->token_len++;
 			} else {
 				fail(p, out);
@@ -496,7 +505,7 @@ void http_parser_feed(struct http_parser *p, const char *buf, size_t len,
 				p->state = S_TRAILER_START;
 			i++;
 			break;
-		default: /* S_NOT_HTTP, S_DESYNC: sticky */
+		default: /* S_TUNNEL, S_NOT_HTTP, S_DESYNC: sticky */
 			return;
 		}
 	}

@@ -7,7 +7,9 @@
  * inbound id chosen by header precedence. Bodies (Content-Length and chunked)
  * are skipped so body bytes are never mistaken for a request. A connection
  * whose first bytes are not HTTP is reported as such; bytes that stop making
- * sense later put the parser in a sticky desynchronised state.
+ * sense later put the parser in a sticky desynchronised state. After a
+ * CONNECT request the stream is a tunnel: its bytes are not parsed (they are
+ * the tunnelled protocol's) and the CONNECT stays the current request.
  *
  * Pure logic: no allocation, no I/O, no libc interposition. State is a fixed
  * few hundred bytes so a table of parsers can live in static memory.
@@ -44,6 +46,7 @@ struct http_parser {
 	bool chunked;
 	bool has_length;
 	bool id_tainted;       /* obs-fold in this request: ignore inbound ids */
+	bool connect;          /* the method so far spells a prefix of CONNECT */
 	uint8_t capture;       /* matcher index being captured, or RANK_NONE */
 	uint8_t value_len;
 	bool value_overflow;

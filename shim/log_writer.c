@@ -1,11 +1,19 @@
 /*
  * log_writer.c - line assembly, holding and enriched output for log fds.
  *
- * A line slot belongs to one (thread, fd) pair and keeps, in one mmap'ed
- * buffer, the lines held for a bracket followed by the unfinished line.
- * Slots live in a fixed table; a thread remembers its own few in TLS. The
- * owner works on a slot under its busy flag, so process exit can flush the
- * slots of threads that are still running without tearing a line.
+ * A line slot belongs to one (thread, fd) pair while that pair has bytes
+ * pending, and keeps them in one mmap'ed buffer:
+ *
+ *   [held record][held record]...[record header + unfinished line]
+ *
+ * A held record is a complete line waiting for its thread's bracket to
+ * resolve (thread_ctx.h), with the request it was held under and a per-thread
+ * sequence number, so lines held for several fds go out in the order they
+ * were written. The unfinished line reserves its header up front, so it
+ * becomes a held record in place. Slots live in a fixed table and return to
+ * it when empty; a thread remembers its few in TLS. The owner works on a slot
+ * under its busy flag, so process exit can flush the slots of threads that
+ * are still running without tearing a line.
  *
  * Must never call malloc or stdio, never take a lock, and never report to the
  * application a count of bytes that differs from what reached the kernel
@@ -14,10 +22,8 @@
 #include "log_writer.h"
 
 #include <errno.h>
-#include <poll.h>
 #include <stdatomic.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -26,17 +32,25 @@
 #include "shim_init.h"
 #include "thread_ctx.h"
 
-#define LINE_SLOTS 1024
+#define LINE_SLOTS 4096
 #define STAGE_SIZE 2048
-#define EAGAIN_WAIT_MS 1000
+#define HELD_MAX (1u << 20) /* held bytes per slot before they go out unheld */
+
+struct held_record {
+	uint32_t seq;
+	uint32_t len;     /* bytes of the line, its newline included */
+	uint64_t request; /* the thread's request when the line was held */
+};
+#define RECORD sizeof(struct held_record)
 
 struct line_slot {
-	_Atomic int32_t owner;   /* tid; 0 when free */
+	_Atomic int32_t owner;    /* tid; 0 when free */
 	_Atomic uint32_t busy;
 	int fd;
+	struct log_sink sink;     /* how the owner writes to fd */
 	uint64_t partial_request; /* the thread's request when the partial line began */
-	size_t held_len;          /* complete lines at the start of buf */
-	size_t len;               /* held lines + the unfinished line */
+	size_t held_len;          /* bytes of held records at the start of buf */
+	size_t len;               /* held records + the unfinished line's record */
 	char *buf;
 	size_t cap;
 	char *scratch;            /* room to format lines too long for the stage */
@@ -44,27 +58,6 @@ struct line_slot {
 };
 
 static struct line_slot line_slots[LINE_SLOTS];
-
-/* ---- buffers ----------------------------------------------------------- */
-
-static bool reserve(char **buf, size_t *cap, size_t need)
-{
-	if (need <= *cap)
-		return true;
-	size_t size = 4096;
-	while (size < need) {
-		if (size > SIZE_MAX / 2)
-			return false;
-		size *= 2;
-	}
-	void *p = *buf ? mremap(*buf, *cap, size, MREMAP_MAYMOVE)
-		       : mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (p == MAP_FAILED)
-		return false;
-	*buf = p;
-	*cap = size;
-	return true;
-}
 
 /* ---- slots ------------------------------------------------------------- */
 
@@ -87,6 +80,11 @@ static void slot_unlock(struct line_slot *s)
 	atomic_store_explicit(&s->busy, 0, memory_order_release);
 }
 
+static bool has_partial(const struct line_slot *s)
+{
+	return s->len > s->held_len;
+}
+
 static struct line_slot *find_slot(int fd)
 {
 	for (uint8_t i = 0; i < thread_ctx.slot_count; i++) {
@@ -97,12 +95,13 @@ static struct line_slot *find_slot(int fd)
 	return NULL;
 }
 
-static struct line_slot *claim_slot(int fd)
+/* Takes a free slot for (this thread, sink's fd), returned locked. */
+static struct line_slot *claim_slot(const struct log_sink *sink)
 {
 	if (thread_ctx.slot_count == THREAD_SLOTS_MAX)
 		return NULL;
 	int32_t tid = current_tid();
-	unsigned start = ((unsigned)tid * 31u + (unsigned)fd) % LINE_SLOTS;
+	unsigned start = ((unsigned)tid * 31u + (unsigned)sink->fd) % LINE_SLOTS;
 	for (unsigned k = 0; k < LINE_SLOTS; k++) {
 		unsigned i = (start + k) % LINE_SLOTS;
 		struct line_slot *s = &line_slots[i];
@@ -110,61 +109,53 @@ static struct line_slot *claim_slot(int fd)
 		if (atomic_load_explicit(&s->owner, memory_order_relaxed) != 0 ||
 		    !atomic_compare_exchange_strong(&s->owner, &expected, tid))
 			continue;
-		s->fd = fd;
+		if (!slot_lock(s)) {
+			/* Exit is still draining it for its previous owner. */
+			atomic_store(&s->owner, 0);
+			continue;
+		}
+		s->fd = sink->fd;
+		s->sink = *sink;
 		s->len = 0;
 		s->held_len = 0;
-		atomic_store_explicit(&s->busy, 1, memory_order_relaxed); /* caller is writing */
 		thread_ctx.slots[thread_ctx.slot_count++] = (uint16_t)i;
 		return s;
 	}
 	return NULL;
 }
 
+/* Unlocks a slot the thread holds; an empty one goes back to the table. */
+static void slot_leave(struct line_slot *s)
+{
+	if (s->len == 0 && atomic_load_explicit(&s->owner, memory_order_relaxed) == thread_ctx.tid) {
+		uint16_t index = (uint16_t)(s - line_slots);
+		for (uint8_t i = 0; i < thread_ctx.slot_count; i++) {
+			if (thread_ctx.slots[i] == index) {
+				thread_ctx.slots[i] = thread_ctx.slots[--thread_ctx.slot_count];
+				break;
+			}
+		}
+		atomic_store_explicit(&s->owner, 0, memory_order_release);
+	}
+	slot_unlock(s);
+}
+
+static bool slot_append(struct line_slot *s, const void *b, size_t n)
+{
+	if (n > SIZE_MAX - s->len || !buffer_reserve(&s->buf, &s->cap, s->len + n))
+		return false;
+	memcpy(s->buf + s->len, b, n);
+	s->len += n;
+	return true;
+}
+
 /* ---- output ------------------------------------------------------------ */
 
-static ssize_t sink_write(const struct log_sink *sink, const char *b, size_t n)
-{
-	if (sink->use_send)
-		return real.send(sink->fd, b, n, sink->send_flags);
-	return real.write(sink->fd, b, n);
-}
-
-/* Writes all n bytes. Returns n, or the bytes written before an error (0
- * with errno set when nothing went out). Once part of a line is out, the
- * rest is finished through EINTR and EAGAIN so no line is torn. */
-static size_t write_all(const struct log_sink *sink, const char *b, size_t n)
-{
-	size_t off = 0;
-	int waited_ms = 0;
-	while (off < n) {
-		ssize_t r = sink_write(sink, b + off, n - off);
-		if (r > 0) {
-			off += (size_t)r;
-			continue;
-		}
-		if (r == 0) {
-			errno = EIO;
-			return off;
-		}
-		if (off == 0)
-			return 0;
-		if (errno == EINTR)
-			continue;
-		if ((errno == EAGAIN || errno == EWOULDBLOCK) && waited_ms < EAGAIN_WAIT_MS) {
-			struct pollfd p = {.fd = sink->fd, .events = POLLOUT};
-			real.poll(&p, 1, 100);
-			waited_ms += 100;
-			continue;
-		}
-		return off;
-	}
-	return off;
-}
-
-/* One call's output: enriched lines gathered in a stage so that several
+/* One batch of output: enriched lines gathered in a stage so that several
  * short lines leave in one write of at most STAGE_SIZE bytes. */
 struct writer {
 	const struct log_sink *sink;
+	enum output_mode mode;
 	struct line_slot *slot;    /* this thread's slot for sink->fd, if any */
 	size_t committed;          /* input bytes whose output is out or buffered */
 	size_t staged_input;       /* input bytes whose output sits in the stage */
@@ -176,10 +167,12 @@ struct writer {
 	char stage[STAGE_SIZE];
 };
 
-static void writer_init(struct writer *w, const struct log_sink *sink)
+static void writer_init(struct writer *w, const struct log_sink *sink, enum output_mode mode,
+			struct line_slot *slot)
 {
 	w->sink = sink;
-	w->slot = find_slot(sink->fd);
+	w->mode = mode;
+	w->slot = slot;
 	w->committed = 0;
 	w->staged_input = 0;
 	w->staged = 0;
@@ -201,26 +194,30 @@ static void writer_id(struct writer *w, uint64_t request)
 	}
 }
 
+/* Writes bytes that stand for input bytes of this batch. */
+static bool writer_put(struct writer *w, const char *b, size_t n, size_t input)
+{
+	if (log_output(w->sink, b, n, w->mode) == 0) {
+		w->error = errno;
+		return false;
+	}
+	w->committed += input;
+	return true;
+}
+
 /* Writes the stage out. False if nothing of it went out (w->error set). */
 static bool writer_flush(struct writer *w)
 {
 	if (w->staged == 0)
 		return true;
-	size_t out = write_all(w->sink, w->stage, w->staged);
-	if (out == 0) {
-		w->error = errno;
-		w->staged = 0;
-		w->staged_input = 0;
-		return false;
-	}
-	w->committed += w->staged_input;
+	bool ok = writer_put(w, w->stage, w->staged, w->staged_input);
 	w->staged = 0;
 	w->staged_input = 0;
-	return true;
+	return ok;
 }
 
 /* Emits one line (without its newline; newline says whether it had one),
- * accounting input bytes of this call. False when the line did not go out. */
+ * standing for input bytes of this batch. False when it did not go out. */
 static bool writer_line(struct writer *w, uint64_t request, const char *line, size_t len,
 			bool newline, size_t input)
 {
@@ -237,23 +234,35 @@ static bool writer_line(struct writer *w, uint64_t request, const char *line, si
 		return true;
 	}
 	/* Too long for the stage: format into the slot's scratch, one write. */
-	const char *out = line;
-	size_t n = len + newline;
-	if (!w->slot)
-		w->slot = claim_slot(w->sink->fd);
-	if (w->slot && reserve(&w->slot->scratch, &w->slot->scratch_cap, bound)) {
-		n = line_format(&shim.style, w->id, w->id_len, line, len, w->slot->scratch);
+	if (!w->slot && w->mode == OUTPUT_APP)
+		w->slot = claim_slot(w->sink);
+	if (w->slot && buffer_reserve(&w->slot->scratch, &w->slot->scratch_cap, bound)) {
+		size_t n = line_format(&shim.style, w->id, w->id_len, line, len, w->slot->scratch);
 		if (newline)
 			w->slot->scratch[n++] = '\n';
-		out = w->slot->scratch;
+		return writer_put(w, w->slot->scratch, n, input);
 	}
-	/* Without scratch the line goes out as it came: unenriched, not lost. */
-	if (write_all(w->sink, out, n) == 0) {
-		w->error = errno;
-		return false;
+	/* No memory for it: the line goes out as it came, unenriched, not lost. */
+	return writer_put(w, line, len + newline, input);
+}
+
+/* No buffer room for bytes: they go out as they came after what is staged. */
+static bool writer_raw(struct writer *w, const char *b, size_t n)
+{
+	return writer_flush(w) && writer_put(w, b, n, n);
+}
+
+/* Writes n bytes of held records from buf, each tagged with request if it
+ * was held under it. */
+static void writer_records(struct writer *w, const char *buf, size_t n, uint64_t request)
+{
+	for (size_t pos = 0; pos < n;) {
+		struct held_record r;
+		memcpy(&r, buf + pos, RECORD);
+		writer_line(w, r.request == request ? request : 0, buf + pos + RECORD, r.len - 1, true,
+			    0);
+		pos += RECORD + r.len;
 	}
-	w->committed += input;
-	return true;
 }
 
 /* ---- attribution ------------------------------------------------------- */
@@ -273,32 +282,32 @@ static enum verdict judge(uint64_t started_request, uint64_t *request)
 	return EMIT;
 }
 
-static bool slot_append(struct line_slot *s, const char *b, size_t n)
+/* Makes the record whose header starts at offset at a held line. */
+static void hold_record(struct line_slot *s, size_t at)
 {
-	if (n > SIZE_MAX - s->len || !reserve(&s->buf, &s->cap, s->len + n))
-		return false;
-	memcpy(s->buf + s->len, b, n);
-	s->len += n;
-	return true;
-}
-
-static void mark_held(void)
-{
+	struct held_record r = {
+		.seq = thread_ctx.held_seq++,
+		.len = (uint32_t)(s->len - at - RECORD),
+		.request = thread_ctx.request,
+	};
+	memcpy(s->buf + at, &r, RECORD);
+	s->held_len = s->len;
 	thread_ctx.held = true;
 }
 
-/* No buffer room for a line: its bytes go out as they came, unenriched but
- * not lost, after what is staged. */
-static bool writer_raw(struct writer *w, const char *b, size_t n)
+/* Past HELD_MAX a thread that never reaches its bracket would hold without
+ * bound: its held lines on this fd go out now, without an id. */
+static void cap_held(struct writer *w, struct line_slot *s)
 {
-	if (!writer_flush(w))
-		return false;
-	if (write_all(w->sink, b, n) == 0) {
-		w->error = errno;
-		return false;
-	}
-	w->committed += n;
-	return true;
+	if (s->held_len <= HELD_MAX || !writer_flush(w))
+		return;
+	struct writer out;
+	writer_init(&out, w->sink, OUTPUT_BACKGROUND, s);
+	writer_records(&out, s->buf, s->held_len, 0);
+	writer_flush(&out);
+	memmove(s->buf, s->buf + s->held_len, s->len - s->held_len);
+	s->len -= s->held_len;
+	s->held_len = 0;
 }
 
 /* Consumes one run of input bytes. False when output failed: stop there. */
@@ -309,15 +318,19 @@ static bool consume(struct writer *w, const char *buf, size_t n)
 		const char *nl = memchr(buf + pos, '\n', n - pos);
 		size_t seg = nl ? (size_t)(nl - (buf + pos)) + 1 : n - pos;
 		struct line_slot *s = w->slot;
-		bool continues = s && s->len > s->held_len;
 		uint64_t request;
 
 		if (!nl) {
-			/* An unfinished line: keep it until its newline comes. */
+			/* An unfinished line: keep it, behind a header for its
+			 * record, until its newline comes. */
+			static const struct held_record blank;
 			if (!s)
-				s = w->slot = claim_slot(w->sink->fd);
-			if (s && !continues)
+				s = w->slot = claim_slot(w->sink);
+			if (s && !has_partial(s)) {
 				s->partial_request = thread_ctx.request;
+				if (!slot_append(s, &blank, RECORD))
+					return writer_raw(w, buf + pos, seg);
+			}
 			if (s && slot_append(s, buf + pos, seg)) {
 				w->committed += seg;
 				return true;
@@ -325,22 +338,19 @@ static bool consume(struct writer *w, const char *buf, size_t n)
 			return writer_raw(w, buf + pos, seg);
 		}
 
-		if (continues) {
+		if (s && has_partial(s)) {
 			/* Completes a line begun by earlier writes. */
 			size_t before = s->len;
 			if (!slot_append(s, buf + pos, seg)) {
 				if (!writer_raw(w, buf + pos, seg))
 					return false;
-				pos += seg;
-				continue;
-			}
-			if (judge(s->partial_request, &request) == HOLD) {
-				s->held_len = s->len;
-				mark_held();
+			} else if (judge(s->partial_request, &request) == HOLD) {
+				hold_record(s, s->held_len);
 				w->committed += seg;
+				cap_held(w, s);
 			} else {
-				const char *line = s->buf + s->held_len;
-				size_t len = s->len - s->held_len - 1;
+				const char *line = s->buf + s->held_len + RECORD;
+				size_t len = s->len - s->held_len - RECORD - 1;
 				if (!writer_line(w, request, line, len, true, seg) || !writer_flush(w)) {
 					s->len = before;
 					return false;
@@ -351,16 +361,20 @@ static bool consume(struct writer *w, const char *buf, size_t n)
 			continue;
 		}
 
-		if (judge(thread_ctx.request, &request) == HOLD) {
+		if (judge(thread_ctx.request, &request) == HOLD && seg < UINT32_MAX) {
+			static const struct held_record blank;
 			if (!s)
-				s = w->slot = claim_slot(w->sink->fd);
-			if (s && slot_append(s, buf + pos, seg)) {
-				s->held_len = s->len;
-				mark_held();
+				s = w->slot = claim_slot(w->sink);
+			size_t at = s ? s->len : 0;
+			if (s && slot_append(s, &blank, RECORD) && slot_append(s, buf + pos, seg)) {
+				hold_record(s, at);
 				w->committed += seg;
+				cap_held(w, s);
 				pos += seg;
 				continue;
 			}
+			if (s)
+				s->len = at;
 			request = 0; /* cannot hold it: it goes out without an id */
 		}
 		if (!writer_line(w, request, buf + pos, seg - 1, true, seg))
@@ -370,78 +384,53 @@ static bool consume(struct writer *w, const char *buf, size_t n)
 	return true;
 }
 
-static ssize_t writer_finish(struct writer *w)
-{
-	writer_flush(w);
-	if (w->committed == 0 && w->error) {
-		errno = w->error;
-		return -1;
-	}
-	return (ssize_t)w->committed;
-}
-
-/* Takes the thread's slot for the writer's fd. False if process exit is
- * flushing it right now: the caller then passes the bytes through. */
-static bool writer_enter(struct writer *w)
-{
-	return !w->slot || slot_lock(w->slot);
-}
-
-static void writer_leave(struct writer *w)
-{
-	if (w->slot)
-		slot_unlock(w->slot);
-}
-
 ssize_t log_writev(const struct log_sink *sink, const struct iovec *iov, int iovcnt)
 {
 	struct writer w;
 	int saved = errno;
-	writer_init(&w, sink);
-	if (!writer_enter(&w))
-		return sink->use_send ? real.sendmsg(sink->fd, &(struct msghdr){
-						.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)iovcnt},
-					      sink->send_flags)
-				      : real.writev(sink->fd, iov, iovcnt);
+	struct line_slot *s = find_slot(sink->fd);
+	if (s && !slot_lock(s)) {
+		/* Process exit is flushing this thread's lines: stay out of it. */
+		if (sink->use_send) {
+			struct msghdr m = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)iovcnt};
+			return real.sendmsg(sink->fd, &m, sink->send_flags);
+		}
+		return real.writev(sink->fd, iov, iovcnt);
+	}
+	if (s)
+		s->sink = *sink;
+	writer_init(&w, sink, OUTPUT_APP, s);
 	for (int i = 0; i < iovcnt; i++)
 		if (iov[i].iov_len && !consume(&w, iov[i].iov_base, iov[i].iov_len))
 			break;
-	ssize_t r = writer_finish(&w);
-	writer_leave(&w);
-	if (r >= 0)
-		errno = saved;
-	return r;
-}
-
-ssize_t log_write(const struct log_sink *sink, const void *buf, size_t n)
-{
-	struct iovec iov = {.iov_base = (void *)buf, .iov_len = n};
-	return log_writev(sink, &iov, 1);
+	writer_flush(&w);
+	if (w.slot)
+		slot_leave(w.slot);
+	if (w.committed == 0 && w.error) {
+		errno = w.error;
+		return -1;
+	}
+	errno = saved;
+	return (ssize_t)w.committed;
 }
 
 /* ---- pending lines ----------------------------------------------------- */
 
-/* Writes a slot's held lines with request's id (0: none) and, if
- * with_partial, its unfinished line with partial_request's id. The caller
- * holds the slot's busy flag. Write errors drop the lines: the application
- * was told long ago that they were written. */
+/* Writes a locked slot's held records (tagged if held under request) and,
+ * if with_partial, its unfinished line with partial_request's id. Write
+ * errors drop the lines: the application was told long ago that they were
+ * written. */
 static void slot_drain(struct line_slot *s, uint64_t request, bool with_partial,
 		       uint64_t partial_request)
 {
-	const struct log_sink sink = {.fd = s->fd};
 	struct writer w;
-	writer_init(&w, &sink);
-	w.slot = s;
-	size_t pos = 0;
-	while (pos < s->held_len) {
-		const char *nl = memchr(s->buf + pos, '\n', s->held_len - pos);
-		size_t len = (size_t)(nl - (s->buf + pos));
-		writer_line(&w, request, s->buf + pos, len, true, len + 1);
-		pos += len + 1;
+	writer_init(&w, &s->sink, OUTPUT_BACKGROUND, s);
+	writer_records(&w, s->buf, s->held_len, request);
+	if (with_partial && has_partial(s)) {
+		const char *line = s->buf + s->held_len + RECORD;
+		size_t len = s->len - s->held_len - RECORD;
+		writer_line(&w, partial_request, line, len, false, 0);
 	}
-	if (with_partial && s->len > s->held_len)
-		writer_line(&w, partial_request, s->buf + s->held_len, s->len - s->held_len,
-			    false, s->len - s->held_len);
 	writer_flush(&w);
 	if (with_partial) {
 		s->len = 0;
@@ -464,12 +453,52 @@ static uint64_t own_partial_request(const struct line_slot *s)
 void log_release_held(uint64_t request)
 {
 	int saved = errno;
+	struct line_slot *held[THREAD_SLOTS_MAX];
+	size_t next[THREAD_SLOTS_MAX];
+	unsigned count = 0;
+
 	for (uint8_t i = 0; i < thread_ctx.slot_count; i++) {
 		struct line_slot *s = &line_slots[thread_ctx.slots[i]];
-		if (s->held_len == 0 || !slot_lock(s))
-			continue;
-		slot_drain(s, request, false, 0);
-		slot_unlock(s);
+		if (s->held_len > 0 && slot_lock(s)) {
+			held[count] = s;
+			next[count++] = 0;
+		}
+	}
+	/* Merge the slots' records by sequence number: one writer at a time,
+	 * flushed whenever the next line is for another fd. */
+	struct writer w;
+	struct line_slot *current = NULL;
+	for (;;) {
+		unsigned pick = count;
+		struct held_record best = {0}, r;
+		for (unsigned k = 0; k < count; k++) {
+			if (next[k] >= held[k]->held_len)
+				continue;
+			memcpy(&r, held[k]->buf + next[k], RECORD);
+			if (pick == count || (int32_t)(r.seq - best.seq) < 0) {
+				pick = k;
+				best = r;
+			}
+		}
+		if (pick == count)
+			break;
+		if (current != held[pick]) {
+			if (current)
+				writer_flush(&w);
+			current = held[pick];
+			writer_init(&w, &current->sink, OUTPUT_BACKGROUND, current);
+		}
+		writer_records(&w, current->buf + next[pick], RECORD + best.len, request);
+		next[pick] += RECORD + best.len;
+	}
+	if (current)
+		writer_flush(&w);
+	for (unsigned k = 0; k < count; k++) {
+		struct line_slot *s = held[k];
+		memmove(s->buf, s->buf + s->held_len, s->len - s->held_len);
+		s->len -= s->held_len;
+		s->held_len = 0;
+		slot_leave(s);
 	}
 	errno = saved;
 }
@@ -477,15 +506,17 @@ void log_release_held(uint64_t request)
 void log_flush_thread(void)
 {
 	int saved = errno;
-	for (uint8_t i = 0; i < thread_ctx.slot_count; i++) {
-		struct line_slot *s = &line_slots[thread_ctx.slots[i]];
-		if (!slot_lock(s))
-			continue;
-		slot_drain(s, 0, true, own_partial_request(s));
-		atomic_store_explicit(&s->owner, 0, memory_order_release);
-		slot_unlock(s);
+	log_release_held(0);
+	while (thread_ctx.slot_count > 0) {
+		struct line_slot *s = &line_slots[thread_ctx.slots[0]];
+		if (slot_lock(s)) {
+			slot_drain(s, 0, true, own_partial_request(s));
+			slot_leave(s);
+		} else {
+			/* Exit is draining it: let go of it. */
+			thread_ctx.slots[0] = thread_ctx.slots[--thread_ctx.slot_count];
+		}
 	}
-	thread_ctx.slot_count = 0;
 	thread_ctx.held = false;
 	errno = saved;
 }
@@ -501,7 +532,10 @@ static void drain_all(int fd)
 			continue;
 		if (s->len > 0)
 			slot_drain(s, 0, true, owner == tid ? own_partial_request(s) : 0);
-		slot_unlock(s);
+		if (owner == tid)
+			slot_leave(s);
+		else
+			slot_unlock(s);
 	}
 }
 
@@ -509,14 +543,17 @@ void log_flush_fd(int fd)
 {
 	int saved = errno;
 	drain_all(fd);
+	log_output_settle(fd);
 	errno = saved;
 }
 
 void log_flush_all(void)
 {
 	int saved = errno;
+	log_release_held(0);
 	drain_all(-1);
 	thread_ctx.held = false;
+	log_output_settle_all();
 	errno = saved;
 }
 
@@ -532,4 +569,5 @@ void log_forget_all(void)
 	thread_ctx.slot_count = 0;
 	thread_ctx.held = false;
 	thread_ctx.tid = 0;
+	log_output_forget_all();
 }

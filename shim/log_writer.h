@@ -27,18 +27,13 @@
 #include <sys/types.h>
 #include <sys/uio.h>
 
-struct log_sink {
-	int fd;
-	int send_flags;  /* for send/sendto/sendmsg */
-	bool use_send;
-};
+#include "log_output.h"
 
-ssize_t log_write(const struct log_sink *sink, const void *buf, size_t n)
-	__attribute__((visibility("hidden")));
 ssize_t log_writev(const struct log_sink *sink, const struct iovec *iov, int iovcnt)
 	__attribute__((visibility("hidden")));
 
-/* Writes the calling thread's held lines, tagged with request (0: no id). */
+/* Writes the calling thread's held lines, in the order they were written:
+ * those held under request get its id, the others none. */
 void log_release_held(uint64_t request) __attribute__((visibility("hidden")));
 
 /* The calling thread ends: its held and unfinished lines go out. */
@@ -47,7 +42,7 @@ void log_flush_thread(void) __attribute__((visibility("hidden")));
 /* Log descriptor fd is being closed: every thread's lines for it go out. */
 void log_flush_fd(int fd) __attribute__((visibility("hidden")));
 
-/* The process exits: every thread's lines go out. */
+/* The process exits, execs or dies: every thread's lines go out. */
 void log_flush_all(void) __attribute__((visibility("hidden")));
 
 /* In a fork child: the parent's pending lines are the parent's to write. */

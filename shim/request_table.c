@@ -21,15 +21,26 @@ static _Atomic uint64_t next_serial;
 
 uint64_t request_table_add(const char *id, size_t len)
 {
-	uint64_t serial = atomic_fetch_add_explicit(&next_serial, 1, memory_order_relaxed) + 1;
-	struct request_slot *s = &slots[serial % REQUEST_SLOTS];
-
-	atomic_store_explicit(&s->serial, 0, memory_order_relaxed);
-	atomic_thread_fence(memory_order_release);
-	s->len = (uint8_t)len;
-	memcpy(s->id, id, len);
-	atomic_store_explicit(&s->serial, serial, memory_order_release);
-	return serial;
+	/* A writer owns a slot from the moment it swaps the old serial for 0
+	 * until it stores its own; a slot another writer still owns (a writer a
+	 * whole ring behind, preempted) is skipped for the next serial. */
+	for (int attempt = 0; attempt < 8; attempt++) {
+		uint64_t serial = atomic_fetch_add_explicit(&next_serial, 1, memory_order_relaxed) + 1;
+		struct request_slot *s = &slots[serial % REQUEST_SLOTS];
+		uint64_t old = atomic_load_explicit(&s->serial, memory_order_relaxed);
+		if (old == 0 && serial > REQUEST_SLOTS)
+			continue;
+		if (!atomic_compare_exchange_strong_explicit(&s->serial, &old, 0,
+							     memory_order_acquire,
+							     memory_order_relaxed))
+			continue;
+		atomic_thread_fence(memory_order_release);
+		s->len = (uint8_t)len;
+		memcpy(s->id, id, len);
+		atomic_store_explicit(&s->serial, serial, memory_order_release);
+		return serial;
+	}
+	return 0; /* no id rather than a torn one */
 }
 
 size_t request_table_get(uint64_t serial, char out[REQUEST_ID_MAX])

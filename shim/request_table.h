@@ -18,7 +18,8 @@
 
 #define REQUEST_SLOTS 16384
 
-/* Stores id and returns its new serial (never 0). */
+/* Stores id and returns its new serial; 0 (no id) only if every slot tried
+ * was being written by a stalled writer. */
 uint64_t request_table_add(const char *id, size_t len) __attribute__((visibility("hidden")));
 
 /* Copies the id of request serial into out; 0 if it is no longer stored. */

@@ -11,10 +11,12 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 #include <sys/syscall.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "conn_table.h"
@@ -25,10 +27,8 @@ struct real_functions real;
 struct shim_state shim;
 
 static _Atomic bool real_ready;
+static bool real_complete;
 static __thread bool resolving __attribute__((tls_model("initial-exec")));
-
-#define RESOLVE(into, name) (*(void **)&(into).name = dlsym(RTLD_NEXT, #name))
-#define RESOLVE_V(into, name, ver) (*(void **)&(into).name = dlvsym(RTLD_NEXT, #name, ver))
 
 bool real_resolve(void)
 {
@@ -38,65 +38,24 @@ bool real_resolve(void)
 		return false;
 	resolving = true;
 	struct real_functions r;
-	RESOLVE(r, read);
-	RESOLVE(r, readv);
-	RESOLVE(r, write);
-	RESOLVE(r, writev);
-	RESOLVE(r, pwrite);
-	RESOLVE(r, pwrite64);
-	RESOLVE(r, close);
-	RESOLVE(r, dup2);
-	RESOLVE(r, dup3);
-	RESOLVE(r, close_range);
-	RESOLVE(r, closefrom);
-	RESOLVE(r, accept);
-	RESOLVE(r, accept4);
-	RESOLVE(r, recv);
-	RESOLVE(r, recvfrom);
-	RESOLVE(r, recvmsg);
-	RESOLVE(r, send);
-	RESOLVE(r, sendto);
-	RESOLVE(r, sendmsg);
-	RESOLVE(r, sendfile);
-	RESOLVE(r, sendfile64);
-	RESOLVE(r, epoll_wait);
-	RESOLVE(r, epoll_pwait);
-	RESOLVE(r, epoll_pwait2);
-	RESOLVE(r, poll);
-	RESOLVE(r, ppoll);
-	RESOLVE(r, select);
-	RESOLVE(r, pselect);
-	/* The default versions; dlsym could hand back the 2.2.5 compat ones. */
-	RESOLVE_V(r, pthread_cond_wait, "GLIBC_2.3.2");
-	RESOLVE_V(r, pthread_cond_timedwait, "GLIBC_2.3.2");
-	RESOLVE(r, sem_wait);
-	RESOLVE(r, sem_timedwait);
-	RESOLVE(r, nanosleep);
-	RESOLVE(r, clock_nanosleep);
-	RESOLVE(r, usleep);
-	RESOLVE(r, sleep);
-	RESOLVE(r, pthread_create);
-	RESOLVE(r, _exit);
-	RESOLVE(r, _Exit);
-	if (!r.pthread_cond_wait)
-		RESOLVE(r, pthread_cond_wait);
-	if (!r.pthread_cond_timedwait)
-		RESOLVE(r, pthread_cond_timedwait);
-	/* epoll_pwait2, close_range and closefrom are newer than some glibcs. */
-	bool complete = r.read && r.readv && r.write && r.writev && r.pwrite && r.pwrite64 &&
-			r.close && r.dup2 && r.dup3 && r.accept && r.accept4 && r.recv &&
-			r.recvfrom && r.recvmsg && r.send && r.sendto && r.sendmsg && r.sendfile &&
-			r.sendfile64 && r.epoll_wait && r.epoll_pwait && r.poll && r.ppoll &&
-			r.select && r.pselect && r.pthread_cond_wait && r.pthread_cond_timedwait &&
-			r.sem_wait && r.sem_timedwait && r.nanosleep && r.clock_nanosleep &&
-			r.usleep && r.sleep && r.pthread_create && r._exit && r._Exit;
-	if (!complete) {
-		/* Nothing sensible to pass calls to: stay out of the way for good,
-		 * using raw syscalls where hooks have no original. */
-		resolving = false;
-		return false;
+	bool complete = true;
+#define RESOLVE(name, ret, params, needed) \
+	*(void **)&r.name = dlsym(RTLD_NEXT, #name); \
+	complete &= !(needed) || r.name != NULL;
+	REAL_FUNCTIONS(RESOLVE)
+#undef RESOLVE
+	/* The current versions: dlsym could hand back the 2.2.5 compat ones. */
+	void *cond_wait = dlvsym(RTLD_NEXT, "pthread_cond_wait", "GLIBC_2.3.2");
+	void *cond_timedwait = dlvsym(RTLD_NEXT, "pthread_cond_timedwait", "GLIBC_2.3.2");
+	if (cond_wait && cond_timedwait) {
+		*(void **)&r.pthread_cond_wait = cond_wait;
+		*(void **)&r.pthread_cond_timedwait = cond_timedwait;
 	}
+	/* Incomplete (a libc without some needed function): hooks still pass
+	 * calls to what was found, or use raw syscalls, but the shim stays
+	 * inactive. */
 	real = r;
+	real_complete = complete;
 	atomic_store_explicit(&real_ready, true, memory_order_release);
 	resolving = false;
 	return true;
@@ -133,6 +92,7 @@ static void seed_ids(void)
 
 static void after_fork_child(void)
 {
+	shim.pid = getpid();
 	seed_ids();
 	log_forget_all();
 }
@@ -142,9 +102,30 @@ static const char *environment(const char *name)
 	return getenv(name);
 }
 
-__attribute__((constructor)) static void shim_start(void)
+bool is_accepted_socket(int fd)
 {
-	if (!real_resolve())
+	int domain = 0, type = 0;
+	socklen_t len = sizeof(domain);
+	if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) != 0)
+		return false;
+	len = sizeof(type);
+	if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0 || type != SOCK_STREAM)
+		return false;
+	if (domain == AF_INET || domain == AF_INET6)
+		return true;
+	if (domain != AF_UNIX)
+		return false;
+	/* A unix stream socket whose own end has a name came from a listener;
+	 * journald's stdout stream and socketpairs are unnamed on this side. */
+	struct sockaddr_un addr;
+	len = sizeof(addr);
+	return getsockname(fd, (struct sockaddr *)&addr, &len) == 0 &&
+	       len > offsetof(struct sockaddr_un, sun_path);
+}
+
+static void start(void)
+{
+	if (!real_resolve() || !real_complete)
 		return;
 	unsigned warnings = config_parse(&shim.config, environment);
 	for (unsigned bit = 1; bit != 0; bit <<= 1)
@@ -161,15 +142,24 @@ __attribute__((constructor)) static void shim_start(void)
 		return;
 	for (uint8_t i = 0; i < shim.config.log_fd_count; i++) {
 		int fd = shim.config.log_fds[i];
-		if (fd < FD_TABLE_SIZE && fcntl(fd, F_GETFD) >= 0)
+		if (fd < FD_TABLE_SIZE && fcntl(fd, F_GETFD) >= 0 && !is_accepted_socket(fd))
 			atomic_fetch_or(&fd_flags[fd], FD_LOG);
 	}
+	shim.pid = getpid();
+	install_fatal_signal_flush();
 	shim.active = true;
+}
+
+__attribute__((constructor)) static void shim_start(void)
+{
+	int saved = errno;
+	start();
+	errno = saved;
 }
 
 __attribute__((destructor)) static void shim_stop(void)
 {
-	if (!shim.active)
+	if (!shim.active || getpid() != shim.pid)
 		return;
 	log_flush_all();
 	ctx_boundary();

@@ -10,6 +10,7 @@
 #define REQID_SHIM_INIT_H
 
 #include <poll.h>
+#include <stdio.h>
 #include <pthread.h>
 #include <semaphore.h>
 #include <signal.h>
@@ -31,51 +32,96 @@
 #define likely(x) __builtin_expect(!!(x), 1)
 #define unlikely(x) __builtin_expect(!!(x), 0)
 
-/* The originals of every hooked function, resolved once with dlsym. */
+/* Every hooked libc function: X(name, return type, parameter list, needed).
+ * A needed one missing from libc keeps the shim inactive; the others
+ * (newer than some glibcs) fall back to raw syscalls in their hooks. */
+#define REAL_FUNCTIONS(X) \
+	X(read, ssize_t, (int, void *, size_t), 1) \
+	X(__read_chk, ssize_t, (int, void *, size_t, size_t), 0) \
+	X(readv, ssize_t, (int, const struct iovec *, int), 1) \
+	X(write, ssize_t, (int, const void *, size_t), 1) \
+	X(writev, ssize_t, (int, const struct iovec *, int), 1) \
+	X(pwrite, ssize_t, (int, const void *, size_t, off_t), 1) \
+	X(pwrite64, ssize_t, (int, const void *, size_t, off_t), 1) \
+	X(close, int, (int), 1) \
+	X(dup, int, (int), 1) \
+	X(dup2, int, (int, int), 1) \
+	X(dup3, int, (int, int, int), 1) \
+	X(fcntl, int, (int, int, ...), 1) \
+	X(fcntl64, int, (int, int, ...), 0) \
+	X(close_range, int, (unsigned, unsigned, int), 0) \
+	X(closefrom, void, (int), 0) \
+	X(open, int, (const char *, int, ...), 1) \
+	X(open64, int, (const char *, int, ...), 1) \
+	X(__open_2, int, (const char *, int), 0) \
+	X(__open64_2, int, (const char *, int), 0) \
+	X(openat, int, (int, const char *, int, ...), 1) \
+	X(openat64, int, (int, const char *, int, ...), 1) \
+	X(__openat_2, int, (int, const char *, int), 0) \
+	X(__openat64_2, int, (int, const char *, int), 0) \
+	X(creat, int, (const char *, mode_t), 1) \
+	X(creat64, int, (const char *, mode_t), 1) \
+	X(fopen, FILE *, (const char *, const char *), 1) \
+	X(fopen64, FILE *, (const char *, const char *), 1) \
+	X(freopen, FILE *, (const char *, const char *, FILE *), 1) \
+	X(freopen64, FILE *, (const char *, const char *, FILE *), 1) \
+	X(fclose, int, (FILE *), 1) \
+	X(popen, FILE *, (const char *, const char *), 1) \
+	X(socket, int, (int, int, int), 1) \
+	X(socketpair, int, (int, int, int, int *), 1) \
+	X(pipe, int, (int *), 1) \
+	X(pipe2, int, (int *, int), 1) \
+	X(eventfd, int, (unsigned, int), 1) \
+	X(epoll_create, int, (int), 1) \
+	X(epoll_create1, int, (int), 1) \
+	X(timerfd_create, int, (int, int), 1) \
+	X(memfd_create, int, (const char *, unsigned), 0) \
+	X(accept, int, (int, struct sockaddr *, socklen_t *), 1) \
+	X(accept4, int, (int, struct sockaddr *, socklen_t *, int), 1) \
+	X(recv, ssize_t, (int, void *, size_t, int), 1) \
+	X(__recv_chk, ssize_t, (int, void *, size_t, size_t, int), 0) \
+	X(recvfrom, ssize_t, (int, void *, size_t, int, struct sockaddr *, socklen_t *), 1) \
+	X(__recvfrom_chk, ssize_t, (int, void *, size_t, size_t, int, struct sockaddr *, socklen_t *), 0) \
+	X(recvmsg, ssize_t, (int, struct msghdr *, int), 1) \
+	X(send, ssize_t, (int, const void *, size_t, int), 1) \
+	X(sendto, ssize_t, (int, const void *, size_t, int, const struct sockaddr *, socklen_t), 1) \
+	X(sendmsg, ssize_t, (int, const struct msghdr *, int), 1) \
+	X(sendfile, ssize_t, (int, int, off_t *, size_t), 1) \
+	X(sendfile64, ssize_t, (int, int, off_t *, size_t), 1) \
+	X(epoll_wait, int, (int, struct epoll_event *, int, int), 1) \
+	X(epoll_pwait, int, (int, struct epoll_event *, int, int, const sigset_t *), 1) \
+	X(epoll_pwait2, int, (int, struct epoll_event *, int, const struct timespec *, const sigset_t *), 0) \
+	X(poll, int, (struct pollfd *, nfds_t, int), 1) \
+	X(ppoll, int, (struct pollfd *, nfds_t, const struct timespec *, const sigset_t *), 1) \
+	X(select, int, (int, fd_set *, fd_set *, fd_set *, struct timeval *), 1) \
+	X(pselect, int, (int, fd_set *, fd_set *, fd_set *, const struct timespec *, const sigset_t *), 1) \
+	X(pthread_cond_wait, int, (pthread_cond_t *, pthread_mutex_t *), 1) \
+	X(pthread_cond_timedwait, int, (pthread_cond_t *, pthread_mutex_t *, const struct timespec *), 1) \
+	X(sem_wait, int, (sem_t *), 1) \
+	X(sem_timedwait, int, (sem_t *, const struct timespec *), 1) \
+	X(nanosleep, int, (const struct timespec *, struct timespec *), 1) \
+	X(clock_nanosleep, int, (clockid_t, int, const struct timespec *, struct timespec *), 1) \
+	X(usleep, int, (useconds_t), 1) \
+	X(sleep, unsigned, (unsigned), 1) \
+	X(pthread_create, int, (pthread_t *, const pthread_attr_t *, void *(*)(void *), void *), 1) \
+	X(_exit, void, (int), 1) \
+	X(_Exit, void, (int), 1) \
+	X(abort, void, (void), 1) \
+	X(execve, int, (const char *, char *const[], char *const[]), 1) \
+	X(execv, int, (const char *, char *const[]), 1) \
+	X(execvp, int, (const char *, char *const[]), 1) \
+	X(execvpe, int, (const char *, char *const[], char *const[]), 1) \
+	X(fexecve, int, (int, char *const[], char *const[]), 1)
+
+#define REAL_FIELD(name, ret, params, needed) ret (*name) params;
 struct real_functions {
-	ssize_t (*read)(int, void *, size_t);
-	ssize_t (*readv)(int, const struct iovec *, int);
-	ssize_t (*write)(int, const void *, size_t);
-	ssize_t (*writev)(int, const struct iovec *, int);
-	ssize_t (*pwrite)(int, const void *, size_t, off_t);
-	ssize_t (*pwrite64)(int, const void *, size_t, off_t);
-	int (*close)(int);
-	int (*dup2)(int, int);
-	int (*dup3)(int, int, int);
-	int (*close_range)(unsigned, unsigned, int);
-	void (*closefrom)(int);
-	int (*accept)(int, struct sockaddr *, socklen_t *);
-	int (*accept4)(int, struct sockaddr *, socklen_t *, int);
-	ssize_t (*recv)(int, void *, size_t, int);
-	ssize_t (*recvfrom)(int, void *, size_t, int, struct sockaddr *, socklen_t *);
-	ssize_t (*recvmsg)(int, struct msghdr *, int);
-	ssize_t (*send)(int, const void *, size_t, int);
-	ssize_t (*sendto)(int, const void *, size_t, int, const struct sockaddr *, socklen_t);
-	ssize_t (*sendmsg)(int, const struct msghdr *, int);
-	ssize_t (*sendfile)(int, int, off_t *, size_t);
-	ssize_t (*sendfile64)(int, int, off_t *, size_t);
-	int (*epoll_wait)(int, struct epoll_event *, int, int);
-	int (*epoll_pwait)(int, struct epoll_event *, int, int, const sigset_t *);
-	int (*epoll_pwait2)(int, struct epoll_event *, int, const struct timespec *, const sigset_t *);
-	int (*poll)(struct pollfd *, nfds_t, int);
-	int (*ppoll)(struct pollfd *, nfds_t, const struct timespec *, const sigset_t *);
-	int (*select)(int, fd_set *, fd_set *, fd_set *, struct timeval *);
-	int (*pselect)(int, fd_set *, fd_set *, fd_set *, const struct timespec *, const sigset_t *);
-	int (*pthread_cond_wait)(pthread_cond_t *, pthread_mutex_t *);
-	int (*pthread_cond_timedwait)(pthread_cond_t *, pthread_mutex_t *, const struct timespec *);
-	int (*sem_wait)(sem_t *);
-	int (*sem_timedwait)(sem_t *, const struct timespec *);
-	int (*nanosleep)(const struct timespec *, struct timespec *);
-	int (*clock_nanosleep)(clockid_t, int, const struct timespec *, struct timespec *);
-	int (*usleep)(useconds_t);
-	unsigned (*sleep)(unsigned);
-	int (*pthread_create)(pthread_t *, const pthread_attr_t *, void *(*)(void *), void *);
-	void (*_exit)(int) __attribute__((noreturn));
-	void (*_Exit)(int) __attribute__((noreturn));
+	REAL_FUNCTIONS(REAL_FIELD)
 };
+#undef REAL_FIELD
 
 struct shim_state {
 	bool active;              /* configured and not disabled */
+	pid_t pid;                /* this process (updated in fork children) */
 	struct reqid_config config;
 	struct header_matcher matcher;
 	struct line_style style;
@@ -95,5 +141,16 @@ bool real_resolve(void) HIDDEN;
 
 /* True if fd is one of the configured log descriptors (REQID_LOG_FDS). */
 bool config_is_log_fd(int fd) HIDDEN;
+
+/* Whether fd is the server end of a stream connection (TCP, or a unix
+ * socket whose own end is named): on a log descriptor number that is a
+ * connection handed over by inetd or a CGI parent, not a log, and rewriting
+ * it would change the protocol. journald's stdout stream (an unnamed unix
+ * socket) stays a log. */
+bool is_accepted_socket(int fd) HIDDEN;
+
+/* Installs the handlers that write pending lines on fatal signals left at
+ * their default action (hook_process.c). */
+void install_fatal_signal_flush(void) HIDDEN;
 
 #endif

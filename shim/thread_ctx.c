@@ -13,37 +13,52 @@ __thread struct thread_ctx thread_ctx __attribute__((tls_model("initial-exec")))
 static void release_held(uint64_t request)
 {
 	thread_ctx.held = false;
+	thread_ctx.in_shim = true;
 	log_release_held(request);
+	thread_ctx.in_shim = false;
 }
+
+/* Every entry point returns at once when a signal handler runs it while the
+ * interrupted code is writing lines: the context must not change under it. */
 
 void ctx_boundary(void)
 {
+	if (thread_ctx.in_shim)
+		return;
 	if (thread_ctx.held)
 		release_held(0);
 	thread_ctx.request = 0;
 	thread_ctx.mode = CTX_NONE;
-}
-
-void ctx_other_io(void)
-{
-	ctx_boundary();
+	thread_ctx.watch &= (uint8_t)~WATCH_INHERITED;
 }
 
 void ctx_before_conn_io(int fd)
 {
-	if (!thread_ctx.held)
+	if (!thread_ctx.held || thread_ctx.in_shim)
 		return;
 	uint64_t r = thread_ctx.request;
 	bool same = thread_ctx.mode == CTX_BRACKET && r != 0 && conn_request(fd) == r;
 	release_held(same ? r : 0);
 }
 
+void ctx_wait_on_conn(int fd)
+{
+	/* Waiting on the connection alone is part of serving it: held lines
+	 * are bracketed by it, as by I/O on it. */
+	ctx_before_conn_io(fd);
+}
+
 void ctx_after_conn_io(int fd, bool wrote)
 {
+	if (thread_ctx.in_shim)
+		return;
 	uint32_t conn = (uint32_t)fd + 1;
-	if (thread_ctx.last_conn != 0 && thread_ctx.last_conn != conn)
+	/* Its own I/O on a second open connection, not its creator's. */
+	if (thread_ctx.last_conn != 0 && thread_ctx.last_conn != conn &&
+	    !(thread_ctx.watch & WATCH_INHERITED))
 		ctx_mark_event_loop();
 	thread_ctx.last_conn = conn;
+	thread_ctx.watch &= (uint8_t)~WATCH_INHERITED;
 	uint64_t r = conn_request(fd);
 	if (r == 0) {
 		thread_ctx.request = 0;
@@ -51,24 +66,36 @@ void ctx_after_conn_io(int fd, bool wrote)
 		return;
 	}
 	thread_ctx.request = r;
-	bool certain = !wrote && !thread_ctx.event_loop && !conn_table[fd].responded;
+	bool certain = !wrote && !(thread_ctx.watch & WATCH_EVENT_LOOP) &&
+		       !conn_table[fd].responded;
 	thread_ctx.mode = certain ? CTX_CERTAIN : CTX_BRACKET;
 }
 
 void ctx_mark_event_loop(void)
 {
-	thread_ctx.event_loop = true;
+	thread_ctx.watch |= WATCH_EVENT_LOOP;
 	if (thread_ctx.mode == CTX_CERTAIN)
 		thread_ctx.mode = CTX_BRACKET;
 }
 
 void ctx_conn_closing(int fd)
 {
+	if (thread_ctx.in_shim)
+		return;
 	ctx_before_conn_io(fd);
 	if (thread_ctx.request != 0 && thread_ctx.request == conn_request(fd))
 		ctx_boundary();
 	if (thread_ctx.last_conn == (uint32_t)fd + 1)
 		thread_ctx.last_conn = 0;
+}
+
+void ctx_inherit(uint64_t request, uint32_t last_conn, uint8_t mode)
+{
+	thread_ctx.request = request;
+	thread_ctx.last_conn = last_conn;
+	thread_ctx.mode = mode;
+	if (mode != CTX_NONE)
+		thread_ctx.watch = WATCH_INHERITED;
 }
 
 uint64_t ctx_certain_request(void)

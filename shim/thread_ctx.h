@@ -17,7 +17,8 @@
  * connection while the first is still open (a loop that polls sockets in
  * turn, with or without sleeps), multiplexes: it is an event loop, and never
  * CERTAIN again.
- * pthread_create copies the creator's context into the new thread.
+ * pthread_create copies the creator's context into the new thread; the new
+ * thread loses it at its first I/O on anything but that connection or a log.
  *
  * The state is a few bytes of initial-exec TLS. Never allocates or blocks.
  */
@@ -31,6 +32,15 @@
 
 enum ctx_mode { CTX_NONE, CTX_CERTAIN, CTX_BRACKET };
 
+enum ctx_watch {
+	/* The thread waited on several fds at once, or did I/O on a connection
+	 * while the one of its previous I/O was still open: an event loop. */
+	WATCH_EVENT_LOOP = 1,
+	/* The context came from the thread's creator: the thread's first I/O
+	 * elsewhere (a job pipe, a file) shows it works on something else. */
+	WATCH_INHERITED = 2,
+};
+
 #define THREAD_SLOTS_MAX 4
 
 struct thread_ctx {
@@ -38,12 +48,11 @@ struct thread_ctx {
 	uint32_t last_conn;      /* fd + 1 of the connection of the thread's last
 				    I/O, until that fd is closed; 0: none */
 	uint8_t mode;
-	bool event_loop;         /* the thread waited on several fds at once, or
-				    did I/O on a connection while the one of its
-				    previous I/O was still open */
-	bool in_shim;            /* re-entry guard for the log path */
+	uint8_t watch;           /* WATCH_* bits: why I/O on other fds matters */
+	bool in_shim;            /* re-entry guard: the shim is writing lines */
 	bool held;               /* log_writer holds lines for this thread */
 	uint8_t slot_count;      /* line slots this thread owns */
+	uint32_t held_seq;       /* order of the thread's held lines across fds */
 	uint16_t slots[THREAD_SLOTS_MAX];
 	int32_t tid;
 };
@@ -52,7 +61,9 @@ extern __thread struct thread_ctx thread_ctx
 	__attribute__((tls_model("initial-exec"), visibility("hidden")));
 
 /* A boundary: the thread stops working on whatever it was (wait, sleep,
- * accept, thread exit). Held lines go out without an id. */
+ * accept, thread exit; for an event loop or an inherited context also I/O
+ * on a descriptor that is neither a connection nor a log). Held lines go
+ * out without an id. */
 void ctx_boundary(void) __attribute__((visibility("hidden")));
 
 /* Before I/O on connection fd: held lines get the id if fd still carries the
@@ -69,8 +80,12 @@ void ctx_conn_closing(int fd) __attribute__((visibility("hidden")));
  * is CERTAIN and the request is still current on its connection; else 0. */
 uint64_t ctx_certain_request(void) __attribute__((visibility("hidden")));
 
-/* An event-loop thread with held lines did I/O on a non-connection fd. */
-void ctx_other_io(void) __attribute__((visibility("hidden")));
+/* The thread blocks waiting on connection fd alone. */
+void ctx_wait_on_conn(int fd) __attribute__((visibility("hidden")));
+
+/* A new thread starts with its creator's context. */
+void ctx_inherit(uint64_t request, uint32_t last_conn, uint8_t mode)
+	__attribute__((visibility("hidden")));
 
 /* The thread waited on several descriptors at once. */
 void ctx_mark_event_loop(void) __attribute__((visibility("hidden")));

@@ -96,6 +96,7 @@ static void assert_all_defaults(const struct reqid_config *cfg)
 	assert_int_equal(cfg->outside_len, 0);
 	assert_default_headers(cfg);
 	assert_default_fds(cfg);
+	assert_int_equal(cfg->log_path_count, 0);
 }
 
 static void repeat(char *buf, char c, size_t n)
@@ -132,7 +133,7 @@ static void test_unrelated_variables_ignored(void **state)
 static void test_disable_true_values(void **state)
 {
 	(void)state;
-	static const char *const yes[] = { "1", "true", "yes" };
+	static const char *const yes[] = { "1", "true", "yes", "on", "TRUE", "Yes", "ON" };
 	for (size_t i = 0; i < sizeof yes / sizeof yes[0]; i++) {
 		struct reqid_config cfg;
 		assert_int_equal(parse1(&cfg, "REQID_DISABLE", yes[i]), 0);
@@ -144,7 +145,7 @@ static void test_disable_true_values(void **state)
 static void test_disable_false_values(void **state)
 {
 	(void)state;
-	static const char *const no[] = { "0", "false", "no", "" };
+	static const char *const no[] = { "0", "false", "no", "off", "", "FALSE", "No", "Off" };
 	for (size_t i = 0; i < sizeof no / sizeof no[0]; i++) {
 		struct reqid_config cfg;
 		assert_int_equal(parse1(&cfg, "REQID_DISABLE", no[i]), 0);
@@ -158,9 +159,9 @@ static void test_disable_invalid(void **state)
 	static const char *const bad[] = { "2", "maybe", "yess", "10", "-1", "truex" };
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
 		struct reqid_config cfg;
+		/* Neither clearly on nor off: disabled, and reported. */
 		assert_int_equal(parse1(&cfg, "REQID_DISABLE", bad[i]), WARN_DISABLE);
-		assert_false(cfg.disabled);
-		assert_all_defaults(&cfg);
+		assert_true(cfg.disabled);
 	}
 }
 
@@ -517,8 +518,14 @@ static void test_all_invalid_together(void **state)
 	env_set("REQID_OUTSIDE", "a b");
 	env_set("REQID_HEADERS", "a,,b");
 	env_set("REQID_LOG_FDS", "x");
+	env_set("REQID_LOG_PATHS", "a::b");
 	assert_int_equal(parse(&cfg), WARN_DISABLE | WARN_FORMAT | WARN_FIELD |
-					      WARN_OUTSIDE | WARN_HEADERS | WARN_LOG_FDS);
+					      WARN_OUTSIDE | WARN_HEADERS | WARN_LOG_FDS |
+					      WARN_LOG_PATHS);
+	/* Every other setting keeps its default; the unclear REQID_DISABLE
+	 * switches the shim off. */
+	assert_true(cfg.disabled);
+	cfg.disabled = false;
 	assert_all_defaults(&cfg);
 }
 

@@ -618,6 +618,33 @@ static void test_transfer_encoding_case_insensitive(void **state)
 
 /* ---- pipelining and keep-alive ----------------------------------------- */
 
+static void test_connect_tunnel(void **state)
+{
+	(void)state;
+	struct http_feed_result r;
+	init_default();
+	feed_str("CONNECT example.com:443 HTTP/1.1\r\nHost: example.com\r\n"
+		 "X-Request-ID: tun\r\n\r\n"
+		 "GET /inner HTTP/1.1\r\nX-Request-ID: inner\r\n\r\n", &r);
+	expect_result(&r, 1, 1, "tun");
+	/* Tunnelled bytes, HTTP-looking or not, are never parsed. */
+	feed_str("GET /more HTTP/1.1\r\n\r\n\x16\x03\x01", &r);
+	expect_result(&r, 0, 0, NULL);
+	assert_false(r.not_http);
+	assert_false(r.desync);
+
+	/* Only the method CONNECT, exactly. */
+	init_default();
+	feed_str("CONNEC /x HTTP/1.1\r\n\r\nGET /y HTTP/1.1\r\nX-Request-ID: y\r\n\r\n", &r);
+	expect_result(&r, 2, 2, "y");
+	init_default();
+	feed_str("CONNECTS /x HTTP/1.1\r\n\r\nGET /y HTTP/1.1\r\nX-Request-ID: y\r\n\r\n", &r);
+	expect_result(&r, 2, 2, "y");
+	init_default();
+	feed_str("connect /x HTTP/1.1\r\n\r\nGET /y HTTP/1.1\r\nX-Request-ID: y\r\n\r\n", &r);
+	expect_result(&r, 2, 2, "y");
+}
+
 static void test_pipelined(void **state)
 {
 	(void)state;
@@ -849,6 +876,7 @@ int main(void)
 		cmocka_unit_test(test_chunked_overrides_content_length),
 		cmocka_unit_test(test_long_future_traceparent),
 		cmocka_unit_test(test_pipelined),
+		cmocka_unit_test(test_connect_tunnel),
 		cmocka_unit_test(test_keep_alive_no_leak),
 		cmocka_unit_test(test_empty_lines_before_request),
 		cmocka_unit_test(test_obs_fold),

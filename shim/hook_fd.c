@@ -1,0 +1,535 @@
+/*
+ * hook_fd.c - the calls that create, copy and close descriptors, so the
+ * per-fd flags always describe what a number names now: a number handed out
+ * again (by open, socket, pipe, dup...) starts with no stale connection or
+ * log flag; files whose path matches REQID_LOG_PATHS become log descriptors;
+ * a copy of a log descriptor is one too; closing a log descriptor writes the
+ * lines still pending for it.
+ *
+ * Must never change what these calls return or leave in errno, and never
+ * make a descriptor that carries a protocol (a connection, or a TCP socket
+ * dup2'ed onto stdout by inetd or a CGI parent) a log descriptor.
+ */
+#include "hooks.h"
+
+#include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
+
+#include "path_glob.h"
+
+static void set_flags(int fd, uint8_t flags)
+{
+	if ((unsigned)fd < FD_TABLE_SIZE &&
+	    atomic_load_explicit(&fd_flags[fd], memory_order_relaxed) != flags)
+		atomic_store_explicit(&fd_flags[fd], flags, memory_order_relaxed);
+}
+
+/* fd was just created and names something new. */
+static int fresh(int fd, bool log)
+{
+	if (fd >= 0 && shim.active)
+		set_flags(fd, log ? FD_LOG : 0);
+	return fd;
+}
+
+static bool is_log(int fd)
+{
+	return fd_class(fd) & FD_LOG;
+}
+
+/* fd is about to stop naming what it named: close its books. */
+static void fd_retiring(int fd)
+{
+	uint8_t cls = fd_class(fd);
+	if (likely(cls == 0))
+		return;
+	int saved = errno;
+	if (cls & FD_CONN) {
+		ctx_conn_closing(fd);
+		conn_forget(fd);
+	}
+	if (cls & FD_LOG) {
+		log_flush_fd(fd);
+		atomic_fetch_and(&fd_flags[fd], (uint8_t)~FD_LOG);
+	}
+	errno = saved;
+}
+
+/* ---- log files by path ------------------------------------------------- */
+
+static bool matches_log_paths(const char *path)
+{
+	for (uint8_t i = 0; i < shim.config.log_path_count; i++)
+		if (path_glob_match(shim.config.log_paths[i], path))
+			return true;
+	return false;
+}
+
+/* Whether the file opened as path (relative to dirfd) is a log file: the
+ * path as given, or made absolute, matches a REQID_LOG_PATHS pattern. */
+static bool is_log_path(int dirfd, const char *path)
+{
+	char abs[PATH_MAX];
+	if (shim.config.log_path_count == 0 || path == NULL)
+		return false;
+	if (matches_log_paths(path))
+		return true;
+	if (path[0] == '/')
+		return false;
+	size_t n;
+	if (dirfd == AT_FDCWD) {
+		if (!getcwd(abs, sizeof(abs)))
+			return false;
+		n = strlen(abs);
+	} else {
+		char proc[32];
+		snprintf(proc, sizeof(proc), "/proc/self/fd/%d", dirfd);
+		ssize_t r = readlink(proc, abs, sizeof(abs) - 1);
+		if (r <= 0)
+			return false;
+		n = (size_t)r;
+	}
+	size_t len = strlen(path);
+	if (n + 1 + len >= sizeof(abs))
+		return false;
+	abs[n] = '/';
+	memcpy(abs + n + 1, path, len + 1);
+	return matches_log_paths(abs);
+}
+
+static int opened(int fd, int dirfd, const char *path)
+{
+	if (fd >= 0 && shim.active) {
+		int saved = errno;
+		fresh(fd, is_log_path(dirfd, path));
+		errno = saved;
+	}
+	return fd;
+}
+
+static mode_t mode_arg(int flags, va_list ap)
+{
+	return (flags & (O_CREAT | O_TMPFILE)) ? (mode_t)va_arg(ap, int) : 0;
+}
+
+EXPORT int open(const char *path, int flags, ...)
+{
+	va_list ap;
+	va_start(ap, flags);
+	mode_t mode = mode_arg(flags, ap);
+	va_end(ap);
+	int (*fn)(const char *, int, ...) = REAL(open);
+	if (unlikely(!fn))
+		return (int)syscall(SYS_openat, AT_FDCWD, path, flags, mode);
+	return opened(fn(path, flags, mode), AT_FDCWD, path);
+}
+
+EXPORT int open64(const char *path, int flags, ...)
+{
+	va_list ap;
+	va_start(ap, flags);
+	mode_t mode = mode_arg(flags, ap);
+	va_end(ap);
+	int (*fn)(const char *, int, ...) = REAL(open64);
+	if (unlikely(!fn))
+		return (int)syscall(SYS_openat, AT_FDCWD, path, flags | O_LARGEFILE, mode);
+	return opened(fn(path, flags, mode), AT_FDCWD, path);
+}
+
+EXPORT int openat(int dirfd, const char *path, int flags, ...)
+{
+	va_list ap;
+	va_start(ap, flags);
+	mode_t mode = mode_arg(flags, ap);
+	va_end(ap);
+	int (*fn)(int, const char *, int, ...) = REAL(openat);
+	if (unlikely(!fn))
+		return (int)syscall(SYS_openat, dirfd, path, flags, mode);
+	return opened(fn(dirfd, path, flags, mode), dirfd, path);
+}
+
+EXPORT int openat64(int dirfd, const char *path, int flags, ...)
+{
+	va_list ap;
+	va_start(ap, flags);
+	mode_t mode = mode_arg(flags, ap);
+	va_end(ap);
+	int (*fn)(int, const char *, int, ...) = REAL(openat64);
+	if (unlikely(!fn))
+		return (int)syscall(SYS_openat, dirfd, path, flags | O_LARGEFILE, mode);
+	return opened(fn(dirfd, path, flags, mode), dirfd, path);
+}
+
+/* The _FORTIFY_SOURCE entry points, for opens without a mode argument. */
+int __open_2(const char *path, int flags);
+int __open64_2(const char *path, int flags);
+int __openat_2(int dirfd, const char *path, int flags);
+int __openat64_2(int dirfd, const char *path, int flags);
+
+EXPORT int __open_2(const char *path, int flags)
+{
+	int (*fn)(const char *, int) = REAL(__open_2);
+	if (unlikely(!fn))
+		return (int)syscall(SYS_openat, AT_FDCWD, path, flags, 0);
+	return opened(fn(path, flags), AT_FDCWD, path);
+}
+
+EXPORT int __open64_2(const char *path, int flags)
+{
+	int (*fn)(const char *, int) = REAL(__open64_2);
+	if (unlikely(!fn))
+		return (int)syscall(SYS_openat, AT_FDCWD, path, flags | O_LARGEFILE, 0);
+	return opened(fn(path, flags), AT_FDCWD, path);
+}
+
+EXPORT int __openat_2(int dirfd, const char *path, int flags)
+{
+	int (*fn)(int, const char *, int) = REAL(__openat_2);
+	if (unlikely(!fn))
+		return (int)syscall(SYS_openat, dirfd, path, flags, 0);
+	return opened(fn(dirfd, path, flags), dirfd, path);
+}
+
+EXPORT int __openat64_2(int dirfd, const char *path, int flags)
+{
+	int (*fn)(int, const char *, int) = REAL(__openat64_2);
+	if (unlikely(!fn))
+		return (int)syscall(SYS_openat, dirfd, path, flags | O_LARGEFILE, 0);
+	return opened(fn(dirfd, path, flags), dirfd, path);
+}
+
+EXPORT int creat(const char *path, mode_t mode)
+{
+	int (*fn)(const char *, mode_t) = REAL(creat);
+	if (unlikely(!fn))
+		return (int)syscall(SYS_openat, AT_FDCWD, path, O_CREAT | O_WRONLY | O_TRUNC, mode);
+	return opened(fn(path, mode), AT_FDCWD, path);
+}
+
+EXPORT int creat64(const char *path, mode_t mode)
+{
+	int (*fn)(const char *, mode_t) = REAL(creat64);
+	if (unlikely(!fn))
+		return (int)syscall(SYS_openat, AT_FDCWD, path,
+				    O_CREAT | O_WRONLY | O_TRUNC | O_LARGEFILE, mode);
+	return opened(fn(path, mode), AT_FDCWD, path);
+}
+
+/* ---- stdio streams (glibc opens and closes their fds internally) -------- */
+
+static FILE *stream_opened(FILE *f, const char *path)
+{
+	if (f)
+		opened(fileno(f), AT_FDCWD, path);
+	return f;
+}
+
+EXPORT FILE *fopen(const char *path, const char *mode)
+{
+	FILE *(*fn)(const char *, const char *) = REAL(fopen);
+	if (unlikely(!fn)) {
+		errno = ENOSYS;
+		return NULL;
+	}
+	return stream_opened(fn(path, mode), path);
+}
+
+EXPORT FILE *fopen64(const char *path, const char *mode)
+{
+	FILE *(*fn)(const char *, const char *) = REAL(fopen64);
+	if (unlikely(!fn)) {
+		errno = ENOSYS;
+		return NULL;
+	}
+	return stream_opened(fn(path, mode), path);
+}
+
+/* freopen replaces the stream's fd, usually to point stdout or stderr at a
+ * (new) log file: the result is a log descriptor if the path matches, if
+ * the stream's old fd was one, or if its number is a configured one. */
+static FILE *stream_reopened(FILE *(*fn)(const char *, const char *, FILE *),
+			     const char *path, const char *mode, FILE *stream)
+{
+	int old = stream ? fileno(stream) : -1;
+	bool was_log = is_log(old);
+	fd_retiring(old);
+	FILE *f = fn(path, mode, stream);
+	if (f && shim.active) {
+		int saved = errno;
+		int fd = fileno(f);
+		fresh(fd, was_log || is_log_path(AT_FDCWD, path) || config_is_log_fd(fd));
+		errno = saved;
+	}
+	return f;
+}
+
+EXPORT FILE *freopen(const char *path, const char *mode, FILE *stream)
+{
+	FILE *(*fn)(const char *, const char *, FILE *) = REAL(freopen);
+	if (unlikely(!fn)) {
+		errno = ENOSYS;
+		return NULL;
+	}
+	return stream_reopened(fn, path, mode, stream);
+}
+
+EXPORT FILE *freopen64(const char *path, const char *mode, FILE *stream)
+{
+	FILE *(*fn)(const char *, const char *, FILE *) = REAL(freopen64);
+	if (unlikely(!fn)) {
+		errno = ENOSYS;
+		return NULL;
+	}
+	return stream_reopened(fn, path, mode, stream);
+}
+
+EXPORT int fclose(FILE *f)
+{
+	int (*fn)(FILE *) = REAL(fclose);
+	if (unlikely(!fn))
+		return EOF;
+	if (f)
+		fd_retiring(fileno(f));
+	return fn(f);
+}
+
+EXPORT FILE *popen(const char *command, const char *type)
+{
+	FILE *(*fn)(const char *, const char *) = REAL(popen);
+	if (unlikely(!fn)) {
+		errno = ENOSYS;
+		return NULL;
+	}
+	FILE *f = fn(command, type);
+	if (f)
+		fresh(fileno(f), false);
+	return f;
+}
+
+/* ---- other descriptor makers ------------------------------------------- */
+
+EXPORT int socket(int domain, int type, int protocol)
+{
+	int (*fn)(int, int, int) = REAL(socket);
+	if (unlikely(!fn))
+		return (int)syscall(SYS_socket, domain, type, protocol);
+	return fresh(fn(domain, type, protocol), false);
+}
+
+EXPORT int socketpair(int domain, int type, int protocol, int sv[2])
+{
+	int (*fn)(int, int, int, int *) = REAL(socketpair);
+	if (unlikely(!fn))
+		return (int)syscall(SYS_socketpair, domain, type, protocol, sv);
+	int r = fn(domain, type, protocol, sv);
+	if (r == 0) {
+		fresh(sv[0], false);
+		fresh(sv[1], false);
+	}
+	return r;
+}
+
+EXPORT int pipe(int fds[2])
+{
+	int (*fn)(int *) = REAL(pipe);
+	if (unlikely(!fn))
+		return (int)syscall(SYS_pipe2, fds, 0);
+	int r = fn(fds);
+	if (r == 0) {
+		fresh(fds[0], false);
+		fresh(fds[1], false);
+	}
+	return r;
+}
+
+EXPORT int pipe2(int fds[2], int flags)
+{
+	int (*fn)(int *, int) = REAL(pipe2);
+	if (unlikely(!fn))
+		return (int)syscall(SYS_pipe2, fds, flags);
+	int r = fn(fds, flags);
+	if (r == 0) {
+		fresh(fds[0], false);
+		fresh(fds[1], false);
+	}
+	return r;
+}
+
+EXPORT int eventfd(unsigned initval, int flags)
+{
+	int (*fn)(unsigned, int) = REAL(eventfd);
+	if (unlikely(!fn))
+		return (int)syscall(SYS_eventfd2, initval, flags);
+	return fresh(fn(initval, flags), false);
+}
+
+EXPORT int epoll_create(int size)
+{
+	int (*fn)(int) = REAL(epoll_create);
+	if (unlikely(!fn))
+		return (int)syscall(SYS_epoll_create1, 0);
+	return fresh(fn(size), false);
+}
+
+EXPORT int epoll_create1(int flags)
+{
+	int (*fn)(int) = REAL(epoll_create1);
+	if (unlikely(!fn))
+		return (int)syscall(SYS_epoll_create1, flags);
+	return fresh(fn(flags), false);
+}
+
+EXPORT int timerfd_create(int clock, int flags)
+{
+	int (*fn)(int, int) = REAL(timerfd_create);
+	if (unlikely(!fn))
+		return (int)syscall(SYS_timerfd_create, clock, flags);
+	return fresh(fn(clock, flags), false);
+}
+
+EXPORT int memfd_create(const char *name, unsigned flags)
+{
+	int (*fn)(const char *, unsigned) = REAL(memfd_create);
+	if (unlikely(!fn))
+		return (int)syscall(SYS_memfd_create, name, flags);
+	return fresh(fn(name, flags), false);
+}
+
+/* ---- copies ------------------------------------------------------------ */
+
+EXPORT int dup(int old)
+{
+	int (*fn)(int) = REAL(dup);
+	if (unlikely(!fn))
+		return (int)syscall(SYS_dup, old);
+	return fresh(fn(old), is_log(old));
+}
+
+static int fcntl_common(int (*fn)(int, int, ...), int fd, int cmd, unsigned long arg)
+{
+	if (cmd != F_DUPFD && cmd != F_DUPFD_CLOEXEC)
+		return fn(fd, cmd, arg);
+	return fresh(fn(fd, cmd, arg), is_log(fd));
+}
+
+/* The third argument, if any, is passed on as it came (an int or a pointer
+ * in the same register). */
+EXPORT int fcntl(int fd, int cmd, ...)
+{
+	va_list ap;
+	va_start(ap, cmd);
+	unsigned long arg = va_arg(ap, unsigned long);
+	va_end(ap);
+	int (*fn)(int, int, ...) = REAL(fcntl);
+	if (unlikely(!fn))
+		return (int)syscall(SYS_fcntl, fd, cmd, arg);
+	return fcntl_common(fn, fd, cmd, arg);
+}
+
+EXPORT int fcntl64(int fd, int cmd, ...)
+{
+	va_list ap;
+	va_start(ap, cmd);
+	unsigned long arg = va_arg(ap, unsigned long);
+	va_end(ap);
+	int (*fn)(int, int, ...) = REAL(fcntl64);
+	if (unlikely(!fn))
+		return (int)syscall(SYS_fcntl, fd, cmd, arg);
+	return fcntl_common(fn, fd, cmd, arg);
+}
+
+/* newfd now names what oldfd names: a log stays a log; a connection's copy
+ * carries the protocol (a CGI child's stdout), so it is never a log; any
+ * other file put on a configured log number (dup2 of a log file onto 2) is
+ * a log. */
+static void copied_onto(int oldfd, int newfd)
+{
+	uint8_t from = fd_class(oldfd);
+	bool log = (from & FD_LOG) ||
+		   (!(from & FD_CONN) && config_is_log_fd(newfd) && !is_accepted_socket(newfd));
+	fresh(newfd, log);
+}
+
+EXPORT int dup2(int oldfd, int newfd)
+{
+	int (*fn)(int, int) = REAL(dup2);
+	if (unlikely(!fn))
+		return (int)syscall(SYS_dup2, oldfd, newfd);
+	if (oldfd == newfd || !shim.active)
+		return fn(oldfd, newfd);
+	fd_retiring(newfd);
+	int r = fn(oldfd, newfd);
+	if (r >= 0) {
+		int saved = errno;
+		copied_onto(oldfd, newfd);
+		errno = saved;
+	}
+	return r;
+}
+
+EXPORT int dup3(int oldfd, int newfd, int flags)
+{
+	int (*fn)(int, int, int) = REAL(dup3);
+	if (unlikely(!fn))
+		return (int)syscall(SYS_dup3, oldfd, newfd, flags);
+	if (oldfd == newfd || !shim.active)
+		return fn(oldfd, newfd, flags);
+	fd_retiring(newfd);
+	int r = fn(oldfd, newfd, flags);
+	if (r >= 0) {
+		int saved = errno;
+		copied_onto(oldfd, newfd);
+		errno = saved;
+	}
+	return r;
+}
+
+/* ---- closing ----------------------------------------------------------- */
+
+EXPORT int close(int fd)
+{
+	int (*fn)(int) = REAL(close);
+	if (unlikely(!fn))
+		return (int)syscall(SYS_close, fd);
+	fd_retiring(fd);
+	return fn(fd);
+}
+
+static void range_retiring(unsigned first, unsigned last)
+{
+	if (last >= FD_TABLE_SIZE)
+		last = FD_TABLE_SIZE - 1;
+	for (unsigned fd = first; fd <= last && first < FD_TABLE_SIZE; fd++)
+		fd_retiring((int)fd);
+}
+
+EXPORT int close_range(unsigned first, unsigned last, int flags)
+{
+	int (*fn)(unsigned, unsigned, int) = REAL(close_range);
+	if (unlikely(!fn))
+		return (int)syscall(SYS_close_range, first, last, flags);
+	if (!(flags & CLOSE_RANGE_CLOEXEC) && first <= last)
+		range_retiring(first, last);
+	return fn(first, last, flags);
+}
+
+EXPORT void closefrom(int low)
+{
+	void (*fn)(int) = REAL(closefrom);
+	if (low >= 0)
+		range_retiring((unsigned)low, ~0u);
+	if (unlikely(!fn)) {
+		syscall(SYS_close_range, (unsigned)low, ~0u, 0);
+		return;
+	}
+	fn(low);
+}

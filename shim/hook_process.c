@@ -1,0 +1,254 @@
+/*
+ * hook_process.c - threads and processes: pthread_create carries the
+ * creator's request into the new thread; a thread's pending lines go out when
+ * it ends (return, pthread_exit or cancellation); every pending line goes out
+ * before the process leaves through _exit, _Exit, abort, exec, or a fatal
+ * signal whose default action would kill it. fork is handled by an atfork
+ * handler in shim_init.c.
+ *
+ * pthread_create may allocate (it is not async-signal-safe itself); nothing
+ * else here may. If the shim cannot wrap a thread it starts it unwrapped.
+ */
+#include "hooks.h"
+
+#include <signal.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+struct thread_start {
+	void *(*fn)(void *);
+	void *arg;
+	uint64_t request;
+	uint32_t last_conn;
+	uint8_t mode;
+};
+
+/* Unfinished lines are judged with the context the thread still has; held
+ * lines go out without an id, as at any boundary. */
+static void thread_ending(void *unused)
+{
+	(void)unused;
+	log_flush_thread();
+	ctx_boundary();
+}
+
+static void *thread_trampoline(void *p)
+{
+	struct thread_start start = *(struct thread_start *)p;
+	free(p);
+	ctx_inherit(start.request, start.last_conn, start.mode);
+	void *result;
+	pthread_cleanup_push(thread_ending, NULL);
+	result = start.fn(start.arg);
+	pthread_cleanup_pop(1);
+	return result;
+}
+
+EXPORT int pthread_create(pthread_t *t, const pthread_attr_t *attr, void *(*fn)(void *),
+			  void *arg)
+{
+	int (*create)(pthread_t *, const pthread_attr_t *, void *(*)(void *), void *) =
+		REAL(pthread_create);
+	if (unlikely(!create))
+		return EAGAIN;
+	if (!shim.active)
+		return create(t, attr, fn, arg);
+	struct thread_start *start = malloc(sizeof(*start));
+	if (!start)
+		return create(t, attr, fn, arg);
+	start->fn = fn;
+	start->arg = arg;
+	start->request = thread_ctx.request;
+	start->last_conn = thread_ctx.last_conn;
+	start->mode = thread_ctx.mode;
+	int r = create(t, attr, thread_trampoline, start);
+	if (r != 0)
+		free(start);
+	return r;
+}
+
+/* Writes every pending line, unless this is a vfork child sharing its
+ * parent's memory (the lines are the parent's). */
+static void process_ending(void)
+{
+	if (shim.active && getpid() == shim.pid) {
+		int saved = errno;
+		log_flush_all();
+		ctx_boundary();
+		errno = saved;
+	}
+}
+
+EXPORT void _exit(int status)
+{
+	void (*fn)(int) = REAL(_exit);
+	process_ending();
+	if (fn)
+		fn(status);
+	syscall(SYS_exit_group, status);
+	__builtin_unreachable();
+}
+
+EXPORT void _Exit(int status)
+{
+	void (*fn)(int) = REAL(_Exit);
+	process_ending();
+	if (fn)
+		fn(status);
+	syscall(SYS_exit_group, status);
+	__builtin_unreachable();
+}
+
+EXPORT void abort(void)
+{
+	void (*fn)(void) = REAL(abort);
+	process_ending();
+	if (fn)
+		fn();
+	raise(SIGABRT);
+	syscall(SYS_exit_group, 127);
+	__builtin_unreachable();
+}
+
+/* ---- exec -------------------------------------------------------------- */
+
+EXPORT int execve(const char *path, char *const argv[], char *const envp[])
+{
+	int (*fn)(const char *, char *const[], char *const[]) = REAL(execve);
+	process_ending();
+	if (unlikely(!fn))
+		return (int)syscall(SYS_execve, path, argv, envp);
+	return fn(path, argv, envp);
+}
+
+EXPORT int execv(const char *path, char *const argv[])
+{
+	int (*fn)(const char *, char *const[]) = REAL(execv);
+	process_ending();
+	if (unlikely(!fn))
+		return (int)syscall(SYS_execve, path, argv, environ);
+	return fn(path, argv);
+}
+
+EXPORT int execvp(const char *file, char *const argv[])
+{
+	int (*fn)(const char *, char *const[]) = REAL(execvp);
+	process_ending();
+	if (unlikely(!fn)) {
+		errno = ENOSYS;
+		return -1;
+	}
+	return fn(file, argv);
+}
+
+EXPORT int execvpe(const char *file, char *const argv[], char *const envp[])
+{
+	int (*fn)(const char *, char *const[], char *const[]) = REAL(execvpe);
+	process_ending();
+	if (unlikely(!fn)) {
+		errno = ENOSYS;
+		return -1;
+	}
+	return fn(file, argv, envp);
+}
+
+EXPORT int fexecve(int fd, char *const argv[], char *const envp[])
+{
+	int (*fn)(int, char *const[], char *const[]) = REAL(fexecve);
+	process_ending();
+	if (unlikely(!fn)) {
+		errno = ENOSYS;
+		return -1;
+	}
+	return fn(fd, argv, envp);
+}
+
+/* The execl family takes its arguments inline; they are gathered into an
+ * array on the stack for the execv family (execl itself may not allocate). */
+static size_t count_args(const char *arg0, va_list ap)
+{
+	size_t n = 1;
+	for (const char *a = arg0; a; a = va_arg(ap, const char *))
+		n++;
+	return n;
+}
+
+static void gather_args(char **argv, const char *arg0, va_list ap)
+{
+	size_t i = 0;
+	for (const char *a = arg0; a; a = va_arg(ap, const char *))
+		argv[i++] = (char *)a;
+	argv[i] = NULL;
+}
+
+EXPORT int execl(const char *path, const char *arg0, ...)
+{
+	va_list ap;
+	va_start(ap, arg0);
+	size_t n = count_args(arg0, ap);
+	va_end(ap);
+	char *argv[n];
+	va_start(ap, arg0);
+	gather_args(argv, arg0, ap);
+	va_end(ap);
+	return execv(path, argv);
+}
+
+EXPORT int execlp(const char *file, const char *arg0, ...)
+{
+	va_list ap;
+	va_start(ap, arg0);
+	size_t n = count_args(arg0, ap);
+	va_end(ap);
+	char *argv[n];
+	va_start(ap, arg0);
+	gather_args(argv, arg0, ap);
+	va_end(ap);
+	return execvp(file, argv);
+}
+
+EXPORT int execle(const char *path, const char *arg0, ...)
+{
+	va_list ap;
+	va_start(ap, arg0);
+	size_t n = count_args(arg0, ap);
+	va_end(ap);
+	char *argv[n];
+	va_start(ap, arg0);
+	gather_args(argv, arg0, ap);
+	char *const *envp = va_arg(ap, char *const *);
+	va_end(ap);
+	return execve(path, argv, envp);
+}
+
+/* ---- fatal signals ----------------------------------------------------- */
+
+/* Signals whose default action ends the process, for which the shim
+ * installs a handler if the program left the default in place at start-up.
+ * The handler writes the pending lines and lets the default action happen
+ * (SA_RESETHAND restored it; the signal is raised again). */
+static const int fatal_signals[] = {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT, SIGTERM};
+
+static void on_fatal_signal(int sig)
+{
+	int saved = errno;
+	process_ending();
+	raise(sig);
+	errno = saved;
+}
+
+void install_fatal_signal_flush(void)
+{
+	for (size_t i = 0; i < sizeof(fatal_signals) / sizeof(fatal_signals[0]); i++) {
+		struct sigaction old;
+		if (sigaction(fatal_signals[i], NULL, &old) != 0 || old.sa_handler != SIG_DFL ||
+		    (old.sa_flags & SA_SIGINFO))
+			continue;
+		struct sigaction sa = {.sa_handler = on_fatal_signal,
+				       .sa_flags = SA_RESETHAND | SA_ONSTACK};
+		sigfillset(&sa.sa_mask);
+		sigaction(fatal_signals[i], &sa, NULL);
+	}
+}

@@ -1,0 +1,242 @@
+/*
+ * log_output.c - backlogs of enriched output for full non-blocking log
+ * descriptors (see log_output.h).
+ *
+ * A small fixed table of backlogs, each claimed for one fd by CAS and worked
+ * on under a try-lock; buffers are mmap'ed and kept. The common case (no
+ * backlog anywhere) costs one atomic load per write. Must never block beyond
+ * the bounded waits of log_output_settle, and never reorder bytes within
+ * one descriptor.
+ */
+#include "log_output.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "shim_init.h"
+
+#define BACKLOGS 16
+#define SETTLE_MS 1000
+
+struct backlog {
+	_Atomic int32_t fd1;     /* fd + 1; 0 when free */
+	_Atomic uint32_t busy;
+	struct log_sink sink;
+	char *buf;
+	size_t cap;
+	size_t off;              /* bytes of buf already written */
+	size_t len;
+};
+
+static struct backlog backlogs[BACKLOGS];
+static _Atomic uint32_t backlog_count;
+
+static bool backlog_lock(struct backlog *q)
+{
+	uint32_t expected = 0;
+	return atomic_compare_exchange_strong_explicit(&q->busy, &expected, 1,
+						       memory_order_acquire, memory_order_relaxed);
+}
+
+static void backlog_unlock(struct backlog *q)
+{
+	atomic_store_explicit(&q->busy, 0, memory_order_release);
+}
+
+static struct backlog *find_backlog(int fd)
+{
+	if (atomic_load_explicit(&backlog_count, memory_order_acquire) == 0)
+		return NULL;
+	for (int i = 0; i < BACKLOGS; i++)
+		if (atomic_load_explicit(&backlogs[i].fd1, memory_order_acquire) == fd + 1)
+			return &backlogs[i];
+	return NULL;
+}
+
+static ssize_t sink_write(const struct log_sink *sink, const char *b, size_t n)
+{
+	if (sink->use_send)
+		return real.send(sink->fd, b, n, sink->send_flags);
+	return real.write(sink->fd, b, n);
+}
+
+bool buffer_reserve(char **buf, size_t *cap, size_t need)
+{
+	if (need <= *cap)
+		return true;
+	size_t size = *cap ? *cap : 4096;
+	while (size < need) {
+		if (size > SIZE_MAX / 2)
+			return false;
+		size *= 2;
+	}
+	void *p = *buf ? mremap(*buf, *cap, size, MREMAP_MAYMOVE)
+		       : mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		return false;
+	*buf = p;
+	*cap = size;
+	return true;
+}
+
+static bool append(struct backlog *q, const char *b, size_t n)
+{
+	if (q->off > 0 && q->off == q->len)
+		q->off = q->len = 0;
+	if (n > SIZE_MAX - q->len || !buffer_reserve(&q->buf, &q->cap, q->len + n))
+		return false;
+	memcpy(q->buf + q->len, b, n);
+	q->len += n;
+	return true;
+}
+
+/* Writes as much of the backlog as the fd takes now. True when empty. */
+static bool pay(struct backlog *q)
+{
+	while (q->off < q->len) {
+		ssize_t r = sink_write(&q->sink, q->buf + q->off, q->len - q->off);
+		if (r > 0) {
+			q->off += (size_t)r;
+		} else if (r < 0 && errno == EINTR) {
+			continue;
+		} else if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			return false;
+		} else {
+			q->off = q->len; /* a real error: the rest cannot be written */
+		}
+	}
+	return true;
+}
+
+/* Frees a backlog the caller holds locked and found empty. */
+static void release(struct backlog *q)
+{
+	q->off = q->len = 0;
+	atomic_store_explicit(&q->fd1, 0, memory_order_release);
+	atomic_fetch_sub_explicit(&backlog_count, 1, memory_order_release);
+	backlog_unlock(q);
+}
+
+/* Queues b behind a new backlog for sink's fd. False if no backlog is free. */
+static bool start_backlog(const struct log_sink *sink, const char *b, size_t n)
+{
+	for (int i = 0; i < BACKLOGS; i++) {
+		struct backlog *q = &backlogs[i];
+		int32_t expected = 0;
+		if (atomic_load_explicit(&q->fd1, memory_order_relaxed) != 0 ||
+		    !atomic_compare_exchange_strong(&q->fd1, &expected, sink->fd + 1))
+			continue;
+		if (!backlog_lock(q)) {
+			atomic_store(&q->fd1, 0);
+			continue;
+		}
+		atomic_fetch_add_explicit(&backlog_count, 1, memory_order_release);
+		q->sink = *sink;
+		q->off = q->len = 0;
+		if (!append(q, b, n)) {
+			release(q);
+			return false;
+		}
+		backlog_unlock(q);
+		return true;
+	}
+	return false;
+}
+
+/* Last resort when no backlog is free: wait for room, up to SETTLE_MS. */
+static size_t wait_and_write(const struct log_sink *sink, const char *b, size_t n, size_t off)
+{
+	for (int waited = 0; off < n && waited < SETTLE_MS; waited += 10) {
+		struct pollfd p = {.fd = sink->fd, .events = POLLOUT};
+		real.poll(&p, 1, 10);
+		ssize_t r = sink_write(sink, b + off, n - off);
+		if (r > 0)
+			off += (size_t)r;
+		else if (r < 0 && errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK)
+			break;
+	}
+	return off;
+}
+
+size_t log_output(const struct log_sink *sink, const char *b, size_t n, enum output_mode mode)
+{
+	struct backlog *q = find_backlog(sink->fd);
+	if (q) {
+		/* Older bytes wait for this fd: they go first. */
+		if (!backlog_lock(q)) {
+			errno = EAGAIN;
+			return 0;
+		}
+		bool empty = pay(q);
+		if (mode == OUTPUT_BACKGROUND && !empty) {
+			bool queued = append(q, b, n);
+			backlog_unlock(q);
+			return queued ? n : wait_and_write(sink, b, n, 0);
+		}
+		if (empty)
+			release(q);
+		else
+			backlog_unlock(q);
+		if (!empty) {
+			errno = EAGAIN;
+			return 0;
+		}
+	}
+	size_t off = 0;
+	while (off < n) {
+		ssize_t r = sink_write(sink, b + off, n - off);
+		if (r > 0) {
+			off += (size_t)r;
+			continue;
+		}
+		if (r == 0) {
+			errno = EIO;
+			return off;
+		}
+		if (errno == EINTR && (off > 0 || mode == OUTPUT_BACKGROUND))
+			continue;
+		bool full = errno == EAGAIN || errno == EWOULDBLOCK;
+		if (!full || (off == 0 && mode == OUTPUT_APP))
+			return off;
+		/* Part of a line went out, or the shim's own lines: queue the rest. */
+		if (start_backlog(sink, b + off, n - off))
+			return n;
+		return wait_and_write(sink, b, n, off);
+	}
+	return n;
+}
+
+void log_output_settle(int fd)
+{
+	struct backlog *q = find_backlog(fd);
+	if (!q || !backlog_lock(q))
+		return;
+	for (int waited = 0; !pay(q) && waited < SETTLE_MS; waited += 10) {
+		struct pollfd p = {.fd = fd, .events = POLLOUT};
+		real.poll(&p, 1, 10);
+	}
+	release(q);
+}
+
+void log_output_settle_all(void)
+{
+	for (int i = 0; i < BACKLOGS; i++) {
+		int32_t fd1 = atomic_load_explicit(&backlogs[i].fd1, memory_order_acquire);
+		if (fd1 > 0)
+			log_output_settle(fd1 - 1);
+	}
+}
+
+void log_output_forget_all(void)
+{
+	for (int i = 0; i < BACKLOGS; i++) {
+		backlogs[i].off = backlogs[i].len = 0;
+		atomic_store_explicit(&backlogs[i].busy, 0, memory_order_relaxed);
+		atomic_store_explicit(&backlogs[i].fd1, 0, memory_order_relaxed);
+	}
+	atomic_store_explicit(&backlog_count, 0, memory_order_relaxed);
+}

@@ -1,0 +1,54 @@
+/*
+ * log_output.h - writing enriched bytes to a log descriptor without ever
+ * tearing a line.
+ *
+ * When a non-blocking log descriptor fills up in the middle of a line, the
+ * rest of that line is queued for the descriptor (its "backlog") instead of
+ * being dropped or waited for. Whatever is written to that descriptor next
+ * goes out after the backlog: the application's own writes get EAGAIN until
+ * the backlog has drained, as they would from a full pipe; lines the shim
+ * releases on its own join the backlog. Backlogs are written out at close and
+ * at exit.
+ *
+ * Async-signal-safe: no malloc, no locks a signal handler could wait on (a
+ * busy backlog is treated as full).
+ */
+#ifndef REQID_LOG_OUTPUT_H
+#define REQID_LOG_OUTPUT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct log_sink {
+	int fd;
+	int send_flags;  /* for send/sendto/sendmsg */
+	bool use_send;
+};
+
+/* How log_output treats a descriptor that has no room. */
+enum output_mode {
+	OUTPUT_APP,        /* the application's write: report EAGAIN if nothing went out */
+	OUTPUT_BACKGROUND, /* lines the shim releases: queue whatever cannot go out now */
+};
+
+/* Writes n bytes (whole output lines) to sink. Returns n when they all went
+ * out or were queued; 0 with errno set when nothing went out and nothing was
+ * queued; a count between when an error (not EAGAIN) cut the output short. */
+size_t log_output(const struct log_sink *sink, const char *b, size_t n, enum output_mode mode)
+	__attribute__((visibility("hidden")));
+
+/* Writes fd's backlog, waiting up to about a second for room; then drops
+ * what is left. For close and exit. */
+void log_output_settle(int fd) __attribute__((visibility("hidden")));
+
+/* Every backlog, as log_output_settle. */
+void log_output_settle_all(void) __attribute__((visibility("hidden")));
+
+/* In a fork child: the parent's backlogs are the parent's to write. */
+void log_output_forget_all(void) __attribute__((visibility("hidden")));
+
+/* Grows an mmap'ed buffer to at least need bytes (powers of two from 4 KiB).
+ * False if the memory cannot be had; the buffer is then unchanged. */
+bool buffer_reserve(char **buf, size_t *cap, size_t need) __attribute__((visibility("hidden")));
+
+#endif
