@@ -217,29 +217,24 @@ bool json_is_object_line(const char *line, size_t len)
 
 /* ---- JSON escaping --------------------------------------------------- */
 
-/* One bit per byte of v that needs escaping or a UTF-8 check. */
-static inline unsigned care_mask(__m128i v)
-{
-	const __m128i space = _mm_set1_epi8(0x20), quote = _mm_set1_epi8('"'),
-		      backslash = _mm_set1_epi8('\\'), del = _mm_set1_epi8(0x7f);
-	/* Signed compare: bytes >= 0x80 are negative, so also "< 0x20". */
-	__m128i care = _mm_or_si128(
-		_mm_or_si128(_mm_cmplt_epi8(v, space), _mm_cmpeq_epi8(v, quote)),
-		_mm_or_si128(_mm_cmpeq_epi8(v, backslash), _mm_cmpeq_epi8(v, del)));
-	return (unsigned)_mm_movemask_epi8(care);
-}
-
 /* Copies the leading run of bytes that need no escaping and no UTF-8 check
  * (0x20..0x7e except '"' and '\\'), 16 at a time; returns its length. The
  * output may receive up to 15 bytes past the run: json_escape's bound leaves
  * room for them. */
 static size_t copy_plain_run(const unsigned char *p, size_t len, char *o)
 {
+	/* v + 1 < 0x21 (signed) catches bytes < 0x20, 0x7f and >= 0x80 at once. */
+	const __m128i one = _mm_set1_epi8(1), limit = _mm_set1_epi8(0x21),
+		      quote = _mm_set1_epi8('"'), backslash = _mm_set1_epi8('\\');
+#define CARE_MASK(v)                                                                    \
+	((unsigned)_mm_movemask_epi8(_mm_or_si128(                                      \
+		_mm_cmplt_epi8(_mm_add_epi8((v), one), limit),                          \
+		_mm_or_si128(_mm_cmpeq_epi8((v), quote), _mm_cmpeq_epi8((v), backslash)))))
 	size_t done = 0;
 	while (len - done >= 16) {
 		__m128i v = _mm_loadu_si128((const __m128i *)(p + done));
 		_mm_storeu_si128((__m128i *)(o + done), v);
-		unsigned mask = care_mask(v);
+		unsigned mask = CARE_MASK(v);
 		if (mask)
 			return done + (size_t)__builtin_ctz(mask);
 		done += 16;
@@ -250,9 +245,10 @@ static size_t copy_plain_run(const unsigned char *p, size_t len, char *o)
 		size_t rest = len - done;
 		__m128i v = _mm_loadu_si128((const __m128i *)(p + len - 16));
 		_mm_storeu_si128((__m128i *)(o + len - 16), v);
-		unsigned mask = care_mask(v) >> (16 - rest);
+		unsigned mask = CARE_MASK(v) >> (16 - rest);
 		return mask ? done + (size_t)__builtin_ctz(mask) : len;
 	}
+#undef CARE_MASK
 	return done;
 }
 
@@ -313,11 +309,6 @@ size_t json_escape(const char *in, size_t len, char *out)
 }
 
 /* ---- formats --------------------------------------------------------- */
-
-size_t line_format_bound(const struct line_style *style, size_t len, size_t id_len)
-{
-	return 6 * len + style->field_len + id_len + 40;
-}
 
 size_t syslog_header_len(const char *msg, size_t len)
 {

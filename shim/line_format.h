@@ -39,7 +39,10 @@ struct line_style {
 bool json_is_object_line(const char *line, size_t len);
 
 /* Largest possible output for a line of len bytes and an id of id_len. */
-size_t line_format_bound(const struct line_style *style, size_t len, size_t id_len);
+static inline size_t line_format_bound(const struct line_style *style, size_t len, size_t id_len)
+{
+	return 6 * len + style->field_len + id_len + 40;
+}
 
 /* Writes the enriched line to out and returns its length. id may be NULL
  * (id_len 0) for a line outside any request. */

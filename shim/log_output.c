@@ -162,33 +162,42 @@ static size_t wait_and_write(const struct log_sink *sink, const char *b, size_t 
 	return off;
 }
 
+/* Older bytes wait for the fd: they go first. Returns true when the caller
+ * may write now; otherwise *result is what log_output returns. */
+static bool behind_backlog(struct backlog *q, const struct log_sink *sink, const char *b,
+			   size_t n, enum output_mode mode, size_t *result)
+{
+	if (!backlog_lock(q)) {
+		errno = EAGAIN;
+		*result = 0;
+		return false;
+	}
+	if (pay(q)) {
+		release(q);
+		return true;
+	}
+	if (mode == OUTPUT_BACKGROUND) {
+		bool queued = append(q, b, n);
+		backlog_unlock(q);
+		*result = queued ? n : wait_and_write(sink, b, n, 0);
+		return false;
+	}
+	backlog_unlock(q);
+	errno = EAGAIN;
+	*result = 0;
+	return false;
+}
+
 size_t log_output(const struct log_sink *sink, const char *b, size_t n, enum output_mode mode)
 {
-	struct backlog *q = find_backlog(sink->fd);
-	if (q) {
-		/* Older bytes wait for this fd: they go first. */
-		if (!backlog_lock(q)) {
-			errno = EAGAIN;
-			return 0;
-		}
-		bool empty = pay(q);
-		if (mode == OUTPUT_BACKGROUND && !empty) {
-			bool queued = append(q, b, n);
-			backlog_unlock(q);
-			return queued ? n : wait_and_write(sink, b, n, 0);
-		}
-		if (empty)
-			release(q);
-		else
-			backlog_unlock(q);
-		if (!empty) {
-			errno = EAGAIN;
-			return 0;
-		}
+	size_t off = 0, result;
+	ssize_t r;
+	if (unlikely(atomic_load_explicit(&backlog_count, memory_order_acquire) != 0)) {
+		struct backlog *q = find_backlog(sink->fd);
+		if (q && !behind_backlog(q, sink, b, n, mode, &result))
+			return result;
 	}
-	size_t off = 0;
-	while (off < n) {
-		ssize_t r = sink_write(sink, b + off, n - off);
+	while ((r = sink_write(sink, b + off, n - off)) != (ssize_t)(n - off)) {
 		if (r > 0) {
 			off += (size_t)r;
 			continue;
@@ -202,7 +211,8 @@ size_t log_output(const struct log_sink *sink, const char *b, size_t n, enum out
 		bool full = errno == EAGAIN || errno == EWOULDBLOCK;
 		if (!full || (off == 0 && mode == OUTPUT_APP))
 			return off;
-		/* Part of a line went out, or the shim's own lines: queue the rest. */
+		/* Part of a line went out, or these are the shim's own lines:
+		 * queue the rest. */
 		if (start_backlog(sink, b + off, n - off))
 			return n;
 		return wait_and_write(sink, b, n, off);
