@@ -17,7 +17,7 @@ PURE_SRCS := shim/config.c shim/request_id.c shim/traceparent.c \
 # Interposition glue and the state it keeps.
 GLUE_SRCS := shim/shim_init.c shim/request_table.c shim/conn_table.c \
              shim/thread_ctx.c shim/log_writer.c shim/log_output.c \
-             shim/hook_net.c shim/hook_io.c shim/hook_fd.c shim/hook_wait.c shim/hook_process.c
+             shim/hook_net.c shim/hook_io.c shim/hook_fd.c shim/hook_wait.c shim/hook_process.c shim/hook_syslog.c shim/hook_stdio.c
 SHIM_HDRS := $(wildcard shim/*.h)
 
 UNIT_TESTS := $(patsubst tests/unit/%.c,%,$(wildcard tests/unit/test_*.c))
@@ -25,7 +25,7 @@ SERVERS    := $(patsubst tests/servers/%.c,%,$(wildcard tests/servers/*.c))
 
 # Debian packages the build, the tests and the benchmarks use.
 DEB_PACKAGES := gcc make libc6-dev libunwind-dev libxxhash-dev libcmocka-dev \
-                python3 valgrind clang libclang-rt-14-dev
+                python3 valgrind clang libclang-rt-14-dev rsyslog
 
 FUZZERS := $(patsubst tests/fuzz/%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_SECONDS ?= 300

@@ -252,3 +252,67 @@ const char *config_warning_variable(unsigned warning_bit)
 	default: return "REQID_?";
 	}
 }
+
+static bool parse_hex(const char **p, uint64_t *out)
+{
+	uint64_t v = 0;
+	const char *s = *p;
+	int digits = 0;
+	for (;; s++, digits++) {
+		int d = (*s >= '0' && *s <= '9') ? *s - '0' : (*s >= 'a' && *s <= 'f') ? *s - 'a' + 10 : -1;
+		if (d < 0)
+			break;
+		if (digits == 16)
+			return false;
+		v = v << 4 | (uint64_t)d;
+	}
+	*p = s;
+	*out = v;
+	return digits > 0;
+}
+
+bool log_ids_contain(const char *ids, uint64_t dev, uint64_t ino)
+{
+	const char *p = ids;
+	while (*p) {
+		uint64_t d, i;
+		if (!parse_hex(&p, &d) || *p++ != ':' || !parse_hex(&p, &i))
+			return false;
+		if (d == dev && i == ino)
+			return true;
+		if (*p == ',')
+			p++;
+		else if (*p)
+			return false;
+	}
+	return false;
+}
+
+static size_t put_hex(char *out, uint64_t v)
+{
+	char tmp[16];
+	size_t n = 0;
+	do {
+		tmp[n++] = "0123456789abcdef"[v & 15];
+		v >>= 4;
+	} while (v);
+	for (size_t i = 0; i < n; i++)
+		out[i] = tmp[n - 1 - i];
+	return n;
+}
+
+size_t log_ids_append(char *buf, size_t len, size_t size, uint64_t dev, uint64_t ino)
+{
+	char item[1 + 16 + 1 + 16];
+	size_t n = 0;
+	if (len > 0)
+		item[n++] = ',';
+	n += put_hex(item + n, dev);
+	item[n++] = ':';
+	n += put_hex(item + n, ino);
+	if (len + n + 1 > size)
+		return len;
+	memcpy(buf + len, item, n);
+	buf[len + n] = '\0';
+	return len + n;
+}

@@ -9,6 +9,7 @@
 #define REQID_CONFIG_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #define CONFIG_MAX_HEADERS 8
@@ -62,5 +63,18 @@ unsigned config_parse(struct reqid_config *cfg, config_lookup lookup);
 
 /* The variable name for one warning bit, for messages. */
 const char *config_warning_variable(unsigned warning_bit);
+
+/* REQID_LOG_IDS: the files (device and inode) an exec'ing process wrote its
+ * logs to, "dev:ino" in hex, comma-separated. A program started with it
+ * treats a configured log descriptor as a log only if it is one of those
+ * files, so a pipe its parent set up to read its output stays data. */
+#define LOG_IDS_VARIABLE "REQID_LOG_IDS"
+
+bool log_ids_contain(const char *ids, uint64_t dev, uint64_t ino);
+
+/* Appends ",dev:ino" (no comma when len is 0) to buf of size bytes holding
+ * len bytes, NUL-terminated; returns the new length, or len if it does not
+ * fit. */
+size_t log_ids_append(char *buf, size_t len, size_t size, uint64_t dev, uint64_t ino);
 
 #endif

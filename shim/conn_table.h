@@ -24,6 +24,7 @@
 enum fd_flag {
 	FD_CONN = 1, /* accepted connection */
 	FD_LOG = 2,  /* log descriptor: lines written to it are enriched */
+	FD_SYSLOG = 4, /* datagram socket to the syslog daemon: messages enriched */
 };
 
 enum conn_kind {

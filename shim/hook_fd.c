@@ -20,6 +20,7 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/timerfd.h>
 #include <unistd.h>
@@ -29,7 +30,7 @@
 static void set_flags(int fd, uint8_t flags)
 {
 	if ((unsigned)fd < FD_TABLE_SIZE &&
-	    atomic_load_explicit(&fd_flags[fd], memory_order_relaxed) != flags)
+	    atomic_load_explicit(&fd_flags[fd], memory_order_relaxed) != flags && own_process())
 		atomic_store_explicit(&fd_flags[fd], flags, memory_order_relaxed);
 }
 
@@ -50,7 +51,7 @@ static bool is_log(int fd)
 static void fd_retiring(int fd)
 {
 	uint8_t cls = fd_class(fd);
-	if (likely(cls == 0))
+	if (likely(cls == 0) || !own_process())
 		return;
 	int saved = errno;
 	if (cls & FD_CONN) {
@@ -317,12 +318,17 @@ EXPORT FILE *popen(const char *command, const char *type)
 
 /* ---- other descriptor makers ------------------------------------------- */
 
+/* A unix datagram socket may be the one a program opens to /dev/log
+ * itself; connect() (hook_syslog.c) clears the mark if it is not. */
 EXPORT int socket(int domain, int type, int protocol)
 {
 	int (*fn)(int, int, int) = REAL(socket);
 	if (unlikely(!fn))
 		return (int)syscall(SYS_socket, domain, type, protocol);
-	return fresh(fn(domain, type, protocol), false);
+	int fd = fn(domain, type, protocol);
+	if (fd >= 0 && shim.active)
+		set_flags(fd, domain == AF_UNIX && (type & 0xf) == SOCK_DGRAM ? FD_SYSLOG : 0);
+	return fd;
 }
 
 EXPORT int socketpair(int domain, int type, int protocol, int sv[2])
@@ -448,14 +454,21 @@ EXPORT int fcntl64(int fd, int cmd, ...)
 }
 
 /* newfd now names what oldfd names: a log stays a log; a connection's copy
- * carries the protocol (a CGI child's stdout), so it is never a log; any
- * other file put on a configured log number (dup2 of a log file onto 2) is
- * a log. */
+ * carries the protocol (a CGI child's stdout), so it is never a log; another
+ * file put on a configured log number is a log (a daemon pointing stderr at
+ * its log file), except a pipe or socket on stdout: that is a shell or
+ * popen capturing a command's output, which is data. */
 static void copied_onto(int oldfd, int newfd)
 {
 	uint8_t from = fd_class(oldfd);
-	bool log = (from & FD_LOG) ||
-		   (!(from & FD_CONN) && config_is_log_fd(newfd) && !is_accepted_socket(newfd));
+	bool log = false;
+	if (from & FD_LOG) {
+		log = true;
+	} else if (!(from & FD_CONN) && config_is_log_fd(newfd) && !is_accepted_socket(newfd)) {
+		struct stat st;
+		log = newfd != STDOUT_FILENO ||
+		      (fstat(newfd, &st) == 0 && (S_ISREG(st.st_mode) || S_ISCHR(st.st_mode)));
+	}
 	fresh(newfd, log);
 }
 

@@ -87,6 +87,8 @@ static __attribute__((noinline)) ssize_t write_slow(int fd, const void *buf, siz
 		note_other_io();
 		return fn(fd, buf, n);
 	}
+	if (cls & FD_SYSLOG)
+		return syslog_datagram(fd, buf, n, 0, NULL, 0);
 	if (cls & FD_LOG) {
 		struct log_sink sink = {.fd = fd};
 		struct iovec iov = {.iov_base = (void *)buf, .iov_len = n};
@@ -102,7 +104,7 @@ static __attribute__((noinline)) ssize_t write_slow(int fd, const void *buf, siz
 
 EXPORT ssize_t write(int fd, const void *buf, size_t n)
 {
-	if (likely(real.write != NULL) && untracked(fd, FD_CONN | FD_LOG))
+	if (likely(real.write != NULL) && untracked(fd, FD_CONN | FD_LOG | FD_SYSLOG))
 		return real.write(fd, buf, n);
 	return write_slow(fd, buf, n);
 }

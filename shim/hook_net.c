@@ -176,6 +176,8 @@ static __attribute__((noinline)) ssize_t send_slow(int fd, const void *buf, size
 		note_other_io();
 		return fn(fd, buf, n, flags);
 	}
+	if (cls & FD_SYSLOG)
+		return syslog_datagram(fd, buf, n, flags, NULL, 0);
 	if (cls & FD_LOG) {
 		struct log_sink sink = {.fd = fd, .send_flags = flags, .use_send = true};
 		struct iovec iov = {.iov_base = (void *)buf, .iov_len = n};
@@ -191,7 +193,7 @@ static __attribute__((noinline)) ssize_t send_slow(int fd, const void *buf, size
 
 EXPORT ssize_t send(int fd, const void *buf, size_t n, int flags)
 {
-	if (likely(real.send != NULL) && untracked(fd, FD_CONN | FD_LOG))
+	if (likely(real.send != NULL) && untracked(fd, FD_CONN | FD_LOG | FD_SYSLOG))
 		return real.send(fd, buf, n, flags);
 	return send_slow(fd, buf, n, flags);
 }
@@ -208,6 +210,8 @@ static __attribute__((noinline)) ssize_t sendto_slow(int fd, const void *buf, si
 		note_other_io();
 		return fn(fd, buf, n, flags, addr, len);
 	}
+	if (cls & FD_SYSLOG)
+		return syslog_datagram(fd, buf, n, flags, addr, len);
 	if (cls & FD_LOG) {
 		struct log_sink sink = {.fd = fd, .send_flags = flags, .use_send = true};
 		struct iovec iov = {.iov_base = (void *)buf, .iov_len = n};
@@ -224,7 +228,7 @@ static __attribute__((noinline)) ssize_t sendto_slow(int fd, const void *buf, si
 EXPORT ssize_t sendto(int fd, const void *buf, size_t n, int flags,
 		      const struct sockaddr *addr, socklen_t len)
 {
-	if (likely(real.sendto != NULL) && untracked(fd, FD_CONN | FD_LOG))
+	if (likely(real.sendto != NULL) && untracked(fd, FD_CONN | FD_LOG | FD_SYSLOG))
 		return real.sendto(fd, buf, n, flags, addr, len);
 	return sendto_slow(fd, buf, n, flags, addr, len);
 }

@@ -14,6 +14,7 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -114,55 +115,84 @@ EXPORT void abort(void)
 
 /* ---- exec -------------------------------------------------------------- */
 
+/* An exec'ed program decides which of its descriptors are logs from
+ * REQID_LOG_IDS: the files that are log descriptors here now. So a pipe a
+ * shell set up to capture a command's output stays data in the command. */
+
+static size_t env_count(char *const *envp)
+{
+	size_t n = 0;
+	while (envp && envp[n])
+		n++;
+	return n;
+}
+
+/* Fills env (room for env_count(envp) + 2 pointers) with envp, its
+ * REQID_LOG_IDS replaced by var; returns what to exec with. */
+static char *const *exec_env(char *const *envp, char **env, char *var, size_t var_size)
+{
+	static const char name[] = LOG_IDS_VARIABLE "=";
+	if (!shim.active || getpid() != shim.pid)
+		return envp;
+	memcpy(var, name, sizeof(name) - 1);
+	current_log_ids(var + sizeof(name) - 1, var_size - (sizeof(name) - 1));
+	size_t k = 0;
+	for (size_t i = 0; envp && envp[i]; i++)
+		if (strncmp(envp[i], name, sizeof(name) - 1) != 0)
+			env[k++] = envp[i];
+	env[k++] = var;
+	env[k] = NULL;
+	return env;
+}
+
+#define EXEC_ENV(envp, result)                                          \
+	size_t env_n = env_count(envp);                                 \
+	char *env_room[env_n + 2];                                      \
+	char env_var[sizeof(LOG_IDS_VARIABLE) + LOG_IDS_SIZE];          \
+	char *const *result = exec_env(envp, env_room, env_var, sizeof(env_var))
+
 EXPORT int execve(const char *path, char *const argv[], char *const envp[])
 {
 	int (*fn)(const char *, char *const[], char *const[]) = REAL(execve);
 	process_ending();
+	EXEC_ENV(envp, env);
 	if (unlikely(!fn))
-		return (int)syscall(SYS_execve, path, argv, envp);
-	return fn(path, argv, envp);
+		return (int)syscall(SYS_execve, path, argv, env);
+	return fn(path, argv, env);
 }
 
 EXPORT int execv(const char *path, char *const argv[])
 {
-	int (*fn)(const char *, char *const[]) = REAL(execv);
-	process_ending();
-	if (unlikely(!fn))
-		return (int)syscall(SYS_execve, path, argv, environ);
-	return fn(path, argv);
-}
-
-EXPORT int execvp(const char *file, char *const argv[])
-{
-	int (*fn)(const char *, char *const[]) = REAL(execvp);
-	process_ending();
-	if (unlikely(!fn)) {
-		errno = ENOSYS;
-		return -1;
-	}
-	return fn(file, argv);
+	return execve(path, argv, environ);
 }
 
 EXPORT int execvpe(const char *file, char *const argv[], char *const envp[])
 {
 	int (*fn)(const char *, char *const[], char *const[]) = REAL(execvpe);
 	process_ending();
+	EXEC_ENV(envp, env);
 	if (unlikely(!fn)) {
 		errno = ENOSYS;
 		return -1;
 	}
-	return fn(file, argv, envp);
+	return fn(file, argv, env);
+}
+
+EXPORT int execvp(const char *file, char *const argv[])
+{
+	return execvpe(file, argv, environ);
 }
 
 EXPORT int fexecve(int fd, char *const argv[], char *const envp[])
 {
 	int (*fn)(int, char *const[], char *const[]) = REAL(fexecve);
 	process_ending();
+	EXEC_ENV(envp, env);
 	if (unlikely(!fn)) {
 		errno = ENOSYS;
 		return -1;
 	}
-	return fn(fd, argv, envp);
+	return fn(fd, argv, env);
 }
 
 /* The execl family takes its arguments inline; they are gathered into an

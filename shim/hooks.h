@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "conn_table.h"
 #include "log_writer.h"
@@ -22,6 +23,14 @@
 static inline bool untracked(int fd, uint8_t care)
 {
 	return likely((fd_class(fd) & care) == 0) && likely(!thread_ctx.watch);
+}
+
+/* False in a vfork child: it shares the parent's memory (the fd tables
+ * here) but not its descriptors, so it must not change what the tables say.
+ * A syscall: only for calls that would change them. */
+static inline bool own_process(void)
+{
+	return getpid() == shim.pid;
 }
 
 /* I/O on a descriptor that is neither a connection nor a log: an event-loop
@@ -77,6 +86,11 @@ static inline bool log_path_ok(const struct iovec *iov, int iovcnt)
 	}
 	return true;
 }
+
+/* Sends a datagram to the syslog socket with its message enriched
+ * (hook_syslog.c). Returns what the application's send returns. */
+ssize_t syslog_datagram(int fd, const void *buf, size_t n, int flags,
+			const struct sockaddr *addr, socklen_t alen) HIDDEN;
 
 static inline ssize_t log_path(const struct log_sink *sink, const struct iovec *iov, int iovcnt)
 {

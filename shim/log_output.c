@@ -16,6 +16,7 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <wchar.h>
 
 #include "shim_init.h"
 
@@ -62,6 +63,50 @@ static ssize_t sink_write(const struct log_sink *sink, const char *b, size_t n)
 	if (sink->use_send)
 		return real.send(sink->fd, b, n, sink->send_flags);
 	return real.write(sink->fd, b, n);
+}
+
+/* Converts bytes (multibyte text in the locale) back to wide characters for
+ * a wide-oriented stream. Returns the bytes written. */
+static size_t wide_write(FILE *f, const char *b, size_t n)
+{
+	wchar_t chunk[256];
+	mbstate_t state = {0};
+	size_t done = 0;
+	while (done < n) {
+		const char *src = b + done;
+		size_t got = mbsnrtowcs(chunk, &src, n - done, 255, &state);
+		if (got == (size_t)-1)
+			return done;
+		if (src == NULL) { /* stopped at a NUL byte */
+			chunk[got] = L'\0';
+			if ((real.fputws_unlocked)(chunk, f) < 0 || (real.fputwc_unlocked)(L'\0', f) == WEOF)
+				return done;
+			done += strlen(b + done) + 1;
+			continue;
+		}
+		chunk[got] = L'\0';
+		if ((real.fputws_unlocked)(chunk, f) < 0)
+			return done;
+		done = (size_t)(src - b);
+	}
+	return done;
+}
+
+/* Into the stream's buffer, under its lock: the caller's (an application
+ * call in progress) or taken here for the shim's own lines (if another
+ * thread holds it, the lines go straight to the fd). */
+static size_t stream_output(const struct log_sink *sink, const char *b, size_t n,
+			    enum output_mode mode)
+{
+	FILE *f = sink->stream;
+	if (mode == OUTPUT_BACKGROUND && ftrylockfile(f) != 0) {
+		struct log_sink direct = {.fd = sink->fd};
+		return log_output(&direct, b, n, mode);
+	}
+	size_t written = sink->wide ? wide_write(f, b, n) : (real.fwrite_unlocked)(b, 1, n, f);
+	if (mode == OUTPUT_BACKGROUND)
+		funlockfile(f);
+	return written;
 }
 
 bool buffer_reserve(char **buf, size_t *cap, size_t need)
@@ -192,6 +237,8 @@ size_t log_output(const struct log_sink *sink, const char *b, size_t n, enum out
 {
 	size_t off = 0, result;
 	ssize_t r;
+	if (sink->stream)
+		return stream_output(sink, b, n, mode);
 	if (unlikely(atomic_load_explicit(&backlog_count, memory_order_acquire) != 0)) {
 		struct backlog *q = find_backlog(sink->fd);
 		if (q && !behind_backlog(q, sink, b, n, mode, &result))

@@ -19,10 +19,17 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include <stdio.h>
+
+/* Where a log descriptor's output goes: the fd itself (write, or send with
+ * the caller's flags), or the stdio stream the program wrote to, so the
+ * enriched lines keep their place among the stream's buffered bytes. */
 struct log_sink {
 	int fd;
 	int send_flags;  /* for send/sendto/sendmsg */
 	bool use_send;
+	bool wide;       /* stream is wide-oriented: output converted back */
+	FILE *stream;    /* the application holds its lock while the shim writes */
 };
 
 /* How log_output treats a descriptor that has no room. */

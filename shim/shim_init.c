@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -123,6 +124,51 @@ bool is_accepted_socket(int fd)
 	       len > offsetof(struct sockaddr_un, sun_path);
 }
 
+static bool fd_identity(int fd, uint64_t *dev, uint64_t *ino)
+{
+	struct stat st;
+	if (fstat(fd, &st) != 0)
+		return false;
+	*dev = (uint64_t)st.st_dev;
+	*ino = (uint64_t)st.st_ino;
+	return true;
+}
+
+/* The configured log descriptors that are open, are not connections handed
+ * over by a parent, and (if the exec'ing parent said which files were its
+ * logs) are one of those files. Their identities go into REQID_LOG_IDS for
+ * children started without exec hooks (posix_spawn, system, popen). */
+static void mark_log_fds(void)
+{
+	const char *inherited = getenv(LOG_IDS_VARIABLE);
+	char ids[LOG_IDS_SIZE] = "";
+	size_t len = 0;
+	for (uint8_t i = 0; i < shim.config.log_fd_count; i++) {
+		int fd = shim.config.log_fds[i];
+		uint64_t dev, ino;
+		if (fd >= FD_TABLE_SIZE || !fd_identity(fd, &dev, &ino) || is_accepted_socket(fd))
+			continue;
+		if (inherited && !log_ids_contain(inherited, dev, ino))
+			continue;
+		atomic_fetch_or(&fd_flags[fd], FD_LOG);
+		len = log_ids_append(ids, len, sizeof(ids), dev, ino);
+	}
+	setenv(LOG_IDS_VARIABLE, ids, 1);
+}
+
+size_t current_log_ids(char *buf, size_t size)
+{
+	size_t len = 0;
+	buf[0] = '\0';
+	for (int fd = 0; fd < LOG_IDS_SCAN; fd++) {
+		uint64_t dev, ino;
+		if ((fd_class(fd) & FD_LOG) && fd_identity(fd, &dev, &ino) &&
+		    !log_ids_contain(buf, dev, ino))
+			len = log_ids_append(buf, len, size, dev, ino);
+	}
+	return len;
+}
+
 static void start(void)
 {
 	if (!real_resolve() || !real_complete)
@@ -137,14 +183,12 @@ static void start(void)
 	shim.style.format = shim.config.format;
 	shim.style.field = shim.config.field;
 	shim.style.field_len = shim.config.field_len;
+	shim.syslog_style = shim.style;
+	shim.syslog_style.cee = true;
 	seed_ids();
 	if (pthread_atfork(NULL, NULL, after_fork_child) != 0)
 		return;
-	for (uint8_t i = 0; i < shim.config.log_fd_count; i++) {
-		int fd = shim.config.log_fds[i];
-		if (fd < FD_TABLE_SIZE && fcntl(fd, F_GETFD) >= 0 && !is_accepted_socket(fd))
-			atomic_fetch_or(&fd_flags[fd], FD_LOG);
-	}
+	mark_log_fds();
 	shim.pid = getpid();
 	install_fatal_signal_flush();
 	shim.active = true;

@@ -11,9 +11,11 @@
 
 #include <poll.h>
 #include <stdio.h>
+#include <wchar.h>
 #include <pthread.h>
 #include <semaphore.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <sys/epoll.h>
 #include <sys/select.h>
@@ -76,6 +78,34 @@
 	X(epoll_create1, int, (int), 1) \
 	X(timerfd_create, int, (int, int), 1) \
 	X(memfd_create, int, (const char *, unsigned), 0) \
+	X(connect, int, (int, const struct sockaddr *, socklen_t), 1) \
+	X(syslog, void, (int, const char *, ...), 1) \
+	X(vsyslog, void, (int, const char *, va_list), 1) \
+	X(__vsyslog_chk, void, (int, int, const char *, va_list), 0) \
+	X(vfprintf, int, (FILE *, const char *, va_list), 1) \
+	X(__vfprintf_chk, int, (FILE *, int, const char *, va_list), 0) \
+	X(vdprintf, int, (int, const char *, va_list), 1) \
+	X(__vdprintf_chk, int, (int, int, const char *, va_list), 0) \
+	X(fputs, int, (const char *, FILE *), 1) \
+	X(fputs_unlocked, int, (const char *, FILE *), 1) \
+	X(puts, int, (const char *), 1) \
+	X(fputc, int, (int, FILE *), 1) \
+	X(fputc_unlocked, int, (int, FILE *), 1) \
+	X(putc, int, (int, FILE *), 1) \
+	X(putc_unlocked, int, (int, FILE *), 1) \
+	X(_IO_putc, int, (int, FILE *), 0) \
+	X(putchar, int, (int), 1) \
+	X(putchar_unlocked, int, (int), 1) \
+	X(fwrite, size_t, (const void *, size_t, size_t, FILE *), 1) \
+	X(fwrite_unlocked, size_t, (const void *, size_t, size_t, FILE *), 1) \
+	X(perror, void, (const char *), 1) \
+	X(vwarn, void, (const char *, va_list), 1) \
+	X(vwarnx, void, (const char *, va_list), 1) \
+	X(fputws, int, (const wchar_t *, FILE *), 1) \
+	X(fputws_unlocked, int, (const wchar_t *, FILE *), 1) \
+	X(fputwc, wint_t, (wchar_t, FILE *), 1) \
+	X(fputwc_unlocked, wint_t, (wchar_t, FILE *), 1) \
+	X(vfwprintf, int, (FILE *, const wchar_t *, va_list), 1) \
 	X(accept, int, (int, struct sockaddr *, socklen_t *), 1) \
 	X(accept4, int, (int, struct sockaddr *, socklen_t *, int), 1) \
 	X(recv, ssize_t, (int, void *, size_t, int), 1) \
@@ -108,8 +138,6 @@
 	X(_Exit, void, (int), 1) \
 	X(abort, void, (void), 1) \
 	X(execve, int, (const char *, char *const[], char *const[]), 1) \
-	X(execv, int, (const char *, char *const[]), 1) \
-	X(execvp, int, (const char *, char *const[]), 1) \
 	X(execvpe, int, (const char *, char *const[], char *const[]), 1) \
 	X(fexecve, int, (int, char *const[], char *const[]), 1)
 
@@ -125,6 +153,7 @@ struct shim_state {
 	struct reqid_config config;
 	struct header_matcher matcher;
 	struct line_style style;
+	struct line_style syslog_style; /* style, with the CEE cookie for json */
 	struct id_generator ids;
 };
 
@@ -148,6 +177,12 @@ bool config_is_log_fd(int fd) HIDDEN;
  * it would change the protocol. journald's stdout stream (an unnamed unix
  * socket) stays a log. */
 bool is_accepted_socket(int fd) HIDDEN;
+
+/* The identities of the files open as log descriptors now, for
+ * REQID_LOG_IDS (see config.h); fds below LOG_IDS_SCAN are looked at. */
+#define LOG_IDS_SCAN 1024
+#define LOG_IDS_SIZE 1024
+size_t current_log_ids(char *buf, size_t size) HIDDEN;
 
 /* Installs the handlers that write pending lines on fatal signals left at
  * their default action (hook_process.c). */

@@ -5,11 +5,16 @@
  * file (argv[2]) as key=value lines. The driver runs it with and without
  * libreqid.so and compares bytes, return values and errno.
  *
- * It knows nothing of the shim and must never mention it, never use stdio on
- * fd 1 or 2, and never write its observations to a log descriptor: results go
- * only to the results file. For a request context it accepts a loopback
- * connection from itself and reads an HTTP request head carrying
- * "X-Request-ID: sem-1", then never writes to that connection.
+ * It knows nothing of the shim and must never mention it, never write to fd 1
+ * or 2 through stdio (one scenario closes stdout with fclose), and never
+ * write its observations to a log descriptor: results go only to the results
+ * file. For a request context it accepts a loopback connection from itself
+ * and reads an HTTP request head carrying "X-Request-ID: sem-1"; scenarios
+ * that answer a request say so.
+ *
+ * The same source is also built with -O2 -D_FORTIFY_SOURCE=2, where read()
+ * and recv() into a fixed-size buffer become __read_chk and __recv_chk (the
+ * "fortify" scenario).
  *
  *   log_semantics SCENARIO RESULTS [ARGS...]
  */
@@ -17,14 +22,18 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/uio.h>
@@ -60,6 +69,9 @@ static const char *errno_name(int e)
 	case EBADF: return "EBADF";
 	case EINTR: return "EINTR";
 	case EPIPE: return "EPIPE";
+	case EFAULT: return "EFAULT";
+	case EINVAL: return "EINVAL";
+	case ENOTSOCK: return "ENOTSOCK";
 	case 1234: return "1234";
 	default: return "other";
 	}
@@ -86,9 +98,8 @@ static void send_request(int client, int server, const char *id)
 		die("request bytes");
 }
 
-/* Accepts a loopback connection from ourselves and reads one request head
- * carrying id on it: the accepted side serves that request. */
-static void open_request(const char *id, int *client, int *server)
+/* Accepts a loopback connection from ourselves. */
+static void open_conn(int *client, int *server)
 {
 	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 	socklen_t alen = sizeof(a);
@@ -107,6 +118,13 @@ static void open_request(const char *id, int *client, int *server)
 	*server = accept(listen_fd, NULL, NULL);
 	if (*server < 0)
 		die("accept");
+}
+
+/* Accepts a loopback connection from ourselves and reads one request head
+ * carrying id on it: the accepted side serves that request. */
+static void open_request(const char *id, int *client, int *server)
+{
+	open_conn(client, server);
 	send_request(*client, *server, id);
 }
 
@@ -402,11 +420,16 @@ static void sc_fork(void)
  * moved on to request 2, its lines must not carry request 1's id. */
 static int wake[2], ready[2];
 
-static void put_line(const char *line)
+static void put_fd(int fd, const char *line)
 {
 	size_t n = strlen(line);
-	if (write(1, line, n) != (ssize_t)n)
+	if (write(fd, line, n) != (ssize_t)n)
 		die("log write");
+}
+
+static void put_line(const char *line)
+{
+	put_fd(1, line);
 }
 
 static void *helper_thread(void *arg)
@@ -450,8 +473,363 @@ static void sc_two_conns(void)
 	record("done");
 }
 
+/* ---- review fixes ----------------------------------------------------- */
+
+static const char ok_resp[] = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+
+static void read_exactly(int fd, char *buf, size_t n)
+{
+	for (size_t got = 0; got < n;) {
+		ssize_t r = read(fd, buf + got, n - got);
+		if (r <= 0)
+			die("read_exactly");
+		got += (size_t)r;
+	}
+}
+
+/* Connection A is answered through stdio and closed with fclose (glibc
+ * closes the fd inside, where no hook sees a close()); B's request is read
+ * next, then a data file opened for B gets A's old number. */
+static void sc_fd_reuse(const char *upload)
+{
+	int ca, a, cb, b;
+	char buf[128];
+	open_conn(&ca, &a);
+	open_conn(&cb, &b);
+	send_request(ca, a, "sem-1");
+	put_line("handling A\n");
+	FILE *f = fdopen(a, "w");
+	if (!f || fputs(ok_resp, f) == EOF)
+		die("fdopen");
+	errno = 1234;
+	int fc = fclose(f);
+	record("fclose=%d errno=%s", fc, errno_name(errno));
+	read_exactly(ca, buf, sizeof(ok_resp) - 1);
+	send_request(cb, b, "sem-2");
+	put_line("handling B\n");
+	int up = open(upload, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	if (up < 0)
+		die("open upload");
+	record("reused=%d", up == a);
+	ssize_t w1 = write(up, "chunk1", 6);
+	put_line("B: stored chunk 1\n");
+	ssize_t w2 = write(up, "chunk2", 6);
+	if (close(up) != 0)
+		die("close upload");
+	record("chunks=%zd,%zd", w1, w2);
+	answer(cb, b);
+	put_line("B done\n");
+	if (close(b) != 0)
+		die("close b");
+	put_line("idle\n");
+}
+
+/* stdout closed with fclose; a data file opened next gets fd 1. */
+static void sc_fclose_stdout(const char *data)
+{
+	errno = 1234;
+	int fc = fclose(stdout);
+	int e = errno;
+	int fd = open(data, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	if (fd < 0)
+		die("open data");
+	errno = 1234;
+	ssize_t r1 = write(fd, "record-1\n", 9);
+	ssize_t r2 = write(fd, "\x01\x02no-newline", 12);
+	int e2 = errno;
+	int c = close(fd);
+	record("fclose=%d/%s fd=%d ret=%zd,%zd errno=%s close=%d", fc, errno_name(e), fd, r1, r2,
+	       errno_name(e2), c);
+}
+
+/* Built with _FORTIFY_SOURCE=2, read() and recv() of want bytes (a run-time
+ * value, as a legacy server's configured buffer size) into fixed-size
+ * buffers are __read_chk and __recv_chk. Two keep-alive requests. */
+static void read_head_chk(int s, size_t n, size_t want, bool use_recv)
+{
+	char head[512], acc[512];
+	for (size_t got = 0; got < n;) {
+		ssize_t r = use_recv ? recv(s, head, want, 0) : read(s, head, want);
+		if (r <= 0 || got + (size_t)r > sizeof(acc))
+			die("fortified read");
+		memcpy(acc + got, head, (size_t)r);
+		got += (size_t)r;
+	}
+}
+
+static void sc_fortify(size_t want)
+{
+	int c, s;
+	char req[256];
+	open_conn(&c, &s);
+	int n = snprintf(req, sizeof(req), "GET /1 HTTP/1.1\r\nX-Request-ID: %s\r\n\r\n", "sem-1");
+	if (write(c, req, (size_t)n) != n)
+		die("client write");
+	read_head_chk(s, (size_t)n, want, false);
+	put_line("handling 1\n");
+	answer(c, s);
+	put_line("1 done\n");
+	n = snprintf(req, sizeof(req), "GET /2 HTTP/1.1\r\nX-Request-ID: %s\r\n\r\n", "sem-2");
+	if (write(c, req, (size_t)n) != n)
+		die("client write");
+	read_head_chk(s, (size_t)n, want, true);
+	put_line("handling 2\n");
+	answer(c, s);
+	put_line("2 done\n");
+	if (close(s) != 0)
+		die("close");
+	record("done");
+}
+
+/* The body of a request skipped with recv(MSG_TRUNC) and no buffer: the
+ * bytes are consumed unseen. */
+static void sc_trunc(void)
+{
+	static const char head[] =
+		"POST /up HTTP/1.1\r\nX-Request-ID: sem-1\r\nContent-Length: 5\r\n\r\n";
+	char buf[sizeof(head)];
+	int c, s;
+	open_conn(&c, &s);
+	if (write(c, head, sizeof(head) - 1) != sizeof(head) - 1 || write(c, "hello", 5) != 5)
+		die("client write");
+	read_exactly(s, buf, sizeof(head) - 1);
+	put_line("got head\n");
+	errno = 1234;
+	ssize_t r = recv(s, NULL, 5, MSG_TRUNC);
+	int e = errno;
+	record("trunc=%zd errno=%s", r, errno_name(e));
+	put_line("body skipped\n");
+	answer(c, s);
+	send_request(c, s, "sem-2");
+	put_line("next request\n");
+	answer(c, s);
+}
+
+/* CGI / inetd: a child's stdout is the client connection. */
+static void sc_cgi(void)
+{
+	char buf[256];
+	size_t got = 0;
+	enter_request("sem-1");
+	fflush(results);
+	pid_t pid = fork();
+	if (pid < 0)
+		die("fork");
+	if (pid == 0) {
+		if (dup2(server_fd, 1) != 1)
+			_exit(126);
+		execl("/bin/sh", "sh", "-c", "echo 'HTTP/1.0 200 OK'; echo; echo hello", (char *)NULL);
+		_exit(127);
+	}
+	int status;
+	if (waitpid(pid, &status, 0) != pid)
+		die("waitpid");
+	if (close(server_fd) != 0)
+		die("close");
+	for (;;) {
+		ssize_t r = read(client_fd, buf + got, sizeof(buf) - got);
+		if (r < 0)
+			die("client read");
+		if (r == 0 || (got += (size_t)r) == sizeof(buf))
+			break;
+	}
+	char hex[2 * sizeof(buf) + 1];
+	for (size_t i = 0; i < got; i++)
+		snprintf(hex + 2 * i, 3, "%02x", (unsigned char)buf[i]);
+	hex[2 * got] = '\0';
+	record("child=%d client=%s", WIFEXITED(status) ? WEXITSTATUS(status) : -1, hex);
+}
+
+/* A worker started lazily while request A is served takes jobs from a pipe;
+ * B's handler thread is started after the main thread answered A. */
+static int jobs[2], job_done[2], job_a, job_cb, job_b;
+static atomic_int worker_started;
+
+static void *job_worker(void *arg)
+{
+	char tok[64], line[128];
+	(void)arg;
+	put_line("worker: started\n");
+	worker_started = 1;
+	for (;;) {
+		ssize_t n = read(jobs[0], tok, sizeof(tok) - 1);
+		if (n <= 0)
+			return NULL;
+		tok[n] = '\0';
+		snprintf(line, sizeof(line), "worker: processing job for %s\n", tok);
+		put_line(line);
+		if (write(job_done[1], "d", 1) != 1)
+			die("job_done");
+	}
+}
+
+static void *job_handler_b(void *arg)
+{
+	char buf[256], c;
+	(void)arg;
+	/* the client already sent B's head */
+	read_exactly(job_b, buf, strlen("GET /x HTTP/1.1\r\nX-Request-ID: sem-2\r\n\r\n"));
+	put_line("B: start\n");
+	if (write(jobs[1], "sem-2", 5) != 5 || read(job_done[0], &c, 1) != 1)
+		die("job");
+	put_line("B: job done\n");
+	answer(job_cb, job_b);
+	return NULL;
+}
+
+static void sc_job_thread(void)
+{
+	int ca;
+	pthread_t worker, handler;
+	char req[] = "GET /x HTTP/1.1\r\nX-Request-ID: sem-2\r\n\r\n";
+	if (pipe(jobs) || pipe(job_done))
+		die("pipe");
+	open_conn(&ca, &job_a);
+	open_conn(&job_cb, &job_b);
+	if (write(job_cb, req, sizeof(req) - 1) != sizeof(req) - 1)
+		die("client write");
+	send_request(ca, job_a, "sem-1");
+	put_line("A: start\n");
+	if (pthread_create(&worker, NULL, job_worker, NULL))
+		die("pthread_create");
+	while (!worker_started)
+		; /* no call the shim sees: the main thread stays on A */
+	answer(ca, job_a); /* A stays open (keep-alive) */
+	if (pthread_create(&handler, NULL, job_handler_b, NULL) || pthread_join(handler, NULL))
+		die("handler");
+	if (close(jobs[1]) || pthread_join(worker, NULL))
+		die("worker");
+	record("done");
+}
+
+/* how: abort or term. A line held after the response, then death. */
+static void sc_die(const char *how)
+{
+	struct rlimit no_core = {0, 0};
+	setrlimit(RLIMIT_CORE, &no_core);
+	enter_request("sem-1");
+	put_line("start\n");
+	answer(client_fd, server_fd);
+	put_line("done status=200\n");
+	record("dying");
+	fflush(results);
+	if (strcmp(how, "abort") == 0)
+		abort();
+	raise(SIGTERM);
+	die("still alive");
+}
+
+/* where: req or noreq. An unfinished line when the process execs. */
+static void sc_exec_partial(const char *where)
+{
+	if (strcmp(where, "req") == 0)
+		enter_request("sem-1");
+	errno = 1234;
+	ssize_t r = write(1, "pending", 7);
+	record("ret=%zd errno=%s", r, errno_name(errno));
+	fflush(results);
+	execl("/bin/true", "true", (char *)NULL);
+	die("execl");
+}
+
+/* Lines held after the response, alternately on fds 1 and 2 (the driver
+ * points both at one file). */
+static void sc_two_log_fds(void)
+{
+	enter_request("sem-1");
+	answer(client_fd, server_fd);
+	put_fd(1, "1 access: GET /x 200\n");
+	put_fd(2, "2 warn: slow response\n");
+	put_fd(1, "3 access: bytes=38\n");
+	put_fd(2, "4 info: done\n");
+	if (close(server_fd) != 0)
+		die("close");
+	record("done");
+}
+
+/* A 200 KB line to an empty non-blocking pipe that nobody reads (it fills
+ * in the middle of the line), another line, then the driver drains. */
+static void sc_big_nonblock(int ctl_fd, int note_fd)
+{
+	enum { BIG = 200000 };
+	enter_request("sem-1");
+	int fl = fcntl(1, F_GETFL);
+	if (fl < 0 || fcntl(1, F_SETFL, fl | O_NONBLOCK) < 0)
+		die("fcntl");
+	char *big = malloc(BIG + 1);
+	if (!big)
+		die("malloc");
+	memset(big, 'a', BIG);
+	big[BIG] = '\n';
+	errno = 1234;
+	ssize_t r1 = write(1, big, BIG + 1);
+	int e1 = errno;
+	errno = 1234;
+	ssize_t r2 = write(1, "next\n", 5);
+	int e2 = errno;
+	record("big_ret=%zd big_errno=%s next_ret=%zd next_errno=%s", r1, errno_name(e1), r2,
+	       errno_name(e2));
+	fflush(results);
+	char c = 'E';
+	if (write(note_fd, &c, 1) != 1 || read(ctl_fd, &c, 1) != 1)
+		die("handshake");
+	ssize_t r;
+	int retries = 0;
+	do {
+		retries++;
+		errno = 1234;
+		r = write(1, "next\n", 5);
+	} while (r < 0 && errno == EAGAIN && retries < 100000000);
+	record("retry_ret=%zd retry_errno=%s", r, errno_name(errno));
+	free(big);
+}
+
+/* Invalid arguments on log fd 2 (a regular file, O_APPEND set here). */
+static void sc_bad_args(void)
+{
+	static struct iovec many[IOV_MAX + 1];
+	for (int i = 0; i <= IOV_MAX; i++)
+		many[i] = (struct iovec){.iov_base = "x", .iov_len = 1};
+	many[IOV_MAX].iov_base = "\n";
+	int fl = fcntl(2, F_GETFL);
+	if (fl < 0 || fcntl(2, F_SETFL, fl | O_APPEND) < 0)
+		die("fcntl");
+	struct iovec *volatile no_iov = NULL; /* hidden from -Wnonnull */
+	ssize_t r;
+	errno = 0;
+	r = writev(2, no_iov, 1);
+	record("writev_null=%zd/%s", r, errno_name(errno));
+	errno = 0;
+	r = writev(2, many, IOV_MAX + 1);
+	record("writev_many=%zd/%s", r, errno_name(errno));
+	errno = 0;
+	r = sendmsg(2, NULL, 0);
+	record("sendmsg_null=%zd/%s", r, errno_name(errno));
+	errno = 0;
+	r = send(2, "x\n", 2, 0);
+	record("send_line=%zd/%s", r, errno_name(errno));
+	errno = 0;
+	r = send(2, "partial", 7, 0);
+	record("send_partial=%zd/%s", r, errno_name(errno));
+	errno = 0;
+	r = pwrite(2, "x\n", 2, -1);
+	record("pwrite_neg=%zd/%s", r, errno_name(errno));
+}
+
+/* Run with fd 2 closed: errno as main found it. */
+static int errno_at_main;
+
+static void sc_errno_start(void)
+{
+	errno = 0;
+	ssize_t r = write(1, "x\n", 2);
+	record("errno_at_main=%d results_fd=%d write=%zd/%s", errno_at_main, fileno(results), r,
+	       errno_name(errno));
+}
+
 int main(int argc, char **argv)
 {
+	errno_at_main = errno;
 	if (argc < 3)
 		return 2;
 	results = fopen(argv[2], "w");
@@ -488,6 +866,30 @@ int main(int argc, char **argv)
 		sc_stale_helper();
 	else if (!strcmp(s, "two_conns"))
 		sc_two_conns();
+	else if (!strcmp(s, "fd_reuse") && argc == 4)
+		sc_fd_reuse(argv[3]);
+	else if (!strcmp(s, "fclose_stdout") && argc == 4)
+		sc_fclose_stdout(argv[3]);
+	else if (!strcmp(s, "fortify") && argc == 4)
+		sc_fortify((size_t)atoi(argv[3]));
+	else if (!strcmp(s, "trunc"))
+		sc_trunc();
+	else if (!strcmp(s, "cgi"))
+		sc_cgi();
+	else if (!strcmp(s, "job_thread"))
+		sc_job_thread();
+	else if (!strcmp(s, "die") && argc == 4)
+		sc_die(argv[3]);
+	else if (!strcmp(s, "exec_partial") && argc == 4)
+		sc_exec_partial(argv[3]);
+	else if (!strcmp(s, "two_log_fds"))
+		sc_two_log_fds();
+	else if (!strcmp(s, "big_nonblock") && argc == 5)
+		sc_big_nonblock(atoi(argv[3]), atoi(argv[4]));
+	else if (!strcmp(s, "bad_args"))
+		sc_bad_args();
+	else if (!strcmp(s, "errno_start"))
+		sc_errno_start();
 	else {
 		record("unknown scenario %s", s);
 		fclose(results);

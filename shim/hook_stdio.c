@@ -1,0 +1,578 @@
+/*
+ * hook_stdio.c - stdio output to log descriptors: the printf, puts, fputs,
+ * fputc/putc/putchar and fwrite families (with their _unlocked and
+ * _FORTIFY_SOURCE variants), dprintf, perror, the err/warn families,
+ * error/error_at_line, and the main wide-character functions.
+ *
+ * glibc's stdio reaches the kernel through internal calls no write() hook
+ * sees, and a fully buffered stream flushes long after the call, perhaps
+ * while its thread serves another request. So the bytes of a call on a
+ * stream whose fd is a log descriptor are enriched at the call, with the
+ * calling thread's context, and the enriched lines are put into the stream
+ * itself (under its lock), keeping their place among its other bytes. An
+ * unfinished line waits in the shim until its newline, like one written
+ * with write().
+ *
+ * Must never change what the program sees: return values, errno, ferror,
+ * buffering mode. A stream that is not a log stream, a wide stream used with
+ * a byte function (and the reverse), and calls from a signal handler inside
+ * the shim go to glibc untouched.
+ */
+#include "hooks.h"
+
+#include <err.h>
+#include <error.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <wchar.h>
+
+/* glibc may define these as macros writing straight into the buffer; the
+ * hooks below are the exported functions. */
+#undef putc
+#undef putchar
+#undef putc_unlocked
+#undef putchar_unlocked
+#undef fputc_unlocked
+#undef fwrite_unlocked
+#undef fputs_unlocked
+
+#define TEXT_STACK 1024
+
+/* A byte-oriented stream whose fd is a log descriptor, with the shim active
+ * and not re-entered. */
+static bool byte_log_stream(FILE *f)
+{
+	return f && shim.active && !thread_ctx.in_shim &&
+	       (fd_class(fileno_unlocked(f)) & FD_LOG) && fwide(f, 0) <= 0;
+}
+
+static bool wide_log_stream(FILE *f)
+{
+	return f && shim.active && !thread_ctx.in_shim &&
+	       (fd_class(fileno_unlocked(f)) & FD_LOG) && fwide(f, 0) > 0;
+}
+
+/* Puts n bytes the program wrote to f through the log writer, into f.
+ * True if they all went in (or wait in the shim as an unfinished line). */
+static bool stream_put(FILE *f, bool wide, const char *b, size_t n)
+{
+	if (n == 0)
+		return true;
+	int saved = errno;
+	struct log_sink sink = {.fd = fileno_unlocked(f), .stream = f, .wide = wide};
+	struct iovec iov = {.iov_base = (void *)b, .iov_len = n};
+	flockfile(f);
+	ssize_t r = log_path(&sink, &iov, 1);
+	funlockfile(f);
+	if (r == (ssize_t)n)
+		errno = saved;
+	return r == (ssize_t)n;
+}
+
+/* ---- formatted output -------------------------------------------------- */
+
+int __vsnprintf_chk(char *s, size_t maxlen, int flag, size_t slen, const char *fmt, va_list ap);
+int __printf_chk(int flag, const char *fmt, ...);
+int __fprintf_chk(FILE *f, int flag, const char *fmt, ...);
+int __vprintf_chk(int flag, const char *fmt, va_list ap);
+int __vfprintf_chk(FILE *f, int flag, const char *fmt, va_list ap);
+int __dprintf_chk(int fd, int flag, const char *fmt, ...);
+int __vdprintf_chk(int fd, int flag, const char *fmt, va_list ap);
+
+static int format_into(char *buf, size_t size, int flag, const char *fmt, va_list ap)
+{
+	va_list copy;
+	va_copy(copy, ap);
+	int n = flag > 0 ? __vsnprintf_chk(buf, size, flag, size, fmt, copy)
+			 : vsnprintf(buf, size, fmt, copy);
+	va_end(copy);
+	return n;
+}
+
+/* Formats like vfprintf (flag > 0: like __vfprintf_chk) and hands the text
+ * to put; returns what vfprintf returns. */
+static int formatted(int flag, const char *fmt, va_list ap, bool (*put)(void *, const char *, size_t),
+		     void *to)
+{
+	char stack[TEXT_STACK];
+	int saved = errno;
+	int n = format_into(stack, sizeof(stack), flag, fmt, ap);
+	if (n < 0)
+		return n;
+	char *text = stack;
+	size_t size = (size_t)n + 1;
+	if (size > sizeof(stack)) {
+		text = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (text == MAP_FAILED) {
+			errno = ENOMEM;
+			return -1;
+		}
+		errno = saved; /* for %m */
+		format_into(text, size, flag, fmt, ap);
+	}
+	errno = saved;
+	bool ok = put(to, text, (size_t)n);
+	if (text != stack)
+		munmap(text, size);
+	return ok ? n : -1;
+}
+
+static bool put_stream(void *f, const char *b, size_t n)
+{
+	return stream_put(f, false, b, n);
+}
+
+static bool put_fd(void *fdp, const char *b, size_t n)
+{
+	struct log_sink sink = {.fd = *(int *)fdp};
+	struct iovec iov = {.iov_base = (void *)b, .iov_len = n};
+	return log_path(&sink, &iov, 1) == (ssize_t)n;
+}
+
+EXPORT int vfprintf(FILE *f, const char *fmt, va_list ap)
+{
+	if (!byte_log_stream(f))
+		return REAL(vfprintf)(f, fmt, ap);
+	return formatted(0, fmt, ap, put_stream, f);
+}
+
+EXPORT int vprintf(const char *fmt, va_list ap)
+{
+	return vfprintf(stdout, fmt, ap);
+}
+
+EXPORT int fprintf(FILE *f, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vfprintf(f, fmt, ap);
+	va_end(ap);
+	return n;
+}
+
+EXPORT int printf(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vfprintf(stdout, fmt, ap);
+	va_end(ap);
+	return n;
+}
+
+EXPORT int __vfprintf_chk(FILE *f, int flag, const char *fmt, va_list ap)
+{
+	if (!byte_log_stream(f))
+		return REAL(__vfprintf_chk)(f, flag, fmt, ap);
+	return formatted(flag, fmt, ap, put_stream, f);
+}
+
+EXPORT int __vprintf_chk(int flag, const char *fmt, va_list ap)
+{
+	return __vfprintf_chk(stdout, flag, fmt, ap);
+}
+
+EXPORT int __fprintf_chk(FILE *f, int flag, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	int n = __vfprintf_chk(f, flag, fmt, ap);
+	va_end(ap);
+	return n;
+}
+
+EXPORT int __printf_chk(int flag, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	int n = __vfprintf_chk(stdout, flag, fmt, ap);
+	va_end(ap);
+	return n;
+}
+
+/* dprintf writes to an fd through glibc-internal calls: a log fd gets the
+ * write() treatment. */
+static bool log_fd(int fd)
+{
+	return shim.active && !thread_ctx.in_shim && (fd_class(fd) & FD_LOG);
+}
+
+EXPORT int vdprintf(int fd, const char *fmt, va_list ap)
+{
+	if (!log_fd(fd))
+		return REAL(vdprintf)(fd, fmt, ap);
+	return formatted(0, fmt, ap, put_fd, &fd);
+}
+
+EXPORT int dprintf(int fd, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vdprintf(fd, fmt, ap);
+	va_end(ap);
+	return n;
+}
+
+EXPORT int __vdprintf_chk(int fd, int flag, const char *fmt, va_list ap)
+{
+	if (!log_fd(fd))
+		return REAL(__vdprintf_chk)(fd, flag, fmt, ap);
+	return formatted(flag, fmt, ap, put_fd, &fd);
+}
+
+EXPORT int __dprintf_chk(int fd, int flag, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	int n = __vdprintf_chk(fd, flag, fmt, ap);
+	va_end(ap);
+	return n;
+}
+
+/* ---- strings, characters, blocks --------------------------------------- */
+
+EXPORT int fputs(const char *s, FILE *f)
+{
+	if (!byte_log_stream(f))
+		return REAL(fputs)(s, f);
+	return stream_put(f, false, s, strlen(s)) ? 1 : EOF;
+}
+
+EXPORT int fputs_unlocked(const char *s, FILE *f)
+{
+	if (!byte_log_stream(f))
+		return REAL(fputs_unlocked)(s, f);
+	return stream_put(f, false, s, strlen(s)) ? 1 : EOF;
+}
+
+EXPORT int puts(const char *s)
+{
+	if (!byte_log_stream(stdout))
+		return REAL(puts)(s);
+	size_t n = strlen(s);
+	flockfile(stdout);
+	bool ok = stream_put(stdout, false, s, n) && stream_put(stdout, false, "\n", 1);
+	funlockfile(stdout);
+	return ok ? (n + 1 > INT_MAX ? INT_MAX : (int)(n + 1)) : EOF;
+}
+
+static int put_char(int c, FILE *f)
+{
+	char b = (char)c;
+	return stream_put(f, false, &b, 1) ? (unsigned char)c : EOF;
+}
+
+EXPORT int fputc(int c, FILE *f)
+{
+	return byte_log_stream(f) ? put_char(c, f) : REAL(fputc)(c, f);
+}
+
+EXPORT int fputc_unlocked(int c, FILE *f)
+{
+	return byte_log_stream(f) ? put_char(c, f) : REAL(fputc_unlocked)(c, f);
+}
+
+EXPORT int putc(int c, FILE *f)
+{
+	return byte_log_stream(f) ? put_char(c, f) : REAL(putc)(c, f);
+}
+
+EXPORT int putc_unlocked(int c, FILE *f)
+{
+	return byte_log_stream(f) ? put_char(c, f) : REAL(putc_unlocked)(c, f);
+}
+
+int _IO_putc(int c, FILE *f);
+EXPORT int _IO_putc(int c, FILE *f)
+{
+	return byte_log_stream(f) ? put_char(c, f) : REAL(_IO_putc)(c, f);
+}
+
+EXPORT int putchar(int c)
+{
+	return byte_log_stream(stdout) ? put_char(c, stdout) : REAL(putchar)(c);
+}
+
+EXPORT int putchar_unlocked(int c)
+{
+	return byte_log_stream(stdout) ? put_char(c, stdout) : REAL(putchar_unlocked)(c);
+}
+
+static size_t put_block(const void *p, size_t size, size_t count, FILE *f)
+{
+	if (size == 0 || count == 0)
+		return 0;
+	if (count > SIZE_MAX / size)
+		return 0;
+	return stream_put(f, false, p, size * count) ? count : 0;
+}
+
+EXPORT size_t fwrite(const void *p, size_t size, size_t count, FILE *f)
+{
+	if (!byte_log_stream(f))
+		return REAL(fwrite)(p, size, count, f);
+	return put_block(p, size, count, f);
+}
+
+EXPORT size_t fwrite_unlocked(const void *p, size_t size, size_t count, FILE *f)
+{
+	if (!byte_log_stream(f))
+		return REAL(fwrite_unlocked)(p, size, count, f);
+	return put_block(p, size, count, f);
+}
+
+/* ---- messages built from errno and the program name --------------------- */
+
+/* Puts the pieces of one message into stderr as glibc would write them. */
+static void stderr_message(const char *a, const char *b, const char *c, const char *d)
+{
+	const char *parts[] = {a, b, c, d};
+	flockfile(stderr);
+	for (size_t i = 0; i < 4; i++)
+		if (parts[i])
+			stream_put(stderr, false, parts[i], strlen(parts[i]));
+	funlockfile(stderr);
+}
+
+EXPORT void perror(const char *s)
+{
+	if (!byte_log_stream(stderr)) {
+		REAL(perror)(s);
+		return;
+	}
+	int saved = errno;
+	char buf[256];
+	const char *what = strerror_r(saved, buf, sizeof(buf));
+	bool prefix = s && *s;
+	stderr_message(prefix ? s : NULL, prefix ? ": " : NULL, what, "\n");
+	errno = saved;
+}
+
+/* vwarn/vwarnx: "progname: " fmt [": " strerror(errno)] "\n". */
+static void warn_message(const char *fmt, va_list ap, bool with_errno)
+{
+	int saved = errno;
+	char err_buf[256];
+	const char *what = with_errno ? strerror_r(saved, err_buf, sizeof(err_buf)) : NULL;
+	flockfile(stderr);
+	stderr_message(program_invocation_short_name, ": ", NULL, NULL);
+	if (fmt) {
+		errno = saved;
+		vfprintf(stderr, fmt, ap);
+		if (with_errno)
+			stderr_message(": ", NULL, NULL, NULL);
+	}
+	stderr_message(what, "\n", NULL, NULL);
+	funlockfile(stderr);
+	errno = saved;
+}
+
+EXPORT void vwarn(const char *fmt, va_list ap)
+{
+	if (!byte_log_stream(stderr))
+		REAL(vwarn)(fmt, ap);
+	else
+		warn_message(fmt, ap, true);
+}
+
+EXPORT void vwarnx(const char *fmt, va_list ap)
+{
+	if (!byte_log_stream(stderr))
+		REAL(vwarnx)(fmt, ap);
+	else
+		warn_message(fmt, ap, false);
+}
+
+EXPORT void warn(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vwarn(fmt, ap);
+	va_end(ap);
+}
+
+EXPORT void warnx(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vwarnx(fmt, ap);
+	va_end(ap);
+}
+
+EXPORT void verr(int status, const char *fmt, va_list ap)
+{
+	vwarn(fmt, ap);
+	exit(status);
+}
+
+EXPORT void verrx(int status, const char *fmt, va_list ap)
+{
+	vwarnx(fmt, ap);
+	exit(status);
+}
+
+EXPORT void err(int status, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	verr(status, fmt, ap);
+}
+
+EXPORT void errx(int status, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	verrx(status, fmt, ap);
+}
+
+/* error() and error_at_line() have no va_list twins in glibc, so they are
+ * written here for every stream, the way glibc writes them: stdout flushed,
+ * "progname: " (or error_print_progname()), the message, ": strerror" for
+ * errnum, newline, stderr flushed, exit if status. */
+static void error_common(int status, int errnum, const char *file, unsigned line,
+			 const char *fmt, va_list ap)
+{
+	int saved = errno;
+	fflush(stdout);
+	flockfile(stderr);
+	if (error_print_progname)
+		error_print_progname();
+	else
+		fprintf(stderr, "%s: ", program_invocation_name);
+	if (file)
+		fprintf(stderr, "%s:%u: ", file, line);
+	errno = saved;
+	vfprintf(stderr, fmt, ap);
+	++error_message_count;
+	if (errnum) {
+		char buf[256];
+		fprintf(stderr, ": %s", strerror_r(errnum, buf, sizeof(buf)));
+	}
+	putc('\n', stderr);
+	fflush(stderr);
+	funlockfile(stderr);
+	errno = saved;
+	if (status)
+		exit(status);
+}
+
+EXPORT void error(int status, int errnum, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	error_common(status, errnum, NULL, 0, fmt, ap);
+	va_end(ap);
+}
+
+EXPORT void error_at_line(int status, int errnum, const char *file, unsigned line,
+			  const char *fmt, ...)
+{
+	static const char *last_file;
+	static unsigned last_line;
+	if (error_one_per_line) {
+		if (last_line == line && last_file &&
+		    (last_file == file || (file && strcmp(last_file, file) == 0)))
+			return;
+		last_file = file;
+		last_line = line;
+	}
+	va_list ap;
+	va_start(ap, fmt);
+	error_common(status, errnum, file, line, fmt, ap);
+	va_end(ap);
+}
+
+/* ---- wide characters --------------------------------------------------- */
+
+/* Converts wide text to the locale's multibyte form and puts it through the
+ * log writer; the output is converted back for the wide stream. False if it
+ * cannot be converted (the caller then lets glibc handle the call). */
+static bool wide_put(FILE *f, const wchar_t *ws, size_t wn, bool *ok)
+{
+	char stack[TEXT_STACK];
+	mbstate_t state = {0};
+	const wchar_t *src = ws;
+	size_t n = wcsnrtombs(NULL, &src, wn, 0, &state);
+	if (n == (size_t)-1)
+		return false;
+	char *b = n < sizeof(stack) ? stack
+				    : mmap(NULL, n + 1, PROT_READ | PROT_WRITE,
+					   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (b == MAP_FAILED)
+		return false;
+	src = ws;
+	memset(&state, 0, sizeof(state));
+	wcsnrtombs(b, &src, wn, n + 1, &state);
+	*ok = stream_put(f, true, b, n);
+	if (b != stack)
+		munmap(b, n + 1);
+	return true;
+}
+
+EXPORT int fputws(const wchar_t *ws, FILE *f)
+{
+	bool ok;
+	if (!wide_log_stream(f) || !wide_put(f, ws, wcslen(ws), &ok))
+		return REAL(fputws)(ws, f);
+	return ok ? 1 : -1;
+}
+
+EXPORT wint_t fputwc(wchar_t wc, FILE *f)
+{
+	bool ok;
+	if (!wide_log_stream(f) || !wide_put(f, &wc, 1, &ok))
+		return REAL(fputwc)(wc, f);
+	return ok ? (wint_t)wc : WEOF;
+}
+
+EXPORT wint_t putwc(wchar_t wc, FILE *f)
+{
+	return fputwc(wc, f);
+}
+
+EXPORT wint_t putwchar(wchar_t wc)
+{
+	return fputwc(wc, stdout);
+}
+
+EXPORT int vfwprintf(FILE *f, const wchar_t *fmt, va_list ap)
+{
+	wchar_t text[TEXT_STACK];
+	bool ok;
+	if (wide_log_stream(f)) {
+		va_list copy;
+		va_copy(copy, ap);
+		int n = vswprintf(text, TEXT_STACK, fmt, copy);
+		va_end(copy);
+		/* Longer texts (vswprintf fails) take glibc's path, unenriched. */
+		if (n >= 0 && wide_put(f, text, (size_t)n, &ok))
+			return ok ? n : -1;
+	}
+	return REAL(vfwprintf)(f, fmt, ap);
+}
+
+EXPORT int vwprintf(const wchar_t *fmt, va_list ap)
+{
+	return vfwprintf(stdout, fmt, ap);
+}
+
+EXPORT int fwprintf(FILE *f, const wchar_t *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vfwprintf(f, fmt, ap);
+	va_end(ap);
+	return n;
+}
+
+EXPORT int wprintf(const wchar_t *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vfwprintf(stdout, fmt, ap);
+	va_end(ap);
+	return n;
+}

@@ -1,0 +1,207 @@
+/*
+ * hook_syslog.c - syslog(3) and datagrams a program sends to /dev/log
+ * itself.
+ *
+ * syslog, vsyslog and their _FORTIFY_SOURCE twins format the message here
+ * and hand the enriched text to glibc's syslog as "%s" (glibc sends it
+ * through an internal call no hook sees, so nothing is enriched twice). A
+ * datagram socket connected or addressed to the syslog socket gets the same
+ * treatment for the message after the "<PRI>TIMESTAMP TAG: " header.
+ *
+ * A message gets the id of a thread that is certain of its request
+ * (thread_ctx.h); messages are never held, so a message written while the
+ * thread's bracket is open carries no id. Must never change what the calls
+ * return or drop a message: if anything fails, the original goes out.
+ */
+#include "hooks.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#include "line_format.h"
+#include "request_table.h"
+
+void __syslog_chk(int pri, int flag, const char *fmt, ...);
+void __vsyslog_chk(int pri, int flag, const char *fmt, va_list ap);
+
+#define MESSAGE_STACK 2048
+
+/* Paths of the local syslog socket. */
+static const char *const syslog_paths[] = {"/dev/log", "/run/systemd/journal/syslog"};
+
+static bool is_syslog_address(const struct sockaddr *addr, socklen_t len)
+{
+	if (!addr || len <= offsetof(struct sockaddr_un, sun_path) || addr->sa_family != AF_UNIX)
+		return false;
+	const struct sockaddr_un *un = (const struct sockaddr_un *)addr;
+	size_t n = strnlen(un->sun_path, len - offsetof(struct sockaddr_un, sun_path));
+	for (size_t i = 0; i < sizeof(syslog_paths) / sizeof(syslog_paths[0]); i++)
+		if (n == strlen(syslog_paths[i]) && memcmp(un->sun_path, syslog_paths[i], n) == 0)
+			return true;
+	return false;
+}
+
+/* The id a message written now gets, into id; returns its length. */
+static size_t message_id(char id[REQUEST_ID_MAX])
+{
+	uint64_t request = ctx_certain_request();
+	size_t len = request ? request_table_get(request, id) : 0;
+	if (len == 0 && shim.config.outside_len) {
+		memcpy(id, shim.config.outside, shim.config.outside_len);
+		len = shim.config.outside_len;
+	}
+	return len;
+}
+
+/* A buffer of n bytes: the caller's stack one if big enough, else mmap'ed
+ * (released with release_room). NULL if neither. */
+static char *room(char *stack, size_t n)
+{
+	if (n <= MESSAGE_STACK)
+		return stack;
+	void *p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	return p == MAP_FAILED ? NULL : p;
+}
+
+static void release_room(char *buf, char *stack, size_t n)
+{
+	if (buf && buf != stack)
+		munmap(buf, n);
+}
+
+/* ---- syslog(3) --------------------------------------------------------- */
+
+int __vsnprintf_chk(char *s, size_t maxlen, int flag, size_t slen, const char *fmt, va_list ap);
+
+/* Formats like (__v)syslog would, errno included for %m. */
+static int format(char *buf, size_t size, int flag, int saved_errno, const char *fmt, va_list ap)
+{
+	va_list copy;
+	va_copy(copy, ap);
+	errno = saved_errno;
+	int len = flag > 0 ? __vsnprintf_chk(buf, size, flag, size, fmt, copy)
+			   : vsnprintf(buf, size, fmt, copy);
+	va_end(copy);
+	return len;
+}
+
+/* Builds the enriched message and hands it to glibc's syslog. False if it
+ * could not (no memory): the caller sends the original. */
+static bool enriched_syslog(int pri, int flag, int saved_errno, const char *fmt, va_list ap)
+{
+	char text_stack[MESSAGE_STACK], out_stack[MESSAGE_STACK], id[REQUEST_ID_MAX];
+	int len = format(text_stack, sizeof(text_stack), flag, saved_errno, fmt, ap);
+	if (len < 0 || !real.syslog)
+		return false;
+	char *text = room(text_stack, (size_t)len + 1);
+	if (!text)
+		return false;
+	if (text != text_stack)
+		format(text, (size_t)len + 1, flag, saved_errno, fmt, ap);
+	size_t id_len = message_id(id);
+	size_t bound = line_format_bound(&shim.syslog_style, (size_t)len, id_len) + 1;
+	char *out = room(out_stack, bound);
+	if (out) {
+		size_t n = line_format(&shim.syslog_style, id, id_len, text, (size_t)len, out);
+		out[n] = '\0';
+		real.syslog(pri, "%s", out);
+		release_room(out, out_stack, bound);
+	}
+	release_room(text, text_stack, (size_t)len + 1);
+	return out != NULL;
+}
+
+static void any_syslog(int pri, int flag, const char *fmt, va_list ap)
+{
+	int saved = errno;
+	if (REAL(syslog) && shim.active && !thread_ctx.in_shim &&
+	    enriched_syslog(pri, flag, saved, fmt, ap)) {
+		errno = saved;
+		return;
+	}
+	errno = saved;
+	if (flag > 0 && real.__vsyslog_chk)
+		real.__vsyslog_chk(pri, flag, fmt, ap);
+	else if (real.vsyslog)
+		real.vsyslog(pri, fmt, ap);
+	errno = saved;
+}
+
+EXPORT void vsyslog(int pri, const char *fmt, va_list ap)
+{
+	any_syslog(pri, 0, fmt, ap);
+}
+
+EXPORT void syslog(int pri, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	any_syslog(pri, 0, fmt, ap);
+	va_end(ap);
+}
+
+EXPORT void __vsyslog_chk(int pri, int flag, const char *fmt, va_list ap)
+{
+	any_syslog(pri, flag, fmt, ap);
+}
+
+EXPORT void __syslog_chk(int pri, int flag, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	any_syslog(pri, flag, fmt, ap);
+	va_end(ap);
+}
+
+/* ---- datagrams to /dev/log --------------------------------------------- */
+
+/* Unix datagram sockets start as possible syslog sockets (socket() in
+ * hook_fd.c marks them); connecting one anywhere else clears the mark. */
+EXPORT int connect(int fd, const struct sockaddr *addr, socklen_t len)
+{
+	int (*fn)(int, const struct sockaddr *, socklen_t) = REAL(connect);
+	if (unlikely(!fn))
+		return (int)syscall(SYS_connect, fd, addr, len);
+	int r = fn(fd, addr, len);
+	if ((fd_class(fd) & FD_SYSLOG) && !is_syslog_address(addr, len))
+		atomic_fetch_and(&fd_flags[fd], (uint8_t)~FD_SYSLOG);
+	return r;
+}
+
+ssize_t syslog_datagram(int fd, const void *buf, size_t n, int flags,
+			const struct sockaddr *addr, socklen_t alen)
+{
+	char out_stack[MESSAGE_STACK], id[REQUEST_ID_MAX];
+	int saved = errno;
+	const char *msg = buf;
+	bool to_syslog = addr ? is_syslog_address(addr, alen) : true;
+	size_t header = thread_ctx.in_shim || !to_syslog || !buf ? 0 : syslog_header_len(msg, n);
+	ssize_t r = -1;
+	if (header > 0) {
+		size_t id_len = message_id(id);
+		size_t bound = header + line_format_bound(&shim.syslog_style, n - header, id_len);
+		char *out = room(out_stack, bound);
+		if (out) {
+			memcpy(out, msg, header);
+			size_t len = header + line_format(&shim.syslog_style, id, id_len, msg + header,
+							 n - header, out + header);
+			r = real.sendto(fd, out, len, flags, addr, alen);
+			release_room(out, out_stack, bound);
+			if (r >= 0) {
+				errno = saved;
+				return (ssize_t)n;
+			}
+			if (errno != EMSGSIZE)
+				return r;
+		}
+	}
+	/* Not a syslog message, or too big once enriched: as it came. */
+	errno = saved;
+	return real.sendto(fd, buf, n, flags, addr, alen);
+}
