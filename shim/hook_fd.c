@@ -298,8 +298,10 @@ EXPORT int fclose(FILE *f)
 	int (*fn)(FILE *) = REAL(fclose);
 	if (unlikely(!fn))
 		return EOF;
-	if (f)
+	if (f && shim.active) {
+		stdio_forget_stream(f);
 		fd_retiring(fileno(f));
+	}
 	return fn(f);
 }
 

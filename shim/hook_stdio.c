@@ -13,6 +13,15 @@
  * unfinished line waits in the shim until its newline, like one written
  * with write().
  *
+ * Programs built with optimisation write characters with putc_unlocked and
+ * friends expanded inline: straight into the stream's buffer, calling
+ * __overflow only when it is full (or unbuffered, or line-buffered). The
+ * shim remembers where the buffer's write pointer stood after its own last
+ * write; bytes found past that point were put there directly, and are taken
+ * back out and put through the line machinery before anything else touches
+ * the stream (the next hooked call, __overflow, fflush, fclose, exit), so
+ * bytes keep their order and lines their ids.
+ *
  * Must never change what the program sees: return values, errno, ferror,
  * buffering mode. A stream that is not a log stream, a wide stream used with
  * a byte function (and the reverse), and calls from a signal handler inside
@@ -21,6 +30,7 @@
 #include "hooks.h"
 
 #include <err.h>
+#include <stdatomic.h>
 #include <error.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -56,21 +66,156 @@ static bool wide_log_stream(FILE *f)
 	       (fd_class(fileno_unlocked(f)) & FD_LOG) && fwide(f, 0) > 0;
 }
 
-/* Puts n bytes the program wrote to f through the log writer, into f.
- * True if they all went in (or wait in the shim as an unfinished line). */
+/* ---- bytes written into a stream's buffer behind the shim's back -------- */
+
+#define STREAM_MARKS 32
+
+/* Where a stream's write pointer stood after the shim last wrote to it. */
+struct stream_mark {
+	_Atomic(FILE *) stream;
+	char *base;
+	char *ptr;
+};
+
+static struct stream_mark marks[STREAM_MARKS];
+
+static struct stream_mark *find_mark(FILE *f, bool create)
+{
+	for (int i = 0; i < STREAM_MARKS; i++)
+		if (atomic_load_explicit(&marks[i].stream, memory_order_acquire) == f)
+			return &marks[i];
+	for (int i = 0; create && i < STREAM_MARKS; i++) {
+		FILE *expected = NULL;
+		if (atomic_compare_exchange_strong(&marks[i].stream, &expected, f)) {
+			marks[i].base = marks[i].ptr = NULL;
+			return &marks[i];
+		}
+	}
+	return NULL;
+}
+
+/* The caller holds f's lock and has just written to it. */
+static void set_mark(FILE *f)
+{
+	struct stream_mark *m = find_mark(f, true);
+	if (m) {
+		m->base = f->_IO_write_base;
+		m->ptr = f->_IO_write_ptr;
+	}
+}
+
+static bool stream_put_locked(FILE *f, bool wide, const char *b, size_t n);
+
+/* Takes back bytes the program put into f's buffer directly since the
+ * shim's last write, and writes them through the line machinery. The caller
+ * holds f's lock. */
+static void reclaim(FILE *f)
+{
+	char *base = f->_IO_write_base, *cur = f->_IO_write_ptr;
+	if (!base || cur <= base)
+		return;
+	struct stream_mark *m = find_mark(f, false);
+	char *start = base;
+	if (m && m->base == base && m->ptr >= base && m->ptr <= cur)
+		start = m->ptr;
+	if (cur == start)
+		return;
+	size_t n = (size_t)(cur - start);
+	char stack[TEXT_STACK];
+	char *copy = n <= sizeof(stack) ? stack
+					: mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (copy == MAP_FAILED)
+		return; /* they stay where they are, unenriched */
+	memcpy(copy, start, n);
+	f->_IO_write_ptr = start;
+	stream_put_locked(f, false, copy, n);
+	if (copy != stack)
+		munmap(copy, n);
+}
+
+/* Puts n bytes the program wrote to f through the log writer, into f; the
+ * caller holds f's lock. True if they all went in (or wait in the shim as an
+ * unfinished line). */
+static bool stream_put_locked(FILE *f, bool wide, const char *b, size_t n)
+{
+	int saved = errno;
+	struct log_sink sink = {.fd = fileno_unlocked(f), .stream = f, .wide = wide};
+	struct iovec iov = {.iov_base = (void *)b, .iov_len = n};
+	ssize_t r = log_path(&sink, &iov, 1);
+	if (!wide)
+		set_mark(f);
+	if (r == (ssize_t)n)
+		errno = saved;
+	return r == (ssize_t)n;
+}
+
 static bool stream_put(FILE *f, bool wide, const char *b, size_t n)
 {
 	if (n == 0)
 		return true;
-	int saved = errno;
-	struct log_sink sink = {.fd = fileno_unlocked(f), .stream = f, .wide = wide};
-	struct iovec iov = {.iov_base = (void *)b, .iov_len = n};
 	flockfile(f);
-	ssize_t r = log_path(&sink, &iov, 1);
+	if (!wide)
+		reclaim(f);
+	bool ok = stream_put_locked(f, wide, b, n);
 	funlockfile(f);
-	if (r == (ssize_t)n)
-		errno = saved;
-	return r == (ssize_t)n;
+	return ok;
+}
+
+/* The inline putc family calls this when the buffer has no room (always,
+ * for unbuffered and line-buffered streams). */
+EXPORT int __overflow(FILE *f, int c)
+{
+	if (!byte_log_stream(f) || c == EOF)
+		return REAL(__overflow)(f, c);
+	char b = (char)c;
+	return stream_put(f, false, &b, 1) ? (unsigned char)c : EOF;
+}
+
+/* Before the program flushes or closes a log stream, bytes it put into the
+ * buffer directly go through the line machinery. fflush(NULL) covers the
+ * streams the shim has written to. */
+static void reclaim_stream(FILE *f)
+{
+	if (!byte_log_stream(f))
+		return;
+	flockfile(f);
+	reclaim(f);
+	funlockfile(f);
+}
+
+void stdio_reclaim_all(void)
+{
+	reclaim_stream(stdout);
+	reclaim_stream(stderr);
+	for (int i = 0; i < STREAM_MARKS; i++) {
+		FILE *g = atomic_load_explicit(&marks[i].stream, memory_order_acquire);
+		if (g && g != stdout && g != stderr)
+			reclaim_stream(g);
+	}
+}
+
+void stdio_forget_stream(FILE *f)
+{
+	reclaim_stream(f);
+	struct stream_mark *m = find_mark(f, false);
+	if (m)
+		atomic_store_explicit(&m->stream, NULL, memory_order_release);
+}
+
+EXPORT int fflush(FILE *f)
+{
+	if (f)
+		reclaim_stream(f);
+	else if (shim.active && !thread_ctx.in_shim)
+		stdio_reclaim_all();
+	return REAL(fflush)(f);
+}
+
+EXPORT int fflush_unlocked(FILE *f)
+{
+	if (f && byte_log_stream(f))
+		reclaim(f);
+	return REAL(fflush_unlocked)(f);
 }
 
 /* ---- formatted output -------------------------------------------------- */

@@ -205,6 +205,7 @@ __attribute__((destructor)) static void shim_stop(void)
 {
 	if (!shim.active || getpid() != shim.pid)
 		return;
+	stdio_reclaim_all();
 	log_flush_all();
 	ctx_boundary();
 }

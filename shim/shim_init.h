@@ -106,6 +106,9 @@
 	X(fputwc, wint_t, (wchar_t, FILE *), 1) \
 	X(fputwc_unlocked, wint_t, (wchar_t, FILE *), 1) \
 	X(vfwprintf, int, (FILE *, const wchar_t *, va_list), 1) \
+	X(__overflow, int, (FILE *, int), 1) \
+	X(fflush, int, (FILE *), 1) \
+	X(fflush_unlocked, int, (FILE *), 1) \
 	X(accept, int, (int, struct sockaddr *, socklen_t *), 1) \
 	X(accept4, int, (int, struct sockaddr *, socklen_t *, int), 1) \
 	X(recv, ssize_t, (int, void *, size_t, int), 1) \
@@ -183,6 +186,12 @@ bool is_accepted_socket(int fd) HIDDEN;
 #define LOG_IDS_SCAN 1024
 #define LOG_IDS_SIZE 1024
 size_t current_log_ids(char *buf, size_t size) HIDDEN;
+
+/* Bytes a program put into log streams' buffers directly (inline putc)
+ * go through the line machinery: all streams the shim knows at exit, one
+ * stream before it is closed (hook_stdio.c). */
+void stdio_reclaim_all(void) HIDDEN;
+void stdio_forget_stream(FILE *f) HIDDEN;
 
 /* Installs the handlers that write pending lines on fatal signals left at
  * their default action (hook_process.c). */
