@@ -291,9 +291,12 @@ class Server:
     """One server process under the shim (or bare with shim=False); stdout
     and stderr both go to log_path, opened with O_APPEND. With unix_path the
     server listens on that unix stream socket (LEGACY_LISTEN_UNIX) and its
-    handshake must report port 0; the caller owns the path's directory."""
+    handshake must report port 0; the caller owns the path's directory.
+    wrapper (argv words) goes in front of the command, e.g. a namespace
+    helper that ends by exec'ing "$@"; it must keep the ready fd open."""
 
-    def __init__(self, name, log_path, shim=True, reqid_args=(), env=None, unix_path=None):
+    def __init__(self, name, log_path, shim=True, reqid_args=(), env=None, unix_path=None,
+                 wrapper=()):
         self.name, self.log_path = name, Path(log_path)
         self.unix_path = None if unix_path is None else str(unix_path)
         if self.unix_path is not None and len(os.fsencode(self.unix_path)) >= 108:
@@ -311,6 +314,7 @@ class Server:
         cmd = [str(binary), "--ready-fd", str(wfd)]
         if shim:
             cmd = [str(REQID), "run", *reqid_args, "--"] + cmd
+        cmd = [str(w) for w in wrapper] + cmd
         # runs are defined by their arguments: inherited REQID_* settings
         # (other than the library path) or LEGACY_LISTEN_UNIX would silently
         # change them

@@ -1,22 +1,42 @@
 /*
  * legacy_http.h - tiny HTTP/1.1 plumbing shared by the integration-test
  * servers in tests/servers/, written like old C code that has never heard of
- * reqid: fixed buffers, blocking reads, logs to fd 2. Also what the servers
- * have in common around it (start-up, the blocking keep-alive loop, accept
- * errors, the threaded servers' /quit and shutdown), so that each server file
- * holds only its own model: threads, a queue, fork, or epoll.
+ * reqid: fixed buffers, blocking reads, logs to fd 2 (or to syslog or a file
+ * of its own, below). Also what the servers have in common around it
+ * (start-up, the blocking keep-alive loop, accept errors, the threaded
+ * servers' /quit and shutdown), so that each server file holds only its own
+ * model: threads, a queue, fork, or epoll.
+ *
+ * Where log lines go is chosen at start-up by the environment variable
+ * LEGACY_LOG, the way old daemons take it from their config file:
+ *   unset, "stderr"  write(2)/writev(2) on fd 2, in the three styles below
+ *   "syslog"         openlog(name, LOG_PID, LOG_USER), then one
+ *                    syslog(LOG_INFO, "%s", line) per line (any style)
+ *   "file:PATH"      open(PATH, O_WRONLY|O_APPEND|O_CREAT, 0644) once, then
+ *                    the same writes as on fd 2 but on that descriptor;
+ *                    SIGHUP reopens PATH (log rotation): the handler sets a
+ *                    flag, the next line logged open()s PATH again, dup2()s
+ *                    it onto the same descriptor number and close()s the
+ *                    new one. A rwlock keeps whole lines (two write()s in
+ *                    one style) out of the reopen's way.
+ *   "devlog"         one RFC 3164 datagram per line,
+ *                    "<14>Mmm dd hh:mm:ss NAME[PID]: line", sendto() on a
+ *                    unix datagram socket addressed to /dev/log
+ * An unknown value or a file that cannot be opened logs one ERROR line on fd
+ * 2 and keeps logging there.
  *
  * The servers are the code under observation, so this file must never know
  * about request ids, never use stdio (printf/fprintf/puts) to log (the tests
- * cover write()/writev()-level capture only; snprintf into a stack buffer is
- * fine) and never emit a line not ended by '\n'. Static (inline, so unused ones
- * do not warn) functions only.
+ * cover write()/writev()/syslog()/sendto()-level capture only; snprintf into a
+ * stack buffer is fine) and never emit a line not ended by '\n'. Static
+ * (inline, so unused ones do not warn) functions only.
  */
 #ifndef LEGACY_HTTP_H
 #define LEGACY_HTTP_H
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
@@ -30,6 +50,7 @@
 #include <sys/types.h>
 #include <sys/uio.h>
 #include <sys/un.h>
+#include <syslog.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -69,7 +90,17 @@ static inline void lh_conn_init(struct lh_conn *c, int fd, int use_recv)
 	c->skip = 0;
 }
 
-/* ---- logging: always whole lines on fd 2, never stdio ---------------- */
+/* ---- logging: always whole lines, never stdio ------------------------ */
+
+enum { LH_TO_STDERR, LH_TO_SYSLOG, LH_TO_FILE, LH_TO_DEVLOG };
+
+static int lh_log_to = LH_TO_STDERR;
+static int lh_log_fd = 2;               /* stderr, or the log file */
+static const char *lh_log_path;         /* LEGACY_LOG=file:PATH */
+static volatile sig_atomic_t lh_hup;    /* SIGHUP seen: reopen lh_log_path */
+static pthread_rwlock_t lh_log_lock;    /* file: read per line, write to reopen */
+static int lh_devlog_fd = -1;           /* LEGACY_LOG=devlog */
+static struct sockaddr_un lh_devlog_addr;
 
 static inline size_t lh_log_prefix(char *out, size_t cap, const char *level)
 {
@@ -101,10 +132,10 @@ static inline size_t lh_log_body(char *out, size_t cap, const char *fmt, va_list
 	return (size_t)n;
 }
 
-static inline void lh_write_stderr(const char *p, size_t len)
+static inline void lh_write_fd(int fd, const char *p, size_t len)
 {
 	while (len > 0) {
-		ssize_t n = write(2, p, len);
+		ssize_t n = write(fd, p, len);
 
 		if (n < 0 && errno == EINTR)
 			continue;
@@ -113,6 +144,156 @@ static inline void lh_write_stderr(const char *p, size_t len)
 		p += n;
 		len -= (size_t)n;
 	}
+}
+
+static inline void lh_write_stderr(const char *p, size_t len)
+{
+	lh_write_fd(2, p, len);
+}
+
+/* One line, one write(2) on fd, whatever the backend (set-up problems). */
+__attribute__((format(printf, 3, 4)))
+static inline void lh_log_fd_line(int fd, const char *level, const char *fmt, ...)
+{
+	char line[LH_LOG_MAX];
+	size_t n = lh_log_prefix(line, sizeof line, level);
+	va_list ap;
+
+	va_start(ap, fmt);
+	n += lh_log_body(line + n, sizeof line - n, fmt, ap);
+	va_end(ap);
+	lh_write_fd(fd, line, n);
+}
+
+static void lh_on_hup(int sig)
+{
+	(void)sig;
+	lh_hup = 1;
+}
+
+/* LEGACY_LOG=file: a SIGHUP since the last line reopens the file onto the
+ * same descriptor number, as old daemons do after logrotate's rename. */
+static inline void lh_reopen_if_asked(void)
+{
+	int fd, err;
+
+	if (!lh_hup)
+		return;
+	pthread_rwlock_wrlock(&lh_log_lock);
+	if (lh_hup) {
+		lh_hup = 0;
+		fd = open(lh_log_path, O_WRONLY | O_APPEND | O_CREAT, 0644);
+		err = errno;
+		if (fd >= 0 && fd != lh_log_fd) {
+			dup2(fd, lh_log_fd);
+			close(fd);
+		} else if (fd < 0) {
+			lh_log_fd_line(lh_log_fd, "ERROR", "cannot reopen log file %s: %s",
+				       lh_log_path, strerror(err));
+		}
+	}
+	pthread_rwlock_unlock(&lh_log_lock);
+}
+
+/* Before writing one line to lh_log_fd: returns the fd to write to. */
+static inline int lh_line_begin(void)
+{
+	if (lh_log_to == LH_TO_FILE) {
+		lh_reopen_if_asked();
+		pthread_rwlock_rdlock(&lh_log_lock);
+	}
+	return lh_log_fd;
+}
+
+static inline void lh_line_end(void)
+{
+	if (lh_log_to == LH_TO_FILE)
+		pthread_rwlock_unlock(&lh_log_lock);
+}
+
+/* One message (line without '\n') to syslog(3) or as a datagram to /dev/log;
+ * p[len] (the line's '\n') is overwritten with its terminating NUL. */
+static inline void lh_message(char *p, size_t len)
+{
+	static const char months[12][4] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun",
+					    "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
+	char dgram[LH_LOG_MAX + 512];
+	struct tm tm;
+	time_t now;
+	int n;
+
+	p[len] = '\0';
+	if (lh_log_to == LH_TO_SYSLOG) {
+		syslog(LOG_INFO, "%s", p);
+		return;
+	}
+	now = time(NULL);
+	localtime_r(&now, &tm);
+	n = snprintf(dgram, sizeof dgram, "<%d>%s %2d %02d:%02d:%02d %s[%d]: %.*s",
+		     LOG_USER | LOG_INFO, months[tm.tm_mon], tm.tm_mday, tm.tm_hour, tm.tm_min,
+		     tm.tm_sec, lh_name, (int)getpid(), (int)len, p);
+	if (n < 0)
+		return;
+	if ((size_t)n >= sizeof dgram)
+		n = (int)sizeof dgram - 1;
+	while (sendto(lh_devlog_fd, dgram, (size_t)n, 0, (struct sockaddr *)&lh_devlog_addr,
+		      sizeof lh_devlog_addr) < 0 && errno == EINTR)
+		;
+}
+
+/* Reads LEGACY_LOG and sets the backend up; called once by lh_begin(). */
+static inline void lh_log_setup(void)
+{
+	const char *v = getenv("LEGACY_LOG");
+	const char *problem = NULL;
+	int err = 0;
+
+	if (!v || !*v || strcmp(v, "stderr") == 0)
+		return;
+	if (strcmp(v, "syslog") == 0) {
+		openlog(lh_name, LOG_PID, LOG_USER);
+		lh_log_to = LH_TO_SYSLOG;
+	} else if (strcmp(v, "devlog") == 0) {
+		lh_devlog_fd = socket(AF_UNIX, SOCK_DGRAM, 0);
+		if (lh_devlog_fd < 0) {
+			problem = "cannot create the /dev/log socket";
+			err = errno;
+		} else {
+			memset(&lh_devlog_addr, 0, sizeof lh_devlog_addr);
+			lh_devlog_addr.sun_family = AF_UNIX;
+			strcpy(lh_devlog_addr.sun_path, "/dev/log");
+			lh_log_to = LH_TO_DEVLOG;
+		}
+	} else if (strncmp(v, "file:", 5) == 0 && v[5]) {
+		int fd = open(v + 5, O_WRONLY | O_APPEND | O_CREAT, 0644);
+		pthread_rwlockattr_t attr;
+		struct sigaction sa;
+
+		if (fd < 0) {
+			problem = "cannot open the log file";
+			err = errno;
+		} else {
+			lh_log_fd = fd;
+			lh_log_path = v + 5;
+			lh_log_to = LH_TO_FILE;
+			pthread_rwlockattr_init(&attr);
+			/* a reopen must not wait behind a stream of lines */
+			pthread_rwlockattr_setkind_np(&attr,
+						      PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+			pthread_rwlock_init(&lh_log_lock, &attr);
+			pthread_rwlockattr_destroy(&attr);
+			memset(&sa, 0, sizeof sa);
+			sa.sa_handler = lh_on_hup;
+			sigemptyset(&sa.sa_mask);
+			sa.sa_flags = SA_RESTART;
+			sigaction(SIGHUP, &sa, NULL);
+		}
+	} else {
+		problem = "unknown LEGACY_LOG value, logging to stderr";
+	}
+	if (problem)
+		lh_log_fd_line(2, "ERROR", "%s (LEGACY_LOG=%s)%s%s", problem, v, err ? ": " : "",
+			       err ? strerror(err) : "");
 }
 
 /* The usual way: one line, one write(2). */
@@ -126,7 +307,12 @@ static inline void lh_log(const char *level, const char *fmt, ...)
 	va_start(ap, fmt);
 	n += lh_log_body(line + n, sizeof line - n, fmt, ap);
 	va_end(ap);
-	lh_write_stderr(line, n);
+	if (lh_log_to == LH_TO_SYSLOG || lh_log_to == LH_TO_DEVLOG) {
+		lh_message(line, n - 1);
+		return;
+	}
+	lh_write_fd(lh_line_begin(), line, n);
+	lh_line_end();
 }
 
 /* One line as a writev() of two iovecs: prefix, then message + '\n'. */
@@ -136,6 +322,7 @@ static inline void lh_log_v(const char *level, const char *fmt, ...)
 	char head[256], body[LH_LOG_MAX];
 	struct iovec iov[2];
 	va_list ap;
+	int fd;
 
 	iov[0].iov_base = head;
 	iov[0].iov_len = lh_log_prefix(head, sizeof head, level);
@@ -143,8 +330,17 @@ static inline void lh_log_v(const char *level, const char *fmt, ...)
 	iov[1].iov_base = body;
 	iov[1].iov_len = lh_log_body(body, sizeof body, fmt, ap);
 	va_end(ap);
+	if (lh_log_to == LH_TO_SYSLOG || lh_log_to == LH_TO_DEVLOG) {
+		char line[sizeof head + sizeof body];
+
+		memcpy(line, head, iov[0].iov_len);
+		memcpy(line + iov[0].iov_len, body, iov[1].iov_len - 1);
+		lh_message(line, iov[0].iov_len + iov[1].iov_len - 1);
+		return;
+	}
+	fd = lh_line_begin();
 	for (;;) {
-		ssize_t n = writev(2, iov, 2);
+		ssize_t n = writev(fd, iov, 2);
 
 		if (n < 0 && errno == EINTR)
 			continue;
@@ -153,15 +349,16 @@ static inline void lh_log_v(const char *level, const char *fmt, ...)
 			size_t done = (size_t)n;
 
 			if (done < iov[0].iov_len) {
-				lh_write_stderr(head + done, iov[0].iov_len - done);
+				lh_write_fd(fd, head + done, iov[0].iov_len - done);
 				done = 0;
 			} else {
 				done -= iov[0].iov_len;
 			}
-			lh_write_stderr(body + done, iov[1].iov_len - done);
+			lh_write_fd(fd, body + done, iov[1].iov_len - done);
 		}
-		return;
+		break;
 	}
+	lh_line_end();
 }
 
 /* One line as two write() calls: the prefix without newline, then the
@@ -172,12 +369,23 @@ static inline void lh_log_2w(const char *level, const char *fmt, ...)
 	char head[256], body[LH_LOG_MAX];
 	size_t hn = lh_log_prefix(head, sizeof head, level), bn;
 	va_list ap;
+	int fd;
 
 	va_start(ap, fmt);
 	bn = lh_log_body(body, sizeof body, fmt, ap);
 	va_end(ap);
-	lh_write_stderr(head, hn);
-	lh_write_stderr(body, bn);
+	if (lh_log_to == LH_TO_SYSLOG || lh_log_to == LH_TO_DEVLOG) {
+		char line[sizeof head + sizeof body];
+
+		memcpy(line, head, hn);
+		memcpy(line + hn, body, bn - 1);
+		lh_message(line, hn + bn - 1);
+		return;
+	}
+	fd = lh_line_begin();
+	lh_write_fd(fd, head, hn);
+	lh_write_fd(fd, body, bn);
+	lh_line_end();
 }
 
 /* ---- sockets --------------------------------------------------------- */
@@ -510,8 +718,9 @@ static inline size_t lh_build_error(char *out, size_t cap)
 
 /* ---- server skeleton ------------------------------------------------- */
 
-/* The start of every main(): names the log lines, reads "--ready-fd N" and
- * ignores SIGPIPE. Returns N, or -1 after the usage line (exit status 2). */
+/* The start of every main(): names the log lines, reads "--ready-fd N",
+ * ignores SIGPIPE and sets up the log backend (LEGACY_LOG). Returns N, or
+ * -1 after the usage line (exit status 2). */
 static inline int lh_begin(int argc, char **argv, const char *name)
 {
 	int ready_fd = lh_ready_fd_arg(argc, argv);
@@ -522,6 +731,7 @@ static inline int lh_begin(int argc, char **argv, const char *name)
 		return -1;
 	}
 	signal(SIGPIPE, SIG_IGN);
+	lh_log_setup();
 	return ready_fd;
 }
 
