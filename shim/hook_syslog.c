@@ -8,9 +8,9 @@
  * datagram socket connected or addressed to the syslog socket gets the same
  * treatment for the message after the "<PRI>TIMESTAMP TAG: " header.
  *
- * A message gets the id of a thread that is certain of its request
- * (thread_ctx.h); messages are never held, so a message written while the
- * thread's bracket is open carries no id. Must never change what the calls
+ * A message is judged like a line (thread_ctx.h): sent at once with the id
+ * of a thread certain of its request, held while the thread's bracket is
+ * open, sent without an id otherwise. Must never change what the calls
  * return or drop a message: if anything fails, the original goes out.
  */
 #include "hooks.h"
@@ -25,7 +25,6 @@
 #include <unistd.h>
 
 #include "line_format.h"
-#include "request_table.h"
 
 void __syslog_chk(int pri, int flag, const char *fmt, ...);
 void __vsyslog_chk(int pri, int flag, const char *fmt, va_list ap);
@@ -45,18 +44,6 @@ static bool is_syslog_address(const struct sockaddr *addr, socklen_t len)
 		if (n == strlen(syslog_paths[i]) && memcmp(un->sun_path, syslog_paths[i], n) == 0)
 			return true;
 	return false;
-}
-
-/* The id a message written now gets, into id; returns its length. */
-static size_t message_id(char id[REQUEST_ID_MAX])
-{
-	uint64_t request = ctx_certain_request();
-	size_t len = request ? request_table_get(request, id) : 0;
-	if (len == 0 && shim.config.outside_len) {
-		memcpy(id, shim.config.outside, shim.config.outside_len);
-		len = shim.config.outside_len;
-	}
-	return len;
 }
 
 /* A buffer of n bytes: the caller's stack one if big enough, else mmap'ed
@@ -91,30 +78,29 @@ static int format(char *buf, size_t size, int flag, int saved_errno, const char 
 	return len;
 }
 
-/* Builds the enriched message and hands it to glibc's syslog. False if it
- * could not (no memory): the caller sends the original. */
+/* Puts "<pri>message" through the log writer (which holds it or sends it
+ * with the thread's id). False if it could not be formatted (no memory):
+ * the caller sends the original. */
 static bool enriched_syslog(int pri, int flag, int saved_errno, const char *fmt, va_list ap)
 {
-	char text_stack[MESSAGE_STACK], out_stack[MESSAGE_STACK], id[REQUEST_ID_MAX];
-	int len = format(text_stack, sizeof(text_stack), flag, saved_errno, fmt, ap);
-	if (len < 0 || !real.syslog)
+	char stack[MESSAGE_STACK];
+	int head = snprintf(stack, sizeof(stack), "<%d>", pri);
+	int len = format(stack + head, sizeof(stack) - (size_t)head, flag, saved_errno, fmt, ap);
+	if (len < 0)
 		return false;
-	char *text = room(text_stack, (size_t)len + 1);
+	size_t total = (size_t)head + (size_t)len;
+	char *text = room(stack, total + 1);
 	if (!text)
 		return false;
-	if (text != text_stack)
-		format(text, (size_t)len + 1, flag, saved_errno, fmt, ap);
-	size_t id_len = message_id(id);
-	size_t bound = line_format_bound(&shim.syslog_style, (size_t)len, id_len) + 1;
-	char *out = room(out_stack, bound);
-	if (out) {
-		size_t n = line_format(&shim.syslog_style, id, id_len, text, (size_t)len, out);
-		out[n] = '\0';
-		real.syslog(pri, "%s", out);
-		release_room(out, out_stack, bound);
+	if (text != stack) {
+		memcpy(text, stack, (size_t)head);
+		format(text + head, (size_t)len + 1, flag, saved_errno, fmt, ap);
 	}
-	release_room(text, text_stack, (size_t)len + 1);
-	return out != NULL;
+	struct log_sink sink = {.fd = SYSLOG_SLOT_FD, .message = MESSAGE_SYSLOG};
+	struct iovec iov = {.iov_base = text, .iov_len = total};
+	log_path(&sink, &iov, 1);
+	release_room(text, stack, total + 1);
+	return true;
 }
 
 static void any_syslog(int pri, int flag, const char *fmt, va_list ap)
@@ -177,31 +163,14 @@ EXPORT int connect(int fd, const struct sockaddr *addr, socklen_t len)
 ssize_t syslog_datagram(int fd, const void *buf, size_t n, int flags,
 			const struct sockaddr *addr, socklen_t alen)
 {
-	char out_stack[MESSAGE_STACK], id[REQUEST_ID_MAX];
-	int saved = errno;
-	const char *msg = buf;
 	bool to_syslog = addr ? is_syslog_address(addr, alen) : true;
-	size_t header = thread_ctx.in_shim || !to_syslog || !buf ? 0 : syslog_header_len(msg, n);
-	ssize_t r = -1;
-	if (header > 0) {
-		size_t id_len = message_id(id);
-		size_t bound = header + line_format_bound(&shim.syslog_style, n - header, id_len);
-		char *out = room(out_stack, bound);
-		if (out) {
-			memcpy(out, msg, header);
-			size_t len = header + line_format(&shim.syslog_style, id, id_len, msg + header,
-							 n - header, out + header);
-			r = real.sendto(fd, out, len, flags, addr, alen);
-			release_room(out, out_stack, bound);
-			if (r >= 0) {
-				errno = saved;
-				return (ssize_t)n;
-			}
-			if (errno != EMSGSIZE)
-				return r;
-		}
-	}
-	/* Not a syslog message, or too big once enriched: as it came. */
-	errno = saved;
-	return real.sendto(fd, buf, n, flags, addr, alen);
+	if (thread_ctx.in_shim || !to_syslog || !buf || syslog_header_len(buf, n) == 0 ||
+	    alen > sizeof(struct sockaddr_un))
+		return real.sendto(fd, buf, n, flags, addr, alen);
+	struct log_sink sink = {.fd = fd, .message = MESSAGE_DATAGRAM, .send_flags = flags,
+				.addr_len = addr ? alen : 0};
+	if (addr)
+		memcpy(&sink.addr, addr, alen);
+	struct iovec iov = {.iov_base = (void *)buf, .iov_len = n};
+	return log_path(&sink, &iov, 1);
 }

@@ -92,6 +92,24 @@ static size_t wide_write(FILE *f, const char *b, size_t n)
 	return done;
 }
 
+/* One message: "<pri>text" for syslog(), a datagram for the syslog socket. */
+static size_t message_output(const struct log_sink *sink, const char *b, size_t n)
+{
+	if (sink->message == MESSAGE_DATAGRAM) {
+		const struct sockaddr *to = sink->addr_len ? (const struct sockaddr *)&sink->addr : NULL;
+		ssize_t r = real.sendto(sink->fd, b, n, sink->send_flags, to, sink->addr_len);
+		return r < 0 ? 0 : n;
+	}
+	int pri = 0;
+	size_t i = 1;
+	while (i < n && b[i] >= '0' && b[i] <= '9')
+		pri = pri * 10 + (b[i++] - '0');
+	if (n < 2 || b[0] != '<' || i >= n || b[i] != '>')
+		return 0;
+	real.syslog(pri, "%.*s", (int)(n - i - 1), b + i + 1);
+	return n;
+}
+
 /* Into the stream's buffer, under its lock: the caller's (an application
  * call in progress) or taken here for the shim's own lines (if another
  * thread holds it, the lines go straight to the fd). */
@@ -239,6 +257,8 @@ size_t log_output(const struct log_sink *sink, const char *b, size_t n, enum out
 	ssize_t r;
 	if (sink->stream)
 		return stream_output(sink, b, n, mode);
+	if (sink->message)
+		return message_output(sink, b, n);
 	if (unlikely(atomic_load_explicit(&backlog_count, memory_order_acquire) != 0)) {
 		struct backlog *q = find_backlog(sink->fd);
 		if (q && !behind_backlog(q, sink, b, n, mode, &result))

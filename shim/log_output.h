@@ -18,18 +18,34 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include <stdio.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+/* Messages (not lines) go to syslog: one per output, never batched. */
+enum message_kind {
+	MESSAGE_NONE,
+	MESSAGE_SYSLOG,   /* "<pri>text": passed to glibc's syslog() */
+	MESSAGE_DATAGRAM, /* a whole datagram for the syslog socket */
+};
+
+/* Pseudo fd of the line slots holding syslog() messages. */
+#define SYSLOG_SLOT_FD (-2)
 
 /* Where a log descriptor's output goes: the fd itself (write, or send with
- * the caller's flags), or the stdio stream the program wrote to, so the
- * enriched lines keep their place among the stream's buffered bytes. */
+ * the caller's flags), the stdio stream the program wrote to (so enriched
+ * lines keep their place among the stream's buffered bytes), or syslog. */
 struct log_sink {
 	int fd;
 	int send_flags;  /* for send/sendto/sendmsg */
 	bool use_send;
 	bool wide;       /* stream is wide-oriented: output converted back */
+	uint8_t message; /* enum message_kind */
 	FILE *stream;    /* the application holds its lock while the shim writes */
+	socklen_t addr_len; /* datagrams: where to (0: the connected peer) */
+	struct sockaddr_un addr;
 };
 
 /* How log_output treats a descriptor that has no room. */

@@ -216,30 +216,57 @@ static bool writer_flush(struct writer *w)
 	return ok;
 }
 
+static bool writer_raw(struct writer *w, const char *b, size_t n);
+
+/* For a syslog message, the part kept before the enriched text: "<pri>"
+ * for syslog() messages, the "<PRI>TIMESTAMP TAG: " header of a datagram. */
+static size_t message_head(const struct log_sink *sink, const char *line, size_t len)
+{
+	if (sink->message == MESSAGE_DATAGRAM)
+		return syslog_header_len(line, len);
+	const char *end = memchr(line, '>', len);
+	return end ? (size_t)(end - line) + 1 : 0;
+}
+
+/* Formats line (head bytes kept as they are) into out. */
+static size_t format_line(const struct writer *w, const struct line_style *style,
+			  const char *line, size_t len, size_t head, bool newline, char *out)
+{
+	memcpy(out, line, head);
+	size_t n = head + line_format(style, w->id, w->id_len, line + head, len - head, out + head);
+	if (newline)
+		out[n++] = '\n';
+	return n;
+}
+
 /* Emits one line (without its newline; newline says whether it had one),
- * standing for input bytes of this batch. False when it did not go out. */
+ * standing for input bytes of this batch. False when it did not go out.
+ * A syslog message leaves on its own. */
 static bool writer_line(struct writer *w, uint64_t request, const char *line, size_t len,
 			bool newline, size_t input)
 {
+	const struct line_style *style = &shim.style;
+	size_t head = 0;
+	if (w->sink->message) {
+		style = &shim.syslog_style;
+		head = message_head(w->sink, line, len);
+		if (head == 0) /* not a syslog message after all: as it came */
+			return writer_raw(w, line, len);
+	}
 	writer_id(w, request);
-	size_t bound = line_format_bound(&shim.style, len, w->id_len) + 1;
+	size_t bound = head + line_format_bound(style, len - head, w->id_len) + 1;
 	if (bound > STAGE_SIZE - w->staged && !writer_flush(w))
 		return false;
 	if (bound <= STAGE_SIZE) {
-		size_t n = line_format(&shim.style, w->id, w->id_len, line, len, w->stage + w->staged);
-		if (newline)
-			w->stage[w->staged + n++] = '\n';
-		w->staged += n;
+		w->staged += format_line(w, style, line, len, head, newline, w->stage + w->staged);
 		w->staged_input += input;
-		return true;
+		return !w->sink->message || writer_flush(w);
 	}
 	/* Too long for the stage: format into the slot's scratch, one write. */
 	if (!w->slot && w->mode == OUTPUT_APP)
 		w->slot = claim_slot(w->sink);
 	if (w->slot && buffer_reserve(&w->slot->scratch, &w->slot->scratch_cap, bound)) {
-		size_t n = line_format(&shim.style, w->id, w->id_len, line, len, w->slot->scratch);
-		if (newline)
-			w->slot->scratch[n++] = '\n';
+		size_t n = format_line(w, style, line, len, head, newline, w->slot->scratch);
 		return writer_put(w, w->slot->scratch, n, input);
 	}
 	/* No memory for it: the line goes out as it came, unenriched, not lost. */
@@ -259,8 +286,8 @@ static void writer_records(struct writer *w, const char *buf, size_t n, uint64_t
 	for (size_t pos = 0; pos < n;) {
 		struct held_record r;
 		memcpy(&r, buf + pos, RECORD);
-		writer_line(w, r.request == request ? request : 0, buf + pos + RECORD, r.len - 1, true,
-			    0);
+		writer_line(w, r.request == request ? request : 0, buf + pos + RECORD, r.len - 1,
+			    !w->sink->message, 0);
 		pos += RECORD + r.len;
 	}
 }
@@ -310,10 +337,34 @@ static void cap_held(struct writer *w, struct line_slot *s)
 	s->held_len = 0;
 }
 
+/* A syslog message is one whole "line" whatever bytes it holds. It is held
+ * like a line (with a newline appended to its record) or sent at once. */
+static bool consume_message(struct writer *w, const char *buf, size_t n)
+{
+	static const struct held_record blank;
+	uint64_t request;
+	if (judge(thread_ctx.request, &request) == HOLD && n < UINT32_MAX) {
+		struct line_slot *s = w->slot ? w->slot : (w->slot = claim_slot(w->sink));
+		size_t at = s ? s->len : 0;
+		if (s && slot_append(s, &blank, RECORD) && slot_append(s, buf, n) &&
+		    slot_append(s, "\n", 1)) {
+			hold_record(s, at);
+			w->committed += n;
+			return true;
+		}
+		if (s)
+			s->len = at;
+		request = 0;
+	}
+	return writer_line(w, request, buf, n, false, n);
+}
+
 /* Consumes one run of input bytes. False when output failed: stop there. */
 static bool consume(struct writer *w, const char *buf, size_t n)
 {
 	size_t pos = 0;
+	if (w->sink->message)
+		return consume_message(w, buf, n);
 	while (pos < n) {
 		const char *nl = memchr(buf + pos, '\n', n - pos);
 		size_t seg = nl ? (size_t)(nl - (buf + pos)) + 1 : n - pos;
