@@ -168,9 +168,7 @@ ssize_t syslog_datagram(int fd, const void *buf, size_t n, int flags,
 	    alen > sizeof(struct sockaddr_un))
 		return real.sendto(fd, buf, n, flags, addr, alen);
 	struct log_sink sink = {.fd = fd, .message = MESSAGE_DATAGRAM, .send_flags = flags,
-				.addr_len = addr ? alen : 0};
-	if (addr)
-		memcpy(&sink.addr, addr, alen);
+				.addr = addr, .addr_len = addr ? alen : 0};
 	struct iovec iov = {.iov_base = (void *)buf, .iov_len = n};
 	return log_path(&sink, &iov, 1);
 }

@@ -96,8 +96,7 @@ static size_t wide_write(FILE *f, const char *b, size_t n)
 static size_t message_output(const struct log_sink *sink, const char *b, size_t n)
 {
 	if (sink->message == MESSAGE_DATAGRAM) {
-		const struct sockaddr *to = sink->addr_len ? (const struct sockaddr *)&sink->addr : NULL;
-		ssize_t r = real.sendto(sink->fd, b, n, sink->send_flags, to, sink->addr_len);
+		ssize_t r = real.sendto(sink->fd, b, n, sink->send_flags, sink->addr, sink->addr_len);
 		return r < 0 ? 0 : n;
 	}
 	int pri = 0;

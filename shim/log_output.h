@@ -43,9 +43,9 @@ struct log_sink {
 	bool use_send;
 	bool wide;       /* stream is wide-oriented: output converted back */
 	uint8_t message; /* enum message_kind */
-	FILE *stream;    /* the application holds its lock while the shim writes */
 	socklen_t addr_len; /* datagrams: where to (0: the connected peer) */
-	struct sockaddr_un addr;
+	const struct sockaddr *addr;
+	FILE *stream;    /* the application holds its lock while the shim writes */
 };
 
 /* How log_output treats a descriptor that has no room. */

@@ -48,6 +48,7 @@ struct line_slot {
 	_Atomic uint32_t busy;
 	int fd;
 	struct log_sink sink;     /* how the owner writes to fd */
+	struct sockaddr_un addr;  /* sink.addr points here for held datagrams */
 	uint64_t partial_request; /* the thread's request when the partial line began */
 	size_t held_len;          /* bytes of held records at the start of buf */
 	size_t len;               /* held records + the unfinished line's record */
@@ -95,6 +96,17 @@ static struct line_slot *find_slot(int fd)
 	return NULL;
 }
 
+/* The slot writes its lines the way the caller's sink does, keeping its
+ * own copy of a datagram's destination. */
+static void slot_set_sink(struct line_slot *s, const struct log_sink *sink)
+{
+	s->sink = *sink;
+	if (sink->addr) {
+		memcpy(&s->addr, sink->addr, sink->addr_len);
+		s->sink.addr = (const struct sockaddr *)&s->addr;
+	}
+}
+
 /* Takes a free slot for (this thread, sink's fd), returned locked. */
 static struct line_slot *claim_slot(const struct log_sink *sink)
 {
@@ -115,7 +127,7 @@ static struct line_slot *claim_slot(const struct log_sink *sink)
 			continue;
 		}
 		s->fd = sink->fd;
-		s->sink = *sink;
+		slot_set_sink(s, sink);
 		s->len = 0;
 		s->held_len = 0;
 		thread_ctx.slots[thread_ctx.slot_count++] = (uint16_t)i;
@@ -228,45 +240,54 @@ static size_t message_head(const struct log_sink *sink, const char *line, size_t
 	return end ? (size_t)(end - line) + 1 : 0;
 }
 
-/* Formats line (head bytes kept as they are) into out. */
-static size_t format_line(const struct writer *w, const struct line_style *style,
-			  const char *line, size_t len, size_t head, bool newline, char *out)
+/* A syslog message: its head kept as it is, the rest enriched, sent on its
+ * own. */
+static bool writer_message(struct writer *w, const char *line, size_t len, size_t input)
 {
+	size_t head = message_head(w->sink, line, len);
+	if (head == 0) /* not a syslog message after all: as it came */
+		return writer_raw(w, line, len);
+	size_t bound = head + line_format_bound(&shim.syslog_style, len - head, w->id_len);
+	char *out = w->stage;
+	if (!writer_flush(w))
+		return false;
+	if (bound > STAGE_SIZE) {
+		if (!w->slot || !buffer_reserve(&w->slot->scratch, &w->slot->scratch_cap, bound))
+			return writer_raw(w, line, len);
+		out = w->slot->scratch;
+	}
 	memcpy(out, line, head);
-	size_t n = head + line_format(style, w->id, w->id_len, line + head, len - head, out + head);
-	if (newline)
-		out[n++] = '\n';
-	return n;
+	size_t n = head + line_format(&shim.syslog_style, w->id, w->id_len, line + head, len - head,
+				      out + head);
+	return writer_put(w, out, n, input);
 }
 
 /* Emits one line (without its newline; newline says whether it had one),
- * standing for input bytes of this batch. False when it did not go out.
- * A syslog message leaves on its own. */
+ * standing for input bytes of this batch. False when it did not go out. */
 static bool writer_line(struct writer *w, uint64_t request, const char *line, size_t len,
 			bool newline, size_t input)
 {
-	const struct line_style *style = &shim.style;
-	size_t head = 0;
-	if (w->sink->message) {
-		style = &shim.syslog_style;
-		head = message_head(w->sink, line, len);
-		if (head == 0) /* not a syslog message after all: as it came */
-			return writer_raw(w, line, len);
-	}
 	writer_id(w, request);
-	size_t bound = head + line_format_bound(style, len - head, w->id_len) + 1;
+	if (unlikely(w->sink->message))
+		return writer_message(w, line, len, input);
+	size_t bound = line_format_bound(&shim.style, len, w->id_len) + 1;
 	if (bound > STAGE_SIZE - w->staged && !writer_flush(w))
 		return false;
 	if (bound <= STAGE_SIZE) {
-		w->staged += format_line(w, style, line, len, head, newline, w->stage + w->staged);
+		size_t n = line_format(&shim.style, w->id, w->id_len, line, len, w->stage + w->staged);
+		if (newline)
+			w->stage[w->staged + n++] = '\n';
+		w->staged += n;
 		w->staged_input += input;
-		return !w->sink->message || writer_flush(w);
+		return true;
 	}
 	/* Too long for the stage: format into the slot's scratch, one write. */
 	if (!w->slot && w->mode == OUTPUT_APP)
 		w->slot = claim_slot(w->sink);
 	if (w->slot && buffer_reserve(&w->slot->scratch, &w->slot->scratch_cap, bound)) {
-		size_t n = format_line(w, style, line, len, head, newline, w->slot->scratch);
+		size_t n = line_format(&shim.style, w->id, w->id_len, line, len, w->slot->scratch);
+		if (newline)
+			w->slot->scratch[n++] = '\n';
 		return writer_put(w, w->slot->scratch, n, input);
 	}
 	/* No memory for it: the line goes out as it came, unenriched, not lost. */
@@ -449,7 +470,7 @@ ssize_t log_writev(const struct log_sink *sink, const struct iovec *iov, int iov
 		return real.writev(sink->fd, iov, iovcnt);
 	}
 	if (s)
-		s->sink = *sink;
+		slot_set_sink(s, sink);
 	writer_init(&w, sink, OUTPUT_APP, s);
 	for (int i = 0; i < iovcnt; i++)
 		if (iov[i].iov_len && !consume(&w, iov[i].iov_base, iov[i].iov_len))
