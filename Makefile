@@ -82,6 +82,7 @@ integration: deps $(BUILD)/libreqid.so servers
 	python3 tests/integration/run_all.py
 	python3 tests/integration/test_semantics.py
 	python3 tests/integration/test_logpaths_syslog.py
+	python3 tests/integration/test_stdio.py
 
 # libFuzzer targets over the pure logic, with ASan and UBSan.
 $(BUILD)/fuzz/%: tests/fuzz/%.c $(PURE_SRCS) $(SHIM_HDRS)

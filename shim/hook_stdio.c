@@ -94,8 +94,7 @@ static struct stream_mark *find_mark(FILE *f, bool create)
 	return NULL;
 }
 
-/* The caller holds f's lock and has just written to it. */
-static void set_mark(FILE *f)
+void stdio_note_write(FILE *f)
 {
 	struct stream_mark *m = find_mark(f, true);
 	if (m) {
@@ -143,7 +142,7 @@ static bool stream_put_locked(FILE *f, bool wide, const char *b, size_t n)
 	struct iovec iov = {.iov_base = (void *)b, .iov_len = n};
 	ssize_t r = log_path(&sink, &iov, 1);
 	if (!wide)
-		set_mark(f);
+		stdio_note_write(f);
 	if (r == (ssize_t)n)
 		errno = saved;
 	return r == (ssize_t)n;
@@ -157,8 +156,18 @@ static bool stream_put(FILE *f, bool wide, const char *b, size_t n)
 	if (!wide)
 		reclaim(f);
 	bool ok = stream_put_locked(f, wide, b, n);
-	funlockfile(f);
+	real.funlockfile(f);
 	return ok;
+}
+
+/* A thread that wrote a line with inline putc_unlocked under flockfile
+ * releases the stream here: its bytes are taken back now, with its own
+ * context, before another thread can touch the stream. */
+EXPORT void funlockfile(FILE *f)
+{
+	if (byte_log_stream(f))
+		reclaim(f);
+	REAL(funlockfile)(f);
 }
 
 /* The inline putc family calls this when the buffer has no room (always,
@@ -180,7 +189,7 @@ static void reclaim_stream(FILE *f)
 		return;
 	flockfile(f);
 	reclaim(f);
-	funlockfile(f);
+	real.funlockfile(f);
 }
 
 void stdio_reclaim_all(void)
@@ -400,7 +409,7 @@ EXPORT int puts(const char *s)
 	size_t n = strlen(s);
 	flockfile(stdout);
 	bool ok = stream_put(stdout, false, s, n) && stream_put(stdout, false, "\n", 1);
-	funlockfile(stdout);
+	real.funlockfile(stdout);
 	return ok ? (n + 1 > INT_MAX ? INT_MAX : (int)(n + 1)) : EOF;
 }
 
@@ -471,15 +480,18 @@ EXPORT size_t fwrite_unlocked(const void *p, size_t size, size_t count, FILE *f)
 
 /* ---- messages built from errno and the program name --------------------- */
 
-/* Puts the pieces of one message into stderr as glibc would write them. */
-static void stderr_message(const char *a, const char *b, const char *c, const char *d)
+/* Puts the pieces of one message into stderr as glibc would write them.
+ * False if a write failed (errno tells why). */
+static bool stderr_message(const char *a, const char *b, const char *c, const char *d)
 {
 	const char *parts[] = {a, b, c, d};
+	bool ok = true;
 	flockfile(stderr);
 	for (size_t i = 0; i < 4; i++)
 		if (parts[i])
-			stream_put(stderr, false, parts[i], strlen(parts[i]));
-	funlockfile(stderr);
+			ok &= stream_put(stderr, false, parts[i], strlen(parts[i]));
+	real.funlockfile(stderr);
+	return ok;
 }
 
 EXPORT void perror(const char *s)
@@ -492,8 +504,8 @@ EXPORT void perror(const char *s)
 	char buf[256];
 	const char *what = strerror_r(saved, buf, sizeof(buf));
 	bool prefix = s && *s;
-	stderr_message(prefix ? s : NULL, prefix ? ": " : NULL, what, "\n");
-	errno = saved;
+	if (stderr_message(prefix ? s : NULL, prefix ? ": " : NULL, what, "\n"))
+		errno = saved;
 }
 
 /* vwarn/vwarnx: "progname: " fmt [": " strerror(errno)] "\n". */
@@ -511,7 +523,7 @@ static void warn_message(const char *fmt, va_list ap, bool with_errno)
 			stderr_message(": ", NULL, NULL, NULL);
 	}
 	stderr_message(what, "\n", NULL, NULL);
-	funlockfile(stderr);
+	real.funlockfile(stderr);
 	errno = saved;
 }
 
@@ -586,7 +598,7 @@ static void error_common(int status, int errnum, const char *file, unsigned line
 	if (error_print_progname)
 		error_print_progname();
 	else
-		fprintf(stderr, "%s: ", program_invocation_name);
+		fprintf(stderr, file ? "%s:" : "%s: ", program_invocation_name);
 	if (file)
 		fprintf(stderr, "%s:%u: ", file, line);
 	errno = saved;
@@ -598,7 +610,7 @@ static void error_common(int status, int errnum, const char *file, unsigned line
 	}
 	putc('\n', stderr);
 	fflush(stderr);
-	funlockfile(stderr);
+	real.funlockfile(stderr);
 	errno = saved;
 	if (status)
 		exit(status);
@@ -718,6 +730,43 @@ EXPORT int wprintf(const wchar_t *fmt, ...)
 	va_list ap;
 	va_start(ap, fmt);
 	int n = vfwprintf(stdout, fmt, ap);
+	va_end(ap);
+	return n;
+}
+
+int __vfwprintf_chk(FILE *f, int flag, const wchar_t *fmt, va_list ap);
+int __fwprintf_chk(FILE *f, int flag, const wchar_t *fmt, ...);
+int __vwprintf_chk(int flag, const wchar_t *fmt, va_list ap);
+int __wprintf_chk(int flag, const wchar_t *fmt, ...);
+
+/* The _FORTIFY_SOURCE forms: enriched like the plain ones (the text is
+ * formatted with vswprintf, which does the %n checks of its own). */
+EXPORT int __vfwprintf_chk(FILE *f, int flag, const wchar_t *fmt, va_list ap)
+{
+	if (!wide_log_stream(f) && real.__vfwprintf_chk)
+		return real.__vfwprintf_chk(f, flag, fmt, ap);
+	return vfwprintf(f, fmt, ap);
+}
+
+EXPORT int __vwprintf_chk(int flag, const wchar_t *fmt, va_list ap)
+{
+	return __vfwprintf_chk(stdout, flag, fmt, ap);
+}
+
+EXPORT int __fwprintf_chk(FILE *f, int flag, const wchar_t *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	int n = __vfwprintf_chk(f, flag, fmt, ap);
+	va_end(ap);
+	return n;
+}
+
+EXPORT int __wprintf_chk(int flag, const wchar_t *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	int n = __vfwprintf_chk(stdout, flag, fmt, ap);
 	va_end(ap);
 	return n;
 }

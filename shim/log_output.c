@@ -12,6 +12,7 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
@@ -116,13 +117,26 @@ static size_t stream_output(const struct log_sink *sink, const char *b, size_t n
 			    enum output_mode mode)
 {
 	FILE *f = sink->stream;
-	if (mode == OUTPUT_BACKGROUND && ftrylockfile(f) != 0) {
-		struct log_sink direct = {.fd = sink->fd};
-		return log_output(&direct, b, n, mode);
+	if (mode != OUTPUT_APP) {
+		bool locked = ftrylockfile(f) == 0;
+		for (int spin = 0; !locked && mode == OUTPUT_FINAL && spin < 1000; spin++) {
+			sched_yield();
+			locked = ftrylockfile(f) == 0;
+		}
+		if (!locked && mode == OUTPUT_BACKGROUND) {
+			errno = EBUSY;
+			return 0;
+		}
+		if (!locked) {
+			struct log_sink direct = {.fd = sink->fd};
+			return log_output(&direct, b, n, mode);
+		}
 	}
 	size_t written = sink->wide ? wide_write(f, b, n) : (real.fwrite_unlocked)(b, 1, n, f);
-	if (mode == OUTPUT_BACKGROUND)
-		funlockfile(f);
+	if (!sink->wide)
+		stdio_note_write(f);
+	if (mode != OUTPUT_APP)
+		real.funlockfile(f);
 	return written;
 }
 

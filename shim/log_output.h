@@ -48,10 +48,17 @@ struct log_sink {
 	FILE *stream;    /* the application holds its lock while the shim writes */
 };
 
-/* How log_output treats a descriptor that has no room. */
+/* How log_output treats a descriptor that has no room, or a stream whose
+ * lock another thread holds. */
 enum output_mode {
-	OUTPUT_APP,        /* the application's write: report EAGAIN if nothing went out */
-	OUTPUT_BACKGROUND, /* lines the shim releases: queue whatever cannot go out now */
+	OUTPUT_APP,        /* the application's write (it holds the stream's
+			      lock): report EAGAIN if nothing went out */
+	OUTPUT_BACKGROUND, /* lines the shim releases: queue what cannot go out
+			      now; a busy stream fails with EBUSY (the caller
+			      keeps the lines) */
+	OUTPUT_FINAL,      /* lines written at close or exit: as BACKGROUND, but
+			      a stream still busy after a short wait is
+			      bypassed for its fd */
 };
 
 /* Writes n bytes (whole output lines) to sink. Returns n when they all went

@@ -39,9 +39,20 @@
 struct held_record {
 	uint32_t seq;
 	uint32_t len;     /* bytes of the line, its newline included */
-	uint64_t request; /* the thread's request when the line was held */
+	uint64_t request; /* the thread's request when the line was held; with
+			     DECIDED set, the id it gets (0: none), decided at
+			     a release that could not write it (a stream busy) */
 };
 #define RECORD sizeof(struct held_record)
+#define DECIDED (1ull << 63)
+
+/* The id a record gets when its thread's bracket resolves to request. */
+static uint64_t record_tag(const struct held_record *r, uint64_t request)
+{
+	if (r->request & DECIDED)
+		return r->request & ~DECIDED;
+	return r->request == request ? request : 0;
+}
 
 struct line_slot {
 	_Atomic int32_t owner;    /* tid; 0 when free */
@@ -307,10 +318,32 @@ static void writer_records(struct writer *w, const char *buf, size_t n, uint64_t
 	for (size_t pos = 0; pos < n;) {
 		struct held_record r;
 		memcpy(&r, buf + pos, RECORD);
-		writer_line(w, r.request == request ? request : 0, buf + pos + RECORD, r.len - 1,
+		writer_line(w, record_tag(&r, request), buf + pos + RECORD, r.len - 1,
 			    !w->sink->message, 0);
 		pos += RECORD + r.len;
 	}
+}
+
+/* Writes the records at the start of s that a release already decided,
+ * before anything newer; the caller may write to s's sink. Returns false
+ * if they could not all go out. */
+static bool writer_decided(struct writer *w, struct line_slot *s)
+{
+	size_t pos = 0;
+	while (pos < s->held_len) {
+		struct held_record r;
+		memcpy(&r, s->buf + pos, RECORD);
+		if (!(r.request & DECIDED))
+			break;
+		if (!writer_line(w, r.request & ~DECIDED, s->buf + pos + RECORD, r.len - 1,
+				 !w->sink->message, 0) || !writer_flush(w))
+			break;
+		pos += RECORD + r.len;
+	}
+	memmove(s->buf, s->buf + pos, s->len - pos);
+	s->len -= pos;
+	s->held_len -= pos;
+	return s->held_len == 0 || !(((struct held_record *)s->buf)->request & DECIDED);
 }
 
 /* ---- attribution ------------------------------------------------------- */
@@ -350,7 +383,7 @@ static void cap_held(struct writer *w, struct line_slot *s)
 	if (s->held_len <= HELD_MAX || !writer_flush(w))
 		return;
 	struct writer out;
-	writer_init(&out, w->sink, OUTPUT_BACKGROUND, s);
+	writer_init(&out, w->sink, w->mode, s);
 	writer_records(&out, s->buf, s->held_len, 0);
 	writer_flush(&out);
 	memmove(s->buf, s->buf + s->held_len, s->len - s->held_len);
@@ -384,6 +417,9 @@ static bool consume_message(struct writer *w, const char *buf, size_t n)
 static bool consume(struct writer *w, const char *buf, size_t n)
 {
 	size_t pos = 0;
+	if (w->slot && w->slot->held_len && thread_ctx.mode != CTX_BRACKET &&
+	    !writer_decided(w, w->slot))
+		return writer_raw(w, buf, n); /* still blocked: keep order, lose the id */
 	if (w->sink->message)
 		return consume_message(w, buf, n);
 	while (pos < n) {
@@ -496,7 +532,7 @@ static void slot_drain(struct line_slot *s, uint64_t request, bool with_partial,
 		       uint64_t partial_request)
 {
 	struct writer w;
-	writer_init(&w, &s->sink, OUTPUT_BACKGROUND, s);
+	writer_init(&w, &s->sink, OUTPUT_FINAL, s);
 	writer_records(&w, s->buf, s->held_len, request);
 	if (with_partial && has_partial(s)) {
 		const char *line = s->buf + s->held_len + RECORD;
@@ -526,13 +562,16 @@ void log_release_held(uint64_t request)
 {
 	int saved = errno;
 	struct line_slot *held[THREAD_SLOTS_MAX];
-	size_t next[THREAD_SLOTS_MAX];
+	size_t next[THREAD_SLOTS_MAX], written[THREAD_SLOTS_MAX];
+	bool blocked[THREAD_SLOTS_MAX];
 	unsigned count = 0;
 
 	for (uint8_t i = 0; i < thread_ctx.slot_count; i++) {
 		struct line_slot *s = &line_slots[thread_ctx.slots[i]];
 		if (s->held_len > 0 && slot_lock(s)) {
 			held[count] = s;
+			blocked[count] = false;
+			written[count] = 0;
 			next[count++] = 0;
 		}
 	}
@@ -560,16 +599,31 @@ void log_release_held(uint64_t request)
 			current = held[pick];
 			writer_init(&w, &current->sink, OUTPUT_BACKGROUND, current);
 		}
-		writer_records(&w, current->buf + next[pick], RECORD + best.len, request);
+		struct line_slot *s = current;
+		bool sent = !blocked[pick];
+		if (sent) {
+			writer_records(&w, s->buf + next[pick], RECORD + best.len, request);
+			/* A stream goes record by record: its lock may be busy. */
+			sent = !s->sink.stream || writer_flush(&w) || w.error != EBUSY;
+		}
+		if (!sent) {
+			/* Keep it, with the id decided now, for the next chance. */
+			best.request = record_tag(&best, request) | DECIDED;
+			memcpy(s->buf + next[pick], &best, RECORD);
+			blocked[pick] = true;
+		} else {
+			written[pick] = next[pick] + RECORD + best.len;
+		}
 		next[pick] += RECORD + best.len;
 	}
 	if (current)
 		writer_flush(&w);
 	for (unsigned k = 0; k < count; k++) {
 		struct line_slot *s = held[k];
-		memmove(s->buf, s->buf + s->held_len, s->len - s->held_len);
-		s->len -= s->held_len;
-		s->held_len = 0;
+		memmove(s->buf, s->buf + written[k], s->len - written[k]);
+		s->len -= written[k];
+		s->held_len -= written[k];
+		thread_ctx.held |= s->held_len > 0;
 		slot_leave(s);
 	}
 	errno = saved;

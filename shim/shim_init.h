@@ -107,6 +107,8 @@
 	X(fputwc_unlocked, wint_t, (wchar_t, FILE *), 1) \
 	X(vfwprintf, int, (FILE *, const wchar_t *, va_list), 1) \
 	X(__overflow, int, (FILE *, int), 1) \
+	X(funlockfile, void, (FILE *), 1) \
+	X(__vfwprintf_chk, int, (FILE *, int, const wchar_t *, va_list), 0) \
 	X(fflush, int, (FILE *), 1) \
 	X(fflush_unlocked, int, (FILE *), 1) \
 	X(accept, int, (int, struct sockaddr *, socklen_t *), 1) \
@@ -192,6 +194,10 @@ size_t current_log_ids(char *buf, size_t size) HIDDEN;
  * stream before it is closed (hook_stdio.c). */
 void stdio_reclaim_all(void) HIDDEN;
 void stdio_forget_stream(FILE *f) HIDDEN;
+
+/* The shim has just written into f, holding its lock: what is in the buffer
+ * up to here is not the program's direct writing. */
+void stdio_note_write(FILE *f) HIDDEN;
 
 /* Installs the handlers that write pending lines on fatal signals left at
  * their default action (hook_process.c). */

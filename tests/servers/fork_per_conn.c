@@ -7,8 +7,10 @@
  * fails with EINTR; the parent then reaps every child and calls exit(0).
  *
  * It plays a legacy server that knows nothing of reqid: it must never use
- * stdio for logs, never mention request ids, and never put "token=" in a line
- * that is not about one request.
+ * stdio for logs (only legacy_http.h's LEGACY_LOG=stdio:... backends do),
+ * never mention request ids, and never put "token=" in a line that is not
+ * about one request. With a stdio backend, lh_before_fork() empties the log
+ * stream's buffer before each fork().
  */
 #include <sys/wait.h>
 
@@ -138,6 +140,7 @@ int main(int argc, char **argv)
 			       forked);
 			break;
 		}
+		lh_before_fork(); /* stdio backends: nothing buffered for the child */
 		pid = fork();
 		if (pid == 0) {
 			close(listen_fd);

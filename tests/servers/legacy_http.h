@@ -1,8 +1,8 @@
 /*
  * legacy_http.h - tiny HTTP/1.1 plumbing shared by the integration-test
  * servers in tests/servers/, written like old C code that has never heard of
- * reqid: fixed buffers, blocking reads, logs to fd 2 (or to syslog or a file
- * of its own, below). Also what the servers have in common around it
+ * reqid: fixed buffers, blocking reads, logs to fd 2 (or to syslog, a file
+ * of its own, or through stdio, below). Also what the servers have in common around it
  * (start-up, the blocking keep-alive loop, accept errors, the threaded
  * servers' /quit and shutdown), so that each server file holds only its own
  * model: threads, a queue, fork, or epoll.
@@ -22,14 +22,37 @@
  *   "devlog"         one RFC 3164 datagram per line,
  *                    "<14>Mmm dd hh:mm:ss NAME[PID]: line", sendto() on a
  *                    unix datagram socket addressed to /dev/log
+ * and through stdio, each keeping the three styles (one call per line; the
+ * line in two pieces, the second one ending it; two pieces at once):
+ *   "stdio:stderr"   stderr as it is (unbuffered): fprintf(stderr, ...);
+ *                    fprintf of the text without its '\n', then
+ *                    fputc('\n', stderr); fputs(prefix) + fputs(text)
+ *   "stdio:stdout-full"  setvbuf(stdout, buf, _IOFBF, 1 << 16) at start, a
+ *                    static 64 KiB buffer (glibc ignores the size when buf is
+ *                    NULL and takes st_blksize): one stream shared by all
+ *                    threads, written out only when full and at exit();
+ *                    printf(...); printf of the prefix, then puts(text);
+ *                    fwrite(prefix) + fwrite(text)
+ *   "stdio:stdout-line"  the same calls, stdout set to _IOLBF
+ *   "stdio:putc"     stdout fully buffered (static 64 KiB buffer); every
+ *                    line character by character with putc_unlocked(c,
+ *                    stdout) under flockfile(stdout): glibc's inline macro at
+ *                    -O2, which stores straight into the stream's buffer.
+ *                    One locked run per line; the two-piece style locks each
+ *                    piece on its own
+ *   "stdio:file:PATH"  fopen(PATH, "a"), setvbuf(f, NULL, _IOFBF, 1 << 16),
+ *                    then the calls of "stdio:stderr" on that FILE
+ * Buffered stdio bytes reach the descriptor at exit(): every way out of a
+ * server after /quit is exit(0). A forking server calls lh_before_fork()
+ * first, so that a child does not inherit (and write out again) bytes still
+ * in the parent's buffer.
  * An unknown value or a file that cannot be opened logs one ERROR line on fd
  * 2 and keeps logging there.
  *
  * The servers are the code under observation, so this file must never know
- * about request ids, never use stdio (printf/fprintf/puts) to log (the tests
- * cover write()/writev()/syslog()/sendto()-level capture only; snprintf into a
- * stack buffer is fine) and never emit a line not ended by '\n'. Static
- * (inline, so unused ones do not warn) functions only.
+ * about request ids, never use stdio for output except through the "stdio:"
+ * backends (snprintf into a stack buffer is fine) and never emit a line not
+ * ended by '\n'. Static (inline, so unused ones do not warn) functions only.
  */
 #ifndef LEGACY_HTTP_H
 #define LEGACY_HTTP_H
@@ -41,7 +64,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
-#include <stdio.h> /* snprintf/vsnprintf only - never for output */
+#include <stdio.h> /* snprintf/vsnprintf; output only in the stdio backends */
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -90,9 +113,14 @@ static inline void lh_conn_init(struct lh_conn *c, int fd, int use_recv)
 	c->skip = 0;
 }
 
-/* ---- logging: always whole lines, never stdio ------------------------ */
+/* ---- logging: always whole lines ------------------------------------- */
 
-enum { LH_TO_STDERR, LH_TO_SYSLOG, LH_TO_FILE, LH_TO_DEVLOG };
+enum { LH_TO_STDERR, LH_TO_SYSLOG, LH_TO_FILE, LH_TO_DEVLOG, LH_TO_STDIO };
+
+/* LEGACY_LOG=stdio:...: which calls write the lines. */
+enum { LH_STDIO_FILE,   /* fprintf/fputc/fputs on lh_stdio_fp */
+       LH_STDIO_STDOUT, /* printf/puts/fwrite on stdout */
+       LH_STDIO_PUTC }; /* putc_unlocked on stdout under flockfile */
 
 static int lh_log_to = LH_TO_STDERR;
 static int lh_log_fd = 2;               /* stderr, or the log file */
@@ -101,6 +129,9 @@ static volatile sig_atomic_t lh_hup;    /* SIGHUP seen: reopen lh_log_path */
 static pthread_rwlock_t lh_log_lock;    /* file: read per line, write to reopen */
 static int lh_devlog_fd = -1;           /* LEGACY_LOG=devlog */
 static struct sockaddr_un lh_devlog_addr;
+static int lh_stdio_how = LH_STDIO_FILE; /* LEGACY_LOG=stdio:... */
+static FILE *lh_stdio_fp;                /* stderr or the fopen()ed file */
+static char lh_stdout_buf[1 << 16];      /* stdout's buffer, full or putc */
 
 static inline size_t lh_log_prefix(char *out, size_t cap, const char *level)
 {
@@ -241,6 +272,119 @@ static inline void lh_message(char *p, size_t len)
 		;
 }
 
+/* ---- stdio backends -------------------------------------------------- */
+
+/* p[0..len) character by character, inline putc_unlocked, stdout locked. */
+static inline void lh_putc_run(const char *p, size_t len)
+{
+	size_t i;
+
+	flockfile(stdout);
+	for (i = 0; i < len; i++)
+		putc_unlocked(p[i], stdout);
+	funlockfile(stdout);
+}
+
+/* One call per line: the whole line (len bytes, '\n' included). */
+static inline void lh_stdio_line(const char *line, size_t len)
+{
+	switch (lh_stdio_how) {
+	case LH_STDIO_FILE:
+		fprintf(lh_stdio_fp, "%.*s", (int)len, line);
+		break;
+	case LH_STDIO_STDOUT:
+		printf("%.*s", (int)len, line);
+		break;
+	default:
+		lh_putc_run(line, len);
+	}
+}
+
+/* Two pieces, the second one ending the line: head (hn bytes), then body
+ * (bn bytes, its '\n' included; body[bn - 1] may be overwritten). */
+static inline void lh_stdio_2w(const char *head, size_t hn, char *body, size_t bn)
+{
+	switch (lh_stdio_how) {
+	case LH_STDIO_FILE:
+		fprintf(lh_stdio_fp, "%.*s%.*s", (int)hn, head, (int)(bn - 1), body);
+		fputc('\n', lh_stdio_fp);
+		break;
+	case LH_STDIO_STDOUT:
+		printf("%.*s", (int)hn, head);
+		body[bn - 1] = '\0';
+		puts(body); /* adds the '\n' back */
+		break;
+	default:
+		lh_putc_run(head, hn);
+		lh_putc_run(body, bn);
+	}
+}
+
+/* Both pieces at once (the writev() style); head and body are
+ * NUL-terminated, body ends with '\n'. */
+static inline void lh_stdio_v(const char *head, size_t hn, const char *body, size_t bn)
+{
+	size_t i;
+
+	switch (lh_stdio_how) {
+	case LH_STDIO_FILE:
+		fputs(head, lh_stdio_fp);
+		fputs(body, lh_stdio_fp);
+		break;
+	case LH_STDIO_STDOUT:
+		fwrite(head, 1, hn, stdout);
+		fwrite(body, 1, bn, stdout);
+		break;
+	default:
+		flockfile(stdout);
+		for (i = 0; i < hn; i++)
+			putc_unlocked(head[i], stdout);
+		for (i = 0; i < bn; i++)
+			putc_unlocked(body[i], stdout);
+		funlockfile(stdout);
+	}
+}
+
+/* LEGACY_LOG=stdio:WHAT; returns what went wrong, or NULL. */
+static inline const char *lh_stdio_setup(const char *what, int *err)
+{
+	if (strcmp(what, "stderr") == 0) {
+		lh_stdio_fp = stderr;
+		lh_stdio_how = LH_STDIO_FILE;
+	} else if (strcmp(what, "stdout-full") == 0 || strcmp(what, "putc") == 0) {
+		if (setvbuf(stdout, lh_stdout_buf, _IOFBF, sizeof lh_stdout_buf) != 0)
+			return "cannot make stdout fully buffered";
+		lh_stdio_fp = stdout;
+		lh_stdio_how = what[0] == 'p' ? LH_STDIO_PUTC : LH_STDIO_STDOUT;
+	} else if (strcmp(what, "stdout-line") == 0) {
+		if (setvbuf(stdout, NULL, _IOLBF, 1 << 16) != 0)
+			return "cannot make stdout line buffered";
+		lh_stdio_fp = stdout;
+		lh_stdio_how = LH_STDIO_STDOUT;
+	} else if (strncmp(what, "file:", 5) == 0 && what[5]) {
+		lh_stdio_fp = fopen(what + 5, "a");
+		if (!lh_stdio_fp) {
+			*err = errno;
+			return "cannot open the log file";
+		}
+		if (setvbuf(lh_stdio_fp, NULL, _IOFBF, 1 << 16) != 0)
+			return "cannot make the log file fully buffered";
+		lh_stdio_how = LH_STDIO_FILE;
+	} else {
+		return "unknown LEGACY_LOG value, logging to stderr";
+	}
+	lh_log_to = LH_TO_STDIO;
+	return NULL;
+}
+
+/* A forking server calls this right before fork(): bytes still in a stdio
+ * buffer would otherwise be written out by the parent and every child. */
+static inline void lh_before_fork(void)
+{
+	if (lh_log_to == LH_TO_STDIO)
+		fflush(lh_stdio_fp);
+}
+
 /* Reads LEGACY_LOG and sets the backend up; called once by lh_begin(). */
 static inline void lh_log_setup(void)
 {
@@ -288,6 +432,8 @@ static inline void lh_log_setup(void)
 			sa.sa_flags = SA_RESTART;
 			sigaction(SIGHUP, &sa, NULL);
 		}
+	} else if (strncmp(v, "stdio:", 6) == 0) {
+		problem = lh_stdio_setup(v + 6, &err);
 	} else {
 		problem = "unknown LEGACY_LOG value, logging to stderr";
 	}
@@ -309,6 +455,10 @@ static inline void lh_log(const char *level, const char *fmt, ...)
 	va_end(ap);
 	if (lh_log_to == LH_TO_SYSLOG || lh_log_to == LH_TO_DEVLOG) {
 		lh_message(line, n - 1);
+		return;
+	}
+	if (lh_log_to == LH_TO_STDIO) {
+		lh_stdio_line(line, n);
 		return;
 	}
 	lh_write_fd(lh_line_begin(), line, n);
@@ -336,6 +486,11 @@ static inline void lh_log_v(const char *level, const char *fmt, ...)
 		memcpy(line, head, iov[0].iov_len);
 		memcpy(line + iov[0].iov_len, body, iov[1].iov_len - 1);
 		lh_message(line, iov[0].iov_len + iov[1].iov_len - 1);
+		return;
+	}
+	if (lh_log_to == LH_TO_STDIO) {
+		body[iov[1].iov_len] = '\0'; /* lh_log_body leaves room */
+		lh_stdio_v(head, iov[0].iov_len, body, iov[1].iov_len);
 		return;
 	}
 	fd = lh_line_begin();
@@ -380,6 +535,10 @@ static inline void lh_log_2w(const char *level, const char *fmt, ...)
 		memcpy(line, head, hn);
 		memcpy(line + hn, body, bn - 1);
 		lh_message(line, hn + bn - 1);
+		return;
+	}
+	if (lh_log_to == LH_TO_STDIO) {
+		lh_stdio_2w(head, hn, body, bn);
 		return;
 	}
 	fd = lh_line_begin();

@@ -6,8 +6,9 @@
  * 3 log lines per request ("start", "working", "done" after the response).
  *
  * It plays a legacy server that knows nothing of reqid: it must never use
- * stdio for logs, never mention request ids, and never put "token=" in a line
- * that is not about one request. /quit answers 200 and ends with exit(0).
+ * stdio for logs (only legacy_http.h's LEGACY_LOG=stdio:... backends do),
+ * never mention request ids, and never put "token=" in a line that is not
+ * about one request. /quit answers 200 and ends with exit(0).
  */
 #include "legacy_http.h"
 
