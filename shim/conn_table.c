@@ -46,8 +46,17 @@ void conn_lose(int fd)
 		atomic_store_explicit(&conn_table[fd].lost, true, memory_order_release);
 }
 
+/* The connection's current request ends: its request line is no longer
+ * live. */
+static void end_request(struct conn *c)
+{
+	if (atomic_exchange_explicit(&c->line_live, false, memory_order_relaxed))
+		request_line_live(c->line_bucket, -1);
+}
+
 static void set_request(struct conn *c, uint64_t serial)
 {
+	end_request(c);
 	__atomic_store_n(&c->request, serial, __ATOMIC_RELAXED);
 }
 
@@ -58,6 +67,7 @@ void conn_open(int fd)
 	struct conn *c = &conn_table[fd];
 	if (!conn_trylock(c))
 		return; /* stays untracked */
+	end_request(c);
 	c->kind = CONN_HTTP;
 	atomic_store_explicit(&c->lost, false, memory_order_relaxed);
 	c->head_pending = false;
@@ -79,7 +89,9 @@ void conn_forget(int fd)
 	}
 }
 
-static uint64_t new_request(const char *inbound, size_t len)
+/* Makes a new request current on c, counting its request line as live. */
+static void start_request(struct conn *c, const char *inbound, size_t len, const char *line,
+			  size_t line_len)
 {
 	char generated[GENERATED_ID_LEN];
 	if (len == 0) {
@@ -87,7 +99,13 @@ static uint64_t new_request(const char *inbound, size_t len)
 		inbound = generated;
 		len = sizeof(generated);
 	}
-	return request_table_add(inbound, len);
+	uint64_t serial = request_table_add(inbound, len, line, line_len);
+	set_request(c, serial);
+	if (serial && line_len) {
+		c->line_bucket = request_line_bucket(line, line_len);
+		request_line_live(c->line_bucket, +1);
+		atomic_store_explicit(&c->line_live, true, memory_order_relaxed);
+	}
 }
 
 static void lose_stream(struct conn *c)
@@ -95,6 +113,7 @@ static void lose_stream(struct conn *c)
 	c->kind = CONN_DONE;
 	c->head_pending = false;
 	atomic_store_explicit(&c->lost, true, memory_order_release);
+	end_request(c);
 }
 
 /* Applies what the parser saw in one read to the connection's state. */
@@ -103,7 +122,7 @@ static void apply(struct conn *c, const struct http_feed_result *r)
 	if (r->not_http) {
 		c->kind = CONN_RAW;
 		c->head_pending = false;
-		set_request(c, new_request(NULL, 0));
+		start_request(c, NULL, 0, NULL, 0);
 		return;
 	}
 	if (r->desync) {
@@ -123,7 +142,7 @@ static void apply(struct conn *c, const struct http_feed_result *r)
 	if (r->headers_completed && c->head_pending) {
 		/* Exactly one request began and it is the one whose head ended. */
 		c->head_pending = false;
-		set_request(c, new_request(r->id, r->id_len));
+		start_request(c, r->id, r->id_len, r->line, r->line_len);
 	}
 }
 

@@ -40,6 +40,8 @@ struct conn {
 	bool head_pending;   /* a request began; its headers have not ended */
 	bool responded;      /* bytes were written since the current request began */
 	uint64_t request;    /* serial of the current request, 0 if none */
+	_Atomic bool line_live; /* its request line is counted as live */
+	uint16_t line_bucket;
 	struct http_parser parser;
 };
 

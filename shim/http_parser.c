@@ -96,8 +96,19 @@ bool http_parser_stopped(const struct http_parser *p)
 	return p->state == S_NOT_HTTP || p->state == S_DESYNC;
 }
 
+/* Keeps the first REQUEST_LINE_MAX bytes of the request line. */
+static void line_add(struct http_parser *p, const unsigned char *b, size_t n)
+{
+	size_t room = REQUEST_LINE_MAX - p->line_len;
+	if (n > room)
+		n = room;
+	memcpy(p->request_line + p->line_len, b, n);
+	p->line_len = (uint8_t)(p->line_len + n);
+}
+
 static void begin_request(struct http_parser *p)
 {
+	p->line_len = 0;
 	p->chunked = false;
 	p->has_length = false;
 	p->id_tainted = false;
@@ -187,6 +198,8 @@ static uint8_t end_headers(struct http_parser *p, struct http_feed_result *out)
 
 	out->headers_completed++;
 	out->id_len = 0;
+	out->line_len = p->line_len;
+	memcpy(out->line, p->request_line, p->line_len);
 	if (!p->id_tainted) {
 		bool tp = p->traceparent_count == 1 && p->traceparent_valid &&
 			  m->traceparent_rank < p->best_rank;
@@ -285,9 +298,12 @@ void http_parser_feed(struct http_parser *p, const char *buf, size_t len,
 			p->state = S_METHOD;
 			p->connect = c == (unsigned char)connect_method[0];
 			p->token_len = 1;
+			line_add(p, s + i, 1);
 			i++;
 			break;
 		case S_METHOD:
+			if ((c == ' ' && p->token_len > 0) || is_tchar(c))
+				line_add(p, s + i, 1);
 			if (c == ' ' && p->token_len > 0) {
 				p->connect &= p->token_len == sizeof(connect_method) - 1;
 				p->state = S_TARGET;
@@ -305,8 +321,10 @@ void http_parser_feed(struct http_parser *p, const char *buf, size_t len,
 		case S_TARGET:
 			if (c > ' ' && c != 0x7f) {
 				/* The bulk of the target, in a tight loop. */
+				size_t start = i;
 				while (i < len && s[i] > ' ' && s[i] != 0x7f)
 					i++;
+				line_add(p, s + start, i - start);
 				p->token_len = 1;
 				break;
 			}
@@ -314,6 +332,7 @@ void http_parser_feed(struct http_parser *p, const char *buf, size_t len,
 				fail(p, out);
 				return;
 			}
+			line_add(p, s + i, 1);
 			p->state = S_VERSION;
 			p->token_len = 0;
 			i++;
@@ -324,12 +343,14 @@ void http_parser_feed(struct http_parser *p, const char *buf, size_t len,
 					fail(p, out);
 					return;
 				}
+				line_add(p, s + i, 1);
 				p->token_len++;
 			} else if (p->token_len == sizeof(http_version_prefix) - 1) {
 				if (c < '0' || c > '9') {
 					fail(p, out);
 					return;
 				}
+				line_add(p, s + i, 1);
 				p->token_len++;
 			} else if (c == '\r' || c == '\n') {
 				p->in_first_line = false;

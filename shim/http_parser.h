@@ -27,6 +27,7 @@
 /* The header names the parser looks for: the two framing headers plus the
  * configured id headers in precedence order. Built once from the config. */
 #define MATCHER_MAX (2 + CONFIG_MAX_HEADERS)
+#define REQUEST_LINE_MAX 96 /* bytes of a request line kept as its fingerprint */
 #define RANK_NONE 0xff
 
 struct header_matcher {
@@ -52,6 +53,7 @@ struct http_parser {
 	bool value_overflow;
 	uint8_t best_rank;     /* rank of the inbound id kept so far */
 	uint8_t best_len;
+	uint8_t line_len;      /* request_line bytes kept so far */
 	uint8_t traceparent_count;
 	bool traceparent_valid;
 	uint16_t token_len;    /* bytes of method or header name so far */
@@ -61,6 +63,7 @@ struct http_parser {
 	char value[REQUEST_ID_MAX];
 	char best[REQUEST_ID_MAX];
 	char trace_id[32];
+	char request_line[REQUEST_LINE_MAX];
 };
 
 /* What one call to http_parser_feed saw. */
@@ -73,6 +76,9 @@ struct http_feed_result {
 	 * id_len 0 means none was usable and one must be generated. */
 	uint8_t id_len;
 	char id[REQUEST_ID_MAX];
+	/* Its request line ("GET /x HTTP/1.1"), at most REQUEST_LINE_MAX bytes. */
+	uint8_t line_len;
+	char line[REQUEST_LINE_MAX];
 };
 
 void http_parser_init(struct http_parser *p, const struct header_matcher *m);

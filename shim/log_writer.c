@@ -46,12 +46,18 @@ struct held_record {
 #define RECORD sizeof(struct held_record)
 #define DECIDED (1ull << 63)
 
-/* The id a record gets when its thread's bracket resolves to request. */
-static uint64_t record_tag(const struct held_record *r, uint64_t request)
+/* The id a record gets when its thread's bracket resolves to request: the
+ * request it was held under if the bracket closed on it, or if the line
+ * itself names that request (its request line, shared by no other live
+ * request: an access log line written after the response). */
+static uint64_t record_tag(const struct held_record *r, uint64_t request, const char *line,
+			   size_t len)
 {
 	if (r->request & DECIDED)
 		return r->request & ~DECIDED;
-	return r->request == request ? request : 0;
+	if (r->request == request || (r->request && request_named_in(r->request, line, len)))
+		return r->request;
+	return 0;
 }
 
 struct line_slot {
@@ -318,7 +324,8 @@ static void writer_records(struct writer *w, const char *buf, size_t n, uint64_t
 	for (size_t pos = 0; pos < n;) {
 		struct held_record r;
 		memcpy(&r, buf + pos, RECORD);
-		writer_line(w, record_tag(&r, request), buf + pos + RECORD, r.len - 1,
+		const char *line = buf + pos + RECORD;
+		writer_line(w, record_tag(&r, request, line, r.len - 1), line, r.len - 1,
 			    !w->sink->message, 0);
 		pos += RECORD + r.len;
 	}
@@ -608,7 +615,8 @@ void log_release_held(uint64_t request)
 		}
 		if (!sent) {
 			/* Keep it, with the id decided now, for the next chance. */
-			best.request = record_tag(&best, request) | DECIDED;
+			best.request = record_tag(&best, request, s->buf + next[pick] + RECORD,
+						  best.len - 1) | DECIDED;
 			memcpy(s->buf + next[pick], &best, RECORD);
 			blocked[pick] = true;
 		} else {

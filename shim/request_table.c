@@ -1,5 +1,6 @@
 /*
- * request_table.c - ring of request ids with per-slot seqlocks.
+ * request_table.c - ring of request ids and request lines with per-slot
+ * seqlocks, and live counts of request lines by hash bucket.
  *
  * Writers take a fresh serial with one atomic add, so no two writers ever
  * share a slot generation. Readers check the serial before and after copying.
@@ -9,17 +10,33 @@
 
 #include <stdatomic.h>
 #include <string.h>
+#include <xxhash.h>
 
 struct request_slot {
 	_Atomic uint64_t serial; /* 0 while being written */
 	uint8_t len;
+	uint8_t line_len;
+	uint16_t bucket;
 	char id[REQUEST_ID_MAX];
+	char line[REQUEST_LINE_MAX];
 };
 
 static struct request_slot slots[REQUEST_SLOTS];
 static _Atomic uint64_t next_serial;
+static _Atomic uint32_t live_lines[LINE_BUCKETS];
 
-uint64_t request_table_add(const char *id, size_t len)
+uint16_t request_line_bucket(const char *line, size_t len)
+{
+	return (uint16_t)(XXH3_64bits(line, len) % LINE_BUCKETS);
+}
+
+void request_line_live(uint16_t bucket, int delta)
+{
+	atomic_fetch_add_explicit(&live_lines[bucket % LINE_BUCKETS], (uint32_t)delta,
+				  memory_order_relaxed);
+}
+
+uint64_t request_table_add(const char *id, size_t len, const char *line, size_t line_len)
 {
 	/* A writer owns a slot from the moment it swaps the old serial for 0
 	 * until it stores its own; a slot another writer still owns (a writer a
@@ -37,6 +54,9 @@ uint64_t request_table_add(const char *id, size_t len)
 		atomic_thread_fence(memory_order_release);
 		s->len = (uint8_t)len;
 		memcpy(s->id, id, len);
+		s->line_len = (uint8_t)line_len;
+		memcpy(s->line, line, line_len);
+		s->bucket = request_line_bucket(line, line_len);
 		atomic_store_explicit(&s->serial, serial, memory_order_release);
 		return serial;
 	}
@@ -55,4 +75,23 @@ size_t request_table_get(uint64_t serial, char out[REQUEST_ID_MAX])
 	if (atomic_load_explicit(&s->serial, memory_order_relaxed) != serial)
 		return 0;
 	return len;
+}
+
+bool request_named_in(uint64_t serial, const char *line, size_t len)
+{
+	struct request_slot *s = &slots[serial % REQUEST_SLOTS];
+	char req_line[REQUEST_LINE_MAX];
+
+	if (serial == 0 || atomic_load_explicit(&s->serial, memory_order_acquire) != serial)
+		return false;
+	size_t n = s->line_len;
+	uint16_t bucket = s->bucket;
+	memcpy(req_line, s->line, REQUEST_LINE_MAX);
+	atomic_thread_fence(memory_order_acquire);
+	if (atomic_load_explicit(&s->serial, memory_order_relaxed) != serial || n == 0 ||
+	    n > REQUEST_LINE_MAX)
+		return false;
+	if (atomic_load_explicit(&live_lines[bucket], memory_order_relaxed) != 1)
+		return false;
+	return memmem(line, len, req_line, n) != NULL;
 }

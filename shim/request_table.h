@@ -1,11 +1,14 @@
 /*
- * request_table.h - the ids of recent requests, named by a serial number.
+ * request_table.h - the ids of recent requests, named by a serial number,
+ * and how many live requests share each request line.
  *
  * Threads and connections refer to a request by its 64-bit serial; the id
- * text lives in a fixed ring of slots. A slot is reused only after
+ * text and the request line ("GET /x HTTP/1.1", its first REQUEST_LINE_MAX
+ * bytes) live in a fixed ring of slots. A slot is reused only after
  * REQUEST_SLOTS newer requests, and a reader that finds the slot reused gets
- * no id rather than another request's. Lock-free (a seqlock per slot), no
- * allocation: safe in hooks and signal handlers.
+ * nothing rather than another request's. Lock-free (a seqlock per slot, an
+ * atomic counter per request-line hash bucket), no allocation: safe in hooks
+ * and signal handlers.
  */
 #ifndef REQID_REQUEST_TABLE_H
 #define REQID_REQUEST_TABLE_H
@@ -14,16 +17,32 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "http_parser.h"
 #include "request_id.h"
 
 #define REQUEST_SLOTS 16384
+#define LINE_BUCKETS 4096
 
-/* Stores id and returns its new serial; 0 (no id) only if every slot tried
- * was being written by a stalled writer. */
-uint64_t request_table_add(const char *id, size_t len) __attribute__((visibility("hidden")));
+/* Stores a request's id and request line (line_len may be 0) and returns
+ * its new serial; 0 (no id) only if every slot tried was being written by a
+ * stalled writer. */
+uint64_t request_table_add(const char *id, size_t len, const char *line, size_t line_len)
+	__attribute__((visibility("hidden")));
 
 /* Copies the id of request serial into out; 0 if it is no longer stored. */
 size_t request_table_get(uint64_t serial, char out[REQUEST_ID_MAX])
+	__attribute__((visibility("hidden")));
+
+/* The hash bucket of a request line (what the live counts count). */
+uint16_t request_line_bucket(const char *line, size_t len) __attribute__((visibility("hidden")));
+
+/* A request with a line in bucket began (+1) or ended (-1) on a connection. */
+void request_line_live(uint16_t bucket, int delta) __attribute__((visibility("hidden")));
+
+/* Whether line (a log line) names request serial: it contains the request's
+ * request line, and no other live request of this process has a request
+ * line in the same bucket. */
+bool request_named_in(uint64_t serial, const char *line, size_t len)
 	__attribute__((visibility("hidden")));
 
 #endif

@@ -618,6 +618,46 @@ static void test_transfer_encoding_case_insensitive(void **state)
 
 /* ---- pipelining and keep-alive ----------------------------------------- */
 
+static void test_request_line_kept(void **state)
+{
+	(void)state;
+	struct http_feed_result r;
+	static const char req[] = "POST /a/b?c=d HTTP/1.1\r\nX-Request-ID: k\r\nContent-Length: 3\r\n\r\nabc";
+	init_default();
+	feed_str(req, &r);
+	assert_int_equal(r.line_len, strlen("POST /a/b?c=d HTTP/1.1"));
+	assert_memory_equal(r.line, "POST /a/b?c=d HTTP/1.1", r.line_len);
+
+	/* One byte per call: the same line, reported with the header end. */
+	init_default();
+	uint8_t got = 0;
+	for (size_t i = 0; i < sizeof(req) - 1; i++) {
+		feed(req + i, 1, &r);
+		if (r.headers_completed) {
+			got = r.line_len;
+			assert_memory_equal(r.line, "POST /a/b?c=d HTTP/1.1", got);
+		}
+	}
+	assert_int_equal(got, strlen("POST /a/b?c=d HTTP/1.1"));
+
+	/* A long target: its first REQUEST_LINE_MAX bytes. */
+	char longreq[400];
+	char target[300];
+	memset(target, 'x', sizeof(target) - 1);
+	target[sizeof(target) - 1] = '\0';
+	snprintf(longreq, sizeof(longreq), "GET /%s HTTP/1.0\r\n\r\n", target);
+	init_default();
+	feed_str(longreq, &r);
+	assert_int_equal(r.line_len, REQUEST_LINE_MAX);
+	assert_memory_equal(r.line, longreq, REQUEST_LINE_MAX);
+
+	/* Pipelined: the last request's line, like its id. */
+	init_default();
+	feed_str("GET /1 HTTP/1.1\r\n\r\nHEAD /2 HTTP/1.0\r\n\r\n", &r);
+	assert_int_equal(r.line_len, strlen("HEAD /2 HTTP/1.0"));
+	assert_memory_equal(r.line, "HEAD /2 HTTP/1.0", r.line_len);
+}
+
 static void test_connect_tunnel(void **state)
 {
 	(void)state;
@@ -877,6 +917,7 @@ int main(void)
 		cmocka_unit_test(test_long_future_traceparent),
 		cmocka_unit_test(test_pipelined),
 		cmocka_unit_test(test_connect_tunnel),
+		cmocka_unit_test(test_request_line_kept),
 		cmocka_unit_test(test_keep_alive_no_leak),
 		cmocka_unit_test(test_empty_lines_before_request),
 		cmocka_unit_test(test_obs_fold),
