@@ -212,6 +212,8 @@ static void set_defaults(struct reqid_config *cfg)
 	cfg->log_fds[0] = 1;
 	cfg->log_fds[1] = 2;
 	cfg->log_fd_count = 2;
+	memcpy(cfg->response_header, "X-Request-ID", sizeof("X-Request-ID"));
+	cfg->response_header_len = sizeof("X-Request-ID") - 1;
 }
 
 unsigned config_parse(struct reqid_config *cfg, config_lookup lookup)
@@ -236,6 +238,13 @@ unsigned config_parse(struct reqid_config *cfg, config_lookup lookup)
 		warnings |= WARN_LOG_FDS;
 	if ((v = lookup("REQID_LOG_PATHS")) && !parse_log_paths(v, cfg))
 		warnings |= WARN_LOG_PATHS;
+	if ((v = lookup("REQID_RESPONSE_HEADER"))) {
+		if (*v == '\0')
+			cfg->response_header_len = 0;
+		else if (!parse_word(v, is_token_char, CONFIG_MAX_HEADER_NAME, cfg->response_header,
+				     &cfg->response_header_len))
+			warnings |= WARN_RESPONSE_HEADER;
+	}
 	return warnings;
 }
 
@@ -249,6 +258,7 @@ const char *config_warning_variable(unsigned warning_bit)
 	case WARN_OUTSIDE: return "REQID_OUTSIDE";
 	case WARN_DISABLE: return "REQID_DISABLE";
 	case WARN_LOG_PATHS: return "REQID_LOG_PATHS";
+	case WARN_RESPONSE_HEADER: return "REQID_RESPONSE_HEADER";
 	default: return "REQID_?";
 	}
 }

@@ -32,6 +32,7 @@ enum config_warning {
 	WARN_OUTSIDE = 1 << 4,
 	WARN_DISABLE = 1 << 5,
 	WARN_LOG_PATHS = 1 << 6,
+	WARN_RESPONSE_HEADER = 1 << 7,
 };
 
 struct header_name {
@@ -52,6 +53,8 @@ struct reqid_config {
 	int log_fds[CONFIG_MAX_LOG_FDS];
 	uint8_t log_path_count;
 	char log_paths[CONFIG_MAX_LOG_PATHS][CONFIG_MAX_LOG_PATH + 1]; /* globs */
+	uint8_t response_header_len; /* 0: responses get no header */
+	char response_header[CONFIG_MAX_HEADER_NAME + 1]; /* as given */
 };
 
 /* Returns the value of an environment variable, or NULL when unset. */

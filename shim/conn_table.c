@@ -74,6 +74,10 @@ void conn_open(int fd)
 	c->responded = false;
 	set_request(c, 0);
 	http_parser_init(&c->parser, &shim.matcher);
+	http_response_init(&c->response, shim.config.response_header,
+			   shim.config.response_header_len);
+	c->owed_len = 0;
+	atomic_store_explicit(&c->out_busy, 0, memory_order_relaxed);
 	conn_unlock(c);
 	atomic_store_explicit(&fd_flags[fd], FD_CONN, memory_order_relaxed);
 }
@@ -143,6 +147,8 @@ static void apply(struct conn *c, const struct http_feed_result *r)
 		/* Exactly one request began and it is the one whose head ended. */
 		c->head_pending = false;
 		start_request(c, r->id, r->id_len, r->line, r->line_len);
+		http_response_expect_head(&c->response,
+					  r->line_len >= 5 && memcmp(r->line, "HEAD ", 5) == 0);
 	}
 }
 

@@ -18,6 +18,7 @@
 #include <sys/uio.h>
 
 #include "http_parser.h"
+#include "http_response.h"
 
 #define FD_TABLE_SIZE 65536
 
@@ -42,6 +43,10 @@ struct conn {
 	uint64_t request;    /* serial of the current request, 0 if none */
 	_Atomic bool line_live; /* its request line is counted as live */
 	uint16_t line_bucket;
+	_Atomic uint32_t out_busy;  /* try-lock for the write side below */
+	uint8_t owed_len;           /* bytes of an added header not yet sent */
+	char owed[REQUEST_ID_MAX + RESPONSE_HEADER_NAME_MAX + 4];
+	struct http_response_parser response;
 	struct http_parser parser;
 };
 

@@ -9,6 +9,8 @@
  */
 #include "hooks.h"
 
+#include "conn_output.h"
+
 #include <fcntl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -97,7 +99,8 @@ static __attribute__((noinline)) ssize_t write_slow(int fd, const void *buf, siz
 		return log_path(&sink, &iov, 1);
 	}
 	ctx_before_conn_io(fd);
-	ssize_t r = fn(fd, buf, n);
+	struct iovec iov = {.iov_base = (void *)buf, .iov_len = n};
+	ssize_t r = conn_output(fd, &iov, 1, 0, false, NULL);
 	conn_write_done(fd, r);
 	return r;
 }
@@ -126,7 +129,7 @@ static __attribute__((noinline)) ssize_t writev_slow(int fd, const struct iovec 
 		return log_path(&sink, iov, iovcnt);
 	}
 	ctx_before_conn_io(fd);
-	ssize_t r = fn(fd, iov, iovcnt);
+	ssize_t r = conn_output(fd, iov, iovcnt, 0, false, NULL);
 	conn_write_done(fd, r);
 	return r;
 }

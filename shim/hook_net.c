@@ -10,6 +10,8 @@
  */
 #include "hooks.h"
 
+#include "conn_output.h"
+
 #include <sys/sendfile.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -186,7 +188,8 @@ static __attribute__((noinline)) ssize_t send_slow(int fd, const void *buf, size
 		return log_path(&sink, &iov, 1);
 	}
 	ctx_before_conn_io(fd);
-	ssize_t r = fn(fd, buf, n, flags);
+	struct iovec iov = {.iov_base = (void *)buf, .iov_len = n};
+	ssize_t r = conn_output(fd, &iov, 1, flags, true, NULL);
 	conn_write_done(fd, r);
 	return r;
 }
@@ -220,7 +223,9 @@ static __attribute__((noinline)) ssize_t sendto_slow(int fd, const void *buf, si
 		return log_path(&sink, &iov, 1);
 	}
 	ctx_before_conn_io(fd);
-	ssize_t r = fn(fd, buf, n, flags, addr, len);
+	struct iovec iov = {.iov_base = (void *)buf, .iov_len = n};
+	struct msghdr m = {.msg_name = (void *)addr, .msg_namelen = len};
+	ssize_t r = conn_output(fd, &iov, 1, flags, true, &m);
 	conn_write_done(fd, r);
 	return r;
 }
@@ -251,7 +256,9 @@ static __attribute__((noinline)) ssize_t sendmsg_slow(int fd, const struct msghd
 		return log_path(&sink, msg->msg_iov, (int)msg->msg_iovlen);
 	}
 	ctx_before_conn_io(fd);
-	ssize_t r = fn(fd, msg, flags);
+	ssize_t r = msg->msg_iovlen <= IOV_MAX
+			    ? conn_output(fd, msg->msg_iov, (int)msg->msg_iovlen, flags, true, msg)
+			    : fn(fd, msg, flags);
 	conn_write_done(fd, r);
 	return r;
 }
@@ -272,7 +279,10 @@ static ssize_t sendfile_common(ssize_t (*fn)(int, int, off_t *, size_t), int out
 		return fn(out, in, off, count);
 	}
 	ctx_before_conn_io(out);
+	if (!conn_output_before_sendfile(out))
+		return -1;
 	ssize_t r = fn(out, in, off, count);
+	conn_output_sendfile_done(out, r);
 	conn_write_done(out, r);
 	return r;
 }

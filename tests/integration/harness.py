@@ -73,7 +73,8 @@ class Failure(Exception):
 
 class Req:
     __slots__ = ("token", "method", "path", "headers", "body", "close",
-                 "expected", "kind", "delayed", "split", "response", "error")
+                 "expected", "kind", "delayed", "split", "response", "response_id", "error",
+                 "pipelined")
 
     def raw(self, port):
         """The request's bytes; port None (a unix socket) gives Host: localhost."""
@@ -115,6 +116,8 @@ ID_KINDS = (("x-request-id", 22), ("x-correlation-id", 18), ("traceparent", 18),
 def make_request(rng, token, close, delay_mix):
     r = Req()
     r.token, r.close, r.response, r.error = token, close, None, None
+    r.response_id = None
+    r.pipelined = False
     r.kind = rng.choices([k for k, _ in ID_KINDS], [w for _, w in ID_KINDS])[0]
     tp = "00-%s-%s-01" % (_hex(rng, 16), _hex(rng, 8))
     if r.kind == "x-request-id":
@@ -172,12 +175,29 @@ def make_plan(rng, n_requests, delay_mix, pipeline=0.0):
                                  j == k - 1 and last_close, delay_mix)
                     for j in range(k))
         conn.pipelined = k > 1 and rng.random() < pipeline
+        for r in conn:
+            r.pipelined = conn.pipelined
         conns.append(conn)
         i += k
     return conns
 
 
 # ---------------------------------------------------------------- client
+
+ADDED_HEADER_RE = re.compile(rb"\r\nX-Request-ID: ([A-Za-z0-9._:-]{1,128})\r\n\r\n")
+
+
+def split_added_header(resp):
+    """The response without the X-Request-ID header the shim adds as the
+    last header line, and that header's id (None when there is none)."""
+    head_end = resp.find(b"\r\n\r\n")
+    if head_end < 0:
+        return resp, None
+    m = ADDED_HEADER_RE.search(resp, 0, head_end + 4)
+    if not m or m.end() != head_end + 4:
+        return resp, None
+    return resp[:m.start()] + resp[m.end() - 4:], m.group(1).decode()
+
 
 def _recv_response(sock, buf):
     while b"\r\n\r\n" not in buf:
@@ -254,7 +274,8 @@ class Load:
                 r.response, buf = _recv_response(sock, buf)
                 if buf and not getattr(reqs, "pipelined", False):
                     raise Failure("extra bytes after response: %r" % buf[:80])
-                if r.response != r.expected_response():
+                plain, r.response_id = split_added_header(r.response)
+                if plain != r.expected_response():
                     r.error = "response altered: %r" % r.response
             if reqs[-1].close:  # the server must close right after
                 tail = sock.recv(65536)
@@ -281,7 +302,7 @@ def send_quit(port, timeout=30.0, unix_path=None):
         s.sendall(b"GET /quit HTTP/1.1\r\nHost: " + host + b"\r\nConnection: close\r\n\r\n")
         resp, _ = _recv_response(s, b"")
     want = b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\nConnection: close\r\n\r\nok quit\n"
-    if resp != want:
+    if split_added_header(resp)[0] != want:
         raise Failure("/quit answered %r" % resp)
 
 
@@ -535,6 +556,21 @@ def check_log(text, server, requests, fmt, check_ids=True, outside=None,
                 owners[rid].add(tok)
     supplied = {r.expected for r in requests if r.expected is not GENERATED}
 
+    # Every response carries the request's id in the header the shim adds
+    # (except on pipelined connections, which the shim cannot attribute);
+    # for a generated id that header says which one the lines must carry.
+    missing = [r for r in requests if getattr(r, "response", None) is not None
+               and getattr(r, "response_id", None) is None
+               and not getattr(r, "pipelined", False)]
+    if missing:
+        problems.append("%d responses without the X-Request-ID header (e.g. %s)"
+                        % (len(missing), missing[0].token))
+    for r in requests:
+        rid = getattr(r, "response_id", None)
+        if rid is not None and r.expected is not GENERATED and rid != r.expected:
+            problems.append("request %s: response header id %r, expected %r"
+                            % (r.token, rid, r.expected))
+
     def wrong(no, tok, rid, want, why):
         res["wrong"] += 1
         if len(examples) < max_examples:
@@ -560,7 +596,8 @@ def check_log(text, server, requests, fmt, check_ids=True, outside=None,
         best = max(counts, key=lambda k: (counts[k], -min(n for n, x in tagged if x == k)),
                    default=None)
         ok_best = (best is not None and GEN_RE.match(best) is not None
-                   and owners[best] == {tok} and best not in supplied)
+                   and owners[best] == {tok} and best not in supplied
+                   and best == (getattr(r, "response_id", None) or best))
         if ok_best:
             gen_ids[tok] = best
         for no, rid in tagged:

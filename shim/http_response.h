@@ -1,0 +1,70 @@
+/*
+ * http_response.h - incremental parser of the HTTP/1.x responses a server
+ * writes on a connection, to find where the shim may add its response
+ * header.
+ *
+ * Fed the bytes the application writes, in any split, it reports the offsets
+ * at which a response's header block ends (just before its blank line) when
+ * that response does not already carry the header. It follows framing
+ * (Content-Length, chunked, no body for HEAD, 1xx, 204 and 304, body until
+ * close otherwise) so body bytes are never taken for a response. Bytes that
+ * do not parse stop it for the rest of the connection.
+ *
+ * Pure logic: no allocation, no I/O; a few dozen bytes of state.
+ */
+#ifndef REQID_HTTP_RESPONSE_H
+#define REQID_HTTP_RESPONSE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define RESPONSE_HEADER_NAME_MAX 63
+
+struct http_response_parser {
+	const char *header;     /* lowercase name of the header the shim adds */
+	uint8_t header_len;
+	uint8_t state;
+	uint8_t after_lf;
+	bool head_request;      /* the request being answered is HEAD */
+	bool has_header;        /* this response already carries the header */
+	bool chunked;
+	bool has_length;
+	uint8_t name_match;     /* bits: content-length, transfer-encoding, header */
+	uint16_t token_len;
+	uint16_t status;
+	uint8_t value_len;
+	char value[24];         /* tail of a framing header's value */
+	uint64_t remaining;
+};
+
+/* header: the response header name (any case), or NULL to add none. */
+void http_response_init(struct http_response_parser *p, const char *header, size_t header_len);
+
+/* The next response answers a HEAD request (it has no body). */
+void http_response_expect_head(struct http_response_parser *p, bool head);
+
+/* Scans n bytes about to be written. Stores in points[] (at most max) the
+ * offsets in buf before which the header goes, and returns how many. Does
+ * not change p: call http_response_advance for the bytes actually written. */
+size_t http_response_plan(const struct http_response_parser *p, const char *buf, size_t n,
+			  size_t points[], size_t max);
+
+/* n bytes of buf were written: moves the parser past them. */
+void http_response_advance(struct http_response_parser *p, const char *buf, size_t n);
+
+/* n bytes were written that the shim did not see (sendfile): they must be
+ * body bytes, or the parser stops. */
+void http_response_skip(struct http_response_parser *p, uint64_t n);
+
+/* The header was added to the response being written (the parser rests
+ * just before its blank line): do not add it again. */
+void http_response_added(struct http_response_parser *p);
+
+/* Gives up on the stream (bytes went by unseen). */
+void http_response_stop(struct http_response_parser *p);
+
+/* True once the parser gave up on the stream (never adds again). */
+bool http_response_stopped(const struct http_response_parser *p);
+
+#endif
