@@ -33,6 +33,7 @@
 #include <stdatomic.h>
 #include <error.h>
 #include <limits.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,6 +50,8 @@
 #undef fputc_unlocked
 #undef fwrite_unlocked
 #undef fputs_unlocked
+#undef flockfile
+#undef funlockfile
 
 #define TEXT_STACK 1024
 
@@ -68,13 +71,17 @@ static bool wide_log_stream(FILE *f)
 
 /* ---- bytes written into a stream's buffer behind the shim's back -------- */
 
-#define STREAM_MARKS 32
+#define STREAM_MARKS 256
 
-/* Where a stream's write pointer stood after the shim last wrote to it. */
+/* Where a stream's write pointer stood after the shim last wrote to it (or
+ * a thread took its lock), and which thread, in which context, may have
+ * written the bytes found past it. */
 struct stream_mark {
 	_Atomic(FILE *) stream;
 	char *base;
 	char *ptr;
+	int32_t tid;
+	uint32_t epoch;
 };
 
 static struct stream_mark marks[STREAM_MARKS];
@@ -94,28 +101,39 @@ static struct stream_mark *find_mark(FILE *f, bool create)
 	return NULL;
 }
 
-void stdio_note_write(FILE *f)
+/* The caller holds f's lock: bytes up to the write pointer are accounted
+ * for; bytes past it will be the calling thread's, in its context now. */
+static void set_mark(FILE *f)
 {
 	struct stream_mark *m = find_mark(f, true);
 	if (m) {
 		m->base = f->_IO_write_base;
 		m->ptr = f->_IO_write_ptr;
+		m->tid = ctx_tid();
+		m->epoch = thread_ctx.epoch;
 	}
+}
+
+void stdio_note_write(FILE *f)
+{
+	set_mark(f);
 }
 
 static bool stream_put_locked(FILE *f, bool wide, const char *b, size_t n);
 
-/* Takes back bytes the program put into f's buffer directly since the
- * shim's last write, and writes them through the line machinery. The caller
- * holds f's lock. */
+/* Takes back bytes the program put into f's buffer directly since its mark,
+ * and writes them through the line machinery: with the calling thread's
+ * context if it is the one that may have written them and its context has
+ * not changed since, else without an id. A stream without a mark (the shim
+ * never wrote to it) is left alone. The caller holds f's lock. */
 static void reclaim(FILE *f)
 {
 	char *base = f->_IO_write_base, *cur = f->_IO_write_ptr;
-	if (!base || cur <= base)
-		return;
 	struct stream_mark *m = find_mark(f, false);
+	if (!m || !base || cur <= base)
+		return;
 	char *start = base;
-	if (m && m->base == base && m->ptr >= base && m->ptr <= cur)
+	if (m->base == base && m->ptr >= base && m->ptr <= cur)
 		start = m->ptr;
 	if (cur == start)
 		return;
@@ -127,7 +145,18 @@ static void reclaim(FILE *f)
 		return; /* they stay where they are, unenriched */
 	memcpy(copy, start, n);
 	f->_IO_write_ptr = start;
+	bool own = m->tid == ctx_tid() && m->epoch == thread_ctx.epoch;
+	uint64_t request = thread_ctx.request;
+	uint8_t mode = thread_ctx.mode;
+	if (!own) {
+		thread_ctx.request = 0;
+		thread_ctx.mode = CTX_NONE;
+	}
 	stream_put_locked(f, false, copy, n);
+	if (!own) {
+		thread_ctx.request = request;
+		thread_ctx.mode = mode;
+	}
 	if (copy != stack)
 		munmap(copy, n);
 }
@@ -135,14 +164,25 @@ static void reclaim(FILE *f)
 /* Puts n bytes the program wrote to f through the log writer, into f; the
  * caller holds f's lock. True if they all went in (or wait in the shim as an
  * unfinished line). */
+/* glibc's FILE flag for an unbuffered stream (libio.h). */
+#define STREAM_UNBUFFERED 0x0002
+
 static bool stream_put_locked(FILE *f, bool wide, const char *b, size_t n)
 {
 	int saved = errno;
-	struct log_sink sink = {.fd = fileno_unlocked(f), .stream = f, .wide = wide};
+	/* The enriched lines go into the stream, in their place among its
+	 * bytes (glibc writes them out at once if it is unbuffered or
+	 * line-buffered). An unbuffered stream's bytes meet write()'s at the
+	 * fd, so its unfinished line is the fd's, shared with write(); a
+	 * buffered one keeps its unfinished line to itself, as glibc keeps it
+	 * in the buffer. */
+	bool unbuffered = !wide && (f->_flags & STREAM_UNBUFFERED);
+	struct log_sink sink = {.fd = fileno_unlocked(f), .stream = f, .wide = wide,
+				.owner = unbuffered ? NULL : f};
 	struct iovec iov = {.iov_base = (void *)b, .iov_len = n};
 	ssize_t r = log_path(&sink, &iov, 1);
 	if (!wide)
-		stdio_note_write(f);
+		set_mark(f);
 	if (r == (ssize_t)n)
 		errno = saved;
 	return r == (ssize_t)n;
@@ -152,7 +192,7 @@ static bool stream_put(FILE *f, bool wide, const char *b, size_t n)
 {
 	if (n == 0)
 		return true;
-	flockfile(f);
+	real.flockfile(f);
 	if (!wide)
 		reclaim(f);
 	bool ok = stream_put_locked(f, wide, b, n);
@@ -160,9 +200,20 @@ static bool stream_put(FILE *f, bool wide, const char *b, size_t n)
 	return ok;
 }
 
-/* A thread that wrote a line with inline putc_unlocked under flockfile
- * releases the stream here: its bytes are taken back now, with its own
- * context, before another thread can touch the stream. */
+/* A thread that writes a line with inline putc_unlocked under flockfile
+ * takes the stream here: what others left in the buffer is taken back
+ * first, and what follows is this thread's, in its current context. */
+EXPORT void flockfile(FILE *f)
+{
+	REAL(flockfile)(f);
+	if (byte_log_stream(f)) {
+		reclaim(f);
+		set_mark(f);
+	}
+}
+
+/* ... and releases it here: its bytes are taken back now, before another
+ * thread can touch the stream. */
 EXPORT void funlockfile(FILE *f)
 {
 	if (byte_log_stream(f))
@@ -180,51 +231,89 @@ EXPORT int __overflow(FILE *f, int c)
 	return stream_put(f, false, &b, 1) ? (unsigned char)c : EOF;
 }
 
-/* Before the program flushes or closes a log stream, bytes it put into the
- * buffer directly go through the line machinery. fflush(NULL) covers the
- * streams the shim has written to. */
-static void reclaim_stream(FILE *f)
+/* Takes f's lock for the shim's own work: waits at most a moment at exit
+ * (glibc's exit flush does not wait either). */
+static bool lock_stream(FILE *f, bool patient)
 {
-	if (!byte_log_stream(f))
+	for (int spin = 0; spin < (patient ? 1 : 1000); spin++) {
+		if (patient) {
+			real.flockfile(f);
+			return true;
+		}
+		if (ftrylockfile(f) == 0)
+			return true;
+		sched_yield();
+	}
+	return false;
+}
+
+/* Before the program flushes or closes a log stream, bytes it put into the
+ * buffer directly go through the line machinery. */
+static void reclaim_stream(FILE *f, bool patient)
+{
+	if (!byte_log_stream(f) || !lock_stream(f, patient))
 		return;
-	flockfile(f);
 	reclaim(f);
 	real.funlockfile(f);
 }
 
 void stdio_reclaim_all(void)
 {
-	reclaim_stream(stdout);
-	reclaim_stream(stderr);
 	for (int i = 0; i < STREAM_MARKS; i++) {
 		FILE *g = atomic_load_explicit(&marks[i].stream, memory_order_acquire);
-		if (g && g != stdout && g != stderr)
-			reclaim_stream(g);
+		if (g)
+			reclaim_stream(g, false);
 	}
 }
 
 void stdio_forget_stream(FILE *f)
 {
-	reclaim_stream(f);
+	reclaim_stream(f, true);
 	struct stream_mark *m = find_mark(f, false);
 	if (m)
 		atomic_store_explicit(&m->stream, NULL, memory_order_release);
 }
 
+/* After a flush the buffer starts over: the mark moves with it. */
+static void mark_after_flush(FILE *f)
+{
+	if (byte_log_stream(f) && find_mark(f, false) && lock_stream(f, true)) {
+		set_mark(f);
+		real.funlockfile(f);
+	}
+}
+
 EXPORT int fflush(FILE *f)
 {
-	if (f)
-		reclaim_stream(f);
-	else if (shim.active && !thread_ctx.in_shim)
+	int r;
+	if (f) {
+		reclaim_stream(f, true);
+		r = REAL(fflush)(f);
+		mark_after_flush(f);
+		return r;
+	}
+	if (shim.active && !thread_ctx.in_shim)
 		stdio_reclaim_all();
-	return REAL(fflush)(f);
+	r = REAL(fflush)(NULL);
+	for (int i = 0; i < STREAM_MARKS; i++) {
+		FILE *g = atomic_load_explicit(&marks[i].stream, memory_order_acquire);
+		if (g && ftrylockfile(g) == 0) {
+			if (byte_log_stream(g))
+				set_mark(g);
+			real.funlockfile(g);
+		}
+	}
+	return r;
 }
 
 EXPORT int fflush_unlocked(FILE *f)
 {
 	if (f && byte_log_stream(f))
 		reclaim(f);
-	return REAL(fflush_unlocked)(f);
+	int r = REAL(fflush_unlocked)(f);
+	if (f && byte_log_stream(f) && find_mark(f, false))
+		set_mark(f);
+	return r;
 }
 
 /* ---- formatted output -------------------------------------------------- */

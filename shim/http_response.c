@@ -98,7 +98,7 @@ static bool finish_value(struct http_response_parser *p)
 		n--;
 	if (p->name_match & N_CONTENT_LENGTH) {
 		uint64_t v = 0;
-		if (n == 0 || n >= sizeof(p->value))
+		if (n == 0 || p->value_overflow)
 			return false;
 		for (size_t i = 0; i < n; i++) {
 			if (p->value[i] < '0' || p->value[i] > '9' || v > UINT64_MAX / 10 - 1)
@@ -109,7 +109,7 @@ static bool finish_value(struct http_response_parser *p)
 		p->remaining = v;
 	} else if (p->name_match & N_TRANSFER_ENCODING) {
 		p->chunked = n >= 7 && memcmp(p->value + n - 7, "chunked", 7) == 0 &&
-			     (n == 7 || p->value[n - 8] == ',' || p->value[n - 8] == ' ');
+			     (n == 7 || p->value[n - 8] == ',');
 	}
 	return true;
 }
@@ -224,6 +224,7 @@ static size_t scan(struct http_response_parser *p, const char *buf, size_t n, si
 				if (p->name_match & N_HEADER)
 					p->has_header = true;
 				p->value_len = 0;
+				p->value_overflow = false;
 				p->state = R_HEADER_VALUE;
 			} else if (is_tchar(c)) {
 				uint16_t pos = p->token_len;
@@ -246,17 +247,23 @@ static size_t scan(struct http_response_parser *p, const char *buf, size_t n, si
 				    !finish_value(p))
 					goto stop;
 				end_of_line(p, c, R_HEADER_START);
-			} else if (p->name_match & (N_CONTENT_LENGTH | N_TRANSFER_ENCODING)) {
+			} else if (p->name_match & N_TRANSFER_ENCODING) {
+				/* Only the last coding matters: keep the tail, spaces
+				 * dropped ("gzip, chunked" -> "gzip,chunked"). */
+				if (c != ' ' && c != '\t') {
+					if (p->value_len == sizeof(p->value)) {
+						memmove(p->value, p->value + 1, sizeof(p->value) - 1);
+						p->value_len--;
+					}
+					p->value[p->value_len++] = (char)lower(c);
+				}
+			} else if (p->name_match & N_CONTENT_LENGTH) {
 				if (p->value_len == 0 && (c == ' ' || c == '\t')) {
 					/* leading OWS */
 				} else if (p->value_len < sizeof(p->value)) {
-					p->value[p->value_len++] = (char)lower(c);
-				} else if (p->name_match & N_CONTENT_LENGTH) {
-					p->value_len = sizeof(p->value); /* too long: invalid */
+					p->value[p->value_len++] = (char)c;
 				} else {
-					/* Keep the tail: only "chunked" at the end matters. */
-					memmove(p->value, p->value + 1, sizeof(p->value) - 1);
-					p->value[sizeof(p->value) - 1] = (char)lower(c);
+					p->value_overflow = true;
 				}
 			}
 			i++;

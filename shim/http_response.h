@@ -34,7 +34,9 @@ struct http_response_parser {
 	uint16_t token_len;
 	uint16_t status;
 	uint8_t value_len;
-	char value[24];         /* tail of a framing header's value */
+	bool value_overflow;    /* a Content-Length value too long to be one */
+	char value[24];         /* a framing header's value (for Transfer-Encoding:
+				   its tail, without spaces) */
 	uint64_t remaining;
 };
 

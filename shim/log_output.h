@@ -46,6 +46,8 @@ struct log_sink {
 	socklen_t addr_len; /* datagrams: where to (0: the connected peer) */
 	const struct sockaddr *addr;
 	FILE *stream;    /* the application holds its lock while the shim writes */
+	FILE *owner;     /* the stdio stream whose unfinished line this is (NULL:
+			    the fd's, shared with write()) */
 };
 
 /* How log_output treats a descriptor that has no room, or a stream whose

@@ -1,8 +1,8 @@
 /*
  * log_writer.c - line assembly, holding and enriched output for log fds.
  *
- * A line slot belongs to one (thread, fd) pair while that pair has bytes
- * pending, and keeps them in one mmap'ed buffer:
+ * A line slot belongs to one (thread, fd, stdio stream or none) while it
+ * has bytes pending, and keeps them in one mmap'ed buffer:
  *
  *   [held record][held record]...[record header + unfinished line]
  *
@@ -79,13 +79,6 @@ static struct line_slot line_slots[LINE_SLOTS];
 
 /* ---- slots ------------------------------------------------------------- */
 
-static int32_t current_tid(void)
-{
-	if (thread_ctx.tid == 0)
-		thread_ctx.tid = (int32_t)syscall(SYS_gettid);
-	return thread_ctx.tid;
-}
-
 static bool slot_lock(struct line_slot *s)
 {
 	uint32_t expected = 0;
@@ -103,11 +96,14 @@ static bool has_partial(const struct line_slot *s)
 	return s->len > s->held_len;
 }
 
-static struct line_slot *find_slot(int fd)
+/* The thread's slot for a sink: one per fd for write()-like calls and one
+ * per stdio stream, so a line begun with write() is never finished inside
+ * a stream's buffer (or the reverse). */
+static struct line_slot *find_slot(const struct log_sink *sink)
 {
 	for (uint8_t i = 0; i < thread_ctx.slot_count; i++) {
 		struct line_slot *s = &line_slots[thread_ctx.slots[i]];
-		if (s->fd == fd)
+		if (s->fd == sink->fd && s->sink.owner == sink->owner)
 			return s;
 	}
 	return NULL;
@@ -129,7 +125,7 @@ static struct line_slot *claim_slot(const struct log_sink *sink)
 {
 	if (thread_ctx.slot_count == THREAD_SLOTS_MAX)
 		return NULL;
-	int32_t tid = current_tid();
+	int32_t tid = ctx_tid();
 	unsigned start = ((unsigned)tid * 31u + (unsigned)sink->fd) % LINE_SLOTS;
 	for (unsigned k = 0; k < LINE_SLOTS; k++) {
 		unsigned i = (start + k) % LINE_SLOTS;
@@ -503,7 +499,7 @@ ssize_t log_writev(const struct log_sink *sink, const struct iovec *iov, int iov
 {
 	struct writer w;
 	int saved = errno;
-	struct line_slot *s = find_slot(sink->fd);
+	struct line_slot *s = find_slot(sink);
 	if (s && !slot_lock(s)) {
 		/* Process exit is flushing this thread's lines: stay out of it. */
 		if (sink->use_send) {
@@ -658,7 +654,7 @@ void log_flush_thread(void)
 /* Drains every owned slot that matches fd (any fd when fd < 0). */
 static void drain_all(int fd)
 {
-	int32_t tid = current_tid();
+	int32_t tid = ctx_tid();
 	for (unsigned i = 0; i < LINE_SLOTS; i++) {
 		struct line_slot *s = &line_slots[i];
 		int32_t owner = atomic_load_explicit(&s->owner, memory_order_acquire);

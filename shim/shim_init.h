@@ -108,6 +108,7 @@
 	X(vfwprintf, int, (FILE *, const wchar_t *, va_list), 1) \
 	X(__overflow, int, (FILE *, int), 1) \
 	X(funlockfile, void, (FILE *), 1) \
+	X(flockfile, void, (FILE *), 1) \
 	X(__vfwprintf_chk, int, (FILE *, int, const wchar_t *, va_list), 0) \
 	X(fflush, int, (FILE *), 1) \
 	X(fflush_unlocked, int, (FILE *), 1) \

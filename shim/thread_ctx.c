@@ -8,6 +8,9 @@
 
 #include "log_writer.h"
 
+#include <sys/syscall.h>
+#include <unistd.h>
+
 __thread struct thread_ctx thread_ctx __attribute__((tls_model("initial-exec")));
 
 static void release_held(uint64_t request)
@@ -30,6 +33,7 @@ void ctx_boundary(void)
 	thread_ctx.request = 0;
 	thread_ctx.mode = CTX_NONE;
 	thread_ctx.watch &= (uint8_t)~WATCH_INHERITED;
+	thread_ctx.epoch++;
 }
 
 void ctx_before_conn_io(int fd)
@@ -59,6 +63,7 @@ void ctx_after_conn_io(int fd, bool wrote)
 		ctx_mark_event_loop();
 	thread_ctx.last_conn = conn;
 	thread_ctx.watch &= (uint8_t)~WATCH_INHERITED;
+	thread_ctx.epoch++;
 	uint64_t r = conn_request(fd);
 	if (r == 0) {
 		thread_ctx.request = 0;
@@ -73,6 +78,7 @@ void ctx_after_conn_io(int fd, bool wrote)
 
 void ctx_mark_event_loop(void)
 {
+	thread_ctx.epoch++;
 	thread_ctx.watch |= WATCH_EVENT_LOOP;
 	if (thread_ctx.mode == CTX_CERTAIN)
 		thread_ctx.mode = CTX_BRACKET;
@@ -91,6 +97,7 @@ void ctx_conn_closing(int fd)
 
 void ctx_inherit(uint64_t request, uint32_t last_conn, uint8_t mode)
 {
+	thread_ctx.epoch++;
 	thread_ctx.request = request;
 	thread_ctx.last_conn = last_conn;
 	thread_ctx.mode = mode;
@@ -104,4 +111,11 @@ uint64_t ctx_certain_request(void)
 		return 0;
 	uint64_t r = thread_ctx.request;
 	return conn_request((int)thread_ctx.last_conn - 1) == r ? r : 0;
+}
+
+int32_t ctx_tid(void)
+{
+	if (thread_ctx.tid == 0)
+		thread_ctx.tid = (int32_t)syscall(SYS_gettid);
+	return thread_ctx.tid;
 }

@@ -53,6 +53,7 @@ struct thread_ctx {
 	bool held;               /* log_writer holds lines for this thread */
 	uint8_t slot_count;      /* line slots this thread owns */
 	uint32_t held_seq;       /* order of the thread's held lines across fds */
+	uint32_t epoch;          /* changes whenever the context may have changed */
 	uint16_t slots[THREAD_SLOTS_MAX];
 	int32_t tid;
 };
@@ -75,6 +76,9 @@ void ctx_after_conn_io(int fd, bool wrote) __attribute__((visibility("hidden")))
 
 /* Connection fd is being closed. */
 void ctx_conn_closing(int fd) __attribute__((visibility("hidden")));
+
+/* The calling thread's kernel tid (cached; reset in fork children). */
+int32_t ctx_tid(void) __attribute__((visibility("hidden")));
 
 /* The request whose id a line written now gets at once: the thread's, if it
  * is CERTAIN and the request is still current on its connection; else 0. */

@@ -1,0 +1,732 @@
+/*
+ * test_http_response.c - unit tests for shim/http_response.c: where the
+ * shim's response header goes (just before the blank line ending a final
+ * response's header block), the header already present, framing
+ * (Content-Length, chunked with extensions and trailers, HEAD, 1xx, 101
+ * tunnels, 204, 304, body until close), arbitrary write splits, bytes the
+ * shim does not see (sendfile), not-HTTP and the points[] limit.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "http_response.h"
+
+#define MAXP 64
+
+/* ---- harness ----------------------------------------------------------- */
+
+static struct http_response_parser g_p;
+
+static void init_named(const char *name)
+{
+	memset(&g_p, 0xA5, sizeof g_p);
+	http_response_init(&g_p, name, name ? strlen(name) : 0);
+}
+
+static void init_default(void)
+{
+	init_named("X-Request-ID");
+}
+
+/* http_response_plan on g_p, checking that it leaves g_p as it was and that
+ * every point lies inside buf, at a blank line after a header line. */
+static size_t plan(const char *buf, size_t n, size_t points[], size_t max)
+{
+	struct http_response_parser before;
+	memcpy(&before, &g_p, sizeof before);
+	size_t k = http_response_plan(&g_p, buf, n, points, max);
+	assert_memory_equal(&before, &g_p, sizeof before);
+	assert_true(k <= max);
+	for (size_t i = 0; i < k; i++) {
+		assert_true(points[i] < n);
+		assert_true(buf[points[i]] == '\r' || buf[points[i]] == '\n');
+		if (i > 0)
+			assert_true(points[i] > points[i - 1]);
+	}
+	return k;
+}
+
+/* One write: plan, then advance. Appends the points, as offsets from the
+ * start of the stream (base is buf's offset), to out[*count]. */
+static void write_piece(const char *buf, size_t n, size_t base, size_t out[], size_t *count)
+{
+	size_t pts[MAXP];
+	size_t k = plan(buf, n, pts, MAXP);
+	for (size_t i = 0; i < k; i++) {
+		assert_true(*count < MAXP);
+		out[(*count)++] = base + pts[i];
+	}
+	http_response_advance(&g_p, buf, n);
+}
+
+static void fresh(bool head)
+{
+	init_default();
+	http_response_expect_head(&g_p, head);
+}
+
+/* Writes buf to a fresh parser in pieces of step bytes (0: one write). */
+static size_t write_steps(const char *buf, size_t len, size_t step, bool head, size_t out[])
+{
+	size_t count = 0;
+	fresh(head);
+	if (step == 0)
+		step = len ? len : 1;
+	for (size_t off = 0; off < len; off += step)
+		write_piece(buf + off, len - off < step ? len - off : step, off, out, &count);
+	return count;
+}
+
+/* Writes buf to a fresh parser in two writes cut at cut. */
+static size_t write_cut(const char *buf, size_t len, size_t cut, bool head, size_t out[])
+{
+	size_t count = 0;
+	fresh(head);
+	write_piece(buf, cut, 0, out, &count);
+	write_piece(buf + cut, len - cut, cut, out, &count);
+	return count;
+}
+
+static void expect_same(const size_t got[], size_t ngot, const size_t want[], size_t nwant,
+			const char *how, size_t arg)
+{
+	bool same = ngot == nwant;
+	for (size_t i = 0; same && i < nwant; i++)
+		same = got[i] == want[i];
+	if (same)
+		return;
+	print_error("%s %zu: %zu points, want %zu\n", how, arg, ngot, nwant);
+	for (size_t i = 0; i < ngot || i < nwant; i++)
+		print_error("  [%zu] got %lld want %lld\n", i, i < ngot ? (long long)got[i] : -1LL,
+			    i < nwant ? (long long)want[i] : -1LL);
+	fail();
+}
+
+/* Every split of buf (one write, byte-wise, a few step sizes, every two-way
+ * cut) gives exactly the points want[], as offsets in buf, and leaves the
+ * parser stopped or not as said. */
+static void expect_points(const char *buf, size_t len, bool head, const size_t want[],
+			  size_t nwant, bool stopped)
+{
+	static const size_t steps[] = { 0, 1, 2, 3, 7, 13, 64 };
+	size_t got[MAXP];
+	for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
+		size_t n = write_steps(buf, len, steps[i], head, got);
+		expect_same(got, n, want, nwant, "step", steps[i]);
+		assert_int_equal(http_response_stopped(&g_p), stopped);
+	}
+	for (size_t cut = 0; cut <= len; cut++) {
+		size_t n = write_cut(buf, len, cut, head, got);
+		expect_same(got, n, want, nwant, "cut at", cut);
+		assert_int_equal(http_response_stopped(&g_p), stopped);
+	}
+}
+
+/* Offset in s of the first blank line (CRLF or LF, after a line ended by
+ * either) ending a header block. */
+static size_t blank_line(const char *s)
+{
+	const char *crlf = strstr(s, "\n\r\n");
+	const char *lf = strstr(s, "\n\n");
+	size_t a = crlf ? (size_t)(crlf - s) + 1 : SIZE_MAX;
+	size_t b = lf ? (size_t)(lf - s) + 1 : SIZE_MAX;
+	assert_true(a != SIZE_MAX || b != SIZE_MAX);
+	return a < b ? a : b;
+}
+
+struct part {
+	const char *text;
+	bool point; /* the header goes before this part's first blank line */
+};
+
+/* The parts written back to back as one stream: expect_points on it. */
+static void expect_parts(const struct part parts[], size_t nparts, bool head, bool stopped)
+{
+	char buf[4096];
+	size_t len = 0, want[MAXP], nwant = 0;
+	for (size_t i = 0; i < nparts; i++) {
+		size_t n = strlen(parts[i].text);
+		assert_true(len + n <= sizeof buf);
+		if (parts[i].point)
+			want[nwant++] = len + blank_line(parts[i].text);
+		memcpy(buf + len, parts[i].text, n);
+		len += n;
+	}
+	expect_points(buf, len, head, want, nwant, stopped);
+}
+
+static void expect_one(const char *s, bool point)
+{
+	struct part p = { s, point };
+	expect_parts(&p, 1, false, false);
+}
+
+/* A response that must get its point once the parser is where g_p is. */
+static void expect_next_gets_point(void)
+{
+	static const char next[] = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+	size_t pts[MAXP];
+	assert_int_equal(plan(next, sizeof next - 1, pts, MAXP), 1);
+	assert_int_equal(pts[0], sizeof next - 3);
+	http_response_advance(&g_p, next, sizeof next - 1);
+	assert_false(http_response_stopped(&g_p));
+}
+
+/* Nothing more is ever reported. */
+static void expect_dead(void)
+{
+	static const char next[] = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+	size_t pts[MAXP];
+	assert_true(http_response_stopped(&g_p));
+	assert_int_equal(plan(next, sizeof next - 1, pts, MAXP), 0);
+	http_response_advance(&g_p, next, sizeof next - 1);
+	assert_true(http_response_stopped(&g_p));
+	assert_int_equal(plan(next, sizeof next - 1, pts, MAXP), 0);
+}
+
+/* ---- single responses -------------------------------------------------- */
+
+static void test_content_length_point(void **state)
+{
+	(void)state;
+	static const char r[] = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
+	size_t pts[MAXP];
+	init_default();
+	assert_false(http_response_stopped(&g_p));
+	assert_int_equal(plan(r, sizeof r - 1, pts, MAXP), 1);
+	/* 17 bytes of status line, 19 of Content-Length: just before "\r\n\r\nhello"'s
+	 * second CRLF */
+	assert_int_equal(pts[0], 36);
+	assert_memory_equal(r + pts[0], "\r\nhello", 7);
+	http_response_advance(&g_p, r, sizeof r - 1);
+	assert_false(http_response_stopped(&g_p));
+	expect_next_gets_point();
+
+	expect_one(r, true);
+	expect_one("HTTP/1.0 200 OK\r\nServer: x\r\nContent-Length: 0\r\n\r\n", true);
+	expect_one("HTTP/1.1 404 Not Found\r\ncontent-length:  3 \t\r\nX-A: b\r\n\r\nno!", true);
+	expect_one("HTTP/1.1 500 Internal Server Error\r\nCONTENT-LENGTH: 2\r\n\r\nxx", true);
+}
+
+static void test_header_already_present(void **state)
+{
+	(void)state;
+	static const char *const have[] = {
+		"HTTP/1.1 200 OK\r\nX-Request-ID: abc\r\nContent-Length: 0\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nx-request-id:abc\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nX-REQUEST-ID: \t abc \t\r\nContent-Length: 0\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nx-ReQuEsT-iD:\r\nContent-Length: 0\r\n\r\n",
+		"HTTP/1.1 200 OK\nX-Request-Id:  abc  \nContent-Length: 0\n\n",
+	};
+	for (size_t i = 0; i < sizeof have / sizeof have[0]; i++)
+		expect_one(have[i], false);
+	/* near misses are other headers */
+	expect_one("HTTP/1.1 200 OK\r\nX-Request-IDs: abc\r\nContent-Length: 0\r\n\r\n", true);
+	expect_one("HTTP/1.1 200 OK\r\nX-Request-I: abc\r\nContent-Length: 0\r\n\r\n", true);
+	expect_one("HTTP/1.1 200 OK\r\nX-Request: abc\r\nContent-Length: 0\r\n\r\n", true);
+	expect_one("HTTP/1.1 200 OK\r\nX-Other: X-Request-ID: abc\r\nContent-Length: 0\r\n\r\n",
+		   true);
+	/* only that response carries it: the next one still gets the header */
+	static const struct part two[] = {
+		{ "HTTP/1.1 200 OK\r\nX-Request-ID: abc\r\nContent-Length: 2\r\n\r\nok", false },
+		{ "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", true },
+	};
+	expect_parts(two, 2, false, false);
+	/* a header name given in lowercase */
+	init_named("x-request-id");
+	size_t pts[MAXP];
+	static const char r[] = "HTTP/1.1 200 OK\r\nX-Request-ID: a\r\nContent-Length: 0\r\n\r\n";
+	assert_int_equal(plan(r, sizeof r - 1, pts, MAXP), 0);
+}
+
+static void test_status_line_forms(void **state)
+{
+	(void)state;
+	expect_one("HTTP/1.1 200\r\nContent-Length: 0\r\n\r\n", true);
+	expect_one("HTTP/1.1 200 \r\nContent-Length: 0\r\n\r\n", true);
+	expect_one("HTTP/1.1 200\nContent-Length: 0\n\n", true);
+	expect_one("HTTP/1.0 299 Whatever it says\r\nContent-Length: 0\r\n\r\n", true);
+	/* no header at all: the point is right after the status line */
+	static const char bare[] = "HTTP/1.1 200 OK\r\n\r\n";
+	size_t want = 17;
+	expect_points(bare, sizeof bare - 1, false, &want, 1, true);
+}
+
+static void test_bare_lf(void **state)
+{
+	(void)state;
+	static const struct part lf[] = {
+		{ "HTTP/1.1 200 OK\nContent-Length: 2\n\nok", true },
+		{ "HTTP/1.1 200 OK\nTransfer-Encoding: chunked\n\n2\nok\n0\n\n", true },
+		{ "HTTP/1.1 200 OK\r\nContent-Length: 0\n\r\n", true },
+		{ "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\n", true },
+	};
+	expect_parts(lf, 4, false, false);
+	static const char r[] = "HTTP/1.1 200 OK\nContent-Length: 2\n\nok";
+	size_t pts[MAXP];
+	init_default();
+	assert_int_equal(plan(r, sizeof r - 1, pts, MAXP), 1);
+	assert_int_equal(pts[0], 34);
+	assert_int_equal(r[pts[0]], '\n');
+}
+
+/* ---- splits ------------------------------------------------------------ */
+
+static void test_every_two_way_split(void **state)
+{
+	(void)state;
+	static const char r[] = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+				"Content-Length: 12\r\n\r\nhello world\n";
+	size_t whole[MAXP], got[MAXP];
+	assert_int_equal(write_steps(r, sizeof r - 1, 0, false, whole), 1);
+	assert_int_equal(whole[0], blank_line(r));
+	for (size_t cut = 0; cut < sizeof r; cut++) {
+		size_t first[MAXP], second[MAXP];
+		init_default();
+		size_t a = plan(r, cut, first, MAXP);
+		http_response_advance(&g_p, r, cut);
+		size_t b = plan(r + cut, sizeof r - 1 - cut, second, MAXP);
+		assert_int_equal(a + b, 1);
+		assert_int_equal(a ? first[0] : cut + second[0], whole[0]);
+		assert_int_equal(write_cut(r, sizeof r - 1, cut, false, got), 1);
+		assert_int_equal(got[0], whole[0]);
+	}
+}
+
+static void test_one_byte_at_a_time(void **state)
+{
+	(void)state;
+	static const char r[] = "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc"
+				"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n";
+	size_t pts[MAXP];
+	size_t at = 0, count = 0;
+	init_default();
+	for (size_t i = 0; i < sizeof r - 1; i++) {
+		size_t k = plan(r + i, 1, pts, MAXP);
+		if (k) {
+			assert_int_equal(k, 1);
+			assert_int_equal(pts[0], 0);
+			at = i;
+			count++;
+			if (count == 1)
+				assert_int_equal(at, 36);
+		}
+		http_response_advance(&g_p, r + i, 1);
+	}
+	assert_int_equal(count, 2);
+	assert_int_equal(at, 41 + 45);
+	assert_false(http_response_stopped(&g_p));
+	expect_next_gets_point();
+}
+
+static void test_keep_alive_three(void **state)
+{
+	(void)state;
+	static const struct part three[] = {
+		{ "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfirst", true },
+		{ "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n", true },
+		{ "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 6\r\n\r\n<p></p>", true },
+	};
+	/* "<p></p>" is 7 bytes: the last byte starts a fourth response, ">" is not HTTP */
+	expect_parts(three, 3, false, true);
+	static const struct part clean[] = {
+		{ "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfirst", true },
+		{ "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n", true },
+		{ "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 7\r\n\r\n<p></p>", true },
+	};
+	expect_parts(clean, 3, false, false);
+	/* exact offsets */
+	char buf[512];
+	size_t len = 0;
+	for (size_t i = 0; i < 3; i++) {
+		memcpy(buf + len, clean[i].text, strlen(clean[i].text));
+		len += strlen(clean[i].text);
+	}
+	size_t pts[MAXP];
+	init_default();
+	assert_int_equal(plan(buf, len, pts, MAXP), 3);
+	assert_int_equal(pts[0], 36);
+	assert_int_equal(pts[1], 43 + 43);
+	assert_int_equal(pts[2], 43 + 45 + 61);
+}
+
+/* ---- framing ----------------------------------------------------------- */
+
+static void test_body_looks_like_response(void **state)
+{
+	(void)state;
+	static const struct part parts[] = {
+		{ "HTTP/1.1 200 OK\r\nContent-Length: 19\r\n\r\nHTTP/1.1 200 OK\r\n\r\n", true },
+		{ "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+		  "13\r\nHTTP/1.1 200 OK\r\n\r\n\r\n"
+		  "26\r\nHTTP/1.1 200 OK\r\n\r\nHTTP/1.1 200 OK\r\n\r\n\r\n"
+		  "0\r\n\r\n", true },
+		{ "HTTP/1.1 200 OK\r\nContent-Length: 38\r\n\r\n"
+		  "HTTP/1.1 200 OK\r\nX-Request-ID: x\r\n\r\n\r\n", true },
+	};
+	expect_parts(parts, 3, false, false);
+}
+
+static void test_chunked(void **state)
+{
+	(void)state;
+	static const struct part parts[] = {
+		{ "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+		  "5;name=value;q=\"a b\"\r\nhello\r\n"
+		  "1A ; ext\r\nabcdefghijklmnopqrstuvwxyz\r\n"
+		  "0;last=1\r\nX-Trailer: 1\r\nX-Other: HTTP/1.1 200 OK\r\n\r\n", true },
+		{ "HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok", true },
+		{ "HTTP/1.1 200 OK\r\ntransfer-encoding:  gzip, CHUNKED \r\n\r\n"
+		  "a\r\n0123456789\r\n0\r\n\r\n", true },
+		{ "HTTP/1.1 200 OK\r\nContent-Length: 100\r\nTransfer-Encoding: chunked\r\n\r\n"
+		  "0\r\n\r\n", true },
+		{ "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", true },
+	};
+	expect_parts(parts, 5, false, false);
+	/* a chunk that does not end with its line ending stops the parser */
+	static const struct part bad[] = {
+		{ "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcd\r\n0\r\n\r\n", true },
+		{ "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", false },
+	};
+	expect_parts(bad, 2, false, true);
+}
+
+static void test_head_response(void **state)
+{
+	(void)state;
+	static const struct part parts[] = {
+		{ "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", true },
+		{ "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", true },
+		{ "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", true },
+	};
+	expect_parts(parts, 3, true, false);
+	/* HEAD with chunked: no body either */
+	static const struct part chunked[] = {
+		{ "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", true },
+		{ "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", true },
+	};
+	expect_parts(chunked, 2, true, false);
+	/* not said to be HEAD: the next response's first 5 bytes are the body */
+	static const struct part nohead[] = {
+		{ "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", true },
+		{ "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", false },
+	};
+	expect_parts(nohead, 2, false, true);
+	/* HEAD survives an interim response */
+	static const struct part interim[] = {
+		{ "HTTP/1.1 100 Continue\r\n\r\n", false },
+		{ "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", true },
+		{ "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", true },
+	};
+	expect_parts(interim, 3, true, false);
+	/* expect_head(false) undoes it */
+	init_default();
+	http_response_expect_head(&g_p, true);
+	http_response_expect_head(&g_p, false);
+	static const char r[] = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+	http_response_advance(&g_p, r, sizeof r - 1);
+	expect_next_gets_point();
+}
+
+static void test_interim_responses(void **state)
+{
+	(void)state;
+	static const struct part cont[] = {
+		{ "HTTP/1.1 100 Continue\r\n\r\n", false },
+		{ "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", true },
+	};
+	expect_parts(cont, 2, false, false);
+	static const struct part hints[] = {
+		{ "HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\n\r\n", false },
+		{ "HTTP/1.1 102 Processing\nContent-Length: 4\n\n", false },
+		{ "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", true },
+	};
+	expect_parts(hints, 3, false, false);
+	/* exact: one point, in the 200 */
+	static const char r[] = "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+	size_t pts[MAXP];
+	init_default();
+	assert_int_equal(plan(r, sizeof r - 1, pts, MAXP), 1);
+	assert_int_equal(pts[0], 25 + 36);
+}
+
+static void test_no_body_statuses(void **state)
+{
+	(void)state;
+	static const struct part parts[] = {
+		{ "HTTP/1.1 204 No Content\r\n\r\n", true },
+		{ "HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\nETag: \"x\"\r\n\r\n", true },
+		{ "HTTP/1.1 304 Not Modified\r\nTransfer-Encoding: chunked\r\n\r\n", true },
+		{ "HTTP/1.1 204 No Content\r\nContent-Length: 7\r\n\r\n", true },
+		{ "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", true },
+	};
+	expect_parts(parts, 5, false, false);
+}
+
+static void test_switching_protocols(void **state)
+{
+	(void)state;
+	static const struct part parts[] = {
+		{ "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+		  "Connection: Upgrade\r\n\r\n", false },
+		{ "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", false },
+		{ "\x81\x05hello", false },
+	};
+	expect_parts(parts, 3, false, true);
+	static const char r[] = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\n\r\n";
+	init_default();
+	http_response_advance(&g_p, r, sizeof r - 1);
+	expect_dead();
+}
+
+static void test_until_close(void **state)
+{
+	(void)state;
+	static const struct part parts[] = {
+		{ "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\n", true },
+		{ "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", false },
+	};
+	expect_parts(parts, 2, false, true);
+	/* Transfer-Encoding that does not end in chunked: until close too */
+	static const struct part gzip[] = {
+		{ "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", true },
+		{ "0\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", false },
+	};
+	expect_parts(gzip, 2, false, true);
+	static const struct part notchunked[] = {
+		{ "HTTP/1.1 200 OK\r\nTransfer-Encoding: xchunked\r\n\r\n", true },
+		{ "0\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", false },
+	};
+	expect_parts(notchunked, 2, false, true);
+	static const char r[] = "HTTP/1.1 200 OK\r\n\r\nbody";
+	size_t pts[MAXP];
+	init_default();
+	assert_int_equal(plan(r, sizeof r - 1, pts, MAXP), 1);
+	assert_int_equal(pts[0], 17);
+	http_response_advance(&g_p, r, sizeof r - 1);
+	expect_dead();
+}
+
+/* ---- not HTTP ---------------------------------------------------------- */
+
+static void expect_garbage(const char *buf, size_t len)
+{
+	size_t pts[MAXP];
+	init_default();
+	assert_int_equal(plan(buf, len, pts, MAXP), 0);
+	http_response_advance(&g_p, buf, len);
+	expect_dead();
+}
+
+static void test_garbage(void **state)
+{
+	(void)state;
+	static const char g1[] = "garbage\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+	expect_garbage(g1, sizeof g1 - 1);
+	static const char *const bad[] = {
+		"HTTP/2 200\r\n\r\n",
+		"HTTP/1.1 20 OK\r\n\r\n",
+		"HTTP/1.1 2000 OK\r\n\r\n",
+		"HTTP/1.1  200 OK\r\n\r\n",
+		"HTTP/1.x 200 OK\r\n\r\n",
+		"HTTP/1.11 200 OK\r\n\r\n",
+		"http/1.1 200 OK\r\n\r\n",
+		"\r\nHTTP/1.1 200 OK\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nBad Header: x\r\n\r\n",
+		"HTTP/1.1 200 OK\r\n folded: x\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nContent-Length: 5x\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nContent-Length: \r\n\r\n",
+		"HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999\r\n\r\n",
+		"HTTP/1.1 200 OK\rX: y\r\n\r\n",
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+		expect_garbage(bad[i], strlen(bad[i]));
+	static const char bin[] = "\x16\x03\x01\x02\x00";
+	expect_garbage(bin, sizeof bin - 1);
+	/* after a good response */
+	static const struct part parts[] = {
+		{ "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", true },
+		{ "junk", false },
+		{ "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", false },
+	};
+	expect_parts(parts, 3, false, true);
+}
+
+/* ---- bytes the shim does not see --------------------------------------- */
+
+static void test_skip_within_body(void **state)
+{
+	(void)state;
+	static const char head[] = "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n";
+	size_t pts[MAXP];
+	init_default();
+	assert_int_equal(plan(head, sizeof head - 1, pts, MAXP), 1);
+	http_response_advance(&g_p, head, sizeof head - 1);
+	http_response_skip(&g_p, 10);
+	assert_false(http_response_stopped(&g_p));
+	expect_next_gets_point();
+
+	/* part written, part sent unseen in two calls, skip(0) a no-op */
+	init_default();
+	http_response_advance(&g_p, head, sizeof head - 1);
+	http_response_advance(&g_p, "abc", 3);
+	http_response_skip(&g_p, 0);
+	http_response_skip(&g_p, 4);
+	http_response_skip(&g_p, 3);
+	assert_false(http_response_stopped(&g_p));
+	expect_next_gets_point();
+
+	/* unseen then seen */
+	init_default();
+	http_response_advance(&g_p, head, sizeof head - 1);
+	http_response_skip(&g_p, 6);
+	http_response_advance(&g_p, "wxyz", 4);
+	expect_next_gets_point();
+
+	/* inside a chunk */
+	static const char ch[] = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n400\r\n";
+	init_default();
+	http_response_advance(&g_p, ch, sizeof ch - 1);
+	http_response_skip(&g_p, 0x400);
+	assert_false(http_response_stopped(&g_p));
+	http_response_advance(&g_p, "\r\n0\r\n\r\n", 7);
+	expect_next_gets_point();
+}
+
+static void test_skip_beyond_body(void **state)
+{
+	(void)state;
+	static const char head[] = "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n";
+	init_default();
+	http_response_advance(&g_p, head, sizeof head - 1);
+	http_response_skip(&g_p, 11);
+	expect_dead();
+
+	init_default();
+	http_response_advance(&g_p, head, sizeof head - 1);
+	http_response_advance(&g_p, "0123456", 7);
+	http_response_skip(&g_p, 4);
+	expect_dead();
+
+	/* between responses, in headers, before anything */
+	static const char full[] = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+	init_default();
+	http_response_advance(&g_p, full, sizeof full - 1);
+	http_response_skip(&g_p, 1);
+	expect_dead();
+	init_default();
+	http_response_advance(&g_p, full, 20);
+	http_response_skip(&g_p, 1);
+	expect_dead();
+	init_default();
+	http_response_skip(&g_p, 5);
+	expect_dead();
+
+	/* past a chunk's end */
+	static const char ch[] = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\n";
+	init_default();
+	http_response_advance(&g_p, ch, sizeof ch - 1);
+	http_response_skip(&g_p, 5);
+	expect_dead();
+}
+
+/* ---- configuration and limits ------------------------------------------ */
+
+static const char stream3[] =
+	"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+	"HTTP/1.1 100 Continue\r\n\r\n"
+	"HTTP/1.1 204 No Content\r\n\r\n"
+	"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1;x\r\na\r\n0\r\nT: 1\r\n\r\n";
+
+static void test_null_header_name(void **state)
+{
+	(void)state;
+	size_t pts[MAXP];
+	init_named(NULL);
+	assert_int_equal(plan(stream3, sizeof stream3 - 1, pts, MAXP), 0);
+	for (size_t i = 0; i < sizeof stream3 - 1; i++) {
+		assert_int_equal(plan(stream3 + i, 1, pts, MAXP), 0);
+		http_response_advance(&g_p, stream3 + i, 1);
+	}
+	/* framing is still followed */
+	assert_false(http_response_stopped(&g_p));
+	static const char r[] = "HTTP/1.1 200 OK\r\n\r\n";
+	assert_int_equal(plan(r, sizeof r - 1, pts, MAXP), 0);
+	http_response_advance(&g_p, r, sizeof r - 1);
+	assert_true(http_response_stopped(&g_p));
+}
+
+static void test_max_points(void **state)
+{
+	(void)state;
+	size_t pts[MAXP];
+	init_default();
+	assert_int_equal(plan(stream3, sizeof stream3 - 1, pts, MAXP), 3);
+	size_t all[3] = { pts[0], pts[1], pts[2] };
+	for (size_t max = 0; max < 3; max++) {
+		for (size_t i = 0; i < MAXP; i++)
+			pts[i] = (size_t)-7;
+		assert_int_equal(http_response_plan(&g_p, stream3, sizeof stream3 - 1, pts, max),
+				 max);
+		for (size_t i = 0; i < max; i++)
+			assert_int_equal(pts[i], all[i]);
+		assert_int_equal(pts[max], (size_t)-7);
+	}
+	/* max 0 may take NULL */
+	assert_int_equal(http_response_plan(&g_p, stream3, sizeof stream3 - 1, NULL, 0), 0);
+	/* the count does not affect the parser */
+	http_response_advance(&g_p, stream3, sizeof stream3 - 1);
+	assert_false(http_response_stopped(&g_p));
+	expect_next_gets_point();
+}
+
+static void test_empty_writes(void **state)
+{
+	(void)state;
+	size_t pts[MAXP];
+	init_default();
+	assert_int_equal(plan("", 0, pts, MAXP), 0);
+	http_response_advance(&g_p, "", 0);
+	assert_false(http_response_stopped(&g_p));
+	static const char r[] = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n";
+	http_response_advance(&g_p, r, sizeof r - 1);
+	assert_int_equal(plan("", 0, pts, MAXP), 0);
+	assert_int_equal(plan("\r\n", 2, pts, MAXP), 1);
+	assert_int_equal(pts[0], 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_content_length_point),
+		cmocka_unit_test(test_header_already_present),
+		cmocka_unit_test(test_status_line_forms),
+		cmocka_unit_test(test_bare_lf),
+		cmocka_unit_test(test_every_two_way_split),
+		cmocka_unit_test(test_one_byte_at_a_time),
+		cmocka_unit_test(test_keep_alive_three),
+		cmocka_unit_test(test_body_looks_like_response),
+		cmocka_unit_test(test_chunked),
+		cmocka_unit_test(test_head_response),
+		cmocka_unit_test(test_interim_responses),
+		cmocka_unit_test(test_no_body_statuses),
+		cmocka_unit_test(test_switching_protocols),
+		cmocka_unit_test(test_until_close),
+		cmocka_unit_test(test_garbage),
+		cmocka_unit_test(test_skip_within_body),
+		cmocka_unit_test(test_skip_beyond_body),
+		cmocka_unit_test(test_null_header_name),
+		cmocka_unit_test(test_max_points),
+		cmocka_unit_test(test_empty_writes),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
