@@ -14,6 +14,7 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 #include <string.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -115,50 +116,76 @@ EXPORT void abort(void)
 
 /* ---- exec -------------------------------------------------------------- */
 
-/* An exec'ed program decides which of its descriptors are logs from
- * REQID_LOG_IDS: the files that are log descriptors here now. So a pipe a
- * shell set up to capture a command's output stays data in the command. */
+/* An exec'ed program that loads the shim decides which of its descriptors
+ * are logs from REQID_LOG_IDS: the files that are log descriptors here now.
+ * So a pipe a shell set up to capture a command's output stays data in the
+ * command. A program that will not load the shim gets its environment
+ * unchanged. */
 
-static size_t env_count(char *const *envp)
+/* Whether envp preloads this library. */
+static bool env_preloads_shim(char *const *envp)
 {
-	size_t n = 0;
-	while (envp && envp[n])
-		n++;
-	return n;
+	for (size_t i = 0; envp && envp[i]; i++)
+		if (strncmp(envp[i], "LD_PRELOAD=", 11) == 0 && strstr(envp[i], "libreqid"))
+			return true;
+	return false;
 }
 
-/* Fills env (room for env_count(envp) + 2 pointers) with envp, its
- * REQID_LOG_IDS replaced by var; returns what to exec with. */
-static char *const *exec_env(char *const *envp, char **env, char *var, size_t var_size)
+/* The environment to exec with: envp with REQID_LOG_IDS replaced by the
+ * current log files, in an array from mmap (exec must not allocate with
+ * malloc; environments can be too large for a thread's stack). Returns envp
+ * itself when there is nothing to change or no memory. */
+struct exec_env {
+	char **env;
+	size_t size;
+	char var[sizeof(LOG_IDS_VARIABLE) + LOG_IDS_SIZE];
+};
+
+static char *const *exec_env(char *const *envp, struct exec_env *e)
 {
 	static const char name[] = LOG_IDS_VARIABLE "=";
-	if (!shim.active || getpid() != shim.pid)
+	e->env = NULL;
+	if (!shim.active || getpid() != shim.pid || !env_preloads_shim(envp))
 		return envp;
-	memcpy(var, name, sizeof(name) - 1);
-	current_log_ids(var + sizeof(name) - 1, var_size - (sizeof(name) - 1));
+	size_t n = 0;
+	while (envp[n])
+		n++;
+	e->size = (n + 2) * sizeof(char *);
+	e->env = mmap(NULL, e->size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (e->env == MAP_FAILED) {
+		e->env = NULL;
+		return envp;
+	}
+	memcpy(e->var, name, sizeof(name) - 1);
+	current_log_ids(e->var + sizeof(name) - 1, sizeof(e->var) - (sizeof(name) - 1));
 	size_t k = 0;
-	for (size_t i = 0; envp && envp[i]; i++)
+	for (size_t i = 0; i < n; i++)
 		if (strncmp(envp[i], name, sizeof(name) - 1) != 0)
-			env[k++] = envp[i];
-	env[k++] = var;
-	env[k] = NULL;
-	return env;
+			e->env[k++] = envp[i];
+	e->env[k++] = e->var;
+	e->env[k] = NULL;
+	return e->env;
 }
 
-#define EXEC_ENV(envp, result)                                          \
-	size_t env_n = env_count(envp);                                 \
-	char *env_room[env_n + 2];                                      \
-	char env_var[sizeof(LOG_IDS_VARIABLE) + LOG_IDS_SIZE];          \
-	char *const *result = exec_env(envp, env_room, env_var, sizeof(env_var))
+/* The exec failed: the array goes. */
+static int exec_failed(struct exec_env *e, int r)
+{
+	int saved = errno;
+	if (e->env)
+		munmap(e->env, e->size);
+	errno = saved;
+	return r;
+}
 
 EXPORT int execve(const char *path, char *const argv[], char *const envp[])
 {
 	int (*fn)(const char *, char *const[], char *const[]) = REAL(execve);
+	struct exec_env e;
 	process_ending();
-	EXEC_ENV(envp, env);
+	char *const *env = exec_env(envp, &e);
 	if (unlikely(!fn))
-		return (int)syscall(SYS_execve, path, argv, env);
-	return fn(path, argv, env);
+		return exec_failed(&e, (int)syscall(SYS_execve, path, argv, env));
+	return exec_failed(&e, fn(path, argv, env));
 }
 
 EXPORT int execv(const char *path, char *const argv[])
@@ -169,13 +196,14 @@ EXPORT int execv(const char *path, char *const argv[])
 EXPORT int execvpe(const char *file, char *const argv[], char *const envp[])
 {
 	int (*fn)(const char *, char *const[], char *const[]) = REAL(execvpe);
+	struct exec_env e;
 	process_ending();
-	EXEC_ENV(envp, env);
+	char *const *env = exec_env(envp, &e);
 	if (unlikely(!fn)) {
 		errno = ENOSYS;
-		return -1;
+		return exec_failed(&e, -1);
 	}
-	return fn(file, argv, env);
+	return exec_failed(&e, fn(file, argv, env));
 }
 
 EXPORT int execvp(const char *file, char *const argv[])
@@ -186,13 +214,14 @@ EXPORT int execvp(const char *file, char *const argv[])
 EXPORT int fexecve(int fd, char *const argv[], char *const envp[])
 {
 	int (*fn)(int, char *const[], char *const[]) = REAL(fexecve);
+	struct exec_env e;
 	process_ending();
-	EXEC_ENV(envp, env);
+	char *const *env = exec_env(envp, &e);
 	if (unlikely(!fn)) {
 		errno = ENOSYS;
-		return -1;
+		return exec_failed(&e, -1);
 	}
-	return fn(fd, argv, env);
+	return exec_failed(&e, fn(fd, argv, env));
 }
 
 /* The execl family takes its arguments inline; they are gathered into an
@@ -264,6 +293,10 @@ static const int fatal_signals[] = {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT, SI
 static void on_fatal_signal(int sig)
 {
 	int saved = errno;
+	/* The default action next, whoever calls this (a program's handler
+	 * that chains to the one it replaced calls it directly). */
+	signal(sig, SIG_DFL);
+	log_output_dying();
 	process_ending();
 	raise(sig);
 	errno = saved;

@@ -63,10 +63,14 @@ static bool byte_log_stream(FILE *f)
 	       (fd_class(fileno_unlocked(f)) & FD_LOG) && fwide(f, 0) <= 0;
 }
 
+/* A wide-oriented (or not yet oriented: the call orients it, as glibc's
+ * would) stream whose fd is a log descriptor. */
 static bool wide_log_stream(FILE *f)
 {
-	return f && shim.active && !thread_ctx.in_shim &&
-	       (fd_class(fileno_unlocked(f)) & FD_LOG) && fwide(f, 0) > 0;
+	if (!f || !shim.active || thread_ctx.in_shim || !(fd_class(fileno_unlocked(f)) & FD_LOG))
+		return false;
+	int orientation = fwide(f, 0);
+	return orientation > 0 || (orientation == 0 && fwide(f, 1) > 0);
 }
 
 /* ---- bytes written into a stream's buffer behind the shim's back -------- */
@@ -705,10 +709,27 @@ static void error_common(int status, int errnum, const char *file, unsigned line
 		exit(status);
 }
 
+/* For a stderr that is not a byte log stream, glibc's own error() gets the
+ * message formatted here (it has no va_list form to pass ap to). */
+static void message_text(char *buf, size_t size, const char *fmt, va_list ap)
+{
+	va_list copy;
+	va_copy(copy, ap);
+	vsnprintf(buf, size, fmt, copy);
+	va_end(copy);
+}
+
 EXPORT void error(int status, int errnum, const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
+	if (!byte_log_stream(stderr)) {
+		char text[TEXT_STACK * 4];
+		message_text(text, sizeof(text), fmt, ap);
+		va_end(ap);
+		REAL(error)(status, errnum, "%s", text);
+		return;
+	}
 	error_common(status, errnum, NULL, 0, fmt, ap);
 	va_end(ap);
 }
@@ -718,6 +739,15 @@ EXPORT void error_at_line(int status, int errnum, const char *file, unsigned lin
 {
 	static const char *last_file;
 	static unsigned last_line;
+	if (!byte_log_stream(stderr)) {
+		char text[TEXT_STACK * 4];
+		va_list ap;
+		va_start(ap, fmt);
+		message_text(text, sizeof(text), fmt, ap);
+		va_end(ap);
+		REAL(error_at_line)(status, errnum, file, line, "%s", text);
+		return;
+	}
 	if (error_one_per_line) {
 		if (last_line == line && last_file &&
 		    (last_file == file || (file && strcmp(last_file, file) == 0)))
@@ -741,7 +771,9 @@ static bool wide_put(FILE *f, const wchar_t *ws, size_t wn, bool *ok)
 	char stack[TEXT_STACK];
 	mbstate_t state = {0};
 	const wchar_t *src = ws;
+	int saved = errno;
 	size_t n = wcsnrtombs(NULL, &src, wn, 0, &state);
+	errno = saved;
 	if (n == (size_t)-1)
 		return false;
 	char *b = n < sizeof(stack) ? stack
@@ -784,18 +816,46 @@ EXPORT wint_t putwchar(wchar_t wc)
 	return fputwc(wc, stdout);
 }
 
+/* vswprintf does not say how long its output would be: the buffer doubles
+ * until it fits (up to 1 Mi wide characters). */
+#define WIDE_TEXT_MAX (1 << 20)
+
 EXPORT int vfwprintf(FILE *f, const wchar_t *fmt, va_list ap)
 {
-	wchar_t text[TEXT_STACK];
+	wchar_t stack[TEXT_STACK];
 	bool ok;
 	if (wide_log_stream(f)) {
-		va_list copy;
-		va_copy(copy, ap);
-		int n = vswprintf(text, TEXT_STACK, fmt, copy);
-		va_end(copy);
-		/* Longer texts (vswprintf fails) take glibc's path, unenriched. */
-		if (n >= 0 && wide_put(f, text, (size_t)n, &ok))
-			return ok ? n : -1;
+		int saved = errno;
+		wchar_t *text = stack;
+		size_t size = TEXT_STACK;
+		for (;;) {
+			va_list copy;
+			va_copy(copy, ap);
+			errno = saved;
+			int n = vswprintf(text, size, fmt, copy);
+			va_end(copy);
+			if (n >= 0) {
+				bool put = wide_put(f, text, (size_t)n, &ok);
+				if (text != stack)
+					munmap(text, size * sizeof(wchar_t));
+				if (put) {
+					if (ok)
+						errno = saved;
+					return ok ? n : -1;
+				}
+				break;
+			}
+			if (text != stack)
+				munmap(text, size * sizeof(wchar_t));
+			size *= 2;
+			text = size <= WIDE_TEXT_MAX
+				       ? mmap(NULL, size * sizeof(wchar_t), PROT_READ | PROT_WRITE,
+					      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+				       : MAP_FAILED;
+			if (text == MAP_FAILED)
+				break;
+		}
+		errno = saved;
 	}
 	return REAL(vfwprintf)(f, fmt, ap);
 }

@@ -106,7 +106,11 @@ static bool enriched_syslog(int pri, int flag, int saved_errno, const char *fmt,
 static void any_syslog(int pri, int flag, const char *fmt, va_list ap)
 {
 	int saved = errno;
-	if (REAL(syslog) && shim.active && !thread_ctx.in_shim &&
+	/* A priority glibc would complain about, or one its mask drops, is
+	 * glibc's business: the message is never held or enriched. */
+	bool plain = (pri & ~(LOG_PRIMASK | LOG_FACMASK)) ||
+		     !(setlogmask(0) & LOG_MASK(LOG_PRI(pri)));
+	if (!plain && REAL(syslog) && shim.active && !thread_ctx.in_shim &&
 	    enriched_syslog(pri, flag, saved, fmt, ap)) {
 		errno = saved;
 		return;
@@ -143,6 +147,22 @@ EXPORT void __syslog_chk(int pri, int flag, const char *fmt, ...)
 	va_start(ap, fmt);
 	any_syslog(pri, flag, fmt, ap);
 	va_end(ap);
+}
+
+/* Messages the thread holds go out before the identity or mask they were
+ * written under changes. */
+EXPORT void openlog(const char *ident, int option, int facility)
+{
+	if (shim.active && !thread_ctx.in_shim)
+		log_release_syslog();
+	REAL(openlog)(ident, option, facility);
+}
+
+EXPORT void closelog(void)
+{
+	if (shim.active && !thread_ctx.in_shim)
+		log_release_syslog();
+	REAL(closelog)();
 }
 
 /* ---- datagrams to /dev/log --------------------------------------------- */

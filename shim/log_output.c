@@ -17,6 +17,7 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <wchar.h>
 
 #include "shim_init.h"
@@ -36,6 +37,44 @@ struct backlog {
 
 static struct backlog backlogs[BACKLOGS];
 static _Atomic uint32_t backlog_count;
+
+#define DYING_BUDGET_MS 200
+static _Atomic bool dying;
+static _Atomic int dying_budget_ms = DYING_BUDGET_MS;
+
+void log_output_dying(void)
+{
+	atomic_store(&dying, true);
+}
+
+/* While dying: waits for room on fd within what is left of the budget. */
+static bool dying_room(int fd)
+{
+	struct pollfd p = {.fd = fd, .events = POLLOUT};
+	int budget = atomic_load(&dying_budget_ms);
+	if (budget <= 0)
+		return real.poll(&p, 1, 0) == 1;
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	bool ready = real.poll(&p, 1, budget) == 1;
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	int spent = (int)((t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000);
+	atomic_fetch_sub(&dying_budget_ms, spent);
+	return ready;
+}
+
+static size_t dying_output(const struct log_sink *sink, const char *b, size_t n)
+{
+	size_t off = 0;
+	while (off < n && !sink->message && dying_room(sink->fd)) {
+		ssize_t r = real.write(sink->fd, b + off, n - off);
+		if (r > 0)
+			off += (size_t)r;
+		else if (r < 0 && errno != EINTR && errno != EAGAIN)
+			break;
+	}
+	return n; /* what does not fit is dropped: the process is going */
+}
 
 static bool backlog_lock(struct backlog *q)
 {
@@ -268,6 +307,8 @@ size_t log_output(const struct log_sink *sink, const char *b, size_t n, enum out
 {
 	size_t off = 0, result;
 	ssize_t r;
+	if (unlikely(atomic_load_explicit(&dying, memory_order_relaxed)))
+		return dying_output(sink, b, n);
 	if (sink->stream)
 		return stream_output(sink, b, n, mode);
 	if (sink->message)

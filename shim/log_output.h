@@ -76,6 +76,12 @@ void log_output_settle(int fd) __attribute__((visibility("hidden")));
 /* Every backlog, as log_output_settle. */
 void log_output_settle_all(void) __attribute__((visibility("hidden")));
 
+/* The process is dying of a fatal signal: from now on output never blocks
+ * (each write waits for room within a small shared budget, else is
+ * dropped), stdio streams are bypassed for their fds (nothing will flush
+ * them), and syslog messages are dropped. */
+void log_output_dying(void) __attribute__((visibility("hidden")));
+
 /* In a fork child: the parent's backlogs are the parent's to write. */
 void log_output_forget_all(void) __attribute__((visibility("hidden")));
 

@@ -633,6 +633,16 @@ void log_release_held(uint64_t request)
 	errno = saved;
 }
 
+void log_release_syslog(void)
+{
+	const struct log_sink sink = {.fd = SYSLOG_SLOT_FD, .message = MESSAGE_SYSLOG};
+	struct line_slot *s = find_slot(&sink);
+	if (s && s->held_len && slot_lock(s)) {
+		slot_drain(s, 0, false, 0);
+		slot_leave(s);
+	}
+}
+
 void log_flush_thread(void)
 {
 	int saved = errno;

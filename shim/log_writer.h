@@ -36,6 +36,10 @@ ssize_t log_writev(const struct log_sink *sink, const struct iovec *iov, int iov
  * those held under request get its id, the others none. */
 void log_release_held(uint64_t request) __attribute__((visibility("hidden")));
 
+/* The calling thread's held syslog messages go out now (no bracket: they
+ * keep an id only if they name their request). */
+void log_release_syslog(void) __attribute__((visibility("hidden")));
+
 /* The calling thread ends: its held and unfinished lines go out. */
 void log_flush_thread(void) __attribute__((visibility("hidden")));
 

@@ -82,6 +82,10 @@
 	X(syslog, void, (int, const char *, ...), 1) \
 	X(vsyslog, void, (int, const char *, va_list), 1) \
 	X(__vsyslog_chk, void, (int, int, const char *, va_list), 0) \
+	X(openlog, void, (const char *, int, int), 1) \
+	X(closelog, void, (void), 1) \
+	X(error, void, (int, int, const char *, ...), 1) \
+	X(error_at_line, void, (int, int, const char *, unsigned, const char *, ...), 1) \
 	X(vfprintf, int, (FILE *, const char *, va_list), 1) \
 	X(__vfprintf_chk, int, (FILE *, int, const char *, va_list), 0) \
 	X(vdprintf, int, (int, const char *, va_list), 1) \
