@@ -73,6 +73,10 @@ const char *config_warning_variable(unsigned warning_bit);
  * files, so a pipe its parent set up to read its output stays data. */
 #define LOG_IDS_VARIABLE "REQID_LOG_IDS"
 
+/* REQID_REQUEST_ID: the id of the request a program was exec'ed for (a CGI
+ * script, a helper): the program's lines carry it. */
+#define REQUEST_VARIABLE "REQID_REQUEST_ID"
+
 bool log_ids_contain(const char *ids, uint64_t dev, uint64_t ino);
 
 /* Appends ",dev:ino" (no comma when len is 0) to buf of size bytes holding

@@ -80,6 +80,7 @@ void conn_open(int fd)
 	atomic_store_explicit(&c->out_busy, 0, memory_order_relaxed);
 	conn_unlock(c);
 	atomic_store_explicit(&fd_flags[fd], FD_CONN, memory_order_relaxed);
+	shim.accepted = true;
 }
 
 void conn_forget(int fd)

@@ -11,7 +11,10 @@
  */
 #include "hooks.h"
 
+#include "request_table.h"
+
 #include <signal.h>
+#include <spawn.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <sys/mman.h>
@@ -138,36 +141,52 @@ static bool env_preloads_shim(char *const *envp)
 struct exec_env {
 	char **env;
 	size_t size;
-	char var[sizeof(LOG_IDS_VARIABLE) + LOG_IDS_SIZE];
+	char ids[sizeof(LOG_IDS_VARIABLE) + LOG_IDS_SIZE];
+	char request[sizeof(REQUEST_VARIABLE) + REQUEST_ID_MAX + 1];
 };
 
+static bool is_variable(const char *entry, const char *name_eq)
+{
+	return strncmp(entry, name_eq, strlen(name_eq)) == 0;
+}
+
+/* The environment to exec with: envp with REQID_LOG_IDS replaced by the
+ * current log files and REQID_REQUEST_ID by the id of the request the
+ * calling thread is certain of (removed if none). */
 static char *const *exec_env(char *const *envp, struct exec_env *e)
 {
-	static const char name[] = LOG_IDS_VARIABLE "=";
+	static const char ids_name[] = LOG_IDS_VARIABLE "=";
+	static const char request_name[] = REQUEST_VARIABLE "=";
 	e->env = NULL;
 	if (!shim.active || getpid() != shim.pid || !env_preloads_shim(envp))
 		return envp;
 	size_t n = 0;
 	while (envp[n])
 		n++;
-	e->size = (n + 2) * sizeof(char *);
+	e->size = (n + 3) * sizeof(char *);
 	e->env = mmap(NULL, e->size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (e->env == MAP_FAILED) {
 		e->env = NULL;
 		return envp;
 	}
-	memcpy(e->var, name, sizeof(name) - 1);
-	current_log_ids(e->var + sizeof(name) - 1, sizeof(e->var) - (sizeof(name) - 1));
 	size_t k = 0;
 	for (size_t i = 0; i < n; i++)
-		if (strncmp(envp[i], name, sizeof(name) - 1) != 0)
+		if (!is_variable(envp[i], ids_name) && !is_variable(envp[i], request_name))
 			e->env[k++] = envp[i];
-	e->env[k++] = e->var;
+	memcpy(e->ids, ids_name, sizeof(ids_name) - 1);
+	current_log_ids(e->ids + sizeof(ids_name) - 1, sizeof(e->ids) - (sizeof(ids_name) - 1));
+	e->env[k++] = e->ids;
+	memcpy(e->request, request_name, sizeof(request_name) - 1);
+	size_t len = request_table_get(ctx_certain_request(), e->request + sizeof(request_name) - 1);
+	if (len > 0) {
+		e->request[sizeof(request_name) - 1 + len] = '\0';
+		e->env[k++] = e->request;
+	}
 	e->env[k] = NULL;
 	return e->env;
 }
 
-/* The exec failed: the array goes. */
+/* The exec failed (or the spawn is done): the array goes. */
 static int exec_failed(struct exec_env *e, int r)
 {
 	int saved = errno;
@@ -222,6 +241,36 @@ EXPORT int fexecve(int fd, char *const argv[], char *const envp[])
 		return exec_failed(&e, -1);
 	}
 	return exec_failed(&e, fn(fd, argv, env));
+}
+
+/* posix_spawn runs exec itself, out of the shim's sight: the environment is
+ * fixed up here. */
+EXPORT int posix_spawn(pid_t *pid, const char *path, const posix_spawn_file_actions_t *actions,
+		       const posix_spawnattr_t *attr, char *const argv[], char *const envp[])
+{
+	int (*fn)(pid_t *, const char *, const posix_spawn_file_actions_t *,
+		  const posix_spawnattr_t *, char *const[], char *const[]) = REAL(posix_spawn);
+	struct exec_env e;
+	if (unlikely(!fn))
+		return ENOSYS;
+	char *const *env = exec_env(envp, &e);
+	int r = fn(pid, path, actions, attr, argv, env);
+	exec_failed(&e, 0);
+	return r;
+}
+
+EXPORT int posix_spawnp(pid_t *pid, const char *file, const posix_spawn_file_actions_t *actions,
+			const posix_spawnattr_t *attr, char *const argv[], char *const envp[])
+{
+	int (*fn)(pid_t *, const char *, const posix_spawn_file_actions_t *,
+		  const posix_spawnattr_t *, char *const[], char *const[]) = REAL(posix_spawnp);
+	struct exec_env e;
+	if (unlikely(!fn))
+		return ENOSYS;
+	char *const *env = exec_env(envp, &e);
+	int r = fn(pid, file, actions, attr, argv, env);
+	exec_failed(&e, 0);
+	return r;
 }
 
 /* The execl family takes its arguments inline; they are gathered into an

@@ -22,6 +22,7 @@
 
 #include "conn_table.h"
 #include "log_writer.h"
+#include "request_table.h"
 #include "thread_ctx.h"
 
 struct real_functions real;
@@ -156,6 +157,16 @@ static void mark_log_fds(void)
 	setenv(LOG_IDS_VARIABLE, ids, 1);
 }
 
+/* A program exec'ed for a request (REQID_REQUEST_ID, set by a shimmed
+ * parent) writes its lines with that request's id until it serves
+ * connections of its own. */
+static void adopt_exec_request(void)
+{
+	const char *id = getenv(REQUEST_VARIABLE);
+	if (id && request_id_is_valid(id, strlen(id)))
+		shim.exec_request = request_table_add(id, strlen(id), NULL, 0);
+}
+
 size_t current_log_ids(char *buf, size_t size)
 {
 	size_t len = 0;
@@ -189,6 +200,7 @@ static void start(void)
 	if (pthread_atfork(NULL, NULL, after_fork_child) != 0)
 		return;
 	mark_log_fds();
+	adopt_exec_request();
 	shim.pid = getpid();
 	install_fatal_signal_flush();
 	shim.active = true;

@@ -15,6 +15,7 @@
 #include <pthread.h>
 #include <semaphore.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <sys/epoll.h>
@@ -149,7 +150,11 @@
 	X(abort, void, (void), 1) \
 	X(execve, int, (const char *, char *const[], char *const[]), 1) \
 	X(execvpe, int, (const char *, char *const[], char *const[]), 1) \
-	X(fexecve, int, (int, char *const[], char *const[]), 1)
+	X(fexecve, int, (int, char *const[], char *const[]), 1) \
+	X(posix_spawn, int, (pid_t *, const char *, const posix_spawn_file_actions_t *, \
+			     const posix_spawnattr_t *, char *const[], char *const[]), 1) \
+	X(posix_spawnp, int, (pid_t *, const char *, const posix_spawn_file_actions_t *, \
+			      const posix_spawnattr_t *, char *const[], char *const[]), 1)
 
 #define REAL_FIELD(name, ret, params, needed) ret (*name) params;
 struct real_functions {
@@ -159,7 +164,9 @@ struct real_functions {
 
 struct shim_state {
 	bool active;              /* configured and not disabled */
+	bool accepted;            /* this process accepted a connection */
 	pid_t pid;                /* this process (updated in fork children) */
+	uint64_t exec_request;    /* the request this program was exec'ed for */
 	struct reqid_config config;
 	struct header_matcher matcher;
 	struct line_style style;

@@ -7,6 +7,7 @@
 #include "thread_ctx.h"
 
 #include "log_writer.h"
+#include "shim_init.h"
 
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -107,6 +108,8 @@ void ctx_inherit(uint64_t request, uint32_t last_conn, uint8_t mode)
 
 uint64_t ctx_certain_request(void)
 {
+	if (thread_ctx.mode == CTX_NONE && shim.exec_request && !shim.accepted)
+		return shim.exec_request;
 	if (thread_ctx.mode != CTX_CERTAIN)
 		return 0;
 	uint64_t r = thread_ctx.request;

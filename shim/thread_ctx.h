@@ -81,7 +81,9 @@ void ctx_conn_closing(int fd) __attribute__((visibility("hidden")));
 int32_t ctx_tid(void) __attribute__((visibility("hidden")));
 
 /* The request whose id a line written now gets at once: the thread's, if it
- * is CERTAIN and the request is still current on its connection; else 0. */
+ * is CERTAIN and the request is still current on its connection; for a
+ * thread with no request in a program exec'ed for one (and serving no
+ * connections), that one; else 0. */
 uint64_t ctx_certain_request(void) __attribute__((visibility("hidden")));
 
 /* The thread blocks waiting on connection fd alone. */
