@@ -25,12 +25,13 @@ SERVERS    := $(patsubst tests/servers/%.c,%,$(wildcard tests/servers/*.c))
 
 # Debian packages the build, the tests and the benchmarks use.
 DEB_PACKAGES := gcc make libc6-dev libunwind-dev libxxhash-dev libcmocka-dev \
-                python3 valgrind clang libclang-rt-14-dev rsyslog
+                python3 valgrind clang libclang-rt-14-dev rsyslog \
+                nginx lighttpd busybox curl
 
 FUZZERS := $(patsubst tests/fuzz/%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_SECONDS ?= 300
 
-.PHONY: all deps test unit unit-asan integration fuzz fuzz-smoke servers demo bench clean
+.PHONY: all deps test unit unit-asan integration realtest fuzz fuzz-smoke servers demo bench clean
 
 all: $(BUILD)/libreqid.so servers
 
@@ -109,6 +110,11 @@ fuzz: deps $(addprefix $(BUILD)/fuzz/,$(FUZZERS))
 	  $(BUILD)/fuzz/$$f -max_total_time=$(FUZZ_SECONDS) $$dict \
 	    $(BUILD)/fuzz/corpus-$$name tests/fuzz/corpus/$$name || exit 1; \
 	done
+
+# Debian's own servers under the shim (nginx, lighttpd, busybox httpd with a
+# CGI, python3 http.server): the attribution matrix.
+realtest: deps $(BUILD)/libreqid.so
+	python3 tests/realservers/run_real.py
 
 test: deps
 	$(MAKE) unit unit-asan fuzz-smoke integration
