@@ -60,11 +60,11 @@ $(BUILD) $(BUILD)/unit $(BUILD)/unit-asan $(BUILD)/servers:
 
 # Unit tests link the pure sources directly.
 $(BUILD)/unit/%: tests/unit/%.c $(PURE_SRCS) $(SHIM_HDRS) | $(BUILD)/unit
-	$(CC) $(CFLAGS) $(WARN) -Ishim -o $@ $< $(PURE_SRCS) -lcmocka -lxxhash
+	$(CC) $(CFLAGS) $(WARN) -D_GNU_SOURCE -Ishim -o $@ $< $(PURE_SRCS) -lcmocka -lxxhash
 
 $(BUILD)/unit-asan/%: tests/unit/%.c $(PURE_SRCS) $(SHIM_HDRS) | $(BUILD)/unit-asan
 	$(CC) -O1 -g $(WARN) -fsanitize=address,undefined -fno-sanitize-recover=all \
-	  -fno-omit-frame-pointer -Ishim -o $@ $< $(PURE_SRCS) -lcmocka -lxxhash
+	  -fno-omit-frame-pointer -D_GNU_SOURCE -Ishim -o $@ $< $(PURE_SRCS) -lcmocka -lxxhash
 
 servers: $(addprefix $(BUILD)/servers/,$(SERVERS))
 

@@ -30,16 +30,6 @@ static void conn_unlock(struct conn *c)
 	atomic_store_explicit(&c->busy, 0, memory_order_release);
 }
 
-uint64_t conn_request(int fd)
-{
-	if (!(fd_class(fd) & FD_CONN))
-		return 0;
-	const struct conn *c = &conn_table[fd];
-	if (atomic_load_explicit(&c->lost, memory_order_acquire))
-		return 0;
-	return __atomic_load_n(&c->request, __ATOMIC_RELAXED);
-}
-
 void conn_lose(int fd)
 {
 	if ((unsigned)fd < FD_TABLE_SIZE)
@@ -51,7 +41,7 @@ void conn_lose(int fd)
 static void end_request(struct conn *c)
 {
 	if (atomic_exchange_explicit(&c->line_live, false, memory_order_relaxed))
-		request_line_live(c->line_bucket, -1);
+		request_line_ended(c->line_bucket);
 }
 
 static void set_request(struct conn *c, uint64_t serial)
@@ -108,7 +98,7 @@ static void start_request(struct conn *c, const char *inbound, size_t len, const
 	set_request(c, serial);
 	if (serial && line_len) {
 		c->line_bucket = request_line_bucket(line, line_len);
-		request_line_live(c->line_bucket, +1);
+		request_line_started(c->line_bucket, serial);
 		atomic_store_explicit(&c->line_live, true, memory_order_relaxed);
 	}
 }

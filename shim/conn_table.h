@@ -62,7 +62,15 @@ static inline uint8_t fd_class(int fd)
 
 /* The request currently on connection fd (0 if none, if fd is no tracked
  * connection, or if the connection's stream was lost). */
-uint64_t conn_request(int fd) __attribute__((visibility("hidden")));
+static inline uint64_t conn_request(int fd)
+{
+	if (!(fd_class(fd) & FD_CONN))
+		return 0;
+	const struct conn *c = &conn_table[fd];
+	if (atomic_load_explicit(&c->lost, memory_order_acquire))
+		return 0;
+	return __atomic_load_n(&c->request, __ATOMIC_RELAXED);
+}
 
 /* Bytes of connection fd were consumed unseen (MSG_TRUNC): its stream is
  * lost for attribution. */

@@ -531,3 +531,27 @@ void http_parser_feed(struct http_parser *p, const char *buf, size_t len,
 		}
 	}
 }
+
+bool http_find_request_line(const char *line, size_t len, size_t *at, size_t *n)
+{
+	const unsigned char *s = (const unsigned char *)line, *end = s + len;
+	for (const unsigned char *q = s; (q = memchr(q, '"', (size_t)(end - q))) != NULL;) {
+		const unsigned char *p = ++q, *method = p;
+		while (p < end && p - method < METHOD_MAX && is_tchar(*p))
+			p++;
+		if (p == method || p >= end || *p++ != ' ')
+			continue;
+		const unsigned char *target = p;
+		while (p < end && *p > ' ' && *p != 0x7f)
+			p++;
+		if (p == target || end - p < 10 || *p++ != ' ')
+			continue;
+		if (memcmp(p, http_version_prefix, 7) != 0 || p[7] < '0' || p[7] > '9' ||
+		    p[8] != '"')
+			continue;
+		*at = (size_t)(method - s);
+		*n = (size_t)(p + 8 - method);
+		return true;
+	}
+	return false;
+}

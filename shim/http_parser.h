@@ -91,4 +91,9 @@ void http_parser_feed(struct http_parser *p, const char *buf, size_t len,
 /* True once the parser gave up on the stream (not HTTP, or desynchronised). */
 bool http_parser_stopped(const struct http_parser *p);
 
+/* Finds the first quoted request line ("\"METHOD SP target SP HTTP/1.d\"",
+ * as access logs write it) inside a log line. Stores the offset and length
+ * of the request line (without the quotes); false if there is none. */
+bool http_find_request_line(const char *line, size_t len, size_t *at, size_t *n);
+
 #endif

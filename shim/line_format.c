@@ -261,7 +261,16 @@ static char *escape_byte(char *o, unsigned char b, bool surrogate)
 	return o + 6;
 }
 
+static size_t escape(const char *in, size_t len, char *out, bool *quoted);
+
 size_t json_escape(const char *in, size_t len, char *out)
+{
+	bool quoted = false;
+	return escape(in, len, out, &quoted);
+}
+
+/* json_escape, also telling whether the input held a '"'. */
+static size_t escape(const char *in, size_t len, char *out, bool *quoted)
 {
 	const unsigned char *p = (const unsigned char *)in, *end = p + len;
 	char *o = out;
@@ -294,7 +303,10 @@ size_t json_escape(const char *in, size_t len, char *out)
 		}
 		*o++ = '\\';
 		switch (b) {
-		case '"': *o++ = '"'; break;
+		case '"':
+			*o++ = '"';
+			*quoted = true;
+			break;
 		case '\\': *o++ = '\\'; break;
 		case '\n': *o++ = 'n'; break;
 		case '\r': *o++ = 'r'; break;
@@ -346,7 +358,15 @@ static char *put_member(char *o, const struct line_style *style, const char *id,
 size_t line_format(const struct line_style *style, const char *id, size_t id_len,
 		   const char *line, size_t len, char *out)
 {
+	bool quoted;
+	return line_format_noting_quotes(style, id, id_len, line, len, out, &quoted);
+}
+
+size_t line_format_noting_quotes(const struct line_style *style, const char *id, size_t id_len,
+				 const char *line, size_t len, char *out, bool *quoted)
+{
 	char *o = out;
+	*quoted = false;
 
 	switch (style->format) {
 	case FORMAT_PREFIX:
@@ -355,6 +375,7 @@ size_t line_format(const struct line_style *style, const char *id, size_t id_len
 			o = put_member(o, style, id, id_len);
 		o = put(o, "} ", 2);
 		o = put(o, line, len);
+		*quoted = memchr(line, '"', len) != NULL;
 		break;
 	case FORMAT_LOGFMT:
 		if (id_len) {
@@ -364,6 +385,7 @@ size_t line_format(const struct line_style *style, const char *id, size_t id_len
 			*o++ = ' ';
 		}
 		o = put(o, line, len);
+		*quoted = memchr(line, '"', len) != NULL;
 		break;
 	case FORMAT_JSON:
 		if (style->cee) {
@@ -375,6 +397,7 @@ size_t line_format(const struct line_style *style, const char *id, size_t id_len
 		}
 		if (len > 0 && (line[0] == '{' || line[0] == ' ' || line[0] == '\t') &&
 		    json_is_object_line(line, len)) {
+			*quoted = true; /* an object has keys */
 			if (!id_len)
 				return (size_t)(put(o, line, len) - out);
 			const char *brace = memchr(line, '{', len);
@@ -395,7 +418,7 @@ size_t line_format(const struct line_style *style, const char *id, size_t id_len
 			*o++ = ',';
 		}
 		o = put(o, "\"msg\":\"", 7);
-		o += json_escape(line, len, o);
+		o += escape(line, len, o, quoted);
 		o = put(o, "\"}", 2);
 		break;
 	}

@@ -49,6 +49,12 @@ static inline size_t line_format_bound(const struct line_style *style, size_t le
 size_t line_format(const struct line_style *style, const char *id, size_t id_len,
 		   const char *line, size_t len, char *out);
 
+/* line_format, also telling whether the line held a '"' (only such a line
+ * can quote a request line); found while escaping, at no extra pass for
+ * json. */
+size_t line_format_noting_quotes(const struct line_style *style, const char *id, size_t id_len,
+				 const char *line, size_t len, char *out, bool *quoted);
+
 /* Length of the header glibc's syslog() and most senders put before the
  * message in a datagram to /dev/log ("<PRI>TIMESTAMP TAG[PID]: "), or 0 if
  * msg does not start with one. */

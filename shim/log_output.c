@@ -36,7 +36,8 @@ struct backlog {
 };
 
 static struct backlog backlogs[BACKLOGS];
-static _Atomic uint32_t backlog_count;
+/* Backlogs in use, plus one once dying: nonzero sends writes the long way. */
+_Atomic uint32_t output_attention;
 
 #define DYING_BUDGET_MS 200
 static _Atomic bool dying;
@@ -44,7 +45,8 @@ static _Atomic int dying_budget_ms = DYING_BUDGET_MS;
 
 void log_output_dying(void)
 {
-	atomic_store(&dying, true);
+	if (!atomic_exchange(&dying, true))
+		atomic_fetch_add(&output_attention, 1);
 }
 
 /* While dying: waits for room on fd within what is left of the budget. */
@@ -90,7 +92,7 @@ static void backlog_unlock(struct backlog *q)
 
 static struct backlog *find_backlog(int fd)
 {
-	if (atomic_load_explicit(&backlog_count, memory_order_acquire) == 0)
+	if (atomic_load_explicit(&output_attention, memory_order_acquire) == 0)
 		return NULL;
 	for (int i = 0; i < BACKLOGS; i++)
 		if (atomic_load_explicit(&backlogs[i].fd1, memory_order_acquire) == fd + 1)
@@ -232,7 +234,7 @@ static void release(struct backlog *q)
 {
 	q->off = q->len = 0;
 	atomic_store_explicit(&q->fd1, 0, memory_order_release);
-	atomic_fetch_sub_explicit(&backlog_count, 1, memory_order_release);
+	atomic_fetch_sub_explicit(&output_attention, 1, memory_order_release);
 	backlog_unlock(q);
 }
 
@@ -249,7 +251,7 @@ static bool start_backlog(const struct log_sink *sink, const char *b, size_t n)
 			atomic_store(&q->fd1, 0);
 			continue;
 		}
-		atomic_fetch_add_explicit(&backlog_count, 1, memory_order_release);
+		atomic_fetch_add_explicit(&output_attention, 1, memory_order_release);
 		q->sink = *sink;
 		q->off = q->len = 0;
 		if (!append(q, b, n)) {
@@ -303,22 +305,26 @@ static bool behind_backlog(struct backlog *q, const struct log_sink *sink, const
 	return false;
 }
 
-size_t log_output(const struct log_sink *sink, const char *b, size_t n, enum output_mode mode)
+size_t log_output_slow(const struct log_sink *sink, const char *b, size_t n, enum output_mode mode,
+		       ssize_t first)
 {
 	size_t off = 0, result;
-	ssize_t r;
-	if (unlikely(atomic_load_explicit(&dying, memory_order_relaxed)))
-		return dying_output(sink, b, n);
-	if (sink->stream)
-		return stream_output(sink, b, n, mode);
-	if (sink->message)
-		return message_output(sink, b, n);
-	if (unlikely(atomic_load_explicit(&backlog_count, memory_order_acquire) != 0)) {
-		struct backlog *q = find_backlog(sink->fd);
-		if (q && !behind_backlog(q, sink, b, n, mode, &result))
-			return result;
+	ssize_t r = first;
+	if (first == OUTPUT_NOT_TRIED) {
+		if (unlikely(atomic_load_explicit(&dying, memory_order_relaxed)))
+			return dying_output(sink, b, n);
+		if (sink->stream)
+			return stream_output(sink, b, n, mode);
+		if (sink->message)
+			return message_output(sink, b, n);
+		if (unlikely(atomic_load_explicit(&output_attention, memory_order_acquire) != 0)) {
+			struct backlog *q = find_backlog(sink->fd);
+			if (q && !behind_backlog(q, sink, b, n, mode, &result))
+				return result;
+		}
+		r = sink_write(sink, b, n);
 	}
-	while ((r = sink_write(sink, b + off, n - off)) != (ssize_t)(n - off)) {
+	for (; r != (ssize_t)(n - off); r = sink_write(sink, b + off, n - off)) {
 		if (r > 0) {
 			off += (size_t)r;
 			continue;
@@ -369,5 +375,5 @@ void log_output_forget_all(void)
 		atomic_store_explicit(&backlogs[i].busy, 0, memory_order_relaxed);
 		atomic_store_explicit(&backlogs[i].fd1, 0, memory_order_relaxed);
 	}
-	atomic_store_explicit(&backlog_count, 0, memory_order_relaxed);
+	atomic_store_explicit(&output_attention, 0, memory_order_relaxed);
 }

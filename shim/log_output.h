@@ -18,11 +18,14 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdatomic.h>
 #include <stdint.h>
 
 #include <stdio.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+
+#include "shim_init.h"
 
 /* Messages (not lines) go to syslog: one per output, never batched. */
 enum message_kind {
@@ -63,11 +66,32 @@ enum output_mode {
 			      bypassed for its fd */
 };
 
+#define OUTPUT_NOT_TRIED (-2)
+
+extern _Atomic uint32_t output_attention __attribute__((visibility("hidden")));
+
+/* log_output past its first write (its result in first), or from the start
+ * (first OUTPUT_NOT_TRIED). */
+size_t log_output_slow(const struct log_sink *sink, const char *b, size_t n, enum output_mode mode,
+		       ssize_t first) __attribute__((visibility("hidden")));
+
 /* Writes n bytes (whole output lines) to sink. Returns n when they all went
  * out or were queued; 0 with errno set when nothing went out and nothing was
- * queued; a count between when an error (not EAGAIN) cut the output short. */
-size_t log_output(const struct log_sink *sink, const char *b, size_t n, enum output_mode mode)
-	__attribute__((visibility("hidden")));
+ * queued; a count between when an error (not EAGAIN) cut the output short.
+ * The common case, a plain fd with no backlog anywhere taking it all in one
+ * write, stays inline. */
+static inline size_t log_output(const struct log_sink *sink, const char *b, size_t n,
+				enum output_mode mode)
+{
+	if (__builtin_expect(atomic_load_explicit(&output_attention, memory_order_relaxed) == 0 &&
+				     !sink->stream && !sink->message && !sink->use_send, 1)) {
+		ssize_t r = real.write(sink->fd, b, n);
+		if (__builtin_expect(r == (ssize_t)n, 1))
+			return n;
+		return log_output_slow(sink, b, n, mode, r);
+	}
+	return log_output_slow(sink, b, n, mode, OUTPUT_NOT_TRIED);
+}
 
 /* Writes fd's backlog, waiting up to about a second for room; then drops
  * what is left. For close and exit. */

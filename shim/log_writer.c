@@ -207,7 +207,7 @@ static void writer_init(struct writer *w, const struct log_sink *sink, enum outp
 }
 
 /* The id text for a request serial (0: outside any request). */
-static void writer_id(struct writer *w, uint64_t request)
+static inline void writer_id(struct writer *w, uint64_t request)
 {
 	if (w->id_request == request)
 		return;
@@ -283,26 +283,35 @@ static bool writer_line(struct writer *w, uint64_t request, const char *line, si
 	writer_id(w, request);
 	if (unlikely(w->sink->message))
 		return writer_message(w, line, len, input);
-	size_t bound = line_format_bound(&shim.style, len, w->id_len) + 1;
+	size_t bound = line_format_bound(&shim.style, len, REQUEST_ID_MAX) + 1;
 	if (bound > STAGE_SIZE - w->staged && !writer_flush(w))
 		return false;
-	if (bound <= STAGE_SIZE) {
-		size_t n = line_format(&shim.style, w->id, w->id_len, line, len, w->stage + w->staged);
-		if (newline)
-			w->stage[w->staged + n++] = '\n';
-		w->staged += n;
-		w->staged_input += input;
-		return true;
+	char *out = w->stage + w->staged;
+	if (bound > STAGE_SIZE) {
+		/* Too long for the stage: format into the slot's scratch. */
+		if (!w->slot && w->mode == OUTPUT_APP)
+			w->slot = claim_slot(w->sink);
+		if (!w->slot || !buffer_reserve(&w->slot->scratch, &w->slot->scratch_cap, bound))
+			/* No memory for it: the line goes out as it came, not lost. */
+			return writer_put(w, line, len + newline, input);
+		out = w->slot->scratch;
 	}
-	/* Too long for the stage: format into the slot's scratch, one write. */
-	if (!w->slot && w->mode == OUTPUT_APP)
-		w->slot = claim_slot(w->sink);
-	if (w->slot && buffer_reserve(&w->slot->scratch, &w->slot->scratch_cap, bound)) {
-		size_t n = line_format(&shim.style, w->id, w->id_len, line, len, w->slot->scratch);
-		if (newline)
-			w->slot->scratch[n++] = '\n';
-		return writer_put(w, w->slot->scratch, n, input);
+	bool quoted;
+	size_t n = line_format_noting_quotes(&shim.style, w->id, w->id_len, line, len, out, &quoted);
+	/* A line that quotes another request's request line (an access log
+	 * line, written after its request ended or in a batch) gets that one. */
+	uint64_t named = quoted ? request_named_by(line, len) : 0;
+	if (named && named != request) {
+		writer_id(w, named);
+		n = line_format(&shim.style, w->id, w->id_len, line, len, out);
 	}
+	if (newline)
+		out[n++] = '\n';
+	if (out != w->stage + w->staged)
+		return writer_put(w, out, n, input);
+	w->staged += n;
+	w->staged_input += input;
+	return true;
 	/* No memory for it: the line goes out as it came, unenriched, not lost. */
 	return writer_put(w, line, len + newline, input);
 }
@@ -366,13 +375,35 @@ static enum verdict judge(uint64_t started_request, uint64_t *request)
 	return EMIT;
 }
 
-/* Makes the record whose header starts at offset at a held line. */
-static void hold_record(struct line_slot *s, size_t at)
+/* Whether buf holds two or more lines, one of which names a request other
+ * than the thread's (a buffered log flushed at once): then a line naming no
+ * request gets no id, whatever the context. */
+static bool is_batch(const char *buf, size_t n, const char *first)
+{
+	const char *end = buf + n;
+	if (!first || first + 1 >= end || !memchr(first + 1, '\n', (size_t)(end - first - 1)))
+		return false;
+	for (const char *p = buf; p < end;) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		if (!nl)
+			break;
+		uint64_t named = request_named_by(p, (size_t)(nl - p));
+		if (named && named != thread_ctx.request)
+			return true;
+		p = nl + 1;
+	}
+	return false;
+}
+
+/* Makes the record whose header starts at offset at a held line: held
+ * under the thread's request, or (decided) to be written with request's
+ * id after the lines held before it. */
+static void hold_record(struct line_slot *s, size_t at, bool decided, uint64_t request)
 {
 	struct held_record r = {
 		.seq = thread_ctx.held_seq++,
 		.len = (uint32_t)(s->len - at - RECORD),
-		.request = thread_ctx.request,
+		.request = decided ? request | DECIDED : thread_ctx.request,
 	};
 	memcpy(s->buf + at, &r, RECORD);
 	s->held_len = s->len;
@@ -405,7 +436,7 @@ static bool consume_message(struct writer *w, const char *buf, size_t n)
 		size_t at = s ? s->len : 0;
 		if (s && slot_append(s, &blank, RECORD) && slot_append(s, buf, n) &&
 		    slot_append(s, "\n", 1)) {
-			hold_record(s, at);
+			hold_record(s, at, false, 0);
 			w->committed += n;
 			return true;
 		}
@@ -425,8 +456,11 @@ static bool consume(struct writer *w, const char *buf, size_t n)
 		return writer_raw(w, buf, n); /* still blocked: keep order, lose the id */
 	if (w->sink->message)
 		return consume_message(w, buf, n);
-	while (pos < n) {
-		const char *nl = memchr(buf + pos, '\n', n - pos);
+	const char *nl = memchr(buf, '\n', n);
+	bool batch = is_batch(buf, n, nl);
+	for (bool first = true; pos < n; first = false) {
+		if (!first)
+			nl = memchr(buf + pos, '\n', n - pos);
 		size_t seg = nl ? (size_t)(nl - (buf + pos)) + 1 : n - pos;
 		struct line_slot *s = w->slot;
 		uint64_t request;
@@ -455,13 +489,18 @@ static bool consume(struct writer *w, const char *buf, size_t n)
 			if (!slot_append(s, buf + pos, seg)) {
 				if (!writer_raw(w, buf + pos, seg))
 					return false;
-			} else if (judge(s->partial_request, &request) == HOLD) {
-				hold_record(s, s->held_len);
+				pos += seg;
+				continue;
+			}
+			const char *line = s->buf + s->held_len + RECORD;
+			size_t len = s->len - s->held_len - RECORD - 1;
+			if (!batch && judge(s->partial_request, &request) == HOLD) {
+				hold_record(s, s->held_len, false, 0);
 				w->committed += seg;
 				cap_held(w, s);
 			} else {
-				const char *line = s->buf + s->held_len + RECORD;
-				size_t len = s->len - s->held_len - RECORD - 1;
+				if (batch)
+					request = 0;
 				if (!writer_line(w, request, line, len, true, seg) || !writer_flush(w)) {
 					s->len = before;
 					return false;
@@ -472,13 +511,14 @@ static bool consume(struct writer *w, const char *buf, size_t n)
 			continue;
 		}
 
-		if (judge(thread_ctx.request, &request) == HOLD && seg < UINT32_MAX) {
+		enum verdict v = batch ? (request = 0, EMIT) : judge(thread_ctx.request, &request);
+		if (v == HOLD && seg < UINT32_MAX) {
 			static const struct held_record blank;
 			if (!s)
 				s = w->slot = claim_slot(w->sink);
 			size_t at = s ? s->len : 0;
 			if (s && slot_append(s, &blank, RECORD) && slot_append(s, buf + pos, seg)) {
-				hold_record(s, at);
+				hold_record(s, at, false, 0);
 				w->committed += seg;
 				cap_held(w, s);
 				pos += seg;

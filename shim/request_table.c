@@ -21,19 +21,38 @@ struct request_slot {
 	char line[REQUEST_LINE_MAX];
 };
 
+/* How many counted requests have a request line in a bucket, and the last
+ * one that started there (the one when the count is 1). */
+struct line_bucket {
+	_Atomic uint32_t count;
+	_Atomic uint64_t serial;
+};
+
 static struct request_slot slots[REQUEST_SLOTS];
 static _Atomic uint64_t next_serial;
-static _Atomic uint32_t live_lines[LINE_BUCKETS];
+static struct line_bucket line_buckets[LINE_BUCKETS];
+static _Atomic uint32_t recent_next;
+static _Atomic uint16_t recent[RECENT_REQUESTS]; /* bucket + 1; 0: empty */
 
 uint16_t request_line_bucket(const char *line, size_t len)
 {
 	return (uint16_t)(XXH3_64bits(line, len) % LINE_BUCKETS);
 }
 
-void request_line_live(uint16_t bucket, int delta)
+void request_line_started(uint16_t bucket, uint64_t serial)
 {
-	atomic_fetch_add_explicit(&live_lines[bucket % LINE_BUCKETS], (uint32_t)delta,
-				  memory_order_relaxed);
+	struct line_bucket *b = &line_buckets[bucket % LINE_BUCKETS];
+	atomic_store_explicit(&b->serial, serial, memory_order_relaxed);
+	atomic_fetch_add_explicit(&b->count, 1, memory_order_release);
+}
+
+void request_line_ended(uint16_t bucket)
+{
+	uint32_t i = atomic_fetch_add_explicit(&recent_next, 1, memory_order_relaxed) % RECENT_REQUESTS;
+	uint16_t old = atomic_exchange_explicit(&recent[i], (uint16_t)(bucket % LINE_BUCKETS + 1),
+						memory_order_relaxed);
+	if (old)
+		atomic_fetch_sub_explicit(&line_buckets[old - 1].count, 1, memory_order_relaxed);
 }
 
 uint64_t request_table_add(const char *id, size_t len, const char *line, size_t line_len)
@@ -91,7 +110,23 @@ bool request_named_in(uint64_t serial, const char *line, size_t len)
 	if (atomic_load_explicit(&s->serial, memory_order_relaxed) != serial || n == 0 ||
 	    n > REQUEST_LINE_MAX)
 		return false;
-	if (atomic_load_explicit(&live_lines[bucket], memory_order_relaxed) != 1)
+	const struct line_bucket *b = &line_buckets[bucket];
+	if (atomic_load_explicit(&b->count, memory_order_acquire) != 1 ||
+	    atomic_load_explicit(&b->serial, memory_order_relaxed) != serial)
 		return false;
 	return memmem(line, len, req_line, n) != NULL;
+}
+
+uint64_t request_named_by(const char *line, size_t len)
+{
+	size_t at, n;
+	if (!http_find_request_line(line, len, &at, &n))
+		return 0;
+	if (n > REQUEST_LINE_MAX)
+		n = REQUEST_LINE_MAX;
+	const struct line_bucket *b = &line_buckets[request_line_bucket(line + at, n)];
+	if (atomic_load_explicit(&b->count, memory_order_acquire) != 1)
+		return 0;
+	uint64_t serial = atomic_load_explicit(&b->serial, memory_order_relaxed);
+	return request_named_in(serial, line, len) ? serial : 0;
 }

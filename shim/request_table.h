@@ -22,6 +22,7 @@
 
 #define REQUEST_SLOTS 16384
 #define LINE_BUCKETS 4096
+#define RECENT_REQUESTS 1024
 
 /* Stores a request's id and request line (line_len may be 0) and returns
  * its new serial; 0 (no id) only if every slot tried was being written by a
@@ -36,13 +37,21 @@ size_t request_table_get(uint64_t serial, char out[REQUEST_ID_MAX])
 /* The hash bucket of a request line (what the live counts count). */
 uint16_t request_line_bucket(const char *line, size_t len) __attribute__((visibility("hidden")));
 
-/* A request with a line in bucket began (+1) or ended (-1) on a connection. */
-void request_line_live(uint16_t bucket, int delta) __attribute__((visibility("hidden")));
+/* A request with a request line in bucket became current on its connection
+ * (it counts from then on), or stopped being current (it still counts until
+ * RECENT_REQUESTS more requests have ended: a buffered access log names
+ * requests after they ended). */
+void request_line_started(uint16_t bucket, uint64_t serial) __attribute__((visibility("hidden")));
+void request_line_ended(uint16_t bucket) __attribute__((visibility("hidden")));
 
 /* Whether line (a log line) names request serial: it contains the request's
- * request line, and no other live request of this process has a request
+ * request line, and no other counted request of this process has a request
  * line in the same bucket. */
 bool request_named_in(uint64_t serial, const char *line, size_t len)
 	__attribute__((visibility("hidden")));
+
+/* The request a log line names by the request line it quotes (an access
+ * log line), if exactly one counted request has that request line; else 0. */
+uint64_t request_named_by(const char *line, size_t len) __attribute__((visibility("hidden")));
 
 #endif
