@@ -167,7 +167,7 @@ static size_t took(struct conn *c, const struct iovec *iov, int iovcnt, const st
 ssize_t conn_output(int fd, const struct iovec *iov, int iovcnt, int flags, bool use_send,
 		    const struct msghdr *msg)
 {
-	struct conn *c = &conn_table[fd];
+	struct conn *c = conn_of(fd);
 	bool enabled = shim.config.response_header_len > 0 && iovcnt >= 0 && iovcnt <= IOV_MAX &&
 		       (iovcnt == 0 || iov);
 	if (!enabled || !out_lock(c)) {
@@ -221,7 +221,7 @@ ssize_t conn_output(int fd, const struct iovec *iov, int iovcnt, int flags, bool
 
 bool conn_output_before_sendfile(int fd)
 {
-	struct conn *c = &conn_table[fd];
+	struct conn *c = conn_of(fd);
 	if (c->owed_len == 0 || !out_lock(c))
 		return true;
 	while (c->owed_len) {
@@ -243,7 +243,7 @@ bool conn_output_before_sendfile(int fd)
 
 void conn_output_sendfile_done(int fd, ssize_t r)
 {
-	struct conn *c = &conn_table[fd];
+	struct conn *c = conn_of(fd);
 	if (r > 0 && out_lock(c)) {
 		http_response_skip(&c->response, (uint64_t)r);
 		out_unlock(c);

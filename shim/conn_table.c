@@ -17,6 +17,7 @@
 
 _Atomic uint8_t fd_flags[FD_TABLE_SIZE];
 struct conn conn_table[FD_TABLE_SIZE];
+_Atomic uint32_t conn_alias[FD_TABLE_SIZE];
 
 static bool conn_trylock(struct conn *c)
 {
@@ -33,7 +34,7 @@ static void conn_unlock(struct conn *c)
 void conn_lose(int fd)
 {
 	if ((unsigned)fd < FD_TABLE_SIZE)
-		atomic_store_explicit(&conn_table[fd].lost, true, memory_order_release);
+		atomic_store_explicit(&conn_of(fd)->lost, true, memory_order_release);
 }
 
 /* The connection's current request ends: its request line is no longer
@@ -58,6 +59,8 @@ void conn_open(int fd)
 	if (!conn_trylock(c))
 		return; /* stays untracked */
 	end_request(c);
+	atomic_store_explicit(&conn_alias[fd], 0, memory_order_relaxed);
+	atomic_store_explicit(&c->copies, 0, memory_order_relaxed);
 	c->kind = CONN_HTTP;
 	atomic_store_explicit(&c->lost, false, memory_order_relaxed);
 	c->head_pending = false;
@@ -78,10 +81,64 @@ void conn_forget(int fd)
 	if ((unsigned)fd >= FD_TABLE_SIZE)
 		return;
 	uint8_t flags = atomic_load_explicit(&fd_flags[fd], memory_order_relaxed);
-	if (flags & FD_CONN) {
-		atomic_fetch_and_explicit(&fd_flags[fd], (uint8_t)~FD_CONN, memory_order_relaxed);
-		set_request(&conn_table[fd], 0);
+	if (!(flags & FD_CONN))
+		return;
+	atomic_fetch_and_explicit(&fd_flags[fd], (uint8_t)~FD_CONN, memory_order_relaxed);
+	uint32_t alias = atomic_exchange_explicit(&conn_alias[fd], 0, memory_order_relaxed);
+	if (alias) {
+		/* A copy goes; the connection stays with the others. */
+		atomic_fetch_sub_explicit(&conn_table[alias - 1].copies, 1, memory_order_relaxed);
+		return;
 	}
+	struct conn *c = &conn_table[fd];
+	if (atomic_load_explicit(&c->copies, memory_order_relaxed) == 0) {
+		set_request(c, 0);
+		return;
+	}
+	/* The fd holding the entry goes while copies remain: the first copy
+	 * found takes the entry over and the others follow it. If the entry
+	 * is busy the copies stop being tracked instead: no id beats an id
+	 * read from an entry a new connection on fd may take. */
+	bool moving = conn_trylock(c);
+	int heir = -1;
+	for (int other = 0; other < FD_TABLE_SIZE; other++) {
+		if (atomic_load_explicit(&conn_alias[other], memory_order_relaxed) != (uint32_t)fd + 1)
+			continue;
+		if (!moving) {
+			atomic_fetch_and_explicit(&fd_flags[other], (uint8_t)~FD_CONN, memory_order_relaxed);
+			atomic_store_explicit(&conn_alias[other], 0, memory_order_relaxed);
+		} else if (heir < 0) {
+			heir = other;
+			struct conn *h = &conn_table[heir];
+			memcpy((char *)h + sizeof(h->busy), (char *)c + sizeof(c->busy),
+			       sizeof(*c) - sizeof(c->busy));
+			atomic_store_explicit(&h->copies, 0, memory_order_relaxed);
+			atomic_store_explicit(&conn_alias[heir], 0, memory_order_relaxed);
+		} else {
+			atomic_fetch_add_explicit(&conn_table[heir].copies, 1, memory_order_relaxed);
+			atomic_store_explicit(&conn_alias[other], (uint32_t)heir + 1, memory_order_relaxed);
+		}
+	}
+	atomic_store_explicit(&c->copies, 0, memory_order_relaxed);
+	if (!moving || heir < 0) {
+		set_request(c, 0);
+		if (moving)
+			conn_unlock(c);
+		return;
+	}
+	atomic_store_explicit(&c->line_live, false, memory_order_relaxed); /* moved to heir */
+	__atomic_store_n(&c->request, 0, __ATOMIC_RELAXED);
+	conn_unlock(c);
+}
+
+void conn_copied(int fd, int copy)
+{
+	if ((unsigned)copy >= FD_TABLE_SIZE || !(fd_class(fd) & FD_CONN))
+		return;
+	int holder = conn_fd(fd);
+	atomic_fetch_add_explicit(&conn_table[holder].copies, 1, memory_order_relaxed);
+	atomic_store_explicit(&conn_alias[copy], (uint32_t)holder + 1, memory_order_relaxed);
+	atomic_store_explicit(&fd_flags[copy], FD_CONN, memory_order_relaxed);
 }
 
 /* Makes a new request current on c, counting its request line as live. */
@@ -152,7 +209,7 @@ static void feed(struct conn *c, const void *buf, size_t n)
 
 void conn_on_read(int fd, const void *buf, const struct iovec *iov, size_t n)
 {
-	struct conn *c = &conn_table[fd];
+	struct conn *c = conn_of(fd);
 	if (n == 0)
 		return;
 	if (!conn_trylock(c)) {
@@ -176,7 +233,7 @@ void conn_on_read(int fd, const void *buf, const struct iovec *iov, size_t n)
 
 void conn_on_write(int fd)
 {
-	struct conn *c = &conn_table[fd];
+	struct conn *c = conn_of(fd);
 	if (c->request != 0 && !c->responded)
 		c->responded = true;
 }

@@ -37,6 +37,7 @@ enum conn_kind {
 struct conn {
 	_Atomic uint32_t busy;
 	_Atomic bool lost;   /* sticky: no more ids on this connection */
+	_Atomic uint32_t copies; /* other fds naming this connection */
 	uint8_t kind;
 	bool head_pending;   /* a request began; its headers have not ended */
 	bool responded;      /* bytes were written since the current request began */
@@ -53,6 +54,30 @@ struct conn {
 extern _Atomic uint8_t fd_flags[FD_TABLE_SIZE] __attribute__((visibility("hidden")));
 extern struct conn conn_table[FD_TABLE_SIZE] __attribute__((visibility("hidden")));
 
+/* A copy of a connection (dup2(conn, 0) in a fork-per-connection server)
+ * names the same stream: conn_alias[copy] is the fd whose entry holds it,
+ * plus one; 0 for the fd that holds its own entry. */
+extern _Atomic uint32_t conn_alias[FD_TABLE_SIZE] __attribute__((visibility("hidden")));
+
+/* The fd whose conn_table entry connection fd uses. */
+static inline int conn_fd(int fd)
+{
+	uint32_t a = atomic_load_explicit(&conn_alias[fd], memory_order_relaxed);
+	return a ? (int)a - 1 : fd;
+}
+
+static inline struct conn *conn_of(int fd)
+{
+	return &conn_table[conn_fd(fd)];
+}
+
+/* Whether connection fd is the only fd naming its connection. */
+static inline bool conn_named_once(int fd)
+{
+	return atomic_load_explicit(&conn_alias[fd], memory_order_relaxed) == 0 &&
+	       atomic_load_explicit(&conn_table[fd].copies, memory_order_relaxed) == 0;
+}
+
 static inline uint8_t fd_class(int fd)
 {
 	if ((unsigned)fd >= FD_TABLE_SIZE)
@@ -66,7 +91,7 @@ static inline uint64_t conn_request(int fd)
 {
 	if (!(fd_class(fd) & FD_CONN))
 		return 0;
-	const struct conn *c = &conn_table[fd];
+	const struct conn *c = conn_of(fd);
 	if (atomic_load_explicit(&c->lost, memory_order_acquire))
 		return 0;
 	return __atomic_load_n(&c->request, __ATOMIC_RELAXED);
@@ -79,8 +104,12 @@ void conn_lose(int fd) __attribute__((visibility("hidden")));
 /* fd was just returned by accept. */
 void conn_open(int fd) __attribute__((visibility("hidden")));
 
-/* fd is being closed or replaced: forget it. */
+/* fd is being closed or replaced: forget it (the connection lives on in
+ * its copies, if it has any). */
 void conn_forget(int fd) __attribute__((visibility("hidden")));
+
+/* copy now names the same connection as fd (dup2, dup3, dup, F_DUPFD). */
+void conn_copied(int fd, int copy) __attribute__((visibility("hidden")));
 
 /* n bytes were read from connection fd (spread over iov when iov != NULL). */
 void conn_on_read(int fd, const void *buf, const struct iovec *iov, size_t n)

@@ -55,7 +55,8 @@ static void fd_retiring(int fd)
 		return;
 	int saved = errno;
 	if (cls & FD_CONN) {
-		ctx_conn_closing(fd);
+		if (conn_named_once(fd))
+			ctx_conn_closing(fd); /* the connection itself ends */
 		conn_forget(fd);
 	}
 	if (cls & FD_LOG) {
@@ -414,19 +415,31 @@ EXPORT int memfd_create(const char *name, unsigned flags)
 
 /* ---- copies ------------------------------------------------------------ */
 
+/* copy (dup, F_DUPFD) names what old names: a log stays a log, a
+ * connection's copy is the same connection. */
+static int copy_made(int old, int copy)
+{
+	if (copy >= 0 && shim.active) {
+		fresh(copy, is_log(old));
+		if (fd_class(old) & FD_CONN && own_process())
+			conn_copied(old, copy);
+	}
+	return copy;
+}
+
 EXPORT int dup(int old)
 {
 	int (*fn)(int) = REAL(dup);
 	if (unlikely(!fn))
 		return (int)syscall(SYS_dup, old);
-	return fresh(fn(old), is_log(old));
+	return copy_made(old, fn(old));
 }
 
 static int fcntl_common(int (*fn)(int, int, ...), int fd, int cmd, unsigned long arg)
 {
 	if (cmd != F_DUPFD && cmd != F_DUPFD_CLOEXEC)
 		return fn(fd, cmd, arg);
-	return fresh(fn(fd, cmd, arg), is_log(fd));
+	return copy_made(fd, fn(fd, cmd, arg));
 }
 
 /* The third argument, if any, is passed on as it came (an int or a pointer
@@ -456,7 +469,7 @@ EXPORT int fcntl64(int fd, int cmd, ...)
 }
 
 /* newfd now names what oldfd names: a log stays a log; a connection's copy
- * carries the protocol (a CGI child's stdout), so it is never a log; another
+ * is the same connection (a forked server's dup2(conn, 0)), never a log; another
  * file put on a configured log number is a log (a daemon pointing stderr at
  * its log file), except a pipe or socket on stdout: that is a shell or
  * popen capturing a command's output, which is data. */
@@ -472,6 +485,8 @@ static void copied_onto(int oldfd, int newfd)
 		      (fstat(newfd, &st) == 0 && (S_ISREG(st.st_mode) || S_ISCHR(st.st_mode)));
 	}
 	fresh(newfd, log);
+	if (from & FD_CONN && own_process())
+		conn_copied(oldfd, newfd);
 }
 
 EXPORT int dup2(int oldfd, int newfd)

@@ -134,15 +134,18 @@ static bool env_preloads_shim(char *const *envp)
 	return false;
 }
 
-/* The environment to exec with: envp with REQID_LOG_IDS replaced by the
- * current log files, in an array from mmap (exec must not allocate with
- * malloc; environments can be too large for a thread's stack). Returns envp
- * itself when there is nothing to change or no memory. */
+/* The environment to exec with, in an array from mmap (exec must not
+ * allocate with malloc; environments can be too large for a thread's
+ * stack), or, in a vfork child, in a bounded array on the stack: a mapping
+ * made there would stay behind in the parent. */
+#define VFORK_ENV_MAX 512
+
 struct exec_env {
 	char **env;
 	size_t size;
 	char ids[sizeof(LOG_IDS_VARIABLE) + LOG_IDS_SIZE];
 	char request[sizeof(REQUEST_VARIABLE) + REQUEST_ID_MAX + 1];
+	char *vfork_env[VFORK_ENV_MAX];
 };
 
 static bool is_variable(const char *entry, const char *name_eq)
@@ -150,32 +153,46 @@ static bool is_variable(const char *entry, const char *name_eq)
 	return strncmp(entry, name_eq, strlen(name_eq)) == 0;
 }
 
-/* The environment to exec with: envp with REQID_LOG_IDS replaced by the
- * current log files and REQID_REQUEST_ID by the id of the request the
- * calling thread is certain of (removed if none). */
+/* envp with REQID_REQUEST_ID set to the id of the request the calling
+ * thread is certain of (removed if none) and REQID_LOG_IDS to the current
+ * log files. A vfork child keeps REQID_LOG_IDS as it came: its descriptors
+ * may no longer be what the parent's tables say. Returns envp itself when
+ * there is nothing to change or no memory. */
 static char *const *exec_env(char *const *envp, struct exec_env *e)
 {
 	static const char ids_name[] = LOG_IDS_VARIABLE "=";
 	static const char request_name[] = REQUEST_VARIABLE "=";
 	e->env = NULL;
-	if (!shim.active || getpid() != shim.pid || !env_preloads_shim(envp))
+	if (!shim.active || !env_preloads_shim(envp))
 		return envp;
+	bool vfork_child = getpid() != shim.pid;
 	size_t n = 0;
 	while (envp[n])
 		n++;
-	e->size = (n + 3) * sizeof(char *);
-	e->env = mmap(NULL, e->size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (e->env == MAP_FAILED) {
-		e->env = NULL;
-		return envp;
+	if (vfork_child) {
+		if (n + 3 > VFORK_ENV_MAX)
+			return envp;
+		e->env = e->vfork_env;
+	} else {
+		e->size = (n + 3) * sizeof(char *);
+		e->env = mmap(NULL, e->size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+			      -1, 0);
+		if (e->env == MAP_FAILED) {
+			e->env = NULL;
+			return envp;
+		}
 	}
 	size_t k = 0;
 	for (size_t i = 0; i < n; i++)
-		if (!is_variable(envp[i], ids_name) && !is_variable(envp[i], request_name))
+		if (!is_variable(envp[i], request_name) &&
+		    (vfork_child || !is_variable(envp[i], ids_name)))
 			e->env[k++] = envp[i];
-	memcpy(e->ids, ids_name, sizeof(ids_name) - 1);
-	current_log_ids(e->ids + sizeof(ids_name) - 1, sizeof(e->ids) - (sizeof(ids_name) - 1));
-	e->env[k++] = e->ids;
+	if (!vfork_child) {
+		memcpy(e->ids, ids_name, sizeof(ids_name) - 1);
+		current_log_ids(e->ids + sizeof(ids_name) - 1,
+				sizeof(e->ids) - (sizeof(ids_name) - 1));
+		e->env[k++] = e->ids;
+	}
 	memcpy(e->request, request_name, sizeof(request_name) - 1);
 	size_t len = request_table_get(ctx_certain_request(), e->request + sizeof(request_name) - 1);
 	if (len > 0) {
@@ -190,7 +207,7 @@ static char *const *exec_env(char *const *envp, struct exec_env *e)
 static int exec_failed(struct exec_env *e, int r)
 {
 	int saved = errno;
-	if (e->env)
+	if (e->env && e->env != e->vfork_env)
 		munmap(e->env, e->size);
 	errno = saved;
 	return r;

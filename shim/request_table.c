@@ -32,7 +32,7 @@ static struct request_slot slots[REQUEST_SLOTS];
 static _Atomic uint64_t next_serial;
 static struct line_bucket line_buckets[LINE_BUCKETS];
 static _Atomic uint32_t recent_next;
-static _Atomic uint16_t recent[RECENT_REQUESTS]; /* bucket + 1; 0: empty */
+static _Atomic uint32_t recent[RECENT_REQUESTS]; /* bucket + 1; 0: empty */
 
 uint16_t request_line_bucket(const char *line, size_t len)
 {
@@ -49,7 +49,7 @@ void request_line_started(uint16_t bucket, uint64_t serial)
 void request_line_ended(uint16_t bucket)
 {
 	uint32_t i = atomic_fetch_add_explicit(&recent_next, 1, memory_order_relaxed) % RECENT_REQUESTS;
-	uint16_t old = atomic_exchange_explicit(&recent[i], (uint16_t)(bucket % LINE_BUCKETS + 1),
+	uint32_t old = atomic_exchange_explicit(&recent[i], (uint32_t)(bucket % LINE_BUCKETS) + 1,
 						memory_order_relaxed);
 	if (old)
 		atomic_fetch_sub_explicit(&line_buckets[old - 1].count, 1, memory_order_relaxed);

@@ -21,8 +21,8 @@
 #include "request_id.h"
 
 #define REQUEST_SLOTS 16384
-#define LINE_BUCKETS 4096
-#define RECENT_REQUESTS 1024
+#define LINE_BUCKETS 65536
+#define RECENT_REQUESTS 256
 
 /* Stores a request's id and request line (line_len may be 0) and returns
  * its new serial; 0 (no id) only if every slot tried was being written by a

@@ -57,7 +57,7 @@ void ctx_after_conn_io(int fd, bool wrote)
 {
 	if (thread_ctx.in_shim)
 		return;
-	uint32_t conn = (uint32_t)fd + 1;
+	uint32_t conn = (uint32_t)conn_fd(fd) + 1;
 	/* Its own I/O on a second open connection, not its creator's. */
 	if (thread_ctx.last_conn != 0 && thread_ctx.last_conn != conn &&
 	    !(thread_ctx.watch & WATCH_INHERITED))
@@ -73,7 +73,7 @@ void ctx_after_conn_io(int fd, bool wrote)
 	}
 	thread_ctx.request = r;
 	bool certain = !wrote && !(thread_ctx.watch & WATCH_EVENT_LOOP) &&
-		       !conn_table[fd].responded;
+		       !conn_of(fd)->responded;
 	thread_ctx.mode = certain ? CTX_CERTAIN : CTX_BRACKET;
 }
 
@@ -92,7 +92,7 @@ void ctx_conn_closing(int fd)
 	ctx_before_conn_io(fd);
 	if (thread_ctx.request != 0 && thread_ctx.request == conn_request(fd))
 		ctx_boundary();
-	if (thread_ctx.last_conn == (uint32_t)fd + 1)
+	if (thread_ctx.last_conn == (uint32_t)conn_fd(fd) + 1)
 		thread_ctx.last_conn = 0;
 }
 
