@@ -313,7 +313,9 @@ EXPORT FILE *popen(const char *command, const char *type)
 		errno = ENOSYS;
 		return NULL;
 	}
+	char **saved = spawn_environ_begin();
 	FILE *f = fn(command, type);
+	spawn_environ_end(saved);
 	if (f)
 		fresh(fileno(f), false);
 	return f;

@@ -3,23 +3,32 @@
  * creator's request into the new thread; a thread's pending lines go out when
  * it ends (return, pthread_exit or cancellation); every pending line goes out
  * before the process leaves through _exit, _Exit, abort, exec, or a fatal
- * signal whose default action would kill it. fork is handled by an atfork
+ * signal whose default action would kill it. Programs exec'ed or spawned
+ * (exec family, posix_spawn, system, popen) get the request's id and the
+ * current log files in their environment. fork is handled by an atfork
  * handler in shim_init.c.
  *
  * pthread_create may allocate (it is not async-signal-safe itself); nothing
- * else here may. If the shim cannot wrap a thread it starts it unwrapped.
+ * else here may: environments are built in mmap'ed or stack arrays. system()
+ * and popen(), not async-signal-safe either, may wait on a lock. If the shim
+ * cannot wrap a thread it starts it unwrapped.
  */
 #include "hooks.h"
 
 #include "request_table.h"
 
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <spawn.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <sys/mman.h>
 #include <string.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 struct thread_start {
@@ -134,10 +143,6 @@ static bool env_preloads_shim(char *const *envp)
 	return false;
 }
 
-/* The environment to exec with, in an array from mmap (exec must not
- * allocate with malloc; environments can be too large for a thread's
- * stack), or, in a vfork child, in a bounded array on the stack: a mapping
- * made there would stay behind in the parent. */
 #define VFORK_ENV_MAX 512
 
 struct exec_env {
@@ -153,22 +158,55 @@ static bool is_variable(const char *entry, const char *name_eq)
 	return strncmp(entry, name_eq, strlen(name_eq)) == 0;
 }
 
-/* envp with REQID_REQUEST_ID set to the id of the request the calling
- * thread is certain of (removed if none) and REQID_LOG_IDS to the current
- * log files. A vfork child keeps REQID_LOG_IDS as it came: its descriptors
- * may no longer be what the parent's tables say. Returns envp itself when
- * there is nothing to change or no memory. */
-static char *const *exec_env(char *const *envp, struct exec_env *e)
+/* envp's n entries into out (room for n + 3): REQID_REQUEST_ID set to the
+ * id of the request the calling thread is certain of (removed if none) and,
+ * unless ids is NULL, REQID_LOG_IDS to the current log files (kept as it
+ * came otherwise). ids and request are the buffers the new entries live in. */
+static void fill_env(char *const *envp, size_t n, char **out, char *ids, size_t ids_size,
+		     char *request)
 {
 	static const char ids_name[] = LOG_IDS_VARIABLE "=";
 	static const char request_name[] = REQUEST_VARIABLE "=";
+	size_t k = 0;
+	for (size_t i = 0; i < n; i++)
+		if (!is_variable(envp[i], request_name) && (!ids || !is_variable(envp[i], ids_name)))
+			out[k++] = envp[i];
+	if (ids) {
+		memcpy(ids, ids_name, sizeof(ids_name) - 1);
+		current_log_ids(ids + sizeof(ids_name) - 1, ids_size - (sizeof(ids_name) - 1));
+		out[k++] = ids;
+	}
+	memcpy(request, request_name, sizeof(request_name) - 1);
+	size_t len = request_table_get(ctx_certain_request(), request + sizeof(request_name) - 1);
+	if (len > 0) {
+		request[sizeof(request_name) - 1 + len] = '\0';
+		out[k++] = request;
+	}
+	out[k] = NULL;
+}
+
+static size_t env_count(char *const *envp)
+{
+	size_t n = 0;
+	while (envp[n])
+		n++;
+	return n;
+}
+
+/* The environment to exec with (see fill_env), in an array from mmap (exec
+ * must not allocate with malloc; environments can be too large for a
+ * thread's stack), or, in a vfork child, in a bounded array on the stack: a
+ * mapping made there would stay behind in the parent. A vfork child keeps
+ * REQID_LOG_IDS as it came: its descriptors may no longer be what the
+ * parent's tables say. Returns envp itself when there is nothing to change
+ * or no memory. */
+static char *const *exec_env(char *const *envp, struct exec_env *e)
+{
 	e->env = NULL;
 	if (!shim.active || !env_preloads_shim(envp))
 		return envp;
 	bool vfork_child = getpid() != shim.pid;
-	size_t n = 0;
-	while (envp[n])
-		n++;
+	size_t n = env_count(envp);
 	if (vfork_child) {
 		if (n + 3 > VFORK_ENV_MAX)
 			return envp;
@@ -182,24 +220,7 @@ static char *const *exec_env(char *const *envp, struct exec_env *e)
 			return envp;
 		}
 	}
-	size_t k = 0;
-	for (size_t i = 0; i < n; i++)
-		if (!is_variable(envp[i], request_name) &&
-		    (vfork_child || !is_variable(envp[i], ids_name)))
-			e->env[k++] = envp[i];
-	if (!vfork_child) {
-		memcpy(e->ids, ids_name, sizeof(ids_name) - 1);
-		current_log_ids(e->ids + sizeof(ids_name) - 1,
-				sizeof(e->ids) - (sizeof(ids_name) - 1));
-		e->env[k++] = e->ids;
-	}
-	memcpy(e->request, request_name, sizeof(request_name) - 1);
-	size_t len = request_table_get(ctx_certain_request(), e->request + sizeof(request_name) - 1);
-	if (len > 0) {
-		e->request[sizeof(request_name) - 1 + len] = '\0';
-		e->env[k++] = e->request;
-	}
-	e->env[k] = NULL;
+	fill_env(envp, n, e->env, vfork_child ? NULL : e->ids, sizeof(e->ids), e->request);
 	return e->env;
 }
 
@@ -217,8 +238,8 @@ EXPORT int execve(const char *path, char *const argv[], char *const envp[])
 {
 	int (*fn)(const char *, char *const[], char *const[]) = REAL(execve);
 	struct exec_env e;
-	process_ending();
 	char *const *env = exec_env(envp, &e);
+	process_ending();
 	if (unlikely(!fn))
 		return exec_failed(&e, (int)syscall(SYS_execve, path, argv, env));
 	return exec_failed(&e, fn(path, argv, env));
@@ -233,8 +254,8 @@ EXPORT int execvpe(const char *file, char *const argv[], char *const envp[])
 {
 	int (*fn)(const char *, char *const[], char *const[]) = REAL(execvpe);
 	struct exec_env e;
-	process_ending();
 	char *const *env = exec_env(envp, &e);
+	process_ending();
 	if (unlikely(!fn)) {
 		errno = ENOSYS;
 		return exec_failed(&e, -1);
@@ -251,8 +272,8 @@ EXPORT int fexecve(int fd, char *const argv[], char *const envp[])
 {
 	int (*fn)(int, char *const[], char *const[]) = REAL(fexecve);
 	struct exec_env e;
-	process_ending();
 	char *const *env = exec_env(envp, &e);
+	process_ending();
 	if (unlikely(!fn)) {
 		errno = ENOSYS;
 		return exec_failed(&e, -1);
@@ -380,4 +401,159 @@ void install_fatal_signal_flush(void)
 		sigfillset(&sa.sa_mask);
 		sigaction(fatal_signals[i], &sa, NULL);
 	}
+}
+
+/* ---- system and popen -------------------------------------------------- */
+
+/* glibc's system() and popen() start /bin/sh with environ through an
+ * internal posix_spawn out of the shim's sight. So system() is done here as
+ * glibc does it (SIGINT and SIGQUIT ignored while any system() runs, SIGCHLD
+ * blocked, the shell killed and reaped if the caller is cancelled), spawning
+ * with the environment exec_env makes; and popen() runs with environ
+ * pointing at such an environment for as long as the spawn takes. */
+
+/* A lock a fork child may find held by a thread that no longer exists
+ * there: the child takes it over. */
+static _Atomic pid_t process_lock_owner;
+
+static void process_lock(void)
+{
+	pid_t me = getpid(), owner = 0;
+	while (!atomic_compare_exchange_weak(&process_lock_owner, &owner, me)) {
+		if (owner != 0 && owner != me &&
+		    atomic_compare_exchange_strong(&process_lock_owner, &owner, me))
+			break;
+		owner = 0;
+		sched_yield();
+	}
+}
+
+static void process_unlock(void)
+{
+	atomic_store(&process_lock_owner, 0);
+}
+
+static int system_users;
+static struct sigaction system_intr, system_quit;
+
+static void system_done(void)
+{
+	process_lock();
+	if (--system_users == 0) {
+		sigaction(SIGINT, &system_intr, NULL);
+		sigaction(SIGQUIT, &system_quit, NULL);
+	}
+	process_unlock();
+}
+
+static void system_cancelled(void *arg)
+{
+	pid_t pid = *(pid_t *)arg;
+	int state;
+	kill(pid, SIGKILL);
+	pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &state);
+	while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+		;
+	pthread_setcancelstate(state, NULL);
+	system_done();
+}
+
+static int run_system(const char *line, char *const *env)
+{
+	struct sigaction ignore = {.sa_handler = SIG_IGN};
+	sigset_t omask, reset;
+	int status = -1;
+	process_lock();
+	if (system_users++ == 0) {
+		sigaction(SIGINT, &ignore, &system_intr);
+		sigaction(SIGQUIT, &ignore, &system_quit);
+	}
+	process_unlock();
+	sigaddset(&ignore.sa_mask, SIGCHLD);
+	sigprocmask(SIG_BLOCK, &ignore.sa_mask, &omask);
+	sigemptyset(&reset);
+	if (system_intr.sa_handler != SIG_IGN)
+		sigaddset(&reset, SIGINT);
+	if (system_quit.sa_handler != SIG_IGN)
+		sigaddset(&reset, SIGQUIT);
+	posix_spawnattr_t attr;
+	posix_spawnattr_init(&attr);
+	posix_spawnattr_setsigmask(&attr, &omask);
+	posix_spawnattr_setsigdefault(&attr, &reset);
+	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
+	pid_t pid;
+	char *argv[] = {"sh", "-c", "--", (char *)line, NULL};
+	int r = real.posix_spawn(&pid, "/bin/sh", NULL, &attr, argv, env);
+	posix_spawnattr_destroy(&attr);
+	if (r == 0) {
+		pthread_cleanup_push(system_cancelled, &pid);
+		while ((r = (int)waitpid(pid, &status, 0)) < 0 && errno == EINTR)
+			;
+		if (r != pid)
+			status = -1;
+		pthread_cleanup_pop(0);
+		r = 0;
+	} else {
+		status = W_EXITCODE(127, 0);
+	}
+	system_done();
+	sigprocmask(SIG_SETMASK, &omask, NULL);
+	if (r != 0)
+		errno = r;
+	return status;
+}
+
+EXPORT int system(const char *line)
+{
+	int (*fn)(const char *) = REAL(system);
+	if (unlikely(!fn))
+		return -1;
+	if (!shim.active || !real.posix_spawn || getpid() != shim.pid ||
+	    !env_preloads_shim(environ))
+		return fn(line);
+	struct exec_env e;
+	char *const *env = exec_env(environ, &e);
+	if (env == environ)
+		return fn(line);
+	int status = line ? run_system(line, env) : run_system("exit 0", env) == 0;
+	return exec_failed(&e, status);
+}
+
+/* environ while a popen() spawns: grown as needed and never unmapped, since
+ * another thread's getenv may still be walking an old one. */
+static char **spawn_env;
+static size_t spawn_env_room;
+static char spawn_ids[sizeof(LOG_IDS_VARIABLE) + LOG_IDS_SIZE];
+static char spawn_request[sizeof(REQUEST_VARIABLE) + REQUEST_ID_MAX + 1];
+
+char **spawn_environ_begin(void)
+{
+	char **saved = environ;
+	if (!shim.active || getpid() != shim.pid || !env_preloads_shim(saved))
+		return NULL;
+	process_lock();
+	size_t n = env_count(saved);
+	if (n + 3 > spawn_env_room) {
+		size_t room = (n + 3) * 2;
+		void *p = mmap(NULL, room * sizeof(char *), PROT_READ | PROT_WRITE,
+			       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (p == MAP_FAILED) {
+			process_unlock();
+			return NULL;
+		}
+		spawn_env = p;
+		spawn_env_room = room;
+	}
+	fill_env(saved, n, spawn_env, spawn_ids, sizeof(spawn_ids), spawn_request);
+	environ = spawn_env;
+	return saved;
+}
+
+void spawn_environ_end(char **saved)
+{
+	if (!saved)
+		return;
+	if (environ == spawn_env)
+		environ = saved;
+	process_unlock();
 }

@@ -100,4 +100,10 @@ static inline ssize_t log_path(const struct log_sink *sink, const struct iovec *
 	return r;
 }
 
+/* popen() (hook_fd.c) spawns with environ pointing, until the matching
+ * end, at the environment an exec from this thread would get (request id,
+ * log files). NULL: nothing to change. */
+char **spawn_environ_begin(void) HIDDEN;
+void spawn_environ_end(char **saved) HIDDEN;
+
 #endif

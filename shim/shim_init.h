@@ -154,7 +154,8 @@
 	X(posix_spawn, int, (pid_t *, const char *, const posix_spawn_file_actions_t *, \
 			     const posix_spawnattr_t *, char *const[], char *const[]), 1) \
 	X(posix_spawnp, int, (pid_t *, const char *, const posix_spawn_file_actions_t *, \
-			      const posix_spawnattr_t *, char *const[], char *const[]), 1)
+			      const posix_spawnattr_t *, char *const[], char *const[]), 1) \
+	X(system, int, (const char *), 1)
 
 #define REAL_FIELD(name, ret, params, needed) ret (*name) params;
 struct real_functions {

@@ -1,0 +1,140 @@
+#!/usr/bin/env python3
+"""test_spawn.py - programs started during a request continue its id.
+
+tests/servers/spawner.c, under the shim, starts a shell for each request in
+the way the request's path names: fork + execve, vfork + execv, fork +
+execvp, posix_spawn, posix_spawnp, system() and popen(). Each shell logs one
+"child" line to the server's stderr (the log); popen's shell also prints a
+line on its stdout (a pipe: data, not a log) that the server sends back as
+the response body. The server logs a "parent" line before starting it, and
+once at start-up runs system() outside any request.
+
+For every method, requests with an X-Request-ID and without one:
+  - the parent line and the child line carry exactly the request's id
+    (the X-Request-ID value, or the same generated id on both);
+  - the start-up child line carries none;
+  - every response body is byte-exact (popen's output was not rewritten);
+  - exact line counts, no other lines.
+Also with REQID_RESPONSE_HEADER empty, so bodies are read unchanged.
+Exits non-zero on a failure.
+
+    python3 tests/integration/test_spawn.py
+"""
+
+import http.client
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SHIM = os.path.join(ROOT, "build", "libreqid.so")
+SERVER = os.path.join(ROOT, "build", "servers", "spawner")
+METHODS = ["fork-execve", "vfork-execv", "execvp", "posix_spawn", "posix_spawnp", "system",
+           "popen"]
+PER_METHOD = 4  # half with an X-Request-ID, half without
+GENERATED = re.compile(r"^[0-9a-f]{32}$")
+
+
+def get(port, path, headers):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn.request("GET", path, headers=headers)
+    resp = conn.getresponse()
+    body = resp.read()
+    conn.close()
+    return resp.status, body
+
+
+def main():
+    failures = []
+    with tempfile.TemporaryDirectory(prefix="reqid-spawn-") as tmp:
+        log_path = os.path.join(tmp, "stderr.log")
+        env = dict(os.environ, LD_PRELOAD=SHIM, REQID_LOG_FDS="2", REQID_RESPONSE_HEADER="")
+        with open(log_path, "wb") as log:
+            server = subprocess.Popen([SERVER], stdout=subprocess.PIPE, stderr=log, env=env)
+        try:
+            port = int(server.stdout.readline())  # the handshake: it listens
+            expected = {}  # token -> (method, X-Request-ID or None)
+            for method in METHODS:
+                for i in range(PER_METHOD):
+                    token = "%s-%d" % (method, i)
+                    cid = "cid-%s-%d" % (method, i) if i % 2 == 0 else None
+                    headers = {"X-Request-ID": cid} if cid else {}
+                    status, body = get(port, "/%s/%s" % (method, token), headers)
+                    want = ("out token=%s\n" % token if method == "popen"
+                            else "ran %s\n" % method).encode()
+                    if status != 200 or body != want:
+                        failures.append("%s: status %d body %r, want %r"
+                                        % (token, status, body, want))
+                    expected[token] = (method, cid)
+            get(port, "/quit", {})
+            if server.wait(timeout=10) != 0:
+                failures.append("server exit status %d" % server.returncode)
+        finally:
+            if server.poll() is None:
+                server.kill()
+                server.wait()
+        with open(log_path, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+
+    seen = {}  # (role, token) -> id or None
+    line_re = re.compile(r"^(parent|child) how=(\S+) token=(\S+)$")
+    for text in lines:
+        try:
+            record = json.loads(text)
+        except ValueError:
+            failures.append("not JSON: %r" % text)
+            continue
+        m = line_re.match(record.get("msg", ""))
+        if not m or set(record) - {"msg", "request_id"}:
+            failures.append("unexpected line: %r" % text)
+            continue
+        key = (m.group(1), m.group(3))
+        if key in seen:
+            failures.append("line twice: %r" % text)
+        seen[key] = record.get("request_id")
+
+    if ("child", "none") not in seen:
+        failures.append("start-up child line missing")
+    elif seen[("child", "none")] is not None:
+        failures.append("start-up child line has id %r" % seen[("child", "none")])
+    generated = set()
+    rows = []
+    for method in METHODS:
+        right = 0
+        for i in range(PER_METHOD):
+            token = "%s-%d" % (method, i)
+            cid = expected[token][1]
+            parent, child = seen.get(("parent", token)), seen.get(("child", token))
+            if ("parent", token) not in seen or ("child", token) not in seen:
+                failures.append("%s: line missing" % token)
+                continue
+            if cid is not None:
+                ok = parent == cid and child == cid
+            else:
+                ok = (parent is not None and GENERATED.match(parent) is not None
+                      and child == parent and parent not in generated)
+                generated.add(parent)
+            if ok:
+                right += 1
+            else:
+                failures.append("%s: parent id %r, child id %r, want %r"
+                                % (token, parent, child, cid or "one generated id"))
+        rows.append((method, right))
+    want_lines = 1 + 2 * len(METHODS) * PER_METHOD
+    if len(lines) != want_lines:
+        failures.append("%d log lines, want %d" % (len(lines), want_lines))
+
+    for method, right in rows:
+        print("spawn %-14s %d/%d requests: parent and child lines carry the request's id"
+              % (method, right, PER_METHOD))
+    for f in failures:
+        print("FAIL: " + f)
+    print("%d passed, %d failed" % (0 if failures else 1, 1 if failures else 0))
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,169 @@
+/*
+ * test_conn_table.c - unit tests for shim/conn_table.c: a connection's
+ * request follows the bytes read from it, and survives being copied onto
+ * other descriptors (dup2(conn, 0) in a fork-per-connection server such as
+ * busybox httpd, then close(conn)): the copies name the same connection, the
+ * first copy takes the entry over when the fd holding it goes, closing a copy
+ * leaves the connection alone, and a copy whose holder cannot hand the entry
+ * over stops being tracked rather than read an entry a new connection on
+ * that fd number may take.
+ *
+ * Links conn_table.c and request_table.c with the pure sources; the shim's
+ * state is defined here (no hooks, no libc interposition).
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "conn_table.h"
+#include "request_table.h"
+#include "shim_init.h"
+
+struct shim_state shim;
+struct real_functions real;
+
+static const char *no_environment(const char *name)
+{
+	(void)name;
+	return NULL;
+}
+
+static int setup(void **state)
+{
+	(void)state;
+	static const uint8_t key[16] = {1, 2, 3};
+	memset(&shim, 0, sizeof(shim));
+	config_parse(&shim.config, no_environment);
+	header_matcher_init(&shim.matcher, &shim.config);
+	id_generator_seed(&shim.ids, key);
+	memset(conn_table, 0, sizeof(conn_table));
+	memset(fd_flags, 0, sizeof(fd_flags));
+	memset(conn_alias, 0, sizeof(conn_alias));
+	return 0;
+}
+
+/* A request with X-Request-ID id arrives on fd. */
+static void request_on(int fd, const char *id)
+{
+	char req[256];
+	int n = snprintf(req, sizeof(req), "GET /%s HTTP/1.1\r\nX-Request-ID: %s\r\n\r\n", id, id);
+	conn_on_read(fd, req, NULL, (size_t)n);
+}
+
+/* The id fd's connection carries now; "" if none. */
+static const char *id_on(int fd)
+{
+	static char out[REQUEST_ID_MAX + 1];
+	size_t len = request_table_get(conn_request(fd), out);
+	out[len] = '\0';
+	return out;
+}
+
+static void test_request_follows_reads(void **state)
+{
+	(void)state;
+	conn_open(5);
+	assert_string_equal(id_on(5), "");
+	request_on(5, "first");
+	assert_string_equal(id_on(5), "first");
+	conn_on_write(5);
+	request_on(5, "second");
+	assert_string_equal(id_on(5), "second");
+	conn_forget(5);
+	assert_int_equal(fd_class(5) & FD_CONN, 0);
+	assert_int_equal(conn_request(5), 0);
+}
+
+static void test_copy_names_the_same_connection(void **state)
+{
+	(void)state;
+	conn_open(5);
+	conn_copied(5, 0);
+	assert_true(fd_class(0) & FD_CONN);
+	assert_false(conn_named_once(5));
+	assert_false(conn_named_once(0));
+	request_on(0, "via-copy");
+	assert_string_equal(id_on(5), "via-copy");
+	assert_string_equal(id_on(0), "via-copy");
+}
+
+static void test_copy_takes_over_when_holder_closes(void **state)
+{
+	(void)state;
+	conn_open(5);
+	request_on(5, "kept");
+	conn_copied(5, 0);
+	conn_copied(0, 1); /* dup2(0, 1): a copy of a copy */
+	conn_forget(5);    /* close(conn) */
+	assert_int_equal(fd_class(5) & FD_CONN, 0);
+	assert_string_equal(id_on(0), "kept");
+	assert_string_equal(id_on(1), "kept");
+	conn_forget(0);
+	assert_true(conn_named_once(1));
+	assert_string_equal(id_on(1), "kept");
+	conn_on_write(1);
+	request_on(1, "next");
+	assert_string_equal(id_on(1), "next");
+	/* A new connection accepted on the old number is a stranger. */
+	conn_open(5);
+	assert_string_equal(id_on(5), "");
+	assert_string_equal(id_on(1), "next");
+}
+
+static void test_closing_a_copy_leaves_the_connection(void **state)
+{
+	(void)state;
+	conn_open(7);
+	request_on(7, "stays");
+	conn_copied(7, 8);
+	conn_forget(8);
+	assert_int_equal(fd_class(8) & FD_CONN, 0);
+	assert_true(conn_named_once(7));
+	assert_string_equal(id_on(7), "stays");
+}
+
+static void test_busy_holder_drops_its_copies(void **state)
+{
+	(void)state;
+	conn_open(10);
+	request_on(10, "busy");
+	conn_copied(10, 11);
+	conn_copied(10, 12);
+	atomic_store(&conn_table[10].busy, 1); /* another thread is inside */
+	conn_forget(10);
+	atomic_store(&conn_table[10].busy, 0);
+	assert_int_equal(fd_class(11) & FD_CONN, 0);
+	assert_int_equal(fd_class(12) & FD_CONN, 0);
+	assert_int_equal(conn_request(11), 0);
+	assert_int_equal(conn_request(12), 0);
+}
+
+static void test_lost_connection_stays_lost_in_copies(void **state)
+{
+	(void)state;
+	conn_open(3);
+	request_on(3, "gone");
+	conn_copied(3, 4);
+	conn_lose(4);
+	assert_int_equal(conn_request(3), 0);
+	assert_int_equal(conn_request(4), 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup(test_request_follows_reads, setup),
+		cmocka_unit_test_setup(test_copy_names_the_same_connection, setup),
+		cmocka_unit_test_setup(test_copy_takes_over_when_holder_closes, setup),
+		cmocka_unit_test_setup(test_closing_a_copy_leaves_the_connection, setup),
+		cmocka_unit_test_setup(test_busy_holder_drops_its_copies, setup),
+		cmocka_unit_test_setup(test_lost_connection_stays_lost_in_copies, setup),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
