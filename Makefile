@@ -61,6 +61,7 @@ $(BUILD) $(BUILD)/unit $(BUILD)/unit-asan $(BUILD)/servers:
 # Unit tests link the pure sources directly, and the shim's tables where a
 # test names them (no hooks: nothing is interposed).
 UNIT_TABLES_test_conn_table := shim/conn_table.c shim/request_table.c
+UNIT_TABLES_test_request_table := shim/request_table.c
 
 .SECONDEXPANSION:
 $(BUILD)/unit/%: tests/unit/%.c $(PURE_SRCS) $$(UNIT_TABLES_$$*) $(SHIM_HDRS) | $(BUILD)/unit
@@ -124,7 +125,7 @@ realtest: deps $(BUILD)/libreqid.so
 	python3 tests/realservers/run_real.py
 
 test: deps
-	$(MAKE) unit unit-asan fuzz-smoke integration
+	$(MAKE) unit unit-asan fuzz-smoke integration realtest
 
 demo: deps $(BUILD)/libreqid.so servers
 	python3 tests/integration/demo.py

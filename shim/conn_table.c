@@ -42,7 +42,7 @@ void conn_lose(int fd)
 static void end_request(struct conn *c)
 {
 	if (atomic_exchange_explicit(&c->line_live, false, memory_order_relaxed))
-		request_line_ended(c->line_bucket);
+		request_line_ended(c->line_buckets);
 }
 
 static void set_request(struct conn *c, uint64_t serial)
@@ -154,8 +154,8 @@ static void start_request(struct conn *c, const char *inbound, size_t len, const
 	uint64_t serial = request_table_add(inbound, len, line, line_len);
 	set_request(c, serial);
 	if (serial && line_len) {
-		c->line_bucket = request_line_bucket(line, line_len);
-		request_line_started(c->line_bucket, serial);
+		c->line_buckets = request_line_buckets(line, line_len);
+		request_line_started(c->line_buckets, serial);
 		atomic_store_explicit(&c->line_live, true, memory_order_relaxed);
 	}
 }

@@ -43,7 +43,7 @@ struct conn {
 	bool responded;      /* bytes were written since the current request began */
 	uint64_t request;    /* serial of the current request, 0 if none */
 	_Atomic bool line_live; /* its request line is counted as live */
-	uint16_t line_bucket;
+	uint32_t line_buckets;
 	_Atomic uint32_t out_busy;  /* try-lock for the write side below */
 	uint8_t owed_len;           /* bytes of an added header not yet sent */
 	char owed[REQUEST_ID_MAX + RESPONSE_HEADER_NAME_MAX + 4];

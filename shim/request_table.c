@@ -1,6 +1,10 @@
 /*
  * request_table.c - ring of request ids and request lines with per-slot
- * seqlocks, and live counts of request lines by hash bucket.
+ * seqlocks, and live counts of request lines by hash bucket, in two tables
+ * hashed apart: a line is unique when its bucket in either table holds it
+ * alone, so two different request lines sharing one bucket (a one in a
+ * hundred chance per line with 320 counted requests) are still told apart
+ * by the other table; identical request lines share both.
  *
  * Writers take a fresh serial with one atomic add, so no two writers ever
  * share a slot generation. Readers check the serial before and after copying.
@@ -16,7 +20,7 @@ struct request_slot {
 	_Atomic uint64_t serial; /* 0 while being written */
 	uint8_t len;
 	uint8_t line_len;
-	uint16_t bucket;
+	uint32_t buckets;
 	char id[REQUEST_ID_MAX];
 	char line[REQUEST_LINE_MAX];
 };
@@ -30,29 +34,50 @@ struct line_bucket {
 
 static struct request_slot slots[REQUEST_SLOTS];
 static _Atomic uint64_t next_serial;
-static struct line_bucket line_buckets[LINE_BUCKETS];
+static struct line_bucket line_buckets[2][LINE_BUCKETS];
 static _Atomic uint32_t recent_next;
-static _Atomic uint32_t recent[RECENT_REQUESTS]; /* bucket + 1; 0: empty */
+static _Atomic uint32_t recent[RECENT_REQUESTS]; /* buckets + 1; 0: empty */
 
-uint16_t request_line_bucket(const char *line, size_t len)
+uint32_t request_line_buckets(const char *line, size_t len)
 {
-	return (uint16_t)(XXH3_64bits(line, len) % LINE_BUCKETS);
+	uint64_t h = XXH3_64bits(line, len);
+	return (uint32_t)(h % LINE_BUCKETS) | (uint32_t)((h >> 32) % LINE_BUCKETS) << 16;
 }
 
-void request_line_started(uint16_t bucket, uint64_t serial)
+static struct line_bucket *bucket_in(int table, uint32_t buckets)
 {
-	struct line_bucket *b = &line_buckets[bucket % LINE_BUCKETS];
-	atomic_store_explicit(&b->serial, serial, memory_order_relaxed);
-	atomic_fetch_add_explicit(&b->count, 1, memory_order_release);
+	return &line_buckets[table][(buckets >> (16 * table) & 0xffff) % LINE_BUCKETS];
 }
 
-void request_line_ended(uint16_t bucket)
+void request_line_started(uint32_t buckets, uint64_t serial)
+{
+	for (int t = 0; t < 2; t++) {
+		struct line_bucket *b = bucket_in(t, buckets);
+		atomic_store_explicit(&b->serial, serial, memory_order_relaxed);
+		atomic_fetch_add_explicit(&b->count, 1, memory_order_release);
+	}
+}
+
+void request_line_ended(uint32_t buckets)
 {
 	uint32_t i = atomic_fetch_add_explicit(&recent_next, 1, memory_order_relaxed) % RECENT_REQUESTS;
-	uint32_t old = atomic_exchange_explicit(&recent[i], (uint32_t)(bucket % LINE_BUCKETS) + 1,
-						memory_order_relaxed);
+	uint32_t old = atomic_exchange_explicit(&recent[i], buckets + 1, memory_order_relaxed);
 	if (old)
-		atomic_fetch_sub_explicit(&line_buckets[old - 1].count, 1, memory_order_relaxed);
+		for (int t = 0; t < 2; t++)
+			atomic_fetch_sub_explicit(&bucket_in(t, old - 1)->count, 1,
+						  memory_order_relaxed);
+}
+
+/* Whether serial is the one request counted in one of its buckets. */
+static bool alone_in_a_bucket(uint32_t buckets, uint64_t serial)
+{
+	for (int t = 0; t < 2; t++) {
+		const struct line_bucket *b = bucket_in(t, buckets);
+		if (atomic_load_explicit(&b->count, memory_order_acquire) == 1 &&
+		    atomic_load_explicit(&b->serial, memory_order_relaxed) == serial)
+			return true;
+	}
+	return false;
 }
 
 uint64_t request_table_add(const char *id, size_t len, const char *line, size_t line_len)
@@ -74,8 +99,10 @@ uint64_t request_table_add(const char *id, size_t len, const char *line, size_t 
 		s->len = (uint8_t)len;
 		memcpy(s->id, id, len);
 		s->line_len = (uint8_t)line_len;
-		memcpy(s->line, line, line_len);
-		s->bucket = request_line_bucket(line, line_len);
+		if (line_len) {
+			memcpy(s->line, line, line_len);
+			s->buckets = request_line_buckets(line, line_len);
+		}
 		atomic_store_explicit(&s->serial, serial, memory_order_release);
 		return serial;
 	}
@@ -104,15 +131,13 @@ bool request_named_in(uint64_t serial, const char *line, size_t len)
 	if (serial == 0 || atomic_load_explicit(&s->serial, memory_order_acquire) != serial)
 		return false;
 	size_t n = s->line_len;
-	uint16_t bucket = s->bucket;
+	uint32_t buckets = s->buckets;
 	memcpy(req_line, s->line, REQUEST_LINE_MAX);
 	atomic_thread_fence(memory_order_acquire);
 	if (atomic_load_explicit(&s->serial, memory_order_relaxed) != serial || n == 0 ||
 	    n > REQUEST_LINE_MAX)
 		return false;
-	const struct line_bucket *b = &line_buckets[bucket];
-	if (atomic_load_explicit(&b->count, memory_order_acquire) != 1 ||
-	    atomic_load_explicit(&b->serial, memory_order_relaxed) != serial)
+	if (!alone_in_a_bucket(buckets, serial))
 		return false;
 	return memmem(line, len, req_line, n) != NULL;
 }
@@ -124,9 +149,14 @@ uint64_t request_named_by(const char *line, size_t len)
 		return 0;
 	if (n > REQUEST_LINE_MAX)
 		n = REQUEST_LINE_MAX;
-	const struct line_bucket *b = &line_buckets[request_line_bucket(line + at, n)];
-	if (atomic_load_explicit(&b->count, memory_order_acquire) != 1)
-		return 0;
-	uint64_t serial = atomic_load_explicit(&b->serial, memory_order_relaxed);
-	return request_named_in(serial, line, len) ? serial : 0;
+	uint32_t buckets = request_line_buckets(line + at, n);
+	for (int t = 0; t < 2; t++) {
+		const struct line_bucket *b = bucket_in(t, buckets);
+		if (atomic_load_explicit(&b->count, memory_order_acquire) != 1)
+			continue;
+		uint64_t serial = atomic_load_explicit(&b->serial, memory_order_relaxed);
+		if (request_named_in(serial, line, len))
+			return serial;
+	}
+	return 0;
 }

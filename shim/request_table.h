@@ -21,7 +21,7 @@
 #include "request_id.h"
 
 #define REQUEST_SLOTS 16384
-#define LINE_BUCKETS 65536
+#define LINE_BUCKETS 32768 /* in each of two tables */
 #define RECENT_REQUESTS 256
 
 /* Stores a request's id and request line (line_len may be 0) and returns
@@ -34,19 +34,20 @@ uint64_t request_table_add(const char *id, size_t len, const char *line, size_t 
 size_t request_table_get(uint64_t serial, char out[REQUEST_ID_MAX])
 	__attribute__((visibility("hidden")));
 
-/* The hash bucket of a request line (what the live counts count). */
-uint16_t request_line_bucket(const char *line, size_t len) __attribute__((visibility("hidden")));
+/* The hash buckets of a request line, one per table (what the live counts
+ * count). */
+uint32_t request_line_buckets(const char *line, size_t len) __attribute__((visibility("hidden")));
 
 /* A request with a request line in bucket became current on its connection
  * (it counts from then on), or stopped being current (it still counts until
  * RECENT_REQUESTS more requests have ended: a buffered access log names
  * requests after they ended). */
-void request_line_started(uint16_t bucket, uint64_t serial) __attribute__((visibility("hidden")));
-void request_line_ended(uint16_t bucket) __attribute__((visibility("hidden")));
+void request_line_started(uint32_t buckets, uint64_t serial) __attribute__((visibility("hidden")));
+void request_line_ended(uint32_t buckets) __attribute__((visibility("hidden")));
 
 /* Whether line (a log line) names request serial: it contains the request's
  * request line, and no other counted request of this process has a request
- * line in the same bucket. */
+ * line in the same bucket of one of the tables. */
 bool request_named_in(uint64_t serial, const char *line, size_t len)
 	__attribute__((visibility("hidden")));
 
