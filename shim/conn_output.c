@@ -45,19 +45,19 @@ static void advance(struct http_response_parser *p, const struct iovec *iov, int
 	}
 }
 
-/* Where this write's bytes need the header: absolute offsets, at most max. */
+/* Where this write's bytes need the header: absolute offsets, at most max.
+ * *after is the parser past all of them (what it becomes if they all go). */
 static size_t plan(const struct http_response_parser *p, const struct iovec *iov, int iovcnt,
-		   size_t points[], size_t max)
+		   size_t points[], size_t max, struct http_response_parser *after)
 {
-	struct http_response_parser copy = *p;
+	*after = *p;
 	size_t count = 0, base = 0;
-	for (int i = 0; i < iovcnt && !http_response_stopped(&copy); i++) {
-		size_t found = http_response_plan(&copy, iov[i].iov_base, iov[i].iov_len,
+	for (int i = 0; i < iovcnt && !http_response_stopped(after); i++) {
+		size_t found = http_response_scan(after, iov[i].iov_base, iov[i].iov_len,
 						  points + count, max - count);
 		for (size_t k = count; k < count + found; k++)
 			points[k] += base;
 		count += found;
-		http_response_advance(&copy, iov[i].iov_base, iov[i].iov_len);
 		base += iov[i].iov_len;
 	}
 	return count;
@@ -130,9 +130,11 @@ static int build(struct conn *c, const struct iovec *iov, int iovcnt, const size
 }
 
 /* Maps r bytes the kernel took back: the application's bytes among them,
- * and what of a started header is still owed. Moves the parser. */
+ * and what of a started header is still owed. Moves the parser (to after,
+ * when all total bytes of the application went). */
 static size_t took(struct conn *c, const struct iovec *iov, int iovcnt, const struct iovec *out,
-		   const uint8_t *kind, int n, size_t r)
+		   const uint8_t *kind, int n, size_t r, size_t total,
+		   const struct http_response_parser *after)
 {
 	size_t app = 0;
 	bool after_added = false;
@@ -156,7 +158,10 @@ static size_t took(struct conn *c, const struct iovec *iov, int iovcnt, const st
 			break;
 		}
 	}
-	advance(&c->response, iov, iovcnt, app);
+	if (app == total)
+		c->response = *after;
+	else
+		advance(&c->response, iov, iovcnt, app);
 	if (after_added)
 		http_response_added(&c->response);
 	memcpy(c->owed, owed, owed_len);
@@ -186,7 +191,8 @@ ssize_t conn_output(int fd, const struct iovec *iov, int iovcnt, int flags, bool
 		}
 		size_t points[MAX_POINTS];
 		char header[sizeof(c->owed)];
-		size_t count = plan(&c->response, iov, iovcnt, points, MAX_POINTS);
+		struct http_response_parser after;
+		size_t count = plan(&c->response, iov, iovcnt, points, MAX_POINTS, &after);
 		size_t header_len = count ? header_text(fd, header) : 0;
 		if (header_len == 0)
 			count = 0;
@@ -205,7 +211,7 @@ ssize_t conn_output(int fd, const struct iovec *iov, int iovcnt, int flags, bool
 			errno = saved;
 			return r;
 		}
-		size_t app = took(c, iov, iovcnt, out, kind, n, (size_t)r);
+		size_t app = took(c, iov, iovcnt, out, kind, n, (size_t)r, total, &after);
 		/* Only owed or added bytes went out: try again for the
 		 * application's own (a full non-blocking socket says EAGAIN). */
 		if (app > 0 || total == 0 || attempt == 3) {

@@ -41,11 +41,19 @@ static unsigned char lower(unsigned char c)
 	return (c >= 'A' && c <= 'Z') ? (unsigned char)(c | 0x20) : c;
 }
 
+/* RFC 9110 token characters: ALPHA, DIGIT and !#$%&'*+-.^_`|~, as bits. */
 static bool is_tchar(unsigned char c)
 {
-	if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
-		return true;
-	return c && strchr("!#$%&'*+-.^_`|~", c) != NULL;
+	static const uint32_t tchar[8] = {0x00000000, 0x03ff6cfa, 0xc7fffffe, 0x57ffffff};
+	return tchar[c >> 5] >> (c & 31) & 1;
+}
+
+/* The offset of the first CR or LF at or after i; n if none. */
+static size_t line_end(const unsigned char *s, size_t i, size_t n)
+{
+	while (i < n && s[i] != '\r' && s[i] != '\n')
+		i++;
+	return i;
 }
 
 void http_response_init(struct http_response_parser *p, const char *header, size_t header_len)
@@ -189,9 +197,9 @@ static size_t scan(struct http_response_parser *p, const char *buf, size_t n, si
 			i++;
 			break;
 		case R_REASON:
-			if (c == '\r' || c == '\n')
-				end_of_line(p, c, R_HEADER_START);
-			i++;
+			i = line_end(s, i, n);
+			if (i < n)
+				end_of_line(p, s[i++], R_HEADER_START);
 			break;
 		case R_EXPECT_LF:
 			if (c != '\n')
@@ -226,6 +234,15 @@ static size_t scan(struct http_response_parser *p, const char *buf, size_t n, si
 				p->value_len = 0;
 				p->value_overflow = false;
 				p->state = R_HEADER_VALUE;
+			} else if (p->name_match == 0 && is_tchar(c)) {
+				/* No name of interest: skip to the colon. */
+				size_t j = i + 1;
+				while (j < n && is_tchar(s[j]))
+					j++;
+				size_t len = p->token_len + (j - i);
+				p->token_len = (uint16_t)(len < UINT16_MAX ? len : UINT16_MAX);
+				i = j;
+				break;
 			} else if (is_tchar(c)) {
 				uint16_t pos = p->token_len;
 				if (!name_still(content_length, 14, pos, c))
@@ -242,6 +259,12 @@ static size_t scan(struct http_response_parser *p, const char *buf, size_t n, si
 			i++;
 			break;
 		case R_HEADER_VALUE:
+			if (!(p->name_match & (N_CONTENT_LENGTH | N_TRANSFER_ENCODING))) {
+				i = line_end(s, i, n);
+				if (i < n)
+					end_of_line(p, s[i++], R_HEADER_START);
+				break;
+			}
 			if (c == '\r' || c == '\n') {
 				if ((p->name_match & (N_CONTENT_LENGTH | N_TRANSFER_ENCODING)) &&
 				    !finish_value(p))
@@ -337,6 +360,12 @@ static size_t scan(struct http_response_parser *p, const char *buf, size_t n, si
 stop:
 	p->state = R_STOPPED;
 	return count;
+}
+
+size_t http_response_scan(struct http_response_parser *p, const char *buf, size_t n,
+			  size_t points[], size_t max)
+{
+	return scan(p, buf, n, points, max);
 }
 
 size_t http_response_plan(const struct http_response_parser *p, const char *buf, size_t n,

@@ -46,9 +46,13 @@ void http_response_init(struct http_response_parser *p, const char *header, size
 /* The next response answers a HEAD request (it has no body). */
 void http_response_expect_head(struct http_response_parser *p, bool head);
 
-/* Scans n bytes about to be written. Stores in points[] (at most max) the
- * offsets in buf before which the header goes, and returns how many. Does
- * not change p: call http_response_advance for the bytes actually written. */
+/* Moves p past n bytes about to be written, storing in points[] (at most
+ * max) the offsets in buf before which the header goes; returns how many. */
+size_t http_response_scan(struct http_response_parser *p, const char *buf, size_t n,
+			  size_t points[], size_t max);
+
+/* The same without changing p: call http_response_advance for the bytes
+ * actually written. */
 size_t http_response_plan(const struct http_response_parser *p, const char *buf, size_t n,
 			  size_t points[], size_t max);
 
