@@ -18,6 +18,7 @@
 _Atomic uint8_t fd_flags[FD_TABLE_SIZE];
 struct conn conn_table[FD_TABLE_SIZE];
 _Atomic uint32_t conn_alias[FD_TABLE_SIZE];
+static _Atomic int highest_copy; /* no copy has a higher fd: scans stop there */
 
 static bool conn_trylock(struct conn *c)
 {
@@ -101,7 +102,8 @@ void conn_forget(int fd)
 	 * read from an entry a new connection on fd may take. */
 	bool moving = conn_trylock(c);
 	int heir = -1;
-	for (int other = 0; other < FD_TABLE_SIZE; other++) {
+	int last = atomic_load_explicit(&highest_copy, memory_order_relaxed);
+	for (int other = 0; other <= last; other++) {
 		if (atomic_load_explicit(&conn_alias[other], memory_order_relaxed) != (uint32_t)fd + 1)
 			continue;
 		if (!moving) {
@@ -136,6 +138,11 @@ void conn_copied(int fd, int copy)
 	if ((unsigned)copy >= FD_TABLE_SIZE || !(fd_class(fd) & FD_CONN))
 		return;
 	int holder = conn_fd(fd);
+	int high = atomic_load_explicit(&highest_copy, memory_order_relaxed);
+	while (copy > high &&
+	       !atomic_compare_exchange_weak_explicit(&highest_copy, &high, copy,
+						      memory_order_relaxed, memory_order_relaxed))
+		;
 	atomic_fetch_add_explicit(&conn_table[holder].copies, 1, memory_order_relaxed);
 	atomic_store_explicit(&conn_alias[copy], (uint32_t)holder + 1, memory_order_relaxed);
 	atomic_store_explicit(&fd_flags[copy], FD_CONN, memory_order_relaxed);
