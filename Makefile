@@ -91,6 +91,7 @@ integration: deps $(BUILD)/libreqid.so servers
 	python3 tests/integration/test_semantics.py
 	python3 tests/integration/test_logpaths_syslog.py
 	python3 tests/integration/test_stdio.py
+	python3 tests/integration/test_response_header.py
 	python3 tests/integration/test_spawn.py
 
 # libFuzzer targets over the pure logic, with ASan and UBSan.
