@@ -12,6 +12,7 @@
 
 #include <string.h>
 
+#include "http_chars.h"
 #include "traceparent.h"
 
 enum {
@@ -47,21 +48,11 @@ static const char connect_method[] = "CONNECT";
 static const char http_version_prefix[] = "HTTP/1.";
 
 /* RFC 9110 tchar: the bytes of methods and header names. */
-static const bool tchar_table[256] = {
+const bool http_tchar[256] = {
 	['!'] = 1, ['#'] = 1, ['$'] = 1, ['%'] = 1, ['&'] = 1, ['\''] = 1, ['*'] = 1,
 	['+'] = 1, ['-'] = 1, ['.'] = 1, ['^'] = 1, ['_'] = 1, ['`'] = 1, ['|'] = 1, ['~'] = 1,
 	['0' ... '9'] = 1, ['A' ... 'Z'] = 1, ['a' ... 'z'] = 1,
 };
-
-static bool is_tchar(unsigned char c)
-{
-	return tchar_table[c];
-}
-
-static unsigned char lower(unsigned char c)
-{
-	return (c >= 'A' && c <= 'Z') ? (unsigned char)(c | 0x20) : c;
-}
 
 void header_matcher_init(struct header_matcher *m, const struct reqid_config *cfg)
 {
@@ -138,7 +129,7 @@ static bool ends_with_chunked(const char *v, size_t n)
 	if (n < 7)
 		return false;
 	for (size_t i = 0; i < 7; i++)
-		if (lower((unsigned char)v[n - 7 + i]) != (unsigned char)word[i])
+		if (http_lower((unsigned char)v[n - 7 + i]) != (unsigned char)word[i])
 			return false;
 	return n == 7 || v[n - 8] == ',' || v[n - 8] == ' ' || v[n - 8] == '\t';
 }
@@ -230,7 +221,7 @@ static void start_header_name(struct http_parser *p, unsigned char c)
 	const struct header_matcher *m = p->matcher;
 	uint32_t match = 0;
 	for (uint8_t i = 0; i < m->count; i++)
-		if ((unsigned char)m->name[i][0] == lower(c))
+		if ((unsigned char)m->name[i][0] == http_lower(c))
 			match |= 1u << i;
 	p->name_match = match;
 	p->token_len = 1;
@@ -244,7 +235,7 @@ static void continue_header_name(struct http_parser *p, unsigned char c)
 	while (match) {
 		uint8_t i = (uint8_t)__builtin_ctz(match);
 		match &= match - 1;
-		if (pos >= m->len[i] || (unsigned char)m->name[i][pos] != lower(c))
+		if (pos >= m->len[i] || (unsigned char)m->name[i][pos] != http_lower(c))
 			p->name_match &= ~(1u << i);
 	}
 	if (p->token_len < UINT16_MAX)
@@ -289,7 +280,7 @@ void http_parser_feed(struct http_parser *p, const char *buf, size_t len,
 				i++;
 				break;
 			}
-			if (!is_tchar(c)) {
+			if (!http_is_tchar(c)) {
 				fail(p, out);
 				return;
 			}
@@ -302,13 +293,13 @@ void http_parser_feed(struct http_parser *p, const char *buf, size_t len,
 			i++;
 			break;
 		case S_METHOD:
-			if ((c == ' ' && p->token_len > 0) || is_tchar(c))
+			if ((c == ' ' && p->token_len > 0) || http_is_tchar(c))
 				line_add(p, s + i, 1);
 			if (c == ' ' && p->token_len > 0) {
 				p->connect &= p->token_len == sizeof(connect_method) - 1;
 				p->state = S_TARGET;
 				p->token_len = 0;
-			} else if (is_tchar(c) && p->token_len < METHOD_MAX) {
+			} else if (http_is_tchar(c) && p->token_len < METHOD_MAX) {
 				p->connect &= p->token_len < sizeof(connect_method) - 1 &&
 					      c == (unsigned char)connect_method[p->token_len];
 				p->token_len++;
@@ -385,7 +376,7 @@ void http_parser_feed(struct http_parser *p, const char *buf, size_t len,
 				p->capture = RANK_NONE;
 				p->state = S_HEADER_VALUE;
 				p->value_len = 0;
-			} else if (is_tchar(c)) {
+			} else if (http_is_tchar(c)) {
 				start_header_name(p, c);
 				p->state = S_HEADER_NAME;
 			} else {
@@ -395,9 +386,9 @@ void http_parser_feed(struct http_parser *p, const char *buf, size_t len,
 			i++;
 			break;
 		case S_HEADER_NAME:
-			if (p->name_match == 0 && is_tchar(c)) {
+			if (p->name_match == 0 && http_is_tchar(c)) {
 				/* No candidate matches this name: skip it. */
-				while (i < len && is_tchar(s[i]))
+				while (i < len && http_is_tchar(s[i]))
 					i++;
 				p->token_len = UINT16_MAX;
 				break;
@@ -405,7 +396,7 @@ void http_parser_feed(struct http_parser *p, const char *buf, size_t len,
 			if (c == ':') {
 				begin_value(p);
 				p->state = S_HEADER_VALUE;
-			} else if (is_tchar(c)) {
+			} else if (http_is_tchar(c)) {
 				continue_header_name(p, c);
 			} else {
 				fail(p, out);
@@ -449,18 +440,13 @@ void http_parser_feed(struct http_parser *p, const char *buf, size_t len,
 			i++;
 			break;
 		case S_BODY: {
-			size_t take = len - i;
-			if (take > p->remaining)
-				take = (size_t)p->remaining;
-			p->remaining -= take;
-			i += take;
+			i += http_take_body(&p->remaining, len - i);
 			if (p->remaining == 0)
 				p->state = S_START;
 			break;
 		}
 		case S_CHUNK_SIZE: {
-			int d = (c >= '0' && c <= '9') ? c - '0'
-			      : (lower(c) >= 'a' && lower(c) <= 'f') ? lower(c) - 'a' + 10 : -1;
+			int d = http_hex_digit(c);
 			if (d >= 0 && p->token_len < 16) {
 				p->remaining = p->remaining << 4 | (uint64_t)d;
 				p->token_len++;
@@ -487,11 +473,7 @@ void http_parser_feed(struct http_parser *p, const char *buf, size_t len,
 			i++;
 			break;
 		case S_CHUNK_DATA: {
-			size_t take = len - i;
-			if (take > p->remaining)
-				take = (size_t)p->remaining;
-			p->remaining -= take;
-			i += take;
+			i += http_take_body(&p->remaining, len - i);
 			if (p->remaining == 0)
 				p->state = S_CHUNK_DATA_END;
 			break;
@@ -537,7 +519,7 @@ bool http_find_request_line(const char *line, size_t len, size_t *at, size_t *n)
 	const unsigned char *s = (const unsigned char *)line, *end = s + len;
 	for (const unsigned char *q = s; (q = memchr(q, '"', (size_t)(end - q))) != NULL;) {
 		const unsigned char *p = ++q, *method = p;
-		while (p < end && p - method < METHOD_MAX && is_tchar(*p))
+		while (p < end && p - method < METHOD_MAX && http_is_tchar(*p))
 			p++;
 		if (p == method || p >= end || *p++ != ' ')
 			continue;

@@ -10,6 +10,8 @@
 
 #include <string.h>
 
+#include "http_chars.h"
+
 enum response_state {
 	R_START,          /* before a status line */
 	R_VERSION,        /* token_len counts matched bytes of "HTTP/1.x " */
@@ -35,18 +37,6 @@ enum { N_CONTENT_LENGTH = 1, N_TRANSFER_ENCODING = 2, N_HEADER = 4 };
 static const char version_prefix[] = "HTTP/1.";
 static const char content_length[] = "content-length";
 static const char transfer_encoding[] = "transfer-encoding";
-
-static unsigned char lower(unsigned char c)
-{
-	return (c >= 'A' && c <= 'Z') ? (unsigned char)(c | 0x20) : c;
-}
-
-/* RFC 9110 token characters: ALPHA, DIGIT and !#$%&'*+-.^_`|~, as bits. */
-static bool is_tchar(unsigned char c)
-{
-	static const uint32_t tchar[8] = {0x00000000, 0x03ff6cfa, 0xc7fffffe, 0x57ffffff};
-	return tchar[c >> 5] >> (c & 31) & 1;
-}
 
 /* The offset of the first CR or LF at or after i; n if none. */
 static size_t line_end(const unsigned char *s, size_t i, size_t n)
@@ -95,7 +85,7 @@ static void begin_response(struct http_response_parser *p)
 
 static bool name_still(const char *name, size_t name_len, uint16_t pos, unsigned char c)
 {
-	return pos < name_len && lower(c) == lower((unsigned char)name[pos]);
+	return pos < name_len && http_lower(c) == http_lower((unsigned char)name[pos]);
 }
 
 /* A framing header's value ended. False if it makes no sense. */
@@ -212,7 +202,7 @@ static size_t scan(struct http_response_parser *p, const char *buf, size_t n, si
 				if (p->status >= 200 && !p->has_header && p->header_len && count < max)
 					points[count++] = i;
 				end_of_line(p, c, after_headers(p));
-			} else if (is_tchar(c)) {
+			} else if (http_is_tchar(c)) {
 				p->name_match = (uint8_t)((name_still(content_length, 14, 0, c) ? N_CONTENT_LENGTH : 0) |
 							  (name_still(transfer_encoding, 17, 0, c) ? N_TRANSFER_ENCODING : 0) |
 							  (name_still(p->header, p->header_len, 0, c) ? N_HEADER : 0));
@@ -234,16 +224,16 @@ static size_t scan(struct http_response_parser *p, const char *buf, size_t n, si
 				p->value_len = 0;
 				p->value_overflow = false;
 				p->state = R_HEADER_VALUE;
-			} else if (p->name_match == 0 && is_tchar(c)) {
+			} else if (p->name_match == 0 && http_is_tchar(c)) {
 				/* No name of interest: skip to the colon. */
 				size_t j = i + 1;
-				while (j < n && is_tchar(s[j]))
+				while (j < n && http_is_tchar(s[j]))
 					j++;
 				size_t len = p->token_len + (j - i);
 				p->token_len = (uint16_t)(len < UINT16_MAX ? len : UINT16_MAX);
 				i = j;
 				break;
-			} else if (is_tchar(c)) {
+			} else if (http_is_tchar(c)) {
 				uint16_t pos = p->token_len;
 				if (!name_still(content_length, 14, pos, c))
 					p->name_match &= (uint8_t)~N_CONTENT_LENGTH;
@@ -278,7 +268,7 @@ static size_t scan(struct http_response_parser *p, const char *buf, size_t n, si
 						memmove(p->value, p->value + 1, sizeof(p->value) - 1);
 						p->value_len--;
 					}
-					p->value[p->value_len++] = (char)lower(c);
+					p->value[p->value_len++] = (char)http_lower(c);
 				}
 			} else if (p->name_match & N_CONTENT_LENGTH) {
 				if (p->value_len == 0 && (c == ' ' || c == '\t')) {
@@ -292,18 +282,13 @@ static size_t scan(struct http_response_parser *p, const char *buf, size_t n, si
 			i++;
 			break;
 		case R_BODY: {
-			size_t take = n - i;
-			if (take > p->remaining)
-				take = (size_t)p->remaining;
-			p->remaining -= take;
-			i += take;
+			i += http_take_body(&p->remaining, n - i);
 			if (p->remaining == 0)
 				p->state = R_START;
 			break;
 		}
 		case R_CHUNK_SIZE: {
-			int d = (c >= '0' && c <= '9') ? c - '0'
-			      : (lower(c) >= 'a' && lower(c) <= 'f') ? lower(c) - 'a' + 10 : -1;
+			int d = http_hex_digit(c);
 			if (d >= 0 && p->token_len < 16) {
 				p->remaining = p->remaining << 4 | (uint64_t)d;
 				p->token_len++;
@@ -323,11 +308,7 @@ static size_t scan(struct http_response_parser *p, const char *buf, size_t n, si
 			i++;
 			break;
 		case R_CHUNK_DATA: {
-			size_t take = n - i;
-			if (take > p->remaining)
-				take = (size_t)p->remaining;
-			p->remaining -= take;
-			i += take;
+			i += http_take_body(&p->remaining, n - i);
 			if (p->remaining == 0)
 				p->state = R_CHUNK_DATA_END;
 			break;
