@@ -12,7 +12,7 @@ WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Werr
 BUILD   := build
 
 # Pure logic: no interposition, unit-tested and fuzzable as plain functions.
-PURE_SRCS := shim/config.c shim/request_id.c shim/traceparent.c \
+PURE_SRCS := shim/config.c shim/request_id.c shim/traceparent.c shim/tracestate.c \
              shim/http_parser.c shim/http_response.c shim/line_format.c shim/path_glob.c
 # Interposition glue and the state it keeps.
 GLUE_SRCS := shim/shim_init.c shim/request_table.c shim/conn_table.c \
