@@ -12,7 +12,7 @@ WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Werr
 BUILD   := build
 
 # Pure logic: no interposition, unit-tested and fuzzable as plain functions.
-PURE_SRCS := shim/config.c shim/request_id.c shim/traceparent.c shim/tracestate.c \
+PURE_SRCS := shim/config.c shim/request_id.c shim/traceparent.c shim/trace_context.c shim/tracestate.c \
              shim/http_parser.c shim/http_response.c shim/line_format.c shim/path_glob.c
 # Interposition glue and the state it keeps.
 GLUE_SRCS := shim/shim_init.c shim/request_table.c shim/conn_table.c \
@@ -52,7 +52,7 @@ deps:
 $(BUILD)/libreqid.so: $(PURE_SRCS) $(GLUE_SRCS) $(SHIM_HDRS) shim/exports.map | $(BUILD)
 	$(CC) $(CFLAGS) $(WARN) -D_GNU_SOURCE -fPIC -shared -fvisibility=hidden -pthread \
 	  -ftls-model=initial-exec -fno-stack-protector \
-	  -Wl,--version-script=shim/exports.map -Wl,-z,now -Wl,-z,relro \
+	  -Wl,--version-script=shim/exports.map -Wl,-z,now -Wl,-z,relro -Wl,-z,defs \
 	  -o $@ $(PURE_SRCS) $(GLUE_SRCS) -ldl -lxxhash
 
 $(BUILD) $(BUILD)/unit $(BUILD)/unit-asan $(BUILD)/servers:

@@ -38,6 +38,11 @@ static unsigned char to_lower(unsigned char c)
 	return (c >= 'A' && c <= 'Z') ? (unsigned char)(c + 32) : c;
 }
 
+static bool is_blank(char c)
+{
+	return c == ' ' || c == '\t';
+}
+
 static bool parse_format(const char *v, enum log_format *out)
 {
 	if (strcmp(v, "json") == 0)
@@ -59,9 +64,10 @@ static bool same_word(const char *v, const char *word)
 	return *v == *word;
 }
 
-/* REQID_DISABLE: a value that is neither clearly on nor clearly off
- * disables the shim (and is reported): whoever set it wanted something. */
-static bool parse_disable(const char *v, bool *out)
+/* A yes/no setting. A value that is neither clearly on nor clearly off is
+ * reported and sets *out to unclear (REQID_DISABLE: whoever set it wanted
+ * something, so the shim is disabled). */
+static bool parse_switch(const char *v, bool *out, bool unclear)
 {
 	static const char *const on[] = {"1", "true", "yes", "on"};
 	static const char *const off[] = {"0", "false", "no", "off", ""};
@@ -75,8 +81,39 @@ static bool parse_disable(const char *v, bool *out)
 			*out = false;
 			return true;
 		}
-	*out = true;
+	*out = unclear;
 	return false;
+}
+
+/* Comma-separated field names, each at most once; all or nothing. */
+static bool parse_fields(const char *v, struct reqid_config *cfg)
+{
+	static const char *const names[] = {"request_id", "trace_id", "span_id"};
+	uint8_t fields[CONFIG_MAX_FIELDS];
+	uint8_t count = 0, seen = 0;
+	for (const char *p = v;;) {
+		const char *end = strchr(p, ',');
+		if (!end)
+			end = p + strlen(p);
+		while (p < end && is_blank(*p))
+			p++;
+		size_t n = (size_t)(end - p);
+		while (n > 0 && is_blank(p[n - 1]))
+			n--;
+		uint8_t f = 0;
+		while (f < CONFIG_MAX_FIELDS && (strlen(names[f]) != n || memcmp(names[f], p, n) != 0))
+			f++;
+		if (f == CONFIG_MAX_FIELDS || (seen & 1u << f))
+			return false;
+		seen |= (uint8_t)(1u << f);
+		fields[count++] = f;
+		if (*end == '\0')
+			break;
+		p = end + 1;
+	}
+	memcpy(cfg->fields, fields, count);
+	cfg->field_count = count;
+	return true;
 }
 
 /* Copies v into dst if it is 1..max chars all accepted by ok(). */
@@ -93,11 +130,6 @@ static bool parse_word(const char *v, bool (*ok)(unsigned char), size_t max,
 	dst[n] = '\0';
 	*dst_len = (uint8_t)n;
 	return true;
-}
-
-static bool is_blank(char c)
-{
-	return c == ' ' || c == '\t';
 }
 
 /* Comma-separated header names; all or nothing. */
@@ -203,6 +235,9 @@ static void set_defaults(struct reqid_config *cfg)
 	cfg->format = FORMAT_JSON;
 	memcpy(cfg->field, "request_id", sizeof("request_id"));
 	cfg->field_len = sizeof("request_id") - 1;
+	cfg->fields[0] = FIELD_REQUEST_ID;
+	cfg->field_count = 1;
+	cfg->propagate = true;
 	for (size_t i = 0; i < sizeof(default_headers) / sizeof(default_headers[0]); i++) {
 		size_t n = strlen(default_headers[i]);
 		memcpy(cfg->headers[i].name, default_headers[i], n + 1);
@@ -222,13 +257,17 @@ unsigned config_parse(struct reqid_config *cfg, config_lookup lookup)
 	const char *v;
 
 	set_defaults(cfg);
-	if ((v = lookup("REQID_DISABLE")) && !parse_disable(v, &cfg->disabled))
+	if ((v = lookup("REQID_DISABLE")) && !parse_switch(v, &cfg->disabled, true))
 		warnings |= WARN_DISABLE;
 	if ((v = lookup("REQID_FORMAT")) && !parse_format(v, &cfg->format))
 		warnings |= WARN_FORMAT;
 	if ((v = lookup("REQID_FIELD")) &&
 	    !parse_word(v, is_field_char, CONFIG_MAX_FIELD, cfg->field, &cfg->field_len))
 		warnings |= WARN_FIELD;
+	if ((v = lookup("REQID_FIELDS")) && !parse_fields(v, cfg))
+		warnings |= WARN_FIELDS;
+	if ((v = lookup("REQID_PROPAGATE")) && !parse_switch(v, &cfg->propagate, true))
+		warnings |= WARN_PROPAGATE;
 	if ((v = lookup("REQID_OUTSIDE")) && *v &&
 	    !parse_word(v, is_id_char, CONFIG_MAX_OUTSIDE, cfg->outside, &cfg->outside_len))
 		warnings |= WARN_OUTSIDE;
@@ -259,6 +298,8 @@ const char *config_warning_variable(unsigned warning_bit)
 	case WARN_DISABLE: return "REQID_DISABLE";
 	case WARN_LOG_PATHS: return "REQID_LOG_PATHS";
 	case WARN_RESPONSE_HEADER: return "REQID_RESPONSE_HEADER";
+	case WARN_FIELDS: return "REQID_FIELDS";
+	case WARN_PROPAGATE: return "REQID_PROPAGATE";
 	default: return "REQID_?";
 	}
 }

@@ -20,8 +20,13 @@
 #define CONFIG_MAX_OUTSIDE 128
 #define CONFIG_MAX_LOG_PATHS 16
 #define CONFIG_MAX_LOG_PATH 255
+#define CONFIG_MAX_FIELDS 3
 
 enum log_format { FORMAT_JSON, FORMAT_PREFIX, FORMAT_LOGFMT };
+
+/* What a log line can carry (REQID_FIELDS): the request id, and the
+ * request's trace as the OpenTelemetry log data model names it. */
+enum log_field { FIELD_REQUEST_ID, FIELD_TRACE_ID, FIELD_SPAN_ID };
 
 /* One warning bit per variable whose value was rejected. */
 enum config_warning {
@@ -33,6 +38,8 @@ enum config_warning {
 	WARN_DISABLE = 1 << 5,
 	WARN_LOG_PATHS = 1 << 6,
 	WARN_RESPONSE_HEADER = 1 << 7,
+	WARN_FIELDS = 1 << 8,
+	WARN_PROPAGATE = 1 << 9,
 };
 
 struct header_name {
@@ -44,7 +51,10 @@ struct reqid_config {
 	bool disabled;
 	enum log_format format;
 	uint8_t field_len;
-	char field[CONFIG_MAX_FIELD + 1];
+	char field[CONFIG_MAX_FIELD + 1]; /* name of the request_id field */
+	uint8_t field_count;
+	uint8_t fields[CONFIG_MAX_FIELDS]; /* enum log_field, in output order */
+	bool propagate; /* outbound requests get traceparent and the id header */
 	uint8_t outside_len; /* 0: lines outside a request carry no id */
 	char outside[CONFIG_MAX_OUTSIDE + 1];
 	uint8_t header_count;
@@ -54,7 +64,9 @@ struct reqid_config {
 	uint8_t log_path_count;
 	char log_paths[CONFIG_MAX_LOG_PATHS][CONFIG_MAX_LOG_PATH + 1]; /* globs */
 	uint8_t response_header_len; /* 0: responses get no header */
-	char response_header[CONFIG_MAX_HEADER_NAME + 1]; /* as given */
+	char response_header[CONFIG_MAX_HEADER_NAME + 1]; /* as given; also the
+							     id header of outbound
+							     requests */
 };
 
 /* Returns the value of an environment variable, or NULL when unset. */
@@ -76,6 +88,11 @@ const char *config_warning_variable(unsigned warning_bit);
 /* REQID_REQUEST_ID: the id of the request a program was exec'ed for (a CGI
  * script, a helper): the program's lines carry it. */
 #define REQUEST_VARIABLE "REQID_REQUEST_ID"
+
+/* REQID_TRACEPARENT, REQID_TRACESTATE: that request's trace, as
+ * "00-<trace-id>-<the request's span id>-<flags>" and its tracestate. */
+#define TRACEPARENT_VARIABLE "REQID_TRACEPARENT"
+#define TRACESTATE_VARIABLE "REQID_TRACESTATE"
 
 bool log_ids_contain(const char *ids, uint64_t dev, uint64_t ino);
 

@@ -148,20 +148,28 @@ void conn_copied(int fd, int copy)
 	atomic_store_explicit(&fd_flags[copy], FD_CONN, memory_order_relaxed);
 }
 
-/* Makes a new request current on c, counting its request line as live. */
-static void start_request(struct conn *c, const char *inbound, size_t len, const char *line,
-			  size_t line_len)
+/* Makes a new request current on c, counting its request line as live:
+ * r is what the parser saw (NULL: a connection that is not HTTP). */
+static void start_request(struct conn *c, const struct http_feed_result *r)
 {
 	char generated[GENERATED_ID_LEN];
+	const char *id = r ? r->id : NULL;
+	size_t len = r ? r->id_len : 0;
+	size_t line_len = r ? r->line_len : 0;
 	if (len == 0) {
 		id_generate(&shim.ids, generated);
-		inbound = generated;
+		id = generated;
 		len = sizeof(generated);
 	}
-	uint64_t serial = request_table_add(inbound, len, line, line_len);
+	struct trace_ctx trace;
+	bool inbound = r && r->trace_valid;
+	trace_ctx_start(&trace, inbound ? &r->trace : NULL, id, len, id == generated, &shim.ids);
+	uint64_t serial = request_table_add(id, len, r ? r->line : NULL, line_len, &trace,
+					    inbound ? r->tracestate : NULL,
+					    inbound ? r->tracestate_len : 0);
 	set_request(c, serial);
 	if (serial && line_len) {
-		c->line_buckets = request_line_buckets(line, line_len);
+		c->line_buckets = request_line_buckets(r->line, line_len);
 		request_line_started(c->line_buckets, serial);
 		atomic_store_explicit(&c->line_live, true, memory_order_relaxed);
 	}
@@ -181,7 +189,7 @@ static void apply(struct conn *c, const struct http_feed_result *r)
 	if (r->not_http) {
 		c->kind = CONN_RAW;
 		c->head_pending = false;
-		start_request(c, NULL, 0, NULL, 0);
+		start_request(c, NULL);
 		return;
 	}
 	if (r->desync) {
@@ -201,7 +209,7 @@ static void apply(struct conn *c, const struct http_feed_result *r)
 	if (r->headers_completed && c->head_pending) {
 		/* Exactly one request began and it is the one whose head ended. */
 		c->head_pending = false;
-		start_request(c, r->id, r->id_len, r->line, r->line_len);
+		start_request(c, r);
 		http_response_expect_head(&c->response,
 					  r->line_len >= 5 && memcmp(r->line, "HEAD ", 5) == 0);
 	}

@@ -144,12 +144,20 @@ static bool env_preloads_shim(char *const *envp)
 }
 
 #define VFORK_ENV_MAX 512
+#define ENV_ADDED 4 /* entries fill_env may add */
+
+/* The text of the entries fill_env adds. */
+struct env_entries {
+	char ids[sizeof(LOG_IDS_VARIABLE) + LOG_IDS_SIZE];
+	char request[sizeof(REQUEST_VARIABLE) + REQUEST_ID_MAX + 1];
+	char traceparent[sizeof(TRACEPARENT_VARIABLE) + TRACEPARENT_LEN + 1];
+	char tracestate[sizeof(TRACESTATE_VARIABLE) + TRACESTATE_MAX + 1];
+};
 
 struct exec_env {
 	char **env;
 	size_t size;
-	char ids[sizeof(LOG_IDS_VARIABLE) + LOG_IDS_SIZE];
-	char request[sizeof(REQUEST_VARIABLE) + REQUEST_ID_MAX + 1];
+	struct env_entries entries;
 	char *vfork_env[VFORK_ENV_MAX];
 };
 
@@ -158,29 +166,55 @@ static bool is_variable(const char *entry, const char *name_eq)
 	return strncmp(entry, name_eq, strlen(name_eq)) == 0;
 }
 
-/* envp's n entries into out (room for n + 3): REQID_REQUEST_ID set to the
- * id of the request the calling thread is certain of (removed if none) and,
- * unless ids is NULL, REQID_LOG_IDS to the current log files (kept as it
- * came otherwise). ids and request are the buffers the new entries live in. */
-static void fill_env(char *const *envp, size_t n, char **out, char *ids, size_t ids_size,
-		     char *request)
+/* "NAME=" followed by n bytes of value, NUL-terminated, in buf. */
+static char *env_entry(char *buf, const char *name_eq, size_t name_len, const char *value,
+		       size_t n)
+{
+	memcpy(buf, name_eq, name_len);
+	memcpy(buf + name_len, value, n);
+	buf[name_len + n] = '\0';
+	return buf;
+}
+
+/* envp's n entries into out (room for n + ENV_ADDED + 1): REQID_REQUEST_ID,
+ * REQID_TRACEPARENT and REQID_TRACESTATE set for the request the calling
+ * thread is certain of (removed if none) and, when log_ids, REQID_LOG_IDS
+ * to the current log files (kept as it came otherwise). The new entries'
+ * text lives in e. */
+static void fill_env(char *const *envp, size_t n, char **out, struct env_entries *e,
+		     bool log_ids)
 {
 	static const char ids_name[] = LOG_IDS_VARIABLE "=";
 	static const char request_name[] = REQUEST_VARIABLE "=";
+	static const char traceparent_name[] = TRACEPARENT_VARIABLE "=";
+	static const char tracestate_name[] = TRACESTATE_VARIABLE "=";
 	size_t k = 0;
 	for (size_t i = 0; i < n; i++)
-		if (!is_variable(envp[i], request_name) && (!ids || !is_variable(envp[i], ids_name)))
+		if (!is_variable(envp[i], request_name) && !is_variable(envp[i], traceparent_name) &&
+		    !is_variable(envp[i], tracestate_name) &&
+		    (!log_ids || !is_variable(envp[i], ids_name)))
 			out[k++] = envp[i];
-	if (ids) {
-		memcpy(ids, ids_name, sizeof(ids_name) - 1);
-		current_log_ids(ids + sizeof(ids_name) - 1, ids_size - (sizeof(ids_name) - 1));
-		out[k++] = ids;
+	if (log_ids) {
+		memcpy(e->ids, ids_name, sizeof(ids_name) - 1);
+		current_log_ids(e->ids + sizeof(ids_name) - 1, sizeof(e->ids) - (sizeof(ids_name) - 1));
+		out[k++] = e->ids;
 	}
-	memcpy(request, request_name, sizeof(request_name) - 1);
-	size_t len = request_table_get(ctx_certain_request(), request + sizeof(request_name) - 1);
-	if (len > 0) {
-		request[sizeof(request_name) - 1 + len] = '\0';
-		out[k++] = request;
+	uint64_t request = ctx_certain_request();
+	char id[REQUEST_ID_MAX];
+	size_t len = request_table_get(request, id);
+	if (len > 0)
+		out[k++] = env_entry(e->request, request_name, sizeof(request_name) - 1, id, len);
+	struct trace_ctx trace;
+	if (len > 0 && request_table_trace(request, &trace)) {
+		char tp[TRACEPARENT_LEN];
+		traceparent_format(&trace, trace.span_id, tp);
+		out[k++] = env_entry(e->traceparent, traceparent_name, sizeof(traceparent_name) - 1,
+				     tp, sizeof(tp));
+		char ts[TRACESTATE_MAX];
+		size_t ts_len = request_table_tracestate(request, ts);
+		if (ts_len > 0)
+			out[k++] = env_entry(e->tracestate, tracestate_name,
+					     sizeof(tracestate_name) - 1, ts, ts_len);
 	}
 	out[k] = NULL;
 }
@@ -208,11 +242,11 @@ static char *const *exec_env(char *const *envp, struct exec_env *e)
 	bool vfork_child = getpid() != shim.pid;
 	size_t n = env_count(envp);
 	if (vfork_child) {
-		if (n + 3 > VFORK_ENV_MAX)
+		if (n + ENV_ADDED + 1 > VFORK_ENV_MAX)
 			return envp;
 		e->env = e->vfork_env;
 	} else {
-		e->size = (n + 3) * sizeof(char *);
+		e->size = (n + ENV_ADDED + 1) * sizeof(char *);
 		e->env = mmap(NULL, e->size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
 			      -1, 0);
 		if (e->env == MAP_FAILED) {
@@ -220,7 +254,7 @@ static char *const *exec_env(char *const *envp, struct exec_env *e)
 			return envp;
 		}
 	}
-	fill_env(envp, n, e->env, vfork_child ? NULL : e->ids, sizeof(e->ids), e->request);
+	fill_env(envp, n, e->env, &e->entries, !vfork_child);
 	return e->env;
 }
 
@@ -522,8 +556,7 @@ EXPORT int system(const char *line)
  * another thread's getenv may still be walking an old one. */
 static char **spawn_env;
 static size_t spawn_env_room;
-static char spawn_ids[sizeof(LOG_IDS_VARIABLE) + LOG_IDS_SIZE];
-static char spawn_request[sizeof(REQUEST_VARIABLE) + REQUEST_ID_MAX + 1];
+static struct env_entries spawn_entries;
 
 char **spawn_environ_begin(void)
 {
@@ -532,8 +565,8 @@ char **spawn_environ_begin(void)
 		return NULL;
 	process_lock();
 	size_t n = env_count(saved);
-	if (n + 3 > spawn_env_room) {
-		size_t room = (n + 3) * 2;
+	if (n + ENV_ADDED + 1 > spawn_env_room) {
+		size_t room = (n + ENV_ADDED + 1) * 2;
 		void *p = mmap(NULL, room * sizeof(char *), PROT_READ | PROT_WRITE,
 			       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 		if (p == MAP_FAILED) {
@@ -543,7 +576,7 @@ char **spawn_environ_begin(void)
 		spawn_env = p;
 		spawn_env_room = room;
 	}
-	fill_env(saved, n, spawn_env, spawn_ids, sizeof(spawn_ids), spawn_request);
+	fill_env(saved, n, spawn_env, &spawn_entries, true);
 	environ = spawn_env;
 	return saved;
 }

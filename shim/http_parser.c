@@ -13,12 +13,8 @@
 #include <string.h>
 
 #include "http_chars.h"
-#include "traceparent.h"
 
 enum {
-	M_CONTENT_LENGTH = 0,
-	M_TRANSFER_ENCODING = 1,
-	M_FIRST_ID = 2,
 	METHOD_MAX = 32,
 };
 
@@ -61,6 +57,10 @@ void header_matcher_init(struct header_matcher *m, const struct reqid_config *cf
 	m->len[M_CONTENT_LENGTH] = 14;
 	m->name[M_TRANSFER_ENCODING] = "transfer-encoding";
 	m->len[M_TRANSFER_ENCODING] = 17;
+	m->name[M_TRACEPARENT] = "traceparent";
+	m->len[M_TRACEPARENT] = 11;
+	m->name[M_TRACESTATE] = "tracestate";
+	m->len[M_TRACESTATE] = 10;
 	m->traceparent_rank = RANK_NONE;
 	for (uint8_t i = 0; i < cfg->header_count; i++) {
 		m->name[M_FIRST_ID + i] = cfg->headers[i].name;
@@ -69,7 +69,12 @@ void header_matcher_init(struct header_matcher *m, const struct reqid_config *cf
 		    m->traceparent_rank == RANK_NONE)
 			m->traceparent_rank = i;
 	}
-	m->count = (uint8_t)(M_FIRST_ID + cfg->header_count);
+	m->sent_id = (uint8_t)(M_FIRST_ID + cfg->header_count);
+	for (uint8_t i = 0; i < cfg->response_header_len; i++)
+		m->sent_id_name[i] = (char)http_lower((unsigned char)cfg->response_header[i]);
+	m->name[m->sent_id] = m->sent_id_name;
+	m->len[m->sent_id] = cfg->response_header_len;
+	m->count = (uint8_t)(m->sent_id + 1);
 }
 
 void http_parser_init(struct http_parser *p, const struct header_matcher *m)
@@ -80,6 +85,17 @@ void http_parser_init(struct http_parser *p, const struct header_matcher *m)
 	p->capture = RANK_NONE;
 	p->best_rank = RANK_NONE;
 	p->in_first_line = true;
+}
+
+void http_parser_init_pausing(struct http_parser *p, const struct header_matcher *m)
+{
+	http_parser_init(p, m);
+	p->pause_at_heads = true;
+}
+
+void http_parser_added(struct http_parser *p)
+{
+	p->paused = true;
 }
 
 bool http_parser_stopped(const struct http_parser *p)
@@ -108,6 +124,9 @@ static void begin_request(struct http_parser *p)
 	p->best_len = 0;
 	p->traceparent_count = 0;
 	p->traceparent_valid = false;
+	p->tracestate_len = 0;
+	p->tracestate_overflow = false;
+	p->seen = 0;
 }
 
 /* Unparseable bytes: within the connection's first request line they mean
@@ -137,7 +156,6 @@ static bool ends_with_chunked(const char *v, size_t n)
 /* A captured header value is complete (trailing OWS already trimmed). */
 static bool finish_value(struct http_parser *p)
 {
-	const struct header_matcher *m = p->matcher;
 	uint8_t idx = p->capture;
 	size_t n = p->value_len;
 
@@ -164,22 +182,36 @@ static bool finish_value(struct http_parser *p)
 		p->chunked = ends_with_chunked(p->value, n);
 		return true;
 	}
-	uint8_t rank = (uint8_t)(idx - M_FIRST_ID);
-	if (rank == m->traceparent_rank) {
-		struct traceparent tp;
-		if (++p->traceparent_count == 1 &&
-		    traceparent_parse(p->value, n, &tp)) {
-			p->traceparent_valid = true;
-			memcpy(p->trace_id, tp.trace_id, sizeof(p->trace_id));
-		}
+	if (idx == M_TRACESTATE)
+		return true; /* kept in p->tracestate as it came */
+	if (idx == M_TRACEPARENT) {
+		/* A longer value is a future version's: its first bytes decide. */
+		p->traceparent_valid = ++p->traceparent_count == 1 &&
+				       traceparent_parse(p->value, n, &p->traceparent);
 		return true;
 	}
+	uint8_t rank = (uint8_t)(idx - M_FIRST_ID);
 	if (!p->value_overflow && rank < p->best_rank && request_id_is_valid(p->value, n)) {
 		p->best_rank = rank;
 		p->best_len = (uint8_t)n;
 		memcpy(p->best, p->value, n);
 	}
 	return true;
+}
+
+/* The trace context of a request whose header block ended: a traceparent
+ * that came once and is valid, and a tracestate only with it. */
+static void report_trace(struct http_parser *p, struct http_feed_result *out)
+{
+	out->trace_valid = !p->id_tainted && p->traceparent_count == 1 && p->traceparent_valid;
+	out->tracestate_len = 0;
+	if (!out->trace_valid)
+		return;
+	out->trace = p->traceparent;
+	if (p->tracestate_len > 0 && !p->tracestate_overflow) {
+		int n = tracestate_normalize(p->tracestate, p->tracestate_len, out->tracestate);
+		out->tracestate_len = n > 0 ? (uint16_t)n : 0;
+	}
 }
 
 /* The blank line ending the header block. Returns the next state. */
@@ -191,12 +223,12 @@ static uint8_t end_headers(struct http_parser *p, struct http_feed_result *out)
 	out->id_len = 0;
 	out->line_len = p->line_len;
 	memcpy(out->line, p->request_line, p->line_len);
+	report_trace(p, out);
 	if (!p->id_tainted) {
-		bool tp = p->traceparent_count == 1 && p->traceparent_valid &&
-			  m->traceparent_rank < p->best_rank;
+		bool tp = out->trace_valid && m->traceparent_rank < p->best_rank;
 		if (tp) {
-			memcpy(out->id, p->trace_id, sizeof(p->trace_id));
-			out->id_len = sizeof(p->trace_id);
+			memcpy(out->id, p->traceparent.trace_id, sizeof(p->traceparent.trace_id));
+			out->id_len = sizeof(p->traceparent.trace_id);
 		} else if (p->best_rank != RANK_NONE) {
 			memcpy(out->id, p->best, p->best_len);
 			out->id_len = p->best_len;
@@ -242,7 +274,8 @@ static void continue_header_name(struct http_parser *p, unsigned char c)
 		p->token_len++;
 }
 
-/* Header name complete at ':'; choose what to capture. */
+/* Header name complete at ':'; note it and choose what to capture (the
+ * first entry it names, unless that is only the sent id header). */
 static void begin_value(struct http_parser *p)
 {
 	const struct header_matcher *m = p->matcher;
@@ -252,16 +285,33 @@ static void begin_value(struct http_parser *p)
 		uint8_t i = (uint8_t)__builtin_ctz(match);
 		match &= match - 1;
 		if (m->len[i] == p->token_len) {
-			p->capture = i;
-			break;
+			p->seen |= 1u << i;
+			if (p->capture == RANK_NONE && i != m->sent_id)
+				p->capture = i;
 		}
 	}
 	p->value_len = 0;
 	p->value_overflow = false;
+	if (p->capture == M_TRACESTATE && p->tracestate_len > 0) {
+		/* Another tracestate line: the lines combine as a list. */
+		if (p->tracestate_len < TRACESTATE_MAX)
+			p->tracestate[p->tracestate_len++] = ',';
+		else
+			p->tracestate_overflow = true;
+	}
 }
 
-void http_parser_feed(struct http_parser *p, const char *buf, size_t len,
-		      struct http_feed_result *out)
+/* A byte of a tracestate value (OWS is the list's to skip). */
+static void tracestate_add(struct http_parser *p, unsigned char c)
+{
+	if (p->tracestate_len < TRACESTATE_MAX)
+		p->tracestate[p->tracestate_len++] = (char)c;
+	else
+		p->tracestate_overflow = true;
+}
+
+size_t http_parser_feed(struct http_parser *p, const char *buf, size_t len,
+			struct http_feed_result *out)
 {
 	const unsigned char *s = (const unsigned char *)buf;
 	size_t i = 0;
@@ -271,6 +321,7 @@ void http_parser_feed(struct http_parser *p, const char *buf, size_t len,
 	out->not_http = false;
 	out->desync = false;
 	out->id_len = 0;
+	out->at_head_end = false;
 
 	while (i < len) {
 		unsigned char c = s[i];
@@ -282,7 +333,7 @@ void http_parser_feed(struct http_parser *p, const char *buf, size_t len,
 			}
 			if (!http_is_tchar(c)) {
 				fail(p, out);
-				return;
+				return len;
 			}
 			begin_request(p);
 			out->requests_started++;
@@ -305,7 +356,7 @@ void http_parser_feed(struct http_parser *p, const char *buf, size_t len,
 				p->token_len++;
 			} else {
 				fail(p, out);
-				return;
+				return len;
 			}
 			i++;
 			break;
@@ -321,7 +372,7 @@ void http_parser_feed(struct http_parser *p, const char *buf, size_t len,
 			}
 			if (c != ' ' || p->token_len == 0) {
 				fail(p, out);
-				return;
+				return len;
 			}
 			line_add(p, s + i, 1);
 			p->state = S_VERSION;
@@ -332,14 +383,14 @@ void http_parser_feed(struct http_parser *p, const char *buf, size_t len,
 			if (p->token_len < sizeof(http_version_prefix) - 1) {
 				if (c != (unsigned char)http_version_prefix[p->token_len]) {
 					fail(p, out);
-					return;
+					return len;
 				}
 				line_add(p, s + i, 1);
 				p->token_len++;
 			} else if (p->token_len == sizeof(http_version_prefix) - 1) {
 				if (c < '0' || c > '9') {
 					fail(p, out);
-					return;
+					return len;
 				}
 				line_add(p, s + i, 1);
 				p->token_len++;
@@ -349,20 +400,27 @@ void http_parser_feed(struct http_parser *p, const char *buf, size_t len,
 				p->after_lf = S_HEADER_START;
 			} else {
 				fail(p, out);
-				return;
+				return len;
 			}
 			i++;
 			break;
 		case S_EXPECT_LF:
 			if (c != '\n') {
 				fail(p, out);
-				return;
+				return len;
 			}
 			p->state = p->after_lf;
 			i++;
 			break;
 		case S_HEADER_START:
+			if ((c == '\r' || c == '\n') && p->pause_at_heads && !p->paused) {
+				p->paused = true;
+				out->at_head_end = true;
+				out->seen = p->seen;
+				return i;
+			}
 			if (c == '\r' || c == '\n') {
+				p->paused = false;
 				uint8_t next = end_headers(p, out);
 				if (c == '\r') {
 					p->state = S_EXPECT_LF;
@@ -381,7 +439,7 @@ void http_parser_feed(struct http_parser *p, const char *buf, size_t len,
 				p->state = S_HEADER_NAME;
 			} else {
 				fail(p, out);
-				return;
+				return len;
 			}
 			i++;
 			break;
@@ -400,7 +458,7 @@ void http_parser_feed(struct http_parser *p, const char *buf, size_t len,
 				continue_header_name(p, c);
 			} else {
 				fail(p, out);
-				return;
+				return len;
 			}
 			i++;
 			break;
@@ -418,7 +476,7 @@ void http_parser_feed(struct http_parser *p, const char *buf, size_t len,
 						p->value_len--;
 					if (!finish_value(p)) {
 						fail(p, out);
-						return;
+						return len;
 					}
 				}
 				if (c == '\r') {
@@ -427,6 +485,8 @@ void http_parser_feed(struct http_parser *p, const char *buf, size_t len,
 				} else {
 					p->state = S_HEADER_START;
 				}
+			} else if (p->capture == M_TRACESTATE) {
+				tracestate_add(p, c);
 			} else if (p->capture != RANK_NONE) {
 				if (p->value_len == 0 && (c == ' ' || c == '\t')) {
 					/* leading OWS */
@@ -462,7 +522,7 @@ void http_parser_feed(struct http_parser *p, const char *buf, size_t len,
 				}
 			} else {
 				fail(p, out);
-				return;
+				return len;
 			}
 			i++;
 			break;
@@ -486,7 +546,7 @@ void http_parser_feed(struct http_parser *p, const char *buf, size_t len,
 				p->state = S_CHUNK_SIZE;
 			} else {
 				fail(p, out);
-				return;
+				return len;
 			}
 			p->token_len = 0;
 			p->remaining = 0;
@@ -509,9 +569,10 @@ void http_parser_feed(struct http_parser *p, const char *buf, size_t len,
 			i++;
 			break;
 		default: /* S_TUNNEL, S_NOT_HTTP, S_DESYNC: sticky */
-			return;
+			return len;
 		}
 	}
+	return len;
 }
 
 bool http_find_request_line(const char *line, size_t len, size_t *at, size_t *n)

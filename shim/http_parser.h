@@ -23,17 +23,31 @@
 
 #include "config.h"
 #include "request_id.h"
+#include "traceparent.h"
+#include "tracestate.h"
 
-/* The header names the parser looks for: the two framing headers plus the
- * configured id headers in precedence order. Built once from the config. */
-#define MATCHER_MAX (2 + CONFIG_MAX_HEADERS)
+/* The header names the parser looks for: the two framing headers, the two
+ * trace context headers, the configured id headers in precedence order, and
+ * last the id header the shim itself sends (only whether it is present
+ * matters). Built once from the config. */
+#define MATCHER_MAX (5 + CONFIG_MAX_HEADERS)
 #define REQUEST_LINE_MAX 96 /* bytes of a request line kept as its fingerprint */
 #define RANK_NONE 0xff
 
+enum matcher_entry {
+	M_CONTENT_LENGTH,
+	M_TRANSFER_ENCODING,
+	M_TRACEPARENT,
+	M_TRACESTATE,
+	M_FIRST_ID,
+};
+
 struct header_matcher {
 	uint8_t count;
-	uint8_t traceparent_rank; /* RANK_NONE if traceparent is not configured */
+	uint8_t traceparent_rank; /* RANK_NONE if traceparent is not an id header */
+	uint8_t sent_id;          /* entry of the id header the shim sends */
 	uint8_t len[MATCHER_MAX];
+	char sent_id_name[CONFIG_MAX_HEADER_NAME + 1];
 	const char *name[MATCHER_MAX]; /* lowercase */
 };
 
@@ -56,14 +70,20 @@ struct http_parser {
 	uint8_t line_len;      /* request_line bytes kept so far */
 	uint8_t traceparent_count;
 	bool traceparent_valid;
+	bool pause_at_heads;   /* feed stops before each header block's blank line */
+	bool paused;           /* it stopped there; the next feed goes on */
+	bool tracestate_overflow;
+	uint16_t tracestate_len;
 	uint16_t token_len;    /* bytes of method or header name so far */
 	uint32_t name_match;   /* matcher entries still matching the name */
+	uint32_t seen;         /* matcher entries present in this request */
 	uint64_t remaining;    /* body or chunk bytes left to skip */
 	uint64_t content_length;
 	char value[REQUEST_ID_MAX];
 	char best[REQUEST_ID_MAX];
-	char trace_id[32];
+	struct traceparent traceparent;
 	char request_line[REQUEST_LINE_MAX];
+	char tracestate[TRACESTATE_MAX]; /* its header lines joined with ',' */
 };
 
 /* What one call to http_parser_feed saw. */
@@ -79,14 +99,34 @@ struct http_feed_result {
 	/* Its request line ("GET /x HTTP/1.1"), at most REQUEST_LINE_MAX bytes. */
 	uint8_t line_len;
 	char line[REQUEST_LINE_MAX];
+	/* Its trace context: one valid traceparent came (trace), and with it a
+	 * valid tracestate (normalised, tracestate_len 0 if none). */
+	bool trace_valid;
+	struct traceparent trace;
+	uint16_t tracestate_len;
+	char tracestate[TRACESTATE_MAX];
+	/* Pausing parser only: it stopped before a blank line ending a header
+	 * block; seen is that request's matcher entries present. */
+	bool at_head_end;
+	uint32_t seen;
 };
 
 void http_parser_init(struct http_parser *p, const struct header_matcher *m);
 
-/* Consumes len bytes. Once not_http or desync has been reported, later calls
- * report nothing. */
-void http_parser_feed(struct http_parser *p, const char *buf, size_t len,
-		      struct http_feed_result *out);
+/* A parser of the requests a client writes: http_parser_feed stops before
+ * the blank line that ends each header block (where headers can be added). */
+void http_parser_init_pausing(struct http_parser *p, const struct header_matcher *m);
+
+/* A pausing parser resting before a blank line: headers were added there,
+ * so it goes on without stopping at that blank line again. */
+void http_parser_added(struct http_parser *p);
+
+/* Consumes bytes of buf and returns how many: len, except that a pausing
+ * parser returns early, with at_head_end set, before a header block's blank
+ * line (the next call goes on from there). Once not_http or desync has been
+ * reported, later calls report nothing. */
+size_t http_parser_feed(struct http_parser *p, const char *buf, size_t len,
+			struct http_feed_result *out);
 
 /* True once the parser gave up on the stream (not HTTP, or desynchronised). */
 bool http_parser_stopped(const struct http_parser *p);

@@ -344,26 +344,60 @@ static char *put(char *o, const void *s, size_t n)
 	return o + n;
 }
 
-/* "field":"id" */
-static char *put_member(char *o, const struct line_style *style, const char *id, size_t id_len)
+/* One field: "name":"value" (json, prefix) or name=value (logfmt), after
+ * sep when it is not the first. */
+static char *put_field(char *o, const char *start, const struct line_style *style,
+		       const char *name, size_t name_len, const char *value, size_t value_len)
 {
-	*o++ = '"';
-	o = put(o, style->field, style->field_len);
-	o = put(o, "\":\"", 3);
-	o = put(o, id, id_len);
-	*o++ = '"';
+	bool logfmt = style->format == FORMAT_LOGFMT;
+	if (o != start)
+		*o++ = logfmt ? ' ' : ',';
+	if (!logfmt)
+		*o++ = '"';
+	o = put(o, name, name_len);
+	o = put(o, logfmt ? "=" : "\":\"", logfmt ? 1 : 3);
+	o = put(o, value, value_len);
+	if (!logfmt)
+		*o++ = '"';
 	return o;
 }
 
-size_t line_format(const struct line_style *style, const char *id, size_t id_len,
+size_t line_fields(const struct line_style *style, const char *id, size_t id_len,
+		   const struct trace_ctx *trace, char out[LINE_FIELDS_MAX])
+{
+	char *o = out;
+	for (uint8_t i = 0; i < style->field_count; i++) {
+		switch (style->fields[i]) {
+		case FIELD_REQUEST_ID:
+			if (id_len)
+				o = put_field(o, out, style, style->field, style->field_len, id,
+					      id_len);
+			break;
+		case FIELD_TRACE_ID:
+			if (trace)
+				o = put_field(o, out, style, "trace_id", 8, trace->trace_id,
+					      sizeof(trace->trace_id));
+			break;
+		case FIELD_SPAN_ID:
+			if (trace)
+				o = put_field(o, out, style, "span_id", 7, trace->span_id,
+					      sizeof(trace->span_id));
+			break;
+		}
+	}
+	return (size_t)(o - out);
+}
+
+size_t line_format(const struct line_style *style, const char *fields, size_t fields_len,
 		   const char *line, size_t len, char *out)
 {
 	bool quoted;
-	return line_format_noting_quotes(style, id, id_len, line, len, out, &quoted);
+	return line_format_noting_quotes(style, fields, fields_len, line, len, out, &quoted);
 }
 
-size_t line_format_noting_quotes(const struct line_style *style, const char *id, size_t id_len,
-				 const char *line, size_t len, char *out, bool *quoted)
+size_t line_format_noting_quotes(const struct line_style *style, const char *fields,
+				 size_t fields_len, const char *line, size_t len, char *out,
+				 bool *quoted)
 {
 	char *o = out;
 	*quoted = false;
@@ -371,17 +405,14 @@ size_t line_format_noting_quotes(const struct line_style *style, const char *id,
 	switch (style->format) {
 	case FORMAT_PREFIX:
 		*o++ = '{';
-		if (id_len)
-			o = put_member(o, style, id, id_len);
+		o = put(o, fields, fields_len);
 		o = put(o, "} ", 2);
 		o = put(o, line, len);
 		*quoted = memchr(line, '"', len) != NULL;
 		break;
 	case FORMAT_LOGFMT:
-		if (id_len) {
-			o = put(o, style->field, style->field_len);
-			*o++ = '=';
-			o = put(o, id, id_len);
+		if (fields_len) {
+			o = put(o, fields, fields_len);
 			*o++ = ' ';
 		}
 		o = put(o, line, len);
@@ -398,12 +429,12 @@ size_t line_format_noting_quotes(const struct line_style *style, const char *id,
 		if (len > 0 && (line[0] == '{' || line[0] == ' ' || line[0] == '\t') &&
 		    json_is_object_line(line, len)) {
 			*quoted = true; /* an object has keys */
-			if (!id_len)
+			if (!fields_len)
 				return (size_t)(put(o, line, len) - out);
 			const char *brace = memchr(line, '{', len);
 			size_t head = (size_t)(brace - line) + 1;
 			o = put(o, line, head);
-			o = put_member(o, style, id, id_len);
+			o = put(o, fields, fields_len);
 			const char *q = brace + 1;
 			while (*q == ' ' || *q == '\t' || *q == '\n' || *q == '\r')
 				q++;
@@ -413,8 +444,8 @@ size_t line_format_noting_quotes(const struct line_style *style, const char *id,
 			break;
 		}
 		*o++ = '{';
-		if (id_len) {
-			o = put_member(o, style, id, id_len);
+		if (fields_len) {
+			o = put(o, fields, fields_len);
 			*o++ = ',';
 		}
 		o = put(o, "\"msg\":\"", 7);

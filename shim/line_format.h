@@ -11,9 +11,12 @@
  *   prefix {"request_id":"ID"} <line>
  *   logfmt request_id=ID <line>
  *
- * The line passed in excludes its '\n'; the caller appends it when the
- * original line had one. Without an id, json drops the field ({"msg":...},
- * object lines unchanged), prefix writes {} and logfmt leaves the line alone.
+ * The fields (REQID_FIELDS: request_id, trace_id, span_id, in the order
+ * given) are rendered once per request by line_fields, and every line of
+ * the request reuses that text. The line passed in excludes its '\n'; the
+ * caller appends it when the original line had one. Without fields, json
+ * writes {"msg":...} (object lines unchanged), prefix writes {} and logfmt
+ * leaves the line alone.
  *
  * For syslog messages (style.cee) json output is "@cee:{...}", the cookie
  * rsyslog's mmjsonparse looks for; a message that already carries the
@@ -26,34 +29,49 @@
 #include <stddef.h>
 
 #include "config.h"
+#include "trace_context.h"
 
 struct line_style {
 	enum log_format format;
-	const char *field;
+	const char *field; /* name of the request_id field */
 	size_t field_len;
 	bool cee; /* syslog: json output starts with the CEE cookie "@cee:" */
+	uint8_t field_count;
+	uint8_t fields[CONFIG_MAX_FIELDS]; /* enum log_field, in output order */
 };
+
+/* Longest rendered fields: every field, the longest name and id. */
+#define LINE_FIELDS_MAX (CONFIG_MAX_FIELD + REQUEST_ID_MAX + 8 + 32 + 7 + 16 + 3 * 7)
+
+/* Renders the fields a request's lines carry: for json and prefix
+ * "name":"value" members joined by ',', for logfmt name=value pairs joined
+ * by ' '. A field without a value (id_len 0, trace NULL) is left out.
+ * Returns the length; 0 when the lines carry nothing. */
+size_t line_fields(const struct line_style *style, const char *id, size_t id_len,
+		   const struct trace_ctx *trace, char out[LINE_FIELDS_MAX]);
 
 /* True if line (without its newline) is exactly one JSON object, optionally
  * surrounded by spaces, tabs and a trailing CR. */
 bool json_is_object_line(const char *line, size_t len);
 
-/* Largest possible output for a line of len bytes and an id of id_len. */
-static inline size_t line_format_bound(const struct line_style *style, size_t len, size_t id_len)
+/* Largest possible output for a line of len bytes with fields_len bytes of
+ * rendered fields. */
+static inline size_t line_format_bound(size_t len, size_t fields_len)
 {
-	return 6 * len + style->field_len + id_len + 40;
+	return 6 * len + fields_len + 40;
 }
 
-/* Writes the enriched line to out and returns its length. id may be NULL
- * (id_len 0) for a line outside any request. */
-size_t line_format(const struct line_style *style, const char *id, size_t id_len,
+/* Writes the enriched line to out and returns its length. fields is
+ * line_fields' text (fields_len 0 for a line outside any request). */
+size_t line_format(const struct line_style *style, const char *fields, size_t fields_len,
 		   const char *line, size_t len, char *out);
 
 /* line_format, also telling whether the line held a '"' (only such a line
  * can quote a request line); found while escaping, at no extra pass for
  * json. */
-size_t line_format_noting_quotes(const struct line_style *style, const char *id, size_t id_len,
-				 const char *line, size_t len, char *out, bool *quoted);
+size_t line_format_noting_quotes(const struct line_style *style, const char *fields,
+				 size_t fields_len, const char *line, size_t len, char *out,
+				 bool *quoted);
 
 /* Length of the header glibc's syslog() and most senders put before the
  * message in a datagram to /dev/log ("<PRI>TIMESTAMP TAG[PID]: "), or 0 if

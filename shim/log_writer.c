@@ -187,8 +187,8 @@ struct writer {
 	size_t staged;
 	int error;                 /* errno of a failed write, 0 if none */
 	uint64_t id_request;       /* cached id text for this request serial */
-	size_t id_len;
-	char id[REQUEST_ID_MAX];
+	size_t fields_len;             /* the fields of id_request's lines */
+	char fields[LINE_FIELDS_MAX];
 	char stage[STAGE_SIZE];
 };
 
@@ -203,20 +203,25 @@ static void writer_init(struct writer *w, const struct log_sink *sink, enum outp
 	w->staged = 0;
 	w->error = 0;
 	w->id_request = UINT64_MAX;
-	w->id_len = 0;
+	w->fields_len = 0;
 }
 
-/* The id text for a request serial (0: outside any request). */
+/* The fields text for a request serial (0: outside any request). */
 static inline void writer_id(struct writer *w, uint64_t request)
 {
 	if (w->id_request == request)
 		return;
+	const struct line_style *style = w->sink->message ? &shim.syslog_style : &shim.style;
+	char id[REQUEST_ID_MAX];
+	struct trace_ctx trace;
+	size_t id_len = request ? request_table_get(request, id) : 0;
+	bool traced = id_len && shim.traced_fields && request_table_trace(request, &trace);
 	w->id_request = request;
-	w->id_len = request ? request_table_get(request, w->id) : 0;
-	if (w->id_len == 0 && shim.config.outside_len) {
-		memcpy(w->id, shim.config.outside, shim.config.outside_len);
-		w->id_len = shim.config.outside_len;
+	if (id_len == 0 && shim.config.outside_len) {
+		memcpy(id, shim.config.outside, shim.config.outside_len);
+		id_len = shim.config.outside_len;
 	}
+	w->fields_len = line_fields(style, id, id_len, traced ? &trace : NULL, w->fields);
 }
 
 /* Writes bytes that stand for input bytes of this batch. */
@@ -260,7 +265,7 @@ static bool writer_message(struct writer *w, const char *line, size_t len, size_
 	size_t head = message_head(w->sink, line, len);
 	if (head == 0) /* not a syslog message after all: as it came */
 		return writer_raw(w, line, len);
-	size_t bound = head + line_format_bound(&shim.syslog_style, len - head, w->id_len);
+	size_t bound = head + line_format_bound(len - head, w->fields_len);
 	char *out = w->stage;
 	if (!writer_flush(w))
 		return false;
@@ -270,8 +275,8 @@ static bool writer_message(struct writer *w, const char *line, size_t len, size_
 		out = w->slot->scratch;
 	}
 	memcpy(out, line, head);
-	size_t n = head + line_format(&shim.syslog_style, w->id, w->id_len, line + head, len - head,
-				      out + head);
+	size_t n = head + line_format(&shim.syslog_style, w->fields, w->fields_len, line + head,
+				      len - head, out + head);
 	return writer_put(w, out, n, input);
 }
 
@@ -283,7 +288,7 @@ static bool writer_line(struct writer *w, uint64_t request, const char *line, si
 	writer_id(w, request);
 	if (unlikely(w->sink->message))
 		return writer_message(w, line, len, input);
-	size_t bound = line_format_bound(&shim.style, len, REQUEST_ID_MAX) + 1;
+	size_t bound = line_format_bound(len, LINE_FIELDS_MAX) + 1;
 	if (bound > STAGE_SIZE - w->staged && !writer_flush(w))
 		return false;
 	char *out = w->stage + w->staged;
@@ -297,13 +302,14 @@ static bool writer_line(struct writer *w, uint64_t request, const char *line, si
 		out = w->slot->scratch;
 	}
 	bool quoted;
-	size_t n = line_format_noting_quotes(&shim.style, w->id, w->id_len, line, len, out, &quoted);
+	size_t n = line_format_noting_quotes(&shim.style, w->fields, w->fields_len, line, len, out,
+					     &quoted);
 	/* A line that quotes another request's request line (an access log
 	 * line, written after its request ended or in a batch) gets that one. */
 	uint64_t named = quoted ? request_named_by(line, len) : 0;
 	if (named && named != request) {
 		writer_id(w, named);
-		n = line_format(&shim.style, w->id, w->id_len, line, len, out);
+		n = line_format(&shim.style, w->fields, w->fields_len, line, len, out);
 	}
 	if (newline)
 		out[n++] = '\n';
@@ -312,8 +318,6 @@ static bool writer_line(struct writer *w, uint64_t request, const char *line, si
 	w->staged += n;
 	w->staged_input += input;
 	return true;
-	/* No memory for it: the line goes out as it came, unenriched, not lost. */
-	return writer_put(w, line, len + newline, input);
 }
 
 /* No buffer room for bytes: they go out as they came after what is staged. */
@@ -367,7 +371,7 @@ enum verdict { EMIT, HOLD };
 static enum verdict judge(uint64_t started_request, uint64_t *request)
 {
 	*request = 0;
-	if (started_request != thread_ctx.request)
+	if (started_request != thread_ctx.request || thread_ctx.foreign_lines)
 		return EMIT;
 	if (thread_ctx.mode == CTX_BRACKET)
 		return HOLD;

@@ -20,9 +20,22 @@ struct request_slot {
 	_Atomic uint64_t serial; /* 0 while being written */
 	uint8_t len;
 	uint8_t line_len;
+	bool traced;
 	uint32_t buckets;
+	struct trace_ctx trace;
 	char id[REQUEST_ID_MAX];
 	char line[REQUEST_LINE_MAX];
+};
+
+/* Tracestates are rare and long: a ring of their own, smaller than the
+ * request ring, seqlocked the same way. */
+#define TRACESTATE_WRITING UINT64_MAX
+
+struct tracestate_slot {
+	_Atomic uint64_t serial; /* request serial; TRACESTATE_WRITING while
+				    being written */
+	uint16_t len;
+	char text[TRACESTATE_MAX];
 };
 
 /* How many counted requests have a request line in a bucket, and the last
@@ -33,6 +46,7 @@ struct line_bucket {
 };
 
 static struct request_slot slots[REQUEST_SLOTS];
+static struct tracestate_slot tracestates[TRACESTATE_SLOTS];
 static _Atomic uint64_t next_serial;
 static struct line_bucket line_buckets[2][LINE_BUCKETS];
 static _Atomic uint32_t recent_next;
@@ -80,7 +94,23 @@ static bool alone_in_a_bucket(uint32_t buckets, uint64_t serial)
 	return false;
 }
 
-uint64_t request_table_add(const char *id, size_t len, const char *line, size_t line_len)
+/* Stores the tracestate of serial, unless its slot's writer stalled. */
+static void tracestate_add(uint64_t serial, const char *ts, size_t len)
+{
+	struct tracestate_slot *s = &tracestates[serial % TRACESTATE_SLOTS];
+	uint64_t old = atomic_load_explicit(&s->serial, memory_order_relaxed);
+	if (len > TRACESTATE_MAX || old >= serial ||
+	    !atomic_compare_exchange_strong_explicit(&s->serial, &old, TRACESTATE_WRITING,
+						     memory_order_acquire, memory_order_relaxed))
+		return;
+	atomic_thread_fence(memory_order_release);
+	s->len = (uint16_t)len;
+	memcpy(s->text, ts, len);
+	atomic_store_explicit(&s->serial, serial, memory_order_release);
+}
+
+uint64_t request_table_add(const char *id, size_t len, const char *line, size_t line_len,
+			   const struct trace_ctx *trace, const char *ts, size_t ts_len)
 {
 	/* A writer owns a slot from the moment it swaps the old serial for 0
 	 * until it stores its own; a slot another writer still owns (a writer a
@@ -103,7 +133,12 @@ uint64_t request_table_add(const char *id, size_t len, const char *line, size_t 
 			memcpy(s->line, line, line_len);
 			s->buckets = request_line_buckets(line, line_len);
 		}
+		s->traced = trace != NULL;
+		if (trace)
+			s->trace = *trace;
 		atomic_store_explicit(&s->serial, serial, memory_order_release);
+		if (ts_len)
+			tracestate_add(serial, ts, ts_len);
 		return serial;
 	}
 	return 0; /* no id rather than a torn one */
@@ -119,6 +154,32 @@ size_t request_table_get(uint64_t serial, char out[REQUEST_ID_MAX])
 	memcpy(out, s->id, REQUEST_ID_MAX);
 	atomic_thread_fence(memory_order_acquire);
 	if (atomic_load_explicit(&s->serial, memory_order_relaxed) != serial)
+		return 0;
+	return len;
+}
+
+bool request_table_trace(uint64_t serial, struct trace_ctx *out)
+{
+	struct request_slot *s = &slots[serial % REQUEST_SLOTS];
+
+	if (serial == 0 || atomic_load_explicit(&s->serial, memory_order_acquire) != serial)
+		return false;
+	bool traced = s->traced;
+	*out = s->trace;
+	atomic_thread_fence(memory_order_acquire);
+	return traced && atomic_load_explicit(&s->serial, memory_order_relaxed) == serial;
+}
+
+size_t request_table_tracestate(uint64_t serial, char out[TRACESTATE_MAX])
+{
+	struct tracestate_slot *s = &tracestates[serial % TRACESTATE_SLOTS];
+
+	if (serial == 0 || atomic_load_explicit(&s->serial, memory_order_acquire) != serial)
+		return 0;
+	size_t len = s->len;
+	memcpy(out, s->text, TRACESTATE_MAX);
+	atomic_thread_fence(memory_order_acquire);
+	if (atomic_load_explicit(&s->serial, memory_order_relaxed) != serial || len > TRACESTATE_MAX)
 		return 0;
 	return len;
 }

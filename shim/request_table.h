@@ -19,15 +19,30 @@
 
 #include "http_parser.h"
 #include "request_id.h"
+#include "trace_context.h"
+#include "tracestate.h"
 
 #define REQUEST_SLOTS 16384
 #define LINE_BUCKETS 32768 /* in each of two tables */
 #define RECENT_REQUESTS 256
+#define TRACESTATE_SLOTS 1024 /* a tracestate lives while 1023 newer ones do */
 
-/* Stores a request's id and request line (line_len may be 0) and returns
- * its new serial; 0 (no id) only if every slot tried was being written by a
- * stalled writer. */
-uint64_t request_table_add(const char *id, size_t len, const char *line, size_t line_len)
+/* Stores a request's id, request line (line_len may be 0), trace (NULL:
+ * none) and tracestate (ts_len 0: none; normalised, at most TRACESTATE_MAX)
+ * and returns its new serial; 0 (no id) only if every slot tried was being
+ * written by a stalled writer. */
+uint64_t request_table_add(const char *id, size_t len, const char *line, size_t line_len,
+			   const struct trace_ctx *trace, const char *ts, size_t ts_len)
+	__attribute__((visibility("hidden")));
+
+/* Copies the trace of request serial into out; false if it has none or is
+ * no longer stored. */
+bool request_table_trace(uint64_t serial, struct trace_ctx *out)
+	__attribute__((visibility("hidden")));
+
+/* Copies the tracestate of request serial into out and returns its length;
+ * 0 if it had none or it is no longer stored. */
+size_t request_table_tracestate(uint64_t serial, char out[TRACESTATE_MAX])
 	__attribute__((visibility("hidden")));
 
 /* Copies the id of request serial into out; 0 if it is no longer stored. */

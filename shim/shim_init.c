@@ -163,8 +163,23 @@ static void mark_log_fds(void)
 static void adopt_exec_request(void)
 {
 	const char *id = getenv(REQUEST_VARIABLE);
-	if (id && request_id_is_valid(id, strlen(id)))
-		shim.exec_request = request_table_add(id, strlen(id), NULL, 0);
+	if (!id || !request_id_is_valid(id, strlen(id)))
+		return;
+	/* Its trace, as the parent passed it: the parent's span is the
+	 * program's too; a missing or invalid one starts a new trace. */
+	const char *tp = getenv(TRACEPARENT_VARIABLE);
+	const char *ts = getenv(TRACESTATE_VARIABLE);
+	struct traceparent parent;
+	struct trace_ctx trace;
+	bool valid = tp && traceparent_parse(tp, strlen(tp), &parent);
+	trace_ctx_start(&trace, valid ? &parent : NULL, id, strlen(id), false, &shim.ids);
+	if (valid)
+		memcpy(trace.span_id, parent.parent_id, sizeof(trace.span_id));
+	char state[TRACESTATE_MAX];
+	int ts_len = valid && ts && strlen(ts) <= TRACESTATE_MAX
+			     ? tracestate_normalize(ts, strlen(ts), state) : 0;
+	shim.exec_request = request_table_add(id, strlen(id), NULL, 0, &trace, state,
+					      ts_len > 0 ? (size_t)ts_len : 0);
 }
 
 size_t current_log_ids(char *buf, size_t size)
@@ -194,6 +209,10 @@ static void start(void)
 	shim.style.format = shim.config.format;
 	shim.style.field = shim.config.field;
 	shim.style.field_len = shim.config.field_len;
+	shim.style.field_count = shim.config.field_count;
+	memcpy(shim.style.fields, shim.config.fields, sizeof(shim.style.fields));
+	for (uint8_t i = 0; i < shim.config.field_count; i++)
+		shim.traced_fields |= shim.config.fields[i] != FIELD_REQUEST_ID;
 	shim.syslog_style = shim.style;
 	shim.syslog_style.cee = true;
 	seed_ids();

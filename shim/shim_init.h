@@ -172,6 +172,7 @@ struct shim_state {
 	struct header_matcher matcher;
 	struct line_style style;
 	struct line_style syslog_style; /* style, with the CEE cookie for json */
+	bool traced_fields;       /* lines carry trace_id or span_id */
 	struct id_generator ids;
 };
 

@@ -33,8 +33,19 @@ void ctx_boundary(void)
 		release_held(0);
 	thread_ctx.request = 0;
 	thread_ctx.mode = CTX_NONE;
+	thread_ctx.foreign_lines = false;
 	thread_ctx.watch &= (uint8_t)~WATCH_INHERITED;
 	thread_ctx.epoch++;
+}
+
+void ctx_lock_wait(void)
+{
+	if (thread_ctx.in_shim)
+		return;
+	if (thread_ctx.mode == CTX_CERTAIN)
+		thread_ctx.foreign_lines = true;
+	else
+		ctx_boundary();
 }
 
 void ctx_before_conn_io(int fd)
@@ -63,6 +74,7 @@ void ctx_after_conn_io(int fd, bool wrote)
 	    !(thread_ctx.watch & WATCH_INHERITED))
 		ctx_mark_event_loop();
 	thread_ctx.last_conn = conn;
+	thread_ctx.foreign_lines = false;
 	thread_ctx.watch &= (uint8_t)~WATCH_INHERITED;
 	thread_ctx.epoch++;
 	uint64_t r = conn_request(fd);

@@ -51,6 +51,8 @@ struct thread_ctx {
 	uint8_t watch;           /* WATCH_* bits: why I/O on other fds matters */
 	bool in_shim;            /* re-entry guard: the shim is writing lines */
 	bool held;               /* log_writer holds lines for this thread */
+	bool foreign_lines;      /* after a lock wait: what it writes to logs may
+				    be other threads' lines (see ctx_lock_wait) */
 	uint8_t slot_count;      /* line slots this thread owns */
 	uint32_t held_seq;       /* order of the thread's held lines across fds */
 	uint32_t epoch;          /* changes whenever the context may have changed */
@@ -92,6 +94,13 @@ void ctx_wait_on_conn(int fd) __attribute__((visibility("hidden")));
 /* A new thread starts with its creator's context. */
 void ctx_inherit(uint64_t request, uint32_t last_conn, uint8_t mode)
 	__attribute__((visibility("hidden")));
+
+/* The thread is about to wait on a lock (a semaphore). A thread certain of
+ * its request stays so (it still serves it), but until its next I/O on a
+ * connection its log writes get no id: an interpreter's shared log buffer
+ * is flushed by whichever thread gets its lock, with other threads' lines
+ * in it. Any other thread meets a boundary. */
+void ctx_lock_wait(void) __attribute__((visibility("hidden")));
 
 /* The thread waited on several descriptors at once. */
 void ctx_mark_event_loop(void) __attribute__((visibility("hidden")));

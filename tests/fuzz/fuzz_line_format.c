@@ -2,7 +2,7 @@
  * fuzz_line_format.c - libFuzzer target for line enrichment.
  *
  * Formats arbitrary bytes as a line in every format into a buffer of exactly
- * line_format_bound() bytes (ASan catches any overrun) and checks that json
+ * bound_for() bytes (ASan catches any overrun) and checks that json
  * output is one valid JSON object whose "msg" unescapes to the original
  * bytes, and that prefix/logfmt output ends with the original bytes. Never
  * prints on success.
@@ -13,6 +13,23 @@
 #include <string.h>
 
 #include "line_format.h"
+
+/* line_format with the fields rendered from a request id, as the shim does
+ * once per request, and the bound for it. */
+static size_t bound_for(const struct line_style *st, size_t len, size_t id_len)
+{
+	char id[REQUEST_ID_MAX], fields[LINE_FIELDS_MAX];
+	memset(id, 'x', sizeof(id));
+	return line_format_bound(len, line_fields(st, id, id_len, NULL, fields));
+}
+
+static size_t format_for(const struct line_style *st, const char *id, size_t id_len,
+			 const char *line, size_t len, char *out)
+{
+	char fields[LINE_FIELDS_MAX];
+	size_t n = line_fields(st, id, id_len, NULL, fields);
+	return line_format(st, fields, n, line, len, out);
+}
 
 static int hexval(char c)
 {
@@ -63,14 +80,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		/* json, prefix, logfmt, and json for syslog (the CEE cookie). */
 		bool cee = variant == 3;
 		struct line_style st = {cee ? FORMAT_JSON : (enum log_format)variant, "request_id", 10,
-					cee};
+					cee, 1, {FIELD_REQUEST_ID}};
 		const char *line = (const char *)data;
 		size_t len = size;
 		for (int with_id = 0; with_id < 2; with_id++) {
 			size_t id_len = with_id ? sizeof(id) - 1 : 0;
-			size_t bound = line_format_bound(&st, size, id_len);
+			size_t bound = bound_for(&st, size, id_len);
 			char *out = malloc(bound);
-			size_t n = line_format(&st, with_id ? id : NULL, id_len, line, len, out);
+			size_t n = format_for(&st, with_id ? id : NULL, id_len, line, len, out);
 			if (n > bound)
 				abort();
 			if (st.format == FORMAT_JSON) {

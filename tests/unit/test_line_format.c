@@ -1,8 +1,8 @@
 /*
  * test_line_format.c - unit tests for shim/line_format.c: json_escape()
  * (control chars, UTF-8 pass-through, invalid UTF-8 as \udcXX),
- * json_is_object_line(), line_format() in the json, prefix and logfmt styles
- * with and without an id, and line_format_bound() against random input.
+ * json_is_object_line(), format_for() in the json, prefix and logfmt styles
+ * with and without an id, and bound_for() against random input.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -17,13 +17,30 @@
 
 #include "line_format.h"
 
+/* line_format with the fields rendered from a request id, as the shim does
+ * once per request, and the bound for it. */
+static size_t bound_for(const struct line_style *st, size_t len, size_t id_len)
+{
+	char id[REQUEST_ID_MAX], fields[LINE_FIELDS_MAX];
+	memset(id, 'x', sizeof(id));
+	return line_format_bound(len, line_fields(st, id, id_len, NULL, fields));
+}
+
+static size_t format_for(const struct line_style *st, const char *id, size_t id_len,
+			 const char *line, size_t len, char *out)
+{
+	char fields[LINE_FIELDS_MAX];
+	size_t n = line_fields(st, id, id_len, NULL, fields);
+	return line_format(st, fields, n, line, len, out);
+}
+
 /* ---- helpers ----------------------------------------------------------- */
 
-static const struct line_style style_json = { FORMAT_JSON, "request_id", 10, false };
-static const struct line_style style_prefix = { FORMAT_PREFIX, "request_id", 10, false };
-static const struct line_style style_logfmt = { FORMAT_LOGFMT, "request_id", 10, false };
-static const struct line_style style_cee = { FORMAT_JSON, "request_id", 10, true };
-static const struct line_style style_cee_prefix = { FORMAT_PREFIX, "request_id", 10, true };
+static const struct line_style style_json = { FORMAT_JSON, "request_id", 10, false, 1, {FIELD_REQUEST_ID} };
+static const struct line_style style_prefix = { FORMAT_PREFIX, "request_id", 10, false, 1, {FIELD_REQUEST_ID} };
+static const struct line_style style_logfmt = { FORMAT_LOGFMT, "request_id", 10, false, 1, {FIELD_REQUEST_ID} };
+static const struct line_style style_cee = { FORMAT_JSON, "request_id", 10, true, 1, {FIELD_REQUEST_ID} };
+static const struct line_style style_cee_prefix = { FORMAT_PREFIX, "request_id", 10, true, 1, {FIELD_REQUEST_ID} };
 
 /* Prints bytes with C escapes for failure messages. */
 static void print_bytes(const char *label, const char *s, size_t n)
@@ -50,15 +67,15 @@ static void assert_bytes(const char *got, size_t got_len, const char *want, size
 	}
 }
 
-/* Runs line_format into a heap buffer of exactly line_format_bound() bytes
+/* Runs line_format into a heap buffer of exactly bound_for() bytes
  * (so ASan catches any overrun) and checks the result against want. */
 static void check_fmt_n(const struct line_style *st, const char *id, size_t id_len,
 			const char *line, size_t len, const char *want, size_t want_len)
 {
-	size_t bound = line_format_bound(st, len, id_len);
+	size_t bound = bound_for(st, len, id_len);
 	char *out = malloc(bound ? bound : 1);
 	assert_non_null(out);
-	size_t n = line_format(st, id, id_len, line, len, out);
+	size_t n = format_for(st, id, id_len, line, len, out);
 	if (n > bound)
 		fail_msg("line_format returned %zu > bound %zu", n, bound);
 	if (n != want_len || memcmp(out, want, want_len) != 0)
@@ -409,10 +426,10 @@ static void test_object_line_depth(void **state)
 		deep[o++] = ']';
 	deep[o++] = '}';
 	(void)json_is_object_line(deep, o);
-	size_t bound = line_format_bound(&style_json, o, 3);
+	size_t bound = bound_for(&style_json, o, 3);
 	char *out = malloc(bound);
 	assert_non_null(out);
-	size_t n = line_format(&style_json, "abc", 3, deep, o, out);
+	size_t n = format_for(&style_json, "abc", 3, deep, o, out);
 	assert_true(n <= bound);
 	free(out);
 	free(deep);
@@ -560,9 +577,9 @@ static void test_custom_field(void **state)
 {
 	(void)state;
 	/* field_len is honoured: only "rid" of "ridXYZ" */
-	const struct line_style j = { FORMAT_JSON, "ridXYZ", 3, false };
-	const struct line_style p = { FORMAT_PREFIX, "ridXYZ", 3, false };
-	const struct line_style l = { FORMAT_LOGFMT, "ridXYZ", 3, false };
+	const struct line_style j = { FORMAT_JSON, "ridXYZ", 3, false, 1, {FIELD_REQUEST_ID} };
+	const struct line_style p = { FORMAT_PREFIX, "ridXYZ", 3, false, 1, {FIELD_REQUEST_ID} };
+	const struct line_style l = { FORMAT_LOGFMT, "ridXYZ", 3, false, 1, {FIELD_REQUEST_ID} };
 	check_fmt(&j, "abc", "hello", "{\"rid\":\"abc\",\"msg\":\"hello\"}");
 	check_fmt(&j, "abc", "{\"a\":1}", "{\"rid\":\"abc\",\"a\":1}");
 	check_fmt(&j, "abc", "{}", "{\"rid\":\"abc\"}");
@@ -572,7 +589,7 @@ static void test_custom_field(void **state)
 	check_fmt(&l, "abc", "hello", "rid=abc hello");
 	check_fmt(&l, NULL, "hello", "hello");
 
-	const struct line_style j2 = { FORMAT_JSON, "trace.id@x", 10, false };
+	const struct line_style j2 = { FORMAT_JSON, "trace.id@x", 10, false, 1, {FIELD_REQUEST_ID} };
 	check_fmt(&j2, "abc", "m", "{\"trace.id@x\":\"abc\",\"msg\":\"m\"}");
 }
 
@@ -709,10 +726,10 @@ static void test_random_valid_objects(void **state)
 static void check_bound(const struct line_style *st, const char *id, size_t id_len,
 			const char *line, size_t len)
 {
-	size_t bound = line_format_bound(st, len, id_len);
+	size_t bound = bound_for(st, len, id_len);
 	char *out = malloc(bound ? bound : 1);
 	assert_non_null(out);
-	size_t n = line_format(st, id, id_len, line, len, out);
+	size_t n = format_for(st, id, id_len, line, len, out);
 	if (n > bound) {
 		print_bytes("line", line, len);
 		fail_msg("format %d id_len %zu len %zu: output %zu > bound %zu",
@@ -733,10 +750,10 @@ static void test_bound_random(void **state)
 	long_field[63] = '\0';
 	const struct line_style styles[] = {
 		style_json, style_prefix, style_logfmt,
-		{ FORMAT_JSON, long_field, 63, false },
-		{ FORMAT_PREFIX, long_field, 63, false },
-		{ FORMAT_LOGFMT, long_field, 63, false },
-		{ FORMAT_JSON, "r", 1, false },
+		{ FORMAT_JSON, long_field, 63, false, 1, {FIELD_REQUEST_ID} },
+		{ FORMAT_PREFIX, long_field, 63, false, 1, {FIELD_REQUEST_ID} },
+		{ FORMAT_LOGFMT, long_field, 63, false, 1, {FIELD_REQUEST_ID} },
+		{ FORMAT_JSON, "r", 1, false, 1, {FIELD_REQUEST_ID} },
 	};
 	const char *ids[] = { NULL, "abc", long_id };
 	const size_t id_lens[] = { 0, 3, 128 };

@@ -21,7 +21,7 @@
 /* Stores a request with id and request line and makes it count. */
 static uint64_t start(const char *id, const char *line, uint32_t *buckets)
 {
-	uint64_t serial = request_table_add(id, strlen(id), line, strlen(line));
+	uint64_t serial = request_table_add(id, strlen(id), line, strlen(line), NULL, NULL, 0);
 	assert_int_not_equal(serial, 0);
 	*buckets = request_line_buckets(line, strlen(line));
 	request_line_started(*buckets, serial);
@@ -40,14 +40,42 @@ static void test_ids_by_serial(void **state)
 {
 	(void)state;
 	char out[REQUEST_ID_MAX];
-	uint64_t a = request_table_add("abc", 3, NULL, 0);
-	uint64_t b = request_table_add("defg", 4, NULL, 0);
+	uint64_t a = request_table_add("abc", 3, NULL, 0, NULL, NULL, 0);
+	uint64_t b = request_table_add("defg", 4, NULL, 0, NULL, NULL, 0);
 	assert_int_equal(request_table_get(a, out), 3);
 	assert_memory_equal(out, "abc", 3);
 	assert_int_equal(request_table_get(b, out), 4);
 	assert_memory_equal(out, "defg", 4);
 	assert_int_equal(request_table_get(0, out), 0);
 	assert_int_equal(request_table_get(b + 1, out), 0);
+}
+
+static void test_trace_and_tracestate(void **state)
+{
+	(void)state;
+	struct trace_ctx t = {.flags = 3}, got;
+	char ts[TRACESTATE_MAX];
+	memcpy(t.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736", 32);
+	memcpy(t.span_id, "00f067aa0ba902b7", 16);
+	uint64_t plain = request_table_add("p", 1, NULL, 0, NULL, NULL, 0);
+	uint64_t traced = request_table_add("t", 1, NULL, 0, &t, "a=1,b=2", 7);
+	assert_false(request_table_trace(plain, &got));
+	assert_int_equal(request_table_tracestate(plain, ts), 0);
+	assert_true(request_table_trace(traced, &got));
+	assert_memory_equal(&got, &t, sizeof(t));
+	assert_int_equal(request_table_tracestate(traced, ts), 7);
+	assert_memory_equal(ts, "a=1,b=2", 7);
+	/* A tracestate slot taken over by a newer request is not the old one's. */
+	uint64_t later = traced;
+	for (int i = 0; i < TRACESTATE_SLOTS; i++)
+		later = request_table_add("n", 1, NULL, 0, &t, "c=3", 3);
+	assert_int_equal(request_table_tracestate(later, ts), 3);
+	assert_int_equal(request_table_tracestate(traced, ts), 0);
+	assert_true(request_table_trace(traced, &got));
+	/* Once the request's own slot is reused it has no trace at all. */
+	for (int i = 0; i < REQUEST_SLOTS; i++)
+		request_table_add("m", 1, NULL, 0, NULL, NULL, 0);
+	assert_false(request_table_trace(traced, &got));
 }
 
 static void test_named_while_counted_and_after(void **state)
@@ -119,6 +147,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_ids_by_serial),
+		cmocka_unit_test(test_trace_and_tracestate),
 		cmocka_unit_test(test_named_while_counted_and_after),
 		cmocka_unit_test(test_same_request_line_twice_names_none),
 		cmocka_unit_test(test_bucket_collision_in_one_table),

@@ -1,0 +1,44 @@
+/*
+ * trace_context.h - the W3C trace a request belongs to: choosing its
+ * trace-id and flags from what came in, its span id, and the traceparent an
+ * outbound request carries.
+ *
+ * Pure logic: no allocation, no I/O, no libc interposition.
+ */
+#ifndef REQID_TRACE_CONTEXT_H
+#define REQID_TRACE_CONTEXT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "request_id.h"
+#include "traceparent.h"
+
+#define TRACEPARENT_LEN 55     /* version 00: "00-" 32 "-" 16 "-" 2 */
+#define TRACE_FLAG_SAMPLED 0x01
+#define TRACE_FLAG_RANDOM 0x02 /* the trace-id's right 7 bytes are random */
+#define TRACE_FLAGS_KNOWN (TRACE_FLAG_SAMPLED | TRACE_FLAG_RANDOM)
+
+struct trace_ctx {
+	char trace_id[32];
+	char span_id[16]; /* the request's own span */
+	uint8_t flags;
+};
+
+/* Where a request's trace comes from, in this order: the inbound
+ * traceparent (inbound not NULL: exactly one valid one came), its flags
+ * carried with unknown bits cleared; else the request id when it is 32
+ * lowercase hex and not all zero (sampled, and random if the shim generated
+ * that id); else a new trace-id (sampled, random). The span id is new. */
+void trace_ctx_start(struct trace_ctx *t, const struct traceparent *inbound, const char *id,
+		     size_t id_len, bool id_generated, struct id_generator *gen);
+
+/* A new span id: 16 lowercase hex, never all zero. */
+void span_id_generate(struct id_generator *gen, char out[16]);
+
+/* "00-<trace-id>-<parent-id>-<flags>": TRACEPARENT_LEN bytes. */
+void traceparent_format(const struct trace_ctx *t, const char parent_id[16],
+			char out[TRACEPARENT_LEN]);
+
+#endif
