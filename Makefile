@@ -16,7 +16,8 @@ PURE_SRCS := shim/config.c shim/request_id.c shim/traceparent.c shim/trace_conte
              shim/http_parser.c shim/http_response.c shim/line_format.c shim/path_glob.c
 # Interposition glue and the state it keeps.
 GLUE_SRCS := shim/shim_init.c shim/request_table.c shim/conn_table.c \
-             shim/thread_ctx.c shim/log_writer.c shim/log_output.c shim/conn_output.c \
+             shim/thread_ctx.c shim/log_writer.c shim/log_output.c shim/insert_output.c \
+             shim/conn_output.c shim/client_output.c \
              shim/hook_net.c shim/hook_io.c shim/hook_fd.c shim/hook_wait.c shim/hook_process.c shim/hook_syslog.c shim/hook_stdio.c
 SHIM_HDRS := $(wildcard shim/*.h)
 

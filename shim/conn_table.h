@@ -26,6 +26,7 @@ enum fd_flag {
 	FD_CONN = 1, /* accepted connection */
 	FD_LOG = 2,  /* log descriptor: lines written to it are enriched */
 	FD_SYSLOG = 4, /* datagram socket to the syslog daemon: messages enriched */
+	FD_CLIENT = 8, /* outbound TCP connection: requests get the trace */
 };
 
 enum conn_kind {
@@ -45,7 +46,7 @@ struct conn {
 	_Atomic bool line_live; /* its request line is counted as live */
 	uint32_t line_buckets;
 	_Atomic uint32_t out_busy;  /* try-lock for the write side below */
-	uint8_t owed_len;           /* bytes of an added header not yet sent */
+	uint16_t owed_len;          /* bytes of an added header not yet sent */
 	char owed[REQUEST_ID_MAX + RESPONSE_HEADER_NAME_MAX + 4];
 	struct http_response_parser response;
 	struct http_parser parser;

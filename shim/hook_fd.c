@@ -63,6 +63,8 @@ static void fd_retiring(int fd)
 		log_flush_fd(fd);
 		atomic_fetch_and(&fd_flags[fd], (uint8_t)~FD_LOG);
 	}
+	if (cls & FD_CLIENT)
+		client_forget(fd);
 	errno = saved;
 }
 

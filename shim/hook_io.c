@@ -23,7 +23,7 @@ static __attribute__((noinline)) ssize_t read_slow(int fd, void *buf, size_t n)
 	if (unlikely(!fn))
 		return syscall(SYS_read, fd, buf, n);
 	if (likely(!(fd_class(fd) & FD_CONN))) {
-		note_other_io();
+		note_other_io(fd);
 		return fn(fd, buf, n);
 	}
 	ctx_before_conn_io(fd);
@@ -48,7 +48,7 @@ EXPORT ssize_t __read_chk(int fd, void *buf, size_t n, size_t buflen)
 	if (untracked(fd, FD_CONN))
 		return fn(fd, buf, n, buflen);
 	if (!(fd_class(fd) & FD_CONN)) {
-		note_other_io();
+		note_other_io(fd);
 		return fn(fd, buf, n, buflen);
 	}
 	ctx_before_conn_io(fd);
@@ -63,7 +63,7 @@ static __attribute__((noinline)) ssize_t readv_slow(int fd, const struct iovec *
 	if (unlikely(!fn))
 		return syscall(SYS_readv, fd, iov, iovcnt);
 	if (likely(!(fd_class(fd) & FD_CONN))) {
-		note_other_io();
+		note_other_io(fd);
 		return fn(fd, iov, iovcnt);
 	}
 	ctx_before_conn_io(fd);
@@ -86,7 +86,7 @@ static __attribute__((noinline)) ssize_t write_slow(int fd, const void *buf, siz
 		return syscall(SYS_write, fd, buf, n);
 	uint8_t cls = fd_class(fd);
 	if (likely(cls == 0)) {
-		note_other_io();
+		note_other_io(fd);
 		return fn(fd, buf, n);
 	}
 	if (cls & FD_SYSLOG)
@@ -98,8 +98,12 @@ static __attribute__((noinline)) ssize_t write_slow(int fd, const void *buf, siz
 			return fn(fd, buf, n);
 		return log_path(&sink, &iov, 1);
 	}
-	ctx_before_conn_io(fd);
 	struct iovec iov = {.iov_base = (void *)buf, .iov_len = n};
+	if (cls & FD_CLIENT) {
+		note_client_io(fd);
+		return client_output(fd, &iov, 1, 0, false, NULL);
+	}
+	ctx_before_conn_io(fd);
 	ssize_t r = conn_output(fd, &iov, 1, 0, false, NULL);
 	conn_write_done(fd, r);
 	return r;
@@ -107,7 +111,7 @@ static __attribute__((noinline)) ssize_t write_slow(int fd, const void *buf, siz
 
 EXPORT ssize_t write(int fd, const void *buf, size_t n)
 {
-	if (likely(real.write != NULL) && untracked(fd, FD_CONN | FD_LOG | FD_SYSLOG))
+	if (likely(real.write != NULL) && untracked(fd, FD_CONN | FD_LOG | FD_SYSLOG | FD_CLIENT))
 		return real.write(fd, buf, n);
 	return write_slow(fd, buf, n);
 }
@@ -119,7 +123,7 @@ static __attribute__((noinline)) ssize_t writev_slow(int fd, const struct iovec 
 		return syscall(SYS_writev, fd, iov, iovcnt);
 	uint8_t cls = fd_class(fd);
 	if (likely(cls == 0)) {
-		note_other_io();
+		note_other_io(fd);
 		return fn(fd, iov, iovcnt);
 	}
 	if (cls & FD_LOG) {
@@ -127,6 +131,10 @@ static __attribute__((noinline)) ssize_t writev_slow(int fd, const struct iovec 
 		if (!log_path_ok(iov, iovcnt))
 			return fn(fd, iov, iovcnt);
 		return log_path(&sink, iov, iovcnt);
+	}
+	if (cls & FD_CLIENT) {
+		note_client_io(fd);
+		return client_output(fd, iov, iovcnt, 0, false, NULL);
 	}
 	ctx_before_conn_io(fd);
 	ssize_t r = conn_output(fd, iov, iovcnt, 0, false, NULL);
@@ -136,7 +144,7 @@ static __attribute__((noinline)) ssize_t writev_slow(int fd, const struct iovec 
 
 EXPORT ssize_t writev(int fd, const struct iovec *iov, int iovcnt)
 {
-	if (likely(real.writev != NULL) && untracked(fd, FD_CONN | FD_LOG))
+	if (likely(real.writev != NULL) && untracked(fd, FD_CONN | FD_LOG | FD_CLIENT))
 		return real.writev(fd, iov, iovcnt);
 	return writev_slow(fd, iov, iovcnt);
 }
@@ -147,8 +155,8 @@ static ssize_t pwrite_common(ssize_t (*fn)(int, const void *, size_t, off_t), in
 			     const void *buf, size_t n, off_t off)
 {
 	uint8_t cls = fd_class(fd);
-	if (likely(cls == 0))
-		note_other_io();
+	if (likely(!(cls & FD_LOG)))
+		note_other_io(fd);
 	struct iovec iov = {.iov_base = (void *)buf, .iov_len = n};
 	if (!(cls & FD_LOG) || off < 0 || !log_path_ok(&iov, 1))
 		return fn(fd, buf, n, off);

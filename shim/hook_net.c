@@ -52,6 +52,25 @@ EXPORT int accept4(int s, struct sockaddr *addr, socklen_t *len, int flags)
 	return accepted(fn(s, addr, len, flags));
 }
 
+/* A TCP connection the process opens is an outbound connection (its HTTP
+ * requests get the trace); a datagram socket connected anywhere but the
+ * syslog socket stops being a syslog socket. */
+EXPORT int connect(int fd, const struct sockaddr *addr, socklen_t len)
+{
+	int (*fn)(int, const struct sockaddr *, socklen_t) = REAL(connect);
+	if (unlikely(!fn))
+		return (int)syscall(SYS_connect, fd, addr, len);
+	int r = fn(fd, addr, len);
+	if (!shim.active)
+		return r;
+	int saved = errno;
+	syslog_connected(fd, addr, len);
+	if (r == 0 || saved == EINPROGRESS)
+		client_connected(fd, addr);
+	errno = saved;
+	return r;
+}
+
 /* ---- receiving --------------------------------------------------------- */
 
 static __attribute__((noinline)) ssize_t recv_slow(int fd, void *buf, size_t n, int flags)
@@ -60,7 +79,7 @@ static __attribute__((noinline)) ssize_t recv_slow(int fd, void *buf, size_t n, 
 	if (unlikely(!fn))
 		return syscall(SYS_recvfrom, fd, buf, n, flags, NULL, NULL);
 	if (likely(!(fd_class(fd) & FD_CONN))) {
-		note_other_io();
+		note_other_io(fd);
 		return fn(fd, buf, n, flags);
 	}
 	ctx_before_conn_io(fd);
@@ -82,7 +101,7 @@ EXPORT ssize_t __recv_chk(int fd, void *buf, size_t n, size_t buflen, int flags)
 	if (unlikely(!fn))
 		return recv(fd, buf, n, flags);
 	if (!(fd_class(fd) & FD_CONN)) {
-		note_other_io();
+		note_other_io(fd);
 		return fn(fd, buf, n, buflen, flags);
 	}
 	ctx_before_conn_io(fd);
@@ -98,7 +117,7 @@ static __attribute__((noinline)) ssize_t recvfrom_slow(int fd, void *buf, size_t
 	if (unlikely(!fn))
 		return syscall(SYS_recvfrom, fd, buf, n, flags, addr, len);
 	if (likely(!(fd_class(fd) & FD_CONN))) {
-		note_other_io();
+		note_other_io(fd);
 		return fn(fd, buf, n, flags, addr, len);
 	}
 	ctx_before_conn_io(fd);
@@ -123,7 +142,7 @@ EXPORT ssize_t __recvfrom_chk(int fd, void *buf, size_t n, size_t buflen, int fl
 	if (unlikely(!fn))
 		return recvfrom(fd, buf, n, flags, addr, len);
 	if (!(fd_class(fd) & FD_CONN)) {
-		note_other_io();
+		note_other_io(fd);
 		return fn(fd, buf, n, buflen, flags, addr, len);
 	}
 	ctx_before_conn_io(fd);
@@ -138,7 +157,7 @@ static __attribute__((noinline)) ssize_t recvmsg_slow(int fd, struct msghdr *msg
 	if (unlikely(!fn))
 		return syscall(SYS_recvmsg, fd, msg, flags);
 	if (likely(!(fd_class(fd) & FD_CONN)) || !msg) {
-		note_other_io();
+		note_other_io(fd);
 		return fn(fd, msg, flags);
 	}
 	ctx_before_conn_io(fd);
@@ -175,7 +194,7 @@ static __attribute__((noinline)) ssize_t send_slow(int fd, const void *buf, size
 		return syscall(SYS_sendto, fd, buf, n, flags, NULL, 0);
 	uint8_t cls = fd_class(fd);
 	if (likely(cls == 0)) {
-		note_other_io();
+		note_other_io(fd);
 		return fn(fd, buf, n, flags);
 	}
 	if (cls & FD_SYSLOG)
@@ -187,8 +206,12 @@ static __attribute__((noinline)) ssize_t send_slow(int fd, const void *buf, size
 			return fn(fd, buf, n, flags);
 		return log_path(&sink, &iov, 1);
 	}
-	ctx_before_conn_io(fd);
 	struct iovec iov = {.iov_base = (void *)buf, .iov_len = n};
+	if (cls & FD_CLIENT) {
+		note_client_io(fd);
+		return client_output(fd, &iov, 1, flags, true, NULL);
+	}
+	ctx_before_conn_io(fd);
 	ssize_t r = conn_output(fd, &iov, 1, flags, true, NULL);
 	conn_write_done(fd, r);
 	return r;
@@ -196,7 +219,7 @@ static __attribute__((noinline)) ssize_t send_slow(int fd, const void *buf, size
 
 EXPORT ssize_t send(int fd, const void *buf, size_t n, int flags)
 {
-	if (likely(real.send != NULL) && untracked(fd, FD_CONN | FD_LOG | FD_SYSLOG))
+	if (likely(real.send != NULL) && untracked(fd, FD_CONN | FD_LOG | FD_SYSLOG | FD_CLIENT))
 		return real.send(fd, buf, n, flags);
 	return send_slow(fd, buf, n, flags);
 }
@@ -210,7 +233,7 @@ static __attribute__((noinline)) ssize_t sendto_slow(int fd, const void *buf, si
 		return syscall(SYS_sendto, fd, buf, n, flags, addr, len);
 	uint8_t cls = fd_class(fd);
 	if (likely(cls == 0)) {
-		note_other_io();
+		note_other_io(fd);
 		return fn(fd, buf, n, flags, addr, len);
 	}
 	if (cls & FD_SYSLOG)
@@ -222,9 +245,13 @@ static __attribute__((noinline)) ssize_t sendto_slow(int fd, const void *buf, si
 			return fn(fd, buf, n, flags, addr, len);
 		return log_path(&sink, &iov, 1);
 	}
-	ctx_before_conn_io(fd);
 	struct iovec iov = {.iov_base = (void *)buf, .iov_len = n};
 	struct msghdr m = {.msg_name = (void *)addr, .msg_namelen = len};
+	if (cls & FD_CLIENT) {
+		note_client_io(fd);
+		return client_output(fd, &iov, 1, flags, true, &m);
+	}
+	ctx_before_conn_io(fd);
 	ssize_t r = conn_output(fd, &iov, 1, flags, true, &m);
 	conn_write_done(fd, r);
 	return r;
@@ -233,7 +260,7 @@ static __attribute__((noinline)) ssize_t sendto_slow(int fd, const void *buf, si
 EXPORT ssize_t sendto(int fd, const void *buf, size_t n, int flags,
 		      const struct sockaddr *addr, socklen_t len)
 {
-	if (likely(real.sendto != NULL) && untracked(fd, FD_CONN | FD_LOG | FD_SYSLOG))
+	if (likely(real.sendto != NULL) && untracked(fd, FD_CONN | FD_LOG | FD_SYSLOG | FD_CLIENT))
 		return real.sendto(fd, buf, n, flags, addr, len);
 	return sendto_slow(fd, buf, n, flags, addr, len);
 }
@@ -245,7 +272,7 @@ static __attribute__((noinline)) ssize_t sendmsg_slow(int fd, const struct msghd
 		return syscall(SYS_sendmsg, fd, msg, flags);
 	uint8_t cls = fd_class(fd);
 	if (likely(cls == 0) || !msg) {
-		note_other_io();
+		note_other_io(fd);
 		return fn(fd, msg, flags);
 	}
 	if (cls & FD_LOG) {
@@ -254,6 +281,12 @@ static __attribute__((noinline)) ssize_t sendmsg_slow(int fd, const struct msghd
 		    !log_path_ok(msg->msg_iov, (int)msg->msg_iovlen) || !log_stream_socket(fd))
 			return fn(fd, msg, flags);
 		return log_path(&sink, msg->msg_iov, (int)msg->msg_iovlen);
+	}
+	if (cls & FD_CLIENT) {
+		note_client_io(fd);
+		return msg->msg_iovlen <= IOV_MAX
+			       ? client_output(fd, msg->msg_iov, (int)msg->msg_iovlen, flags, true, msg)
+			       : fn(fd, msg, flags);
 	}
 	ctx_before_conn_io(fd);
 	ssize_t r = msg->msg_iovlen <= IOV_MAX
@@ -265,7 +298,7 @@ static __attribute__((noinline)) ssize_t sendmsg_slow(int fd, const struct msghd
 
 EXPORT ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
 {
-	if (likely(real.sendmsg != NULL) && untracked(fd, FD_CONN | FD_LOG))
+	if (likely(real.sendmsg != NULL) && untracked(fd, FD_CONN | FD_LOG | FD_CLIENT))
 		return real.sendmsg(fd, msg, flags);
 	return sendmsg_slow(fd, msg, flags);
 }
@@ -274,8 +307,13 @@ EXPORT ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
 static ssize_t sendfile_common(ssize_t (*fn)(int, int, off_t *, size_t), int out, int in,
 			       off_t *off, size_t count)
 {
-	if (likely(!(fd_class(out) & FD_CONN))) {
-		note_other_io();
+	uint8_t cls = fd_class(out);
+	if (cls & FD_CLIENT) {
+		note_client_io(out);
+		return client_before_sendfile(out) ? fn(out, in, off, count) : -1;
+	}
+	if (likely(!(cls & FD_CONN))) {
+		note_other_io(out);
 		return fn(out, in, off, count);
 	}
 	ctx_before_conn_io(out);

@@ -169,15 +169,10 @@ EXPORT void closelog(void)
 
 /* Unix datagram sockets start as possible syslog sockets (socket() in
  * hook_fd.c marks them); connecting one anywhere else clears the mark. */
-EXPORT int connect(int fd, const struct sockaddr *addr, socklen_t len)
+void syslog_connected(int fd, const struct sockaddr *addr, socklen_t len)
 {
-	int (*fn)(int, const struct sockaddr *, socklen_t) = REAL(connect);
-	if (unlikely(!fn))
-		return (int)syscall(SYS_connect, fd, addr, len);
-	int r = fn(fd, addr, len);
 	if ((fd_class(fd) & FD_SYSLOG) && !is_syslog_address(addr, len))
 		atomic_fetch_and(&fd_flags[fd], (uint8_t)~FD_SYSLOG);
-	return r;
 }
 
 ssize_t syslog_datagram(int fd, const void *buf, size_t n, int flags,

@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "client_output.h"
 #include "conn_table.h"
 #include "log_writer.h"
 #include "shim_init.h"
@@ -33,13 +34,23 @@ static inline bool own_process(void)
 	return getpid() == shim.pid;
 }
 
-/* I/O on a descriptor that is neither a connection nor a log: an event-loop
- * thread has switched to other work, and a thread with an inherited context
- * shows it serves something else; either way the context ends. */
-static inline void note_other_io(void)
+/* I/O on fd, a descriptor that is neither a connection nor a log: an
+ * event-loop thread has switched to other work, and a thread with an
+ * inherited context shows it serves something else (unless fd is an
+ * outbound connection: calling another service is part of the request);
+ * either way the context ends. */
+static inline void note_other_io(int fd)
 {
-	if (unlikely(thread_ctx.watch) && thread_ctx.mode != CTX_NONE)
+	if (unlikely(thread_ctx.watch) && thread_ctx.mode != CTX_NONE &&
+	    (thread_ctx.watch != WATCH_INHERITED || !(fd_class(fd) & FD_CLIENT)))
 		ctx_boundary();
+}
+
+/* Before I/O on outbound connection fd: its own request goes on. */
+static inline void note_client_io(int fd)
+{
+	note_other_io(fd);
+	thread_ctx.foreign_lines = false;
 }
 
 /* After a read-like call on connection fd: the bytes it consumed feed the
@@ -91,6 +102,9 @@ static inline bool log_path_ok(const struct iovec *iov, int iovcnt)
  * (hook_syslog.c). Returns what the application's send returns. */
 ssize_t syslog_datagram(int fd, const void *buf, size_t n, int flags,
 			const struct sockaddr *addr, socklen_t alen) HIDDEN;
+
+/* fd was connected to addr (hook_syslog.c). */
+void syslog_connected(int fd, const struct sockaddr *addr, socklen_t len) HIDDEN;
 
 static inline ssize_t log_path(const struct log_sink *sink, const struct iovec *iov, int iovcnt)
 {

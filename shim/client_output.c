@@ -1,0 +1,291 @@
+/*
+ * client_output.c - the trace context added to outbound HTTP requests.
+ *
+ * Each outbound connection takes a slot from a fixed pool: a pausing
+ * request parser over the bytes the application writes (it stops before
+ * each header block's blank line, where the headers go), the added bytes
+ * still owed, and a try-lock. A write plans on a copy of the parser,
+ * renders the headers for each request head that ends in it (a new
+ * parent-id each), sends everything in one call (insert_output.c) and moves
+ * the parser past exactly the application's bytes the kernel took.
+ *
+ * Runs inside write hooks: never allocates or blocks; a slot another thread
+ * holds means the connection is left alone for good, never a torn request.
+ */
+#include "client_output.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdatomic.h>
+#include <string.h>
+
+#include "conn_table.h"
+#include "insert_output.h"
+#include "request_table.h"
+#include "shim_init.h"
+#include "thread_ctx.h"
+
+/* "traceparent: ...", "tracestate: ..." and "Name: id", each with CRLF. */
+#define ADDED_MAX (13 + TRACEPARENT_LEN + 2 + 12 + TRACESTATE_MAX + 2 + \
+		   CONFIG_MAX_HEADER_NAME + 2 + REQUEST_ID_MAX + 2)
+
+struct client {
+	_Atomic bool taken;
+	_Atomic uint32_t out_busy;
+	_Atomic bool lost;     /* written by two threads at once: left alone */
+	uint16_t owed_len;
+	char owed[ADDED_MAX];
+	struct http_parser parser;
+};
+
+static struct client clients[CLIENT_SLOTS];
+static _Atomic uint16_t client_of[FD_TABLE_SIZE]; /* slot + 1; 0: none */
+static _Atomic uint32_t next_slot;
+
+static bool is_tcp_stream(int fd, const struct sockaddr *addr)
+{
+	if (!addr || (addr->sa_family != AF_INET && addr->sa_family != AF_INET6))
+		return false;
+	int type = 0;
+	socklen_t len = sizeof(type);
+	return getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0 && type == SOCK_STREAM;
+}
+
+static bool out_lock(struct client *cl)
+{
+	uint32_t expected = 0;
+	return atomic_compare_exchange_strong_explicit(&cl->out_busy, &expected, 1,
+						       memory_order_acquire, memory_order_relaxed);
+}
+
+static void out_unlock(struct client *cl)
+{
+	atomic_store_explicit(&cl->out_busy, 0, memory_order_release);
+}
+
+void client_connected(int fd, const struct sockaddr *addr)
+{
+	if (!shim.config.propagate || (unsigned)fd >= FD_TABLE_SIZE ||
+	    (fd_class(fd) & (FD_CONN | FD_LOG | FD_SYSLOG)) || getpid() != shim.pid)
+		return;
+	int saved = errno;
+	bool tcp = is_tcp_stream(fd, addr);
+	errno = saved;
+	if (!tcp)
+		return;
+	client_forget(fd);
+	uint32_t start = atomic_fetch_add_explicit(&next_slot, 1, memory_order_relaxed);
+	for (uint32_t i = 0; i < CLIENT_SLOTS; i++) {
+		uint32_t k = (start + i) % CLIENT_SLOTS;
+		struct client *cl = &clients[k];
+		bool expected = false;
+		if (!atomic_compare_exchange_strong_explicit(&cl->taken, &expected, true,
+							     memory_order_acquire,
+							     memory_order_relaxed))
+			continue;
+		http_parser_init_pausing(&cl->parser, &shim.matcher);
+		cl->owed_len = 0;
+		atomic_store_explicit(&cl->lost, false, memory_order_relaxed);
+		atomic_store_explicit(&cl->out_busy, 0, memory_order_release);
+		atomic_store_explicit(&client_of[fd], (uint16_t)(k + 1), memory_order_release);
+		atomic_fetch_or_explicit(&fd_flags[fd], FD_CLIENT, memory_order_relaxed);
+		return;
+	}
+}
+
+void client_forget(int fd)
+{
+	if ((unsigned)fd >= FD_TABLE_SIZE)
+		return;
+	atomic_fetch_and_explicit(&fd_flags[fd], (uint8_t)~FD_CLIENT, memory_order_relaxed);
+	uint16_t slot = atomic_exchange_explicit(&client_of[fd], 0, memory_order_acq_rel);
+	if (slot == 0)
+		return;
+	/* A writer still inside keeps the slot: it is never freed under it. */
+	struct client *cl = &clients[slot - 1];
+	if (out_lock(cl))
+		atomic_store_explicit(&cl->taken, false, memory_order_release);
+}
+
+static struct client *client_at(int fd)
+{
+	uint16_t slot = atomic_load_explicit(&client_of[fd], memory_order_acquire);
+	return slot ? &clients[slot - 1] : NULL;
+}
+
+/* Feeds a pausing parser n bytes of the iovec, through any pauses. */
+static void advance(struct http_parser *p, const struct iovec *iov, int iovcnt, size_t n)
+{
+	struct http_feed_result r;
+	for (int i = 0; i < iovcnt && n > 0; i++) {
+		const char *b = iov[i].iov_base;
+		size_t left = iov[i].iov_len < n ? iov[i].iov_len : n;
+		n -= left;
+		while (left > 0) {
+			size_t used = http_parser_feed(p, b, left, &r);
+			b += used;
+			left -= used;
+		}
+	}
+}
+
+/* The header blocks that end in this write: their offsets in ins->at and
+ * what each already has in seen[]. *after is the parser past everything. */
+static void plan(const struct http_parser *p, const struct iovec *iov, int iovcnt,
+		 struct insertion *ins, uint32_t *seen, struct http_parser *after)
+{
+	struct http_feed_result r;
+	*after = *p;
+	ins->count = 0;
+	size_t base = 0;
+	for (int i = 0; i < iovcnt; i++) {
+		const char *b = iov[i].iov_base;
+		size_t off = 0, len = iov[i].iov_len;
+		while (off < len) {
+			off += http_parser_feed(after, b + off, len - off, &r);
+			if (r.at_head_end && ins->count < INSERT_POINTS_MAX) {
+				seen[ins->count] = r.seen;
+				ins->at[ins->count++] = base + off;
+			}
+		}
+		base += len;
+	}
+}
+
+static char *put(char *o, const void *s, size_t n)
+{
+	memcpy(o, s, n);
+	return o + n;
+}
+
+/* What the request being written is part of. */
+struct outbound_ctx {
+	size_t id_len;
+	size_t tracestate_len;
+	bool traced;
+	struct trace_ctx trace;
+	char id[REQUEST_ID_MAX];
+	char tracestate[TRACESTATE_MAX];
+};
+
+static bool outbound_ctx_load(struct outbound_ctx *o)
+{
+	uint64_t request = ctx_certain_request();
+	o->id_len = request_table_get(request, o->id);
+	o->traced = o->id_len && request_table_trace(request, &o->trace);
+	o->tracestate_len = o->traced ? request_table_tracestate(request, o->tracestate) : 0;
+	return o->id_len > 0;
+}
+
+/* The headers one outbound request gets, given those it has; returns their
+ * length (at most ADDED_MAX). */
+static size_t render(struct outbound_ctx *o, uint32_t seen, char *out)
+{
+	char *p = out;
+	if (o->traced && !(seen & (1u << M_TRACEPARENT | 1u << M_TRACESTATE))) {
+		char parent[16], tp[TRACEPARENT_LEN];
+		span_id_generate(&shim.ids, parent);
+		traceparent_format(&o->trace, parent, tp);
+		p = put(p, "traceparent: ", 13);
+		p = put(p, tp, sizeof(tp));
+		p = put(p, "\r\n", 2);
+		if (o->tracestate_len) {
+			p = put(p, "tracestate: ", 12);
+			p = put(p, o->tracestate, o->tracestate_len);
+			p = put(p, "\r\n", 2);
+		}
+	}
+	size_t name_len = shim.config.response_header_len;
+	if (name_len && !(seen & 1u << shim.matcher.sent_id)) {
+		p = put(p, shim.config.response_header, name_len);
+		p = put(p, ": ", 2);
+		p = put(p, o->id, o->id_len);
+		p = put(p, "\r\n", 2);
+	}
+	return (size_t)(p - out);
+}
+
+ssize_t client_output(int fd, const struct iovec *iov, int iovcnt, int flags, bool use_send,
+		      const struct msghdr *msg)
+{
+	struct client *cl = client_at(fd);
+	bool usable = cl && iovcnt >= 0 && iovcnt <= IOV_MAX && (iovcnt == 0 || iov) &&
+		      !atomic_load_explicit(&cl->lost, memory_order_relaxed);
+	if (!usable || !out_lock(cl)) {
+		if (usable)
+			atomic_store_explicit(&cl->lost, true, memory_order_relaxed);
+		return insert_send_plain(fd, iov, iovcnt, flags, use_send, msg);
+	}
+	size_t total = 0;
+	for (int i = 0; i < iovcnt; i++)
+		total += iov[i].iov_len;
+	struct owed_bytes owed = {&cl->owed_len, cl->owed, sizeof(cl->owed)};
+	struct outbound_ctx ctx;
+	bool have_ctx = false, loaded = false;
+
+	for (int attempt = 0;; attempt++) {
+		if (http_parser_stopped(&cl->parser) && cl->owed_len == 0) {
+			out_unlock(cl);
+			return insert_send_plain(fd, iov, iovcnt, flags, use_send, msg);
+		}
+		struct insertion ins;
+		uint32_t seen[INSERT_POINTS_MAX];
+		struct http_parser after;
+		plan(&cl->parser, iov, iovcnt, &ins, seen, &after);
+		if (ins.count && !loaded) {
+			have_ctx = outbound_ctx_load(&ctx);
+			loaded = true;
+		}
+		char text[INSERT_POINTS_MAX][ADDED_MAX];
+		size_t kept = 0;
+		for (size_t k = 0; k < ins.count && have_ctx; k++) {
+			size_t n = render(&ctx, seen[k], text[kept]);
+			if (n == 0)
+				continue;
+			ins.at[kept] = ins.at[k];
+			ins.text[kept] = text[kept];
+			ins.len[kept++] = n;
+		}
+		ins.count = have_ctx ? kept : 0;
+		if (!insert_fits(iovcnt, ins.count))
+			ins.count = 0;
+		struct insert_result res;
+		ssize_t r = insert_send(fd, iov, iovcnt, flags, use_send, msg, &ins, &owed, &res);
+		if (r < 0) {
+			int saved = errno;
+			out_unlock(cl);
+			errno = saved;
+			return r;
+		}
+		if (res.app == total)
+			cl->parser = after;
+		else
+			advance(&cl->parser, iov, iovcnt, res.app);
+		if (res.after_added)
+			http_parser_added(&cl->parser);
+		/* Only owed or added bytes went out: try again for the
+		 * application's own (a full non-blocking socket says EAGAIN). */
+		if (res.app > 0 || total == 0 || attempt == 3) {
+			out_unlock(cl);
+			if (res.app == 0 && total > 0) {
+				errno = EAGAIN;
+				return -1;
+			}
+			return (ssize_t)res.app;
+		}
+	}
+}
+
+bool client_before_sendfile(int fd)
+{
+	struct client *cl = client_at(fd);
+	if (!cl || !out_lock(cl))
+		return true;
+	struct owed_bytes owed = {&cl->owed_len, cl->owed, sizeof(cl->owed)};
+	bool paid = insert_pay_owed(fd, &owed);
+	int saved = errno;
+	atomic_store_explicit(&cl->lost, true, memory_order_relaxed);
+	out_unlock(cl);
+	errno = saved;
+	return paid;
+}

@@ -1,0 +1,125 @@
+/*
+ * insert_output.c - application bytes plus added text in one system call,
+ * and what of them the kernel took.
+ *
+ * Runs inside write hooks under the caller's per-stream try-lock. Never
+ * allocates; must never report more of the application's bytes as written
+ * than the kernel took, nor lose a byte of added text once begun.
+ */
+#include "insert_output.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include "shim_init.h"
+
+enum piece_kind { APP, ADDED, OWED };
+
+ssize_t insert_send_plain(int fd, const struct iovec *iov, int iovcnt, int flags, bool use_send,
+			  const struct msghdr *msg)
+{
+	if (!use_send)
+		return real.writev(fd, iov, iovcnt);
+	struct msghdr m = {0};
+	if (msg)
+		m = *msg;
+	m.msg_iov = (struct iovec *)iov;
+	m.msg_iovlen = (size_t)iovcnt;
+	return real.sendmsg(fd, &m, flags);
+}
+
+/* The pieces of one attempt: what is owed, then the application's bytes
+ * with the added text at each point. Returns their count. */
+static int build(const struct owed_bytes *owed, const struct iovec *iov, int iovcnt,
+		 const struct insertion *ins, struct iovec *out, uint8_t *kind)
+{
+	int n = 0;
+	if (*owed->len) {
+		out[n] = (struct iovec){owed->buf, *owed->len};
+		kind[n++] = OWED;
+	}
+	size_t at = 0, next = 0;
+	for (int i = 0; i < iovcnt; i++) {
+		char *b = iov[i].iov_base;
+		size_t len = iov[i].iov_len, off = 0;
+		while (next < ins->count && ins->at[next] <= at + len) {
+			size_t cut = ins->at[next] - at;
+			if (cut > off) {
+				out[n] = (struct iovec){b + off, cut - off};
+				kind[n++] = APP;
+			}
+			out[n] = (struct iovec){(void *)ins->text[next], ins->len[next]};
+			kind[n++] = ADDED;
+			off = cut;
+			next++;
+		}
+		if (len > off) {
+			out[n] = (struct iovec){b + off, len - off};
+			kind[n++] = APP;
+		}
+		at += len;
+	}
+	return n;
+}
+
+/* Maps r bytes the kernel took back to the application's, and keeps what
+ * of a begun (or owed) added text is still owed. */
+static void took(const struct iovec *out, const uint8_t *kind, int n, size_t r,
+		 struct owed_bytes *owed, struct insert_result *res)
+{
+	size_t rest = 0;
+	const char *rest_at = NULL;
+	res->app = 0;
+	res->after_added = false;
+	for (int k = 0; k < n; k++) {
+		size_t len = out[k].iov_len, take = r < len ? r : len;
+		if (kind[k] == APP) {
+			res->app += take;
+			res->after_added &= take == 0;
+		} else if (take > 0) {
+			res->after_added = kind[k] == ADDED;
+		}
+		r -= take;
+		if (take < len) {
+			/* Added text once begun, or owed, must be finished. */
+			if (kind[k] == OWED || (kind[k] == ADDED && take > 0)) {
+				rest = len - take;
+				rest_at = (const char *)out[k].iov_base + take;
+			}
+			break;
+		}
+	}
+	memmove(owed->buf, rest_at ? rest_at : owed->buf, rest);
+	*owed->len = (uint16_t)rest;
+}
+
+ssize_t insert_send(int fd, const struct iovec *iov, int iovcnt, int flags, bool use_send,
+		    const struct msghdr *msg, const struct insertion *ins, struct owed_bytes *owed,
+		    struct insert_result *res)
+{
+	int max_pieces = iovcnt + 2 * (int)ins->count + 1;
+	struct iovec out[max_pieces];
+	uint8_t kind[max_pieces];
+	int n = build(owed, iov, iovcnt, ins, out, kind);
+	ssize_t r = insert_send_plain(fd, out, n, flags, use_send, msg);
+	if (r >= 0)
+		took(out, kind, n, (size_t)r, owed, res);
+	return r;
+}
+
+bool insert_pay_owed(int fd, struct owed_bytes *owed)
+{
+	while (*owed->len) {
+		ssize_t r = real.write(fd, owed->buf, *owed->len);
+		if (r <= 0) {
+			if (r < 0 && errno == EINTR)
+				continue;
+			if (r == 0)
+				errno = EAGAIN;
+			return false;
+		}
+		memmove(owed->buf, owed->buf + r, *owed->len - (size_t)r);
+		*owed->len = (uint16_t)(*owed->len - (size_t)r);
+	}
+	return true;
+}
