@@ -5,8 +5,10 @@
  *
  * Each is a boundary for attribution (thread_ctx.h): held lines leave
  * without an id before the thread blocks, so no line waits on a blocking
- * call. A wait on several descriptors at once also marks the thread as an
- * event loop. Must never change the call's arguments, result or errno.
+ * call. A thread certain of its request stays so while it waits on an
+ * outbound connection alone (a reply from a service the request called) or
+ * on a condition variable. A wait on several descriptors
+ * at once also marks the thread as an event loop. Must never change the call's arguments, result or errno.
  */
 #include "hooks.h"
 
@@ -26,8 +28,8 @@ static void before_fd_wait(unsigned nfds, int only_fd)
 		ctx_mark_event_loop();
 	if (nfds == 1 && waits_on_current(only_fd))
 		ctx_wait_on_conn(only_fd);
-	else
-		ctx_boundary();
+	else if (!(nfds == 1 && (fd_class(only_fd) & FD_CLIENT) && thread_ctx.mode == CTX_CERTAIN))
+		ctx_boundary(); /* waiting for a service the request called is part of it */
 }
 
 EXPORT int epoll_wait(int epfd, struct epoll_event *ev, int max, int timeout)
@@ -142,12 +144,31 @@ static void boundary(void)
 	errno = saved;
 }
 
+/* A condition wait keeps a thread certain of its request: it has read the
+ * request and not answered it, and waits for something serving it needs (a
+ * result, a pool's connection, an interpreter's global lock). A worker
+ * waiting for its next job has answered its last one and is no longer
+ * certain. Semaphores are what interpreters build their locks on: see
+ * ctx_lock_wait. */
+static void condition_wait(void)
+{
+	if (thread_ctx.mode != CTX_CERTAIN)
+		boundary();
+}
+
+static void lock_wait(void)
+{
+	int saved = errno;
+	ctx_lock_wait();
+	errno = saved;
+}
+
 EXPORT int pthread_cond_wait(pthread_cond_t *c, pthread_mutex_t *m)
 {
 	int (*fn)(pthread_cond_t *, pthread_mutex_t *) = REAL(pthread_cond_wait);
 	if (unlikely(!fn))
 		return EINVAL;
-	boundary();
+	condition_wait();
 	return fn(c, m);
 }
 
@@ -158,7 +179,7 @@ EXPORT int pthread_cond_timedwait(pthread_cond_t *c, pthread_mutex_t *m,
 		REAL(pthread_cond_timedwait);
 	if (unlikely(!fn))
 		return EINVAL;
-	boundary();
+	condition_wait();
 	return fn(c, m, t);
 }
 
@@ -169,7 +190,7 @@ EXPORT int sem_wait(sem_t *s)
 		errno = EINVAL;
 		return -1;
 	}
-	boundary();
+	lock_wait();
 	return fn(s);
 }
 
@@ -180,7 +201,7 @@ EXPORT int sem_timedwait(sem_t *s, const struct timespec *t)
 		errno = EINVAL;
 		return -1;
 	}
-	boundary();
+	lock_wait();
 	return fn(s, t);
 }
 
