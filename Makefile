@@ -94,6 +94,9 @@ integration: deps $(BUILD)/libreqid.so servers
 	python3 tests/integration/test_stdio.py
 	python3 tests/integration/test_response_header.py
 	python3 tests/integration/test_spawn.py
+	python3 tests/integration/test_outbound.py
+	python3 tests/integration/test_multihost.py
+	python3 tests/integration/test_show.py
 
 # libFuzzer targets over the pure logic, with ASan and UBSan.
 $(BUILD)/fuzz/%: tests/fuzz/%.c $(PURE_SRCS) $(SHIM_HDRS)
