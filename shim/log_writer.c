@@ -211,12 +211,16 @@ static inline void writer_id(struct writer *w, uint64_t request)
 {
 	if (w->id_request == request)
 		return;
+	w->id_request = request;
+	if (request == 0 && shim.config.outside_len == 0) {
+		w->fields_len = 0; /* the common line outside any request */
+		return;
+	}
 	const struct line_style *style = w->sink->message ? &shim.syslog_style : &shim.style;
 	char id[REQUEST_ID_MAX];
 	struct trace_ctx trace;
 	size_t id_len = request ? request_table_get(request, id) : 0;
 	bool traced = id_len && shim.traced_fields && request_table_trace(request, &trace);
-	w->id_request = request;
 	if (id_len == 0 && shim.config.outside_len) {
 		memcpy(id, shim.config.outside, shim.config.outside_len);
 		id_len = shim.config.outside_len;
