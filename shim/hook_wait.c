@@ -205,6 +205,17 @@ EXPORT int sem_timedwait(sem_t *s, const struct timespec *t)
 	return fn(s, t);
 }
 
+EXPORT int sem_clockwait(sem_t *s, clockid_t clock, const struct timespec *t)
+{
+	int (*fn)(sem_t *, clockid_t, const struct timespec *) = REAL(sem_clockwait);
+	if (unlikely(!fn)) {
+		errno = EINVAL;
+		return -1;
+	}
+	lock_wait();
+	return fn(s, clock, t);
+}
+
 EXPORT int nanosleep(const struct timespec *req, struct timespec *rem)
 {
 	int (*fn)(const struct timespec *, struct timespec *) = REAL(nanosleep);

@@ -140,6 +140,7 @@
 	X(pthread_cond_timedwait, int, (pthread_cond_t *, pthread_mutex_t *, const struct timespec *), 1) \
 	X(sem_wait, int, (sem_t *), 1) \
 	X(sem_timedwait, int, (sem_t *, const struct timespec *), 1) \
+	X(sem_clockwait, int, (sem_t *, clockid_t, const struct timespec *), 0) \
 	X(nanosleep, int, (const struct timespec *, struct timespec *), 1) \
 	X(clock_nanosleep, int, (clockid_t, int, const struct timespec *, struct timespec *), 1) \
 	X(usleep, int, (useconds_t), 1) \
