@@ -182,11 +182,20 @@ static bool finish_value(struct http_parser *p)
 		p->chunked = ends_with_chunked(p->value, n);
 		return true;
 	}
-	if (idx == M_TRACESTATE)
-		return true; /* kept in p->tracestate as it came */
+	if (idx == M_TRACESTATE) {
+		/* Trailing OWS is not the value's: back to the line's last
+		 * other byte (the line stored one, or it stored nothing). */
+		while (!p->tracestate_line_empty && p->tracestate_len > 0 &&
+		       (p->tracestate[p->tracestate_len - 1] == ' ' ||
+			p->tracestate[p->tracestate_len - 1] == '\t'))
+			p->tracestate_len--;
+		return true;
+	}
 	if (idx == M_TRACEPARENT) {
-		/* A longer value is a future version's: its first bytes decide. */
-		p->traceparent_valid = ++p->traceparent_count == 1 &&
+		/* A value longer than the buffer can only be a future
+		 * version's, whose 56th byte is '-'; its first bytes decide. */
+		bool longer_ok = !p->value_overflow || (n > 55 && p->value[55] == '-');
+		p->traceparent_valid = ++p->traceparent_count == 1 && longer_ok &&
 				       traceparent_parse(p->value, n, &p->traceparent);
 		return true;
 	}
@@ -292,21 +301,28 @@ static void begin_value(struct http_parser *p)
 	}
 	p->value_len = 0;
 	p->value_overflow = false;
-	if (p->capture == M_TRACESTATE && p->tracestate_len > 0) {
-		/* Another tracestate line: the lines combine as a list. */
-		if (p->tracestate_len < TRACESTATE_MAX)
-			p->tracestate[p->tracestate_len++] = ',';
-		else
-			p->tracestate_overflow = true;
-	}
+	p->tracestate_line_empty = true;
 }
 
-/* A byte of a tracestate value (OWS is the list's to skip). */
+/* A byte of a tracestate header line. The lines combine as one list: a
+ * line's first byte other than OWS is preceded by ',' if an earlier line
+ * stored any. OWS around a line's value is not kept, nor counted against
+ * TRACESTATE_MAX; OWS past a full buffer may be trailing and is let go. */
 static void tracestate_add(struct http_parser *p, unsigned char c)
 {
+	bool ows = c == ' ' || c == '\t';
+	if (p->tracestate_line_empty) {
+		if (ows)
+			return;
+		p->tracestate_line_empty = false;
+		if (p->tracestate_len > 0 && p->tracestate_len < TRACESTATE_MAX)
+			p->tracestate[p->tracestate_len++] = ',';
+		else if (p->tracestate_len > 0)
+			p->tracestate_overflow = true;
+	}
 	if (p->tracestate_len < TRACESTATE_MAX)
 		p->tracestate[p->tracestate_len++] = (char)c;
-	else
+	else if (!ows)
 		p->tracestate_overflow = true;
 }
 

@@ -73,6 +73,7 @@ struct http_parser {
 	bool pause_at_heads;   /* feed stops before each header block's blank line */
 	bool paused;           /* it stopped there; the next feed goes on */
 	bool tracestate_overflow;
+	bool tracestate_line_empty; /* this tracestate line stored nothing yet */
 	uint16_t tracestate_len;
 	uint16_t token_len;    /* bytes of method or header name so far */
 	uint32_t name_match;   /* matcher entries still matching the name */

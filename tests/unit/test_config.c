@@ -1,7 +1,8 @@
 /*
  * test_config.c - unit tests for shim/config.c: config_parse() defaults, every
  * REQID_* variable (valid values, boundaries, rejected values and their
- * warning bits, defaults kept on error) and config_warning_variable().
+ * warning bits, defaults kept on error, incl. REQID_FIELDS and
+ * REQID_PROPAGATE) and config_warning_variable().
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -88,9 +89,19 @@ static void assert_default_fds(const struct reqid_config *cfg)
 	assert_int_equal(cfg->log_fds[1], 2);
 }
 
+static void assert_default_fields(const struct reqid_config *cfg)
+{
+	assert_int_equal(cfg->field_count, 1);
+	assert_int_equal(cfg->fields[0], FIELD_REQUEST_ID);
+}
+
 static void assert_all_defaults(const struct reqid_config *cfg)
 {
 	assert_false(cfg->disabled);
+	assert_default_fields(cfg);
+	assert_true(cfg->propagate);
+	assert_int_equal(cfg->response_header_len, 12);
+	assert_string_equal(cfg->response_header, "X-Request-ID");
 	assert_int_equal(cfg->format, FORMAT_JSON);
 	assert_default_field(cfg);
 	assert_int_equal(cfg->outside_len, 0);
@@ -481,6 +492,145 @@ static void test_log_fds_invalid(void **state)
 	}
 }
 
+/* ---- REQID_FIELDS ------------------------------------------------------ */
+
+/* Parses REQID_FIELDS=v and expects no warning and exactly the fields given
+ * (-1 ends the list). */
+static void expect_fields(const char *v, int f0, int f1, int f2)
+{
+	struct reqid_config cfg;
+	const int want[3] = { f0, f1, f2 };
+	size_t n = 0;
+	while (n < 3 && want[n] >= 0)
+		n++;
+	unsigned w = parse1(&cfg, "REQID_FIELDS", v);
+	if (w != 0)
+		fail_msg("REQID_FIELDS=\"%s\" returned %u", v, w);
+	if (cfg.field_count != n)
+		fail_msg("REQID_FIELDS=\"%s\": %u fields, want %zu", v, cfg.field_count, n);
+	for (size_t i = 0; i < n; i++)
+		if (cfg.fields[i] != want[i])
+			fail_msg("REQID_FIELDS=\"%s\": field %zu is %u, want %d", v, i, cfg.fields[i],
+				 want[i]);
+	/* nothing else changes */
+	assert_default_field(&cfg);
+	assert_default_headers(&cfg);
+	assert_true(cfg.propagate);
+}
+
+static void test_fields_valid(void **state)
+{
+	(void)state;
+	const int R = FIELD_REQUEST_ID, T = FIELD_TRACE_ID, S = FIELD_SPAN_ID;
+	assert_int_equal(R, 0);
+	assert_int_equal(T, 1);
+	assert_int_equal(S, 2);
+	expect_fields("request_id", R, -1, -1);
+	expect_fields("trace_id", T, -1, -1);
+	expect_fields("span_id", S, -1, -1);
+	expect_fields("trace_id,span_id", T, S, -1);
+	expect_fields("span_id,trace_id", S, T, -1);
+	expect_fields(" request_id , trace_id ", R, T, -1);
+	expect_fields("\trequest_id\t,\t span_id", R, S, -1);
+	expect_fields("trace_id,request_id", T, R, -1);
+	/* all three in every order */
+	expect_fields("request_id,trace_id,span_id", R, T, S);
+	expect_fields("request_id,span_id,trace_id", R, S, T);
+	expect_fields("trace_id,request_id,span_id", T, R, S);
+	expect_fields("trace_id,span_id,request_id", T, S, R);
+	expect_fields("span_id,request_id,trace_id", S, R, T);
+	expect_fields("span_id,trace_id,request_id", S, T, R);
+	expect_fields("  span_id ,trace_id,  request_id\t", S, T, R);
+}
+
+static void test_fields_invalid(void **state)
+{
+	(void)state;
+	static const char *const bad[] = {
+		"", " ", "foo", "trace_id,trace_id", "request_id,", ",", ",request_id",
+		"request_id,,trace_id", "request_id,foo", "Request_ID", "TRACE_ID", "trace-id",
+		"traceid", "span", "request_id trace_id", "request_id;trace_id",
+		"span_id,trace_id,span_id", "request_id,trace_id,span_id,request_id",
+		"request_id, ,trace_id", "request_ids", "request_i", "\xc3\xa9",
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		struct reqid_config cfg;
+		unsigned w = parse1(&cfg, "REQID_FIELDS", bad[i]);
+		if (w != WARN_FIELDS)
+			print_error("REQID_FIELDS=\"%s\" returned %u\n", bad[i], w);
+		assert_int_equal(w, WARN_FIELDS);
+		assert_all_defaults(&cfg);
+	}
+}
+
+static void test_fields_with_field_name(void **state)
+{
+	(void)state;
+	/* REQID_FIELD renames request_id; REQID_FIELDS orders the fields */
+	struct reqid_config cfg;
+	env_reset();
+	env_set("REQID_FIELD", "rid");
+	env_set("REQID_FIELDS", "span_id,request_id");
+	assert_int_equal(parse(&cfg), 0);
+	assert_string_equal(cfg.field, "rid");
+	assert_int_equal(cfg.field_len, 3);
+	assert_int_equal(cfg.field_count, 2);
+	assert_int_equal(cfg.fields[0], FIELD_SPAN_ID);
+	assert_int_equal(cfg.fields[1], FIELD_REQUEST_ID);
+
+	/* one bad, one good: only the bad one is reported */
+	env_reset();
+	env_set("REQID_FIELD", "a b");
+	env_set("REQID_FIELDS", "trace_id");
+	assert_int_equal(parse(&cfg), WARN_FIELD);
+	assert_default_field(&cfg);
+	assert_int_equal(cfg.field_count, 1);
+	assert_int_equal(cfg.fields[0], FIELD_TRACE_ID);
+	env_reset();
+	env_set("REQID_FIELD", "rid");
+	env_set("REQID_FIELDS", "rid");
+	assert_int_equal(parse(&cfg), WARN_FIELDS);
+	assert_string_equal(cfg.field, "rid");
+	assert_default_fields(&cfg);
+}
+
+/* ---- REQID_PROPAGATE --------------------------------------------------- */
+
+static void test_propagate_values(void **state)
+{
+	(void)state;
+	static const char *const on[] = { "1", "true", "yes", "on", "TRUE", "Yes", "oN" };
+	static const char *const off[] = { "0", "false", "no", "off", "", "FALSE", "No", "OFF" };
+	for (size_t i = 0; i < sizeof on / sizeof on[0]; i++) {
+		struct reqid_config cfg;
+		assert_int_equal(parse1(&cfg, "REQID_PROPAGATE", on[i]), 0);
+		assert_true(cfg.propagate);
+		assert_false(cfg.disabled);
+	}
+	for (size_t i = 0; i < sizeof off / sizeof off[0]; i++) {
+		struct reqid_config cfg;
+		assert_int_equal(parse1(&cfg, "REQID_PROPAGATE", off[i]), 0);
+		assert_false(cfg.propagate);
+		/* only propagation is off */
+		assert_false(cfg.disabled);
+		assert_default_fields(&cfg);
+		assert_default_headers(&cfg);
+	}
+}
+
+static void test_propagate_invalid(void **state)
+{
+	(void)state;
+	static const char *const bad[] = { "2", "maybe", "yess", "-1", "offf", " on", "on ", "y" };
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		struct reqid_config cfg;
+		/* reported, and propagation stays on */
+		assert_int_equal(parse1(&cfg, "REQID_PROPAGATE", bad[i]), WARN_PROPAGATE);
+		assert_true(cfg.propagate);
+		assert_all_defaults(&cfg);
+	}
+}
+
 /* ---- combinations and names -------------------------------------------- */
 
 static void test_all_valid_together(void **state)
@@ -627,6 +777,45 @@ static void test_warning_variable_names(void **state)
 	assert_string_equal(config_warning_variable(WARN_OUTSIDE), "REQID_OUTSIDE");
 	assert_string_equal(config_warning_variable(WARN_DISABLE), "REQID_DISABLE");
 	assert_string_equal(config_warning_variable(WARN_LOG_PATHS), "REQID_LOG_PATHS");
+	assert_string_equal(config_warning_variable(WARN_RESPONSE_HEADER),
+			    "REQID_RESPONSE_HEADER");
+	assert_string_equal(config_warning_variable(WARN_FIELDS), "REQID_FIELDS");
+	assert_string_equal(config_warning_variable(WARN_PROPAGATE), "REQID_PROPAGATE");
+	/* the new bits are distinct from the others */
+	assert_int_equal(WARN_FIELDS, 1 << 8);
+	assert_int_equal(WARN_PROPAGATE, 1 << 9);
+	/* not one bit: no name */
+	assert_string_equal(config_warning_variable(0), "REQID_?");
+	assert_string_equal(config_warning_variable(1 << 10), "REQID_?");
+	assert_string_equal(config_warning_variable(WARN_FIELDS | WARN_PROPAGATE), "REQID_?");
+}
+
+static void test_new_warnings_together(void **state)
+{
+	(void)state;
+	struct reqid_config cfg;
+	env_reset();
+	env_set("REQID_FIELDS", "request_id,");
+	env_set("REQID_PROPAGATE", "sometimes");
+	env_set("REQID_FORMAT", "xml");
+	assert_int_equal(parse(&cfg), WARN_FIELDS | WARN_PROPAGATE | WARN_FORMAT);
+	assert_all_defaults(&cfg);
+
+	/* and valid together */
+	env_reset();
+	env_set("REQID_FIELDS", "trace_id,span_id,request_id");
+	env_set("REQID_PROPAGATE", "off");
+	assert_int_equal(parse(&cfg), 0);
+	assert_int_equal(cfg.field_count, 3);
+	assert_int_equal(cfg.fields[0], FIELD_TRACE_ID);
+	assert_int_equal(cfg.fields[1], FIELD_SPAN_ID);
+	assert_int_equal(cfg.fields[2], FIELD_REQUEST_ID);
+	assert_false(cfg.propagate);
+
+	/* a re-parse without them restores the defaults */
+	env_reset();
+	assert_int_equal(config_parse(&cfg, fake_lookup), 0);
+	assert_all_defaults(&cfg);
 }
 
 int main(void)
@@ -664,6 +853,12 @@ int main(void)
 		cmocka_unit_test(test_log_paths_invalid),
 		cmocka_unit_test(test_reparse_resets),
 		cmocka_unit_test(test_warning_variable_names),
+		cmocka_unit_test(test_fields_valid),
+		cmocka_unit_test(test_fields_invalid),
+		cmocka_unit_test(test_fields_with_field_name),
+		cmocka_unit_test(test_propagate_values),
+		cmocka_unit_test(test_propagate_invalid),
+		cmocka_unit_test(test_new_warnings_together),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -3,7 +3,9 @@
  * block counting, inbound id selection by header precedence (X-Request-ID,
  * X-Correlation-ID, X-Trace-ID, traceparent), body skipping (Content-Length,
  * chunked), pipelining and keep-alive, arbitrary input splits, not-HTTP
- * detection and desynchronisation.
+ * detection and desynchronisation; the inbound trace context (traceparent
+ * and tracestate: validity, header lines combined and normalised, the
+ * TRACESTATE_MAX limit, obs-fold, keep-alive), whole and split everywhere.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -113,7 +115,15 @@ struct totals {
 	uint32_t desync_calls;
 	uint8_t id_len; /* from the last call that completed headers */
 	char id[REQUEST_ID_MAX];
+	/* the trace context from that call */
+	bool trace_valid;
+	struct traceparent trace;
+	uint16_t tracestate_len;
+	char tracestate[TRACESTATE_MAX];
 };
+
+/* REQID_HEADERS for the parsers feed_steps and feed_cut make (NULL: default). */
+static const char *g_split_headers;
 
 static void totals_add(struct totals *t, const struct http_feed_result *r)
 {
@@ -124,6 +134,12 @@ static void totals_add(struct totals *t, const struct http_feed_result *r)
 	if (r->headers_completed) {
 		t->id_len = r->id_len;
 		memcpy(t->id, r->id, r->id_len);
+		t->trace_valid = r->trace_valid;
+		t->tracestate_len = r->tracestate_len;
+		if (r->trace_valid)
+			t->trace = r->trace;
+		if (r->tracestate_len <= TRACESTATE_MAX)
+			memcpy(t->tracestate, r->tracestate, r->tracestate_len);
 	}
 }
 
@@ -131,7 +147,7 @@ static void totals_add(struct totals *t, const struct http_feed_result *r)
 static void feed_steps(const char *buf, size_t len, size_t step, struct totals *t)
 {
 	memset(t, 0, sizeof *t);
-	init_default();
+	init_with_headers(g_split_headers);
 	if (step == 0)
 		step = len ? len : 1;
 	for (size_t off = 0; off < len; off += step) {
@@ -147,7 +163,7 @@ static void feed_cut(const char *buf, size_t len, size_t cut, struct totals *t)
 {
 	struct http_feed_result r;
 	memset(t, 0, sizeof *t);
-	init_default();
+	init_with_headers(g_split_headers);
 	feed(buf, cut, &r);
 	totals_add(t, &r);
 	feed(buf + cut, len - cut, &r);
@@ -888,6 +904,578 @@ static void test_stopped_initially_false(void **state)
 	assert_false(http_parser_stopped(&g_p));
 }
 
+/* ---- inbound trace context (traceparent, tracestate) ------------------- */
+
+#define PARENT "00f067aa0ba902b7"
+#define TS_EX "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7"
+
+struct want_trace {
+	bool valid;
+	uint8_t version;
+	const char *trace_id;   /* 32 chars */
+	const char *parent_id;  /* 16 chars */
+	uint8_t flags;
+	const char *tracestate; /* NULL: tracestate_len 0 */
+};
+
+static const struct want_trace no_trace = { false, 0, NULL, NULL, 0, NULL };
+static const struct want_trace tp_plain = { true, 0, TRACE, PARENT, 0x01, NULL };
+
+static struct want_trace with_ts(struct want_trace w, const char *tracestate)
+{
+	w.tracestate = tracestate;
+	return w;
+}
+
+static void check_trace(bool valid, const struct traceparent *tp, uint16_t ts_len,
+			const char *ts, const struct want_trace *w, const char *where, size_t at)
+{
+	if (valid != w->valid)
+		fail_msg("%s %zu: trace_valid %d, want %d", where, at, valid, w->valid);
+	size_t want_len = w->tracestate ? strlen(w->tracestate) : 0;
+	if (ts_len != want_len || (want_len && memcmp(ts, w->tracestate, want_len) != 0))
+		fail_msg("%s %zu: tracestate \"%.*s\" (len %u), want \"%s\"", where, at,
+			 ts_len <= TRACESTATE_MAX ? (int)ts_len : 0, ts, (unsigned)ts_len,
+			 w->tracestate ? w->tracestate : "");
+	if (!w->valid)
+		return;
+	assert_int_equal(tp->version, w->version);
+	assert_memory_equal(tp->trace_id, w->trace_id, 32);
+	assert_memory_equal(tp->parent_id, w->parent_id, 16);
+	assert_int_equal(tp->flags, w->flags);
+}
+
+/* One request on a parser configured with REQID_HEADERS=headers (NULL:
+ * default): fed whole, then in steps, then cut in two at every byte
+ * boundary; every way gives the same id and trace context. */
+static void trace_request_n(const char *headers, const char *req, size_t len,
+			    const struct want_trace *w, const char *want_id)
+{
+	struct http_feed_result r;
+	init_with_headers(headers);
+	feed(req, len, &r);
+	expect_result(&r, 1, 1, want_id);
+	check_trace(r.trace_valid, &r.trace, r.tracestate_len, r.tracestate, w, "whole", len);
+	assert_false(http_parser_stopped(&g_p));
+
+	static const size_t steps[] = { 1, 2, 3, 7, 13, 64 };
+	struct totals t;
+	g_split_headers = headers;
+	for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
+		feed_steps(req, len, steps[i], &t);
+		expect_totals(&t, 1, 1, want_id);
+		check_trace(t.trace_valid, &t.trace, t.tracestate_len, t.tracestate, w, "step",
+			    steps[i]);
+	}
+	size_t stride = len > 3000 ? 61 : 1;
+	for (size_t cut = 0; cut <= len; cut += stride) {
+		feed_cut(req, len, cut, &t);
+		expect_totals(&t, 1, 1, want_id);
+		check_trace(t.trace_valid, &t.trace, t.tracestate_len, t.tracestate, w, "cut at",
+			    cut);
+	}
+	g_split_headers = NULL;
+}
+
+static void trace_request(const char *req, const struct want_trace *w, const char *want_id)
+{
+	trace_request_n(NULL, req, strlen(req), w, want_id);
+}
+
+/* Writes a valid tracestate list of exactly len bytes (len >= 6) with keys
+ * <key>000, <key>001, ... and no OWS; returns buf. */
+static char *make_tracestate(char *buf, size_t len, char key)
+{
+	size_t o = 0, member = 0;
+	while (len - o >= 101 + 6) {
+		o += (size_t)sprintf(buf + o, "%c%03zu=", key, member++);
+		memset(buf + o, 'v', 95);
+		o += 95;
+		buf[o++] = ',';
+	}
+	size_t rest = len - o;
+	assert_true(rest >= 6);
+	o += (size_t)sprintf(buf + o, "%c%03zu=", key, member);
+	memset(buf + o, 'w', rest - 5);
+	o += rest - 5;
+	buf[o] = '\0';
+	assert_int_equal(strlen(buf), len);
+	return buf;
+}
+
+static void test_trace_valid_fields(void **state)
+{
+	(void)state;
+	trace_request("GET / HTTP/1.1\r\ntraceparent: " TP "\r\n\r\n", &tp_plain, TRACE);
+	trace_request("GET / HTTP/1.1\r\nHost: x\r\ntraceparent: 00-" TRACE "-" PARENT
+		      "-00\r\nAccept: */*\r\n\r\n",
+		      &(struct want_trace){ true, 0, TRACE, PARENT, 0x00, NULL }, TRACE);
+	/* flags are carried as they came (unknown bits too) */
+	trace_request("GET / HTTP/1.1\r\ntraceparent: 00-0af7651916cd43dd8448eb211c80319c"
+		      "-b7ad6b7169203331-ff\r\n\r\n",
+		      &(struct want_trace){ true, 0, "0af7651916cd43dd8448eb211c80319c",
+					    "b7ad6b7169203331", 0xff, NULL },
+		      "0af7651916cd43dd8448eb211c80319c");
+	/* with a tracestate, before or after the traceparent */
+	struct want_trace w = with_ts(tp_plain, TS_EX);
+	trace_request("GET / HTTP/1.1\r\ntraceparent: " TP "\r\ntracestate: " TS_EX "\r\n\r\n",
+		      &w, TRACE);
+	trace_request("GET / HTTP/1.1\r\ntracestate: " TS_EX "\r\ntraceparent: " TP "\r\n\r\n",
+		      &w, TRACE);
+	/* LF-only line endings */
+	trace_request("GET / HTTP/1.1\ntracestate: " TS_EX "\ntraceparent: " TP "\n\n", &w,
+		      TRACE);
+	/* an id header of higher precedence stays the id; the trace is kept */
+	trace_request("GET / HTTP/1.1\r\ntraceparent: " TP "\r\nX-Request-ID: rid\r\n"
+		      "tracestate: a=1\r\n\r\n", &(struct want_trace){ true, 0, TRACE, PARENT,
+								     0x01, "a=1" }, "rid");
+}
+
+static void test_trace_header_name_case(void **state)
+{
+	(void)state;
+	static const char *const accepted[] = {
+		"traceparent", "TraceParent", "TRACEPARENT", "tRACEpARENT",
+	};
+	static const char *const state_names[] = { "tracestate", "TraceState", "TRACESTATE" };
+	char req[512];
+	for (size_t i = 0; i < sizeof accepted / sizeof accepted[0]; i++) {
+		for (size_t j = 0; j < sizeof state_names / sizeof state_names[0]; j++) {
+			snprintf(req, sizeof req, "GET / HTTP/1.1\r\n%s: " TP "\r\n%s: a=1\r\n\r\n",
+				 accepted[i], state_names[j]);
+			struct want_trace w = with_ts(tp_plain, "a=1");
+			trace_request(req, &w, TRACE);
+		}
+	}
+	static const char *const ignored[] = {
+		"trace-parent", "traceparent2", "xtraceparent", "traceparen", "Traceparent-X",
+		"t", "tracestate", "x-traceparent",
+	};
+	for (size_t i = 0; i < sizeof ignored / sizeof ignored[0]; i++) {
+		snprintf(req, sizeof req, "GET / HTTP/1.1\r\n%s: " TP "\r\ntracestate: a=1\r\n\r\n",
+			 ignored[i]);
+		trace_request(req, &no_trace, NULL);
+	}
+	/* a look-alike tracestate name is not a tracestate */
+	static const char *const not_state[] = { "trace-state", "tracestate2", "xtracestate" };
+	for (size_t i = 0; i < sizeof not_state / sizeof not_state[0]; i++) {
+		snprintf(req, sizeof req, "GET / HTTP/1.1\r\ntraceparent: " TP "\r\n%s: a=1\r\n\r\n",
+			 not_state[i]);
+		trace_request(req, &tp_plain, TRACE);
+	}
+}
+
+static void test_trace_ows(void **state)
+{
+	(void)state;
+	trace_request("GET / HTTP/1.1\r\ntraceparent:" TP "\r\n\r\n", &tp_plain, TRACE);
+	trace_request("GET / HTTP/1.1\r\ntraceparent:   " TP "   \r\n\r\n", &tp_plain, TRACE);
+	trace_request("GET / HTTP/1.1\r\ntraceparent:\t \t" TP "\t \t\r\n\r\n", &tp_plain, TRACE);
+	trace_request("GET / HTTP/1.1\ntraceparent: \t" TP " \n\n", &tp_plain, TRACE);
+	struct want_trace w = with_ts(tp_plain, "a=1,b=2");
+	trace_request("GET / HTTP/1.1\r\ntraceparent: " TP "\r\ntracestate:\t a=1 \t,  b=2 \t\r\n"
+		      "\r\n", &w, TRACE);
+	trace_request("GET / HTTP/1.1\r\ntraceparent: " TP "\r\ntracestate:a=1,b=2\r\n\r\n", &w,
+		      TRACE);
+	/* whitespace inside the traceparent value is not OWS */
+	trace_request("GET / HTTP/1.1\r\ntraceparent: 00-" TRACE " -" PARENT "-01\r\n\r\n",
+		      &no_trace, NULL);
+}
+
+static void test_trace_two_traceparents(void **state)
+{
+	(void)state;
+	/* even identical, even in different case, even apart: none is used, and
+	 * the tracestate goes with it */
+	trace_request("GET / HTTP/1.1\r\ntraceparent: " TP "\r\ntraceparent: " TP "\r\n\r\n",
+		      &no_trace, NULL);
+	trace_request("GET / HTTP/1.1\r\ntraceparent: " TP "\r\ntracestate: a=1\r\n"
+		      "traceparent: " TP "\r\n\r\n", &no_trace, NULL);
+	trace_request("GET / HTTP/1.1\r\nTRACEPARENT: " TP "\r\nHost: x\r\ntraceparent: " TP
+		      "\r\ntracestate: " TS_EX "\r\n\r\n", &no_trace, NULL);
+	trace_request("GET / HTTP/1.1\r\ntraceparent: " TP "\r\ntraceparent: garbage\r\n"
+		      "tracestate: a=1\r\n\r\n", &no_trace, NULL);
+	trace_request("GET / HTTP/1.1\r\ntraceparent: garbage\r\ntraceparent: " TP "\r\n"
+		      "tracestate: a=1\r\n\r\n", &no_trace, NULL);
+	trace_request("GET / HTTP/1.1\r\ntraceparent: \r\ntraceparent: " TP "\r\n\r\n",
+		      &no_trace, NULL);
+	/* three */
+	trace_request("GET / HTTP/1.1\r\ntraceparent: " TP "\r\ntraceparent: " TP "\r\n"
+		      "traceparent: " TP "\r\n\r\n", &no_trace, NULL);
+	/* the id falls to the next header */
+	trace_request("GET / HTTP/1.1\r\ntraceparent: " TP "\r\nX-Trace-ID: t\r\n"
+		      "traceparent: " TP "\r\n\r\n", &no_trace, "t");
+}
+
+static void test_trace_invalid_drops_tracestate(void **state)
+{
+	(void)state;
+	static const char *const bad[] = {
+		"garbage",
+		"",
+		"00-4BF92F3577B34DA6A3CE929D0E0E4736-" PARENT "-01",
+		"00-" TRACE "-00F067AA0BA902B7-01",
+		"00-" TRACE "-" PARENT "-0A",
+		"ff-" TRACE "-" PARENT "-01",
+		"00-00000000000000000000000000000000-" PARENT "-01",
+		"00-" TRACE "-0000000000000000-01",
+		"00-" TRACE "-" PARENT "-01-",
+		"00-" TRACE "-" PARENT "-1",
+		"00-" TRACE "-" PARENT,
+		"cc-" TRACE "-" PARENT "-01x",
+		"0-" TRACE "-" PARENT "-01",
+	};
+	char req[512];
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		snprintf(req, sizeof req, "GET / HTTP/1.1\r\ntraceparent: %s\r\ntracestate: "
+			 TS_EX "\r\n\r\n", bad[i]);
+		trace_request(req, &no_trace, NULL);
+		snprintf(req, sizeof req, "GET / HTTP/1.1\r\ntracestate: a=1\r\ntraceparent: %s\r\n"
+			 "X-Request-ID: r\r\n\r\n", bad[i]);
+		trace_request(req, &no_trace, "r");
+	}
+}
+
+static void test_tracestate_multiple_lines(void **state)
+{
+	(void)state;
+	struct want_trace w = with_ts(tp_plain, "a=1,b=2,c=3");
+	trace_request("GET / HTTP/1.1\r\ntraceparent: " TP "\r\ntracestate: a=1 , b=2\r\n"
+		      "tracestate: c=3\r\n\r\n", &w, TRACE);
+	trace_request("GET / HTTP/1.1\r\ntracestate: a=1 , b=2\r\nHost: x\r\n"
+		      "tracestate: c=3\r\ntraceparent: " TP "\r\n\r\n", &w, TRACE);
+	trace_request("GET / HTTP/1.1\r\ntracestate: a=1 , b=2\r\ntraceparent: " TP "\r\n"
+		      "TraceState: c=3\r\n\r\n", &w, TRACE);
+	trace_request("GET / HTTP/1.1\r\ntraceparent: " TP "\r\ntracestate: a=1\r\n"
+		      "tracestate: b=2\r\ntracestate: c=3\r\n\r\n", &w, TRACE);
+	/* empty lines and empty members in between vanish */
+	trace_request("GET / HTTP/1.1\r\ntraceparent: " TP "\r\ntracestate: a=1,\r\n"
+		      "tracestate:\r\ntracestate: ,b=2,,\r\ntracestate:   \r\ntracestate: c=3\r\n"
+		      "\r\n", &w, TRACE);
+	/* the first line empty */
+	trace_request("GET / HTTP/1.1\r\ntraceparent: " TP "\r\ntracestate:\r\n"
+		      "tracestate: a=1,b=2,c=3\r\n\r\n", &w, TRACE);
+	/* order is the lines' order, not sorted */
+	struct want_trace w2 = with_ts(tp_plain, "c=3,a=1,b=2");
+	trace_request("GET / HTTP/1.1\r\ntraceparent: " TP "\r\ntracestate: c=3\r\n"
+		      "X-Other: y\r\ntracestate: a=1 , b=2\r\n\r\n", &w2, TRACE);
+}
+
+/* A request with a traceparent and the tracestate lines given. */
+static size_t build_ts_request(char *req, size_t size, const char *const *lines, size_t n,
+			       const char *between)
+{
+	size_t o = (size_t)snprintf(req, size, "GET / HTTP/1.1\r\ntraceparent: " TP "\r\n");
+	for (size_t i = 0; i < n; i++) {
+		if (i && between)
+			o += (size_t)snprintf(req + o, size - o, "%s\r\n", between);
+		o += (size_t)snprintf(req + o, size - o, "tracestate:%s\r\n", lines[i]);
+	}
+	o += (size_t)snprintf(req + o, size - o, "\r\n");
+	assert_true(o < size);
+	return o;
+}
+
+static void test_tracestate_too_long(void **state)
+{
+	(void)state;
+	enum { SIZE = 12000 };
+	char *req = malloc(SIZE), *a = malloc(6000), *b = malloc(6000);
+	char *joined = malloc(SIZE);
+	assert_non_null(req);
+	assert_non_null(a);
+	assert_non_null(b);
+	assert_non_null(joined);
+	struct want_trace keep = tp_plain;
+	const char *one[1], *two[2];
+	size_t n;
+
+	/* one line: exactly TRACESTATE_MAX bytes kept, one more dropped (the
+	 * traceparent stays valid) */
+	one[0] = make_tracestate(a, TRACESTATE_MAX, 'k');
+	n = build_ts_request(req, SIZE, one, 1, NULL);
+	keep.tracestate = a;
+	trace_request_n(NULL, req, n, &keep, TRACE);
+	one[0] = make_tracestate(a, TRACESTATE_MAX + 1, 'k');
+	n = build_ts_request(req, SIZE, one, 1, NULL);
+	trace_request_n(NULL, req, n, &tp_plain, TRACE);
+	one[0] = make_tracestate(a, 5000, 'k');
+	n = build_ts_request(req, SIZE, one, 1, NULL);
+	trace_request_n(NULL, req, n, &tp_plain, TRACE);
+
+	/* two lines: 300 + ',' + 211 = 512 kept; 300 + ',' + 212 dropped */
+	two[0] = make_tracestate(a, 300, 'k');
+	two[1] = make_tracestate(b, 211, 'm');
+	snprintf(joined, SIZE, "%s,%s", a, b);
+	keep.tracestate = joined;
+	n = build_ts_request(req, SIZE, two, 2, NULL);
+	trace_request_n(NULL, req, n, &keep, TRACE);
+	n = build_ts_request(req, SIZE, two, 2, "X-Between: 1");
+	trace_request_n(NULL, req, n, &keep, TRACE);
+	two[1] = make_tracestate(b, 212, 'm');
+	n = build_ts_request(req, SIZE, two, 2, NULL);
+	trace_request_n(NULL, req, n, &tp_plain, TRACE);
+	n = build_ts_request(req, SIZE, two, 2, "X-Between: 1");
+	trace_request_n(NULL, req, n, &tp_plain, TRACE);
+
+	/* a full first line: an empty second line adds nothing (no joining
+	 * ','), any other makes it too long */
+	two[0] = make_tracestate(a, TRACESTATE_MAX, 'k');
+	two[1] = "";
+	keep.tracestate = a;
+	n = build_ts_request(req, SIZE, two, 2, NULL);
+	trace_request_n(NULL, req, n, &keep, TRACE);
+	two[1] = "m=1";
+	n = build_ts_request(req, SIZE, two, 2, NULL);
+	trace_request_n(NULL, req, n, &tp_plain, TRACE);
+
+	/* each line short, together too long */
+	two[0] = make_tracestate(a, 400, 'k');
+	two[1] = make_tracestate(b, 400, 'm');
+	n = build_ts_request(req, SIZE, two, 2, "Host: x");
+	trace_request_n(NULL, req, n, &tp_plain, TRACE);
+
+	free(req);
+	free(a);
+	free(b);
+	free(joined);
+}
+
+static void test_tracestate_invalid_member(void **state)
+{
+	(void)state;
+	static const char *const bad[] = {
+		"a=1,B=2", "a=1,b", "a=1,=2", "a=1,b=", "a=1,b=2=3", "a=1,a=2", "1a@Z=x",
+		"a=1 2,b=\x01", "a=1,b=\xc3\xa9",
+	};
+	char req[1024];
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		snprintf(req, sizeof req, "GET / HTTP/1.1\r\ntraceparent: " TP "\r\n"
+			 "tracestate: %s\r\n\r\n", bad[i]);
+		trace_request(req, &tp_plain, TRACE);
+	}
+	/* one bad line drops the other lines too; so does a key repeated
+	 * across lines */
+	trace_request("GET / HTTP/1.1\r\ntraceparent: " TP "\r\ntracestate: a=1\r\n"
+		      "tracestate: B=2\r\ntracestate: c=3\r\n\r\n", &tp_plain, TRACE);
+	trace_request("GET / HTTP/1.1\r\ntraceparent: " TP "\r\ntracestate: a=1,b=2\r\n"
+		      "tracestate: a=3\r\n\r\n", &tp_plain, TRACE);
+
+	/* 32 members kept, 33 (split over two lines) dropped */
+	char list[400], want[400];
+	size_t o = 0;
+	for (int i = 0; i < 32; i++)
+		o += (size_t)sprintf(list + o, "%sk%d=%d", i ? (i == 16 ? "\r\ntracestate: " : ",")
+							 : "", i, i);
+	o = 0;
+	for (int i = 0; i < 32; i++)
+		o += (size_t)sprintf(want + o, "%sk%d=%d", i ? "," : "", i, i);
+	snprintf(req, sizeof req, "GET / HTTP/1.1\r\ntraceparent: " TP "\r\ntracestate: %s\r\n\r\n",
+		 list);
+	struct want_trace w = with_ts(tp_plain, want);
+	trace_request(req, &w, TRACE);
+	snprintf(req, sizeof req, "GET / HTTP/1.1\r\ntraceparent: " TP "\r\ntracestate: %s\r\n"
+		 "tracestate: k32=32\r\n\r\n", list);
+	trace_request(req, &tp_plain, TRACE);
+}
+
+static void test_tracestate_empty(void **state)
+{
+	(void)state;
+	static const char *const empty[] = {
+		"tracestate:", "tracestate: ", "tracestate:   \t ", "tracestate: ,", "tracestate: , ,,",
+		"tracestate:\r\ntracestate:",
+	};
+	char req[256];
+	for (size_t i = 0; i < sizeof empty / sizeof empty[0]; i++) {
+		snprintf(req, sizeof req, "GET / HTTP/1.1\r\ntraceparent: " TP "\r\n%s\r\n\r\n",
+			 empty[i]);
+		trace_request(req, &tp_plain, TRACE);
+	}
+}
+
+static void test_tracestate_without_traceparent(void **state)
+{
+	(void)state;
+	trace_request("GET / HTTP/1.1\r\ntracestate: a=1\r\n\r\n", &no_trace, NULL);
+	trace_request("GET / HTTP/1.1\r\ntracestate: " TS_EX "\r\ntracestate: b=2\r\n"
+		      "X-Request-ID: r\r\n\r\n", &no_trace, "r");
+	trace_request("GET / HTTP/1.1\r\nHost: x\r\n\r\n", &no_trace, NULL);
+	trace_request("GET / HTTP/1.1\r\n\r\n", &no_trace, NULL);
+}
+
+static void test_trace_obs_fold(void **state)
+{
+	(void)state;
+	/* a continuation line anywhere in the head: no trace, no id */
+	static const char *const folded[] = {
+		/* right after the request line */
+		"GET / HTTP/1.1\r\n x\r\ntraceparent: " TP "\r\n\r\n",
+		/* on another header, before */
+		"GET / HTTP/1.1\r\nX-A: 1\r\n\t2\r\ntraceparent: " TP "\r\ntracestate: a=1\r\n\r\n",
+		/* on the traceparent itself */
+		"GET / HTTP/1.1\r\ntraceparent: " TP "\r\n  x\r\ntracestate: a=1\r\n\r\n",
+		"GET / HTTP/1.1\r\ntraceparent:\r\n " TP "\r\n\r\n",
+		/* on the tracestate */
+		"GET / HTTP/1.1\r\ntraceparent: " TP "\r\ntracestate: a=1\r\n b=2\r\n\r\n",
+		/* on another header, after */
+		"GET / HTTP/1.1\r\ntraceparent: " TP "\r\nX-Request-ID: r\r\nX-A: 1\r\n 2\r\n\r\n",
+		/* LF-only */
+		"GET / HTTP/1.1\ntraceparent: " TP "\nX-A: 1\n\t2\n\n",
+	};
+	for (size_t i = 0; i < sizeof folded / sizeof folded[0]; i++)
+		trace_request(folded[i], &no_trace, NULL);
+}
+
+static void test_trace_future_version_long(void **state)
+{
+	(void)state;
+	char req[1200], tail[800];
+	const struct want_trace cc = { true, 0xcc, TRACE, PARENT, 0x01, NULL };
+	const struct want_trace cc_ts = { true, 0xcc, TRACE, PARENT, 0x01, "a=1" };
+	/* a future version with nothing after the flags */
+	trace_request("GET / HTTP/1.1\r\ntraceparent: cc-" TRACE "-" PARENT "-01\r\n\r\n", &cc,
+		      TRACE);
+	/* value lengths around the 128-byte capture buffer and far past it */
+	static const size_t lens[] = { 56, 127, 128, 129, 130, 200, 700 };
+	for (size_t i = 0; i < sizeof lens / sizeof lens[0]; i++) {
+		size_t extra = lens[i] - 55; /* '-' then extra-1 bytes */
+		tail[0] = '-';
+		for (size_t k = 1; k < extra; k++)
+			tail[k] = (char)('a' + k % 26);
+		tail[extra] = '\0';
+		snprintf(req, sizeof req, "GET / HTTP/1.1\r\ntraceparent: cc-" TRACE "-" PARENT
+			 "-01%s\r\ntracestate: a=1\r\n\r\n", tail);
+		trace_request(req, &cc_ts, TRACE);
+		/* ... not valid unless '-' follows the flags */
+		tail[0] = 'x';
+		snprintf(req, sizeof req, "GET / HTTP/1.1\r\ntraceparent: cc-" TRACE "-" PARENT
+			 "-01%s\r\ntracestate: a=1\r\n\r\n", tail);
+		trace_request(req, &no_trace, NULL);
+		/* ... and version 00 is exactly 55 bytes */
+		tail[0] = '-';
+		snprintf(req, sizeof req, "GET / HTTP/1.1\r\ntraceparent: 00-" TRACE "-" PARENT
+			 "-01%s\r\ntracestate: a=1\r\n\r\n", tail);
+		trace_request(req, &no_trace, NULL);
+	}
+}
+
+static void test_trace_not_an_id_header(void **state)
+{
+	(void)state;
+	/* REQID_HEADERS without traceparent: the trace is still used, but the
+	 * trace-id does not become the request id */
+	const char *req = "GET / HTTP/1.1\r\ntraceparent: " TP "\r\ntracestate: a=1\r\n\r\n";
+	struct want_trace w = with_ts(tp_plain, "a=1");
+	trace_request_n("X-My-ID", req, strlen(req), &w, NULL);
+	req = "GET / HTTP/1.1\r\ntraceparent: " TP "\r\nX-My-ID: mine\r\n\r\n";
+	trace_request_n("X-My-ID", req, strlen(req), &tp_plain, "mine");
+	req = "GET / HTTP/1.1\r\nX-Request-ID: std\r\ntraceparent: " TP "\r\n\r\n";
+	trace_request_n("X-My-ID", req, strlen(req), &tp_plain, NULL);
+	/* listed after another header: that one wins when present */
+	req = "GET / HTTP/1.1\r\ntraceparent: " TP "\r\nX-Request-ID: std\r\n\r\n";
+	trace_request_n("X-Request-ID, traceparent", req, strlen(req), &tp_plain, "std");
+	req = "GET / HTTP/1.1\r\ntraceparent: " TP "\r\n\r\n";
+	trace_request_n("X-Request-ID, traceparent", req, strlen(req), &tp_plain, TRACE);
+	/* listed first */
+	req = "GET / HTTP/1.1\r\nX-Request-ID: std\r\ntraceparent: " TP "\r\n\r\n";
+	trace_request_n("traceparent,X-Request-ID", req, strlen(req), &tp_plain, TRACE);
+	/* two of them: no trace, the id falls through */
+	req = "GET / HTTP/1.1\r\nX-Request-ID: std\r\ntraceparent: " TP "\r\ntraceparent: " TP
+	      "\r\n\r\n";
+	trace_request_n("traceparent,X-Request-ID", req, strlen(req), &no_trace, "std");
+}
+
+static void expect_feed_trace(const char *req, uint32_t started, uint32_t completed,
+			      const char *want_id, const struct want_trace *w)
+{
+	struct http_feed_result r;
+	feed_str(req, &r);
+	expect_result(&r, started, completed, want_id);
+	check_trace(r.trace_valid, &r.trace, r.tracestate_len, r.tracestate, w, "keep-alive",
+		    completed);
+}
+
+static void test_trace_keep_alive(void **state)
+{
+	(void)state;
+	const struct want_trace other = { true, 0, "0af7651916cd43dd8448eb211c80319c",
+					  "b7ad6b7169203331", 0x00, NULL };
+	struct want_trace first = with_ts(tp_plain, TS_EX);
+	init_default();
+	expect_feed_trace("GET /1 HTTP/1.1\r\ntraceparent: " TP "\r\ntracestate: " TS_EX
+			  "\r\n\r\n", 1, 1, TRACE, &first);
+	expect_feed_trace("GET /2 HTTP/1.1\r\nHost: x\r\n\r\n", 1, 1, NULL, &no_trace);
+	expect_feed_trace("GET /3 HTTP/1.1\r\ntraceparent: 00-0af7651916cd43dd8448eb211c80319c"
+			  "-b7ad6b7169203331-00\r\n\r\n", 1, 1,
+			  "0af7651916cd43dd8448eb211c80319c", &other);
+	expect_feed_trace("GET /4 HTTP/1.1\r\ntracestate: z=9\r\n\r\n", 1, 1, NULL, &no_trace);
+	/* one traceparent in each of two requests is not two */
+	expect_feed_trace("GET /5 HTTP/1.1\r\ntraceparent: " TP "\r\n\r\n", 1, 1, TRACE,
+			  &tp_plain);
+	expect_feed_trace("GET /6 HTTP/1.1\r\ntraceparent: " TP "\r\n\r\n", 1, 1, TRACE,
+			  &tp_plain);
+	/* a tracestate does not carry over to a later traceparent */
+	expect_feed_trace("GET /7 HTTP/1.1\r\ntracestate: a=1\r\n\r\n", 1, 1, NULL, &no_trace);
+	expect_feed_trace("GET /8 HTTP/1.1\r\ntraceparent: " TP "\r\n\r\n", 1, 1, TRACE,
+			  &tp_plain);
+	/* nor does a fold, a doubled traceparent or an overflowed tracestate */
+	expect_feed_trace("GET /9 HTTP/1.1\r\ntraceparent: " TP "\r\nX: 1\r\n 2\r\n\r\n", 1, 1,
+			  NULL, &no_trace);
+	expect_feed_trace("GET /10 HTTP/1.1\r\ntraceparent: " TP "\r\n\r\n", 1, 1, TRACE,
+			  &tp_plain);
+	expect_feed_trace("GET /11 HTTP/1.1\r\ntraceparent: " TP "\r\ntraceparent: " TP
+			  "\r\n\r\n", 1, 1, NULL, &no_trace);
+	expect_feed_trace("GET /12 HTTP/1.1\r\ntraceparent: " TP "\r\n\r\n", 1, 1, TRACE,
+			  &tp_plain);
+	char big[700], req[1000];
+	snprintf(req, sizeof req, "GET /13 HTTP/1.1\r\ntraceparent: " TP "\r\ntracestate: %s\r\n"
+		 "\r\n", make_tracestate(big, 600, 'k'));
+	expect_feed_trace(req, 1, 1, TRACE, &tp_plain);
+	struct want_trace small = with_ts(tp_plain, "b=2");
+	expect_feed_trace("GET /14 HTTP/1.1\r\ntraceparent: " TP "\r\ntracestate: b=2\r\n\r\n", 1,
+			  1, TRACE, &small);
+	/* a body between requests */
+	expect_feed_trace("POST /15 HTTP/1.1\r\nContent-Length: 5\r\ntraceparent: " TP
+			  "\r\ntracestate: c=3\r\n\r\nhello", 1, 1, TRACE,
+			  &(struct want_trace){ true, 0, TRACE, PARENT, 1, "c=3" });
+	expect_feed_trace("GET /16 HTTP/1.1\r\n\r\n", 1, 1, NULL, &no_trace);
+
+	/* pipelined in one buffer: the last request's trace context */
+	init_default();
+	expect_feed_trace("GET /1 HTTP/1.1\r\ntraceparent: " TP "\r\ntracestate: a=1\r\n\r\n"
+			  "GET /2 HTTP/1.1\r\n\r\n", 2, 2, NULL, &no_trace);
+	init_default();
+	expect_feed_trace("GET /1 HTTP/1.1\r\ntraceparent: " TP "\r\ntracestate: a=1\r\n\r\n"
+			  "GET /2 HTTP/1.1\r\ntraceparent: 00-0af7651916cd43dd8448eb211c80319c"
+			  "-b7ad6b7169203331-00\r\n\r\n", 2, 2,
+			  "0af7651916cd43dd8448eb211c80319c", &other);
+}
+
+static void test_traceparent_ows_past_capture(void **state)
+{
+	(void)state;
+	/* "00-...-01", then spaces filling the 128-byte capture buffer, then a
+	 * non-space byte: the value is not 55 bytes, so it is invalid. */
+	char req[400], pad[100];
+	memset(pad, ' ', 80);
+	pad[80] = '\0';
+	snprintf(req, sizeof req, "GET / HTTP/1.1\r\ntraceparent: " TP "%sjunk\r\n\r\n", pad);
+	trace_request(req, &no_trace, NULL);
+}
+
+static void test_tracestate_ows_not_counted(void **state)
+{
+	(void)state;
+	/* A 512-byte tracestate value written the usual way, "name: value":
+	 * the OWS is not part of the value. */
+	char ts[600], req[1000];
+	snprintf(req, sizeof req, "GET / HTTP/1.1\r\ntraceparent: " TP "\r\ntracestate: %s\r\n\r\n",
+		 make_tracestate(ts, TRACESTATE_MAX, 'k'));
+	struct want_trace w = with_ts(tp_plain, ts);
+	trace_request(req, &w, TRACE);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -925,6 +1513,22 @@ int main(void)
 		cmocka_unit_test(test_method_length),
 		cmocka_unit_test(test_desync_after_request),
 		cmocka_unit_test(test_stopped_initially_false),
+		cmocka_unit_test(test_trace_valid_fields),
+		cmocka_unit_test(test_trace_header_name_case),
+		cmocka_unit_test(test_trace_ows),
+		cmocka_unit_test(test_trace_two_traceparents),
+		cmocka_unit_test(test_trace_invalid_drops_tracestate),
+		cmocka_unit_test(test_tracestate_multiple_lines),
+		cmocka_unit_test(test_tracestate_too_long),
+		cmocka_unit_test(test_tracestate_invalid_member),
+		cmocka_unit_test(test_tracestate_empty),
+		cmocka_unit_test(test_tracestate_without_traceparent),
+		cmocka_unit_test(test_trace_obs_fold),
+		cmocka_unit_test(test_trace_future_version_long),
+		cmocka_unit_test(test_trace_not_an_id_header),
+		cmocka_unit_test(test_trace_keep_alive),
+		cmocka_unit_test(test_traceparent_ows_past_capture),
+		cmocka_unit_test(test_tracestate_ows_not_counted),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

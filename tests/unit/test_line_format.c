@@ -2,7 +2,9 @@
  * test_line_format.c - unit tests for shim/line_format.c: json_escape()
  * (control chars, UTF-8 pass-through, invalid UTF-8 as \udcXX),
  * json_is_object_line(), format_for() in the json, prefix and logfmt styles
- * with and without an id, and bound_for() against random input.
+ * with and without an id, and bound_for() against random input; line_fields()
+ * (request_id, trace_id, span_id in every order and format, fields without a
+ * value left out) and line_format() with those rendered fields.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -593,6 +595,308 @@ static void test_custom_field(void **state)
 	check_fmt(&j2, "abc", "m", "{\"trace.id@x\":\"abc\",\"msg\":\"m\"}");
 }
 
+/* ---- line_fields: request_id, trace_id, span_id ------------------------ */
+
+#define T_ID "4bf92f3577b34da6a3ce929d0e0e4736"
+#define S_ID "00f067aa0ba902b7"
+
+static struct trace_ctx make_trace(void)
+{
+	struct trace_ctx t;
+	memset(&t, 0xA5, sizeof t);
+	memcpy(t.trace_id, T_ID, 32);
+	memcpy(t.span_id, S_ID, 16);
+	t.flags = 0x03;
+	return t;
+}
+
+static struct line_style style3(enum log_format format, const char *field, size_t field_len,
+				const int *fields, size_t n)
+{
+	struct line_style st = { format, field, field_len, false, (uint8_t)n, {0} };
+	for (size_t i = 0; i < n; i++)
+		st.fields[i] = (uint8_t)fields[i];
+	return st;
+}
+
+/* line_fields into a heap buffer of exactly LINE_FIELDS_MAX bytes (ASan
+ * catches overruns), with a check that nothing past the length is written. */
+static void check_fields(const struct line_style *st, const char *id, size_t id_len,
+			 const struct trace_ctx *trace, const char *want)
+{
+	char *out = malloc(LINE_FIELDS_MAX);
+	assert_non_null(out);
+	memset(out, '#', LINE_FIELDS_MAX);
+	size_t n = line_fields(st, id, id_len, trace, out);
+	assert_true(n <= LINE_FIELDS_MAX);
+	assert_bytes(out, n, want, strlen(want));
+	for (size_t i = n; i < LINE_FIELDS_MAX; i++)
+		if (out[i] != '#')
+			fail_msg("line_fields wrote byte %zu past its length %zu", i, n);
+	free(out);
+}
+
+static void test_fields_json_prefix(void **state)
+{
+	(void)state;
+	const struct trace_ctx t = make_trace();
+	const int R = FIELD_REQUEST_ID, T = FIELD_TRACE_ID, S = FIELD_SPAN_ID;
+	const enum log_format formats[] = { FORMAT_JSON, FORMAT_PREFIX };
+	for (size_t f = 0; f < 2; f++) {
+		struct line_style st;
+		st = style3(formats[f], "request_id", 10, (int[]){ R }, 1);
+		check_fields(&st, "abc", 3, &t, "\"request_id\":\"abc\"");
+		check_fields(&st, "abc", 3, NULL, "\"request_id\":\"abc\"");
+		check_fields(&st, "abc", 0, &t, "");
+		st = style3(formats[f], "request_id", 10, (int[]){ T }, 1);
+		check_fields(&st, "abc", 3, &t, "\"trace_id\":\"" T_ID "\"");
+		check_fields(&st, "abc", 3, NULL, "");
+		st = style3(formats[f], "request_id", 10, (int[]){ S }, 1);
+		check_fields(&st, "abc", 3, &t, "\"span_id\":\"" S_ID "\"");
+		check_fields(&st, "abc", 3, NULL, "");
+		st = style3(formats[f], "request_id", 10, (int[]){ T, S }, 2);
+		check_fields(&st, "abc", 3, &t, "\"trace_id\":\"" T_ID "\",\"span_id\":\"" S_ID "\"");
+		check_fields(&st, "abc", 3, NULL, "");
+		st = style3(formats[f], "request_id", 10, (int[]){ S, T }, 2);
+		check_fields(&st, "abc", 3, &t, "\"span_id\":\"" S_ID "\",\"trace_id\":\"" T_ID "\"");
+		st = style3(formats[f], "request_id", 10, (int[]){ R, T }, 2);
+		check_fields(&st, "abc", 3, &t, "\"request_id\":\"abc\",\"trace_id\":\"" T_ID "\"");
+		check_fields(&st, "abc", 3, NULL, "\"request_id\":\"abc\"");
+		check_fields(&st, "abc", 0, &t, "\"trace_id\":\"" T_ID "\"");
+		check_fields(&st, NULL, 0, NULL, "");
+		st = style3(formats[f], "request_id", 10, (int[]){ T, R }, 2);
+		check_fields(&st, "abc", 3, &t, "\"trace_id\":\"" T_ID "\",\"request_id\":\"abc\"");
+		/* a field left out leaves no separator behind */
+		check_fields(&st, "abc", 3, NULL, "\"request_id\":\"abc\"");
+		check_fields(&st, "abc", 0, &t, "\"trace_id\":\"" T_ID "\"");
+		st = style3(formats[f], "request_id", 10, (int[]){ R, T, S }, 3);
+		check_fields(&st, "abc", 3, &t,
+			     "\"request_id\":\"abc\",\"trace_id\":\"" T_ID "\",\"span_id\":\"" S_ID "\"");
+		check_fields(&st, "abc", 3, NULL, "\"request_id\":\"abc\"");
+		check_fields(&st, "abc", 0, &t,
+			     "\"trace_id\":\"" T_ID "\",\"span_id\":\"" S_ID "\"");
+		st = style3(formats[f], "request_id", 10, (int[]){ S, R, T }, 3);
+		check_fields(&st, "abc", 3, &t,
+			     "\"span_id\":\"" S_ID "\",\"request_id\":\"abc\",\"trace_id\":\"" T_ID "\"");
+		check_fields(&st, "abc", 3, NULL, "\"request_id\":\"abc\"");
+		st = style3(formats[f], "request_id", 10, (int[]){ S, T, R }, 3);
+		check_fields(&st, "abc", 3, &t,
+			     "\"span_id\":\"" S_ID "\",\"trace_id\":\"" T_ID "\",\"request_id\":\"abc\"");
+		/* renamed request_id; id_len honoured */
+		st = style3(formats[f], "ridXYZ", 3, (int[]){ T, R, S }, 3);
+		check_fields(&st, "abcdef", 4, &t,
+			     "\"trace_id\":\"" T_ID "\",\"rid\":\"abcd\",\"span_id\":\"" S_ID "\"");
+		/* no fields at all */
+		st = style3(formats[f], "request_id", 10, NULL, 0);
+		check_fields(&st, "abc", 3, &t, "");
+	}
+}
+
+static void test_fields_logfmt(void **state)
+{
+	(void)state;
+	const struct trace_ctx t = make_trace();
+	const int R = FIELD_REQUEST_ID, T = FIELD_TRACE_ID, S = FIELD_SPAN_ID;
+	struct line_style st;
+	st = style3(FORMAT_LOGFMT, "request_id", 10, (int[]){ R }, 1);
+	check_fields(&st, "abc", 3, &t, "request_id=abc");
+	check_fields(&st, "abc", 0, &t, "");
+	st = style3(FORMAT_LOGFMT, "request_id", 10, (int[]){ T }, 1);
+	check_fields(&st, "abc", 3, &t, "trace_id=" T_ID);
+	check_fields(&st, "abc", 3, NULL, "");
+	st = style3(FORMAT_LOGFMT, "request_id", 10, (int[]){ S }, 1);
+	check_fields(&st, "abc", 3, &t, "span_id=" S_ID);
+	st = style3(FORMAT_LOGFMT, "request_id", 10, (int[]){ T, S }, 2);
+	check_fields(&st, "abc", 3, &t, "trace_id=" T_ID " span_id=" S_ID);
+	check_fields(&st, "abc", 3, NULL, "");
+	st = style3(FORMAT_LOGFMT, "request_id", 10, (int[]){ S, R }, 2);
+	check_fields(&st, "abc", 3, &t, "span_id=" S_ID " request_id=abc");
+	check_fields(&st, "abc", 3, NULL, "request_id=abc");
+	check_fields(&st, "abc", 0, &t, "span_id=" S_ID);
+	st = style3(FORMAT_LOGFMT, "request_id", 10, (int[]){ R, T, S }, 3);
+	check_fields(&st, "abc", 3, &t, "request_id=abc trace_id=" T_ID " span_id=" S_ID);
+	check_fields(&st, "abc", 3, NULL, "request_id=abc");
+	check_fields(&st, "abc", 0, &t, "trace_id=" T_ID " span_id=" S_ID);
+	check_fields(&st, "abc", 0, NULL, "");
+	st = style3(FORMAT_LOGFMT, "request_id", 10, (int[]){ T, R, S }, 3);
+	check_fields(&st, "abc", 3, &t, "trace_id=" T_ID " request_id=abc span_id=" S_ID);
+	st = style3(FORMAT_LOGFMT, "req", 3, (int[]){ S, T, R }, 3);
+	check_fields(&st, "abc", 3, &t, "span_id=" S_ID " trace_id=" T_ID " req=abc");
+}
+
+/* Every ordered choice of fields, every format, with and without id and
+ * trace, against the pieces written out by hand. */
+static void test_fields_every_order(void **state)
+{
+	(void)state;
+	const struct trace_ctx t = make_trace();
+	static const char *const json_piece[] = {
+		"\"rid\":\"my-id\"", "\"trace_id\":\"" T_ID "\"", "\"span_id\":\"" S_ID "\"",
+	};
+	static const char *const logfmt_piece[] = {
+		"rid=my-id", "trace_id=" T_ID, "span_id=" S_ID,
+	};
+	const enum log_format formats[] = { FORMAT_JSON, FORMAT_PREFIX, FORMAT_LOGFMT };
+	size_t checked = 0;
+	for (int n = 0; n <= 3; n++) {
+		for (int a = 0; a < 3; a++)
+			for (int b = 0; b < 3; b++)
+				for (int c = 0; c < 3; c++) {
+					int order[3] = { a, b, c };
+					if ((n > 1 && a == b) || (n > 2 && (a == c || b == c)))
+						continue;
+					if ((n < 3 && c != 0) || (n < 2 && b != 0) || (n < 1 && a != 0))
+						continue;
+					for (size_t f = 0; f < 3; f++)
+						for (int with_id = 0; with_id < 2; with_id++)
+							for (int with_trace = 0; with_trace < 2; with_trace++) {
+								struct line_style st = style3(
+									formats[f], "rid", 3, order, (size_t)n);
+								char want[400] = "";
+								bool logfmt = formats[f] == FORMAT_LOGFMT;
+								for (int i = 0; i < n; i++) {
+									if (order[i] == FIELD_REQUEST_ID && !with_id)
+										continue;
+									if (order[i] != FIELD_REQUEST_ID && !with_trace)
+										continue;
+									if (want[0])
+										strcat(want, logfmt ? " " : ",");
+									strcat(want, (logfmt ? logfmt_piece
+											     : json_piece)[order[i]]);
+								}
+								check_fields(&st, "my-id", with_id ? 5 : 0,
+									     with_trace ? &t : NULL, want);
+								checked++;
+							}
+				}
+	}
+	/* 1 + 3 + 6 + 6 orders, 3 formats, 4 combinations */
+	assert_int_equal(checked, 16 * 3 * 4);
+}
+
+static void test_fields_longest(void **state)
+{
+	(void)state;
+	/* the longest name, the longest id, and the trace: within
+	 * LINE_FIELDS_MAX, and the whole line within its bound */
+	const struct trace_ctx t = make_trace();
+	char name[CONFIG_MAX_FIELD + 1], id[REQUEST_ID_MAX + 1];
+	memset(name, 'f', CONFIG_MAX_FIELD);
+	name[CONFIG_MAX_FIELD] = '\0';
+	memset(id, 'i', REQUEST_ID_MAX);
+	id[REQUEST_ID_MAX] = '\0';
+	const enum log_format formats[] = { FORMAT_JSON, FORMAT_PREFIX, FORMAT_LOGFMT };
+	for (size_t f = 0; f < 3; f++) {
+		for (int cee = 0; cee < 2; cee++) {
+			struct line_style st = style3(formats[f], name, CONFIG_MAX_FIELD,
+						      (int[]){ FIELD_SPAN_ID, FIELD_REQUEST_ID,
+							       FIELD_TRACE_ID }, 3);
+			st.cee = cee;
+			char want[LINE_FIELDS_MAX + 1];
+			if (formats[f] == FORMAT_LOGFMT)
+				snprintf(want, sizeof want, "span_id=" S_ID " %s=%s trace_id=" T_ID,
+					 name, id);
+			else
+				snprintf(want, sizeof want,
+					 "\"span_id\":\"" S_ID "\",\"%s\":\"%s\",\"trace_id\":\"" T_ID "\"",
+					 name, id);
+			check_fields(&st, id, REQUEST_ID_MAX, &t, want);
+
+			char fields[LINE_FIELDS_MAX];
+			size_t fl = line_fields(&st, id, REQUEST_ID_MAX, &t, fields);
+			static const char *const lines[] = { "\x01\x01\x01\x01", "{}", "{ \"a\":1 }",
+							     "", "@cee:{}" };
+			for (size_t l = 0; l < sizeof lines / sizeof lines[0]; l++) {
+				size_t len = strlen(lines[l]);
+				size_t bound = line_format_bound(len, fl);
+				char *out = malloc(bound);
+				assert_non_null(out);
+				size_t n = line_format(&st, fields, fl, lines[l], len, out);
+				assert_true(n <= bound);
+				free(out);
+			}
+		}
+	}
+}
+
+/* line_format with fields rendered by line_fields, into a buffer of
+ * exactly the bound. */
+static void check_line(const struct line_style *st, const char *id,
+		       const struct trace_ctx *trace, const char *line, const char *want)
+{
+	char fields[LINE_FIELDS_MAX];
+	size_t fl = line_fields(st, id, id ? strlen(id) : 0, trace, fields);
+	size_t len = strlen(line), bound = line_format_bound(len, fl);
+	char *out = malloc(bound);
+	assert_non_null(out);
+	size_t n = line_format(st, fields, fl, line, len, out);
+	assert_true(n <= bound);
+	if (n != strlen(want) || memcmp(out, want, n) != 0)
+		print_bytes("input   ", line, len);
+	assert_bytes(out, n, want, strlen(want));
+	free(out);
+}
+
+static void test_format_with_trace_fields(void **state)
+{
+	(void)state;
+	const struct trace_ctx t = make_trace();
+	const int R = FIELD_REQUEST_ID, T = FIELD_TRACE_ID, S = FIELD_SPAN_ID;
+	struct line_style j = style3(FORMAT_JSON, "request_id", 10, (int[]){ R, T, S }, 3);
+	struct line_style p = style3(FORMAT_PREFIX, "request_id", 10, (int[]){ R, T, S }, 3);
+	struct line_style l = style3(FORMAT_LOGFMT, "request_id", 10, (int[]){ R, T, S }, 3);
+	struct line_style c = style3(FORMAT_JSON, "request_id", 10, (int[]){ R, T, S }, 3);
+	c.cee = true;
+#define ALL3 "\"request_id\":\"abc\",\"trace_id\":\"" T_ID "\",\"span_id\":\"" S_ID "\""
+
+	/* a plain line */
+	check_line(&j, "abc", &t, "hello \"x\"", "{" ALL3 ",\"msg\":\"hello \\\"x\\\"\"}");
+	check_line(&p, "abc", &t, "hello \"x\"", "{" ALL3 "} hello \"x\"");
+	check_line(&l, "abc", &t, "hello \"x\"",
+		   "request_id=abc trace_id=" T_ID " span_id=" S_ID " hello \"x\"");
+	check_line(&c, "abc", &t, "hello", "@cee:{" ALL3 ",\"msg\":\"hello\"}");
+	/* a JSON object line */
+	check_line(&j, "abc", &t, "{\"level\":\"info\",\"n\":1}",
+		   "{" ALL3 ",\"level\":\"info\",\"n\":1}");
+	check_line(&j, "abc", &t, " { \"a\" : [1] } \r", " {" ALL3 ", \"a\" : [1] } \r");
+	check_line(&j, "abc", &t, "{}", "{" ALL3 "}");
+	check_line(&j, "abc", &t, "{ }", "{" ALL3 " }");
+	check_line(&c, "abc", &t, "@cee:{\"a\":1}", "@cee:{" ALL3 ",\"a\":1}");
+	check_line(&p, "abc", &t, "{\"a\":1}", "{" ALL3 "} {\"a\":1}");
+	check_line(&l, "abc", &t, "{\"a\":1}",
+		   "request_id=abc trace_id=" T_ID " span_id=" S_ID " {\"a\":1}");
+
+	/* without the trace: only the id */
+	check_line(&j, "abc", NULL, "hello", "{\"request_id\":\"abc\",\"msg\":\"hello\"}");
+	check_line(&j, "abc", NULL, "{\"a\":1}", "{\"request_id\":\"abc\",\"a\":1}");
+	check_line(&p, "abc", NULL, "hello", "{\"request_id\":\"abc\"} hello");
+	check_line(&l, "abc", NULL, "hello", "request_id=abc hello");
+	/* without the id: only the trace */
+	check_line(&j, NULL, &t, "hello",
+		   "{\"trace_id\":\"" T_ID "\",\"span_id\":\"" S_ID "\",\"msg\":\"hello\"}");
+	check_line(&j, NULL, &t, "{\"a\":1}",
+		   "{\"trace_id\":\"" T_ID "\",\"span_id\":\"" S_ID "\",\"a\":1}");
+	check_line(&p, NULL, &t, "hello",
+		   "{\"trace_id\":\"" T_ID "\",\"span_id\":\"" S_ID "\"} hello");
+	check_line(&l, NULL, &t, "hello", "trace_id=" T_ID " span_id=" S_ID " hello");
+	/* neither: nothing added */
+	check_line(&j, NULL, NULL, "hello", "{\"msg\":\"hello\"}");
+	check_line(&j, NULL, NULL, "{\"a\":1}", "{\"a\":1}");
+	check_line(&p, NULL, NULL, "hello", "{} hello");
+	check_line(&l, NULL, NULL, "hello", "hello");
+	check_line(&c, NULL, NULL, "{\"a\":1}", "@cee:{\"a\":1}");
+
+	/* trace fields only, in the other order, renamed id unused */
+	struct line_style j2 = style3(FORMAT_JSON, "rid", 3, (int[]){ S, T }, 2);
+	check_line(&j2, "abc", &t, "x",
+		   "{\"span_id\":\"" S_ID "\",\"trace_id\":\"" T_ID "\",\"msg\":\"x\"}");
+	check_line(&j2, "abc", NULL, "x", "{\"msg\":\"x\"}");
+	struct line_style l2 = style3(FORMAT_LOGFMT, "rid", 3, (int[]){ T, R }, 2);
+	check_line(&l2, "abc", &t, "x", "trace_id=" T_ID " rid=abc x");
+	check_line(&l2, "abc", NULL, "x", "rid=abc x");
+#undef ALL3
+}
+
 /* ---- random valid objects ---------------------------------------------- */
 
 static size_t gen_ws(char *b)
@@ -833,6 +1137,11 @@ int main(void)
 		cmocka_unit_test(test_syslog_cee),
 		cmocka_unit_test(test_syslog_header_len),
 		cmocka_unit_test(test_custom_field),
+		cmocka_unit_test(test_fields_json_prefix),
+		cmocka_unit_test(test_fields_logfmt),
+		cmocka_unit_test(test_fields_every_order),
+		cmocka_unit_test(test_fields_longest),
+		cmocka_unit_test(test_format_with_trace_fields),
 		cmocka_unit_test(test_random_valid_objects),
 		cmocka_unit_test(test_bound_random),
 		cmocka_unit_test(test_plain_matches_reference_random),
