@@ -254,8 +254,17 @@ class PyHttp(RealServer):
         super().__init__(tmp, port)
         self.python = server_python()
 
+    # http.server listens with a backlog of 5 (socketserver's default): 64
+    # clients connecting at once overflow it, and a connection the kernel
+    # dropped the handshake of waits out SYN-ACK retries (up to 31 s, the
+    # load's timeout), with or without the shim (the shim only makes its
+    # accept loop a little slower). The stock module runs with that one
+    # setting raised, as a server's listen backlog is configured.
+    BACKLOG = ("import runpy, socketserver; socketserver.TCPServer.request_queue_size = 128; "
+               "runpy.run_module('http.server', run_name='__main__', alter_sys=True)")
+
     def argv(self):
-        argv = [self.python, "-m", "http.server", "--bind", "127.0.0.1"]
+        argv = [self.python, "-c", self.BACKLOG, "--bind", "127.0.0.1"]
         if self._has_protocol():
             argv += ["--protocol", "HTTP/1.1"]  # keep-alive (3.11+)
         return argv + [str(self.port)]
