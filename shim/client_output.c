@@ -15,6 +15,7 @@
 #include "client_output.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <stdatomic.h>
 #include <string.h>
@@ -29,9 +30,13 @@
 #define ADDED_MAX (13 + TRACEPARENT_LEN + 2 + 12 + TRACESTATE_MAX + 2 + \
 		   CONFIG_MAX_HEADER_NAME + 2 + REQUEST_ID_MAX + 2)
 
+/* A slot's life: FREE, IDLE while a connection holds it, BUSY while a write
+ * on it is inside; a connection closed during a write leaves it BUSY_GONE
+ * and the write frees it on its way out. */
+enum slot_state { SLOT_FREE, SLOT_IDLE, SLOT_BUSY, SLOT_BUSY_GONE };
+
 struct client {
-	_Atomic bool taken;
-	_Atomic uint32_t out_busy;
+	_Atomic uint32_t state;
 	_Atomic bool lost;     /* written by two threads at once: left alone */
 	uint16_t owed_len;
 	char owed[ADDED_MAX];
@@ -51,16 +56,21 @@ static bool is_tcp_stream(int fd, const struct sockaddr *addr)
 	return getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0 && type == SOCK_STREAM;
 }
 
+static bool move(struct client *cl, uint32_t from, uint32_t to)
+{
+	return atomic_compare_exchange_strong_explicit(&cl->state, &from, to,
+						       memory_order_acq_rel, memory_order_relaxed);
+}
+
 static bool out_lock(struct client *cl)
 {
-	uint32_t expected = 0;
-	return atomic_compare_exchange_strong_explicit(&cl->out_busy, &expected, 1,
-						       memory_order_acquire, memory_order_relaxed);
+	return move(cl, SLOT_IDLE, SLOT_BUSY);
 }
 
 static void out_unlock(struct client *cl)
 {
-	atomic_store_explicit(&cl->out_busy, 0, memory_order_release);
+	if (!move(cl, SLOT_BUSY, SLOT_IDLE))
+		atomic_store_explicit(&cl->state, SLOT_FREE, memory_order_release); /* gone */
 }
 
 void client_connected(int fd, const struct sockaddr *addr)
@@ -78,15 +88,13 @@ void client_connected(int fd, const struct sockaddr *addr)
 	for (uint32_t i = 0; i < CLIENT_SLOTS; i++) {
 		uint32_t k = (start + i) % CLIENT_SLOTS;
 		struct client *cl = &clients[k];
-		bool expected = false;
-		if (!atomic_compare_exchange_strong_explicit(&cl->taken, &expected, true,
-							     memory_order_acquire,
-							     memory_order_relaxed))
+		/* Taken BUSY: set up before anyone else can lock it. */
+		if (!move(cl, SLOT_FREE, SLOT_BUSY))
 			continue;
 		http_parser_init_pausing(&cl->parser, &shim.matcher);
 		cl->owed_len = 0;
 		atomic_store_explicit(&cl->lost, false, memory_order_relaxed);
-		atomic_store_explicit(&cl->out_busy, 0, memory_order_release);
+		atomic_store_explicit(&cl->state, SLOT_IDLE, memory_order_release);
 		atomic_store_explicit(&client_of[fd], (uint16_t)(k + 1), memory_order_release);
 		atomic_fetch_or_explicit(&fd_flags[fd], FD_CLIENT, memory_order_relaxed);
 		return;
@@ -101,10 +109,10 @@ void client_forget(int fd)
 	uint16_t slot = atomic_exchange_explicit(&client_of[fd], 0, memory_order_acq_rel);
 	if (slot == 0)
 		return;
-	/* A writer still inside keeps the slot: it is never freed under it. */
+	/* A write still inside frees the slot when it leaves. */
 	struct client *cl = &clients[slot - 1];
-	if (out_lock(cl))
-		atomic_store_explicit(&cl->taken, false, memory_order_release);
+	while (!move(cl, SLOT_IDLE, SLOT_FREE) && !move(cl, SLOT_BUSY, SLOT_BUSY_GONE))
+		;
 }
 
 static struct client *client_at(int fd)
@@ -205,17 +213,14 @@ static size_t render(struct outbound_ctx *o, uint32_t seen, char *out)
 	return (size_t)(p - out);
 }
 
-ssize_t client_output(int fd, const struct iovec *iov, int iovcnt, int flags, bool use_send,
-		      const struct msghdr *msg)
+/* The write, planned: headers for each head that ends in it. Under the
+ * slot's lock; unlocks it. Kept out of client_output so that writes on
+ * connections left alone (not HTTP) do not pay for its stack. */
+static __attribute__((noinline)) ssize_t planned_output(struct client *cl, int fd,
+							 const struct iovec *iov, int iovcnt,
+							 int flags, bool use_send,
+							 const struct msghdr *msg)
 {
-	struct client *cl = client_at(fd);
-	bool usable = cl && iovcnt >= 0 && iovcnt <= IOV_MAX && (iovcnt == 0 || iov) &&
-		      !atomic_load_explicit(&cl->lost, memory_order_relaxed);
-	if (!usable || !out_lock(cl)) {
-		if (usable)
-			atomic_store_explicit(&cl->lost, true, memory_order_relaxed);
-		return insert_send_plain(fd, iov, iovcnt, flags, use_send, msg);
-	}
 	size_t total = 0;
 	for (int i = 0; i < iovcnt; i++)
 		total += iov[i].iov_len;
@@ -224,10 +229,6 @@ ssize_t client_output(int fd, const struct iovec *iov, int iovcnt, int flags, bo
 	bool have_ctx = false, loaded = false;
 
 	for (int attempt = 0;; attempt++) {
-		if (http_parser_stopped(&cl->parser) && cl->owed_len == 0) {
-			out_unlock(cl);
-			return insert_send_plain(fd, iov, iovcnt, flags, use_send, msg);
-		}
 		struct insertion ins;
 		uint32_t seen[INSERT_POINTS_MAX];
 		struct http_parser after;
@@ -236,19 +237,20 @@ ssize_t client_output(int fd, const struct iovec *iov, int iovcnt, int flags, bo
 			have_ctx = outbound_ctx_load(&ctx);
 			loaded = true;
 		}
-		char text[INSERT_POINTS_MAX][ADDED_MAX];
-		size_t kept = 0;
-		for (size_t k = 0; k < ins.count && have_ctx; k++) {
-			size_t n = render(&ctx, seen[k], text[kept]);
+		/* The heads' texts, one after another; a head whose text no
+		 * longer fits gets none. */
+		char text[2 * ADDED_MAX];
+		size_t kept = 0, used = 0;
+		for (size_t k = 0; k < ins.count && have_ctx && sizeof(text) - used >= ADDED_MAX; k++) {
+			size_t n = render(&ctx, seen[k], text + used);
 			if (n == 0)
 				continue;
 			ins.at[kept] = ins.at[k];
-			ins.text[kept] = text[kept];
+			ins.text[kept] = text + used;
 			ins.len[kept++] = n;
+			used += n;
 		}
 		ins.count = have_ctx ? kept : 0;
-		if (!insert_fits(iovcnt, ins.count))
-			ins.count = 0;
 		struct insert_result res;
 		ssize_t r = insert_send(fd, iov, iovcnt, flags, use_send, msg, &ins, &owed, &res);
 		if (r < 0) {
@@ -276,15 +278,35 @@ ssize_t client_output(int fd, const struct iovec *iov, int iovcnt, int flags, bo
 	}
 }
 
+ssize_t client_output(int fd, const struct iovec *iov, int iovcnt, int flags, bool use_send,
+		      const struct msghdr *msg)
+{
+	struct client *cl = client_at(fd);
+	bool usable = cl && iovcnt >= 0 && iovcnt <= IOV_MAX && (iovcnt == 0 || iov) &&
+		      !atomic_load_explicit(&cl->lost, memory_order_relaxed);
+	if (!usable || !out_lock(cl)) {
+		if (usable)
+			atomic_store_explicit(&cl->lost, true, memory_order_relaxed);
+		return insert_send_plain(fd, iov, iovcnt, flags, use_send, msg);
+	}
+	if (http_parser_stopped(&cl->parser) && cl->owed_len == 0) {
+		out_unlock(cl);
+		return insert_send_plain(fd, iov, iovcnt, flags, use_send, msg);
+	}
+	return planned_output(cl, fd, iov, iovcnt, flags, use_send, msg);
+}
+
 bool client_before_sendfile(int fd)
 {
 	struct client *cl = client_at(fd);
-	if (!cl || !out_lock(cl))
+	if (!cl)
+		return true;
+	atomic_store_explicit(&cl->lost, true, memory_order_relaxed);
+	if (!out_lock(cl))
 		return true;
 	struct owed_bytes owed = {&cl->owed_len, cl->owed, sizeof(cl->owed)};
 	bool paid = insert_pay_owed(fd, &owed);
 	int saved = errno;
-	atomic_store_explicit(&cl->lost, true, memory_order_relaxed);
 	out_unlock(cl);
 	errno = saved;
 	return paid;

@@ -65,8 +65,8 @@ static bool same_word(const char *v, const char *word)
 }
 
 /* A yes/no setting. A value that is neither clearly on nor clearly off is
- * reported and sets *out to unclear (REQID_DISABLE: whoever set it wanted
- * something, so the shim is disabled). */
+ * reported and sets *out to unclear, the side that changes least
+ * (REQID_DISABLE: disabled; REQID_PROPAGATE: off). */
 static bool parse_switch(const char *v, bool *out, bool unclear)
 {
 	static const char *const on[] = {"1", "true", "yes", "on"};
@@ -266,7 +266,7 @@ unsigned config_parse(struct reqid_config *cfg, config_lookup lookup)
 		warnings |= WARN_FIELD;
 	if ((v = lookup("REQID_FIELDS")) && !parse_fields(v, cfg))
 		warnings |= WARN_FIELDS;
-	if ((v = lookup("REQID_PROPAGATE")) && !parse_switch(v, &cfg->propagate, true))
+	if ((v = lookup("REQID_PROPAGATE")) && !parse_switch(v, &cfg->propagate, false))
 		warnings |= WARN_PROPAGATE;
 	if ((v = lookup("REQID_OUTSIDE")) && *v &&
 	    !parse_word(v, is_id_char, CONFIG_MAX_OUTSIDE, cfg->outside, &cfg->outside_len))

@@ -116,10 +116,6 @@ ssize_t conn_output(int fd, const struct iovec *iov, int iovcnt, int flags, bool
 			ins.text[k] = header;
 			ins.len[k] = header_len;
 		}
-		if (!insert_fits(iovcnt, ins.count)) {
-			http_response_stop(&c->response);
-			continue;
-		}
 		struct insert_result res;
 		ssize_t r = insert_send(fd, iov, iovcnt, flags, use_send, msg, &ins, &owed, &res);
 		if (r < 0) {

@@ -28,7 +28,7 @@ static void before_fd_wait(unsigned nfds, int only_fd)
 		ctx_mark_event_loop();
 	if (nfds == 1 && waits_on_current(only_fd))
 		ctx_wait_on_conn(only_fd);
-	else if (!(nfds == 1 && (fd_class(only_fd) & FD_CLIENT) && thread_ctx.mode == CTX_CERTAIN))
+	else if (!(nfds == 1 && (fd_class(only_fd) & FD_CLIENT) && ctx_certain_request()))
 		ctx_boundary(); /* waiting for a service the request called is part of it */
 }
 
@@ -144,15 +144,15 @@ static void boundary(void)
 	errno = saved;
 }
 
-/* A condition wait keeps a thread certain of its request: it has read the
- * request and not answered it, and waits for something serving it needs (a
- * result, a pool's connection, an interpreter's global lock). A worker
- * waiting for its next job has answered its last one and is no longer
- * certain. Semaphores are what interpreters build their locks on: see
+/* A condition wait keeps a thread certain of a request it read itself and
+ * has not answered: it waits for something serving it needs (a result, a
+ * pool's connection, an interpreter's global lock). A worker waiting for
+ * its next job has answered its last one, or got its context from the
+ * thread that created it: either way the wait ends it. Semaphores are what interpreters build their locks on: see
  * ctx_lock_wait. */
 static void condition_wait(void)
 {
-	if (thread_ctx.mode != CTX_CERTAIN)
+	if (!ctx_serves_own_request())
 		boundary();
 }
 

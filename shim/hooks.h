@@ -50,7 +50,8 @@ static inline void note_other_io(int fd)
 static inline void note_client_io(int fd)
 {
 	note_other_io(fd);
-	thread_ctx.foreign_lines = false;
+	if (!thread_ctx.in_shim)
+		thread_ctx.foreign_lines = false;
 }
 
 /* After a read-like call on connection fd: the bytes it consumed feed the

@@ -9,11 +9,19 @@
 #include "insert_output.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <string.h>
 
 #include "shim_init.h"
 
 enum piece_kind { APP, ADDED, OWED };
+
+/* Whether a write of iovcnt pieces with count insertions stays within
+ * IOV_MAX pieces (the owed bytes, the application's, the added texts). */
+static bool insert_fits(int iovcnt, size_t count)
+{
+	return (size_t)iovcnt + 2 * count + 1 <= IOV_MAX;
+}
 
 ssize_t insert_send_plain(int fd, const struct iovec *iov, int iovcnt, int flags, bool use_send,
 			  const struct msghdr *msg)
@@ -93,10 +101,36 @@ static void took(const struct iovec *out, const uint8_t *kind, int n, size_t r,
 	*owed->len = (uint16_t)rest;
 }
 
+/* More pieces than one call takes: what is owed goes alone first, then the
+ * application's bytes as they came (this write adds nothing). */
+static ssize_t send_without_adding(int fd, const struct iovec *iov, int iovcnt, int flags,
+				   bool use_send, const struct msghdr *msg,
+				   struct owed_bytes *owed, struct insert_result *res)
+{
+	res->app = 0;
+	res->after_added = false;
+	if (*owed->len) {
+		struct iovec o = {owed->buf, *owed->len};
+		ssize_t r = insert_send_plain(fd, &o, 1, flags, use_send, NULL);
+		if (r < 0)
+			return r;
+		memmove(owed->buf, owed->buf + r, *owed->len - (size_t)r);
+		*owed->len = (uint16_t)(*owed->len - (size_t)r);
+		if (*owed->len)
+			return 0; /* none of the application's bytes went */
+	}
+	ssize_t r = insert_send_plain(fd, iov, iovcnt, flags, use_send, msg);
+	if (r >= 0)
+		res->app = (size_t)r;
+	return r;
+}
+
 ssize_t insert_send(int fd, const struct iovec *iov, int iovcnt, int flags, bool use_send,
 		    const struct msghdr *msg, const struct insertion *ins, struct owed_bytes *owed,
 		    struct insert_result *res)
 {
+	if ((ins->count == 0 && *owed->len == 0) || !insert_fits(iovcnt, ins->count))
+		return send_without_adding(fd, iov, iovcnt, flags, use_send, msg, owed, res);
 	int max_pieces = iovcnt + 2 * (int)ins->count + 1;
 	struct iovec out[max_pieces];
 	uint8_t kind[max_pieces];

@@ -14,7 +14,6 @@
 
 #include <stdbool.h>
 #include <stddef.h>
-#include <limits.h>
 #include <stdint.h>
 #include <sys/socket.h>
 #include <sys/types.h>
@@ -43,18 +42,13 @@ struct insert_result {
 	bool after_added;  /* the last bytes it took were added text */
 };
 
-/* Whether a write of iovcnt pieces with count insertions stays within
- * IOV_MAX pieces (the owed bytes, the application's, the added texts). */
-static inline bool insert_fits(int iovcnt, size_t count)
-{
-	return (size_t)iovcnt + 2 * count + 1 <= IOV_MAX;
-}
-
 /* One writev (use_send false) or sendmsg with flags (msg, if not NULL, for
  * the destination and ancillary data) of the owed bytes, then the
- * application's bytes with the insertion, which must fit (insert_fits) and
- * whose texts must each fit in the owed buffer. Returns the call's result
- * (< 0: errno set, nothing changed); on success fills res and updates owed. */
+ * application's bytes with the insertion, whose texts must each fit in the
+ * owed buffer. When the pieces would not fit in one call (IOV_MAX) the
+ * owed bytes go alone first and this write adds nothing. Returns the call's
+ * result (< 0: errno set, nothing changed); on success fills res and
+ * updates owed. */
 ssize_t insert_send(int fd, const struct iovec *iov, int iovcnt, int flags, bool use_send,
 		    const struct msghdr *msg, const struct insertion *ins, struct owed_bytes *owed,
 		    struct insert_result *res) __attribute__((visibility("hidden")));

@@ -38,11 +38,17 @@ void ctx_boundary(void)
 	thread_ctx.epoch++;
 }
 
+bool ctx_serves_own_request(void)
+{
+	return thread_ctx.mode == CTX_CERTAIN && !(thread_ctx.watch & WATCH_INHERITED) &&
+	       ctx_certain_request() != 0;
+}
+
 void ctx_lock_wait(void)
 {
 	if (thread_ctx.in_shim)
 		return;
-	if (thread_ctx.mode == CTX_CERTAIN)
+	if (ctx_serves_own_request())
 		thread_ctx.foreign_lines = true;
 	else
 		ctx_boundary();
@@ -124,8 +130,11 @@ uint64_t ctx_certain_request(void)
 		return shim.exec_request;
 	if (thread_ctx.mode != CTX_CERTAIN)
 		return 0;
+	/* Still the connection's request, and not answered yet (by another
+	 * thread: this one would have left CTX_CERTAIN writing to it). */
+	int fd = (int)thread_ctx.last_conn - 1;
 	uint64_t r = thread_ctx.request;
-	return conn_request((int)thread_ctx.last_conn - 1) == r ? r : 0;
+	return conn_request(fd) == r && !conn_of(fd)->responded ? r : 0;
 }
 
 int32_t ctx_tid(void)

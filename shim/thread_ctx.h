@@ -95,11 +95,15 @@ void ctx_wait_on_conn(int fd) __attribute__((visibility("hidden")));
 void ctx_inherit(uint64_t request, uint32_t last_conn, uint8_t mode)
 	__attribute__((visibility("hidden")));
 
-/* The thread is about to wait on a lock (a semaphore). A thread certain of
- * its request stays so (it still serves it), but until its next I/O on a
- * connection its log writes get no id: an interpreter's shared log buffer
- * is flushed by whichever thread gets its lock, with other threads' lines
- * in it. Any other thread meets a boundary. */
+/* Whether the thread is certain of a request it read itself (not one it
+ * got from its creator) that is still unanswered: waits do not end that. */
+bool ctx_serves_own_request(void) __attribute__((visibility("hidden")));
+
+/* The thread is about to wait on a lock (a semaphore). A thread serving its
+ * own request (ctx_serves_own_request) stays certain of it, but until its
+ * next I/O on a connection its log writes get no id: an interpreter's
+ * shared log buffer is flushed by whichever thread gets its lock, with
+ * other threads' lines in it. Any other thread meets a boundary. */
 void ctx_lock_wait(void) __attribute__((visibility("hidden")));
 
 /* The thread waited on several descriptors at once. */

@@ -624,9 +624,11 @@ static void test_propagate_invalid(void **state)
 	static const char *const bad[] = { "2", "maybe", "yess", "-1", "offf", " on", "on ", "y" };
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
 		struct reqid_config cfg;
-		/* reported, and propagation stays on */
+		/* reported, and propagation goes off: the side that changes
+		 * least */
 		assert_int_equal(parse1(&cfg, "REQID_PROPAGATE", bad[i]), WARN_PROPAGATE);
-		assert_true(cfg.propagate);
+		assert_false(cfg.propagate);
+		cfg.propagate = true;
 		assert_all_defaults(&cfg);
 	}
 }
@@ -799,6 +801,8 @@ static void test_new_warnings_together(void **state)
 	env_set("REQID_PROPAGATE", "sometimes");
 	env_set("REQID_FORMAT", "xml");
 	assert_int_equal(parse(&cfg), WARN_FIELDS | WARN_PROPAGATE | WARN_FORMAT);
+	assert_false(cfg.propagate);
+	cfg.propagate = true;
 	assert_all_defaults(&cfg);
 
 	/* and valid together */
