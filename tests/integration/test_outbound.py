@@ -18,9 +18,12 @@ chunked bodies holding fake heads, its own traceparent / X-Request-ID,
 look-alike header names, pipelining, two interleaved connections, a
 keep-alive connection opened at start-up and shared across requests, a
 pooled one opened by the first request that needs it, a non-blocking socket
-with a 4 KiB send buffer and a ~200 KiB body, a thread the handler starts, a
-background thread outside any request, HTTP/1.0, IPv6, and calls made after
-the response was written). Inbound requests carry every kind of id header
+with a 4 KiB send buffer and a ~200 KiB body, the same request cut by the
+kernel inside the inserted lines and continued by writev() of IOV_MAX (1024)
+iovecs (iovmax), a thread the handler starts, a background thread outside
+any request, a one-thread pool started by the first pooljob request and fed
+jobs through a condition variable (pooljob), HTTP/1.0, IPv6, and calls made
+after the response was written). Inbound requests carry every kind of id header
 (KINDS: none, X-Request-ID plain, 32-hex, all-zero, uppercase, invalid, 128
 bytes, X-Correlation-ID, valid traceparents with flags 00/01/0a, future
 version, tracestate normalised, split over several lines, invalid or empty,
@@ -29,7 +32,18 @@ headers), eight client connections at once, 1-3 requests per connection.
 The nonblock requests' padding is chosen so that the kernel's first cut
 (measured: first_write_size()) falls at planned offsets around the insertion
 point: before it, on it, inside the inserted lines, just after them, inside
-the final CRLF, in the body (NB_CUTS). The downstream is a capture server
+the final CRLF, in the body (NB_CUTS); the iovmax requests' inside the
+inserted lines (IOVMAX_CUTS: the shim owes their rest when the writev of
+1024 iovecs comes, and must send it alone first, not fail with EINVAL), and
+the shim run fails unless at least one first write returned exactly at the
+insertion point. The pooljob requests run before all others: the first
+one (whose handler starts the worker) on a keep-alive connection that stays
+open and idle while two more come at once on connections of their own, then
+a fourth on the first connection; the worker's context came from its
+creator and ended at its first wait, so every worker request must be
+byte-identical to the application's and every worker line ("job=...") must
+carry no ids (the handlers' own lines before their responses carry their
+request's ids, as everywhere). The downstream is a capture server
 in this script (raw sockets, unshimmed): it splits each connection's bytes
 into requests by their own framing (Content-Length, chunked with trailers),
 keeps each request's exact raw bytes and answers "HTTP/1.1 200
@@ -47,7 +61,7 @@ through a pipe handshake; no sleeps to synchronise):
          at exactly the expected position (or byte-identical where nothing
          may be inserted: the start-up calls, the background thread, the
          application's own traceparent and X-Request-ID, calls after the
-         response); trace-id per the rules (the inbound traceparent's, else
+         response, the pooljob worker); trace-id per the rules (the inbound traceparent's, else
          an inbound X-Request-ID of 32 lowercase hex, not all zero, else a
          generated one, which is the generated request id when the request
          id was generated too); flags (inbound flags & 03; 01 from the
@@ -61,7 +75,7 @@ through a pipe handshake; no sleeps to synchronise):
          one span_id per inbound request, 16 lowercase hex, non-zero), the
          same ids or none after it, and only msg on the server's other lines
          (lines the README's attribution rules let go without ids: after a
-         poll() in nonblock, a created thread's after its own I/O, see
+         poll() in nonblock and iovmax, a created thread's after its own I/O, see
          RECALL_EXEMPT; their start lines must still carry them).
 For both: no INCONSISTENT or ERROR line (the server checks every write-like
 call's return value: 0..asked, adding up to exactly its own bytes), exit
@@ -180,7 +194,7 @@ def nonblock_extra(k):
     return extra + b"Content-Length: %d\r\n" % body_len, body_len
 
 
-def nonblock(k):
+def nonblock(k, mode="nonblock"):
     h = fnv1a(k.encode())
     extra, body_len = nonblock_extra(k)
     cycle = bytes(NB_ALPHABET[(i * 7 + h) % 36] for i in range(36))
@@ -189,11 +203,11 @@ def nonblock(k):
     while at + len(NB_FAKE) <= body_len:
         body[at:at + len(NB_FAKE)] = NB_FAKE
         at += 8192
-    return head(b"POST", "nonblock", k, 0, extra) + bytes(body)
+    return head(b"POST", mode, k, 0, extra) + bytes(body)
 
 
-def nonblock_head_len(k):
-    return len(head(b"POST", "nonblock", k, 0, nonblock_extra(k)[0]))
+def nonblock_head_len(k, mode="nonblock"):
+    return len(head(b"POST", mode, k, 0, nonblock_extra(k)[0]))
 
 
 def model(mode, k):
@@ -224,28 +238,28 @@ def model(mode, k):
                     b"X-Note2: X-Request-ID: fake\r\n")]
     if mode == "interleave":
         return [get(mode, k, 0), get(mode, k, 1)]
-    if mode == "nonblock":
-        return [nonblock(k)]
+    if mode in ("nonblock", "iovmax"):
+        return [nonblock(k, mode)]
     if mode == "http10":
         return [get(mode, k, 0, proto=b"HTTP/1.0")]
-    return [get(mode, k, 0)]  # one keepalive thread bg v6 after afterka startup
+    return [get(mode, k, 0)]  # one keepalive thread bg pooljob v6 after afterka startup
 
 
 # what the shim inserts into each mode's requests: (traceparent+tracestate, X-Request-ID)
 INSERTS = {"own": (False, False), "ownid": (True, False), "owntp": (False, True),
            "after": (False, False), "afterka": (False, False), "bg": (False, False),
-           "startup": (False, False)}
+           "pooljob": (False, False), "startup": (False, False)}
 MODES = ("one", "bytewise", "split", "writev", "sendmsg", "send", "post", "chunked", "own",
          "ownid", "owntp", "lookalike", "pipeline", "interleave", "keepalive", "nonblock",
-         "pool", "thread", "bg", "http10", "v6", "after", "afterka")
+         "pool", "thread", "bg", "http10", "v6", "after", "afterka", "iovmax", "pooljob")
 # inbound requests per mode (3 unless named); "one" gets one of every id kind
-PER_MODE = {"keepalive": 8, "nonblock": 12, "pool": 5}
+PER_MODE = {"keepalive": 8, "nonblock": 12, "pool": 5, "iovmax": 3, "pooljob": 4}
 STARTUP = (("startup", "0"), ("startup", "ka"))
 # Modes where the shim's attribution rules (README, "How lines get their id")
 # let lines before the response go without ids: poll() is a wait (nonblock);
 # a created thread's lines after its own I/O (thread). Their "start" lines
 # must still carry them, and any id on any line must be the right one.
-RECALL_EXEMPT = ("nonblock", "thread")
+RECALL_EXEMPT = ("nonblock", "thread", "iovmax")
 
 # ------------------------------------------------------------ inbound ids
 
@@ -406,14 +420,14 @@ def inserted_len(exp):
     return 70 + (14 + len(exp["ts"]) if exp["ts"] else 0) + 16 + rid
 
 
-def nonblock_k(base, head_len):
-    """base + "p<pad>", pad 1000-9999 chosen so that the nonblock request's
-    head is head_len bytes long (or as close above as the padding lines
-    allow)."""
+def nonblock_k(base, head_len, mode="nonblock"):
+    """base + "p<pad>", pad 1000-9999 chosen so that the nonblock (or
+    iovmax) request's head is head_len bytes long (or as close above as the
+    padding lines allow)."""
     lo, hi = 1000, 9999
     while lo < hi:
         mid = (lo + hi) // 2
-        if nonblock_head_len("%sp%04d" % (base, mid)) < head_len:
+        if nonblock_head_len("%sp%04d" % (base, mid), mode) < head_len:
             lo = mid + 1
         else:
             hi = mid
@@ -423,17 +437,24 @@ def nonblock_k(base, head_len):
 # where the kernel's first cut of a nonblock request falls, relative to the
 # insertion point (L: the inserted lines' length); None: padding from k's hash
 NB_CUTS = (-40, 0, 1, 16, 69, 70, "L-1", "L", "L+1", "L+2", 3000, None)
+# the same for iovmax: always inside the inserted lines (bytes owed)
+IOVMAX_CUTS = (16, 72, "L-1")
+CUTS = {"nonblock": NB_CUTS, "iovmax": IOVMAX_CUTS}
 
 
 def make_plan(rng, prefix, v6, first_write):
-    reqs, i = [], 0
+    """Inbound connections: the pooljob ones first (see run_pooljob), then
+    every other request in keep-alive connections of 1-3, shuffled."""
+    reqs, pooljob, i = [], [], 0
     for mi, mode in enumerate(MODES):
         if mode == "v6" and not v6:
             continue
         count = len(KINDS) if mode == "one" else PER_MODE.get(mode, 3)
         for j in range(count):
             kind = KINDS[j] if mode == "one" else KINDS[(mi * 3 + j * 7) % len(KINDS)]
-            if mode != "nonblock" or NB_CUTS[j] is None:
+            if mode == "pooljob":
+                pooljob.append(Inbound(mode, "%s%03d" % (prefix, i), kind, rng))
+            elif mode not in CUTS or CUTS[mode][j] is None:
                 reqs.append(Inbound(mode, "%s%03d" % (prefix, i), kind, rng))
             else:
                 # the head's length can step by 13 bytes where a padding line
@@ -442,17 +463,20 @@ def make_plan(rng, prefix, v6, first_write):
                 r = Inbound(mode, base + "p0000", kind, rng)
                 for fill in range(14):
                     r.rename(base + "z" * fill + "p0000")
-                    cut = NB_CUTS[j]
+                    cut = CUTS[mode][j]
                     if isinstance(cut, str):
                         cut = inserted_len(r.exp) + int(cut[1:] or 0)
-                    k = nonblock_k(base + "z" * fill, first_write - cut + 2)
-                    if nonblock_head_len(k) == first_write - cut + 2:
+                    k = nonblock_k(base + "z" * fill, first_write - cut + 2, mode)
+                    if nonblock_head_len(k, mode) == first_write - cut + 2:
                         break
                 r.rename(k)
                 reqs.append(r)
             i += 1
     rng.shuffle(reqs)
     conns = []
+    if pooljob:  # the first and last on one keep-alive connection, the others alone
+        conns = [[pooljob[0], pooljob[-1]]] + [[r] for r in pooljob[1:-1]]
+        pooljob[-1].close = rng.random() < 0.5
     while reqs:  # keep-alive inbound connections of 1-3 requests
         n = min(len(reqs), rng.choice((1, 1, 2, 3)))
         conn, reqs = reqs[:n], reqs[n:]
@@ -573,7 +597,8 @@ class Capture:
                                                    % (serial, buf[:200]))
                         return
                     buf += data
-                    small = small or buf.startswith(b"POST /down/nonblock/")
+                    small = small or buf.startswith((b"POST /down/nonblock/",
+                                                     b"POST /down/iovmax/"))
                     continue
                 raw, buf = buf[:n], buf[n:]
                 target = raw.split(b" ", 2)[1].decode("ascii", "replace")
@@ -621,11 +646,13 @@ def split_added_header(resp):
     return resp[:m.start()] + resp[m.end() - 4:], m.group(1).decode()
 
 
-def run_conn(conn, port):
+def run_conn(conn, port, after_first=None):
+    """The requests of conn on one connection; after_first() runs once the
+    first response is in, the connection open and idle."""
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as s:
             buf = b""
-            for r in conn:
+            for i, r in enumerate(conn):
                 s.sendall(r.raw(port))
                 r.response, buf = read_response(s, buf)
                 if buf:
@@ -633,12 +660,24 @@ def run_conn(conn, port):
                 plain, r.resp_id = split_added_header(r.response)
                 if plain != r.expected_response():
                     r.error = "inbound response altered: %r" % r.response[:300]
+                if i == 0 and after_first:
+                    after_first()
             if conn[-1].close and s.recv(65536):
                 conn[-1].error = "bytes after Connection: close"
     except (OSError, Failure) as e:
         for r in conn:
             if r.response is None and r.error is None:
                 r.error = "%s: %s" % (type(e).__name__, e)
+
+
+def run_pooljob(conns, port):
+    """The pooljob connections: the first one's first request (its handler
+    starts the worker), then, while that connection stays open and idle,
+    the other connections at once, then the first one's second request."""
+    def others():
+        with ThreadPoolExecutor(max_workers=max(1, len(conns) - 1)) as ex:
+            list(ex.map(lambda c: run_conn(c, port), conns[1:]))
+    run_conn(conns[0], port, after_first=others)
 
 
 def clean_env(**extra):
@@ -681,8 +720,11 @@ class Phase:
             os.close(log_fd)
         try:
             port = self._handshake(rfd, proc)
+            pooljob = [c for c in plan if c[0].mode == "pooljob"]
+            if pooljob:
+                run_pooljob(pooljob, port)
             with ThreadPoolExecutor(max_workers=CONCURRENCY) as ex:
-                list(ex.map(lambda c: run_conn(c, port), plan))
+                list(ex.map(lambda c: run_conn(c, port), [c for c in plan if c not in pooljob]))
             with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as s:
                 s.sendall(b"GET /quit HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
                 resp, _ = read_response(s, b"")
@@ -1001,6 +1043,24 @@ def check_phase(ph, rep, verbose):
         rows["nonblock"]["extra"] = "  first writes cut inside the head %d, at %s" % (
             sum(1 for r, h in firsts if int(r) < int(h)),
             ",".join(sorted({r for r, _ in firsts}, key=int)))
+    # iovmax: the first write returned at the insertion point (the rest of
+    # the inserted lines owed), then writev(IOV_MAX)
+    ifirsts = re.findall(r"iovmax first write returned (\d+) of \d+ \(head (\d+)\)", ph.log)
+    icalls = [int(n) for n in re.findall(r"iovmax writev\(IOV_MAX\) calls (\d+)", ph.log)]
+    if "iovmax" in rows:
+        owed = sum(1 for r, h in ifirsts if int(r) == int(h) - 2)
+        rows["iovmax"]["extra"] = ("  first writes returned at the insertion point %d (of %d), "
+                                   "writev(IOV_MAX) calls %d"
+                                   % (owed, len(ifirsts), sum(icalls)))
+        if shim and ifirsts and not owed:
+            rows["iovmax"]["problems"].append(
+                "no first write returned at the insertion point (at %s, heads %s): the kernel "
+                "did not cut inside the inserted lines, so nothing was owed at the writev of "
+                "IOV_MAX iovecs" % (",".join(r for r, _ in ifirsts),
+                                     ",".join(h for _, h in ifirsts)))
+        if ifirsts and (len(icalls) != len(ifirsts) or 0 in icalls):
+            rows["iovmax"]["problems"].append("not every iovmax request wrote by writev(IOV_MAX) "
+                                              "after its first write (calls %s)" % icalls)
     for label in ["startup"] + [m for m in MODES if m in rows]:
         row = rows[label]
         rep.row("%s/%s" % (ph.name, label), row["problems"],

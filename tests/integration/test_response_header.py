@@ -23,7 +23,7 @@ inside). Runs, each on a fresh server (port through a pipe handshake, then a
 probe connection; no sleeps to synchronise):
   bare   no shim: every response is exactly the model (this validates the
          model and the server), no X-Request-ID except the /own/ one
-  shim   LD_PRELOAD=build/libreqid.so: exactly one X-Request-ID header in
+  shim   LD_PRELOAD=$REQID_LIB (default build/libreqid.so): exactly one X-Request-ID header in
          every response; for /own/ targets it is the application's and the
          response is exactly the model; otherwise the added line is the last
          header line, its value is the request's X-Request-ID when the
@@ -47,6 +47,18 @@ at that end (its stat cut_at_blank): with the shim, the kernel cut that
 write at the insertion point, inside the added header (the shim then owes
 the header's rest, sent first by the application's next call) or just after
 it; none at all fails the run, as the owed-bytes path would be untested.
+bare and shim also run the IOV_MAX case (IOVMAX_CUTS): one response per
+connection, family iovmax (the first call a write() of the whole response,
+every later one a writev() of IOV_MAX non-empty iovecs), its header block
+padded (?pad=P) so that the kernel's first cut on a fresh connection whose
+reader is paused (measured: first_write_size()) falls inside the added
+X-Request-ID line: the shim owes the rest of that line when the writev of
+1024 iovecs comes, and must send the owed bytes alone first (it used to
+spin forever in conn_output; partial_writer's alarm ends it then, exit 4,
+and the test's socket timeout gives up). Checked as every response, plus:
+the server's iovmax line for it (the writev(IOV_MAX) calls happened and
+every return adds up to the response's length), and in the shim run at
+least one first call returned exactly at the insertion point (bytes owed).
 Server logs: build/integration/response_header-RUN.log. A self-test of
 the checker on corrupted copies of real responses proves that it can fail.
 
@@ -73,11 +85,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-LIB = (ROOT / "build" / "libreqid.so").resolve()
+LIB = Path(os.environ.get("REQID_LIB") or ROOT / "build" / "libreqid.so").resolve()
 SERVER = ROOT / "build" / "servers" / "partial_writer"
 LOG_DIR = ROOT / "build" / "integration"
 
-FAMILIES = ("write", "writev", "send", "sendto", "sendmsg", "sendfile")
+FAMILIES = ("write", "writev", "send", "sendto", "sendmsg", "sendfile")  # plan and bursts
 SPLITS = ("one", "status", "blank", "cr", "hb", "bytes")
 DEFAULT_BODY = 200 * 1024
 CLIENT_RCVBUF = 8192  # at 4096, loopback TCP stalls in 200 ms rounds for seconds on some
@@ -88,6 +100,16 @@ SLOW = 3.0            # a connection or step slower than this gets a note
 BURST_WANT = 3        # cuts at a header block's end wanted per burst run
 BURST_BUDGET = 6.0    # seconds of bursts at most per run
 BURST_MIN, BURST_MAX = 500, 6000  # burst body sizes
+IOVMAX_RUNS = ("bare", "shim")
+IOVMAX_BODY = 20000  # >= 1022: the rest after the header block fills 1024 iovecs
+IOVMAX_ID_LEN = 40   # the request ids given in the IOV_MAX case
+# where the kernel's first cut falls, in bytes after the insertion point,
+# as fractions of the added line's length (strictly inside it)
+IOVMAX_CUTS = (0.25, 0.5, 0.75)
+MAX_PAD = 120 * 90
+PAUSE = 0.05         # the IOV_MAX case's reader waits this long after the first bytes
+IOVMAX_LINE_RE = re.compile(r"iovmax conn=\d+ target=(\S+) first=(-?\d+) blank=(\d+) "
+                            r"maxv_calls=(\d+) maxv_sum=(\d+) believed=(\d+) total=(\d+)")
 LONG_HEADER = "X-Other-Response-Header-Name-Sixty-Three-Characters-Long-abcdef"
 assert len(LONG_HEADER) == 63
 
@@ -126,7 +148,7 @@ def fnv1a(data):
 
 
 def body_len(target):
-    m = re.search(r"\?size=(\d+)$", target)
+    m = re.search(r"\?size=(\d+)(?:&pad=\d+)?$", target)
     if m:
         return int(m.group(1))
     return DEFAULT_BODY + fnv1a(target.encode()) % 4099
@@ -166,13 +188,19 @@ def pattern(target):
 
 def expected_response(target, own, token, close):
     """Exactly what partial_writer writes for target (see its prepare())."""
+    return expected_head(target, own, token, close) + pattern(target)
+
+
+def expected_head(target, own, token, close):
+    """The header block of expected_response, final CRLFCRLF included."""
     h = fnv1a(target.encode())
     lines = [b"HTTP/1.1 200 OK", b"Server: partial_writer",
              b"Content-Type: application/octet-stream"]
     if own:
         lines.append(OWN_NAMES[h % 3] + b": own-" + token.encode())
     lines.append(b"Content-Length: %d" % body_len(target))
-    pad, i = (h >> 8) % 9000, 0
+    m = re.search(r"&pad=(\d+)$", target)
+    pad, i = int(m.group(1)) if m else (h >> 8) % 9000, 0
     while pad > 0 and i < 120:
         n = min(pad, 90)
         pad -= n
@@ -180,16 +208,17 @@ def expected_response(target, own, token, close):
         i += 1
     if close:
         lines.append(b"Connection: close")
-    return b"\r\n".join(lines) + b"\r\n\r\n" + pattern(target)
+    return b"\r\n".join(lines) + b"\r\n\r\n"
 
 
 # --------------------------------------------------------------------- plan
 
 class Req:
-    def __init__(self, family, split, own, token, size=None):
+    def __init__(self, family, split, own, token, size=None, pad=None):
         self.family, self.split, self.own, self.token = family, split, own, token
-        self.target = "/%s%s/%s/%s%s" % ("own/" if own else "", family, split, token,
-                                          "" if size is None else "?size=%d" % size)
+        self.target = "/%s%s/%s/%s%s%s" % ("own/" if own else "", family, split, token,
+                                            "" if size is None else "?size=%d" % size,
+                                            "" if pad is None else "&pad=%d" % pad)
         self.id_kind, self.given, self.id_header = "none", None, "X-Request-ID"
         self.close = self.early = self.burst = False
         self.response = self.error = None
@@ -276,6 +305,58 @@ def make_burst(rng, prefix, n_conns=8, per_conn=8):
             r.early = True
         conns.append(conn)
     return conns
+
+
+def first_write_size():
+    """What the kernel takes in the first send() of 64 KiB on a fresh
+    accepted non-blocking socket with SO_SNDBUF 4096 (as partial_writer
+    sets it) to a client with SO_RCVBUF CLIENT_RCVBUF that does not read;
+    8192 if it cannot be measured."""
+    srv = socket.socket()
+    try:
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(1)
+        with socket.socket() as c:
+            c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, CLIENT_RCVBUF)
+            c.settimeout(TIMEOUT)
+            c.connect(srv.getsockname())
+            peer, _ = srv.accept()
+            with peer:
+                peer.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+                peer.setblocking(False)
+                n = peer.send(b"x" * 65536)
+            return n if 1000 < n < 60000 else 8192
+    except OSError:
+        return 8192
+    finally:
+        srv.close()
+
+
+def make_iovmax(prefix, name, first_write):
+    """The IOV_MAX case: one request per IOVMAX_CUTS, its header block
+    padded so that the kernel's first cut (first_write bytes) falls that
+    far into the added X-Request-ID line. Returns (requests, problems)."""
+    reqs, problems = [], []
+    added = len(b"X-Request-ID: \r\n") + IOVMAX_ID_LEN
+    for j, frac in enumerate(IOVMAX_CUTS):
+        token = "%si%s%d" % (prefix, name[0], j)
+        into = max(1, min(added - 1, round(added * frac)))
+        # the insertion point (the final CRLF) with pad P: P bytes in lines
+        # of at most 90, 12 more bytes per line ("X-Pad-NN: ", CRLF)
+        blank0 = len(expected_head(Req("iovmax", "one", False, token, IOVMAX_BODY, 0).target,
+                                   False, token, True)) - 2
+        pad = min(range(MAX_PAD + 1), key=lambda p: abs(blank0 + p + 12 * -(-p // 90) -
+                                                         (first_write - into)))
+        r = Req("iovmax", "one", False, token, IOVMAX_BODY, pad)
+        r.close, r.id_kind = True, "given"
+        r.given = ("iovmax-%s-" % token).ljust(IOVMAX_ID_LEN, "x")
+        blank = len(expected_head(r.target, False, token, True)) - 2
+        if not 0 < first_write - blank < added:
+            problems.append("IOV_MAX case: cannot put the first cut (%d bytes) inside the "
+                            "added line with padding (%s: insertion point %d)"
+                            % (first_write, r.target, blank))
+        reqs.append(r)
+    return reqs, problems
 
 
 # ------------------------------------------------------------------- client
@@ -378,6 +459,64 @@ def run_conn(conn, port, seed):
     finally:
         sock.close()
     return time.monotonic() - t0
+
+
+def run_paused(r, port):
+    """r alone on a fresh connection whose reader pauses (PAUSE) once the
+    first bytes came: the server's first call meets a receiver that does
+    not read. Then reads the whole response slowly; r.error on failure
+    (a read blocked for TIMEOUT: the deadline)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, CLIENT_RCVBUF)
+        sock.settimeout(TIMEOUT)
+        sock.connect(("127.0.0.1", port))
+        sock.sendall(r.raw(port))
+        if not select.select([sock], [], [], TIMEOUT)[0]:
+            raise Failure("no response within %.0f s" % TIMEOUT)
+        time.sleep(PAUSE)
+        reader = SlowReader(sock, random.Random(r.target))
+        head = reader.until(b"\r\n\r\n")
+        r.response = head + reader.exactly(content_length(head))
+        tail = reader.rest()
+        if tail:
+            r.error = "bytes after Connection: close: %r" % tail[:80]
+    except (OSError, Failure) as e:
+        r.error = "%s: %s" % (type(e).__name__, e)
+    finally:
+        sock.close()
+
+
+def check_iovmax_log(text, reqs, shim):
+    """The server's iovmax lines for reqs. Returns (problems, info)."""
+    lines = {m.group(1): m for m in IOVMAX_LINE_RE.finditer(text)}
+    problems, owed, firsts, calls = [], 0, [], 0
+    for r in reqs:
+        m = lines.get(r.target)
+        if not m:
+            problems.append("%s: no iovmax line from the server (its writes did not finish)"
+                            % r.target)
+            continue
+        first, blank, n, msum, believed, total = map(int, m.groups()[1:])
+        firsts.append("%d/%d" % (first, blank))
+        calls += n
+        if n == 0:
+            problems.append("%s: no writev() of IOV_MAX iovecs was made (first call returned "
+                            "%d of %d)" % (r.target, first, total))
+        if total != len(r.expected()) or believed != total or max(first, 0) + msum != total:
+            problems.append("%s: returns do not add up: first call %d + writev(IOV_MAX) calls "
+                            "%d = %d, believed %d, response %d bytes (model %d)"
+                            % (r.target, first, msum, max(first, 0) + msum, believed, total,
+                               len(r.expected())))
+        owed += first == blank
+    if shim and firsts and not owed:
+        problems.append("no first call returned at the insertion point (first/insertion "
+                        "point: %s): the kernel did not cut inside the added line, so no "
+                        "bytes were owed at the writev of IOV_MAX iovecs" % " ".join(firsts))
+    info = ("%d responses; first call returned at the insertion point (bytes owed) in %d; "
+            "writev(IOV_MAX) calls %d; first/insertion point %s"
+            % (len(reqs), owed, calls, " ".join(firsts) or "-"))
+    return problems, info
 
 
 # ------------------------------------------------------------------ checker
@@ -673,12 +812,17 @@ def drive(conns, port, rng, notes):
                              % (took, " ".join(r.target for r in conn)))
 
 
-def one_run(name, shim, response_header, how, burst, plan, rng, prefix):
-    """Runs plan (then bursts) against a fresh server. Returns (results,
-    run problems, notes, stats, bursts, elapsed); results: [(req, problems,
-    id)]."""
+def one_run(name, shim, response_header, how, burst, plan, rng, prefix, first_write):
+    """Runs plan (then bursts, then the IOV_MAX case) against a fresh
+    server. Returns (results, run problems, notes, stats, bursts, elapsed,
+    iovmax); results: [(req, problems, id)]; iovmax: None, or the IOV_MAX
+    case's (problems, info)."""
     t0 = time.monotonic()
     problems, notes, stats, reqs, bursts = [], [], None, [], 0
+    iov_reqs, iovmax, burst_cuts = [], None, None
+    if name in IOVMAX_RUNS:
+        iov_reqs, ps = make_iovmax(prefix, name, first_write)
+        problems += ps
     srv = None
     fresh(plan)  # nothing from an earlier run counts
     try:
@@ -693,11 +837,17 @@ def one_run(name, shim, response_header, how, burst, plan, rng, prefix):
                 st = srv.stats()
                 if (st["cut_at_blank"] >= BURST_WANT
                         or time.monotonic() - t_burst > BURST_BUDGET):
+                    burst_cuts = st["cut_at_blank"]
                     break
                 conns = make_burst(rng, "%s%s%d" % (prefix, name[0], bursts))
                 drive(conns, srv.port, rng, notes)
                 reqs += [r for conn in conns for r in conn]
                 bursts += 1
+        # after the bursts: its cuts at the insertion point must not count
+        # towards BURST_WANT
+        for r in iov_reqs:
+            run_paused(r, srv.port)
+        reqs += iov_reqs
         t_stop = time.monotonic()
         rc = srv.stop(how)
         if time.monotonic() - t_stop > SLOW:
@@ -710,8 +860,11 @@ def one_run(name, shim, response_header, how, burst, plan, rng, prefix):
             srv.kill()
         if not reqs:
             reqs = [r for conn in plan for r in conn]
+        reqs += [r for r in iov_reqs if r not in reqs]
     if srv:
         text = srv.log_text()
+        if iov_reqs:
+            iovmax = check_iovmax_log(text, iov_reqs, shim)
         for line in text.splitlines():
             if "INCONSISTENT" in line or "ERROR" in line:
                 problems.append("server: %s" % line[:400])
@@ -723,7 +876,7 @@ def one_run(name, shim, response_header, how, burst, plan, rng, prefix):
             if stats["partial"] == 0 or stats["eagain"] == 0:
                 problems.append("partial writes not exercised (partial=%d eagain=%d)"
                                 % (stats["partial"], stats["eagain"]))
-            if burst and stats["cut_at_blank"] == 0:
+            if burst and (stats["cut_at_blank"] if burst_cuts is None else burst_cuts) == 0:
                 problems.append("no write was cut at a header block's end in %.0f s of "
                                 "bursts: the shim's owed header bytes were not exercised"
                                 % BURST_BUDGET)
@@ -744,14 +897,19 @@ def one_run(name, shim, response_header, how, burst, plan, rng, prefix):
     dup = len(gen) - len(set(gen))
     if dup:
         problems.append("%d generated ids repeated across responses" % dup)
-    return results, problems, notes, stats, bursts, time.monotonic() - t0
+    if iov_reqs and iovmax is None:
+        iovmax = (["the server did not start"], "")
+    return results, problems, notes, stats, bursts, time.monotonic() - t0, iovmax
 
 
-def report_run(name, results, problems, notes, stats, bursts, elapsed, verbose):
-    """Prints one line per call family and one for the run; returns
-    (passed, failed) counts."""
+def report_run(name, results, problems, notes, stats, bursts, elapsed, iovmax, verbose):
+    """Prints one line per call family (iovmax: the IOV_MAX case), one for
+    the IOV_MAX case's server lines and one for the run; returns (passed,
+    failed) counts."""
     passed = failed = 0
-    for fam in FAMILIES:
+    families = FAMILIES + (("iovmax",) if any(r.family == "iovmax" for r, _, _ in results)
+                           else ())
+    for fam in families:
         rs = [(r, ps, a) for r, ps, a in results if r.family == fam]
         bad = [(r, ps) for r, ps, a in rs if ps]
         splits = sorted({r.split for r, _, _ in rs}, key=SPLITS.index)
@@ -775,6 +933,12 @@ def report_run(name, results, problems, notes, stats, bursts, elapsed, verbose):
                 print("  %s %s id=%s -> %s" % ("FAIL" if ps else "ok  ", r.target, r.id_kind,
                                                 a.decode() if a else "-"))
         passed, failed = passed + (not bad), failed + bool(bad)
+    if iovmax is not None:
+        ps, info = iovmax
+        print("%s/iovmax-writes: %s  %s" % (name, "FAIL" if ps else "PASS", info))
+        for p in ps[:10]:
+            print("  problem: %s" % p)
+        passed, failed = passed + (not ps), failed + bool(ps)
     st = ("responses %(responses)d calls %(calls)d partial %(partial)d eagain %(eagain)d "
           "cut_at_blank %(cut_at_blank)d" % stats) if stats else "no stats"
     print("%s: %s  (%.1f s, %d burst rounds; server: %s)"
@@ -808,13 +972,17 @@ def main(argv=None):
     rng = random.Random(seed)
     prefix = "".join(rng.choice("ABCDEFGHJKLMNPQRSTUVWXYZ") for _ in range(4))
     plan = make_plan(rng, prefix)
+    first_write = first_write_size()
+    print("library %s; first write on a fresh connection %d bytes" % (LIB, first_write))
     passed = failed = 0
     for name, shim, header, how, burst in RUNS:
         if name not in wanted:
             continue
-        results, problems, notes, stats, bursts, elapsed = one_run(
-            name, shim, header, how, burst, plan, random.Random(rng.randrange(1 << 30)), prefix)
-        p, f = report_run(name, results, problems, notes, stats, bursts, elapsed, a.verbose)
+        results, problems, notes, stats, bursts, elapsed, iovmax = one_run(
+            name, shim, header, how, burst, plan, random.Random(rng.randrange(1 << 30)), prefix,
+            first_write)
+        p, f = report_run(name, results, problems, notes, stats, bursts, elapsed, iovmax,
+                          a.verbose)
         passed, failed = passed + p, failed + f
         if name == "shim":
             det, total, misses = checker_self_test([r for r, _, _ in results])

@@ -66,9 +66,22 @@
  *              fake heads, written by
  *              write(), send() or writev() (chosen from k) in a poll() loop
  *              through EAGAIN and short writes
+ *   iovmax     as nonblock (non-blocking socket, SNDBUF 4096, padding from
+ *              k), the whole request in one write(), then the rest after
+ *              each partial write or EAGAIN by writev() of IOV_MAX (1024)
+ *              non-empty iovecs, or one per byte when fewer are left (the
+ *              test puts the first cut inside the inserted lines, so the
+ *              shim owes their rest at the first writev)
  *   thread     a thread created by the handler makes the call; joined
  *   bg         the background thread makes the call (outside any request)
  *              while the handler waits on a pipe
+ *   pooljob    a one-thread pool: the first pooljob request's handler
+ *              creates the worker (which inherits that request's context)
+ *              and waits until it waits on a condition variable for jobs;
+ *              each pooljob request queues its k as a job (one at a time)
+ *              and waits on another condition variable until the worker
+ *              has done it: a GET on a new connection, its lines saying
+ *              "job=<k>"
  *   http10     GET ... HTTP/1.0
  *   v6         GET to [::1]:PORT6
  *   after      the response first, then a GET on a new connection
@@ -79,9 +92,13 @@
  * the bytes the application meant to send; otherwise "INCONSISTENT ..." on
  * stderr (exit status 3 at the end). Lines about inbound request k contain
  * "k=<k>", and " post: " once its response has been written; the
- * background thread's lines say "job=<k>", the start-up calls' "init=...".
- * The nonblock mode logs what its first write returned ("k=... nonblock
- * first write returned R of N (head H)").
+ * background thread's and the pooljob worker's lines say "job=<k>", the
+ * start-up calls' "init=...".
+ * The nonblock and iovmax modes log what their first write returned
+ * ("k=... nonblock first write returned R of N (head H)", the same with
+ * iovmax), iovmax also how many writev(IOV_MAX) calls it made ("k=...
+ * iovmax writev(IOV_MAX) calls C"); a writev() failing with EINVAL is an
+ * ERROR like any failed write.
  * At exit: "outbound_caller: stats outbound=... partial=... eagain=...
  * head_cut=... inconsistent=... errors=..." (head_cut: short writes that
  * started inside a head and stopped at or before its end).
@@ -90,6 +107,7 @@
  * into buffers only) and never write a line without its '\n'.
  */
 #define _GNU_SOURCE
+#include <limits.h>
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <stdint.h>
@@ -279,10 +297,10 @@ static void m_chunked(struct msg *m, const char *k, int n, int which)
 	}
 }
 
-/* The nonblock POST: body length from fnv1a(k); padding headers of
+/* The nonblock (and iovmax: mode) POST: body length from fnv1a(k); padding headers of
  * fnv1a(k) % 16000 bytes, or of N bytes when k ends in "p<N>" (1-5 digits),
  * which lets the test put the end of the head where it wants. */
-static void m_nonblock(struct msg *m, const char *k)
+static void m_nonblock(struct msg *m, const char *mode, const char *k)
 {
 	uint32_t h = fnv1a(k, strlen(k));
 	size_t pad = h % 16000, body_len = 200 * 1024 + h % 4099, i, start, kl = strlen(k);
@@ -301,7 +319,7 @@ static void m_nonblock(struct msg *m, const char *k)
 	}
 	m_addf(&extra, "Content-Length: %zu\r\n", body_len);
 	m_add(&extra, "", 1);
-	m_head(m, "POST", "nonblock", k, 0, extra.p, "HTTP/1.1");
+	m_head(m, "POST", mode, k, 0, extra.p, "HTTP/1.1");
 	m_free(&extra);
 	body = malloc(body_len);
 	if (!body) {
@@ -1026,22 +1044,56 @@ static int mode_afterka(const char *k)
 	return ka_get(k, "afterka");
 }
 
-static int mode_nonblock(const char *k)
+/* n bytes at p as IOV_MAX non-empty iovecs, or one per byte when fewer. */
+static int iov_max(char *p, size_t n, struct iovec *iov)
+{
+	size_t cnt = n < IOV_MAX ? n : IOV_MAX;
+
+	for (size_t i = 0; i < cnt; i++) {
+		size_t piece = n / cnt + (i < n % cnt ? 1 : 0);
+
+		iov[i].iov_base = p;
+		iov[i].iov_len = piece;
+		p += piece;
+	}
+	return (int)cnt;
+}
+
+enum nb_how { NB_WRITE, NB_SEND, NB_WRITEV, NB_IOVMAX };
+
+/* The nonblock POST of mode on a non-blocking socket, in a poll() loop
+ * through EAGAIN and short writes, by write(), send(), writev() (head and
+ * body apart), or (NB_IOVMAX) write() first and writev(IOV_MAX) after. */
+static int nb_call(const char *k, const char *mode, enum nb_how how)
 {
 	struct client c;
 	struct msg m;
-	uint32_t h = fnv1a(k, strlen(k));
-	int how = (int)((h >> 16) % 3), rc = 0; /* write, send, writev */
+	int rc = 0;
 	size_t off = 0, believed = 0;
+	unsigned long maxv_calls = 0;
+	struct iovec *maxv = NULL;
 
-	if (cl_connect(&c, k, 0, 1) < 0)
+	if (how == NB_IOVMAX && !(maxv = malloc(IOV_MAX * sizeof *maxv))) {
+		failed(k, "out of memory");
 		return -1;
-	m_nonblock(&m, k);
+	}
+	if (cl_connect(&c, k, 0, 1) < 0) {
+		free(maxv);
+		return -1;
+	}
+	m_nonblock(&m, mode, k);
 	while (off < m.len) {
 		size_t asked = m.len - off;
 		ssize_t r;
 
-		if (how == 2) {
+		if (how == NB_IOVMAX && off > 0) {
+			int cnt = iov_max(m.p + off, asked, maxv);
+
+			errno = 0;
+			r = writev(c.fd, maxv, cnt);
+			r = checked(k, "writev", r, asked, errno);
+			maxv_calls++;
+		} else if (how == NB_WRITEV) {
 			struct iovec iov[2];
 			int cnt = 0;
 
@@ -1055,7 +1107,9 @@ static int mode_nonblock(const char *k)
 			r = writev(c.fd, iov, cnt);
 			r = checked(k, "writev", r, asked, errno);
 		} else {
-			r = one_call(k, c.fd, how == 0 ? F_WRITE : F_SEND, m.p + off, asked);
+			enum fam f = how == NB_SEND ? F_SEND : F_WRITE;
+
+			r = one_call(k, c.fd, f, m.p + off, asked);
 		}
 		if (r < 0) {
 			if (errno == EINTR)
@@ -1077,21 +1131,36 @@ static int mode_nonblock(const char *k)
 		if ((size_t)r < asked && off < m.head_len && off + (size_t)r <= m.head_len)
 			COUNT(head_cut);
 		if (off == 0)
-			lh_log("DEBUG", "k=%s nonblock first write returned %zd of %zu (head %zu)", k,
-			       r, asked, m.head_len);
+			lh_log("DEBUG", "k=%s %s first write returned %zd of %zu (head %zu)", k,
+			       mode, r, asked, m.head_len);
 		off += (size_t)r;
 		believed += (size_t)r;
 	}
 	if (rc == 0 && believed != m.len)
 		inconsistent(k, "non-blocking: believes it wrote %zu of %zu bytes", believed,
 			     m.len);
+	if (how == NB_IOVMAX)
+		lh_log("DEBUG", "k=%s iovmax writev(IOV_MAX) calls %lu", k, maxv_calls);
 	if (rc == 0)
 		rc = cl_response(&c, k);
 	if (rc == 0)
-		log_out(k, "nonblock", 0, &m);
+		log_out(k, mode, 0, &m);
 	m_free(&m);
+	free(maxv);
 	cl_close(&c);
 	return rc;
+}
+
+static int mode_nonblock(const char *k)
+{
+	uint32_t h = fnv1a(k, strlen(k));
+
+	return nb_call(k, "nonblock", (enum nb_how)((h >> 16) % 3)); /* write, send, writev */
+}
+
+static int mode_iovmax(const char *k)
+{
+	return nb_call(k, "iovmax", NB_IOVMAX);
 }
 
 struct child_arg {
@@ -1176,6 +1245,80 @@ static int mode_bg(const char *k)
 	return 0;
 }
 
+/* The pooljob worker: one thread, created by the first pooljob request's
+ * handler; a job (k) in through pj_job_cv, done through pj_done_cv. */
+static pthread_mutex_t pj_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t pj_job_cv = PTHREAD_COND_INITIALIZER;
+static pthread_cond_t pj_done_cv = PTHREAD_COND_INITIALIZER;
+static int pj_created, pj_waiting, pj_queued, pj_busy, pj_rc;
+static unsigned long pj_seq, pj_finished;
+static char pj_job[LH_TOKEN_MAX];
+
+static void *pj_worker(void *arg)
+{
+	(void)arg;
+	log_key = "job";
+	pthread_mutex_lock(&pj_mu);
+	pj_waiting = 1; /* from here until its first wait, pj_mu stays held */
+	pthread_cond_broadcast(&pj_done_cv);
+	for (;;) {
+		char job[LH_TOKEN_MAX];
+		unsigned long seq;
+		int rc;
+
+		while (!pj_queued)
+			pthread_cond_wait(&pj_job_cv, &pj_mu);
+		pj_queued = 0;
+		seq = pj_seq;
+		memcpy(job, pj_job, sizeof job);
+		pthread_mutex_unlock(&pj_mu);
+		lh_log("DEBUG", "job=%s pooljob worker took the job", job);
+		rc = simple_get(job, "pooljob", 0, NULL, "HTTP/1.1");
+		lh_log("DEBUG", "job=%s pooljob worker done rc=%d", job, rc);
+		pthread_mutex_lock(&pj_mu);
+		pj_rc = rc;
+		pj_finished = seq;
+		pthread_cond_broadcast(&pj_done_cv);
+	}
+	return NULL;
+}
+
+static int mode_pooljob(const char *k)
+{
+	unsigned long seq;
+	pthread_t th;
+	int rc;
+
+	pthread_mutex_lock(&pj_mu);
+	if (!pj_created) { /* the pool starts lazily, during this request */
+		if (pthread_create(&th, NULL, pj_worker, NULL) != 0) {
+			pthread_mutex_unlock(&pj_mu);
+			failed(k, "cannot start the pooljob worker");
+			return -1;
+		}
+		pthread_detach(th);
+		pj_created = 1;
+		lh_log("DEBUG", "k=%s pooljob worker started", k);
+		while (!pj_waiting) /* the worker is in its wait for jobs */
+			pthread_cond_wait(&pj_done_cv, &pj_mu);
+	}
+	while (pj_busy) /* one job at a time */
+		pthread_cond_wait(&pj_done_cv, &pj_mu);
+	pj_busy = 1;
+	seq = ++pj_seq;
+	snprintf(pj_job, sizeof pj_job, "%s", k);
+	pj_queued = 1;
+	pthread_cond_signal(&pj_job_cv);
+	while (pj_finished != seq)
+		pthread_cond_wait(&pj_done_cv, &pj_mu);
+	rc = pj_rc;
+	pj_busy = 0;
+	pthread_cond_broadcast(&pj_done_cv);
+	pthread_mutex_unlock(&pj_mu);
+	lh_log("DEBUG", "k=%s pooljob job done by the worker rc=%d", k, rc);
+	return rc;
+}
+
 struct mode {
 	const char *name;
 	int (*fn)(const char *k);
@@ -1200,8 +1343,10 @@ static const struct mode modes[] = {
 	{ "keepalive", mode_keepalive, 0 },
 	{ "pool", mode_pool, 0 },
 	{ "nonblock", mode_nonblock, 0 },
+	{ "iovmax", mode_iovmax, 0 },
 	{ "thread", mode_thread, 0 },
 	{ "bg", mode_bg, 0 },
+	{ "pooljob", mode_pooljob, 0 },
 	{ "http10", mode_http10, 0 },
 	{ "v6", mode_v6, 0 },
 	{ "after", mode_after, 1 },

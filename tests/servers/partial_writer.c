@@ -16,9 +16,12 @@
  * Request targets (GET, keep-alive unless "Connection: close"):
  *     /[own/]FAMILY/SPLIT/TOKEN[?size=N]
  * FAMILY is the call family that writes the response: write, writev, send,
- * sendto, sendmsg, or sendfile (headers with write(), the body with
- * sendfile() from an unlinked temporary file). SPLIT says how the response
- * is cut into the application's calls:
+ * sendto, sendmsg, sendfile (headers with write(), the body with
+ * sendfile() from an unlinked temporary file), or iovmax (each call's first
+ * attempt by write(); after a partial write or EAGAIN, the rest of the call
+ * by writev() of IOV_MAX non-empty iovecs, or one per byte when fewer bytes
+ * are left). SPLIT says how the response is cut into the application's
+ * calls:
  *     one     headers and body in one call (for sendfile: the headers)
  *     status  the status line, then the rest
  *     blank   everything before the final CRLF of the headers, then the rest
@@ -26,13 +29,19 @@
  *     hb      the headers, then the body
  *     bytes   the headers one byte per call, then the body
  * writev and sendmsg spread each call over several iovecs (one per header
- * line, the body in thirds, and an empty one). With /own/ the application
+ * line, the body in thirds, and an empty one). Each writev() of iovmax runs
+ * under alarm(IOVMAX_ALARM): a call that has not returned by then writes
+ * "ERROR ... did not return" and ends the server (exit 4); once an iovmax
+ * response is written, one line on stderr says what its first call
+ * returned, where its header block's final CRLF is, and what its
+ * writev(IOV_MAX) calls returned ("iovmax conn=... target=... first=R
+ * blank=B maxv_calls=C maxv_sum=S believed=X total=Y"). With /own/ the application
  * sets an X-Request-ID header of its own ("own-TOKEN", the name's case
  * varying), in the middle of its headers. The body is N bytes (default
  * 200 KiB plus up to 4 KiB) of a pattern derived from the target (see
  * pattern()), with fake response heads embedded in it; the header block is
  * padded (0-9000 bytes of X-Pad-NN lines) to a length derived from the
- * target as well.
+ * target as well, or by P bytes (at most 10800) with "?size=N&pad=P".
  *
  * Each call is looped on partial writes and EAGAIN (poll for POLLOUT), and
  * every return value is checked: never more than asked, never 0 for a
@@ -66,6 +75,7 @@
 #include <strings.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -75,10 +85,12 @@
 #define DEFAULT_BODY (200 * 1024)
 #define MAX_BODY (4 * 1024 * 1024)
 #define MAX_IOV 256
+#define MAX_PAD (120 * 90)
+#define IOVMAX_ALARM 3 /* seconds a writev(IOV_MAX) may take */
 
-enum family { F_WRITE, F_WRITEV, F_SEND, F_SENDTO, F_SENDMSG, F_SENDFILE, F_COUNT };
+enum family { F_WRITE, F_WRITEV, F_SEND, F_SENDTO, F_SENDMSG, F_SENDFILE, F_IOVMAX, F_COUNT };
 static const char *const family_names[F_COUNT] = {"write", "writev", "send", "sendto",
-						  "sendmsg", "sendfile"};
+						  "sendmsg", "sendfile", "iovmax"};
 enum split { S_ONE, S_STATUS, S_BLANK, S_CR, S_HB, S_BYTES, S_COUNT };
 static const char *const split_names[S_COUNT] = {"one", "status", "blank", "cr", "hb", "bytes"};
 
@@ -106,6 +118,10 @@ struct conn {
 	size_t ncalls, cur, off; /* off: absolute offset reached in calls[cur] */
 	size_t believed; /* sum of the returns the application saw */
 	int file_fd;
+	/* iovmax: the first call's first return, the writev(IOV_MAX) calls */
+	ssize_t first_r;
+	unsigned long maxv_calls;
+	size_t maxv_sum;
 };
 
 static struct conn conns[MAX_CONNS];
@@ -223,21 +239,31 @@ static bool add_call(struct conn *c, size_t *cap, size_t start, size_t end, bool
 }
 
 static bool parse_target(const char *target, bool *own, enum family *fam, enum split *split,
-			 size_t *body_len)
+			 size_t *body_len, long *pad)
 {
 	char t[512];
 	snprintf(t, sizeof(t), "%s", target);
 	char *q = strchr(t, '?');
 	*body_len = DEFAULT_BODY + fnv1a(target) % 4099;
+	*pad = -1;
 	if (q) {
 		*q++ = 0;
 		if (strncmp(q, "size=", 5) != 0)
 			return false;
 		char *end;
 		unsigned long v = strtoul(q + 5, &end, 10);
-		if (*end || end == q + 5 || v > MAX_BODY)
+		if ((*end && *end != '&') || end == q + 5 || v > MAX_BODY)
 			return false;
 		*body_len = v;
+		if (*end) { /* "&pad=P" */
+			char *p = end + 1;
+			if (strncmp(p, "pad=", 4) != 0)
+				return false;
+			v = strtoul(p + 4, &end, 10);
+			if (*end || end == p + 4 || v > MAX_PAD)
+				return false;
+			*pad = (long)v;
+		}
 	}
 	char *save = NULL, *part[5];
 	int n = 0;
@@ -266,6 +292,7 @@ static bool prepare(struct conn *c)
 	enum family fam;
 	enum split split;
 	size_t body_len;
+	long pad_given = -1;
 	bool quit = strcmp(c->target, "/quit") == 0, stat = strcmp(c->target, "/stats") == 0;
 	char text[256];
 	if (quit || stat) {
@@ -281,7 +308,7 @@ static bool prepare(struct conn *c)
 				 stats.responses, stats.calls, stats.partial, stats.eagain, stats.eintr,
 				 stats.cut_at_blank, errors);
 		body_len = strlen(text);
-	} else if (!parse_target(c->target, &own, &fam, &split, &body_len)) {
+	} else if (!parse_target(c->target, &own, &fam, &split, &body_len, &pad_given)) {
 		return false;
 	}
 	uint32_t h = fnv1a(c->target);
@@ -300,7 +327,7 @@ static bool prepare(struct conn *c)
 	}
 	ADD("Content-Length: %zu\r\n", body_len);
 	/* pad the header block to a length that varies with the target */
-	size_t pad = quit || stat ? 0 : (h >> 8) % 9000;
+	size_t pad = quit || stat ? 0 : pad_given >= 0 ? (size_t)pad_given : (h >> 8) % 9000;
 	for (int i = 0; pad > 0 && i < 120; i++) {
 		size_t len = pad > 90 ? 90 : pad;
 		pad -= len;
@@ -385,6 +412,9 @@ static bool prepare(struct conn *c)
 	c->cur = 0;
 	c->off = c->ncalls ? c->calls[0].start : 0;
 	c->believed = 0;
+	c->first_r = -2;
+	c->maxv_calls = 0;
+	c->maxv_sum = 0;
 	c->writing = true;
 	stats.responses++;
 	return true;
@@ -410,6 +440,28 @@ static int make_iov(const struct conn *c, size_t from, size_t end, struct iovec 
 	if (at < end)
 		iov[n++] = (struct iovec){c->resp + at, end - at};
 	return n;
+}
+
+/* The iovecs for bytes [from, end) of the response: IOV_MAX non-empty
+ * pieces, or one per byte when there are fewer bytes. */
+static int make_iov_max(const struct conn *c, size_t from, size_t end, struct iovec *iov)
+{
+	size_t len = end - from, n = len < IOV_MAX ? len : IOV_MAX, at = from;
+	for (size_t i = 0; i < n; i++) {
+		size_t piece = len / n + (i < len % n ? 1 : 0);
+		iov[i] = (struct iovec){c->resp + at, piece};
+		at += piece;
+	}
+	return (int)n;
+}
+
+static void on_alarm(int sig)
+{
+	static const char msg[] = "ERROR iovmax: a writev() of IOV_MAX iovecs did not return "
+				  "within the alarm\n";
+	(void)sig;
+	syscall(SYS_write, 2, msg, sizeof(msg) - 1); /* straight to the kernel */
+	_exit(4);
 }
 
 /* One attempt at the current call. Returns what the application's call
@@ -454,6 +506,24 @@ static ssize_t attempt(struct conn *c)
 			m.msg_iov = iov;
 			m.msg_iovlen = (size_t)n;
 			r = sendmsg(c->fd, &m, MSG_NOSIGNAL);
+			break;
+		case F_IOVMAX:
+			if (c->off == k->start) {
+				r = write(c->fd, c->resp + c->off, asked);
+			} else {
+				static struct iovec maxv[IOV_MAX];
+				n = make_iov_max(c, c->off, k->end, maxv);
+				alarm(IOVMAX_ALARM);
+				r = writev(c->fd, maxv, n);
+				int e = errno;
+				alarm(0);
+				errno = e;
+				c->maxv_calls++;
+				if (r > 0)
+					c->maxv_sum += (size_t)r;
+			}
+			if (c->first_r == -2)
+				c->first_r = r;
 			break;
 		default:
 			r = -1;
@@ -516,6 +586,11 @@ static bool drive(struct conn *c)
 	if (c->believed != c->resp_len)
 		inconsistent(c, "believes it sent %zu bytes of a %zu-byte response", c->believed,
 			     c->resp_len);
+	if (c->family == F_IOVMAX)
+		say("iovmax conn=%lu target=%s first=%zd blank=%zu maxv_calls=%lu maxv_sum=%zu "
+		    "believed=%zu total=%zu",
+		    c->serial, c->target, c->first_r, c->blank, c->maxv_calls, c->maxv_sum,
+		    c->believed, c->resp_len);
 	c->writing = false;
 	free(c->resp);
 	c->resp = NULL;
@@ -689,6 +764,8 @@ int main(int argc, char **argv)
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = on_term;
 	sigaction(SIGTERM, &sa, NULL);
+	sa.sa_handler = on_alarm;
+	sigaction(SIGALRM, &sa, NULL);
 
 	int ls = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	int one = 1;
