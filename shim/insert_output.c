@@ -101,6 +101,13 @@ static void took(const struct iovec *out, const uint8_t *kind, int n, size_t r,
 	*owed->len = (uint16_t)rest;
 }
 
+/* n owed bytes went out. */
+static void owed_paid(struct owed_bytes *owed, size_t n)
+{
+	memmove(owed->buf, owed->buf + n, *owed->len - n);
+	*owed->len = (uint16_t)(*owed->len - n);
+}
+
 /* More pieces than one call takes: what is owed goes alone first, then the
  * application's bytes as they came (this write adds nothing). */
 static ssize_t send_without_adding(int fd, const struct iovec *iov, int iovcnt, int flags,
@@ -114,8 +121,7 @@ static ssize_t send_without_adding(int fd, const struct iovec *iov, int iovcnt, 
 		ssize_t r = insert_send_plain(fd, &o, 1, flags, use_send, NULL);
 		if (r < 0)
 			return r;
-		memmove(owed->buf, owed->buf + r, *owed->len - (size_t)r);
-		*owed->len = (uint16_t)(*owed->len - (size_t)r);
+		owed_paid(owed, (size_t)r);
 		if (*owed->len)
 			return 0; /* none of the application's bytes went */
 	}
@@ -152,8 +158,7 @@ bool insert_pay_owed(int fd, struct owed_bytes *owed)
 				errno = EAGAIN;
 			return false;
 		}
-		memmove(owed->buf, owed->buf + r, *owed->len - (size_t)r);
-		*owed->len = (uint16_t)(*owed->len - (size_t)r);
+		owed_paid(owed, (size_t)r);
 	}
 	return true;
 }
