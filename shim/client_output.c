@@ -49,11 +49,8 @@ static _Atomic uint32_t next_slot;
 
 static bool is_tcp_stream(int fd, const struct sockaddr *addr)
 {
-	if (!addr || (addr->sa_family != AF_INET && addr->sa_family != AF_INET6))
-		return false;
-	int type = 0;
-	socklen_t len = sizeof(type);
-	return getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0 && type == SOCK_STREAM;
+	return addr && (addr->sa_family == AF_INET || addr->sa_family == AF_INET6) &&
+	       is_stream_socket(fd);
 }
 
 static bool move(struct client *cl, uint32_t from, uint32_t to)
@@ -78,10 +75,7 @@ void client_connected(int fd, const struct sockaddr *addr)
 	if (!shim.config.propagate || (unsigned)fd >= FD_TABLE_SIZE ||
 	    (fd_class(fd) & (FD_CONN | FD_LOG | FD_SYSLOG)) || getpid() != shim.pid)
 		return;
-	int saved = errno;
-	bool tcp = is_tcp_stream(fd, addr);
-	errno = saved;
-	if (!tcp)
+	if (!is_tcp_stream(fd, addr))
 		return;
 	client_forget(fd);
 	uint32_t start = atomic_fetch_add_explicit(&next_slot, 1, memory_order_relaxed);

@@ -175,17 +175,10 @@ EXPORT ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
 
 /* ---- sending ----------------------------------------------------------- */
 
-/* Lines sent on a log descriptor are enriched only on a stream socket, where
- * send is write with flags; anything else (not a socket, a datagram socket
- * where each send is one message) goes to libc as it came. */
-static bool log_stream_socket(int fd)
-{
-	int type = 0, saved = errno;
-	socklen_t len = sizeof(type);
-	bool stream = getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0 && type == SOCK_STREAM;
-	errno = saved;
-	return stream;
-}
+/* Lines sent on a log descriptor are enriched only on a stream socket
+ * (is_stream_socket), where send is write with flags; anything else (not a
+ * socket, a datagram socket where each send is one message) goes to libc as
+ * it came. */
 
 static __attribute__((noinline)) ssize_t send_slow(int fd, const void *buf, size_t n, int flags)
 {
@@ -202,7 +195,7 @@ static __attribute__((noinline)) ssize_t send_slow(int fd, const void *buf, size
 	if (cls & FD_LOG) {
 		struct log_sink sink = {.fd = fd, .send_flags = flags, .use_send = true};
 		struct iovec iov = {.iov_base = (void *)buf, .iov_len = n};
-		if (!log_path_ok(&iov, 1) || !log_stream_socket(fd))
+		if (!log_path_ok(&iov, 1) || !is_stream_socket(fd))
 			return fn(fd, buf, n, flags);
 		return log_path(&sink, &iov, 1);
 	}
@@ -241,7 +234,7 @@ static __attribute__((noinline)) ssize_t sendto_slow(int fd, const void *buf, si
 	if (cls & FD_LOG) {
 		struct log_sink sink = {.fd = fd, .send_flags = flags, .use_send = true};
 		struct iovec iov = {.iov_base = (void *)buf, .iov_len = n};
-		if (addr || !log_path_ok(&iov, 1) || !log_stream_socket(fd))
+		if (addr || !log_path_ok(&iov, 1) || !is_stream_socket(fd))
 			return fn(fd, buf, n, flags, addr, len);
 		return log_path(&sink, &iov, 1);
 	}
@@ -278,7 +271,7 @@ static __attribute__((noinline)) ssize_t sendmsg_slow(int fd, const struct msghd
 	if (cls & FD_LOG) {
 		struct log_sink sink = {.fd = fd, .send_flags = flags, .use_send = true};
 		if (msg->msg_name || msg->msg_controllen || msg->msg_iovlen > IOV_MAX ||
-		    !log_path_ok(msg->msg_iov, (int)msg->msg_iovlen) || !log_stream_socket(fd))
+		    !log_path_ok(msg->msg_iov, (int)msg->msg_iovlen) || !is_stream_socket(fd))
 			return fn(fd, msg, flags);
 		return log_path(&sink, msg->msg_iov, (int)msg->msg_iovlen);
 	}

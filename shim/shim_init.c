@@ -104,14 +104,20 @@ static const char *environment(const char *name)
 	return getenv(name);
 }
 
+bool is_stream_socket(int fd)
+{
+	int saved = errno, type = 0;
+	socklen_t len = sizeof(type);
+	bool stream = getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0 && type == SOCK_STREAM;
+	errno = saved;
+	return stream;
+}
+
 bool is_accepted_socket(int fd)
 {
-	int domain = 0, type = 0;
+	int domain = 0;
 	socklen_t len = sizeof(domain);
-	if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) != 0)
-		return false;
-	len = sizeof(type);
-	if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0 || type != SOCK_STREAM)
+	if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) != 0 || !is_stream_socket(fd))
 		return false;
 	if (domain == AF_INET || domain == AF_INET6)
 		return true;

@@ -191,6 +191,9 @@ bool real_resolve(void) HIDDEN;
 /* True if fd is one of the configured log descriptors (REQID_LOG_FDS). */
 bool config_is_log_fd(int fd) HIDDEN;
 
+/* Whether fd is a stream socket (errno kept). */
+bool is_stream_socket(int fd) HIDDEN;
+
 /* Whether fd is the server end of a stream connection (TCP, or a unix
  * socket whose own end is named): on a log descriptor number that is a
  * connection handed over by inetd or a CGI parent, not a log, and rewriting
