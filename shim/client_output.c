@@ -115,45 +115,6 @@ static struct client *client_at(int fd)
 	return slot ? &clients[slot - 1] : NULL;
 }
 
-/* Feeds a pausing parser n bytes of the iovec, through any pauses. */
-static void advance(struct http_parser *p, const struct iovec *iov, int iovcnt, size_t n)
-{
-	struct http_feed_result r;
-	for (int i = 0; i < iovcnt && n > 0; i++) {
-		const char *b = iov[i].iov_base;
-		size_t left = iov[i].iov_len < n ? iov[i].iov_len : n;
-		n -= left;
-		while (left > 0) {
-			size_t used = http_parser_feed(p, b, left, &r);
-			b += used;
-			left -= used;
-		}
-	}
-}
-
-/* The header blocks that end in this write: their offsets in ins->at and
- * what each already has in seen[]. *after is the parser past everything. */
-static void plan(const struct http_parser *p, const struct iovec *iov, int iovcnt,
-		 struct insertion *ins, uint32_t *seen, struct http_parser *after)
-{
-	struct http_feed_result r;
-	*after = *p;
-	ins->count = 0;
-	size_t base = 0;
-	for (int i = 0; i < iovcnt; i++) {
-		const char *b = iov[i].iov_base;
-		size_t off = 0, len = iov[i].iov_len;
-		while (off < len) {
-			off += http_parser_feed(after, b + off, len - off, &r);
-			if (r.at_head_end && ins->count < INSERT_POINTS_MAX) {
-				seen[ins->count] = r.seen;
-				ins->at[ins->count++] = base + off;
-			}
-		}
-		base += len;
-	}
-}
-
 static char *put(char *o, const void *s, size_t n)
 {
 	memcpy(o, s, n);
@@ -226,7 +187,8 @@ static __attribute__((noinline)) ssize_t planned_output(struct client *cl, int f
 		struct insertion ins;
 		uint32_t seen[INSERT_POINTS_MAX];
 		struct http_parser after;
-		plan(&cl->parser, iov, iovcnt, &ins, seen, &after);
+		ins.count = http_parser_plan(&cl->parser, iov, iovcnt, ins.at, seen,
+					     INSERT_POINTS_MAX, &after);
 		if (ins.count && !loaded) {
 			have_ctx = outbound_ctx_load(&ctx);
 			loaded = true;
@@ -256,7 +218,7 @@ static __attribute__((noinline)) ssize_t planned_output(struct client *cl, int f
 		if (res.app == total)
 			cl->parser = after;
 		else
-			advance(&cl->parser, iov, iovcnt, res.app);
+			http_parser_advance(&cl->parser, iov, iovcnt, res.app);
 		if (res.after_added)
 			http_parser_added(&cl->parser);
 		/* Only owed or added bytes went out: try again for the

@@ -591,6 +591,42 @@ size_t http_parser_feed(struct http_parser *p, const char *buf, size_t len,
 	return len;
 }
 
+size_t http_parser_plan(const struct http_parser *p, const struct iovec *iov, int iovcnt,
+			size_t at[], uint32_t seen[], size_t max, struct http_parser *after)
+{
+	struct http_feed_result r;
+	size_t count = 0, base = 0;
+	*after = *p;
+	for (int i = 0; i < iovcnt; i++) {
+		const char *b = iov[i].iov_base;
+		size_t off = 0, len = iov[i].iov_len;
+		while (off < len) {
+			off += http_parser_feed(after, b + off, len - off, &r);
+			if (r.at_head_end && count < max) {
+				seen[count] = r.seen;
+				at[count++] = base + off;
+			}
+		}
+		base += len;
+	}
+	return count;
+}
+
+void http_parser_advance(struct http_parser *p, const struct iovec *iov, int iovcnt, size_t n)
+{
+	struct http_feed_result r;
+	for (int i = 0; i < iovcnt && n > 0; i++) {
+		const char *b = iov[i].iov_base;
+		size_t left = iov[i].iov_len < n ? iov[i].iov_len : n;
+		n -= left;
+		while (left > 0) {
+			size_t used = http_parser_feed(p, b, left, &r);
+			b += used;
+			left -= used;
+		}
+	}
+}
+
 bool http_find_request_line(const char *line, size_t len, size_t *at, size_t *n)
 {
 	const unsigned char *s = (const unsigned char *)line, *end = s + len;

@@ -20,6 +20,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 #include "config.h"
 #include "request_id.h"
@@ -128,6 +129,17 @@ void http_parser_added(struct http_parser *p);
  * reported, later calls report nothing. */
 size_t http_parser_feed(struct http_parser *p, const char *buf, size_t len,
 			struct http_feed_result *out);
+
+/* A pausing parser over bytes about to be written, spread over iov: makes
+ * *after p moved past all of them, and stores the offsets (from the start of
+ * iov[0]) before which header blocks end, with what each head already has
+ * (seen), at most max of them. Returns how many it stored. */
+size_t http_parser_plan(const struct http_parser *p, const struct iovec *iov, int iovcnt,
+			size_t at[], uint32_t seen[], size_t max, struct http_parser *after);
+
+/* The first n of those bytes were written: moves a pausing parser past them,
+ * through any pauses. */
+void http_parser_advance(struct http_parser *p, const struct iovec *iov, int iovcnt, size_t n);
 
 /* True once the parser gave up on the stream (not HTTP, or desynchronised). */
 bool http_parser_stopped(const struct http_parser *p);

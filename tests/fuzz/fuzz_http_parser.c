@@ -22,9 +22,10 @@
  *  - it reports the same requests, header blocks, final id and not_http /
  *    desync as the plain parser, and stops once per header block (once more
  *    if the stream ends at a stop);
- *  - plan/advance as in client_output.c: a copy planned over all the bytes
- *    (in two iovecs) ends in the same state as the parser advanced over a
- *    prefix and then planned over the rest, and each plan reports exactly the
+ *  - http_parser_plan and http_parser_advance, as client_output.c uses
+ *    them: a copy planned over all the bytes (in two iovecs) ends in the
+ *    same state as the parser advanced over a prefix and then planned over
+ *    the rest, and each plan reports exactly the
  *    stops still ahead (not the one headers were added at).
  * A failure prints which property broke to stderr and aborts.
  */
@@ -168,51 +169,6 @@ static bool same_state(const struct http_parser *x, const struct http_parser *y)
 	return true;
 }
 
-/* client_output.c's plan(), recording every stop (offsets relative to the
- * start of iov[0]). */
-static void plan(const struct http_parser *p, const struct iovec *iov, int iovcnt,
-		 struct pauses *ps, struct http_parser *after)
-{
-	struct http_feed_result r;
-	*after = *p;
-	ps->count = 0;
-	size_t base = 0;
-	for (int i = 0; i < iovcnt; i++) {
-		const char *b = iov[i].iov_base;
-		size_t off = 0, len = iov[i].iov_len;
-		while (off < len) {
-			size_t n = http_parser_feed(after, b + off, len - off, &r);
-			if (n > len - off)
-				violated("plan: consumed more than offered", base + off);
-			off += n;
-			if (r.at_head_end) {
-				if (ps->count > base + off)
-					violated("plan: more stops than bytes", base + off);
-				ps->at[ps->count] = base + off;
-				ps->seen[ps->count] = r.seen;
-				ps->count++;
-			}
-		}
-		base += len;
-	}
-}
-
-/* client_output.c's advance(). */
-static void advance(struct http_parser *p, const struct iovec *iov, int iovcnt, size_t n)
-{
-	struct http_feed_result r;
-	for (int i = 0; i < iovcnt && n > 0; i++) {
-		const char *b = iov[i].iov_base;
-		size_t left = iov[i].iov_len < n ? iov[i].iov_len : n;
-		n -= left;
-		while (left > 0) {
-			size_t used = http_parser_feed(p, b, left, &r);
-			b += used;
-			left -= used;
-		}
-	}
-}
-
 #define CUTS_MAX 7
 
 static int cmp_size(const void *a, const void *b)
@@ -306,7 +262,8 @@ static void check_pausing(const struct header_matcher *m, const uint8_t *data, s
 			{(void *)(data + done), split},
 			{(void *)(data + done + split), rest - split},
 		};
-		plan(&cl, iov, 2, &planned, &after);
+		planned.count = http_parser_plan(&cl, iov, 2, planned.at, planned.seen, size + 1,
+						 &after);
 		if (w == 0)
 			after_all = after;
 		/* The stops still ahead: at or past `done`, except the one
@@ -327,7 +284,7 @@ static void check_pausing(const struct header_matcher *m, const uint8_t *data, s
 		if (to == size) {
 			cl = after;
 		} else {
-			advance(&cl, iov, 2, to - done);
+			http_parser_advance(&cl, iov, 2, to - done);
 			/* Stopped exactly at a stop: the headers may have gone out. */
 			bool at_stop = false;
 			for (size_t i = next_stop; i < whole.count && whole.at[i] <= to; i++)

@@ -677,6 +677,43 @@ static int reset_env(void **state)
 
 #define TEST(name) cmocka_unit_test_setup(name, reset_env)
 
+/* http_parser_plan over iovecs: the offsets from the start of iov[0], at
+ * most max of them, and the parser left untouched; http_parser_advance
+ * then moves it over a prefix, through the stop inside it. */
+static void test_plan_and_advance(void **state)
+{
+	(void)state;
+	init_default();
+	static const char one[] = "GET /a HTTP/1.1\r\nHost: x\r\n";
+	static const char two[] = "\r\nGET /b HTTP/1.1\r\nX-Request-ID: r\r\n\r\n";
+	struct iovec iov[2] = {{(void *)one, sizeof one - 1}, {(void *)two, sizeof two - 1}};
+	size_t at[4];
+	uint32_t seen[4];
+	struct http_parser before = g_p, after;
+
+	assert_int_equal(http_parser_plan(&g_p, iov, 2, at, seen, 4, &after), 2);
+	assert_memory_equal(&g_p, &before, sizeof g_p);
+	assert_int_equal(at[0], sizeof one - 1);
+	assert_int_equal(seen[0], 0);
+	assert_int_equal(at[1], sizeof one - 1 + sizeof two - 3);
+	assert_int_equal(seen[1], 1u << M_FIRST_ID | 1u << g_m.sent_id); /* an id header too */
+	assert_false(http_parser_stopped(&after));
+
+	/* at most max stored; the parser still goes past everything */
+	struct http_parser after1;
+	assert_int_equal(http_parser_plan(&g_p, iov, 2, at, seen, 1, &after1), 1);
+	assert_int_equal(at[0], sizeof one - 1);
+
+	/* the first head and the next request line went: what is left plans
+	 * to the second head only, at its offset in the rest */
+	size_t prefix = sizeof one - 1 + 20;
+	http_parser_advance(&g_p, iov, 2, prefix);
+	struct iovec rest = {(void *)(two + 20), sizeof two - 1 - 20};
+	assert_int_equal(http_parser_plan(&g_p, &rest, 1, at, seen, 4, &after1), 1);
+	assert_int_equal(at[0], sizeof one - 1 + sizeof two - 3 - prefix);
+	assert_int_equal(seen[0], 1u << M_FIRST_ID | 1u << g_m.sent_id);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -695,6 +732,7 @@ int main(void)
 		TEST(test_not_http_never_stops),
 		TEST(test_desync_never_stops),
 		TEST(test_plain_parser_never_stops),
+		TEST(test_plan_and_advance),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
