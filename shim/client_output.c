@@ -4,7 +4,7 @@
  * Each outbound connection takes a slot from a fixed pool: a pausing
  * request parser over the bytes the application writes (it stops before
  * each header block's blank line, where the headers go), the added bytes
- * still owed, and a try-lock. A write plans on a copy of the parser,
+ * still owed, and a state word that is also its try-lock. A write plans on a copy of the parser,
  * renders the headers for each request head that ends in it (a new
  * parent-id each), sends everything in one call (insert_output.c) and moves
  * the parser past exactly the application's bytes the kernel took.
@@ -109,6 +109,11 @@ void client_forget(int fd)
 		;
 }
 
+static struct owed_bytes owed_of(struct client *cl)
+{
+	return (struct owed_bytes){&cl->owed_len, cl->owed, sizeof(cl->owed)};
+}
+
 static struct client *client_at(int fd)
 {
 	uint16_t slot = atomic_load_explicit(&client_of[fd], memory_order_acquire);
@@ -179,7 +184,7 @@ static __attribute__((noinline)) ssize_t planned_output(struct client *cl, int f
 	size_t total = 0;
 	for (int i = 0; i < iovcnt; i++)
 		total += iov[i].iov_len;
-	struct owed_bytes owed = {&cl->owed_len, cl->owed, sizeof(cl->owed)};
+	struct owed_bytes owed = owed_of(cl);
 	struct outbound_ctx ctx;
 	bool have_ctx = false, loaded = false;
 
@@ -260,7 +265,7 @@ bool client_before_sendfile(int fd)
 	atomic_store_explicit(&cl->lost, true, memory_order_relaxed);
 	if (!out_lock(cl))
 		return true;
-	struct owed_bytes owed = {&cl->owed_len, cl->owed, sizeof(cl->owed)};
+	struct owed_bytes owed = owed_of(cl);
 	bool paid = insert_pay_owed(fd, &owed);
 	int saved = errno;
 	out_unlock(cl);

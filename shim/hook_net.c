@@ -175,11 +175,10 @@ EXPORT ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
 
 /* ---- sending ----------------------------------------------------------- */
 
-/* Lines sent on a log descriptor are enriched only on a stream socket
- * (is_stream_socket), where send is write with flags; anything else (not a
- * socket, a datagram socket where each send is one message) goes to libc as
- * it came. */
-
+/* In the send family, lines sent on a log descriptor are enriched only on a
+ * stream socket (is_stream_socket), where send is write with flags; anything
+ * else (not a socket, a datagram socket where each send is one message) goes
+ * to libc as it came. */
 static __attribute__((noinline)) ssize_t send_slow(int fd, const void *buf, size_t n, int flags)
 {
 	ssize_t (*fn)(int, const void *, size_t, int) = REAL(send);

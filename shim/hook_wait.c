@@ -7,8 +7,9 @@
  * without an id before the thread blocks, so no line waits on a blocking
  * call. A thread certain of its request stays so while it waits on an
  * outbound connection alone (a reply from a service the request called) or
- * on a condition variable. A wait on several descriptors
- * at once also marks the thread as an event loop. Must never change the call's arguments, result or errno.
+ * on a condition variable. A wait on several descriptors at once also marks
+ * the thread as an event loop. Must never change the call's arguments,
+ * result or errno.
  */
 #include "hooks.h"
 
@@ -148,8 +149,8 @@ static void boundary(void)
  * has not answered: it waits for something serving it needs (a result, a
  * pool's connection, an interpreter's global lock). A worker waiting for
  * its next job has answered its last one, or got its context from the
- * thread that created it: either way the wait ends it. Semaphores are what interpreters build their locks on: see
- * ctx_lock_wait. */
+ * thread that created it: either way the wait ends it. Semaphores are what
+ * interpreters build their locks on: see ctx_lock_wait. */
 static void condition_wait(void)
 {
 	if (!ctx_serves_own_request())
