@@ -146,6 +146,10 @@ class Failure(Exception):
 
 # -------------------------------------------------------------------- model
 
+def pct(part, whole):
+    return "%.2f%%" % (100.0 * part / whole) if whole else "n/a"
+
+
 def fnv1a(data):
     h = 2166136261
     for b in data:
@@ -1095,7 +1099,7 @@ def check_phase(ph, rep, verbose):
 
     # log lines
     if shim:
-        log_problems, tagged, untagged, spans = [], 0, 0, {}
+        log_problems, tagged, untagged, wrong, spans = [], 0, 0, 0, {}
         want_keys = FIELDS.split(",") + ["msg"]
         bad_keys = {}  # tuple of keys -> (count, example)
         for pairs, msg in msgs:
@@ -1121,19 +1125,24 @@ def check_phase(ph, rep, verbose):
                 bad_keys[tuple(keys)] = (n + 1, ex)
             tagged += 1
             rid, tid, _ = ids[r.k]
+            line_wrong = False
             if "request_id" in vals and rid is not None and vals["request_id"] != rid:
+                line_wrong = True
                 log_problems.append("request_id %r on a line of %s (%s), expected %r: %r"
                                     % (vals["request_id"], r.k, r.kind, rid, msg[:120]))
             t = vals.get("trace_id")
             if t is None:
                 pass
             elif not GEN_RE.match(t) or set(t) == {"0"}:
+                line_wrong = True
                 log_problems.append("trace_id %r on a line of %s" % (t, r.k))
             else:
                 if tid is not None and t != tid:
+                    line_wrong = True
                     log_problems.append("trace_id %s on a line of %s (%s), expected %s"
                                         % (t, r.k, r.kind, tid))
                 tids_seen.setdefault(r.k, set()).add(t)
+            wrong += line_wrong
             sp = vals.get("span_id")
             if sp is not None:
                 if not SPAN_RE.match(sp) or set(sp) == {"0"}:
@@ -1152,10 +1161,12 @@ def check_phase(ph, rep, verbose):
         for k, ss in sorted(spans.items()):
             if len(ss) > 1:
                 log_problems.append("inbound %s: several span_ids %s" % (k, sorted(ss)))
+        right = tagged - wrong
         rep.row("%s/logs" % ph.name, log_problems,
                 "%d lines, %d of requests with ids, %d without (after the response, or "
-                "after a wait in %s)" % (len(msgs), tagged, untagged, "/".join(RECALL_EXEMPT)),
-                verbose)
+                "after a wait in %s); precision %s, recall %s"
+                % (len(msgs), tagged, untagged, "/".join(RECALL_EXEMPT),
+                   pct(right, tagged), pct(right, tagged + untagged)), verbose)
 
     st = ("outbound %(outbound)d partial %(partial)d eagain %(eagain)d head_cut %(head_cut)d"
           % stats) if stats else "no stats"
