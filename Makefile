@@ -18,6 +18,7 @@ PURE_SRCS := shim/config.c shim/request_id.c shim/traceparent.c shim/trace_conte
 GLUE_SRCS := shim/shim_init.c shim/request_table.c shim/conn_table.c \
              shim/thread_ctx.c shim/log_writer.c shim/log_output.c shim/insert_output.c \
              shim/conn_output.c shim/client_output.c \
+             shim/call_chain.c shim/epoll_map.c shim/event_batch.c \
              shim/hook_net.c shim/hook_io.c shim/hook_fd.c shim/hook_wait.c shim/hook_process.c shim/hook_syslog.c shim/hook_stdio.c
 SHIM_HDRS := $(wildcard shim/*.h)
 
@@ -54,7 +55,7 @@ $(BUILD)/libreqid.so: $(PURE_SRCS) $(GLUE_SRCS) $(SHIM_HDRS) shim/exports.map | 
 	$(CC) $(CFLAGS) $(WARN) -D_GNU_SOURCE -fPIC -shared -fvisibility=hidden -pthread \
 	  -ftls-model=initial-exec -fno-stack-protector \
 	  -Wl,--version-script=shim/exports.map -Wl,-z,now -Wl,-z,relro -Wl,-z,defs \
-	  -o $@ $(PURE_SRCS) $(GLUE_SRCS) -ldl -lxxhash
+	  -o $@ $(PURE_SRCS) $(GLUE_SRCS) -ldl -lxxhash -lunwind
 
 $(BUILD) $(BUILD)/unit $(BUILD)/unit-asan $(BUILD)/servers:
 	mkdir -p $@

@@ -66,7 +66,7 @@ static bool same_word(const char *v, const char *word)
 
 /* A yes/no setting. A value that is neither clearly on nor clearly off is
  * reported and sets *out to unclear, the side that changes least
- * (REQID_DISABLE: disabled; REQID_PROPAGATE: off). */
+ * (REQID_DISABLE: disabled; REQID_PROPAGATE, REQID_EVENT_STACKS: off). */
 static bool parse_switch(const char *v, bool *out, bool unclear)
 {
 	static const char *const on[] = {"1", "true", "yes", "on"};
@@ -238,6 +238,7 @@ static void set_defaults(struct reqid_config *cfg)
 	cfg->fields[0] = FIELD_REQUEST_ID;
 	cfg->field_count = 1;
 	cfg->propagate = true;
+	cfg->event_stacks = true;
 	for (size_t i = 0; i < sizeof(default_headers) / sizeof(default_headers[0]); i++) {
 		size_t n = strlen(default_headers[i]);
 		memcpy(cfg->headers[i].name, default_headers[i], n + 1);
@@ -268,6 +269,8 @@ unsigned config_parse(struct reqid_config *cfg, config_lookup lookup)
 		warnings |= WARN_FIELDS;
 	if ((v = lookup("REQID_PROPAGATE")) && !parse_switch(v, &cfg->propagate, false))
 		warnings |= WARN_PROPAGATE;
+	if ((v = lookup("REQID_EVENT_STACKS")) && !parse_switch(v, &cfg->event_stacks, false))
+		warnings |= WARN_EVENT_STACKS;
 	if ((v = lookup("REQID_OUTSIDE")) && *v &&
 	    !parse_word(v, is_id_char, CONFIG_MAX_OUTSIDE, cfg->outside, &cfg->outside_len))
 		warnings |= WARN_OUTSIDE;
@@ -300,6 +303,7 @@ const char *config_warning_variable(unsigned warning_bit)
 	case WARN_RESPONSE_HEADER: return "REQID_RESPONSE_HEADER";
 	case WARN_FIELDS: return "REQID_FIELDS";
 	case WARN_PROPAGATE: return "REQID_PROPAGATE";
+	case WARN_EVENT_STACKS: return "REQID_EVENT_STACKS";
 	default: return "REQID_?";
 	}
 }

@@ -40,6 +40,7 @@ enum config_warning {
 	WARN_RESPONSE_HEADER = 1 << 7,
 	WARN_FIELDS = 1 << 8,
 	WARN_PROPAGATE = 1 << 9,
+	WARN_EVENT_STACKS = 1 << 10,
 };
 
 struct header_name {
@@ -55,6 +56,8 @@ struct reqid_config {
 	uint8_t field_count;
 	uint8_t fields[CONFIG_MAX_FIELDS]; /* enum log_field, in output order */
 	bool propagate; /* outbound requests get traceparent and the id header */
+	bool event_stacks; /* event loops: one event per epoll_wait, handler lines
+			      proven by call chains (event_batch.h) */
 	uint8_t outside_len; /* 0: lines outside a request carry no id */
 	char outside[CONFIG_MAX_OUTSIDE + 1];
 	uint8_t header_count;

@@ -25,6 +25,7 @@
 #include <sys/timerfd.h>
 #include <unistd.h>
 
+#include "epoll_map.h"
 #include "path_glob.h"
 
 static void set_flags(int fd, uint8_t flags)
@@ -50,6 +51,7 @@ static bool is_log(int fd)
 /* fd is about to stop naming what it named: close its books. */
 static void fd_retiring(int fd)
 {
+	epoll_map_forget(fd);
 	uint8_t cls = fd_class(fd);
 	if (likely(cls == 0) || !own_process())
 		return;
@@ -385,12 +387,20 @@ EXPORT int eventfd(unsigned initval, int flags)
 	return fresh(fn(initval, flags), false);
 }
 
+/* A new epoll instance: registrations under its number are void. */
+static int epoll_instance(int epfd)
+{
+	if (epfd >= 0 && own_process())
+		epoll_map_new_instance(epfd);
+	return fresh(epfd, false);
+}
+
 EXPORT int epoll_create(int size)
 {
 	int (*fn)(int) = REAL(epoll_create);
 	if (unlikely(!fn))
 		return (int)syscall(SYS_epoll_create1, 0);
-	return fresh(fn(size), false);
+	return epoll_instance(fn(size));
 }
 
 EXPORT int epoll_create1(int flags)
@@ -398,7 +408,7 @@ EXPORT int epoll_create1(int flags)
 	int (*fn)(int) = REAL(epoll_create1);
 	if (unlikely(!fn))
 		return (int)syscall(SYS_epoll_create1, flags);
-	return fresh(fn(flags), false);
+	return epoll_instance(fn(flags));
 }
 
 EXPORT int timerfd_create(int clock, int flags)

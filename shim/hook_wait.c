@@ -13,6 +13,9 @@
  */
 #include "hooks.h"
 
+#include "epoll_map.h"
+#include "event_batch.h"
+
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -25,12 +28,24 @@ static bool waits_on_current(int fd)
 
 static void before_fd_wait(unsigned nfds, int only_fd)
 {
-	if (nfds > 1)
+	if (nfds > 1) {
 		ctx_mark_event_loop();
+		batch_end();
+	}
 	if (nfds == 1 && waits_on_current(only_fd))
 		ctx_wait_on_conn(only_fd);
 	else if (!(nfds == 1 && (fd_class(only_fd) & FD_CLIENT) && ctx_certain_request()))
 		ctx_boundary(); /* waiting for a service the request called is part of it */
+}
+
+/* Every epoll wait is an event loop's: at most one event at a time, each
+ * one a batch of its own (event_batch.h). */
+static int epoll_done(int epfd, const struct epoll_event *ev, int n, void *wait_return)
+{
+	int saved = errno;
+	batch_after_epoll(epfd, ev, n, wait_return);
+	errno = saved;
+	return n;
 }
 
 EXPORT int epoll_wait(int epfd, struct epoll_event *ev, int max, int timeout)
@@ -40,8 +55,9 @@ EXPORT int epoll_wait(int epfd, struct epoll_event *ev, int max, int timeout)
 		return (int)syscall(SYS_epoll_wait, epfd, ev, max, timeout);
 	int saved = errno;
 	before_fd_wait(2, -1);
+	max = batch_max_events(max);
 	errno = saved;
-	return fn(epfd, ev, max, timeout);
+	return epoll_done(epfd, ev, fn(epfd, ev, max, timeout), __builtin_return_address(0));
 }
 
 EXPORT int epoll_pwait(int epfd, struct epoll_event *ev, int max, int timeout,
@@ -52,8 +68,9 @@ EXPORT int epoll_pwait(int epfd, struct epoll_event *ev, int max, int timeout,
 		return (int)syscall(SYS_epoll_pwait, epfd, ev, max, timeout, mask, _NSIG / 8);
 	int saved = errno;
 	before_fd_wait(2, -1);
+	max = batch_max_events(max);
 	errno = saved;
-	return fn(epfd, ev, max, timeout, mask);
+	return epoll_done(epfd, ev, fn(epfd, ev, max, timeout, mask), __builtin_return_address(0));
 }
 
 EXPORT int epoll_pwait2(int epfd, struct epoll_event *ev, int max,
@@ -65,11 +82,30 @@ EXPORT int epoll_pwait2(int epfd, struct epoll_event *ev, int max,
 		return (int)syscall(SYS_epoll_pwait2, epfd, ev, max, timeout, mask, _NSIG / 8);
 	int saved = errno;
 	before_fd_wait(2, -1);
+	max = batch_max_events(max);
 	errno = saved;
-	return fn(epfd, ev, max, timeout, mask);
+	return epoll_done(epfd, ev, fn(epfd, ev, max, timeout, mask), __builtin_return_address(0));
 }
 
-static void before_poll(const struct pollfd *fds, nfds_t n)
+/* The map from an event's data word back to its fd. */
+EXPORT int epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
+{
+	int (*fn)(int, int, int, struct epoll_event *) = REAL(epoll_ctl);
+	if (unlikely(!fn))
+		return (int)syscall(SYS_epoll_ctl, epfd, op, fd, ev);
+	int r = fn(epfd, op, fd, ev);
+	if (r == 0 && own_process()) {
+		int saved = errno;
+		if ((op == EPOLL_CTL_ADD || op == EPOLL_CTL_MOD) && ev)
+			epoll_map_set(epfd, fd, ev->data.u64);
+		else if (op == EPOLL_CTL_DEL)
+			epoll_map_delete(epfd, fd);
+		errno = saved;
+	}
+	return r;
+}
+
+static unsigned before_poll(const struct pollfd *fds, nfds_t n)
 {
 	int saved = errno;
 	unsigned active = 0;
@@ -82,6 +118,25 @@ static void before_poll(const struct pollfd *fds, nfds_t n)
 	}
 	before_fd_wait(active, only);
 	errno = saved;
+	return active;
+}
+
+/* A poll on several descriptors that returned exactly one ready one is a
+ * batch (event_batch.h). */
+static int poll_done(const struct pollfd *fds, nfds_t n, unsigned active, int r,
+		     void *wait_return)
+{
+	if (r != 1 || active < 2)
+		return r;
+	int saved = errno;
+	for (nfds_t i = 0; i < n; i++) {
+		if (fds[i].fd >= 0 && fds[i].revents) {
+			batch_after_one_ready(fds[i].fd, wait_return);
+			break;
+		}
+	}
+	errno = saved;
+	return r;
 }
 
 EXPORT int poll(struct pollfd *fds, nfds_t n, int timeout)
@@ -89,8 +144,8 @@ EXPORT int poll(struct pollfd *fds, nfds_t n, int timeout)
 	int (*fn)(struct pollfd *, nfds_t, int) = REAL(poll);
 	if (unlikely(!fn))
 		return (int)syscall(SYS_poll, fds, n, timeout);
-	before_poll(fds, n);
-	return fn(fds, n, timeout);
+	unsigned active = before_poll(fds, n);
+	return poll_done(fds, n, active, fn(fds, n, timeout), __builtin_return_address(0));
 }
 
 EXPORT int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *timeout,
@@ -99,11 +154,11 @@ EXPORT int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *timeout,
 	int (*fn)(struct pollfd *, nfds_t, const struct timespec *, const sigset_t *) = REAL(ppoll);
 	if (unlikely(!fn))
 		return (int)syscall(SYS_ppoll, fds, n, timeout, mask, _NSIG / 8);
-	before_poll(fds, n);
-	return fn(fds, n, timeout, mask);
+	unsigned active = before_poll(fds, n);
+	return poll_done(fds, n, active, fn(fds, n, timeout, mask), __builtin_return_address(0));
 }
 
-static void before_select(int nfds, const fd_set *r, const fd_set *w, const fd_set *e)
+static unsigned before_select(int nfds, const fd_set *r, const fd_set *w, const fd_set *e)
 {
 	int saved = errno;
 	unsigned active = 0;
@@ -116,6 +171,24 @@ static void before_select(int nfds, const fd_set *r, const fd_set *w, const fd_s
 	}
 	before_fd_wait(active, only);
 	errno = saved;
+	return active;
+}
+
+/* Likewise for select: exactly one descriptor in exactly one set. */
+static int select_done(int nfds, const fd_set *r, const fd_set *w, const fd_set *e,
+		       unsigned active, int n, void *wait_return)
+{
+	if (n != 1 || active < 2)
+		return n;
+	int saved = errno;
+	for (int fd = 0; fd < nfds && fd < FD_SETSIZE; fd++) {
+		if ((r && FD_ISSET(fd, r)) || (w && FD_ISSET(fd, w)) || (e && FD_ISSET(fd, e))) {
+			batch_after_one_ready(fd, wait_return);
+			break;
+		}
+	}
+	errno = saved;
+	return n;
 }
 
 EXPORT int select(int nfds, fd_set *r, fd_set *w, fd_set *e, struct timeval *timeout)
@@ -123,8 +196,9 @@ EXPORT int select(int nfds, fd_set *r, fd_set *w, fd_set *e, struct timeval *tim
 	int (*fn)(int, fd_set *, fd_set *, fd_set *, struct timeval *) = REAL(select);
 	if (unlikely(!fn))
 		return (int)syscall(SYS_select, nfds, r, w, e, timeout);
-	before_select(nfds, r, w, e);
-	return fn(nfds, r, w, e, timeout);
+	unsigned active = before_select(nfds, r, w, e);
+	return select_done(nfds, r, w, e, active, fn(nfds, r, w, e, timeout),
+			   __builtin_return_address(0));
 }
 
 EXPORT int pselect(int nfds, fd_set *r, fd_set *w, fd_set *e, const struct timespec *timeout,
@@ -134,8 +208,9 @@ EXPORT int pselect(int nfds, fd_set *r, fd_set *w, fd_set *e, const struct times
 		REAL(pselect);
 	if (unlikely(!fn))
 		return -1;
-	before_select(nfds, r, w, e);
-	return fn(nfds, r, w, e, timeout, mask);
+	unsigned active = before_select(nfds, r, w, e);
+	return select_done(nfds, r, w, e, active, fn(nfds, r, w, e, timeout, mask),
+			   __builtin_return_address(0));
 }
 
 static void boundary(void)

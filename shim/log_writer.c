@@ -27,6 +27,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "event_batch.h"
 #include "line_format.h"
 #include "request_table.h"
 #include "shim_init.h"
@@ -41,10 +42,15 @@ struct held_record {
 	uint32_t len;     /* bytes of the line, its newline included */
 	uint64_t request; /* the thread's request when the line was held; with
 			     DECIDED set, the id it gets (0: none), decided at
-			     a release that could not write it (a stream busy) */
+			     a release that could not write it (a stream busy)
+			     or by the event-loop rule; with BATCH_PENDING set,
+			     a line of an event-loop batch written before the
+			     batch's first I/O, from inside the call at site */
+	uintptr_t site;
 };
 #define RECORD sizeof(struct held_record)
 #define DECIDED (1ull << 63)
+#define BATCH_PENDING (1ull << 62)
 
 /* The id a record gets when its thread's bracket resolves to request: the
  * request it was held under if the bracket closed on it, or if the line
@@ -55,6 +61,8 @@ static uint64_t record_tag(const struct held_record *r, uint64_t request, const 
 {
 	if (r->request & DECIDED)
 		return r->request & ~DECIDED;
+	if (r->request & BATCH_PENDING)
+		return 0; /* released before its batch's first I/O proved anything */
 	if (r->request == request || (r->request && request_named_in(r->request, line, len)))
 		return r->request;
 	return 0;
@@ -368,19 +376,41 @@ static bool writer_decided(struct writer *w, struct line_slot *s)
 
 /* ---- attribution ------------------------------------------------------- */
 
-enum verdict { EMIT, HOLD };
+/* What a complete line gets. EMIT: written now with request's id (0:
+ * none). HOLD: kept until the thread's bracket resolves. HOLD_DECIDED: it
+ * has request's id, but lines held before it go first. HOLD_BATCH: written
+ * in an event-loop batch before its first I/O, from inside the call at
+ * site: kept until that I/O shows whether site is the handler call. */
+enum verdict { EMIT, HOLD, HOLD_DECIDED, HOLD_BATCH };
 
-/* What a complete line gets: started_request is the context when its first
- * byte was written (the current one for a line written whole). */
-static enum verdict judge(uint64_t started_request, uint64_t *request)
+struct line_verdict {
+	enum verdict kind;
+	uint64_t request;
+	uintptr_t site;
+};
+
+/* started_request is the context when the line's first byte was written
+ * (the current one for a line written whole). */
+static struct line_verdict judge(uint64_t started_request)
 {
-	*request = 0;
+	struct line_verdict v = {EMIT, 0, 0};
 	if (started_request != thread_ctx.request || thread_ctx.foreign_lines)
-		return EMIT;
+		return v;
+	if (unlikely(thread_ctx.batch.conn)) {
+		if (thread_ctx.batch.site && (v.request = batch_line_request()) != 0) {
+			v.kind = thread_ctx.held ? HOLD_DECIDED : EMIT;
+			return v;
+		}
+		if (!thread_ctx.batch.io_seen && (v.site = batch_line_site()) != 0) {
+			v.kind = HOLD_BATCH;
+			return v;
+		}
+	}
 	if (thread_ctx.mode == CTX_BRACKET)
-		return HOLD;
-	*request = ctx_certain_request();
-	return EMIT;
+		v.kind = HOLD;
+	else
+		v.request = ctx_certain_request();
+	return v;
 }
 
 /* Whether buf holds two or more lines, one of which names a request other
@@ -406,13 +436,18 @@ static bool is_batch(const char *buf, size_t n, const char *first)
 /* Makes the record whose header starts at offset at a held line: held
  * under the thread's request, or (decided) to be written with request's
  * id after the lines held before it. */
-static void hold_record(struct line_slot *s, size_t at, bool decided, uint64_t request)
+static void hold_record(struct line_slot *s, size_t at, const struct line_verdict *v)
 {
 	struct held_record r = {
 		.seq = thread_ctx.held_seq++,
 		.len = (uint32_t)(s->len - at - RECORD),
-		.request = decided ? request | DECIDED : thread_ctx.request,
+		.request = thread_ctx.request,
+		.site = v->site,
 	};
+	if (v->kind == HOLD_DECIDED)
+		r.request = v->request | DECIDED;
+	else if (v->kind == HOLD_BATCH)
+		r.request = BATCH_PENDING;
 	memcpy(s->buf + at, &r, RECORD);
 	s->held_len = s->len;
 	thread_ctx.held = true;
@@ -438,13 +473,14 @@ static void cap_held(struct writer *w, struct line_slot *s)
 static bool consume_message(struct writer *w, const char *buf, size_t n)
 {
 	static const struct held_record blank;
-	uint64_t request;
-	if (judge(thread_ctx.request, &request) == HOLD && n < UINT32_MAX) {
+	struct line_verdict v = judge(thread_ctx.request);
+	uint64_t request = v.request;
+	if (v.kind != EMIT && n < UINT32_MAX) {
 		struct line_slot *s = w->slot ? w->slot : (w->slot = claim_slot(w->sink));
 		size_t at = s ? s->len : 0;
 		if (s && slot_append(s, &blank, RECORD) && slot_append(s, buf, n) &&
 		    slot_append(s, "\n", 1)) {
-			hold_record(s, at, false, 0);
+			hold_record(s, at, &v);
 			w->committed += n;
 			return true;
 		}
@@ -502,13 +538,15 @@ static bool consume(struct writer *w, const char *buf, size_t n)
 			}
 			const char *line = s->buf + s->held_len + RECORD;
 			size_t len = s->len - s->held_len - RECORD - 1;
-			if (!batch && judge(s->partial_request, &request) == HOLD) {
-				hold_record(s, s->held_len, false, 0);
+			struct line_verdict v = {EMIT, 0, 0};
+			if (!batch)
+				v = judge(s->partial_request);
+			request = v.request;
+			if (v.kind != EMIT) {
+				hold_record(s, s->held_len, &v);
 				w->committed += seg;
 				cap_held(w, s);
 			} else {
-				if (batch)
-					request = 0;
 				if (!writer_line(w, request, line, len, true, seg) || !writer_flush(w)) {
 					s->len = before;
 					return false;
@@ -519,14 +557,17 @@ static bool consume(struct writer *w, const char *buf, size_t n)
 			continue;
 		}
 
-		enum verdict v = batch ? (request = 0, EMIT) : judge(thread_ctx.request, &request);
-		if (v == HOLD && seg < UINT32_MAX) {
+		struct line_verdict v = {EMIT, 0, 0};
+		if (!batch)
+			v = judge(thread_ctx.request);
+		request = v.request;
+		if (v.kind != EMIT && seg < UINT32_MAX) {
 			static const struct held_record blank;
 			if (!s)
 				s = w->slot = claim_slot(w->sink);
 			size_t at = s ? s->len : 0;
 			if (s && slot_append(s, &blank, RECORD) && slot_append(s, buf + pos, seg)) {
-				hold_record(s, at, false, 0);
+				hold_record(s, at, &v);
 				w->committed += seg;
 				cap_held(w, s);
 				pos += seg;
@@ -603,10 +644,8 @@ static void slot_drain(struct line_slot *s, uint64_t request, bool with_partial,
 /* The id the calling thread's unfinished line in s gets when forced out. */
 static uint64_t own_partial_request(const struct line_slot *s)
 {
-	uint64_t request;
-	if (judge(s->partial_request, &request) == HOLD)
-		return 0;
-	return request;
+	struct line_verdict v = judge(s->partial_request);
+	return v.kind == EMIT || v.kind == HOLD_DECIDED ? v.request : 0;
 }
 
 void log_release_held(uint64_t request)
@@ -679,6 +718,33 @@ void log_release_held(uint64_t request)
 		slot_leave(s);
 	}
 	errno = saved;
+}
+
+void log_resolve_batch(uintptr_t site, uint64_t request)
+{
+	int saved = errno;
+	for (uint8_t i = 0; i < thread_ctx.slot_count; i++) {
+		struct line_slot *s = &line_slots[thread_ctx.slots[i]];
+		if (s->held_len == 0 || !slot_lock(s))
+			continue;
+		for (size_t pos = 0; pos < s->held_len;) {
+			struct held_record r;
+			memcpy(&r, s->buf + pos, RECORD);
+			if (r.request & BATCH_PENDING) {
+				r.request = DECIDED | (site != 0 && r.site == site ? request : 0);
+				memcpy(s->buf + pos, &r, RECORD);
+			}
+			pos += RECORD + r.len;
+		}
+		slot_unlock(s);
+	}
+	errno = saved;
+	if (thread_ctx.held) {
+		thread_ctx.in_shim = true;
+		thread_ctx.held = false;
+		log_release_held(0);
+		thread_ctx.in_shim = false;
+	}
 }
 
 void log_release_syslog(void)

@@ -132,6 +132,7 @@
 	X(epoll_wait, int, (int, struct epoll_event *, int, int), 1) \
 	X(epoll_pwait, int, (int, struct epoll_event *, int, int, const sigset_t *), 1) \
 	X(epoll_pwait2, int, (int, struct epoll_event *, int, const struct timespec *, const sigset_t *), 0) \
+	X(epoll_ctl, int, (int, int, int, struct epoll_event *), 1) \
 	X(poll, int, (struct pollfd *, nfds_t, int), 1) \
 	X(ppoll, int, (struct pollfd *, nfds_t, const struct timespec *, const sigset_t *), 1) \
 	X(select, int, (int, fd_set *, fd_set *, fd_set *, struct timeval *), 1) \

@@ -6,6 +6,7 @@
  */
 #include "thread_ctx.h"
 
+#include "event_batch.h"
 #include "log_writer.h"
 #include "shim_init.h"
 
@@ -56,6 +57,11 @@ void ctx_lock_wait(void)
 
 void ctx_before_conn_io(int fd)
 {
+	if (unlikely(thread_ctx.batch.conn)) {
+		batch_before_conn_io(fd);
+		if (thread_ctx.batch.resolve_held)
+			return; /* its held lines wait for what this I/O brings */
+	}
 	if (!thread_ctx.held || thread_ctx.in_shim)
 		return;
 	uint64_t r = thread_ctx.request;
@@ -83,6 +89,8 @@ void ctx_after_conn_io(int fd, bool wrote)
 	thread_ctx.foreign_lines = false;
 	thread_ctx.watch &= (uint8_t)~WATCH_INHERITED;
 	thread_ctx.epoch++;
+	if (unlikely(thread_ctx.batch.conn))
+		batch_after_conn_io(fd);
 	uint64_t r = conn_request(fd);
 	if (r == 0) {
 		thread_ctx.request = 0;
@@ -108,6 +116,8 @@ void ctx_conn_closing(int fd)
 	if (thread_ctx.in_shim)
 		return;
 	ctx_before_conn_io(fd);
+	if (thread_ctx.batch.conn == (uint32_t)conn_fd(fd) + 1)
+		batch_end();
 	if (thread_ctx.request != 0 && thread_ctx.request == conn_request(fd))
 		ctx_boundary();
 	if (thread_ctx.last_conn == (uint32_t)conn_fd(fd) + 1)

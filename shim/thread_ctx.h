@@ -43,6 +43,17 @@ enum ctx_watch {
 
 #define THREAD_SLOTS_MAX 4
 
+/* The event-loop rule's batch (event_batch.h). */
+struct event_batch_state {
+	uint32_t conn;           /* fd + 1 of the one ready connection; 0: none */
+	uint8_t depth;           /* frames of the callers of the wait's caller */
+	bool io_seen;            /* the batch's first connection I/O happened */
+	bool resolve_held;       /* lines held before it await its end */
+	uintptr_t site;          /* the handler call in the wait's caller; 0: unknown */
+	uint64_t callers;        /* hash of those callers' return addresses */
+	uint64_t request;        /* the connection's request at the last I/O on it */
+};
+
 struct thread_ctx {
 	uint64_t request;        /* serial; 0 when mode is CTX_NONE */
 	uint32_t last_conn;      /* fd + 1 of the connection of the thread's last
@@ -58,6 +69,7 @@ struct thread_ctx {
 	uint32_t epoch;          /* changes whenever the context may have changed */
 	uint16_t slots[THREAD_SLOTS_MAX];
 	int32_t tid;
+	struct event_batch_state batch;
 };
 
 extern __thread struct thread_ctx thread_ctx

@@ -100,6 +100,7 @@ static void assert_all_defaults(const struct reqid_config *cfg)
 	assert_false(cfg->disabled);
 	assert_default_fields(cfg);
 	assert_true(cfg->propagate);
+	assert_true(cfg->event_stacks);
 	assert_int_equal(cfg->response_header_len, 12);
 	assert_string_equal(cfg->response_header, "X-Request-ID");
 	assert_int_equal(cfg->format, FORMAT_JSON);
@@ -633,6 +634,40 @@ static void test_propagate_invalid(void **state)
 	}
 }
 
+static void test_event_stacks_values(void **state)
+{
+	(void)state;
+	static const char *const on[] = { "1", "true", "yes", "on", "ON" };
+	static const char *const off[] = { "0", "false", "no", "off", "", "Off" };
+	for (size_t i = 0; i < sizeof on / sizeof on[0]; i++) {
+		struct reqid_config cfg;
+		assert_int_equal(parse1(&cfg, "REQID_EVENT_STACKS", on[i]), 0);
+		assert_all_defaults(&cfg);
+	}
+	for (size_t i = 0; i < sizeof off / sizeof off[0]; i++) {
+		struct reqid_config cfg;
+		assert_int_equal(parse1(&cfg, "REQID_EVENT_STACKS", off[i]), 0);
+		assert_false(cfg.event_stacks);
+		/* only the event-loop rule is off */
+		cfg.event_stacks = true;
+		assert_all_defaults(&cfg);
+	}
+}
+
+static void test_event_stacks_invalid(void **state)
+{
+	(void)state;
+	static const char *const bad[] = { "2", "stack", " on", "of" };
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		struct reqid_config cfg;
+		/* reported, and the rule goes off: fewer ids, never other ones */
+		assert_int_equal(parse1(&cfg, "REQID_EVENT_STACKS", bad[i]), WARN_EVENT_STACKS);
+		assert_false(cfg.event_stacks);
+		cfg.event_stacks = true;
+		assert_all_defaults(&cfg);
+	}
+}
+
 /* ---- combinations and names -------------------------------------------- */
 
 static void test_all_valid_together(void **state)
@@ -783,12 +818,14 @@ static void test_warning_variable_names(void **state)
 			    "REQID_RESPONSE_HEADER");
 	assert_string_equal(config_warning_variable(WARN_FIELDS), "REQID_FIELDS");
 	assert_string_equal(config_warning_variable(WARN_PROPAGATE), "REQID_PROPAGATE");
+	assert_string_equal(config_warning_variable(WARN_EVENT_STACKS), "REQID_EVENT_STACKS");
 	/* the new bits are distinct from the others */
 	assert_int_equal(WARN_FIELDS, 1 << 8);
 	assert_int_equal(WARN_PROPAGATE, 1 << 9);
+	assert_int_equal(WARN_EVENT_STACKS, 1 << 10);
 	/* not one bit: no name */
 	assert_string_equal(config_warning_variable(0), "REQID_?");
-	assert_string_equal(config_warning_variable(1 << 10), "REQID_?");
+	assert_string_equal(config_warning_variable(1 << 11), "REQID_?");
 	assert_string_equal(config_warning_variable(WARN_FIELDS | WARN_PROPAGATE), "REQID_?");
 }
 
@@ -862,6 +899,8 @@ int main(void)
 		cmocka_unit_test(test_fields_with_field_name),
 		cmocka_unit_test(test_propagate_values),
 		cmocka_unit_test(test_propagate_invalid),
+		cmocka_unit_test(test_event_stacks_values),
+		cmocka_unit_test(test_event_stacks_invalid),
 		cmocka_unit_test(test_new_warnings_together),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

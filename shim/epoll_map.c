@@ -1,0 +1,185 @@
+/*
+ * epoll_map.c - epoll data word -> fd (see epoll_map.h).
+ *
+ * Per fd, its registration: the data word and (epoll fd + 1, that number's
+ * instance generation) packed in one word, written key-last so a reader
+ * never takes half of one registration for another. An index of
+ * INDEX_SIZE slots, open addressing with a bounded probe, points from
+ * (epfd, data) to fds; a slot is only a hint until the fd's registration
+ * confirms it, and a key seen for two live fds is marked ambiguous for
+ * good. Writers (epoll_ctl) share a try-lock; a writer that cannot get it
+ * promptly, or an index too full to place a key, switches lookups off for
+ * the rest of the process: losing ids is allowed, a wrong fd is not.
+ *
+ * Must never allocate, block or take a lock a signal handler could wait on.
+ */
+#include "epoll_map.h"
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <xxhash.h>
+
+#include "conn_table.h"
+
+#define INDEX_SIZE (1u << 16)
+#define PROBE_MAX 16
+#define AMBIGUOUS UINT32_MAX
+
+struct registration {
+	_Atomic uint64_t data;
+	_Atomic uint64_t key;     /* gen << 20 | (epfd + 1); 0: none */
+};
+
+struct index_slot {
+	_Atomic uint64_t data;
+	_Atomic uint32_t epfd;
+	_Atomic uint32_t fd;      /* fd + 1; 0: empty; AMBIGUOUS */
+};
+
+static struct registration registrations[FD_TABLE_SIZE];
+static _Atomic uint32_t generations[FD_TABLE_SIZE];
+static struct index_slot index_slots[INDEX_SIZE];
+static _Atomic uint32_t writer_busy;
+static _Atomic bool broken;
+
+static bool in_range(int fd)
+{
+	return (unsigned)fd < FD_TABLE_SIZE;
+}
+
+static uint64_t key_of(int epfd)
+{
+	uint64_t gen = atomic_load_explicit(&generations[epfd], memory_order_relaxed);
+	return gen << 20 | (uint64_t)(epfd + 1);
+}
+
+static unsigned home_of(int epfd, uint64_t data)
+{
+	uint64_t words[2] = {data, (uint64_t)epfd};
+	return (unsigned)XXH3_64bits(words, sizeof words) & (INDEX_SIZE - 1);
+}
+
+/* Whether fd's registration is (epfd's current instance, data). */
+static bool registered(int fd, int epfd, uint64_t data)
+{
+	const struct registration *r = &registrations[fd];
+	uint64_t key = atomic_load_explicit(&r->key, memory_order_acquire);
+	uint64_t d = atomic_load_explicit(&r->data, memory_order_acquire);
+	return key != 0 && key == key_of(epfd) && d == data &&
+	       atomic_load_explicit(&r->key, memory_order_acquire) == key;
+}
+
+static bool writer_lock(void)
+{
+	for (int spin = 0; spin < 1000; spin++) {
+		uint32_t expected = 0;
+		if (atomic_compare_exchange_weak_explicit(&writer_busy, &expected, 1,
+							  memory_order_acquire,
+							  memory_order_relaxed))
+			return true;
+	}
+	atomic_store(&broken, true);
+	return false;
+}
+
+static void writer_unlock(void)
+{
+	atomic_store_explicit(&writer_busy, 0, memory_order_release);
+}
+
+void epoll_map_new_instance(int epfd)
+{
+	if (in_range(epfd))
+		atomic_fetch_add_explicit(&generations[epfd], 1, memory_order_relaxed);
+}
+
+/* Points the index at fd for (epfd, data); under the writer lock. */
+static void index_put(int epfd, int fd, uint64_t data)
+{
+	unsigned home = home_of(epfd, data);
+	struct index_slot *free_slot = NULL;
+	for (unsigned k = 0; k < PROBE_MAX; k++) {
+		struct index_slot *s = &index_slots[(home + k) & (INDEX_SIZE - 1)];
+		uint32_t f = atomic_load_explicit(&s->fd, memory_order_relaxed);
+		uint64_t d = atomic_load_explicit(&s->data, memory_order_relaxed);
+		uint32_t e = atomic_load_explicit(&s->epfd, memory_order_relaxed);
+		if (f == 0) {
+			if (!free_slot)
+				free_slot = s;
+			break;
+		}
+		bool same_key = d == data && e == (uint32_t)epfd;
+		if (same_key) {
+			if (f == AMBIGUOUS || f == (uint32_t)fd + 1)
+				return;
+			if (registered((int)f - 1, epfd, data)) {
+				atomic_store_explicit(&s->fd, AMBIGUOUS, memory_order_release);
+				return;
+			}
+			atomic_store_explicit(&s->fd, (uint32_t)fd + 1, memory_order_release);
+			return;
+		}
+		if (!free_slot && f != AMBIGUOUS && !registered((int)f - 1, (int)e, d))
+			free_slot = s; /* stale: its fd moved on */
+	}
+	if (!free_slot) {
+		atomic_store(&broken, true);
+		return;
+	}
+	atomic_store_explicit(&free_slot->fd, 0, memory_order_release);
+	atomic_store_explicit(&free_slot->data, data, memory_order_relaxed);
+	atomic_store_explicit(&free_slot->epfd, (uint32_t)epfd, memory_order_relaxed);
+	atomic_store_explicit(&free_slot->fd, (uint32_t)fd + 1, memory_order_release);
+}
+
+void epoll_map_set(int epfd, int fd, uint64_t data)
+{
+	if (!in_range(fd) || !in_range(epfd) || atomic_load(&broken))
+		return;
+	if (!writer_lock())
+		return;
+	struct registration *r = &registrations[fd];
+	atomic_store_explicit(&r->key, 0, memory_order_release);
+	atomic_store_explicit(&r->data, data, memory_order_release);
+	atomic_store_explicit(&r->key, key_of(epfd), memory_order_release);
+	index_put(epfd, fd, data);
+	writer_unlock();
+}
+
+void epoll_map_delete(int epfd, int fd)
+{
+	if (in_range(fd) && in_range(epfd) &&
+	    atomic_load_explicit(&registrations[fd].key, memory_order_relaxed) == key_of(epfd))
+		atomic_store_explicit(&registrations[fd].key, 0, memory_order_release);
+}
+
+void epoll_map_forget(int fd)
+{
+	if (in_range(fd) && atomic_load_explicit(&registrations[fd].key, memory_order_relaxed))
+		atomic_store_explicit(&registrations[fd].key, 0, memory_order_release);
+}
+
+int epoll_map_lookup(int epfd, uint64_t data)
+{
+	if (!in_range(epfd) || atomic_load_explicit(&broken, memory_order_relaxed))
+		return -1;
+	unsigned home = home_of(epfd, data);
+	int found = -1;
+	for (unsigned k = 0; k < PROBE_MAX; k++) {
+		struct index_slot *s = &index_slots[(home + k) & (INDEX_SIZE - 1)];
+		uint32_t f = atomic_load_explicit(&s->fd, memory_order_acquire);
+		if (f == 0)
+			break;
+		if (atomic_load_explicit(&s->data, memory_order_relaxed) != data ||
+		    atomic_load_explicit(&s->epfd, memory_order_relaxed) != (uint32_t)epfd)
+			continue;
+		if (f == AMBIGUOUS)
+			return -1;
+		if (registered((int)f - 1, epfd, data)) {
+			if (found >= 0 && found != (int)f - 1)
+				return -1;
+			found = (int)f - 1;
+		}
+	}
+	return found;
+}

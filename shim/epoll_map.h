@@ -1,0 +1,33 @@
+/*
+ * epoll_map.h - which descriptor an epoll event is about.
+ *
+ * epoll_wait hands back only the application's data word (often a pointer
+ * to its own connection object); this map remembers what epoll_ctl
+ * registered, so an event can be turned back into its fd. A lookup answers
+ * only when exactly one live registration on that epoll instance carries
+ * the data word: two fds registered with the same word, a registration the
+ * map lost, or one made before the shim saw it all answer "unknown" (-1),
+ * never a guess. Never allocates or blocks.
+ */
+#ifndef REQID_EPOLL_MAP_H
+#define REQID_EPOLL_MAP_H
+
+#include <stdint.h>
+
+/* epfd names a new epoll instance: registrations under its number before
+ * are void. */
+void epoll_map_new_instance(int epfd) __attribute__((visibility("hidden")));
+
+/* epoll_ctl(epfd, EPOLL_CTL_ADD or MOD, fd) with data succeeded. */
+void epoll_map_set(int epfd, int fd, uint64_t data) __attribute__((visibility("hidden")));
+
+/* epoll_ctl(epfd, EPOLL_CTL_DEL, fd) succeeded. */
+void epoll_map_delete(int epfd, int fd) __attribute__((visibility("hidden")));
+
+/* fd is being closed or replaced. */
+void epoll_map_forget(int fd) __attribute__((visibility("hidden")));
+
+/* The fd an event from epfd carrying data is about, or -1 if unknown. */
+int epoll_map_lookup(int epfd, uint64_t data) __attribute__((visibility("hidden")));
+
+#endif
