@@ -613,6 +613,17 @@ def check_log(text, server, requests, fmt, check_ids=True, outside=None,
                     why += ", another id on this request's lines"
                 wrong(no, tok, rid, "a fresh generated id" + (
                     " (%s)" % best if ok_best else ""), why)
+    # epoll_timers: lines written by the handler of a ready event ("got",
+    # and "responding"/"sent" of an immediate answer) and lines written
+    # from a timer ("timer fired" and the "sent" after it)
+    if server == "epoll_timers":
+        for tok, ls in token_lines.items():
+            r = by_token[tok]
+            want = r.expected if r.expected is not GENERATED else gen_ids.get(tok)
+            for i, (_, rid, _) in enumerate(ls):
+                part = "timer" if r.delayed and i > 0 else "handler"
+                res[part + "_lines"] += 1
+                res[part + "_correct"] += rid is not None and rid == want
     for no, rid, msg in other_ids:
         res["tagged"] += 1
         wrong(no, None, rid, "no id", "line not about a request")
@@ -628,7 +639,7 @@ def check_log(text, server, requests, fmt, check_ids=True, outside=None,
 # ---------------------------------------------------------------- one run
 
 def run(server, requests=200, concurrency=32, fmt="json", field="request_id",
-        outside=None, shim=True, label=None, seed=None, min_recall=0.99,
+        outside=None, shim=True, label=None, seed=None, min_recall=0.99, min_handler_recall=0.0,
         quit_timeout=60.0, extra_env=None, pipeline=0.0, unix=False):
     """Runs one server under load and checks it. Returns a result dict with
     'ok', 'counts', 'precision', 'recall', 'problems', 'examples'. With
@@ -720,6 +731,13 @@ def run(server, requests=200, concurrency=32, fmt="json", field="request_id",
         if rec < min_recall or rec == 0:
             result["problems"].append("recall %.2f%% below %.0f%%"
                                       % (100 * rec, 100 * min_recall))
+        if c["handler_lines"]:
+            result["handler_recall"] = c["handler_correct"] / c["handler_lines"]
+            if result["handler_recall"] < min_handler_recall:
+                result["problems"].append("handler-line recall %.2f%% below %.0f%%" % (
+                    100 * result["handler_recall"], 100 * min_handler_recall))
+        if c["timer_lines"]:
+            result["timer_recall"] = c["timer_correct"] / c["timer_lines"]
     result["ok"] = not result["problems"]
     return result
 

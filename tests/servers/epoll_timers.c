@@ -6,6 +6,10 @@
  * line about connection A is often written just after a read on connection B.
  * It exists to provoke that case: the shim must never give A's line B's id.
  *
+ * Ready events are dispatched the way nginx, libuv and lighttpd do it: through
+ * a handler pointer kept per descriptor (the listener's accepts, a
+ * connection's reads and writes), one call per event from the loop in main.
+ *
  * Lines per request: "got request", then "responding" (immediate) or "timer
  * fired" (delayed), then "sent" after the response is written.
  *
@@ -42,8 +46,11 @@ struct timer {
 	long long due_ms;
 };
 
+typedef void event_handler(int fd, unsigned events);
+
 static int ep = -1, listen_fd = -1;
 static struct conn *conns[MAX_FDS];
+static event_handler *handlers[MAX_FDS]; /* what a ready event on fd runs */
 static unsigned gens[MAX_FDS]; /* bumped when a connection closes */
 static struct timer timers[MAX_TIMERS];
 static int timer_count;
@@ -72,6 +79,7 @@ static void conn_close(int fd)
 	close(fd);
 	free(conns[fd]);
 	conns[fd] = NULL;
+	handlers[fd] = NULL;
 	gens[fd]++;
 }
 
@@ -243,8 +251,12 @@ static int next_timeout(void)
 	return next <= now ? 0 : (int)(next - now);
 }
 
-static void accept_all(void)
+static void conn_event(int fd, unsigned events);
+
+static void accept_all(int fd_unused, unsigned events_unused)
 {
+	(void)fd_unused;
+	(void)events_unused;
 	for (;;) {
 		int fd = accept4(listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		struct epoll_event ev;
@@ -261,6 +273,7 @@ static void accept_all(void)
 		}
 		lh_conn_init(&conns[fd]->lc, fd, 1);
 		conns[fd]->state = ST_READ;
+		handlers[fd] = conn_event;
 		memset(&ev, 0, sizeof ev);
 		ev.events = EPOLLIN;
 		ev.data.fd = fd;
@@ -269,16 +282,10 @@ static void accept_all(void)
 	}
 }
 
-static void handle_event(struct epoll_event *ev)
+static void conn_event(int fd, unsigned events)
 {
-	int fd = ev->data.fd;
-	struct conn *c;
+	struct conn *c = conns[fd];
 
-	if (fd == listen_fd) {
-		accept_all();
-		return;
-	}
-	c = conns[fd];
 	if (!c)
 		return;
 	if (c->state == ST_WRITE) {
@@ -290,7 +297,7 @@ static void handle_event(struct epoll_event *ev)
 			response_sent(fd);
 		return;
 	}
-	if (ev->events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
+	if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
 		ssize_t n = lh_fill(&c->lc);
 
 		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) {
@@ -320,6 +327,7 @@ int main(int argc, char **argv)
 	ev.events = EPOLLIN;
 	ev.data.fd = listen_fd;
 	epoll_ctl(ep, EPOLL_CTL_ADD, listen_fd, &ev);
+	handlers[listen_fd] = accept_all;
 	lh_log("INFO", "listening on 127.0.0.1:%d (single thread, epoll)", port);
 	if (lh_report_port(ready_fd, port) < 0)
 		return 1;
@@ -331,7 +339,10 @@ int main(int argc, char **argv)
 			exit(1);
 		}
 		for (i = 0; i < n; i++) {
-			handle_event(&events[i]);
+			int fd = events[i].data.fd;
+
+			if (fd >= 0 && fd < MAX_FDS && handlers[fd])
+				handlers[fd](fd, events[i].events);
 			run_timers(); /* right after I/O on some connection */
 		}
 		run_timers();
