@@ -44,6 +44,8 @@ static void batch_begin(int fd, void *wait_return)
 		b->callers = call_chain_outer_hash(&chain, depth);
 		b->site = 0;
 		b->io_seen = false;
+		b->resolve_held = false;
+		b->spoiled = false;
 		b->request = conn_request(fd);
 		b->conn = (uint32_t)conn_fd(fd) + 1;
 		return;
@@ -82,15 +84,29 @@ static bool inside_wait_caller(const struct call_chain *chain, uintptr_t site, u
 void batch_before_conn_io(int fd)
 {
 	struct event_batch_state *b = &thread_ctx.batch;
-	if (b->io_seen || thread_ctx.in_shim)
+	if (thread_ctx.in_shim)
 		return;
+	bool on_ready = (uint32_t)conn_fd(fd) + 1 == b->conn;
+	struct call_chain chain;
+	uintptr_t at;
+	if (b->io_seen) {
+		if (on_ready || b->site == 0)
+			return;
+		/* I/O on (or the close of) another connection: if it comes from
+		 * inside the handler call, that call serves more than the ready
+		 * connection, and what it wrote proves nothing. */
+		call_chain_take(&chain);
+		if (chain.count == 0 || inside_wait_caller(&chain, b->site, &at)) {
+			b->spoiled = true;
+			b->conn = 0;
+		}
+		return;
+	}
 	b->io_seen = true;
-	if ((uint32_t)conn_fd(fd) + 1 != b->conn) {
+	if (!on_ready) {
 		b->conn = 0; /* the batch began with I/O elsewhere: no handler call known */
 		return;
 	}
-	struct call_chain chain;
-	uintptr_t at;
 	call_chain_take(&chain);
 	if (inside_wait_caller(&chain, 0, &at)) {
 		b->site = at;

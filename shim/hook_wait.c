@@ -28,14 +28,14 @@ static bool waits_on_current(int fd)
 
 static void before_fd_wait(unsigned nfds, int only_fd)
 {
-	if (nfds > 1) {
+	if (nfds > 1)
 		ctx_mark_event_loop();
-		batch_end();
-	}
 	if (nfds == 1 && waits_on_current(only_fd))
 		ctx_wait_on_conn(only_fd);
 	else if (!(nfds == 1 && (fd_class(only_fd) & FD_CLIENT) && ctx_certain_request()))
 		ctx_boundary(); /* waiting for a service the request called is part of it */
+	if (nfds > 1)
+		batch_end(); /* after its lines went out, judged by its state */
 }
 
 /* Every epoll wait is an event loop's: at most one event at a time, each

@@ -51,18 +51,23 @@ struct held_record {
 #define RECORD sizeof(struct held_record)
 #define DECIDED (1ull << 63)
 #define BATCH_PENDING (1ull << 62)
+#define BATCH_PROVEN (1ull << 61)
 
 /* The id a record gets when its thread's bracket resolves to request: the
  * request it was held under if the bracket closed on it, or if the line
  * itself names that request (its request line, shared by no other live
- * request: an access log line written after the response). */
+ * request: an access log line written after the response). A line the
+ * event-loop rule proved keeps its request unless the batch was spoiled
+ * since (event_batch.h); own says the releasing thread is the line's. */
 static uint64_t record_tag(const struct held_record *r, uint64_t request, const char *line,
-			   size_t len)
+			   size_t len, bool own)
 {
 	if (r->request & DECIDED)
 		return r->request & ~DECIDED;
 	if (r->request & BATCH_PENDING)
 		return 0; /* released before its batch's first I/O proved anything */
+	if (r->request & BATCH_PROVEN)
+		return own && !thread_ctx.batch.spoiled ? r->request & ~BATCH_PROVEN : 0;
 	if (r->request == request || (r->request && request_named_in(r->request, line, len)))
 		return r->request;
 	return 0;
@@ -346,7 +351,9 @@ static void writer_records(struct writer *w, const char *buf, size_t n, uint64_t
 		struct held_record r;
 		memcpy(&r, buf + pos, RECORD);
 		const char *line = buf + pos + RECORD;
-		writer_line(w, record_tag(&r, request, line, r.len - 1), line, r.len - 1,
+		bool own = w->slot && atomic_load_explicit(&w->slot->owner, memory_order_relaxed) ==
+						thread_ctx.tid;
+		writer_line(w, record_tag(&r, request, line, r.len - 1, own), line, r.len - 1,
 			    !w->sink->message, 0);
 		pos += RECORD + r.len;
 	}
@@ -377,11 +384,13 @@ static bool writer_decided(struct writer *w, struct line_slot *s)
 /* ---- attribution ------------------------------------------------------- */
 
 /* What a complete line gets. EMIT: written now with request's id (0:
- * none). HOLD: kept until the thread's bracket resolves. HOLD_DECIDED: it
- * has request's id, but lines held before it go first. HOLD_BATCH: written
- * in an event-loop batch before its first I/O, from inside the call at
- * site: kept until that I/O shows whether site is the handler call. */
-enum verdict { EMIT, HOLD, HOLD_DECIDED, HOLD_BATCH };
+ * none). HOLD: kept until the thread's bracket resolves. HOLD_PROVEN: the
+ * event-loop rule gives it request's id, kept until the thread's next
+ * release so that I/O of the same handler call on another connection can
+ * still take it back. HOLD_BATCH: written in an event-loop batch before
+ * its first I/O, from inside the call at site: kept until that I/O shows
+ * whether site is the handler call. */
+enum verdict { EMIT, HOLD, HOLD_PROVEN, HOLD_BATCH };
 
 struct line_verdict {
 	enum verdict kind;
@@ -398,7 +407,7 @@ static struct line_verdict judge(uint64_t started_request)
 		return v;
 	if (unlikely(thread_ctx.batch.conn)) {
 		if (thread_ctx.batch.site && (v.request = batch_line_request()) != 0) {
-			v.kind = thread_ctx.held ? HOLD_DECIDED : EMIT;
+			v.kind = HOLD_PROVEN;
 			return v;
 		}
 		if (!thread_ctx.batch.io_seen && (v.site = batch_line_site()) != 0) {
@@ -444,8 +453,8 @@ static void hold_record(struct line_slot *s, size_t at, const struct line_verdic
 		.request = thread_ctx.request,
 		.site = v->site,
 	};
-	if (v->kind == HOLD_DECIDED)
-		r.request = v->request | DECIDED;
+	if (v->kind == HOLD_PROVEN)
+		r.request = v->request | BATCH_PROVEN;
 	else if (v->kind == HOLD_BATCH)
 		r.request = BATCH_PENDING;
 	memcpy(s->buf + at, &r, RECORD);
@@ -645,7 +654,9 @@ static void slot_drain(struct line_slot *s, uint64_t request, bool with_partial,
 static uint64_t own_partial_request(const struct line_slot *s)
 {
 	struct line_verdict v = judge(s->partial_request);
-	return v.kind == EMIT || v.kind == HOLD_DECIDED ? v.request : 0;
+	if (v.kind == HOLD_PROVEN && thread_ctx.batch.spoiled)
+		return 0;
+	return v.kind == EMIT || v.kind == HOLD_PROVEN ? v.request : 0;
 }
 
 void log_release_held(uint64_t request)
@@ -699,7 +710,7 @@ void log_release_held(uint64_t request)
 		if (!sent) {
 			/* Keep it, with the id decided now, for the next chance. */
 			best.request = record_tag(&best, request, s->buf + next[pick] + RECORD,
-						  best.len - 1) | DECIDED;
+						  best.len - 1, true) | DECIDED;
 			memcpy(s->buf + next[pick], &best, RECORD);
 			blocked[pick] = true;
 		} else {
@@ -722,7 +733,6 @@ void log_release_held(uint64_t request)
 
 void log_resolve_batch(uintptr_t site, uint64_t request)
 {
-	int saved = errno;
 	for (uint8_t i = 0; i < thread_ctx.slot_count; i++) {
 		struct line_slot *s = &line_slots[thread_ctx.slots[i]];
 		if (s->held_len == 0 || !slot_lock(s))
@@ -731,19 +741,13 @@ void log_resolve_batch(uintptr_t site, uint64_t request)
 			struct held_record r;
 			memcpy(&r, s->buf + pos, RECORD);
 			if (r.request & BATCH_PENDING) {
-				r.request = DECIDED | (site != 0 && r.site == site ? request : 0);
+				bool proven = request != 0 && site != 0 && r.site == site;
+				r.request = proven ? request | BATCH_PROVEN : DECIDED;
 				memcpy(s->buf + pos, &r, RECORD);
 			}
 			pos += RECORD + r.len;
 		}
 		slot_unlock(s);
-	}
-	errno = saved;
-	if (thread_ctx.held) {
-		thread_ctx.in_shim = true;
-		thread_ctx.held = false;
-		log_release_held(0);
-		thread_ctx.in_shim = false;
 	}
 }
 

@@ -37,8 +37,8 @@ ssize_t log_writev(const struct log_sink *sink, const struct iovec *iov, int iov
 void log_release_held(uint64_t request) __attribute__((visibility("hidden")));
 
 /* The first I/O of the calling thread's event-loop batch is done: lines
- * held before it from inside the call at site get request's id (0: none,
- * and site 0: none of them), the others none; all go out now. */
+ * held before it from inside the call at site are proven request's (0:
+ * none), the others get no id; they go out at the thread's next release. */
 void log_resolve_batch(uintptr_t site, uint64_t request) __attribute__((visibility("hidden")));
 
 /* The calling thread's held syslog messages go out now (no bracket: they

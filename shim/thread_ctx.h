@@ -49,6 +49,8 @@ struct event_batch_state {
 	uint8_t depth;           /* frames of the callers of the wait's caller */
 	bool io_seen;            /* the batch's first connection I/O happened */
 	bool resolve_held;       /* lines held before it await its end */
+	bool spoiled;            /* the handler call did I/O on another
+				    connection: its held lines get no id */
 	uintptr_t site;          /* the handler call in the wait's caller; 0: unknown */
 	uint64_t callers;        /* hash of those callers' return addresses */
 	uint64_t request;        /* the connection's request at the last I/O on it */
