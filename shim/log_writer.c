@@ -422,14 +422,20 @@ static struct line_verdict judge(uint64_t started_request)
 	return v;
 }
 
-/* Whether buf holds two or more lines, one of which names a request other
- * than the thread's (a buffered log flushed at once): then a line naming no
- * request gets no id, whatever the context. */
+/* Whether buf holds two or more lines and is a batch: the flush of a buffer
+ * the program filled earlier (a buffered access log), whose lines may be
+ * any requests'. Then only a line that names its request gets an id. A
+ * thread certain of its request is taken to write its own lines (a
+ * message with a stack trace), unless one of them names another request;
+ * any other thread's multi-line write is a batch: after a response, or in
+ * an event loop's handler, is when buffered logs are flushed. */
 static bool is_batch(const char *buf, size_t n, const char *first)
 {
 	const char *end = buf + n;
 	if (!first || first + 1 >= end || !memchr(first + 1, '\n', (size_t)(end - first - 1)))
 		return false;
+	if (ctx_certain_request() == 0)
+		return true;
 	for (const char *p = buf; p < end;) {
 		const char *nl = memchr(p, '\n', (size_t)(end - p));
 		if (!nl)
