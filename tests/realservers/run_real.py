@@ -19,14 +19,19 @@ request is known, a wrong response, a server that does not start or stop
 cleanly or leaves processes. Reports without failing: lines without a token
 that carry an id ("unmatched tagged"; the oracle cannot say whose they are).
 
-Prints a matrix server x mode x log and ends with "N passed, M failed".
+Prints a matrix server x mode x log, then runs the realistic-traffic rows
+(realistic.py: nginx and lighttpd with one URL for every request, 1-20
+keep-alive requests per connection, joined to a truth the server writes
+itself), and ends with "N passed, M failed" over both.
 
     python3 tests/realservers/run_real.py [--servers nginx,busybox] [-n 1000] [-c 64]
                                           [--seed N] [--keep] [--min-recall 0.99]
+                                          [--no-realistic | --realistic-only]
 """
 
 import argparse
 import io
+import os
 import random
 import re
 import shutil
@@ -43,6 +48,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "integration"))
 import harness  # noqa: E402
 import oracle  # noqa: E402
+import realistic  # noqa: E402
 import servers  # noqa: E402
 
 MODES = ("cid", "gen")
@@ -386,7 +392,9 @@ def details(res, out):
 def self_test():
     sys.path.insert(0, str(HERE))
     import test_real_oracle
-    suite = unittest.defaultTestLoader.loadTestsFromModule(test_real_oracle)
+    import test_realistic
+    suite = unittest.TestSuite(unittest.defaultTestLoader.loadTestsFromModule(m)
+                               for m in (test_real_oracle, test_realistic))
     out = io.StringIO()
     ok = unittest.TextTestRunner(stream=out, verbosity=0).run(suite).wasSuccessful()
     return ok, out.getvalue()
@@ -405,7 +413,18 @@ def main(argv=None):
                     help="debug: run the servers with `reqid run --disable` (no ids)")
     ap.add_argument("--min-recall", type=float, default=0.99,
                     help="fail a log whose recall is lower (0: report only)")
+    ap.add_argument("--no-realistic", action="store_true",
+                    help="skip the realistic-traffic rows (realistic.py)")
+    ap.add_argument("--realistic-only", action="store_true",
+                    help="run only the realistic-traffic rows")
+    ap.add_argument("--realistic-rows", default="",
+                    help="realistic rows by name prefix (see realistic.py --help)")
+    ap.add_argument("--realistic-min-recall", type=float, default=None,
+                    help="recall floor of the realistic rows (default: "
+                    "realistic.REALISTIC_MIN_RECALL = %g)" % realistic.REALISTIC_MIN_RECALL)
     a = ap.parse_args(argv)
+    if a.no_realistic and a.realistic_only:
+        ap.error("--no-realistic and --realistic-only exclude each other")
     names = [s for s in a.servers.split(",") if s]
     modes = [m for m in a.modes.split(",") if m]
     for s in names:
@@ -422,19 +441,28 @@ def main(argv=None):
         print(text)
         print("oracle self-test failed\n0 passed, 1 failed")
         return 1
-    missing = servers.missing_binaries(names)
-    if not (servers.REQID.exists() and servers.LIBREQID.exists()):
-        missing.append("%s (make build/libreqid.so)" % servers.LIBREQID)
+    try:
+        real_rows = [] if (a.no_realistic or a.disable) else realistic.select_rows(
+            a.realistic_rows, servers_wanted=set(names))
+    except ValueError as e:
+        ap.error(str(e))
+    if a.realistic_only:
+        names = []
+    missing = servers.missing_binaries(sorted(set(names) | {r.server for r in real_rows}))
+    lib = Path(os.environ.get("REQID_LIB", servers.LIBREQID))
+    if not (servers.REQID.exists() and lib.exists()):
+        missing.append("%s (make build/libreqid.so)" % lib)
     if missing:
         print("missing: " + ", ".join(missing))
-        print("0 passed, %d failed" % (len(names) * len(modes)))
+        print("0 passed, %d failed" % (len(names) * len(modes) + len(real_rows)))
         return 1
 
-    print("seed %d, %d requests per server and mode, concurrency %d"
-          % (seed, a.requests, a.concurrency))
-    print(HEAD)
-    print("-" * len(HEAD))
     results = []
+    if names:
+        print("seed %d, %d requests per server and mode, concurrency %d"
+              % (seed, a.requests, a.concurrency))
+        print(HEAD)
+        print("-" * len(HEAD))
     for name in names:
         for mode in modes:
             res = run_one(name, mode, a.requests, a.concurrency, seed, keep=a.keep,
@@ -453,11 +481,17 @@ def main(argv=None):
             results.append(res)
             for line in rows_of(res):
                 print(line, flush=True)
-    print()
-    for res in results:
-        details(res, sys.stdout)
+    if names:
+        print()
+        for res in results:
+            details(res, sys.stdout)
+        print()
+    if real_rows:
+        sys.stdout.flush()
+        results += realistic.run_suite(real_rows, seed, keep=a.keep,
+                                       min_recall=a.realistic_min_recall)
+        print()
     failed = [r for r in results if not r["ok"]]
-    print()
     print("total %.1f s" % (time.monotonic() - t0))
     print("%d passed, %d failed" % (len(results) - len(failed), len(failed)))
     return 1 if failed else 0
