@@ -7,14 +7,18 @@
  * INDEX_SIZE slots, open addressing with a bounded probe, points from
  * (epfd, data) to fds; a slot is only a hint until the fd's registration
  * confirms it, and a key seen for two live fds is marked ambiguous for
- * good. Writers (epoll_ctl) share a try-lock; a writer that cannot get it
- * promptly, or an index too full to place a key, switches lookups off for
- * the rest of the process: losing ids is allowed, a wrong fd is not.
+ * good. Writers (epoll_ctl) share a spin lock that yields the processor
+ * while another thread holds it; a writer that finds it held by its own
+ * thread (a signal handler inside epoll_ctl) or still held after a long
+ * while, or an index too full to place a key, switches lookups off for
+ * the rest of the process: losing ids is allowed, a wrong fd is not. A
+ * fork child starts with the lock free.
  *
  * Must never allocate, block or take a lock a signal handler could wait on.
  */
 #include "epoll_map.h"
 
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <xxhash.h>
@@ -39,7 +43,10 @@ struct index_slot {
 static struct registration registrations[FD_TABLE_SIZE];
 static _Atomic uint32_t generations[FD_TABLE_SIZE];
 static struct index_slot index_slots[INDEX_SIZE];
+#define LOCK_YIELDS 100000
+
 static _Atomic uint32_t writer_busy;
+static __thread bool writing __attribute__((tls_model("initial-exec")));
 static _Atomic bool broken;
 
 static bool in_range(int fd)
@@ -71,12 +78,19 @@ static bool registered(int fd, int epfd, uint64_t data)
 
 static bool writer_lock(void)
 {
-	for (int spin = 0; spin < 1000; spin++) {
+	if (writing) {
+		atomic_store(&broken, true);
+		return false;
+	}
+	for (int tries = 0; tries < LOCK_YIELDS; tries++) {
 		uint32_t expected = 0;
 		if (atomic_compare_exchange_weak_explicit(&writer_busy, &expected, 1,
 							  memory_order_acquire,
-							  memory_order_relaxed))
+							  memory_order_relaxed)) {
+			writing = true;
 			return true;
+		}
+		sched_yield();
 	}
 	atomic_store(&broken, true);
 	return false;
@@ -84,7 +98,14 @@ static bool writer_lock(void)
 
 static void writer_unlock(void)
 {
+	writing = false;
 	atomic_store_explicit(&writer_busy, 0, memory_order_release);
+}
+
+void epoll_map_after_fork(void)
+{
+	atomic_store_explicit(&writer_busy, 0, memory_order_relaxed);
+	writing = false;
 }
 
 void epoll_map_new_instance(int epfd)

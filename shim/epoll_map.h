@@ -27,6 +27,9 @@ void epoll_map_delete(int epfd, int fd) __attribute__((visibility("hidden")));
 /* fd is being closed or replaced. */
 void epoll_map_forget(int fd) __attribute__((visibility("hidden")));
 
+/* In a fork child: a writer the parent had is gone. */
+void epoll_map_after_fork(void) __attribute__((visibility("hidden")));
+
 /* The fd an event from epfd carrying data is about, or -1 if unknown. */
 int epoll_map_lookup(int epfd, uint64_t data) __attribute__((visibility("hidden")));
 

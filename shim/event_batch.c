@@ -21,7 +21,19 @@ int batch_max_events(int max)
 
 void batch_end(void)
 {
+	if (thread_ctx.batch.holding)
+		ctx_release_batch();
 	thread_ctx.batch.conn = 0;
+}
+
+void batch_ready_closing(void)
+{
+	/* Held lines stay until the batch ends, and the handler's I/O on
+	 * other connections is still watched; no line gets A's id any more. */
+	if (thread_ctx.batch.holding)
+		thread_ctx.batch.ready_closed = true;
+	else
+		thread_ctx.batch.conn = 0;
 }
 
 /* Starts a batch on connection fd if the chain of the wait's callers can
@@ -29,7 +41,7 @@ void batch_end(void)
 static void batch_begin(int fd, void *wait_return)
 {
 	struct event_batch_state *b = &thread_ctx.batch;
-	b->conn = 0;
+	batch_end();
 	if (!shim.config.event_stacks || !(fd_class(fd) & FD_CONN))
 		return;
 	struct call_chain chain;
@@ -46,6 +58,7 @@ static void batch_begin(int fd, void *wait_return)
 		b->io_seen = false;
 		b->resolve_held = false;
 		b->spoiled = false;
+		b->ready_closed = false;
 		b->request = conn_request(fd);
 		b->conn = (uint32_t)conn_fd(fd) + 1;
 		return;
@@ -54,18 +67,11 @@ static void batch_begin(int fd, void *wait_return)
 
 void batch_after_epoll(int epfd, const struct epoll_event *ev, int n, void *wait_return)
 {
-	thread_ctx.batch.conn = 0;
+	batch_end();
 	if (n != 1 || thread_ctx.in_shim)
 		return;
 	int fd = epoll_map_lookup(epfd, ev[0].data.u64);
 	if (fd >= 0)
-		batch_begin(fd, wait_return);
-}
-
-void batch_after_one_ready(int fd, void *wait_return)
-{
-	thread_ctx.batch.conn = 0;
-	if (!thread_ctx.in_shim)
 		batch_begin(fd, wait_return);
 }
 
@@ -86,7 +92,7 @@ void batch_before_conn_io(int fd)
 	struct event_batch_state *b = &thread_ctx.batch;
 	if (thread_ctx.in_shim)
 		return;
-	bool on_ready = (uint32_t)conn_fd(fd) + 1 == b->conn;
+	bool on_ready = !b->ready_closed && (uint32_t)conn_fd(fd) + 1 == b->conn;
 	struct call_chain chain;
 	uintptr_t at;
 	if (b->io_seen) {
@@ -111,6 +117,7 @@ void batch_before_conn_io(int fd)
 	if (inside_wait_caller(&chain, 0, &at)) {
 		b->site = at;
 		b->resolve_held = thread_ctx.held;
+		b->request = conn_request(fd);
 	} else {
 		b->conn = 0; /* not from inside F: F has returned */
 	}
@@ -121,12 +128,17 @@ void batch_after_conn_io(int fd)
 	struct event_batch_state *b = &thread_ctx.batch;
 	if ((uint32_t)conn_fd(fd) + 1 != b->conn)
 		return;
+	uint64_t before = b->request;
 	b->request = conn_request(fd);
 	if (b->resolve_held) {
 		/* The batch's first I/O: lines written before it from inside
-		 * the same handler call are this request's. */
+		 * the same handler call are the request's that was current on
+		 * the connection both before and after it. One the I/O began or
+		 * ended (a read of the next request) leaves them none: they may
+		 * be about either. */
 		b->resolve_held = false;
-		log_resolve_batch(b->site, conn_of(fd)->kind == CONN_HTTP ? b->request : 0);
+		bool same = b->request == before && conn_of(fd)->kind == CONN_HTTP;
+		log_resolve_batch(b->site, same ? b->request : 0);
 	}
 }
 
@@ -141,7 +153,7 @@ uintptr_t batch_line_site(void)
 uint64_t batch_line_request(void)
 {
 	const struct event_batch_state *b = &thread_ctx.batch;
-	if (b->conn == 0 || b->site == 0)
+	if (b->conn == 0 || b->site == 0 || b->ready_closed)
 		return 0;
 	int fd = (int)b->conn - 1;
 	uint64_t r = b->request;

@@ -26,10 +26,12 @@ static bool waits_on_current(int fd)
 	       conn_request(fd) == thread_ctx.request;
 }
 
-static void before_fd_wait(unsigned nfds, int only_fd)
+/* nfds: descriptors waited on (2: two or more); conns: two or more of
+ * them are connections, or the wait is epoll's (any number may be). */
+static void before_fd_wait(unsigned nfds, int only_fd, bool conns)
 {
 	if (nfds > 1)
-		ctx_mark_event_loop();
+		ctx_mark_event_loop(conns);
 	if (nfds == 1 && waits_on_current(only_fd))
 		ctx_wait_on_conn(only_fd);
 	else if (!(nfds == 1 && (fd_class(only_fd) & FD_CLIENT) && ctx_certain_request()))
@@ -54,7 +56,7 @@ EXPORT int epoll_wait(int epfd, struct epoll_event *ev, int max, int timeout)
 	if (unlikely(!fn))
 		return (int)syscall(SYS_epoll_wait, epfd, ev, max, timeout);
 	int saved = errno;
-	before_fd_wait(2, -1);
+	before_fd_wait(2, -1, true);
 	max = batch_max_events(max);
 	errno = saved;
 	return epoll_done(epfd, ev, fn(epfd, ev, max, timeout), __builtin_return_address(0));
@@ -67,7 +69,7 @@ EXPORT int epoll_pwait(int epfd, struct epoll_event *ev, int max, int timeout,
 	if (unlikely(!fn))
 		return (int)syscall(SYS_epoll_pwait, epfd, ev, max, timeout, mask, _NSIG / 8);
 	int saved = errno;
-	before_fd_wait(2, -1);
+	before_fd_wait(2, -1, true);
 	max = batch_max_events(max);
 	errno = saved;
 	return epoll_done(epfd, ev, fn(epfd, ev, max, timeout, mask), __builtin_return_address(0));
@@ -81,7 +83,7 @@ EXPORT int epoll_pwait2(int epfd, struct epoll_event *ev, int max,
 	if (unlikely(!fn))
 		return (int)syscall(SYS_epoll_pwait2, epfd, ev, max, timeout, mask, _NSIG / 8);
 	int saved = errno;
-	before_fd_wait(2, -1);
+	before_fd_wait(2, -1, true);
 	max = batch_max_events(max);
 	errno = saved;
 	return epoll_done(epfd, ev, fn(epfd, ev, max, timeout, mask), __builtin_return_address(0));
@@ -105,38 +107,20 @@ EXPORT int epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
 	return r;
 }
 
-static unsigned before_poll(const struct pollfd *fds, nfds_t n)
+static void before_poll(const struct pollfd *fds, nfds_t n)
 {
 	int saved = errno;
-	unsigned active = 0;
+	unsigned active = 0, conns = 0;
 	int only = -1;
-	for (nfds_t i = 0; i < n && active < 2; i++) {
+	for (nfds_t i = 0; i < n && conns < 2; i++) {
 		if (fds[i].fd >= 0) {
-			active++;
+			active += active < 2;
+			conns += (fd_class(fds[i].fd) & FD_CONN) != 0;
 			only = fds[i].fd;
 		}
 	}
-	before_fd_wait(active, only);
+	before_fd_wait(active, only, conns > 1);
 	errno = saved;
-	return active;
-}
-
-/* A poll on several descriptors that returned exactly one ready one is a
- * batch (event_batch.h). */
-static int poll_done(const struct pollfd *fds, nfds_t n, unsigned active, int r,
-		     void *wait_return)
-{
-	if (r != 1 || active < 2)
-		return r;
-	int saved = errno;
-	for (nfds_t i = 0; i < n; i++) {
-		if (fds[i].fd >= 0 && fds[i].revents) {
-			batch_after_one_ready(fds[i].fd, wait_return);
-			break;
-		}
-	}
-	errno = saved;
-	return r;
 }
 
 EXPORT int poll(struct pollfd *fds, nfds_t n, int timeout)
@@ -144,8 +128,8 @@ EXPORT int poll(struct pollfd *fds, nfds_t n, int timeout)
 	int (*fn)(struct pollfd *, nfds_t, int) = REAL(poll);
 	if (unlikely(!fn))
 		return (int)syscall(SYS_poll, fds, n, timeout);
-	unsigned active = before_poll(fds, n);
-	return poll_done(fds, n, active, fn(fds, n, timeout), __builtin_return_address(0));
+	before_poll(fds, n);
+	return fn(fds, n, timeout);
 }
 
 EXPORT int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *timeout,
@@ -154,41 +138,24 @@ EXPORT int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *timeout,
 	int (*fn)(struct pollfd *, nfds_t, const struct timespec *, const sigset_t *) = REAL(ppoll);
 	if (unlikely(!fn))
 		return (int)syscall(SYS_ppoll, fds, n, timeout, mask, _NSIG / 8);
-	unsigned active = before_poll(fds, n);
-	return poll_done(fds, n, active, fn(fds, n, timeout, mask), __builtin_return_address(0));
+	before_poll(fds, n);
+	return fn(fds, n, timeout, mask);
 }
 
-static unsigned before_select(int nfds, const fd_set *r, const fd_set *w, const fd_set *e)
+static void before_select(int nfds, const fd_set *r, const fd_set *w, const fd_set *e)
 {
 	int saved = errno;
-	unsigned active = 0;
+	unsigned active = 0, conns = 0;
 	int only = -1;
-	for (int fd = 0; fd < nfds && fd < FD_SETSIZE && active < 2; fd++) {
+	for (int fd = 0; fd < nfds && fd < FD_SETSIZE && conns < 2; fd++) {
 		if ((r && FD_ISSET(fd, r)) || (w && FD_ISSET(fd, w)) || (e && FD_ISSET(fd, e))) {
-			active++;
+			active += active < 2;
+			conns += (fd_class(fd) & FD_CONN) != 0;
 			only = fd;
 		}
 	}
-	before_fd_wait(active, only);
+	before_fd_wait(active, only, conns > 1);
 	errno = saved;
-	return active;
-}
-
-/* Likewise for select: exactly one descriptor in exactly one set. */
-static int select_done(int nfds, const fd_set *r, const fd_set *w, const fd_set *e,
-		       unsigned active, int n, void *wait_return)
-{
-	if (n != 1 || active < 2)
-		return n;
-	int saved = errno;
-	for (int fd = 0; fd < nfds && fd < FD_SETSIZE; fd++) {
-		if ((r && FD_ISSET(fd, r)) || (w && FD_ISSET(fd, w)) || (e && FD_ISSET(fd, e))) {
-			batch_after_one_ready(fd, wait_return);
-			break;
-		}
-	}
-	errno = saved;
-	return n;
 }
 
 EXPORT int select(int nfds, fd_set *r, fd_set *w, fd_set *e, struct timeval *timeout)
@@ -196,9 +163,8 @@ EXPORT int select(int nfds, fd_set *r, fd_set *w, fd_set *e, struct timeval *tim
 	int (*fn)(int, fd_set *, fd_set *, fd_set *, struct timeval *) = REAL(select);
 	if (unlikely(!fn))
 		return (int)syscall(SYS_select, nfds, r, w, e, timeout);
-	unsigned active = before_select(nfds, r, w, e);
-	return select_done(nfds, r, w, e, active, fn(nfds, r, w, e, timeout),
-			   __builtin_return_address(0));
+	before_select(nfds, r, w, e);
+	return fn(nfds, r, w, e, timeout);
 }
 
 EXPORT int pselect(int nfds, fd_set *r, fd_set *w, fd_set *e, const struct timespec *timeout,
@@ -208,9 +174,8 @@ EXPORT int pselect(int nfds, fd_set *r, fd_set *w, fd_set *e, const struct times
 		REAL(pselect);
 	if (unlikely(!fn))
 		return -1;
-	unsigned active = before_select(nfds, r, w, e);
-	return select_done(nfds, r, w, e, active, fn(nfds, r, w, e, timeout, mask),
-			   __builtin_return_address(0));
+	before_select(nfds, r, w, e);
+	return fn(nfds, r, w, e, timeout, mask);
 }
 
 static void boundary(void)

@@ -384,13 +384,14 @@ static bool writer_decided(struct writer *w, struct line_slot *s)
 /* ---- attribution ------------------------------------------------------- */
 
 /* What a complete line gets. EMIT: written now with request's id (0:
- * none). HOLD: kept until the thread's bracket resolves. HOLD_PROVEN: the
+ * none). HOLD: kept until the thread's bracket resolves. HOLD_DECIDED:
+ * request's id, but kept behind the lines the thread holds. HOLD_PROVEN: the
  * event-loop rule gives it request's id, kept until the thread's next
  * release so that I/O of the same handler call on another connection can
  * still take it back. HOLD_BATCH: written in an event-loop batch before
  * its first I/O, from inside the call at site: kept until that I/O shows
  * whether site is the handler call. */
-enum verdict { EMIT, HOLD, HOLD_PROVEN, HOLD_BATCH };
+enum verdict { EMIT, HOLD, HOLD_DECIDED, HOLD_PROVEN, HOLD_BATCH };
 
 struct line_verdict {
 	enum verdict kind;
@@ -407,7 +408,13 @@ static struct line_verdict judge(uint64_t started_request)
 		return v;
 	if (unlikely(thread_ctx.batch.conn)) {
 		if (thread_ctx.batch.site && (v.request = batch_line_request()) != 0) {
-			v.kind = HOLD_PROVEN;
+			/* Held so that the handler's later I/O on another
+			 * connection can take the id back, unless another thread
+			 * could write a line that must come after it meanwhile. */
+			if (!atomic_load_explicit(&shim.threaded, memory_order_relaxed))
+				v.kind = HOLD_PROVEN;
+			else
+				v.kind = thread_ctx.held ? HOLD_DECIDED : EMIT;
 			return v;
 		}
 		if (!thread_ctx.batch.io_seen && (v.site = batch_line_site()) != 0) {
@@ -415,10 +422,12 @@ static struct line_verdict judge(uint64_t started_request)
 			return v;
 		}
 	}
-	if (thread_ctx.mode == CTX_BRACKET)
+	if (thread_ctx.mode == CTX_BRACKET && !(thread_ctx.watch & WATCH_CONNS))
 		v.kind = HOLD;
-	else
+	else if (thread_ctx.mode != CTX_BRACKET)
 		v.request = ctx_certain_request();
+	if (v.kind == EMIT && thread_ctx.held)
+		v.kind = HOLD_DECIDED; /* lines go out in the order written */
 	return v;
 }
 
@@ -459,10 +468,18 @@ static void hold_record(struct line_slot *s, size_t at, const struct line_verdic
 		.request = thread_ctx.request,
 		.site = v->site,
 	};
-	if (v->kind == HOLD_PROVEN)
+	if (v->kind == HOLD_DECIDED)
+		r.request = v->request | DECIDED;
+	else if (v->kind == HOLD_PROVEN)
 		r.request = v->request | BATCH_PROVEN;
 	else if (v->kind == HOLD_BATCH)
 		r.request = BATCH_PENDING;
+	/* A single-threaded loop serving several connections keeps its
+	 * batch's lines to the batch's end (thread_ctx.h has no brackets for
+	 * it): no other thread's line can be due after them meanwhile. */
+	if ((v->kind == HOLD_PROVEN || v->kind == HOLD_BATCH) && (thread_ctx.watch & WATCH_CONNS) &&
+	    !atomic_load_explicit(&shim.threaded, memory_order_relaxed))
+		thread_ctx.batch.holding = true;
 	memcpy(s->buf + at, &r, RECORD);
 	s->held_len = s->len;
 	thread_ctx.held = true;
@@ -662,7 +679,7 @@ static uint64_t own_partial_request(const struct line_slot *s)
 	struct line_verdict v = judge(s->partial_request);
 	if (v.kind == HOLD_PROVEN && thread_ctx.batch.spoiled)
 		return 0;
-	return v.kind == EMIT || v.kind == HOLD_PROVEN ? v.request : 0;
+	return v.kind == EMIT || v.kind == HOLD_DECIDED || v.kind == HOLD_PROVEN ? v.request : 0;
 }
 
 void log_release_held(uint64_t request)

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "conn_table.h"
+#include "epoll_map.h"
 #include "log_writer.h"
 #include "request_table.h"
 #include "thread_ctx.h"
@@ -95,8 +96,10 @@ static void seed_ids(void)
 static void after_fork_child(void)
 {
 	shim.pid = getpid();
+	atomic_store_explicit(&shim.threaded, false, memory_order_relaxed);
 	seed_ids();
 	log_forget_all();
+	epoll_map_after_fork();
 }
 
 static const char *environment(const char *name)

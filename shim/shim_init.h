@@ -17,6 +17,7 @@
 #include <signal.h>
 #include <spawn.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <sys/epoll.h>
 #include <sys/select.h>
@@ -168,6 +169,8 @@ struct real_functions {
 struct shim_state {
 	bool active;              /* configured and not disabled */
 	bool accepted;            /* this process accepted a connection */
+	_Atomic bool threaded;    /* this process started a thread (fork
+				     children begin without) */
 	pid_t pid;                /* this process (updated in fork children) */
 	uint64_t exec_request;    /* the request this program was exec'ed for */
 	struct reqid_config config;

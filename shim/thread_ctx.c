@@ -30,13 +30,20 @@ void ctx_boundary(void)
 {
 	if (thread_ctx.in_shim)
 		return;
-	if (thread_ctx.held)
+	if (thread_ctx.held && !thread_ctx.batch.holding)
 		release_held(0);
 	thread_ctx.request = 0;
 	thread_ctx.mode = CTX_NONE;
 	thread_ctx.foreign_lines = false;
 	thread_ctx.watch &= (uint8_t)~WATCH_INHERITED;
 	thread_ctx.epoch++;
+}
+
+void ctx_release_batch(void)
+{
+	thread_ctx.batch.holding = false;
+	if (thread_ctx.held && !thread_ctx.in_shim)
+		release_held(0);
 }
 
 bool ctx_serves_own_request(void)
@@ -59,8 +66,11 @@ void ctx_before_conn_io(int fd)
 {
 	if (unlikely(thread_ctx.batch.conn)) {
 		batch_before_conn_io(fd);
-		if (thread_ctx.batch.resolve_held)
-			return; /* its held lines wait for what this I/O brings */
+		/* Held lines wait for what this I/O brings, or for the end of
+		 * the batch: until then, I/O on another connection from the
+		 * handler call may still take their id back. */
+		if (thread_ctx.batch.resolve_held || thread_ctx.batch.holding)
+			return;
 	}
 	if (!thread_ctx.held || thread_ctx.in_shim)
 		return;
@@ -84,7 +94,7 @@ void ctx_after_conn_io(int fd, bool wrote)
 	/* Its own I/O on a second open connection, not its creator's. */
 	if (thread_ctx.last_conn != 0 && thread_ctx.last_conn != conn &&
 	    !(thread_ctx.watch & WATCH_INHERITED))
-		ctx_mark_event_loop();
+		ctx_mark_event_loop(true);
 	thread_ctx.last_conn = conn;
 	thread_ctx.foreign_lines = false;
 	thread_ctx.watch &= (uint8_t)~WATCH_INHERITED;
@@ -103,10 +113,10 @@ void ctx_after_conn_io(int fd, bool wrote)
 	thread_ctx.mode = certain ? CTX_CERTAIN : CTX_BRACKET;
 }
 
-void ctx_mark_event_loop(void)
+void ctx_mark_event_loop(bool conns)
 {
 	thread_ctx.epoch++;
-	thread_ctx.watch |= WATCH_EVENT_LOOP;
+	thread_ctx.watch |= (uint8_t)(WATCH_EVENT_LOOP | (conns ? WATCH_CONNS : 0));
 	if (thread_ctx.mode == CTX_CERTAIN)
 		thread_ctx.mode = CTX_BRACKET;
 }
@@ -117,7 +127,7 @@ void ctx_conn_closing(int fd)
 		return;
 	ctx_before_conn_io(fd);
 	if (thread_ctx.batch.conn == (uint32_t)conn_fd(fd) + 1)
-		batch_end();
+		batch_ready_closing();
 	if (thread_ctx.request != 0 && thread_ctx.request == conn_request(fd))
 		ctx_boundary();
 	if (thread_ctx.last_conn == (uint32_t)conn_fd(fd) + 1)

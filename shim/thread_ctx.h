@@ -11,7 +11,9 @@
  *            timers and other handlers run between I/O calls). Its lines are
  *            held until its next event: I/O on the same request tags them,
  *            anything else (I/O elsewhere, a wait, a sleep, accept, exit)
- *            releases them without an id.
+ *            releases them without an id. A thread that serves several
+ *            connections at once holds nothing: only the event-loop rule
+ *            (event_batch.h) and lines naming their request give ids there.
  *   NONE     no request: lines carry no id.
  * A thread that waits on several fds at once, or does I/O on a second
  * connection while the first is still open (a loop that polls sockets in
@@ -39,6 +41,11 @@ enum ctx_watch {
 	/* The context came from the thread's creator: the thread's first I/O
 	 * elsewhere (a job pipe, a file) shows it works on something else. */
 	WATCH_INHERITED = 2,
+	/* The thread serves several connections at once (epoll, a poll or
+	 * select on two or more of them, I/O on a second one while the first
+	 * is open): a timer or posted event for any of them may run between
+	 * two I/O calls on one, so a bracket proves nothing there. */
+	WATCH_CONNS = 4,
 };
 
 #define THREAD_SLOTS_MAX 4
@@ -51,6 +58,9 @@ struct event_batch_state {
 	bool resolve_held;       /* lines held before it await its end */
 	bool spoiled;            /* the handler call did I/O on another
 				    connection: its held lines get no id */
+	bool holding;            /* a loop serving several connections holds
+				    lines of this batch: they go out at its end */
+	bool ready_closed;       /* the ready connection was closed */
 	uintptr_t site;          /* the handler call in the wait's caller; 0: unknown */
 	uint64_t callers;        /* hash of those callers' return addresses */
 	uint64_t request;        /* the connection's request at the last I/O on it */
@@ -80,8 +90,12 @@ extern __thread struct thread_ctx thread_ctx
 /* A boundary: the thread stops working on whatever it was (wait, sleep,
  * accept, thread exit; for an event loop or an inherited context also I/O
  * on a descriptor that is neither a connection nor a log). Held lines go
- * out without an id. */
+ * out without an id, unless they wait for the end of an event-loop batch
+ * (event_batch.h). */
 void ctx_boundary(void) __attribute__((visibility("hidden")));
+
+/* An event-loop batch that held lines ends: they go out. */
+void ctx_release_batch(void) __attribute__((visibility("hidden")));
 
 /* Before I/O on connection fd: held lines get the id if fd still carries the
  * request they were held under. */
@@ -120,7 +134,8 @@ bool ctx_serves_own_request(void) __attribute__((visibility("hidden")));
  * other threads' lines in it. Any other thread meets a boundary. */
 void ctx_lock_wait(void) __attribute__((visibility("hidden")));
 
-/* The thread waited on several descriptors at once. */
-void ctx_mark_event_loop(void) __attribute__((visibility("hidden")));
+/* The thread waited on several descriptors at once; conns: it serves
+ * several connections (WATCH_CONNS). */
+void ctx_mark_event_loop(bool conns) __attribute__((visibility("hidden")));
 
 #endif
