@@ -28,7 +28,7 @@ SERVERS    := $(patsubst tests/servers/%.c,%,$(wildcard tests/servers/*.c))
 # Debian packages the build, the tests and the benchmarks use.
 DEB_PACKAGES := gcc make libc6-dev libunwind-dev libxxhash-dev libcmocka-dev \
                 python3 valgrind clang libclang-rt-14-dev rsyslog \
-                nginx lighttpd busybox curl
+                nginx lighttpd busybox curl libuv1-dev
 
 FUZZERS := $(patsubst tests/fuzz/%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_SECONDS ?= 300
@@ -77,8 +77,12 @@ $(BUILD)/unit-asan/%: tests/unit/%.c $(PURE_SRCS) $$(UNIT_TABLES_$$*) $(SHIM_HDR
 
 servers: $(addprefix $(BUILD)/servers/,$(SERVERS))
 
-$(BUILD)/servers/%: tests/servers/%.c tests/servers/legacy_http.h | $(BUILD)/servers
+$(BUILD)/servers/%: tests/servers/%.c tests/servers/legacy_http.h tests/servers/evloop.h | $(BUILD)/servers
 	$(CC) -O2 -g -Wall -Wextra -Werror -pthread -o $@ $<
+
+# The libuv server (test_event_loops.py) is the one that links a library.
+$(BUILD)/servers/uv_server: tests/servers/uv_server.c tests/servers/legacy_http.h tests/servers/evloop.h | $(BUILD)/servers
+	$(CC) -O2 -g -Wall -Wextra -Werror -pthread -o $@ $< -luv
 
 unit: deps $(addprefix $(BUILD)/unit/,$(UNIT_TESTS))
 	@for t in $(UNIT_TESTS); do $(BUILD)/unit/$$t || exit 1; done
@@ -98,6 +102,7 @@ integration: deps $(BUILD)/libreqid.so servers
 	python3 tests/integration/test_outbound.py
 	python3 tests/integration/test_multihost.py
 	python3 tests/integration/test_show.py
+	python3 tests/integration/test_event_loops.py
 
 # libFuzzer targets over the pure logic, with ASan and UBSan.
 $(BUILD)/fuzz/%: tests/fuzz/%.c $(PURE_SRCS) $(SHIM_HDRS)
