@@ -7,6 +7,9 @@
  */
 #include "event_batch.h"
 
+#include <string.h>
+#include <sys/mman.h>
+
 #include "call_chain.h"
 #include "conn_table.h"
 #include "epoll_map.h"
@@ -24,6 +27,7 @@ void batch_end(void)
 	if (thread_ctx.batch.holding)
 		ctx_release_batch();
 	thread_ctx.batch.conn = 0;
+	thread_ctx.batch.listener = 0;
 }
 
 void batch_ready_closing(void)
@@ -36,13 +40,39 @@ void batch_ready_closing(void)
 		thread_ctx.batch.conn = 0;
 }
 
-/* Starts a batch on connection fd if the chain of the wait's callers can
- * be had whole. */
+/* The calling thread's copy of the last wait's callers' return addresses,
+ * mapped at its first batch (NULL if that failed: no batches then). */
+static void **wait_frames(void)
+{
+	if (!thread_ctx.batch.wait_frames) {
+		void *p = mmap(NULL, CHAIN_MAX * sizeof(void *), PROT_READ | PROT_WRITE,
+			       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (p != MAP_FAILED)
+			thread_ctx.batch.wait_frames = p;
+	}
+	return thread_ctx.batch.wait_frames;
+}
+
+void batch_thread_exit(void)
+{
+	if (thread_ctx.batch.wait_frames)
+		munmap(thread_ctx.batch.wait_frames, CHAIN_MAX * sizeof(void *));
+	thread_ctx.batch.wait_frames = NULL;
+	thread_ctx.batch.conn = 0;
+}
+
+/* Starts a batch on ready descriptor fd if the chain of the wait's
+ * callers can be had whole: on fd itself if it is a connection, else on
+ * the one connection the batch will accept from it, if it accepts one. */
 static void batch_begin(int fd, void *wait_return)
 {
 	struct event_batch_state *b = &thread_ctx.batch;
 	batch_end();
-	if (!shim.config.event_stacks || !(fd_class(fd) & FD_CONN))
+	b->listener = 0;
+	if (!shim.config.event_stacks)
+		return;
+	void **saved = wait_frames();
+	if (!saved)
 		return;
 	struct call_chain chain;
 	call_chain_take(&chain);
@@ -50,8 +80,10 @@ static void batch_begin(int fd, void *wait_return)
 		if (chain.frames[i] != wait_return)
 			continue;
 		int depth = chain.count - i - 1;
-		if (depth < 1 || depth > CHAIN_MAX)
+		if (depth < 1)
 			return;
+		memcpy(saved, chain.frames + i + 1, (size_t)depth * sizeof(void *));
+		b->wait_depth = (uint8_t)depth;
 		b->depth = (uint8_t)depth;
 		b->callers = call_chain_outer_hash(&chain, depth);
 		b->site = 0;
@@ -59,10 +91,31 @@ static void batch_begin(int fd, void *wait_return)
 		b->resolve_held = false;
 		b->spoiled = false;
 		b->ready_closed = false;
-		b->request = conn_request(fd);
-		b->conn = (uint32_t)conn_fd(fd) + 1;
+		if (fd_class(fd) & FD_CONN) {
+			b->request = conn_request(fd);
+			b->conn = (uint32_t)conn_fd(fd) + 1;
+		} else {
+			b->listener = (uint32_t)fd + 1;
+		}
 		return;
 	}
+}
+
+void batch_accepted(int listen_fd, int fd)
+{
+	struct event_batch_state *b = &thread_ctx.batch;
+	if (b->listener == 0)
+		return;
+	if (b->listener == (uint32_t)listen_fd + 1 && b->conn == 0 && !b->io_seen &&
+	    (unsigned)fd < FD_TABLE_SIZE) {
+		b->request = 0;
+		b->conn = (uint32_t)fd + 1;
+		b->listener = (uint32_t)-1; /* one connection taken */
+		return;
+	}
+	/* A second connection, or one from another socket: no batch. */
+	b->listener = 0;
+	batch_end();
 }
 
 void batch_after_epoll(int epfd, const struct epoll_event *ev, int n, void *wait_return)
@@ -113,14 +166,25 @@ void batch_before_conn_io(int fd)
 		b->conn = 0; /* the batch began with I/O elsewhere: no handler call known */
 		return;
 	}
+	/* The handler call: where this I/O's chain leaves the wait's, counted
+	 * from the thread's first frame. Usually a call the waiting function
+	 * made (its callers all shared); for a loop that runs its handlers
+	 * after the waiting function returned, a call one of its callers made. */
 	call_chain_take(&chain);
-	if (inside_wait_caller(&chain, 0, &at)) {
-		b->site = at;
-		b->resolve_held = thread_ctx.held;
-		b->request = conn_request(fd);
-	} else {
-		b->conn = 0; /* not from inside F: F has returned */
+	const void *const *saved = (const void *const *)b->wait_frames;
+	int shared = 0;
+	while (shared < b->wait_depth && shared < chain.count &&
+	       chain.frames[chain.count - 1 - shared] == saved[b->wait_depth - 1 - shared])
+		shared++;
+	if (shared == 0 || shared >= chain.count) {
+		b->conn = 0;
+		return;
 	}
+	b->depth = (uint8_t)shared;
+	b->callers = call_chain_outer_hash(&chain, shared);
+	b->site = (uintptr_t)chain.frames[chain.count - 1 - shared];
+	b->resolve_held = thread_ctx.held;
+	b->request = conn_request(fd);
 }
 
 void batch_after_conn_io(int fd)

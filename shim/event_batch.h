@@ -53,6 +53,13 @@ int batch_max_events(int max) __attribute__((visibility("hidden")));
  * the lines it held go out. */
 void batch_end(void) __attribute__((visibility("hidden")));
 
+/* The calling thread accepted connection fd from listen_fd: the batch of a
+ * ready listening socket is the batch of the one connection it accepts. */
+void batch_accepted(int listen_fd, int fd) __attribute__((visibility("hidden")));
+
+/* The calling thread ends. */
+void batch_thread_exit(void) __attribute__((visibility("hidden")));
+
 /* The ready connection is being closed. */
 void batch_ready_closing(void) __attribute__((visibility("hidden")));
 

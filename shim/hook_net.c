@@ -10,6 +10,8 @@
  */
 #include "hooks.h"
 
+#include "event_batch.h"
+
 #include "conn_output.h"
 
 #include <sys/sendfile.h>
@@ -20,11 +22,13 @@ ssize_t __recv_chk(int fd, void *buf, size_t n, size_t buflen, int flags);
 ssize_t __recvfrom_chk(int fd, void *buf, size_t n, size_t buflen, int flags,
 		       struct sockaddr *addr, socklen_t *len);
 
-static int accepted(int fd)
+static int accepted(int listen_fd, int fd)
 {
 	if (fd >= 0) {
 		int saved = errno;
 		conn_open(fd);
+		if (unlikely(thread_ctx.batch.listener))
+			batch_accepted(listen_fd, fd);
 		errno = saved;
 	}
 	return fd;
@@ -38,7 +42,7 @@ EXPORT int accept(int s, struct sockaddr *addr, socklen_t *len)
 	if (!shim.active)
 		return fn(s, addr, len);
 	ctx_boundary();
-	return accepted(fn(s, addr, len));
+	return accepted(s, fn(s, addr, len));
 }
 
 EXPORT int accept4(int s, struct sockaddr *addr, socklen_t *len, int flags)
@@ -49,7 +53,7 @@ EXPORT int accept4(int s, struct sockaddr *addr, socklen_t *len, int flags)
 	if (!shim.active)
 		return fn(s, addr, len, flags);
 	ctx_boundary();
-	return accepted(fn(s, addr, len, flags));
+	return accepted(s, fn(s, addr, len, flags));
 }
 
 /* A TCP connection the process opens is an outbound connection (its HTTP

@@ -15,6 +15,8 @@
  */
 #include "hooks.h"
 
+#include "event_batch.h"
+
 #include "request_table.h"
 
 #include <errno.h>
@@ -46,6 +48,7 @@ static void thread_ending(void *unused)
 	(void)unused;
 	log_flush_thread();
 	ctx_boundary();
+	batch_thread_exit();
 }
 
 static void *thread_trampoline(void *p)

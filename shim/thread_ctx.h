@@ -53,7 +53,11 @@ enum ctx_watch {
 /* The event-loop rule's batch (event_batch.h). */
 struct event_batch_state {
 	uint32_t conn;           /* fd + 1 of the one ready connection; 0: none */
-	uint8_t depth;           /* frames of the callers of the wait's caller */
+	uint32_t listener;       /* fd + 1 of a ready listening socket whose one
+				    accepted connection becomes conn; ~0: taken */
+	uint8_t wait_depth;      /* frames of the callers of the wait's caller */
+	uint8_t depth;           /* outer frames shared with the handler call
+				    (those callers until the handler call is known) */
 	bool io_seen;            /* the batch's first connection I/O happened */
 	bool resolve_held;       /* lines held before it await its end */
 	bool spoiled;            /* the handler call did I/O on another
@@ -61,8 +65,9 @@ struct event_batch_state {
 	bool holding;            /* a loop serving several connections holds
 				    lines of this batch: they go out at its end */
 	bool ready_closed;       /* the ready connection was closed */
-	uintptr_t site;          /* the handler call in the wait's caller; 0: unknown */
-	uint64_t callers;        /* hash of those callers' return addresses */
+	uintptr_t site;          /* the handler call; 0: unknown */
+	uint64_t callers;        /* hash of the depth outer frames */
+	void **wait_frames;      /* the wait's callers (event_batch.c) */
 	uint64_t request;        /* the connection's request at the last I/O on it */
 };
 
