@@ -9,6 +9,7 @@
 
 #include <string.h>
 #include <sys/mman.h>
+#include <xxhash.h>
 
 #include "call_chain.h"
 #include "conn_table.h"
@@ -40,39 +41,54 @@ void batch_ready_closing(void)
 		thread_ctx.batch.conn = 0;
 }
 
-/* The calling thread's copy of the last wait's callers' return addresses,
- * mapped at its first batch (NULL if that failed: no batches then). */
-static void **wait_frames(void)
+/* The calling thread's copies of return addresses, mapped at its first
+ * wait as an event loop (NULL if that failed: no proofs then): the callers
+ * of the function that called the last wait, and the chain of the last
+ * connection I/O. */
+struct loop_frames {
+	void *wait[CHAIN_MAX];
+	void *io[CHAIN_MAX];
+};
+
+static struct loop_frames *loop_frames(void)
 {
-	if (!thread_ctx.batch.wait_frames) {
-		void *p = mmap(NULL, CHAIN_MAX * sizeof(void *), PROT_READ | PROT_WRITE,
+	if (!thread_ctx.batch.frames) {
+		void *p = mmap(NULL, sizeof(struct loop_frames), PROT_READ | PROT_WRITE,
 			       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 		if (p != MAP_FAILED)
-			thread_ctx.batch.wait_frames = p;
+			thread_ctx.batch.frames = p;
 	}
-	return thread_ctx.batch.wait_frames;
+	return thread_ctx.batch.frames;
 }
 
 void batch_thread_exit(void)
 {
-	if (thread_ctx.batch.wait_frames)
-		munmap(thread_ctx.batch.wait_frames, CHAIN_MAX * sizeof(void *));
-	thread_ctx.batch.wait_frames = NULL;
+	if (thread_ctx.batch.frames)
+		munmap(thread_ctx.batch.frames, sizeof(struct loop_frames));
+	thread_ctx.batch.frames = NULL;
 	thread_ctx.batch.conn = 0;
+	thread_ctx.batch.wait_depth = 0;
+	thread_ctx.batch.io_conn = 0;
 }
 
-/* Starts a batch on ready descriptor fd if the chain of the wait's
- * callers can be had whole: on fd itself if it is a connection, else on
- * the one connection the batch will accept from it, if it accepts one. */
-static void batch_begin(int fd, void *wait_return)
+/* How many outer frames (counted from the thread's first) chain shares
+ * with the saved chain of depth frames. */
+static int shared_outer(const struct call_chain *chain, void *const *saved, int depth)
+{
+	int shared = 0;
+	while (shared < depth && shared < chain->count &&
+	       chain->frames[chain->count - 1 - shared] == saved[depth - 1 - shared])
+		shared++;
+	return shared;
+}
+
+void batch_after_wait(void *wait_return)
 {
 	struct event_batch_state *b = &thread_ctx.batch;
-	batch_end();
-	b->listener = 0;
-	if (!shim.config.event_stacks)
-		return;
-	void **saved = wait_frames();
-	if (!saved)
+	b->wait_depth = 0;
+	b->io_conn = 0;
+	struct loop_frames *f;
+	if (thread_ctx.in_shim || !shim.config.event_stacks || !(f = loop_frames()))
 		return;
 	struct call_chain chain;
 	call_chain_take(&chain);
@@ -80,24 +96,33 @@ static void batch_begin(int fd, void *wait_return)
 		if (chain.frames[i] != wait_return)
 			continue;
 		int depth = chain.count - i - 1;
-		if (depth < 1)
-			return;
-		memcpy(saved, chain.frames + i + 1, (size_t)depth * sizeof(void *));
+		memcpy(f->wait, chain.frames + i + 1, (size_t)depth * sizeof(void *));
 		b->wait_depth = (uint8_t)depth;
-		b->depth = (uint8_t)depth;
-		b->callers = call_chain_outer_hash(&chain, depth);
-		b->site = 0;
-		b->io_seen = false;
-		b->resolve_held = false;
-		b->spoiled = false;
-		b->ready_closed = false;
-		if (fd_class(fd) & FD_CONN) {
-			b->request = conn_request(fd);
-			b->conn = (uint32_t)conn_fd(fd) + 1;
-		} else {
-			b->listener = (uint32_t)fd + 1;
-		}
 		return;
+	}
+}
+
+/* Starts a batch on ready descriptor fd, the wait's callers recorded:
+ * on fd itself if it is a connection, else on the one connection the
+ * batch will accept from it, if it accepts one. */
+static void batch_begin(int fd)
+{
+	struct event_batch_state *b = &thread_ctx.batch;
+	batch_end();
+	if (b->wait_depth < 1)
+		return;
+	b->depth = b->wait_depth;
+	b->callers = XXH3_64bits(b->frames->wait, (size_t)b->depth * sizeof(void *));
+	b->site = 0;
+	b->io_seen = false;
+	b->resolve_held = false;
+	b->spoiled = false;
+	b->ready_closed = false;
+	if (fd_class(fd) & FD_CONN) {
+		b->request = conn_request(fd);
+		b->conn = (uint32_t)conn_fd(fd) + 1;
+	} else {
+		b->listener = (uint32_t)fd + 1;
 	}
 }
 
@@ -121,11 +146,12 @@ void batch_accepted(int listen_fd, int fd)
 void batch_after_epoll(int epfd, const struct epoll_event *ev, int n, void *wait_return)
 {
 	batch_end();
+	batch_after_wait(wait_return);
 	if (n != 1 || thread_ctx.in_shim)
 		return;
 	int fd = epoll_map_lookup(epfd, ev[0].data.u64);
 	if (fd >= 0)
-		batch_begin(fd, wait_return);
+		batch_begin(fd);
 }
 
 /* Whether chain ends with the batch's callers and, inside them, a call at
@@ -140,13 +166,10 @@ static bool inside_wait_caller(const struct call_chain *chain, uintptr_t site, u
 	return (site == 0 || *at == site) && call_chain_outer_hash(chain, b->depth) == b->callers;
 }
 
-void batch_before_conn_io(int fd)
+void batch_before_conn_io(int fd, const struct call_chain *chain)
 {
 	struct event_batch_state *b = &thread_ctx.batch;
-	if (thread_ctx.in_shim)
-		return;
 	bool on_ready = !b->ready_closed && (uint32_t)conn_fd(fd) + 1 == b->conn;
-	struct call_chain chain;
 	uintptr_t at;
 	if (b->io_seen) {
 		if (on_ready || b->site == 0)
@@ -154,8 +177,7 @@ void batch_before_conn_io(int fd)
 		/* I/O on (or the close of) another connection: if it comes from
 		 * inside the handler call, that call serves more than the ready
 		 * connection, and what it wrote proves nothing. */
-		call_chain_take(&chain);
-		if (chain.count == 0 || inside_wait_caller(&chain, b->site, &at)) {
+		if (chain->count == 0 || inside_wait_caller(chain, b->site, &at)) {
 			b->spoiled = true;
 			b->conn = 0;
 		}
@@ -170,21 +192,28 @@ void batch_before_conn_io(int fd)
 	 * from the thread's first frame. Usually a call the waiting function
 	 * made (its callers all shared); for a loop that runs its handlers
 	 * after the waiting function returned, a call one of its callers made. */
-	call_chain_take(&chain);
-	const void *const *saved = (const void *const *)b->wait_frames;
-	int shared = 0;
-	while (shared < b->wait_depth && shared < chain.count &&
-	       chain.frames[chain.count - 1 - shared] == saved[b->wait_depth - 1 - shared])
-		shared++;
-	if (shared == 0 || shared >= chain.count) {
+	int shared = shared_outer(chain, b->frames->wait, b->wait_depth);
+	if (shared == 0 || shared >= chain->count) {
 		b->conn = 0;
 		return;
 	}
 	b->depth = (uint8_t)shared;
-	b->callers = call_chain_outer_hash(&chain, shared);
-	b->site = (uintptr_t)chain.frames[chain.count - 1 - shared];
+	b->callers = call_chain_outer_hash(chain, shared);
+	b->site = (uintptr_t)chain->frames[chain->count - 1 - shared];
 	b->resolve_held = thread_ctx.held;
 	b->request = conn_request(fd);
+}
+
+void batch_note_conn_io(int fd, const struct call_chain *chain)
+{
+	struct event_batch_state *b = &thread_ctx.batch;
+	if (chain->count == 0 || b->wait_depth == 0) {
+		b->io_conn = 0;
+		return;
+	}
+	memcpy(b->frames->io, chain->frames, (size_t)chain->count * sizeof(void *));
+	b->io_depth = (uint8_t)chain->count;
+	b->io_conn = (uint32_t)conn_fd(fd) + 1;
 }
 
 void batch_after_conn_io(int fd)
@@ -206,15 +235,13 @@ void batch_after_conn_io(int fd)
 	}
 }
 
-uintptr_t batch_line_site(void)
+uintptr_t batch_line_site(const struct call_chain *chain)
 {
-	struct call_chain chain;
 	uintptr_t at;
-	call_chain_take(&chain);
-	return inside_wait_caller(&chain, 0, &at) ? at : 0;
+	return inside_wait_caller(chain, 0, &at) ? at : 0;
 }
 
-uint64_t batch_line_request(void)
+uint64_t batch_line_request(const struct call_chain *chain)
 {
 	const struct event_batch_state *b = &thread_ctx.batch;
 	if (b->conn == 0 || b->site == 0 || b->ready_closed)
@@ -223,8 +250,16 @@ uint64_t batch_line_request(void)
 	uint64_t r = b->request;
 	if (r == 0 || conn_request(fd) != r || conn_of(fd)->kind != CONN_HTTP)
 		return 0;
-	struct call_chain chain;
 	uintptr_t at;
-	call_chain_take(&chain);
-	return inside_wait_caller(&chain, b->site, &at) ? r : 0;
+	return inside_wait_caller(chain, b->site, &at) ? r : 0;
+}
+
+int batch_nested_depth(const struct call_chain *chain)
+{
+	const struct event_batch_state *b = &thread_ctx.batch;
+	if (b->wait_depth == 0 || b->io_conn == 0 || b->io_conn != thread_ctx.last_conn)
+		return 0;
+	int with_io = shared_outer(chain, b->frames->io, b->io_depth);
+	int with_wait = shared_outer(chain, b->frames->wait, b->wait_depth);
+	return with_io > with_wait && with_io < chain->count ? with_io : 0;
 }

@@ -46,6 +46,8 @@
 #include <stdint.h>
 #include <sys/epoll.h>
 
+#include "call_chain.h"
+
 /* The most events an event-loop thread's epoll_wait may return now. */
 int batch_max_events(int max) __attribute__((visibility("hidden")));
 
@@ -68,18 +70,36 @@ void batch_ready_closing(void) __attribute__((visibility("hidden")));
 void batch_after_epoll(int epfd, const struct epoll_event *ev, int n, void *wait_return)
 	__attribute__((visibility("hidden")));
 
-/* Before I/O on connection fd (the thread has a batch). Lines held before
- * the batch's first I/O wait for its end (batch_after_conn_io). */
-void batch_before_conn_io(int fd) __attribute__((visibility("hidden")));
+/* Before I/O on connection fd, whose chain is given (the thread has a
+ * batch). Lines held before the batch's first I/O wait for its end
+ * (batch_after_conn_io). */
+void batch_before_conn_io(int fd, const struct call_chain *chain)
+	__attribute__((visibility("hidden")));
 
 /* After I/O on connection fd (the thread has a batch). */
 void batch_after_conn_io(int fd) __attribute__((visibility("hidden")));
 
 /* For a line written before the batch's first I/O: the call in the wait's
  * caller it is written from inside, or 0 if it is not (or no chain). */
-uintptr_t batch_line_site(void) __attribute__((visibility("hidden")));
+uintptr_t batch_line_site(const struct call_chain *chain) __attribute__((visibility("hidden")));
 
 /* The request a line written now belongs to by this rule, or 0. */
-uint64_t batch_line_request(void) __attribute__((visibility("hidden")));
+uint64_t batch_line_request(const struct call_chain *chain) __attribute__((visibility("hidden")));
+
+/* Nested brackets: for a line (chain) written by a thread serving several
+ * connections after its I/O on a connection, the number of outer frames
+ * the line shares with that I/O, if that is more than it shares with the
+ * thread's last wait (both are then inside one call made below the loop's
+ * own level); else 0. The line's bracket closes on the next I/O on the
+ * same connection and request only if that I/O shares those frames too. */
+int batch_nested_depth(const struct call_chain *chain) __attribute__((visibility("hidden")));
+
+/* A wait on several descriptors (one of them possibly a connection)
+ * returned: its callers' chain is recorded. */
+void batch_after_wait(void *wait_return) __attribute__((visibility("hidden")));
+
+/* The chain of I/O on connection fd, the latest one, for nested brackets. */
+void batch_note_conn_io(int fd, const struct call_chain *chain)
+	__attribute__((visibility("hidden")));
 
 #endif

@@ -107,7 +107,20 @@ EXPORT int epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
 	return r;
 }
 
-static void before_poll(const struct pollfd *fds, nfds_t n)
+/* A poll or select on several connections returned: nested brackets need
+ * its callers (event_batch.h); no batch, though (a pass over every client
+ * after each wait serves all of them from one call). */
+static int waited(int r, bool conns, void *wait_return)
+{
+	if (conns) {
+		int saved = errno;
+		batch_after_wait(wait_return);
+		errno = saved;
+	}
+	return r;
+}
+
+static bool before_poll(const struct pollfd *fds, nfds_t n)
 {
 	int saved = errno;
 	unsigned active = 0, conns = 0;
@@ -121,6 +134,7 @@ static void before_poll(const struct pollfd *fds, nfds_t n)
 	}
 	before_fd_wait(active, only, conns > 1);
 	errno = saved;
+	return conns > 1;
 }
 
 EXPORT int poll(struct pollfd *fds, nfds_t n, int timeout)
@@ -128,8 +142,8 @@ EXPORT int poll(struct pollfd *fds, nfds_t n, int timeout)
 	int (*fn)(struct pollfd *, nfds_t, int) = REAL(poll);
 	if (unlikely(!fn))
 		return (int)syscall(SYS_poll, fds, n, timeout);
-	before_poll(fds, n);
-	return fn(fds, n, timeout);
+	bool conns = before_poll(fds, n);
+	return waited(fn(fds, n, timeout), conns, __builtin_return_address(0));
 }
 
 EXPORT int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *timeout,
@@ -138,11 +152,11 @@ EXPORT int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *timeout,
 	int (*fn)(struct pollfd *, nfds_t, const struct timespec *, const sigset_t *) = REAL(ppoll);
 	if (unlikely(!fn))
 		return (int)syscall(SYS_ppoll, fds, n, timeout, mask, _NSIG / 8);
-	before_poll(fds, n);
-	return fn(fds, n, timeout, mask);
+	bool conns = before_poll(fds, n);
+	return waited(fn(fds, n, timeout, mask), conns, __builtin_return_address(0));
 }
 
-static void before_select(int nfds, const fd_set *r, const fd_set *w, const fd_set *e)
+static bool before_select(int nfds, const fd_set *r, const fd_set *w, const fd_set *e)
 {
 	int saved = errno;
 	unsigned active = 0, conns = 0;
@@ -156,6 +170,7 @@ static void before_select(int nfds, const fd_set *r, const fd_set *w, const fd_s
 	}
 	before_fd_wait(active, only, conns > 1);
 	errno = saved;
+	return conns > 1;
 }
 
 EXPORT int select(int nfds, fd_set *r, fd_set *w, fd_set *e, struct timeval *timeout)
@@ -163,8 +178,8 @@ EXPORT int select(int nfds, fd_set *r, fd_set *w, fd_set *e, struct timeval *tim
 	int (*fn)(int, fd_set *, fd_set *, fd_set *, struct timeval *) = REAL(select);
 	if (unlikely(!fn))
 		return (int)syscall(SYS_select, nfds, r, w, e, timeout);
-	before_select(nfds, r, w, e);
-	return fn(nfds, r, w, e, timeout);
+	bool conns = before_select(nfds, r, w, e);
+	return waited(fn(nfds, r, w, e, timeout), conns, __builtin_return_address(0));
 }
 
 EXPORT int pselect(int nfds, fd_set *r, fd_set *w, fd_set *e, const struct timespec *timeout,
@@ -174,8 +189,8 @@ EXPORT int pselect(int nfds, fd_set *r, fd_set *w, fd_set *e, const struct times
 		REAL(pselect);
 	if (unlikely(!fn))
 		return -1;
-	before_select(nfds, r, w, e);
-	return fn(nfds, r, w, e, timeout, mask);
+	bool conns = before_select(nfds, r, w, e);
+	return waited(fn(nfds, r, w, e, timeout, mask), conns, __builtin_return_address(0));
 }
 
 static void boundary(void)

@@ -27,6 +27,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "call_chain.h"
 #include "event_batch.h"
 #include "line_format.h"
 #include "request_table.h"
@@ -46,12 +47,15 @@ struct held_record {
 			     or by the event-loop rule; with BATCH_PENDING set,
 			     a line of an event-loop batch written before the
 			     batch's first I/O, from inside the call at site */
-	uintptr_t site;
+	uintptr_t site;   /* with NESTED: the hash of the line's outer frames */
+	uint32_t depth;   /* with NESTED: how many */
+	uint32_t unused;
 };
 #define RECORD sizeof(struct held_record)
 #define DECIDED (1ull << 63)
 #define BATCH_PENDING (1ull << 62)
 #define BATCH_PROVEN (1ull << 61)
+#define NESTED (1ull << 60) /* held under request as a nested bracket */
 
 /* The id a record gets when its thread's bracket resolves to request: the
  * request it was held under if the bracket closed on it, or if the line
@@ -68,6 +72,8 @@ static uint64_t record_tag(const struct held_record *r, uint64_t request, const 
 		return 0; /* released before its batch's first I/O proved anything */
 	if (r->request & BATCH_PROVEN)
 		return own && !thread_ctx.batch.spoiled ? r->request & ~BATCH_PROVEN : 0;
+	if (r->request & NESTED) /* its bracket did not close: only naming */
+		return request_named_in(r->request & ~NESTED, line, len) ? r->request & ~NESTED : 0;
 	if (r->request == request || (r->request && request_named_in(r->request, line, len)))
 		return r->request;
 	return 0;
@@ -386,42 +392,64 @@ static bool writer_decided(struct writer *w, struct line_slot *s)
 /* What a complete line gets. EMIT: written now with request's id (0:
  * none). HOLD: kept until the thread's bracket resolves. HOLD_DECIDED:
  * request's id, but kept behind the lines the thread holds. HOLD_PROVEN: the
- * event-loop rule gives it request's id, kept until the thread's next
- * release so that I/O of the same handler call on another connection can
- * still take it back. HOLD_BATCH: written in an event-loop batch before
- * its first I/O, from inside the call at site: kept until that I/O shows
- * whether site is the handler call. */
-enum verdict { EMIT, HOLD, HOLD_DECIDED, HOLD_PROVEN, HOLD_BATCH };
+ * event-loop rule gives it request's id, kept so that I/O of the same
+ * handler call on another connection can still take the id back.
+ * HOLD_BATCH: written in an event-loop batch before its first I/O, from
+ * inside the call at site: kept until that I/O shows whether site is the
+ * handler call. HOLD_NESTED: a nested bracket (event_batch.h), closed only
+ * by I/O that shares the line's depth outer frames (hashed in site). */
+enum verdict { EMIT, HOLD, HOLD_DECIDED, HOLD_PROVEN, HOLD_BATCH, HOLD_NESTED };
 
 struct line_verdict {
 	enum verdict kind;
 	uint64_t request;
 	uintptr_t site;
+	uint32_t depth;
 };
+
+/* The event-loop rules for a line, if one applies (v->kind set). */
+static bool judge_loop(struct line_verdict *v)
+{
+	struct call_chain chain;
+	call_chain_take(&chain);
+	if (thread_ctx.batch.conn) {
+		if (thread_ctx.batch.site && (v->request = batch_line_request(&chain)) != 0) {
+			/* Held so that the handler's later I/O on another
+			 * connection can take the id back, unless another thread
+			 * could write a line that must come after it meanwhile. */
+			if (!atomic_load_explicit(&shim.threaded, memory_order_relaxed))
+				v->kind = HOLD_PROVEN;
+			else
+				v->kind = thread_ctx.held ? HOLD_DECIDED : EMIT;
+			return true;
+		}
+		if (!thread_ctx.batch.io_seen && (v->site = batch_line_site(&chain)) != 0) {
+			v->kind = HOLD_BATCH;
+			return true;
+		}
+	}
+	int depth;
+	if (thread_ctx.mode == CTX_BRACKET && thread_ctx.request &&
+	    (depth = batch_nested_depth(&chain)) != 0) {
+		v->kind = HOLD_NESTED;
+		v->site = (uintptr_t)call_chain_outer_hash(&chain, depth);
+		v->depth = (uint32_t)depth;
+		return true;
+	}
+	return false;
+}
 
 /* started_request is the context when the line's first byte was written
  * (the current one for a line written whole). */
 static struct line_verdict judge(uint64_t started_request)
 {
-	struct line_verdict v = {EMIT, 0, 0};
+	struct line_verdict v = {EMIT, 0, 0, 0};
 	if (started_request != thread_ctx.request || thread_ctx.foreign_lines)
 		return v;
-	if (unlikely(thread_ctx.batch.conn)) {
-		if (thread_ctx.batch.site && (v.request = batch_line_request()) != 0) {
-			/* Held so that the handler's later I/O on another
-			 * connection can take the id back, unless another thread
-			 * could write a line that must come after it meanwhile. */
-			if (!atomic_load_explicit(&shim.threaded, memory_order_relaxed))
-				v.kind = HOLD_PROVEN;
-			else
-				v.kind = thread_ctx.held ? HOLD_DECIDED : EMIT;
-			return v;
-		}
-		if (!thread_ctx.batch.io_seen && (v.site = batch_line_site()) != 0) {
-			v.kind = HOLD_BATCH;
-			return v;
-		}
-	}
+	if (unlikely(thread_ctx.batch.wait_depth) && judge_loop(&v))
+		return v;
+	v.request = 0;
+	v.site = 0;
 	if (thread_ctx.mode == CTX_BRACKET && !(thread_ctx.watch & WATCH_CONNS))
 		v.kind = HOLD;
 	else if (thread_ctx.mode != CTX_BRACKET)
@@ -474,6 +502,9 @@ static void hold_record(struct line_slot *s, size_t at, const struct line_verdic
 		r.request = v->request | BATCH_PROVEN;
 	else if (v->kind == HOLD_BATCH)
 		r.request = BATCH_PENDING;
+	else if (v->kind == HOLD_NESTED)
+		r.request = thread_ctx.request | NESTED;
+	r.depth = v->depth;
 	/* A single-threaded loop serving several connections keeps its
 	 * batch's lines to the batch's end (thread_ctx.h has no brackets for
 	 * it): no other thread's line can be due after them meanwhile. */
@@ -570,7 +601,7 @@ static bool consume(struct writer *w, const char *buf, size_t n)
 			}
 			const char *line = s->buf + s->held_len + RECORD;
 			size_t len = s->len - s->held_len - RECORD - 1;
-			struct line_verdict v = {EMIT, 0, 0};
+			struct line_verdict v = {EMIT, 0, 0, 0};
 			if (!batch)
 				v = judge(s->partial_request);
 			request = v.request;
@@ -589,7 +620,7 @@ static bool consume(struct writer *w, const char *buf, size_t n)
 			continue;
 		}
 
-		struct line_verdict v = {EMIT, 0, 0};
+		struct line_verdict v = {EMIT, 0, 0, 0};
 		if (!batch)
 			v = judge(thread_ctx.request);
 		request = v.request;
@@ -766,6 +797,28 @@ void log_resolve_batch(uintptr_t site, uint64_t request)
 			if (r.request & BATCH_PENDING) {
 				bool proven = request != 0 && site != 0 && r.site == site;
 				r.request = proven ? request | BATCH_PROVEN : DECIDED;
+				memcpy(s->buf + pos, &r, RECORD);
+			}
+			pos += RECORD + r.len;
+		}
+		slot_unlock(s);
+	}
+}
+
+void log_resolve_nested(const struct call_chain *chain, uint64_t request)
+{
+	for (uint8_t i = 0; i < thread_ctx.slot_count; i++) {
+		struct line_slot *s = &line_slots[thread_ctx.slots[i]];
+		if (s->held_len == 0 || !slot_lock(s))
+			continue;
+		for (size_t pos = 0; pos < s->held_len;) {
+			struct held_record r;
+			memcpy(&r, s->buf + pos, RECORD);
+			if ((r.request & NESTED) && !(r.request & DECIDED) &&
+			    (r.request & ~NESTED) == request) {
+				bool closed = chain->count > (int)r.depth &&
+					      call_chain_outer_hash(chain, (int)r.depth) == r.site;
+				r.request = DECIDED | (closed ? request : 0);
 				memcpy(s->buf + pos, &r, RECORD);
 			}
 			pos += RECORD + r.len;

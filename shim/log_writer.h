@@ -41,6 +41,14 @@ void log_release_held(uint64_t request) __attribute__((visibility("hidden")));
  * none), the others get no id; they go out at the thread's next release. */
 void log_resolve_batch(uintptr_t site, uint64_t request) __attribute__((visibility("hidden")));
 
+/* The calling thread's next I/O, on the connection and request its held
+ * lines are bracketed by, has chain: lines held as nested brackets
+ * (event_batch.h) get request's id if chain shares their frames, else
+ * none. */
+struct call_chain;
+void log_resolve_nested(const struct call_chain *chain, uint64_t request)
+	__attribute__((visibility("hidden")));
+
 /* The calling thread's held syslog messages go out now (no bracket: they
  * keep an id only if they name their request). */
 void log_release_syslog(void) __attribute__((visibility("hidden")));

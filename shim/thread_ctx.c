@@ -6,6 +6,7 @@
  */
 #include "thread_ctx.h"
 
+#include "call_chain.h"
 #include "event_batch.h"
 #include "log_writer.h"
 #include "shim_init.h"
@@ -64,19 +65,33 @@ void ctx_lock_wait(void)
 
 void ctx_before_conn_io(int fd)
 {
+	if (thread_ctx.in_shim)
+		return;
+	/* An event loop's connection I/O: its chain serves the batch rule and
+	 * nested brackets (event_batch.h). */
+	struct call_chain chain;
+	bool loop = unlikely(thread_ctx.batch.wait_depth != 0);
+	if (loop)
+		call_chain_take(&chain);
 	if (unlikely(thread_ctx.batch.conn)) {
-		batch_before_conn_io(fd);
+		batch_before_conn_io(fd, &chain);
 		/* Held lines wait for what this I/O brings, or for the end of
 		 * the batch: until then, I/O on another connection from the
 		 * handler call may still take their id back. */
-		if (thread_ctx.batch.resolve_held || thread_ctx.batch.holding)
+		if (thread_ctx.batch.resolve_held || thread_ctx.batch.holding) {
+			batch_note_conn_io(fd, &chain);
 			return;
+		}
 	}
-	if (!thread_ctx.held || thread_ctx.in_shim)
-		return;
 	uint64_t r = thread_ctx.request;
 	bool same = thread_ctx.mode == CTX_BRACKET && r != 0 && conn_request(fd) == r;
-	release_held(same ? r : 0);
+	if (loop) {
+		if (thread_ctx.held && same)
+			log_resolve_nested(&chain, r);
+		batch_note_conn_io(fd, &chain);
+	}
+	if (thread_ctx.held)
+		release_held(same ? r : 0);
 }
 
 void ctx_wait_on_conn(int fd)

@@ -67,7 +67,9 @@ struct event_batch_state {
 	bool ready_closed;       /* the ready connection was closed */
 	uintptr_t site;          /* the handler call; 0: unknown */
 	uint64_t callers;        /* hash of the depth outer frames */
-	void **wait_frames;      /* the wait's callers (event_batch.c) */
+	struct loop_frames *frames; /* the wait's callers, the last I/O's chain */
+	uint8_t io_depth;        /* frames of the last connection I/O's chain */
+	uint32_t io_conn;        /* fd + 1 of that I/O's connection; 0: none */
 	uint64_t request;        /* the connection's request at the last I/O on it */
 };
 
