@@ -8,22 +8,104 @@
 #define UNW_LOCAL_ONLY
 #include "call_chain.h"
 
+#include <fcntl.h>
 #include <libunwind.h>
-#include <stdbool.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include <xxhash.h>
 
+/* How far from the thread's first unwind a stack pointer may be and still
+ * be on the same stack. */
+#define STACK_REACH (1u << 20)
+
+/* Descriptor numbers are placed below this, or below RLIMIT_NOFILE. */
+#define PIPE_CEILING 65536
+
 static __thread bool unwinding __attribute__((tls_model("initial-exec")));
+static __thread uintptr_t stack_anchor __attribute__((tls_model("initial-exec")));
+
+static int unwinder_pipe = -1;          /* its write end */
+static dev_t unwinder_pipe_dev;
+static ino_t unwinder_pipe_ino;
+static _Atomic bool chains_off;
+
+int call_chain_pipe(int fds[2], int flags)
+{
+	if ((int)syscall(SYS_pipe2, fds, flags | O_CLOEXEC) != 0)
+		return -1;
+	struct rlimit rl;
+	rlim_t top = PIPE_CEILING;
+	if (syscall(SYS_getrlimit, RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < top)
+		top = rl.rlim_cur;
+	for (int i = 0; i < 2 && top > 64; i++) {
+		int high = (int)syscall(SYS_fcntl, fds[i], F_DUPFD_CLOEXEC, (int)top - 2 + i);
+		if (high >= 0) {
+			syscall(SYS_close, fds[i]);
+			fds[i] = high;
+		}
+	}
+	struct stat st;
+	if (syscall(SYS_fstat, fds[1], &st) == 0) {
+		unwinder_pipe_dev = st.st_dev;
+		unwinder_pipe_ino = st.st_ino;
+		unwinder_pipe = fds[1];
+	} else {
+		atomic_store(&chains_off, true);
+	}
+	return 0;
+}
+
+bool call_chain_usable(void)
+{
+	if (atomic_load_explicit(&chains_off, memory_order_relaxed))
+		return false;
+	struct stat st;
+	if (unwinder_pipe >= 0 &&
+	    (syscall(SYS_fstat, unwinder_pipe, &st) != 0 || st.st_dev != unwinder_pipe_dev ||
+	     st.st_ino != unwinder_pipe_ino)) {
+		atomic_store(&chains_off, true);
+		return false;
+	}
+	return true;
+}
+
+bool call_chain_unwinding(void)
+{
+	return unwinding;
+}
+
+/* x86-64 glibc's signal return trampoline (__restore_rt): mov $15,%rax;
+ * syscall. A frame that returns there is a signal handler's caller. */
+static bool is_signal_return(const void *ip)
+{
+	static const unsigned char restore_rt[] = {0x48, 0xc7, 0xc0, 0x0f, 0x00, 0x00, 0x00, 0x0f, 0x05};
+	return memcmp(ip, restore_rt, sizeof(restore_rt)) == 0;
+}
 
 void call_chain_take(struct call_chain *chain)
 {
 	chain->count = 0;
-	if (unwinding)
+	if (unwinding || atomic_load_explicit(&chains_off, memory_order_relaxed))
+		return;
+	uintptr_t sp = (uintptr_t)__builtin_frame_address(0);
+	if (stack_anchor == 0)
+		stack_anchor = sp;
+	if ((sp > stack_anchor ? sp - stack_anchor : stack_anchor - sp) > STACK_REACH)
 		return;
 	unwinding = true;
 	int n = unw_backtrace(chain->frames, CHAIN_MAX);
 	unwinding = false;
 	/* A full buffer may be a cut chain: its outer frames are unknown. */
-	chain->count = n > 0 && n < CHAIN_MAX ? n : 0;
+	if (n <= 0 || n >= CHAIN_MAX)
+		return;
+	for (int i = 0; i < n; i++)
+		if (is_signal_return(chain->frames[i]))
+			return;
+	chain->count = n;
 }
 
 uint64_t call_chain_outer_hash(const struct call_chain *chain, int depth)

@@ -5,14 +5,23 @@
  *
  * Addresses come from libunwind's unw_backtrace (the CFI-driven fast path, a
  * few ns per frame), never from reading stack slots by guess. A chain that
- * cannot be had whole (deeper than CHAIN_MAX, or the thread is already
- * unwinding: a signal handler interrupted it) is reported as none, and the
- * rule then proves nothing. Never allocates after a thread's first unwind,
- * never blocks.
+ * cannot be had whole or cannot be trusted is reported as none, and the
+ * rules then prove nothing: deeper than CHAIN_MAX; taken while the thread
+ * is already unwinding (a signal handler interrupted it); running through
+ * a signal handler's frame (its lines are not the interrupted code's); or
+ * taken on another stack than the thread's first unwind (a coroutine's or
+ * an alternate signal stack, which may be too small for the unwinder).
+ * libunwind checks memory it is unsure of by writing it to a pipe of its
+ * own, made on its first unwind: the shim makes that pipe itself, at the
+ * top of the descriptor numbers, and stops unwinding for good once the
+ * program has closed or replaced it (call_chain_usable), so libunwind never
+ * writes to a descriptor of the program's. Never allocates after a
+ * thread's first unwind, never blocks.
  */
 #ifndef REQID_CALL_CHAIN_H
 #define REQID_CALL_CHAIN_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #define CHAIN_MAX 64
@@ -25,6 +34,19 @@ struct call_chain {
 /* Fills chain with the calling thread's return addresses, the shim's own
  * frames included (innermost). */
 void call_chain_take(struct call_chain *chain) __attribute__((visibility("hidden")));
+
+/* Whether the calling thread is inside call_chain_take (libunwind calling
+ * back into hooked functions). */
+bool call_chain_unwinding(void) __attribute__((visibility("hidden")));
+
+/* Makes libunwind's pipe (pipe2 called while unwinding): returns what
+ * pipe2 would. */
+int call_chain_pipe(int fds[2], int flags) __attribute__((visibility("hidden")));
+
+/* False once libunwind's pipe is no longer the one it made (the program
+ * closed or reused its numbers): then no more chains. A syscall; call it
+ * once per wait, not per line. */
+bool call_chain_usable(void) __attribute__((visibility("hidden")));
 
 /* The hash of the outermost depth frames of chain (those of a function's
  * callers, from its caller out to the thread's first frame). */

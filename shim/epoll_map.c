@@ -31,8 +31,10 @@
 
 struct registration {
 	_Atomic uint64_t data;
-	_Atomic uint64_t key;     /* gen << 20 | (epfd + 1); 0: none */
+	_Atomic uint64_t key;     /* gen << 20 | (epfd + 1), | COUNTED; 0: none */
 };
+#define COUNTED (1ull << 19)  /* a connection, counted in its instance's conns */
+#define EPFD_OF(key) ((int)((key) & 0x1ffff) - 1)
 
 struct index_slot {
 	_Atomic uint64_t data;
@@ -42,6 +44,7 @@ struct index_slot {
 
 static struct registration registrations[FD_TABLE_SIZE];
 static _Atomic uint32_t generations[FD_TABLE_SIZE];
+static _Atomic uint32_t conns[FD_TABLE_SIZE]; /* connections registered, per epoll fd */
 static struct index_slot index_slots[INDEX_SIZE];
 #define LOCK_YIELDS 100000
 
@@ -72,7 +75,7 @@ static bool registered(int fd, int epfd, uint64_t data)
 	const struct registration *r = &registrations[fd];
 	uint64_t key = atomic_load_explicit(&r->key, memory_order_acquire);
 	uint64_t d = atomic_load_explicit(&r->data, memory_order_acquire);
-	return key != 0 && key == key_of(epfd) && d == data &&
+	return key != 0 && (key & ~COUNTED) == key_of(epfd) && d == data &&
 	       atomic_load_explicit(&r->key, memory_order_acquire) == key;
 }
 
@@ -110,8 +113,25 @@ void epoll_map_after_fork(void)
 
 void epoll_map_new_instance(int epfd)
 {
-	if (in_range(epfd))
+	if (in_range(epfd)) {
 		atomic_fetch_add_explicit(&generations[epfd], 1, memory_order_relaxed);
+		atomic_store_explicit(&conns[epfd], 0, memory_order_relaxed);
+	}
+}
+
+/* A registration with key ends: its connection leaves its instance's
+ * count, if that instance still lives. */
+static void uncount(uint64_t key)
+{
+	int epfd = EPFD_OF(key);
+	if ((key & COUNTED) && in_range(epfd) && (key & ~COUNTED) == key_of(epfd) &&
+	    atomic_load_explicit(&conns[epfd], memory_order_relaxed) > 0)
+		atomic_fetch_sub_explicit(&conns[epfd], 1, memory_order_relaxed);
+}
+
+unsigned epoll_map_connections(int epfd)
+{
+	return in_range(epfd) ? atomic_load_explicit(&conns[epfd], memory_order_relaxed) : 0;
 }
 
 /* Points the index at fd for (epfd, data); under the writer lock. */
@@ -160,24 +180,39 @@ void epoll_map_set(int epfd, int fd, uint64_t data)
 	if (!writer_lock())
 		return;
 	struct registration *r = &registrations[fd];
+	uint64_t old = atomic_load_explicit(&r->key, memory_order_relaxed);
+	uint64_t key = key_of(epfd);
+	if ((old & ~COUNTED) == key) {
+		key = old; /* EPOLL_CTL_MOD: counted as before */
+	} else {
+		uncount(old);
+		if (fd_class(fd) & FD_CONN) {
+			key |= COUNTED;
+			atomic_fetch_add_explicit(&conns[epfd], 1, memory_order_relaxed);
+		}
+	}
 	atomic_store_explicit(&r->key, 0, memory_order_release);
 	atomic_store_explicit(&r->data, data, memory_order_release);
-	atomic_store_explicit(&r->key, key_of(epfd), memory_order_release);
+	atomic_store_explicit(&r->key, key, memory_order_release);
 	index_put(epfd, fd, data);
 	writer_unlock();
 }
 
 void epoll_map_delete(int epfd, int fd)
 {
-	if (in_range(fd) && in_range(epfd) &&
-	    atomic_load_explicit(&registrations[fd].key, memory_order_relaxed) == key_of(epfd))
-		atomic_store_explicit(&registrations[fd].key, 0, memory_order_release);
+	if (!in_range(fd) || !in_range(epfd))
+		return;
+	uint64_t key = atomic_exchange_explicit(&registrations[fd].key, 0, memory_order_acq_rel);
+	if ((key & ~COUNTED) == key_of(epfd))
+		uncount(key);
+	else if (key)
+		atomic_store_explicit(&registrations[fd].key, key, memory_order_release);
 }
 
 void epoll_map_forget(int fd)
 {
 	if (in_range(fd) && atomic_load_explicit(&registrations[fd].key, memory_order_relaxed))
-		atomic_store_explicit(&registrations[fd].key, 0, memory_order_release);
+		uncount(atomic_exchange_explicit(&registrations[fd].key, 0, memory_order_acq_rel));
 }
 
 int epoll_map_lookup(int epfd, uint64_t data)

@@ -30,6 +30,10 @@ void epoll_map_forget(int fd) __attribute__((visibility("hidden")));
 /* In a fork child: a writer the parent had is gone. */
 void epoll_map_after_fork(void) __attribute__((visibility("hidden")));
 
+/* How many connections are registered on epfd now (as far as the map
+ * knows: a registration it lost is not counted). */
+unsigned epoll_map_connections(int epfd) __attribute__((visibility("hidden")));
+
 /* The fd an event from epfd carrying data is about, or -1 if unknown. */
 int epoll_map_lookup(int epfd, uint64_t data) __attribute__((visibility("hidden")));
 

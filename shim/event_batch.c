@@ -1,12 +1,13 @@
 /*
- * event_batch.c - the event-loop rule (see event_batch.h).
+ * event_batch.c - the event-loop rules (see event_batch.h).
  *
  * Must stay async-signal-safe (TLS, libunwind's local unwinding, atomic
- * table reads), never hold a line back, and never give an id that rests on
- * less than the three steps of event_batch.h.
+ * table reads, one mmap per thread) and never give an id that rests on less
+ * than event_batch.h's steps.
  */
 #include "event_batch.h"
 
+#include <limits.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <xxhash.h>
@@ -20,7 +21,9 @@
 
 int batch_max_events(int max)
 {
-	return max > 1 && shim.active && shim.config.event_stacks ? 1 : max;
+	/* A max the kernel would refuse (EINVAL) stays as it is. */
+	bool valid = max > 1 && (size_t)max <= INT_MAX / sizeof(struct epoll_event);
+	return valid && shim.active && shim.config.event_stacks ? 1 : max;
 }
 
 void batch_end(void)
@@ -61,6 +64,16 @@ static struct loop_frames *loop_frames(void)
 	return thread_ctx.batch.frames;
 }
 
+void batch_forget(void)
+{
+	struct event_batch_state *b = &thread_ctx.batch;
+	b->conn = 0;
+	b->listener = 0;
+	b->holding = false;
+	b->wait_depth = 0;
+	b->io_conn = 0;
+}
+
 void batch_thread_exit(void)
 {
 	if (thread_ctx.batch.frames)
@@ -88,7 +101,8 @@ void batch_after_wait(void *wait_return)
 	b->wait_depth = 0;
 	b->io_conn = 0;
 	struct loop_frames *f;
-	if (thread_ctx.in_shim || !shim.config.event_stacks || !(f = loop_frames()))
+	if (thread_ctx.in_shim || !shim.config.event_stacks || !call_chain_usable() ||
+	    !(f = loop_frames()))
 		return;
 	struct call_chain chain;
 	call_chain_take(&chain);
@@ -115,6 +129,7 @@ static void batch_begin(int fd)
 	b->callers = XXH3_64bits(b->frames->wait, (size_t)b->depth * sizeof(void *));
 	b->site = 0;
 	b->io_seen = false;
+	b->moved = false;
 	b->resolve_held = false;
 	b->spoiled = false;
 	b->ready_closed = false;
@@ -216,13 +231,18 @@ void batch_note_conn_io(int fd, const struct call_chain *chain)
 	b->io_conn = (uint32_t)conn_fd(fd) + 1;
 }
 
-void batch_after_conn_io(int fd)
+void batch_after_conn_io(int fd, bool wrote, bool moved)
 {
 	struct event_batch_state *b = &thread_ctx.batch;
 	if ((uint32_t)conn_fd(fd) + 1 != b->conn)
 		return;
 	uint64_t before = b->request;
-	b->request = conn_request(fd);
+	/* Only this thread's reads move it on to a new request: after a write,
+	 * another thread sharing the connection may already have read the
+	 * next one. */
+	if (!wrote)
+		b->request = conn_request(fd);
+	b->moved |= moved;
 	if (b->resolve_held) {
 		/* The batch's first I/O: lines written before it from inside
 		 * the same handler call are the request's that was current on
@@ -230,7 +250,7 @@ void batch_after_conn_io(int fd)
 		 * ended (a read of the next request) leaves them none: they may
 		 * be about either. */
 		b->resolve_held = false;
-		bool same = b->request == before && conn_of(fd)->kind == CONN_HTTP;
+		bool same = b->moved && b->request == before && conn_of(fd)->kind == CONN_HTTP;
 		log_resolve_batch(b->site, same ? b->request : 0);
 	}
 }
@@ -248,7 +268,7 @@ uint64_t batch_line_request(const struct call_chain *chain)
 		return 0;
 	int fd = (int)b->conn - 1;
 	uint64_t r = b->request;
-	if (r == 0 || conn_request(fd) != r || conn_of(fd)->kind != CONN_HTTP)
+	if (r == 0 || !b->moved || conn_request(fd) != r || conn_of(fd)->kind != CONN_HTTP)
 		return 0;
 	uintptr_t at;
 	return inside_wait_caller(chain, b->site, &at) ? r : 0;

@@ -1,43 +1,48 @@
 /*
- * event_batch.h - the event-loop rule: lines written by the handler of the
- * one ready connection of a wait get that connection's request.
+ * event_batch.h - the event-loop rules: which lines of a thread serving
+ * several connections at once are provably one request's.
  *
- * An event loop's thread hands out its work in batches: a wait returns
- * ready descriptors, and the function F that called the wait runs their
- * handlers; timers and deferred work run elsewhere (after F returned, or
- * from other calls in F). The shim makes each epoll_wait of an event-loop
- * thread return at most one event (the kernel keeps the rest ready for the
- * next call). poll and select loops take no part: their common shape, a
- * pass over every client after each wait, serves all of them from one call
- * instruction. When the one ready descriptor is a connection A:
+ * Such a thread runs the handlers of many connections in turn, and timers
+ * and posted work in between; its last I/O says nothing about the next
+ * line. The shim makes each epoll_wait of such a thread return at most one
+ * event (the kernel keeps the rest ready for the next call), records the
+ * return addresses of the callers of the function F that called the wait,
+ * and judges lines by their own return-address chains (call_chain.h).
  *
- *   1. At the wait it records the chain of return addresses of F's callers.
- *   2. The first I/O of the batch, if it is on A and is made from inside F
- *      (its chain ends with the same callers), names the call instruction
- *      in F it comes from: the handler call.
- *   3. A line written while F's activation is live and from inside a call
- *      made at that handler call (its chain ends with the handler call and
- *      the same callers) is A's: it gets the request then current on A.
- *      In a thread serving several connections it is held until the
- *      batch ends (elsewhere until the thread's next release); I/O on (or
- *      the close of) another connection from inside the same handler call
- *      before then takes the id back. A line written from inside that call before
- *      the first I/O gets the request current on A both before and after
- *      that I/O (none if the I/O began a new one).
+ * The batch rule. When the one ready descriptor is a connection A (or a
+ * listening socket from which the batch accepts exactly one connection A):
+ *   1. The batch's first connection I/O must be on A. Where its chain
+ *      leaves the wait's, counted from the thread's first frame, is the
+ *      handler call: usually a call F made after the wait; for a loop that
+ *      runs its handlers after F returned (lighttpd), a call one of F's
+ *      callers made.
+ *   2. A line written from inside that call, while the function that made
+ *      it is live (the line's chain ends with the same outer frames and
+ *      that call), gets the request current on A.
+ *   3. A line written from inside F's call before the first I/O gets the
+ *      request current on A both before and after that I/O, none if the
+ *      I/O began a new one.
+ *   4. In a single-threaded program the batch's lines are held to its end
+ *      (the next wait); I/O on (or the close of) another connection from
+ *      inside the handler call before then takes their id back. A
+ *      multi-threaded program's proven lines go out at once, so that no
+ *      other thread's later line overtakes them.
  *
- * Anything else proves nothing and gets no id (a thread serving several
- * connections has no bracket rule: see thread_ctx.h): I/O on another
- * connection first, I/O on A from outside F, lines from other calls in F
- * or from frames F's caller made after F returned (timers, posted events),
- * chains that cannot be unwound whole. The batch ends at the thread's next
- * wait on several descriptors, or when A is closed. What defeats it, and
- * so is documented in the README: code that, inside the very function
- * that waited, runs work for another request through the same call
- * instruction as A's handler (one queue for ready events and timers, a
- * loop that services every client in turn) and logs there without I/O on
- * another connection.
+ * Nested brackets. A line written after I/O on A, and before the thread's
+ * next connection I/O, which is again on A with the same request, gets A's
+ * request only if the line and both I/O calls are inside one call made
+ * below the loop's own level: the line shares more outer frames with the
+ * first I/O than with the last wait, and the closing I/O shares them too.
+ * Timers and posted events run from the loop's own frames never close one.
  *
- * Per-thread state lives in thread_ctx. Never allocates or blocks.
+ * Anything else proves nothing and gets no id. What defeats both rules,
+ * and so is documented in the README: one call instruction that, below the
+ * loop's level and without a wait in between, runs work for A and then for
+ * another request (one queue for ready events and timers), when that work
+ * logs without touching another connection.
+ *
+ * Per-thread state lives in thread_ctx, chains in a page mapped per thread.
+ * Never allocates otherwise, never blocks.
  */
 #ifndef REQID_EVENT_BATCH_H
 #define REQID_EVENT_BATCH_H
@@ -76,8 +81,13 @@ void batch_after_epoll(int epfd, const struct epoll_event *ev, int n, void *wait
 void batch_before_conn_io(int fd, const struct call_chain *chain)
 	__attribute__((visibility("hidden")));
 
-/* After I/O on connection fd (the thread has a batch). */
-void batch_after_conn_io(int fd) __attribute__((visibility("hidden")));
+/* After I/O on connection fd (the thread has a batch): a write if wrote;
+ * moved: it carried bytes. A batch whose I/O on its connection moved nothing (another thread
+ * took what woke it) proves nothing. */
+void batch_after_conn_io(int fd, bool wrote, bool moved) __attribute__((visibility("hidden")));
+
+/* In a fork child: the parent's batch, wait and held lines are not its. */
+void batch_forget(void) __attribute__((visibility("hidden")));
 
 /* For a line written before the batch's first I/O: the call in the wait's
  * caller it is written from inside, or 0 if it is not (or no chain). */

@@ -25,6 +25,7 @@
 #include <sys/timerfd.h>
 #include <unistd.h>
 
+#include "call_chain.h"
 #include "epoll_map.h"
 #include "path_glob.h"
 
@@ -358,6 +359,8 @@ EXPORT int pipe(int fds[2])
 	int (*fn)(int *) = REAL(pipe);
 	if (unlikely(!fn))
 		return (int)syscall(SYS_pipe2, fds, 0);
+	if (unlikely(call_chain_unwinding()))
+		return call_chain_pipe(fds, 0); /* libunwind's own (call_chain.h) */
 	int r = fn(fds);
 	if (r == 0) {
 		fresh(fds[0], false);
@@ -371,6 +374,8 @@ EXPORT int pipe2(int fds[2], int flags)
 	int (*fn)(int *, int) = REAL(pipe2);
 	if (unlikely(!fn))
 		return (int)syscall(SYS_pipe2, fds, flags);
+	if (unlikely(call_chain_unwinding()))
+		return call_chain_pipe(fds, flags); /* libunwind's own (call_chain.h) */
 	int r = fn(fds, flags);
 	if (r == 0) {
 		fresh(fds[0], false);

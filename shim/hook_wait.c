@@ -27,7 +27,7 @@ static bool waits_on_current(int fd)
 }
 
 /* nfds: descriptors waited on (2: two or more); conns: two or more of
- * them are connections, or the wait is epoll's (any number may be). */
+ * them are connections. */
 static void before_fd_wait(unsigned nfds, int only_fd, bool conns)
 {
 	if (nfds > 1)
@@ -56,7 +56,7 @@ EXPORT int epoll_wait(int epfd, struct epoll_event *ev, int max, int timeout)
 	if (unlikely(!fn))
 		return (int)syscall(SYS_epoll_wait, epfd, ev, max, timeout);
 	int saved = errno;
-	before_fd_wait(2, -1, true);
+	before_fd_wait(2, -1, epoll_map_connections(epfd) > 1);
 	max = batch_max_events(max);
 	errno = saved;
 	return epoll_done(epfd, ev, fn(epfd, ev, max, timeout), __builtin_return_address(0));
@@ -69,7 +69,7 @@ EXPORT int epoll_pwait(int epfd, struct epoll_event *ev, int max, int timeout,
 	if (unlikely(!fn))
 		return (int)syscall(SYS_epoll_pwait, epfd, ev, max, timeout, mask, _NSIG / 8);
 	int saved = errno;
-	before_fd_wait(2, -1, true);
+	before_fd_wait(2, -1, epoll_map_connections(epfd) > 1);
 	max = batch_max_events(max);
 	errno = saved;
 	return epoll_done(epfd, ev, fn(epfd, ev, max, timeout, mask), __builtin_return_address(0));
@@ -83,7 +83,7 @@ EXPORT int epoll_pwait2(int epfd, struct epoll_event *ev, int max,
 	if (unlikely(!fn))
 		return (int)syscall(SYS_epoll_pwait2, epfd, ev, max, timeout, mask, _NSIG / 8);
 	int saved = errno;
-	before_fd_wait(2, -1, true);
+	before_fd_wait(2, -1, epoll_map_connections(epfd) > 1);
 	max = batch_max_events(max);
 	errno = saved;
 	return epoll_done(epfd, ev, fn(epfd, ev, max, timeout, mask), __builtin_return_address(0));

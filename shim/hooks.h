@@ -67,7 +67,7 @@ static inline void conn_read_done(int fd, const void *buf, const struct iovec *i
 		else
 			conn_on_read(fd, buf, iov, (size_t)r);
 	}
-	ctx_after_conn_io(fd, false);
+	ctx_after_conn_io(fd, false, r > 0);
 	errno = saved;
 }
 
@@ -76,7 +76,7 @@ static inline void conn_write_done(int fd, ssize_t r)
 	int saved = errno;
 	if (r > 0)
 		conn_on_write(fd);
-	ctx_after_conn_io(fd, true);
+	ctx_after_conn_io(fd, true, r > 0);
 	errno = saved;
 }
 

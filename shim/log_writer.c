@@ -429,7 +429,7 @@ static bool judge_loop(struct line_verdict *v)
 		}
 	}
 	int depth;
-	if (thread_ctx.mode == CTX_BRACKET && thread_ctx.request &&
+	if (thread_ctx.mode == CTX_BRACKET && thread_ctx.request && (thread_ctx.watch & WATCH_CONNS) &&
 	    (depth = batch_nested_depth(&chain)) != 0) {
 		v->kind = HOLD_NESTED;
 		v->site = (uintptr_t)call_chain_outer_hash(&chain, depth);

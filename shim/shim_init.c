@@ -22,6 +22,7 @@
 
 #include "conn_table.h"
 #include "epoll_map.h"
+#include "event_batch.h"
 #include "log_writer.h"
 #include "request_table.h"
 #include "thread_ctx.h"
@@ -100,6 +101,7 @@ static void after_fork_child(void)
 	seed_ids();
 	log_forget_all();
 	epoll_map_after_fork();
+	batch_forget();
 }
 
 static const char *environment(const char *name)

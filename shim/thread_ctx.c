@@ -70,8 +70,8 @@ void ctx_before_conn_io(int fd)
 	/* An event loop's connection I/O: its chain serves the batch rule and
 	 * nested brackets (event_batch.h). */
 	struct call_chain chain;
-	bool loop = unlikely(thread_ctx.batch.wait_depth != 0);
-	if (loop)
+	bool loop = unlikely(thread_ctx.batch.wait_depth != 0) && (thread_ctx.watch & WATCH_CONNS);
+	if (loop || unlikely(thread_ctx.batch.conn))
 		call_chain_take(&chain);
 	if (unlikely(thread_ctx.batch.conn)) {
 		batch_before_conn_io(fd, &chain);
@@ -101,7 +101,7 @@ void ctx_wait_on_conn(int fd)
 	ctx_before_conn_io(fd);
 }
 
-void ctx_after_conn_io(int fd, bool wrote)
+void ctx_after_conn_io(int fd, bool wrote, bool moved)
 {
 	if (thread_ctx.in_shim)
 		return;
@@ -115,7 +115,7 @@ void ctx_after_conn_io(int fd, bool wrote)
 	thread_ctx.watch &= (uint8_t)~WATCH_INHERITED;
 	thread_ctx.epoch++;
 	if (unlikely(thread_ctx.batch.conn))
-		batch_after_conn_io(fd);
+		batch_after_conn_io(fd, wrote, moved);
 	uint64_t r = conn_request(fd);
 	if (r == 0) {
 		thread_ctx.request = 0;

@@ -59,6 +59,7 @@ struct event_batch_state {
 	uint8_t depth;           /* outer frames shared with the handler call
 				    (those callers until the handler call is known) */
 	bool io_seen;            /* the batch's first connection I/O happened */
+	bool moved;              /* this thread's I/O on conn carried bytes */
 	bool resolve_held;       /* lines held before it await its end */
 	bool spoiled;            /* the handler call did I/O on another
 				    connection: its held lines get no id */
@@ -108,8 +109,9 @@ void ctx_release_batch(void) __attribute__((visibility("hidden")));
  * request they were held under. */
 void ctx_before_conn_io(int fd) __attribute__((visibility("hidden")));
 
-/* After I/O on connection fd (the conn table already updated). */
-void ctx_after_conn_io(int fd, bool wrote) __attribute__((visibility("hidden")));
+/* After I/O on connection fd (the conn table already updated); moved: it
+ * carried bytes. */
+void ctx_after_conn_io(int fd, bool wrote, bool moved) __attribute__((visibility("hidden")));
 
 /* Connection fd is being closed. */
 void ctx_conn_closing(int fd) __attribute__((visibility("hidden")));
