@@ -13,7 +13,6 @@
 #include <stdatomic.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 #include <xxhash.h>
@@ -28,9 +27,7 @@
 static __thread bool unwinding __attribute__((tls_model("initial-exec")));
 static __thread uintptr_t stack_anchor __attribute__((tls_model("initial-exec")));
 
-static int unwinder_pipe = -1;          /* its write end */
-static dev_t unwinder_pipe_dev;
-static ino_t unwinder_pipe_ino;
+static _Atomic int unwinder_pipe[2] = {-1, -1};
 static _Atomic bool chains_off;
 
 int call_chain_pipe(int fds[2], int flags)
@@ -48,29 +45,18 @@ int call_chain_pipe(int fds[2], int flags)
 			fds[i] = high;
 		}
 	}
-	struct stat st;
-	if (syscall(SYS_fstat, fds[1], &st) == 0) {
-		unwinder_pipe_dev = st.st_dev;
-		unwinder_pipe_ino = st.st_ino;
-		unwinder_pipe = fds[1];
-	} else {
-		atomic_store(&chains_off, true);
-	}
+	atomic_store(&unwinder_pipe[0], fds[0]);
+	atomic_store(&unwinder_pipe[1], fds[1]);
 	return 0;
 }
 
-bool call_chain_usable(void)
+void call_chain_fd_closing(int fd)
 {
-	if (atomic_load_explicit(&chains_off, memory_order_relaxed))
-		return false;
-	struct stat st;
-	if (unwinder_pipe >= 0 &&
-	    (syscall(SYS_fstat, unwinder_pipe, &st) != 0 || st.st_dev != unwinder_pipe_dev ||
-	     st.st_ino != unwinder_pipe_ino)) {
+	/* libunwind closes its own pipe only to make a new one (unwinding). */
+	if (!unwinding && fd >= 0 &&
+	    (fd == atomic_load_explicit(&unwinder_pipe[0], memory_order_relaxed) ||
+	     fd == atomic_load_explicit(&unwinder_pipe[1], memory_order_relaxed)))
 		atomic_store(&chains_off, true);
-		return false;
-	}
-	return true;
 }
 
 bool call_chain_unwinding(void)

@@ -14,8 +14,8 @@
  * libunwind checks memory it is unsure of by writing it to a pipe of its
  * own, made on its first unwind: the shim makes that pipe itself, at the
  * top of the descriptor numbers, and stops unwinding for good once the
- * program has closed or replaced it (call_chain_usable), so libunwind never
- * writes to a descriptor of the program's. Never allocates after a
+ * program closes or replaces one of its descriptors (call_chain_fd_closing),
+ * so libunwind never writes to a descriptor of the program's. Never allocates after a
  * thread's first unwind, never blocks.
  */
 #ifndef REQID_CALL_CHAIN_H
@@ -43,10 +43,9 @@ bool call_chain_unwinding(void) __attribute__((visibility("hidden")));
  * pipe2 would. */
 int call_chain_pipe(int fds[2], int flags) __attribute__((visibility("hidden")));
 
-/* False once libunwind's pipe is no longer the one it made (the program
- * closed or reused its numbers): then no more chains. A syscall; call it
- * once per wait, not per line. */
-bool call_chain_usable(void) __attribute__((visibility("hidden")));
+/* fd is being closed or replaced by the program: if it is one of
+ * libunwind's pipe, no more chains. */
+void call_chain_fd_closing(int fd) __attribute__((visibility("hidden")));
 
 /* The hash of the outermost depth frames of chain (those of a function's
  * callers, from its caller out to the thread's first frame). */

@@ -101,8 +101,7 @@ void batch_after_wait(void *wait_return)
 	b->wait_depth = 0;
 	b->io_conn = 0;
 	struct loop_frames *f;
-	if (thread_ctx.in_shim || !shim.config.event_stacks || !call_chain_usable() ||
-	    !(f = loop_frames()))
+	if (thread_ctx.in_shim || !shim.config.event_stacks || !(f = loop_frames()))
 		return;
 	struct call_chain chain;
 	call_chain_take(&chain);
@@ -161,6 +160,11 @@ void batch_accepted(int listen_fd, int fd)
 void batch_after_epoll(int epfd, const struct epoll_event *ev, int n, void *wait_return)
 {
 	batch_end();
+	if (n <= 0) {
+		thread_ctx.batch.wait_depth = 0; /* nothing woke it: no chain needed */
+		thread_ctx.batch.io_conn = 0;
+		return;
+	}
 	batch_after_wait(wait_return);
 	if (n != 1 || thread_ctx.in_shim)
 		return;

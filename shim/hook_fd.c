@@ -53,6 +53,7 @@ static bool is_log(int fd)
 static void fd_retiring(int fd)
 {
 	epoll_map_forget(fd);
+	call_chain_fd_closing(fd);
 	uint8_t cls = fd_class(fd);
 	if (likely(cls == 0) || !own_process())
 		return;

@@ -68,24 +68,31 @@ void ctx_before_conn_io(int fd)
 	if (thread_ctx.in_shim)
 		return;
 	/* An event loop's connection I/O: its chain serves the batch rule and
-	 * nested brackets (event_batch.h). */
+	 * nested brackets (event_batch.h); not needed for more I/O on a
+	 * batch's connection once its handler call is known. */
+	const struct event_batch_state *b = &thread_ctx.batch;
+	bool on_batch = b->conn && b->site && !b->ready_closed &&
+			(uint32_t)conn_fd(fd) + 1 == b->conn;
+	bool loop = unlikely(b->wait_depth != 0) && (thread_ctx.watch & WATCH_CONNS);
 	struct call_chain chain;
-	bool loop = unlikely(thread_ctx.batch.wait_depth != 0) && (thread_ctx.watch & WATCH_CONNS);
-	if (loop || unlikely(thread_ctx.batch.conn))
+	chain.count = 0;
+	bool taken = !on_batch && (loop || unlikely(b->conn != 0));
+	if (taken)
 		call_chain_take(&chain);
-	if (unlikely(thread_ctx.batch.conn)) {
+	if (unlikely(b->conn)) {
 		batch_before_conn_io(fd, &chain);
 		/* Held lines wait for what this I/O brings, or for the end of
 		 * the batch: until then, I/O on another connection from the
 		 * handler call may still take their id back. */
-		if (thread_ctx.batch.resolve_held || thread_ctx.batch.holding) {
-			batch_note_conn_io(fd, &chain);
+		if (b->resolve_held || b->holding) {
+			if (taken)
+				batch_note_conn_io(fd, &chain);
 			return;
 		}
 	}
 	uint64_t r = thread_ctx.request;
 	bool same = thread_ctx.mode == CTX_BRACKET && r != 0 && conn_request(fd) == r;
-	if (loop) {
+	if (loop && taken) {
 		if (thread_ctx.held && same)
 			log_resolve_nested(&chain, r);
 		batch_note_conn_io(fd, &chain);
