@@ -28,7 +28,7 @@ SERVERS    := $(patsubst tests/servers/%.c,%,$(wildcard tests/servers/*.c))
 # Debian packages the build, the tests and the benchmarks use.
 DEB_PACKAGES := gcc make libc6-dev libunwind-dev libxxhash-dev libcmocka-dev \
                 python3 valgrind clang libclang-rt-14-dev rsyslog \
-                nginx lighttpd busybox curl libuv1-dev
+                nginx lighttpd busybox curl libuv1-dev wrk
 
 FUZZERS := $(patsubst tests/fuzz/%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_SECONDS ?= 300
@@ -143,6 +143,7 @@ demo: deps $(BUILD)/libreqid.so servers
 
 bench: deps $(BUILD)/libreqid.so $(BUILD)/bench_io
 	python3 tests/bench/bench.py
+	python3 tests/bench/bench_servers.py
 
 $(BUILD)/bench_io: tests/bench/bench_io.c | $(BUILD)
 	$(CC) -O2 -g -Wall -Wextra -Werror -o $@ $<
