@@ -207,12 +207,12 @@ void batch_before_conn_io(int fd, const struct call_chain *chain)
 		b->conn = 0; /* the batch began with I/O elsewhere: no handler call known */
 		return;
 	}
-	/* The handler call: where this I/O's chain leaves the wait's, counted
-	 * from the thread's first frame. Usually a call the waiting function
-	 * made (its callers all shared); for a loop that runs its handlers
-	 * after the waiting function returned, a call one of its callers made. */
+	/* The handler call: a call the waiting function made (this I/O's chain
+	 * shares all its callers with the wait's). A loop that runs its
+	 * handlers after the waiting function returned may run timers from the
+	 * same call (libevent): no handler call is proven there. */
 	int shared = shared_outer(chain, b->frames->wait, b->wait_depth);
-	if (shared == 0 || shared >= chain->count) {
+	if (shared != b->wait_depth || shared >= chain->count) {
 		b->conn = 0;
 		return;
 	}

@@ -11,11 +11,11 @@
  *
  * The batch rule. When the one ready descriptor is a connection A (or a
  * listening socket from which the batch accepts exactly one connection A):
- *   1. The batch's first connection I/O must be on A. Where its chain
- *      leaves the wait's, counted from the thread's first frame, is the
- *      handler call: usually a call F made after the wait; for a loop that
- *      runs its handlers after F returned (lighttpd), a call one of F's
- *      callers made.
+ *   1. The batch's first connection I/O must be on A, move bytes, and come
+ *      from inside F (its chain ends with F's callers); the call F made
+ *      that it comes from is the handler call. A loop that runs its
+ *      handlers after F returned may run timers from that same later call
+ *      (libevent), so no handler call is proven there.
  *   2. A line written from inside that call, while the function that made
  *      it is live (the line's chain ends with the same outer frames and
  *      that call), gets the request current on A.
