@@ -41,6 +41,7 @@ EXPORT int accept(int s, struct sockaddr *addr, socklen_t *len)
 		return (int)syscall(SYS_accept, s, addr, len);
 	if (!shim.active)
 		return fn(s, addr, len);
+	before_blocking();
 	ctx_boundary();
 	return accepted(s, fn(s, addr, len));
 }
@@ -52,6 +53,7 @@ EXPORT int accept4(int s, struct sockaddr *addr, socklen_t *len, int flags)
 		return (int)syscall(SYS_accept4, s, addr, len, flags);
 	if (!shim.active)
 		return fn(s, addr, len, flags);
+	before_blocking();
 	ctx_boundary();
 	return accepted(s, fn(s, addr, len, flags));
 }

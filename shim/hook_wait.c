@@ -30,6 +30,7 @@ static bool waits_on_current(int fd)
  * them are connections. */
 static void before_fd_wait(unsigned nfds, int only_fd, bool conns)
 {
+	before_blocking();
 	if (nfds > 1)
 		ctx_mark_event_loop(conns);
 	if (nfds == 1 && waits_on_current(only_fd))
@@ -196,6 +197,7 @@ EXPORT int pselect(int nfds, fd_set *r, fd_set *w, fd_set *e, const struct times
 static void boundary(void)
 {
 	int saved = errno;
+	before_blocking();
 	ctx_boundary();
 	errno = saved;
 }
@@ -210,11 +212,14 @@ static void condition_wait(void)
 {
 	if (!ctx_serves_own_request())
 		boundary();
+	else
+		before_blocking();
 }
 
 static void lock_wait(void)
 {
 	int saved = errno;
+	before_blocking();
 	ctx_lock_wait();
 	errno = saved;
 }

@@ -26,6 +26,14 @@ static inline bool untracked(int fd, uint8_t care)
 	return likely((fd_class(fd) & care) == 0) && likely(!thread_ctx.watch);
 }
 
+/* The thread is about to block: lines an event-loop batch holds go out
+ * now, not after the wait (thread_ctx.h, event_batch.h). */
+static inline void before_blocking(void)
+{
+	if (unlikely(thread_ctx.batch.holding))
+		ctx_release_batch();
+}
+
 /* False in a vfork child: it shares the parent's memory (the fd tables
  * here) but not its descriptors, so it must not change what the tables say.
  * A syscall: only for calls that would change them. */
