@@ -64,6 +64,7 @@ $(BUILD) $(BUILD)/unit $(BUILD)/unit-asan $(BUILD)/servers:
 # test names them (no hooks: nothing is interposed).
 UNIT_TABLES_test_conn_table := shim/conn_table.c shim/request_table.c
 UNIT_TABLES_test_request_table := shim/request_table.c
+UNIT_TABLES_test_epoll_map := shim/epoll_map.c shim/conn_table.c shim/request_table.c
 
 .SECONDEXPANSION:
 $(BUILD)/unit/%: tests/unit/%.c $(PURE_SRCS) $$(UNIT_TABLES_$$*) $(SHIM_HDRS) | $(BUILD)/unit

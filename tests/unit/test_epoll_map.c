@@ -1,0 +1,166 @@
+/*
+ * test_epoll_map.c - unit tests for shim/epoll_map.c: an epoll event's data
+ * word leads back to exactly the descriptor registered with it on that
+ * epoll instance, or to none: never to a descriptor that was deleted,
+ * closed, re-registered with another word or registered on a closed
+ * instance whose number came back, and never when two descriptors share the
+ * word. The count of connections per instance follows adds, moves,
+ * deletes and closes.
+ *
+ * Links epoll_map.c and conn_table.c (for the fd flags) with the pure
+ * sources; no hooks, no libc interposition.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <stdbool.h>
+
+#include "conn_table.h"
+#include "epoll_map.h"
+#include "shim_init.h"
+
+struct shim_state shim;
+struct real_functions real;
+
+enum { EP = 5, EP2 = 6 };
+
+/* Each test starts from fresh epoll instances on EP and EP2, which voids
+ * every registration an earlier test left on them. */
+static int setup(void **state)
+{
+	(void)state;
+	epoll_map_new_instance(EP);
+	epoll_map_new_instance(EP2);
+	for (int fd = 0; fd < 64; fd++)
+		atomic_store(&fd_flags[fd], 0);
+	return 0;
+}
+
+static void test_lookup_finds_the_registered_fd(void **state)
+{
+	(void)state;
+	epoll_map_set(EP, 10, 0x7f00001000);
+	epoll_map_set(EP, 11, 0x7f00002000);
+	assert_int_equal(epoll_map_lookup(EP, 0x7f00001000), 10);
+	assert_int_equal(epoll_map_lookup(EP, 0x7f00002000), 11);
+	/* another instance, another word: unknown */
+	assert_int_equal(epoll_map_lookup(EP2, 0x7f00001000), -1);
+	assert_int_equal(epoll_map_lookup(EP, 0x7f00003000), -1);
+	/* out of range */
+	assert_int_equal(epoll_map_lookup(-1, 0x7f00001000), -1);
+	assert_int_equal(epoll_map_lookup(FD_TABLE_SIZE, 0x7f00001000), -1);
+}
+
+static void test_delete_close_and_modify(void **state)
+{
+	(void)state;
+	epoll_map_set(EP, 12, 42);
+	epoll_map_delete(EP, 12);
+	assert_int_equal(epoll_map_lookup(EP, 42), -1);
+
+	epoll_map_set(EP, 12, 42);
+	epoll_map_forget(12); /* close(12) */
+	assert_int_equal(epoll_map_lookup(EP, 42), -1);
+
+	/* EPOLL_CTL_MOD with a new word: the old one leads nowhere */
+	epoll_map_set(EP, 12, 42);
+	epoll_map_set(EP, 12, 43);
+	assert_int_equal(epoll_map_lookup(EP, 42), -1);
+	assert_int_equal(epoll_map_lookup(EP, 43), 12);
+
+	/* a delete on another instance leaves this registration alone */
+	epoll_map_delete(EP2, 12);
+	assert_int_equal(epoll_map_lookup(EP, 43), 12);
+}
+
+static void test_same_word_for_two_fds_is_ambiguous_for_good(void **state)
+{
+	(void)state;
+	epoll_map_set(EP, 20, 0); /* programs that put 0 in every event */
+	assert_int_equal(epoll_map_lookup(EP, 0), 20);
+	epoll_map_set(EP, 21, 0);
+	assert_int_equal(epoll_map_lookup(EP, 0), -1);
+	/* one of them goes: still unknown, the word was shared */
+	epoll_map_forget(21);
+	assert_int_equal(epoll_map_lookup(EP, 0), -1);
+	/* the same word on another instance is another key */
+	epoll_map_set(EP2, 22, 0);
+	assert_int_equal(epoll_map_lookup(EP2, 0), 22);
+}
+
+static void test_reused_fd_and_instance_numbers(void **state)
+{
+	(void)state;
+	epoll_map_set(EP, 30, 0xabc);
+	/* fd 30 closed and reopened as something registered with another word */
+	epoll_map_forget(30);
+	epoll_map_set(EP, 30, 0xdef);
+	assert_int_equal(epoll_map_lookup(EP, 0xabc), -1);
+	assert_int_equal(epoll_map_lookup(EP, 0xdef), 30);
+	/* the epoll fd itself closed and its number reused for a new instance:
+	 * the old registrations were the old instance's */
+	epoll_map_new_instance(EP);
+	assert_int_equal(epoll_map_lookup(EP, 0xdef), -1);
+	epoll_map_set(EP, 31, 0xdef);
+	assert_int_equal(epoll_map_lookup(EP, 0xdef), 31);
+}
+
+static void test_many_registrations(void **state)
+{
+	(void)state;
+	/* more words than the probe window, hashed anywhere: each found */
+	for (int fd = 100; fd < 4100; fd++)
+		epoll_map_set(EP2, fd, (uint64_t)fd * 0x10000 + 0x55);
+	for (int fd = 100; fd < 4100; fd++)
+		assert_int_equal(epoll_map_lookup(EP2, (uint64_t)fd * 0x10000 + 0x55), fd);
+	for (int fd = 100; fd < 4100; fd++)
+		epoll_map_forget(fd);
+	assert_int_equal(epoll_map_lookup(EP2, 100 * 0x10000 + 0x55), -1);
+}
+
+static void test_connections_counted(void **state)
+{
+	(void)state;
+	atomic_store(&fd_flags[40], FD_CONN);
+	atomic_store(&fd_flags[41], FD_CONN);
+	epoll_map_set(EP, 39, 1); /* a listening socket: not a connection */
+	assert_int_equal(epoll_map_connections(EP), 0);
+	epoll_map_set(EP, 40, 2);
+	assert_int_equal(epoll_map_connections(EP), 1);
+	epoll_map_set(EP, 40, 3); /* MOD: counted once */
+	assert_int_equal(epoll_map_connections(EP), 1);
+	epoll_map_set(EP, 41, 4);
+	assert_int_equal(epoll_map_connections(EP), 2);
+	epoll_map_delete(EP, 40);
+	assert_int_equal(epoll_map_connections(EP), 1);
+	epoll_map_forget(41);
+	assert_int_equal(epoll_map_connections(EP), 0);
+	epoll_map_forget(39);
+	assert_int_equal(epoll_map_connections(EP), 0);
+	/* moved to another instance: counted there */
+	epoll_map_set(EP, 40, 5);
+	epoll_map_set(EP2, 40, 5);
+	assert_int_equal(epoll_map_connections(EP), 0);
+	assert_int_equal(epoll_map_connections(EP2), 1);
+	/* a new instance on the number starts at none */
+	epoll_map_new_instance(EP2);
+	assert_int_equal(epoll_map_connections(EP2), 0);
+	epoll_map_forget(40);
+	assert_int_equal(epoll_map_connections(EP2), 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup(test_lookup_finds_the_registered_fd, setup),
+		cmocka_unit_test_setup(test_delete_close_and_modify, setup),
+		cmocka_unit_test_setup(test_same_word_for_two_fds_is_ambiguous_for_good, setup),
+		cmocka_unit_test_setup(test_reused_fd_and_instance_numbers, setup),
+		cmocka_unit_test_setup(test_many_registrations, setup),
+		cmocka_unit_test_setup(test_connections_counted, setup),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
