@@ -28,7 +28,7 @@ SERVERS    := $(patsubst tests/servers/%.c,%,$(wildcard tests/servers/*.c))
 # Debian packages the build, the tests and the benchmarks use.
 DEB_PACKAGES := gcc make libc6-dev libunwind-dev libxxhash-dev libcmocka-dev \
                 python3 valgrind clang libclang-rt-14-dev rsyslog \
-                nginx lighttpd busybox curl libuv1-dev wrk
+                nginx lighttpd busybox curl libuv1-dev libevent-dev wrk
 
 FUZZERS := $(patsubst tests/fuzz/%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_SECONDS ?= 300
@@ -81,9 +81,13 @@ servers: $(addprefix $(BUILD)/servers/,$(SERVERS))
 $(BUILD)/servers/%: tests/servers/%.c tests/servers/legacy_http.h tests/servers/evloop.h | $(BUILD)/servers
 	$(CC) -O2 -g -Wall -Wextra -Werror -pthread -o $@ $<
 
-# The libuv server (test_event_loops.py) is the one that links a library.
+# The libuv server (test_event_loops.py) links libuv.
 $(BUILD)/servers/uv_server: tests/servers/uv_server.c tests/servers/legacy_http.h tests/servers/evloop.h | $(BUILD)/servers
 	$(CC) -O2 -g -Wall -Wextra -Werror -pthread -o $@ $< -luv
+
+# The libevent server (test_event_loops.py) links the real libevent 2.1.
+$(BUILD)/servers/event_server: tests/servers/event_server.c tests/servers/legacy_http.h tests/servers/evloop.h | $(BUILD)/servers
+	$(CC) -O2 -g -Wall -Wextra -Werror -pthread -o $@ $< -levent
 
 unit: deps $(addprefix $(BUILD)/unit/,$(UNIT_TESTS))
 	@for t in $(UNIT_TESTS); do $(BUILD)/unit/$$t || exit 1; done

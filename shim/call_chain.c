@@ -59,6 +59,18 @@ void call_chain_fd_closing(int fd)
 		atomic_store(&chains_off, true);
 }
 
+uintptr_t call_chain_function(const void *ip)
+{
+	if (unwinding || atomic_load_explicit(&chains_off, memory_order_relaxed))
+		return 0;
+	unw_proc_info_t pi;
+	unwinding = true;
+	/* ip is a return address: the call before it is what it belongs to */
+	int r = unw_get_proc_info_by_ip(unw_local_addr_space, (unw_word_t)ip - 1, &pi, NULL);
+	unwinding = false;
+	return r == 0 ? (uintptr_t)pi.start_ip : 0;
+}
+
 bool call_chain_unwinding(void)
 {
 	return unwinding;

@@ -35,6 +35,10 @@ struct call_chain {
  * frames included (innermost). */
 void call_chain_take(struct call_chain *chain) __attribute__((visibility("hidden")));
 
+/* The start of the function return address ip is in, from its unwind
+ * table; 0 if unknown. Slow (microseconds): cache it. */
+uintptr_t call_chain_function(const void *ip) __attribute__((visibility("hidden")));
+
 /* Whether the calling thread is inside call_chain_take (libunwind calling
  * back into hooked functions). */
 bool call_chain_unwinding(void) __attribute__((visibility("hidden")));

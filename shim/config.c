@@ -66,7 +66,8 @@ static bool same_word(const char *v, const char *word)
 
 /* A yes/no setting. A value that is neither clearly on nor clearly off is
  * reported and sets *out to unclear, the side that changes least
- * (REQID_DISABLE: disabled; REQID_PROPAGATE, REQID_EVENT_STACKS: off). */
+ * (REQID_DISABLE: disabled; REQID_PROPAGATE, REQID_EVENT_STACKS,
+ * REQID_EVENT_BRACKETS: off). */
 static bool parse_switch(const char *v, bool *out, bool unclear)
 {
 	static const char *const on[] = {"1", "true", "yes", "on"};
@@ -271,6 +272,8 @@ unsigned config_parse(struct reqid_config *cfg, config_lookup lookup)
 		warnings |= WARN_PROPAGATE;
 	if ((v = lookup("REQID_EVENT_STACKS")) && !parse_switch(v, &cfg->event_stacks, false))
 		warnings |= WARN_EVENT_STACKS;
+	if ((v = lookup("REQID_EVENT_BRACKETS")) && !parse_switch(v, &cfg->event_brackets, false))
+		warnings |= WARN_EVENT_BRACKETS;
 	if ((v = lookup("REQID_OUTSIDE")) && *v &&
 	    !parse_word(v, is_id_char, CONFIG_MAX_OUTSIDE, cfg->outside, &cfg->outside_len))
 		warnings |= WARN_OUTSIDE;
@@ -304,6 +307,7 @@ const char *config_warning_variable(unsigned warning_bit)
 	case WARN_FIELDS: return "REQID_FIELDS";
 	case WARN_PROPAGATE: return "REQID_PROPAGATE";
 	case WARN_EVENT_STACKS: return "REQID_EVENT_STACKS";
+	case WARN_EVENT_BRACKETS: return "REQID_EVENT_BRACKETS";
 	default: return "REQID_?";
 	}
 }

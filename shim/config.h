@@ -41,6 +41,7 @@ enum config_warning {
 	WARN_FIELDS = 1 << 8,
 	WARN_PROPAGATE = 1 << 9,
 	WARN_EVENT_STACKS = 1 << 10,
+	WARN_EVENT_BRACKETS = 1 << 11,
 };
 
 struct header_name {
@@ -58,6 +59,10 @@ struct reqid_config {
 	bool propagate; /* outbound requests get traceparent and the id header */
 	bool event_stacks; /* event loops: one event per epoll_wait, handler lines
 			      proven by call chains (event_batch.h) */
+	bool event_brackets; /* event loops: nested brackets too (event_batch.h);
+				off by default: a dispatcher that runs another
+				request's timer between two I/O calls on one
+				connection defeats them */
 	uint8_t outside_len; /* 0: lines outside a request carry no id */
 	char outside[CONFIG_MAX_OUTSIDE + 1];
 	uint8_t header_count;

@@ -48,9 +48,13 @@ void batch_ready_closing(void)
  * wait as an event loop (NULL if that failed: no proofs then): the callers
  * of the function that called the last wait, and the chain of the last
  * connection I/O. */
+#define FUNCTION_CACHE 64
+
 struct loop_frames {
 	void *wait[CHAIN_MAX];
 	void *io[CHAIN_MAX];
+	const void *cached_ip[FUNCTION_CACHE]; /* return address -> its function */
+	uintptr_t cached_function[FUNCTION_CACHE];
 };
 
 static struct loop_frames *loop_frames(void)
@@ -173,6 +177,25 @@ void batch_after_epoll(int epfd, const struct epoll_event *ev, int n, void *wait
 		batch_begin(fd);
 }
 
+/* The function return address ip is in, through the thread's cache. */
+static uintptr_t function_of(const void *ip)
+{
+	struct loop_frames *f = thread_ctx.batch.frames;
+	unsigned i = (unsigned)(((uintptr_t)ip >> 4) ^ ((uintptr_t)ip >> 12)) % FUNCTION_CACHE;
+	if (f->cached_ip[i] != ip) {
+		f->cached_function[i] = call_chain_function(ip);
+		f->cached_ip[i] = ip;
+	}
+	return f->cached_function[i];
+}
+
+/* Inside the deepest call a chain of count frames shares (depth outer
+ * frames), the function that call went to. */
+static uintptr_t callee(void *const *frames, int count, int depth)
+{
+	return function_of(frames[count - 1 - depth]);
+}
+
 /* Whether chain ends with the batch's callers and, inside them, a call at
  * site (any site when site is 0); sets *at to that call. */
 static bool inside_wait_caller(const struct call_chain *chain, uintptr_t site, uintptr_t *at)
@@ -278,12 +301,27 @@ uint64_t batch_line_request(const struct call_chain *chain)
 	return inside_wait_caller(chain, b->site, &at) ? r : 0;
 }
 
-int batch_nested_depth(const struct call_chain *chain)
+int batch_nested_depth(const struct call_chain *chain, uint64_t *key)
 {
 	const struct event_batch_state *b = &thread_ctx.batch;
 	if (b->wait_depth == 0 || b->io_conn == 0 || b->io_conn != thread_ctx.last_conn)
 		return 0;
 	int with_io = shared_outer(chain, b->frames->io, b->io_depth);
 	int with_wait = shared_outer(chain, b->frames->wait, b->wait_depth);
-	return with_io > with_wait && with_io < chain->count ? with_io : 0;
+	if (with_io <= with_wait || with_io >= chain->count || with_io >= b->io_depth)
+		return 0;
+	/* In that call, the line and the I/O run in one function: not a second
+	 * callback the same dispatch called for another request. */
+	uintptr_t fn = callee(chain->frames, chain->count, with_io);
+	if (fn == 0 || fn != callee(b->frames->io, b->io_depth, with_io))
+		return 0;
+	*key = batch_nested_key(chain, with_io);
+	return with_io;
+}
+
+uint64_t batch_nested_key(const struct call_chain *chain, int depth)
+{
+	if (chain->count <= depth)
+		return 0;
+	return call_chain_outer_hash(chain, depth) ^ callee(chain->frames, chain->count, depth);
 }

@@ -100,9 +100,14 @@ uint64_t batch_line_request(const struct call_chain *chain) __attribute__((visib
  * connections after its I/O on a connection, the number of outer frames
  * the line shares with that I/O, if that is more than it shares with the
  * thread's last wait (both are then inside one call made below the loop's
- * own level); else 0. The line's bracket closes on the next I/O on the
- * same connection and request only if that I/O shares those frames too. */
-int batch_nested_depth(const struct call_chain *chain) __attribute__((visibility("hidden")));
+ * own level) and that call went to the same function for both; else 0.
+ * *key identifies those frames and that function: the line's bracket
+ * closes on the next I/O on the same connection and request only if that
+ * I/O has the same key at the same depth (batch_nested_key). */
+int batch_nested_depth(const struct call_chain *chain, uint64_t *key)
+	__attribute__((visibility("hidden")));
+uint64_t batch_nested_key(const struct call_chain *chain, int depth)
+	__attribute__((visibility("hidden")));
 
 /* A wait on several descriptors (one of them possibly a connection)
  * returned: its callers' chain is recorded. */

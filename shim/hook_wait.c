@@ -113,7 +113,7 @@ EXPORT int epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
  * after each wait serves all of them from one call). */
 static int waited(int r, bool conns, void *wait_return)
 {
-	if (conns) {
+	if (conns && shim.config.event_brackets) {
 		int saved = errno;
 		batch_after_wait(wait_return);
 		errno = saved;

@@ -47,7 +47,7 @@ struct held_record {
 			     or by the event-loop rule; with BATCH_PENDING set,
 			     a line of an event-loop batch written before the
 			     batch's first I/O, from inside the call at site */
-	uintptr_t site;   /* with NESTED: the hash of the line's outer frames */
+	uintptr_t site;   /* with NESTED: the key of the line's bracket */
 	uint32_t depth;   /* with NESTED: how many */
 	uint32_t unused;
 };
@@ -429,10 +429,11 @@ static bool judge_loop(struct line_verdict *v)
 		}
 	}
 	int depth;
-	if (thread_ctx.mode == CTX_BRACKET && thread_ctx.request && (thread_ctx.watch & WATCH_CONNS) &&
-	    (depth = batch_nested_depth(&chain)) != 0) {
+	uint64_t key;
+	if (shim.config.event_brackets && thread_ctx.mode == CTX_BRACKET && thread_ctx.request &&
+	    (thread_ctx.watch & WATCH_CONNS) && (depth = batch_nested_depth(&chain, &key)) != 0) {
 		v->kind = HOLD_NESTED;
-		v->site = (uintptr_t)call_chain_outer_hash(&chain, depth);
+		v->site = (uintptr_t)key;
 		v->depth = (uint32_t)depth;
 		return true;
 	}
@@ -817,7 +818,7 @@ void log_resolve_nested(const struct call_chain *chain, uint64_t request)
 			if ((r.request & NESTED) && !(r.request & DECIDED) &&
 			    (r.request & ~NESTED) == request) {
 				bool closed = chain->count > (int)r.depth &&
-					      call_chain_outer_hash(chain, (int)r.depth) == r.site;
+					      batch_nested_key(chain, (int)r.depth) == r.site;
 				r.request = DECIDED | (closed ? request : 0);
 				memcpy(s->buf + pos, &r, RECORD);
 			}

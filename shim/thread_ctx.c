@@ -73,7 +73,8 @@ void ctx_before_conn_io(int fd)
 	const struct event_batch_state *b = &thread_ctx.batch;
 	bool on_batch = b->conn && b->site && !b->ready_closed &&
 			(uint32_t)conn_fd(fd) + 1 == b->conn;
-	bool loop = unlikely(b->wait_depth != 0) && (thread_ctx.watch & WATCH_CONNS);
+	bool loop = unlikely(b->wait_depth != 0) && (thread_ctx.watch & WATCH_CONNS) &&
+		    shim.config.event_brackets;
 	struct call_chain chain;
 	chain.count = 0;
 	bool taken = !on_batch && (loop || unlikely(b->conn != 0));

@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """test_event_loops.py - adversarial event-loop servers under reqid: each
-server in tests/servers/ (ev_*.c, poll_loop.c, select_loop.c, uv_server.c)
-is shaped to break one attribution rule for event loops; this script runs
-each under `scripts/reqid run`, drives keep-alive load at it, asks it to
-/quit, and judges every log line.
+server in tests/servers/ (ev_*.c, poll_loop.c, select_loop.c, uv_server.c,
+event_server.c) is shaped to break one attribution rule for event loops; this
+script runs each under `scripts/reqid run`, drives keep-alive load at it,
+asks it to /quit, and judges every log line.
 
 Ground truth: a line with "token=T" belongs to request T (the handler of
 T's connection wrote it, or a timer or callback that exists for T). A line
@@ -40,6 +40,7 @@ request whose id it got.
 
 import argparse
 import collections
+import copy
 import random
 import re
 import shutil
@@ -81,11 +82,13 @@ QUIT_ID = "rq-quit-request"
 
 class Case:
     def __init__(self, key, title, server, concurrency, mix, env=None, shapes=SHAPES,
-                 known_limit=None, structure=(), delay_one=0.0, min_handler_recall=0.0):
+                 known_limit=None, structure=(), delay_one=0.0, delay_zero=None,
+                 min_handler_recall=0.0):
         self.key, self.title, self.server = key, title, server
         self.min_handler_recall = min_handler_recall
         self.delay_one = delay_one  # fraction of delayed requests with delay=1
-        # (the rest: a quarter posted (delay=0), else 1..15 ms)
+        # and with delay=0 (posted; None: a quarter of the rest), else 1..15 ms
+        self.delay_zero = (1 - delay_one) / 4 if delay_zero is None else delay_zero
         self.concurrency, self.mix = concurrency, mix
         self.env = env or {}
         self.shapes = shapes
@@ -148,9 +151,49 @@ CASES = [
     # those lines
     Case("libuv", "9 libuv: read cb, write cb, uv_timer", "uv_server", 48, {"delay": 0.4},
          shapes=SHAPES_UV, delay_one=0.5, min_handler_recall=0.99),
+    # the real libevent 2.1: epoll_dispatch only marks events active; after it
+    # returned, event_process_active runs the ready I/O callbacks, then the
+    # expired evtimers (a "tick" logs with no I/O), then what the pass posted
+    # with event_active (delay=0, often here): B's tick lands between A's read
+    # and A's posted write on A, with no wait in between. Most such passes
+    # also run another request's answering timer (I/O on another connection)
+    # in between, so 10 meets the bare shape in a few runs out of a hundred;
+    # 10b runs answering timers at a lower priority: it meets it nearly every run
+    Case("libevent", "10 libevent: read cb, evtimer, event_active", "event_server", 48,
+         {"delay": 0.6}, delay_one=0.2, delay_zero=0.35,
+         structure=[("main", ["event_base_dispatch"])]),
+    Case("libevent-prio", "10b libevent, answering timers at a lower priority",
+         "event_server", 48, {"delay": 0.6}, env={"EVENT_SERVER_PRIO": "1"}, delay_one=0.2,
+         delay_zero=0.35, structure=[("main", ["event_base_dispatch"])]),
     Case("doorbell", "+ same epoll data for every connection", "ev_doorbell", 32,
          {"delay": 0.3},
          structure=[("bell_once", ["epoll_pwait2", "indirect==1"])]),
+]
+
+
+def with_brackets(key, known_limit=None):
+    """The case again with nested brackets on (reqid run --event-brackets:
+    off by default, since a dispatcher that runs another request's timer
+    between two I/O calls on one connection defeats them)."""
+    base = next(c for c in CASES if c.key == key)
+    c = copy.copy(base)
+    c.key = key + "+brackets"
+    c.title = base.title.split(" ", 1)[0] + "+ " + base.title.split(" ", 1)[1] + ", brackets"
+    c.env = dict(base.env, REQID_EVENT_BRACKETS="1")
+    c.known_limit = known_limit
+    c.min_handler_recall = 0.0
+    return c
+
+
+CASES += [
+    with_brackets("nested"),
+    with_brackets("poll"),
+    with_brackets("select"),
+    with_brackets("select-sweep"),
+    with_brackets("libevent", known_limit="a timer for B runs in the same dispatch pass as A's "
+                  "read and A's posted answer, from the same dispatcher: between two I/O "
+                  "calls on A inside one call below the loop's level"),
+    with_brackets("libevent-prio", known_limit="as libevent+brackets, nearly every pass"),
 ]
 
 EVIL_BODY = b"GET /api/v1/items?t=EVIL HTTP/1.1\r\nX-Request-ID: evil\r\n\r\n"
@@ -210,7 +253,7 @@ def make_plan(rng, case, n_requests):
             if r.shape == "delay":
                 x = rng.random()
                 delay = (1 if x < case.delay_one else
-                         0 if x < case.delay_one + (1 - case.delay_one) / 4 else
+                         0 if x < case.delay_one + case.delay_zero else
                          rng.randint(1, 15))
                 params.append("delay=%d" % delay)
                 if delay >= 4:

@@ -59,6 +59,7 @@ class RealServer:
     stop_signal = signal.SIGTERM
     binary = None             # checked with shutil.which
     apt = None                # Debian package that provides it
+    reqid_options = ()        # reqid run options a user of this server would choose
 
     def __init__(self, tmp, port):
         self.tmp, self.port = Path(tmp), port
@@ -179,6 +180,10 @@ class NginxBuffered(Nginx):
 class Lighttpd(RealServer):
     name = "lighttpd"
     binary, apt = "lighttpd", "lighttpd"
+    # lighttpd runs its connections' state machines from its main loop, after
+    # the waiting function returned: its lines between reading a request and
+    # answering it need nested brackets (README, "Event loops")
+    reqid_options = ("--event-brackets",)
 
     def write_config(self):
         t = self.tmp
@@ -335,8 +340,8 @@ class Running:
                     if not k.startswith("REQID_") or k == "REQID_LIB"}
         full_env["PATH"] = full_env.get("PATH", "/usr/bin:/bin") + ":/usr/sbin:/sbin"
         full_env.update(env or {})
-        self.cmd = [str(REQID), "run", "--log-path", str(t / "*.log"), *reqid_args,
-                    "--", *srv.argv()]
+        self.cmd = [str(REQID), "run", "--log-path", str(t / "*.log"), *srv.reqid_options,
+                    *reqid_args, "--", *srv.argv()]
         out_name, err_name = srv.stdio()
         fds = {}
         for n in (out_name, err_name):

@@ -101,6 +101,7 @@ static void assert_all_defaults(const struct reqid_config *cfg)
 	assert_default_fields(cfg);
 	assert_true(cfg->propagate);
 	assert_true(cfg->event_stacks);
+	assert_false(cfg->event_brackets);
 	assert_int_equal(cfg->response_header_len, 12);
 	assert_string_equal(cfg->response_header, "X-Request-ID");
 	assert_int_equal(cfg->format, FORMAT_JSON);
@@ -668,6 +669,33 @@ static void test_event_stacks_invalid(void **state)
 	}
 }
 
+static void test_event_brackets_values(void **state)
+{
+	(void)state;
+	static const char *const on[] = { "1", "true", "yes", "on", "ON" };
+	static const char *const off[] = { "0", "false", "no", "off", "" };
+	for (size_t i = 0; i < sizeof on / sizeof on[0]; i++) {
+		struct reqid_config cfg;
+		assert_int_equal(parse1(&cfg, "REQID_EVENT_BRACKETS", on[i]), 0);
+		assert_true(cfg.event_brackets);
+		/* only nested brackets are on */
+		cfg.event_brackets = false;
+		assert_all_defaults(&cfg);
+	}
+	for (size_t i = 0; i < sizeof off / sizeof off[0]; i++) {
+		struct reqid_config cfg;
+		assert_int_equal(parse1(&cfg, "REQID_EVENT_BRACKETS", off[i]), 0);
+		assert_all_defaults(&cfg);
+	}
+	static const char *const bad[] = { "2", "nested", " on" };
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		struct reqid_config cfg;
+		/* reported, and they stay off: fewer ids, never other ones */
+		assert_int_equal(parse1(&cfg, "REQID_EVENT_BRACKETS", bad[i]), WARN_EVENT_BRACKETS);
+		assert_all_defaults(&cfg);
+	}
+}
+
 /* ---- combinations and names -------------------------------------------- */
 
 static void test_all_valid_together(void **state)
@@ -819,13 +847,15 @@ static void test_warning_variable_names(void **state)
 	assert_string_equal(config_warning_variable(WARN_FIELDS), "REQID_FIELDS");
 	assert_string_equal(config_warning_variable(WARN_PROPAGATE), "REQID_PROPAGATE");
 	assert_string_equal(config_warning_variable(WARN_EVENT_STACKS), "REQID_EVENT_STACKS");
+	assert_string_equal(config_warning_variable(WARN_EVENT_BRACKETS), "REQID_EVENT_BRACKETS");
 	/* the new bits are distinct from the others */
 	assert_int_equal(WARN_FIELDS, 1 << 8);
 	assert_int_equal(WARN_PROPAGATE, 1 << 9);
 	assert_int_equal(WARN_EVENT_STACKS, 1 << 10);
+	assert_int_equal(WARN_EVENT_BRACKETS, 1 << 11);
 	/* not one bit: no name */
 	assert_string_equal(config_warning_variable(0), "REQID_?");
-	assert_string_equal(config_warning_variable(1 << 11), "REQID_?");
+	assert_string_equal(config_warning_variable(1 << 12), "REQID_?");
 	assert_string_equal(config_warning_variable(WARN_FIELDS | WARN_PROPAGATE), "REQID_?");
 }
 
@@ -901,6 +931,7 @@ int main(void)
 		cmocka_unit_test(test_propagate_invalid),
 		cmocka_unit_test(test_event_stacks_values),
 		cmocka_unit_test(test_event_stacks_invalid),
+		cmocka_unit_test(test_event_brackets_values),
 		cmocka_unit_test(test_new_warnings_together),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
