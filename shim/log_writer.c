@@ -407,8 +407,9 @@ struct line_verdict {
 	uint32_t depth;
 };
 
-/* The event-loop rules for a line, if one applies (v->kind set). */
-static bool judge_loop(struct line_verdict *v)
+/* The event-loop rules for a line, if one applies (v->kind set). Kept out
+ * of line: most lines are no event loop's. */
+static __attribute__((noinline)) bool judge_loop(struct line_verdict *v)
 {
 	struct call_chain chain;
 	call_chain_take(&chain);
@@ -440,24 +441,37 @@ static bool judge_loop(struct line_verdict *v)
 	return false;
 }
 
-/* started_request is the context when the line's first byte was written
- * (the current one for a line written whole). */
-static struct line_verdict judge(uint64_t started_request)
+/* Fills v for a complete line: started_request is the context when its
+ * first byte was written (the current one for a line written whole). v's
+ * site and depth are set only for the kinds that use them. */
+static inline __attribute__((always_inline)) void judge(uint64_t started_request,
+							struct line_verdict *v)
 {
-	struct line_verdict v = {EMIT, 0, 0, 0};
+	v->kind = EMIT;
+	v->request = 0;
+	v->site = 0;
+	v->depth = 0;
 	if (started_request != thread_ctx.request || thread_ctx.foreign_lines)
-		return v;
-	if (unlikely(thread_ctx.batch.wait_depth) && judge_loop(&v))
-		return v;
-	v.request = 0;
-	v.site = 0;
+		return;
+	if (unlikely(thread_ctx.batch.wait_depth)) {
+		/* An event loop: its rules first; lines it holds go out first. */
+		struct line_verdict loop = {.kind = EMIT};
+		if (judge_loop(&loop)) {
+			*v = loop;
+			return;
+		}
+		if (thread_ctx.mode != CTX_BRACKET)
+			v->request = ctx_certain_request();
+		else if (!(thread_ctx.watch & WATCH_CONNS))
+			v->kind = HOLD;
+		if (v->kind == EMIT && thread_ctx.held)
+			v->kind = HOLD_DECIDED;
+		return;
+	}
 	if (thread_ctx.mode == CTX_BRACKET && !(thread_ctx.watch & WATCH_CONNS))
-		v.kind = HOLD;
+		v->kind = HOLD;
 	else if (thread_ctx.mode != CTX_BRACKET)
-		v.request = ctx_certain_request();
-	if (v.kind == EMIT && thread_ctx.held)
-		v.kind = HOLD_DECIDED; /* lines go out in the order written */
-	return v;
+		v->request = ctx_certain_request();
 }
 
 /* Whether buf holds two or more lines and is a batch: the flush of a buffer
@@ -489,23 +503,26 @@ static bool is_batch(const char *buf, size_t n, const char *first)
 /* Makes the record whose header starts at offset at a held line: held
  * under the thread's request, or (decided) to be written with request's
  * id after the lines held before it. */
-static void hold_record(struct line_slot *s, size_t at, const struct line_verdict *v)
+static void hold_record(struct line_slot *s, size_t at, struct line_verdict verdict)
 {
+	const struct line_verdict *v = &verdict;
 	struct held_record r = {
 		.seq = thread_ctx.held_seq++,
 		.len = (uint32_t)(s->len - at - RECORD),
 		.request = thread_ctx.request,
-		.site = v->site,
 	};
-	if (v->kind == HOLD_DECIDED)
+	if (v->kind == HOLD_DECIDED) {
 		r.request = v->request | DECIDED;
-	else if (v->kind == HOLD_PROVEN)
+	} else if (v->kind == HOLD_PROVEN) {
 		r.request = v->request | BATCH_PROVEN;
-	else if (v->kind == HOLD_BATCH)
+	} else if (v->kind == HOLD_BATCH) {
 		r.request = BATCH_PENDING;
-	else if (v->kind == HOLD_NESTED)
+		r.site = v->site;
+	} else if (v->kind == HOLD_NESTED) {
 		r.request = thread_ctx.request | NESTED;
-	r.depth = v->depth;
+		r.site = v->site;
+		r.depth = v->depth;
+	}
 	/* A single-threaded loop serving several connections keeps its
 	 * batch's lines to the batch's end (thread_ctx.h has no brackets for
 	 * it): no other thread's line can be due after them meanwhile. */
@@ -537,14 +554,15 @@ static void cap_held(struct writer *w, struct line_slot *s)
 static bool consume_message(struct writer *w, const char *buf, size_t n)
 {
 	static const struct held_record blank;
-	struct line_verdict v = judge(thread_ctx.request);
+	struct line_verdict v;
+	judge(thread_ctx.request, &v);
 	uint64_t request = v.request;
 	if (v.kind != EMIT && n < UINT32_MAX) {
 		struct line_slot *s = w->slot ? w->slot : (w->slot = claim_slot(w->sink));
 		size_t at = s ? s->len : 0;
 		if (s && slot_append(s, &blank, RECORD) && slot_append(s, buf, n) &&
 		    slot_append(s, "\n", 1)) {
-			hold_record(s, at, &v);
+			hold_record(s, at, v);
 			w->committed += n;
 			return true;
 		}
@@ -602,12 +620,12 @@ static bool consume(struct writer *w, const char *buf, size_t n)
 			}
 			const char *line = s->buf + s->held_len + RECORD;
 			size_t len = s->len - s->held_len - RECORD - 1;
-			struct line_verdict v = {EMIT, 0, 0, 0};
+			struct line_verdict v = {.kind = EMIT};
 			if (!batch)
-				v = judge(s->partial_request);
+				judge(s->partial_request, &v);
 			request = v.request;
 			if (v.kind != EMIT) {
-				hold_record(s, s->held_len, &v);
+				hold_record(s, s->held_len, v);
 				w->committed += seg;
 				cap_held(w, s);
 			} else {
@@ -621,9 +639,13 @@ static bool consume(struct writer *w, const char *buf, size_t n)
 			continue;
 		}
 
-		struct line_verdict v = {EMIT, 0, 0, 0};
-		if (!batch)
-			v = judge(thread_ctx.request);
+		struct line_verdict v;
+		if (batch) {
+			/* a batch's lines get ids only by naming */
+			v = (struct line_verdict){.kind = EMIT};
+		} else {
+			judge(thread_ctx.request, &v);
+		}
 		request = v.request;
 		if (v.kind != EMIT && seg < UINT32_MAX) {
 			static const struct held_record blank;
@@ -631,7 +653,7 @@ static bool consume(struct writer *w, const char *buf, size_t n)
 				s = w->slot = claim_slot(w->sink);
 			size_t at = s ? s->len : 0;
 			if (s && slot_append(s, &blank, RECORD) && slot_append(s, buf + pos, seg)) {
-				hold_record(s, at, &v);
+				hold_record(s, at, v);
 				w->committed += seg;
 				cap_held(w, s);
 				pos += seg;
@@ -708,7 +730,8 @@ static void slot_drain(struct line_slot *s, uint64_t request, bool with_partial,
 /* The id the calling thread's unfinished line in s gets when forced out. */
 static uint64_t own_partial_request(const struct line_slot *s)
 {
-	struct line_verdict v = judge(s->partial_request);
+	struct line_verdict v;
+	judge(s->partial_request, &v);
 	if (v.kind == HOLD_PROVEN && thread_ctx.batch.spoiled)
 		return 0;
 	return v.kind == EMIT || v.kind == HOLD_DECIDED || v.kind == HOLD_PROVEN ? v.request : 0;
