@@ -809,7 +809,17 @@ void log_release_held(uint64_t request)
 	errno = saved;
 }
 
-void log_resolve_batch(uintptr_t site, uint64_t request)
+/* What a held record becomes once an event-loop rule has decided it. */
+struct decision {
+	uint64_t request;
+	uintptr_t site;                 /* log_resolve_batch */
+	const struct call_chain *chain; /* log_resolve_nested */
+};
+
+/* Rewrites each of the calling thread's held records in place: decide
+ * returns whether it changed the record. */
+static void rewrite_held(bool (*decide)(struct held_record *, const struct decision *),
+			 const struct decision *d)
 {
 	for (uint8_t i = 0; i < thread_ctx.slot_count; i++) {
 		struct line_slot *s = &line_slots[thread_ctx.slots[i]];
@@ -818,37 +828,43 @@ void log_resolve_batch(uintptr_t site, uint64_t request)
 		for (size_t pos = 0; pos < s->held_len;) {
 			struct held_record r;
 			memcpy(&r, s->buf + pos, RECORD);
-			if (r.request & BATCH_PENDING) {
-				bool proven = request != 0 && site != 0 && r.site == site;
-				r.request = proven ? request | BATCH_PROVEN : DECIDED;
+			if (decide(&r, d))
 				memcpy(s->buf + pos, &r, RECORD);
-			}
 			pos += RECORD + r.len;
 		}
 		slot_unlock(s);
 	}
 }
 
+static bool decide_pending(struct held_record *r, const struct decision *d)
+{
+	if (!(r->request & BATCH_PENDING))
+		return false;
+	bool proven = d->request != 0 && d->site != 0 && r->site == d->site;
+	r->request = proven ? d->request | BATCH_PROVEN : DECIDED;
+	return true;
+}
+
+void log_resolve_batch(uintptr_t site, uint64_t request)
+{
+	const struct decision d = {.request = request, .site = site};
+	rewrite_held(decide_pending, &d);
+}
+
+static bool decide_nested(struct held_record *r, const struct decision *d)
+{
+	if (!(r->request & NESTED) || (r->request & DECIDED) || (r->request & ~NESTED) != d->request)
+		return false;
+	bool closed = d->chain->count > (int)r->depth &&
+		      batch_nested_key(d->chain, (int)r->depth) == r->site;
+	r->request = DECIDED | (closed ? d->request : 0);
+	return true;
+}
+
 void log_resolve_nested(const struct call_chain *chain, uint64_t request)
 {
-	for (uint8_t i = 0; i < thread_ctx.slot_count; i++) {
-		struct line_slot *s = &line_slots[thread_ctx.slots[i]];
-		if (s->held_len == 0 || !slot_lock(s))
-			continue;
-		for (size_t pos = 0; pos < s->held_len;) {
-			struct held_record r;
-			memcpy(&r, s->buf + pos, RECORD);
-			if ((r.request & NESTED) && !(r.request & DECIDED) &&
-			    (r.request & ~NESTED) == request) {
-				bool closed = chain->count > (int)r.depth &&
-					      batch_nested_key(chain, (int)r.depth) == r.site;
-				r.request = DECIDED | (closed ? request : 0);
-				memcpy(s->buf + pos, &r, RECORD);
-			}
-			pos += RECORD + r.len;
-		}
-		slot_unlock(s);
-	}
+	const struct decision d = {.request = request, .chain = chain};
+	rewrite_held(decide_nested, &d);
 }
 
 void log_release_syslog(void)
