@@ -28,18 +28,22 @@
  *      multi-threaded program's proven lines go out at once, so that no
  *      other thread's later line overtakes them.
  *
- * Nested brackets. A line written after I/O on A, and before the thread's
- * next connection I/O, which is again on A with the same request, gets A's
- * request only if the line and both I/O calls are inside one call made
- * below the loop's own level: the line shares more outer frames with the
- * first I/O than with the last wait, and the closing I/O shares them too.
- * Timers and posted events run from the loop's own frames never close one.
+ * Nested brackets (only with REQID_EVENT_BRACKETS). A line written after
+ * I/O on A, and before the thread's next connection I/O, which is again on
+ * A with the same request, gets A's request only if the line and both I/O
+ * calls are inside one call made below the loop's own level (the line
+ * shares more outer frames with the first I/O than with the last wait, and
+ * the closing I/O shares them too) that went to the same function for the
+ * line and the I/O. Timers and posted events run from the loop's own
+ * frames never close one; a generic dispatcher below the loop's level that
+ * runs another request's timer between the two I/O calls does (libevent),
+ * which is why they are off by default.
  *
- * Anything else proves nothing and gets no id. What defeats both rules,
- * and so is documented in the README: one call instruction that, below the
- * loop's level and without a wait in between, runs work for A and then for
- * another request (one queue for ready events and timers), when that work
- * logs without touching another connection.
+ * Anything else proves nothing and gets no id. What defeats the batch
+ * rule, and so is documented in the README: the waiting function running
+ * work for A and then for another request through the same call
+ * instruction without a wait in between (one queue for ready events and
+ * timers), when that work logs without touching another connection.
  *
  * Per-thread state lives in thread_ctx, chains in a page mapped per thread.
  * Never allocates otherwise, never blocks.
