@@ -8,8 +8,10 @@
  * call. A thread certain of its request stays so while it waits on an
  * outbound connection alone (a reply from a service the request called) or
  * on a condition variable. A wait on several descriptors at once also marks
- * the thread as an event loop. Must never change the call's arguments,
- * result or errno.
+ * the thread as an event loop; epoll_wait's maxevents becomes 1 there and
+ * epoll_ctl's registrations are mapped (event_batch.h, epoll_map.h). Must
+ * never change any other argument, nor a result or errno beyond what a
+ * wait that found fewer descriptors ready would return.
  */
 #include "hooks.h"
 
