@@ -60,6 +60,7 @@ class RealServer:
     binary = None             # checked with shutil.which
     apt = None                # Debian package that provides it
     reqid_options = ()        # reqid run options a user of this server would choose
+    client_timeout = 30.0     # seconds the client waits for one network step
 
     def __init__(self, tmp, port):
         self.tmp, self.port = Path(tmp), port
@@ -217,6 +218,11 @@ class Busybox(RealServer):
     name = "busybox"
     keepalive = False  # one request per connection, forked child per connection
     binary, apt = "busybox", "busybox"
+    # busybox httpd listens with a backlog of 9: a burst of 64 connects
+    # overflows it, and the kernel retries a dropped SYN after 1, 2, 4, 8,
+    # 16 s, which passes 30 s when forks are slow (they are under the shim,
+    # and were before this change too): wait as long as the retries take
+    client_timeout = 90.0
 
     def path(self, token, status):
         return "/cgi-bin/req/" + token if status == 200 else "/req/" + token
