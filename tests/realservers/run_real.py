@@ -295,7 +295,8 @@ def run_one(name, mode, n, concurrency, seed, keep=False, reqid_args=()):
         srv.prepare(reqs)
         running = servers.Running(srv, reqid_args)
         res["cmd"] = " ".join(running.cmd)
-        load = RealLoad(srv.port, concurrency, timeout=srv.client_timeout)
+        concurrency = min(concurrency, srv.max_concurrency or concurrency)
+        load = RealLoad(srv.port, concurrency)
         load.run(plan)
         res["max_open"], res["reconnects"] = load.open_max, load.reconnects
         res["retries"] = load.retries

@@ -60,7 +60,7 @@ class RealServer:
     binary = None             # checked with shutil.which
     apt = None                # Debian package that provides it
     reqid_options = ()        # reqid run options a user of this server would choose
-    client_timeout = 30.0     # seconds the client waits for one network step
+    max_concurrency = None    # connections at once it can be offered, if fewer
 
     def __init__(self, tmp, port):
         self.tmp, self.port = Path(tmp), port
@@ -218,11 +218,12 @@ class Busybox(RealServer):
     name = "busybox"
     keepalive = False  # one request per connection, forked child per connection
     binary, apt = "busybox", "busybox"
-    # busybox httpd listens with a backlog of 9: a burst of 64 connects
-    # overflows it, and the kernel retries a dropped SYN after 1, 2, 4, 8,
-    # 16 s, which passes 30 s when forks are slow (they are under the shim,
-    # and were before this change too): wait as long as the retries take
-    client_timeout = 90.0
+    # busybox httpd listens with a backlog of 9 and forks per connection: a
+    # burst of 64 connects overflowed it, the kernel's SYN retries passed the
+    # client's 30 s when forks were slow, and its children gave up on
+    # headers after 60 s (1 run in 3 failed so, with the previous release's
+    # library too)
+    max_concurrency = 16
 
     def path(self, token, status):
         return "/cgi-bin/req/" + token if status == 200 else "/req/" + token
