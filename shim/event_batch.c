@@ -44,12 +44,12 @@ void batch_ready_closing(void)
 		thread_ctx.batch.conn = 0;
 }
 
-/* The calling thread's copies of return addresses, mapped at its first
- * wait as an event loop (NULL if that failed: no proofs then): the callers
- * of the function that called the last wait, and the chain of the last
- * connection I/O. */
 #define FUNCTION_CACHE 64
 
+/* The calling thread's copies of return addresses, mapped at its first
+ * wait as an event loop (NULL if that failed: no proofs then): the callers
+ * of the function that called the last wait, the chain of the last
+ * connection I/O, and which function return addresses are in. */
 struct loop_frames {
 	void *wait[CHAIN_MAX];
 	void *io[CHAIN_MAX];
