@@ -68,14 +68,20 @@ static struct loop_frames *loop_frames(void)
 	return thread_ctx.batch.frames;
 }
 
+/* No wait recorded: no chain to compare lines and I/O with. */
+static void forget_wait(void)
+{
+	thread_ctx.batch.wait_depth = 0;
+	thread_ctx.batch.io_conn = 0;
+}
+
 void batch_forget(void)
 {
 	struct event_batch_state *b = &thread_ctx.batch;
 	b->conn = 0;
 	b->listener = 0;
 	b->holding = false;
-	b->wait_depth = 0;
-	b->io_conn = 0;
+	forget_wait();
 }
 
 void batch_thread_exit(void)
@@ -83,9 +89,7 @@ void batch_thread_exit(void)
 	if (thread_ctx.batch.frames)
 		munmap(thread_ctx.batch.frames, sizeof(struct loop_frames));
 	thread_ctx.batch.frames = NULL;
-	thread_ctx.batch.conn = 0;
-	thread_ctx.batch.wait_depth = 0;
-	thread_ctx.batch.io_conn = 0;
+	batch_forget();
 }
 
 /* How many outer frames (counted from the thread's first) chain shares
@@ -102,8 +106,7 @@ static int shared_outer(const struct call_chain *chain, void *const *saved, int 
 void batch_after_wait(void *wait_return)
 {
 	struct event_batch_state *b = &thread_ctx.batch;
-	b->wait_depth = 0;
-	b->io_conn = 0;
+	forget_wait();
 	struct loop_frames *f;
 	if (thread_ctx.in_shim || !shim.config.event_stacks || !(f = loop_frames()))
 		return;
@@ -119,13 +122,12 @@ void batch_after_wait(void *wait_return)
 	}
 }
 
-/* Starts a batch on ready descriptor fd, the wait's callers recorded:
- * on fd itself if it is a connection, else on the one connection the
- * batch will accept from it, if it accepts one. */
+/* Starts a batch on ready descriptor fd, the previous one ended and the
+ * wait's callers recorded: on fd itself if it is a connection, else on the
+ * one connection the batch will accept from it, if it accepts one. */
 static void batch_begin(int fd)
 {
 	struct event_batch_state *b = &thread_ctx.batch;
-	batch_end();
 	if (b->wait_depth < 1)
 		return;
 	b->depth = b->wait_depth;
@@ -165,8 +167,7 @@ void batch_after_epoll(int epfd, const struct epoll_event *ev, int n, void *wait
 {
 	batch_end();
 	if (n <= 0) {
-		thread_ctx.batch.wait_depth = 0; /* nothing woke it: no chain needed */
-		thread_ctx.batch.io_conn = 0;
+		forget_wait(); /* nothing woke it: no chain needed */
 		return;
 	}
 	batch_after_wait(wait_return);

@@ -47,8 +47,9 @@ struct held_record {
 			     or by the event-loop rule; with BATCH_PENDING set,
 			     a line of an event-loop batch written before the
 			     batch's first I/O, from inside the call at site */
-	uintptr_t site;   /* with NESTED: the key of the line's bracket */
-	uint32_t depth;   /* with NESTED: how many */
+	uintptr_t site;   /* with BATCH_PENDING: the call the line was written
+			     in; with NESTED: the key of the line's bracket */
+	uint32_t depth;   /* with NESTED: the outer frames the key covers */
 	uint32_t unused;
 };
 #define RECORD sizeof(struct held_record)
@@ -353,12 +354,12 @@ static bool writer_raw(struct writer *w, const char *b, size_t n)
  * was held under it. */
 static void writer_records(struct writer *w, const char *buf, size_t n, uint64_t request)
 {
+	bool own = w->slot &&
+		   atomic_load_explicit(&w->slot->owner, memory_order_relaxed) == thread_ctx.tid;
 	for (size_t pos = 0; pos < n;) {
 		struct held_record r;
 		memcpy(&r, buf + pos, RECORD);
 		const char *line = buf + pos + RECORD;
-		bool own = w->slot && atomic_load_explicit(&w->slot->owner, memory_order_relaxed) ==
-						thread_ctx.tid;
 		writer_line(w, record_tag(&r, request, line, r.len - 1, own), line, r.len - 1,
 			    !w->sink->message, 0);
 		pos += RECORD + r.len;
@@ -453,25 +454,21 @@ static inline __attribute__((always_inline)) void judge(uint64_t started_request
 	v->depth = 0;
 	if (started_request != thread_ctx.request || thread_ctx.foreign_lines)
 		return;
-	if (unlikely(thread_ctx.batch.wait_depth)) {
-		/* An event loop: its rules first; lines it holds go out first. */
-		struct line_verdict loop = {.kind = EMIT};
-		if (judge_loop(&loop)) {
-			*v = loop;
+	bool loop = unlikely(thread_ctx.batch.wait_depth != 0);
+	if (loop) {
+		/* An event loop: its rules first. */
+		struct line_verdict proof = {.kind = EMIT};
+		if (judge_loop(&proof)) {
+			*v = proof;
 			return;
 		}
-		if (thread_ctx.mode != CTX_BRACKET)
-			v->request = ctx_certain_request();
-		else if (!(thread_ctx.watch & WATCH_CONNS))
-			v->kind = HOLD;
-		if (v->kind == EMIT && thread_ctx.held)
-			v->kind = HOLD_DECIDED;
-		return;
 	}
-	if (thread_ctx.mode == CTX_BRACKET && !(thread_ctx.watch & WATCH_CONNS))
-		v->kind = HOLD;
-	else if (thread_ctx.mode != CTX_BRACKET)
+	if (thread_ctx.mode != CTX_BRACKET)
 		v->request = ctx_certain_request();
+	else if (!(thread_ctx.watch & WATCH_CONNS))
+		v->kind = HOLD;
+	if (loop && v->kind == EMIT && thread_ctx.held)
+		v->kind = HOLD_DECIDED; /* lines a batch holds go out first */
 }
 
 /* Whether buf holds two or more lines and is a batch: the flush of a buffer
@@ -503,30 +500,29 @@ static bool is_batch(const char *buf, size_t n, const char *first)
 /* Makes the record whose header starts at offset at a held line: held
  * under the thread's request, or (decided) to be written with request's
  * id after the lines held before it. */
-static void hold_record(struct line_slot *s, size_t at, struct line_verdict verdict)
+static void hold_record(struct line_slot *s, size_t at, struct line_verdict v)
 {
-	const struct line_verdict *v = &verdict;
 	struct held_record r = {
 		.seq = thread_ctx.held_seq++,
 		.len = (uint32_t)(s->len - at - RECORD),
 		.request = thread_ctx.request,
 	};
-	if (v->kind == HOLD_DECIDED) {
-		r.request = v->request | DECIDED;
-	} else if (v->kind == HOLD_PROVEN) {
-		r.request = v->request | BATCH_PROVEN;
-	} else if (v->kind == HOLD_BATCH) {
+	if (v.kind == HOLD_DECIDED) {
+		r.request = v.request | DECIDED;
+	} else if (v.kind == HOLD_PROVEN) {
+		r.request = v.request | BATCH_PROVEN;
+	} else if (v.kind == HOLD_BATCH) {
 		r.request = BATCH_PENDING;
-		r.site = v->site;
-	} else if (v->kind == HOLD_NESTED) {
+		r.site = v.site;
+	} else if (v.kind == HOLD_NESTED) {
 		r.request = thread_ctx.request | NESTED;
-		r.site = v->site;
-		r.depth = v->depth;
+		r.site = v.site;
+		r.depth = v.depth;
 	}
 	/* A single-threaded loop serving several connections keeps its
 	 * batch's lines to the batch's end (thread_ctx.h has no brackets for
 	 * it): no other thread's line can be due after them meanwhile. */
-	if ((v->kind == HOLD_PROVEN || v->kind == HOLD_BATCH) && (thread_ctx.watch & WATCH_CONNS) &&
+	if ((v.kind == HOLD_PROVEN || v.kind == HOLD_BATCH) && (thread_ctx.watch & WATCH_CONNS) &&
 	    !atomic_load_explicit(&shim.threaded, memory_order_relaxed))
 		thread_ctx.batch.holding = true;
 	memcpy(s->buf + at, &r, RECORD);

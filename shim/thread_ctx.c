@@ -86,7 +86,7 @@ void ctx_before_conn_io(int fd)
 		 * the batch: until then, I/O on another connection from the
 		 * handler call may still take their id back. */
 		if (b->resolve_held || b->holding) {
-			if (taken)
+			if (loop && taken)
 				batch_note_conn_io(fd, &chain);
 			return;
 		}
