@@ -44,12 +44,9 @@ import copy
 import random
 import re
 import shutil
-import socket
 import subprocess
 import sys
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -279,63 +276,20 @@ def make_plan(rng, case, n_requests):
 
 # ---------------------------------------------------------------- client
 
-class Load:
+class Load(harness.Load):
+    """harness.Load, but a connection the server never accepts fails its
+    requests, not the whole run."""
+
     def __init__(self, port, concurrency, timeout=20.0):
-        self.port, self.concurrency, self.timeout = port, concurrency, timeout
-        self.barrier = None
-        self.lock = threading.Lock()
-        self.open_now = self.open_max = 0
+        super().__init__(port, concurrency, timeout)
 
     def run_conn(self, item):
-        index, reqs = item
         try:
-            sock = harness.connect(self.port, self.timeout)
-        except OSError as e:
-            for r in reqs:
-                r.error = "connect: %s" % e
-            return
-        with self.lock:
-            self.open_now += 1
-            self.open_max = max(self.open_max, self.open_now)
-        try:
-            if index < self.barrier.parties:
-                try:  # the first wave holds its connections open until all are in
-                    self.barrier.wait(self.timeout)
-                except threading.BrokenBarrierError:
-                    pass
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            buf = b""
-            for r in reqs:
-                data = r.raw(self.port)
-                if r.split is not None:
-                    cut = min(len(data) - 1, max(1, int(len(data) * r.split)))
-                    sock.sendall(data[:cut])
-                    sock.sendall(data[cut:])
-                else:
-                    sock.sendall(data)
-                r.response, buf = harness._recv_response(sock, buf)
-                if buf:
-                    raise harness.Failure("extra bytes after response: %r" % buf[:80])
-                plain, r.response_id = harness.split_added_header(r.response)
-                if plain != r.expected_response():
-                    r.error = "response altered: %r" % r.response[:200]
-            if reqs[-1].close:
-                tail = sock.recv(65536)
-                if tail:
-                    reqs[-1].error = "bytes after Connection: close: %r" % tail[:80]
-        except (OSError, harness.Failure) as e:
-            for r in reqs:
-                if r.response is None and r.error is None:
-                    r.error = "%s: %s" % (type(e).__name__, e)
-        finally:
-            sock.close()
-            with self.lock:
-                self.open_now -= 1
-
-    def run(self, plan):
-        self.barrier = threading.Barrier(max(1, min(self.concurrency, len(plan))))
-        with ThreadPoolExecutor(max_workers=self.concurrency) as ex:
-            list(ex.map(self.run_conn, enumerate(plan)))
+            super().run_conn(item)
+        except OSError as e:  # from connect: nothing was sent on it
+            for r in item[1]:
+                if r.error is None:
+                    r.error = "connect: %s" % e
 
 
 def send_quit(port, timeout=20.0):
