@@ -280,6 +280,10 @@ void batch_after_conn_io(int fd, bool wrote, bool moved)
 		b->resolve_held = false;
 		bool same = b->moved && b->request == before && conn_of(fd)->kind == CONN_HTTP;
 		log_resolve_batch(b->site, same ? b->request : 0);
+		/* Decided: unless the batch keeps its lines to its end, they go
+		 * out now, before another thread's later lines. */
+		if (!b->holding)
+			ctx_release_batch();
 	}
 }
 
