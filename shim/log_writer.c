@@ -96,6 +96,12 @@ struct line_slot {
 };
 
 static struct line_slot line_slots[LINE_SLOTS];
+/* No slot at or above this index was ever claimed: walks over the table
+ * (exit, fork) stop here, so they cost what was used, not LINE_SLOTS. */
+static _Atomic unsigned slots_used;
+/* Claims start within this many slots of the table's start, keeping the
+ * slots in use on a few pages. */
+#define CLAIM_SPREAD 64
 
 /* ---- slots ------------------------------------------------------------- */
 
@@ -146,7 +152,7 @@ static struct line_slot *claim_slot(const struct log_sink *sink)
 	if (thread_ctx.slot_count == THREAD_SLOTS_MAX)
 		return NULL;
 	int32_t tid = ctx_tid();
-	unsigned start = ((unsigned)tid * 31u + (unsigned)sink->fd) % LINE_SLOTS;
+	unsigned start = ((unsigned)tid * 31u + (unsigned)sink->fd) % CLAIM_SPREAD;
 	for (unsigned k = 0; k < LINE_SLOTS; k++) {
 		unsigned i = (start + k) % LINE_SLOTS;
 		struct line_slot *s = &line_slots[i];
@@ -159,6 +165,9 @@ static struct line_slot *claim_slot(const struct log_sink *sink)
 			atomic_store(&s->owner, 0);
 			continue;
 		}
+		unsigned used = atomic_load_explicit(&slots_used, memory_order_relaxed);
+		while (used <= i && !atomic_compare_exchange_weak(&slots_used, &used, i + 1))
+			;
 		s->fd = sink->fd;
 		slot_set_sink(s, sink);
 		s->len = 0;
@@ -895,7 +904,8 @@ void log_flush_thread(void)
 static void drain_all(int fd)
 {
 	int32_t tid = ctx_tid();
-	for (unsigned i = 0; i < LINE_SLOTS; i++) {
+	unsigned used = atomic_load_explicit(&slots_used, memory_order_acquire);
+	for (unsigned i = 0; i < used; i++) {
 		struct line_slot *s = &line_slots[i];
 		int32_t owner = atomic_load_explicit(&s->owner, memory_order_acquire);
 		if (owner == 0 || (fd >= 0 && s->fd != fd) || !slot_lock(s))
@@ -927,10 +937,16 @@ void log_flush_all(void)
 	errno = saved;
 }
 
+/* In a forked child: only slots something holds are written, so the pages
+ * of free ones stay shared with the parent. */
 void log_forget_all(void)
 {
-	for (unsigned i = 0; i < LINE_SLOTS; i++) {
+	unsigned used = atomic_load_explicit(&slots_used, memory_order_relaxed);
+	for (unsigned i = 0; i < used; i++) {
 		struct line_slot *s = &line_slots[i];
+		if (!atomic_load_explicit(&s->owner, memory_order_relaxed) &&
+		    !atomic_load_explicit(&s->busy, memory_order_relaxed) && !s->len && !s->held_len)
+			continue;
 		atomic_store_explicit(&s->owner, 0, memory_order_relaxed);
 		atomic_store_explicit(&s->busy, 0, memory_order_relaxed);
 		s->len = 0;
