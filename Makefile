@@ -53,9 +53,9 @@ deps:
 
 $(BUILD)/libreqid.so: $(PURE_SRCS) $(GLUE_SRCS) $(SHIM_HDRS) shim/exports.map | $(BUILD)
 	$(CC) $(CFLAGS) $(WARN) -D_GNU_SOURCE -fPIC -shared -fvisibility=hidden -pthread \
-	  -ftls-model=initial-exec -fno-stack-protector \
+	  -ftls-model=initial-exec -fno-stack-protector -DXXH_INLINE_ALL \
 	  -Wl,--version-script=shim/exports.map -Wl,-z,now -Wl,-z,relro -Wl,-z,defs \
-	  -o $@ $(PURE_SRCS) $(GLUE_SRCS) -ldl -lxxhash -lunwind
+	  -o $@ $(PURE_SRCS) $(GLUE_SRCS) -ldl -lunwind
 
 $(BUILD) $(BUILD)/unit $(BUILD)/unit-asan $(BUILD)/servers:
 	mkdir -p $@

@@ -8,6 +8,7 @@
 #define UNW_LOCAL_ONLY
 #include "call_chain.h"
 
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <libunwind.h>
 #include <stdatomic.h>
@@ -29,6 +30,38 @@ static __thread uintptr_t stack_anchor __attribute__((tls_model("initial-exec"))
 
 static _Atomic int unwinder_pipe[2] = {-1, -1};
 static _Atomic bool chains_off;
+
+/* libunwind, loaded by call_chain_load: until then there are no chains. */
+enum { UNWINDER_ABSENT, UNWINDER_LOADING, UNWINDER_READY, UNWINDER_MISSING };
+static _Atomic int unwinder_state;
+static int (*unwind_backtrace)(void **frames, int size);
+static int (*unwind_proc_info)(unw_addr_space_t space, unw_word_t ip, unw_proc_info_t *pi,
+			       void *arg);
+static unw_addr_space_t *unwind_local_space;
+
+void call_chain_load(void)
+{
+	int expected = UNWINDER_ABSENT;
+	if (atomic_load_explicit(&unwinder_state, memory_order_relaxed) != UNWINDER_ABSENT ||
+	    !atomic_compare_exchange_strong(&unwinder_state, &expected, UNWINDER_LOADING))
+		return;
+	/* Local: its _Unwind_* never stand in for the program's own. */
+	void *lib = dlopen("libunwind.so.8", RTLD_NOW | RTLD_LOCAL);
+	if (lib) {
+		unwind_backtrace = (int (*)(void **, int))dlsym(lib, "unw_backtrace");
+		unwind_proc_info = (int (*)(unw_addr_space_t, unw_word_t, unw_proc_info_t *,
+					    void *))dlsym(lib, "_ULx86_64_get_proc_info_by_ip");
+		unwind_local_space = (unw_addr_space_t *)dlsym(lib, "_ULx86_64_local_addr_space");
+	}
+	bool ready = unwind_backtrace && unwind_proc_info && unwind_local_space;
+	atomic_store_explicit(&unwinder_state, ready ? UNWINDER_READY : UNWINDER_MISSING,
+			      memory_order_release);
+}
+
+bool call_chain_ready(void)
+{
+	return atomic_load_explicit(&unwinder_state, memory_order_acquire) == UNWINDER_READY;
+}
 
 int call_chain_pipe(int fds[2], int flags)
 {
@@ -61,12 +94,13 @@ void call_chain_fd_closing(int fd)
 
 uintptr_t call_chain_function(const void *ip)
 {
-	if (unwinding || atomic_load_explicit(&chains_off, memory_order_relaxed))
+	if (unwinding || atomic_load_explicit(&chains_off, memory_order_relaxed) ||
+	    !call_chain_ready())
 		return 0;
 	unw_proc_info_t pi;
 	unwinding = true;
 	/* ip is a return address: the call before it is what it belongs to */
-	int r = unw_get_proc_info_by_ip(unw_local_addr_space, (unw_word_t)ip - 1, &pi, NULL);
+	int r = unwind_proc_info(*unwind_local_space, (unw_word_t)ip - 1, &pi, NULL);
 	unwinding = false;
 	return r == 0 ? (uintptr_t)pi.start_ip : 0;
 }
@@ -87,7 +121,8 @@ static bool is_signal_return(const void *ip)
 void call_chain_take(struct call_chain *chain)
 {
 	chain->count = 0;
-	if (unwinding || atomic_load_explicit(&chains_off, memory_order_relaxed))
+	if (unwinding || atomic_load_explicit(&chains_off, memory_order_relaxed) ||
+	    !call_chain_ready())
 		return;
 	uintptr_t sp = (uintptr_t)__builtin_frame_address(0);
 	if (stack_anchor == 0)
@@ -95,7 +130,7 @@ void call_chain_take(struct call_chain *chain)
 	if ((sp > stack_anchor ? sp - stack_anchor : stack_anchor - sp) > STACK_REACH)
 		return;
 	unwinding = true;
-	int n = unw_backtrace(chain->frames, CHAIN_MAX);
+	int n = unwind_backtrace(chain->frames, CHAIN_MAX);
 	unwinding = false;
 	/* A full buffer may be a cut chain: its outer frames are unknown. */
 	if (n <= 0 || n >= CHAIN_MAX)

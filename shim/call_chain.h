@@ -26,6 +26,15 @@
 
 #define CHAIN_MAX 64
 
+/* Loads libunwind (dlopen, local scope) if not yet tried. Called where a
+ * process first acts as a server (an epoll instance, an accepted
+ * connection), never on a path a signal handler takes in practice: a
+ * process that never serves never pays for the library. */
+void call_chain_load(void) __attribute__((visibility("hidden")));
+
+/* Whether libunwind is loaded: without it there are no chains. */
+bool call_chain_ready(void) __attribute__((visibility("hidden")));
+
 struct call_chain {
 	int count;                /* frames, innermost first; 0: no chain */
 	void *frames[CHAIN_MAX];

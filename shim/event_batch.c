@@ -23,7 +23,13 @@ int batch_max_events(int max)
 {
 	/* A max the kernel would refuse (EINVAL) stays as it is. */
 	bool valid = max > 1 && (size_t)max <= INT_MAX / sizeof(struct epoll_event);
-	return valid && shim.active && shim.config.event_stacks ? 1 : max;
+	return valid && shim.active && shim.config.event_stacks && call_chain_ready() ? 1 : max;
+}
+
+void event_loop_starting(void)
+{
+	if (shim.active && shim.config.event_stacks && !thread_ctx.in_shim)
+		call_chain_load();
 }
 
 void batch_end(void)

@@ -57,7 +57,12 @@
 
 #include "call_chain.h"
 
-/* The most events an event-loop thread's epoll_wait may return now. */
+/* The process makes an epoll instance or accepts a connection: it may be
+ * an event loop, so call chains are made available (call_chain_load). */
+void event_loop_starting(void) __attribute__((visibility("hidden")));
+
+/* The most events an event-loop thread's epoll_wait may return now: one
+ * while the rules can take call chains. */
 int batch_max_events(int max) __attribute__((visibility("hidden")));
 
 /* A wait on several descriptors begins: the previous batch is over, and

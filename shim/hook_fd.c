@@ -27,6 +27,7 @@
 
 #include "call_chain.h"
 #include "epoll_map.h"
+#include "event_batch.h"
 #include "path_glob.h"
 
 static void set_flags(int fd, uint8_t flags)
@@ -393,11 +394,14 @@ EXPORT int eventfd(unsigned initval, int flags)
 	return fresh(fn(initval, flags), false);
 }
 
-/* A new epoll instance: registrations under its number are void. */
+/* A new epoll instance: registrations under its number are void, and the
+ * process may be an event loop, whose rules need call chains. */
 static int epoll_instance(int epfd)
 {
-	if (epfd >= 0 && own_process())
+	if (epfd >= 0 && own_process()) {
 		epoll_map_new_instance(epfd);
+		event_loop_starting();
+	}
 	return fresh(epfd, false);
 }
 
