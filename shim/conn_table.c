@@ -10,13 +10,15 @@
  */
 #include "conn_table.h"
 
+#include <errno.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "request_table.h"
 #include "shim_init.h"
 
 _Atomic uint8_t fd_flags[FD_TABLE_SIZE];
-struct conn conn_table[FD_TABLE_SIZE];
+struct conn *_Atomic conn_chunks[FD_TABLE_SIZE / CONN_CHUNK];
 _Atomic uint32_t conn_alias[FD_TABLE_SIZE];
 static _Atomic int highest_copy; /* no copy has a higher fd: scans stop there */
 
@@ -32,9 +34,28 @@ static void conn_unlock(struct conn *c)
 	atomic_store_explicit(&c->busy, 0, memory_order_release);
 }
 
+/* fd's entry, its chunk mapped if it was not; NULL if mapping fails. */
+static struct conn *conn_entry_made(int fd)
+{
+	struct conn *e = conn_entry(fd);
+	if (e)
+		return e;
+	struct conn *chunk = mmap(NULL, CONN_CHUNK * sizeof(struct conn), PROT_READ | PROT_WRITE,
+				  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (chunk == MAP_FAILED)
+		return NULL;
+	struct conn *expected = NULL;
+	if (!atomic_compare_exchange_strong(&conn_chunks[(unsigned)fd / CONN_CHUNK], &expected,
+					    chunk)) {
+		munmap(chunk, CONN_CHUNK * sizeof(struct conn)); /* another thread's won */
+		chunk = expected;
+	}
+	return &chunk[(unsigned)fd % CONN_CHUNK];
+}
+
 void conn_lose(int fd)
 {
-	if ((unsigned)fd < FD_TABLE_SIZE)
+	if (fd_class(fd) & FD_CONN)
 		atomic_store_explicit(&conn_of(fd)->lost, true, memory_order_release);
 }
 
@@ -56,8 +77,10 @@ void conn_open(int fd)
 {
 	if ((unsigned)fd >= FD_TABLE_SIZE)
 		return;
-	struct conn *c = &conn_table[fd];
-	if (!conn_trylock(c))
+	int saved = errno;
+	struct conn *c = conn_entry_made(fd);
+	errno = saved;
+	if (!c || !conn_trylock(c))
 		return; /* stays untracked */
 	end_request(c);
 	atomic_store_explicit(&conn_alias[fd], 0, memory_order_relaxed);
@@ -88,10 +111,11 @@ void conn_forget(int fd)
 	uint32_t alias = atomic_exchange_explicit(&conn_alias[fd], 0, memory_order_relaxed);
 	if (alias) {
 		/* A copy goes; the connection stays with the others. */
-		atomic_fetch_sub_explicit(&conn_table[alias - 1].copies, 1, memory_order_relaxed);
+		atomic_fetch_sub_explicit(&conn_entry((int)alias - 1)->copies, 1,
+					  memory_order_relaxed);
 		return;
 	}
-	struct conn *c = &conn_table[fd];
+	struct conn *c = conn_entry(fd);
 	if (atomic_load_explicit(&c->copies, memory_order_relaxed) == 0) {
 		set_request(c, 0);
 		return;
@@ -111,13 +135,13 @@ void conn_forget(int fd)
 			atomic_store_explicit(&conn_alias[other], 0, memory_order_relaxed);
 		} else if (heir < 0) {
 			heir = other;
-			struct conn *h = &conn_table[heir];
+			struct conn *h = conn_entry(heir);
 			memcpy((char *)h + sizeof(h->busy), (char *)c + sizeof(c->busy),
 			       sizeof(*c) - sizeof(c->busy));
 			atomic_store_explicit(&h->copies, 0, memory_order_relaxed);
 			atomic_store_explicit(&conn_alias[heir], 0, memory_order_relaxed);
 		} else {
-			atomic_fetch_add_explicit(&conn_table[heir].copies, 1, memory_order_relaxed);
+			atomic_fetch_add_explicit(&conn_entry(heir)->copies, 1, memory_order_relaxed);
 			atomic_store_explicit(&conn_alias[other], (uint32_t)heir + 1, memory_order_relaxed);
 		}
 	}
@@ -138,12 +162,17 @@ void conn_copied(int fd, int copy)
 	if ((unsigned)copy >= FD_TABLE_SIZE || !(fd_class(fd) & FD_CONN))
 		return;
 	int holder = conn_fd(fd);
+	int saved = errno;
+	bool room = conn_entry_made(copy) != NULL; /* it may inherit the entry */
+	errno = saved;
+	if (!room)
+		return;
 	int high = atomic_load_explicit(&highest_copy, memory_order_relaxed);
 	while (copy > high &&
 	       !atomic_compare_exchange_weak_explicit(&highest_copy, &high, copy,
 						      memory_order_relaxed, memory_order_relaxed))
 		;
-	atomic_fetch_add_explicit(&conn_table[holder].copies, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&conn_entry(holder)->copies, 1, memory_order_relaxed);
 	atomic_store_explicit(&conn_alias[copy], (uint32_t)holder + 1, memory_order_relaxed);
 	atomic_store_explicit(&fd_flags[copy], FD_CONN, memory_order_relaxed);
 }

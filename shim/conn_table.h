@@ -4,6 +4,10 @@
  * request stream parsed so far and the request currently on it.
  *
  * Indexed by fd number; fds at or above FD_TABLE_SIZE are never tracked.
+ * Connection entries live in chunks of CONN_CHUNK fds, mapped the first time
+ * a connection opens in them: a process pays memory for the descriptor
+ * numbers its connections use, not for the table. Every fd flagged FD_CONN
+ * has its chunk.
  * A connection's state is guarded by a try-lock: a hook that finds it taken
  * (another thread, or a signal handler on this one) gives up on the stream
  * for good rather than wait, so no hook ever blocks here.
@@ -21,6 +25,7 @@
 #include "http_response.h"
 
 #define FD_TABLE_SIZE 65536
+#define CONN_CHUNK 64
 
 enum fd_flag {
 	FD_CONN = 1, /* accepted connection */
@@ -53,7 +58,16 @@ struct conn {
 };
 
 extern _Atomic uint8_t fd_flags[FD_TABLE_SIZE] __attribute__((visibility("hidden")));
-extern struct conn conn_table[FD_TABLE_SIZE] __attribute__((visibility("hidden")));
+extern struct conn *_Atomic conn_chunks[FD_TABLE_SIZE / CONN_CHUNK]
+	__attribute__((visibility("hidden")));
+
+/* fd's entry, or NULL if no connection ever opened in its chunk. */
+static inline struct conn *conn_entry(int fd)
+{
+	struct conn *chunk = atomic_load_explicit(&conn_chunks[(unsigned)fd / CONN_CHUNK],
+						  memory_order_acquire);
+	return chunk ? &chunk[(unsigned)fd % CONN_CHUNK] : NULL;
+}
 
 /* A copy of a connection (dup2(conn, 0) in a fork-per-connection server)
  * names the same stream: conn_alias[copy] is the fd whose entry holds it,
@@ -67,16 +81,17 @@ static inline int conn_fd(int fd)
 	return a ? (int)a - 1 : fd;
 }
 
+/* The entry connection fd uses (fd must be flagged FD_CONN). */
 static inline struct conn *conn_of(int fd)
 {
-	return &conn_table[conn_fd(fd)];
+	return conn_entry(conn_fd(fd));
 }
 
 /* Whether connection fd is the only fd naming its connection. */
 static inline bool conn_named_once(int fd)
 {
 	return atomic_load_explicit(&conn_alias[fd], memory_order_relaxed) == 0 &&
-	       atomic_load_explicit(&conn_table[fd].copies, memory_order_relaxed) == 0;
+	       atomic_load_explicit(&conn_entry(fd)->copies, memory_order_relaxed) == 0;
 }
 
 static inline uint8_t fd_class(int fd)

@@ -42,7 +42,9 @@ static int setup(void **state)
 	config_parse(&shim.config, no_environment);
 	header_matcher_init(&shim.matcher, &shim.config);
 	id_generator_seed(&shim.ids, key);
-	memset(conn_table, 0, sizeof(conn_table));
+	for (int fd = 0; fd < FD_TABLE_SIZE; fd += CONN_CHUNK)
+		if (conn_entry(fd))
+			memset(conn_entry(fd), 0, CONN_CHUNK * sizeof(struct conn));
 	memset(fd_flags, 0, sizeof(fd_flags));
 	memset(conn_alias, 0, sizeof(conn_alias));
 	return 0;
@@ -135,9 +137,9 @@ static void test_busy_holder_drops_its_copies(void **state)
 	request_on(10, "busy");
 	conn_copied(10, 11);
 	conn_copied(10, 12);
-	atomic_store(&conn_table[10].busy, 1); /* another thread is inside */
+	atomic_store(&conn_entry(10)->busy, 1); /* another thread is inside */
 	conn_forget(10);
-	atomic_store(&conn_table[10].busy, 0);
+	atomic_store(&conn_entry(10)->busy, 0);
 	assert_int_equal(fd_class(11) & FD_CONN, 0);
 	assert_int_equal(fd_class(12) & FD_CONN, 0);
 	assert_int_equal(conn_request(11), 0);
