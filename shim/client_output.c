@@ -9,7 +9,11 @@
  * parent-id each), sends everything in one call (insert_output.c) and moves
  * the parser past exactly the application's bytes the kernel took.
  *
- * Runs inside write hooks: never allocates or blocks; a slot another thread
+ * The pool is mapped at the first outbound connection: a process that
+ * makes none pays nothing for it.
+ *
+ * Runs inside write hooks: never allocates (but for that one mapping) or
+ * blocks; a slot another thread
  * holds means the connection is left alone for good, never a torn request.
  */
 #include "client_output.h"
@@ -19,6 +23,7 @@
 #include <netinet/in.h>
 #include <stdatomic.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "conn_table.h"
 #include "insert_output.h"
@@ -43,7 +48,7 @@ struct client {
 	struct http_parser parser;
 };
 
-static struct client clients[CLIENT_SLOTS];
+static struct client *_Atomic clients; /* CLIENT_SLOTS of them */
 static _Atomic uint16_t client_of[FD_TABLE_SIZE]; /* slot + 1; 0: none */
 static _Atomic uint32_t next_slot;
 
@@ -70,6 +75,27 @@ static void out_unlock(struct client *cl)
 		atomic_store_explicit(&cl->state, SLOT_FREE, memory_order_release); /* gone */
 }
 
+/* The pool, mapped if it was not; NULL if mapping fails. */
+static struct client *pool(void)
+{
+	struct client *p = atomic_load_explicit(&clients, memory_order_acquire);
+	if (p)
+		return p;
+	int saved = errno;
+	p = mmap(NULL, CLIENT_SLOTS * sizeof(struct client), PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	errno = saved;
+	if (p == MAP_FAILED)
+		return NULL;
+	struct client *expected = NULL;
+	if (!atomic_compare_exchange_strong(&clients, &expected, p)) {
+		munmap(p, CLIENT_SLOTS * sizeof(struct client)); /* another thread's won */
+		errno = saved;
+		p = expected;
+	}
+	return p;
+}
+
 void client_connected(int fd, const struct sockaddr *addr)
 {
 	if (!shim.config.propagate || (unsigned)fd >= FD_TABLE_SIZE ||
@@ -78,10 +104,13 @@ void client_connected(int fd, const struct sockaddr *addr)
 	if (!is_tcp_stream(fd, addr))
 		return;
 	client_forget(fd);
+	struct client *all = pool();
+	if (!all)
+		return;
 	uint32_t start = atomic_fetch_add_explicit(&next_slot, 1, memory_order_relaxed);
 	for (uint32_t i = 0; i < CLIENT_SLOTS; i++) {
 		uint32_t k = (start + i) % CLIENT_SLOTS;
-		struct client *cl = &clients[k];
+		struct client *cl = &all[k];
 		/* Taken BUSY: set up before anyone else can lock it. */
 		if (!move(cl, SLOT_FREE, SLOT_BUSY))
 			continue;
@@ -104,7 +133,7 @@ void client_forget(int fd)
 	if (slot == 0)
 		return;
 	/* A write still inside frees the slot when it leaves. */
-	struct client *cl = &clients[slot - 1];
+	struct client *cl = &atomic_load_explicit(&clients, memory_order_acquire)[slot - 1];
 	while (!move(cl, SLOT_IDLE, SLOT_FREE) && !move(cl, SLOT_BUSY, SLOT_BUSY_GONE))
 		;
 }
@@ -117,7 +146,7 @@ static struct owed_bytes owed_of(struct client *cl)
 static struct client *client_at(int fd)
 {
 	uint16_t slot = atomic_load_explicit(&client_of[fd], memory_order_acquire);
-	return slot ? &clients[slot - 1] : NULL;
+	return slot ? &atomic_load_explicit(&clients, memory_order_acquire)[slot - 1] : NULL;
 }
 
 static char *put(char *o, const void *s, size_t n)
