@@ -12,15 +12,20 @@
  * thread (a signal handler inside epoll_ctl) or still held after a long
  * while, or an index too full to place a key, switches lookups off for
  * the rest of the process: losing ids is allowed, a wrong fd is not. A
- * fork child starts with the lock free.
+ * fork child starts with the lock free. The tables are mapped when the
+ * process makes its first epoll instance; a process without one pays
+ * nothing for them.
  *
- * Must never allocate, block or take a lock a signal handler could wait on.
+ * Must never allocate (but for that one mapping), block or take a lock a
+ * signal handler could wait on.
  */
 #include "epoll_map.h"
 
+#include <errno.h>
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <sys/mman.h>
 #include <xxhash.h>
 
 #include "conn_table.h"
@@ -42,10 +47,13 @@ struct index_slot {
 	_Atomic uint32_t fd;      /* fd + 1; 0: empty; AMBIGUOUS */
 };
 
-static struct registration registrations[FD_TABLE_SIZE];
-static _Atomic uint32_t generations[FD_TABLE_SIZE];
-static _Atomic uint32_t conns[FD_TABLE_SIZE]; /* connections registered, per epoll fd */
-static struct index_slot index_slots[INDEX_SIZE];
+struct epoll_tables {
+	struct registration registrations[FD_TABLE_SIZE];
+	_Atomic uint32_t generations[FD_TABLE_SIZE];
+	_Atomic uint32_t conns[FD_TABLE_SIZE]; /* connections registered, per epoll fd */
+	struct index_slot index_slots[INDEX_SIZE];
+};
+static struct epoll_tables *_Atomic tables;
 #define LOCK_YIELDS 100000
 
 static _Atomic uint32_t writer_busy;
@@ -57,9 +65,36 @@ static bool in_range(int fd)
 	return (unsigned)fd < FD_TABLE_SIZE;
 }
 
-static uint64_t key_of(int epfd)
+/* The tables, NULL before the first epoll instance. */
+static struct epoll_tables *tables_now(void)
 {
-	uint64_t gen = atomic_load_explicit(&generations[epfd], memory_order_relaxed);
+	return atomic_load_explicit(&tables, memory_order_acquire);
+}
+
+/* The tables, mapped if they were not; NULL if mapping fails. */
+static struct epoll_tables *tables_made(void)
+{
+	struct epoll_tables *t = tables_now();
+	if (t)
+		return t;
+	int saved = errno;
+	t = mmap(NULL, sizeof(*t), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (t == MAP_FAILED) {
+		errno = saved;
+		return NULL;
+	}
+	struct epoll_tables *expected = NULL;
+	if (!atomic_compare_exchange_strong(&tables, &expected, t)) {
+		munmap(t, sizeof(*t)); /* another thread's won */
+		t = expected;
+	}
+	errno = saved;
+	return t;
+}
+
+static uint64_t key_of(const struct epoll_tables *t, int epfd)
+{
+	uint64_t gen = atomic_load_explicit(&t->generations[epfd], memory_order_relaxed);
 	return gen << 20 | (uint64_t)(epfd + 1);
 }
 
@@ -70,12 +105,12 @@ static unsigned home_of(int epfd, uint64_t data)
 }
 
 /* Whether fd's registration is (epfd's current instance, data). */
-static bool registered(int fd, int epfd, uint64_t data)
+static bool registered(const struct epoll_tables *t, int fd, int epfd, uint64_t data)
 {
-	const struct registration *r = &registrations[fd];
+	const struct registration *r = &t->registrations[fd];
 	uint64_t key = atomic_load_explicit(&r->key, memory_order_acquire);
 	uint64_t d = atomic_load_explicit(&r->data, memory_order_acquire);
-	return key != 0 && (key & ~COUNTED) == key_of(epfd) && d == data &&
+	return key != 0 && (key & ~COUNTED) == key_of(t, epfd) && d == data &&
 	       atomic_load_explicit(&r->key, memory_order_acquire) == key;
 }
 
@@ -113,34 +148,37 @@ void epoll_map_after_fork(void)
 
 void epoll_map_new_instance(int epfd)
 {
-	if (in_range(epfd)) {
-		atomic_fetch_add_explicit(&generations[epfd], 1, memory_order_relaxed);
-		atomic_store_explicit(&conns[epfd], 0, memory_order_relaxed);
+	struct epoll_tables *t;
+	if (in_range(epfd) && (t = tables_made())) {
+		atomic_fetch_add_explicit(&t->generations[epfd], 1, memory_order_relaxed);
+		atomic_store_explicit(&t->conns[epfd], 0, memory_order_relaxed);
 	}
 }
 
 /* A registration with key ends: its connection leaves its instance's
  * count, if that instance still lives. */
-static void uncount(uint64_t key)
+static void uncount(struct epoll_tables *t, uint64_t key)
 {
 	int epfd = EPFD_OF(key);
-	if ((key & COUNTED) && in_range(epfd) && (key & ~COUNTED) == key_of(epfd) &&
-	    atomic_load_explicit(&conns[epfd], memory_order_relaxed) > 0)
-		atomic_fetch_sub_explicit(&conns[epfd], 1, memory_order_relaxed);
+	if ((key & COUNTED) && in_range(epfd) && (key & ~COUNTED) == key_of(t, epfd) &&
+	    atomic_load_explicit(&t->conns[epfd], memory_order_relaxed) > 0)
+		atomic_fetch_sub_explicit(&t->conns[epfd], 1, memory_order_relaxed);
 }
 
 unsigned epoll_map_connections(int epfd)
 {
-	return in_range(epfd) ? atomic_load_explicit(&conns[epfd], memory_order_relaxed) : 0;
+	const struct epoll_tables *t = tables_now();
+	return t && in_range(epfd) ? atomic_load_explicit(&t->conns[epfd], memory_order_relaxed)
+				   : 0;
 }
 
 /* Points the index at fd for (epfd, data); under the writer lock. */
-static void index_put(int epfd, int fd, uint64_t data)
+static void index_put(struct epoll_tables *t, int epfd, int fd, uint64_t data)
 {
 	unsigned home = home_of(epfd, data);
 	struct index_slot *free_slot = NULL;
 	for (unsigned k = 0; k < PROBE_MAX; k++) {
-		struct index_slot *s = &index_slots[(home + k) & (INDEX_SIZE - 1)];
+		struct index_slot *s = &t->index_slots[(home + k) & (INDEX_SIZE - 1)];
 		uint32_t f = atomic_load_explicit(&s->fd, memory_order_relaxed);
 		uint64_t d = atomic_load_explicit(&s->data, memory_order_relaxed);
 		uint32_t e = atomic_load_explicit(&s->epfd, memory_order_relaxed);
@@ -153,14 +191,14 @@ static void index_put(int epfd, int fd, uint64_t data)
 		if (same_key) {
 			if (f == AMBIGUOUS || f == (uint32_t)fd + 1)
 				return;
-			if (registered((int)f - 1, epfd, data)) {
+			if (registered(t, (int)f - 1, epfd, data)) {
 				atomic_store_explicit(&s->fd, AMBIGUOUS, memory_order_release);
 				return;
 			}
 			atomic_store_explicit(&s->fd, (uint32_t)fd + 1, memory_order_release);
 			return;
 		}
-		if (!free_slot && f != AMBIGUOUS && !registered((int)f - 1, (int)e, d))
+		if (!free_slot && f != AMBIGUOUS && !registered(t, (int)f - 1, (int)e, d))
 			free_slot = s; /* stale: its fd moved on */
 	}
 	if (!free_slot) {
@@ -175,54 +213,59 @@ static void index_put(int epfd, int fd, uint64_t data)
 
 void epoll_map_set(int epfd, int fd, uint64_t data)
 {
-	if (!in_range(fd) || !in_range(epfd) || atomic_load(&broken))
+	struct epoll_tables *t;
+	if (!in_range(fd) || !in_range(epfd) || atomic_load(&broken) || !(t = tables_made()))
 		return;
 	if (!writer_lock())
 		return;
-	struct registration *r = &registrations[fd];
+	struct registration *r = &t->registrations[fd];
 	uint64_t old = atomic_load_explicit(&r->key, memory_order_relaxed);
-	uint64_t key = key_of(epfd);
+	uint64_t key = key_of(t, epfd);
 	if ((old & ~COUNTED) == key) {
 		key = old; /* EPOLL_CTL_MOD: counted as before */
 	} else {
-		uncount(old);
+		uncount(t, old);
 		if (fd_class(fd) & FD_CONN) {
 			key |= COUNTED;
-			atomic_fetch_add_explicit(&conns[epfd], 1, memory_order_relaxed);
+			atomic_fetch_add_explicit(&t->conns[epfd], 1, memory_order_relaxed);
 		}
 	}
 	atomic_store_explicit(&r->key, 0, memory_order_release);
 	atomic_store_explicit(&r->data, data, memory_order_release);
 	atomic_store_explicit(&r->key, key, memory_order_release);
-	index_put(epfd, fd, data);
+	index_put(t, epfd, fd, data);
 	writer_unlock();
 }
 
 void epoll_map_delete(int epfd, int fd)
 {
-	if (!in_range(fd) || !in_range(epfd))
+	struct epoll_tables *t = tables_now();
+	if (!t || !in_range(fd) || !in_range(epfd))
 		return;
-	uint64_t key = atomic_exchange_explicit(&registrations[fd].key, 0, memory_order_acq_rel);
-	if ((key & ~COUNTED) == key_of(epfd))
-		uncount(key);
+	uint64_t key = atomic_exchange_explicit(&t->registrations[fd].key, 0, memory_order_acq_rel);
+	if ((key & ~COUNTED) == key_of(t, epfd))
+		uncount(t, key);
 	else if (key)
-		atomic_store_explicit(&registrations[fd].key, key, memory_order_release);
+		atomic_store_explicit(&t->registrations[fd].key, key, memory_order_release);
 }
 
 void epoll_map_forget(int fd)
 {
-	if (in_range(fd) && atomic_load_explicit(&registrations[fd].key, memory_order_relaxed))
-		uncount(atomic_exchange_explicit(&registrations[fd].key, 0, memory_order_acq_rel));
+	struct epoll_tables *t = tables_now();
+	if (t && in_range(fd) && atomic_load_explicit(&t->registrations[fd].key, memory_order_relaxed))
+		uncount(t, atomic_exchange_explicit(&t->registrations[fd].key, 0,
+						    memory_order_acq_rel));
 }
 
 int epoll_map_lookup(int epfd, uint64_t data)
 {
-	if (!in_range(epfd) || atomic_load_explicit(&broken, memory_order_relaxed))
+	const struct epoll_tables *t = tables_now();
+	if (!t || !in_range(epfd) || atomic_load_explicit(&broken, memory_order_relaxed))
 		return -1;
 	unsigned home = home_of(epfd, data);
 	int found = -1;
 	for (unsigned k = 0; k < PROBE_MAX; k++) {
-		struct index_slot *s = &index_slots[(home + k) & (INDEX_SIZE - 1)];
+		const struct index_slot *s = &t->index_slots[(home + k) & (INDEX_SIZE - 1)];
 		uint32_t f = atomic_load_explicit(&s->fd, memory_order_acquire);
 		if (f == 0)
 			break;
@@ -231,7 +274,7 @@ int epoll_map_lookup(int epfd, uint64_t data)
 			continue;
 		if (f == AMBIGUOUS)
 			return -1;
-		if (registered((int)f - 1, epfd, data)) {
+		if (registered(t, (int)f - 1, epfd, data)) {
 			if (found >= 0 && found != (int)f - 1)
 				return -1;
 			found = (int)f - 1;
