@@ -33,7 +33,7 @@ DEB_PACKAGES := gcc make libc6-dev libunwind-dev libxxhash-dev libcmocka-dev \
 FUZZERS := $(patsubst tests/fuzz/%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_SECONDS ?= 300
 
-.PHONY: all deps test unit unit-asan integration realtest fuzz fuzz-smoke servers demo bench clean
+.PHONY: all deps test unit unit-asan integration realtest fuzz fuzz-smoke servers demo bench bench-quick clean
 
 all: $(BUILD)/libreqid.so servers
 
@@ -146,12 +146,22 @@ test: deps
 demo: deps $(BUILD)/libreqid.so servers
 	python3 tests/integration/demo.py
 
-bench: deps $(BUILD)/libreqid.so $(BUILD)/bench_io
+bench: deps $(BUILD)/libreqid.so $(BUILD)/bench_io $(BUILD)/bench_process
 	python3 tests/bench/bench.py
+	python3 tests/bench/bench_process.py
 	python3 tests/bench/bench_servers.py
+
+# The same scripts with fewer and shorter rounds: under a minute.
+bench-quick: deps $(BUILD)/libreqid.so $(BUILD)/bench_io $(BUILD)/bench_process
+	python3 tests/bench/bench.py --quick
+	python3 tests/bench/bench_process.py --quick
+	python3 tests/bench/bench_servers.py --quick
 
 $(BUILD)/bench_io: tests/bench/bench_io.c | $(BUILD)
 	$(CC) -O2 -g -Wall -Wextra -Werror -o $@ $<
+
+$(BUILD)/bench_process: tests/bench/bench_process.c | $(BUILD)
+	$(CC) -O2 -g -Wall -Wextra -Werror -pthread -o $@ $<
 
 clean:
 	rm -rf $(BUILD)

@@ -3,13 +3,21 @@
 
 For each loop in build/bench_io (see bench_io.c) it reports
   - wall time per call, unshimmed and shimmed, and their ratio (median of 5
-    runs; machine noise moves both sides alike, so read the ratio);
+    runs each, alternated, the shimmed one first every other time: the
+    order alone biases a run by some 5% on a small VM; machine noise moves
+    both sides alike, so read the ratio);
   - extra instructions per call under the shim, counted by valgrind's
     callgrind inside the loop function only (deterministic);
   - heap allocations: the same loop at two lengths must allocate the same
     number of blocks, i.e. none per line or per request.
 It never fails on times; it flags instruction counts over the issue's targets.
+
+    python3 tests/bench/bench.py [--quick]
+
+--quick (make bench-quick): 3 timed runs each of a tenth of the calls, and
+no heap check; the callgrind counts are the same.
 """
+import argparse
 import os
 import re
 import statistics
@@ -80,13 +88,29 @@ def heap_blocks(mode, n):
     return int(m.group(1).replace(",", ""))
 
 
+def timed_medians(mode, n, runs, env):
+    """Median ns per call, unshimmed and shimmed, of runs alternated runs."""
+    base, shim = [], []
+    for i in range(runs):
+        if i % 2:
+            shim.append(run_timed(mode, n, True, env))
+        base.append(run_timed(mode, n, False))
+        if not i % 2:
+            shim.append(run_timed(mode, n, True, env))
+    return statistics.median(base), statistics.median(shim)
+
+
 def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true",
+                    help="fewer, shorter timed runs and no heap check (bench-quick)")
+    args = ap.parse_args()
+    runs, scale = (3, 10) if args.quick else (5, 1)
     print(f"{'loop':38} {'unshimmed':>10} {'shimmed':>10} {'ratio':>7} "
           f"{'extra instr/call':>17} {'target':>7}")
     over = []
     for mode, label, n_time, n_cg, per_iter, target, env in LOOPS:
-        base = statistics.median(run_timed(mode, n_time, False) for _ in range(5))
-        shim = statistics.median(run_timed(mode, n_time, True, env) for _ in range(5))
+        base, shim = timed_medians(mode, n_time // scale, runs, env)
         extra = (callgrind(mode, n_cg, True, env) - callgrind(mode, n_cg, False)) / (n_cg * per_iter)
         flag = ""
         if target is not None and extra > target:
@@ -94,7 +118,7 @@ def main():
             over.append(label)
         print(f"{label:38} {base:8.1f}ns {shim:8.1f}ns {shim / base:6.2f}x "
               f"{extra:17.1f} {('<= ' + str(target)) if target else '-':>7}{flag}")
-    for mode, small, large in (("line", 100, 5000), ("request", 50, 1000)):
+    for mode, small, large in () if args.quick else (("line", 100, 5000), ("request", 50, 1000)):
         a, b = heap_blocks(mode, small), heap_blocks(mode, large)
         verdict = "none per iteration" if a == b else f"{(b - a) / (large - small):.2f} per iteration"
         print(f"heap blocks, {mode:8} loop: {a} at N={small}, {b} at N={large}: {verdict}")

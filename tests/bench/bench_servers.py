@@ -1,32 +1,33 @@
 #!/usr/bin/env python3
 """bench_servers.py - what the shim costs a whole event-loop server (part of
-`make bench`): nginx, one worker on CPU 0, serving one small static file to
-wrk on CPU 1 (32 keep-alive connections, one URL, X-Request-ID on every
-other request), its access log a shimmed log file.
+`make bench`): nginx, then lighttpd, one worker on CPU 0, serving one small
+static file to wrk on CPU 1 (32 keep-alive connections, one URL,
+X-Request-ID on every other request), its access log a shimmed log file.
 
 Runs, alternated ROUNDS times in one session so machine noise moves them
-alike: bare nginx; nginx under reqid with its defaults; nginx under reqid with
-REQID_EVENT_STACKS=off (no one-event waits, no call chains: the cost of the
-event-loop rule is the difference). Prints the median req/s of each and the
-ratios to bare. Never fails on speed; fails only when a run cannot start or
-serves errors.
+alike, the order rotated every round (which run goes first biases it by some
+5% on a small VM):
+  nginx: bare; under reqid with its defaults; under reqid with
+    REQID_EVENT_STACKS=off (no one-event waits, no call chains: the cost of
+    the event-loop rule is the difference).
+  lighttpd: bare; under reqid with its defaults; under reqid
+    --event-brackets (what a lighttpd user would choose: README, "Event
+    loops").
+Prints per variant the median req/s, bare and shimmed, the ratio and the
+p25-p75 spread of each. Never fails on speed; fails only when a run cannot
+start or serves errors.
 
-    python3 tests/bench/bench_servers.py [--rounds N] [--seconds S]
+    python3 tests/bench/bench_servers.py [--quick] [--rounds N] [--seconds S]
+                                         [--servers nginx,lighttpd]
 """
 import argparse
-import os
-import re
 import shutil
-import socket
-import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-REQID = ROOT / "scripts" / "reqid"
+import benchlib
+from benchlib import REQID, header, pin, row
 
 LUA = """
 local n = 0
@@ -39,7 +40,7 @@ request = function()
 end
 """
 
-CONFIG = """worker_processes 1;
+NGINX = """worker_processes 1;
 daemon off;
 pid {d}/nginx.pid;
 error_log {d}/logs/error.log error;
@@ -55,88 +56,96 @@ http {{
 }}
 """
 
-VARIANTS = [
-    ("bare", None, {}),
-    ("reqid", [], {}),
-    ("reqid, REQID_EVENT_STACKS=off", [], {"REQID_EVENT_STACKS": "off"}),
-]
+LIGHTTPD = """server.document-root = "{d}/www"
+server.bind = "127.0.0.1"
+server.port = {port}
+server.errorlog = "{d}/logs/error.log"
+server.modules = ("mod_accesslog")
+accesslog.filename = "{d}/logs/access.log"
+mimetype.assign = (".html" => "text/html")
+server.max-keep-alive-requests = 1000000
+"""
+
+# name: (configuration file, its template, argv, [(variant, reqid args or None, env)])
+SERVERS = {
+    "nginx": ("nginx.conf", NGINX,
+              lambda d: ["nginx", "-p", str(d), "-c", str(d / "nginx.conf"),
+                         "-e", str(d / "logs" / "error.log")],
+              [("bare", None, {}),
+               ("reqid", [], {}),
+               ("reqid, REQID_EVENT_STACKS=off", [], {"REQID_EVENT_STACKS": "off"})]),
+    "lighttpd": ("lighttpd.conf", LIGHTTPD,
+                 lambda d: ["lighttpd", "-D", "-f", str(d / "lighttpd.conf")],
+                 [("bare", None, {}),
+                  ("reqid", [], {}),
+                  ("reqid --event-brackets", ["--event-brackets"], {})]),
+}
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def server_dir(tmp, name, port):
+    d = Path(tmp) / name
+    for sub in ("www", "tmp", "logs"):
+        (d / sub).mkdir(parents=True)
+    d.chmod(0o755)
+    (d / "www" / "index.html").write_text("<html><body>hello</body></html>\n")
+    (d / "bench.lua").write_text(LUA)
+    conf, template = SERVERS[name][:2]
+    (d / conf).write_text(template.format(d=d, port=port))
+    return d
 
 
-def wait_port(port, proc, timeout=10.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if proc.poll() is not None:
-            raise RuntimeError("nginx exited with %s" % proc.returncode)
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.02)
-    raise RuntimeError("nginx did not listen on %d" % port)
-
-
-def one_run(d, port, reqid_args, env_extra, seconds):
-    (d / "logs").mkdir(exist_ok=True)
+def one_run(name, d, port, reqid_args, env_extra, seconds):
+    """req/s of one fresh server under wrk."""
     for f in (d / "logs").iterdir():
         f.unlink()
-    cmd = ["taskset", "-c", "0"]
+    cmd = pin(0)
     if reqid_args is not None:
         cmd += [str(REQID), "run", "--log-path", str(d / "logs" / "*.log")] + reqid_args + ["--"]
-    cmd += ["nginx", "-p", str(d), "-c", str(d / "nginx.conf"), "-e", str(d / "logs/error.log")]
-    env = dict(os.environ)
-    env.pop("LD_PRELOAD", None)
-    env.update(env_extra)
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    cmd += SERVERS[name][2](d)
+    proc = benchlib.start(cmd, benchlib.clean_env(env_extra), d / "console")
     try:
-        wait_port(port, proc)
-        out = subprocess.run(["taskset", "-c", "1", "wrk", "-t1", "-c32", "-d%ds" % seconds,
-                              "-s", str(d / "bench.lua"), "http://127.0.0.1:%d/index.html" % port],
-                             capture_output=True, text=True, check=True).stdout
+        benchlib.wait_port(port, proc, name)
+        return benchlib.wrk("http://127.0.0.1:%d/index.html" % port, 32, seconds,
+                            d / "bench.lua")
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-    if "Non-2xx" in out or "Socket errors" in out:
-        raise RuntimeError("wrk saw errors:\n" + out)
-    return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+        benchlib.stop(proc)
+
+
+def bench_server(name, tmp, rounds, seconds):
+    port = benchlib.free_port()
+    d = server_dir(tmp, name, port)
+    variants = SERVERS[name][3]
+    rates = {v: [] for v, _, _ in variants}
+    for i in range(rounds):
+        k = i % len(variants)
+        for v, args, env in variants[k:] + variants[:k]:
+            rates[v].append(one_run(name, d, port, args, env, seconds))
+    header("%s static file, wrk -t1 -c32 keep-alive, %d rounds of %d s rotated, req/s:"
+           % (name, rounds, seconds))
+    for v, _, _ in variants[1:]:
+        row("%s %s, req/s" % (name, v), rates["bare"], rates[v], digits=0)
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--seconds", type=int, default=3)
+    ap.add_argument("--quick", action="store_true", help="2 rounds of 1 s (bench-quick)")
+    ap.add_argument("--rounds", type=int, default=None, help="default 5 (--quick: 2)")
+    ap.add_argument("--seconds", type=int, default=None, help="default 3 (--quick: 1)")
+    ap.add_argument("--servers", default=",".join(SERVERS))
     a = ap.parse_args()
-    for tool in ("nginx", "wrk", "taskset"):
-        if not shutil.which(tool):
-            print("bench_servers: %s is not installed; skipped" % tool)
-            return 0
-    d = Path(tempfile.mkdtemp(prefix="reqid-bench-"))
-    d.chmod(0o755)  # nginx's worker may run as another user
+    rounds = a.rounds or (2 if a.quick else 5)
+    seconds = a.seconds or (1 if a.quick else 3)
+    tmp = tempfile.mkdtemp(prefix="reqid-bench-")
+    Path(tmp).chmod(0o755)  # nginx's worker may run as another user
     try:
-        port = free_port()
-        (d / "www").mkdir()
-        (d / "tmp").mkdir()
-        (d / "www" / "index.html").write_text("<html><body>hello</body></html>\n")
-        (d / "bench.lua").write_text(LUA)
-        (d / "nginx.conf").write_text(CONFIG.format(d=d, port=port))
-        rates = {name: [] for name, _, _ in VARIANTS}
-        for _ in range(a.rounds):
-            for name, args, env in VARIANTS:
-                rates[name].append(one_run(d, port, args, env, a.seconds))
-        bare = statistics.median(rates["bare"])
-        print("nginx static file, wrk -c32 keep-alive, %d rounds of %d s, median req/s:"
-              % (a.rounds, a.seconds))
-        for name, _, _ in VARIANTS:
-            m = statistics.median(rates[name])
-            print("  %-32s %9.0f  %.3fx   (runs: %s)" % (
-                name, m, m / bare, " ".join("%.0f" % r for r in rates[name])))
+        for name in a.servers.split(","):
+            missing = benchlib.missing([name, "wrk"])
+            if missing:
+                print("bench_servers: %s not installed; %s skipped" % (", ".join(missing), name))
+                continue
+            bench_server(name, tmp, rounds, seconds)
     finally:
-        shutil.rmtree(d, ignore_errors=True)
+        shutil.rmtree(tmp, ignore_errors=True)
     return 0
 
 

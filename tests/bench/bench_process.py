@@ -1,0 +1,299 @@
+#!/usr/bin/env python3
+"""bench_process.py - what the shim costs whole programs, as ratios to the
+unshimmed (bare) run in the same session (part of `make bench`).
+
+Rows (shim: LD_PRELOAD=build/libreqid.so, or `scripts/reqid run` for a
+server whose log it enriches):
+  fork             fork() + _exit(0) in the child + waitpid(), us per fork
+                   (build/bench_process fork)
+  spawn            posix_spawn of /usr/bin/env /bin/true from a bare parent,
+                   env {PATH} vs {PATH, LD_PRELOAD}: us from spawn to exit
+  thread           pthread_create() + pthread_join(), us per thread
+  sleep 5          VmSize and VmRSS of a running `sleep 5` (/proc/PID/status),
+                   MiB; the note says what the shim adds
+  busybox httpd    req/s of a static file and of a CGI shell script under
+                   wrk -t1 -c8 (its listen backlog is 9), one connection per
+                   request, its -v log on stderr a log file; shimmed with
+                   `scripts/reqid run`
+  first second     nginx, a master and 2 workers, started while a client on
+                   8 connections (Connection: close) already knocks: the
+                   time from spawn to the first response, and latency
+                   percentiles and failures of the requests of the first
+                   second after the first connect succeeded
+Bare and shimmed runs alternate, and which goes first alternates too (on a
+small VM the order alone moves a run by some 5%); spawn alternates inside
+one process, per spawn. A row gives the median of each side, the ratio
+shim/bare and the p25-p75 spread of each side; fork, thread and spawn pool
+every operation of every round, the others have one sample per run. Servers
+run on CPU 0 and their clients on CPU 1 (taskset) when there are 2 CPUs.
+
+Never fails on speed; fails only when a program cannot start or a server
+serves errors.
+
+    python3 tests/bench/bench_process.py [--quick] [--only fork,spawn,...]
+"""
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import benchlib
+from benchlib import LIB, REQID, ROOT, alternated, header, pin, row
+
+PROG = ROOT / "build" / "bench_process"
+
+CGI = """#!/bin/sh
+echo "Content-Type: text/plain"
+echo "Connection: close"
+echo "Content-Length: 12"
+echo ""
+echo "hello, cgi!"
+"""
+
+NGINX = """worker_processes 2;
+daemon off;
+pid {d}/nginx.pid;
+error_log {d}/logs/error.log error;
+events {{ worker_connections 1024; }}
+http {{
+  client_body_temp_path {d}/tmp; proxy_temp_path {d}/tmp; fastcgi_temp_path {d}/tmp;
+  uwsgi_temp_path {d}/tmp; scgi_temp_path {d}/tmp;
+  server {{
+    listen 127.0.0.1:{port};
+    root {d}/www;
+    access_log {d}/logs/access.log combined;
+  }}
+}}
+"""
+
+FULL = dict(loop_rounds=16, forks=200, threads=2000, spawns=400, mem_rounds=8,
+            busybox_rounds=5, busybox_seconds=3, first_rounds=10)
+QUICK = dict(loop_rounds=4, forks=100, threads=1000, spawns=100, mem_rounds=2,
+             busybox_rounds=2, busybox_seconds=1, first_rounds=2)
+
+
+def prog(args, env, tmp):
+    """Runs build/bench_process with args and an output file; its lines."""
+    out = Path(tmp) / "samples"
+    subprocess.run([str(PROG)] + args + [str(out)], env=env, check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return out.read_text().split("\n")[:-1]
+
+
+def shim_env(extra=None):
+    env = benchlib.clean_env({"LD_PRELOAD": str(LIB)})
+    env.update(extra or {})
+    return env
+
+
+# -- fork, thread, spawn -------------------------------------------------------
+
+def loop_row(name, mode, n, rounds, tmp):
+    def run(env):
+        return lambda: [int(x) / 1000 for x in prog([mode, str(n)], env, tmp)]
+    bare, shim = alternated(rounds, run(benchlib.clean_env()), run(shim_env()))
+    row(name, bare, shim)
+
+
+def spawn_row(n, tmp):
+    lines = prog(["spawn", str(n), str(LIB)], benchlib.clean_env(), tmp)
+    side = {"bare": [], "shim": []}
+    for line in lines:
+        which, ns = line.split()
+        side[which].append(int(ns) / 1000)
+    row("spawn env /bin/true to exit, us", side["bare"], side["shim"])
+
+
+def bench_loops(p, tmp):
+    header("processes and threads (%d alternated rounds of %d forks or %d threads; "
+           "spawn: %d alternated pairs):" % (p["loop_rounds"], p["forks"], p["threads"], p["spawns"]))
+    loop_row("fork + _exit + waitpid, us per fork", "fork", p["forks"], p["loop_rounds"], tmp)
+    spawn_row(p["spawns"], tmp)
+    loop_row("pthread_create + join, us per thread", "thread", p["threads"],
+             p["loop_rounds"], tmp)
+
+
+# -- memory ----------------------------------------------------------------------
+
+def sleeping(pid):
+    """True once pid is `sleep` asleep (its libraries loaded, its shim set up)."""
+    try:
+        comm = Path("/proc/%d/comm" % pid).read_text().strip()
+        stat = Path("/proc/%d/stat" % pid).read_text()
+    except OSError:
+        return False
+    return comm == "sleep" and stat[stat.rindex(")") + 2] == "S"
+
+
+def sleep_memory(env):
+    """(VmSize, VmRSS) in MiB of a `sleep 5` started with env."""
+    proc = subprocess.Popen(["sleep", "5"], env=env)
+    try:
+        end = time.monotonic() + 5
+        while not sleeping(proc.pid):
+            if time.monotonic() > end or proc.poll() is not None:
+                raise RuntimeError("sleep 5 did not start")
+            time.sleep(0.005)
+        status = Path("/proc/%d/status" % proc.pid).read_text()
+    finally:
+        proc.kill()
+        proc.wait()
+    kb = {l.split(":")[0]: int(l.split()[1]) for l in status.splitlines()
+          if l.startswith(("VmSize:", "VmRSS:"))}
+    return kb["VmSize"] / 1024, kb["VmRSS"] / 1024
+
+
+def bench_memory(p, tmp):
+    bare, shim = alternated(p["mem_rounds"], lambda: [sleep_memory(benchlib.clean_env())],
+                            lambda: [sleep_memory(shim_env())])
+    header("memory of a running `sleep 5`, MiB (%d runs each):" % p["mem_rounds"])
+    for i, name in enumerate(("VmSize", "VmRSS")):
+        b, s = [m[i] for m in bare], [m[i] for m in shim]
+        added = benchlib.percentile(s, 50) - benchlib.percentile(b, 50)
+        row("sleep 5 %s, MiB" % name, b, s, digits=2, note="shim adds %+.2f MiB" % added)
+
+
+# -- busybox httpd -------------------------------------------------------------
+
+def busybox_dir(tmp):
+    d = Path(tmp) / "busybox"
+    (d / "www" / "cgi-bin").mkdir(parents=True)
+    (d / "www" / "index.html").write_text("<html><body>hello</body></html>\n")
+    (d / "www" / "cgi-bin" / "x.sh").write_text(CGI)
+    (d / "www" / "cgi-bin" / "x.sh").chmod(0o755)
+    return d
+
+
+def busybox_rate(d, path, shimmed, seconds):
+    port = benchlib.free_port()
+    cmd = pin(0) + ([str(REQID), "run", "--"] if shimmed else [])
+    cmd += ["busybox", "httpd", "-f", "-vv", "-p", "127.0.0.1:%d" % port, "-h", str(d / "www")]
+    proc = benchlib.start(cmd, benchlib.clean_env(), d / "httpd.log")
+    try:
+        benchlib.wait_port(port, proc, "busybox httpd")
+        return benchlib.wrk("http://127.0.0.1:%d%s" % (port, path), 8, seconds)
+    finally:
+        benchlib.stop(proc)
+
+
+def bench_busybox(p, tmp):
+    d = busybox_dir(tmp)
+    n, secs = p["busybox_rounds"], p["busybox_seconds"]
+    header("busybox httpd, wrk -t1 -c8, %d rounds of %d s alternated, req/s:" % (n, secs))
+    for name, path in (("static file", "/index.html"), ("CGI shell script", "/cgi-bin/x.sh")):
+        bare, shim = alternated(n, lambda: busybox_rate(d, path, False, secs),
+                                lambda: busybox_rate(d, path, True, secs))
+        row("busybox httpd %s, req/s" % name, bare, shim, digits=0)
+
+
+# -- a pre-forking server's first second -------------------------------------
+
+def nginx_dir(tmp):
+    d = Path(tmp) / "nginx"
+    for sub in ("www", "tmp", "logs"):
+        (d / sub).mkdir(parents=True)
+    d.chmod(0o755)  # nginx's workers may run as another user
+    (d / "www" / "index.html").write_text("<html><body>hello</body></html>\n")
+    return d
+
+
+def first_second_run(d, shimmed):
+    """One cold start under load; a dict of what the client saw."""
+    port = benchlib.free_port()
+    (d / "nginx.conf").write_text(NGINX.format(d=d, port=port))
+    for f in (d / "logs").iterdir():
+        f.unlink()
+    out = d / "firstsec"
+    client = subprocess.Popen(pin(1) + [str(PROG), "firstsec", str(port), "1000", "8", str(out)],
+                              stdout=subprocess.PIPE, text=True)
+    server = None
+    try:
+        if client.stdout.readline().strip() != "ready":
+            raise RuntimeError("the first-second client did not start")
+        env = (shim_env({"REQID_LOG_PATHS": str(d / "logs" / "*.log")}) if shimmed
+               else benchlib.clean_env())
+        spawned = time.monotonic_ns()
+        server = benchlib.start(pin(0) + ["nginx", "-p", str(d), "-c", str(d / "nginx.conf"),
+                                          "-e", str(d / "logs" / "error.log")], env, d / "console")
+        if client.wait(timeout=60) != 0:
+            raise RuntimeError("nginx did not answer (exit %s)" % server.poll())
+    finally:
+        if client.poll() is None:
+            client.kill()
+        client.wait()
+        client.stdout.close()
+        if server:
+            benchlib.stop(server)
+    return first_second_stats(out.read_text().split("\n")[:-1], spawned)
+
+
+def first_second_stats(lines, spawned):
+    """lines: "t0 NS", then "START_NS LATENCY_NS OK" per request."""
+    t0 = int(lines[0].split()[1])
+    samples = [tuple(int(x) for x in l.split()) for l in lines[1:]]
+    ok = [lat / 1000 for _, lat, good in samples if good]
+    if not ok:
+        raise RuntimeError("no request of the first second succeeded")
+    return dict(listen=(t0 - spawned) / 1e6,
+                first=(min(s + lat for s, lat, good in samples if good) - spawned) / 1e6,
+                p50=benchlib.percentile(ok, 50), p99=benchlib.percentile(ok, 99),
+                max=max(ok) / 1000, served=len(ok), failed=len(samples) - len(ok))
+
+
+def bench_first_second(p, tmp):
+    d = nginx_dir(tmp)
+    n = p["first_rounds"]
+    bare, shim = alternated(n, lambda: [first_second_run(d, False)],
+                            lambda: [first_second_run(d, True)])
+    header("nginx (master + 2 workers) started under load from 8 connections, "
+           "its first second (%d runs each):" % n)
+    for key, name, digits in (("listen", "spawn to first connect, ms", 1),
+                              ("first", "spawn to first response, ms", 1),
+                              ("p50", "request latency p50, us", 0),
+                              ("p99", "request latency p99, us", 0),
+                              ("max", "slowest request, ms", 1),
+                              ("served", "requests served", 0),
+                              ("failed", "failed requests", 0)):
+        row("first second: " + name, [r[key] for r in bare], [r[key] for r in shim], digits)
+    failed = sum(r["failed"] for r in bare), sum(r["failed"] for r in shim)
+    print("  failed requests in all: bare %d, shim %d" % failed)
+
+
+# -- main ------------------------------------------------------------------------
+
+BENCHES = {"loops": bench_loops, "memory": bench_memory, "busybox": bench_busybox,
+           "firstsec": bench_first_second}
+NEEDS = {"busybox": ["busybox", "wrk"], "firstsec": ["nginx"]}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="fewer, shorter rounds (bench-quick)")
+    ap.add_argument("--only", default=",".join(BENCHES),
+                    help="comma-separated, of: " + ", ".join(BENCHES))
+    a = ap.parse_args()
+    for f in (PROG, LIB):
+        if not f.exists():
+            sys.exit("bench_process: %s is missing (make %s)" % (f, f.relative_to(ROOT)))
+    p = QUICK if a.quick else FULL
+    started = time.monotonic()
+    print("bench_process: whole programs bare vs shimmed; ratio = shim/bare "
+          "(req/s: below 1 is slower; times and sizes: above 1 costs more)")
+    with tempfile.TemporaryDirectory(prefix="reqid-bench-") as tmp:
+        os.chmod(tmp, 0o755)
+        for name in a.only.split(","):
+            missing = benchlib.missing(NEEDS.get(name, []))
+            if missing:
+                print("\n%s: %s not installed; skipped" % (name, ", ".join(missing)))
+                continue
+            BENCHES[name](p, tmp)
+    print("\nbench_process: %.0f s" % (time.monotonic() - started))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
