@@ -115,11 +115,18 @@ static bool is_log_path(int dirfd, const char *path)
 	return matches_log_paths(abs);
 }
 
-static int opened(int fd, int dirfd, const char *path)
+/* A file opened only for reading is never a log: nothing is written to it
+ * (nor to any copy of its descriptor), so its path is not matched. */
+static bool writable(int flags)
+{
+	return (flags & O_ACCMODE) != O_RDONLY && !(flags & O_PATH);
+}
+
+static int opened(int fd, int dirfd, const char *path, int flags)
 {
 	if (fd >= 0 && shim.active) {
 		int saved = errno;
-		fresh(fd, is_log_path(dirfd, path));
+		fresh(fd, writable(flags) && is_log_path(dirfd, path));
 		errno = saved;
 	}
 	return fd;
@@ -139,7 +146,7 @@ EXPORT int open(const char *path, int flags, ...)
 	int (*fn)(const char *, int, ...) = REAL(open);
 	if (unlikely(!fn))
 		return (int)syscall(SYS_openat, AT_FDCWD, path, flags, mode);
-	return opened(fn(path, flags, mode), AT_FDCWD, path);
+	return opened(fn(path, flags, mode), AT_FDCWD, path, flags);
 }
 
 EXPORT int open64(const char *path, int flags, ...)
@@ -151,7 +158,7 @@ EXPORT int open64(const char *path, int flags, ...)
 	int (*fn)(const char *, int, ...) = REAL(open64);
 	if (unlikely(!fn))
 		return (int)syscall(SYS_openat, AT_FDCWD, path, flags | O_LARGEFILE, mode);
-	return opened(fn(path, flags, mode), AT_FDCWD, path);
+	return opened(fn(path, flags, mode), AT_FDCWD, path, flags);
 }
 
 EXPORT int openat(int dirfd, const char *path, int flags, ...)
@@ -163,7 +170,7 @@ EXPORT int openat(int dirfd, const char *path, int flags, ...)
 	int (*fn)(int, const char *, int, ...) = REAL(openat);
 	if (unlikely(!fn))
 		return (int)syscall(SYS_openat, dirfd, path, flags, mode);
-	return opened(fn(dirfd, path, flags, mode), dirfd, path);
+	return opened(fn(dirfd, path, flags, mode), dirfd, path, flags);
 }
 
 EXPORT int openat64(int dirfd, const char *path, int flags, ...)
@@ -175,7 +182,7 @@ EXPORT int openat64(int dirfd, const char *path, int flags, ...)
 	int (*fn)(int, const char *, int, ...) = REAL(openat64);
 	if (unlikely(!fn))
 		return (int)syscall(SYS_openat, dirfd, path, flags | O_LARGEFILE, mode);
-	return opened(fn(dirfd, path, flags, mode), dirfd, path);
+	return opened(fn(dirfd, path, flags, mode), dirfd, path, flags);
 }
 
 /* The _FORTIFY_SOURCE entry points, for opens without a mode argument. */
@@ -189,7 +196,7 @@ EXPORT int __open_2(const char *path, int flags)
 	int (*fn)(const char *, int) = REAL(__open_2);
 	if (unlikely(!fn))
 		return (int)syscall(SYS_openat, AT_FDCWD, path, flags, 0);
-	return opened(fn(path, flags), AT_FDCWD, path);
+	return opened(fn(path, flags), AT_FDCWD, path, flags);
 }
 
 EXPORT int __open64_2(const char *path, int flags)
@@ -197,7 +204,7 @@ EXPORT int __open64_2(const char *path, int flags)
 	int (*fn)(const char *, int) = REAL(__open64_2);
 	if (unlikely(!fn))
 		return (int)syscall(SYS_openat, AT_FDCWD, path, flags | O_LARGEFILE, 0);
-	return opened(fn(path, flags), AT_FDCWD, path);
+	return opened(fn(path, flags), AT_FDCWD, path, flags);
 }
 
 EXPORT int __openat_2(int dirfd, const char *path, int flags)
@@ -205,7 +212,7 @@ EXPORT int __openat_2(int dirfd, const char *path, int flags)
 	int (*fn)(int, const char *, int) = REAL(__openat_2);
 	if (unlikely(!fn))
 		return (int)syscall(SYS_openat, dirfd, path, flags, 0);
-	return opened(fn(dirfd, path, flags), dirfd, path);
+	return opened(fn(dirfd, path, flags), dirfd, path, flags);
 }
 
 EXPORT int __openat64_2(int dirfd, const char *path, int flags)
@@ -213,7 +220,7 @@ EXPORT int __openat64_2(int dirfd, const char *path, int flags)
 	int (*fn)(int, const char *, int) = REAL(__openat64_2);
 	if (unlikely(!fn))
 		return (int)syscall(SYS_openat, dirfd, path, flags | O_LARGEFILE, 0);
-	return opened(fn(dirfd, path, flags), dirfd, path);
+	return opened(fn(dirfd, path, flags), dirfd, path, flags);
 }
 
 EXPORT int creat(const char *path, mode_t mode)
@@ -221,7 +228,7 @@ EXPORT int creat(const char *path, mode_t mode)
 	int (*fn)(const char *, mode_t) = REAL(creat);
 	if (unlikely(!fn))
 		return (int)syscall(SYS_openat, AT_FDCWD, path, O_CREAT | O_WRONLY | O_TRUNC, mode);
-	return opened(fn(path, mode), AT_FDCWD, path);
+	return opened(fn(path, mode), AT_FDCWD, path, O_WRONLY);
 }
 
 EXPORT int creat64(const char *path, mode_t mode)
@@ -230,15 +237,16 @@ EXPORT int creat64(const char *path, mode_t mode)
 	if (unlikely(!fn))
 		return (int)syscall(SYS_openat, AT_FDCWD, path,
 				    O_CREAT | O_WRONLY | O_TRUNC | O_LARGEFILE, mode);
-	return opened(fn(path, mode), AT_FDCWD, path);
+	return opened(fn(path, mode), AT_FDCWD, path, O_WRONLY);
 }
 
 /* ---- stdio streams (glibc opens and closes their fds internally) -------- */
 
-static FILE *stream_opened(FILE *f, const char *path)
+static FILE *stream_opened(FILE *f, const char *path, const char *mode)
 {
 	if (f)
-		opened(fileno(f), AT_FDCWD, path);
+		opened(fileno(f), AT_FDCWD, path,
+		       mode[0] == 'r' && !strchr(mode, '+') ? O_RDONLY : O_WRONLY);
 	return f;
 }
 
@@ -249,7 +257,7 @@ EXPORT FILE *fopen(const char *path, const char *mode)
 		errno = ENOSYS;
 		return NULL;
 	}
-	return stream_opened(fn(path, mode), path);
+	return stream_opened(fn(path, mode), path, mode);
 }
 
 EXPORT FILE *fopen64(const char *path, const char *mode)
@@ -259,7 +267,7 @@ EXPORT FILE *fopen64(const char *path, const char *mode)
 		errno = ENOSYS;
 		return NULL;
 	}
-	return stream_opened(fn(path, mode), path);
+	return stream_opened(fn(path, mode), path, mode);
 }
 
 /* freopen replaces the stream's fd, usually to point stdout or stderr at a
