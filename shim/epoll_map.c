@@ -51,9 +51,13 @@ struct epoll_tables {
 	struct registration registrations[FD_TABLE_SIZE];
 	_Atomic uint32_t generations[FD_TABLE_SIZE];
 	_Atomic uint32_t conns[FD_TABLE_SIZE]; /* connections registered, per epoll fd */
+	_Atomic uint32_t stamps[FD_TABLE_SIZE]; /* changes of each fd (epoll_map_stamp) */
+	_Atomic int32_t waiters[FD_TABLE_SIZE]; /* per epoll fd: the one thread that
+						   waited on it, WAITERS_MANY, or 0 */
 	struct index_slot index_slots[INDEX_SIZE];
 };
 static struct epoll_tables *_Atomic tables;
+#define WAITERS_MANY (-1)
 #define LOCK_YIELDS 100000
 
 static _Atomic uint32_t writer_busy;
@@ -146,10 +150,40 @@ void epoll_map_after_fork(void)
 	writing = false;
 }
 
+uint32_t epoll_map_stamp(int fd)
+{
+	const struct epoll_tables *t = tables_now();
+	return t && in_range(fd) ? atomic_load_explicit(&t->stamps[fd], memory_order_acquire) : 0;
+}
+
+void epoll_map_changed(int fd)
+{
+	struct epoll_tables *t = tables_now();
+	if (t && in_range(fd))
+		atomic_fetch_add_explicit(&t->stamps[fd], 1, memory_order_release);
+}
+
+bool epoll_map_one_waiter(int epfd, int32_t tid)
+{
+	struct epoll_tables *t = tables_now();
+	if (!t || !in_range(epfd))
+		return false;
+	int32_t w = atomic_load_explicit(&t->waiters[epfd], memory_order_relaxed);
+	if (w == tid)
+		return true;
+	if (w == 0 && atomic_compare_exchange_strong(&t->waiters[epfd], &w, tid))
+		return true;
+	if (w != WAITERS_MANY)
+		atomic_store_explicit(&t->waiters[epfd], WAITERS_MANY, memory_order_relaxed);
+	return false;
+}
+
 void epoll_map_new_instance(int epfd)
 {
 	struct epoll_tables *t;
 	if (in_range(epfd) && (t = tables_made())) {
+		atomic_store_explicit(&t->waiters[epfd], 0, memory_order_relaxed);
+		atomic_fetch_add_explicit(&t->stamps[epfd], 1, memory_order_release);
 		atomic_fetch_add_explicit(&t->generations[epfd], 1, memory_order_relaxed);
 		atomic_store_explicit(&t->conns[epfd], 0, memory_order_relaxed);
 	}
@@ -252,7 +286,10 @@ void epoll_map_delete(int epfd, int fd)
 void epoll_map_forget(int fd)
 {
 	struct epoll_tables *t = tables_now();
-	if (t && in_range(fd) && atomic_load_explicit(&t->registrations[fd].key, memory_order_relaxed))
+	if (!t || !in_range(fd))
+		return;
+	atomic_fetch_add_explicit(&t->stamps[fd], 1, memory_order_release);
+	if (atomic_load_explicit(&t->registrations[fd].key, memory_order_relaxed))
 		uncount(t, atomic_exchange_explicit(&t->registrations[fd].key, 0,
 						    memory_order_acq_rel));
 }

@@ -12,6 +12,7 @@
 #ifndef REQID_EPOLL_MAP_H
 #define REQID_EPOLL_MAP_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 /* epfd names a new epoll instance: registrations under its number before
@@ -26,6 +27,18 @@ void epoll_map_delete(int epfd, int fd) __attribute__((visibility("hidden")));
 
 /* fd is being closed or replaced. */
 void epoll_map_forget(int fd) __attribute__((visibility("hidden")));
+
+/* How often fd was closed, replaced, or registered, modified or deleted
+ * on an epoll instance (or, for an epoll fd, made an instance), as a
+ * number that changes each time; 0 before the first epoll instance. */
+uint32_t epoll_map_stamp(int fd) __attribute__((visibility("hidden")));
+
+/* epoll_ctl changed fd's registration on some instance. */
+void epoll_map_changed(int fd) __attribute__((visibility("hidden")));
+
+/* Thread tid waits on epfd: whether it is the only thread (of any
+ * process) that ever waited on this instance. */
+bool epoll_map_one_waiter(int epfd, int32_t tid) __attribute__((visibility("hidden")));
 
 /* In a fork child: a writer the parent had is gone. */
 void epoll_map_after_fork(void) __attribute__((visibility("hidden")));

@@ -19,12 +19,6 @@
 #include "shim_init.h"
 #include "thread_ctx.h"
 
-int batch_max_events(int max)
-{
-	/* A max the kernel would refuse (EINVAL) stays as it is. */
-	bool valid = max > 1 && (size_t)max <= INT_MAX / sizeof(struct epoll_event);
-	return valid && shim.active && shim.config.event_stacks && call_chain_ready() ? 1 : max;
-}
 
 void event_loop_starting(void)
 {
@@ -55,12 +49,14 @@ void batch_ready_closing(void)
 /* The calling thread's copies of return addresses, mapped at its first
  * wait as an event loop (NULL if that failed: no proofs then): the callers
  * of the function that called the last wait, the chain of the last
- * connection I/O, and which function return addresses are in. */
+ * connection I/O, which function return addresses are in, and the events
+ * its epoll waits fetched and have not handed out. */
 struct loop_frames {
 	void *wait[CHAIN_MAX];
 	void *io[CHAIN_MAX];
 	const void *cached_ip[FUNCTION_CACHE]; /* return address -> its function */
 	uintptr_t cached_function[FUNCTION_CACHE];
+	struct epoll_queue queue;
 };
 
 static struct loop_frames *loop_frames(void)
@@ -81,9 +77,28 @@ static void forget_wait(void)
 	thread_ctx.batch.io_conn = 0;
 }
 
+int batch_fetch_max(int epfd, int max, struct epoll_queue **queue)
+{
+	*queue = NULL;
+	/* A max the kernel would refuse (EINVAL) stays as it is. */
+	bool valid = max > 1 && (size_t)max <= INT_MAX / sizeof(struct epoll_event);
+	struct loop_frames *f;
+	if (!valid || !shim.active || !shim.config.event_stacks || !call_chain_ready() ||
+	    thread_ctx.in_shim || !(f = loop_frames()))
+		return max;
+	/* Events kept by one of several threads waiting on an instance would
+	 * wait for that thread while another is idle: one at a time there. */
+	if (!epoll_map_one_waiter(epfd, ctx_tid()))
+		return 1;
+	*queue = &f->queue;
+	return epoll_queue_fetch_max(max);
+}
+
 void batch_forget(void)
 {
 	struct event_batch_state *b = &thread_ctx.batch;
+	if (b->frames)
+		epoll_queue_clear(&b->frames->queue);
 	b->conn = 0;
 	b->listener = 0;
 	b->holding = false;

@@ -8,14 +8,16 @@
  * call. A thread certain of its request stays so while it waits on an
  * outbound connection alone (a reply from a service the request called) or
  * on a condition variable. A wait on several descriptors at once also marks
- * the thread as an event loop; epoll_wait's maxevents becomes 1 there and
- * epoll_ctl's registrations are mapped (event_batch.h, epoll_map.h). Must
+ * the thread as an event loop; its epoll_wait hands out one event per call
+ * from the batch the kernel returned (epoll_queue.h), and epoll_ctl's
+ * registrations are mapped (event_batch.h, epoll_map.h). Must
  * never change any other argument, nor a result or errno beyond what a
  * wait that found fewer descriptors ready would return.
  */
 #include "hooks.h"
 
 #include "epoll_map.h"
+#include "epoll_queue.h"
 #include "event_batch.h"
 
 #include <sys/syscall.h>
@@ -53,16 +55,36 @@ static int epoll_done(int epfd, const struct epoll_event *ev, int n, void *wait_
 	return n;
 }
 
+/* The body of an epoll wait: an event loop's is answered from the events
+ * its thread fetched before, if one is still valid, else by the kernel
+ * (call, asking for `fetch` events), keeping all but the first it returns
+ * (epoll_queue.h, batch_fetch_max). */
+#define QUEUED_WAIT(call)                                                              \
+	do {                                                                           \
+		int saved = errno;                                                     \
+		before_fd_wait(2, -1, epoll_map_connections(epfd) > 1);                \
+		struct epoll_queue *q;                                                 \
+		int fetch = batch_fetch_max(epfd, max, &q);                            \
+		if (q && epoll_queue_take(q, epfd, ev)) {                              \
+			errno = saved;                                                 \
+			return epoll_done(epfd, ev, 1, __builtin_return_address(0));   \
+		}                                                                      \
+		errno = saved;                                                         \
+		int n = (call);                                                        \
+		if (q && n > 1) {                                                      \
+			saved = errno;                                                 \
+			n = epoll_queue_keep(q, epfd, ev, n);                          \
+			errno = saved;                                                 \
+		}                                                                      \
+		return epoll_done(epfd, ev, n, __builtin_return_address(0));           \
+	} while (0)
+
 EXPORT int epoll_wait(int epfd, struct epoll_event *ev, int max, int timeout)
 {
 	int (*fn)(int, struct epoll_event *, int, int) = REAL(epoll_wait);
 	if (unlikely(!fn))
 		return (int)syscall(SYS_epoll_wait, epfd, ev, max, timeout);
-	int saved = errno;
-	before_fd_wait(2, -1, epoll_map_connections(epfd) > 1);
-	max = batch_max_events(max);
-	errno = saved;
-	return epoll_done(epfd, ev, fn(epfd, ev, max, timeout), __builtin_return_address(0));
+	QUEUED_WAIT(fn(epfd, ev, fetch, timeout));
 }
 
 EXPORT int epoll_pwait(int epfd, struct epoll_event *ev, int max, int timeout,
@@ -71,11 +93,7 @@ EXPORT int epoll_pwait(int epfd, struct epoll_event *ev, int max, int timeout,
 	int (*fn)(int, struct epoll_event *, int, int, const sigset_t *) = REAL(epoll_pwait);
 	if (unlikely(!fn))
 		return (int)syscall(SYS_epoll_pwait, epfd, ev, max, timeout, mask, _NSIG / 8);
-	int saved = errno;
-	before_fd_wait(2, -1, epoll_map_connections(epfd) > 1);
-	max = batch_max_events(max);
-	errno = saved;
-	return epoll_done(epfd, ev, fn(epfd, ev, max, timeout, mask), __builtin_return_address(0));
+	QUEUED_WAIT(fn(epfd, ev, fetch, timeout, mask));
 }
 
 EXPORT int epoll_pwait2(int epfd, struct epoll_event *ev, int max,
@@ -85,11 +103,7 @@ EXPORT int epoll_pwait2(int epfd, struct epoll_event *ev, int max,
 		REAL(epoll_pwait2);
 	if (unlikely(!fn))
 		return (int)syscall(SYS_epoll_pwait2, epfd, ev, max, timeout, mask, _NSIG / 8);
-	int saved = errno;
-	before_fd_wait(2, -1, epoll_map_connections(epfd) > 1);
-	max = batch_max_events(max);
-	errno = saved;
-	return epoll_done(epfd, ev, fn(epfd, ev, max, timeout, mask), __builtin_return_address(0));
+	QUEUED_WAIT(fn(epfd, ev, fetch, timeout, mask));
 }
 
 /* The map from an event's data word back to its fd. */
@@ -101,6 +115,7 @@ EXPORT int epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
 	int r = fn(epfd, op, fd, ev);
 	if (r == 0 && own_process()) {
 		int saved = errno;
+		epoll_map_changed(fd); /* events of fd fetched before are void */
 		if ((op == EPOLL_CTL_ADD || op == EPOLL_CTL_MOD) && ev)
 			epoll_map_set(epfd, fd, ev->data.u64);
 		else if (op == EPOLL_CTL_DEL)
