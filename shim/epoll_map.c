@@ -146,7 +146,8 @@ static void writer_unlock(void)
 
 void epoll_map_after_fork(void)
 {
-	atomic_store_explicit(&writer_busy, 0, memory_order_relaxed);
+	if (atomic_load_explicit(&writer_busy, memory_order_relaxed))
+		atomic_store_explicit(&writer_busy, 0, memory_order_relaxed);
 	writing = false;
 }
 

@@ -368,12 +368,19 @@ void log_output_settle_all(void)
 	}
 }
 
+/* In a forked child: only backlogs in use are written, so the pages of
+ * the others stay shared with the parent. */
 void log_output_forget_all(void)
 {
 	for (int i = 0; i < BACKLOGS; i++) {
+		if (!atomic_load_explicit(&backlogs[i].fd1, memory_order_relaxed) &&
+		    !atomic_load_explicit(&backlogs[i].busy, memory_order_relaxed) &&
+		    !backlogs[i].off && !backlogs[i].len)
+			continue;
 		backlogs[i].off = backlogs[i].len = 0;
 		atomic_store_explicit(&backlogs[i].busy, 0, memory_order_relaxed);
 		atomic_store_explicit(&backlogs[i].fd1, 0, memory_order_relaxed);
 	}
-	atomic_store_explicit(&output_attention, 0, memory_order_relaxed);
+	if (atomic_load_explicit(&output_attention, memory_order_relaxed))
+		atomic_store_explicit(&output_attention, 0, memory_order_relaxed);
 }
