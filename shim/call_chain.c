@@ -56,6 +56,11 @@ void call_chain_load(void)
 	bool ready = unwind_backtrace && unwind_proc_info && unwind_local_space;
 	atomic_store_explicit(&unwinder_state, ready ? UNWINDER_READY : UNWINDER_MISSING,
 			      memory_order_release);
+	/* libunwind sets itself up (its pipe, its caches) at its first
+	 * unwind: here, while the server starts, not in its first request. */
+	struct call_chain first;
+	if (ready)
+		call_chain_take(&first);
 }
 
 bool call_chain_ready(void)
