@@ -1,15 +1,23 @@
 /*
  * http_parser.c - incremental HTTP/1.x request-stream parser.
  *
- * One byte-driven state machine per connection. Body bytes are skipped in
- * bulk. Header values are captured only for the names the matcher lists
- * (framing headers and id headers), at most REQUEST_ID_MAX bytes each.
+ * A state machine per connection that takes its input in runs: each state
+ * consumes as many bytes as it can in one step (SSE2 scans find the end of a
+ * request target, of a header name's usual bytes and of a header line;
+ * header values nobody asked for are skipped whole), and does to its state
+ * exactly what taking the same bytes one at a time would, so any split of
+ * the input gives the same reports. Body bytes are skipped in bulk. Header
+ * values are captured only for the names the matcher lists (framing headers
+ * and id headers), at most REQUEST_ID_MAX bytes each.
  *
  * Runs inside read hooks: no allocation, no I/O, no locks; bounded work per
- * input byte.
+ * input byte; never reads outside the buffer it is given (a 16-byte load
+ * that would pass its end is moved back to end there, or made of smaller
+ * loads).
  */
 #include "http_parser.h"
 
+#include <emmintrin.h>
 #include <string.h>
 
 #include "http_chars.h"
@@ -50,31 +58,34 @@ const bool http_tchar[256] = {
 	['0' ... '9'] = 1, ['A' ... 'Z'] = 1, ['a' ... 'z'] = 1,
 };
 
+static void matcher_add(struct header_matcher *m, uint8_t entry, const char *name, uint8_t len)
+{
+	for (uint8_t i = 0; i < len; i++)
+		m->name[entry][i] = (char)http_lower((unsigned char)name[i]);
+	m->len[entry] = len;
+}
+
 void header_matcher_init(struct header_matcher *m, const struct reqid_config *cfg)
 {
 	memset(m, 0, sizeof(*m));
-	m->name[M_CONTENT_LENGTH] = "content-length";
-	m->len[M_CONTENT_LENGTH] = 14;
-	m->name[M_TRANSFER_ENCODING] = "transfer-encoding";
-	m->len[M_TRANSFER_ENCODING] = 17;
-	m->name[M_TRACEPARENT] = "traceparent";
-	m->len[M_TRACEPARENT] = 11;
-	m->name[M_TRACESTATE] = "tracestate";
-	m->len[M_TRACESTATE] = 10;
+	matcher_add(m, M_CONTENT_LENGTH, "content-length", 14);
+	matcher_add(m, M_TRANSFER_ENCODING, "transfer-encoding", 17);
+	matcher_add(m, M_TRACEPARENT, "traceparent", 11);
+	matcher_add(m, M_TRACESTATE, "tracestate", 10);
 	m->traceparent_rank = RANK_NONE;
 	for (uint8_t i = 0; i < cfg->header_count; i++) {
-		m->name[M_FIRST_ID + i] = cfg->headers[i].name;
-		m->len[M_FIRST_ID + i] = cfg->headers[i].len;
+		matcher_add(m, (uint8_t)(M_FIRST_ID + i), cfg->headers[i].name, cfg->headers[i].len);
 		if (cfg->headers[i].len == 11 && memcmp(cfg->headers[i].name, "traceparent", 11) == 0 &&
 		    m->traceparent_rank == RANK_NONE)
 			m->traceparent_rank = i;
 	}
 	m->sent_id = (uint8_t)(M_FIRST_ID + cfg->header_count);
-	for (uint8_t i = 0; i < cfg->response_header_len; i++)
-		m->sent_id_name[i] = (char)http_lower((unsigned char)cfg->response_header[i]);
-	m->name[m->sent_id] = m->sent_id_name;
-	m->len[m->sent_id] = cfg->response_header_len;
+	matcher_add(m, m->sent_id, cfg->response_header, cfg->response_header_len);
 	m->count = (uint8_t)(m->sent_id + 1);
+	for (unsigned c = 0; c < 256; c++)
+		for (uint8_t i = 0; i < m->count; i++)
+			if ((unsigned char)m->name[i][0] == http_lower((unsigned char)c))
+				m->first[c] |= 1u << i;
 }
 
 void http_parser_init(struct http_parser *p, const struct header_matcher *m)
@@ -103,6 +114,107 @@ bool http_parser_stopped(const struct http_parser *p)
 	return p->state == S_NOT_HTTP || p->state == S_DESYNC;
 }
 
+/* ---- scanning --------------------------------------------------------- */
+
+/* Marks, one bit per byte of a 16-byte block, the bytes a scan stops at. */
+typedef unsigned (*stop_bytes)(__m128i block);
+
+/* CR and LF: the end of a header line. */
+static inline unsigned eol_bytes(__m128i x)
+{
+	__m128i cr = _mm_cmpeq_epi8(x, _mm_set1_epi8('\r'));
+	__m128i lf = _mm_cmpeq_epi8(x, _mm_set1_epi8('\n'));
+	return (unsigned)_mm_movemask_epi8(_mm_or_si128(cr, lf));
+}
+
+/* Each byte of x in lo..hi. */
+static inline __m128i in_range(__m128i x, char lo, char hi)
+{
+	__m128i d = _mm_sub_epi8(x, _mm_set1_epi8(lo));
+	return _mm_cmpeq_epi8(_mm_min_epu8(d, _mm_set1_epi8((char)(hi - lo))), d);
+}
+
+/* What ends a request target: controls, SP and DEL. */
+static inline unsigned target_end_bytes(__m128i x)
+{
+	__m128i del = _mm_cmpeq_epi8(x, _mm_set1_epi8(0x7f));
+	return (unsigned)_mm_movemask_epi8(_mm_or_si128(in_range(x, 0, ' '), del));
+}
+
+/* Bytes other than the usual ones of header names (letters, digits, '-'):
+ * the other token characters, and whatever ends the name. */
+static inline unsigned unusual_name_bytes(__m128i x)
+{
+	__m128i letter = in_range(_mm_or_si128(x, _mm_set1_epi8(0x20)), 'a', 'z');
+	__m128i usual = _mm_or_si128(_mm_or_si128(letter, in_range(x, '0', '9')),
+				     _mm_cmpeq_epi8(x, _mm_set1_epi8('-')));
+	return ~(unsigned)_mm_movemask_epi8(usual) & 0xffff;
+}
+
+/* The 4 <= n < 16 bytes at b as a block (the rest zero), read with loads
+ * that overlap rather than pass b + n. */
+static inline __m128i load_short(const unsigned char *b, size_t n)
+{
+	uint64_t lo, hi = 0;
+	if (n > 8) {
+		memcpy(&lo, b, 8);
+		memcpy(&hi, b + n - 8, 8);
+		hi >>= 8 * (16 - n);
+	} else {
+		uint32_t head, tail;
+		memcpy(&head, b, 4);
+		memcpy(&tail, b + n - 4, 4);
+		lo = head | (uint64_t)tail << 8 * (n - 4);
+	}
+	return _mm_set_epi64x((long long)hi, (long long)lo);
+}
+
+/* The first byte of s[i, len) that stop marks, or len. Only bytes of s[0,
+ * len) are read: the last block is moved back to end at len; a buffer
+ * shorter than a block is loaded in pieces, its last few bytes one at a
+ * time. */
+static inline __attribute__((always_inline)) size_t
+scan(const unsigned char *s, size_t i, size_t len, stop_bytes stop)
+{
+	unsigned m;
+	if (len - i < 4) {
+		while (i < len && !(stop(_mm_cvtsi32_si128(s[i])) & 1))
+			i++;
+		return i;
+	}
+	if (len < 16) {
+		m = stop(load_short(s + i, len - i)) & ((1u << (len - i)) - 1);
+		return m ? i + (unsigned)__builtin_ctz(m) : len;
+	}
+	for (; len - i >= 16; i += 16) {
+		m = stop(_mm_loadu_si128((const __m128i *)(s + i)));
+		if (m)
+			return i + (unsigned)__builtin_ctz(m);
+	}
+	if (i == len)
+		return len;
+	m = stop(_mm_loadu_si128((const __m128i *)(s + len - 16))) >> (16 - (len - i));
+	return m ? i + (unsigned)__builtin_ctz(m) : len;
+}
+
+/* The end of the run of token characters from s[i]. */
+static size_t token_end(const unsigned char *s, size_t i, size_t len)
+{
+	for (;;) {
+		i = scan(s, i, len, unusual_name_bytes);
+		if (i == len || !http_is_tchar(s[i]))
+			return i;
+		i++;
+	}
+}
+
+static bool is_ows(unsigned char c)
+{
+	return c == ' ' || c == '\t';
+}
+
+/* ---- state ------------------------------------------------------------- */
+
 /* Keeps the first REQUEST_LINE_MAX bytes of the request line. */
 static void line_add(struct http_parser *p, const unsigned char *b, size_t n)
 {
@@ -111,6 +223,12 @@ static void line_add(struct http_parser *p, const unsigned char *b, size_t n)
 		n = room;
 	memcpy(p->request_line + p->line_len, b, n);
 	p->line_len = (uint8_t)(p->line_len + n);
+}
+
+static void line_add_byte(struct http_parser *p, unsigned char c)
+{
+	if (p->line_len < REQUEST_LINE_MAX)
+		p->request_line[p->line_len++] = (char)c;
 }
 
 static void begin_request(struct http_parser *p)
@@ -257,30 +375,53 @@ static uint8_t end_headers(struct http_parser *p, struct http_feed_result *out)
 	return S_START;
 }
 
-static void start_header_name(struct http_parser *p, unsigned char c)
+/* How many of the n bytes at b, ASCII case folded, the lowercase name
+ * (zero-padded to 16 bytes past n) begins with. b has `readable` bytes
+ * before the end of its buffer. */
+static size_t folded_match(const unsigned char *b, size_t n, size_t readable, const char *name)
 {
-	const struct header_matcher *m = p->matcher;
-	uint32_t match = 0;
-	for (uint8_t i = 0; i < m->count; i++)
-		if ((unsigned char)m->name[i][0] == http_lower(c))
-			match |= 1u << i;
-	p->name_match = match;
-	p->token_len = 1;
+	size_t k = 0;
+	for (; k < n && readable - k >= 16; k += 16) {
+		__m128i x = _mm_loadu_si128((const __m128i *)(b + k));
+		x = _mm_or_si128(x, _mm_and_si128(in_range(x, 'A', 'Z'), _mm_set1_epi8(0x20)));
+		__m128i same = _mm_cmpeq_epi8(x, _mm_loadu_si128((const __m128i *)(name + k)));
+		unsigned differ = ~(unsigned)_mm_movemask_epi8(same) & 0xffff;
+		if (differ)
+			return k + (unsigned)__builtin_ctz(differ) < n ? k + (unsigned)__builtin_ctz(differ) : n;
+	}
+	if (k >= n)
+		return n;
+	while (k < n && (unsigned char)name[k] == http_lower(b[k]))
+		k++;
+	return k;
 }
 
-static void continue_header_name(struct http_parser *p, unsigned char c)
+/* Bytes b[0, n) of a header name, all token characters, after the
+ * token_len bytes taken before (b has `readable` bytes before the end of
+ * its buffer): the entries still matching are those whose name goes on
+ * with them. Taken one at a time, once no entry matches, the rest of the
+ * name is skipped and token_len becomes UINT16_MAX; a name that still
+ * matches is at most CONFIG_MAX_HEADER_NAME long, so token_len does not
+ * saturate before that. */
+static void name_advance(struct http_parser *p, const unsigned char *b, size_t n,
+			 size_t readable)
 {
 	const struct header_matcher *m = p->matcher;
-	uint32_t match = p->name_match;
-	uint16_t pos = p->token_len;
+	uint32_t match = p->name_match, left = 0;
+	size_t pos = p->token_len, longest = 0; /* most bytes an entry matched */
 	while (match) {
-		uint8_t i = (uint8_t)__builtin_ctz(match);
+		uint8_t e = (uint8_t)__builtin_ctz(match);
 		match &= match - 1;
-		if (pos >= m->len[i] || (unsigned char)m->name[i][pos] != http_lower(c))
-			p->name_match &= ~(1u << i);
+		/* An entry still matching is not shorter than the bytes taken. */
+		size_t limit = m->len[e] - pos < n ? m->len[e] - pos : n;
+		size_t k = folded_match(b, limit, readable, m->name[e] + pos);
+		if (k == n)
+			left |= 1u << e;
+		if (k > longest)
+			longest = k;
 	}
-	if (p->token_len < UINT16_MAX)
-		p->token_len++;
+	p->name_match = left;
+	p->token_len = longest + 1 < n ? UINT16_MAX : (uint16_t)(pos + n);
 }
 
 /* Header name complete at ':'; note it and choose what to capture (the
@@ -304,15 +445,36 @@ static void begin_value(struct http_parser *p)
 	p->tracestate_line_empty = true;
 }
 
-/* A byte of a tracestate header line. The lines combine as one list: a
- * line's first byte other than OWS is preceded by ',' if an earlier line
- * stored any. OWS around a line's value is not kept, nor counted against
- * TRACESTATE_MAX; OWS past a full buffer may be trailing and is let go. */
-static void tracestate_add(struct http_parser *p, unsigned char c)
+/* Bytes b[0, n) of a captured value (no CR or LF): leading OWS is not kept;
+ * past a full buffer only OWS may follow (it may be trailing), anything
+ * else overflows. */
+static void value_add(struct http_parser *p, const unsigned char *b, size_t n)
 {
-	bool ows = c == ' ' || c == '\t';
+	size_t j = 0;
+	if (p->value_len == 0)
+		while (j < n && is_ows(b[j]))
+			j++;
+	size_t take = sizeof(p->value) - p->value_len;
+	if (take > n - j)
+		take = n - j;
+	memcpy(p->value + p->value_len, b + j, take);
+	p->value_len = (uint8_t)(p->value_len + take);
+	for (j += take; j < n && !p->value_overflow; j++)
+		p->value_overflow = !is_ows(b[j]);
+}
+
+/* Bytes b[0, n) of a tracestate header line (no CR or LF). The lines
+ * combine as one list: a line's first byte other than OWS is preceded by
+ * ',' if an earlier line stored any. OWS around a line's value is not kept,
+ * nor counted against TRACESTATE_MAX; OWS past a full buffer may be
+ * trailing and is let go. */
+static void tracestate_add(struct http_parser *p, const unsigned char *b, size_t n)
+{
+	size_t j = 0;
 	if (p->tracestate_line_empty) {
-		if (ows)
+		while (j < n && is_ows(b[j]))
+			j++;
+		if (j == n)
 			return;
 		p->tracestate_line_empty = false;
 		if (p->tracestate_len > 0 && p->tracestate_len < TRACESTATE_MAX)
@@ -320,10 +482,188 @@ static void tracestate_add(struct http_parser *p, unsigned char c)
 		else if (p->tracestate_len > 0)
 			p->tracestate_overflow = true;
 	}
-	if (p->tracestate_len < TRACESTATE_MAX)
-		p->tracestate[p->tracestate_len++] = (char)c;
-	else if (!ows)
-		p->tracestate_overflow = true;
+	size_t take = TRACESTATE_MAX - p->tracestate_len;
+	if (take > n - j)
+		take = n - j;
+	memcpy(p->tracestate + p->tracestate_len, b + j, take);
+	p->tracestate_len = (uint16_t)(p->tracestate_len + take);
+	for (j += take; j < n && !p->tracestate_overflow; j++)
+		p->tracestate_overflow = !is_ows(b[j]);
+}
+
+/* ---- one step per state -------------------------------------------------- */
+
+/* Each step takes bytes of s from i (maybe none are left) while the state
+ * stays the same, then the byte that moves it on, and returns where it
+ * stopped: len once the bytes ran out or the stream was given up. */
+
+/* The CR or LF at s[i] ends a line; next is the state after it. A CR waits
+ * for its LF in S_EXPECT_LF, taken here when it is at hand. */
+static size_t line_end(struct http_parser *p, const unsigned char *s, size_t i, size_t len,
+		       uint8_t next)
+{
+	if (s[i] == '\n') {
+		p->state = next;
+		return i + 1;
+	}
+	p->after_lf = next;
+	if (i + 1 < len && s[i + 1] == '\n') {
+		p->state = next;
+		return i + 2;
+	}
+	p->state = S_EXPECT_LF;
+	return i + 1;
+}
+
+/* Empty lines before a request line, then its first byte. */
+static size_t step_start(struct http_parser *p, const unsigned char *s, size_t i, size_t len,
+			 struct http_feed_result *out)
+{
+	while (i < len && (s[i] == '\r' || s[i] == '\n'))
+		i++;
+	if (i == len)
+		return len;
+	unsigned char c = s[i];
+	if (!http_is_tchar(c)) {
+		fail(p, out);
+		return len;
+	}
+	begin_request(p);
+	out->requests_started++;
+	p->state = S_METHOD;
+	p->connect = c == (unsigned char)connect_method[0];
+	p->token_len = 1;
+	line_add_byte(p, c);
+	return i + 1;
+}
+
+/* The method (at most METHOD_MAX token characters; a longer one's first
+ * extra byte is kept before failing), then the SP after it. */
+static size_t step_method(struct http_parser *p, const unsigned char *s, size_t i, size_t len,
+			  struct http_feed_result *out)
+{
+	for (; i < len; i++) {
+		unsigned char c = s[i];
+		if (c == ' ') {
+			line_add_byte(p, c);
+			p->connect &= p->token_len == sizeof(connect_method) - 1;
+			p->state = S_TARGET;
+			p->token_len = 0;
+			return i + 1;
+		}
+		if (!http_is_tchar(c)) {
+			fail(p, out);
+			return len;
+		}
+		line_add_byte(p, c);
+		if (p->token_len >= METHOD_MAX) {
+			fail(p, out);
+			return len;
+		}
+		p->connect &= p->token_len < sizeof(connect_method) - 1 &&
+			      c == (unsigned char)connect_method[p->token_len];
+		p->token_len++;
+	}
+	return len;
+}
+
+/* The request target (token_len 1 once it has a byte), then the SP after
+ * it. */
+static size_t step_target(struct http_parser *p, const unsigned char *s, size_t i, size_t len,
+			  struct http_feed_result *out)
+{
+	size_t end = scan(s, i, len, target_end_bytes);
+	if (end > i) {
+		line_add(p, s + i, end - i);
+		p->token_len = 1;
+	}
+	if (end == len)
+		return len;
+	if (s[end] != ' ' || p->token_len == 0) {
+		fail(p, out);
+		return len;
+	}
+	line_add_byte(p, ' ');
+	p->state = S_VERSION;
+	p->token_len = 0;
+	return end + 1;
+}
+
+/* "HTTP/1." and a digit (token_len counts them; all eight at once when
+ * they are at hand), then the line's end. */
+static size_t step_version(struct http_parser *p, const unsigned char *s, size_t i, size_t len,
+			   struct http_feed_result *out)
+{
+	if (p->token_len == 0 && len - i >= 8 && memcmp(s + i, http_version_prefix, 7) == 0 &&
+	    s[i + 7] >= '0' && s[i + 7] <= '9') {
+		line_add(p, s + i, 8);
+		p->token_len = 8;
+		i += 8;
+	}
+	for (; i < len; i++) {
+		unsigned char c = s[i];
+		if (p->token_len < sizeof(http_version_prefix) - 1) {
+			if (c != (unsigned char)http_version_prefix[p->token_len])
+				break;
+		} else if (p->token_len == sizeof(http_version_prefix) - 1) {
+			if (c < '0' || c > '9')
+				break;
+		} else if (c == '\r' || c == '\n') {
+			p->in_first_line = false;
+			p->after_lf = S_HEADER_START;
+			return line_end(p, s, i, len, S_HEADER_START);
+		} else {
+			break;
+		}
+		line_add_byte(p, c);
+		p->token_len++;
+	}
+	if (i == len)
+		return len;
+	fail(p, out);
+	return len;
+}
+
+/* Header name bytes, then the ':' that ends the name. */
+static size_t step_header_name(struct http_parser *p, const unsigned char *s, size_t i,
+			       size_t len, struct http_feed_result *out)
+{
+	size_t end = token_end(s, i, len);
+	if (end > i && p->name_match)
+		name_advance(p, s + i, end - i, len - i);
+	else if (end > i)
+		p->token_len = UINT16_MAX; /* no entry matches: skipped */
+	if (end == len)
+		return len;
+	if (s[end] != ':') {
+		fail(p, out);
+		return len;
+	}
+	begin_value(p);
+	p->state = S_HEADER_VALUE;
+	return end + 1;
+}
+
+/* A header value, captured or skipped, then the line's end. */
+static size_t step_header_value(struct http_parser *p, const unsigned char *s, size_t i,
+				size_t len, struct http_feed_result *out)
+{
+	size_t end = scan(s, i, len, eol_bytes);
+	if (p->capture == M_TRACESTATE)
+		tracestate_add(p, s + i, end - i);
+	else if (p->capture != RANK_NONE)
+		value_add(p, s + i, end - i);
+	if (end == len)
+		return len;
+	if (p->capture != RANK_NONE) {
+		while (p->value_len > 0 && is_ows((unsigned char)p->value[p->value_len - 1]))
+			p->value_len--;
+		if (!finish_value(p)) {
+			fail(p, out);
+			return len;
+		}
+	}
+	return line_end(p, s, end, len, S_HEADER_START);
 }
 
 size_t http_parser_feed(struct http_parser *p, const char *buf, size_t len,
@@ -342,83 +682,25 @@ size_t http_parser_feed(struct http_parser *p, const char *buf, size_t len,
 	while (i < len) {
 		unsigned char c = s[i];
 		switch (p->state) {
+		/* A step that moves on to the next state goes on into it (with
+		 * no bytes left, that one takes none). */
 		case S_START:
-			if (c == '\r' || c == '\n') {
-				i++;
+			i = step_start(p, s, i, len, out);
+			if (p->state != S_METHOD)
 				break;
-			}
-			if (!http_is_tchar(c)) {
-				fail(p, out);
-				return len;
-			}
-			begin_request(p);
-			out->requests_started++;
-			p->state = S_METHOD;
-			p->connect = c == (unsigned char)connect_method[0];
-			p->token_len = 1;
-			line_add(p, s + i, 1);
-			i++;
-			break;
+			/* fall through */
 		case S_METHOD:
-			if ((c == ' ' && p->token_len > 0) || http_is_tchar(c))
-				line_add(p, s + i, 1);
-			if (c == ' ' && p->token_len > 0) {
-				p->connect &= p->token_len == sizeof(connect_method) - 1;
-				p->state = S_TARGET;
-				p->token_len = 0;
-			} else if (http_is_tchar(c) && p->token_len < METHOD_MAX) {
-				p->connect &= p->token_len < sizeof(connect_method) - 1 &&
-					      c == (unsigned char)connect_method[p->token_len];
-				p->token_len++;
-			} else {
-				fail(p, out);
-				return len;
-			}
-			i++;
-			break;
-		case S_TARGET:
-			if (c > ' ' && c != 0x7f) {
-				/* The bulk of the target, in a tight loop. */
-				size_t start = i;
-				while (i < len && s[i] > ' ' && s[i] != 0x7f)
-					i++;
-				line_add(p, s + start, i - start);
-				p->token_len = 1;
+			i = step_method(p, s, i, len, out);
+			if (p->state != S_TARGET)
 				break;
-			}
-			if (c != ' ' || p->token_len == 0) {
-				fail(p, out);
-				return len;
-			}
-			line_add(p, s + i, 1);
-			p->state = S_VERSION;
-			p->token_len = 0;
-			i++;
-			break;
+			/* fall through */
+		case S_TARGET:
+			i = step_target(p, s, i, len, out);
+			if (p->state != S_VERSION)
+				break;
+			/* fall through */
 		case S_VERSION:
-			if (p->token_len < sizeof(http_version_prefix) - 1) {
-				if (c != (unsigned char)http_version_prefix[p->token_len]) {
-					fail(p, out);
-					return len;
-				}
-				line_add(p, s + i, 1);
-				p->token_len++;
-			} else if (p->token_len == sizeof(http_version_prefix) - 1) {
-				if (c < '0' || c > '9') {
-					fail(p, out);
-					return len;
-				}
-				line_add(p, s + i, 1);
-				p->token_len++;
-			} else if (c == '\r' || c == '\n') {
-				p->in_first_line = false;
-				p->state = c == '\r' ? S_EXPECT_LF : S_HEADER_START;
-				p->after_lf = S_HEADER_START;
-			} else {
-				fail(p, out);
-				return len;
-			}
-			i++;
+			i = step_version(p, s, i, len, out);
 			break;
 		case S_EXPECT_LF:
 			if (c != '\n') {
@@ -437,83 +719,34 @@ size_t http_parser_feed(struct http_parser *p, const char *buf, size_t len,
 			}
 			if (c == '\r' || c == '\n') {
 				p->paused = false;
-				uint8_t next = end_headers(p, out);
-				if (c == '\r') {
-					p->state = S_EXPECT_LF;
-					p->after_lf = next;
-				} else {
-					p->state = next;
-				}
-			} else if (c == ' ' || c == '\t') {
+				i = line_end(p, s, i, len, end_headers(p, out));
+				break;
+			}
+			if (c == ' ' || c == '\t') {
 				/* obs-fold: a continuation of the previous header. */
 				p->id_tainted = true;
 				p->capture = RANK_NONE;
 				p->state = S_HEADER_VALUE;
 				p->value_len = 0;
-			} else if (http_is_tchar(c)) {
-				start_header_name(p, c);
-				p->state = S_HEADER_NAME;
-			} else {
+				i++;
+				break;
+			}
+			if (!http_is_tchar(c)) {
 				fail(p, out);
 				return len;
 			}
+			p->name_match = p->matcher->first[c];
+			p->token_len = 1;
+			p->state = S_HEADER_NAME;
 			i++;
-			break;
+			/* fall through */
 		case S_HEADER_NAME:
-			if (p->name_match == 0 && http_is_tchar(c)) {
-				/* No candidate matches this name: skip it. */
-				while (i < len && http_is_tchar(s[i]))
-					i++;
-				p->token_len = UINT16_MAX;
+			i = step_header_name(p, s, i, len, out);
+			if (p->state != S_HEADER_VALUE)
 				break;
-			}
-			if (c == ':') {
-				begin_value(p);
-				p->state = S_HEADER_VALUE;
-			} else if (http_is_tchar(c)) {
-				continue_header_name(p, c);
-			} else {
-				fail(p, out);
-				return len;
-			}
-			i++;
-			break;
+			/* fall through */
 		case S_HEADER_VALUE:
-			if (p->capture == RANK_NONE && c != '\r' && c != '\n') {
-				/* A value nobody asked for: skip to the end of its line. */
-				while (i < len && s[i] != '\r' && s[i] != '\n')
-					i++;
-				break;
-			}
-			if (c == '\r' || c == '\n') {
-				if (p->capture != RANK_NONE) {
-					while (p->value_len > 0 && (p->value[p->value_len - 1] == ' ' ||
-								    p->value[p->value_len - 1] == '\t'))
-						p->value_len--;
-					if (!finish_value(p)) {
-						fail(p, out);
-						return len;
-					}
-				}
-				if (c == '\r') {
-					p->state = S_EXPECT_LF;
-					p->after_lf = S_HEADER_START;
-				} else {
-					p->state = S_HEADER_START;
-				}
-			} else if (p->capture == M_TRACESTATE) {
-				tracestate_add(p, c);
-			} else if (p->capture != RANK_NONE) {
-				if (p->value_len == 0 && (c == ' ' || c == '\t')) {
-					/* leading OWS */
-				} else if (p->value_len < sizeof(p->value)) {
-					p->value[p->value_len++] = (char)c;
-				} else if (c != ' ' && c != '\t') {
-					/* Spaces past a full buffer may be trailing OWS. */
-					p->value_overflow = true;
-				}
-			}
-			i++;
+			i = step_header_value(p, s, i, len, out);
 			break;
 		case S_BODY: {
 			i += http_take_body(&p->remaining, len - i);

@@ -32,6 +32,8 @@
  * last the id header the shim itself sends (only whether it is present
  * matters). Built once from the config. */
 #define MATCHER_MAX (5 + CONFIG_MAX_HEADERS)
+/* A name, its NUL, and room to read it 16 bytes at a time. */
+#define MATCHER_NAME_ROOM (CONFIG_MAX_HEADER_NAME + 17)
 #define REQUEST_LINE_MAX 96 /* bytes of a request line kept as its fingerprint */
 #define RANK_NONE 0xff
 
@@ -48,8 +50,9 @@ struct header_matcher {
 	uint8_t traceparent_rank; /* RANK_NONE if traceparent is not an id header */
 	uint8_t sent_id;          /* entry of the id header the shim sends */
 	uint8_t len[MATCHER_MAX];
-	char sent_id_name[CONFIG_MAX_HEADER_NAME + 1];
-	const char *name[MATCHER_MAX]; /* lowercase */
+	uint32_t first[256]; /* entries whose name starts with a byte (ASCII
+				case folded), one bit each */
+	char name[MATCHER_MAX][MATCHER_NAME_ROOM]; /* lowercase, zero-padded */
 };
 
 void header_matcher_init(struct header_matcher *m, const struct reqid_config *cfg);

@@ -4,7 +4,9 @@
  * The first input byte picks how the rest is cut into reads. Checks what
  * must hold for any bytes: feeding whole or in pieces reports the same
  * requests, header blocks and final id; every reported id is a valid one;
- * nothing reads or writes out of bounds (ASan). Never prints on success.
+ * nothing reads or writes out of bounds (ASan; every call is given a buffer
+ * of exactly its length, so a read past a piece's end is caught too). Never
+ * prints on success.
  *
  * The same bytes also go through a pausing parser (the one client_output.c
  * drives over what an application writes), fed the way the shim feeds it:
@@ -74,11 +76,24 @@ static void account(const struct http_feed_result *r, struct totals *t)
 		abort();
 }
 
+/* http_parser_feed on a copy of d[0, n) in a buffer of its own. */
+static size_t feed_copy(struct http_parser *p, const uint8_t *d, size_t n,
+			struct http_feed_result *r)
+{
+	char *own = malloc(n ? n : 1);
+	if (!own)
+		abort();
+	memcpy(own, d, n);
+	size_t used = http_parser_feed(p, own, n, r);
+	free(own);
+	return used;
+}
+
 static void feed(struct http_parser *p, const uint8_t *d, size_t n, struct totals *t)
 {
 	struct http_feed_result r;
 	/* A parser that does not pause consumes everything it is given. */
-	if (http_parser_feed(p, (const char *)d, n, &r) != n)
+	if (feed_copy(p, d, n, &r) != n)
 		violated("plain parser consumed less than offered", n);
 	account(&r, t);
 }
@@ -118,7 +133,7 @@ static void feed_pausing(struct http_parser *p, size_t base, size_t len, size_t 
 	size_t off = 0;
 	while (off < len) {
 		struct http_feed_result r;
-		size_t n = http_parser_feed(p, (const char *)g_data + base + off, len - off, &r);
+		size_t n = feed_copy(p, g_data + base + off, len - off, &r);
 		account(&r, &ps->t);
 		if (r.at_head_end) {
 			if (n >= len - off)

@@ -5,7 +5,10 @@
  * chunked), pipelining and keep-alive, arbitrary input splits, not-HTTP
  * detection and desynchronisation; the inbound trace context (traceparent
  * and tracestate: validity, header lines combined and normalised, the
- * TRACESTATE_MAX limit, obs-fold, keep-alive), whole and split everywhere.
+ * TRACESTATE_MAX limit, obs-fold, keep-alive), whole and split everywhere;
+ * the parser's runs (16-byte scans, names matched many bytes at once): names
+ * that match only in their first bytes, line ends and bad bytes at every
+ * offset, any split of a browser's head reporting what one piece does.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -1476,6 +1479,266 @@ static void test_tracestate_ows_not_counted(void **state)
 	trace_request(req, &w, TRACE);
 }
 
+/* ---- runs: name prefixes, block boundaries, any split ------------------ */
+
+/* The parser takes its input in runs (16-byte blocks, names matched many
+ * bytes at once); these feed heads whose lines, names and bad bytes fall at
+ * every offset, and check that every split gives what one piece gives. */
+
+/* What the parser reported over a stream fed in given pieces, and the
+ * parser it left. */
+struct run {
+	uint32_t started, completed, not_http, desync;
+	struct http_feed_result last; /* of the last call that completed a head */
+	struct http_parser end;
+};
+
+/* Feeds buf to a fresh parser cut at cuts[0..ncuts) (increasing), each
+ * piece from a buffer of its own size (so that ASan sees a read past it). */
+static void run_cuts(const char *buf, size_t len, const size_t *cuts, size_t ncuts,
+		     struct run *run)
+{
+	memset(run, 0, sizeof *run);
+	init_with_headers(g_split_headers);
+	for (size_t i = 0, prev = 0; i <= ncuts; i++) {
+		size_t to = i < ncuts ? cuts[i] : len;
+		struct http_feed_result r;
+		char *piece = malloc(to > prev ? to - prev : 1);
+		assert_non_null(piece);
+		memcpy(piece, buf + prev, to - prev);
+		feed(piece, to - prev, &r);
+		free(piece);
+		run->started += r.requests_started;
+		run->completed += r.headers_completed;
+		run->not_http += r.not_http;
+		run->desync += r.desync;
+		if (r.headers_completed)
+			run->last = r;
+		prev = to;
+	}
+	run->end = g_p;
+}
+
+/* Everything that carries meaning is the same in both runs. */
+static void expect_same_run(const struct run *a, const struct run *b, const char *how,
+			    size_t arg)
+{
+	const struct http_feed_result *x = &a->last, *y = &b->last;
+	const struct http_parser *p = &a->end, *q = &b->end;
+	if (a->started != b->started || a->completed != b->completed ||
+	    a->not_http != b->not_http || a->desync != b->desync)
+		fail_msg("%s %zu: reports %u/%u/%u/%u, whole %u/%u/%u/%u", how, arg, b->started,
+			 b->completed, b->not_http, b->desync, a->started, a->completed,
+			 a->not_http, a->desync);
+	if (a->completed &&
+	    (x->id_len != y->id_len || memcmp(x->id, y->id, x->id_len) != 0 ||
+	     x->line_len != y->line_len || memcmp(x->line, y->line, x->line_len) != 0 ||
+	     x->trace_valid != y->trace_valid ||
+	     (x->trace_valid && memcmp(&x->trace, &y->trace, sizeof x->trace) != 0) ||
+	     x->tracestate_len != y->tracestate_len ||
+	     memcmp(x->tracestate, y->tracestate, x->tracestate_len) != 0))
+		fail_msg("%s %zu: the last head's report differs from whole", how, arg);
+	if (p->state != q->state || p->after_lf != q->after_lf || p->token_len != q->token_len ||
+	    p->name_match != q->name_match || p->seen != q->seen || p->capture != q->capture ||
+	    p->value_len != q->value_len || memcmp(p->value, q->value, p->value_len) != 0 ||
+	    p->value_overflow != q->value_overflow || p->line_len != q->line_len ||
+	    memcmp(p->request_line, q->request_line, p->line_len) != 0 ||
+	    p->tracestate_len != q->tracestate_len ||
+	    memcmp(p->tracestate, q->tracestate, p->tracestate_len) != 0 ||
+	    p->best_len != q->best_len || memcmp(p->best, q->best, p->best_len) != 0)
+		fail_msg("%s %zu: the parser's state differs from whole", how, arg);
+}
+
+/* Every split the same as one piece: steps of 1..17 and 64 bytes, every cut
+ * in two, and (if three) three pieces with the middle one 1..17 bytes long.
+ * Returns the whole run. */
+static void expect_splits_same(const char *buf, size_t len, bool three, struct run *whole)
+{
+	struct run run;
+	size_t cuts[2048];
+	run_cuts(buf, len, NULL, 0, whole);
+	for (size_t step = 1; step <= 64; step = step == 17 ? 64 : step + 1) {
+		size_t n = 0;
+		for (size_t at = step; at < len && n < sizeof cuts / sizeof cuts[0]; at += step)
+			cuts[n++] = at;
+		run_cuts(buf, len, cuts, n, &run);
+		expect_same_run(whole, &run, "step", step);
+	}
+	for (size_t a = 0; a <= len; a++) {
+		run_cuts(buf, len, &a, 1, &run);
+		expect_same_run(whole, &run, "cut at", a);
+		for (size_t mid = 1; three && mid <= 17 && a + mid <= len; mid++) {
+			size_t two[2] = { a, a + mid };
+			run_cuts(buf, len, two, 2, &run);
+			expect_same_run(whole, &run, "cuts at", a * 100 + mid);
+		}
+	}
+}
+
+/* One request, every split (three pieces too if three); its id is want_id
+ * (NULL: none). */
+static void expect_request(const char *req, size_t len, bool three, const char *want_id)
+{
+	struct run whole;
+	expect_splits_same(req, len, three, &whole);
+	assert_int_equal(whole.started, 1);
+	assert_int_equal(whole.completed, 1);
+	assert_int_equal(whole.not_http + whole.desync, 0);
+	expect_id(whole.last.id_len, whole.last.id, want_id);
+}
+
+static void test_name_matches_only_in_first_bytes(void **state)
+{
+	(void)state;
+	char req[256];
+	/* Names that a configured one begins with, that begin with one, or
+	 * that differ in their last byte or case. */
+	static const struct {
+		const char *headers; /* REQID_HEADERS (NULL: default) */
+		const char *name;
+		const char *want_id;
+	} cases[] = {
+		{ NULL, "X-Request-ID", "v" },
+		{ NULL, "x-REQUEST-id", "v" },
+		{ NULL, "X-Request-I", NULL },
+		{ NULL, "X-Request-IDx", NULL },
+		{ NULL, "X-Request-IE", NULL },
+		{ NULL, "X-Request-ID-", NULL },
+		{ NULL, "X", NULL },
+		{ NULL, "X-", NULL },
+		{ NULL, "Content-Type", NULL },
+		{ NULL, "Transfer-Encodin", NULL },
+		{ NULL, "Transfer-Encodingg", NULL },
+		{ NULL, "Traceparen", NULL },
+		{ NULL, "TracestateX", NULL },
+		{ NULL, "X-Correlation-I", NULL },
+		{ NULL, "X-Correlation-ID", "v" },
+		{ NULL, "X-Correlation-IDs", NULL },
+		/* around the 16-byte block: 16 and 17 bytes, one a prefix of
+		 * the other */
+		{ "x-correlation-id2, x-correlation-id", "X-Correlation-ID2", "v" },
+		{ "x-correlation-id2, x-correlation-id", "X-Correlation-ID", "v" },
+		{ "x-correlation-id2, x-correlation-id", "X-Correlation-ID3", NULL },
+		{ "x-correlation-id2, x-correlation-id", "X-Correlation-ID23", NULL },
+		{ "x-correlation-id2, x-correlation-id", "X-Correlation-I", NULL },
+		/* token characters other than letters, digits and '-' */
+		{ "x_id.v!", "X_ID.V!", "v" },
+		{ "x_id.v!", "X_ID.V", NULL },
+		{ "x_id.v!", "X_ID.V!~", NULL },
+		{ "x_id.v!", "X-ID.V!", NULL },
+		/* the longest configurable name (63 bytes) and near misses */
+		{ "a23456789b123456789c123456789d123456789e123456789f123456789g12",
+		  "A23456789B123456789C123456789D123456789E123456789F123456789G12", "v" },
+		{ "a23456789b123456789c123456789d123456789e123456789f123456789g12",
+		  "A23456789B123456789C123456789D123456789E123456789F123456789G1", NULL },
+		{ "a23456789b123456789c123456789d123456789e123456789f123456789g12",
+		  "A23456789B123456789C123456789D123456789E123456789F123456789G13", NULL },
+		{ "a23456789b123456789c123456789d123456789e123456789f123456789g12",
+		  "A23456789B123456789C123456789D123456789E123456789F123456789G123", NULL },
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		g_split_headers = cases[i].headers;
+		int n = snprintf(req, sizeof req, "GET / HTTP/1.1\r\nHost: h\r\n%s: v\r\n\r\n",
+				 cases[i].name);
+		expect_request(req, (size_t)n, true, cases[i].want_id);
+		/* the name as the head's last bytes, cut anywhere */
+		struct run whole;
+		n = snprintf(req, sizeof req, "GET / HTTP/1.1\r\n%s", cases[i].name);
+		expect_splits_same(req, (size_t)n, true, &whole);
+	}
+	g_split_headers = NULL;
+}
+
+static void test_line_ends_at_every_offset(void **state)
+{
+	(void)state;
+	char req[256], id[64];
+	/* Empty lines before the request move every later byte; the id's
+	 * length moves its line's end through two 16-byte blocks. */
+	for (size_t pad = 0; pad <= 16; pad += 3) {
+		for (size_t v = 0; v <= 33; v++) {
+			for (size_t k = 0; k < v; k++)
+				id[k] = (char)('a' + k % 26);
+			id[v] = '\0';
+			int n = snprintf(req, sizeof req,
+					 "%.*sGET / HTTP/1.1\r\nHost: h\r\nX-Request-ID: %s\r\n\r\n",
+					 (int)pad, "\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n", id);
+			expect_request(req, (size_t)n, false, v ? id : NULL);
+			n = snprintf(req, sizeof req, "GET / HTTP/1.1\nX-Request-ID:%s\nHost: %s\n\n",
+				     id, id);
+			expect_request(req, (size_t)n, false, v ? id : NULL);
+		}
+	}
+	/* the request target's end, with the line kept */
+	for (size_t t = 1; t <= 33; t++) {
+		char target[40];
+		struct http_feed_result r;
+		memset(target, 'p', t);
+		target[0] = '/';
+		target[t] = '\0';
+		int n = snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nX-Request-ID: r\r\n\r\n", target);
+		expect_request(req, (size_t)n, false, "r");
+		init_default();
+		feed(req, (size_t)n, &r);
+		assert_int_equal(r.line_len, t + 13);
+		assert_memory_equal(r.line, req, t + 13);
+	}
+}
+
+static void test_bad_bytes_at_every_offset(void **state)
+{
+	(void)state;
+	static const char head[] = "GET /abcdefghijklmnopqrstuvwxyz0123 HTTP/1.1\r\n"
+				   "X-Forwarded-For-Someone: value value value value\r\n"
+				   "X-Request-ID: abcdefghijklmnopqrstuvwxyz\r\n\r\n";
+	char req[sizeof head];
+	/* Each byte in turn made one the parser gives up at wherever it lies
+	 * (in the request line: not HTTP; later: desynchronised), or one it
+	 * takes where it lies (a space or 0x7f in a value). */
+	static const char bad[] = { '@', '\x01', '\x7f', ' ', '\r', '\0' };
+	for (size_t i = 0; i < sizeof head - 1; i++) {
+		for (size_t b = 0; b < sizeof bad; b++) {
+			struct run whole;
+			memcpy(req, head, sizeof head);
+			req[i] = bad[b];
+			expect_splits_same(req, sizeof head - 1, false, &whole);
+			assert_true(whole.started <= 1 && whole.completed <= 1);
+			if (whole.not_http)
+				assert_true(i < 46);
+		}
+	}
+}
+
+/* A browser's head: every split reports what one piece does. */
+static void test_browser_head_any_split(void **state)
+{
+	(void)state;
+	static const char head[] =
+		"GET /products/widgets?page=2&sort=price HTTP/1.1\r\n"
+		"Host: shop.example.com\r\n"
+		"Connection: keep-alive\r\n"
+		"User-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36\r\n"
+		"Accept: text/html,application/xhtml+xml,*/*;q=0.8\r\n"
+		"Accept-Language: en-US,en;q=0.9\r\n"
+		"Cookie: session=8f14e45fceea167a5a36dedd4bea2543; theme=dark\r\n"
+		"traceparent: " TP "\r\n"
+		"tracestate: congo=t61rcWkgMzE,  rojo=00f067aa0ba902b7 \r\n"
+		"tracestate: \tx=1\r\n"
+		"X-Correlation-ID: corr-1\r\n"
+		"Content-Length: 4\r\n"
+		"\r\nbody";
+	struct run whole;
+	expect_splits_same(head, sizeof head - 1, true, &whole);
+	assert_int_equal(whole.started, 1);
+	assert_int_equal(whole.completed, 1);
+	expect_id(whole.last.id_len, whole.last.id, "corr-1");
+	assert_true(whole.last.trace_valid);
+	static const char ts[] = "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7,x=1";
+	assert_int_equal(whole.last.tracestate_len, sizeof ts - 1);
+	assert_memory_equal(whole.last.tracestate, ts, sizeof ts - 1);
+	assert_false(http_parser_stopped(&whole.end));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1529,6 +1792,10 @@ int main(void)
 		cmocka_unit_test(test_trace_keep_alive),
 		cmocka_unit_test(test_traceparent_ows_past_capture),
 		cmocka_unit_test(test_tracestate_ows_not_counted),
+		cmocka_unit_test(test_name_matches_only_in_first_bytes),
+		cmocka_unit_test(test_line_ends_at_every_offset),
+		cmocka_unit_test(test_bad_bytes_at_every_offset),
+		cmocka_unit_test(test_browser_head_any_split),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -3,7 +3,8 @@
  * shim/http_parser.c (http_parser_init_pausing, http_parser_added): where a
  * feed stops (the CR, or the LF, of each header block's blank line), that it
  * goes on from there without stopping again, that splits do not move the
- * stop, that bodies never stop it, and the seen mask of each head
+ * stop (with the blank line at every offset of the parser's 16-byte
+ * scans), that bodies never stop it, and the seen mask of each head
  * (traceparent, tracestate, the configured id header the shim sends).
  */
 #include <stdarg.h>
@@ -675,6 +676,28 @@ static int reset_env(void **state)
 	return 0;
 }
 
+/* The parser scans lines 16 bytes at a time: a blank line at every offset
+ * from the start of the stream and of its block, after a CR or an LF,
+ * stops it at the same place however the stream is cut. */
+static void test_stop_at_every_offset(void **state)
+{
+	(void)state;
+	char req[128], value[40];
+	init_default(); /* for g_m.sent_id */
+	for (size_t v = 0; v <= 33; v++) {
+		memset(value, 'v', v);
+		value[v] = '\0';
+		int n = snprintf(req, sizeof req, "GET / HTTP/1.1\r\nX-Request-ID: r\r\nX-A: %s\r\n\r\n",
+				 value);
+		const size_t at[] = { (size_t)n - 2 };
+		const uint32_t seen[] = { BIT(M_FIRST_ID) | BIT(g_m.sent_id) };
+		expect_pauses(req, (size_t)n, 1, at, seen, 1);
+		n = snprintf(req, sizeof req, "GET / HTTP/1.1\nX-A:%s\n\n", value);
+		const size_t at_lf[] = { (size_t)n - 1 };
+		expect_pauses(req, (size_t)n, 1, at_lf, NULL, 1);
+	}
+}
+
 #define TEST(name) cmocka_unit_test_setup(name, reset_env)
 
 /* http_parser_plan over iovecs: the offsets from the start of iov[0], at
@@ -733,6 +756,7 @@ int main(void)
 		TEST(test_desync_never_stops),
 		TEST(test_plain_parser_never_stops),
 		TEST(test_plan_and_advance),
+		TEST(test_stop_at_every_offset),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
