@@ -10,33 +10,33 @@
 #include <string.h>
 #include <xxhash.h>
 
+/* Bytes an id may hold: 1 for [A-Za-z0-9._:-], 2 for lowercase hex
+ * digits too. */
+static const uint8_t id_chars[256] = {
+	['0' ... '9'] = 3, ['a' ... 'f'] = 3, ['g' ... 'z'] = 1, ['A' ... 'Z'] = 1,
+	['.'] = 1, ['_'] = 1, [':'] = 1, ['-'] = 1,
+};
+
 bool request_id_is_valid(const char *s, size_t len)
 {
 	if (len == 0 || len > REQUEST_ID_MAX)
 		return false;
-	for (size_t i = 0; i < len; i++) {
-		unsigned char c = (unsigned char)s[i];
-		bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-			  (c >= '0' && c <= '9') || c == '.' || c == '_' || c == ':' ||
-			  c == '-';
-		if (!ok)
-			return false;
-	}
-	return true;
+	unsigned all = 1;
+	for (size_t i = 0; i < len; i++)
+		all &= id_chars[(unsigned char)s[i]];
+	return all != 0;
 }
 
 bool request_id_is_trace_id(const char *s, size_t len)
 {
-	bool nonzero = false;
 	if (len != GENERATED_ID_LEN)
 		return false;
+	unsigned all = 2, zeros = 0;
 	for (size_t i = 0; i < len; i++) {
-		char c = s[i];
-		if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
-			return false;
-		nonzero |= c != '0';
+		all &= id_chars[(unsigned char)s[i]];
+		zeros += s[i] == '0';
 	}
-	return nonzero;
+	return all != 0 && zeros != len;
 }
 
 void hex_encode(const uint8_t *bytes, size_t len, char *out)

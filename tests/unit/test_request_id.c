@@ -143,6 +143,18 @@ static void test_trace_id(void **state)
 	assert_false(request_id_is_trace_id("4bf92f3577b34da6\0003ce929d0e0e4736", 32));
 	/* a prefix of a longer valid buffer with the right len */
 	assert_true(request_id_is_trace_id("4bf92f3577b34da6a3ce929d0e0e4736XYZ", 32));
+	/* every byte, first and last */
+	for (int c = 0; c < 256; c++) {
+		bool want = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+		char id[33] = "4bf92f3577b34da6a3ce929d0e0e4736";
+		id[0] = (char)c;
+		if (request_id_is_trace_id(id, 32) != want)
+			fail_msg("byte 0x%02x first: expected %d", c, want);
+		memcpy(id, "00000000000000000000000000000000", 32);
+		id[31] = (char)c;
+		if (request_id_is_trace_id(id, 32) != (want && c != '0'))
+			fail_msg("byte 0x%02x last of zeros: expected %d", c, want && c != '0');
+	}
 }
 
 /* ---- generator --------------------------------------------------------- */
