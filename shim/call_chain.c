@@ -22,8 +22,10 @@
  * be on the same stack. */
 #define STACK_REACH (1u << 20)
 
-/* Descriptor numbers are placed below this, or below RLIMIT_NOFILE. */
-#define PIPE_CEILING 65536
+/* Descriptor numbers are placed below this, or below RLIMIT_NOFILE: high
+ * enough to stay out of the program's way, low enough that the kernel's
+ * descriptor table, which every fork copies, stays small. */
+#define PIPE_CEILING 1024
 
 static __thread bool unwinding __attribute__((tls_model("initial-exec")));
 static __thread uintptr_t stack_anchor __attribute__((tls_model("initial-exec")));
@@ -56,11 +58,6 @@ void call_chain_load(void)
 	bool ready = unwind_backtrace && unwind_proc_info && unwind_local_space;
 	atomic_store_explicit(&unwinder_state, ready ? UNWINDER_READY : UNWINDER_MISSING,
 			      memory_order_release);
-	/* libunwind sets itself up (its pipe, its caches) at its first
-	 * unwind: here, while the server starts, not in its first request. */
-	struct call_chain first;
-	if (ready)
-		call_chain_take(&first);
 }
 
 bool call_chain_ready(void)

@@ -12,8 +12,9 @@
  * taken on another stack than the thread's first unwind (a coroutine's or
  * an alternate signal stack, which may be too small for the unwinder).
  * libunwind checks memory it is unsure of by writing it to a pipe of its
- * own, made on its first unwind: the shim makes that pipe itself, at the
- * top of the descriptor numbers, and stops unwinding for good once the
+ * own, made on its first unwind: the shim makes that pipe itself, as
+ * descriptors 1022 and 1023 (or the two below RLIMIT_NOFILE if that is
+ * lower), and stops unwinding for good once the
  * program closes or replaces one of its descriptors (call_chain_fd_closing),
  * so libunwind never writes to a descriptor of the program's. Never allocates after a
  * thread's first unwind, never blocks.
