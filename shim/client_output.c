@@ -119,7 +119,7 @@ void client_connected(int fd, const struct sockaddr *addr)
 		atomic_store_explicit(&cl->lost, false, memory_order_relaxed);
 		atomic_store_explicit(&cl->state, SLOT_IDLE, memory_order_release);
 		atomic_store_explicit(&client_of[fd], (uint16_t)(k + 1), memory_order_release);
-		atomic_fetch_or_explicit(&fd_flags[fd], FD_CLIENT, memory_order_relaxed);
+		atomic_fetch_or_explicit(&fd_states[fd].flags, FD_CLIENT, memory_order_relaxed);
 		return;
 	}
 }
@@ -128,7 +128,7 @@ void client_forget(int fd)
 {
 	if ((unsigned)fd >= FD_TABLE_SIZE)
 		return;
-	atomic_fetch_and_explicit(&fd_flags[fd], (uint8_t)~FD_CLIENT, memory_order_relaxed);
+	atomic_fetch_and_explicit(&fd_states[fd].flags, (uint8_t)~FD_CLIENT, memory_order_relaxed);
 	uint16_t slot = atomic_exchange_explicit(&client_of[fd], 0, memory_order_acq_rel);
 	if (slot == 0)
 		return;

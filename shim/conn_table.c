@@ -17,9 +17,8 @@
 #include "request_table.h"
 #include "shim_init.h"
 
-_Atomic uint8_t fd_flags[FD_TABLE_SIZE];
+struct fd_state fd_states[FD_TABLE_SIZE];
 struct conn *_Atomic conn_chunks[FD_TABLE_SIZE / CONN_CHUNK];
-_Atomic uint32_t conn_alias[FD_TABLE_SIZE];
 static _Atomic int highest_copy; /* no copy has a higher fd: scans stop there */
 
 static bool conn_trylock(struct conn *c)
@@ -83,7 +82,7 @@ void conn_open(int fd)
 	if (!c || !conn_trylock(c))
 		return; /* stays untracked */
 	end_request(c);
-	atomic_store_explicit(&conn_alias[fd], 0, memory_order_relaxed);
+	atomic_store_explicit(&fd_states[fd].alias, 0, memory_order_relaxed);
 	atomic_store_explicit(&c->copies, 0, memory_order_relaxed);
 	c->kind = CONN_HTTP;
 	atomic_store_explicit(&c->lost, false, memory_order_relaxed);
@@ -96,7 +95,7 @@ void conn_open(int fd)
 	c->owed_len = 0;
 	atomic_store_explicit(&c->out_busy, 0, memory_order_relaxed);
 	conn_unlock(c);
-	atomic_store_explicit(&fd_flags[fd], FD_CONN, memory_order_relaxed);
+	atomic_store_explicit(&fd_states[fd].flags, FD_CONN, memory_order_relaxed);
 	shim.accepted = true;
 }
 
@@ -104,11 +103,11 @@ void conn_forget(int fd)
 {
 	if ((unsigned)fd >= FD_TABLE_SIZE)
 		return;
-	uint8_t flags = atomic_load_explicit(&fd_flags[fd], memory_order_relaxed);
+	uint8_t flags = atomic_load_explicit(&fd_states[fd].flags, memory_order_relaxed);
 	if (!(flags & FD_CONN))
 		return;
-	atomic_fetch_and_explicit(&fd_flags[fd], (uint8_t)~FD_CONN, memory_order_relaxed);
-	uint32_t alias = atomic_exchange_explicit(&conn_alias[fd], 0, memory_order_relaxed);
+	atomic_fetch_and_explicit(&fd_states[fd].flags, (uint8_t)~FD_CONN, memory_order_relaxed);
+	uint32_t alias = atomic_exchange_explicit(&fd_states[fd].alias, 0, memory_order_relaxed);
 	if (alias) {
 		/* A copy goes; the connection stays with the others. */
 		atomic_fetch_sub_explicit(&conn_entry((int)alias - 1)->copies, 1,
@@ -128,21 +127,21 @@ void conn_forget(int fd)
 	int heir = -1;
 	int last = atomic_load_explicit(&highest_copy, memory_order_relaxed);
 	for (int other = 0; other <= last; other++) {
-		if (atomic_load_explicit(&conn_alias[other], memory_order_relaxed) != (uint32_t)fd + 1)
+		if (atomic_load_explicit(&fd_states[other].alias, memory_order_relaxed) != (uint32_t)fd + 1)
 			continue;
 		if (!moving) {
-			atomic_fetch_and_explicit(&fd_flags[other], (uint8_t)~FD_CONN, memory_order_relaxed);
-			atomic_store_explicit(&conn_alias[other], 0, memory_order_relaxed);
+			atomic_fetch_and_explicit(&fd_states[other].flags, (uint8_t)~FD_CONN, memory_order_relaxed);
+			atomic_store_explicit(&fd_states[other].alias, 0, memory_order_relaxed);
 		} else if (heir < 0) {
 			heir = other;
 			struct conn *h = conn_entry(heir);
 			memcpy((char *)h + sizeof(h->busy), (char *)c + sizeof(c->busy),
 			       sizeof(*c) - sizeof(c->busy));
 			atomic_store_explicit(&h->copies, 0, memory_order_relaxed);
-			atomic_store_explicit(&conn_alias[heir], 0, memory_order_relaxed);
+			atomic_store_explicit(&fd_states[heir].alias, 0, memory_order_relaxed);
 		} else {
 			atomic_fetch_add_explicit(&conn_entry(heir)->copies, 1, memory_order_relaxed);
-			atomic_store_explicit(&conn_alias[other], (uint32_t)heir + 1, memory_order_relaxed);
+			atomic_store_explicit(&fd_states[other].alias, (uint32_t)heir + 1, memory_order_relaxed);
 		}
 	}
 	atomic_store_explicit(&c->copies, 0, memory_order_relaxed);
@@ -173,8 +172,8 @@ void conn_copied(int fd, int copy)
 						      memory_order_relaxed, memory_order_relaxed))
 		;
 	atomic_fetch_add_explicit(&conn_entry(holder)->copies, 1, memory_order_relaxed);
-	atomic_store_explicit(&conn_alias[copy], (uint32_t)holder + 1, memory_order_relaxed);
-	atomic_store_explicit(&fd_flags[copy], FD_CONN, memory_order_relaxed);
+	atomic_store_explicit(&fd_states[copy].alias, (uint32_t)holder + 1, memory_order_relaxed);
+	atomic_store_explicit(&fd_states[copy].flags, FD_CONN, memory_order_relaxed);
 }
 
 /* Makes a new request current on c, counting its request line as live:

@@ -57,7 +57,15 @@ struct conn {
 	struct http_parser parser;
 };
 
-extern _Atomic uint8_t fd_flags[FD_TABLE_SIZE] __attribute__((visibility("hidden")));
+/* What the shim keeps for every fd, side by side so that the calls that
+ * change a descriptor (accept, dup2, close) touch one page for both, not
+ * two: a forked child or its parent copies each page it writes. */
+struct fd_state {
+	_Atomic uint32_t alias; /* see conn_fd */
+	_Atomic uint8_t flags;  /* enum fd_flag */
+};
+extern struct fd_state fd_states[FD_TABLE_SIZE] __attribute__((visibility("hidden")));
+
 extern struct conn *_Atomic conn_chunks[FD_TABLE_SIZE / CONN_CHUNK]
 	__attribute__((visibility("hidden")));
 
@@ -69,15 +77,13 @@ static inline struct conn *conn_entry(int fd)
 	return chunk ? &chunk[(unsigned)fd % CONN_CHUNK] : NULL;
 }
 
-/* A copy of a connection (dup2(conn, 0) in a fork-per-connection server)
- * names the same stream: conn_alias[copy] is the fd whose entry holds it,
- * plus one; 0 for the fd that holds its own entry. */
-extern _Atomic uint32_t conn_alias[FD_TABLE_SIZE] __attribute__((visibility("hidden")));
-
-/* The fd whose conn_table entry connection fd uses. */
+/* The fd whose conn_table entry connection fd uses. A copy of a
+ * connection (dup2(conn, 0) in a fork-per-connection server) names the same
+ * stream: fd_states[copy].alias is the fd whose entry holds it, plus one; 0
+ * for the fd that holds its own entry. */
 static inline int conn_fd(int fd)
 {
-	uint32_t a = atomic_load_explicit(&conn_alias[fd], memory_order_relaxed);
+	uint32_t a = atomic_load_explicit(&fd_states[fd].alias, memory_order_relaxed);
 	return a ? (int)a - 1 : fd;
 }
 
@@ -90,7 +96,7 @@ static inline struct conn *conn_of(int fd)
 /* Whether connection fd is the only fd naming its connection. */
 static inline bool conn_named_once(int fd)
 {
-	return atomic_load_explicit(&conn_alias[fd], memory_order_relaxed) == 0 &&
+	return atomic_load_explicit(&fd_states[fd].alias, memory_order_relaxed) == 0 &&
 	       atomic_load_explicit(&conn_entry(fd)->copies, memory_order_relaxed) == 0;
 }
 
@@ -98,7 +104,7 @@ static inline uint8_t fd_class(int fd)
 {
 	if ((unsigned)fd >= FD_TABLE_SIZE)
 		return 0;
-	return atomic_load_explicit(&fd_flags[fd], memory_order_relaxed);
+	return atomic_load_explicit(&fd_states[fd].flags, memory_order_relaxed);
 }
 
 /* The request currently on connection fd (0 if none, if fd is no tracked

@@ -33,8 +33,8 @@
 static void set_flags(int fd, uint8_t flags)
 {
 	if ((unsigned)fd < FD_TABLE_SIZE &&
-	    atomic_load_explicit(&fd_flags[fd], memory_order_relaxed) != flags && own_process())
-		atomic_store_explicit(&fd_flags[fd], flags, memory_order_relaxed);
+	    atomic_load_explicit(&fd_states[fd].flags, memory_order_relaxed) != flags && own_process())
+		atomic_store_explicit(&fd_states[fd].flags, flags, memory_order_relaxed);
 }
 
 /* fd was just created and names something new. */
@@ -66,7 +66,7 @@ static void fd_retiring(int fd)
 	}
 	if (cls & FD_LOG) {
 		log_flush_fd(fd);
-		atomic_fetch_and(&fd_flags[fd], (uint8_t)~FD_LOG);
+		atomic_fetch_and(&fd_states[fd].flags, (uint8_t)~FD_LOG);
 	}
 	if (cls & FD_CLIENT)
 		client_forget(fd);

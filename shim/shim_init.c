@@ -162,7 +162,7 @@ static void mark_log_fds(void)
 			continue;
 		if (inherited && !log_ids_contain(inherited, dev, ino))
 			continue;
-		atomic_fetch_or(&fd_flags[fd], FD_LOG);
+		atomic_fetch_or(&fd_states[fd].flags, FD_LOG);
 		len = log_ids_append(ids, len, sizeof(ids), dev, ino);
 	}
 	setenv(LOG_IDS_VARIABLE, ids, 1);

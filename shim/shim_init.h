@@ -172,13 +172,14 @@ struct shim_state {
 	_Atomic bool threaded;    /* this process started a thread (fork
 				     children begin without) */
 	pid_t pid;                /* this process (updated in fork children) */
+	struct id_generator ids;  /* reseeded in fork children: beside pid, so
+				     a child copies one page for both */
 	uint64_t exec_request;    /* the request this program was exec'ed for */
 	struct reqid_config config;
 	struct header_matcher matcher;
 	struct line_style style;
 	struct line_style syslog_style; /* style, with the CEE cookie for json */
 	bool traced_fields;       /* lines carry trace_id or span_id */
-	struct id_generator ids;
 };
 
 extern struct real_functions real HIDDEN;

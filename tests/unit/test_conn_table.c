@@ -45,8 +45,7 @@ static int setup(void **state)
 	for (int fd = 0; fd < FD_TABLE_SIZE; fd += CONN_CHUNK)
 		if (conn_entry(fd))
 			memset(conn_entry(fd), 0, CONN_CHUNK * sizeof(struct conn));
-	memset(fd_flags, 0, sizeof(fd_flags));
-	memset(conn_alias, 0, sizeof(conn_alias));
+	memset(fd_states, 0, sizeof(fd_states));
 	return 0;
 }
 

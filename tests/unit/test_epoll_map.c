@@ -35,7 +35,7 @@ static int setup(void **state)
 	epoll_map_new_instance(EP);
 	epoll_map_new_instance(EP2);
 	for (int fd = 0; fd < 64; fd++)
-		atomic_store(&fd_flags[fd], 0);
+		atomic_store(&fd_states[fd].flags, 0);
 	return 0;
 }
 
@@ -124,8 +124,8 @@ static void test_many_registrations(void **state)
 static void test_connections_counted(void **state)
 {
 	(void)state;
-	atomic_store(&fd_flags[40], FD_CONN);
-	atomic_store(&fd_flags[41], FD_CONN);
+	atomic_store(&fd_states[40].flags, FD_CONN);
+	atomic_store(&fd_states[41].flags, FD_CONN);
 	epoll_map_set(EP, 39, 1); /* a listening socket: not a connection */
 	assert_int_equal(epoll_map_connections(EP), 0);
 	epoll_map_set(EP, 40, 2);
