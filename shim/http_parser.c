@@ -116,96 +116,11 @@ bool http_parser_stopped(const struct http_parser *p)
 
 /* ---- scanning --------------------------------------------------------- */
 
-/* Marks, one bit per byte of a 16-byte block, the bytes a scan stops at. */
-typedef unsigned (*stop_bytes)(__m128i block);
-
-/* CR and LF: the end of a header line. */
-static inline unsigned eol_bytes(__m128i x)
-{
-	__m128i cr = _mm_cmpeq_epi8(x, _mm_set1_epi8('\r'));
-	__m128i lf = _mm_cmpeq_epi8(x, _mm_set1_epi8('\n'));
-	return (unsigned)_mm_movemask_epi8(_mm_or_si128(cr, lf));
-}
-
-/* Each byte of x in lo..hi. */
-static inline __m128i in_range(__m128i x, char lo, char hi)
-{
-	__m128i d = _mm_sub_epi8(x, _mm_set1_epi8(lo));
-	return _mm_cmpeq_epi8(_mm_min_epu8(d, _mm_set1_epi8((char)(hi - lo))), d);
-}
-
 /* What ends a request target: controls, SP and DEL. */
 static inline unsigned target_end_bytes(__m128i x)
 {
 	__m128i del = _mm_cmpeq_epi8(x, _mm_set1_epi8(0x7f));
-	return (unsigned)_mm_movemask_epi8(_mm_or_si128(in_range(x, 0, ' '), del));
-}
-
-/* Bytes other than the usual ones of header names (letters, digits, '-'):
- * the other token characters, and whatever ends the name. */
-static inline unsigned unusual_name_bytes(__m128i x)
-{
-	__m128i letter = in_range(_mm_or_si128(x, _mm_set1_epi8(0x20)), 'a', 'z');
-	__m128i usual = _mm_or_si128(_mm_or_si128(letter, in_range(x, '0', '9')),
-				     _mm_cmpeq_epi8(x, _mm_set1_epi8('-')));
-	return ~(unsigned)_mm_movemask_epi8(usual) & 0xffff;
-}
-
-/* The 4 <= n < 16 bytes at b as a block (the rest zero), read with loads
- * that overlap rather than pass b + n. */
-static inline __m128i load_short(const unsigned char *b, size_t n)
-{
-	uint64_t lo, hi = 0;
-	if (n > 8) {
-		memcpy(&lo, b, 8);
-		memcpy(&hi, b + n - 8, 8);
-		hi >>= 8 * (16 - n);
-	} else {
-		uint32_t head, tail;
-		memcpy(&head, b, 4);
-		memcpy(&tail, b + n - 4, 4);
-		lo = head | (uint64_t)tail << 8 * (n - 4);
-	}
-	return _mm_set_epi64x((long long)hi, (long long)lo);
-}
-
-/* The first byte of s[i, len) that stop marks, or len. Only bytes of s[0,
- * len) are read: the last block is moved back to end at len; a buffer
- * shorter than a block is loaded in pieces, its last few bytes one at a
- * time. */
-static inline __attribute__((always_inline)) size_t
-scan(const unsigned char *s, size_t i, size_t len, stop_bytes stop)
-{
-	unsigned m;
-	if (len - i < 4) {
-		while (i < len && !(stop(_mm_cvtsi32_si128(s[i])) & 1))
-			i++;
-		return i;
-	}
-	if (len < 16) {
-		m = stop(load_short(s + i, len - i)) & ((1u << (len - i)) - 1);
-		return m ? i + (unsigned)__builtin_ctz(m) : len;
-	}
-	for (; len - i >= 16; i += 16) {
-		m = stop(_mm_loadu_si128((const __m128i *)(s + i)));
-		if (m)
-			return i + (unsigned)__builtin_ctz(m);
-	}
-	if (i == len)
-		return len;
-	m = stop(_mm_loadu_si128((const __m128i *)(s + len - 16))) >> (16 - (len - i));
-	return m ? i + (unsigned)__builtin_ctz(m) : len;
-}
-
-/* The end of the run of token characters from s[i]. */
-static size_t token_end(const unsigned char *s, size_t i, size_t len)
-{
-	for (;;) {
-		i = scan(s, i, len, unusual_name_bytes);
-		if (i == len || !http_is_tchar(s[i]))
-			return i;
-		i++;
-	}
+	return (unsigned)_mm_movemask_epi8(_mm_or_si128(http_in_range(x, 0, ' '), del));
 }
 
 static bool is_ows(unsigned char c)
@@ -383,7 +298,7 @@ static size_t folded_match(const unsigned char *b, size_t n, size_t readable, co
 	size_t k = 0;
 	for (; k < n && readable - k >= 16; k += 16) {
 		__m128i x = _mm_loadu_si128((const __m128i *)(b + k));
-		x = _mm_or_si128(x, _mm_and_si128(in_range(x, 'A', 'Z'), _mm_set1_epi8(0x20)));
+		x = _mm_or_si128(x, _mm_and_si128(http_in_range(x, 'A', 'Z'), _mm_set1_epi8(0x20)));
 		__m128i same = _mm_cmpeq_epi8(x, _mm_loadu_si128((const __m128i *)(name + k)));
 		unsigned differ = ~(unsigned)_mm_movemask_epi8(same) & 0xffff;
 		if (differ)
@@ -572,7 +487,7 @@ static size_t step_method(struct http_parser *p, const unsigned char *s, size_t 
 static size_t step_target(struct http_parser *p, const unsigned char *s, size_t i, size_t len,
 			  struct http_feed_result *out)
 {
-	size_t end = scan(s, i, len, target_end_bytes);
+	size_t end = http_scan(s, i, len, target_end_bytes);
 	if (end > i) {
 		line_add(p, s + i, end - i);
 		p->token_len = 1;
@@ -628,7 +543,7 @@ static size_t step_version(struct http_parser *p, const unsigned char *s, size_t
 static size_t step_header_name(struct http_parser *p, const unsigned char *s, size_t i,
 			       size_t len, struct http_feed_result *out)
 {
-	size_t end = token_end(s, i, len);
+	size_t end = http_token_end(s, i, len);
 	if (end > i && p->name_match)
 		name_advance(p, s + i, end - i, len - i);
 	else if (end > i)
@@ -648,7 +563,7 @@ static size_t step_header_name(struct http_parser *p, const unsigned char *s, si
 static size_t step_header_value(struct http_parser *p, const unsigned char *s, size_t i,
 				size_t len, struct http_feed_result *out)
 {
-	size_t end = scan(s, i, len, eol_bytes);
+	size_t end = http_scan(s, i, len, http_eol_bytes);
 	if (p->capture == M_TRACESTATE)
 		tracestate_add(p, s + i, end - i);
 	else if (p->capture != RANK_NONE)

@@ -3,7 +3,9 @@
  * that finds where the shim's response header goes.
  *
  * The first input byte picks how the rest is cut into writes (low 6 bits:
- * the largest piece, pieces of varying size up to it) and whether the first
+ * the largest piece, pieces of varying size up to it), the header name
+ * (bit 6: a longer one, compared in three 8-byte words, with '^' and '~'
+ * that differ from each other only as cases do) and whether the first
  * response answers a HEAD request (bit 7). Checks what must hold for any
  * bytes: planning and advancing over the pieces finds the points one plan
  * over the whole buffer finds, as absolute offsets, and ends in the same
@@ -19,11 +21,15 @@
 #include "http_response.h"
 
 static const char header[] = "X-Request-ID";
+static const char long_header[] = "X-Correlation^Request~Id";
 
-static void init(struct http_response_parser *p, bool head)
+static void init(struct http_response_parser *p, bool head, bool long_name)
 {
 	memset(p, 0, sizeof *p);
-	http_response_init(p, header, sizeof header - 1);
+	if (long_name)
+		http_response_init(p, long_header, sizeof long_header - 1);
+	else
+		http_response_init(p, header, sizeof header - 1);
 	http_response_expect_head(p, head);
 }
 
@@ -47,6 +53,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	unsigned cut = (data[0] & 0x3f) + 1;
 	bool head = (data[0] & 0x80) != 0;
+	bool long_name = (data[0] & 0x40) != 0;
 	uint32_t rng = data[0] * 2654435761u + 1;
 	const char *buf = (const char *)data + 1;
 	size--;
@@ -59,8 +66,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		abort();
 
 	struct http_response_parser whole, pieces;
-	init(&whole, head);
-	init(&pieces, head);
+	init(&whole, head, long_name);
+	init(&pieces, head, long_name);
 
 	size_t nwhole = plan(&whole, buf, size, whole_pts, size + 1);
 	http_response_advance(&whole, buf, size);
@@ -76,7 +83,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	/* a smaller max: a prefix of the same points */
 	if (nwhole > 0) {
 		struct http_response_parser fresh;
-		init(&fresh, head);
+		init(&fresh, head, long_name);
 		size_t max = nwhole - 1;
 		if (plan(&fresh, buf, size, tmp, max) != max ||
 		    memcmp(tmp, whole_pts, max * sizeof *tmp) != 0)

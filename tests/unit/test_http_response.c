@@ -3,8 +3,11 @@
  * shim's response header goes (just before the blank line ending a final
  * response's header block), the header already present, framing
  * (Content-Length, chunked with extensions and trailers, HEAD, 1xx, 101
- * tunnels, 204, 304, body until close), arbitrary write splits, bytes the
- * shim does not see (sendfile), not-HTTP and the points[] limit.
+ * tunnels, 204, 304, body until close), arbitrary write splits (the same
+ * points, and the same parser state, as one write), ':', CR and LF at every
+ * offset against the parser's 8- and 16-byte scans, header names at every
+ * length and with every byte, bytes the shim does not see (sendfile),
+ * not-HTTP and the points[] limit.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -111,22 +114,28 @@ static void expect_same(const size_t got[], size_t ngot, const size_t want[], si
 }
 
 /* Every split of buf (one write, byte-wise, a few step sizes, every two-way
- * cut) gives exactly the points want[], as offsets in buf, and leaves the
- * parser stopped or not as said. */
+ * cut) gives exactly the points want[], as offsets in buf, leaves the
+ * parser stopped or not as said, and leaves it exactly as one write does. */
 static void expect_points(const char *buf, size_t len, bool head, const size_t want[],
 			  size_t nwant, bool stopped)
 {
-	static const size_t steps[] = { 0, 1, 2, 3, 7, 13, 64 };
+	static const size_t steps[] = { 0, 1, 2, 3, 7, 8, 13, 16, 17, 64 };
 	size_t got[MAXP];
+	struct http_response_parser whole;
 	for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
 		size_t n = write_steps(buf, len, steps[i], head, got);
 		expect_same(got, n, want, nwant, "step", steps[i]);
 		assert_int_equal(http_response_stopped(&g_p), stopped);
+		if (i == 0)
+			memcpy(&whole, &g_p, sizeof whole);
+		else
+			assert_memory_equal(&g_p, &whole, sizeof whole);
 	}
 	for (size_t cut = 0; cut <= len; cut++) {
 		size_t n = write_cut(buf, len, cut, head, got);
 		expect_same(got, n, want, nwant, "cut at", cut);
 		assert_int_equal(http_response_stopped(&g_p), stopped);
+		assert_memory_equal(&g_p, &whole, sizeof whole);
 	}
 }
 
@@ -639,6 +648,212 @@ static void test_skip_beyond_body(void **state)
 	expect_dead();
 }
 
+/* ---- runs: every position against the 8- and 16-byte blocks ----------- */
+
+/* A header line of every name and value length up to 34 (its ':' and line
+ * end at every offset from where a scan starts; expect_points cuts the
+ * buffer everywhere, so at every offset from a buffer's end too), ended by
+ * CRLF or LF: one point, after it. */
+static void test_line_and_colon_at_every_offset(void **state)
+{
+	(void)state;
+	static const char *const eols[] = { "\r\n", "\n" };
+	static const char name_chars[] = "Abcdefghijklmnopqrstuvwxyz-0123456789";
+	static const char value_chars[] = "v: ;,\t\"x/";
+	char buf[256];
+	for (size_t e = 0; e < 2; e++) {
+		for (size_t name_len = 1; name_len <= 34; name_len++) {
+			for (size_t value_len = 0; value_len <= 34; value_len++) {
+				size_t len = (size_t)sprintf(buf, "HTTP/1.1 200 OK%s", eols[e]);
+				for (size_t k = 0; k < name_len; k++)
+					buf[len++] = name_chars[k % (sizeof name_chars - 1)];
+				buf[len++] = ':';
+				for (size_t k = 0; k < value_len; k++)
+					buf[len++] = value_chars[k % (sizeof value_chars - 1)];
+				len += (size_t)sprintf(buf + len, "%sContent-Length: 2%s%sok", eols[e],
+						       eols[e], eols[e]);
+				size_t want = len - 2 - strlen(eols[e]);
+				expect_points(buf, len, false, &want, 1, false);
+			}
+		}
+	}
+}
+
+/* The configured name at every length up to the limit (8-byte compares, the
+ * last one overlapping): found in any case; any one byte different, one
+ * byte more or one less, it is another header. '^' and '~' differ only in
+ * 0x20, as a case does: they must not match each other. */
+static void test_header_name_every_length(void **state)
+{
+	(void)state;
+	static const char pattern[] = "X-ab^cd~ef_gh.ij!kl|mn`op'qr*st#uv$wx%yz&Q+";
+	char name[RESPONSE_HEADER_NAME_MAX + 1], sent[RESPONSE_HEADER_NAME_MAX + 2];
+	char buf[256];
+	for (size_t len = 1; len <= RESPONSE_HEADER_NAME_MAX; len++) {
+		for (size_t k = 0; k < len; k++)
+			name[k] = pattern[k % (sizeof pattern - 1)];
+		name[len] = 0;
+		/* kinds: 0 the name in another case, 1 one byte longer, 2 one
+		 * shorter, 3 + k byte k changed */
+		for (size_t kind = 0; kind < 3 + len; kind++) {
+			memcpy(sent, name, len + 1);
+			size_t sent_len = len;
+			if (kind == 0) {
+				for (size_t k = 0; k < len; k++)
+					if ((sent[k] | 0x20) >= 'a' && (sent[k] | 0x20) <= 'z')
+						sent[k] ^= 0x20;
+			} else if (kind == 1) {
+				sent[sent_len++] = 'z';
+			} else if (kind == 2) {
+				if (len == 1)
+					continue;
+				sent_len--;
+			} else {
+				char *c = &sent[kind - 3];
+				if (*c == '^' || *c == '~')
+					*c ^= 0x20; /* the other one */
+				else if ((*c | 0x20) >= 'a' && (*c | 0x20) <= 'z')
+					*c = (char)((*c | 0x20) == 'z' ? 'a' : *c + 1);
+				else
+					*c = *c == '-' ? '_' : '-';
+			}
+			int n = snprintf(buf, sizeof buf,
+					 "HTTP/1.1 200 OK\r\n%.*s: abc\r\nContent-Length: 0\r\n\r\n",
+					 (int)sent_len, sent);
+			bool point = kind != 0;
+			size_t want = (size_t)n - 2, got[MAXP];
+			for (size_t cut = 0; cut <= (size_t)n; cut++) {
+				init_named(name);
+				size_t count = 0;
+				write_piece(buf, cut, 0, got, &count);
+				write_piece(buf + cut, (size_t)n - cut, cut, got, &count);
+				expect_same(got, count, &want, point, "name length", len);
+				assert_false(http_response_stopped(&g_p));
+			}
+		}
+	}
+}
+
+/* Content-Length and Transfer-Encoding are known by every byte of their
+ * names, in any case, and by their lengths. */
+static void test_framing_names_near_misses(void **state)
+{
+	(void)state;
+	static const char *const names[] = { "Content-Length", "Transfer-Encoding" };
+	char name[32], buf[256];
+	for (size_t which = 0; which < 2; which++) {
+		size_t len = strlen(names[which]);
+		/* kinds: 0 as is, 1 case swapped, 2 one byte longer, 3 one
+		 * shorter, 4 + k byte k changed */
+		for (size_t kind = 0; kind < 4 + len; kind++) {
+			memcpy(name, names[which], len + 1);
+			size_t name_len = len;
+			if (kind == 1) {
+				for (size_t k = 0; k < len; k++)
+					if (name[k] != '-')
+						name[k] ^= 0x20;
+			} else if (kind == 2) {
+				name[name_len++] = 's';
+			} else if (kind == 3) {
+				name_len--;
+			} else if (kind >= 4) {
+				name[kind - 4] = name[kind - 4] == '-' ? '_' : 'q';
+			}
+			bool known = kind < 2;
+			size_t want[2], nwant = 0;
+			int n;
+			if (which == 0) {
+				/* a value that is no length: known, it stops the parser */
+				n = snprintf(buf, sizeof buf, "HTTP/1.1 200 OK\r\n%.*s: 1x\r\n\r\n",
+					     (int)name_len, name);
+				if (!known)
+					want[nwant++] = (size_t)n - 2;
+			} else {
+				/* known: chunked, then a second response; else the
+				 * body runs until close */
+				n = snprintf(buf, sizeof buf,
+					     "HTTP/1.1 200 OK\r\n%.*s: chunked\r\n\r\n0\r\n\r\n"
+					     "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+					     (int)name_len, name);
+				want[nwant++] = blank_line(buf);
+				if (known)
+					want[nwant++] = (size_t)n - 2;
+			}
+			expect_points(buf, (size_t)n, false, want, nwant, which == 0 || !known);
+		}
+	}
+}
+
+/* Every token character at every offset of a header name is part of it;
+ * every other byte there stops the parser. */
+static void test_name_bytes_at_every_offset(void **state)
+{
+	(void)state;
+	static const char tchars[] = "!#$%&'*+-.^_`|~09azAZ";
+	static const char others[] = " \t\"(),/;<=>?@[\\]{}\x7f\x80\xff\x01";
+	char buf[256];
+	for (size_t pos = 0; pos < 34; pos++) {
+		for (size_t t = 0; t < sizeof tchars - 1 + sizeof others - 1; t++) {
+			bool tchar = t < sizeof tchars - 1;
+			char c = tchar ? tchars[t] : others[t - (sizeof tchars - 1)];
+			char name[40];
+			memset(name, 'n', sizeof name);
+			name[pos] = c;
+			int n = snprintf(buf, sizeof buf,
+					 "HTTP/1.1 200 OK\r\n%.34s: v\r\nContent-Length: 0\r\n\r\n", name);
+			size_t want = (size_t)n - 2;
+			expect_points(buf, (size_t)n, false, &want, tchar, !tchar);
+		}
+	}
+}
+
+/* "HTTP/1.x NNN" is checked whole when its 12 bytes are at hand: a wrong
+ * byte anywhere in it stops the parser, as it does byte by byte. */
+static void test_status_line_every_byte(void **state)
+{
+	(void)state;
+	static const char r[] = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+	static const char wrong[] = "x /.a:\r";
+	char buf[sizeof r];
+	for (size_t k = 0; k < 13; k++) {
+		for (size_t w = 0; w < sizeof wrong - 1; w++) {
+			memcpy(buf, r, sizeof r);
+			if (buf[k] == wrong[w])
+				continue;
+			buf[k] = wrong[w];
+			/* "HTTP/1.1 200x": a 4th status byte; "HTTP/1.1 200/": no
+			 * space after the status */
+			expect_points(buf, sizeof r - 1, false, NULL, 0, true);
+		}
+	}
+}
+
+/* Heads as nginx and Apache write them: a point just before the blank
+ * line, byte by byte or in one piece. */
+static void test_real_heads(void **state)
+{
+	(void)state;
+	static const struct part parts[] = {
+		{ "HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\nDate: Mon, 06 May 2024 10:21:33 GMT\r\n"
+		  "Content-Type: text/html\r\nContent-Length: 32\r\n"
+		  "Last-Modified: Mon, 06 May 2024 09:00:00 GMT\r\nConnection: keep-alive\r\n"
+		  "ETag: \"6638a2f0-20\"\r\nAccept-Ranges: bytes\r\n\r\n"
+		  "<html><body>hello</body></html>\n", true },
+		{ "HTTP/1.1 200 OK\r\nDate: Mon, 06 May 2024 10:21:33 GMT\r\n"
+		  "Server: Apache/2.4.59 (Debian)\r\nLast-Modified: Mon, 06 May 2024 09:00:00 GMT\r\n"
+		  "ETag: \"20-617c5d1e2a0c0\"\r\nAccept-Ranges: bytes\r\nContent-Length: 32\r\n"
+		  "Cache-Control: max-age=3600\r\nExpires: Mon, 06 May 2024 11:21:33 GMT\r\n"
+		  "Vary: Accept-Encoding\r\nX-Content-Type-Options: nosniff\r\n"
+		  "Keep-Alive: timeout=5, max=100\r\nConnection: Keep-Alive\r\n"
+		  "Content-Type: text/html; charset=UTF-8\r\n\r\n"
+		  "<html><body>hello</body></html>\n", true },
+		{ "HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\nContent-Type: application/json\r\n"
+		  "Transfer-Encoding: chunked\r\nConnection: keep-alive\r\n\r\n"
+		  "1e\r\n{\"id\":2,\"name\":\"beta\",\"v\":7}\r\n\r\n0\r\n\r\n", true },
+	};
+	expect_parts(parts, 3, false, false);
+}
+
 /* ---- configuration and limits ------------------------------------------ */
 
 static const char stream3[] =
@@ -724,6 +939,12 @@ int main(void)
 		cmocka_unit_test(test_garbage),
 		cmocka_unit_test(test_skip_within_body),
 		cmocka_unit_test(test_skip_beyond_body),
+		cmocka_unit_test(test_line_and_colon_at_every_offset),
+		cmocka_unit_test(test_header_name_every_length),
+		cmocka_unit_test(test_framing_names_near_misses),
+		cmocka_unit_test(test_name_bytes_at_every_offset),
+		cmocka_unit_test(test_status_line_every_byte),
+		cmocka_unit_test(test_real_heads),
 		cmocka_unit_test(test_null_header_name),
 		cmocka_unit_test(test_max_points),
 		cmocka_unit_test(test_empty_writes),
