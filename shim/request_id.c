@@ -7,6 +7,7 @@
  */
 #include "request_id.h"
 
+#include <emmintrin.h>
 #include <string.h>
 #include <xxhash.h>
 
@@ -54,6 +55,22 @@ void id_generator_seed(struct id_generator *gen, const uint8_t key[16])
 	atomic_store_explicit(&gen->counter, 0, memory_order_relaxed);
 }
 
+/* hex_encode of 16 bytes, all at once: each nibble n becomes '0' + n, plus
+ * 39 more ('a' - '0' - 10) when it is above 9. */
+static void hex_encode_16(const uint8_t bytes[16], char out[32])
+{
+	const __m128i low_nibble = _mm_set1_epi8(0x0f), nine = _mm_set1_epi8(9);
+	__m128i v = _mm_loadu_si128((const __m128i *)bytes);
+	__m128i hi = _mm_and_si128(_mm_srli_epi16(v, 4), low_nibble);
+	__m128i lo = _mm_and_si128(v, low_nibble);
+	__m128i digits[2] = {_mm_unpacklo_epi8(hi, lo), _mm_unpackhi_epi8(hi, lo)};
+	for (int i = 0; i < 2; i++) {
+		__m128i letters = _mm_and_si128(_mm_cmpgt_epi8(digits[i], nine), _mm_set1_epi8(39));
+		__m128i text = _mm_add_epi8(_mm_add_epi8(digits[i], _mm_set1_epi8('0')), letters);
+		_mm_storeu_si128((__m128i *)(out + 16 * i), text);
+	}
+}
+
 void id_generate(struct id_generator *gen, char out[GENERATED_ID_LEN])
 {
 	uint8_t input[24];
@@ -67,10 +84,9 @@ void id_generate(struct id_generator *gen, char out[GENERATED_ID_LEN])
 	XXH128_canonicalFromHash(&canon, h);
 	memcpy(digest, canon.digest, sizeof(digest));
 	/* An all-zero trace-id is invalid in W3C Trace Context. */
-	uint8_t any = 0;
-	for (size_t i = 0; i < sizeof(digest); i++)
-		any |= digest[i];
-	if (!any)
+	uint64_t halves[2];
+	memcpy(halves, digest, sizeof(halves));
+	if ((halves[0] | halves[1]) == 0)
 		digest[15] = 1;
-	hex_encode(digest, sizeof(digest), out);
+	hex_encode_16(digest, out);
 }

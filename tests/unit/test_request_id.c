@@ -15,6 +15,8 @@
 
 #include "request_id.h"
 
+#include <xxhash.h>
+
 static bool allowed_char(unsigned char c)
 {
 	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
@@ -159,6 +161,28 @@ static void test_trace_id(void **state)
 
 /* ---- generator --------------------------------------------------------- */
 
+/* The id is the hex of XXH3-128 (canonical, big-endian) over key and the
+ * counter, digit for digit, for many counters (every nibble value at every
+ * position). */
+static void test_generate_is_hex_of_hash(void **state)
+{
+	(void)state;
+	static const uint8_t key[16] = {9, 8, 7, 6, 5, 4, 3, 2, 1, 0, 0xff, 0xfe, 0x80, 0x7f, 0x10, 1};
+	struct id_generator gen;
+	id_generator_seed(&gen, key);
+	for (uint64_t n = 0; n < 2000; n++) {
+		uint8_t input[24];
+		memcpy(input, key, 16);
+		memcpy(input + 16, &n, 8);
+		XXH128_canonical_t canon;
+		XXH128_canonicalFromHash(&canon, XXH3_128bits(input, sizeof(input)));
+		char want[32], got[32];
+		hex_encode(canon.digest, 16, want);
+		id_generate(&gen, got);
+		assert_memory_equal(got, want, 32);
+	}
+}
+
 static void test_generate_format(void **state)
 {
 	(void)state;
@@ -302,6 +326,7 @@ int main(void)
 		cmocka_unit_test(test_invalid_chars),
 		cmocka_unit_test(test_every_byte),
 		cmocka_unit_test(test_trace_id),
+		cmocka_unit_test(test_generate_is_hex_of_hash),
 		cmocka_unit_test(test_generate_format),
 		cmocka_unit_test(test_generate_zero_key),
 		cmocka_unit_test(test_generate_distinct),
