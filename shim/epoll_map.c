@@ -29,6 +29,7 @@
 #include <xxhash.h>
 
 #include "conn_table.h"
+#include "shim_init.h"
 
 #define INDEX_SIZE (1u << 16)
 #define PROBE_MAX 16
@@ -129,6 +130,7 @@ static bool writer_lock(void)
 		if (atomic_compare_exchange_weak_explicit(&writer_busy, &expected, 1,
 							  memory_order_acquire,
 							  memory_order_relaxed)) {
+			FORK_RESET_NEEDED(FORK_RESET_EPOLL);
 			writing = true;
 			return true;
 		}
@@ -146,7 +148,8 @@ static void writer_unlock(void)
 
 void epoll_map_after_fork(void)
 {
-	if (atomic_load_explicit(&writer_busy, memory_order_relaxed))
+	if ((atomic_load_explicit(&shim.fork_resets, memory_order_relaxed) & FORK_RESET_EPOLL) &&
+	    atomic_load_explicit(&writer_busy, memory_order_relaxed))
 		atomic_store_explicit(&writer_busy, 0, memory_order_relaxed);
 	writing = false;
 }

@@ -168,6 +168,7 @@ static struct line_slot *claim_slot(const struct log_sink *sink)
 		unsigned used = atomic_load_explicit(&slots_used, memory_order_relaxed);
 		while (used <= i && !atomic_compare_exchange_weak(&slots_used, &used, i + 1))
 			;
+		FORK_RESET_NEEDED(FORK_RESET_SLOTS);
 		s->fd = sink->fd;
 		slot_set_sink(s, sink);
 		s->len = 0;
@@ -912,6 +913,8 @@ void log_flush_thread(void)
 /* Drains every owned slot that matches fd (any fd when fd < 0). */
 static void drain_all(int fd)
 {
+	if (!(atomic_load_explicit(&shim.fork_resets, memory_order_relaxed) & FORK_RESET_SLOTS))
+		return; /* no slot was ever claimed: its pages stay untouched */
 	int32_t tid = ctx_tid();
 	unsigned used = atomic_load_explicit(&slots_used, memory_order_acquire);
 	for (unsigned i = 0; i < used; i++) {
@@ -950,7 +953,10 @@ void log_flush_all(void)
  * of free ones stay shared with the parent. */
 void log_forget_all(void)
 {
-	unsigned used = atomic_load_explicit(&slots_used, memory_order_relaxed);
+	unsigned used = atomic_load_explicit(&shim.fork_resets, memory_order_relaxed) &
+				FORK_RESET_SLOTS
+			? atomic_load_explicit(&slots_used, memory_order_relaxed)
+			: 0;
 	for (unsigned i = 0; i < used; i++) {
 		struct line_slot *s = &line_slots[i];
 		if (!atomic_load_explicit(&s->owner, memory_order_relaxed) &&

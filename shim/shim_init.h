@@ -166,6 +166,23 @@ struct real_functions {
 };
 #undef REAL_FIELD
 
+/* State a fork child resets (and exit drains), each bit set by its module
+ * the first time it makes some: a process that never did reads and writes
+ * none of it at fork or exit (on this VM every page a child first touches
+ * costs a fault of tens of microseconds). */
+enum fork_reset {
+	FORK_RESET_SLOTS = 1,    /* line slots (log_writer.c) */
+	FORK_RESET_BACKLOGS = 2, /* output backlogs (log_output.c) */
+	FORK_RESET_EPOLL = 4,    /* the epoll map's writer lock (epoll_map.c) */
+};
+
+/* Marks that state a fork child resets exists (enum fork_reset). */
+#define FORK_RESET_NEEDED(bit)                                                          \
+	do {                                                                            \
+		if (!(atomic_load_explicit(&shim.fork_resets, memory_order_relaxed) & (bit))) \
+			atomic_fetch_or(&shim.fork_resets, (bit));                        \
+	} while (0)
+
 struct shim_state {
 	bool active;              /* configured and not disabled */
 	bool accepted;            /* this process accepted a connection */
@@ -174,6 +191,9 @@ struct shim_state {
 	pid_t pid;                /* this process (updated in fork children) */
 	struct id_generator ids;  /* reseeded in fork children: beside pid, so
 				     a child copies one page for both */
+	_Atomic uint32_t fork_resets; /* enum fork_reset: what a fork child has
+					 to reset exists (set once, so the
+					 parent writes this page once) */
 	uint64_t exec_request;    /* the request this program was exec'ed for */
 	struct reqid_config config;
 	struct header_matcher matcher;
