@@ -130,7 +130,7 @@ static bool writer_lock(void)
 		if (atomic_compare_exchange_weak_explicit(&writer_busy, &expected, 1,
 							  memory_order_acquire,
 							  memory_order_relaxed)) {
-			FORK_RESET_NEEDED(FORK_RESET_EPOLL);
+			STATE_MADE(MADE_EPOLL_LOCK);
 			writing = true;
 			return true;
 		}
@@ -148,7 +148,7 @@ static void writer_unlock(void)
 
 void epoll_map_after_fork(void)
 {
-	if ((atomic_load_explicit(&shim.fork_resets, memory_order_relaxed) & FORK_RESET_EPOLL) &&
+	if ((atomic_load_explicit(&shim.made, memory_order_relaxed) & MADE_EPOLL_LOCK) &&
 	    atomic_load_explicit(&writer_busy, memory_order_relaxed))
 		atomic_store_explicit(&writer_busy, 0, memory_order_relaxed);
 	writing = false;

@@ -98,6 +98,7 @@ static struct stream_mark *find_mark(FILE *f, bool create)
 	for (int i = 0; create && i < STREAM_MARKS; i++) {
 		FILE *expected = NULL;
 		if (atomic_compare_exchange_strong(&marks[i].stream, &expected, f)) {
+			STATE_MADE(MADE_STREAM_MARKS);
 			marks[i].base = marks[i].ptr = NULL;
 			return &marks[i];
 		}
@@ -263,6 +264,8 @@ static void reclaim_stream(FILE *f, bool patient)
 
 void stdio_reclaim_all(void)
 {
+	if (!(atomic_load_explicit(&shim.made, memory_order_relaxed) & MADE_STREAM_MARKS))
+		return; /* no stream was ever marked: the marks' pages stay untouched */
 	for (int i = 0; i < STREAM_MARKS; i++) {
 		FILE *g = atomic_load_explicit(&marks[i].stream, memory_order_acquire);
 		if (g)
@@ -299,6 +302,8 @@ EXPORT int fflush(FILE *f)
 	if (shim.active && !thread_ctx.in_shim)
 		stdio_reclaim_all();
 	r = REAL(fflush)(NULL);
+	if (!(atomic_load_explicit(&shim.made, memory_order_relaxed) & MADE_STREAM_MARKS))
+		return r;
 	for (int i = 0; i < STREAM_MARKS; i++) {
 		FILE *g = atomic_load_explicit(&marks[i].stream, memory_order_acquire);
 		if (g && ftrylockfile(g) == 0) {

@@ -7,8 +7,10 @@
  */
 #include "line_format.h"
 
+#include <cpuid.h>
 #include <emmintrin.h>
 #include <immintrin.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -286,12 +288,32 @@ __attribute__((target("avx2"))) static size_t copy_plain_run_avx2(const unsigned
 	return done;
 }
 
-/* AVX2 where the processor has it (the runtime's CPU model is filled in
- * before any constructor of this library runs code; before that, or
- * without AVX2, SSE2). */
+/* Whether the processor has AVX2 and the kernel saves its registers
+ * (XCR0 bits 1 and 2); asked once, at the first long run (not through the
+ * compiler's CPU model, whose constructor would run in every process). */
+static bool has_avx2(void)
+{
+	static _Atomic int known; /* 0: not asked yet, 1: no, 2: yes */
+	int k = atomic_load_explicit(&known, memory_order_relaxed);
+	if (k == 0) {
+		unsigned a, b, c, d;
+		bool yes = false;
+		if (__get_cpuid(1, &a, &b, &c, &d) && (c & bit_OSXSAVE) && (c & bit_AVX)) {
+			unsigned lo, hi;
+			__asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+			yes = (lo & 6) == 6 && __get_cpuid_count(7, 0, &a, &b, &c, &d) &&
+			      (b & bit_AVX2);
+		}
+		k = yes ? 2 : 1;
+		atomic_store_explicit(&known, k, memory_order_relaxed);
+	}
+	return k == 2;
+}
+
+/* AVX2 where the processor has it, else SSE2. */
 static size_t copy_plain_run(const unsigned char *p, size_t len, char *o)
 {
-	if (len >= 32 && __builtin_cpu_supports("avx2"))
+	if (len >= 32 && has_avx2())
 		return copy_plain_run_avx2(p, len, o);
 	return copy_plain_run_sse2(p, len, o);
 }

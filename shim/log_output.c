@@ -46,7 +46,7 @@ static _Atomic int dying_budget_ms = DYING_BUDGET_MS;
 void log_output_dying(void)
 {
 	if (!atomic_exchange(&dying, true)) {
-		FORK_RESET_NEEDED(FORK_RESET_BACKLOGS);
+		STATE_MADE(MADE_BACKLOGS);
 		atomic_fetch_add(&output_attention, 1);
 	}
 }
@@ -253,7 +253,7 @@ static bool start_backlog(const struct log_sink *sink, const char *b, size_t n)
 			atomic_store(&q->fd1, 0);
 			continue;
 		}
-		FORK_RESET_NEEDED(FORK_RESET_BACKLOGS);
+		STATE_MADE(MADE_BACKLOGS);
 		atomic_fetch_add_explicit(&output_attention, 1, memory_order_release);
 		q->sink = *sink;
 		q->off = q->len = 0;
@@ -364,7 +364,7 @@ void log_output_settle(int fd)
 
 void log_output_settle_all(void)
 {
-	if (!(atomic_load_explicit(&shim.fork_resets, memory_order_relaxed) & FORK_RESET_BACKLOGS))
+	if (!(atomic_load_explicit(&shim.made, memory_order_relaxed) & MADE_BACKLOGS))
 		return; /* no backlog was ever made */
 	for (int i = 0; i < BACKLOGS; i++) {
 		int32_t fd1 = atomic_load_explicit(&backlogs[i].fd1, memory_order_acquire);
@@ -377,7 +377,7 @@ void log_output_settle_all(void)
  * the others stay shared with the parent. */
 void log_output_forget_all(void)
 {
-	if (!(atomic_load_explicit(&shim.fork_resets, memory_order_relaxed) & FORK_RESET_BACKLOGS))
+	if (!(atomic_load_explicit(&shim.made, memory_order_relaxed) & MADE_BACKLOGS))
 		return;
 	for (int i = 0; i < BACKLOGS; i++) {
 		if (!atomic_load_explicit(&backlogs[i].fd1, memory_order_relaxed) &&

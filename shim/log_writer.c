@@ -168,7 +168,7 @@ static struct line_slot *claim_slot(const struct log_sink *sink)
 		unsigned used = atomic_load_explicit(&slots_used, memory_order_relaxed);
 		while (used <= i && !atomic_compare_exchange_weak(&slots_used, &used, i + 1))
 			;
-		FORK_RESET_NEEDED(FORK_RESET_SLOTS);
+		STATE_MADE(MADE_SLOTS);
 		s->fd = sink->fd;
 		slot_set_sink(s, sink);
 		s->len = 0;
@@ -913,7 +913,7 @@ void log_flush_thread(void)
 /* Drains every owned slot that matches fd (any fd when fd < 0). */
 static void drain_all(int fd)
 {
-	if (!(atomic_load_explicit(&shim.fork_resets, memory_order_relaxed) & FORK_RESET_SLOTS))
+	if (!(atomic_load_explicit(&shim.made, memory_order_relaxed) & MADE_SLOTS))
 		return; /* no slot was ever claimed: its pages stay untouched */
 	int32_t tid = ctx_tid();
 	unsigned used = atomic_load_explicit(&slots_used, memory_order_acquire);
@@ -953,8 +953,8 @@ void log_flush_all(void)
  * of free ones stay shared with the parent. */
 void log_forget_all(void)
 {
-	unsigned used = atomic_load_explicit(&shim.fork_resets, memory_order_relaxed) &
-				FORK_RESET_SLOTS
+	unsigned used = atomic_load_explicit(&shim.made, memory_order_relaxed) &
+				MADE_SLOTS
 			? atomic_load_explicit(&slots_used, memory_order_relaxed)
 			: 0;
 	for (unsigned i = 0; i < used; i++) {

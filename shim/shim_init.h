@@ -166,21 +166,22 @@ struct real_functions {
 };
 #undef REAL_FIELD
 
-/* State a fork child resets (and exit drains), each bit set by its module
+/* State that a fork child resets or exit drains, each bit set by its module
  * the first time it makes some: a process that never did reads and writes
- * none of it at fork or exit (on this VM every page a child first touches
+ * none of it at fork or exit (on this VM every page a process first touches
  * costs a fault of tens of microseconds). */
-enum fork_reset {
-	FORK_RESET_SLOTS = 1,    /* line slots (log_writer.c) */
-	FORK_RESET_BACKLOGS = 2, /* output backlogs (log_output.c) */
-	FORK_RESET_EPOLL = 4,    /* the epoll map's writer lock (epoll_map.c) */
+enum made_state {
+	MADE_SLOTS = 1,        /* line slots (log_writer.c) */
+	MADE_BACKLOGS = 2,     /* output backlogs (log_output.c) */
+	MADE_EPOLL_LOCK = 4,   /* the epoll map's writer lock (epoll_map.c) */
+	MADE_STREAM_MARKS = 8, /* marks of stdio log streams (hook_stdio.c) */
 };
 
-/* Marks that state a fork child resets exists (enum fork_reset). */
-#define FORK_RESET_NEEDED(bit)                                                          \
+/* Marks that state of kind bit exists (enum made_state). */
+#define STATE_MADE(bit)                                                                 \
 	do {                                                                            \
-		if (!(atomic_load_explicit(&shim.fork_resets, memory_order_relaxed) & (bit))) \
-			atomic_fetch_or(&shim.fork_resets, (bit));                        \
+		if (!(atomic_load_explicit(&shim.made, memory_order_relaxed) & (bit)))  \
+			atomic_fetch_or(&shim.made, (bit));                             \
 	} while (0)
 
 struct shim_state {
@@ -191,9 +192,8 @@ struct shim_state {
 	pid_t pid;                /* this process (updated in fork children) */
 	struct id_generator ids;  /* reseeded in fork children: beside pid, so
 				     a child copies one page for both */
-	_Atomic uint32_t fork_resets; /* enum fork_reset: what a fork child has
-					 to reset exists (set once, so the
-					 parent writes this page once) */
+	_Atomic uint32_t made;    /* enum made_state bits (each set once, so
+				     a parent writes this page once) */
 	uint64_t exec_request;    /* the request this program was exec'ed for */
 	struct reqid_config config;
 	struct header_matcher matcher;
