@@ -51,10 +51,12 @@ deps:
 	  fi; \
 	fi
 
+# XXH3 is compiled in (no libxxhash.so to load); --sort-section=name lays the
+# FORK_HOT globals (shim/fork_hot.h) side by side.
 $(BUILD)/libreqid.so: $(PURE_SRCS) $(GLUE_SRCS) $(SHIM_HDRS) shim/exports.map | $(BUILD)
 	$(CC) $(CFLAGS) $(WARN) -D_GNU_SOURCE -fPIC -shared -fvisibility=hidden -pthread \
 	  -ftls-model=initial-exec -fno-stack-protector -DXXH_INLINE_ALL \
-	  -Wl,--version-script=shim/exports.map -Wl,-z,now -Wl,-z,relro -Wl,-z,defs \
+	  -Wl,--version-script=shim/exports.map -Wl,-z,now -Wl,-z,relro -Wl,-z,defs -Wl,--sort-section=name \
 	  -o $@ $(PURE_SRCS) $(GLUE_SRCS) -ldl -lunwind
 
 $(BUILD) $(BUILD)/unit $(BUILD)/unit-asan $(BUILD)/servers:

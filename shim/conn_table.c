@@ -14,12 +14,13 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include "fork_hot.h"
 #include "request_table.h"
 #include "shim_init.h"
 
 struct fd_state fd_states[FD_TABLE_SIZE];
 struct conn *_Atomic conn_chunks[FD_TABLE_SIZE / CONN_CHUNK];
-static _Atomic int highest_copy; /* no copy has a higher fd: scans stop there */
+static _Atomic int highest_copy FORK_HOT; /* no copy has a higher fd: scans stop there */
 
 static bool conn_trylock(struct conn *c)
 {

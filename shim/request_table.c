@@ -16,6 +16,8 @@
 #include <string.h>
 #include <xxhash.h>
 
+#include "fork_hot.h"
+
 struct request_slot {
 	_Atomic uint64_t serial; /* 0 while being written */
 	uint8_t len;
@@ -47,9 +49,9 @@ struct line_bucket {
 
 static struct request_slot slots[REQUEST_SLOTS];
 static struct tracestate_slot tracestates[TRACESTATE_SLOTS];
-static _Atomic uint64_t next_serial;
+static _Atomic uint64_t next_serial FORK_HOT;
 static struct line_bucket line_buckets[2][LINE_BUCKETS];
-static _Atomic uint32_t recent_next;
+static _Atomic uint32_t recent_next FORK_HOT;
 static _Atomic uint32_t recent[RECENT_REQUESTS]; /* buckets + 1; 0: empty */
 
 uint32_t request_line_buckets(const char *line, size_t len)

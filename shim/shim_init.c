@@ -23,12 +23,13 @@
 #include "conn_table.h"
 #include "epoll_map.h"
 #include "event_batch.h"
+#include "fork_hot.h"
 #include "log_writer.h"
 #include "request_table.h"
 #include "thread_ctx.h"
 
 struct real_functions real;
-struct shim_state shim;
+struct shim_state shim FORK_HOT;
 
 static _Atomic bool real_ready;
 static bool real_complete;

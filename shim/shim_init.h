@@ -187,19 +187,20 @@ enum made_state {
 struct shim_state {
 	bool active;              /* configured and not disabled */
 	bool accepted;            /* this process accepted a connection */
-	_Atomic bool threaded;    /* this process started a thread (fork
-				     children begin without) */
-	pid_t pid;                /* this process (updated in fork children) */
-	struct id_generator ids;  /* reseeded in fork children: beside pid, so
-				     a child copies one page for both */
-	_Atomic uint32_t made;    /* enum made_state bits (each set once, so
-				     a parent writes this page once) */
 	uint64_t exec_request;    /* the request this program was exec'ed for */
 	struct reqid_config config;
 	struct header_matcher matcher;
 	struct line_style style;
 	struct line_style syslog_style; /* style, with the CEE cookie for json */
 	bool traced_fields;       /* lines carry trace_id or span_id */
+	/* Written in fork children: last, beside the FORK_HOT globals that
+	 * follow the struct (fork_hot.h). */
+	_Atomic bool threaded;    /* this process started a thread (fork
+				     children begin without) */
+	pid_t pid;                /* this process (updated in fork children) */
+	struct id_generator ids;  /* reseeded in fork children */
+	_Atomic uint32_t made;    /* enum made_state bits (each set once, so
+				     a parent writes this page once) */
 };
 
 extern struct real_functions real HIDDEN;

@@ -1,0 +1,16 @@
+/*
+ * fork_hot.h - where the globals go that a fork child, or its parent,
+ * writes for every connection (the shim's pid and ids, request serials,
+ * the count of copies of connections).
+ *
+ * After fork every page either process first writes is copied; on a VM
+ * that costs tens of microseconds a page. Globals marked FORK_HOT share one
+ * section, so the linker lays them side by side and a child copies one
+ * page for all of them. Never mark anything large or rarely written.
+ */
+#ifndef REQID_FORK_HOT_H
+#define REQID_FORK_HOT_H
+
+#define FORK_HOT __attribute__((section(".bss.reqid_fork_hot")))
+
+#endif
