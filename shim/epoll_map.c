@@ -287,6 +287,14 @@ void epoll_map_delete(int epfd, int fd)
 		atomic_store_explicit(&t->registrations[fd].key, key, memory_order_release);
 }
 
+bool epoll_map_tracks(int fd)
+{
+	const struct epoll_tables *t = tables_now();
+	return t && in_range(fd) &&
+	       (atomic_load_explicit(&t->registrations[fd].key, memory_order_relaxed) ||
+		atomic_load_explicit(&t->generations[fd], memory_order_relaxed));
+}
+
 void epoll_map_forget(int fd)
 {
 	struct epoll_tables *t = tables_now();

@@ -25,7 +25,12 @@ void epoll_map_set(int epfd, int fd, uint64_t data) __attribute__((visibility("h
 /* epoll_ctl(epfd, EPOLL_CTL_DEL, fd) succeeded. */
 void epoll_map_delete(int epfd, int fd) __attribute__((visibility("hidden")));
 
-/* fd is being closed or replaced. */
+/* Whether fd is registered on an epoll instance or is (or was) one: then
+ * its closing must reach epoll_map_forget. */
+bool epoll_map_tracks(int fd) __attribute__((visibility("hidden")));
+
+/* fd is being closed or replaced (by this process: a vfork child shares the
+ * map but not the descriptors). */
 void epoll_map_forget(int fd) __attribute__((visibility("hidden")));
 
 /* How often fd was closed, replaced, or registered, modified or deleted

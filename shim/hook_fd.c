@@ -53,7 +53,10 @@ static bool is_log(int fd)
 /* fd is about to stop naming what it named: close its books. */
 static void fd_retiring(int fd)
 {
-	epoll_map_forget(fd);
+	/* A vfork child closing its copy must not void the parent's kept
+	 * events (epoll_queue.h): the parent's descriptor still lives. */
+	if (epoll_map_tracks(fd) && own_process())
+		epoll_map_forget(fd);
 	call_chain_fd_closing(fd);
 	uint8_t cls = fd_class(fd);
 	if (likely(cls == 0) || !own_process())
