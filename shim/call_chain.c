@@ -85,12 +85,16 @@ int call_chain_pipe(int fds[2], int flags)
 	return 0;
 }
 
+bool call_chain_is_pipe(int fd)
+{
+	return fd >= 0 && (fd == atomic_load_explicit(&unwinder_pipe[0], memory_order_relaxed) ||
+			   fd == atomic_load_explicit(&unwinder_pipe[1], memory_order_relaxed));
+}
+
 void call_chain_fd_closing(int fd)
 {
 	/* libunwind closes its own pipe only to make a new one (unwinding). */
-	if (!unwinding && fd >= 0 &&
-	    (fd == atomic_load_explicit(&unwinder_pipe[0], memory_order_relaxed) ||
-	     fd == atomic_load_explicit(&unwinder_pipe[1], memory_order_relaxed)))
+	if (!unwinding && call_chain_is_pipe(fd))
 		atomic_store(&chains_off, true);
 }
 

@@ -27,10 +27,10 @@
 
 #define CHAIN_MAX 64
 
-/* Loads libunwind (dlopen, local scope) if not yet tried. Called where a
- * process first acts as a server (an epoll instance, an accepted
- * connection), never on a path a signal handler takes in practice: a
- * process that never serves never pays for the library. */
+/* Loads libunwind (dlopen, into its own scope: its _Unwind_* never stand in
+ * for the program's). Called once, from the shim's constructor: dlopen
+ * allocates and takes the loader's lock, which no hook may do (a signal
+ * handler, or a thread a library constructor waits for, may be inside one). */
 void call_chain_load(void) __attribute__((visibility("hidden")));
 
 /* Whether libunwind is loaded: without it there are no chains. */
@@ -57,8 +57,12 @@ bool call_chain_unwinding(void) __attribute__((visibility("hidden")));
  * pipe2 would. */
 int call_chain_pipe(int fds[2], int flags) __attribute__((visibility("hidden")));
 
-/* fd is being closed or replaced by the program: if it is one of
- * libunwind's pipe, no more chains. */
+/* Whether fd is one of libunwind's pipe. */
+bool call_chain_is_pipe(int fd) __attribute__((visibility("hidden")));
+
+/* fd is being closed or replaced by the program (in its own process: a
+ * vfork child's copies are its own): if it is one of libunwind's pipe, no
+ * more chains. */
 void call_chain_fd_closing(int fd) __attribute__((visibility("hidden")));
 
 /* The hash of the outermost depth frames of chain (those of a function's

@@ -55,6 +55,8 @@ struct epoll_tables {
 	_Atomic uint32_t stamps[FD_TABLE_SIZE]; /* changes of each fd (epoll_map_stamp) */
 	_Atomic int32_t waiters[FD_TABLE_SIZE]; /* per epoll fd: the one thread that
 						   waited on it, WAITERS_MANY, or 0 */
+	_Atomic bool edges[FD_TABLE_SIZE];    /* per epoll fd: an edge-triggered or
+						 one-shot registration was made */
 	struct index_slot index_slots[INDEX_SIZE];
 };
 static struct epoll_tables *_Atomic tables;
@@ -125,12 +127,12 @@ static bool writer_lock(void)
 		atomic_store(&broken, true);
 		return false;
 	}
+	STATE_MADE(MADE_EPOLL_LOCK); /* before the lock: a fork in between frees it */
 	for (int tries = 0; tries < LOCK_YIELDS; tries++) {
 		uint32_t expected = 0;
 		if (atomic_compare_exchange_weak_explicit(&writer_busy, &expected, 1,
 							  memory_order_acquire,
 							  memory_order_relaxed)) {
-			STATE_MADE(MADE_EPOLL_LOCK);
 			writing = true;
 			return true;
 		}
@@ -182,10 +184,26 @@ bool epoll_map_one_waiter(int epfd, int32_t tid)
 	return false;
 }
 
+void epoll_map_edge_registered(int epfd)
+{
+	struct epoll_tables *t = tables_made();
+	if (t && in_range(epfd) && !atomic_load_explicit(&t->edges[epfd], memory_order_relaxed))
+		atomic_store_explicit(&t->edges[epfd], true, memory_order_release);
+}
+
+bool epoll_map_has_edges(int epfd)
+{
+	const struct epoll_tables *t = tables_now();
+	/* Without the tables nothing was seen registered: no events are kept
+	 * then anyway (they cannot be named). */
+	return !t || !in_range(epfd) || atomic_load_explicit(&t->edges[epfd], memory_order_acquire);
+}
+
 void epoll_map_new_instance(int epfd)
 {
 	struct epoll_tables *t;
 	if (in_range(epfd) && (t = tables_made())) {
+		atomic_store_explicit(&t->edges[epfd], false, memory_order_relaxed);
 		atomic_store_explicit(&t->waiters[epfd], 0, memory_order_relaxed);
 		atomic_fetch_add_explicit(&t->stamps[epfd], 1, memory_order_release);
 		atomic_fetch_add_explicit(&t->generations[epfd], 1, memory_order_relaxed);

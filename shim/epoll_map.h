@@ -41,6 +41,14 @@ uint32_t epoll_map_stamp(int fd) __attribute__((visibility("hidden")));
 /* epoll_ctl changed fd's registration on some instance. */
 void epoll_map_changed(int fd) __attribute__((visibility("hidden")));
 
+/* epoll_ctl made or changed a registration on epfd with EPOLLET or
+ * EPOLLONESHOT: the kernel reports such an event once. */
+void epoll_map_edge_registered(int epfd) __attribute__((visibility("hidden")));
+
+/* Whether an edge-triggered or one-shot registration was ever made on
+ * instance epfd (true when unknown). */
+bool epoll_map_has_edges(int epfd) __attribute__((visibility("hidden")));
+
 /* Thread tid waits on epfd: whether it is the only thread (of any
  * process) that ever waited on this instance. */
 bool epoll_map_one_waiter(int epfd, int32_t tid) __attribute__((visibility("hidden")));

@@ -20,12 +20,6 @@
 #include "thread_ctx.h"
 
 
-void event_loop_starting(void)
-{
-	if (shim.active && shim.config.event_stacks && !thread_ctx.in_shim)
-		call_chain_load();
-}
-
 void batch_end(void)
 {
 	if (thread_ctx.batch.holding)
@@ -81,16 +75,21 @@ int batch_fetch_max(int epfd, int max, struct epoll_queue **queue)
 {
 	*queue = NULL;
 	/* A max the kernel would refuse (EINVAL) stays as it is. */
-	bool valid = max > 1 && (size_t)max <= INT_MAX / sizeof(struct epoll_event);
+	bool valid = max > 0 && (size_t)max <= INT_MAX / sizeof(struct epoll_event);
 	struct loop_frames *f;
 	if (!valid || !shim.active || !shim.config.event_stacks || !call_chain_ready() ||
 	    thread_ctx.in_shim || !(f = loop_frames()))
 		return max;
-	/* Events kept by one of several threads waiting on an instance would
-	 * wait for that thread while another is idle: one at a time there. */
-	if (!epoll_map_one_waiter(epfd, ctx_tid()))
-		return 1;
+	/* Events the thread keeps are handed out first, whatever this wait
+	 * asks for: they come before anything the kernel has now. */
 	*queue = &f->queue;
+	/* New events are kept only where dropping one is harmless: on an
+	 * instance with no edge-triggered or one-shot registration (the
+	 * kernel reports a level-triggered event again while it holds), and
+	 * that only this thread waits on (a kept event would wait for it
+	 * while another is idle). Elsewhere one event at a time. */
+	if (epoll_map_has_edges(epfd) || !epoll_map_one_waiter(epfd, ctx_tid()))
+		return 1;
 	return epoll_queue_fetch_max(max);
 }
 

@@ -58,15 +58,12 @@
 #include "call_chain.h"
 #include "epoll_queue.h"
 
-/* The process makes an epoll instance or accepts a connection: it may be
- * an event loop, so call chains are made available (call_chain_load). */
-void event_loop_starting(void) __attribute__((visibility("hidden")));
-
 /* How many events the calling thread's epoll wait on epfd asks the kernel
  * for when the program asked for max. While the rules can take call chains
- * (and max is a valid maxevents above 1), each wait returns one event: from
- * the thread's queue (*queue set) when it is the only thread waiting on
- * epfd, else by asking for one. */
+ * (and max is a valid maxevents), each wait returns one event: first from
+ * the thread's queue (*queue set), else from the kernel, asking for several
+ * and keeping the rest only on an instance without edge-triggered or
+ * one-shot registrations that no other thread waits on, else for one. */
 int batch_fetch_max(int epfd, int max, struct epoll_queue **queue)
 	__attribute__((visibility("hidden")));
 

@@ -27,7 +27,6 @@
 
 #include "call_chain.h"
 #include "epoll_map.h"
-#include "event_batch.h"
 #include "path_glob.h"
 
 static void set_flags(int fd, uint8_t flags)
@@ -53,11 +52,13 @@ static bool is_log(int fd)
 /* fd is about to stop naming what it named: close its books. */
 static void fd_retiring(int fd)
 {
-	/* A vfork child closing its copy must not void the parent's kept
-	 * events (epoll_queue.h): the parent's descriptor still lives. */
+	/* A vfork child closing its copies must not void the parent's kept
+	 * events (epoll_queue.h) nor its call chains: the parent's
+	 * descriptors still live. */
 	if (epoll_map_tracks(fd) && own_process())
 		epoll_map_forget(fd);
-	call_chain_fd_closing(fd);
+	if (call_chain_is_pipe(fd) && own_process())
+		call_chain_fd_closing(fd);
 	uint8_t cls = fd_class(fd);
 	if (likely(cls == 0) || !own_process())
 		return;
@@ -405,14 +406,11 @@ EXPORT int eventfd(unsigned initval, int flags)
 	return fresh(fn(initval, flags), false);
 }
 
-/* A new epoll instance: registrations under its number are void, and the
- * process may be an event loop, whose rules need call chains. */
+/* A new epoll instance: registrations under its number are void. */
 static int epoll_instance(int epfd)
 {
-	if (epfd >= 0 && own_process()) {
+	if (epfd >= 0 && own_process())
 		epoll_map_new_instance(epfd);
-		event_loop_starting();
-	}
 	return fresh(epfd, false);
 }
 

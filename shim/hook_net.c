@@ -26,7 +26,6 @@ static int accepted(int listen_fd, int fd)
 {
 	if (fd >= 0) {
 		int saved = errno;
-		event_loop_starting();
 		conn_open(fd);
 		if (unlikely(thread_ctx.batch.listener))
 			batch_accepted(listen_fd, fd);

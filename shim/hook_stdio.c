@@ -95,10 +95,11 @@ static struct stream_mark *find_mark(FILE *f, bool create)
 	for (int i = 0; i < STREAM_MARKS; i++)
 		if (atomic_load_explicit(&marks[i].stream, memory_order_acquire) == f)
 			return &marks[i];
+	if (create)
+		STATE_MADE(MADE_STREAM_MARKS); /* before the mark: a fork in between sees it */
 	for (int i = 0; create && i < STREAM_MARKS; i++) {
 		FILE *expected = NULL;
 		if (atomic_compare_exchange_strong(&marks[i].stream, &expected, f)) {
-			STATE_MADE(MADE_STREAM_MARKS);
 			marks[i].base = marks[i].ptr = NULL;
 			return &marks[i];
 		}

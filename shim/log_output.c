@@ -243,6 +243,7 @@ static void release(struct backlog *q)
 /* Queues b behind a new backlog for sink's fd. False if no backlog is free. */
 static bool start_backlog(const struct log_sink *sink, const char *b, size_t n)
 {
+	STATE_MADE(MADE_BACKLOGS); /* before the claim: a fork in between resets it */
 	for (int i = 0; i < BACKLOGS; i++) {
 		struct backlog *q = &backlogs[i];
 		int32_t expected = 0;
@@ -253,7 +254,6 @@ static bool start_backlog(const struct log_sink *sink, const char *b, size_t n)
 			atomic_store(&q->fd1, 0);
 			continue;
 		}
-		STATE_MADE(MADE_BACKLOGS);
 		atomic_fetch_add_explicit(&output_attention, 1, memory_order_release);
 		q->sink = *sink;
 		q->off = q->len = 0;

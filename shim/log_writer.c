@@ -152,6 +152,8 @@ static struct line_slot *claim_slot(const struct log_sink *sink)
 	if (thread_ctx.slot_count == THREAD_SLOTS_MAX)
 		return NULL;
 	int32_t tid = ctx_tid();
+	/* Marked before any slot is taken: a fork in between still resets it. */
+	STATE_MADE(MADE_SLOTS);
 	unsigned start = ((unsigned)tid * 31u + (unsigned)sink->fd) % CLAIM_SPREAD;
 	for (unsigned k = 0; k < LINE_SLOTS; k++) {
 		unsigned i = (start + k) % LINE_SLOTS;
@@ -168,7 +170,6 @@ static struct line_slot *claim_slot(const struct log_sink *sink)
 		unsigned used = atomic_load_explicit(&slots_used, memory_order_relaxed);
 		while (used <= i && !atomic_compare_exchange_weak(&slots_used, &used, i + 1))
 			;
-		STATE_MADE(MADE_SLOTS);
 		s->fd = sink->fd;
 		slot_set_sink(s, sink);
 		s->len = 0;
