@@ -28,9 +28,11 @@
 #define CHAIN_MAX 64
 
 /* Loads libunwind (dlopen, into its own scope: its _Unwind_* never stand in
- * for the program's). Called once, from the shim's constructor: dlopen
- * allocates and takes the loader's lock, which no hook may do (a signal
- * handler, or a thread a library constructor waits for, may be inside one). */
+ * for the program's), once. dlopen allocates and takes the loader's lock:
+ * it is called only from listen() while the process has one thread (no
+ * other thread can hold that lock waiting for this one, and programs do not
+ * listen from signal handlers), so a process that never listens, or starts
+ * its threads first, has no chains. */
 void call_chain_load(void) __attribute__((visibility("hidden")));
 
 /* Whether libunwind is loaded: without it there are no chains. */

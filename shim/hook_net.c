@@ -10,6 +10,7 @@
  */
 #include "hooks.h"
 
+#include "call_chain.h"
 #include "event_batch.h"
 
 #include "conn_output.h"
@@ -32,6 +33,24 @@ static int accepted(int listen_fd, int fd)
 		errno = saved;
 	}
 	return fd;
+}
+
+/* A process that listens serves: the event-loop rules get libunwind now
+ * (call_chain_load), while it has one thread, so that no other thread can
+ * hold the loader's lock waiting for this one. */
+EXPORT int listen(int s, int backlog)
+{
+	int (*fn)(int, int) = REAL(listen);
+	if (unlikely(!fn))
+		return (int)syscall(SYS_listen, s, backlog);
+	int r = fn(s, backlog);
+	if (r == 0 && shim.active && shim.config.event_stacks &&
+	    !atomic_load_explicit(&shim.threaded, memory_order_relaxed)) {
+		int saved = errno;
+		call_chain_load();
+		errno = saved;
+	}
+	return r;
 }
 
 EXPORT int accept(int s, struct sockaddr *addr, socklen_t *len)

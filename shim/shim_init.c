@@ -20,7 +20,6 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "call_chain.h"
 #include "conn_table.h"
 #include "epoll_map.h"
 #include "event_batch.h"
@@ -233,8 +232,6 @@ static void start(void)
 		return;
 	mark_log_fds();
 	adopt_exec_request();
-	if (shim.config.event_stacks)
-		call_chain_load();
 	shim.pid = getpid();
 	install_fatal_signal_flush();
 	shim.active = true;

@@ -118,6 +118,7 @@
 	X(__vfwprintf_chk, int, (FILE *, int, const wchar_t *, va_list), 0) \
 	X(fflush, int, (FILE *), 1) \
 	X(fflush_unlocked, int, (FILE *), 1) \
+	X(listen, int, (int, int), 1) \
 	X(accept, int, (int, struct sockaddr *, socklen_t *), 1) \
 	X(accept4, int, (int, struct sockaddr *, socklen_t *, int), 1) \
 	X(recv, ssize_t, (int, void *, size_t, int), 1) \
