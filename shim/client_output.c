@@ -23,10 +23,10 @@
 #include <netinet/in.h>
 #include <stdatomic.h>
 #include <string.h>
-#include <sys/mman.h>
 
 #include "conn_table.h"
 #include "insert_output.h"
+#include "map_once.h"
 #include "request_table.h"
 #include "shim_init.h"
 #include "thread_ctx.h"
@@ -48,7 +48,7 @@ struct client {
 	struct http_parser parser;
 };
 
-static struct client *_Atomic clients; /* CLIENT_SLOTS of them */
+static void *_Atomic clients; /* CLIENT_SLOTS of struct client */
 static _Atomic uint16_t client_of[FD_TABLE_SIZE]; /* slot + 1; 0: none */
 static _Atomic uint32_t next_slot;
 
@@ -75,25 +75,16 @@ static void out_unlock(struct client *cl)
 		atomic_store_explicit(&cl->state, SLOT_FREE, memory_order_release); /* gone */
 }
 
+/* The pool, NULL before the first outbound connection. */
+static struct client *pool_now(void)
+{
+	return atomic_load_explicit(&clients, memory_order_acquire);
+}
+
 /* The pool, mapped if it was not; NULL if mapping fails. */
 static struct client *pool(void)
 {
-	struct client *p = atomic_load_explicit(&clients, memory_order_acquire);
-	if (p)
-		return p;
-	int saved = errno;
-	p = mmap(NULL, CLIENT_SLOTS * sizeof(struct client), PROT_READ | PROT_WRITE,
-		 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	errno = saved;
-	if (p == MAP_FAILED)
-		return NULL;
-	struct client *expected = NULL;
-	if (!atomic_compare_exchange_strong(&clients, &expected, p)) {
-		munmap(p, CLIENT_SLOTS * sizeof(struct client)); /* another thread's won */
-		errno = saved;
-		p = expected;
-	}
-	return p;
+	return map_once(&clients, CLIENT_SLOTS * sizeof(struct client));
 }
 
 void client_connected(int fd, const struct sockaddr *addr)
@@ -133,7 +124,7 @@ void client_forget(int fd)
 	if (slot == 0)
 		return;
 	/* A write still inside frees the slot when it leaves. */
-	struct client *cl = &atomic_load_explicit(&clients, memory_order_acquire)[slot - 1];
+	struct client *cl = &pool_now()[slot - 1];
 	while (!move(cl, SLOT_IDLE, SLOT_FREE) && !move(cl, SLOT_BUSY, SLOT_BUSY_GONE))
 		;
 }
@@ -146,7 +137,7 @@ static struct owed_bytes owed_of(struct client *cl)
 static struct client *client_at(int fd)
 {
 	uint16_t slot = atomic_load_explicit(&client_of[fd], memory_order_acquire);
-	return slot ? &atomic_load_explicit(&clients, memory_order_acquire)[slot - 1] : NULL;
+	return slot ? &pool_now()[slot - 1] : NULL;
 }
 
 static char *put(char *o, const void *s, size_t n)

@@ -10,16 +10,15 @@
  */
 #include "conn_table.h"
 
-#include <errno.h>
 #include <string.h>
-#include <sys/mman.h>
 
 #include "fork_hot.h"
+#include "map_once.h"
 #include "request_table.h"
 #include "shim_init.h"
 
 struct fd_state fd_states[FD_TABLE_SIZE];
-struct conn *_Atomic conn_chunks[FD_TABLE_SIZE / CONN_CHUNK];
+void *_Atomic conn_chunks[FD_TABLE_SIZE / CONN_CHUNK];
 static _Atomic int highest_copy FORK_HOT; /* no copy has a higher fd: scans stop there */
 
 static bool conn_trylock(struct conn *c)
@@ -37,20 +36,9 @@ static void conn_unlock(struct conn *c)
 /* fd's entry, its chunk mapped if it was not; NULL if mapping fails. */
 static struct conn *conn_entry_made(int fd)
 {
-	struct conn *e = conn_entry(fd);
-	if (e)
-		return e;
-	struct conn *chunk = mmap(NULL, CONN_CHUNK * sizeof(struct conn), PROT_READ | PROT_WRITE,
-				  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (chunk == MAP_FAILED)
-		return NULL;
-	struct conn *expected = NULL;
-	if (!atomic_compare_exchange_strong(&conn_chunks[(unsigned)fd / CONN_CHUNK], &expected,
-					    chunk)) {
-		munmap(chunk, CONN_CHUNK * sizeof(struct conn)); /* another thread's won */
-		chunk = expected;
-	}
-	return &chunk[(unsigned)fd % CONN_CHUNK];
+	struct conn *chunk = map_once(&conn_chunks[(unsigned)fd / CONN_CHUNK],
+				      CONN_CHUNK * sizeof(struct conn));
+	return chunk ? &chunk[(unsigned)fd % CONN_CHUNK] : NULL;
 }
 
 void conn_lose(int fd)
@@ -77,9 +65,7 @@ void conn_open(int fd)
 {
 	if ((unsigned)fd >= FD_TABLE_SIZE)
 		return;
-	int saved = errno;
 	struct conn *c = conn_entry_made(fd);
-	errno = saved;
 	if (!c || !conn_trylock(c))
 		return; /* stays untracked */
 	end_request(c);
@@ -162,10 +148,7 @@ void conn_copied(int fd, int copy)
 	if ((unsigned)copy >= FD_TABLE_SIZE || !(fd_class(fd) & FD_CONN))
 		return;
 	int holder = conn_fd(fd);
-	int saved = errno;
-	bool room = conn_entry_made(copy) != NULL; /* it may inherit the entry */
-	errno = saved;
-	if (!room)
+	if (!conn_entry_made(copy)) /* it may inherit the entry */
 		return;
 	int high = atomic_load_explicit(&highest_copy, memory_order_relaxed);
 	while (copy > high &&

@@ -66,7 +66,8 @@ struct fd_state {
 };
 extern struct fd_state fd_states[FD_TABLE_SIZE] __attribute__((visibility("hidden")));
 
-extern struct conn *_Atomic conn_chunks[FD_TABLE_SIZE / CONN_CHUNK]
+/* Chunks of CONN_CHUNK entries (struct conn), NULL until mapped. */
+extern void *_Atomic conn_chunks[FD_TABLE_SIZE / CONN_CHUNK]
 	__attribute__((visibility("hidden")));
 
 /* fd's entry, or NULL if no connection ever opened in its chunk. */

@@ -21,14 +21,13 @@
  */
 #include "epoll_map.h"
 
-#include <errno.h>
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdbool.h>
-#include <sys/mman.h>
 #include <xxhash.h>
 
 #include "conn_table.h"
+#include "map_once.h"
 #include "shim_init.h"
 
 #define INDEX_SIZE (1u << 16)
@@ -59,7 +58,7 @@ struct epoll_tables {
 						 one-shot registration was made */
 	struct index_slot index_slots[INDEX_SIZE];
 };
-static struct epoll_tables *_Atomic tables;
+static void *_Atomic tables; /* struct epoll_tables */
 #define WAITERS_MANY (-1)
 #define LOCK_YIELDS 100000
 
@@ -81,22 +80,7 @@ static struct epoll_tables *tables_now(void)
 /* The tables, mapped if they were not; NULL if mapping fails. */
 static struct epoll_tables *tables_made(void)
 {
-	struct epoll_tables *t = tables_now();
-	if (t)
-		return t;
-	int saved = errno;
-	t = mmap(NULL, sizeof(*t), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (t == MAP_FAILED) {
-		errno = saved;
-		return NULL;
-	}
-	struct epoll_tables *expected = NULL;
-	if (!atomic_compare_exchange_strong(&tables, &expected, t)) {
-		munmap(t, sizeof(*t)); /* another thread's won */
-		t = expected;
-	}
-	errno = saved;
-	return t;
+	return map_once(&tables, sizeof(struct epoll_tables));
 }
 
 static uint64_t key_of(const struct epoll_tables *t, int epfd)

@@ -1,0 +1,42 @@
+/*
+ * map_once.h - a large table mapped the first time something needs it, so a
+ * process pays memory only for the tables it uses (connection entries, the
+ * epoll map, the outbound pool).
+ *
+ * Any thread may ask at once: each maps its own, the first to publish it
+ * wins and the others unmap theirs. Never blocks and keeps errno; a failed
+ * mapping is reported as NULL (the caller goes without the table).
+ */
+#ifndef REQID_MAP_ONCE_H
+#define REQID_MAP_ONCE_H
+
+#include <errno.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <sys/mman.h>
+
+/* The table published in *slot, size bytes of zeroes mapped and published
+ * first if there is none; NULL if mapping fails. */
+static inline void *map_once(void *_Atomic *slot, size_t size)
+{
+	void *table = atomic_load_explicit(slot, memory_order_acquire);
+	if (table)
+		return table;
+	int saved = errno;
+	table = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (table == MAP_FAILED) {
+		table = NULL;
+	} else {
+		void *published = NULL;
+		if (!atomic_compare_exchange_strong_explicit(slot, &published, table,
+							     memory_order_acq_rel,
+							     memory_order_acquire)) {
+			munmap(table, size); /* another thread's won */
+			table = published;
+		}
+	}
+	errno = saved;
+	return table;
+}
+
+#endif
