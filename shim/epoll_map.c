@@ -134,7 +134,7 @@ static void writer_unlock(void)
 
 void epoll_map_after_fork(void)
 {
-	if ((atomic_load_explicit(&shim.made, memory_order_relaxed) & MADE_EPOLL_LOCK) &&
+	if (STATE_WAS_MADE(MADE_EPOLL_LOCK) &&
 	    atomic_load_explicit(&writer_busy, memory_order_relaxed))
 		atomic_store_explicit(&writer_busy, 0, memory_order_relaxed);
 	writing = false;

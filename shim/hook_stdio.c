@@ -265,7 +265,7 @@ static void reclaim_stream(FILE *f, bool patient)
 
 void stdio_reclaim_all(void)
 {
-	if (!(atomic_load_explicit(&shim.made, memory_order_relaxed) & MADE_STREAM_MARKS))
+	if (!STATE_WAS_MADE(MADE_STREAM_MARKS))
 		return; /* no stream was ever marked: the marks' pages stay untouched */
 	for (int i = 0; i < STREAM_MARKS; i++) {
 		FILE *g = atomic_load_explicit(&marks[i].stream, memory_order_acquire);
@@ -303,7 +303,7 @@ EXPORT int fflush(FILE *f)
 	if (shim.active && !thread_ctx.in_shim)
 		stdio_reclaim_all();
 	r = REAL(fflush)(NULL);
-	if (!(atomic_load_explicit(&shim.made, memory_order_relaxed) & MADE_STREAM_MARKS))
+	if (!STATE_WAS_MADE(MADE_STREAM_MARKS))
 		return r;
 	for (int i = 0; i < STREAM_MARKS; i++) {
 		FILE *g = atomic_load_explicit(&marks[i].stream, memory_order_acquire);

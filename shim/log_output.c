@@ -364,7 +364,7 @@ void log_output_settle(int fd)
 
 void log_output_settle_all(void)
 {
-	if (!(atomic_load_explicit(&shim.made, memory_order_relaxed) & MADE_BACKLOGS))
+	if (!STATE_WAS_MADE(MADE_BACKLOGS))
 		return; /* no backlog was ever made */
 	for (int i = 0; i < BACKLOGS; i++) {
 		int32_t fd1 = atomic_load_explicit(&backlogs[i].fd1, memory_order_acquire);
@@ -377,7 +377,7 @@ void log_output_settle_all(void)
  * the others stay shared with the parent. */
 void log_output_forget_all(void)
 {
-	if (!(atomic_load_explicit(&shim.made, memory_order_relaxed) & MADE_BACKLOGS))
+	if (!STATE_WAS_MADE(MADE_BACKLOGS))
 		return;
 	for (int i = 0; i < BACKLOGS; i++) {
 		if (!atomic_load_explicit(&backlogs[i].fd1, memory_order_relaxed) &&

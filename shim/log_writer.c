@@ -914,7 +914,7 @@ void log_flush_thread(void)
 /* Drains every owned slot that matches fd (any fd when fd < 0). */
 static void drain_all(int fd)
 {
-	if (!(atomic_load_explicit(&shim.made, memory_order_relaxed) & MADE_SLOTS))
+	if (!STATE_WAS_MADE(MADE_SLOTS))
 		return; /* no slot was ever claimed: its pages stay untouched */
 	int32_t tid = ctx_tid();
 	unsigned used = atomic_load_explicit(&slots_used, memory_order_acquire);
@@ -954,10 +954,9 @@ void log_flush_all(void)
  * of free ones stay shared with the parent. */
 void log_forget_all(void)
 {
-	unsigned used = atomic_load_explicit(&shim.made, memory_order_relaxed) &
-				MADE_SLOTS
-			? atomic_load_explicit(&slots_used, memory_order_relaxed)
-			: 0;
+	unsigned used = STATE_WAS_MADE(MADE_SLOTS)
+				? atomic_load_explicit(&slots_used, memory_order_relaxed)
+				: 0;
 	for (unsigned i = 0; i < used; i++) {
 		struct line_slot *s = &line_slots[i];
 		if (!atomic_load_explicit(&s->owner, memory_order_relaxed) &&

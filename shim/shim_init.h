@@ -178,10 +178,13 @@ enum made_state {
 	MADE_STREAM_MARKS = 8, /* marks of stdio log streams (hook_stdio.c) */
 };
 
+/* Whether state of kind bit was ever made (enum made_state). */
+#define STATE_WAS_MADE(bit) ((atomic_load_explicit(&shim.made, memory_order_relaxed) & (bit)) != 0)
+
 /* Marks that state of kind bit exists (enum made_state). */
 #define STATE_MADE(bit)                                                                 \
 	do {                                                                            \
-		if (!(atomic_load_explicit(&shim.made, memory_order_relaxed) & (bit)))  \
+		if (!STATE_WAS_MADE(bit))                                               \
 			atomic_fetch_or(&shim.made, (bit));                             \
 	} while (0)
 
