@@ -52,16 +52,17 @@ static bool is_log(int fd)
 /* fd is about to stop naming what it named: close its books. */
 static void fd_retiring(int fd)
 {
-	/* A vfork child closing its copies must not void the parent's kept
-	 * events (epoll_queue.h) nor its call chains: the parent's
-	 * descriptors still live. */
-	if (epoll_map_tracks(fd) && own_process())
-		epoll_map_forget(fd);
-	if (call_chain_is_pipe(fd) && own_process())
-		call_chain_fd_closing(fd);
+	bool epoll = epoll_map_tracks(fd), unwinder = call_chain_is_pipe(fd);
 	uint8_t cls = fd_class(fd);
-	if (likely(cls == 0) || !own_process())
+	/* Only in the shim's own process: a vfork child closing its copies
+	 * must not close the books of the parent's descriptors, which live
+	 * on (its kept epoll events, its call chains, its connections). */
+	if (likely(cls == 0 && !epoll && !unwinder) || !own_process())
 		return;
+	if (epoll)
+		epoll_map_forget(fd);
+	if (unwinder)
+		call_chain_fd_closing(fd);
 	int saved = errno;
 	if (cls & FD_CONN) {
 		if (conn_named_once(fd))
