@@ -4,7 +4,8 @@
  *
  * The event-loop rule (event_batch.h) needs each epoll_wait to return one
  * event. Asking the kernel for one at a time costs a system call per event;
- * instead the hook fetches as many as the caller asked for (up to
+ * where that is safe (batch_fetch_max: a level-triggered instance one thread
+ * waits on) the hook fetches as many as the caller asked for (up to
  * QUEUE_MAX + 1), returns the first and keeps the rest here, per thread, and
  * the thread's next epoll_wait on the same instance returns the next kept
  * event without entering the kernel: the program sees the batch it would

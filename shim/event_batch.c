@@ -19,7 +19,6 @@
 #include "shim_init.h"
 #include "thread_ctx.h"
 
-
 void batch_end(void)
 {
 	if (thread_ctx.batch.holding)
