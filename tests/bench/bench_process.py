@@ -20,6 +20,10 @@ server whose log it enriches):
                    time from spawn to the first response, and latency
                    percentiles and failures of the requests of the first
                    second after the first connect succeeded
+  10k connections  VmRSS of an nginx worker holding 10,000 idle keep-alive
+                   connections, each after one answered request (half with
+                   X-Request-ID), and after one more request on each; MiB,
+                   the note says what the shim adds
 Bare and shimmed runs alternate, and which goes first alternates too (on a
 small VM the order alone moves a run by some 5%); spawn alternates inside
 one process, per spawn. A row gives the median of each side, the ratio
@@ -35,6 +39,7 @@ serves errors.
 import argparse
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -71,9 +76,30 @@ http {{
 """
 
 FULL = dict(loop_rounds=16, forks=200, threads=2000, spawns=400, mem_rounds=8,
-            busybox_rounds=5, busybox_seconds=3, first_rounds=10)
+            busybox_rounds=5, busybox_seconds=3, first_rounds=10, conn_rounds=3,
+            conns=10000)
 QUICK = dict(loop_rounds=4, forks=100, threads=1000, spawns=100, mem_rounds=2,
-             busybox_rounds=2, busybox_seconds=1, first_rounds=2)
+             busybox_rounds=2, busybox_seconds=1, first_rounds=2, conn_rounds=1,
+             conns=2000)
+
+NGINX_IDLE = """worker_processes 1;
+daemon off;
+pid {d}/nginx.pid;
+error_log {d}/logs/error.log error;
+worker_rlimit_nofile {files};
+events {{ worker_connections {conns}; }}
+http {{
+  client_body_temp_path {d}/tmp; proxy_temp_path {d}/tmp; fastcgi_temp_path {d}/tmp;
+  uwsgi_temp_path {d}/tmp; scgi_temp_path {d}/tmp;
+  keepalive_timeout 600s;
+  keepalive_requests 100000;
+  server {{
+    listen 127.0.0.1:{port} backlog=4096;
+    root {d}/www;
+    access_log {d}/logs/access.log combined;
+  }}
+}}
+"""
 
 
 def prog(args, env, tmp):
@@ -88,6 +114,9 @@ def shim_env(extra=None):
     env = benchlib.clean_env({"LD_PRELOAD": str(LIB)})
     env.update(extra or {})
     return env
+
+
+BODY = b"<html><body>hello</body></html>\n"
 
 
 # -- fork, thread, spawn -------------------------------------------------------
@@ -197,7 +226,7 @@ def nginx_dir(tmp):
     for sub in ("www", "tmp", "logs"):
         (d / sub).mkdir(parents=True)
     d.chmod(0o755)  # nginx's workers may run as another user
-    (d / "www" / "index.html").write_text("<html><body>hello</body></html>\n")
+    (d / "www" / "index.html").write_bytes(BODY)
     return d
 
 
@@ -263,11 +292,94 @@ def bench_first_second(p, tmp):
     print("  failed requests in all: bare %d, shim %d" % failed)
 
 
+# -- memory at 10,000 open connections ------------------------------------------
+
+def request_all(socks, n):
+    """Sends request n on every socket (X-Request-ID on every other one) and
+    reads each whole answer (the file's size is known: headers end the
+    answer's head, then len(BODY) bytes)."""
+    import selectors
+    sel = selectors.DefaultSelector()
+    got = {}
+    for i, s in enumerate(socks):
+        rid = "X-Request-ID: idle-%d-%d\r\n" % (n, i) if i % 2 else ""
+        s.sendall(("GET /index.html HTTP/1.1\r\nHost: x\r\n%s\r\n" % rid).encode())
+        sel.register(s, selectors.EVENT_READ, i)
+        got[i] = b""
+    left = len(socks)
+    while left:
+        for key, _ in sel.select(timeout=30) or [(None, None)]:
+            if key is None:
+                raise RuntimeError("nginx stopped answering (%d left)" % left)
+            i = key.data
+            chunk = key.fileobj.recv(65536)
+            if not chunk:
+                raise RuntimeError("nginx closed a keep-alive connection")
+            got[i] += chunk
+            head, sep, body = got[i].partition(b"\r\n\r\n")
+            if sep and len(body) >= len(BODY):
+                if not head.startswith(b"HTTP/1.1 200"):
+                    raise RuntimeError("nginx answered %r" % head[:40])
+                sel.unregister(key.fileobj)
+                left -= 1
+    sel.close()
+
+
+def worker_rss(master):
+    """VmRSS in MiB of master's one child."""
+    kids = Path("/proc/%d/task/%d/children" % (master, master)).read_text().split()
+    status = Path("/proc/%s/status" % kids[0]).read_text()
+    return int(next(l for l in status.splitlines() if l.startswith("VmRSS:")).split()[1]) / 1024
+
+
+def idle_connections_run(d, n, shimmed):
+    """(RSS after one request on each of n connections, after a second)."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard < n + 100:
+        raise RuntimeError("RLIMIT_NOFILE's hard limit %d is below %d" % (hard, n + 100))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    port = benchlib.free_port()
+    (d / "nginx.conf").write_text(NGINX_IDLE.format(d=d, port=port, files=n + 100, conns=2 * n))
+    env = (shim_env({"REQID_LOG_PATHS": str(d / "logs" / "*.log")}) if shimmed
+           else benchlib.clean_env())
+    server = benchlib.start(pin(0) + ["nginx", "-p", str(d), "-c", str(d / "nginx.conf"),
+                                      "-e", str(d / "logs" / "error.log")], env, d / "console")
+    socks = []
+    try:
+        benchlib.wait_port(port, server, "nginx")
+        for _ in range(n):
+            socks.append(socket.create_connection(("127.0.0.1", port)))
+        request_all(socks, 1)
+        first = worker_rss(server.pid)
+        request_all(socks, 2)
+        return [(first, worker_rss(server.pid))]
+    finally:
+        for s in socks:
+            s.close()
+        benchlib.stop(server)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def bench_idle_connections(p, tmp):
+    d = nginx_dir(tmp)
+    n = p["conns"]
+    bare, shim = alternated(p["conn_rounds"], lambda: idle_connections_run(d, n, False),
+                            lambda: idle_connections_run(d, n, True))
+    header("nginx worker holding %d idle keep-alive connections, VmRSS MiB "
+           "(%d runs each):" % (n, p["conn_rounds"]))
+    for i, name in enumerate(("after one request each", "after a second request each")):
+        b, s = [m[i] for m in bare], [m[i] for m in shim]
+        added = benchlib.percentile(s, 50) - benchlib.percentile(b, 50)
+        row("%d connections, %s" % (n, name), b, s, digits=2,
+            note="shim adds %+.2f MiB" % added)
+
+
 # -- main ------------------------------------------------------------------------
 
 BENCHES = {"loops": bench_loops, "memory": bench_memory, "busybox": bench_busybox,
-           "firstsec": bench_first_second}
-NEEDS = {"busybox": ["busybox", "wrk"], "firstsec": ["nginx"]}
+           "firstsec": bench_first_second, "conns": bench_idle_connections}
+NEEDS = {"busybox": ["busybox", "wrk"], "firstsec": ["nginx"], "conns": ["nginx"]}
 
 
 def main():
