@@ -15,7 +15,7 @@ BUILD   := build
 PURE_SRCS := shim/config.c shim/request_id.c shim/traceparent.c shim/trace_context.c shim/tracestate.c \
              shim/http_parser.c shim/http_response.c shim/line_format.c shim/path_glob.c
 # Interposition glue and the state it keeps.
-GLUE_SRCS := shim/shim_init.c shim/request_table.c shim/conn_table.c \
+GLUE_SRCS := shim/shim_init.c shim/request_table.c shim/conn_table.c shim/head_store.c \
              shim/thread_ctx.c shim/log_writer.c shim/log_output.c shim/insert_output.c \
              shim/conn_output.c shim/client_output.c \
              shim/call_chain.c shim/epoll_map.c shim/epoll_queue.c shim/event_batch.c \
@@ -64,10 +64,10 @@ $(BUILD) $(BUILD)/unit $(BUILD)/unit-asan $(BUILD)/servers:
 
 # Unit tests link the pure sources directly, and the shim's tables where a
 # test names them (no hooks: nothing is interposed).
-UNIT_TABLES_test_conn_table := shim/conn_table.c shim/request_table.c
+UNIT_TABLES_test_conn_table := shim/conn_table.c shim/head_store.c shim/request_table.c
 UNIT_TABLES_test_request_table := shim/request_table.c
-UNIT_TABLES_test_epoll_map := shim/epoll_map.c shim/conn_table.c shim/request_table.c
-UNIT_TABLES_test_epoll_queue := shim/epoll_queue.c shim/epoll_map.c shim/conn_table.c shim/request_table.c
+UNIT_TABLES_test_epoll_map := shim/epoll_map.c shim/conn_table.c shim/head_store.c shim/request_table.c
+UNIT_TABLES_test_epoll_queue := shim/epoll_queue.c shim/epoll_map.c shim/conn_table.c shim/head_store.c shim/request_table.c
 
 .SECONDEXPANSION:
 $(BUILD)/unit/%: tests/unit/%.c $(PURE_SRCS) $$(UNIT_TABLES_$$*) $(SHIM_HDRS) | $(BUILD)/unit

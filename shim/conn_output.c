@@ -79,9 +79,10 @@ static void out_unlock(struct conn *c)
 	atomic_store_explicit(&c->out_busy, 0, memory_order_release);
 }
 
-static struct owed_bytes owed_of(struct conn *c)
+/* fd's connection c owes these. */
+static struct owed_bytes owed_of(int fd, struct conn *c)
 {
-	return (struct owed_bytes){&c->owed_len, c->owed, sizeof(c->owed)};
+	return (struct owed_bytes){&c->owed_len, conn_owed(conn_fd(fd)), CONN_OWED_MAX};
 }
 
 ssize_t conn_output(int fd, const struct iovec *iov, int iovcnt, int flags, bool use_send,
@@ -98,14 +99,14 @@ ssize_t conn_output(int fd, const struct iovec *iov, int iovcnt, int flags, bool
 	size_t total = 0;
 	for (int i = 0; i < iovcnt; i++)
 		total += iov[i].iov_len;
-	struct owed_bytes owed = owed_of(c);
+	struct owed_bytes owed = owed_of(fd, c);
 
 	for (int attempt = 0;; attempt++) {
 		if (http_response_stopped(&c->response) && c->owed_len == 0) {
 			out_unlock(c);
 			return insert_send_plain(fd, iov, iovcnt, flags, use_send, msg);
 		}
-		char header[sizeof(c->owed)];
+		char header[CONN_OWED_MAX];
 		struct insertion ins;
 		struct http_response_parser after;
 		plan(&c->response, iov, iovcnt, &ins, &after);
@@ -148,7 +149,7 @@ bool conn_output_before_sendfile(int fd)
 	struct conn *c = conn_of(fd);
 	if (c->owed_len == 0 || !out_lock(c))
 		return true;
-	struct owed_bytes owed = owed_of(c);
+	struct owed_bytes owed = owed_of(fd, c);
 	bool paid = insert_pay_owed(fd, &owed);
 	int saved = errno;
 	out_unlock(c);

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "fork_hot.h"
+#include "head_store.h"
 #include "map_once.h"
 #include "request_table.h"
 #include "shim_init.h"
@@ -36,9 +37,9 @@ static void conn_unlock(struct conn *c)
 /* fd's entry, its chunk mapped if it was not; NULL if mapping fails. */
 static struct conn *conn_entry_made(int fd)
 {
-	struct conn *chunk = map_once(&conn_chunks[(unsigned)fd / CONN_CHUNK],
-				      CONN_CHUNK * sizeof(struct conn));
-	return chunk ? &chunk[(unsigned)fd % CONN_CHUNK] : NULL;
+	struct conn_chunk *chunk = map_once(&conn_chunks[(unsigned)fd / CONN_CHUNK],
+					    sizeof(struct conn_chunk));
+	return chunk ? &chunk->entry[(unsigned)fd % CONN_CHUNK] : NULL;
 }
 
 void conn_lose(int fd)
@@ -61,6 +62,15 @@ static void set_request(struct conn *c, uint64_t serial)
 	__atomic_store_n(&c->request, serial, __ATOMIC_RELAXED);
 }
 
+/* c (locked) no longer needs the text of a head. */
+static void drop_head_text(struct conn *c)
+{
+	if (c->head_slot) {
+		head_store_release(c->head_slot);
+		c->head_slot = 0;
+	}
+}
+
 void conn_open(int fd)
 {
 	if ((unsigned)fd >= FD_TABLE_SIZE)
@@ -76,7 +86,10 @@ void conn_open(int fd)
 	c->head_pending = false;
 	c->responded = false;
 	set_request(c, 0);
-	http_parser_init(&c->parser, &shim.matcher);
+	drop_head_text(c);
+	struct http_parser parser;
+	http_parser_init(&parser, &shim.matcher);
+	memcpy(c->parsing, &parser, sizeof(c->parsing));
 	http_response_init(&c->response, shim.config.response_header,
 			   shim.config.response_header_len);
 	c->owed_len = 0;
@@ -104,6 +117,10 @@ void conn_forget(int fd)
 	struct conn *c = conn_entry(fd);
 	if (atomic_load_explicit(&c->copies, memory_order_relaxed) == 0) {
 		set_request(c, 0);
+		if (conn_trylock(c)) { /* else the fd's next conn_open frees it */
+			drop_head_text(c);
+			conn_unlock(c);
+		}
 		return;
 	}
 	/* The fd holding the entry goes while copies remain: the first copy
@@ -124,6 +141,7 @@ void conn_forget(int fd)
 			struct conn *h = conn_entry(heir);
 			memcpy((char *)h + sizeof(h->busy), (char *)c + sizeof(c->busy),
 			       sizeof(*c) - sizeof(c->busy));
+			memcpy(conn_owed(heir), conn_owed(fd), c->owed_len);
 			atomic_store_explicit(&h->copies, 0, memory_order_relaxed);
 			atomic_store_explicit(&fd_states[heir].alias, 0, memory_order_relaxed);
 		} else {
@@ -134,12 +152,16 @@ void conn_forget(int fd)
 	atomic_store_explicit(&c->copies, 0, memory_order_relaxed);
 	if (!moving || heir < 0) {
 		set_request(c, 0);
-		if (moving)
+		if (moving) {
+			drop_head_text(c);
 			conn_unlock(c);
+		}
 		return;
 	}
-	atomic_store_explicit(&c->line_live, false, memory_order_relaxed); /* moved to heir */
+	/* Moved to heir: */
+	atomic_store_explicit(&c->line_live, false, memory_order_relaxed);
 	__atomic_store_n(&c->request, 0, __ATOMIC_RELAXED);
+	c->head_slot = 0;
 	conn_unlock(c);
 }
 
@@ -227,10 +249,35 @@ static void apply(struct conn *c, const struct http_feed_result *r)
 	}
 }
 
+/* Keeps the text of p (c's parser) in c's head_store slot while p is inside
+ * a head; false if no slot could be had. */
+static bool keep_head_text(struct conn *c, const struct http_parser *p)
+{
+	if (!http_parser_in_head(p)) {
+		drop_head_text(c);
+		return true;
+	}
+	if (!c->head_slot && !(c->head_slot = head_store_claim()))
+		return false;
+	memcpy(head_store_text(c->head_slot), (const char *)p + HTTP_PARSER_STATE_SIZE,
+	       HTTP_PARSER_TEXT_SIZE);
+	return true;
+}
+
 static void feed(struct conn *c, const void *buf, size_t n)
 {
+	struct http_parser p;
+	memcpy(&p, c->parsing, sizeof(c->parsing));
+	if (c->head_slot)
+		memcpy((char *)&p + HTTP_PARSER_STATE_SIZE, head_store_text(c->head_slot),
+		       HTTP_PARSER_TEXT_SIZE);
 	struct http_feed_result r;
-	http_parser_feed(&c->parser, buf, n, &r);
+	http_parser_feed(&p, buf, n, &r);
+	memcpy(c->parsing, &p, sizeof(c->parsing));
+	if (!keep_head_text(c, &p)) {
+		lose_stream(c);
+		return;
+	}
 	apply(c, &r);
 }
 

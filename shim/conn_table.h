@@ -7,7 +7,8 @@
  * Connection entries live in chunks of CONN_CHUNK fds, mapped the first time
  * a connection opens in them: a process pays memory for the descriptor
  * numbers its connections use, not for the table. Every fd flagged FD_CONN
- * has its chunk.
+ * has its chunk. An entry keeps its parser's state only; the text of a
+ * head that arrives over several reads waits in a head_store slot.
  * A connection's state is guarded by a try-lock: a hook that finds it taken
  * (another thread, or a signal handler on this one) gives up on the stream
  * for good rather than wait, so no hook ever blocks here.
@@ -51,10 +52,12 @@ struct conn {
 	_Atomic bool line_live; /* its request line is counted as live */
 	uint32_t line_buckets;
 	_Atomic uint32_t out_busy;  /* try-lock for the write side below */
-	uint16_t owed_len;          /* bytes of an added header not yet sent */
-	char owed[REQUEST_ID_MAX + RESPONSE_HEADER_NAME_MAX + 4];
+	uint16_t owed_len;          /* bytes of an added header not yet sent (conn_owed) */
+	uint32_t head_slot;  /* head_store slot holding the parser's text, 0 if none */
 	struct http_response_parser response;
-	struct http_parser parser;
+	/* The request parser's first HTTP_PARSER_STATE_SIZE bytes: all of it
+	 * between heads (see http_parser.h) */
+	_Alignas(struct http_parser) unsigned char parsing[HTTP_PARSER_STATE_SIZE];
 };
 
 /* What the shim keeps for every fd, side by side so that the calls that
@@ -66,16 +69,35 @@ struct fd_state {
 };
 extern struct fd_state fd_states[FD_TABLE_SIZE] __attribute__((visibility("hidden")));
 
-/* Chunks of CONN_CHUNK entries (struct conn), NULL until mapped. */
+/* An added header: "Name: id" and CRLF. */
+#define CONN_OWED_MAX (RESPONSE_HEADER_NAME_MAX + 2 + REQUEST_ID_MAX + 2)
+
+/* The entries of CONN_CHUNK fds, then room for the bytes each connection
+ * may come to owe: those pages are touched only by a connection that owes
+ * some (a write that stopped inside an added header), not by every one. */
+struct conn_chunk {
+	struct conn entry[CONN_CHUNK];
+	char owed[CONN_CHUNK][CONN_OWED_MAX];
+};
+
+/* Chunks (struct conn_chunk), NULL until mapped. */
 extern void *_Atomic conn_chunks[FD_TABLE_SIZE / CONN_CHUNK]
 	__attribute__((visibility("hidden")));
 
 /* fd's entry, or NULL if no connection ever opened in its chunk. */
 static inline struct conn *conn_entry(int fd)
 {
-	struct conn *chunk = atomic_load_explicit(&conn_chunks[(unsigned)fd / CONN_CHUNK],
-						  memory_order_acquire);
-	return chunk ? &chunk[(unsigned)fd % CONN_CHUNK] : NULL;
+	struct conn_chunk *chunk = atomic_load_explicit(&conn_chunks[(unsigned)fd / CONN_CHUNK],
+							memory_order_acquire);
+	return chunk ? &chunk->entry[(unsigned)fd % CONN_CHUNK] : NULL;
+}
+
+/* The owed bytes of the connection whose entry is fd's (mapped). */
+static inline char *conn_owed(int fd)
+{
+	struct conn_chunk *chunk = atomic_load_explicit(&conn_chunks[(unsigned)fd / CONN_CHUNK],
+							memory_order_acquire);
+	return chunk->owed[(unsigned)fd % CONN_CHUNK];
 }
 
 /* The fd whose conn_table entry connection fd uses. A copy of a

@@ -28,6 +28,7 @@ enum {
 
 enum parser_state {
 	S_START,          /* before a request line; empty lines skipped */
+	/* S_METHOD to S_HEADER_VALUE: inside a head (http_parser_in_head) */
 	S_METHOD,
 	S_TARGET,
 	S_VERSION,        /* token_len counts matched bytes of "HTTP/1.x" */
@@ -112,6 +113,14 @@ void http_parser_added(struct http_parser *p)
 bool http_parser_stopped(const struct http_parser *p)
 {
 	return p->state == S_NOT_HTTP || p->state == S_DESYNC;
+}
+
+bool http_parser_in_head(const struct http_parser *p)
+{
+	/* A CR ending the request line or a header line waits for its LF;
+	 * the blank line's CR already reported the head (end_headers). */
+	uint8_t s = p->state == S_EXPECT_LF ? p->after_lf : p->state;
+	return s >= S_METHOD && s <= S_HEADER_VALUE;
 }
 
 /* ---- scanning --------------------------------------------------------- */

@@ -84,12 +84,27 @@ struct http_parser {
 	uint32_t seen;         /* matcher entries present in this request */
 	uint64_t remaining;    /* body or chunk bytes left to skip */
 	uint64_t content_length;
+	/* The head's text, from value to the end: what a request head kept
+	 * so far. Outside a head (see http_parser_in_head) no feed reads it
+	 * before writing it. */
 	char value[REQUEST_ID_MAX];
 	char best[REQUEST_ID_MAX];
 	struct traceparent traceparent;
 	char request_line[REQUEST_LINE_MAX];
 	char tracestate[TRACESTATE_MAX]; /* its header lines joined with ',' */
 };
+
+/* A parser is its state (the first HTTP_PARSER_STATE_SIZE bytes) and its
+ * head's text (the HTTP_PARSER_TEXT_SIZE bytes after them). Between heads
+ * the state alone is the parser: a parser rebuilt from a saved state and
+ * any text goes on exactly as the original would have, so a table of many
+ * parsers can keep the text only for the heads being read. */
+#define HTTP_PARSER_STATE_SIZE offsetof(struct http_parser, value)
+#define HTTP_PARSER_TEXT_SIZE (sizeof(struct http_parser) - HTTP_PARSER_STATE_SIZE)
+
+/* True while p is inside a request head (from a request line's first byte
+ * to the end of its header block): its text matters to the next feed. */
+bool http_parser_in_head(const struct http_parser *p);
 
 /* What one call to http_parser_feed saw. */
 struct http_feed_result {

@@ -3,7 +3,9 @@
  *
  * The first input byte picks how the rest is cut into reads. Checks what
  * must hold for any bytes: feeding whole or in pieces reports the same
- * requests, header blocks and final id; every reported id is a valid one;
+ * requests, header blocks and final id, also when the text of a parser
+ * between heads is overwritten before each piece (a connection entry keeps
+ * only the state then); every reported id is a valid one;
  * nothing reads or writes out of bounds (ASan; every call is given a buffer
  * of exactly its length, so a read past a piece's end is caught too). Never
  * prints on success.
@@ -342,8 +344,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	http_parser_init(&whole, &m);
 	http_parser_init(&pieces, &m);
 	feed(&whole, data, size, &a);
-	for (size_t off = 0; off < size; off += cut)
+	for (size_t off = 0; off < size; off += cut) {
+		/* Between heads the state alone goes on (a connection entry
+		 * keeps no more): the text is overwritten. */
+		if (!http_parser_in_head(&pieces))
+			memset((char *)&pieces + HTTP_PARSER_STATE_SIZE, data[off],
+			       HTTP_PARSER_TEXT_SIZE);
 		feed(&pieces, data + off, size - off < cut ? size - off : cut, &b);
+	}
 
 	if (a.started != b.started || a.completed != b.completed || a.not_http != b.not_http ||
 	    a.desync != b.desync)

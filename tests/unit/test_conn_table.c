@@ -6,7 +6,9 @@
  * first copy takes the entry over when the fd holding it goes, closing a copy
  * leaves the connection alone, and a copy whose holder cannot hand the entry
  * over stops being tracked rather than read an entry a new connection on
- * that fd number may take.
+ * that fd number may take. A head that arrives over several reads keeps its
+ * text in a head_store slot until it ends, the slot following the entry to
+ * a copy, and given back when the head ends or the connection closes.
  *
  * Links conn_table.c and request_table.c with the pure sources; the shim's
  * state is defined here (no hooks, no libc interposition).
@@ -22,6 +24,7 @@
 #include <string.h>
 
 #include "conn_table.h"
+#include "head_store.h"
 #include "request_table.h"
 #include "shim_init.h"
 
@@ -156,6 +159,83 @@ static void test_lost_connection_stays_lost_in_copies(void **state)
 	assert_int_equal(conn_request(4), 0);
 }
 
+
+/* A request with X-Request-ID id and a traceparent, in two reads: up to two
+ * bytes into the id (half 0), and the rest (half 1). */
+static void half_request_on(int fd, const char *id, int half)
+{
+	char req[256];
+	int n = snprintf(req, sizeof(req),
+			 "GET /%s HTTP/1.1\r\nX-Request-ID: %s\r\ntraceparent: "
+			 "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\r\n\r\n", id, id);
+	int cut = (int)(strstr(req, "X-Request-ID: ") - req) + 16;
+	if (half == 0)
+		conn_on_read(fd, req, NULL, (size_t)cut);
+	else
+		conn_on_read(fd, req + cut, NULL, (size_t)(n - cut));
+}
+
+/* Every head_store slot is free: the lowest one is the first claimed. */
+static void expect_store_empty(void)
+{
+	uint32_t slot = head_store_claim();
+	assert_int_equal(slot, 1);
+	head_store_release(slot);
+}
+
+static void test_heads_over_two_reads(void **state)
+{
+	(void)state;
+	static const int fds[] = { 5, 6, 300 };
+	static const char *ids[] = { "alpha-1", "beta-22", "gamma-333" };
+	for (int i = 0; i < 3; i++)
+		conn_open(fds[i]);
+	for (int i = 0; i < 3; i++)
+		half_request_on(fds[i], ids[i], 0);
+	for (int i = 0; i < 3; i++)
+		assert_string_equal(id_on(fds[i]), "");
+	for (int i = 2; i >= 0; i--)
+		half_request_on(fds[i], ids[i], 1);
+	for (int i = 0; i < 3; i++) {
+		assert_string_equal(id_on(fds[i]), ids[i]);
+		struct trace_ctx t;
+		assert_true(request_table_trace(conn_request(fds[i]), &t));
+		assert_memory_equal(t.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736", 32);
+	}
+	expect_store_empty();
+}
+
+static void test_head_text_follows_the_heir(void **state)
+{
+	(void)state;
+	conn_open(5);
+	half_request_on(5, "moved", 0);
+	conn_copied(5, 0);
+	conn_forget(5);
+	/* A new connection on the old number starts a head of its own. */
+	conn_open(5);
+	half_request_on(5, "stranger", 0);
+	half_request_on(0, "moved", 1);
+	assert_string_equal(id_on(0), "moved");
+	half_request_on(5, "stranger", 1);
+	assert_string_equal(id_on(5), "stranger");
+	expect_store_empty();
+}
+
+static void test_closed_inside_a_head(void **state)
+{
+	(void)state;
+	conn_open(5);
+	half_request_on(5, "gone", 0);
+	conn_forget(5);
+	expect_store_empty();
+	conn_open(5);
+	half_request_on(5, "fresh", 0);
+	half_request_on(5, "fresh", 1);
+	assert_string_equal(id_on(5), "fresh");
+	expect_store_empty();
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -165,6 +245,9 @@ int main(void)
 		cmocka_unit_test_setup(test_closing_a_copy_leaves_the_connection, setup),
 		cmocka_unit_test_setup(test_busy_holder_drops_its_copies, setup),
 		cmocka_unit_test_setup(test_lost_connection_stays_lost_in_copies, setup),
+		cmocka_unit_test_setup(test_heads_over_two_reads, setup),
+		cmocka_unit_test_setup(test_head_text_follows_the_heir, setup),
+		cmocka_unit_test_setup(test_closed_inside_a_head, setup),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
