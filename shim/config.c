@@ -7,6 +7,7 @@
  */
 #include "config.h"
 
+#include <stddef.h>
 #include <string.h>
 
 static const char *const default_headers[] = {
@@ -232,7 +233,8 @@ static bool parse_log_paths(const char *v, struct reqid_config *cfg)
 
 static void set_defaults(struct reqid_config *cfg)
 {
-	memset(cfg, 0, sizeof(*cfg));
+	_Static_assert(offsetof(struct reqid_config, log_paths) == 0, "log_paths comes first");
+	memset((char *)cfg + sizeof(cfg->log_paths), 0, sizeof(*cfg) - sizeof(cfg->log_paths));
 	cfg->format = FORMAT_JSON;
 	memcpy(cfg->field, "request_id", sizeof("request_id"));
 	cfg->field_len = sizeof("request_id") - 1;

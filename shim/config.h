@@ -50,6 +50,11 @@ struct header_name {
 };
 
 struct reqid_config {
+	/* First, apart from the rest: the defaults leave these bytes as they
+	 * are (only the first log_path_count entries mean anything), so a
+	 * process without REQID_LOG_PATHS never touches their pages. */
+	char log_paths[CONFIG_MAX_LOG_PATHS][CONFIG_MAX_LOG_PATH + 1]; /* globs */
+	uint8_t log_path_count;
 	bool disabled;
 	enum log_format format;
 	uint8_t field_len;
@@ -69,8 +74,6 @@ struct reqid_config {
 	struct header_name headers[CONFIG_MAX_HEADERS]; /* precedence order */
 	uint8_t log_fd_count;
 	int log_fds[CONFIG_MAX_LOG_FDS];
-	uint8_t log_path_count;
-	char log_paths[CONFIG_MAX_LOG_PATHS][CONFIG_MAX_LOG_PATH + 1]; /* globs */
 	uint8_t response_header_len; /* 0: responses get no header */
 	char response_header[CONFIG_MAX_HEADER_NAME + 1]; /* as given; also the
 							     id header of outbound

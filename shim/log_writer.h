@@ -59,8 +59,9 @@ void log_flush_thread(void) __attribute__((visibility("hidden")));
 /* Log descriptor fd is being closed: every thread's lines for it go out. */
 void log_flush_fd(int fd) __attribute__((visibility("hidden")));
 
-/* The process exits, execs or dies: every thread's lines go out. */
-void log_flush_all(void) __attribute__((visibility("hidden")));
+/* The process exits, execs or dies: every thread's lines go out. Cold: once
+ * per process, beside the start-up code (shim_init.h). */
+void log_flush_all(void) __attribute__((visibility("hidden"), cold));
 
 /* In a fork child: the parent's pending lines are the parent's to write. */
 void log_forget_all(void) __attribute__((visibility("hidden")));

@@ -31,6 +31,13 @@
 struct real_functions real;
 struct shim_state shim FORK_HOT;
 
+/* What pthread_atfork does (its libc_nonshared.a stub): called directly, so
+ * that stub, which the linker puts at the far end of the library's code,
+ * does not cost a process a page of its own at start. */
+extern int __register_atfork(void (*prepare)(void), void (*parent)(void), void (*child)(void),
+			     void *dso_handle);
+extern void *__dso_handle;
+
 static _Atomic bool real_ready;
 static bool real_complete;
 static __thread bool resolving __attribute__((tls_model("initial-exec")));
@@ -228,7 +235,7 @@ static void start(void)
 	shim.syslog_style = shim.style;
 	shim.syslog_style.cee = true;
 	seed_ids();
-	if (pthread_atfork(NULL, NULL, after_fork_child) != 0)
+	if (__register_atfork(NULL, NULL, after_fork_child, __dso_handle) != 0)
 		return;
 	mark_log_fds();
 	adopt_exec_request();

@@ -189,10 +189,10 @@ enum made_state {
 	} while (0)
 
 struct shim_state {
+	struct reqid_config config; /* first: its first page is its log paths */
 	bool active;              /* configured and not disabled */
 	bool accepted;            /* this process accepted a connection */
 	uint64_t exec_request;    /* the request this program was exec'ed for */
-	struct reqid_config config;
 	struct header_matcher matcher;
 	struct line_style style;
 	struct line_style syslog_style; /* style, with the CEE cookie for json */
@@ -239,8 +239,9 @@ size_t current_log_ids(char *buf, size_t size) HIDDEN;
 
 /* Bytes a program put into log streams' buffers directly (inline putc)
  * go through the line machinery: all streams the shim knows at exit, one
- * stream before it is closed (hook_stdio.c). */
-void stdio_reclaim_all(void) HIDDEN;
+ * stream before it is closed (hook_stdio.c). stdio_reclaim_all is cold like
+ * install_fatal_signal_flush: once per process. */
+void stdio_reclaim_all(void) HIDDEN __attribute__((cold));
 void stdio_forget_stream(FILE *f) HIDDEN;
 
 /* The shim has just written into f, holding its lock: what is in the buffer
@@ -248,7 +249,9 @@ void stdio_forget_stream(FILE *f) HIDDEN;
 void stdio_note_write(FILE *f) HIDDEN;
 
 /* Installs the handlers that write pending lines on fatal signals left at
- * their default action (hook_process.c). */
-void install_fatal_signal_flush(void) HIDDEN;
+ * their default action (hook_process.c). Cold: it runs once, at start, and
+ * so lies with the start-up code (text a process first touches costs a
+ * page fault per 64 KiB window; start and exit stay in the first). */
+void install_fatal_signal_flush(void) HIDDEN __attribute__((cold));
 
 #endif
