@@ -71,6 +71,34 @@ static void drop_head_text(struct conn *c)
 	}
 }
 
+/* Builds a new parser's state in out: a whole parser (a kilobyte) on the
+ * stack. */
+static __attribute__((noinline)) void parser_state_build(unsigned char *out, size_t n)
+{
+	struct http_parser p;
+	http_parser_init(&p, &shim.matcher);
+	memcpy(out, &p, n);
+}
+
+/* A new parser's state in out (HTTP_PARSER_STATE_SIZE bytes), copied from
+ * one built once: a fork server's parent accepts with a shallow stack, so a
+ * fork does not make it copy a deeper stack page at every accept. */
+static void parser_start(unsigned char *out)
+{
+	static _Alignas(struct http_parser) unsigned char built[HTTP_PARSER_STATE_SIZE];
+	static _Atomic int made; /* 0: not yet, 1: being built, 2: built */
+	int m = atomic_load_explicit(&made, memory_order_acquire);
+	if (m == 0 && atomic_compare_exchange_strong(&made, &m, 1)) {
+		parser_state_build(built, sizeof(built));
+		atomic_store_explicit(&made, 2, memory_order_release);
+		m = 2;
+	}
+	if (m == 2)
+		memcpy(out, built, sizeof(built));
+	else
+		parser_state_build(out, sizeof(built)); /* another thread is building it */
+}
+
 void conn_open(int fd)
 {
 	if ((unsigned)fd >= FD_TABLE_SIZE)
@@ -87,16 +115,15 @@ void conn_open(int fd)
 	c->responded = false;
 	set_request(c, 0);
 	drop_head_text(c);
-	struct http_parser parser;
-	http_parser_init(&parser, &shim.matcher);
-	memcpy(c->parsing, &parser, sizeof(c->parsing));
+	parser_start(c->parsing);
 	http_response_init(&c->response, shim.config.response_header,
 			   shim.config.response_header_len);
 	c->owed_len = 0;
 	atomic_store_explicit(&c->out_busy, 0, memory_order_relaxed);
 	conn_unlock(c);
 	atomic_store_explicit(&fd_states[fd].flags, FD_CONN, memory_order_relaxed);
-	shim.accepted = true;
+	if (!shim.accepted) /* written once: a fork server's parent copies no page for it */
+		shim.accepted = true;
 }
 
 void conn_forget(int fd)

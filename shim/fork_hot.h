@@ -1,7 +1,8 @@
 /*
  * fork_hot.h - where the globals go that a fork child, or its parent,
  * writes for every connection (the shim's pid and ids, request serials,
- * the count of copies of connections).
+ * the count of copies of connections), or reads for every line (whether
+ * output takes the long way).
  *
  * After fork every page either process first writes is copied; on a VM
  * that costs tens of microseconds a page. Globals marked FORK_HOT share one

@@ -20,6 +20,7 @@
 #include <time.h>
 #include <wchar.h>
 
+#include "fork_hot.h"
 #include "shim_init.h"
 
 #define BACKLOGS 16
@@ -36,11 +37,13 @@ struct backlog {
 };
 
 static struct backlog backlogs[BACKLOGS];
-/* Backlogs in use, plus one once dying: nonzero sends writes the long way. */
-_Atomic uint32_t output_attention;
+/* Backlogs in use, plus one once dying: nonzero sends writes the long way.
+ * Read for every line: FORK_HOT, on the page a fork child writes anyway, so
+ * a child's first line does not fault in a page of its own to read it. */
+_Atomic uint32_t output_attention FORK_HOT;
 
 #define DYING_BUDGET_MS 200
-static _Atomic bool dying;
+static _Atomic bool dying FORK_HOT;
 static _Atomic int dying_budget_ms = DYING_BUDGET_MS;
 
 void log_output_dying(void)
