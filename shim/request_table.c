@@ -1,41 +1,70 @@
 /*
- * request_table.c - ring of request ids and request lines with per-slot
- * seqlocks, and live counts of request lines by hash bucket, in two tables
- * hashed apart: a line is unique when its bucket in either table holds it
- * alone, so two different request lines sharing one bucket (a one in a
+ * request_table.c - ring of request ids, request lines and traces with
+ * per-slot seqlocks, and live counts of request lines by hash bucket, in two
+ * tables hashed apart: a line is unique when its bucket in either table holds
+ * it alone, so two different request lines sharing one bucket (a one in a
  * hundred chance per line with 320 counted requests) are still told apart
  * by the other table; identical request lines share both.
  *
+ * A slot is 128 bytes (two cache lines, none shared with another slot): the
+ * serial, the line's buckets, lengths, the trace in binary (16 + 8 bytes
+ * and flags; hex again when read) and REQUEST_INLINE_TEXT bytes of text:
+ * the id, unless it is the trace-id, then the request line. Text that does
+ * not fit goes to the long ring and the slot is marked long; tracestates
+ * have a ring of their own. Both side rings are indexed by request serial
+ * and seqlocked by it.
+ *
  * Writers take a fresh serial with one atomic add, so no two writers ever
- * share a slot generation. Readers check the serial before and after copying.
- * Must never block, allocate or return an id under the wrong serial.
+ * share a slot generation. Readers check the serial before and after
+ * copying, in each ring they read. Must never block, allocate or return an
+ * id, request line or trace under the wrong serial.
  */
 #include "request_table.h"
 
+#include <emmintrin.h>
 #include <stdatomic.h>
 #include <string.h>
 #include <xxhash.h>
 
 #include "fork_hot.h"
 
+#define REQUEST_TRACED 0x01
+#define REQUEST_ID_IS_TRACE_ID 0x02 /* the id is the trace-id in hex: not in text */
+#define REQUEST_LONG 0x04	    /* the text is in the request's long slot */
+
+/* All of a request slot but its text, copied out in one go. */
+struct request_head {
+	uint32_t buckets;
+	uint8_t id_len;
+	uint8_t line_len;
+	uint8_t kind; /* REQUEST_ bits */
+	uint8_t trace_flags;
+	uint8_t trace_id[16];
+	uint8_t span_id[8];
+};
+
 struct request_slot {
 	_Atomic uint64_t serial; /* 0 while being written */
-	uint8_t len;
-	uint8_t line_len;
-	bool traced;
-	uint32_t buckets;
-	struct trace_ctx trace;
-	char id[REQUEST_ID_MAX];
-	char line[REQUEST_LINE_MAX];
+	struct request_head head;
+	char text[REQUEST_INLINE_TEXT]; /* the id, unless it is the trace-id, then
+					   the request line */
+};
+
+_Static_assert(sizeof(struct request_slot) == 128, "a request slot is two cache lines");
+
+/* The long ring and the tracestate ring are seqlocked by the serial of the
+ * request that owns a slot; SIDE_SLOT_WRITING while it is being written. */
+#define SIDE_SLOT_WRITING UINT64_MAX
+
+struct long_slot {
+	_Atomic uint64_t serial;
+	char text[REQUEST_ID_MAX + REQUEST_LINE_MAX]; /* as in a request slot */
 };
 
 /* Tracestates are rare and long: a ring of their own, smaller than the
- * request ring, seqlocked the same way. */
-#define TRACESTATE_WRITING UINT64_MAX
-
+ * request ring. */
 struct tracestate_slot {
-	_Atomic uint64_t serial; /* request serial; TRACESTATE_WRITING while
-				    being written */
+	_Atomic uint64_t serial;
 	uint16_t len;
 	char text[TRACESTATE_MAX];
 };
@@ -47,7 +76,8 @@ struct line_bucket {
 	_Atomic uint64_t serial;
 };
 
-static struct request_slot slots[REQUEST_SLOTS];
+static _Alignas(64) struct request_slot slots[REQUEST_SLOTS];
+static struct long_slot long_slots[REQUEST_LONG_SLOTS];
 static struct tracestate_slot tracestates[TRACESTATE_SLOTS];
 static _Atomic uint64_t next_serial FORK_HOT;
 static struct line_bucket line_buckets[2][LINE_BUCKETS];
@@ -96,14 +126,23 @@ static bool alone_in_a_bucket(uint32_t buckets, uint64_t serial)
 	return false;
 }
 
+/* Takes a side slot (long or tracestate) for request serial, keeping in
+ * *old what it held; false if a newer request has it or its writer has not
+ * finished (stalled a whole ring behind). */
+static bool side_slot_claim(_Atomic uint64_t *slot_serial, uint64_t serial, uint64_t *old)
+{
+	*old = atomic_load_explicit(slot_serial, memory_order_relaxed);
+	return *old < serial &&
+	       atomic_compare_exchange_strong_explicit(slot_serial, old, SIDE_SLOT_WRITING,
+						       memory_order_acquire, memory_order_relaxed);
+}
+
 /* Stores the tracestate of serial, unless its slot's writer stalled. */
 static void tracestate_add(uint64_t serial, const char *ts, size_t len)
 {
 	struct tracestate_slot *s = &tracestates[serial % TRACESTATE_SLOTS];
-	uint64_t old = atomic_load_explicit(&s->serial, memory_order_relaxed);
-	if (len > TRACESTATE_MAX || old >= serial ||
-	    !atomic_compare_exchange_strong_explicit(&s->serial, &old, TRACESTATE_WRITING,
-						     memory_order_acquire, memory_order_relaxed))
+	uint64_t old;
+	if (len > TRACESTATE_MAX || !side_slot_claim(&s->serial, serial, &old))
 		return;
 	atomic_thread_fence(memory_order_release);
 	s->len = (uint16_t)len;
@@ -111,33 +150,114 @@ static void tracestate_add(uint64_t serial, const char *ts, size_t len)
 	atomic_store_explicit(&s->serial, serial, memory_order_release);
 }
 
+/* 8 bytes from 16 lowercase hex digits, all at once; false if any is not
+ * one. */
+static bool hex16_decode(const char hex[16], uint8_t out[8])
+{
+	__m128i text = _mm_loadu_si128((const __m128i *)hex);
+	__m128i digit = _mm_sub_epi8(text, _mm_set1_epi8('0'));
+	__m128i letter = _mm_sub_epi8(text, _mm_set1_epi8('a'));
+	/* Unsigned x <= n is min(x, n) == x. */
+	__m128i is_digit = _mm_cmpeq_epi8(_mm_min_epu8(digit, _mm_set1_epi8(9)), digit);
+	__m128i is_letter = _mm_cmpeq_epi8(_mm_min_epu8(letter, _mm_set1_epi8(5)), letter);
+	if (_mm_movemask_epi8(_mm_or_si128(is_digit, is_letter)) != 0xffff)
+		return false;
+	__m128i nibbles = _mm_or_si128(_mm_and_si128(is_digit, digit),
+				       _mm_andnot_si128(is_digit,
+							_mm_add_epi8(letter, _mm_set1_epi8(10))));
+	/* Each 16-bit lane holds a byte's high nibble, then its low one. */
+	__m128i high = _mm_slli_epi16(_mm_and_si128(nibbles, _mm_set1_epi16(0x0f)), 4);
+	__m128i bytes = _mm_or_si128(high, _mm_srli_epi16(nibbles, 8));
+	_mm_storel_epi64((__m128i *)out, _mm_packus_epi16(bytes, bytes));
+	return true;
+}
+
+/* 16 lowercase hex digits for 8 bytes, all at once: each nibble n becomes
+ * '0' + n, plus 39 more ('a' - '0' - 10) when it is above 9. */
+static void hex16_encode(const uint8_t bytes[8], char out[16])
+{
+	const __m128i low_nibble = _mm_set1_epi8(0x0f);
+	__m128i v = _mm_loadl_epi64((const __m128i *)bytes);
+	__m128i nibbles = _mm_unpacklo_epi8(_mm_and_si128(_mm_srli_epi16(v, 4), low_nibble),
+					    _mm_and_si128(v, low_nibble));
+	__m128i letters = _mm_and_si128(_mm_cmpgt_epi8(nibbles, _mm_set1_epi8(9)),
+					_mm_set1_epi8(39));
+	_mm_storeu_si128((__m128i *)out,
+			 _mm_add_epi8(_mm_add_epi8(nibbles, _mm_set1_epi8('0')), letters));
+}
+
+/* The trace in binary; false if its ids are not lowercase hex. */
+static bool trace_pack(const struct trace_ctx *t, struct request_head *h)
+{
+	return hex16_decode(t->trace_id, h->trace_id) &&
+	       hex16_decode(t->trace_id + 16, h->trace_id + 8) &&
+	       hex16_decode(t->span_id, h->span_id);
+}
+
+/* The bytes of text before the request line: the id, unless it is the
+ * trace-id. */
+static size_t id_text_len(const struct request_head *h)
+{
+	return h->kind & REQUEST_ID_IS_TRACE_ID ? 0 : h->id_len;
+}
+
+/* The head of a new request's slot: lengths, the request line's buckets,
+ * the trace in binary and whether the text goes to the long ring. */
+static void request_head_make(struct request_head *h, const char *id, size_t len,
+			      const char *line, size_t line_len, const struct trace_ctx *trace)
+{
+	memset(h, 0, sizeof(*h));
+	h->id_len = (uint8_t)len;
+	h->line_len = (uint8_t)line_len;
+	if (line_len)
+		h->buckets = request_line_buckets(line, line_len);
+	if (trace && trace_pack(trace, h)) {
+		h->kind = REQUEST_TRACED;
+		h->trace_flags = trace->flags;
+		if (len == sizeof(trace->trace_id) && memcmp(id, trace->trace_id, len) == 0)
+			h->kind |= REQUEST_ID_IS_TRACE_ID;
+	}
+	if (id_text_len(h) + line_len > REQUEST_INLINE_TEXT)
+		h->kind |= REQUEST_LONG;
+}
+
 uint64_t request_table_add(const char *id, size_t len, const char *line, size_t line_len,
 			   const struct trace_ctx *trace, const char *ts, size_t ts_len)
 {
+	struct request_head h;
+	request_head_make(&h, id, len, line, line_len, trace);
+	bool long_text = h.kind & REQUEST_LONG;
+	size_t id_text = id_text_len(&h);
+
 	/* A writer owns a slot from the moment it swaps the old serial for 0
 	 * until it stores its own; a slot another writer still owns (a writer a
-	 * whole ring behind, preempted) is skipped for the next serial. */
+	 * whole ring behind, preempted) is skipped for the next serial. A long
+	 * request takes its long slot first, and gives it back untouched if it
+	 * cannot have the request slot. */
 	for (int attempt = 0; attempt < 8; attempt++) {
 		uint64_t serial = atomic_fetch_add_explicit(&next_serial, 1, memory_order_relaxed) + 1;
 		struct request_slot *s = &slots[serial % REQUEST_SLOTS];
-		uint64_t old = atomic_load_explicit(&s->serial, memory_order_relaxed);
+		struct long_slot *l = &long_slots[serial % REQUEST_LONG_SLOTS];
+		uint64_t old = atomic_load_explicit(&s->serial, memory_order_relaxed), long_old = 0;
 		if (old == 0 && serial > REQUEST_SLOTS)
+			continue;
+		if (long_text && !side_slot_claim(&l->serial, serial, &long_old))
 			continue;
 		if (!atomic_compare_exchange_strong_explicit(&s->serial, &old, 0,
 							     memory_order_acquire,
-							     memory_order_relaxed))
+							     memory_order_relaxed)) {
+			if (long_text)
+				atomic_store_explicit(&l->serial, long_old, memory_order_release);
 			continue;
-		atomic_thread_fence(memory_order_release);
-		s->len = (uint8_t)len;
-		memcpy(s->id, id, len);
-		s->line_len = (uint8_t)line_len;
-		if (line_len) {
-			memcpy(s->line, line, line_len);
-			s->buckets = request_line_buckets(line, line_len);
 		}
-		s->traced = trace != NULL;
-		if (trace)
-			s->trace = *trace;
+		atomic_thread_fence(memory_order_release);
+		s->head = h;
+		char *text = long_text ? l->text : s->text;
+		memcpy(text, id, id_text);
+		if (line_len)
+			memcpy(text + id_text, line, line_len);
+		if (long_text)
+			atomic_store_explicit(&l->serial, serial, memory_order_release);
 		atomic_store_explicit(&s->serial, serial, memory_order_release);
 		if (ts_len)
 			tracestate_add(serial, ts, ts_len);
@@ -146,30 +266,76 @@ uint64_t request_table_add(const char *id, size_t len, const char *line, size_t 
 	return 0; /* no id rather than a torn one */
 }
 
-size_t request_table_get(uint64_t serial, char out[REQUEST_ID_MAX])
+/* Copies the head of request serial, and its slot's text into text unless
+ * that is NULL; false if the slot holds another request's. */
+static bool request_copy(uint64_t serial, struct request_head *h, char text[REQUEST_INLINE_TEXT])
 {
-	struct request_slot *s = &slots[serial % REQUEST_SLOTS];
+	const struct request_slot *s = &slots[serial % REQUEST_SLOTS];
 
 	if (serial == 0 || atomic_load_explicit(&s->serial, memory_order_acquire) != serial)
-		return 0;
-	size_t len = s->len;
-	memcpy(out, s->id, REQUEST_ID_MAX);
+		return false;
+	*h = s->head;
+	if (text)
+		memcpy(text, s->text, REQUEST_INLINE_TEXT);
 	atomic_thread_fence(memory_order_acquire);
-	if (atomic_load_explicit(&s->serial, memory_order_relaxed) != serial)
+	return atomic_load_explicit(&s->serial, memory_order_relaxed) == serial;
+}
+
+/* Whether the long slot of request serial holds its text. */
+static bool long_slot_holds(uint64_t serial)
+{
+	return atomic_load_explicit(&long_slots[serial % REQUEST_LONG_SLOTS].serial,
+				    memory_order_acquire) == serial;
+}
+
+/* Whether request serial, whose head is h, is still whole: its long slot (if
+ * it is long) not yet taken by a newer request. */
+static bool request_whole(uint64_t serial, const struct request_head *h)
+{
+	return !(h->kind & REQUEST_LONG) || long_slot_holds(serial);
+}
+
+/* Copies n bytes from offset of the text in the long slot of request
+ * serial; false if the slot holds another request's. */
+static bool long_text_copy(uint64_t serial, size_t offset, size_t n, char *out)
+{
+	const struct long_slot *l = &long_slots[serial % REQUEST_LONG_SLOTS];
+
+	if (!long_slot_holds(serial))
+		return false;
+	memcpy(out, l->text + offset, n);
+	atomic_thread_fence(memory_order_acquire);
+	return atomic_load_explicit(&l->serial, memory_order_relaxed) == serial;
+}
+
+size_t request_table_get(uint64_t serial, char out[REQUEST_ID_MAX])
+{
+	struct request_head h;
+
+	if (!request_copy(serial, &h, out) || !request_whole(serial, &h))
 		return 0;
-	return len;
+	if (h.kind & REQUEST_ID_IS_TRACE_ID) {
+		hex16_encode(h.trace_id, out);
+		hex16_encode(h.trace_id + 8, out + 16);
+		return h.id_len;
+	}
+	if (h.kind & REQUEST_LONG && !long_text_copy(serial, 0, h.id_len, out))
+		return 0;
+	return h.id_len;
 }
 
 bool request_table_trace(uint64_t serial, struct trace_ctx *out)
 {
-	struct request_slot *s = &slots[serial % REQUEST_SLOTS];
+	struct request_head h;
 
-	if (serial == 0 || atomic_load_explicit(&s->serial, memory_order_acquire) != serial)
+	if (!request_copy(serial, &h, NULL) || !(h.kind & REQUEST_TRACED) ||
+	    !request_whole(serial, &h))
 		return false;
-	bool traced = s->traced;
-	*out = s->trace;
-	atomic_thread_fence(memory_order_acquire);
-	return traced && atomic_load_explicit(&s->serial, memory_order_relaxed) == serial;
+	hex16_encode(h.trace_id, out->trace_id);
+	hex16_encode(h.trace_id + 8, out->trace_id + 16);
+	hex16_encode(h.span_id, out->span_id);
+	out->flags = h.trace_flags;
+	return true;
 }
 
 size_t request_table_tracestate(uint64_t serial, char out[TRACESTATE_MAX])
@@ -188,21 +354,19 @@ size_t request_table_tracestate(uint64_t serial, char out[TRACESTATE_MAX])
 
 bool request_named_in(uint64_t serial, const char *line, size_t len)
 {
-	struct request_slot *s = &slots[serial % REQUEST_SLOTS];
-	char req_line[REQUEST_LINE_MAX];
+	struct request_head h;
+	char text[REQUEST_INLINE_TEXT], long_line[REQUEST_LINE_MAX];
 
-	if (serial == 0 || atomic_load_explicit(&s->serial, memory_order_acquire) != serial)
+	if (!request_copy(serial, &h, text) || h.line_len == 0 ||
+	    !alone_in_a_bucket(h.buckets, serial))
 		return false;
-	size_t n = s->line_len;
-	uint32_t buckets = s->buckets;
-	memcpy(req_line, s->line, REQUEST_LINE_MAX);
-	atomic_thread_fence(memory_order_acquire);
-	if (atomic_load_explicit(&s->serial, memory_order_relaxed) != serial || n == 0 ||
-	    n > REQUEST_LINE_MAX)
-		return false;
-	if (!alone_in_a_bucket(buckets, serial))
-		return false;
-	return memmem(line, len, req_line, n) != NULL;
+	const char *req_line = text + id_text_len(&h);
+	if (h.kind & REQUEST_LONG) {
+		if (!long_text_copy(serial, id_text_len(&h), h.line_len, long_line))
+			return false;
+		req_line = long_line;
+	}
+	return memmem(line, len, req_line, h.line_len) != NULL;
 }
 
 uint64_t request_named_by(const char *line, size_t len)

@@ -1,10 +1,13 @@
 /*
- * test_request_table.c - unit tests for shim/request_table.c: ids stored
- * and read back by serial, and log lines naming requests by the request line
- * they quote (an access log line): named while the request counts, also
- * after it ended until RECENT_REQUESTS more have ended, never when two
- * counted requests have the same request line, and still when two different
- * request lines share a bucket in one of the two tables.
+ * test_request_table.c - unit tests for shim/request_table.c: ids, request
+ * lines and traces stored and read back by serial, in the slot itself or in
+ * the long ring, exactly or not at all (once the request slot or the long
+ * slot is reused); and log lines naming requests by the request line they
+ * quote (an access log line): named while the request counts, also after it
+ * ended until RECENT_REQUESTS more have ended, never when two counted
+ * requests have the same request line, never by a line that only shares a
+ * prefix, and still when two different request lines share a bucket in one
+ * of the two tables.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,6 +15,8 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
@@ -28,12 +33,74 @@ static uint64_t start(const char *id, const char *line, uint32_t *buckets)
 	return serial;
 }
 
+/* An access log line quoting line; returns its length. */
+static size_t access_log(const char *line, char log[256])
+{
+	int n = snprintf(log, 256, "127.0.0.1 - - [21/Nov/2026] \"%s\" 200 13", line);
+	assert_in_range(n, 1, 255);
+	return (size_t)n;
+}
+
 /* The request an access log line quoting line names. */
 static uint64_t named(const char *line)
 {
 	char log[256];
-	int n = snprintf(log, sizeof(log), "127.0.0.1 - - [21/Nov/2026] \"%s\" 200 13", line);
-	return request_named_by(log, (size_t)n);
+	return request_named_by(log, access_log(line, log));
+}
+
+/* Whether an access log line quoting line names request serial. */
+static bool named_in(uint64_t serial, const char *line)
+{
+	char log[256];
+	return request_named_in(serial, log, access_log(line, log));
+}
+
+/* An id of n bytes, all valid id characters, different for each tag. */
+static void id_of(char *out, size_t n, unsigned tag)
+{
+	static const char chars[] = "0123456789abcdefghijklmnopqrstuvwxyz"
+				    "ABCDEFGHIJKLMNOPQRSTUVWXYZ._:-";
+	for (size_t i = 0; i < n; i++)
+		out[i] = chars[(i + tag) % (sizeof(chars) - 1)];
+	out[n] = '\0';
+}
+
+/* "GET /<path> HTTP/1.1" of exactly n bytes (n > 14), its path tag
+ * repeated. */
+static void line_of(char *out, size_t n, char tag)
+{
+	memcpy(out, "GET /", 5);
+	memset(out + 5, tag, n - 14);
+	memcpy(out + n - 9, " HTTP/1.1", 10);
+}
+
+/* After serial last, stores requests with no request line up to serial,
+ * and there a long one (its id REQUEST_ID_MAX bytes): it takes the long slot
+ * of the requests a multiple of REQUEST_LONG_SLOTS serials earlier.
+ * Returns serial. */
+static uint64_t long_request_at(uint64_t last, uint64_t serial)
+{
+	char id[REQUEST_ID_MAX + 1], out[REQUEST_ID_MAX];
+	while (last + 1 < serial)
+		last = request_table_add("f", 1, NULL, 0, NULL, NULL, 0);
+	id_of(id, REQUEST_ID_MAX, 'L');
+	assert_int_equal(request_table_add(id, REQUEST_ID_MAX, NULL, 0, NULL, NULL, 0), serial);
+	assert_int_equal(request_table_get(serial, out), REQUEST_ID_MAX);
+	assert_memory_equal(out, id, REQUEST_ID_MAX);
+	return serial;
+}
+
+/* Ids 0-9a-f, all of them in each, lowercase as trace_ctx_start makes
+ * them. */
+static const char all_digits_trace_id[] = "0123456789abcdeffedcba9876543210";
+static const char all_digits_span_id[] = "a1b2c3d4e5f60789";
+
+static struct trace_ctx all_digits_trace(uint8_t flags)
+{
+	struct trace_ctx t = {.flags = flags};
+	memcpy(t.trace_id, all_digits_trace_id, 32);
+	memcpy(t.span_id, all_digits_span_id, 16);
+	return t;
 }
 
 static void test_ids_by_serial(void **state)
@@ -76,6 +143,379 @@ static void test_trace_and_tracestate(void **state)
 	for (int i = 0; i < REQUEST_SLOTS; i++)
 		request_table_add("m", 1, NULL, 0, NULL, NULL, 0);
 	assert_false(request_table_trace(traced, &got));
+}
+
+/* An id and request line that together fill the slot's text are kept in
+ * the slot: a long request that takes the long slot of the same serial
+ * leaves them alone. One byte more and they go to the long ring, and are
+ * gone when it does. */
+static void test_inline_up_to_the_last_byte(void **state)
+{
+	(void)state;
+	char fits_line[REQUEST_INLINE_TEXT], over_line[REQUEST_INLINE_TEXT], out[REQUEST_ID_MAX];
+	uint32_t fits_buckets, over_buckets;
+	line_of(fits_line, REQUEST_INLINE_TEXT - 5, 'i');
+	line_of(over_line, REQUEST_INLINE_TEXT - 4, 'o');
+	uint64_t fits = start("req-1", fits_line, &fits_buckets);
+	uint64_t over = start("req-2", over_line, &over_buckets);
+	assert_int_equal(request_table_get(fits, out), 5);
+	assert_memory_equal(out, "req-1", 5);
+	assert_true(named_in(fits, fits_line));
+	assert_int_equal(named(fits_line), fits);
+	assert_int_equal(request_table_get(over, out), 5);
+	assert_memory_equal(out, "req-2", 5);
+	assert_true(named_in(over, over_line));
+	assert_int_equal(named(over_line), over);
+
+	uint64_t last = long_request_at(over, fits + REQUEST_LONG_SLOTS);
+	assert_int_equal(request_table_get(fits, out), 5);
+	assert_memory_equal(out, "req-1", 5);
+	assert_true(named_in(fits, fits_line));
+	assert_int_equal(request_table_get(over, out), 5);
+	long_request_at(last, over + REQUEST_LONG_SLOTS);
+	assert_int_equal(request_table_get(over, out), 0);
+	assert_false(named_in(over, over_line));
+	assert_int_equal(named(over_line), 0);
+	assert_int_equal(request_table_get(fits, out), 5);
+	request_line_ended(fits_buckets);
+	request_line_ended(over_buckets);
+}
+
+/* Ids from REQUEST_INLINE_TEXT bytes (the longest a slot holds alone) to
+ * REQUEST_ID_MAX come back whole, alone or with a request line. */
+static void test_long_ids(void **state)
+{
+	(void)state;
+	static const size_t lengths[] = {REQUEST_INLINE_TEXT, REQUEST_INLINE_TEXT + 1, 100,
+					 REQUEST_ID_MAX};
+	char id[REQUEST_ID_MAX + 1], out[REQUEST_ID_MAX], line[REQUEST_LINE_MAX + 1];
+	for (size_t i = 0; i < sizeof(lengths) / sizeof(lengths[0]); i++) {
+		id_of(id, lengths[i], (unsigned)i);
+		uint64_t alone = request_table_add(id, lengths[i], NULL, 0, NULL, NULL, 0);
+		assert_int_equal(request_table_get(alone, out), lengths[i]);
+		assert_memory_equal(out, id, lengths[i]);
+		assert_false(named_in(alone, "GET / HTTP/1.1"));
+
+		uint32_t buckets;
+		line_of(line, REQUEST_LINE_MAX, (char)('a' + i));
+		uint64_t with_line = start(id, line, &buckets);
+		memset(out, 0, sizeof(out));
+		assert_int_equal(request_table_get(with_line, out), lengths[i]);
+		assert_memory_equal(out, id, lengths[i]);
+		assert_true(named_in(with_line, line));
+		assert_int_equal(named(line), with_line);
+		request_line_ended(buckets);
+	}
+}
+
+/* A request line too long for the slot is compared whole: a log line that
+ * quotes another request line with the same first REQUEST_INLINE_TEXT bytes
+ * does not name it. An access log quoting a longer request line names it
+ * by the REQUEST_LINE_MAX bytes kept. */
+static void test_long_line_compared_whole(void **state)
+{
+	(void)state;
+	char line[REQUEST_LINE_MAX + 1], other[REQUEST_LINE_MAX + 1], longer[128];
+	char out[REQUEST_ID_MAX];
+	uint32_t buckets;
+	line_of(line, REQUEST_LINE_MAX, 'w');
+	memcpy(other, line, sizeof(other));
+	other[REQUEST_LINE_MAX - 1] = '0'; /* HTTP/1.0 */
+	uint64_t s = start("short", line, &buckets);
+	assert_int_equal(request_table_get(s, out), 5);
+	assert_memory_equal(out, "short", 5);
+	assert_true(named_in(s, line));
+	assert_int_equal(named(line), s);
+	assert_false(named_in(s, other));
+	assert_int_equal(named(other), 0);
+	char prefix[REQUEST_INLINE_TEXT + 1];
+	memcpy(prefix, line, REQUEST_INLINE_TEXT);
+	prefix[REQUEST_INLINE_TEXT] = '\0';
+	assert_false(named_in(s, prefix));
+	request_line_ended(buckets);
+
+	line_of(longer, sizeof(longer) - 1, 'k');
+	memcpy(line, longer, REQUEST_LINE_MAX);
+	line[REQUEST_LINE_MAX] = '\0';
+	uint64_t kept = start("kept", line, &buckets);
+	assert_int_equal(named(longer), kept);
+	request_line_ended(buckets);
+}
+
+/* Once a newer long request takes its long slot, nothing of a long request
+ * is read: no id, no trace, no request line, whether its id is kept as text
+ * or is its trace-id; a request whose id is its trace-id has the whole text
+ * for its request line. */
+static void test_long_slot_taken(void **state)
+{
+	(void)state;
+	struct trace_ctx t = all_digits_trace(TRACE_FLAG_SAMPLED), got;
+	char id[REQUEST_ID_MAX + 1], line[REQUEST_LINE_MAX + 1], out[REQUEST_ID_MAX];
+	char inline_line[REQUEST_INLINE_TEXT + 1];
+	id_of(id, 100, 'q');
+	line_of(line, 40, 'l');
+	line_of(inline_line, REQUEST_INLINE_TEXT, 't');
+	uint64_t with_long_id = request_table_add(id, 100, line, 40, &t, NULL, 0);
+	uint32_t long_id_buckets = request_line_buckets(line, 40);
+	request_line_started(long_id_buckets, with_long_id);
+	line_of(line, REQUEST_LINE_MAX, 'm');
+	uint64_t with_long_line = request_table_add(all_digits_trace_id, 32, line, REQUEST_LINE_MAX,
+						    &t, NULL, 0);
+	uint32_t long_line_buckets = request_line_buckets(line, REQUEST_LINE_MAX);
+	request_line_started(long_line_buckets, with_long_line);
+	uint64_t with_inline_line = request_table_add(all_digits_trace_id, 32, inline_line,
+						      REQUEST_INLINE_TEXT, &t, NULL, 0);
+	uint32_t inline_buckets = request_line_buckets(inline_line, REQUEST_INLINE_TEXT);
+	request_line_started(inline_buckets, with_inline_line);
+
+	/* Newer requests that are not long leave the long ring alone, up to
+	 * the one before the first that shares with_long_id's long slot. */
+	uint64_t last = with_inline_line;
+	while (last + 1 < with_long_id + REQUEST_LONG_SLOTS)
+		last = request_table_add("f", 1, NULL, 0, NULL, NULL, 0);
+	assert_int_equal(request_table_get(with_long_id, out), 100);
+	assert_memory_equal(out, id, 100);
+	assert_true(request_table_trace(with_long_id, &got));
+	assert_memory_equal(&got, &t, sizeof(t));
+	line_of(line, 40, 'l');
+	assert_true(named_in(with_long_id, line));
+	assert_int_equal(request_table_get(with_long_line, out), 32);
+	assert_memory_equal(out, all_digits_trace_id, 32);
+	assert_true(request_table_trace(with_long_line, &got));
+	line_of(line, REQUEST_LINE_MAX, 'm');
+	assert_true(named_in(with_long_line, line));
+
+	last = long_request_at(last, with_long_id + REQUEST_LONG_SLOTS);
+	assert_int_equal(request_table_get(with_long_id, out), 0);
+	assert_false(request_table_trace(with_long_id, &got));
+	line_of(line, 40, 'l');
+	assert_false(named_in(with_long_id, line));
+	assert_int_equal(named(line), 0);
+
+	last = long_request_at(last, with_long_line + REQUEST_LONG_SLOTS);
+	assert_int_equal(request_table_get(with_long_line, out), 0);
+	assert_false(request_table_trace(with_long_line, &got));
+	line_of(line, REQUEST_LINE_MAX, 'm');
+	assert_false(named_in(with_long_line, line));
+
+	long_request_at(last, with_inline_line + REQUEST_LONG_SLOTS);
+	assert_int_equal(request_table_get(with_inline_line, out), 32);
+	assert_memory_equal(out, all_digits_trace_id, 32);
+	assert_true(request_table_trace(with_inline_line, &got));
+	assert_memory_equal(&got, &t, sizeof(t));
+	assert_true(named_in(with_inline_line, inline_line));
+	assert_int_equal(named(inline_line), with_inline_line);
+	request_line_ended(long_id_buckets);
+	request_line_ended(long_line_buckets);
+	request_line_ended(inline_buckets);
+}
+
+/* Traces are kept in binary and come back as the same lowercase hex and
+ * flags; an id that is the trace-id comes back as it was, one that only
+ * differs from it in case too. A trace whose ids are not lowercase hex is
+ * not kept. */
+static void test_trace_round_trip(void **state)
+{
+	(void)state;
+	static const uint8_t flags[] = {0x00, 0x01, 0x02, 0x03, 0x80, 0xa5, 0xff};
+	struct trace_ctx got;
+	char out[REQUEST_ID_MAX];
+	for (size_t i = 0; i < sizeof(flags); i++) {
+		struct trace_ctx t = all_digits_trace(flags[i]);
+		uint64_t s = request_table_add("id", 2, "GET / HTTP/1.1", 14, &t, NULL, 0);
+		memset(&got, 0, sizeof(got));
+		assert_true(request_table_trace(s, &got));
+		assert_memory_equal(got.trace_id, all_digits_trace_id, 32);
+		assert_memory_equal(got.span_id, all_digits_span_id, 16);
+		assert_int_equal(got.flags, flags[i]);
+		assert_int_equal(request_table_get(s, out), 2);
+		assert_memory_equal(out, "id", 2);
+	}
+
+	struct trace_ctx t = all_digits_trace(TRACE_FLAG_SAMPLED | TRACE_FLAG_RANDOM);
+	uint64_t same = request_table_add(all_digits_trace_id, 32, NULL, 0, &t, NULL, 0);
+	assert_int_equal(request_table_get(same, out), 32);
+	assert_memory_equal(out, all_digits_trace_id, 32);
+	assert_true(request_table_trace(same, &got));
+	assert_memory_equal(&got, &t, sizeof(t));
+	static const char upper[] = "0123456789ABCDEFFEDCBA9876543210";
+	uint64_t differs = request_table_add(upper, 32, NULL, 0, &t, NULL, 0);
+	assert_int_equal(request_table_get(differs, out), 32);
+	assert_memory_equal(out, upper, 32);
+	assert_true(request_table_trace(differs, &got));
+	assert_memory_equal(&got, &t, sizeof(t));
+
+	/* The bytes either side of each range of lowercase hex digits, and
+	 * uppercase, anywhere in either half of the trace-id or in the span
+	 * id. */
+	static const char not_hex[] = {'/', ':', '`', 'g', 'A', 'F', '\0', '\xff'};
+	static const size_t at[] = {0, 15, 16, 31, 32, 47}; /* 32 on: the span id */
+	for (size_t c = 0; c < sizeof(not_hex); c++) {
+		for (size_t i = 0; i < sizeof(at) / sizeof(at[0]); i++) {
+			struct trace_ctx bad = t;
+			if (at[i] < 32)
+				bad.trace_id[at[i]] = not_hex[c];
+			else
+				bad.span_id[at[i] - 32] = not_hex[c];
+			uint64_t s =
+				request_table_add(all_digits_trace_id, 32, NULL, 0, &bad, NULL, 0);
+			assert_false(request_table_trace(s, &got));
+			assert_int_equal(request_table_get(s, out), 32);
+			assert_memory_equal(out, all_digits_trace_id, 32);
+		}
+	}
+}
+
+/* A request whose slot a newer request has taken gives nothing, while the
+ * newer one gives its own; a long request too, its long slot untouched. */
+static void test_request_slot_reused(void **state)
+{
+	(void)state;
+	struct trace_ctx t = all_digits_trace(TRACE_FLAG_SAMPLED), got;
+	char id[REQUEST_ID_MAX + 1], out[REQUEST_ID_MAX];
+	uint32_t short_buckets, long_buckets;
+	id_of(id, REQUEST_ID_MAX, 'r');
+	uint64_t short_one = request_table_add("old", 3, "GET /old HTTP/1.1", 17, &t, NULL, 0);
+	short_buckets = request_line_buckets("GET /old HTTP/1.1", 17);
+	request_line_started(short_buckets, short_one);
+	uint64_t long_one = request_table_add(id, REQUEST_ID_MAX, "GET /old/long HTTP/1.1", 22, &t,
+					      NULL, 0);
+	long_buckets = request_line_buckets("GET /old/long HTTP/1.1", 22);
+	request_line_started(long_buckets, long_one);
+	assert_true(named_in(short_one, "GET /old HTTP/1.1"));
+	assert_true(named_in(long_one, "GET /old/long HTTP/1.1"));
+
+	uint64_t newer = 0;
+	for (int i = 0; i < REQUEST_SLOTS; i++)
+		newer = request_table_add("new", 3, NULL, 0, NULL, NULL, 0);
+	assert_int_equal(newer, long_one + REQUEST_SLOTS);
+	assert_int_equal(request_table_get(short_one, out), 0);
+	assert_false(request_table_trace(short_one, &got));
+	assert_false(named_in(short_one, "GET /old HTTP/1.1"));
+	assert_int_equal(named("GET /old HTTP/1.1"), 0);
+	assert_int_equal(request_table_get(long_one, out), 0);
+	assert_false(request_table_trace(long_one, &got));
+	assert_false(named_in(long_one, "GET /old/long HTTP/1.1"));
+	assert_int_equal(request_table_get(short_one + REQUEST_SLOTS, out), 3);
+	assert_memory_equal(out, "new", 3);
+	assert_int_equal(request_table_get(newer, out), 3);
+	assert_memory_equal(out, "new", 3);
+	assert_false(request_table_trace(newer, &got));
+	request_line_ended(short_buckets);
+	request_line_ended(long_buckets);
+}
+
+/* Writers storing requests of every shape while readers read them back:
+ * a reader gets a request's own id and trace or nothing, never a torn one
+ * or another request's. */
+#define STRESS_WRITERS 2
+#define STRESS_READERS 2
+#define STRESS_REQUESTS 60000 /* per writer: the rings wrap several times */
+#define STRESS_ISSUED (1 << 18)
+#define STRESS_READS_AFTER 1000 /* by each reader once the writers are done */
+
+/* By serial % STRESS_ISSUED: serial << 20 | writer << 19 | request. */
+static _Atomic uint64_t stress_issued[STRESS_ISSUED];
+static _Atomic uint64_t stress_newest;
+static _Atomic bool stress_done;
+
+/* The id and trace writer w gives its request i: ids of 20 to 128 bytes
+ * (every seventh the trace-id), request lines of 15 to 96 bytes. */
+static size_t stress_request(unsigned w, unsigned i, char id[REQUEST_ID_MAX + 1],
+			     char line[REQUEST_LINE_MAX + 1], struct trace_ctx *t)
+{
+	static const char hex[] = "0123456789abcdef";
+	*t = all_digits_trace((uint8_t)i);
+	for (int k = 0; k < 8; k++)
+		t->trace_id[k] = hex[(i >> (4 * k)) & 15];
+	t->span_id[0] = hex[w];
+	line_of(line, 15 + i % 82, (char)('a' + i % 26));
+	if (i % 7 == 0) {
+		memcpy(id, t->trace_id, 32);
+		return 32;
+	}
+	size_t len = 20 + i % 109;
+	char prefix[16];
+	int prefix_len = snprintf(prefix, sizeof(prefix), "w%u-%u-", w, i);
+	id_of(id, len, i);
+	memcpy(id, prefix, (size_t)prefix_len);
+	return len;
+}
+
+static void *stress_writer(void *arg)
+{
+	unsigned w = (unsigned)(uintptr_t)arg;
+	char id[REQUEST_ID_MAX + 1], line[REQUEST_LINE_MAX + 1];
+	struct trace_ctx t;
+	for (unsigned i = 0; i < STRESS_REQUESTS; i++) {
+		size_t len = stress_request(w, i, id, line, &t);
+		uint64_t serial = request_table_add(id, len, line, strlen(line), &t, NULL, 0);
+		atomic_store(&stress_issued[serial % STRESS_ISSUED], serial << 20 | w << 19 | i);
+		atomic_store(&stress_newest, serial);
+	}
+	return NULL;
+}
+
+/* What a reader saw: cmocka's assertions belong to the test's thread. */
+struct stress_reads {
+	uint64_t whole; /* ids and traces read back exactly */
+	uint64_t wrong; /* ids or traces read back otherwise */
+};
+
+static void stress_count(struct stress_reads *reads, bool whole)
+{
+	reads->whole += whole;
+	reads->wrong += !whole;
+}
+
+/* Reads one of the requests whose slots the writers are taking now. */
+static void stress_read(struct stress_reads *reads, uint64_t *random)
+{
+	char id[REQUEST_ID_MAX + 1], line[REQUEST_LINE_MAX + 1], out[REQUEST_ID_MAX];
+	struct trace_ctx t, got;
+	*random ^= *random << 13, *random ^= *random >> 7, *random ^= *random << 17;
+	uint64_t ring = *random & 1 ? REQUEST_SLOTS : REQUEST_LONG_SLOTS;
+	uint64_t serial = atomic_load(&stress_newest) + (*random >> 1) % 8 - ring;
+	uint64_t issued = atomic_load(&stress_issued[serial % STRESS_ISSUED]);
+	if (issued >> 20 != serial)
+		return;
+	size_t len = stress_request(issued >> 19 & 1, issued & 0x7ffff, id, line, &t);
+	size_t got_len = request_table_get(serial, out);
+	if (got_len)
+		stress_count(reads, got_len == len && memcmp(out, id, len) == 0);
+	if (request_table_trace(serial, &got))
+		stress_count(reads, memcmp(&got, &t, sizeof(t)) == 0);
+}
+
+static void *stress_reader(void *arg)
+{
+	uint64_t random = 88172645463325252u;
+	while (!atomic_load(&stress_done))
+		stress_read(arg, &random);
+	/* Then, however few reads the writers left it time for, a few that
+	 * find most requests whole: none newer takes their slots. */
+	for (int i = 0; i < STRESS_READS_AFTER; i++)
+		stress_read(arg, &random);
+	return NULL;
+}
+
+static void test_concurrent_readers_get_whole_requests(void **state)
+{
+	(void)state;
+	pthread_t writers[STRESS_WRITERS], readers[STRESS_READERS];
+	struct stress_reads reads[STRESS_READERS] = {0};
+	for (int r = 0; r < STRESS_READERS; r++)
+		assert_int_equal(pthread_create(&readers[r], NULL, stress_reader, &reads[r]), 0);
+	for (uintptr_t w = 0; w < STRESS_WRITERS; w++)
+		assert_int_equal(pthread_create(&writers[w], NULL, stress_writer, (void *)w), 0);
+	for (int w = 0; w < STRESS_WRITERS; w++)
+		pthread_join(writers[w], NULL);
+	atomic_store(&stress_done, true);
+	for (int r = 0; r < STRESS_READERS; r++) {
+		pthread_join(readers[r], NULL);
+		assert_int_equal(reads[r].wrong, 0);
+		assert_true(reads[r].whole > 0);
+	}
 }
 
 static void test_named_while_counted_and_after(void **state)
@@ -148,6 +588,13 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_ids_by_serial),
 		cmocka_unit_test(test_trace_and_tracestate),
+		cmocka_unit_test(test_inline_up_to_the_last_byte),
+		cmocka_unit_test(test_long_ids),
+		cmocka_unit_test(test_long_line_compared_whole),
+		cmocka_unit_test(test_long_slot_taken),
+		cmocka_unit_test(test_trace_round_trip),
+		cmocka_unit_test(test_request_slot_reused),
+		cmocka_unit_test(test_concurrent_readers_get_whole_requests),
 		cmocka_unit_test(test_named_while_counted_and_after),
 		cmocka_unit_test(test_same_request_line_twice_names_none),
 		cmocka_unit_test(test_bucket_collision_in_one_table),
