@@ -225,13 +225,14 @@ static void start_request(struct conn *c, const struct http_feed_result *r)
 	struct trace_ctx trace;
 	bool inbound = r && r->trace_valid;
 	trace_ctx_start(&trace, inbound ? &r->trace : NULL, id, len, id == generated, &shim.ids);
-	uint64_t serial = request_table_add(id, len, r ? r->line : NULL, line_len, &trace,
+	uint32_t buckets = line_len ? request_line_buckets(r->line, line_len) : 0;
+	uint64_t serial = request_table_add(id, len, r ? r->line : NULL, line_len, buckets, &trace,
 					    inbound ? r->tracestate : NULL,
 					    inbound ? r->tracestate_len : 0);
 	set_request(c, serial);
 	if (serial && line_len) {
-		c->line_buckets = request_line_buckets(r->line, line_len);
-		request_line_started(c->line_buckets, serial);
+		c->line_buckets = buckets;
+		request_line_started(buckets, serial);
 		atomic_store_explicit(&c->line_live, true, memory_order_relaxed);
 	}
 }

@@ -6,13 +6,11 @@
  * hundred chance per line with 320 counted requests) are still told apart
  * by the other table; identical request lines share both.
  *
- * A slot is 128 bytes (two cache lines, none shared with another slot): the
- * serial, the line's buckets, lengths, the trace in binary (16 + 8 bytes
- * and flags; hex again when read) and REQUEST_INLINE_TEXT bytes of text:
- * the id, unless it is the trace-id, then the request line. Text that does
- * not fit goes to the long ring and the slot is marked long; tracestates
- * have a ring of their own. Both side rings are indexed by request serial
- * and seqlocked by it.
+ * A slot is 160 bytes: the serial, the line's buckets, lengths, the trace
+ * and REQUEST_INLINE_TEXT bytes of text: the id, unless it is the trace-id,
+ * then the request line. Text that does not fit goes to the long ring and
+ * the slot is marked long; tracestates have a ring of their own. Both side
+ * rings are indexed by request serial and seqlocked by it.
  *
  * Writers take a fresh serial with one atomic add, so no two writers ever
  * share a slot generation. Readers check the serial before and after
@@ -21,7 +19,6 @@
  */
 #include "request_table.h"
 
-#include <emmintrin.h>
 #include <stdatomic.h>
 #include <string.h>
 #include <xxhash.h>
@@ -29,7 +26,7 @@
 #include "fork_hot.h"
 
 #define REQUEST_TRACED 0x01
-#define REQUEST_ID_IS_TRACE_ID 0x02 /* the id is the trace-id in hex: not in text */
+#define REQUEST_ID_IS_TRACE_ID 0x02 /* the id is the trace-id: not in text */
 #define REQUEST_LONG 0x04	    /* the text is in the request's long slot */
 
 /* All of a request slot but its text, copied out in one go. */
@@ -38,9 +35,7 @@ struct request_head {
 	uint8_t id_len;
 	uint8_t line_len;
 	uint8_t kind; /* REQUEST_ bits */
-	uint8_t trace_flags;
-	uint8_t trace_id[16];
-	uint8_t span_id[8];
+	struct trace_ctx trace;
 };
 
 struct request_slot {
@@ -50,7 +45,7 @@ struct request_slot {
 					   the request line */
 };
 
-_Static_assert(sizeof(struct request_slot) == 128, "a request slot is two cache lines");
+_Static_assert(sizeof(struct request_slot) == 160, "a request slot is 160 bytes");
 
 /* The long ring and the tracestate ring are seqlocked by the serial of the
  * request that owns a slot; SIDE_SLOT_WRITING while it is being written. */
@@ -150,50 +145,6 @@ static void tracestate_add(uint64_t serial, const char *ts, size_t len)
 	atomic_store_explicit(&s->serial, serial, memory_order_release);
 }
 
-/* 8 bytes from 16 lowercase hex digits, all at once; false if any is not
- * one. */
-static bool hex16_decode(const char hex[16], uint8_t out[8])
-{
-	__m128i text = _mm_loadu_si128((const __m128i *)hex);
-	__m128i digit = _mm_sub_epi8(text, _mm_set1_epi8('0'));
-	__m128i letter = _mm_sub_epi8(text, _mm_set1_epi8('a'));
-	/* Unsigned x <= n is min(x, n) == x. */
-	__m128i is_digit = _mm_cmpeq_epi8(_mm_min_epu8(digit, _mm_set1_epi8(9)), digit);
-	__m128i is_letter = _mm_cmpeq_epi8(_mm_min_epu8(letter, _mm_set1_epi8(5)), letter);
-	if (_mm_movemask_epi8(_mm_or_si128(is_digit, is_letter)) != 0xffff)
-		return false;
-	__m128i nibbles = _mm_or_si128(_mm_and_si128(is_digit, digit),
-				       _mm_andnot_si128(is_digit,
-							_mm_add_epi8(letter, _mm_set1_epi8(10))));
-	/* Each 16-bit lane holds a byte's high nibble, then its low one. */
-	__m128i high = _mm_slli_epi16(_mm_and_si128(nibbles, _mm_set1_epi16(0x0f)), 4);
-	__m128i bytes = _mm_or_si128(high, _mm_srli_epi16(nibbles, 8));
-	_mm_storel_epi64((__m128i *)out, _mm_packus_epi16(bytes, bytes));
-	return true;
-}
-
-/* 16 lowercase hex digits for 8 bytes, all at once: each nibble n becomes
- * '0' + n, plus 39 more ('a' - '0' - 10) when it is above 9. */
-static void hex16_encode(const uint8_t bytes[8], char out[16])
-{
-	const __m128i low_nibble = _mm_set1_epi8(0x0f);
-	__m128i v = _mm_loadl_epi64((const __m128i *)bytes);
-	__m128i nibbles = _mm_unpacklo_epi8(_mm_and_si128(_mm_srli_epi16(v, 4), low_nibble),
-					    _mm_and_si128(v, low_nibble));
-	__m128i letters = _mm_and_si128(_mm_cmpgt_epi8(nibbles, _mm_set1_epi8(9)),
-					_mm_set1_epi8(39));
-	_mm_storeu_si128((__m128i *)out,
-			 _mm_add_epi8(_mm_add_epi8(nibbles, _mm_set1_epi8('0')), letters));
-}
-
-/* The trace in binary; false if its ids are not lowercase hex. */
-static bool trace_pack(const struct trace_ctx *t, struct request_head *h)
-{
-	return hex16_decode(t->trace_id, h->trace_id) &&
-	       hex16_decode(t->trace_id + 16, h->trace_id + 8) &&
-	       hex16_decode(t->span_id, h->span_id);
-}
-
 /* The bytes of text before the request line: the id, unless it is the
  * trace-id. */
 static size_t id_text_len(const struct request_head *h)
@@ -202,18 +153,17 @@ static size_t id_text_len(const struct request_head *h)
 }
 
 /* The head of a new request's slot: lengths, the request line's buckets,
- * the trace in binary and whether the text goes to the long ring. */
+ * the trace and whether the text goes to the long ring. */
 static void request_head_make(struct request_head *h, const char *id, size_t len,
-			      const char *line, size_t line_len, const struct trace_ctx *trace)
+			      size_t line_len, uint32_t buckets, const struct trace_ctx *trace)
 {
 	memset(h, 0, sizeof(*h));
 	h->id_len = (uint8_t)len;
 	h->line_len = (uint8_t)line_len;
-	if (line_len)
-		h->buckets = request_line_buckets(line, line_len);
-	if (trace && trace_pack(trace, h)) {
+	h->buckets = line_len ? buckets : 0;
+	if (trace) {
 		h->kind = REQUEST_TRACED;
-		h->trace_flags = trace->flags;
+		h->trace = *trace;
 		if (len == sizeof(trace->trace_id) && memcmp(id, trace->trace_id, len) == 0)
 			h->kind |= REQUEST_ID_IS_TRACE_ID;
 	}
@@ -222,10 +172,11 @@ static void request_head_make(struct request_head *h, const char *id, size_t len
 }
 
 uint64_t request_table_add(const char *id, size_t len, const char *line, size_t line_len,
-			   const struct trace_ctx *trace, const char *ts, size_t ts_len)
+			   uint32_t buckets, const struct trace_ctx *trace, const char *ts,
+			   size_t ts_len)
 {
 	struct request_head h;
-	request_head_make(&h, id, len, line, line_len, trace);
+	request_head_make(&h, id, len, line_len, buckets, trace);
 	bool long_text = h.kind & REQUEST_LONG;
 	size_t id_text = id_text_len(&h);
 
@@ -315,8 +266,7 @@ size_t request_table_get(uint64_t serial, char out[REQUEST_ID_MAX])
 	if (!request_copy(serial, &h, out) || !request_whole(serial, &h))
 		return 0;
 	if (h.kind & REQUEST_ID_IS_TRACE_ID) {
-		hex16_encode(h.trace_id, out);
-		hex16_encode(h.trace_id + 8, out + 16);
+		memcpy(out, h.trace.trace_id, sizeof(h.trace.trace_id));
 		return h.id_len;
 	}
 	if (h.kind & REQUEST_LONG && !long_text_copy(serial, 0, h.id_len, out))
@@ -331,10 +281,7 @@ bool request_table_trace(uint64_t serial, struct trace_ctx *out)
 	if (!request_copy(serial, &h, NULL) || !(h.kind & REQUEST_TRACED) ||
 	    !request_whole(serial, &h))
 		return false;
-	hex16_encode(h.trace_id, out->trace_id);
-	hex16_encode(h.trace_id + 8, out->trace_id + 16);
-	hex16_encode(h.span_id, out->span_id);
-	out->flags = h.trace_flags;
+	*out = h.trace;
 	return true;
 }
 

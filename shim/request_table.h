@@ -4,14 +4,14 @@
  *
  * Threads and connections refer to a request by its 64-bit serial; its id,
  * request line ("GET /x HTTP/1.1", its first REQUEST_LINE_MAX bytes) and
- * trace live in a fixed ring of REQUEST_SLOTS slots of 128 bytes. A slot
+ * trace live in a fixed ring of REQUEST_SLOTS slots of 160 bytes. A slot
  * holds the id and the request line itself when together they take at most
  * REQUEST_INLINE_TEXT bytes, not counting an id that is the request's
  * trace-id (a generated id, or the trace-id of an inbound traceparent): it
  * is kept as the trace. A longer pair (a UUID id with a request line over
- * 52 bytes, any request line over 88) goes whole into a second ring of
- * REQUEST_LONG_SLOTS, which a long request shares only with long requests
- * REQUEST_LONG_SLOTS serials apart.
+ * 60 bytes) goes whole into a second ring of REQUEST_LONG_SLOTS, which a
+ * long request shares only with long requests REQUEST_LONG_SLOTS serials
+ * apart.
  *
  * A request is kept until the one REQUEST_SLOTS later takes its slot; a
  * long request, also only until the first long request a multiple of
@@ -35,21 +35,21 @@
 #include "tracestate.h"
 
 #define REQUEST_SLOTS 16384
-#define REQUEST_INLINE_TEXT 88 /* bytes of id and request line a slot holds */
+#define REQUEST_INLINE_TEXT 96 /* bytes of id and request line a slot holds */
 #define REQUEST_LONG_SLOTS 4096
 #define LINE_BUCKETS 32768 /* in each of two tables */
 #define RECENT_REQUESTS 256
 #define TRACESTATE_SLOTS 1024 /* a tracestate lives while 1023 newer ones do */
 
 /* Stores a request's id (1..REQUEST_ID_MAX bytes), request line (line_len
- * at most REQUEST_LINE_MAX, may be 0), trace (NULL: none; its ids lowercase
- * hex, as trace_ctx_start makes them, else it is not kept) and tracestate
- * (ts_len 0: none; normalised, at most TRACESTATE_MAX) and returns its new
- * serial; 0 (no id) only if every slot tried was being written by a stalled
- * writer. */
+ * at most REQUEST_LINE_MAX, may be 0) with its buckets (request_line_buckets:
+ * the caller counts the line with them too), trace (NULL: none) and
+ * tracestate (ts_len 0: none; normalised, at most TRACESTATE_MAX) and
+ * returns its new serial; 0 (no id) only if every slot tried was being
+ * written by a stalled writer. */
 uint64_t request_table_add(const char *id, size_t len, const char *line, size_t line_len,
-			   const struct trace_ctx *trace, const char *ts, size_t ts_len)
-	__attribute__((visibility("hidden")));
+			   uint32_t buckets, const struct trace_ctx *trace, const char *ts,
+			   size_t ts_len) __attribute__((visibility("hidden")));
 
 /* Copies the trace of request serial into out; false if it has none or is
  * no longer stored. */

@@ -197,7 +197,7 @@ static void adopt_exec_request(void)
 	char state[TRACESTATE_MAX];
 	int ts_len = valid && ts && strlen(ts) <= TRACESTATE_MAX
 			     ? tracestate_normalize(ts, strlen(ts), state) : 0;
-	shim.exec_request = request_table_add(id, strlen(id), NULL, 0, &trace, state,
+	shim.exec_request = request_table_add(id, strlen(id), NULL, 0, 0, &trace, state,
 					      ts_len > 0 ? (size_t)ts_len : 0);
 }
 
