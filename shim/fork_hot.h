@@ -8,10 +8,16 @@
  * that costs tens of microseconds a page. Globals marked FORK_HOT share one
  * section, so the linker lays them side by side and a child copies one
  * page for all of them. Never mark anything large or rarely written.
+ *
+ * The one exception is the shim's state (shim_init.h), large, whose
+ * fork-written fields are its last: FORK_HOT_FIRST puts it in a section
+ * whose name sorts first (the library links with --sort-section=name), so
+ * the FORK_HOT globals follow those fields whatever the order of files.
  */
 #ifndef REQID_FORK_HOT_H
 #define REQID_FORK_HOT_H
 
-#define FORK_HOT __attribute__((section(".bss.reqid_fork_hot")))
+#define FORK_HOT __attribute__((section(".bss.reqid_fork_hot.1")))
+#define FORK_HOT_FIRST __attribute__((section(".bss.reqid_fork_hot.0")))
 
 #endif

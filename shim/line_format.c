@@ -14,6 +14,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "fork_hot.h"
+
 #define JSON_MAX_DEPTH 32
 
 /* ---- JSON validation ------------------------------------------------- */
@@ -293,7 +295,9 @@ __attribute__((target("avx2"))) static size_t copy_plain_run_avx2(const unsigned
  * compiler's CPU model, whose constructor would run in every process). */
 static bool has_avx2(void)
 {
-	static _Atomic int known; /* 0: not asked yet, 1: no, 2: yes */
+	/* 0: not asked yet, 1: no, 2: yes. A fork server's parent may never
+	 * ask: every child does, on the page it writes anyway (fork_hot.h). */
+	static _Atomic int known FORK_HOT;
 	int k = atomic_load_explicit(&known, memory_order_relaxed);
 	if (k == 0) {
 		unsigned a, b, c, d;

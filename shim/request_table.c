@@ -4,7 +4,10 @@
  * tables hashed apart: a line is unique when its bucket in either table holds
  * it alone, so two different request lines sharing one bucket (a one in a
  * hundred chance per line with 320 counted requests) are still told apart
- * by the other table; identical request lines share both.
+ * by the other table (127 times in 128); identical request lines share both.
+ * The tables are interleaved and a line's second bucket is on the page of
+ * its first: counting a request writes one page of them, not two (a fork
+ * server's child copies every page it writes).
  *
  * A slot is 160 bytes: the serial, the line's buckets, lengths, the trace
  * and REQUEST_INLINE_TEXT bytes of text: the id, unless it is the trace-id,
@@ -75,19 +78,24 @@ static _Alignas(64) struct request_slot slots[REQUEST_SLOTS];
 static struct long_slot long_slots[REQUEST_LONG_SLOTS];
 static struct tracestate_slot tracestates[TRACESTATE_SLOTS];
 static _Atomic uint64_t next_serial FORK_HOT;
-static struct line_bucket line_buckets[2][LINE_BUCKETS];
+static _Alignas(4096) struct line_bucket line_buckets[LINE_BUCKETS][2]; /* [bucket][table] */
+/* Bucket pairs on one page: a line's second bucket is among its first's. */
+#define PAGE_PAIRS (4096 / sizeof(line_buckets[0]))
 static _Atomic uint32_t recent_next FORK_HOT;
-static _Atomic uint32_t recent[RECENT_REQUESTS]; /* buckets + 1; 0: empty */
+/* buckets + 1; 0: empty. Written at the end of every request: FORK_HOT. */
+static _Atomic uint32_t recent[RECENT_REQUESTS] FORK_HOT;
 
 uint32_t request_line_buckets(const char *line, size_t len)
 {
 	uint64_t h = XXH3_64bits(line, len);
-	return (uint32_t)(h % LINE_BUCKETS) | (uint32_t)((h >> 32) % LINE_BUCKETS) << 16;
+	uint32_t first = (uint32_t)(h % LINE_BUCKETS);
+	uint32_t second = first - first % PAGE_PAIRS + (uint32_t)((h >> 32) % PAGE_PAIRS);
+	return first | second << 16;
 }
 
 static struct line_bucket *bucket_in(int table, uint32_t buckets)
 {
-	return &line_buckets[table][(buckets >> (16 * table) & 0xffff) % LINE_BUCKETS];
+	return &line_buckets[(buckets >> (16 * table) & 0xffff) % LINE_BUCKETS][table];
 }
 
 void request_line_started(uint32_t buckets, uint64_t serial)

@@ -29,7 +29,7 @@
 #include "thread_ctx.h"
 
 struct real_functions real;
-struct shim_state shim FORK_HOT;
+struct shim_state shim FORK_HOT_FIRST;
 
 /* What pthread_atfork does (its libc_nonshared.a stub): called directly, so
  * that stub, which the linker puts at the far end of the library's code,
