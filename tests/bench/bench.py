@@ -36,8 +36,8 @@ LIB = os.path.join(ROOT, "build", "libreqid.so")
 LOOPS = [
     # mode, label, calls for timing, calls for callgrind, calls per iteration, target, env
     ("nonlog", "write() on a non-log fd", 2_000_000, 20_000, 1, 15, {}),
-    ("line", "enriched 100-byte line", 300_000, 20_000, 1, 600, {}),
-    ("request", "HTTP request: read, log line, write", 20_000, 2_000, 1, None,
+    ("line", "enriched 100-byte line", 300_000, 20_000, 1, 450, {}),
+    ("request", "HTTP request: read, log line, write", 20_000, 2_000, 1, 3000,
      {"REQID_PROPAGATE": "0"}),
     ("request", "the same, client side parsed too", 20_000, 2_000, 1, None, {}),
 ]
