@@ -59,11 +59,12 @@ static inline unsigned http_eol_bytes(__m128i x)
 	return (unsigned)_mm_movemask_epi8(_mm_or_si128(cr, lf));
 }
 
-/* Each byte of x in lo..hi. */
-static inline __m128i http_in_range(__m128i x, char lo, char hi)
+/* Each byte of x in lo..hi (unsigned): adding 0x80 - lo moves lo..hi to
+ * the lowest signed bytes, where one signed compare finds them. */
+static inline __m128i http_in_range(__m128i x, unsigned char lo, unsigned char hi)
 {
-	__m128i d = _mm_sub_epi8(x, _mm_set1_epi8(lo));
-	return _mm_cmpeq_epi8(_mm_min_epu8(d, _mm_set1_epi8((char)(hi - lo))), d);
+	__m128i d = _mm_add_epi8(x, _mm_set1_epi8((char)(0x80 - lo)));
+	return _mm_cmplt_epi8(d, _mm_set1_epi8((char)(-128 + (hi - lo) + 1)));
 }
 
 /* Bytes other than the usual ones of header names (letters, digits, '-'):
@@ -97,20 +98,11 @@ static inline __m128i http_load_short(const unsigned char *b, size_t n)
 /* The first byte of s[i, len) that stop marks, or len. Only bytes of s[0,
  * len) are read: the last block is moved back to end at len; a buffer
  * shorter than a block is loaded in pieces, its last few bytes one at a
- * time. */
+ * time. Whole blocks come first: they are the usual case. */
 static inline __attribute__((always_inline)) size_t
 http_scan(const unsigned char *s, size_t i, size_t len, http_stop_bytes stop)
 {
 	unsigned m;
-	if (len - i < 4) {
-		while (i < len && !(stop(_mm_cvtsi32_si128(s[i])) & 1))
-			i++;
-		return i;
-	}
-	if (len < 16) {
-		m = stop(http_load_short(s + i, len - i)) & ((1u << (len - i)) - 1);
-		return m ? i + (unsigned)__builtin_ctz(m) : len;
-	}
 	for (; len - i >= 16; i += 16) {
 		m = stop(_mm_loadu_si128((const __m128i *)(s + i)));
 		if (m)
@@ -118,13 +110,23 @@ http_scan(const unsigned char *s, size_t i, size_t len, http_stop_bytes stop)
 	}
 	if (i == len)
 		return len;
-	m = stop(_mm_loadu_si128((const __m128i *)(s + len - 16))) >> (16 - (len - i));
+	if (len >= 16) {
+		m = stop(_mm_loadu_si128((const __m128i *)(s + len - 16))) >> (16 - (len - i));
+		return m ? i + (unsigned)__builtin_ctz(m) : len;
+	}
+	if (len - i < 4) {
+		while (i < len && !(stop(_mm_cvtsi32_si128(s[i])) & 1))
+			i++;
+		return i;
+	}
+	m = stop(http_load_short(s + i, len - i)) & ((1u << (len - i)) - 1);
 	return m ? i + (unsigned)__builtin_ctz(m) : len;
 }
 
 /* The end of the run of token characters from s[i]: the first other byte,
  * or len. */
-static inline size_t http_token_end(const unsigned char *s, size_t i, size_t len)
+static inline __attribute__((always_inline)) size_t
+http_token_end(const unsigned char *s, size_t i, size_t len)
 {
 	for (;;) {
 		i = http_scan(s, i, len, http_unusual_name_bytes);

@@ -22,7 +22,7 @@
 #define RESPONSE_HEADER_NAME_MAX 63
 
 struct http_response_parser {
-	const char *header;     /* lowercase name of the header the shim adds */
+	const char *header;     /* name of the header the shim adds, any case */
 	uint8_t header_len;
 	uint8_t state;
 	uint8_t after_lf;
@@ -33,11 +33,15 @@ struct http_response_parser {
 	uint8_t name_match;     /* bits: content-length, transfer-encoding, header */
 	uint16_t token_len;
 	uint16_t status;
-	uint8_t value_len;
-	bool value_overflow;    /* a Content-Length value too long to be one */
-	char value[24];         /* a framing header's value (for Transfer-Encoding:
-				   its tail, without spaces) */
-	uint64_t remaining;
+	uint8_t value_len;      /* bytes of a framing header's value taken: of
+				   Content-Length's after its leading OWS, of
+				   Transfer-Encoding's those in value[] */
+	bool value_bad;         /* this Content-Length value is no length */
+	bool value_spaced;      /* OWS came after its first byte */
+	char value[24];         /* Transfer-Encoding's value: its tail, without
+				   spaces */
+	uint64_t remaining;     /* body or chunk bytes left; a Content-Length
+				   value while its digits come */
 };
 
 /* header: the response header name (any case), or NULL to add none. */
