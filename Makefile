@@ -111,6 +111,7 @@ integration: deps $(BUILD)/libreqid.so servers
 	python3 tests/integration/test_multihost.py
 	python3 tests/integration/test_show.py
 	python3 tests/integration/test_event_loops.py
+	python3 tests/integration/test_epoll_edges.py
 
 # libFuzzer targets over the pure logic, with ASan and UBSan.
 $(BUILD)/fuzz/%: tests/fuzz/%.c $(PURE_SRCS) $(SHIM_HDRS)

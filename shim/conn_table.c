@@ -166,6 +166,10 @@ void conn_forget(int fd)
 		} else if (heir < 0) {
 			heir = other;
 			struct conn *h = conn_entry(heir);
+			/* The heir's own entry is a closed connection's: a head
+			 * slot it kept (closed while busy) goes back first. */
+			if (h->head_slot)
+				head_store_release(h->head_slot);
 			memcpy((char *)h + sizeof(h->busy), (char *)c + sizeof(c->busy),
 			       sizeof(*c) - sizeof(c->busy));
 			memcpy(conn_owed(heir), conn_owed(fd), c->owed_len);
@@ -296,9 +300,15 @@ static void feed(struct conn *c, const void *buf, size_t n)
 {
 	struct http_parser p;
 	memcpy(&p, c->parsing, sizeof(c->parsing));
-	if (c->head_slot)
+	if (c->head_slot) {
 		memcpy((char *)&p + HTTP_PARSER_STATE_SIZE, head_store_text(c->head_slot),
 		       HTTP_PARSER_TEXT_SIZE);
+	} else if (http_parser_in_head(&p)) {
+		/* Inside a head whose text went with the entry (a read that
+		 * found the entry before its fd closed): the stream is lost. */
+		lose_stream(c);
+		return;
+	}
 	struct http_feed_result r;
 	http_parser_feed(&p, buf, n, &r);
 	memcpy(c->parsing, &p, sizeof(c->parsing));

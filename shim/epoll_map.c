@@ -24,7 +24,6 @@
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdbool.h>
-#include <sys/epoll.h>
 #include <xxhash.h>
 
 #include "conn_table.h"
@@ -55,7 +54,8 @@ struct epoll_tables {
 	_Atomic uint32_t stamps[FD_TABLE_SIZE]; /* changes of each fd (epoll_map_stamp) */
 	_Atomic int32_t waiters[FD_TABLE_SIZE]; /* per epoll fd: the one thread that
 						   waited on it, WAITERS_MANY, or 0 */
-	_Atomic bool shared[FD_TABLE_SIZE];   /* see epoll_map_shared */
+	_Atomic bool edges[FD_TABLE_SIZE];    /* per epoll fd: an edge-triggered or
+						 one-shot registration was made */
 	struct index_slot index_slots[INDEX_SIZE];
 };
 static void *_Atomic tables; /* struct epoll_tables */
@@ -146,24 +146,11 @@ uint32_t epoll_map_stamp(int fd)
 	return t && in_range(fd) ? atomic_load_explicit(&t->stamps[fd], memory_order_acquire) : 0;
 }
 
-void epoll_map_changed(int epfd, int op, int fd)
+void epoll_map_changed(int fd)
 {
 	struct epoll_tables *t = tables_now();
-	if (!t || !in_range(fd))
-		return;
-	if (op == EPOLL_CTL_ADD && !atomic_load_explicit(&t->shared[fd], memory_order_relaxed)) {
-		uint64_t key = atomic_load_explicit(&t->registrations[fd].key, memory_order_acquire);
-		int other = EPFD_OF(key);
-		if (key && other != epfd && in_range(other) && (key & ~COUNTED) == key_of(t, other))
-			atomic_store_explicit(&t->shared[fd], true, memory_order_relaxed);
-	}
-	atomic_fetch_add_explicit(&t->stamps[fd], 1, memory_order_release);
-}
-
-bool epoll_map_shared(int fd)
-{
-	const struct epoll_tables *t = tables_now();
-	return t && in_range(fd) && atomic_load_explicit(&t->shared[fd], memory_order_acquire);
+	if (t && in_range(fd))
+		atomic_fetch_add_explicit(&t->stamps[fd], 1, memory_order_release);
 }
 
 bool epoll_map_one_waiter(int epfd, int32_t tid)
@@ -181,10 +168,26 @@ bool epoll_map_one_waiter(int epfd, int32_t tid)
 	return false;
 }
 
+void epoll_map_edge_registered(int epfd)
+{
+	struct epoll_tables *t = tables_made();
+	if (t && in_range(epfd) && !atomic_load_explicit(&t->edges[epfd], memory_order_relaxed))
+		atomic_store_explicit(&t->edges[epfd], true, memory_order_release);
+}
+
+bool epoll_map_has_edges(int epfd)
+{
+	const struct epoll_tables *t = tables_now();
+	/* Without the tables nothing was seen registered: no events are kept
+	 * then anyway (they cannot be named). */
+	return !t || !in_range(epfd) || atomic_load_explicit(&t->edges[epfd], memory_order_acquire);
+}
+
 void epoll_map_new_instance(int epfd)
 {
 	struct epoll_tables *t;
 	if (in_range(epfd) && (t = tables_made())) {
+		atomic_store_explicit(&t->edges[epfd], false, memory_order_relaxed);
 		atomic_store_explicit(&t->waiters[epfd], 0, memory_order_relaxed);
 		atomic_fetch_add_explicit(&t->stamps[epfd], 1, memory_order_release);
 		atomic_fetch_add_explicit(&t->generations[epfd], 1, memory_order_relaxed);
@@ -299,11 +302,7 @@ void epoll_map_forget(int fd)
 	struct epoll_tables *t = tables_now();
 	if (!t || !in_range(fd))
 		return;
-	atomic_store_explicit(&t->shared[fd], false, memory_order_relaxed);
 	atomic_fetch_add_explicit(&t->stamps[fd], 1, memory_order_release);
-	/* An instance closed: its registrations are no one's now. */
-	if (atomic_load_explicit(&t->generations[fd], memory_order_relaxed))
-		atomic_fetch_add_explicit(&t->generations[fd], 1, memory_order_relaxed);
 	if (atomic_load_explicit(&t->registrations[fd].key, memory_order_relaxed))
 		uncount(t, atomic_exchange_explicit(&t->registrations[fd].key, 0,
 						    memory_order_acq_rel));

@@ -38,15 +38,16 @@ void epoll_map_forget(int fd) __attribute__((visibility("hidden")));
  * number that changes each time; 0 before the first epoll instance. */
 uint32_t epoll_map_stamp(int fd) __attribute__((visibility("hidden")));
 
-/* epoll_ctl(epfd, op, fd) succeeded: fd's registration on epfd changed.
- * An EPOLL_CTL_ADD while fd is registered on another live instance marks
- * fd shared. */
-void epoll_map_changed(int epfd, int op, int fd) __attribute__((visibility("hidden")));
+/* epoll_ctl changed fd's registration on some instance. */
+void epoll_map_changed(int fd) __attribute__((visibility("hidden")));
 
-/* Whether fd was registered on two instances at once since it was last
- * closed or replaced: a change of its stamp may then be a change on the
- * other instance, which leaves its events on this one as they were. */
-bool epoll_map_shared(int fd) __attribute__((visibility("hidden")));
+/* epoll_ctl made or changed a registration on epfd with EPOLLET or
+ * EPOLLONESHOT: the kernel reports such an event once. */
+void epoll_map_edge_registered(int epfd) __attribute__((visibility("hidden")));
+
+/* Whether an edge-triggered or one-shot registration was ever made on
+ * instance epfd (true when unknown). */
+bool epoll_map_has_edges(int epfd) __attribute__((visibility("hidden")));
 
 /* Thread tid waits on epfd: whether it is the only thread (of any
  * process) that ever waited on this instance. */

@@ -22,8 +22,7 @@ bool epoll_queue_take(struct epoll_queue *q, int epfd, struct epoll_event *ev)
 		unsigned i = q->next;
 		q->next = (uint8_t)(q->next + 1);
 		q->count--;
-		if (epoll_map_stamp(q->kept[i].fd) == q->kept[i].stamp ||
-		    epoll_map_shared(q->kept[i].fd)) {
+		if (epoll_map_stamp(q->kept[i].fd) == q->kept[i].stamp) {
 			*ev = q->kept[i].ev;
 			found = true;
 		}

@@ -4,25 +4,24 @@
  *
  * The event-loop rule (event_batch.h) needs each epoll_wait to return one
  * event. Asking the kernel for one at a time costs a system call per event;
- * on an instance one thread waits on (batch_fetch_max) the hook fetches as
- * many as the caller asked for (up to QUEUE_MAX + 1), returns the first and
- * keeps the rest here, per thread, and the thread's next epoll_wait on the
- * same instance returns the next kept event without entering the kernel:
- * the program sees the batch it would have seen, one event per call.
+ * where that is safe (batch_fetch_max: a level-triggered instance one thread
+ * waits on) the hook fetches as many as the caller asked for (up to
+ * QUEUE_MAX + 1), returns the first and keeps the rest here, per thread, and
+ * the thread's next epoll_wait on the same instance returns the next kept
+ * event without entering the kernel: the program sees the batch it would
+ * have seen, one event per call.
  *
- * An edge-triggered or one-shot event the kernel handed over is not
- * reported again, so a kept event is dropped only where the program would
- * not get it from a new wait either: its descriptor was closed or replaced,
- * or its registration was modified (the kernel reports it again if it is
- * still ready) or deleted since it was fetched (epoll_map_stamp changed),
- * and the whole queue when its instance's number was closed. A descriptor
- * registered on two instances at once (epoll_map_shared) may have changed
- * on the other one: its kept events are handed out whatever changed, until
- * it is closed. Events are kept only when every one of them maps to its
- * descriptor (epoll_map_lookup): otherwise the whole batch goes to the
- * caller at once, as without the shim. A fork child starts with no kept
- * events (they are its parent's). Never allocates or blocks; a signal
- * handler that waits while the thread is inside the queue bypasses it.
+ * A kept event must never be handed out once the kernel would no longer
+ * report it as it was: an event is dropped when its descriptor was closed,
+ * replaced, or registered, modified or deleted on any epoll instance since
+ * it was fetched (epoll_map_stamp changed; after a modification the kernel
+ * reports the descriptor again if it is still ready), and the whole queue
+ * when its instance's number was closed. Events are kept only when every
+ * one of them maps to its descriptor (epoll_map_lookup): otherwise the
+ * whole batch goes to the caller at once, as without the shim. A fork
+ * child starts with no kept events (they are its parent's). Never
+ * allocates or blocks; a signal handler that waits while the thread is
+ * inside the queue bypasses it.
  */
 #ifndef REQID_EPOLL_QUEUE_H
 #define REQID_EPOLL_QUEUE_H

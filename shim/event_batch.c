@@ -82,10 +82,12 @@ int batch_fetch_max(int epfd, int max, struct epoll_queue **queue)
 	/* Events the thread keeps are handed out first, whatever this wait
 	 * asks for: they come before anything the kernel has now. */
 	*queue = &f->queue;
-	/* New events are kept only on an instance that only this thread
-	 * waits on (a kept event would wait for it while another is idle).
-	 * Elsewhere one event at a time. */
-	if (!epoll_map_one_waiter(epfd, ctx_tid()))
+	/* New events are kept only where dropping one is harmless: on an
+	 * instance with no edge-triggered or one-shot registration (the
+	 * kernel reports a level-triggered event again while it holds), and
+	 * that only this thread waits on (a kept event would wait for it
+	 * while another is idle). Elsewhere one event at a time. */
+	if (epoll_map_has_edges(epfd) || !epoll_map_one_waiter(epfd, ctx_tid()))
 		return 1;
 	return epoll_queue_fetch_max(max);
 }

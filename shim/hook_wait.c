@@ -115,8 +115,10 @@ EXPORT int epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
 	int r = fn(epfd, op, fd, ev);
 	if (r == 0 && own_process()) {
 		int saved = errno;
-		epoll_map_changed(epfd, op, fd); /* events of fd kept before are void */
+		epoll_map_changed(fd); /* events of fd fetched before are void */
 		if ((op == EPOLL_CTL_ADD || op == EPOLL_CTL_MOD) && ev) {
+			if (ev->events & (EPOLLET | EPOLLONESHOT))
+				epoll_map_edge_registered(epfd);
 			epoll_map_set(epfd, fd, ev->data.u64);
 		} else if (op == EPOLL_CTL_DEL) {
 			epoll_map_delete(epfd, fd);

@@ -8,7 +8,9 @@
  * over stops being tracked rather than read an entry a new connection on
  * that fd number may take. A head that arrives over several reads keeps its
  * text in a head_store slot until it ends, the slot following the entry to
- * a copy, and given back when the head ends or the connection closes.
+ * a copy, and given back when the head ends or the connection closes (or
+ * when the fd, whose close found its entry busy, inherits another entry);
+ * a late read on an entry whose head text moved away loses its stream.
  *
  * Links conn_table.c and request_table.c with the pure sources; the shim's
  * state is defined here (no hooks, no libc interposition).
@@ -236,6 +238,50 @@ static void test_closed_inside_a_head(void **state)
 	expect_store_empty();
 }
 
+/* A read that found fd 5's entry before close(5) moved its head to the copy
+ * feeds the old entry after: its parser is inside a head whose text went
+ * with the entry, so the old entry loses its stream instead of parsing on
+ * with whatever text is at hand (another connection's). */
+static void test_late_read_after_the_head_moved(void **state)
+{
+	(void)state;
+	conn_open(5);
+	half_request_on(5, "mine", 0);
+	conn_copied(5, 9);
+	conn_forget(5);
+	conn_open(7);
+	request_on(7, "other");
+	half_request_on(5, "mine", 1); /* the late read, on the old entry */
+	assert_int_equal(__atomic_load_n(&conn_entry(5)->request, __ATOMIC_RELAXED), 0);
+	assert_true(atomic_load(&conn_entry(5)->lost));
+	half_request_on(9, "mine", 1);
+	assert_string_equal(id_on(9), "mine");
+	expect_store_empty();
+}
+
+/* close(9) found fd 9's entry busy (a read inside it) and left its head
+ * slot there; fd 9 then becomes a copy and inherits an entry: the slot it
+ * kept goes back, not lost. */
+static void test_heir_gives_back_a_kept_slot(void **state)
+{
+	(void)state;
+	for (int round = 0; round < 3; round++) {
+		conn_open(9);
+		half_request_on(9, "left", 0);
+		atomic_store(&conn_entry(9)->busy, 1);
+		conn_forget(9);
+		atomic_store(&conn_entry(9)->busy, 0);
+		conn_open(5);
+		half_request_on(5, "moved", 0);
+		conn_copied(5, 9);
+		conn_forget(5);
+		half_request_on(9, "moved", 1);
+		assert_string_equal(id_on(9), "moved");
+		conn_forget(9);
+		expect_store_empty();
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -248,6 +294,8 @@ int main(void)
 		cmocka_unit_test_setup(test_heads_over_two_reads, setup),
 		cmocka_unit_test_setup(test_head_text_follows_the_heir, setup),
 		cmocka_unit_test_setup(test_closed_inside_a_head, setup),
+		cmocka_unit_test_setup(test_late_read_after_the_head_moved, setup),
+		cmocka_unit_test_setup(test_heir_gives_back_a_kept_slot, setup),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

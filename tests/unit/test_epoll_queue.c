@@ -2,10 +2,8 @@
  * test_epoll_queue.c - unit tests for shim/epoll_queue.c: events fetched
  * beyond the one a wait returns come back one per wait, in order, on the
  * same instance only, and never once their descriptor was modified,
- * deleted, closed or replaced, or their instance's number closed, unless
- * the descriptor is registered on two instances (the change may be the
- * other's: its events are kept until it closes); a batch with an event the
- * map cannot name goes to the caller whole. Also the
+ * deleted, closed or replaced, or their instance's number closed; a batch
+ * with an event the map cannot name goes to the caller whole. Also the
  * one-waiter test of epoll_map.c that decides whether a thread may keep
  * events at all.
  *
@@ -112,47 +110,14 @@ static void test_changed_descriptors_are_dropped(void **state)
 	struct epoll_event ev[6];
 	int n = batch(ev, (const int[]){10, 11, 12, 13, 14, 15}, 6);
 	assert_int_equal(epoll_queue_keep(&queue, EP, ev, n), 1);
-	epoll_map_changed(EP, EPOLL_CTL_MOD, 11);
-	epoll_map_changed(EP, EPOLL_CTL_DEL, 13);
+	epoll_map_changed(11);		     /* EPOLL_CTL_MOD */
+	epoll_map_changed(13);		     /* EPOLL_CTL_DEL */
 	epoll_map_delete(EP, 13);
 	epoll_map_forget(14);		     /* closed */
 	epoll_map_forget(15);		     /* closed, and the number reused */
 	epoll_map_set(EP, 15, base + 15);
 	assert_int_equal(next_fd(), 12);
 	assert_int_equal(next_fd(), -1);
-}
-
-/* fd 11 is registered on EP and then on EP2 too: a change on EP2 leaves its
- * edge-triggered event on EP as the kernel handed it over, and so does any
- * change while it is shared, until it is closed. */
-static void test_shared_descriptors_keep_their_events(void **state)
-{
-	(void)state;
-	struct epoll_event ev[5];
-	int n = batch(ev, (const int[]){10, 11, 12, 13, 14}, 5);
-	assert_int_equal(epoll_queue_keep(&queue, EP, ev, n), 1);
-	epoll_map_changed(EP2, EPOLL_CTL_ADD, 11); /* registered on EP: shared */
-	epoll_map_set(EP2, 11, 0x5011);
-	epoll_map_changed(EP2, EPOLL_CTL_MOD, 11);
-	epoll_map_changed(EP, EPOLL_CTL_DEL, 12); /* 12 moves from EP to EP2 */
-	epoll_map_delete(EP, 12);
-	epoll_map_changed(EP2, EPOLL_CTL_ADD, 12);
-	epoll_map_set(EP2, 12, 0x5012);
-	epoll_map_changed(EP2, EPOLL_CTL_ADD, 14);
-	epoll_map_set(EP2, 14, 0x5014);
-	epoll_map_forget(14); /* closed: shared no more */
-	assert_true(epoll_map_shared(11));
-	assert_false(epoll_map_shared(12));
-	assert_false(epoll_map_shared(14));
-	assert_int_equal(next_fd(), 11);
-	assert_int_equal(next_fd(), 13);
-	assert_int_equal(next_fd(), -1);
-	/* an instance closed under 11 does not make a new one shared */
-	epoll_map_forget(11);
-	epoll_map_set(EP2, 11, 0x6011);
-	epoll_map_forget(EP2);
-	epoll_map_changed(EP, EPOLL_CTL_ADD, 11);
-	assert_false(epoll_map_shared(11));
 }
 
 static void test_other_instance_waits_on_the_kernel(void **state)
@@ -240,7 +205,6 @@ int main(void)
 		cmocka_unit_test_setup(test_one_event_is_not_kept, setup),
 		cmocka_unit_test_setup(test_unknown_event_returns_the_whole_batch, setup),
 		cmocka_unit_test_setup(test_changed_descriptors_are_dropped, setup),
-		cmocka_unit_test_setup(test_shared_descriptors_keep_their_events, setup),
 		cmocka_unit_test_setup(test_other_instance_waits_on_the_kernel, setup),
 		cmocka_unit_test_setup(test_closed_instance_drops_everything, setup),
 		cmocka_unit_test_setup(test_clear_and_busy, setup),

@@ -1,0 +1,229 @@
+/*
+ * epoll_edges.c - edge-triggered epoll loops that must not hang under the
+ * shim (test_epoll_edges.py). The kernel reports an edge once: an event the
+ * shim kept back from a batch would reach only the same thread's next wait
+ * on the same instance, and each mode here looks for it elsewhere.
+ *
+ *   epoll_edges MODE    exits 0 once both connections were served,
+ *                       1 if a wait timed out (the hang), 2 on set-up errors
+ *
+ * Modes (two accepted connections with bytes pending, registered EPOLLET on
+ * one instance, served by reading until EAGAIN):
+ *   poll-epfd        poll() on the epoll fd, then epoll_wait(.., 0): an
+ *                    epoll loop inside another loop
+ *   nested           the instance registered on an outer instance: wait on
+ *                    the outer one, then epoll_wait(inner, .., 0)
+ *   leader-follower  two threads take turns: the one that waited hands the
+ *                    next wait to the other before it serves its events (an
+ *                    eventfd wakes the last waiter once all are served)
+ *   moved            while serving the first connection the program moves
+ *                    the second to another descriptor number (F_DUPFD and
+ *                    close): its registration lives on with the file
+ * It checks the program, not the ids: its only output is why it failed.
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define CONNS 2
+#define WAIT_MS 2000
+
+static int server_fd[CONNS];
+static int served;
+
+static void fail_setup(const char *what)
+{
+	perror(what);
+	exit(2);
+}
+
+/* Two loopback connections, both ends open, a request pending on each
+ * server end (non-blocking); the server ends registered edge-triggered on a
+ * new instance, their data words the connection's index. Returns it. */
+static int set_up(void)
+{
+	int lfd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t len = sizeof(a);
+	if (lfd < 0 || bind(lfd, (struct sockaddr *)&a, sizeof(a)) != 0 || listen(lfd, 8) != 0 ||
+	    getsockname(lfd, (struct sockaddr *)&a, &len) != 0)
+		fail_setup("listen");
+	int ep = epoll_create1(0);
+	if (ep < 0)
+		fail_setup("epoll_create1");
+	for (int i = 0; i < CONNS; i++) {
+		int c = socket(AF_INET, SOCK_STREAM, 0);
+		if (c < 0 || connect(c, (struct sockaddr *)&a, sizeof(a)) != 0)
+			fail_setup("connect");
+		server_fd[i] = accept4(lfd, NULL, NULL, SOCK_NONBLOCK);
+		if (server_fd[i] < 0)
+			fail_setup("accept4");
+		struct epoll_event ev = {.events = EPOLLIN | EPOLLET, .data.u64 = (uint64_t)i};
+		if (epoll_ctl(ep, EPOLL_CTL_ADD, server_fd[i], &ev) != 0)
+			fail_setup("epoll_ctl");
+		static const char request[] = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+		if (write(c, request, sizeof(request) - 1) != (ssize_t)sizeof(request) - 1)
+			fail_setup("write");
+	}
+	/* Both requests arrived before the first wait: one batch holds both. */
+	for (int i = 0; i < CONNS; i++) {
+		struct pollfd p = {.fd = server_fd[i], .events = POLLIN};
+		if (poll(&p, 1, WAIT_MS) != 1)
+			fail_setup("poll");
+	}
+	return ep;
+}
+
+/* Reads connection i until EAGAIN. */
+static void serve(int i)
+{
+	char buf[256];
+	while (read(server_fd[i], buf, sizeof(buf)) > 0)
+		;
+	served++;
+}
+
+static int hung(const char *where)
+{
+	printf("%s timed out with %d of %d connections served\n", where, served, CONNS);
+	return 1;
+}
+
+static int poll_epfd(int ep)
+{
+	while (served < CONNS) {
+		struct pollfd p = {.fd = ep, .events = POLLIN};
+		if (poll(&p, 1, WAIT_MS) != 1)
+			return hung("poll on the epoll fd");
+		struct epoll_event ev[16];
+		int n = epoll_wait(ep, ev, 16, 0);
+		for (int k = 0; k < n; k++)
+			serve((int)ev[k].data.u64);
+	}
+	return 0;
+}
+
+static int nested(int ep)
+{
+	int outer = epoll_create1(0);
+	struct epoll_event reg = {.events = EPOLLIN};
+	if (outer < 0 || epoll_ctl(outer, EPOLL_CTL_ADD, ep, &reg) != 0)
+		fail_setup("outer instance");
+	while (served < CONNS) {
+		struct epoll_event ready;
+		if (epoll_wait(outer, &ready, 1, WAIT_MS) != 1)
+			return hung("wait on the outer instance");
+		struct epoll_event ev[16];
+		int n = epoll_wait(ep, ev, 16, 0);
+		for (int k = 0; k < n; k++)
+			serve((int)ev[k].data.u64);
+	}
+	return 0;
+}
+
+static int leader_ep;
+static int all_served_fd; /* an eventfd on the instance: wakes the last waiter */
+static pthread_mutex_t turn_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t turn_changed = PTHREAD_COND_INITIALIZER;
+static int waiting; /* a thread is inside the wait */
+static int timed_out;
+
+static void *take_turns(void *unused)
+{
+	(void)unused;
+	pthread_mutex_lock(&turn_lock);
+	for (;;) {
+		while (waiting && served < CONNS && !timed_out)
+			pthread_cond_wait(&turn_changed, &turn_lock);
+		if (served >= CONNS || timed_out)
+			break;
+		waiting = 1;
+		pthread_mutex_unlock(&turn_lock);
+		struct epoll_event ev[16];
+		int n = epoll_wait(leader_ep, ev, 16, WAIT_MS);
+		pthread_mutex_lock(&turn_lock);
+		waiting = 0; /* the other thread leads now */
+		timed_out |= n == 0 && served < CONNS;
+		pthread_cond_broadcast(&turn_changed);
+		pthread_mutex_unlock(&turn_lock);
+		usleep(20000); /* serving takes a while */
+		pthread_mutex_lock(&turn_lock);
+		for (int k = 0; k < n; k++)
+			if (ev[k].data.u64 < CONNS)
+				serve((int)ev[k].data.u64);
+		if (served == CONNS && eventfd_write(all_served_fd, 1) != 0)
+			fail_setup("eventfd_write");
+		pthread_cond_broadcast(&turn_changed);
+	}
+	pthread_mutex_unlock(&turn_lock);
+	return NULL;
+}
+
+static int leader_follower(int ep)
+{
+	pthread_t t[2];
+	leader_ep = ep;
+	all_served_fd = eventfd(0, EFD_NONBLOCK);
+	struct epoll_event ev = {.events = EPOLLIN | EPOLLET, .data.u64 = CONNS};
+	if (all_served_fd < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, all_served_fd, &ev) != 0)
+		fail_setup("eventfd");
+	for (int i = 0; i < 2; i++)
+		if (pthread_create(&t[i], NULL, take_turns, NULL) != 0)
+			fail_setup("pthread_create");
+	for (int i = 0; i < 2; i++)
+		pthread_join(t[i], NULL);
+	return timed_out ? hung("a follower's wait") : 0;
+}
+
+static int moved(int ep)
+{
+	while (served < CONNS) {
+		struct epoll_event ev[16];
+		int n = epoll_wait(ep, ev, 16, WAIT_MS);
+		if (n <= 0)
+			return hung("epoll_wait");
+		for (int k = 0; k < n; k++) {
+			int i = (int)ev[k].data.u64;
+			serve(i);
+			if (served == 1) {
+				int other = 1 - i;
+				int to = fcntl(server_fd[other], F_DUPFD_CLOEXEC, 100);
+				if (to < 0)
+					fail_setup("F_DUPFD");
+				close(server_fd[other]);
+				server_fd[other] = to;
+			}
+		}
+	}
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct {
+		const char *name;
+		int (*run)(int ep);
+	} modes[] = {
+		{"poll-epfd", poll_epfd},
+		{"nested", nested},
+		{"leader-follower", leader_follower},
+		{"moved", moved},
+	};
+	for (size_t m = 0; argc == 2 && m < sizeof(modes) / sizeof(modes[0]); m++)
+		if (strcmp(argv[1], modes[m].name) == 0)
+			return modes[m].run(set_up());
+	fprintf(stderr, "usage: epoll_edges poll-epfd|nested|leader-follower|moved\n");
+	return 2;
+}
