@@ -224,7 +224,7 @@ def bench_busybox(p, tmp):
 def nginx_dir(tmp):
     d = Path(tmp) / "nginx"
     for sub in ("www", "tmp", "logs"):
-        (d / sub).mkdir(parents=True)
+        (d / sub).mkdir(parents=True, exist_ok=True)
     d.chmod(0o755)  # nginx's workers may run as another user
     (d / "www" / "index.html").write_bytes(BODY)
     return d
