@@ -369,22 +369,30 @@ static void begin_value(struct http_parser *p)
 	p->tracestate_line_empty = true;
 }
 
+/* Copies b[j, n) to out, at most room bytes, and returns how many; past
+ * them only OWS may follow (it may be trailing), anything else sets
+ * *overflow. */
+static size_t add_capped(char *out, size_t room, const unsigned char *b, size_t j, size_t n,
+			 bool *overflow)
+{
+	size_t take = room < n - j ? room : n - j;
+	memcpy(out, b + j, take);
+	for (j += take; j < n && !*overflow; j++)
+		*overflow = !is_ows(b[j]);
+	return take;
+}
+
 /* Bytes b[0, n) of a captured value (no CR or LF): leading OWS is not kept;
- * past a full buffer only OWS may follow (it may be trailing), anything
- * else overflows. */
+ * past a full buffer only OWS may follow, anything else overflows. */
 static void value_add(struct http_parser *p, const unsigned char *b, size_t n)
 {
 	size_t j = 0;
 	if (p->value_len == 0)
 		while (j < n && is_ows(b[j]))
 			j++;
-	size_t take = sizeof(p->value) - p->value_len;
-	if (take > n - j)
-		take = n - j;
-	memcpy(p->value + p->value_len, b + j, take);
-	p->value_len = (uint8_t)(p->value_len + take);
-	for (j += take; j < n && !p->value_overflow; j++)
-		p->value_overflow = !is_ows(b[j]);
+	p->value_len = (uint8_t)(p->value_len + add_capped(p->value + p->value_len,
+							   sizeof(p->value) - p->value_len, b,
+							   j, n, &p->value_overflow));
 }
 
 /* Bytes b[0, n) of a tracestate header line (no CR or LF). The lines
@@ -406,13 +414,10 @@ static void tracestate_add(struct http_parser *p, const unsigned char *b, size_t
 		else if (p->tracestate_len > 0)
 			p->tracestate_overflow = true;
 	}
-	size_t take = TRACESTATE_MAX - p->tracestate_len;
-	if (take > n - j)
-		take = n - j;
-	memcpy(p->tracestate + p->tracestate_len, b + j, take);
-	p->tracestate_len = (uint16_t)(p->tracestate_len + take);
-	for (j += take; j < n && !p->tracestate_overflow; j++)
-		p->tracestate_overflow = !is_ows(b[j]);
+	p->tracestate_len = (uint16_t)(p->tracestate_len +
+				       add_capped(p->tracestate + p->tracestate_len,
+						  TRACESTATE_MAX - p->tracestate_len, b, j, n,
+						  &p->tracestate_overflow));
 }
 
 /* ---- one step per state -------------------------------------------------- */
