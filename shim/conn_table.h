@@ -84,20 +84,23 @@ struct conn_chunk {
 extern void *_Atomic conn_chunks[FD_TABLE_SIZE / CONN_CHUNK]
 	__attribute__((visibility("hidden")));
 
+/* fd's chunk, or NULL if no connection ever opened in it. */
+static inline struct conn_chunk *conn_chunk_of(int fd)
+{
+	return atomic_load_explicit(&conn_chunks[(unsigned)fd / CONN_CHUNK], memory_order_acquire);
+}
+
 /* fd's entry, or NULL if no connection ever opened in its chunk. */
 static inline struct conn *conn_entry(int fd)
 {
-	struct conn_chunk *chunk = atomic_load_explicit(&conn_chunks[(unsigned)fd / CONN_CHUNK],
-							memory_order_acquire);
+	struct conn_chunk *chunk = conn_chunk_of(fd);
 	return chunk ? &chunk->entry[(unsigned)fd % CONN_CHUNK] : NULL;
 }
 
 /* The owed bytes of the connection whose entry is fd's (mapped). */
 static inline char *conn_owed(int fd)
 {
-	struct conn_chunk *chunk = atomic_load_explicit(&conn_chunks[(unsigned)fd / CONN_CHUNK],
-							memory_order_acquire);
-	return chunk->owed[(unsigned)fd % CONN_CHUNK];
+	return conn_chunk_of(fd)->owed[(unsigned)fd % CONN_CHUNK];
 }
 
 /* The fd whose conn_table entry connection fd uses. A copy of a

@@ -240,7 +240,8 @@ size_t current_log_ids(char *buf, size_t size) HIDDEN;
 /* Bytes a program put into log streams' buffers directly (inline putc)
  * go through the line machinery: all streams the shim knows at exit, one
  * stream before it is closed (hook_stdio.c). stdio_reclaim_all is cold like
- * install_fatal_signal_flush: once per process. */
+ * install_fatal_signal_flush: it runs at exit and at fflush(NULL), never
+ * for a line. */
 void stdio_reclaim_all(void) HIDDEN __attribute__((cold));
 void stdio_forget_stream(FILE *f) HIDDEN;
 
