@@ -95,6 +95,15 @@ static void serve(int i)
 	served++;
 }
 
+/* Serves what a wait on ep that does not block returns. */
+static void serve_ready(int ep)
+{
+	struct epoll_event ev[16];
+	int n = epoll_wait(ep, ev, 16, 0);
+	for (int k = 0; k < n; k++)
+		serve((int)ev[k].data.u64);
+}
+
 static int hung(const char *where)
 {
 	printf("%s timed out with %d of %d connections served\n", where, served, CONNS);
@@ -107,10 +116,7 @@ static int poll_epfd(int ep)
 		struct pollfd p = {.fd = ep, .events = POLLIN};
 		if (poll(&p, 1, WAIT_MS) != 1)
 			return hung("poll on the epoll fd");
-		struct epoll_event ev[16];
-		int n = epoll_wait(ep, ev, 16, 0);
-		for (int k = 0; k < n; k++)
-			serve((int)ev[k].data.u64);
+		serve_ready(ep);
 	}
 	return 0;
 }
@@ -125,10 +131,7 @@ static int nested(int ep)
 		struct epoll_event ready;
 		if (epoll_wait(outer, &ready, 1, WAIT_MS) != 1)
 			return hung("wait on the outer instance");
-		struct epoll_event ev[16];
-		int n = epoll_wait(ep, ev, 16, 0);
-		for (int k = 0; k < n; k++)
-			serve((int)ev[k].data.u64);
+		serve_ready(ep);
 	}
 	return 0;
 }
