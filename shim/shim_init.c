@@ -157,7 +157,11 @@ static bool fd_identity(int fd, uint64_t *dev, uint64_t *ino)
 /* The configured log descriptors that are open, are not connections handed
  * over by a parent, and (if the exec'ing parent said which files were its
  * logs) are one of those files. Their identities go into REQID_LOG_IDS for
- * children started without exec hooks (posix_spawn, system, popen). */
+ * children the exec hooks cannot see into (a vfork child keeps the
+ * variable as it came). setenv allocates, and a program's first allocation
+ * sets up malloc (a getrandom, two brk, two or three page faults): it is
+ * skipped when the environment already says exactly this, as it does in
+ * a program a shimmed parent exec'ed with the same logs. */
 static void mark_log_fds(void)
 {
 	const char *inherited = getenv(LOG_IDS_VARIABLE);
@@ -171,9 +175,11 @@ static void mark_log_fds(void)
 		if (inherited && !log_ids_contain(inherited, dev, ino))
 			continue;
 		atomic_fetch_or(&fd_states[fd].flags, FD_LOG);
-		len = log_ids_append(ids, len, sizeof(ids), dev, ino);
+		if (!log_ids_contain(ids, dev, ino))
+			len = log_ids_append(ids, len, sizeof(ids), dev, ino);
 	}
-	setenv(LOG_IDS_VARIABLE, ids, 1);
+	if (!inherited || strcmp(inherited, ids) != 0)
+		setenv(LOG_IDS_VARIABLE, ids, 1);
 }
 
 /* A program exec'ed for a request (REQID_REQUEST_ID, set by a shimmed

@@ -23,6 +23,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <malloc.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
@@ -826,6 +827,18 @@ static void sc_bad_args(void)
 /* Run with fd 2 closed: errno as main found it. */
 static int errno_at_main;
 
+/* Bytes malloc had taken from the system when main began (0: nothing,
+ * the shim's start included, had allocated). */
+static size_t arena_at_main;
+
+/* What the program found at start: that allocation, and the log files its
+ * environment names for its children. */
+static void sc_start_env(void)
+{
+	const char *ids = getenv("REQID_LOG_IDS");
+	record("arena=%zu log_ids=%s", arena_at_main, ids ? ids : "-");
+}
+
 static void sc_errno_start(void)
 {
 	errno = 0;
@@ -837,6 +850,7 @@ static void sc_errno_start(void)
 int main(int argc, char **argv)
 {
 	errno_at_main = errno;
+	arena_at_main = mallinfo2().arena;
 	if (argc < 3)
 		return 2;
 	results = fopen(argv[2], "w");
@@ -897,6 +911,8 @@ int main(int argc, char **argv)
 		sc_bad_args();
 	else if (!strcmp(s, "errno_start"))
 		sc_errno_start();
+	else if (!strcmp(s, "start_env"))
+		sc_start_env();
 	else {
 		record("unknown scenario %s", s);
 		fclose(results);

@@ -768,6 +768,44 @@ class T28ErrnoAtMain(Base):
         self.assertEqual(shim.out, jline("x", None) + b"\n")
 
 
+class T30StartWithoutAllocating(Base):
+    # Guards: every shimmed program called setenv(REQID_LOG_IDS) at start,
+    # and so set up malloc (a getrandom, two brk, page faults) in programs
+    # that never allocate; the ids also named a file twice when stdout and
+    # stderr were one file. A shell under reqid execs the program: with the
+    # same logs the environment already says it, and nothing is allocated.
+    def start_env(self, tmp, prefix, same_file):
+        res, out, err = (Path(tmp) / n for n in ("results", "out", "err"))
+        script = prefix + 'exec "$0" start_env "$1"'
+        with open(out, "wb") as fo, open(err, "wb") as fe:
+            p = subprocess.run([str(REQID), "run", "--", "/bin/sh", "-c", script, str(PROG),
+                                str(res)], env=clean_env(), stdout=fo,
+                               stderr=subprocess.STDOUT if same_file else fe,
+                               stdin=subprocess.DEVNULL, timeout=TIMEOUT)
+        self.assertEqual(p.returncode, 0)
+        ids = ["%x:%x" % (os.stat(f).st_dev, os.stat(f).st_ino) for f in (out, err)]
+        return res.read_text().strip(), ids
+
+    def test_same_logs_as_parent(self):
+        with tempfile.TemporaryDirectory(prefix="reqid-sem-") as tmp:
+            bare = run("start_env", "bare")
+            self.assertEqual(bare.results_text.strip(), "arena=0 log_ids=-")
+            text, ids = self.start_env(tmp, "", same_file=True)
+            self.assertEqual(text, "arena=0 log_ids=" + ids[0])
+        with tempfile.TemporaryDirectory(prefix="reqid-sem-") as tmp:
+            text, ids = self.start_env(tmp, "", same_file=False)
+            self.assertEqual(text, "arena=0 log_ids=%s,%s" % (ids[0], ids[1]))
+
+    def test_fewer_logs_than_parent(self):
+        # The program's logs are fd 1 alone: its list differs from the
+        # shell's and is set.
+        with tempfile.TemporaryDirectory(prefix="reqid-sem-") as tmp:
+            text, ids = self.start_env(tmp, "REQID_LOG_FDS=1 ", same_file=False)
+            arena, log_ids = text.split()
+            self.assertNotEqual(arena, "arena=0")
+            self.assertEqual(log_ids, "log_ids=" + ids[0])
+
+
 class T29DisableValues(Base):
     # Guards: only lowercase 1/true/yes disabled the shim; TRUE or on were
     # "invalid" and left it enabled, as did a value it could not read.
