@@ -80,7 +80,7 @@ static void fd_retiring(int fd)
 
 /* ---- log files by path ------------------------------------------------- */
 
-static bool matches_log_paths(const char *path)
+bool log_path_matches(const char *path)
 {
 	for (uint8_t i = 0; i < shim.config.log_path_count; i++)
 		if (path_glob_match(shim.config.log_paths[i], path))
@@ -95,7 +95,7 @@ static bool is_log_path(int dirfd, const char *path)
 	char abs[PATH_MAX];
 	if (shim.config.log_path_count == 0 || path == NULL)
 		return false;
-	if (matches_log_paths(path))
+	if (log_path_matches(path))
 		return true;
 	if (path[0] == '/')
 		return false;
@@ -117,7 +117,7 @@ static bool is_log_path(int dirfd, const char *path)
 		return false;
 	abs[n] = '/';
 	memcpy(abs + n + 1, path, len + 1);
-	return matches_log_paths(abs);
+	return log_path_matches(abs);
 }
 
 /* A file opened only for reading is never a log: nothing is written to it

@@ -11,6 +11,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <link.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -162,9 +163,9 @@ static bool fd_identity(int fd, uint64_t *dev, uint64_t *ino)
  * sets up malloc (a getrandom, two brk, two or three page faults): it is
  * skipped when the environment already says exactly this, as it does in
  * a program a shimmed parent exec'ed with the same logs. */
-static void mark_log_fds(void)
+static void mark_log_fds(bool attached)
 {
-	const char *inherited = getenv(LOG_IDS_VARIABLE);
+	const char *inherited = attached ? NULL : getenv(LOG_IDS_VARIABLE);
 	char ids[LOG_IDS_SIZE] = "";
 	size_t len = 0;
 	for (uint8_t i = 0; i < shim.config.log_fd_count; i++) {
@@ -178,7 +179,7 @@ static void mark_log_fds(void)
 		if (!log_ids_contain(ids, dev, ino))
 			len = log_ids_append(ids, len, sizeof(ids), dev, ino);
 	}
-	if (!inherited || strcmp(inherited, ids) != 0)
+	if (!attached && (!inherited || strcmp(inherited, ids) != 0))
 		setenv(LOG_IDS_VARIABLE, ids, 1);
 }
 
@@ -220,40 +221,67 @@ size_t current_log_ids(char *buf, size_t size)
 	return len;
 }
 
-static void start(void)
+unsigned shim_activate(config_lookup lookup, bool attached)
 {
 	if (!real_resolve() || !real_complete)
-		return;
-	unsigned warnings = config_parse(&shim.config, environment);
+		return ACTIVATE_NO_LIBC;
+	unsigned warnings = config_parse(&shim.config, lookup);
+	if (warnings && attached)
+		return warnings;
 	for (unsigned bit = 1; bit != 0; bit <<= 1)
 		if (warnings & bit)
 			say("reqid: ignoring invalid ", config_warning_variable(bit));
 	if (shim.config.disabled)
-		return;
+		return 0;
 	header_matcher_init(&shim.matcher, &shim.config);
 	shim.style.format = shim.config.format;
 	shim.style.field = shim.config.field;
 	shim.style.field_len = shim.config.field_len;
 	shim.style.field_count = shim.config.field_count;
 	memcpy(shim.style.fields, shim.config.fields, sizeof(shim.style.fields));
+	shim.traced_fields = false;
 	for (uint8_t i = 0; i < shim.config.field_count; i++)
 		shim.traced_fields |= shim.config.fields[i] != FIELD_REQUEST_ID;
 	shim.syslog_style = shim.style;
 	shim.syslog_style.cee = true;
 	seed_ids();
-	if (__register_atfork(NULL, NULL, after_fork_child, __dso_handle) != 0)
-		return;
-	mark_log_fds();
-	adopt_exec_request();
+	static bool atfork_registered;
+	if (!atfork_registered &&
+	    __register_atfork(NULL, NULL, after_fork_child, __dso_handle) != 0)
+		return ACTIVATE_NO_LIBC;
+	atfork_registered = true;
+	mark_log_fds(attached);
+	if (!attached)
+		adopt_exec_request();
 	shim.pid = getpid();
 	install_fatal_signal_flush();
 	shim.active = true;
+	return 0;
 }
 
+/* Whether the library came in with the program (LD_PRELOAD or
+ * /etc/ld.so.preload), not later by dlopen (`reqid attach`): the loader
+ * lists preloaded libraries before libc, and later ones after it. */
+static bool loaded_with_program(void)
+{
+	extern const char __ehdr_start[] HIDDEN;
+	for (const struct link_map *l = _r_debug.r_map; l; l = l->l_next) {
+		if (l->l_addr == (ElfW(Addr))__ehdr_start)
+			return true;
+		size_t n = l->l_name ? strlen(l->l_name) : 0;
+		if (n >= 9 && strcmp(l->l_name + n - 9, "libc.so.6") == 0)
+			return false;
+	}
+	return false;
+}
+
+/* Started by `reqid attach`, the library waits for reqid_attach
+ * (attach.c) and its settings: the program's environment is not its. */
 __attribute__((constructor)) static void shim_start(void)
 {
 	int saved = errno;
-	start();
+	if (loaded_with_program())
+		shim_activate(environment, false);
 	errno = saved;
 }
 

@@ -210,6 +210,15 @@ struct shim_state {
 extern struct real_functions real HIDDEN;
 extern struct shim_state shim HIDDEN;
 
+/* Reads the settings through lookup and, unless they disable it, makes the
+ * shim active: at start (from the environment) or when `reqid attach`
+ * loaded it into a running program (attached: nothing in the program's
+ * environment is read or changed, and invalid settings refuse instead of
+ * being ignored). Returns 0, the config_parse warning bits that refused
+ * it, or ACTIVATE_NO_LIBC (libc lacks what the hooks need). */
+#define ACTIVATE_NO_LIBC (1u << 31)
+unsigned shim_activate(config_lookup lookup, bool attached) HIDDEN;
+
 /* Resolves the originals if not done yet. False while resolution is under
  * way on this thread (dlsym re-entering a hook): pass the call through with
  * a raw syscall then. */
@@ -230,6 +239,9 @@ bool is_stream_socket(int fd) HIDDEN;
  * it would change the protocol. journald's stdout stream (an unnamed unix
  * socket) stays a log. */
 bool is_accepted_socket(int fd) HIDDEN;
+
+/* Whether path matches a REQID_LOG_PATHS pattern (hook_fd.c). */
+bool log_path_matches(const char *path) HIDDEN;
 
 /* The identities of the files open as log descriptors now, for
  * REQID_LOG_IDS (see config.h); fds below LOG_IDS_SCAN are looked at. */

@@ -1,0 +1,188 @@
+/*
+ * attach.c - the shim's side of `reqid attach` and `reqid detach`.
+ *
+ * reqid-inject (inject/) loads the library into a running program with
+ * dlopen on a thread of its own and calls reqid_attach with the settings
+ * `reqid run` would have put in the environment; reqid_detach undoes it.
+ * reqid_attach_status says, to anyone who can read the process's memory
+ * (`reqid status`), whether it is attached and with which settings.
+ *
+ * State from before attach: log descriptors are the configured numbers and
+ * the open files whose paths match REQID_LOG_PATHS; connections accepted
+ * before attach are not the shim's (their I/O passes through untouched),
+ * threads already running get contexts from their next connection I/O.
+ *
+ * Runs only on the injector's thread, never from a hook: it may allocate,
+ * take the loader's locks and block. Must never change the program's
+ * environment, and never leave a GOT entry it changed unrestored on detach.
+ */
+#include "hooks.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "call_chain.h"
+#include "client_output.h"
+#include "epoll_map.h"
+#include "event_batch.h"
+#include "got_patch.h"
+#include "log_writer.h"
+
+#define SETTINGS_MAX 8192
+
+/* What reqid_attach and reqid_detach answer. */
+enum attach_result {
+	ATTACH_OK = 0,
+	ATTACH_ALREADY = 1,	/* attached before: detach first, or --reconfigure */
+	ATTACH_PRELOADED = 2,	/* started under `reqid run`: the shim is in already */
+	ATTACH_NO_LIBC = 3,	/* libc lacks what the hooks need */
+	ATTACH_NO_GOT = 4,	/* no memory for the list of patched entries */
+	ATTACH_TOO_LONG = 5,	/* settings longer than SETTINGS_MAX */
+	ATTACH_NOT_ATTACHED = 6, /* detach of a process that is not attached */
+	ATTACH_INVALID = 64	/* + the config_parse warning bits, shifted */
+};
+
+/* Read by `reqid status` through /proc/PID/mem: attached is 1 while the
+ * shim is attached, settings the NAME=value lines it was given. */
+EXPORT struct {
+	int attached;
+	int patched; /* GOT entries pointing at the shim */
+	char settings[SETTINGS_MAX];
+} reqid_attach_status;
+
+/* The settings as NUL-separated NAME=value entries, for config_parse. */
+static char entries[SETTINGS_MAX + 1];
+
+static const char *settings_lookup(const char *name)
+{
+	size_t n = strlen(name);
+	for (const char *p = entries; *p; p += strlen(p) + 1)
+		if (strncmp(p, name, n) == 0 && p[n] == '=')
+			return p + n + 1;
+	return NULL;
+}
+
+/* Whether more than one thread runs besides the calling one (the
+ * injector's, which ends after attach). */
+static bool other_threads(void)
+{
+	DIR *d = opendir("/proc/self/task");
+	if (!d)
+		return true;
+	int count = 0;
+	struct dirent *e;
+	while ((e = readdir(d)) != NULL)
+		if (e->d_name[0] != '.')
+			count++;
+	closedir(d);
+	return count > 2;
+}
+
+/* Open writable files whose paths match REQID_LOG_PATHS become logs, as if
+ * the program had opened them under the shim. */
+static void mark_open_log_paths(void)
+{
+	if (shim.config.log_path_count == 0)
+		return;
+	DIR *d = opendir("/proc/self/fd");
+	if (!d)
+		return;
+	struct dirent *e;
+	while ((e = readdir(d)) != NULL) {
+		int fd = atoi(e->d_name);
+		if (e->d_name[0] == '.' || fd < 0 || fd >= FD_TABLE_SIZE || fd == dirfd(d))
+			continue;
+		int flags = fcntl(fd, F_GETFL);
+		if (flags < 0 || (flags & O_ACCMODE) == O_RDONLY)
+			continue;
+		char proc[32], path[PATH_MAX];
+		snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+		ssize_t n = readlink(proc, path, sizeof(path) - 1);
+		if (n <= 0)
+			continue;
+		path[n] = '\0';
+		if (log_path_matches(path))
+			atomic_fetch_or(&fd_states[fd].flags, FD_LOG);
+	}
+	closedir(d);
+}
+
+/* What an earlier attach left: connections and outbound connections the
+ * shim stopped watching at detach may have closed since, and their numbers
+ * been reused; epoll registrations likewise. */
+static void forget_earlier_attach(void)
+{
+	static bool attached_before;
+	if (!attached_before) {
+		attached_before = true;
+		return;
+	}
+	for (int fd = 0; fd < FD_TABLE_SIZE; fd++) {
+		uint8_t cls = atomic_load_explicit(&fd_states[fd].flags, memory_order_relaxed);
+		if (cls & FD_CONN)
+			conn_forget(fd);
+		if (cls & FD_CLIENT)
+			client_forget(fd);
+		if (cls)
+			atomic_store_explicit(&fd_states[fd].flags, 0, memory_order_relaxed);
+		if (epoll_map_tracks(fd))
+			epoll_map_forget(fd);
+	}
+}
+
+EXPORT int reqid_attach(const char *settings);
+EXPORT int reqid_detach(const char *unused);
+
+EXPORT int reqid_attach(const char *settings)
+{
+	if (reqid_attach_status.attached)
+		return ATTACH_ALREADY;
+	if (shim.active)
+		return ATTACH_PRELOADED;
+	size_t len = strlen(settings);
+	if (len >= SETTINGS_MAX)
+		return ATTACH_TOO_LONG;
+	memcpy(entries, settings, len + 1);
+	entries[len + 1] = '\0';
+	for (char *p = entries; *p; p++)
+		if (*p == '\n')
+			*p = '\0';
+	forget_earlier_attach();
+	unsigned refused = shim_activate(settings_lookup, true);
+	if (refused == ACTIVATE_NO_LIBC)
+		return ATTACH_NO_LIBC;
+	if (refused)
+		return ATTACH_INVALID + (int)refused;
+	if (!shim.active)
+		return ATTACH_OK; /* REQID_DISABLE: nothing to do */
+	mark_open_log_paths();
+	atomic_store_explicit(&shim.threaded, other_threads(), memory_order_relaxed);
+	if (shim.config.event_stacks)
+		call_chain_load();
+	int patched = got_patch_all();
+	if (patched < 0) {
+		shim.active = false;
+		return ATTACH_NO_GOT;
+	}
+	memcpy(reqid_attach_status.settings, settings, len + 1);
+	reqid_attach_status.patched = patched;
+	reqid_attach_status.attached = 1;
+	return ATTACH_OK;
+}
+
+EXPORT int reqid_detach(const char *unused)
+{
+	(void)unused;
+	if (!reqid_attach_status.attached)
+		return ATTACH_NOT_ATTACHED;
+	got_restore_all();
+	log_flush_all();
+	shim.active = false;
+	reqid_attach_status.patched = 0;
+	reqid_attach_status.attached = 0;
+	return ATTACH_OK;
+}

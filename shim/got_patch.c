@@ -1,0 +1,273 @@
+/*
+ * got_patch.c - rewriting the GOT entries of hooked functions in the
+ * modules of a running process, and putting them back (see got_patch.h).
+ *
+ * An entry is patched only when the module bound the same function the
+ * loader's global scope gives for the name and version it asks for (or has
+ * not bound it yet: a lazy-binding stub inside the module): a module bound
+ * to another definition (another interposer, RTLD_DEEPBIND), or to an older
+ * version of the function than the shim's hook calls, is left alone. Must
+ * never write an entry it cannot restore, nor leave a page writable that
+ * was read-only.
+ */
+#include "got_patch.h"
+
+#include <dlfcn.h>
+#include <elf.h>
+#include <link.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/auxv.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "map_once.h"
+
+/* More than any program has (nginx and its modules: some 500). */
+#define GOT_ENTRIES_MAX 16384
+
+struct got_entry {
+	void **slot;
+	void *original; /* what the loader binds the name to */
+	void *hook;
+	bool read_only; /* the loader made its page read-only (RELRO) */
+};
+
+static void *_Atomic entries_table;
+static size_t entry_count;
+
+/* The shim's own module, for telling its functions from libc's. */
+extern const char __ehdr_start[] __attribute__((visibility("hidden")));
+
+/* A module's dynamic tables, from its PT_DYNAMIC (addresses made absolute:
+ * the loader relocates some of them in place, not all). */
+struct module {
+	ElfW(Addr) base;
+	const ElfW(Sym) *symtab;
+	const char *strtab;
+	const ElfW(Half) *versym;
+	const ElfW(Verneed) *verneed;
+	const ElfW(Rela) *jmprel, *rela;
+	size_t jmprel_size, rela_size;
+	uintptr_t relro_start, relro_end; /* read-only after relocation */
+	uintptr_t low, high;		  /* its mapped range */
+};
+
+static uintptr_t absolute(ElfW(Addr) base, ElfW(Addr) p)
+{
+	return p < base ? base + p : p;
+}
+
+static bool read_module(struct dl_phdr_info *info, struct module *m)
+{
+	memset(m, 0, sizeof(*m));
+	m->base = info->dlpi_addr;
+	const ElfW(Dyn) *dyn = NULL;
+	long page = sysconf(_SC_PAGESIZE);
+	m->low = UINTPTR_MAX;
+	for (int i = 0; i < info->dlpi_phnum; i++) {
+		const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+		uintptr_t start = m->base + ph->p_vaddr;
+		if (ph->p_type == PT_DYNAMIC)
+			dyn = (const ElfW(Dyn) *)start;
+		if (ph->p_type == PT_GNU_RELRO) {
+			m->relro_start = start & ~(uintptr_t)(page - 1);
+			m->relro_end = (start + ph->p_memsz) & ~(uintptr_t)(page - 1);
+		}
+		if (ph->p_type == PT_LOAD) {
+			if (start < m->low)
+				m->low = start;
+			if (start + ph->p_memsz > m->high)
+				m->high = start + ph->p_memsz;
+		}
+	}
+	if (!dyn)
+		return false;
+	for (; dyn->d_tag != DT_NULL; dyn++) {
+		uintptr_t p = absolute(m->base, dyn->d_un.d_ptr);
+		switch (dyn->d_tag) {
+		case DT_SYMTAB: m->symtab = (const ElfW(Sym) *)p; break;
+		case DT_STRTAB: m->strtab = (const char *)p; break;
+		case DT_VERSYM: m->versym = (const ElfW(Half) *)p; break;
+		case DT_VERNEED: m->verneed = (const ElfW(Verneed) *)p; break;
+		case DT_JMPREL: m->jmprel = (const ElfW(Rela) *)p; break;
+		case DT_RELA: m->rela = (const ElfW(Rela) *)p; break;
+		case DT_PLTRELSZ: m->jmprel_size = dyn->d_un.d_val; break;
+		case DT_RELASZ: m->rela_size = dyn->d_un.d_val; break;
+		case DT_PLTREL:
+			if (dyn->d_un.d_val != DT_RELA)
+				return false;
+			break;
+		}
+	}
+	return m->symtab && m->strtab;
+}
+
+/* The version the module asks for symbol index sym, or NULL for none. */
+static const char *wanted_version(const struct module *m, size_t sym)
+{
+	if (!m->versym || !m->verneed)
+		return NULL;
+	ElfW(Half) index = m->versym[sym] & 0x7fff;
+	if (index <= 1)
+		return NULL; /* local or global: no version */
+	const ElfW(Verneed) *need = m->verneed;
+	for (;;) {
+		const ElfW(Vernaux) *aux = (const ElfW(Vernaux) *)((const char *)need + need->vn_aux);
+		for (unsigned i = 0; i < need->vn_cnt; i++) {
+			if (aux->vna_other == index)
+				return m->strtab + aux->vna_name;
+			aux = (const ElfW(Vernaux) *)((const char *)aux + aux->vna_next);
+		}
+		if (need->vn_next == 0)
+			return NULL;
+		need = (const ElfW(Verneed) *)((const char *)need + need->vn_next);
+	}
+}
+
+/* The shim's function of that name, or NULL if it does not hook it. */
+static void *hook_for(void *self, const char *name)
+{
+	void *f = dlsym(self, name);
+	Dl_info di;
+	if (!f || !dladdr(f, &di) || di.dli_fbase != (void *)__ehdr_start)
+		return NULL;
+	return f;
+}
+
+/* Writes value into slot, making its page writable for the write if the
+ * loader had made it read-only. */
+static bool write_slot(const struct got_entry *e, void *value)
+{
+	bool read_only = e->read_only;
+	long page = sysconf(_SC_PAGESIZE);
+	void *start = (void *)((uintptr_t)e->slot & ~(uintptr_t)(page - 1));
+	if (read_only && mprotect(start, (size_t)page, PROT_READ | PROT_WRITE) != 0)
+		return false;
+	__atomic_store_n(e->slot, value, __ATOMIC_RELEASE);
+	if (read_only)
+		mprotect(start, (size_t)page, PROT_READ);
+	return true;
+}
+
+static bool in_relro(const struct module *m, const void *slot)
+{
+	return (uintptr_t)slot >= m->relro_start && (uintptr_t)slot < m->relro_end;
+}
+
+struct patch_run {
+	void *self;
+	struct got_entry *table;
+	int patched;
+};
+
+static void patch_relocations(struct patch_run *run, const struct module *m,
+			      const ElfW(Rela) *rel, size_t size, unsigned type)
+{
+	for (size_t i = 0; i < size / sizeof(*rel); i++) {
+		if (ELF64_R_TYPE(rel[i].r_info) != type)
+			continue;
+		size_t sym = ELF64_R_SYM(rel[i].r_info);
+		if (sym == 0 || m->symtab[sym].st_shndx != SHN_UNDEF)
+			continue;
+		const char *name = m->strtab + m->symtab[sym].st_name;
+		void *hook = hook_for(run->self, name);
+		if (!hook)
+			continue;
+		void **slot = (void **)(m->base + rel[i].r_offset);
+		void *bound = __atomic_load_n(slot, __ATOMIC_ACQUIRE);
+		if (bound == hook) {
+			run->patched++;
+			continue;
+		}
+		const char *version = wanted_version(m, sym);
+		void *original = dlsym(RTLD_DEFAULT, name);
+		if (version && dlvsym(RTLD_DEFAULT, name, version) != original)
+			continue; /* an older version than the hook calls */
+		bool lazy_stub = (uintptr_t)bound >= m->low && (uintptr_t)bound < m->high;
+		if (!original || (bound != original && !lazy_stub))
+			continue;
+		if (entry_count == GOT_ENTRIES_MAX)
+			return;
+		struct got_entry *e = &run->table[entry_count];
+		*e = (struct got_entry){slot, original, hook, in_relro(m, slot)};
+		if (write_slot(e, hook)) {
+			entry_count++;
+			run->patched++;
+		}
+	}
+}
+
+static int patch_module(struct dl_phdr_info *info, size_t size, void *arg)
+{
+	(void)size;
+	struct patch_run *run = arg;
+	struct module m;
+	if (info->dlpi_addr == (ElfW(Addr))__ehdr_start ||
+	    info->dlpi_addr == (ElfW(Addr))getauxval(AT_BASE) ||
+	    info->dlpi_addr == (ElfW(Addr))getauxval(AT_SYSINFO_EHDR) || !read_module(info, &m))
+		return 0;
+	patch_relocations(run, &m, m.jmprel, m.jmprel_size, R_X86_64_JUMP_SLOT);
+	patch_relocations(run, &m, m.rela, m.rela_size, R_X86_64_GLOB_DAT);
+	return 0;
+}
+
+/* A handle on the shim itself: dlsym through it finds the shim's exports
+ * first, then its dependencies' (which hook_for tells apart). */
+static void *self_handle(void)
+{
+	Dl_info di;
+	if (!dladdr((void *)got_patch_all, &di) || !di.dli_fname)
+		return NULL;
+	return dlopen(di.dli_fname, RTLD_NOW | RTLD_NOLOAD);
+}
+
+int got_patch_all(void)
+{
+	struct patch_run run = {self_handle(), NULL, 0};
+	run.table = map_once(&entries_table, GOT_ENTRIES_MAX * sizeof(struct got_entry));
+	if (!run.self || !run.table) {
+		if (run.self)
+			dlclose(run.self);
+		return -1;
+	}
+	dl_iterate_phdr(patch_module, &run);
+	dlclose(run.self); /* the RTLD_NOLOAD reference only */
+	return run.patched;
+}
+
+struct restore_run {
+	struct got_entry *table;
+	int restored;
+};
+
+/* Entries are put back module by module, only in modules still loaded: a
+ * module closed since attach took its entries with it. */
+static int restore_module(struct dl_phdr_info *info, size_t size, void *arg)
+{
+	(void)size;
+	struct restore_run *run = arg;
+	struct module m;
+	if (!read_module(info, &m))
+		return 0;
+	for (size_t i = 0; i < entry_count; i++) {
+		struct got_entry *e = &run->table[i];
+		if ((uintptr_t)e->slot < m.low || (uintptr_t)e->slot >= m.high ||
+		    __atomic_load_n(e->slot, __ATOMIC_ACQUIRE) != e->hook)
+			continue;
+		if (write_slot(e, e->original))
+			run->restored++;
+	}
+	return 0;
+}
+
+int got_restore_all(void)
+{
+	struct restore_run run = {atomic_load_explicit(&entries_table, memory_order_acquire), 0};
+	if (run.table)
+		dl_iterate_phdr(restore_module, &run);
+	entry_count = 0;
+	return run.restored;
+}

@@ -1,0 +1,31 @@
+/*
+ * got_patch.h - pointing calls a running program has already bound at the
+ * shim's hooks, and back (used by `reqid attach` and `reqid detach`).
+ *
+ * A library loaded with dlopen interposes nothing: the program's calls
+ * were bound to libc when it started. got_patch_all rewrites, in every
+ * module but the loader and the shim, each GOT entry (JUMP_SLOT and
+ * GLOB_DAT relocations) of a function the shim exports to the shim's
+ * function; got_restore_all writes back what the loader would bind now
+ * (dlsym/dlvsym), never the old GOT value (it may be a lazy-binding stub).
+ * The set of hooked functions is the shim's own export list
+ * (shim/exports.map): no second list.
+ *
+ * Never called from a hook or a signal handler: it takes the loader's locks
+ * and maps memory.
+ */
+#ifndef REQID_GOT_PATCH_H
+#define REQID_GOT_PATCH_H
+
+#include <stddef.h>
+
+/* Patches every loaded module; returns how many entries now point at the
+ * shim, or -1 if the list of patched entries could not be kept (nothing is
+ * patched then). Entries patched already are counted, not patched twice. */
+int got_patch_all(void) __attribute__((visibility("hidden")));
+
+/* Puts back every entry got_patch_all changed that still points at the
+ * shim; returns how many. */
+int got_restore_all(void) __attribute__((visibility("hidden")));
+
+#endif
