@@ -36,7 +36,7 @@ FUZZ_SECONDS ?= 300
 
 .PHONY: all deps test unit unit-asan integration realtest fuzz fuzz-smoke servers demo bench bench-quick clean
 
-all: $(BUILD)/libreqid.so servers
+all: $(BUILD)/libreqid.so $(BUILD)/reqid-inject servers
 
 deps:
 	@missing=""; for p in $(DEB_PACKAGES); do \
@@ -59,6 +59,10 @@ $(BUILD)/libreqid.so: $(PURE_SRCS) $(GLUE_SRCS) $(SHIM_HDRS) shim/exports.map | 
 	  -ftls-model=initial-exec -fno-stack-protector -DXXH_INLINE_ALL \
 	  -Wl,--version-script=shim/exports.map -Wl,-z,now -Wl,-z,relro -Wl,-z,defs -Wl,--sort-section=name \
 	  -o $@ $(PURE_SRCS) $(GLUE_SRCS) -ldl -lunwind
+
+# reqid attach's injector: a plain program, no shim code in it.
+$(BUILD)/reqid-inject: $(wildcard inject/*.c inject/*.h) | $(BUILD)
+	$(CC) $(CFLAGS) $(WARN) -D_GNU_SOURCE -o $@ $(wildcard inject/*.c)
 
 $(BUILD) $(BUILD)/unit $(BUILD)/unit-asan $(BUILD)/servers:
 	mkdir -p $@
@@ -101,7 +105,7 @@ unit-asan: deps $(addprefix $(BUILD)/unit-asan/,$(UNIT_TESTS))
 	  ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 $(BUILD)/unit-asan/$$t || exit 1; \
 	done
 
-integration: deps $(BUILD)/libreqid.so servers
+integration: deps $(BUILD)/libreqid.so $(BUILD)/reqid-inject servers
 	python3 tests/integration/run_all.py
 	python3 tests/integration/test_semantics.py
 	python3 tests/integration/test_logpaths_syslog.py
@@ -113,6 +117,8 @@ integration: deps $(BUILD)/libreqid.so servers
 	python3 tests/integration/test_show.py
 	python3 tests/integration/test_event_loops.py
 	python3 tests/integration/test_epoll_edges.py
+	python3 tests/integration/test_inject.py
+	python3 tests/integration/test_attach.py
 
 # libFuzzer targets over the pure logic, with ASan and UBSan.
 $(BUILD)/fuzz/%: tests/fuzz/%.c $(PURE_SRCS) $(SHIM_HDRS)

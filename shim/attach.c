@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "call_chain.h"
@@ -43,6 +44,7 @@ enum attach_result {
 	ATTACH_NO_GOT = 4,	/* no memory for the list of patched entries */
 	ATTACH_TOO_LONG = 5,	/* settings longer than SETTINGS_MAX */
 	ATTACH_NOT_ATTACHED = 6, /* detach of a process that is not attached */
+	ATTACH_BUSY = 7,	/* a response still owes header bytes: try again */
 	ATTACH_INVALID = 64	/* + the config_parse warning bits, shifted */
 };
 
@@ -174,14 +176,36 @@ EXPORT int reqid_attach(const char *settings)
 	return ATTACH_OK;
 }
 
+/* Whether some response has sent part of an added header and owes the
+ * rest: its next write must still pass through the shim. */
+static bool header_bytes_owed(void)
+{
+	for (int fd = 0; fd < FD_TABLE_SIZE; fd++)
+		if ((fd_class(fd) & FD_CONN) && conn_of(fd)->owed_len > 0)
+			return true;
+	return false;
+}
+
+/* How long detach waits for owed header bytes, in 1 ms steps. */
+#define OWED_WAIT_MS 1000
+
 EXPORT int reqid_detach(const char *unused)
 {
 	(void)unused;
 	if (!reqid_attach_status.attached)
 		return ATTACH_NOT_ATTACHED;
+	shim.detaching = true;
+	for (int waited = 0; header_bytes_owed(); waited++) {
+		if (waited == OWED_WAIT_MS) {
+			shim.detaching = false;
+			return ATTACH_BUSY;
+		}
+		nanosleep(&(struct timespec){0, 1000000}, NULL);
+	}
 	got_restore_all();
 	log_flush_all();
 	shim.active = false;
+	shim.detaching = false;
 	reqid_attach_status.patched = 0;
 	reqid_attach_status.attached = 0;
 	return ATTACH_OK;

@@ -110,7 +110,7 @@ ssize_t conn_output(int fd, const struct iovec *iov, int iovcnt, int flags, bool
 		struct insertion ins;
 		struct http_response_parser after;
 		plan(&c->response, iov, iovcnt, &ins, &after);
-		size_t header_len = ins.count ? header_text(fd, header) : 0;
+		size_t header_len = ins.count && !shim.detaching ? header_text(fd, header) : 0;
 		if (header_len == 0)
 			ins.count = 0;
 		for (size_t k = 0; k < ins.count; k++) {

@@ -192,6 +192,8 @@ struct shim_state {
 	struct reqid_config config; /* first: its first page is its log paths */
 	bool active;              /* configured and not disabled */
 	bool accepted;            /* this process accepted a connection */
+	bool detaching;           /* `reqid detach` waits for owed header bytes:
+				     responses get no new header */
 	uint64_t exec_request;    /* the request this program was exec'ed for */
 	struct header_matcher matcher;
 	struct line_style style;

@@ -1,0 +1,18 @@
+/*
+ * preflight.h - the refusals made before touching a process (see
+ * preflight.c).
+ */
+#ifndef REQID_INJECT_PREFLIGHT_H
+#define REQID_INJECT_PREFLIGHT_H
+
+#include <sys/types.h>
+
+/* 0 if PID looks injectable: it exists, is not traced, stopped or under
+ * seccomp, and runs an x86_64 executable; else -1 after fail(). */
+int preflight(pid_t pid);
+
+/* Records why tracing PID was refused (`what` says which step) and how to
+ * allow it; returns -1. */
+int fail_permission(pid_t pid, const char *what);
+
+#endif

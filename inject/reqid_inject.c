@@ -1,0 +1,297 @@
+/*
+ * reqid_inject.c - make a running process load a library and call one of
+ * its functions:
+ *
+ *	reqid-inject [-v] PID LIBPATH FUNCTION ARG
+ *
+ * runs, on a fresh thread of PID, f = dlsym(dlopen(LIBPATH, RTLD_NOW),
+ * FUNCTION) and f(copy of ARG), f being int f(const char *), and prints
+ * its result on stdout. LIBPATH is opened by the target, so relative to
+ * its working directory and search path. On failure prints one
+ * "reqid-inject: " line on stderr and exits 1 (2 for a usage error); -v
+ * adds a line with the stop times.
+ *
+ * How: stops every thread (threads.c), borrows the main thread for four
+ * libc calls (remote_call.c): __errno_location, mmap, mprotect and
+ * pthread_create, puts its errno and every register back, resumes
+ * everything and polls the data block until the fresh thread (stub.c) is
+ * done. Must never run dlopen or the library's code on a borrowed thread,
+ * leave a thread stopped or borrowed, or exit by a signal while threads
+ * are stopped. Each injection leaves its two mappings (the data pages and
+ * one page of code) in the target: the fresh thread still runs the code
+ * after it reports done, and nothing reuses them; that leak is accepted.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "clock.h"
+#include "fail.h"
+#include "preflight.h"
+#include "remote_call.h"
+#include "stub.h"
+#include "target_libc.h"
+#include "target_mem.h"
+#include "threads.h"
+
+#define STOP_MS 500		/* to stop every thread */
+#define CALL_STOPPED_MS 50	/* a borrowed call while all threads are stopped */
+#define CALL_MS 2000		/* the same call once the others run again */
+#define DONE_MS 5000		/* dlopen and FUNCTION on the fresh thread */
+#define ARG_LIMIT 65536
+#define NAME_LIMIT 1024
+
+struct request {
+	pid_t pid;
+	const char *path, *name, *arg;
+	int mem;
+	struct libc_funcs libc;
+	uint64_t data;		/* the data block in the target */
+};
+
+static struct remote borrowed;	/* holds the extended state: large */
+static struct threads threads;
+
+/* One libc call on the borrowed thread. A call that does not return while
+ * every thread is stopped probably waits for a lock a stopped thread
+ * holds: the others are let go, and the call gets more time. */
+static int call(const char *name, uint64_t fn, const uint64_t args[6],
+		uint64_t *ret)
+{
+	int rc;
+
+	if (remote_start(&borrowed, name, fn, args) < 0)
+		return -1;
+	rc = remote_wait(&borrowed, CALL_STOPPED_MS, ret);
+	if (rc == 1) {
+		threads_release(&threads, borrowed.tid);
+		rc = remote_wait(&borrowed, CALL_MS, ret);
+	}
+	return rc == 1 ? remote_abandon(&borrowed) : rc;
+}
+
+static uint64_t page_up(uint64_t n)
+{
+	uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
+
+	return (n + page - 1) & ~(page - 1);
+}
+
+/* The failed call's errno, read before the saved one is put back. */
+static const char *target_error(const struct request *q, uint64_t errno_at)
+{
+	int err;
+
+	if (target_mem_read(q->mem, errno_at, &err, sizeof err) < 0)
+		return "errno unreadable";
+	return strerror(err);
+}
+
+/* Maps the data block and the code, writes both and starts the fresh
+ * thread. */
+static int start_thread(struct request *q, uint64_t errno_at)
+{
+	size_t plen = strlen(q->path) + 1, nlen = strlen(q->name) + 1;
+	size_t alen = strlen(q->arg) + 1;
+	size_t len = sizeof(struct stub_data) + plen + nlen + alen;
+	uint64_t data_size = page_up(len), code_size = page_up(stub_code_size);
+	uint64_t code, ret;
+	struct stub_data *d;
+	char *block;
+	int rc;
+
+	if (call("mmap", q->libc.mmap, (uint64_t[6]){ 0, data_size + code_size,
+		 PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+		 (uint64_t)-1, 0 }, &ret) < 0)
+		return -1;
+	if (ret == (uint64_t)MAP_FAILED)
+		return fail("mmap of %lu bytes failed in the target: %s",
+			    (unsigned long)(data_size + code_size),
+			    target_error(q, errno_at));
+	q->data = ret;
+	code = ret + data_size;
+
+	block = calloc(1, len);
+	if (!block)
+		return fail("out of memory");
+	d = (struct stub_data *)block;
+	d->dlopen = q->libc.dlopen;
+	d->dlsym = q->libc.dlsym;
+	d->dlerror = q->libc.dlerror;
+	d->pthread_self = q->libc.pthread_self;
+	d->pthread_detach = q->libc.pthread_detach;
+	d->path = q->data + sizeof *d;
+	d->name = d->path + plen;
+	d->arg = d->name + nlen;
+	memcpy(block + sizeof *d, q->path, plen);
+	memcpy(block + sizeof *d + plen, q->name, nlen);
+	memcpy(block + sizeof *d + plen + nlen, q->arg, alen);
+	rc = target_mem_write(q->mem, q->data, block, len);
+	free(block);
+	if (rc < 0 || target_mem_write(q->mem, code, stub_code,
+				       stub_code_size) < 0)
+		return fail("cannot write the target's new pages: %s",
+			    strerror(errno));
+
+	if (call("mprotect", q->libc.mprotect, (uint64_t[6]){ code, code_size,
+		 PROT_READ | PROT_EXEC }, &ret) < 0)
+		return -1;
+	if ((int)ret != 0)
+		return fail("the target refused mprotect(PROT_EXEC) on a page of "
+			    "its own: %s (MemoryDenyWriteExecute?)",
+			    target_error(q, errno_at));
+
+	if (call("pthread_create", q->libc.pthread_create, (uint64_t[6]){
+		 q->data + offsetof(struct stub_data, thread), 0, code, q->data },
+		 &ret) < 0)
+		return -1;
+	if ((int)ret != 0)
+		return fail("pthread_create failed in the target: %s",
+			    strerror((int)ret));
+	return 0;
+}
+
+/* Borrows the stopped main thread; it is put back exactly as it was
+ * whatever happens, its errno included. */
+static int borrow(struct request *q)
+{
+	uint64_t errno_at;
+	int saved_errno, rc;
+
+	if (remote_save(&borrowed, q->pid, q->mem) < 0)
+		return -1;
+	rc = call("__errno_location", q->libc.errno_location,
+		  (uint64_t[6]){ 0 }, &errno_at);
+	if (rc == 0 && target_mem_read(q->mem, errno_at, &saved_errno,
+				       sizeof saved_errno) < 0)
+		rc = fail("cannot read the target's errno: %s", strerror(errno));
+	if (rc == 0) {
+		rc = start_thread(q, errno_at);
+		if (target_mem_write(q->mem, errno_at, &saved_errno,
+				     sizeof saved_errno) < 0)
+			rc = fail("cannot restore the target's errno: %s",
+				  strerror(errno));
+	}
+	if (remote_restore(&borrowed) < 0)
+		rc = -1;
+	return rc;
+}
+
+/* Polls the data block until the fresh thread sets done. */
+static int wait_done(const struct request *q, struct stub_data *d)
+{
+	double deadline = now_ms() + DONE_MS;
+	long delay = 100;
+
+	for (;;) {
+		if (target_mem_read(q->mem, q->data, d, sizeof *d) < 0)
+			return fail("the target exited before %s returned",
+				    q->name);
+		if (d->done)
+			break;
+		if (now_ms() > deadline && d->handle)
+			return fail("%s has not returned within %d s; it runs on "
+				    "in process %d", q->name, DONE_MS / 1000,
+				    (int)q->pid);
+		if (now_ms() > deadline)
+			return fail("dlopen(\"%s\") has not returned within %d s "
+				    "(a loader lock held?); it runs on in process %d",
+				    q->path, DONE_MS / 1000, (int)q->pid);
+		nap(&delay, 2000);
+	}
+	d->error[sizeof d->error - 1] = 0;
+	if (!d->handle)
+		return fail("dlopen(\"%s\") failed in process %d: %s", q->path,
+			    (int)q->pid, d->error);
+	if (!d->func)
+		return fail("dlsym(\"%s\") failed in process %d: %s", q->name,
+			    (int)q->pid, d->error);
+	return 0;
+}
+
+static int usage(const char *why)
+{
+	fprintf(stderr, "reqid-inject: %s\n"
+		"usage: reqid-inject [-v] PID LIBPATH FUNCTION ARG\n"
+		"  calls int FUNCTION(const char *ARG) from LIBPATH (as the "
+		"target's dlopen sees it) on a new thread of PID and prints "
+		"its result\n", why);
+	return 2;
+}
+
+int main(int argc, char **argv)
+{
+	struct request q = { .mem = -1 };
+	struct stub_data d;
+	const char *why = NULL;
+	sigset_t fatal, old;
+	double start = now_ms();
+	int verbose = 0, rc;
+	char *end;
+	long pid;
+
+	if (argc > 1 && strcmp(argv[1], "-v") == 0) {
+		verbose = 1;
+		argv++;
+		argc--;
+	}
+	if (argc != 5)
+		return usage("expects 4 arguments");
+	errno = 0;
+	pid = strtol(argv[1], &end, 10);
+	if (errno || *end || end == argv[1] || pid <= 0 || pid > INT_MAX)
+		return usage("PID must be a positive process id");
+	q.pid = (pid_t)pid;
+	q.path = argv[2];
+	q.name = argv[3];
+	q.arg = argv[4];
+	if (!*q.path || strlen(q.path) >= PATH_MAX)
+		return usage("LIBPATH must be a non-empty path");
+	if (!*q.name || strlen(q.name) >= NAME_LIMIT)
+		return usage("FUNCTION must be a symbol name");
+	if (strlen(q.arg) > ARG_LIMIT)
+		return usage("ARG is longer than 64 KiB");
+
+	if (preflight(q.pid) < 0) {
+		fprintf(stderr, "reqid-inject: %s\n", fail_message());
+		return 1;
+	}
+	rc = target_libc_find(q.pid, &q.libc);
+	if (rc == 0)
+		rc = q.mem = target_mem_open(q.pid);
+	if (rc >= 0) {
+		/* Dying now would leave threads stopped and one borrowed. */
+		sigemptyset(&fatal);
+		sigaddset(&fatal, SIGINT);
+		sigaddset(&fatal, SIGTERM);
+		sigaddset(&fatal, SIGHUP);
+		sigaddset(&fatal, SIGQUIT);
+		sigaddset(&fatal, SIGTSTP);
+		sigprocmask(SIG_BLOCK, &fatal, &old);
+		rc = threads_stop(&threads, q.pid, STOP_MS);
+		if (rc == 0)
+			rc = borrow(&q);
+		threads_release(&threads, 0);
+		sigprocmask(SIG_SETMASK, &old, NULL);
+	}
+	/* Whatever failed, a vanished target is the cause. */
+	if (rc < 0 && thread_exiting(q.pid, q.pid))
+		why = "the target exited during attach";
+	else if (rc >= 0)
+		rc = wait_done(&q, &d);
+	if (verbose)
+		fprintf(stderr, "reqid-inject: %zu threads stopped, longest stop "
+			"%.3f ms, total %.3f ms\n", threads.stopped,
+			threads.longest_ms, now_ms() - start);
+	if (rc < 0) {
+		fprintf(stderr, "reqid-inject: %s\n", why ? why : fail_message());
+		return 1;
+	}
+	printf("%d\n", d.status);
+	return fflush(stdout) == 0 ? 0 : 1;
+}

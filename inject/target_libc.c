@@ -1,0 +1,224 @@
+/*
+ * target_libc.c - addresses of libc functions inside the target.
+ *
+ * Finds the target's libc.so.6 in /proc/PID/maps, reads the dynamic symbol
+ * table of that very file (through /proc/PID/root, or /proc/PID/map_files
+ * when the path does not lead to the mapped inode) and adds the load base.
+ * Reads files only: must never touch the target, and never accept an
+ * IFUNC symbol (its value is a resolver, not the function) or a
+ * non-default symbol version.
+ */
+#include "target_libc.h"
+
+#include <elf.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "fail.h"
+#include "preflight.h"
+
+static const struct {
+	const char *name;
+	size_t offset;
+} wanted[] = {
+	{ "dlopen", offsetof(struct libc_funcs, dlopen) },
+	{ "dlsym", offsetof(struct libc_funcs, dlsym) },
+	{ "dlerror", offsetof(struct libc_funcs, dlerror) },
+	{ "pthread_create", offsetof(struct libc_funcs, pthread_create) },
+	{ "pthread_detach", offsetof(struct libc_funcs, pthread_detach) },
+	{ "pthread_self", offsetof(struct libc_funcs, pthread_self) },
+	{ "mmap", offsetof(struct libc_funcs, mmap) },
+	{ "mprotect", offsetof(struct libc_funcs, mprotect) },
+	{ "__errno_location", offsetof(struct libc_funcs, errno_location) },
+};
+#define NWANTED (sizeof wanted / sizeof wanted[0])
+
+static uint64_t *slot(struct libc_funcs *f, size_t j)
+{
+	return (uint64_t *)((char *)f + wanted[j].offset);
+}
+
+struct mapping {
+	unsigned long start, end;
+	unsigned long inode;
+	char path[4096];
+};
+
+/* The mapping of libc.so.6 at file offset 0: its start is the load base. */
+static int find_mapping(pid_t pid, struct mapping *m)
+{
+	char path[64], line[4096 + 128];
+	FILE *f;
+	int found = 0;
+
+	snprintf(path, sizeof path, "/proc/%d/maps", (int)pid);
+	f = fopen(path, "re");
+	if (!f) {
+		if (errno == EACCES || errno == EPERM)
+			return fail_permission(pid, "cannot read its memory map");
+		return fail("the target exited during attach");
+	}
+	while (!found && fgets(line, sizeof line, f)) {
+		unsigned long offset;
+		const char *base;
+		int at = 0;
+
+		line[strcspn(line, "\n")] = 0;
+		if (sscanf(line, "%lx-%lx %*s %lx %*s %lu %n", &m->start,
+			   &m->end, &offset, &m->inode, &at) != 4 || !at ||
+		    offset != 0 || line[at] != '/')
+			continue;
+		base = strrchr(line + at, '/') + 1;
+		if (strcmp(base, "libc.so.6") == 0 ||
+		    strcmp(base, "libc.so.6 (deleted)") == 0) {
+			snprintf(m->path, sizeof m->path, "%s", line + at);
+			found = 1;
+		}
+	}
+	if (ferror(f) && (errno == EACCES || errno == EPERM)) {
+		fclose(f);
+		return fail_permission(pid, "cannot read its memory map");
+	}
+	fclose(f);
+	if (!found)
+		return fail("process %d has no libc.so.6 mapped (a static binary, "
+			    "or not glibc): nothing to call", (int)pid);
+	return 0;
+}
+
+/* Opens the mapped file itself, not whatever its path names now. */
+static int open_mapped(pid_t pid, const struct mapping *m)
+{
+	char path[sizeof m->path + 64];
+	struct stat st;
+	int fd;
+
+	snprintf(path, sizeof path, "/proc/%d/root%s", (int)pid, m->path);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd >= 0 && fstat(fd, &st) == 0 && st.st_ino == m->inode)
+		return fd;
+	if (fd >= 0)
+		close(fd);
+	snprintf(path, sizeof path, "/proc/%d/map_files/%lx-%lx", (int)pid,
+		 m->start, m->end);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return fail("cannot open the target's %s: %s", m->path,
+			    strerror(errno));
+	return fd;
+}
+
+static void *read_at(int fd, uint64_t offset, uint64_t size)
+{
+	void *p = size && size < (1u << 28) ? malloc(size) : NULL;
+
+	if (p && pread(fd, p, size, (off_t)offset) != (ssize_t)size) {
+		free(p);
+		p = NULL;
+	}
+	return p;
+}
+
+/* Looks the wanted names up in the file's .dynsym; their file values go
+ * to f, relative to the load base. */
+static int read_symbols(int fd, const char *path, struct libc_funcs *f)
+{
+	Elf64_Ehdr eh;
+	Elf64_Shdr *sh = NULL, *dynsym = NULL, *strtab, *versym = NULL;
+	Elf64_Sym *syms = NULL;
+	Elf64_Half *vers = NULL;
+	char *strs = NULL;
+	size_t i, j, nsyms;
+	int rc = -1;
+
+	if (pread(fd, &eh, sizeof eh, 0) != sizeof eh ||
+	    memcmp(eh.e_ident, ELFMAG, SELFMAG) != 0 ||
+	    eh.e_ident[EI_CLASS] != ELFCLASS64 || eh.e_type != ET_DYN ||
+	    eh.e_shentsize != sizeof *sh || eh.e_shnum == 0)
+		return fail("the target's %s is not a 64-bit shared object with "
+			    "section headers", path);
+	sh = read_at(fd, eh.e_shoff, (uint64_t)eh.e_shnum * sizeof *sh);
+	if (!sh)
+		goto unreadable;
+	for (i = 0; i < eh.e_shnum; i++) {
+		if (sh[i].sh_type == SHT_DYNSYM)
+			dynsym = &sh[i];
+		else if (sh[i].sh_type == SHT_GNU_versym)
+			versym = &sh[i];
+	}
+	if (!dynsym || dynsym->sh_link >= eh.e_shnum)
+		goto unreadable;
+	strtab = &sh[dynsym->sh_link];
+	nsyms = dynsym->sh_size / sizeof *syms;
+	syms = read_at(fd, dynsym->sh_offset, dynsym->sh_size);
+	strs = read_at(fd, strtab->sh_offset, strtab->sh_size);
+	if (versym)
+		vers = read_at(fd, versym->sh_offset, versym->sh_size);
+	if (!syms || !strs || !strtab->sh_size ||
+	    (versym && (!vers || versym->sh_size < nsyms * sizeof *vers)))
+		goto unreadable;
+	strs[strtab->sh_size - 1] = 0;
+
+	memset(f, 0, sizeof *f);
+	for (i = 0; i < nsyms; i++) {
+		const Elf64_Sym *s = &syms[i];
+		int type = ELF64_ST_TYPE(s->st_info);
+
+		if (s->st_shndx == SHN_UNDEF || s->st_name >= strtab->sh_size ||
+		    (vers && vers[i] & 0x8000))
+			continue;
+		for (j = 0; j < NWANTED; j++) {
+			if (strcmp(strs + s->st_name, wanted[j].name) != 0)
+				continue;
+			if (type != STT_FUNC) {
+				fail("%s in the target's %s is not a plain "
+				     "function (ELF symbol type %d)",
+				     wanted[j].name, path, type);
+				goto out;
+			}
+			*slot(f, j) = s->st_value;
+		}
+	}
+	for (j = 0; j < NWANTED; j++) {
+		if (*slot(f, j))
+			continue;
+		if (j == 0)
+			fail("the target's %s exports no dlopen: glibc 2.34 or "
+			     "later is needed", path);
+		else
+			fail("the target's %s exports no %s", path,
+			     wanted[j].name);
+		goto out;
+	}
+	rc = 0;
+	goto out;
+unreadable:
+	fail("cannot read the dynamic symbols of the target's %s", path);
+out:
+	free(sh);
+	free(syms);
+	free(strs);
+	free(vers);
+	return rc;
+}
+
+int target_libc_find(pid_t pid, struct libc_funcs *f)
+{
+	struct mapping m;
+	size_t j;
+	int fd, rc;
+
+	if (find_mapping(pid, &m) < 0 || (fd = open_mapped(pid, &m)) < 0)
+		return -1;
+	rc = read_symbols(fd, m.path, f);
+	close(fd);
+	for (j = 0; rc == 0 && j < NWANTED; j++)
+		*slot(f, j) += m.start;
+	return rc;
+}

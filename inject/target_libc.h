@@ -1,0 +1,21 @@
+/*
+ * target_libc.h - addresses of libc functions inside the target (see
+ * target_libc.c).
+ */
+#ifndef REQID_INJECT_TARGET_LIBC_H
+#define REQID_INJECT_TARGET_LIBC_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+struct libc_funcs {
+	uint64_t dlopen, dlsym, dlerror;
+	uint64_t pthread_create, pthread_detach, pthread_self;
+	uint64_t mmap, mprotect, errno_location;
+};
+
+/* Fills f from the target's libc.so.6; -1 after fail() for a static
+ * binary, a libc other than glibc >= 2.34, or an unreadable file. */
+int target_libc_find(pid_t pid, struct libc_funcs *f);
+
+#endif

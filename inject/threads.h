@@ -1,0 +1,37 @@
+/*
+ * threads.h - stopping and resuming every thread of the target (see
+ * threads.c).
+ */
+#ifndef REQID_INJECT_THREADS_H
+#define REQID_INJECT_THREADS_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+struct thread {
+	pid_t tid;
+	enum { SEIZED, STOPPED, RELEASED, GONE } state;
+	double since;		/* when it was interrupted (now_ms) */
+};
+
+struct threads {
+	pid_t pid;
+	struct thread *v;
+	size_t n, cap;
+	size_t stopped;		/* how many were stopped at once */
+	double longest_ms;	/* the longest a thread stayed stopped */
+};
+
+/* Seizes and stops every thread of pid within budget_ms; -1 after fail(),
+ * with whatever was stopped still to release. */
+int threads_stop(struct threads *t, pid_t pid, double budget_ms);
+
+/* Lets every stopped thread but keep (0: none kept) run on. */
+void threads_release(struct threads *t, pid_t keep);
+
+/* 1 if thread tid of pid has exited or is exiting (a zombie): it may no
+ * longer answer ptrace or report to waitpid; the leader of a dying process
+ * reports only after every other thread. */
+int thread_exiting(pid_t pid, pid_t tid);
+
+#endif

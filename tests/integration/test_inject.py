@@ -1,0 +1,880 @@
+#!/usr/bin/env python3
+"""test_inject.py - build/reqid-inject against live processes built here.
+
+The target (C source below) parks threads in epoll_wait, accept4, read on a
+pipe, nanosleep, pthread_cond_wait, poll and a write blocked on a full pipe;
+one thread loops on malloc/free and one creates and joins threads (churn);
+its main thread sleeps in nanosleep, waits in epoll_wait, or (spin mode)
+spins in assembly that checks its general, vector (xmm, ymm and, when the
+CPU has them, zmm16-31) registers and the 128-byte red zone below its stack
+pointer on every turn. In alarm mode a 500 us interval timer sends SIGALRM
+throughout, so signals arrive while threads stop and during the calls
+reqid-inject makes on the main thread. The library exports probe (writes its argument to a
+file, returns 42), neg (returns -7) and where (1 if it runs on a thread
+other than the main one).
+
+Checks, each on a running target:
+  - probe: exit 0, stdout "42", the file holds the argument (also a 64 KiB
+    one); neg prints -7; where prints 1 (a fresh thread ran it);
+  - afterwards every parked thread still works: data written after the
+    attach reaches epoll_wait, poll and read, the condition variable wakes
+    its waiter, a new connection is accepted, the nanosleep, malloc and main
+    threads keep counting, and the blocked writer completes its 1 MiB once
+    the pipe is drained; the thread count is back where it was;
+  - dlopen of a missing library and a missing function: exit 1 with
+    dlerror's text in one line, the target runs on;
+  - 50 attaches in a row with the churn thread running: all print 42;
+    thread and descriptor counts do not grow (VmRSS growth is reported);
+  - spin mode: 20 attaches, no register, vector or red-zone corruption;
+  - main thread in epoll_wait: 5 attaches, epoll_wait's EINTR is retried;
+  - alarm mode: 20 attaches, the handler keeps counting;
+  - one malloc arena and no tcache (GLIBC_TUNABLES), so a stopped thread
+    often holds the lock pthread_create's malloc needs: 100 attaches all
+    succeed (reqid-inject lets the other threads go when a call on the main
+    thread does not return within 50 ms; how often is reported);
+  - refusals, each exit 1 with one "reqid-inject: " line and the target
+    untouched: no such process, a process traced by strace, a job-stopped
+    process, a static binary, seccomp filter and strict modes, another uid
+    (through setpriv); usage errors exit 2;
+  - a main thread that cannot be stopped (a vfork parent waits killable
+    only): exit 1 within about 500 ms, the target runs on, untraced.
+Prints the stop times reqid-inject -v measured, "N passed, M failed" last,
+and exits non-zero on a failure. Part of `make integration` (as root, or
+with ptrace permitted).
+
+    python3 tests/integration/test_inject.py
+"""
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+INJECT = ROOT / "build" / "reqid-inject"
+WRITER_BYTES = 1 << 20
+
+TARGET_C = r"""
+#define _GNU_SOURCE
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+static int ctl_fd, ep_fd, poll_fd, full_fd, lsock;
+static volatile long sleep_ticks, malloc_loops, churn_loops, alarms;
+volatile long main_ticks;
+static volatile int churn_on = 1, churn_idle;
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
+static int cond_flag;
+
+static void say(const char *fmt, ...)
+{
+    char buf[256];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    if (write(1, buf, n) != n)
+        _exit(4);
+}
+
+static void nap_ms(int ms)
+{
+    struct timespec ts = { 0, ms * 1000000L };
+    nanosleep(&ts, NULL);
+}
+
+static void *epoll_thread(void *a)
+{
+    int epfd = epoll_create1(0);
+    struct epoll_event ev = { .events = EPOLLIN }, out;
+    char c;
+    (void)a;
+    epoll_ctl(epfd, EPOLL_CTL_ADD, ep_fd, &ev);
+    for (;;) {
+        int n = epoll_wait(epfd, &out, 1, -1);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n == 1 && read(ep_fd, &c, 1) == 1)
+            say("epoll %c\n", c);
+    }
+}
+
+static void *accept_thread(void *a)
+{
+    (void)a;
+    for (;;) {
+        int c = accept4(lsock, NULL, NULL, SOCK_CLOEXEC);
+        if (c < 0 && errno == EINTR)
+            continue;
+        if (c >= 0) {
+            say("accept\n");
+            close(c);
+        }
+    }
+}
+
+static void *read_thread(void *a)
+{
+    char c;
+    (void)a;
+    for (;;) {
+        ssize_t n = read(ctl_fd, &c, 1);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            _exit(0);
+        say("read %c\n", c);
+        if (c == 'c') {
+            pthread_mutex_lock(&mu);
+            cond_flag = 1;
+            pthread_cond_signal(&cv);
+            pthread_mutex_unlock(&mu);
+        } else if (c == 's') {
+            say("stat sleep=%ld malloc=%ld main=%ld churn=%ld idle=%d alarms=%ld\n",
+                sleep_ticks, malloc_loops, main_ticks, churn_loops, churn_idle, alarms);
+        } else if (c == 'C') {
+            churn_on = 1;
+        } else if (c == 'P') {
+            churn_on = 0;
+        }
+    }
+}
+
+static void *cond_thread(void *a)
+{
+    (void)a;
+    for (;;) {
+        pthread_mutex_lock(&mu);
+        while (!cond_flag)
+            pthread_cond_wait(&cv, &mu);
+        cond_flag = 0;
+        pthread_mutex_unlock(&mu);
+        say("cond\n");
+    }
+}
+
+static void *sleep_thread(void *a)
+{
+    (void)a;
+    for (;;) {
+        nap_ms(5);
+        sleep_ticks++;
+    }
+}
+
+static void *poll_thread(void *a)
+{
+    struct pollfd p = { .fd = poll_fd, .events = POLLIN };
+    char c;
+    (void)a;
+    for (;;) {
+        int n = poll(&p, 1, -1);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n == 1 && read(poll_fd, &c, 1) == 1)
+            say("poll %c\n", c);
+    }
+}
+
+static void *writer_thread(void *a)
+{
+    static char buf[1 << 20];
+    size_t total = 0;
+    (void)a;
+    memset(buf, 'w', sizeof buf);
+    while (total < sizeof buf) {
+        ssize_t n = write(full_fd, buf + total, sizeof buf - total);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            say("writer error %d\n", errno);
+            return NULL;
+        }
+        total += n;
+    }
+    say("writer done %zu\n", total);
+    return NULL;
+}
+
+static void *malloc_thread(void *a)
+{
+    unsigned r = 1;
+    (void)a;
+    for (;;) {
+        r = r * 1103515245 + 12345;
+        char *p = malloc(16 + (r >> 16) % 4096);
+        p[0] = 1;
+        free(p);
+        malloc_loops++;
+    }
+}
+
+static void on_alarm(int sig)
+{
+    (void)sig;
+    alarms++;
+}
+
+static void *noop(void *a)
+{
+    return a;
+}
+
+static void *churn_thread(void *a)
+{
+    pthread_t t;
+    (void)a;
+    for (;;) {
+        if (!churn_on) {
+            churn_idle = 1;
+            nap_ms(1);
+            continue;
+        }
+        churn_idle = 0;
+        if (pthread_create(&t, NULL, noop, NULL) == 0)
+            pthread_join(t, NULL);
+        churn_loops++;
+    }
+}
+
+/* Returns only when a register or the red zone changed under it. */
+int spin_check(int avx, int avx512);
+__asm__(
+    ".text\n.globl spin_check\n.type spin_check,@function\nspin_check:\n"
+    "push %rbx\npush %rbp\npush %r12\npush %r13\npush %r14\npush %r15\n"
+    "push %rdi\npush %rsi\n"
+    "movabs $0x0123456789abcdef, %rbx\nmov %rbx, %rbp\nnot %rbp\n"
+    "lea 1(%rbx), %r12\nlea 2(%rbx), %r13\nlea 3(%rbx), %r14\nlea 4(%rbx), %r15\n"
+    "movq %rbx, %xmm0\npunpcklqdq %xmm0, %xmm0\n"
+    "movq %rbp, %xmm1\npunpcklqdq %xmm1, %xmm1\n"
+    ".irp r,8,10,12,14\nmovdqa %xmm0, %xmm\\r\n.endr\n"
+    ".irp r,9,11,13,15\nmovdqa %xmm1, %xmm\\r\n.endr\n"
+    "cmpl $0, 8(%rsp)\nje 1f\n"
+    ".irp r,8,10,12,14\nvinsertf128 $1, %xmm1, %ymm\\r, %ymm\\r\n.endr\n"
+    ".irp r,9,11,13,15\nvinsertf128 $1, %xmm0, %ymm\\r, %ymm\\r\n.endr\n"
+    "1: cmpl $0, (%rsp)\nje 1f\n"
+    ".irp r,16,18,20,22,24,26,28,30\nvpbroadcastq %rbx, %zmm\\r\n.endr\n"
+    ".irp r,17,19,21,23,25,27,29,31\nvpbroadcastq %rbp, %zmm\\r\n.endr\n"
+    "1:\n"
+    ".irp i,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16\n"
+    "lea 100+\\i(%rbx), %rdx\nmov %rdx, -8*\\i(%rsp)\n.endr\n"
+    "2: incq main_ticks(%rip)\n"
+    "movabs $0x0123456789abcdef, %rax\ncmp %rax, %rbx\njne 9f\n"
+    "mov %rax, %rdx\nnot %rdx\ncmp %rdx, %rbp\njne 9f\n"
+    "lea 1(%rax), %rdx\ncmp %rdx, %r12\njne 9f\n"
+    "lea 2(%rax), %rdx\ncmp %rdx, %r13\njne 9f\n"
+    "lea 3(%rax), %rdx\ncmp %rdx, %r14\njne 9f\n"
+    "lea 4(%rax), %rdx\ncmp %rdx, %r15\njne 9f\n"
+    "movq %rbx, %xmm0\npunpcklqdq %xmm0, %xmm0\n"
+    "movq %rbp, %xmm1\npunpcklqdq %xmm1, %xmm1\n"
+    ".irp r,8,10,12,14\nmovdqa %xmm0, %xmm2\npcmpeqb %xmm\\r, %xmm2\n"
+    "pmovmskb %xmm2, %edx\ncmp $0xffff, %edx\njne 9f\n.endr\n"
+    ".irp r,9,11,13,15\nmovdqa %xmm1, %xmm2\npcmpeqb %xmm\\r, %xmm2\n"
+    "pmovmskb %xmm2, %edx\ncmp $0xffff, %edx\njne 9f\n.endr\n"
+    ".irp i,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16\n"
+    "lea 100+\\i(%rbx), %rdx\ncmp %rdx, -8*\\i(%rsp)\njne 9f\n.endr\n"
+    "cmpl $0, 8(%rsp)\nje 3f\n"
+    ".irp r,8,10,12,14\nvextractf128 $1, %ymm\\r, %xmm2\npcmpeqb %xmm1, %xmm2\n"
+    "pmovmskb %xmm2, %edx\ncmp $0xffff, %edx\njne 9f\n.endr\n"
+    ".irp r,9,11,13,15\nvextractf128 $1, %ymm\\r, %xmm2\npcmpeqb %xmm0, %xmm2\n"
+    "pmovmskb %xmm2, %edx\ncmp $0xffff, %edx\njne 9f\n.endr\n"
+    "3: cmpl $0, (%rsp)\nje 2b\n"
+    "vpbroadcastq %rbx, %zmm3\nvpbroadcastq %rbp, %zmm4\n"
+    ".irp r,16,18,20,22,24,26,28,30\nvpcmpeqq %zmm\\r, %zmm3, %k1\n"
+    "kmovw %k1, %edx\ncmp $0xff, %edx\njne 9f\n.endr\n"
+    ".irp r,17,19,21,23,25,27,29,31\nvpcmpeqq %zmm\\r, %zmm4, %k1\n"
+    "kmovw %k1, %edx\ncmp $0xff, %edx\njne 9f\n.endr\n"
+    "jmp 2b\n"
+    "9: mov $1, %eax\nadd $16, %rsp\n"
+    "pop %r15\npop %r14\npop %r13\npop %r12\npop %rbp\npop %rbx\nret\n");
+
+int main(int argc, char **argv)
+{
+    void *(*fns[])(void *) = { epoll_thread, accept_thread, read_thread, cond_thread,
+                               sleep_thread, poll_thread, writer_thread, malloc_thread,
+                               churn_thread };
+    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(0x7f000001) };
+    socklen_t len = sizeof sa;
+    pthread_t t;
+    size_t i;
+
+    if (argc != 6)
+        return 2;
+    ctl_fd = atoi(argv[2]);
+    ep_fd = atoi(argv[3]);
+    poll_fd = atoi(argv[4]);
+    full_fd = atoi(argv[5]);
+    lsock = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (bind(lsock, (struct sockaddr *)&sa, sizeof sa) || listen(lsock, 16) ||
+        getsockname(lsock, (struct sockaddr *)&sa, &len))
+        return 3;
+    for (i = 0; i < sizeof fns / sizeof fns[0]; i++)
+        pthread_create(&t, NULL, fns[i], NULL);
+    say("ready %d\n", ntohs(sa.sin_port));
+    if (strcmp(argv[1], "spin") == 0) {
+        spin_check(__builtin_cpu_supports("avx"), __builtin_cpu_supports("avx512f"));
+        say("CORRUPT\n");
+        _exit(3);
+    }
+    if (strcmp(argv[1], "alarm") == 0) {
+        struct sigaction act = { .sa_handler = on_alarm, .sa_flags = SA_RESTART };
+        struct itimerval every = { { 0, 500 }, { 0, 500 } };
+        sigaction(SIGALRM, &act, NULL);
+        setitimer(ITIMER_REAL, &every, NULL);
+    }
+    if (strcmp(argv[1], "epoll") == 0) {
+        int epfd = epoll_create1(0);
+        struct epoll_event ev;
+        for (;;) {
+            epoll_wait(epfd, &ev, 1, 5);
+            main_ticks++;
+        }
+    }
+    for (;;) {
+        nap_ms(2);
+        main_ticks++;
+    }
+}
+"""
+
+PROBE_C = r"""
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <string.h>
+#include <unistd.h>
+
+int probe(const char *arg)
+{
+    int fd = open(OUT_PATH, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    size_t len = strlen(arg);
+    if (fd < 0 || write(fd, arg, len) != (ssize_t)len)
+        return -1;
+    close(fd);
+    return 42;
+}
+
+int neg(const char *arg)
+{
+    (void)arg;
+    return -7;
+}
+
+int where(const char *arg)
+{
+    (void)arg;
+    return gettid() != getpid();
+}
+"""
+
+STATIC_C = r"""
+#include <unistd.h>
+int main(void) { for (;;) pause(); }
+"""
+
+VFORK_C = r"""
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+int main(void)
+{
+    for (;;) {
+        pid_t c = vfork();
+        if (c == 0) {
+            struct timespec ts = { 1, 0 };
+            nanosleep(&ts, NULL);
+            _exit(0);
+        }
+        waitpid(c, NULL, 0);
+        write(1, "tick\n", 5);
+    }
+}
+"""
+
+SECCOMP_C = r"""
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+int main(int argc, char **argv)
+{
+    struct sock_filter allow = BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
+    struct sock_fprog prog = { 1, &allow };
+    char c;
+    if (argc == 2 && strcmp(argv[1], "strict") == 0) {
+        write(1, "ready\n", 6);
+        prctl(PR_SET_SECCOMP, SECCOMP_MODE_STRICT);
+        read(0, &c, 1);
+        syscall(SYS_exit, 0);
+    }
+    prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+    prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog);
+    write(1, "ready\n", 6);
+    for (;;)
+        pause();
+}
+"""
+
+
+class Target:
+    """The target program, its pipes, and the lines it prints."""
+
+    def __init__(self, exe, mode, env=None):
+        self.ctl_r, self.ctl_w = os.pipe()
+        self.ep_r, self.ep_w = os.pipe()
+        self.poll_r, self.poll_w = os.pipe()
+        self.full_r, self.full_w = os.pipe()
+        ours = (self.ctl_r, self.ep_r, self.poll_r, self.full_w)
+        self.proc = subprocess.Popen(
+            [exe, mode] + [str(fd) for fd in ours], stdout=subprocess.PIPE,
+            pass_fds=ours, env=env)
+        for fd in ours:
+            os.close(fd)
+        os.set_blocking(self.full_r, False)
+        self.pid = self.proc.pid
+        self.lines = []
+        self.cond = threading.Condition()
+        threading.Thread(target=self._read, daemon=True).start()
+        self.port = int(self.wait(r"ready (\d+)", 0, 10).group(1))
+
+    def _read(self):
+        for raw in self.proc.stdout:
+            with self.cond:
+                self.lines.append(raw.decode(errors="replace").rstrip("\n"))
+                self.cond.notify_all()
+        with self.cond:
+            self.lines.append("<eof>")
+            self.cond.notify_all()
+
+    def mark(self):
+        with self.cond:
+            return len(self.lines)
+
+    def wait(self, pattern, since, timeout=3.0):
+        """The first line from index `since` on matching pattern, or None."""
+        end = time.monotonic() + timeout
+        with self.cond:
+            while True:
+                for line in self.lines[since:]:
+                    m = re.fullmatch(pattern, line)
+                    if m:
+                        return m
+                left = end - time.monotonic()
+                if left <= 0:
+                    return None
+                self.cond.wait(left)
+
+    def send(self, fd, data):
+        os.write(fd, data)
+
+    def stat(self):
+        m = self.mark()
+        self.send(self.ctl_w, b"s")
+        found = self.wait(r"stat (.*)", m)
+        if not found:
+            return None
+        return {k: int(v) for k, v in (kv.split("=") for kv in found.group(1).split())}
+
+    def churn(self, on):
+        """Starts or pauses the churn thread; after a pause, waits until it idles."""
+        self.send(self.ctl_w, b"C" if on else b"P")
+        end = time.monotonic() + 3
+        while not on and time.monotonic() < end:
+            s = self.stat()
+            if s and s["idle"]:
+                return True
+            time.sleep(0.01)
+        return on
+
+    def alive(self):
+        return self.proc.poll() is None and proc_state(self.pid) not in ("Z", None)
+
+    def drain_writer(self):
+        """Drains the full pipe; returns (bytes drained, writer's line)."""
+        drained = 0
+        found = None
+        end = time.monotonic() + 5
+        while time.monotonic() < end:
+            try:
+                drained += len(os.read(self.full_r, 65536))
+                continue
+            except BlockingIOError:
+                pass
+            if found:
+                return drained, found.group(1)
+            found = self.wait(r"writer (.*)", 0, 0.01)
+        return drained, None
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        for fd in (self.ctl_w, self.ep_w, self.poll_w, self.full_r):
+            os.close(fd)
+
+
+def proc_state(pid):
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("State:"):
+                    return line.split()[1]
+    except OSError:
+        return None
+    return None
+
+
+def proc_field(pid, name):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith(name + ":"):
+                return line.split()[1]
+    return None
+
+
+def ntasks(pid):
+    return len(os.listdir("/proc/%d/task" % pid))
+
+
+def nfds(pid):
+    return len(os.listdir("/proc/%d/fd" % pid))
+
+
+def wait_until(cond, timeout=3.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if cond():
+            return True
+        time.sleep(0.01)
+    return cond()
+
+
+def inject(pid, lib, func, arg, verbose=False, prefix=()):
+    cmd = list(prefix) + [str(INJECT)] + (["-v"] if verbose else []) + [
+        str(pid), str(lib), func, arg]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+
+
+STOP_TIMES = re.compile(r"reqid-inject: (\d+) threads stopped, longest stop ([\d.]+) ms, "
+                        r"total ([\d.]+) ms")
+
+
+class Suite:
+    def __init__(self, tmp):
+        self.tmp = Path(tmp)
+        self.passed = self.failed = 0
+        self.stops = []      # (threads, longest stop ms, total ms) from -v runs
+        self.notes = []
+
+    def check(self, name, ok, detail=""):
+        if ok:
+            self.passed += 1
+            print("pass  %s" % name)
+        else:
+            self.failed += 1
+            print("FAIL  %s%s" % (name, ": " + detail if detail else ""))
+        return ok
+
+    def cc(self, out, source, *flags):
+        src = self.tmp / (out + ".c")
+        src.write_text(source)
+        r = subprocess.run(["cc", "-O1", "-g", "-o", str(self.tmp / out), str(src)] +
+                           list(flags), capture_output=True, text=True)
+        return r.returncode == 0, r.stderr
+
+    def one_error(self, name, r, pattern, code=1):
+        """Exit `code` and exactly one stderr line, 'reqid-inject: ' + pattern."""
+        lines = r.stderr.splitlines()
+        ok = (r.returncode == code and len(lines) >= 1 and
+              (code == 2 or len(lines) == 1) and
+              re.match(r"reqid-inject: .*" + pattern, lines[0]) is not None and
+              r.stdout == "")
+        return self.check(name, ok, "exit %d, stdout %r, stderr %r" %
+                          (r.returncode, r.stdout, r.stderr))
+
+    def record(self, r):
+        m = STOP_TIMES.search(r.stderr)
+        if m:
+            self.stops.append((int(m.group(1)), float(m.group(2)), float(m.group(3))))
+
+    def live(self, name, t, ticks=("sleep", "malloc", "main")):
+        """Every parked thread resumed: data sent now reaches each of them."""
+        problems = []
+        if not t.alive():
+            return self.check(name, False, "target is gone")
+        m = t.mark()
+        t.send(t.ep_w, b"e")
+        t.send(t.poll_w, b"p")
+        t.send(t.ctl_w, b"c")
+        with socket.create_connection(("127.0.0.1", t.port), timeout=3):
+            pass
+        for pattern in ("epoll e", "poll p", "read c", "cond", "accept"):
+            if not t.wait(pattern, m):
+                problems.append("no %r" % pattern)
+        s1 = t.stat()
+        time.sleep(0.1)
+        s2 = t.stat()
+        if not s1 or not s2:
+            problems.append("no stat")
+        else:
+            problems += ["%s stuck at %d" % (k, s2[k]) for k in ticks if s2[k] <= s1[k]]
+        if t.wait("CORRUPT", 0, 0):
+            problems.append("CORRUPT")
+        return self.check(name, not problems, "; ".join(problems))
+
+    def build(self):
+        r = subprocess.run(["make", "-s", "build/reqid-inject"], cwd=ROOT, capture_output=True,
+                           text=True)
+        if not self.check("build reqid-inject", r.returncode == 0, r.stderr):
+            return False
+        ok, err = self.cc("target", TARGET_C, "-pthread")
+        if not self.check("build target", ok, err):
+            return False
+        out = self.tmp / "probe.out"
+        ok, err = self.cc("libprobe.so", PROBE_C, "-shared", "-fPIC",
+                          '-DOUT_PATH="%s"' % out)
+        if not self.check("build libprobe.so", ok, err):
+            return False
+        ok, err = self.cc("seccomp", SECCOMP_C)
+        if not self.check("build seccomp target", ok, err):
+            return False
+        ok, err = self.cc("vfork", VFORK_C)
+        return self.check("build vfork target", ok, err)
+
+    def basics(self):
+        lib = self.tmp / "libprobe.so"
+        out = self.tmp / "probe.out"
+        t = Target(str(self.tmp / "target"), "sleep")
+        try:
+            self.check("churn paused", t.churn(False))
+            tasks, fds = ntasks(t.pid), nfds(t.pid)
+            r = inject(t.pid, lib, "probe", "hello from the test", verbose=True)
+            self.record(r)
+            self.check("probe: exit 0, stdout 42", r.returncode == 0 and r.stdout == "42\n",
+                       "exit %d, stdout %r, stderr %r" % (r.returncode, r.stdout, r.stderr))
+            self.check("probe: file holds the argument",
+                       out.exists() and out.read_text() == "hello from the test")
+            self.check("threads back to %d after the injected one ended" % tasks,
+                       wait_until(lambda: ntasks(t.pid) == tasks),
+                       "%d threads" % ntasks(t.pid))
+            self.live("parked threads resume after probe", t)
+
+            big = "".join(chr(ord("a") + i % 26) for i in range(65536))
+            r = inject(t.pid, lib, "probe", big)
+            self.check("64 KiB argument copied", r.stdout == "42\n" and
+                       out.read_text() == big, r.stderr)
+            r = inject(t.pid, lib, "probe", big + "x")
+            self.one_error("65537-byte argument: usage error", r, "ARG is longer", 2)
+            r = inject(t.pid, lib, "neg", "")
+            self.check("neg prints -7", r.returncode == 0 and r.stdout == "-7\n", r.stderr)
+            r = inject(t.pid, lib, "where", "")
+            self.check("FUNCTION runs on a fresh thread", r.stdout == "1\n", r.stdout + r.stderr)
+
+            r = inject(t.pid, self.tmp / "missing.so", "probe", "x")
+            self.one_error("missing library: dlerror text", r,
+                           r"dlopen\(.*missing.so.*cannot open shared object file")
+            r = inject(t.pid, lib, "no_such_function", "x")
+            self.one_error("missing function: dlerror text", r,
+                           r"dlsym\(\"no_such_function\"\).*undefined symbol")
+            self.live("parked threads resume after the failures", t)
+
+            self.check("churn running", t.churn(True))
+            rss0 = int(proc_field(t.pid, "VmRSS"))
+            results = []
+            for i in range(50):
+                r = inject(t.pid, lib, "probe", "run %d" % i, verbose=True)
+                self.record(r)
+                results.append(r.returncode == 0 and r.stdout == "42\n" and
+                               out.read_text() == "run %d" % i or r.stderr)
+            bad = [x for x in results if x is not True]
+            self.check("50 attaches in a row with thread churn", not bad,
+                       "%d failed, first: %r" % (len(bad), bad[0] if bad else ""))
+            self.check("churn paused again", t.churn(False))
+            self.check("thread count back to %d" % tasks,
+                       wait_until(lambda: ntasks(t.pid) == tasks), "%d" % ntasks(t.pid))
+            self.check("descriptor count still %d" % fds, nfds(t.pid) == fds,
+                       "%d" % nfds(t.pid))
+            self.notes.append("VmRSS after 50 attaches: %+d kB (%d -> %d kB)" % (
+                int(proc_field(t.pid, "VmRSS")) - rss0, rss0,
+                int(proc_field(t.pid, "VmRSS"))))
+            self.live("parked threads resume after 50 attaches", t)
+            drained, line = t.drain_writer()
+            self.check("blocked writer completes once drained",
+                       line == "done %d" % WRITER_BYTES and drained == WRITER_BYTES,
+                       "drained %d, writer said %r" % (drained, line))
+        finally:
+            t.stop()
+
+    def main_thread_modes(self):
+        lib = self.tmp / "libprobe.so"
+        for mode, runs in (("spin", 20), ("epoll", 5), ("alarm", 20)):
+            t = Target(str(self.tmp / "target"), mode)
+            try:
+                t.churn(False)
+                results = [inject(t.pid, lib, "probe", mode) for _ in range(runs)]
+                bad = [r.stderr for r in results if r.stdout != "42\n"]
+                self.check("main thread in %s: %d attaches" % (mode, runs), not bad,
+                           "%d failed, first: %r" % (len(bad), bad[0] if bad else ""))
+                self.check("main thread in %s: registers and red zone intact" % mode,
+                           not t.wait("CORRUPT", 0, 0.2))
+                ticks = ("sleep", "malloc", "main") + (("alarms",) if mode == "alarm" else ())
+                self.live("main thread in %s: parked threads resume" % mode, t, ticks)
+            finally:
+                t.stop()
+
+    def held_malloc_lock(self):
+        lib = self.tmp / "libprobe.so"
+        env = dict(os.environ, GLIBC_TUNABLES="glibc.malloc.arena_max=1:"
+                   "glibc.malloc.tcache_count=0")
+        t = Target(str(self.tmp / "target"), "sleep", env)
+        try:
+            t.churn(False)
+            results = [inject(t.pid, lib, "probe", "x", verbose=True) for _ in range(100)]
+            bad = [r.stderr for r in results if r.stdout != "42\n"]
+            self.check("one malloc arena: 100 attaches", not bad,
+                       "%d failed, first: %r" % (len(bad), bad[0] if bad else ""))
+            slow = [m for m in (STOP_TIMES.search(r.stderr) for r in results)
+                    if m and float(m.group(2)) >= 50]
+            self.notes.append("one malloc arena: %d of 100 attaches let the other threads "
+                              "go before pthread_create returned (longest stop %s ms)" % (
+                                  len(slow), max((m.group(2) for m in slow), key=float,
+                                                 default="-")))
+            self.live("one malloc arena: parked threads resume", t)
+        finally:
+            t.stop()
+
+    def refusals(self):
+        lib = self.tmp / "libprobe.so"
+        r = subprocess.run([str(INJECT)], capture_output=True, text=True)
+        self.one_error("no arguments: usage", r, "expects 4 arguments", 2)
+        r = inject("12x", lib, "probe", "x")
+        self.one_error("bad PID: usage", r, "PID must be", 2)
+
+        p = subprocess.Popen(["true"])
+        p.wait()
+        r = inject(p.pid, lib, "probe", "x")
+        self.one_error("no such process", r, "no such process %d" % p.pid)
+
+        t = Target(str(self.tmp / "target"), "sleep")
+        try:
+            t.churn(False)
+            strace = subprocess.Popen(["strace", "-f", "-o", "/dev/null", "-p", str(t.pid)],
+                                      stderr=subprocess.DEVNULL)
+            traced = wait_until(lambda: proc_field(t.pid, "TracerPid") != "0", 5)
+            r = inject(t.pid, lib, "probe", "x")
+            self.one_error("traced by strace", r,
+                           r"already traced by process %d \(strace\)" % strace.pid)
+            strace.send_signal(signal.SIGINT)
+            strace.wait(timeout=10)
+            self.check("strace attached then detached", traced and
+                       wait_until(lambda: proc_field(t.pid, "TracerPid") == "0", 5))
+            self.live("target runs on after strace and the refusal", t)
+
+            os.kill(t.pid, signal.SIGSTOP)
+            stopped = wait_until(lambda: proc_state(t.pid) == "T")
+            r = inject(t.pid, lib, "probe", "x")
+            self.one_error("job-stopped process", r, "stopped by job control")
+            self.check("job-stopped process left stopped", stopped and
+                       proc_state(t.pid) == "T" and proc_field(t.pid, "TracerPid") == "0")
+            os.kill(t.pid, signal.SIGCONT)
+            self.live("target runs on after SIGCONT", t)
+
+            r = inject(t.pid, lib, "probe", "x",
+                       prefix=["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"])
+            self.one_error("other uid (nobody)", r, r"not permitted to trace process %d" % t.pid)
+            self.live("target runs on after the refused uid", t)
+        finally:
+            t.stop()
+
+        ok, err = self.cc("static", STATIC_C, "-static")
+        if ok:
+            p = subprocess.Popen([str(self.tmp / "static")])
+            try:
+                wait_until(lambda: "static" in os.readlink("/proc/%d/exe" % p.pid))
+                r = inject(p.pid, lib, "probe", "x")
+                self.one_error("static binary", r, "no libc.so.6 mapped")
+                self.check("static binary untouched", p.poll() is None and
+                           proc_field(p.pid, "TracerPid") == "0")
+            finally:
+                p.kill()
+                p.wait()
+        else:
+            self.notes.append("static binary case skipped: cc -static failed: " + err)
+
+        p = subprocess.Popen([str(self.tmp / "vfork")], stdout=subprocess.PIPE)
+        try:
+            p.stdout.readline()
+            start = time.monotonic()
+            r = inject(p.pid, lib, "probe", "x")
+            took = time.monotonic() - start
+            self.one_error("vfork parent: cannot stop", r, "did not stop in time")
+            self.check("vfork parent: gave up within 1 s (%.2f s)" % took, took < 1)
+            self.check("vfork parent: runs on, untraced", p.stdout.readline() == b"tick\n" and
+                       proc_field(p.pid, "TracerPid") == "0")
+        finally:
+            p.kill()
+            p.wait()
+
+        for mode, pattern in (("filter", "seccomp filter"), ("strict", "strict seccomp")):
+            p = subprocess.Popen([str(self.tmp / "seccomp"), mode], stdin=subprocess.PIPE,
+                                 stdout=subprocess.PIPE)
+            try:
+                p.stdout.readline()
+                wait_until(lambda: proc_field(p.pid, "Seccomp") != "0")
+                r = inject(p.pid, lib, "probe", "x")
+                self.one_error("seccomp %s" % mode, r, pattern)
+                self.check("seccomp %s target untouched" % mode, p.poll() is None)
+            finally:
+                p.kill()
+                p.wait()
+
+
+def main():
+    tmp = tempfile.mkdtemp(prefix="reqid-inject-")
+    os.chmod(tmp, 0o755)
+    suite = Suite(tmp)
+    try:
+        if suite.build():
+            suite.basics()
+            suite.main_thread_modes()
+            suite.held_malloc_lock()
+            suite.refusals()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    if suite.stops:
+        longest = [s[1] for s in suite.stops]
+        total = [s[2] for s in suite.stops]
+        print("stop times over %d attaches of a %d-thread target: longest thread stop "
+              "median %.2f ms, max %.2f ms; whole run median %.2f ms, max %.2f ms" % (
+                  len(suite.stops), max(s[0] for s in suite.stops),
+                  statistics.median(longest), max(longest),
+                  statistics.median(total), max(total)))
+    for note in suite.notes:
+        print(note)
+    print("%d passed, %d failed" % (suite.passed, suite.failed))
+    return 1 if suite.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
