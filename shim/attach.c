@@ -165,47 +165,62 @@ EXPORT int reqid_attach(const char *settings)
 	atomic_store_explicit(&shim.threaded, other_threads(), memory_order_relaxed);
 	if (shim.config.event_stacks)
 		call_chain_load();
+	/* Hooks pass through while entries are patched one by one, and all
+	 * start at once: none reads a request past the shim that another then
+	 * answers through it. */
+	__atomic_store_n(&shim.active, false, __ATOMIC_SEQ_CST);
 	int patched = got_patch_all();
-	if (patched < 0) {
-		shim.active = false;
+	if (patched < 0)
 		return ATTACH_NO_GOT;
-	}
+	__atomic_store_n(&shim.active, true, __ATOMIC_SEQ_CST);
 	memcpy(reqid_attach_status.settings, settings, len + 1);
 	reqid_attach_status.patched = patched;
 	reqid_attach_status.attached = 1;
 	return ATTACH_OK;
 }
 
-/* Whether some response has sent part of an added header and owes the
- * rest: its next write must still pass through the shim. */
+/* Whether some response is being written with an added header (its
+ * writer holds the connection's output), or has sent part of one and owes
+ * the rest: its next write must still pass through the shim. */
 static bool header_bytes_owed(void)
 {
-	for (int fd = 0; fd < FD_TABLE_SIZE; fd++)
-		if ((fd_class(fd) & FD_CONN) && conn_of(fd)->owed_len > 0)
+	for (int fd = 0; fd < FD_TABLE_SIZE; fd++) {
+		if (!(fd_class(fd) & FD_CONN))
+			continue;
+		struct conn *c = conn_of(fd);
+		if (c->owed_len > 0 || atomic_load_explicit(&c->out_busy, memory_order_acquire))
 			return true;
+	}
 	return false;
 }
 
 /* How long detach waits for owed header bytes, in 1 ms steps. */
 #define OWED_WAIT_MS 1000
 
+/* Detach: no new header is added; once no response owes one, every hook
+ * passes through (so no thread reads a request past the shim and then
+ * writes its response through it, with the last request's id), the GOT is
+ * put back, and held lines go out; again a moment later, for a thread that
+ * was inside a hook meanwhile. */
 EXPORT int reqid_detach(const char *unused)
 {
 	(void)unused;
 	if (!reqid_attach_status.attached)
 		return ATTACH_NOT_ATTACHED;
-	shim.detaching = true;
+	__atomic_store_n(&shim.detaching, true, __ATOMIC_SEQ_CST);
 	for (int waited = 0; header_bytes_owed(); waited++) {
 		if (waited == OWED_WAIT_MS) {
-			shim.detaching = false;
+			__atomic_store_n(&shim.detaching, false, __ATOMIC_SEQ_CST);
 			return ATTACH_BUSY;
 		}
 		nanosleep(&(struct timespec){0, 1000000}, NULL);
 	}
+	__atomic_store_n(&shim.active, false, __ATOMIC_SEQ_CST);
 	got_restore_all();
 	log_flush_all();
-	shim.active = false;
-	shim.detaching = false;
+	nanosleep(&(struct timespec){0, 10000000}, NULL);
+	log_flush_all();
+	__atomic_store_n(&shim.detaching, false, __ATOMIC_SEQ_CST);
 	reqid_attach_status.patched = 0;
 	reqid_attach_status.attached = 0;
 	return ATTACH_OK;

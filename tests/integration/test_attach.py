@@ -32,6 +32,9 @@ server's port comes through the harness's pipe handshake; no sleeps.
 import json
 import os
 import re
+import shutil
+import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -296,6 +299,191 @@ def check_server(name, failures):
                                               wrong, expected_lines - missing, expected_lines))
 
 
+NGINX_CONF = """daemon off;
+master_process on;
+worker_processes 2;
+pid {d}/nginx.pid;
+error_log {d}/error.log error;
+{user}events {{ worker_connections 1024; }}
+http {{
+    log_format serials '$pid $connection $connection_requests "$request" $status';
+    log_format truth '$pid $connection $connection_requests $http_x_request_id';
+    access_log {d}/truth/access.log truth buffer=1m;
+    access_log {d}/logs/access.log serials;
+    client_body_temp_path {d}/temp; proxy_temp_path {d}/temp; fastcgi_temp_path {d}/temp;
+    uwsgi_temp_path {d}/temp; scgi_temp_path {d}/temp;
+    keepalive_requests 1000;
+    server {{ listen 127.0.0.1:{port}; root {d}/www; }}
+}}
+"""
+NGINX_BODY = b"hello from nginx\n"
+
+
+class NginxClient:
+    """Requests for /index.html, each with X-Request-ID PHASE-N; what came
+    back, by id."""
+
+    def __init__(self, port):
+        self.port, self.response, self.lock, self.count = port, {}, threading.Lock(), 0
+
+    def request(self, sock, buf, phase):
+        with self.lock:
+            self.count += 1
+            rid = "%s-%d" % (phase, self.count)
+        sock.sendall(("GET /index.html HTTP/1.1\r\nHost: t\r\nX-Request-ID: %s\r\n\r\n"
+                      % rid).encode())
+        resp, buf = harness._recv_response(sock, buf)
+        with self.lock:
+            self.response[rid] = resp
+        return buf
+
+    def on_new_connection(self, phase, n=3):
+        with harness.connect(self.port, 10) as sock:
+            buf = b""
+            for _ in range(n):
+                buf = self.request(sock, buf, phase)
+
+
+class NginxBackground(Background):
+    def run(self):
+        try:
+            while not self.stop.is_set():
+                self.client.on_new_connection("L", 2)
+        except Exception as e:  # reported by the test
+            self.error = e
+
+
+def check_nginx(failures):
+    """nginx, a master and 2 workers, started bare: attach to the master
+    (the workers are its descendants), detach, attach again, detach, with
+    a client on new connections all along and one keep-alive connection
+    from before the first attach. The truth is nginx's second access log
+    (its own X-Request-ID per pid, connection, request on the connection),
+    outside the shimmed glob; each shimmed line is joined to it."""
+    def fail(msg):
+        failures.append("nginx: " + msg)
+
+    if not shutil.which("nginx"):
+        fail("nginx is not installed (make deps)")
+        return
+    with tempfile.TemporaryDirectory(prefix="reqid-attach-nginx-") as tmp:
+        d = Path(tmp)
+        for sub in ("www", "logs", "truth", "temp"):
+            (d / sub).mkdir()
+        (d / "www" / "index.html").write_bytes(NGINX_BODY)
+        with socket.socket() as probe:  # a port nothing listens on now
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        user = "user root root;\n" if os.geteuid() == 0 else ""
+        (d / "nginx.conf").write_text(NGINX_CONF.format(d=d, port=port, user=user))
+        proc = subprocess.Popen(["nginx", "-p", str(d), "-c", str(d / "nginx.conf"),
+                                 "-e", str(d / "error.log")], stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                start_new_session=True)
+        client = NginxClient(port)
+        load = NginxBackground(client)
+        glob = "%s/logs/*.log" % d
+        try:
+            deadline = time.monotonic() + 10
+            while True:  # nginx has no ready handshake: its port answers
+                try:
+                    keep = harness.connect(port, 10)
+                    break
+                except OSError:
+                    if time.monotonic() > deadline or proc.poll() is not None:
+                        fail("nginx did not start")
+                        return
+                    time.sleep(0.02)
+            keep_buf = client.request(keep, b"", "K")
+
+            def phase(letter):
+                nonlocal keep_buf
+                keep_buf = client.request(keep, keep_buf, "K")
+                for _ in range(10):
+                    client.on_new_connection(letter)
+
+            phase("A")
+            load.start()
+            for step, args in (("attach", ["attach", "--log-path", glob, proc.pid]), ("B", None),
+                               ("detach", ["detach", proc.pid]), ("C", None),
+                               ("attach again", ["attach", "--log-path", glob, proc.pid]), ("D", None),
+                               ("last detach", ["detach", proc.pid])):
+                if args is None:
+                    phase(step)
+                    continue
+                rc, _, err = reqid(*args)
+                if rc != 0:
+                    fail("%s: exit %d: %s" % (step, rc, err))
+                    return
+            load.stop.set()
+            load.join()
+            if load.error:
+                fail("background load failed: %r" % load.error)
+            phase("C")
+            keep.close()
+        finally:
+            load.stop.set()
+            if load.is_alive():
+                load.join()
+            proc.send_signal(signal.SIGQUIT)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+                fail("nginx did not stop on SIGQUIT")
+        truth = {}
+        for line in (d / "truth" / "access.log").read_text().splitlines():
+            pid, conn, nreq, rid = line.split()
+            truth[(pid, conn, nreq)] = rid
+        shimmed = (d / "logs" / "access.log").read_text().splitlines()
+    bare = b"HTTP/1.1 200 OK"
+    for rid, resp in client.response.items():
+        m = ADDED.search(resp)
+        p = rid.split("-")[0]
+        if not resp.startswith(bare) or not resp.endswith(NGINX_BODY):
+            fail("%s: response %r" % (rid, resp[:200]))
+        elif m and m.group(1).decode() != rid:
+            fail("%s: response id %s" % (rid, m.group(1).decode()))
+        elif p in "AC" and m:
+            fail("%s: response changed while detached" % rid)
+        elif p in "BD" and not m:
+            fail("%s: no X-Request-ID while attached" % rid)
+    right = wrong = missing = touched = 0
+    for line in shimmed:
+        rid, msg = None, line
+        if line.startswith("{"):
+            obj = json.loads(line)
+            rid, msg = obj.get("request_id"), obj.get("msg", "")
+        key = tuple(msg.split()[:3])
+        want = truth.get(key)
+        if want is None:
+            fail("line not in the truth log: %r" % line[:200])
+            continue
+        p = want.split("-")[0]
+        if rid is not None:
+            if rid == want:
+                right += 1
+            else:
+                wrong += 1
+                if wrong <= 5:
+                    fail("line of %s carries %s" % (want, rid))
+        elif p in "BD":
+            missing += 1
+        if p in "AC" and line.startswith("{"):
+            touched += 1
+    if touched:
+        fail("%d lines of requests while detached were touched" % touched)
+    attached = sum(1 for r in truth.values() if r.split("-")[0] in "BD")
+    if missing:
+        fail("%d of %d lines of requests after attach carry no id" % (missing, attached))
+    if len(shimmed) != len(client.response):
+        fail("%d lines for %d requests" % (len(shimmed), len(client.response)))
+    print("%-16s %d requests, %d lines, %d right ids, %d wrong; attached phases: %d/%d "
+          "lines with their id" % ("nginx", len(client.response), len(shimmed), right, wrong,
+                                    attached - missing, attached))
+
+
 IN_PROCESS_ERR = (b'before\nloaded\n{"rid":"out","msg":"attached"}\n'
                   b'{"rid":"out","msg":"stdio attached"}\ndetached\nstdio detached\n'
                   b'{"msg":"again"}\n')
@@ -352,7 +540,7 @@ def refusals(failures):
 
 
 def main(argv):
-    names = argv or SERVERS
+    names = [n for n in argv if n != "nginx"] if argv else SERVERS
     passed = failed = 0
     for name in names:
         failures = []
@@ -360,6 +548,12 @@ def main(argv):
             check_server(name, failures)
         except harness.Failure as e:
             failures.append("%s: %s" % (name, e))
+        for f in failures:
+            print("FAIL", f)
+        passed, failed = passed + (not failures), failed + bool(failures)
+    if not argv or "nginx" in argv:
+        failures = []
+        check_nginx(failures)
         for f in failures:
             print("FAIL", f)
         passed, failed = passed + (not failures), failed + bool(failures)
