@@ -20,6 +20,10 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <linux/tcp.h>
+#include <netinet/in.h>
+#include <stddef.h>
+#include <sys/ioctl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
@@ -84,19 +88,23 @@ static bool other_threads(void)
 	return count > 2;
 }
 
-/* Open writable files whose paths match REQID_LOG_PATHS become logs, as if
- * the program had opened them under the shim. */
-static void mark_open_log_paths(void)
+/* The open descriptors: writable files whose paths match REQID_LOG_PATHS
+ * become logs, as if the program had opened them under the shim. Returns
+ * the highest open descriptor (-1 if /proc/self/fd cannot be read). */
+static int scan_open_fds(void)
 {
-	if (shim.config.log_path_count == 0)
-		return;
 	DIR *d = opendir("/proc/self/fd");
 	if (!d)
-		return;
+		return -1;
+	int highest = -1;
 	struct dirent *e;
 	while ((e = readdir(d)) != NULL) {
 		int fd = atoi(e->d_name);
 		if (e->d_name[0] == '.' || fd < 0 || fd >= FD_TABLE_SIZE || fd == dirfd(d))
+			continue;
+		if (fd > highest)
+			highest = fd;
+		if (shim.config.log_path_count == 0)
 			continue;
 		int flags = fcntl(fd, F_GETFL);
 		if (flags < 0 || (flags & O_ACCMODE) == O_RDONLY)
@@ -111,6 +119,54 @@ static void mark_open_log_paths(void)
 			atomic_fetch_or(&fd_states[fd].flags, FD_LOG);
 	}
 	closedir(d);
+	return highest;
+}
+
+/* A thread blocked in accept when the shim came in returns a connection
+ * the shim never saw; so may any call that began before attach. Every
+ * descriptor the shim knows nothing of, up to this far past the highest
+ * open one (accept takes the lowest free number), is marked FD_ADOPT. */
+#define ADOPT_SPAN 1024
+
+static void mark_adoptable(int highest)
+{
+	int end = highest + 1 + ADOPT_SPAN;
+	if (end > FD_TABLE_SIZE)
+		end = FD_TABLE_SIZE;
+	for (int fd = 0; fd < end; fd++)
+		if (atomic_load_explicit(&fd_states[fd].flags, memory_order_relaxed) == 0)
+			atomic_fetch_or(&fd_states[fd].flags, FD_ADOPT);
+}
+
+/* Whether every byte connection fd ever received is still queued: the
+ * program has read none of it, so its stream starts here. The queue is read
+ * first: bytes arriving between the two reads make the received count
+ * larger, never the queue, and make this sample say no; a few samples are
+ * taken, and any one that says yes proves it. */
+static bool nothing_read_yet(int fd)
+{
+	for (int sample = 0; sample < 3; sample++) {
+		int queued = 0;
+		struct tcp_info info;
+		socklen_t len = sizeof(info);
+		if (ioctl(fd, FIONREAD, &queued) != 0 ||
+		    getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &len) != 0 ||
+		    len < offsetof(struct tcp_info, tcpi_bytes_received) +
+				  sizeof(info.tcpi_bytes_received))
+			return false;
+		if (info.tcpi_bytes_received == (uint64_t)queued)
+			return true;
+	}
+	return false;
+}
+
+void attach_adopt(int fd)
+{
+	int saved = errno;
+	atomic_fetch_and(&fd_states[fd].flags, (uint8_t)~FD_ADOPT);
+	if (shim.active && fd_class(fd) == 0 && is_accepted_socket(fd) && nothing_read_yet(fd))
+		conn_open(fd);
+	errno = saved;
 }
 
 /* What an earlier attach left: connections and outbound connections the
@@ -161,7 +217,7 @@ EXPORT int reqid_attach(const char *settings)
 		return ATTACH_INVALID + (int)refused;
 	if (!shim.active)
 		return ATTACH_OK; /* REQID_DISABLE: nothing to do */
-	mark_open_log_paths();
+	mark_adoptable(scan_open_fds());
 	atomic_store_explicit(&shim.threaded, other_threads(), memory_order_relaxed);
 	if (shim.config.event_stacks)
 		call_chain_load();
@@ -173,6 +229,7 @@ EXPORT int reqid_attach(const char *settings)
 	if (patched < 0)
 		return ATTACH_NO_GOT;
 	__atomic_store_n(&shim.active, true, __ATOMIC_SEQ_CST);
+	shim.attached = true;
 	memcpy(reqid_attach_status.settings, settings, len + 1);
 	reqid_attach_status.patched = patched;
 	reqid_attach_status.attached = 1;
@@ -216,6 +273,7 @@ EXPORT int reqid_detach(const char *unused)
 		nanosleep(&(struct timespec){0, 1000000}, NULL);
 	}
 	__atomic_store_n(&shim.active, false, __ATOMIC_SEQ_CST);
+	shim.attached = false;
 	got_restore_all();
 	log_flush_all();
 	nanosleep(&(struct timespec){0, 10000000}, NULL);

@@ -33,6 +33,9 @@ enum fd_flag {
 	FD_LOG = 2,  /* log descriptor: lines written to it are enriched */
 	FD_SYSLOG = 4, /* datagram socket to the syslog daemon: messages enriched */
 	FD_CLIENT = 8, /* outbound TCP connection: requests get the trace */
+	FD_ADOPT = 16, /* attached process: may be a connection accepted past
+			  the shim; its first read finds out (attach.c).
+			  Only the read hooks and fd_flags see it. */
 };
 
 enum conn_kind {
@@ -126,11 +129,18 @@ static inline bool conn_named_once(int fd)
 	       atomic_load_explicit(&conn_entry(fd)->copies, memory_order_relaxed) == 0;
 }
 
-static inline uint8_t fd_class(int fd)
+/* fd's flags, FD_ADOPT included. */
+static inline uint8_t fd_flags(int fd)
 {
 	if ((unsigned)fd >= FD_TABLE_SIZE)
 		return 0;
 	return atomic_load_explicit(&fd_states[fd].flags, memory_order_relaxed);
+}
+
+/* What fd is: its flags but FD_ADOPT. */
+static inline uint8_t fd_class(int fd)
+{
+	return fd_flags(fd) & (uint8_t)~FD_ADOPT;
 }
 
 /* The request currently on connection fd (0 if none, if fd is no tracked

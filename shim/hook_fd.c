@@ -52,6 +52,10 @@ static bool is_log(int fd)
 /* fd is about to stop naming what it named: close its books. */
 static void fd_retiring(int fd)
 {
+	/* Attached: the number's next holder may come from a call begun
+	 * before attach (an accept blocked then), past the shim. */
+	if (unlikely(shim.attached) && (unsigned)fd < FD_TABLE_SIZE && own_process())
+		atomic_fetch_or(&fd_states[fd].flags, FD_ADOPT);
 	bool epoll = epoll_map_tracks(fd), unwinder = call_chain_is_pipe(fd);
 	uint8_t cls = fd_class(fd);
 	/* Only in the shim's own process: a vfork child closing its copies

@@ -22,6 +22,7 @@ static __attribute__((noinline)) ssize_t read_slow(int fd, void *buf, size_t n)
 	ssize_t (*fn)(int, void *, size_t) = REAL(read);
 	if (unlikely(!fn))
 		return syscall(SYS_read, fd, buf, n);
+	adopt_pending(fd);
 	if (likely(!(fd_class(fd) & FD_CONN))) {
 		note_other_io(fd);
 		return fn(fd, buf, n);
@@ -34,7 +35,7 @@ static __attribute__((noinline)) ssize_t read_slow(int fd, void *buf, size_t n)
 
 EXPORT ssize_t read(int fd, void *buf, size_t n)
 {
-	if (likely(real.read != NULL) && untracked(fd, FD_CONN))
+	if (likely(real.read != NULL) && untracked(fd, READ_CARE))
 		return real.read(fd, buf, n);
 	return read_slow(fd, buf, n);
 }
@@ -45,8 +46,9 @@ EXPORT ssize_t __read_chk(int fd, void *buf, size_t n, size_t buflen)
 	ssize_t (*fn)(int, void *, size_t, size_t) = REAL(__read_chk);
 	if (unlikely(!fn))
 		return read(fd, buf, n);
-	if (untracked(fd, FD_CONN))
+	if (untracked(fd, READ_CARE))
 		return fn(fd, buf, n, buflen);
+	adopt_pending(fd);
 	if (!(fd_class(fd) & FD_CONN)) {
 		note_other_io(fd);
 		return fn(fd, buf, n, buflen);
@@ -62,6 +64,7 @@ static __attribute__((noinline)) ssize_t readv_slow(int fd, const struct iovec *
 	ssize_t (*fn)(int, const struct iovec *, int) = REAL(readv);
 	if (unlikely(!fn))
 		return syscall(SYS_readv, fd, iov, iovcnt);
+	adopt_pending(fd);
 	if (likely(!(fd_class(fd) & FD_CONN))) {
 		note_other_io(fd);
 		return fn(fd, iov, iovcnt);
@@ -74,7 +77,7 @@ static __attribute__((noinline)) ssize_t readv_slow(int fd, const struct iovec *
 
 EXPORT ssize_t readv(int fd, const struct iovec *iov, int iovcnt)
 {
-	if (likely(real.readv != NULL) && untracked(fd, FD_CONN))
+	if (likely(real.readv != NULL) && untracked(fd, READ_CARE))
 		return real.readv(fd, iov, iovcnt);
 	return readv_slow(fd, iov, iovcnt);
 }

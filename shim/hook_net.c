@@ -103,6 +103,7 @@ static __attribute__((noinline)) ssize_t recv_slow(int fd, void *buf, size_t n, 
 	ssize_t (*fn)(int, void *, size_t, int) = REAL(recv);
 	if (unlikely(!fn))
 		return syscall(SYS_recvfrom, fd, buf, n, flags, NULL, NULL);
+	adopt_pending(fd);
 	if (likely(!(fd_class(fd) & FD_CONN))) {
 		note_other_io(fd);
 		return fn(fd, buf, n, flags);
@@ -115,7 +116,7 @@ static __attribute__((noinline)) ssize_t recv_slow(int fd, void *buf, size_t n, 
 
 EXPORT ssize_t recv(int fd, void *buf, size_t n, int flags)
 {
-	if (likely(real.recv != NULL) && untracked(fd, FD_CONN))
+	if (likely(real.recv != NULL) && untracked(fd, READ_CARE))
 		return real.recv(fd, buf, n, flags);
 	return recv_slow(fd, buf, n, flags);
 }
@@ -125,6 +126,7 @@ EXPORT ssize_t __recv_chk(int fd, void *buf, size_t n, size_t buflen, int flags)
 	ssize_t (*fn)(int, void *, size_t, size_t, int) = REAL(__recv_chk);
 	if (unlikely(!fn))
 		return recv(fd, buf, n, flags);
+	adopt_pending(fd);
 	if (!(fd_class(fd) & FD_CONN)) {
 		note_other_io(fd);
 		return fn(fd, buf, n, buflen, flags);
@@ -141,6 +143,7 @@ static __attribute__((noinline)) ssize_t recvfrom_slow(int fd, void *buf, size_t
 	ssize_t (*fn)(int, void *, size_t, int, struct sockaddr *, socklen_t *) = REAL(recvfrom);
 	if (unlikely(!fn))
 		return syscall(SYS_recvfrom, fd, buf, n, flags, addr, len);
+	adopt_pending(fd);
 	if (likely(!(fd_class(fd) & FD_CONN))) {
 		note_other_io(fd);
 		return fn(fd, buf, n, flags, addr, len);
@@ -154,7 +157,7 @@ static __attribute__((noinline)) ssize_t recvfrom_slow(int fd, void *buf, size_t
 EXPORT ssize_t recvfrom(int fd, void *buf, size_t n, int flags, struct sockaddr *addr,
 			socklen_t *len)
 {
-	if (likely(real.recvfrom != NULL) && untracked(fd, FD_CONN))
+	if (likely(real.recvfrom != NULL) && untracked(fd, READ_CARE))
 		return real.recvfrom(fd, buf, n, flags, addr, len);
 	return recvfrom_slow(fd, buf, n, flags, addr, len);
 }
@@ -166,6 +169,7 @@ EXPORT ssize_t __recvfrom_chk(int fd, void *buf, size_t n, size_t buflen, int fl
 		REAL(__recvfrom_chk);
 	if (unlikely(!fn))
 		return recvfrom(fd, buf, n, flags, addr, len);
+	adopt_pending(fd);
 	if (!(fd_class(fd) & FD_CONN)) {
 		note_other_io(fd);
 		return fn(fd, buf, n, buflen, flags, addr, len);
@@ -181,6 +185,7 @@ static __attribute__((noinline)) ssize_t recvmsg_slow(int fd, struct msghdr *msg
 	ssize_t (*fn)(int, struct msghdr *, int) = REAL(recvmsg);
 	if (unlikely(!fn))
 		return syscall(SYS_recvmsg, fd, msg, flags);
+	adopt_pending(fd);
 	if (likely(!(fd_class(fd) & FD_CONN)) || !msg) {
 		note_other_io(fd);
 		return fn(fd, msg, flags);
@@ -193,7 +198,7 @@ static __attribute__((noinline)) ssize_t recvmsg_slow(int fd, struct msghdr *msg
 
 EXPORT ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
 {
-	if (likely(real.recvmsg != NULL) && untracked(fd, FD_CONN))
+	if (likely(real.recvmsg != NULL) && untracked(fd, READ_CARE))
 		return real.recvmsg(fd, msg, flags);
 	return recvmsg_slow(fd, msg, flags);
 }

@@ -23,7 +23,20 @@
  * test this first and tail-call libc, so untracked I/O costs a few loads. */
 static inline bool untracked(int fd, uint8_t care)
 {
-	return likely((fd_class(fd) & care) == 0) && likely(!thread_ctx.watch);
+	return likely((fd_flags(fd) & care) == 0) && likely(!thread_ctx.watch);
+}
+
+/* The read hooks care for connections and for descriptors an attached
+ * process may have accepted past the shim. */
+#define READ_CARE (FD_CONN | FD_ADOPT)
+
+/* Before a read on fd in a read hook's slow path: a descriptor marked
+ * FD_ADOPT becomes a connection if it is one the program has read nothing
+ * from yet (attach.c). */
+static inline void adopt_pending(int fd)
+{
+	if (unlikely(fd_flags(fd) & FD_ADOPT))
+		attach_adopt(fd);
 }
 
 /* The thread is about to block: lines an event-loop batch holds go out

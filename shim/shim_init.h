@@ -192,6 +192,8 @@ struct shim_state {
 	struct reqid_config config; /* first: its first page is its log paths */
 	bool active;              /* configured and not disabled */
 	bool accepted;            /* this process accepted a connection */
+	bool attached;            /* by `reqid attach`: descriptors may come from
+				     calls begun before it (FD_ADOPT) */
 	bool detaching;           /* `reqid detach` waits for owed header bytes:
 				     responses get no new header */
 	uint64_t exec_request;    /* the request this program was exec'ed for */
@@ -241,6 +243,12 @@ bool is_stream_socket(int fd) HIDDEN;
  * it would change the protocol. journald's stdout stream (an unnamed unix
  * socket) stays a log. */
 bool is_accepted_socket(int fd) HIDDEN;
+
+/* fd, marked FD_ADOPT at attach, is about to be read: if it is an
+ * accepted TCP connection whose every received byte is still queued (the
+ * program has read none), it becomes a connection as if accepted now; the
+ * mark goes either way (attach.c). Keeps errno. */
+void attach_adopt(int fd) HIDDEN;
 
 /* Whether path matches a REQID_LOG_PATHS pattern (hook_fd.c). */
 bool log_path_matches(const char *path) HIDDEN;

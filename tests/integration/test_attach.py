@@ -51,6 +51,8 @@ SERVERS = ["thread_per_conn", "thread_pool", "epoll_timers", "fork_per_conn"]
 # epoll_timers' single loop under concurrent load it proves only some
 # (harness.py reports its recall), so there only precision is asserted.
 FULL_RECALL = {"thread_per_conn", "thread_pool", "fork_per_conn"}
+# Servers with a thread (or process) blocked in read() on each connection.
+BLOCKING_READERS = {"thread_per_conn", "thread_pool", "fork_per_conn"}
 ADDED = re.compile(rb"\r\nX-Request-ID: ([A-Za-z0-9._:-]{1,128})\r\n\r\n")
 GENERATED = re.compile(r"^[0-9a-f]{32}$")
 
@@ -510,6 +512,113 @@ def in_process(failures):
                                 % (name, p.returncode, p.stdout, p.stderr))
 
 
+TLS_LIB_C = """__thread char big[SIZE] __attribute__((tls_model("initial-exec")));
+char *big_tls(void) { return big; }
+"""
+TLS_TARGET_C = """#include <dlfcn.h>
+#include <stdio.h>
+#include <unistd.h>
+int main(int argc, char **argv)
+{
+	if (argc != 2 || !dlopen(argv[1], RTLD_NOW))
+		return 1;
+	printf("ready\\n");
+	fflush(stdout);
+	for (;;)
+		pause();
+}
+"""
+
+
+def static_tls(failures):
+    """A program that has used most of glibc's surplus static TLS (about
+    1.6 KiB for libraries loaded later) on a library of its own: the shim's
+    114 bytes still fit beside 1500 bytes; beside 1650 they do not, and
+    attach refuses with dlopen's reason, the program untouched."""
+    with tempfile.TemporaryDirectory(prefix="reqid-attach-tls-") as tmp:
+        t = Path(tmp)
+        (t / "big.c").write_text(TLS_LIB_C)
+        (t / "target.c").write_text(TLS_TARGET_C)
+        subprocess.run(["cc", "-o", str(t / "target"), str(t / "target.c"), "-ldl"], check=True)
+        for size, code, text in ((1500, 0, ""), (1650, 1, "cannot allocate memory in static TLS")):
+            lib = t / ("libbig%d.so" % size)
+            subprocess.run(["cc", "-shared", "-fPIC", "-DSIZE=%d" % size, "-o", str(lib),
+                            str(t / "big.c")], check=True)
+            proc = subprocess.Popen([str(t / "target"), str(lib)], stdout=subprocess.PIPE,
+                                    stdin=subprocess.DEVNULL)
+            try:
+                if proc.stdout.readline() != b"ready\n":
+                    failures.append("static TLS target (%d bytes) did not start" % size)
+                    continue
+                rc, _, err = reqid("attach", proc.pid)
+                if rc != code or text not in err:
+                    failures.append("attach beside %d bytes of static TLS: exit %d %r"
+                                    % (size, rc, err))
+                if proc.poll() is not None:
+                    failures.append("static TLS target (%d bytes) ended" % size)
+            finally:
+                proc.kill()
+                proc.wait()
+
+
+def check_idle(name, failures):
+    """Attach to an idle server whose accept has been blocked since before
+    attach, with one connection open and silent since before attach: the
+    next new connection is the shim's (FD_ADOPT: nothing was read from it
+    before), with its ids in lines and response. The silent connection's
+    first request is the shim's where the server reads it after an event
+    (epoll_timers); a thread blocked in read() on it since before attach
+    reads it past the shim, and the connection stays untouched. So does a
+    keep-alive connection that served a request before attach."""
+    def fail(msg):
+        failures.append("%s idle: %s" % (name, msg))
+
+    with tempfile.TemporaryDirectory(prefix="reqid-attach-idle-") as tmp:
+        log = Path(tmp) / "server.log"
+        srv = harness.Server(name, log, shim=False)
+        client = Client(srv.port)
+        try:
+            used = harness.connect(srv.port, 10)
+            token, used_buf = client.request(used, b"", "U")
+            silent = harness.connect(srv.port, 10)
+            rc, _, err = reqid("attach", srv.proc.pid)
+            if rc != 0:
+                fail("attach: exit %d: %s" % (rc, err))
+                return
+            fresh = {}
+            token, _ = client.request(silent, b"", "S")
+            fresh[token] = "silent"
+            for t in client.on_new_connection("N", 2):
+                fresh[t] = "new"
+            token, used_buf = client.request(used, used_buf, "U")
+            rc, _, err = reqid("detach", srv.proc.pid)
+            if rc != 0:
+                fail("detach: exit %d: %s" % (rc, err))
+            silent.close()
+            used.close()
+        finally:
+            harness.send_quit(srv.port)
+            srv.wait(30)
+        lines = parse_lines(log.read_text(errors="replace"))
+    for token, resp in client.response.items():
+        m = ADDED.search(resp)
+        got, sent = (m.group(1).decode() if m else None), client.sent[token]
+        if token.startswith("U") and m:
+            fail("%s: connection used before attach got a header" % token)
+        ids = {rid for t, rid, _ in lines if t == token}
+        untouched = token.startswith("U") or (token.startswith("S") and
+                                               name in BLOCKING_READERS)
+        if untouched and (m or ids != {None}):
+            fail("%s: response %r, lines with %s: the shim saw none of its bytes"
+                 % (token, resp, ids))
+        elif token in fresh and not untouched:
+            if not m or (sent and got != sent):
+                fail("%s (%s connection): response %r" % (token, fresh[token], resp))
+            elif ids != {got} and (name in FULL_RECALL or ids - {None, got}):
+                fail("%s (%s connection): lines carry %s, response %s"
+                     % (token, fresh[token], ids, got))
+
+
 def refusals(failures):
     def expect(args, code, text, env=None):
         rc, out, err = reqid(*args, env=env)
@@ -546,6 +655,7 @@ def main(argv):
         failures = []
         try:
             check_server(name, failures)
+            check_idle(name, failures)
         except harness.Failure as e:
             failures.append("%s: %s" % (name, e))
         for f in failures:
@@ -559,6 +669,7 @@ def main(argv):
         passed, failed = passed + (not failures), failed + bool(failures)
     failures = []
     in_process(failures)
+    static_tls(failures)
     refusals(failures)
     for f in failures:
         print("FAIL", f)
