@@ -36,6 +36,8 @@
 #include "event_batch.h"
 #include "got_patch.h"
 #include "log_writer.h"
+#include "request_table.h"
+#include "thread_ctx.h"
 
 #define SETTINGS_MAX 8192
 
@@ -179,6 +181,8 @@ static void forget_earlier_attach(void)
 		attached_before = true;
 		return;
 	}
+	request_table_forget_all();
+	__atomic_add_fetch(&ctx_generation, 1, __ATOMIC_SEQ_CST);
 	for (int fd = 0; fd < FD_TABLE_SIZE; fd++) {
 		uint8_t cls = atomic_load_explicit(&fd_states[fd].flags, memory_order_relaxed);
 		if (cls & FD_CONN)

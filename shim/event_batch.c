@@ -76,6 +76,7 @@ int batch_fetch_max(int epfd, int max, struct epoll_queue **queue)
 	/* A max the kernel would refuse (EINVAL) stays as it is. */
 	bool valid = max > 0 && (size_t)max <= INT_MAX / sizeof(struct epoll_event);
 	struct loop_frames *f;
+	ctx_current(); /* events kept during an earlier attach go */
 	if (!valid || !shim.active || !shim.config.event_stacks || !call_chain_ready() ||
 	    thread_ctx.in_shim || !(f = loop_frames()))
 		return max;

@@ -690,6 +690,7 @@ ssize_t log_writev(const struct log_sink *sink, const struct iovec *iov, int iov
 {
 	struct writer w;
 	int saved = errno;
+	ctx_current();
 	struct line_slot *s = find_slot(sink);
 	if (s && !slot_lock(s)) {
 		/* Process exit is flushing this thread's lines: stay out of it. */

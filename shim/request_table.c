@@ -78,6 +78,9 @@ static _Alignas(64) struct request_slot slots[REQUEST_SLOTS];
 static struct long_slot long_slots[REQUEST_LONG_SLOTS];
 static struct tracestate_slot tracestates[TRACESTATE_SLOTS];
 static _Atomic uint64_t next_serial FORK_HOT;
+
+/* Requests below this serial are forgotten (request_table_forget_all). */
+static _Atomic uint64_t first_valid;
 static _Alignas(4096) struct line_bucket line_buckets[LINE_BUCKETS][2]; /* [bucket][table] */
 /* Bucket pairs on one page: a line's second bucket is among its first's. */
 #define PAGE_PAIRS (4096 / sizeof(line_buckets[0]))
@@ -231,7 +234,8 @@ static bool request_copy(uint64_t serial, struct request_head *h, char text[REQU
 {
 	const struct request_slot *s = &slots[serial % REQUEST_SLOTS];
 
-	if (serial == 0 || atomic_load_explicit(&s->serial, memory_order_acquire) != serial)
+	if (serial == 0 || atomic_load_explicit(&s->serial, memory_order_acquire) != serial ||
+	    serial < atomic_load_explicit(&first_valid, memory_order_relaxed))
 		return false;
 	*h = s->head;
 	if (text)
@@ -297,7 +301,8 @@ size_t request_table_tracestate(uint64_t serial, char out[TRACESTATE_MAX])
 {
 	struct tracestate_slot *s = &tracestates[serial % TRACESTATE_SLOTS];
 
-	if (serial == 0 || atomic_load_explicit(&s->serial, memory_order_acquire) != serial)
+	if (serial == 0 || atomic_load_explicit(&s->serial, memory_order_acquire) != serial ||
+	    serial < atomic_load_explicit(&first_valid, memory_order_relaxed))
 		return 0;
 	size_t len = s->len;
 	memcpy(out, s->text, TRACESTATE_MAX);
@@ -341,4 +346,9 @@ uint64_t request_named_by(const char *line, size_t len)
 			return serial;
 	}
 	return 0;
+}
+
+void request_table_forget_all(void)
+{
+	atomic_store_explicit(&first_valid, atomic_load(&next_serial) + 1, memory_order_relaxed);
 }

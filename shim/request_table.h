@@ -86,4 +86,9 @@ bool request_named_in(uint64_t serial, const char *line, size_t len)
  * log line), if exactly one counted request has that request line; else 0. */
 uint64_t request_named_by(const char *line, size_t len) __attribute__((visibility("hidden")));
 
+/* Every request added so far is forgotten: its serial finds nothing (a
+ * process `reqid attach` attaches to again: a thread's context from the
+ * earlier attach may still name one). */
+void request_table_forget_all(void) __attribute__((visibility("hidden")));
+
 #endif

@@ -27,8 +27,23 @@ static void release_held(uint64_t request)
 /* Every entry point returns at once when a signal handler runs it while the
  * interrupted code is writing lines: the context must not change under it. */
 
+uint32_t ctx_generation;
+
+void ctx_start_afresh(void)
+{
+	thread_ctx.generation = ctx_generation;
+	thread_ctx.request = 0;
+	thread_ctx.mode = CTX_NONE;
+	thread_ctx.last_conn = 0;
+	thread_ctx.watch = 0;
+	thread_ctx.foreign_lines = false;
+	thread_ctx.epoch++;
+	batch_forget();
+}
+
 void ctx_boundary(void)
 {
+	ctx_current();
 	if (thread_ctx.in_shim)
 		return;
 	if (thread_ctx.held && !thread_ctx.batch.holding)
@@ -55,6 +70,7 @@ bool ctx_serves_own_request(void)
 
 void ctx_lock_wait(void)
 {
+	ctx_current();
 	if (thread_ctx.in_shim)
 		return;
 	if (ctx_serves_own_request())
@@ -65,6 +81,7 @@ void ctx_lock_wait(void)
 
 void ctx_before_conn_io(int fd)
 {
+	ctx_current();
 	if (thread_ctx.in_shim)
 		return;
 	/* An event loop's connection I/O: its chain serves the batch rule and
@@ -111,6 +128,7 @@ void ctx_wait_on_conn(int fd)
 
 void ctx_after_conn_io(int fd, bool wrote, bool moved)
 {
+	ctx_current();
 	if (thread_ctx.in_shim)
 		return;
 	uint32_t conn = (uint32_t)conn_fd(fd) + 1;

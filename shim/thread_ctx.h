@@ -89,11 +89,28 @@ struct thread_ctx {
 	uint32_t epoch;          /* changes whenever the context may have changed */
 	uint16_t slots[THREAD_SLOTS_MAX];
 	int32_t tid;
+	uint32_t generation;     /* ctx_generation when the context was last
+				    current (ctx_current) */
 	struct event_batch_state batch;
 };
 
 extern __thread struct thread_ctx thread_ctx
 	__attribute__((tls_model("initial-exec"), visibility("hidden")));
+
+/* Counts the attaches of this process after its first (`reqid attach`,
+ * detach, attach again; attach.c): a thread's context from before the
+ * last one describes what the shim no longer knows. */
+extern uint32_t ctx_generation __attribute__((visibility("hidden")));
+
+/* The thread's context is from an earlier attach: it starts afresh. */
+void ctx_start_afresh(void) __attribute__((visibility("hidden")));
+
+/* Before the context is read or changed. */
+static inline void ctx_current(void)
+{
+	if (__builtin_expect(thread_ctx.generation != ctx_generation, 0))
+		ctx_start_afresh();
+}
 
 /* A boundary: the thread stops working on whatever it was (wait, sleep,
  * accept, thread exit; for an event loop or an inherited context also I/O

@@ -123,21 +123,23 @@ def reqid(*args, env=None):
 
 
 def counts(pid):
-    """Threads and descriptors of pid, but the unwinder's pipe: libunwind
-    keeps it open for the life of the process once the shim has unwound a
-    stack there (README, "Attaching to a running process")."""
-    fds = 0
+    """Threads and descriptors of pid, not counting pipes it holds both ends
+    of: libunwind keeps such a pipe open for the life of the process once
+    the shim has unwound a stack there (README, "Attaching to a running
+    process")."""
+    targets = []
     for fd in os.listdir("/proc/%d/fd" % pid):
         try:
-            pipe = os.readlink("/proc/%d/fd/%s" % (pid, fd)).startswith("pipe:")
+            targets.append(os.readlink("/proc/%d/fd/%s" % (pid, fd)))
         except OSError:
-            continue
-        fds += not (pipe and int(fd) >= 1000)
+            pass
+    fds = sum(1 for t in targets if not (t.startswith("pipe:") and targets.count(t) == 2))
     return len(os.listdir("/proc/%d/task" % pid)), fds
 
 
 def parse_lines(text):
-    """(token, id or None, raw) for each line about a request."""
+    """(token, id or None, enriched) for each line: token None for a line
+    about no request (the server's own: they must carry no id)."""
     out = []
     for line in text.splitlines():
         rid, msg = None, line
@@ -145,8 +147,7 @@ def parse_lines(text):
             obj = json.loads(line)
             rid, msg = obj.get("request_id"), obj.get("msg", "")
         m = re.search(r"token=([A-Za-z0-9]+)", msg)
-        if m:
-            out.append((m.group(1), rid, line.startswith("{")))
+        out.append((m.group(1) if m else None, rid, line.startswith("{")))
     return out
 
 
@@ -270,6 +271,10 @@ def check_server(name, failures):
         for rid, tokens in owners.items():
             if len(tokens) > 1:
                 fail("generated id %s on requests %s" % (rid, tokens))
+        own = [rid for token, rid, _ in lines if token is None and rid is not None]
+        if own:
+            fail("%d of the server's own lines carry ids, e.g. %s" % (len(own), own[:3]))
+        lines = [entry for entry in lines if entry[0] is not None]
         tagged = wrong = expected_lines = missing = 0
         for token, rid, enriched in lines:
             p = phase.get(token, "L")
@@ -599,7 +604,7 @@ def check_idle(name, failures):
         finally:
             harness.send_quit(srv.port)
             srv.wait(30)
-        lines = parse_lines(log.read_text(errors="replace"))
+        lines = [e for e in parse_lines(log.read_text(errors="replace")) if e[0] is not None]
     for token, resp in client.response.items():
         m = ADDED.search(resp)
         got, sent = (m.group(1).decode() if m else None), client.sent[token]
