@@ -22,12 +22,20 @@ generates one). Checks:
   - after the last detach the server has the threads and descriptors it
     had before the first attach;
   - `reqid status` says attached with the settings, then not attached.
-Refusals: no such process, attached twice, detach when not attached, a
-process under `reqid run`, invalid settings: exit 1 and the line each.
-Prints "N passed, M failed" last and exits non-zero on a failure. The
-server's port comes through the harness's pipe handshake; no sleeps.
+Each bundled server also idle: attach while its accept is blocked and a
+connection is open and silent (check_idle).
+nginx (a master and 2 workers) the same way as the bundled servers, its
+lines joined to its own second access log (the truth); python3 -m
+http.server attached and detached between requests.
+Also: the GOT patcher in a program built four ways (attach_in_process.c),
+the shim beside a library using most of glibc's surplus static TLS, and the
+refusals: no such process, attached twice, detach when not attached, a
+process under `reqid run`, invalid settings, exit 1 and the line each.
+Prints "N passed, M failed" last and exits non-zero on a failure. Bundled
+servers report their port through the harness's pipe handshake; nginx and
+http.server are polled until they answer.
 
-    python3 tests/integration/test_attach.py [SERVER...]
+    python3 tests/integration/test_attach.py [SERVER...|nginx|http.server]
 """
 import json
 import os
@@ -491,6 +499,89 @@ def check_nginx(failures):
                                     attached - missing, attached))
 
 
+def check_python(failures):
+    """python3 -m http.server (threads per request, its log on stderr),
+    started bare: requests before attach, while attached, after detach. Its
+    lines name the request's path, which carries the token."""
+    def fail(msg):
+        failures.append("http.server: " + msg)
+
+    with tempfile.TemporaryDirectory(prefix="reqid-attach-py-") as tmp:
+        d = Path(tmp)
+        (d / "a.txt").write_bytes(b"hello\n")
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        log = open(d / "stderr.log", "wb")
+        proc = subprocess.Popen(["python3", "-u", "-m", "http.server", "--bind", "127.0.0.1",
+                                 str(port)], cwd=d, stdout=subprocess.PIPE, stderr=log,
+                                stdin=subprocess.DEVNULL)
+        log.close()
+        sent = {}   # token -> (phase, X-Request-ID, response)
+        try:
+            if b"Serving HTTP" not in proc.stdout.readline():
+                fail("did not start")
+                return
+
+            def phase(letter, n=8):
+                for i in range(n):
+                    token = "%s%d" % (letter, i)
+                    rid = "py-" + token
+                    with harness.connect(port, 10) as sock:
+                        sock.sendall(("GET /a.txt?t=%s HTTP/1.1\r\nHost: t\r\n"
+                                      "X-Request-ID: %s\r\nConnection: close\r\n\r\n"
+                                      % (token, rid)).encode())
+                        resp = b""
+                        while True:
+                            chunk = sock.recv(65536)
+                            if not chunk:
+                                break
+                            resp += chunk
+                    sent[token] = (letter, rid, resp)
+
+            phase("A")
+            for step, args in (("attach", ["attach", proc.pid]), ("B", None),
+                               ("detach", ["detach", proc.pid]), ("C", None)):
+                if args is None:
+                    phase(step)
+                    continue
+                rc, _, err = reqid(*args)
+                if rc != 0:
+                    fail("%s: exit %d: %s" % (step, rc, err))
+                    return
+        finally:
+            proc.terminate()
+            proc.wait(30)
+        text = (d / "stderr.log").read_text(errors="replace")
+    for token, (p, rid, resp) in sent.items():
+        has = ("\r\nX-Request-ID: %s\r\n" % rid).encode() in resp
+        if not resp.startswith(b"HTTP/1.0 200 OK") or not resp.endswith(b"\r\n\r\nhello\n"):
+            fail("%s: response %r" % (token, resp[:200]))
+        elif (p == "B") != has:
+            fail("%s (phase %s): response %r" % (token, p, resp[:300]))
+    seen = {}
+    for line in text.splitlines():
+        rid, msg = None, line
+        if line.startswith("{"):
+            obj = json.loads(line)
+            rid, msg = obj.get("request_id"), obj.get("msg", "")
+        m = re.search(r"\?t=([A-Z]\d+) ", msg)
+        if not m:
+            fail("a line about no request: %r" % line)
+            continue
+        token = m.group(1)
+        seen[token] = seen.get(token, 0) + 1
+        p, want, _ = sent[token]
+        if p == "B" and rid != want:
+            fail("line of %s carries %r: %r" % (token, rid, line))
+        if p in "AC" and line.startswith("{"):
+            fail("line of %s (phase %s) touched: %r" % (token, p, line))
+    if sorted(seen) != sorted(sent) or set(seen.values()) != {1}:
+        fail("lines per request: %s" % seen)
+    print("%-16s %d requests, attached phase: %d lines with their id" % (
+        "http.server", len(sent), sum(1 for t in seen if sent[t][0] == "B")))
+
+
 IN_PROCESS_ERR = (b'before\nloaded\n{"rid":"out","msg":"attached"}\n'
                   b'{"rid":"out","msg":"stdio attached"}\ndetached\nstdio detached\n'
                   b'{"msg":"again"}\n')
@@ -654,7 +745,7 @@ def refusals(failures):
 
 
 def main(argv):
-    names = [n for n in argv if n != "nginx"] if argv else SERVERS
+    names = [n for n in argv if n not in ("nginx", "http.server")] if argv else SERVERS
     passed = failed = 0
     for name in names:
         failures = []
@@ -663,6 +754,12 @@ def main(argv):
             check_idle(name, failures)
         except harness.Failure as e:
             failures.append("%s: %s" % (name, e))
+        for f in failures:
+            print("FAIL", f)
+        passed, failed = passed + (not failures), failed + bool(failures)
+    if not argv or "http.server" in argv:
+        failures = []
+        check_python(failures)
         for f in failures:
             print("FAIL", f)
         passed, failed = passed + (not failures), failed + bool(failures)
