@@ -32,8 +32,8 @@ the shim beside a library using most of glibc's surplus static TLS, and the
 refusals: no such process, attached twice, detach when not attached, a
 process under `reqid run`, invalid settings, exit 1 and the line each.
 Prints "N passed, M failed" last and exits non-zero on a failure. Bundled
-servers report their port through the harness's pipe handshake; nginx and
-http.server are polled until they answer.
+servers report their port through the harness's pipe handshake, http.server
+prints a line when it serves, nginx is polled until it answers.
 
     python3 tests/integration/test_attach.py [SERVER...|nginx|http.server]
 """
