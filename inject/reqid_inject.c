@@ -11,15 +11,24 @@
  * "reqid-inject: " line on stderr and exits 1 (2 for a usage error); -v
  * adds a line with the stop times.
  *
- * How: stops every thread (threads.c), borrows the main thread for four
- * libc calls (remote_call.c): __errno_location, mmap, mprotect and
- * pthread_create, puts its errno and every register back, resumes
- * everything and polls the data block until the fresh thread (stub.c) is
- * done. Must never run dlopen or the library's code on a borrowed thread,
- * leave a thread stopped or borrowed, or exit by a signal while threads
- * are stopped. Each injection leaves its two mappings (the data pages and
- * one page of code) in the target: the fresh thread still runs the code
- * after it reports done, and nothing reuses them; that leak is accepted.
+ * How: stops every thread (threads.c), borrows the main thread for libc
+ * calls (remote_call.c): __errno_location, mmap and mprotect when new
+ * pages are needed, and pthread_create; puts its errno and every register
+ * back, resumes everything and polls the data block until the fresh thread
+ * (stub.c) is done. Must never run dlopen or the library's code on a
+ * borrowed thread, leave a thread stopped or borrowed, or exit by a signal
+ * while threads are stopped.
+ *
+ * The pages, a data block big enough for any arguments and one page of
+ * code right after it, are never unmapped (a fresh thread runs the code
+ * after it reports done): a later injection into the same process reuses
+ * them, so memory does not grow. It finds them in /proc/PID/maps (an
+ * anonymous r-xp page holding the stub's bytes after a rw-p block) before
+ * stopping the threads, and takes them only if, checked again once the
+ * threads are stopped, the block is marked free (the last result was read)
+ * and the thread that ran it has exited; else it maps new ones. Must never
+ * rewrite a block a fresh thread or another reqid-inject may still read.
+ * FUNCTION must not keep ARG's address: the next injection overwrites it.
  */
 #include <errno.h>
 #include <limits.h>
@@ -43,15 +52,18 @@
 #define CALL_STOPPED_MS 50	/* a borrowed call while all threads are stopped */
 #define CALL_MS 2000		/* the same call once the others run again */
 #define DONE_MS 5000		/* dlopen and FUNCTION on the fresh thread */
+#define EXIT_MS 1000		/* the fresh thread's exit, once done */
 #define ARG_LIMIT 65536
 #define NAME_LIMIT 1024
+/* The data block: struct stub_data and the three strings. */
+#define DATA_MAX (sizeof(struct stub_data) + PATH_MAX + NAME_LIMIT + ARG_LIMIT + 1)
 
 struct request {
 	pid_t pid;
 	const char *path, *name, *arg;
 	int mem;
 	struct libc_funcs libc;
-	uint64_t data;		/* the data block in the target */
+	uint64_t data, code;	/* the pages in the target, or 0 */
 };
 
 static struct remote borrowed;	/* holds the extended state: large */
@@ -82,6 +94,63 @@ static uint64_t page_up(uint64_t n)
 	return (n + page - 1) & ~(page - 1);
 }
 
+/* Whether the block at data is free: its result was read and its thread
+ * has exited. The stub's tid is numbered in the target's pid namespace: in
+ * another one than ours the check may err, but the stub no longer touches
+ * the block once done, and free comes after done. */
+static int block_free(const struct request *q, uint64_t data)
+{
+	struct stub_data d;
+
+	return target_mem_read(q->mem, data, &d, sizeof d) == 0 &&
+	       d.done == STUB_FREE && thread_exiting(q->pid, d.tid);
+}
+
+/* Whether the page at code starts with the stub's bytes. */
+static int holds_stub(const struct request *q, uint64_t code)
+{
+	unsigned char *bytes = malloc(stub_code_size);
+	int same;
+
+	same = bytes && target_mem_read(q->mem, code, bytes, stub_code_size) == 0 &&
+	       memcmp(bytes, stub_code, stub_code_size) == 0;
+	free(bytes);
+	return same;
+}
+
+/* Looks for the pages of a previous injection that are free; sets q->data
+ * and q->code to the first found. */
+static void find_pages(struct request *q)
+{
+	uint64_t data_size = page_up(DATA_MAX), code_size = page_up(stub_code_size);
+	unsigned long start, end, ino, rw_start = 0, rw_end = 0;
+	char path[64], perms[8], *line = NULL;
+	size_t cap = 0;
+	FILE *f;
+
+	snprintf(path, sizeof path, "/proc/%d/maps", (int)q->pid);
+	f = fopen(path, "re");
+	if (!f)
+		return;
+	while (getline(&line, &cap, f) > 0) {
+		if (sscanf(line, "%lx-%lx %7s %*x %*x:%*x %lu", &start, &end,
+			   perms, &ino) != 4)
+			continue;
+		if (ino == 0 && strcmp(perms, "r-xp") == 0 &&
+		    end - start == code_size && rw_end == start &&
+		    start - rw_start >= data_size && holds_stub(q, start) &&
+		    block_free(q, start - data_size)) {
+			q->data = start - data_size;
+			q->code = start;
+			break;
+		}
+		rw_start = start;
+		rw_end = ino == 0 && strcmp(perms, "rw-p") == 0 ? end : 0;
+	}
+	free(line);
+	fclose(f);
+}
+
 /* The failed call's errno, read before the saved one is put back. */
 static const char *target_error(const struct request *q, uint64_t errno_at)
 {
@@ -92,18 +161,12 @@ static const char *target_error(const struct request *q, uint64_t errno_at)
 	return strerror(err);
 }
 
-/* Maps the data block and the code, writes both and starts the fresh
- * thread. */
-static int start_thread(struct request *q, uint64_t errno_at)
+/* Maps the data block and the page of code after it, and writes the
+ * code. */
+static int map_pages(struct request *q, uint64_t errno_at)
 {
-	size_t plen = strlen(q->path) + 1, nlen = strlen(q->name) + 1;
-	size_t alen = strlen(q->arg) + 1;
-	size_t len = sizeof(struct stub_data) + plen + nlen + alen;
-	uint64_t data_size = page_up(len), code_size = page_up(stub_code_size);
-	uint64_t code, ret;
-	struct stub_data *d;
-	char *block;
-	int rc;
+	uint64_t data_size = page_up(DATA_MAX), code_size = page_up(stub_code_size);
+	uint64_t ret;
 
 	if (call("mmap", q->libc.mmap, (uint64_t[6]){ 0, data_size + code_size,
 		 PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
@@ -114,7 +177,35 @@ static int start_thread(struct request *q, uint64_t errno_at)
 			    (unsigned long)(data_size + code_size),
 			    target_error(q, errno_at));
 	q->data = ret;
-	code = ret + data_size;
+	q->code = ret + data_size;
+	if (target_mem_write(q->mem, q->code, stub_code, stub_code_size) < 0)
+		return fail("cannot write the target's new pages: %s",
+			    strerror(errno));
+	if (call("mprotect", q->libc.mprotect, (uint64_t[6]){ q->code,
+		 code_size, PROT_READ | PROT_EXEC }, &ret) < 0)
+		return -1;
+	if ((int)ret != 0)
+		return fail("the target refused mprotect(PROT_EXEC) on a page of "
+			    "its own: %s (MemoryDenyWriteExecute?)",
+			    target_error(q, errno_at));
+	return 0;
+}
+
+/* Writes the data block, into the pages found if they are still free
+ * (another reqid-inject may have taken them meanwhile) or new ones, and
+ * starts the fresh thread. */
+static int start_thread(struct request *q, uint64_t errno_at)
+{
+	size_t plen = strlen(q->path) + 1, nlen = strlen(q->name) + 1;
+	size_t alen = strlen(q->arg) + 1;
+	size_t len = sizeof(struct stub_data) + plen + nlen + alen;
+	struct stub_data *d;
+	uint64_t ret;
+	char *block;
+	int rc;
+
+	if ((!q->data || !block_free(q, q->data)) && map_pages(q, errno_at) < 0)
+		return -1;
 
 	block = calloc(1, len);
 	if (!block)
@@ -133,21 +224,12 @@ static int start_thread(struct request *q, uint64_t errno_at)
 	memcpy(block + sizeof *d + plen + nlen, q->arg, alen);
 	rc = target_mem_write(q->mem, q->data, block, len);
 	free(block);
-	if (rc < 0 || target_mem_write(q->mem, code, stub_code,
-				       stub_code_size) < 0)
-		return fail("cannot write the target's new pages: %s",
+	if (rc < 0)
+		return fail("cannot write the target's data block: %s",
 			    strerror(errno));
 
-	if (call("mprotect", q->libc.mprotect, (uint64_t[6]){ code, code_size,
-		 PROT_READ | PROT_EXEC }, &ret) < 0)
-		return -1;
-	if ((int)ret != 0)
-		return fail("the target refused mprotect(PROT_EXEC) on a page of "
-			    "its own: %s (MemoryDenyWriteExecute?)",
-			    target_error(q, errno_at));
-
 	if (call("pthread_create", q->libc.pthread_create, (uint64_t[6]){
-		 q->data + offsetof(struct stub_data, thread), 0, code, q->data },
+		 q->data + offsetof(struct stub_data, thread), 0, q->code, q->data },
 		 &ret) < 0)
 		return -1;
 	if ((int)ret != 0)
@@ -182,6 +264,21 @@ static int borrow(struct request *q)
 	return rc;
 }
 
+/* Once the result is read: waits a little for the fresh thread to exit,
+ * so that the next injection finds the pages free, and marks the block
+ * free. */
+static void free_block(const struct request *q, pid_t tid)
+{
+	uint64_t done = STUB_FREE;
+	double deadline = now_ms() + EXIT_MS;
+	long delay = 20;
+
+	while (!thread_exiting(q->pid, tid) && now_ms() < deadline)
+		nap(&delay, 5000);
+	target_mem_write(q->mem, q->data + offsetof(struct stub_data, done),
+			 &done, sizeof done);
+}
+
 /* Polls the data block until the fresh thread sets done. */
 static int wait_done(const struct request *q, struct stub_data *d)
 {
@@ -204,6 +301,7 @@ static int wait_done(const struct request *q, struct stub_data *d)
 				    q->path, DONE_MS / 1000, (int)q->pid);
 		nap(&delay, 2000);
 	}
+	free_block(q, d->tid);
 	d->error[sizeof d->error - 1] = 0;
 	if (!d->handle)
 		return fail("dlopen(\"%s\") failed in process %d: %s", q->path,
@@ -265,6 +363,7 @@ int main(int argc, char **argv)
 	if (rc == 0)
 		rc = q.mem = target_mem_open(q.pid);
 	if (rc >= 0) {
+		find_pages(&q);
 		/* Dying now would leave threads stopped and one borrowed. */
 		sigemptyset(&fatal);
 		sigaddset(&fatal, SIGINT);

@@ -13,15 +13,20 @@ struct stub_data {
 	/* written by reqid-inject */
 	uint64_t dlopen, dlsym, dlerror, pthread_self, pthread_detach;
 	uint64_t path, name, arg;		/* addresses of the strings */
-	/* written by the stub, in this order */
+	/* written by the stub: tid first, done last */
 	uint64_t handle;			/* dlopen's result */
 	uint64_t func;				/* dlsym's result */
 	int32_t status;				/* FUNCTION's result */
-	uint32_t unused;
-	uint64_t done;				/* set last */
+	int32_t tid;				/* its thread, as the target numbers it */
+	uint64_t done;				/* STUB_DONE, then STUB_FREE */
 	uint64_t thread;			/* pthread_create's pthread_t */
 	char error[512];			/* dlerror's text, cut to fit */
 };
+
+/* done: 0 while the call runs, STUB_DONE once the stub no longer touches
+ * the block, STUB_FREE once reqid-inject has read the result. */
+#define STUB_DONE 1
+#define STUB_FREE 2
 
 extern const unsigned char stub_code[];
 extern const size_t stub_code_size;

@@ -4,8 +4,9 @@
  *
  * The descriptor stays usable after the threads are detached, which is
  * how the result of the injected call is polled. Must never write anywhere
- * but the pages reqid-inject mapped and the dead stack below a stopped
- * thread's red zone.
+ * but the pages reqid-inject mapped (in this run or an earlier one), the
+ * dead stack below a stopped thread's red zone, and the borrowed thread's
+ * errno when it is put back.
  */
 #include "target_mem.h"
 

@@ -10,8 +10,10 @@ CPU has them, zmm16-31) registers and the 128-byte red zone below its stack
 pointer on every turn. In alarm mode a 500 us interval timer sends SIGALRM
 throughout, so signals arrive while threads stop and during the calls
 reqid-inject makes on the main thread. The library exports probe (writes its argument to a
-file, returns 42), neg (returns -7) and where (1 if it runs on a thread
-other than the main one).
+file, returns 42), neg (returns -7), where (1 if it runs on a thread
+other than the main one), hold (waits for a gate file, then does what probe
+does and returns 43) and linger (returns 44 at once, but its thread waits
+for the gate in a thread-specific-data destructor before it exits).
 
 Checks, each on a running target:
   - probe: exit 0, stdout "42", the file holds the argument (also a 64 KiB
@@ -25,6 +27,15 @@ Checks, each on a running target:
     dlerror's text in one line, the target runs on;
   - 50 attaches in a row with the churn thread running: all print 42;
     thread and descriptor counts do not grow (VmRSS growth is reported);
+  - 100 attaches in a row: the first maps the pages, the others reuse
+    them: the mappings in /proc/PID/maps stay the same, VmRSS grows by less
+    than 64 kB, thread and descriptor counts do not change (the numbers and
+    the stop times of the first attach and of the reusing ones are
+    reported);
+  - pages are not reused while a call runs on them (hold: its argument is
+    still intact when it returns, meanwhile probe maps new pages), nor
+    while the thread that ran them has not exited (linger), and are reused
+    again once both are over;
   - spin mode: 20 attaches, no register, vector or red-zone corruption;
   - main thread in epoll_wait: 5 attaches, epoll_wait's EINTR is retried;
   - alarm mode: 20 attaches, the handler keeps counting;
@@ -360,6 +371,7 @@ int main(int argc, char **argv)
 PROBE_C = r"""
 #define _GNU_SOURCE
 #include <fcntl.h>
+#include <pthread.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -383,6 +395,28 @@ int where(const char *arg)
 {
     (void)arg;
     return gettid() != getpid();
+}
+
+static void wait_gate(void *unused)
+{
+    (void)unused;
+    while (access(GATE_PATH, F_OK) != 0)
+        usleep(1000);
+}
+
+int hold(const char *arg)
+{
+    wait_gate(NULL);
+    return probe(arg) == 42 ? 43 : -1;
+}
+
+int linger(const char *arg)
+{
+    pthread_key_t key;
+    (void)arg;
+    if (pthread_key_create(&key, wait_gate) || pthread_setspecific(key, "x"))
+        return -1;
+    return 44;
 }
 """
 
@@ -561,6 +595,23 @@ def nfds(pid):
     return len(os.listdir("/proc/%d/fd" % pid))
 
 
+def nmaps(pid):
+    with open("/proc/%d/maps" % pid) as f:
+        return sum(1 for _ in f)
+
+
+def code_pages(pid):
+    """How many anonymous one-page r-xp mappings (reqid-inject's code) pid has."""
+    n = 0
+    with open("/proc/%d/maps" % pid) as f:
+        for line in f:
+            fields = line.split()
+            start, end = (int(x, 16) for x in fields[0].split("-"))
+            n += fields[1] == "r-xp" and fields[4] == "0" and len(fields) == 5 and \
+                end - start == 4096
+    return n
+
+
 def wait_until(cond, timeout=3.0):
     end = time.monotonic() + timeout
     while time.monotonic() < end:
@@ -652,8 +703,8 @@ class Suite:
         if not self.check("build target", ok, err):
             return False
         out = self.tmp / "probe.out"
-        ok, err = self.cc("libprobe.so", PROBE_C, "-shared", "-fPIC",
-                          '-DOUT_PATH="%s"' % out)
+        ok, err = self.cc("libprobe.so", PROBE_C, "-shared", "-fPIC", "-pthread",
+                          '-DOUT_PATH="%s"' % out, '-DGATE_PATH="%s"' % (self.tmp / "gate"))
         if not self.check("build libprobe.so", ok, err):
             return False
         ok, err = self.cc("seccomp", SECCOMP_C)
@@ -725,6 +776,93 @@ class Suite:
                        "drained %d, writer said %r" % (drained, line))
         finally:
             t.stop()
+
+    def reuse(self):
+        lib = self.tmp / "libprobe.so"
+        out = self.tmp / "probe.out"
+        t = Target(str(self.tmp / "target"), "sleep")
+        try:
+            t.churn(False)
+            tasks, fds = ntasks(t.pid), nfds(t.pid)
+            maps0, rss0 = nmaps(t.pid), int(proc_field(t.pid, "VmRSS"))
+            results, stops = [], []
+            for i in range(100):
+                r = inject(t.pid, lib, "probe", "reuse %d" % i, verbose=True)
+                self.record(r)
+                m = STOP_TIMES.search(r.stderr)
+                stops.append(float(m.group(2)) if m else None)
+                results.append(r.returncode == 0 and r.stdout == "42\n" and
+                               out.read_text() == "reuse %d" % i or r.stderr)
+                if i == 0:
+                    maps1, rss1, pages1 = nmaps(t.pid), int(proc_field(t.pid, "VmRSS")), \
+                        code_pages(t.pid)
+            maps2, rss2, pages2 = nmaps(t.pid), int(proc_field(t.pid, "VmRSS")), code_pages(t.pid)
+            bad = [x for x in results if x is not True]
+            self.check("100 attaches in a row", not bad,
+                       "%d failed, first: %r" % (len(bad), bad[0] if bad else ""))
+            self.check("100 attaches: one code page, mapped by the first",
+                       pages1 == 1 and pages2 == 1, "%d, then %d" % (pages1, pages2))
+            self.check("100 attaches: mappings stay %d after the first" % maps1,
+                       maps2 == maps1, "%d" % maps2)
+            self.check("100 attaches: VmRSS grows < 64 kB after the first",
+                       rss2 - rss1 < 64, "%d -> %d kB" % (rss1, rss2))
+            self.check("100 attaches: threads back to %d, descriptors %d" % (tasks, fds),
+                       wait_until(lambda: ntasks(t.pid) == tasks) and nfds(t.pid) == fds,
+                       "%d threads, %d descriptors" % (ntasks(t.pid), nfds(t.pid)))
+            reused = [x for x in stops[1:] if x is not None]
+            self.notes.append(
+                "100 attaches: mappings %d -> %d (first) -> %d, VmRSS %d -> %d (first) -> %d kB; "
+                "longest stop %.3f ms mapping the pages, median %.3f ms max %.3f ms reusing them"
+                % (maps0, maps1, maps2, rss0, rss1, rss2, stops[0] or -1,
+                   statistics.median(reused) if reused else -1, max(reused, default=-1)))
+            self.live("parked threads resume after 100 attaches", t)
+            self.reuse_rules(t, lib, out, tasks)
+        finally:
+            t.stop()
+
+    def reuse_rules(self, t, lib, out, tasks):
+        """Pages busy with a call (hold) or with a thread still exiting (linger) are left."""
+        gate = self.tmp / "gate"
+        if gate.exists():
+            gate.unlink()
+        pages = code_pages(t.pid)
+        held = subprocess.Popen([str(INJECT), str(t.pid), str(lib), "hold", "held arg"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            running = wait_until(lambda: ntasks(t.pid) == tasks + 1)
+            self.check("hold: its thread runs, on the pages left free", running and
+                       code_pages(t.pid) == pages, "%d threads, %d code pages" % (
+                           ntasks(t.pid), code_pages(t.pid)))
+            rs = [inject(t.pid, lib, "probe", "while held %d" % i) for i in range(3)]
+            self.check("probe while hold runs: new pages, then reused",
+                       all(r.stdout == "42\n" for r in rs) and code_pages(t.pid) == pages + 1,
+                       "%d code pages, %r" % (code_pages(t.pid), [r.stderr for r in rs]))
+            r = inject(t.pid, lib, "linger", "")
+            self.check("linger returns 44 while its thread waits to exit",
+                       r.stdout == "44\n" and ntasks(t.pid) == tasks + 2,
+                       "%r %r, %d threads" % (r.stdout, r.stderr, ntasks(t.pid)))
+            r = inject(t.pid, lib, "probe", "beside linger")
+            self.check("probe beside linger's thread: new pages",
+                       r.stdout == "42\n" and code_pages(t.pid) == pages + 2,
+                       "%d code pages, %r" % (code_pages(t.pid), r.stderr))
+            gate.touch()
+            so, se = held.communicate(timeout=10)
+        finally:
+            gate.touch()
+            if held.poll() is None:
+                held.kill()
+                held.wait()
+        self.check("hold returns 43 with its argument intact",
+                   so == "43\n" and out.read_text() == "held arg", "%r %r, file %r" % (
+                       so, se, out.read_text()))
+        self.check("threads back to %d after hold and linger" % tasks,
+                   wait_until(lambda: ntasks(t.pid) == tasks), "%d" % ntasks(t.pid))
+        maps = nmaps(t.pid)
+        rs = [inject(t.pid, lib, "probe", "after %d" % i) for i in range(10)]
+        self.check("10 attaches after: pages reused, mappings stay %d" % maps,
+                   all(r.stdout == "42\n" for r in rs) and nmaps(t.pid) == maps and
+                   code_pages(t.pid) == pages + 2,
+                   "%d mappings, %d code pages" % (nmaps(t.pid), code_pages(t.pid)))
 
     def main_thread_modes(self):
         lib = self.tmp / "libprobe.so"
@@ -857,6 +995,7 @@ def main():
     try:
         if suite.build():
             suite.basics()
+            suite.reuse()
             suite.main_thread_modes()
             suite.held_malloc_lock()
             suite.refusals()
