@@ -11,6 +11,7 @@
 #include "target_mem.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
@@ -35,12 +36,12 @@ int target_mem_open(pid_t pid)
 	return fail("cannot open %s: %s", path, strerror(errno));
 }
 
-int target_mem_read(int mem, uint64_t addr, void *buf, size_t len)
+/* len bytes between buf and the target's memory at addr, through /proc/PID/mem. */
+static int transfer(int mem, uint64_t addr, char *p, size_t len, bool to_target)
 {
-	char *p = buf;
-
 	while (len) {
-		ssize_t n = pread(mem, p, len, (off_t)addr);
+		ssize_t n = to_target ? pwrite(mem, p, len, (off_t)addr)
+				      : pread(mem, p, len, (off_t)addr);
 		if (n <= 0) {
 			if (n == 0)
 				errno = ESRCH;
@@ -53,20 +54,12 @@ int target_mem_read(int mem, uint64_t addr, void *buf, size_t len)
 	return 0;
 }
 
+int target_mem_read(int mem, uint64_t addr, void *buf, size_t len)
+{
+	return transfer(mem, addr, buf, len, false);
+}
+
 int target_mem_write(int mem, uint64_t addr, const void *buf, size_t len)
 {
-	const char *p = buf;
-
-	while (len) {
-		ssize_t n = pwrite(mem, p, len, (off_t)addr);
-		if (n <= 0) {
-			if (n == 0)
-				errno = ESRCH;
-			return -1;
-		}
-		p += n;
-		addr += n;
-		len -= n;
-	}
-	return 0;
+	return transfer(mem, addr, (char *)buf, len, true); /* pwrite only reads it */
 }

@@ -315,6 +315,20 @@ def check_server(name, failures):
                                               wrong, expected_lines - missing, expected_lines))
 
 
+def run_steps(phase, fail, steps):
+    """Each step in turn: (letter, None) runs phase(letter), (name, args)
+    runs `reqid args`; False (after fail) when one exits non-zero."""
+    for step, args in steps:
+        if args is None:
+            phase(step)
+            continue
+        rc, _, err = reqid(*args)
+        if rc != 0:
+            fail("%s: exit %d: %s" % (step, rc, err))
+            return False
+    return True
+
+
 NGINX_CONF = """daemon off;
 master_process on;
 worker_processes 2;
@@ -360,15 +374,6 @@ class NginxClient:
                 buf = self.request(sock, buf, phase)
 
 
-class NginxBackground(Background):
-    def run(self):
-        try:
-            while not self.stop.is_set():
-                self.client.on_new_connection("L", 2)
-        except Exception as e:  # reported by the test
-            self.error = e
-
-
 def check_nginx(failures):
     """nginx, a master and 2 workers, started bare: attach to the master
     (the workers are its descendants), detach, attach again, detach, with
@@ -397,7 +402,7 @@ def check_nginx(failures):
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                 start_new_session=True)
         client = NginxClient(port)
-        load = NginxBackground(client)
+        load = Background(client)
         glob = "%s/logs/*.log" % d
         try:
             deadline = time.monotonic() + 10
@@ -420,17 +425,12 @@ def check_nginx(failures):
 
             phase("A")
             load.start()
-            for step, args in (("attach", ["attach", "--log-path", glob, proc.pid]), ("B", None),
-                               ("detach", ["detach", proc.pid]), ("C", None),
-                               ("attach again", ["attach", "--log-path", glob, proc.pid]), ("D", None),
-                               ("last detach", ["detach", proc.pid])):
-                if args is None:
-                    phase(step)
-                    continue
-                rc, _, err = reqid(*args)
-                if rc != 0:
-                    fail("%s: exit %d: %s" % (step, rc, err))
-                    return
+            if not run_steps(phase, fail, (
+                    ("attach", ["attach", "--log-path", glob, proc.pid]), ("B", None),
+                    ("detach", ["detach", proc.pid]), ("C", None),
+                    ("attach again", ["attach", "--log-path", glob, proc.pid]), ("D", None),
+                    ("last detach", ["detach", proc.pid]))):
+                return
             load.stop.set()
             load.join()
             if load.error:
@@ -541,15 +541,9 @@ def check_python(failures):
                     sent[token] = (letter, rid, resp)
 
             phase("A")
-            for step, args in (("attach", ["attach", proc.pid]), ("B", None),
-                               ("detach", ["detach", proc.pid]), ("C", None)):
-                if args is None:
-                    phase(step)
-                    continue
-                rc, _, err = reqid(*args)
-                if rc != 0:
-                    fail("%s: exit %d: %s" % (step, rc, err))
-                    return
+            if not run_steps(phase, fail, (("attach", ["attach", proc.pid]), ("B", None),
+                                           ("detach", ["detach", proc.pid]), ("C", None))):
+                return
         finally:
             proc.terminate()
             proc.wait(30)
@@ -831,43 +825,21 @@ def refusals(failures):
 
 
 def main(argv):
-    names = [n for n in argv if n not in ("nginx", "http.server", "cycles")] if argv else SERVERS
+    whole = {"http.server": check_python, "nginx": check_nginx, "cycles": check_cycles}
+    names = [n for n in argv if n not in whole] if argv else SERVERS
+    groups = [(n, lambda f, n=n: (check_server(n, f), check_idle(n, f))) for n in names]
+    groups += [(k, check) for k, check in whole.items() if not argv or k in argv]
+    groups.append(("others", lambda f: (in_process(f), static_tls(f), refusals(f))))
     passed = failed = 0
-    for name in names:
+    for name, check in groups:
         failures = []
         try:
-            check_server(name, failures)
-            check_idle(name, failures)
+            check(failures)
         except harness.Failure as e:
             failures.append("%s: %s" % (name, e))
         for f in failures:
             print("FAIL", f)
         passed, failed = passed + (not failures), failed + bool(failures)
-    if not argv or "http.server" in argv:
-        failures = []
-        check_python(failures)
-        for f in failures:
-            print("FAIL", f)
-        passed, failed = passed + (not failures), failed + bool(failures)
-    if not argv or "nginx" in argv:
-        failures = []
-        check_nginx(failures)
-        for f in failures:
-            print("FAIL", f)
-        passed, failed = passed + (not failures), failed + bool(failures)
-    if not argv or "cycles" in argv:
-        failures = []
-        check_cycles(failures)
-        for f in failures:
-            print("FAIL", f)
-        passed, failed = passed + (not failures), failed + bool(failures)
-    failures = []
-    in_process(failures)
-    static_tls(failures)
-    refusals(failures)
-    for f in failures:
-        print("FAIL", f)
-    passed, failed = passed + (not failures), failed + bool(failures)
     print("%d passed, %d failed" % (passed, failed))
     return 1 if failed else 0
 
