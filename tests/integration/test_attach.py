@@ -146,15 +146,21 @@ def counts(pid):
     return len(os.listdir("/proc/%d/task" % pid)), fds
 
 
+def split_line(line):
+    """(request_id or None, the program's own text) of a log line, enriched
+    (json) or not."""
+    if not line.startswith("{"):
+        return None, line
+    obj = json.loads(line)
+    return obj.get("request_id"), obj.get("msg", "")
+
+
 def parse_lines(text):
     """(token, id or None, enriched) for each line: token None for a line
     about no request (the server's own: they must carry no id)."""
     out = []
     for line in text.splitlines():
-        rid, msg = None, line
-        if line.startswith("{"):
-            obj = json.loads(line)
-            rid, msg = obj.get("request_id"), obj.get("msg", "")
+        rid, msg = split_line(line)
         m = re.search(r"token=([A-Za-z0-9]+)", msg)
         out.append((m.group(1) if m else None, rid, line.startswith("{")))
     return out
@@ -467,10 +473,7 @@ def check_nginx(failures):
             fail("%s: no X-Request-ID while attached" % rid)
     right = wrong = missing = touched = 0
     for line in shimmed:
-        rid, msg = None, line
-        if line.startswith("{"):
-            obj = json.loads(line)
-            rid, msg = obj.get("request_id"), obj.get("msg", "")
+        rid, msg = split_line(line)
         key = tuple(msg.split()[:3])
         want = truth.get(key)
         if want is None:
@@ -556,10 +559,7 @@ def check_python(failures):
             fail("%s (phase %s): response %r" % (token, p, resp[:300]))
     seen = {}
     for line in text.splitlines():
-        rid, msg = None, line
-        if line.startswith("{"):
-            obj = json.loads(line)
-            rid, msg = obj.get("request_id"), obj.get("msg", "")
+        rid, msg = split_line(line)
         m = re.search(r"\?t=([A-Z]\d+) ", msg)
         if not m:
             fail("a line about no request: %r" % line)
