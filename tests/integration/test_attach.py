@@ -122,6 +122,12 @@ class Background(threading.Thread):
         except Exception as e:  # reported by the test
             self.error = e
 
+    def finish(self):
+        """Stops it (if started) and waits for its last request."""
+        self.stop.set()
+        if self.is_alive():
+            self.join()
+
 
 def reqid(*args, env=None):
     e = {k: v for k, v in os.environ.items() if not k.startswith("REQID_") or k == "REQID_LIB"}
@@ -213,8 +219,7 @@ def check_server(name, failures):
             if rc != 0:
                 fail("attach again: exit %d: %s" % (rc, err))
             run_phase("D")
-            load.stop.set()
-            load.join()
+            load.finish()
             if load.error:
                 fail("background load failed: %r" % load.error)
             rc, out, err = reqid("detach", pid)
@@ -241,9 +246,7 @@ def check_server(name, failures):
                                           for fd in os.listdir("/proc/%d/fd" % pid))))
             keep.close()
         finally:
-            load.stop.set()
-            if load.is_alive():
-                load.join()
+            load.finish()
             harness.send_quit(srv.port)
             srv.wait(30)
 
@@ -437,16 +440,13 @@ def check_nginx(failures):
                     ("attach again", ["attach", "--log-path", glob, proc.pid]), ("D", None),
                     ("last detach", ["detach", proc.pid]))):
                 return
-            load.stop.set()
-            load.join()
+            load.finish()
             if load.error:
                 fail("background load failed: %r" % load.error)
             phase("C")
             keep.close()
         finally:
-            load.stop.set()
-            if load.is_alive():
-                load.join()
+            load.finish()
             proc.send_signal(signal.SIGQUIT)
             try:
                 proc.wait(30)
@@ -755,8 +755,7 @@ def check_cycles(failures, cycles=200, idle_cycles=100):
             for i in range(1, cycles):
                 ok = ok and cycle(pid, i)
             loaded = status_of(pid)
-            load.stop.set()
-            load.join()
+            load.finish()
             if load.error:
                 fail("load failed: %r" % load.error)
             for i in range(idle_cycles):
@@ -765,9 +764,7 @@ def check_cycles(failures, cycles=200, idle_cycles=100):
             if not ok:
                 return
         finally:
-            load.stop.set()
-            if load.is_alive():
-                load.join()
+            load.finish()
             harness.send_quit(srv.port)
             srv.wait(30)
     for token, resp in client.response.items():
