@@ -57,7 +57,7 @@ deps:
 $(BUILD)/libreqid.so: $(PURE_SRCS) $(GLUE_SRCS) $(SHIM_HDRS) shim/exports.map | $(BUILD)
 	$(CC) $(CFLAGS) $(WARN) -D_GNU_SOURCE -fPIC -shared -fvisibility=hidden -pthread \
 	  -ftls-model=initial-exec -fno-stack-protector -DXXH_INLINE_ALL \
-	  -Wl,--version-script=shim/exports.map -Wl,-z,now -Wl,-z,relro -Wl,-z,defs -Wl,--sort-section=name \
+	  -Wl,--version-script=shim/exports.map -Wl,-z,now -Wl,-z,relro -Wl,-z,defs -Wl,-Bsymbolic -Wl,--sort-section=name \
 	  -o $@ $(PURE_SRCS) $(GLUE_SRCS) -ldl -lunwind
 
 # reqid attach's injector: a plain program, no shim code in it.

@@ -2,13 +2,14 @@
  * got_patch.c - rewriting the GOT entries of hooked functions in the
  * modules of a running process, and putting them back (see got_patch.h).
  *
- * An entry is patched only when the module bound the same function the
- * loader's global scope gives for the name and version it asks for (or has
- * not bound it yet: a lazy-binding stub inside the module): a module bound
- * to another definition (another interposer, RTLD_DEEPBIND), or to an older
- * version of the function than the shim's hook calls, is left alone. Must
- * never write an entry it cannot restore, nor leave a page writable that
- * was read-only.
+ * An entry is patched only when the module bound the function the hook
+ * calls (the definition after the shim, libc's), or has not bound it yet
+ * (a lazy-binding stub inside the module): a module bound to another
+ * definition (another interposer, RTLD_DEEPBIND), or to an older version
+ * of the function than the hook calls, is left alone. Loader calls
+ * (dlsym, dladdr) happen outside dl_iterate_phdr, each module held open
+ * meanwhile. Must never write an entry it cannot restore, nor leave a page
+ * writable that was read-only.
  */
 #include "got_patch.h"
 
@@ -60,15 +61,33 @@ static uintptr_t absolute(ElfW(Addr) base, ElfW(Addr) p)
 	return p < base ? base + p : p;
 }
 
-static bool read_module(struct dl_phdr_info *info, struct module *m)
+/* A loaded module, as dl_iterate_phdr lists it; name is an offset into
+ * the list's copy of the names. */
+struct module_ref {
+	ElfW(Addr) base;
+	const ElfW(Phdr) *phdr;
+	ElfW(Half) phnum;
+	size_t name;
+};
+
+#define MODULES_MAX 1024
+#define NAMES_SIZE (256 * 1024)
+
+struct module_list {
+	size_t count, names_used;
+	struct module_ref mod[MODULES_MAX];
+	char names[NAMES_SIZE];
+};
+
+static bool read_module(const struct module_ref *ref, struct module *m)
 {
 	memset(m, 0, sizeof(*m));
-	m->base = info->dlpi_addr;
+	m->base = ref->base;
 	const ElfW(Dyn) *dyn = NULL;
 	long page = sysconf(_SC_PAGESIZE);
 	m->low = UINTPTR_MAX;
-	for (int i = 0; i < info->dlpi_phnum; i++) {
-		const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+	for (int i = 0; i < ref->phnum; i++) {
+		const ElfW(Phdr) *ph = &ref->phdr[i];
 		uintptr_t start = m->base + ph->p_vaddr;
 		if (ph->p_type == PT_DYNAMIC)
 			dyn = (const ElfW(Dyn) *)start;
@@ -182,9 +201,13 @@ static void patch_relocations(struct patch_run *run, const struct module *m,
 			run->patched++;
 			continue;
 		}
+		/* What the hook calls: the definition after the shim (libc's),
+		 * never a program's own PLT entry, which is what the global
+		 * scope gives for a function a non-PIE program takes the
+		 * address of. */
 		const char *version = wanted_version(m, sym);
-		void *original = dlsym(RTLD_DEFAULT, name);
-		if (version && dlvsym(RTLD_DEFAULT, name, version) != original)
+		void *original = dlsym(RTLD_NEXT, name);
+		if (version && dlvsym(RTLD_NEXT, name, version) != original)
 			continue; /* an older version than the hook calls */
 		bool lazy_stub = (uintptr_t)bound >= m->low && (uintptr_t)bound < m->high;
 		if (!original || (bound != original && !lazy_stub))
@@ -200,18 +223,62 @@ static void patch_relocations(struct patch_run *run, const struct module *m,
 	}
 }
 
-static int patch_module(struct dl_phdr_info *info, size_t size, void *arg)
+static void patch_module(const struct module *m, void *arg)
+{
+	struct patch_run *run = arg;
+	patch_relocations(run, m, m->jmprel, m->jmprel_size, R_X86_64_JUMP_SLOT);
+	patch_relocations(run, m, m->rela, m->rela_size, R_X86_64_GLOB_DAT);
+}
+
+/* dl_iterate_phdr's callback runs holding a loader lock: it only copies
+ * what it is given (no dlsym, dladdr or dlopen there: a thread inside
+ * dlopen or dlclose waits for that lock holding the other). The loader,
+ * vdso and the shim itself are left out. */
+static int collect_module(struct dl_phdr_info *info, size_t size, void *arg)
 {
 	(void)size;
-	struct patch_run *run = arg;
-	struct module m;
+	struct module_list *list = arg;
+	size_t len = strlen(info->dlpi_name) + 1;
 	if (info->dlpi_addr == (ElfW(Addr))__ehdr_start ||
 	    info->dlpi_addr == (ElfW(Addr))getauxval(AT_BASE) ||
-	    info->dlpi_addr == (ElfW(Addr))getauxval(AT_SYSINFO_EHDR) || !read_module(info, &m))
+	    info->dlpi_addr == (ElfW(Addr))getauxval(AT_SYSINFO_EHDR) ||
+	    list->count == MODULES_MAX || list->names_used + len > NAMES_SIZE)
 		return 0;
-	patch_relocations(run, &m, m.jmprel, m.jmprel_size, R_X86_64_JUMP_SLOT);
-	patch_relocations(run, &m, m.rela, m.rela_size, R_X86_64_GLOB_DAT);
+	struct module_ref *ref = &list->mod[list->count++];
+	*ref = (struct module_ref){info->dlpi_addr, info->dlpi_phdr, info->dlpi_phnum,
+				  list->names_used};
+	memcpy(list->names + list->names_used, info->dlpi_name, len);
+	list->names_used += len;
 	return 0;
+}
+
+/* Calls fn for every module loaded now (but the loader, vdso and the shim),
+ * each held open meanwhile by dlopen(RTLD_NOLOAD): one being loaded is
+ * waited for until it is relocated, one closed since it was listed is
+ * skipped. False if the list could not be mapped. */
+static bool each_module(void (*fn)(const struct module *, void *), void *arg)
+{
+	struct module_list *list = mmap(NULL, sizeof(*list), PROT_READ | PROT_WRITE,
+					MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (list == MAP_FAILED)
+		return false;
+	list->count = list->names_used = 0;
+	dl_iterate_phdr(collect_module, list);
+	for (size_t i = 0; i < list->count; i++) {
+		const struct module_ref *ref = &list->mod[i];
+		const char *name = list->names + ref->name;
+		void *held = dlopen(name[0] ? name : NULL, RTLD_LAZY | RTLD_NOLOAD);
+		struct link_map *lm;
+		struct module m;
+		if (!held)
+			continue;
+		if (dlinfo(held, RTLD_DI_LINKMAP, &lm) == 0 && lm->l_addr == ref->base &&
+		    read_module(ref, &m))
+			fn(&m, arg);
+		dlclose(held);
+	}
+	munmap(list, sizeof(*list));
+	return true;
 }
 
 /* A handle on the shim itself: dlsym through it finds the shim's exports
@@ -233,9 +300,9 @@ int got_patch_all(void)
 			dlclose(run.self);
 		return -1;
 	}
-	dl_iterate_phdr(patch_module, &run);
+	bool listed = each_module(patch_module, &run);
 	dlclose(run.self); /* the RTLD_NOLOAD reference only */
-	return run.patched;
+	return listed ? run.patched : -1;
 }
 
 struct restore_run {
@@ -245,29 +312,24 @@ struct restore_run {
 
 /* Entries are put back module by module, only in modules still loaded: a
  * module closed since attach took its entries with it. */
-static int restore_module(struct dl_phdr_info *info, size_t size, void *arg)
+static void restore_module(const struct module *m, void *arg)
 {
-	(void)size;
 	struct restore_run *run = arg;
-	struct module m;
-	if (!read_module(info, &m))
-		return 0;
 	for (size_t i = 0; i < entry_count; i++) {
 		struct got_entry *e = &run->table[i];
-		if ((uintptr_t)e->slot < m.low || (uintptr_t)e->slot >= m.high ||
+		if ((uintptr_t)e->slot < m->low || (uintptr_t)e->slot >= m->high ||
 		    __atomic_load_n(e->slot, __ATOMIC_ACQUIRE) != e->hook)
 			continue;
 		if (write_slot(e, e->original))
 			run->restored++;
 	}
-	return 0;
 }
 
 int got_restore_all(void)
 {
 	struct restore_run run = {atomic_load_explicit(&entries_table, memory_order_acquire), 0};
 	if (run.table)
-		dl_iterate_phdr(restore_module, &run);
+		each_module(restore_module, &run);
 	entry_count = 0;
 	return run.restored;
 }

@@ -6,8 +6,9 @@
  * were bound to libc when it started. got_patch_all rewrites, in every
  * module but the loader and the shim, each GOT entry (JUMP_SLOT and
  * GLOB_DAT relocations) of a function the shim exports to the shim's
- * function; got_restore_all writes back what the loader would bind now
- * (dlsym/dlvsym), never the old GOT value (it may be a lazy-binding stub).
+ * function; got_restore_all writes back the function the hook calls
+ * (dlsym/dlvsym with RTLD_NEXT: libc's), never the old GOT value (it may
+ * be a lazy-binding stub).
  * The set of hooked functions is the shim's own export list
  * (shim/exports.map): no second list.
  *
