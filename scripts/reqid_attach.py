@@ -4,8 +4,8 @@
 
 attach and detach act on each PID and every process descended from it, each
 through build/reqid-inject, which loads libreqid.so into the process on a
-thread of its own and calls reqid_attach(settings) or reqid_detach in it
-(shim/attach.c). status reads the shim's reqid_attach_status from the
+thread of its own and calls reqid_attach(settings), reqid_reconfigure
+(settings) or reqid_detach in it (shim/attach.c). status reads the shim's reqid_attach_status from the
 process's memory (/proc/PID/mem: the same permission as attaching) and
 stops nothing.
 
@@ -14,6 +14,7 @@ process that failed. Exit status: 0 all done, 1 some process refused or
 failed (nothing changed in it), 2 usage.
 
     reqid_attach.py attach LIB INJECT SETTINGS PID...
+    reqid_attach.py reconfigure LIB INJECT SETTINGS PID...
     reqid_attach.py detach LIB INJECT PID...
     reqid_attach.py status LIB PID
 """
@@ -30,7 +31,8 @@ RESULTS = {
     4: "the shim could not map memory for its list of patched calls",
     5: "the settings are too long",
     6: "not attached",
-    7: "a response still owed part of its X-Request-ID header after 1 s; try again",
+    7: "after 1 s a response still owed part of its X-Request-ID header, or a log "
+       "still had bytes queued behind a full pipe; try again",
 }
 INVALID = 64
 ALREADY, NOT_ATTACHED = 1, 6
@@ -103,7 +105,8 @@ def act(command, lib, inject_bin, settings, pids):
             failed = True
             continue
         for pid in tree(top):
-            function = "reqid_attach" if command == "attach" else "reqid_detach"
+            function = {"attach": "reqid_attach", "reconfigure": "reqid_reconfigure",
+                        "detach": "reqid_detach"}[command]
             status, error = inject(inject_bin, pid, lib, function, settings)
             # A worker forked after its master was attached has the shim
             # already; one that is not attached has nothing to detach.
@@ -111,8 +114,7 @@ def act(command, lib, inject_bin, settings, pids):
                 continue
             if pid != top and ended(pid):
                 continue  # a worker that ended meanwhile (one per connection)
-            if status == ALREADY and command == "attach" and pid == top:
-                error = meaning(status)
+
             print("reqid: %s %d: %s" % (command, pid, error or meaning(status)), file=sys.stderr)
             failed = True
     return 1 if failed else 0
@@ -187,7 +189,7 @@ def main(argv):
     try:
         if argv[0] == "status":
             return status(argv[1], int(argv[2]))
-        if argv[0] == "attach":
+        if argv[0] in ("attach", "reconfigure"):
             lib, inject_bin, settings, pids = argv[1], argv[2], argv[3], argv[4:]
         else:
             lib, inject_bin, settings, pids = argv[1], argv[2], "", argv[3:]

@@ -19,6 +19,7 @@
 #include "hooks.h"
 
 #include <dirent.h>
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <linux/tcp.h>
 #include <netinet/in.h>
@@ -35,6 +36,7 @@
 #include "epoll_map.h"
 #include "event_batch.h"
 #include "got_patch.h"
+#include "log_output.h"
 #include "log_writer.h"
 #include "request_table.h"
 #include "thread_ctx.h"
@@ -50,7 +52,8 @@ enum attach_result {
 	ATTACH_NO_GOT = 4,	/* no memory for the list of patched entries */
 	ATTACH_TOO_LONG = 5,	/* settings longer than SETTINGS_MAX */
 	ATTACH_NOT_ATTACHED = 6, /* detach of a process that is not attached */
-	ATTACH_BUSY = 7,	/* a response still owes header bytes: try again */
+	ATTACH_BUSY = 7,	/* a response still owes header bytes, or a log
+				   descriptor queued bytes: try again */
 	ATTACH_INVALID = 64	/* + the config_parse warning bits, shifted */
 };
 
@@ -72,6 +75,20 @@ static const char *settings_lookup(const char *name)
 		if (strncmp(p, name, n) == 0 && p[n] == '=')
 			return p + n + 1;
 	return NULL;
+}
+
+/* The NAME=value lines of settings (len bytes) into entries; false if
+ * they do not fit. */
+static bool read_settings(const char *settings, size_t len)
+{
+	if (len >= SETTINGS_MAX)
+		return false;
+	memcpy(entries, settings, len + 1);
+	entries[len + 1] = '\0';
+	for (char *p = entries; *p; p++)
+		if (*p == '\n')
+			*p = '\0';
+	return true;
 }
 
 /* Whether more than one thread runs besides the calling one (the
@@ -196,23 +213,31 @@ static void forget_earlier_attach(void)
 	}
 }
 
+/* Whether the program was started with a copy of the shim (from another
+ * path: this one would have found itself active): the program's global
+ * scope, which a library loaded by dlopen is not in, has reqid_attach. */
+static bool preloaded_copy(void)
+{
+	void *program = dlopen(NULL, RTLD_LAZY);
+	bool found = program && dlsym(program, "reqid_attach") != NULL;
+	if (program)
+		dlclose(program);
+	return found;
+}
+
 EXPORT int reqid_attach(const char *settings);
 EXPORT int reqid_detach(const char *unused);
+EXPORT int reqid_reconfigure(const char *settings);
 
 EXPORT int reqid_attach(const char *settings)
 {
 	if (reqid_attach_status.attached)
 		return ATTACH_ALREADY;
-	if (shim.active)
+	if (shim.active || preloaded_copy())
 		return ATTACH_PRELOADED;
 	size_t len = strlen(settings);
-	if (len >= SETTINGS_MAX)
+	if (!read_settings(settings, len))
 		return ATTACH_TOO_LONG;
-	memcpy(entries, settings, len + 1);
-	entries[len + 1] = '\0';
-	for (char *p = entries; *p; p++)
-		if (*p == '\n')
-			*p = '\0';
 	forget_earlier_attach();
 	unsigned refused = shim_activate(settings_lookup, true);
 	if (refused == ACTIVATE_NO_LIBC)
@@ -258,18 +283,21 @@ static bool header_bytes_owed(void)
 /* How long detach waits for owed header bytes, in 1 ms steps. */
 #define OWED_WAIT_MS 1000
 
-/* Detach: no new header is added; once no response owes one, every hook
- * passes through (so no thread reads a request past the shim and then
+/* Detach: no new header is added; once no response owes one and no log
+ * descriptor has bytes queued behind a full pipe (log_output_drain), every
+ * hook passes through (so no thread reads a request past the shim and then
  * writes its response through it, with the last request's id), the GOT is
- * put back, and held lines go out; again a moment later, for a thread that
- * was inside a hook meanwhile. */
+ * put back, held lines go out (again a moment later, for a thread that was
+ * inside a hook meanwhile), and every descriptor's flags are cleared, so a
+ * hook reached through a function pointer taken while attached passes the
+ * call through too. */
 EXPORT int reqid_detach(const char *unused)
 {
 	(void)unused;
 	if (!reqid_attach_status.attached)
 		return ATTACH_NOT_ATTACHED;
 	__atomic_store_n(&shim.detaching, true, __ATOMIC_SEQ_CST);
-	for (int waited = 0; header_bytes_owed(); waited++) {
+	for (int waited = 0; header_bytes_owed() || !log_output_drain(); waited++) {
 		if (waited == OWED_WAIT_MS) {
 			__atomic_store_n(&shim.detaching, false, __ATOMIC_SEQ_CST);
 			return ATTACH_BUSY;
@@ -279,11 +307,34 @@ EXPORT int reqid_detach(const char *unused)
 	__atomic_store_n(&shim.active, false, __ATOMIC_SEQ_CST);
 	shim.attached = false;
 	got_restore_all();
+	remove_fatal_signal_flush();
 	log_flush_all();
 	nanosleep(&(struct timespec){0, 10000000}, NULL);
 	log_flush_all();
+	for (int fd = 0; fd < FD_TABLE_SIZE; fd++)
+		if (atomic_load_explicit(&fd_states[fd].flags, memory_order_relaxed))
+			atomic_store_explicit(&fd_states[fd].flags, 0, memory_order_relaxed);
 	__atomic_store_n(&shim.detaching, false, __ATOMIC_SEQ_CST);
 	reqid_attach_status.patched = 0;
 	reqid_attach_status.attached = 0;
 	return ATTACH_OK;
+}
+
+/* `reqid attach --reconfigure`: the new settings are checked first, and an
+ * attached process refusing them keeps its old ones. */
+EXPORT int reqid_reconfigure(const char *settings)
+{
+	static struct reqid_config scratch;
+	size_t len = strlen(settings);
+	if (!read_settings(settings, len))
+		return ATTACH_TOO_LONG;
+	unsigned refused = config_parse(&scratch, settings_lookup);
+	if (refused)
+		return ATTACH_INVALID + (int)refused;
+	if (reqid_attach_status.attached) {
+		int r = reqid_detach(NULL);
+		if (r != ATTACH_OK)
+			return r;
+	}
+	return reqid_attach(settings);
 }

@@ -441,6 +441,16 @@ void install_fatal_signal_flush(void)
 	}
 }
 
+void remove_fatal_signal_flush(void)
+{
+	for (size_t i = 0; i < sizeof(fatal_signals) / sizeof(fatal_signals[0]); i++) {
+		struct sigaction old;
+		if (sigaction(fatal_signals[i], NULL, &old) == 0 && !(old.sa_flags & SA_SIGINFO) &&
+		    old.sa_handler == on_fatal_signal)
+			signal(fatal_signals[i], SIG_DFL);
+	}
+}
+
 /* ---- system and popen -------------------------------------------------- */
 
 /* glibc's system() and popen() start /bin/sh with environ through an

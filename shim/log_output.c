@@ -376,6 +376,29 @@ void log_output_settle_all(void)
 	}
 }
 
+bool log_output_drain(void)
+{
+	if (!STATE_WAS_MADE(MADE_BACKLOGS))
+		return true;
+	bool empty = true;
+	for (int i = 0; i < BACKLOGS; i++) {
+		struct backlog *q = &backlogs[i];
+		if (atomic_load_explicit(&q->fd1, memory_order_acquire) == 0)
+			continue;
+		if (!backlog_lock(q)) {
+			empty = false; /* a writer is at it */
+		} else if (atomic_load_explicit(&q->fd1, memory_order_relaxed) == 0) {
+			backlog_unlock(q);
+		} else if (pay(q)) {
+			release(q);
+		} else {
+			backlog_unlock(q);
+			empty = false;
+		}
+	}
+	return empty;
+}
+
 /* In a forked child: only backlogs in use are written, so the pages of
  * the others stay shared with the parent. */
 void log_output_forget_all(void)

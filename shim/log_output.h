@@ -97,6 +97,11 @@ static inline size_t log_output(const struct log_sink *sink, const char *b, size
  * what is left. For close and exit. */
 void log_output_settle(int fd) __attribute__((visibility("hidden")));
 
+/* Writes what each backlog can without waiting and frees the ones that
+ * empty; true when no backlog is left (`reqid detach` waits for that: once
+ * the shim is out, nothing would write them). */
+bool log_output_drain(void) __attribute__((visibility("hidden")));
+
 /* Every backlog, as log_output_settle. */
 void log_output_settle_all(void) __attribute__((visibility("hidden")));
 

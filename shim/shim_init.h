@@ -277,4 +277,8 @@ void stdio_note_write(FILE *f) HIDDEN;
  * page fault per 64 KiB window; start and exit stay in the first). */
 void install_fatal_signal_flush(void) HIDDEN __attribute__((cold));
 
+/* Puts the default action back where the handler above still is (`reqid
+ * detach`). */
+void remove_fatal_signal_flush(void) HIDDEN __attribute__((cold));
+
 #endif

@@ -2,7 +2,9 @@
  * attach_in_process.c - the shim's side of attach and detach without
  * ptrace: this program dlopens libreqid.so itself (as reqid-inject makes a
  * running process do) and calls reqid_attach and reqid_detach, writing a log
- * line to fd 2 in each state. test_attach.py builds it with lazy binding,
+ * line to fd 2 in each state (write, stdio, writev first called while
+ * attached, and a pointer to write taken while attached, called after
+ * detach). test_attach.py builds it with lazy binding,
  * full RELRO (-z now), -fno-plt and without PIE, and checks stderr and the
  * results on stdout byte for byte.
  *
@@ -11,6 +13,7 @@
 #include <dlfcn.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 typedef int (*entry_fn)(const char *);
@@ -47,11 +50,19 @@ int main(int argc, char **argv)
 	write(2, "attached\n", 9);
 	fprintf(stderr, "stdio attached\n");
 	int redirected = bound_write() != libc_write;
+	write_fn pointer = bound_write(); /* the hook, while attached */
+	/* writev's first call: with lazy binding its entry was still the
+	 * loader's stub at attach. */
+	struct iovec line = {"writev attached\n", 16};
+	writev(2, &line, 1);
 	int a2 = attach("");
 	int s1 = status[0];
 	int d1 = detach("");
 	write(2, "detached\n", 9);
 	fprintf(stderr, "stdio detached\n");
+	struct iovec after = {"writev detached\n", 16};
+	writev(2, &after, 1);
+	pointer(2, "pointer detached\n", 17);
 	int restored = bound_write() == libc_write;
 	int d2 = detach("");
 	int bad = attach("REQID_FORMAT=yaml\n");

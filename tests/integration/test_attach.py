@@ -29,6 +29,7 @@ lines joined to its own second access log (the truth); python3 -m
 http.server attached and detached between requests. 200 attach/detach
 cycles on thread_pool under load, then 100 idle (check_cycles).
 Also: the GOT patcher in a program built four ways (attach_in_process.c),
+attach and detach while a thread loads and unloads a library in a loop,
 the shim beside a library using most of glibc's surplus static TLS, and the
 refusals: no such process, attached twice, detach when not attached, a
 process under `reqid run`, invalid settings, exit 1 and the line each.
@@ -578,7 +579,8 @@ def check_python(failures):
 
 
 IN_PROCESS_ERR = (b'before\nloaded\n{"rid":"out","msg":"attached"}\n'
-                  b'{"rid":"out","msg":"stdio attached"}\ndetached\nstdio detached\n'
+                  b'{"rid":"out","msg":"stdio attached"}\n{"rid":"out","msg":"writev attached"}\n'
+                  b'detached\nstdio detached\nwritev detached\npointer detached\n'
                   b'{"msg":"again"}\n')
 IN_PROCESS_OUT = (b"attach=0 twice=1 status=1 detach=0 redirected=1 restored=1 detach_again=6 "
                   b"invalid=65 status=0 reattach=0 detach=0\n")
@@ -619,6 +621,78 @@ int main(int argc, char **argv)
 		pause();
 }
 """
+
+
+LOADER_TARGET_C = """#include <dlfcn.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <unistd.h>
+static const char *lib;
+static void *loader(void *arg)
+{
+	(void)arg;
+	for (;;) {
+		void *h = dlopen(lib, RTLD_NOW);
+		if (h)
+			dlclose(h);
+	}
+	return NULL;
+}
+int main(int argc, char **argv)
+{
+	pthread_t t;
+	if (argc != 2)
+		return 1;
+	lib = argv[1];
+	pthread_create(&t, NULL, loader, NULL);
+	printf("ready\\n");
+	fflush(stdout);
+	for (;;)
+		pause();
+}
+"""
+
+
+def caught_signals(pid):
+    """The SigCgt mask of pid, signals 1-31 (glibc keeps its own above)."""
+    with open("/proc/%d/status" % pid) as f:
+        return int(re.search(r"SigCgt:\s+([0-9a-f]+)", f.read()).group(1), 16) & 0xffffffff
+
+
+def loader_busy(failures):
+    """A thread loading and unloading a library in a loop (what NSS, iconv
+    and plugin loaders do) while the process is attached and detached five
+    times: no deadlock (the GOT walk once took the loader's locks in the
+    other order), and after detach the signal handlers are the program's
+    own again."""
+    with tempfile.TemporaryDirectory(prefix="reqid-attach-loader-") as tmp:
+        t = Path(tmp)
+        (t / "mod.c").write_text("int mod_value(void) { return 7; }\n")
+        (t / "target.c").write_text(LOADER_TARGET_C)
+        subprocess.run(["cc", "-shared", "-fPIC", "-o", str(t / "libmod.so"), str(t / "mod.c")],
+                       check=True)
+        subprocess.run(["cc", "-pthread", "-o", str(t / "target"), str(t / "target.c"), "-ldl"],
+                       check=True)
+        proc = subprocess.Popen([str(t / "target"), str(t / "libmod.so")],
+                                stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
+        try:
+            if proc.stdout.readline() != b"ready\n":
+                failures.append("loader target did not start")
+                return
+            bare = caught_signals(proc.pid)
+            for i in range(5):
+                for command in ("attach", "detach"):
+                    rc, _, err = reqid(command, proc.pid)
+                    if rc != 0:
+                        failures.append("loader busy, cycle %d %s: exit %d %r"
+                                        % (i, command, rc, err))
+                        return
+            if caught_signals(proc.pid) != bare:
+                failures.append("signals caught after detach %x, bare %x"
+                                % (caught_signals(proc.pid), bare))
+        finally:
+            proc.kill()
+            proc.wait()
 
 
 def static_tls(failures):
@@ -816,6 +890,18 @@ def refusals(failures):
             rc, out, _ = reqid("status", srv.proc.pid)
             if "not attached" not in out:
                 failures.append("status after a refused attach: %r" % out)
+            # --reconfigure: refused options change nothing, valid ones apply
+            expect(["attach", "--field", "a", srv.proc.pid], 0, "")
+            expect(["attach", "--reconfigure", srv.proc.pid], 1,
+                   "invalid settings: REQID_FORMAT", env={"REQID_FORMAT": "yaml"})
+            rc, out, _ = reqid("status", srv.proc.pid)
+            if "attached," not in out or "REQID_FIELD=a" not in out:
+                failures.append("status after a refused --reconfigure: %r" % out)
+            expect(["attach", "--reconfigure", "--field", "b", srv.proc.pid], 0, "")
+            rc, out, _ = reqid("status", srv.proc.pid)
+            if "attached," not in out or "REQID_FIELD=b" not in out:
+                failures.append("status after --reconfigure: %r" % out)
+            expect(["detach", srv.proc.pid], 0, "")
         finally:
             harness.send_quit(srv.port)
             srv.wait(30)
@@ -826,7 +912,8 @@ def main(argv):
     names = [n for n in argv if n not in whole] if argv else SERVERS
     groups = [(n, lambda f, n=n: (check_server(n, f), check_idle(n, f))) for n in names]
     groups += [(k, check) for k, check in whole.items() if not argv or k in argv]
-    groups.append(("others", lambda f: (in_process(f), static_tls(f), refusals(f))))
+    groups.append(("others", lambda f: (in_process(f), loader_busy(f), static_tls(f),
+                                        refusals(f))))
     passed = failed = 0
     for name, check in groups:
         failures = []
