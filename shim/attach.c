@@ -3,14 +3,17 @@
  *
  * reqid-inject (inject/) loads the library into a running program with
  * dlopen on a thread of its own and calls reqid_attach with the settings
- * `reqid run` would have put in the environment; reqid_detach undoes it.
- * reqid_attach_status says, to anyone who can read the process's memory
- * (`reqid status`), whether it is attached and with which settings.
+ * `reqid run` would have put in the environment; reqid_detach undoes it,
+ * reqid_reconfigure swaps the settings. reqid_attach_status says, to anyone
+ * who can read the process's memory (`reqid status`), whether it is
+ * attached and with which settings.
  *
  * State from before attach: log descriptors are the configured numbers and
- * the open files whose paths match REQID_LOG_PATHS; connections accepted
- * before attach are not the shim's (their I/O passes through untouched),
- * threads already running get contexts from their next connection I/O.
+ * the open files whose paths match REQID_LOG_PATHS; a connection becomes
+ * the shim's only if the program has read none of its bytes (FD_ADOPT,
+ * attach_adopt), the others pass through untouched; threads already
+ * running get contexts from their next connection I/O, and contexts left
+ * from an earlier attach are dropped (ctx_generation).
  *
  * Runs only on the injector's thread, never from a hook: it may allocate,
  * take the loader's locks and block. Must never change the program's
