@@ -311,9 +311,9 @@ EXPORT int reqid_detach(const char *unused)
 	shim.attached = false;
 	got_restore_all();
 	remove_fatal_signal_flush();
-	log_flush_all();
+	log_flush_all_plain();
 	nanosleep(&(struct timespec){0, 10000000}, NULL);
-	log_flush_all();
+	log_flush_all_plain();
 	for (int fd = 0; fd < FD_TABLE_SIZE; fd++)
 		if (atomic_load_explicit(&fd_states[fd].flags, memory_order_relaxed))
 			atomic_store_explicit(&fd_states[fd].flags, 0, memory_order_relaxed);

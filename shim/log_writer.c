@@ -723,16 +723,28 @@ ssize_t log_writev(const struct log_sink *sink, const struct iovec *iov, int iov
  * if with_partial, its unfinished line with partial_request's id. Write
  * errors drop the lines: the application was told long ago that they were
  * written. */
-static void slot_drain(struct line_slot *s, uint64_t request, bool with_partial,
+/* How slot_drain treats the unfinished line at the end of a slot. */
+enum partial_line {
+	PARTIAL_KEEP,     /* stays in the slot */
+	PARTIAL_LINE,     /* goes out as a line of its own */
+	PARTIAL_PLAIN     /* goes out as it came: the program writes the rest
+			     past the shim (`reqid detach`) */
+};
+
+static void slot_drain(struct line_slot *s, uint64_t request, enum partial_line partial,
 		       uint64_t partial_request)
 {
 	struct writer w;
+	bool with_partial = partial != PARTIAL_KEEP;
 	writer_init(&w, &s->sink, OUTPUT_FINAL, s);
 	writer_records(&w, s->buf, s->held_len, request);
 	if (with_partial && has_partial(s)) {
 		const char *line = s->buf + s->held_len + RECORD;
 		size_t len = s->len - s->held_len - RECORD;
-		writer_line(&w, partial_request, line, len, false, 0);
+		if (partial == PARTIAL_PLAIN)
+			writer_raw(&w, line, len);
+		else
+			writer_line(&w, partial_request, line, len, false, 0);
 	}
 	writer_flush(&w);
 	if (with_partial) {
@@ -889,7 +901,7 @@ void log_release_syslog(void)
 	const struct log_sink sink = {.fd = SYSLOG_SLOT_FD, .message = MESSAGE_SYSLOG};
 	struct line_slot *s = find_slot(&sink);
 	if (s && s->held_len && slot_lock(s)) {
-		slot_drain(s, 0, false, 0);
+		slot_drain(s, 0, PARTIAL_KEEP, 0);
 		slot_leave(s);
 	}
 }
@@ -901,7 +913,7 @@ void log_flush_thread(void)
 	while (thread_ctx.slot_count > 0) {
 		struct line_slot *s = &line_slots[thread_ctx.slots[0]];
 		if (slot_lock(s)) {
-			slot_drain(s, 0, true, own_partial_request(s));
+			slot_drain(s, 0, PARTIAL_LINE, own_partial_request(s));
 			slot_leave(s);
 		} else {
 			/* Exit is draining it: let go of it. */
@@ -913,7 +925,7 @@ void log_flush_thread(void)
 }
 
 /* Drains every owned slot that matches fd (any fd when fd < 0). */
-static void drain_all(int fd)
+static void drain_all(int fd, enum partial_line partial)
 {
 	if (!STATE_WAS_MADE(MADE_SLOTS))
 		return; /* no slot was ever claimed: its pages stay untouched */
@@ -925,7 +937,7 @@ static void drain_all(int fd)
 		if (owner == 0 || (fd >= 0 && s->fd != fd) || !slot_lock(s))
 			continue;
 		if (s->len > 0)
-			slot_drain(s, 0, true, owner == tid ? own_partial_request(s) : 0);
+			slot_drain(s, 0, partial, owner == tid ? own_partial_request(s) : 0);
 		if (owner == tid)
 			slot_leave(s);
 		else
@@ -936,19 +948,29 @@ static void drain_all(int fd)
 void log_flush_fd(int fd)
 {
 	int saved = errno;
-	drain_all(fd);
+	drain_all(fd, PARTIAL_LINE);
 	log_output_settle(fd);
+	errno = saved;
+}
+
+static void flush_all(enum partial_line partial)
+{
+	int saved = errno;
+	log_release_held(0);
+	drain_all(-1, partial);
+	thread_ctx.held = false;
+	log_output_settle_all();
 	errno = saved;
 }
 
 void log_flush_all(void)
 {
-	int saved = errno;
-	log_release_held(0);
-	drain_all(-1);
-	thread_ctx.held = false;
-	log_output_settle_all();
-	errno = saved;
+	flush_all(PARTIAL_LINE);
+}
+
+void log_flush_all_plain(void)
+{
+	flush_all(PARTIAL_PLAIN);
 }
 
 /* In a forked child: only slots something holds are written, so the pages

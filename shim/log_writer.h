@@ -63,6 +63,11 @@ void log_flush_fd(int fd) __attribute__((visibility("hidden")));
  * per process, beside the start-up code (shim_init.h). */
 void log_flush_all(void) __attribute__((visibility("hidden"), cold));
 
+/* As log_flush_all, but an unfinished line goes out as the program wrote
+ * it, unenriched: `reqid detach`, after which the program writes the rest
+ * of it past the shim, and the line comes out plain and whole. */
+void log_flush_all_plain(void) __attribute__((visibility("hidden"), cold));
+
 /* In a fork child: the parent's pending lines are the parent's to write. */
 void log_forget_all(void) __attribute__((visibility("hidden")));
 

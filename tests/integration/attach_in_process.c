@@ -3,8 +3,8 @@
  * ptrace: this program dlopens libreqid.so itself (as reqid-inject makes a
  * running process do) and calls reqid_attach and reqid_detach, writing a log
  * line to fd 2 in each state (write, stdio, writev first called while
- * attached, and a pointer to write taken while attached, called after
- * detach). test_attach.py builds it with lazy binding,
+ * attached, a pointer to write taken while attached, called after
+ * detach, and a line begun before detach and ended after it). test_attach.py builds it with lazy binding,
  * full RELRO (-z now), -fno-plt and without PIE, and checks stderr and the
  * results on stdout byte for byte.
  *
@@ -57,7 +57,9 @@ int main(int argc, char **argv)
 	writev(2, &line, 1);
 	int a2 = attach("");
 	int s1 = status[0];
+	write(2, "half ", 5); /* a line detach cuts in two */
 	int d1 = detach("");
+	write(2, "a line\n", 7);
 	write(2, "detached\n", 9);
 	fprintf(stderr, "stdio detached\n");
 	struct iovec after = {"writev detached\n", 16};

@@ -580,7 +580,7 @@ def check_python(failures):
 
 IN_PROCESS_ERR = (b'before\nloaded\n{"rid":"out","msg":"attached"}\n'
                   b'{"rid":"out","msg":"stdio attached"}\n{"rid":"out","msg":"writev attached"}\n'
-                  b'detached\nstdio detached\nwritev detached\npointer detached\n'
+                  b'half a line\ndetached\nstdio detached\nwritev detached\npointer detached\n'
                   b'{"msg":"again"}\n')
 IN_PROCESS_OUT = (b"attach=0 twice=1 status=1 detach=0 redirected=1 restored=1 detach_again=6 "
                   b"invalid=65 status=0 reattach=0 detach=0\n")
