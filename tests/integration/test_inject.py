@@ -435,6 +435,7 @@ int main(void)
         pid_t c = vfork();
         if (c == 0) {
             struct timespec ts = { 1, 0 };
+            write(1, "child\n", 6); /* the parent is in vfork now */
             nanosleep(&ts, NULL);
             _exit(0);
         }
@@ -962,7 +963,9 @@ class Suite:
 
         p = subprocess.Popen([str(self.tmp / "vfork")], stdout=subprocess.PIPE)
         try:
-            p.stdout.readline()
+            for line in iter(p.stdout.readline, b""):
+                if line == b"child\n":
+                    break
             start = time.monotonic()
             r = inject(p.pid, lib, "probe", "x")
             took = time.monotonic() - start
