@@ -43,9 +43,9 @@ void ctx_start_afresh(void)
 
 void ctx_boundary(void)
 {
-	ctx_current();
 	if (thread_ctx.in_shim)
 		return;
+	ctx_current();
 	if (thread_ctx.held && !thread_ctx.batch.holding)
 		release_held(0);
 	thread_ctx.request = 0;
@@ -70,9 +70,9 @@ bool ctx_serves_own_request(void)
 
 void ctx_lock_wait(void)
 {
-	ctx_current();
 	if (thread_ctx.in_shim)
 		return;
+	ctx_current();
 	if (ctx_serves_own_request())
 		thread_ctx.foreign_lines = true;
 	else
@@ -81,9 +81,9 @@ void ctx_lock_wait(void)
 
 void ctx_before_conn_io(int fd)
 {
-	ctx_current();
 	if (thread_ctx.in_shim)
 		return;
+	ctx_current();
 	/* An event loop's connection I/O: its chain serves the batch rule and
 	 * nested brackets (event_batch.h); not needed for more I/O on a
 	 * batch's connection once its handler call is known. */
@@ -128,9 +128,9 @@ void ctx_wait_on_conn(int fd)
 
 void ctx_after_conn_io(int fd, bool wrote, bool moved)
 {
-	ctx_current();
 	if (thread_ctx.in_shim)
 		return;
+	ctx_current();
 	uint32_t conn = (uint32_t)conn_fd(fd) + 1;
 	/* Its own I/O on a second open connection, not its creator's. */
 	if (thread_ctx.last_conn != 0 && thread_ctx.last_conn != conn &&
