@@ -155,12 +155,21 @@ def status(lib, pid):
         parts = line.split()
         if len(parts) >= 6 and os.path.basename(parts[5]) == "libreqid.so" and \
                 int(parts[2], 16) == 0:
-            base, lib = int(parts[0].split("-")[0], 16), parts[5]
+            # the file as mapped, even if replaced on disk since
+            base, lib = int(parts[0].split("-")[0], 16), "/proc/%d/map_files/%s" % (pid, parts[0])
             break
     if base is None:
         print("%d: not attached (the shim is not loaded)" % pid)
         return 0
-    offset = symbol_offset(lib, "reqid_attach_status")
+    try:
+        offset = symbol_offset(lib, "reqid_attach_status")
+    except (OSError, struct.error, ValueError) as e:
+        print("reqid: status %d: cannot read its libreqid.so: %s" % (pid, e), file=sys.stderr)
+        return 1
+    if offset is None:
+        print("reqid: status %d: its libreqid.so has no reqid_attach_status (an older "
+              "version)" % pid, file=sys.stderr)
+        return 1
     try:
         with open("/proc/%d/mem" % pid, "rb") as mem:
             mem.seek(base + offset)
