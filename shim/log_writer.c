@@ -719,10 +719,6 @@ ssize_t log_writev(const struct log_sink *sink, const struct iovec *iov, int iov
 
 /* ---- pending lines ----------------------------------------------------- */
 
-/* Writes a locked slot's held records (tagged if held under request) and,
- * if with_partial, its unfinished line with partial_request's id. Write
- * errors drop the lines: the application was told long ago that they were
- * written. */
 /* How slot_drain treats the unfinished line at the end of a slot. */
 enum partial_line {
 	PARTIAL_KEEP,     /* stays in the slot */
@@ -731,6 +727,10 @@ enum partial_line {
 			     past the shim (`reqid detach`) */
 };
 
+/* Writes a locked slot's held records (tagged if held under request) and
+ * its unfinished line as partial says (a line of its own gets
+ * partial_request's id). Write errors drop the lines: the application was
+ * told long ago that they were written. */
 static void slot_drain(struct line_slot *s, uint64_t request, enum partial_line partial,
 		       uint64_t partial_request)
 {
