@@ -13,7 +13,7 @@
  * the shim's only if the program has read none of its bytes (FD_ADOPT,
  * attach_adopt), the others pass through untouched; threads already
  * running get contexts from their next connection I/O, and contexts left
- * from an earlier attach are dropped (ctx_generation).
+ * from an earlier attach are dropped (ctx_generation, at detach).
  *
  * Runs only on the injector's thread, never from a hook: it may allocate,
  * take the loader's locks and block. Must never change the program's
@@ -126,18 +126,7 @@ static int scan_open_fds(void)
 			continue;
 		if (fd > highest)
 			highest = fd;
-		if (shim.config.log_path_count == 0)
-			continue;
-		int flags = fcntl(fd, F_GETFL);
-		if (flags < 0 || (flags & O_ACCMODE) == O_RDONLY)
-			continue;
-		char proc[32], path[PATH_MAX];
-		snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
-		ssize_t n = readlink(proc, path, sizeof(path) - 1);
-		if (n <= 0)
-			continue;
-		path[n] = '\0';
-		if (log_path_matches(path))
+		if (open_fd_is_log(fd))
 			atomic_fetch_or(&fd_states[fd].flags, FD_LOG);
 	}
 	closedir(d);
@@ -191,20 +180,18 @@ void attach_adopt(int fd)
 	errno = saved;
 }
 
-/* What an earlier attach left: connections and outbound connections the
- * shim stopped watching at detach may have closed since, and their numbers
- * been reused; epoll registrations likewise. */
-static void forget_earlier_attach(void)
+/* Everything the shim knew while attached: connections and outbound
+ * connections it stops watching may close and their numbers be reused,
+ * epoll registrations likewise, and threads' contexts and the request ring
+ * name requests of this attach (a later one starts afresh: ctx_generation,
+ * request_table_forget_all). Descriptors without flags pass every call
+ * through, even one reaching a hook by a pointer taken while attached. */
+static void forget_attached_state(void)
 {
-	static bool attached_before;
-	if (!attached_before) {
-		attached_before = true;
-		return;
-	}
 	request_table_forget_all();
 	__atomic_add_fetch(&ctx_generation, 1, __ATOMIC_SEQ_CST);
 	for (int fd = 0; fd < FD_TABLE_SIZE; fd++) {
-		uint8_t cls = atomic_load_explicit(&fd_states[fd].flags, memory_order_relaxed);
+		uint8_t cls = fd_flags(fd);
 		if (cls & FD_CONN)
 			conn_forget(fd);
 		if (cls & FD_CLIENT)
@@ -241,7 +228,6 @@ EXPORT int reqid_attach(const char *settings)
 	size_t len = strlen(settings);
 	if (!read_settings(settings, len))
 		return ATTACH_TOO_LONG;
-	forget_earlier_attach();
 	unsigned refused = shim_activate(settings_lookup, true);
 	if (refused == ACTIVATE_NO_LIBC)
 		return ATTACH_NO_LIBC;
@@ -291,9 +277,7 @@ static bool header_bytes_owed(void)
  * hook passes through (so no thread reads a request past the shim and then
  * writes its response through it, with the last request's id), the GOT is
  * put back, held lines go out (again a moment later, for a thread that was
- * inside a hook meanwhile), and every descriptor's flags are cleared, so a
- * hook reached through a function pointer taken while attached passes the
- * call through too. */
+ * inside a hook meanwhile), and what the shim knew is forgotten. */
 EXPORT int reqid_detach(const char *unused)
 {
 	(void)unused;
@@ -314,9 +298,7 @@ EXPORT int reqid_detach(const char *unused)
 	log_flush_all_plain();
 	nanosleep(&(struct timespec){0, 10000000}, NULL);
 	log_flush_all_plain();
-	for (int fd = 0; fd < FD_TABLE_SIZE; fd++)
-		if (atomic_load_explicit(&fd_states[fd].flags, memory_order_relaxed))
-			atomic_store_explicit(&fd_states[fd].flags, 0, memory_order_relaxed);
+	forget_attached_state();
 	__atomic_store_n(&shim.detaching, false, __ATOMIC_SEQ_CST);
 	reqid_attach_status.patched = 0;
 	reqid_attach_status.attached = 0;

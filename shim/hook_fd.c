@@ -84,12 +84,25 @@ static void fd_retiring(int fd)
 
 /* ---- log files by path ------------------------------------------------- */
 
-bool log_path_matches(const char *path)
+static bool log_path_matches(const char *path)
 {
 	for (uint8_t i = 0; i < shim.config.log_path_count; i++)
 		if (path_glob_match(shim.config.log_paths[i], path))
 			return true;
 	return false;
+}
+
+/* The path of what fd names (/proc/self/fd), NUL-terminated in
+ * path[PATH_MAX]; its length, 0 if there is none. */
+static size_t fd_path(int fd, char *path)
+{
+	char proc[32];
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+	ssize_t r = readlink(proc, path, PATH_MAX - 1);
+	if (r <= 0)
+		return 0;
+	path[r] = '\0';
+	return (size_t)r;
 }
 
 /* Whether the file opened as path (relative to dirfd) is a log file: the
@@ -108,13 +121,8 @@ static bool is_log_path(int dirfd, const char *path)
 		if (!getcwd(abs, sizeof(abs)))
 			return false;
 		n = strlen(abs);
-	} else {
-		char proc[32];
-		snprintf(proc, sizeof(proc), "/proc/self/fd/%d", dirfd);
-		ssize_t r = readlink(proc, abs, sizeof(abs) - 1);
-		if (r <= 0)
-			return false;
-		n = (size_t)r;
+	} else if ((n = fd_path(dirfd, abs)) == 0) {
+		return false;
 	}
 	size_t len = strlen(path);
 	if (n + 1 + len >= sizeof(abs))
@@ -129,6 +137,14 @@ static bool is_log_path(int dirfd, const char *path)
 static bool writable(int flags)
 {
 	return (flags & O_ACCMODE) != O_RDONLY && !(flags & O_PATH);
+}
+
+bool open_fd_is_log(int fd)
+{
+	char path[PATH_MAX];
+	int flags = fcntl(fd, F_GETFL);
+	return shim.config.log_path_count > 0 && flags >= 0 && writable(flags) &&
+	       fd_path(fd, path) > 0 && log_path_matches(path);
 }
 
 static int opened(int fd, int dirfd, const char *path, int flags)

@@ -250,8 +250,9 @@ bool is_accepted_socket(int fd) HIDDEN;
  * mark goes either way (attach.c). Keeps errno. */
 void attach_adopt(int fd) HIDDEN;
 
-/* Whether path matches a REQID_LOG_PATHS pattern (hook_fd.c). */
-bool log_path_matches(const char *path) HIDDEN;
+/* Whether the file open as fd, open for writing, has a path matching a
+ * REQID_LOG_PATHS pattern: a log opened before `reqid attach` (hook_fd.c). */
+bool open_fd_is_log(int fd) HIDDEN;
 
 /* The identities of the files open as log descriptors now, for
  * REQID_LOG_IDS (see config.h); fds below LOG_IDS_SCAN are looked at. */
