@@ -97,16 +97,19 @@ def inject(inject_bin, pid, lib, function, arg):
     return int(p.stdout.split()[0]), None
 
 
+FUNCTIONS = {"attach": "reqid_attach", "reconfigure": "reqid_reconfigure",
+             "detach": "reqid_detach"}
+
+
 def act(command, lib, inject_bin, settings, pids):
     failed = False
+    function = FUNCTIONS[command]
     for top in pids:
         if not os.path.isdir("/proc/%d" % top):
             print("reqid: %s %d: no such process" % (command, top), file=sys.stderr)
             failed = True
             continue
         for pid in tree(top):
-            function = {"attach": "reqid_attach", "reconfigure": "reqid_reconfigure",
-                        "detach": "reqid_detach"}[command]
             status, error = inject(inject_bin, pid, lib, function, settings)
             # A worker forked after its master was attached has the shim
             # already; one that is not attached has nothing to detach.
@@ -114,7 +117,6 @@ def act(command, lib, inject_bin, settings, pids):
                 continue
             if pid != top and ended(pid):
                 continue  # a worker that ended meanwhile (one per connection)
-
             print("reqid: %s %d: %s" % (command, pid, error or meaning(status)), file=sys.stderr)
             failed = True
     return 1 if failed else 0
