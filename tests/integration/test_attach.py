@@ -153,6 +153,10 @@ def counts(pid):
     return len(os.listdir("/proc/%d/task" % pid)), fds
 
 
+def ratio(part, whole):
+    return harness.pct(part / whole if whole else None)
+
+
 def split_line(line):
     """(request_id or None, the program's own text) of a log line, enriched
     (json) or not."""
@@ -320,9 +324,11 @@ def check_server(name, failures):
         short = [t for t in client.response if per_request.get(t, 0) != 3]
         if short:
             fail("%d requests without exactly 3 lines, e.g. %s" % (len(short), short[:3]))
-        print("%-16s %d requests, %d lines, %d with an id, %d wrong; attached phases: "
-              "%d/%d lines with their id" % (name, len(client.response), len(lines), tagged,
-                                              wrong, expected_lines - missing, expected_lines))
+        print("%-16s %d requests, %d lines, %d with an id, %d wrong, precision %s; attached "
+              "phases: %d/%d lines with their id, recall %s" % (
+                  name, len(client.response), len(lines), tagged, wrong,
+                  ratio(tagged - wrong, tagged), expected_lines - missing, expected_lines,
+                  ratio(expected_lines - missing, expected_lines)))
 
 
 def run_steps(phase, fail, steps):
@@ -499,9 +505,11 @@ def check_nginx(failures):
         fail("%d of %d lines of requests after attach carry no id" % (missing, attached))
     if len(shimmed) != len(client.response):
         fail("%d lines for %d requests" % (len(shimmed), len(client.response)))
-    print("%-16s %d requests, %d lines, %d right ids, %d wrong; attached phases: %d/%d "
-          "lines with their id" % ("nginx", len(client.response), len(shimmed), right, wrong,
-                                    attached - missing, attached))
+    print("%-16s %d requests, %d lines, %d right ids, %d wrong, precision %s; attached "
+          "phases: %d/%d lines with their id, recall %s" % (
+              "nginx", len(client.response), len(shimmed), right, wrong,
+              ratio(right, right + wrong), attached - missing, attached,
+              ratio(attached - missing, attached)))
 
 
 def check_python(failures):
@@ -559,6 +567,7 @@ def check_python(failures):
         elif (p == "B") != has:
             fail("%s (phase %s): response %r" % (token, p, resp[:300]))
     seen = {}
+    tagged = right = 0
     for line in text.splitlines():
         rid, msg = split_line(line)
         m = re.search(r"\?t=([A-Z]\d+) ", msg)
@@ -568,14 +577,18 @@ def check_python(failures):
         token = m.group(1)
         seen[token] = seen.get(token, 0) + 1
         p, want, _ = sent[token]
+        tagged += rid is not None
+        right += rid is not None and rid == want
         if p == "B" and rid != want:
             fail("line of %s carries %r: %r" % (token, rid, line))
         if p in "AC" and line.startswith("{"):
             fail("line of %s (phase %s) touched: %r" % (token, p, line))
     if sorted(seen) != sorted(sent) or set(seen.values()) != {1}:
         fail("lines per request: %s" % seen)
-    print("%-16s %d requests, attached phase: %d lines with their id" % (
-        "http.server", len(sent), sum(1 for t in seen if sent[t][0] == "B")))
+    attached = sum(1 for t in seen if sent[t][0] == "B")
+    print("%-16s %d requests, %d lines with an id, precision %s; attached phase: %d lines, "
+          "recall %s" % ("http.server", len(sent), tagged, ratio(right, tagged), attached,
+                         ratio(right, attached)))
 
 
 IN_PROCESS_ERR = (b'before\nloaded\n{"rid":"out","msg":"attached"}\n'
