@@ -10,8 +10,10 @@
  *
  * State from before attach: log descriptors are the configured numbers and
  * the open files whose paths match REQID_LOG_PATHS; a connection becomes
- * the shim's only if the program has read none of its bytes (FD_ADOPT,
- * attach_adopt), the others pass through untouched; threads already
+ * the shim's at its next read or write (FD_ADOPT, attach_adopt): at once
+ * if the program has read none of its bytes, else from the first request
+ * read after a response the shim saw end (conn_join); registrations on
+ * epoll instances are read from /proc (import_registrations); threads already
  * running get contexts from their next connection I/O, and contexts left
  * from an earlier attach are dropped (ctx_generation, at detach).
  *
@@ -28,8 +30,11 @@
 #include <netinet/in.h>
 #include <stddef.h>
 #include <sys/ioctl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -110,10 +115,32 @@ static bool other_threads(void)
 	return count > 2;
 }
 
+/* Epoll instances the program made before attach, whose registrations
+ * are read once the hooks are on (import_registrations); more than this
+ * many and the rest stay unknown (their events name no fd). */
+#define INSTANCES_MAX 64
+
+struct instances {
+	int count;
+	int fd[INSTANCES_MAX];
+};
+
+static bool is_epoll_instance(int fd)
+{
+	char path[64], target[32];
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	ssize_t n = readlink(path, target, sizeof(target) - 1);
+	if (n < 0)
+		return false;
+	target[n] = '\0';
+	return strcmp(target, "anon_inode:[eventpoll]") == 0;
+}
+
 /* The open descriptors: writable files whose paths match REQID_LOG_PATHS
- * become logs, as if the program had opened them under the shim. Returns
- * the highest open descriptor (-1 if /proc/self/fd cannot be read). */
-static int scan_open_fds(void)
+ * become logs, as if the program had opened them under the shim, and epoll
+ * instances go into *found (epoll_map_adopt_instance). Returns the highest
+ * open descriptor (-1 if /proc/self/fd cannot be read). */
+static int scan_open_fds(struct instances *found)
 {
 	DIR *d = opendir("/proc/self/fd");
 	if (!d)
@@ -128,9 +155,46 @@ static int scan_open_fds(void)
 			highest = fd;
 		if (open_fd_is_log(fd))
 			atomic_fetch_or(&fd_states[fd].flags, FD_LOG);
+		else if (found->count < INSTANCES_MAX && is_epoll_instance(fd) &&
+			 epoll_map_adopt_instance(fd, shim.threaded))
+			found->fd[found->count++] = fd;
 	}
 	closedir(d);
 	return highest;
+}
+
+/* The registrations of the epoll instances made before attach, as
+ * /proc/self/fdinfo lists them, read after the hooks came on: each is
+ * recorded unless a hooked epoll_ctl or close changed it meanwhile (the
+ * stamps of every fd are taken before the list is read). */
+static void import_registrations(const struct instances *found)
+{
+	uint32_t *stamps = mmap(NULL, FD_TABLE_SIZE * sizeof(*stamps), PROT_READ | PROT_WRITE,
+				MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (stamps == MAP_FAILED)
+		return;
+	for (int i = 0; i < found->count; i++) {
+		int epfd = found->fd[i];
+		for (int fd = 0; fd < FD_TABLE_SIZE; fd++)
+			stamps[fd] = epoll_map_stamp(fd);
+		char path[64], line[256];
+		snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", epfd);
+		FILE *f = fopen(path, "re");
+		if (!f)
+			continue;
+		while (fgets(line, sizeof(line), f)) {
+			int fd;
+			unsigned events;
+			unsigned long long data;
+			if (sscanf(line, "tfd: %d events: %x data: %llx", &fd, &events, &data) != 3 ||
+			    fd < 0 || fd >= FD_TABLE_SIZE)
+				continue;
+			epoll_map_import(epfd, stamps[epfd], fd, stamps[fd], data,
+					 events & (EPOLLET | EPOLLONESHOT), is_accepted_socket(fd));
+		}
+		fclose(f);
+	}
+	munmap(stamps, FD_TABLE_SIZE * sizeof(*stamps));
 }
 
 /* A thread blocked in accept when the shim came in returns a connection
@@ -175,8 +239,8 @@ void attach_adopt(int fd)
 {
 	int saved = errno;
 	atomic_fetch_and(&fd_states[fd].flags, (uint8_t)~FD_ADOPT);
-	if (shim.active && fd_class(fd) == 0 && is_accepted_socket(fd) && nothing_read_yet(fd))
-		conn_open(fd);
+	if (shim.active && !shim.detaching && fd_class(fd) == 0 && is_accepted_socket(fd))
+		conn_join(fd, nothing_read_yet(fd));
 	errno = saved;
 }
 
@@ -235,8 +299,9 @@ EXPORT int reqid_attach(const char *settings)
 		return ATTACH_INVALID + (int)refused;
 	if (!shim.active)
 		return ATTACH_OK; /* REQID_DISABLE: nothing to do */
-	mark_adoptable(scan_open_fds());
 	atomic_store_explicit(&shim.threaded, other_threads(), memory_order_relaxed);
+	struct instances instances = {0};
+	mark_adoptable(scan_open_fds(&instances));
 	if (shim.config.event_stacks)
 		call_chain_load();
 	/* Hooks pass through while entries are patched one by one, and all
@@ -248,6 +313,7 @@ EXPORT int reqid_attach(const char *settings)
 		return ATTACH_NO_GOT;
 	__atomic_store_n(&shim.active, true, __ATOMIC_SEQ_CST);
 	shim.attached = true;
+	import_registrations(&instances);
 	memcpy(reqid_attach_status.settings, settings, len + 1);
 	reqid_attach_status.patched = patched;
 	reqid_attach_status.attached = 1;

@@ -85,10 +85,46 @@ static struct owed_bytes owed_of(int fd, struct conn *c)
 	return (struct owed_bytes){&c->owed_len, conn_owed(conn_fd(fd)), CONN_OWED_MAX};
 }
 
+/* After bytes of joined connection c went out unchanged (c's write side
+ * locked): a write that ended exactly after a response ends its wait
+ * (conn_join); a stream that does not parse as responses is lost. */
+static void watch_for_boundary(struct conn *c, bool whole)
+{
+	if (http_response_stopped(&c->response))
+		atomic_store_explicit(&c->lost, true, memory_order_release);
+	else if (whole && http_response_between(&c->response))
+		conn_boundary_seen(c);
+}
+
+/* A write on a joined connection still waiting for a response to end: the
+ * bytes go out as the program wrote them, and the parser follows them. */
+static ssize_t output_awaiting(int fd, struct conn *c, const struct iovec *iov, int iovcnt,
+			       int flags, bool use_send, const struct msghdr *msg)
+{
+	ssize_t r = insert_send_plain(fd, iov, iovcnt, flags, use_send, msg);
+	int saved = errno;
+	if (!out_lock(c)) {
+		atomic_store_explicit(&c->lost, true, memory_order_release);
+	} else {
+		size_t total = 0;
+		for (int i = 0; i < iovcnt; i++)
+			total += iov[i].iov_len;
+		if (r > 0)
+			advance(&c->response, iov, iovcnt, (size_t)r);
+		watch_for_boundary(c, r > 0 && (size_t)r == total);
+		out_unlock(c);
+	}
+	errno = saved;
+	return r;
+}
+
 ssize_t conn_output(int fd, const struct iovec *iov, int iovcnt, int flags, bool use_send,
 		    const struct msghdr *msg)
 {
 	struct conn *c = conn_of(fd);
+	if (unlikely(atomic_load_explicit(&c->awaiting_boundary, memory_order_acquire)) &&
+	    iovcnt >= 0 && iovcnt <= IOV_MAX && (iovcnt == 0 || iov))
+		return output_awaiting(fd, c, iov, iovcnt, flags, use_send, msg);
 	bool enabled = shim.config.response_header_len > 0 && iovcnt >= 0 && iovcnt <= IOV_MAX &&
 		       (iovcnt == 0 || iov);
 	if (!enabled || !out_lock(c)) {
@@ -162,6 +198,8 @@ void conn_output_sendfile_done(int fd, ssize_t r)
 	struct conn *c = conn_of(fd);
 	if (r > 0 && out_lock(c)) {
 		http_response_skip(&c->response, (uint64_t)r);
+		if (atomic_load_explicit(&c->awaiting_boundary, memory_order_relaxed))
+			watch_for_boundary(c, true);
 		out_unlock(c);
 	}
 }

@@ -71,12 +71,16 @@ static void drop_head_text(struct conn *c)
 	}
 }
 
-/* Builds a new parser's state in out: a whole parser (a kilobyte) on the
- * stack. */
-static __attribute__((noinline)) void parser_state_build(unsigned char *out, size_t n)
+/* Builds a new parser's state in out (joined: for a stream joined between
+ * requests): a whole parser (a kilobyte) on the stack. */
+static __attribute__((noinline)) void parser_state_build(unsigned char *out, size_t n,
+							 bool joined)
 {
 	struct http_parser p;
-	http_parser_init(&p, &shim.matcher);
+	if (joined)
+		http_parser_init_joined(&p, &shim.matcher);
+	else
+		http_parser_init(&p, &shim.matcher);
 	memcpy(out, &p, n);
 }
 
@@ -89,23 +93,21 @@ static void parser_start(unsigned char *out)
 	static _Atomic int made; /* 0: not yet, 1: being built, 2: built */
 	int m = atomic_load_explicit(&made, memory_order_acquire);
 	if (m == 0 && atomic_compare_exchange_strong(&made, &m, 1)) {
-		parser_state_build(built, sizeof(built));
+		parser_state_build(built, sizeof(built), false);
 		atomic_store_explicit(&made, 2, memory_order_release);
 		m = 2;
 	}
 	if (m == 2)
 		memcpy(out, built, sizeof(built));
 	else
-		parser_state_build(out, sizeof(built)); /* another thread is building it */
+		parser_state_build(out, sizeof(built), false); /* another thread is building it */
 }
 
-void conn_open(int fd)
+/* Takes c (fd's entry, locked) for a new connection on fd, its request
+ * parser as parse_from built it. */
+static void conn_start(int fd, struct conn *c, bool awaiting_boundary,
+		       void (*parse_from)(unsigned char *))
 {
-	if ((unsigned)fd >= FD_TABLE_SIZE)
-		return;
-	struct conn *c = conn_entry_made(fd);
-	if (!c || !conn_trylock(c))
-		return; /* stays untracked */
 	end_request(c);
 	atomic_store_explicit(&fd_states[fd].alias, 0, memory_order_relaxed);
 	atomic_store_explicit(&c->copies, 0, memory_order_relaxed);
@@ -113,9 +115,10 @@ void conn_open(int fd)
 	atomic_store_explicit(&c->lost, false, memory_order_relaxed);
 	c->head_pending = false;
 	c->responded = false;
+	atomic_store_explicit(&c->awaiting_boundary, awaiting_boundary, memory_order_relaxed);
 	set_request(c, 0);
 	drop_head_text(c);
-	parser_start(c->parsing);
+	parse_from(c->parsing);
 	http_response_init(&c->response, shim.config.response_header,
 			   shim.config.response_header_len);
 	c->owed_len = 0;
@@ -124,6 +127,29 @@ void conn_open(int fd)
 	atomic_store_explicit(&fd_states[fd].flags, FD_CONN, memory_order_relaxed);
 	if (!shim.accepted) /* written once: a fork server's parent copies no page for it */
 		shim.accepted = true;
+}
+
+void conn_open(int fd)
+{
+	if ((unsigned)fd >= FD_TABLE_SIZE)
+		return;
+	struct conn *c = conn_entry_made(fd);
+	if (c && conn_trylock(c)) /* else it stays untracked */
+		conn_start(fd, c, false, parser_start);
+}
+
+static void joined_parser_start(unsigned char *out)
+{
+	parser_state_build(out, HTTP_PARSER_STATE_SIZE, true);
+}
+
+void conn_join(int fd, bool from_start)
+{
+	if ((unsigned)fd >= FD_TABLE_SIZE)
+		return;
+	struct conn *c = conn_entry_made(fd);
+	if (c && conn_trylock(c))
+		conn_start(fd, c, !from_start, joined_parser_start);
 }
 
 void conn_forget(int fd)
@@ -329,7 +355,8 @@ void conn_on_read(int fd, const void *buf, const struct iovec *iov, size_t n)
 		atomic_store_explicit(&c->lost, true, memory_order_release);
 		return;
 	}
-	if (c->kind == CONN_HTTP) {
+	if (c->kind == CONN_HTTP &&
+	    !atomic_load_explicit(&c->awaiting_boundary, memory_order_acquire)) {
 		if (iov == NULL) {
 			feed(c, buf, n);
 		} else {

@@ -51,6 +51,9 @@ struct conn {
 	uint8_t kind;
 	bool head_pending;   /* a request began; its headers have not ended */
 	bool responded;      /* bytes were written since the current request began */
+	/* Joined mid-stream (conn_join): the bytes read are not parsed until
+	 * the write side has seen a response end (conn_output). */
+	_Atomic bool awaiting_boundary;
 	uint64_t request;    /* serial of the current request, 0 if none */
 	_Atomic bool line_live; /* its request line is counted as live */
 	uint32_t line_buckets;
@@ -161,6 +164,20 @@ void conn_lose(int fd) __attribute__((visibility("hidden")));
 
 /* fd was just returned by accept. */
 void conn_open(int fd) __attribute__((visibility("hidden")));
+
+/* fd is a connection the program accepted before the shim came in
+ * (attach): from_start says the program has read none of its bytes, so
+ * its stream starts at the next read; otherwise the connection waits for a
+ * response to end before its reads are parsed. Either way bytes that do
+ * not parse as requests lose the stream (never an id for the connection). */
+void conn_join(int fd, bool from_start) __attribute__((visibility("hidden")));
+
+/* The write side of joined connection c saw a response end with the bytes
+ * of a write: what is read next is a new request's. */
+static inline void conn_boundary_seen(struct conn *c)
+{
+	atomic_store_explicit(&c->awaiting_boundary, false, memory_order_release);
+}
 
 /* fd is being closed or replaced: forget it (the connection lives on in
  * its copies, if it has any). */

@@ -251,13 +251,9 @@ static void index_put(struct epoll_tables *t, int epfd, int fd, uint64_t data)
 	atomic_store_explicit(&free_slot->fd, (uint32_t)fd + 1, memory_order_release);
 }
 
-void epoll_map_set(int epfd, int fd, uint64_t data)
+/* Records fd's registration on epfd with data; under the writer lock. */
+static void registration_put(struct epoll_tables *t, int epfd, int fd, uint64_t data, bool conn)
 {
-	struct epoll_tables *t;
-	if (!in_range(fd) || !in_range(epfd) || atomic_load(&broken) || !(t = tables_made()))
-		return;
-	if (!writer_lock())
-		return;
 	struct registration *r = &t->registrations[fd];
 	uint64_t old = atomic_load_explicit(&r->key, memory_order_relaxed);
 	uint64_t key = key_of(t, epfd);
@@ -265,7 +261,7 @@ void epoll_map_set(int epfd, int fd, uint64_t data)
 		key = old; /* EPOLL_CTL_MOD: counted as before */
 	} else {
 		uncount(t, old);
-		if (fd_class(fd) & FD_CONN) {
+		if (conn) {
 			key |= COUNTED;
 			atomic_fetch_add_explicit(&t->conns[epfd], 1, memory_order_relaxed);
 		}
@@ -274,6 +270,46 @@ void epoll_map_set(int epfd, int fd, uint64_t data)
 	atomic_store_explicit(&r->data, data, memory_order_release);
 	atomic_store_explicit(&r->key, key, memory_order_release);
 	index_put(t, epfd, fd, data);
+}
+
+void epoll_map_set(int epfd, int fd, uint64_t data)
+{
+	struct epoll_tables *t;
+	if (!in_range(fd) || !in_range(epfd) || atomic_load(&broken) || !(t = tables_made()))
+		return;
+	if (!writer_lock())
+		return;
+	registration_put(t, epfd, fd, data, fd_class(fd) & FD_CONN);
+	writer_unlock();
+}
+
+bool epoll_map_adopt_instance(int epfd, bool shared)
+{
+	struct epoll_tables *t = tables_made();
+	if (!t || !in_range(epfd))
+		return t != NULL;
+	epoll_map_new_instance(epfd);
+	if (shared)
+		atomic_store_explicit(&t->waiters[epfd], WAITERS_MANY, memory_order_relaxed);
+	return true;
+}
+
+void epoll_map_import(int epfd, uint32_t epfd_stamp, int fd, uint32_t fd_stamp, uint64_t data,
+		      bool edge, bool conn)
+{
+	struct epoll_tables *t = tables_now();
+	if (!t || !in_range(fd) || !in_range(epfd) || atomic_load(&broken) || !writer_lock())
+		return;
+	/* epoll_ctl stamps fd after its registration changed, then takes
+	 * this lock to record it: a stamp still the same means no hooked call
+	 * changed the registration since /proc showed it. */
+	if (atomic_load_explicit(&t->stamps[epfd], memory_order_acquire) == epfd_stamp &&
+	    atomic_load_explicit(&t->stamps[fd], memory_order_acquire) == fd_stamp &&
+	    atomic_load_explicit(&t->registrations[fd].key, memory_order_relaxed) == 0) {
+		if (edge)
+			atomic_store_explicit(&t->edges[epfd], true, memory_order_release);
+		registration_put(t, epfd, fd, data, conn);
+	}
 	writer_unlock();
 }
 

@@ -7,7 +7,8 @@
  * only when exactly one live registration on that epoll instance carries
  * the data word: two fds registered with the same word, a registration the
  * map lost, or one made before the shim saw it all answer "unknown" (-1),
- * never a guess. Never allocates or blocks.
+ * never a guess. (An attached process's registrations from before attach
+ * are read from /proc: epoll_map_import.) Never allocates or blocks.
  */
 #ifndef REQID_EPOLL_MAP_H
 #define REQID_EPOLL_MAP_H
@@ -18,6 +19,20 @@
 /* epfd names a new epoll instance: registrations under its number before
  * are void. */
 void epoll_map_new_instance(int epfd) __attribute__((visibility("hidden")));
+
+/* attach, before the hooks come on: epfd is an epoll instance the program
+ * made before the shim came in (shared: other threads may have waited on
+ * it). From here on every epoll_ctl and close stamps what it changes.
+ * False if the tables cannot be mapped. */
+bool epoll_map_adopt_instance(int epfd, bool shared) __attribute__((visibility("hidden")));
+
+/* attach, after the hooks came on: fd was registered on epfd with data
+ * (and as edge-triggered or one-shot) when /proc said so, and epfd and fd
+ * had the stamps given before it was read: recorded as epoll_ctl would
+ * have, unless either changed since (a hooked call knows better). conn:
+ * fd is an accepted connection, counted as one. */
+void epoll_map_import(int epfd, uint32_t epfd_stamp, int fd, uint32_t fd_stamp, uint64_t data,
+		      bool edge, bool conn) __attribute__((visibility("hidden")));
 
 /* epoll_ctl(epfd, EPOLL_CTL_ADD or MOD, fd) with data succeeded. */
 void epoll_map_set(int epfd, int fd, uint64_t data) __attribute__((visibility("hidden")));

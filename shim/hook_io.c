@@ -82,16 +82,26 @@ EXPORT ssize_t readv(int fd, const struct iovec *iov, int iovcnt)
 	return readv_slow(fd, iov, iovcnt);
 }
 
+static ssize_t write_slow(int fd, const void *buf, size_t n);
+
+/* write on a descriptor of no class, apart: a connection accepted before
+ * attach goes round again as one. */
+static __attribute__((noinline)) ssize_t write_other(int fd, const void *buf, size_t n)
+{
+	if (adopted_now(fd))
+		return write_slow(fd, buf, n);
+	note_other_io(fd);
+	return REAL(write)(fd, buf, n);
+}
+
 static __attribute__((noinline)) ssize_t write_slow(int fd, const void *buf, size_t n)
 {
 	ssize_t (*fn)(int, const void *, size_t) = REAL(write);
 	if (unlikely(!fn))
 		return syscall(SYS_write, fd, buf, n);
 	uint8_t cls = fd_class(fd);
-	if (likely(cls == 0)) {
-		note_other_io(fd);
-		return fn(fd, buf, n);
-	}
+	if (likely(cls == 0))
+		return write_other(fd, buf, n);
 	if (cls & FD_SYSLOG)
 		return syslog_datagram(fd, buf, n, 0, NULL, 0);
 	if (cls & FD_LOG) {
@@ -114,7 +124,7 @@ static __attribute__((noinline)) ssize_t write_slow(int fd, const void *buf, siz
 
 EXPORT ssize_t write(int fd, const void *buf, size_t n)
 {
-	if (likely(real.write != NULL) && untracked(fd, FD_CONN | FD_LOG | FD_SYSLOG | FD_CLIENT))
+	if (likely(real.write != NULL) && untracked(fd, WRITE_CARE | FD_SYSLOG))
 		return real.write(fd, buf, n);
 	return write_slow(fd, buf, n);
 }
@@ -125,7 +135,7 @@ static __attribute__((noinline)) ssize_t writev_slow(int fd, const struct iovec 
 	if (unlikely(!fn))
 		return syscall(SYS_writev, fd, iov, iovcnt);
 	uint8_t cls = fd_class(fd);
-	if (likely(cls == 0)) {
+	if (likely(cls == 0) && !adopted_now(fd)) {
 		note_other_io(fd);
 		return fn(fd, iov, iovcnt);
 	}
@@ -147,7 +157,7 @@ static __attribute__((noinline)) ssize_t writev_slow(int fd, const struct iovec 
 
 EXPORT ssize_t writev(int fd, const struct iovec *iov, int iovcnt)
 {
-	if (likely(real.writev != NULL) && untracked(fd, FD_CONN | FD_LOG | FD_CLIENT))
+	if (likely(real.writev != NULL) && untracked(fd, WRITE_CARE))
 		return real.writev(fd, iov, iovcnt);
 	return writev_slow(fd, iov, iovcnt);
 }

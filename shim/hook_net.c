@@ -215,7 +215,7 @@ static __attribute__((noinline)) ssize_t send_slow(int fd, const void *buf, size
 	if (unlikely(!fn))
 		return syscall(SYS_sendto, fd, buf, n, flags, NULL, 0);
 	uint8_t cls = fd_class(fd);
-	if (likely(cls == 0)) {
+	if (likely(cls == 0) && !adopted_now(fd)) {
 		note_other_io(fd);
 		return fn(fd, buf, n, flags);
 	}
@@ -241,7 +241,7 @@ static __attribute__((noinline)) ssize_t send_slow(int fd, const void *buf, size
 
 EXPORT ssize_t send(int fd, const void *buf, size_t n, int flags)
 {
-	if (likely(real.send != NULL) && untracked(fd, FD_CONN | FD_LOG | FD_SYSLOG | FD_CLIENT))
+	if (likely(real.send != NULL) && untracked(fd, WRITE_CARE | FD_SYSLOG))
 		return real.send(fd, buf, n, flags);
 	return send_slow(fd, buf, n, flags);
 }
@@ -254,7 +254,7 @@ static __attribute__((noinline)) ssize_t sendto_slow(int fd, const void *buf, si
 	if (unlikely(!fn))
 		return syscall(SYS_sendto, fd, buf, n, flags, addr, len);
 	uint8_t cls = fd_class(fd);
-	if (likely(cls == 0)) {
+	if (likely(cls == 0) && !adopted_now(fd)) {
 		note_other_io(fd);
 		return fn(fd, buf, n, flags, addr, len);
 	}
@@ -282,7 +282,7 @@ static __attribute__((noinline)) ssize_t sendto_slow(int fd, const void *buf, si
 EXPORT ssize_t sendto(int fd, const void *buf, size_t n, int flags,
 		      const struct sockaddr *addr, socklen_t len)
 {
-	if (likely(real.sendto != NULL) && untracked(fd, FD_CONN | FD_LOG | FD_SYSLOG | FD_CLIENT))
+	if (likely(real.sendto != NULL) && untracked(fd, WRITE_CARE | FD_SYSLOG))
 		return real.sendto(fd, buf, n, flags, addr, len);
 	return sendto_slow(fd, buf, n, flags, addr, len);
 }
@@ -293,7 +293,7 @@ static __attribute__((noinline)) ssize_t sendmsg_slow(int fd, const struct msghd
 	if (unlikely(!fn))
 		return syscall(SYS_sendmsg, fd, msg, flags);
 	uint8_t cls = fd_class(fd);
-	if (likely(cls == 0) || !msg) {
+	if ((likely(cls == 0) && !adopted_now(fd)) || !msg) {
 		note_other_io(fd);
 		return fn(fd, msg, flags);
 	}
@@ -320,7 +320,7 @@ static __attribute__((noinline)) ssize_t sendmsg_slow(int fd, const struct msghd
 
 EXPORT ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
 {
-	if (likely(real.sendmsg != NULL) && untracked(fd, FD_CONN | FD_LOG | FD_CLIENT))
+	if (likely(real.sendmsg != NULL) && untracked(fd, WRITE_CARE))
 		return real.sendmsg(fd, msg, flags);
 	return sendmsg_slow(fd, msg, flags);
 }

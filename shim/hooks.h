@@ -27,16 +27,27 @@ static inline bool untracked(int fd, uint8_t care)
 }
 
 /* The read hooks care for connections and for descriptors an attached
- * process may have accepted past the shim. */
+ * process may have accepted before the shim came in; the write hooks for
+ * those, logs and outbound connections (and some for syslog's socket). */
 #define READ_CARE (FD_CONN | FD_ADOPT)
+#define WRITE_CARE (FD_CONN | FD_LOG | FD_CLIENT | FD_ADOPT)
 
-/* Before a read on fd in a read hook's slow path: a descriptor marked
- * FD_ADOPT becomes a connection if it is one the program has read nothing
- * from yet (attach.c). */
+/* Before a read or write on fd in a hook's slow path: a descriptor marked
+ * FD_ADOPT becomes a connection if it is an accepted one (attach.c). */
 static inline void adopt_pending(int fd)
 {
 	if (unlikely(fd_flags(fd) & FD_ADOPT))
 		attach_adopt(fd);
+}
+
+/* In a write hook's slow path, for fd of no class: whether it was marked
+ * FD_ADOPT and is a connection now (attach_adopt). */
+static inline bool adopted_now(int fd)
+{
+	if (likely(!(fd_flags(fd) & FD_ADOPT)))
+		return false;
+	attach_adopt(fd);
+	return fd_class(fd) & FD_CONN;
 }
 
 /* The thread is about to block: lines an event-loop batch holds go out

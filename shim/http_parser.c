@@ -99,6 +99,12 @@ void http_parser_init(struct http_parser *p, const struct header_matcher *m)
 	p->in_first_line = true;
 }
 
+void http_parser_init_joined(struct http_parser *p, const struct header_matcher *m)
+{
+	http_parser_init(p, m);
+	p->in_first_line = false;
+}
+
 void http_parser_init_pausing(struct http_parser *p, const struct header_matcher *m)
 {
 	http_parser_init(p, m);

@@ -133,6 +133,11 @@ struct http_feed_result {
 
 void http_parser_init(struct http_parser *p, const struct header_matcher *m);
 
+/* A parser for a stream joined between two requests (a connection a
+ * program accepted before the shim came in): bytes that do not parse as a
+ * request desynchronise it, never make the connection "not HTTP". */
+void http_parser_init_joined(struct http_parser *p, const struct header_matcher *m);
+
 /* A parser of the requests a client writes: http_parser_feed stops before
  * the blank line that ends each header block (where headers can be added). */
 void http_parser_init_pausing(struct http_parser *p, const struct header_matcher *m);

@@ -87,6 +87,11 @@ bool http_response_stopped(const struct http_response_parser *p)
 	return p->state == R_STOPPED || p->state == R_UNTIL_CLOSE;
 }
 
+bool http_response_between(const struct http_response_parser *p)
+{
+	return p->state == R_START && p->status >= 200;
+}
+
 static void begin_response(struct http_response_parser *p)
 {
 	p->has_header = false;

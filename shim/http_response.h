@@ -74,6 +74,10 @@ void http_response_added(struct http_response_parser *p);
 /* Gives up on the stream (bytes went by unseen). */
 void http_response_stop(struct http_response_parser *p);
 
+/* True when the bytes so far end exactly after a final (not 1xx) response:
+ * what the client sends next, unless it pipelined, is a new request. */
+bool http_response_between(const struct http_response_parser *p);
+
 /* True once the parser gave up on the stream (never adds again). */
 bool http_response_stopped(const struct http_response_parser *p);
 

@@ -244,10 +244,11 @@ bool is_stream_socket(int fd) HIDDEN;
  * socket) stays a log. */
 bool is_accepted_socket(int fd) HIDDEN;
 
-/* fd, marked FD_ADOPT at attach, is about to be read: if it is an
- * accepted TCP connection whose every received byte is still queued (the
- * program has read none), it becomes a connection as if accepted now; the
- * mark goes either way (attach.c). Keeps errno. */
+/* fd, marked FD_ADOPT at attach, is about to be read or written: if it is
+ * an accepted socket it becomes a joined connection (conn_join), its
+ * stream starting now if every byte it received is still queued (the
+ * program has read none); the mark goes either way (attach.c). Keeps
+ * errno. */
 void attach_adopt(int fd) HIDDEN;
 
 /* Whether the file open as fd, open for writing, has a path matching a

@@ -4,7 +4,9 @@ bundled servers started bare and serving load the whole time.
 
 For each server (thread_per_conn, thread_pool, epoll_timers, fork_per_conn):
   A  bare: requests on new connections; one keep-alive connection opened
-     here stays open through every phase and sends a request in each;
+     here stays open through every phase and sends a request in each (in
+     B and D three: the shim joins it at the first one's response, and
+     the other two must carry their ids like any request of B and D);
   attach while a background client keeps sending requests (it runs until
      the last detach);
   B  attached: requests on new connections;
@@ -196,6 +198,12 @@ def check_server(name, failures):
                 nonlocal keep_buf
                 token, keep_buf = client.request(keep, keep_buf, "K" + letter)
                 phase[token] = "K"
+                if letter in "BD":
+                    # The shim joined the keep-alive connection at the
+                    # response to the request above: the next ones are its.
+                    for n in (2, 3):
+                        token, keep_buf = client.request(keep, keep_buf, "K%s%d" % (letter, n))
+                        phase[token] = letter
                 for _ in range(4):
                     for t in client.on_new_connection(letter):
                         phase[t] = letter
@@ -436,6 +444,10 @@ def check_nginx(failures):
             def phase(letter):
                 nonlocal keep_buf
                 keep_buf = client.request(keep, keep_buf, "K")
+                if letter in "BD":
+                    # Joined at the response to the request above.
+                    for _ in range(2):
+                        keep_buf = client.request(keep, keep_buf, letter)
                 for _ in range(10):
                     client.on_new_connection(letter)
 
@@ -589,6 +601,156 @@ def check_python(failures):
     print("%-16s %d requests, %d lines with an id, precision %s; attached phase: %d lines, "
           "recall %s" % ("http.server", len(sent), tagged, ratio(right, tagged), attached,
                          ratio(right, attached)))
+
+
+JOINED_SERVER = r"""
+import socket, sys
+log = open(sys.argv[1], "a", buffering=1)
+srv = socket.socket()
+srv.bind(("127.0.0.1", 0))
+srv.listen(8)
+print(srv.getsockname()[1], flush=True)
+while True:
+    conn, _ = srv.accept()
+    buf = b""
+    while True:
+        while b"\r\n\r\n" not in buf:
+            data = conn.recv(65536)
+            if not data:
+                break
+            buf += data
+        if b"\r\n\r\n" not in buf:
+            break
+        head, buf = buf.split(b"\r\n\r\n", 1)
+        lines = head.decode().split("\r\n")
+        token = lines[0].split()[1].lstrip("/")
+        length = sum(int(l.split(":", 1)[1]) for l in lines[1:]
+                     if l.lower().startswith("content-length:"))
+        print("head", token, len(buf), flush=True)
+        while len(buf) < length:
+            buf += conn.recv(65536)
+            print("body", len(buf), flush=True)
+        buf = buf[length:]
+        log.write("token=%s\n" % token)
+        body = b"ok " + token.encode()
+        head_out = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body)
+        if token.startswith("split"):
+            conn.sendall(head_out)
+            print("sent head", flush=True)
+            sys.stdin.readline()
+            conn.sendall(body)
+        else:
+            conn.sendall(head_out + body)
+    conn.close()
+"""
+EVIL = b"GET /evil HTTP/1.1\r\nX-Request-ID: id-evil\r\n\r\n"
+
+
+def check_joined(failures):
+    """A keep-alive connection the shim joins mid-stream: a request body
+    read across attach whose last part is the text of a request (with its
+    own X-Request-ID) is not taken for one, the request after the first
+    response is the shim's; a response whose head went out before attach
+    and its body after leaves the connection unjoined. A small python
+    server, bare, one connection at a time, its own prints the handshake."""
+    def fail(msg):
+        failures.append("joined: " + msg)
+
+    with tempfile.TemporaryDirectory(prefix="reqid-attach-joined-") as tmp:
+        log = Path(tmp) / "app.log"
+        proc = subprocess.Popen(["python3", "-c", JOINED_SERVER, str(log)],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL)
+        responses = {}
+
+        def expect(prefix):
+            line = split_line(proc.stdout.readline().decode().rstrip("\n"))[1]
+            if not line.startswith(prefix):
+                raise harness.Failure("server said %r, expected %r" % (line, prefix))
+
+        def request(sock, token, rid=None):
+            head = "GET /%s HTTP/1.1\r\n" % token
+            if rid:
+                head += "X-Request-ID: %s\r\n" % rid
+            sock.sendall((head + "\r\n").encode())
+            expect("head " + token)
+            responses[token], rest = harness._recv_response(sock, b"")
+            if rest:
+                raise harness.Failure("bytes past the response to %s" % token)
+
+        try:
+            port = int(proc.stdout.readline())
+            sock = harness.connect(port, 10)
+            request(sock, "a1", "id-a1")
+            # b1: a body in three parts; the server reads the first with
+            # the head before attach, the second in a read begun before
+            # attach, the third (a request's text) in a read of the attached
+            # process.
+            sock.sendall(b"GET /b1 HTTP/1.1\r\nX-Request-ID: id-b1\r\n"
+                         b"Content-Length: %d\r\n\r\nxx" % (4 + len(EVIL)))
+            expect("head b1 2")
+            rc, _, err = reqid("attach", "--log-path", str(log), proc.pid)
+            if rc != 0:
+                fail("attach: exit %d: %s" % (rc, err))
+                return
+            sock.sendall(b"yy")
+            expect("body 4")
+            sock.sendall(EVIL)
+            expect("body %d" % (4 + len(EVIL)))
+            responses["b1"], rest = harness._recv_response(sock, b"")
+            for n in ("c1", "c2"):
+                request(sock, n, "id-" + n)
+            request(sock, "c3")
+            rc, _, err = reqid("detach", proc.pid)
+            if rc != 0:
+                fail("detach: exit %d: %s" % (rc, err))
+            sock.sendall(b"GET /split1 HTTP/1.1\r\nX-Request-ID: id-split1\r\n\r\n")
+            expect("head split1")
+            expect("sent head")
+            rc, _, err = reqid("attach", "--log-path", str(log), proc.pid)
+            if rc != 0:
+                fail("attach again: exit %d: %s" % (rc, err))
+            proc.stdin.write(b"go\n")
+            proc.stdin.flush()
+            responses["split1"], rest = harness._recv_response(sock, b"")
+            request(sock, "d1", "id-d1")
+            request(sock, "d2", "id-d2")
+            sock.close()
+        finally:
+            proc.kill()
+            proc.wait(30)
+        lines = log.read_text().splitlines()
+    bare = {t: b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\nok %s" % (3 + len(t), t.encode())
+            for t in responses}
+    got = {}
+    for line in lines:
+        rid, msg = split_line(line)
+        got[msg.split("=")[1]] = rid
+    want = {"a1": None, "b1": None, "c1": "id-c1", "c2": "id-c2", "split1": None}
+    for token, rid in want.items():
+        if got.get(token, "missing") != rid:
+            fail("line of %s carries %r, expected %r" % (token, got.get(token, "missing"), rid))
+    generated = got.get("c3")
+    if not generated or not GENERATED.match(generated):
+        fail("line of c3 (no X-Request-ID) carries %r, expected a generated id" % generated)
+    for token in ("d1", "d2"):
+        if got.get(token) not in (None, "id-" + token):
+            fail("line of %s carries %r" % (token, got.get(token)))
+    if sorted(got) != sorted(responses):
+        fail("lines for %s, requests %s" % (sorted(got), sorted(responses)))
+    for token, resp in responses.items():
+        m = ADDED.search(resp)
+        stripped = resp[:m.start()] + resp[m.end() - 4:] if m else resp
+        added = m.group(1).decode() if m else None
+        expected = got.get(token) if token in ("c1", "c2", "c3", "d1", "d2") else None
+        if stripped != bare[token] or added != expected:
+            fail("%s: response %r" % (token, resp))
+    tagged = sum(1 for rid in got.values() if rid is not None)
+    right = sum(1 for t, rid in got.items() if rid is not None and
+                (rid == "id-" + t or (t == "c3" and GENERATED.match(rid))))
+    print("%-16s %d requests on one connection, %d lines with an id, %d wrong, precision %s; "
+          "recall %d of 5 (d1 and d2 follow a response split across attach: unjoined)" % (
+              "joined", len(got), tagged, tagged - right, ratio(right, tagged), right))
 
 
 IN_PROCESS_ERR = (b'before\nloaded\n{"rid":"out","msg":"attached"}\n'
@@ -921,7 +1083,8 @@ def refusals(failures):
 
 
 def main(argv):
-    whole = {"http.server": check_python, "nginx": check_nginx, "cycles": check_cycles}
+    whole = {"http.server": check_python, "nginx": check_nginx, "joined": check_joined,
+             "cycles": check_cycles}
     names = [n for n in argv if n not in whole] if argv else SERVERS
     groups = [(n, lambda f, n=n: (check_server(n, f), check_idle(n, f))) for n in names]
     groups += [(k, check) for k, check in whole.items() if not argv or k in argv]

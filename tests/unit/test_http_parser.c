@@ -207,6 +207,33 @@ static void expect_split_invariant(const char *buf, size_t len, uint32_t started
 
 /* ---- basic requests and id selection ----------------------------------- */
 
+/* A parser joined between requests (attach): requests parse as on a new
+ * connection, but bytes that are no request desynchronise it where a new
+ * connection's would make it not HTTP. */
+static void test_joined_stream(void **state)
+{
+	(void)state;
+	struct http_feed_result r;
+	init_default();
+	http_parser_init_joined(&g_p, &g_m);
+	feed_str("GET /a HTTP/1.1\r\nX-Request-ID: joined-1\r\n\r\n", &r);
+	expect_result(&r, 1, 1, "joined-1");
+	http_parser_init_joined(&g_p, &g_m);
+	feed_str("HTTP/1.1 200 OK\r\n\r\n", &r);
+	assert_true(r.desync);
+	assert_false(r.not_http);
+	assert_true(http_parser_stopped(&g_p));
+	http_parser_init_joined(&g_p, &g_m);
+	feed_str("\x16\x03\x01", &r);
+	assert_true(r.desync);
+	assert_false(r.not_http);
+	/* The same bytes on a new connection: not HTTP. */
+	http_parser_init(&g_p, &g_m);
+	feed_str("\x16\x03\x01", &r);
+	assert_true(r.not_http);
+	assert_false(r.desync);
+}
+
 static void test_simple_get(void **state)
 {
 	(void)state;
@@ -1784,6 +1811,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_simple_get),
+		cmocka_unit_test(test_joined_stream),
 		cmocka_unit_test(test_no_id_headers),
 		cmocka_unit_test(test_header_name_case),
 		cmocka_unit_test(test_value_ows_trimmed),

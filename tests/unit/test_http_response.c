@@ -1269,6 +1269,46 @@ static void test_max_points(void **state)
 	expect_next_gets_point();
 }
 
+/* http_response_between: true exactly where a write ending there ends a
+ * final response, never before the first response, inside one, after a
+ * 1xx, in a body, in a chunked body or its trailer, or once stopped. */
+static void test_between_responses(void **state)
+{
+	(void)state;
+	static const char *const parts[] = {
+		"HTTP/1.1 100 Continue\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", "hel", "lo",
+		"HTTP/1.1 204 No Content\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", "3\r\nabc\r\n",
+		"0\r\n", "X-Trailer: 1\r\n", "\r\n",
+		"HTTP/1.1 304 Not Modified\r\nContent-Length: 9\r\n\r\n",
+	};
+	static const bool between[] = {false, false, false, true, true, false, false,
+				       false, false, true, true};
+	init_default();
+	assert_false(http_response_between(&g_p));
+	for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
+		advance(parts[i], strlen(parts[i]));
+		if (http_response_between(&g_p) != between[i])
+			fail_msg("after part %zu (%s): between %d", i, parts[i], !between[i]);
+	}
+	/* A HEAD request's response has no body even with a length. */
+	http_response_expect_head(&g_p, true);
+	advance("HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n", 38);
+	assert_true(http_response_between(&g_p));
+	/* Part of a status line; a body until close; bytes that are no
+	 * response. */
+	advance("HTTP/1.1 2", 10);
+	assert_false(http_response_between(&g_p));
+	init_default();
+	advance("HTTP/1.0 200 OK\r\n\r\nbody", 23);
+	assert_false(http_response_between(&g_p));
+	init_default();
+	advance("GET / HTTP/1.1\r\n\r\n", 18);
+	assert_true(http_response_stopped(&g_p));
+	assert_false(http_response_between(&g_p));
+}
+
 static void test_empty_writes(void **state)
 {
 	(void)state;
@@ -1322,6 +1362,7 @@ int main(void)
 		cmocka_unit_test(test_null_header_name),
 		cmocka_unit_test(test_max_points),
 		cmocka_unit_test(test_empty_writes),
+		cmocka_unit_test(test_between_responses),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
