@@ -8,8 +8,11 @@
  * definition (another interposer, RTLD_DEEPBIND), or to an older version
  * of the function than the hook calls, is left alone. Loader calls
  * (dlsym, dladdr) happen outside dl_iterate_phdr, each module held open
- * meanwhile. Must never write an entry it cannot restore, nor leave a page
- * writable that was read-only.
+ * meanwhile. Attach patches every module; later passes (got_patch_since,
+ * from the loader stubs, when the loader counts more modules loaded) only
+ * those no earlier pass saw, or whose entry it patched no longer holds the
+ * hook (another module loaded at the same place). Must never write an entry
+ * it cannot restore, nor leave a page writable that was read-only.
  */
 #include "got_patch.h"
 
@@ -18,11 +21,15 @@
 #include <link.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/auxv.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
+
+#include <xxhash.h>
 
 #include "map_once.h"
 
@@ -34,10 +41,43 @@ struct got_entry {
 	void *original; /* what the loader binds the name to */
 	void *hook;
 	bool read_only; /* the loader made its page read-only (RELRO) */
+	bool live;	/* found in a loaded module, still the hook, this pass */
 };
 
 static void *_Atomic entries_table;
 static size_t entry_count;
+
+/* Held while entries are written or put back (attach, detach, a loader
+ * stub): the stubs only try it, attach and detach wait for it. A fork
+ * child starts with it free (got_patch_after_fork). */
+static _Atomic int patch_busy;
+
+static bool patch_trylock(void)
+{
+	int expected = 0;
+	return atomic_compare_exchange_strong_explicit(&patch_busy, &expected, 1,
+						       memory_order_acquire, memory_order_relaxed);
+}
+
+static void patch_lock(void)
+{
+	while (!patch_trylock())
+		nanosleep(&(struct timespec){0, 100000}, NULL);
+}
+
+static void patch_unlock(void)
+{
+	atomic_store_explicit(&patch_busy, 0, memory_order_release);
+}
+
+void got_patch_after_fork(void)
+{
+	if (atomic_load_explicit(&patch_busy, memory_order_relaxed))
+		atomic_store_explicit(&patch_busy, 0, memory_order_relaxed);
+}
+
+/* The loader's count of modules loaded, at the last pass. */
+static unsigned long long seen_adds;
 
 /* The shim's own module, for telling its functions from libc's. */
 extern const char __ehdr_start[] __attribute__((visibility("hidden")));
@@ -54,6 +94,7 @@ struct module {
 	size_t jmprel_size, rela_size;
 	uintptr_t relro_start, relro_end; /* read-only after relocation */
 	uintptr_t low, high;		  /* its mapped range */
+	uint64_t name_hash;
 };
 
 static uintptr_t absolute(ElfW(Addr) base, ElfW(Addr) p)
@@ -68,13 +109,34 @@ struct module_ref {
 	const ElfW(Phdr) *phdr;
 	ElfW(Half) phnum;
 	size_t name;
+	uint64_t name_hash;
 };
 
 #define MODULES_MAX 1024
 #define NAMES_SIZE (256 * 1024)
 
+/* What a pass learned of a module, so that a later one passes it by while
+ * it is the same module: where it is loaded, its name's hash, and one entry
+ * the shim patched in it (probe NULL: it has none) still holding the hook.
+ * A module closed and another loaded at its place has its entries unpatched
+ * again. */
+struct known_module {
+	ElfW(Addr) base;
+	uint64_t name_hash;
+	void **probe;
+	void *hook;
+};
+
+static struct known_module known[MODULES_MAX];
+static size_t known_count;
+
 struct module_list {
 	size_t count, names_used;
+	bool only_new;	/* pass by the modules known[] still describes */
+	bool mark_live; /* mark the entries still holding their hooks */
+	struct got_entry *table;
+	size_t learned_count;
+	struct known_module learned[MODULES_MAX]; /* known[] after this pass */
 	struct module_ref mod[MODULES_MAX];
 	char names[NAMES_SIZE];
 };
@@ -146,13 +208,14 @@ static const char *wanted_version(const struct module *m, size_t sym)
 	}
 }
 
-/* The shim's function of that name, or NULL if it does not hook it. */
+/* The shim's function of that name (or its loader stub), or NULL if it
+ * does not hook it. */
 static void *hook_for(void *self, const char *name)
 {
 	void *f = dlsym(self, name);
 	Dl_info di;
 	if (!f || !dladdr(f, &di) || di.dli_fbase != (void *)__ehdr_start)
-		return NULL;
+		return loader_stub(name, dlsym(RTLD_NEXT, name));
 	return f;
 }
 
@@ -179,6 +242,7 @@ static bool in_relro(const struct module *m, const void *slot)
 struct patch_run {
 	void *self;
 	struct got_entry *table;
+	struct module_list *list;
 	int patched;
 };
 
@@ -215,7 +279,7 @@ static void patch_relocations(struct patch_run *run, const struct module *m,
 		if (entry_count == GOT_ENTRIES_MAX)
 			return;
 		struct got_entry *e = &run->table[entry_count];
-		*e = (struct got_entry){slot, original, hook, in_relro(m, slot)};
+		*e = (struct got_entry){slot, original, hook, in_relro(m, slot), true};
 		if (write_slot(e, hook)) {
 			entry_count++;
 			run->patched++;
@@ -223,17 +287,54 @@ static void patch_relocations(struct patch_run *run, const struct module *m,
 	}
 }
 
+/* m's entries are patched, and what was learned of m kept for the next
+ * pass. */
 static void patch_module(const struct module *m, void *arg)
 {
 	struct patch_run *run = arg;
+	size_t first = entry_count;
 	patch_relocations(run, m, m->jmprel, m->jmprel_size, R_X86_64_JUMP_SLOT);
 	patch_relocations(run, m, m->rela, m->rela_size, R_X86_64_GLOB_DAT);
+	struct module_list *list = run->list;
+	if (list->learned_count < MODULES_MAX) {
+		bool some = entry_count > first;
+		list->learned[list->learned_count++] = (struct known_module){
+			m->base, m->name_hash, some ? run->table[first].slot : NULL,
+			some ? run->table[first].hook : NULL};
+	}
 }
 
-/* dl_iterate_phdr's callback runs holding a loader lock: it only copies
- * what it is given (no dlsym, dladdr or dlopen there: a thread inside
- * dlopen or dlclose waits for that lock holding the other). The loader,
- * vdso and the shim itself are left out. */
+/* Whether address p lies in one of the module's loaded segments. */
+static bool in_module(const struct dl_phdr_info *info, uintptr_t p)
+{
+	for (int i = 0; i < info->dlpi_phnum; i++) {
+		const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+		uintptr_t start = info->dlpi_addr + ph->p_vaddr;
+		if (ph->p_type == PT_LOAD && p >= start && p - start < ph->p_memsz)
+			return true;
+	}
+	return false;
+}
+
+/* The record of an earlier pass that still describes the module, or NULL. */
+static const struct known_module *still_known(const struct dl_phdr_info *info, uint64_t hash)
+{
+	for (size_t i = 0; i < known_count; i++) {
+		const struct known_module *k = &known[i];
+		if (k->base != info->dlpi_addr || k->name_hash != hash)
+			continue;
+		if (!k->probe || (in_module(info, (uintptr_t)k->probe) &&
+				  __atomic_load_n(k->probe, __ATOMIC_ACQUIRE) == k->hook))
+			return k;
+	}
+	return NULL;
+}
+
+/* dl_iterate_phdr's callback runs holding a loader lock, so no module it
+ * lists is unmapped meanwhile: it reads them, and copies what it is given,
+ * but calls nothing of the loader (no dlsym, dladdr or dlopen: a thread
+ * inside dlopen or dlclose waits for that lock holding the other). The
+ * loader, vdso and the shim itself are left out. */
 static int collect_module(struct dl_phdr_info *info, size_t size, void *arg)
 {
 	(void)size;
@@ -241,28 +342,52 @@ static int collect_module(struct dl_phdr_info *info, size_t size, void *arg)
 	size_t len = strlen(info->dlpi_name) + 1;
 	if (info->dlpi_addr == (ElfW(Addr))__ehdr_start ||
 	    info->dlpi_addr == (ElfW(Addr))getauxval(AT_BASE) ||
-	    info->dlpi_addr == (ElfW(Addr))getauxval(AT_SYSINFO_EHDR) ||
-	    list->count == MODULES_MAX || list->names_used + len > NAMES_SIZE)
+	    info->dlpi_addr == (ElfW(Addr))getauxval(AT_SYSINFO_EHDR))
+		return 0;
+	for (size_t i = 0; list->mark_live && i < entry_count; i++) {
+		struct got_entry *e = &list->table[i];
+		if (in_module(info, (uintptr_t)e->slot) &&
+		    __atomic_load_n(e->slot, __ATOMIC_ACQUIRE) == e->hook)
+			e->live = true;
+	}
+	uint64_t hash = XXH3_64bits(info->dlpi_name, len);
+	const struct known_module *k = list->only_new ? still_known(info, hash) : NULL;
+	if (k) {
+		if (list->learned_count < MODULES_MAX)
+			list->learned[list->learned_count++] = *k;
+		return 0;
+	}
+	if (list->count == MODULES_MAX || list->names_used + len > NAMES_SIZE)
 		return 0;
 	struct module_ref *ref = &list->mod[list->count++];
 	*ref = (struct module_ref){info->dlpi_addr, info->dlpi_phdr, info->dlpi_phnum,
-				  list->names_used};
+				  list->names_used, hash};
 	memcpy(list->names + list->names_used, info->dlpi_name, len);
 	list->names_used += len;
 	return 0;
 }
 
-/* Calls fn for every module loaded now (but the loader, vdso and the shim),
- * each held open meanwhile by dlopen(RTLD_NOLOAD): one being loaded is
- * waited for until it is relocated, one closed since it was listed is
- * skipped. False if the list could not be mapped. */
-static bool each_module(void (*fn)(const struct module *, void *), void *arg)
+/* The list of a pass (under the patcher's lock): its pages are touched
+ * by the first pass and reused by the next ones. */
+static struct module_list pass_list;
+
+static struct module_list *list_made(bool only_new, bool mark_live, struct got_entry *table)
 {
-	struct module_list *list = mmap(NULL, sizeof(*list), PROT_READ | PROT_WRITE,
-					MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (list == MAP_FAILED)
-		return false;
-	list->count = list->names_used = 0;
+	struct module_list *list = &pass_list;
+	list->count = list->names_used = list->learned_count = 0;
+	list->only_new = only_new;
+	list->mark_live = mark_live && table;
+	list->table = table;
+	return list;
+}
+
+/* Calls fn for every module loaded now (but the loader, vdso, the shim and,
+ * if list->only_new, those an earlier pass saw), each held open meanwhile
+ * by dlopen(RTLD_NOLOAD): one being loaded is waited for until it is
+ * relocated, one closed since it was listed is skipped. */
+static void each_module(struct module_list *list, void (*fn)(const struct module *, void *),
+			void *arg)
+{
 	dl_iterate_phdr(collect_module, list);
 	for (size_t i = 0; i < list->count; i++) {
 		const struct module_ref *ref = &list->mod[i];
@@ -273,12 +398,12 @@ static bool each_module(void (*fn)(const struct module *, void *), void *arg)
 		if (!held)
 			continue;
 		if (dlinfo(held, RTLD_DI_LINKMAP, &lm) == 0 && lm->l_addr == ref->base &&
-		    read_module(ref, &m))
+		    read_module(ref, &m)) {
+			m.name_hash = ref->name_hash;
 			fn(&m, arg);
+		}
 		dlclose(held);
 	}
-	munmap(list, sizeof(*list));
-	return true;
 }
 
 /* A handle on the shim itself: dlsym through it finds the shim's exports
@@ -291,18 +416,65 @@ static void *self_handle(void)
 	return dlopen(di.dli_fname, RTLD_NOW | RTLD_NOLOAD);
 }
 
-int got_patch_all(void)
+static int count_adds(struct dl_phdr_info *info, size_t size, void *arg)
 {
-	struct patch_run run = {self_handle(), NULL, 0};
+	if (size >= offsetof(struct dl_phdr_info, dlpi_adds) + sizeof(info->dlpi_adds))
+		*(unsigned long long *)arg = info->dlpi_adds;
+	return 1; /* the first module says it */
+}
+
+static unsigned long long modules_loaded(void)
+{
+	unsigned long long adds = 0;
+	dl_iterate_phdr(count_adds, &adds);
+	return adds;
+}
+
+/* A pass over the loaded modules, under the patcher's lock: every one
+ * (attach), or those loaded since the last pass (only_new); with
+ * mark_live, entries of modules gone are dropped on the way. */
+static int patch_pass(bool only_new, bool mark_live)
+{
+	struct patch_run run = {self_handle(), NULL, NULL, 0};
 	run.table = map_once(&entries_table, GOT_ENTRIES_MAX * sizeof(struct got_entry));
 	if (!run.self || !run.table) {
 		if (run.self)
 			dlclose(run.self);
 		return -1;
 	}
-	bool listed = each_module(patch_module, &run);
+	run.list = list_made(only_new, mark_live, run.table);
+	seen_adds = modules_loaded(); /* one loaded during the pass: the next finds it */
+	size_t before = entry_count;
+	for (size_t i = 0; i < before; i++)
+		run.table[i].live = false;
+	each_module(run.list, patch_module, &run);
 	dlclose(run.self); /* the RTLD_NOLOAD reference only */
-	return listed ? run.patched : -1;
+	if (run.list->mark_live) {
+		size_t kept = 0;
+		for (size_t i = 0; i < entry_count; i++)
+			if (i >= before || run.table[i].live)
+				run.table[kept++] = run.table[i];
+		entry_count = kept;
+	}
+	memcpy(known, run.list->learned, run.list->learned_count * sizeof(known[0]));
+	known_count = run.list->learned_count;
+	return run.patched;
+}
+
+int got_patch_all(void)
+{
+	patch_lock();
+	int patched = patch_pass(false, true);
+	patch_unlock();
+	return patched;
+}
+
+void got_patch_since(void)
+{
+	if (modules_loaded() == __atomic_load_n(&seen_adds, __ATOMIC_RELAXED) || !patch_trylock())
+		return;
+	patch_pass(true, entry_count > GOT_ENTRIES_MAX / 2);
+	patch_unlock();
 }
 
 struct restore_run {
@@ -327,9 +499,12 @@ static void restore_module(const struct module *m, void *arg)
 
 int got_restore_all(void)
 {
+	patch_lock();
 	struct restore_run run = {atomic_load_explicit(&entries_table, memory_order_acquire), 0};
 	if (run.table)
-		each_module(restore_module, &run);
+		each_module(list_made(false, false, NULL), restore_module, &run);
 	entry_count = 0;
+	known_count = 0;
+	patch_unlock();
 	return run.restored;
 }

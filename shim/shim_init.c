@@ -25,6 +25,7 @@
 #include "epoll_map.h"
 #include "event_batch.h"
 #include "fork_hot.h"
+#include "got_patch.h"
 #include "log_writer.h"
 #include "request_table.h"
 #include "thread_ctx.h"
@@ -110,6 +111,7 @@ static void after_fork_child(void)
 	seed_ids();
 	log_forget_all();
 	epoll_map_after_fork();
+	got_patch_after_fork();
 	batch_forget();
 }
 

@@ -764,7 +764,9 @@ IN_PROCESS_OUT = (b"attach=0 twice=1 status=1 detach=0 redirected=1 restored=1 d
 def in_process(failures):
     """attach_in_process.c, built four ways: the GOT patcher finds and puts
     back write's entry whatever the binding (lazy, -z now with full RELRO,
-    -fno-plt, no PIE)."""
+    -fno-plt, no PIE). attach_dlopen.c, three ways: a module loaded after
+    attach (by a bare name only the program's RUNPATH finds) is patched,
+    again after it is closed and loaded again, and not after detach."""
     src = Path(__file__).resolve().parent / "attach_in_process.c"
     with tempfile.TemporaryDirectory(prefix="reqid-attach-") as tmp:
         for name, flags in (("lazy", ["-Wl,-z,lazy"]), ("now", ["-Wl,-z,now", "-Wl,-z,relro"]),
@@ -778,6 +780,30 @@ def in_process(failures):
             if (p.returncode, p.stdout, p.stderr) != (0, IN_PROCESS_OUT, IN_PROCESS_ERR):
                 failures.append("in process (%s): exit %d, stdout %r, stderr %r"
                                 % (name, p.returncode, p.stdout, p.stderr))
+
+    # Modules loaded after attach: attach_dlopen.c and its plugin.
+    here = Path(__file__).resolve().parent
+    with tempfile.TemporaryDirectory(prefix="reqid-attach-") as tmp:
+        for name, flags in (("lazy", ["-Wl,-z,lazy"]), ("now", ["-Wl,-z,now", "-Wl,-z,relro"]),
+                            ("noplt", ["-fno-plt", "-Wl,-z,now"])):
+            d = Path(tmp) / name
+            (d / "plugins").mkdir(parents=True)
+            cc = ["cc", "-O2", "-Wall", "-Wextra", "-Werror"] + flags
+            subprocess.run(cc + ["-shared", "-fPIC", "-o", str(d / "plugins" / "libattach_plugin.so"),
+                                 str(here / "attach_plugin.c")], check=True, timeout=60)
+            subprocess.run(cc + ["-o", str(d / "prog"), str(here / "attach_dlopen.c"), "-ldl",
+                                 "-Wl,--enable-new-dtags,-rpath,$ORIGIN/plugins"],
+                           check=True, timeout=60)
+            p = subprocess.run([str(d / "prog"), str(harness.LIBREQID)], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, timeout=30, env={"PATH": "/usr/bin:/bin"})
+            if (p.returncode, p.stdout, p.stderr) != (0, DLOPEN_OUT, DLOPEN_ERR):
+                failures.append("dlopen after attach (%s): exit %d, stdout %r, stderr %r"
+                                % (name, p.returncode, p.stdout, p.stderr))
+
+
+DLOPEN_ERR = (b'{"rid":"out","msg":"first load"}\n{"rid":"out","msg":"second load"}\n'
+              b'detached\nloaded detached\n')
+DLOPEN_OUT = b"attach=0 redirected=1 detach=0 restored=1\n"
 
 
 TLS_LIB_C = """__thread char big[SIZE] __attribute__((tls_model("initial-exec")));
