@@ -46,6 +46,7 @@
 #include "got_patch.h"
 #include "log_output.h"
 #include "log_writer.h"
+#include "map_once.h"
 #include "request_table.h"
 #include "thread_ctx.h"
 
@@ -265,6 +266,10 @@ static void forget_attached_state(void)
 		if (epoll_map_tracks(fd))
 			epoll_map_forget(fd);
 	}
+	/* Zeroes are the forgotten state of these: their pages go back. */
+	request_table_release();
+	epoll_map_release();
+	table_release(fd_states, sizeof(fd_states));
 }
 
 /* Whether the program was started with a copy of the shim (from another

@@ -325,6 +325,13 @@ void epoll_map_delete(int epfd, int fd)
 		atomic_store_explicit(&t->registrations[fd].key, key, memory_order_release);
 }
 
+void epoll_map_release(void)
+{
+	struct epoll_tables *t = tables_now();
+	if (t)
+		table_release(t, sizeof(*t));
+}
+
 bool epoll_map_tracks(int fd)
 {
 	const struct epoll_tables *t = tables_now();

@@ -40,6 +40,10 @@ void epoll_map_set(int epfd, int fd, uint64_t data) __attribute__((visibility("h
 /* epoll_ctl(epfd, EPOLL_CTL_DEL, fd) succeeded. */
 void epoll_map_delete(int epfd, int fd) __attribute__((visibility("hidden")));
 
+/* Detach, after every fd was forgotten: the tables are emptied and their
+ * pages given back (zeroes are no registration: lookups answer -1). */
+void epoll_map_release(void) __attribute__((visibility("hidden")));
+
 /* Whether fd is registered on an epoll instance or is (or was) one: then
  * its closing must reach epoll_map_forget. */
 bool epoll_map_tracks(int fd) __attribute__((visibility("hidden")));

@@ -505,6 +505,10 @@ int got_restore_all(void)
 		each_module(list_made(false, false, NULL), restore_module, &run);
 	entry_count = 0;
 	known_count = 0;
+	table_release(&pass_list, sizeof(pass_list));
+	table_release(known, sizeof(known));
+	if (run.table)
+		table_release(run.table, GOT_ENTRIES_MAX * sizeof(struct got_entry));
 	patch_unlock();
 	return run.restored;
 }

@@ -1,7 +1,7 @@
 /*
  * map_once.h - a large table mapped the first time something needs it, so a
  * process pays memory only for the tables it uses (connection entries, the
- * epoll map, the outbound pool).
+ * epoll map, the outbound pool); and emptied at detach (table_release).
  *
  * Any thread may ask at once: each maps its own, the first to publish it
  * wins and the others unmap theirs. Never blocks and keeps errno; a failed
@@ -13,6 +13,8 @@
 #include <errno.h>
 #include <stdatomic.h>
 #include <stddef.h>
+#include <stdint.h>
+#include <string.h>
 #include <sys/mman.h>
 
 /* The table published in *slot, size bytes of zeroes mapped and published
@@ -37,6 +39,26 @@ static inline void *map_once(void *_Atomic *slot, size_t size)
 	}
 	errno = saved;
 	return table;
+}
+
+/* Empties a table whose zeroes mean empty (an attached process's tables,
+ * at detach): the pages wholly inside it go back to the kernel, which
+ * reads them as zeroes again and counts them resident no more; the bytes
+ * at its ends on pages it shares are set to zero. Not for a table a hook
+ * could read as anything but empty once it is zero. Keeps errno. */
+static inline void table_release(void *table, size_t size)
+{
+	int saved = errno;
+	uintptr_t start = (uintptr_t)table, end = start + size;
+	uintptr_t first = (start + 4095) & ~(uintptr_t)4095, last = end & ~(uintptr_t)4095;
+	if (first >= last) {
+		memset(table, 0, size);
+	} else {
+		memset(table, 0, first - start);
+		madvise((void *)first, last - first, MADV_DONTNEED);
+		memset((void *)last, 0, end - last);
+	}
+	errno = saved;
 }
 
 #endif

@@ -27,6 +27,7 @@
 #include <xxhash.h>
 
 #include "fork_hot.h"
+#include "map_once.h"
 
 #define REQUEST_TRACED 0x01
 #define REQUEST_ID_IS_TRACE_ID 0x02 /* the id is the trace-id: not in text */
@@ -351,4 +352,15 @@ uint64_t request_named_by(const char *line, size_t len)
 void request_table_forget_all(void)
 {
 	atomic_store_explicit(&first_valid, atomic_load(&next_serial) + 1, memory_order_relaxed);
+}
+
+void request_table_release(void)
+{
+	table_release(slots, sizeof(slots));
+	table_release(long_slots, sizeof(long_slots));
+	table_release(tracestates, sizeof(tracestates));
+	for (int i = 0; i < RECENT_REQUESTS; i++)
+		if (atomic_load_explicit(&recent[i], memory_order_relaxed))
+			atomic_store_explicit(&recent[i], 0, memory_order_relaxed);
+	table_release(line_buckets, sizeof(line_buckets));
 }

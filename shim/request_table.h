@@ -91,4 +91,10 @@ uint64_t request_named_by(const char *line, size_t len) __attribute__((visibilit
  * earlier attach may still name one). */
 void request_table_forget_all(void) __attribute__((visibility("hidden")));
 
+/* After request_table_forget_all at detach: the rings and line counts are
+ * emptied and their pages given back (a slot read as zeroes is no
+ * request's; a line count that a late end takes below zero only makes its
+ * bucket look shared). */
+void request_table_release(void) __attribute__((visibility("hidden")));
+
 #endif
