@@ -13,14 +13,15 @@ BUILD   := build
 
 # Pure logic: no interposition, unit-tested and fuzzable as plain functions.
 PURE_SRCS := shim/config.c shim/request_id.c shim/traceparent.c shim/trace_context.c shim/tracestate.c \
-             shim/http_parser.c shim/http_response.c shim/line_format.c shim/path_glob.c
+             shim/http_parser.c shim/http_response.c shim/line_format.c shim/path_glob.c \
+             shim/audit_record.c
 # Interposition glue and the state it keeps.
 GLUE_SRCS := shim/shim_init.c shim/request_table.c shim/conn_table.c shim/head_store.c \
              shim/thread_ctx.c shim/log_writer.c shim/log_output.c shim/insert_output.c \
              shim/conn_output.c shim/client_output.c \
              shim/call_chain.c shim/epoll_map.c shim/epoll_queue.c shim/event_batch.c \
              shim/hook_net.c shim/hook_io.c shim/hook_fd.c shim/hook_wait.c shim/hook_process.c shim/hook_syslog.c shim/hook_stdio.c \
-             shim/hook_loader.c shim/attach.c shim/got_patch.c
+             shim/hook_loader.c shim/attach.c shim/got_patch.c shim/audit_log.c
 SHIM_HDRS := $(wildcard shim/*.h)
 
 UNIT_TESTS := $(patsubst tests/unit/%.c,%,$(wildcard tests/unit/test_*.c))
@@ -118,6 +119,7 @@ integration: deps $(BUILD)/libreqid.so $(BUILD)/reqid-inject servers
 	python3 tests/integration/test_event_loops.py
 	python3 tests/integration/test_epoll_edges.py
 	python3 tests/integration/test_inject.py
+	python3 tests/integration/test_audit.py
 	python3 tests/integration/test_attach.py
 
 # libFuzzer targets over the pure logic, with ASan and UBSan.

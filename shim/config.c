@@ -134,6 +134,18 @@ static bool parse_word(const char *v, bool (*ok)(unsigned char), size_t max,
 	return true;
 }
 
+/* An absolute path, no control characters. */
+static bool is_path_char(unsigned char c)
+{
+	return c >= 0x20 && c != 0x7f;
+}
+
+static bool parse_audit_dir(const char *v, struct reqid_config *cfg)
+{
+	return v[0] == '/' && parse_word(v, is_path_char, CONFIG_MAX_AUDIT_DIR, cfg->audit_dir,
+					 &cfg->audit_dir_len);
+}
+
 /* Comma-separated header names; all or nothing. */
 static bool parse_headers(const char *v, struct reqid_config *cfg)
 {
@@ -285,6 +297,8 @@ unsigned config_parse(struct reqid_config *cfg, config_lookup lookup)
 		warnings |= WARN_LOG_FDS;
 	if ((v = lookup("REQID_LOG_PATHS")) && !parse_log_paths(v, cfg))
 		warnings |= WARN_LOG_PATHS;
+	if ((v = lookup("REQID_AUDIT_DIR")) && *v && !parse_audit_dir(v, cfg))
+		warnings |= WARN_AUDIT_DIR;
 	if ((v = lookup("REQID_RESPONSE_HEADER"))) {
 		if (*v == '\0')
 			cfg->response_header_len = 0;
@@ -310,6 +324,7 @@ const char *config_warning_variable(unsigned warning_bit)
 	case WARN_PROPAGATE: return "REQID_PROPAGATE";
 	case WARN_EVENT_STACKS: return "REQID_EVENT_STACKS";
 	case WARN_EVENT_BRACKETS: return "REQID_EVENT_BRACKETS";
+	case WARN_AUDIT_DIR: return "REQID_AUDIT_DIR";
 	default: return "REQID_?";
 	}
 }

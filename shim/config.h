@@ -21,6 +21,7 @@
 #define CONFIG_MAX_LOG_PATHS 16
 #define CONFIG_MAX_LOG_PATH 255
 #define CONFIG_MAX_FIELDS 3
+#define CONFIG_MAX_AUDIT_DIR 200
 
 enum log_format { FORMAT_JSON, FORMAT_PREFIX, FORMAT_LOGFMT };
 
@@ -42,6 +43,7 @@ enum config_warning {
 	WARN_PROPAGATE = 1 << 9,
 	WARN_EVENT_STACKS = 1 << 10,
 	WARN_EVENT_BRACKETS = 1 << 11,
+	WARN_AUDIT_DIR = 1 << 12,
 };
 
 struct header_name {
@@ -78,6 +80,9 @@ struct reqid_config {
 	char response_header[CONFIG_MAX_HEADER_NAME + 1]; /* as given; also the
 							     id header of outbound
 							     requests */
+	uint8_t audit_dir_len; /* 0: no audit (reqid audit sets it) */
+	char audit_dir[CONFIG_MAX_AUDIT_DIR + 1]; /* absolute: where each process
+						     appends its audit records */
 };
 
 /* Returns the value of an environment variable, or NULL when unset. */

@@ -12,6 +12,7 @@
 
 #include <string.h>
 
+#include "audit_log.h"
 #include "fork_hot.h"
 #include "head_store.h"
 #include "map_once.h"
@@ -59,6 +60,8 @@ static void end_request(struct conn *c)
 static void set_request(struct conn *c, uint64_t serial)
 {
 	end_request(c);
+	if (unlikely(shim.audit) && c->request && c->request != serial)
+		audit_request_ended(c->request);
 	__atomic_store_n(&c->request, serial, __ATOMIC_RELAXED);
 }
 
@@ -259,6 +262,8 @@ static void start_request(struct conn *c, const struct http_feed_result *r)
 	uint64_t serial = request_table_add(id, len, r ? r->line : NULL, line_len, buckets, &trace,
 					    inbound ? r->tracestate : NULL,
 					    inbound ? r->tracestate_len : 0);
+	if (unlikely(shim.audit) && serial)
+		audit_request_started(serial, id, len);
 	set_request(c, serial);
 	if (serial && line_len) {
 		c->line_buckets = buckets;

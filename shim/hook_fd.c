@@ -25,6 +25,7 @@
 #include <sys/timerfd.h>
 #include <unistd.h>
 
+#include "audit_log.h"
 #include "call_chain.h"
 #include "epoll_map.h"
 #include "path_glob.h"
@@ -58,6 +59,8 @@ static void fd_retiring(int fd)
 		atomic_fetch_or(&fd_states[fd].flags, FD_ADOPT);
 	bool epoll = epoll_map_tracks(fd), unwinder = call_chain_is_pipe(fd);
 	uint8_t cls = fd_class(fd);
+	if (unlikely(audit_is_channel(fd)) && own_process())
+		audit_fd_closing(); /* the next record opens it again */
 	/* Only in the shim's own process: a vfork child closing its copies
 	 * must not close the books of the parent's descriptors, which live
 	 * on (its kept epoll events, its call chains, its connections). */

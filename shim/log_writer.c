@@ -27,6 +27,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "audit_log.h"
 #include "call_chain.h"
 #include "event_batch.h"
 #include "line_format.h"
@@ -50,7 +51,7 @@ struct held_record {
 	uintptr_t site;   /* with BATCH_PENDING: the call the line was written
 			     in; with NESTED: the key of the line's bracket */
 	uint32_t depth;   /* with NESTED: the outer frames the key covers */
-	uint32_t unused;
+	uint32_t audit;   /* audit mode: the line's number (audit_log.h) */
 };
 #define RECORD sizeof(struct held_record)
 #define DECIDED (1ull << 63)
@@ -382,6 +383,8 @@ static void writer_records(struct writer *w, const char *buf, size_t n, uint64_t
 		const char *line = buf + pos + RECORD;
 		writer_line(w, record_tag(&r, request, line, r.len - 1, own), line, r.len - 1,
 			    !w->sink->message, 0);
+		if (unlikely(r.audit))
+			audit_line_decided(r.audit, w->id_request);
 		pos += RECORD + r.len;
 	}
 }
@@ -400,6 +403,8 @@ static bool writer_decided(struct writer *w, struct line_slot *s)
 		if (!writer_line(w, r.request & ~DECIDED, s->buf + pos + RECORD, r.len - 1,
 				 !w->sink->message, 0) || !writer_flush(w))
 			break;
+		if (unlikely(r.audit))
+			audit_line_decided(r.audit, w->id_request);
 		pos += RECORD + r.len;
 	}
 	memmove(s->buf, s->buf + pos, s->len - pos);
@@ -545,9 +550,25 @@ static void hold_record(struct line_slot *s, size_t at, struct line_verdict v)
 	if ((v.kind == HOLD_PROVEN || v.kind == HOLD_BATCH) && (thread_ctx.watch & WATCH_CONNS) &&
 	    !atomic_load_explicit(&shim.threaded, memory_order_relaxed))
 		thread_ctx.batch.holding = true;
+	if (unlikely(shim.audit)) {
+		r.audit = audit_held_number();
+		audit_line(AUDIT_HELD, 0, thread_ctx.request, r.audit, s->buf + at + RECORD,
+			   r.len - 1);
+	}
 	memcpy(s->buf + at, &r, RECORD);
 	s->held_len = s->len;
 	thread_ctx.held = true;
+}
+
+/* Audit mode: the verdict of a line the program's current call wrote,
+ * which went out with request's id. */
+static void audit_now(uint64_t request, bool batch, const char *line, size_t len)
+{
+	enum audit_verdict v = request		 ? AUDIT_TAGGED
+			       : batch		 ? AUDIT_BATCH
+			       : thread_ctx.request ? AUDIT_UNPROVEN
+						 : AUDIT_OUTSIDE;
+	audit_line(v, request, thread_ctx.request, 0, line, len);
 }
 
 /* Past HELD_MAX a thread that never reaches its bracket would hold without
@@ -586,7 +607,11 @@ static bool consume_message(struct writer *w, const char *buf, size_t n)
 			s->len = at;
 		request = 0;
 	}
-	return writer_line(w, request, buf, n, false, n);
+	if (!writer_line(w, request, buf, n, false, n))
+		return false;
+	if (unlikely(shim.audit))
+		audit_now(w->id_request, false, buf, n);
+	return true;
 }
 
 /* Consumes one run of input bytes. False when output failed: stop there. */
@@ -649,6 +674,8 @@ static bool consume(struct writer *w, const char *buf, size_t n)
 					s->len = before;
 					return false;
 				}
+				if (unlikely(shim.audit))
+					audit_now(w->id_request, batch, line, len);
 				s->len = s->held_len;
 			}
 			pos += seg;
@@ -681,6 +708,8 @@ static bool consume(struct writer *w, const char *buf, size_t n)
 		}
 		if (!emit_line(w, request, buf + pos, seg - 1, true, seg))
 			return false;
+		if (unlikely(shim.audit))
+			audit_now(w->id_request, batch, buf + pos, seg - 1);
 		pos += seg;
 	}
 	return true;

@@ -21,6 +21,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "audit_log.h"
+#include "call_chain.h"
 #include "conn_table.h"
 #include "epoll_map.h"
 #include "event_batch.h"
@@ -113,6 +115,8 @@ static void after_fork_child(void)
 	epoll_map_after_fork();
 	got_patch_after_fork();
 	batch_forget();
+	if (shim.audit)
+		audit_after_fork();
 }
 
 static const char *environment(const char *name)
@@ -257,6 +261,11 @@ unsigned shim_activate(config_lookup lookup, bool attached)
 		adopt_exec_request();
 	shim.pid = getpid();
 	install_fatal_signal_flush();
+	/* Audit records name every line's call site: the unwinder is loaded
+	 * now, while the program has one thread. */
+	shim.audit = shim.config.audit_dir_len > 0 && !attached;
+	if (shim.audit)
+		call_chain_load();
 	shim.active = true;
 	return 0;
 }

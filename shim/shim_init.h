@@ -191,6 +191,8 @@ enum made_state {
 struct shim_state {
 	struct reqid_config config; /* first: its first page is its log paths */
 	bool active;              /* configured and not disabled */
+	bool audit;               /* under `reqid audit`: records go to
+				     REQID_AUDIT_DIR (audit_log.h) */
 	bool accepted;            /* this process accepted a connection */
 	bool attached;            /* by `reqid attach`: descriptors may come from
 				     calls begun before it (FD_ADOPT) */

@@ -110,6 +110,7 @@ static void assert_all_defaults(const struct reqid_config *cfg)
 	assert_default_headers(cfg);
 	assert_default_fds(cfg);
 	assert_int_equal(cfg->log_path_count, 0);
+	assert_int_equal(cfg->audit_dir_len, 0);
 }
 
 static void repeat(char *buf, char c, size_t n)
@@ -696,6 +697,38 @@ static void test_event_brackets_values(void **state)
 	}
 }
 
+/* REQID_AUDIT_DIR: an absolute path of at most CONFIG_MAX_AUDIT_DIR bytes
+ * without control characters; empty is off; anything else is reported and
+ * leaves audit off. */
+static void test_audit_dir_values(void **state)
+{
+	(void)state;
+	struct reqid_config cfg;
+	char longest[CONFIG_MAX_AUDIT_DIR + 2];
+	assert_int_equal(parse1(&cfg, "REQID_AUDIT_DIR", "/tmp/reqid-audit.Xq1"), 0);
+	assert_int_equal(cfg.audit_dir_len, 20);
+	assert_string_equal(cfg.audit_dir, "/tmp/reqid-audit.Xq1");
+	cfg.audit_dir_len = 0;
+	assert_all_defaults(&cfg);
+	assert_int_equal(parse1(&cfg, "REQID_AUDIT_DIR", "/a dir/with spaces"), 0);
+	assert_string_equal(cfg.audit_dir, "/a dir/with spaces");
+	longest[0] = '/';
+	repeat(longest + 1, 'd', CONFIG_MAX_AUDIT_DIR - 1);
+	assert_int_equal(parse1(&cfg, "REQID_AUDIT_DIR", longest), 0);
+	assert_int_equal(cfg.audit_dir_len, CONFIG_MAX_AUDIT_DIR);
+	assert_int_equal(parse1(&cfg, "REQID_AUDIT_DIR", ""), 0);
+	assert_all_defaults(&cfg);
+	repeat(longest + 1, 'd', CONFIG_MAX_AUDIT_DIR);
+	static const char *const bad[] = { "relative/dir", "/tab\there", "/new\nline", "/del\x7f" };
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		assert_int_equal(parse1(&cfg, "REQID_AUDIT_DIR", bad[i]), WARN_AUDIT_DIR);
+		assert_all_defaults(&cfg);
+	}
+	assert_int_equal(parse1(&cfg, "REQID_AUDIT_DIR", longest), WARN_AUDIT_DIR);
+	assert_all_defaults(&cfg);
+	assert_string_equal(config_warning_variable(WARN_AUDIT_DIR), "REQID_AUDIT_DIR");
+}
+
 /* ---- combinations and names -------------------------------------------- */
 
 static void test_all_valid_together(void **state)
@@ -855,7 +888,7 @@ static void test_warning_variable_names(void **state)
 	assert_int_equal(WARN_EVENT_BRACKETS, 1 << 11);
 	/* not one bit: no name */
 	assert_string_equal(config_warning_variable(0), "REQID_?");
-	assert_string_equal(config_warning_variable(1 << 12), "REQID_?");
+	assert_string_equal(config_warning_variable(1 << 13), "REQID_?");
 	assert_string_equal(config_warning_variable(WARN_FIELDS | WARN_PROPAGATE), "REQID_?");
 }
 
@@ -932,6 +965,7 @@ int main(void)
 		cmocka_unit_test(test_event_stacks_values),
 		cmocka_unit_test(test_event_stacks_invalid),
 		cmocka_unit_test(test_event_brackets_values),
+		cmocka_unit_test(test_audit_dir_values),
 		cmocka_unit_test(test_new_warnings_together),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -30,6 +30,8 @@
 #include "request_table.h"
 #include "shim_init.h"
 
+#include "audit_off.h"
+
 struct shim_state shim;
 struct real_functions real;
 

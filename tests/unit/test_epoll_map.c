@@ -22,6 +22,8 @@
 #include "epoll_map.h"
 #include "shim_init.h"
 
+#include "audit_off.h"
+
 struct shim_state shim;
 struct real_functions real;
 

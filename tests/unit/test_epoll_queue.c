@@ -23,6 +23,8 @@
 #include "epoll_queue.h"
 #include "shim_init.h"
 
+#include "audit_off.h"
+
 struct shim_state shim;
 struct real_functions real;
 

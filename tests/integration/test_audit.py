@@ -1,0 +1,165 @@
+#!/usr/bin/env python3
+"""test_audit.py - `reqid audit` on the bundled servers, each started by
+audit_drive.py under the audit and sent the same keep-alive requests.
+
+  - leaky (tests/servers/leaky.c): exactly its planted leaks, at the
+    functions and lines of its LEAK markers: 3 stale lines at
+    log_handled (a request without X-Request-ID logs the previous one's),
+    6 stale and 1 outside at pool_worker (the pool's worker logs the id of
+    the first job it ran); exit 1; the JSON says so; the JUnit XML parses
+    back with those three failing testcases and the clean call sites
+    passing. --fail-on without those kinds exits 0; a --sentinel found in
+    a request's line is one finding of its own.
+  - thread_per_conn, thread_pool, fork_per_conn (lines written by forked
+    children): no findings, exit 0, every line of every request tagged.
+  - a command that exits 3 fails the audit and is named; a command that
+    cannot start, and bad options, exit 2.
+Prints "N passed, M failed" last and exits non-zero on a failure.
+
+    python3 tests/integration/test_audit.py
+"""
+import json
+import re
+import subprocess
+import sys
+import tempfile
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import harness  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+DRIVE = str(HERE / "audit_drive.py")
+APP_ID = ["--app-id", r"rid=([A-Za-z0-9._:-]+)"]
+REQUESTS = 7  # audit_drive.py's sequence
+
+
+def marker_line(marker):
+    for n, line in enumerate((harness.ROOT / "tests/servers/leaky.c").read_text().splitlines(), 1):
+        if "/* LEAK %s */" % marker in line:
+            return n
+    raise harness.Failure("no LEAK %s marker in leaky.c" % marker)
+
+
+def audit(*args, json_out=None, junit_out=None):
+    cmd = [str(harness.REQID), "audit"] + list(args[:-1])
+    if json_out:
+        cmd += ["--json", json_out]
+    if junit_out:
+        cmd += ["--junit", junit_out]
+    cmd += ["--"] + list(args[-1])
+    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                       timeout=120)
+    return p.returncode, p.stdout, p.stderr
+
+
+def summary(findings):
+    return sorted((f["kind"], f["function"], Path(f["file"]).name, f["line"], f["count"])
+                  for f in findings)
+
+
+def check_leaky(fail):
+    handled, pool = marker_line("stale"), marker_line("pool")
+    want = sorted([("stale", "log_handled", "leaky.c", handled, 3),
+                   ("stale", "pool_worker", "leaky.c", pool, 6),
+                   ("outside", "pool_worker", "leaky.c", pool, 1)])
+    with tempfile.TemporaryDirectory(prefix="reqid-audit-test-") as tmp:
+        js, xml = str(Path(tmp) / "a.json"), str(Path(tmp) / "a.xml")
+        rc, out, err = audit(*APP_ID, ["python3", DRIVE, "leaky"], json_out=js, junit_out=xml)
+        report = json.loads(Path(js).read_text())
+        suite = ET.parse(xml).getroot()
+    if rc != 1:
+        fail("leaky: exit %d, expected 1: %s %s" % (rc, out, err))
+    got = summary(report["findings"])
+    if got != want:
+        fail("leaky: findings %s, expected %s" % (got, want))
+    # a1..a5, b1, b2 handled (tagged) and audited (the pool: untagged)
+    if report["tagged"] != REQUESTS or report["command_exit"] != 0:
+        fail("leaky: %d lines tagged, command exit %d" % (report["tagged"],
+                                                            report["command_exit"]))
+    if "log_handled" not in out or "leaky.c:%d" % handled not in out or "FAIL" not in out:
+        fail("leaky: report %r" % out)
+    cases = suite.findall("testcase")
+    failing = sorted((c.get("name"), c.get("line"), c.find("failure").get("type"))
+                     for c in cases if c.find("failure") is not None)
+    want_cases = sorted([("log_handled:%d stale" % handled, str(handled), "stale"),
+                         ("pool_worker:%d stale" % pool, str(pool), "stale"),
+                         ("pool_worker:%d outside" % pool, str(pool), "outside")])
+    passing = [c for c in cases if c.find("failure") is None]
+    if suite.tag != "testsuite" or suite.get("failures") != "3" or failing != want_cases or \
+            not passing or int(suite.get("tests")) != len(cases):
+        fail("leaky: JUnit %s, failing %s" % (suite.attrib, failing))
+    # Kinds left out of --fail-on still print, but pass.
+    rc, out, _ = audit(*APP_ID, "--fail-on", "untagged,mismatch",
+                       ["python3", DRIVE, "leaky"])
+    if rc != 0 or "PASS" not in out or "pool_worker" not in out:
+        fail("leaky --fail-on untagged,mismatch: exit %d %r" % (rc, out))
+    # a3's own line carries the sentinel text (a4's and a5's are stale first).
+    with tempfile.TemporaryDirectory(prefix="reqid-audit-test-") as tmp:
+        js = str(Path(tmp) / "s.json")
+        rc, out, _ = audit(*APP_ID, "--sentinel", "rid=id-a3", ["python3", DRIVE, "leaky"],
+                           json_out=js)
+        got = summary(json.loads(Path(js).read_text())["findings"])
+    if ("sentinel", "log_handled", "leaky.c", handled, 1) not in got or rc != 1:
+        fail("leaky --sentinel: exit %d, findings %s" % (rc, got))
+    print("%-16s exit 1; %s" % ("leaky", "; ".join("%s %s:%d x%d" % (k, fn, line, n)
+                                                     for k, fn, _, line, n in want)))
+
+
+def check_clean(name, fail):
+    with tempfile.TemporaryDirectory(prefix="reqid-audit-test-") as tmp:
+        js = str(Path(tmp) / "a.json")
+        rc, out, err = audit(*APP_ID, ["python3", DRIVE, name], json_out=js)
+        report = json.loads(Path(js).read_text())
+    if rc != 0 or report["findings"] or "PASS" not in out:
+        fail("%s: exit %d, findings %s: %s" % (name, rc, summary(report["findings"]), out))
+    if report["tagged"] != 3 * REQUESTS:
+        fail("%s: %d lines tagged, expected %d" % (name, report["tagged"], 3 * REQUESTS))
+    print("%-16s exit 0, no findings; %d lines, %d with an id" % (name, report["lines"],
+                                                                report["tagged"]))
+
+
+def check_exits(fail):
+    rc, out, _ = audit(["python3", DRIVE, "thread_pool", "3"])
+    if rc != 1 or "the command exited with 3" not in out:
+        fail("command exiting 3: exit %d %r" % (rc, out))
+    rc, _, err = audit(["/nonexistent/program"])
+    if rc != 2 or "cannot start" not in err:
+        fail("missing command: exit %d %r" % (rc, err))
+    rc, _, err = audit("--fail-on", "leaks", ["true"])
+    if rc != 2:
+        fail("--fail-on leaks: exit %d %r" % (rc, err))
+    p = subprocess.run([str(harness.REQID), "audit", "--app-id", "x"], stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, text=True, timeout=30)
+    if p.returncode != 2:
+        fail("no command: exit %d %r" % (p.returncode, p.stderr))
+    p = subprocess.run([str(harness.REQID), "run", "--json", "x", "--", "true"],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=30)
+    if p.returncode != 2 or "option of audit" not in p.stderr:
+        fail("run --json: exit %d %r" % (p.returncode, p.stderr))
+    print("%-16s a command exiting 3 fails the audit; no command, a missing one, bad "
+          "options: exit 2" % "exits")
+
+
+def main():
+    passed = failed = 0
+    groups = [("leaky", check_leaky)]
+    groups += [(n, lambda f, n=n: check_clean(n, f))
+               for n in ("thread_per_conn", "thread_pool", "fork_per_conn")]
+    groups.append(("exits", check_exits))
+    for name, check in groups:
+        failures = []
+        try:
+            check(failures.append)
+        except (harness.Failure, OSError, ValueError, ET.ParseError) as e:
+            failures.append("%s: %s" % (name, e))
+        for f in failures:
+            print("FAIL", f)
+        passed, failed = passed + (not failures), failed + bool(failures)
+    print("%d passed, %d failed" % (passed, failed))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
