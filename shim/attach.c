@@ -10,9 +10,9 @@
  *
  * State from before attach: log descriptors are the configured numbers and
  * the open files whose paths match REQID_LOG_PATHS; a connection becomes
- * the shim's at its next read or write (FD_ADOPT, attach_adopt): at once
- * if the program has read none of its bytes, else from the first request
- * read after a response the shim saw end (conn_join); registrations on
+ * the shim's at its next read or write (FD_ADOPT, attach_adopt) if the
+ * program has read none of its bytes; one it has read from is left alone,
+ * or with REQID_JOIN_OPEN joined mid-stream (conn_join); registrations on
  * epoll instances are read from /proc (import_registrations); threads already
  * running get contexts from their next connection I/O, and contexts left
  * from an earlier attach are dropped (ctx_generation, at detach).
@@ -35,6 +35,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -164,38 +165,78 @@ static int scan_open_fds(struct instances *found)
 	return highest;
 }
 
+/* Calls fn for every registration /proc/self/fdinfo lists for epfd: the
+ * target fd, its events, data word and inode. False if it cannot be read. */
+static bool each_registration(int epfd, void (*fn)(void *, int, unsigned, uint64_t, uint64_t),
+			      void *arg)
+{
+	char path[64], line[256];
+	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", epfd);
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return false;
+	while (fgets(line, sizeof(line), f)) {
+		int fd;
+		unsigned events;
+		unsigned long long data, ino;
+		if (sscanf(line, "tfd: %d events: %x data: %llx pos:%*d ino:%llx", &fd, &events, &data,
+			   &ino) == 4 &&
+		    fd >= 0 && fd < FD_TABLE_SIZE)
+			fn(arg, fd, events, data, ino);
+	}
+	fclose(f);
+	return true;
+}
+
+struct import_run {
+	int epfd;
+	uint32_t *stamps;   /* of every fd, taken before the list was read */
+	uint8_t *listed;    /* times each fd is listed */
+};
+
+static void count_listed(void *arg, int fd, unsigned events, uint64_t data, uint64_t ino)
+{
+	(void)events, (void)data, (void)ino;
+	struct import_run *run = arg;
+	if (run->listed[fd] < 2)
+		run->listed[fd]++;
+}
+
+/* A registration is kept only if it names the file open on its number
+ * now: a file closed while another copy of it lives on stays registered
+ * under its old number, which another file may have taken since (listed
+ * twice then, and skipped). */
+static void import_one(void *arg, int fd, unsigned events, uint64_t data, uint64_t ino)
+{
+	struct import_run *run = arg;
+	struct stat st;
+	if (run->listed[fd] != 1 || fstat(fd, &st) != 0 || (uint64_t)st.st_ino != ino)
+		return;
+	epoll_map_import(run->epfd, run->stamps[run->epfd], fd, run->stamps[fd], data,
+			 events & (EPOLLET | EPOLLONESHOT), is_accepted_socket(fd));
+}
+
 /* The registrations of the epoll instances made before attach, as
  * /proc/self/fdinfo lists them, read after the hooks came on: each is
  * recorded unless a hooked epoll_ctl or close changed it meanwhile (the
  * stamps of every fd are taken before the list is read). */
 static void import_registrations(const struct instances *found)
 {
-	uint32_t *stamps = mmap(NULL, FD_TABLE_SIZE * sizeof(*stamps), PROT_READ | PROT_WRITE,
-				MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	size_t size = FD_TABLE_SIZE * (sizeof(uint32_t) + 1);
+	uint32_t *stamps = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+				-1, 0);
 	if (stamps == MAP_FAILED)
 		return;
+	struct import_run run = {0, stamps, (uint8_t *)(stamps + FD_TABLE_SIZE)};
 	for (int i = 0; i < found->count; i++) {
-		int epfd = found->fd[i];
+		run.epfd = found->fd[i];
+		memset(run.listed, 0, FD_TABLE_SIZE);
 		for (int fd = 0; fd < FD_TABLE_SIZE; fd++)
 			stamps[fd] = epoll_map_stamp(fd);
-		char path[64], line[256];
-		snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", epfd);
-		FILE *f = fopen(path, "re");
-		if (!f)
-			continue;
-		while (fgets(line, sizeof(line), f)) {
-			int fd;
-			unsigned events;
-			unsigned long long data;
-			if (sscanf(line, "tfd: %d events: %x data: %llx", &fd, &events, &data) != 3 ||
-			    fd < 0 || fd >= FD_TABLE_SIZE)
-				continue;
-			epoll_map_import(epfd, stamps[epfd], fd, stamps[fd], data,
-					 events & (EPOLLET | EPOLLONESHOT), is_accepted_socket(fd));
-		}
-		fclose(f);
+		if (each_registration(run.epfd, count_listed, &run))
+			each_registration(run.epfd, import_one, &run);
 	}
-	munmap(stamps, FD_TABLE_SIZE * sizeof(*stamps));
+	munmap(stamps, size);
 }
 
 /* A thread blocked in accept when the shim came in returns a connection
@@ -240,8 +281,11 @@ void attach_adopt(int fd)
 {
 	int saved = errno;
 	atomic_fetch_and(&fd_states[fd].flags, (uint8_t)~FD_ADOPT);
-	if (shim.active && !shim.detaching && fd_class(fd) == 0 && is_accepted_socket(fd))
-		conn_join(fd, nothing_read_yet(fd));
+	if (shim.active && !shim.detaching && fd_class(fd) == 0 && is_accepted_socket(fd)) {
+		bool from_start = nothing_read_yet(fd);
+		if (from_start || shim.config.join_open)
+			conn_join(fd, from_start);
+	}
 	errno = saved;
 }
 

@@ -44,6 +44,7 @@ enum config_warning {
 	WARN_EVENT_STACKS = 1 << 10,
 	WARN_EVENT_BRACKETS = 1 << 11,
 	WARN_AUDIT_DIR = 1 << 12,
+	WARN_JOIN_OPEN = 1 << 13,
 };
 
 struct header_name {
@@ -80,6 +81,8 @@ struct reqid_config {
 	char response_header[CONFIG_MAX_HEADER_NAME + 1]; /* as given; also the
 							     id header of outbound
 							     requests */
+	bool join_open; /* attach: join connections read from before attach,
+			   mid-stream (conn_table.h, enum join_state) */
 	uint8_t audit_dir_len; /* 0: no audit (reqid audit sets it) */
 	char audit_dir[CONFIG_MAX_AUDIT_DIR + 1]; /* absolute: where each process
 						     appends its audit records */

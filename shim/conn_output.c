@@ -15,6 +15,7 @@
 #include <limits.h>
 #include <stdatomic.h>
 #include <string.h>
+#include <sys/ioctl.h>
 
 #include "conn_table.h"
 #include "insert_output.h"
@@ -85,22 +86,40 @@ static struct owed_bytes owed_of(int fd, struct conn *c)
 	return (struct owed_bytes){&c->owed_len, conn_owed(conn_fd(fd)), CONN_OWED_MAX};
 }
 
+/* Bytes queued on fd, unread by the program (1 if it cannot tell). */
+static int queued_on(int fd)
+{
+	int queued;
+	return ioctl(fd, FIONREAD, &queued) == 0 ? queued : 1;
+}
+
 /* After bytes of joined connection c went out unchanged (c's write side
- * locked): a write that ended exactly after a response ends its wait
- * (conn_join); a stream that does not parse as responses is lost. */
-static void watch_for_boundary(struct conn *c, bool whole)
+ * locked): a write that ended exactly after a final response, begun while
+ * nothing was queued (every byte its client had sent was read, and what
+ * comes next is sent after it), lets the next bytes read open the stream;
+ * any other write puts that off (enum join_state). A stream that does not
+ * parse as responses is lost. */
+static void watch_for_boundary(struct conn *c, bool whole, int queued_before)
 {
 	if (http_response_stopped(&c->response))
 		atomic_store_explicit(&c->lost, true, memory_order_release);
-	else if (whole && http_response_between(&c->response))
-		conn_boundary_seen(c);
+	uint8_t next = whole && queued_before == 0 && http_response_between(&c->response)
+			       ? JOIN_AWAIT_REQUEST
+			       : JOIN_AWAIT_RESPONSE;
+	uint8_t was = atomic_load_explicit(&c->join, memory_order_relaxed);
+	while (was != JOIN_OPEN && !atomic_compare_exchange_weak(&c->join, &was, next))
+		;
 }
 
-/* A write on a joined connection still waiting for a response to end: the
- * bytes go out as the program wrote them, and the parser follows them. */
-static ssize_t output_awaiting(int fd, struct conn *c, const struct iovec *iov, int iovcnt,
-			       int flags, bool use_send, const struct msghdr *msg)
+/* A write on a connection joined mid-stream: the bytes go out as the
+ * program wrote them (no header is added on such a connection), and until
+ * its stream opens the parser follows them. */
+static ssize_t output_joined(int fd, struct conn *c, const struct iovec *iov, int iovcnt,
+			     int flags, bool use_send, const struct msghdr *msg)
 {
+	if (atomic_load_explicit(&c->join, memory_order_acquire) == JOIN_OPEN)
+		return insert_send_plain(fd, iov, iovcnt, flags, use_send, msg);
+	int queued = queued_on(fd);
 	ssize_t r = insert_send_plain(fd, iov, iovcnt, flags, use_send, msg);
 	int saved = errno;
 	if (!out_lock(c)) {
@@ -111,7 +130,7 @@ static ssize_t output_awaiting(int fd, struct conn *c, const struct iovec *iov, 
 			total += iov[i].iov_len;
 		if (r > 0)
 			advance(&c->response, iov, iovcnt, (size_t)r);
-		watch_for_boundary(c, r > 0 && (size_t)r == total);
+		watch_for_boundary(c, r > 0 && (size_t)r == total, queued);
 		out_unlock(c);
 	}
 	errno = saved;
@@ -122,9 +141,9 @@ ssize_t conn_output(int fd, const struct iovec *iov, int iovcnt, int flags, bool
 		    const struct msghdr *msg)
 {
 	struct conn *c = conn_of(fd);
-	if (unlikely(atomic_load_explicit(&c->awaiting_boundary, memory_order_acquire)) &&
+	if (unlikely(atomic_load_explicit(&c->join, memory_order_acquire) != JOIN_NONE) &&
 	    iovcnt >= 0 && iovcnt <= IOV_MAX && (iovcnt == 0 || iov))
-		return output_awaiting(fd, c, iov, iovcnt, flags, use_send, msg);
+		return output_joined(fd, c, iov, iovcnt, flags, use_send, msg);
 	bool enabled = shim.config.response_header_len > 0 && iovcnt >= 0 && iovcnt <= IOV_MAX &&
 		       (iovcnt == 0 || iov);
 	if (!enabled || !out_lock(c)) {
@@ -198,8 +217,11 @@ void conn_output_sendfile_done(int fd, ssize_t r)
 	struct conn *c = conn_of(fd);
 	if (r > 0 && out_lock(c)) {
 		http_response_skip(&c->response, (uint64_t)r);
-		if (atomic_load_explicit(&c->awaiting_boundary, memory_order_relaxed))
-			watch_for_boundary(c, true);
+		/* What was queued before sendfile began is not known here: a
+		 * response that ends with it opens nothing. */
+		uint8_t join = atomic_load_explicit(&c->join, memory_order_relaxed);
+		if (join != JOIN_NONE && join != JOIN_OPEN)
+			watch_for_boundary(c, true, 1);
 		out_unlock(c);
 	}
 }

@@ -108,7 +108,7 @@ static void parser_start(unsigned char *out)
 
 /* Takes c (fd's entry, locked) for a new connection on fd, its request
  * parser as parse_from built it. */
-static void conn_start(int fd, struct conn *c, bool awaiting_boundary,
+static void conn_start(int fd, struct conn *c, uint8_t join,
 		       void (*parse_from)(unsigned char *))
 {
 	end_request(c);
@@ -118,7 +118,7 @@ static void conn_start(int fd, struct conn *c, bool awaiting_boundary,
 	atomic_store_explicit(&c->lost, false, memory_order_relaxed);
 	c->head_pending = false;
 	c->responded = false;
-	atomic_store_explicit(&c->awaiting_boundary, awaiting_boundary, memory_order_relaxed);
+	atomic_store_explicit(&c->join, join, memory_order_relaxed);
 	set_request(c, 0);
 	drop_head_text(c);
 	parse_from(c->parsing);
@@ -138,7 +138,7 @@ void conn_open(int fd)
 		return;
 	struct conn *c = conn_entry_made(fd);
 	if (c && conn_trylock(c)) /* else it stays untracked */
-		conn_start(fd, c, false, parser_start);
+		conn_start(fd, c, JOIN_NONE, parser_start);
 }
 
 static void joined_parser_start(unsigned char *out)
@@ -152,7 +152,20 @@ void conn_join(int fd, bool from_start)
 		return;
 	struct conn *c = conn_entry_made(fd);
 	if (c && conn_trylock(c))
-		conn_start(fd, c, !from_start, joined_parser_start);
+		conn_start(fd, c, from_start ? JOIN_NONE : JOIN_AWAIT_RESPONSE, joined_parser_start);
+}
+
+/* Bytes were read from joined connection c: they open its stream if a
+ * response ended with nothing queued and no write came since; else they
+ * go unparsed, and the next response must end first. */
+static bool join_opens(struct conn *c)
+{
+	uint8_t was = JOIN_AWAIT_REQUEST;
+	if (atomic_compare_exchange_strong(&c->join, &was, JOIN_OPEN))
+		return true;
+	if (was != JOIN_OPEN)
+		atomic_store_explicit(&c->join, JOIN_AWAIT_RESPONSE, memory_order_relaxed);
+	return was == JOIN_OPEN;
 }
 
 void conn_forget(int fd)
@@ -360,8 +373,8 @@ void conn_on_read(int fd, const void *buf, const struct iovec *iov, size_t n)
 		atomic_store_explicit(&c->lost, true, memory_order_release);
 		return;
 	}
-	if (c->kind == CONN_HTTP &&
-	    !atomic_load_explicit(&c->awaiting_boundary, memory_order_acquire)) {
+	uint8_t join = atomic_load_explicit(&c->join, memory_order_acquire);
+	if (c->kind == CONN_HTTP && (join == JOIN_NONE || join_opens(c))) {
 		if (iov == NULL) {
 			feed(c, buf, n);
 		} else {

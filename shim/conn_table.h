@@ -38,6 +38,20 @@ enum fd_flag {
 			  Only the read hooks and fd_flags see it. */
 };
 
+/* A connection the program read from before the shim came in (attach,
+ * REQID_JOIN_OPEN), joined mid-stream: its reads are not parsed until a
+ * write of the program, begun while no byte was queued on it (the program
+ * had read everything its client sent), ended exactly after a final
+ * response; the bytes read next start a request, unless another write
+ * comes first. Its responses never get the header. */
+enum join_state {
+	JOIN_NONE,	      /* followed from its start */
+	JOIN_AWAIT_RESPONSE, /* bytes read go unparsed */
+	JOIN_AWAIT_REQUEST,  /* a response ended, nothing queued: the next
+				bytes read open the stream */
+	JOIN_OPEN,	      /* its bytes are parsed (no header added) */
+};
+
 enum conn_kind {
 	CONN_HTTP,   /* parsing requests */
 	CONN_RAW,    /* first bytes were not HTTP: one id for the connection */
@@ -51,9 +65,7 @@ struct conn {
 	uint8_t kind;
 	bool head_pending;   /* a request began; its headers have not ended */
 	bool responded;      /* bytes were written since the current request began */
-	/* Joined mid-stream (conn_join): the bytes read are not parsed until
-	 * the write side has seen a response end (conn_output). */
-	_Atomic bool awaiting_boundary;
+	_Atomic uint8_t join; /* enum join_state */
 	uint64_t request;    /* serial of the current request, 0 if none */
 	_Atomic bool line_live; /* its request line is counted as live */
 	uint32_t line_buckets;
@@ -167,17 +179,10 @@ void conn_open(int fd) __attribute__((visibility("hidden")));
 
 /* fd is a connection the program accepted before the shim came in
  * (attach): from_start says the program has read none of its bytes, so
- * its stream starts at the next read; otherwise the connection waits for a
- * response to end before its reads are parsed. Either way bytes that do
- * not parse as requests lose the stream (never an id for the connection). */
+ * its stream starts at the next read; otherwise it is joined mid-stream
+ * (enum join_state). Either way bytes that do not parse as requests lose
+ * the stream (never an id for the connection). */
 void conn_join(int fd, bool from_start) __attribute__((visibility("hidden")));
-
-/* The write side of joined connection c saw a response end with the bytes
- * of a write: what is read next is a new request's. */
-static inline void conn_boundary_seen(struct conn *c)
-{
-	atomic_store_explicit(&c->awaiting_boundary, false, memory_order_release);
-}
 
 /* fd is being closed or replaced: forget it (the connection lives on in
  * its copies, if it has any). */

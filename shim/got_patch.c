@@ -32,6 +32,7 @@
 #include <xxhash.h>
 
 #include "map_once.h"
+#include "shim_init.h"
 
 /* More than any program has (nginx and its modules: some 500). */
 #define GOT_ENTRIES_MAX 16384
@@ -93,9 +94,23 @@ struct module {
 	const ElfW(Rela) *jmprel, *rela;
 	size_t jmprel_size, rela_size;
 	uintptr_t relro_start, relro_end; /* read-only after relocation */
-	uintptr_t low, high;		  /* its mapped range */
+	uintptr_t low, high;		  /* its mapped range (with holes) */
+	const ElfW(Phdr) *phdr;		  /* its segments */
+	ElfW(Half) phnum;
 	uint64_t name_hash;
 };
+
+/* Whether address p lies in one of a module's loaded segments (not in the
+ * holes between them, which may be unmapped). */
+static bool in_segments(ElfW(Addr) base, const ElfW(Phdr) *phdr, ElfW(Half) phnum, uintptr_t p)
+{
+	for (int i = 0; i < phnum; i++) {
+		uintptr_t start = base + phdr[i].p_vaddr;
+		if (phdr[i].p_type == PT_LOAD && p >= start && p - start < phdr[i].p_memsz)
+			return true;
+	}
+	return false;
+}
 
 static uintptr_t absolute(ElfW(Addr) base, ElfW(Addr) p)
 {
@@ -117,9 +132,8 @@ struct module_ref {
 
 /* What a pass learned of a module, so that a later one passes it by while
  * it is the same module: where it is loaded, its name's hash, and one entry
- * the shim patched in it (probe NULL: it has none) still holding the hook.
- * A module closed and another loaded at its place has its entries unpatched
- * again. */
+ * the shim patched in it, still holding the hook (a module closed and
+ * another loaded at its place has its entries unpatched). */
 struct known_module {
 	ElfW(Addr) base;
 	uint64_t name_hash;
@@ -148,6 +162,8 @@ static bool read_module(const struct module_ref *ref, struct module *m)
 	const ElfW(Dyn) *dyn = NULL;
 	long page = sysconf(_SC_PAGESIZE);
 	m->low = UINTPTR_MAX;
+	m->phdr = ref->phdr;
+	m->phnum = ref->phnum;
 	for (int i = 0; i < ref->phnum; i++) {
 		const ElfW(Phdr) *ph = &ref->phdr[i];
 		uintptr_t start = m->base + ph->p_vaddr;
@@ -295,25 +311,19 @@ static void patch_module(const struct module *m, void *arg)
 	size_t first = entry_count;
 	patch_relocations(run, m, m->jmprel, m->jmprel_size, R_X86_64_JUMP_SLOT);
 	patch_relocations(run, m, m->rela, m->rela_size, R_X86_64_GLOB_DAT);
+	/* Kept only with an entry to tell it by: one with none (or one the
+	 * full table left unfinished) is walked again by later passes, as a
+	 * library rebuilt and loaded again at the same place must be. */
 	struct module_list *list = run->list;
-	if (list->learned_count < MODULES_MAX) {
-		bool some = entry_count > first;
+	if (entry_count > first && entry_count < GOT_ENTRIES_MAX &&
+	    list->learned_count < MODULES_MAX)
 		list->learned[list->learned_count++] = (struct known_module){
-			m->base, m->name_hash, some ? run->table[first].slot : NULL,
-			some ? run->table[first].hook : NULL};
-	}
+			m->base, m->name_hash, run->table[first].slot, run->table[first].hook};
 }
 
-/* Whether address p lies in one of the module's loaded segments. */
 static bool in_module(const struct dl_phdr_info *info, uintptr_t p)
 {
-	for (int i = 0; i < info->dlpi_phnum; i++) {
-		const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
-		uintptr_t start = info->dlpi_addr + ph->p_vaddr;
-		if (ph->p_type == PT_LOAD && p >= start && p - start < ph->p_memsz)
-			return true;
-	}
-	return false;
+	return in_segments(info->dlpi_addr, info->dlpi_phdr, info->dlpi_phnum, p);
 }
 
 /* The record of an earlier pass that still describes the module, or NULL. */
@@ -321,10 +331,9 @@ static const struct known_module *still_known(const struct dl_phdr_info *info, u
 {
 	for (size_t i = 0; i < known_count; i++) {
 		const struct known_module *k = &known[i];
-		if (k->base != info->dlpi_addr || k->name_hash != hash)
-			continue;
-		if (!k->probe || (in_module(info, (uintptr_t)k->probe) &&
-				  __atomic_load_n(k->probe, __ATOMIC_ACQUIRE) == k->hook))
+		if (k->base == info->dlpi_addr && k->name_hash == hash &&
+		    in_module(info, (uintptr_t)k->probe) &&
+		    __atomic_load_n(k->probe, __ATOMIC_ACQUIRE) == k->hook)
 			return k;
 	}
 	return NULL;
@@ -431,9 +440,9 @@ static unsigned long long modules_loaded(void)
 }
 
 /* A pass over the loaded modules, under the patcher's lock: every one
- * (attach), or those loaded since the last pass (only_new); with
- * mark_live, entries of modules gone are dropped on the way. */
-static int patch_pass(bool only_new, bool mark_live)
+ * (attach), or those loaded since the last pass (only_new); entries of
+ * modules gone are dropped on the way. */
+static int patch_pass(bool only_new)
 {
 	struct patch_run run = {self_handle(), NULL, NULL, 0};
 	run.table = map_once(&entries_table, GOT_ENTRIES_MAX * sizeof(struct got_entry));
@@ -442,20 +451,18 @@ static int patch_pass(bool only_new, bool mark_live)
 			dlclose(run.self);
 		return -1;
 	}
-	run.list = list_made(only_new, mark_live, run.table);
+	run.list = list_made(only_new, true, run.table);
 	seen_adds = modules_loaded(); /* one loaded during the pass: the next finds it */
 	size_t before = entry_count;
 	for (size_t i = 0; i < before; i++)
 		run.table[i].live = false;
 	each_module(run.list, patch_module, &run);
 	dlclose(run.self); /* the RTLD_NOLOAD reference only */
-	if (run.list->mark_live) {
-		size_t kept = 0;
-		for (size_t i = 0; i < entry_count; i++)
-			if (i >= before || run.table[i].live)
-				run.table[kept++] = run.table[i];
-		entry_count = kept;
-	}
+	size_t kept = 0;
+	for (size_t i = 0; i < entry_count; i++)
+		if (i >= before || run.table[i].live)
+			run.table[kept++] = run.table[i];
+	entry_count = kept;
 	memcpy(known, run.list->learned, run.list->learned_count * sizeof(known[0]));
 	known_count = run.list->learned_count;
 	return run.patched;
@@ -464,7 +471,7 @@ static int patch_pass(bool only_new, bool mark_live)
 int got_patch_all(void)
 {
 	patch_lock();
-	int patched = patch_pass(false, true);
+	int patched = patch_pass(false);
 	patch_unlock();
 	return patched;
 }
@@ -473,7 +480,10 @@ void got_patch_since(void)
 {
 	if (modules_loaded() == __atomic_load_n(&seen_adds, __ATOMIC_RELAXED) || !patch_trylock())
 		return;
-	patch_pass(true, entry_count > GOT_ENTRIES_MAX / 2);
+	/* Re-checked under the lock: a detach that ran since restored the
+	 * entries, and a pass now would patch them again for good. */
+	if (__atomic_load_n(&shim.attached, __ATOMIC_ACQUIRE))
+		patch_pass(true);
 	patch_unlock();
 }
 
@@ -489,7 +499,7 @@ static void restore_module(const struct module *m, void *arg)
 	struct restore_run *run = arg;
 	for (size_t i = 0; i < entry_count; i++) {
 		struct got_entry *e = &run->table[i];
-		if ((uintptr_t)e->slot < m->low || (uintptr_t)e->slot >= m->high ||
+		if (!in_segments(m->base, m->phdr, m->phnum, (uintptr_t)e->slot) ||
 		    __atomic_load_n(e->slot, __ATOMIC_ACQUIRE) != e->hook)
 			continue;
 		if (write_slot(e, e->original))

@@ -246,11 +246,11 @@ bool is_stream_socket(int fd) HIDDEN;
  * socket) stays a log. */
 bool is_accepted_socket(int fd) HIDDEN;
 
-/* fd, marked FD_ADOPT at attach, is about to be read or written: if it is
- * an accepted socket it becomes a joined connection (conn_join), its
- * stream starting now if every byte it received is still queued (the
- * program has read none); the mark goes either way (attach.c). Keeps
- * errno. */
+/* fd, marked FD_ADOPT at attach, is about to be read or written: an
+ * accepted socket whose every received byte is still queued (the program
+ * has read none) becomes a connection from here (conn_join); one the
+ * program has read from, only with REQID_JOIN_OPEN, joined mid-stream; the
+ * mark goes either way (attach.c). Keeps errno. */
 void attach_adopt(int fd) HIDDEN;
 
 /* Whether the file open as fd, open for writing, has a path matching a

@@ -111,6 +111,7 @@ static void assert_all_defaults(const struct reqid_config *cfg)
 	assert_default_fds(cfg);
 	assert_int_equal(cfg->log_path_count, 0);
 	assert_int_equal(cfg->audit_dir_len, 0);
+	assert_false(cfg->join_open);
 }
 
 static void repeat(char *buf, char c, size_t n)
@@ -729,6 +730,23 @@ static void test_audit_dir_values(void **state)
 	assert_string_equal(config_warning_variable(WARN_AUDIT_DIR), "REQID_AUDIT_DIR");
 }
 
+/* REQID_JOIN_OPEN: a switch, off by default; an unclear value leaves it
+ * off (fewer ids, never other ones) and is reported. */
+static void test_join_open_values(void **state)
+{
+	(void)state;
+	struct reqid_config cfg;
+	assert_int_equal(parse1(&cfg, "REQID_JOIN_OPEN", "1"), 0);
+	assert_true(cfg.join_open);
+	cfg.join_open = false;
+	assert_all_defaults(&cfg);
+	assert_int_equal(parse1(&cfg, "REQID_JOIN_OPEN", "off"), 0);
+	assert_all_defaults(&cfg);
+	assert_int_equal(parse1(&cfg, "REQID_JOIN_OPEN", "sometimes"), WARN_JOIN_OPEN);
+	assert_all_defaults(&cfg);
+	assert_string_equal(config_warning_variable(WARN_JOIN_OPEN), "REQID_JOIN_OPEN");
+}
+
 /* ---- combinations and names -------------------------------------------- */
 
 static void test_all_valid_together(void **state)
@@ -888,7 +906,7 @@ static void test_warning_variable_names(void **state)
 	assert_int_equal(WARN_EVENT_BRACKETS, 1 << 11);
 	/* not one bit: no name */
 	assert_string_equal(config_warning_variable(0), "REQID_?");
-	assert_string_equal(config_warning_variable(1 << 13), "REQID_?");
+	assert_string_equal(config_warning_variable(1 << 14), "REQID_?");
 	assert_string_equal(config_warning_variable(WARN_FIELDS | WARN_PROPAGATE), "REQID_?");
 }
 
@@ -966,6 +984,7 @@ int main(void)
 		cmocka_unit_test(test_event_stacks_invalid),
 		cmocka_unit_test(test_event_brackets_values),
 		cmocka_unit_test(test_audit_dir_values),
+		cmocka_unit_test(test_join_open_values),
 		cmocka_unit_test(test_new_warnings_together),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
