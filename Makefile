@@ -35,9 +35,27 @@ DEB_PACKAGES := gcc make libc6-dev libunwind-dev libxxhash-dev libcmocka-dev \
 FUZZERS := $(patsubst tests/fuzz/%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_SECONDS ?= 300
 
-.PHONY: all deps test unit unit-asan integration realtest fuzz fuzz-smoke servers demo bench bench-quick clean
+.PHONY: install uninstall all deps test unit unit-asan integration realtest fuzz fuzz-smoke servers demo bench bench-quick clean
 
 all: $(BUILD)/libreqid.so $(BUILD)/reqid-inject servers
+
+# make install PREFIX=/usr/local DESTDIR=: the command, the library, the
+# injector and the helper scripts (PREFIX/lib/reqid), the man page.
+PREFIX ?= /usr/local
+LIBDIR := $(DESTDIR)$(PREFIX)/lib/reqid
+HELPERS := scripts/reqid_show.py scripts/reqid_attach.py scripts/reqid_audit.py
+
+install: $(BUILD)/libreqid.so $(BUILD)/reqid-inject
+	install -d $(DESTDIR)$(PREFIX)/bin $(LIBDIR) $(DESTDIR)$(PREFIX)/share/man/man1
+	install -m 755 scripts/reqid $(DESTDIR)$(PREFIX)/bin/reqid
+	install -m 755 $(BUILD)/libreqid.so $(BUILD)/reqid-inject $(LIBDIR)
+	install -m 644 $(HELPERS) $(LIBDIR)
+	install -m 644 scripts/reqid.1 $(DESTDIR)$(PREFIX)/share/man/man1/reqid.1
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/bin/reqid $(DESTDIR)$(PREFIX)/share/man/man1/reqid.1
+	rm -f $(LIBDIR)/libreqid.so $(LIBDIR)/reqid-inject $(addprefix $(LIBDIR)/,$(notdir $(HELPERS)))
+	rmdir $(LIBDIR) 2>/dev/null || true
 
 deps:
 	@missing=""; for p in $(DEB_PACKAGES); do \

@@ -14,6 +14,8 @@ audit_drive.py under the audit and sent the same keep-alive requests.
     children): no findings, exit 0, every line of every request tagged.
   - a command that exits 3 fails the audit and is named; a command that
     cannot start, and bad options, exit 2.
+  - make install into a temporary root (and make uninstall): the installed
+    reqid needs no REQID_LIB, says its version and audits.
 Prints "N passed, M failed" last and exits non-zero on a failure.
 
     python3 tests/integration/test_audit.py
@@ -142,12 +144,46 @@ def check_exits(fail):
           "options: exit 2" % "exits")
 
 
+def check_install(fail):
+    """make install into a temporary root: the installed reqid finds its
+    library and helpers without REQID_LIB, says its version, audits; make
+    uninstall takes every file away again."""
+    with tempfile.TemporaryDirectory(prefix="reqid-install-") as root:
+        make = ["make", "-s", "-C", str(harness.ROOT), "DESTDIR=" + root, "PREFIX=/usr"]
+        p = subprocess.run(make + ["install"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           text=True, timeout=300)
+        reqid = Path(root) / "usr/bin/reqid"
+        env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("REQID_")}
+        files = sorted(str(f.relative_to(root)) for f in Path(root).rglob("*") if f.is_file())
+        want = ["usr/bin/reqid", "usr/lib/reqid/libreqid.so", "usr/lib/reqid/reqid-inject",
+                "usr/lib/reqid/reqid_attach.py", "usr/lib/reqid/reqid_audit.py",
+                "usr/lib/reqid/reqid_show.py", "usr/share/man/man1/reqid.1"]
+        if p.returncode != 0 or files != want:
+            fail("make install: exit %d %s, files %s" % (p.returncode, p.stdout, files))
+            return
+        v = subprocess.run([str(reqid), "--version"], stdout=subprocess.PIPE, text=True, env=env)
+        if v.returncode != 0 or not re.match(r"^reqid \d+\.\d+\.\d+\n$", v.stdout):
+            fail("reqid --version: %d %r" % (v.returncode, v.stdout))
+        a = subprocess.run([str(reqid), "audit"] + APP_ID + ["--", "python3", DRIVE, "leaky"],
+                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                           env=env, timeout=120)
+        if a.returncode != 1 or "log_handled" not in a.stdout:
+            fail("installed reqid audit: exit %d %r" % (a.returncode, a.stdout))
+        subprocess.run(make + ["uninstall"], check=True, timeout=60)
+        left = [str(f) for f in Path(root).rglob("*") if f.is_file()]
+        if left:
+            fail("make uninstall left %s" % left)
+    print("%-16s make install: %d files, reqid --version, an installed audit; make uninstall"
+          % ("install", len(want)))
+
+
 def main():
     passed = failed = 0
     groups = [("leaky", check_leaky)]
     groups += [(n, lambda f, n=n: check_clean(n, f))
                for n in ("thread_per_conn", "thread_pool", "fork_per_conn")]
     groups.append(("exits", check_exits))
+    groups.append(("install", check_install))
     for name, check in groups:
         failures = []
         try:
