@@ -118,6 +118,7 @@ $(BUILD)/servers/event_server: tests/servers/event_server.c tests/servers/legacy
 
 unit: deps $(addprefix $(BUILD)/unit/,$(UNIT_TESTS))
 	@for t in $(UNIT_TESTS); do $(BUILD)/unit/$$t || exit 1; done
+	python3 tests/unit/test_audit_report.py
 
 unit-asan: deps $(addprefix $(BUILD)/unit-asan/,$(UNIT_TESTS))
 	@for t in $(UNIT_TESTS); do \

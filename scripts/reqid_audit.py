@@ -112,7 +112,7 @@ def read_records(directory):
                     ln.ctx = int(fields[8])
                     frames = [int(a, 16) for a in fields[9].split(",") if a]
                     ln.frames = app_frames(p, frames)
-                    ln.text = unescape(fields[10]) if len(fields) > 10 else ""
+                    ln.text = unescape(fields[10])  # a record cut before it: IndexError
                     p.threads.add(ln.tid)
                     lines.append(ln)
             except (IndexError, ValueError):
@@ -305,6 +305,18 @@ def clean_sites(lines, names, findings):
     return sorted(sites)
 
 
+# Characters XML 1.0 forbids even escaped: written as \xHH text instead.
+XML_FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+
+
+def xml_text(text):
+    return xml_escape(XML_FORBIDDEN.sub(lambda m: "\\x%02x" % ord(m.group(0)), text))
+
+
+def xml_attr(text):
+    return quoteattr(XML_FORBIDDEN.sub(lambda m: "\\x%02x" % ord(m.group(0)), text))
+
+
 def junit(findings, clean):
     cases = []
     for f in findings:
@@ -314,11 +326,11 @@ def junit(findings, clean):
         body = msg + "\n" + "\n".join("example: " + e for e in f["examples"])
         cases.append('  <testcase classname=%s name=%s file=%s line="%d">\n'
                      '    <failure message=%s type=%s>%s</failure>\n  </testcase>\n' % (
-                         quoteattr(f["module"]), quoteattr(name), quoteattr(f["file"]),
-                         f["line"], quoteattr(msg), quoteattr(f["kind"]), xml_escape(body)))
+                         xml_attr(f["module"]), xml_attr(name), xml_attr(f["file"]),
+                         f["line"], xml_attr(msg), xml_attr(f["kind"]), xml_text(body)))
     for module, function, file, line in clean:
         cases.append('  <testcase classname=%s name=%s file=%s line="%d"/>\n' % (
-            quoteattr(module), quoteattr("%s:%d" % (function, line)), quoteattr(file), line))
+            xml_attr(module), xml_attr("%s:%d" % (function, line)), xml_attr(file), line))
     return ('<?xml version="1.0" encoding="UTF-8"?>\n'
             '<testsuite name="reqid audit" tests="%d" failures="%d">\n%s</testsuite>\n' % (
                 len(cases), len(findings), "".join(cases)))
