@@ -40,15 +40,19 @@ LOOPS = [
     ("request", "HTTP request: read, log line, write", 20_000, 2_000, 1, 3000,
      {"REQID_PROPAGATE": "0"}),
     ("request", "the same, client side parsed too", 20_000, 2_000, 1, None, {}),
+    # reqid audit's mode: a record per line (a stack unwound, one write) to
+    # a directory of the run's own (AUDIT_DIR is replaced by it).
+    ("line", "enriched line, under reqid audit", 100_000, 2_000, 1, None,
+     {"REQID_AUDIT_DIR": "AUDIT_DIR"}),
 ]
 
 
-def env_for(shimmed, extra=None):
+def env_for(shimmed, extra=None, tmp=None):
     env = dict(os.environ)
     env.pop("LD_PRELOAD", None)
     if shimmed:
         env["LD_PRELOAD"] = LIB
-        env.update(extra or {})
+        env.update({k: tmp if v == "AUDIT_DIR" else v for k, v in (extra or {}).items()})
     return env
 
 
@@ -56,7 +60,7 @@ def run_timed(mode, n, shimmed, extra=None):
     with tempfile.TemporaryDirectory() as tmp:
         result = os.path.join(tmp, "result")
         p = subprocess.run([BENCH, mode, str(n), result], stdout=subprocess.DEVNULL,
-                           stderr=subprocess.DEVNULL, env=env_for(shimmed, extra))
+                           stderr=subprocess.DEVNULL, env=env_for(shimmed, extra, tmp))
         if p.returncode != 0:
             sys.exit(f"bench_io {mode} failed")
         with open(result) as f:
@@ -69,7 +73,7 @@ def callgrind(mode, n, shimmed, extra=None):
         cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
                f"--toggle-collect=loop_{mode}", BENCH, mode, str(n), os.devnull]
         subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                       env=env_for(shimmed, extra), check=True)
+                       env=env_for(shimmed, extra, tmp), check=True)
         with open(out) as f:
             m = re.search(r"^summary: (\d+)", f.read(), re.M)
         return int(m.group(1))
