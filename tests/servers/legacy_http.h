@@ -994,6 +994,32 @@ static inline void lh_threads_conn_done(struct lh_threads *t, int quit)
 	pthread_mutex_unlock(&t->mu);
 }
 
+/* Serves connection fd on a detached thread of its own (serve gets the fd
+ * as its argument and ends with lh_threads_conn_done); 0, or -1 (fd closed,
+ * an ERROR line logged) if the thread could not start. */
+static inline int lh_threads_start(struct lh_threads *t, void *(*serve)(void *), int fd)
+{
+	pthread_attr_t detached;
+	pthread_t th;
+	int rc;
+
+	pthread_mutex_lock(&t->mu);
+	t->busy++;
+	pthread_mutex_unlock(&t->mu);
+	pthread_attr_init(&detached);
+	pthread_attr_setdetachstate(&detached, PTHREAD_CREATE_DETACHED);
+	rc = pthread_create(&th, &detached, serve, (void *)(intptr_t)fd);
+	pthread_attr_destroy(&detached);
+	if (rc == 0)
+		return 0;
+	lh_log("ERROR", "pthread_create failed");
+	close(fd);
+	pthread_mutex_lock(&t->mu);
+	t->busy--;
+	pthread_mutex_unlock(&t->mu);
+	return -1;
+}
+
 /* Accepts until /quit shut the listener down, handing each fd to take(). */
 static inline void lh_threads_accept_loop(struct lh_threads *t, void (*take)(int fd))
 {

@@ -1438,23 +1438,10 @@ static void *serve(void *arg)
 	return NULL;
 }
 
-static pthread_attr_t detached;
-
 static void start_thread(int fd)
 {
-	pthread_t th;
-
-	pthread_mutex_lock(&th_state.mu);
-	th_state.busy++;
-	pthread_mutex_unlock(&th_state.mu);
-	if (pthread_create(&th, &detached, serve, (void *)(intptr_t)fd) != 0) {
-		lh_log("ERROR", "pthread_create failed");
+	if (lh_threads_start(&th_state, serve, fd) != 0)
 		COUNT(errors);
-		close(fd);
-		pthread_mutex_lock(&th_state.mu);
-		th_state.busy--;
-		pthread_mutex_unlock(&th_state.mu);
-	}
 }
 
 static int listen_on(int port, int *port_out)
@@ -1572,8 +1559,6 @@ int main(int argc, char **argv)
 	if (ready_fd >= 0 && lh_report_port(ready_fd, port) < 0)
 		return 1;
 
-	pthread_attr_init(&detached);
-	pthread_attr_setdetachstate(&detached, PTHREAD_CREATE_DETACHED);
 	lh_threads_accept_loop(&th_state, start_thread);
 
 	clock_gettime(CLOCK_REALTIME, &deadline);

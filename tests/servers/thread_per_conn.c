@@ -55,23 +55,10 @@ out:
 	return NULL;
 }
 
-static pthread_attr_t detached;
-
 /* One detached thread per accepted connection. */
 static void start_thread(int fd)
 {
-	pthread_t th;
-
-	pthread_mutex_lock(&th_state.mu);
-	th_state.busy++;
-	pthread_mutex_unlock(&th_state.mu);
-	if (pthread_create(&th, &detached, serve, (void *)(intptr_t)fd) != 0) {
-		lh_log("ERROR", "pthread_create failed");
-		close(fd);
-		pthread_mutex_lock(&th_state.mu);
-		th_state.busy--;
-		pthread_mutex_unlock(&th_state.mu);
-	}
+	lh_threads_start(&th_state, serve, fd);
 }
 
 int main(int argc, char **argv)
@@ -86,8 +73,6 @@ int main(int argc, char **argv)
 	lh_log("INFO", "listening on 127.0.0.1:%d", port);
 	if (lh_report_port(ready_fd, port) < 0)
 		return 1;
-	pthread_attr_init(&detached);
-	pthread_attr_setdetachstate(&detached, PTHREAD_CREATE_DETACHED);
 	lh_threads_accept_loop(&th_state, start_thread);
 	/* Let connection threads finish their logging before exiting. */
 	lh_threads_drain_exit(&th_state, NULL);
