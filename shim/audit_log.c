@@ -24,10 +24,12 @@
 #include "shim_init.h"
 #include "thread_ctx.h"
 
-/* Text of a line kept in its record, and frames of its call site. */
-#define TEXT_MAX 1024
+/* Text of a line kept in its record, and frames of its call site: a
+ * record is built on the stack of the hook that writes it, which may be a
+ * signal handler's on a small alternate stack, so it stays near 3 KiB. */
+#define TEXT_MAX 512
 #define FRAMES_MAX 24
-#define RECORD_SIZE (TEXT_MAX * 4 + FRAMES_MAX * 17 + 512)
+#define RECORD_SIZE (TEXT_MAX * 4 + FRAMES_MAX * 17 + 256)
 /* The audit file is moved to a descriptor at or above this. */
 #define CHANNEL_FLOOR 900
 
@@ -93,7 +95,7 @@ static void emit(struct audit_record *r)
 /* I, then an M record for each executable mapping with a path. */
 static void write_map(void)
 {
-	char buf[8192], rec[1024];
+	char buf[2048], rec[768];
 	struct audit_record r;
 	start(&r, rec, sizeof(rec), 'I');
 	emit(&r);
