@@ -31,6 +31,7 @@ import json
 import os
 import re
 import shutil
+import struct
 import subprocess
 import sys
 import tempfile
@@ -65,59 +66,63 @@ def unescape(text):
 
 
 class Process:
+    """One process image: a pid and the token of its program (records of an
+    exec'ed program, a fork child, or a pid that came back are apart)."""
     def __init__(self, pid):
         self.pid = pid
-        self.maps = []        # [(start, end, offset, path)], sorted; from I/M
-        self.requests = {}    # serial -> [id, start, end]
+        self.maps = []        # [(start, end, offset, path)], sorted; from M
+        self.requests = {}    # serial -> [id, start, answered, end]
         self.decided = {}     # held number -> (serial, id)
         self.threads = set()
 
 
 class Line:
-    __slots__ = ("proc", "ts", "tid", "held", "verdict", "serial", "rid", "ctx", "frames",
-                 "site", "text", "app_id", "kind")
+    __slots__ = ("proc", "ts", "tid", "held", "verdict", "serial", "rid", "ctx", "raw",
+                 "frames", "site", "text", "app_id", "kind")
 
 
 def read_records(directory):
-    """Processes by pid, and the lines, from every audit file."""
+    """Process images by (pid, token), and the lines, from every audit
+    file. Return addresses are resolved once every mapping is read (a
+    thread may write a line before its image's mappings)."""
     procs, lines = {}, []
     for name in sorted(os.listdir(directory)):
         with open(os.path.join(directory, name), "rb") as f:
             data = f.read().decode("utf-8", "replace")
         for rec in data.split("\n"):
             fields = rec.split("\t")
-            if len(fields) < 3 or not fields[1].isdigit():
+            if len(fields) < 4 or not fields[1].isdigit() or not fields[2].isdigit():
                 continue
-            kind, pid, ts = fields[0], int(fields[1]), int(fields[2])
-            p = procs.setdefault(pid, Process(pid))
+            kind, pid, ts = fields[0], int(fields[1]), int(fields[3])
+            p = procs.setdefault((pid, fields[2]), Process(pid))
+            f = fields[4:]
             try:
-                if kind == "I":
-                    p.maps = []
-                elif kind == "M":
-                    p.maps.append((int(fields[3], 16), int(fields[4], 16), int(fields[5], 16),
-                                   unescape(fields[6])))
-                    p.maps.sort()
+                if kind == "M":
+                    m = (int(f[0], 16), int(f[1], 16), int(f[2], 16), unescape(f[3]))
+                    if m not in p.maps:
+                        p.maps.append(m)
+                        p.maps.sort()
                 elif kind == "S":
-                    p.requests[int(fields[3])] = [unescape(fields[4]), ts, None]
-                elif kind == "E":
-                    r = p.requests.get(int(fields[3]))
-                    if r and r[2] is None:
-                        r[2] = ts
+                    p.requests[int(f[0])] = [unescape(f[1]), ts, None, None]
+                elif kind in "RE" and kind:
+                    r = p.requests.get(int(f[0]))
+                    if r and r[2 if kind == "R" else 3] is None:
+                        r[2 if kind == "R" else 3] = ts
                 elif kind == "D":
-                    p.decided[int(fields[3])] = (int(fields[4]), unescape(fields[5]))
+                    p.decided[int(f[0])] = (int(f[1]), unescape(f[2]))
                 elif kind == "L":
                     ln = Line()
-                    ln.proc, ln.ts, ln.tid, ln.held = p, ts, int(fields[3]), int(fields[4])
-                    ln.verdict, ln.serial, ln.rid = fields[5], int(fields[6]), unescape(fields[7])
-                    ln.ctx = int(fields[8])
-                    frames = [int(a, 16) for a in fields[9].split(",") if a]
-                    ln.frames = app_frames(p, frames)
-                    ln.text = unescape(fields[10])  # a record cut before it: IndexError
+                    ln.proc, ln.ts, ln.tid, ln.held = p, ts, int(f[0]), int(f[1])
+                    ln.verdict, ln.serial, ln.rid = f[2], int(f[3]), unescape(f[4])
+                    ln.ctx = int(f[5])
+                    ln.raw = [int(a, 16) for a in f[6].split(",") if a]
+                    ln.text = unescape(f[7])  # a record cut before it: IndexError
                     p.threads.add(ln.tid)
                     lines.append(ln)
             except (IndexError, ValueError):
                 continue  # a record cut short: skipped
     for ln in lines:
+        ln.frames = app_frames(ln.proc, ln.raw)
         if ln.verdict == "held":
             ln.serial, ln.rid = ln.proc.decided.get(ln.held, (0, ""))
     return procs, lines
@@ -126,38 +131,64 @@ def read_records(directory):
 def app_frames(proc, frames, depth=8):
     """The program's frames of a line's write, innermost first: (path,
     address of the call in the module), past libc, the shim and the
-    unwinder."""
+    unwinder; it stops at an address in no known mapping (its call site is
+    unknown, not its caller's)."""
     starts = [m[0] for m in proc.maps]
     out = []
     for addr in frames:
         i = bisect.bisect_right(starts, addr) - 1
         if i < 0 or addr >= proc.maps[i][1]:
-            continue
-        path = proc.maps[i][3]
+            break
+        start, _, offset, path = proc.maps[i]
         if NOT_CALL_SITE.search(path):
             continue
-        base = min(m[0] - m[2] for m in proc.maps if m[3] == path)
-        if elf_type(path) == 2:  # ET_EXEC: addresses are the file's own
-            base = 0
+        base = load_base(path, start, offset)
+        if base is None:
+            break
         out.append((path, addr - base - 1))  # the call, not the instruction after it
         if len(out) == depth:
             break
     return out
 
 
-def choose_call_sites(lines, names):
-    """Each line's call site: its innermost frame of the program, or, while
-    that frame's function is a funnel (a logging helper that lines reach
-    from two or more places), the frame that called it."""
-    callers = {}
-    for ln in lines:
-        for inner, outer in zip(ln.frames, ln.frames[1:]):
-            callers.setdefault(names[inner][3], set()).add(outer)
-    for ln in lines:
-        i = 0
-        while i + 1 < len(ln.frames) and len(callers.get(names[ln.frames[i]][3], ())) > 1:
-            i += 1
-        ln.site = ln.frames[i] if ln.frames else None
+def load_base(path, start, offset):
+    """Where a mapping of path at start (file offset offset) puts the
+    file's address 0, from the PT_LOAD segment holding that offset (its
+    address and offset may differ by more than a page: lld); 0 for a
+    non-PIE executable; None if the file cannot tell."""
+    if elf_type(path) == 2:  # ET_EXEC: addresses are the file's own
+        return 0
+    for vaddr, seg_offset, filesz in elf_loads(path):
+        page = seg_offset & ~0xfff
+        if page <= offset < seg_offset + max(filesz, 1):
+            return start - (offset - page) - (vaddr & ~0xfff)
+    return None
+
+
+_elf_loads = {}
+
+
+def elf_loads(path):
+    """(p_vaddr, p_offset, p_filesz) of each PT_LOAD of a 64-bit ELF file."""
+    if path not in _elf_loads:
+        loads = []
+        try:
+            with open(path, "rb") as f:
+                head = f.read(64)
+                if head[:5] == b"\x7fELF\x02":
+                    phoff, = struct.unpack_from("<Q", head, 32)
+                    phentsize, phnum = struct.unpack_from("<HH", head, 54)
+                    f.seek(phoff)
+                    table = f.read(phentsize * phnum)
+                    for i in range(phnum):
+                        ptype, _, off, vaddr, _, filesz = struct.unpack_from(
+                            "<IIQQQQ", table, i * phentsize)
+                        if ptype == 1:
+                            loads.append((vaddr, off, filesz))
+        except (OSError, struct.error):
+            loads = []
+        _elf_loads[path] = loads
+    return _elf_loads[path]
 
 
 _elf_types = {}
@@ -172,6 +203,32 @@ def elf_type(path):
         except OSError:
             _elf_types[path] = 0
     return _elf_types[path]
+
+
+FUNNEL_CALLERS = 3
+
+
+def choose_call_sites(lines, names):
+    """Each line's call site: its innermost frame of the program, or, while
+    that frame's function is a funnel (a logging helper that lines reach
+    from FUNNEL_CALLERS or more places, through one call in it), the frame
+    that called it. Functions are told apart by module and name."""
+    callers, calls = {}, {}
+    for ln in lines:
+        for inner, outer in zip(ln.frames, ln.frames[1:]):
+            fn = (inner[0], names[inner][3])
+            callers.setdefault(fn, set()).add(outer)
+            calls.setdefault(fn, set()).add(inner)
+
+    def funnel(frame):
+        fn = (frame[0], names[frame][3])
+        return len(callers.get(fn, ())) >= FUNNEL_CALLERS and len(calls.get(fn, ())) == 1
+
+    for ln in lines:
+        i = 0
+        while i + 1 < len(ln.frames) and funnel(ln.frames[i]):
+            i += 1
+        ln.site = ln.frames[i] if ln.frames else None
 
 
 def symbolize(sites):
@@ -240,30 +297,33 @@ def app_id_of(text, regex, field):
 
 
 def classify(procs, lines, regex, field, sentinels):
+    """Each line's kind (None for none), the first of KINDS that applies.
+    A request is in flight from its start to its end (the next request on
+    its connection, or the connection's close); for the single-threaded
+    rule, from its start until its response began."""
     by_id = {}
     for p in procs.values():
-        for serial, (rid, start, end) in p.requests.items():
-            by_id.setdefault(rid, []).append((start, end, p.pid, serial))
+        for rid, start, _, end in p.requests.values():
+            by_id.setdefault(rid, []).append((start, end))
     for ln in lines:
         ln.app_id = app_id_of(ln.text, regex, field)
         ln.kind = None
         named = by_id.get(ln.app_id, []) if ln.app_id else []
-        in_flight = [r for r in named if r[0] <= ln.ts and (r[1] is None or r[1] >= ln.ts)]
-        ended = [r for r in named if r[1] is not None and r[1] < ln.ts]
-        in_request = bool(ln.rid) or ln.ctx != 0
-        if ln.rid:
-            if ln.app_id and ln.app_id != ln.rid:
-                ln.kind = "mismatch" if in_flight else "stale" if ended else None
-        elif ln.app_id and (in_flight or ended):
+        in_flight = any(s <= ln.ts and (e is None or e >= ln.ts) for s, e in named)
+        ended = any(e is not None and e < ln.ts for _, e in named)
+        own = ln.rid or (ln.proc.requests.get(ln.ctx, [""])[0] if ln.ctx else "")
+        if ln.app_id and own and ln.app_id != own and (in_flight or ended):
+            ln.kind = "mismatch" if in_flight else "stale"
+        elif ln.app_id and not own and (in_flight or ended):
             ln.kind = "outside" if in_flight else "stale"
-        if ln.kind is None and in_request and any(s in ln.text for s in sentinels):
+        if ln.kind is None and own and any(t in ln.text for t in sentinels):
             ln.kind = "sentinel"
         if ln.kind is None and not ln.rid:
             if ln.ctx != 0:
                 ln.kind = "untagged"
             elif len(ln.proc.threads) == 1 and any(
-                    s <= ln.ts and (e is None or e >= ln.ts)
-                    for _, s, e in ln.proc.requests.values()):
+                    start <= ln.ts and ln.ts < (answered or end or float("inf"))
+                    for _, start, answered, end in ln.proc.requests.values()):
                 ln.kind = "untagged"
 
 
@@ -317,9 +377,21 @@ def xml_attr(text):
     return quoteattr(XML_FORBIDDEN.sub(lambda m: "\\x%02x" % ord(m.group(0)), text))
 
 
-def junit(findings, clean):
+def junit(findings, clean, failing):
+    """JUnit XML: a failing testcase per call site and kind of --fail-on, a
+    passing one (its findings in system-out) for the other kinds, and one
+    per clean call site."""
     cases = []
     for f in findings:
+        if f["kind"] not in failing:
+            cases.append('  <testcase classname=%s name=%s file=%s line="%d">\n'
+                         '    <system-out>%s</system-out>\n  </testcase>\n' % (
+                             xml_attr(f["module"]), xml_attr("%s:%d %s" % (
+                                 f["function"], f["line"], f["kind"])),
+                             xml_attr(f["file"]), f["line"],
+                             xml_text("%d log lines %s (not a --fail-on kind)" % (
+                                 f["count"], describe(f["kind"])))))
+            continue
         name = "%s:%d %s" % (f["function"], f["line"], f["kind"])
         msg = "%d log line%s %s at %s" % (f["count"], "" if f["count"] == 1 else "s",
                                           describe(f["kind"]), f["function"])
@@ -333,7 +405,7 @@ def junit(findings, clean):
             xml_attr(module), xml_attr("%s:%d" % (function, line)), xml_attr(file), line))
     return ('<?xml version="1.0" encoding="UTF-8"?>\n'
             '<testsuite name="reqid audit" tests="%d" failures="%d">\n%s</testsuite>\n' % (
-                len(cases), len(findings), "".join(cases)))
+                len(cases), sum(1 for f in findings if f["kind"] in failing), "".join(cases)))
 
 
 def describe(kind):
@@ -394,7 +466,8 @@ def main(argv):
         print("reqid: --app-id: %s" % e, file=sys.stderr)
         return 2
     sentinels = list(args.sentinel) + ([args.outside] if args.outside else [])
-    directory = tempfile.mkdtemp(prefix="reqid-audit.")
+    # A short path: the shim refuses a REQID_AUDIT_DIR over 200 bytes.
+    directory = tempfile.mkdtemp(prefix="reqid-audit.", dir="/tmp")
     try:
         env = dict(os.environ, REQID_AUDIT_DIR=directory)
         env["LD_PRELOAD"] = args.lib + (":" + env["LD_PRELOAD"] if env.get("LD_PRELOAD") else "")
@@ -406,6 +479,11 @@ def main(argv):
         procs, lines = read_records(directory)
     finally:
         shutil.rmtree(directory, ignore_errors=True)
+    if not lines:
+        print("reqid audit: FAIL: no log line was recorded (is CMD dynamically linked "
+              "against glibc, and does it write to its log descriptors?)%s" % (
+                  "; the command exited with %d" % rc if rc else ""))
+        return 1
     classify(procs, lines, regex, args.app_field, sentinels)
     names = symbolize({f for ln in lines for f in ln.frames})
     choose_call_sites(lines, names)
@@ -419,7 +497,7 @@ def main(argv):
             f.write("\n")
     if args.junit:
         with open(args.junit, "w") as f:
-            f.write(junit(findings, clean_sites(lines, names, findings)))
+            f.write(junit(findings, clean_sites(lines, names, findings), failing))
     return status
 
 

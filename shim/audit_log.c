@@ -3,8 +3,14 @@
  *
  * The file is opened by the first record of a process image, with a raw
  * system call (no hook sees it), and moved up to a high descriptor number,
- * out of the program's way; a program that closes that number (a daemon
- * closing every descriptor) makes the next record open it again. Must
+ * out of the program's way (or just under RLIMIT_NOFILE; without a free
+ * high number there are no records); a program that closes that number (a
+ * daemon closing every descriptor) makes the next record open it again.
+ * Records stop short of RLIMIT_FSIZE, whose SIGXFSZ would kill the
+ * program. On a signal handler's alternate stack a line's record is small
+ * and has no return addresses. Every record names its process image (a
+ * token new in each image and fork child), so that records a thread wrote
+ * before the image's mappings, or after a pid came back, stay apart. Must
  * never write to a descriptor that is not the audit file, never allocate,
  * never change errno.
  */
@@ -13,7 +19,10 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdatomic.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -34,8 +43,22 @@
 #define CHANNEL_FLOOR 900
 
 static _Atomic int channel = -1;
+static _Atomic bool channel_refused; /* no room for it: no records */
 static _Atomic bool map_written;
 static _Atomic uint32_t held_numbers;
+static _Atomic uint64_t image_token;
+
+/* Executable mappings the last M records named: a return address outside
+ * them (a library loaded since) makes the next line write them again. */
+#define RANGES_MAX 512
+static struct {
+	uintptr_t start, end;
+} ranges[RANGES_MAX];
+static _Atomic int range_count;
+static _Atomic bool map_writing;
+
+/* RLIMIT_FSIZE when the file was opened (RLIM_INFINITY: none). */
+static uint64_t size_limit;
 
 static uint64_t now_ns(void)
 {
@@ -44,10 +67,24 @@ static uint64_t now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+/* This process image's token: time and addresses, new after each fork. */
+static uint64_t token(void)
+{
+	uint64_t t = atomic_load_explicit(&image_token, memory_order_relaxed);
+	if (t)
+		return t;
+	t = now_ns() ^ ((uint64_t)(uintptr_t)&t << 16) ^ ((uint64_t)getpid() << 40);
+	uint64_t none = 0;
+	if (!atomic_compare_exchange_strong(&image_token, &none, t | 1))
+		return none;
+	return t | 1;
+}
+
 static void start(struct audit_record *r, char *buf, size_t cap, char kind)
 {
 	audit_record_start(r, buf, cap, kind);
 	audit_field_u64(r, (uint64_t)shim.pid);
+	audit_field_u64(r, token());
 	audit_field_u64(r, now_ns());
 }
 
@@ -55,7 +92,7 @@ static void start(struct audit_record *r, char *buf, size_t cap, char kind)
 static int channel_fd(void)
 {
 	int fd = atomic_load_explicit(&channel, memory_order_acquire);
-	if (fd >= 0)
+	if (fd >= 0 || atomic_load_explicit(&channel_refused, memory_order_relaxed))
 		return fd;
 	/* REQID_AUDIT_DIR/audit.PID */
 	char path[CONFIG_MAX_AUDIT_DIR + 32], digits[16];
@@ -71,11 +108,21 @@ static int channel_fd(void)
 	fd = (int)syscall(SYS_openat, AT_FDCWD, path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return -1;
+	/* Up high, or just under the descriptor limit; never on a low number
+	 * the program may be about to open (its output could land here). */
+	struct rlimit rl;
 	int high = (int)syscall(SYS_fcntl, fd, F_DUPFD_CLOEXEC, CHANNEL_FLOOR);
-	if (high >= 0) {
-		syscall(SYS_close, fd);
-		fd = high;
+	if (high < 0 && syscall(SYS_getrlimit, RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur > 64 &&
+	    rl.rlim_cur <= CHANNEL_FLOOR)
+		high = (int)syscall(SYS_fcntl, fd, F_DUPFD_CLOEXEC, (int)rl.rlim_cur - 16);
+	syscall(SYS_close, fd);
+	if (high < 0) {
+		atomic_store_explicit(&channel_refused, true, memory_order_relaxed);
+		return -1;
 	}
+	fd = high;
+	size_limit = syscall(SYS_getrlimit, RLIMIT_FSIZE, &rl) == 0 ? (uint64_t)rl.rlim_cur
+								     : RLIM_INFINITY;
 	int none = -1;
 	if (!atomic_compare_exchange_strong(&channel, &none, fd)) {
 		syscall(SYS_close, fd); /* another thread's won */
@@ -84,21 +131,43 @@ static int channel_fd(void)
 	return fd;
 }
 
+/* Bytes kept free below RLIMIT_FSIZE: other processes share the file. */
+#define SIZE_MARGIN (256 * 1024)
+
 static void emit(struct audit_record *r)
 {
 	size_t n = audit_record_end(r);
 	int fd = channel_fd();
-	if (n && fd >= 0)
-		syscall(SYS_write, fd, r->buf, n);
+	if (!n || fd < 0)
+		return;
+	struct stat st;
+	if (size_limit != RLIM_INFINITY &&
+	    (syscall(SYS_fstat, fd, &st) != 0 || (uint64_t)st.st_size + n + SIZE_MARGIN > size_limit)) {
+		atomic_store_explicit(&channel_refused, true, memory_order_relaxed);
+		return; /* the next bytes could raise SIGXFSZ: no more records */
+	}
+	syscall(SYS_write, fd, r->buf, n);
 }
 
-/* I, then an M record for each executable mapping with a path. */
-static void write_map(void)
+static uintptr_t hex_value(const char *s, const char *end)
+{
+	uintptr_t v = 0;
+	for (; s < end; s++)
+		v = v << 4 | (uintptr_t)(*s <= '9' ? *s - '0' : (*s | 0x20) - 'a' + 10);
+	return v;
+}
+
+/* An M record for each executable mapping with a path (first: an I record
+ * for the image), and their ranges kept for new_module_in. */
+static void write_map(bool first)
 {
 	char buf[2048], rec[768];
 	struct audit_record r;
-	start(&r, rec, sizeof(rec), 'I');
-	emit(&r);
+	int kept = 0;
+	if (first) {
+		start(&r, rec, sizeof(rec), 'I');
+		emit(&r);
+	}
 	int fd = (int)syscall(SYS_openat, AT_FDCWD, "/proc/self/maps", O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return;
@@ -127,6 +196,10 @@ static void write_map(void)
 				char *dash = f[0];
 				while (*dash != '-')
 					dash++;
+				if (kept < RANGES_MAX) {
+					ranges[kept].start = hex_value(f[0], dash);
+					ranges[kept++].end = hex_value(dash + 1, f[1] - 1);
+				}
 				start(&r, rec, sizeof(rec), 'M');
 				audit_field_raw(&r, f[0], (size_t)(dash - f[0]));
 				audit_field_raw(&r, dash + 1, (size_t)(f[1] - 1 - dash - 1));
@@ -142,14 +215,51 @@ static void write_map(void)
 			have = 0; /* a line longer than the buffer: dropped */
 	}
 	syscall(SYS_close, fd);
+	atomic_store_explicit(&range_count, kept, memory_order_release);
 }
 
 static void map_once_per_image(void)
 {
 	bool no = false;
 	if (!atomic_load_explicit(&map_written, memory_order_relaxed) &&
-	    atomic_compare_exchange_strong(&map_written, &no, true))
-		write_map();
+	    atomic_compare_exchange_strong(&map_written, &no, true)) {
+		atomic_store_explicit(&map_writing, true, memory_order_relaxed);
+		write_map(true);
+		atomic_store_explicit(&map_writing, false, memory_order_release);
+	}
+}
+
+/* Whether a return address of chain lies in no mapping the M records named
+ * (a library loaded since they were written). */
+static bool new_module_in(const struct call_chain *chain)
+{
+	int n = atomic_load_explicit(&range_count, memory_order_acquire);
+	for (int i = 0; i < chain->count && i < FRAMES_MAX; i++) {
+		uintptr_t a = (uintptr_t)chain->frames[i];
+		bool known = false;
+		for (int k = 0; k < n && !known; k++)
+			known = a >= ranges[k].start && a < ranges[k].end;
+		if (!known)
+			return true;
+	}
+	return false;
+}
+
+/* The mappings again, by one thread at a time (others go on without). */
+static void rewrite_map(void)
+{
+	bool no = false;
+	if (atomic_compare_exchange_strong(&map_writing, &no, true)) {
+		write_map(false);
+		atomic_store_explicit(&map_writing, false, memory_order_release);
+	}
+}
+
+/* Whether this thread runs on its signal alternate stack. */
+static bool on_alternate_stack(void)
+{
+	stack_t ss;
+	return syscall(SYS_sigaltstack, NULL, &ss) == 0 && (ss.ss_flags & SS_ONSTACK);
 }
 
 static void put_id(struct audit_record *r, uint64_t request)
@@ -160,25 +270,52 @@ static void put_id(struct audit_record *r, uint64_t request)
 	audit_field_text(r, id, n, REQUEST_ID_MAX);
 }
 
-void audit_line(enum audit_verdict verdict, uint64_t request, uint64_t ctx, uint32_t held,
-		const char *text, size_t len)
+/* An L record in buf (cap bytes), with the frames of chain (NULL: none)
+ * and at most text_max bytes of the line. */
+static void line_record(char *buf, size_t cap, const struct call_chain *chain, size_t text_max,
+			enum audit_verdict verdict, uint64_t request, uint64_t ctx, uint32_t held,
+			const char *text, size_t len)
 {
 	static const char *const names[] = {"tagged", "outside", "unproven", "batch", "held"};
-	int saved = errno;
-	map_once_per_image();
-	struct call_chain chain;
-	call_chain_take(&chain);
-	char buf[RECORD_SIZE];
 	struct audit_record r;
-	start(&r, buf, sizeof(buf), 'L');
+	start(&r, buf, cap, 'L');
 	audit_field_u64(&r, (uint64_t)ctx_tid());
 	audit_field_u64(&r, held);
 	audit_field_raw(&r, names[verdict], __builtin_strlen(names[verdict]));
 	put_id(&r, request);
 	audit_field_u64(&r, ctx);
-	audit_field_addresses(&r, chain.frames, chain.count < FRAMES_MAX ? chain.count : FRAMES_MAX);
-	audit_field_text(&r, text, len, TEXT_MAX);
+	int count = chain ? (chain->count < FRAMES_MAX ? chain->count : FRAMES_MAX) : 0;
+	audit_field_addresses(&r, chain ? chain->frames : NULL, count);
+	audit_field_text(&r, text, len, text_max);
 	emit(&r);
+}
+
+/* The full record, with its return addresses: some 3.6 KiB of stack. */
+static __attribute__((noinline)) void line_with_frames(enum audit_verdict verdict,
+						       uint64_t request, uint64_t ctx,
+						       uint32_t held, const char *text, size_t len)
+{
+	struct call_chain chain;
+	call_chain_take(&chain);
+	if (new_module_in(&chain))
+		rewrite_map();
+	char buf[RECORD_SIZE];
+	line_record(buf, sizeof(buf), &chain, TEXT_MAX, verdict, request, ctx, held, text, len);
+}
+
+void audit_line(enum audit_verdict verdict, uint64_t request, uint64_t ctx, uint32_t held,
+		const char *text, size_t len)
+{
+	int saved = errno;
+	if (on_alternate_stack()) {
+		/* A small stack may not hold the full record: no frames, and
+		 * the line's first 64 bytes. */
+		char buf[512];
+		line_record(buf, sizeof(buf), NULL, 64, verdict, request, ctx, held, text, len);
+	} else {
+		map_once_per_image();
+		line_with_frames(verdict, request, ctx, held, text, len);
+	}
 	errno = saved;
 }
 
@@ -213,15 +350,25 @@ void audit_request_started(uint64_t serial, const char *id, size_t id_len)
 	errno = saved;
 }
 
-void audit_request_ended(uint64_t serial)
+static void request_record(char kind, uint64_t serial)
 {
 	int saved = errno;
 	char buf[128];
 	struct audit_record r;
-	start(&r, buf, sizeof(buf), 'E');
+	start(&r, buf, sizeof(buf), kind);
 	audit_field_u64(&r, serial);
 	emit(&r);
 	errno = saved;
+}
+
+void audit_request_ended(uint64_t serial)
+{
+	request_record('E', serial);
+}
+
+void audit_request_answered(uint64_t serial)
+{
+	request_record('R', serial);
 }
 
 bool audit_is_channel(int fd)
@@ -237,4 +384,6 @@ void audit_fd_closing(void)
 void audit_after_fork(void)
 {
 	atomic_store_explicit(&map_written, false, memory_order_relaxed);
+	atomic_store_explicit(&map_writing, false, memory_order_relaxed);
+	atomic_store_explicit(&image_token, 0, memory_order_relaxed);
 }

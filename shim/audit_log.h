@@ -4,10 +4,14 @@
  * a file of the process's own in REQID_AUDIT_DIR (audit.PID), never to
  * anything of the program's.
  *
- * Records (audit_record.h), each with the process id and CLOCK_MONOTONIC
- * nanoseconds: I (a process image's first record) and M (one per
- * executable mapping, from /proc/self/maps: start, end, file offset, path);
- * S (request serial and id began) and E (it ended); L (a line: thread,
+ * Records (audit_record.h), each with the process id, a token of the
+ * process image (new in each exec'ed program and fork child) and
+ * CLOCK_MONOTONIC nanoseconds: I (an image's first record) and M (one per
+ * executable mapping, from /proc/self/maps: start, end, file offset, path;
+ * written again when a line's return address is in none of them); S
+ * (request serial and id began), R (its response began) and E (it ended:
+ * the next request on its connection began, or the connection closed); L
+ * (a line: thread,
  * number, verdict, the id it got, the thread's request, the return
  * addresses of the write, the line's text); D (the id a held line got
  * when its thread's bracket resolved). Only in audit mode (shim.audit);
@@ -50,6 +54,7 @@ void audit_line_decided(uint32_t number, uint64_t request) __attribute__((visibi
 void audit_request_started(uint64_t serial, const char *id, size_t id_len)
 	__attribute__((visibility("hidden")));
 void audit_request_ended(uint64_t serial) __attribute__((visibility("hidden")));
+void audit_request_answered(uint64_t serial) __attribute__((visibility("hidden")));
 
 /* Whether fd is the audit file (the program closing it: audit_fd_closing). */
 bool audit_is_channel(int fd) __attribute__((visibility("hidden")));

@@ -391,6 +391,9 @@ void conn_on_read(int fd, const void *buf, const struct iovec *iov, size_t n)
 void conn_on_write(int fd)
 {
 	struct conn *c = conn_of(fd);
-	if (c->request != 0 && !c->responded)
+	if (c->request != 0 && !c->responded) {
 		c->responded = true;
+		if (unlikely(shim.audit))
+			audit_request_answered(c->request);
+	}
 }

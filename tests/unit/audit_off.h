@@ -22,4 +22,10 @@ void audit_request_ended(uint64_t serial)
 	fail_msg("audit_request_ended called with audit off");
 }
 
+void audit_request_answered(uint64_t serial)
+{
+	(void)serial;
+	fail_msg("audit_request_answered called with audit off");
+}
+
 #endif

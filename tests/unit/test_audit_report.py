@@ -62,28 +62,38 @@ class Records(unittest.TestCase):
 
     def test_read_records(self):
         with tempfile.TemporaryDirectory() as d:
+            # A line before its image's mappings (another thread wrote
+            # them later), then an exec'ed program under the same pid.
             Path(d, "audit.7").write_text(
-                "I\t7\t1\n"
-                "M\t7\t2\t1000\t2000\t0\t/bin/prog\n"
-                "S\t7\t3\t1\tid-1\n"
-                "L\t7\t4\t9\t0\ttagged\t1\tid-1\t1\t1010,1020\tline \\t one\n"
-                "L\t7\t5\t9\t3\theld\t0\t\t1\t1030\theld line\n"
-                "D\t7\t6\t3\t1\tid-1\n"
-                "E\t7\t7\t1\n"
-                "L\t7\t8\t9\t0\ttagged\t1\tid-1\t1\t10\n")  # cut short: skipped
+                "L\t7\t55\t1\t9\t0\ttagged\t1\tid-1\t1\t1010\tearly\n"
+                "I\t7\t55\t2\n"
+                "M\t7\t55\t2\t1000\t2000\t0\t/nonexistent/prog\n"
+                "S\t7\t55\t3\t1\tid-1\n"
+                "L\t7\t55\t4\t9\t0\ttagged\t1\tid-1\t1\t1010,1020\tline \\t one\n"
+                "L\t7\t55\t5\t9\t3\theld\t0\t\t1\t1030\theld line\n"
+                "D\t7\t55\t6\t3\t1\tid-1\n"
+                "R\t7\t55\t6\t1\n"
+                "E\t7\t55\t7\t1\n"
+                "L\t7\t55\t8\t9\t0\ttagged\t1\tid-1\t1\t10\n"  # cut short: skipped
+                "I\t7\t66\t9\n"
+                "S\t7\t66\t10\t1\tnew-1\n"
+                "L\t7\t66\t11\t7\t3\theld\t0\t\t1\t\tnew held\n")
             procs, lines = audit.read_records(d)
-        self.assertEqual(procs[7].requests, {1: ["id-1", 3, 7]})
+        self.assertEqual(procs[(7, "55")].requests, {1: ["id-1", 3, 6, 7]})
+        self.assertEqual(procs[(7, "66")].requests, {1: ["new-1", 10, None, None]})
         self.assertEqual([(ln.rid, ln.text) for ln in lines],
-                         [("id-1", "line \t one"), ("id-1", "held line")])
-        self.assertEqual(lines[0].frames, [("/bin/prog", 0x10 - 1), ("/bin/prog", 0x20 - 1)]
-                         if audit.elf_type("/bin/prog") != 2 else lines[0].frames)
+                         [("id-1", "early"), ("id-1", "line \t one"), ("id-1", "held line"),
+                          ("", "new held")])
+        # the early line's address resolves against the mappings read later
+        # (a file that cannot be read gives no base: no frames, not a guess)
+        self.assertEqual(lines[0].proc.maps, [(0x1000, 0x2000, 0, "/nonexistent/prog")])
 
 
 class Classify(unittest.TestCase):
     def setUp(self):
         self.p = audit.Process(1)
         # request 1 (id-1) from 10 to 20, request 2 (id-2) from 15 to 30
-        self.p.requests = {1: ["id-1", 10, 20], 2: ["id-2", 15, 30]}
+        self.p.requests = {1: ["id-1", 10, 12, 20], 2: ["id-2", 15, 17, 30]}
 
     def kinds(self, lines, regex=r"rid=(\S+)", sentinels=()):
         import re
@@ -92,23 +102,29 @@ class Classify(unittest.TestCase):
         return [ln.kind for ln in lines]
 
     def test_each_kind(self):
+        self.p.threads.add(2)
         lines = [line(self.p, 12, "id-1", 1, "rid=id-1"),        # right
                  line(self.p, 17, "id-1", 1, "rid=id-2"),        # mismatch
                  line(self.p, 25, "id-2", 2, "rid=id-1"),        # stale
                  line(self.p, 16, "", 0, "rid=id-1"),            # outside
                  line(self.p, 26, "", 0, "rid=id-1"),            # stale, untagged
                  line(self.p, 18, "", 2, "x", "unproven"),       # untagged
+                 line(self.p, 18, "", 2, "rid=id-2", "unproven"),  # its own: untagged
+                 line(self.p, 25, "", 2, "rid=id-1", "unproven"),  # another's: stale
                  line(self.p, 40, "", 0, "x"),                   # none
                  line(self.p, 18, "id-2", 2, "NOTRACE")]         # sentinel
         self.assertEqual(self.kinds(lines, sentinels=["NOTRACE"]),
-                         [None, "mismatch", "stale", "outside", "stale", "untagged", None,
-                          "sentinel"])
+                         [None, "mismatch", "stale", "outside", "stale", "untagged", "untagged",
+                          "stale", None, "sentinel"])
 
     def test_single_threaded_process(self):
-        # One thread, a request in flight, the line outside it: untagged.
-        self.assertEqual(self.kinds([line(self.p, 18, "", 0, "x")]), ["untagged"])
+        # One thread, a request in flight (before its response began), the
+        # line outside it: untagged; after the response began (an idle
+        # keep-alive connection), or with two threads: nothing.
+        self.assertEqual(self.kinds([line(self.p, 16, "", 0, "x")]), ["untagged"])
+        self.assertEqual(self.kinds([line(self.p, 13, "", 0, "x")]), [None])
         self.p.threads.add(2)
-        self.assertEqual(self.kinds([line(self.p, 18, "", 0, "x")]), [None])
+        self.assertEqual(self.kinds([line(self.p, 16, "", 0, "x")]), [None])
 
     def test_app_field(self):
         self.assertEqual(audit.app_id_of('{"rid":"a-1","m":1}', None, "rid"), "a-1")
@@ -121,13 +137,21 @@ class CallSites(unittest.TestCase):
         p = audit.Process(1)
         names = {("m", 1): ("log", "l.c", 5, "log"), ("m", 2): ("a", "a.c", 7, "a"),
                  ("m", 3): ("b", "b.c", 9, "b"), ("m", 4): ("main", "m.c", 3, "main")}
+        names[("m", 5)] = ("c", "c.c", 11, "c")
+        names[("m", 6)] = ("log", "l.c", 6, "log")
         one = line(p, 1, frames=[("m", 1), ("m", 2), ("m", 4)])
         two = line(p, 2, frames=[("m", 1), ("m", 3), ("m", 4)])
+        three = line(p, 3, frames=[("m", 1), ("m", 5), ("m", 4)])
+        audit.choose_call_sites([one, two, three], names)
+        self.assertEqual((one.site, two.site, three.site), (("m", 2), ("m", 3), ("m", 5)))
+        # two callers, or a function with two calls of its own (a handler
+        # that logs, called from several places): not a funnel
         audit.choose_call_sites([one, two], names)
-        self.assertEqual((one.site, two.site), (("m", 2), ("m", 3)))
-        alone = line(p, 3, frames=[("m", 1), ("m", 2)])
-        audit.choose_call_sites([alone], names)  # one caller: not a funnel
-        self.assertEqual(alone.site, ("m", 1))
+        self.assertEqual((one.site, two.site), (("m", 1), ("m", 1)))
+        four = line(p, 4, frames=[("m", 6), ("m", 2), ("m", 4)])
+        audit.choose_call_sites([one, two, three, four], names)
+        self.assertEqual([x.site for x in (one, two, three, four)],
+                         [("m", 1), ("m", 1), ("m", 1), ("m", 6)])
 
     @unittest.skipUnless(shutil.which("addr2line") and shutil.which("cc"), "needs binutils, cc")
     def test_symbolize_known_lines(self):
@@ -165,7 +189,7 @@ class Writers(unittest.TestCase):
                  "examples": ["rid=<x> & \"q\" \x01\x1b[0m end"]}]
 
     def test_junit_parses_back(self):
-        xml = audit.junit(self.FINDINGS, [("/bin/app", "main", "/s/m.c", 3)])
+        xml = audit.junit(self.FINDINGS, [("/bin/app", "main", "/s/m.c", 3)], {"stale"})
         suite = ET.fromstring(xml)
         self.assertEqual((suite.tag, suite.get("tests"), suite.get("failures")),
                          ("testsuite", "2", "1"))
@@ -178,6 +202,12 @@ class Writers(unittest.TestCase):
         self.assertIn("2 log lines", failure.get("message"))
         self.assertIsNone(passing.find("failure"))
         self.assertEqual(passing.get("name"), "main:3")
+
+    def test_junit_other_kinds_pass(self):
+        suite = ET.fromstring(audit.junit(self.FINDINGS, [], {"untagged"}))
+        case = suite.find("testcase")
+        self.assertEqual((suite.get("failures"), case.find("failure")), ("0", None))
+        self.assertIn("not a --fail-on kind", case.find("system-out").text)
 
     def test_report_verdicts(self):
         text, status = audit.report(self.FINDINGS, [], 0, {"stale"})
