@@ -129,13 +129,8 @@ struct instances {
 
 static bool is_epoll_instance(int fd)
 {
-	char path[64], target[32];
-	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
-	ssize_t n = readlink(path, target, sizeof(target) - 1);
-	if (n < 0)
-		return false;
-	target[n] = '\0';
-	return strcmp(target, "anon_inode:[eventpoll]") == 0;
+	char path[PATH_MAX];
+	return fd_path(fd, path) > 0 && strcmp(path, "anon_inode:[eventpoll]") == 0;
 }
 
 /* The open descriptors: writable files whose paths match REQID_LOG_PATHS
@@ -165,76 +160,74 @@ static int scan_open_fds(struct instances *found)
 	return highest;
 }
 
-/* Calls fn for every registration /proc/self/fdinfo lists for epfd: the
- * target fd, its events, data word and inode. False if it cannot be read. */
-static bool each_registration(int epfd, void (*fn)(void *, int, unsigned, uint64_t, uint64_t),
-			      void *arg)
+/* One registration as /proc/self/fdinfo lists it. */
+struct registration {
+	int fd;
+	unsigned events;
+	uint64_t data, ino;
+};
+
+#define REGISTRATIONS_MAX FD_TABLE_SIZE
+
+/* The registrations /proc/self/fdinfo lists for epfd, at most
+ * REGISTRATIONS_MAX, into out; how many, -1 if the list cannot be read. */
+static int read_registrations(int epfd, struct registration *out)
 {
 	char path[64], line[256];
 	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", epfd);
 	FILE *f = fopen(path, "re");
 	if (!f)
-		return false;
-	while (fgets(line, sizeof(line), f)) {
-		int fd;
-		unsigned events;
+		return -1;
+	int count = 0;
+	while (count < REGISTRATIONS_MAX && fgets(line, sizeof(line), f)) {
+		struct registration *r = &out[count];
 		unsigned long long data, ino;
-		if (sscanf(line, "tfd: %d events: %x data: %llx pos:%*d ino:%llx", &fd, &events, &data,
-			   &ino) == 4 &&
-		    fd >= 0 && fd < FD_TABLE_SIZE)
-			fn(arg, fd, events, data, ino);
+		if (sscanf(line, "tfd: %d events: %x data: %llx pos:%*d ino:%llx", &r->fd, &r->events,
+			   &data, &ino) == 4 &&
+		    r->fd >= 0 && r->fd < FD_TABLE_SIZE) {
+			r->data = data;
+			r->ino = ino;
+			count++;
+		}
 	}
 	fclose(f);
-	return true;
-}
-
-struct import_run {
-	int epfd;
-	uint32_t *stamps;   /* of every fd, taken before the list was read */
-	uint8_t *listed;    /* times each fd is listed */
-};
-
-static void count_listed(void *arg, int fd, unsigned events, uint64_t data, uint64_t ino)
-{
-	(void)events, (void)data, (void)ino;
-	struct import_run *run = arg;
-	if (run->listed[fd] < 2)
-		run->listed[fd]++;
-}
-
-/* A registration is kept only if it names the file open on its number
- * now: a file closed while another copy of it lives on stays registered
- * under its old number, which another file may have taken since (listed
- * twice then, and skipped). */
-static void import_one(void *arg, int fd, unsigned events, uint64_t data, uint64_t ino)
-{
-	struct import_run *run = arg;
-	struct stat st;
-	if (run->listed[fd] != 1 || fstat(fd, &st) != 0 || (uint64_t)st.st_ino != ino)
-		return;
-	epoll_map_import(run->epfd, run->stamps[run->epfd], fd, run->stamps[fd], data,
-			 events & (EPOLLET | EPOLLONESHOT), is_accepted_socket(fd));
+	return count;
 }
 
 /* The registrations of the epoll instances made before attach, as
  * /proc/self/fdinfo lists them, read after the hooks came on: each is
  * recorded unless a hooked epoll_ctl or close changed it meanwhile (the
- * stamps of every fd are taken before the list is read). */
+ * stamps of every fd are taken before the list is read), and only if it
+ * names the file open on its number now: a file closed while another copy
+ * of it lives on stays registered under its old number, which another file
+ * may have taken since (listed twice then, and skipped). */
 static void import_registrations(const struct instances *found)
 {
-	size_t size = FD_TABLE_SIZE * (sizeof(uint32_t) + 1);
+	size_t size = FD_TABLE_SIZE * (sizeof(uint32_t) + 1) +
+		      REGISTRATIONS_MAX * sizeof(struct registration);
 	uint32_t *stamps = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
 				-1, 0);
 	if (stamps == MAP_FAILED)
 		return;
-	struct import_run run = {0, stamps, (uint8_t *)(stamps + FD_TABLE_SIZE)};
+	uint8_t *listed = (uint8_t *)(stamps + FD_TABLE_SIZE); /* times each fd is listed */
+	struct registration *list = (struct registration *)(listed + FD_TABLE_SIZE);
 	for (int i = 0; i < found->count; i++) {
-		run.epfd = found->fd[i];
-		memset(run.listed, 0, FD_TABLE_SIZE);
+		int epfd = found->fd[i];
 		for (int fd = 0; fd < FD_TABLE_SIZE; fd++)
 			stamps[fd] = epoll_map_stamp(fd);
-		if (each_registration(run.epfd, count_listed, &run))
-			each_registration(run.epfd, import_one, &run);
+		int count = read_registrations(epfd, list);
+		memset(listed, 0, FD_TABLE_SIZE);
+		for (int k = 0; k < count; k++)
+			if (listed[list[k].fd] < 2)
+				listed[list[k].fd]++;
+		for (int k = 0; k < count; k++) {
+			const struct registration *r = &list[k];
+			struct stat st;
+			if (listed[r->fd] == 1 && fstat(r->fd, &st) == 0 && (uint64_t)st.st_ino == r->ino)
+				epoll_map_import(epfd, stamps[epfd], r->fd, stamps[r->fd], r->data,
+						 r->events & (EPOLLET | EPOLLONESHOT),
+						 is_accepted_socket(r->fd));
+		}
 	}
 	munmap(stamps, size);
 }

@@ -95,9 +95,7 @@ static bool log_path_matches(const char *path)
 	return false;
 }
 
-/* The path of what fd names (/proc/self/fd), NUL-terminated in
- * path[PATH_MAX]; its length, 0 if there is none. */
-static size_t fd_path(int fd, char *path)
+size_t fd_path(int fd, char *path)
 {
 	char proc[32];
 	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);

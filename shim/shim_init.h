@@ -257,6 +257,10 @@ void attach_adopt(int fd) HIDDEN;
  * REQID_LOG_PATHS pattern: a log opened before `reqid attach` (hook_fd.c). */
 bool open_fd_is_log(int fd) HIDDEN;
 
+/* The path of what fd names (/proc/self/fd), NUL-terminated in
+ * path[PATH_MAX]; its length, 0 if there is none. */
+size_t fd_path(int fd, char *path) HIDDEN;
+
 /* The identities of the files open as log descriptors now, for
  * REQID_LOG_IDS (see config.h); fds below LOG_IDS_SCAN are looked at. */
 #define LOG_IDS_SCAN 1024
