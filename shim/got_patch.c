@@ -147,8 +147,8 @@ static size_t known_count;
 struct module_list {
 	size_t count, names_used;
 	bool only_new;	/* pass by the modules known[] still describes */
-	bool mark_live; /* mark the entries still holding their hooks */
-	struct got_entry *table;
+	struct got_entry *table; /* a patch pass's entries, whose live marks it
+				    sets; NULL for a restore */
 	size_t learned_count;
 	struct known_module learned[MODULES_MAX]; /* known[] after this pass */
 	struct module_ref mod[MODULES_MAX];
@@ -164,6 +164,7 @@ static bool read_module(const struct module_ref *ref, struct module *m)
 	m->low = UINTPTR_MAX;
 	m->phdr = ref->phdr;
 	m->phnum = ref->phnum;
+	m->name_hash = ref->name_hash;
 	for (int i = 0; i < ref->phnum; i++) {
 		const ElfW(Phdr) *ph = &ref->phdr[i];
 		uintptr_t start = m->base + ph->p_vaddr;
@@ -353,7 +354,7 @@ static int collect_module(struct dl_phdr_info *info, size_t size, void *arg)
 	    info->dlpi_addr == (ElfW(Addr))getauxval(AT_BASE) ||
 	    info->dlpi_addr == (ElfW(Addr))getauxval(AT_SYSINFO_EHDR))
 		return 0;
-	for (size_t i = 0; list->mark_live && i < entry_count; i++) {
+	for (size_t i = 0; list->table && i < entry_count; i++) {
 		struct got_entry *e = &list->table[i];
 		if (in_module(info, (uintptr_t)e->slot) &&
 		    __atomic_load_n(e->slot, __ATOMIC_ACQUIRE) == e->hook)
@@ -380,12 +381,11 @@ static int collect_module(struct dl_phdr_info *info, size_t size, void *arg)
  * by the first pass and reused by the next ones. */
 static struct module_list pass_list;
 
-static struct module_list *list_made(bool only_new, bool mark_live, struct got_entry *table)
+static struct module_list *list_made(bool only_new, struct got_entry *table)
 {
 	struct module_list *list = &pass_list;
 	list->count = list->names_used = list->learned_count = 0;
 	list->only_new = only_new;
-	list->mark_live = mark_live && table;
 	list->table = table;
 	return list;
 }
@@ -407,10 +407,8 @@ static void each_module(struct module_list *list, void (*fn)(const struct module
 		if (!held)
 			continue;
 		if (dlinfo(held, RTLD_DI_LINKMAP, &lm) == 0 && lm->l_addr == ref->base &&
-		    read_module(ref, &m)) {
-			m.name_hash = ref->name_hash;
+		    read_module(ref, &m))
 			fn(&m, arg);
-		}
 		dlclose(held);
 	}
 }
@@ -451,7 +449,7 @@ static int patch_pass(bool only_new)
 			dlclose(run.self);
 		return -1;
 	}
-	run.list = list_made(only_new, true, run.table);
+	run.list = list_made(only_new, run.table);
 	seen_adds = modules_loaded(); /* one loaded during the pass: the next finds it */
 	size_t before = entry_count;
 	for (size_t i = 0; i < before; i++)
@@ -512,7 +510,7 @@ int got_restore_all(void)
 	patch_lock();
 	struct restore_run run = {atomic_load_explicit(&entries_table, memory_order_acquire), 0};
 	if (run.table)
-		each_module(list_made(false, false, NULL), restore_module, &run);
+		each_module(list_made(false, NULL), restore_module, &run);
 	entry_count = 0;
 	known_count = 0;
 	table_release(&pass_list, sizeof(pass_list));
