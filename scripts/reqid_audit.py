@@ -104,10 +104,10 @@ def read_records(directory):
                         p.maps.sort()
                 elif kind == "S":
                     p.requests[int(f[0])] = [unescape(f[1]), ts, None, None]
-                elif kind in "RE" and kind:
-                    r = p.requests.get(int(f[0]))
-                    if r and r[2 if kind == "R" else 3] is None:
-                        r[2 if kind == "R" else 3] = ts
+                elif kind in ("R", "E"):
+                    r, at = p.requests.get(int(f[0])), 2 if kind == "R" else 3
+                    if r and r[at] is None:
+                        r[at] = ts
                 elif kind == "D":
                     p.decided[int(f[0])] = (int(f[1]), unescape(f[2]))
                 elif kind == "L":

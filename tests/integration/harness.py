@@ -69,6 +69,25 @@ class Failure(Exception):
     pass
 
 
+def run_groups(groups, errors=(Failure,)):
+    """Runs each (name, check) in turn: check(failures) appends to a list
+    what failed; one of errors raised ends its group as a failure. Prints
+    each failure, then "N passed, M failed"; the exit status (1 if any
+    failed)."""
+    passed = failed = 0
+    for name, check in groups:
+        failures = []
+        try:
+            check(failures)
+        except errors as e:
+            failures.append("%s: %s" % (name, e))
+        for f in failures:
+            print("FAIL", f)
+        passed, failed = passed + (not failures), failed + bool(failures)
+    print("%d passed, %d failed" % (passed, failed))
+    return 1 if failed else 0
+
+
 # ---------------------------------------------------------------- load plan
 
 class Req:

@@ -1148,18 +1148,7 @@ def main(argv):
     groups += [(k, check) for k, check in whole.items() if not argv or k in argv]
     groups.append(("others", lambda f: (in_process(f), loader_busy(f), static_tls(f),
                                         refusals(f))))
-    passed = failed = 0
-    for name, check in groups:
-        failures = []
-        try:
-            check(failures)
-        except harness.Failure as e:
-            failures.append("%s: %s" % (name, e))
-        for f in failures:
-            print("FAIL", f)
-        passed, failed = passed + (not failures), failed + bool(failures)
-    print("%d passed, %d failed" % (passed, failed))
-    return 1 if failed else 0
+    return harness.run_groups(groups)
 
 
 if __name__ == "__main__":

@@ -178,23 +178,14 @@ def check_install(fail):
 
 
 def main():
-    passed = failed = 0
     groups = [("leaky", check_leaky)]
     groups += [(n, lambda f, n=n: check_clean(n, f))
                for n in ("thread_per_conn", "thread_pool", "fork_per_conn")]
     groups.append(("exits", check_exits))
     groups.append(("install", check_install))
-    for name, check in groups:
-        failures = []
-        try:
-            check(failures.append)
-        except (harness.Failure, OSError, ValueError, ET.ParseError) as e:
-            failures.append("%s: %s" % (name, e))
-        for f in failures:
-            print("FAIL", f)
-        passed, failed = passed + (not failures), failed + bool(failures)
-    print("%d passed, %d failed" % (passed, failed))
-    return 1 if failed else 0
+    return harness.run_groups([(name, lambda failures, check=check: check(failures.append))
+                               for name, check in groups],
+                              (harness.Failure, OSError, ValueError, ET.ParseError))
 
 
 if __name__ == "__main__":
