@@ -229,14 +229,21 @@ uint64_t request_table_add(const char *id, size_t len, const char *line, size_t 
 	return 0; /* no id rather than a torn one */
 }
 
+/* Whether a slot whose serial word is slot holds request serial, one not
+ * forgotten (request_table_forget_all), as its reader begins. */
+static bool slot_holds(const _Atomic uint64_t *slot, uint64_t serial)
+{
+	return serial != 0 && atomic_load_explicit(slot, memory_order_acquire) == serial &&
+	       serial >= atomic_load_explicit(&first_valid, memory_order_relaxed);
+}
+
 /* Copies the head of request serial, and its slot's text into text unless
  * that is NULL; false if the slot holds another request's. */
 static bool request_copy(uint64_t serial, struct request_head *h, char text[REQUEST_INLINE_TEXT])
 {
 	const struct request_slot *s = &slots[serial % REQUEST_SLOTS];
 
-	if (serial == 0 || atomic_load_explicit(&s->serial, memory_order_acquire) != serial ||
-	    serial < atomic_load_explicit(&first_valid, memory_order_relaxed))
+	if (!slot_holds(&s->serial, serial))
 		return false;
 	*h = s->head;
 	if (text)
@@ -302,8 +309,7 @@ size_t request_table_tracestate(uint64_t serial, char out[TRACESTATE_MAX])
 {
 	struct tracestate_slot *s = &tracestates[serial % TRACESTATE_SLOTS];
 
-	if (serial == 0 || atomic_load_explicit(&s->serial, memory_order_acquire) != serial ||
-	    serial < atomic_load_explicit(&first_valid, memory_order_relaxed))
+	if (!slot_holds(&s->serial, serial))
 		return 0;
 	size_t len = s->len;
 	memcpy(out, s->text, TRACESTATE_MAX);
