@@ -117,11 +117,14 @@ bool call_chain_unwinding(void)
 }
 
 /* x86-64 glibc's signal return trampoline (__restore_rt): mov $15,%rax;
- * syscall. A frame that returns there is a signal handler's caller. */
+ * syscall (48 c7 c0 0f 00 00 00 0f 05). A frame that returns there is a
+ * signal handler's caller. Compared as one word and a byte, inline: this
+ * runs for every frame of every chain. */
 static bool is_signal_return(const void *ip)
 {
-	static const unsigned char restore_rt[] = {0x48, 0xc7, 0xc0, 0x0f, 0x00, 0x00, 0x00, 0x0f, 0x05};
-	return memcmp(ip, restore_rt, sizeof(restore_rt)) == 0;
+	uint64_t head;
+	memcpy(&head, ip, sizeof(head));
+	return head == 0x0f0000000fc0c748ull && ((const unsigned char *)ip)[8] == 0x05;
 }
 
 void call_chain_take(struct call_chain *chain)

@@ -160,7 +160,7 @@ static bool outbound_ctx_load(struct outbound_ctx *o)
 {
 	uint64_t request = ctx_certain_request();
 	o->id_len = request_table_get(request, o->id);
-	o->traced = o->id_len && request_table_trace(request, &o->trace);
+	o->traced = o->id_len && request_table_trace(request, &shim.ids, &o->trace);
 	o->tracestate_len = o->traced ? request_table_tracestate(request, o->tracestate) : 0;
 	return o->id_len > 0;
 }

@@ -268,9 +268,9 @@ static void start_request(struct conn *c, const struct http_feed_result *r)
 		id = generated;
 		len = sizeof(generated);
 	}
-	struct trace_ctx trace;
+	struct trace_plan trace;
 	bool inbound = r && r->trace_valid;
-	trace_ctx_start(&trace, inbound ? &r->trace : NULL, id, len, id == generated, &shim.ids);
+	trace_plan_start(&trace, inbound ? &r->trace : NULL, id, len, id == generated, &shim.ids);
 	uint32_t buckets = line_len ? request_line_buckets(r->line, line_len) : 0;
 	uint64_t serial = request_table_add(id, len, r ? r->line : NULL, line_len, buckets, &trace,
 					    inbound ? r->tracestate : NULL,

@@ -209,7 +209,7 @@ static void fill_env(char *const *envp, size_t n, char **out, struct env_entries
 	if (len > 0)
 		out[k++] = env_entry(e->request, request_name, sizeof(request_name) - 1, id, len);
 	struct trace_ctx trace;
-	if (len > 0 && request_table_trace(request, &trace)) {
+	if (len > 0 && request_table_trace(request, &shim.ids, &trace)) {
 		char tp[TRACEPARENT_LEN];
 		traceparent_format(&trace, trace.span_id, tp);
 		out[k++] = env_entry(e->traceparent, traceparent_name, sizeof(traceparent_name) - 1,

@@ -252,7 +252,7 @@ static inline void writer_id(struct writer *w, uint64_t request)
 	char id[REQUEST_ID_MAX];
 	struct trace_ctx trace;
 	size_t id_len = request ? request_table_get(request, id) : 0;
-	bool traced = id_len && shim.traced_fields && request_table_trace(request, &trace);
+	bool traced = id_len && shim.traced_fields && request_table_trace(request, &shim.ids, &trace);
 	if (id_len == 0 && shim.config.outside_len) {
 		memcpy(id, shim.config.outside, shim.config.outside_len);
 		id_len = shim.config.outside_len;

@@ -71,11 +71,15 @@ static void hex_encode_16(const uint8_t bytes[16], char out[32])
 	}
 }
 
-void id_generate(struct id_generator *gen, char out[GENERATED_ID_LEN])
+uint64_t id_reserve(struct id_generator *gen, unsigned count)
+{
+	return atomic_fetch_add_explicit(&gen->counter, count, memory_order_relaxed);
+}
+
+void id_generate_at(const struct id_generator *gen, uint64_t n, char out[GENERATED_ID_LEN])
 {
 	uint8_t input[24];
 	uint8_t digest[16];
-	uint64_t n = atomic_fetch_add_explicit(&gen->counter, 1, memory_order_relaxed);
 
 	memcpy(input, gen->key, 16);
 	memcpy(input + 16, &n, 8);
@@ -89,4 +93,25 @@ void id_generate(struct id_generator *gen, char out[GENERATED_ID_LEN])
 	if ((halves[0] | halves[1]) == 0)
 		digest[15] = 1;
 	hex_encode_16(digest, out);
+}
+
+void id_generate(struct id_generator *gen, char out[GENERATED_ID_LEN])
+{
+	id_generate_at(gen, id_reserve(gen, 1), out);
+}
+
+void id_generator_before_fork(struct id_generator *gen)
+{
+	id_reserve(gen, 1);
+}
+
+void id_generator_after_fork(struct id_generator *gen, uint32_t pid)
+{
+	uint8_t input[28];
+	uint64_t n = atomic_load_explicit(&gen->counter, memory_order_relaxed);
+	memcpy(input, gen->key, 16);
+	memcpy(input + 16, &n, 8);
+	memcpy(input + 24, &pid, 4);
+	atomic_store_explicit(&gen->counter, XXH3_64bits(input, sizeof(input)),
+			      memory_order_relaxed);
 }

@@ -2,7 +2,8 @@
  * request_id.h - validating inbound request ids and generating new ones.
  *
  * Pure logic. Generation is lock-free and makes no syscall: XXH3-128 over a
- * per-process random key and an atomic counter. Never allocates.
+ * random key (one per process tree: fork children keep it and move their
+ * counter far away instead) and an atomic counter. Never allocates.
  */
 #ifndef REQID_REQUEST_ID_H
 #define REQID_REQUEST_ID_H
@@ -30,8 +31,28 @@ struct id_generator {
 /* key: 16 random bytes (getrandom in the shim, fixed in tests). */
 void id_generator_seed(struct id_generator *gen, const uint8_t key[16]);
 
-/* Writes 32 lowercase hex chars (not NUL-terminated), never all zero. */
+/* Takes count consecutive counter values for id_generate_at and returns the
+ * first: what ids are made from is fixed now, the hashing can wait. */
+uint64_t id_reserve(struct id_generator *gen, unsigned count);
+
+/* Writes the id of counter value n: 32 lowercase hex chars (not
+ * NUL-terminated), never all zero. The same n gives the same id as long as
+ * the key stays, in every thread and in fork children. */
+void id_generate_at(const struct id_generator *gen, uint64_t n, char out[GENERATED_ID_LEN]);
+
+/* id_generate_at of a fresh counter value. */
 void id_generate(struct id_generator *gen, char out[GENERATED_ID_LEN]);
+
+/* Before a fork: moves the counter on, so that no two forks of this process
+ * start their children at the same place, even under one reused pid. */
+void id_generator_before_fork(struct id_generator *gen);
+
+/* In a fork child (pid: its own): the key stays (ids reserved before the
+ * fork are made the same as in the parent) and the counter jumps to a
+ * place of its own, a hash of the key, the counter and the pid, which the
+ * parent's and every other child's ids come nowhere near (64-bit places,
+ * each process using a few billion at most). */
+void id_generator_after_fork(struct id_generator *gen, uint32_t pid);
 
 /* Writes 2*len lowercase hex chars for len bytes. */
 void hex_encode(const uint8_t *bytes, size_t len, char *out);

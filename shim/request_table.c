@@ -39,7 +39,7 @@ struct request_head {
 	uint8_t id_len;
 	uint8_t line_len;
 	uint8_t kind; /* REQUEST_ bits */
-	struct trace_ctx trace;
+	struct trace_plan trace;
 };
 
 struct request_slot {
@@ -167,7 +167,7 @@ static size_t id_text_len(const struct request_head *h)
 /* The head of a new request's slot: lengths, the request line's buckets,
  * the trace and whether the text goes to the long ring. */
 static void request_head_make(struct request_head *h, const char *id, size_t len,
-			      size_t line_len, uint32_t buckets, const struct trace_ctx *trace)
+			      size_t line_len, uint32_t buckets, const struct trace_plan *trace)
 {
 	memset(h, 0, sizeof(*h));
 	h->id_len = (uint8_t)len;
@@ -176,7 +176,8 @@ static void request_head_make(struct request_head *h, const char *id, size_t len
 	if (trace) {
 		h->kind = REQUEST_TRACED;
 		h->trace = *trace;
-		if (len == sizeof(trace->trace_id) && memcmp(id, trace->trace_id, len) == 0)
+		if (!trace->new_trace_id && len == sizeof(trace->trace_id) &&
+		    memcmp(id, trace->trace_id, len) == 0)
 			h->kind |= REQUEST_ID_IS_TRACE_ID;
 	}
 	if (id_text_len(h) + line_len > REQUEST_INLINE_TEXT)
@@ -184,7 +185,7 @@ static void request_head_make(struct request_head *h, const char *id, size_t len
 }
 
 uint64_t request_table_add(const char *id, size_t len, const char *line, size_t line_len,
-			   uint32_t buckets, const struct trace_ctx *trace, const char *ts,
+			   uint32_t buckets, const struct trace_plan *trace, const char *ts,
 			   size_t ts_len)
 {
 	struct request_head h;
@@ -294,14 +295,14 @@ size_t request_table_get(uint64_t serial, char out[REQUEST_ID_MAX])
 	return h.id_len;
 }
 
-bool request_table_trace(uint64_t serial, struct trace_ctx *out)
+bool request_table_trace(uint64_t serial, const struct id_generator *gen, struct trace_ctx *out)
 {
 	struct request_head h;
 
 	if (!request_copy(serial, &h, NULL) || !(h.kind & REQUEST_TRACED) ||
 	    !request_whole(serial, &h))
 		return false;
-	*out = h.trace;
+	trace_ctx_from_plan(out, &h.trace, gen);
 	return true;
 }
 

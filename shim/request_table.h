@@ -4,7 +4,8 @@
  *
  * Threads and connections refer to a request by its 64-bit serial; its id,
  * request line ("GET /x HTTP/1.1", its first REQUEST_LINE_MAX bytes) and
- * trace live in a fixed ring of REQUEST_SLOTS slots of 160 bytes. A slot
+ * trace (its plan, trace_context.h: the trace-id and span id it generates
+ * are made when read) live in a fixed ring of REQUEST_SLOTS slots of 160 bytes. A slot
  * holds the id and the request line itself when together they take at most
  * REQUEST_INLINE_TEXT bytes, not counting an id that is the request's
  * trace-id (a generated id, or the trace-id of an inbound traceparent): it
@@ -48,12 +49,13 @@
  * returns its new serial; 0 (no id) only if every slot tried was being
  * written by a stalled writer. */
 uint64_t request_table_add(const char *id, size_t len, const char *line, size_t line_len,
-			   uint32_t buckets, const struct trace_ctx *trace, const char *ts,
+			   uint32_t buckets, const struct trace_plan *trace, const char *ts,
 			   size_t ts_len) __attribute__((visibility("hidden")));
 
-/* Copies the trace of request serial into out; false if it has none or is
- * no longer stored. */
-bool request_table_trace(uint64_t serial, struct trace_ctx *out)
+/* The trace of request serial, its new parts made with gen (the generator
+ * its plan took counter values from, or a fork child's copy of it); false
+ * if it has none or is no longer stored. */
+bool request_table_trace(uint64_t serial, const struct id_generator *gen, struct trace_ctx *out)
 	__attribute__((visibility("hidden")));
 
 /* Copies the tracestate of request serial into out and returns its length;

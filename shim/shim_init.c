@@ -106,11 +106,16 @@ static void seed_ids(void)
 	id_generator_seed(&shim.ids, key);
 }
 
+static void before_fork(void)
+{
+	id_generator_before_fork(&shim.ids);
+}
+
 static void after_fork_child(void)
 {
 	shim.pid = getpid();
 	atomic_store_explicit(&shim.threaded, false, memory_order_relaxed);
-	seed_ids();
+	id_generator_after_fork(&shim.ids, (uint32_t)shim.pid);
 	log_forget_all();
 	epoll_map_after_fork();
 	got_patch_after_fork();
@@ -202,11 +207,11 @@ static void adopt_exec_request(void)
 	const char *tp = getenv(TRACEPARENT_VARIABLE);
 	const char *ts = getenv(TRACESTATE_VARIABLE);
 	struct traceparent parent;
-	struct trace_ctx trace;
+	struct trace_plan trace;
 	bool valid = tp && traceparent_parse(tp, strlen(tp), &parent);
-	trace_ctx_start(&trace, valid ? &parent : NULL, id, strlen(id), false, &shim.ids);
+	trace_plan_start(&trace, valid ? &parent : NULL, id, strlen(id), false, &shim.ids);
 	if (valid)
-		memcpy(trace.span_id, parent.parent_id, sizeof(trace.span_id));
+		trace_plan_give_span(&trace, parent.parent_id);
 	char state[TRACESTATE_MAX];
 	int ts_len = valid && ts && strlen(ts) <= TRACESTATE_MAX
 			     ? tracestate_normalize(ts, strlen(ts), state) : 0;
@@ -253,7 +258,7 @@ unsigned shim_activate(config_lookup lookup, bool attached)
 	seed_ids();
 	static bool atfork_registered;
 	if (!atfork_registered &&
-	    __register_atfork(NULL, NULL, after_fork_child, __dso_handle) != 0)
+	    __register_atfork(before_fork, NULL, after_fork_child, __dso_handle) != 0)
 		return ACTIVATE_NO_LIBC;
 	atfork_registered = true;
 	mark_log_fds(attached);

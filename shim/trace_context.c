@@ -16,28 +16,75 @@ static bool all_zero(const char *s, size_t n)
 	return true;
 }
 
-void span_id_generate(struct id_generator *gen, char out[16])
+/* The span id of counter value n: 16 hex of the id made from it. The 32
+ * chars are never all zero, so one half is not. */
+static void span_id_at(const struct id_generator *gen, uint64_t n, char out[16])
 {
 	char id[GENERATED_ID_LEN];
-	id_generate(gen, id);
-	/* The 32 chars are never all zero, so one half is not. */
+	id_generate_at(gen, n, id);
 	memcpy(out, all_zero(id, 16) ? id + 16 : id, 16);
+}
+
+void span_id_generate(struct id_generator *gen, char out[16])
+{
+	span_id_at(gen, id_reserve(gen, 1), out);
+}
+
+void trace_plan_start(struct trace_plan *p, const struct traceparent *inbound, const char *id,
+		      size_t id_len, bool id_generated, struct id_generator *gen)
+{
+	p->new_trace_id = false;
+	p->span_given = false;
+	if (inbound) {
+		memcpy(p->trace_id, inbound->trace_id, sizeof(p->trace_id));
+		p->flags = inbound->flags & TRACE_FLAGS_KNOWN;
+	} else if (request_id_is_trace_id(id, id_len)) {
+		memcpy(p->trace_id, id, sizeof(p->trace_id));
+		p->flags = TRACE_FLAG_SAMPLED | (id_generated ? TRACE_FLAG_RANDOM : 0);
+	} else {
+		p->new_trace_id = true;
+		p->flags = TRACE_FLAG_SAMPLED | TRACE_FLAG_RANDOM;
+	}
+	p->counter = id_reserve(gen, p->new_trace_id ? 2 : 1);
+}
+
+static unsigned hex_value(char c)
+{
+	return c <= '9' ? (unsigned)(c - '0') : (unsigned)(c - 'a' + 10);
+}
+
+void trace_plan_give_span(struct trace_plan *p, const char span_id[16])
+{
+	uint8_t bytes[8];
+	for (int i = 0; i < 8; i++)
+		bytes[i] = (uint8_t)(hex_value(span_id[2 * i]) << 4 | hex_value(span_id[2 * i + 1]));
+	memcpy(&p->counter, bytes, sizeof(bytes));
+	p->span_given = true;
+}
+
+void trace_ctx_from_plan(struct trace_ctx *t, const struct trace_plan *p,
+			 const struct id_generator *gen)
+{
+	if (p->new_trace_id)
+		id_generate_at(gen, p->counter, t->trace_id);
+	else
+		memcpy(t->trace_id, p->trace_id, sizeof(t->trace_id));
+	t->flags = p->flags;
+	if (p->span_given) {
+		uint8_t bytes[8];
+		memcpy(bytes, &p->counter, sizeof(bytes));
+		hex_encode(bytes, sizeof(bytes), t->span_id);
+	} else {
+		span_id_at(gen, p->counter + p->new_trace_id, t->span_id);
+	}
 }
 
 void trace_ctx_start(struct trace_ctx *t, const struct traceparent *inbound, const char *id,
 		     size_t id_len, bool id_generated, struct id_generator *gen)
 {
-	if (inbound) {
-		memcpy(t->trace_id, inbound->trace_id, sizeof(t->trace_id));
-		t->flags = inbound->flags & TRACE_FLAGS_KNOWN;
-	} else if (request_id_is_trace_id(id, id_len)) {
-		memcpy(t->trace_id, id, sizeof(t->trace_id));
-		t->flags = TRACE_FLAG_SAMPLED | (id_generated ? TRACE_FLAG_RANDOM : 0);
-	} else {
-		id_generate(gen, t->trace_id);
-		t->flags = TRACE_FLAG_SAMPLED | TRACE_FLAG_RANDOM;
-	}
-	span_id_generate(gen, t->span_id);
+	struct trace_plan p;
+	trace_plan_start(&p, inbound, id, id_len, id_generated, gen);
+	trace_ctx_from_plan(t, &p, gen);
 }
 
 void traceparent_format(const struct trace_ctx *t, const char parent_id[16],

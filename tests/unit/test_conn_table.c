@@ -203,7 +203,7 @@ static void test_heads_over_two_reads(void **state)
 	for (int i = 0; i < 3; i++) {
 		assert_string_equal(id_on(fds[i]), ids[i]);
 		struct trace_ctx t;
-		assert_true(request_table_trace(conn_request(fds[i]), &t));
+		assert_true(request_table_trace(conn_request(fds[i]), &shim.ids, &t));
 		assert_memory_equal(t.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736", 32);
 	}
 	expect_store_empty();

@@ -291,6 +291,56 @@ static void test_generate_successive_differ(void **state)
 
 /* ---- hex_encode -------------------------------------------------------- */
 
+/* id_generate_at is what id_generate makes of the counter value it takes;
+ * id_reserve takes count values at once. */
+static void test_generate_at_and_reserve(void **state)
+{
+	(void)state;
+	struct id_generator a, b;
+	id_generator_seed(&a, key_a);
+	id_generator_seed(&b, key_a);
+	assert_int_equal(id_reserve(&b, 2), 0);
+	assert_int_equal(id_reserve(&b, 1), 2);
+	for (uint64_t n = 0; n < 3; n++) {
+		char made[GENERATED_ID_LEN], at[GENERATED_ID_LEN];
+		id_generate(&a, made);
+		id_generate_at(&b, n, at);
+		assert_memory_equal(made, at, GENERATED_ID_LEN);
+	}
+}
+
+/* A fork child keeps the key (ids reserved before the fork come out the
+ * same) and moves its counter to a place of its own: one per pid, and a
+ * new one for a later fork under the same pid (the parent's counter moved
+ * on before it). */
+static void test_after_fork(void **state)
+{
+	(void)state;
+	struct id_generator parent;
+	id_generator_seed(&parent, key_a);
+	uint64_t reserved = id_reserve(&parent, 1);
+	char before[GENERATED_ID_LEN], in_child[GENERATED_ID_LEN];
+	id_generate_at(&parent, reserved, before);
+
+	id_generator_before_fork(&parent);
+	struct id_generator child = parent, sibling = parent;
+	id_generator_after_fork(&child, 100);
+	id_generator_after_fork(&sibling, 101);
+	id_generate_at(&child, reserved, in_child);
+	assert_memory_equal(before, in_child, GENERATED_ID_LEN);
+	uint64_t place = atomic_load(&child.counter);
+	assert_true(place != atomic_load(&parent.counter));
+	assert_true(place != atomic_load(&sibling.counter));
+	struct id_generator again = parent;
+	id_generator_after_fork(&again, 100);
+	assert_int_equal(atomic_load(&again.counter), place);
+
+	id_generator_before_fork(&parent);
+	struct id_generator later = parent;
+	id_generator_after_fork(&later, 100);
+	assert_true(atomic_load(&later.counter) != place);
+}
+
 static void test_hex_encode(void **state)
 {
 	(void)state;
@@ -333,6 +383,8 @@ int main(void)
 		cmocka_unit_test(test_generate_deterministic),
 		cmocka_unit_test(test_generate_key_matters),
 		cmocka_unit_test(test_generate_successive_differ),
+		cmocka_unit_test(test_generate_at_and_reserve),
+		cmocka_unit_test(test_after_fork),
 		cmocka_unit_test(test_hex_encode),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

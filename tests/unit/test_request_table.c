@@ -25,7 +25,7 @@
 
 /* Stores a request with id, request line and trace (NULL: none). */
 static uint64_t add_line(const char *id, size_t len, const char *line, size_t line_len,
-			 const struct trace_ctx *trace)
+			 const struct trace_plan *trace)
 {
 	return request_table_add(id, len, line, line_len, request_line_buckets(line, line_len),
 				 trace, NULL, 0);
@@ -98,16 +98,30 @@ static uint64_t long_request_at(uint64_t last, uint64_t serial)
 	return serial;
 }
 
+/* The generator traces are read with: plans with a given span id and no
+ * new trace-id make nothing with it. */
+static struct id_generator gen;
+
 /* Ids 0-9a-f, all of them in each, lowercase as trace_ctx_start makes
  * them. */
 static const char all_digits_trace_id[] = "0123456789abcdeffedcba9876543210";
 static const char all_digits_span_id[] = "a1b2c3d4e5f60789";
 
-static struct trace_ctx all_digits_trace(uint8_t flags)
+/* A plan for a trace with the trace-id and span id given. */
+static struct trace_plan given_plan(const char *trace_id, const char *span_id, uint8_t flags)
+{
+	struct trace_plan p = {.flags = flags};
+	memcpy(p.trace_id, trace_id, 32);
+	trace_plan_give_span(&p, span_id);
+	return p;
+}
+
+/* The trace a given_plan stands for. */
+static struct trace_ctx given_trace(const char *trace_id, const char *span_id, uint8_t flags)
 {
 	struct trace_ctx t = {.flags = flags};
-	memcpy(t.trace_id, all_digits_trace_id, 32);
-	memcpy(t.span_id, all_digits_span_id, 16);
+	memcpy(t.trace_id, trace_id, 32);
+	memcpy(t.span_id, span_id, 16);
 	return t;
 }
 
@@ -128,16 +142,16 @@ static void test_ids_by_serial(void **state)
 static void test_trace_and_tracestate(void **state)
 {
 	(void)state;
-	struct trace_ctx t = {.flags = 3}, got;
+	struct trace_plan t = given_plan("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7", 3);
+	struct trace_ctx want = given_trace("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7", 3);
+	struct trace_ctx got;
 	char ts[TRACESTATE_MAX];
-	memcpy(t.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736", 32);
-	memcpy(t.span_id, "00f067aa0ba902b7", 16);
 	uint64_t plain = request_table_add("p", 1, NULL, 0, 0, NULL, NULL, 0);
 	uint64_t traced = request_table_add("t", 1, NULL, 0, 0, &t, "a=1,b=2", 7);
-	assert_false(request_table_trace(plain, &got));
+	assert_false(request_table_trace(plain, &gen, &got));
 	assert_int_equal(request_table_tracestate(plain, ts), 0);
-	assert_true(request_table_trace(traced, &got));
-	assert_memory_equal(&got, &t, sizeof(t));
+	assert_true(request_table_trace(traced, &gen, &got));
+	assert_memory_equal(&got, &want, sizeof(want));
 	assert_int_equal(request_table_tracestate(traced, ts), 7);
 	assert_memory_equal(ts, "a=1,b=2", 7);
 	/* A tracestate slot taken over by a newer request is not the old one's. */
@@ -146,11 +160,11 @@ static void test_trace_and_tracestate(void **state)
 		later = request_table_add("n", 1, NULL, 0, 0, &t, "c=3", 3);
 	assert_int_equal(request_table_tracestate(later, ts), 3);
 	assert_int_equal(request_table_tracestate(traced, ts), 0);
-	assert_true(request_table_trace(traced, &got));
+	assert_true(request_table_trace(traced, &gen, &got));
 	/* Once the request's own slot is reused it has no trace at all. */
 	for (int i = 0; i < REQUEST_SLOTS; i++)
 		request_table_add("m", 1, NULL, 0, 0, NULL, NULL, 0);
-	assert_false(request_table_trace(traced, &got));
+	assert_false(request_table_trace(traced, &gen, &got));
 }
 
 /* An id and request line that together fill the slot's text are kept in
@@ -256,7 +270,10 @@ static void test_long_line_compared_whole(void **state)
 static void test_long_slot_taken(void **state)
 {
 	(void)state;
-	struct trace_ctx t = all_digits_trace(TRACE_FLAG_SAMPLED), got;
+	struct trace_plan t = given_plan(all_digits_trace_id, all_digits_span_id, TRACE_FLAG_SAMPLED);
+	struct trace_ctx want = given_trace(all_digits_trace_id, all_digits_span_id,
+					    TRACE_FLAG_SAMPLED);
+	struct trace_ctx got;
 	char id[REQUEST_ID_MAX + 1], line[REQUEST_LINE_MAX + 1], out[REQUEST_ID_MAX];
 	char inline_line[REQUEST_LINE_MAX + 1];
 	_Static_assert(REQUEST_INLINE_TEXT >= REQUEST_LINE_MAX, "a trace-id id is never long");
@@ -277,21 +294,21 @@ static void test_long_slot_taken(void **state)
 		last = request_table_add("f", 1, NULL, 0, 0, NULL, NULL, 0);
 	assert_int_equal(request_table_get(with_long_id, out), 100);
 	assert_memory_equal(out, id, 100);
-	assert_true(request_table_trace(with_long_id, &got));
-	assert_memory_equal(&got, &t, sizeof(t));
+	assert_true(request_table_trace(with_long_id, &gen, &got));
+	assert_memory_equal(&got, &want, sizeof(want));
 	assert_true(named_in(with_long_id, line));
 
 	last = long_request_at(last, with_long_id + REQUEST_LONG_SLOTS);
 	assert_int_equal(request_table_get(with_long_id, out), 0);
-	assert_false(request_table_trace(with_long_id, &got));
+	assert_false(request_table_trace(with_long_id, &gen, &got));
 	assert_false(named_in(with_long_id, line));
 	assert_int_equal(named(line), 0);
 
 	long_request_at(last, with_inline_line + REQUEST_LONG_SLOTS);
 	assert_int_equal(request_table_get(with_inline_line, out), 32);
 	assert_memory_equal(out, all_digits_trace_id, 32);
-	assert_true(request_table_trace(with_inline_line, &got));
-	assert_memory_equal(&got, &t, sizeof(t));
+	assert_true(request_table_trace(with_inline_line, &gen, &got));
+	assert_memory_equal(&got, &want, sizeof(want));
 	assert_true(named_in(with_inline_line, inline_line));
 	assert_int_equal(named(inline_line), with_inline_line);
 	request_line_ended(long_id_buckets);
@@ -308,10 +325,10 @@ static void test_trace_round_trip(void **state)
 	struct trace_ctx got;
 	char out[REQUEST_ID_MAX];
 	for (size_t i = 0; i < sizeof(flags); i++) {
-		struct trace_ctx t = all_digits_trace(flags[i]);
+		struct trace_plan t = given_plan(all_digits_trace_id, all_digits_span_id, flags[i]);
 		uint64_t s = add_line("id", 2, "GET / HTTP/1.1", 14, &t);
 		memset(&got, 0, sizeof(got));
-		assert_true(request_table_trace(s, &got));
+		assert_true(request_table_trace(s, &gen, &got));
 		assert_memory_equal(got.trace_id, all_digits_trace_id, 32);
 		assert_memory_equal(got.span_id, all_digits_span_id, 16);
 		assert_int_equal(got.flags, flags[i]);
@@ -319,18 +336,49 @@ static void test_trace_round_trip(void **state)
 		assert_memory_equal(out, "id", 2);
 	}
 
-	struct trace_ctx t = all_digits_trace(TRACE_FLAG_SAMPLED | TRACE_FLAG_RANDOM);
+	uint8_t both = TRACE_FLAG_SAMPLED | TRACE_FLAG_RANDOM;
+	struct trace_plan t = given_plan(all_digits_trace_id, all_digits_span_id, both);
+	struct trace_ctx want = given_trace(all_digits_trace_id, all_digits_span_id, both);
 	uint64_t same = request_table_add(all_digits_trace_id, 32, NULL, 0, 0, &t, NULL, 0);
 	assert_int_equal(request_table_get(same, out), 32);
 	assert_memory_equal(out, all_digits_trace_id, 32);
-	assert_true(request_table_trace(same, &got));
-	assert_memory_equal(&got, &t, sizeof(t));
+	assert_true(request_table_trace(same, &gen, &got));
+	assert_memory_equal(&got, &want, sizeof(want));
 	static const char upper[] = "0123456789ABCDEFFEDCBA9876543210";
 	uint64_t differs = request_table_add(upper, 32, NULL, 0, 0, &t, NULL, 0);
 	assert_int_equal(request_table_get(differs, out), 32);
 	assert_memory_equal(out, upper, 32);
-	assert_true(request_table_trace(differs, &got));
-	assert_memory_equal(&got, &t, sizeof(t));
+	assert_true(request_table_trace(differs, &gen, &got));
+	assert_memory_equal(&got, &want, sizeof(want));
+}
+
+/* A trace whose trace-id and span id are new is made when read: the same
+ * at every read, and the same in a fork child, whose generator keeps the
+ * key and moves its counter away. */
+static void test_new_trace_made_when_read(void **state)
+{
+	(void)state;
+	static const uint8_t key[16] = {7, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+	struct id_generator own;
+	id_generator_seed(&own, key);
+	struct trace_plan t;
+	trace_plan_start(&t, NULL, "not-a-trace-id", 14, false, &own);
+	uint64_t s = request_table_add("not-a-trace-id", 14, NULL, 0, 0, &t, NULL, 0);
+	struct trace_ctx first, again, in_child, want;
+	assert_true(request_table_trace(s, &own, &first));
+	assert_true(request_table_trace(s, &own, &again));
+	assert_memory_equal(&first, &again, sizeof(first));
+	struct id_generator child = own;
+	id_generator_after_fork(&child, 4242);
+	assert_true(request_table_trace(s, &child, &in_child));
+	assert_memory_equal(&first, &in_child, sizeof(first));
+	struct id_generator fresh;
+	id_generator_seed(&fresh, key);
+	trace_ctx_start(&want, NULL, "not-a-trace-id", 14, false, &fresh);
+	assert_memory_equal(&first, &want, sizeof(first));
+	char out[REQUEST_ID_MAX];
+	assert_int_equal(request_table_get(s, out), 14);
+	assert_memory_equal(out, "not-a-trace-id", 14);
 }
 
 /* A request whose slot a newer request has taken gives nothing, while the
@@ -338,7 +386,8 @@ static void test_trace_round_trip(void **state)
 static void test_request_slot_reused(void **state)
 {
 	(void)state;
-	struct trace_ctx t = all_digits_trace(TRACE_FLAG_SAMPLED), got;
+	struct trace_plan t = given_plan(all_digits_trace_id, all_digits_span_id, TRACE_FLAG_SAMPLED);
+	struct trace_ctx got;
 	char id[REQUEST_ID_MAX + 1], out[REQUEST_ID_MAX];
 	uint32_t short_buckets, long_buckets;
 	id_of(id, REQUEST_ID_MAX, 'r');
@@ -356,17 +405,17 @@ static void test_request_slot_reused(void **state)
 		newer = request_table_add("new", 3, NULL, 0, 0, NULL, NULL, 0);
 	assert_int_equal(newer, long_one + REQUEST_SLOTS);
 	assert_int_equal(request_table_get(short_one, out), 0);
-	assert_false(request_table_trace(short_one, &got));
+	assert_false(request_table_trace(short_one, &gen, &got));
 	assert_false(named_in(short_one, "GET /old HTTP/1.1"));
 	assert_int_equal(named("GET /old HTTP/1.1"), 0);
 	assert_int_equal(request_table_get(long_one, out), 0);
-	assert_false(request_table_trace(long_one, &got));
+	assert_false(request_table_trace(long_one, &gen, &got));
 	assert_false(named_in(long_one, "GET /old/long HTTP/1.1"));
 	assert_int_equal(request_table_get(short_one + REQUEST_SLOTS, out), 3);
 	assert_memory_equal(out, "new", 3);
 	assert_int_equal(request_table_get(newer, out), 3);
 	assert_memory_equal(out, "new", 3);
-	assert_false(request_table_trace(newer, &got));
+	assert_false(request_table_trace(newer, &gen, &got));
 	request_line_ended(short_buckets);
 	request_line_ended(long_buckets);
 }
@@ -385,16 +434,19 @@ static _Atomic uint64_t stress_issued[STRESS_ISSUED];
 static _Atomic uint64_t stress_newest;
 static _Atomic bool stress_done;
 
-/* The id and trace writer w gives its request i: ids of 20 to 128 bytes
- * (every seventh the trace-id), request lines of 15 to 96 bytes. */
+/* The id and trace writer w gives its request i (the trace's plan in
+ * plan, itself in t): ids of 20 to 128 bytes (every seventh the trace-id),
+ * request lines of 15 to 96 bytes. */
 static size_t stress_request(unsigned w, unsigned i, char id[REQUEST_ID_MAX + 1],
-			     char line[REQUEST_LINE_MAX + 1], struct trace_ctx *t)
+			     char line[REQUEST_LINE_MAX + 1], struct trace_plan *plan,
+			     struct trace_ctx *t)
 {
 	static const char hex[] = "0123456789abcdef";
-	*t = all_digits_trace((uint8_t)i);
+	*t = given_trace(all_digits_trace_id, all_digits_span_id, (uint8_t)i);
 	for (int k = 0; k < 8; k++)
 		t->trace_id[k] = hex[(i >> (4 * k)) & 15];
 	t->span_id[0] = hex[w];
+	*plan = given_plan(t->trace_id, t->span_id, t->flags);
 	line_of(line, 15 + i % 82, (char)('a' + i % 26));
 	if (i % 7 == 0) {
 		memcpy(id, t->trace_id, 32);
@@ -412,10 +464,11 @@ static void *stress_writer(void *arg)
 {
 	unsigned w = (unsigned)(uintptr_t)arg;
 	char id[REQUEST_ID_MAX + 1], line[REQUEST_LINE_MAX + 1];
+	struct trace_plan plan;
 	struct trace_ctx t;
 	for (unsigned i = 0; i < STRESS_REQUESTS; i++) {
-		size_t len = stress_request(w, i, id, line, &t);
-		uint64_t serial = add_line(id, len, line, strlen(line), &t);
+		size_t len = stress_request(w, i, id, line, &plan, &t);
+		uint64_t serial = add_line(id, len, line, strlen(line), &plan);
 		atomic_store(&stress_issued[serial % STRESS_ISSUED], serial << 20 | w << 19 | i);
 		atomic_store(&stress_newest, serial);
 	}
@@ -438,6 +491,7 @@ static void stress_count(struct stress_reads *reads, bool whole)
 static void stress_read(struct stress_reads *reads, uint64_t *random)
 {
 	char id[REQUEST_ID_MAX + 1], line[REQUEST_LINE_MAX + 1], out[REQUEST_ID_MAX];
+	struct trace_plan plan;
 	struct trace_ctx t, got;
 	*random ^= *random << 13, *random ^= *random >> 7, *random ^= *random << 17;
 	uint64_t ring = *random & 1 ? REQUEST_SLOTS : REQUEST_LONG_SLOTS;
@@ -445,11 +499,11 @@ static void stress_read(struct stress_reads *reads, uint64_t *random)
 	uint64_t issued = atomic_load(&stress_issued[serial % STRESS_ISSUED]);
 	if (issued >> 20 != serial)
 		return;
-	size_t len = stress_request(issued >> 19 & 1, issued & 0x7ffff, id, line, &t);
+	size_t len = stress_request(issued >> 19 & 1, issued & 0x7ffff, id, line, &plan, &t);
 	size_t got_len = request_table_get(serial, out);
 	if (got_len)
 		stress_count(reads, got_len == len && memcmp(out, id, len) == 0);
-	if (request_table_trace(serial, &got))
+	if (request_table_trace(serial, &gen, &got))
 		stress_count(reads, memcmp(&got, &t, sizeof(t)) == 0);
 }
 
@@ -559,6 +613,7 @@ int main(void)
 		cmocka_unit_test(test_long_line_compared_whole),
 		cmocka_unit_test(test_long_slot_taken),
 		cmocka_unit_test(test_trace_round_trip),
+		cmocka_unit_test(test_new_trace_made_when_read),
 		cmocka_unit_test(test_request_slot_reused),
 		cmocka_unit_test(test_concurrent_readers_get_whole_requests),
 		cmocka_unit_test(test_named_while_counted_and_after),

@@ -217,6 +217,36 @@ static void test_span_per_call(void **state)
 				fail_msg("span %zu and %zu are both %.16s", i, j, spans[i]);
 }
 
+/* A plan made at a request's start hashes nothing; the trace made from it
+ * is trace_ctx_start's, at every read. A given span id comes back as it
+ * was given. */
+static void test_plan_then_trace(void **state)
+{
+	(void)state;
+	struct id_generator planned, started;
+	id_generator_seed(&planned, key_a);
+	id_generator_seed(&started, key_a);
+	struct trace_plan p;
+	struct trace_ctx from_plan, again, want;
+	trace_plan_start(&p, NULL, "req-1", 5, false, &planned);
+	assert_true(p.new_trace_id);
+	assert_int_equal(counter(&planned), 2);
+	trace_ctx_from_plan(&from_plan, &p, &planned);
+	trace_ctx_from_plan(&again, &p, &planned);
+	trace_ctx_start(&want, NULL, "req-1", 5, false, &started);
+	assert_memory_equal(&from_plan, &want, sizeof(want));
+	assert_memory_equal(&again, &want, sizeof(want));
+
+	trace_plan_start(&p, NULL, OTHER, 32, true, &planned);
+	assert_false(p.new_trace_id);
+	assert_int_equal(counter(&planned), 3);
+	trace_plan_give_span(&p, "0123456789abcdef");
+	trace_ctx_from_plan(&from_plan, &p, &planned);
+	assert_memory_equal(from_plan.trace_id, OTHER, 32);
+	assert_memory_equal(from_plan.span_id, "0123456789abcdef", 16);
+	assert_int_equal(from_plan.flags, TRACE_FLAG_SAMPLED | TRACE_FLAG_RANDOM);
+}
+
 /* ---- span_id_generate -------------------------------------------------- */
 
 static void test_span_id_generate_exact(void **state)
@@ -360,6 +390,7 @@ int main(void)
 		cmocka_unit_test(test_hex_request_id),
 		cmocka_unit_test(test_other_ids_get_new_trace),
 		cmocka_unit_test(test_span_per_call),
+		cmocka_unit_test(test_plan_then_trace),
 		cmocka_unit_test(test_span_id_generate_exact),
 		cmocka_unit_test(test_span_id_never_zero),
 		cmocka_unit_test(test_traceparent_format_exact),
