@@ -271,6 +271,8 @@ static void start_request(struct conn *c, const struct http_feed_result *r)
 	struct trace_plan trace;
 	bool inbound = r && r->trace_valid;
 	trace_plan_start(&trace, inbound ? &r->trace : NULL, id, len, id == generated, &shim.ids);
+	if (shim.traced_fields)
+		trace_plan_fill(&trace, &shim.ids);
 	uint32_t buckets = line_len ? request_line_buckets(r->line, line_len) : 0;
 	uint64_t serial = request_table_add(id, len, r ? r->line : NULL, line_len, buckets, &trace,
 					    inbound ? r->tracestate : NULL,

@@ -79,6 +79,15 @@ void trace_ctx_from_plan(struct trace_ctx *t, const struct trace_plan *p,
 	}
 }
 
+void trace_plan_fill(struct trace_plan *p, const struct id_generator *gen)
+{
+	struct trace_ctx t;
+	trace_ctx_from_plan(&t, p, gen);
+	memcpy(p->trace_id, t.trace_id, sizeof(p->trace_id));
+	p->new_trace_id = false;
+	trace_plan_give_span(p, t.span_id);
+}
+
 void trace_ctx_start(struct trace_ctx *t, const struct traceparent *inbound, const char *id,
 		     size_t id_len, bool id_generated, struct id_generator *gen)
 {

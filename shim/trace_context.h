@@ -53,6 +53,10 @@ void trace_plan_start(struct trace_plan *p, const struct traceparent *inbound, c
 /* The span id is span_id (16 lowercase hex), not a new one. */
 void trace_plan_give_span(struct trace_plan *p, const char span_id[16]);
 
+/* Makes p's new parts now (a shim whose log lines carry the trace reads it
+ * for every line): p then holds its trace-id and span id themselves. */
+void trace_plan_fill(struct trace_plan *p, const struct id_generator *gen);
+
 /* The trace p stands for, its new parts made: the same from every thread
  * and process that shares gen's key. */
 void trace_ctx_from_plan(struct trace_ctx *t, const struct trace_plan *p,

@@ -237,9 +237,21 @@ static void test_plan_then_trace(void **state)
 	assert_memory_equal(&from_plan, &want, sizeof(want));
 	assert_memory_equal(&again, &want, sizeof(want));
 
+	struct trace_plan filled;
+	trace_plan_start(&filled, NULL, "req-2", 5, false, &planned);
+	trace_ctx_from_plan(&want, &filled, &planned);
+	trace_plan_fill(&filled, &planned);
+	assert_false(filled.new_trace_id);
+	assert_true(filled.span_given);
+	static const uint8_t key_b[16] = {9};
+	struct id_generator other_key;
+	id_generator_seed(&other_key, key_b);
+	trace_ctx_from_plan(&from_plan, &filled, &other_key);
+	assert_memory_equal(&from_plan, &want, sizeof(want));
+
 	trace_plan_start(&p, NULL, OTHER, 32, true, &planned);
 	assert_false(p.new_trace_id);
-	assert_int_equal(counter(&planned), 3);
+	assert_int_equal(counter(&planned), 5);
 	trace_plan_give_span(&p, "0123456789abcdef");
 	trace_ctx_from_plan(&from_plan, &p, &planned);
 	assert_memory_equal(from_plan.trace_id, OTHER, 32);
