@@ -222,6 +222,13 @@ bool json_is_object_line(const char *line, size_t len)
 
 /* ---- JSON escaping --------------------------------------------------- */
 
+/* copy_plain_run's constants (32 of each for AVX2, the first 16 for SSE2),
+ * loaded from memory through a pointer the compiler cannot see into: else
+ * it builds each in registers, at the start and again for the tail, some
+ * 30 instructions per call. */
+static const uint8_t plain_run_constants[4][32] __attribute__((aligned(32))) = {
+	{[0 ... 31] = 1}, {[0 ... 31] = 0x21}, {[0 ... 31] = '"'}, {[0 ... 31] = '\\'}};
+
 /* Copies the leading run of bytes that need no escaping and no UTF-8 check
  * (0x20..0x7e except '"' and '\\'), 16 at a time; returns its length. The
  * output may receive up to 15 bytes past the run: json_escape's bound leaves
@@ -229,8 +236,10 @@ bool json_is_object_line(const char *line, size_t len)
 static size_t copy_plain_run_sse2(const unsigned char *p, size_t len, char *o)
 {
 	/* v + 1 < 0x21 (signed) catches bytes < 0x20, 0x7f and >= 0x80 at once. */
-	const __m128i one = _mm_set1_epi8(1), limit = _mm_set1_epi8(0x21),
-		      quote = _mm_set1_epi8('"'), backslash = _mm_set1_epi8('\\');
+	const __m128i *k = (const __m128i *)plain_run_constants;
+	__asm__("" : "+r"(k));
+	const __m128i one = _mm_load_si128(k), limit = _mm_load_si128(k + 2),
+		      quote = _mm_load_si128(k + 4), backslash = _mm_load_si128(k + 6);
 #define CARE_MASK(v)                                                                    \
 	((unsigned)_mm_movemask_epi8(_mm_or_si128(                                      \
 		_mm_cmplt_epi8(_mm_add_epi8((v), one), limit),                          \
@@ -262,26 +271,28 @@ static size_t copy_plain_run_sse2(const unsigned char *p, size_t len, char *o)
 __attribute__((target("avx2"))) static size_t copy_plain_run_avx2(const unsigned char *p,
 								  size_t len, char *o)
 {
-	const __m256i one = _mm256_set1_epi8(1), limit = _mm256_set1_epi8(0x21),
-		      quote = _mm256_set1_epi8('"'), backslash = _mm256_set1_epi8('\\');
+	const __m256i *k = (const __m256i *)plain_run_constants;
+	__asm__("" : "+r"(k));
+	const __m256i one = _mm256_load_si256(k), limit = _mm256_load_si256(k + 1),
+		      quote = _mm256_load_si256(k + 2), backslash = _mm256_load_si256(k + 3);
 #define CARE_MASK(v)                                                                    \
 	((uint32_t)_mm256_movemask_epi8(_mm256_or_si256(                                \
 		_mm256_cmpgt_epi8(limit, _mm256_add_epi8((v), one)),                    \
 		_mm256_or_si256(_mm256_cmpeq_epi8((v), quote),                          \
 				_mm256_cmpeq_epi8((v), backslash)))))
-	size_t done = 0;
-	while (len - done >= 32) {
-		__m256i v = _mm256_loadu_si256((const __m256i *)(p + done));
-		_mm256_storeu_si256((__m256i *)(o + done), v);
+	const unsigned char *at = p, *last = p + len - 32; /* len >= 32 */
+	for (; at <= last; at += 32) {
+		__m256i v = _mm256_loadu_si256((const __m256i *)at);
+		_mm256_storeu_si256((__m256i *)(o + (at - p)), v);
 		uint32_t mask = CARE_MASK(v);
 		if (mask)
-			return done + (size_t)__builtin_ctz(mask);
-		done += 32;
+			return (size_t)(at - p) + (size_t)__builtin_ctz(mask);
 	}
+	size_t done = (size_t)(at - p);
 	if (done < len) {
 		/* The tail, as in the SSE2 version: the last 32 bytes. */
 		size_t rest = len - done;
-		__m256i v = _mm256_loadu_si256((const __m256i *)(p + len - 32));
+		__m256i v = _mm256_loadu_si256((const __m256i *)last);
 		_mm256_storeu_si256((__m256i *)(o + len - 32), v);
 		uint32_t mask = CARE_MASK(v) >> (32 - rest);
 		return mask ? done + (size_t)__builtin_ctz(mask) : len;
