@@ -3,7 +3,8 @@
  * parser (http_parser.c) and the response parser (http_response.c) share:
  * RFC 9110 token characters, ASCII case folding, chunk-size hex digits,
  * skipping body bytes, and SSE2 searches for the bytes that end a line or a
- * header name. Pure: no state, no libc interposition; a search never reads
+ * header name (request_id.c's check of an id's bytes uses the same byte
+ * range test). Pure: no state, no libc interposition; a search never reads
  * outside the buffer it is given.
  */
 #ifndef REQID_HTTP_CHARS_H

@@ -11,33 +11,69 @@
 #include <string.h>
 #include <xxhash.h>
 
-/* Bytes an id may hold: 1 for [A-Za-z0-9._:-], 2 for lowercase hex
- * digits too. */
-static const uint8_t id_chars[256] = {
-	['0' ... '9'] = 3, ['a' ... 'f'] = 3, ['g' ... 'z'] = 1, ['A' ... 'Z'] = 1,
-	['.'] = 1, ['_'] = 1, [':'] = 1, ['-'] = 1,
+#include "http_chars.h"
+
+/* Lowercase hex digits: the bytes of a trace id. */
+static const bool hex_lower[256] = {
+	['0' ... '9'] = true, ['a' ... 'f'] = true,
 };
 
+/* The bytes of x that an id may not hold, one bit each. */
+static inline __attribute__((always_inline)) unsigned non_id_bytes(__m128i x)
+{
+	__m128i letter = http_in_range(_mm_or_si128(x, _mm_set1_epi8(0x20)), 'a', 'z');
+	__m128i digit_or_colon = http_in_range(x, '0', ':');
+	__m128i dash_or_dot = http_in_range(x, '-', '.');
+	__m128i underscore = _mm_cmpeq_epi8(x, _mm_set1_epi8('_'));
+	__m128i ok = _mm_or_si128(_mm_or_si128(letter, digit_or_colon),
+				  _mm_or_si128(dash_or_dot, underscore));
+	return ~(unsigned)_mm_movemask_epi8(ok) & 0xffff;
+}
+
+/* 16 bytes at a time. The blocks may overlap, and a short id is spread
+ * over a block from loads that overlap: a byte looked at twice is still one
+ * of the id's, and no byte outside s[0, len) is read. */
 bool request_id_is_valid(const char *s, size_t len)
 {
+	const unsigned char *b = (const unsigned char *)s;
 	if (len == 0 || len > REQUEST_ID_MAX)
 		return false;
-	unsigned all = 1;
-	for (size_t i = 0; i < len; i++)
-		all &= id_chars[(unsigned char)s[i]];
-	return all != 0;
+	if (len >= 16) {
+		unsigned bad = non_id_bytes(_mm_loadu_si128((const __m128i *)(b + len - 16)));
+		for (size_t i = 0; i + 16 < len; i += 16)
+			bad |= non_id_bytes(_mm_loadu_si128((const __m128i *)(b + i)));
+		return bad == 0;
+	}
+	__m128i x;
+	if (len >= 8) {
+		uint64_t head, tail;
+		memcpy(&head, b, 8);
+		memcpy(&tail, b + len - 8, 8);
+		x = _mm_set_epi64x((long long)tail, (long long)head);
+	} else if (len >= 4) {
+		uint32_t head, tail;
+		memcpy(&head, b, 4);
+		memcpy(&tail, b + len - 4, 4);
+		x = _mm_set_epi32((int)tail, (int)head, (int)tail, (int)head);
+	} else {
+		uint32_t bytes = b[0] | (uint32_t)b[len / 2] << 8 | (uint32_t)b[len - 1] << 16 |
+				 (uint32_t)b[0] << 24;
+		x = _mm_set1_epi32((int)bytes);
+	}
+	return non_id_bytes(x) == 0;
 }
 
 bool request_id_is_trace_id(const char *s, size_t len)
 {
 	if (len != GENERATED_ID_LEN)
 		return false;
-	unsigned all = 2, zeros = 0;
+	bool all = true;
+	size_t zeros = 0;
 	for (size_t i = 0; i < len; i++) {
-		all &= id_chars[(unsigned char)s[i]];
+		all &= hex_lower[(unsigned char)s[i]];
 		zeros += s[i] == '0';
 	}
-	return all != 0 && zeros != len;
+	return all && zeros != len;
 }
 
 void hex_encode(const uint8_t *bytes, size_t len, char *out)

@@ -123,6 +123,28 @@ static void test_every_byte(void **state)
 	}
 }
 
+/* Ids are checked 16 bytes at a time, from loads that overlap for lengths
+ * that are not a multiple of 16: every byte at every position of every
+ * length up to three blocks is seen (each id in a buffer of its own length,
+ * so that ASan sees a read past it). */
+static void test_every_byte_every_length(void **state)
+{
+	(void)state;
+	for (size_t len = 1; len <= 48; len++) {
+		char *id = malloc(len);
+		assert_non_null(id);
+		for (size_t at = 0; at < len; at++) {
+			for (int c = 0; c < 256; c++) {
+				memset(id, 'a', len);
+				id[at] = (char)c;
+				if (request_id_is_valid(id, len) != allowed_char((unsigned char)c))
+					fail_msg("byte 0x%02x at %zu of %zu", c, at, len);
+			}
+		}
+		free(id);
+	}
+}
+
 /* ---- request_id_is_trace_id -------------------------------------------- */
 
 static void test_trace_id(void **state)
@@ -375,6 +397,7 @@ int main(void)
 		cmocka_unit_test(test_valid_respects_len),
 		cmocka_unit_test(test_invalid_chars),
 		cmocka_unit_test(test_every_byte),
+		cmocka_unit_test(test_every_byte_every_length),
 		cmocka_unit_test(test_trace_id),
 		cmocka_unit_test(test_generate_is_hex_of_hash),
 		cmocka_unit_test(test_generate_format),
