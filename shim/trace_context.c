@@ -48,16 +48,11 @@ void trace_plan_start(struct trace_plan *p, const struct traceparent *inbound, c
 	p->counter = id_reserve(gen, p->new_trace_id ? 2 : 1);
 }
 
-static unsigned hex_value(char c)
-{
-	return c <= '9' ? (unsigned)(c - '0') : (unsigned)(c - 'a' + 10);
-}
-
 void trace_plan_give_span(struct trace_plan *p, const char span_id[16])
 {
 	uint8_t bytes[8];
 	for (int i = 0; i < 8; i++)
-		bytes[i] = (uint8_t)(hex_value(span_id[2 * i]) << 4 | hex_value(span_id[2 * i + 1]));
+		bytes[i] = (uint8_t)(hex_digit(span_id[2 * i]) << 4 | hex_digit(span_id[2 * i + 1]));
 	memcpy(&p->counter, bytes, sizeof(bytes));
 	p->span_given = true;
 }
@@ -86,14 +81,6 @@ void trace_plan_fill(struct trace_plan *p, const struct id_generator *gen)
 	memcpy(p->trace_id, t.trace_id, sizeof(p->trace_id));
 	p->new_trace_id = false;
 	trace_plan_give_span(p, t.span_id);
-}
-
-void trace_ctx_start(struct trace_ctx *t, const struct traceparent *inbound, const char *id,
-		     size_t id_len, bool id_generated, struct id_generator *gen)
-{
-	struct trace_plan p;
-	trace_plan_start(&p, inbound, id, id_len, id_generated, gen);
-	trace_ctx_from_plan(t, &p, gen);
 }
 
 void traceparent_format(const struct trace_ctx *t, const char parent_id[16],

@@ -62,10 +62,6 @@ void trace_plan_fill(struct trace_plan *p, const struct id_generator *gen);
 void trace_ctx_from_plan(struct trace_ctx *t, const struct trace_plan *p,
 			 const struct id_generator *gen);
 
-/* trace_plan_start, then trace_ctx_from_plan. */
-void trace_ctx_start(struct trace_ctx *t, const struct traceparent *inbound, const char *id,
-		     size_t id_len, bool id_generated, struct id_generator *gen);
-
 /* A new span id: 16 lowercase hex, never all zero. */
 void span_id_generate(struct id_generator *gen, char out[16]);
 

@@ -7,7 +7,7 @@
 
 #include <string.h>
 
-static int hex_value(char c)
+int hex_digit(char c)
 {
 	if (c >= '0' && c <= '9')
 		return c - '0';
@@ -21,7 +21,7 @@ static bool is_hex_field(const char *s, size_t n, bool *nonzero)
 {
 	bool nz = false;
 	for (size_t i = 0; i < n; i++) {
-		if (hex_value(s[i]) < 0)
+		if (hex_digit(s[i]) < 0)
 			return false;
 		nz |= s[i] != '0';
 	}
@@ -44,7 +44,7 @@ bool traceparent_parse(const char *value, size_t len, struct traceparent *out)
 		return false;
 	if (!is_hex_field(value, 2, &nz))
 		return false;
-	uint8_t version = (uint8_t)(hex_value(value[0]) << 4 | hex_value(value[1]));
+	uint8_t version = (uint8_t)(hex_digit(value[0]) << 4 | hex_digit(value[1]));
 	if (version == 0xff)
 		return false;
 	if (version == 0 && len != LEN_V00)
@@ -62,6 +62,6 @@ bool traceparent_parse(const char *value, size_t len, struct traceparent *out)
 	out->version = version;
 	memcpy(out->trace_id, value + 3, 32);
 	memcpy(out->parent_id, value + 36, 16);
-	out->flags = (uint8_t)(hex_value(value[53]) << 4 | hex_value(value[54]));
+	out->flags = (uint8_t)(hex_digit(value[53]) << 4 | hex_digit(value[54]));
 	return true;
 }

@@ -22,4 +22,7 @@ struct traceparent {
 
 bool traceparent_parse(const char *value, size_t len, struct traceparent *out);
 
+/* The value of lowercase hex digit c; -1 for any other byte. */
+int hex_digit(char c);
+
 #endif

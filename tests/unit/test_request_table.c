@@ -102,7 +102,7 @@ static uint64_t long_request_at(uint64_t last, uint64_t serial)
  * new trace-id make nothing with it. */
 static struct id_generator gen;
 
-/* Ids 0-9a-f, all of them in each, lowercase as trace_ctx_start makes
+/* Ids 0-9a-f, all of them in each, lowercase as trace_ctx_from_plan makes
  * them. */
 static const char all_digits_trace_id[] = "0123456789abcdeffedcba9876543210";
 static const char all_digits_span_id[] = "a1b2c3d4e5f60789";
@@ -374,7 +374,9 @@ static void test_new_trace_made_when_read(void **state)
 	assert_memory_equal(&first, &in_child, sizeof(first));
 	struct id_generator fresh;
 	id_generator_seed(&fresh, key);
-	trace_ctx_start(&want, NULL, "not-a-trace-id", 14, false, &fresh);
+	struct trace_plan same;
+	trace_plan_start(&same, NULL, "not-a-trace-id", 14, false, &fresh);
+	trace_ctx_from_plan(&want, &same, &fresh);
 	assert_memory_equal(&first, &want, sizeof(first));
 	char out[REQUEST_ID_MAX];
 	assert_int_equal(request_table_get(s, out), 14);

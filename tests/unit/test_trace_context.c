@@ -1,10 +1,10 @@
 /*
  * test_trace_context.c - unit tests for shim/trace_context.c: where
- * trace_ctx_start takes a request's trace-id and flags from (an inbound
+ * trace_plan_start takes a request's trace-id and flags from (an inbound
  * traceparent with unknown flag bits cleared, else a 32-lowercase-hex request
- * id, else a new id), the span ids it and span_id_generate make (exact values
- * from a seeded generator, format, never all zero, distinct), and the exact
- * bytes of traceparent_format.
+ * id, else a new id), the span ids trace_ctx_from_plan and span_id_generate
+ * make (exact values from a seeded generator, format, never all zero,
+ * distinct), and the exact bytes of traceparent_format.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -27,6 +27,16 @@ static const uint8_t key_a[16] = {
 	0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef,
 	0xfe, 0xdc, 0xba, 0x98, 0x76, 0x54, 0x32, 0x10,
 };
+
+/* A request's trace with its new parts made at once: what the shim reads
+ * for a request it planned with these arguments. */
+static void start_trace(struct trace_ctx *t, const struct traceparent *inbound, const char *id,
+			size_t id_len, bool id_generated, struct id_generator *gen)
+{
+	struct trace_plan p;
+	trace_plan_start(&p, inbound, id, id_len, id_generated, gen);
+	trace_ctx_from_plan(t, &p, gen);
+}
 
 /* The id a generator seeded with key_a makes as its n-th (0-based). */
 static void nth_id(uint64_t n, char out[GENERATED_ID_LEN])
@@ -81,7 +91,7 @@ static uint64_t counter(struct id_generator *g)
 	return atomic_load(&g->counter);
 }
 
-/* ---- trace_ctx_start --------------------------------------------------- */
+/* ---- trace_plan_start, trace_ctx_from_plan ----------------------------- */
 
 static void test_inbound_flags_masked(void **state)
 {
@@ -99,7 +109,7 @@ static void test_inbound_flags_masked(void **state)
 		make_inbound(&in, TRACE, PARENT, cases[i].in);
 		memset(&t, 0xA5, sizeof t);
 		/* the inbound traceparent wins over a hex request id */
-		trace_ctx_start(&t, &in, OTHER, 32, true, &gen);
+		start_trace(&t, &in, OTHER, 32, true, &gen);
 		assert_memory_equal(t.trace_id, TRACE, 32);
 		if (t.flags != cases[i].want)
 			fail_msg("inbound flags 0x%02x gave 0x%02x, want 0x%02x", cases[i].in,
@@ -116,7 +126,7 @@ static void test_inbound_flags_masked(void **state)
 	struct trace_ctx t;
 	id_generator_seed(&gen, key_a);
 	make_inbound(&in, OTHER, PARENT, 0x01);
-	trace_ctx_start(&t, &in, NULL, 0, false, &gen);
+	start_trace(&t, &in, NULL, 0, false, &gen);
 	assert_memory_equal(t.trace_id, OTHER, 32);
 	assert_int_equal(t.flags, 0x01);
 	assert_int_equal(counter(&gen), 1);
@@ -136,7 +146,7 @@ static void test_hex_request_id(void **state)
 			char span[16];
 			id_generator_seed(&gen, key_a);
 			memset(&t, 0xA5, sizeof t);
-			trace_ctx_start(&t, NULL, ids[i], 32, generated, &gen);
+			start_trace(&t, NULL, ids[i], 32, generated, &gen);
 			assert_memory_equal(t.trace_id, ids[i], 32);
 			assert_int_equal(t.flags, generated ? 0x03 : 0x01);
 			nth_span(0, span);
@@ -148,7 +158,7 @@ static void test_hex_request_id(void **state)
 	struct id_generator gen;
 	struct trace_ctx t;
 	id_generator_seed(&gen, key_a);
-	trace_ctx_start(&t, NULL, OTHER "-and-more", 32, false, &gen);
+	start_trace(&t, NULL, OTHER "-and-more", 32, false, &gen);
 	assert_memory_equal(t.trace_id, OTHER, 32);
 	assert_int_equal(t.flags, 0x01);
 }
@@ -178,7 +188,7 @@ static void test_other_ids_get_new_trace(void **state)
 			struct trace_ctx t;
 			id_generator_seed(&gen, key_a);
 			memset(&t, 0xA5, sizeof t);
-			trace_ctx_start(&t, NULL, ids[i].id, ids[i].len, generated, &gen);
+			start_trace(&t, NULL, ids[i].id, ids[i].len, generated, &gen);
 			/* a new trace-id (the generator's next id), sampled and
 			 * random whoever generated the request id */
 			assert_memory_equal(t.trace_id, want_trace, 32);
@@ -203,11 +213,11 @@ static void test_span_per_call(void **state)
 		struct trace_ctx t;
 		/* all three sources, in turn */
 		if (i % 3 == 0)
-			trace_ctx_start(&t, &in, NULL, 0, false, &gen);
+			start_trace(&t, &in, NULL, 0, false, &gen);
 		else if (i % 3 == 1)
-			trace_ctx_start(&t, NULL, OTHER, 32, true, &gen);
+			start_trace(&t, NULL, OTHER, 32, true, &gen);
 		else
-			trace_ctx_start(&t, NULL, "x", 1, false, &gen);
+			start_trace(&t, NULL, "x", 1, false, &gen);
 		assert_lower_hex_nonzero(t.span_id, 16);
 		memcpy(spans[i], t.span_id, 16);
 	}
@@ -218,7 +228,7 @@ static void test_span_per_call(void **state)
 }
 
 /* A plan made at a request's start hashes nothing; the trace made from it
- * is trace_ctx_start's, at every read. A given span id comes back as it
+ * is start_trace's, at every read. A given span id comes back as it
  * was given. */
 static void test_plan_then_trace(void **state)
 {
@@ -233,7 +243,7 @@ static void test_plan_then_trace(void **state)
 	assert_int_equal(counter(&planned), 2);
 	trace_ctx_from_plan(&from_plan, &p, &planned);
 	trace_ctx_from_plan(&again, &p, &planned);
-	trace_ctx_start(&want, NULL, "req-1", 5, false, &started);
+	start_trace(&want, NULL, "req-1", 5, false, &started);
 	assert_memory_equal(&from_plan, &want, sizeof(want));
 	assert_memory_equal(&again, &want, sizeof(want));
 
@@ -373,7 +383,7 @@ static void test_start_then_format_round_trip(void **state)
 	struct trace_ctx t;
 	id_generator_seed(&gen, key_a);
 	make_inbound(&in, TRACE, PARENT, 0xfd);
-	trace_ctx_start(&t, &in, NULL, 0, false, &gen);
+	start_trace(&t, &in, NULL, 0, false, &gen);
 	char parent[16], out[TRACEPARENT_LEN];
 	span_id_generate(&gen, parent);
 	traceparent_format(&t, parent, out);
@@ -387,7 +397,7 @@ static void test_start_then_format_round_trip(void **state)
 	assert_memory_equal(parent, want_parent, 16);
 
 	/* a generated trace too */
-	trace_ctx_start(&t, NULL, "not-hex", 7, true, &gen);
+	start_trace(&t, NULL, "not-hex", 7, true, &gen);
 	traceparent_format(&t, t.span_id, out);
 	assert_true(traceparent_parse(out, sizeof out, &back));
 	assert_memory_equal(back.trace_id, t.trace_id, 32);
