@@ -10,6 +10,14 @@
  * values are captured only for the names the matcher lists (framing headers
  * and id headers), at most REQUEST_ID_MAX bytes each.
  *
+ * A head usually comes whole in one read: whole lines are taken a line at a
+ * time (take_lines), a header name found from the line's first blocks and
+ * compared only once complete, against the entries of its first byte and
+ * length; the line's end found 32 bytes a step. Anything else is left to
+ * the steps, and both leave the same state: what a header line's name and
+ * value leave behind, read only while that line is read, is cleared at its
+ * end (header_line_done).
+ *
  * Runs inside read hooks: no allocation, no I/O, no locks; bounded work per
  * input byte; never reads outside the buffer it is given (a 16-byte load
  * that would pass its end is moved back to end there, or made of smaller
@@ -87,6 +95,13 @@ void header_matcher_init(struct header_matcher *m, const struct reqid_config *cf
 		for (uint8_t i = 0; i < m->count; i++)
 			if ((unsigned char)m->name[i][0] == http_lower((unsigned char)c))
 				m->first[c] |= 1u << i;
+	for (uint8_t i = 0; i < m->count; i++) {
+		m->by_len[m->len[i]] |= 1u << i;
+		for (uint8_t j = 0; j < m->count; j++)
+			if (m->len[j] == m->len[i] &&
+			    memcmp(m->name[j], m->name[i], m->len[i]) == 0)
+				m->twins[i] |= 1u << j;
+	}
 }
 
 void http_parser_init(struct http_parser *p, const struct header_matcher *m)
@@ -143,6 +158,59 @@ static bool is_ows(unsigned char c)
 	return c == ' ' || c == '\t';
 }
 
+/* Copies 16 bytes k times from s to d. */
+static inline __attribute__((always_inline)) void
+move_blocks(unsigned char *restrict d, const unsigned char *restrict s, unsigned k)
+{
+	for (unsigned b = 0; b < k; b++)
+		_mm_storeu_si128((__m128i *)(d + 16 * b),
+				 _mm_loadu_si128((const __m128i *)(s + 16 * b)));
+}
+
+/* Copies n <= 128 bytes (a request line, a captured value, an id) without
+ * a call: one, two or four 16-byte moves from the start and as many ending
+ * at n (they overlap rather than pass it), or for fewer than 16 bytes two
+ * moves of 8, 4 or 2 bytes that overlap. Exactly src[0, n) is read and
+ * dst[0, n) written. */
+static inline __attribute__((always_inline)) void
+copy_bytes(void *restrict dst, const void *restrict src, size_t n)
+{
+	unsigned char *d = dst;
+	const unsigned char *s = src;
+	if (n >= 16) {
+		if (n <= 32) {
+			move_blocks(d, s, 1);
+			move_blocks(d + n - 16, s + n - 16, 1);
+		} else if (n <= 64) {
+			move_blocks(d, s, 2);
+			move_blocks(d + n - 32, s + n - 32, 2);
+		} else {
+			move_blocks(d, s, 4);
+			move_blocks(d + n - 64, s + n - 64, 4);
+		}
+	} else if (n >= 8) {
+		uint64_t head, tail;
+		memcpy(&head, s, 8);
+		memcpy(&tail, s + n - 8, 8);
+		memcpy(d, &head, 8);
+		memcpy(d + n - 8, &tail, 8);
+	} else if (n >= 4) {
+		uint32_t head, tail;
+		memcpy(&head, s, 4);
+		memcpy(&tail, s + n - 4, 4);
+		memcpy(d, &head, 4);
+		memcpy(d + n - 4, &tail, 4);
+	} else if (n >= 2) {
+		uint16_t head, tail;
+		memcpy(&head, s, 2);
+		memcpy(&tail, s + n - 2, 2);
+		memcpy(d, &head, 2);
+		memcpy(d + n - 2, &tail, 2);
+	} else if (n == 1) {
+		d[0] = s[0];
+	}
+}
+
 /* ---- state ------------------------------------------------------------- */
 
 /* Keeps the first REQUEST_LINE_MAX bytes of the request line. */
@@ -151,7 +219,7 @@ static void line_add(struct http_parser *p, const unsigned char *b, size_t n)
 	size_t room = REQUEST_LINE_MAX - p->line_len;
 	if (n > room)
 		n = room;
-	memcpy(p->request_line + p->line_len, b, n);
+	copy_bytes(p->request_line + p->line_len, b, n);
 	p->line_len = (uint8_t)(p->line_len + n);
 }
 
@@ -201,6 +269,19 @@ static bool ends_with_chunked(const char *v, size_t n)
 	return n == 7 || v[n - 8] == ',' || v[n - 8] == ' ' || v[n - 8] == '\t';
 }
 
+/* The complete value (value_len bytes, none past the buffer) of the id
+ * header of precedence rank: kept if no id of a higher rank was, and it is
+ * a valid id. */
+static inline __attribute__((always_inline)) void keep_id(struct http_parser *p, uint8_t rank)
+{
+	size_t n = p->value_len;
+	if (rank < p->best_rank && request_id_is_valid(p->value, n)) {
+		p->best_rank = rank;
+		p->best_len = (uint8_t)n;
+		copy_bytes(p->best, p->value, n);
+	}
+}
+
 /* A captured header value is complete (trailing OWS already trimmed). */
 static bool finish_value(struct http_parser *p)
 {
@@ -247,12 +328,8 @@ static bool finish_value(struct http_parser *p)
 				       traceparent_parse(p->value, n, &p->traceparent);
 		return true;
 	}
-	uint8_t rank = (uint8_t)(idx - M_FIRST_ID);
-	if (!p->value_overflow && rank < p->best_rank && request_id_is_valid(p->value, n)) {
-		p->best_rank = rank;
-		p->best_len = (uint8_t)n;
-		memcpy(p->best, p->value, n);
-	}
+	if (!p->value_overflow)
+		keep_id(p, (uint8_t)(idx - M_FIRST_ID));
 	return true;
 }
 
@@ -279,7 +356,7 @@ static uint8_t end_headers(struct http_parser *p, struct http_feed_result *out)
 	out->headers_completed++;
 	out->id_len = 0;
 	out->line_len = p->line_len;
-	memcpy(out->line, p->request_line, p->line_len);
+	copy_bytes(out->line, p->request_line, p->line_len);
 	report_trace(p, out);
 	if (!p->id_tainted) {
 		bool tp = out->trace_valid && m->traceparent_rank < p->best_rank;
@@ -287,7 +364,7 @@ static uint8_t end_headers(struct http_parser *p, struct http_feed_result *out)
 			memcpy(out->id, p->traceparent.trace_id, sizeof(p->traceparent.trace_id));
 			out->id_len = sizeof(p->traceparent.trace_id);
 		} else if (p->best_rank != RANK_NONE) {
-			memcpy(out->id, p->best, p->best_len);
+			copy_bytes(out->id, p->best, p->best_len);
 			out->id_len = p->best_len;
 		}
 	}
@@ -305,6 +382,12 @@ static uint8_t end_headers(struct http_parser *p, struct http_feed_result *out)
 	return S_START;
 }
 
+/* x with its ASCII letters lowercased. */
+static inline __m128i fold_case(__m128i x)
+{
+	return _mm_or_si128(x, _mm_and_si128(http_in_range(x, 'A', 'Z'), _mm_set1_epi8(0x20)));
+}
+
 /* How many of the n bytes at b, ASCII case folded, the lowercase name
  * (zero-padded to 16 bytes past n) begins with. b has `readable` bytes
  * before the end of its buffer. */
@@ -312,9 +395,8 @@ static size_t folded_match(const unsigned char *b, size_t n, size_t readable, co
 {
 	size_t k = 0;
 	for (; k < n && readable - k >= 16; k += 16) {
-		__m128i x = _mm_loadu_si128((const __m128i *)(b + k));
-		x = _mm_or_si128(x, _mm_and_si128(http_in_range(x, 'A', 'Z'), _mm_set1_epi8(0x20)));
-		__m128i same = _mm_cmpeq_epi8(x, _mm_loadu_si128((const __m128i *)(name + k)));
+		__m128i same = _mm_cmpeq_epi8(fold_case(_mm_loadu_si128((const __m128i *)(b + k))),
+					      _mm_loadu_si128((const __m128i *)(name + k)));
 		unsigned differ = ~(unsigned)_mm_movemask_epi8(same) & 0xffff;
 		if (differ)
 			return k + (unsigned)__builtin_ctz(differ) < n ? k + (unsigned)__builtin_ctz(differ) : n;
@@ -354,22 +436,90 @@ static void name_advance(struct http_parser *p, const unsigned char *b, size_t n
 	p->token_len = longest + 1 < n ? UINT16_MAX : (uint16_t)(pos + n);
 }
 
-/* Header name complete at ':'; note it and choose what to capture (the
- * first entry it names, unless that is only the sent id header). */
-static void begin_value(struct http_parser *p)
+/* The entries a complete header name (name_match, token_len) names
+ * exactly. */
+static uint32_t named_entries(const struct http_parser *p)
 {
 	const struct header_matcher *m = p->matcher;
-	uint32_t match = p->name_match;
-	p->capture = RANK_NONE;
-	while (match) {
+	uint32_t named = 0;
+	for (uint32_t match = p->name_match; match; match &= match - 1) {
 		uint8_t i = (uint8_t)__builtin_ctz(match);
-		match &= match - 1;
-		if (m->len[i] == p->token_len) {
-			p->seen |= 1u << i;
-			if (p->capture == RANK_NONE && i != m->sent_id)
-				p->capture = i;
+		if (m->len[i] == p->token_len)
+			named |= 1u << i;
+	}
+	return named;
+}
+
+/* A whole header name of n bytes at b (token characters, then ':') that
+ * the entries `entries` (not none) begin like, whose first bytes are those
+ * of x (b has `readable` bytes before the end of its buffer): sets
+ * name_match and token_len as S_HEADER_START and name_advance leave them for
+ * the same bytes, and returns the entries it names. A name shorter than a
+ * block is compared with each entry in one step: the entries sharing all n
+ * bytes still match, and one sharing the first n - 1 keeps it from having
+ * been skipped. */
+static inline __attribute__((always_inline)) uint32_t
+name_take(struct http_parser *p, uint32_t entries, __m128i x, const unsigned char *b, size_t n,
+	  size_t readable)
+{
+	const struct header_matcher *m = p->matcher;
+	if (n >= 16) {
+		p->name_match = entries;
+		p->token_len = 1;
+		name_advance(p, b + 1, n - 1, readable - 1);
+		return named_entries(p);
+	}
+	x = fold_case(x);
+	unsigned all = (1u << n) - 1, all_but_last = all >> 1;
+	uint32_t match = 0, named = 0;
+	bool kept = false;
+	while (entries) {
+		uint8_t e = (uint8_t)__builtin_ctz(entries);
+		entries &= entries - 1;
+		unsigned differ = ~(unsigned)_mm_movemask_epi8(
+			_mm_cmpeq_epi8(x, _mm_loadu_si128((const __m128i *)m->name[e])));
+		kept |= (differ & all_but_last) == 0;
+		if ((differ & all) == 0) {
+			match |= 1u << e;
+			if (m->len[e] == n)
+				named |= 1u << e;
 		}
 	}
+	p->name_match = match;
+	p->token_len = kept ? (uint16_t)n : UINT16_MAX;
+	return named;
+}
+
+/* The entries that a whole header name of n < 16 bytes, whose first bytes
+ * are those of x, names exactly, of the entries `entries` its first byte
+ * allows: what name_take returns, without the state a later byte of the
+ * name would need. Only entries of its length are compared, and entries of
+ * the same name once. */
+static inline __attribute__((always_inline)) uint32_t
+names_of(const struct header_matcher *m, uint32_t entries, __m128i x, size_t n)
+{
+	x = fold_case(x);
+	unsigned all = (1u << n) - 1;
+	uint32_t named = 0;
+	for (uint32_t left = entries & m->by_len[n]; left;) {
+		uint8_t e = (uint8_t)__builtin_ctz(left);
+		left &= ~m->twins[e];
+		unsigned same = (unsigned)_mm_movemask_epi8(
+			_mm_cmpeq_epi8(x, _mm_loadu_si128((const __m128i *)m->name[e])));
+		if ((~same & all) == 0)
+			named |= m->twins[e];
+	}
+	return named;
+}
+
+/* Header name complete at ':' naming the entries `named`: note them and
+ * choose what to capture (the first of them, unless that is only the sent
+ * id header). */
+static void begin_value(struct http_parser *p, uint32_t named)
+{
+	p->seen |= named;
+	named &= ~(1u << p->matcher->sent_id);
+	p->capture = named ? (uint8_t)__builtin_ctz(named) : RANK_NONE;
 	p->value_len = 0;
 	p->value_overflow = false;
 	p->tracestate_line_empty = true;
@@ -426,11 +576,61 @@ static void tracestate_add(struct http_parser *p, const unsigned char *b, size_t
 						  &p->tracestate_overflow));
 }
 
-/* ---- one step per state -------------------------------------------------- */
+/* A header line ended (its value captured, if it was, and finished): its
+ * name's and value's state is read again only after the next name, so it is
+ * cleared, to be the same however the line was read. */
+static void header_line_done(struct http_parser *p)
+{
+	p->name_match = 0;
+	p->token_len = 0;
+	p->value_len = 0;
+	p->value_overflow = false;
+	p->tracestate_line_empty = true;
+}
 
-/* Each step takes bytes of s from i (maybe none are left) while the state
- * stays the same, then the byte that moves it on, and returns where it
- * stopped: len once the bytes ran out or the stream was given up. */
+/* Bytes b[0, n) of the value being captured (no CR or LF). */
+static void capture_add(struct http_parser *p, const unsigned char *b, size_t n)
+{
+	if (p->capture == M_TRACESTATE)
+		tracestate_add(p, b, n);
+	else
+		value_add(p, b, n);
+}
+
+/* The captured value's line ended: trailing OWS goes, then finish_value. */
+static bool capture_end(struct http_parser *p)
+{
+	while (p->value_len > 0 && is_ows((unsigned char)p->value[p->value_len - 1]))
+		p->value_len--;
+	return finish_value(p);
+}
+
+/* A captured value whole in the buffer, b[0, n), its line's end after it:
+ * leaves the parser as capture_add and capture_end do, in one go when the
+ * value without the OWS around it fits the value buffer. False if it breaks
+ * the framing. */
+static bool take_value(struct http_parser *p, const unsigned char *b, size_t n)
+{
+	size_t start = 0, end = n;
+	while (start < end && is_ows(b[start]))
+		start++;
+	while (end > start && is_ows(b[end - 1]))
+		end--;
+	if (p->capture == M_TRACESTATE || end - start > sizeof(p->value)) {
+		capture_add(p, b, n);
+		return capture_end(p);
+	}
+	/* The bytes value_add copies: trailing OWS too, as far as it fits. */
+	copy_bytes(p->value, b + start,
+		   n - start < sizeof(p->value) ? n - start : sizeof(p->value));
+	p->value_len = (uint8_t)(end - start);
+	uint8_t idx = p->capture;
+	if (idx < M_FIRST_ID)
+		return finish_value(p);
+	p->capture = RANK_NONE;
+	keep_id(p, (uint8_t)(idx - M_FIRST_ID));
+	return true;
+}
 
 /* The CR or LF at s[i] ends a line; next is the state after it. A CR waits
  * for its LF in S_EXPECT_LF, taken here when it is at hand. */
@@ -450,6 +650,210 @@ static size_t line_end(struct http_parser *p, const unsigned char *s, size_t i, 
 	return i + 1;
 }
 
+/* ---- whole lines ---------------------------------------------------------- */
+
+/* A head usually comes whole in one read. These take a whole request line
+ * or header line in one go when it is all at hand and ordinary, and leave
+ * the parser exactly as the steps would for the same bytes; a line that is
+ * not whole, or has anything the steps treat specially (a bad byte, a CR
+ * without its LF, a continuation line, the blank line), is left to the
+ * steps untouched. A line's first 16 bytes are looked at as one block. */
+
+/* Bytes 0x08 to 0x0f, one bit each: CR and LF, and a few control bytes
+ * that header values seldom hold, found with one compare. */
+static inline unsigned near_eol_bytes(__m128i x)
+{
+	return (unsigned)_mm_movemask_epi8(
+		_mm_cmpeq_epi8(_mm_or_si128(x, _mm_set1_epi8(7)), _mm_set1_epi8(0x0f)));
+}
+
+/* The first CR or LF in s[from, len), or len: 32 bytes a step, stopping at
+ * the bytes near_eol_bytes finds and going on past those that are not CR or
+ * LF; the last 31 bytes or fewer as http_scan takes them. */
+static inline __attribute__((always_inline)) size_t
+find_eol(const unsigned char *s, size_t from, size_t len)
+{
+	while (len - from >= 32) {
+		unsigned near =
+			near_eol_bytes(_mm_loadu_si128((const __m128i *)(s + from))) |
+			near_eol_bytes(_mm_loadu_si128((const __m128i *)(s + from + 16))) << 16;
+		if (near == 0) {
+			from += 32;
+			continue;
+		}
+		from += (unsigned)__builtin_ctz(near);
+		if (s[from] == '\r' || s[from] == '\n')
+			return from;
+		from++;
+	}
+	return http_scan(s, from, len, http_eol_bytes);
+}
+
+/* The request line from s[i], a token character: when "METHOD SP target SP
+ * HTTP/1.d" and its CRLF or LF are all at hand, takes it and returns where
+ * the next line begins (in S_HEADER_START); else returns i. The method is
+ * letters, digits and '-' ending in the line's first block (others are left
+ * to the steps). */
+static size_t take_request_line(struct http_parser *restrict p, const unsigned char *restrict s,
+				size_t i, size_t len, struct http_feed_result *out)
+{
+	if (len - i <= 16)
+		return i;
+	__m128i x = _mm_loadu_si128((const __m128i *)(s + i));
+	size_t method_end = i + (unsigned)__builtin_ctz(http_unusual_name_bytes(x) | 1u << 16);
+	if (s[method_end] != ' ')
+		return i;
+	/* The target's end in the rest of the block, else past it (a
+	 * method of 16 bytes leaves none of the target in the block). */
+	size_t target = method_end + 1;
+	unsigned target_ends = target_end_bytes(x) >> (target - i);
+	size_t target_end = target_ends ? target + (unsigned)__builtin_ctz(target_ends)
+					: http_scan(s, target > i + 16 ? target : i + 16, len,
+						    target_end_bytes);
+	if (target_end == target || len - target_end < 10 || s[target_end] != ' ')
+		return i;
+	const unsigned char *version = s + target_end + 1;
+	if (memcmp(version, http_version_prefix, 7) != 0 || version[7] < '0' || version[7] > '9')
+		return i;
+	size_t eol = target_end + 9, next = eol + 1;
+	if (s[eol] == '\r' && next < len && s[next] == '\n')
+		next++;
+	else if (s[eol] != '\n')
+		return i;
+	begin_request(p);
+	out->requests_started++;
+	p->connect = method_end - i == sizeof(connect_method) - 1 &&
+		     memcmp(s + i, connect_method, sizeof(connect_method) - 1) == 0;
+	size_t kept = eol - i < REQUEST_LINE_MAX ? eol - i : REQUEST_LINE_MAX;
+	copy_bytes(p->request_line, s + i, kept);
+	p->line_len = (uint8_t)kept;
+	p->token_len = 8;
+	p->in_first_line = false;
+	p->after_lf = S_HEADER_START;
+	p->state = S_HEADER_START;
+	return next;
+}
+
+/* Where a header line's ':' and end are. */
+struct header_line {
+	__m128i first; /* its first 16 bytes, zero past the buffer's end */
+	size_t colon;
+	size_t eol;    /* its CR or LF; the buffer's length: not a whole
+			* "name:value" line with a token name */
+};
+
+/* The line from s[i] (4 <= len - i) as header_line_at sees it, for lines
+ * other than the usual one: a name that does not end inside the first
+ * block, or has other token characters than letters, digits and '-', a
+ * line near the buffer's end, a bad line. */
+static __attribute__((noinline)) struct header_line
+header_line_general(const unsigned char *s, size_t i, size_t len)
+{
+	struct header_line l = { .eol = len };
+	l.first = len - i >= 16 ? _mm_loadu_si128((const __m128i *)(s + i))
+				: http_load_short(s + i, len - i);
+	l.colon = http_token_end(s, i, len);
+	if (l.colon != i && l.colon != len && s[l.colon] == ':')
+		l.eol = find_eol(s, l.colon + 1, len);
+	return l;
+}
+
+/* The line from s[i], 4 <= len - i. The usual one, its name letters,
+ * digits and '-' ending inside its first two blocks, has its name found
+ * from them alone. */
+static inline __attribute__((always_inline)) struct header_line
+header_line_at(const unsigned char *s, size_t i, size_t len)
+{
+	if (len - i > 16) {
+		struct header_line l;
+		l.first = _mm_loadu_si128((const __m128i *)(s + i));
+		unsigned stops = http_unusual_name_bytes(l.first);
+		if (stops == 0 && len - i > 32)
+			stops = http_unusual_name_bytes(
+					_mm_loadu_si128((const __m128i *)(s + i + 16))) << 16;
+		l.colon = i + (unsigned)__builtin_ctz(stops | 1u << 31);
+		if (stops != 0 && s[l.colon] == ':' && l.colon != i) {
+			l.eol = find_eol(s, l.colon + 1, len);
+			return l;
+		}
+	}
+	return header_line_general(s, i, len);
+}
+
+/* The whole header line l from s[i], whose name some of the entries
+ * `entries` begin like: notes the entries it names and takes a captured
+ * value. The name's state that the steps keep while reading a name is not
+ * needed past its ':' (header_line_done clears it at the line's end), but
+ * where a captured value breaks the framing the stream fails there: then
+ * it is set as the steps leave it, and this returns false. */
+static inline __attribute__((always_inline)) bool
+take_named_line(struct http_parser *restrict p, const unsigned char *restrict s, size_t i,
+		struct header_line l, size_t len, uint32_t entries, struct http_feed_result *out)
+{
+	size_t n = l.colon - i;
+	begin_value(p, n < 16 ? names_of(p->matcher, entries, l.first, n)
+			      : name_take(p, entries, l.first, s + i, n, len - i));
+	if (p->capture == RANK_NONE || take_value(p, s + l.colon + 1, l.eol - l.colon - 1))
+		return true;
+	name_take(p, entries, l.first, s + i, n, len - i);
+	fail(p, out);
+	return false;
+}
+
+/* Whole lines from s[i], the start of a line: in S_START (s[i] a token
+ * character) a request line, then in S_HEADER_START "name:value" lines (a
+ * token name, CRLF or LF), then the blank line that ends the head unless
+ * the parser is to pause there. Returns where the first line it could not
+ * take begins (the steps take that one), or len once a captured value broke
+ * the framing (as the steps would fail there). What every header line
+ * leaves (header_line_done) is set once, at the end, and so is after_lf,
+ * which a line ended by CRLF sets. */
+static __attribute__((noinline)) size_t
+take_lines(struct http_parser *restrict p, const unsigned char *restrict s, size_t i, size_t len,
+	   struct http_feed_result *out)
+{
+	const struct header_matcher *m = p->matcher;
+	if (p->state == S_START) {
+		size_t next = take_request_line(p, s, i, len, out);
+		if (next == i)
+			return i;
+		i = next;
+	}
+	bool crlf = false;
+	size_t first_line = i;
+	while (len - i >= 4) {
+		struct header_line l = header_line_at(s, i, len);
+		if (l.eol == len)
+			break;
+		bool cr = s[l.eol] == '\r';
+		if (cr && (l.eol + 1 == len || s[l.eol + 1] != '\n'))
+			break;
+		uint32_t entries = m->first[s[i]];
+		if (entries && !take_named_line(p, s, i, l, len, entries, out)) {
+			if (crlf)
+				p->after_lf = S_HEADER_START;
+			return len;
+		}
+		crlf |= cr;
+		i = l.eol + 1 + cr;
+	}
+	if (i != first_line)
+		header_line_done(p);
+	if (crlf)
+		p->after_lf = S_HEADER_START;
+	if (i < len && (s[i] == '\r' || s[i] == '\n') && !(p->pause_at_heads && !p->paused)) {
+		p->paused = false;
+		i = line_end(p, s, i, len, end_headers(p, out));
+	}
+	return i;
+}
+
+/* ---- one step per state -------------------------------------------------- */
+
+/* Each step takes bytes of s from i (maybe none are left) while the state
+ * stays the same, then the byte that moves it on, and returns where it
+ * stopped: len once the bytes ran out or the stream was given up. */
+
 /* Empty lines before a request line, then its first byte. */
 static size_t step_start(struct http_parser *p, const unsigned char *s, size_t i, size_t len,
 			 struct http_feed_result *out)
@@ -463,6 +867,9 @@ static size_t step_start(struct http_parser *p, const unsigned char *s, size_t i
 		fail(p, out);
 		return len;
 	}
+	size_t next = take_lines(p, s, i, len, out);
+	if (next != i)
+		return next;
 	begin_request(p);
 	out->requests_started++;
 	p->state = S_METHOD;
@@ -574,7 +981,7 @@ static size_t step_header_name(struct http_parser *p, const unsigned char *s, si
 		fail(p, out);
 		return len;
 	}
-	begin_value(p);
+	begin_value(p, named_entries(p));
 	p->state = S_HEADER_VALUE;
 	return end + 1;
 }
@@ -584,20 +991,15 @@ static size_t step_header_value(struct http_parser *p, const unsigned char *s, s
 				size_t len, struct http_feed_result *out)
 {
 	size_t end = http_scan(s, i, len, http_eol_bytes);
-	if (p->capture == M_TRACESTATE)
-		tracestate_add(p, s + i, end - i);
-	else if (p->capture != RANK_NONE)
-		value_add(p, s + i, end - i);
+	if (p->capture != RANK_NONE)
+		capture_add(p, s + i, end - i);
 	if (end == len)
 		return len;
-	if (p->capture != RANK_NONE) {
-		while (p->value_len > 0 && is_ows((unsigned char)p->value[p->value_len - 1]))
-			p->value_len--;
-		if (!finish_value(p)) {
-			fail(p, out);
-			return len;
-		}
+	if (p->capture != RANK_NONE && !capture_end(p)) {
+		fail(p, out);
+		return len;
 	}
+	header_line_done(p);
 	return line_end(p, s, end, len, S_HEADER_START);
 }
 
@@ -614,6 +1016,10 @@ size_t http_parser_feed(struct http_parser *p, const char *buf, size_t len,
 	out->id_len = 0;
 	out->at_head_end = false;
 
+	/* The usual read: a request head from its first byte, taken as
+	 * S_START would take it, without going through the steps. */
+	if (p->state == S_START && len > 0 && http_is_tchar(s[0]))
+		i = take_lines(p, s, 0, len, out);
 	while (i < len) {
 		unsigned char c = s[i];
 		switch (p->state) {
@@ -646,16 +1052,16 @@ size_t http_parser_feed(struct http_parser *p, const char *buf, size_t len,
 			i++;
 			break;
 		case S_HEADER_START:
-			if ((c == '\r' || c == '\n') && p->pause_at_heads && !p->paused) {
+			i = take_lines(p, s, i, len, out);
+			if (i == len || p->state != S_HEADER_START)
+				break;
+			c = s[i];
+			if (c == '\r' || c == '\n') {
+				/* take_lines leaves the blank line only to pause. */
 				p->paused = true;
 				out->at_head_end = true;
 				out->seen = p->seen;
 				return i;
-			}
-			if (c == '\r' || c == '\n') {
-				p->paused = false;
-				i = line_end(p, s, i, len, end_headers(p, out));
-				break;
 			}
 			if (c == ' ' || c == '\t') {
 				/* obs-fold: a continuation of the previous header. */

@@ -52,6 +52,11 @@ struct header_matcher {
 	uint8_t len[MATCHER_MAX];
 	uint32_t first[256]; /* entries whose name starts with a byte (ASCII
 				case folded), one bit each */
+	uint32_t by_len[CONFIG_MAX_HEADER_NAME + 1]; /* entries whose name is
+							 that long */
+	uint32_t twins[MATCHER_MAX]; /* entries whose name is the entry's (the
+					entry too): a complete name is compared
+					once for all of them */
 	char name[MATCHER_MAX][MATCHER_NAME_ROOM]; /* lowercase, zero-padded */
 };
 
