@@ -8,7 +8,11 @@
  * TRACESTATE_MAX limit, obs-fold, keep-alive), whole and split everywhere;
  * the parser's runs (16-byte scans, names matched many bytes at once): names
  * that match only in their first bytes, line ends and bad bytes at every
- * offset, any split of a browser's head reporting what one piece does.
+ * offset, any split of a browser's head reporting what one piece does; a
+ * head in one read taken a line at a time: request lines, header names and
+ * line ends at the edges of the blocks that line is looked at in, names the
+ * matcher lists twice, captured values and framing, the state a header line
+ * leaves the same whole and split.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -1775,6 +1779,335 @@ static void test_browser_head_any_split(void **state)
 }
 
 
+/* ---- whole lines: a head in one read (take_lines) ------------------------ */
+
+/* A head read in one piece is taken a line at a time, each line looked at
+ * from its first 16-byte blocks, other lines left to the steps that take
+ * the same bytes in pieces. These put each of those checks' edges inside
+ * one read; expect_splits_same compares it with every split. */
+
+/* "<method> <target> HTTP/1.1" and a head after it, whole: *whole is the run
+ * of the whole buffer (all of its splits report the same). */
+static void whole_request_line(const char *method, const char *target, const char *version,
+			       const char *eol, struct run *whole)
+{
+	char req[256];
+	int n = snprintf(req, sizeof req, "%s %s %s%sX-Request-ID: r\r\n\r\n", method, target,
+			 version, eol);
+	assert_true(n > 0 && (size_t)n < sizeof req);
+	expect_splits_same(req, (size_t)n, false, whole);
+}
+
+static void test_whole_request_line_edges(void **state)
+{
+	(void)state;
+	char method[40], target[48];
+	struct run whole;
+	/* Methods ending before, at and past the first block's end; up to 32
+	 * bytes they are methods. A target that looks like the version is
+	 * still only a target: the line has no version (a 16-byte method puts
+	 * the space before it at the block's end). */
+	for (size_t m = 1; m <= 34; m++) {
+		memset(method, 'A' + (int)(m % 26), m);
+		method[m] = '\0';
+		whole_request_line(method, "/", "HTTP/1.1", "\r\n", &whole);
+		assert_int_equal(whole.completed, m <= 32 ? 1 : 0);
+		assert_int_equal(whole.not_http, m <= 32 ? 0 : 1);
+		whole_request_line(method, "HTTP/1.1", "", "\r\n", &whole);
+		assert_int_equal(whole.completed, 0);
+		assert_int_equal(whole.not_http, 1);
+	}
+	/* Methods of other token bytes, and CONNECT's near misses. */
+	static const char *const methods[] = { "M-SEARCH", "GET!", "_X~", "get", "CONNEC",
+					       "CONNECTX", "XCONNECT" };
+	for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++) {
+		whole_request_line(methods[i], "/", "HTTP/1.1", "\r\n", &whole);
+		assert_int_equal(whole.completed, 1);
+		assert_false(whole.end.connect);
+	}
+	whole_request_line("CONNECT", "example.com:443", "HTTP/1.1", "\r\n", &whole);
+	assert_true(whole.end.connect);
+	/* Targets ending in the first block and past it, after methods that
+	 * end early or late in it. */
+	static const char *const short_long[] = { "GET", "ABCDEFGHIJKLMN", "ABCDEFGHIJKLMNO" };
+	for (size_t k = 0; k < 3; k++) {
+		for (size_t t = 1; t <= 40; t++) {
+			memset(target, 'p', t);
+			target[0] = '/';
+			target[t] = '\0';
+			whole_request_line(short_long[k], target, "HTTP/1.1", "\r\n", &whole);
+			assert_int_equal(whole.completed, 1);
+			expect_id(whole.last.id_len, whole.last.id, "r");
+			assert_int_equal(whole.last.line_len, strlen(short_long[k]) + t + 10);
+		}
+		/* no target: two spaces */
+		whole_request_line(short_long[k], "", "HTTP/1.1", "\r\n", &whole);
+		assert_int_equal(whole.not_http, 1);
+	}
+	/* Versions and line ends: the line is taken whole only as
+	 * "HTTP/1.d" and CRLF or LF; anything else as the steps take it. */
+	static const struct {
+		const char *version, *eol;
+		uint32_t completed;
+	} ends[] = {
+		{ "HTTP/1.1", "\r\n", 1 }, { "HTTP/1.0", "\n", 1 }, { "HTTP/1.9", "\r\n", 1 },
+		{ "HTTP/2.0", "\r\n", 0 }, { "HTTP/1.x", "\r\n", 0 }, { "HTTP/1.1 ", "\r\n", 0 },
+		{ "HTTP/1.", "\r\n", 0 }, { "HTTP/1.1", "\rx", 0 }, { "HTTP/1.1", "\r\r\n", 0 },
+		{ "http/1.1", "\r\n", 0 },
+	};
+	for (size_t i = 0; i < sizeof ends / sizeof ends[0]; i++) {
+		whole_request_line("GET", "/", ends[i].version, ends[i].eol, &whole);
+		assert_int_equal(whole.completed, ends[i].completed);
+	}
+	/* A request line longer than REQUEST_LINE_MAX keeps its first bytes. */
+	memset(target, 'q', 44);
+	target[0] = '/';
+	target[44] = '\0';
+	char line_target[100];
+	snprintf(line_target, sizeof line_target, "%s%s", target, target);
+	whole_request_line("GET", line_target, "HTTP/1.1", "\r\n", &whole);
+	assert_int_equal(whole.last.line_len, REQUEST_LINE_MAX);
+	/* The request line alone, and the buffer just long enough for it. */
+	static const char *const alone[] = { "GET / HTTP/1.1\r\n", "GET / HTTP/1.1\r\n\r\n",
+					     "GET /a HTTP/1.1\r\n", "GET / HTTP/1.1\r" };
+	for (size_t i = 0; i < sizeof alone / sizeof alone[0]; i++)
+		expect_splits_same(alone[i], strlen(alone[i]), true, &whole);
+}
+
+/* A head of "GET / HTTP/1.1", a header named name with value v, then an id
+ * header: all splits the same; *whole is the whole run. */
+static void whole_named_line(const char *name, const char *v, struct run *whole)
+{
+	char req[512];
+	int n = snprintf(req, sizeof req, "GET / HTTP/1.1\r\n%s:%s\r\nX-Request-ID: r\r\n\r\n",
+			 name, v);
+	assert_true(n > 0 && (size_t)n < sizeof req);
+	expect_splits_same(req, (size_t)n, false, whole);
+}
+
+static void test_whole_header_name_edges(void **state)
+{
+	(void)state;
+	char name[80];
+	struct run whole;
+	/* Names ending in the first block, in the second and past both; some
+	 * that entries begin like ('x', 't', 'c'), most not. */
+	static const char firsts[] = "qxtcX";
+	for (size_t f = 0; f < sizeof firsts - 1; f++) {
+		for (size_t n = 1; n <= 70; n++) {
+			memset(name, 'a' + (int)(n % 26), n);
+			name[0] = firsts[f];
+			name[n] = '\0';
+			whole_named_line(name, " v", &whole);
+			assert_int_equal(whole.completed, 1);
+			expect_id(whole.last.id_len, whole.last.id, "r");
+		}
+	}
+	/* Other token bytes anywhere in a name, and bytes that are not token
+	 * bytes (the stream is lost there). */
+	static const char other[] = "!#$%&'*+.^_`|~";
+	static const char bad[] = " @\x01\x7f\"(";
+	for (size_t at = 0; at < 40; at++) {
+		memset(name, 'n', 40);
+		name[40] = '\0';
+		for (size_t k = 0; k < sizeof other - 1; k++) {
+			name[at] = other[k];
+			whole_named_line(name, "v", &whole);
+			assert_int_equal(whole.completed, 1);
+		}
+		for (size_t k = 0; k < sizeof bad - 1; k++) {
+			name[at] = bad[k];
+			whole_named_line(name, "v", &whole);
+			if (at == 0 && bad[k] == ' ') {
+				/* a continuation line: no id is used */
+				assert_int_equal(whole.completed, 1);
+				expect_id(whole.last.id_len, whole.last.id, NULL);
+				continue;
+			}
+			assert_int_equal(whole.completed, 0);
+			assert_int_equal(whole.desync, 1);
+		}
+	}
+	/* No name at all. */
+	whole_named_line("", "v", &whole);
+	assert_int_equal(whole.desync, 1);
+	/* Names that id headers begin with, or that begin with one, in any
+	 * case, 16 and 17 bytes long as well: only the whole name counts. */
+	static const struct {
+		const char *name;
+		const char *want_id;
+	} ids[] = {
+		{ "X-REQUEST-ID", "v" },      { "x-request-id", "v" },
+		{ "X-Request-I", "r" },       { "X-Request-IDx", "r" },
+		{ "X-Correlation-ID", "r" }, /* ranks below X-Request-ID */
+		{ "X-Correlation-IDs", "r" }, { "X-Trace-ID", "r" },
+		{ "Content-Lengt", "r" },     { "Transfer-Encodin", "r" },
+	};
+	for (size_t i = 0; i < sizeof ids / sizeof ids[0]; i++) {
+		char req[256];
+		int n = snprintf(req, sizeof req, "GET / HTTP/1.1\r\nX-Request-ID: r\r\n%s: v\r\n\r\n",
+				 ids[i].name);
+		if (strcasecmp(ids[i].name, "X-Request-ID") == 0)
+			n = snprintf(req, sizeof req, "GET / HTTP/1.1\r\n%s: v\r\n\r\n",
+				     ids[i].name);
+		expect_request(req, (size_t)n, false, ids[i].want_id);
+	}
+}
+
+/* The id header the shim sends is also an id header it reads (the same name
+ * twice in the matcher): a whole head notes both, as the steps do. */
+static void test_whole_twin_names(void **state)
+{
+	(void)state;
+	static const char head[] = "GET / HTTP/1.1\r\nx-REQUEST-id: t\r\n\r\n";
+	struct http_feed_result r;
+	struct http_parser split;
+	uint32_t both = 0;
+	init_default();
+	for (uint8_t e = 0; e < g_m.count; e++)
+		if (g_m.len[e] == 12 && memcmp(g_m.name[e], "x-request-id", 12) == 0)
+			both |= 1u << e;
+	assert_int_equal(__builtin_popcount(both), 2);
+	/* Pausing before the blank line reports what the head has. */
+	for (size_t cut = 0; cut <= sizeof head - 1; cut++) {
+		http_parser_init_pausing(&g_p, &g_m);
+		size_t at = 0, stops = 0;
+		const size_t ends[2] = { cut, sizeof head - 1 };
+		for (size_t piece = 0; piece < 2; piece++) {
+			while (at < ends[piece]) {
+				memset(&r, 0, sizeof r);
+				at += http_parser_feed(&g_p, head + at, ends[piece] - at, &r);
+				if (r.at_head_end) {
+					assert_int_equal(r.seen, both);
+					assert_int_equal(at, sizeof head - 3);
+					stops++;
+					break;
+				}
+			}
+		}
+		assert_int_equal(stops, 1);
+		if (cut == 0)
+			split = g_p;
+		else
+			assert_int_equal(g_p.seen, split.seen);
+	}
+	expect_request(head, sizeof head - 1, true, "t");
+}
+
+static void test_whole_line_end_edges(void **state)
+{
+	(void)state;
+	char v[80];
+	struct run whole;
+	/* Bytes 0x08 to 0x0f other than CR and LF are value bytes (one
+	 * compare finds them with CR and LF): at every offset around the
+	 * 32-byte steps of the search for a line's end. */
+	static const char near[] = "\x08\t\x0b\x0c\x0e\x0f";
+	for (size_t len = 1; len <= 70; len += 3) {
+		for (size_t at = 0; at < len; at++) {
+			for (size_t k = 0; k < sizeof near - 1; k++) {
+				memset(v, 'v', len);
+				v[at] = near[k];
+				v[len] = '\0';
+				whole_named_line("Accept", v, &whole);
+				assert_int_equal(whole.completed, 1);
+				expect_id(whole.last.id_len, whole.last.id, "r");
+			}
+			/* a CR without its LF loses the stream */
+			memset(v, 'v', len);
+			v[at] = '\r';
+			v[len] = '\0';
+			whole_named_line("Accept", v, &whole);
+			assert_int_equal(whole.completed, 0);
+			assert_int_equal(whole.desync, 1);
+		}
+	}
+	/* Heads whose last lines are short, near the buffer's end, ended by
+	 * CRLF or LF, and heads cut anywhere. */
+	char req[256];
+	for (size_t k = 0; k <= 20; k++) {
+		memset(v, 'w', k);
+		v[k] = '\0';
+		int n = snprintf(req, sizeof req, "GET / HTTP/1.1\r\nX-Request-ID: r\r\nA:%s\r\nb:\n\r\n", v);
+		expect_request(req, (size_t)n, true, "r");
+		for (int cut = 16; cut < n; cut++)
+			expect_splits_same(req, (size_t)cut, false, &whole);
+	}
+}
+
+static void test_whole_captured_values(void **state)
+{
+	(void)state;
+	char id[160], v[200], req[320];
+	struct run whole;
+	/* OWS around an id, and ids around the 128 bytes an id may have,
+	 * with and without OWS after them. */
+	static const char *const ows[] = { "", " ", "\t", "  \t", " \t " };
+	for (size_t len = 1; len <= 132; len += len < 120 ? 17 : 1) {
+		for (size_t k = 0; k < len; k++)
+			id[k] = (char)('a' + k % 26);
+		id[len] = '\0';
+		for (size_t a = 0; a < sizeof ows / sizeof ows[0]; a++) {
+			for (size_t b = 0; b < sizeof ows / sizeof ows[0]; b++) {
+				snprintf(v, sizeof v, "%s%s%s", ows[a], id, ows[b]);
+				int n = snprintf(req, sizeof req,
+						 "GET / HTTP/1.1\r\nX-Request-ID:%s\r\n\r\n", v);
+				expect_splits_same(req, (size_t)n, false, &whole);
+				expect_id(whole.last.id_len, whole.last.id, len <= 128 ? id : NULL);
+			}
+		}
+	}
+	/* Lengths, chunked framing and their errors, whole. */
+	static const struct {
+		const char *head;
+		uint32_t completed, desync;
+	} framing[] = {
+		{ "POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nGET /GET /x HTTP/1.1\r\n\r\n", 2, 0 },
+		{ "POST / HTTP/1.1\r\nContent-Length:  5 \t\r\n\r\nhello", 1, 0 },
+		{ "POST / HTTP/1.1\r\nContent-Length: 5x\r\n\r\nhello", 0, 1 },
+		{ "POST / HTTP/1.1\r\nContent-Length: 5\r\ncontent-length: 6\r\n\r\nhello", 0, 1 },
+		{ "POST / HTTP/1.1\r\nContent-Length: 5\r\ncontent-length: 5\r\n\r\nhello", 1, 0 },
+		{ "POST / HTTP/1.1\r\nContent-Length:\r\n\r\n", 0, 1 },
+		{ "POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"
+		  "5\r\nGET /\r\n0\r\n\r\n", 1, 0 },
+	};
+	for (size_t i = 0; i < sizeof framing / sizeof framing[0]; i++) {
+		expect_splits_same(framing[i].head, strlen(framing[i].head), false, &whole);
+		assert_int_equal(whole.completed, framing[i].completed);
+		assert_int_equal(whole.desync, framing[i].desync);
+	}
+	/* A Content-Length value longer than the value buffer. */
+	memset(v, '1', 150);
+	v[150] = '\0';
+	int n = snprintf(req, sizeof req, "POST / HTTP/1.1\r\nContent-Length: %s\r\n\r\n", v);
+	expect_splits_same(req, (size_t)n, false, &whole);
+	assert_int_equal(whole.desync, 1);
+}
+
+/* A header line leaves the same state however it was read: what its name
+ * and value leave behind is cleared at its end. */
+static void test_whole_line_state_cleared(void **state)
+{
+	(void)state;
+	static const char *const heads[] = {
+		"GET / HTTP/1.1\r\nX-Request-ID: abc\r\n",
+		"GET / HTTP/1.1\r\nX-Request-ID: abc\r\nHost: h\r\n",
+		"GET / HTTP/1.1\r\ntracestate: a=1 \r\n",
+		"GET / HTTP/1.1\r\nContent-Length: 3\r\nX-Correlation-IDs: x\r\n",
+	};
+	for (size_t i = 0; i < sizeof heads / sizeof heads[0]; i++) {
+		struct run whole;
+		expect_splits_same(heads[i], strlen(heads[i]), true, &whole);
+		assert_int_equal(whole.end.name_match, 0);
+		assert_int_equal(whole.end.token_len, 0);
+		assert_int_equal(whole.end.value_len, 0);
+		assert_false(whole.end.value_overflow);
+		assert_true(whole.end.tracestate_line_empty);
+		assert_int_equal(whole.end.capture, RANK_NONE);
+		assert_true(http_parser_in_head(&whole.end));
+	}
+}
+
 /* Inside a head from a request line's first byte until the blank line's CR
  * reported it; never in a body, a chunk's lines or between requests. */
 static void test_in_head(void **state)
@@ -1865,6 +2198,12 @@ int main(void)
 		cmocka_unit_test(test_line_ends_at_every_offset),
 		cmocka_unit_test(test_bad_bytes_at_every_offset),
 		cmocka_unit_test(test_browser_head_any_split),
+		cmocka_unit_test(test_whole_request_line_edges),
+		cmocka_unit_test(test_whole_header_name_edges),
+		cmocka_unit_test(test_whole_twin_names),
+		cmocka_unit_test(test_whole_line_end_edges),
+		cmocka_unit_test(test_whole_captured_values),
+		cmocka_unit_test(test_whole_line_state_cleared),
 		cmocka_unit_test(test_in_head),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
