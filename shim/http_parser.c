@@ -58,6 +58,9 @@ enum parser_state {
 
 static const char connect_method[] = "CONNECT";
 
+/* "GET " as the four bytes of a request line's start, read as one. */
+static const uint32_t get_method = 'G' | 'E' << 8 | 'T' << 16 | (uint32_t)' ' << 24;
+
 static const char http_version_prefix[] = "HTTP/1.";
 
 /* RFC 9110 tchar: the bytes of methods and header names. */
@@ -700,7 +703,11 @@ static size_t take_request_line(struct http_parser *restrict p, const unsigned c
 	if (len - i <= 16)
 		return i;
 	__m128i x = _mm_loadu_si128((const __m128i *)(s + i));
-	size_t method_end = i + (unsigned)__builtin_ctz(http_unusual_name_bytes(x) | 1u << 16);
+	/* "GET ", the usual method, is known by its bytes. */
+	uint32_t head;
+	memcpy(&head, s + i, 4);
+	size_t method_end = head == get_method ? i + 3
+			    : i + (unsigned)__builtin_ctz(http_unusual_name_bytes(x) | 1u << 16);
 	if (s[method_end] != ' ')
 		return i;
 	/* The target's end in the rest of the block, else past it (a
@@ -1003,23 +1010,13 @@ static size_t step_header_value(struct http_parser *p, const unsigned char *s, s
 	return line_end(p, s, end, len, S_HEADER_START);
 }
 
-size_t http_parser_feed(struct http_parser *p, const char *buf, size_t len,
-			struct http_feed_result *out)
+/* The steps over s[i, len), each state's in turn: apart from
+ * http_parser_feed, so that a read take_lines takes whole returns without
+ * setting up this loop. */
+static __attribute__((noinline)) size_t
+feed_steps(struct http_parser *p, const unsigned char *s, size_t i, size_t len,
+	   struct http_feed_result *out)
 {
-	const unsigned char *s = (const unsigned char *)buf;
-	size_t i = 0;
-
-	out->requests_started = 0;
-	out->headers_completed = 0;
-	out->not_http = false;
-	out->desync = false;
-	out->id_len = 0;
-	out->at_head_end = false;
-
-	/* The usual read: a request head from its first byte, taken as
-	 * S_START would take it, without going through the steps. */
-	if (p->state == S_START && len > 0 && http_is_tchar(s[0]))
-		i = take_lines(p, s, 0, len, out);
 	while (i < len) {
 		unsigned char c = s[i];
 		switch (p->state) {
@@ -1163,6 +1160,29 @@ size_t http_parser_feed(struct http_parser *p, const char *buf, size_t len,
 		}
 	}
 	return len;
+}
+
+size_t http_parser_feed(struct http_parser *p, const char *buf, size_t len,
+			struct http_feed_result *out)
+{
+	const unsigned char *s = (const unsigned char *)buf;
+	size_t i = 0;
+
+	out->requests_started = 0;
+	out->headers_completed = 0;
+	out->not_http = false;
+	out->desync = false;
+	out->id_len = 0;
+	out->at_head_end = false;
+
+	/* The usual read: a request head from its first byte, taken as
+	 * S_START would take it, without going through the steps. */
+	if (p->state == S_START && len > 0 && http_is_tchar(s[0])) {
+		i = take_lines(p, s, 0, len, out);
+		if (i == len)
+			return len;
+	}
+	return feed_steps(p, s, i, len, out);
 }
 
 size_t http_parser_plan(const struct http_parser *p, const struct iovec *iov, int iovcnt,
