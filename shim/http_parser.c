@@ -660,7 +660,7 @@ static size_t line_end(struct http_parser *p, const unsigned char *s, size_t i, 
  * the parser exactly as the steps would for the same bytes; a line that is
  * not whole, or has anything the steps treat specially (a bad byte, a CR
  * without its LF, a continuation line, the blank line), is left to the
- * steps untouched. A line's first 16 bytes are looked at as one block. */
+ * steps untouched. A line is looked at from its first 16-byte blocks. */
 
 /* Bytes 0x08 to 0x0f, one bit each: CR and LF, and a few control bytes
  * that header values seldom hold, found with one compare. */
@@ -695,7 +695,7 @@ find_eol(const unsigned char *s, size_t from, size_t len)
 /* The request line from s[i], a token character: when "METHOD SP target SP
  * HTTP/1.d" and its CRLF or LF are all at hand, takes it and returns where
  * the next line begins (in S_HEADER_START); else returns i. The method is
- * letters, digits and '-' ending in the line's first block (others are left
+ * letters, digits and '-', its space at most 16 bytes in (others are left
  * to the steps). */
 static size_t take_request_line(struct http_parser *restrict p, const unsigned char *restrict s,
 				size_t i, size_t len, struct http_feed_result *out)

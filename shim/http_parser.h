@@ -86,6 +86,9 @@ struct http_parser {
 	uint16_t tracestate_len;
 	uint16_t token_len;    /* bytes of method or header name so far */
 	uint32_t name_match;   /* matcher entries still matching the name */
+	/* A header line's end leaves capture RANK_NONE and value_len,
+	 * value_overflow, token_len and name_match 0, tracestate_line_empty
+	 * true: they are read only while a line is read. */
 	uint32_t seen;         /* matcher entries present in this request */
 	uint64_t remaining;    /* body or chunk bytes left to skip */
 	uint64_t content_length;
