@@ -5,17 +5,20 @@
  * One state machine per connection that takes its input in runs, as the
  * request parser (http_parser.c) does: each step takes as many bytes as it
  * can and goes straight on into the next state while bytes are left.
- * "HTTP/1.x NNN" is checked as two words and the reason phrase skipped with
- * one SSE2 search for the line's end. The usual header line is then taken
- * whole in one loop: Content-Length is known by its 14 bytes and ':', and
- * its digits read at once; any other name is found by an SSE2 search for
- * the end of its usual bytes (letters, digits, '-') and, unless its length
- * and first byte make it a candidate for a name of interest, its value is
- * skipped with one search for the line's end. Any other line (Transfer-
- * Encoding, the added header, other token characters, a line a write cuts,
- * an unusual value) goes through the states of a header line: its name
- * matched run by run as a prefix of the names of interest, a framing value
- * read byte by byte.
+ * Before it, the usual form of a response, in which most are written
+ * whole, is taken a line at a time: "HTTP/1.x NNN " checked with one
+ * 16-byte compare; each header line whose name is letters and '-', found
+ * with 16-byte loads, its value skipped with 16-byte searches for the CRLF
+ * or LF that ends it (Content-Length and Transfer-Encoding known by a
+ * 16-byte compare, their values read as the states read them); then the
+ * blank line and the body's bytes. The first line that is not in that form
+ * (another token character in its name, the added header's name, other
+ * control bytes in its value, a line a write cuts or that reaches into the
+ * write's last 17 bytes) is left to the states: the usual header line is
+ * still taken whole, its name found by an SSE2 search for the end of its
+ * usual bytes (letters, digits, '-'); any other goes through the states of
+ * a header line, its name matched run by run as a prefix of the names of
+ * interest, a framing value read byte by byte.
  * Either way the parser ends exactly as taking the same bytes one at a time
  * would, so any split of the input gives the same points and the same
  * state. Body bytes are skipped in bulk.
@@ -327,7 +330,7 @@ static size_t coding_value(struct http_response_parser *p, const unsigned char *
 }
 
 /* The blank line after the headers: where the body starts, if any. */
-static uint8_t after_headers(struct http_response_parser *p)
+static inline __attribute__((always_inline)) uint8_t after_headers(struct http_response_parser *p)
 {
 	if (p->status < 200)
 		return p->status == 101 ? R_UNTIL_CLOSE : R_START; /* interim response */
@@ -523,75 +526,391 @@ static size_t step_header_value(struct http_response_parser *p, const unsigned c
 	return end < n ? end_line(p, s, end, n, R_HEADER_START) : n;
 }
 
-/* Header lines one after another, then the blank line that ends them: the
- * point before it, and the state the body needs. The usual line is taken
- * here whole, in one go: a name of usual bytes (letters, digits, '-') that
- * is none of interest, or is Content-Length with a value of digits; then
- * the line's end. Any other line is left to the states above, from its
- * first byte or from its value. While here the state stays R_HEADER_START,
- * and after_lf is R_HEADER_START already (every way into this state sets
- * it), as ending each line would leave them. */
+/* ---- the usual form, taken at once ------------------------------------ */
+
+/* A response head in the usual form: the status line "HTTP/1.x NNN
+ * reason", lines "Name: value" whose names are letters and '-', each line
+ * ended by CRLF or LF. Such lines are taken here one at a time, each with a
+ * few 16-byte loads, leaving the parser as the states would leave it after
+ * taking their bytes one by one; the first line that is not in that form,
+ * or not whole before the write's last 17 bytes (where a load from it
+ * would pass the end), is left to the states, from its first byte. */
+
+/* s[at, at + 2) is CRLF (both bytes in the buffer). */
+static inline bool crlf_here(const unsigned char *s, size_t at)
+{
+	uint16_t two;
+	memcpy(&two, s + at, 2);
+	return two == ('\r' | '\n' << 8);
+}
+
+/* The run of letters and '-' at b, up to 16: the offset of the first of its
+ * 16 bytes that is neither, or 16. */
+static inline size_t letter_run16(const unsigned char *b)
+{
+	__m128i x = _mm_loadu_si128((const __m128i *)b);
+	__m128i folded = _mm_add_epi8(_mm_or_si128(x, _mm_set1_epi8(0x20)),
+				      _mm_set1_epi8((char)(0x80 - 'a')));
+	__m128i letter = _mm_cmplt_epi8(folded, _mm_set1_epi8((char)(-128 + 26)));
+	__m128i usual = _mm_or_si128(letter, _mm_cmpeq_epi8(x, _mm_set1_epi8('-')));
+	return (unsigned)__builtin_ctz(~(unsigned)_mm_movemask_epi8(usual));
+}
+
+/* Bytes 0x08 to 0x0f: CR and LF among them, the others (HTAB most of all)
+ * rare in a head. One OR and one compare find them. */
+static inline unsigned maybe_eol_bytes(__m128i x)
+{
+	return (unsigned)_mm_movemask_epi8(
+		_mm_cmpeq_epi8(_mm_or_si128(x, _mm_set1_epi8(0x07)), _mm_set1_epi8(0x0f)));
+}
+
+/* s[end] (end < n - 1) ends a line as end_line takes CRLF or LF at once:
+ * the next line starts at *next (set only then). */
+static inline bool next_line(const unsigned char *s, size_t end, size_t *next)
+{
+	if (__builtin_expect(crlf_here(s, end), 1)) {
+		*next = end + 2;
+		return true;
+	}
+	if (s[end] != '\n')
+		return false;
+	*next = end + 1;
+	return true;
+}
+
+/* The start of the next line, after the end of the line going on at s[at]
+ * (at < n - 1), in *next: false when a byte from 0x08 to 0x0f other than
+ * its CRLF or LF comes first, or none before the write's last byte. limit
+ * is n - 17: a block loaded from at <= limit leaves a byte after it for
+ * the LF; past limit, the block loaded from limit is shifted to begin at
+ * at. */
+static inline __attribute__((always_inline)) bool
+line_end_from(const unsigned char *s, size_t at, size_t limit, size_t *next)
+{
+	unsigned m = 0;
+	while (at <= limit && !(m = maybe_eol_bytes(_mm_loadu_si128((const __m128i *)(s + at)))))
+		at += 16;
+	if (!m)
+		m = maybe_eol_bytes(_mm_loadu_si128((const __m128i *)(s + limit))) >> (at - limit);
+	if (!m)
+		return false;
+	return next_line(s, at + (unsigned)__builtin_ctz(m), next);
+}
+
+/* The 16 bytes at b are name's first 16, in any case (as same_as_lowercase
+ * has it): fold has 0x20 where name has a letter. */
+static inline bool is_name16(const unsigned char *b, const unsigned char *name,
+			     const unsigned char *fold)
+{
+	__m128i x = _mm_or_si128(_mm_loadu_si128((const __m128i *)b),
+				 _mm_load_si128((const __m128i *)fold));
+	return _mm_movemask_epi8(_mm_cmpeq_epi8(x, _mm_load_si128((const __m128i *)name))) ==
+	       0xffff;
+}
+
+/* "content-length:" and a byte that may be any (its fold sets all its
+ * bits); the first 16 bytes of "transfer-encoding". */
+static const unsigned char length_name[16] __attribute__((aligned(16))) = {
+	'c', 'o', 'n', 't', 'e', 'n', 't', '-', 'l', 'e', 'n', 'g', 't', 'h', ':', 0xff
+};
+static const unsigned char length_fold[16] __attribute__((aligned(16))) = {
+	0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0, 0xff
+};
+static const unsigned char coding_name[16] __attribute__((aligned(16))) = {
+	't', 'r', 'a', 'n', 's', 'f', 'e', 'r', '-', 'e', 'n', 'c', 'o', 'd', 'i', 'n'
+};
+static const unsigned char coding_fold[16] __attribute__((aligned(16))) = {
+	0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20
+};
+
+/* Content-Length's value from s[at] (at < n - 1), just after its ':', in
+ * its usual form: a SP or none, 1 to 19 digits (too few to overflow), then
+ * CRLF or LF, all before the write's last byte. Takes the line as the
+ * states would (begin_value, the digits, has_length) and sets *next where
+ * the next line starts; false if the value is not that, and nothing was
+ * taken. */
+static inline __attribute__((always_inline)) bool
+usual_length_line(struct http_response_parser *p, const unsigned char *s, size_t at, size_t n,
+		  size_t *next)
+{
+	at += s[at] == ' ';
+	size_t start = at;
+	unsigned digit = s[at] - (unsigned)'0';
+	if (digit > 9)
+		return false;
+	uint64_t v = digit;
+	while (++at < n - 1 && (digit = s[at] - (unsigned)'0') <= 9)
+		v = v * 10 + digit;
+	if (at - start > 19 || at == n - 1 || !next_line(s, at, next))
+		return false;
+	p->remaining = v;
+	p->value_len = (uint8_t)(at - start);
+	p->value_bad = false;
+	p->value_spaced = false;
+	p->has_length = true;
+	p->name_match = N_CONTENT_LENGTH;
+	p->token_len = sizeof(content_length) - 1;
+	return true;
+}
+
+/* The added header's name has len bytes and the same first letter as the
+ * name at s[i]: the states must compare the rest. */
+static inline bool maybe_added_header(const struct http_response_parser *p,
+				      const unsigned char *s, size_t i, size_t len)
+{
+	return len == p->header_len && (s[i] | 0x20) == http_lower((unsigned char)p->header[0]);
+}
+
+/* A header line at s[i] (i < limit, n - 17) whose name's first 16 bytes
+ * are letters and '-': taken as usual_lines takes a line when the rest of
+ * the name is too (up to 64 bytes, read on in 16-byte runs while they end
+ * before limit + 16), with Transfer-Encoding's value read by coding_value
+ * as the states read it. The next line's start in *next; false if the line
+ * is not that, and nothing was taken. */
+static __attribute__((noinline)) bool
+long_name_line(struct http_response_parser *p, const unsigned char *s, size_t i, size_t n,
+	       size_t limit, size_t *next)
+{
+	size_t len = 16, run;
+	do {
+		if (len >= 64 || i + len > limit)
+			return false;
+		run = letter_run16(s + i + len);
+		len += run;
+	} while (s[i + len] != ':' && run == 16);
+	if (s[i + len] != ':' || maybe_added_header(p, s, i, len) ||
+	    !line_end_from(s, i + len + 1, limit, next))
+		return false;
+	if (len == sizeof(transfer_encoding) - 1 && (s[i + 16] | 0x20) == 'g' &&
+	    is_name16(s + i, coding_name, coding_fold)) {
+		p->name_match = N_TRANSFER_ENCODING;
+		p->value_len = 0;
+		p->value_bad = false;
+		p->value_spaced = false;
+		coding_value(p, s, i + len + 1, n);
+	} else {
+		p->name_match = 0;
+	}
+	p->token_len = (uint16_t)len;
+	return true;
+}
+
+/* Header lines from their first byte at s[i] (n > 17), while they are in
+ * the usual form: Content-Length's (unless that is the added header's
+ * name) as usual_length_line takes it, or a name of 1 to 16 letters and
+ * '-' that cannot be the added header's, ':', and a value without bytes
+ * from 0x08 to 0x0f up to its CRLF or LF, taken as the states would take
+ * it (name_match none, token_len the name's length), or a longer name as
+ * long_name_line takes it. The state stays R_HEADER_START. Returns the
+ * start of the first line not taken. */
+static inline __attribute__((always_inline)) size_t
+usual_lines(struct http_response_parser *p, const unsigned char *s, size_t i, size_t n)
+{
+	size_t limit = n - 17;
+	while (i < limit) {
+		/* Content-Length, in nearly every response, is known by its 14
+		 * bytes and ':' before anything else is looked for; any other
+		 * name is the likelier. */
+		size_t colon = i + sizeof(content_length) - 1, next;
+		if (__builtin_expect(s[colon] == ':', 0) && is_name16(s + i, length_name, length_fold)) {
+			if (p->header_len == sizeof(content_length) - 1 ||
+			    !usual_length_line(p, s, colon + 1, n, &next))
+				break;
+		} else {
+			size_t len = letter_run16(s + i);
+			if (s[i + len] != ':') {
+				if (len < 16 || !long_name_line(p, s, i, n, limit, &next))
+					break;
+			} else {
+				if (len == 0 || maybe_added_header(p, s, i, len) ||
+				    !line_end_from(s, i + len + 1, limit, &next))
+					break;
+				p->name_match = 0;
+				p->token_len = (uint16_t)len;
+			}
+		}
+		i = next;
+	}
+	return i;
+}
+
+/* ---- header lines ------------------------------------------------------ */
+
+/* One header line from its first byte at s[i], or the blank line, as the
+ * states take it: at once when its name is of usual bytes (letters,
+ * digits, '-') and none of interest, or is Content-Length with a value of
+ * digits; else through the states of a header line. Returns where it
+ * stopped; the state stays R_HEADER_START only at the next line's start. */
+static __attribute__((noinline)) size_t
+header_line(struct http_response_parser *p, const unsigned char *s, size_t i, size_t n,
+	    size_t points[], size_t *count, size_t max)
+{
+	unsigned char c = s[i];
+	if (c == '\r' || c == '\n') {
+		if (p->status >= 200 && !p->has_header && p->header_len && *count < max)
+			points[(*count)++] = i;
+		return end_line(p, s, i, n, after_headers(p));
+	}
+	/* Content-Length, in nearly every response, is known by its 14
+	 * bytes and ':' before anything else is looked for. */
+	size_t end = i + sizeof(content_length) - 1;
+	bool length = end < n && s[end] == ':' &&
+		      same_as_lowercase(s + i, content_length, sizeof(content_length) - 1);
+	if (!length) {
+		end = http_scan(s, i, n, http_unusual_name_bytes);
+		if (end == i || end == n || s[end] != ':' ||
+		    end - i == sizeof(transfer_encoding) - 1)
+			return name_start(p, s, i, n);
+	}
+	size_t len = end - i;
+	if (len == p->header_len && http_lower(c) == http_lower((unsigned char)p->header[0]))
+		return name_start(p, s, i, n);
+	p->name_match = length ? N_CONTENT_LENGTH : 0;
+	p->token_len = (uint16_t)(len < UINT16_MAX ? len : UINT16_MAX);
+	if (length) {
+		begin_value(p);
+		i = usual_length(p, s, end + 1, n);
+		if (i == 0) {
+			p->state = R_HEADER_VALUE;
+			return end + 1;
+		}
+		p->has_length = true;
+	} else {
+		i = http_scan(s, end + 1, n, http_eol_bytes);
+		if (i == n) {
+			p->state = R_HEADER_VALUE;
+			return n;
+		}
+	}
+	if (s[i] == '\n')
+		return i + 1;
+	if (i + 1 < n && s[i + 1] == '\n')
+		return i + 2;
+	return end_line(p, s, i, n, R_HEADER_START);
+}
+
+/* The blank line at s[i] after the header lines, ended by CRLF or LF in
+ * this write, the body from s[body]: the point before it, the state the
+ * body needs, and the body's bytes in this write. */
+static inline __attribute__((always_inline)) size_t
+end_head(struct http_response_parser *p, size_t i, size_t body, size_t n, size_t points[],
+	 size_t *count, size_t max)
+{
+	if (p->status >= 200 && !p->has_header && p->header_len && *count < max)
+		points[(*count)++] = i;
+	uint8_t next = after_headers(p);
+	p->after_lf = next;
+	i = body;
+	if (next == R_BODY) {
+		uint64_t left = p->remaining;
+		if (left <= n - i) {
+			i += left;
+			p->remaining = 0;
+			next = R_START;
+		} else {
+			p->remaining = left - (n - i);
+			i = n;
+		}
+	}
+	p->state = next;
+	return i;
+}
+
+/* Header lines from s[i], the first of them one that usual_lines left
+ * (or the blank line ended otherwise than end_head takes), each taken by
+ * header_line or else in the usual form, then the blank line that ends
+ * them. */
+static __attribute__((noinline)) size_t
+other_header_lines(struct http_response_parser *p, const unsigned char *s, size_t i, size_t n,
+		   size_t points[], size_t *count, size_t max)
+{
+	for (;;) {
+		if (i == n)
+			return n;
+		i = header_line(p, s, i, n, points, count, max);
+		if (i == n || p->state != R_HEADER_START)
+			return i;
+		if (n > 17)
+			i = usual_lines(p, s, i, n);
+		size_t body;
+		if (i + 1 < n && next_line(s, i, &body))
+			return end_head(p, i, body, n, points, count, max);
+	}
+}
+
+/* Header lines one after another from s[i], then the blank line that ends
+ * them. */
 static size_t step_header_lines(struct http_response_parser *p, const unsigned char *s, size_t i,
 				size_t n, size_t points[], size_t *count, size_t max)
 {
-	while (i < n) {
-		unsigned char c = s[i];
-		if (c == '\r' || c == '\n') {
-			if (p->status >= 200 && !p->has_header && p->header_len && *count < max)
-				points[(*count)++] = i;
-			return end_line(p, s, i, n, after_headers(p));
-		}
-		/* Content-Length, in nearly every response, is known by its 14
-		 * bytes and ':' before anything else is looked for. */
-		size_t end = i + sizeof(content_length) - 1;
-		bool length = end < n && s[end] == ':' &&
-			      same_as_lowercase(s + i, content_length, sizeof(content_length) - 1);
-		if (!length) {
-			end = http_scan(s, i, n, http_unusual_name_bytes);
-			if (end == i || end == n || s[end] != ':' ||
-			    end - i == sizeof(transfer_encoding) - 1)
-				return name_start(p, s, i, n);
-		}
-		size_t len = end - i;
-		if (len == p->header_len && http_lower(c) == http_lower((unsigned char)p->header[0]))
-			return name_start(p, s, i, n);
-		p->name_match = length ? N_CONTENT_LENGTH : 0;
-		p->token_len = (uint16_t)(len < UINT16_MAX ? len : UINT16_MAX);
-		if (length) {
-			begin_value(p);
-			i = usual_length(p, s, end + 1, n);
-			if (i == 0) {
-				p->state = R_HEADER_VALUE;
-				return end + 1;
-			}
-			p->has_length = true;
-		} else {
-			i = http_scan(s, end + 1, n, http_eol_bytes);
-			if (i == n) {
-				p->state = R_HEADER_VALUE;
-				return n;
-			}
-		}
-		if (s[i] == '\n')
-			i++;
-		else if (i + 1 < n && s[i + 1] == '\n')
-			i += 2;
-		else
-			return end_line(p, s, i, n, R_HEADER_START);
+	if (n > 17)
+		i = usual_lines(p, s, i, n);
+	size_t body;
+	if (i + 1 < n && next_line(s, i, &body))
+		return end_head(p, i, body, n, points, count, max);
+	return other_header_lines(p, s, i, n, points, count, max);
+}
+
+/* "HTTP/1.x NNN " as the bytes that lie between two bounds (one byte where
+ * it must be that byte, '0' and '9' for a digit); the 3 bytes after it may
+ * be any. */
+static const unsigned char status_low[16] __attribute__((aligned(16))) = "HTTP/1.0 000 ";
+static const unsigned char status_high[16] __attribute__((aligned(16))) = {
+	'H', 'T', 'T', 'P', '/', '1', '.', '9', ' ', '9', '9', '9', ' ', 0xff, 0xff, 0xff
+};
+
+/* A response from its first byte at s[i] (n - i > 17) as far as it is in
+ * the usual form: "HTTP/1.x NNN " and a reason phrase without bytes from
+ * 0x08 to 0x0f up to its CRLF or LF, then the usual header lines
+ * (usual_lines), then the blank line as CRLF or LF and the body's bytes
+ * (end_head). Returns where it stopped, the parser left as the states
+ * leave it there (at the start of a header line not in that form, or
+ * after the blank line or the body); i itself, the parser untouched, if
+ * the status line is not in that form. */
+static inline __attribute__((always_inline)) size_t
+usual_response(struct http_response_parser *p, const unsigned char *s, size_t i, size_t n,
+	       size_t points[], size_t *count, size_t max)
+{
+	__m128i x = _mm_loadu_si128((const __m128i *)(s + i));
+	__m128i low = _mm_load_si128((const __m128i *)status_low);
+	__m128i high = _mm_load_si128((const __m128i *)status_high);
+	if (_mm_movemask_epi8(_mm_cmpeq_epi8(_mm_min_epu8(_mm_max_epu8(x, low), high), x)) !=
+	    0xffff)
+		return i;
+	/* The usual reason phrase ("OK") is short: its end is often in the
+	 * same 16 bytes. */
+	unsigned m = maybe_eol_bytes(x);
+	size_t line;
+	if (m) {
+		if (!next_line(s, i + (unsigned)__builtin_ctz(m), &line))
+			return i;
+	} else if (!line_end_from(s, i + 16, n - 17, &line)) {
+		return i;
 	}
-	return n;
+	/* As step_start, step_reason and end_line leave it. */
+	p->has_header = false;
+	p->chunked = false;
+	p->has_length = false;
+	p->status = (uint16_t)(s[i + 9] * 100 + s[i + 10] * 10 + s[i + 11] - '0' * 111);
+	p->remaining = 0;
+	p->token_len = 3;
+	i = usual_lines(p, s, line, n);
+	size_t body;
+	if (i + 1 < n && next_line(s, i, &body))
+		return end_head(p, i, body, n, points, count, max);
+	p->state = p->after_lf = R_HEADER_START;
+	return i;
 }
 
 /* ---- the parser -------------------------------------------------------- */
 
-static size_t scan(struct http_response_parser *p, const char *buf, size_t n, size_t points[],
-		   size_t max)
+/* The states from s[i] (i < n) until the bytes run out or a new response
+ * is about to start. */
+static __attribute__((noinline)) size_t
+scan_states(struct http_response_parser *p, const unsigned char *s, size_t i, size_t n,
+	    size_t points[], size_t *count, size_t max)
 {
-	const unsigned char *s = (const unsigned char *)buf;
-	size_t count = 0;
-	size_t i = 0;
-
-	while (i < n) {
+	do {
 		unsigned char c = s[i];
 		switch (p->state) {
 		/* A step that moves on to the next state goes on into it (with
@@ -609,7 +928,7 @@ static size_t scan(struct http_response_parser *p, const char *buf, size_t n, si
 				break;
 			/* fall through */
 		case R_HEADER_START:
-			i = step_header_lines(p, s, i, n, points, &count, max);
+			i = step_header_lines(p, s, i, n, points, count, max);
 			break;
 		case R_VERSION:
 			i = step_version(p, s, i, n);
@@ -657,7 +976,7 @@ static size_t scan(struct http_response_parser *p, const char *buf, size_t n, si
 		case R_CHUNK_EXT: {
 			const unsigned char *lf = memchr(s + i, '\n', n - i);
 			if (!lf)
-				return count;
+				return n;
 			p->state = p->remaining ? R_CHUNK_DATA : R_TRAILER_START;
 			i = (size_t)(lf - s) + 1;
 			break;
@@ -687,16 +1006,52 @@ static size_t scan(struct http_response_parser *p, const char *buf, size_t n, si
 		case R_TRAILER_LINE: {
 			const unsigned char *lf = memchr(s + i, '\n', n - i);
 			if (!lf)
-				return count;
+				return n;
 			p->state = R_TRAILER_START;
 			i = (size_t)(lf - s) + 1;
 			break;
 		}
 		default: /* R_UNTIL_CLOSE, R_STOPPED */
-			return count;
+			return n;
 		}
+	} while (i < n && p->state != R_START);
+	return i;
+}
+
+/* The responses from s[i] on, each tried in the usual form first; a
+ * header line that form left (or that a write begins with) goes to
+ * other_header_lines, anything else to the states. */
+static __attribute__((noinline)) size_t
+scan_from(struct http_response_parser *p, const unsigned char *s, size_t i, size_t n,
+	  size_t points[], size_t count, size_t max)
+{
+	while (i < n) {
+		size_t from = i;
+		if (p->state == R_START && n - i > 17)
+			i = usual_response(p, s, i, n, points, &count, max);
+		if (i != from)
+			continue;
+		if (p->state == R_HEADER_START)
+			i = other_header_lines(p, s, i, n, points, &count, max);
+		else
+			i = scan_states(p, s, i, n, points, &count, max);
 	}
 	return count;
+}
+
+/* A write that is one whole response in the usual form, the commonest, is
+ * taken with nothing else on the way. */
+static __attribute__((noinline)) size_t
+scan(struct http_response_parser *p, const char *buf, size_t n, size_t points[], size_t max)
+{
+	const unsigned char *s = (const unsigned char *)buf;
+	size_t count = 0, i = 0;
+	if (p->state == R_START && n > 17) {
+		i = usual_response(p, s, 0, n, points, &count, max);
+		if (i == n)
+			return count;
+	}
+	return scan_from(p, s, i, n, points, count, max);
 }
 
 size_t http_response_scan(struct http_response_parser *p, const char *buf, size_t n,

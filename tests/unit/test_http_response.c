@@ -10,8 +10,9 @@
  * names at every length and with every byte, Content-Length's name and
  * value in every form the parser reads at once or byte by byte, names
  * that are prefixes of the names of interest, obs-fold, every byte of the
- * status line, bytes the shim does not see (sendfile), not-HTTP and the
- * points[] limit.
+ * status line, every kind of line the usual form of a head takes at once
+ * or leaves to the states (against the same bytes written one at a time),
+ * bytes the shim does not see (sendfile), not-HTTP and the points[] limit.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -1219,6 +1220,239 @@ static void test_long_name_and_length_as_header(void **state)
 	assert_int_equal(pts[0], sizeof r - 3);
 }
 
+/* ---- heads in the usual form, taken at once ---------------------------- */
+
+/* buf written one byte at a time is taken by the states alone (no write is
+ * then long enough for a line to be taken at once); whole, and cut
+ * anywhere, it must give the same points and leave the same state. */
+static void expect_as_bytewise(const char *buf, size_t len, bool head)
+{
+	size_t want[MAXP];
+	size_t nwant = write_steps(buf, len, 1, head, want);
+	expect_points(buf, len, head, want, nwant, http_response_stopped(&g_p));
+}
+
+/* The status line, the lines, the blank line and tail into buf; returns
+ * the length. */
+static size_t response_of(char *buf, size_t size, const char *status, const char *lines,
+			  const char *tail)
+{
+	int n = snprintf(buf, size, "%s%s\r\n%s", status, lines, tail);
+	assert_true(n > 0 && (size_t)n < size);
+	return (size_t)n;
+}
+
+/* Every kind of header line, the usual ones taken at once and those left
+ * to the states (a name with a digit or another token character, names of
+ * 16, 17, 32, 33, 64 and 65 letters, Transfer-Encoding in each form and
+ * names like it, the added header and names of its length, Content-Length
+ * in each form read at once or not, values with HTAB or other bytes from
+ * 0x08 to 0x0f, long values, bare LF, lone CR, obs-fold, no name, SP before
+ * ':'), as the first, a middle and the last line, with 0 to 20 bytes after
+ * the head so that the last lines fall in and out of the write's last 17
+ * bytes (where the usual form is not tried), and again as the second
+ * response of the write. */
+static void test_usual_form_line_kinds(void **state)
+{
+	(void)state;
+	static const char *const lines[] = {
+		"Server: nginx/1.22.1\r\n",
+		"Content-Length: 5\r\n",
+		"content-length:7\r\n",
+		"CONTENT-LENGTH:  5\r\n",
+		"Content-Length: 5 \r\n",
+		"Content-Length:\t5\r\n",
+		"Content-Length: \r\n",
+		"Content-Length: 5x\r\n",
+		"Content-Length: 1234567890123456789\r\n",
+		"Content-Length: 12345678901234567890\r\n",
+		"Content-Length: 5\n",
+		"Content-Lengtx: 5\r\n",
+		"Content-Type: text/html\r\n",
+		"X-B3-TraceId: 1\r\n",
+		"X_Under: x\r\n",
+		"Abcdefghijklmnop: x\r\n",
+		"Abcdefghijklmnopq: x\r\n",
+		"Abcdefghijklmnopqrstuvwxyzabcdef: x\r\n",
+		"Abcdefghijklmnopqrstuvwxyzabcdefg: x\r\n",
+		"Abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijkl: x\r\n",
+		"Abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklm: x\r\n",
+		"Abcdefghijklmnopqrstuvwxyz0: x\r\n",
+		"Strict-Transport-Security: max-age=31536000\r\n",
+		"X-Content-Type-Options:nosniff\n",
+		"Transfer-Encoding: chunked\r\n",
+		"TRANSFER-ENCODING: gzip, chunked\r\n",
+		"transfer-encoding:chunked, gzip\n",
+		"Transfer-Encoding:\tchunked\r\n",
+		"Transfer-Encoding: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa, chunked\r\n",
+		"Transfer-Encodinx: chunked\r\n",
+		"Xransfer-Encoding: chunked\r\n",
+		"Transfer-Encodings: chunked\r\n",
+		"Transfer_Encoding: chunked\r\n",
+		"X-Request-ID: abc\r\n",
+		"Xyzxyzxyzxyz: abc\r\n",
+		"Date: Wed, 02 Dec 2026 15:40:00 GMT and a value past 32 bytes\r\n",
+		"Name: a\tb\r\n",
+		"Name: a\x0b" "b\r\n",
+		"Name: a\x0e\r\n",
+		"Name: value\n",
+		"Name: a\rb\r\n",
+		"Name:\r\n",
+		": no name\r\n",
+		" folded\r\n",
+		"Name : x\r\n",
+		"-: dash\r\n",
+	};
+	static const char filler[] = "ETag: \"6569b8f0-6\"\r\n";
+	static const char body[] = "0123456789abcdefghij";
+	char head[256], buf[512];
+	for (size_t k = 0; k < sizeof lines / sizeof lines[0]; k++) {
+		for (int at = 0; at < 3; at++) {
+			snprintf(head, sizeof head, "%s%s%s", at == 0 ? "" : filler, lines[k],
+				 at == 1 ? filler : "");
+			for (size_t tail = 0; tail <= 20; tail++) {
+				char rest[32];
+				snprintf(rest, sizeof rest, "%.*s", (int)tail, body);
+				size_t n = response_of(buf, sizeof buf, "HTTP/1.1 200 OK\r\n", head,
+						       rest);
+				expect_as_bytewise(buf, n, false);
+			}
+			/* the second response of the write */
+			size_t n = response_of(buf, sizeof buf,
+					       "HTTP/1.1 204 No Content\r\n\r\nHTTP/1.1 200 OK\r\n",
+					       head, "ok");
+			expect_as_bytewise(buf, n, false);
+		}
+	}
+}
+
+/* Status lines in the usual form and not: the reason phrase's end in the
+ * first 16 bytes or after them, at every length, with HTAB or another byte
+ * from 0x08 to 0x0f in it, bare LF, no reason; interim, 101, 204 and 304
+ * responses; versions and digits that are no status line. */
+static void test_usual_form_status_lines(void **state)
+{
+	(void)state;
+	static const char *const statuses[] = {
+		"HTTP/1.1 200 OK\r\n",
+		"HTTP/1.0 200 OK\r\n",
+		"HTTP/1.1 200 \r\n",
+		"HTTP/1.1 200\r\n",
+		"HTTP/1.1 200 OK\n",
+		"HTTP/1.1 200 O\tK\r\n",
+		"HTTP/1.1 200 \x08\r\n",
+		"HTTP/1.1 200 OK\r\r\n",
+		"HTTP/1.1 404 Not Found\r\n",
+		"HTTP/1.1 500 Internal Server Error, and more of it\r\n",
+		"HTTP/1.1 100 Continue\r\n",
+		"HTTP/1.1 101 Switching Protocols\r\n",
+		"HTTP/1.1 204 No Content\r\n",
+		"HTTP/1.1 304 Not Modified\r\n",
+		"HTTP/1.1 099 Low\r\n",
+		"HTTP/1.9 999 High\r\n",
+		"HTTP/2.0 200 OK\r\n",
+		"HTTP/1.x 200 OK\r\n",
+		"HTTP/1.1 2x0 OK\r\n",
+		"HTTP/1.1 200x OK\r\n",
+		"http/1.1 200 OK\r\n",
+	};
+	static const char *const heads[] = {
+		"",
+		"Content-Length: 2\r\n",
+		"Server: x\r\nContent-Length: 2\r\nETag: \"1\"\r\n",
+	};
+	char status[64], buf[256];
+	for (size_t k = 0; k < sizeof statuses / sizeof statuses[0]; k++) {
+		for (size_t h = 0; h < sizeof heads / sizeof heads[0]; h++) {
+			size_t n = response_of(buf, sizeof buf, statuses[k], heads[h],
+					       "okHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+			expect_as_bytewise(buf, n, false);
+			expect_as_bytewise(buf, n, true);
+		}
+	}
+	/* reason phrases of every length, their end on every side of the
+	 * first 16 bytes */
+	for (size_t len = 0; len <= 20; len++) {
+		snprintf(status, sizeof status, "HTTP/1.1 200 %.*s\r\n", (int)len,
+			 "abcdefghijklmnopqrstuvwxyz");
+		size_t n = response_of(buf, sizeof buf, status, "Content-Length: 1\r\n", "x");
+		expect_as_bytewise(buf, n, false);
+	}
+}
+
+/* The added header's name in several kinds (letters and '-' only, other
+ * token characters, Content-Length's and Transfer-Encoding's, longer than
+ * 16 bytes, none), against head lines of its length with the same first
+ * letter in another case and with another: whole, the same points and
+ * state as the bytes written one at a time. */
+static void test_usual_form_added_names(void **state)
+{
+	(void)state;
+	static const char *const names[] = {
+		"X-Request-ID", "x-request-id", "Content-Type", "Content-Length", "Server",
+		"abcdefghijklmnop", "x", "X-Correlation^Request~Id", "X-Correlation-Request-Identifier",
+		"Transfer-Encoding",
+	};
+	static const char head[] = "Server: a\r\nContent-Type: b\r\nX-Request-ID: c\r\n"
+				   "xontent-type: d\r\nContent-Length: 2\r\nAbcdefghijklmnop: e\r\n"
+				   "Abcdefghijklmnoq: f\r\nX: g\r\nY: h\r\n"
+				   "x-correlation-request-identifier: i\r\n"
+				   "Y-Correlation-Request-Identifier: j\r\n"
+				   "Transfer-Encoding: gzip\r\n";
+	char buf[512];
+	size_t n = response_of(buf, sizeof buf, "HTTP/1.1 200 OK\r\n", head, "ok");
+	for (size_t k = 0; k < sizeof names / sizeof names[0]; k++) {
+		init_named(names[k]);
+		size_t want[MAXP], got[MAXP];
+		size_t nwant = 0;
+		for (size_t i = 0; i < n; i++) {
+			size_t pts[MAXP];
+			size_t c = plan(buf + i, 1, pts, MAXP);
+			if (c)
+				want[nwant++] = i;
+			advance(buf + i, 1);
+		}
+		struct http_response_parser bytewise;
+		memcpy(&bytewise, &g_p, sizeof bytewise);
+		init_named(names[k]);
+		size_t ngot = plan(buf, n, got, MAXP);
+		advance(buf, n);
+		expect_same(got, ngot, want, nwant, "added header name", k);
+		assert_memory_equal(&g_p, &bytewise, sizeof bytewise);
+	}
+	/* no header to add: never a point */
+	init_named(NULL);
+	size_t pts[MAXP];
+	assert_int_equal(plan(buf, n, pts, MAXP), 0);
+}
+
+/* The blank line and the body in the same write: the body whole, cut, or
+ * followed by the next response; no body for HEAD, 1xx, 204 and 304; a
+ * body until close without a length. */
+static void test_usual_form_bodies(void **state)
+{
+	(void)state;
+	static const char *const cases[] = {
+		"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello",
+		"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhel",
+		"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhelloHTTP/1.1 200 OK\r\n"
+		"Content-Length: 0\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\nHTTP/1.1 404 Not Found\r\n"
+		"Content-Length: 1\r\n\r\nx",
+		"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nx",
+		"HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n",
+		"HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\n\r\n",
+		"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\nframes",
+		"HTTP/1.1 200 OK\r\nServer: x\r\n\r\nuntil close",
+		"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 "
+		"200 OK\r\n\r\n",
+	};
+	for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+		expect_as_bytewise(cases[k], strlen(cases[k]), false);
+		expect_as_bytewise(cases[k], strlen(cases[k]), true);
+	}
+}
+
 /* ---- configuration and limits ------------------------------------------ */
 
 static const char stream3[] =
@@ -1359,6 +1593,10 @@ int main(void)
 		cmocka_unit_test(test_transfer_encoding_at_every_length),
 		cmocka_unit_test(test_status_digits_every_byte),
 		cmocka_unit_test(test_long_name_and_length_as_header),
+		cmocka_unit_test(test_usual_form_line_kinds),
+		cmocka_unit_test(test_usual_form_status_lines),
+		cmocka_unit_test(test_usual_form_added_names),
+		cmocka_unit_test(test_usual_form_bodies),
 		cmocka_unit_test(test_null_header_name),
 		cmocka_unit_test(test_max_points),
 		cmocka_unit_test(test_empty_writes),
