@@ -795,6 +795,7 @@ class Suite:
                 results.append(r.returncode == 0 and r.stdout == "42\n" and
                                out.read_text() == "reuse %d" % i or r.stderr)
                 if i == 0:
+                    wait_until(lambda: ntasks(t.pid) == tasks)
                     maps1, rss1, pages1 = nmaps(t.pid), int(proc_field(t.pid, "VmRSS")), \
                         code_pages(t.pid)
             maps2, rss2, pages2 = nmaps(t.pid), int(proc_field(t.pid, "VmRSS")), code_pages(t.pid)
