@@ -37,11 +37,14 @@ ssize_t insert_send_plain(int fd, const struct iovec *iov, int iovcnt, int flags
 }
 
 /* The pieces of one attempt: what is owed, then the application's bytes
- * with the added text at each point. Returns their count. */
+ * with the added text at each point. Returns their count; *app is the
+ * application's bytes, *all the bytes of every piece. */
 static int build(const struct owed_bytes *owed, const struct iovec *iov, int iovcnt,
-		 const struct insertion *ins, struct iovec *out, uint8_t *kind)
+		 const struct insertion *ins, struct iovec *out, uint8_t *kind, size_t *app,
+		 size_t *all)
 {
 	int n = 0;
+	size_t extra = *owed->len;
 	if (*owed->len) {
 		out[n] = (struct iovec){owed->buf, *owed->len};
 		kind[n++] = OWED;
@@ -58,6 +61,7 @@ static int build(const struct owed_bytes *owed, const struct iovec *iov, int iov
 			}
 			out[n] = (struct iovec){(void *)ins->text[next], ins->len[next]};
 			kind[n++] = ADDED;
+			extra += ins->len[next];
 			off = cut;
 			next++;
 		}
@@ -67,6 +71,8 @@ static int build(const struct owed_bytes *owed, const struct iovec *iov, int iov
 		}
 		at += len;
 	}
+	*app = at;
+	*all = at + extra;
 	return n;
 }
 
@@ -97,7 +103,8 @@ static void took(const struct iovec *out, const uint8_t *kind, int n, size_t r,
 			break;
 		}
 	}
-	memmove(owed->buf, rest_at ? rest_at : owed->buf, rest);
+	if (rest)
+		memmove(owed->buf, rest_at, rest);
 	*owed->len = (uint16_t)rest;
 }
 
@@ -140,10 +147,17 @@ ssize_t insert_send(int fd, const struct iovec *iov, int iovcnt, int flags, bool
 	int max_pieces = iovcnt + 2 * (int)ins->count + 1;
 	struct iovec out[max_pieces];
 	uint8_t kind[max_pieces];
-	int n = build(owed, iov, iovcnt, ins, out, kind);
+	size_t app, all;
+	int n = build(owed, iov, iovcnt, ins, out, kind, &app, &all);
 	ssize_t r = insert_send_plain(fd, out, n, flags, use_send, msg);
-	if (r >= 0)
+	if (r >= 0 && (size_t)r == all && n > 0) {
+		/* The usual case: the kernel took every piece. */
+		res->app = app;
+		res->after_added = kind[n - 1] == ADDED;
+		*owed->len = 0;
+	} else if (r >= 0) {
 		took(out, kind, n, (size_t)r, owed, res);
+	}
 	return r;
 }
 
