@@ -233,7 +233,8 @@ static const uint8_t plain_run_constants[4][32] __attribute__((aligned(32))) = {
  * (0x20..0x7e except '"' and '\\'), 16 at a time; returns its length. The
  * output may receive up to 15 bytes past the run: json_escape's bound leaves
  * room for them. */
-static size_t copy_plain_run_sse2(const unsigned char *p, size_t len, char *o)
+static inline __attribute__((always_inline)) size_t
+copy_plain_run_sse2(const unsigned char *p, size_t len, char *o)
 {
 	/* v + 1 < 0x21 (signed) catches bytes < 0x20, 0x7f and >= 0x80 at once. */
 	const __m128i *k = (const __m128i *)plain_run_constants;
@@ -268,8 +269,8 @@ static size_t copy_plain_run_sse2(const unsigned char *p, size_t len, char *o)
 
 /* The same, 32 bytes at a time, for runs of 32 bytes or more; the output
  * may receive up to 31 bytes past the run. */
-__attribute__((target("avx2"))) static size_t copy_plain_run_avx2(const unsigned char *p,
-								  size_t len, char *o)
+__attribute__((target("avx2"))) static inline size_t copy_plain_run_avx2(const unsigned char *p,
+									size_t len, char *o)
 {
 	const __m256i *k = (const __m256i *)plain_run_constants;
 	__asm__("" : "+r"(k));
@@ -301,36 +302,30 @@ __attribute__((target("avx2"))) static size_t copy_plain_run_avx2(const unsigned
 	return done;
 }
 
-/* Whether the processor has AVX2 and the kernel saves its registers
- * (XCR0 bits 1 and 2); asked once, at the first long run (not through the
- * compiler's CPU model, whose constructor would run in every process). */
-static bool has_avx2(void)
+/* 0: not asked yet, 1: no AVX2, 2: AVX2. A fork server's parent may never
+ * ask: every child does, on the page it writes anyway (fork_hot.h). */
+static _Atomic int avx2_known FORK_HOT;
+
+/* Asks the processor whether it has AVX2 and the kernel whether it saves
+ * its registers (XCR0 bits 1 and 2), once (not through the compiler's CPU
+ * model, whose constructor would run in every process). */
+static __attribute__((noinline)) bool ask_avx2(void)
 {
-	/* 0: not asked yet, 1: no, 2: yes. A fork server's parent may never
-	 * ask: every child does, on the page it writes anyway (fork_hot.h). */
-	static _Atomic int known FORK_HOT;
-	int k = atomic_load_explicit(&known, memory_order_relaxed);
-	if (k == 0) {
-		unsigned a, b, c, d;
-		bool yes = false;
-		if (__get_cpuid(1, &a, &b, &c, &d) && (c & bit_OSXSAVE) && (c & bit_AVX)) {
-			unsigned lo, hi;
-			__asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
-			yes = (lo & 6) == 6 && __get_cpuid_count(7, 0, &a, &b, &c, &d) &&
-			      (b & bit_AVX2);
-		}
-		k = yes ? 2 : 1;
-		atomic_store_explicit(&known, k, memory_order_relaxed);
+	unsigned a, b, c, d;
+	bool yes = false;
+	if (__get_cpuid(1, &a, &b, &c, &d) && (c & bit_OSXSAVE) && (c & bit_AVX)) {
+		unsigned lo, hi;
+		__asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+		yes = (lo & 6) == 6 && __get_cpuid_count(7, 0, &a, &b, &c, &d) && (b & bit_AVX2);
 	}
-	return k == 2;
+	atomic_store_explicit(&avx2_known, yes ? 2 : 1, memory_order_relaxed);
+	return yes;
 }
 
-/* AVX2 where the processor has it, else SSE2. */
-static size_t copy_plain_run(const unsigned char *p, size_t len, char *o)
+static inline bool has_avx2(void)
 {
-	if (len >= 32 && has_avx2())
-		return copy_plain_run_avx2(p, len, o);
-	return copy_plain_run_sse2(p, len, o);
+	int k = atomic_load_explicit(&avx2_known, memory_order_relaxed);
+	return __builtin_expect(k == 0, 0) ? ask_avx2() : k == 2;
 }
 
 static char *escape_byte(char *o, unsigned char b, bool surrogate)
@@ -342,22 +337,19 @@ static char *escape_byte(char *o, unsigned char b, bool surrogate)
 	return o + 6;
 }
 
-static size_t escape(const char *in, size_t len, char *out, bool *quoted);
-
-size_t json_escape(const char *in, size_t len, char *out)
-{
-	bool quoted = false;
-	return escape(in, len, out, &quoted);
-}
-
-/* json_escape, also telling whether the input held a '"'. */
-static size_t escape(const char *in, size_t len, char *out, bool *quoted)
+/* The escaper, for one instruction set: avx2 is a constant where it is
+ * inlined, so each copy has its run copier inlined and no test for it.
+ * Adds to *seen what the input held (line_format.h: LINE_SAW_*). */
+static inline __attribute__((always_inline)) size_t
+escape_with(const char *in, size_t len, char *out, unsigned *seen, bool avx2)
 {
 	const unsigned char *p = (const unsigned char *)in, *end = p + len;
 	char *o = out;
 
 	while (p < end) {
-		size_t run = copy_plain_run(p, (size_t)(end - p), o);
+		size_t left = (size_t)(end - p);
+		size_t run = avx2 && left >= 32 ? copy_plain_run_avx2(p, left, o)
+						: copy_plain_run_sse2(p, left, o);
 		p += run;
 		o += run;
 		if (p >= end)
@@ -386,10 +378,13 @@ static size_t escape(const char *in, size_t len, char *out, bool *quoted)
 		switch (b) {
 		case '"':
 			*o++ = '"';
-			*quoted = true;
+			*seen |= LINE_SAW_QUOTE;
 			break;
 		case '\\': *o++ = '\\'; break;
-		case '\n': *o++ = 'n'; break;
+		case '\n':
+			*o++ = 'n';
+			*seen |= LINE_SAW_NEWLINE;
+			break;
 		case '\r': *o++ = 'r'; break;
 		case '\t': *o++ = 't'; break;
 		case '\b': *o++ = 'b'; break;
@@ -399,6 +394,29 @@ static size_t escape(const char *in, size_t len, char *out, bool *quoted)
 		p++;
 	}
 	return (size_t)(o - out);
+}
+
+__attribute__((target("avx2"))) static size_t escape_avx2(const char *in, size_t len, char *out,
+							   unsigned *seen)
+{
+	return escape_with(in, len, out, seen, true);
+}
+
+static size_t escape_sse2(const char *in, size_t len, char *out, unsigned *seen)
+{
+	return escape_with(in, len, out, seen, false);
+}
+
+/* json_escape, also adding to *seen what the input held. */
+static size_t escape(const char *in, size_t len, char *out, unsigned *seen)
+{
+	return has_avx2() ? escape_avx2(in, len, out, seen) : escape_sse2(in, len, out, seen);
+}
+
+size_t json_escape(const char *in, size_t len, char *out)
+{
+	unsigned seen = 0;
+	return escape(in, len, out, &seen);
 }
 
 /* ---- formats --------------------------------------------------------- */
@@ -472,16 +490,15 @@ size_t line_fields(const struct line_style *style, const char *id, size_t id_len
 size_t line_format(const struct line_style *style, const char *fields, size_t fields_len,
 		   const char *line, size_t len, char *out)
 {
-	bool quoted;
-	return line_format_noting_quotes(style, fields, fields_len, line, len, out, &quoted);
+	unsigned seen;
+	return line_format_noting(style, fields, fields_len, line, len, out, &seen);
 }
 
-size_t line_format_noting_quotes(const struct line_style *style, const char *fields,
-				 size_t fields_len, const char *line, size_t len, char *out,
-				 bool *quoted)
+size_t line_format_noting(const struct line_style *style, const char *fields, size_t fields_len,
+			  const char *line, size_t len, char *out, unsigned *seen)
 {
 	char *o = out;
-	*quoted = false;
+	*seen = 0;
 
 	switch (style->format) {
 	case FORMAT_PREFIX:
@@ -489,7 +506,7 @@ size_t line_format_noting_quotes(const struct line_style *style, const char *fie
 		o = put(o, fields, fields_len);
 		o = put(o, "} ", 2);
 		o = put(o, line, len);
-		*quoted = memchr(line, '"', len) != NULL;
+		*seen = memchr(line, '"', len) ? LINE_SAW_QUOTE : 0;
 		break;
 	case FORMAT_LOGFMT:
 		if (fields_len) {
@@ -497,7 +514,7 @@ size_t line_format_noting_quotes(const struct line_style *style, const char *fie
 			*o++ = ' ';
 		}
 		o = put(o, line, len);
-		*quoted = memchr(line, '"', len) != NULL;
+		*seen = memchr(line, '"', len) ? LINE_SAW_QUOTE : 0;
 		break;
 	case FORMAT_JSON:
 		if (style->cee) {
@@ -507,9 +524,8 @@ size_t line_format_noting_quotes(const struct line_style *style, const char *fie
 				len -= 5;
 			}
 		}
-		if (len > 0 && (line[0] == '{' || line[0] == ' ' || line[0] == '\t') &&
-		    json_is_object_line(line, len)) {
-			*quoted = true; /* an object has keys */
+		if (len > 0 && line_may_be_object(line[0]) && json_is_object_line(line, len)) {
+			*seen = LINE_SAW_QUOTE; /* an object has keys */
 			if (!fields_len)
 				return (size_t)(put(o, line, len) - out);
 			const char *brace = memchr(line, '{', len);
@@ -530,7 +546,7 @@ size_t line_format_noting_quotes(const struct line_style *style, const char *fie
 			*o++ = ',';
 		}
 		o = put(o, "\"msg\":\"", 7);
-		o += escape(line, len, o, quoted);
+		o += escape(line, len, o, seen);
 		o = put(o, "\"}", 2);
 		break;
 	}

@@ -66,12 +66,32 @@ static inline size_t line_format_bound(size_t len, size_t fields_len)
 size_t line_format(const struct line_style *style, const char *fields, size_t fields_len,
 		   const char *line, size_t len, char *out);
 
-/* line_format, also telling whether the line held a '"' (only such a line
- * can quote a request line); found while escaping, at no extra pass for
- * json. */
-size_t line_format_noting_quotes(const struct line_style *style, const char *fields,
-				 size_t fields_len, const char *line, size_t len, char *out,
-				 bool *quoted);
+/* What line_format_noting saw in a line. */
+enum line_saw {
+	LINE_SAW_QUOTE = 1,   /* a '"' (only such a line can quote a request line) */
+	LINE_SAW_NEWLINE = 2  /* a '\n'; looked for only in a line escaped whole */
+};
+
+/* line_format, also setting *seen (line_saw's bits) as it formats: found
+ * while escaping, at no extra pass for json. */
+size_t line_format_noting(const struct line_style *style, const char *fields, size_t fields_len,
+			  const char *line, size_t len, char *out, unsigned *seen);
+
+/* Whether a line starting with byte c may be a JSON object line, which the
+ * json format enriches in place instead of escaping it. */
+static inline bool line_may_be_object(char c)
+{
+	return c == '{' || c == ' ' || c == '\t';
+}
+
+/* Whether line_format escapes all of line as the json format's message,
+ * so that LINE_SAW_NEWLINE tells whether it held a newline. */
+static inline bool line_format_escapes_whole(const struct line_style *style, const char *line,
+					     size_t len)
+{
+	return style->format == FORMAT_JSON && !style->cee &&
+	       (len == 0 || !line_may_be_object(line[0]));
+}
 
 /* Length of the header glibc's syslog() and most senders put before the
  * message in a datagram to /dev/log ("<PRI>TIMESTAMP TAG[PID]: "), or 0 if

@@ -316,20 +316,29 @@ static bool writer_message(struct writer *w, const char *line, size_t len, size_
 	return writer_put(w, out, n, input);
 }
 
+/* What emit_line did. */
+enum emitted {
+	EMIT_FAILED, /* the line did not go out (w->error set) */
+	EMIT_DONE,   /* it went out or sits in the stage */
+	EMIT_SPLIT   /* (whole) the bytes held a newline: nothing of them done */
+};
+
 /* Emits one line (without its newline; newline says whether it had one),
- * standing for input bytes of this batch. False when it did not go out.
- * Inlined where consume emits a complete line, the path every line takes;
- * writer_line is the same for the other callers. */
-static inline __attribute__((always_inline)) bool emit_line(struct writer *w, uint64_t request,
-							    const char *line, size_t len,
-							    bool newline, size_t input)
+ * standing for input bytes of this batch. With whole, the line's bytes
+ * are not known to be free of newlines, and line_format_escapes_whole
+ * holds for them: the escaper finds out, and a line that had one is left
+ * undone (EMIT_SPLIT). Inlined where consume emits a complete line, the
+ * path every line takes; writer_line is the same for the other callers. */
+static inline __attribute__((always_inline)) enum emitted
+emit_line(struct writer *w, uint64_t request, const char *line, size_t len, bool newline,
+	  size_t input, bool whole)
 {
 	writer_id(w, request);
 	if (unlikely(w->sink->message))
-		return writer_message(w, line, len, input);
+		return writer_message(w, line, len, input) ? EMIT_DONE : EMIT_FAILED;
 	size_t bound = line_format_bound(len, LINE_FIELDS_MAX) + 1;
 	if (bound > STAGE_SIZE - w->staged && !writer_flush(w))
-		return false;
+		return EMIT_FAILED;
 	char *out = w->stage + w->staged;
 	if (bound > STAGE_SIZE) {
 		/* Too long for the stage: format into the slot's scratch. */
@@ -337,15 +346,18 @@ static inline __attribute__((always_inline)) bool emit_line(struct writer *w, ui
 			w->slot = claim_slot(w->sink);
 		if (!w->slot || !buffer_reserve(&w->slot->scratch, &w->slot->scratch_cap, bound))
 			/* No memory for it: the line goes out as it came, not lost. */
-			return writer_put(w, line, len + newline, input);
+			return whole ? EMIT_SPLIT
+				     : writer_put(w, line, len + newline, input) ? EMIT_DONE
+										  : EMIT_FAILED;
 		out = w->slot->scratch;
 	}
-	bool quoted;
-	size_t n = line_format_noting_quotes(&shim.style, w->fields, w->fields_len, line, len, out,
-					     &quoted);
+	unsigned seen;
+	size_t n = line_format_noting(&shim.style, w->fields, w->fields_len, line, len, out, &seen);
+	if (whole && (seen & LINE_SAW_NEWLINE))
+		return EMIT_SPLIT;
 	/* A line that quotes another request's request line (an access log
 	 * line, written after its request ended or in a batch) gets that one. */
-	uint64_t named = quoted ? request_named_by(line, len) : 0;
+	uint64_t named = seen & LINE_SAW_QUOTE ? request_named_by(line, len) : 0;
 	if (named && named != request) {
 		writer_id(w, named);
 		n = line_format(&shim.style, w->fields, w->fields_len, line, len, out);
@@ -353,16 +365,16 @@ static inline __attribute__((always_inline)) bool emit_line(struct writer *w, ui
 	if (newline)
 		out[n++] = '\n';
 	if (out != w->stage + w->staged)
-		return writer_put(w, out, n, input);
+		return writer_put(w, out, n, input) ? EMIT_DONE : EMIT_FAILED;
 	w->staged += n;
 	w->staged_input += input;
-	return true;
+	return EMIT_DONE;
 }
 
 static bool writer_line(struct writer *w, uint64_t request, const char *line, size_t len,
 			bool newline, size_t input)
 {
-	return emit_line(w, request, line, len, newline, input);
+	return emit_line(w, request, line, len, newline, input, false) == EMIT_DONE;
 }
 
 /* No buffer room for bytes: they go out as they came after what is staged. */
@@ -623,6 +635,24 @@ static bool consume(struct writer *w, const char *buf, size_t n)
 		return writer_raw(w, buf, n); /* still blocked: keep order, lose the id */
 	if (w->sink->message)
 		return consume_message(w, buf, n);
+	if (buf[n - 1] == '\n' && !(w->slot && has_partial(w->slot)) &&
+	    likely(thread_ctx.batch.wait_depth == 0) &&
+	    line_format_escapes_whole(&shim.style, buf, n - 1)) {
+		/* The write most lines come in: one whole line, outside an
+		 * event loop (whose rules take the line's call chain once),
+		 * escaped whole. The escaper meets any other newline in it,
+		 * so the line is not searched for one first. */
+		struct line_verdict v;
+		judge(thread_ctx.request, &v);
+		if (v.kind == EMIT) {
+			enum emitted e = emit_line(w, v.request, buf, n - 1, true, n, true);
+			if (e != EMIT_SPLIT) {
+				if (e == EMIT_DONE && unlikely(shim.audit))
+					audit_now(w->id_request, false, buf, n - 1);
+				return e == EMIT_DONE;
+			}
+		}
+	}
 	const char *nl = memchr(buf, '\n', n);
 	bool batch = is_batch(buf, n, nl);
 	for (bool first = true; pos < n; first = false) {
@@ -706,7 +736,7 @@ static bool consume(struct writer *w, const char *buf, size_t n)
 				s->len = at;
 			request = 0; /* cannot hold it: it goes out without an id */
 		}
-		if (!emit_line(w, request, buf + pos, seg - 1, true, seg))
+		if (emit_line(w, request, buf + pos, seg - 1, true, seg, false) != EMIT_DONE)
 			return false;
 		if (unlikely(shim.audit))
 			audit_now(w->id_request, batch, buf + pos, seg - 1);

@@ -1116,6 +1116,71 @@ static void test_plain_matches_reference_random(void **state)
 	}
 }
 
+/* ---- what line_format_noting sees --------------------------------------- */
+
+/* seen's bits for a line in every style, and line_format_escapes_whole:
+ * where it holds, LINE_SAW_NEWLINE is exactly whether the line held a
+ * newline at any place (the log writer takes a write as one line on it). */
+static void test_noting_seen(void **state)
+{
+	(void)state;
+	const struct line_style *styles[] = { &style_json, &style_prefix, &style_logfmt, &style_cee };
+	static const char *const lines[] = {
+		"", "plain", "say \"hi\"", "a\nb", "\n", "x\n", "\"\n\"",
+		"{\"k\":1}", "{\"k\":\n1}", " {\"k\":1}", "\t{\"k\":1}", "{not json\n",
+		"@cee: x\n", "@cee:{\"k\":1}", " leading space\n",
+		"0123456789012345678901234567890123456789012345678901234567890123456789\n",
+		"0123456789012345678901234567890123456789012345678901234567890123456789\"x",
+		"01234567890123456789012345678901234567890123456789\n0123456789012345678",
+	};
+	char out[4096];
+	for (size_t k = 0; k < sizeof(styles) / sizeof(styles[0]); k++) {
+		for (size_t i = 0; i < sizeof(lines) / sizeof(lines[0]); i++) {
+			const char *line = lines[i];
+			size_t len = strlen(line);
+			unsigned seen = 99;
+			size_t n = line_format_noting(styles[k], "\"request_id\":\"r\"", 16, line, len,
+						      out, &seen);
+			assert_int_equal(n, line_format(styles[k], "\"request_id\":\"r\"", 16, line,
+							len, out));
+			bool quote = memchr(line, '"', len) != NULL;
+			bool newline = memchr(line, '\n', len) != NULL;
+			bool whole = line_format_escapes_whole(styles[k], line, len);
+			assert_int_equal(whole, styles[k] == &style_json &&
+							(len == 0 || (line[0] != '{' && line[0] != ' ' &&
+								      line[0] != '\t')));
+			if (whole)
+				assert_int_equal(seen, (quote ? LINE_SAW_QUOTE : 0u) |
+							       (newline ? LINE_SAW_NEWLINE : 0u));
+			else if (quote)
+				assert_true(seen & LINE_SAW_QUOTE);
+			else
+				assert_int_equal(seen & LINE_SAW_QUOTE, 0);
+		}
+	}
+}
+
+/* A newline found at every place of lines of 1 to 130 bytes (the run
+ * copiers' blocks, their tails and the bytes after them), and none where
+ * there is none. */
+static void test_noting_newline_everywhere(void **state)
+{
+	(void)state;
+	char line[131], out[1024];
+	for (size_t len = 1; len <= 130; len++) {
+		memset(line, 'a', len);
+		unsigned seen = 99;
+		line_format_noting(&style_json, "", 0, line, len, out, &seen);
+		assert_int_equal(seen, 0);
+		for (size_t at = 0; at < len; at++) {
+			memset(line, 'a', len);
+			line[at] = '\n';
+			line_format_noting(&style_json, "", 0, line, len, out, &seen);
+			assert_int_equal(seen, LINE_SAW_NEWLINE);
+		}
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1145,6 +1210,8 @@ int main(void)
 		cmocka_unit_test(test_random_valid_objects),
 		cmocka_unit_test(test_bound_random),
 		cmocka_unit_test(test_plain_matches_reference_random),
+		cmocka_unit_test(test_noting_seen),
+		cmocka_unit_test(test_noting_newline_everywhere),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
