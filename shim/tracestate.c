@@ -2,7 +2,8 @@
  * tracestate.c - W3C Trace Context tracestate validation and normalisation.
  *
  * One pass over the members; each is copied to out only once it is known to
- * be valid, so out never grows past what in held. Never allocates, never does
+ * be valid and its key is not in out yet (a repeated key keeps its first
+ * member), so out never grows past what in held. Never allocates, never does
  * I/O, never reads past in[len-1] or writes past out[len-1].
  */
 #include "tracestate.h"
@@ -11,10 +12,14 @@
 #include <string.h>
 
 enum {
-	SIMPLE_KEY_MAX = 256,
-	TENANT_MAX = 241,
-	SYSTEM_MAX = 14,
+	KEY_MAX = 256,
 	VALUE_MAX = 256,
+};
+
+/* Where a member already copied to out has its key. */
+struct kept_key {
+	size_t at;
+	size_t len;
 };
 
 static bool is_ows(char c)
@@ -32,35 +37,26 @@ static bool is_digit(char c)
 	return c >= '0' && c <= '9';
 }
 
-/* A char allowed after the first one of a simple key, tenant or system. */
+/* A char allowed after a key's first one. */
 static bool is_key_char(char c)
 {
-	return is_lcalpha(c) || is_digit(c) || c == '_' || c == '-' || c == '*' || c == '/';
+	return is_lcalpha(c) || is_digit(c) || c == '_' || c == '-' || c == '*' || c == '/' ||
+	       c == '@';
 }
 
-/* 1..max key chars, the first a lowercase letter or (when digit_first) a digit. */
-static bool is_key_part(const char *s, size_t n, size_t max, bool digit_first)
+/* 1..256 chars: a lowercase letter or digit, then key chars ('@' any number
+ * of times). */
+static bool is_key(const char *s, size_t n)
 {
-	if (n == 0 || n > max)
+	if (n == 0 || n > KEY_MAX)
 		return false;
-	if (!is_lcalpha(s[0]) && !(digit_first && is_digit(s[0])))
+	if (!is_lcalpha(s[0]) && !is_digit(s[0]))
 		return false;
 	for (size_t i = 1; i < n; i++) {
 		if (!is_key_char(s[i]))
 			return false;
 	}
 	return true;
-}
-
-/* simple-key, or tenant '@' system; a second '@' fails is_key_char. */
-static bool is_key(const char *s, size_t n)
-{
-	const char *at = memchr(s, '@', n);
-	if (!at)
-		return is_key_part(s, n, SIMPLE_KEY_MAX, true);
-	size_t tenant_len = (size_t)(at - s);
-	return is_key_part(s, tenant_len, TENANT_MAX, true) &&
-	       is_key_part(at + 1, n - tenant_len - 1, SYSTEM_MAX, false);
 }
 
 /* 1..256 chars of 0x20..0x7e except ',' and '='. The member was stripped of
@@ -77,13 +73,22 @@ static bool is_value(const char *s, size_t n)
 	return true;
 }
 
+/* Whether out already holds a member with this key. */
+static bool key_kept(const char *out, const struct kept_key *kept, size_t n_kept,
+		     const char *key, size_t key_len)
+{
+	for (size_t i = 0; i < n_kept; i++) {
+		if (kept[i].len == key_len && memcmp(out + kept[i].at, key, key_len) == 0)
+			return true;
+	}
+	return false;
+}
+
 int tracestate_normalize(const char *in, size_t len, char *out)
 {
-	struct {
-		size_t at;
-		size_t len;
-	} keys[TRACESTATE_MEMBERS_MAX];
-	size_t members = 0;
+	struct kept_key kept[TRACESTATE_MEMBERS_MAX];
+	size_t members = 0; /* every non-empty member, repeated keys too */
+	size_t n_kept = 0;
 	size_t out_len = 0;
 
 	if (len > TRACESTATE_MAX)
@@ -111,15 +116,14 @@ int tracestate_normalize(const char *in, size_t len, char *out)
 			return -1;
 		if (members == TRACESTATE_MEMBERS_MAX)
 			return -1;
-		for (size_t i = 0; i < members; i++) {
-			if (keys[i].len == key_len && memcmp(out + keys[i].at, member, key_len) == 0)
-				return -1;
-		}
+		members++;
+		if (key_kept(out, kept, n_kept, member, key_len))
+			continue;
 		if (out_len > 0)
 			out[out_len++] = ',';
-		keys[members].at = out_len;
-		keys[members].len = key_len;
-		members++;
+		kept[n_kept].at = out_len;
+		kept[n_kept].len = key_len;
+		n_kept++;
 		memcpy(out + out_len, member, member_len);
 		out_len += member_len;
 	}

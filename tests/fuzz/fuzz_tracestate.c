@@ -3,9 +3,10 @@
  *
  * Feeds up to TRACESTATE_MAX bytes, from and into buffers of exactly the
  * input's size (ASan catches any overrun), and checks that the result is -1
- * or at most the input length, that the output has no empty member and no
- * whitespace next to a comma or at either end, and that normalising the
- * output again gives it back unchanged. Never prints on success.
+ * or at most the input length, that the output has no empty member, no
+ * whitespace next to a comma or at either end, at most 32 members and no key
+ * twice, and that normalising the output again gives it back unchanged.
+ * Never prints on success.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -33,6 +34,31 @@ static void check_normalised(const char *s, size_t n)
 	}
 }
 
+/* At most TRACESTATE_MEMBERS_MAX members, no key twice. */
+static void check_keys(const char *s, size_t n)
+{
+	const char *keys[TRACESTATE_MEMBERS_MAX];
+	size_t key_lens[TRACESTATE_MEMBERS_MAX];
+	size_t members = 0;
+
+	for (size_t pos = 0; pos < n;) {
+		const char *comma = memchr(s + pos, ',', n - pos);
+		size_t end = comma ? (size_t)(comma - s) : n;
+		const char *eq = memchr(s + pos, '=', end - pos);
+		if (!eq || members == TRACESTATE_MEMBERS_MAX)
+			abort();
+		keys[members] = s + pos;
+		key_lens[members] = (size_t)(eq - (s + pos));
+		for (size_t i = 0; i < members; i++) {
+			if (key_lens[i] == key_lens[members] &&
+			    memcmp(keys[i], keys[members], key_lens[i]) == 0)
+				abort();
+		}
+		members++;
+		pos = end + 1;
+	}
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -47,6 +73,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		abort();
 	if (n >= 0) {
 		check_normalised(out, (size_t)n);
+		check_keys(out, (size_t)n);
 		char *again = malloc((size_t)n + !n);
 		if (tracestate_normalize(out, (size_t)n, again) != n ||
 		    memcmp(again, out, (size_t)n) != 0)

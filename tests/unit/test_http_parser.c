@@ -1279,7 +1279,7 @@ static void test_tracestate_invalid_member(void **state)
 {
 	(void)state;
 	static const char *const bad[] = {
-		"a=1,B=2", "a=1,b", "a=1,=2", "a=1,b=", "a=1,b=2=3", "a=1,a=2", "1a@Z=x",
+		"a=1,B=2", "a=1,b", "a=1,=2", "a=1,b=", "a=1,b=2=3", "1a@Z=x", "@a=1,b=2",
 		"a=1 2,b=\x01", "a=1,b=\xc3\xa9",
 	};
 	char req[1024];
@@ -1288,12 +1288,16 @@ static void test_tracestate_invalid_member(void **state)
 			 "tracestate: %s\r\n\r\n", bad[i]);
 		trace_request(req, &tp_plain, TRACE);
 	}
-	/* one bad line drops the other lines too; so does a key repeated
-	 * across lines */
+	/* one bad line drops the other lines too */
 	trace_request("GET / HTTP/1.1\r\ntraceparent: " TP "\r\ntracestate: a=1\r\n"
 		      "tracestate: B=2\r\ntracestate: c=3\r\n\r\n", &tp_plain, TRACE);
+	/* a key repeated in a line or across lines keeps its first member, the
+	 * rest of the list is carried */
+	struct want_trace first = with_ts(tp_plain, "a=1,b=2,c@x@y=4");
 	trace_request("GET / HTTP/1.1\r\ntraceparent: " TP "\r\ntracestate: a=1,b=2\r\n"
-		      "tracestate: a=3\r\n\r\n", &tp_plain, TRACE);
+		      "tracestate: a=3,c@x@y=4\r\n\r\n", &first, TRACE);
+	trace_request("GET / HTTP/1.1\r\ntraceparent: " TP "\r\ntracestate: a=1,b=2,a=1\r\n"
+		      "tracestate: c@x@y=4,b=5\r\n\r\n", &first, TRACE);
 
 	/* 32 members kept, 33 (split over two lines) dropped */
 	char list[400], want[400];

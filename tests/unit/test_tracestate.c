@@ -1,9 +1,11 @@
 /*
  * test_tracestate.c - unit tests for shim/tracestate.c: W3C Trace Context
- * tracestate validation and normalisation (OWS and empty members dropped,
- * 32-member limit, simple and multi-tenant key grammar and lengths, value
- * chars and length, duplicate keys), the length bounds on both buffers, and
- * idempotence over exhaustive and random short inputs.
+ * tracestate validation and normalisation by the editor's draft (OWS and
+ * empty members dropped, the 32-member limit counting repeated keys, the key
+ * grammar with '@' anywhere but first and its 256-char limit, value chars and
+ * length, a repeated key keeping its first member and the rest of the list),
+ * the length bounds on both buffers, and idempotence and no repeated key
+ * in the output over exhaustive and random short inputs.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -95,6 +97,16 @@ static void test_ows_around_members(void **state)
 	expect_normalized("foo=1 ,bar=2", "foo=1,bar=2");
 	expect_normalized("foo=1, bar=2", "foo=1,bar=2");
 	expect_normalized("  foo=a b  ,  bar=c d  ", "foo=a b,bar=c d");
+	/* the conformance harness's OWS cases */
+	expect_normalized("foo=1 \t , \t bar=2, \t baz=3", "foo=1,bar=2,baz=3");
+	expect_normalized("foo=1\t \t,\t \tbar=2,\t \tbaz=3", "foo=1,bar=2,baz=3");
+	expect_normalized("foo=1\t", "foo=1");
+	expect_normalized("\t foo=1 \t", "foo=1");
+	/* OWS inside a member is not OWS: around '=' it makes the key or the
+	 * value invalid */
+	expect_dropped("foo =1");
+	expect_dropped("foo=\t1");
+	expect_dropped("foo\t=1,bar=2");
 }
 
 static void test_empty_members(void **state)
@@ -150,6 +162,21 @@ static void test_member_count(void **state)
 	expect_dropped(in);
 	build_members(in, 64, ",");
 	expect_dropped(in);
+
+	/* repeated keys count: 31 distinct members and one repeat are 32 (the
+	 * repeat dropped), one more is 33 */
+	build_members(want, 31, ",");
+	strcpy(in, want);
+	strcat(in, ",k0=again");
+	expect_normalized(in, want);
+	strcat(in, ",k31=v");
+	expect_dropped(in);
+	build_members(in, 30, ",");
+	strcat(in, ",k5=again,k6=again");
+	build_members(want, 30, ",");
+	expect_normalized(in, want);
+	strcat(in, ",k7=again");
+	expect_dropped(in);
 }
 
 static void test_key_length(void **state)
@@ -159,43 +186,79 @@ static void test_key_length(void **state)
 	expect_same(repeat(buf, 'k', 256, "=1"));
 	expect_dropped(repeat(buf, 'k', 257, "=1"));
 	expect_same(repeat(buf, '9', 256, "=1"));
+	expect_dropped(repeat(buf, '9', 257, "=1"));
+
+	/* '@' counts like any key char: 256 in all, wherever the '@'s are */
+	repeat(buf, '@', 256, "=1");
+	buf[0] = 'k';
+	expect_same(buf);
+	repeat(buf, '@', 257, "=1");
+	buf[0] = 'k';
+	expect_dropped(buf);
+	repeat(buf, 't', 256, "=1");
+	buf[100] = '@';
+	buf[255] = '@';
+	expect_same(buf);
+	repeat(buf, 't', 257, "=1");
+	buf[100] = '@';
+	buf[256] = '@';
+	expect_dropped(buf);
+
+	/* a 256-char key beside other members, on what were two header lines
+	 * (the harness's case), and one char more dropping them all */
+	strcpy(buf, "foo=1,");
+	repeat(buf + 6, 'z', 256, "=1");
+	expect_same(buf);
+	repeat(buf + 6, 'z', 257, "=1");
+	expect_dropped(buf);
 }
 
-static void test_multi_tenant_key(void **state)
+/* The old tenant@system split (241 and 14 chars, one '@', a system starting
+ * with a letter) is gone: a key is one run of key chars, '@' any number of
+ * times anywhere but first. */
+static void test_at_in_keys(void **state)
 {
 	(void)state;
 	char buf[TRACESTATE_MAX + 1];
-	char system[32];
 
 	expect_same("t@s=1");
 	expect_same("0t@s=1");
 	expect_same("t_-*/9@s_-*/9=1");
 	expect_same("foo=1,foo@s=2,foo@t=3,bar@s=4");
+	expect_same("foo@=1,bar=2");
+	expect_same("foo@@bar=1,bar=2");
+	expect_same("foo@bar@baz=1,bar=2");
+	expect_same("a@b@c=1");
+	expect_same("a@@b=1");
+	expect_same("k@@@@=1");
+	expect_same("t@1s=1");
+	expect_same("t@_s=1");
+	expect_same("t@-=1");
+	expect_same("0@=1");
+	expect_same("a@b@c@d@e@f@g@h@i@j@k@l@m@n@o@p@q@r@s@t@u@v@w@x@y@z@0@1@2@3@4@5@6=1");
 
-	repeat(system, 's', 14, "=1");
+	/* lengths the old split refused: 242-char tenant, 15-char system */
+	repeat(buf, 't', 242, "@v=1");
+	expect_same(buf);
+	repeat(buf, 't', 1, "@");
+	repeat(buf + 2, 'v', 15, "=1");
+	expect_same(buf);
 	repeat(buf, 't', 241, "@");
-	strcat(buf, system);
-	assert_int_equal(strlen(buf), 258);
+	repeat(buf + 242, 'v', 14, "=1");
 	expect_same(buf);
 
-	repeat(buf, 't', 242, "@");
-	strcat(buf, system);
-	expect_dropped(buf);
-
-	repeat(buf, 't', 1, "@");
-	strcat(buf, repeat(system, 's', 15, "=1"));
-	expect_dropped(buf);
-
-	expect_dropped("a@b@c=1");
-	expect_dropped("a@@b=1");
-	expect_dropped("t@1s=1");
-	expect_dropped("t@_s=1");
+	/* '@' first, alone, or beside characters a key never has */
+	expect_dropped("@s=1");
+	expect_dropped("@=1");
+	expect_dropped("@@=1");
+	expect_dropped("@foo=1,bar=2");
+	expect_dropped("bar=2,@foo=1");
+	expect_dropped("_t@s=1");
 	expect_dropped("t@S=1");
 	expect_dropped("T@s=1");
-	expect_dropped("@s=1");
-	expect_dropped("t@=1");
-	expect_dropped("@=1");
-	expect_dropped("_t@s=1");
+	expect_dropped("foo@Bar@baz=1");
+	expect_dropped("t@s.x=1");
+	expect_dropped("t@ s=1");
 }
 
 static void test_key_chars(void **state)
@@ -216,6 +279,22 @@ static void test_key_chars(void **state)
 	expect_dropped("foo:bar=1");
 	expect_dropped("f\xc3\xa9=1");
 	expect_dropped("ok=1,Bad=2");
+	expect_dropped("ok=1,baD=2,c=3");
+	expect_dropped("Z=1");
+
+	/* every byte as a key's first and as its second char */
+	char in[8];
+	char got[8];
+	for (int c = 0; c < 256; c++) {
+		bool first_ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+		bool later_ok = first_ok || c == '_' || c == '-' || c == '*' || c == '/' || c == '@';
+		memcpy(in, "?=1", 3);
+		in[0] = (char)c;
+		assert_int_equal(normalize_bytes(in, 3, got), first_ok ? 3 : -1);
+		memcpy(in, "a?=1", 4);
+		in[1] = (char)c;
+		assert_int_equal(normalize_bytes(in, 4, got), later_ok ? 4 : -1);
+	}
 }
 
 static void test_value_length(void **state)
@@ -272,17 +351,32 @@ static void test_value_chars(void **state)
 	assert_int_equal(normalize_bytes("foo=a\0b", 7, got), -1);
 }
 
+/* A repeated key is no reason to drop the list: its first member is kept,
+ * later ones with the same key dropped, every other member carried in order. */
 static void test_duplicate_keys(void **state)
 {
 	(void)state;
-	expect_dropped("foo=1,foo=1");
-	expect_dropped("foo=1,foo=2");
-	expect_dropped("foo=1,bar=2,foo=3");
-	expect_dropped("foo=1 , ,foo=2");
-	expect_dropped("t@s=1,t@s=2");
+	expect_normalized("foo=1,foo=1", "foo=1");
+	expect_normalized("foo=1,foo=2", "foo=1");
+	expect_normalized("foo=1,foo=2,foo=3", "foo=1");
+	expect_normalized("foo=1,bar=2,foo=3", "foo=1,bar=2");
+	expect_normalized("foo=1,bar=2,foo=3,baz=4,bar=5", "foo=1,bar=2,baz=4");
+	expect_normalized("a=1,b=2,a=3,c=4", "a=1,b=2,c=4");
+	expect_normalized("foo=1 , ,foo=2", "foo=1");
+	expect_normalized("foo=1 , ,foo=2 ,\tqux=3", "foo=1,qux=3");
+	expect_normalized("t@s=1,t@s=2", "t@s=1");
+	expect_normalized("a@@b=1,c=2,a@@b=3", "a@@b=1,c=2");
+	/* two header lines joined: "foo=1" and "foo=2" */
+	expect_normalized("foo=1,foo=2,bar=3", "foo=1,bar=3");
+	/* keys equal only in part stay apart */
 	expect_same("foo=1,fo=2,fooo=3");
 	expect_same("fo=1,foo=2");
 	expect_same("foo=1,foo@s=2,s=3");
+	expect_same("foo@=1,foo=2,foo@@=3");
+	/* the repeat is still checked: an invalid one drops the whole list */
+	expect_dropped("foo=1,foo=a=b");
+	expect_dropped("foo=1,foo=");
+	expect_dropped("foo=1,Foo=2");
 }
 
 static void test_malformed_members(void **state)
@@ -321,8 +415,35 @@ static void test_respects_len(void **state)
 	assert_int_equal(tracestate_normalize(in, TRACESTATE_MAX + 1, out), -1);
 }
 
-/* Checks the contract on any input: -1 or at most len, and normalising the
- * output again gives the same output. */
+/* A normalised list has at most 32 members and no key twice. */
+static void check_members(const char *s, size_t n)
+{
+	const char *keys[TRACESTATE_MEMBERS_MAX];
+	size_t key_lens[TRACESTATE_MEMBERS_MAX];
+	size_t members = 0;
+
+	for (size_t pos = 0; pos < n;) {
+		const char *comma = memchr(s + pos, ',', n - pos);
+		size_t end = comma ? (size_t)(comma - s) : n;
+		const char *eq = memchr(s + pos, '=', end - pos);
+		assert_non_null(eq);
+		assert_true(members < TRACESTATE_MEMBERS_MAX);
+		keys[members] = s + pos;
+		key_lens[members] = (size_t)(eq - (s + pos));
+		for (size_t i = 0; i < members; i++) {
+			if (key_lens[i] == key_lens[members] &&
+			    memcmp(keys[i], keys[members], key_lens[i]) == 0)
+				fail_msg("key \"%.*s\" twice in \"%.*s\"", (int)key_lens[i], keys[i],
+					 (int)n, s);
+		}
+		members++;
+		pos = end + 1;
+	}
+}
+
+/* Checks the contract on any input: -1 or at most len, at most 32 members
+ * and no key twice, and normalising the output again gives the same
+ * output. */
 static void check_contract(const char *in, size_t len)
 {
 	char got[TRACESTATE_MAX + 1];
@@ -331,6 +452,7 @@ static void check_contract(const char *in, size_t len)
 	if (n == -1)
 		return;
 	assert_true(n >= 0 && (size_t)n <= len);
+	check_members(got, (size_t)n);
 	int m = normalize_bytes(got, (size_t)n, again);
 	assert_int_equal(m, n);
 	assert_memory_equal(again, got, (size_t)n);
@@ -366,6 +488,7 @@ static void test_random_inputs(void **state)
 	static const char *const pieces[] = {
 		"a=1", "b0=x y", "k_-*/=v", "t@s=1", "t@s", "=", "=v", "a", "0", "@",
 		" ", "\t", ",", ",", ", ", "A", ".", "\x7f", "\x19", "~", "a=1,a=2",
+		"a@@b=2", "b0=1", "@a=1",
 	};
 	enum { PIECES = sizeof pieces / sizeof pieces[0] };
 	uint32_t x = 2463534242u;
@@ -402,7 +525,7 @@ int main(void)
 		cmocka_unit_test(test_no_members),
 		cmocka_unit_test(test_member_count),
 		cmocka_unit_test(test_key_length),
-		cmocka_unit_test(test_multi_tenant_key),
+		cmocka_unit_test(test_at_in_keys),
 		cmocka_unit_test(test_key_chars),
 		cmocka_unit_test(test_value_length),
 		cmocka_unit_test(test_value_chars),
