@@ -30,7 +30,8 @@ SERVERS    := $(patsubst tests/servers/%.c,%,$(wildcard tests/servers/*.c))
 # Debian packages the build, the tests and the benchmarks use.
 DEB_PACKAGES := gcc make libc6-dev libunwind-dev libxxhash-dev libcmocka-dev \
                 python3 valgrind clang libclang-rt-14-dev rsyslog \
-                nginx lighttpd busybox curl libuv1-dev libevent-dev wrk
+                nginx lighttpd busybox curl libuv1-dev libevent-dev wrk \
+                python3-aiohttp
 
 FUZZERS := $(patsubst tests/fuzz/%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_SECONDS ?= 300
@@ -133,6 +134,7 @@ integration: deps $(BUILD)/libreqid.so $(BUILD)/reqid-inject servers
 	python3 tests/integration/test_response_header.py
 	python3 tests/integration/test_spawn.py
 	python3 tests/integration/test_outbound.py
+	python3 tests/integration/test_w3c_harness.py
 	python3 tests/integration/test_multihost.py
 	python3 tests/integration/test_show.py
 	python3 tests/integration/test_event_loops.py
