@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "tracestate.h"
+#include "../unit/tracestate_members.h"
 
 static int is_blank(char c)
 {
@@ -34,31 +35,6 @@ static void check_normalised(const char *s, size_t n)
 	}
 }
 
-/* At most TRACESTATE_MEMBERS_MAX members, no key twice. */
-static void check_keys(const char *s, size_t n)
-{
-	const char *keys[TRACESTATE_MEMBERS_MAX];
-	size_t key_lens[TRACESTATE_MEMBERS_MAX];
-	size_t members = 0;
-
-	for (size_t pos = 0; pos < n;) {
-		const char *comma = memchr(s + pos, ',', n - pos);
-		size_t end = comma ? (size_t)(comma - s) : n;
-		const char *eq = memchr(s + pos, '=', end - pos);
-		if (!eq || members == TRACESTATE_MEMBERS_MAX)
-			abort();
-		keys[members] = s + pos;
-		key_lens[members] = (size_t)(eq - (s + pos));
-		for (size_t i = 0; i < members; i++) {
-			if (key_lens[i] == key_lens[members] &&
-			    memcmp(keys[i], keys[members], key_lens[i]) == 0)
-				abort();
-		}
-		members++;
-		pos = end + 1;
-	}
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -73,7 +49,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		abort();
 	if (n >= 0) {
 		check_normalised(out, (size_t)n);
-		check_keys(out, (size_t)n);
+		if (tracestate_members_fault(out, (size_t)n))
+			abort();
 		char *again = malloc((size_t)n + !n);
 		if (tracestate_normalize(out, (size_t)n, again) != n ||
 		    memcmp(again, out, (size_t)n) != 0)
