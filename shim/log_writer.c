@@ -260,19 +260,26 @@ static inline void writer_id(struct writer *w, uint64_t request)
 	w->fields_len = line_fields(style, id, id_len, traced ? &trace : NULL, w->fields);
 }
 
-/* Writes bytes that stand for input bytes of this batch. */
-static bool writer_put(struct writer *w, const char *b, size_t n, size_t input)
+/* Nothing of a writer_put went out: errno says why. */
+static __attribute__((noinline, cold)) bool writer_failed(struct writer *w)
 {
-	if (log_output(w->sink, b, n, w->mode) == 0) {
-		w->error = errno;
-		return false;
-	}
+	w->error = errno;
+	return false;
+}
+
+/* Writes bytes that stand for input bytes of this batch. Inline, as
+ * log_output's common case is: a line that goes out in one write calls
+ * nothing but the write. */
+static inline bool writer_put(struct writer *w, const char *b, size_t n, size_t input)
+{
+	if (unlikely(log_output(w->sink, b, n, w->mode) == 0))
+		return writer_failed(w);
 	w->committed += input;
 	return true;
 }
 
 /* Writes the stage out. False if nothing of it went out (w->error set). */
-static bool writer_flush(struct writer *w)
+static inline bool writer_flush(struct writer *w)
 {
 	if (w->staged == 0)
 		return true;
