@@ -131,6 +131,7 @@ integration: deps $(BUILD)/libreqid.so $(BUILD)/reqid-inject servers
 	python3 tests/integration/test_semantics.py
 	python3 tests/integration/test_logpaths_syslog.py
 	python3 tests/integration/test_stdio.py
+	python3 tests/integration/test_faults.py
 	python3 tests/integration/test_response_header.py
 	python3 tests/integration/test_spawn.py
 	python3 tests/integration/test_outbound.py

@@ -34,6 +34,7 @@ struct backlog {
 	size_t cap;
 	size_t off;              /* bytes of buf already written */
 	size_t len;
+	char before;             /* the byte written before buf ('\n' if none) */
 };
 
 static struct backlog backlogs[BACKLOGS];
@@ -112,6 +113,75 @@ static ssize_t sink_write(const struct log_sink *sink, const char *b, size_t n)
 	return real.write(sink->fd, b, n);
 }
 
+/* ---- torn lines ---------------------------------------------------------
+ * An error (a full disk, a file over its size limit) that cuts output
+ * inside a line leaves a torn line at the end of the file. The next output
+ * to that descriptor begins with a newline, so that no later line is
+ * glued to the torn one: the file stays a file of lines. A few descriptors
+ * at a time; past that, a torn line is left as it is. */
+
+#define TORN_MAX 8
+
+static _Atomic int32_t torn_fd1[TORN_MAX]; /* fd + 1; 0 when free */
+
+/* Output to fd stopped after byte last of a line. */
+static void note_torn(int fd, char last)
+{
+	if (last == '\n')
+		return;
+	for (int i = 0; i < TORN_MAX; i++)
+		if (atomic_load_explicit(&torn_fd1[i], memory_order_relaxed) == fd + 1)
+			return;
+	for (int i = 0; i < TORN_MAX; i++) {
+		int32_t expected = 0;
+		if (atomic_compare_exchange_strong(&torn_fd1[i], &expected, fd + 1)) {
+			atomic_fetch_add_explicit(&output_attention, 1, memory_order_release);
+			return;
+		}
+	}
+}
+
+/* Before output to sink's fd: ends its torn line, if it has one. False
+ * (errno set) if the newline could not be written: nothing may go out
+ * after the torn line until it can. */
+static bool mend_torn(const struct log_sink *sink)
+{
+	for (int i = 0; i < TORN_MAX; i++) {
+		int32_t fd1 = sink->fd + 1;
+		if (atomic_load_explicit(&torn_fd1[i], memory_order_relaxed) != fd1)
+			continue;
+		ssize_t r;
+		do
+			r = sink_write(sink, "\n", 1);
+		while (r < 0 && errno == EINTR);
+		if (r != 1) {
+			if (r == 0)
+				errno = EIO;
+			return false;
+		}
+		if (atomic_compare_exchange_strong(&torn_fd1[i], &fd1, 0))
+			atomic_fetch_sub_explicit(&output_attention, 1, memory_order_release);
+		return true;
+	}
+	return true;
+}
+
+/* fd is closed or replaced: its torn line is ended if the file takes a
+ * newline now, and forgotten. */
+static void forget_torn(int fd)
+{
+	struct log_sink sink = {.fd = fd};
+	for (int i = 0; i < TORN_MAX; i++) {
+		int32_t fd1 = fd + 1;
+		if (atomic_load_explicit(&torn_fd1[i], memory_order_relaxed) != fd1)
+			continue;
+		if (!mend_torn(&sink) &&
+		    atomic_compare_exchange_strong(&torn_fd1[i], &fd1, 0))
+			atomic_fetch_sub_explicit(&output_attention, 1, memory_order_release);
+		return;
+	}
+}
+
 /* Converts bytes (multibyte text in the locale) back to wide characters for
  * a wide-oriented stream. Returns the bytes written. */
 static size_t wide_write(FILE *f, const char *b, size_t n)
@@ -156,6 +226,9 @@ static size_t message_output(const struct log_sink *sink, const char *b, size_t 
 	return n;
 }
 
+/* glibc's FILE flag for a stream's error indicator (libio.h). */
+#define STREAM_ERR_SEEN 0x0020
+
 /* Into the stream's buffer, under its lock: the caller's (an application
  * call in progress) or taken here for the shim's own lines (if another
  * thread holds it, the lines go straight to the fd). */
@@ -178,7 +251,16 @@ static size_t stream_output(const struct log_sink *sink, const char *b, size_t n
 			return log_output(&direct, b, n, mode);
 		}
 	}
+	/* glibc's fwrite reports a whole count when the flush it makes after
+	 * a line (line-buffered) fails: the stream's error flag, cleared for
+	 * the call and then put back as it was, tells. */
+	int had_error = f->_flags & STREAM_ERR_SEEN;
+	f->_flags &= ~STREAM_ERR_SEEN;
 	size_t written = sink->wide ? wide_write(f, b, n) : (real.fwrite_unlocked)(b, 1, n, f);
+	bool failed = f->_flags & STREAM_ERR_SEEN;
+	f->_flags |= had_error;
+	if (failed && written == n)
+		written = 0;
 	if (!sink->wide)
 		stdio_note_write(f);
 	if (mode != OUTPUT_APP)
@@ -228,7 +310,9 @@ static bool pay(struct backlog *q)
 		} else if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
 			return false;
 		} else {
-			q->off = q->len; /* a real error: the rest cannot be written */
+			/* a real error: the rest cannot be written */
+			note_torn(q->sink.fd, q->off ? q->buf[q->off - 1] : q->before);
+			q->off = q->len;
 		}
 	}
 	return true;
@@ -243,8 +327,9 @@ static void release(struct backlog *q)
 	backlog_unlock(q);
 }
 
-/* Queues b behind a new backlog for sink's fd. False if no backlog is free. */
-static bool start_backlog(const struct log_sink *sink, const char *b, size_t n)
+/* Queues b behind a new backlog for sink's fd; before is the byte written
+ * just before b. False if no backlog is free. */
+static bool start_backlog(const struct log_sink *sink, const char *b, size_t n, char before)
 {
 	STATE_MADE(MADE_BACKLOGS); /* before the claim: a fork in between resets it */
 	for (int i = 0; i < BACKLOGS; i++) {
@@ -260,6 +345,7 @@ static bool start_backlog(const struct log_sink *sink, const char *b, size_t n)
 		atomic_fetch_add_explicit(&output_attention, 1, memory_order_release);
 		q->sink = *sink;
 		q->off = q->len = 0;
+		q->before = before;
 		if (!append(q, b, n)) {
 			release(q);
 			return false;
@@ -324,6 +410,8 @@ size_t log_output_slow(const struct log_sink *sink, const char *b, size_t n, enu
 		if (sink->message)
 			return message_output(sink, b, n);
 		if (unlikely(atomic_load_explicit(&output_attention, memory_order_acquire) != 0)) {
+			if (!mend_torn(sink))
+				return 0;
 			struct backlog *q = find_backlog(sink->fd);
 			if (q && !behind_backlog(q, sink, b, n, mode, &result))
 				return result;
@@ -335,18 +423,18 @@ size_t log_output_slow(const struct log_sink *sink, const char *b, size_t n, enu
 			off += (size_t)r;
 			continue;
 		}
-		if (r == 0) {
+		if (r == 0)
 			errno = EIO;
-			return off;
-		}
-		if (errno == EINTR && (off > 0 || mode == OUTPUT_BACKGROUND))
+		else if (errno == EINTR && (off > 0 || mode == OUTPUT_BACKGROUND))
 			continue;
-		bool full = errno == EAGAIN || errno == EWOULDBLOCK;
+		bool full = r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+		if (!full && off > 0)
+			note_torn(sink->fd, b[off - 1]);
 		if (!full || (off == 0 && mode == OUTPUT_APP))
 			return off;
 		/* Part of a line went out, or these are the shim's own lines:
 		 * queue the rest. */
-		if (start_backlog(sink, b + off, n - off))
+		if (start_backlog(sink, b + off, n - off, off ? b[off - 1] : '\n'))
 			return n;
 		return wait_and_write(sink, b, n, off);
 	}
@@ -355,6 +443,7 @@ size_t log_output_slow(const struct log_sink *sink, const char *b, size_t n, enu
 
 void log_output_settle(int fd)
 {
+	forget_torn(fd);
 	struct backlog *q = find_backlog(fd);
 	if (!q || !backlog_lock(q))
 		return;

@@ -94,6 +94,8 @@ struct line_slot {
 	size_t cap;
 	char *scratch;            /* room to format lines too long for the stage */
 	size_t scratch_cap;
+	bool raw_partial;         /* an unfinished line went out as it came (no
+				     memory to keep it): so does its rest */
 };
 
 static struct line_slot line_slots[LINE_SLOTS];
@@ -175,6 +177,7 @@ static struct line_slot *claim_slot(const struct log_sink *sink)
 		slot_set_sink(s, sink);
 		s->len = 0;
 		s->held_len = 0;
+		s->raw_partial = false;
 		thread_ctx.slots[thread_ctx.slot_count++] = (uint16_t)i;
 		return s;
 	}
@@ -184,7 +187,8 @@ static struct line_slot *claim_slot(const struct log_sink *sink)
 /* Unlocks a slot the thread holds; an empty one goes back to the table. */
 static void slot_leave(struct line_slot *s)
 {
-	if (s->len == 0 && atomic_load_explicit(&s->owner, memory_order_relaxed) == thread_ctx.tid) {
+	if (s->len == 0 && !s->raw_partial &&
+	    atomic_load_explicit(&s->owner, memory_order_relaxed) == thread_ctx.tid) {
 		uint16_t index = (uint16_t)(s - line_slots);
 		for (uint8_t i = 0; i < thread_ctx.slot_count; i++) {
 			if (thread_ctx.slots[i] == index) {
@@ -260,7 +264,7 @@ static inline void writer_id(struct writer *w, uint64_t request)
 	w->fields_len = line_fields(style, id, id_len, traced ? &trace : NULL, w->fields);
 }
 
-/* Nothing of a writer_put went out: errno says why. */
+/* A writer_put did not go out whole: errno says why. */
 static __attribute__((noinline, cold)) bool writer_failed(struct writer *w)
 {
 	w->error = errno;
@@ -269,10 +273,11 @@ static __attribute__((noinline, cold)) bool writer_failed(struct writer *w)
 
 /* Writes bytes that stand for input bytes of this batch. Inline, as
  * log_output's common case is: a line that goes out in one write calls
- * nothing but the write. */
+ * nothing but the write. Output an error cut short counts none of its
+ * input as written (log_output has ended the torn line it left). */
 static inline bool writer_put(struct writer *w, const char *b, size_t n, size_t input)
 {
-	if (unlikely(log_output(w->sink, b, n, w->mode) == 0))
+	if (unlikely(log_output(w->sink, b, n, w->mode) != n))
 		return writer_failed(w);
 	w->committed += input;
 	return true;
@@ -605,6 +610,25 @@ static void cap_held(struct writer *w, struct line_slot *s)
 	s->held_len = 0;
 }
 
+/* No memory to keep an unfinished line: the lines held before it go out
+ * now without an id, then what the slot has of it and its new bytes as they
+ * came, and its rest will follow as it comes (raw_partial), so that its
+ * bytes stay in order and no part of it is enriched as a line of its own. */
+static __attribute__((noinline, cold)) bool give_up_partial(struct writer *w, struct line_slot *s,
+							 const char *b, size_t n)
+{
+	if (!writer_flush(w))
+		return false;
+	size_t start = s->held_len + RECORD;
+	writer_records(w, s->buf, s->held_len, 0);
+	bool ok = writer_flush(w) &&
+		  (s->len <= start || writer_put(w, s->buf + start, s->len - start, 0)) &&
+		  writer_put(w, b, n, n);
+	s->len = s->held_len = 0;
+	s->raw_partial = true;
+	return ok;
+}
+
 /* A syslog message is one whole "line" whatever bytes it holds. It is held
  * like a line (with a newline appended to its record) or sent at once. */
 static bool consume_message(struct writer *w, const char *buf, size_t n)
@@ -642,7 +666,7 @@ static bool consume(struct writer *w, const char *buf, size_t n)
 		return writer_raw(w, buf, n); /* still blocked: keep order, lose the id */
 	if (w->sink->message)
 		return consume_message(w, buf, n);
-	if (buf[n - 1] == '\n' && !(w->slot && has_partial(w->slot)) &&
+	if (buf[n - 1] == '\n' && !(w->slot && (has_partial(w->slot) || w->slot->raw_partial)) &&
 	    likely(thread_ctx.batch.wait_depth == 0) &&
 	    line_format_escapes_whole(&shim.style, buf, n - 1)) {
 		/* The write most lines come in: one whole line, outside an
@@ -669,30 +693,42 @@ static bool consume(struct writer *w, const char *buf, size_t n)
 		struct line_slot *s = w->slot;
 		uint64_t request;
 
+		if (s && s->raw_partial) {
+			/* The rest of a line that went out as it came. */
+			if (!writer_raw(w, buf + pos, seg))
+				return false;
+			s->raw_partial = !nl;
+			pos += seg;
+			continue;
+		}
+
 		if (!nl) {
 			/* An unfinished line: keep it, behind a header for its
 			 * record, until its newline comes. */
 			static const struct held_record blank;
 			if (!s)
 				s = w->slot = claim_slot(w->sink);
-			if (s && !has_partial(s)) {
+			if (!s)
+				return writer_raw(w, buf + pos, seg);
+			size_t at = s->len;
+			if (!has_partial(s))
 				s->partial_request = thread_ctx.request;
-				if (!slot_append(s, &blank, RECORD))
-					return writer_raw(w, buf + pos, seg);
-			}
-			if (s && slot_append(s, buf + pos, seg)) {
+			if ((has_partial(s) || slot_append(s, &blank, RECORD)) &&
+			    slot_append(s, buf + pos, seg)) {
 				w->committed += seg;
 				return true;
 			}
-			return writer_raw(w, buf + pos, seg);
+			s->len = at;
+			return give_up_partial(w, s, buf + pos, seg);
 		}
 
 		if (s && has_partial(s)) {
 			/* Completes a line begun by earlier writes. */
 			size_t before = s->len;
 			if (!slot_append(s, buf + pos, seg)) {
-				if (!writer_raw(w, buf + pos, seg))
+				if (!give_up_partial(w, s, buf + pos, seg))
 					return false;
+				s->raw_partial = false;
 				pos += seg;
 				continue;
 			}
@@ -775,9 +811,11 @@ ssize_t log_writev(const struct log_sink *sink, const struct iovec *iov, int iov
 	writer_flush(&w);
 	if (w.slot)
 		slot_leave(w.slot);
-	if (w.committed == 0 && w.error) {
+	/* A short count after an error is a count for write(); a stream's
+	 * caller reports it as an error (-1 and errno), as stdio would. */
+	if (unlikely(w.error) && (w.committed == 0 || sink->stream)) {
 		errno = w.error;
-		return -1;
+		return w.committed ? (ssize_t)w.committed : -1;
 	}
 	errno = saved;
 	return (ssize_t)w.committed;
@@ -1055,6 +1093,7 @@ void log_forget_all(void)
 		atomic_store_explicit(&s->busy, 0, memory_order_relaxed);
 		s->len = 0;
 		s->held_len = 0;
+		s->raw_partial = false;
 	}
 	thread_ctx.slot_count = 0;
 	thread_ctx.held = false;

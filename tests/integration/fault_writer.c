@@ -1,0 +1,277 @@
+/*
+ * fault_writer.c - a legacy-style logging program for test_faults.py: it
+ * runs one fault scenario (argv[1]) and records what its calls returned
+ * (values, errno, ferror) as key=value lines in a results file (argv[2]).
+ * The driver runs it bare and under libreqid.so and compares.
+ *
+ * It knows nothing of the shim and must never mention it, and never write
+ * its observations to a log descriptor. Its log is fd 2 or a file under
+ * argv[3], a directory the driver mounted as a small tmpfs for the
+ * disk-full scenarios; those fill the disk with 200-byte lines, then free
+ * space by deleting a filler file the program wrote first, and write one
+ * more line.
+ *
+ *   fault_writer SCENARIO RESULTS [DIR]
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static FILE *results;
+
+static void die(const char *what)
+{
+	if (results) {
+		fprintf(results, "fatal=%s errno=%d\n", what, errno);
+		fflush(results);
+	}
+	_exit(99);
+}
+
+static void record(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void record(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vfprintf(results, fmt, ap);
+	va_end(ap);
+	fflush(results);
+}
+
+#define LINE_LEN 200
+#define FILLER_LEN 65536
+#define MAX_LINES 100000
+
+static char line[LINE_LEN + 1];
+static char dir_log[4096], dir_filler[4096];
+
+static void make_line(void)
+{
+	memset(line, 'a', LINE_LEN - 1);
+	line[LINE_LEN - 1] = '\n';
+}
+
+/* The filler file that is deleted to make room again. */
+static void write_filler(const char *dir)
+{
+	snprintf(dir_log, sizeof(dir_log), "%s/app.log", dir);
+	snprintf(dir_filler, sizeof(dir_filler), "%s/filler", dir);
+	int fd = open(dir_filler, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	static char zeros[FILLER_LEN];
+	if (fd < 0 || write(fd, zeros, sizeof(zeros)) != (ssize_t)sizeof(zeros) || close(fd) != 0)
+		die("filler");
+}
+
+/* What one write-like call returned, in words: "ok", "short" (a count
+ * inside the bytes asked for) or the errno's name. */
+static const char *outcome(ssize_t r, size_t n, int e)
+{
+	if (r == (ssize_t)n)
+		return "ok";
+	if (r >= 0)
+		return "short";
+	return e == ENOSPC ? "ENOSPC" : e == EPIPE ? "EPIPE" : e == EMFILE ? "EMFILE" : "other";
+}
+
+/* write() or writev() (the line in two pieces) until the disk is full. */
+static void sc_full(bool vectored, const char *dir)
+{
+	write_filler(dir);
+	int fd = open(dir_log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	if (fd < 0 || dup2(fd, 2) != 2)
+		die("open log");
+	close(fd);
+	ssize_t r = LINE_LEN;
+	int lines = 0;
+	for (; lines < MAX_LINES && r == LINE_LEN; lines++) {
+		errno = 0;
+		if (vectored) {
+			struct iovec iov[2] = {{line, 120}, {line + 120, LINE_LEN - 120}};
+			r = writev(2, iov, 2);
+		} else {
+			r = write(2, line, LINE_LEN);
+		}
+	}
+	record("first_failure=%s\n", outcome(r, LINE_LEN, errno));
+	if (r >= 0)
+		record("count=%zd\n", r);
+	if (r >= 0) { /* a short count: the next write reports the error */
+		errno = 0;
+		r = write(2, line, LINE_LEN);
+		record("then=%s\n", outcome(r, LINE_LEN, errno));
+	}
+	record("filled=%s\n", lines > 100 ? "yes" : "no");
+	if (unlink(dir_filler) != 0)
+		die("unlink filler");
+	r = write(2, "after\n", 6);
+	record("after=%s\n", outcome(r, 6, errno));
+	record("close=%d\n", close(2));
+}
+
+/* fprintf to a log file with the given buffering until the disk is full. */
+static void sc_full_stdio(int mode, const char *dir)
+{
+	write_filler(dir);
+	FILE *f = fopen(dir_log, "w");
+	if (!f || setvbuf(f, NULL, mode, BUFSIZ) != 0)
+		die("fopen");
+	int r = LINE_LEN, lines = 0;
+	for (; lines < MAX_LINES && r == LINE_LEN; lines++) {
+		errno = 0;
+		r = fprintf(f, "%.*s", LINE_LEN, line); /* not turned into fputs */
+	}
+	record("first_failure=%s errno=%s ferror=%d\n", r < 0 ? "EOF" : "short",
+	       errno == ENOSPC ? "ENOSPC" : "other", ferror(f) != 0);
+	record("filled=%s\n", lines > 100 ? "yes" : "no");
+	clearerr(f);
+	if (unlink(dir_filler) != 0)
+		die("unlink filler");
+	r = fprintf(f, "after\n");
+	record("after=%d\n", r);
+	record("fflush=%d ferror_after=%d\n", fflush(f), ferror(f) != 0);
+	record("fclose=%d\n", fclose(f));
+}
+
+/* The log file is deleted, or renamed, while the program writes to it. */
+static void sc_moved(bool rename_it, const char *dir)
+{
+	char path[4096], moved[4096];
+	snprintf(path, sizeof(path), "%s/app.log", dir);
+	snprintf(moved, sizeof(moved), "%s/app.log.1", dir);
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	if (fd < 0 || dup2(fd, 2) != 2)
+		die("open log");
+	close(fd);
+	record("before=%s\n", outcome(write(2, "one\n", 4), 4, errno));
+	if ((rename_it ? rename(path, moved) : unlink(path)) != 0)
+		die("move");
+	record("after=%s\n", outcome(write(2, "two\n", 4), 4, errno));
+	record("piece=%s\n", outcome(write(2, "thr", 3), 3, errno));
+	record("rest=%s\n", outcome(write(2, "ee\n", 3), 3, errno));
+}
+
+/* fd 2 is a pipe whose reader takes one line and exits. */
+static void sc_pipe_reader_exits(bool ignore)
+{
+	int p[2];
+	if (pipe(p) != 0)
+		die("pipe");
+	pid_t reader = fork();
+	if (reader == 0) {
+		char b[64];
+		close(p[1]);
+		ssize_t got = 0;
+		while (got < 4) {
+			ssize_t r = read(p[0], b + got, sizeof(b) - (size_t)got);
+			if (r <= 0)
+				break;
+			got += r;
+		}
+		_exit(0);
+	}
+	close(p[0]);
+	if (dup2(p[1], 2) != 2)
+		die("dup2");
+	close(p[1]);
+	if (ignore)
+		signal(SIGPIPE, SIG_IGN);
+	record("first=%s\n", outcome(write(2, "one\n", 4), 4, errno));
+	if (waitpid(reader, NULL, 0) != reader)
+		die("waitpid");
+	errno = 0;
+	ssize_t r = write(2, "two\n", 4);
+	record("second=%s\n", outcome(r, 4, errno));
+}
+
+/* Every descriptor up to RLIMIT_NOFILE is taken: the program gets the
+ * same number as bare, and its log still works. */
+static void sc_nofile(void)
+{
+	struct rlimit rl = {64, 64};
+	if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+		die("setrlimit");
+	int opened = 0;
+	while (open("/dev/null", O_RDONLY) >= 0)
+		opened++;
+	record("open=%s opened_to_limit=%s\n", errno == EMFILE ? "EMFILE" : "other",
+	       fcntl(63, F_GETFD) >= 0 ? "yes" : "no");
+	errno = 0;
+	int d = dup(2);
+	record("dup=%s\n", d < 0 && errno == EMFILE ? "EMFILE" : "other");
+	record("write=%s\n", outcome(write(2, "full table\n", 11), 11, errno));
+}
+
+/* The address space is capped so that no more memory can be mapped: a long
+ * line, and a line written in pieces, still arrive whole and in order. */
+static void sc_no_memory(void)
+{
+	static char big[20000];
+	memset(big, 'b', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\n';
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_AS, &rl) != 0)
+		die("getrlimit");
+	/* the current size, read from /proc, is the cap: any new mapping fails */
+	FILE *st = fopen("/proc/self/statm", "r");
+	unsigned long pages = 0;
+	if (!st || fscanf(st, "%lu", &pages) != 1)
+		die("statm");
+	fclose(st);
+	rl.rlim_cur = pages * (unsigned long)sysconf(_SC_PAGESIZE);
+	if (setrlimit(RLIMIT_AS, &rl) != 0)
+		die("setrlimit");
+	void *p = mmap(NULL, 1 << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	record("mmap=%s\n", p == MAP_FAILED ? "fails" : "works");
+	record("big=%s\n", outcome(write(2, big, sizeof(big)), sizeof(big), errno));
+	record("piece1=%s\n", outcome(write(2, "pie", 3), 3, errno));
+	record("piece2=%s\n", outcome(write(2, "ces\n", 4), 4, errno));
+	record("short=%s\n", outcome(write(2, "short line\n", 11), 11, errno));
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 3)
+		return 2;
+	results = fopen(argv[2], "w");
+	if (!results)
+		return 2;
+	make_line();
+	const char *sc = argv[1], *dir = argc > 3 ? argv[3] : NULL;
+	if (!strcmp(sc, "full_write") && dir)
+		sc_full(false, dir);
+	else if (!strcmp(sc, "full_writev") && dir)
+		sc_full(true, dir);
+	else if (!strcmp(sc, "full_stdio_full") && dir)
+		sc_full_stdio(_IOFBF, dir);
+	else if (!strcmp(sc, "full_stdio_line") && dir)
+		sc_full_stdio(_IOLBF, dir);
+	else if (!strcmp(sc, "full_stdio_none") && dir)
+		sc_full_stdio(_IONBF, dir);
+	else if (!strcmp(sc, "deleted") && dir)
+		sc_moved(false, dir);
+	else if (!strcmp(sc, "renamed") && dir)
+		sc_moved(true, dir);
+	else if (!strcmp(sc, "pipe_default"))
+		sc_pipe_reader_exits(false);
+	else if (!strcmp(sc, "pipe_ignored"))
+		sc_pipe_reader_exits(true);
+	else if (!strcmp(sc, "nofile"))
+		sc_nofile();
+	else if (!strcmp(sc, "no_memory"))
+		sc_no_memory();
+	else
+		return 2;
+	record("done=1\n");
+	return 0;
+}

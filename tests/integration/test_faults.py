@@ -1,0 +1,272 @@
+#!/usr/bin/env python3
+"""test_faults.py - what a logging program sees under faults, bare and under
+libreqid.so: a full filesystem (write, writev, stdio fully/line/unbuffered),
+the log file deleted or renamed while written, a log pipe whose reader exits
+(SIGPIPE default and ignored), every descriptor taken (RLIMIT_NOFILE), and no
+memory left to map (RLIMIT_AS). Drives tests/integration/fault_writer.c, one
+scenario per run, and compares its recorded return values, errno and ferror
+with the bare run's, and the bytes that reach the log.
+
+Where the shim cannot give what bare gives, the README's "Faults" section says
+what the program sees instead, and this test asserts exactly that:
+  - a line whose enriched output a full disk cuts short counts as not
+    written: write() returns -1 with ENOSPC, or the count of the bytes before
+    the line (those of an unfinished line the shim had already taken count
+    as written, as in a stdio buffer); the torn line is ended with a newline
+    before the next output to that descriptor, so the file stays a file of
+    lines.
+
+The disk-full scenarios mount a 256 KiB tmpfs in a mount namespace of their
+own (`unshare -m`, as root); where that is not allowed they are skipped and
+say so. Python 3 standard library only.
+
+    python3 tests/integration/test_faults.py [-v] [unittest test names]
+"""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import unittest
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+SRC = ROOT / "tests" / "integration"
+OUT = ROOT / "build" / "integration"
+LIB = (ROOT / "build" / "libreqid.so").resolve()
+PROG = OUT / "fault_writer"
+TIMEOUT = 60
+LINE = b"a" * 199
+
+
+def build():
+    OUT.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["make", "-s", "-C", str(ROOT), "build/libreqid.so"], check=True,
+                   timeout=120)
+    subprocess.run(["cc", "-O2", "-g", "-Wall", "-Wextra", "-Werror", "-o", str(PROG),
+                    str(SRC / "fault_writer.c")], check=True, timeout=60)
+
+
+def clean_env(**extra):
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("REQID_") and not k.startswith("LD_")}
+    env.update(extra)
+    return env
+
+
+def can_mount():
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        return False
+    with tempfile.TemporaryDirectory() as d:
+        p = subprocess.run(["unshare", "-m", "mount", "-t", "tmpfs", "-o", "size=64k",
+                            "tmpfs", d], capture_output=True, timeout=TIMEOUT)
+        return p.returncode == 0
+
+
+MOUNT_OK = None
+
+
+class Run:
+    """One run of fault_writer: its recorded observations (a dict), exit
+    status, and the bytes of its log (the file, or fd 2)."""
+
+    def __init__(self, scenario, shimmed, tmpfs=False, keep=None):
+        with tempfile.TemporaryDirectory() as tmp:
+            tmp = Path(tmp)
+            results, logdir, stderr = tmp / "results", tmp / "logs", tmp / "stderr"
+            logdir.mkdir()
+            env = clean_env()
+            if shimmed:
+                env.update(LD_PRELOAD=str(LIB), REQID_LOG_PATHS=str(logdir / "*.log*"))
+            argv = [str(PROG), scenario, str(results), str(logdir)]
+            if tmpfs:
+                # The tmpfs exists only in this namespace: the log is copied
+                # out before the namespace goes.
+                script = ('mount -t tmpfs -o size=256k tmpfs "$1" && shift && '
+                          'env "$@"; s=$?; cp "$LOGDIR"/*.log* "$OUTDIR"/ 2>/dev/null; exit $s')
+                keep_dir = tmp / "kept"
+                keep_dir.mkdir()
+                env.update(LOGDIR=str(logdir), OUTDIR=str(keep_dir))
+                # LD_PRELOAD reaches only the program, through env
+                pre = env.pop("LD_PRELOAD", None)
+                argv = (["unshare", "-m", "sh", "-c", script, "sh", str(logdir)]
+                        + (["LD_PRELOAD=" + pre] if pre else []) + argv)
+                logdir_after = keep_dir
+            else:
+                logdir_after = logdir
+            with open(stderr, "wb") as err:
+                p = subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=err,
+                                   timeout=TIMEOUT)
+            self.status = p.returncode
+            self.obs = {}
+            if results.exists():
+                for line in results.read_text().splitlines():
+                    for pair in line.split():
+                        k, _, v = pair.partition("=")
+                        self.obs[k] = v
+            self.stderr = stderr.read_bytes()
+            self.files = {f.name: f.read_bytes() for f in logdir_after.iterdir()} \
+                if logdir_after.exists() else {}
+
+
+def json_lines(data):
+    """The complete lines of data, each parsed as JSON (None if it is not)."""
+    out = []
+    for raw in data.split(b"\n")[:-1]:
+        try:
+            out.append(json.loads(raw))
+        except ValueError:
+            out.append(None)
+    return out
+
+
+class Faults(unittest.TestCase):
+    def needs_mount(self):
+        global MOUNT_OK
+        if MOUNT_OK is None:
+            MOUNT_OK = can_mount()
+        if not MOUNT_OK:
+            print("test_faults: skipped %s: cannot mount a tmpfs in a mount namespace "
+                  "(needs root)" % self.id().split(".")[-1])
+            self.skipTest("no tmpfs")
+
+    def full_disk(self, scenario):
+        self.needs_mount()
+        bare = Run(scenario, False, tmpfs=True)
+        shim = Run(scenario, True, tmpfs=True)
+        for r in (bare, shim):
+            self.assertEqual(r.status, 0, r.obs)
+            self.assertEqual(r.obs.get("filled"), "yes")
+            self.assertEqual(r.obs.get("after"), "ok")
+            self.assertEqual(r.obs.get("close"), "0")
+        # bare: the kernel's short count, then ENOSPC; its "after" is glued
+        # to the torn line
+        self.assertIn(bare.obs["first_failure"], ("short", "ENOSPC"))
+        if bare.obs["first_failure"] == "short":
+            self.assertEqual(bare.obs["then"], "ENOSPC")
+        self.assertTrue(bare.files["app.log"].endswith(b"after\n"))
+        # Under the shim a line the disk cuts short counts none of its bytes
+        # but those of an unfinished line the shim had already taken: write()
+        # gets ENOSPC at once; writev() a count of its first piece (120
+        # bytes, taken before the second completed the line), then ENOSPC,
+        # and those 120 bytes begin the next line.
+        taken = b""
+        if scenario == "full_write":
+            self.assertEqual(shim.obs["first_failure"], "ENOSPC", shim.obs)
+            self.assertNotIn("then", shim.obs)
+        else:
+            self.assertEqual((shim.obs["first_failure"], shim.obs["count"], shim.obs["then"]),
+                             ("short", "120", "ENOSPC"), shim.obs)
+            taken = LINE[:120]
+        data = shim.files["app.log"]
+        last = b'{"msg":"' + taken + b'after"}\n'
+        self.assertTrue(data.endswith(last), data[-300:])
+        lines = json_lines(data)
+        torn = [i for i, v in enumerate(lines) if v is None]
+        # exactly one torn line, a prefix of a whole one, ended by a newline
+        self.assertEqual(len(torn), 1, "torn lines at %s" % torn[:5])
+        whole = b'{"msg":"' + LINE + b'"}'
+        raw = data.split(b"\n")[torn[0]]
+        self.assertTrue(whole.startswith(raw) and len(raw) < len(whole), raw[-40:])
+        self.assertEqual(torn[0], len(lines) - 2, "the torn line is the one before 'after'")
+        for v in lines[:-2]:
+            self.assertEqual(v, {"msg": LINE.decode()})
+        self.assertEqual(lines[-1], {"msg": (taken + b"after").decode()})
+
+    def test_full_write(self):
+        self.full_disk("full_write")
+
+    def test_full_writev(self):
+        self.full_disk("full_writev")
+
+    def full_stdio(self, scenario):
+        self.needs_mount()
+        bare = Run(scenario, False, tmpfs=True)
+        shim = Run(scenario, True, tmpfs=True)
+        self.assertEqual(bare.status, 0, bare.obs)
+        self.assertEqual(bare.obs.get("first_failure"), "EOF")
+        self.assertEqual(bare.obs.get("errno"), "ENOSPC")
+        self.assertEqual(bare.obs.get("ferror"), "1")
+        # the same calls fail the same way (at a later line under the shim:
+        # its lines are longer)
+        self.assertEqual(shim.obs, bare.obs)
+        self.assertEqual(shim.status, 0)
+
+    def test_full_stdio_buffered(self):
+        self.full_stdio("full_stdio_full")
+
+    def test_full_stdio_line_buffered(self):
+        self.full_stdio("full_stdio_line")
+
+    def test_full_stdio_unbuffered(self):
+        self.full_stdio("full_stdio_none")
+
+    def test_deleted(self):
+        bare, shim = Run("deleted", False), Run("deleted", True)
+        self.assertEqual(shim.obs, bare.obs)
+        self.assertEqual(set(shim.obs.values()) - {"1"}, {"ok"})
+
+    def test_renamed(self):
+        bare, shim = Run("renamed", False), Run("renamed", True)
+        self.assertEqual(shim.obs, bare.obs)
+        self.assertEqual(bare.files["app.log.1"], b"one\ntwo\nthree\n")
+        self.assertEqual(shim.files["app.log.1"],
+                         b'{"msg":"one"}\n{"msg":"two"}\n{"msg":"three"}\n')
+
+    def test_pipe_reader_exits_sigpipe(self):
+        bare, shim = Run("pipe_default", False), Run("pipe_default", True)
+        self.assertEqual(bare.status, -signal.SIGPIPE)
+        self.assertEqual(shim.status, -signal.SIGPIPE)
+        self.assertEqual(shim.obs, bare.obs)
+        self.assertEqual(shim.obs, {"first": "ok"})
+
+    def test_pipe_reader_exits_ignored(self):
+        bare, shim = Run("pipe_ignored", False), Run("pipe_ignored", True)
+        self.assertEqual(shim.status, 0)
+        self.assertEqual(shim.obs, bare.obs)
+        self.assertEqual(shim.obs, {"first": "ok", "second": "EPIPE", "done": "1"})
+
+    def test_nofile(self):
+        bare, shim = Run("nofile", False), Run("nofile", True)
+        self.assertEqual(shim.obs, bare.obs)
+        self.assertEqual(shim.obs, {"open": "EMFILE", "opened_to_limit": "yes",
+                                    "dup": "EMFILE", "write": "ok", "done": "1"})
+        self.assertEqual(shim.stderr, b'{"msg":"full table"}\n')
+
+    def test_no_memory(self):
+        bare, shim = Run("no_memory", False), Run("no_memory", True)
+        self.assertEqual(shim.status, 0)
+        self.assertEqual(shim.obs, bare.obs)
+        self.assertEqual(shim.obs["mmap"], "fails")
+        big = b"b" * 19999
+        self.assertEqual(bare.stderr, big + b"\npieces\nshort line\n")
+        # Lossless and in order: each line whole, enriched or (where the
+        # shim had no memory for it) as it came.
+        lines = shim.stderr.split(b"\n")
+        self.assertEqual(lines[-1], b"")
+        got = []
+        for raw in lines[:-1]:
+            try:
+                got.append(json.loads(raw)["msg"].encode())
+            except ValueError:
+                got.append(raw)
+        self.assertEqual(got, [big, b"pieces", b"short line"])
+
+
+def main():
+    build()
+    argv = [a for a in sys.argv if a != "-v"]
+    verbosity = 2 if "-v" in sys.argv else 1
+    prog = unittest.main(argv=argv, exit=False, verbosity=verbosity)
+    result = prog.result
+    failed = len(result.failures) + len(result.errors)
+    print("test_faults: %d passed, %d failed, %d skipped"
+          % (result.testsRun - failed - len(result.skipped), failed, len(result.skipped)))
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
