@@ -512,10 +512,12 @@ static inline __attribute__((always_inline)) void judge(uint64_t started_request
 			return;
 		}
 	}
-	if (thread_ctx.mode != CTX_BRACKET)
-		v->request = ctx_certain_request();
-	else if (!(thread_ctx.watch & WATCH_CONNS))
-		v->kind = HOLD;
+	if (thread_ctx.mode == CTX_BRACKET) {
+		if (!(thread_ctx.watch & WATCH_CONNS))
+			v->kind = HOLD;
+	} else if (thread_ctx.mode == CTX_CERTAIN || unlikely(shim.exec_request)) {
+		v->request = ctx_certain_request(); /* else none, without a call */
+	}
 	if (loop && v->kind == EMIT && thread_ctx.held)
 		v->kind = HOLD_DECIDED; /* lines a batch holds go out first */
 }
