@@ -11,12 +11,21 @@
  * space by deleting a filler file the program wrote first, and write one
  * more line.
  *
+ * The EINTR storm serves requests over a loopback connection of its own
+ * while a timer interrupts it every 100 us; the dup2 race has threads
+ * write lines to one descriptor number while another thread points that
+ * number at one log file and then another.
+ *
  *   fault_writer SCENARIO RESULTS [DIR]
  */
 #define _GNU_SOURCE
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -24,6 +33,8 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -239,6 +250,139 @@ static void sc_no_memory(void)
 	record("short=%s\n", outcome(write(2, "short line\n", 11), 11, errno));
 }
 
+static atomic_long interrupted;
+
+static void on_timer(int sig)
+{
+	(void)sig;
+	atomic_fetch_add(&interrupted, 1);
+}
+
+/* Reads until buf holds an HTTP head (and, with body, the 2-byte body). */
+static size_t read_message(int fd, char *buf, size_t cap, bool body)
+{
+	size_t have = 0;
+	for (;;) {
+		char *end = have ? memmem(buf, have, "\r\n\r\n", 4) : NULL;
+		if (end && (!body || have >= (size_t)(end + 4 - buf) + 2))
+			return have;
+		ssize_t r = read(fd, buf + have, cap - have);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			die("read");
+		have += (size_t)r;
+	}
+}
+
+static void write_all(int fd, const char *b, size_t n)
+{
+	while (n > 0) {
+		ssize_t r = write(fd, b, n);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			die("write");
+		b += r;
+		n -= (size_t)r;
+	}
+}
+
+/* 2000 requests on one keep-alive connection, each logged, under a timer
+ * that interrupts every 100 us (no SA_RESTART): every call may fail with
+ * EINTR and is retried, as careful programs do. */
+static void sc_eintr(void)
+{
+	int lfd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t alen = sizeof(a);
+	if (lfd < 0 || bind(lfd, (struct sockaddr *)&a, sizeof(a)) != 0 || listen(lfd, 1) != 0 ||
+	    getsockname(lfd, (struct sockaddr *)&a, &alen) != 0)
+		die("listen");
+	int client = socket(AF_INET, SOCK_STREAM, 0);
+	if (client < 0 || connect(client, (struct sockaddr *)&a, sizeof(a)) != 0)
+		die("connect");
+	int server;
+	while ((server = accept(lfd, NULL, NULL)) < 0)
+		if (errno != EINTR)
+			die("accept");
+	struct sigaction sa = {.sa_handler = on_timer};
+	sigaction(SIGALRM, &sa, NULL);
+	struct itimerval it = {{0, 100}, {0, 100}};
+	setitimer(ITIMER_REAL, &it, NULL);
+	static const char response[] = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+	int bad = 0;
+	for (int i = 0; i < 2000; i++) {
+		char req[128], buf[4096], line[64];
+		int n = snprintf(req, sizeof(req),
+				 "GET /same HTTP/1.1\r\nHost: x\r\nX-Request-ID: r-%d\r\n\r\n", i);
+		write_all(client, req, (size_t)n);
+		size_t got = read_message(server, buf, sizeof(buf), false);
+		if (got != (size_t)n || memcmp(buf, req, got) != 0)
+			bad++;
+		n = snprintf(line, sizeof(line), "handled r-%d\n", i);
+		write_all(2, line, (size_t)n);
+		write_all(server, response, sizeof(response) - 1);
+		got = read_message(client, buf, sizeof(buf), true);
+		if (got < 6 || memcmp(buf + got - 6, "\r\n\r\nok", 6) != 0 ||
+		    memcmp(buf, "HTTP/1.1 200", 12) != 0)
+			bad++;
+	}
+	struct itimerval off = {{0, 0}, {0, 0}};
+	setitimer(ITIMER_REAL, &off, NULL);
+	record("bad=%d interrupted=%s\n", bad, atomic_load(&interrupted) > 100 ? "many" : "few");
+}
+
+#define RACE_THREADS 4
+#define RACE_LINES 5000
+#define RACE_FD 10
+
+static atomic_int race_ok, race_ebadf, race_other;
+
+static void *race_writer(void *arg)
+{
+	int t = (int)(long)arg;
+	for (int i = 0; i < RACE_LINES; i++) {
+		char line[64];
+		int n = snprintf(line, sizeof(line), "t%d n%d\n", t, i);
+		ssize_t r = write(RACE_FD, line, (size_t)n);
+		if (r == n)
+			atomic_fetch_add(&race_ok, 1);
+		else if (r < 0 && errno == EBADF)
+			atomic_fetch_add(&race_ebadf, 1);
+		else
+			atomic_fetch_add(&race_other, 1);
+	}
+	return NULL;
+}
+
+/* Threads write lines to RACE_FD while the main thread points it at one
+ * log file, then the other, then closes it, over and over. */
+static void sc_dup2_race(const char *dir)
+{
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/a.log", dir);
+	int fa = open(path, O_WRONLY | O_CREAT | O_APPEND, 0644);
+	snprintf(path, sizeof(path), "%s/b.log", dir);
+	int fb = open(path, O_WRONLY | O_CREAT | O_APPEND, 0644);
+	if (fa < 0 || fb < 0 || dup2(fa, RACE_FD) != RACE_FD)
+		die("open logs");
+	pthread_t th[RACE_THREADS];
+	for (long t = 0; t < RACE_THREADS; t++)
+		pthread_create(&th[t], NULL, race_writer, (void *)t);
+	for (int i = 0; i < 3000; i++) {
+		if (dup2(i % 2 ? fa : fb, RACE_FD) != RACE_FD)
+			die("dup2");
+		if (i % 7 == 0)
+			close(RACE_FD);
+	}
+	for (int t = 0; t < RACE_THREADS; t++)
+		pthread_join(th[t], NULL);
+	record("ok=%d other=%d\n", atomic_load(&race_ok), atomic_load(&race_other));
+	record("total=%d\n", atomic_load(&race_ok) + atomic_load(&race_ebadf) +
+				   atomic_load(&race_other));
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 3)
@@ -270,6 +414,10 @@ int main(int argc, char **argv)
 		sc_nofile();
 	else if (!strcmp(sc, "no_memory"))
 		sc_no_memory();
+	else if (!strcmp(sc, "eintr"))
+		sc_eintr();
+	else if (!strcmp(sc, "dup2_race") && dir)
+		sc_dup2_race(dir);
 	else
 		return 2;
 	record("done=1\n");
