@@ -383,6 +383,38 @@ static void sc_dup2_race(const char *dir)
 				   atomic_load(&race_other));
 }
 
+static void *thread_logs(void *arg)
+{
+	(void)arg;
+	write_all(2, "from the thread\n", 16);
+	return NULL;
+}
+
+/* Threads cannot be made (a stack no mapping can hold): pthread_create
+ * reports it every time, and a thread made afterwards works. */
+static void sc_thread_fail(void)
+{
+	pthread_attr_t attr;
+	pthread_attr_init(&attr);
+	if (pthread_attr_setstacksize(&attr, (size_t)1 << 46) != 0)
+		die("stacksize");
+	int failed = 0, code = 0;
+	for (int i = 0; i < 1000; i++) {
+		pthread_t t;
+		int r = pthread_create(&t, &attr, thread_logs, NULL);
+		if (r != 0) {
+			failed++;
+			code = r;
+		} else {
+			pthread_join(t, NULL);
+		}
+	}
+	record("failed=%d code=%s\n", failed, code == EAGAIN ? "EAGAIN" : code == ENOMEM ? "ENOMEM" : "other");
+	pthread_t t;
+	record("then=%d\n", pthread_create(&t, NULL, thread_logs, NULL));
+	pthread_join(t, NULL);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 3)
@@ -414,6 +446,8 @@ int main(int argc, char **argv)
 		sc_nofile();
 	else if (!strcmp(sc, "no_memory"))
 		sc_no_memory();
+	else if (!strcmp(sc, "thread_fail"))
+		sc_thread_fail();
 	else if (!strcmp(sc, "eintr"))
 		sc_eintr();
 	else if (!strcmp(sc, "dup2_race") && dir)

@@ -3,7 +3,7 @@
 libreqid.so: a full filesystem (write, writev, stdio fully/line/unbuffered),
 the log file deleted or renamed while written, a log pipe whose reader exits
 (SIGPIPE default and ignored), every descriptor taken (RLIMIT_NOFILE), no
-memory left to map (RLIMIT_AS), an EINTR storm (a timer every 100 us while
+memory left to map (RLIMIT_AS), threads that cannot be made, an EINTR storm (a timer every 100 us while
 the program serves requests on a keep-alive connection and logs), and
 dup2/close of a log descriptor racing with writes from other threads. Drives tests/integration/fault_writer.c, one
 scenario per run, and compares its recorded return values, errno and ferror
@@ -266,6 +266,13 @@ class Faults(unittest.TestCase):
         # every line whole, in order, with its own request's id
         got = [json.loads(raw) for raw in shim.stderr.split(b"\n")[:-1]]
         self.assertEqual(got, [{"request_id": "r-%d" % i, "msg": m} for i, m in enumerate(want)])
+
+    def test_thread_fail(self):
+        bare, shim = Run("thread_fail", False), Run("thread_fail", True)
+        self.assertEqual(bare.obs, {"failed": "1000", "code": "EAGAIN", "then": "0", "done": "1"})
+        self.assertEqual(shim.obs, bare.obs)
+        self.assertEqual(bare.stderr, b"from the thread\n")
+        self.assertEqual(shim.stderr, b'{"msg":"from the thread"}\n')
 
     def test_dup2_race(self):
         for shimmed in (False, True):
