@@ -36,7 +36,7 @@ DEB_PACKAGES := gcc make libc6-dev libunwind-dev libxxhash-dev libcmocka-dev \
 FUZZERS := $(patsubst tests/fuzz/%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_SECONDS ?= 300
 
-.PHONY: fuzz-long install uninstall all deps test unit unit-asan integration realtest fuzz fuzz-smoke servers demo bench bench-quick clean
+.PHONY: unit-tsan fuzz-long install uninstall all deps test unit unit-asan integration realtest fuzz fuzz-smoke servers demo bench bench-quick clean
 
 all: $(BUILD)/libreqid.so $(BUILD)/reqid-inject servers
 
@@ -84,7 +84,7 @@ $(BUILD)/libreqid.so: $(PURE_SRCS) $(GLUE_SRCS) $(SHIM_HDRS) shim/exports.map | 
 $(BUILD)/reqid-inject: $(wildcard inject/*.c inject/*.h) | $(BUILD)
 	$(CC) $(CFLAGS) $(WARN) -D_GNU_SOURCE -o $@ $(wildcard inject/*.c)
 
-$(BUILD) $(BUILD)/unit $(BUILD)/unit-asan $(BUILD)/servers:
+$(BUILD) $(BUILD)/unit $(BUILD)/unit-asan $(BUILD)/unit-tsan $(BUILD)/servers:
 	mkdir -p $@
 
 # Unit tests link the pure sources directly, and the shim's tables where a
@@ -104,6 +104,14 @@ $(BUILD)/unit-asan/%: tests/unit/%.c $(PURE_SRCS) $$(UNIT_TABLES_$$*) $(SHIM_HDR
 	  -fno-omit-frame-pointer -D_GNU_SOURCE -Ishim -pthread -o $@ $< $(PURE_SRCS) \
 	  $(UNIT_TABLES_$*) -lcmocka -lxxhash
 
+# Unit tests whose stress cases hammer a lock-free table from many threads
+# (the request table's seqlocked rings), under ThreadSanitizer (it does not
+# model fences: -Wno-tsan).
+TSAN_TESTS := test_request_table
+$(BUILD)/unit-tsan/%: tests/unit/%.c $(PURE_SRCS) $$(UNIT_TABLES_$$*) $(SHIM_HDRS) | $(BUILD)/unit-tsan
+	$(CC) -O1 -g $(WARN) -Wno-tsan -fsanitize=thread -D_GNU_SOURCE -Ishim -pthread -o $@ $< \
+	  $(PURE_SRCS) $(UNIT_TABLES_$*) -lcmocka -lxxhash
+
 servers: $(addprefix $(BUILD)/servers/,$(SERVERS))
 
 $(BUILD)/servers/%: tests/servers/%.c tests/servers/legacy_http.h tests/servers/evloop.h | $(BUILD)/servers
@@ -120,6 +128,9 @@ $(BUILD)/servers/event_server: tests/servers/event_server.c tests/servers/legacy
 unit: deps $(addprefix $(BUILD)/unit/,$(UNIT_TESTS))
 	@for t in $(UNIT_TESTS); do $(BUILD)/unit/$$t || exit 1; done
 	python3 tests/unit/test_audit_report.py
+
+unit-tsan: deps $(addprefix $(BUILD)/unit-tsan/,$(TSAN_TESTS))
+	@for t in $(TSAN_TESTS); do TSAN_OPTIONS=halt_on_error=1 $(BUILD)/unit-tsan/$$t || exit 1; done
 
 unit-asan: deps $(addprefix $(BUILD)/unit-asan/,$(UNIT_TESTS))
 	@for t in $(UNIT_TESTS); do \
@@ -193,7 +204,7 @@ realtest: deps $(BUILD)/libreqid.so
 	python3 tests/realservers/run_real.py
 
 test: deps
-	$(MAKE) unit unit-asan fuzz-smoke integration realtest
+	$(MAKE) unit unit-asan unit-tsan fuzz-smoke integration realtest
 
 demo: deps $(BUILD)/libreqid.so servers
 	python3 tests/integration/demo.py

@@ -28,6 +28,7 @@
 
 #include "fork_hot.h"
 #include "map_once.h"
+#include "seq_copy.h"
 
 #define REQUEST_TRACED 0x01
 #define REQUEST_ID_IS_TRACE_ID 0x02 /* the id is the trace-id: not in text */
@@ -50,6 +51,12 @@ struct request_slot {
 };
 
 _Static_assert(sizeof(struct request_slot) == 160, "a request slot is 160 bytes");
+/* Heads and texts are copied a word at a time (seq_copy.h). */
+_Static_assert(offsetof(struct request_slot, head) % 8 == 0 &&
+		       offsetof(struct request_head, trace) == 8 &&
+		       sizeof(struct request_head) % 8 == 0 &&
+		       offsetof(struct request_slot, text) % 8 == 0 && REQUEST_INLINE_TEXT % 8 == 0,
+	       "request slot parts are whole words");
 
 /* The long ring and the tracestate ring are seqlocked by the serial of the
  * request that owns a slot; SIDE_SLOT_WRITING while it is being written. */
@@ -152,8 +159,9 @@ static void tracestate_add(uint64_t serial, const char *ts, size_t len)
 	if (len > TRACESTATE_MAX || !side_slot_claim(&s->serial, serial, &old))
 		return;
 	atomic_thread_fence(memory_order_release);
-	s->len = (uint16_t)len;
-	memcpy(s->text, ts, len);
+	uint16_t len16 = (uint16_t)len;
+	seq_store(&s->len, &len16, sizeof(len16));
+	seq_store(s->text, ts, len);
 	atomic_store_explicit(&s->serial, serial, memory_order_release);
 }
 
@@ -215,11 +223,15 @@ uint64_t request_table_add(const char *id, size_t len, const char *line, size_t 
 			continue;
 		}
 		atomic_thread_fence(memory_order_release);
-		s->head = h;
-		char *text = long_text ? l->text : s->text;
+		seq_store(&s->head, &h, sizeof(h));
+		/* The text, put together here and stored in whole words. */
+		char text[sizeof(l->text) + 8] __attribute__((aligned(8)));
+		size_t n = id_text + line_len, words = (n + 7) & ~(size_t)7;
 		memcpy(text, id, id_text);
 		if (line_len)
 			memcpy(text + id_text, line, line_len);
+		memset(text + n, 0, 8); /* the last word's tail */
+		seq_store(long_text ? l->text : s->text, text, words);
 		if (long_text)
 			atomic_store_explicit(&l->serial, serial, memory_order_release);
 		atomic_store_explicit(&s->serial, serial, memory_order_release);
@@ -238,17 +250,33 @@ static bool slot_holds(const _Atomic uint64_t *slot, uint64_t serial)
 	       serial >= atomic_load_explicit(&first_valid, memory_order_relaxed);
 }
 
-/* Copies the head of request serial, and its slot's text into text unless
- * that is NULL; false if the slot holds another request's. */
-static bool request_copy(uint64_t serial, struct request_head *h, char text[REQUEST_INLINE_TEXT])
+/* What request_copy copies besides the head's first word. */
+enum request_part {
+	COPY_ID = 1,    /* the id (in the text, or the trace's trace-id) */
+	COPY_LINE = 2,  /* the id and the request line after it */
+	COPY_TRACE = 4, /* the trace */
+};
+
+/* Copies the head of request serial (its trace only with COPY_TRACE, or
+ * when the id is the trace-id) and, with COPY_ID or COPY_LINE, the start of
+ * its slot's text into text, in whole words; false if the slot holds
+ * another request's. */
+static bool request_copy(uint64_t serial, struct request_head *h, char text[REQUEST_INLINE_TEXT],
+			 unsigned parts)
 {
 	const struct request_slot *s = &slots[serial % REQUEST_SLOTS];
 
 	if (!slot_holds(&s->serial, serial))
 		return false;
-	*h = s->head;
-	if (text)
-		memcpy(text, s->text, REQUEST_INLINE_TEXT);
+	seq_load(h, &s->head, offsetof(struct request_head, trace));
+	if ((parts & COPY_TRACE) || (h->kind & REQUEST_ID_IS_TRACE_ID))
+		seq_load(&h->trace, &s->head.trace, sizeof(h->trace));
+	if (parts & (COPY_ID | COPY_LINE)) {
+		/* h may be torn here (then thrown away below): n stays in bounds */
+		size_t n = id_text_len(h) + (parts & COPY_LINE ? h->line_len : 0);
+		seq_load(text, s->text, n < REQUEST_INLINE_TEXT ? (n + 7) & ~(size_t)7
+								: REQUEST_INLINE_TEXT);
+	}
 	atomic_thread_fence(memory_order_acquire);
 	return atomic_load_explicit(&s->serial, memory_order_relaxed) == serial;
 }
@@ -275,7 +303,7 @@ static bool long_text_copy(uint64_t serial, size_t offset, size_t n, char *out)
 
 	if (!long_slot_holds(serial))
 		return false;
-	memcpy(out, l->text + offset, n);
+	seq_load(out, l->text + offset, n);
 	atomic_thread_fence(memory_order_acquire);
 	return atomic_load_explicit(&l->serial, memory_order_relaxed) == serial;
 }
@@ -284,7 +312,7 @@ size_t request_table_get(uint64_t serial, char out[REQUEST_ID_MAX])
 {
 	struct request_head h;
 
-	if (!request_copy(serial, &h, out) || !request_whole(serial, &h))
+	if (!request_copy(serial, &h, out, COPY_ID) || !request_whole(serial, &h))
 		return 0;
 	if (h.kind & REQUEST_ID_IS_TRACE_ID) {
 		memcpy(out, h.trace.trace_id, sizeof(h.trace.trace_id));
@@ -299,7 +327,7 @@ bool request_table_trace(uint64_t serial, const struct id_generator *gen, struct
 {
 	struct request_head h;
 
-	if (!request_copy(serial, &h, NULL) || !(h.kind & REQUEST_TRACED) ||
+	if (!request_copy(serial, &h, NULL, COPY_TRACE) || !(h.kind & REQUEST_TRACED) ||
 	    !request_whole(serial, &h))
 		return false;
 	trace_ctx_from_plan(out, &h.trace, gen);
@@ -312,8 +340,9 @@ size_t request_table_tracestate(uint64_t serial, char out[TRACESTATE_MAX])
 
 	if (!slot_holds(&s->serial, serial))
 		return 0;
-	size_t len = s->len;
-	memcpy(out, s->text, TRACESTATE_MAX);
+	uint16_t len;
+	seq_load(&len, &s->len, sizeof(len));
+	seq_load(out, s->text, len < TRACESTATE_MAX ? len : TRACESTATE_MAX);
 	atomic_thread_fence(memory_order_acquire);
 	if (atomic_load_explicit(&s->serial, memory_order_relaxed) != serial || len > TRACESTATE_MAX)
 		return 0;
@@ -325,7 +354,7 @@ bool request_named_in(uint64_t serial, const char *line, size_t len)
 	struct request_head h;
 	char text[REQUEST_INLINE_TEXT], long_line[REQUEST_LINE_MAX];
 
-	if (!request_copy(serial, &h, text) || h.line_len == 0 ||
+	if (!request_copy(serial, &h, text, COPY_LINE) || h.line_len == 0 ||
 	    !alone_in_a_bucket(h.buckets, serial))
 		return false;
 	const char *req_line = text + id_text_len(&h);
