@@ -844,6 +844,8 @@ static void slot_drain(struct line_slot *s, uint64_t request, enum partial_line 
 	bool with_partial = partial != PARTIAL_KEEP;
 	writer_init(&w, &s->sink, OUTPUT_FINAL, s);
 	writer_records(&w, s->buf, s->held_len, request);
+	if (partial == PARTIAL_LINE && s->raw_partial)
+		writer_raw(&w, "\n", 1); /* ends the line that went out as it came */
 	if (with_partial && has_partial(s)) {
 		const char *line = s->buf + s->held_len + RECORD;
 		size_t len = s->len - s->held_len - RECORD;
@@ -855,6 +857,7 @@ static void slot_drain(struct line_slot *s, uint64_t request, enum partial_line 
 	writer_flush(&w);
 	if (with_partial) {
 		s->len = 0;
+		s->raw_partial = false; /* what follows begins a line of its own */
 	} else {
 		memmove(s->buf, s->buf + s->held_len, s->len - s->held_len);
 		s->len -= s->held_len;

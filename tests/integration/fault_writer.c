@@ -223,10 +223,28 @@ static void sc_nofile(void)
 	record("write=%s\n", outcome(write(2, "full table\n", 11), 11, errno));
 }
 
+static int no_memory_go[2];
+
+/* Writes the start of a line once memory is capped, and ends. */
+static void *unfinished_line(void *arg)
+{
+	char c;
+	(void)arg;
+	if (read(no_memory_go[0], &c, 1) != 1)
+		die("read go");
+	if (write(2, "thr", 3) != 3)
+		die("write thr");
+	return NULL;
+}
+
 /* The address space is capped so that no more memory can be mapped: a long
- * line, and a line written in pieces, still arrive whole and in order. */
+ * line, and a line written in pieces, still arrive whole and in order; a
+ * thread that leaves a line unfinished when it ends is not waited for. */
 static void sc_no_memory(void)
 {
+	pthread_t thread;
+	if (pipe(no_memory_go) != 0 || pthread_create(&thread, NULL, unfinished_line, NULL) != 0)
+		die("thread");
 	static char big[20000];
 	memset(big, 'b', sizeof(big) - 1);
 	big[sizeof(big) - 1] = '\n';
@@ -248,6 +266,9 @@ static void sc_no_memory(void)
 	record("piece1=%s\n", outcome(write(2, "pie", 3), 3, errno));
 	record("piece2=%s\n", outcome(write(2, "ces\n", 4), 4, errno));
 	record("short=%s\n", outcome(write(2, "short line\n", 11), 11, errno));
+	if (write(no_memory_go[1], "g", 1) != 1 || pthread_join(thread, NULL) != 0)
+		die("join");
+	record("end=%s\n", outcome(write(2, "end\n", 4), 4, errno));
 }
 
 static atomic_long interrupted;
