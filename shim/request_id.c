@@ -13,11 +13,6 @@
 
 #include "http_chars.h"
 
-/* Lowercase hex digits: the bytes of a trace id. */
-static const bool hex_lower[256] = {
-	['0' ... '9'] = true, ['a' ... 'f'] = true,
-};
-
 /* The bytes of x that an id may not hold, one bit each. */
 static inline __attribute__((always_inline)) unsigned non_id_bytes(__m128i x)
 {
@@ -63,17 +58,24 @@ bool request_id_is_valid(const char *s, size_t len)
 	return non_id_bytes(x) == 0;
 }
 
+/* The bytes of x that are lowercase hex digits, and those that are '0',
+ * one bit each. */
+static inline __attribute__((always_inline)) unsigned hex_lower_bytes(__m128i x, unsigned *zeros)
+{
+	*zeros = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(x, _mm_set1_epi8('0')));
+	__m128i ok = _mm_or_si128(http_in_range(x, '0', '9'), http_in_range(x, 'a', 'f'));
+	return (unsigned)_mm_movemask_epi8(ok);
+}
+
 bool request_id_is_trace_id(const char *s, size_t len)
 {
+	_Static_assert(GENERATED_ID_LEN == 32, "a trace-id is two SSE2 words");
 	if (len != GENERATED_ID_LEN)
 		return false;
-	bool all = true;
-	size_t zeros = 0;
-	for (size_t i = 0; i < len; i++) {
-		all &= hex_lower[(unsigned char)s[i]];
-		zeros += s[i] == '0';
-	}
-	return all && zeros != len;
+	unsigned zeros_head, zeros_tail;
+	unsigned head = hex_lower_bytes(_mm_loadu_si128((const __m128i *)s), &zeros_head);
+	unsigned tail = hex_lower_bytes(_mm_loadu_si128((const __m128i *)(s + 16)), &zeros_tail);
+	return (head & tail) == 0xffff && (zeros_head & zeros_tail) != 0xffff;
 }
 
 void hex_encode(const uint8_t *bytes, size_t len, char *out)

@@ -167,6 +167,21 @@ static void test_trace_id(void **state)
 	assert_false(request_id_is_trace_id("4bf92f3577b34da6\0003ce929d0e0e4736", 32));
 	/* a prefix of a longer valid buffer with the right len */
 	assert_true(request_id_is_trace_id("4bf92f3577b34da6a3ce929d0e0e4736XYZ", 32));
+	/* every byte at every position, among valid digits and among zeros */
+	for (int at = 0; at < 32; at++) {
+		for (int c = 0; c < 256; c++) {
+			bool want = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+			char id[33] = "4bf92f3577b34da6a3ce929d0e0e4736";
+			id[at] = (char)c;
+			if (request_id_is_trace_id(id, 32) != want)
+				fail_msg("byte 0x%02x at %d: expected %d", c, at, want);
+			memcpy(id, "00000000000000000000000000000000", 32);
+			id[at] = (char)c;
+			if (request_id_is_trace_id(id, 32) != (want && c != '0'))
+				fail_msg("byte 0x%02x at %d of zeros: expected %d", c, at,
+					 want && c != '0');
+		}
+	}
 	/* every byte, first and last */
 	for (int c = 0; c < 256; c++) {
 		bool want = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
