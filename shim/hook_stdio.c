@@ -170,8 +170,9 @@ static void reclaim(FILE *f)
 /* Puts n bytes the program wrote to f through the log writer, into f; the
  * caller holds f's lock. True if they all went in (or wait in the shim as an
  * unfinished line). */
-/* glibc's FILE flag for an unbuffered stream (libio.h). */
+/* glibc's FILE flags for an unbuffered and a line-buffered stream (libio.h). */
 #define STREAM_UNBUFFERED 0x0002
+#define STREAM_LINE_BUFFERED 0x0200
 
 static bool stream_put_locked(FILE *f, bool wide, const char *b, size_t n)
 {
@@ -560,7 +561,12 @@ static size_t put_block(const void *p, size_t size, size_t count, FILE *f)
 		return 0;
 	if (count > SIZE_MAX / size)
 		return 0;
-	return stream_put(f, false, p, size * count) ? count : 0;
+	bool had_error = ferror(f);
+	if (stream_put(f, false, p, size * count))
+		return count;
+	/* glibc's fwrite reports the whole count when what failed is the
+	 * flush a line-buffered stream makes after a line (ferror tells). */
+	return (f->_flags & STREAM_LINE_BUFFERED) && !had_error && ferror(f) ? count : 0;
 }
 
 EXPORT size_t fwrite(const void *p, size_t size, size_t count, FILE *f)

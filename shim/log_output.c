@@ -16,8 +16,12 @@
 #include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
 #include <wchar.h>
 
 #include "fork_hot.h"
@@ -118,7 +122,9 @@ static ssize_t sink_write(const struct log_sink *sink, const char *b, size_t n)
  * inside a line leaves a torn line at the end of the file. The next output
  * to that descriptor begins with a newline, so that no later line is
  * glued to the torn one: the file stays a file of lines. A few descriptors
- * at a time; past that, a torn line is left as it is. */
+ * at a time; past that, a torn line is left as it is. A fork child keeps
+ * them too: in a regular file, whoever writes first ends the line, and the
+ * other finds it ended (the byte before its write is a newline). */
 
 #define TORN_MAX 8
 
@@ -132,6 +138,7 @@ static void note_torn(int fd, char last)
 	for (int i = 0; i < TORN_MAX; i++)
 		if (atomic_load_explicit(&torn_fd1[i], memory_order_relaxed) == fd + 1)
 			return;
+	STATE_MADE(MADE_BACKLOGS); /* a fork child recounts its attention */
 	for (int i = 0; i < TORN_MAX; i++) {
 		int32_t expected = 0;
 		if (atomic_compare_exchange_strong(&torn_fd1[i], &expected, fd + 1)) {
@@ -139,6 +146,31 @@ static void note_torn(int fd, char last)
 			return;
 		}
 	}
+}
+
+/* Whether the byte before where the next write to fd goes is a newline: a
+ * regular file whose torn line another process (a fork child, its parent)
+ * or thread has ended already. */
+static bool ended_already(int fd)
+{
+	struct stat st;
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
+		return false;
+	int fl = (int)syscall(SYS_fcntl, fd, F_GETFL);
+	off_t at = fl >= 0 && (fl & O_APPEND) ? st.st_size : lseek(fd, 0, SEEK_CUR);
+	if (at <= 0)
+		return false;
+	/* a log is often open for writing only: read it through a new
+	 * descriptor (raw calls: the shim's own open must not be taken for
+	 * the program's) */
+	char path[32], last;
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	int rd = (int)syscall(SYS_openat, AT_FDCWD, path, O_RDONLY | O_CLOEXEC);
+	if (rd < 0)
+		return false;
+	bool ended = syscall(SYS_pread64, rd, &last, 1, at - 1) == 1 && last == '\n';
+	syscall(SYS_close, rd);
+	return ended;
 }
 
 /* Before output to sink's fd: ends its torn line, if it has one. False
@@ -150,10 +182,12 @@ static bool mend_torn(const struct log_sink *sink)
 		int32_t fd1 = sink->fd + 1;
 		if (atomic_load_explicit(&torn_fd1[i], memory_order_relaxed) != fd1)
 			continue;
-		ssize_t r;
-		do
-			r = sink_write(sink, "\n", 1);
-		while (r < 0 && errno == EINTR);
+		ssize_t r = 1;
+		if (!ended_already(sink->fd)) {
+			do
+				r = sink_write(sink, "\n", 1);
+			while (r < 0 && errno == EINTR);
+		}
 		if (r != 1) {
 			if (r == 0)
 				errno = EIO;
@@ -405,13 +439,15 @@ size_t log_output_slow(const struct log_sink *sink, const char *b, size_t n, enu
 	if (first == OUTPUT_NOT_TRIED) {
 		if (unlikely(atomic_load_explicit(&dying, memory_order_relaxed)))
 			return dying_output(sink, b, n);
+		if (!sink->message &&
+		    unlikely(atomic_load_explicit(&output_attention, memory_order_acquire) != 0) &&
+		    !mend_torn(sink))
+			return 0;
 		if (sink->stream)
 			return stream_output(sink, b, n, mode);
 		if (sink->message)
 			return message_output(sink, b, n);
 		if (unlikely(atomic_load_explicit(&output_attention, memory_order_acquire) != 0)) {
-			if (!mend_torn(sink))
-				return 0;
 			struct backlog *q = find_backlog(sink->fd);
 			if (q && !behind_backlog(q, sink, b, n, mode, &result))
 				return result;
@@ -503,6 +539,10 @@ void log_output_forget_all(void)
 		atomic_store_explicit(&backlogs[i].busy, 0, memory_order_relaxed);
 		atomic_store_explicit(&backlogs[i].fd1, 0, memory_order_relaxed);
 	}
-	if (atomic_load_explicit(&output_attention, memory_order_relaxed))
-		atomic_store_explicit(&output_attention, 0, memory_order_relaxed);
+	/* what needs attention now: the torn lines, kept */
+	uint32_t torn = 0;
+	for (int i = 0; i < TORN_MAX; i++)
+		torn += atomic_load_explicit(&torn_fd1[i], memory_order_relaxed) != 0;
+	if (atomic_load_explicit(&output_attention, memory_order_relaxed) != torn)
+		atomic_store_explicit(&output_attention, torn, memory_order_relaxed);
 }

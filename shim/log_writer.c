@@ -37,6 +37,7 @@
 
 #define LINE_SLOTS 4096
 #define STAGE_SIZE 2048
+#define STAGE_LINES 64 /* lines in one stage, at most */
 #define HELD_MAX (1u << 20) /* held bytes per slot before they go out unheld */
 
 struct held_record {
@@ -221,11 +222,13 @@ struct writer {
 	size_t committed;          /* input bytes whose output is out or buffered */
 	size_t staged_input;       /* input bytes whose output sits in the stage */
 	size_t staged;
+	unsigned stage_lines;      /* lines in the stage */
 	int error;                 /* errno of a failed write, 0 if none */
 	uint64_t id_request;       /* cached id text for this request serial */
 	size_t fields_len;             /* the fields of id_request's lines */
 	char fields[LINE_FIELDS_MAX];
 	char stage[STAGE_SIZE];
+	uint32_t line_input[STAGE_LINES]; /* input bytes of each staged line */
 };
 
 static void writer_init(struct writer *w, const struct log_sink *sink, enum output_mode mode,
@@ -237,6 +240,7 @@ static void writer_init(struct writer *w, const struct log_sink *sink, enum outp
 	w->committed = 0;
 	w->staged_input = 0;
 	w->staged = 0;
+	w->stage_lines = 0;
 	w->error = 0;
 	w->id_request = UINT64_MAX;
 	w->fields_len = 0;
@@ -264,34 +268,64 @@ static inline void writer_id(struct writer *w, uint64_t request)
 	w->fields_len = line_fields(style, id, id_len, traced ? &trace : NULL, w->fields);
 }
 
-/* A writer_put did not go out whole: errno says why. */
-static __attribute__((noinline, cold)) bool writer_failed(struct writer *w)
+/* Only done bytes of a writer_put of n went out: errno says why. Output
+ * that stands for its input byte for byte (raw) counts what went; an
+ * enriched line cut short counts none of its input (log_output ends the
+ * torn line it left before the fd's next output). */
+static __attribute__((noinline, cold)) bool writer_failed(struct writer *w, size_t n,
+							  size_t input, size_t done)
 {
 	w->error = errno;
+	if (input == n)
+		w->committed += done;
 	return false;
 }
 
 /* Writes bytes that stand for input bytes of this batch. Inline, as
  * log_output's common case is: a line that goes out in one write calls
- * nothing but the write. Output an error cut short counts none of its
- * input as written (log_output has ended the torn line it left). */
+ * nothing but the write. */
 static inline bool writer_put(struct writer *w, const char *b, size_t n, size_t input)
 {
-	if (unlikely(log_output(w->sink, b, n, w->mode) != n))
-		return writer_failed(w);
+	size_t done = log_output(w->sink, b, n, w->mode);
+	if (unlikely(done != n))
+		return writer_failed(w, n, input, done);
 	w->committed += input;
 	return true;
 }
 
-/* Writes the stage out. False if nothing of it went out (w->error set). */
+/* Only done bytes of the stage went out: the input of each staged line
+ * that went out whole counts as written, and no more. */
+static __attribute__((noinline, cold)) bool stage_failed(struct writer *w, size_t done)
+{
+	w->error = errno;
+	unsigned whole = 0;
+	for (size_t i = 0; i < done; i++)
+		whole += w->stage[i] == '\n';
+	for (unsigned i = 0; i < whole && i < w->stage_lines; i++)
+		w->committed += w->line_input[i];
+	return false;
+}
+
+/* Writes the stage out. False if not all of it went out (w->error set). */
 static inline bool writer_flush(struct writer *w)
 {
 	if (w->staged == 0)
 		return true;
-	bool ok = writer_put(w, w->stage, w->staged, w->staged_input);
+	size_t done = log_output(w->sink, w->stage, w->staged, w->mode);
+	bool ok = likely(done == w->staged) ? (w->committed += w->staged_input, true)
+					     : stage_failed(w, done);
 	w->staged = 0;
 	w->staged_input = 0;
+	w->stage_lines = 0;
 	return ok;
+}
+
+/* Before input bytes count as written at once (an unfinished line kept, a
+ * line held): the staged lines before them go out first, so that a failed
+ * write never counts later bytes and not earlier ones. */
+static inline bool writer_settle(struct writer *w)
+{
+	return w->staged == 0 || writer_flush(w);
 }
 
 static bool writer_raw(struct writer *w, const char *b, size_t n);
@@ -349,7 +383,7 @@ emit_line(struct writer *w, uint64_t request, const char *line, size_t len, bool
 	if (unlikely(w->sink->message))
 		return writer_message(w, line, len, input) ? EMIT_DONE : EMIT_FAILED;
 	size_t bound = line_format_bound(len, LINE_FIELDS_MAX) + 1;
-	if (bound > STAGE_SIZE - w->staged && !writer_flush(w))
+	if ((bound > STAGE_SIZE - w->staged || w->stage_lines == STAGE_LINES) && !writer_flush(w))
 		return EMIT_FAILED;
 	char *out = w->stage + w->staged;
 	if (bound > STAGE_SIZE) {
@@ -378,6 +412,7 @@ emit_line(struct writer *w, uint64_t request, const char *line, size_t len, bool
 		out[n++] = '\n';
 	if (out != w->stage + w->staged)
 		return writer_put(w, out, n, input) ? EMIT_DONE : EMIT_FAILED;
+	w->line_input[w->stage_lines++] = (uint32_t)input;
 	w->staged += n;
 	w->staged_input += input;
 	return EMIT_DONE;
@@ -708,10 +743,18 @@ static bool consume(struct writer *w, const char *buf, size_t n)
 			/* An unfinished line: keep it, behind a header for its
 			 * record, until its newline comes. */
 			static const struct held_record blank;
+			if (!writer_settle(w))
+				return false;
 			if (!s)
 				s = w->slot = claim_slot(w->sink);
-			if (!s)
-				return writer_raw(w, buf + pos, seg);
+			if (!s) {
+				/* No slot to keep it in: it goes out now as a
+				 * line of its own, and its rest will too. */
+				struct line_verdict v;
+				judge(thread_ctx.request, &v);
+				return emit_line(w, v.kind == EMIT ? v.request : 0, buf + pos, seg,
+						 true, seg, false) == EMIT_DONE;
+			}
 			size_t at = s->len;
 			if (!has_partial(s))
 				s->partial_request = thread_ctx.request;
@@ -741,6 +784,10 @@ static bool consume(struct writer *w, const char *buf, size_t n)
 				judge(s->partial_request, &v);
 			request = v.request;
 			if (v.kind != EMIT) {
+				if (!writer_settle(w)) {
+					s->len = before;
+					return false;
+				}
 				hold_record(s, s->held_len, v);
 				w->committed += seg;
 				cap_held(w, s);
@@ -767,6 +814,8 @@ static bool consume(struct writer *w, const char *buf, size_t n)
 		request = v.request;
 		if (v.kind != EMIT && seg < UINT32_MAX) {
 			static const struct held_record blank;
+			if (!writer_settle(w))
+				return false;
 			if (!s)
 				s = w->slot = claim_slot(w->sink);
 			size_t at = s ? s->len : 0;
@@ -1045,7 +1094,7 @@ static void drain_all(int fd, enum partial_line partial)
 		int32_t owner = atomic_load_explicit(&s->owner, memory_order_acquire);
 		if (owner == 0 || (fd >= 0 && s->fd != fd) || !slot_lock(s))
 			continue;
-		if (s->len > 0)
+		if (s->len > 0 || s->raw_partial)
 			slot_drain(s, 0, partial, owner == tid ? own_partial_request(s) : 0);
 		if (owner == tid)
 			slot_leave(s);

@@ -436,6 +436,122 @@ static void sc_thread_fail(void)
 	pthread_join(t, NULL);
 }
 
+/* One write() of two lines to a disk with room for the first (enriched or
+ * not) and part of the second; space comes back and the program writes
+ * what the count said was not written. */
+static void sc_full_two_lines(const char *dir)
+{
+	char path[4096], filler[4096];
+	static char buf[8192], init[3801], zeros[4096];
+	snprintf(path, sizeof(path), "%s/app.log", dir);
+	snprintf(filler, sizeof(filler), "%s/filler", dir);
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	memset(init, 'i', sizeof(init) - 1);
+	init[sizeof(init) - 1] = '\n';
+	if (fd < 0 || write(fd, init, sizeof(init)) != (ssize_t)sizeof(init))
+		die("init");
+	int ff = open(filler, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	while (write(ff, zeros, sizeof(zeros)) > 0)
+		;
+	while (write(ff, zeros, 1) > 0)
+		;
+	close(ff);
+	/* 4096 - 3801 = 295 bytes of room: line 1 takes 264 bytes, or 275
+	 * enriched ({"msg":"..."} adds 11) */
+	size_t len1 = 263, n = len1 + 1 + 101;
+	memset(buf, 'a', len1);
+	buf[len1] = '\n';
+	memset(buf + len1 + 1, 'b', 100);
+	buf[n - 1] = '\n';
+	errno = 0;
+	ssize_t r = write(fd, buf, n);
+	record("first=%s count=%zd\n", outcome(r, n, errno), r);
+	if (unlink(filler) != 0)
+		die("unlink");
+	size_t done = r > 0 ? (size_t)r : 0;
+	while (done < n && (r = write(fd, buf + done, n - done)) > 0)
+		done += (size_t)r;
+	record("rest=%s\n", done == n ? "written" : "not");
+	close(fd);
+}
+
+/* A line torn by a full disk; space comes back; a fork child writes a
+ * line, then the parent. */
+static void sc_full_fork(const char *dir)
+{
+	write_filler(dir);
+	int fd = open(dir_log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	if (fd < 0)
+		die("open");
+	while (write(fd, line, LINE_LEN) == LINE_LEN)
+		;
+	if (unlink(dir_filler) != 0)
+		die("unlink");
+	pid_t child = fork();
+	if (child == 0) {
+		_exit(write(fd, "child line\n", 11) == 11 ? 0 : 1);
+	}
+	int status;
+	waitpid(child, &status, 0);
+	record("child=%d parent=%s\n", WEXITSTATUS(status),
+	       outcome(write(fd, "parent line\n", 12), 12, errno));
+	close(fd);
+}
+
+/* A line torn by write() on fd 2; space comes back; the next line goes
+ * through stderr, then one through write() again. */
+static void sc_full_then_stdio(const char *dir)
+{
+	write_filler(dir);
+	int fd = open(dir_log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	if (fd < 0 || dup2(fd, 2) != 2)
+		die("open");
+	close(fd);
+	while (write(2, line, LINE_LEN) == LINE_LEN)
+		;
+	if (unlink(dir_filler) != 0)
+		die("unlink");
+	record("fprintf=%d\n", fprintf(stderr, "via stdio\n"));
+	record("write=%s\n", outcome(write(2, "via write\n", 10), 10, errno));
+}
+
+/* fwrite of a line to a line-buffered stream on a full disk: glibc's
+ * fwrite gives the whole count and shows the failed flush in ferror. */
+static void sc_full_fwrite_line(const char *dir)
+{
+	write_filler(dir);
+	FILE *f = fopen(dir_log, "w");
+	if (!f || setvbuf(f, NULL, _IOLBF, BUFSIZ) != 0 || fwrite("start ", 1, 6, f) != 6)
+		die("fopen");
+	static char zeros[4096];
+	int ff = open(dir_filler, O_WRONLY | O_APPEND);
+	while (write(ff, zeros, sizeof(zeros)) > 0)
+		;
+	close(ff);
+	errno = 0;
+	size_t r = fwrite("hello\n", 1, 6, f);
+	record("fwrite=%zu errno=%s ferror=%d\n", r, errno == ENOSPC ? "ENOSPC" : "other",
+	       ferror(f) != 0);
+}
+
+/* One thread leaves a line unfinished on six log files at once, more than
+ * the shim keeps per thread, then finishes each. */
+static void sc_many_unfinished(const char *dir)
+{
+	int fds[6];
+	for (int i = 0; i < 6; i++) {
+		char p[4096];
+		snprintf(p, sizeof(p), "%s/f%d.log", dir, i);
+		fds[i] = open(p, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+		if (fds[i] < 0 || write(fds[i], "start of line, ", 15) != 15)
+			die("start");
+	}
+	for (int i = 0; i < 6; i++)
+		if (write(fds[i], "rest of line\n", 13) != 13)
+			die("rest");
+	record("written=6\n");
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 3)
@@ -467,6 +583,16 @@ int main(int argc, char **argv)
 		sc_nofile();
 	else if (!strcmp(sc, "no_memory"))
 		sc_no_memory();
+	else if (!strcmp(sc, "full_two_lines") && dir)
+		sc_full_two_lines(dir);
+	else if (!strcmp(sc, "full_fork") && dir)
+		sc_full_fork(dir);
+	else if (!strcmp(sc, "full_then_stdio") && dir)
+		sc_full_then_stdio(dir);
+	else if (!strcmp(sc, "full_fwrite_line") && dir)
+		sc_full_fwrite_line(dir);
+	else if (!strcmp(sc, "many_unfinished") && dir)
+		sc_many_unfinished(dir);
 	else if (!strcmp(sc, "thread_fail"))
 		sc_thread_fail();
 	else if (!strcmp(sc, "eintr"))

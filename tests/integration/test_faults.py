@@ -178,6 +178,65 @@ class Faults(unittest.TestCase):
             self.assertEqual(v, {"msg": LINE.decode()})
         self.assertEqual(lines[-1], {"msg": (taken + b"after").decode()})
 
+    def test_full_two_lines(self):
+        # room for line 1 (enriched or not) and part of line 2: the count
+        # covers line 1 exactly, so the program's retry writes it once
+        self.needs_mount()
+        bare = Run("full_two_lines", False, tmpfs=True)
+        shim = Run("full_two_lines", True, tmpfs=True)
+        self.assertEqual(bare.obs["rest"], "written")
+        self.assertEqual((shim.obs["first"], shim.obs["count"], shim.obs["rest"]),
+                         ("short", "264", "written"), shim.obs)
+        lines = json_lines(shim.files["app.log"])
+        msgs = [v["msg"] for v in lines if v is not None]
+        self.assertEqual(msgs.count("a" * 263), 1)
+        self.assertEqual(msgs.count("b" * 100), 1)
+        self.assertEqual(lines.count(None), 1)  # the torn one
+        self.assertEqual(bare.files["app.log"].count(b"a" * 263 + b"\n"), 1)
+
+    def test_full_then_fork(self):
+        # the torn line is ended once, by whichever process writes first
+        self.needs_mount()
+        shim = Run("full_fork", True, tmpfs=True)
+        self.assertEqual(shim.obs, {"child": "0", "parent": "ok", "done": "1"})
+        data = shim.files["app.log"]
+        self.assertTrue(data.endswith(b'\n{"msg":"child line"}\n{"msg":"parent line"}\n'),
+                        data[-80:])
+        self.assertNotIn(b"\n\n", data)
+        self.assertEqual(json_lines(data).count(None), 1)
+
+    def test_full_then_stdio(self):
+        self.needs_mount()
+        bare = Run("full_then_stdio", False, tmpfs=True)
+        shim = Run("full_then_stdio", True, tmpfs=True)
+        self.assertEqual(shim.obs, bare.obs)
+        self.assertEqual(shim.obs, {"fprintf": "10", "write": "ok", "done": "1"})
+        data = shim.files["app.log"]
+        self.assertTrue(data.endswith(b'\n{"msg":"via stdio"}\n{"msg":"via write"}\n'),
+                        data[-80:])
+        self.assertNotIn(b"\n\n", data)
+        self.assertEqual(json_lines(data).count(None), 1)
+
+    def test_full_fwrite_line_buffered(self):
+        self.needs_mount()
+        bare = Run("full_fwrite_line", False, tmpfs=True)
+        shim = Run("full_fwrite_line", True, tmpfs=True)
+        self.assertEqual(bare.obs, {"fwrite": "6", "errno": "ENOSPC", "ferror": "1", "done": "1"})
+        self.assertEqual(shim.obs, bare.obs)
+
+    def test_many_unfinished_lines(self):
+        # more unfinished lines than the shim keeps per thread: the one it
+        # cannot keep goes out as a line of its own, and its rest too
+        bare, shim = Run("many_unfinished", False), Run("many_unfinished", True)
+        self.assertEqual(shim.obs, bare.obs)
+        for i in range(6):
+            name = "f%d.log" % i
+            self.assertEqual(bare.files[name], b"start of line, rest of line\n")
+            lines = json_lines(shim.files[name])
+            self.assertNotIn(None, lines, shim.files[name])
+            self.assertEqual("".join(v["msg"] for v in lines), "start of line, rest of line")
+
+
     def test_full_write(self):
         self.full_disk("full_write")
 
