@@ -20,7 +20,7 @@ GLUE_SRCS := shim/shim_init.c shim/request_table.c shim/conn_table.c shim/head_s
              shim/thread_ctx.c shim/log_writer.c shim/log_output.c shim/insert_output.c \
              shim/conn_output.c shim/client_output.c \
              shim/call_chain.c shim/epoll_map.c shim/epoll_queue.c shim/event_batch.c \
-             shim/hook_net.c shim/hook_io.c shim/hook_fd.c shim/hook_wait.c shim/hook_process.c shim/hook_syslog.c shim/hook_stdio.c \
+             shim/hook_net.c shim/hook_io.c shim/hook_ssl.c shim/hook_fd.c shim/hook_wait.c shim/hook_process.c shim/hook_syslog.c shim/hook_stdio.c \
              shim/hook_loader.c shim/attach.c shim/got_patch.c shim/audit_log.c
 SHIM_HDRS := $(wildcard shim/*.h)
 
@@ -31,7 +31,7 @@ SERVERS    := $(patsubst tests/servers/%.c,%,$(wildcard tests/servers/*.c))
 DEB_PACKAGES := gcc make libc6-dev libunwind-dev libxxhash-dev libcmocka-dev \
                 python3 valgrind clang libclang-rt-14-dev rsyslog \
                 nginx lighttpd busybox curl libuv1-dev libevent-dev wrk \
-                python3-aiohttp
+                python3-aiohttp openssl
 
 FUZZERS := $(patsubst tests/fuzz/%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_SECONDS ?= 300
@@ -92,6 +92,7 @@ $(BUILD) $(BUILD)/unit $(BUILD)/unit-asan $(BUILD)/unit-tsan $(BUILD)/servers:
 UNIT_TABLES_test_conn_table := shim/conn_table.c shim/head_store.c shim/request_table.c
 UNIT_TABLES_test_request_table := shim/request_table.c
 UNIT_TABLES_test_epoll_map := shim/epoll_map.c shim/conn_table.c shim/head_store.c shim/request_table.c
+UNIT_TABLES_test_tls_output := shim/conn_output.c shim/insert_output.c shim/conn_table.c shim/head_store.c shim/request_table.c
 UNIT_TABLES_test_epoll_queue := shim/epoll_queue.c shim/epoll_map.c shim/conn_table.c shim/head_store.c shim/request_table.c
 
 .SECONDEXPANSION:
@@ -144,6 +145,7 @@ integration: deps $(BUILD)/libreqid.so $(BUILD)/reqid-inject servers
 	python3 tests/integration/test_stdio.py
 	python3 tests/integration/test_faults.py
 	python3 tests/integration/test_response_header.py
+	python3 tests/integration/test_tls.py
 	python3 tests/integration/test_spawn.py
 	python3 tests/integration/test_outbound.py
 	python3 tests/integration/test_w3c_harness.py

@@ -141,6 +141,8 @@ ssize_t conn_output(int fd, const struct iovec *iov, int iovcnt, int flags, bool
 		    const struct msghdr *msg)
 {
 	struct conn *c = conn_of(fd);
+	if (unlikely(atomic_load_explicit(&c->tls, memory_order_relaxed)))
+		return insert_send_plain(fd, iov, iovcnt, flags, use_send, msg); /* records */
 	if (unlikely(atomic_load_explicit(&c->join, memory_order_acquire) != JOIN_NONE) &&
 	    iovcnt >= 0 && iovcnt <= IOV_MAX && (iovcnt == 0 || iov))
 		return output_joined(fd, c, iov, iovcnt, flags, use_send, msg);
@@ -202,7 +204,7 @@ ssize_t conn_output(int fd, const struct iovec *iov, int iovcnt, int flags, bool
 bool conn_output_before_sendfile(int fd)
 {
 	struct conn *c = conn_of(fd);
-	if (c->owed_len == 0 || !out_lock(c))
+	if (c->owed_len == 0 || conn_is_tls(fd) || !out_lock(c))
 		return true;
 	struct owed_bytes owed = owed_of(fd, c);
 	bool paid = insert_pay_owed(fd, &owed);
@@ -215,7 +217,7 @@ bool conn_output_before_sendfile(int fd)
 void conn_output_sendfile_done(int fd, ssize_t r)
 {
 	struct conn *c = conn_of(fd);
-	if (r > 0 && out_lock(c)) {
+	if (r > 0 && !conn_is_tls(fd) && out_lock(c)) {
 		http_response_skip(&c->response, (uint64_t)r);
 		/* What was queued before sendfile began is not known here: a
 		 * response that ends with it opens nothing. */
@@ -224,4 +226,82 @@ void conn_output_sendfile_done(int fd, ssize_t r)
 			watch_for_boundary(c, true, 1);
 		out_unlock(c);
 	}
+}
+
+/* The loop of conn_output_tls, c's write side locked: from done (the
+ * program's bytes of buf already out), owed bytes first, then the
+ * program's up to the next place for the header, the header (owed from
+ * then on), and so on. Returns the last send's result; *done is updated. */
+static ssize_t tls_output_loop(int fd, struct conn *c, struct tls_sender *to, const char *buf,
+			       size_t n, size_t *done)
+{
+	char *owed = conn_owed(conn_fd(fd));
+	ssize_t r = 1;
+	for (;;) {
+		if (c->owed_len) {
+			/* Always from the buffer's start: a retry after a
+			 * failed send passes the same buffer and length. */
+			r = to->send(to->ssl, owed, c->owed_len);
+			if (r <= 0)
+				return r;
+			size_t paid = (size_t)r < c->owed_len ? (size_t)r : c->owed_len;
+			memmove(owed, owed + paid, c->owed_len - paid);
+			c->owed_len = (uint16_t)(c->owed_len - paid);
+			continue;
+		}
+		if (*done == n)
+			return r;
+		size_t chunk = n - *done, at;
+		char header[CONN_OWED_MAX];
+		size_t header_len = 0;
+		if (http_response_plan(&c->response, buf + *done, chunk, &at, 1) == 1 &&
+		    !shim.detaching && (header_len = header_text(fd, header)) > 0)
+			chunk = at;
+		if (chunk > 0) {
+			r = to->send(to->ssl, buf + *done, chunk);
+			if (r <= 0)
+				return r;
+			http_response_advance(&c->response, buf + *done, (size_t)r);
+			*done += (size_t)r;
+			if ((size_t)r < chunk)
+				return r; /* a partial write */
+		}
+		if (header_len) {
+			memcpy(owed, header, header_len);
+			c->owed_len = (uint16_t)header_len;
+			http_response_added(&c->response);
+		}
+	}
+}
+
+ssize_t conn_output_tls(int fd, struct tls_sender *to, const void *buf, size_t n)
+{
+	struct conn *c = conn_of(fd);
+	bool enabled = shim.config.response_header_len > 0 && n > 0 &&
+		       atomic_load_explicit(&c->join, memory_order_relaxed) == JOIN_NONE;
+	if (!enabled || !out_lock(c)) {
+		if (enabled)
+			http_response_stop(&c->response); /* another writer inside */
+		return to->send(to->ssl, buf, n);
+	}
+	size_t start = c->tls_sent;
+	if (start > n) {
+		/* Not the retry of the write that failed: what it still had
+		 * to send is lost, and so is the response stream. */
+		http_response_stop(&c->response);
+		start = 0;
+	}
+	size_t done = start;
+	ssize_t r = tls_output_loop(fd, c, to, buf, n, &done);
+	c->tls_sent = 0;
+	if (done == n && c->owed_len == 0)
+		r = (ssize_t)(n - (to->partial ? start : 0));
+	else if (to->partial && done > start)
+		r = (ssize_t)(done - start); /* the rest waits for the next write */
+	else if (!to->partial)
+		c->tls_sent = (uint32_t)done; /* the program will retry this write */
+	int saved = errno;
+	out_unlock(c);
+	errno = saved;
+	return r;
 }

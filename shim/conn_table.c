@@ -119,12 +119,15 @@ static void conn_start(int fd, struct conn *c, uint8_t join,
 	c->head_pending = false;
 	c->responded = false;
 	atomic_store_explicit(&c->join, join, memory_order_relaxed);
+	atomic_store_explicit(&c->tls, false, memory_order_relaxed);
+	c->began = false;
 	set_request(c, 0);
 	drop_head_text(c);
 	parse_from(c->parsing);
 	http_response_init(&c->response, shim.config.response_header,
 			   shim.config.response_header_len);
 	c->owed_len = 0;
+	c->tls_sent = 0;
 	atomic_store_explicit(&c->out_busy, 0, memory_order_relaxed);
 	conn_unlock(c);
 	atomic_store_explicit(&fd_states[fd].flags, FD_CONN, memory_order_relaxed);
@@ -365,37 +368,117 @@ static void feed(struct conn *c, const void *buf, size_t n)
 	apply(c, &r);
 }
 
+/* Feeds n bytes read from c (locked) to its parser, unless its stream is
+ * not parsed (not HTTP, lost, or joined and not yet open). */
+static void parse_read(struct conn *c, const void *buf, const struct iovec *iov, size_t n)
+{
+	uint8_t join = atomic_load_explicit(&c->join, memory_order_acquire);
+	if (c->kind != CONN_HTTP || (join != JOIN_NONE && !join_opens(c)))
+		return;
+	if (iov == NULL) {
+		feed(c, buf, n);
+		return;
+	}
+	for (size_t left = n; left > 0 && c->kind == CONN_HTTP; iov++) {
+		size_t part = iov->iov_len < left ? iov->iov_len : left;
+		feed(c, iov->iov_base, part);
+		left -= part;
+	}
+}
+
+/* Whether the first of the n bytes read from c (locked), the first its
+ * socket gave, begin a TLS handshake: they are records then, not requests. */
+static bool opens_tls(const struct conn *c, const void *buf, const struct iovec *iov, size_t n)
+{
+	if (atomic_load_explicit(&c->join, memory_order_relaxed) != JOIN_NONE)
+		return false;
+	if (iov == NULL)
+		return http_starts_tls(buf, n);
+	while (iov->iov_len == 0)
+		iov++;
+	return http_starts_tls(iov->iov_base, iov->iov_len < n ? iov->iov_len : n);
+}
+
 void conn_on_read(int fd, const void *buf, const struct iovec *iov, size_t n)
 {
 	struct conn *c = conn_of(fd);
-	if (n == 0)
+	if (n == 0 || atomic_load_explicit(&c->tls, memory_order_relaxed))
 		return;
 	if (!conn_trylock(c)) {
 		/* Someone else is inside this stream: these bytes are lost to it. */
 		atomic_store_explicit(&c->lost, true, memory_order_release);
 		return;
 	}
-	uint8_t join = atomic_load_explicit(&c->join, memory_order_acquire);
-	if (c->kind == CONN_HTTP && (join == JOIN_NONE || join_opens(c))) {
-		if (iov == NULL) {
-			feed(c, buf, n);
-		} else {
-			for (size_t left = n; left > 0 && c->kind == CONN_HTTP; iov++) {
-				size_t part = iov->iov_len < left ? iov->iov_len : left;
-				feed(c, iov->iov_base, part);
-				left -= part;
-			}
+	if (!c->began) {
+		c->began = true;
+		if (opens_tls(c, buf, iov, n)) {
+			atomic_store_explicit(&c->tls, true, memory_order_relaxed);
+			conn_unlock(c);
+			return;
 		}
 	}
+	parse_read(c, buf, iov, n);
 	conn_unlock(c);
 }
 
-void conn_on_write(int fd)
+void conn_tls_begin(int fd)
 {
 	struct conn *c = conn_of(fd);
+	if (likely(atomic_load_explicit(&c->tls, memory_order_relaxed)))
+		return;
+	if (!conn_trylock(c)) {
+		atomic_store_explicit(&c->lost, true, memory_order_release);
+		atomic_store_explicit(&c->tls, true, memory_order_relaxed);
+		return;
+	}
+	if (atomic_load_explicit(&c->join, memory_order_relaxed) != JOIN_NONE ||
+	    (c->kind == CONN_HTTP && c->began)) {
+		lose_stream(c);
+	} else if (c->kind == CONN_RAW) {
+		/* Its first bytes were a handshake the check above did not know:
+		 * the id it got for them is no request's. */
+		c->kind = CONN_HTTP;
+		c->head_pending = false;
+		c->responded = false;
+		set_request(c, 0);
+		drop_head_text(c);
+		parser_start(c->parsing);
+	}
+	c->began = true;
+	atomic_store_explicit(&c->tls, true, memory_order_relaxed);
+	conn_unlock(c);
+}
+
+void conn_on_tls_read(int fd, const void *buf, size_t n)
+{
+	struct conn *c = conn_of(fd);
+	if (n == 0)
+		return;
+	if (!conn_trylock(c)) {
+		atomic_store_explicit(&c->lost, true, memory_order_release);
+		return;
+	}
+	parse_read(c, buf, NULL, n);
+	conn_unlock(c);
+}
+
+/* A response to c's current request began. */
+static void answered(struct conn *c)
+{
 	if (c->request != 0 && !c->responded) {
 		c->responded = true;
 		if (unlikely(shim.audit))
 			audit_request_answered(c->request);
 	}
+}
+
+void conn_on_tls_write(int fd)
+{
+	answered(conn_of(fd));
+}
+
+void conn_on_write(int fd)
+{
+	if (!conn_is_tls(fd))
+		answered(conn_of(fd));
 }

@@ -66,11 +66,18 @@ struct conn {
 	bool head_pending;   /* a request began; its headers have not ended */
 	bool responded;      /* bytes were written since the current request began */
 	_Atomic uint8_t join; /* enum join_state */
+	_Atomic bool tls;    /* a TLS connection: its socket carries records,
+				its requests come through the TLS library's
+				calls (hook_ssl.c) */
+	bool began;          /* bytes were read from its socket */
 	uint64_t request;    /* serial of the current request, 0 if none */
 	_Atomic bool line_live; /* its request line is counted as live */
 	uint32_t line_buckets;
 	_Atomic uint32_t out_busy;  /* try-lock for the write side below */
 	uint16_t owed_len;          /* bytes of an added header not yet sent (conn_owed) */
+	uint32_t tls_sent;          /* of a TLS write that failed and will be
+				       retried, the program's bytes that went
+				       (conn_output_tls) */
 	uint32_t head_slot;  /* head_store slot holding the parser's text, 0 if none */
 	struct http_response_parser response;
 	/* The request parser's first HTTP_PARSER_STATE_SIZE bytes: all of it
@@ -191,11 +198,33 @@ void conn_forget(int fd) __attribute__((visibility("hidden")));
 /* copy now names the same connection as fd (dup2, dup3, dup, F_DUPFD). */
 void conn_copied(int fd, int copy) __attribute__((visibility("hidden")));
 
-/* n bytes were read from connection fd (spread over iov when iov != NULL). */
+/* n bytes were read from connection fd's socket (spread over iov when iov
+ * != NULL). Those of a TLS connection are records, never parsed; a
+ * connection whose first bytes are a TLS handshake record becomes one. */
 void conn_on_read(int fd, const void *buf, const struct iovec *iov, size_t n)
 	__attribute__((visibility("hidden")));
 
-/* Bytes were written to connection fd. */
+/* Bytes were written to connection fd's socket (a TLS connection's records
+ * say nothing of its responses). */
 void conn_on_write(int fd) __attribute__((visibility("hidden")));
+
+/* Whether connection fd is a TLS connection. */
+static inline bool conn_is_tls(int fd)
+{
+	return atomic_load_explicit(&conn_of(fd)->tls, memory_order_relaxed);
+}
+
+/* A TLS library call is about to read or write connection fd: from here its
+ * socket carries records. A connection taken for a non-HTTP one (one id
+ * for all of it) starts over; one whose socket gave HTTP requests before,
+ * or that was joined mid-stream, is lost. */
+void conn_tls_begin(int fd) __attribute__((visibility("hidden")));
+
+/* n bytes of plaintext were read through the TLS library from connection
+ * fd: they feed its request parser as a plain connection's bytes do. */
+void conn_on_tls_read(int fd, const void *buf, size_t n) __attribute__((visibility("hidden")));
+
+/* Plaintext was written through the TLS library to connection fd. */
+void conn_on_tls_write(int fd) __attribute__((visibility("hidden")));
 
 #endif

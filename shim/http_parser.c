@@ -139,6 +139,11 @@ bool http_parser_stopped(const struct http_parser *p)
 	return p->state == S_NOT_HTTP || p->state == S_DESYNC;
 }
 
+bool http_starts_tls(const char *buf, size_t len)
+{
+	return len > 0 && buf[0] == 0x16 && (len == 1 || buf[1] == 0x03);
+}
+
 bool http_parser_in_head(const struct http_parser *p)
 {
 	/* A CR ending the request line or a header line waits for its LF;

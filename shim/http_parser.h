@@ -175,6 +175,11 @@ void http_parser_advance(struct http_parser *p, const struct iovec *iov, int iov
 /* True once the parser gave up on the stream (not HTTP, or desynchronised). */
 bool http_parser_stopped(const struct http_parser *p);
 
+/* Whether a stream's first len (> 0) bytes begin a TLS handshake record
+ * (a ClientHello): content type 22, then major version 3 if a second byte
+ * came. No HTTP request begins so. */
+bool http_starts_tls(const char *buf, size_t len);
+
 /* Finds the first quoted request line ("\"METHOD SP target SP HTTP/1.d\"",
  * as access logs write it) inside a log line. Stores the offset and length
  * of the request line (without the quotes); false if there is none. */

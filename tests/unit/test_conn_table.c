@@ -284,6 +284,64 @@ static void test_heir_gives_back_a_kept_slot(void **state)
 	}
 }
 
+static const char client_hello[] = "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03";
+
+/* A connection whose first bytes are a ClientHello gets no id from its
+ * records; the plaintext read through the TLS library gives its requests. */
+static void test_tls_records_are_not_requests(void **state)
+{
+	(void)state;
+	conn_open(5);
+	conn_on_read(5, client_hello, NULL, sizeof client_hello - 1);
+	assert_true(conn_is_tls(5));
+	assert_int_equal(conn_request(5), 0);
+	request_on(5, "raw"); /* through the socket: a record, not a request */
+	assert_string_equal(id_on(5), "");
+	conn_tls_begin(5);
+	static const char req[] = "GET /a HTTP/1.1\r\nX-Request-ID: tls-1\r\n\r\n";
+	conn_on_tls_read(5, req, sizeof req - 1);
+	assert_string_equal(id_on(5), "tls-1");
+	conn_on_write(5); /* a record: no response began */
+	static const char req2[] = "GET /b HTTP/1.1\r\nX-Request-ID: tls-2\r\n\r\n";
+	conn_on_tls_read(5, req2, sizeof req2 - 1);
+	assert_int_equal(conn_request(5), 0); /* pipelined: unattributable */
+	conn_forget(5);
+	conn_open(5);
+	assert_false(conn_is_tls(5));
+	conn_on_read(5, client_hello, NULL, sizeof client_hello - 1);
+	conn_tls_begin(5);
+	conn_on_tls_read(5, req, sizeof req - 1);
+	conn_on_tls_write(5);
+	conn_on_tls_read(5, req2, sizeof req2 - 1);
+	assert_string_equal(id_on(5), "tls-2");
+	conn_forget(5);
+}
+
+/* A handshake the first read did not know (its id generated for a non-HTTP
+ * connection) starts over at the first TLS call; a connection that gave
+ * plain requests before is lost. */
+static void test_tls_begin_after_the_socket_gave_bytes(void **state)
+{
+	(void)state;
+	conn_open(6);
+	static const char v2_hello[] = "\x80\x2e\x01\x03\x01";
+	conn_on_read(6, v2_hello, NULL, sizeof v2_hello - 1);
+	assert_int_not_equal(conn_request(6), 0); /* one generated id */
+	conn_tls_begin(6);
+	assert_int_equal(conn_request(6), 0);
+	static const char req[] = "GET /a HTTP/1.1\r\nX-Request-ID: tls-3\r\n\r\n";
+	conn_on_tls_read(6, req, sizeof req - 1);
+	assert_string_equal(id_on(6), "tls-3");
+	conn_forget(6);
+	conn_open(7);
+	request_on(7, "plain-1");
+	assert_string_equal(id_on(7), "plain-1");
+	conn_tls_begin(7);
+	conn_on_tls_read(7, req, sizeof req - 1);
+	assert_int_equal(conn_request(7), 0);
+	conn_forget(7);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -298,6 +356,8 @@ int main(void)
 		cmocka_unit_test_setup(test_closed_inside_a_head, setup),
 		cmocka_unit_test_setup(test_late_read_after_the_head_moved, setup),
 		cmocka_unit_test_setup(test_heir_gives_back_a_kept_slot, setup),
+		cmocka_unit_test_setup(test_tls_records_are_not_requests, setup),
+		cmocka_unit_test_setup(test_tls_begin_after_the_socket_gave_bytes, setup),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -872,6 +872,19 @@ static void test_not_http(void **state)
 	expect_not_http(badver, sizeof badver - 1);
 }
 
+static void test_starts_tls(void **state)
+{
+	(void)state;
+	static const char hello[] = "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03";
+	for (size_t n = 1; n < sizeof hello; n++)
+		assert_true(http_starts_tls(hello, n));
+	assert_false(http_starts_tls(hello, 0));
+	assert_false(http_starts_tls("\x16\x02", 2)); /* no TLS version */
+	assert_false(http_starts_tls("\x17\x03\x03", 3)); /* application data */
+	assert_false(http_starts_tls("GET / HTTP/1.1\r\n", 16));
+	assert_false(http_starts_tls("\r\nGET", 5));
+}
+
 static void test_method_length(void **state)
 {
 	(void)state;
@@ -2209,6 +2222,7 @@ int main(void)
 		cmocka_unit_test(test_whole_captured_values),
 		cmocka_unit_test(test_whole_line_state_cleared),
 		cmocka_unit_test(test_in_head),
+		cmocka_unit_test(test_starts_tls),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

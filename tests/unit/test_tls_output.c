@@ -1,0 +1,214 @@
+/*
+ * test_tls_output.c - unit tests for conn_output_tls (shim/conn_output.c):
+ * a program's write through a TLS library on a connection, with the
+ * response header added, as the series of library writes it becomes.
+ *
+ * The library is a fake with OpenSSL's rules: a write either takes bytes
+ * (all of them, or without partial writes at most `cap` in partial mode)
+ * or fails taking none, and the call after a failed one must pass the same
+ * buffer and length (else "bad write retry", a test failure). The program
+ * is modelled too: without partial writes it repeats a failed call with
+ * the same arguments, with them it goes on after the bytes it was told
+ * went. Whatever the failures and cuts, the bytes the library took must be
+ * the program's with exactly one header line added before the blank line
+ * of each response head, and the program must be told exactly its own
+ * bytes.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "conn_output.h"
+#include "conn_table.h"
+#include "request_table.h"
+#include "shim_init.h"
+
+#include "audit_off.h"
+
+struct shim_state shim;
+struct real_functions real;
+
+static const char *no_environment(const char *name)
+{
+	(void)name;
+	return NULL;
+}
+
+static int setup(void **state)
+{
+	(void)state;
+	static const uint8_t key[16] = {1, 2, 3};
+	memset(&shim, 0, sizeof(shim));
+	config_parse(&shim.config, no_environment);
+	header_matcher_init(&shim.matcher, &shim.config);
+	id_generator_seed(&shim.ids, key);
+	return 0;
+}
+
+/* The fake library. */
+struct fake_ssl {
+	char out[65536];
+	size_t out_len;
+	unsigned calls;
+	uint64_t fail_mask;  /* call k (k < 64) fails if bit k is set */
+	size_t cap;          /* partial mode: most bytes a call takes; 0: all */
+	const void *pending; /* a failed call's buffer and length, NULL if none */
+	size_t pending_len;
+};
+
+static ssize_t fake_send(void *ctx, const void *buf, size_t n)
+{
+	struct fake_ssl *f = ctx;
+	if (f->pending && (f->pending != buf || f->pending_len != n))
+		fail_msg("bad write retry: %p/%zu after %p/%zu", buf, n, f->pending, f->pending_len);
+	unsigned k = f->calls++;
+	if (k < 64 && (f->fail_mask >> k & 1)) {
+		f->pending = buf;
+		f->pending_len = n;
+		return -1;
+	}
+	f->pending = NULL;
+	size_t take = f->cap && n > f->cap ? f->cap : n;
+	assert_true(f->out_len + take <= sizeof(f->out));
+	memcpy(f->out + f->out_len, buf, take);
+	f->out_len += take;
+	return (ssize_t)take;
+}
+
+/* A connection on fd whose current request has X-Request-ID id. */
+static void tls_conn_with(int fd, const char *id)
+{
+	char req[256];
+	int n = snprintf(req, sizeof(req), "GET / HTTP/1.1\r\nX-Request-ID: %s\r\n\r\n", id);
+	conn_open(fd);
+	conn_tls_begin(fd);
+	conn_on_tls_read(fd, req, (size_t)n);
+}
+
+/* The program writes buf (n bytes) on fd through the fake library f,
+ * partial or not, until all went; returns how many calls failed. */
+static unsigned program_writes(int fd, struct fake_ssl *f, bool partial, const char *buf,
+			       size_t n)
+{
+	struct tls_sender to = {fake_send, f, partial};
+	size_t off = 0;
+	unsigned failed = 0;
+	while (off < n) {
+		assert_true(failed < 200);
+		ssize_t r = conn_output_tls(fd, &to, buf + off, n - off);
+		if (r <= 0) {
+			failed++;
+			continue;
+		}
+		if (!partial)
+			assert_int_equal(r, n - off);
+		assert_true((size_t)r <= n - off);
+		off += (size_t)r;
+	}
+	return failed;
+}
+
+static const char head[] = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n";
+static const char body[] = "hello";
+
+/* What the library must have taken for one response to request id. */
+static void expect_stream(const struct fake_ssl *f, const char *id)
+{
+	char want[512];
+	int n = snprintf(want, sizeof(want),
+			 "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Request-ID: %s\r\n\r\nhello", id);
+	assert_int_equal(f->out_len, n);
+	assert_memory_equal(f->out, want, (size_t)n);
+}
+
+static void test_whole_writes(void **state)
+{
+	(void)state;
+	struct fake_ssl f = {0};
+	tls_conn_with(9, "tls-a");
+	assert_int_equal(program_writes(9, &f, false, head, sizeof head - 1), 0);
+	assert_int_equal(program_writes(9, &f, false, body, sizeof body - 1), 0);
+	expect_stream(&f, "tls-a");
+	conn_forget(9);
+}
+
+/* One write of the whole response, failing at every combination of the
+ * first six library calls: the retries pass what the library expects. */
+static void test_failed_sends_are_retried_as_they_were(void **state)
+{
+	(void)state;
+	char resp[128];
+	int n = snprintf(resp, sizeof(resp), "%s%s", head, body);
+	for (uint64_t mask = 0; mask < 64; mask++) {
+		struct fake_ssl f = {.fail_mask = mask};
+		tls_conn_with(9, "tls-b");
+		unsigned failed = program_writes(9, &f, false, resp, (size_t)n);
+		assert_int_equal(failed, __builtin_popcountll(mask & ((1ull << f.calls) - 1)));
+		expect_stream(&f, "tls-b");
+		conn_forget(9);
+	}
+}
+
+/* Partial writes: every cut, with and without failures. */
+static void test_partial_writes(void **state)
+{
+	(void)state;
+	char resp[128];
+	int n = snprintf(resp, sizeof(resp), "%s%s", head, body);
+	for (size_t cap = 1; cap <= (size_t)n + 30; cap++) {
+		for (uint64_t mask = 0; mask < 64; mask += 21) {
+			struct fake_ssl f = {.fail_mask = mask, .cap = cap};
+			tls_conn_with(9, "tls-c");
+			program_writes(9, &f, true, resp, (size_t)n);
+			expect_stream(&f, "tls-c");
+			conn_forget(9);
+		}
+	}
+}
+
+/* The head in pieces cut anywhere, the blank line alone among them. */
+static void test_head_in_pieces(void **state)
+{
+	(void)state;
+	size_t hn = sizeof head - 1;
+	for (size_t cut = 1; cut < hn; cut++) {
+		struct fake_ssl f = {0};
+		tls_conn_with(9, "tls-d");
+		program_writes(9, &f, false, head, cut);
+		program_writes(9, &f, false, head + cut, hn - cut);
+		program_writes(9, &f, false, body, sizeof body - 1);
+		expect_stream(&f, "tls-d");
+		conn_forget(9);
+	}
+}
+
+/* Without a request there is no header to add. */
+static void test_no_request_no_header(void **state)
+{
+	(void)state;
+	struct fake_ssl f = {0};
+	conn_open(9);
+	conn_tls_begin(9);
+	program_writes(9, &f, false, head, sizeof head - 1);
+	assert_int_equal(f.out_len, sizeof head - 1);
+	assert_memory_equal(f.out, head, sizeof head - 1);
+	conn_forget(9);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup(test_whole_writes, setup),
+		cmocka_unit_test_setup(test_failed_sends_are_retried_as_they_were, setup),
+		cmocka_unit_test_setup(test_partial_writes, setup),
+		cmocka_unit_test_setup(test_head_in_pieces, setup),
+		cmocka_unit_test_setup(test_no_request_no_header, setup),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
