@@ -18,7 +18,7 @@ PURE_SRCS := shim/config.c shim/request_id.c shim/traceparent.c shim/trace_conte
 # Interposition glue and the state it keeps.
 GLUE_SRCS := shim/shim_init.c shim/request_table.c shim/conn_table.c shim/head_store.c \
              shim/thread_ctx.c shim/log_writer.c shim/log_output.c shim/insert_output.c \
-             shim/conn_output.c shim/client_output.c \
+             shim/conn_output.c shim/client_output.c shim/tls_bind.c \
              shim/call_chain.c shim/epoll_map.c shim/epoll_queue.c shim/event_batch.c \
              shim/hook_net.c shim/hook_io.c shim/hook_ssl.c shim/hook_fd.c shim/hook_wait.c shim/hook_process.c shim/hook_syslog.c shim/hook_stdio.c \
              shim/hook_loader.c shim/attach.c shim/got_patch.c shim/audit_log.c
@@ -92,6 +92,7 @@ $(BUILD) $(BUILD)/unit $(BUILD)/unit-asan $(BUILD)/unit-tsan $(BUILD)/servers:
 UNIT_TABLES_test_conn_table := shim/conn_table.c shim/head_store.c shim/request_table.c
 UNIT_TABLES_test_request_table := shim/request_table.c
 UNIT_TABLES_test_epoll_map := shim/epoll_map.c shim/conn_table.c shim/head_store.c shim/request_table.c
+UNIT_TABLES_test_tls_bind := shim/tls_bind.c
 UNIT_TABLES_test_tls_output := shim/conn_output.c shim/insert_output.c shim/conn_table.c shim/head_store.c shim/request_table.c
 UNIT_TABLES_test_epoll_queue := shim/epoll_queue.c shim/epoll_map.c shim/conn_table.c shim/head_store.c shim/request_table.c
 

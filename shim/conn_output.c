@@ -305,3 +305,35 @@ ssize_t conn_output_tls(int fd, struct tls_sender *to, const void *buf, size_t n
 	errno = saved;
 	return r;
 }
+
+bool conn_output_tls_before_sendfile(int fd, struct tls_sender *to)
+{
+	struct conn *c = conn_of(fd);
+	if (c->owed_len == 0 || !out_lock(c))
+		return true;
+	size_t done = 0;
+	ssize_t r = tls_output_loop(fd, c, to, NULL, 0, &done);
+	int saved = errno;
+	out_unlock(c);
+	errno = saved;
+	return r > 0;
+}
+
+void conn_output_tls_sendfile_done(int fd, ssize_t r)
+{
+	struct conn *c = conn_of(fd);
+	if (r > 0 && out_lock(c)) {
+		http_response_skip(&c->response, (uint64_t)r);
+		out_unlock(c);
+	}
+}
+
+void conn_output_tls_end(int fd)
+{
+	struct conn *c = conn_of(fd);
+	if (out_lock(c)) {
+		c->owed_len = 0;
+		c->tls_sent = 0;
+		out_unlock(c);
+	}
+}

@@ -51,4 +51,15 @@ struct tls_sender {
 ssize_t conn_output_tls(int fd, struct tls_sender *to, const void *buf, size_t n)
 	__attribute__((visibility("hidden")));
 
+/* Before SSL_sendfile on connection fd: header bytes still owed go first,
+ * through to. False if they could not all go (the failed send is retried
+ * as it was by the next call). After it: r body bytes went out. */
+bool conn_output_tls_before_sendfile(int fd, struct tls_sender *to)
+	__attribute__((visibility("hidden")));
+void conn_output_tls_sendfile_done(int fd, ssize_t r) __attribute__((visibility("hidden")));
+
+/* The TLS object writing connection fd is freed: nothing is owed or
+ * retried through it any more. */
+void conn_output_tls_end(int fd) __attribute__((visibility("hidden")));
+
 #endif

@@ -301,6 +301,10 @@ static void lose_stream(struct conn *c)
 /* Applies what the parser saw in one read to the connection's state. */
 static void apply(struct conn *c, const struct http_feed_result *r)
 {
+	if (r->not_http && atomic_load_explicit(&c->tls, memory_order_relaxed)) {
+		lose_stream(c); /* HTTP/2, or another protocol inside TLS */
+		return;
+	}
 	if (r->not_http) {
 		c->kind = CONN_RAW;
 		c->head_pending = false;

@@ -86,6 +86,26 @@ static inline void note_client_io(int fd)
 		thread_ctx.foreign_lines = false;
 }
 
+/* Whether fd is a kernel TLS socket (TCP_ULP "tls"): the program's plain
+ * reads and writes on it carry plaintext (hook_ssl.c). Keeps errno. */
+bool socket_is_ktls(int fd) HIDDEN;
+
+/* I/O that moved bytes on connection fd's socket. Inside a TLS library
+ * call it is the library's, and names the socket of a library that does
+ * its I/O through its own BIO; outside one, on a TLS connection whose
+ * socket is kernel TLS, it is plaintext of the program's that the shim
+ * does not see: the connection is lost. */
+static inline void conn_socket_io(int fd)
+{
+	if (unlikely(thread_ctx.in_ssl)) {
+		uint32_t conn = (uint32_t)conn_fd(fd) + 1;
+		if (thread_ctx.ssl_io_conn != conn)
+			thread_ctx.ssl_io_conn = thread_ctx.ssl_io_conn ? UINT32_MAX : conn;
+	} else if (unlikely(conn_is_tls(fd)) && socket_is_ktls(fd)) {
+		conn_lose(fd);
+	}
+}
+
 /* After a read-like call on connection fd: the bytes it consumed feed the
  * parser, except peeked ones (not consumed) and truncated ones (consumed
  * unseen: the stream is lost). */
@@ -94,6 +114,7 @@ static inline void conn_read_done(int fd, const void *buf, const struct iovec *i
 {
 	int saved = errno;
 	if (r > 0 && !(flags & MSG_PEEK)) {
+		conn_socket_io(fd);
 		if (flags & MSG_TRUNC)
 			conn_lose(fd);
 		else
@@ -106,8 +127,10 @@ static inline void conn_read_done(int fd, const void *buf, const struct iovec *i
 static inline void conn_write_done(int fd, ssize_t r)
 {
 	int saved = errno;
-	if (r > 0)
+	if (r > 0) {
+		conn_socket_io(fd);
 		conn_on_write(fd);
+	}
 	ctx_after_conn_io(fd, true, r > 0);
 	errno = saved;
 }

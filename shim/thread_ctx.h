@@ -85,12 +85,16 @@ struct thread_ctx {
 	bool foreign_lines;      /* after a lock wait: what it writes to logs may
 				    be other threads' lines (see ctx_lock_wait) */
 	uint8_t slot_count;      /* line slots this thread owns */
+	bool in_ssl;             /* inside a TLS library call (hook_ssl.c) */
 	uint32_t held_seq;       /* order of the thread's held lines across fds */
 	uint32_t epoch;          /* changes whenever the context may have changed */
 	uint16_t slots[THREAD_SLOTS_MAX];
 	int32_t tid;
 	uint32_t generation;     /* ctx_generation when the context was last
 				    current (ctx_current) */
+	uint32_t ssl_io_conn;    /* fd + 1 of the connection whose socket the
+				    current TLS library call did I/O on; 0:
+				    none yet, UINT32_MAX: more than one */
 	struct event_batch_state batch;
 };
 

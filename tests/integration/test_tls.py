@@ -35,6 +35,18 @@ service runs on this interpreter and on Debian's /usr/bin/python3 when
 that is another one (both load libssl privately, out of dlsym(RTLD_NEXT)'s
 reach).
 
+Then nginx (tests/realservers/servers.py's configuration, its listening
+socket with `ssl` and sndbuf=4096, certificate made the same way, under
+`reqid run --log-path '<tmp>/*.log'`, stopped with SIGQUIT): 1-5
+keep-alive requests per connection for files of 0 to 300 KB (a tenth
+missing: 404), half with X-Request-ID, a third of the connections reading
+slowly through an 8 KiB receive buffer, so that nginx's non-blocking
+SSL_write calls fail with WANT_WRITE and are retried. Every response must
+carry exactly the right X-Request-ID and a body identical to the file;
+access.log must have exactly one line per request; every line with an id
+(access.log and error.log) must name its request: precision 100%, recall
+on access.log at least MIN_RECALL.
+
 Exit status 0 when every run passes.
 
     python3 tests/integration/test_tls.py
@@ -46,6 +58,7 @@ import random
 import re
 import select
 import shutil
+import socket
 import ssl
 import subprocess
 import sys
@@ -55,7 +68,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "realservers"))
 import harness  # noqa: E402
+import servers  # noqa: E402
 from harness import Failure, LineFormat, run_groups  # noqa: E402
 
 SERVICE = Path(__file__).resolve().parent / "tls_service.py"
@@ -285,6 +300,195 @@ def check_run(name, python, tmp, seed, shim, failures):
         failures.append("%s: %d lines with an id without the shim" % (name, tagged))
 
 
+# ---------------------------------------------------------------- nginx
+
+NGINX_CONNS = 50
+NGINX_WORKERS = 8
+
+
+class NginxTLS(servers.Nginx):
+    """nginx with `ssl` on its listening socket and a 4 KiB send buffer
+    (sndbuf=4096): its writes of large responses to slow readers stop
+    halfway (SSL_write fails with WANT_WRITE and is retried when the socket
+    can take more)."""
+    name = "nginx-tls"
+
+    def write_config(self):
+        super().write_config()
+        conf = self.tmp / "nginx.conf"
+        conf.write_text(conf.read_text().replace(
+            "listen 127.0.0.1:%d;" % self.port,
+            "listen 127.0.0.1:%d ssl sndbuf=4096;\n"
+            "        ssl_certificate %s;\n        ssl_certificate_key %s;"
+            % (self.port, self.tmp / "cert.pem", self.tmp / "key.pem")))
+
+
+class NReq:
+    def __init__(self, rng, token):
+        self.token = token
+        self.size = rng.choice((0, 10, 700, 5000, 40000, 150000, 300000))
+        self.missing = rng.random() < 0.1
+        self.cid = rng.random() < 0.5
+        self.slow = rng.random() < 0.3
+        self.status = self.ids = self.body = self.error = None
+
+    def raw(self, port):
+        head = "GET /req/%s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n" % (self.token, port)
+        if self.cid:
+            head += "X-Request-ID: tls-%s\r\n" % self.token
+        return (head + "\r\n").encode()
+
+    def content(self):
+        unit = ("%s " % self.token).encode()
+        return (unit * (self.size // len(unit) + 1))[:self.size]
+
+
+def read_exactly(sock, buf, n, slow):
+    while len(buf) < n:
+        chunk = sock.recv(1024 if slow else 65536)
+        if not chunk:
+            raise OSError("connection closed")
+        buf += chunk
+        if slow:
+            time.sleep(0.001)
+    return buf
+
+
+def read_response(sock, buf, slow):
+    """(status, [(name, value)], body, rest of buf)."""
+    while b"\r\n\r\n" not in buf:
+        chunk = sock.recv(4096)
+        if not chunk:
+            raise OSError("connection closed inside a head")
+        buf += chunk
+    head, _, buf = buf.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1])
+    headers = [tuple(s.strip() for s in l.split(":", 1)) for l in lines[1:]]
+    length = [int(v) for k, v in headers if k.lower() == "content-length"]
+    if len(length) != 1:
+        raise OSError("no single Content-Length in %r" % head[:200])
+    buf = read_exactly(sock, buf, length[0], slow)
+    return status, headers, buf[:length[0]], buf[length[0]:]
+
+
+def drive_nginx(port, conns):
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+
+    def one(conn):
+        raw = socket.socket()
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)
+        raw.settimeout(TIMEOUT)
+        try:
+            raw.connect(("127.0.0.1", port))
+            with ctx.wrap_socket(raw) as s:
+                buf = b""
+                for r in conn:
+                    s.sendall(r.raw(port))
+                    r.status, headers, r.body, buf = read_response(s, buf, r.slow)
+                    r.ids = [v for k, v in headers if k.lower() == "x-request-id"]
+        except OSError as e:
+            for r in conn:
+                if r.status is None:
+                    r.error = repr(e)
+        finally:
+            raw.close()
+
+    with ThreadPoolExecutor(NGINX_WORKERS) as pool:
+        list(pool.map(one, conns))
+
+
+def check_nginx(tmp, seed, failures):
+    if not shutil.which("nginx", path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin"):
+        failures.append("nginx missing (apt-get install -y nginx)")
+        return
+    rng = random.Random(seed)
+    prefix = "".join(rng.choice("ABCDEFGHJKLMNPQRSTUVWXYZ") for _ in range(4))
+    ntmp = tmp / "nginx"
+    ntmp.mkdir()
+    cert, key = make_cert(ntmp)
+    conns, n = [], 0
+    for _ in range(NGINX_CONNS):
+        conns.append([NReq(rng, "%s%05d" % (prefix, n + j)) for j in range(rng.randint(1, 5))])
+        n += len(conns[-1])
+    reqs = [r for c in conns for r in c]
+    srv = NginxTLS(ntmp, servers.free_port())
+    (srv.root / "req").mkdir(parents=True)
+    for r in reqs:
+        if not r.missing:
+            (srv.root / "req" / r.token).write_bytes(r.content())
+    srv.write_config()
+    running = servers.Running(srv)
+    try:
+        drive_nginx(srv.port, conns)
+    finally:
+        failures.extend("nginx: " + p for p in running.stop())
+    for name in ("access.log", "error.log"):
+        shutil.copy(ntmp / name, LOG_DIR / ("tls-nginx-" + name))
+
+    ids, generated = {}, set()
+    for r in reqs:
+        want_status = 404 if r.missing else 200
+        if r.error or r.status != want_status:
+            failures.append("nginx: token %s: %s" % (r.token, r.error or r.status))
+            continue
+        if not r.missing and r.body != r.content():
+            failures.append("nginx: token %s: body differs (%d bytes, want %d)"
+                            % (r.token, len(r.body), r.size))
+        if len(r.ids) != 1:
+            failures.append("nginx: token %s: %d X-Request-ID headers" % (r.token, len(r.ids)))
+            continue
+        want = "tls-" + r.token if r.cid else None
+        if want is None and (not GEN_RE.match(r.ids[0]) or r.ids[0] in generated):
+            failures.append("nginx: token %s: generated id %r bad or repeated"
+                            % (r.token, r.ids[0]))
+        elif want is not None and r.ids[0] != want:
+            failures.append("nginx: token %s: response id %r, want %r" % (r.token, r.ids[0], want))
+        generated.add(r.ids[0])
+        ids[r.token] = r.ids[0]
+
+    fmt = LineFormat("json")
+    token_re = re.compile(r"/req/(%s\d{5})\b" % prefix)
+    lines = tagged = right = right_access = 0
+    seen = {}
+    for name in ("access.log", "error.log"):
+        for no, line in enumerate((ntmp / name).read_text(errors="replace").splitlines(), 1):
+            try:
+                rid, msg = fmt.split(line)
+            except ValueError as e:
+                failures.append("nginx: %s:%d malformed (%s): %r" % (name, no, e, line[:200]))
+                continue
+            m = token_re.search(msg)
+            if name == "access.log":
+                if not m:
+                    failures.append("nginx: access.log:%d no token: %r" % (no, line[:200]))
+                    continue
+                seen[m.group(1)] = seen.get(m.group(1), 0) + 1
+                lines += 1
+            if rid is None:
+                continue
+            tagged += 1
+            if m and rid == ids.get(m.group(1)):
+                right += 1
+                right_access += name == "access.log"
+            elif len(failures) < 40:
+                failures.append("nginx: %s:%d id %r, want %r: %r"
+                                % (name, no, rid, m and ids.get(m.group(1)), line[:200]))
+    for r in reqs:
+        if seen.get(r.token) != 1:
+            failures.append("nginx: token %s: %d access.log lines, want 1"
+                            % (r.token, seen.get(r.token, 0)))
+    precision = right / tagged if tagged else 1.0
+    recall = right_access / lines if lines else 0.0
+    print("nginx-tls: %d requests on %d connections, %d access.log lines, %d lines with an id: "
+          "precision %.2f%%, recall %.2f%%"
+          % (len(reqs), len(conns), lines, tagged, 100 * precision, 100 * recall))
+    if recall < MIN_RECALL:
+        failures.append("nginx: recall %.2f%% below %.0f%%" % (100 * recall, 100 * MIN_RECALL))
+
+
 def main():
     if not shutil.which("openssl"):
         raise SystemExit("openssl missing (Debian package openssl)")
@@ -301,6 +505,7 @@ def main():
             name = "shim-%s" % ("this-python" if i == 0 else "debian-python")
             groups.append((name, lambda f, n=name, p=python, s=i + 2:
                            check_run(n, p, tmp, s, True, f)))
+        groups.append(("nginx-tls", lambda f: check_nginx(tmp, 7, f)))
         return run_groups(groups)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

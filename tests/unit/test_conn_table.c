@@ -342,6 +342,22 @@ static void test_tls_begin_after_the_socket_gave_bytes(void **state)
 	conn_forget(7);
 }
 
+/* HTTP/2 (or anything else that is not HTTP/1) inside TLS: no id at all,
+ * not one for the whole connection. */
+static void test_tls_not_http_is_lost(void **state)
+{
+	(void)state;
+	conn_open(8);
+	conn_on_read(8, client_hello, NULL, sizeof client_hello - 1);
+	conn_tls_begin(8);
+	static const char preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+	conn_on_tls_read(8, preface, sizeof preface - 1);
+	assert_int_equal(conn_request(8), 0);
+	request_on(8, "later");
+	assert_int_equal(conn_request(8), 0);
+	conn_forget(8);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -358,6 +374,7 @@ int main(void)
 		cmocka_unit_test_setup(test_heir_gives_back_a_kept_slot, setup),
 		cmocka_unit_test_setup(test_tls_records_are_not_requests, setup),
 		cmocka_unit_test_setup(test_tls_begin_after_the_socket_gave_bytes, setup),
+		cmocka_unit_test_setup(test_tls_not_http_is_lost, setup),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
