@@ -403,26 +403,29 @@ static bool opens_tls(const struct conn *c, const void *buf, const struct iovec 
 	return http_starts_tls(iov->iov_base, iov->iov_len < n ? iov->iov_len : n);
 }
 
-void conn_on_read(int fd, const void *buf, const struct iovec *iov, size_t n)
+bool conn_on_read(int fd, const void *buf, const struct iovec *iov, size_t n)
 {
 	struct conn *c = conn_of(fd);
-	if (n == 0 || atomic_load_explicit(&c->tls, memory_order_relaxed))
-		return;
+	if (atomic_load_explicit(&c->tls, memory_order_relaxed))
+		return true;
+	if (n == 0)
+		return false;
 	if (!conn_trylock(c)) {
 		/* Someone else is inside this stream: these bytes are lost to it. */
 		atomic_store_explicit(&c->lost, true, memory_order_release);
-		return;
+		return false;
 	}
 	if (!c->began) {
 		c->began = true;
 		if (opens_tls(c, buf, iov, n)) {
 			atomic_store_explicit(&c->tls, true, memory_order_relaxed);
 			conn_unlock(c);
-			return;
+			return false;
 		}
 	}
 	parse_read(c, buf, iov, n);
 	conn_unlock(c);
+	return false;
 }
 
 void conn_tls_begin(int fd)
@@ -481,8 +484,11 @@ void conn_on_tls_write(int fd)
 	answered(conn_of(fd));
 }
 
-void conn_on_write(int fd)
+bool conn_on_write(int fd)
 {
-	if (!conn_is_tls(fd))
-		answered(conn_of(fd));
+	struct conn *c = conn_of(fd);
+	if (atomic_load_explicit(&c->tls, memory_order_relaxed))
+		return true;
+	answered(c);
+	return false;
 }

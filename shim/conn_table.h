@@ -200,13 +200,14 @@ void conn_copied(int fd, int copy) __attribute__((visibility("hidden")));
 
 /* n bytes were read from connection fd's socket (spread over iov when iov
  * != NULL). Those of a TLS connection are records, never parsed; a
- * connection whose first bytes are a TLS handshake record becomes one. */
-void conn_on_read(int fd, const void *buf, const struct iovec *iov, size_t n)
+ * connection whose first bytes are a TLS handshake record becomes one.
+ * Returns whether fd was a TLS connection before these bytes. */
+bool conn_on_read(int fd, const void *buf, const struct iovec *iov, size_t n)
 	__attribute__((visibility("hidden")));
 
 /* Bytes were written to connection fd's socket (a TLS connection's records
- * say nothing of its responses). */
-void conn_on_write(int fd) __attribute__((visibility("hidden")));
+ * say nothing of its responses). Returns whether fd is a TLS connection. */
+bool conn_on_write(int fd) __attribute__((visibility("hidden")));
 
 /* Whether connection fd is a TLS connection. */
 static inline bool conn_is_tls(int fd)

@@ -94,6 +94,21 @@ static __attribute__((noinline)) ssize_t write_other(int fd, const void *buf, si
 	return REAL(write)(fd, buf, n);
 }
 
+/* write on a connection (cls FD_CONN or FD_CLIENT), apart from write_slow:
+ * its registers stay off the log path's. */
+static __attribute__((noinline)) ssize_t write_conn(int fd, const void *buf, size_t n, uint8_t cls)
+{
+	struct iovec iov = {.iov_base = (void *)buf, .iov_len = n};
+	if (cls & FD_CLIENT) {
+		note_client_io(fd);
+		return client_output(fd, &iov, 1, 0, false, NULL);
+	}
+	ctx_before_conn_io(fd);
+	ssize_t r = conn_output(fd, &iov, 1, 0, false, NULL);
+	conn_write_done(fd, r);
+	return r;
+}
+
 static __attribute__((noinline)) ssize_t write_slow(int fd, const void *buf, size_t n)
 {
 	ssize_t (*fn)(int, const void *, size_t) = REAL(write);
@@ -111,15 +126,7 @@ static __attribute__((noinline)) ssize_t write_slow(int fd, const void *buf, siz
 			return fn(fd, buf, n);
 		return log_path(&sink, &iov, 1);
 	}
-	struct iovec iov = {.iov_base = (void *)buf, .iov_len = n};
-	if (cls & FD_CLIENT) {
-		note_client_io(fd);
-		return client_output(fd, &iov, 1, 0, false, NULL);
-	}
-	ctx_before_conn_io(fd);
-	ssize_t r = conn_output(fd, &iov, 1, 0, false, NULL);
-	conn_write_done(fd, r);
-	return r;
+	return write_conn(fd, buf, n, cls);
 }
 
 EXPORT ssize_t write(int fd, const void *buf, size_t n)

@@ -90,18 +90,19 @@ static inline void note_client_io(int fd)
  * reads and writes on it carry plaintext (hook_ssl.c). Keeps errno. */
 bool socket_is_ktls(int fd) HIDDEN;
 
-/* I/O that moved bytes on connection fd's socket. Inside a TLS library
- * call it is the library's, and names the socket of a library that does
- * its I/O through its own BIO; outside one, on a TLS connection whose
+/* I/O that moved bytes on connection fd's socket (tls: fd is a TLS
+ * connection, as conn_on_read and conn_on_write report). Inside a TLS
+ * library call it is the library's, and names the socket of a library that
+ * does its I/O through its own BIO; outside one, on a TLS connection whose
  * socket is kernel TLS, it is plaintext of the program's that the shim
  * does not see: the connection is lost. */
-static inline void conn_socket_io(int fd)
+static inline void conn_socket_io(int fd, bool tls)
 {
 	if (unlikely(thread_ctx.in_ssl)) {
 		uint32_t conn = (uint32_t)conn_fd(fd) + 1;
 		if (thread_ctx.ssl_io_conn != conn)
 			thread_ctx.ssl_io_conn = thread_ctx.ssl_io_conn ? UINT32_MAX : conn;
-	} else if (unlikely(conn_is_tls(fd)) && socket_is_ktls(fd)) {
+	} else if (unlikely(tls) && socket_is_ktls(fd)) {
 		conn_lose(fd);
 	}
 }
@@ -114,11 +115,12 @@ static inline void conn_read_done(int fd, const void *buf, const struct iovec *i
 {
 	int saved = errno;
 	if (r > 0 && !(flags & MSG_PEEK)) {
-		conn_socket_io(fd);
-		if (flags & MSG_TRUNC)
+		if (flags & MSG_TRUNC) {
+			conn_socket_io(fd, conn_is_tls(fd));
 			conn_lose(fd);
-		else
-			conn_on_read(fd, buf, iov, (size_t)r);
+		} else {
+			conn_socket_io(fd, conn_on_read(fd, buf, iov, (size_t)r));
+		}
 	}
 	ctx_after_conn_io(fd, false, r > 0);
 	errno = saved;
@@ -127,10 +129,8 @@ static inline void conn_read_done(int fd, const void *buf, const struct iovec *i
 static inline void conn_write_done(int fd, ssize_t r)
 {
 	int saved = errno;
-	if (r > 0) {
-		conn_socket_io(fd);
-		conn_on_write(fd);
-	}
+	if (r > 0)
+		conn_socket_io(fd, conn_on_write(fd));
 	ctx_after_conn_io(fd, true, r > 0);
 	errno = saved;
 }

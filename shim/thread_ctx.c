@@ -88,6 +88,8 @@ void ctx_before_conn_io(int fd)
 	 * nested brackets (event_batch.h); not needed for more I/O on a
 	 * batch's connection once its handler call is known. */
 	const struct event_batch_state *b = &thread_ctx.batch;
+	if (likely(!b->conn && !b->wait_depth && !thread_ctx.held))
+		return; /* no batch, no loop, no line held: nothing to note */
 	bool on_batch = b->conn && b->site && !b->ready_closed &&
 			(uint32_t)conn_fd(fd) + 1 == b->conn;
 	bool loop = unlikely(b->wait_depth != 0) && (thread_ctx.watch & WATCH_CONNS) &&
