@@ -43,16 +43,15 @@ void id_generate_at(const struct id_generator *gen, uint64_t n, char out[GENERAT
 /* id_generate_at of a fresh counter value. */
 void id_generate(struct id_generator *gen, char out[GENERATED_ID_LEN]);
 
-/* Before a fork: moves the counter on, so that no two forks of this process
- * start their children at the same place, even under one reused pid. */
-void id_generator_before_fork(struct id_generator *gen);
-
-/* In a fork child (pid: its own): the key stays (ids reserved before the
- * fork are made the same as in the parent) and the counter jumps to a
- * place of its own, a hash of the key, the counter and the pid, which the
- * parent's and every other child's ids come nowhere near (64-bit places,
- * each process using a few billion at most). */
-void id_generator_after_fork(struct id_generator *gen, uint32_t pid);
+/* In a fork child (pid: its own; salt: 64 random bits the child drew): the
+ * key stays (ids reserved before the fork are made the same as in the
+ * parent) and the counter jumps to a place of its own, a hash of the key,
+ * the counter, the pid and the salt, which the parent's and every other
+ * child's ids come nowhere near (64-bit places, each process using a few
+ * billion at most). The salt tells apart two children of one parent under
+ * one reused pid while the parent's counter stood still: the parent writes
+ * nothing at fork (a page it wrote would be copied at its next write). */
+void id_generator_after_fork(struct id_generator *gen, uint32_t pid, uint64_t salt);
 
 /* Writes 2*len lowercase hex chars for len bytes. */
 void hex_encode(const uint8_t *bytes, size_t len, char *out);

@@ -106,16 +106,40 @@ static void seed_ids(void)
 	id_generator_seed(&shim.ids, key);
 }
 
-static void before_fork(void)
+/* A system call made directly, not through libc's wrapper: a fork child
+ * maps every 64 KiB of libc's code it runs anew, at a page fault each. A
+ * failure comes back as -errno, and errno is left alone. */
+static long raw_syscall3(long nr, long a, long b, long c)
 {
-	id_generator_before_fork(&shim.ids);
+	long ret;
+	__asm__ volatile("syscall"
+			 : "=a"(ret)
+			 : "a"(nr), "D"(a), "S"(b), "d"(c)
+			 : "rcx", "r11", "memory");
+	return ret;
 }
 
+/* 64 random bits for a fork child's id counter (id_generator_after_fork);
+ * without entropy, the time, which a later child under the same pid cannot
+ * share. */
+static uint64_t fork_salt(void)
+{
+	uint64_t salt;
+	if (raw_syscall3(SYS_getrandom, (long)&salt, sizeof(salt), GRND_NONBLOCK) ==
+	    (long)sizeof(salt))
+		return salt;
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* The parent has no handler: every page it writes at fork would be copied
+ * at its next write (fork made them copy-on-write). */
 static void after_fork_child(void)
 {
-	shim.pid = getpid();
+	shim.pid = (pid_t)raw_syscall3(SYS_getpid, 0, 0, 0);
 	atomic_store_explicit(&shim.threaded, false, memory_order_relaxed);
-	id_generator_after_fork(&shim.ids, (uint32_t)shim.pid);
+	id_generator_after_fork(&shim.ids, (uint32_t)shim.pid, fork_salt());
 	log_forget_all();
 	epoll_map_after_fork();
 	got_patch_after_fork();
@@ -258,7 +282,7 @@ unsigned shim_activate(config_lookup lookup, bool attached)
 	seed_ids();
 	static bool atfork_registered;
 	if (!atfork_registered &&
-	    __register_atfork(before_fork, NULL, after_fork_child, __dso_handle) != 0)
+	    __register_atfork(NULL, NULL, after_fork_child, __dso_handle) != 0)
 		return ACTIVATE_NO_LIBC;
 	atfork_registered = true;
 	mark_log_fds(attached);
