@@ -82,7 +82,7 @@ static void fd_retiring(int fd)
 	}
 	if (cls & FD_CLIENT)
 		client_forget(fd);
-	errno = saved;
+	errno_restore(saved);
 }
 
 /* ---- log files by path ------------------------------------------------- */

@@ -30,7 +30,7 @@ static int accepted(int listen_fd, int fd)
 		conn_open(fd);
 		if (unlikely(thread_ctx.batch.listener))
 			batch_accepted(listen_fd, fd);
-		errno = saved;
+		errno_restore(saved);
 	}
 	return fd;
 }

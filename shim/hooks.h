@@ -58,6 +58,16 @@ static inline void before_blocking(void)
 		ctx_release_batch();
 }
 
+/* Puts errno back to saved, storing it only if it changed: errno is on the
+ * thread's TLS page, which a fork server's parent does not write between a
+ * fork and its next accept unless the shim does (fork made the page
+ * copy-on-write: the first store copies it). */
+static inline void errno_restore(int saved)
+{
+	if (errno != saved)
+		errno = saved;
+}
+
 /* False in a vfork child: it shares the parent's memory (the fd tables
  * here) but not its descriptors, so it must not change what the tables say.
  * A syscall: only for calls that would change them. */

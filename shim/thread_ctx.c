@@ -48,6 +48,12 @@ void ctx_boundary(void)
 	ctx_current();
 	if (thread_ctx.held && !thread_ctx.batch.holding)
 		release_held(0);
+	/* A context already empty stays as it is, unwritten: a fork server's
+	 * parent accepts with none, and its TLS page, copy-on-write after
+	 * each fork, is copied at the first store. */
+	if (thread_ctx.request == 0 && thread_ctx.mode == CTX_NONE && !thread_ctx.foreign_lines &&
+	    !(thread_ctx.watch & WATCH_INHERITED))
+		return;
 	thread_ctx.request = 0;
 	thread_ctx.mode = CTX_NONE;
 	thread_ctx.foreign_lines = false;
