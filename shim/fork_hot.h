@@ -1,8 +1,11 @@
 /*
  * fork_hot.h - where the globals go that a fork child, or its parent,
  * writes for every connection (the shim's pid and ids, request serials,
- * the count of copies of connections), or reads for every line (whether
- * output takes the long way).
+ * the count of copies of connections), or that every fork child reads
+ * (the GOT patcher's lock, the attach generation, the first valid
+ * request serial) and every line reads (whether output takes the long
+ * way). A page the parent never touched costs a child a fault even to
+ * read.
  *
  * After fork every page either process first writes is copied; on a VM
  * that costs tens of microseconds a page. Globals marked FORK_HOT share one

@@ -31,6 +31,7 @@
 
 #include <xxhash.h>
 
+#include "fork_hot.h"
 #include "map_once.h"
 #include "shim_init.h"
 
@@ -50,8 +51,9 @@ static size_t entry_count;
 
 /* Held while entries are written or put back (attach, detach, a loader
  * stub): the stubs only try it, attach and detach wait for it. A fork
- * child starts with it free (got_patch_after_fork). */
-static _Atomic int patch_busy;
+ * child starts with it free (got_patch_after_fork), and reads it there:
+ * FORK_HOT, on the page every child writes anyway. */
+static _Atomic int patch_busy FORK_HOT;
 
 static bool patch_trylock(void)
 {

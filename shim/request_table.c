@@ -87,8 +87,9 @@ static struct long_slot long_slots[REQUEST_LONG_SLOTS];
 static struct tracestate_slot tracestates[TRACESTATE_SLOTS];
 static _Atomic uint64_t next_serial FORK_HOT;
 
-/* Requests below this serial are forgotten (request_table_forget_all). */
-static _Atomic uint64_t first_valid;
+/* Requests below this serial are forgotten (request_table_forget_all).
+ * Read at every lookup, in a fork child too: FORK_HOT. */
+static _Atomic uint64_t first_valid FORK_HOT;
 static _Alignas(4096) struct line_bucket line_buckets[LINE_BUCKETS][2]; /* [bucket][table] */
 /* Bucket pairs on one page: a line's second bucket is among its first's. */
 #define PAGE_PAIRS (4096 / sizeof(line_buckets[0]))
@@ -210,7 +211,12 @@ uint64_t request_table_add(const char *id, size_t len, const char *line, size_t 
 		uint64_t serial = atomic_fetch_add_explicit(&next_serial, 1, memory_order_relaxed) + 1;
 		struct request_slot *s = &slots[serial % REQUEST_SLOTS];
 		struct long_slot *l = &long_slots[serial % REQUEST_LONG_SLOTS];
-		uint64_t old = atomic_load_explicit(&s->serial, memory_order_relaxed), long_old = 0;
+		/* Read with a store of what is there (adding 0): a page of the
+		 * ring no process touched yet costs one fault for this and the
+		 * store below, not two (a read maps the zero page, the store
+		 * then copies it): every child of a fork server starts at the
+		 * serial its parent left, in a page the parent never wrote. */
+		uint64_t old = atomic_fetch_add_explicit(&s->serial, 0, memory_order_relaxed), long_old = 0;
 		if (old == 0 && serial > REQUEST_SLOTS)
 			continue;
 		if (long_text && !side_slot_claim(&l->serial, serial, &long_old))

@@ -8,6 +8,7 @@
 
 #include "call_chain.h"
 #include "event_batch.h"
+#include "fork_hot.h"
 #include "log_writer.h"
 #include "shim_init.h"
 
@@ -27,7 +28,7 @@ static void release_held(uint64_t request)
 /* Every entry point returns at once when a signal handler runs it while the
  * interrupted code is writing lines: the context must not change under it. */
 
-uint32_t ctx_generation;
+uint32_t ctx_generation FORK_HOT; /* read by every hook, in fork children too */
 
 void ctx_start_afresh(void)
 {
