@@ -16,6 +16,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "fork_hot.h"
+
 /* epfd names a new epoll instance: registrations under its number before
  * are void. */
 void epoll_map_new_instance(int epfd) __attribute__((visibility("hidden")));
@@ -73,7 +75,7 @@ bool epoll_map_has_edges(int epfd) __attribute__((visibility("hidden")));
 bool epoll_map_one_waiter(int epfd, int32_t tid) __attribute__((visibility("hidden")));
 
 /* In a fork child: a writer the parent had is gone. */
-void epoll_map_after_fork(void) __attribute__((visibility("hidden")));
+void epoll_map_after_fork(void) __attribute__((visibility("hidden"))) FORK_PATH;
 
 /* How many connections are registered on epfd now (as far as the map
  * knows: a registration it lost is not counted). */

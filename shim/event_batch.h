@@ -57,6 +57,7 @@
 
 #include "call_chain.h"
 #include "epoll_queue.h"
+#include "fork_hot.h"
 
 /* How many events the calling thread's epoll wait on epfd asks the kernel
  * for when the program asked for max. While the rules can take call chains
@@ -98,7 +99,7 @@ void batch_before_conn_io(int fd, const struct call_chain *chain)
 void batch_after_conn_io(int fd, bool wrote, bool moved) __attribute__((visibility("hidden")));
 
 /* In a fork child: the parent's batch, wait and held lines are not its. */
-void batch_forget(void) __attribute__((visibility("hidden")));
+void batch_forget(void) __attribute__((visibility("hidden"))) FORK_PATH;
 
 /* For a line written before the batch's first I/O: the call in the wait's
  * caller it is written from inside, or 0 if it is not (or no chain). */

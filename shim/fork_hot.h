@@ -23,4 +23,12 @@
 #define FORK_HOT __attribute__((section(".bss.reqid_fork_hot.1")))
 #define FORK_HOT_FIRST __attribute__((section(".bss.reqid_fork_hot.0")))
 
+/* The code a fork child runs in the shim's atfork handler, and at _exit:
+ * FORK_PATH on a function's declaration puts it in a section the default
+ * linker script places right after the cold start-up code, in the
+ * library's first 64 KiB of code. A process maps code 64 KiB at a time, a
+ * fault each, and a fork child maps it anew: spread over the files it is
+ * defined in, this code cost a child three of them. */
+#define FORK_PATH __attribute__((section(".text.hot.reqid_fork_path")))
+
 #endif

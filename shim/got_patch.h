@@ -21,6 +21,8 @@
 
 #include <stddef.h>
 
+#include "fork_hot.h"
+
 /* Patches every loaded module; returns how many entries now point at the
  * shim, or -1 if the list of patched entries could not be kept (nothing is
  * patched then). Entries patched already are counted, not patched twice. */
@@ -38,7 +40,7 @@ int got_restore_all(void) __attribute__((visibility("hidden")));
 void got_patch_since(void) __attribute__((visibility("hidden")));
 
 /* In a fork child: a pass the parent was in is not the child's. */
-void got_patch_after_fork(void) __attribute__((visibility("hidden")));
+void got_patch_after_fork(void) __attribute__((visibility("hidden"))) FORK_PATH;
 
 /* hook_loader.c: the stub that stands for loader function name (dlopen,
  * dlmopen, dlsym, dlvsym) in an attached process, jumping to target; NULL

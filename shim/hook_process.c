@@ -99,20 +99,30 @@ static void process_ending(void)
 	}
 }
 
-EXPORT void _exit(int status)
+/* _exit and _Exit: a process that never made a line slot or an output
+ * backlog has no pending line, and reads nothing more (errno, its pid): a
+ * fork child that does nothing else maps no more of the library's code or
+ * libc's (fork_hot.h). */
+static FORK_PATH void process_exiting(void)
+{
+	if (STATE_WAS_MADE(MADE_SLOTS | MADE_BACKLOGS))
+		process_ending();
+}
+
+EXPORT FORK_PATH void _exit(int status)
 {
 	void (*fn)(int) = REAL(_exit);
-	process_ending();
+	process_exiting();
 	if (fn)
 		fn(status);
 	syscall(SYS_exit_group, status);
 	__builtin_unreachable();
 }
 
-EXPORT void _Exit(int status)
+EXPORT FORK_PATH void _Exit(int status)
 {
 	void (*fn)(int) = REAL(_Exit);
-	process_ending();
+	process_exiting();
 	if (fn)
 		fn(status);
 	syscall(SYS_exit_group, status);

@@ -25,6 +25,7 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 
+#include "fork_hot.h"
 #include "shim_init.h"
 
 /* Messages (not lines) go to syslog: one per output, never batched. */
@@ -112,7 +113,7 @@ void log_output_settle_all(void) __attribute__((visibility("hidden")));
 void log_output_dying(void) __attribute__((visibility("hidden")));
 
 /* In a fork child: the parent's backlogs are the parent's to write. */
-void log_output_forget_all(void) __attribute__((visibility("hidden")));
+void log_output_forget_all(void) __attribute__((visibility("hidden"))) FORK_PATH;
 
 /* Grows an mmap'ed buffer to at least need bytes (powers of two from 4 KiB).
  * False if the memory cannot be had; the buffer is then unchanged. */

@@ -69,6 +69,6 @@ void log_flush_all(void) __attribute__((visibility("hidden"), cold));
 void log_flush_all_plain(void) __attribute__((visibility("hidden"), cold));
 
 /* In a fork child: the parent's pending lines are the parent's to write. */
-void log_forget_all(void) __attribute__((visibility("hidden")));
+void log_forget_all(void) __attribute__((visibility("hidden"))) FORK_PATH;
 
 #endif

@@ -13,6 +13,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "fork_hot.h"
+
 #define REQUEST_ID_MAX 128
 #define GENERATED_ID_LEN 32
 
@@ -51,7 +53,7 @@ void id_generate(struct id_generator *gen, char out[GENERATED_ID_LEN]);
  * billion at most). The salt tells apart two children of one parent under
  * one reused pid while the parent's counter stood still: the parent writes
  * nothing at fork (a page it wrote would be copied at its next write). */
-void id_generator_after_fork(struct id_generator *gen, uint32_t pid, uint64_t salt);
+void id_generator_after_fork(struct id_generator *gen, uint32_t pid, uint64_t salt) FORK_PATH;
 
 /* Writes 2*len lowercase hex chars for len bytes. */
 void hex_encode(const uint8_t *bytes, size_t len, char *out);

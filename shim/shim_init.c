@@ -135,7 +135,7 @@ static uint64_t fork_salt(void)
 
 /* The parent has no handler: every page it writes at fork would be copied
  * at its next write (fork made them copy-on-write). */
-static void after_fork_child(void)
+static FORK_PATH void after_fork_child(void)
 {
 	shim.pid = (pid_t)raw_syscall3(SYS_getpid, 0, 0, 0);
 	atomic_store_explicit(&shim.threaded, false, memory_order_relaxed);
