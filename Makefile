@@ -73,11 +73,14 @@ deps:
 	fi
 
 # XXH3 is compiled in (no libxxhash.so to load); --sort-section=name lays the
-# FORK_HOT globals (shim/fork_hot.h) side by side.
+# FORK_HOT globals (shim/fork_hot.h) side by side. -fini names no function,
+# so the library has no DT_FINI: crti's _fini does nothing and sits at the
+# far end of the code, where the loader calling it at exit cost every process
+# a page fault (destructors run from .fini_array as before).
 $(BUILD)/libreqid.so: $(PURE_SRCS) $(GLUE_SRCS) $(SHIM_HDRS) shim/exports.map | $(BUILD)
 	$(CC) $(CFLAGS) $(WARN) -D_GNU_SOURCE -fPIC -shared -fvisibility=hidden -pthread \
 	  -ftls-model=initial-exec -fno-stack-protector -DXXH_INLINE_ALL \
-	  -Wl,--version-script=shim/exports.map -Wl,-z,now -Wl,-z,relro -Wl,-z,defs -Wl,-Bsymbolic -Wl,--sort-section=name \
+	  -Wl,--version-script=shim/exports.map -Wl,-z,now -Wl,-z,relro -Wl,-z,defs -Wl,-Bsymbolic -Wl,--sort-section=name -Wl,-fini=reqid_no_dt_fini \
 	  -o $@ $(PURE_SRCS) $(GLUE_SRCS) -ldl -lunwind
 
 # reqid attach's injector: a plain program, no shim code in it.

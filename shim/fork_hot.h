@@ -16,12 +16,20 @@
  * fork-written fields are its last: FORK_HOT_FIRST puts it in a section
  * whose name sorts first (the library links with --sort-section=name), so
  * the FORK_HOT globals follow those fields whatever the order of files.
+ *
+ * START_WRITTEN marks small globals every process reads and then writes as
+ * it starts: they go to .data, not .bss. .data is small and its page is
+ * written by the loader anyway (it zeroes the rest of the page after
+ * .data's bytes from the file), so they cost no fault of their own (in
+ * .bss, two: the first read maps the zero page, the first store copies
+ * it).
  */
 #ifndef REQID_FORK_HOT_H
 #define REQID_FORK_HOT_H
 
 #define FORK_HOT __attribute__((section(".bss.reqid_fork_hot.1")))
 #define FORK_HOT_FIRST __attribute__((section(".bss.reqid_fork_hot.0")))
+#define START_WRITTEN __attribute__((section(".data.reqid_start")))
 
 /* The code a fork child runs in the shim's atfork handler, and at _exit:
  * FORK_PATH on a function's declaration puts it in a section the default
