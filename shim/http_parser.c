@@ -94,10 +94,14 @@ void header_matcher_init(struct header_matcher *m, const struct reqid_config *cf
 	m->sent_id = (uint8_t)(M_FIRST_ID + cfg->header_count);
 	matcher_add(m, m->sent_id, cfg->response_header, cfg->response_header_len);
 	m->count = (uint8_t)(m->sent_id + 1);
-	for (unsigned c = 0; c < 256; c++)
-		for (uint8_t i = 0; i < m->count; i++)
-			if ((unsigned char)m->name[i][0] == http_lower((unsigned char)c))
-				m->first[c] |= 1u << i;
+	/* The bytes a name may start with: its first byte (lowercase), and that
+	 * letter's uppercase. Every process builds this at start. */
+	for (uint8_t i = 0; i < m->count; i++) {
+		unsigned char c = (unsigned char)m->name[i][0];
+		m->first[c] |= 1u << i;
+		if (c >= 'a' && c <= 'z')
+			m->first[c & ~0x20u] |= 1u << i;
+	}
 	for (uint8_t i = 0; i < m->count; i++) {
 		m->by_len[m->len[i]] |= 1u << i;
 		for (uint8_t j = 0; j < m->count; j++)
