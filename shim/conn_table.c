@@ -19,7 +19,7 @@
 #include "request_table.h"
 #include "shim_init.h"
 
-struct fd_state fd_states[FD_TABLE_SIZE];
+struct fd_state fd_states[FD_TABLE_SIZE] FORK_HOT_LAST;
 void *_Atomic conn_chunks[FD_TABLE_SIZE / CONN_CHUNK];
 static _Atomic int highest_copy FORK_HOT; /* no copy has a higher fd: scans stop there */
 

@@ -16,6 +16,11 @@
  * fork-written fields are its last: FORK_HOT_FIRST puts it in a section
  * whose name sorts first (the library links with --sort-section=name), so
  * the FORK_HOT globals follow those fields whatever the order of files.
+ * FORK_HOT_LAST puts the descriptor flags (conn_table.h) right after them:
+ * their first entries, the low descriptors (stdio, whose log flags every
+ * process sets at start; a fork server's connection, which its child
+ * dup2()s onto 0 and 1), share that page, and a child writing them or a
+ * process starting copies no page more for them.
  *
  * START_WRITTEN marks small globals every process reads and then writes as
  * it starts: they go to .data, not .bss. .data is small and its page is
@@ -29,6 +34,7 @@
 
 #define FORK_HOT __attribute__((section(".bss.reqid_fork_hot.1")))
 #define FORK_HOT_FIRST __attribute__((section(".bss.reqid_fork_hot.0")))
+#define FORK_HOT_LAST __attribute__((section(".bss.reqid_fork_hot.2")))
 #define START_WRITTEN __attribute__((section(".data.reqid_start")))
 
 /* The code a fork child runs in the shim's atfork handler, and at _exit:
