@@ -142,12 +142,46 @@ static void conn_start(int fd, struct conn *c, uint8_t join,
 		shim.accepted = true;
 }
 
+/* Whether c, unlocked, is already what conn_start would make of it for a
+ * connection accepted on fd. A fork server's parent accepts each
+ * connection on the entry its last one left so (it hands the connection
+ * to a child and closes it unread): conn_open then writes nothing to the
+ * entry, whose page fork made copy-on-write. A thread that takes the
+ * lock after this look acts as it would right after conn_start. */
+static bool conn_is_fresh(int fd, const struct conn *c)
+{
+	if (atomic_load_explicit(&c->busy, memory_order_relaxed) ||
+	    atomic_load_explicit(&fd_states[fd].alias, memory_order_relaxed) ||
+	    atomic_load_explicit(&c->copies, memory_order_relaxed) || c->kind != CONN_HTTP ||
+	    atomic_load_explicit(&c->lost, memory_order_relaxed) || c->head_pending ||
+	    c->responded || atomic_load_explicit(&c->join, memory_order_relaxed) != JOIN_NONE ||
+	    __atomic_load_n(&c->request, __ATOMIC_RELAXED) ||
+	    atomic_load_explicit(&c->line_live, memory_order_relaxed) || c->head_slot ||
+	    c->owed_len || atomic_load_explicit(&c->out_busy, memory_order_relaxed))
+		return false;
+	struct http_response_parser response;
+	http_response_init(&response, shim.config.response_header, shim.config.response_header_len);
+	_Alignas(struct http_parser) unsigned char parsing[HTTP_PARSER_STATE_SIZE];
+	parser_start(parsing);
+	return memcmp(&c->response, &response, sizeof(response)) == 0 &&
+	       memcmp(c->parsing, parsing, sizeof(parsing)) == 0;
+}
+
 void conn_open(int fd)
 {
 	if ((unsigned)fd >= FD_TABLE_SIZE)
 		return;
 	struct conn *c = conn_entry_made(fd);
-	if (c && conn_trylock(c)) /* else it stays untracked */
+	if (!c)
+		return;
+	if (conn_is_fresh(fd, c)) {
+		if (atomic_load_explicit(&fd_states[fd].flags, memory_order_relaxed) != FD_CONN)
+			atomic_store_explicit(&fd_states[fd].flags, FD_CONN, memory_order_relaxed);
+		if (!shim.accepted)
+			shim.accepted = true;
+		return;
+	}
+	if (conn_trylock(c)) /* else it stays untracked */
 		conn_start(fd, c, JOIN_NONE, parser_start);
 }
 
