@@ -27,6 +27,7 @@
 #include <xxhash.h>
 
 #include "conn_table.h"
+#include "fork_hot.h"
 #include "map_once.h"
 #include "shim_init.h"
 
@@ -58,7 +59,10 @@ struct epoll_tables {
 						 one-shot registration was made */
 	struct index_slot index_slots[INDEX_SIZE];
 };
-static void *_Atomic tables; /* struct epoll_tables */
+/* struct epoll_tables. Read at every close (epoll_map_tracks): FORK_HOT, on
+ * the page every process and fork child writes, not on one a process that
+ * never waits on epoll would map just to read this. */
+static void *_Atomic tables FORK_HOT;
 #define WAITERS_MANY (-1)
 #define LOCK_YIELDS 100000
 

@@ -33,6 +33,8 @@
 #define REQUEST_TRACED 0x01
 #define REQUEST_ID_IS_TRACE_ID 0x02 /* the id is the trace-id: not in text */
 #define REQUEST_LONG 0x04	    /* the text is in the request's long slot */
+#define REQUEST_TRACESTATE 0x08     /* it came with a tracestate (its ring's
+				       pages are read only for those) */
 
 /* All of a request slot but its text, copied out in one go. */
 struct request_head {
@@ -199,6 +201,8 @@ uint64_t request_table_add(const char *id, size_t len, const char *line, size_t 
 {
 	struct request_head h;
 	request_head_make(&h, id, len, line_len, buckets, trace);
+	if (ts_len)
+		h.kind |= REQUEST_TRACESTATE;
 	bool long_text = h.kind & REQUEST_LONG;
 	size_t id_text = id_text_len(&h);
 
@@ -343,8 +347,12 @@ bool request_table_trace(uint64_t serial, const struct id_generator *gen, struct
 size_t request_table_tracestate(uint64_t serial, char out[TRACESTATE_MAX])
 {
 	struct tracestate_slot *s = &tracestates[serial % TRACESTATE_SLOTS];
+	struct request_head h;
 
-	if (!slot_holds(&s->serial, serial))
+	/* A request stored without one reads nothing there: a CGI program's
+	 * environment costs no fault on a page of that ring. */
+	if (!request_copy(serial, &h, NULL, 0) || !(h.kind & REQUEST_TRACESTATE) ||
+	    !slot_holds(&s->serial, serial))
 		return 0;
 	uint16_t len;
 	seq_load(&len, &s->len, sizeof(len));
