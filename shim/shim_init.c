@@ -183,13 +183,16 @@ bool is_accepted_socket(int fd)
 	       len > offsetof(struct sockaddr_un, sun_path);
 }
 
-static bool fd_identity(int fd, uint64_t *dev, uint64_t *ino)
+/* fd's file's identity; *is_socket (if not NULL) says whether it is a socket. */
+static bool fd_identity(int fd, uint64_t *dev, uint64_t *ino, bool *is_socket)
 {
 	struct stat st;
 	if (fstat(fd, &st) != 0)
 		return false;
 	*dev = (uint64_t)st.st_dev;
 	*ino = (uint64_t)st.st_ino;
+	if (is_socket)
+		*is_socket = S_ISSOCK(st.st_mode);
 	return true;
 }
 
@@ -209,7 +212,11 @@ static void mark_log_fds(bool attached)
 	for (uint8_t i = 0; i < shim.config.log_fd_count; i++) {
 		int fd = shim.config.log_fds[i];
 		uint64_t dev, ino;
-		if (fd >= FD_TABLE_SIZE || !fd_identity(fd, &dev, &ino) || is_accepted_socket(fd))
+		bool is_socket;
+		/* Only a socket can be a connection: a file, pipe or terminal
+		 * costs no more system calls. */
+		if (fd >= FD_TABLE_SIZE || !fd_identity(fd, &dev, &ino, &is_socket) ||
+		    (is_socket && is_accepted_socket(fd)))
 			continue;
 		if (inherited && !log_ids_contain(inherited, dev, ino))
 			continue;
@@ -252,7 +259,7 @@ size_t current_log_ids(char *buf, size_t size)
 	buf[0] = '\0';
 	for (int fd = 0; fd < LOG_IDS_SCAN; fd++) {
 		uint64_t dev, ino;
-		if ((fd_class(fd) & FD_LOG) && fd_identity(fd, &dev, &ino) &&
+		if ((fd_class(fd) & FD_LOG) && fd_identity(fd, &dev, &ino, NULL) &&
 		    !log_ids_contain(buf, dev, ino))
 			len = log_ids_append(buf, len, size, dev, ino);
 	}
@@ -328,12 +335,15 @@ __attribute__((constructor)) static void shim_start(void)
 	errno = saved;
 }
 
-/* A process that never made a line slot or an output backlog (reclaimed
- * stdio bytes make them) has no line pending: it runs no more of the
- * library's code at exit than this (a fault per 64 KiB of code). */
+/* A process that never made a line slot, an output backlog or a stdio
+ * stream mark (reclaimed stdio bytes make slots) has no line pending: it
+ * makes no system call and runs no more of the library's code at exit than
+ * this (a fault per 64 KiB of code). */
 __attribute__((destructor)) static void shim_stop(void)
 {
-	if (!shim.active || getpid() != shim.pid)
+	if (!shim.active ||
+	    !STATE_WAS_MADE(MADE_SLOTS | MADE_BACKLOGS | MADE_STREAM_MARKS) ||
+	    getpid() != shim.pid)
 		return;
 	stdio_reclaim_all();
 	if (!STATE_WAS_MADE(MADE_SLOTS | MADE_BACKLOGS))
