@@ -53,22 +53,15 @@ void conn_lose(int fd)
  * live. */
 static void end_request(struct conn *c)
 {
-	if (atomic_load_explicit(&c->line_live, memory_order_relaxed) &&
-	    atomic_exchange_explicit(&c->line_live, false, memory_order_relaxed))
+	if (atomic_exchange_explicit(&c->line_live, false, memory_order_relaxed))
 		request_line_ended(c->line_buckets);
 }
 
-/* Stores only what changes: a fork server's parent closes each connection
- * it handed to a child, with no request on it, and would copy the entry's
- * page for stores of what is already there. */
 static void set_request(struct conn *c, uint64_t serial)
 {
 	end_request(c);
-	uint64_t was = __atomic_load_n(&c->request, __ATOMIC_RELAXED);
-	if (was == serial)
-		return;
-	if (unlikely(shim.audit) && was)
-		audit_request_ended(was);
+	if (unlikely(shim.audit) && c->request && c->request != serial)
+		audit_request_ended(c->request);
 	__atomic_store_n(&c->request, serial, __ATOMIC_RELAXED);
 }
 
@@ -229,7 +222,12 @@ void conn_forget(int fd)
 	}
 	struct conn *c = conn_entry(fd);
 	if (atomic_load_explicit(&c->copies, memory_order_relaxed) == 0) {
-		set_request(c, 0);
+		/* Stores only what changes: a fork server's parent closes each
+		 * connection it handed to a child unread, with no request, and
+		 * would copy the entry's page for stores of what is there. */
+		if (__atomic_load_n(&c->request, __ATOMIC_RELAXED) ||
+		    atomic_load_explicit(&c->line_live, memory_order_relaxed))
+			set_request(c, 0);
 		/* Else the fd's next conn_open frees it. */
 		if (__atomic_load_n(&c->head_slot, __ATOMIC_RELAXED) && conn_trylock(c)) {
 			drop_head_text(c);
