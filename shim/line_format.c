@@ -7,12 +7,12 @@
  */
 #include "line_format.h"
 
-#include <cpuid.h>
 #include <emmintrin.h>
 #include <immintrin.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/platform/x86.h>
 
 #include "fork_hot.h"
 
@@ -306,18 +306,15 @@ __attribute__((target("avx2"))) static inline size_t copy_plain_run_avx2(const u
  * ask: every child does, on the page it writes anyway (fork_hot.h). */
 static _Atomic int avx2_known FORK_HOT;
 
-/* Asks the processor whether it has AVX2 and the kernel whether it saves
- * its registers (XCR0 bits 1 and 2), once (not through the compiler's CPU
- * model, whose constructor would run in every process). */
+/* Whether AVX2 is usable (the processor has it, the kernel saves its
+ * registers), as glibc's loader found at start (sys/platform/x86.h): no
+ * cpuid here. In a VM cpuid traps to the hypervisor; a fork server's
+ * children each asked it (about 40 us a request under busybox httpd). Not
+ * through the compiler's CPU model either, whose constructor would run in
+ * every process. */
 static __attribute__((noinline)) bool ask_avx2(void)
 {
-	unsigned a, b, c, d;
-	bool yes = false;
-	if (__get_cpuid(1, &a, &b, &c, &d) && (c & bit_OSXSAVE) && (c & bit_AVX)) {
-		unsigned lo, hi;
-		__asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
-		yes = (lo & 6) == 6 && __get_cpuid_count(7, 0, &a, &b, &c, &d) && (b & bit_AVX2);
-	}
+	bool yes = CPU_FEATURE_ACTIVE(AVX2);
 	atomic_store_explicit(&avx2_known, yes ? 2 : 1, memory_order_relaxed);
 	return yes;
 }
