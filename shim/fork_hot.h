@@ -7,8 +7,8 @@
  * way). A page the parent never touched costs a child a fault even to
  * read.
  *
- * After fork every page either process first writes is copied; on a VM
- * that costs tens of microseconds a page. Globals marked FORK_HOT share one
+ * After fork every page either process first writes is copied: a fault
+ * each (2 us or more on this project's VM). Globals marked FORK_HOT share one
  * section, so the linker lays them side by side and a child copies one
  * page for all of them. Never mark anything large or rarely written.
  *

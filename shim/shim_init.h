@@ -170,7 +170,7 @@ struct real_functions {
 /* State that a fork child resets or exit drains, each bit set by its module
  * the first time it makes some: a process that never did reads and writes
  * none of it at fork or exit (on this VM every page a process first touches
- * costs a fault of tens of microseconds). */
+ * costs a fault, 2 us or more). */
 enum made_state {
 	MADE_SLOTS = 1,        /* line slots (log_writer.c) */
 	MADE_BACKLOGS = 2,     /* output backlogs (log_output.c) */
