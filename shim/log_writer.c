@@ -320,14 +320,6 @@ static inline bool writer_flush(struct writer *w)
 	return ok;
 }
 
-/* Before input bytes count as written at once (an unfinished line kept, a
- * line held): the staged lines before them go out first, so that a failed
- * write never counts later bytes and not earlier ones. */
-static inline bool writer_settle(struct writer *w)
-{
-	return w->staged == 0 || writer_flush(w);
-}
-
 static bool writer_raw(struct writer *w, const char *b, size_t n);
 
 /* For a syslog message, the part kept before the enriched text: "<pri>"
@@ -649,10 +641,11 @@ static void cap_held(struct writer *w, struct line_slot *s)
 
 /* No memory to keep an unfinished line: the lines held before it go out
  * now without an id, then what the slot has of it and its new bytes as they
- * came, and its rest will follow as it comes (raw_partial), so that its
- * bytes stay in order and no part of it is enriched as a line of its own. */
+ * came, and unless they ended it, its rest will follow as it comes
+ * (raw_partial), so that its bytes stay in order and no part of it is
+ * enriched as a line of its own. */
 static __attribute__((noinline, cold)) bool give_up_partial(struct writer *w, struct line_slot *s,
-							 const char *b, size_t n)
+							 const char *b, size_t n, bool ended)
 {
 	if (!writer_flush(w))
 		return false;
@@ -662,7 +655,7 @@ static __attribute__((noinline, cold)) bool give_up_partial(struct writer *w, st
 		  (s->len <= start || writer_put(w, s->buf + start, s->len - start, 0)) &&
 		  writer_put(w, b, n, n);
 	s->len = s->held_len = 0;
-	s->raw_partial = true;
+	s->raw_partial = !ended;
 	return ok;
 }
 
@@ -743,7 +736,10 @@ static bool consume(struct writer *w, const char *buf, size_t n)
 			/* An unfinished line: keep it, behind a header for its
 			 * record, until its newline comes. */
 			static const struct held_record blank;
-			if (!writer_settle(w))
+			/* Its bytes count as written now: the staged lines
+			 * before them go out first, so that a failed write
+			 * never counts later bytes and not earlier ones. */
+			if (!writer_flush(w))
 				return false;
 			if (!s)
 				s = w->slot = claim_slot(w->sink);
@@ -764,16 +760,15 @@ static bool consume(struct writer *w, const char *buf, size_t n)
 				return true;
 			}
 			s->len = at;
-			return give_up_partial(w, s, buf + pos, seg);
+			return give_up_partial(w, s, buf + pos, seg, false);
 		}
 
 		if (s && has_partial(s)) {
 			/* Completes a line begun by earlier writes. */
 			size_t before = s->len;
 			if (!slot_append(s, buf + pos, seg)) {
-				if (!give_up_partial(w, s, buf + pos, seg))
+				if (!give_up_partial(w, s, buf + pos, seg, true))
 					return false;
-				s->raw_partial = false;
 				pos += seg;
 				continue;
 			}
@@ -784,7 +779,7 @@ static bool consume(struct writer *w, const char *buf, size_t n)
 				judge(s->partial_request, &v);
 			request = v.request;
 			if (v.kind != EMIT) {
-				if (!writer_settle(w)) {
+				if (!writer_flush(w)) { /* as for an unfinished line */
 					s->len = before;
 					return false;
 				}
@@ -814,7 +809,7 @@ static bool consume(struct writer *w, const char *buf, size_t n)
 		request = v.request;
 		if (v.kind != EMIT && seg < UINT32_MAX) {
 			static const struct held_record blank;
-			if (!writer_settle(w))
+			if (!writer_flush(w)) /* as for an unfinished line */
 				return false;
 			if (!s)
 				s = w->slot = claim_slot(w->sink);
