@@ -130,14 +130,28 @@ static ssize_t sink_write(const struct log_sink *sink, const char *b, size_t n)
 
 static _Atomic int32_t torn_fd1[TORN_MAX]; /* fd + 1; 0 when free */
 
+/* The torn_fd1 entry of fd, or -1. */
+static int torn_index(int fd)
+{
+	for (int i = 0; i < TORN_MAX; i++)
+		if (atomic_load_explicit(&torn_fd1[i], memory_order_relaxed) == fd + 1)
+			return i;
+	return -1;
+}
+
+/* Entry i no longer names fd's torn line. */
+static void torn_clear(int i, int fd)
+{
+	int32_t fd1 = fd + 1;
+	if (atomic_compare_exchange_strong(&torn_fd1[i], &fd1, 0))
+		atomic_fetch_sub_explicit(&output_attention, 1, memory_order_release);
+}
+
 /* Output to fd stopped after byte last of a line. */
 static void note_torn(int fd, char last)
 {
-	if (last == '\n')
+	if (last == '\n' || torn_index(fd) >= 0)
 		return;
-	for (int i = 0; i < TORN_MAX; i++)
-		if (atomic_load_explicit(&torn_fd1[i], memory_order_relaxed) == fd + 1)
-			return;
 	STATE_MADE(MADE_BACKLOGS); /* a fork child recounts its attention */
 	for (int i = 0; i < TORN_MAX; i++) {
 		int32_t expected = 0;
@@ -173,31 +187,32 @@ static bool ended_already(int fd)
 	return ended;
 }
 
+/* Ends sink's torn line, entry i: false (errno set) if the newline could
+ * not be written. */
+static bool end_torn(const struct log_sink *sink, int i)
+{
+	ssize_t r = 1;
+	if (!ended_already(sink->fd)) {
+		do
+			r = sink_write(sink, "\n", 1);
+		while (r < 0 && errno == EINTR);
+	}
+	if (r != 1) {
+		if (r == 0)
+			errno = EIO;
+		return false;
+	}
+	torn_clear(i, sink->fd);
+	return true;
+}
+
 /* Before output to sink's fd: ends its torn line, if it has one. False
  * (errno set) if the newline could not be written: nothing may go out
  * after the torn line until it can. */
 static bool mend_torn(const struct log_sink *sink)
 {
-	for (int i = 0; i < TORN_MAX; i++) {
-		int32_t fd1 = sink->fd + 1;
-		if (atomic_load_explicit(&torn_fd1[i], memory_order_relaxed) != fd1)
-			continue;
-		ssize_t r = 1;
-		if (!ended_already(sink->fd)) {
-			do
-				r = sink_write(sink, "\n", 1);
-			while (r < 0 && errno == EINTR);
-		}
-		if (r != 1) {
-			if (r == 0)
-				errno = EIO;
-			return false;
-		}
-		if (atomic_compare_exchange_strong(&torn_fd1[i], &fd1, 0))
-			atomic_fetch_sub_explicit(&output_attention, 1, memory_order_release);
-		return true;
-	}
-	return true;
+	int i = torn_index(sink->fd);
+	return i < 0 || end_torn(sink, i);
 }
 
 /* fd is closed or replaced: its torn line is ended if the file takes a
@@ -205,15 +220,9 @@ static bool mend_torn(const struct log_sink *sink)
 static void forget_torn(int fd)
 {
 	struct log_sink sink = {.fd = fd};
-	for (int i = 0; i < TORN_MAX; i++) {
-		int32_t fd1 = fd + 1;
-		if (atomic_load_explicit(&torn_fd1[i], memory_order_relaxed) != fd1)
-			continue;
-		if (!mend_torn(&sink) &&
-		    atomic_compare_exchange_strong(&torn_fd1[i], &fd1, 0))
-			atomic_fetch_sub_explicit(&output_attention, 1, memory_order_release);
-		return;
-	}
+	int i = torn_index(fd);
+	if (i >= 0 && !end_torn(&sink, i))
+		torn_clear(i, fd);
 }
 
 /* Converts bytes (multibyte text in the locale) back to wide characters for
