@@ -155,17 +155,29 @@ static bool ssl_enter(void)
 /* The call that ssl_enter began ends. A library with a BIO of the
  * program's (no fd of its own) did its I/O on the one connection its call
  * touched, if it touched one: s is bound to it. Returns that connection's
- * fd, or -1. */
+ * fd, or -1. Keeps errno (the call's, which the program may read). */
 static int ssl_leave(const struct ssl_functions *f, SSL *s, bool outer)
 {
 	if (!outer)
 		return -1;
 	thread_ctx.in_ssl = false;
 	uint32_t conn = thread_ctx.ssl_io_conn;
-	if (conn == 0 || conn == UINT32_MAX || !f->get_rfd || f->get_rfd(s) >= 0)
+	if (conn == 0 || conn == UINT32_MAX || !f->get_rfd)
 		return -1;
-	tls_bind_set(s, (int)conn - 1);
-	return (int)conn - 1;
+	int saved = errno;
+	bool own_fd = f->get_rfd(s) >= 0;
+	if (!own_fd)
+		tls_bind_set(s, (int)conn - 1);
+	errno = saved;
+	return own_fd ? -1 : (int)conn - 1;
+}
+
+/* The socket s reads (or writes) through: its own fd, else the one its
+ * calls were seen to use (tls_bind.h); -1 if neither is known. */
+static int ssl_fd(const struct ssl_functions *f, SSL *s, bool reading)
+{
+	int fd = reading ? f->get_rfd(s) : f->get_wfd(s);
+	return fd >= 0 ? fd : tls_bind_fd(s);
 }
 
 /* Whether s speaks HTTP/2 (ALPN chose "h2"). */
@@ -185,9 +197,7 @@ static int tls_conn(const struct ssl_functions *f, SSL *s, bool reading)
 	if (!shim.active || !f->get_rfd || !f->get_wfd || !f->ctrl || !f->alpn_selected)
 		return -1;
 	int saved = errno;
-	int fd = reading ? f->get_rfd(s) : f->get_wfd(s);
-	if (fd < 0)
-		fd = tls_bind_fd(s);
+	int fd = ssl_fd(f, s, reading);
 	errno = saved;
 	if (!(fd_class(fd) & FD_CONN))
 		return -1;
@@ -441,9 +451,7 @@ EXPORT ssize_t SSL_sendfile(SSL *s, int fd, off_t offset, size_t size, int flags
 			return f->field(s);                                \
 		bool outer = ssl_enter();                                  \
 		int r = f->field(s);                                       \
-		int saved = errno;                                         \
 		ssl_leave(f, s, outer);                                    \
-		errno = saved;                                             \
 		return r;                                                  \
 	}
 
@@ -460,9 +468,7 @@ EXPORT void SSL_free(SSL *s)
 		return;
 	if (s && shim.active && f->get_wfd) {
 		int saved = errno;
-		int fd = f->get_wfd(s);
-		if (fd < 0)
-			fd = tls_bind_fd(s);
+		int fd = ssl_fd(f, s, false);
 		if ((fd_class(fd) & FD_CONN) && conn_is_tls(fd))
 			conn_output_tls_end(fd);
 		tls_bind_forget(s);
