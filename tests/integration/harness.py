@@ -333,17 +333,19 @@ class Server:
     server listens on that unix stream socket (LEGACY_LISTEN_UNIX) and its
     handshake must report port 0; the caller owns the path's directory.
     wrapper (argv words) goes in front of the command, e.g. a namespace
-    helper that ends by exec'ing "$@"; it must keep the ready fd open."""
+    helper that ends by exec'ing "$@"; it must keep the ready fd open.
+    command (argv words) runs instead of the bundled server name; it must
+    take --ready-fd N as they do."""
 
     def __init__(self, name, log_path, shim=True, reqid_args=(), env=None, unix_path=None,
-                 wrapper=()):
+                 wrapper=(), command=None):
         self.name, self.log_path = name, Path(log_path)
         self.unix_path = None if unix_path is None else str(unix_path)
         if self.unix_path is not None and len(os.fsencode(self.unix_path)) >= 108:
             raise Failure("unix socket path too long (sun_path holds 107 bytes): %s"
                           % self.unix_path)
         binary = SERVER_DIR / name
-        if not binary.exists():
+        if command is None and not binary.exists():
             raise Failure("%s missing: run `make servers`" % binary)
         if shim and not (REQID.exists() and LIBREQID.exists()):
             raise Failure("%s or %s missing: build the shim (or use --no-shim)"
@@ -351,7 +353,7 @@ class Server:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log_fd = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
         rfd, wfd = os.pipe()
-        cmd = [str(binary), "--ready-fd", str(wfd)]
+        cmd = [str(w) for w in command or [binary]] + ["--ready-fd", str(wfd)]
         if shim:
             cmd = [str(REQID), "run", *reqid_args, "--"] + cmd
         cmd = [str(w) for w in wrapper] + cmd

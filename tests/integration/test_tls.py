@@ -56,7 +56,6 @@ import http.client
 import os
 import random
 import re
-import select
 import shutil
 import socket
 import ssl
@@ -93,55 +92,11 @@ def make_cert(tmp):
     return cert, key
 
 
-class Service:
+def service(python, cert, key, truth, log_path, shim=True):
     """tls_service.py under the shim (or bare), stderr to log_path."""
-
-    def __init__(self, python, cert, key, truth, log_path, shim=True):
-        self.log_path = Path(log_path)
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        log_fd = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND,
-                         0o644)
-        rfd, wfd = os.pipe()
-        cmd = [python, str(SERVICE), "--cert", str(cert), "--key", str(key),
-               "--truth", str(truth), "--ready-fd", str(wfd)]
-        if shim:
-            cmd = [str(harness.REQID), "run", "--"] + cmd
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith("REQID_") or k == "REQID_LIB"}
-        try:
-            self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log_fd,
-                                         stderr=log_fd, pass_fds=(wfd,), env=env,
-                                         start_new_session=True)
-        finally:
-            os.close(wfd)
-            os.close(log_fd)
-        try:
-            self.port = self._handshake(rfd)
-        except Failure:
-            self.kill()
-            raise
-        finally:
-            os.close(rfd)
-
-    def _handshake(self, rfd):
-        data, deadline = b"", time.monotonic() + TIMEOUT
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([rfd], [], [], left)[0]:
-                raise Failure("no port from the service within %.0f s" % TIMEOUT)
-            chunk = os.read(rfd, 64)
-            if not chunk:
-                break
-            data += chunk
-        if not re.fullmatch(rb"\d+\n", data):
-            raise Failure("bad handshake %r (exit %s; see %s)"
-                          % (data, self.proc.poll(), self.log_path))
-        return int(data)
-
-    def kill(self):
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, 9)
-        self.proc.wait()
+    return harness.Server("tls_service", log_path, shim=shim,
+                          command=[python, SERVICE, "--cert", cert, "--key", key,
+                                   "--truth", truth])
 
 
 class Req:
@@ -219,7 +174,7 @@ def check_run(name, python, tmp, seed, shim, failures):
     log = LOG_DIR / ("tls-%s.log" % name)
     conns = make_plan(seed)
     reqs = [r for conn in conns for r in conn]
-    svc = Service(python, cert, key, truth, log, shim=shim)
+    svc = service(python, cert, key, truth, log, shim=shim)
     try:
         drive(svc.port, conns)
     finally:
