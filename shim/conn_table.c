@@ -468,6 +468,20 @@ bool conn_on_read(int fd, const void *buf, const struct iovec *iov, size_t n)
 	return false;
 }
 
+void conn_on_eof(int fd)
+{
+	struct conn *c = conn_of(fd);
+	if (__atomic_load_n(&c->request, __ATOMIC_RELAXED) == 0 || !c->responded)
+		return;
+	if (!conn_trylock(c)) {
+		atomic_store_explicit(&c->lost, true, memory_order_release);
+		return;
+	}
+	if (c->request != 0 && c->responded)
+		set_request(c, 0);
+	conn_unlock(c);
+}
+
 void conn_tls_begin(int fd)
 {
 	struct conn *c = conn_of(fd);

@@ -205,6 +205,12 @@ void conn_copied(int fd, int copy) __attribute__((visibility("hidden")));
 bool conn_on_read(int fd, const void *buf, const struct iovec *iov, size_t n)
 	__attribute__((visibility("hidden")));
 
+/* The peer closed its side of connection fd (a read gave end of file, or
+ * TLS close_notify). A request already answered is over then: what the
+ * program writes next (its note of the close) is no request's. One not
+ * answered yet goes on (a client may half-close after its request). */
+void conn_on_eof(int fd) __attribute__((visibility("hidden")));
+
 /* Bytes were written to connection fd's socket (a TLS connection's records
  * say nothing of its responses). Returns whether fd is a TLS connection. */
 bool conn_on_write(int fd) __attribute__((visibility("hidden")));

@@ -29,7 +29,7 @@ static __attribute__((noinline)) ssize_t read_slow(int fd, void *buf, size_t n)
 	}
 	ctx_before_conn_io(fd);
 	ssize_t r = fn(fd, buf, n);
-	conn_read_done(fd, buf, NULL, r, 0);
+	conn_read_done(fd, buf, NULL, n, r, 0);
 	return r;
 }
 
@@ -55,7 +55,7 @@ EXPORT ssize_t __read_chk(int fd, void *buf, size_t n, size_t buflen)
 	}
 	ctx_before_conn_io(fd);
 	ssize_t r = fn(fd, buf, n, buflen);
-	conn_read_done(fd, buf, NULL, r, 0);
+	conn_read_done(fd, buf, NULL, n, r, 0);
 	return r;
 }
 
@@ -71,7 +71,7 @@ static __attribute__((noinline)) ssize_t readv_slow(int fd, const struct iovec *
 	}
 	ctx_before_conn_io(fd);
 	ssize_t r = fn(fd, iov, iovcnt);
-	conn_read_done(fd, NULL, iov, r, 0);
+	conn_read_done(fd, NULL, iov, (size_t)iovcnt, r, 0);
 	return r;
 }
 

@@ -110,7 +110,7 @@ static __attribute__((noinline)) ssize_t recv_slow(int fd, void *buf, size_t n, 
 	}
 	ctx_before_conn_io(fd);
 	ssize_t r = fn(fd, buf, n, flags);
-	conn_read_done(fd, buf, NULL, r, flags);
+	conn_read_done(fd, buf, NULL, n, r, flags);
 	return r;
 }
 
@@ -133,7 +133,7 @@ EXPORT ssize_t __recv_chk(int fd, void *buf, size_t n, size_t buflen, int flags)
 	}
 	ctx_before_conn_io(fd);
 	ssize_t r = fn(fd, buf, n, buflen, flags);
-	conn_read_done(fd, buf, NULL, r, flags);
+	conn_read_done(fd, buf, NULL, n, r, flags);
 	return r;
 }
 
@@ -150,7 +150,7 @@ static __attribute__((noinline)) ssize_t recvfrom_slow(int fd, void *buf, size_t
 	}
 	ctx_before_conn_io(fd);
 	ssize_t r = fn(fd, buf, n, flags, addr, len);
-	conn_read_done(fd, buf, NULL, r, flags);
+	conn_read_done(fd, buf, NULL, n, r, flags);
 	return r;
 }
 
@@ -176,7 +176,7 @@ EXPORT ssize_t __recvfrom_chk(int fd, void *buf, size_t n, size_t buflen, int fl
 	}
 	ctx_before_conn_io(fd);
 	ssize_t r = fn(fd, buf, n, buflen, flags, addr, len);
-	conn_read_done(fd, buf, NULL, r, flags);
+	conn_read_done(fd, buf, NULL, n, r, flags);
 	return r;
 }
 
@@ -192,7 +192,7 @@ static __attribute__((noinline)) ssize_t recvmsg_slow(int fd, struct msghdr *msg
 	}
 	ctx_before_conn_io(fd);
 	ssize_t r = fn(fd, msg, flags);
-	conn_read_done(fd, NULL, msg->msg_iov, r, flags);
+	conn_read_done(fd, NULL, msg->msg_iov, msg->msg_iovlen, r, flags);
 	return r;
 }
 

@@ -48,10 +48,12 @@ int SSL_accept(SSL *s);
 int SSL_do_handshake(SSL *s);
 int SSL_shutdown(SSL *s);
 void SSL_free(SSL *s);
+int SSL_get_shutdown(const SSL *s);
 
 #define SSL_CTRL_MODE 33
 #define SSL_MODE_ENABLE_PARTIAL_WRITE 0x1L
 #define SSL_READ_EARLY_DATA_ERROR 0
+#define SSL_RECEIVED_SHUTDOWN 2
 
 /* The library's functions the hooks call. */
 struct ssl_functions {
@@ -72,6 +74,7 @@ struct ssl_functions {
 	int (*get_wfd)(const SSL *);
 	long (*ctrl)(SSL *, int, long, void *);
 	void (*alpn_selected)(const SSL *, const unsigned char **, unsigned *);
+	int (*get_shutdown)(const SSL *);
 };
 
 static struct ssl_functions ssl;
@@ -112,6 +115,7 @@ static __attribute__((noinline, cold)) void ssl_find(void)
 	FIND(get_wfd, "SSL_get_wfd");
 	FIND(ctrl, "SSL_ctrl");
 	FIND(alpn_selected, "SSL_get0_alpn_selected");
+	FIND(get_shutdown, "SSL_get_shutdown");
 	atomic_store_explicit(&ssl_found, true, memory_order_release);
 	errno = saved;
 }
@@ -210,7 +214,9 @@ static int tls_conn(const struct ssl_functions *f, SSL *s, bool reading)
 
 /* After an SSL read call on s gave n bytes of plaintext from connection fd
  * (-1: not known before the call; learnt, if the call showed it). Peeked
- * bytes come again: they are not parsed. */
+ * bytes come again: they are not parsed. A read that gave nothing because
+ * the peer's close_notify came is end of file (conn_on_eof); the socket
+ * hooks see an end of file the socket gives. */
 static void tls_read_done(const struct ssl_functions *f, SSL *s, int fd, int learnt,
 			  const void *buf, size_t n, bool peeked)
 {
@@ -225,6 +231,9 @@ static void tls_read_done(const struct ssl_functions *f, SSL *s, int fd, int lea
 			conn_lose(fd);
 		else if (!peeked)
 			conn_on_tls_read(fd, buf, n);
+		if (n == 0 && !peeked && f->get_shutdown &&
+		    (f->get_shutdown(s) & SSL_RECEIVED_SHUTDOWN))
+			conn_on_eof(fd);
 		ctx_after_conn_io(fd, false, n > 0);
 	}
 	errno = saved;

@@ -117,13 +117,28 @@ static inline void conn_socket_io(int fd, bool tls)
 	}
 }
 
-/* After a read-like call on connection fd: the bytes it consumed feed the
- * parser, except peeked ones (not consumed) and truncated ones (consumed
- * unseen: the stream is lost). */
+/* Whether a read that returned 0 asked for bytes (count of them in buf, or
+ * count entries of iov): then the 0 is end of file. */
+static inline bool read_asked(const void *buf, const struct iovec *iov, size_t count)
+{
+	if (buf || !iov)
+		return count > 0;
+	for (size_t i = 0; i < count; i++)
+		if (iov[i].iov_len > 0)
+			return true;
+	return false;
+}
+
+/* After a read-like call on connection fd into buf (count bytes) or iov
+ * (count entries): the bytes it consumed feed the parser, except peeked
+ * ones (not consumed) and truncated ones (consumed unseen: the stream is
+ * lost); end of file may end the connection's request (conn_on_eof). */
 static inline void conn_read_done(int fd, const void *buf, const struct iovec *iov,
-				  ssize_t r, int flags)
+				  size_t count, ssize_t r, int flags)
 {
 	int saved = errno;
+	if (r == 0 && !(flags & MSG_PEEK) && read_asked(buf, iov, count))
+		conn_on_eof(fd);
 	if (r > 0 && !(flags & MSG_PEEK)) {
 		if (flags & MSG_TRUNC) {
 			conn_socket_io(fd, conn_is_tls(fd));

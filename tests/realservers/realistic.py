@@ -38,9 +38,8 @@ concurrency 16 and 128 (lighttpd buffers its access log itself: 8 KiB, or
 until the second changes). Logs per row: "access.log"; "error.log", the
 error-log lines about a request (404s); "error.log other", the error-log
 lines about a connection and no request (info: "client closed keepalive
-connection", whose id must be the connection's last request's, or none
-when the connection had no request) and the server's own (must carry no
-id). Columns: lines in the log, joined to their request (or to "no
+connection", written after its last request was answered and logged) and
+the server's own: all must carry no id. Columns: lines in the log, joined to their request (or to "no
 request"), tagged right, tagged wrong, untagged; precision = right /
 tagged, recall = right / joined lines that belong to a request.
 
@@ -680,14 +679,10 @@ def judge_nginx(files, reqs):
             j.score(rlabel, no, rid, r.rid, msg, r)
             continue
         orow["lines"] += 1
-        if conn is not None:
-            # about a connection (info: "client closed keepalive connection"):
-            # within the life of its last request, or of none
-            on = sorted(conn_reqs.get((int(pid), int(conn)), ()), key=lambda x: x[0])
-            last = on[-1][1] if on else None
-            j.score(olabel, no, rid, last.rid if last else None, msg, last)
-        else:
-            j.score(olabel, no, rid, None, msg)  # the server's own: no request
+        # about a connection and no request (info: "client closed keepalive
+        # connection", written after the last request's response and access
+        # line), or the server's own: no id
+        j.score(olabel, no, rid, None, msg)
     n404 = sum(1 for r in truth.values() if r.status == 404)
     if rrow["lines"] != n404:
         j.problems.append("error.log has %d request lines for %d 404s" % (rrow["lines"], n404))

@@ -286,6 +286,40 @@ static void test_heir_gives_back_a_kept_slot(void **state)
 
 static const char client_hello[] = "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03";
 
+/* The client's end of file ends a request that was answered (what the
+ * server writes next, its note of the close, is no request's), not one
+ * still unanswered (a client half-closes after its request), and a request
+ * that arrives after it (pipelined before the close) is a request. */
+static void test_end_of_file_ends_an_answered_request(void **state)
+{
+	(void)state;
+	conn_open(5);
+	conn_on_eof(5);
+	assert_int_equal(conn_request(5), 0);
+	request_on(5, "asked");
+	conn_on_eof(5);
+	assert_string_equal(id_on(5), "asked");
+	conn_on_write(5);
+	assert_string_equal(id_on(5), "asked");
+	conn_on_eof(5);
+	assert_int_equal(conn_request(5), 0);
+	request_on(5, "after");
+	assert_string_equal(id_on(5), "after");
+	conn_forget(5);
+	conn_open(6);
+	conn_on_read(6, client_hello, NULL, sizeof client_hello - 1);
+	conn_tls_begin(6);
+	static const char req[] = "GET /a HTTP/1.1\r\nX-Request-ID: tls-eof\r\n\r\n";
+	conn_on_tls_read(6, req, sizeof req - 1);
+	conn_on_write(6); /* a record: says nothing of the response */
+	conn_on_eof(6);
+	assert_string_equal(id_on(6), "tls-eof");
+	conn_on_tls_write(6);
+	conn_on_eof(6);
+	assert_int_equal(conn_request(6), 0);
+	conn_forget(6);
+}
+
 /* A connection whose first bytes are a ClientHello gets no id from its
  * records; the plaintext read through the TLS library gives its requests. */
 static void test_tls_records_are_not_requests(void **state)
@@ -372,6 +406,7 @@ int main(void)
 		cmocka_unit_test_setup(test_closed_inside_a_head, setup),
 		cmocka_unit_test_setup(test_late_read_after_the_head_moved, setup),
 		cmocka_unit_test_setup(test_heir_gives_back_a_kept_slot, setup),
+		cmocka_unit_test_setup(test_end_of_file_ends_an_answered_request, setup),
 		cmocka_unit_test_setup(test_tls_records_are_not_requests, setup),
 		cmocka_unit_test_setup(test_tls_begin_after_the_socket_gave_bytes, setup),
 		cmocka_unit_test_setup(test_tls_not_http_is_lost, setup),
