@@ -84,7 +84,7 @@ class Nginx(unittest.TestCase):
         a, b, c = reqs = three()
         res = nginx(reqs, [j("id-a", nginx_access(a)), j(None, nginx_access(b)),
                            j("id-c", nginx_access(c))],
-                    [j(None, NOTICE), j("id-b", nginx_closed(10)), j(None, nginx_closed(11))])
+                    [j(None, NOTICE), j(None, nginx_closed(10)), j(None, nginx_closed(11))])
         self.assertEqual(res["problems"], [])
         row = res["rows"]["access.log"]
         self.assertEqual((row["lines"], row["joined"], row["right"], row["wrong"],
@@ -93,8 +93,7 @@ class Nginx(unittest.TestCase):
         self.assertAlmostEqual(row["recall"], 2 / 3)
         other = res["rows"]["error.log other"]
         self.assertEqual((other["lines"], other["owned"], other["right"], other["untagged"]),
-                         (3, 2, 1, 2))
-        self.assertEqual(other["recall"], 0.5)  # over the lines that belong to a request
+                         (3, 0, 0, 3))  # no line of a connection or the server's is a request's
         self.assertNotIn("error.log", res["rows"])  # no 404s, no request lines
 
     def test_wrong_id(self):
@@ -167,12 +166,12 @@ class Nginx(unittest.TestCase):
     def test_connection_and_server_lines(self):
         a, b, c = reqs = three()
         access = [j(None, nginx_access(r)) for r in reqs]
-        res = nginx(reqs, access, [j("id-a", nginx_closed(10)),   # not its last request
+        res = nginx(reqs, access, [j("id-a", nginx_closed(10)),   # its last request's: over
                                    j("id-c", NOTICE),             # the server's own
                                    j("id-c", nginx_closed(77)),   # a connection of no request
-                                   j("id-c", nginx_closed(11))])  # right
+                                   j(None, nginx_closed(11))])    # right: no id
         other = res["rows"]["error.log other"]
-        self.assertEqual((other["wrong"], other["right"]), (3, 1))
+        self.assertEqual((other["wrong"], other["untagged"]), (3, 1))
         self.assertTrue(res["problems"])
 
     def test_response_header(self):
