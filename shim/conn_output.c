@@ -228,50 +228,36 @@ void conn_output_sendfile_done(int fd, ssize_t r)
 	}
 }
 
-/* The loop of conn_output_tls, c's write side locked: from done (the
- * program's bytes of buf already out), owed bytes first, then the
- * program's up to the next place for the header, the header (owed from
- * then on), and so on. Returns the last send's result; *done is updated. */
-static ssize_t tls_output_loop(int fd, struct conn *c, struct tls_sender *to, const char *buf,
-			       size_t n, size_t *done)
+/* The response stream of a TLS connection, for insert_send_tls. */
+struct tls_response {
+	int fd;
+	struct conn *c;
+};
+
+static size_t tls_response_plan(void *stream, const char *buf, size_t n, char *text,
+				size_t *text_len)
 {
-	char *owed = conn_owed(conn_fd(fd));
-	ssize_t r = 1;
-	for (;;) {
-		if (c->owed_len) {
-			/* Always from the buffer's start: a retry after a
-			 * failed send passes the same buffer and length. */
-			r = to->send(to->ssl, owed, c->owed_len);
-			if (r <= 0)
-				return r;
-			size_t paid = (size_t)r < c->owed_len ? (size_t)r : c->owed_len;
-			memmove(owed, owed + paid, c->owed_len - paid);
-			c->owed_len = (uint16_t)(c->owed_len - paid);
-			continue;
-		}
-		if (*done == n)
-			return r;
-		size_t chunk = n - *done, at;
-		char header[CONN_OWED_MAX];
-		size_t header_len = 0;
-		if (http_response_plan(&c->response, buf + *done, chunk, &at, 1) == 1 &&
-		    !shim.detaching && (header_len = header_text(fd, header)) > 0)
-			chunk = at;
-		if (chunk > 0) {
-			r = to->send(to->ssl, buf + *done, chunk);
-			if (r <= 0)
-				return r;
-			http_response_advance(&c->response, buf + *done, (size_t)r);
-			*done += (size_t)r;
-			if ((size_t)r < chunk)
-				return r; /* a partial write */
-		}
-		if (header_len) {
-			memcpy(owed, header, header_len);
-			c->owed_len = (uint16_t)header_len;
-			http_response_added(&c->response);
-		}
-	}
+	struct tls_response *t = stream;
+	size_t at;
+	if (http_response_plan(&t->c->response, buf, n, &at, 1) == 1 && !shim.detaching &&
+	    (*text_len = header_text(t->fd, text)) > 0)
+		return at;
+	return n;
+}
+
+static void tls_response_advance(void *stream, const char *buf, size_t n)
+{
+	http_response_advance(&((struct tls_response *)stream)->c->response, buf, n);
+}
+
+static void tls_response_added(void *stream)
+{
+	http_response_added(&((struct tls_response *)stream)->c->response);
+}
+
+static void tls_response_stop(void *stream)
+{
+	http_response_stop(&((struct tls_response *)stream)->c->response);
 }
 
 ssize_t conn_output_tls(int fd, struct tls_sender *to, const void *buf, size_t n)
@@ -284,22 +270,11 @@ ssize_t conn_output_tls(int fd, struct tls_sender *to, const void *buf, size_t n
 			http_response_stop(&c->response); /* another writer inside */
 		return to->send(to->ssl, buf, n);
 	}
-	size_t start = c->tls_sent;
-	if (start > n) {
-		/* Not the retry of the write that failed: what it still had
-		 * to send is lost, and so is the response stream. */
-		http_response_stop(&c->response);
-		start = 0;
-	}
-	size_t done = start;
-	ssize_t r = tls_output_loop(fd, c, to, buf, n, &done);
-	c->tls_sent = 0;
-	if (done == n && c->owed_len == 0)
-		r = (ssize_t)(n - (to->partial ? start : 0));
-	else if (to->partial && done > start)
-		r = (ssize_t)(done - start); /* the rest waits for the next write */
-	else if (!to->partial)
-		c->tls_sent = (uint32_t)done; /* the program will retry this write */
+	struct tls_response stream = {fd, c};
+	struct tls_planner plan = {tls_response_plan, tls_response_advance, tls_response_added,
+				   tls_response_stop, &stream};
+	struct owed_bytes owed = owed_of(fd, c);
+	ssize_t r = insert_send_tls(to, &plan, &owed, &c->tls_sent, buf, n);
 	int saved = errno;
 	out_unlock(c);
 	errno = saved;
@@ -311,12 +286,12 @@ bool conn_output_tls_before_sendfile(int fd, struct tls_sender *to)
 	struct conn *c = conn_of(fd);
 	if (c->owed_len == 0 || !out_lock(c))
 		return true;
-	size_t done = 0;
-	ssize_t r = tls_output_loop(fd, c, to, NULL, 0, &done);
+	struct owed_bytes owed = owed_of(fd, c);
+	bool paid = insert_pay_owed_tls(to, &owed);
 	int saved = errno;
 	out_unlock(c);
 	errno = saved;
-	return r > 0;
+	return paid;
 }
 
 void conn_output_tls_sendfile_done(int fd, ssize_t r)

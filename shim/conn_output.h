@@ -17,6 +17,8 @@
 #include <sys/types.h>
 #include <sys/uio.h>
 
+#include "insert_output.h"
+
 /* A write-like call on connection fd, made as writev (use_send false) or as
  * sendmsg with flags (msg, if not NULL, gives the destination and ancillary
  * data). Returns what the application's call returns. */
@@ -28,26 +30,9 @@ ssize_t conn_output(int fd, const struct iovec *iov, int iovcnt, int flags, bool
 bool conn_output_before_sendfile(int fd) __attribute__((visibility("hidden")));
 void conn_output_sendfile_done(int fd, ssize_t r) __attribute__((visibility("hidden")));
 
-/* How a TLS connection's plaintext goes out: send(ssl, buf, n) is the TLS
- * library's write, returning the bytes it took (> 0) or its failure (<= 0,
- * nothing taken). Unless partial (SSL_MODE_ENABLE_PARTIAL_WRITE) a send
- * takes all or nothing, and a failed one is retried by the program with
- * the same arguments; the library requires a failed send's retry to pass
- * the same buffer and length. */
-struct tls_sender {
-	ssize_t (*send)(void *ssl, const void *buf, size_t n);
-	void *ssl;
-	bool partial;
-};
-
 /* A write of n bytes (n > 0) the program makes through the TLS library on
- * connection fd, with the header added: its bytes and the header go out as
- * a series of sends, the header always from the connection's owed buffer,
- * so that whatever send fails is retried as it was. Returns what the
- * program's call returns: without partial writes n, or the failing send's
- * result (the retry, given the same buffer, goes on where it stopped);
- * with them the count of the program's bytes that went (> 0), or the
- * failing send's result if none did. */
+ * connection fd, with the header added (insert_send_tls). Returns what the
+ * program's call returns. */
 ssize_t conn_output_tls(int fd, struct tls_sender *to, const void *buf, size_t n)
 	__attribute__((visibility("hidden")));
 

@@ -176,3 +176,69 @@ bool insert_pay_owed(int fd, struct owed_bytes *owed)
 	}
 	return true;
 }
+
+/* From *done (the program's bytes of buf already out): owed bytes first,
+ * then the program's up to the next planned text, the text (owed from
+ * then on), and so on until buf's n bytes are out. Returns the last send's
+ * result; *done is updated. */
+static ssize_t tls_loop(const struct tls_sender *to, const struct tls_planner *plan,
+			struct owed_bytes *owed, const char *buf, size_t n, size_t *done)
+{
+	ssize_t r = 1;
+	for (;;) {
+		if (*owed->len) {
+			/* Always from the buffer's start: a retry after a
+			 * failed send passes the same buffer and length. */
+			r = to->send(to->ssl, owed->buf, *owed->len);
+			if (r <= 0)
+				return r;
+			owed_paid(owed, (size_t)r);
+			continue;
+		}
+		if (*done == n)
+			return r;
+		size_t text_len = 0;
+		size_t chunk = plan->plan(plan->stream, buf + *done, n - *done, owed->buf, &text_len);
+		if (chunk > 0) {
+			r = to->send(to->ssl, buf + *done, chunk);
+			if (r <= 0)
+				return r;
+			plan->advance(plan->stream, buf + *done, (size_t)r);
+			*done += (size_t)r;
+			if ((size_t)r < chunk)
+				return r; /* a partial write */
+		}
+		if (text_len) {
+			*owed->len = (uint16_t)text_len;
+			plan->added(plan->stream);
+		}
+	}
+}
+
+ssize_t insert_send_tls(const struct tls_sender *to, const struct tls_planner *plan,
+			struct owed_bytes *owed, uint32_t *sent, const void *buf, size_t n)
+{
+	size_t start = *sent;
+	if (start > n) {
+		/* Not the retry of the write that failed: what it still had
+		 * to send is lost, and so is the stream. */
+		plan->stop(plan->stream);
+		start = 0;
+	}
+	size_t done = start;
+	ssize_t r = tls_loop(to, plan, owed, buf, n, &done);
+	*sent = 0;
+	if (done == n && *owed->len == 0)
+		r = (ssize_t)(n - (to->partial ? start : 0));
+	else if (to->partial && done > start)
+		r = (ssize_t)(done - start); /* the rest waits for the next write */
+	else if (!to->partial)
+		*sent = (uint32_t)done; /* the program will retry this write */
+	return r;
+}
+
+bool insert_pay_owed_tls(const struct tls_sender *to, struct owed_bytes *owed)
+{
+	size_t done = 0;
+	return tls_loop(to, NULL, owed, NULL, 0, &done) > 0;
+}

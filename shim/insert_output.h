@@ -61,4 +61,50 @@ ssize_t insert_send_plain(int fd, const struct iovec *iov, int iovcnt, int flags
  * they could not all go out. */
 bool insert_pay_owed(int fd, struct owed_bytes *owed) __attribute__((visibility("hidden")));
 
+/* ---- through a TLS library ----------------------------------------------- */
+
+/* How a TLS connection's plaintext goes out: send(ssl, buf, n) is the TLS
+ * library's write, returning the bytes it took (> 0) or its failure (<= 0,
+ * nothing taken). Unless partial (SSL_MODE_ENABLE_PARTIAL_WRITE) a send
+ * takes all or nothing, and a failed one is retried by the program with
+ * the same arguments; the library requires a failed send's retry to pass
+ * the same buffer and length. */
+struct tls_sender {
+	ssize_t (*send)(void *ssl, const void *buf, size_t n);
+	void *ssl;
+	bool partial;
+};
+
+/* Where a stream written through a TLS library gets added text. plan: of
+ * the n bytes at buf about to go, how many come before the next text,
+ * which it writes to text (the owed buffer, empty then; *text_len its
+ * length, 0 for none: then it returns n). advance: the first n of those
+ * bytes went. added: the planned text went into the owed buffer. stop:
+ * the stream cannot be followed any more (no text is planned again). */
+struct tls_planner {
+	size_t (*plan)(void *stream, const char *buf, size_t n, char *text, size_t *text_len);
+	void (*advance)(void *stream, const char *buf, size_t n);
+	void (*added)(void *stream);
+	void (*stop)(void *stream);
+	void *stream;
+};
+
+/* A write of n bytes (n > 0) the program makes through the TLS library,
+ * with the planned texts added: its bytes and the texts go out as a series
+ * of sends, each text always from the owed buffer, so that whatever send
+ * fails is retried as it was. *sent (kept by the stream) is how many of
+ * the program's bytes a failed write had already sent: its retry goes on
+ * from there. Returns what the program's call returns: without partial
+ * writes n, or the failing send's result; with them the count of the
+ * program's bytes that went (> 0), or the failing send's result if none
+ * did. */
+ssize_t insert_send_tls(const struct tls_sender *to, const struct tls_planner *plan,
+			struct owed_bytes *owed, uint32_t *sent, const void *buf, size_t n)
+	__attribute__((visibility("hidden")));
+
+/* Sends the owed bytes through to: false if they could not all go (the
+ * failed send is retried as it was by the next call). */
+bool insert_pay_owed_tls(const struct tls_sender *to, struct owed_bytes *owed)
+	__attribute__((visibility("hidden")));
+
 #endif
