@@ -43,7 +43,11 @@ enum slot_state { SLOT_FREE, SLOT_IDLE, SLOT_BUSY, SLOT_BUSY_GONE };
 struct client {
 	_Atomic uint32_t state;
 	_Atomic bool lost;     /* written by two threads at once: left alone */
+	bool began;            /* its socket was written */
+	_Atomic bool tls;      /* TLS: its socket carries records, its requests
+				  go through the library (client_output_tls) */
 	uint16_t owed_len;
+	uint32_t tls_sent;     /* of a TLS write that failed and will be retried */
 	char owed[ADDED_MAX];
 	struct http_parser parser;
 };
@@ -107,6 +111,9 @@ void client_connected(int fd, const struct sockaddr *addr)
 			continue;
 		http_parser_init_pausing(&cl->parser, &shim.matcher);
 		cl->owed_len = 0;
+		cl->began = false;
+		atomic_store_explicit(&cl->tls, false, memory_order_relaxed);
+		cl->tls_sent = 0;
 		atomic_store_explicit(&cl->lost, false, memory_order_relaxed);
 		atomic_store_explicit(&cl->state, SLOT_IDLE, memory_order_release);
 		atomic_store_explicit(&client_of[fd], (uint16_t)(k + 1), memory_order_release);
@@ -259,18 +266,36 @@ static __attribute__((noinline)) ssize_t planned_output(struct client *cl, int f
 	}
 }
 
+/* Whether the first bytes written on cl's socket (iov, iovcnt) begin a TLS
+ * handshake: then they, and all after them, are records. */
+static bool begins_tls(struct client *cl, const struct iovec *iov, int iovcnt)
+{
+	for (int i = 0; i < iovcnt && !cl->began; i++) {
+		if (iov[i].iov_len == 0)
+			continue;
+		cl->began = true;
+		if (http_starts_tls(iov[i].iov_base, iov[i].iov_len))
+			atomic_store_explicit(&cl->tls, true, memory_order_relaxed);
+	}
+	return atomic_load_explicit(&cl->tls, memory_order_relaxed);
+}
+
 ssize_t client_output(int fd, const struct iovec *iov, int iovcnt, int flags, bool use_send,
 		      const struct msghdr *msg)
 {
 	struct client *cl = client_at(fd);
 	bool usable = cl && iovcnt >= 0 && iovcnt <= IOV_MAX && (iovcnt == 0 || iov) &&
 		      !atomic_load_explicit(&cl->lost, memory_order_relaxed);
+	/* A TLS connection's records: the library's writes, made from inside
+	 * client_output_tls too (which holds the slot). */
+	if (usable && atomic_load_explicit(&cl->tls, memory_order_relaxed))
+		return insert_send_plain(fd, iov, iovcnt, flags, use_send, msg);
 	if (!usable || !out_lock(cl)) {
 		if (usable)
 			atomic_store_explicit(&cl->lost, true, memory_order_relaxed);
 		return insert_send_plain(fd, iov, iovcnt, flags, use_send, msg);
 	}
-	if (http_parser_stopped(&cl->parser) && cl->owed_len == 0) {
+	if ((http_parser_stopped(&cl->parser) && cl->owed_len == 0) || begins_tls(cl, iov, iovcnt)) {
 		out_unlock(cl);
 		return insert_send_plain(fd, iov, iovcnt, flags, use_send, msg);
 	}
@@ -291,4 +316,84 @@ bool client_before_sendfile(int fd)
 	out_unlock(cl);
 	errno = saved;
 	return paid;
+}
+
+/* The request stream of a TLS outbound connection, for insert_send_tls. */
+struct tls_request {
+	struct client *cl;
+	bool loaded, have_ctx;
+	struct outbound_ctx ctx;
+};
+
+static size_t tls_request_plan(void *stream, const char *buf, size_t n, char *text,
+			       size_t *text_len)
+{
+	struct tls_request *t = stream;
+	struct iovec iov = {.iov_base = (void *)buf, .iov_len = n};
+	size_t at;
+	uint32_t seen;
+	struct http_parser after;
+	if (http_parser_plan(&t->cl->parser, &iov, 1, &at, &seen, 1, &after) != 1)
+		return n;
+	if (!t->loaded) {
+		t->have_ctx = outbound_ctx_load(&t->ctx);
+		t->loaded = true;
+	}
+	if (t->have_ctx && (*text_len = render(&t->ctx, seen, text)) > 0)
+		return at;
+	return n;
+}
+
+static void tls_request_advance(void *stream, const char *buf, size_t n)
+{
+	struct iovec iov = {.iov_base = (void *)buf, .iov_len = n};
+	http_parser_advance(&((struct tls_request *)stream)->cl->parser, &iov, 1, n);
+}
+
+static void tls_request_added(void *stream)
+{
+	http_parser_added(&((struct tls_request *)stream)->cl->parser);
+}
+
+static void tls_request_stop(void *stream)
+{
+	atomic_store_explicit(&((struct tls_request *)stream)->cl->lost, true, memory_order_relaxed);
+}
+
+ssize_t client_output_tls(int fd, struct tls_sender *to, const void *buf, size_t n)
+{
+	struct client *cl = client_at(fd);
+	bool usable = cl && n > 0 && !atomic_load_explicit(&cl->lost, memory_order_relaxed);
+	if (!usable || !out_lock(cl)) {
+		if (usable)
+			atomic_store_explicit(&cl->lost, true, memory_order_relaxed);
+		return to->send(to->ssl, buf, n);
+	}
+	/* Records on the socket from here, whatever its first bytes were. */
+	cl->began = true;
+	atomic_store_explicit(&cl->tls, true, memory_order_relaxed);
+	ssize_t r;
+	if (http_parser_stopped(&cl->parser) && cl->owed_len == 0) {
+		r = to->send(to->ssl, buf, n);
+	} else {
+		struct tls_request stream = {.cl = cl};
+		struct tls_planner plan = {tls_request_plan, tls_request_advance, tls_request_added,
+					   tls_request_stop, &stream};
+		struct owed_bytes owed = owed_of(cl);
+		r = insert_send_tls(to, &plan, &owed, &cl->tls_sent, buf, n);
+	}
+	int saved = errno;
+	out_unlock(cl);
+	errno = saved;
+	return r;
+}
+
+void client_output_tls_end(int fd)
+{
+	struct client *cl = client_at(fd);
+	if (cl && out_lock(cl)) {
+		cl->owed_len = 0;
+		cl->tls_sent = 0;
+		out_unlock(cl);
+	}
 }

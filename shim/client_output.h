@@ -19,6 +19,8 @@
 #include <sys/types.h>
 #include <sys/uio.h>
 
+#include "insert_output.h"
+
 #define CLIENT_SLOTS 1024 /* outbound connections tracked at once */
 
 /* fd was connected (or is connecting) to addr: a TCP stream becomes an
@@ -37,5 +39,17 @@ ssize_t client_output(int fd, const struct iovec *iov, int iovcnt, int flags, bo
  * set, if they cannot); the bytes it sends go unseen, so the connection is
  * left alone from then on. */
 bool client_before_sendfile(int fd) __attribute__((visibility("hidden")));
+
+/* A write of n bytes (n > 0) the program makes through the TLS library on
+ * outbound connection fd, with the trace headers added (insert_send_tls).
+ * From the first such write the socket's own bytes are records, never
+ * parsed (as they are from a first write that begins a TLS handshake).
+ * Returns what the program's call returns. */
+ssize_t client_output_tls(int fd, struct tls_sender *to, const void *buf, size_t n)
+	__attribute__((visibility("hidden")));
+
+/* The TLS object writing outbound connection fd is freed: nothing is owed
+ * or retried through it any more. */
+void client_output_tls_end(int fd) __attribute__((visibility("hidden")));
 
 #endif

@@ -2,8 +2,10 @@
  * hook_ssl.c - the OpenSSL 3 (libssl.so.3) calls that move a server's
  * plaintext: SSL_read, SSL_read_ex, SSL_peek, SSL_peek_ex,
  * SSL_read_early_data, SSL_write, SSL_write_ex, SSL_write_early_data,
- * SSL_sendfile; and SSL_accept, SSL_do_handshake, SSL_shutdown and SSL_free
- * for the socket I/O they make and the state they end.
+ * SSL_sendfile; and SSL_accept, SSL_connect, SSL_do_handshake, SSL_shutdown
+ * and SSL_free for the socket I/O they make and the state they end. Writes
+ * on an outbound connection (the client side) get the trace headers
+ * (client_output.h).
  *
  * On an accepted connection the plaintext these calls carry is what a plain
  * connection's socket carries: requests read through them feed the
@@ -24,6 +26,7 @@
  */
 #include "hooks.h"
 
+#include "client_output.h"
 #include "conn_output.h"
 #include "tls_bind.h"
 
@@ -45,6 +48,7 @@ int SSL_write_ex(SSL *s, const void *buf, size_t num, size_t *written);
 int SSL_write_early_data(SSL *s, const void *buf, size_t num, size_t *written);
 ssize_t SSL_sendfile(SSL *s, int fd, off_t offset, size_t size, int flags);
 int SSL_accept(SSL *s);
+int SSL_connect(SSL *s);
 int SSL_do_handshake(SSL *s);
 int SSL_shutdown(SSL *s);
 void SSL_free(SSL *s);
@@ -67,6 +71,7 @@ struct ssl_functions {
 	int (*write_early_data)(SSL *, const void *, size_t, size_t *);
 	ssize_t (*sendfile)(SSL *, int, off_t, size_t, int);
 	int (*accept)(SSL *);
+	int (*connect)(SSL *);
 	int (*do_handshake)(SSL *);
 	int (*shutdown)(SSL *);
 	void (*free)(SSL *);
@@ -108,6 +113,7 @@ static __attribute__((noinline, cold)) void ssl_find(void)
 	FIND(write_early_data, "SSL_write_early_data");
 	FIND(sendfile, "SSL_sendfile");
 	FIND(accept, "SSL_accept");
+	FIND(connect, "SSL_connect");
 	FIND(do_handshake, "SSL_do_handshake");
 	FIND(shutdown, "SSL_shutdown");
 	FIND(free, "SSL_free");
@@ -359,20 +365,37 @@ static ssize_t send_write_early_data(void *s, const void *buf, size_t n)
 	return ok > 0 ? (ssize_t)written : ok;
 }
 
+/* The outbound connection an SSL write on s goes to, the thread's context
+ * told of it; -1 if it is none. */
+static int tls_client(const struct ssl_functions *f, SSL *s)
+{
+	if (!shim.active || !f->get_rfd || !f->get_wfd || !f->ctrl)
+		return -1;
+	int saved = errno;
+	int fd = ssl_fd(f, s, false);
+	errno = saved;
+	if (!(fd_class(fd) & FD_CLIENT) || !f->alpn_selected || speaks_h2(f, s))
+		return -1;
+	note_client_io(fd);
+	return fd;
+}
+
 /* A write of the program's through the library, made by send: its n bytes
- * (0 < n <= INT_MAX) with the header added. Returns what send returned for
- * them (conn_output_tls). */
+ * (0 < n <= INT_MAX) with the response header added on an accepted
+ * connection, the trace headers on an outbound one. Returns what send
+ * returned for them (conn_output_tls, client_output_tls). */
 static ssize_t tls_write(const struct ssl_functions *f, SSL *s,
 			 ssize_t (*send)(void *, const void *, size_t), const void *buf, size_t n)
 {
 	int fd = tls_conn(f, s, false);
+	int client = fd < 0 ? tls_client(f, s) : -1;
 	bool outer = ssl_enter();
 	ssize_t r;
-	if (fd < 0) {
-		r = send(s, buf, n);
-	} else {
+	if (fd >= 0 || client >= 0) {
 		struct tls_sender to = {send, s, partial_writes(f, s)};
-		r = conn_output_tls(fd, &to, buf, n);
+		r = fd >= 0 ? conn_output_tls(fd, &to, buf, n) : client_output_tls(client, &to, buf, n);
+	} else {
+		r = send(s, buf, n);
 	}
 	ssl_leave(f, s, outer);
 	if (fd >= 0)
@@ -465,6 +488,7 @@ EXPORT ssize_t SSL_sendfile(SSL *s, int fd, off_t offset, size_t size, int flags
 	}
 
 SOCKET_CALL(SSL_accept, accept)
+SOCKET_CALL(SSL_connect, connect)
 SOCKET_CALL(SSL_do_handshake, do_handshake)
 SOCKET_CALL(SSL_shutdown, shutdown)
 
@@ -480,6 +504,8 @@ EXPORT void SSL_free(SSL *s)
 		int fd = ssl_fd(f, s, false);
 		if ((fd_class(fd) & FD_CONN) && conn_is_tls(fd))
 			conn_output_tls_end(fd);
+		else if (fd_class(fd) & FD_CLIENT)
+			client_output_tls_end(fd);
 		tls_bind_forget(s);
 		errno = saved;
 	}

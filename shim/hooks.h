@@ -88,12 +88,23 @@ static inline void note_other_io(int fd)
 		ctx_boundary();
 }
 
-/* Before I/O on outbound connection fd: its own request goes on. */
+/* Socket I/O on fd inside a TLS library call (thread_ctx.in_ssl): the
+ * call's socket, if it touches that one alone (tls_bind.h). */
+static inline void ssl_socket_io(int fd)
+{
+	uint32_t conn = (uint32_t)conn_fd(fd) + 1;
+	if (thread_ctx.ssl_io_conn != conn)
+		thread_ctx.ssl_io_conn = thread_ctx.ssl_io_conn ? UINT32_MAX : conn;
+}
+
+/* Before a write on outbound connection fd: its own request goes on. */
 static inline void note_client_io(int fd)
 {
 	note_other_io(fd);
 	if (!thread_ctx.in_shim)
 		thread_ctx.foreign_lines = false;
+	if (unlikely(thread_ctx.in_ssl))
+		ssl_socket_io(fd);
 }
 
 /* Whether fd is a kernel TLS socket (TCP_ULP "tls"): the program's plain
@@ -108,11 +119,9 @@ bool socket_is_ktls(int fd) HIDDEN;
  * does not see: the connection is lost. */
 static inline void conn_socket_io(int fd, bool tls)
 {
-	if (unlikely(thread_ctx.in_ssl)) {
-		uint32_t conn = (uint32_t)conn_fd(fd) + 1;
-		if (thread_ctx.ssl_io_conn != conn)
-			thread_ctx.ssl_io_conn = thread_ctx.ssl_io_conn ? UINT32_MAX : conn;
-	} else if (unlikely(tls) && socket_is_ktls(fd)) {
+	if (unlikely(thread_ctx.in_ssl))
+		ssl_socket_io(fd);
+	else if (unlikely(tls) && socket_is_ktls(fd)) {
 		conn_lose(fd);
 	}
 }

@@ -47,6 +47,20 @@ access.log must have exactly one line per request; every line with an id
 (access.log and error.log) must name its request: precision 100%, recall
 on access.log at least MIN_RECALL.
 
+Then outbound HTTPS (the client side): the same service under the shim,
+given --downstream, calls a TLS capture server in this script (unshimmed)
+for most requests: python's http.client twice on the handler thread's
+keep-alive connection (a GET, and a POST whose body holds a fake head), or
+`curl -sk --http1.1` (an exec'ed program: its id comes through the
+environment). A bare run gives each downstream request's exact bytes.
+In the shim run every downstream request must be the bare one with
+exactly two lines added at the end of its head, "traceparent:
+00-T-P-F" and "X-Request-ID: I", where I is its inbound request's id
+(the one its response carried), T the same for every call of one inbound
+request, different for each, and the inbound traceparent's trace id when
+one came, P never repeated, F the inbound flags (01) when a traceparent
+came, else 03 (sampled, random trace id); bodies identical.
+
 Exit status 0 when every run passes.
 
     python3 tests/integration/test_tls.py
@@ -62,6 +76,7 @@ import ssl
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -444,6 +459,162 @@ def check_nginx(tmp, seed, failures):
         failures.append("nginx: recall %.2f%% below %.0f%%" % (100 * recall, 100 * MIN_RECALL))
 
 
+# ---------------------------------------------------------------- outbound
+
+DOWN_BODY = b"GET /fake HTTP/1.1\r\nX-Request-ID: fake\r\n\r\n"
+TRACEPARENT_RE = re.compile(rb"^traceparent: 00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
+HOST_RE = re.compile(rb"\r\nHost: 127\.0\.0\.1:\d+")
+
+
+class Capture:
+    """The downstream: a TLS server in this process (not under the shim)
+    keeping each request's head and body by its path; answers 200 "ok",
+    keep-alive."""
+
+    def __init__(self, cert, key):
+        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.ctx.load_cert_chain(cert, key)
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.got, self.errors = {}, []
+        self.lock = threading.Lock()
+        threading.Thread(target=self.accept_loop, daemon=True).start()
+
+    def accept_loop(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self.serve, args=(c,), daemon=True).start()
+
+    def serve(self, c):
+        buf = b""
+        try:
+            s = self.ctx.wrap_socket(c, server_side=True)
+            while True:
+                while b"\r\n\r\n" not in buf:
+                    data = s.recv(65536)
+                    if not data:
+                        if buf:
+                            raise OSError("closed inside a head")
+                        return
+                    buf += data
+                head, _, buf = buf.partition(b"\r\n\r\n")
+                m = re.search(rb"\r\ncontent-length: *(\d+)", head, re.I)
+                n = int(m.group(1)) if m else 0
+                while len(buf) < n:
+                    data = s.recv(65536)
+                    if not data:
+                        raise OSError("closed inside a body")
+                    buf += data
+                body, buf = buf[:n], buf[n:]
+                with self.lock:
+                    self.got.setdefault(head.split(b" ")[1].decode(), []).append((head, body))
+                s.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        except (OSError, ssl.SSLError) as e:
+            if buf or not isinstance(e, (ssl.SSLEOFError, ConnectionResetError)):
+                self.errors.append(repr(e))
+        finally:
+            c.close()
+
+
+def outbound_plan(seed):
+    conns = make_plan(seed)
+    rng = random.Random(seed)
+    for r in (r for conn in conns for r in conn):
+        r.call = rng.choices((None, "python", "curl"), (40, 52, 8))[0]
+        if r.call:
+            r.headers["X-Test-Call"] = r.call
+    return conns
+
+
+def outbound_run(python, tmp, cert, key, seed, shim):
+    """(requests, capture) of one run of the service calling a capture."""
+    name = "outbound-" + ("shim" if shim else "bare")
+    conns = outbound_plan(seed)
+    cap = Capture(cert, key)
+    svc = harness.Server("tls_service", LOG_DIR / ("tls-%s.log" % name), shim=shim,
+                         command=[python, SERVICE, "--cert", cert, "--key", key, "--truth",
+                                  tmp / ("truth-%s.log" % name), "--downstream", str(cap.port)])
+    try:
+        drive(svc.port, conns)
+    finally:
+        svc.kill()
+        cap.sock.close()
+    return [r for conn in conns for r in conn], cap
+
+
+def check_outbound(python, tmp, seed, failures):
+    if not shutil.which("curl"):
+        failures.append("curl missing (apt-get install -y curl)")
+        return
+    otmp = tmp / "outbound"
+    otmp.mkdir()
+    cert, key = make_cert(otmp)
+    runs = {shim: outbound_run(python, otmp, cert, key, seed, shim) for shim in (False, True)}
+    want_paths = {}
+    for r in runs[False][0]:
+        if r.call:
+            want_paths["/down/%s/1" % r.token] = r
+        if r.call == "python":
+            want_paths["/down/%s/2" % r.token] = r
+    bare = {}
+    for shim, (reqs, cap) in runs.items():
+        name = "outbound-" + ("shim" if shim else "bare")
+        failures.extend("%s: capture: %s" % (name, e) for e in cap.errors[:5])
+        failures.extend("%s: token %s: %s" % (name, r.token, r.error or r.status)
+                        for r in reqs if r.error or r.status != 200)
+        if set(cap.got) != set(want_paths) or any(len(v) != 1 for v in cap.got.values()):
+            failures.append("%s: %d downstream paths (%d requests), want %d, one each"
+                            % (name, len(cap.got), sum(map(len, cap.got.values())),
+                               len(want_paths)))
+            return
+        for path, [(head, body)] in sorted(cap.got.items()):
+            if body != (DOWN_BODY if path.endswith("/2") else b""):
+                failures.append("%s: %s: body %r" % (name, path, body[:80]))
+            if not shim:
+                if re.search(rb"\r\n(traceparent|tracestate|x-request-id):", head, re.I):
+                    failures.append("bare: %s carries trace headers: %r" % (path, head))
+                bare[path] = HOST_RE.sub(b"\r\nHost: -", head)
+    reqs, cap = runs[True]
+    by_token = {r.token: r for r in reqs}
+    traces, parents, added = {}, set(), 0
+    for path, [(head, body)] in sorted(cap.got.items()):
+        r = by_token[path.split("/")[2]]
+        lines = HOST_RE.sub(b"\r\nHost: -", head).split(b"\r\n")
+        want_id = (r.response_ids or [None])[0]
+        m = TRACEPARENT_RE.match(lines[-2]) if len(lines) > 2 else None
+        if (not m or lines[-1] != b"X-Request-ID: " + (want_id or "?").encode() or
+                b"\r\n".join(lines[:-2]) != bare[path]):
+            failures.append("shim: %s (token %s, %s, id %s): %r, bare %r"
+                            % (path, r.token, r.call, want_id, head, bare[path]))
+            continue
+        added += 1
+        trace, parent, flags = m.group(1).decode(), m.group(2), m.group(3)
+        if r.kind == "traceparent" and (trace, flags) != (r.expected, b"01"):
+            failures.append("shim: %s: trace id %s flags %s, the inbound one is %s, 01"
+                            % (path, trace, flags.decode(), r.expected))
+        elif r.kind != "traceparent" and flags != b"03":
+            failures.append("shim: %s: flags %s for a new trace, want 03 (sampled, random)"
+                            % (path, flags.decode()))
+        if traces.setdefault(r.token, trace) != trace:
+            failures.append("shim: %s: trace id %s, another call of its request had %s"
+                            % (path, trace, traces[r.token]))
+        if parent in parents:
+            failures.append("shim: %s: parent id %s repeated" % (path, parent.decode()))
+        parents.add(parent)
+    if len(set(traces.values())) != len(traces):
+        failures.append("shim: two inbound requests share a trace id downstream")
+    calls = [r.call for r in reqs if r.call]
+    print("outbound-tls: %d downstream requests over TLS (%d inbound requests calling with "
+          "http.client, %d with curl), %d with exactly their request's traceparent and "
+          "X-Request-ID and otherwise the bare bytes"
+          % (len(cap.got), calls.count("python"), calls.count("curl"), added))
+
+
 def main():
     if not shutil.which("openssl"):
         raise SystemExit("openssl missing (Debian package openssl)")
@@ -461,6 +632,7 @@ def main():
             groups.append((name, lambda f, n=name, p=python, s=i + 2:
                            check_run(n, p, tmp, s, True, f)))
         groups.append(("nginx-tls", lambda f: check_nginx(tmp, 7, f)))
+        groups.append(("outbound-tls", lambda f: check_outbound(pythons[0], tmp, 11, f)))
         return run_groups(groups)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -14,19 +14,54 @@ token's last two digits say (bodies of many sizes); a POST's body is read
 first. After binding 127.0.0.1 port 0 it writes its port and
 a newline to the descriptor --ready-fd and closes it.
 
+With --downstream PORT, a request with "X-Test-Call: python" first calls
+https://127.0.0.1:PORT/down/T/1 (GET) and /down/T/2 (POST, a body that
+holds a fake request head) on the handler thread's own keep-alive
+http.client connection; one with "X-Test-Call: curl" runs
+`curl -sk --http1.1` for /down/T/1. Certificates are not checked.
+
     python3 tls_service.py --cert C --key K --truth FILE --ready-fd N
+                           [--downstream PORT]
 """
 
 import argparse
+import http.client
 import os
 import ssl
+import subprocess
 import sys
+import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 def body_for(token):
     digits = "".join(c for c in token if c.isdigit())[-2:] or "0"
     return b"token %s\n" % token.encode() + b"x" * (int(digits) * 37)
+
+
+DOWN_BODY = b"GET /fake HTTP/1.1\r\nX-Request-ID: fake\r\n\r\n"
+
+
+class Downstream:
+    """The calls a handler makes, each thread on its own connection."""
+    port = None
+    local = threading.local()
+
+    @classmethod
+    def call(cls, how, token):
+        url = "/down/%s/" % token
+        if how == "curl":
+            subprocess.run(["curl", "-sk", "--http1.1", "-o", "/dev/null",
+                            "https://127.0.0.1:%d%s1" % (cls.port, url)], check=True)
+            return
+        conn = getattr(cls.local, "conn", None)
+        if conn is None:
+            conn = cls.local.conn = http.client.HTTPSConnection(
+                "127.0.0.1", cls.port, context=ssl._create_unverified_context())
+        conn.request("GET", url + "1")
+        conn.getresponse().read()
+        conn.request("POST", url + "2", body=DOWN_BODY)
+        conn.getresponse().read()
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -38,6 +73,8 @@ class Handler(BaseHTTPRequestHandler):
         if length:
             self.rfile.read(length)
         token = self.headers.get("X-Test-Token", "?")
+        if self.headers.get("X-Test-Call"):
+            Downstream.call(self.headers["X-Test-Call"], token)
         os.write(self.truth_fd, b"token=%s xrid=%s\n"
                  % (token.encode(), (self.headers.get("X-Request-ID") or "-").encode()))
         sys.stderr.write("served token=%s\n" % token)
@@ -61,7 +98,9 @@ def main():
     ap.add_argument("--key", required=True)
     ap.add_argument("--truth", required=True)
     ap.add_argument("--ready-fd", type=int, required=True)
+    ap.add_argument("--downstream", type=int)
     args = ap.parse_args()
+    Downstream.port = args.downstream
     Handler.truth_fd = os.open(args.truth, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
