@@ -9,7 +9,9 @@
  * Records stop short of RLIMIT_FSIZE, whose SIGXFSZ would kill the
  * program. On a signal handler's alternate stack a line's record is small
  * and has no return addresses. Every record names its process image (a
- * token new in each image and fork child), so that records a thread wrote
+ * token new in each image and fork child; a pid that differs from the one
+ * the records named is a child no fork handler ran in, a raw clone's, and
+ * gets a token and mappings of its own), so that records a thread wrote
  * before the image's mappings, or after a pid came back, stay apart. Must
  * never write to a descriptor that is not the audit file, never allocate,
  * never change errno.
@@ -47,6 +49,11 @@ static _Atomic bool channel_refused; /* no room for it: no records */
 static _Atomic bool map_written;
 static _Atomic uint32_t held_numbers;
 static _Atomic uint64_t image_token;
+/* The pid the records name: checked against the kernel's at every record,
+ * since a child made by a raw clone (no fork handlers ran) still has its
+ * parent's shim.pid and cached tids. raw_child: this is such a child. */
+static _Atomic int image_pid;
+static _Atomic bool raw_child;
 
 /* Executable mappings the last M records named: a return address outside
  * them (a library loaded since) makes the next line write them again. */
@@ -80,10 +87,43 @@ static uint64_t token(void)
 	return t | 1;
 }
 
+static void forget_image(void)
+{
+	atomic_store_explicit(&map_written, false, memory_order_relaxed);
+	atomic_store_explicit(&map_writing, false, memory_order_relaxed);
+	atomic_store_explicit(&image_token, 0, memory_order_relaxed);
+}
+
+/* Called before each record: a pid other than the one the records name is
+ * a child that no fork handler told of (clone(2) without CLONE_VM, or
+ * syscall(SYS_clone)): it becomes a process image of its own, with a new
+ * token and its mappings written again, as a fork child's. */
+static void own_image(void)
+{
+	int pid = (int)syscall(SYS_getpid);
+	int was = atomic_load_explicit(&image_pid, memory_order_relaxed);
+	if (pid == was)
+		return;
+	if (was != 0) {
+		forget_image();
+		atomic_store_explicit(&raw_child, true, memory_order_relaxed);
+	}
+	atomic_store_explicit(&image_pid, pid, memory_order_relaxed);
+}
+
+/* The calling thread's tid: a raw clone child's cached one is its
+ * parent's thread's. */
+static uint64_t record_tid(void)
+{
+	if (atomic_load_explicit(&raw_child, memory_order_relaxed))
+		return (uint64_t)syscall(SYS_gettid);
+	return (uint64_t)ctx_tid();
+}
+
 static void start(struct audit_record *r, char *buf, size_t cap, char kind)
 {
 	audit_record_start(r, buf, cap, kind);
-	audit_field_u64(r, (uint64_t)shim.pid);
+	audit_field_u64(r, (uint64_t)atomic_load_explicit(&image_pid, memory_order_relaxed));
 	audit_field_u64(r, token());
 	audit_field_u64(r, now_ns());
 }
@@ -276,10 +316,11 @@ static void line_record(char *buf, size_t cap, const struct call_chain *chain, s
 			enum audit_verdict verdict, uint64_t request, uint64_t ctx, uint32_t held,
 			const char *text, size_t len)
 {
-	static const char *const names[] = {"tagged", "outside", "unproven", "batch", "held"};
+	static const char *const names[] = {"tagged", "outside", "unproven", "batch", "held",
+					     "raw"};
 	struct audit_record r;
 	start(&r, buf, cap, 'L');
-	audit_field_u64(&r, (uint64_t)ctx_tid());
+	audit_field_u64(&r, record_tid());
 	audit_field_u64(&r, held);
 	audit_field_raw(&r, names[verdict], __builtin_strlen(names[verdict]));
 	put_id(&r, request);
@@ -307,6 +348,7 @@ void audit_line(enum audit_verdict verdict, uint64_t request, uint64_t ctx, uint
 		const char *text, size_t len)
 {
 	int saved = errno;
+	own_image();
 	if (on_alternate_stack()) {
 		/* A small stack may not hold the full record: no frames, and
 		 * the line's first 64 bytes. */
@@ -328,6 +370,7 @@ uint32_t audit_held_number(void)
 void audit_line_decided(uint32_t number, uint64_t request)
 {
 	int saved = errno;
+	own_image();
 	char buf[512];
 	struct audit_record r;
 	start(&r, buf, sizeof(buf), 'D');
@@ -340,6 +383,7 @@ void audit_line_decided(uint32_t number, uint64_t request)
 void audit_request_started(uint64_t serial, const char *id, size_t id_len)
 {
 	int saved = errno;
+	own_image();
 	map_once_per_image();
 	char buf[512];
 	struct audit_record r;
@@ -353,6 +397,7 @@ void audit_request_started(uint64_t serial, const char *id, size_t id_len)
 static void request_record(char kind, uint64_t serial)
 {
 	int saved = errno;
+	own_image();
 	char buf[128];
 	struct audit_record r;
 	start(&r, buf, sizeof(buf), kind);
@@ -383,7 +428,7 @@ void audit_fd_closing(void)
 
 void audit_after_fork(void)
 {
-	atomic_store_explicit(&map_written, false, memory_order_relaxed);
-	atomic_store_explicit(&map_writing, false, memory_order_relaxed);
-	atomic_store_explicit(&image_token, 0, memory_order_relaxed);
+	forget_image();
+	atomic_store_explicit(&image_pid, shim.pid, memory_order_relaxed);
+	atomic_store_explicit(&raw_child, false, memory_order_relaxed);
 }

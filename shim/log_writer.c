@@ -225,6 +225,9 @@ struct writer {
 	unsigned stage_lines;      /* lines in the stage */
 	int error;                 /* errno of a failed write, 0 if none */
 	uint64_t id_request;       /* cached id text for this request serial */
+	bool raw;                  /* the last line went out as it came (no
+				      memory for it, or not a syslog message):
+				      its audit record says so */
 	size_t fields_len;             /* the fields of id_request's lines */
 	char fields[LINE_FIELDS_MAX];
 	char stage[STAGE_SIZE];
@@ -242,6 +245,7 @@ static void writer_init(struct writer *w, const struct log_sink *sink, enum outp
 	w->staged = 0;
 	w->stage_lines = 0;
 	w->error = 0;
+	w->raw = false;
 	w->id_request = UINT64_MAX;
 	w->fields_len = 0;
 }
@@ -337,15 +341,19 @@ static size_t message_head(const struct log_sink *sink, const char *line, size_t
 static bool writer_message(struct writer *w, const char *line, size_t len, size_t input)
 {
 	size_t head = message_head(w->sink, line, len);
-	if (head == 0) /* not a syslog message after all: as it came */
+	if (head == 0) { /* not a syslog message after all: as it came */
+		w->raw = true;
 		return writer_raw(w, line, len);
+	}
 	size_t bound = head + line_format_bound(len - head, w->fields_len);
 	char *out = w->stage;
 	if (!writer_flush(w))
 		return false;
 	if (bound > STAGE_SIZE) {
-		if (!w->slot || !buffer_reserve(&w->slot->scratch, &w->slot->scratch_cap, bound))
+		if (!w->slot || !buffer_reserve(&w->slot->scratch, &w->slot->scratch_cap, bound)) {
+			w->raw = true;
 			return writer_raw(w, line, len);
+		}
 		out = w->slot->scratch;
 	}
 	memcpy(out, line, head);
@@ -382,11 +390,13 @@ emit_line(struct writer *w, uint64_t request, const char *line, size_t len, bool
 		/* Too long for the stage: format into the slot's scratch. */
 		if (!w->slot && w->mode == OUTPUT_APP)
 			w->slot = claim_slot(w->sink);
-		if (!w->slot || !buffer_reserve(&w->slot->scratch, &w->slot->scratch_cap, bound))
+		if (!w->slot || !buffer_reserve(&w->slot->scratch, &w->slot->scratch_cap, bound)) {
 			/* No memory for it: the line goes out as it came, not lost. */
-			return whole ? EMIT_SPLIT
-				     : writer_put(w, line, len + newline, input) ? EMIT_DONE
-										  : EMIT_FAILED;
+			if (whole)
+				return EMIT_SPLIT;
+			w->raw = true;
+			return writer_put(w, line, len + newline, input) ? EMIT_DONE : EMIT_FAILED;
+		}
 		out = w->slot->scratch;
 	}
 	unsigned seen;
@@ -614,14 +624,37 @@ static void hold_record(struct line_slot *s, size_t at, struct line_verdict v)
 }
 
 /* Audit mode: the verdict of a line the program's current call wrote,
- * which went out with request's id. */
-static void audit_now(uint64_t request, bool batch, const char *line, size_t len)
+ * which w just sent out (with w->id_request's id, unless it went out as it
+ * came); ctx is the thread's request the line was judged under. */
+static void audit_emitted(struct writer *w, uint64_t ctx, bool batch, const char *line,
+			  size_t len)
 {
-	enum audit_verdict v = request		 ? AUDIT_TAGGED
-			       : batch		 ? AUDIT_BATCH
-			       : thread_ctx.request ? AUDIT_UNPROVEN
-						 : AUDIT_OUTSIDE;
-	audit_line(v, request, thread_ctx.request, 0, line, len);
+	uint64_t request = w->raw ? 0 : w->id_request;
+	enum audit_verdict v = w->raw	       ? AUDIT_RAW
+			       : request ? AUDIT_TAGGED
+			       : batch	 ? AUDIT_BATCH
+			       : ctx	 ? AUDIT_UNPROVEN
+					 : AUDIT_OUTSIDE;
+	w->raw = false;
+	audit_line(v, request, ctx, 0, line, len);
+}
+
+static void audit_now(struct writer *w, bool batch, const char *line, size_t len)
+{
+	audit_emitted(w, thread_ctx.request, batch, line, len);
+}
+
+/* Audit mode: each line of n bytes that went out as they came, a last one
+ * without its newline too (what follows it is a line of its own to the
+ * shim). */
+static __attribute__((noinline, cold)) void audit_raw(const char *b, size_t n)
+{
+	for (size_t pos = 0; pos < n;) {
+		const char *nl = memchr(b + pos, '\n', n - pos);
+		size_t len = nl ? (size_t)(nl - (b + pos)) : n - pos;
+		audit_line(AUDIT_RAW, 0, thread_ctx.request, 0, b + pos, len);
+		pos += len + (nl != NULL);
+	}
 }
 
 /* Past HELD_MAX a thread that never reaches its bracket would hold without
@@ -651,6 +684,10 @@ static __attribute__((noinline, cold)) bool give_up_partial(struct writer *w, st
 		return false;
 	size_t start = s->held_len + RECORD;
 	writer_records(w, s->buf, s->held_len, 0);
+	if (unlikely(shim.audit)) /* the line once, by its first bytes */
+		audit_line(AUDIT_RAW, 0, thread_ctx.request, 0,
+			   s->len > start ? s->buf + start : b,
+			   s->len > start ? s->len - start : n - ended);
 	bool ok = writer_flush(w) &&
 		  (s->len <= start || writer_put(w, s->buf + start, s->len - start, 0)) &&
 		  writer_put(w, b, n, n);
@@ -683,7 +720,7 @@ static bool consume_message(struct writer *w, const char *buf, size_t n)
 	if (!writer_line(w, request, buf, n, false, n))
 		return false;
 	if (unlikely(shim.audit))
-		audit_now(w->id_request, false, buf, n);
+		audit_now(w, false, buf, n);
 	return true;
 }
 
@@ -692,8 +729,12 @@ static bool consume(struct writer *w, const char *buf, size_t n)
 {
 	size_t pos = 0;
 	if (w->slot && w->slot->held_len && thread_ctx.mode != CTX_BRACKET &&
-	    !writer_decided(w, w->slot))
-		return writer_raw(w, buf, n); /* still blocked: keep order, lose the id */
+	    !writer_decided(w, w->slot)) {
+		/* still blocked: keep order, lose the id */
+		if (unlikely(shim.audit))
+			audit_raw(buf, n);
+		return writer_raw(w, buf, n);
+	}
 	if (w->sink->message)
 		return consume_message(w, buf, n);
 	if (buf[n - 1] == '\n' && !(w->slot && (has_partial(w->slot) || w->slot->raw_partial)) &&
@@ -709,7 +750,7 @@ static bool consume(struct writer *w, const char *buf, size_t n)
 			enum emitted e = emit_line(w, v.request, buf, n - 1, true, n, true);
 			if (e != EMIT_SPLIT) {
 				if (e == EMIT_DONE && unlikely(shim.audit))
-					audit_now(w->id_request, false, buf, n - 1);
+					audit_now(w, false, buf, n - 1);
 				return e == EMIT_DONE;
 			}
 		}
@@ -748,8 +789,12 @@ static bool consume(struct writer *w, const char *buf, size_t n)
 				 * line of its own, and its rest will too. */
 				struct line_verdict v;
 				judge(thread_ctx.request, &v);
-				return emit_line(w, v.kind == EMIT ? v.request : 0, buf + pos, seg,
-						 true, seg, false) == EMIT_DONE;
+				if (emit_line(w, v.kind == EMIT ? v.request : 0, buf + pos, seg, true,
+					      seg, false) != EMIT_DONE)
+					return false;
+				if (unlikely(shim.audit))
+					audit_now(w, false, buf + pos, seg);
+				return true;
 			}
 			size_t at = s->len;
 			if (!has_partial(s))
@@ -792,7 +837,7 @@ static bool consume(struct writer *w, const char *buf, size_t n)
 					return false;
 				}
 				if (unlikely(shim.audit))
-					audit_now(w->id_request, batch, line, len);
+					audit_now(w, batch, line, len);
 				s->len = s->held_len;
 			}
 			pos += seg;
@@ -828,7 +873,7 @@ static bool consume(struct writer *w, const char *buf, size_t n)
 		if (emit_line(w, request, buf + pos, seg - 1, true, seg, false) != EMIT_DONE)
 			return false;
 		if (unlikely(shim.audit))
-			audit_now(w->id_request, batch, buf + pos, seg - 1);
+			audit_now(w, batch, buf + pos, seg - 1);
 		pos += seg;
 	}
 	return true;
@@ -893,10 +938,12 @@ static void slot_drain(struct line_slot *s, uint64_t request, enum partial_line 
 	if (with_partial && has_partial(s)) {
 		const char *line = s->buf + s->held_len + RECORD;
 		size_t len = s->len - s->held_len - RECORD;
-		if (partial == PARTIAL_PLAIN)
+		if (partial == PARTIAL_PLAIN) {
 			writer_raw(&w, line, len);
-		else
-			writer_line(&w, partial_request, line, len, false, 0);
+		} else if (writer_line(&w, partial_request, line, len, false, 0) &&
+			   unlikely(shim.audit)) {
+			audit_emitted(&w, s->partial_request, false, line, len);
+		}
 	}
 	writer_flush(&w);
 	if (with_partial) {

@@ -14,6 +14,12 @@ audit_drive.py under the audit and sent the same keep-alive requests.
     children): no findings, exit 0, every line of every request tagged.
   - a command that exits 3 fails the audit and is named; a command that
     cannot start, and bad options, exit 2.
+  - audit_procs.c: a child made by a raw clone (no fork handlers) has its
+    records under its own pid, with its own mappings (its lines resolve to
+    their function); a line the shim passed through unenriched (no memory)
+    is recorded as such, once per line, and is untagged inside a request
+    with the reason "raw"; a line held when its process was killed is
+    untagged, "held: process ended before the line's request was known".
   - make install into a temporary root (and make uninstall): the installed
     reqid needs no REQID_LIB, says its version and audits.
 Prints "N passed, M failed" last and exits non-zero on a failure.
@@ -33,15 +39,28 @@ import harness  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 DRIVE = str(HERE / "audit_drive.py")
+PROCS = harness.LOG_DIR / "audit_procs"
+sys.path.insert(0, str(harness.ROOT / "scripts"))
+import reqid_audit  # noqa: E402
 APP_ID = ["--app-id", r"rid=([A-Za-z0-9._:-]+)"]
 REQUESTS = 7  # audit_drive.py's sequence
 
 
-def marker_line(marker):
-    for n, line in enumerate((harness.ROOT / "tests/servers/leaky.c").read_text().splitlines(), 1):
-        if "/* LEAK %s */" % marker in line:
+def marker_line(marker, source="tests/servers/leaky.c", kind="LEAK"):
+    for n, line in enumerate((harness.ROOT / source).read_text().splitlines(), 1):
+        if "/* %s %s */" % (kind, marker) in line:
             return n
-    raise harness.Failure("no LEAK %s marker in leaky.c" % marker)
+    raise harness.Failure("no %s %s marker in %s" % (kind, marker, source))
+
+
+def procs_line(marker):
+    return marker_line(marker, "tests/integration/audit_procs.c", "AUDIT")
+
+
+def build_procs():
+    harness.LOG_DIR.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["cc", "-O2", "-g", "-Wall", "-Wextra", "-Werror", "-o", str(PROCS),
+                    str(HERE / "audit_procs.c")], check=True, timeout=60)
 
 
 def audit(*args, json_out=None, junit_out=None):
@@ -144,6 +163,83 @@ def check_exits(fail):
           "options: exit 2" % "exits")
 
 
+def audit_json(args, cmd):
+    """reqid audit with --json: (exit status, the JSON report, stdout)."""
+    with tempfile.TemporaryDirectory(prefix="reqid-audit-test-") as tmp:
+        js = str(Path(tmp) / "a.json")
+        rc, out, err = audit(*args, cmd, json_out=js)
+        if not Path(js).exists():
+            raise harness.Failure("no JSON report: exit %d %s %s" % (rc, out, err))
+        return rc, json.loads(Path(js).read_text()), out
+
+
+def check_clone(fail):
+    """A raw clone child's records carry its own pid and mappings."""
+    with tempfile.TemporaryDirectory(prefix="reqid-audit-test-") as tmp:
+        env = dict(__import__("os").environ, LD_PRELOAD=str(harness.LIBREQID),
+                   REQID_AUDIT_DIR=tmp)
+        p = subprocess.run([str(PROCS), "clone"], env=env, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.PIPE, timeout=60)
+        procs, lines = reqid_audit.read_records(tmp)
+    if p.returncode != 0:
+        fail("clone: exit %d %r" % (p.returncode, p.stderr))
+    texts = sorted(ln.text.split(" ", 1)[0] + " " + ln.text.rsplit(" ", 1)[1] for ln in lines)
+    if texts != ["child one", "child two", "parent after", "parent before"]:
+        fail("clone: lines %s" % texts)
+    # each line is recorded under the pid it names, in the child's own image
+    wrong = [(ln.proc.pid, ln.text) for ln in lines
+             if "pid=%d " % ln.proc.pid not in ln.text]
+    pids = {ln.text.split(" ", 1)[0]: ln.proc.pid for ln in lines}
+    if wrong or len(set(pids.values())) != 2:
+        fail("clone: records under another pid: %s" % wrong)
+    names = reqid_audit.symbolize({f for ln in lines for f in ln.frames})
+    sites = sorted((ln.text.split(" ", 1)[0], names[ln.frames[0]][0], names[ln.frames[0]][2])
+                   for ln in lines if ln.frames)
+    want = sorted((who, "log_pid", procs_line("clone"))
+                  for who in ("child", "child", "parent", "parent"))
+    if sites != want:
+        fail("clone: call sites %s, expected %s" % (sites, want))
+    rc, report, out = audit_json([], [str(PROCS), "clone"])
+    if rc != 0 or report["lines"] != 4 or report["findings"]:
+        fail("clone under reqid audit: exit %d, %d lines, %s" % (rc, report["lines"], out))
+    print("%-16s 4 lines, the child's 2 under its own pid, all at log_pid:%d" % (
+        "clone", procs_line("clone")))
+
+
+RAW_REASON = ("raw: the shim passed it through unenriched (no memory or line slot for it, "
+              "or its stream blocked)")
+HELD_REASON = "held: process ended before the line's request was known"
+
+
+def check_raw(fail):
+    """No memory inside a request: the long line and the line in pieces go
+    out as they came, each recorded once, untagged with the reason raw."""
+    rc, report, out = audit_json([], [str(PROCS), "no_memory"])
+    got = sorted((f["kind"], f["function"], f["line"], f["count"], f["reason"])
+                 for f in report["findings"])
+    want = sorted([("untagged", "sc_no_memory", procs_line("big"), 1, RAW_REASON),
+                   ("untagged", "sc_no_memory", procs_line("pieces"), 1, RAW_REASON)])
+    if rc != 1 or got != want or report["lines"] != 3 or report["tagged"] != 1:
+        fail("no_memory: exit %d, %d lines, %d tagged, findings %s, expected %s" % (
+            rc, report["lines"], report["tagged"], got, want))
+    print("%-16s 3 lines, 1 tagged; untagged (raw) x1 at %d and x1 at %d" % (
+        "raw", procs_line("big"), procs_line("pieces")))
+
+
+def check_held_killed(fail):
+    """A line held when its process was killed: untagged, and said so."""
+    rc, report, out = audit_json([], [str(PROCS), "held_killed"])
+    got = [(f["kind"], f["function"], f["line"], f["count"], f["reason"])
+           for f in report["findings"]]
+    want = [("untagged", "sc_held_killed", procs_line("held"), 1, HELD_REASON)]
+    if rc != 1 or got != want or report["lines"] != 2 or report["tagged"] != 1 or \
+            report["command_exit"] != -9 or HELD_REASON not in out:
+        fail("held_killed: exit %d, %d lines, %d tagged, command exit %s, findings %s" % (
+            rc, report["lines"], report["tagged"], report["command_exit"], got))
+    print("%-16s 2 lines, 1 tagged; untagged x1 at sc_held_killed:%d (%s)" % (
+        "held_killed", procs_line("held"), HELD_REASON))
+
+
 def check_install(fail):
     """make install into a temporary root: the installed reqid finds its
     library and helpers without REQID_LIB, says its version, audits; make
@@ -178,10 +274,12 @@ def check_install(fail):
 
 
 def main():
+    build_procs()
     groups = [("leaky", check_leaky)]
     groups += [(n, lambda f, n=n: check_clean(n, f))
                for n in ("thread_per_conn", "thread_pool", "fork_per_conn")]
     groups.append(("exits", check_exits))
+    groups += [("clone", check_clone), ("raw", check_raw), ("held_killed", check_held_killed)]
     groups.append(("install", check_install))
     return harness.run_groups([(name, lambda failures, check=check: check(failures.append))
                                for name, check in groups],
