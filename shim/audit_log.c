@@ -1,11 +1,13 @@
 /*
  * audit_log.c - writing `reqid audit`'s records (see audit_log.h).
  *
- * The file is opened by the first record of a process image, with a raw
- * system call (no hook sees it), and moved up to a high descriptor number,
- * out of the program's way (or just under RLIMIT_NOFILE; without a free
- * high number there are no records); a program that closes that number (a
- * daemon closing every descriptor) makes the next record open it again.
+ * The file is opened when the shim starts in a process image (audit_open:
+ * a server that drops its privileges later keeps it), else by its first
+ * record, with a raw system call (no hook sees it), and moved up to a high
+ * descriptor number, out of the program's way (or just under
+ * RLIMIT_NOFILE; without a free high number there are no records); a
+ * program that closes that number (a daemon closing every descriptor)
+ * makes the next record open it again.
  * Records stop short of RLIMIT_FSIZE, whose SIGXFSZ would kill the
  * program. On a signal handler's alternate stack a line's record is small
  * and has no return addresses. Every record names its process image (a
@@ -414,6 +416,13 @@ void audit_request_ended(uint64_t serial)
 void audit_request_answered(uint64_t serial)
 {
 	request_record('R', serial);
+}
+
+void audit_open(void)
+{
+	int saved = errno;
+	channel_fd();
+	errno = saved;
 }
 
 bool audit_is_channel(int fd)

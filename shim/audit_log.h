@@ -60,6 +60,12 @@ void audit_request_started(uint64_t serial, const char *id, size_t id_len)
 void audit_request_ended(uint64_t serial) __attribute__((visibility("hidden")));
 void audit_request_answered(uint64_t serial) __attribute__((visibility("hidden")));
 
+/* Opens the audit file at start-up, before the program can drop its
+ * privileges: workers that setuid to another user can no longer open a
+ * file in the audit directory, but write on through the descriptor they
+ * inherited, as do their fork children. */
+void audit_open(void) __attribute__((visibility("hidden")));
+
 /* Whether fd is the audit file (the program closing it: audit_fd_closing). */
 bool audit_is_channel(int fd) __attribute__((visibility("hidden")));
 void audit_fd_closing(void) __attribute__((visibility("hidden")));

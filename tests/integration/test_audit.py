@@ -20,6 +20,13 @@ audit_drive.py under the audit and sent the same keep-alive requests.
     is recorded as such, once per line, and is untagged inside a request
     with the reason "raw"; a line held when its process was killed is
     untagged, "held: process ended before the line's request was known".
+  - audit_real.py: nginx started as root with `user nobody nogroup;` (its
+    master logs nothing): every access log line its workers write is
+    audited, with its id (skipped when not root or without nginx); busybox
+    httpd, a forked child per connection execing a CGI shell script that
+    logs to stderr: its children's and the CGI scripts' lines are all
+    audited, with their ids, and there are no findings (skipped without
+    busybox).
   - make install into a temporary root (and make uninstall): the installed
     reqid needs no REQID_LIB, says its version and audits.
 Prints "N passed, M failed" last and exits non-zero on a failure.
@@ -28,6 +35,7 @@ Prints "N passed, M failed" last and exits non-zero on a failure.
 """
 import json
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -240,6 +248,55 @@ def check_held_killed(fail):
         "held_killed", procs_line("held"), HELD_REASON))
 
 
+REAL_REQUESTS = 5
+
+
+def audit_real(name):
+    """audit_real.py NAME under reqid audit: (exit, JSON report, the log
+    files' text by name)."""
+    with tempfile.TemporaryDirectory(prefix="reqid-audit-real-") as tmp:
+        rc, report, out = audit_json(["--log-path", tmp + "/*.log"],
+                                     ["python3", str(HERE / "audit_real.py"), name, tmp,
+                                      str(REAL_REQUESTS)])
+        logs = {f.name: f.read_text(errors="replace") for f in Path(tmp).glob("*.log")}
+    return rc, report, out, logs
+
+
+def check_nginx_nobody(fail):
+    """Workers that dropped root write their records through the audit file
+    the master opened at start-up."""
+    if __import__("os").geteuid() != 0 or not shutil.which("nginx", path="/usr/sbin:/usr/bin"):
+        print("%-16s skipped: needs root and nginx" % "nginx-nobody")
+        return
+    rc, report, out, logs = audit_real("nginx-nobody")
+    access = logs.get("access.log", "").splitlines()
+    tagged = [ln for ln in access if ln.startswith('{"request_id":"id-t')]
+    if rc != 0 or report["lines"] != REAL_REQUESTS or report["tagged"] != REAL_REQUESTS or \
+            report["findings"] or len(tagged) != REAL_REQUESTS:
+        fail("nginx-nobody: exit %d, %d lines, %d tagged, findings %s, access.log %s: %s" % (
+            rc, report["lines"], report["tagged"], report["findings"], access, out))
+    print("%-16s workers as nobody: %d access log lines audited, %d with an id, no findings"
+          % ("nginx-nobody", report["lines"], report["tagged"]))
+
+
+def check_busybox(fail):
+    """busybox httpd's per-connection children and the CGI scripts they
+    exec are audited; a clean run has no findings."""
+    if not shutil.which("busybox"):
+        print("%-16s skipped: needs busybox" % "busybox")
+        return
+    rc, report, out, logs = audit_real("busybox")
+    lines = logs.get("stderr.log", "").splitlines()
+    cgi = [ln for ln in lines if '"msg":"cgi pid=' in ln and '"request_id":"id-t' in ln]
+    if rc != 0 or report["lines"] != 2 * REAL_REQUESTS or \
+            report["tagged"] != 2 * REAL_REQUESTS or report["findings"] or \
+            len(lines) != 2 * REAL_REQUESTS or len(cgi) != REAL_REQUESTS:
+        fail("busybox: exit %d, %d lines, %d tagged, findings %s, stderr.log %s: %s" % (
+            rc, report["lines"], report["tagged"], report["findings"], lines, out))
+    print("%-16s %d lines audited (%d of the CGI scripts), %d with an id, no findings" % (
+        "busybox", report["lines"], len(cgi), report["tagged"]))
+
+
 def check_install(fail):
     """make install into a temporary root: the installed reqid finds its
     library and helpers without REQID_LIB, says its version, audits; make
@@ -279,7 +336,8 @@ def main():
     groups += [(n, lambda f, n=n: check_clean(n, f))
                for n in ("thread_per_conn", "thread_pool", "fork_per_conn")]
     groups.append(("exits", check_exits))
-    groups += [("clone", check_clone), ("raw", check_raw), ("held_killed", check_held_killed)]
+    groups += [("clone", check_clone), ("raw", check_raw), ("held_killed", check_held_killed),
+               ("nginx-nobody", check_nginx_nobody), ("busybox", check_busybox)]
     groups.append(("install", check_install))
     return harness.run_groups([(name, lambda failures, check=check: check(failures.append))
                                for name, check in groups],
