@@ -10,6 +10,10 @@ audit_drive.py under the audit and sent the same keep-alive requests.
     back with those three failing testcases and the clean call sites
     passing. --fail-on without those kinds exits 0; a --sentinel found in
     a request's line is one finding of its own.
+  - leaky_loop (tests/servers/leaky_loop.c, one thread, poll): exactly its
+    planted leak, 7 untagged lines at finish_parked's LEAK marker, by the
+    single-threaded rule (a line outside any request, written while one
+    was in flight); its other 12 lines, 7 of them with ids, are clean.
   - thread_per_conn, thread_pool, fork_per_conn (lines written by forked
     children): no findings, exit 0, every line of every request tagged.
   - a command that exits 3 fails the audit and is named; a command that
@@ -134,6 +138,22 @@ def check_leaky(fail):
         fail("leaky --sentinel: exit %d, findings %s" % (rc, got))
     print("%-16s exit 1; %s" % ("leaky", "; ".join("%s %s:%d x%d" % (k, fn, line, n)
                                                      for k, fn, _, line, n in want)))
+
+
+SINGLE_THREADED = "single-threaded process, a request in flight"
+
+
+def check_leaky_loop(fail):
+    line = marker_line("loop", "tests/servers/leaky_loop.c")
+    rc, report, out = audit_json(APP_ID, ["python3", DRIVE, "leaky_loop"])
+    got = [(f["kind"], f["function"], Path(f["file"]).name, f["line"], f["count"], f["reason"])
+           for f in report["findings"]]
+    want = [("untagged", "finish_parked", "leaky_loop.c", line, REQUESTS, SINGLE_THREADED)]
+    if rc != 1 or got != want or report["lines"] != 19 or report["tagged"] != REQUESTS:
+        fail("leaky_loop: exit %d, %d lines, %d tagged, findings %s, expected %s" % (
+            rc, report["lines"], report["tagged"], got, want))
+    print("%-16s exit 1; untagged finish_parked:%d x%d (%s); 19 lines, %d with an id" % (
+        "leaky_loop", line, REQUESTS, SINGLE_THREADED, REQUESTS))
 
 
 def check_clean(name, fail):
@@ -332,7 +352,7 @@ def check_install(fail):
 
 def main():
     build_procs()
-    groups = [("leaky", check_leaky)]
+    groups = [("leaky", check_leaky), ("leaky_loop", check_leaky_loop)]
     groups += [(n, lambda f, n=n: check_clean(n, f))
                for n in ("thread_per_conn", "thread_pool", "fork_per_conn")]
     groups.append(("exits", check_exits))
