@@ -426,6 +426,15 @@ static bool writer_line(struct writer *w, uint64_t request, const char *line, si
 	return emit_line(w, request, line, len, newline, input, false) == EMIT_DONE;
 }
 
+/* The id the line w emitted last went out with (0: none, or it went out as
+ * it came), for its audit record; the next line starts unflagged. */
+static uint64_t emitted_id(struct writer *w)
+{
+	uint64_t id = w->raw ? 0 : w->id_request;
+	w->raw = false;
+	return id;
+}
+
 /* No buffer room for bytes: they go out as they came after what is staged. */
 static bool writer_raw(struct writer *w, const char *b, size_t n)
 {
@@ -444,8 +453,9 @@ static void writer_records(struct writer *w, const char *buf, size_t n, uint64_t
 		const char *line = buf + pos + RECORD;
 		writer_line(w, record_tag(&r, request, line, r.len - 1, own), line, r.len - 1,
 			    !w->sink->message, 0);
+		uint64_t id = emitted_id(w);
 		if (unlikely(r.audit))
-			audit_line_decided(r.audit, w->id_request);
+			audit_line_decided(r.audit, id);
 		pos += RECORD + r.len;
 	}
 }
@@ -464,8 +474,9 @@ static bool writer_decided(struct writer *w, struct line_slot *s)
 		if (!writer_line(w, r.request & ~DECIDED, s->buf + pos + RECORD, r.len - 1,
 				 !w->sink->message, 0) || !writer_flush(w))
 			break;
+		uint64_t id = emitted_id(w);
 		if (unlikely(r.audit))
-			audit_line_decided(r.audit, w->id_request);
+			audit_line_decided(r.audit, id);
 		pos += RECORD + r.len;
 	}
 	memmove(s->buf, s->buf + pos, s->len - pos);
@@ -629,13 +640,13 @@ static void hold_record(struct line_slot *s, size_t at, struct line_verdict v)
 static void audit_emitted(struct writer *w, uint64_t ctx, bool batch, const char *line,
 			  size_t len)
 {
-	uint64_t request = w->raw ? 0 : w->id_request;
-	enum audit_verdict v = w->raw	       ? AUDIT_RAW
+	bool raw = w->raw;
+	uint64_t request = emitted_id(w);
+	enum audit_verdict v = raw	       ? AUDIT_RAW
 			       : request ? AUDIT_TAGGED
 			       : batch	 ? AUDIT_BATCH
 			       : ctx	 ? AUDIT_UNPROVEN
 					 : AUDIT_OUTSIDE;
-	w->raw = false;
 	audit_line(v, request, ctx, 0, line, len);
 }
 
