@@ -11,10 +11,11 @@
  * Records stop short of RLIMIT_FSIZE, whose SIGXFSZ would kill the
  * program. On a signal handler's alternate stack a line's record is small
  * and has no return addresses. Every record names its process image (a
- * token new in each image and fork child; a pid that differs from the one
- * the records named is a child no fork handler ran in, a raw clone's, and
- * gets a token and mappings of its own), so that records a thread wrote
- * before the image's mappings, or after a pid came back, stay apart. Must
+ * token new in each image and fork child; a pid the kernel gives that is
+ * not the shim's is a child no fork handler ran in, a raw clone's or a
+ * vfork's, and gets a token and mappings of its own), so that records a
+ * thread wrote before the image's mappings, or after a pid came back, stay
+ * apart. Must
  * never write to a descriptor that is not the audit file, never allocate,
  * never change errno.
  */
@@ -48,14 +49,23 @@
 
 static _Atomic int channel = -1;
 static _Atomic bool channel_refused; /* no room for it: no records */
-static _Atomic bool map_written;
 static _Atomic uint32_t held_numbers;
-static _Atomic uint64_t image_token;
-/* The pid the records name: checked against the kernel's at every record,
- * since a child made by a raw clone (no fork handlers ran) still has its
- * parent's shim.pid and cached tids. raw_child: this is such a child. */
-static _Atomic int image_pid;
-static _Atomic bool raw_child;
+
+/* A process image the records name: its pid, its token (0 until its first
+ * record) and whether its mappings were written. */
+struct image {
+	_Atomic int pid;
+	_Atomic uint64_t token;
+	_Atomic bool map_written;
+};
+/* home: the process the shim started in, or the fork child it became
+ * (audit_after_fork). other: a child no fork handler ran in, whose pid the
+ * kernel gives differs from home's (checked at every record): a raw
+ * clone's, with memory of its own, whose shim.pid and cached tids are its
+ * parent's; or a vfork child's, which shares its parent's memory until it
+ * exits or execs: so home is never changed for it, and the parent finds
+ * its image as it left it. */
+static struct image home, other;
 
 /* Executable mappings the last M records named: a return address outside
  * them (a library loaded since) makes the next line write them again. */
@@ -76,57 +86,52 @@ static uint64_t now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-/* This process image's token: time and addresses, new after each fork. */
-static uint64_t token(void)
+/* An image's token: time and addresses, new in each image. */
+static uint64_t token(struct image *img)
 {
-	uint64_t t = atomic_load_explicit(&image_token, memory_order_relaxed);
+	uint64_t t = atomic_load_explicit(&img->token, memory_order_relaxed);
 	if (t)
 		return t;
-	t = now_ns() ^ ((uint64_t)(uintptr_t)&t << 16) ^ ((uint64_t)getpid() << 40);
+	t = now_ns() ^ ((uint64_t)(uintptr_t)&t << 16) ^
+	    ((uint64_t)atomic_load_explicit(&img->pid, memory_order_relaxed) << 40);
 	uint64_t none = 0;
-	if (!atomic_compare_exchange_strong(&image_token, &none, t | 1))
+	if (!atomic_compare_exchange_strong(&img->token, &none, t | 1))
 		return none;
 	return t | 1;
 }
 
-static void forget_image(void)
+/* img stands for the process pid from now on, which has written nothing. */
+static void new_image(struct image *img, int pid)
 {
-	atomic_store_explicit(&map_written, false, memory_order_relaxed);
+	atomic_store_explicit(&img->token, 0, memory_order_relaxed);
+	atomic_store_explicit(&img->map_written, false, memory_order_relaxed);
 	atomic_store_explicit(&map_writing, false, memory_order_relaxed);
-	atomic_store_explicit(&image_token, 0, memory_order_relaxed);
+	atomic_store_explicit(&img->pid, pid, memory_order_relaxed);
 }
 
-/* Called before each record: a pid other than the one the records name is
- * a child that no fork handler told of (clone(2) without CLONE_VM, or
- * syscall(SYS_clone)): it becomes a process image of its own, with a new
- * token and its mappings written again, as a fork child's. */
-static void own_image(void)
+/* The image a record of the calling process names: one system call. */
+static struct image *own_image(void)
 {
 	int pid = (int)syscall(SYS_getpid);
-	int was = atomic_load_explicit(&image_pid, memory_order_relaxed);
-	if (pid == was)
-		return;
-	if (was != 0) {
-		forget_image();
-		atomic_store_explicit(&raw_child, true, memory_order_relaxed);
-	}
-	atomic_store_explicit(&image_pid, pid, memory_order_relaxed);
+	if (pid == atomic_load_explicit(&home.pid, memory_order_relaxed))
+		return &home;
+	if (pid != atomic_load_explicit(&other.pid, memory_order_relaxed))
+		new_image(&other, pid);
+	return &other;
 }
 
-/* The calling thread's tid: a raw clone child's cached one is its
- * parent's thread's. */
-static uint64_t record_tid(void)
+/* The calling thread's tid: in other, the cached one may be a thread's of
+ * the parent. */
+static uint64_t record_tid(const struct image *img)
 {
-	if (atomic_load_explicit(&raw_child, memory_order_relaxed))
-		return (uint64_t)syscall(SYS_gettid);
-	return (uint64_t)ctx_tid();
+	return img == &home ? (uint64_t)ctx_tid() : (uint64_t)syscall(SYS_gettid);
 }
 
-static void start(struct audit_record *r, char *buf, size_t cap, char kind)
+static void start(struct audit_record *r, struct image *img, char *buf, size_t cap, char kind)
 {
 	audit_record_start(r, buf, cap, kind);
-	audit_field_u64(r, (uint64_t)atomic_load_explicit(&image_pid, memory_order_relaxed));
-	audit_field_u64(r, token());
+	audit_field_u64(r, (uint64_t)atomic_load_explicit(&img->pid, memory_order_relaxed));
+	audit_field_u64(r, token(img));
 	audit_field_u64(r, now_ns());
 }
 
@@ -201,13 +206,13 @@ static uintptr_t hex_value(const char *s, const char *end)
 
 /* An M record for each executable mapping with a path (first: an I record
  * for the image), and their ranges kept for new_module_in. */
-static void write_map(bool first)
+static void write_map(struct image *img, bool first)
 {
 	char buf[2048], rec[768];
 	struct audit_record r;
 	int kept = 0;
 	if (first) {
-		start(&r, rec, sizeof(rec), 'I');
+		start(&r, img, rec, sizeof(rec), 'I');
 		emit(&r);
 	}
 	int fd = (int)syscall(SYS_openat, AT_FDCWD, "/proc/self/maps", O_RDONLY | O_CLOEXEC);
@@ -242,7 +247,7 @@ static void write_map(bool first)
 					ranges[kept].start = hex_value(f[0], dash);
 					ranges[kept++].end = hex_value(dash + 1, f[1] - 1);
 				}
-				start(&r, rec, sizeof(rec), 'M');
+				start(&r, img, rec, sizeof(rec), 'M');
 				audit_field_raw(&r, f[0], (size_t)(dash - f[0]));
 				audit_field_raw(&r, dash + 1, (size_t)(f[1] - 1 - dash - 1));
 				audit_field_raw(&r, f[2], (size_t)(f[3] - 1 - f[2]));
@@ -260,13 +265,13 @@ static void write_map(bool first)
 	atomic_store_explicit(&range_count, kept, memory_order_release);
 }
 
-static void map_once_per_image(void)
+static void map_once_per_image(struct image *img)
 {
 	bool no = false;
-	if (!atomic_load_explicit(&map_written, memory_order_relaxed) &&
-	    atomic_compare_exchange_strong(&map_written, &no, true)) {
+	if (!atomic_load_explicit(&img->map_written, memory_order_relaxed) &&
+	    atomic_compare_exchange_strong(&img->map_written, &no, true)) {
 		atomic_store_explicit(&map_writing, true, memory_order_relaxed);
-		write_map(true);
+		write_map(img, true);
 		atomic_store_explicit(&map_writing, false, memory_order_release);
 	}
 }
@@ -288,11 +293,11 @@ static bool new_module_in(const struct call_chain *chain)
 }
 
 /* The mappings again, by one thread at a time (others go on without). */
-static void rewrite_map(void)
+static void rewrite_map(struct image *img)
 {
 	bool no = false;
 	if (atomic_compare_exchange_strong(&map_writing, &no, true)) {
-		write_map(false);
+		write_map(img, false);
 		atomic_store_explicit(&map_writing, false, memory_order_release);
 	}
 }
@@ -314,15 +319,15 @@ static void put_id(struct audit_record *r, uint64_t request)
 
 /* An L record in buf (cap bytes), with the frames of chain (NULL: none)
  * and at most text_max bytes of the line. */
-static void line_record(char *buf, size_t cap, const struct call_chain *chain, size_t text_max,
-			enum audit_verdict verdict, uint64_t request, uint64_t ctx, uint32_t held,
-			const char *text, size_t len)
+static void line_record(struct image *img, char *buf, size_t cap, const struct call_chain *chain,
+			size_t text_max, enum audit_verdict verdict, uint64_t request, uint64_t ctx,
+			uint32_t held, const char *text, size_t len)
 {
 	static const char *const names[] = {"tagged", "outside", "unproven", "batch", "held",
 					     "raw"};
 	struct audit_record r;
-	start(&r, buf, cap, 'L');
-	audit_field_u64(&r, record_tid());
+	start(&r, img, buf, cap, 'L');
+	audit_field_u64(&r, record_tid(img));
 	audit_field_u64(&r, held);
 	audit_field_raw(&r, names[verdict], __builtin_strlen(names[verdict]));
 	put_id(&r, request);
@@ -334,31 +339,34 @@ static void line_record(char *buf, size_t cap, const struct call_chain *chain, s
 }
 
 /* The full record, with its return addresses: some 3.6 KiB of stack. */
-static __attribute__((noinline)) void line_with_frames(enum audit_verdict verdict,
+static __attribute__((noinline)) void line_with_frames(struct image *img,
+						       enum audit_verdict verdict,
 						       uint64_t request, uint64_t ctx,
 						       uint32_t held, const char *text, size_t len)
 {
 	struct call_chain chain;
 	call_chain_take(&chain);
 	if (new_module_in(&chain))
-		rewrite_map();
+		rewrite_map(img);
 	char buf[RECORD_SIZE];
-	line_record(buf, sizeof(buf), &chain, TEXT_MAX, verdict, request, ctx, held, text, len);
+	line_record(img, buf, sizeof(buf), &chain, TEXT_MAX, verdict, request, ctx, held, text,
+		    len);
 }
 
 void audit_line(enum audit_verdict verdict, uint64_t request, uint64_t ctx, uint32_t held,
 		const char *text, size_t len)
 {
 	int saved = errno;
-	own_image();
+	struct image *img = own_image();
 	if (on_alternate_stack()) {
 		/* A small stack may not hold the full record: no frames, and
 		 * the line's first 64 bytes. */
 		char buf[512];
-		line_record(buf, sizeof(buf), NULL, 64, verdict, request, ctx, held, text, len);
+		line_record(img, buf, sizeof(buf), NULL, 64, verdict, request, ctx, held, text,
+			    len);
 	} else {
-		map_once_per_image();
-		line_with_frames(verdict, request, ctx, held, text, len);
+		map_once_per_image(img);
+		line_with_frames(img, verdict, request, ctx, held, text, len);
 	}
 	errno = saved;
 }
@@ -372,10 +380,9 @@ uint32_t audit_held_number(void)
 void audit_line_decided(uint32_t number, uint64_t request)
 {
 	int saved = errno;
-	own_image();
 	char buf[512];
 	struct audit_record r;
-	start(&r, buf, sizeof(buf), 'D');
+	start(&r, own_image(), buf, sizeof(buf), 'D');
 	audit_field_u64(&r, number);
 	put_id(&r, request);
 	emit(&r);
@@ -385,11 +392,11 @@ void audit_line_decided(uint32_t number, uint64_t request)
 void audit_request_started(uint64_t serial, const char *id, size_t id_len)
 {
 	int saved = errno;
-	own_image();
-	map_once_per_image();
+	struct image *img = own_image();
+	map_once_per_image(img);
 	char buf[512];
 	struct audit_record r;
-	start(&r, buf, sizeof(buf), 'S');
+	start(&r, img, buf, sizeof(buf), 'S');
 	audit_field_u64(&r, serial);
 	audit_field_text(&r, id, id_len, REQUEST_ID_MAX);
 	emit(&r);
@@ -399,10 +406,9 @@ void audit_request_started(uint64_t serial, const char *id, size_t id_len)
 static void request_record(char kind, uint64_t serial)
 {
 	int saved = errno;
-	own_image();
 	char buf[128];
 	struct audit_record r;
-	start(&r, buf, sizeof(buf), kind);
+	start(&r, own_image(), buf, sizeof(buf), kind);
 	audit_field_u64(&r, serial);
 	emit(&r);
 	errno = saved;
@@ -421,6 +427,7 @@ void audit_request_answered(uint64_t serial)
 void audit_open(void)
 {
 	int saved = errno;
+	atomic_store_explicit(&home.pid, shim.pid, memory_order_relaxed);
 	channel_fd();
 	errno = saved;
 }
@@ -437,7 +444,6 @@ void audit_fd_closing(void)
 
 void audit_after_fork(void)
 {
-	forget_image();
-	atomic_store_explicit(&image_pid, shim.pid, memory_order_relaxed);
-	atomic_store_explicit(&raw_child, false, memory_order_relaxed);
+	new_image(&home, shim.pid);
+	atomic_store_explicit(&other.pid, 0, memory_order_relaxed);
 }

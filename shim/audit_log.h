@@ -6,7 +6,7 @@
  *
  * Records (audit_record.h), each with the process id, a token of the
  * process image (new in each exec'ed program and fork child, a raw clone
- * child included: the pid is checked at every record) and
+ * or vfork child included: the pid is checked at every record) and
  * CLOCK_MONOTONIC nanoseconds: I (an image's first record) and M (one per
  * executable mapping, from /proc/self/maps: start, end, file offset, path;
  * written again when a line's return address is in none of them); S

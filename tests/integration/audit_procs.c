@@ -6,6 +6,8 @@
  *   clone        the process logs, makes a child with a raw clone system
  *                call (no fork handlers run in it) that logs two lines and
  *                exits, then logs again; every line says which pid wrote it
+ *   vfork        the same with a vfork child (which shares the parent's
+ *                memory until it exits) that logs one line
  *   held_killed  serves one request from a client it forked, answers it,
  *                logs a line after the answer (which the shim holds until
  *                it knows whose the line is) and is killed by SIGKILL
@@ -74,6 +76,22 @@ static void sc_clone(void)
 	int status;
 	if (waitpid((pid_t)child, &status, 0) != child || !WIFEXITED(status) ||
 	    WEXITSTATUS(status) != 0)
+		die("waitpid");
+	log_pid("parent", "after");
+}
+
+static void sc_vfork(void)
+{
+	log_pid("parent", "before");
+	pid_t child = vfork();
+	if (child < 0)
+		die("vfork");
+	if (child == 0) {
+		log_pid("child", "one");
+		_exit(0);
+	}
+	int status;
+	if (waitpid(child, &status, 0) != child || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
 		die("waitpid");
 	log_pid("parent", "after");
 }
@@ -178,6 +196,8 @@ int main(int argc, char **argv)
 		return 2;
 	if (strcmp(argv[1], "clone") == 0)
 		sc_clone();
+	else if (strcmp(argv[1], "vfork") == 0)
+		sc_vfork();
 	else if (strcmp(argv[1], "held_killed") == 0)
 		sc_held_killed();
 	else if (strcmp(argv[1], "no_memory") == 0)

@@ -18,9 +18,9 @@ audit_drive.py under the audit and sent the same keep-alive requests.
     children): no findings, exit 0, every line of every request tagged.
   - a command that exits 3 fails the audit and is named; a command that
     cannot start, and bad options, exit 2.
-  - audit_procs.c: a child made by a raw clone (no fork handlers) has its
-    records under its own pid, with its own mappings (its lines resolve to
-    their function); a line the shim passed through unenriched (no memory)
+  - audit_procs.c: a child made by a raw clone or by vfork (no fork
+    handlers) has its records under its own pid, with its own mappings (its
+    lines resolve to their function), and the parent's stay in one image; a line the shim passed through unenriched (no memory)
     is recorded as such, once per line, and is untagged inside a request
     with the reason "raw"; a line held when its process was killed is
     untagged, "held: process ended before the line's request was known".
@@ -201,37 +201,45 @@ def audit_json(args, cmd):
         return rc, json.loads(Path(js).read_text()), out
 
 
-def check_clone(fail):
-    """A raw clone child's records carry its own pid and mappings."""
+def check_children(scenario, fail):
+    """A child no fork handler ran in (a raw clone's, a vfork's) has its
+    records under its own pid, with its own mappings; the parent's records
+    stay in one image (a vfork child shares the parent's memory)."""
     with tempfile.TemporaryDirectory(prefix="reqid-audit-test-") as tmp:
         env = dict(__import__("os").environ, LD_PRELOAD=str(harness.LIBREQID),
                    REQID_AUDIT_DIR=tmp)
-        p = subprocess.run([str(PROCS), "clone"], env=env, stdout=subprocess.DEVNULL,
+        p = subprocess.run([str(PROCS), scenario], env=env, stdout=subprocess.DEVNULL,
                            stderr=subprocess.PIPE, timeout=60)
         procs, lines = reqid_audit.read_records(tmp)
     if p.returncode != 0:
-        fail("clone: exit %d %r" % (p.returncode, p.stderr))
+        fail("%s: exit %d %r" % (scenario, p.returncode, p.stderr))
+    child = ["child one", "child two"] if scenario == "clone" else ["child one"]
     texts = sorted(ln.text.split(" ", 1)[0] + " " + ln.text.rsplit(" ", 1)[1] for ln in lines)
-    if texts != ["child one", "child two", "parent after", "parent before"]:
-        fail("clone: lines %s" % texts)
-    # each line is recorded under the pid it names, in the child's own image
+    if texts != sorted(child + ["parent after", "parent before"]):
+        fail("%s: lines %s" % (scenario, texts))
+    # each line is recorded under the pid it names, in one image per process
     wrong = [(ln.proc.pid, ln.text) for ln in lines
              if "pid=%d " % ln.proc.pid not in ln.text]
-    pids = {ln.text.split(" ", 1)[0]: ln.proc.pid for ln in lines}
-    if wrong or len(set(pids.values())) != 2:
-        fail("clone: records under another pid: %s" % wrong)
+    images = {ln.text.split(" ", 1)[0]: set() for ln in lines}
+    for ln in lines:
+        images[ln.text.split(" ", 1)[0]].add(id(ln.proc))
+    if wrong or any(len(v) != 1 for v in images.values()) or \
+            images["child"] == images["parent"]:
+        fail("%s: records under another pid %s, or the parent's in several images" % (
+            scenario, wrong))
     names = reqid_audit.symbolize({f for ln in lines for f in ln.frames})
     sites = sorted((ln.text.split(" ", 1)[0], names[ln.frames[0]][0], names[ln.frames[0]][2])
                    for ln in lines if ln.frames)
-    want = sorted((who, "log_pid", procs_line("clone"))
-                  for who in ("child", "child", "parent", "parent"))
+    want = sorted((t.split(" ")[0], "log_pid", procs_line("clone"))
+                  for t in child + ["parent after", "parent before"])
     if sites != want:
-        fail("clone: call sites %s, expected %s" % (sites, want))
-    rc, report, out = audit_json([], [str(PROCS), "clone"])
-    if rc != 0 or report["lines"] != 4 or report["findings"]:
-        fail("clone under reqid audit: exit %d, %d lines, %s" % (rc, report["lines"], out))
-    print("%-16s 4 lines, the child's 2 under its own pid, all at log_pid:%d" % (
-        "clone", procs_line("clone")))
+        fail("%s: call sites %s, expected %s" % (scenario, sites, want))
+    rc, report, out = audit_json([], [str(PROCS), scenario])
+    if rc != 0 or report["lines"] != len(want) or report["findings"]:
+        fail("%s under reqid audit: exit %d, %d lines, %s" % (scenario, rc, report["lines"],
+                                                               out))
+    print("%-16s %d lines, the child's %d under its own pid, the parent's in one image, "
+          "all at log_pid:%d" % (scenario, len(want), len(child), procs_line("clone")))
 
 
 RAW_REASON = ("raw: the shim passed it through unenriched (no memory or line slot for it, "
@@ -356,7 +364,8 @@ def main():
     groups += [(n, lambda f, n=n: check_clean(n, f))
                for n in ("thread_per_conn", "thread_pool", "fork_per_conn")]
     groups.append(("exits", check_exits))
-    groups += [("clone", check_clone), ("raw", check_raw), ("held_killed", check_held_killed),
+    groups += [(n, lambda f, n=n: check_children(n, f)) for n in ("clone", "vfork")]
+    groups += [("raw", check_raw), ("held_killed", check_held_killed),
                ("nginx-nobody", check_nginx_nobody), ("busybox", check_busybox)]
     groups.append(("install", check_install))
     return harness.run_groups([(name, lambda failures, check=check: check(failures.append))
