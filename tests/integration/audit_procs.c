@@ -11,10 +11,10 @@
  *   held_killed  serves one request from a client it forked, answers it,
  *                logs a line after the answer (which the shim holds until
  *                it knows whose the line is) and is killed by SIGKILL
- *   no_memory    serves one request; after reading it, caps its address
- *                space so that no more memory can be mapped, then logs a
- *                long line, a line in two pieces and a short line, and
- *                answers
+ *   no_memory    serves one request; after reading it and logging a line,
+ *                caps its address space so that no more memory can be
+ *                mapped, then logs a long line, a line in two pieces and a
+ *                short line, and answers
  *
  * It plays a legacy program: it knows nothing of reqid and must never
  * mention it; it logs with write(2) on fd 2, one call per line (but the
@@ -160,6 +160,7 @@ static void sc_no_memory(void)
 {
 	pid_t client_pid;
 	int conn = accept_request(&client_pid);
+	LOG("request p1 read\n");
 	static char big[20000];
 	memset(big, 'b', sizeof big - 1);
 	big[sizeof big - 1] = '\n';

@@ -255,10 +255,10 @@ def check_raw(fail):
                  for f in report["findings"])
     want = sorted([("untagged", "sc_no_memory", procs_line("big"), 1, RAW_REASON),
                    ("untagged", "sc_no_memory", procs_line("pieces"), 1, RAW_REASON)])
-    if rc != 1 or got != want or report["lines"] != 3 or report["tagged"] != 1:
+    if rc != 1 or got != want or report["lines"] != 4 or report["tagged"] != 2:
         fail("no_memory: exit %d, %d lines, %d tagged, findings %s, expected %s" % (
             rc, report["lines"], report["tagged"], got, want))
-    print("%-16s 3 lines, 1 tagged; untagged (raw) x1 at %d and x1 at %d" % (
+    print("%-16s 4 lines, 2 tagged; untagged (raw) x1 at %d and x1 at %d" % (
         "raw", procs_line("big"), procs_line("pieces")))
 
 
