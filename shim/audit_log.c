@@ -78,6 +78,10 @@ static _Atomic bool map_writing;
 
 /* RLIMIT_FSIZE when the file was opened (RLIM_INFINITY: none). */
 static uint64_t size_limit;
+/* The file's identity, for a child no fork handler ran in: it may have
+ * closed the descriptor without the shim's knowing (close's hook keeps
+ * the books of the shim's own process only), and have another file there. */
+static uint64_t channel_dev, channel_ino;
 
 static uint64_t now_ns(void)
 {
@@ -170,6 +174,11 @@ static int channel_fd(void)
 	fd = high;
 	size_limit = syscall(SYS_getrlimit, RLIMIT_FSIZE, &rl) == 0 ? (uint64_t)rl.rlim_cur
 								     : RLIM_INFINITY;
+	struct stat st;
+	if (syscall(SYS_fstat, fd, &st) == 0) {
+		channel_dev = (uint64_t)st.st_dev;
+		channel_ino = (uint64_t)st.st_ino;
+	}
 	int none = -1;
 	if (!atomic_compare_exchange_strong(&channel, &none, fd)) {
 		syscall(SYS_close, fd); /* another thread's won */
@@ -181,13 +190,16 @@ static int channel_fd(void)
 /* Bytes kept free below RLIMIT_FSIZE: other processes share the file. */
 #define SIZE_MARGIN (256 * 1024)
 
-static void emit(struct audit_record *r)
+static void emit(const struct image *img, struct audit_record *r)
 {
 	size_t n = audit_record_end(r);
 	int fd = channel_fd();
 	if (!n || fd < 0)
 		return;
 	struct stat st;
+	if (img != &home && (syscall(SYS_fstat, fd, &st) != 0 || (uint64_t)st.st_dev != channel_dev ||
+			     (uint64_t)st.st_ino != channel_ino))
+		return; /* not the audit file any more */
 	if (size_limit != RLIM_INFINITY &&
 	    (syscall(SYS_fstat, fd, &st) != 0 || (uint64_t)st.st_size + n + SIZE_MARGIN > size_limit)) {
 		atomic_store_explicit(&channel_refused, true, memory_order_relaxed);
@@ -213,7 +225,7 @@ static void write_map(struct image *img, bool first)
 	int kept = 0;
 	if (first) {
 		start(&r, img, rec, sizeof(rec), 'I');
-		emit(&r);
+		emit(img, &r);
 	}
 	int fd = (int)syscall(SYS_openat, AT_FDCWD, "/proc/self/maps", O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
@@ -252,7 +264,7 @@ static void write_map(struct image *img, bool first)
 				audit_field_raw(&r, dash + 1, (size_t)(f[1] - 1 - dash - 1));
 				audit_field_raw(&r, f[2], (size_t)(f[3] - 1 - f[2]));
 				audit_field_text(&r, f[5], (size_t)(end - f[5]), 512);
-				emit(&r);
+				emit(img, &r);
 			}
 			line = i + 1;
 		}
@@ -335,7 +347,7 @@ static void line_record(struct image *img, char *buf, size_t cap, const struct c
 	int count = chain ? (chain->count < FRAMES_MAX ? chain->count : FRAMES_MAX) : 0;
 	audit_field_addresses(&r, chain ? chain->frames : NULL, count);
 	audit_field_text(&r, text, len, text_max);
-	emit(&r);
+	emit(img, &r);
 }
 
 /* The full record, with its return addresses: some 3.6 KiB of stack. */
@@ -380,12 +392,13 @@ uint32_t audit_held_number(void)
 void audit_line_decided(uint32_t number, uint64_t request)
 {
 	int saved = errno;
+	struct image *img = own_image();
 	char buf[512];
 	struct audit_record r;
-	start(&r, own_image(), buf, sizeof(buf), 'D');
+	start(&r, img, buf, sizeof(buf), 'D');
 	audit_field_u64(&r, number);
 	put_id(&r, request);
-	emit(&r);
+	emit(img, &r);
 	errno = saved;
 }
 
@@ -399,18 +412,19 @@ void audit_request_started(uint64_t serial, const char *id, size_t id_len)
 	start(&r, img, buf, sizeof(buf), 'S');
 	audit_field_u64(&r, serial);
 	audit_field_text(&r, id, id_len, REQUEST_ID_MAX);
-	emit(&r);
+	emit(img, &r);
 	errno = saved;
 }
 
 static void request_record(char kind, uint64_t serial)
 {
 	int saved = errno;
+	struct image *img = own_image();
 	char buf[128];
 	struct audit_record r;
-	start(&r, own_image(), buf, sizeof(buf), kind);
+	start(&r, img, buf, sizeof(buf), kind);
 	audit_field_u64(&r, serial);
-	emit(&r);
+	emit(img, &r);
 	errno = saved;
 }
 

@@ -8,6 +8,10 @@
  *                exits, then logs again; every line says which pid wrote it
  *   vfork        the same with a vfork child (which shares the parent's
  *                memory until it exits) that logs one line
+ *   clone_fds    a raw clone child closes every descriptor above 2, puts
+ *                a data file (argv[2], open for reading and writing, which
+ *                it never writes) on numbers 900 to 1023, as a daemon that
+ *                keeps its files at fixed numbers might, and logs one line
  *   held_killed  serves one request from a client it forked, answers it,
  *                logs a line after the answer (which the shim holds until
  *                it knows whose the line is) and is killed by SIGKILL
@@ -23,6 +27,7 @@
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
@@ -92,6 +97,30 @@ static void sc_vfork(void)
 	}
 	int status;
 	if (waitpid(child, &status, 0) != child || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
+		die("waitpid");
+	log_pid("parent", "after");
+}
+
+static void sc_clone_fds(const char *data)
+{
+	log_pid("parent", "before");
+	long child = syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0);
+	if (child < 0)
+		die("clone");
+	if (child == 0) {
+		closefrom(3);
+		int fd = open(data, O_RDWR);
+		if (fd < 0)
+			die("open");
+		for (int n = 900; n < 1024; n++)
+			if (dup2(fd, n) != n)
+				die("dup2");
+		log_pid("child", "one");
+		syscall(SYS_exit_group, 0);
+	}
+	int status;
+	if (waitpid((pid_t)child, &status, 0) != child || !WIFEXITED(status) ||
+	    WEXITSTATUS(status) != 0)
 		die("waitpid");
 	log_pid("parent", "after");
 }
@@ -193,6 +222,10 @@ static void sc_no_memory(void)
 
 int main(int argc, char **argv)
 {
+	if (argc == 3 && strcmp(argv[1], "clone_fds") == 0) {
+		sc_clone_fds(argv[2]);
+		return 0;
+	}
 	if (argc != 2)
 		return 2;
 	if (strcmp(argv[1], "clone") == 0)

@@ -20,7 +20,9 @@ audit_drive.py under the audit and sent the same keep-alive requests.
     cannot start, and bad options, exit 2.
   - audit_procs.c: a child made by a raw clone or by vfork (no fork
     handlers) has its records under its own pid, with its own mappings (its
-    lines resolve to their function), and the parent's stay in one image; a line the shim passed through unenriched (no memory)
+    lines resolve to their function), and the parent's stay in one image;
+    such a child that closed every descriptor and put a file of its own at
+    the audit file's number gets no record written into that file; a line the shim passed through unenriched (no memory)
     is recorded as such, once per line, and is untagged inside a request
     with the reason "raw"; a line held when its process was killed is
     untagged, "held: process ended before the line's request was known".
@@ -242,6 +244,30 @@ def check_children(scenario, fail):
           "all at log_pid:%d" % (scenario, len(want), len(child), procs_line("clone")))
 
 
+def check_clone_fds(fail):
+    """A raw clone child that closed every descriptor (close's hook keeps no
+    books in it) and put a file of its own where the audit file was: no
+    record goes into that file."""
+    with tempfile.TemporaryDirectory(prefix="reqid-audit-test-") as tmp:
+        data = Path(tmp) / "data"
+        data.write_bytes(b"")
+        records = Path(tmp) / "records"
+        records.mkdir()
+        env = dict(__import__("os").environ, LD_PRELOAD=str(harness.LIBREQID),
+                   REQID_AUDIT_DIR=str(records))
+        p = subprocess.run([str(PROCS), "clone_fds", str(data)], env=env,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=60)
+        written = data.read_bytes()
+        _, lines = reqid_audit.read_records(str(records))
+    texts = sorted(ln.text.split(" ", 1)[0] for ln in lines)
+    if p.returncode != 0 or written or texts != ["parent", "parent"] or \
+            b"child pid=" not in p.stderr:
+        fail("clone_fds: exit %d, %d bytes in the data file (%r), lines %s" % (
+            p.returncode, len(written), written[:80], texts))
+    print("%-16s the child's data file on 900..1023 stays empty; the parent's 2 lines "
+          "recorded" % "clone_fds")
+
+
 RAW_REASON = ("raw: the shim passed it through unenriched (no memory or line slot for it, "
               "or its stream blocked)")
 HELD_REASON = "held: process ended before the line's request was known"
@@ -365,7 +391,7 @@ def main():
                for n in ("thread_per_conn", "thread_pool", "fork_per_conn")]
     groups.append(("exits", check_exits))
     groups += [(n, lambda f, n=n: check_children(n, f)) for n in ("clone", "vfork")]
-    groups += [("raw", check_raw), ("held_killed", check_held_killed),
+    groups += [("clone_fds", check_clone_fds), ("raw", check_raw), ("held_killed", check_held_killed),
                ("nginx-nobody", check_nginx_nobody), ("busybox", check_busybox)]
     groups.append(("install", check_install))
     return harness.run_groups([(name, lambda failures, check=check: check(failures.append))
