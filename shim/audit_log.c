@@ -15,9 +15,11 @@
  * not the shim's is a child no fork handler ran in, a raw clone's or a
  * vfork's, and gets a token and mappings of its own), so that records a
  * thread wrote before the image's mappings, or after a pid came back, stay
- * apart. Must
- * never write to a descriptor that is not the audit file, never allocate,
- * never change errno.
+ * apart. Such a child never opens the file (a vfork child would leave its
+ * descriptor number to the parent, in whose table it is not the file) and
+ * writes only while the descriptor is still the file. Must never write to
+ * a descriptor that is not the audit file, never allocate, never change
+ * errno.
  */
 #include "audit_log.h"
 
@@ -193,7 +195,7 @@ static int channel_fd(void)
 static void emit(const struct image *img, struct audit_record *r)
 {
 	size_t n = audit_record_end(r);
-	int fd = channel_fd();
+	int fd = img == &home ? channel_fd() : atomic_load_explicit(&channel, memory_order_acquire);
 	if (!n || fd < 0)
 		return;
 	struct stat st;
