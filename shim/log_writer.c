@@ -215,6 +215,9 @@ static bool slot_append(struct line_slot *s, const void *b, size_t n)
 
 /* One batch of output: enriched lines gathered in a stage so that several
  * short lines leave in one write of at most STAGE_SIZE bytes. */
+#define ID_RAW (UINT64_MAX - 1) /* id_request: no memory for the line, or
+				   not a syslog message: it went out as it
+				   came (the next line's writer_id resets it) */
 struct writer {
 	const struct log_sink *sink;
 	enum output_mode mode;
@@ -224,10 +227,9 @@ struct writer {
 	size_t staged;
 	unsigned stage_lines;      /* lines in the stage */
 	int error;                 /* errno of a failed write, 0 if none */
-	uint64_t id_request;       /* cached id text for this request serial */
-	bool raw;                  /* the last line went out as it came (no
-				      memory for it, or not a syslog message):
-				      its audit record says so */
+	uint64_t id_request;       /* cached id text for this request serial
+				      (ID_RAW: the last line went out as it
+				      came, which its audit record says) */
 	size_t fields_len;             /* the fields of id_request's lines */
 	char fields[LINE_FIELDS_MAX];
 	char stage[STAGE_SIZE];
@@ -245,7 +247,6 @@ static void writer_init(struct writer *w, const struct log_sink *sink, enum outp
 	w->staged = 0;
 	w->stage_lines = 0;
 	w->error = 0;
-	w->raw = false;
 	w->id_request = UINT64_MAX;
 	w->fields_len = 0;
 }
@@ -342,7 +343,7 @@ static bool writer_message(struct writer *w, const char *line, size_t len, size_
 {
 	size_t head = message_head(w->sink, line, len);
 	if (head == 0) { /* not a syslog message after all: as it came */
-		w->raw = true;
+		w->id_request = ID_RAW;
 		return writer_raw(w, line, len);
 	}
 	size_t bound = head + line_format_bound(len - head, w->fields_len);
@@ -351,7 +352,7 @@ static bool writer_message(struct writer *w, const char *line, size_t len, size_
 		return false;
 	if (bound > STAGE_SIZE) {
 		if (!w->slot || !buffer_reserve(&w->slot->scratch, &w->slot->scratch_cap, bound)) {
-			w->raw = true;
+			w->id_request = ID_RAW;
 			return writer_raw(w, line, len);
 		}
 		out = w->slot->scratch;
@@ -368,6 +369,14 @@ enum emitted {
 	EMIT_DONE,   /* it went out or sits in the stage */
 	EMIT_SPLIT   /* (whole) the bytes held a newline: nothing of them done */
 };
+
+/* A line goes out as it came (emit_line had no memory for it). */
+static __attribute__((noinline, cold)) enum emitted emit_raw(struct writer *w, const char *line,
+							    size_t n, size_t input)
+{
+	w->id_request = ID_RAW;
+	return writer_put(w, line, n, input) ? EMIT_DONE : EMIT_FAILED;
+}
 
 /* Emits one line (without its newline; newline says whether it had one),
  * standing for input bytes of this batch. With whole, the line's bytes
@@ -390,13 +399,9 @@ emit_line(struct writer *w, uint64_t request, const char *line, size_t len, bool
 		/* Too long for the stage: format into the slot's scratch. */
 		if (!w->slot && w->mode == OUTPUT_APP)
 			w->slot = claim_slot(w->sink);
-		if (!w->slot || !buffer_reserve(&w->slot->scratch, &w->slot->scratch_cap, bound)) {
+		if (!w->slot || !buffer_reserve(&w->slot->scratch, &w->slot->scratch_cap, bound))
 			/* No memory for it: the line goes out as it came, not lost. */
-			if (whole)
-				return EMIT_SPLIT;
-			w->raw = true;
-			return writer_put(w, line, len + newline, input) ? EMIT_DONE : EMIT_FAILED;
-		}
+			return whole ? EMIT_SPLIT : emit_raw(w, line, len + newline, input);
 		out = w->slot->scratch;
 	}
 	unsigned seen;
@@ -427,12 +432,10 @@ static bool writer_line(struct writer *w, uint64_t request, const char *line, si
 }
 
 /* The id the line w emitted last went out with (0: none, or it went out as
- * it came), for its audit record; the next line starts unflagged. */
-static uint64_t emitted_id(struct writer *w)
+ * it came), for its audit record. */
+static uint64_t emitted_id(const struct writer *w)
 {
-	uint64_t id = w->raw ? 0 : w->id_request;
-	w->raw = false;
-	return id;
+	return w->id_request == ID_RAW ? 0 : w->id_request;
 }
 
 /* No buffer room for bytes: they go out as they came after what is staged. */
@@ -637,10 +640,10 @@ static void hold_record(struct line_slot *s, size_t at, struct line_verdict v)
 /* Audit mode: the verdict of a line the program's current call wrote,
  * which w just sent out (with w->id_request's id, unless it went out as it
  * came); ctx is the thread's request the line was judged under. */
-static void audit_emitted(struct writer *w, uint64_t ctx, bool batch, const char *line,
-			  size_t len)
+static __attribute__((noinline, cold)) void audit_emitted(struct writer *w, uint64_t ctx,
+							  bool batch, const char *line, size_t len)
 {
-	bool raw = w->raw;
+	bool raw = w->id_request == ID_RAW;
 	uint64_t request = emitted_id(w);
 	enum audit_verdict v = raw	       ? AUDIT_RAW
 			       : request ? AUDIT_TAGGED
