@@ -213,11 +213,12 @@ static bool slot_append(struct line_slot *s, const void *b, size_t n)
 
 /* ---- output ------------------------------------------------------------ */
 
-/* One batch of output: enriched lines gathered in a stage so that several
- * short lines leave in one write of at most STAGE_SIZE bytes. */
 #define ID_RAW (UINT64_MAX - 1) /* id_request: no memory for the line, or
 				   not a syslog message: it went out as it
 				   came (the next line's writer_id resets it) */
+
+/* One batch of output: enriched lines gathered in a stage so that several
+ * short lines leave in one write of at most STAGE_SIZE bytes. */
 struct writer {
 	const struct log_sink *sink;
 	enum output_mode mode;
