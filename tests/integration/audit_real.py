@@ -17,6 +17,9 @@ SERVER is one of:
   busybox       busybox httpd: a forked child per connection, each request
                 a CGI shell script it execs, which logs to stderr
 Its own output: nothing but errors; the server's output goes to files in DIR.
+It must never send the server anything but the requests it counts (it tells
+the server is ready by a bare connect, which makes no request), so that the
+audit's counts are exact.
 """
 import os
 import signal
