@@ -78,7 +78,7 @@ class Process:
 
 class Line:
     __slots__ = ("proc", "ts", "tid", "held", "verdict", "serial", "rid", "ctx", "raw",
-                 "frames", "site", "text", "app_id", "kind")
+                 "frames", "site", "text", "app_id", "kind", "released")
 
 
 def read_records(directory):
@@ -123,6 +123,9 @@ def read_records(directory):
                 continue  # a record cut short: skipped
     for ln in lines:
         ln.frames = app_frames(ln.proc, ln.raw)
+        # a held line without its D record never went out: its process
+        # ended (killed) while it was held
+        ln.released = ln.verdict != "held" or ln.held in ln.proc.decided
         if ln.verdict == "held":
             ln.serial, ln.rid = ln.proc.decided.get(ln.held, (0, ""))
     return procs, lines
@@ -330,9 +333,14 @@ def classify(procs, lines, regex, field, sentinels):
 def reason_of(ln):
     if ln.kind != "untagged":
         return ""
+    if ln.verdict == "held" and not ln.released:
+        return "held: process ended before the line's request was known"
     return {"unproven": "the thread was in a request; no rule proved the line its",
             "batch": "a write of several lines: only lines naming their request get ids",
-            "held": "held until the thread's request resolved; it never did",
+            "held": "held until the thread's next event, which was not its request's: "
+                    "released without an id",
+            "raw": "raw: the shim passed it through unenriched (no memory or line slot "
+                   "for it, or its stream blocked)",
             "outside": "single-threaded process, a request in flight"}.get(ln.verdict, ln.verdict)
 
 

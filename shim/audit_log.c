@@ -1,18 +1,25 @@
 /*
  * audit_log.c - writing `reqid audit`'s records (see audit_log.h).
  *
- * The file is opened by the first record of a process image, with a raw
- * system call (no hook sees it), and moved up to a high descriptor number,
- * out of the program's way (or just under RLIMIT_NOFILE; without a free
- * high number there are no records); a program that closes that number (a
- * daemon closing every descriptor) makes the next record open it again.
+ * The file is opened when the shim starts in a process image (audit_open:
+ * a server that drops its privileges later keeps it), else by its first
+ * record, with a raw system call (no hook sees it), and moved up to a high
+ * descriptor number, out of the program's way (or just under
+ * RLIMIT_NOFILE; without a free high number there are no records); a
+ * program that closes that number (a daemon closing every descriptor)
+ * makes the next record open it again.
  * Records stop short of RLIMIT_FSIZE, whose SIGXFSZ would kill the
  * program. On a signal handler's alternate stack a line's record is small
  * and has no return addresses. Every record names its process image (a
- * token new in each image and fork child), so that records a thread wrote
- * before the image's mappings, or after a pid came back, stay apart. Must
- * never write to a descriptor that is not the audit file, never allocate,
- * never change errno.
+ * token new in each image and fork child; a pid the kernel gives that is
+ * not the shim's is a child no fork handler ran in, a raw clone's or a
+ * vfork's, and gets a token and mappings of its own), so that records a
+ * thread wrote before the image's mappings, or after a pid came back, stay
+ * apart. Such a child never opens the file (a vfork child would leave its
+ * descriptor number to the parent, in whose table it is not the file) and
+ * writes only while the descriptor is still the file. Must never write to
+ * a descriptor that is not the audit file, never allocate, never change
+ * errno.
  */
 #include "audit_log.h"
 
@@ -44,9 +51,23 @@
 
 static _Atomic int channel = -1;
 static _Atomic bool channel_refused; /* no room for it: no records */
-static _Atomic bool map_written;
 static _Atomic uint32_t held_numbers;
-static _Atomic uint64_t image_token;
+
+/* A process image the records name: its pid, its token (0 until its first
+ * record) and whether its mappings were written. */
+struct image {
+	_Atomic int pid;
+	_Atomic uint64_t token;
+	_Atomic bool map_written;
+};
+/* home: the process the shim started in, or the fork child it became
+ * (audit_after_fork). other: a child no fork handler ran in, whose pid the
+ * kernel gives differs from home's (checked at every record): a raw
+ * clone's, with memory of its own, whose shim.pid and cached tids are its
+ * parent's; or a vfork child's, which shares its parent's memory until it
+ * exits or execs: so home is never changed for it, and the parent finds
+ * its image as it left it. */
+static struct image home, other;
 
 /* Executable mappings the last M records named: a return address outside
  * them (a library loaded since) makes the next line write them again. */
@@ -59,6 +80,10 @@ static _Atomic bool map_writing;
 
 /* RLIMIT_FSIZE when the file was opened (RLIM_INFINITY: none). */
 static uint64_t size_limit;
+/* The file's identity, for a child no fork handler ran in: it may have
+ * closed the descriptor without the shim's knowing (close's hook keeps
+ * the books of the shim's own process only), and have another file there. */
+static uint64_t channel_dev, channel_ino;
 
 static uint64_t now_ns(void)
 {
@@ -67,24 +92,52 @@ static uint64_t now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-/* This process image's token: time and addresses, new after each fork. */
-static uint64_t token(void)
+/* An image's token: time and addresses, new in each image. */
+static uint64_t token(struct image *img)
 {
-	uint64_t t = atomic_load_explicit(&image_token, memory_order_relaxed);
+	uint64_t t = atomic_load_explicit(&img->token, memory_order_relaxed);
 	if (t)
 		return t;
-	t = now_ns() ^ ((uint64_t)(uintptr_t)&t << 16) ^ ((uint64_t)getpid() << 40);
+	t = now_ns() ^ ((uint64_t)(uintptr_t)&t << 16) ^
+	    ((uint64_t)atomic_load_explicit(&img->pid, memory_order_relaxed) << 40);
 	uint64_t none = 0;
-	if (!atomic_compare_exchange_strong(&image_token, &none, t | 1))
+	if (!atomic_compare_exchange_strong(&img->token, &none, t | 1))
 		return none;
 	return t | 1;
 }
 
-static void start(struct audit_record *r, char *buf, size_t cap, char kind)
+/* img stands for the process pid from now on, which has written nothing. */
+static void new_image(struct image *img, int pid)
+{
+	atomic_store_explicit(&img->token, 0, memory_order_relaxed);
+	atomic_store_explicit(&img->map_written, false, memory_order_relaxed);
+	atomic_store_explicit(&map_writing, false, memory_order_relaxed);
+	atomic_store_explicit(&img->pid, pid, memory_order_relaxed);
+}
+
+/* The image a record of the calling process names: one system call. */
+static struct image *own_image(void)
+{
+	int pid = (int)syscall(SYS_getpid);
+	if (pid == atomic_load_explicit(&home.pid, memory_order_relaxed))
+		return &home;
+	if (pid != atomic_load_explicit(&other.pid, memory_order_relaxed))
+		new_image(&other, pid);
+	return &other;
+}
+
+/* The calling thread's tid: in other, the cached one may be a thread's of
+ * the parent. */
+static uint64_t record_tid(const struct image *img)
+{
+	return img == &home ? (uint64_t)ctx_tid() : (uint64_t)syscall(SYS_gettid);
+}
+
+static void start(struct audit_record *r, struct image *img, char *buf, size_t cap, char kind)
 {
 	audit_record_start(r, buf, cap, kind);
-	audit_field_u64(r, (uint64_t)shim.pid);
-	audit_field_u64(r, token());
+	audit_field_u64(r, (uint64_t)atomic_load_explicit(&img->pid, memory_order_relaxed));
+	audit_field_u64(r, token(img));
 	audit_field_u64(r, now_ns());
 }
 
@@ -123,6 +176,11 @@ static int channel_fd(void)
 	fd = high;
 	size_limit = syscall(SYS_getrlimit, RLIMIT_FSIZE, &rl) == 0 ? (uint64_t)rl.rlim_cur
 								     : RLIM_INFINITY;
+	struct stat st;
+	if (syscall(SYS_fstat, fd, &st) == 0) {
+		channel_dev = (uint64_t)st.st_dev;
+		channel_ino = (uint64_t)st.st_ino;
+	}
 	int none = -1;
 	if (!atomic_compare_exchange_strong(&channel, &none, fd)) {
 		syscall(SYS_close, fd); /* another thread's won */
@@ -134,13 +192,16 @@ static int channel_fd(void)
 /* Bytes kept free below RLIMIT_FSIZE: other processes share the file. */
 #define SIZE_MARGIN (256 * 1024)
 
-static void emit(struct audit_record *r)
+static void emit(const struct image *img, struct audit_record *r)
 {
 	size_t n = audit_record_end(r);
-	int fd = channel_fd();
+	int fd = img == &home ? channel_fd() : atomic_load_explicit(&channel, memory_order_acquire);
 	if (!n || fd < 0)
 		return;
 	struct stat st;
+	if (img != &home && (syscall(SYS_fstat, fd, &st) != 0 || (uint64_t)st.st_dev != channel_dev ||
+			     (uint64_t)st.st_ino != channel_ino))
+		return; /* not the audit file any more */
 	if (size_limit != RLIM_INFINITY &&
 	    (syscall(SYS_fstat, fd, &st) != 0 || (uint64_t)st.st_size + n + SIZE_MARGIN > size_limit)) {
 		atomic_store_explicit(&channel_refused, true, memory_order_relaxed);
@@ -159,14 +220,14 @@ static uintptr_t hex_value(const char *s, const char *end)
 
 /* An M record for each executable mapping with a path (first: an I record
  * for the image), and their ranges kept for new_module_in. */
-static void write_map(bool first)
+static void write_map(struct image *img, bool first)
 {
 	char buf[2048], rec[768];
 	struct audit_record r;
 	int kept = 0;
 	if (first) {
-		start(&r, rec, sizeof(rec), 'I');
-		emit(&r);
+		start(&r, img, rec, sizeof(rec), 'I');
+		emit(img, &r);
 	}
 	int fd = (int)syscall(SYS_openat, AT_FDCWD, "/proc/self/maps", O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
@@ -200,12 +261,12 @@ static void write_map(bool first)
 					ranges[kept].start = hex_value(f[0], dash);
 					ranges[kept++].end = hex_value(dash + 1, f[1] - 1);
 				}
-				start(&r, rec, sizeof(rec), 'M');
+				start(&r, img, rec, sizeof(rec), 'M');
 				audit_field_raw(&r, f[0], (size_t)(dash - f[0]));
 				audit_field_raw(&r, dash + 1, (size_t)(f[1] - 1 - dash - 1));
 				audit_field_raw(&r, f[2], (size_t)(f[3] - 1 - f[2]));
 				audit_field_text(&r, f[5], (size_t)(end - f[5]), 512);
-				emit(&r);
+				emit(img, &r);
 			}
 			line = i + 1;
 		}
@@ -218,13 +279,13 @@ static void write_map(bool first)
 	atomic_store_explicit(&range_count, kept, memory_order_release);
 }
 
-static void map_once_per_image(void)
+static void map_once_per_image(struct image *img)
 {
 	bool no = false;
-	if (!atomic_load_explicit(&map_written, memory_order_relaxed) &&
-	    atomic_compare_exchange_strong(&map_written, &no, true)) {
+	if (!atomic_load_explicit(&img->map_written, memory_order_relaxed) &&
+	    atomic_compare_exchange_strong(&img->map_written, &no, true)) {
 		atomic_store_explicit(&map_writing, true, memory_order_relaxed);
-		write_map(true);
+		write_map(img, true);
 		atomic_store_explicit(&map_writing, false, memory_order_release);
 	}
 }
@@ -246,11 +307,11 @@ static bool new_module_in(const struct call_chain *chain)
 }
 
 /* The mappings again, by one thread at a time (others go on without). */
-static void rewrite_map(void)
+static void rewrite_map(struct image *img)
 {
 	bool no = false;
 	if (atomic_compare_exchange_strong(&map_writing, &no, true)) {
-		write_map(false);
+		write_map(img, false);
 		atomic_store_explicit(&map_writing, false, memory_order_release);
 	}
 }
@@ -272,14 +333,15 @@ static void put_id(struct audit_record *r, uint64_t request)
 
 /* An L record in buf (cap bytes), with the frames of chain (NULL: none)
  * and at most text_max bytes of the line. */
-static void line_record(char *buf, size_t cap, const struct call_chain *chain, size_t text_max,
-			enum audit_verdict verdict, uint64_t request, uint64_t ctx, uint32_t held,
-			const char *text, size_t len)
+static void line_record(struct image *img, char *buf, size_t cap, const struct call_chain *chain,
+			size_t text_max, enum audit_verdict verdict, uint64_t request, uint64_t ctx,
+			uint32_t held, const char *text, size_t len)
 {
-	static const char *const names[] = {"tagged", "outside", "unproven", "batch", "held"};
+	static const char *const names[] = {"tagged", "outside", "unproven", "batch", "held",
+					     "raw"};
 	struct audit_record r;
-	start(&r, buf, cap, 'L');
-	audit_field_u64(&r, (uint64_t)ctx_tid());
+	start(&r, img, buf, cap, 'L');
+	audit_field_u64(&r, record_tid(img));
 	audit_field_u64(&r, held);
 	audit_field_raw(&r, names[verdict], __builtin_strlen(names[verdict]));
 	put_id(&r, request);
@@ -287,34 +349,38 @@ static void line_record(char *buf, size_t cap, const struct call_chain *chain, s
 	int count = chain ? (chain->count < FRAMES_MAX ? chain->count : FRAMES_MAX) : 0;
 	audit_field_addresses(&r, chain ? chain->frames : NULL, count);
 	audit_field_text(&r, text, len, text_max);
-	emit(&r);
+	emit(img, &r);
 }
 
 /* The full record, with its return addresses: some 3.6 KiB of stack. */
-static __attribute__((noinline)) void line_with_frames(enum audit_verdict verdict,
+static __attribute__((noinline)) void line_with_frames(struct image *img,
+						       enum audit_verdict verdict,
 						       uint64_t request, uint64_t ctx,
 						       uint32_t held, const char *text, size_t len)
 {
 	struct call_chain chain;
 	call_chain_take(&chain);
 	if (new_module_in(&chain))
-		rewrite_map();
+		rewrite_map(img);
 	char buf[RECORD_SIZE];
-	line_record(buf, sizeof(buf), &chain, TEXT_MAX, verdict, request, ctx, held, text, len);
+	line_record(img, buf, sizeof(buf), &chain, TEXT_MAX, verdict, request, ctx, held, text,
+		    len);
 }
 
 void audit_line(enum audit_verdict verdict, uint64_t request, uint64_t ctx, uint32_t held,
 		const char *text, size_t len)
 {
 	int saved = errno;
+	struct image *img = own_image();
 	if (on_alternate_stack()) {
 		/* A small stack may not hold the full record: no frames, and
 		 * the line's first 64 bytes. */
 		char buf[512];
-		line_record(buf, sizeof(buf), NULL, 64, verdict, request, ctx, held, text, len);
+		line_record(img, buf, sizeof(buf), NULL, 64, verdict, request, ctx, held, text,
+			    len);
 	} else {
-		map_once_per_image();
-		line_with_frames(verdict, request, ctx, held, text, len);
+		map_once_per_image(img);
+		line_with_frames(img, verdict, request, ctx, held, text, len);
 	}
 	errno = saved;
 }
@@ -328,36 +394,39 @@ uint32_t audit_held_number(void)
 void audit_line_decided(uint32_t number, uint64_t request)
 {
 	int saved = errno;
+	struct image *img = own_image();
 	char buf[512];
 	struct audit_record r;
-	start(&r, buf, sizeof(buf), 'D');
+	start(&r, img, buf, sizeof(buf), 'D');
 	audit_field_u64(&r, number);
 	put_id(&r, request);
-	emit(&r);
+	emit(img, &r);
 	errno = saved;
 }
 
 void audit_request_started(uint64_t serial, const char *id, size_t id_len)
 {
 	int saved = errno;
-	map_once_per_image();
+	struct image *img = own_image();
+	map_once_per_image(img);
 	char buf[512];
 	struct audit_record r;
-	start(&r, buf, sizeof(buf), 'S');
+	start(&r, img, buf, sizeof(buf), 'S');
 	audit_field_u64(&r, serial);
 	audit_field_text(&r, id, id_len, REQUEST_ID_MAX);
-	emit(&r);
+	emit(img, &r);
 	errno = saved;
 }
 
 static void request_record(char kind, uint64_t serial)
 {
 	int saved = errno;
+	struct image *img = own_image();
 	char buf[128];
 	struct audit_record r;
-	start(&r, buf, sizeof(buf), kind);
+	start(&r, img, buf, sizeof(buf), kind);
 	audit_field_u64(&r, serial);
-	emit(&r);
+	emit(img, &r);
 	errno = saved;
 }
 
@@ -369,6 +438,14 @@ void audit_request_ended(uint64_t serial)
 void audit_request_answered(uint64_t serial)
 {
 	request_record('R', serial);
+}
+
+void audit_open(void)
+{
+	int saved = errno;
+	atomic_store_explicit(&home.pid, shim.pid, memory_order_relaxed);
+	channel_fd();
+	errno = saved;
 }
 
 bool audit_is_channel(int fd)
@@ -383,7 +460,6 @@ void audit_fd_closing(void)
 
 void audit_after_fork(void)
 {
-	atomic_store_explicit(&map_written, false, memory_order_relaxed);
-	atomic_store_explicit(&map_writing, false, memory_order_relaxed);
-	atomic_store_explicit(&image_token, 0, memory_order_relaxed);
+	new_image(&home, shim.pid);
+	atomic_store_explicit(&other.pid, 0, memory_order_relaxed);
 }

@@ -5,7 +5,8 @@
  * anything of the program's.
  *
  * Records (audit_record.h), each with the process id, a token of the
- * process image (new in each exec'ed program and fork child) and
+ * process image (new in each exec'ed program and fork child, a raw clone
+ * or vfork child included: the pid is checked at every record) and
  * CLOCK_MONOTONIC nanoseconds: I (an image's first record) and M (one per
  * executable mapping, from /proc/self/maps: start, end, file offset, path;
  * written again when a line's return address is in none of them); S
@@ -37,6 +38,9 @@ enum audit_verdict {
 	AUDIT_BATCH,	/* a flush of several lines: only one naming its
 			   request gets an id */
 	AUDIT_HELD,	/* held until its thread's bracket resolves (D) */
+	AUDIT_RAW,	/* went out as it came, unenriched: no memory or line
+			   slot for it, its stream blocked, not a syslog
+			   message */
 };
 
 /* Line text of len bytes, written by the program's current call, got
@@ -55,6 +59,12 @@ void audit_request_started(uint64_t serial, const char *id, size_t id_len)
 	__attribute__((visibility("hidden")));
 void audit_request_ended(uint64_t serial) __attribute__((visibility("hidden")));
 void audit_request_answered(uint64_t serial) __attribute__((visibility("hidden")));
+
+/* Opens the audit file at start-up, before the program can drop its
+ * privileges: workers that setuid to another user can no longer open a
+ * file in the audit directory, but write on through the descriptor they
+ * inherited, as do their fork children. */
+void audit_open(void) __attribute__((visibility("hidden")));
 
 /* Whether fd is the audit file (the program closing it: audit_fd_closing). */
 bool audit_is_channel(int fd) __attribute__((visibility("hidden")));

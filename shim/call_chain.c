@@ -10,6 +10,7 @@
 
 #include <dlfcn.h>
 #include <fcntl.h>
+#include <link.h>
 #include <libunwind.h>
 #include <stdatomic.h>
 #include <string.h>
@@ -41,6 +42,28 @@ static int (*unwind_proc_info)(unw_addr_space_t space, unw_word_t ip, unw_proc_i
 			       void *arg);
 static unw_addr_space_t *unwind_local_space;
 
+/* libc's code, where glibc's signal return trampoline lies: the only
+ * return addresses whose bytes are read (a frame of a program without
+ * unwind tables may be any stack word, mapped or not). */
+static uintptr_t libc_code_start, libc_code_end;
+
+static int find_libc_code(struct dl_phdr_info *info, size_t size, void *arg)
+{
+	(void)size;
+	(void)arg;
+	size_t n = info->dlpi_name ? strlen(info->dlpi_name) : 0;
+	if (n < 9 || strcmp(info->dlpi_name + n - 9, "libc.so.6") != 0)
+		return 0;
+	for (int i = 0; i < info->dlpi_phnum; i++) {
+		const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+		if (ph->p_type == PT_LOAD && (ph->p_flags & PF_X)) {
+			libc_code_start = info->dlpi_addr + ph->p_vaddr;
+			libc_code_end = libc_code_start + ph->p_memsz;
+		}
+	}
+	return 1;
+}
+
 void call_chain_load(void)
 {
 	int expected = UNWINDER_ABSENT;
@@ -55,6 +78,7 @@ void call_chain_load(void)
 					    void *))dlsym(lib, "_ULx86_64_get_proc_info_by_ip");
 		unwind_local_space = (unw_addr_space_t *)dlsym(lib, "_ULx86_64_local_addr_space");
 	}
+	dl_iterate_phdr(find_libc_code, NULL);
 	bool ready = unwind_backtrace && unwind_proc_info && unwind_local_space;
 	atomic_store_explicit(&unwinder_state, ready ? UNWINDER_READY : UNWINDER_MISSING,
 			      memory_order_release);
@@ -119,9 +143,13 @@ bool call_chain_unwinding(void)
 /* x86-64 glibc's signal return trampoline (__restore_rt): mov $15,%rax;
  * syscall (48 c7 c0 0f 00 00 00 0f 05). A frame that returns there is a
  * signal handler's caller. Compared as one word and a byte, inline: this
- * runs for every frame of every chain. */
+ * runs for every frame of every chain; only inside libc's code, which is
+ * mapped (the unwinder can return a stack word as a frame of code without
+ * unwind tables: reading it could fault). */
 static bool is_signal_return(const void *ip)
 {
+	if ((uintptr_t)ip < libc_code_start || (uintptr_t)ip + 9 > libc_code_end)
+		return false;
 	uint64_t head;
 	memcpy(&head, ip, sizeof(head));
 	return head == 0x0f0000000fc0c748ull && ((const unsigned char *)ip)[8] == 0x05;

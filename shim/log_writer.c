@@ -213,6 +213,10 @@ static bool slot_append(struct line_slot *s, const void *b, size_t n)
 
 /* ---- output ------------------------------------------------------------ */
 
+#define ID_RAW (UINT64_MAX - 1) /* id_request: no memory for the line, or
+				   not a syslog message: it went out as it
+				   came (the next line's writer_id resets it) */
+
 /* One batch of output: enriched lines gathered in a stage so that several
  * short lines leave in one write of at most STAGE_SIZE bytes. */
 struct writer {
@@ -224,7 +228,9 @@ struct writer {
 	size_t staged;
 	unsigned stage_lines;      /* lines in the stage */
 	int error;                 /* errno of a failed write, 0 if none */
-	uint64_t id_request;       /* cached id text for this request serial */
+	uint64_t id_request;       /* cached id text for this request serial
+				      (ID_RAW: the last line went out as it
+				      came, which its audit record says) */
 	size_t fields_len;             /* the fields of id_request's lines */
 	char fields[LINE_FIELDS_MAX];
 	char stage[STAGE_SIZE];
@@ -337,15 +343,19 @@ static size_t message_head(const struct log_sink *sink, const char *line, size_t
 static bool writer_message(struct writer *w, const char *line, size_t len, size_t input)
 {
 	size_t head = message_head(w->sink, line, len);
-	if (head == 0) /* not a syslog message after all: as it came */
+	if (head == 0) { /* not a syslog message after all: as it came */
+		w->id_request = ID_RAW;
 		return writer_raw(w, line, len);
+	}
 	size_t bound = head + line_format_bound(len - head, w->fields_len);
 	char *out = w->stage;
 	if (!writer_flush(w))
 		return false;
 	if (bound > STAGE_SIZE) {
-		if (!w->slot || !buffer_reserve(&w->slot->scratch, &w->slot->scratch_cap, bound))
+		if (!w->slot || !buffer_reserve(&w->slot->scratch, &w->slot->scratch_cap, bound)) {
+			w->id_request = ID_RAW;
 			return writer_raw(w, line, len);
+		}
 		out = w->slot->scratch;
 	}
 	memcpy(out, line, head);
@@ -360,6 +370,14 @@ enum emitted {
 	EMIT_DONE,   /* it went out or sits in the stage */
 	EMIT_SPLIT   /* (whole) the bytes held a newline: nothing of them done */
 };
+
+/* A line goes out as it came (emit_line had no memory for it). */
+static __attribute__((noinline, cold)) enum emitted emit_raw(struct writer *w, const char *line,
+							    size_t n, size_t input)
+{
+	w->id_request = ID_RAW;
+	return writer_put(w, line, n, input) ? EMIT_DONE : EMIT_FAILED;
+}
 
 /* Emits one line (without its newline; newline says whether it had one),
  * standing for input bytes of this batch. With whole, the line's bytes
@@ -384,9 +402,7 @@ emit_line(struct writer *w, uint64_t request, const char *line, size_t len, bool
 			w->slot = claim_slot(w->sink);
 		if (!w->slot || !buffer_reserve(&w->slot->scratch, &w->slot->scratch_cap, bound))
 			/* No memory for it: the line goes out as it came, not lost. */
-			return whole ? EMIT_SPLIT
-				     : writer_put(w, line, len + newline, input) ? EMIT_DONE
-										  : EMIT_FAILED;
+			return whole ? EMIT_SPLIT : emit_raw(w, line, len + newline, input);
 		out = w->slot->scratch;
 	}
 	unsigned seen;
@@ -416,6 +432,13 @@ static bool writer_line(struct writer *w, uint64_t request, const char *line, si
 	return emit_line(w, request, line, len, newline, input, false) == EMIT_DONE;
 }
 
+/* The id the line w emitted last went out with (0: none, or it went out as
+ * it came), for its audit record. */
+static uint64_t emitted_id(const struct writer *w)
+{
+	return w->id_request == ID_RAW ? 0 : w->id_request;
+}
+
 /* No buffer room for bytes: they go out as they came after what is staged. */
 static bool writer_raw(struct writer *w, const char *b, size_t n)
 {
@@ -434,8 +457,9 @@ static void writer_records(struct writer *w, const char *buf, size_t n, uint64_t
 		const char *line = buf + pos + RECORD;
 		writer_line(w, record_tag(&r, request, line, r.len - 1, own), line, r.len - 1,
 			    !w->sink->message, 0);
+		uint64_t id = emitted_id(w);
 		if (unlikely(r.audit))
-			audit_line_decided(r.audit, w->id_request);
+			audit_line_decided(r.audit, id);
 		pos += RECORD + r.len;
 	}
 }
@@ -454,8 +478,9 @@ static bool writer_decided(struct writer *w, struct line_slot *s)
 		if (!writer_line(w, r.request & ~DECIDED, s->buf + pos + RECORD, r.len - 1,
 				 !w->sink->message, 0) || !writer_flush(w))
 			break;
+		uint64_t id = emitted_id(w);
 		if (unlikely(r.audit))
-			audit_line_decided(r.audit, w->id_request);
+			audit_line_decided(r.audit, id);
 		pos += RECORD + r.len;
 	}
 	memmove(s->buf, s->buf + pos, s->len - pos);
@@ -614,14 +639,37 @@ static void hold_record(struct line_slot *s, size_t at, struct line_verdict v)
 }
 
 /* Audit mode: the verdict of a line the program's current call wrote,
- * which went out with request's id. */
-static void audit_now(uint64_t request, bool batch, const char *line, size_t len)
+ * which w just sent out (with w->id_request's id, unless it went out as it
+ * came); ctx is the thread's request the line was judged under. */
+static __attribute__((noinline, cold)) void audit_emitted(struct writer *w, uint64_t ctx,
+							  bool batch, const char *line, size_t len)
 {
-	enum audit_verdict v = request		 ? AUDIT_TAGGED
-			       : batch		 ? AUDIT_BATCH
-			       : thread_ctx.request ? AUDIT_UNPROVEN
-						 : AUDIT_OUTSIDE;
-	audit_line(v, request, thread_ctx.request, 0, line, len);
+	bool raw = w->id_request == ID_RAW;
+	uint64_t request = emitted_id(w);
+	enum audit_verdict v = raw	       ? AUDIT_RAW
+			       : request ? AUDIT_TAGGED
+			       : batch	 ? AUDIT_BATCH
+			       : ctx	 ? AUDIT_UNPROVEN
+					 : AUDIT_OUTSIDE;
+	audit_line(v, request, ctx, 0, line, len);
+}
+
+static void audit_now(struct writer *w, bool batch, const char *line, size_t len)
+{
+	audit_emitted(w, thread_ctx.request, batch, line, len);
+}
+
+/* Audit mode: each line of n bytes that went out as they came, a last one
+ * without its newline too (what follows it is a line of its own to the
+ * shim). */
+static __attribute__((noinline, cold)) void audit_raw(const char *b, size_t n)
+{
+	for (size_t pos = 0; pos < n;) {
+		const char *nl = memchr(b + pos, '\n', n - pos);
+		size_t len = nl ? (size_t)(nl - (b + pos)) : n - pos;
+		audit_line(AUDIT_RAW, 0, thread_ctx.request, 0, b + pos, len);
+		pos += len + (nl != NULL);
+	}
 }
 
 /* Past HELD_MAX a thread that never reaches its bracket would hold without
@@ -651,6 +699,10 @@ static __attribute__((noinline, cold)) bool give_up_partial(struct writer *w, st
 		return false;
 	size_t start = s->held_len + RECORD;
 	writer_records(w, s->buf, s->held_len, 0);
+	if (unlikely(shim.audit)) /* the line once, by its first bytes */
+		audit_line(AUDIT_RAW, 0, thread_ctx.request, 0,
+			   s->len > start ? s->buf + start : b,
+			   s->len > start ? s->len - start : n - ended);
 	bool ok = writer_flush(w) &&
 		  (s->len <= start || writer_put(w, s->buf + start, s->len - start, 0)) &&
 		  writer_put(w, b, n, n);
@@ -683,7 +735,7 @@ static bool consume_message(struct writer *w, const char *buf, size_t n)
 	if (!writer_line(w, request, buf, n, false, n))
 		return false;
 	if (unlikely(shim.audit))
-		audit_now(w->id_request, false, buf, n);
+		audit_now(w, false, buf, n);
 	return true;
 }
 
@@ -692,8 +744,12 @@ static bool consume(struct writer *w, const char *buf, size_t n)
 {
 	size_t pos = 0;
 	if (w->slot && w->slot->held_len && thread_ctx.mode != CTX_BRACKET &&
-	    !writer_decided(w, w->slot))
-		return writer_raw(w, buf, n); /* still blocked: keep order, lose the id */
+	    !writer_decided(w, w->slot)) {
+		/* still blocked: keep order, lose the id */
+		if (unlikely(shim.audit))
+			audit_raw(buf, n);
+		return writer_raw(w, buf, n);
+	}
 	if (w->sink->message)
 		return consume_message(w, buf, n);
 	if (buf[n - 1] == '\n' && !(w->slot && (has_partial(w->slot) || w->slot->raw_partial)) &&
@@ -709,7 +765,7 @@ static bool consume(struct writer *w, const char *buf, size_t n)
 			enum emitted e = emit_line(w, v.request, buf, n - 1, true, n, true);
 			if (e != EMIT_SPLIT) {
 				if (e == EMIT_DONE && unlikely(shim.audit))
-					audit_now(w->id_request, false, buf, n - 1);
+					audit_now(w, false, buf, n - 1);
 				return e == EMIT_DONE;
 			}
 		}
@@ -748,8 +804,12 @@ static bool consume(struct writer *w, const char *buf, size_t n)
 				 * line of its own, and its rest will too. */
 				struct line_verdict v;
 				judge(thread_ctx.request, &v);
-				return emit_line(w, v.kind == EMIT ? v.request : 0, buf + pos, seg,
-						 true, seg, false) == EMIT_DONE;
+				if (emit_line(w, v.kind == EMIT ? v.request : 0, buf + pos, seg, true,
+					      seg, false) != EMIT_DONE)
+					return false;
+				if (unlikely(shim.audit))
+					audit_now(w, false, buf + pos, seg);
+				return true;
 			}
 			size_t at = s->len;
 			if (!has_partial(s))
@@ -792,7 +852,7 @@ static bool consume(struct writer *w, const char *buf, size_t n)
 					return false;
 				}
 				if (unlikely(shim.audit))
-					audit_now(w->id_request, batch, line, len);
+					audit_now(w, batch, line, len);
 				s->len = s->held_len;
 			}
 			pos += seg;
@@ -828,7 +888,7 @@ static bool consume(struct writer *w, const char *buf, size_t n)
 		if (emit_line(w, request, buf + pos, seg - 1, true, seg, false) != EMIT_DONE)
 			return false;
 		if (unlikely(shim.audit))
-			audit_now(w->id_request, batch, buf + pos, seg - 1);
+			audit_now(w, batch, buf + pos, seg - 1);
 		pos += seg;
 	}
 	return true;
@@ -893,10 +953,12 @@ static void slot_drain(struct line_slot *s, uint64_t request, enum partial_line 
 	if (with_partial && has_partial(s)) {
 		const char *line = s->buf + s->held_len + RECORD;
 		size_t len = s->len - s->held_len - RECORD;
-		if (partial == PARTIAL_PLAIN)
+		if (partial == PARTIAL_PLAIN) {
 			writer_raw(&w, line, len);
-		else
-			writer_line(&w, partial_request, line, len, false, 0);
+		} else if (writer_line(&w, partial_request, line, len, false, 0) &&
+			   unlikely(shim.audit)) {
+			audit_emitted(&w, s->partial_request, false, line, len);
+		}
 	}
 	writer_flush(&w);
 	if (with_partial) {

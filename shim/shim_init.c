@@ -303,8 +303,10 @@ unsigned shim_activate(config_lookup lookup, bool attached)
 	/* Audit records name every line's call site: the unwinder is loaded
 	 * now, while the program has one thread. */
 	shim.audit = shim.config.audit_dir_len > 0 && !attached;
-	if (shim.audit)
+	if (shim.audit) {
 		call_chain_load();
+		audit_open();
+	}
 	shim.active = true;
 	return 0;
 }

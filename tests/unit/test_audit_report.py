@@ -50,7 +50,7 @@ def line(proc, ts, rid="", ctx=0, text="", verdict=None, frames=()):
     ln.proc, ln.ts, ln.tid, ln.held = proc, ts, 1, 0
     ln.verdict = verdict or ("tagged" if rid else "outside")
     ln.serial, ln.rid, ln.ctx, ln.text = (1 if rid else 0), rid, ctx, text
-    ln.frames, ln.site = list(frames), None
+    ln.frames, ln.site, ln.released = list(frames), None, True
     proc.threads.add(ln.tid)
     return ln
 
@@ -84,6 +84,9 @@ class Records(unittest.TestCase):
         self.assertEqual([(ln.rid, ln.text) for ln in lines],
                          [("id-1", "early"), ("id-1", "line \t one"), ("id-1", "held line"),
                           ("", "new held")])
+        # "held line" was released (its D record); "new held" never was:
+        # its process ended while it was held
+        self.assertEqual([ln.released for ln in lines], [True, True, True, False])
         # the early line's address resolves against the mappings read later
         # (a file that cannot be read gives no base: no frames, not a guess)
         self.assertEqual(lines[0].proc.maps, [(0x1000, 0x2000, 0, "/nonexistent/prog")])
@@ -125,6 +128,19 @@ class Classify(unittest.TestCase):
         self.assertEqual(self.kinds([line(self.p, 13, "", 0, "x")]), [None])
         self.p.threads.add(2)
         self.assertEqual(self.kinds([line(self.p, 16, "", 0, "x")]), [None])
+
+    def test_reasons(self):
+        # untagged lines say why: a held line never released (its process
+        # ended), one released without an id, one the shim passed raw
+        killed = line(self.p, 16, "", 1, "x", "held")
+        killed.released = False
+        released = line(self.p, 16, "", 1, "x", "held")
+        raw = line(self.p, 16, "", 1, "x", "raw")
+        self.assertEqual(self.kinds([killed, released, raw]), ["untagged"] * 3)
+        self.assertEqual(audit.reason_of(killed),
+                         "held: process ended before the line's request was known")
+        self.assertTrue(audit.reason_of(released).startswith("held until the thread's next"))
+        self.assertTrue(audit.reason_of(raw).startswith("raw: the shim passed it through"))
 
     def test_app_field(self):
         self.assertEqual(audit.app_id_of('{"rid":"a-1","m":1}', None, "rid"), "a-1")
