@@ -27,8 +27,9 @@
 #include <stdatomic.h>
 #include <stdarg.h>
 #include <stdlib.h>
-#include <sys/mman.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -190,27 +191,63 @@ static char *env_entry(char *buf, const char *name_eq, size_t name_len, const ch
 	return buf;
 }
 
+static const char ids_name[] = LOG_IDS_VARIABLE "=";
+
+/* A vfork child's REQID_LOG_IDS, in out (size bytes): the value envp gives,
+ * and the files on its configured log descriptors that were opened by a
+ * log path (a parent that opened one and put it on the child's stderr
+ * before exec: its tables, which the child shares, do not say so, but the
+ * path says the same in both). False when envp's value is to stay as it
+ * is (too long to add to). */
+static bool vfork_log_ids(char *const *envp, size_t n, char *out, size_t size)
+{
+	size_t len = 0;
+	out[0] = '\0';
+	for (size_t i = 0; i < n; i++) {
+		if (!is_variable(envp[i], ids_name))
+			continue;
+		const char *value = envp[i] + sizeof(ids_name) - 1;
+		if ((len = strlen(value)) >= size)
+			return false;
+		memcpy(out, value, len + 1);
+	}
+	for (uint8_t k = 0; k < shim.config.log_fd_count; k++) {
+		int fd = shim.config.log_fds[k];
+		struct stat st;
+		if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
+		    !log_ids_contain(out, (uint64_t)st.st_dev, (uint64_t)st.st_ino) &&
+		    open_fd_is_log(fd))
+			len = log_ids_append(out, len, size, (uint64_t)st.st_dev, (uint64_t)st.st_ino);
+	}
+	return true;
+}
+
 /* envp's n entries into out (room for n + ENV_ADDED + 1): REQID_REQUEST_ID,
  * REQID_TRACEPARENT and REQID_TRACESTATE set for the request the calling
- * thread is certain of (removed if none) and, when log_ids, REQID_LOG_IDS
- * to the current log files (kept as it came otherwise). The new entries'
- * text lives in e. */
+ * thread is certain of (removed if none), and REQID_LOG_IDS: the current
+ * log files, or in a vfork child (its descriptors are not what the tables
+ * say) vfork_log_ids. The new entries' text lives in e. */
 static void fill_env(char *const *envp, size_t n, char **out, struct env_entries *e,
-		     bool log_ids)
+		     bool vfork_child)
 {
-	static const char ids_name[] = LOG_IDS_VARIABLE "=";
 	static const char request_name[] = REQUEST_VARIABLE "=";
 	static const char traceparent_name[] = TRACEPARENT_VARIABLE "=";
 	static const char tracestate_name[] = TRACESTATE_VARIABLE "=";
+	char *ids = e->ids + sizeof(ids_name) - 1;
+	size_t ids_size = sizeof(e->ids) - (sizeof(ids_name) - 1);
+	bool set_ids = true;
+	if (!vfork_child)
+		current_log_ids(ids, ids_size);
+	else
+		set_ids = vfork_log_ids(envp, n, ids, ids_size);
 	size_t k = 0;
 	for (size_t i = 0; i < n; i++)
 		if (!is_variable(envp[i], request_name) && !is_variable(envp[i], traceparent_name) &&
 		    !is_variable(envp[i], tracestate_name) &&
-		    (!log_ids || !is_variable(envp[i], ids_name)))
+		    (!set_ids || !is_variable(envp[i], ids_name)))
 			out[k++] = envp[i];
-	if (log_ids) {
+	if (set_ids) {
 		memcpy(e->ids, ids_name, sizeof(ids_name) - 1);
-		current_log_ids(e->ids + sizeof(ids_name) - 1, sizeof(e->ids) - (sizeof(ids_name) - 1));
 		out[k++] = e->ids;
 	}
 	uint64_t request = ctx_certain_request();
@@ -244,10 +281,8 @@ static size_t env_count(char *const *envp)
 /* The environment to exec with (see fill_env), in an array from mmap (exec
  * must not allocate with malloc; environments can be too large for a
  * thread's stack), or, in a vfork child, in a bounded array on the stack: a
- * mapping made there would stay behind in the parent. A vfork child keeps
- * REQID_LOG_IDS as it came: its descriptors may no longer be what the
- * parent's tables say. Returns envp itself when there is nothing to change
- * or no memory. */
+ * mapping made there would stay behind in the parent. Returns envp itself
+ * when there is nothing to change or no memory. */
 static char *const *exec_env(char *const *envp, struct exec_env *e)
 {
 	e->env = NULL;
@@ -268,7 +303,7 @@ static char *const *exec_env(char *const *envp, struct exec_env *e)
 			return envp;
 		}
 	}
-	fill_env(envp, n, e->env, &e->entries, !vfork_child);
+	fill_env(envp, n, e->env, &e->entries, vfork_child);
 	return e->env;
 }
 

@@ -199,8 +199,8 @@ static bool fd_identity(int fd, uint64_t *dev, uint64_t *ino, bool *is_socket)
 /* The configured log descriptors that are open, are not connections handed
  * over by a parent, and (if the exec'ing parent said which files were its
  * logs) are one of those files. Their identities go into REQID_LOG_IDS for
- * children the exec hooks cannot see into (a vfork child keeps the
- * variable as it came). setenv allocates, and a program's first allocation
+ * children the exec hooks cannot see into (a vfork child adds only the
+ * files on its log descriptors opened by a log path). setenv allocates, and a program's first allocation
  * sets up malloc (a getrandom, two brk, two or three page faults): it is
  * skipped when the environment already says exactly this, as it does in
  * a program a shimmed parent exec'ed with the same logs. */

@@ -16,6 +16,13 @@ For every method, requests with an X-Request-ID and without one:
   - every response body is byte-exact (popen's output was not rewritten);
   - exact line counts, no other lines.
 Also with REQID_RESPONSE_HEADER empty, so bodies are read unchanged.
+
+Then a log file a parent opens and hands to the child it starts with vfork
+(python3's subprocess, under `reqid run --log-path T/*.log`): the child's
+stderr, T/child.log opened by python, is a log in the child (its line,
+written to fd 2 with no dup on the way, comes out as JSON); its stdout, a
+pipe python reads, is data (its bytes come back exactly). The vfork child shares the parent's tables, which do not know its
+descriptors: the file's path tells it.
 Exits non-zero on a failure.
 
     python3 tests/integration/test_spawn.py
@@ -32,6 +39,7 @@ import tempfile
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SHIM = os.path.join(ROOT, "build", "libreqid.so")
 SERVER = os.path.join(ROOT, "build", "servers", "spawner")
+REQID = os.path.join(ROOT, "scripts", "reqid")
 METHODS = ["fork-execve", "vfork-execv", "execvp", "posix_spawn", "posix_spawnp", "system",
            "popen"]
 PER_METHOD = 4  # half with an X-Request-ID, half without
@@ -47,8 +55,38 @@ def get(port, path, headers):
     return resp.status, body
 
 
+POPEN_SCRIPT = """
+import subprocess, sys
+CHILD = "import os; os.write(2, b'to-log\\\\n'); os.write(1, b'to-pipe\\\\n')"
+with open(sys.argv[1], "ab") as log:
+    out = subprocess.run([sys.executable, "-c", CHILD], stderr=log,
+                         stdout=subprocess.PIPE, check=True).stdout
+with open(sys.argv[2], "wb") as data:
+    data.write(out)
+"""
+
+
+def check_vfork_log_file(failures):
+    with tempfile.TemporaryDirectory(prefix="reqid-spawn-") as tmp:
+        log, data = os.path.join(tmp, "child.log"), os.path.join(tmp, "pipe.data")
+        subprocess.run([REQID, "run", "--log-path", os.path.join(tmp, "*.log"), "--",
+                        "/usr/bin/python3", "-c", POPEN_SCRIPT, log, data],
+                       check=True, env=dict(os.environ, REQID_LIB=SHIM))
+        with open(log, "rb") as f:
+            got_log = f.read()
+        with open(data, "rb") as f:
+            got_data = f.read()
+    if got_log != b'{"msg":"to-log"}\n' or got_data != b"to-pipe\n":
+        failures.append("vfork child: child.log %r (want a JSON line), pipe %r (want it as written)"
+                        % (got_log, got_data))
+    else:
+        print("spawn vfork log file: the child's stderr file (a log path) enriched, "
+              "its stdout pipe untouched")
+
+
 def main():
     failures = []
+    check_vfork_log_file(failures)
     with tempfile.TemporaryDirectory(prefix="reqid-spawn-") as tmp:
         log_path = os.path.join(tmp, "stderr.log")
         env = dict(os.environ, LD_PRELOAD=SHIM, REQID_LOG_FDS="2", REQID_RESPONSE_HEADER="")
