@@ -47,6 +47,18 @@ access.log must have exactly one line per request; every line with an id
 (access.log and error.log) must name its request: precision 100%, recall
 on access.log at least MIN_RECALL.
 
+Then lighttpd with mod_openssl (the same traffic; tests/realservers'
+configuration, --event-brackets), twice: with HTTP/2 offered by ALPN
+(lighttpd's default) and refused. Each run also sends H2_TOKENS requests
+with `curl --http2` (which offers h2): with h2 on they must come back as
+HTTP/2 without X-Request-ID (an h2 connection is left alone) and their
+access-log lines (and the preface's) without an id; with h2 refused they
+are HTTP/1.1 requests like the others. Every X-Request-ID right, bodies
+exact, every access-log line present, precision 100%, recall (access-log
+lines of HTTP/1.1 requests with their id) at least MIN_RECALL. This
+kernel has no kernel TLS (no "tls" in tcp_available_ulp): lighttpd's kTLS
+is not exercised.
+
 Then outbound HTTPS (the client side): the same service under the shim,
 given --downstream, calls a TLS capture server in this script (unshimmed)
 for most requests: python's http.client twice on the handler thread's
@@ -459,6 +471,133 @@ def check_nginx(tmp, seed, failures):
         failures.append("nginx: recall %.2f%% below %.0f%%" % (100 * recall, 100 * MIN_RECALL))
 
 
+# ---------------------------------------------------------------- lighttpd
+
+LIGHTTPD_CONNS = 40
+H2_TOKENS = 6
+
+
+class LighttpdTLS(servers.Lighttpd):
+    """lighttpd with mod_openssl on its listening socket; HTTP/2 offered by
+    ALPN (lighttpd's default) or refused (h2=False)."""
+
+    def __init__(self, tmp, port, h2):
+        super().__init__(tmp, port)
+        self.h2 = h2
+        self.name = "lighttpd-tls" + ("" if h2 else "-no-h2")
+
+    def write_config(self):
+        super().write_config()
+        conf = self.tmp / "lighttpd.conf"
+        conf.write_text(conf.read_text().replace(
+            'server.modules = ("mod_accesslog")',
+            'server.modules = ("mod_accesslog", "mod_openssl")') +
+            'ssl.engine = "enable"\nssl.pemfile = "%s"\nssl.privkey = "%s"\n'
+            'server.feature-flags = ("server.h2proto" => "%s")\n'
+            % (self.tmp / "cert.pem", self.tmp / "key.pem", "enable" if self.h2 else "disable"))
+
+
+def curl_h2(port, token):
+    """(HTTP version, X-Request-ID values, body) of a curl request that offers
+    h2 by ALPN."""
+    r = subprocess.run(["curl", "-sk", "--http2", "-D", "-", "-o", "-", "-H",
+                        "X-Request-ID: tls-" + token,
+                        "https://127.0.0.1:%d/req/%s" % (port, token)],
+                       capture_output=True, timeout=TIMEOUT)
+    head, _, body = r.stdout.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    ids = [l.split(":", 1)[1].strip() for l in lines[1:] if l.lower().startswith("x-request-id:")]
+    return lines[0].split(" ")[0], ids, body
+
+
+def check_lighttpd(tmp, seed, h2, failures):
+    name = "lighttpd-tls" + ("" if h2 else "-no-h2")
+    if not shutil.which("lighttpd", path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin"):
+        failures.append("lighttpd missing (apt-get install -y lighttpd lighttpd-mod-openssl)")
+        return
+    rng = random.Random(seed)
+    prefix = "".join(rng.choice("ABCDEFGHJKLMNPQRSTUVWXYZ") for _ in range(4))
+    ltmp = tmp / name
+    ltmp.mkdir()
+    make_cert(ltmp)
+    conns, n = [], 0
+    for _ in range(LIGHTTPD_CONNS):
+        conns.append([NReq(rng, "%s%05d" % (prefix, n + j)) for j in range(rng.randint(1, 5))])
+        n += len(conns[-1])
+    reqs = [r for c in conns for r in c]
+    for r in reqs:
+        r.missing = False  # no 404s: every error-log line is the server's own
+    h2_tokens = ["%s%05d" % (prefix, n + j) for j in range(H2_TOKENS)]
+    srv = LighttpdTLS(ltmp, servers.free_port(), h2)
+    (srv.root / "req").mkdir(parents=True)
+    for r in reqs:
+        (srv.root / "req" / r.token).write_bytes(r.content())
+    for t in h2_tokens:
+        (srv.root / "req" / t).write_bytes(t.encode())
+    srv.write_config()
+    running = servers.Running(srv)
+    h2_results = {}
+    try:
+        drive_nginx(srv.port, conns)
+        for t in h2_tokens:
+            h2_results[t] = curl_h2(srv.port, t)
+    finally:
+        failures.extend("%s: %s" % (name, p) for p in running.stop())
+    for f in ("access.log", "error.log"):
+        shutil.copy(ltmp / f, LOG_DIR / ("tls-%s-%s" % (name, f)))
+
+    ids = {}
+    for r in reqs:
+        if r.error or r.status != 200 or r.body != r.content() or len(r.ids) != 1:
+            failures.append("%s: token %s: %s, %d X-Request-ID" % (name, r.token,
+                            r.error or r.status, len(r.ids or [])))
+            continue
+        if r.cid and r.ids[0] != "tls-" + r.token:
+            failures.append("%s: token %s: response id %r" % (name, r.token, r.ids[0]))
+        ids[r.token] = r.ids[0]
+    for t, (version, hdr_ids, body) in h2_results.items():
+        want_version = "HTTP/2" if h2 else "HTTP/1.1"
+        want_ids = [] if h2 else ["tls-" + t]
+        if (version, hdr_ids, body) != (want_version, want_ids, t.encode()):
+            failures.append("%s: curl --http2 token %s: %s, X-Request-ID %r, body %r; want %s, %r"
+                            % (name, t, version, hdr_ids, body[:40], want_version, want_ids))
+        if not h2:
+            ids[t] = "tls-" + t
+
+    fmt = LineFormat("json")
+    token_re = re.compile(r"/req/(%s\d{5})\b" % prefix)
+    lines = tagged = right = 0
+    for f in ("access.log", "error.log"):
+        for no, line in enumerate((ltmp / f).read_text(errors="replace").splitlines(), 1):
+            try:
+                rid, msg = fmt.split(line)
+            except ValueError as e:
+                failures.append("%s: %s:%d malformed (%s): %r" % (name, f, no, e, line[:200]))
+                continue
+            m = token_re.search(msg)
+            if f == "access.log":
+                lines += 1
+            if rid is None:
+                continue
+            tagged += 1
+            if f == "access.log" and m and rid == ids.get(m.group(1)):
+                right += 1
+            else:
+                failures.append("%s: %s:%d id %r, want %r: %r"
+                                % (name, f, no, rid, m and ids.get(m.group(1)), line[:200]))
+    # an h2 connection's own line too: lighttpd logs its preface ("PRI * HTTP/2.0")
+    want_lines = len(reqs) + len(h2_tokens) * (2 if h2 else 1)
+    if lines != want_lines:
+        failures.append("%s: access.log has %d lines, want %d" % (name, lines, want_lines))
+    recall = right / len(ids) if ids else 0.0
+    print("%s: %d requests on %d connections and %d by curl --http2 (%s), %d access.log lines, "
+          "%d with an id: precision %.2f%%, recall %.2f%%"
+          % (name, len(reqs), len(conns), len(h2_tokens), "h2" if h2 else "HTTP/1.1",
+             lines, tagged, 100 * (right / tagged if tagged else 1.0), 100 * recall))
+    if recall < MIN_RECALL:
+        failures.append("%s: recall %.2f%% below %.0f%%" % (name, 100 * recall, 100 * MIN_RECALL))
+
+
 # ---------------------------------------------------------------- outbound
 
 DOWN_BODY = b"GET /fake HTTP/1.1\r\nX-Request-ID: fake\r\n\r\n"
@@ -632,6 +771,8 @@ def main():
             groups.append((name, lambda f, n=name, p=python, s=i + 2:
                            check_run(n, p, tmp, s, True, f)))
         groups.append(("nginx-tls", lambda f: check_nginx(tmp, 7, f)))
+        groups.append(("lighttpd-tls", lambda f: check_lighttpd(tmp, 13, True, f)))
+        groups.append(("lighttpd-tls-no-h2", lambda f: check_lighttpd(tmp, 17, False, f)))
         groups.append(("outbound-tls", lambda f: check_outbound(pythons[0], tmp, 11, f)))
         return run_groups(groups)
     finally:
