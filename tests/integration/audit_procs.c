@@ -45,6 +45,15 @@ static void die(const char *what)
 	_exit(99);
 }
 
+/* Waits for child, which must exit with 0. */
+static void reap(long child)
+{
+	int status;
+	if (waitpid((pid_t)child, &status, 0) != child || !WIFEXITED(status) ||
+	    WEXITSTATUS(status) != 0)
+		die("waitpid");
+}
+
 /* A line of a string literal, written where LOG stands (its call site). */
 #define LOG(text)                                                                    \
 	do {                                                                         \
@@ -78,10 +87,7 @@ static void sc_clone(void)
 		log_pid("child", "two");
 		syscall(SYS_exit_group, 0);
 	}
-	int status;
-	if (waitpid((pid_t)child, &status, 0) != child || !WIFEXITED(status) ||
-	    WEXITSTATUS(status) != 0)
-		die("waitpid");
+	reap(child);
 	log_pid("parent", "after");
 }
 
@@ -95,9 +101,7 @@ static void sc_vfork(void)
 		log_pid("child", "one");
 		_exit(0);
 	}
-	int status;
-	if (waitpid(child, &status, 0) != child || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
-		die("waitpid");
+	reap(child);
 	log_pid("parent", "after");
 }
 
@@ -118,10 +122,7 @@ static void sc_clone_fds(const char *data)
 		log_pid("child", "one");
 		syscall(SYS_exit_group, 0);
 	}
-	int status;
-	if (waitpid((pid_t)child, &status, 0) != child || !WIFEXITED(status) ||
-	    WEXITSTATUS(status) != 0)
-		die("waitpid");
+	reap(child);
 	log_pid("parent", "after");
 }
 

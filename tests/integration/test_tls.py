@@ -170,6 +170,18 @@ def body_for(token):
     return b"token %s\n" % token.encode() + b"x" * (int(digits) * 37)
 
 
+def log_lines(path, label, failures, fmt=LineFormat("json")):
+    """(line number, request id or None, message) of each line of a log;
+    a line that does not parse is a failure."""
+    for no, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+        try:
+            rid, msg = fmt.split(line)
+        except ValueError as e:
+            failures.append("%s:%d malformed (%s): %r" % (label, no, e, line[:200]))
+            continue
+        yield no, rid, msg
+
+
 def drive(port, conns):
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.check_hostname = False
@@ -246,15 +258,10 @@ def check_run(name, python, tmp, seed, shim, failures):
     # the log
     fmt = LineFormat("json") if shim else LineFormat("plain")
     seen, tagged, right = {}, 0, 0
-    for no, line in enumerate(log.read_text(errors="replace").splitlines(), 1):
-        try:
-            rid, msg = fmt.split(line)
-        except ValueError as e:
-            failures.append("%s: %s:%d malformed (%s): %r" % (name, log, no, e, line[:200]))
-            continue
+    for no, rid, msg in log_lines(log, "%s: %s" % (name, log), failures, fmt):
         m = SERVED_RE.match(msg)
         if not m:
-            failures.append("%s: %s:%d unexpected line: %r" % (name, log, no, line[:200]))
+            failures.append("%s: %s:%d unexpected line: %r" % (name, log, no, msg[:200]))
             continue
         token = m.group(1)
         seen[token] = seen.get(token, 0) + 1
@@ -431,21 +438,15 @@ def check_nginx(tmp, seed, failures):
         generated.add(r.ids[0])
         ids[r.token] = r.ids[0]
 
-    fmt = LineFormat("json")
     token_re = re.compile(r"/req/(%s\d{5})\b" % prefix)
     lines = tagged = right = right_access = 0
     seen = {}
     for name in ("access.log", "error.log"):
-        for no, line in enumerate((ntmp / name).read_text(errors="replace").splitlines(), 1):
-            try:
-                rid, msg = fmt.split(line)
-            except ValueError as e:
-                failures.append("nginx: %s:%d malformed (%s): %r" % (name, no, e, line[:200]))
-                continue
+        for no, rid, msg in log_lines(ntmp / name, "nginx: " + name, failures):
             m = token_re.search(msg)
             if name == "access.log":
                 if not m:
-                    failures.append("nginx: access.log:%d no token: %r" % (no, line[:200]))
+                    failures.append("nginx: access.log:%d no token: %r" % (no, msg[:200]))
                     continue
                 seen[m.group(1)] = seen.get(m.group(1), 0) + 1
                 lines += 1
@@ -457,7 +458,7 @@ def check_nginx(tmp, seed, failures):
                 right_access += name == "access.log"
             elif len(failures) < 40:
                 failures.append("nginx: %s:%d id %r, want %r: %r"
-                                % (name, no, rid, m and ids.get(m.group(1)), line[:200]))
+                                % (name, no, rid, m and ids.get(m.group(1)), msg[:200]))
     for r in reqs:
         if seen.get(r.token) != 1:
             failures.append("nginx: token %s: %d access.log lines, want 1"
@@ -564,16 +565,10 @@ def check_lighttpd(tmp, seed, h2, failures):
         if not h2:
             ids[t] = "tls-" + t
 
-    fmt = LineFormat("json")
     token_re = re.compile(r"/req/(%s\d{5})\b" % prefix)
     lines = tagged = right = 0
     for f in ("access.log", "error.log"):
-        for no, line in enumerate((ltmp / f).read_text(errors="replace").splitlines(), 1):
-            try:
-                rid, msg = fmt.split(line)
-            except ValueError as e:
-                failures.append("%s: %s:%d malformed (%s): %r" % (name, f, no, e, line[:200]))
-                continue
+        for no, rid, msg in log_lines(ltmp / f, "%s: %s" % (name, f), failures):
             m = token_re.search(msg)
             if f == "access.log":
                 lines += 1
@@ -584,7 +579,7 @@ def check_lighttpd(tmp, seed, h2, failures):
                 right += 1
             else:
                 failures.append("%s: %s:%d id %r, want %r: %r"
-                                % (name, f, no, rid, m and ids.get(m.group(1)), line[:200]))
+                                % (name, f, no, rid, m and ids.get(m.group(1)), msg[:200]))
     # an h2 connection's own line too: lighttpd logs its preface ("PRI * HTTP/2.0")
     want_lines = len(reqs) + len(h2_tokens) * (2 if h2 else 1)
     if lines != want_lines:
