@@ -46,7 +46,9 @@ Checks, each on a running target:
   - refusals, each exit 1 with one "reqid-inject: " line and the target
     untouched: no such process, a process traced by strace, a job-stopped
     process, a static binary, seccomp filter and strict modes, another uid
-    (through setpriv); usage errors exit 2;
+    (through setpriv), and another uid under Yama ptrace_scope 1, 2 and 3
+    (a private mount namespace whose /proc/sys/kernel holds the setting:
+    this kernel may have no Yama); usage errors exit 2;
   - a main thread that cannot be stopped (a vfork parent waits killable
     only): exit 1 within about 500 ms, the target runs on, untraced.
 Prints the stop times reqid-inject -v measured, "N passed, M failed" last,
@@ -622,6 +624,25 @@ def wait_until(cond, timeout=3.0):
     return cond()
 
 
+# What the refusal says under each Yama ptrace_scope (the kernel here may
+# have no Yama: yama_prefix gives the injector a private mount namespace
+# whose /proc/sys/kernel is a tmpfs holding yama/ptrace_scope).
+YAMA_HINTS = {
+    1: r"ptrace_scope is 1 \(only ancestors may trace\): run with CAP_SYS_PTRACE",
+    2: r"ptrace_scope is 2 \(admin only\): run with CAP_SYS_PTRACE",
+    3: r"ptrace_scope is 3: ptrace is disabled until reboot",
+}
+
+
+def yama_prefix(scope):
+    """Runs the injector as nobody where /proc/sys/kernel/yama/ptrace_scope
+    reads scope."""
+    return ["unshare", "-m", "sh", "-c",
+            "mount -t tmpfs none /proc/sys/kernel && mkdir /proc/sys/kernel/yama && "
+            "echo %d > /proc/sys/kernel/yama/ptrace_scope && "
+            'exec setpriv --reuid=65534 --regid=65534 --clear-groups "$@"' % scope, "sh"]
+
+
 def inject(pid, lib, func, arg, verbose=False, prefix=()):
     cmd = list(prefix) + [str(INJECT)] + (["-v"] if verbose else []) + [
         str(pid), str(lib), func, arg]
@@ -944,6 +965,11 @@ class Suite:
                        prefix=["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"])
             self.one_error("other uid (nobody)", r, r"not permitted to trace process %d" % t.pid)
             self.live("target runs on after the refused uid", t)
+            for scope, hint in YAMA_HINTS.items():
+                r = inject(t.pid, lib, "probe", "x", prefix=yama_prefix(scope))
+                self.one_error("other uid, Yama ptrace_scope %d" % scope, r,
+                               r"not permitted to trace process %d .*%s" % (t.pid, hint))
+            self.live("target runs on after the Yama refusals", t)
         finally:
             t.stop()
 
