@@ -59,10 +59,11 @@ lines of HTTP/1.1 requests with their id) at least MIN_RECALL. This
 kernel has no kernel TLS (no "tls" in tcp_available_ulp): lighttpd's kTLS
 is not exercised.
 
-Then an asyncio server (asyncio_tls_service.py: TLS in memory BIOs, no
-socket under the SSL calls) under the shim, GETs of the same plan: every
-response unchanged (no header added: the shim sees no plaintext), one line
-per request, none with an id.
+Then two servers whose TLS the shim does not see, under it, GETs of the
+same plan: asyncio (asyncio_tls_service.py: TLS in memory BIOs, no socket
+under the SSL calls) and node (node_tls_service.js: OpenSSL inside node;
+skipped, said so, without node): every response unchanged (no header
+added), one line per request, none with an id.
 
 Then outbound HTTPS (the client side): the same service under the shim,
 given --downstream, calls a TLS capture server in this script (unshimmed)
@@ -598,45 +599,47 @@ def check_lighttpd(tmp, seed, h2, failures):
         failures.append("%s: recall %.2f%% below %.0f%%" % (name, 100 * recall, 100 * MIN_RECALL))
 
 
-# ---------------------------------------------------------------- asyncio
+# ---------------------------------------------------- TLS the shim cannot see
 
 ASYNCIO_SERVICE = Path(__file__).resolve().parent / "asyncio_tls_service.py"
+NODE_SERVICE = Path(__file__).resolve().parent / "node_tls_service.js"
 
 
-def check_asyncio(python, tmp, seed, failures):
-    """A server whose TLS runs in memory BIOs (asyncio): the shim sees no
-    plaintext, so it must add nothing and tag nothing, and change nothing."""
-    atmp = tmp / "asyncio"
-    atmp.mkdir()
-    cert, key = make_cert(atmp)
+def check_unseen(name, what, command, tmp, seed, failures):
+    """A server whose TLS the shim does not see (memory BIOs, or OpenSSL
+    inside the program): it must add nothing, tag nothing, change nothing.
+    command: argv before --cert C --key K."""
+    utmp = tmp / name
+    utmp.mkdir()
+    cert, key = make_cert(utmp)
     conns = make_plan(seed)
     reqs = [r for conn in conns for r in conn]
     for r in reqs:
         r.method, r.body = "GET", None
-    log = LOG_DIR / "tls-asyncio.log"
-    svc = harness.Server("asyncio_tls_service", log,
-                         command=[python, ASYNCIO_SERVICE, "--cert", cert, "--key", key])
+    log = LOG_DIR / ("tls-%s.log" % name)
+    svc = harness.Server(name, log, command=command + ["--cert", cert, "--key", key])
     try:
         drive(svc.port, conns)
     finally:
         svc.kill()
     for r in reqs:
         if r.error or r.status != 200 or r.response_body != b"token %s\n" % r.token.encode():
-            failures.append("asyncio: token %s: %s %r" % (r.token, r.error or r.status,
-                                                          r.response_body))
+            failures.append("%s: token %s: %s %r" % (name, r.token, r.error or r.status,
+                                                     r.response_body))
         elif r.response_ids:
-            failures.append("asyncio: token %s: X-Request-ID %r added" % (r.token, r.response_ids))
+            failures.append("%s: token %s: X-Request-ID %r added" % (name, r.token,
+                                                                   r.response_ids))
     served = []
-    for no, rid, msg in log_lines(log, "asyncio: " + str(log), failures):
+    for no, rid, msg in log_lines(log, "%s: %s" % (name, log), failures):
         m = SERVED_RE.match(msg)
         if rid is not None or not m:
-            failures.append("asyncio: %s:%d id %r: %r" % (log, no, rid, msg[:200]))
+            failures.append("%s: %s:%d id %r: %r" % (name, log, no, rid, msg[:200]))
         else:
             served.append(m.group(1))
     if sorted(served) != sorted(r.token for r in reqs):
-        failures.append("asyncio: %d lines, want one per request (%d)" % (len(served), len(reqs)))
-    print("asyncio-tls (memory BIOs): %d requests on %d connections answered unchanged, "
-          "%d lines, none with an id" % (len(reqs), len(conns), len(served)))
+        failures.append("%s: %d lines, want one per request (%d)" % (name, len(served), len(reqs)))
+    print("%s (%s): %d requests on %d connections answered unchanged, %d lines, none with an id"
+          % (name, what, len(reqs), len(conns), len(served)))
 
 
 # ---------------------------------------------------------------- outbound
@@ -814,7 +817,14 @@ def main():
         groups.append(("nginx-tls", lambda f: check_nginx(tmp, 7, f)))
         groups.append(("lighttpd-tls", lambda f: check_lighttpd(tmp, 13, True, f)))
         groups.append(("lighttpd-tls-no-h2", lambda f: check_lighttpd(tmp, 17, False, f)))
-        groups.append(("asyncio-tls", lambda f: check_asyncio(pythons[0], tmp, 19, f)))
+        groups.append(("asyncio-tls", lambda f: check_unseen(
+            "asyncio-tls", "memory BIOs", [pythons[0], ASYNCIO_SERVICE], tmp, 19, f)))
+        node = shutil.which("node")
+        if node:
+            groups.append(("node-tls", lambda f: check_unseen(
+                "node-tls", "node's own OpenSSL", [node, NODE_SERVICE], tmp, 23, f)))
+        else:
+            print("node-tls: skipped: no node on PATH")
         groups.append(("outbound-tls", lambda f: check_outbound(pythons[0], tmp, 11, f)))
         return run_groups(groups)
     finally:
