@@ -69,6 +69,18 @@ class Failure(Exception):
     pass
 
 
+def make_cert(tmp):
+    """A self-signed certificate and key for 127.0.0.1 in directory tmp
+    (openssl req), valid a day: (cert path, key path)."""
+    cert, key = Path(tmp) / "cert.pem", Path(tmp) / "key.pem"
+    r = subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+                        "-keyout", str(key), "-out", str(cert), "-days", "1",
+                        "-subj", "/CN=127.0.0.1"], capture_output=True)
+    if r.returncode != 0:
+        raise Failure("openssl req failed: %s" % r.stderr.decode(errors="replace"))
+    return cert, key
+
+
 def run_groups(groups, errors=(Failure,)):
     """Runs each (name, check) in turn: check(failures) appends to a list
     what failed; one of errors raised ends its group as a failure. Prints

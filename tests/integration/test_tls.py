@@ -103,7 +103,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "realservers"))
 import harness  # noqa: E402
 import servers  # noqa: E402
-from harness import Failure, LineFormat, run_groups  # noqa: E402
+from harness import LineFormat, make_cert, run_groups  # noqa: E402
 
 SERVICE = Path(__file__).resolve().parent / "tls_service.py"
 LOG_DIR = harness.LOG_DIR
@@ -113,16 +113,6 @@ MIN_RECALL = 0.99
 TIMEOUT = 30.0
 GEN_RE = re.compile(r"^[0-9a-f]{32}$")
 SERVED_RE = re.compile(r"^served token=(\w+)$")
-
-
-def make_cert(tmp):
-    cert, key = tmp / "cert.pem", tmp / "key.pem"
-    r = subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
-                        "-keyout", str(key), "-out", str(cert), "-days", "1",
-                        "-subj", "/CN=127.0.0.1"], capture_output=True)
-    if r.returncode != 0:
-        raise Failure("openssl req failed: %s" % r.stderr.decode(errors="replace"))
-    return cert, key
 
 
 def service(python, cert, key, truth, log_path, shim=True):

@@ -33,7 +33,9 @@ Rows: nginx with 1 and 2 workers at concurrency 1, 16 and 128 (one URL,
 keep-alive); nginx with Connection: close (one request per connection);
 nginx with a mix of URLs (80% /index.html, 10% /other.html, 10% /missing:
 404 and an error-log line each); nginx with a buffered shimmed access log
-(buffer=8k: one write() carries the lines of ~50 requests); lighttpd at
+(buffer=8k: one write() carries the lines of ~50 requests); nginx with
+`ssl` on its listening socket (the client on HTTPS, certificate made by
+openssl at run time), one URL and mixed; lighttpd at
 concurrency 16 and 128 (lighttpd buffers its access log itself: 8 KiB, or
 until the second changes). Logs per row: "access.log"; "error.log", the
 error-log lines about a request (404s); "error.log other", the error-log
@@ -68,6 +70,7 @@ import re
 import shutil
 import signal
 import socket
+import ssl
 import sys
 import tempfile
 import time
@@ -121,15 +124,15 @@ class Row:
     """One run: a server, its workers, the traffic. buffered: nginx writes
     the shimmed access log through a buffer (access_log ... buffer=8k)."""
 
-    def __init__(self, server, workers, concurrency, kind, requests, buffered=False):
+    def __init__(self, server, workers, concurrency, kind, requests, buffered=False, tls=False):
         self.server, self.workers, self.concurrency = server, workers, concurrency
-        self.kind, self.requests, self.buffered = kind, requests, buffered
+        self.kind, self.requests, self.buffered, self.tls = kind, requests, buffered, tls
         # buffered access logs: lines flushed in batches, no floor
         self.min_recall = 0.0 if buffered or server == "lighttpd" else REALISTIC_MIN_RECALL
 
     @property
     def label(self):
-        return self.server + ("-buf" if self.buffered else "")
+        return self.server + ("-buf" if self.buffered else "") + ("-tls" if self.tls else "")
 
     @property
     def name(self):
@@ -145,6 +148,8 @@ ROWS = [Row("nginx", w, c, "keepalive", 2000) for w in (1, 2) for c in (1, 16, 1
     Row("nginx", 2, 16, "close", 1000),
     Row("nginx", 2, 16, "mixed", 2000),
     Row("nginx", 2, 16, "keepalive", 2000, buffered=True),
+    Row("nginx", 2, 16, "keepalive", 2000, tls=True),
+    Row("nginx", 2, 16, "mixed", 2000, tls=True),
     Row("lighttpd", 1, 16, "keepalive", 2000),
     Row("lighttpd", 1, 128, "keepalive", 2000),
 ]
@@ -161,11 +166,11 @@ class RealisticNginx(servers.RealServer):
     stop_signal = signal.SIGQUIT
     binary, apt = "nginx", "nginx"
 
-    def __init__(self, base, port, workers, buffered=False):
+    def __init__(self, base, port, workers, buffered=False, tls=False):
         self.base = Path(base)
         super().__init__(self.base / "shimmed", port)
         self.root = self.base / "root"
-        self.workers, self.buffered = workers, buffered
+        self.workers, self.buffered, self.tls = workers, buffered, tls
         self.truth = self.base / "truth" / "access.log"
 
     def prepare(self, reqs=()):
@@ -174,10 +179,14 @@ class RealisticNginx(servers.RealServer):
         self.truth.parent.mkdir(parents=True, exist_ok=True)
         for path, data in FILES.items():
             (self.root / path.lstrip("/")).write_bytes(data)
+        if self.tls:
+            harness.make_cert(self.base)
         self.write_config()
 
     def write_config(self):
         t, b = self.tmp, self.base
+        tls = (" ssl;\n        ssl_certificate %s;\n        ssl_certificate_key %s"
+               % (b / "cert.pem", b / "key.pem")) if self.tls else ""
         for d in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
             (b / "temp" / d).mkdir(parents=True, exist_ok=True)
         user = "user root root;\n" if os.geteuid() == 0 else ""
@@ -207,7 +216,7 @@ http {{
     sendfile on;
     keepalive_requests 1000;
     server {{
-        listen 127.0.0.1:{self.port};
+        listen 127.0.0.1:{self.port}{tls};
         root {self.root};
         location / {{ }}
     }}
@@ -233,7 +242,8 @@ class RealisticLighttpd(servers.RealServer):
     name = "lighttpd"
     binary, apt = "lighttpd", "lighttpd"
 
-    def __init__(self, base, port, workers=1, buffered=False):
+    def __init__(self, base, port, workers=1, buffered=False, tls=False):
+        # buffered and tls: nginx's (no lighttpd row has them)
         self.base = Path(base)
         super().__init__(self.base / "shimmed", port)
         self.root = self.base / "root"
@@ -318,10 +328,16 @@ class Load:
     time on each (no pipelining), the first wave held until all its
     connections are open so the server really has `concurrency`. Every
     connection gets a local port not used before in this run (bind before
-    connect; a port seen before is put aside and another one taken)."""
+    connect; a port seen before is put aside and another one taken). With
+    tls, each connection is HTTPS (the certificate is not checked)."""
 
-    def __init__(self, port, concurrency, rng):
+    def __init__(self, port, concurrency, rng, tls=False):
         self.port, self.concurrency = port, concurrency
+        self.ssl = None
+        if tls:
+            self.ssl = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            self.ssl.check_hostname = False
+            self.ssl.verify_mode = ssl.CERT_NONE
         self.ua = [rng.choice(USER_AGENTS) for _ in range(64)]
         self.used_ports = set()
         self.open_now = self.open_max = 0
@@ -375,7 +391,8 @@ class Load:
         waiting = barrier
         try:
             await asyncio.wait_for(loop.sock_connect(sock, ("127.0.0.1", self.port)), TIMEOUT)
-            reader, writer = await asyncio.open_connection(sock=sock)
+            reader, writer = await asyncio.open_connection(
+                sock=sock, ssl=self.ssl, server_hostname="127.0.0.1" if self.ssl else None)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self.open_now += 1
             self.open_max = max(self.open_max, self.open_now)
@@ -404,11 +421,12 @@ class Load:
                 elif closing:
                     raise harness.Failure("server closed a keep-alive connection after %s"
                                           % r.rid)
-            if not reqs[-1].close:
+            if not reqs[-1].close and self.ssl is None:
                 # the client goes away as a browser does (its FIN), then waits
                 # for the server's close: the server is done with every
                 # connection before it is stopped (lighttpd exits 1 when a
-                # connection is still open at SIGTERM)
+                # connection is still open at SIGTERM). A TLS connection
+                # (nginx only) has no half-close: it is just closed.
                 writer.write_eof()
                 tail = await asyncio.wait_for(reader.read(), TIMEOUT)
                 if tail:
@@ -746,12 +764,13 @@ def run_row(row, seed, keep=False, min_recall=None):
     plan = make_plan(rng, row.kind, row.requests)
     reqs = [r for conn in plan for r in conn]
     base = Path(tempfile.mkdtemp(prefix="reqid-realistic-%s-" % row.name))
-    srv = SERVER_CLASSES[row.server](base, servers.free_port(), row.workers, row.buffered)
+    srv = SERVER_CLASSES[row.server](base, servers.free_port(), row.workers, row.buffered,
+                                     row.tls)
     res = {"row": row, "tmp": str(base), "problems": [], "requests": len(reqs),
            "connections": len(plan)}
     t0 = time.monotonic()
     running = None
-    load = Load(srv.port, row.concurrency, rng)
+    load = Load(srv.port, row.concurrency, rng, row.tls)
     try:
         srv.prepare()
         running = servers.Running(srv)  # returns as soon as the port accepts
