@@ -30,6 +30,11 @@ syslog HOSTNAME field names the sender. Two scenarios (both run by default):
                  `curl http://10.77.0.2:8080/work/<k>` (propagation through
                  exec: httpd -> sh -> curl); back:
                  tests/multihost/back_service.py (logs and answers)
+  busybox-front-tls
+                 the same busybox front calling over HTTPS (curl, which gives
+                 OpenSSL a BIO of its own: the trace goes through SSL_write)
+                 a back_service.py in ssl (certificate made by openssl at
+                 run time, not checked)
 
 Both services run as `env LD_PRELOAD=$REQID_LIB
 REQID_FIELDS=request_id,trace_id,span_id CMD` inside `ip netns exec`, with
@@ -84,6 +89,9 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import harness  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[2]
 MH = ROOT / "tests" / "multihost"
 DEFAULT_LIB = ROOT / "build" / "libreqid.so"
@@ -118,6 +126,8 @@ SCENARIOS = {
                  "python ThreadingHTTPServer --urllib--> busybox httpd + CGI", ("back",)),
     "busybox-front": ("busybox", "python",
                       "busybox httpd + CGI --exec curl--> python ThreadingHTTPServer", ("front",)),
+    "busybox-front-tls": ("busybox", "python-tls",
+                          "busybox httpd + CGI --exec curl over TLS--> python in ssl", ("front",)),
 }
 # A python host shares one sys.stderr buffer between its threads: a line one
 # thread wrote may be flushed by another, and the shim leaves such lines
@@ -125,7 +135,7 @@ SCENARIOS = {
 # precision must still be 100%, and the back of py-front proves the front
 # propagated every request's trace.
 # The path prefix each kind of service serves requests under.
-PATHS = {"python": "/work/", "busybox": "/cgi-bin/work/"}
+PATHS = {"python": "/work/", "python-tls": "/work/", "busybox": "/cgi-bin/work/"}
 # lines each service writes per request, in order (for the report)
 LINES = {
     ("front", "python"): ("front k=K start", "front k=K back said: ...",
@@ -134,6 +144,7 @@ LINES = {
                            "front k=K back said: ..."),
     ("back", "busybox"): ("<peer>: url:/cgi-bin/work/K", "back handling k=K"),
     ("back", "python"): ("back k=K handling", '"GET /work/K HTTP/1.1" 200 -'),
+    ("back", "python-tls"): ("back k=K handling", '"GET /work/K HTTP/1.1" 200 -'),
 }
 # a request's token: /work/<k> or k=<k>, whole (k=1 is not k=10)
 TOKEN_RE = re.compile(r"(?:/work/|(?<![\w-])k=)(\d+)(?![\w.])")
@@ -310,7 +321,9 @@ class Host:
 
     def __init__(self, role, kind, net, procs, tmp, lib, back_kind):
         self.role, self.kind, self.tmp = role, kind, tmp
-        self.back_url = "http://%s:%d%s" % (HOSTS["back"][0], PORT, PATHS[back_kind])
+        self.back_tls = back_kind.endswith("-tls")
+        self.back_url = "%s://%s:%d%s" % ("https" if self.back_tls else "http",
+                                          HOSTS["back"][0], PORT, PATHS[back_kind])
         self.proc = self.logger = None
         self.wfd = None
         addr_log = HOSTS["log"][0]
@@ -339,12 +352,16 @@ class Host:
                 return [server_python(), MH / "front_service.py", "--port", PORT,
                         "--back", self.back_url]
             return [server_python(), MH / "back_service.py", "--port", PORT]
+        if self.kind == "python-tls":
+            cert, key = harness.make_cert(self.tmp)
+            return [server_python(), MH / "back_service.py", "--port", PORT,
+                    "--cert", cert, "--key", key]
         root = self.tmp / ("%s-root" % self.role)
         (root / "cgi-bin").mkdir(parents=True, exist_ok=True)
         script = root / "cgi-bin" / "work"
         shutil.copyfile(MH / ("cgi_%s.sh" % self.role), script)
         script.chmod(0o755)
-        return ["env", "BACK_URL=" + self.back_url,
+        return ["env", "BACK_URL=" + self.back_url] + (["BACK_INSECURE=1"] if self.back_tls else []) + [
                 "busybox", "httpd", "-f", "-vv", "-p", PORT, "-h", root]
 
     def path(self, k):

@@ -2,12 +2,14 @@
 """back_service.py - the back host's service in the second scenario of
 tests/integration/test_multihost.py: a plain threading HTTP server with no
 tracing or request-id code. GET /work/<k> logs a line to stderr and answers
-"back k=<k> ok"; http.server's access log goes to stderr as well.
+"back k=<k> ok"; http.server's access log goes to stderr as well. With
+--cert and --key it serves HTTPS.
 
-    python3 back_service.py --port 8080
+    python3 back_service.py --port 8080 [--cert C --key K]
 """
 
 import argparse
+import ssl
 import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -35,8 +37,15 @@ class Server(ThreadingHTTPServer):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--port", type=int, default=8080)
+    ap.add_argument("--cert")
+    ap.add_argument("--key")
     a = ap.parse_args()
-    Server(("", a.port), Handler).serve_forever()
+    server = Server(("", a.port), Handler)
+    if a.cert:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(a.cert, a.key)
+        server.socket = ctx.wrap_socket(server.socket, server_side=True)
+    server.serve_forever()
 
 
 if __name__ == "__main__":
