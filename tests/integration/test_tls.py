@@ -62,8 +62,10 @@ is not exercised.
 Then two servers whose TLS the shim does not see, under it, GETs of the
 same plan: asyncio (asyncio_tls_service.py: TLS in memory BIOs, no socket
 under the SSL calls) and node (node_tls_service.js: OpenSSL inside node;
-skipped, said so, without node): every response unchanged (no header
-added), one line per request, none with an id.
+skipped, said so, without node), and Go (go_tls_service.go, built by the
+test: crypto/tls, system calls made by the Go runtime; skipped without
+go): every response unchanged (no header added), one line per request,
+none with an id (Go's lines come out as written: its writes bypass libc).
 
 Then outbound HTTPS (the client side): the same service under the shim,
 given --downstream, calls a TLS capture server in this script (unshimmed)
@@ -595,10 +597,11 @@ ASYNCIO_SERVICE = Path(__file__).resolve().parent / "asyncio_tls_service.py"
 NODE_SERVICE = Path(__file__).resolve().parent / "node_tls_service.js"
 
 
-def check_unseen(name, what, command, tmp, seed, failures):
-    """A server whose TLS the shim does not see (memory BIOs, or OpenSSL
-    inside the program): it must add nothing, tag nothing, change nothing.
-    command: argv before --cert C --key K."""
+def check_unseen(name, what, command, tmp, seed, failures, fmt=LineFormat("json")):
+    """A server whose TLS the shim does not see (memory BIOs, OpenSSL inside
+    the program, Go's own): it must add nothing, tag nothing, change nothing.
+    command: argv before --cert C --key K; fmt: how its log lines come out
+    (plain for a program whose writes do not go through libc)."""
     utmp = tmp / name
     utmp.mkdir()
     cert, key = make_cert(utmp)
@@ -620,7 +623,7 @@ def check_unseen(name, what, command, tmp, seed, failures):
             failures.append("%s: token %s: X-Request-ID %r added" % (name, r.token,
                                                                    r.response_ids))
     served = []
-    for no, rid, msg in log_lines(log, "%s: %s" % (name, log), failures):
+    for no, rid, msg in log_lines(log, "%s: %s" % (name, log), failures, fmt):
         m = SERVED_RE.match(msg)
         if rid is not None or not m:
             failures.append("%s: %s:%d id %r: %r" % (name, log, no, rid, msg[:200]))
@@ -630,6 +633,26 @@ def check_unseen(name, what, command, tmp, seed, failures):
         failures.append("%s: %d lines, want one per request (%d)" % (name, len(served), len(reqs)))
     print("%s (%s): %d requests on %d connections answered unchanged, %d lines, none with an id"
           % (name, what, len(reqs), len(conns), len(served)))
+
+
+GO_SERVICE = Path(__file__).resolve().parent / "go_tls_service.go"
+
+
+def check_go(tmp, seed, failures):
+    """Go's own TLS (crypto/tls, system calls not through libc), the
+    program built here."""
+    gtmp = tmp / "go-build"
+    gtmp.mkdir()
+    binary = gtmp / "go_tls_service"
+    r = subprocess.run(["go", "build", "-o", str(binary), str(GO_SERVICE)], capture_output=True,
+                       text=True, env=dict(os.environ, HOME=str(gtmp), GOCACHE=str(gtmp / "cache"),
+                                           GOPATH=str(gtmp / "path")))
+    if r.returncode != 0:
+        failures.append("go-tls: go build failed: %s" % r.stderr[-500:])
+        return
+    # Go writes its lines with its own system calls: they stay as written
+    check_unseen("go-tls", "Go's crypto/tls", [binary], tmp, seed, failures,
+                 LineFormat("plain"))
 
 
 # ---------------------------------------------------------------- outbound
@@ -809,6 +832,10 @@ def main():
         groups.append(("lighttpd-tls-no-h2", lambda f: check_lighttpd(tmp, 17, False, f)))
         groups.append(("asyncio-tls", lambda f: check_unseen(
             "asyncio-tls", "memory BIOs", [pythons[0], ASYNCIO_SERVICE], tmp, 19, f)))
+        if shutil.which("go"):
+            groups.append(("go-tls", lambda f: check_go(tmp, 29, f)))
+        else:
+            print("go-tls: skipped: no go on PATH (apt-get install -y golang-go)")
         node = shutil.which("node")
         if node:
             groups.append(("node-tls", lambda f: check_unseen(
