@@ -505,7 +505,7 @@ EXPORT void SSL_free(SSL *s)
 		if ((fd_class(fd) & FD_CONN) && conn_is_tls(fd))
 			conn_output_tls_end(fd);
 		else if (fd_class(fd) & FD_CLIENT)
-			client_output_tls_end(fd);
+			client_output_tls_end(fd, s);
 		tls_bind_forget(s);
 		errno = saved;
 	}
