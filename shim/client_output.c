@@ -371,6 +371,12 @@ ssize_t client_output_tls(int fd, struct tls_sender *to, const void *buf, size_t
 			atomic_store_explicit(&cl->lost, true, memory_order_relaxed);
 		return to->send(to->ssl, buf, n);
 	}
+	/* A TLS session begun on a plain tunnel (a CONNECT to a proxy,
+	 * then the handshake on the socket): its plaintext is a new HTTP
+	 * stream, from its first byte. */
+	if (!atomic_load_explicit(&cl->tls, memory_order_relaxed) && cl->owed_len == 0 &&
+	    http_parser_in_tunnel(&cl->parser))
+		http_parser_init_pausing(&cl->parser, &shim.matcher);
 	/* Records on the socket from here, whatever its first bytes were. */
 	cl->began = true;
 	atomic_store_explicit(&cl->tls, true, memory_order_relaxed);

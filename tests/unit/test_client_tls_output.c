@@ -18,6 +18,8 @@
 
 #include <netinet/in.h>
 #include <stdbool.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -62,6 +64,8 @@ static int setup(void **state)
 	header_matcher_init(&shim.matcher, &shim.config);
 	id_generator_seed(&shim.ids, key);
 	shim.pid = getpid();
+	real.writev = writev;
+	real.sendmsg = sendmsg;
 	current_request = request_table_add("out-a", 5, NULL, 0, 0, NULL, NULL, 0);
 	return 0;
 }
@@ -168,12 +172,51 @@ static void test_stale_free_leaves_new_connection_alone(void **state)
 	client_forget(7);
 }
 
+/* Through a proxy: a plain CONNECT (its own header added), then TLS on
+ * the tunnel, whose first plaintext is a new HTTP stream: its request
+ * gets the header too. */
+static void test_request_through_connect_tunnel(void **state)
+{
+	(void)state;
+	int sv[2];
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	int fd = sv[0];
+	connect_fd(fd);
+	static const char connect_req[] = "CONNECT b:443 HTTP/1.1\r\nHost: b:443\r\n\r\n";
+	static const char connect_want[] =
+		"CONNECT b:443 HTTP/1.1\r\nHost: b:443\r\nX-Request-ID: out-a\r\n\r\n";
+	struct iovec iov = {(void *)connect_req, sizeof connect_req - 1};
+	assert_int_equal(client_output(fd, &iov, 1, 0, false, NULL), sizeof connect_req - 1);
+	char got[256];
+	ssize_t g = read(sv[1], got, sizeof got);
+	assert_int_equal(g, sizeof connect_want - 1);
+	assert_memory_equal(got, connect_want, sizeof connect_want - 1);
+	/* The handshake's first record, written by the library. */
+	static const char hello[] = "\x16\x03\x01\x00\x05hello";
+	struct iovec h = {(void *)hello, sizeof hello - 1};
+	assert_int_equal(client_output(fd, &h, 1, 0, false, NULL), sizeof hello - 1);
+	g = read(sv[1], got, sizeof got);
+	assert_int_equal(g, sizeof hello - 1);
+	assert_memory_equal(got, hello, sizeof hello - 1);
+
+	struct fake_ssl f = {0};
+	struct tls_sender to = {fake_send, &f, false};
+	assert_int_equal(client_output_tls(fd, &to, request, sizeof request - 1),
+			 sizeof request - 1);
+	assert_int_equal(f.out_len, sizeof expected - 1);
+	assert_memory_equal(f.out, expected, sizeof expected - 1);
+	client_forget(fd);
+	close(sv[0]);
+	close(sv[1]);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup(test_request_gets_header, setup),
 		cmocka_unit_test_setup(test_failed_sends_are_retried_as_they_were, setup),
 		cmocka_unit_test_setup(test_stale_free_leaves_new_connection_alone, setup),
+		cmocka_unit_test_setup(test_request_through_connect_tunnel, setup),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
