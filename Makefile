@@ -97,6 +97,7 @@ UNIT_TABLES_test_request_table := shim/request_table.c
 UNIT_TABLES_test_epoll_map := shim/epoll_map.c shim/conn_table.c shim/head_store.c shim/request_table.c
 UNIT_TABLES_test_tls_bind := shim/tls_bind.c
 UNIT_TABLES_test_tls_output := shim/conn_output.c shim/insert_output.c shim/conn_table.c shim/head_store.c shim/request_table.c
+UNIT_TABLES_test_client_tls_output := shim/client_output.c shim/insert_output.c shim/conn_table.c shim/head_store.c shim/request_table.c
 UNIT_TABLES_test_epoll_queue := shim/epoll_queue.c shim/epoll_map.c shim/conn_table.c shim/head_store.c shim/request_table.c
 
 .SECONDEXPANSION:

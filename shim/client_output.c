@@ -48,6 +48,7 @@ struct client {
 				  go through the library (client_output_tls) */
 	uint16_t owed_len;
 	uint32_t tls_sent;     /* of a TLS write that failed and will be retried */
+	const void *tls_ssl;   /* the TLS object whose write owes or retries */
 	char owed[ADDED_MAX];
 	struct http_parser parser;
 };
@@ -114,6 +115,7 @@ void client_connected(int fd, const struct sockaddr *addr)
 		cl->began = false;
 		atomic_store_explicit(&cl->tls, false, memory_order_relaxed);
 		cl->tls_sent = 0;
+		cl->tls_ssl = NULL;
 		atomic_store_explicit(&cl->lost, false, memory_order_relaxed);
 		atomic_store_explicit(&cl->state, SLOT_IDLE, memory_order_release);
 		atomic_store_explicit(&client_of[fd], (uint16_t)(k + 1), memory_order_release);
@@ -369,9 +371,16 @@ ssize_t client_output_tls(int fd, struct tls_sender *to, const void *buf, size_t
 			atomic_store_explicit(&cl->lost, true, memory_order_relaxed);
 		return to->send(to->ssl, buf, n);
 	}
+	/* A TLS session begun on a plain tunnel (a CONNECT to a proxy,
+	 * then the handshake on the socket): its plaintext is a new HTTP
+	 * stream, from its first byte. */
+	if (!atomic_load_explicit(&cl->tls, memory_order_relaxed) && cl->owed_len == 0 &&
+	    http_parser_in_tunnel(&cl->parser))
+		http_parser_init_pausing(&cl->parser, &shim.matcher);
 	/* Records on the socket from here, whatever its first bytes were. */
 	cl->began = true;
 	atomic_store_explicit(&cl->tls, true, memory_order_relaxed);
+	cl->tls_ssl = to->ssl;
 	ssize_t r;
 	if (http_parser_stopped(&cl->parser) && cl->owed_len == 0) {
 		r = to->send(to->ssl, buf, n);
@@ -388,12 +397,18 @@ ssize_t client_output_tls(int fd, struct tls_sender *to, const void *buf, size_t
 	return r;
 }
 
-void client_output_tls_end(int fd)
+void client_output_tls_end(int fd, const void *ssl)
 {
 	struct client *cl = client_at(fd);
 	if (cl && out_lock(cl)) {
-		cl->owed_len = 0;
-		cl->tls_sent = 0;
+		/* Only the object that wrote the slot's connection: one freed
+		 * after its socket was closed names a descriptor that may be
+		 * another connection's now, with its own bytes owed. */
+		if (atomic_load_explicit(&cl->tls, memory_order_relaxed) && cl->tls_ssl == ssl) {
+			cl->owed_len = 0;
+			cl->tls_sent = 0;
+			cl->tls_ssl = NULL;
+		}
 		out_unlock(cl);
 	}
 }

@@ -48,8 +48,10 @@ bool client_before_sendfile(int fd) __attribute__((visibility("hidden")));
 ssize_t client_output_tls(int fd, struct tls_sender *to, const void *buf, size_t n)
 	__attribute__((visibility("hidden")));
 
-/* The TLS object writing outbound connection fd is freed: nothing is owed
- * or retried through it any more. */
-void client_output_tls_end(int fd) __attribute__((visibility("hidden")));
+/* TLS object ssl, on outbound connection fd, is freed: nothing is owed or
+ * retried through it any more. Nothing changes unless ssl is the object
+ * that wrote fd's current connection (a stale one's descriptor may be
+ * another connection's by now). */
+void client_output_tls_end(int fd, const void *ssl) __attribute__((visibility("hidden")));
 
 #endif

@@ -270,6 +270,7 @@ ssize_t conn_output_tls(int fd, struct tls_sender *to, const void *buf, size_t n
 			http_response_stop(&c->response); /* another writer inside */
 		return to->send(to->ssl, buf, n);
 	}
+	c->tls_ssl = to->ssl;
 	struct tls_response stream = {fd, c};
 	struct tls_planner plan = {tls_response_plan, tls_response_advance, tls_response_added,
 				   tls_response_stop, &stream};
@@ -303,12 +304,18 @@ void conn_output_tls_sendfile_done(int fd, ssize_t r)
 	}
 }
 
-void conn_output_tls_end(int fd)
+void conn_output_tls_end(int fd, const void *ssl)
 {
 	struct conn *c = conn_of(fd);
 	if (out_lock(c)) {
-		c->owed_len = 0;
-		c->tls_sent = 0;
+		/* Only the object that wrote the connection: one freed after
+		 * its socket was closed names a descriptor that may be another
+		 * connection's now, with its own bytes owed. */
+		if (c->tls_ssl == ssl) {
+			c->owed_len = 0;
+			c->tls_sent = 0;
+			c->tls_ssl = NULL;
+		}
 		out_unlock(c);
 	}
 }

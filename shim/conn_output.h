@@ -43,8 +43,10 @@ bool conn_output_tls_before_sendfile(int fd, struct tls_sender *to)
 	__attribute__((visibility("hidden")));
 void conn_output_tls_sendfile_done(int fd, ssize_t r) __attribute__((visibility("hidden")));
 
-/* The TLS object writing connection fd is freed: nothing is owed or
- * retried through it any more. */
-void conn_output_tls_end(int fd) __attribute__((visibility("hidden")));
+/* TLS object ssl, on connection fd, is freed: nothing is owed or retried
+ * through it any more. Nothing changes unless ssl is the object that wrote
+ * fd's current connection (a stale one's descriptor may be another
+ * connection's by now). */
+void conn_output_tls_end(int fd, const void *ssl) __attribute__((visibility("hidden")));
 
 #endif

@@ -128,6 +128,7 @@ static void conn_start(int fd, struct conn *c, uint8_t join,
 			   shim.config.response_header_len);
 	c->owed_len = 0;
 	c->tls_sent = 0;
+	c->tls_ssl = NULL;
 	atomic_store_explicit(&c->out_busy, 0, memory_order_relaxed);
 	conn_unlock(c);
 	atomic_store_explicit(&fd_states[fd].flags, FD_CONN, memory_order_relaxed);

@@ -78,6 +78,8 @@ struct conn {
 	uint32_t tls_sent;          /* of a TLS write that failed and will be
 				       retried, the program's bytes that went
 				       (conn_output_tls) */
+	const void *tls_ssl;        /* the TLS object whose write owes or
+				       retries (conn_output_tls_end) */
 	uint32_t head_slot;  /* head_store slot holding the parser's text, 0 if none */
 	struct http_response_parser response;
 	/* The request parser's first HTTP_PARSER_STATE_SIZE bytes: all of it

@@ -503,9 +503,9 @@ EXPORT void SSL_free(SSL *s)
 		int saved = errno;
 		int fd = ssl_fd(f, s, false);
 		if ((fd_class(fd) & FD_CONN) && conn_is_tls(fd))
-			conn_output_tls_end(fd);
+			conn_output_tls_end(fd, s);
 		else if (fd_class(fd) & FD_CLIENT)
-			client_output_tls_end(fd);
+			client_output_tls_end(fd, s);
 		tls_bind_forget(s);
 		errno = saved;
 	}

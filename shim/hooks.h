@@ -141,11 +141,16 @@ static inline bool read_asked(const void *buf, const struct iovec *iov, size_t c
 /* After a read-like call on connection fd into buf (count bytes) or iov
  * (count entries): the bytes it consumed feed the parser, except peeked
  * ones (not consumed) and truncated ones (consumed unseen: the stream is
- * lost); end of file may end the connection's request (conn_on_eof). */
+ * lost); end of file may end the connection's request (conn_on_eof). A
+ * read of the socket's error queue (MSG_ERRQUEUE: send timestamps, zero
+ * copy completions) is neither: its bytes (often none, as a 0) are not the
+ * peer's. */
 static inline void conn_read_done(int fd, const void *buf, const struct iovec *iov,
 				  size_t count, ssize_t r, int flags)
 {
 	int saved = errno;
+	if (unlikely(flags & MSG_ERRQUEUE))
+		r = -1;
 	if (r == 0 && !(flags & MSG_PEEK) && read_asked(buf, iov, count))
 		conn_on_eof(fd);
 	if (r > 0 && !(flags & MSG_PEEK)) {

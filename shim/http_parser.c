@@ -143,6 +143,11 @@ bool http_parser_stopped(const struct http_parser *p)
 	return p->state == S_NOT_HTTP || p->state == S_DESYNC;
 }
 
+bool http_parser_in_tunnel(const struct http_parser *p)
+{
+	return p->state == S_TUNNEL;
+}
+
 bool http_starts_tls(const char *buf, size_t len)
 {
 	return len > 0 && buf[0] == 0x16 && (len == 1 || buf[1] == 0x03);

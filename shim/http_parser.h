@@ -175,6 +175,9 @@ void http_parser_advance(struct http_parser *p, const struct iovec *iov, int iov
 /* True once the parser gave up on the stream (not HTTP, or desynchronised). */
 bool http_parser_stopped(const struct http_parser *p);
 
+/* True after a CONNECT request: the stream's bytes are a tunnel's. */
+bool http_parser_in_tunnel(const struct http_parser *p);
+
 /* Whether a stream's first len (> 0) bytes begin a TLS handshake record
  * (a ClientHello): content type 22, then major version 3 if a second byte
  * came. No HTTP request begins so. */

@@ -24,6 +24,7 @@ import re
 import select
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -819,6 +820,67 @@ class T29DisableValues(Base):
             self.assertEqual(off.results_text, bare.results_text, value)
             self.assertEqual(off.out, bare.out, "REQID_DISABLE=%s: output differs" % value)
             self.assertEqual(off.err, err, value)
+
+
+# A server that reads its socket's error queue (send timestamps) after
+# answering: that read's 0 is no end of file, and its request goes on.
+ERRQUEUE_SERVER = r"""
+import os, socket, sys, time
+SO_TIMESTAMPING = 37
+TX_SOFTWARE, SOFTWARE, OPT_TSONLY = 1 << 1, 1 << 4, 1 << 11
+ls = socket.socket()
+ls.bind(("127.0.0.1", 0))
+ls.listen(1)
+os.write(int(sys.argv[1]), b"%d\n" % ls.getsockname()[1])
+c, _ = ls.accept()
+c.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPING, TX_SOFTWARE | SOFTWARE | OPT_TSONLY)
+data = b""
+while b"\r\n\r\n" not in data:
+    data += c.recv(4096)
+c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+got = None
+for _ in range(500):
+    try:
+        got = len(c.recvmsg(64, 512, socket.MSG_ERRQUEUE)[0])
+        break
+    except BlockingIOError:
+        time.sleep(0.01)
+sys.stderr.write("error queue read gave %s\n" % got)
+sys.stderr.flush()
+c.close()
+"""
+
+
+class ErrorQueueTest(unittest.TestCase):
+    def test_error_queue_read_is_no_end_of_file(self):
+        r, w = os.pipe()
+        p = subprocess.Popen([sys.executable, "-c", ERRQUEUE_SERVER, str(w)], pass_fds=(w,),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                             env=clean_env(LD_PRELOAD=str(LIB)))
+        os.close(w)
+        try:
+            with os.fdopen(r, "rb") as f:
+                port = int(f.readline())
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+                s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nX-Request-ID: errq-1\r\n\r\n")
+                resp = b""
+                while not resp.endswith(b"ok"):
+                    chunk = s.recv(4096)
+                    if not chunk:
+                        break
+                    resp += chunk
+            _, err = p.communicate(timeout=20)
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        self.assertEqual(p.returncode, 0, err)
+        self.assertIn(b"X-Request-ID: errq-1\r\n", resp)
+        lines = err.splitlines()
+        self.assertEqual(len(lines), 1, err)
+        line = parse_json_line(lines[0])
+        self.assertEqual(line.get("msg"), "error queue read gave 0", err)
+        self.assertEqual(line.get("request_id"), "errq-1", err)
 
 
 def main():

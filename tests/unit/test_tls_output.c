@@ -201,6 +201,30 @@ static void test_no_request_no_header(void **state)
 	conn_forget(9);
 }
 
+/* A TLS object freed after its socket was closed (by a garbage collector,
+ * say): its descriptor is now another connection's, whose write failed on
+ * its added header and will be retried. That connection's owed header and
+ * retry must stay as they were. */
+static void test_stale_free_leaves_new_connection_alone(void **state)
+{
+	(void)state;
+	struct fake_ssl old = {0};
+	tls_conn_with(9, "tls-old");
+	program_writes(9, &old, false, head, sizeof head - 1);
+	conn_forget(9); /* closed; the object lives on */
+
+	struct fake_ssl f = {.fail_mask = 1u << 1}; /* the header's send */
+	struct tls_sender to = {fake_send, &f, false};
+	tls_conn_with(9, "tls-e");
+	assert_true(conn_output_tls(9, &to, head, sizeof head - 1) <= 0);
+	conn_output_tls_end(9, &old); /* the stale object freed */
+	program_writes(9, &f, false, head, sizeof head - 1);
+	program_writes(9, &f, false, body, sizeof body - 1);
+	expect_stream(&f, "tls-e");
+	conn_output_tls_end(9, &f);
+	conn_forget(9);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -209,6 +233,7 @@ int main(void)
 		cmocka_unit_test_setup(test_partial_writes, setup),
 		cmocka_unit_test_setup(test_head_in_pieces, setup),
 		cmocka_unit_test_setup(test_no_request_no_header, setup),
+		cmocka_unit_test_setup(test_stale_free_leaves_new_connection_alone, setup),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
