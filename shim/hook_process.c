@@ -198,10 +198,12 @@ static const char ids_name[] = LOG_IDS_VARIABLE "=";
  * log path (a parent that opened one and put it on the child's stderr
  * before exec: its tables, which the child shares, do not say so, but the
  * path says the same in both). False when envp's value is to stay as it
- * is (too long to add to). */
+ * is: absent (every configured log descriptor is one in the child), or too
+ * long to add to. */
 static bool vfork_log_ids(char *const *envp, size_t n, char *out, size_t size)
 {
 	size_t len = 0;
+	bool given = false;
 	out[0] = '\0';
 	for (size_t i = 0; i < n; i++) {
 		if (!is_variable(envp[i], ids_name))
@@ -210,7 +212,10 @@ static bool vfork_log_ids(char *const *envp, size_t n, char *out, size_t size)
 		if ((len = strlen(value)) >= size)
 			return false;
 		memcpy(out, value, len + 1);
+		given = true;
 	}
+	if (!given)
+		return false;
 	for (uint8_t k = 0; k < shim.config.log_fd_count; k++) {
 		int fd = shim.config.log_fds[k];
 		struct stat st;
