@@ -228,6 +228,18 @@ void conn_output_sendfile_done(int fd, ssize_t r)
 	}
 }
 
+bool conn_output_response_done(int fd)
+{
+	if (shim.config.response_header_len == 0)
+		return true; /* the responses are not followed: answered is all */
+	struct conn *c = conn_of(fd);
+	if (!out_lock(c))
+		return false; /* a write is inside one */
+	bool done = http_response_between(&c->response) || http_response_stopped(&c->response);
+	out_unlock(c);
+	return done;
+}
+
 /* The response stream of a TLS connection, for insert_send_tls. */
 struct tls_response {
 	int fd;

@@ -30,6 +30,12 @@ ssize_t conn_output(int fd, const struct iovec *iov, int iovcnt, int flags, bool
 bool conn_output_before_sendfile(int fd) __attribute__((visibility("hidden")));
 void conn_output_sendfile_done(int fd, ssize_t r) __attribute__((visibility("hidden")));
 
+/* Whether connection fd's response has been written whole (or cannot be
+ * followed, or responses are not followed at all: no header is added): an
+ * end of file read now ends its request (conn_on_eof). One a client cut
+ * short goes on: the server's lines about it are still the request's. */
+bool conn_output_response_done(int fd) __attribute__((visibility("hidden")));
+
 /* A write of n bytes (n > 0) the program makes through the TLS library on
  * connection fd, with the header added (insert_send_tls). Returns what the
  * program's call returns. */

@@ -208,9 +208,11 @@ bool conn_on_read(int fd, const void *buf, const struct iovec *iov, size_t n)
 	__attribute__((visibility("hidden")));
 
 /* The peer closed its side of connection fd (a read gave end of file, or
- * TLS close_notify). A request already answered is over then: what the
- * program writes next (its note of the close) is no request's. One not
- * answered yet goes on (a client may half-close after its request). */
+ * TLS close_notify) after the response was written whole (the hooks ask
+ * conn_output_response_done). A request already answered is over then:
+ * what the program writes next (its note of the close) is no request's.
+ * One not answered yet goes on (a client may half-close after its
+ * request). */
 void conn_on_eof(int fd) __attribute__((visibility("hidden")));
 
 /* Bytes were written to connection fd's socket (a TLS connection's records

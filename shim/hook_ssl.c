@@ -238,7 +238,7 @@ static void tls_read_done(const struct ssl_functions *f, SSL *s, int fd, int lea
 		else if (!peeked)
 			conn_on_tls_read(fd, buf, n);
 		if (n == 0 && !peeked && f->get_shutdown &&
-		    (f->get_shutdown(s) & SSL_RECEIVED_SHUTDOWN))
+		    (f->get_shutdown(s) & SSL_RECEIVED_SHUTDOWN) && conn_output_response_done(fd))
 			conn_on_eof(fd);
 		ctx_after_conn_io(fd, false, n > 0);
 	}

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "client_output.h"
+#include "conn_output.h"
 #include "conn_table.h"
 #include "log_writer.h"
 #include "shim_init.h"
@@ -151,7 +152,8 @@ static inline void conn_read_done(int fd, const void *buf, const struct iovec *i
 	int saved = errno;
 	if (unlikely(flags & MSG_ERRQUEUE))
 		r = -1;
-	if (r == 0 && !(flags & MSG_PEEK) && read_asked(buf, iov, count))
+	if (r == 0 && !(flags & MSG_PEEK) && read_asked(buf, iov, count) &&
+	    conn_output_response_done(fd))
 		conn_on_eof(fd);
 	if (r > 0 && !(flags & MSG_PEEK)) {
 		if (flags & MSG_TRUNC) {

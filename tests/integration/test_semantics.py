@@ -883,6 +883,61 @@ class ErrorQueueTest(unittest.TestCase):
         self.assertEqual(line.get("request_id"), "errq-1", err)
 
 
+# A server that answers in two writes, the second only after the client,
+# having read the first, went away (its FIN): the server's read finds the
+# end of file in the middle of the response, notes it, and sends the rest.
+HALF_SERVER = r"""
+import os, socket, sys
+ls = socket.socket()
+ls.bind(("127.0.0.1", 0))
+ls.listen(1)
+os.write(int(sys.argv[1]), b"%d\n" % ls.getsockname()[1])
+c, _ = ls.accept()
+data = b""
+while b"\r\n\r\n" not in data:
+    data += c.recv(4096)
+c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nok")
+got = c.recv(4096)
+sys.stderr.write("client went away mid-response (read %d)\n" % len(got))
+sys.stderr.flush()
+try:
+    c.sendall(b"ok")
+except OSError:
+    pass
+c.close()
+"""
+
+
+class HalfCloseMidResponseTest(unittest.TestCase):
+    def test_end_of_file_mid_response_keeps_the_request(self):
+        r, w = os.pipe()
+        p = subprocess.Popen([sys.executable, "-c", HALF_SERVER, str(w)], pass_fds=(w,),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                             env=clean_env(LD_PRELOAD=str(LIB)))
+        os.close(w)
+        try:
+            with os.fdopen(r, "rb") as f:
+                port = int(f.readline())
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+                s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nX-Request-ID: half-1\r\n\r\n")
+                resp = b""
+                while not resp.endswith(b"ok"):
+                    resp += s.recv(4096)
+                s.shutdown(socket.SHUT_WR)
+            _, err = p.communicate(timeout=20)
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        self.assertEqual(p.returncode, 0, err)
+        self.assertIn(b"X-Request-ID: half-1\r\n", resp)
+        lines = err.splitlines()
+        self.assertEqual(len(lines), 1, err)
+        line = parse_json_line(lines[0])
+        self.assertEqual(line.get("msg"), "client went away mid-response (read 0)", err)
+        self.assertEqual(line.get("request_id"), "half-1", err)
+
+
 def main():
     if not shutil.which("cc"):
         print("no cc\n0 passed, 1 failed")

@@ -201,6 +201,23 @@ static void test_no_request_no_header(void **state)
 	conn_forget(9);
 }
 
+/* A response is done (an end of file may end its request) only once it
+ * was written whole: a client that goes away halfway leaves the request
+ * going, its server's notes about it still its own. */
+static void test_response_done_only_when_whole(void **state)
+{
+	(void)state;
+	tls_conn_with(9, "half");
+	struct fake_ssl f = {0};
+	program_writes(9, &f, false, head, sizeof head - 1);
+	assert_false(conn_output_response_done(9));
+	program_writes(9, &f, false, body, 2);
+	assert_false(conn_output_response_done(9));
+	program_writes(9, &f, false, body + 2, sizeof body - 3);
+	assert_true(conn_output_response_done(9));
+	conn_forget(9);
+}
+
 /* A TLS object freed after its socket was closed (by a garbage collector,
  * say): its descriptor is now another connection's, whose write failed on
  * its added header and will be retried. That connection's owed header and
@@ -234,6 +251,7 @@ int main(void)
 		cmocka_unit_test_setup(test_head_in_pieces, setup),
 		cmocka_unit_test_setup(test_no_request_no_header, setup),
 		cmocka_unit_test_setup(test_stale_free_leaves_new_connection_alone, setup),
+		cmocka_unit_test_setup(test_response_done_only_when_whole, setup),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
