@@ -146,12 +146,13 @@ static int scan_open_fds(struct instances *found)
 	struct dirent *e;
 	while ((e = readdir(d)) != NULL) {
 		int fd = atoi(e->d_name);
-		if (e->d_name[0] == '.' || fd < 0 || fd >= FD_TABLE_SIZE || fd == dirfd(d))
+		struct fd_state *st;
+		if (e->d_name[0] == '.' || fd < 0 || fd >= (int)FD_LIMIT || fd == dirfd(d))
 			continue;
 		if (fd > highest)
 			highest = fd;
-		if (open_fd_is_log(fd))
-			atomic_fetch_or(&fd_states[fd].flags, FD_LOG);
+		if (open_fd_is_log(fd) && (st = fd_state_made(fd)))
+			atomic_fetch_or(&st->flags, FD_LOG);
 		else if (found->count < INSTANCES_MAX && is_epoll_instance(fd) &&
 			 epoll_map_adopt_instance(fd, shim.threaded))
 			found->fd[found->count++] = fd;
@@ -167,11 +168,12 @@ struct registration {
 	uint64_t data, ino;
 };
 
-#define REGISTRATIONS_MAX FD_TABLE_SIZE
+#define REGISTRATIONS_MAX 65536
 
-/* The registrations /proc/self/fdinfo lists for epfd, at most
- * REGISTRATIONS_MAX, into out; how many, -1 if the list cannot be read. */
-static int read_registrations(int epfd, struct registration *out)
+/* The registrations /proc/self/fdinfo lists for epfd of fds up to highest,
+ * at most REGISTRATIONS_MAX, into out; how many, -1 if the list cannot be
+ * read. */
+static int read_registrations(int epfd, int highest, struct registration *out)
 {
 	char path[64], line[256];
 	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", epfd);
@@ -184,7 +186,7 @@ static int read_registrations(int epfd, struct registration *out)
 		unsigned long long data, ino;
 		if (sscanf(line, "tfd: %d events: %x data: %llx pos:%*d ino:%llx", &r->fd, &r->events,
 			   &data, &ino) == 4 &&
-		    r->fd >= 0 && r->fd < FD_TABLE_SIZE) {
+		    r->fd >= 0 && r->fd <= highest) {
 			r->data = data;
 			r->ino = ino;
 			count++;
@@ -200,23 +202,29 @@ static int read_registrations(int epfd, struct registration *out)
  * stamps of every fd are taken before the list is read), and only if it
  * names the file open on its number now: a file closed while another copy
  * of it lives on stays registered under its old number, which another file
- * may have taken since (listed twice then, and skipped). */
-static void import_registrations(const struct instances *found)
+ * may have taken since (listed twice then, and skipped). Only fds up to
+ * highest, the highest open when the instances were found, can have been
+ * registered before the hooks came on. */
+static void import_registrations(const struct instances *found, int highest)
 {
-	size_t size = FD_TABLE_SIZE * (sizeof(uint32_t) + 1) +
+	if (found->count == 0)
+		return;
+	size_t fds = (size_t)highest + 1;
+	size_t size = fds * (sizeof(uint32_t) + 1) + 8 +
 		      REGISTRATIONS_MAX * sizeof(struct registration);
 	uint32_t *stamps = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
 				-1, 0);
 	if (stamps == MAP_FAILED)
 		return;
-	uint8_t *listed = (uint8_t *)(stamps + FD_TABLE_SIZE); /* times each fd is listed */
-	struct registration *list = (struct registration *)(listed + FD_TABLE_SIZE);
+	uint8_t *listed = (uint8_t *)(stamps + fds); /* times each fd is listed */
+	struct registration *list =
+		(struct registration *)(((uintptr_t)(listed + fds) + 7) & ~(uintptr_t)7);
 	for (int i = 0; i < found->count; i++) {
 		int epfd = found->fd[i];
-		for (int fd = 0; fd < FD_TABLE_SIZE; fd++)
-			stamps[fd] = epoll_map_stamp(fd);
-		int count = read_registrations(epfd, list);
-		memset(listed, 0, FD_TABLE_SIZE);
+		for (size_t fd = 0; fd < fds; fd++)
+			stamps[fd] = epoll_map_stamp((int)fd);
+		int count = read_registrations(epfd, highest, list);
+		memset(listed, 0, fds);
 		for (int k = 0; k < count; k++)
 			if (listed[list[k].fd] < 2)
 				listed[list[k].fd]++;
@@ -241,11 +249,13 @@ static void import_registrations(const struct instances *found)
 static void mark_adoptable(int highest)
 {
 	int end = highest + 1 + ADOPT_SPAN;
-	if (end > FD_TABLE_SIZE)
-		end = FD_TABLE_SIZE;
-	for (int fd = 0; fd < end; fd++)
-		if (atomic_load_explicit(&fd_states[fd].flags, memory_order_relaxed) == 0)
-			atomic_fetch_or(&fd_states[fd].flags, FD_ADOPT);
+	if (end > (int)FD_LIMIT)
+		end = (int)FD_LIMIT;
+	for (int fd = 0; fd < end; fd++) {
+		struct fd_state *st;
+		if (fd_flags(fd) == 0 && (st = fd_state_made(fd)))
+			atomic_fetch_or(&st->flags, FD_ADOPT);
+	}
 }
 
 /* Whether every byte connection fd ever received is still queued: the
@@ -273,7 +283,7 @@ static bool nothing_read_yet(int fd)
 void attach_adopt(int fd)
 {
 	int saved = errno;
-	atomic_fetch_and(&fd_states[fd].flags, (uint8_t)~FD_ADOPT);
+	atomic_fetch_and(&fd_state(fd)->flags, (uint8_t)~FD_ADOPT);
 	if (shim.active && !shim.detaching && fd_class(fd) == 0 && is_accepted_socket(fd)) {
 		bool from_start = nothing_read_yet(fd);
 		if (from_start || shim.config.join_open)
@@ -292,21 +302,22 @@ static void forget_attached_state(void)
 {
 	request_table_forget_all();
 	__atomic_add_fetch(&ctx_generation, 1, __ATOMIC_SEQ_CST);
-	for (int fd = 0; fd < FD_TABLE_SIZE; fd++) {
+	int end = (int)fd_state_end();
+	for (int fd = 0; fd < end; fd++) {
 		uint8_t cls = fd_flags(fd);
 		if (cls & FD_CONN)
 			conn_forget(fd);
 		if (cls & FD_CLIENT)
 			client_forget(fd);
 		if (cls)
-			atomic_store_explicit(&fd_states[fd].flags, 0, memory_order_relaxed);
+			atomic_store_explicit(&fd_state(fd)->flags, 0, memory_order_relaxed);
 		if (epoll_map_tracks(fd))
 			epoll_map_forget(fd);
 	}
 	/* Zeroes are the forgotten state of these: their pages go back. */
 	request_table_release();
 	epoll_map_release();
-	table_release(fd_states, sizeof(fd_states));
+	fd_state_release();
 }
 
 /* Whether the program was started with a copy of the shim (from another
@@ -343,7 +354,8 @@ EXPORT int reqid_attach(const char *settings)
 		return ATTACH_OK; /* REQID_DISABLE: nothing to do */
 	atomic_store_explicit(&shim.threaded, other_threads(), memory_order_relaxed);
 	struct instances instances = {0};
-	mark_adoptable(scan_open_fds(&instances));
+	int highest = scan_open_fds(&instances);
+	mark_adoptable(highest);
 	if (shim.config.event_stacks)
 		call_chain_load();
 	/* Hooks pass through while entries are patched one by one, and all
@@ -355,7 +367,7 @@ EXPORT int reqid_attach(const char *settings)
 		return ATTACH_NO_GOT;
 	__atomic_store_n(&shim.active, true, __ATOMIC_SEQ_CST);
 	shim.attached = true;
-	import_registrations(&instances);
+	import_registrations(&instances, highest);
 	memcpy(reqid_attach_status.settings, settings, len + 1);
 	reqid_attach_status.patched = patched;
 	reqid_attach_status.attached = 1;
@@ -367,7 +379,8 @@ EXPORT int reqid_attach(const char *settings)
  * the rest: its next write must still pass through the shim. */
 static bool header_bytes_owed(void)
 {
-	for (int fd = 0; fd < FD_TABLE_SIZE; fd++) {
+	int end = (int)fd_state_end();
+	for (int fd = 0; fd < end; fd++) {
 		if (!(fd_class(fd) & FD_CONN))
 			continue;
 		struct conn *c = conn_of(fd);

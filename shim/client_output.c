@@ -54,7 +54,6 @@ struct client {
 };
 
 static void *_Atomic clients; /* CLIENT_SLOTS of struct client */
-static _Atomic uint16_t client_of[FD_TABLE_SIZE]; /* slot + 1; 0: none */
 static _Atomic uint32_t next_slot;
 
 static bool is_tcp_stream(int fd, const struct sockaddr *addr)
@@ -94,13 +93,14 @@ static struct client *pool(void)
 
 void client_connected(int fd, const struct sockaddr *addr)
 {
-	if (!shim.config.propagate || (unsigned)fd >= FD_TABLE_SIZE ||
+	if (!shim.config.propagate || (unsigned)fd >= FD_LIMIT ||
 	    (fd_class(fd) & (FD_CONN | FD_LOG | FD_SYSLOG)) || getpid() != shim.pid)
 		return;
 	if (!is_tcp_stream(fd, addr))
 		return;
 	client_forget(fd);
-	struct client *all = pool();
+	struct fd_state *st = fd_state_made(fd);
+	struct client *all = st ? pool() : NULL;
 	if (!all)
 		return;
 	uint32_t start = atomic_fetch_add_explicit(&next_slot, 1, memory_order_relaxed);
@@ -118,18 +118,19 @@ void client_connected(int fd, const struct sockaddr *addr)
 		cl->tls_ssl = NULL;
 		atomic_store_explicit(&cl->lost, false, memory_order_relaxed);
 		atomic_store_explicit(&cl->state, SLOT_IDLE, memory_order_release);
-		atomic_store_explicit(&client_of[fd], (uint16_t)(k + 1), memory_order_release);
-		atomic_fetch_or_explicit(&fd_states[fd].flags, FD_CLIENT, memory_order_relaxed);
+		atomic_store_explicit(&st->client, (uint16_t)(k + 1), memory_order_release);
+		atomic_fetch_or_explicit(&st->flags, FD_CLIENT, memory_order_relaxed);
 		return;
 	}
 }
 
 void client_forget(int fd)
 {
-	if ((unsigned)fd >= FD_TABLE_SIZE)
+	struct fd_state *st = fd_state(fd);
+	if (!st)
 		return;
-	atomic_fetch_and_explicit(&fd_states[fd].flags, (uint8_t)~FD_CLIENT, memory_order_relaxed);
-	uint16_t slot = atomic_exchange_explicit(&client_of[fd], 0, memory_order_acq_rel);
+	atomic_fetch_and_explicit(&st->flags, (uint8_t)~FD_CLIENT, memory_order_relaxed);
+	uint16_t slot = atomic_exchange_explicit(&st->client, 0, memory_order_acq_rel);
 	if (slot == 0)
 		return;
 	/* A write still inside frees the slot when it leaves. */
@@ -145,7 +146,8 @@ static struct owed_bytes owed_of(struct client *cl)
 
 static struct client *client_at(int fd)
 {
-	uint16_t slot = atomic_load_explicit(&client_of[fd], memory_order_acquire);
+	const struct fd_state *st = fd_state(fd);
+	uint16_t slot = st ? atomic_load_explicit(&st->client, memory_order_acquire) : 0;
 	return slot ? &pool_now()[slot - 1] : NULL;
 }
 

@@ -80,10 +80,10 @@ static void out_unlock(struct conn *c)
 	atomic_store_explicit(&c->out_busy, 0, memory_order_release);
 }
 
-/* fd's connection c owes these. */
-static struct owed_bytes owed_of(int fd, struct conn *c)
+/* Connection c, whose entry is holder's (conn_fd), owes these. */
+static struct owed_bytes owed_of(int holder, struct conn *c)
 {
-	return (struct owed_bytes){&c->owed_len, conn_owed(conn_fd(fd)), CONN_OWED_MAX};
+	return (struct owed_bytes){&c->owed_len, conn_owed(holder), CONN_OWED_MAX};
 }
 
 /* Bytes queued on fd, unread by the program (1 if it cannot tell). */
@@ -140,7 +140,8 @@ static ssize_t output_joined(int fd, struct conn *c, const struct iovec *iov, in
 ssize_t conn_output(int fd, const struct iovec *iov, int iovcnt, int flags, bool use_send,
 		    const struct msghdr *msg)
 {
-	struct conn *c = conn_of(fd);
+	int holder = conn_fd(fd);
+	struct conn *c = conn_entry(holder);
 	if (unlikely(atomic_load_explicit(&c->tls, memory_order_relaxed)))
 		return insert_send_plain(fd, iov, iovcnt, flags, use_send, msg); /* records */
 	if (unlikely(atomic_load_explicit(&c->join, memory_order_acquire) != JOIN_NONE) &&
@@ -156,7 +157,7 @@ ssize_t conn_output(int fd, const struct iovec *iov, int iovcnt, int flags, bool
 	size_t total = 0;
 	for (int i = 0; i < iovcnt; i++)
 		total += iov[i].iov_len;
-	struct owed_bytes owed = owed_of(fd, c);
+	struct owed_bytes owed = owed_of(holder, c);
 
 	for (int attempt = 0;; attempt++) {
 		if (http_response_stopped(&c->response) && c->owed_len == 0) {
@@ -203,10 +204,11 @@ ssize_t conn_output(int fd, const struct iovec *iov, int iovcnt, int flags, bool
 
 bool conn_output_before_sendfile(int fd)
 {
-	struct conn *c = conn_of(fd);
+	int holder = conn_fd(fd);
+	struct conn *c = conn_entry(holder);
 	if (c->owed_len == 0 || conn_is_tls(fd) || !out_lock(c))
 		return true;
-	struct owed_bytes owed = owed_of(fd, c);
+	struct owed_bytes owed = owed_of(holder, c);
 	bool paid = insert_pay_owed(fd, &owed);
 	int saved = errno;
 	out_unlock(c);
@@ -274,7 +276,8 @@ static void tls_response_stop(void *stream)
 
 ssize_t conn_output_tls(int fd, struct tls_sender *to, const void *buf, size_t n)
 {
-	struct conn *c = conn_of(fd);
+	int holder = conn_fd(fd);
+	struct conn *c = conn_entry(holder);
 	bool enabled = shim.config.response_header_len > 0 && n > 0 &&
 		       atomic_load_explicit(&c->join, memory_order_relaxed) == JOIN_NONE;
 	if (!enabled || !out_lock(c)) {
@@ -286,7 +289,7 @@ ssize_t conn_output_tls(int fd, struct tls_sender *to, const void *buf, size_t n
 	struct tls_response stream = {fd, c};
 	struct tls_planner plan = {tls_response_plan, tls_response_advance, tls_response_added,
 				   tls_response_stop, &stream};
-	struct owed_bytes owed = owed_of(fd, c);
+	struct owed_bytes owed = owed_of(holder, c);
 	ssize_t r = insert_send_tls(to, &plan, &owed, &c->tls_sent, buf, n);
 	int saved = errno;
 	out_unlock(c);
@@ -296,10 +299,11 @@ ssize_t conn_output_tls(int fd, struct tls_sender *to, const void *buf, size_t n
 
 bool conn_output_tls_before_sendfile(int fd, struct tls_sender *to)
 {
-	struct conn *c = conn_of(fd);
+	int holder = conn_fd(fd);
+	struct conn *c = conn_entry(holder);
 	if (c->owed_len == 0 || !out_lock(c))
 		return true;
-	struct owed_bytes owed = owed_of(fd, c);
+	struct owed_bytes owed = owed_of(holder, c);
 	bool paid = insert_pay_owed_tls(to, &owed);
 	int saved = errno;
 	out_unlock(c);

@@ -19,9 +19,62 @@
 #include "request_table.h"
 #include "shim_init.h"
 
-struct fd_state fd_states[FD_TABLE_SIZE] FORK_HOT_LAST;
-void *_Atomic conn_chunks[FD_TABLE_SIZE / CONN_CHUNK];
+struct fd_state fd_states[FD_LOW] FORK_HOT_LAST;
+struct fd_state *_Atomic fd_pages[FD_LIMIT / FD_PAGE];
+void *_Atomic conn_chunks[FD_LIMIT / CONN_CHUNK];
+static _Atomic unsigned pages_end; /* fd_state_end, as far as pages go */
 static _Atomic int highest_copy FORK_HOT; /* no copy has a higher fd: scans stop there */
+
+_Static_assert(CONFIG_MAX_FD == FD_LIMIT - 1, "REQID_LOG_FDS takes every fd that can be tracked");
+
+struct fd_state *fd_state_high(int fd)
+{
+	if ((unsigned)fd >= FD_LIMIT)
+		return NULL;
+	struct fd_state *page =
+		atomic_load_explicit(&fd_pages[(unsigned)fd / FD_PAGE], memory_order_acquire);
+	return page ? &page[(unsigned)fd % FD_PAGE] : NULL;
+}
+
+struct fd_state *fd_state_made(int fd)
+{
+	if ((unsigned)fd < FD_LOW)
+		return &fd_states[fd];
+	if ((unsigned)fd >= FD_LIMIT)
+		return NULL;
+	unsigned index = (unsigned)fd / FD_PAGE;
+	struct fd_state *page = map_once((void *_Atomic *)&fd_pages[index],
+					 FD_PAGE * sizeof(struct fd_state));
+	if (!page)
+		return NULL;
+	fd_state_note_end((index + 1) * FD_PAGE);
+	return &page[(unsigned)fd % FD_PAGE];
+}
+
+void fd_state_note_end(unsigned end)
+{
+	unsigned was = atomic_load_explicit(&pages_end, memory_order_relaxed);
+	while (was < end && !atomic_compare_exchange_weak_explicit(&pages_end, &was, end,
+								  memory_order_relaxed,
+								  memory_order_relaxed))
+		;
+}
+
+unsigned fd_state_end(void)
+{
+	unsigned end = atomic_load_explicit(&pages_end, memory_order_relaxed);
+	return end > FD_LOW ? end : FD_LOW;
+}
+
+void fd_state_release(void)
+{
+	table_release(fd_states, sizeof(fd_states));
+	for (unsigned i = FD_LOW / FD_PAGE; i < FD_LIMIT / FD_PAGE; i++) {
+		struct fd_state *page = atomic_load_explicit(&fd_pages[i], memory_order_acquire);
+		if (page)
+			table_release(page, FD_PAGE * sizeof(struct fd_state));
+	}
+}
 
 static bool conn_trylock(struct conn *c)
 {
@@ -106,13 +159,13 @@ static void parser_start(unsigned char *out)
 		parser_state_build(out, sizeof(built), false); /* another thread is building it */
 }
 
-/* Takes c (fd's entry, locked) for a new connection on fd, its request
- * parser as parse_from built it. */
-static void conn_start(int fd, struct conn *c, uint8_t join,
+/* Takes c (the entry of the fd whose state is st, locked) for a new
+ * connection on that fd, its request parser as parse_from built it. */
+static void conn_start(struct fd_state *st, struct conn *c, uint8_t join,
 		       void (*parse_from)(unsigned char *))
 {
 	end_request(c);
-	atomic_store_explicit(&fd_states[fd].alias, 0, memory_order_relaxed);
+	atomic_store_explicit(&st->alias, 0, memory_order_relaxed);
 	atomic_store_explicit(&c->copies, 0, memory_order_relaxed);
 	c->kind = CONN_HTTP;
 	atomic_store_explicit(&c->lost, false, memory_order_relaxed);
@@ -131,21 +184,21 @@ static void conn_start(int fd, struct conn *c, uint8_t join,
 	c->tls_ssl = NULL;
 	atomic_store_explicit(&c->out_busy, 0, memory_order_relaxed);
 	conn_unlock(c);
-	atomic_store_explicit(&fd_states[fd].flags, FD_CONN, memory_order_relaxed);
+	atomic_store_explicit(&st->flags, FD_CONN, memory_order_relaxed);
 	if (!shim.accepted) /* written once: a fork server's parent copies no page for it */
 		shim.accepted = true;
 }
 
 /* Whether c, unlocked, is already what conn_start would make of it for a
- * connection accepted on fd. A fork server's parent accepts each
+ * connection accepted on the fd whose state is st. A fork server's parent accepts each
  * connection on the entry its last one left so (it hands the connection
  * to a child and closes it unread): conn_open then writes nothing to the
  * entry, whose page fork made copy-on-write. A thread that takes the
  * lock after this look acts as it would right after conn_start. */
-static bool conn_is_fresh(int fd, const struct conn *c)
+static bool conn_is_fresh(const struct fd_state *st, const struct conn *c)
 {
 	if (atomic_load_explicit(&c->busy, memory_order_relaxed) ||
-	    atomic_load_explicit(&fd_states[fd].alias, memory_order_relaxed) ||
+	    atomic_load_explicit(&st->alias, memory_order_relaxed) ||
 	    atomic_load_explicit(&c->copies, memory_order_relaxed) || c->kind != CONN_HTTP ||
 	    atomic_load_explicit(&c->lost, memory_order_relaxed) || c->head_pending ||
 	    c->responded || atomic_load_explicit(&c->join, memory_order_relaxed) != JOIN_NONE ||
@@ -163,20 +216,19 @@ static bool conn_is_fresh(int fd, const struct conn *c)
 
 void conn_open(int fd)
 {
-	if ((unsigned)fd >= FD_TABLE_SIZE)
-		return;
-	struct conn *c = conn_entry_made(fd);
+	struct fd_state *st = fd_state_made(fd);
+	struct conn *c = st ? conn_entry_made(fd) : NULL;
 	if (!c)
 		return;
-	if (conn_is_fresh(fd, c)) {
-		if (atomic_load_explicit(&fd_states[fd].flags, memory_order_relaxed) != FD_CONN)
-			atomic_store_explicit(&fd_states[fd].flags, FD_CONN, memory_order_relaxed);
+	if (conn_is_fresh(st, c)) {
+		if (atomic_load_explicit(&st->flags, memory_order_relaxed) != FD_CONN)
+			atomic_store_explicit(&st->flags, FD_CONN, memory_order_relaxed);
 		if (!shim.accepted)
 			shim.accepted = true;
 		return;
 	}
 	if (conn_trylock(c)) /* else it stays untracked */
-		conn_start(fd, c, JOIN_NONE, parser_start);
+		conn_start(st, c, JOIN_NONE, parser_start);
 }
 
 static void joined_parser_start(unsigned char *out)
@@ -186,11 +238,10 @@ static void joined_parser_start(unsigned char *out)
 
 void conn_join(int fd, bool from_start)
 {
-	if ((unsigned)fd >= FD_TABLE_SIZE)
-		return;
-	struct conn *c = conn_entry_made(fd);
+	struct fd_state *st = fd_state_made(fd);
+	struct conn *c = st ? conn_entry_made(fd) : NULL;
 	if (c && conn_trylock(c))
-		conn_start(fd, c, from_start ? JOIN_NONE : JOIN_AWAIT_RESPONSE, joined_parser_start);
+		conn_start(st, c, from_start ? JOIN_NONE : JOIN_AWAIT_RESPONSE, joined_parser_start);
 }
 
 /* Bytes were read from joined connection c: they open its stream if a
@@ -208,13 +259,11 @@ static bool join_opens(struct conn *c)
 
 void conn_forget(int fd)
 {
-	if ((unsigned)fd >= FD_TABLE_SIZE)
+	struct fd_state *st = fd_state(fd);
+	if (!st || !(atomic_load_explicit(&st->flags, memory_order_relaxed) & FD_CONN))
 		return;
-	uint8_t flags = atomic_load_explicit(&fd_states[fd].flags, memory_order_relaxed);
-	if (!(flags & FD_CONN))
-		return;
-	atomic_fetch_and_explicit(&fd_states[fd].flags, (uint8_t)~FD_CONN, memory_order_relaxed);
-	uint32_t alias = atomic_exchange_explicit(&fd_states[fd].alias, 0, memory_order_relaxed);
+	atomic_fetch_and_explicit(&st->flags, (uint8_t)~FD_CONN, memory_order_relaxed);
+	uint32_t alias = atomic_exchange_explicit(&st->alias, 0, memory_order_relaxed);
 	if (alias) {
 		/* A copy goes; the connection stays with the others. */
 		atomic_fetch_sub_explicit(&conn_entry((int)alias - 1)->copies, 1,
@@ -244,11 +293,16 @@ void conn_forget(int fd)
 	int heir = -1;
 	int last = atomic_load_explicit(&highest_copy, memory_order_relaxed);
 	for (int other = 0; other <= last; other++) {
-		if (atomic_load_explicit(&fd_states[other].alias, memory_order_relaxed) != (uint32_t)fd + 1)
+		struct fd_state *os = fd_state(other);
+		if (!os) { /* a page never mapped: no copy on it */
+			other |= FD_PAGE - 1;
+			continue;
+		}
+		if (atomic_load_explicit(&os->alias, memory_order_relaxed) != (uint32_t)fd + 1)
 			continue;
 		if (!moving) {
-			atomic_fetch_and_explicit(&fd_states[other].flags, (uint8_t)~FD_CONN, memory_order_relaxed);
-			atomic_store_explicit(&fd_states[other].alias, 0, memory_order_relaxed);
+			atomic_fetch_and_explicit(&os->flags, (uint8_t)~FD_CONN, memory_order_relaxed);
+			atomic_store_explicit(&os->alias, 0, memory_order_relaxed);
 		} else if (heir < 0) {
 			heir = other;
 			struct conn *h = conn_entry(heir);
@@ -260,10 +314,10 @@ void conn_forget(int fd)
 			       sizeof(*c) - sizeof(c->busy));
 			memcpy(conn_owed(heir), conn_owed(fd), c->owed_len);
 			atomic_store_explicit(&h->copies, 0, memory_order_relaxed);
-			atomic_store_explicit(&fd_states[heir].alias, 0, memory_order_relaxed);
+			atomic_store_explicit(&os->alias, 0, memory_order_relaxed);
 		} else {
 			atomic_fetch_add_explicit(&conn_entry(heir)->copies, 1, memory_order_relaxed);
-			atomic_store_explicit(&fd_states[other].alias, (uint32_t)heir + 1, memory_order_relaxed);
+			atomic_store_explicit(&os->alias, (uint32_t)heir + 1, memory_order_relaxed);
 		}
 	}
 	atomic_store_explicit(&c->copies, 0, memory_order_relaxed);
@@ -284,10 +338,11 @@ void conn_forget(int fd)
 
 void conn_copied(int fd, int copy)
 {
-	if ((unsigned)copy >= FD_TABLE_SIZE || !(fd_class(fd) & FD_CONN))
+	if (!(fd_class(fd) & FD_CONN))
 		return;
 	int holder = conn_fd(fd);
-	if (!conn_entry_made(copy)) /* it may inherit the entry */
+	struct fd_state *cs = fd_state_made(copy);
+	if (!cs || !conn_entry_made(copy)) /* it may inherit the entry */
 		return;
 	int high = atomic_load_explicit(&highest_copy, memory_order_relaxed);
 	while (copy > high &&
@@ -295,8 +350,8 @@ void conn_copied(int fd, int copy)
 						      memory_order_relaxed, memory_order_relaxed))
 		;
 	atomic_fetch_add_explicit(&conn_entry(holder)->copies, 1, memory_order_relaxed);
-	atomic_store_explicit(&fd_states[copy].alias, (uint32_t)holder + 1, memory_order_relaxed);
-	atomic_store_explicit(&fd_states[copy].flags, FD_CONN, memory_order_relaxed);
+	atomic_store_explicit(&cs->alias, (uint32_t)holder + 1, memory_order_relaxed);
+	atomic_store_explicit(&cs->flags, FD_CONN, memory_order_relaxed);
 }
 
 /* Makes a new request current on c, counting its request line as live:

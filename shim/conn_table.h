@@ -3,10 +3,13 @@
  * is an accepted connection or a log descriptor, and for connections the
  * request stream parsed so far and the request currently on it.
  *
- * Indexed by fd number; fds at or above FD_TABLE_SIZE are never tracked.
- * Connection entries live in chunks of CONN_CHUNK fds, mapped the first time
- * a connection opens in them: a process pays memory for the descriptor
- * numbers its connections use, not for the table. Every fd flagged FD_CONN
+ * Indexed by fd number; fds at or above FD_LIMIT (2^20, 1,048,576) are
+ * never tracked. Per-fd state lies in a flat table for the numbers below
+ * FD_LOW, which nearly every process stays under, and in pages of FD_PAGE
+ * numbers above it, each mapped the first time one of its numbers is given
+ * state. Connection entries live in chunks of CONN_CHUNK fds, mapped the
+ * first time a connection opens in them: a process pays memory for the
+ * descriptor numbers its connections use, not for the table. Every fd flagged FD_CONN
  * has its chunk. An entry keeps its parser's state only; the text of a
  * head that arrives over several reads waits in a head_store slot.
  * A connection's state is guarded by a try-lock: a hook that finds it taken
@@ -25,7 +28,12 @@
 #include "http_parser.h"
 #include "http_response.h"
 
-#define FD_TABLE_SIZE 65536
+#define FD_LIMIT (1u << 20)
+#define FD_PAGE 4096u
+#ifndef FD_LOW /* a test build sets it lower, to run its pages in real servers */
+#define FD_LOW 65536u
+#endif
+_Static_assert(FD_LOW % FD_PAGE == 0 && FD_LOW <= FD_LIMIT, "FD_LOW ends a page");
 #define CONN_CHUNK 64
 
 enum fd_flag {
@@ -88,13 +96,47 @@ struct conn {
 };
 
 /* What the shim keeps for every fd, side by side so that the calls that
- * change a descriptor (accept, dup2, close) touch one page for both, not
- * two: a forked child or its parent copies each page it writes. */
+ * change a descriptor (accept, connect, dup2, close) touch one page for
+ * all, not several: a forked child or its parent copies each page it
+ * writes. */
 struct fd_state {
-	_Atomic uint32_t alias; /* see conn_fd */
-	_Atomic uint8_t flags;  /* enum fd_flag */
+	_Atomic uint32_t alias;  /* see conn_fd */
+	_Atomic uint8_t flags;   /* enum fd_flag */
+	_Atomic uint16_t client; /* outbound connection's slot + 1, 0: none
+				    (client_output.c) */
 };
-extern struct fd_state fd_states[FD_TABLE_SIZE] __attribute__((visibility("hidden")));
+extern struct fd_state fd_states[FD_LOW] __attribute__((visibility("hidden")));
+/* The pages of fds FD_LOW and up (FD_PAGE struct fd_state each), NULL until
+ * mapped; the first FD_LOW / FD_PAGE are never used. */
+extern struct fd_state *_Atomic fd_pages[FD_LIMIT / FD_PAGE] __attribute__((visibility("hidden")));
+
+/* fd_state of an fd at or above FD_LOW, out of line: the hooks' inline
+ * code stays as small as a flat table's. */
+struct fd_state *fd_state_high(int fd) __attribute__((visibility("hidden")));
+
+/* fd's state, or NULL: fd at or above FD_LIMIT, or on a page no fd of
+ * which was ever given state (all its flags are 0 then). */
+static inline struct fd_state *fd_state(int fd)
+{
+	if (__builtin_expect((unsigned)fd < FD_LOW, 1))
+		return &fd_states[fd];
+	return fd_state_high(fd);
+}
+
+/* fd's state, its page mapped if it was not; NULL if fd is at or above
+ * FD_LIMIT or the mapping failed (fd then goes untracked). */
+struct fd_state *fd_state_made(int fd) __attribute__((visibility("hidden")));
+
+/* One past the highest fd that may have state here or in another per-fd
+ * table (epoll_map.c): scans of every fd stop there. At least FD_LOW. */
+unsigned fd_state_end(void) __attribute__((visibility("hidden")));
+
+/* Another per-fd table mapped room for fds below end. */
+void fd_state_note_end(unsigned end) __attribute__((visibility("hidden")));
+
+/* Every fd's state back to none, its pages given back to the kernel but
+ * kept mapped (detach: nothing names a descriptor any more). */
+void fd_state_release(void) __attribute__((visibility("hidden")));
 
 /* An added header: "Name: id" and CRLF. */
 #define CONN_OWED_MAX (RESPONSE_HEADER_NAME_MAX + 2 + REQUEST_ID_MAX + 2)
@@ -108,7 +150,7 @@ struct conn_chunk {
 };
 
 /* Chunks (struct conn_chunk), NULL until mapped. */
-extern void *_Atomic conn_chunks[FD_TABLE_SIZE / CONN_CHUNK]
+extern void *_Atomic conn_chunks[FD_LIMIT / CONN_CHUNK]
 	__attribute__((visibility("hidden")));
 
 /* fd's chunk, or NULL if no connection ever opened in it. */
@@ -132,11 +174,12 @@ static inline char *conn_owed(int fd)
 
 /* The fd whose conn_table entry connection fd uses. A copy of a
  * connection (dup2(conn, 0) in a fork-per-connection server) names the same
- * stream: fd_states[copy].alias is the fd whose entry holds it, plus one; 0
- * for the fd that holds its own entry. */
+ * stream: fd_state(copy)->alias is the fd whose entry holds it, plus one;
+ * 0 for the fd that holds its own entry. fd must be flagged FD_CONN (its
+ * state exists). */
 static inline int conn_fd(int fd)
 {
-	uint32_t a = atomic_load_explicit(&fd_states[fd].alias, memory_order_relaxed);
+	uint32_t a = atomic_load_explicit(&fd_state(fd)->alias, memory_order_relaxed);
 	return a ? (int)a - 1 : fd;
 }
 
@@ -149,16 +192,17 @@ static inline struct conn *conn_of(int fd)
 /* Whether connection fd is the only fd naming its connection. */
 static inline bool conn_named_once(int fd)
 {
-	return atomic_load_explicit(&fd_states[fd].alias, memory_order_relaxed) == 0 &&
+	return atomic_load_explicit(&fd_state(fd)->alias, memory_order_relaxed) == 0 &&
 	       atomic_load_explicit(&conn_entry(fd)->copies, memory_order_relaxed) == 0;
 }
 
 /* fd's flags, FD_ADOPT included. */
 static inline uint8_t fd_flags(int fd)
 {
-	if ((unsigned)fd >= FD_TABLE_SIZE)
-		return 0;
-	return atomic_load_explicit(&fd_states[fd].flags, memory_order_relaxed);
+	if (__builtin_expect((unsigned)fd < FD_LOW, 1))
+		return atomic_load_explicit(&fd_states[fd].flags, memory_order_relaxed);
+	const struct fd_state *s = fd_state_high(fd);
+	return s ? atomic_load_explicit(&s->flags, memory_order_relaxed) : 0;
 }
 
 /* What fd is: its flags but FD_ADOPT. */
@@ -167,16 +211,20 @@ static inline uint8_t fd_class(int fd)
 	return fd_flags(fd) & (uint8_t)~FD_ADOPT;
 }
 
+/* The request currently on the connection whose entry is c (0 if none, or
+ * if its stream was lost). */
+static inline uint64_t conn_entry_request(const struct conn *c)
+{
+	if (atomic_load_explicit(&c->lost, memory_order_acquire))
+		return 0;
+	return __atomic_load_n(&c->request, __ATOMIC_RELAXED);
+}
+
 /* The request currently on connection fd (0 if none, if fd is no tracked
  * connection, or if the connection's stream was lost). */
 static inline uint64_t conn_request(int fd)
 {
-	if (!(fd_class(fd) & FD_CONN))
-		return 0;
-	const struct conn *c = conn_of(fd);
-	if (atomic_load_explicit(&c->lost, memory_order_acquire))
-		return 0;
-	return __atomic_load_n(&c->request, __ATOMIC_RELAXED);
+	return fd_class(fd) & FD_CONN ? conn_entry_request(conn_of(fd)) : 0;
 }
 
 /* Bytes of connection fd were consumed unseen (MSG_TRUNC): its stream is

@@ -3,7 +3,10 @@
  *
  * Per fd, its registration: the data word and (epoll fd + 1, that number's
  * instance generation) packed in one word, written key-last so a reader
- * never takes half of one registration for another. An index of
+ * never takes half of one registration for another; and, for an epoll fd,
+ * its instance's generation, connections, waiter and edges. These entries
+ * lie in pages of EPOLL_PAGE fds, each mapped when an fd of it is first
+ * given one: memory follows the descriptor numbers in use. An index of
  * INDEX_SIZE slots, open addressing with a bounded probe, points from
  * (epfd, data) to fds; a slot is only a hint until the fd's registration
  * confirms it, and a key seen for two live fds is marked ambiguous for
@@ -32,15 +35,17 @@
 #include "shim_init.h"
 
 #define INDEX_SIZE (1u << 16)
+#define EPOLL_PAGE 1024u
 #define PROBE_MAX 16
 #define AMBIGUOUS UINT32_MAX
 
 struct registration {
 	_Atomic uint64_t data;
-	_Atomic uint64_t key;     /* gen << 20 | (epfd + 1), | COUNTED; 0: none */
+	_Atomic uint64_t key;     /* gen << 22 | (epfd + 1), | COUNTED; 0: none */
 };
-#define COUNTED (1ull << 19)  /* a connection, counted in its instance's conns */
-#define EPFD_OF(key) ((int)((key) & 0x1ffff) - 1)
+#define COUNTED (1ull << 21)  /* a connection, counted in its instance's conns */
+#define EPFD_OF(key) ((int)((key) & (COUNTED - 1)) - 1)
+_Static_assert(FD_LIMIT < COUNTED, "epfd + 1 fits below COUNTED");
 
 struct index_slot {
 	_Atomic uint64_t data;
@@ -48,15 +53,20 @@ struct index_slot {
 	_Atomic uint32_t fd;      /* fd + 1; 0: empty; AMBIGUOUS */
 };
 
+/* What the map keeps for one fd. */
+struct epoll_fd {
+	struct registration registration; /* as a registered fd */
+	_Atomic uint32_t stamp;      /* changes of the fd (epoll_map_stamp) */
+	_Atomic uint32_t generation; /* as an epoll fd: its instance's */
+	_Atomic uint32_t conns;      /* as an epoll fd: connections registered */
+	_Atomic int32_t waiter;      /* as an epoll fd: the one thread that
+					waited on it, WAITERS_MANY, or 0 */
+	_Atomic bool edges;          /* as an epoll fd: an edge-triggered or
+					one-shot registration was made */
+};
+
 struct epoll_tables {
-	struct registration registrations[FD_TABLE_SIZE];
-	_Atomic uint32_t generations[FD_TABLE_SIZE];
-	_Atomic uint32_t conns[FD_TABLE_SIZE]; /* connections registered, per epoll fd */
-	_Atomic uint32_t stamps[FD_TABLE_SIZE]; /* changes of each fd (epoll_map_stamp) */
-	_Atomic int32_t waiters[FD_TABLE_SIZE]; /* per epoll fd: the one thread that
-						   waited on it, WAITERS_MANY, or 0 */
-	_Atomic bool edges[FD_TABLE_SIZE];    /* per epoll fd: an edge-triggered or
-						 one-shot registration was made */
+	struct epoll_fd *_Atomic pages[FD_LIMIT / EPOLL_PAGE]; /* NULL until mapped */
 	struct index_slot index_slots[INDEX_SIZE];
 };
 /* struct epoll_tables. Read at every close (epoll_map_tracks): FORK_HOT, on
@@ -72,7 +82,33 @@ static _Atomic bool broken;
 
 static bool in_range(int fd)
 {
-	return (unsigned)fd < FD_TABLE_SIZE;
+	return (unsigned)fd < FD_LIMIT;
+}
+
+/* fd's entry, NULL if fd is out of range or no fd of its page has one
+ * (every field of it reads as 0 then). */
+static struct epoll_fd *entry_now(const struct epoll_tables *t, int fd)
+{
+	if (!in_range(fd))
+		return NULL;
+	struct epoll_fd *page =
+		atomic_load_explicit(&t->pages[(unsigned)fd / EPOLL_PAGE], memory_order_acquire);
+	return page ? &page[(unsigned)fd % EPOLL_PAGE] : NULL;
+}
+
+/* fd's entry, its page mapped if it was not; NULL if fd is out of range or
+ * the mapping failed. */
+static struct epoll_fd *entry_made(struct epoll_tables *t, int fd)
+{
+	if (!in_range(fd))
+		return NULL;
+	unsigned index = (unsigned)fd / EPOLL_PAGE;
+	struct epoll_fd *page = map_once((void *_Atomic *)&t->pages[index],
+					 EPOLL_PAGE * sizeof(struct epoll_fd));
+	if (!page)
+		return NULL;
+	fd_state_note_end((index + 1) * EPOLL_PAGE);
+	return &page[(unsigned)fd % EPOLL_PAGE];
 }
 
 /* The tables, NULL before the first epoll instance. */
@@ -89,8 +125,9 @@ static struct epoll_tables *tables_made(void)
 
 static uint64_t key_of(const struct epoll_tables *t, int epfd)
 {
-	uint64_t gen = atomic_load_explicit(&t->generations[epfd], memory_order_relaxed);
-	return gen << 20 | (uint64_t)(epfd + 1);
+	const struct epoll_fd *e = entry_now(t, epfd);
+	uint64_t gen = e ? atomic_load_explicit(&e->generation, memory_order_relaxed) : 0;
+	return gen << 22 | (uint64_t)(epfd + 1);
 }
 
 static unsigned home_of(int epfd, uint64_t data)
@@ -102,7 +139,10 @@ static unsigned home_of(int epfd, uint64_t data)
 /* Whether fd's registration is (epfd's current instance, data). */
 static bool registered(const struct epoll_tables *t, int fd, int epfd, uint64_t data)
 {
-	const struct registration *r = &t->registrations[fd];
+	const struct epoll_fd *e = entry_now(t, fd);
+	if (!e)
+		return false;
+	const struct registration *r = &e->registration;
 	uint64_t key = atomic_load_explicit(&r->key, memory_order_acquire);
 	uint64_t d = atomic_load_explicit(&r->data, memory_order_acquire);
 	return key != 0 && (key & ~COUNTED) == key_of(t, epfd) && d == data &&
@@ -147,36 +187,40 @@ void epoll_map_after_fork(void)
 uint32_t epoll_map_stamp(int fd)
 {
 	const struct epoll_tables *t = tables_now();
-	return t && in_range(fd) ? atomic_load_explicit(&t->stamps[fd], memory_order_acquire) : 0;
+	const struct epoll_fd *e = t ? entry_now(t, fd) : NULL;
+	return e ? atomic_load_explicit(&e->stamp, memory_order_acquire) : 0;
 }
 
 void epoll_map_changed(int fd)
 {
 	struct epoll_tables *t = tables_now();
-	if (t && in_range(fd))
-		atomic_fetch_add_explicit(&t->stamps[fd], 1, memory_order_release);
+	struct epoll_fd *e = t ? entry_made(t, fd) : NULL;
+	if (e)
+		atomic_fetch_add_explicit(&e->stamp, 1, memory_order_release);
 }
 
 bool epoll_map_one_waiter(int epfd, int32_t tid)
 {
 	struct epoll_tables *t = tables_now();
-	if (!t || !in_range(epfd))
+	struct epoll_fd *e = t ? entry_made(t, epfd) : NULL;
+	if (!e)
 		return false;
-	int32_t w = atomic_load_explicit(&t->waiters[epfd], memory_order_relaxed);
+	int32_t w = atomic_load_explicit(&e->waiter, memory_order_relaxed);
 	if (w == tid)
 		return true;
-	if (w == 0 && atomic_compare_exchange_strong(&t->waiters[epfd], &w, tid))
+	if (w == 0 && atomic_compare_exchange_strong(&e->waiter, &w, tid))
 		return true;
 	if (w != WAITERS_MANY)
-		atomic_store_explicit(&t->waiters[epfd], WAITERS_MANY, memory_order_relaxed);
+		atomic_store_explicit(&e->waiter, WAITERS_MANY, memory_order_relaxed);
 	return false;
 }
 
 void epoll_map_edge_registered(int epfd)
 {
 	struct epoll_tables *t = tables_made();
-	if (t && in_range(epfd) && !atomic_load_explicit(&t->edges[epfd], memory_order_relaxed))
-		atomic_store_explicit(&t->edges[epfd], true, memory_order_release);
+	struct epoll_fd *e = t ? entry_made(t, epfd) : NULL;
+	if (e && !atomic_load_explicit(&e->edges, memory_order_relaxed))
+		atomic_store_explicit(&e->edges, true, memory_order_release);
 }
 
 bool epoll_map_has_edges(int epfd)
@@ -184,18 +228,22 @@ bool epoll_map_has_edges(int epfd)
 	const struct epoll_tables *t = tables_now();
 	/* Without the tables nothing was seen registered: no events are kept
 	 * then anyway (they cannot be named). */
-	return !t || !in_range(epfd) || atomic_load_explicit(&t->edges[epfd], memory_order_acquire);
+	if (!t || !in_range(epfd))
+		return true;
+	const struct epoll_fd *e = entry_now(t, epfd);
+	return e && atomic_load_explicit(&e->edges, memory_order_acquire);
 }
 
 void epoll_map_new_instance(int epfd)
 {
-	struct epoll_tables *t;
-	if (in_range(epfd) && (t = tables_made())) {
-		atomic_store_explicit(&t->edges[epfd], false, memory_order_relaxed);
-		atomic_store_explicit(&t->waiters[epfd], 0, memory_order_relaxed);
-		atomic_fetch_add_explicit(&t->stamps[epfd], 1, memory_order_release);
-		atomic_fetch_add_explicit(&t->generations[epfd], 1, memory_order_relaxed);
-		atomic_store_explicit(&t->conns[epfd], 0, memory_order_relaxed);
+	struct epoll_tables *t = tables_made();
+	struct epoll_fd *e = t ? entry_made(t, epfd) : NULL;
+	if (e) {
+		atomic_store_explicit(&e->edges, false, memory_order_relaxed);
+		atomic_store_explicit(&e->waiter, 0, memory_order_relaxed);
+		atomic_fetch_add_explicit(&e->stamp, 1, memory_order_release);
+		atomic_fetch_add_explicit(&e->generation, 1, memory_order_relaxed);
+		atomic_store_explicit(&e->conns, 0, memory_order_relaxed);
 	}
 }
 
@@ -204,16 +252,17 @@ void epoll_map_new_instance(int epfd)
 static void uncount(struct epoll_tables *t, uint64_t key)
 {
 	int epfd = EPFD_OF(key);
-	if ((key & COUNTED) && in_range(epfd) && (key & ~COUNTED) == key_of(t, epfd) &&
-	    atomic_load_explicit(&t->conns[epfd], memory_order_relaxed) > 0)
-		atomic_fetch_sub_explicit(&t->conns[epfd], 1, memory_order_relaxed);
+	struct epoll_fd *e = (key & COUNTED) ? entry_now(t, epfd) : NULL;
+	if (e && (key & ~COUNTED) == key_of(t, epfd) &&
+	    atomic_load_explicit(&e->conns, memory_order_relaxed) > 0)
+		atomic_fetch_sub_explicit(&e->conns, 1, memory_order_relaxed);
 }
 
 unsigned epoll_map_connections(int epfd)
 {
 	const struct epoll_tables *t = tables_now();
-	return t && in_range(epfd) ? atomic_load_explicit(&t->conns[epfd], memory_order_relaxed)
-				   : 0;
+	const struct epoll_fd *e = t ? entry_now(t, epfd) : NULL;
+	return e ? atomic_load_explicit(&e->conns, memory_order_relaxed) : 0;
 }
 
 /* Points the index at fd for (epfd, data); under the writer lock. */
@@ -258,7 +307,12 @@ static void index_put(struct epoll_tables *t, int epfd, int fd, uint64_t data)
 /* Records fd's registration on epfd with data; under the writer lock. */
 static void registration_put(struct epoll_tables *t, int epfd, int fd, uint64_t data, bool conn)
 {
-	struct registration *r = &t->registrations[fd];
+	struct epoll_fd *e = entry_made(t, fd), *instance = entry_made(t, epfd);
+	if (!e || !instance) {
+		atomic_store(&broken, true); /* a registration it cannot record */
+		return;
+	}
+	struct registration *r = &e->registration;
 	uint64_t old = atomic_load_explicit(&r->key, memory_order_relaxed);
 	uint64_t key = key_of(t, epfd);
 	if ((old & ~COUNTED) == key) {
@@ -267,7 +321,7 @@ static void registration_put(struct epoll_tables *t, int epfd, int fd, uint64_t 
 		uncount(t, old);
 		if (conn) {
 			key |= COUNTED;
-			atomic_fetch_add_explicit(&t->conns[epfd], 1, memory_order_relaxed);
+			atomic_fetch_add_explicit(&instance->conns, 1, memory_order_relaxed);
 		}
 	}
 	atomic_store_explicit(&r->key, 0, memory_order_release);
@@ -293,8 +347,9 @@ bool epoll_map_adopt_instance(int epfd, bool shared)
 	if (!t || !in_range(epfd))
 		return t != NULL;
 	epoll_map_new_instance(epfd);
-	if (shared)
-		atomic_store_explicit(&t->waiters[epfd], WAITERS_MANY, memory_order_relaxed);
+	struct epoll_fd *e = entry_now(t, epfd);
+	if (shared && e)
+		atomic_store_explicit(&e->waiter, WAITERS_MANY, memory_order_relaxed);
 	return true;
 }
 
@@ -307,11 +362,12 @@ void epoll_map_import(int epfd, uint32_t epfd_stamp, int fd, uint32_t fd_stamp, 
 	/* epoll_ctl stamps fd after its registration changed, then takes
 	 * this lock to record it: a stamp still the same means no hooked call
 	 * changed the registration since /proc showed it. */
-	if (atomic_load_explicit(&t->stamps[epfd], memory_order_acquire) == epfd_stamp &&
-	    atomic_load_explicit(&t->stamps[fd], memory_order_acquire) == fd_stamp &&
-	    atomic_load_explicit(&t->registrations[fd].key, memory_order_relaxed) == 0) {
+	struct epoll_fd *e = entry_made(t, fd), *instance = entry_made(t, epfd);
+	if (e && instance && atomic_load_explicit(&instance->stamp, memory_order_acquire) == epfd_stamp &&
+	    atomic_load_explicit(&e->stamp, memory_order_acquire) == fd_stamp &&
+	    atomic_load_explicit(&e->registration.key, memory_order_relaxed) == 0) {
 		if (edge)
-			atomic_store_explicit(&t->edges[epfd], true, memory_order_release);
+			atomic_store_explicit(&instance->edges, true, memory_order_release);
 		registration_put(t, epfd, fd, data, conn);
 	}
 	writer_unlock();
@@ -320,39 +376,47 @@ void epoll_map_import(int epfd, uint32_t epfd_stamp, int fd, uint32_t fd_stamp, 
 void epoll_map_delete(int epfd, int fd)
 {
 	struct epoll_tables *t = tables_now();
-	if (!t || !in_range(fd) || !in_range(epfd))
+	struct epoll_fd *e = t && in_range(epfd) ? entry_now(t, fd) : NULL;
+	if (!e)
 		return;
-	uint64_t key = atomic_exchange_explicit(&t->registrations[fd].key, 0, memory_order_acq_rel);
+	uint64_t key = atomic_exchange_explicit(&e->registration.key, 0, memory_order_acq_rel);
 	if ((key & ~COUNTED) == key_of(t, epfd))
 		uncount(t, key);
 	else if (key)
-		atomic_store_explicit(&t->registrations[fd].key, key, memory_order_release);
+		atomic_store_explicit(&e->registration.key, key, memory_order_release);
 }
 
 void epoll_map_release(void)
 {
 	struct epoll_tables *t = tables_now();
-	if (t)
-		table_release(t, sizeof(*t));
+	if (!t)
+		return;
+	/* The pages stay mapped, zeroes: what an entry never given reads as. */
+	for (unsigned i = 0; i < FD_LIMIT / EPOLL_PAGE; i++) {
+		struct epoll_fd *page = atomic_load_explicit(&t->pages[i], memory_order_acquire);
+		if (page)
+			table_release(page, EPOLL_PAGE * sizeof(struct epoll_fd));
+	}
+	table_release(t->index_slots, sizeof(t->index_slots));
 }
 
 bool epoll_map_tracks(int fd)
 {
 	const struct epoll_tables *t = tables_now();
-	return t && in_range(fd) &&
-	       (atomic_load_explicit(&t->registrations[fd].key, memory_order_relaxed) ||
-		atomic_load_explicit(&t->generations[fd], memory_order_relaxed));
+	const struct epoll_fd *e = t ? entry_now(t, fd) : NULL;
+	return e && (atomic_load_explicit(&e->registration.key, memory_order_relaxed) ||
+		     atomic_load_explicit(&e->generation, memory_order_relaxed));
 }
 
 void epoll_map_forget(int fd)
 {
 	struct epoll_tables *t = tables_now();
-	if (!t || !in_range(fd))
+	struct epoll_fd *e = t ? entry_now(t, fd) : NULL;
+	if (!e)
 		return;
-	atomic_fetch_add_explicit(&t->stamps[fd], 1, memory_order_release);
-	if (atomic_load_explicit(&t->registrations[fd].key, memory_order_relaxed))
-		uncount(t, atomic_exchange_explicit(&t->registrations[fd].key, 0,
-						    memory_order_acq_rel));
+	atomic_fetch_add_explicit(&e->stamp, 1, memory_order_release);
+	if (atomic_load_explicit(&e->registration.key, memory_order_relaxed))
+		uncount(t, atomic_exchange_explicit(&e->registration.key, 0, memory_order_acq_rel));
 }
 
 int epoll_map_lookup(int epfd, uint64_t data)

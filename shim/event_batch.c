@@ -172,7 +172,7 @@ void batch_accepted(int listen_fd, int fd)
 	if (b->listener == 0)
 		return;
 	if (b->listener == (uint32_t)listen_fd + 1 && b->conn == 0 && !b->io_seen &&
-	    (unsigned)fd < FD_TABLE_SIZE) {
+	    (unsigned)fd < FD_LIMIT) {
 		b->request = 0;
 		b->conn = (uint32_t)fd + 1;
 		b->listener = (uint32_t)-1; /* one connection taken */

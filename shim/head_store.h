@@ -21,7 +21,7 @@
 #include "conn_table.h"
 #include "http_parser.h"
 
-#define HEAD_SLOTS FD_TABLE_SIZE
+#define HEAD_SLOTS FD_LIMIT
 
 /* A free slot, now the caller's: its number plus one (what
  * head_store_text and head_store_release take); 0 if its chunk could not

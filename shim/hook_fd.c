@@ -32,9 +32,12 @@
 
 static void set_flags(int fd, uint8_t flags)
 {
-	if ((unsigned)fd < FD_TABLE_SIZE &&
-	    atomic_load_explicit(&fd_states[fd].flags, memory_order_relaxed) != flags && own_process())
-		atomic_store_explicit(&fd_states[fd].flags, flags, memory_order_relaxed);
+	struct fd_state *st = fd_state(fd);
+	if ((st ? atomic_load_explicit(&st->flags, memory_order_relaxed) == flags : flags == 0) ||
+	    !own_process())
+		return;
+	if (st || (st = fd_state_made(fd)))
+		atomic_store_explicit(&st->flags, flags, memory_order_relaxed);
 }
 
 /* fd was just created and names something new. */
@@ -55,8 +58,9 @@ static void fd_retiring(int fd)
 {
 	/* Attached: the number's next holder may come from a call begun
 	 * before attach (an accept blocked then), past the shim. */
-	if (unlikely(shim.attached) && (unsigned)fd < FD_TABLE_SIZE && own_process())
-		atomic_fetch_or(&fd_states[fd].flags, FD_ADOPT);
+	struct fd_state *st;
+	if (unlikely(shim.attached) && own_process() && (st = fd_state_made(fd)))
+		atomic_fetch_or(&st->flags, FD_ADOPT);
 	bool epoll = epoll_map_tracks(fd), unwinder = call_chain_is_pipe(fd);
 	uint8_t cls = fd_class(fd);
 	if (unlikely(audit_is_channel(fd)) && own_process())
@@ -78,7 +82,7 @@ static void fd_retiring(int fd)
 	}
 	if (cls & FD_LOG) {
 		log_flush_fd(fd);
-		atomic_fetch_and(&fd_states[fd].flags, (uint8_t)~FD_LOG);
+		atomic_fetch_and(&fd_state(fd)->flags, (uint8_t)~FD_LOG);
 	}
 	if (cls & FD_CLIENT)
 		client_forget(fd);
@@ -591,9 +595,10 @@ EXPORT int close(int fd)
 
 static void range_retiring(unsigned first, unsigned last)
 {
-	if (last >= FD_TABLE_SIZE)
-		last = FD_TABLE_SIZE - 1;
-	for (unsigned fd = first; fd <= last && first < FD_TABLE_SIZE; fd++)
+	unsigned end = fd_state_end(); /* no fd from here on has books */
+	if (last >= end)
+		last = end - 1;
+	for (unsigned fd = first; fd <= last && first < end; fd++)
 		fd_retiring((int)fd);
 }
 

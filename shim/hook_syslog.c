@@ -172,7 +172,7 @@ EXPORT void closelog(void)
 void syslog_connected(int fd, const struct sockaddr *addr, socklen_t len)
 {
 	if ((fd_class(fd) & FD_SYSLOG) && !is_syslog_address(addr, len))
-		atomic_fetch_and(&fd_states[fd].flags, (uint8_t)~FD_SYSLOG);
+		atomic_fetch_and(&fd_state(fd)->flags, (uint8_t)~FD_SYSLOG);
 }
 
 ssize_t syslog_datagram(int fd, const void *buf, size_t n, int flags,

@@ -215,12 +215,14 @@ static void mark_log_fds(bool attached)
 		bool is_socket;
 		/* Only a socket can be a connection: a file, pipe or terminal
 		 * costs no more system calls. */
-		if (fd >= FD_TABLE_SIZE || !fd_identity(fd, &dev, &ino, &is_socket) ||
-		    (is_socket && is_accepted_socket(fd)))
+		struct fd_state *st;
+		if (!fd_identity(fd, &dev, &ino, &is_socket) || (is_socket && is_accepted_socket(fd)))
 			continue;
 		if (inherited && !log_ids_contain(inherited, dev, ino))
 			continue;
-		atomic_fetch_or(&fd_states[fd].flags, FD_LOG);
+		if (!(st = fd_state_made(fd)))
+			continue;
+		atomic_fetch_or(&st->flags, FD_LOG);
 		if (!log_ids_contain(ids, dev, ino))
 			len = log_ids_append(ids, len, sizeof(ids), dev, ino);
 	}

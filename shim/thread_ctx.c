@@ -140,7 +140,8 @@ void ctx_after_conn_io(int fd, bool wrote, bool moved)
 	if (thread_ctx.in_shim)
 		return;
 	ctx_current();
-	uint32_t conn = (uint32_t)conn_fd(fd) + 1;
+	int holder = conn_fd(fd);
+	uint32_t conn = (uint32_t)holder + 1;
 	/* Its own I/O on a second open connection, not its creator's. */
 	if (thread_ctx.last_conn != 0 && thread_ctx.last_conn != conn &&
 	    !(thread_ctx.watch & WATCH_INHERITED))
@@ -151,15 +152,15 @@ void ctx_after_conn_io(int fd, bool wrote, bool moved)
 	thread_ctx.epoch++;
 	if (unlikely(thread_ctx.batch.conn))
 		batch_after_conn_io(fd, wrote, moved);
-	uint64_t r = conn_request(fd);
+	const struct conn *c = fd_class(fd) & FD_CONN ? conn_entry(holder) : NULL;
+	uint64_t r = c ? conn_entry_request(c) : 0;
 	if (r == 0) {
 		thread_ctx.request = 0;
 		thread_ctx.mode = CTX_NONE;
 		return;
 	}
 	thread_ctx.request = r;
-	bool certain = !wrote && !(thread_ctx.watch & WATCH_EVENT_LOOP) &&
-		       !conn_of(fd)->responded;
+	bool certain = !wrote && !(thread_ctx.watch & WATCH_EVENT_LOOP) && !c->responded;
 	thread_ctx.mode = certain ? CTX_CERTAIN : CTX_BRACKET;
 }
 
@@ -203,8 +204,11 @@ uint64_t ctx_certain_request(void)
 	/* Still the connection's request, and not answered yet (by another
 	 * thread: this one would have left CTX_CERTAIN writing to it). */
 	int fd = (int)thread_ctx.last_conn - 1;
+	if (!(fd_class(fd) & FD_CONN))
+		return 0;
+	const struct conn *c = conn_of(fd);
 	uint64_t r = thread_ctx.request;
-	return conn_request(fd) == r && !conn_of(fd)->responded ? r : 0;
+	return conn_entry_request(c) == r && !c->responded ? r : 0;
 }
 
 int32_t ctx_tid(void)

@@ -427,10 +427,10 @@ static void test_log_fds_valid(void **state)
 	assert_int_equal(cfg.log_fds[1], 2);
 	assert_int_equal(cfg.log_fds[2], 7);
 
-	assert_int_equal(parse1(&cfg, "REQID_LOG_FDS", "0,65535"), 0);
+	assert_int_equal(parse1(&cfg, "REQID_LOG_FDS", "0,1048575"), 0);
 	assert_int_equal(cfg.log_fd_count, 2);
 	assert_int_equal(cfg.log_fds[0], 0);
-	assert_int_equal(cfg.log_fds[1], 65535);
+	assert_int_equal(cfg.log_fds[1], 1048575);
 }
 
 static void test_log_fds_empty_means_none(void **state)
@@ -483,7 +483,7 @@ static void test_log_fds_invalid(void **state)
 {
 	(void)state;
 	static const char *const bad[] = {
-		"65536", "-1", "a", "1,,2", "1,", ",1", ",", "0x1", "1a", "3.0",
+		"1048576", "-1", "a", "1,,2", "1,", ",1", ",", "0x1", "1a", "3.0",
 		"99999999999999999999", "4294967297", "1;2", "1 2",
 	};
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {

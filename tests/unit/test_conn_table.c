@@ -11,6 +11,8 @@
  * a copy, and given back when the head ends or the connection closes (or
  * when the fd, whose close found its entry busy, inherits another entry);
  * a late read on an entry whose head text moved away loses its stream.
+ * Descriptor numbers up to 2^20 - 1 are tracked, high ones on pages mapped
+ * only when one of their numbers gets state; 2^20 and up never are.
  *
  * Links conn_table.c and request_table.c with the pure sources; the shim's
  * state is defined here (no hooks, no libc interposition).
@@ -49,10 +51,10 @@ static int setup(void **state)
 	config_parse(&shim.config, no_environment);
 	header_matcher_init(&shim.matcher, &shim.config);
 	id_generator_seed(&shim.ids, key);
-	for (int fd = 0; fd < FD_TABLE_SIZE; fd += CONN_CHUNK)
-		if (conn_entry(fd))
-			memset(conn_entry(fd), 0, CONN_CHUNK * sizeof(struct conn));
-	memset(fd_states, 0, sizeof(fd_states));
+	for (unsigned fd = 0; fd < FD_LIMIT; fd += CONN_CHUNK)
+		if (conn_entry((int)fd))
+			memset(conn_entry((int)fd), 0, CONN_CHUNK * sizeof(struct conn));
+	fd_state_release();
 	return 0;
 }
 
@@ -392,6 +394,66 @@ static void test_tls_not_http_is_lost(void **state)
 	conn_forget(8);
 }
 
+static bool page_mapped(int fd)
+{
+	return atomic_load(&fd_pages[(unsigned)fd / FD_PAGE]) != NULL;
+}
+
+static void test_high_descriptors(void **state)
+{
+	(void)state;
+	const int top = (int)FD_LIMIT - 1;
+	/* Looking at a number maps nothing. */
+	assert_int_equal(fd_class(300000), 0);
+	assert_int_equal(conn_request(300000), 0);
+	assert_false(page_mapped(300000));
+	conn_forget(300000);
+	assert_false(page_mapped(300000));
+	conn_open(top);
+	conn_open(70000);
+	request_on(top, "top");
+	request_on(70000, "high");
+	assert_string_equal(id_on(top), "top");
+	assert_string_equal(id_on(70000), "high");
+	assert_true(page_mapped(70000));
+	assert_false(page_mapped(300000));
+	assert_int_equal(fd_state_end(), FD_LIMIT);
+	/* 2^20 is past the table: never a connection. */
+	conn_open((int)FD_LIMIT);
+	assert_int_equal(fd_class((int)FD_LIMIT), 0);
+	assert_int_equal(conn_request((int)FD_LIMIT), 0);
+	conn_forget(top);
+	assert_int_equal(fd_class(top), 0);
+	assert_int_equal(conn_request(top), 0);
+	assert_string_equal(id_on(70000), "high");
+}
+
+static void test_copies_across_high_pages(void **state)
+{
+	(void)state;
+	/* A connection on a high number copied onto 0 and onto a number on
+	 * another high page; the holder closes: the first copy found (0)
+	 * takes the entry over, the scan crossing pages never mapped. */
+	conn_open(600000);
+	request_on(600000, "far");
+	conn_copied(600000, 0);
+	conn_copied(600000, 900000);
+	assert_false(page_mapped(700000));
+	conn_forget(600000);
+	assert_int_equal(fd_class(600000), 0);
+	assert_string_equal(id_on(0), "far");
+	assert_string_equal(id_on(900000), "far");
+	assert_false(conn_named_once(0));
+	conn_forget(0);
+	assert_true(conn_named_once(900000));
+	assert_string_equal(id_on(900000), "far");
+	conn_on_write(900000);
+	request_on(900000, "next");
+	assert_string_equal(id_on(900000), "next");
+	conn_forget(900000);
+	assert_int_equal(conn_request(900000), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -410,6 +472,8 @@ int main(void)
 		cmocka_unit_test_setup(test_tls_records_are_not_requests, setup),
 		cmocka_unit_test_setup(test_tls_begin_after_the_socket_gave_bytes, setup),
 		cmocka_unit_test_setup(test_tls_not_http_is_lost, setup),
+		cmocka_unit_test_setup(test_high_descriptors, setup),
+		cmocka_unit_test_setup(test_copies_across_high_pages, setup),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -5,7 +5,8 @@
  * closed, re-registered with another word or registered on a closed
  * instance whose number came back, and never when two descriptors share the
  * word. The count of connections per instance follows adds, moves,
- * deletes and closes.
+ * deletes and closes. Descriptors and instances on numbers up to 2^20 - 1
+ * are mapped like low ones.
  *
  * Links epoll_map.c and conn_table.c (for the fd flags) with the pure
  * sources; no hooks, no libc interposition.
@@ -37,7 +38,7 @@ static int setup(void **state)
 	epoll_map_new_instance(EP);
 	epoll_map_new_instance(EP2);
 	for (int fd = 0; fd < 64; fd++)
-		atomic_store(&fd_states[fd].flags, 0);
+		atomic_store(&fd_state_made(fd)->flags, 0);
 	return 0;
 }
 
@@ -53,7 +54,7 @@ static void test_lookup_finds_the_registered_fd(void **state)
 	assert_int_equal(epoll_map_lookup(EP, 0x7f00003000), -1);
 	/* out of range */
 	assert_int_equal(epoll_map_lookup(-1, 0x7f00001000), -1);
-	assert_int_equal(epoll_map_lookup(FD_TABLE_SIZE, 0x7f00001000), -1);
+	assert_int_equal(epoll_map_lookup((int)FD_LIMIT, 0x7f00001000), -1);
 }
 
 static void test_delete_close_and_modify(void **state)
@@ -126,8 +127,8 @@ static void test_many_registrations(void **state)
 static void test_connections_counted(void **state)
 {
 	(void)state;
-	atomic_store(&fd_states[40].flags, FD_CONN);
-	atomic_store(&fd_states[41].flags, FD_CONN);
+	atomic_store(&fd_state_made(40)->flags, FD_CONN);
+	atomic_store(&fd_state_made(41)->flags, FD_CONN);
 	epoll_map_set(EP, 39, 1); /* a listening socket: not a connection */
 	assert_int_equal(epoll_map_connections(EP), 0);
 	epoll_map_set(EP, 40, 2);
@@ -154,6 +155,43 @@ static void test_connections_counted(void **state)
 	assert_int_equal(epoll_map_connections(EP2), 0);
 }
 
+static void test_high_descriptors(void **state)
+{
+	(void)state;
+	const int top = (int)FD_LIMIT - 1, ep_high = (int)FD_LIMIT - 2;
+	assert_int_equal(epoll_map_stamp(500000), 0);
+	assert_false(epoll_map_tracks(500000));
+	epoll_map_changed(500000); /* a change on a number never seen counts */
+	assert_int_equal(epoll_map_stamp(500000), 1);
+	epoll_map_new_instance(ep_high);
+	atomic_store(&fd_state_made(top)->flags, FD_CONN);
+	atomic_store(&fd_state_made(70000)->flags, FD_CONN);
+	epoll_map_set(ep_high, top, 0x1111);
+	epoll_map_set(ep_high, 70000, 0x2222);
+	epoll_map_set(EP, 80000, 0x1111);
+	assert_int_equal(epoll_map_lookup(ep_high, 0x1111), top);
+	assert_int_equal(epoll_map_lookup(ep_high, 0x2222), 70000);
+	assert_int_equal(epoll_map_lookup(EP, 0x1111), 80000);
+	assert_int_equal(epoll_map_connections(ep_high), 2);
+	assert_true(epoll_map_tracks(top));
+	/* The instance's number is read back from the registration's key. */
+	epoll_map_forget(top);
+	assert_int_equal(epoll_map_connections(ep_high), 1);
+	assert_int_equal(epoll_map_lookup(ep_high, 0x1111), -1);
+	epoll_map_delete(ep_high, 70000);
+	assert_int_equal(epoll_map_connections(ep_high), 0);
+	assert_int_equal(epoll_map_lookup(ep_high, 0x2222), -1);
+	/* A new instance on the number voids what the old one had. */
+	epoll_map_set(ep_high, 70000, 0x3333);
+	epoll_map_new_instance(ep_high);
+	assert_int_equal(epoll_map_lookup(ep_high, 0x3333), -1);
+	assert_int_equal(epoll_map_connections(ep_high), 0);
+	epoll_map_forget(70000);
+	epoll_map_forget(80000);
+	atomic_store(&fd_state(top)->flags, 0);
+	atomic_store(&fd_state(70000)->flags, 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -163,6 +201,7 @@ int main(void)
 		cmocka_unit_test_setup(test_reused_fd_and_instance_numbers, setup),
 		cmocka_unit_test_setup(test_many_registrations, setup),
 		cmocka_unit_test_setup(test_connections_counted, setup),
+		cmocka_unit_test_setup(test_high_descriptors, setup),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
