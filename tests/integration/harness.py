@@ -673,11 +673,12 @@ def check_log(text, server, requests, fmt, check_ids=True, outside=None,
 
 def run(server, requests=200, concurrency=32, fmt="json", field="request_id",
         outside=None, shim=True, label=None, seed=None, min_recall=0.99, min_handler_recall=0.0,
-        quit_timeout=60.0, extra_env=None, pipeline=0.0, unix=False):
+        quit_timeout=60.0, extra_env=None, pipeline=0.0, unix=False, wrapper=()):
     """Runs one server under load and checks it. Returns a result dict with
     'ok', 'counts', 'precision', 'recall', 'problems', 'examples'. With
     unix=True the server listens on a unix stream socket in a fresh
-    temporary directory, removed when the run ends."""
+    temporary directory, removed when the run ends. wrapper goes in front
+    of the command (Server)."""
     if server not in SERVERS:
         raise ValueError("unknown server %r" % server)
     seed = random.randrange(1 << 30) if seed is None else seed
@@ -704,7 +705,7 @@ def run(server, requests=200, concurrency=32, fmt="json", field="request_id",
     result["unix"] = unix_path
     try:
         srv = Server(server, log_path, shim=shim, reqid_args=reqid_args, env=env,
-                     unix_path=unix_path)
+                     unix_path=unix_path, wrapper=wrapper)
         result["cmd"] = ("%s=%s " % (UNIX_ENV, unix_path) if unix else "") + " ".join(srv.cmd)
         load = Load(srv.port, concurrency, unix_path=unix_path)
         load.run(plan)

@@ -3,7 +3,14 @@
 bundled legacy server at full size under the shim, thread_per_conn and
 epoll_timers again at full size over a unix-domain socket, plus smaller runs of
 thread_per_conn with the other output formats, a custom field name and the
-REQID_OUTSIDE sentinel. Prints one table row per run, the details of every
+REQID_OUTSIDE sentinel, and thread_per_conn, epoll_timers and fork_per_conn
+with every descriptor below 12281 taken before they start (fill_fds.py), so
+their sockets and connections are numbered 12281 and up, under a build of
+the library whose flat per-fd tables end at 4096: the paged part of the
+tables (descriptors up to 2^20), which this machine's descriptor limit
+(20,000) would otherwise never reach, in real servers under load; the
+servers' own notes of their connections' numbers must all be that high.
+Prints one table row per run, the details of every
 failing run, and ends with "N passed, M failed"; exits non-zero on a failure.
 
 Precision must be 100% everywhere (a wrong id is worse than no id). Recall
@@ -20,6 +27,7 @@ relax those rules to make a run pass.
 
 import argparse
 import io
+import re
 import sys
 import time
 import unittest
@@ -32,6 +40,14 @@ import test_oracle  # noqa: E402
 FULL = 1000         # requests per full-size run (>= 200)
 SMALL = 60
 CONCURRENCY = 48
+
+ROOT = Path(__file__).resolve().parents[2]
+HIGH_FD = 12281     # just below a 4096-fd page boundary: connections span two pages
+HIGH = {"wrapper": [sys.executable, str(Path(__file__).resolve().parent / "fill_fds.py"),
+                    str(HIGH_FD)],
+        "extra_env": {"REQID_LIB": str(ROOT / "build" / "libreqid-fdpages.so")},
+        "min_fd": HIGH_FD}
+CONN_FD = re.compile(r"connection (?:fd=|on fd )(\d+)")
 
 RUNS = [
     # label, server, requests, options
@@ -50,7 +66,27 @@ RUNS = [
     ("thread_per_conn --format logfmt", "thread_per_conn", SMALL, {"fmt": "logfmt"}),
     ("thread_per_conn --field rid", "thread_per_conn", SMALL, {"field": "rid"}),
     ("thread_per_conn REQID_OUTSIDE=none", "thread_per_conn", SMALL, {"outside": "none"}),
+    ("thread_per_conn fds 12281 and up", "thread_per_conn", 300, HIGH),
+    ("epoll_timers fds 12281 and up", "epoll_timers", 300,
+     dict(HIGH, min_recall=0.30, min_handler_recall=0.99)),
+    ("fork_per_conn fds 12281 and up", "fork_per_conn", 300, HIGH),
 ]
+
+
+def check_fd_numbers(res, min_fd):
+    """The connections' numbers the server noted (thread_per_conn and
+    epoll_timers note them) are all min_fd or more."""
+    fds = [int(m) for m in CONN_FD.findall(Path(res["log"]).read_text(errors="replace"))]
+    low = [fd for fd in fds if fd < min_fd]
+    if low:
+        res["problems"].append("%d connections on descriptors below %d (e.g. %d)"
+                               % (len(low), min_fd, low[0]))
+        res["ok"] = False
+    elif fds:
+        res["notes"].append("%d connections on descriptors %d-%d" % (len(fds), min(fds), max(fds)))
+    elif res["server"] != "fork_per_conn":
+        res["problems"].append("the server noted no connection's descriptor")
+        res["ok"] = False
 
 
 def main():
@@ -75,12 +111,15 @@ def main():
     print("-" * len(head))
     for label, server, n, opts in RUNS:
         opts = dict(opts)
+        min_fd = opts.pop("min_fd", None)
         if a.no_shim:
             if opts.get("fmt") or opts.get("field") or opts.get("outside"):
                 continue
             opts["shim"] = False
         res = harness.run(server, requests=n, concurrency=CONCURRENCY, label=label,
                           seed=a.seed, **opts)
+        if min_fd is not None:
+            check_fd_numbers(res, min_fd)
         results.append(res)
         c = res["counts"]
         print("%-36s %8d %6d %6d %6d %9s %8s  %s" % (
