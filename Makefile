@@ -21,7 +21,7 @@ GLUE_SRCS := shim/shim_init.c shim/request_table.c shim/conn_table.c shim/head_s
              shim/conn_output.c shim/client_output.c shim/tls_bind.c \
              shim/call_chain.c shim/epoll_map.c shim/epoll_queue.c shim/event_batch.c \
              shim/hook_net.c shim/hook_io.c shim/hook_ssl.c shim/hook_fd.c shim/hook_wait.c shim/hook_process.c shim/hook_syslog.c shim/hook_stdio.c \
-             shim/hook_loader.c shim/attach.c shim/got_patch.c shim/audit_log.c
+             shim/hook_loader.c shim/attach.c shim/resident_return.c shim/got_patch.c shim/audit_log.c
 SHIM_HDRS := $(wildcard shim/*.h)
 
 UNIT_TESTS := $(patsubst tests/unit/%.c,%,$(wildcard tests/unit/test_*.c))

@@ -49,6 +49,7 @@
 #include "log_writer.h"
 #include "map_once.h"
 #include "request_table.h"
+#include "resident_return.h"
 #include "thread_ctx.h"
 
 #define SETTINGS_MAX 8192
@@ -336,10 +337,8 @@ EXPORT int reqid_attach(const char *settings);
 EXPORT int reqid_detach(const char *unused);
 EXPORT int reqid_reconfigure(const char *settings);
 
-EXPORT int reqid_attach(const char *settings)
+static int attach_now(const char *settings)
 {
-	if (reqid_attach_status.attached)
-		return ATTACH_ALREADY;
 	if (shim.active || preloaded_copy())
 		return ATTACH_PRELOADED;
 	size_t len = strlen(settings);
@@ -374,6 +373,19 @@ EXPORT int reqid_attach(const char *settings)
 	return ATTACH_OK;
 }
 
+/* The pages attach makes resident are noted first, so that detach can give
+ * them back (resident_return.h). */
+EXPORT int reqid_attach(const char *settings)
+{
+	if (reqid_attach_status.attached)
+		return ATTACH_ALREADY;
+	resident_snapshot();
+	int r = attach_now(settings);
+	if (!reqid_attach_status.attached)
+		resident_forget(); /* refused, or REQID_DISABLE */
+	return r;
+}
+
 /* Whether some response is being written with an added header (its
  * writer holds the connection's output), or has sent part of one and owes
  * the rest: its next write must still pass through the shim. */
@@ -398,8 +410,10 @@ static bool header_bytes_owed(void)
  * hook passes through (so no thread reads a request past the shim and then
  * writes its response through it, with the last request's id), the GOT is
  * put back, held lines go out (again a moment later, for a thread that was
- * inside a hook meanwhile), and what the shim knew is forgotten. */
-EXPORT int reqid_detach(const char *unused)
+ * inside a hook meanwhile), what the shim knew is forgotten, and the pages
+ * attach made resident are given back, the shim's code last (this
+ * function lies with it in RESIDENT_LAST_CODE's section). */
+EXPORT RESIDENT_LAST_CODE int reqid_detach(const char *unused)
 {
 	(void)unused;
 	if (!reqid_attach_status.attached)
@@ -420,9 +434,11 @@ EXPORT int reqid_detach(const char *unused)
 	nanosleep(&(struct timespec){0, 10000000}, NULL);
 	log_flush_all_plain();
 	forget_attached_state();
+	resident_return();
 	__atomic_store_n(&shim.detaching, false, __ATOMIC_SEQ_CST);
 	reqid_attach_status.patched = 0;
 	reqid_attach_status.attached = 0;
+	resident_return_own_code();
 	return ATTACH_OK;
 }
 

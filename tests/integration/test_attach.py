@@ -480,8 +480,15 @@ def check_nginx(failures):
             attached_rss = workers_rss(proc.pid)
             if not run_steps(phase, fail, (("last detach", ["detach", proc.pid]),)):
                 return
+            detached_rss = workers_rss(proc.pid)
             rss = "; workers' resident kB: bare %d, attached %d, detached %d" % (
-                bare_rss, attached_rss, workers_rss(proc.pid))
+                bare_rss, attached_rss, detached_rss)
+            # Detach gives back the pages attach made resident (the shim's
+            # code, the pages the GOT patcher and the unwinder read) but
+            # for the shim's and libunwind's own state: well over half of
+            # what attach added (before resident_return: 4%).
+            if detached_rss - bare_rss > (attached_rss - bare_rss) / 2:
+                fail("detach kept more than half of what attach made resident%s" % rss)
             load.finish()
             if load.error:
                 fail("background load failed: %r" % load.error)
@@ -1084,9 +1091,10 @@ def check_cycles(failures, cycles=200, idle_cycles=100):
         if m2 > maps + 3 or t2 > threads + 2 or f2 > fds + 2:
             fail("threads, fds, mappings after cycle 1: %d, %d, %d; %s: %d, %d, %d"
                  % (threads, fds, maps, label, t2, f2, m2))
-    # Detached, the shim's tables are given back: what stays resident is
-    # the library's code, libunwind's and the pages of the program's own
-    # files the GOT patcher read (some 550 kB here; 3 MB when detach kept
+    # Detached, the shim's tables are given back, and the file pages attach
+    # made resident (resident_return): what stays is the shim's and
+    # libunwind's own state, and the code threads parked in hooks at detach
+    # run when their calls return (300-700 kB here; 3 MB when detach kept
     # the tables).
     if idle[2] - bare[2] > 1024:
         fail("VmRSS %d kB bare, %d kB after the last detach" % (bare[2], idle[2]))

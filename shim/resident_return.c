@@ -1,0 +1,409 @@
+/*
+ * resident_return.c - the file pages attach made resident go back at
+ * detach (see resident_return.h).
+ *
+ * At attach, /proc/self/pagemap says which pages of each read-only private
+ * file mapping are present; a bit each is kept. At detach every page of
+ * such a mapping that is present now, maps its file's page (pagemap's
+ * file bit: never a private copy, such as a GOT page the patcher wrote,
+ * whose contents exist nowhere else) and was not present at attach is
+ * dropped with MADV_DONTNEED: the kernel maps the file's page again at the
+ * next touch. The shim's own file counts as not present at attach.
+ * Only mappings that were read-only when /proc/self/maps was read are
+ * looked at, and each batch of pages is dropped right after its pagemap
+ * entries are read: a page would lose a write only if the program made
+ * its mapping writable and wrote it within those microseconds (the loader
+ * does so only for text relocations, which x86_64 libraries do not have).
+ *
+ * Runs on the injector's thread only. Must never drop a page that is not
+ * a clean copy of its file; any failure leaves pages where they are.
+ */
+#include "resident_return.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#define PAGE 4096u
+#define RANGES_MAX 4096
+#define PAGES_MAX (1u << 27) /* 512 GB of mappings noted at most */
+#define PRESENT (1ull << 63)
+#define FILE_PAGE (1ull << 61)
+
+/* A mapping as /proc/self/maps lists it. */
+struct mapping {
+	uintptr_t start, end;
+	bool readonly_private_file; /* r-?p with an inode */
+	bool code;                  /* r-xp */
+	unsigned long dev_major, dev_minor, inode;
+};
+
+struct maps_reader {
+	int fd;
+	size_t len, at;
+	char buf[4096];
+};
+
+struct noted_range {
+	uintptr_t start, end;
+	size_t first_bit;
+};
+
+struct snapshot {
+	size_t size;  /* bytes mapped for it */
+	bool complete; /* every qualifying mapping is noted */
+	unsigned ranges;
+	size_t bits_used, bits_max;
+	unsigned long own_major, own_minor, own_inode; /* the shim's file */
+	struct noted_range range[RANGES_MAX];
+	uint64_t bits[];
+};
+
+static struct snapshot *noted;
+
+/* The shim's own code pages to drop last (resident_return_own_code). */
+#define OWN_RUNS_MAX 16
+static struct {
+	uintptr_t start, end;
+} own_runs[OWN_RUNS_MAX];
+static unsigned own_run_count;
+extern const char __start_reqid_last_text[], __stop_reqid_last_text[];
+
+/* The next line of the reader's file into line (NUL-terminated, cut to
+ * size - 1 bytes); false at its end. */
+static bool next_line(struct maps_reader *r, char *line, size_t size)
+{
+	size_t n = 0;
+	for (;;) {
+		if (r->at == r->len) {
+			ssize_t got = read(r->fd, r->buf, sizeof(r->buf));
+			if (got <= 0) {
+				line[n] = '\0';
+				return n > 0;
+			}
+			r->len = (size_t)got;
+			r->at = 0;
+		}
+		char c = r->buf[r->at++];
+		if (c == '\n') {
+			line[n] = '\0';
+			return true;
+		}
+		if (n + 1 < size)
+			line[n++] = c;
+	}
+}
+
+static const char *hex(const char *s, unsigned long *out)
+{
+	unsigned long v = 0;
+	for (;; s++) {
+		unsigned d;
+		if (*s >= '0' && *s <= '9')
+			d = (unsigned)(*s - '0');
+		else if (*s >= 'a' && *s <= 'f')
+			d = (unsigned)(*s - 'a' + 10);
+		else
+			break;
+		v = v << 4 | d;
+	}
+	*out = v;
+	return s;
+}
+
+static bool parse_mapping(const char *s, struct mapping *m)
+{
+	unsigned long start, end, offset, inode = 0;
+	s = hex(s, &start);
+	if (*s++ != '-')
+		return false;
+	s = hex(s, &end);
+	if (*s++ != ' ' || strlen(s) < 5)
+		return false;
+	const char *perms = s;
+	s += 4;
+	if (*s++ != ' ')
+		return false;
+	s = hex(s, &offset);
+	if (*s++ != ' ')
+		return false;
+	s = hex(s, &m->dev_major);
+	if (*s++ != ':')
+		return false;
+	s = hex(s, &m->dev_minor);
+	if (*s++ != ' ')
+		return false;
+	for (; *s >= '0' && *s <= '9'; s++)
+		inode = inode * 10 + (unsigned long)(*s - '0');
+	m->start = start;
+	m->end = end;
+	m->inode = inode;
+	m->readonly_private_file = perms[0] == 'r' && perms[1] == '-' && perms[3] == 'p' &&
+				   inode != 0 && end > start;
+	m->code = perms[2] == 'x';
+	return true;
+}
+
+static bool maps_open(struct maps_reader *r)
+{
+	r->fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+	r->len = r->at = 0;
+	return r->fd >= 0;
+}
+
+/* The next read-only private file mapping; false at the end. */
+static bool next_mapping(struct maps_reader *r, struct mapping *m)
+{
+	char line[512];
+	while (next_line(r, line, sizeof(line)))
+		if (parse_mapping(line, m) && m->readonly_private_file)
+			return true;
+	return false;
+}
+
+static bool is_own(const struct snapshot *s, const struct mapping *m)
+{
+	return m->inode == s->own_inode && m->dev_major == s->own_major &&
+	       m->dev_minor == s->own_minor;
+}
+
+/* The pagemap entries of count pages from addr into out; false if they
+ * cannot be read. */
+static bool pagemap_read(int fd, uintptr_t addr, uint64_t *out, size_t count)
+{
+	size_t want = count * sizeof(uint64_t);
+	ssize_t got = pread(fd, out, want, (off_t)(addr / PAGE * sizeof(uint64_t)));
+	return got == (ssize_t)want;
+}
+
+#define BATCH 512
+
+/* The shim's own file: the mapping its code lies in. */
+static bool find_own_file(struct snapshot *s)
+{
+	struct maps_reader r;
+	if (!maps_open(&r))
+		return false;
+	uintptr_t here = (uintptr_t)&find_own_file;
+	char line[512];
+	struct mapping m;
+	bool found = false;
+	while (!found && next_line(&r, line, sizeof(line)))
+		if (parse_mapping(line, &m) && m.start <= here && here < m.end && m.inode) {
+			s->own_major = m.dev_major;
+			s->own_minor = m.dev_minor;
+			s->own_inode = m.inode;
+			found = true;
+		}
+	close(r.fd);
+	return found;
+}
+
+/* Pages of the qualifying mappings, and whether there are more than
+ * RANGES_MAX of them. */
+static size_t count_pages(bool *too_many)
+{
+	struct maps_reader r;
+	size_t pages = 0;
+	unsigned ranges = 0;
+	struct mapping m;
+	if (!maps_open(&r))
+		return 0;
+	while (next_mapping(&r, &m)) {
+		pages += (m.end - m.start) / PAGE;
+		ranges++;
+	}
+	close(r.fd);
+	*too_many = ranges > RANGES_MAX;
+	return pages;
+}
+
+static void note_pages(struct snapshot *s, int pagemap)
+{
+	struct maps_reader r;
+	struct mapping m;
+	uint64_t entries[BATCH];
+	if (!maps_open(&r)) {
+		s->complete = false;
+		return;
+	}
+	while (next_mapping(&r, &m)) {
+		size_t pages = (m.end - m.start) / PAGE;
+		if (s->ranges == RANGES_MAX || s->bits_used + pages > s->bits_max) {
+			s->complete = false;
+			break;
+		}
+		struct noted_range *n = &s->range[s->ranges++];
+		*n = (struct noted_range){m.start, m.end, s->bits_used};
+		s->bits_used += pages;
+		if (is_own(s, &m))
+			continue; /* the shim's own: not there before attach */
+		for (size_t done = 0; done < pages;) {
+			size_t k = pages - done < BATCH ? pages - done : BATCH;
+			if (!pagemap_read(pagemap, m.start + done * PAGE, entries, k)) {
+				/* Unknown: counted as present, kept. */
+				memset(entries, 0xff, k * sizeof(uint64_t));
+			}
+			for (size_t i = 0; i < k; i++) {
+				size_t bit = n->first_bit + done + i;
+				if (entries[i] & PRESENT)
+					s->bits[bit / 64] |= 1ull << (bit % 64);
+			}
+			done += k;
+		}
+	}
+	close(r.fd);
+}
+
+void resident_forget(void)
+{
+	if (noted) {
+		munmap(noted, noted->size);
+		noted = NULL;
+	}
+}
+
+void resident_snapshot(void)
+{
+	int saved = errno;
+	resident_forget();
+	bool too_many = false;
+	size_t pages = count_pages(&too_many);
+	size_t slack = pages / 16 + 4096; /* mappings made between the passes */
+	size_t bits_max = pages + slack > PAGES_MAX ? PAGES_MAX : pages + slack;
+	size_t size = offsetof(struct snapshot, bits) + (bits_max + 63) / 64 * sizeof(uint64_t);
+	int pagemap = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+	struct snapshot *s = pagemap < 0 ? MAP_FAILED
+					 : mmap(NULL, size, PROT_READ | PROT_WRITE,
+						MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (s != MAP_FAILED) {
+		s->size = size;
+		s->complete = !too_many && bits_max == pages + slack;
+		s->bits_max = bits_max;
+		if (find_own_file(s)) {
+			note_pages(s, pagemap);
+			noted = s;
+		} else {
+			munmap(s, size);
+		}
+	}
+	if (pagemap >= 0)
+		close(pagemap);
+	errno = saved;
+}
+
+/* The noted range holding addr, NULL if none. */
+static const struct noted_range *range_of(const struct snapshot *s, uintptr_t addr)
+{
+	unsigned lo = 0, hi = s->ranges;
+	while (lo < hi) {
+		unsigned mid = (lo + hi) / 2;
+		if (addr < s->range[mid].start)
+			hi = mid;
+		else if (addr >= s->range[mid].end)
+			lo = mid + 1;
+		else
+			return &s->range[mid];
+	}
+	return NULL;
+}
+
+/* Whether page addr of mapping m may go: not present at the snapshot. */
+static bool new_since(const struct snapshot *s, const struct mapping *m, uintptr_t addr)
+{
+	if (is_own(s, m))
+		return true;
+	const struct noted_range *n = range_of(s, addr);
+	if (!n)
+		return s->complete; /* mapped since, or not noted: kept if unsure */
+	size_t bit = n->first_bit + (addr - n->start) / PAGE;
+	return !(s->bits[bit / 64] >> (bit % 64) & 1);
+}
+
+/* Drops [start, end) of mapping m now, or, for the shim's own code, notes
+ * it for resident_return_own_code, less the pages of the code that runs
+ * after it. */
+static void drop(const struct mapping *m, uintptr_t start, uintptr_t end)
+{
+	if (end <= start)
+		return;
+	if (!(m->code && is_own(noted, m))) {
+		madvise((void *)start, end - start, MADV_DONTNEED);
+		return;
+	}
+	uintptr_t keep_start = (uintptr_t)__start_reqid_last_text & ~(uintptr_t)(PAGE - 1);
+	uintptr_t keep_end = ((uintptr_t)__stop_reqid_last_text + PAGE - 1) & ~(uintptr_t)(PAGE - 1);
+	uintptr_t parts[2][2] = {{start, end < keep_start ? end : keep_start},
+				 {start > keep_end ? start : keep_end, end}};
+	for (int i = 0; i < 2; i++)
+		if (parts[i][1] > parts[i][0] && own_run_count < OWN_RUNS_MAX) {
+			own_runs[own_run_count].start = parts[i][0];
+			own_runs[own_run_count].end = parts[i][1];
+			own_run_count++;
+		}
+}
+
+void resident_return_own_code(void)
+{
+	for (unsigned i = 0; i < own_run_count; i++) {
+		long ret;
+		__asm__ volatile("syscall"
+				 : "=a"(ret)
+				 : "a"(SYS_madvise), "D"(own_runs[i].start),
+				   "S"(own_runs[i].end - own_runs[i].start), "d"(MADV_DONTNEED)
+				 : "rcx", "r11", "memory");
+		(void)ret;
+	}
+	own_run_count = 0;
+}
+
+void resident_return(void)
+{
+	if (!noted)
+		return;
+	int saved = errno;
+	own_run_count = 0;
+	struct maps_reader r;
+	int pagemap = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+	if (pagemap >= 0 && maps_open(&r)) {
+		struct mapping m;
+		uint64_t entries[BATCH];
+		while (next_mapping(&r, &m)) {
+			size_t pages = (m.end - m.start) / PAGE;
+			for (size_t done = 0; done < pages;) {
+				size_t k = pages - done < BATCH ? pages - done : BATCH;
+				uintptr_t base = m.start + done * PAGE;
+				if (!pagemap_read(pagemap, base, entries, k)) {
+					done += k;
+					continue;
+				}
+				uintptr_t run = 0; /* start of the run of pages to drop, 0: none */
+				for (size_t i = 0; i < k; i++) {
+					uintptr_t addr = base + i * PAGE;
+					bool go = (entries[i] & PRESENT) && (entries[i] & FILE_PAGE) &&
+						  new_since(noted, &m, addr);
+					if (go && !run)
+						run = addr;
+					if (!go && run) {
+						drop(&m, run, addr);
+						run = 0;
+					}
+				}
+				if (run)
+					drop(&m, run, base + k * PAGE);
+				done += k;
+			}
+		}
+		close(r.fd);
+	}
+	if (pagemap >= 0)
+		close(pagemap);
+	resident_forget();
+	errno = saved;
+}

@@ -1,0 +1,39 @@
+/*
+ * resident_return.h - at detach, give back the file pages attach made
+ * resident (see resident_return.c).
+ *
+ * Attach reads pages of the program's files that it had not touched: the
+ * GOT patcher the dynamic sections, relocations and symbol tables of every
+ * module, the unwinder their unwind tables, and the shim's own code and
+ * libunwind's are mapped anew. They are clean and can be read again from
+ * the file, but they count in the program's resident memory until the
+ * kernel reclaims them. Only for the injector's thread: opens /proc files,
+ * maps memory and may take a while; never from a hook.
+ */
+#ifndef REQID_RESIDENT_RETURN_H
+#define REQID_RESIDENT_RETURN_H
+
+/* Notes which pages of the process's read-only private file mappings are
+ * resident now (replacing an earlier note). Keeps errno. */
+void resident_snapshot(void) __attribute__((visibility("hidden")));
+
+/* Drops every page of a read-only private file mapping that maps its file's
+ * page (never a private copy) and was not resident at the snapshot, the
+ * shim's own file's pages included but for its code, and forgets the
+ * snapshot. Without a snapshot it does nothing. Keeps errno. */
+void resident_return(void) __attribute__((visibility("hidden")));
+
+/* Code that runs after the shim's own code pages were dropped: it lies in
+ * a section of its own, whose pages are kept, and calls nothing outside
+ * it (a page touched after its drop comes back with its neighbours: the
+ * kernel maps up to 64 KB around a file page fault). */
+#define RESIDENT_LAST_CODE __attribute__((section("reqid_last_text"), noinline))
+
+/* Drops the shim's own code pages resident_return found resident, but for
+ * those of RESIDENT_LAST_CODE: the last thing detach does. */
+void resident_return_own_code(void) __attribute__((visibility("hidden"))) RESIDENT_LAST_CODE;
+
+/* Forgets the snapshot (an attach that failed). */
+void resident_forget(void) __attribute__((visibility("hidden")));
+
+#endif
