@@ -117,9 +117,10 @@ $(BUILD)/unit-asan/%: tests/unit/%.c $(PURE_SRCS) $$(UNIT_TABLES_$$*) $(SHIM_HDR
 	  $(UNIT_TABLES_$*) -lcmocka -lxxhash
 
 # Unit tests whose stress cases hammer a lock-free table from many threads
-# (the request table's seqlocked rings), under ThreadSanitizer (it does not
-# model fences: -Wno-tsan).
-TSAN_TESTS := test_request_table
+# (the request table's seqlocked rings; the connection table's entries,
+# copies and pages), under ThreadSanitizer (it does not model fences:
+# -Wno-tsan).
+TSAN_TESTS := test_request_table test_conn_table
 $(BUILD)/unit-tsan/%: tests/unit/%.c $(PURE_SRCS) $$(UNIT_TABLES_$$*) $(SHIM_HDRS) | $(BUILD)/unit-tsan
 	$(CC) -O1 -g $(WARN) -Wno-tsan -fsanitize=thread -D_GNU_SOURCE -Ishim -pthread -o $@ $< \
 	  $(PURE_SRCS) $(UNIT_TABLES_$*) -lcmocka -lxxhash

@@ -103,18 +103,21 @@ void conn_lose(int fd)
 }
 
 /* The connection's current request ends: its request line is no longer
- * live. */
+ * live. A close on another thread (conn_forget) may end it while a read
+ * starts the next: the exchange ends each line once, and acquires the
+ * buckets stored before its line_live. */
 static void end_request(struct conn *c)
 {
-	if (atomic_exchange_explicit(&c->line_live, false, memory_order_relaxed))
-		request_line_ended(c->line_buckets);
+	if (atomic_exchange_explicit(&c->line_live, false, memory_order_acq_rel))
+		request_line_ended(atomic_load_explicit(&c->line_buckets, memory_order_relaxed));
 }
 
 static void set_request(struct conn *c, uint64_t serial)
 {
 	end_request(c);
-	if (unlikely(shim.audit) && c->request && c->request != serial)
-		audit_request_ended(c->request);
+	uint64_t was = __atomic_load_n(&c->request, __ATOMIC_RELAXED);
+	if (unlikely(shim.audit) && was && was != serial)
+		audit_request_ended(was);
 	__atomic_store_n(&c->request, serial, __ATOMIC_RELAXED);
 }
 
@@ -170,7 +173,7 @@ static void conn_start(struct fd_state *st, struct conn *c, uint8_t join,
 	c->kind = CONN_HTTP;
 	atomic_store_explicit(&c->lost, false, memory_order_relaxed);
 	c->head_pending = false;
-	c->responded = false;
+	atomic_store_explicit(&c->responded, false, memory_order_relaxed);
 	atomic_store_explicit(&c->join, join, memory_order_relaxed);
 	atomic_store_explicit(&c->tls, false, memory_order_relaxed);
 	c->began = false;
@@ -185,8 +188,9 @@ static void conn_start(struct fd_state *st, struct conn *c, uint8_t join,
 	atomic_store_explicit(&c->out_busy, 0, memory_order_relaxed);
 	conn_unlock(c);
 	atomic_store_explicit(&st->flags, FD_CONN, memory_order_relaxed);
-	if (!shim.accepted) /* written once: a fork server's parent copies no page for it */
-		shim.accepted = true;
+	/* Written once: a fork server's parent copies no page for it. */
+	if (!__atomic_load_n(&shim.accepted, __ATOMIC_RELAXED))
+		__atomic_store_n(&shim.accepted, true, __ATOMIC_RELAXED);
 }
 
 /* Whether c, unlocked, is already what conn_start would make of it for a
@@ -201,7 +205,8 @@ static bool conn_is_fresh(const struct fd_state *st, const struct conn *c)
 	    atomic_load_explicit(&st->alias, memory_order_relaxed) ||
 	    atomic_load_explicit(&c->copies, memory_order_relaxed) || c->kind != CONN_HTTP ||
 	    atomic_load_explicit(&c->lost, memory_order_relaxed) || c->head_pending ||
-	    c->responded || atomic_load_explicit(&c->join, memory_order_relaxed) != JOIN_NONE ||
+	    atomic_load_explicit(&c->responded, memory_order_relaxed) ||
+	    atomic_load_explicit(&c->join, memory_order_relaxed) != JOIN_NONE ||
 	    __atomic_load_n(&c->request, __ATOMIC_RELAXED) ||
 	    atomic_load_explicit(&c->line_live, memory_order_relaxed) || c->head_slot ||
 	    c->owed_len || atomic_load_explicit(&c->out_busy, memory_order_relaxed))
@@ -223,8 +228,8 @@ void conn_open(int fd)
 	if (conn_is_fresh(st, c)) {
 		if (atomic_load_explicit(&st->flags, memory_order_relaxed) != FD_CONN)
 			atomic_store_explicit(&st->flags, FD_CONN, memory_order_relaxed);
-		if (!shim.accepted)
-			shim.accepted = true;
+		if (!__atomic_load_n(&shim.accepted, __ATOMIC_RELAXED))
+			__atomic_store_n(&shim.accepted, true, __ATOMIC_RELAXED);
 		return;
 	}
 	if (conn_trylock(c)) /* else it stays untracked */
@@ -380,9 +385,9 @@ static void start_request(struct conn *c, const struct http_feed_result *r)
 		audit_request_started(serial, id, len);
 	set_request(c, serial);
 	if (serial && line_len) {
-		c->line_buckets = buckets;
+		atomic_store_explicit(&c->line_buckets, buckets, memory_order_relaxed);
 		request_line_started(buckets, serial);
-		atomic_store_explicit(&c->line_live, true, memory_order_relaxed);
+		atomic_store_explicit(&c->line_live, true, memory_order_release);
 	}
 }
 
@@ -412,13 +417,15 @@ static void apply(struct conn *c, const struct http_feed_result *r)
 		return;
 	}
 	if (r->requests_started) {
-		bool current_unanswered = (c->request != 0 || c->head_pending) && !c->responded;
+		bool current_unanswered =
+			(__atomic_load_n(&c->request, __ATOMIC_RELAXED) != 0 || c->head_pending) &&
+			!atomic_load_explicit(&c->responded, memory_order_relaxed);
 		if (current_unanswered || r->requests_started > 1) {
 			lose_stream(c);
 			return;
 		}
 		c->head_pending = true;
-		c->responded = false;
+		atomic_store_explicit(&c->responded, false, memory_order_relaxed);
 		set_request(c, 0);
 	}
 	if (r->headers_completed && c->head_pending) {
@@ -527,13 +534,15 @@ bool conn_on_read(int fd, const void *buf, const struct iovec *iov, size_t n)
 void conn_on_eof(int fd)
 {
 	struct conn *c = conn_of(fd);
-	if (__atomic_load_n(&c->request, __ATOMIC_RELAXED) == 0 || !c->responded)
+	if (__atomic_load_n(&c->request, __ATOMIC_RELAXED) == 0 ||
+	    !atomic_load_explicit(&c->responded, memory_order_relaxed))
 		return;
 	if (!conn_trylock(c)) {
 		atomic_store_explicit(&c->lost, true, memory_order_release);
 		return;
 	}
-	if (c->request != 0 && c->responded)
+	if (__atomic_load_n(&c->request, __ATOMIC_RELAXED) != 0 &&
+	    atomic_load_explicit(&c->responded, memory_order_relaxed))
 		set_request(c, 0);
 	conn_unlock(c);
 }
@@ -556,7 +565,7 @@ void conn_tls_begin(int fd)
 		 * the id it got for them is no request's. */
 		c->kind = CONN_HTTP;
 		c->head_pending = false;
-		c->responded = false;
+		atomic_store_explicit(&c->responded, false, memory_order_relaxed);
 		set_request(c, 0);
 		drop_head_text(c);
 		parser_start(c->parsing);
@@ -582,10 +591,11 @@ void conn_on_tls_read(int fd, const void *buf, size_t n)
 /* A response to c's current request began. */
 static void answered(struct conn *c)
 {
-	if (c->request != 0 && !c->responded) {
-		c->responded = true;
+	uint64_t request = __atomic_load_n(&c->request, __ATOMIC_RELAXED);
+	if (request != 0 && !atomic_load_explicit(&c->responded, memory_order_relaxed)) {
+		atomic_store_explicit(&c->responded, true, memory_order_relaxed);
 		if (unlikely(shim.audit))
-			audit_request_answered(c->request);
+			audit_request_answered(request);
 	}
 }
 

@@ -72,7 +72,7 @@ struct conn {
 	_Atomic uint32_t copies; /* other fds naming this connection */
 	uint8_t kind;
 	bool head_pending;   /* a request began; its headers have not ended */
-	bool responded;      /* bytes were written since the current request began */
+	_Atomic bool responded; /* bytes were written since the current request began */
 	_Atomic uint8_t join; /* enum join_state */
 	_Atomic bool tls;    /* a TLS connection: its socket carries records,
 				its requests come through the TLS library's
@@ -80,7 +80,8 @@ struct conn {
 	bool began;          /* bytes were read from its socket */
 	uint64_t request;    /* serial of the current request, 0 if none */
 	_Atomic bool line_live; /* its request line is counted as live */
-	uint32_t line_buckets;
+	_Atomic uint32_t line_buckets; /* written before line_live is set: a
+					  close on another thread may end it */
 	_Atomic uint32_t out_busy;  /* try-lock for the write side below */
 	uint16_t owed_len;          /* bytes of an added header not yet sent (conn_owed) */
 	uint32_t tls_sent;          /* of a TLS write that failed and will be

@@ -160,7 +160,8 @@ void ctx_after_conn_io(int fd, bool wrote, bool moved)
 		return;
 	}
 	thread_ctx.request = r;
-	bool certain = !wrote && !(thread_ctx.watch & WATCH_EVENT_LOOP) && !c->responded;
+	bool certain = !wrote && !(thread_ctx.watch & WATCH_EVENT_LOOP) &&
+		       !atomic_load_explicit(&c->responded, memory_order_relaxed);
 	thread_ctx.mode = certain ? CTX_CERTAIN : CTX_BRACKET;
 }
 
@@ -197,7 +198,8 @@ void ctx_inherit(uint64_t request, uint32_t last_conn, uint8_t mode)
 
 uint64_t ctx_certain_request(void)
 {
-	if (thread_ctx.mode == CTX_NONE && shim.exec_request && !shim.accepted)
+	if (thread_ctx.mode == CTX_NONE && shim.exec_request &&
+	    !__atomic_load_n(&shim.accepted, __ATOMIC_RELAXED))
 		return shim.exec_request;
 	if (thread_ctx.mode != CTX_CERTAIN)
 		return 0;
@@ -208,7 +210,8 @@ uint64_t ctx_certain_request(void)
 		return 0;
 	const struct conn *c = conn_of(fd);
 	uint64_t r = thread_ctx.request;
-	return conn_entry_request(c) == r && !c->responded ? r : 0;
+	return conn_entry_request(c) == r &&
+		       !atomic_load_explicit(&c->responded, memory_order_relaxed) ? r : 0;
 }
 
 int32_t ctx_tid(void)

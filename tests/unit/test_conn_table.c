@@ -14,6 +14,14 @@
  * Descriptor numbers up to 2^20 - 1 are tracked, high ones on pages mapped
  * only when one of their numbers gets state; 2^20 and up never are.
  *
+ * A stress case runs the table from many threads at once, as the hooks
+ * do (`make unit-tsan` runs it under ThreadSanitizer): threads serving
+ * connections of their own, copying them onto other numbers and closing
+ * the holder, while others look up every number's request (as a thread
+ * does for the connection it last served, which another may be closing
+ * and reopening): each server finds exactly its request, and a lookup
+ * gives a request read on that number or none, never another number's.
+ *
  * Links conn_table.c and request_table.c with the pure sources; the shim's
  * state is defined here (no hooks, no libc interposition).
  */
@@ -23,7 +31,9 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <pthread.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -454,6 +464,132 @@ static void test_copies_across_high_pages(void **state)
 	assert_int_equal(conn_request(900000), 0);
 }
 
+#define STRESS_OWNERS 4
+#define STRESS_ROUNDS 3000 /* per owner */
+#define STRESS_SHARED 2    /* numbers closed and reopened under their server */
+
+/* Owner o serves numbers 100 + o and 200000 + o (a high page), copies each
+ * every fourth request onto 300 + o or 400000 + o and closes the holder.
+ * Numbers 50 and 100000 are opened, read and closed by a server of their
+ * own at full speed. */
+static const int shared_fds[STRESS_SHARED] = {50, 100000};
+static _Atomic bool stress_done;
+static _Atomic unsigned stress_wrong;
+_Static_assert(STRESS_ROUNDS * (STRESS_OWNERS + 1) < REQUEST_SLOTS, "no request forgotten");
+
+/* The id a request on fd carries: f<fd>-<who>-<n>. */
+static void stress_request(int fd, const char *who, unsigned n)
+{
+	char id[64];
+	snprintf(id, sizeof(id), "f%d-%s-%u", fd, who, n);
+	request_on(fd, id);
+}
+
+/* Whether id names a request on fd. */
+static bool stress_id_of(int fd, const char *id)
+{
+	char prefix[16];
+	int len = snprintf(prefix, sizeof(prefix), "f%d-", fd);
+	return strncmp(id, prefix, (size_t)len) == 0;
+}
+
+static const char *stress_id(int fd, char out[REQUEST_ID_MAX + 1])
+{
+	size_t len = request_table_get(conn_request(fd), out);
+	out[len] = '\0';
+	return out;
+}
+
+static void *stress_owner(void *arg)
+{
+	unsigned o = (unsigned)(uintptr_t)arg;
+	const int fds[2] = {100 + (int)o, 200000 + (int)o}, copies[2] = {300 + (int)o, 400000 + (int)o};
+	char who[8], got[REQUEST_ID_MAX + 1], want[64];
+	snprintf(who, sizeof(who), "o%u", o);
+	for (unsigned n = 0; n < STRESS_ROUNDS; n++) {
+		int fd = fds[n % 2], copy = copies[n % 2];
+		conn_open(fd);
+		stress_request(fd, who, n);
+		snprintf(want, sizeof(want), "f%d-%s-%u", fd, who, n);
+		if (strcmp(stress_id(fd, got), want) != 0)
+			atomic_fetch_add(&stress_wrong, 1);
+		if (n % 4 == 3) { /* dup2(fd, copy); close(fd): the copy serves on */
+			conn_copied(fd, copy);
+			conn_forget(fd);
+			if (strcmp(stress_id(copy, got), want) != 0)
+				atomic_fetch_add(&stress_wrong, 1);
+			conn_on_write(copy);
+			conn_forget(copy);
+		} else {
+			conn_on_write(fd);
+			conn_forget(fd);
+		}
+	}
+	return NULL;
+}
+
+/* Opens, reads, answers and closes numbers 50 and 100000 in turn, a
+ * request each time while the owners run, STRESS_ROUNDS at most: with the
+ * owners' that is fewer than the request ring holds, so no request is
+ * forgotten before its server looks it up. */
+static void *stress_churner(void *arg)
+{
+	(void)arg;
+	char got[REQUEST_ID_MAX + 1], want[64];
+	for (unsigned n = 0; n < STRESS_ROUNDS && !atomic_load(&stress_done); n++) {
+		int fd = shared_fds[n % STRESS_SHARED];
+		conn_open(fd);
+		stress_request(fd, "c", n);
+		snprintf(want, sizeof(want), "f%d-c-%u", fd, n);
+		if (strcmp(stress_id(fd, got), want) != 0)
+			atomic_fetch_add(&stress_wrong, 1);
+		conn_on_write(fd);
+		conn_forget(fd);
+	}
+	return NULL;
+}
+
+static void *stress_looker(void *arg)
+{
+	(void)arg;
+	char got[REQUEST_ID_MAX + 1];
+	const int all[] = {50, 100000, 100, 101, 102, 103, 200000, 200001, 200002, 200003,
+			   300, 301, 302, 303, 400000, 400001, 400002, 400003};
+	for (unsigned n = 0; !atomic_load(&stress_done); n++) {
+		int fd = all[n % (sizeof(all) / sizeof(all[0]))];
+		const char *id = stress_id(fd, got);
+		if (*id && !stress_id_of(fd, id) && !stress_id_of(fd - 200, id) &&
+		    !stress_id_of(fd - 200000, id))
+			atomic_fetch_add(&stress_wrong, 1); /* another number's request */
+	}
+	return NULL;
+}
+
+static void test_stress_many_threads(void **state)
+{
+	(void)state;
+	pthread_t owners[STRESS_OWNERS], others[3];
+	void *(*const roles[3])(void *) = {stress_churner, stress_looker, stress_looker};
+	for (unsigned i = 0; i < 3; i++)
+		assert_int_equal(pthread_create(&others[i], NULL, roles[i], NULL), 0);
+	for (unsigned o = 0; o < STRESS_OWNERS; o++)
+		assert_int_equal(pthread_create(&owners[o], NULL, stress_owner, (void *)(uintptr_t)o), 0);
+	for (unsigned o = 0; o < STRESS_OWNERS; o++)
+		pthread_join(owners[o], NULL);
+	atomic_store(&stress_done, true);
+	for (unsigned i = 0; i < 3; i++)
+		pthread_join(others[i], NULL);
+	assert_int_equal(atomic_load(&stress_wrong), 0);
+	/* Every owner's numbers are closed: no request on them, no copy left. */
+	for (unsigned o = 0; o < STRESS_OWNERS; o++) {
+		const int fds[4] = {100 + (int)o, 200000 + (int)o, 300 + (int)o, 400000 + (int)o};
+		for (int k = 0; k < 4; k++) {
+			assert_int_equal(fd_class(fds[k]), 0);
+			assert_int_equal(conn_request(fds[k]), 0);
+		}
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -474,6 +610,7 @@ int main(void)
 		cmocka_unit_test_setup(test_tls_not_http_is_lost, setup),
 		cmocka_unit_test_setup(test_high_descriptors, setup),
 		cmocka_unit_test_setup(test_copies_across_high_pages, setup),
+		cmocka_unit_test_setup(test_stress_many_threads, setup),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
