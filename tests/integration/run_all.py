@@ -10,6 +10,10 @@ the library whose flat per-fd tables end at 4096: the paged part of the
 tables (descriptors up to 2^20), which this machine's descriptor limit
 (20,000) would otherwise never reach, in real servers under load; the
 servers' own notes of their connections' numbers must all be that high.
+Last, thread_per_conn and thread_pool with a thread forking a child every
+50 us while they serve (LEGACY_FORK_STORM): the children's lines must be
+whole, numbered from 0 without a gap, at least STORM_MIN_CHILDREN of them,
+and carry no id (a line not about a request with an id is a wrong one).
 Prints one table row per run, the details of every
 failing run, and ends with "N passed, M failed"; exits non-zero on a failure.
 
@@ -48,6 +52,8 @@ HIGH = {"wrapper": [sys.executable, str(Path(__file__).resolve().parent / "fill_
         "extra_env": {"REQID_LIB": str(ROOT / "build" / "libreqid-fdpages.so")},
         "min_fd": HIGH_FD}
 CONN_FD = re.compile(r"connection (?:fd=|on fd )(\d+)")
+STORM = {"extra_env": {"LEGACY_FORK_STORM": "50"}, "storm": True}
+STORM_MIN_CHILDREN = 50
 
 RUNS = [
     # label, server, requests, options
@@ -70,7 +76,25 @@ RUNS = [
     ("epoll_timers fds 12281 and up", "epoll_timers", 300,
      dict(HIGH, min_recall=0.30, min_handler_recall=0.99)),
     ("fork_per_conn fds 12281 and up", "fork_per_conn", 300, HIGH),
+    ("thread_per_conn, fork storm", "thread_per_conn", FULL, STORM),
+    ("thread_pool, fork storm", "thread_pool", FULL, STORM),
 ]
+
+
+def check_storm(res):
+    """The fork storm's children, numbered from 0 one after another (the
+    storm waits for each before the next: a child stuck after fork ends
+    it), each logged once, at least STORM_MIN_CHILDREN of them."""
+    text = Path(res["log"]).read_text(errors="replace")
+    children = sorted(int(n) for n in re.findall(r"fork storm child (\d+)", text))
+    if children != list(range(len(children))) or len(children) < STORM_MIN_CHILDREN:
+        res["problems"].append("fork storm children logged: %d, numbered %s..%s, "
+                               "at least %d from 0 wanted" % (
+                                   len(children), children[:1], children[-1:],
+                                   STORM_MIN_CHILDREN))
+        res["ok"] = False
+    else:
+        res["notes"].append("%d children forked and logged while serving" % len(children))
 
 
 def check_fd_numbers(res, min_fd):
@@ -112,6 +136,7 @@ def main():
     for label, server, n, opts in RUNS:
         opts = dict(opts)
         min_fd = opts.pop("min_fd", None)
+        storm = opts.pop("storm", False)
         if a.no_shim:
             if opts.get("fmt") or opts.get("field") or opts.get("outside"):
                 continue
@@ -120,6 +145,8 @@ def main():
                           seed=a.seed, **opts)
         if min_fd is not None:
             check_fd_numbers(res, min_fd)
+        if storm:
+            check_storm(res)
         results.append(res)
         c = res["counts"]
         print("%-36s %8d %6d %6d %6d %9s %8s  %s" % (

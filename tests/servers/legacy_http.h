@@ -49,6 +49,15 @@
  * An unknown value or a file that cannot be opened logs one ERROR line on fd
  * 2 and keeps logging there.
  *
+ * LEGACY_FORK_STORM=N (microseconds) starts a thread that forks a child
+ * every N us for the server's whole life, while it serves requests; each
+ * child write()s one "fork storm child" line to fd 2, made by the thread
+ * before the fork (a child of a threaded process may call only
+ * async-signal-safe functions: another thread may have held gmtime's lock
+ * at the fork), and _exit()s; the thread reaps it: a fork storm under load
+ * (run_all.py). Only with the stderr backend, and only for the servers
+ * whose other threads never fork (thread_per_conn, thread_pool).
+ *
  * The servers are the code under observation, so this file must never know
  * about request ids, never use stdio for output except through the "stdio:"
  * backends (snprintf into a stack buffer is fine) and never emit a line not
@@ -64,6 +73,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h> /* snprintf/vsnprintf; output only in the stdio backends */
 #include <stdlib.h>
 #include <string.h>
@@ -73,6 +83,7 @@
 #include <sys/types.h>
 #include <sys/uio.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <syslog.h>
 #include <time.h>
 #include <unistd.h>
@@ -877,12 +888,43 @@ static inline size_t lh_build_error(char *out, size_t cap)
 
 /* ---- server skeleton ------------------------------------------------- */
 
+static inline void *lh_fork_storm(void *arg)
+{
+	struct timespec pause = { 0, (long)(uintptr_t)arg * 1000 };
+
+	for (unsigned n = 0;; n++) {
+		char line[LH_LOG_MAX], text[32];
+		size_t len = lh_log_prefix(line, sizeof line - sizeof text, "INFO");
+		int more = snprintf(text, sizeof text, "fork storm child %u\n", n);
+		pid_t child;
+
+		if (more > 0 && (size_t)more < sizeof text) {
+			memcpy(line + len, text, (size_t)more);
+			len += (size_t)more;
+		}
+		child = fork();
+		if (child == 0) {
+			if (write(2, line, len) < 0)
+				_exit(1);
+			_exit(0);
+		}
+		if (child > 0)
+			while (waitpid(child, NULL, 0) < 0 && errno == EINTR)
+				;
+		nanosleep(&pause, NULL);
+	}
+	return NULL;
+}
+
 /* The start of every main(): names the log lines, reads "--ready-fd N",
- * ignores SIGPIPE and sets up the log backend (LEGACY_LOG). Returns N, or
- * -1 after the usage line (exit status 2). */
+ * ignores SIGPIPE, sets up the log backend (LEGACY_LOG) and starts the fork
+ * storm (LEGACY_FORK_STORM). Returns N, or -1 after the usage line (exit
+ * status 2). */
 static inline int lh_begin(int argc, char **argv, const char *name)
 {
 	int ready_fd = lh_ready_fd_arg(argc, argv);
+	const char *storm = getenv("LEGACY_FORK_STORM");
+	pthread_t t;
 
 	lh_name = name;
 	if (ready_fd < 0) {
@@ -891,6 +933,8 @@ static inline int lh_begin(int argc, char **argv, const char *name)
 	}
 	signal(SIGPIPE, SIG_IGN);
 	lh_log_setup();
+	if (storm && pthread_create(&t, NULL, lh_fork_storm, (void *)(uintptr_t)atoi(storm)) == 0)
+		pthread_detach(t);
 	return ready_fd;
 }
 
