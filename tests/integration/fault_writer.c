@@ -11,7 +11,8 @@
  * space by deleting a filler file the program wrote first, and write one
  * more line.
  *
- * The EINTR storm serves requests over a loopback connection of its own
+ * The paused-pipe scenario logs to a non-blocking pipe whose reader
+ * stops for two seconds. The EINTR storm serves requests over a loopback connection of its own
  * while a timer interrupts it every 100 us; the dup2 race has threads
  * write lines to one descriptor number while another thread points that
  * number at one log file and then another.
@@ -23,6 +24,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -37,6 +39,7 @@
 #include <sys/time.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 static FILE *results;
@@ -203,6 +206,106 @@ static void sc_pipe_reader_exits(bool ignore)
 	errno = 0;
 	ssize_t r = write(2, "two\n", 4);
 	record("second=%s\n", outcome(r, 4, errno));
+}
+
+/* A non-blocking log pipe whose reader stops for two seconds: the program
+ * writes numbered lines until the pipe is full, keeps trying every 10 ms
+ * while the reader sleeps (every try must fail at once, EAGAIN), then lets
+ * the reader go and writes the rest, waiting in poll() for room after an
+ * EAGAIN, as a careful program does. The reader copies all it gets to
+ * DIR/pipe.out. Records the lines written, the tries during the pause and
+ * how many failed with EAGAIN, and the longest write call in ms. */
+#define PAUSED_LINES 3000
+
+static long ms_since(const struct timespec *t0)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (t.tv_sec - t0->tv_sec) * 1000 + (t.tv_nsec - t0->tv_nsec) / 1000000;
+}
+
+static void sc_pipe_paused(const char *dir)
+{
+	int p[2], go[2];
+	if (pipe(p) != 0 || pipe(go) != 0)
+		die("pipe");
+	pid_t reader = fork();
+	if (reader == 0) {
+		char path[4096], b[4096];
+		snprintf(path, sizeof(path), "%s/pipe.out", dir);
+		int out = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+		close(p[1]);
+		close(go[1]);
+		if (out < 0 || read(go[0], b, 1) != 1)
+			_exit(1);
+		ssize_t r;
+		while ((r = read(p[0], b, sizeof(b))) > 0)
+			if (write(out, b, (size_t)r) != r)
+				_exit(1);
+		_exit(0);
+	}
+	close(p[0]);
+	close(go[0]);
+	if (dup2(p[1], 2) != 2 || fcntl(2, F_SETFL, O_NONBLOCK) != 0)
+		die("pipe setup");
+	close(p[1]);
+	char text[64];
+	int n = 0, tries = 0, again = 0;
+	long longest = 0;
+	struct timespec t0, pause0;
+	for (;;) { /* until the pipe is full */
+		int len = snprintf(text, sizeof(text), "line %05d of a paused reader\n", n);
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		ssize_t r = write(2, text, (size_t)len);
+		longest = ms_since(&t0) > longest ? ms_since(&t0) : longest;
+		if (r == len) {
+			n++;
+			continue;
+		}
+		if (r >= 0 || errno != EAGAIN)
+			die("filling the pipe");
+		break;
+	}
+	record("filled=%s\n", n > 100 ? "yes" : "no");
+	clock_gettime(CLOCK_MONOTONIC, &pause0);
+	while (ms_since(&pause0) < 2000) {
+		int len = snprintf(text, sizeof(text), "line %05d of a paused reader\n", n);
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		ssize_t r = write(2, text, (size_t)len);
+		longest = ms_since(&t0) > longest ? ms_since(&t0) : longest;
+		tries++;
+		if (r == len)
+			n++; /* room after all: counted, as the reader will get it */
+		else if (r < 0 && errno == EAGAIN)
+			again++;
+		else
+			die("paused write");
+		nanosleep(&(struct timespec){0, 10000000}, NULL);
+	}
+	if (write(go[1], "g", 1) != 1)
+		die("go");
+	while (n < PAUSED_LINES) {
+		int len = snprintf(text, sizeof(text), "line %05d of a paused reader\n", n);
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		ssize_t r = write(2, text, (size_t)len);
+		longest = ms_since(&t0) > longest ? ms_since(&t0) : longest;
+		if (r == len) {
+			n++;
+		} else if (r < 0 && errno == EAGAIN) {
+			struct pollfd pf = {2, POLLOUT, 0};
+			poll(&pf, 1, 1000);
+		} else {
+			die("draining write");
+		}
+	}
+	close(2);
+	int status;
+	if (waitpid(reader, &status, 0) != reader || !WIFEXITED(status) ||
+	    WEXITSTATUS(status) != 0)
+		die("reader");
+	record("lines=%d\n", n);
+	record("paused_all_again=%s\n", tries > 50 && again == tries ? "yes" : "no");
+	record("longest_write_under_100ms=%s\n", longest < 100 ? "yes" : "no");
 }
 
 /* Every descriptor up to RLIMIT_NOFILE is taken: the program gets the
@@ -599,6 +702,8 @@ int main(int argc, char **argv)
 		sc_eintr();
 	else if (!strcmp(sc, "dup2_race") && dir)
 		sc_dup2_race(dir);
+	else if (!strcmp(sc, "pipe_paused") && dir)
+		sc_pipe_paused(dir);
 	else
 		return 2;
 	record("done=1\n");

@@ -2,7 +2,8 @@
 """test_faults.py - what a logging program sees under faults, bare and under
 libreqid.so: a full filesystem (write, writev, stdio fully/line/unbuffered),
 the log file deleted or renamed while written, a log pipe whose reader exits
-(SIGPIPE default and ignored), every descriptor taken (RLIMIT_NOFILE), no
+(SIGPIPE default and ignored), a non-blocking log pipe whose reader stops for
+two seconds, every descriptor taken (RLIMIT_NOFILE), no
 memory left to map (RLIMIT_AS), threads that cannot be made, an EINTR storm (a timer every 100 us while
 the program serves requests on a keep-alive connection and logs), and
 dup2/close of a log descriptor racing with writes from other threads. Drives tests/integration/fault_writer.c, one
@@ -289,6 +290,21 @@ class Faults(unittest.TestCase):
         self.assertEqual(shim.status, 0)
         self.assertEqual(shim.obs, bare.obs)
         self.assertEqual(shim.obs, {"first": "ok", "second": "EPIPE", "done": "1"})
+
+    def test_pipe_paused(self):
+        # A non-blocking log pipe full for two seconds: every try fails at
+        # once with EAGAIN, as bare; once the reader drains it, every line
+        # arrives once, whole and in order.
+        bare, shim = Run("pipe_paused", False), Run("pipe_paused", True)
+        self.assertEqual(shim.obs, bare.obs)
+        self.assertEqual(shim.obs, {"filled": "yes", "paused_all_again": "yes",
+                                    "longest_write_under_100ms": "yes", "lines": "3000",
+                                    "done": "1"})
+        want = [b"line %05d of a paused reader" % i for i in range(3000)]
+        self.assertEqual(bare.files["pipe.out"], b"".join(w + b"\n" for w in want))
+        self.assertEqual([j and j.get("msg", "").encode() for j in json_lines(shim.files["pipe.out"])],
+                         want)
+        self.assertTrue(shim.files["pipe.out"].endswith(b"\n"))
 
     def test_nofile(self):
         bare, shim = Run("nofile", False), Run("nofile", True)
