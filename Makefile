@@ -170,10 +170,12 @@ integration: deps $(BUILD)/libreqid.so $(BUILD)/libreqid-fdpages.so $(BUILD)/req
 	python3 tests/integration/test_attach.py
 
 # libFuzzer targets over the pure logic, with ASan and UBSan.
-$(BUILD)/fuzz/%: tests/fuzz/%.c $(PURE_SRCS) $(SHIM_HDRS)
+# Fuzzers link the pure sources, and the shim's parts a target names.
+FUZZ_PARTS_fuzz_line_assembly := shim/log_writer.c shim/log_output.c shim/request_table.c
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(PURE_SRCS) $$(FUZZ_PARTS_$$*) $(SHIM_HDRS)
 	@mkdir -p $(BUILD)/fuzz
 	clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
-	  -D_GNU_SOURCE -Ishim -o $@ $< $(PURE_SRCS) -lxxhash
+	  -D_GNU_SOURCE -Ishim -pthread -o $@ $< $(PURE_SRCS) $(FUZZ_PARTS_$*) -lxxhash
 
 # A fixed number of runs from the seed corpus: part of `make test`.
 fuzz-smoke: deps $(addprefix $(BUILD)/fuzz/,$(FUZZERS))
@@ -208,7 +210,8 @@ fuzz-long: deps $(addprefix $(BUILD)/fuzz/,$(FUZZERS))
 	    2>$$work/log || { tail -40 $$work/log; exit 1; }; \
 	  $(BUILD)/fuzz/$$f -merge=1 $$work/min tests/fuzz/corpus/$$name $$work/found 2>>$$work/log \
 	    || exit 1; \
-	  rm -rf tests/fuzz/corpus/$$name && cp -r $$work/min tests/fuzz/corpus/$$name; \
+	  rm -rf tests/fuzz/corpus/$$name.new && cp -r $$work/min tests/fuzz/corpus/$$name.new && \
+	    rm -rf tests/fuzz/corpus/$$name && mv tests/fuzz/corpus/$$name.new tests/fuzz/corpus/$$name; \
 	  echo "$$f: $$(grep -o 'Done [0-9]* runs' $$work/log), $$(grep -o 'cov: [0-9]*' $$work/log | tail -1 | sed 's/cov:/coverage/') edges, corpus $$(ls tests/fuzz/corpus/$$name | wc -l) inputs"; \
 	done
 

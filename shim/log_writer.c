@@ -672,11 +672,11 @@ static __attribute__((noinline, cold)) void audit_raw(const char *b, size_t n)
 	}
 }
 
-/* Past HELD_MAX a thread that never reaches its bracket would hold without
- * bound: its held lines on this fd go out now, without an id. */
-static void cap_held(struct writer *w, struct line_slot *s)
+/* The lines s holds go out now, without an id (those a release decided
+ * with theirs), ahead of anything the caller writes next. */
+static void held_out_now(struct writer *w, struct line_slot *s)
 {
-	if (s->held_len <= HELD_MAX || !writer_flush(w))
+	if (!writer_flush(w))
 		return;
 	struct writer out;
 	writer_init(&out, w->sink, w->mode, s);
@@ -685,6 +685,23 @@ static void cap_held(struct writer *w, struct line_slot *s)
 	memmove(s->buf, s->buf + s->held_len, s->len - s->held_len);
 	s->len -= s->held_len;
 	s->held_len = 0;
+}
+
+/* Past HELD_MAX a thread that never reaches its bracket would hold without
+ * bound: its held lines on this fd go out now. */
+static void cap_held(struct writer *w, struct line_slot *s)
+{
+	if (s->held_len > HELD_MAX)
+		held_out_now(w, s);
+}
+
+/* A line judged to go out now waits behind the lines its slot holds (a
+ * batch, or a line of no request, after lines a bracket keeps): the same
+ * descriptor gets one thread's lines in the order it wrote them. */
+static void keep_order(const struct line_slot *s, struct line_verdict *v)
+{
+	if (v->kind == EMIT && s && s->held_len)
+		v->kind = HOLD_DECIDED;
 }
 
 /* No memory to keep an unfinished line: the lines held before it go out
@@ -718,6 +735,7 @@ static bool consume_message(struct writer *w, const char *buf, size_t n)
 	static const struct held_record blank;
 	struct line_verdict v;
 	judge(thread_ctx.request, &v);
+	keep_order(w->slot, &v);
 	uint64_t request = v.request;
 	if (v.kind != EMIT && n < UINT32_MAX) {
 		struct line_slot *s = w->slot ? w->slot : (w->slot = claim_slot(w->sink));
@@ -728,8 +746,10 @@ static bool consume_message(struct writer *w, const char *buf, size_t n)
 			w->committed += n;
 			return true;
 		}
-		if (s)
+		if (s) {
 			s->len = at;
+			held_out_now(w, s);
+		}
 		request = 0;
 	}
 	if (!writer_line(w, request, buf, n, false, n))
@@ -752,7 +772,7 @@ static bool consume(struct writer *w, const char *buf, size_t n)
 	}
 	if (w->sink->message)
 		return consume_message(w, buf, n);
-	if (buf[n - 1] == '\n' && !(w->slot && (has_partial(w->slot) || w->slot->raw_partial)) &&
+	if (buf[n - 1] == '\n' && !(w->slot && (w->slot->len || w->slot->raw_partial)) &&
 	    likely(thread_ctx.batch.wait_depth == 0) &&
 	    line_format_escapes_whole(&shim.style, buf, n - 1)) {
 		/* The write most lines come in: one whole line, outside an
@@ -837,6 +857,7 @@ static bool consume(struct writer *w, const char *buf, size_t n)
 			struct line_verdict v = {.kind = EMIT};
 			if (!batch)
 				judge(s->partial_request, &v);
+			keep_order(s, &v);
 			request = v.request;
 			if (v.kind != EMIT) {
 				if (!writer_flush(w)) { /* as for an unfinished line */
@@ -866,6 +887,7 @@ static bool consume(struct writer *w, const char *buf, size_t n)
 		} else {
 			judge(thread_ctx.request, &v);
 		}
+		keep_order(s, &v);
 		request = v.request;
 		if (v.kind != EMIT && seg < UINT32_MAX) {
 			static const struct held_record blank;
@@ -881,8 +903,10 @@ static bool consume(struct writer *w, const char *buf, size_t n)
 				pos += seg;
 				continue;
 			}
-			if (s)
+			if (s) {
 				s->len = at;
+				held_out_now(w, s);
+			}
 			request = 0; /* cannot hold it: it goes out without an id */
 		}
 		if (emit_line(w, request, buf + pos, seg - 1, true, seg, false) != EMIT_DONE)
