@@ -12,7 +12,10 @@
  * more line.
  *
  * The paused-pipe scenario logs to a non-blocking pipe whose reader
- * stops for two seconds. The EINTR storm serves requests over a loopback connection of its own
+ * stops for two seconds; the paused-syslog one calls syslog(3) while the
+ * daemon stops reading /dev/log for two seconds (as rsyslog does when its
+ * queue is full: its disk is), from a mount namespace of its own whose
+ * /dev is an empty tmpfs holding only that socket. The EINTR storm serves requests over a loopback connection of its own
  * while a timer interrupts it every 100 us; the dup2 race has threads
  * write lines to one descriptor number while another thread points that
  * number at one log file and then another.
@@ -34,11 +37,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/uio.h>
+#include <sys/un.h>
 #include <sys/wait.h>
+#include <syslog.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -306,6 +312,69 @@ static void sc_pipe_paused(const char *dir)
 	record("lines=%d\n", n);
 	record("paused_all_again=%s\n", tries > 50 && again == tries ? "yes" : "no");
 	record("longest_write_under_100ms=%s\n", longest < 100 ? "yes" : "no");
+}
+
+#define SYSLOG_MESSAGES 3000
+
+/* The syslog daemon: reads the first 100 messages, stops reading for two
+ * seconds (the senders' queue fills), then reads the rest, each written to
+ * out as a line. */
+static void syslog_reader(int sock, int out)
+{
+	char b[4096];
+	for (int n = 0; n < SYSLOG_MESSAGES; n++) {
+		if (n == 100)
+			nanosleep(&(struct timespec){2, 0}, NULL);
+		ssize_t r = recv(sock, b, sizeof(b) - 1, 0);
+		if (r <= 0)
+			_exit(1);
+		b[r] = '\n';
+		if (write(out, b, (size_t)r + 1) != r + 1)
+			_exit(1);
+	}
+	_exit(0);
+}
+
+static void sc_syslog_paused(const char *dir)
+{
+	if (unshare(CLONE_NEWNS) != 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0 ||
+	    mount("tmpfs", "/dev", "tmpfs", 0, "size=64k") != 0) {
+		record("skipped=no mount namespace\n");
+		return;
+	}
+	struct sockaddr_un addr = {.sun_family = AF_UNIX, .sun_path = "/dev/log"};
+	int sock = socket(AF_UNIX, SOCK_DGRAM, 0);
+	if (sock < 0 || bind(sock, (struct sockaddr *)&addr, sizeof(addr)) != 0)
+		die("/dev/log");
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/syslog.out", dir);
+	int out = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	if (out < 0)
+		die("syslog.out");
+	pid_t reader = fork();
+	if (reader == 0)
+		syslog_reader(sock, out);
+	close(sock);
+	close(out);
+	openlog("fault_writer", 0, LOG_USER);
+	long longest = 0;
+	for (int n = 0; n < SYSLOG_MESSAGES; n++) {
+		struct timespec t0;
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		errno = 0;
+		syslog(LOG_INFO, "message %05d of a paused daemon", n);
+		if (errno != 0)
+			die("syslog changed errno");
+		longest = ms_since(&t0) > longest ? ms_since(&t0) : longest;
+	}
+	closelog();
+	int status;
+	if (waitpid(reader, &status, 0) != reader || !WIFEXITED(status) ||
+	    WEXITSTATUS(status) != 0)
+		die("reader");
+	record("messages=%d\n", SYSLOG_MESSAGES);
+	/* a call waited for the daemon, most of its pause */
+	record("blocked=%s\n", longest >= 1000 ? "yes" : "no");
 }
 
 /* Every descriptor up to RLIMIT_NOFILE is taken: the program gets the
@@ -704,6 +773,8 @@ int main(int argc, char **argv)
 		sc_dup2_race(dir);
 	else if (!strcmp(sc, "pipe_paused") && dir)
 		sc_pipe_paused(dir);
+	else if (!strcmp(sc, "syslog_paused") && dir)
+		sc_syslog_paused(dir);
 	else
 		return 2;
 	record("done=1\n");

@@ -2,13 +2,15 @@
 """test_faults.py - what a logging program sees under faults, bare and under
 libreqid.so: a full filesystem (write, writev, stdio fully/line/unbuffered),
 the log file deleted or renamed while written, a log pipe whose reader exits
-(SIGPIPE default and ignored), a non-blocking log pipe whose reader stops for
-two seconds, every descriptor taken (RLIMIT_NOFILE), no
-memory left to map (RLIMIT_AS), threads that cannot be made, an EINTR storm (a timer every 100 us while
-the program serves requests on a keep-alive connection and logs), and
-dup2/close of a log descriptor racing with writes from other threads. Drives tests/integration/fault_writer.c, one
-scenario per run, and compares its recorded return values, errno and ferror
-with the bare run's, and the bytes that reach the log.
+(SIGPIPE default and ignored), a non-blocking log pipe whose reader stops
+for two seconds, a syslog daemon that stops reading /dev/log for two
+seconds, every descriptor taken (RLIMIT_NOFILE), no memory left to map
+(RLIMIT_AS), threads that cannot be made, an EINTR storm (a timer every
+100 us while the program serves requests on a keep-alive connection and
+logs), and dup2/close of a log descriptor racing with writes from other
+threads. Drives tests/integration/fault_writer.c, one scenario per run, and
+compares its recorded return values, errno and ferror with the bare run's,
+and the bytes that reach the log.
 
 Where the shim cannot give what bare gives, the README's "Faults" section says
 what the program sees instead, and this test asserts exactly that:
@@ -28,6 +30,7 @@ say so. Python 3 standard library only.
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -305,6 +308,27 @@ class Faults(unittest.TestCase):
         self.assertEqual([j and j.get("msg", "").encode() for j in json_lines(shim.files["pipe.out"])],
                          want)
         self.assertTrue(shim.files["pipe.out"].endswith(b"\n"))
+
+    def test_syslog_paused(self):
+        # The syslog daemon stops reading /dev/log for two seconds (rsyslog
+        # does when its queue is full, its disk full): syslog() blocks until
+        # it reads again, bare and shimmed alike, and every message arrives
+        # once, in order.
+        bare, shim = Run("syslog_paused", False), Run("syslog_paused", True)
+        if "skipped" in bare.obs:
+            print("test_faults: skipped test_syslog_paused: cannot mount a tmpfs on /dev "
+                  "in a mount namespace (needs root)")
+            self.skipTest("no mount namespace")
+        self.assertEqual(shim.obs, bare.obs)
+        self.assertEqual(shim.obs, {"messages": "3000", "blocked": "yes", "done": "1"})
+        head = rb"<14>[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d fault_writer: "
+        for r, body in ((bare, b"%s"), (shim, b'@cee:{"msg":"%s"}')):
+            lines = r.files["syslog.out"].split(b"\n")
+            self.assertEqual(lines.pop(), b"")
+            self.assertEqual(len(lines), 3000)
+            for i, line in enumerate(lines):
+                self.assertRegex(line, b"^" + head + re.escape(
+                    body % (b"message %05d of a paused daemon" % i)) + b"$")
 
     def test_nofile(self):
         bare, shim = Run("nofile", False), Run("nofile", True)
