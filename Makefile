@@ -215,11 +215,12 @@ fuzz-long: deps $(addprefix $(BUILD)/fuzz/,$(FUZZERS))
 	  echo "$$f: $$(grep -o 'Done [0-9]* runs' $$work/log), $$(grep -o 'cov: [0-9]*' $$work/log | tail -1 | sed 's/cov:/coverage/') edges, corpus $$(ls tests/fuzz/corpus/$$name | wc -l) inputs"; \
 	done
 
-# nginx under the shim for SOAK_SECONDS (5 minutes unless told) at
-# concurrency 512: no request lost, garbled or wrongly tagged, memory,
-# descriptors and CPU per request flat. Not part of `make test`.
+# nginx, then the bundled thread-pool server, under the shim for
+# SOAK_SECONDS each (5 minutes unless told) at concurrency 512: no request
+# lost, garbled or wrongly tagged, memory, descriptors and CPU per request
+# flat. Not part of `make test`.
 SOAK_SECONDS ?= 300
-soak: deps $(BUILD)/libreqid.so
+soak: deps $(BUILD)/libreqid.so $(BUILD)/servers/thread_pool
 	python3 tests/integration/soak.py --seconds $(SOAK_SECONDS)
 
 # Debian's own servers under the shim (nginx, lighttpd, busybox httpd with a

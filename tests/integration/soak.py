@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""soak.py - nginx under `reqid run` for minutes at concurrency 512 (`make
-soak`; not part of `make test`).
+"""soak.py - nginx and the bundled thread-pool server under `reqid run`, each
+for minutes at concurrency 512 (`make soak`; not part of `make test`).
 
 nginx (2 workers, its own config in a temp dir, 127.0.0.1) serves wrk's
 traffic: one URL and mixed URLs (a third of the requests ask for a missing
@@ -9,26 +9,47 @@ X-Request-ID on half of them, unique per request. nginx writes two access
 logs of the same format: access.log, which the shim enriches, and truth.log,
 which it does not touch (the ground truth: nginx's own record of each
 request, keyed by worker pid, connection number and request number on it).
-
 Checks, for every request nginx logged:
   lost:    its line is in access.log, once;
   garbled: that line is one JSON object whose msg is nginx's line, byte for
            byte;
   wrong:   its request_id is the X-Request-ID it came with, or, without one,
            a generated id (32 hex) no other line has.
-Samples the workers every 10 s (resident memory, descriptors, CPU per
+
+The thread-pool server (tests/servers/thread_pool.c with 520 workers, one
+per connection wrk keeps; its log a file the shim is given with
+--log-path) writes three lines per request ("token=T start" and "working"
+before the response, "done" after it) and one per connection a worker
+picks up, which is no request's. Two requests in three ask for one of three
+shared URLs, the rest for one of their own; X-Request-ID on half,
+Connection: close on a quarter. Its truth is LEGACY_TRUTH, a file the shim
+is not told about: the server's record of each request it took (its token,
+the X-Request-ID it came with, whether the response went out). Checks:
+  lost:    per token, as many start and working lines as requests, and as
+           many done lines as answered requests;
+  garbled: every line is one JSON object whose msg is one of the server's
+           lines;
+  wrong:   a line with a given id is a line of a request that came with it
+           (that token, that kind, once); a generated id (32 hex) marks the
+           start and working (and done, when answered) lines of one request
+           and nothing else; a line of no request carries no id;
+  untagged: lines of a request without an id (must be none).
+
+Samples the server every 10 s (resident memory, descriptors, CPU per
 request) and prints the slope of each from the first to the last minute.
-Fails on any lost, garbled or wrong line, on fewer than MIN_REQUESTS
-requests, on a worker's descriptors or resident memory growing from the
-first sample after warm-up to the last by more than the bounds below, or on
-CPU per request growing by more than 20%.
+Fails on any lost, garbled, wrong or untagged line, on fewer than
+MIN_REQUESTS requests per server, on descriptors or resident memory growing
+from the first sample after warm-up to the last by more than the bounds
+below, or on CPU per request growing by more than 20%.
 
     python3 tests/integration/soak.py [--seconds S] [--min-requests N]
+                                      [--server nginx|thread_pool]
 """
 import argparse
 import json
 import os
 import re
+import subprocess
 import sys
 import tempfile
 import threading
@@ -134,7 +155,7 @@ def slope(points):
 
 
 def check_logs(d):
-    """(requests, lost, garbled, wrong, duplicated generated ids)."""
+    """nginx: (requests, {lost, garbled, wrong, generated ids given twice})."""
     truth = {}
     for raw in (d / "truth" / "truth.log").read_bytes().split(b"\n")[:-1]:
         m = LINE.match(raw.decode())
@@ -165,83 +186,223 @@ def check_logs(d):
             generated[rid] = generated.get(rid, 0) + 1
     lost = len(truth) - len(seen)
     dup = sum(c - 1 for c in generated.values() if c > 1)
-    return len(truth), lost, garbled, wrong, dup
+    return len(truth), {"lost": lost, "garbled": garbled, "wrong": wrong,
+                        "generated ids given twice": dup}
+
+
+POOL_WORKERS = CONNS + 8
+
+POOL_LUA = """
+local n = 0
+local prefix = tostring(math.random(1, 1000000000))
+local shared = {"home", "cart", "search"}
+request = function()
+  n = n + 1
+  local path = "/req/" .. shared[n % 3 + 1]
+  if n % 3 == 0 then path = "/req/u" .. prefix .. "n" .. n end
+  local headers = {}
+  if n % 2 == 0 then headers["X-Request-ID"] = "soak-" .. prefix .. "-" .. n end
+  if n % 4 == 1 then headers["Connection"] = "close" end
+  return wrk.format("GET", path, headers)
+end
+"""
+
+POOL_PREFIX = r"^\S+ (?:INFO|DEBUG) +\[thread_pool\] pid=\d+ tid=\d+ "
+POOL_LINE = re.compile(POOL_PREFIX + r"token=([A-Za-z0-9]+) (start GET /req/\1 \(worker \d+\)|"
+                       r'working, content-length=0|done "200 OK")$')
+POOL_OTHER = re.compile(POOL_PREFIX + r"(worker \d+ picked up a connection \(fd \d+\)|"
+                        r"listening on 127\.0\.0\.1:\d+ with \d+ workers)$")
+
+
+def check_pool_logs(d):
+    """The thread-pool server: (requests, {lost, garbled, wrong, untagged})."""
+    from collections import Counter
+    expected = Counter()     # (kind, token, given id) -> lines
+    anonymous = Counter()    # (token, answered) -> requests without an id
+    requests = 0
+    for raw in (d / "truth.log").read_bytes().split(b"\n")[:-1]:
+        tok, given, outcome = raw.decode().split(" ")
+        requests += 1
+        kinds = ("start", "working") + (("done",) if outcome == "answered" else ())
+        if given == "-":
+            anonymous[tok, outcome == "answered"] += 1
+        else:
+            for kind in kinds:
+                expected[kind, tok, given] += 1
+    got = Counter()
+    groups = {}
+    lines_of = Counter()     # (kind, token) -> lines, tagged or not
+    garbled = wrong = untagged = 0
+    for raw in (d / "server.log").read_bytes().split(b"\n")[:-1]:
+        try:
+            obj = json.loads(raw)
+            msg = obj["msg"]
+        except (ValueError, KeyError, TypeError):
+            garbled += 1
+            continue
+        rid = obj.get("request_id")
+        m = POOL_LINE.match(msg)
+        if not m:
+            if POOL_OTHER.match(msg):
+                wrong += rid is not None
+            else:
+                garbled += 1
+            continue
+        kind, tok = m.group(2).split(" ", 1)[0].rstrip(","), m.group(1)
+        lines_of[kind, tok] += 1
+        if rid is None:
+            untagged += 1
+        elif GENERATED.match(rid):
+            groups.setdefault(rid, []).append((kind, tok))
+        else:
+            got[kind, tok, rid] += 1
+    wrong += sum((got - expected).values())
+    generated = Counter()
+    for rid, lines in groups.items():
+        kinds = sorted(k for k, _ in lines)
+        if len({t for _, t in lines}) == 1 and kinds in (["start", "working"],
+                                                         ["done", "start", "working"]):
+            generated[lines[0][1], "done" in kinds] += 1
+        else:
+            wrong += len(lines)
+    wrong += sum((generated - anonymous).values())
+    want = Counter()
+    for (kind, tok, _), n in expected.items():
+        want[kind, tok] += n
+    for (tok, answered), n in anonymous.items():
+        for kind in ("start", "working") + (("done",) if answered else ()):
+            want[kind, tok] += n
+    lost = sum((want - lines_of).values())
+    garbled += sum((lines_of - want).values())
+    return requests, {"lost": lost, "garbled": garbled, "wrong": wrong, "untagged": untagged}
+
+
+def soak_nginx(tmp, seconds, samples):
+    """Runs nginx under the shim with wrk for seconds; (requests, req/s, faults)."""
+    d = Path(tmp) / "nginx"
+    for sub in ("www", "tmp", "logs", "truth"):
+        (d / sub).mkdir(parents=True)
+    d.chmod(0o755)
+    (d / "www" / "index.html").write_text("<html><body>hello</body></html>\n")
+    (d / "soak.lua").write_text(LUA)
+    port = benchlib.free_port()
+    (d / "nginx.conf").write_text(NGINX.format(d=d, port=port, fmt=FORMAT))
+    cmd = [str(REQID), "run", "--log-path", str(d / "logs" / "*.log"), "--",
+           "nginx", "-p", str(d), "-c", str(d / "nginx.conf"), "-e",
+           str(d / "logs" / "error.log")]
+    proc = benchlib.start(cmd, benchlib.clean_env(), d / "console")
+    try:
+        benchlib.wait_port(port, proc, "nginx")
+        master = int((d / "nginx.pid").read_text())
+        rate = drive(port, "/index.html", d / "soak.lua", seconds, samples,
+                     lambda: worker_pids(master), d / "truth" / "truth.log")
+    finally:
+        benchlib.stop(proc)
+    requests, faults = check_logs(d)
+    return requests, rate, faults
+
+
+def soak_thread_pool(tmp, seconds, samples):
+    """The same for the bundled thread-pool server."""
+    d = Path(tmp) / "thread_pool"
+    d.mkdir()
+    (d / "soak.lua").write_text(POOL_LUA)
+    rfd, wfd = os.pipe()
+    env = benchlib.clean_env({"LEGACY_LOG": "file:%s" % (d / "server.log"),
+                              "LEGACY_TRUTH": str(d / "truth.log"),
+                              "LEGACY_WORKERS": str(POOL_WORKERS)})
+    cmd = [str(REQID), "run", "--log-path", str(d / "server.log"), "--",
+           str(ROOT / "build" / "servers" / "thread_pool"), "--ready-fd", str(wfd)]
+    with open(d / "console", "ab") as out:
+        proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=out,
+                                stderr=out, pass_fds=(wfd,))
+    os.close(wfd)
+    try:
+        with os.fdopen(rfd) as ready:
+            port = int(ready.readline() or 0)
+        if not port:
+            sys.exit("soak: the thread-pool server did not start (see %s)" % (d / "console"))
+        rate = drive(port, "/req/home", d / "soak.lua", seconds, samples,
+                     lambda: [proc.pid], d / "truth.log")
+    finally:
+        benchlib.stop(proc)
+    requests, faults = check_pool_logs(d)
+    return requests, rate, faults
+
+
+def drive(port, path, script, seconds, samples, pids, truth):
+    """wrk's load for seconds, sampling pids() every SAMPLE_SECONDS; req/s."""
+    stop = threading.Event()
+    state = [0, 0]
+
+    def sampler():
+        t0 = time.monotonic()
+        while not stop.wait(SAMPLE_SECONDS):
+            rss, fds, cpu = sample(pids())
+            samples.append(((time.monotonic() - t0) / 60, rss, fds, cpu,
+                            count_lines(truth, state)))
+
+    th = threading.Thread(target=sampler)
+    th.start()
+    try:
+        return benchlib.wrk("http://127.0.0.1:%d%s" % (port, path), CONNS, seconds, script,
+                            allow_non2xx=True)
+    finally:
+        stop.set()
+        th.join()
+
+
+def report(name, seconds, requests, rate, faults, samples, min_requests):
+    """Prints one server's figures; returns its failures."""
+    print("soak: %s under reqid, %d s, %d connections: %d requests (%.0f/s)"
+          % (name, seconds, CONNS, requests, rate))
+    print("  " + ", ".join("%s %d" % kv for kv in faults.items()))
+    # slopes from the second sample on (the first includes warm-up)
+    steady = samples[1:]
+    failures = []
+    if any(faults.values()):
+        failures.append("%s: lost, garbled, wrong or untagged lines" % name)
+    if requests < min_requests:
+        failures.append("%s: only %d requests (at least %d)" % (name, requests, min_requests))
+    if len(steady) < 2:
+        return failures + ["%s: too short to sample" % name]
+    per_req = []
+    for a, b in zip(steady, steady[1:]):
+        if b[4] > a[4]:
+            per_req.append((b[0], (b[3] - a[3]) / (b[4] - a[4]) * 1e6))
+    print("  resident memory: %d -> %d KiB, slope %.1f KiB/min"
+          % (steady[0][1], steady[-1][1], slope([(s[0], s[1]) for s in steady])))
+    print("  descriptors: %d -> %d, slope %.2f/min"
+          % (steady[0][2], steady[-1][2], slope([(s[0], s[2]) for s in steady])))
+    if per_req:
+        print("  CPU per request: %.1f -> %.1f us, slope %.2f us/min"
+              % (per_req[0][1], per_req[-1][1], slope(per_req)))
+    if steady[-1][1] - steady[0][1] > RSS_GROWTH_KIB:
+        failures.append("%s: resident memory grew by %d KiB" % (name, steady[-1][1] - steady[0][1]))
+    if steady[-1][2] > steady[0][2] + 16:
+        failures.append("%s: descriptors grew from %d to %d" % (name, steady[0][2], steady[-1][2]))
+    if len(per_req) >= 2 and per_req[-1][1] > 1.2 * per_req[0][1]:
+        failures.append("%s: CPU per request grew by more than 20%%" % name)
+    return failures
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seconds", type=int, default=300)
     ap.add_argument("--min-requests", type=int, default=1_000_000)
+    ap.add_argument("--server", choices=("nginx", "thread_pool"), action="append")
     args = ap.parse_args()
     missing = benchlib.missing(["nginx", "wrk"])
     if missing:
         sys.exit("soak: missing %s (make deps installs them)" % " ".join(missing))
-    with tempfile.TemporaryDirectory() as tmp:
-        d = Path(tmp) / "nginx"
-        for sub in ("www", "tmp", "logs", "truth"):
-            (d / sub).mkdir(parents=True)
-        d.chmod(0o755)
-        (d / "www" / "index.html").write_text("<html><body>hello</body></html>\n")
-        (d / "soak.lua").write_text(LUA)
-        port = benchlib.free_port()
-        (d / "nginx.conf").write_text(NGINX.format(d=d, port=port, fmt=FORMAT))
-        cmd = [str(REQID), "run", "--log-path", str(d / "logs" / "*.log"), "--",
-               "nginx", "-p", str(d), "-c", str(d / "nginx.conf"), "-e",
-               str(d / "logs" / "error.log")]
-        proc = benchlib.start(cmd, benchlib.clean_env(), d / "console")
-        samples = []
-        try:
-            benchlib.wait_port(port, proc, "nginx")
-            master = int((d / "nginx.pid").read_text())
-            stop = threading.Event()
-            state = [0, 0]
-
-            def sampler():
-                t0 = time.monotonic()
-                while not stop.wait(SAMPLE_SECONDS):
-                    pids = worker_pids(master)
-                    rss, fds, cpu = sample(pids)
-                    samples.append(((time.monotonic() - t0) / 60, rss, fds, cpu,
-                                    count_lines(d / "truth" / "truth.log", state)))
-
-            th = threading.Thread(target=sampler)
-            th.start()
-            try:
-                rate = benchlib.wrk("http://127.0.0.1:%d/index.html" % port, CONNS,
-                                    args.seconds, d / "soak.lua", allow_non2xx=True)
-            finally:
-                stop.set()
-                th.join()
-        finally:
-            benchlib.stop(proc)
-        requests, lost, garbled, wrong, dup = check_logs(d)
-    print("soak: nginx under reqid, %d s, %d connections: %d requests (%.0f/s)"
-          % (args.seconds, CONNS, requests, rate))
-    print("  lost %d, garbled %d, wrong %d, generated ids given twice %d" % (lost, garbled, wrong, dup))
-    # slopes from the second sample on (the first includes warm-up)
-    steady = samples[1:]
-    per_req = []
-    for a, b in zip(steady, steady[1:]):
-        if b[4] > a[4]:
-            per_req.append((b[0], (b[3] - a[3]) / (b[4] - a[4]) * 1e6))
-    print("  workers' resident memory: %d -> %d KiB, slope %.1f KiB/min"
-          % (steady[0][1], steady[-1][1], slope([(s[0], s[1]) for s in steady])))
-    print("  workers' descriptors: %d -> %d, slope %.2f/min"
-          % (steady[0][2], steady[-1][2], slope([(s[0], s[2]) for s in steady])))
-    if per_req:
-        print("  CPU per request: %.1f -> %.1f us, slope %.2f us/min"
-              % (per_req[0][1], per_req[-1][1], slope(per_req)))
+    runs = {"nginx": soak_nginx, "thread_pool": soak_thread_pool}
     failures = []
-    if lost or garbled or wrong or dup:
-        failures.append("lost, garbled or wrong lines")
-    if requests < args.min_requests:
-        failures.append("only %d requests (at least %d)" % (requests, args.min_requests))
-    if steady[-1][1] - steady[0][1] > RSS_GROWTH_KIB:
-        failures.append("resident memory grew by %d KiB" % (steady[-1][1] - steady[0][1]))
-    if steady[-1][2] > steady[0][2] + 16:
-        failures.append("descriptors grew from %d to %d" % (steady[0][2], steady[-1][2]))
-    if len(per_req) >= 2 and per_req[-1][1] > 1.2 * per_req[0][1]:
-        failures.append("CPU per request grew by more than 20%")
+    for name in args.server or list(runs):
+        samples = []
+        with tempfile.TemporaryDirectory() as tmp:
+            requests, rate, faults = runs[name](tmp, args.seconds, samples)
+        failures += report(name, args.seconds, requests, rate, faults, samples,
+                           args.min_requests)
     print("soak: %s" % ("FAIL: " + "; ".join(failures) if failures else "PASS"))
     sys.exit(1 if failures else 0)
 

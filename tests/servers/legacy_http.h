@@ -58,8 +58,15 @@
  * (run_all.py). Only with the stderr backend, and only for the servers
  * whose other threads never fork (thread_per_conn, thread_pool).
  *
+ * LEGACY_TRUTH=PATH appends one record per request the keep-alive loop
+ * took, "TOKEN X-REQUEST-ID|- answered|unanswered\n" (unanswered: the
+ * response could not be written, so no "done" line), with one write(2) to a
+ * file the shim is not told is a log: the server's own account of what it
+ * served, for an oracle that needs no unique URL (soak.py), as nginx's
+ * $http_x_request_id in a second access log.
+ *
  * The servers are the code under observation, so this file must never know
- * about request ids, never use stdio for output except through the "stdio:"
+ * about request ids (beyond copying the header into that record), never use stdio for output except through the "stdio:"
  * backends (snprintf into a stack buffer is fine) and never emit a line not
  * ended by '\n'. Static (inline, so unused ones do not warn) functions only.
  */
@@ -99,6 +106,7 @@ struct lh_request {
 	char path[512];
 	int close;             /* the client sent Connection: close */
 	size_t content_length;
+	char x_request_id[128]; /* for LEGACY_TRUTH only; "" when absent */
 };
 
 /* Per-connection read state. Bytes past the current request stay in buf for
@@ -396,9 +404,28 @@ static inline void lh_before_fork(void)
 		fflush(lh_stdio_fp);
 }
 
+static int lh_truth_fd = -1; /* LEGACY_TRUTH */
+
+/* The LEGACY_TRUTH record of one request the keep-alive loop took. */
+static inline void lh_truth(const char *tok, const struct lh_request *r, int answered)
+{
+	char rec[LH_TOKEN_MAX + sizeof r->x_request_id + 32];
+	int n;
+
+	if (lh_truth_fd < 0)
+		return;
+	n = snprintf(rec, sizeof rec, "%s %s %s\n", tok, r->x_request_id[0] ? r->x_request_id : "-",
+		     answered ? "answered" : "unanswered");
+	lh_write_fd(lh_truth_fd, rec, (size_t)n);
+}
+
 /* Reads LEGACY_LOG and sets the backend up; called once by lh_begin(). */
 static inline void lh_log_setup(void)
 {
+	const char *truth = getenv("LEGACY_TRUTH");
+
+	if (truth && *truth)
+		lh_truth_fd = open(truth, O_WRONLY | O_APPEND | O_CREAT, 0644);
 	const char *v = getenv("LEGACY_LOG");
 	const char *problem = NULL;
 	int err = 0;
@@ -740,6 +767,9 @@ static inline int lh_parse_head(const char *buf, size_t head_len, struct lh_requ
 		} else if (lh_header_is(p, (size_t)(eol - p), "Connection", &v, &vl)) {
 			if (vl == 5 && strncasecmp(v, "close", 5) == 0)
 				r->close = 1;
+		} else if (lh_header_is(p, (size_t)(eol - p), "X-Request-ID", &v, &vl)) {
+			if (vl < sizeof r->x_request_id)
+				memcpy(r->x_request_id, v, vl);
 		}
 		p = eol + 2;
 	}
@@ -1000,9 +1030,12 @@ static inline int lh_serve_conn(struct lh_conn *c, int fd, int use_socket_calls,
 		logs->start(arg, tok, &r);
 		logs->working(arg, tok, &r);
 		n = lh_build_response(resp, sizeof resp, tok, r.close);
-		if (lh_write_all(fd, resp, n, use_socket_calls) < 0)
+		if (lh_write_all(fd, resp, n, use_socket_calls) < 0) {
+			lh_truth(tok, &r, 0);
 			break;
+		}
 		logs->done(arg, tok, &r);
+		lh_truth(tok, &r, 1);
 		if (r.close)
 			break;
 	}

@@ -1,7 +1,7 @@
 /*
  * thread_pool.c - integration-test server for reqid: the main thread accepts
  * and pushes each fd into a bounded queue (mutex + condition variables); 8
- * worker threads pop fds, log "worker N picked up a connection" (a line that
+ * worker threads (LEGACY_WORKERS=N for another number) pop fds, log "worker N picked up a connection" (a line that
  * must get no id) and serve the connection themselves with recv()/send(),
  * 3 log lines per request ("start", "working", "done" after the response).
  *
@@ -107,7 +107,10 @@ int main(int argc, char **argv)
 	th_state.listen_fd = lh_listen_or_log(&port);
 	if (th_state.listen_fd < 0)
 		return 1;
-	for (i = 1; i <= WORKERS; i++) {
+	const char *wanted = getenv("LEGACY_WORKERS");
+	int workers = wanted && atoi(wanted) > 0 ? atoi(wanted) : WORKERS;
+
+	for (i = 1; i <= workers; i++) {
 		pthread_t th;
 
 		if (pthread_create(&th, NULL, worker_main, (void *)(long)i) != 0) {
@@ -116,7 +119,7 @@ int main(int argc, char **argv)
 		}
 		pthread_detach(th);
 	}
-	lh_log("INFO", "listening on 127.0.0.1:%d with %d workers", port, WORKERS);
+	lh_log("INFO", "listening on 127.0.0.1:%d with %d workers", port, workers);
 	if (lh_report_port(ready_fd, port) < 0)
 		return 1;
 	lh_threads_accept_loop(&th_state, enqueue);
