@@ -104,6 +104,7 @@ UNIT_TABLES_test_epoll_map := shim/epoll_map.c shim/conn_table.c shim/head_store
 UNIT_TABLES_test_tls_bind := shim/tls_bind.c
 UNIT_TABLES_test_tls_output := shim/conn_output.c shim/insert_output.c shim/conn_table.c shim/head_store.c shim/request_table.c
 UNIT_TABLES_test_client_tls_output := shim/client_output.c shim/insert_output.c shim/conn_table.c shim/head_store.c shim/request_table.c
+UNIT_TABLES_test_log_slots := shim/log_writer.c shim/log_output.c shim/request_table.c
 UNIT_TABLES_test_epoll_queue := shim/epoll_queue.c shim/epoll_map.c shim/conn_table.c shim/head_store.c shim/request_table.c
 
 .SECONDEXPANSION:
@@ -118,9 +119,9 @@ $(BUILD)/unit-asan/%: tests/unit/%.c $(PURE_SRCS) $$(UNIT_TABLES_$$*) $(SHIM_HDR
 
 # Unit tests whose stress cases hammer a lock-free table from many threads
 # (the request table's seqlocked rings; the connection table's entries,
-# copies and pages), under ThreadSanitizer (it does not model fences:
-# -Wno-tsan).
-TSAN_TESTS := test_request_table test_conn_table
+# copies and pages; the line slots, drained by other threads), under
+# ThreadSanitizer (it does not model fences: -Wno-tsan).
+TSAN_TESTS := test_request_table test_conn_table test_log_slots
 $(BUILD)/unit-tsan/%: tests/unit/%.c $(PURE_SRCS) $$(UNIT_TABLES_$$*) $(SHIM_HDRS) | $(BUILD)/unit-tsan
 	$(CC) -O1 -g $(WARN) -Wno-tsan -fsanitize=thread -D_GNU_SOURCE -Ishim -pthread -o $@ $< \
 	  $(PURE_SRCS) $(UNIT_TABLES_$*) -lcmocka -lxxhash

@@ -12,8 +12,9 @@
  * were written. The unfinished line reserves its header up front, so it
  * becomes a held record in place. Slots live in a fixed table and return to
  * it when empty; a thread remembers its few in TLS. The owner works on a slot
- * under its busy flag, so process exit can flush the slots of threads that
- * are still running without tearing a line.
+ * under its busy flag, so a close or dup2 of a descriptor, and process exit,
+ * can flush the slots of threads that are still running without tearing a
+ * line.
  *
  * Must never call malloc or stdio, never take a lock, and never report to the
  * application a count of bytes that differs from what reached the kernel
@@ -22,9 +23,11 @@
 #include "log_writer.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <string.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "audit_log.h"
@@ -84,7 +87,7 @@ static uint64_t record_tag(const struct held_record *r, uint64_t request, const 
 
 struct line_slot {
 	_Atomic int32_t owner;    /* tid; 0 when free */
-	_Atomic uint32_t busy;
+	_Atomic uint32_t busy;    /* the tid of the thread working on it; 0 */
 	int fd;
 	struct log_sink sink;     /* how the owner writes to fd */
 	struct sockaddr_un addr;  /* sink.addr points here for held datagrams */
@@ -109,16 +112,54 @@ static _Atomic unsigned slots_used;
 
 /* ---- slots ------------------------------------------------------------- */
 
+/* Set for good once process exit (or an exec) drains every slot: a thread
+ * that finds its slot busy then writes as if the shim were not there. */
+static _Atomic bool exit_draining;
+
 static bool slot_lock(struct line_slot *s)
 {
 	uint32_t expected = 0;
-	return atomic_compare_exchange_strong_explicit(&s->busy, &expected, 1,
+	return atomic_compare_exchange_strong_explicit(&s->busy, &expected, (uint32_t)ctx_tid(),
 						       memory_order_acquire, memory_order_relaxed);
+}
+
+/* slot_lock for the slot's owner, waiting while another thread drains it (a
+ * close or dup2 of its descriptor flushes every thread's lines for it: a
+ * few writes). False, and the caller passes its call through, when this
+ * thread holds it (a signal handler inside the writer), when process exit is
+ * draining, or after a second. */
+static bool slot_lock_waiting(struct line_slot *s)
+{
+	uint32_t tid = (uint32_t)ctx_tid();
+	for (unsigned tries = 0; tries < 64 + 10000; tries++) {
+		if (slot_lock(s))
+			return true;
+		uint32_t holder = atomic_load_explicit(&s->busy, memory_order_relaxed);
+		if (holder == tid || atomic_load_explicit(&exit_draining, memory_order_relaxed))
+			return false;
+		if (tries < 64)
+			sched_yield();
+		else
+			syscall(SYS_nanosleep, &(struct timespec){0, 100000}, NULL);
+	}
+	return false;
 }
 
 static void slot_unlock(struct line_slot *s)
 {
 	atomic_store_explicit(&s->busy, 0, memory_order_release);
+}
+
+/* Locks s if it holds records (read under the lock: another thread's
+ * drain may be emptying it). */
+static bool slot_lock_holding(struct line_slot *s)
+{
+	if (!slot_lock(s))
+		return false;
+	if (s->held_len > 0)
+		return true;
+	slot_unlock(s);
+	return false;
 }
 
 static bool has_partial(const struct line_slot *s)
@@ -174,7 +215,7 @@ static struct line_slot *claim_slot(const struct log_sink *sink)
 		unsigned used = atomic_load_explicit(&slots_used, memory_order_relaxed);
 		while (used <= i && !atomic_compare_exchange_weak(&slots_used, &used, i + 1))
 			;
-		s->fd = sink->fd;
+		__atomic_store_n(&s->fd, sink->fd, __ATOMIC_RELAXED); /* drain_all peeks */
 		slot_set_sink(s, sink);
 		s->len = 0;
 		s->held_len = 0;
@@ -924,7 +965,7 @@ ssize_t log_writev(const struct log_sink *sink, const struct iovec *iov, int iov
 	int saved = errno;
 	ctx_current();
 	struct line_slot *s = find_slot(sink);
-	if (s && !slot_lock(s)) {
+	if (s && !slot_lock_waiting(s)) {
 		/* Process exit is flushing this thread's lines: stay out of it. */
 		if (sink->use_send) {
 			struct msghdr m = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)iovcnt};
@@ -1015,7 +1056,7 @@ void log_release_held(uint64_t request)
 
 	for (uint8_t i = 0; i < thread_ctx.slot_count; i++) {
 		struct line_slot *s = &line_slots[thread_ctx.slots[i]];
-		if (s->held_len > 0 && slot_lock(s)) {
+		if (slot_lock_holding(s)) {
 			held[count] = s;
 			blocked[count] = false;
 			written[count] = 0;
@@ -1091,7 +1132,7 @@ static void rewrite_held(bool (*decide)(struct held_record *, const struct decis
 {
 	for (uint8_t i = 0; i < thread_ctx.slot_count; i++) {
 		struct line_slot *s = &line_slots[thread_ctx.slots[i]];
-		if (s->held_len == 0 || !slot_lock(s))
+		if (!slot_lock_holding(s))
 			continue;
 		for (size_t pos = 0; pos < s->held_len;) {
 			struct held_record r;
@@ -1139,7 +1180,7 @@ void log_release_syslog(void)
 {
 	const struct log_sink sink = {.fd = SYSLOG_SLOT_FD, .message = MESSAGE_SYSLOG};
 	struct line_slot *s = find_slot(&sink);
-	if (s && s->held_len && slot_lock(s)) {
+	if (s && slot_lock_holding(s)) {
 		slot_drain(s, 0, PARTIAL_KEEP, 0);
 		slot_leave(s);
 	}
@@ -1151,7 +1192,7 @@ void log_flush_thread(void)
 	log_release_held(0);
 	while (thread_ctx.slot_count > 0) {
 		struct line_slot *s = &line_slots[thread_ctx.slots[0]];
-		if (slot_lock(s)) {
+		if (slot_lock_waiting(s)) {
 			slot_drain(s, 0, PARTIAL_LINE, own_partial_request(s));
 			slot_leave(s);
 		} else {
@@ -1173,8 +1214,13 @@ static void drain_all(int fd, enum partial_line partial)
 	for (unsigned i = 0; i < used; i++) {
 		struct line_slot *s = &line_slots[i];
 		int32_t owner = atomic_load_explicit(&s->owner, memory_order_acquire);
-		if (owner == 0 || (fd >= 0 && s->fd != fd) || !slot_lock(s))
+		if (owner == 0 || (fd >= 0 && __atomic_load_n(&s->fd, __ATOMIC_RELAXED) != fd) ||
+		    !slot_lock(s))
 			continue;
+		if (fd >= 0 && s->fd != fd) { /* taken for another fd meanwhile */
+			slot_unlock(s);
+			continue;
+		}
 		if (s->len > 0 || s->raw_partial)
 			slot_drain(s, 0, partial, owner == tid ? own_partial_request(s) : 0);
 		if (owner == tid)
@@ -1204,6 +1250,7 @@ static void flush_all(enum partial_line partial)
 
 void log_flush_all(void)
 {
+	atomic_store_explicit(&exit_draining, true, memory_order_relaxed);
 	flush_all(PARTIAL_LINE);
 }
 

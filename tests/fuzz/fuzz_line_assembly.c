@@ -18,105 +18,18 @@
  * of its own, without one.
  *
  * Links the shim's writer, output and request table with stand-ins for
- * what they call of the rest (event loops, unwinding, audit): those parts
- * are off here, as in a process that never waits on epoll.
+ * what they call of the rest (log_writer_stand_ins.h).
  */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "audit_log.h"
-#include "call_chain.h"
-#include "event_batch.h"
 #include "line_format.h"
 #include "log_writer.h"
 #include "request_table.h"
-#include "shim_init.h"
-#include "thread_ctx.h"
 
-struct shim_state shim;
-struct real_functions real;
-__thread struct thread_ctx thread_ctx __attribute__((tls_model("initial-exec")));
-uint32_t ctx_generation;
-
-/* ---- stand-ins ------------------------------------------------------- */
-
-void ctx_start_afresh(void)
-{
-	thread_ctx.generation = ctx_generation;
-}
-
-int32_t ctx_tid(void)
-{
-	thread_ctx.tid = 1;
-	return 1;
-}
-
-uint64_t ctx_certain_request(void)
-{
-	return thread_ctx.mode == CTX_CERTAIN ? thread_ctx.request : 0;
-}
-
-void stdio_note_write(FILE *f)
-{
-	(void)f;
-}
-
-void call_chain_take(struct call_chain *chain)
-{
-	chain->count = 0;
-}
-
-uintptr_t batch_line_site(const struct call_chain *chain)
-{
-	(void)chain;
-	return 0;
-}
-
-uint64_t batch_line_request(const struct call_chain *chain)
-{
-	(void)chain;
-	return 0;
-}
-
-int batch_nested_depth(const struct call_chain *chain, uint64_t *key)
-{
-	(void)chain;
-	*key = 0;
-	return 0;
-}
-
-uint64_t batch_nested_key(const struct call_chain *chain, int depth)
-{
-	(void)chain;
-	(void)depth;
-	return 0;
-}
-
-void audit_line(enum audit_verdict verdict, uint64_t request, uint64_t ctx, uint32_t held,
-		const char *text, size_t len)
-{
-	(void)verdict;
-	(void)request;
-	(void)ctx;
-	(void)held;
-	(void)text;
-	(void)len;
-	abort();
-}
-
-void audit_line_decided(uint32_t number, uint64_t request)
-{
-	(void)number;
-	(void)request;
-	abort();
-}
-
-uint32_t audit_held_number(void)
-{
-	abort();
-}
+#include "../unit/log_writer_stand_ins.h"
 
 /* ---- the descriptors ------------------------------------------------- */
 

@@ -1,0 +1,102 @@
+/*
+ * log_writer_stand_ins.h - what log_writer.c and log_output.c call of the
+ * rest of the shim, for the programs that drive them as plain functions
+ * (test_log_slots.c, fuzz_line_assembly.c): the shim's globals, a thread's
+ * id and certain request as thread_ctx.c gives them, and the event-loop,
+ * unwinding and audit parts off (their calls never happen, or abort), as in
+ * a process that never waits on epoll. Included once per program.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "audit_log.h"
+#include "call_chain.h"
+#include "event_batch.h"
+#include "log_writer.h"
+#include "request_table.h"
+#include "shim_init.h"
+#include "thread_ctx.h"
+
+struct shim_state shim;
+struct real_functions real;
+__thread struct thread_ctx thread_ctx __attribute__((tls_model("initial-exec")));
+uint32_t ctx_generation;
+
+void ctx_start_afresh(void)
+{
+	thread_ctx.generation = ctx_generation;
+}
+
+int32_t ctx_tid(void)
+{
+	if (thread_ctx.tid == 0)
+		thread_ctx.tid = (int32_t)syscall(SYS_gettid);
+	return thread_ctx.tid;
+}
+
+uint64_t ctx_certain_request(void)
+{
+	return thread_ctx.mode == CTX_CERTAIN ? thread_ctx.request : 0;
+}
+
+void stdio_note_write(FILE *f)
+{
+	(void)f;
+}
+
+void call_chain_take(struct call_chain *chain)
+{
+	chain->count = 0;
+}
+
+uintptr_t batch_line_site(const struct call_chain *chain)
+{
+	(void)chain;
+	return 0;
+}
+
+uint64_t batch_line_request(const struct call_chain *chain)
+{
+	(void)chain;
+	return 0;
+}
+
+int batch_nested_depth(const struct call_chain *chain, uint64_t *key)
+{
+	(void)chain;
+	*key = 0;
+	return 0;
+}
+
+uint64_t batch_nested_key(const struct call_chain *chain, int depth)
+{
+	(void)chain;
+	(void)depth;
+	return 0;
+}
+
+void audit_line(enum audit_verdict verdict, uint64_t request, uint64_t ctx, uint32_t held,
+		const char *text, size_t len)
+{
+	(void)verdict;
+	(void)request;
+	(void)ctx;
+	(void)held;
+	(void)text;
+	(void)len;
+	abort();
+}
+
+void audit_line_decided(uint32_t number, uint64_t request)
+{
+	(void)number;
+	(void)request;
+	abort();
+}
+
+uint32_t audit_held_number(void)
+{
+	abort();
+}

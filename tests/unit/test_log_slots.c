@@ -1,0 +1,215 @@
+/*
+ * test_log_slots.c - the line slots (log_writer.c) from many threads at
+ * once, as the hooks use them: threads write lines in two pieces (the text,
+ * then its newline) to two log descriptors, some of them in a bracket that
+ * holds their lines until they release them, and end; new threads take
+ * their slots; meanwhile another thread flushes each descriptor over and
+ * over, as close() does, draining the other threads' slots. Built plain,
+ * under ASan and under ThreadSanitizer (make unit-tsan).
+ *
+ * The descriptors are memory (real.write and real.writev append under a
+ * mutex, as the kernel makes a write one piece). Checks: every call returns
+ * its full count; each descriptor's output is JSON objects, and the lines
+ * of each thread, read in order, are its lines in the order it wrote them,
+ * each once: a line a flush took unfinished comes out whole without its
+ * newline (as a close or dup2 leaves it in the file it had), which follows
+ * as an empty line of its own.
+ */
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "line_format.h"
+#include "log_writer.h"
+#include "request_table.h"
+
+#include "log_writer_stand_ins.h"
+
+#define FDS 2
+#define OUT_MAX (16 << 20)
+#define ROUNDS 3
+#define WRITERS 4
+#define LINES 20000
+
+static const int fd_of[FDS] = {7, 9};
+static char *out[FDS];
+static size_t out_len[FDS];
+static pthread_mutex_t out_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static int slot_of(int fd)
+{
+	return fd == fd_of[0] ? 0 : fd == fd_of[1] ? 1 : -1;
+}
+
+static void put(int fd, const void *b, size_t n)
+{
+	int s = slot_of(fd);
+	assert_true(s >= 0);
+	assert_true(out_len[s] + n <= OUT_MAX);
+	memcpy(out[s] + out_len[s], b, n);
+	out_len[s] += n;
+}
+
+static ssize_t fake_write(int fd, const void *b, size_t n)
+{
+	pthread_mutex_lock(&out_lock);
+	put(fd, b, n);
+	pthread_mutex_unlock(&out_lock);
+	return (ssize_t)n;
+}
+
+static ssize_t fake_writev(int fd, const struct iovec *iov, int iovcnt)
+{
+	ssize_t done = 0;
+	pthread_mutex_lock(&out_lock);
+	for (int i = 0; i < iovcnt; i++) {
+		put(fd, iov[i].iov_base, iov[i].iov_len);
+		done += (ssize_t)iov[i].iov_len;
+	}
+	pthread_mutex_unlock(&out_lock);
+	return done;
+}
+
+static const char *no_environment(const char *name)
+{
+	(void)name;
+	return NULL;
+}
+
+static uint64_t request;
+static _Atomic int writers_left;
+
+static void write_piece(int fd, const char *b, size_t n)
+{
+	struct log_sink sink = {.fd = fd};
+	struct iovec iov = {(void *)b, n};
+	assert_int_equal(log_writev(&sink, &iov, 1), (ssize_t)n);
+}
+
+/* Writer w of round r: LINES lines "w<r>.<w> n<i>", to the descriptors
+ * in turn; odd writers in a bracket, releasing every tenth line. */
+static void *writer(void *arg)
+{
+	int w = (int)(intptr_t)arg;
+	if (w % 2) {
+		thread_ctx.mode = CTX_BRACKET;
+		thread_ctx.request = request;
+	}
+	for (int i = 0; i < LINES; i++) {
+		char text[64];
+		int n = snprintf(text, sizeof(text), "w%d n%d", w, i);
+		int fd = fd_of[i % FDS];
+		write_piece(fd, text, (size_t)n);
+		write_piece(fd, "\n", 1);
+		if (w % 2 && i % 10 == 9)
+			log_release_held(i % 20 == 19 ? request : 0);
+	}
+	log_flush_thread();
+	writers_left--;
+	return NULL;
+}
+
+static void *closer(void *arg)
+{
+	(void)arg;
+	while (writers_left > 0)
+		for (int s = 0; s < FDS; s++)
+			log_flush_fd(fd_of[s]);
+	return NULL;
+}
+
+/* Checks descriptor s's output: JSON objects, each of the writers' lines,
+ * with no id or the request's; each writer's lines in order, once; as many
+ * empty ones (the newline of a line a flush cut, which comes out on its
+ * own) as objects a flush cut (not followed by their newline). */
+static void check_output(int s, int writers)
+{
+	static const char id[] = "\"request_id\":\"req-slots\",";
+	int next[ROUNDS * WRITERS];
+	int cut = 0, empty = 0;
+	for (int w = 0; w < writers; w++)
+		next[w] = s; /* a writer's lines on descriptor s: s, s + FDS, ... */
+	for (const char *p = out[s], *end = out[s] + out_len[s]; p < end;) {
+		assert_int_equal(*p++, '{');
+		if ((size_t)(end - p) > sizeof(id) - 1 && memcmp(p, id, sizeof(id) - 1) == 0)
+			p += sizeof(id) - 1;
+		assert_true(end - p > 7 && memcmp(p, "\"msg\":\"", 7) == 0);
+		p += 7;
+		const char *q = memchr(p, '"', (size_t)(end - p));
+		assert_non_null(q);
+		char msg[64];
+		assert_true((size_t)(q - p) < sizeof(msg));
+		memcpy(msg, p, (size_t)(q - p));
+		msg[q - p] = '\0';
+		assert_true(end - q >= 2 && q[1] == '}');
+		p = q + 2;
+		if (p < end && *p == '\n')
+			p++;
+		else
+			cut++;
+		if (msg[0] == '\0') {
+			empty++;
+			continue;
+		}
+		int w, n;
+		if (sscanf(msg, "w%d n%d", &w, &n) != 2 || w < 0 || w >= writers)
+			fail_msg("not a line of the writers: %s", msg);
+		assert_int_equal(n, next[w]);
+		next[w] += FDS;
+	}
+	assert_int_equal(empty, cut);
+	for (int w = 0; w < writers; w++)
+		assert_int_equal(next[w], s + FDS * ((LINES - s + FDS - 1) / FDS));
+}
+
+static void test_slots_shared_with_closing_threads(void **state)
+{
+	(void)state;
+	config_parse(&shim.config, no_environment);
+	shim.style.format = shim.config.format;
+	shim.style.field = shim.config.field;
+	shim.style.field_len = shim.config.field_len;
+	shim.style.field_count = shim.config.field_count;
+	memcpy(shim.style.fields, shim.config.fields, sizeof(shim.style.fields));
+	shim.active = true;
+	real.write = fake_write;
+	real.writev = fake_writev;
+	struct trace_plan plan;
+	memset(&plan, 0, sizeof(plan));
+	request = request_table_add("req-slots", 9, NULL, 0, 0, &plan, NULL, 0);
+	for (int s = 0; s < FDS; s++)
+		out[s] = malloc(OUT_MAX);
+
+	for (int r = 0; r < ROUNDS; r++) {
+		pthread_t th[WRITERS], closing;
+		writers_left = WRITERS;
+		for (int w = 0; w < WRITERS; w++)
+			assert_int_equal(
+				pthread_create(&th[w], NULL, writer, (void *)(intptr_t)(r * WRITERS + w)),
+				0);
+		assert_int_equal(pthread_create(&closing, NULL, closer, NULL), 0);
+		for (int w = 0; w < WRITERS; w++)
+			pthread_join(th[w], NULL);
+		pthread_join(closing, NULL);
+	}
+	log_flush_all();
+	for (int s = 0; s < FDS; s++) {
+		check_output(s, ROUNDS * WRITERS);
+		free(out[s]);
+	}
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_slots_shared_with_closing_threads),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
