@@ -38,9 +38,11 @@ the X-Request-ID it came with, whether the response went out). Checks:
 Samples the server every 10 s (resident memory, descriptors, CPU per
 request) and prints the slope of each from the first to the last minute.
 Fails on any lost, garbled, wrong or untagged line, on fewer than
-MIN_REQUESTS requests per server, on descriptors or resident memory growing
-from the first sample after warm-up to the last by more than the bounds
-below, or on CPU per request growing by more than 20%.
+MIN_REQUESTS requests per server, on resident memory growing from the first
+sample after warm-up to the last by more than RSS_GROWTH_KIB, on more
+descriptors open once the load's connections are closed than before it
+(beyond FD_SLACK; under load their count follows the connections open at
+the instant), or on CPU per request growing by more than 20%.
 
     python3 tests/integration/soak.py [--seconds S] [--min-requests N]
                                       [--server nginx|thread_pool]
@@ -63,6 +65,7 @@ from benchlib import REQID  # noqa: E402
 
 CONNS = 512
 RSS_GROWTH_KIB = 2048
+FD_SLACK = 16
 SAMPLE_SECONDS = 10
 
 FORMAT = '$pid $connection $connection_requests "$http_x_request_id" $status "$request"'
@@ -278,7 +281,8 @@ def check_pool_logs(d):
 
 
 def soak_nginx(tmp, seconds, samples):
-    """Runs nginx under the shim with wrk for seconds; (requests, req/s, faults)."""
+    """Runs nginx under the shim with wrk for seconds; (requests, req/s,
+    idle descriptors before and after, faults)."""
     d = Path(tmp) / "nginx"
     for sub in ("www", "tmp", "logs", "truth"):
         (d / sub).mkdir(parents=True)
@@ -294,12 +298,12 @@ def soak_nginx(tmp, seconds, samples):
     try:
         benchlib.wait_port(port, proc, "nginx")
         master = int((d / "nginx.pid").read_text())
-        rate = drive(port, "/index.html", d / "soak.lua", seconds, samples,
-                     lambda: worker_pids(master), d / "truth" / "truth.log")
+        driven = drive(port, "/index.html", d / "soak.lua", seconds, samples,
+                       lambda: worker_pids(master), d / "truth" / "truth.log")
     finally:
         benchlib.stop(proc)
     requests, faults = check_logs(d)
-    return requests, rate, faults
+    return (requests,) + driven + (faults,)
 
 
 def soak_thread_pool(tmp, seconds, samples):
@@ -322,18 +326,20 @@ def soak_thread_pool(tmp, seconds, samples):
             port = int(ready.readline() or 0)
         if not port:
             sys.exit("soak: the thread-pool server did not start (see %s)" % (d / "console"))
-        rate = drive(port, "/req/home", d / "soak.lua", seconds, samples,
-                     lambda: [proc.pid], d / "truth.log")
+        driven = drive(port, "/req/home", d / "soak.lua", seconds, samples,
+                       lambda: [proc.pid], d / "truth.log")
     finally:
         benchlib.stop(proc)
     requests, faults = check_pool_logs(d)
-    return requests, rate, faults
+    return (requests,) + driven + (faults,)
 
 
 def drive(port, path, script, seconds, samples, pids, truth):
-    """wrk's load for seconds, sampling pids() every SAMPLE_SECONDS; req/s."""
+    """wrk's load for seconds, sampling pids() every SAMPLE_SECONDS; (req/s,
+    descriptors idle before the load, and once its connections closed)."""
     stop = threading.Event()
     state = [0, 0]
+    idle_before = sample(pids())[1]
 
     def sampler():
         t0 = time.monotonic()
@@ -345,18 +351,27 @@ def drive(port, path, script, seconds, samples, pids, truth):
     th = threading.Thread(target=sampler)
     th.start()
     try:
-        return benchlib.wrk("http://127.0.0.1:%d%s" % (port, path), CONNS, seconds, script,
+        rate = benchlib.wrk("http://127.0.0.1:%d%s" % (port, path), CONNS, seconds, script,
                             allow_non2xx=True)
     finally:
         stop.set()
         th.join()
+    # the server closes the connections wrk left as it reads their ends
+    deadline = time.monotonic() + 10
+    while True:
+        idle_after = sample(pids())[1]
+        if idle_after <= idle_before + FD_SLACK or time.monotonic() > deadline:
+            return rate, idle_before, idle_after
+        time.sleep(0.1)
 
 
-def report(name, seconds, requests, rate, faults, samples, min_requests):
+def report(name, seconds, result, samples, min_requests):
     """Prints one server's figures; returns its failures."""
+    requests, rate, idle_before, idle_after, faults = result
     print("soak: %s under reqid, %d s, %d connections: %d requests (%.0f/s)"
           % (name, seconds, CONNS, requests, rate))
     print("  " + ", ".join("%s %d" % kv for kv in faults.items()))
+    print("  descriptors when idle: %d before the load, %d after" % (idle_before, idle_after))
     # slopes from the second sample on (the first includes warm-up)
     steady = samples[1:]
     failures = []
@@ -372,15 +387,16 @@ def report(name, seconds, requests, rate, faults, samples, min_requests):
             per_req.append((b[0], (b[3] - a[3]) / (b[4] - a[4]) * 1e6))
     print("  resident memory: %d -> %d KiB, slope %.1f KiB/min"
           % (steady[0][1], steady[-1][1], slope([(s[0], s[1]) for s in steady])))
-    print("  descriptors: %d -> %d, slope %.2f/min"
+    print("  descriptors under load: %d -> %d, slope %.2f/min"
           % (steady[0][2], steady[-1][2], slope([(s[0], s[2]) for s in steady])))
     if per_req:
         print("  CPU per request: %.1f -> %.1f us, slope %.2f us/min"
               % (per_req[0][1], per_req[-1][1], slope(per_req)))
     if steady[-1][1] - steady[0][1] > RSS_GROWTH_KIB:
         failures.append("%s: resident memory grew by %d KiB" % (name, steady[-1][1] - steady[0][1]))
-    if steady[-1][2] > steady[0][2] + 16:
-        failures.append("%s: descriptors grew from %d to %d" % (name, steady[0][2], steady[-1][2]))
+    if idle_after > idle_before + FD_SLACK:
+        failures.append("%s: %d descriptors when idle after the load, %d before"
+                        % (name, idle_after, idle_before))
     if len(per_req) >= 2 and per_req[-1][1] > 1.2 * per_req[0][1]:
         failures.append("%s: CPU per request grew by more than 20%%" % name)
     return failures
@@ -400,9 +416,8 @@ def main():
     for name in args.server or list(runs):
         samples = []
         with tempfile.TemporaryDirectory() as tmp:
-            requests, rate, faults = runs[name](tmp, args.seconds, samples)
-        failures += report(name, args.seconds, requests, rate, faults, samples,
-                           args.min_requests)
+            result = runs[name](tmp, args.seconds, samples)
+        failures += report(name, args.seconds, result, samples, args.min_requests)
     print("soak: %s" % ("FAIL: " + "; ".join(failures) if failures else "PASS"))
     sys.exit(1 if failures else 0)
 
