@@ -201,7 +201,7 @@ fuzz: deps $(addprefix $(BUILD)/fuzz/,$(FUZZERS))
 # Each target FUZZ_LONG_RUNS executions (ten million unless told), then its
 # corpus in the tree replaced by the minimised union of the old one and
 # what the run found; prints runs and coverage per target. Not part of
-# `make test`: about an hour on one core.
+# `make test`: two to three hours on one core (FUZZERS=... for fewer).
 FUZZ_LONG_RUNS ?= 10000000
 fuzz-long: deps $(addprefix $(BUILD)/fuzz/,$(FUZZERS))
 	@for f in $(FUZZERS); do \
