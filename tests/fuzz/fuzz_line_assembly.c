@@ -97,27 +97,13 @@ static uint8_t *cut_at[FDS];
 static uint64_t requests[2];
 static char ids[2][REQUEST_ID_MAX + 1];
 
-static const char *no_environment(const char *name)
-{
-	(void)name;
-	return NULL;
-}
-
 static void setup_once(void)
 {
 	static int done;
 	if (done)
 		return;
 	done = 1;
-	config_parse(&shim.config, no_environment);
-	shim.style.format = shim.config.format;
-	shim.style.field = shim.config.field;
-	shim.style.field_len = shim.config.field_len;
-	shim.style.field_count = shim.config.field_count;
-	memcpy(shim.style.fields, shim.config.fields, sizeof(shim.style.fields));
-	shim.syslog_style = shim.style;
-	shim.syslog_style.cee = true;
-	shim.active = true;
+	stand_in_configure();
 	real.write = fake_write;
 	real.writev = fake_writev;
 	for (int s = 0; s < FDS; s++) {

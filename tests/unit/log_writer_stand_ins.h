@@ -8,6 +8,7 @@
  */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -99,4 +100,24 @@ void audit_line_decided(uint32_t number, uint64_t request)
 uint32_t audit_held_number(void)
 {
 	abort();
+}
+
+static const char *stand_in_environment(const char *name)
+{
+	(void)name;
+	return NULL;
+}
+
+/* The configuration and line style start-up makes with no REQID_* set. */
+static void stand_in_configure(void)
+{
+	config_parse(&shim.config, stand_in_environment);
+	shim.style.format = shim.config.format;
+	shim.style.field = shim.config.field;
+	shim.style.field_len = shim.config.field_len;
+	shim.style.field_count = shim.config.field_count;
+	memcpy(shim.style.fields, shim.config.fields, sizeof(shim.style.fields));
+	shim.syslog_style = shim.style;
+	shim.syslog_style.cee = true;
+	shim.active = true;
 }

@@ -77,12 +77,6 @@ static ssize_t fake_writev(int fd, const struct iovec *iov, int iovcnt)
 	return done;
 }
 
-static const char *no_environment(const char *name)
-{
-	(void)name;
-	return NULL;
-}
-
 static uint64_t request;
 static _Atomic int writers_left;
 
@@ -172,13 +166,7 @@ static void check_output(int s, int writers)
 static void test_slots_shared_with_closing_threads(void **state)
 {
 	(void)state;
-	config_parse(&shim.config, no_environment);
-	shim.style.format = shim.config.format;
-	shim.style.field = shim.config.field;
-	shim.style.field_len = shim.config.field_len;
-	shim.style.field_count = shim.config.field_count;
-	memcpy(shim.style.fields, shim.config.fields, sizeof(shim.style.fields));
-	shim.active = true;
+	stand_in_configure();
 	real.write = fake_write;
 	real.writev = fake_writev;
 	struct trace_plan plan;
