@@ -200,8 +200,10 @@ fuzz: deps $(addprefix $(BUILD)/fuzz/,$(FUZZERS))
 
 # Each target FUZZ_LONG_RUNS executions (ten million unless told), then its
 # corpus in the tree replaced by the minimised union of the old one and
-# what the run found; prints runs and coverage per target. Not part of
-# `make test`: two to three hours on one core (FUZZERS=... for fewer).
+# what the run found, plus the seeds people named (a reproducer stays by
+# its name even when others cover its edges); prints runs and coverage per
+# target. Not part of `make test`: two to three hours on one core
+# (FUZZERS=... for fewer).
 FUZZ_LONG_RUNS ?= 10000000
 fuzz-long: deps $(addprefix $(BUILD)/fuzz/,$(FUZZERS))
 	@for f in $(FUZZERS); do \
@@ -211,6 +213,8 @@ fuzz-long: deps $(addprefix $(BUILD)/fuzz/,$(FUZZERS))
 	    2>$$work/log || { tail -40 $$work/log; exit 1; }; \
 	  $(BUILD)/fuzz/$$f -merge=1 $$work/min tests/fuzz/corpus/$$name $$work/found 2>>$$work/log \
 	    || exit 1; \
+	  find tests/fuzz/corpus/$$name -regextype posix-extended -type f ! -regex '.*/[0-9a-f]{40}' \
+	    -exec cp {} $$work/min/ \; ; \
 	  rm -rf tests/fuzz/corpus/$$name.new && cp -r $$work/min tests/fuzz/corpus/$$name.new && \
 	    rm -rf tests/fuzz/corpus/$$name && mv tests/fuzz/corpus/$$name.new tests/fuzz/corpus/$$name; \
 	  echo "$$f: $$(grep -o 'Done [0-9]* runs' $$work/log), $$(grep -o 'cov: [0-9]*' $$work/log | tail -1 | sed 's/cov:/coverage/') edges, corpus $$(ls tests/fuzz/corpus/$$name | wc -l) inputs"; \
