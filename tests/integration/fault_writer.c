@@ -395,14 +395,14 @@ static void sc_nofile(void)
 	record("write=%s\n", outcome(write(2, "full table\n", 11), 11, errno));
 }
 
-static int no_memory_go[2];
+static int no_memory_go[2], no_memory_ready[2];
 
 /* Writes the start of a line once memory is capped, and ends. */
 static void *unfinished_line(void *arg)
 {
 	char c;
 	(void)arg;
-	if (read(no_memory_go[0], &c, 1) != 1)
+	if (write(no_memory_ready[1], "r", 1) != 1 || read(no_memory_go[0], &c, 1) != 1)
 		die("read go");
 	if (write(2, "thr", 3) != 3)
 		die("write thr");
@@ -415,7 +415,10 @@ static void *unfinished_line(void *arg)
 static void sc_no_memory(void)
 {
 	pthread_t thread;
-	if (pipe(no_memory_go) != 0 || pthread_create(&thread, NULL, unfinished_line, NULL) != 0)
+	char c;
+	if (pipe(no_memory_go) != 0 || pipe(no_memory_ready) != 0 ||
+	    pthread_create(&thread, NULL, unfinished_line, NULL) != 0 ||
+	    read(no_memory_ready[0], &c, 1) != 1)
 		die("thread");
 	static char big[20000];
 	memset(big, 'b', sizeof(big) - 1);
@@ -423,16 +426,23 @@ static void sc_no_memory(void)
 	struct rlimit rl;
 	if (getrlimit(RLIMIT_AS, &rl) != 0)
 		die("getrlimit");
-	/* the current size, read from /proc, is the cap: any new mapping fails */
-	FILE *st = fopen("/proc/self/statm", "r");
-	unsigned long pages = 0;
-	if (!st || fscanf(st, "%lu", &pages) != 1)
-		die("statm");
-	fclose(st);
-	rl.rlim_cur = pages * (unsigned long)sysconf(_SC_PAGESIZE);
-	if (setrlimit(RLIMIT_AS, &rl) != 0)
-		die("setrlimit");
-	void *p = mmap(NULL, 1 << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	/* The current size, read from /proc, is the cap: any new mapping
+	 * fails. Read again while a mapping still fits (memory something gave
+	 * back between the read and the cap). */
+	void *p = NULL;
+	for (int tries = 0; tries < 10 && p != MAP_FAILED; tries++) {
+		if (p)
+			munmap(p, 1 << 20);
+		FILE *st = fopen("/proc/self/statm", "r");
+		unsigned long pages = 0;
+		if (!st || fscanf(st, "%lu", &pages) != 1)
+			die("statm");
+		fclose(st);
+		rl.rlim_cur = pages * (unsigned long)sysconf(_SC_PAGESIZE);
+		if (setrlimit(RLIMIT_AS, &rl) != 0)
+			die("setrlimit");
+		p = mmap(NULL, 1 << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	}
 	record("mmap=%s\n", p == MAP_FAILED ? "fails" : "works");
 	record("big=%s\n", outcome(write(2, big, sizeof(big)), sizeof(big), errno));
 	record("piece1=%s\n", outcome(write(2, "pie", 3), 3, errno));
