@@ -130,12 +130,12 @@ static bool slot_lock(struct line_slot *s)
  * draining, or after a second. */
 static bool slot_lock_waiting(struct line_slot *s)
 {
-	uint32_t tid = (uint32_t)ctx_tid();
 	for (unsigned tries = 0; tries < 64 + 10000; tries++) {
 		if (slot_lock(s))
 			return true;
 		uint32_t holder = atomic_load_explicit(&s->busy, memory_order_relaxed);
-		if (holder == tid || atomic_load_explicit(&exit_draining, memory_order_relaxed))
+		if (holder == (uint32_t)thread_ctx.tid ||
+		    atomic_load_explicit(&exit_draining, memory_order_relaxed))
 			return false;
 		if (tries < 64)
 			sched_yield();
