@@ -56,6 +56,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -158,13 +159,14 @@ def slope(points):
 
 
 def check_logs(d):
-    """nginx: (requests, {lost, garbled, wrong, generated ids given twice})."""
+    """nginx: (requests, {lost, garbled, wrong, generated ids given twice},
+    (lines tagged right, lines tagged, lines))."""
     truth = {}
     for raw in (d / "truth" / "truth.log").read_bytes().split(b"\n")[:-1]:
         m = LINE.match(raw.decode())
         truth[m.group(1, 2, 3)] = (raw.decode(), m.group(4))
     seen = set()
-    garbled = wrong = 0
+    garbled = wrong = right = tagged = 0
     generated = {}
     for raw in (d / "logs" / "access.log").read_bytes().split(b"\n")[:-1]:
         try:
@@ -181,16 +183,19 @@ def check_logs(d):
         seen.add(key)
         given = truth[key][1]
         rid = obj.get("request_id")
+        tagged += rid is not None
         if given and given != "-":
             wrong += rid != given
+            right += rid == given
         elif rid is None or not GENERATED.match(rid):
             wrong += 1
         else:
             generated[rid] = generated.get(rid, 0) + 1
     lost = len(truth) - len(seen)
     dup = sum(c - 1 for c in generated.values() if c > 1)
+    right += sum(1 for c in generated.values() if c == 1)
     return len(truth), {"lost": lost, "garbled": garbled, "wrong": wrong,
-                        "generated ids given twice": dup}
+                        "generated ids given twice": dup}, (right, tagged, len(truth))
 
 
 POOL_WORKERS = CONNS + 8
@@ -218,24 +223,26 @@ POOL_OTHER = re.compile(POOL_PREFIX + r"(worker \d+ picked up a connection \(fd 
 
 
 def check_pool_logs(d):
-    """The thread-pool server: (requests, {lost, garbled, wrong, untagged})."""
-    from collections import Counter
+    """The thread-pool server: (requests, {lost, garbled, wrong, untagged},
+    (request lines tagged right, lines tagged, request lines))."""
     expected = Counter()     # (kind, token, given id) -> lines
     anonymous = Counter()    # (token, answered) -> requests without an id
+    want = Counter()         # (kind, token) -> lines
     requests = 0
     for raw in (d / "truth.log").read_bytes().split(b"\n")[:-1]:
         tok, given, outcome = raw.decode().split(" ")
         requests += 1
         kinds = ("start", "working") + (("done",) if outcome == "answered" else ())
+        for kind in kinds:
+            want[kind, tok] += 1
+            if given != "-":
+                expected[kind, tok, given] += 1
         if given == "-":
             anonymous[tok, outcome == "answered"] += 1
-        else:
-            for kind in kinds:
-                expected[kind, tok, given] += 1
     got = Counter()
     groups = {}
     lines_of = Counter()     # (kind, token) -> lines, tagged or not
-    garbled = wrong = untagged = 0
+    garbled = stray = untagged = 0
     for raw in (d / "server.log").read_bytes().split(b"\n")[:-1]:
         try:
             obj = json.loads(raw)
@@ -247,7 +254,7 @@ def check_pool_logs(d):
         m = POOL_LINE.match(msg)
         if not m:
             if POOL_OTHER.match(msg):
-                wrong += rid is not None
+                stray += rid is not None
             else:
                 garbled += 1
             continue
@@ -259,7 +266,7 @@ def check_pool_logs(d):
             groups.setdefault(rid, []).append((kind, tok))
         else:
             got[kind, tok, rid] += 1
-    wrong += sum((got - expected).values())
+    wrong = sum((got - expected).values())
     generated = Counter()
     for rid, lines in groups.items():
         kinds = sorted(k for k, _ in lines)
@@ -269,20 +276,17 @@ def check_pool_logs(d):
         else:
             wrong += len(lines)
     wrong += sum((generated - anonymous).values())
-    want = Counter()
-    for (kind, tok, _), n in expected.items():
-        want[kind, tok] += n
-    for (tok, answered), n in anonymous.items():
-        for kind in ("start", "working") + (("done",) if answered else ()):
-            want[kind, tok] += n
     lost = sum((want - lines_of).values())
     garbled += sum((lines_of - want).values())
-    return requests, {"lost": lost, "garbled": garbled, "wrong": wrong, "untagged": untagged}
+    lines = sum(lines_of.values())
+    tally = (lines - untagged - wrong, lines - untagged + stray, lines)
+    return requests, {"lost": lost, "garbled": garbled, "wrong": wrong + stray,
+                      "untagged": untagged}, tally
 
 
 def soak_nginx(tmp, seconds, samples):
     """Runs nginx under the shim with wrk for seconds; (requests, req/s,
-    idle descriptors before and after, faults)."""
+    idle descriptors before and after, faults, precision and recall tally)."""
     d = Path(tmp) / "nginx"
     for sub in ("www", "tmp", "logs", "truth"):
         (d / sub).mkdir(parents=True)
@@ -302,8 +306,8 @@ def soak_nginx(tmp, seconds, samples):
                        lambda: worker_pids(master), d / "truth" / "truth.log")
     finally:
         benchlib.stop(proc)
-    requests, faults = check_logs(d)
-    return (requests,) + driven + (faults,)
+    requests, faults, tally = check_logs(d)
+    return (requests,) + driven + (faults, tally)
 
 
 def soak_thread_pool(tmp, seconds, samples):
@@ -330,8 +334,8 @@ def soak_thread_pool(tmp, seconds, samples):
                        lambda: [proc.pid], d / "truth.log")
     finally:
         benchlib.stop(proc)
-    requests, faults = check_pool_logs(d)
-    return (requests,) + driven + (faults,)
+    requests, faults, tally = check_pool_logs(d)
+    return (requests,) + driven + (faults, tally)
 
 
 def drive(port, path, script, seconds, samples, pids, truth):
@@ -367,10 +371,13 @@ def drive(port, path, script, seconds, samples, pids, truth):
 
 def report(name, seconds, result, samples, min_requests):
     """Prints one server's figures; returns its failures."""
-    requests, rate, idle_before, idle_after, faults = result
+    requests, rate, idle_before, idle_after, faults, (right, tagged, lines) = result
     print("soak: %s under reqid, %d s, %d connections: %d requests (%.0f/s)"
           % (name, seconds, CONNS, requests, rate))
     print("  " + ", ".join("%s %d" % kv for kv in faults.items()))
+    print("  precision %.2f%% (%d of %d tagged lines right), recall %.2f%% (%d of %d request lines)"
+          % (100.0 * right / max(tagged, 1), right, tagged, 100.0 * right / max(lines, 1),
+             right, lines))
     print("  descriptors when idle: %d before the load, %d after" % (idle_before, idle_after))
     # slopes from the second sample on (the first includes warm-up)
     steady = samples[1:]
