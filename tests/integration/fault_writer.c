@@ -15,8 +15,9 @@
  * stops for two seconds; the paused-syslog one calls syslog(3) while the
  * daemon stops reading /dev/log for two seconds (as rsyslog does when its
  * queue is full: its disk is), from a mount namespace of its own whose
- * /dev is an empty tmpfs holding only that socket. The EINTR storm serves requests over a loopback connection of its own
- * while a timer interrupts it every 100 us; the dup2 race has threads
+ * /dev is an empty tmpfs holding only that socket. The EINTR storm serves
+ * requests over a loopback connection of its own while a timer interrupts
+ * it every 100 us; the dup2 race has threads
  * write lines to one descriptor number while another thread points that
  * number at one log file and then another.
  *

@@ -66,9 +66,10 @@
  * $http_x_request_id in a second access log.
  *
  * The servers are the code under observation, so this file must never know
- * about request ids (beyond copying the header into that record), never use stdio for output except through the "stdio:"
- * backends (snprintf into a stack buffer is fine) and never emit a line not
- * ended by '\n'. Static (inline, so unused ones do not warn) functions only.
+ * about request ids (beyond copying the header into that record), never
+ * use stdio for output except through the "stdio:" backends (snprintf into
+ * a stack buffer is fine) and never emit a line not ended by '\n'. Static
+ * (inline, so unused ones do not warn) functions only.
  */
 #ifndef LEGACY_HTTP_H
 #define LEGACY_HTTP_H
@@ -423,12 +424,12 @@ static inline void lh_truth(const char *tok, const struct lh_request *r, int ans
 static inline void lh_log_setup(void)
 {
 	const char *truth = getenv("LEGACY_TRUTH");
-
-	if (truth && *truth)
-		lh_truth_fd = open(truth, O_WRONLY | O_APPEND | O_CREAT, 0644);
 	const char *v = getenv("LEGACY_LOG");
 	const char *problem = NULL;
 	int err = 0;
+
+	if (truth && *truth)
+		lh_truth_fd = open(truth, O_WRONLY | O_APPEND | O_CREAT, 0644);
 
 	if (!v || !*v || strcmp(v, "stderr") == 0)
 		return;

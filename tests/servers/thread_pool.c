@@ -1,9 +1,10 @@
 /*
  * thread_pool.c - integration-test server for reqid: the main thread accepts
  * and pushes each fd into a bounded queue (mutex + condition variables); 8
- * worker threads (LEGACY_WORKERS=N for another number) pop fds, log "worker N picked up a connection" (a line that
- * must get no id) and serve the connection themselves with recv()/send(),
- * 3 log lines per request ("start", "working", "done" after the response).
+ * worker threads (LEGACY_WORKERS=N for another number) pop fds, log
+ * "worker N picked up a connection" (a line that must get no id) and serve
+ * the connection themselves with recv()/send(), 3 log lines per request
+ * ("start", "working", "done" after the response).
  *
  * It plays a legacy server that knows nothing of reqid: it must never use
  * stdio for logs (only legacy_http.h's LEGACY_LOG=stdio:... backends do),
@@ -101,15 +102,14 @@ static int queued(void)
 int main(int argc, char **argv)
 {
 	int ready_fd = lh_begin(argc, argv, "thread_pool"), port, i;
+	const char *wanted = getenv("LEGACY_WORKERS");
+	int workers = wanted && atoi(wanted) > 0 ? atoi(wanted) : WORKERS;
 
 	if (ready_fd < 0)
 		return 2;
 	th_state.listen_fd = lh_listen_or_log(&port);
 	if (th_state.listen_fd < 0)
 		return 1;
-	const char *wanted = getenv("LEGACY_WORKERS");
-	int workers = wanted && atoi(wanted) > 0 ? atoi(wanted) : WORKERS;
-
 	for (i = 1; i <= workers; i++) {
 		pthread_t th;
 
