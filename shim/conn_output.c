@@ -21,6 +21,7 @@
 #include "insert_output.h"
 #include "request_table.h"
 #include "shim_init.h"
+#include "thread_ctx.h"
 
 static void advance(struct http_response_parser *p, const struct iovec *iov, int iovcnt,
 		    size_t n)
@@ -71,7 +72,7 @@ static size_t header_text(int fd, char *out)
 static bool out_lock(struct conn *c)
 {
 	uint32_t expected = 0;
-	return atomic_compare_exchange_strong_explicit(&c->out_busy, &expected, 1,
+	return atomic_compare_exchange_strong_explicit(&c->out_busy, &expected, (uint32_t)ctx_tid(),
 						       memory_order_acquire, memory_order_relaxed);
 }
 

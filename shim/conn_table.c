@@ -10,7 +10,10 @@
  */
 #include "conn_table.h"
 
+#include <errno.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "audit_log.h"
 #include "fork_hot.h"
@@ -164,9 +167,33 @@ static void parser_start(unsigned char *out)
 
 /* Takes c (the entry of the fd whose state is st, locked) for a new
  * connection on that fd, its request parser as parse_from built it. */
+/* Whether a write that began on c's last connection is still inside it: a
+ * thread blocked in it when another thread closed the fd (conn_output holds
+ * the write side for the whole call, out_busy naming the thread). Until
+ * that write ends the entry is its; a thread that is gone (cancelled inside
+ * the call; in a forked child, any of the parent's) holds nothing. */
+static bool writer_inside(const struct conn *c)
+{
+	uint32_t tid = atomic_load_explicit(&c->out_busy, memory_order_acquire);
+	if (tid == 0)
+		return false;
+	int saved = errno;
+	bool alive = syscall(SYS_tgkill, getpid(), (pid_t)tid, 0) == 0 || errno != ESRCH;
+	errno = saved;
+	return alive;
+}
+
+/* Starts the connection now accepted on the fd whose state is st in its entry
+ * c (locked: conn_trylock), and unlocks it. A write still inside the entry
+ * (writer_inside) leaves the connection untracked: no id beats a response
+ * parsed from the last connection's bytes. */
 static void conn_start(struct fd_state *st, struct conn *c, uint8_t join,
 		       void (*parse_from)(unsigned char *))
 {
+	if (unlikely(writer_inside(c))) {
+		conn_unlock(c);
+		return;
+	}
 	end_request(c);
 	atomic_store_explicit(&st->alias, 0, memory_order_relaxed);
 	atomic_store_explicit(&c->copies, 0, memory_order_relaxed);
@@ -267,6 +294,7 @@ void conn_forget(int fd)
 	struct fd_state *st = fd_state(fd);
 	if (!st || !(atomic_load_explicit(&st->flags, memory_order_relaxed) & FD_CONN))
 		return;
+	atomic_fetch_add_explicit(&st->generation, 1, memory_order_relaxed);
 	atomic_fetch_and_explicit(&st->flags, (uint8_t)~FD_CONN, memory_order_relaxed);
 	uint32_t alias = atomic_exchange_explicit(&st->alias, 0, memory_order_relaxed);
 	if (alias) {
@@ -506,29 +534,38 @@ static bool opens_tls(const struct conn *c, const void *buf, const struct iovec 
 	return http_starts_tls(iov->iov_base, iov->iov_len < n ? iov->iov_len : n);
 }
 
-bool conn_on_read(int fd, const void *buf, const struct iovec *iov, size_t n)
+enum conn_read conn_on_read(int fd, uint8_t generation, const void *buf,
+			    const struct iovec *iov, size_t n)
 {
 	struct conn *c = conn_of(fd);
+	if (conn_generation(fd) != generation)
+		return CONN_READ_STALE;
 	if (atomic_load_explicit(&c->tls, memory_order_relaxed))
-		return true;
+		return CONN_READ_TLS;
 	if (n == 0)
-		return false;
+		return CONN_READ_PARSED;
 	if (!conn_trylock(c)) {
 		/* Someone else is inside this stream: these bytes are lost to it. */
 		atomic_store_explicit(&c->lost, true, memory_order_release);
-		return false;
+		return CONN_READ_PARSED;
+	}
+	/* Looked at again under the lock, which a new connection on fd takes
+	 * to start (conn_start): fd may have been closed since the look above. */
+	if (conn_generation(fd) != generation) {
+		conn_unlock(c);
+		return CONN_READ_STALE;
 	}
 	if (!c->began) {
 		c->began = true;
 		if (opens_tls(c, buf, iov, n)) {
 			atomic_store_explicit(&c->tls, true, memory_order_relaxed);
 			conn_unlock(c);
-			return false;
+			return CONN_READ_PARSED;
 		}
 	}
 	parse_read(c, buf, iov, n);
 	conn_unlock(c);
-	return false;
+	return CONN_READ_PARSED;
 }
 
 void conn_on_eof(int fd)

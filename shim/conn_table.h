@@ -82,7 +82,8 @@ struct conn {
 	_Atomic bool line_live; /* its request line is counted as live */
 	_Atomic uint32_t line_buckets; /* written before line_live is set: a
 					  close on another thread may end it */
-	_Atomic uint32_t out_busy;  /* try-lock for the write side below */
+	_Atomic uint32_t out_busy;  /* try-lock for the write side below: the
+				       tid of the thread inside, 0 if none */
 	uint16_t owed_len;          /* bytes of an added header not yet sent (conn_owed) */
 	uint32_t tls_sent;          /* of a TLS write that failed and will be
 				       retried, the program's bytes that went
@@ -103,9 +104,12 @@ struct conn {
 struct fd_state {
 	_Atomic uint32_t alias;  /* see conn_fd */
 	_Atomic uint8_t flags;   /* enum fd_flag */
+	_Atomic uint8_t generation; /* changes when fd stops naming its
+				       connection (conn_generation) */
 	_Atomic uint16_t client; /* outbound connection's slot + 1, 0: none
 				    (client_output.c) */
 };
+_Static_assert(sizeof(struct fd_state) == 8, "a page holds 512 fds' states");
 extern struct fd_state fd_states[FD_LOW] __attribute__((visibility("hidden")));
 /* The pages of fds FD_LOW and up (FD_PAGE struct fd_state each), NULL until
  * mapped; the first FD_LOW / FD_PAGE are never used. */
@@ -206,6 +210,16 @@ static inline uint8_t fd_flags(int fd)
 	return s ? atomic_load_explicit(&s->flags, memory_order_relaxed) : 0;
 }
 
+/* Connection fd's generation (fd flagged FD_CONN): it changes when fd
+ * stops naming the connection (conn_forget). A read or write blocked while
+ * another thread closed fd, and perhaps accepted a new connection on the same
+ * number, moved the old connection's bytes: the hooks take the generation
+ * before the call and compare after it (conn_read_done, conn_write_done). */
+static inline uint8_t conn_generation(int fd)
+{
+	return atomic_load_explicit(&fd_state(fd)->generation, memory_order_relaxed);
+}
+
 /* What fd is: its flags but FD_ADOPT. */
 static inline uint8_t fd_class(int fd)
 {
@@ -249,12 +263,21 @@ void conn_forget(int fd) __attribute__((visibility("hidden")));
 /* copy now names the same connection as fd (dup2, dup3, dup, F_DUPFD). */
 void conn_copied(int fd, int copy) __attribute__((visibility("hidden")));
 
+/* What conn_on_read made of a read's bytes. */
+enum conn_read {
+	CONN_READ_PARSED, /* fed to the parser (or lost with the stream) */
+	CONN_READ_TLS,    /* records of a connection that was TLS already */
+	CONN_READ_STALE,  /* another connection's: fd was closed since */
+};
+
 /* n bytes were read from connection fd's socket (spread over iov when iov
- * != NULL). Those of a TLS connection are records, never parsed; a
- * connection whose first bytes are a TLS handshake record becomes one.
- * Returns whether fd was a TLS connection before these bytes. */
-bool conn_on_read(int fd, const void *buf, const struct iovec *iov, size_t n)
-	__attribute__((visibility("hidden")));
+ * != NULL) by a call that began when fd's generation was generation
+ * (conn_generation). Those of a TLS connection are records, never parsed;
+ * a connection whose first bytes are a TLS handshake record becomes one.
+ * If fd no longer names the connection the call read from (closed since,
+ * its number perhaps another connection's), the bytes go nowhere. */
+enum conn_read conn_on_read(int fd, uint8_t generation, const void *buf,
+			    const struct iovec *iov, size_t n) __attribute__((visibility("hidden")));
 
 /* The peer closed its side of connection fd (a read gave end of file, or
  * TLS close_notify) after the response was written whole (the hooks ask

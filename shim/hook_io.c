@@ -27,9 +27,9 @@ static __attribute__((noinline)) ssize_t read_slow(int fd, void *buf, size_t n)
 		note_other_io(fd);
 		return fn(fd, buf, n);
 	}
-	ctx_before_conn_io(fd);
+	uint8_t generation = conn_io_begin(fd);
 	ssize_t r = fn(fd, buf, n);
-	conn_read_done(fd, buf, NULL, n, r, 0);
+	conn_read_done(fd, generation, buf, NULL, n, r, 0);
 	return r;
 }
 
@@ -53,9 +53,9 @@ EXPORT ssize_t __read_chk(int fd, void *buf, size_t n, size_t buflen)
 		note_other_io(fd);
 		return fn(fd, buf, n, buflen);
 	}
-	ctx_before_conn_io(fd);
+	uint8_t generation = conn_io_begin(fd);
 	ssize_t r = fn(fd, buf, n, buflen);
-	conn_read_done(fd, buf, NULL, n, r, 0);
+	conn_read_done(fd, generation, buf, NULL, n, r, 0);
 	return r;
 }
 
@@ -69,9 +69,9 @@ static __attribute__((noinline)) ssize_t readv_slow(int fd, const struct iovec *
 		note_other_io(fd);
 		return fn(fd, iov, iovcnt);
 	}
-	ctx_before_conn_io(fd);
+	uint8_t generation = conn_io_begin(fd);
 	ssize_t r = fn(fd, iov, iovcnt);
-	conn_read_done(fd, NULL, iov, (size_t)iovcnt, r, 0);
+	conn_read_done(fd, generation, NULL, iov, (size_t)iovcnt, r, 0);
 	return r;
 }
 
@@ -103,9 +103,9 @@ static __attribute__((noinline)) ssize_t write_conn(int fd, const void *buf, siz
 		note_client_io(fd);
 		return client_output(fd, &iov, 1, 0, false, NULL);
 	}
-	ctx_before_conn_io(fd);
+	uint8_t generation = conn_io_begin(fd);
 	ssize_t r = conn_output(fd, &iov, 1, 0, false, NULL);
-	conn_write_done(fd, r);
+	conn_write_done(fd, generation, r);
 	return r;
 }
 
@@ -156,9 +156,9 @@ static __attribute__((noinline)) ssize_t writev_slow(int fd, const struct iovec 
 		note_client_io(fd);
 		return client_output(fd, iov, iovcnt, 0, false, NULL);
 	}
-	ctx_before_conn_io(fd);
+	uint8_t generation = conn_io_begin(fd);
 	ssize_t r = conn_output(fd, iov, iovcnt, 0, false, NULL);
-	conn_write_done(fd, r);
+	conn_write_done(fd, generation, r);
 	return r;
 }
 

@@ -108,9 +108,9 @@ static __attribute__((noinline)) ssize_t recv_slow(int fd, void *buf, size_t n, 
 		note_other_io(fd);
 		return fn(fd, buf, n, flags);
 	}
-	ctx_before_conn_io(fd);
+	uint8_t generation = conn_io_begin(fd);
 	ssize_t r = fn(fd, buf, n, flags);
-	conn_read_done(fd, buf, NULL, n, r, flags);
+	conn_read_done(fd, generation, buf, NULL, n, r, flags);
 	return r;
 }
 
@@ -131,9 +131,9 @@ EXPORT ssize_t __recv_chk(int fd, void *buf, size_t n, size_t buflen, int flags)
 		note_other_io(fd);
 		return fn(fd, buf, n, buflen, flags);
 	}
-	ctx_before_conn_io(fd);
+	uint8_t generation = conn_io_begin(fd);
 	ssize_t r = fn(fd, buf, n, buflen, flags);
-	conn_read_done(fd, buf, NULL, n, r, flags);
+	conn_read_done(fd, generation, buf, NULL, n, r, flags);
 	return r;
 }
 
@@ -148,9 +148,9 @@ static __attribute__((noinline)) ssize_t recvfrom_slow(int fd, void *buf, size_t
 		note_other_io(fd);
 		return fn(fd, buf, n, flags, addr, len);
 	}
-	ctx_before_conn_io(fd);
+	uint8_t generation = conn_io_begin(fd);
 	ssize_t r = fn(fd, buf, n, flags, addr, len);
-	conn_read_done(fd, buf, NULL, n, r, flags);
+	conn_read_done(fd, generation, buf, NULL, n, r, flags);
 	return r;
 }
 
@@ -174,9 +174,9 @@ EXPORT ssize_t __recvfrom_chk(int fd, void *buf, size_t n, size_t buflen, int fl
 		note_other_io(fd);
 		return fn(fd, buf, n, buflen, flags, addr, len);
 	}
-	ctx_before_conn_io(fd);
+	uint8_t generation = conn_io_begin(fd);
 	ssize_t r = fn(fd, buf, n, buflen, flags, addr, len);
-	conn_read_done(fd, buf, NULL, n, r, flags);
+	conn_read_done(fd, generation, buf, NULL, n, r, flags);
 	return r;
 }
 
@@ -190,9 +190,9 @@ static __attribute__((noinline)) ssize_t recvmsg_slow(int fd, struct msghdr *msg
 		note_other_io(fd);
 		return fn(fd, msg, flags);
 	}
-	ctx_before_conn_io(fd);
+	uint8_t generation = conn_io_begin(fd);
 	ssize_t r = fn(fd, msg, flags);
-	conn_read_done(fd, NULL, msg->msg_iov, msg->msg_iovlen, r, flags);
+	conn_read_done(fd, generation, NULL, msg->msg_iov, msg->msg_iovlen, r, flags);
 	return r;
 }
 
@@ -233,9 +233,9 @@ static __attribute__((noinline)) ssize_t send_slow(int fd, const void *buf, size
 		note_client_io(fd);
 		return client_output(fd, &iov, 1, flags, true, NULL);
 	}
-	ctx_before_conn_io(fd);
+	uint8_t generation = conn_io_begin(fd);
 	ssize_t r = conn_output(fd, &iov, 1, flags, true, NULL);
-	conn_write_done(fd, r);
+	conn_write_done(fd, generation, r);
 	return r;
 }
 
@@ -273,9 +273,9 @@ static __attribute__((noinline)) ssize_t sendto_slow(int fd, const void *buf, si
 		note_client_io(fd);
 		return client_output(fd, &iov, 1, flags, true, &m);
 	}
-	ctx_before_conn_io(fd);
+	uint8_t generation = conn_io_begin(fd);
 	ssize_t r = conn_output(fd, &iov, 1, flags, true, &m);
-	conn_write_done(fd, r);
+	conn_write_done(fd, generation, r);
 	return r;
 }
 
@@ -310,11 +310,11 @@ static __attribute__((noinline)) ssize_t sendmsg_slow(int fd, const struct msghd
 			       ? client_output(fd, msg->msg_iov, (int)msg->msg_iovlen, flags, true, msg)
 			       : fn(fd, msg, flags);
 	}
-	ctx_before_conn_io(fd);
+	uint8_t generation = conn_io_begin(fd);
 	ssize_t r = msg->msg_iovlen <= IOV_MAX
 			    ? conn_output(fd, msg->msg_iov, (int)msg->msg_iovlen, flags, true, msg)
 			    : fn(fd, msg, flags);
-	conn_write_done(fd, r);
+	conn_write_done(fd, generation, r);
 	return r;
 }
 
@@ -338,12 +338,13 @@ static ssize_t sendfile_common(ssize_t (*fn)(int, int, off_t *, size_t), int out
 		note_other_io(out);
 		return fn(out, in, off, count);
 	}
-	ctx_before_conn_io(out);
+	uint8_t generation = conn_io_begin(out);
 	if (!conn_output_before_sendfile(out))
 		return -1;
 	ssize_t r = fn(out, in, off, count);
-	conn_output_sendfile_done(out, r);
-	conn_write_done(out, r);
+	if (likely(conn_generation(out) == generation))
+		conn_output_sendfile_done(out, r);
+	conn_write_done(out, generation, r);
 	return r;
 }
 

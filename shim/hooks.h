@@ -139,37 +139,75 @@ static inline bool read_asked(const void *buf, const struct iovec *iov, size_t c
 	return false;
 }
 
+/* Before a read or write on connection fd: returns fd's generation, for
+ * conn_read_done or conn_write_done to tell whether fd still names the
+ * connection the call moved bytes on. */
+static inline uint8_t conn_io_begin(int fd)
+{
+	ctx_before_conn_io(fd);
+	return conn_generation(fd);
+}
+
+/* A call on connection fd that began at generation moved the bytes of a
+ * connection fd no longer names: another thread closed fd meanwhile, and
+ * may have accepted a new connection on the number. They are nobody's now,
+ * and the thread serves no request. */
+static inline bool conn_io_stale(int fd, uint8_t generation)
+{
+	if (likely(conn_generation(fd) == generation))
+		return false;
+	ctx_boundary();
+	return true;
+}
+
 /* After a read-like call on connection fd into buf (count bytes) or iov
- * (count entries): the bytes it consumed feed the parser, except peeked
- * ones (not consumed) and truncated ones (consumed unseen: the stream is
- * lost); end of file may end the connection's request (conn_on_eof). A
- * read of the socket's error queue (MSG_ERRQUEUE: send timestamps, zero
- * copy completions) is neither: its bytes (often none, as a 0) are not the
- * peer's. */
-static inline void conn_read_done(int fd, const void *buf, const struct iovec *iov,
-				  size_t count, ssize_t r, int flags)
+ * (count entries), begun at generation (conn_io_begin): the bytes it
+ * consumed feed the parser, except peeked ones (not consumed) and truncated
+ * ones (consumed unseen: the stream is lost); end of file may end the
+ * connection's request (conn_on_eof). A read of the socket's error queue
+ * (MSG_ERRQUEUE: send timestamps, zero copy completions) is neither: its
+ * bytes (often none, as a 0) are not the peer's. */
+static inline __attribute__((always_inline)) void
+conn_read_done(int fd, uint8_t generation, const void *buf, const struct iovec *iov, size_t count,
+	       ssize_t r, int flags)
 {
 	int saved = errno;
 	if (unlikely(flags & MSG_ERRQUEUE))
 		r = -1;
-	if (r == 0 && !(flags & MSG_PEEK) && read_asked(buf, iov, count) &&
-	    conn_output_response_done(fd))
-		conn_on_eof(fd);
-	if (r > 0 && !(flags & MSG_PEEK)) {
-		if (flags & MSG_TRUNC) {
+	if (likely(r > 0 && !(flags & (MSG_PEEK | MSG_TRUNC)))) {
+		enum conn_read got = conn_on_read(fd, generation, buf, iov, (size_t)r);
+		if (unlikely(got == CONN_READ_STALE)) {
+			ctx_boundary();
+			errno = saved;
+			return;
+		}
+		conn_socket_io(fd, got == CONN_READ_TLS);
+	} else {
+		if (unlikely(conn_io_stale(fd, generation))) {
+			errno = saved;
+			return;
+		}
+		if (r == 0 && !(flags & MSG_PEEK) && read_asked(buf, iov, count) &&
+		    conn_output_response_done(fd))
+			conn_on_eof(fd);
+		if (r > 0 && (flags & MSG_TRUNC) && !(flags & MSG_PEEK)) {
 			conn_socket_io(fd, conn_is_tls(fd));
 			conn_lose(fd);
-		} else {
-			conn_socket_io(fd, conn_on_read(fd, buf, iov, (size_t)r));
 		}
 	}
 	ctx_after_conn_io(fd, false, r > 0);
 	errno = saved;
 }
 
-static inline void conn_write_done(int fd, ssize_t r)
+/* After a write-like call on connection fd begun at generation
+ * (conn_io_begin). */
+static inline void conn_write_done(int fd, uint8_t generation, ssize_t r)
 {
 	int saved = errno;
+	if (unlikely(conn_io_stale(fd, generation))) {
+		errno = saved;
+		return;
+	}
 	if (r > 0)
 		conn_socket_io(fd, conn_on_write(fd));
 	ctx_after_conn_io(fd, true, r > 0);

@@ -86,7 +86,7 @@ void ctx_lock_wait(void)
 		ctx_boundary();
 }
 
-void ctx_before_conn_io(int fd)
+void ctx_before_conn_io_noting(int fd)
 {
 	if (thread_ctx.in_shim)
 		return;
@@ -214,9 +214,8 @@ uint64_t ctx_certain_request(void)
 		       !atomic_load_explicit(&c->responded, memory_order_relaxed) ? r : 0;
 }
 
-int32_t ctx_tid(void)
+int32_t ctx_tid_fetch(void)
 {
-	if (thread_ctx.tid == 0)
-		thread_ctx.tid = (int32_t)syscall(SYS_gettid);
+	thread_ctx.tid = (int32_t)syscall(SYS_gettid);
 	return thread_ctx.tid;
 }

@@ -109,6 +109,16 @@ extern uint32_t ctx_generation __attribute__((visibility("hidden")));
 /* The thread's context is from an earlier attach: it starts afresh. */
 void ctx_start_afresh(void) __attribute__((visibility("hidden")));
 
+/* Fetches the calling thread's kernel tid into its context (ctx_tid). */
+int32_t ctx_tid_fetch(void) __attribute__((visibility("hidden")));
+
+/* The calling thread's kernel tid (cached; reset in fork children). */
+static inline int32_t ctx_tid(void)
+{
+	int32_t tid = thread_ctx.tid;
+	return __builtin_expect(tid != 0, 1) ? tid : ctx_tid_fetch();
+}
+
 /* Before the context is read or changed. */
 static inline void ctx_current(void)
 {
@@ -126,9 +136,8 @@ void ctx_boundary(void) __attribute__((visibility("hidden")));
 /* An event-loop batch that held lines ends: they go out. */
 void ctx_release_batch(void) __attribute__((visibility("hidden")));
 
-/* Before I/O on connection fd: held lines get the id if fd still carries the
- * request they were held under. */
-void ctx_before_conn_io(int fd) __attribute__((visibility("hidden")));
+/* ctx_before_conn_io's work, when there may be some. */
+void ctx_before_conn_io_noting(int fd) __attribute__((visibility("hidden")));
 
 /* After I/O on connection fd (the conn table already updated); moved: it
  * carried bytes. */
@@ -136,9 +145,6 @@ void ctx_after_conn_io(int fd, bool wrote, bool moved) __attribute__((visibility
 
 /* Connection fd is being closed. */
 void ctx_conn_closing(int fd) __attribute__((visibility("hidden")));
-
-/* The calling thread's kernel tid (cached; reset in fork children). */
-int32_t ctx_tid(void) __attribute__((visibility("hidden")));
 
 /* The request whose id a line written now gets at once: the thread's, if it
  * is CERTAIN and the request is still current on its connection; for a
@@ -167,5 +173,16 @@ void ctx_lock_wait(void) __attribute__((visibility("hidden")));
 /* The thread waited on several descriptors at once; conns: it serves
  * several connections (WATCH_CONNS). */
 void ctx_mark_event_loop(bool conns) __attribute__((visibility("hidden")));
+
+/* Before I/O on connection fd: held lines get the id if fd still carries the
+ * request they were held under. Inline what a thread with no batch, no
+ * loop and no line held does: nothing. */
+static inline void ctx_before_conn_io(int fd)
+{
+	if (__builtin_expect(thread_ctx.generation == ctx_generation && !thread_ctx.held &&
+				     !thread_ctx.batch.conn && !thread_ctx.batch.wait_depth, 1))
+		return;
+	ctx_before_conn_io_noting(fd);
+}
 
 #endif

@@ -17,7 +17,9 @@
  * queue is full: its disk is), from a mount namespace of its own whose
  * /dev is an empty tmpfs holding only that socket. The EINTR storm serves
  * requests over a loopback connection of its own while a timer interrupts
- * it every 100 us; the dup2 race has threads
+ * it every 100 us; the reused-descriptor one has a thread blocked in a
+ * read while another closes the connection and accepts the next one on
+ * the same number; the dup2 race has threads
  * write lines to one descriptor number while another thread points that
  * number at one log file and then another.
  *
@@ -41,6 +43,7 @@
 #include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/time.h>
 #include <sys/uio.h>
 #include <sys/un.h>
@@ -537,6 +540,114 @@ static void sc_eintr(void)
 	record("bad=%d interrupted=%s\n", bad, atomic_load(&interrupted) > 100 ? "many" : "few");
 }
 
+/* A loopback listener on a port of its own; *a gets its address. */
+static int listen_loopback(struct sockaddr_in *a)
+{
+	int lfd = socket(AF_INET, SOCK_STREAM, 0);
+	socklen_t alen = sizeof(*a);
+	*a = (struct sockaddr_in){.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	if (lfd < 0 || bind(lfd, (struct sockaddr *)a, sizeof(*a)) != 0 || listen(lfd, 4) != 0 ||
+	    getsockname(lfd, (struct sockaddr *)a, &alen) != 0)
+		die("listen");
+	return lfd;
+}
+
+static int connect_to(const struct sockaddr_in *a)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	if (fd < 0 || connect(fd, (const struct sockaddr *)a, sizeof(*a)) != 0)
+		die("connect");
+	return fd;
+}
+
+#define REUSE_ROUNDS 200
+
+struct stale_reader {
+	int fd, round;
+	_Atomic pid_t tid;
+};
+
+/* Blocks in read on the connection, which the main thread closes meanwhile;
+ * gets the old client's request and logs it. */
+static void *stale_read(void *arg)
+{
+	struct stale_reader *sr = arg;
+	char buf[4096], msg[128];
+	atomic_store(&sr->tid, gettid());
+	size_t got = read_message(sr->fd, buf, sizeof(buf), false);
+	int n = snprintf(msg, sizeof(msg), "stale read of %d bytes, round %d\n", (int)got, sr->round);
+	write_all(2, msg, (size_t)n);
+	return NULL;
+}
+
+/* Whether thread tid is inside read(fd): /proc shows its system call. */
+static bool blocked_in_read(pid_t tid, int fd)
+{
+	char path[64], text[128], want[32];
+	snprintf(path, sizeof(path), "/proc/self/task/%d/syscall", (int)tid);
+	int pfd = open(path, O_RDONLY);
+	if (pfd < 0)
+		die("open syscall");
+	ssize_t n = read(pfd, text, sizeof(text) - 1);
+	close(pfd);
+	if (n <= 0)
+		return false;
+	text[n] = '\0';
+	int w = snprintf(want, sizeof(want), "%d 0x%x ", SYS_read, fd);
+	return strncmp(text, want, (size_t)w) == 0;
+}
+
+/* A thread is blocked in read on a connection when the main thread closes
+ * the descriptor and accepts a new connection, which gets the same number.
+ * The kernel goes on reading the old connection for the blocked read: when
+ * the old client sends a request, the reader gets it (and logs), then the
+ * new client sends its own, which the main thread reads, logs and answers. */
+static void sc_reused_fd(void)
+{
+	struct sockaddr_in a;
+	int lfd = listen_loopback(&a);
+	int same = 0, answered = 0, headed = 0;
+	for (int round = 0; round < REUSE_ROUNDS; round++) {
+		char req[128], buf[4096], msg[128];
+		int old_client = connect_to(&a);
+		int fd = accept(lfd, NULL, NULL);
+		if (fd < 0)
+			die("accept");
+		struct stale_reader sr = {.fd = fd, .round = round};
+		pthread_t reader;
+		if (pthread_create(&reader, NULL, stale_read, &sr) != 0)
+			die("pthread_create");
+		pid_t tid;
+		while ((tid = atomic_load(&sr.tid)) == 0 || !blocked_in_read(tid, fd))
+			sched_yield();
+		int new_client = connect_to(&a); /* before the close: not on fd */
+		close(fd);
+		int again = accept(lfd, NULL, NULL);
+		same += again == fd;
+		int n = snprintf(req, sizeof(req),
+				 "GET /same HTTP/1.1\r\nHost: x\r\nX-Request-ID: old-%d\r\n\r\n", round);
+		write_all(old_client, req, (size_t)n);
+		pthread_join(reader, NULL);
+		n = snprintf(req, sizeof(req),
+			     "GET /same HTTP/1.1\r\nHost: x\r\nX-Request-ID: new-%d\r\n\r\n", round);
+		write_all(new_client, req, (size_t)n);
+		read_message(again, buf, sizeof(buf), false);
+		n = snprintf(msg, sizeof(msg), "serving round %d\n", round);
+		write_all(2, msg, (size_t)n);
+		static const char response[] = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+		write_all(again, response, sizeof(response) - 1);
+		size_t got = read_message(new_client, buf, sizeof(buf), true);
+		answered += got >= 6 && memcmp(buf + got - 6, "\r\n\r\nok", 6) == 0;
+		n = snprintf(req, sizeof(req), "\r\nX-Request-ID: new-%d\r\n", round);
+		headed += memmem(buf, got, req, (size_t)n) != NULL; /* added by the shim */
+		close(again);
+		close(new_client);
+		close(old_client);
+	}
+	close(lfd);
+	record("same_fd=%d answered=%d headed=%d\n", same, answered, headed);
+}
+
 #define RACE_THREADS 4
 #define RACE_LINES 5000
 #define RACE_FD 10
@@ -780,6 +891,8 @@ int main(int argc, char **argv)
 		sc_thread_fail();
 	else if (!strcmp(sc, "eintr"))
 		sc_eintr();
+	else if (!strcmp(sc, "reused_fd"))
+		sc_reused_fd();
 	else if (!strcmp(sc, "dup2_race") && dir)
 		sc_dup2_race(dir);
 	else if (!strcmp(sc, "pipe_paused") && dir)

@@ -7,7 +7,8 @@ for two seconds, a syslog daemon that stops reading /dev/log for two
 seconds, every descriptor taken (RLIMIT_NOFILE), no memory left to map
 (RLIMIT_AS), threads that cannot be made, an EINTR storm (a timer every
 100 us while the program serves requests on a keep-alive connection and
-logs), and dup2/close of a log descriptor racing with writes from other
+logs), a connection's descriptor closed and its number given to the next
+connection while a thread is blocked reading it, and dup2/close of a log descriptor racing with writes from other
 threads. Drives tests/integration/fault_writer.c, one scenario per run, and
 compares its recorded return values, errno and ferror with the bare run's,
 and the bytes that reach the log.
@@ -367,6 +368,24 @@ class Faults(unittest.TestCase):
         # every line whole, in order, with its own request's id
         got = [json.loads(raw) for raw in shim.stderr.split(b"\n")[:-1]]
         self.assertEqual(got, [{"request_id": "r-%d" % i, "msg": m} for i, m in enumerate(want)])
+
+    def test_reused_descriptor_under_a_blocked_read(self):
+        # The blocked read returns the old connection's request after its
+        # number went to the new connection: that request reaches neither
+        # the new connection's lines and response nor the reader's line.
+        bare, shim = Run("reused_fd", False), Run("reused_fd", True)
+        self.assertEqual(bare.obs, {"same_fd": "200", "answered": "200", "headed": "0",
+                                    "done": "1"})
+        self.assertEqual(shim.obs, dict(bare.obs, headed="200"))
+        want = []
+        for i in range(200):
+            want += ["stale read of %d bytes, round %d" % (len("old-%d" % i) + 47, i),
+                     "serving round %d" % i]
+        self.assertEqual(bare.stderr.decode().splitlines(), want)
+        got = [json.loads(raw) for raw in shim.stderr.split(b"\n")[:-1]]
+        expect = [{"msg": m} if m.startswith("stale") else
+                  {"request_id": "new-%s" % m.split()[-1], "msg": m} for m in want]
+        self.assertEqual(got, expect)
 
     def test_thread_fail(self):
         bare, shim = Run("thread_fail", False), Run("thread_fail", True)

@@ -30,10 +30,9 @@ void ctx_start_afresh(void)
 	thread_ctx.generation = ctx_generation;
 }
 
-int32_t ctx_tid(void)
+int32_t ctx_tid_fetch(void)
 {
-	if (thread_ctx.tid == 0)
-		thread_ctx.tid = (int32_t)syscall(SYS_gettid);
+	thread_ctx.tid = (int32_t)syscall(SYS_gettid);
 	return thread_ctx.tid;
 }
 

@@ -20,7 +20,9 @@
  * the holder, while others look up every number's request (as a thread
  * does for the connection it last served, which another may be closing
  * and reopening): each server finds exactly its request, and a lookup
- * gives a request read on that number or none, never another number's.
+ * gives a request read on that number or none, never another number's,
+ * and a read that began before its number was closed and reopened brings
+ * its request to no connection.
  *
  * Links conn_table.c and request_table.c with the pure sources; the shim's
  * state is defined here (no hooks, no libc interposition).
@@ -31,11 +33,15 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <limits.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "conn_table.h"
 #include "head_store.h"
@@ -73,7 +79,7 @@ static void request_on(int fd, const char *id)
 {
 	char req[256];
 	int n = snprintf(req, sizeof(req), "GET /%s HTTP/1.1\r\nX-Request-ID: %s\r\n\r\n", id, id);
-	conn_on_read(fd, req, NULL, (size_t)n);
+	conn_on_read(fd, conn_generation(fd), req, NULL, (size_t)n);
 }
 
 /* The id fd's connection carries now; "" if none. */
@@ -186,9 +192,9 @@ static void half_request_on(int fd, const char *id, int half)
 			 "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\r\n\r\n", id, id);
 	int cut = (int)(strstr(req, "X-Request-ID: ") - req) + 16;
 	if (half == 0)
-		conn_on_read(fd, req, NULL, (size_t)cut);
+		conn_on_read(fd, conn_generation(fd), req, NULL, (size_t)cut);
 	else
-		conn_on_read(fd, req + cut, NULL, (size_t)(n - cut));
+		conn_on_read(fd, conn_generation(fd), req + cut, NULL, (size_t)(n - cut));
 }
 
 /* Every head_store slot is free: the lowest one is the first claimed. */
@@ -319,7 +325,7 @@ static void test_end_of_file_ends_an_answered_request(void **state)
 	assert_string_equal(id_on(5), "after");
 	conn_forget(5);
 	conn_open(6);
-	conn_on_read(6, client_hello, NULL, sizeof client_hello - 1);
+	conn_on_read(6, conn_generation(6), client_hello, NULL, sizeof client_hello - 1);
 	conn_tls_begin(6);
 	static const char req[] = "GET /a HTTP/1.1\r\nX-Request-ID: tls-eof\r\n\r\n";
 	conn_on_tls_read(6, req, sizeof req - 1);
@@ -338,7 +344,7 @@ static void test_tls_records_are_not_requests(void **state)
 {
 	(void)state;
 	conn_open(5);
-	conn_on_read(5, client_hello, NULL, sizeof client_hello - 1);
+	conn_on_read(5, conn_generation(5), client_hello, NULL, sizeof client_hello - 1);
 	assert_true(conn_is_tls(5));
 	assert_int_equal(conn_request(5), 0);
 	request_on(5, "raw"); /* through the socket: a record, not a request */
@@ -354,7 +360,7 @@ static void test_tls_records_are_not_requests(void **state)
 	conn_forget(5);
 	conn_open(5);
 	assert_false(conn_is_tls(5));
-	conn_on_read(5, client_hello, NULL, sizeof client_hello - 1);
+	conn_on_read(5, conn_generation(5), client_hello, NULL, sizeof client_hello - 1);
 	conn_tls_begin(5);
 	conn_on_tls_read(5, req, sizeof req - 1);
 	conn_on_tls_write(5);
@@ -371,7 +377,7 @@ static void test_tls_begin_after_the_socket_gave_bytes(void **state)
 	(void)state;
 	conn_open(6);
 	static const char v2_hello[] = "\x80\x2e\x01\x03\x01";
-	conn_on_read(6, v2_hello, NULL, sizeof v2_hello - 1);
+	conn_on_read(6, conn_generation(6), v2_hello, NULL, sizeof v2_hello - 1);
 	assert_int_not_equal(conn_request(6), 0); /* one generated id */
 	conn_tls_begin(6);
 	assert_int_equal(conn_request(6), 0);
@@ -394,7 +400,7 @@ static void test_tls_not_http_is_lost(void **state)
 {
 	(void)state;
 	conn_open(8);
-	conn_on_read(8, client_hello, NULL, sizeof client_hello - 1);
+	conn_on_read(8, conn_generation(8), client_hello, NULL, sizeof client_hello - 1);
 	conn_tls_begin(8);
 	static const char preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 	conn_on_tls_read(8, preface, sizeof preface - 1);
@@ -462,6 +468,81 @@ static void test_copies_across_high_pages(void **state)
 	assert_string_equal(id_on(900000), "next");
 	conn_forget(900000);
 	assert_int_equal(conn_request(900000), 0);
+}
+
+/* A thread blocked in a read on fd while another closed fd and accepted a
+ * new connection on the number: the read returns the old connection's
+ * bytes, which the new connection never sees, whole or cut. */
+static void test_read_begun_before_close_goes_nowhere(void **state)
+{
+	(void)state;
+	static const char stale[] = "GET /old HTTP/1.1\r\nX-Request-ID: stale\r\n\r\n";
+	static const char cut[] = "GET /old HTTP/1.1\r\nX-Req";
+	conn_open(5);
+	request_on(5, "first");
+	uint8_t before = conn_generation(5);
+	conn_forget(5);
+	assert_int_not_equal(conn_generation(5), before);
+	conn_open(5);
+	assert_int_equal(conn_on_read(5, before, stale, NULL, sizeof stale - 1), CONN_READ_STALE);
+	assert_string_equal(id_on(5), "");
+	assert_int_equal(conn_on_read(5, before, cut, NULL, sizeof cut - 1), CONN_READ_STALE);
+	request_on(5, "fresh");
+	assert_string_equal(id_on(5), "fresh");
+	/* Closed and not reopened: the late bytes change nothing either. */
+	before = conn_generation(5);
+	conn_forget(5);
+	assert_int_equal(conn_on_read(5, before, stale, NULL, sizeof stale - 1), CONN_READ_STALE);
+	assert_int_equal(conn_request(5), 0);
+	conn_open(5);
+	request_on(5, "again");
+	assert_string_equal(id_on(5), "again");
+	conn_forget(5);
+}
+
+static void *note_own_tid(void *arg)
+{
+	*(pid_t *)arg = gettid();
+	return NULL;
+}
+
+/* A thread still inside a write on the fd's last connection (conn_output
+ * holds the entry's write side, naming the thread) when a new connection
+ * is accepted on the number: the new one goes untracked until the entry is
+ * free. A holder that no longer exists (cancelled inside the write) holds
+ * nothing. */
+static void test_write_inside_leaves_next_connection_untracked(void **state)
+{
+	(void)state;
+	conn_open(6);
+	request_on(6, "old");
+	struct conn *c = conn_entry(6);
+	atomic_store(&c->out_busy, (uint32_t)gettid());
+	conn_forget(6);
+	conn_open(6);
+	assert_int_equal(fd_class(6), 0);
+	assert_int_equal(conn_request(6), 0);
+	atomic_store(&c->out_busy, 0); /* the write ends */
+	conn_open(6);
+	assert_int_equal(fd_class(6), FD_CONN);
+	request_on(6, "new");
+	assert_string_equal(id_on(6), "new");
+	conn_forget(6);
+
+	pthread_t gone;
+	pid_t gone_tid = 0;
+	assert_int_equal(pthread_create(&gone, NULL, note_own_tid, &gone_tid), 0);
+	assert_int_equal(pthread_join(gone, NULL), 0);
+	/* The kernel's thread outlives the join by a moment. */
+	for (unsigned i = 0; i < 100000 && syscall(SYS_tgkill, getpid(), gone_tid, 0) == 0; i++)
+		sched_yield();
+	atomic_store(&c->out_busy, (uint32_t)gone_tid);
+	conn_open(6);
+	assert_int_equal(fd_class(6), FD_CONN);
+	assert_int_equal(atomic_load(&c->out_busy), 0);
+	request_on(6, "after");
+	assert_string_equal(id_on(6), "after");
+	conn_forget(6);
 }
 
 #define STRESS_OWNERS 4
@@ -590,6 +671,85 @@ static void test_stress_many_threads(void **state)
 	}
 }
 
+/* The reopener's closes of number 50, and their count when the stale reader
+ * took 50's generation (STALE_NONE: it holds none). */
+#define STALE_NONE UINT_MAX
+static _Atomic unsigned stale_closes, stale_mark = STALE_NONE, stale_reads;
+#define STALE_ROUNDS 5000
+_Static_assert(STALE_ROUNDS < REQUEST_SLOTS, "no request forgotten");
+
+/* The reopener, 50 just opened, waits for the stale reader to take 50's
+ * generation, and while it has closed 50 200 times since. */
+static void stale_reader_keeps_up(void)
+{
+	unsigned mark;
+	while ((mark = atomic_load(&stale_mark)) == STALE_NONE ||
+	       atomic_load(&stale_closes) - mark >= 200)
+		sched_yield();
+}
+
+/* Opens number 50, reads a request, answers it and closes it, STALE_ROUNDS
+ * times, each server finding exactly its request. */
+static void *stale_reopener(void *arg)
+{
+	(void)arg;
+	char got[REQUEST_ID_MAX + 1], want[64];
+	for (unsigned n = 0; n < STALE_ROUNDS; n++) {
+		conn_open(shared_fds[0]);
+		stale_reader_keeps_up();
+		stress_request(shared_fds[0], "r", n);
+		snprintf(want, sizeof(want), "f%d-r-%u", shared_fds[0], n);
+		if (strcmp(stress_id(shared_fds[0], got), want) != 0)
+			atomic_fetch_add(&stress_wrong, 1);
+		conn_on_write(shared_fds[0]);
+		conn_forget(shared_fds[0]);
+		atomic_fetch_add(&stale_closes, 1);
+	}
+	atomic_store(&stress_done, true);
+	return NULL;
+}
+
+/* A thread whose read on number 50 began before the reopener closed it
+ * (once at least, and fewer than 200 times: the generation is a byte) and
+ * returns a request once 50 is a connection again, while the reopener
+ * serves it: the bytes must reach none of the connections. */
+static void *stress_stale_reader(void *arg)
+{
+	(void)arg;
+	char req[128];
+	for (unsigned n = 0; !atomic_load(&stress_done); n++) {
+		unsigned closes = atomic_load(&stale_closes);
+		atomic_store(&stale_mark, closes);
+		uint8_t generation = conn_generation(shared_fds[0]);
+		while ((atomic_load(&stale_closes) < closes + 2 || !(fd_class(shared_fds[0]) & FD_CONN)) &&
+		       !atomic_load(&stress_done))
+			;
+		if (atomic_load(&stress_done))
+			break;
+		atomic_fetch_add(&stale_reads, 1);
+		int len = snprintf(req, sizeof(req), "GET / HTTP/1.1\r\nX-Request-ID: stale-%u\r\n\r\n", n);
+		conn_on_read(shared_fds[0], generation, req, NULL, (size_t)len);
+		atomic_store(&stale_mark, STALE_NONE);
+	}
+	return NULL;
+}
+
+static void test_stress_stale_reads(void **state)
+{
+	(void)state;
+	atomic_store(&stress_done, false);
+	atomic_store(&stress_wrong, 0);
+	pthread_t threads[2];
+	void *(*const roles[2])(void *) = {stale_reopener, stress_stale_reader};
+	for (unsigned i = 0; i < 2; i++)
+		assert_int_equal(pthread_create(&threads[i], NULL, roles[i], NULL), 0);
+	for (unsigned i = 0; i < 2; i++)
+		pthread_join(threads[i], NULL);
+	assert_int_equal(atomic_load(&stress_wrong), 0);
+	assert_true(atomic_load(&stale_reads) >= STALE_ROUNDS / 250);
+	assert_int_equal(fd_class(shared_fds[0]), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -610,7 +770,10 @@ int main(void)
 		cmocka_unit_test_setup(test_tls_not_http_is_lost, setup),
 		cmocka_unit_test_setup(test_high_descriptors, setup),
 		cmocka_unit_test_setup(test_copies_across_high_pages, setup),
+		cmocka_unit_test_setup(test_read_begun_before_close_goes_nowhere, setup),
+		cmocka_unit_test_setup(test_write_inside_leaves_next_connection_untracked, setup),
 		cmocka_unit_test_setup(test_stress_many_threads, setup),
+		cmocka_unit_test_setup(test_stress_stale_reads, setup),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
