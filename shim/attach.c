@@ -234,8 +234,7 @@ static void import_registrations(const struct instances *found, int highest)
 			struct stat st;
 			if (listed[r->fd] == 1 && fstat(r->fd, &st) == 0 && (uint64_t)st.st_ino == r->ino)
 				epoll_map_import(epfd, stamps[epfd], r->fd, stamps[r->fd], r->data,
-						 r->events & (EPOLLET | EPOLLONESHOT),
-						 is_accepted_socket(r->fd));
+						 r->events, is_accepted_socket(r->fd));
 		}
 	}
 	munmap(stamps, size);

@@ -63,7 +63,10 @@ struct epoll_fd {
 					waited on it, WAITERS_MANY, or 0 */
 	_Atomic bool edges;          /* as an epoll fd: an edge-triggered or
 					one-shot registration was made */
+	_Atomic uint32_t events;     /* as a registered fd: its registration's
+					events mask (0: not known) */
 };
+_Static_assert(sizeof(struct epoll_fd) == 40, "an epoll map page is 40 KiB");
 
 struct epoll_tables {
 	struct epoll_fd *_Atomic pages[FD_LIMIT / EPOLL_PAGE]; /* NULL until mapped */
@@ -304,8 +307,10 @@ static void index_put(struct epoll_tables *t, int epfd, int fd, uint64_t data)
 	atomic_store_explicit(&free_slot->fd, (uint32_t)fd + 1, memory_order_release);
 }
 
-/* Records fd's registration on epfd with data; under the writer lock. */
-static void registration_put(struct epoll_tables *t, int epfd, int fd, uint64_t data, bool conn)
+/* Records fd's registration on epfd with data and events; under the writer
+ * lock. */
+static void registration_put(struct epoll_tables *t, int epfd, int fd, uint64_t data,
+			     uint32_t events, bool conn)
 {
 	struct epoll_fd *e = entry_made(t, fd), *instance = entry_made(t, epfd);
 	if (!e || !instance) {
@@ -326,19 +331,36 @@ static void registration_put(struct epoll_tables *t, int epfd, int fd, uint64_t 
 	}
 	atomic_store_explicit(&r->key, 0, memory_order_release);
 	atomic_store_explicit(&r->data, data, memory_order_release);
+	atomic_store_explicit(&e->events, events, memory_order_release);
 	atomic_store_explicit(&r->key, key, memory_order_release);
 	index_put(t, epfd, fd, data);
 }
 
-void epoll_map_set(int epfd, int fd, uint64_t data)
+void epoll_map_set(int epfd, int fd, uint64_t data, uint32_t events)
 {
 	struct epoll_tables *t;
 	if (!in_range(fd) || !in_range(epfd) || atomic_load(&broken) || !(t = tables_made()))
 		return;
 	if (!writer_lock())
 		return;
-	registration_put(t, epfd, fd, data, fd_class(fd) & FD_CONN);
+	registration_put(t, epfd, fd, data, events, fd_class(fd) & FD_CONN);
 	writer_unlock();
+}
+
+bool epoll_map_registration(int epfd, int fd, struct epoll_event *out)
+{
+	const struct epoll_tables *t = tables_now();
+	const struct epoll_fd *e = t && in_range(fd) && in_range(epfd) ? entry_now(t, fd) : NULL;
+	if (!e)
+		return false;
+	uint64_t data = atomic_load_explicit(&e->registration.data, memory_order_acquire);
+	uint32_t events = atomic_load_explicit(&e->events, memory_order_acquire);
+	if (events == 0 || !registered(t, fd, epfd, data) ||
+	    atomic_load_explicit(&e->events, memory_order_acquire) != events)
+		return false;
+	out->events = events;
+	out->data.u64 = data;
+	return true;
 }
 
 bool epoll_map_adopt_instance(int epfd, bool shared)
@@ -354,7 +376,7 @@ bool epoll_map_adopt_instance(int epfd, bool shared)
 }
 
 void epoll_map_import(int epfd, uint32_t epfd_stamp, int fd, uint32_t fd_stamp, uint64_t data,
-		      bool edge, bool conn)
+		      uint32_t events, bool conn)
 {
 	struct epoll_tables *t = tables_now();
 	if (!t || !in_range(fd) || !in_range(epfd) || atomic_load(&broken) || !writer_lock())
@@ -366,9 +388,9 @@ void epoll_map_import(int epfd, uint32_t epfd_stamp, int fd, uint32_t fd_stamp, 
 	if (e && instance && atomic_load_explicit(&instance->stamp, memory_order_acquire) == epfd_stamp &&
 	    atomic_load_explicit(&e->stamp, memory_order_acquire) == fd_stamp &&
 	    atomic_load_explicit(&e->registration.key, memory_order_relaxed) == 0) {
-		if (edge)
+		if (events & (EPOLLET | EPOLLONESHOT))
 			atomic_store_explicit(&instance->edges, true, memory_order_release);
-		registration_put(t, epfd, fd, data, conn);
+		registration_put(t, epfd, fd, data, events, conn);
 	}
 	writer_unlock();
 }

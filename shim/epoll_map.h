@@ -15,6 +15,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/epoll.h>
 
 #include "fork_hot.h"
 
@@ -28,16 +29,23 @@ void epoll_map_new_instance(int epfd) __attribute__((visibility("hidden")));
  * False if the tables cannot be mapped. */
 bool epoll_map_adopt_instance(int epfd, bool shared) __attribute__((visibility("hidden")));
 
-/* attach, after the hooks came on: fd was registered on epfd with data
- * (and as edge-triggered or one-shot) when /proc said so, and epfd and fd
- * had the stamps given before it was read: recorded as epoll_ctl would
- * have, unless either changed since (a hooked call knows better). conn:
- * fd is an accepted connection, counted as one. */
+/* attach, after the hooks came on: fd was registered on epfd with data and
+ * events when /proc said so, and epfd and fd had the stamps given before it
+ * was read: recorded as epoll_ctl would have, unless either changed since
+ * (a hooked call knows better). conn: fd is an accepted connection,
+ * counted as one. */
 void epoll_map_import(int epfd, uint32_t epfd_stamp, int fd, uint32_t fd_stamp, uint64_t data,
-		      bool edge, bool conn) __attribute__((visibility("hidden")));
+		      uint32_t events, bool conn) __attribute__((visibility("hidden")));
 
-/* epoll_ctl(epfd, EPOLL_CTL_ADD or MOD, fd) with data succeeded. */
-void epoll_map_set(int epfd, int fd, uint64_t data) __attribute__((visibility("hidden")));
+/* epoll_ctl(epfd, EPOLL_CTL_ADD or MOD, fd) with data and events succeeded. */
+void epoll_map_set(int epfd, int fd, uint64_t data, uint32_t events)
+	__attribute__((visibility("hidden")));
+
+/* fd's registration on epfd's current instance as the map has it (its
+ * events mask and data word): false if it has none there, or its mask is
+ * not known. */
+bool epoll_map_registration(int epfd, int fd, struct epoll_event *out)
+	__attribute__((visibility("hidden")));
 
 /* epoll_ctl(epfd, EPOLL_CTL_DEL, fd) succeeded. */
 void epoll_map_delete(int epfd, int fd) __attribute__((visibility("hidden")));

@@ -3,14 +3,16 @@
  * returns (see epoll_queue.h).
  *
  * Per-thread state only, reached through the thread's own page; must never
- * hand out an event whose descriptor changed since it was fetched, and
- * never allocate or block.
+ * hand out an event whose descriptor changed since it was fetched, never
+ * drop one the kernel reports once while its registration stands (it goes
+ * back to the kernel), and never allocate or block.
  */
 #include "epoll_queue.h"
 
 #include "epoll_map.h"
 
-bool epoll_queue_take(struct epoll_queue *q, int epfd, struct epoll_event *ev)
+bool epoll_queue_take(struct epoll_queue *q, int epfd, struct epoll_event *ev,
+		      epoll_rearm_fn *rearm)
 {
 	if (q->busy || q->count == 0 || q->epfd != epfd)
 		return false;
@@ -22,7 +24,8 @@ bool epoll_queue_take(struct epoll_queue *q, int epfd, struct epoll_event *ev)
 		unsigned i = q->next;
 		q->next = (uint8_t)(q->next + 1);
 		q->count--;
-		if (epoll_map_stamp(q->kept[i].fd) == q->kept[i].stamp) {
+		if (epoll_map_stamp(q->kept[i].fd) == q->kept[i].stamp ||
+		    (q->kept[i].once && !rearm(epfd, q->kept[i].fd))) {
 			*ev = q->kept[i].ev;
 			found = true;
 		}
@@ -31,12 +34,32 @@ bool epoll_queue_take(struct epoll_queue *q, int epfd, struct epoll_event *ev)
 	return found;
 }
 
+void epoll_queue_give_back(struct epoll_queue *q, epoll_rearm_fn *rearm)
+{
+	if (q->busy || q->count == 0 || !q->edge)
+		return;
+	q->busy = true;
+	uint8_t left = 0;
+	if (epoll_map_stamp(q->epfd) != q->epfd_stamp)
+		q->count = 0; /* the instance's number was closed or reused */
+	for (uint8_t k = 0; k < q->count; k++) {
+		uint8_t i = (uint8_t)(q->next + k);
+		/* A level-triggered event is reported again anyway. */
+		if (q->kept[i].once && !rearm(q->epfd, q->kept[i].fd))
+			q->kept[left++] = q->kept[i];
+	}
+	q->next = 0;
+	q->count = left;
+	q->busy = false;
+}
+
 int epoll_queue_fetch_max(int max)
 {
 	return max > QUEUE_MAX + 1 ? QUEUE_MAX + 1 : max;
 }
 
-int epoll_queue_keep(struct epoll_queue *q, int epfd, const struct epoll_event *ev, int n)
+int epoll_queue_keep(struct epoll_queue *q, int epfd, const struct epoll_event *ev, int n,
+		     bool edge)
 {
 	if (n <= 1 || n > QUEUE_MAX + 1 || q->busy || q->count != 0)
 		return n;
@@ -44,15 +67,21 @@ int epoll_queue_keep(struct epoll_queue *q, int epfd, const struct epoll_event *
 	int kept = 0;
 	for (int i = 1; i < n; i++) {
 		int fd = epoll_map_lookup(epfd, ev[i].data.u64);
-		if (fd < 0)
+		struct epoll_event registration = {0};
+		if (fd < 0 || (edge && !epoll_map_registration(epfd, fd, &registration)))
 			break;
+		bool once = registration.events & (EPOLLET | EPOLLONESHOT);
+		if (once && (registration.events & EPOLLEXCLUSIVE))
+			break; /* reported once, and EPOLL_CTL_MOD cannot give it back */
 		q->kept[kept].ev = ev[i];
 		q->kept[kept].fd = fd;
 		q->kept[kept].stamp = epoll_map_stamp(fd);
+		q->kept[kept].once = once;
 		kept++;
 	}
 	if (kept == n - 1) {
 		q->epfd = epfd;
+		q->edge = edge;
 		q->epfd_stamp = epoll_map_stamp(epfd);
 		q->next = 0;
 		q->count = (uint8_t)kept;

@@ -22,6 +22,21 @@
  * child starts with no kept events (they are its parent's). Never
  * allocates or blocks; a signal handler that waits while the thread is
  * inside the queue bypasses it.
+ *
+ * An edge-triggered or one-shot event is reported once: a batch from an
+ * instance with such registrations (an edge queue) is kept only when each
+ * event's registration is known (its events mask too: epoll_map_registration)
+ * and each such event can be given back to the kernel (not EPOLLEXCLUSIVE);
+ * its level-triggered events are kept as in any queue. An event reported
+ * once is never dropped:
+ * where a level-triggered one would be dropped (its descriptor changed),
+ * and whenever the thread is about to wait elsewhere (epoll_queue_give_back),
+ * it goes back to the kernel, by rearm (an EPOLL_CTL_MOD of the registration
+ * as it is now, after which the kernel reports it again if the descriptor is
+ * still ready). One whose registration the map no longer has (its
+ * descriptor closed, or deleted: the kernel may still hold it, as for a
+ * file that lives on under another number) is handed out as it came, as
+ * the program would have had it in its batch.
  */
 #ifndef REQID_EPOLL_QUEUE_H
 #define REQID_EPOLL_QUEUE_H
@@ -34,6 +49,8 @@
 
 struct epoll_queue {
 	bool busy;
+	bool edge; /* kept from an instance with edge-triggered or one-shot
+		      registrations */
 	int epfd;
 	uint32_t epfd_stamp;
 	uint8_t next, count;
@@ -41,21 +58,37 @@ struct epoll_queue {
 		struct epoll_event ev;
 		int fd;
 		uint32_t stamp;
+		bool once; /* its registration is edge-triggered or one-shot */
 	} kept[QUEUE_MAX];
 };
 
+/* Gives fd's event on epfd back to the kernel (an EPOLL_CTL_MOD of its
+ * registration as epoll_map_registration has it): false if it could not
+ * (no such registration, or the kernel refused). */
+typedef bool epoll_rearm_fn(int epfd, int fd);
+
 /* Moves the next kept event of epfd still valid to *ev: true if there was
- * one (the wait is answered without the kernel). */
-bool epoll_queue_take(struct epoll_queue *q, int epfd, struct epoll_event *ev)
+ * one (the wait is answered without the kernel). An edge queue's event
+ * whose descriptor changed goes to rearm, or to *ev if rearm cannot take
+ * it. */
+bool epoll_queue_take(struct epoll_queue *q, int epfd, struct epoll_event *ev,
+		      epoll_rearm_fn *rearm) __attribute__((visibility("hidden")));
+
+/* The thread is about to wait on something else than the instance its edge
+ * queue holds events of: every kept event goes to rearm; those it cannot
+ * take stay for the thread's next wait on the instance. A level-triggered
+ * queue stays as it is. */
+void epoll_queue_give_back(struct epoll_queue *q, epoll_rearm_fn *rearm)
 	__attribute__((visibility("hidden")));
 
 /* How many events to ask the kernel for when the caller asked for max. */
 int epoll_queue_fetch_max(int max) __attribute__((visibility("hidden")));
 
-/* The kernel returned n events in ev: keeps all but the first and returns
- * 1, or returns n when they cannot all be kept. */
-int epoll_queue_keep(struct epoll_queue *q, int epfd, const struct epoll_event *ev, int n)
-	__attribute__((visibility("hidden")));
+/* The kernel returned n events in ev (edge: from an instance with
+ * edge-triggered or one-shot registrations): keeps all but the first and
+ * returns 1, or returns n when they cannot all be kept. */
+int epoll_queue_keep(struct epoll_queue *q, int epfd, const struct epoll_event *ev, int n,
+		     bool edge) __attribute__((visibility("hidden")));
 
 /* Drops every kept event (a fork child's copy). */
 void epoll_queue_clear(struct epoll_queue *q) __attribute__((visibility("hidden")));

@@ -7,7 +7,9 @@
  */
 #include "event_batch.h"
 
+#include <errno.h>
 #include <limits.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <xxhash.h>
@@ -70,9 +72,27 @@ static void forget_wait(void)
 	thread_ctx.batch.io_conn = 0;
 }
 
-int batch_fetch_max(int epfd, int max, struct epoll_queue **queue)
+bool batch_rearm(int epfd, int fd)
+{
+	struct epoll_event registration;
+	int (*ctl)(int, int, int, struct epoll_event *) = REAL(epoll_ctl);
+	return ctl && epoll_map_registration(epfd, fd, &registration) &&
+	       ctl(epfd, EPOLL_CTL_MOD, fd, &registration) == 0;
+}
+
+void batch_give_back(void)
+{
+	if (unlikely(thread_ctx.batch.frames != NULL)) {
+		int saved = errno;
+		epoll_queue_give_back(&thread_ctx.batch.frames->queue, batch_rearm);
+		errno = saved;
+	}
+}
+
+int batch_fetch_max(int epfd, int max, struct epoll_queue **queue, bool *edge)
 {
 	*queue = NULL;
+	*edge = false;
 	/* A max the kernel would refuse (EINVAL) stays as it is. */
 	bool valid = max > 0 && (size_t)max <= INT_MAX / sizeof(struct epoll_event);
 	struct loop_frames *f;
@@ -81,15 +101,27 @@ int batch_fetch_max(int epfd, int max, struct epoll_queue **queue)
 	    thread_ctx.in_shim || !(f = loop_frames()))
 		return max;
 	/* Events the thread keeps are handed out first, whatever this wait
-	 * asks for: they come before anything the kernel has now. */
+	 * asks for: they come before anything the kernel has now. Those of
+	 * another instance that the kernel reports once go back to it: this
+	 * thread is to wait elsewhere. */
 	*queue = &f->queue;
-	/* New events are kept only where dropping one is harmless: on an
-	 * instance with no edge-triggered or one-shot registration (the
-	 * kernel reports a level-triggered event again while it holds), and
-	 * that only this thread waits on (a kept event would wait for it
-	 * while another is idle). Elsewhere one event at a time. */
-	if (epoll_map_has_edges(epfd) || !epoll_map_one_waiter(epfd, ctx_tid()))
+	if (f->queue.epfd != epfd)
+		epoll_queue_give_back(&f->queue, batch_rearm);
+	/* New events are kept only on an instance that only this thread waits
+	 * on (a kept event would wait for it while another is idle). A
+	 * level-triggered one is reported again by the kernel while it holds,
+	 * so dropping one is harmless. One reported once (edge-triggered or
+	 * one-shot) must be handed out or given back (epoll_queue.h), which
+	 * only a single-threaded process can do without racing another
+	 * thread's epoll_ctl, and only one started under the shim: detach
+	 * would leave a kept event behind. Elsewhere one event at a time. */
+	if (!epoll_map_one_waiter(epfd, ctx_tid()))
 		return 1;
+	if (epoll_map_has_edges(epfd)) {
+		if (atomic_load_explicit(&shim.threaded, memory_order_relaxed) || shim.attached)
+			return 1;
+		*edge = true;
+	}
 	return epoll_queue_fetch_max(max);
 }
 
@@ -106,6 +138,7 @@ void batch_forget(void)
 
 void batch_thread_exit(void)
 {
+	batch_give_back();
 	if (thread_ctx.batch.frames)
 		munmap(thread_ctx.batch.frames, sizeof(struct loop_frames));
 	thread_ctx.batch.frames = NULL;

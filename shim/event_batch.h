@@ -63,10 +63,20 @@
  * for when the program asked for max. While the rules can take call chains
  * (and max is a valid maxevents), each wait returns one event: first from
  * the thread's queue (*queue set), else from the kernel, asking for several
- * and keeping the rest only on an instance without edge-triggered or
- * one-shot registrations that no other thread waits on, else for one. */
-int batch_fetch_max(int epfd, int max, struct epoll_queue **queue)
+ * and keeping the rest on an instance no other thread waits on (*edge set
+ * when it has edge-triggered or one-shot registrations, in a
+ * single-threaded process started under the shim only), else for one.
+ * Events another instance's edge queue holds go back to the kernel first. */
+int batch_fetch_max(int epfd, int max, struct epoll_queue **queue, bool *edge)
 	__attribute__((visibility("hidden")));
+
+/* Gives fd's event on epfd back to the kernel (epoll_rearm_fn). */
+bool batch_rearm(int epfd, int fd) __attribute__((visibility("hidden")));
+
+/* The thread is about to wait elsewhere than on an epoll instance, or a
+ * second thread is about to start: the events of an edge queue it holds go
+ * back to the kernel (epoll_queue_give_back). Keeps errno. */
+void batch_give_back(void) __attribute__((visibility("hidden")));
 
 /* A wait on several descriptors begins: the previous batch is over, and
  * the lines it held go out. */

@@ -81,6 +81,7 @@ EXPORT int pthread_create(pthread_t *t, const pthread_attr_t *attr, void *(*fn)(
 	start->request = thread_ctx.request;
 	start->last_conn = thread_ctx.last_conn;
 	start->mode = thread_ctx.mode;
+	batch_give_back(); /* while this thread is still the only one */
 	atomic_store_explicit(&shim.threaded, true, memory_order_relaxed);
 	int r = create(t, attr, thread_trampoline, start);
 	if (r != 0)

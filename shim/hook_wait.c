@@ -23,6 +23,11 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+/* glibc's, declared by its headers only under _FORTIFY_SOURCE. */
+int __poll_chk(struct pollfd *fds, nfds_t n, int timeout, size_t fdslen);
+int __ppoll_chk(struct pollfd *fds, nfds_t n, const struct timespec *timeout,
+		const sigset_t *mask, size_t fdslen);
+
 /* A wait on the one connection the thread is serving is part of serving it. */
 static bool waits_on_current(int fd)
 {
@@ -64,8 +69,9 @@ static int epoll_done(int epfd, const struct epoll_event *ev, int n, void *wait_
 		int saved = errno;                                                     \
 		before_fd_wait(2, -1, epoll_map_connections(epfd) > 1);                \
 		struct epoll_queue *q;                                                 \
-		int fetch = batch_fetch_max(epfd, max, &q);                            \
-		if (q && epoll_queue_take(q, epfd, ev)) {                              \
+		bool edge;                                                             \
+		int fetch = batch_fetch_max(epfd, max, &q, &edge);                     \
+		if (q && epoll_queue_take(q, epfd, ev, batch_rearm)) {                 \
 			errno = saved;                                                 \
 			return epoll_done(epfd, ev, 1, __builtin_return_address(0));   \
 		}                                                                      \
@@ -73,7 +79,7 @@ static int epoll_done(int epfd, const struct epoll_event *ev, int n, void *wait_
 		int n = (call);                                                        \
 		if (q && n > 1) {                                                      \
 			saved = errno;                                                 \
-			n = epoll_queue_keep(q, epfd, ev, n);                          \
+			n = epoll_queue_keep(q, epfd, ev, n, edge);                    \
 			errno = saved;                                                 \
 		}                                                                      \
 		return epoll_done(epfd, ev, n, __builtin_return_address(0));           \
@@ -119,7 +125,7 @@ EXPORT int epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
 		if ((op == EPOLL_CTL_ADD || op == EPOLL_CTL_MOD) && ev) {
 			if (ev->events & (EPOLLET | EPOLLONESHOT))
 				epoll_map_edge_registered(epfd);
-			epoll_map_set(epfd, fd, ev->data.u64);
+			epoll_map_set(epfd, fd, ev->data.u64, ev->events);
 		} else if (op == EPOLL_CTL_DEL) {
 			epoll_map_delete(epfd, fd);
 		}
@@ -143,6 +149,7 @@ static int waited(int r, bool conns, void *wait_return)
 
 static bool before_poll(const struct pollfd *fds, nfds_t n)
 {
+	batch_give_back();
 	int saved = errno;
 	unsigned active = 0, conns = 0;
 	int only = -1;
@@ -177,8 +184,36 @@ EXPORT int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *timeout,
 	return waited(fn(fds, n, timeout, mask), conns, __builtin_return_address(0));
 }
 
+/* _FORTIFY_SOURCE turns poll() and ppoll() on an array of known size into
+ * these; one whose count overruns the array goes to libc unlooked at (it
+ * ends the program). */
+EXPORT int __poll_chk(struct pollfd *fds, nfds_t n, int timeout, size_t fdslen)
+{
+	int (*fn)(struct pollfd *, nfds_t, int, size_t) = REAL(__poll_chk);
+	if (unlikely(!fn))
+		return poll(fds, n, timeout);
+	if (n > fdslen / sizeof(*fds))
+		return fn(fds, n, timeout, fdslen);
+	bool conns = before_poll(fds, n);
+	return waited(fn(fds, n, timeout, fdslen), conns, __builtin_return_address(0));
+}
+
+EXPORT int __ppoll_chk(struct pollfd *fds, nfds_t n, const struct timespec *timeout,
+		       const sigset_t *mask, size_t fdslen)
+{
+	int (*fn)(struct pollfd *, nfds_t, const struct timespec *, const sigset_t *, size_t) =
+		REAL(__ppoll_chk);
+	if (unlikely(!fn))
+		return ppoll(fds, n, timeout, mask);
+	if (n > fdslen / sizeof(*fds))
+		return fn(fds, n, timeout, mask, fdslen);
+	bool conns = before_poll(fds, n);
+	return waited(fn(fds, n, timeout, mask, fdslen), conns, __builtin_return_address(0));
+}
+
 static bool before_select(int nfds, const fd_set *r, const fd_set *w, const fd_set *e)
 {
+	batch_give_back();
 	int saved = errno;
 	unsigned active = 0, conns = 0;
 	int only = -1;

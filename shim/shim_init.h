@@ -137,6 +137,9 @@
 	X(epoll_ctl, int, (int, int, int, struct epoll_event *), 1) \
 	X(poll, int, (struct pollfd *, nfds_t, int), 1) \
 	X(ppoll, int, (struct pollfd *, nfds_t, const struct timespec *, const sigset_t *), 1) \
+	X(__poll_chk, int, (struct pollfd *, nfds_t, int, size_t), 0) \
+	X(__ppoll_chk, int, (struct pollfd *, nfds_t, const struct timespec *, const sigset_t *, \
+			     size_t), 0) \
 	X(select, int, (int, fd_set *, fd_set *, fd_set *, struct timeval *), 1) \
 	X(pselect, int, (int, fd_set *, fd_set *, fd_set *, const struct timespec *, const sigset_t *), 1) \
 	X(pthread_cond_wait, int, (pthread_cond_t *, pthread_mutex_t *), 1) \

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """test_epoll_edges.py - edge-triggered epoll loops under the shim: an event
 the kernel reported once must reach the program wherever it looks next
-(tests/servers/epoll_edges.c: polling the epoll fd, a nested instance,
-threads taking turns, a descriptor moved to another number). Each mode runs
+(tests/servers/epoll_edges.c: polling the epoll fd, with poll or with
+_FORTIFY_SOURCE's __poll_chk, a nested instance, threads taking turns, a
+descriptor moved to another number). Each mode runs
 bare and under the shim; both must serve every connection (exit 0) well
 within the program's own timeouts, so a hang fails the run.
 
@@ -16,7 +17,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 PROG = ROOT / "build" / "servers" / "epoll_edges"
 LIB = Path(os.environ.get("REQID_LIB", ROOT / "build" / "libreqid.so"))
-MODES = ["poll-epfd", "nested", "leader-follower", "moved"]
+MODES = ["poll-epfd", "poll-epfd-fortified", "nested", "leader-follower", "moved"]
 
 
 def run(mode, shimmed):
@@ -35,7 +36,7 @@ def main():
             rc, out = run(mode, shimmed)
             ok = rc == 0
             failed += not ok
-            print("%-16s %-5s %s%s" % (mode, "shim" if shimmed else "bare",
+            print("%-20s %-5s %s%s" % (mode, "shim" if shimmed else "bare",
                                        "pass" if ok else "FAIL (exit %d)" % rc,
                                        "" if ok else ": " + out))
     print("%d passed, %d failed" % (2 * len(MODES) - failed, failed))

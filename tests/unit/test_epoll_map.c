@@ -45,8 +45,8 @@ static int setup(void **state)
 static void test_lookup_finds_the_registered_fd(void **state)
 {
 	(void)state;
-	epoll_map_set(EP, 10, 0x7f00001000);
-	epoll_map_set(EP, 11, 0x7f00002000);
+	epoll_map_set(EP, 10, 0x7f00001000, EPOLLIN);
+	epoll_map_set(EP, 11, 0x7f00002000, EPOLLIN);
 	assert_int_equal(epoll_map_lookup(EP, 0x7f00001000), 10);
 	assert_int_equal(epoll_map_lookup(EP, 0x7f00002000), 11);
 	/* another instance, another word: unknown */
@@ -60,17 +60,17 @@ static void test_lookup_finds_the_registered_fd(void **state)
 static void test_delete_close_and_modify(void **state)
 {
 	(void)state;
-	epoll_map_set(EP, 12, 42);
+	epoll_map_set(EP, 12, 42, EPOLLIN);
 	epoll_map_delete(EP, 12);
 	assert_int_equal(epoll_map_lookup(EP, 42), -1);
 
-	epoll_map_set(EP, 12, 42);
+	epoll_map_set(EP, 12, 42, EPOLLIN);
 	epoll_map_forget(12); /* close(12) */
 	assert_int_equal(epoll_map_lookup(EP, 42), -1);
 
 	/* EPOLL_CTL_MOD with a new word: the old one leads nowhere */
-	epoll_map_set(EP, 12, 42);
-	epoll_map_set(EP, 12, 43);
+	epoll_map_set(EP, 12, 42, EPOLLIN);
+	epoll_map_set(EP, 12, 43, EPOLLIN);
 	assert_int_equal(epoll_map_lookup(EP, 42), -1);
 	assert_int_equal(epoll_map_lookup(EP, 43), 12);
 
@@ -82,32 +82,32 @@ static void test_delete_close_and_modify(void **state)
 static void test_same_word_for_two_fds_is_ambiguous_for_good(void **state)
 {
 	(void)state;
-	epoll_map_set(EP, 20, 0); /* programs that put 0 in every event */
+	epoll_map_set(EP, 20, 0, EPOLLIN); /* programs that put 0 in every event */
 	assert_int_equal(epoll_map_lookup(EP, 0), 20);
-	epoll_map_set(EP, 21, 0);
+	epoll_map_set(EP, 21, 0, EPOLLIN);
 	assert_int_equal(epoll_map_lookup(EP, 0), -1);
 	/* one of them goes: still unknown, the word was shared */
 	epoll_map_forget(21);
 	assert_int_equal(epoll_map_lookup(EP, 0), -1);
 	/* the same word on another instance is another key */
-	epoll_map_set(EP2, 22, 0);
+	epoll_map_set(EP2, 22, 0, EPOLLIN);
 	assert_int_equal(epoll_map_lookup(EP2, 0), 22);
 }
 
 static void test_reused_fd_and_instance_numbers(void **state)
 {
 	(void)state;
-	epoll_map_set(EP, 30, 0xabc);
+	epoll_map_set(EP, 30, 0xabc, EPOLLIN);
 	/* fd 30 closed and reopened as something registered with another word */
 	epoll_map_forget(30);
-	epoll_map_set(EP, 30, 0xdef);
+	epoll_map_set(EP, 30, 0xdef, EPOLLIN);
 	assert_int_equal(epoll_map_lookup(EP, 0xabc), -1);
 	assert_int_equal(epoll_map_lookup(EP, 0xdef), 30);
 	/* the epoll fd itself closed and its number reused for a new instance:
 	 * the old registrations were the old instance's */
 	epoll_map_new_instance(EP);
 	assert_int_equal(epoll_map_lookup(EP, 0xdef), -1);
-	epoll_map_set(EP, 31, 0xdef);
+	epoll_map_set(EP, 31, 0xdef, EPOLLIN);
 	assert_int_equal(epoll_map_lookup(EP, 0xdef), 31);
 }
 
@@ -116,7 +116,7 @@ static void test_many_registrations(void **state)
 	(void)state;
 	/* more words than the probe window, hashed anywhere: each found */
 	for (int fd = 100; fd < 4100; fd++)
-		epoll_map_set(EP2, fd, (uint64_t)fd * 0x10000 + 0x55);
+		epoll_map_set(EP2, fd, (uint64_t)fd * 0x10000 + 0x55, EPOLLIN);
 	for (int fd = 100; fd < 4100; fd++)
 		assert_int_equal(epoll_map_lookup(EP2, (uint64_t)fd * 0x10000 + 0x55), fd);
 	for (int fd = 100; fd < 4100; fd++)
@@ -129,13 +129,13 @@ static void test_connections_counted(void **state)
 	(void)state;
 	atomic_store(&fd_state_made(40)->flags, FD_CONN);
 	atomic_store(&fd_state_made(41)->flags, FD_CONN);
-	epoll_map_set(EP, 39, 1); /* a listening socket: not a connection */
+	epoll_map_set(EP, 39, 1, EPOLLIN); /* a listening socket: not a connection */
 	assert_int_equal(epoll_map_connections(EP), 0);
-	epoll_map_set(EP, 40, 2);
+	epoll_map_set(EP, 40, 2, EPOLLIN);
 	assert_int_equal(epoll_map_connections(EP), 1);
-	epoll_map_set(EP, 40, 3); /* MOD: counted once */
+	epoll_map_set(EP, 40, 3, EPOLLIN); /* MOD: counted once */
 	assert_int_equal(epoll_map_connections(EP), 1);
-	epoll_map_set(EP, 41, 4);
+	epoll_map_set(EP, 41, 4, EPOLLIN);
 	assert_int_equal(epoll_map_connections(EP), 2);
 	epoll_map_delete(EP, 40);
 	assert_int_equal(epoll_map_connections(EP), 1);
@@ -144,8 +144,8 @@ static void test_connections_counted(void **state)
 	epoll_map_forget(39);
 	assert_int_equal(epoll_map_connections(EP), 0);
 	/* moved to another instance: counted there */
-	epoll_map_set(EP, 40, 5);
-	epoll_map_set(EP2, 40, 5);
+	epoll_map_set(EP, 40, 5, EPOLLIN);
+	epoll_map_set(EP2, 40, 5, EPOLLIN);
 	assert_int_equal(epoll_map_connections(EP), 0);
 	assert_int_equal(epoll_map_connections(EP2), 1);
 	/* a new instance on the number starts at none */
@@ -166,9 +166,9 @@ static void test_high_descriptors(void **state)
 	epoll_map_new_instance(ep_high);
 	atomic_store(&fd_state_made(top)->flags, FD_CONN);
 	atomic_store(&fd_state_made(70000)->flags, FD_CONN);
-	epoll_map_set(ep_high, top, 0x1111);
-	epoll_map_set(ep_high, 70000, 0x2222);
-	epoll_map_set(EP, 80000, 0x1111);
+	epoll_map_set(ep_high, top, 0x1111, EPOLLIN);
+	epoll_map_set(ep_high, 70000, 0x2222, EPOLLIN);
+	epoll_map_set(EP, 80000, 0x1111, EPOLLIN);
 	assert_int_equal(epoll_map_lookup(ep_high, 0x1111), top);
 	assert_int_equal(epoll_map_lookup(ep_high, 0x2222), 70000);
 	assert_int_equal(epoll_map_lookup(EP, 0x1111), 80000);
@@ -182,7 +182,7 @@ static void test_high_descriptors(void **state)
 	assert_int_equal(epoll_map_connections(ep_high), 0);
 	assert_int_equal(epoll_map_lookup(ep_high, 0x2222), -1);
 	/* A new instance on the number voids what the old one had. */
-	epoll_map_set(ep_high, 70000, 0x3333);
+	epoll_map_set(ep_high, 70000, 0x3333, EPOLLIN);
 	epoll_map_new_instance(ep_high);
 	assert_int_equal(epoll_map_lookup(ep_high, 0x3333), -1);
 	assert_int_equal(epoll_map_connections(ep_high), 0);

@@ -3,7 +3,10 @@
  * beyond the one a wait returns come back one per wait, in order, on the
  * same instance only, and never once their descriptor was modified,
  * deleted, closed or replaced, or their instance's number closed; a batch
- * with an event the map cannot name goes to the caller whole. Also the
+ * with an event the map cannot name goes to the caller whole. Events of an
+ * edge queue (edge-triggered or one-shot registrations) go back to the
+ * kernel where a level-triggered one would be dropped, and all of them
+ * when the thread is to wait elsewhere. Also the
  * one-waiter test of epoll_map.c that decides whether a thread may keep
  * events at all.
  *
@@ -35,6 +38,18 @@ static struct epoll_queue queue;
  * so (epoll_map.h), so no test reuses another's. */
 static uint64_t base;
 
+/* The events given back to the kernel (epoll_rearm_fn), in order. */
+static int rearmed[16], rearmed_count;
+
+static bool rearm(int epfd, int fd)
+{
+	assert_int_equal(epfd, EP);
+	assert_true(rearmed_count < 16);
+	rearmed[rearmed_count++] = fd;
+	struct epoll_event registration;
+	return epoll_map_registration(epfd, fd, &registration);
+}
+
 /* Fresh instances on EP and EP2, fds 10..19 registered on EP with data
  * base + fd, and an empty queue. */
 static int setup(void **state)
@@ -44,8 +59,9 @@ static int setup(void **state)
 	epoll_map_new_instance(EP);
 	epoll_map_new_instance(EP2);
 	for (int fd = 10; fd < 20; fd++)
-		epoll_map_set(EP, fd, base + (unsigned)fd);
+		epoll_map_set(EP, fd, base + (unsigned)fd, EPOLLIN);
 	memset(&queue, 0, sizeof(queue));
+	rearmed_count = 0;
 	return 0;
 }
 
@@ -59,11 +75,20 @@ static int batch(struct epoll_event *ev, const int *fds, int n)
 	return n;
 }
 
+/* fds 10..19 registered again, edge-triggered (or one-shot: the same to
+ * the queue). */
+static void register_edges(void)
+{
+	for (int fd = 10; fd < 20; fd++)
+		epoll_map_set(EP, fd, base + (unsigned)fd,
+			      EPOLLIN | (fd % 2 ? EPOLLONESHOT : EPOLLET));
+}
+
 /* The fd of the next kept event of EP, or -1 if the wait goes to the kernel. */
 static int next_fd(void)
 {
 	struct epoll_event ev;
-	if (!epoll_queue_take(&queue, EP, &ev))
+	if (!epoll_queue_take(&queue, EP, &ev, rearm))
 		return -1;
 	return (int)(ev.data.u64 - base);
 }
@@ -73,7 +98,7 @@ static void test_kept_events_come_back_in_order(void **state)
 	(void)state;
 	struct epoll_event ev[4];
 	int n = batch(ev, (const int[]){10, 11, 12, 13}, 4);
-	assert_int_equal(epoll_queue_keep(&queue, EP, ev, n), 1);
+	assert_int_equal(epoll_queue_keep(&queue, EP, ev, n, false), 1);
 	assert_int_equal(ev[0].data.u64, base + 10); /* the caller's first */
 	assert_int_equal(next_fd(), 11);
 	assert_int_equal(next_fd(), 12);
@@ -85,9 +110,9 @@ static void test_one_event_is_not_kept(void **state)
 {
 	(void)state;
 	struct epoll_event ev[1];
-	assert_int_equal(epoll_queue_keep(&queue, EP, ev, batch(ev, (const int[]){10}, 1)), 1);
-	assert_int_equal(epoll_queue_keep(&queue, EP, ev, 0), 0);
-	assert_int_equal(epoll_queue_keep(&queue, EP, ev, -1), -1);
+	assert_int_equal(epoll_queue_keep(&queue, EP, ev, batch(ev, (const int[]){10}, 1), false), 1);
+	assert_int_equal(epoll_queue_keep(&queue, EP, ev, 0, false), 0);
+	assert_int_equal(epoll_queue_keep(&queue, EP, ev, -1, false), -1);
 	assert_int_equal(next_fd(), -1);
 }
 
@@ -97,12 +122,12 @@ static void test_unknown_event_returns_the_whole_batch(void **state)
 	struct epoll_event ev[3];
 	int n = batch(ev, (const int[]){10, 11, 12}, 3);
 	ev[2].data.u64 = 0x9999; /* registered by nobody the map saw */
-	assert_int_equal(epoll_queue_keep(&queue, EP, ev, n), 3);
+	assert_int_equal(epoll_queue_keep(&queue, EP, ev, n, false), 3);
 	assert_int_equal(next_fd(), -1);
 	/* the same word on two fds is ambiguous: whole batch too */
-	epoll_map_set(EP, 20, base + 11);
+	epoll_map_set(EP, 20, base + 11, EPOLLIN);
 	n = batch(ev, (const int[]){10, 11}, 2);
-	assert_int_equal(epoll_queue_keep(&queue, EP, ev, n), 2);
+	assert_int_equal(epoll_queue_keep(&queue, EP, ev, n, false), 2);
 	assert_int_equal(next_fd(), -1);
 }
 
@@ -111,13 +136,13 @@ static void test_changed_descriptors_are_dropped(void **state)
 	(void)state;
 	struct epoll_event ev[6];
 	int n = batch(ev, (const int[]){10, 11, 12, 13, 14, 15}, 6);
-	assert_int_equal(epoll_queue_keep(&queue, EP, ev, n), 1);
+	assert_int_equal(epoll_queue_keep(&queue, EP, ev, n, false), 1);
 	epoll_map_changed(11);		     /* EPOLL_CTL_MOD */
 	epoll_map_changed(13);		     /* EPOLL_CTL_DEL */
 	epoll_map_delete(EP, 13);
 	epoll_map_forget(14);		     /* closed */
 	epoll_map_forget(15);		     /* closed, and the number reused */
-	epoll_map_set(EP, 15, base + 15);
+	epoll_map_set(EP, 15, base + 15, EPOLLIN);
 	assert_int_equal(next_fd(), 12);
 	assert_int_equal(next_fd(), -1);
 }
@@ -127,14 +152,14 @@ static void test_other_instance_waits_on_the_kernel(void **state)
 	(void)state;
 	struct epoll_event ev[3];
 	int n = batch(ev, (const int[]){10, 11, 12}, 3);
-	assert_int_equal(epoll_queue_keep(&queue, EP, ev, n), 1);
+	assert_int_equal(epoll_queue_keep(&queue, EP, ev, n, false), 1);
 	struct epoll_event one;
-	assert_false(epoll_queue_take(&queue, EP2, &one));
+	assert_false(epoll_queue_take(&queue, EP2, &one, rearm));
 	/* EP2's own batch cannot be kept while EP's events wait */
-	epoll_map_set(EP2, 30, 0x3000);
-	epoll_map_set(EP2, 31, 0x3001);
+	epoll_map_set(EP2, 30, 0x3000, EPOLLIN);
+	epoll_map_set(EP2, 31, 0x3001, EPOLLIN);
 	struct epoll_event ev2[2] = {{.data.u64 = 0x3000}, {.data.u64 = 0x3001}};
-	assert_int_equal(epoll_queue_keep(&queue, EP2, ev2, 2), 2);
+	assert_int_equal(epoll_queue_keep(&queue, EP2, ev2, 2, false), 2);
 	assert_int_equal(next_fd(), 11);
 	assert_int_equal(next_fd(), 12);
 }
@@ -144,7 +169,7 @@ static void test_closed_instance_drops_everything(void **state)
 	(void)state;
 	struct epoll_event ev[3];
 	int n = batch(ev, (const int[]){10, 11, 12}, 3);
-	assert_int_equal(epoll_queue_keep(&queue, EP, ev, n), 1);
+	assert_int_equal(epoll_queue_keep(&queue, EP, ev, n, false), 1);
 	epoll_map_forget(EP);
 	assert_int_equal(next_fd(), -1);
 	/* and a new instance under the same number starts empty */
@@ -157,10 +182,10 @@ static void test_clear_and_busy(void **state)
 	(void)state;
 	struct epoll_event ev[3];
 	int n = batch(ev, (const int[]){10, 11, 12}, 3);
-	assert_int_equal(epoll_queue_keep(&queue, EP, ev, n), 1);
+	assert_int_equal(epoll_queue_keep(&queue, EP, ev, n, false), 1);
 	queue.busy = true; /* a signal handler waits while the thread is inside */
 	assert_int_equal(next_fd(), -1);
-	assert_int_equal(epoll_queue_keep(&queue, EP, ev, n), 3);
+	assert_int_equal(epoll_queue_keep(&queue, EP, ev, n, false), 3);
 	queue.busy = false;
 	assert_int_equal(next_fd(), 11);
 	epoll_queue_clear(&queue); /* a fork child's copy */
@@ -177,11 +202,11 @@ static void test_fetch_max(void **state)
 	int fds[QUEUE_MAX + 2];
 	for (int i = 0; i < QUEUE_MAX + 2; i++) {
 		fds[i] = 100 + i;
-		epoll_map_set(EP, fds[i], base + (unsigned)fds[i]);
+		epoll_map_set(EP, fds[i], base + (unsigned)fds[i], EPOLLIN);
 	}
 	int n = batch(ev, fds, QUEUE_MAX + 2);
-	assert_int_equal(epoll_queue_keep(&queue, EP, ev, n), n); /* more than fit */
-	assert_int_equal(epoll_queue_keep(&queue, EP, ev, n - 1), 1);
+	assert_int_equal(epoll_queue_keep(&queue, EP, ev, n, false), n); /* more than fit */
+	assert_int_equal(epoll_queue_keep(&queue, EP, ev, n - 1, false), 1);
 	for (int i = 1; i < QUEUE_MAX + 1; i++)
 		assert_int_equal(next_fd(), 100 + i);
 	assert_int_equal(next_fd(), -1);
@@ -200,6 +225,141 @@ static void test_one_waiter(void **state)
 	assert_false(epoll_map_one_waiter(1 << 20, 100));
 }
 
+/* An edge queue (an instance with edge-triggered or one-shot registrations)
+ * hands its events out as a level-triggered one does, but one whose
+ * descriptor changed goes back to the kernel instead of being dropped, and
+ * every kept event goes back when the thread waits elsewhere. */
+static void test_edge_events_go_back_not_away(void **state)
+{
+	(void)state;
+	register_edges();
+	struct epoll_event ev[5];
+	int n = batch(ev, (const int[]){10, 11, 12, 13, 14}, 5);
+	assert_int_equal(epoll_queue_keep(&queue, EP, ev, n, true), 1);
+	assert_int_equal(next_fd(), 11);
+	epoll_map_changed(12); /* modified, or registered elsewhere */
+	assert_int_equal(rearmed_count, 0);
+	assert_int_equal(next_fd(), 13);
+	assert_int_equal(rearmed_count, 1);
+	assert_int_equal(rearmed[0], 12);
+	epoll_queue_give_back(&queue, rearm); /* the thread waits elsewhere */
+	assert_int_equal(rearmed_count, 2);
+	assert_int_equal(rearmed[1], 14);
+	assert_int_equal(next_fd(), -1);
+	epoll_queue_give_back(&queue, rearm);
+	assert_int_equal(rearmed_count, 2);
+}
+
+/* An edge event whose registration the map lost (its descriptor closed,
+ * perhaps living on under another number, or deleted) cannot be given
+ * back: it is handed out as it came, and stays through a give_back. */
+static void test_edge_events_without_registration_are_handed_out(void **state)
+{
+	(void)state;
+	register_edges();
+	struct epoll_event ev[4];
+	int n = batch(ev, (const int[]){10, 11, 12, 13}, 4);
+	assert_int_equal(epoll_queue_keep(&queue, EP, ev, n, true), 1);
+	epoll_map_forget(11); /* closed (moved to another number) */
+	epoll_map_delete(EP, 13);
+	epoll_map_changed(13);
+	epoll_queue_give_back(&queue, rearm); /* 11 and 13 cannot go back */
+	assert_int_equal(rearmed_count, 3);
+	assert_int_equal(rearmed[1], 12);
+	assert_int_equal(next_fd(), 11); /* tried once more, then handed out */
+	assert_int_equal(next_fd(), 13);
+	assert_int_equal(rearmed_count, 5);
+	assert_int_equal(next_fd(), -1);
+}
+
+/* In an edge queue, an event whose registration is level-triggered goes as
+ * in any queue: dropped when its descriptor changed or the thread waits
+ * elsewhere (the kernel reports it again), never given back. */
+static void test_level_events_of_an_edge_queue(void **state)
+{
+	(void)state;
+	register_edges();
+	epoll_map_set(EP, 12, base + 12, EPOLLIN);
+	epoll_map_set(EP, 14, base + 14, EPOLLIN);
+	struct epoll_event ev[5];
+	int n = batch(ev, (const int[]){10, 11, 12, 13, 14}, 5);
+	assert_int_equal(epoll_queue_keep(&queue, EP, ev, n, true), 1);
+	epoll_map_changed(12);
+	assert_int_equal(next_fd(), 11);
+	assert_int_equal(next_fd(), 13);
+	assert_int_equal(rearmed_count, 0);
+	memset(&queue, 0, sizeof(queue));
+	assert_int_equal(epoll_queue_keep(&queue, EP, ev, n, true), 1);
+	epoll_queue_give_back(&queue, rearm);
+	assert_int_equal(rearmed_count, 2);
+	assert_int_equal(rearmed[0], 11);
+	assert_int_equal(rearmed[1], 13);
+	assert_int_equal(next_fd(), -1);
+}
+
+/* A level-triggered queue is left alone by give_back: the kernel reports
+ * its events again anyway, and the thread's next wait on EP takes them. */
+static void test_level_events_stay_on_give_back(void **state)
+{
+	(void)state;
+	struct epoll_event ev[3];
+	int n = batch(ev, (const int[]){10, 11, 12}, 3);
+	assert_int_equal(epoll_queue_keep(&queue, EP, ev, n, false), 1);
+	epoll_queue_give_back(&queue, rearm);
+	assert_int_equal(rearmed_count, 0);
+	assert_int_equal(next_fd(), 11);
+	epoll_map_changed(12);
+	assert_int_equal(next_fd(), -1);
+	assert_int_equal(rearmed_count, 0);
+}
+
+/* An edge batch is kept only if every event could be given back: its
+ * registration known with its events mask, and not EPOLLEXCLUSIVE (which
+ * EPOLL_CTL_MOD refuses). */
+static void test_edge_batch_needs_known_registrations(void **state)
+{
+	(void)state;
+	struct epoll_event ev[3];
+	epoll_map_set(EP, 15, base + 15, 0); /* mask not known */
+	int n = batch(ev, (const int[]){10, 15, 11}, 3);
+	assert_int_equal(epoll_queue_keep(&queue, EP, ev, n, true), 3);
+	assert_int_equal(epoll_queue_keep(&queue, EP, ev, n, false), 1);
+	memset(&queue, 0, sizeof(queue));
+	epoll_map_set(EP, 16, base + 16, EPOLLIN | EPOLLET | EPOLLEXCLUSIVE);
+	n = batch(ev, (const int[]){10, 16}, 2);
+	assert_int_equal(epoll_queue_keep(&queue, EP, ev, n, true), 2);
+	/* A level-triggered one (a listening socket shared by processes) is
+	 * kept as in any queue: the kernel reports it again. */
+	epoll_map_set(EP, 17, base + 17, EPOLLIN | EPOLLEXCLUSIVE);
+	n = batch(ev, (const int[]){10, 17}, 2);
+	assert_int_equal(epoll_queue_keep(&queue, EP, ev, n, true), 1);
+	epoll_map_changed(17);
+	assert_int_equal(next_fd(), -1);
+	assert_int_equal(rearmed_count, 0);
+	struct epoll_event got;
+	assert_true(epoll_map_registration(EP, 11, &got));
+	assert_int_equal(got.events, EPOLLIN);
+	assert_int_equal(got.data.u64, base + 11);
+	assert_false(epoll_map_registration(EP2, 11, &got));
+	epoll_map_delete(EP, 11);
+	assert_false(epoll_map_registration(EP, 11, &got));
+}
+
+/* An edge queue's instance closed: its events go nowhere (the instance is
+ * gone, and its number may be another's). */
+static void test_edge_events_of_a_closed_instance(void **state)
+{
+	(void)state;
+	register_edges();
+	struct epoll_event ev[3];
+	int n = batch(ev, (const int[]){10, 11, 12}, 3);
+	assert_int_equal(epoll_queue_keep(&queue, EP, ev, n, true), 1);
+	epoll_map_forget(EP);
+	epoll_queue_give_back(&queue, rearm);
+	assert_int_equal(rearmed_count, 0);
+	assert_int_equal(next_fd(), -1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -212,6 +372,12 @@ int main(void)
 		cmocka_unit_test_setup(test_clear_and_busy, setup),
 		cmocka_unit_test_setup(test_fetch_max, setup),
 		cmocka_unit_test_setup(test_one_waiter, setup),
+		cmocka_unit_test_setup(test_edge_events_go_back_not_away, setup),
+		cmocka_unit_test_setup(test_edge_events_without_registration_are_handed_out, setup),
+		cmocka_unit_test_setup(test_level_events_stay_on_give_back, setup),
+		cmocka_unit_test_setup(test_level_events_of_an_edge_queue, setup),
+		cmocka_unit_test_setup(test_edge_batch_needs_known_registrations, setup),
+		cmocka_unit_test_setup(test_edge_events_of_a_closed_instance, setup),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
