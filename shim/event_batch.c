@@ -11,6 +11,7 @@
 #include <limits.h>
 #include <stdatomic.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/mman.h>
 #include <xxhash.h>
 
@@ -178,11 +179,14 @@ void batch_after_wait(void *wait_return)
 /* Starts a batch on ready descriptor fd, the previous one ended and the
  * wait's callers recorded: on fd itself if it is a connection, else on the
  * one connection the batch will accept from it, if it accepts one. */
-static void batch_begin(int fd)
+static void batch_begin(int fd, uint32_t events)
 {
 	struct event_batch_state *b = &thread_ctx.batch;
 	if (b->wait_depth < 1)
 		return;
+	uint32_t both = EPOLLERR | EPOLLHUP;
+	b->ready_ways = (uint8_t)((events & (EPOLLIN | EPOLLPRI | EPOLLRDHUP | both) ? READY_READ : 0) |
+				  (events & (EPOLLOUT | both) ? READY_WRITE : 0));
 	b->depth = b->wait_depth;
 	b->callers = XXH3_64bits(b->frames->wait, (size_t)b->depth * sizeof(void *));
 	b->site = 0;
@@ -208,6 +212,7 @@ void batch_accepted(int listen_fd, int fd)
 	    (unsigned)fd < FD_LIMIT) {
 		b->request = 0;
 		b->conn = (uint32_t)fd + 1;
+		b->ready_ways = READY_READ; /* its handler reads what it was opened for */
 		b->listener = (uint32_t)-1; /* one connection taken */
 		return;
 	}
@@ -228,7 +233,7 @@ void batch_after_epoll(int epfd, const struct epoll_event *ev, int n, void *wait
 		return;
 	int fd = epoll_map_lookup(epfd, ev[0].data.u64);
 	if (fd >= 0)
-		batch_begin(fd);
+		batch_begin(fd, ev[0].events);
 }
 
 /* The function return address ip is in, through the thread's cache. */
@@ -298,6 +303,7 @@ void batch_before_conn_io(int fd, const struct call_chain *chain)
 	b->site = (uintptr_t)chain->frames[chain->count - 1 - shared];
 	b->resolve_held = thread_ctx.held;
 	b->request = conn_request(fd);
+	b->ready_ways |= READY_UNCHECKED;
 }
 
 void batch_note_conn_io(int fd, const struct call_chain *chain)
@@ -317,6 +323,25 @@ void batch_after_conn_io(int fd, bool wrote, bool moved)
 	struct event_batch_state *b = &thread_ctx.batch;
 	if ((uint32_t)conn_fd(fd) + 1 != b->conn)
 		return;
+	if (b->ready_ways & READY_UNCHECKED) {
+		/* The batch's first I/O must go the way the event said the
+		 * connection can: a handler reads what made it readable. A
+		 * write first after a readable event is some other call's (a
+		 * timer answering a request another thread read): it proves no
+		 * handler call. */
+		b->ready_ways &= (uint8_t)~READY_UNCHECKED;
+		if (!(b->ready_ways & (wrote ? READY_WRITE : READY_READ))) {
+			if (b->resolve_held) {
+				b->resolve_held = false;
+				log_resolve_batch(b->site, 0);
+				if (!b->holding)
+					ctx_release_batch();
+			}
+			b->conn = 0;
+			b->site = 0;
+			return;
+		}
+	}
 	uint64_t before = b->request;
 	/* Only this thread's reads move it on to a new request: after a write,
 	 * another thread sharing the connection may already have read the

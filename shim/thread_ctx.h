@@ -51,6 +51,13 @@ enum ctx_watch {
 #define THREAD_SLOTS_MAX 4
 
 /* The event-loop rule's batch (event_batch.h). */
+/* event_batch_state.ready_ways */
+enum {
+	READY_READ = 1,      /* the event said readable (or hung up, or failed) */
+	READY_WRITE = 2,     /* the event said writable (or hung up, or failed) */
+	READY_UNCHECKED = 4, /* the batch's first I/O on it is not judged yet */
+};
+
 struct event_batch_state {
 	uint32_t conn;           /* fd + 1 of the one ready connection; 0: none */
 	uint32_t listener;       /* fd + 1 of a ready listening socket whose one
@@ -70,6 +77,8 @@ struct event_batch_state {
 	uint64_t callers;        /* hash of the depth outer frames */
 	struct loop_frames *frames; /* the wait's callers, the last I/O's chain */
 	uint8_t io_depth;        /* frames of the last connection I/O's chain */
+	uint8_t ready_ways;      /* READY_* bits: which way the event said the
+				    ready connection can go */
 	uint32_t io_conn;        /* fd + 1 of that I/O's connection; 0: none */
 	uint64_t request;        /* the connection's request at the last I/O on it */
 };
