@@ -165,8 +165,6 @@ static void parser_start(unsigned char *out)
 		parser_state_build(out, sizeof(built), false); /* another thread is building it */
 }
 
-/* Takes c (the entry of the fd whose state is st, locked) for a new
- * connection on that fd, its request parser as parse_from built it. */
 /* Whether a write that began on c's last connection is still inside it: a
  * thread blocked in it when another thread closed the fd (conn_output holds
  * the write side for the whole call, out_busy naming the thread). Until
@@ -183,10 +181,11 @@ static bool writer_inside(const struct conn *c)
 	return alive;
 }
 
-/* Starts the connection now accepted on the fd whose state is st in its entry
- * c (locked: conn_trylock), and unlocks it. A write still inside the entry
- * (writer_inside) leaves the connection untracked: no id beats a response
- * parsed from the last connection's bytes. */
+/* Takes c (the entry of the fd whose state is st, locked: conn_trylock) for
+ * a new connection on that fd, its request parser as parse_from built it,
+ * and unlocks it. A write still inside the entry (writer_inside) leaves the
+ * connection untracked: no id beats a response parsed from the last
+ * connection's bytes. */
 static void conn_start(struct fd_state *st, struct conn *c, uint8_t join,
 		       void (*parse_from)(unsigned char *))
 {

@@ -50,7 +50,6 @@ enum ctx_watch {
 
 #define THREAD_SLOTS_MAX 4
 
-/* The event-loop rule's batch (event_batch.h). */
 /* event_batch_state.ready_ways */
 enum {
 	READY_READ = 1,      /* the event said readable (or hung up, or failed) */
@@ -58,6 +57,7 @@ enum {
 	READY_UNCHECKED = 4, /* the batch's first I/O on it is not judged yet */
 };
 
+/* The event-loop rule's batch (event_batch.h). */
 struct event_batch_state {
 	uint32_t conn;           /* fd + 1 of the one ready connection; 0: none */
 	uint32_t listener;       /* fd + 1 of a ready listening socket whose one

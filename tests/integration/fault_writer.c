@@ -495,20 +495,34 @@ static void write_all(int fd, const char *b, size_t n)
 	}
 }
 
+/* A loopback listener on a port of its own; *a gets its address. */
+static int listen_loopback(struct sockaddr_in *a)
+{
+	int lfd = socket(AF_INET, SOCK_STREAM, 0);
+	socklen_t alen = sizeof(*a);
+	*a = (struct sockaddr_in){.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	if (lfd < 0 || bind(lfd, (struct sockaddr *)a, sizeof(*a)) != 0 || listen(lfd, 4) != 0 ||
+	    getsockname(lfd, (struct sockaddr *)a, &alen) != 0)
+		die("listen");
+	return lfd;
+}
+
+static int connect_to(const struct sockaddr_in *a)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	if (fd < 0 || connect(fd, (const struct sockaddr *)a, sizeof(*a)) != 0)
+		die("connect");
+	return fd;
+}
+
 /* 2000 requests on one keep-alive connection, each logged, under a timer
  * that interrupts every 100 us (no SA_RESTART): every call may fail with
  * EINTR and is retried, as careful programs do. */
 static void sc_eintr(void)
 {
-	int lfd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	socklen_t alen = sizeof(a);
-	if (lfd < 0 || bind(lfd, (struct sockaddr *)&a, sizeof(a)) != 0 || listen(lfd, 1) != 0 ||
-	    getsockname(lfd, (struct sockaddr *)&a, &alen) != 0)
-		die("listen");
-	int client = socket(AF_INET, SOCK_STREAM, 0);
-	if (client < 0 || connect(client, (struct sockaddr *)&a, sizeof(a)) != 0)
-		die("connect");
+	struct sockaddr_in a;
+	int lfd = listen_loopback(&a);
+	int client = connect_to(&a);
 	int server;
 	while ((server = accept(lfd, NULL, NULL)) < 0)
 		if (errno != EINTR)
@@ -538,26 +552,6 @@ static void sc_eintr(void)
 	struct itimerval off = {{0, 0}, {0, 0}};
 	setitimer(ITIMER_REAL, &off, NULL);
 	record("bad=%d interrupted=%s\n", bad, atomic_load(&interrupted) > 100 ? "many" : "few");
-}
-
-/* A loopback listener on a port of its own; *a gets its address. */
-static int listen_loopback(struct sockaddr_in *a)
-{
-	int lfd = socket(AF_INET, SOCK_STREAM, 0);
-	socklen_t alen = sizeof(*a);
-	*a = (struct sockaddr_in){.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	if (lfd < 0 || bind(lfd, (struct sockaddr *)a, sizeof(*a)) != 0 || listen(lfd, 4) != 0 ||
-	    getsockname(lfd, (struct sockaddr *)a, &alen) != 0)
-		die("listen");
-	return lfd;
-}
-
-static int connect_to(const struct sockaddr_in *a)
-{
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	if (fd < 0 || connect(fd, (const struct sockaddr *)a, sizeof(*a)) != 0)
-		die("connect");
-	return fd;
 }
 
 #define REUSE_ROUNDS 200
