@@ -673,12 +673,14 @@ def check_log(text, server, requests, fmt, check_ids=True, outside=None,
 
 def run(server, requests=200, concurrency=32, fmt="json", field="request_id",
         outside=None, shim=True, label=None, seed=None, min_recall=0.99, min_handler_recall=0.0,
-        quit_timeout=60.0, extra_env=None, pipeline=0.0, unix=False, wrapper=()):
+        quit_timeout=60.0, extra_env=None, pipeline=0.0, unix=False, wrapper=(),
+        before_quit=None):
     """Runs one server under load and checks it. Returns a result dict with
     'ok', 'counts', 'precision', 'recall', 'problems', 'examples'. With
     unix=True the server listens on a unix stream socket in a fresh
     temporary directory, removed when the run ends. wrapper goes in front
-    of the command (Server)."""
+    of the command (Server). before_quit(log_path), if given, runs after
+    the load and before /quit (it may raise Failure)."""
     if server not in SERVERS:
         raise ValueError("unknown server %r" % server)
     seed = random.randrange(1 << 30) if seed is None else seed
@@ -710,6 +712,8 @@ def run(server, requests=200, concurrency=32, fmt="json", field="request_id",
         load = Load(srv.port, concurrency, unix_path=unix_path)
         load.run(plan)
         result["max_open"] = load.open_max
+        if before_quit:
+            before_quit(log_path)
         send_quit(srv.port, unix_path=unix_path)
         rc = srv.wait(quit_timeout)
         if rc != 0:
