@@ -484,8 +484,15 @@ static void on_fatal_signal(int sig)
 	errno = saved;
 }
 
+/* Read wherever a line may become pending: on the FORK_HOT page, which
+ * those paths read anyway. */
+_Atomic bool fatal_flush_installed FORK_HOT;
+
 void install_fatal_signal_flush(void)
 {
+	if (getpid() != shim.pid || atomic_exchange(&fatal_flush_installed, true))
+		return;
+	int saved = errno;
 	for (size_t i = 0; i < sizeof(fatal_signals) / sizeof(fatal_signals[0]); i++) {
 		struct sigaction old;
 		if (sigaction(fatal_signals[i], NULL, &old) != 0 || old.sa_handler != SIG_DFL ||
@@ -496,10 +503,12 @@ void install_fatal_signal_flush(void)
 		sigfillset(&sa.sa_mask);
 		sigaction(fatal_signals[i], &sa, NULL);
 	}
+	errno = saved;
 }
 
 void remove_fatal_signal_flush(void)
 {
+	atomic_store(&fatal_flush_installed, false);
 	for (size_t i = 0; i < sizeof(fatal_signals) / sizeof(fatal_signals[0]); i++) {
 		struct sigaction old;
 		if (sigaction(fatal_signals[i], NULL, &old) == 0 && !(old.sa_flags & SA_SIGINFO) &&

@@ -375,6 +375,7 @@ static void release(struct backlog *q)
 static bool start_backlog(const struct log_sink *sink, const char *b, size_t n, char before)
 {
 	STATE_MADE(MADE_BACKLOGS); /* before the claim: a fork in between resets it */
+	fatal_signal_flush_ensure();
 	for (int i = 0; i < BACKLOGS; i++) {
 		struct backlog *q = &backlogs[i];
 		int32_t expected = 0;

@@ -199,6 +199,7 @@ static struct line_slot *claim_slot(const struct log_sink *sink)
 	int32_t tid = ctx_tid();
 	/* Marked before any slot is taken: a fork in between still resets it. */
 	STATE_MADE(MADE_SLOTS);
+	fatal_signal_flush_ensure();
 	unsigned start = ((unsigned)tid * 31u + (unsigned)sink->fd) % CLAIM_SPREAD;
 	for (unsigned k = 0; k < LINE_SLOTS; k++) {
 		unsigned i = (start + k) % LINE_SLOTS;

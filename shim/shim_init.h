@@ -283,10 +283,23 @@ void stdio_forget_stream(FILE *f) HIDDEN;
 void stdio_note_write(FILE *f) HIDDEN;
 
 /* Installs the handlers that write pending lines on fatal signals left at
- * their default action (hook_process.c). Cold: it runs once, at start, and
- * so lies with the start-up code (text a process first touches costs a
- * page fault per 64 KiB window; start and exit stay in the first). */
+ * their default action (hook_process.c), once per process (not in a vfork
+ * child: its dispositions are its own, the flag below its parent's). Cold:
+ * it runs once, and so lies with the start-up code (text a process first
+ * touches costs a page fault per 64 KiB window). */
 void install_fatal_signal_flush(void) HIDDEN __attribute__((cold));
+extern _Atomic bool fatal_flush_installed HIDDEN;
+
+/* Called where a line may first be left pending (a line slot or an output
+ * backlog is taken): the handlers go in then, not at start, so that a
+ * process that never holds a line (most short-lived ones: a CGI script's
+ * shell, a `make` recipe) makes none of their twelve system calls, and the
+ * program sees its signals' dispositions as it would bare until it does. */
+static inline void fatal_signal_flush_ensure(void)
+{
+	if (__builtin_expect(!atomic_load_explicit(&fatal_flush_installed, memory_order_relaxed), 0))
+		install_fatal_signal_flush();
+}
 
 /* Puts the default action back where the handler above still is (`reqid
  * detach`). */

@@ -710,9 +710,19 @@ static void sc_job_thread(void)
 	record("done");
 }
 
-/* how: abort or term. A line held after the response, then death. */
+/* how: abort or term. A line held after the response, then death. The
+ * fatal signals' dispositions are recorded first: before any line is
+ * pending they are the defaults, as bare. */
 static void sc_die(const char *how)
 {
+	static const int fatal[] = {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT, SIGTERM};
+	char seen[64] = "";
+	for (size_t i = 0; i < sizeof(fatal) / sizeof(fatal[0]); i++) {
+		struct sigaction old;
+		sigaction(fatal[i], NULL, &old);
+		strcat(seen, old.sa_handler == SIG_DFL ? " dfl" : " set");
+	}
+	record("dispositions:%s", seen);
 	struct rlimit no_core = {0, 0};
 	setrlimit(RLIMIT_CORE, &no_core);
 	enter_request("sem-1");

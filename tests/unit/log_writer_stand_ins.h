@@ -22,6 +22,12 @@
 
 struct shim_state shim;
 struct real_functions real;
+_Atomic bool fatal_flush_installed;
+
+void install_fatal_signal_flush(void)
+{
+	fatal_flush_installed = true;
+}
 __thread struct thread_ctx thread_ctx __attribute__((tls_model("initial-exec")));
 uint32_t ctx_generation;
 
