@@ -25,6 +25,7 @@
 #include <stdint.h>
 #include <sys/uio.h>
 
+#include "fork_hot.h"
 #include "http_parser.h"
 #include "http_response.h"
 
@@ -129,8 +130,11 @@ static inline struct fd_state *fd_state(int fd)
 }
 
 /* fd's state, its page mapped if it was not; NULL if fd is at or above
- * FD_LIMIT or the mapping failed (fd then goes untracked). */
-struct fd_state *fd_state_made(int fd) __attribute__((visibility("hidden")));
+ * FD_LIMIT or the mapping failed (fd then goes untracked). Every process
+ * calls it at start (its log descriptors) and a fork server's child for
+ * the connection it dup2()s onto stdio: FORK_PATH puts it in the first
+ * 64 KiB of code, which both map anyway (fork_hot.h). */
+struct fd_state *fd_state_made(int fd) __attribute__((visibility("hidden"))) FORK_PATH;
 
 /* One past the highest fd that may have state here or in another per-fd
  * table (epoll_map.c): scans of every fd stop there. At least FD_LOW. */

@@ -36,7 +36,10 @@
  * the page the C runtime's exit flag (crtbegin's, read and written at exit)
  * shares, that costs one fault for both. */
 struct real_functions real;
-struct shim_state shim FORK_HOT_FIRST;
+/* Page-aligned: its first page is exactly the log paths (which a process
+ * without REQID_LOG_PATHS never touches), and the rest, which every
+ * process writes at start, one page. */
+struct shim_state shim FORK_HOT_FIRST __attribute__((aligned(4096)));
 
 /* What pthread_atfork does (its libc_nonshared.a stub): called directly, so
  * that stub, which the linker puts at the far end of the library's code,
