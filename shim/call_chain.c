@@ -35,7 +35,7 @@ static _Atomic int unwinder_pipe[2] = {-1, -1};
 static _Atomic bool chains_off;
 
 /* libunwind, loaded by call_chain_load: until then there are no chains. */
-enum { UNWINDER_ABSENT, UNWINDER_WANTED, UNWINDER_LOADING, UNWINDER_READY, UNWINDER_MISSING };
+enum { UNWINDER_ABSENT, UNWINDER_LOADING, UNWINDER_READY, UNWINDER_MISSING };
 static _Atomic int unwinder_state;
 static int (*unwind_backtrace)(void **frames, int size);
 static int (*unwind_proc_info)(unw_addr_space_t space, unw_word_t ip, unw_proc_info_t *pi,
@@ -66,9 +66,9 @@ static int find_libc_code(struct dl_phdr_info *info, size_t size, void *arg)
 
 void call_chain_load(void)
 {
-	int was = atomic_load_explicit(&unwinder_state, memory_order_relaxed);
-	if ((was != UNWINDER_ABSENT && was != UNWINDER_WANTED) ||
-	    !atomic_compare_exchange_strong(&unwinder_state, &was, UNWINDER_LOADING))
+	int expected = UNWINDER_ABSENT;
+	if (atomic_load_explicit(&unwinder_state, memory_order_relaxed) != UNWINDER_ABSENT ||
+	    !atomic_compare_exchange_strong(&unwinder_state, &expected, UNWINDER_LOADING))
 		return;
 	/* Local: its _Unwind_* never stand in for the program's own. */
 	void *lib = dlopen("libunwind.so.8", RTLD_NOW | RTLD_LOCAL);
@@ -82,17 +82,6 @@ void call_chain_load(void)
 	bool ready = unwind_backtrace && unwind_proc_info && unwind_local_space;
 	atomic_store_explicit(&unwinder_state, ready ? UNWINDER_READY : UNWINDER_MISSING,
 			      memory_order_release);
-}
-
-void call_chain_want(void)
-{
-	int expected = UNWINDER_ABSENT;
-	atomic_compare_exchange_strong(&unwinder_state, &expected, UNWINDER_WANTED);
-}
-
-bool call_chain_wanted(void)
-{
-	return atomic_load_explicit(&unwinder_state, memory_order_relaxed) == UNWINDER_WANTED;
 }
 
 bool call_chain_ready(void)

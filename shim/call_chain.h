@@ -29,24 +29,11 @@
 
 /* Loads libunwind (dlopen, into its own scope: its _Unwind_* never stand in
  * for the program's), once. dlopen allocates and takes the loader's lock:
- * it is called only while the process has one thread (no other thread can
- * hold that lock waiting for this one), from calls programs do not make in
- * signal handlers (an event loop's first wait, the first pthread_create),
- * or at start under `reqid audit`, or at attach. */
+ * it is called only from listen() while the process has one thread (no
+ * other thread can hold that lock waiting for this one, and programs do not
+ * listen from signal handlers), so a process that never listens, or starts
+ * its threads first, has no chains. */
 void call_chain_load(void) __attribute__((visibility("hidden")));
-
-/* The process listens while it has one thread: it serves, and its event
- * loops will want chains. Marks the unwinder wanted, for call_chain_load at
- * the first wait that needs it or before the first thread starts; a
- * process that never listens, or starts its threads first, has no chains.
- * A server without event loops (a process per connection, or a thread per
- * connection blocked in read) so never maps libunwind and liblzma, nor
- * copies their mappings at every fork. A fork child inherits the mark. */
-void call_chain_want(void) __attribute__((visibility("hidden")));
-
-/* Whether call_chain_want marked the unwinder wanted and it is not loaded
- * yet. */
-bool call_chain_wanted(void) __attribute__((visibility("hidden")));
 
 /* Whether libunwind is loaded: without it there are no chains. */
 bool call_chain_ready(void) __attribute__((visibility("hidden")));

@@ -90,21 +90,6 @@ void batch_give_back(void)
 	}
 }
 
-/* Whether the rules can take chains: libunwind is loaded, or the process
- * listens (call_chain_want) and it is loaded now, at the first wait of an
- * event loop, while the process still has one thread. */
-static bool loop_chains_ready(void)
-{
-	if (likely(call_chain_ready()))
-		return true;
-	if (!call_chain_wanted() || atomic_load_explicit(&shim.threaded, memory_order_relaxed))
-		return false;
-	int saved = errno;
-	call_chain_load();
-	errno = saved;
-	return call_chain_ready();
-}
-
 int batch_fetch_max(int epfd, int max, struct epoll_queue **queue, bool *edge)
 {
 	*queue = NULL;
@@ -113,8 +98,8 @@ int batch_fetch_max(int epfd, int max, struct epoll_queue **queue, bool *edge)
 	bool valid = max > 0 && (size_t)max <= INT_MAX / sizeof(struct epoll_event);
 	struct loop_frames *f;
 	ctx_current(); /* events kept during an earlier attach go */
-	if (!valid || !shim.active || !shim.config.event_stacks || thread_ctx.in_shim ||
-	    !loop_chains_ready() || !(f = loop_frames()))
+	if (!valid || !shim.active || !shim.config.event_stacks || !call_chain_ready() ||
+	    thread_ctx.in_shim || !(f = loop_frames()))
 		return max;
 	/* Events the thread keeps are handed out first, whatever this wait
 	 * asks for: they come before anything the kernel has now. Those of
@@ -177,8 +162,7 @@ void batch_after_wait(void *wait_return)
 	struct event_batch_state *b = &thread_ctx.batch;
 	forget_wait();
 	struct loop_frames *f;
-	if (thread_ctx.in_shim || !shim.config.event_stacks || !loop_chains_ready() ||
-	    !(f = loop_frames()))
+	if (thread_ctx.in_shim || !shim.config.event_stacks || !(f = loop_frames()))
 		return;
 	struct call_chain chain;
 	call_chain_take(&chain);

@@ -35,8 +35,9 @@ static int accepted(int listen_fd, int fd)
 	return fd;
 }
 
-/* A process that listens serves: its event loops will want libunwind
- * (call_chain_want). */
+/* A process that listens serves: the event-loop rules get libunwind now
+ * (call_chain_load), while it has one thread, so that no other thread can
+ * hold the loader's lock waiting for this one. */
 EXPORT int listen(int s, int backlog)
 {
 	int (*fn)(int, int) = REAL(listen);
@@ -44,8 +45,11 @@ EXPORT int listen(int s, int backlog)
 		return (int)syscall(SYS_listen, s, backlog);
 	int r = fn(s, backlog);
 	if (r == 0 && shim.active && shim.config.event_stacks &&
-	    !atomic_load_explicit(&shim.threaded, memory_order_relaxed))
-		call_chain_want();
+	    !atomic_load_explicit(&shim.threaded, memory_order_relaxed)) {
+		int saved = errno;
+		call_chain_load();
+		errno = saved;
+	}
 	return r;
 }
 

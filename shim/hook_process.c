@@ -82,12 +82,6 @@ EXPORT int pthread_create(pthread_t *t, const pthread_attr_t *attr, void *(*fn)(
 	start->last_conn = thread_ctx.last_conn;
 	start->mode = thread_ctx.mode;
 	batch_give_back(); /* while this thread is still the only one */
-	if (shim.config.event_stacks && call_chain_wanted() &&
-	    !atomic_load_explicit(&shim.threaded, memory_order_relaxed)) {
-		int saved = errno;
-		call_chain_load(); /* the last moment it is safe: see call_chain.h */
-		errno = saved;
-	}
 	atomic_store_explicit(&shim.threaded, true, memory_order_relaxed);
 	int r = create(t, attr, thread_trampoline, start);
 	if (r != 0)
