@@ -81,7 +81,10 @@ EXPORT int pthread_create(pthread_t *t, const pthread_attr_t *attr, void *(*fn)(
 	start->request = thread_ctx.request;
 	start->last_conn = thread_ctx.last_conn;
 	start->mode = thread_ctx.mode;
-	batch_give_back(); /* while this thread is still the only one */
+	/* While this thread is still the only one: no thread of the program's
+	 * can set a disposition between the shim's look and its own set. */
+	batch_give_back();
+	fatal_signal_flush_ensure();
 	atomic_store_explicit(&shim.threaded, true, memory_order_relaxed);
 	int r = create(t, attr, thread_trampoline, start);
 	if (r != 0)
@@ -461,9 +464,11 @@ EXPORT int execle(const char *path, const char *arg0, ...)
 /* ---- fatal signals ----------------------------------------------------- */
 
 /* Signals whose default action ends the process, for which the shim
- * installs a handler if the program left the default in place at start-up.
- * The handler writes the pending lines and lets the default action happen
- * (SA_RESETHAND restored it; the signal is raised again). */
+ * installs a handler if the program left the default in place when it
+ * does so (fatal_signal_flush_ensure: when a line may first be pending, or
+ * just before the first thread starts; at attach). The handler writes the
+ * pending lines and lets the default action happen (SA_RESETHAND restored
+ * it; the signal is raised again). */
 static const int fatal_signals[] = {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT, SIGTERM};
 
 static void on_fatal_signal(int sig)
@@ -502,13 +507,13 @@ void install_fatal_signal_flush(void)
 
 void remove_fatal_signal_flush(void)
 {
-	atomic_store(&fatal_flush_installed, false);
 	for (size_t i = 0; i < sizeof(fatal_signals) / sizeof(fatal_signals[0]); i++) {
 		struct sigaction old;
 		if (sigaction(fatal_signals[i], NULL, &old) == 0 && !(old.sa_flags & SA_SIGINFO) &&
 		    old.sa_handler == on_fatal_signal)
 			signal(fatal_signals[i], SIG_DFL);
 	}
+	atomic_store(&fatal_flush_installed, false);
 }
 
 /* ---- system and popen -------------------------------------------------- */

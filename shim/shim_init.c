@@ -303,11 +303,13 @@ unsigned shim_activate(config_lookup lookup, bool attached)
 	if (!attached)
 		adopt_exec_request();
 	shim.pid = getpid();
-	/* Handlers for fatal signals go in once a line may be pending
-	 * (fatal_signal_flush_ensure); after a detach, lines a first attach
-	 * left may be. */
-	if (attached && STATE_WAS_MADE(MADE_SLOTS | MADE_BACKLOGS))
+	/* At start the handlers for fatal signals wait until a line may be
+	 * pending or a thread starts (fatal_signal_flush_ensure); attached,
+	 * the program's threads run already: they go in now. */
+	if (attached) {
+		atomic_store(&fatal_flush_installed, false);
 		install_fatal_signal_flush();
+	}
 	/* Audit records name every line's call site: the unwinder is loaded
 	 * now, while the program has one thread. */
 	shim.audit = shim.config.audit_dir_len > 0 && !attached;

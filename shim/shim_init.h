@@ -291,10 +291,13 @@ void install_fatal_signal_flush(void) HIDDEN __attribute__((cold));
 extern _Atomic bool fatal_flush_installed HIDDEN;
 
 /* Called where a line may first be left pending (a line slot or an output
- * backlog is taken): the handlers go in then, not at start, so that a
- * process that never holds a line (most short-lived ones: a CGI script's
- * shell, a `make` recipe) makes none of their twelve system calls, and the
- * program sees its signals' dispositions as it would bare until it does. */
+ * backlog is taken), and just before a process's first thread starts: the
+ * handlers go in then, not at start, so that a process that never holds a
+ * line (most short-lived ones: a CGI script's shell, a `make` recipe) makes
+ * none of their twelve system calls, and the program sees its signals'
+ * dispositions as it would bare until then; and never later than its
+ * first thread, so that no thread of the program's can set a disposition
+ * between the shim's look and its set. */
 static inline void fatal_signal_flush_ensure(void)
 {
 	if (__builtin_expect(!atomic_load_explicit(&fatal_flush_installed, memory_order_relaxed), 0))
