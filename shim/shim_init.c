@@ -128,13 +128,15 @@ static long raw_syscall3(long nr, long a, long b, long c)
 /* What sets a fork child's id counter apart from every other process's
  * that shares its key (id_generator_after_fork): with its pid, the time it
  * starts, which a later child under the same pid cannot share. The key is
- * the secret; this need only differ, and a clock read costs a fork child a
- * microsecond where getrandom, its first, cost 7 to 40 on this project's
- * VM. */
+ * the secret; this need only differ. The clock system call costs a fork
+ * child 1-3 us on this project's VM, where getrandom, its first, cost 7 to
+ * 40 (and libc's vDSO clock, two or three page faults more); refused (a
+ * sandbox's filter), the vDSO's. */
 static uint64_t fork_salt(void)
 {
 	struct timespec ts = {0, 0};
-	raw_syscall3(SYS_clock_gettime, CLOCK_MONOTONIC, (long)&ts, 0);
+	if (raw_syscall3(SYS_clock_gettime, CLOCK_MONOTONIC, (long)&ts, 0) != 0)
+		clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
