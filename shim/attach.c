@@ -155,7 +155,7 @@ static int scan_open_fds(struct instances *found)
 		if (open_fd_is_log(fd) && (st = fd_state_made(fd)))
 			atomic_fetch_or(&st->flags, FD_LOG);
 		else if (found->count < INSTANCES_MAX && is_epoll_instance(fd) &&
-			 epoll_map_adopt_instance(fd, shim.threaded))
+			 epoll_map_adopt_instance(fd, process.threaded))
 			found->fd[found->count++] = fd;
 	}
 	closedir(d);
@@ -350,7 +350,7 @@ static int attach_now(const char *settings)
 		return ATTACH_INVALID + (int)refused;
 	if (!shim.active)
 		return ATTACH_OK; /* REQID_DISABLE: nothing to do */
-	atomic_store_explicit(&shim.threaded, other_threads(), memory_order_relaxed);
+	atomic_store_explicit(&process.threaded, other_threads(), memory_order_relaxed);
 	struct instances instances = {0};
 	int highest = scan_open_fds(&instances);
 	mark_adoptable(highest);

@@ -63,7 +63,7 @@ struct image {
 /* home: the process the shim started in, or the fork child it became
  * (audit_after_fork). other: a child no fork handler ran in, whose pid the
  * kernel gives differs from home's (checked at every record): a raw
- * clone's, with memory of its own, whose shim.pid and cached tids are its
+ * clone's, with memory of its own, whose process.pid and cached tids are its
  * parent's; or a vfork child's, which shares its parent's memory until it
  * exits or execs: so home is never changed for it, and the parent finds
  * its image as it left it. */
@@ -443,7 +443,7 @@ void audit_request_answered(uint64_t serial)
 void audit_open(void)
 {
 	int saved = errno;
-	atomic_store_explicit(&home.pid, shim.pid, memory_order_relaxed);
+	atomic_store_explicit(&home.pid, process.pid, memory_order_relaxed);
 	channel_fd();
 	errno = saved;
 }
@@ -460,6 +460,6 @@ void audit_fd_closing(void)
 
 void audit_after_fork(void)
 {
-	new_image(&home, shim.pid);
+	new_image(&home, process.pid);
 	atomic_store_explicit(&other.pid, 0, memory_order_relaxed);
 }

@@ -94,7 +94,7 @@ static struct client *pool(void)
 void client_connected(int fd, const struct sockaddr *addr)
 {
 	if (!shim.config.propagate || (unsigned)fd >= FD_LIMIT ||
-	    (fd_class(fd) & (FD_CONN | FD_LOG | FD_SYSLOG)) || getpid() != shim.pid)
+	    (fd_class(fd) & (FD_CONN | FD_LOG | FD_SYSLOG)) || getpid() != process.pid)
 		return;
 	if (!is_tcp_stream(fd, addr))
 		return;
@@ -171,7 +171,7 @@ static bool outbound_ctx_load(struct outbound_ctx *o)
 {
 	uint64_t request = ctx_certain_request();
 	o->id_len = request_table_get(request, o->id);
-	o->traced = o->id_len && request_table_trace(request, &shim.ids, &o->trace);
+	o->traced = o->id_len && request_table_trace(request, &process.ids, &o->trace);
 	o->tracestate_len = o->traced ? request_table_tracestate(request, o->tracestate) : 0;
 	return o->id_len > 0;
 }
@@ -183,7 +183,7 @@ static size_t render(struct outbound_ctx *o, uint32_t seen, char *out)
 	char *p = out;
 	if (o->traced && !(seen & (1u << M_TRACEPARENT | 1u << M_TRACESTATE))) {
 		char parent[16], tp[TRACEPARENT_LEN];
-		span_id_generate(&shim.ids, parent);
+		span_id_generate(&process.ids, parent);
 		traceparent_format(&o->trace, parent, tp);
 		p = put(p, "traceparent: ", 13);
 		p = put(p, tp, sizeof(tp));

@@ -395,15 +395,15 @@ static void start_request(struct conn *c, const struct http_feed_result *r)
 	size_t len = r ? r->id_len : 0;
 	size_t line_len = r ? r->line_len : 0;
 	if (len == 0) {
-		id_generate(&shim.ids, generated);
+		id_generate(&process.ids, generated);
 		id = generated;
 		len = sizeof(generated);
 	}
 	struct trace_plan trace;
 	bool inbound = r && r->trace_valid;
-	trace_plan_start(&trace, inbound ? &r->trace : NULL, id, len, id == generated, &shim.ids);
+	trace_plan_start(&trace, inbound ? &r->trace : NULL, id, len, id == generated, &process.ids);
 	if (shim.traced_fields)
-		trace_plan_fill(&trace, &shim.ids);
+		trace_plan_fill(&trace, &process.ids);
 	uint32_t buckets = line_len ? request_line_buckets(r->line, line_len) : 0;
 	uint64_t serial = request_table_add(id, len, r ? r->line : NULL, line_len, buckets, &trace,
 					    inbound ? r->tracestate : NULL,

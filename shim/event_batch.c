@@ -119,7 +119,7 @@ int batch_fetch_max(int epfd, int max, struct epoll_queue **queue, bool *edge)
 	if (!epoll_map_one_waiter(epfd, ctx_tid()))
 		return 1;
 	if (epoll_map_has_edges(epfd)) {
-		if (atomic_load_explicit(&shim.threaded, memory_order_relaxed) || shim.attached)
+		if (atomic_load_explicit(&process.threaded, memory_order_relaxed) || shim.attached)
 			return 1;
 		*edge = true;
 	}

@@ -8,19 +8,20 @@
  * read.
  *
  * After fork every page either process first writes is copied: a fault
- * each (2 us or more on this project's VM). Globals marked FORK_HOT share one
- * section, so the linker lays them side by side and a child copies one
- * page for all of them. Never mark anything large or rarely written.
+ * and a copy each (about 10 us on this project's VM). Globals marked
+ * FORK_HOT share one section, so the linker lays them side by side and a
+ * child copies one page for all of them. Never mark anything large or
+ * rarely written.
  *
- * The one exception is the shim's state (shim_init.h), large, whose
- * fork-written fields are its last: FORK_HOT_FIRST puts it in a section
- * whose name sorts first (the library links with --sort-section=name), so
- * the FORK_HOT globals follow those fields whatever the order of files.
- * FORK_HOT_LAST puts the descriptor flags (conn_table.h) right after them:
- * their first entries, the low descriptors (stdio, whose log flags every
- * process sets at start; a fork server's connection, which its child
- * dup2()s onto 0 and 1), share that page, and a child writing them or a
- * process starting copies no page more for them.
+ * FORK_HOT_FIRST puts the per-process state (shim_init.h: pid, id
+ * generator), page-aligned, in a section whose name sorts first (the
+ * library links with --sort-section=name), so the FORK_HOT globals follow
+ * it on its page whatever the order of files. FORK_HOT_LAST puts the
+ * descriptor flags (conn_table.h) right after them: their first entries,
+ * the low descriptors (stdio, whose log flags every process sets at start;
+ * a fork server's connection, which its child dup2()s onto 0 and 1), share
+ * that page, and a child writing them or a process starting copies no page
+ * more for them.
  *
  * START_WRITTEN marks small globals every process reads and then writes as
  * it starts: they go to .data, not .bss. .data is small and its page is

@@ -45,7 +45,7 @@ EXPORT int listen(int s, int backlog)
 		return (int)syscall(SYS_listen, s, backlog);
 	int r = fn(s, backlog);
 	if (r == 0 && shim.active && shim.config.event_stacks &&
-	    !atomic_load_explicit(&shim.threaded, memory_order_relaxed)) {
+	    !atomic_load_explicit(&process.threaded, memory_order_relaxed)) {
 		int saved = errno;
 		call_chain_load();
 		errno = saved;

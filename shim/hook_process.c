@@ -85,7 +85,7 @@ EXPORT int pthread_create(pthread_t *t, const pthread_attr_t *attr, void *(*fn)(
 	 * can set a disposition between the shim's look and its own set. */
 	batch_give_back();
 	fatal_signal_flush_ensure();
-	atomic_store_explicit(&shim.threaded, true, memory_order_relaxed);
+	atomic_store_explicit(&process.threaded, true, memory_order_relaxed);
 	int r = create(t, attr, thread_trampoline, start);
 	if (r != 0)
 		free(start);
@@ -96,7 +96,7 @@ EXPORT int pthread_create(pthread_t *t, const pthread_attr_t *attr, void *(*fn)(
  * parent's memory (the lines are the parent's). */
 static void process_ending(void)
 {
-	if (shim.active && getpid() == shim.pid) {
+	if (shim.active && getpid() == process.pid) {
 		int saved = errno;
 		log_flush_all();
 		ctx_boundary();
@@ -265,7 +265,7 @@ static void fill_env(char *const *envp, size_t n, char **out, struct env_entries
 	if (len > 0)
 		out[k++] = env_entry(e->request, request_name, sizeof(request_name) - 1, id, len);
 	struct trace_ctx trace;
-	if (len > 0 && request_table_trace(request, &shim.ids, &trace)) {
+	if (len > 0 && request_table_trace(request, &process.ids, &trace)) {
 		char tp[TRACEPARENT_LEN];
 		traceparent_format(&trace, trace.span_id, tp);
 		out[k++] = env_entry(e->traceparent, traceparent_name, sizeof(traceparent_name) - 1,
@@ -297,7 +297,7 @@ static char *const *exec_env(char *const *envp, struct exec_env *e)
 	e->env = NULL;
 	if (!shim.active || !env_preloads_shim(envp))
 		return envp;
-	bool vfork_child = getpid() != shim.pid;
+	bool vfork_child = getpid() != process.pid;
 	size_t n = env_count(envp);
 	if (vfork_child) {
 		if (n + ENV_ADDED + 1 > VFORK_ENV_MAX)
@@ -489,7 +489,7 @@ _Atomic bool fatal_flush_installed FORK_HOT;
 
 void install_fatal_signal_flush(void)
 {
-	if (getpid() != shim.pid || atomic_exchange(&fatal_flush_installed, true))
+	if (getpid() != process.pid || atomic_exchange(&fatal_flush_installed, true))
 		return;
 	int saved = errno;
 	for (size_t i = 0; i < sizeof(fatal_signals) / sizeof(fatal_signals[0]); i++) {
@@ -621,7 +621,7 @@ EXPORT int system(const char *line)
 	int (*fn)(const char *) = REAL(system);
 	if (unlikely(!fn))
 		return -1;
-	if (!real.posix_spawn || getpid() != shim.pid)
+	if (!real.posix_spawn || getpid() != process.pid)
 		return fn(line);
 	struct exec_env e;
 	char *const *env = exec_env(environ, &e); /* environ itself: nothing to change */
@@ -640,7 +640,7 @@ static struct env_entries spawn_entries;
 char **spawn_environ_begin(void)
 {
 	char **saved = environ;
-	if (!shim.active || getpid() != shim.pid || !env_preloads_shim(saved))
+	if (!shim.active || getpid() != process.pid || !env_preloads_shim(saved))
 		return NULL;
 	process_lock();
 	size_t n = env_count(saved);

@@ -74,7 +74,7 @@ static inline void errno_restore(int saved)
  * A syscall: only for calls that would change them. */
 static inline bool own_process(void)
 {
-	return getpid() == shim.pid;
+	return getpid() == process.pid;
 }
 
 /* I/O on fd, a descriptor that is neither a connection nor a log: an

@@ -308,7 +308,7 @@ static inline void writer_id(struct writer *w, uint64_t request)
 	char id[REQUEST_ID_MAX];
 	struct trace_ctx trace;
 	size_t id_len = request ? request_table_get(request, id) : 0;
-	bool traced = id_len && shim.traced_fields && request_table_trace(request, &shim.ids, &trace);
+	bool traced = id_len && shim.traced_fields && request_table_trace(request, &process.ids, &trace);
 	if (id_len == 0 && shim.config.outside_len) {
 		memcpy(id, shim.config.outside, shim.config.outside_len);
 		id_len = shim.config.outside_len;
@@ -562,7 +562,7 @@ static __attribute__((noinline)) bool judge_loop(struct line_verdict *v)
 			/* Held so that the handler's later I/O on another
 			 * connection can take the id back, unless another thread
 			 * could write a line that must come after it meanwhile. */
-			if (!atomic_load_explicit(&shim.threaded, memory_order_relaxed))
+			if (!atomic_load_explicit(&process.threaded, memory_order_relaxed))
 				v->kind = HOLD_PROVEN;
 			else
 				v->kind = thread_ctx.held ? HOLD_DECIDED : EMIT;
@@ -668,7 +668,7 @@ static void hold_record(struct line_slot *s, size_t at, struct line_verdict v)
 	 * batch's lines to the batch's end (thread_ctx.h has no brackets for
 	 * it): no other thread's line can be due after them meanwhile. */
 	if ((v.kind == HOLD_PROVEN || v.kind == HOLD_BATCH) && (thread_ctx.watch & WATCH_CONNS) &&
-	    !atomic_load_explicit(&shim.threaded, memory_order_relaxed))
+	    !atomic_load_explicit(&process.threaded, memory_order_relaxed))
 		thread_ctx.batch.holding = true;
 	if (unlikely(shim.audit)) {
 		r.audit = audit_held_number();

@@ -39,7 +39,10 @@ struct real_functions real;
 /* Page-aligned: its first page is exactly the log paths (which a process
  * without REQID_LOG_PATHS never touches), and the rest, which every
  * process writes at start, one page. */
-struct shim_state shim FORK_HOT_FIRST __attribute__((aligned(4096)));
+struct shim_state shim __attribute__((aligned(4096)));
+/* Page-aligned, and first of the FORK_HOT globals: with them and the low
+ * descriptors' flags, one page for all a fork child writes of them. */
+struct process_state process FORK_HOT_FIRST __attribute__((aligned(4096)));
 
 /* What pthread_atfork does (its libc_nonshared.a stub): called directly, so
  * that stub, which the linker puts at the far end of the library's code,
@@ -109,7 +112,7 @@ static void seed_ids(void)
 		memcpy(key, &a, 8);
 		memcpy(key + 8, &b, 8);
 	}
-	id_generator_seed(&shim.ids, key);
+	id_generator_seed(&process.ids, key);
 }
 
 /* A system call made directly, not through libc's wrapper: a fork child
@@ -144,9 +147,9 @@ static uint64_t fork_salt(void)
  * at its next write (fork made them copy-on-write). */
 static FORK_PATH void after_fork_child(void)
 {
-	shim.pid = (pid_t)raw_syscall3(SYS_getpid, 0, 0, 0);
-	atomic_store_explicit(&shim.threaded, false, memory_order_relaxed);
-	id_generator_after_fork(&shim.ids, (uint32_t)shim.pid, fork_salt());
+	process.pid = (pid_t)raw_syscall3(SYS_getpid, 0, 0, 0);
+	atomic_store_explicit(&process.threaded, false, memory_order_relaxed);
+	id_generator_after_fork(&process.ids, (uint32_t)process.pid, fork_salt());
 	log_forget_all();
 	epoll_map_after_fork();
 	got_patch_after_fork();
@@ -249,7 +252,7 @@ static void adopt_exec_request(void)
 	struct traceparent parent;
 	struct trace_plan trace;
 	bool valid = tp && traceparent_parse(tp, strlen(tp), &parent);
-	trace_plan_start(&trace, valid ? &parent : NULL, id, strlen(id), false, &shim.ids);
+	trace_plan_start(&trace, valid ? &parent : NULL, id, strlen(id), false, &process.ids);
 	if (valid)
 		trace_plan_give_span(&trace, parent.parent_id);
 	char state[TRACESTATE_MAX];
@@ -304,7 +307,7 @@ unsigned shim_activate(config_lookup lookup, bool attached)
 	mark_log_fds(attached);
 	if (!attached)
 		adopt_exec_request();
-	shim.pid = getpid();
+	process.pid = getpid();
 	/* At start the handlers for fatal signals wait until a line may be
 	 * pending or a thread starts (fatal_signal_flush_ensure); attached,
 	 * the program's threads run already: they go in now. */
@@ -357,7 +360,7 @@ __attribute__((destructor)) static void shim_stop(void)
 {
 	if (!shim.active ||
 	    !STATE_WAS_MADE(MADE_SLOTS | MADE_BACKLOGS | MADE_STREAM_MARKS) ||
-	    getpid() != shim.pid)
+	    getpid() != process.pid)
 		return;
 	stdio_reclaim_all();
 	if (!STATE_WAS_MADE(MADE_SLOTS | MADE_BACKLOGS))

@@ -182,13 +182,13 @@ enum made_state {
 };
 
 /* Whether state of kind bit was ever made (enum made_state). */
-#define STATE_WAS_MADE(bit) ((atomic_load_explicit(&shim.made, memory_order_relaxed) & (bit)) != 0)
+#define STATE_WAS_MADE(bit) ((atomic_load_explicit(&process.made, memory_order_relaxed) & (bit)) != 0)
 
 /* Marks that state of kind bit exists (enum made_state). */
 #define STATE_MADE(bit)                                                                 \
 	do {                                                                            \
 		if (!STATE_WAS_MADE(bit))                                               \
-			atomic_fetch_or(&shim.made, (bit));                             \
+			atomic_fetch_or(&process.made, (bit));                             \
 	} while (0)
 
 struct shim_state {
@@ -206,8 +206,11 @@ struct shim_state {
 	struct line_style style;
 	struct line_style syslog_style; /* style, with the CEE cookie for json */
 	bool traced_fields;       /* lines carry trace_id or span_id */
-	/* Written in fork children: last, beside the FORK_HOT globals that
-	 * follow the struct (fork_hot.h). */
+};
+
+/* What a fork child writes of the process's state: first on the page the
+ * FORK_HOT globals and the low descriptors' flags share (fork_hot.h). */
+struct process_state {
 	_Atomic bool threaded;    /* this process started a thread (fork
 				     children begin without) */
 	pid_t pid;                /* this process (updated in fork children) */
@@ -218,6 +221,7 @@ struct shim_state {
 
 extern struct real_functions real HIDDEN;
 extern struct shim_state shim HIDDEN;
+extern struct process_state process HIDDEN;
 
 /* Reads the settings through lookup and, unless they disable it, makes the
  * shim active: at start (from the environment) or when `reqid attach`

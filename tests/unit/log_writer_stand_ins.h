@@ -21,6 +21,7 @@
 #include "thread_ctx.h"
 
 struct shim_state shim;
+struct process_state process;
 struct real_functions real;
 _Atomic bool fatal_flush_installed;
 

@@ -33,6 +33,7 @@
 #include "audit_off.h"
 
 struct shim_state shim;
+struct process_state process;
 struct real_functions real;
 
 /* The thread's request: what the outbound requests are part of. */
@@ -62,8 +63,8 @@ static int setup(void **state)
 	memset(&shim, 0, sizeof(shim));
 	config_parse(&shim.config, no_environment);
 	header_matcher_init(&shim.matcher, &shim.config);
-	id_generator_seed(&shim.ids, key);
-	shim.pid = getpid();
+	id_generator_seed(&process.ids, key);
+	process.pid = getpid();
 	real.writev = writev;
 	real.sendmsg = sendmsg;
 	current_request = request_table_add("out-a", 5, NULL, 0, 0, NULL, NULL, 0);

@@ -51,6 +51,7 @@
 #include "audit_off.h"
 
 struct shim_state shim;
+struct process_state process;
 struct real_functions real;
 
 static const char *no_environment(const char *name)
@@ -66,7 +67,7 @@ static int setup(void **state)
 	memset(&shim, 0, sizeof(shim));
 	config_parse(&shim.config, no_environment);
 	header_matcher_init(&shim.matcher, &shim.config);
-	id_generator_seed(&shim.ids, key);
+	id_generator_seed(&process.ids, key);
 	for (unsigned fd = 0; fd < FD_LIMIT; fd += CONN_CHUNK)
 		if (conn_entry((int)fd))
 			memset(conn_entry((int)fd), 0, CONN_CHUNK * sizeof(struct conn));
@@ -221,7 +222,7 @@ static void test_heads_over_two_reads(void **state)
 	for (int i = 0; i < 3; i++) {
 		assert_string_equal(id_on(fds[i]), ids[i]);
 		struct trace_ctx t;
-		assert_true(request_table_trace(conn_request(fds[i]), &shim.ids, &t));
+		assert_true(request_table_trace(conn_request(fds[i]), &process.ids, &t));
 		assert_memory_equal(t.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736", 32);
 	}
 	expect_store_empty();

@@ -29,6 +29,7 @@
 #include "audit_off.h"
 
 struct shim_state shim;
+struct process_state process;
 struct real_functions real;
 
 enum { EP = 5, EP2 = 6 };

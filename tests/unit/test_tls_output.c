@@ -34,6 +34,7 @@
 #include "audit_off.h"
 
 struct shim_state shim;
+struct process_state process;
 struct real_functions real;
 
 /* thread_ctx.c's, which the test does not link: conn_output names the
@@ -59,7 +60,7 @@ static int setup(void **state)
 	memset(&shim, 0, sizeof(shim));
 	config_parse(&shim.config, no_environment);
 	header_matcher_init(&shim.matcher, &shim.config);
-	id_generator_seed(&shim.ids, key);
+	id_generator_seed(&process.ids, key);
 	return 0;
 }
 
