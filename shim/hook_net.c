@@ -9,6 +9,7 @@
  * (MSG_PEEK) or did not see (MSG_TRUNC), and never drop the caller's flags.
  */
 #include "hooks.h"
+#include "line_format.h"
 
 #include "call_chain.h"
 #include "event_batch.h"
@@ -44,6 +45,8 @@ EXPORT int listen(int s, int backlog)
 	if (unlikely(!fn))
 		return (int)syscall(SYS_listen, s, backlog);
 	int r = fn(s, backlog);
+	if (r == 0 && shim.active)
+		line_format_prepare();
 	if (r == 0 && shim.active && shim.config.event_stacks &&
 	    !atomic_load_explicit(&process.threaded, memory_order_relaxed)) {
 		int saved = errno;

@@ -302,8 +302,9 @@ __attribute__((target("avx2"))) static inline size_t copy_plain_run_avx2(const u
 	return done;
 }
 
-/* 0: not asked yet, 1: no AVX2, 2: AVX2. A fork server's parent may never
- * ask: every child does, on the page it writes anyway (fork_hot.h). */
+/* 0: not asked yet, 1: no AVX2, 2: AVX2. On the page a fork child writes
+ * anyway (fork_hot.h); a fork server's parent asks when it listens
+ * (line_format_prepare). */
 static _Atomic int avx2_known FORK_HOT;
 
 /* Whether AVX2 is usable (the processor has it, the kernel saves its
@@ -323,6 +324,11 @@ static inline bool has_avx2(void)
 {
 	int k = atomic_load_explicit(&avx2_known, memory_order_relaxed);
 	return __builtin_expect(k == 0, 0) ? ask_avx2() : k == 2;
+}
+
+void line_format_prepare(void)
+{
+	(void)has_avx2();
 }
 
 static char *escape_byte(char *o, unsigned char b, bool surrogate)

@@ -102,4 +102,9 @@ size_t syslog_header_len(const char *msg, size_t len);
  * returns the number of bytes written. */
 size_t json_escape(const char *in, size_t len, char *out);
 
+/* Finds out now whether the escaping can use AVX2 (it asks glibc once): a
+ * server that listens asks before it forks its children, which inherit the
+ * answer rather than each mapping the libc code that gives it. */
+void line_format_prepare(void);
+
 #endif
