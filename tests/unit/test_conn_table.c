@@ -719,9 +719,16 @@ static void *stress_stale_reader(void *arg)
 	(void)arg;
 	char req[128];
 	for (unsigned n = 0; !atomic_load(&stress_done); n++) {
-		unsigned closes = atomic_load(&stale_closes);
+		/* The read begins: its generation, taken with no close counted
+		 * meanwhile (else it could be a later connection's, even the
+		 * one being served when the wait below ends at once). */
+		unsigned closes;
+		uint8_t generation;
+		do {
+			closes = atomic_load(&stale_closes);
+			generation = conn_generation(shared_fds[0]);
+		} while (atomic_load(&stale_closes) != closes);
 		atomic_store(&stale_mark, closes);
-		uint8_t generation = conn_generation(shared_fds[0]);
 		while ((atomic_load(&stale_closes) < closes + 2 || !(fd_class(shared_fds[0]) & FD_CONN)) &&
 		       !atomic_load(&stress_done))
 			;
