@@ -318,6 +318,17 @@ void batch_note_conn_io(int fd, const struct call_chain *chain)
 	b->io_conn = (uint32_t)conn_fd(fd) + 1;
 }
 
+/* The lines held before the batch's first I/O get request (0: none), and
+ * go out now unless the batch keeps its lines to its end (before another
+ * thread's later lines). */
+static void resolve_held(struct event_batch_state *b, uint64_t request)
+{
+	b->resolve_held = false;
+	log_resolve_batch(b->site, request);
+	if (!b->holding)
+		ctx_release_batch();
+}
+
 void batch_after_conn_io(int fd, bool wrote, bool moved)
 {
 	struct event_batch_state *b = &thread_ctx.batch;
@@ -331,12 +342,8 @@ void batch_after_conn_io(int fd, bool wrote, bool moved)
 		 * handler call. */
 		b->ready_ways &= (uint8_t)~READY_UNCHECKED;
 		if (!(b->ready_ways & (wrote ? READY_WRITE : READY_READ))) {
-			if (b->resolve_held) {
-				b->resolve_held = false;
-				log_resolve_batch(b->site, 0);
-				if (!b->holding)
-					ctx_release_batch();
-			}
+			if (b->resolve_held)
+				resolve_held(b, 0);
 			b->conn = 0;
 			b->site = 0;
 			return;
@@ -355,13 +362,8 @@ void batch_after_conn_io(int fd, bool wrote, bool moved)
 		 * the connection both before and after it. One the I/O began or
 		 * ended (a read of the next request) leaves them none: they may
 		 * be about either. */
-		b->resolve_held = false;
 		bool same = b->moved && b->request == before && conn_of(fd)->kind == CONN_HTTP;
-		log_resolve_batch(b->site, same ? b->request : 0);
-		/* Decided: unless the batch keeps its lines to its end, they go
-		 * out now, before another thread's later lines. */
-		if (!b->holding)
-			ctx_release_batch();
+		resolve_held(b, same ? b->request : 0);
 	}
 }
 
