@@ -36,19 +36,20 @@ static int accepted(int listen_fd, int fd)
 	return fd;
 }
 
-/* A process that listens serves: the event-loop rules get libunwind now
- * (call_chain_load), while it has one thread, so that no other thread can
- * hold the loader's lock waiting for this one. */
+/* A process that listens serves: it answers the AVX2 question before it
+ * forks children (line_format_prepare), and the event-loop rules get
+ * libunwind now (call_chain_load), while it has one thread, so that no
+ * other thread can hold the loader's lock waiting for this one. */
 EXPORT int listen(int s, int backlog)
 {
 	int (*fn)(int, int) = REAL(listen);
 	if (unlikely(!fn))
 		return (int)syscall(SYS_listen, s, backlog);
 	int r = fn(s, backlog);
-	if (r == 0 && shim.active)
-		line_format_prepare();
-	if (r == 0 && shim.active && shim.config.event_stacks &&
-	    !atomic_load_explicit(&process.threaded, memory_order_relaxed)) {
+	if (r != 0 || !shim.active)
+		return r;
+	line_format_prepare();
+	if (shim.config.event_stacks && !atomic_load_explicit(&process.threaded, memory_order_relaxed)) {
 		int saved = errno;
 		call_chain_load();
 		errno = saved;
