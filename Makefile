@@ -12,7 +12,7 @@ WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Werr
 BUILD   := build
 
 # Pure logic: no interposition, unit-tested and fuzzable as plain functions.
-PURE_SRCS := shim/config.c shim/request_id.c shim/traceparent.c shim/trace_context.c shim/tracestate.c \
+PURE_SRCS := shim/frame_rule.c shim/config.c shim/request_id.c shim/traceparent.c shim/trace_context.c shim/tracestate.c \
              shim/http_parser.c shim/http_response.c shim/line_format.c shim/path_glob.c \
              shim/audit_record.c
 # Interposition glue and the state it keeps.
@@ -106,25 +106,28 @@ UNIT_TABLES_test_tls_output := shim/conn_output.c shim/insert_output.c shim/conn
 UNIT_TABLES_test_client_tls_output := shim/client_output.c shim/insert_output.c shim/conn_table.c shim/head_store.c shim/request_table.c
 UNIT_TABLES_test_log_slots := shim/log_writer.c shim/log_output.c shim/request_table.c
 UNIT_TABLES_test_epoll_queue := shim/epoll_queue.c shim/epoll_map.c shim/conn_table.c shim/head_store.c shim/request_table.c
+UNIT_TABLES_test_call_chain := shim/call_chain.c
+UNIT_LIBS_test_call_chain := -lunwind
 
 .SECONDEXPANSION:
 $(BUILD)/unit/%: tests/unit/%.c $(PURE_SRCS) $$(UNIT_TABLES_$$*) $(SHIM_HDRS) | $(BUILD)/unit
 	$(CC) $(CFLAGS) $(WARN) -D_GNU_SOURCE -Ishim -pthread -o $@ $< $(PURE_SRCS) \
-	  $(UNIT_TABLES_$*) -lcmocka -lxxhash
+	  $(UNIT_TABLES_$*) -lcmocka -lxxhash $(UNIT_LIBS_$*)
 
 $(BUILD)/unit-asan/%: tests/unit/%.c $(PURE_SRCS) $$(UNIT_TABLES_$$*) $(SHIM_HDRS) | $(BUILD)/unit-asan
 	$(CC) -O1 -g $(WARN) -fsanitize=address,undefined -fno-sanitize-recover=all \
 	  -fno-omit-frame-pointer -D_GNU_SOURCE -Ishim -pthread -o $@ $< $(PURE_SRCS) \
-	  $(UNIT_TABLES_$*) -lcmocka -lxxhash
+	  $(UNIT_TABLES_$*) -lcmocka -lxxhash $(UNIT_LIBS_$*)
 
 # Unit tests whose stress cases hammer a lock-free table from many threads
 # (the request table's seqlocked rings; the connection table's entries,
-# copies and pages; the line slots, drained by other threads), under
-# ThreadSanitizer (it does not model fences: -Wno-tsan).
-TSAN_TESTS := test_request_table test_conn_table test_log_slots
+# copies and pages; the line slots, drained by other threads; the call
+# chains' shared cache of frame rules), under ThreadSanitizer (it does not
+# model fences: -Wno-tsan).
+TSAN_TESTS := test_request_table test_conn_table test_log_slots test_call_chain
 $(BUILD)/unit-tsan/%: tests/unit/%.c $(PURE_SRCS) $$(UNIT_TABLES_$$*) $(SHIM_HDRS) | $(BUILD)/unit-tsan
 	$(CC) -O1 -g $(WARN) -Wno-tsan -fsanitize=thread -D_GNU_SOURCE -Ishim -pthread -o $@ $< \
-	  $(PURE_SRCS) $(UNIT_TABLES_$*) -lcmocka -lxxhash
+	  $(PURE_SRCS) $(UNIT_TABLES_$*) -lcmocka -lxxhash $(UNIT_LIBS_$*)
 
 servers: $(addprefix $(BUILD)/servers/,$(SERVERS))
 

@@ -3,8 +3,11 @@
  * event-loop rule (event_batch.h): which function activations are live when
  * a line is written.
  *
- * Addresses come from libunwind's unw_backtrace (the CFI-driven fast path, a
- * few ns per frame), never from reading stack slots by guess. A chain that
+ * Addresses come from the modules' own unwind tables (frame_rule.h: the
+ * return address and rbp where the CFI says a frame keeps them, the rule
+ * for each address cached, a few ns per frame), or, when a frame is not of
+ * the common shape or has no table, from libunwind's unw_backtrace for the
+ * whole chain; never from reading stack slots by guess. A chain that
  * cannot be had whole or cannot be trusted is reported as none, and the
  * rules then prove nothing: deeper than CHAIN_MAX; taken while the thread
  * is already unwinding (a signal handler interrupted it); running through
@@ -48,7 +51,8 @@ struct call_chain {
 void call_chain_take(struct call_chain *chain) __attribute__((visibility("hidden")));
 
 /* The start of the function return address ip is in, from its unwind
- * table; 0 if unknown. Slow (microseconds): cache it. */
+ * table (or libunwind's answer); 0 if unknown. Slow (microseconds): cache
+ * it. */
 uintptr_t call_chain_function(const void *ip) __attribute__((visibility("hidden")));
 
 /* Whether the calling thread is inside call_chain_take (libunwind calling

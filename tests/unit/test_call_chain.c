@@ -1,0 +1,232 @@
+/*
+ * test_call_chain.c - unit tests for shim/call_chain.c: the chains its own
+ * walk gives (frame rules, cached) against libunwind's unw_backtrace from
+ * the same function, frame for frame: through plain and recursive calls, a
+ * frame whose address is rbp-based (alloca), a thread's stack out to its
+ * first frame, again once every rule is cached, and from four threads at
+ * once while the shared rule cache fills; through a function without
+ * unwind tables (the walk gives way to libunwind, whose chain is taken);
+ * and no chain at all deeper than CHAIN_MAX or inside a signal handler.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <alloca.h>
+#include <libunwind.h>
+#include <pthread.h>
+#include <signal.h>
+#include <string.h>
+
+#include "call_chain.h"
+
+/* Both chains from one function. Ours starts in call_chain_take and then
+ * has this function's own return address into its caller; libunwind's
+ * starts with that one. */
+struct both {
+	struct call_chain ours;
+	void *theirs[CHAIN_MAX];
+	int their_count;
+};
+
+static bool without_libunwind; /* in threads other than main under TSan */
+
+static __attribute__((noinline)) void take_both(struct both *b)
+{
+	call_chain_take(&b->ours);
+	b->their_count = without_libunwind ? 0 : unw_backtrace(b->theirs, CHAIN_MAX);
+	__asm__ volatile("" ::: "memory");
+}
+
+static void expect_same(const struct both *b)
+{
+	assert_true(b->ours.count > 2);
+	/* ours: [in call_chain_take, in take_both, caller...];
+	 * theirs: [in take_both, caller...] */
+	assert_int_equal(b->ours.count - 2, b->their_count - 1);
+	for (int i = 1; i < b->their_count; i++)
+		assert_ptr_equal(b->ours.frames[i + 1], b->theirs[i]);
+}
+
+static __attribute__((noinline)) int recurse(int depth, struct both *b)
+{
+	if (depth == 0) {
+		take_both(b);
+		return 0;
+	}
+	int r = recurse(depth - 1, b);
+	__asm__ volatile("" ::: "memory");
+	return r + 1;
+}
+
+static void test_recursion(void **state)
+{
+	(void)state;
+	struct both b;
+	for (int round = 0; round < 3; round++) { /* the first fills the cache */
+		recurse(5, &b);
+		expect_same(&b);
+	}
+}
+
+static __attribute__((noinline)) int with_alloca(size_t n, struct both *b)
+{
+	char *p = alloca(n);
+	memset(p, 1, n);
+	__asm__ volatile("" ::"r"(p) : "memory");
+	recurse(2, b);
+	return p[n - 1];
+}
+
+static void test_rbp_frame(void **state)
+{
+	(void)state;
+	struct both b;
+	for (int round = 0; round < 2; round++) {
+		with_alloca(4000, &b);
+		expect_same(&b);
+	}
+}
+
+static void *thread_main(void *arg)
+{
+	recurse(3, arg);
+	return NULL;
+}
+
+static void test_thread(void **state)
+{
+	(void)state;
+#ifdef __SANITIZE_THREAD__
+	skip(); /* libunwind's per-thread cache faults at thread exit under TSan */
+#endif
+	struct both b;
+	for (int round = 0; round < 2; round++) {
+		pthread_t t;
+		assert_int_equal(pthread_create(&t, NULL, thread_main, &b), 0);
+		pthread_join(t, NULL);
+		expect_same(&b);
+	}
+}
+
+/* Each thread, at depths that put different addresses in the shared
+ * cache's sets, takes the chain at each depth again and again: every one
+ * must be the same as its first. (Against its own chains, not libunwind's:
+ * under ThreadSanitizer libunwind's per-thread cache faults as the thread
+ * ends, in its destructor.) */
+static void *compare_often(void *arg)
+{
+	struct call_chain first[7];
+	long mismatches = 0;
+	for (int i = 0; i < 7 * 60; i++) {
+		int depth = (int)((long)arg + i) % 7;
+		struct both b;
+		recurse(depth, &b);
+		if (i < 7)
+			first[depth] = b.ours;
+		else if (b.ours.count != first[depth].count || b.ours.count == 0 ||
+			 memcmp(b.ours.frames, first[depth].frames,
+				(size_t)b.ours.count * sizeof(void *)) != 0)
+			mismatches++;
+	}
+	return (void *)mismatches;
+}
+
+static void test_threads_at_once(void **state)
+{
+	(void)state;
+	without_libunwind = true;
+	pthread_t t[4];
+	for (long i = 0; i < 4; i++)
+		assert_int_equal(pthread_create(&t[i], NULL, compare_often, (void *)i), 0);
+	for (int i = 0; i < 4; i++) {
+		void *mismatches;
+		pthread_join(t[i], &mismatches);
+		assert_int_equal((long)mismatches, 0);
+	}
+	without_libunwind = false;
+}
+
+static void test_too_deep(void **state)
+{
+	(void)state;
+	struct both b;
+	recurse(CHAIN_MAX + 4, &b);
+	assert_int_equal(b.ours.count, 0);
+}
+
+/* A function with no unwind table entry: it keeps a frame pointer, which
+ * libunwind follows (and the frame rules do not). */
+void through_no_tables(void (*fn)(struct both *), struct both *b);
+__asm__(".text\n"
+	".globl through_no_tables\n"
+	".type through_no_tables, @function\n"
+	"through_no_tables:\n"
+	"	push %rbp\n"
+	"	mov %rsp, %rbp\n"
+	"	mov %rdi, %rax\n"
+	"	mov %rsi, %rdi\n"
+	"	call *%rax\n"
+	"	pop %rbp\n"
+	"	ret\n"
+	".size through_no_tables, .-through_no_tables\n");
+
+static __attribute__((noinline)) void call_through(struct both *b)
+{
+	through_no_tables(take_both, b);
+	__asm__ volatile("" ::: "memory");
+}
+
+static void test_frame_without_tables(void **state)
+{
+	(void)state;
+	struct both b;
+	call_through(&b);
+	/* the chain is libunwind's: it crosses the function without tables */
+	expect_same(&b);
+	void *inside = (void *)through_no_tables;
+	bool crossed = false;
+	for (int i = 0; i < b.ours.count; i++)
+		if (b.ours.frames[i] > inside && (char *)b.ours.frames[i] < (char *)inside + 16)
+			crossed = true;
+	assert_true(crossed);
+}
+
+static struct call_chain in_handler;
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	call_chain_take(&in_handler);
+}
+
+static void test_signal_handler(void **state)
+{
+	(void)state;
+	struct sigaction sa;
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = on_signal;
+	sigaction(SIGUSR1, &sa, NULL);
+	in_handler.count = -1;
+	raise(SIGUSR1);
+	assert_int_equal(in_handler.count, 0);
+	signal(SIGUSR1, SIG_DFL);
+}
+
+int main(void)
+{
+	call_chain_load();
+	assert_true(call_chain_ready());
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_recursion),
+		cmocka_unit_test(test_rbp_frame),
+		cmocka_unit_test(test_thread),
+		cmocka_unit_test(test_threads_at_once),
+		cmocka_unit_test(test_too_deep),
+		cmocka_unit_test(test_frame_without_tables),
+		cmocka_unit_test(test_signal_handler),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
