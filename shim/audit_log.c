@@ -359,7 +359,7 @@ static __attribute__((noinline)) void line_with_frames(struct image *img,
 						       uint32_t held, const char *text, size_t len)
 {
 	struct call_chain chain;
-	call_chain_take(&chain);
+	call_chain_take(&chain, NULL);
 	if (new_module_in(&chain))
 		rewrite_map(img);
 	char buf[RECORD_SIZE];

@@ -132,13 +132,13 @@ void call_chain_fd_closing(int fd)
 		atomic_store(&chains_off, true);
 }
 
-/* The unwind table of the module whose code holds pc, found with
- * dl_iterate_phdr (the loader's lock, as libunwind takes it on its cache
- * misses); and the loader's count of modules unloaded so far. */
+/* The rule for pc from the unwind table of the module whose code holds it,
+ * read while dl_iterate_phdr holds the loader's lock (so no dlclose unmaps
+ * the table meanwhile; libunwind takes that lock on its cache misses too);
+ * and the loader's count of modules unloaded so far. */
 struct module_search {
 	uintptr_t pc;
-	struct unwind_table table;
-	bool found;
+	struct frame_rule rule;
 	unsigned long long unloaded;
 };
 
@@ -166,8 +166,8 @@ static int find_module(struct dl_phdr_info *info, size_t size, void *arg)
 			uintptr_t start = info->dlpi_addr + ph->p_vaddr;
 			if (ph->p_type == PT_LOAD && (ph->p_flags & PF_R) && hdr >= start &&
 			    hdr - start < ph->p_filesz) {
-				m->table = (struct unwind_table){hdr, start, start + ph->p_filesz};
-				m->found = true;
+				struct unwind_table t = {hdr, start, start + ph->p_filesz};
+				m->rule = frame_rule_find(&t, m->pc);
 			}
 		}
 	}
@@ -176,35 +176,38 @@ static int find_module(struct dl_phdr_info *info, size_t size, void *arg)
 
 static struct frame_rule rule_from_tables(uintptr_t pc, unsigned long long *unloaded)
 {
-	struct module_search m = {pc, {0, 0, 0}, false, 0};
+	struct module_search m = {pc, {FRAME_UNKNOWN, false, false, 0, 0, 0}, 0};
 	dl_iterate_phdr(find_module, &m);
 	if (unloaded)
 		*unloaded = m.unloaded;
-	if (!m.found)
-		return (struct frame_rule){FRAME_UNKNOWN, false, false, 0, 0, 0};
-	return frame_rule_find(&m.table, pc);
+	return m.rule;
 }
 
 /* Frame rules by address, shared by all threads: sets of RULE_WAYS
- * entries, one cache line each, each set under a sequence count (odd while
- * its one writer fills it; a reader that sees it odd or changed, or a set
- * of another generation, misses). The generation moves when a miss finds
- * the loader has unloaded a module since the one before: a module later
- * loaded where an unloaded one was is walked by the old rules only at
- * addresses cached for both until its first miss (libunwind's cache is
- * never emptied). 3072 rules, 64 KiB, touched as they fill. */
-#define RULE_SET_BITS 10
+ * entries, one cache line each. An entry's tag is its address with a count
+ * of the writes to the entry above it; a reader reads the tag, the rule
+ * and the tag again, and takes the rule only if the tag has not changed. A
+ * writer (one per set at a time, by the set's lock; a thread that finds it
+ * taken does not cache) first sets the address in the tag to RULE_FILLING.
+ * A rule carries the generation it was made in (20 bits); the generation
+ * moves when a miss finds the loader has unloaded a module since the one
+ * before: a module later loaded where an unloaded one was is walked by the
+ * old rules only at addresses cached (or walks remembered, chain_memo) for
+ * both until its first miss (libunwind's cache is never emptied). 6144
+ * rules, 128 KiB, touched as they fill. */
+#define RULE_SET_BITS 11
 #define RULE_SETS (1u << RULE_SET_BITS)
 #define RULE_WAYS 3
+#define TAG_PC_BITS 47 /* user addresses, below 2^47: others are not cached */
+#define TAG_PC ((1ull << TAG_PC_BITS) - 1)
+#define RULE_FILLING 1ull /* never a looked-up address */
 
 struct rule_set {
-	_Atomic uint32_t seq;
-	uint32_t generation;
-	uint32_t next;
-	uint32_t unused;
+	_Atomic bool locked;
+	uint8_t next;
 	struct {
-		uintptr_t pc;
-		uint64_t rule;
+		_Atomic uint64_t tag;
+		_Atomic uint64_t rule;
 	} way[RULE_WAYS];
 } __attribute__((aligned(64)));
 
@@ -212,19 +215,42 @@ static struct rule_set rule_sets[RULE_SETS];
 static _Atomic uint32_t rule_generation;
 static _Atomic unsigned long long rules_unloaded;
 
-/* A rule in one word: kind, whether the frame address is from rbp, whether
- * rbp is saved; rbp's slot (16 bits) and the frame address's offset. A
- * rule that does not fit is kept as FRAME_UNKNOWN. */
-#define PACKED_FROM_RBP 0x100u
-#define PACKED_RBP_SAVED 0x200u
+/* A rule in one word: kind (2 bits), whether the frame address is from
+ * rbp, whether rbp is saved, the generation (20 bits), rbp's slot (16
+ * bits, signed) and the frame address's offset (24 bits). A rule that does
+ * not fit is kept as FRAME_UNKNOWN. */
+#define PACKED_KIND 0x3u
+#define PACKED_FROM_RBP 0x4u
+#define PACKED_RBP_SAVED 0x8u
+#define PACKED_GENERATION 0xfffff0u
+#define PACKED_SLOT_SHIFT 24
+#define PACKED_OFFSET_SHIFT 40
 
-static uint64_t pack_rule(struct frame_rule r)
+static uint64_t packed_generation(uint32_t generation)
 {
-	if (r.kind == FRAME_STEP && (r.rbp_slot < INT16_MIN || r.rbp_slot > INT16_MAX))
-		return FRAME_UNKNOWN;
+	return ((uint64_t)generation << 4) & PACKED_GENERATION;
+}
+
+static uint64_t pack_rule(struct frame_rule r, uint32_t generation)
+{
+	uint64_t g = packed_generation(generation);
+	if (r.kind == FRAME_STEP && (r.rbp_slot < INT16_MIN || r.rbp_slot > INT16_MAX ||
+				     r.cfa_offset >= (1 << 24)))
+		return FRAME_UNKNOWN | g;
 	return (uint64_t)r.kind | (r.cfa_from_rbp ? PACKED_FROM_RBP : 0) |
-	       (r.rbp_saved ? PACKED_RBP_SAVED : 0) | (uint64_t)(uint16_t)(int16_t)r.rbp_slot << 16 |
-	       (uint64_t)(uint32_t)r.cfa_offset << 32;
+	       (r.rbp_saved ? PACKED_RBP_SAVED : 0) | g |
+	       (uint64_t)(uint16_t)(int16_t)r.rbp_slot << PACKED_SLOT_SHIFT |
+	       (uint64_t)(uint32_t)r.cfa_offset << PACKED_OFFSET_SHIFT;
+}
+
+static int64_t rule_cfa_offset(uint64_t rule)
+{
+	return (int64_t)(rule >> PACKED_OFFSET_SHIFT);
+}
+
+static int64_t rule_rbp_slot(uint64_t rule)
+{
+	return (int16_t)(uint16_t)(rule >> PACKED_SLOT_SHIFT);
 }
 
 static struct rule_set *rule_set_of(uintptr_t pc)
@@ -232,92 +258,196 @@ static struct rule_set *rule_set_of(uintptr_t pc)
 	return &rule_sets[(pc * 0x9e3779b97f4a7c15ull) >> (64 - RULE_SET_BITS)];
 }
 
-static bool cached_rule(uintptr_t pc, uint64_t *rule)
+static bool cached_rule(uintptr_t pc, uint32_t generation, uint64_t *rule)
 {
 	struct rule_set *set = rule_set_of(pc);
-	uint32_t seq = atomic_load_explicit(&set->seq, memory_order_acquire);
-	if ((seq & 1) || __atomic_load_n(&set->generation, __ATOMIC_RELAXED) !=
-				 atomic_load_explicit(&rule_generation, memory_order_relaxed))
-		return false;
-	bool hit = false;
-	for (int i = 0; i < RULE_WAYS; i++)
-		if (__atomic_load_n(&set->way[i].pc, __ATOMIC_RELAXED) == pc) {
-			*rule = __atomic_load_n(&set->way[i].rule, __ATOMIC_RELAXED);
-			hit = true;
-		}
-	atomic_thread_fence(memory_order_acquire);
-	return hit && atomic_load_explicit(&set->seq, memory_order_relaxed) == seq;
+	for (int i = 0; i < RULE_WAYS; i++) {
+		uint64_t tag = atomic_load_explicit(&set->way[i].tag, memory_order_acquire);
+		if ((tag & TAG_PC) != pc)
+			continue;
+		uint64_t r = atomic_load_explicit(&set->way[i].rule, memory_order_acquire);
+		if (atomic_load_explicit(&set->way[i].tag, memory_order_relaxed) != tag ||
+		    (r & PACKED_GENERATION) != packed_generation(generation))
+			continue;
+		*rule = r;
+		return true;
+	}
+	return false;
 }
 
-static void cache_rule(uintptr_t pc, uint64_t rule)
+/* Keeps rule for pc, made in generation: not if the generation has moved
+ * since (the rule may be of a module since unloaded). */
+static void cache_rule(uintptr_t pc, uint64_t rule, uint32_t generation)
 {
 	struct rule_set *set = rule_set_of(pc);
-	uint32_t seq = atomic_load_explicit(&set->seq, memory_order_relaxed);
-	if ((seq & 1) || !atomic_compare_exchange_strong_explicit(&set->seq, &seq, seq + 1,
-								  memory_order_acquire,
-								  memory_order_relaxed))
+	if (pc > TAG_PC || atomic_exchange_explicit(&set->locked, true, memory_order_acquire))
 		return;
-	atomic_thread_fence(memory_order_release);
-	uint32_t generation = atomic_load_explicit(&rule_generation, memory_order_relaxed);
-	if (set->generation != generation) {
-		for (int i = 0; i < RULE_WAYS; i++)
-			__atomic_store_n(&set->way[i].pc, 0, __ATOMIC_RELAXED);
-		__atomic_store_n(&set->generation, generation, __ATOMIC_RELAXED);
+	if (atomic_load_explicit(&rule_generation, memory_order_relaxed) == generation) {
+		int w = set->next;
+		set->next = (uint8_t)((w + 1) % RULE_WAYS);
+		uint64_t writes = (atomic_load_explicit(&set->way[w].tag, memory_order_relaxed) >>
+				   TAG_PC_BITS) + 1;
+		uint64_t count = writes << TAG_PC_BITS;
+		atomic_store_explicit(&set->way[w].tag, count | RULE_FILLING, memory_order_relaxed);
+		atomic_thread_fence(memory_order_release);
+		atomic_store_explicit(&set->way[w].rule, rule, memory_order_relaxed);
+		atomic_store_explicit(&set->way[w].tag, count | pc, memory_order_release);
 	}
-	uint32_t w = set->next;
-	set->next = (w + 1) % RULE_WAYS;
-	__atomic_store_n(&set->way[w].rule, rule, __ATOMIC_RELAXED);
-	__atomic_store_n(&set->way[w].pc, pc, __ATOMIC_RELAXED);
-	atomic_store_explicit(&set->seq, seq + 2, memory_order_release);
+	atomic_store_explicit(&set->locked, false, memory_order_release);
 }
 
 static uint64_t rule_at(uintptr_t pc)
 {
 	uint64_t rule;
-	if (cached_rule(pc, &rule))
+	uint32_t generation = atomic_load_explicit(&rule_generation, memory_order_relaxed);
+	if (cached_rule(pc, generation, &rule))
 		return rule;
 	unsigned long long unloaded;
-	rule = pack_rule(rule_from_tables(pc, &unloaded));
-	if (atomic_exchange_explicit(&rules_unloaded, unloaded, memory_order_relaxed) != unloaded)
-		atomic_fetch_add_explicit(&rule_generation, 1, memory_order_relaxed);
-	cache_rule(pc, rule);
+	struct frame_rule found = rule_from_tables(pc, &unloaded);
+	/* the count only grows: the first miss to see it grow moves the
+	 * generation, and its rule is not kept (the table it was read from
+	 * may be gone) */
+	unsigned long long seen = atomic_load_explicit(&rules_unloaded, memory_order_relaxed);
+	while (unloaded > seen) {
+		if (atomic_compare_exchange_weak_explicit(&rules_unloaded, &seen, unloaded,
+							  memory_order_relaxed, memory_order_relaxed)) {
+			atomic_fetch_add_explicit(&rule_generation, 1, memory_order_relaxed);
+			break;
+		}
+	}
+	rule = pack_rule(found, generation);
+	cache_rule(pc, rule, generation);
 	return rule;
 }
 
+/* What a remembered read was: a return address that became a frame, the
+ * last return address (under 0x4000, or past max: not a frame), or rbp. */
+#define READ_FRAME 0u
+#define READ_LAST 1u
+#define READ_RBP 2u
+#define READ_KIND 3u
+
+/* The walk remembered for this stack pointer and rbp, checked against the
+ * stack as it is: its result, with frames filled; or -1, and in *replace
+ * the remembered walk to replace, in turn (two chains taken in turn from
+ * the same stack pointer each keep theirs). */
+static int walk_again(struct chain_memo *memo, uintptr_t sp, uintptr_t bp, uint32_t generation,
+		      void **frames, struct remembered_walk **replace)
+{
+	for (int w = 0; w < MEMO_WALKS; w++) {
+		const struct remembered_walk *r = &memo->walk[w];
+		if (r->count <= 0 || r->sp != sp || (r->bp_used && r->bp != bp) ||
+		    r->generation != generation)
+			continue;
+		int n = 0, i = 0;
+		for (; i < r->reads; i++) {
+			uintptr_t at = r->read_at[i];
+			uintptr_t value = *(const uintptr_t *)(at & ~(uintptr_t)READ_KIND);
+			if (value != r->read_value[i])
+				break;
+			if ((at & READ_KIND) == READ_FRAME)
+				frames[n++] = (void *)value;
+		}
+		if (i == r->reads)
+			return r->count;
+	}
+	*replace = &memo->walk[memo->next];
+	memo->next = (memo->next + 1) % MEMO_WALKS;
+	return -1;
+}
+
+static void remember_read(struct remembered_walk *r, uintptr_t at, unsigned kind, uintptr_t value)
+{
+	if (!r)
+		return;
+	if (r->reads == MEMO_READS) {
+		r->count = -1; /* too long to remember */
+		return;
+	}
+	r->read_at[r->reads] = at | kind;
+	r->read_value[r->reads] = value;
+	r->reads++;
+}
+
+/* walk_frames could not take the chain: libunwind may */
+#define WALK_ELSEWHERE (-1)
+/* walk_frames met a signal frame: no chain */
+#define WALK_NO_CHAIN (-2)
+
 /* The calling thread's chain by the frame rules alone, as unw_backtrace
- * gives it (the return addresses, from the caller of this
- * function out, ending before an address under 0x4000 or at the outermost
- * frame): its length (max when it may go on), or -1 when a frame is not in
- * the common shape or the walk would leave [its own frame, that + reach). */
-static __attribute__((noinline)) int walk_frames(void **frames, int max, uintptr_t reach)
+ * gives it (the return addresses, from the caller of this function out,
+ * ending before an address under 0x4000 or at the outermost frame): its
+ * length (max when it may go on), WALK_NO_CHAIN at a signal frame (libunwind
+ * would cross it, and the chain be refused for it), or WALK_ELSEWHERE when
+ * a frame is not in the common shape or the walk would leave [its own
+ * frame, that + reach). Taken again from memo when it remembers this walk;
+ * else remembered there. */
+static __attribute__((noinline)) int walk_frames(void **frames, int max, uintptr_t reach,
+						 struct chain_memo *memo)
 {
 	uintptr_t pc, sp, bp;
 	__asm__ volatile("lea 0(%%rip), %0\n\tmov %%rsp, %1\n\tmov %%rbp, %2"
 			 : "=r"(pc), "=r"(sp), "=r"(bp));
+	uint32_t generation = atomic_load_explicit(&rule_generation, memory_order_relaxed);
+	struct remembered_walk *r = NULL;
+	if (memo) {
+		int n = walk_again(memo, sp, bp, generation, frames, &r);
+		if (n >= 0)
+			return n;
+		r->sp = sp;
+		r->bp = bp;
+		r->generation = generation;
+		r->count = 0;
+		r->bp_used = false;
+		r->reads = 0;
+	}
 	uintptr_t top = sp + reach;
+	/* rbp as read from a frame, remembered only once a frame address is
+	 * found from it (most programs never do: their rbp is a variable) */
+	bool bp_as_given = true;
+	uintptr_t bp_read_at = 0;
 	int n = 0;
 	for (;;) {
 		uint64_t rule = rule_at(pc);
-		if ((rule & 0xff) == FRAME_OUTERMOST)
-			return n;
-		if ((rule & 0xff) != FRAME_STEP)
-			return -1;
-		uintptr_t cfa = ((rule & PACKED_FROM_RBP) ? bp : sp) + (uintptr_t)(int64_t)(int32_t)(rule >> 32);
+		if ((rule & PACKED_KIND) == FRAME_OUTERMOST)
+			break;
+		if ((rule & PACKED_KIND) == FRAME_SIGNAL)
+			return WALK_NO_CHAIN; /* r->count is 0: not remembered */
+		if ((rule & PACKED_KIND) != FRAME_STEP)
+			return WALK_ELSEWHERE;
+		if ((rule & PACKED_FROM_RBP) && r) {
+			if (bp_as_given)
+				r->bp_used = true;
+			else if (bp_read_at)
+				remember_read(r, bp_read_at, READ_RBP, bp);
+			bp_read_at = 0;
+		}
+		uintptr_t cfa = ((rule & PACKED_FROM_RBP) ? bp : sp) + (uintptr_t)rule_cfa_offset(rule);
 		if (cfa < sp + 8 || cfa > top || (cfa & 7))
-			return -1;
+			return WALK_ELSEWHERE;
 		uintptr_t ra = *(const uintptr_t *)(cfa - 8);
 		if (rule & PACKED_RBP_SAVED) {
-			uintptr_t slot = cfa + (uintptr_t)(int64_t)(int16_t)(uint16_t)(rule >> 16);
+			uintptr_t slot = cfa + (uintptr_t)rule_rbp_slot(rule);
 			if (slot < sp || slot > top - 8 || (slot & 7))
-				return -1;
+				return WALK_ELSEWHERE;
 			bp = *(const uintptr_t *)slot;
+			bp_as_given = false;
+			bp_read_at = slot;
 		}
 		sp = cfa;
-		if (ra < 0x4000 || n == max)
-			return n;
+		if (ra < 0x4000 || n == max) {
+			remember_read(r, cfa - 8, READ_LAST, ra);
+			break;
+		}
+		remember_read(r, cfa - 8, READ_FRAME, ra);
 		frames[n++] = (void *)ra;
 		pc = ra - 1;
 	}
+	/* remembered unless too long (count -1); a walk of no frame is not
+	 * (count 0 means none) */
+	if (r)
+		r->count = r->count == 0 ? (int16_t)n : 0;
+	return n;
 }
 
 uintptr_t call_chain_function(const void *ip)
@@ -359,7 +489,7 @@ static bool is_signal_return(const void *ip)
 	return head == 0x0f0000000fc0c748ull && ((const unsigned char *)ip)[8] == 0x05;
 }
 
-void call_chain_take(struct call_chain *chain)
+void call_chain_take(struct call_chain *chain, struct chain_memo *memo)
 {
 	chain->count = 0;
 	if (unwinding || atomic_load_explicit(&chains_off, memory_order_relaxed) ||
@@ -371,8 +501,8 @@ void call_chain_take(struct call_chain *chain)
 	if ((sp > stack_anchor ? sp - stack_anchor : stack_anchor - sp) > STACK_REACH)
 		return;
 	unwinding = true;
-	int n = walk_frames(chain->frames, CHAIN_MAX, WALK_REACH);
-	bool walked = n >= 0;
+	int n = walk_frames(chain->frames, CHAIN_MAX, WALK_REACH, memo);
+	bool walked = n != WALK_ELSEWHERE;
 	if (!walked)
 		n = unwind_backtrace(chain->frames, CHAIN_MAX);
 	unwinding = false;

@@ -15,12 +15,15 @@
  * taken on another stack than the thread's first unwind (a coroutine's or
  * an alternate signal stack, which may be too small for the unwinder).
  * libunwind checks memory it is unsure of by writing it to a pipe of its
- * own, made on its first unwind: the shim makes that pipe itself, as
+ * own, made on its first unwind (the first stack the frame rules do not
+ * take whole): the shim makes that pipe itself, as
  * descriptors 1022 and 1023 (or the two below RLIMIT_NOFILE if that is
  * lower), and stops unwinding for good once the
  * program closes or replaces one of its descriptors (call_chain_fd_closing),
- * so libunwind never writes to a descriptor of the program's. Never allocates after a
- * thread's first unwind, never blocks.
+ * so libunwind never writes to a descriptor of the program's. Never
+ * allocates but in libunwind's first unwind in a thread; never blocks but
+ * on the loader's lock, at a rule the cache does not hold (as libunwind
+ * at a miss of its own).
  */
 #ifndef REQID_CALL_CHAIN_H
 #define REQID_CALL_CHAIN_H
@@ -46,9 +49,36 @@ struct call_chain {
 	void *frames[CHAIN_MAX];
 };
 
+/* The last few walks of one thread, to take the same chain again without
+ * walking: each walk from a given stack pointer (and rbp, when the walk
+ * used it before reloading it), under the same frame rules (the same
+ * generation of the rule cache: call_chain.c), reads the same stack words
+ * in the same order while they hold the same values, and then gives the
+ * same chain. A remembered walk is the addresses it read (with what they
+ * held); checking them again is a load and a compare per word, instead of
+ * a rule lookup per frame. Owned by one thread (a walk is never
+ * re-entered), in memory of its own. */
+#define MEMO_WALKS 8
+#define MEMO_READS 64
+
+struct chain_memo {
+	struct remembered_walk {
+		uintptr_t sp, bp;
+		uint32_t generation;
+		int16_t count;   /* the walk's result; 0: nothing remembered */
+		uint8_t bp_used;
+		uint8_t reads;
+		uintptr_t read_at[MEMO_READS];    /* low bits: what the read was */
+		uintptr_t read_value[MEMO_READS];
+	} walk[MEMO_WALKS];
+	unsigned next;
+};
+
 /* Fills chain with the calling thread's return addresses, the shim's own
- * frames included (innermost). */
-void call_chain_take(struct call_chain *chain) __attribute__((visibility("hidden")));
+ * frames included (innermost); memo, if not NULL, is the calling thread's
+ * (zero-filled at first). */
+void call_chain_take(struct call_chain *chain, struct chain_memo *memo)
+	__attribute__((visibility("hidden")));
 
 /* The start of the function return address ip is in, from its unwind
  * table (or libunwind's answer); 0 if unknown. Slow (microseconds): cache

@@ -45,14 +45,16 @@ void batch_ready_closing(void)
 /* The calling thread's copies of return addresses, mapped at its first
  * wait as an event loop (NULL if that failed: no proofs then): the callers
  * of the function that called the last wait, the chain of the last
- * connection I/O, which function return addresses are in, and the events
- * its epoll waits fetched and have not handed out. */
+ * connection I/O, which function return addresses are in, the events its
+ * epoll waits fetched and have not handed out, and its last walks of the
+ * stack. */
 struct loop_frames {
 	void *wait[CHAIN_MAX];
 	void *io[CHAIN_MAX];
 	const void *cached_ip[FUNCTION_CACHE]; /* return address -> its function */
 	uintptr_t cached_function[FUNCTION_CACHE];
 	struct epoll_queue queue;
+	struct chain_memo memo;
 };
 
 static struct loop_frames *loop_frames(void)
@@ -137,13 +139,22 @@ void batch_forget(void)
 	forget_wait();
 }
 
+struct chain_memo *batch_chain_memo(void)
+{
+	return thread_ctx.batch.frames ? &thread_ctx.batch.frames->memo : NULL;
+}
+
 void batch_thread_exit(void)
 {
 	batch_give_back();
-	if (thread_ctx.batch.frames)
-		munmap(thread_ctx.batch.frames, sizeof(struct loop_frames));
-	thread_ctx.batch.frames = NULL;
+	/* no longer reachable before it goes: a signal handler running
+	 * meanwhile finds no page (and no wait) */
 	batch_forget();
+	struct loop_frames *f = thread_ctx.batch.frames;
+	thread_ctx.batch.frames = NULL;
+	atomic_signal_fence(memory_order_seq_cst);
+	if (f)
+		munmap(f, sizeof(struct loop_frames));
 }
 
 /* How many outer frames (counted from the thread's first) chain shares
@@ -165,7 +176,7 @@ void batch_after_wait(void *wait_return)
 	if (thread_ctx.in_shim || !shim.config.event_stacks || !(f = loop_frames()))
 		return;
 	struct call_chain chain;
-	call_chain_take(&chain);
+	call_chain_take(&chain, &f->memo);
 	for (int i = 0; i < chain.count; i++) {
 		if (chain.frames[i] != wait_return)
 			continue;

@@ -86,6 +86,10 @@ void batch_end(void) __attribute__((visibility("hidden")));
  * ready listening socket is the batch of the one connection it accepts. */
 void batch_accepted(int listen_fd, int fd) __attribute__((visibility("hidden")));
 
+/* The calling thread's remembered walks of its stack (call_chain.h), NULL
+ * before its first wait as an event loop. */
+struct chain_memo *batch_chain_memo(void) __attribute__((visibility("hidden")));
+
 /* The calling thread ends. */
 void batch_thread_exit(void) __attribute__((visibility("hidden")));
 

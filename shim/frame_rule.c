@@ -22,6 +22,7 @@
 #define PE_APPLY 0x70
 #define PE_PCREL 0x10
 #define PE_DATAREL 0x30
+#define PE_ALIGNED 0x50
 #define PE_INDIRECT 0x80
 #define PE_TABLE (PE_DATAREL | 0x0b) /* datarel sdata4: what GNU ld and lld write */
 
@@ -89,12 +90,15 @@ static void skip(struct cursor *c, uint64_t n)
 		c->p += n;
 }
 
-/* A value in encoding enc, applied (pc-relative or relative to base) when
- * apply is set; false for what this file does not take (indirect,
- * text- or function-relative, unknown formats) or bytes out of bounds. */
+/* A value in encoding enc, applied (pc-relative, or relative to base when
+ * base is not 0) when apply is set; false for what this file does not take
+ * (indirect, aligned, text-, function- or data-relative without a base,
+ * unknown formats) or bytes out of bounds. */
 static bool get_encoded(struct cursor *c, uint8_t enc, bool apply, uintptr_t base, uint64_t *out)
 {
 	uintptr_t at = c->p;
+	if ((enc & PE_APPLY) == PE_ALIGNED)
+		return false;
 	uint64_t v;
 	switch (enc & PE_FORMAT) {
 	case 0x00: case 0x04: case 0x0c: { uint64_t x; take(c, &x, 8); v = x; break; }
@@ -114,7 +118,11 @@ static bool get_encoded(struct cursor *c, uint8_t enc, bool apply, uintptr_t bas
 		switch (enc & PE_APPLY) {
 		case 0: break;
 		case PE_PCREL: v += at; break;
-		case PE_DATAREL: v += base; break;
+		case PE_DATAREL:
+			if (base == 0)
+				return false;
+			v += base;
+			break;
 		default: return false;
 		}
 	}
@@ -127,6 +135,7 @@ struct cie {
 	int64_t data_align;
 	uint8_t fde_encoding;
 	bool augmented;             /* 'z': FDEs carry an augmentation length */
+	bool signal;                /* 'S': a signal frame */
 	uintptr_t start, end;       /* initial instructions */
 };
 
@@ -158,6 +167,7 @@ static bool parse_cie(const struct unwind_table *t, uintptr_t at, struct cie *ci
 	if (c.bad || ra != REG_RA || cie->code_align == 0)
 		return false;
 	cie->fde_encoding = 0;
+	cie->signal = false;
 	cie->augmented = n > 0 && aug[0] == 'z';
 	if (n > 0 && !cie->augmented)
 		return false;
@@ -176,8 +186,10 @@ static bool parse_cie(const struct unwind_table *t, uintptr_t at, struct cie *ci
 					return false;
 			} else if (aug[i] == 'L') {
 				get_u8(&a);
+			} else if (aug[i] == 'S') {
+				cie->signal = true;
 			} else {
-				return false; /* 'S' (a signal frame) and the unknown */
+				return false;
 			}
 			if (a.bad)
 				return false;
@@ -203,13 +215,19 @@ struct cfi_state {
 	struct reg_rule rbp, rsp, ra;
 };
 
+/* libunwind's registers for x86-64: it stops at a rule for any other */
+#define REG_KNOWN 17
+
 struct cfi_run {
 	const struct cie *cie;
+	bool in_cie;                     /* no advance there */
 	uintptr_t pc, loc;
 	struct cfi_state initial;        /* what DW_CFA_restore goes back to */
 	struct cfi_state remembered[REMEMBER_MAX];
 	int depth;
 	bool reached;                    /* an advance went past pc: stop */
+	bool foreign;                    /* a register of REG_KNOWN or above was named:
+					    libunwind stops there, whatever follows */
 };
 
 static struct reg_rule *rule_of(struct cfi_state *s, uint64_t reg)
@@ -222,8 +240,11 @@ static struct reg_rule *rule_of(struct cfi_state *s, uint64_t reg)
 	}
 }
 
-static void set_rule(struct cfi_state *s, uint64_t reg, enum rule_how how, int64_t offset)
+static void set_rule(struct cfi_run *run, struct cfi_state *s, uint64_t reg, enum rule_how how,
+		     int64_t offset)
 {
+	if (reg >= REG_KNOWN)
+		run->foreign = true;
 	struct reg_rule *r = rule_of(s, reg);
 	if (r) {
 		r->how = how;
@@ -231,13 +252,24 @@ static void set_rule(struct cfi_state *s, uint64_t reg, enum rule_how how, int64
 	}
 }
 
-static void restore(const struct cfi_run *r, struct cfi_state *s, uint64_t reg)
+static void restore(struct cfi_run *r, struct cfi_state *s, uint64_t reg)
 {
+	if (reg >= REG_KNOWN)
+		r->foreign = true;
 	switch (reg) {
 	case REG_RBP: s->rbp = r->initial.rbp; break;
 	case REG_RSP: s->rsp = r->initial.rsp; break;
 	case REG_RA: s->ra = r->initial.ra; break;
 	}
+}
+
+/* The frame address's register (other than rsp and rbp: refused at the
+ * end). */
+static uint64_t cfa_register(struct cfi_run *r, uint64_t reg)
+{
+	if (reg >= REG_KNOWN)
+		r->foreign = true;
+	return reg;
 }
 
 static bool scaled(uint64_t factor_times, int64_t align, int64_t *out)
@@ -250,6 +282,8 @@ static bool scaled(uint64_t factor_times, int64_t align, int64_t *out)
 static bool advance(struct cfi_run *r, uint64_t delta)
 {
 	uint64_t by;
+	if (r->in_cie)
+		return false;
 	if (__builtin_mul_overflow(delta, r->cie->code_align, &by) || by > r->pc - r->loc)
 		r->reached = true;
 	else
@@ -267,12 +301,13 @@ static bool run_cfi(struct cfi_run *r, struct cfi_state *s, uintptr_t from, uint
 		int64_t off;
 		switch (op & 0xc0) {
 		case 0x40:
-			advance(r, reg);
+			if (!advance(r, reg))
+				return false;
 			continue;
 		case 0x80:
 			if (!scaled(get_uleb(&c), r->cie->data_align, &off))
 				return false;
-			set_rule(s, reg, HOW_AT_CFA, off);
+			set_rule(r, s, reg, HOW_AT_CFA, off);
 			continue;
 		case 0xc0:
 			restore(r, s, reg);
@@ -283,7 +318,8 @@ static bool run_cfi(struct cfi_run *r, struct cfi_state *s, uintptr_t from, uint
 			break;
 		case 0x01: { /* set_loc */
 			uint64_t to_loc;
-			if (!get_encoded(&c, r->cie->fde_encoding, true, 0, &to_loc) || to_loc < r->loc)
+			if (r->in_cie || !get_encoded(&c, r->cie->fde_encoding, true, 0, &to_loc) ||
+			    to_loc < r->loc)
 				return false;
 			if (to_loc > r->pc)
 				r->reached = true;
@@ -291,24 +327,40 @@ static bool run_cfi(struct cfi_run *r, struct cfi_state *s, uintptr_t from, uint
 				r->loc = to_loc;
 			break;
 		}
-		case 0x02: advance(r, get_u8(&c)); break;
-		case 0x03: { uint16_t d; take(&c, &d, 2); advance(r, d); break; }
-		case 0x04: { uint32_t d; take(&c, &d, 4); advance(r, d); break; }
+		case 0x02:
+			if (!advance(r, get_u8(&c)))
+				return false;
+			break;
+		case 0x03: {
+			uint16_t d;
+			take(&c, &d, 2);
+			if (!advance(r, d))
+				return false;
+			break;
+		}
+		case 0x04: {
+			uint32_t d;
+			take(&c, &d, 4);
+			if (!advance(r, d))
+				return false;
+			break;
+		}
 		case 0x05: /* offset_extended */
 			reg = get_uleb(&c);
 			if (!scaled(get_uleb(&c), r->cie->data_align, &off))
 				return false;
-			set_rule(s, reg, HOW_AT_CFA, off);
+			set_rule(r, s, reg, HOW_AT_CFA, off);
 			break;
 		case 0x06: /* restore_extended */
 			restore(r, s, get_uleb(&c));
 			break;
-		case 0x07: set_rule(s, get_uleb(&c), HOW_UNDEFINED, 0); break;
-		case 0x08: set_rule(s, get_uleb(&c), HOW_SAME, 0); break;
+		case 0x07: set_rule(r, s, get_uleb(&c), HOW_UNDEFINED, 0); break;
+		case 0x08: set_rule(r, s, get_uleb(&c), HOW_SAME, 0); break;
 		case 0x09: /* register */
 			reg = get_uleb(&c);
-			get_uleb(&c);
-			set_rule(s, reg, HOW_OTHER, 0);
+			if (get_uleb(&c) >= REG_KNOWN)
+				r->foreign = true;
+			set_rule(r, s, reg, HOW_OTHER, 0);
 			break;
 		case 0x0a: /* remember_state */
 			if (r->depth == REMEMBER_MAX)
@@ -321,14 +373,14 @@ static bool run_cfi(struct cfi_run *r, struct cfi_state *s, uintptr_t from, uint
 			*s = r->remembered[--r->depth];
 			break;
 		case 0x0c: /* def_cfa */
-			s->cfa_reg = get_uleb(&c);
+			s->cfa_reg = cfa_register(r, get_uleb(&c));
 			n = get_uleb(&c);
 			if (n > INT32_MAX)
 				return false;
 			s->cfa_offset = (int64_t)n;
 			s->cfa_expression = false;
 			break;
-		case 0x0d: s->cfa_reg = get_uleb(&c); break;
+		case 0x0d: s->cfa_reg = cfa_register(r, get_uleb(&c)); break;
 		case 0x0e: /* def_cfa_offset */
 			n = get_uleb(&c);
 			if (n > INT32_MAX)
@@ -342,16 +394,16 @@ static bool run_cfi(struct cfi_run *r, struct cfi_state *s, uintptr_t from, uint
 		case 0x10: case 0x16: /* expression, val_expression */
 			reg = get_uleb(&c);
 			skip(&c, get_uleb(&c));
-			set_rule(s, reg, HOW_OTHER, 0);
+			set_rule(r, s, reg, HOW_OTHER, 0);
 			break;
 		case 0x11: /* offset_extended_sf */
 			reg = get_uleb(&c);
 			if (__builtin_mul_overflow(get_sleb(&c), r->cie->data_align, &off))
 				return false;
-			set_rule(s, reg, HOW_AT_CFA, off);
+			set_rule(r, s, reg, HOW_AT_CFA, off);
 			break;
 		case 0x12: /* def_cfa_sf */
-			s->cfa_reg = get_uleb(&c);
+			s->cfa_reg = cfa_register(r, get_uleb(&c));
 			if (__builtin_mul_overflow(get_sleb(&c), r->cie->data_align, &s->cfa_offset))
 				return false;
 			s->cfa_expression = false;
@@ -363,16 +415,16 @@ static bool run_cfi(struct cfi_run *r, struct cfi_state *s, uintptr_t from, uint
 		case 0x14: case 0x15: /* val_offset, val_offset_sf */
 			reg = get_uleb(&c);
 			get_uleb(&c);
-			set_rule(s, reg, HOW_OTHER, 0);
+			set_rule(r, s, reg, HOW_OTHER, 0);
 			break;
 		case 0x2e: /* GNU_args_size */
 			get_uleb(&c);
 			break;
 		case 0x2f: /* GNU_negative_offset_extended */
 			reg = get_uleb(&c);
-			if (!scaled(get_uleb(&c), r->cie->data_align, &off))
+			if (!scaled(get_uleb(&c), r->cie->data_align, &off) || off == INT64_MIN)
 				return false;
-			set_rule(s, reg, HOW_AT_CFA, -off);
+			set_rule(r, s, reg, HOW_AT_CFA, -off);
 			break;
 		default:
 			return false;
@@ -447,19 +499,24 @@ struct frame_rule frame_rule_find(const struct unwind_table *t, uintptr_t pc)
 		skip(&c, get_uleb(&c));
 	if (c.bad)
 		return unknown;
+	if (cie.signal)
+		return (struct frame_rule){FRAME_SIGNAL, false, false, 0, 0, begin};
 
 	/* before the CIE's instructions: no frame address, no return address */
 	struct cfi_state s = {REG_RSP, 0, false, {HOW_SAME, 0}, {HOW_SAME, 0}, {HOW_UNSET, 0}};
-	struct cfi_run r = {&cie, pc, begin, s, {{0}}, 0, false};
+	struct cfi_run r = {&cie, true, pc, begin, s, {{0}}, 0, false, false};
 	if (!run_cfi(&r, &s, cie.start, cie.end))
 		return unknown;
 	r.initial = s;
 	r.depth = 0;
+	r.in_cie = false;
 	if (!r.reached && !run_cfi(&r, &s, c.p, c.end))
 		return unknown;
 
 	struct frame_rule rule = unknown;
 	rule.function = begin;
+	if (r.foreign)
+		return rule;
 	if (s.cfa_expression || s.rsp.how != HOW_SAME)
 		return rule;
 	if (s.ra.how == HOW_UNDEFINED) {

@@ -8,8 +8,10 @@
  * only the common shape (the caller's frame address is rsp or rbp plus a
  * constant, the return address is just below it, rbp is unchanged or saved
  * at a constant offset from it) and the outermost frame (return address
- * undefined); anything else (expressions, signal frames, other registers,
- * encodings it does not know, a table that does not cover the address) is
+ * undefined), and says which frames are signal frames; anything else
+ * (expressions, rbp or the return address elsewhere, a rule for a register
+ * libunwind does not know (17 and up: it would stop there), encodings it
+ * does not know, a table that does not cover the address) is
  * FRAME_UNKNOWN, and the caller must take its chain some other way. Never
  * guesses.
  */
@@ -23,6 +25,7 @@ enum frame_kind {
 	FRAME_UNKNOWN,   /* not described, or not in the common shape */
 	FRAME_STEP,      /* the caller's frame is found as the rule says */
 	FRAME_OUTERMOST, /* no caller: the thread's first function */
+	FRAME_SIGNAL,    /* a signal frame (its CIE says 'S'): what it interrupted is below */
 };
 
 struct frame_rule {

@@ -556,7 +556,7 @@ struct line_verdict {
 static __attribute__((noinline)) bool judge_loop(struct line_verdict *v)
 {
 	struct call_chain chain;
-	call_chain_take(&chain);
+	call_chain_take(&chain, batch_chain_memo());
 	if (thread_ctx.batch.conn) {
 		if (thread_ctx.batch.site && (v->request = batch_line_request(&chain)) != 0) {
 			/* Held so that the handler's later I/O on another

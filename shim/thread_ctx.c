@@ -105,7 +105,7 @@ void ctx_before_conn_io_noting(int fd)
 	chain.count = 0;
 	bool taken = !on_batch && (loop || unlikely(b->conn != 0));
 	if (taken)
-		call_chain_take(&chain);
+		call_chain_take(&chain, batch_chain_memo());
 	if (unlikely(b->conn)) {
 		batch_before_conn_io(fd, &chain);
 		/* Held lines wait for what this I/O brings, or for the end of

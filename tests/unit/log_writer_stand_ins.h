@@ -53,9 +53,15 @@ void stdio_note_write(FILE *f)
 	(void)f;
 }
 
-void call_chain_take(struct call_chain *chain)
+void call_chain_take(struct call_chain *chain, struct chain_memo *memo)
 {
+	(void)memo;
 	chain->count = 0;
+}
+
+struct chain_memo *batch_chain_memo(void)
+{
+	return NULL;
 }
 
 uintptr_t batch_line_site(const struct call_chain *chain)

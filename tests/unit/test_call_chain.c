@@ -6,6 +6,8 @@
  * first frame, again once every rule is cached, and from four threads at
  * once while the shared rule cache fills; through a function without
  * unwind tables (the walk gives way to libunwind, whose chain is taken);
+ * remembered walks taken again, and not taken where the same stack pointer
+ * now has other callers above it;
  * and no chain at all deeper than CHAIN_MAX or inside a signal handler.
  */
 #include <stdarg.h>
@@ -32,10 +34,11 @@ struct both {
 };
 
 static bool without_libunwind; /* in threads other than main under TSan */
+static struct chain_memo *memo;  /* the main thread's, when a test uses one */
 
 static __attribute__((noinline)) void take_both(struct both *b)
 {
-	call_chain_take(&b->ours);
+	call_chain_take(&b->ours, memo);
 	b->their_count = without_libunwind ? 0 : unw_backtrace(b->theirs, CHAIN_MAX);
 	__asm__ volatile("" ::: "memory");
 }
@@ -94,6 +97,64 @@ static void *thread_main(void *arg)
 {
 	recurse(3, arg);
 	return NULL;
+}
+
+/* The same again, each walk remembered and then taken from the memo. */
+static void test_remembered(void **state)
+{
+	(void)state;
+	static struct chain_memo m;
+	memo = &m;
+	test_recursion(state);
+	test_rbp_frame(state);
+	struct both b;
+	for (int round = 0; round < 3; round++) {
+		recurse(round, &b); /* a deeper stack each time */
+		expect_same(&b);
+		with_alloca(100 * (size_t)round + 16, &b);
+		expect_same(&b);
+	}
+	memo = NULL;
+}
+
+/* Two callers with the same frame size, called from the same place: the
+ * walks start at the same stack pointer and read the same words, which
+ * hold other return addresses: the remembered walk must not be taken. */
+static __attribute__((noipa)) void caller_a(struct both *b)
+{
+	take_both(b);
+	__asm__ volatile("" ::: "memory");
+}
+
+static __attribute__((noipa)) void caller_b(struct both *b)
+{
+	take_both(b);
+	__asm__ volatile("" ::: "memory");
+}
+
+static __attribute__((noinline)) void call_one(int which, struct both *b)
+{
+	if (which)
+		caller_b(b);
+	else
+		caller_a(b);
+	__asm__ volatile("" ::: "memory");
+}
+
+static void test_remembered_same_stack_pointer(void **state)
+{
+	(void)state;
+	static struct chain_memo m;
+	memo = &m;
+	struct both a, b;
+	for (int round = 0; round < 3; round++) {
+		call_one(0, &a);
+		expect_same(&a);
+		call_one(1, &b);
+		expect_same(&b);
+		assert_ptr_not_equal(a.ours.frames[2], b.ours.frames[2]);
+	}
+	memo = NULL;
 }
 
 static void test_thread(void **state)
@@ -199,7 +260,7 @@ static struct call_chain in_handler;
 static void on_signal(int sig)
 {
 	(void)sig;
-	call_chain_take(&in_handler);
+	call_chain_take(&in_handler, NULL);
 }
 
 static void test_signal_handler(void **state)
@@ -222,6 +283,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_recursion),
 		cmocka_unit_test(test_rbp_frame),
+		cmocka_unit_test(test_remembered),
+		cmocka_unit_test(test_remembered_same_stack_pointer),
 		cmocka_unit_test(test_thread),
 		cmocka_unit_test(test_threads_at_once),
 		cmocka_unit_test(test_too_deep),

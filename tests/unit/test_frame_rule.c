@@ -2,10 +2,12 @@
  * test_frame_rule.c - unit tests for shim/frame_rule.c: frame rules read
  * from hand-built .eh_frame_hdr and .eh_frame bytes (a prologue pushing rbp
  * and moving the frame address to it, an epilogue under remember/restore
- * state, the outermost frame, the large offsets and the advance forms), the
- * descriptions it must refuse (CFA expressions, signal frames, rbp in
+ * state, the outermost frame, a signal frame, the large offsets and the
+ * advance forms), the descriptions it must refuse (CFA expressions, rbp in
  * another register, rsp given a rule, a return address elsewhere than
- * CFA-8, unknown augmentations and opcodes, an unbalanced restore_state),
+ * CFA-8, a rule for a register libunwind stops at, unknown augmentations,
+ * aligned and data-relative pointers, an advancing CIE, unknown opcodes,
+ * an unbalanced restore_state),
  * the search table's edges (before the first function, between two, past
  * a function's end) and every truncation of a valid table (each read is
  * bounded: ASan checks it). Then the test program's own tables: the rule
@@ -65,8 +67,13 @@ static void image_start(struct image *img)
 }
 
 /* A CIE (version 1, code alignment 1, data alignment -8, return address
- * column 16) with augmentation aug and, for 'R', FDE pointers pcrel sdata4;
- * its initial instructions are given. Returns where it starts. */
+ * column 16; data_align, if set) with augmentation aug and, for 'R', FDE pointers pcrel sdata4
+ * ('a' is written as 'P' with an aligned personality pointer); its initial
+ * instructions are given. Returns where it starts. */
+static const uint8_t minus_eight[] = {0x78}; /* sleb128 */
+static const uint8_t *data_align = minus_eight;
+static size_t data_align_len = sizeof minus_eight;
+
 static size_t add_cie(struct image *img, const char *aug, const uint8_t *insns, size_t n)
 {
 	size_t at = img->end;
@@ -74,11 +81,18 @@ static size_t add_cie(struct image *img, const char *aug, const uint8_t *insns, 
 	put32(img, 0);
 	uint8_t head[] = {1};
 	put(img, head, 1);
-	put(img, aug, strlen(aug) + 1);
-	uint8_t align[] = {1, 0x78, 16};
-	put(img, align, sizeof align);
+	char written[16];
+	size_t aug_len = strlen(aug);
+	assert_true(aug_len < sizeof written);
+	for (size_t i = 0; i <= aug_len; i++)
+		written[i] = aug[i] == 'a' ? 'P' : aug[i]; /* 'a': 'P', aligned */
+	put(img, written, aug_len + 1);
+	uint8_t code_align = 1, ra_column = 16;
+	put(img, &code_align, 1);
+	put(img, data_align, data_align_len);
+	put(img, &ra_column, 1);
 	if (aug[0] == 'z') {
-		uint8_t data[8];
+		uint8_t data[16];
 		size_t len = 0;
 		for (const char *a = aug + 1; *a; a++) {
 			if (*a == 'R')
@@ -87,8 +101,13 @@ static size_t add_cie(struct image *img, const char *aug, const uint8_t *insns, 
 				data[len++] = 0x03; /* udata4 */
 				memset(data + len, 0, 4);
 				len += 4;
-			} else if (*a == 'L')
+			} else if (*a == 'L') {
 				data[len++] = 0x1b;
+			} else if (*a == 'a') { /* 'P' with an aligned pointer */
+				data[len++] = 0x50;
+				memset(data + len, 0, 8);
+				len += 8;
+			}
 		}
 		uint8_t l = (uint8_t)len;
 		put(img, &l, 1);
@@ -256,12 +275,69 @@ static void test_refusals(void **state)
 		       sizeof lone_restore_state);
 	expect_refused("zR", standard_cie, sizeof standard_cie, rbp_val_offset, sizeof rbp_val_offset);
 	expect_refused("zR", standard_cie, sizeof standard_cie, small_cfa, sizeof small_cfa);
-	/* a signal frame, an unknown augmentation */
-	expect_refused("zRS", standard_cie, sizeof standard_cie, NULL, 0);
+	/* an unknown augmentation; an aligned personality pointer */
 	expect_refused("zRX", standard_cie, sizeof standard_cie, NULL, 0);
+	expect_refused("zaR", standard_cie, sizeof standard_cie, NULL, 0);
+	/* a rule for a register libunwind stops at (xmm6, as ms_abi saves it) */
+	const uint8_t xmm_saved[] = {0x05, 23, 4};
+	const uint8_t xmm_restored[] = {0x06, 17};
+	const uint8_t rbx_in_xmm[] = {0x09, 3, 17};
+	expect_refused("zR", standard_cie, sizeof standard_cie, xmm_saved, sizeof xmm_saved);
+	expect_refused("zR", standard_cie, sizeof standard_cie, xmm_restored, sizeof xmm_restored);
+	expect_refused("zR", standard_cie, sizeof standard_cie, rbx_in_xmm, sizeof rbx_in_xmm);
+	/* a CIE that moves the location */
+	const uint8_t cie_advancing[] = {0x0c, 7, 8, 0x90, 1, 0x41, 0x0e, 16};
+	expect_refused("zR", cie_advancing, sizeof cie_advancing, NULL, 0);
+	/* a register libunwind stops at, named inside remembered state, and
+	 * as the frame address's register before rsp again */
+	const uint8_t xmm_in_remembered[] = {0x0a, 0x05, 23, 4, 0x0b};
+	const uint8_t cfa_via_xmm[] = {0x0d, 17, 0x0d, 7};
+	expect_refused("zR", standard_cie, sizeof standard_cie, xmm_in_remembered,
+		       sizeof xmm_in_remembered);
+	expect_refused("zR", standard_cie, sizeof standard_cie, cfa_via_xmm, sizeof cfa_via_xmm);
+	/* -(INT64_MIN): a CIE whose data alignment is INT64_MIN */
+	const uint8_t int64_min[] = {0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x7f};
+	const uint8_t negative_offset[] = {0x2f, 6, 1};
+	data_align = int64_min;
+	data_align_len = sizeof int64_min;
+	expect_refused("zR", standard_cie, sizeof standard_cie, negative_offset, sizeof negative_offset);
+	data_align = minus_eight;
+	data_align_len = sizeof minus_eight;
 	/* no return address rule at all */
 	const uint8_t cfa_only[] = {0x0c, 7, 8};
 	expect_refused("zR", cfa_only, sizeof cfa_only, NULL, 0);
+}
+
+/* A signal frame is reported as one, whatever its instructions. */
+static void test_signal_frame(void **state)
+{
+	(void)state;
+	const uint8_t expression[] = {0x0f, 3, 0x77, 160, 1};
+	struct image img;
+	image_start(&img);
+	size_t cie = add_cie(&img, "zRS", standard_cie, sizeof standard_cie);
+	add_fde(&img, cie, 0, 16, expression, sizeof expression);
+	struct frame_rule r = rule_at(&img, 4);
+	assert_int_equal(r.kind, FRAME_SIGNAL);
+	assert_int_equal(r.function, (uintptr_t)img.mem + CODE);
+	free(img.mem);
+}
+
+/* FDE addresses relative to a data base the rules do not have. */
+static void test_datarel_fde_refused(void **state)
+{
+	(void)state;
+	struct image img;
+	image_start(&img);
+	size_t cie = add_cie(&img, "zR", standard_cie, sizeof standard_cie);
+	add_fde(&img, cie, 0, 16, NULL, 0);
+	/* the CIE: length, id, version, "zR", alignments and column, the
+	 * augmentation's length, then the encoding 'R' gives */
+	size_t r_byte = cie + 4 + 4 + 1 + 3 + 3 + 1;
+	assert_int_equal(img.mem[r_byte], 0x1b);
+	img.mem[r_byte] = 0x3b;
+	assert_int_equal(rule_at(&img, 4).kind, FRAME_UNKNOWN);
+	free(img.mem);
 }
 
 /* A register the rules do not follow may be anywhere: rbx saved, r12 in an
@@ -388,6 +464,8 @@ int main(void)
 		cmocka_unit_test(test_remember_restore_and_restore_reg),
 		cmocka_unit_test(test_outermost),
 		cmocka_unit_test(test_refusals),
+		cmocka_unit_test(test_signal_frame),
+		cmocka_unit_test(test_datarel_fde_refused),
 		cmocka_unit_test(test_other_registers_ignored),
 		cmocka_unit_test(test_table_edges),
 		cmocka_unit_test(test_every_truncation),
