@@ -142,33 +142,35 @@ struct module_search {
 	unsigned long long unloaded;
 };
 
+/* The loaded segment of a module that holds addr, or NULL. */
+static const ElfW(Phdr) *segment_holding(const struct dl_phdr_info *info, uintptr_t addr)
+{
+	for (int i = 0; i < info->dlpi_phnum; i++) {
+		const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+		uintptr_t start = info->dlpi_addr + ph->p_vaddr;
+		if (ph->p_type == PT_LOAD && addr >= start && addr - start < ph->p_memsz)
+			return ph;
+	}
+	return NULL;
+}
+
 static int find_module(struct dl_phdr_info *info, size_t size, void *arg)
 {
 	struct module_search *m = arg;
 	if (size >= offsetof(struct dl_phdr_info, dlpi_subs) + sizeof(info->dlpi_subs))
 		m->unloaded = info->dlpi_subs;
-	const ElfW(Phdr) *eh = NULL;
-	bool holds = false;
-	for (int i = 0; i < info->dlpi_phnum; i++) {
-		const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
-		uintptr_t start = info->dlpi_addr + ph->p_vaddr;
-		if (ph->p_type == PT_LOAD && m->pc >= start && m->pc - start < ph->p_memsz)
-			holds = true;
-		else if (ph->p_type == PT_GNU_EH_FRAME)
-			eh = ph;
-	}
-	if (!holds)
+	if (!segment_holding(info, m->pc))
 		return 0;
-	if (eh) {
-		uintptr_t hdr = info->dlpi_addr + eh->p_vaddr;
-		for (int i = 0; i < info->dlpi_phnum; i++) {
-			const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
-			uintptr_t start = info->dlpi_addr + ph->p_vaddr;
-			if (ph->p_type == PT_LOAD && (ph->p_flags & PF_R) && hdr >= start &&
-			    hdr - start < ph->p_filesz) {
-				struct unwind_table t = {hdr, start, start + ph->p_filesz};
-				m->rule = frame_rule_find(&t, m->pc);
-			}
+	for (int i = 0; i < info->dlpi_phnum; i++) {
+		if (info->dlpi_phdr[i].p_type != PT_GNU_EH_FRAME)
+			continue;
+		/* the table and the .eh_frame it indexes: in one readable segment */
+		uintptr_t hdr = info->dlpi_addr + info->dlpi_phdr[i].p_vaddr;
+		const ElfW(Phdr) *seg = segment_holding(info, hdr);
+		if (seg && (seg->p_flags & PF_R)) {
+			uintptr_t start = info->dlpi_addr + seg->p_vaddr;
+			struct unwind_table t = {hdr, start, start + seg->p_filesz};
+			m->rule = frame_rule_find(&t, m->pc);
 		}
 	}
 	return 1;
@@ -296,10 +298,10 @@ static void cache_rule(uintptr_t pc, uint64_t rule, uint32_t generation)
 	atomic_store_explicit(&set->locked, false, memory_order_release);
 }
 
-static uint64_t rule_at(uintptr_t pc)
+/* The rule for pc, as of generation (the walk's). */
+static uint64_t rule_at(uintptr_t pc, uint32_t generation)
 {
 	uint64_t rule;
-	uint32_t generation = atomic_load_explicit(&rule_generation, memory_order_relaxed);
 	if (cached_rule(pc, generation, &rule))
 		return rule;
 	unsigned long long unloaded;
@@ -408,7 +410,7 @@ static __attribute__((noinline)) int walk_frames(void **frames, int max, uintptr
 	uintptr_t bp_read_at = 0;
 	int n = 0;
 	for (;;) {
-		uint64_t rule = rule_at(pc);
+		uint64_t rule = rule_at(pc, generation);
 		if ((rule & PACKED_KIND) == FRAME_OUTERMOST)
 			break;
 		if ((rule & PACKED_KIND) == FRAME_SIGNAL)
@@ -455,18 +457,15 @@ uintptr_t call_chain_function(const void *ip)
 	if (unwinding || atomic_load_explicit(&chains_off, memory_order_relaxed) ||
 	    !call_chain_ready())
 		return 0;
-	unwinding = true;
 	/* ip is a return address: the call before it is what it belongs to */
-	uintptr_t function = rule_from_tables((uintptr_t)ip - 1, NULL).function;
-	unwinding = false;
-	if (function)
-		return function;
+	uintptr_t pc = (uintptr_t)ip - 1;
 	unw_proc_info_t pi;
 	unwinding = true;
-	/* ip is a return address: the call before it is what it belongs to */
-	int r = unwind_proc_info(*unwind_local_space, (unw_word_t)ip - 1, &pi, NULL);
+	uintptr_t function = rule_from_tables(pc, NULL).function;
+	if (!function && unwind_proc_info(*unwind_local_space, pc, &pi, NULL) == 0)
+		function = (uintptr_t)pi.start_ip;
 	unwinding = false;
-	return r == 0 ? (uintptr_t)pi.start_ip : 0;
+	return function;
 }
 
 bool call_chain_unwinding(void)

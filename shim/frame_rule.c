@@ -34,23 +34,22 @@ struct cursor {
 	bool bad;
 };
 
-static bool take(struct cursor *c, void *out, uintptr_t n)
+/* An unsigned little-endian value of n bytes (at most 8); 0 past the end. */
+static uint64_t get_uint(struct cursor *c, uintptr_t n)
 {
+	uint64_t v = 0;
 	if (c->bad || c->p > c->end || c->end - c->p < n) {
 		c->bad = true;
-		memset(out, 0, n);
-		return false;
+		return 0;
 	}
-	memcpy(out, (const void *)c->p, n);
+	memcpy(&v, (const void *)c->p, n);
 	c->p += n;
-	return true;
+	return v;
 }
 
 static uint8_t get_u8(struct cursor *c)
 {
-	uint8_t v;
-	take(c, &v, 1);
-	return v;
+	return (uint8_t)get_uint(c, 1);
 }
 
 static uint64_t get_uleb(struct cursor *c)
@@ -101,13 +100,13 @@ static bool get_encoded(struct cursor *c, uint8_t enc, bool apply, uintptr_t bas
 		return false;
 	uint64_t v;
 	switch (enc & PE_FORMAT) {
-	case 0x00: case 0x04: case 0x0c: { uint64_t x; take(c, &x, 8); v = x; break; }
+	case 0x00: case 0x04: case 0x0c: v = get_uint(c, 8); break;
 	case 0x01: v = get_uleb(c); break;
 	case 0x09: v = (uint64_t)get_sleb(c); break;
-	case 0x02: { uint16_t x; take(c, &x, 2); v = x; break; }
-	case 0x0a: { int16_t x; take(c, &x, 2); v = (uint64_t)(int64_t)x; break; }
-	case 0x03: { uint32_t x; take(c, &x, 4); v = x; break; }
-	case 0x0b: { int32_t x; take(c, &x, 4); v = (uint64_t)(int64_t)x; break; }
+	case 0x02: v = get_uint(c, 2); break;
+	case 0x0a: v = (uint64_t)(int64_t)(int16_t)get_uint(c, 2); break;
+	case 0x03: v = get_uint(c, 4); break;
+	case 0x0b: v = (uint64_t)(int64_t)(int32_t)get_uint(c, 4); break;
 	default: return false;
 	}
 	if (c->bad)
@@ -139,15 +138,24 @@ struct cie {
 	uintptr_t start, end;       /* initial instructions */
 };
 
-static bool parse_cie(const struct unwind_table *t, uintptr_t at, struct cie *cie)
+/* The .eh_frame entry (CIE or FDE) at at: a cursor over what follows its
+ * length, to its end; bad for an empty entry, one past hi, or the 64-bit
+ * format. */
+static struct cursor entry_at(const struct unwind_table *t, uintptr_t at)
 {
 	struct cursor c = {at, t->hi, false};
-	uint32_t len, id;
-	take(&c, &len, 4);
+	uint64_t len = get_uint(&c, 4);
 	if (c.bad || len == 0 || len == 0xffffffffu || c.end - c.p < len)
-		return false;
-	c.end = c.p + len;
-	take(&c, &id, 4);
+		c.bad = true;
+	else
+		c.end = c.p + len;
+	return c;
+}
+
+static bool parse_cie(const struct unwind_table *t, uintptr_t at, struct cie *cie)
+{
+	struct cursor c = entry_at(t, at);
+	uint64_t id = get_uint(&c, 4);
 	uint8_t version = get_u8(&c);
 	if (c.bad || id != 0 || (version != 1 && version != 3))
 		return false;
@@ -240,12 +248,19 @@ static struct reg_rule *rule_of(struct cfi_state *s, uint64_t reg)
 	}
 }
 
+/* A register an instruction names: one libunwind does not know makes the
+ * description foreign. */
+static uint64_t named(struct cfi_run *r, uint64_t reg)
+{
+	if (reg >= REG_KNOWN)
+		r->foreign = true;
+	return reg;
+}
+
 static void set_rule(struct cfi_run *run, struct cfi_state *s, uint64_t reg, enum rule_how how,
 		     int64_t offset)
 {
-	if (reg >= REG_KNOWN)
-		run->foreign = true;
-	struct reg_rule *r = rule_of(s, reg);
+	struct reg_rule *r = rule_of(s, named(run, reg));
 	if (r) {
 		r->how = how;
 		r->offset = offset;
@@ -254,22 +269,11 @@ static void set_rule(struct cfi_run *run, struct cfi_state *s, uint64_t reg, enu
 
 static void restore(struct cfi_run *r, struct cfi_state *s, uint64_t reg)
 {
-	if (reg >= REG_KNOWN)
-		r->foreign = true;
-	switch (reg) {
+	switch (named(r, reg)) {
 	case REG_RBP: s->rbp = r->initial.rbp; break;
 	case REG_RSP: s->rsp = r->initial.rsp; break;
 	case REG_RA: s->ra = r->initial.ra; break;
 	}
-}
-
-/* The frame address's register (other than rsp and rbp: refused at the
- * end). */
-static uint64_t cfa_register(struct cfi_run *r, uint64_t reg)
-{
-	if (reg >= REG_KNOWN)
-		r->foreign = true;
-	return reg;
 }
 
 static bool scaled(uint64_t factor_times, int64_t align, int64_t *out)
@@ -327,24 +331,10 @@ static bool run_cfi(struct cfi_run *r, struct cfi_state *s, uintptr_t from, uint
 				r->loc = to_loc;
 			break;
 		}
-		case 0x02:
-			if (!advance(r, get_u8(&c)))
+		case 0x02: case 0x03: case 0x04: /* advance_loc1, 2, 4 */
+			if (!advance(r, get_uint(&c, (uintptr_t)1 << (op - 0x02))))
 				return false;
 			break;
-		case 0x03: {
-			uint16_t d;
-			take(&c, &d, 2);
-			if (!advance(r, d))
-				return false;
-			break;
-		}
-		case 0x04: {
-			uint32_t d;
-			take(&c, &d, 4);
-			if (!advance(r, d))
-				return false;
-			break;
-		}
 		case 0x05: /* offset_extended */
 			reg = get_uleb(&c);
 			if (!scaled(get_uleb(&c), r->cie->data_align, &off))
@@ -358,8 +348,7 @@ static bool run_cfi(struct cfi_run *r, struct cfi_state *s, uintptr_t from, uint
 		case 0x08: set_rule(r, s, get_uleb(&c), HOW_SAME, 0); break;
 		case 0x09: /* register */
 			reg = get_uleb(&c);
-			if (get_uleb(&c) >= REG_KNOWN)
-				r->foreign = true;
+			named(r, get_uleb(&c));
 			set_rule(r, s, reg, HOW_OTHER, 0);
 			break;
 		case 0x0a: /* remember_state */
@@ -372,15 +361,13 @@ static bool run_cfi(struct cfi_run *r, struct cfi_state *s, uintptr_t from, uint
 				return false;
 			*s = r->remembered[--r->depth];
 			break;
-		case 0x0c: /* def_cfa */
-			s->cfa_reg = cfa_register(r, get_uleb(&c));
-			n = get_uleb(&c);
-			if (n > INT32_MAX)
-				return false;
-			s->cfa_offset = (int64_t)n;
-			s->cfa_expression = false;
+		case 0x0d: /* def_cfa_register (other than rsp or rbp: refused at the end) */
+			s->cfa_reg = named(r, get_uleb(&c));
 			break;
-		case 0x0d: s->cfa_reg = cfa_register(r, get_uleb(&c)); break;
+		case 0x0c: /* def_cfa: the register, then the offset */
+			s->cfa_reg = named(r, get_uleb(&c));
+			s->cfa_expression = false;
+			__attribute__((fallthrough));
 		case 0x0e: /* def_cfa_offset */
 			n = get_uleb(&c);
 			if (n > INT32_MAX)
@@ -402,12 +389,10 @@ static bool run_cfi(struct cfi_run *r, struct cfi_state *s, uintptr_t from, uint
 				return false;
 			set_rule(r, s, reg, HOW_AT_CFA, off);
 			break;
-		case 0x12: /* def_cfa_sf */
-			s->cfa_reg = cfa_register(r, get_uleb(&c));
-			if (__builtin_mul_overflow(get_sleb(&c), r->cie->data_align, &s->cfa_offset))
-				return false;
+		case 0x12: /* def_cfa_sf: the register, then the offset */
+			s->cfa_reg = named(r, get_uleb(&c));
 			s->cfa_expression = false;
-			break;
+			__attribute__((fallthrough));
 		case 0x13: /* def_cfa_offset_sf */
 			if (__builtin_mul_overflow(get_sleb(&c), r->cie->data_align, &s->cfa_offset))
 				return false;
@@ -478,14 +463,9 @@ struct frame_rule frame_rule_find(const struct unwind_table *t, uintptr_t pc)
 	uintptr_t at = find_fde(t, pc);
 	if (at == 0)
 		return unknown;
-	struct cursor c = {at, t->hi, false};
-	uint32_t len, cie_offset;
-	take(&c, &len, 4);
-	if (c.bad || len == 0 || len == 0xffffffffu || c.end - c.p < len)
-		return unknown;
-	c.end = c.p + len;
+	struct cursor c = entry_at(t, at);
 	uintptr_t cie_field = c.p;
-	take(&c, &cie_offset, 4);
+	uint64_t cie_offset = get_uint(&c, 4);
 	struct cie cie;
 	if (c.bad || cie_offset == 0 || cie_offset > cie_field - t->lo ||
 	    !parse_cie(t, cie_field - cie_offset, &cie))

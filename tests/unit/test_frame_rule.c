@@ -138,6 +138,17 @@ static void add_fde(struct image *img, size_t cie, uint32_t start, uint32_t rang
 	img->count++;
 }
 
+/* An image of one function, [CODE, + range), under a CIE of its own:
+ * returns where the CIE starts. */
+static size_t one_function(struct image *img, const char *aug, const uint8_t *cie_insns,
+			   size_t cie_n, uint32_t range, const uint8_t *insns, size_t n)
+{
+	image_start(img);
+	size_t cie = add_cie(img, aug, cie_insns, cie_n);
+	add_fde(img, cie, 0, range, insns, n);
+	return cie;
+}
+
 /* The header: eh_frame pointer, FDE count, then the table (in the order
  * the FDEs were added: add them by address). */
 static struct unwind_table image_table(struct image *img)
@@ -181,9 +192,7 @@ static void test_prologue_and_body(void **state)
 {
 	(void)state;
 	struct image img;
-	image_start(&img);
-	size_t cie = add_cie(&img, "zR", standard_cie, sizeof standard_cie);
-	add_fde(&img, cie, 0, 22, prologue, sizeof prologue);
+	one_function(&img, "zR", standard_cie, sizeof standard_cie, 22, prologue, sizeof prologue);
 	expect_step(rule_at(&img, 0), false, 8, false, 0);
 	expect_step(rule_at(&img, 1), false, 16, true, -16);
 	expect_step(rule_at(&img, 3), false, 16, true, -16);
@@ -210,9 +219,7 @@ static void test_remember_restore_and_restore_reg(void **state)
 		0x04, 0x00, 0x00, 0x01, 0x00, 0x0e, 0x80, 0x80, 0x04, /* at 65805: rsp+65536 */
 	};
 	struct image img;
-	image_start(&img);
-	size_t cie = add_cie(&img, "zR", standard_cie, sizeof standard_cie);
-	add_fde(&img, cie, 0, 70000, insns, sizeof insns);
+	one_function(&img, "zR", standard_cie, sizeof standard_cie, 70000, insns, sizeof insns);
 	expect_step(rule_at(&img, 1), false, 16, true, -16);
 	expect_step(rule_at(&img, 2), false, 8, false, 0);
 	expect_step(rule_at(&img, 3), false, 16, true, -16);
@@ -228,9 +235,7 @@ static void test_outermost(void **state)
 	(void)state;
 	const uint8_t insns[] = {0x07, 16}; /* undefined rip */
 	struct image img;
-	image_start(&img);
-	size_t cie = add_cie(&img, "zR", standard_cie, sizeof standard_cie);
-	add_fde(&img, cie, 0, 8, insns, sizeof insns);
+	one_function(&img, "zR", standard_cie, sizeof standard_cie, 8, insns, sizeof insns);
 	struct frame_rule r = rule_at(&img, 4);
 	assert_int_equal(r.kind, FRAME_OUTERMOST);
 	assert_int_equal(r.function, (uintptr_t)img.mem + CODE);
@@ -243,9 +248,7 @@ static void expect_refused(const char *aug, const uint8_t *cie_insns, size_t cie
 			   const uint8_t *insns, size_t n)
 {
 	struct image img;
-	image_start(&img);
-	size_t cie = add_cie(&img, aug, cie_insns, cie_n);
-	add_fde(&img, cie, 0, 64, insns, n);
+	one_function(&img, aug, cie_insns, cie_n, 64, insns, n);
 	struct frame_rule r = rule_at(&img, 10);
 	assert_int_equal(r.kind, FRAME_UNKNOWN);
 	free(img.mem);
@@ -314,9 +317,8 @@ static void test_signal_frame(void **state)
 	(void)state;
 	const uint8_t expression[] = {0x0f, 3, 0x77, 160, 1};
 	struct image img;
-	image_start(&img);
-	size_t cie = add_cie(&img, "zRS", standard_cie, sizeof standard_cie);
-	add_fde(&img, cie, 0, 16, expression, sizeof expression);
+	one_function(&img, "zRS", standard_cie, sizeof standard_cie,
+		     16, expression, sizeof expression);
 	struct frame_rule r = rule_at(&img, 4);
 	assert_int_equal(r.kind, FRAME_SIGNAL);
 	assert_int_equal(r.function, (uintptr_t)img.mem + CODE);
@@ -328,9 +330,7 @@ static void test_datarel_fde_refused(void **state)
 {
 	(void)state;
 	struct image img;
-	image_start(&img);
-	size_t cie = add_cie(&img, "zR", standard_cie, sizeof standard_cie);
-	add_fde(&img, cie, 0, 16, NULL, 0);
+	size_t cie = one_function(&img, "zR", standard_cie, sizeof standard_cie, 16, NULL, 0);
 	/* the CIE: length, id, version, "zR", alignments and column, the
 	 * augmentation's length, then the encoding 'R' gives */
 	size_t r_byte = cie + 4 + 4 + 1 + 3 + 3 + 1;
@@ -347,10 +347,8 @@ static void test_other_registers_ignored(void **state)
 	(void)state;
 	const uint8_t insns[] = {0x83, 3, 0x10, 12, 2, 0x7c, 0, 0x2e, 16, 0x41, 0x0e, 24};
 	struct image img;
-	image_start(&img);
-	size_t cie = add_cie(&img, "zPLR", standard_cie, sizeof standard_cie);
 	/* with 'L' the FDE's augmentation holds an LSDA pointer: give none */
-	add_fde(&img, cie, 0, 16, insns, sizeof insns);
+	one_function(&img, "zPLR", standard_cie, sizeof standard_cie, 16, insns, sizeof insns);
 	expect_step(rule_at(&img, 0), false, 8, false, 0);
 	expect_step(rule_at(&img, 1), false, 24, false, 0);
 	free(img.mem);
@@ -383,9 +381,7 @@ static void test_every_truncation(void **state)
 {
 	(void)state;
 	struct image img;
-	image_start(&img);
-	size_t cie = add_cie(&img, "zR", standard_cie, sizeof standard_cie);
-	add_fde(&img, cie, 0, 22, prologue, sizeof prologue);
+	one_function(&img, "zR", standard_cie, sizeof standard_cie, 22, prologue, sizeof prologue);
 	struct unwind_table whole = image_table(&img);
 	size_t len = img.end;
 	for (size_t cut = 0; cut < len; cut++) {
