@@ -3,13 +3,16 @@
  * returns (see epoll_queue.h).
  *
  * Per-thread state only, reached through the thread's own page; must never
- * hand out an event whose descriptor changed since it was fetched, never
+ * hand out a level-triggered event whose descriptor changed since it was
+ * fetched nor any event whose registration the kernel no longer holds, never
  * drop one the kernel reports once while its registration stands (it goes
  * back to the kernel), and never allocate or block.
  */
 #include "epoll_queue.h"
 
 #include "epoll_map.h"
+
+#include <string.h>
 
 bool epoll_queue_take(struct epoll_queue *q, int epfd, struct epoll_event *ev,
 		      epoll_rearm_fn *rearm)
@@ -88,6 +91,32 @@ int epoll_queue_keep(struct epoll_queue *q, int epfd, const struct epoll_event *
 	}
 	q->busy = false;
 	return kept == n - 1 ? 1 : n;
+}
+
+bool epoll_fdinfo_lists(const char *text, size_t n, int fd, size_t *done)
+{
+	static const char tag[] = "tfd:";
+	size_t line = 0;
+	for (size_t end = 0; end < n; end++) {
+		if (text[end] != '\n')
+			continue;
+		size_t i = line;
+		line = end + 1;
+		if (end - i < sizeof(tag) - 1 || memcmp(text + i, tag, sizeof(tag) - 1) != 0)
+			continue;
+		for (i += sizeof(tag) - 1; i < end && (text[i] == ' ' || text[i] == '\t'); i++)
+			;
+		long long number = 0;
+		size_t digits = 0;
+		for (; i < end && text[i] >= '0' && text[i] <= '9' && digits < 10; i++, digits++)
+			number = number * 10 + (text[i] - '0');
+		if (digits > 0 && number == fd && (i == end || text[i] == ' ' || text[i] == '\t')) {
+			*done = line;
+			return true;
+		}
+	}
+	*done = line;
+	return false;
 }
 
 void epoll_queue_clear(struct epoll_queue *q)

@@ -33,15 +33,20 @@
  * and whenever the thread is about to wait elsewhere (epoll_queue_give_back),
  * it goes back to the kernel, by rearm (an EPOLL_CTL_MOD of the registration
  * as it is now, after which the kernel reports it again if the descriptor is
- * still ready). One whose registration the map no longer has (its
- * descriptor closed, or deleted: the kernel may still hold it, as for a
- * file that lives on under another number) is handed out as it came, as
- * the program would have had it in its batch.
+ * still ready). One whose registration the map no longer has is dropped if
+ * the kernel no longer holds it either (deleted, or its descriptor closed
+ * with the last copy of its file): no wait after that would report it, and
+ * the program, back at its wait, may have freed what the data word points
+ * to. Only one the kernel still holds but that cannot be given back (a
+ * file closed under this number that lives on under another, or a MOD the
+ * kernel refused) is handed out as it came, as the program would have had
+ * it in its batch.
  */
 #ifndef REQID_EPOLL_QUEUE_H
 #define REQID_EPOLL_QUEUE_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/epoll.h>
 
@@ -62,9 +67,11 @@ struct epoll_queue {
 	} kept[QUEUE_MAX];
 };
 
-/* Gives fd's event on epfd back to the kernel (an EPOLL_CTL_MOD of its
- * registration as epoll_map_registration has it): false if it could not
- * (no such registration, or the kernel refused). */
+/* Settles a kept event of fd on epfd that was reported once: true if it
+ * went back to the kernel (an EPOLL_CTL_MOD of its registration as
+ * epoll_map_registration has it) or the kernel holds no registration under
+ * fd's number on epfd any more (the event is dropped); false if the
+ * registration stands and could not be given back (it is handed out). */
 typedef bool epoll_rearm_fn(int epfd, int fd);
 
 /* Moves the next kept event of epfd still valid to *ev: true if there was
@@ -89,6 +96,14 @@ int epoll_queue_fetch_max(int max) __attribute__((visibility("hidden")));
  * returns 1, or returns n when they cannot all be kept. */
 int epoll_queue_keep(struct epoll_queue *q, int epfd, const struct epoll_event *ev, int n,
 		     bool edge) __attribute__((visibility("hidden")));
+
+/* Whether the complete lines at the start of text (n bytes of an epoll
+ * instance's /proc/self/fdinfo file, from a line's start) list a
+ * registration under number fd ("tfd: FD ..."): whether the kernel still
+ * holds one. *done: the bytes of those complete lines, all read when the
+ * answer is false. */
+bool epoll_fdinfo_lists(const char *text, size_t n, int fd, size_t *done)
+	__attribute__((visibility("hidden")));
 
 /* Drops every kept event (a fork child's copy). */
 void epoll_queue_clear(struct epoll_queue *q) __attribute__((visibility("hidden")));

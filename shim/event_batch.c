@@ -8,11 +8,15 @@
 #include "event_batch.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include <xxhash.h>
 
 #include "call_chain.h"
@@ -75,12 +79,42 @@ static void forget_wait(void)
 	thread_ctx.batch.io_conn = 0;
 }
 
+/* Whether the kernel still holds a registration under number fd on epfd
+ * (after fd was closed, one lives on while another copy of its file does):
+ * whether /proc/self/fdinfo/EPFD lists one (false when it cannot be read).
+ * Plain reads, as any program may make, not kcmp(KCMP_EPOLL_TFD), which a
+ * sandbox's seccomp filter may answer with SIGSYS. */
+static bool kernel_holds(int epfd, int fd)
+{
+	char path[40], buf[2048];
+	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", epfd);
+	int info = (int)syscall(SYS_openat, AT_FDCWD, path, O_RDONLY | O_CLOEXEC);
+	if (info < 0)
+		return false;
+	size_t have = 0, done = 0;
+	bool listed = false;
+	for (;;) {
+		ssize_t got = syscall(SYS_read, info, buf + have, sizeof(buf) - have);
+		if (got <= 0)
+			break;
+		have += (size_t)got;
+		listed = epoll_fdinfo_lists(buf, have, fd, &done);
+		if (listed || (done == 0 && have == sizeof(buf))) /* a line longer than buf */
+			break;
+		memmove(buf, buf + done, have - done);
+		have -= done;
+	}
+	syscall(SYS_close, info);
+	return listed;
+}
+
 bool batch_rearm(int epfd, int fd)
 {
 	struct epoll_event registration;
 	int (*ctl)(int, int, int, struct epoll_event *) = REAL(epoll_ctl);
-	return ctl && epoll_map_registration(epfd, fd, &registration) &&
-	       ctl(epfd, EPOLL_CTL_MOD, fd, &registration) == 0;
+	if (!epoll_map_registration(epfd, fd, &registration))
+		return !kernel_holds(epfd, fd);
+	return ctl && ctl(epfd, EPOLL_CTL_MOD, fd, &registration) == 0;
 }
 
 void batch_give_back(void)

@@ -3,9 +3,11 @@
 the kernel reported once must reach the program wherever it looks next
 (tests/servers/epoll_edges.c: polling the epoll fd, with poll or with
 _FORTIFY_SOURCE's __poll_chk, a nested instance, threads taking turns, a
-descriptor moved to another number). Each mode runs
-bare and under the shim; both must serve every connection (exit 0) well
-within the program's own timeouts, so a hang fails the run.
+descriptor moved to another number), and must not reach it once the program
+deleted or closed its descriptor between two waits (a loop that frees a
+connection's object there would use it after free). Each runs bare and
+under the shim; both must exit 0 well within the program's own timeouts,
+so a hang fails the run.
 
     python3 tests/integration/test_epoll_edges.py
 """
@@ -17,7 +19,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 PROG = ROOT / "build" / "servers" / "epoll_edges"
 LIB = Path(os.environ.get("REQID_LIB", ROOT / "build" / "libreqid.so"))
-MODES = ["poll-epfd", "poll-epfd-fortified", "nested", "leader-follower", "moved"]
+MODES = ["poll-epfd", "poll-epfd-fortified", "nested", "leader-follower", "moved",
+         "closed-deleted", "closed"]
 
 
 def run(mode, shimmed):

@@ -499,6 +499,8 @@ def run_case(case, n_requests, seed, shim=True):
             res["problems"].append("server exited with status %s" % rc)
     except (harness.Failure, OSError) as e:
         res["problems"].append("%s: %s" % (type(e).__name__, e))
+        if srv and srv.proc.poll() is not None:  # it died on its own: say how
+            res["problems"].append("server exited with status %s" % srv.proc.returncode)
     finally:
         if srv:
             srv.kill()  # only if still running: every server started here is stopped

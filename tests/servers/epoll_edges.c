@@ -22,6 +22,13 @@
  *   moved            while serving the first connection the program moves
  *                    the second to another descriptor number (F_DUPFD and
  *                    close): its registration lives on with the file
+ * and two where an event must NOT reach the program:
+ *   closed-deleted   after each batch, as an idle timer would, the program
+ *                    deletes every connection it did not serve from the
+ *                    instance and closes it: its next wait must not report
+ *                    one (a loop that frees a connection's object between
+ *                    waits would use it after free)
+ *   closed           the same by close() alone, the last copy of the file
  * It checks the program, not the ids: its only output is why it failed.
  */
 #define _GNU_SOURCE
@@ -41,6 +48,7 @@
 #include <unistd.h>
 
 #define CONNS 2
+#define IDLE 200
 #define WAIT_MS 2000
 
 static int server_fd[CONNS];
@@ -54,7 +62,8 @@ static void fail_setup(const char *what)
 
 /* Two loopback connections, both ends open, a request pending on each
  * server end (non-blocking); the server ends registered edge-triggered on a
- * new instance, their data words the connection's index. Returns it. */
+ * new instance, their data words the connection's index, beside IDLE
+ * eventfds that never become ready. Returns it. */
 static int set_up(void)
 {
 	int lfd = socket(AF_INET, SOCK_STREAM, 0);
@@ -66,6 +75,14 @@ static int set_up(void)
 	int ep = epoll_create1(0);
 	if (ep < 0)
 		fail_setup("epoll_create1");
+	/* Idle registrations too: the instance's /proc fdinfo, which the shim
+	 * may read to learn what the kernel still holds, takes many reads. */
+	for (int k = 0; k < IDLE; k++) {
+		int efd = eventfd(0, EFD_NONBLOCK);
+		struct epoll_event idle = {.events = EPOLLIN | EPOLLET, .data.u64 = 1000 + (uint64_t)k};
+		if (efd < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, efd, &idle) != 0)
+			fail_setup("idle eventfd");
+	}
 	for (int i = 0; i < CONNS; i++) {
 		int c = socket(AF_INET, SOCK_STREAM, 0);
 		if (c < 0 || connect(c, (struct sockaddr *)&a, sizeof(a)) != 0)
@@ -232,6 +249,56 @@ static int moved(int ep)
 	return 0;
 }
 
+/* The closing modes: del, whether connections are deleted before close. */
+static int close_unserved(int ep, int del)
+{
+	int done[CONNS] = {0}, closed[CONNS] = {0}, settled = 0;
+	struct epoll_event ev[16];
+	while (settled < CONNS) {
+		int n = epoll_wait(ep, ev, 16, WAIT_MS);
+		if (n <= 0)
+			return hung("epoll_wait");
+		for (int k = 0; k < n; k++) {
+			int i = (int)ev[k].data.u64;
+			if (closed[i]) {
+				printf("an event for connection %d, closed before this wait\n", i);
+				return 1;
+			}
+			if (!done[i]) {
+				serve(i);
+				done[i] = 1;
+				settled++;
+			}
+		}
+		for (int i = 0; i < CONNS; i++) {
+			if (done[i] || closed[i])
+				continue;
+			if (del && epoll_ctl(ep, EPOLL_CTL_DEL, server_fd[i], NULL) != 0)
+				fail_setup("EPOLL_CTL_DEL");
+			close(server_fd[i]);
+			closed[i] = 1;
+			settled++;
+		}
+	}
+	int n = epoll_wait(ep, ev, 16, 0);
+	if (n != 0) {
+		printf("the last wait returned %d, expected 0 (first: connection %d)\n", n,
+		       n > 0 ? (int)ev[0].data.u64 : -1);
+		return 1;
+	}
+	return 0;
+}
+
+static int closed_deleted(int ep)
+{
+	return close_unserved(ep, 1);
+}
+
+static int closed_alone(int ep)
+{
+	return close_unserved(ep, 0);
+}
+
 int main(int argc, char **argv)
 {
 	static const struct {
@@ -243,11 +310,13 @@ int main(int argc, char **argv)
 		{"nested", nested},
 		{"leader-follower", leader_follower},
 		{"moved", moved},
+		{"closed-deleted", closed_deleted},
+		{"closed", closed_alone},
 	};
 	for (size_t m = 0; argc == 2 && m < sizeof(modes) / sizeof(modes[0]); m++)
 		if (strcmp(argv[1], modes[m].name) == 0)
 			return modes[m].run(set_up());
 	fprintf(stderr, "usage: epoll_edges poll-epfd|poll-epfd-fortified|nested|leader-follower|"
-			"moved\n");
+			"moved|closed-deleted|closed\n");
 	return 2;
 }

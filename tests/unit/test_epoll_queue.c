@@ -39,8 +39,12 @@ static struct epoll_queue queue;
  * so (epoll_map.h), so no test reuses another's. */
 static uint64_t base;
 
-/* The events given back to the kernel (epoll_rearm_fn), in order. */
+/* The events settled by rearm (epoll_rearm_fn), in order; the kernel's
+ * registrations the map no longer has (a file closed under the number that
+ * lives on under another); a number whose EPOLL_CTL_MOD the kernel refuses. */
 static int rearmed[16], rearmed_count;
+static bool kernel_keeps[20];
+static int refused_fd;
 
 static bool rearm(int epfd, int fd)
 {
@@ -48,7 +52,9 @@ static bool rearm(int epfd, int fd)
 	assert_true(rearmed_count < 16);
 	rearmed[rearmed_count++] = fd;
 	struct epoll_event registration;
-	return epoll_map_registration(epfd, fd, &registration);
+	if (!epoll_map_registration(epfd, fd, &registration))
+		return !(fd < 20 && kernel_keeps[fd]);
+	return fd != refused_fd;
 }
 
 /* Fresh instances on EP and EP2, fds 10..19 registered on EP with data
@@ -63,6 +69,8 @@ static int setup(void **state)
 		epoll_map_set(EP, fd, base + (unsigned)fd, EPOLLIN);
 	memset(&queue, 0, sizeof(queue));
 	rearmed_count = 0;
+	memset(kernel_keeps, 0, sizeof(kernel_keeps));
+	refused_fd = -1;
 	return 0;
 }
 
@@ -252,25 +260,81 @@ static void test_edge_events_go_back_not_away(void **state)
 }
 
 /* An edge event whose registration the map lost (its descriptor closed,
- * perhaps living on under another number, or deleted) cannot be given
- * back: it is handed out as it came, and stays through a give_back. */
-static void test_edge_events_without_registration_are_handed_out(void **state)
+ * or deleted) goes away when the kernel holds no registration under its
+ * number either: the program may have freed what its data word points to.
+ * One the kernel still holds (the file lives on under another number) or
+ * whose EPOLL_CTL_MOD the kernel refused cannot go back: it is handed out
+ * as it came, and stays through a give_back. */
+static void test_edge_events_without_registration(void **state)
+{
+	(void)state;
+	register_edges();
+	struct epoll_event ev[6];
+	int n = batch(ev, (const int[]){10, 11, 12, 13, 14, 15}, 6);
+	assert_int_equal(epoll_queue_keep(&queue, EP, ev, n, true), 1);
+	epoll_map_forget(11); /* closed, its file lives on under another number */
+	kernel_keeps[11] = true;
+	epoll_map_forget(12); /* closed, the last copy of its file */
+	epoll_map_delete(EP, 13);
+	epoll_map_changed(13);
+	epoll_map_changed(14); /* modified; the kernel refuses to take it back */
+	refused_fd = 14;
+	epoll_queue_give_back(&queue, rearm); /* 11 and 14 cannot go back */
+	assert_int_equal(rearmed_count, 5);
+	assert_int_equal(rearmed[1], 12);
+	assert_int_equal(rearmed[4], 15);
+	assert_int_equal(next_fd(), 11); /* tried once more, then handed out */
+	assert_int_equal(next_fd(), 14);
+	assert_int_equal(rearmed_count, 7);
+	assert_int_equal(next_fd(), -1);
+}
+
+/* The same without a give_back: the wait skips the events whose
+ * registrations are gone, hands out the rest. */
+static void test_edge_events_of_closed_descriptors_are_dropped(void **state)
 {
 	(void)state;
 	register_edges();
 	struct epoll_event ev[4];
 	int n = batch(ev, (const int[]){10, 11, 12, 13}, 4);
 	assert_int_equal(epoll_queue_keep(&queue, EP, ev, n, true), 1);
-	epoll_map_forget(11); /* closed (moved to another number) */
-	epoll_map_delete(EP, 13);
-	epoll_map_changed(13);
-	epoll_queue_give_back(&queue, rearm); /* 11 and 13 cannot go back */
-	assert_int_equal(rearmed_count, 3);
-	assert_int_equal(rearmed[1], 12);
-	assert_int_equal(next_fd(), 11); /* tried once more, then handed out */
+	epoll_map_delete(EP, 11);
+	epoll_map_changed(11);
+	epoll_map_forget(12);
 	assert_int_equal(next_fd(), 13);
-	assert_int_equal(rearmed_count, 5);
+	assert_int_equal(rearmed_count, 2);
 	assert_int_equal(next_fd(), -1);
+}
+
+/* /proc/self/fdinfo of an epoll instance, read in pieces: a number is
+ * found only on a complete "tfd:" line, as a whole number. */
+static void test_fdinfo_lists(void **state)
+{
+	(void)state;
+	static const char info[] =
+		"pos:\t0\nflags:\t02\nmnt_id:\t15\nino:\t1057\n"
+		"tfd:        7 events:       19 data:                7  pos:0 ino:2a1 sdev:8\n"
+		"tfd:       12 events:     2019 data:     55d2f0a1b2c0  pos:0 ino:2a2 sdev:8\n"
+		"tfd:\t1234567\n";
+	size_t n = sizeof(info) - 1, done;
+	assert_true(epoll_fdinfo_lists(info, n, 7, &done));
+	assert_true(epoll_fdinfo_lists(info, n, 12, &done));
+	assert_true(epoll_fdinfo_lists(info, n, 1234567, &done));
+	assert_int_equal(done, n);
+	assert_false(epoll_fdinfo_lists(info, n, 1, &done)); /* not a prefix of 12 */
+	assert_int_equal(done, n);
+	assert_false(epoll_fdinfo_lists(info, n, 19, &done)); /* an events mask */
+	assert_false(epoll_fdinfo_lists(info, n, 0, &done));  /* pos: is not tfd: */
+	size_t first = strlen("pos:\t0\nflags:\t02\nmnt_id:\t15\nino:\t1057\n");
+	size_t cut = first + 20; /* inside the tfd 7 line */
+	assert_false(epoll_fdinfo_lists(info, cut, 7, &done));
+	assert_int_equal(done, first);
+	assert_true(epoll_fdinfo_lists(info + done, n - done, 7, &done));
+	assert_false(epoll_fdinfo_lists("tfd: 7", 6, 7, &done)); /* no newline yet */
+	assert_int_equal(done, 0);
+	static const char odd[] = "tfd: 12345678901 x\ntfd: x7\ntfd:\n";
+	assert_false(epoll_fdinfo_lists(odd, sizeof(odd) - 1, 1234567890, &done));
+	assert_false(epoll_fdinfo_lists(odd, sizeof(odd) - 1, 7, &done));
 }
 
 /* In an edge queue, an event whose registration is level-triggered goes as
@@ -374,7 +438,9 @@ int main(void)
 		cmocka_unit_test_setup(test_fetch_max, setup),
 		cmocka_unit_test_setup(test_one_waiter, setup),
 		cmocka_unit_test_setup(test_edge_events_go_back_not_away, setup),
-		cmocka_unit_test_setup(test_edge_events_without_registration_are_handed_out, setup),
+		cmocka_unit_test_setup(test_edge_events_without_registration, setup),
+		cmocka_unit_test_setup(test_edge_events_of_closed_descriptors_are_dropped, setup),
+		cmocka_unit_test(test_fdinfo_lists),
 		cmocka_unit_test_setup(test_level_events_stay_on_give_back, setup),
 		cmocka_unit_test_setup(test_level_events_of_an_edge_queue, setup),
 		cmocka_unit_test_setup(test_edge_batch_needs_known_registrations, setup),
