@@ -245,8 +245,10 @@ static bool parse_log_paths(const char *v, struct reqid_config *cfg)
 
 static void set_defaults(struct reqid_config *cfg)
 {
-	_Static_assert(offsetof(struct reqid_config, log_paths) == 0, "log_paths comes first");
-	memset((char *)cfg + sizeof(cfg->log_paths), 0, sizeof(*cfg) - sizeof(cfg->log_paths));
+	_Static_assert(offsetof(struct reqid_config, log_paths) + sizeof(cfg->log_paths) ==
+			       sizeof(struct reqid_config),
+		       "log_paths comes last");
+	memset(cfg, 0, offsetof(struct reqid_config, log_paths));
 	cfg->format = FORMAT_JSON;
 	memcpy(cfg->field, "request_id", sizeof("request_id"));
 	cfg->field_len = sizeof("request_id") - 1;

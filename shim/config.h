@@ -53,10 +53,6 @@ struct header_name {
 };
 
 struct reqid_config {
-	/* First, apart from the rest: the defaults leave these bytes as they
-	 * are (only the first log_path_count entries mean anything), so a
-	 * process without REQID_LOG_PATHS never touches their pages. */
-	char log_paths[CONFIG_MAX_LOG_PATHS][CONFIG_MAX_LOG_PATH + 1]; /* globs */
 	uint8_t log_path_count;
 	bool disabled;
 	enum log_format format;
@@ -86,6 +82,10 @@ struct reqid_config {
 	uint8_t audit_dir_len; /* 0: no audit (reqid audit sets it) */
 	char audit_dir[CONFIG_MAX_AUDIT_DIR + 1]; /* absolute: where each process
 						     appends its audit records */
+	/* Last, apart from the rest: the defaults leave these bytes as they
+	 * are (only the first log_path_count entries mean anything), so a
+	 * process without REQID_LOG_PATHS never touches their pages. */
+	char log_paths[CONFIG_MAX_LOG_PATHS][CONFIG_MAX_LOG_PATH + 1]; /* globs */
 };
 
 /* Returns the value of an environment variable, or NULL when unset. */

@@ -46,4 +46,10 @@
  * defined in, this code cost a child three of them. */
 #define FORK_PATH __attribute__((section(".text.hot.reqid_fork_path")))
 
+/* The code every process runs in the shim's constructor: START_PATH puts
+ * it with the constructor itself, in the section the default linker script
+ * places first, so that start-up maps the library's first 64 KiB of code
+ * and no other (it cost a second fault of its own). */
+#define START_PATH __attribute__((section(".text.startup.reqid_start_path")))
+
 #endif

@@ -32,14 +32,13 @@
 #include "request_table.h"
 #include "thread_ctx.h"
 
-/* Its first access at start is the store of the whole table: in .bss, on
- * the page the C runtime's exit flag (crtbegin's, read and written at exit)
- * shares, that costs one fault for both. */
-struct real_functions real;
-/* Page-aligned: its first page is exactly the log paths (which a process
- * without REQID_LOG_PATHS never touches), and the rest, which every
- * process writes at start, one page. */
-struct shim_state shim __attribute__((aligned(4096)));
+/* Written whole at start: in .data, whose page the loader writes anyway. */
+struct real_functions real START_WRITTEN;
+/* Everything but the log paths at its end (which a process without
+ * REQID_LOG_PATHS never touches) is written at start: first in .bss, on
+ * the page the C runtime's exit flag (crtbegin's, written at exit) is on,
+ * one fault for both. */
+struct shim_state shim;
 /* Page-aligned, and first of the FORK_HOT globals: with them and the low
  * descriptors' flags, one page for all a fork child writes of them. */
 struct process_state process FORK_HOT_FIRST __attribute__((aligned(4096)));
@@ -52,10 +51,10 @@ extern int __register_atfork(void (*prepare)(void), void (*parent)(void), void (
 extern void *__dso_handle;
 
 static _Atomic bool real_ready START_WRITTEN; /* read first: not in .bss */
-static bool real_complete;
+static bool real_complete START_WRITTEN;
 static __thread bool resolving __attribute__((tls_model("initial-exec")));
 
-bool real_resolve(void)
+START_PATH bool real_resolve(void)
 {
 	if (atomic_load_explicit(&real_ready, memory_order_acquire))
 		return true;
@@ -99,7 +98,7 @@ static void say(const char *a, const char *b)
 		real.write(2, line, n);
 }
 
-static void seed_ids(void)
+static START_PATH void seed_ids(void)
 {
 	uint8_t key[16];
 	if (getrandom(key, sizeof(key), GRND_NONBLOCK) != (ssize_t)sizeof(key)) {
@@ -158,7 +157,7 @@ static FORK_PATH void after_fork_child(void)
 		audit_after_fork();
 }
 
-static const char *environment(const char *name)
+static START_PATH const char *environment(const char *name)
 {
 	return getenv(name);
 }
@@ -172,7 +171,7 @@ bool is_stream_socket(int fd)
 	return stream;
 }
 
-bool is_accepted_socket(int fd)
+START_PATH bool is_accepted_socket(int fd)
 {
 	int domain = 0;
 	socklen_t len = sizeof(domain);
@@ -191,7 +190,7 @@ bool is_accepted_socket(int fd)
 }
 
 /* fd's file's identity; *is_socket (if not NULL) says whether it is a socket. */
-static bool fd_identity(int fd, uint64_t *dev, uint64_t *ino, bool *is_socket)
+static START_PATH bool fd_identity(int fd, uint64_t *dev, uint64_t *ino, bool *is_socket)
 {
 	struct stat st;
 	if (fstat(fd, &st) != 0)
@@ -211,7 +210,7 @@ static bool fd_identity(int fd, uint64_t *dev, uint64_t *ino, bool *is_socket)
  * sets up malloc (a getrandom, two brk, two or three page faults): it is
  * skipped when the environment already says exactly this, as it does in
  * a program a shimmed parent exec'ed with the same logs. */
-static void mark_log_fds(bool attached)
+static START_PATH void mark_log_fds(bool attached)
 {
 	const char *inherited = attached ? NULL : getenv(LOG_IDS_VARIABLE);
 	char ids[LOG_IDS_SIZE] = "";
@@ -240,7 +239,7 @@ static void mark_log_fds(bool attached)
 /* A program exec'ed for a request (REQID_REQUEST_ID, set by a shimmed
  * parent) writes its lines with that request's id until it serves
  * connections of its own. */
-static void adopt_exec_request(void)
+static START_PATH void adopt_exec_request(void)
 {
 	const char *id = getenv(REQUEST_VARIABLE);
 	if (!id || !request_id_is_valid(id, strlen(id)))
@@ -275,7 +274,7 @@ size_t current_log_ids(char *buf, size_t size)
 	return len;
 }
 
-unsigned shim_activate(config_lookup lookup, bool attached)
+START_PATH unsigned shim_activate(config_lookup lookup, bool attached)
 {
 	if (!real_resolve() || !real_complete)
 		return ACTIVATE_NO_LIBC;

@@ -192,7 +192,6 @@ enum made_state {
 	} while (0)
 
 struct shim_state {
-	struct reqid_config config; /* first: its first page is its log paths */
 	bool active;              /* configured and not disabled */
 	bool audit;               /* under `reqid audit`: records go to
 				     REQID_AUDIT_DIR (audit_log.h) */
@@ -206,6 +205,7 @@ struct shim_state {
 	struct line_style style;
 	struct line_style syslog_style; /* style, with the CEE cookie for json */
 	bool traced_fields;       /* lines carry trace_id or span_id */
+	struct reqid_config config; /* last: its last page is its log paths */
 };
 
 /* What a fork child writes of the process's state: first on the page the
