@@ -540,6 +540,9 @@ def check_lighttpd(tmp, seed, h2, failures):
         drive_nginx(srv.port, conns)
         for t in h2_tokens:
             h2_results[t] = curl_h2(srv.port, t)
+        if not running.wait_connections_closed():
+            failures.append("%s: connections still open 10 s after the clients closed theirs"
+                            % name)
     finally:
         failures.extend("%s: %s" % (name, p) for p in running.stop())
     for f in ("access.log", "error.log"):

@@ -401,6 +401,44 @@ class Running:
                 left.append(int(d))
         return left
 
+    def _tcp_connections(self):
+        """TCP sockets, other than listening ones, that the server's
+        processes hold."""
+        states = {}
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            try:
+                rows = open(table).read().splitlines()[1:]
+            except OSError:
+                continue
+            for row in rows:
+                f = row.split()
+                states[f[9]] = f[3]  # inode -> state (0A: LISTEN)
+        held = []
+        for pid in self.group_alive():
+            try:
+                fds = os.listdir("/proc/%d/fd" % pid)
+            except OSError:
+                continue
+            for fd in fds:
+                try:
+                    link = os.readlink("/proc/%d/fd/%s" % (pid, fd))
+                except OSError:
+                    continue
+                if link.startswith("socket:[") and states.get(link[8:-1], "0A") != "0A":
+                    held.append((pid, int(fd)))
+        return held
+
+    def wait_connections_closed(self, timeout=10.0):
+        """Waits until the server holds no TCP connection once its clients
+        closed theirs: a server stopped before it read their end may exit
+        with them open (lighttpd then exits 1). Whether it got there."""
+        deadline = time.monotonic() + timeout
+        while self._tcp_connections():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.01)
+        return True
+
     def stop(self, timeout=20.0):
         """Stops the server with its signal; returns a list of problems."""
         problems = []
