@@ -401,18 +401,19 @@ class Running:
                 left.append(int(d))
         return left
 
-    def _tcp_connections(self):
-        """TCP sockets, other than listening ones, that the server's
-        processes hold."""
-        states = {}
+    def _accepted_connections(self):
+        """TCP connections on the server's port (not the listening socket)
+        that its processes hold."""
+        accepted = set()
         for table in ("/proc/net/tcp", "/proc/net/tcp6"):
             try:
                 rows = open(table).read().splitlines()[1:]
             except OSError:
                 continue
             for row in rows:
-                f = row.split()
-                states[f[9]] = f[3]  # inode -> state (0A: LISTEN)
+                f = row.split()  # local address, remote, state (0A: LISTEN), ..., inode
+                if int(f[1].rsplit(":", 1)[1], 16) == self.srv.port and f[3] != "0A":
+                    accepted.add(f[9])
         held = []
         for pid in self.group_alive():
             try:
@@ -424,16 +425,17 @@ class Running:
                     link = os.readlink("/proc/%d/fd/%s" % (pid, fd))
                 except OSError:
                     continue
-                if link.startswith("socket:[") and states.get(link[8:-1], "0A") != "0A":
+                if link.startswith("socket:[") and link[8:-1] in accepted:
                     held.append((pid, int(fd)))
         return held
 
     def wait_connections_closed(self, timeout=10.0):
-        """Waits until the server holds no TCP connection once its clients
-        closed theirs: a server stopped before it read their end may exit
-        with them open (lighttpd then exits 1). Whether it got there."""
+        """Waits until the server holds no connection accepted on its port
+        once its clients closed theirs: a server stopped before it read
+        their end may exit with them open (lighttpd then exits 1). Whether
+        it got there."""
         deadline = time.monotonic() + timeout
-        while self._tcp_connections():
+        while self._accepted_connections():
             if time.monotonic() > deadline:
                 return False
             time.sleep(0.01)
