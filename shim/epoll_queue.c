@@ -27,8 +27,8 @@ bool epoll_queue_take(struct epoll_queue *q, int epfd, struct epoll_event *ev,
 		unsigned i = q->next;
 		q->next = (uint8_t)(q->next + 1);
 		q->count--;
-		if (epoll_map_stamp(q->kept[i].fd) == q->kept[i].stamp ||
-		    (q->kept[i].once && !rearm(epfd, q->kept[i].fd))) {
+		if (!q->kept[i].deleted && (epoll_map_stamp(q->kept[i].fd) == q->kept[i].stamp ||
+					    (q->kept[i].once && !rearm(epfd, q->kept[i].fd)))) {
 			*ev = q->kept[i].ev;
 			found = true;
 		}
@@ -48,7 +48,7 @@ void epoll_queue_give_back(struct epoll_queue *q, epoll_rearm_fn *rearm)
 	for (uint8_t k = 0; k < q->count; k++) {
 		uint8_t i = (uint8_t)(q->next + k);
 		/* A level-triggered event is reported again anyway. */
-		if (q->kept[i].once && !rearm(q->epfd, q->kept[i].fd))
+		if (q->kept[i].once && !q->kept[i].deleted && !rearm(q->epfd, q->kept[i].fd))
 			q->kept[left++] = q->kept[i];
 	}
 	q->next = 0;
@@ -80,6 +80,7 @@ int epoll_queue_keep(struct epoll_queue *q, int epfd, const struct epoll_event *
 		q->kept[kept].fd = fd;
 		q->kept[kept].stamp = epoll_map_stamp(fd);
 		q->kept[kept].once = once;
+		q->kept[kept].deleted = false;
 		kept++;
 	}
 	if (kept == n - 1) {
@@ -93,7 +94,39 @@ int epoll_queue_keep(struct epoll_queue *q, int epfd, const struct epoll_event *
 	return kept == n - 1 ? 1 : n;
 }
 
-bool epoll_fdinfo_lists(const char *text, size_t n, int fd, size_t *done)
+void epoll_queue_deleted(struct epoll_queue *q, int epfd, int fd)
+{
+	if (q->busy || q->count == 0 || q->epfd != epfd)
+		return;
+	for (uint8_t k = 0; k < q->count; k++) {
+		uint8_t i = (uint8_t)(q->next + k);
+		if (q->kept[i].fd == fd)
+			q->kept[i].deleted = true;
+	}
+}
+
+/* The hex number after " ino:" in text[i..end), 0 if none. */
+static uint64_t line_inode(const char *text, size_t i, size_t end)
+{
+	static const char tag[] = " ino:";
+	for (; i + sizeof(tag) - 1 <= end; i++) {
+		if (memcmp(text + i, tag, sizeof(tag) - 1) != 0)
+			continue;
+		uint64_t ino = 0;
+		for (i += sizeof(tag) - 1; i < end && ino >> 60 == 0; i++) {
+			char c = text[i];
+			unsigned d = c >= '0' && c <= '9' ? (unsigned)(c - '0')
+				     : c >= 'a' && c <= 'f' ? (unsigned)(c - 'a' + 10) : 16;
+			if (d == 16)
+				break;
+			ino = ino << 4 | d;
+		}
+		return ino;
+	}
+	return 0;
+}
+
+bool epoll_fdinfo_lists(const char *text, size_t n, int fd, size_t *done, uint64_t *ino)
 {
 	static const char tag[] = "tfd:";
 	size_t line = 0;
@@ -112,6 +145,7 @@ bool epoll_fdinfo_lists(const char *text, size_t n, int fd, size_t *done)
 			number = number * 10 + (text[i] - '0');
 		if (digits > 0 && number == fd && (i == end || text[i] == ' ' || text[i] == '\t')) {
 			*done = line;
+			*ino = line_inode(text, i, end);
 			return true;
 		}
 	}

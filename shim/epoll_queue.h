@@ -33,14 +33,15 @@
  * and whenever the thread is about to wait elsewhere (epoll_queue_give_back),
  * it goes back to the kernel, by rearm (an EPOLL_CTL_MOD of the registration
  * as it is now, after which the kernel reports it again if the descriptor is
- * still ready). One whose registration the map no longer has is dropped if
- * the kernel no longer holds it either (deleted, or its descriptor closed
- * with the last copy of its file): no wait after that would report it, and
- * the program, back at its wait, may have freed what the data word points
- * to. Only one the kernel still holds but that cannot be given back (a
- * file closed under this number that lives on under another, or a MOD the
- * kernel refused) is handed out as it came, as the program would have had
- * it in its batch.
+ * still ready). One whose registration the program deleted, or whose
+ * descriptor it closed, is dropped: it is back at its wait and may have
+ * freed what the data word points to (no wait after a delete reports it;
+ * after a close the kernel may, while another process, a forked helper,
+ * holds the file). Only one of a file this process still holds under
+ * another number (moved with dup2 or F_DUPFD and closed; the kernel keeps
+ * the registration under the old number) or whose EPOLL_CTL_MOD the kernel
+ * refused is handed out as it came, as the program would have had it in
+ * its batch.
  */
 #ifndef REQID_EPOLL_QUEUE_H
 #define REQID_EPOLL_QUEUE_H
@@ -64,14 +65,15 @@ struct epoll_queue {
 		int fd;
 		uint32_t stamp;
 		bool once; /* its registration is edge-triggered or one-shot */
+		bool deleted; /* the program deleted its registration since */
 	} kept[QUEUE_MAX];
 };
 
 /* Settles a kept event of fd on epfd that was reported once: true if it
  * went back to the kernel (an EPOLL_CTL_MOD of its registration as
- * epoll_map_registration has it) or the kernel holds no registration under
- * fd's number on epfd any more (the event is dropped); false if the
- * registration stands and could not be given back (it is handed out). */
+ * epoll_map_registration has it) or is to be dropped (fd was closed and
+ * the kernel holds no registration under its number on epfd, or one of a
+ * file this process no longer holds); false if it must be handed out. */
 typedef bool epoll_rearm_fn(int epfd, int fd);
 
 /* Moves the next kept event of epfd still valid to *ev: true if there was
@@ -97,12 +99,17 @@ int epoll_queue_fetch_max(int max) __attribute__((visibility("hidden")));
 int epoll_queue_keep(struct epoll_queue *q, int epfd, const struct epoll_event *ev, int n,
 		     bool edge) __attribute__((visibility("hidden")));
 
+/* The program deleted fd's registration on epfd (EPOLL_CTL_DEL): its kept
+ * events go, without asking the kernel (no later wait reports them). */
+void epoll_queue_deleted(struct epoll_queue *q, int epfd, int fd)
+	__attribute__((visibility("hidden")));
+
 /* Whether the complete lines at the start of text (n bytes of an epoll
  * instance's /proc/self/fdinfo file, from a line's start) list a
- * registration under number fd ("tfd: FD ..."): whether the kernel still
- * holds one. *done: the bytes of those complete lines, all read when the
- * answer is false. */
-bool epoll_fdinfo_lists(const char *text, size_t n, int fd, size_t *done)
+ * registration under number fd ("tfd: FD ... ino:HEX ..."): whether the
+ * kernel still holds one, and *ino the inode of its file. *done: the bytes
+ * of those complete lines, all read when the answer is false. */
+bool epoll_fdinfo_lists(const char *text, size_t n, int fd, size_t *done, uint64_t *ino)
 	__attribute__((visibility("hidden")));
 
 /* Drops every kept event (a fork child's copy). */

@@ -7,6 +7,7 @@
  */
 #include "event_batch.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -79,42 +80,78 @@ static void forget_wait(void)
 	thread_ctx.batch.io_conn = 0;
 }
 
-/* Whether the kernel still holds a registration under number fd on epfd
- * (after fd was closed, one lives on while another copy of its file does):
- * whether /proc/self/fdinfo/EPFD lists one (false when it cannot be read).
- * Plain reads, as any program may make, not kcmp(KCMP_EPOLL_TFD), which a
- * sandbox's seccomp filter may answer with SIGSYS. */
-static bool kernel_holds(int epfd, int fd)
+/* The inode of the file the kernel still registers under number fd on
+ * epfd (after fd was closed, one lives on while another copy of its file
+ * does, here or in another process), from /proc/self/fdinfo/EPFD: 0 if it
+ * lists none or cannot be read. Plain reads, as any program makes, not
+ * kcmp(KCMP_EPOLL_TFD), which a sandbox's seccomp filter may answer with
+ * SIGSYS. */
+static uint64_t registered_inode(int epfd, int fd)
 {
 	char path[40], buf[2048];
 	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", epfd);
 	int info = (int)syscall(SYS_openat, AT_FDCWD, path, O_RDONLY | O_CLOEXEC);
 	if (info < 0)
-		return false;
+		return 0;
 	size_t have = 0, done = 0;
-	bool listed = false;
+	uint64_t ino = 0;
 	for (;;) {
 		ssize_t got = syscall(SYS_read, info, buf + have, sizeof(buf) - have);
 		if (got <= 0)
 			break;
 		have += (size_t)got;
-		listed = epoll_fdinfo_lists(buf, have, fd, &done);
-		if (listed || (done == 0 && have == sizeof(buf))) /* a line longer than buf */
+		if (epoll_fdinfo_lists(buf, have, fd, &done, &ino) ||
+		    (done == 0 && have == sizeof(buf))) /* a line longer than buf */
 			break;
 		memmove(buf, buf + done, have - done);
 		have -= done;
 	}
 	syscall(SYS_close, info);
-	return listed;
+	return ino;
+}
+
+/* Whether a descriptor of this process names the socket or pipe with inode
+ * ino (its /proc/self/fd link reads "socket:[INO]" or "pipe:[INO]"). */
+static bool process_holds(uint64_t ino)
+{
+	char want[2][40], link[64];
+	int lens[2] = {snprintf(want[0], sizeof(want[0]), "socket:[%llu]", (unsigned long long)ino),
+		       snprintf(want[1], sizeof(want[1]), "pipe:[%llu]", (unsigned long long)ino)};
+	int dir = (int)syscall(SYS_openat, AT_FDCWD, "/proc/self/fd",
+			       O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dir < 0)
+		return false;
+	bool held = false;
+	_Alignas(8) char entries[1024];
+	long got;
+	while (!held && (got = syscall(SYS_getdents64, dir, entries, sizeof(entries))) > 0) {
+		for (long at = 0; at < got && !held;) {
+			const struct dirent64 *e = (const struct dirent64 *)(entries + at);
+			at += e->d_reclen;
+			long n = syscall(SYS_readlinkat, dir, e->d_name, link, sizeof(link));
+			for (int k = 0; k < 2 && !held; k++)
+				held = n == lens[k] && memcmp(link, want[k], (size_t)n) == 0;
+		}
+	}
+	syscall(SYS_close, dir);
+	return held;
 }
 
 bool batch_rearm(int epfd, int fd)
 {
 	struct epoll_event registration;
 	int (*ctl)(int, int, int, struct epoll_event *) = REAL(epoll_ctl);
-	if (!epoll_map_registration(epfd, fd, &registration))
-		return !kernel_holds(epfd, fd);
+	if (!epoll_map_registration(epfd, fd, &registration)) {
+		uint64_t ino = registered_inode(epfd, fd);
+		return ino == 0 || !process_holds(ino);
+	}
 	return ctl && ctl(epfd, EPOLL_CTL_MOD, fd, &registration) == 0;
+}
+
+void batch_deleted(int epfd, int fd)
+{
+	if (unlikely(thread_ctx.batch.frames != NULL))
+		epoll_queue_deleted(&thread_ctx.batch.frames->queue, epfd, fd);
 }
 
 void batch_give_back(void)

@@ -70,9 +70,13 @@
 int batch_fetch_max(int epfd, int max, struct epoll_queue **queue, bool *edge)
 	__attribute__((visibility("hidden")));
 
-/* Gives fd's event on epfd back to the kernel, or finds that the kernel
- * holds no registration under fd's number there any more (epoll_rearm_fn). */
+/* Gives fd's event on epfd back to the kernel, or finds that it is to be
+ * dropped (epoll_rearm_fn). */
 bool batch_rearm(int epfd, int fd) __attribute__((visibility("hidden")));
+
+/* The program deleted fd's registration on epfd: the calling thread's
+ * kept events of it go (epoll_queue_deleted). */
+void batch_deleted(int epfd, int fd) __attribute__((visibility("hidden")));
 
 /* The thread is about to wait elsewhere than on an epoll instance, or a
  * second thread is about to start: the events of an edge queue it holds go

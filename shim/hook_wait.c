@@ -128,6 +128,7 @@ EXPORT int epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
 			epoll_map_set(epfd, fd, ev->data.u64, ev->events);
 		} else if (op == EPOLL_CTL_DEL) {
 			epoll_map_delete(epfd, fd);
+			batch_deleted(epfd, fd);
 		}
 		errno = saved;
 	}

@@ -5,7 +5,8 @@ the kernel reported once must reach the program wherever it looks next
 _FORTIFY_SOURCE's __poll_chk, a nested instance, threads taking turns, a
 descriptor moved to another number), and must not reach it once the program
 deleted or closed its descriptor between two waits (a loop that frees a
-connection's object there would use it after free). Each runs bare and
+connection's object there would use it after free), also while a forked
+helper holds a copy of the file (the kernel then keeps the registration). Each runs bare and
 under the shim; both must exit 0 well within the program's own timeouts,
 so a hang fails the run.
 
@@ -20,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PROG = ROOT / "build" / "servers" / "epoll_edges"
 LIB = Path(os.environ.get("REQID_LIB", ROOT / "build" / "libreqid.so"))
 MODES = ["poll-epfd", "poll-epfd-fortified", "nested", "leader-follower", "moved",
-         "closed-deleted", "closed"]
+         "closed-deleted", "closed", "closed-forked"]
 
 
 def run(mode, shimmed):

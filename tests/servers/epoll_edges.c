@@ -29,6 +29,10 @@
  *                    one (a loop that frees a connection's object between
  *                    waits would use it after free)
  *   closed           the same by close() alone, the last copy of the file
+ *   closed-forked    the same by close() alone while a forked helper (as
+ *                    for a CGI script) holds copies of the connections: the
+ *                    kernel keeps the registration, for a file this
+ *                    process no longer has
  * It checks the program, not the ids: its only output is why it failed.
  */
 #define _GNU_SOURCE
@@ -45,6 +49,7 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define CONNS 2
@@ -299,6 +304,26 @@ static int closed_alone(int ep)
 	return close_unserved(ep, 0);
 }
 
+static int closed_forked(int ep)
+{
+	int hold[2];
+	if (pipe(hold) != 0)
+		fail_setup("pipe");
+	pid_t helper = fork();
+	if (helper < 0)
+		fail_setup("fork");
+	if (helper == 0) { /* keeps its copies until the parent is done */
+		char c;
+		close(hold[1]);
+		_exit(read(hold[0], &c, 1) < 0);
+	}
+	close(hold[0]);
+	int rc = close_unserved(ep, 0);
+	close(hold[1]);
+	waitpid(helper, NULL, 0);
+	return rc;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct {
@@ -312,11 +337,12 @@ int main(int argc, char **argv)
 		{"moved", moved},
 		{"closed-deleted", closed_deleted},
 		{"closed", closed_alone},
+		{"closed-forked", closed_forked},
 	};
 	for (size_t m = 0; argc == 2 && m < sizeof(modes) / sizeof(modes[0]); m++)
 		if (strcmp(argv[1], modes[m].name) == 0)
 			return modes[m].run(set_up());
 	fprintf(stderr, "usage: epoll_edges poll-epfd|poll-epfd-fortified|nested|leader-follower|"
-			"moved|closed-deleted|closed\n");
+			"moved|closed-deleted|closed|closed-forked\n");
 	return 2;
 }

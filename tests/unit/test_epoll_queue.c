@@ -306,6 +306,33 @@ static void test_edge_events_of_closed_descriptors_are_dropped(void **state)
 	assert_int_equal(next_fd(), -1);
 }
 
+/* A registration the program deleted takes its kept events with it, and
+ * none of them goes to rearm (the kernel holds no registration to give
+ * them back to); a deletion on another instance, or of another fd, keeps
+ * them. */
+static void test_deleted_registrations_take_their_events(void **state)
+{
+	(void)state;
+	register_edges();
+	struct epoll_event ev[5];
+	int n = batch(ev, (const int[]){10, 11, 12, 13, 14}, 5);
+	assert_int_equal(epoll_queue_keep(&queue, EP, ev, n, true), 1);
+	epoll_map_delete(EP, 11);
+	epoll_map_changed(11);
+	epoll_queue_deleted(&queue, EP, 11);
+	epoll_queue_deleted(&queue, EP2, 12);
+	epoll_queue_deleted(&queue, EP, 15);
+	kernel_keeps[11] = true; /* as if the kernel still said so: not asked */
+	epoll_map_forget(13);
+	epoll_map_delete(EP, 13);
+	epoll_queue_deleted(&queue, EP, 13);
+	assert_int_equal(next_fd(), 12);
+	epoll_queue_give_back(&queue, rearm);
+	assert_int_equal(rearmed_count, 1);
+	assert_int_equal(rearmed[0], 14);
+	assert_int_equal(next_fd(), -1);
+}
+
 /* /proc/self/fdinfo of an epoll instance, read in pieces: a number is
  * found only on a complete "tfd:" line, as a whole number. */
 static void test_fdinfo_lists(void **state)
@@ -314,27 +341,32 @@ static void test_fdinfo_lists(void **state)
 	static const char info[] =
 		"pos:\t0\nflags:\t02\nmnt_id:\t15\nino:\t1057\n"
 		"tfd:        7 events:       19 data:                7  pos:0 ino:2a1 sdev:8\n"
-		"tfd:       12 events:     2019 data:     55d2f0a1b2c0  pos:0 ino:2a2 sdev:8\n"
+		"tfd:       12 events:     2019 data:     55d2f0a1b2c0  pos:0 ino:15cd4ac sdev:9\n"
 		"tfd:\t1234567\n";
 	size_t n = sizeof(info) - 1, done;
-	assert_true(epoll_fdinfo_lists(info, n, 7, &done));
-	assert_true(epoll_fdinfo_lists(info, n, 12, &done));
-	assert_true(epoll_fdinfo_lists(info, n, 1234567, &done));
+	uint64_t ino = 99;
+	assert_true(epoll_fdinfo_lists(info, n, 7, &done, &ino));
+	assert_int_equal(ino, 0x2a1);
+	assert_true(epoll_fdinfo_lists(info, n, 12, &done, &ino));
+	assert_int_equal(ino, 0x15cd4ac);
+	assert_true(epoll_fdinfo_lists(info, n, 1234567, &done, &ino));
+	assert_int_equal(ino, 0); /* listed without an inode */
 	assert_int_equal(done, n);
-	assert_false(epoll_fdinfo_lists(info, n, 1, &done)); /* not a prefix of 12 */
+	assert_false(epoll_fdinfo_lists(info, n, 1, &done, &ino)); /* not a prefix of 12 */
 	assert_int_equal(done, n);
-	assert_false(epoll_fdinfo_lists(info, n, 19, &done)); /* an events mask */
-	assert_false(epoll_fdinfo_lists(info, n, 0, &done));  /* pos: is not tfd: */
+	assert_false(epoll_fdinfo_lists(info, n, 19, &done, &ino)); /* an events mask */
+	assert_false(epoll_fdinfo_lists(info, n, 0, &done, &ino));  /* pos: is not tfd: */
 	size_t first = strlen("pos:\t0\nflags:\t02\nmnt_id:\t15\nino:\t1057\n");
 	size_t cut = first + 20; /* inside the tfd 7 line */
-	assert_false(epoll_fdinfo_lists(info, cut, 7, &done));
+	assert_false(epoll_fdinfo_lists(info, cut, 7, &done, &ino));
 	assert_int_equal(done, first);
-	assert_true(epoll_fdinfo_lists(info + done, n - done, 7, &done));
-	assert_false(epoll_fdinfo_lists("tfd: 7", 6, 7, &done)); /* no newline yet */
+	assert_true(epoll_fdinfo_lists(info + done, n - done, 7, &done, &ino));
+	assert_int_equal(ino, 0x2a1);
+	assert_false(epoll_fdinfo_lists("tfd: 7", 6, 7, &done, &ino)); /* no newline yet */
 	assert_int_equal(done, 0);
 	static const char odd[] = "tfd: 12345678901 x\ntfd: x7\ntfd:\n";
-	assert_false(epoll_fdinfo_lists(odd, sizeof(odd) - 1, 1234567890, &done));
-	assert_false(epoll_fdinfo_lists(odd, sizeof(odd) - 1, 7, &done));
+	assert_false(epoll_fdinfo_lists(odd, sizeof(odd) - 1, 1234567890, &done, &ino));
+	assert_false(epoll_fdinfo_lists(odd, sizeof(odd) - 1, 7, &done, &ino));
 }
 
 /* In an edge queue, an event whose registration is level-triggered goes as
@@ -440,6 +472,7 @@ int main(void)
 		cmocka_unit_test_setup(test_edge_events_go_back_not_away, setup),
 		cmocka_unit_test_setup(test_edge_events_without_registration, setup),
 		cmocka_unit_test_setup(test_edge_events_of_closed_descriptors_are_dropped, setup),
+		cmocka_unit_test_setup(test_deleted_registrations_take_their_events, setup),
 		cmocka_unit_test(test_fdinfo_lists),
 		cmocka_unit_test_setup(test_level_events_stay_on_give_back, setup),
 		cmocka_unit_test_setup(test_level_events_of_an_edge_queue, setup),
