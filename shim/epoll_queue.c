@@ -153,6 +153,25 @@ bool epoll_fdinfo_lists(const char *text, size_t n, int fd, size_t *done, uint64
 	return false;
 }
 
+uint64_t epoll_fdinfo_find(fdinfo_read_fn *read_more, void *source, char *buf, size_t size,
+			   int fd)
+{
+	size_t have = 0, done = 0;
+	uint64_t ino = 0;
+	for (;;) {
+		long got = read_more(source, buf + have, size - have);
+		if (got <= 0)
+			return 0;
+		have += (size_t)got;
+		if (epoll_fdinfo_lists(buf, have, fd, &done, &ino))
+			return ino;
+		if (done == 0 && have == size) /* a line longer than buf */
+			return 0;
+		memmove(buf, buf + done, have - done);
+		have -= done;
+	}
+}
+
 void epoll_queue_clear(struct epoll_queue *q)
 {
 	q->count = 0;

@@ -112,6 +112,17 @@ void epoll_queue_deleted(struct epoll_queue *q, int epfd, int fd)
 bool epoll_fdinfo_lists(const char *text, size_t n, int fd, size_t *done, uint64_t *ino)
 	__attribute__((visibility("hidden")));
 
+/* Fills up to room bytes at buf with the next part of an fdinfo file: how
+ * many, 0 at its end, negative on an error. */
+typedef long fdinfo_read_fn(void *source, char *buf, size_t room);
+
+/* epoll_fdinfo_lists over the whole file read_more reads from source, in
+ * parts, through buf (size bytes; a line is carried to the next part): the
+ * inode of the file registered under number fd, 0 if none is listed, the
+ * file cannot be read, or a line does not fit in buf. */
+uint64_t epoll_fdinfo_find(fdinfo_read_fn *read_more, void *source, char *buf, size_t size,
+			   int fd) __attribute__((visibility("hidden")));
+
 /* Drops every kept event (a fork child's copy). */
 void epoll_queue_clear(struct epoll_queue *q) __attribute__((visibility("hidden")));
 

@@ -86,6 +86,11 @@ static void forget_wait(void)
  * lists none or cannot be read. Plain reads, as any program makes, not
  * kcmp(KCMP_EPOLL_TFD), which a sandbox's seccomp filter may answer with
  * SIGSYS. */
+static long read_info(void *info, char *buf, size_t room)
+{
+	return syscall(SYS_read, *(int *)info, buf, room);
+}
+
 static uint64_t registered_inode(int epfd, int fd)
 {
 	char path[40], buf[2048];
@@ -93,19 +98,7 @@ static uint64_t registered_inode(int epfd, int fd)
 	int info = (int)syscall(SYS_openat, AT_FDCWD, path, O_RDONLY | O_CLOEXEC);
 	if (info < 0)
 		return 0;
-	size_t have = 0, done = 0;
-	uint64_t ino = 0;
-	for (;;) {
-		ssize_t got = syscall(SYS_read, info, buf + have, sizeof(buf) - have);
-		if (got <= 0)
-			break;
-		have += (size_t)got;
-		if (epoll_fdinfo_lists(buf, have, fd, &done, &ino) ||
-		    (done == 0 && have == sizeof(buf))) /* a line longer than buf */
-			break;
-		memmove(buf, buf + done, have - done);
-		have -= done;
-	}
+	uint64_t ino = epoll_fdinfo_find(read_info, &info, buf, sizeof(buf), fd);
 	syscall(SYS_close, info);
 	return ino;
 }

@@ -20,6 +20,7 @@
 #include <cmocka.h>
 
 #include <stdbool.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "epoll_map.h"
@@ -457,6 +458,53 @@ static void test_edge_events_of_a_closed_instance(void **state)
 	assert_int_equal(next_fd(), -1);
 }
 
+/* A file read a few bytes at a time (each call gives step bytes or what
+ * is left), or failing after it gave fail_after bytes. */
+struct fake_file {
+	const char *text;
+	size_t len, at, step, fail_after;
+};
+
+static long fake_read(void *source, char *buf, size_t room)
+{
+	struct fake_file *f = source;
+	if (f->at >= f->fail_after)
+		return -1;
+	size_t n = f->len - f->at;
+	if (n > f->step)
+		n = f->step;
+	if (n > room)
+		n = room;
+	memcpy(buf, f->text + f->at, n);
+	f->at += n;
+	return (long)n;
+}
+
+/* The whole file through a small buffer, in parts that cut lines anywhere:
+ * a line is carried whole to the next part, whatever its position. */
+static void test_fdinfo_find_in_parts(void **state)
+{
+	(void)state;
+	char text[8192], buf[128];
+	size_t len = (size_t)snprintf(text, sizeof(text), "pos:\t0\nflags:\t02\n");
+	for (int fd = 10; fd < 90; fd++)
+		len += (size_t)snprintf(text + len, sizeof(text) - len,
+					"tfd: %8d events:       19 data: %16x  pos:0 ino:%x sdev:8\n",
+					fd, fd, 0x1000 + fd);
+	for (size_t step = 1; step <= 97; step += 4) {
+		for (int fd = 9; fd <= 90; fd++) {
+			struct fake_file f = {text, len, 0, step, SIZE_MAX};
+			uint64_t want = fd >= 10 && fd < 90 ? 0x1000u + (unsigned)fd : 0;
+			assert_int_equal(epoll_fdinfo_find(fake_read, &f, buf, sizeof(buf), fd), want);
+		}
+	}
+	struct fake_file failing = {text, len, 0, 64, 1000}; /* a read fails before fd 89 */
+	assert_int_equal(epoll_fdinfo_find(fake_read, &failing, buf, sizeof(buf), 89), 0);
+	char small[40]; /* a line longer than the buffer ends the search */
+	struct fake_file f = {text, len, 0, 64, SIZE_MAX};
+	assert_int_equal(epoll_fdinfo_find(fake_read, &f, small, sizeof(small), 89), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -474,6 +522,7 @@ int main(void)
 		cmocka_unit_test_setup(test_edge_events_of_closed_descriptors_are_dropped, setup),
 		cmocka_unit_test_setup(test_deleted_registrations_take_their_events, setup),
 		cmocka_unit_test(test_fdinfo_lists),
+		cmocka_unit_test(test_fdinfo_find_in_parts),
 		cmocka_unit_test_setup(test_level_events_stay_on_give_back, setup),
 		cmocka_unit_test_setup(test_level_events_of_an_edge_queue, setup),
 		cmocka_unit_test_setup(test_edge_batch_needs_known_registrations, setup),
