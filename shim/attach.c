@@ -43,6 +43,7 @@
 #include "call_chain.h"
 #include "client_output.h"
 #include "epoll_map.h"
+#include "epoll_queue.h"
 #include "event_batch.h"
 #include "got_patch.h"
 #include "log_output.h"
@@ -162,19 +163,12 @@ static int scan_open_fds(struct instances *found)
 	return highest;
 }
 
-/* One registration as /proc/self/fdinfo lists it. */
-struct registration {
-	int fd;
-	unsigned events;
-	uint64_t data, ino;
-};
-
 #define REGISTRATIONS_MAX 65536
 
 /* The registrations /proc/self/fdinfo lists for epfd of fds up to highest,
  * at most REGISTRATIONS_MAX, into out; how many, -1 if the list cannot be
  * read. */
-static int read_registrations(int epfd, int highest, struct registration *out)
+static int read_registrations(int epfd, int highest, struct fdinfo_registration *out)
 {
 	char path[64], line[256];
 	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", epfd);
@@ -183,15 +177,10 @@ static int read_registrations(int epfd, int highest, struct registration *out)
 		return -1;
 	int count = 0;
 	while (count < REGISTRATIONS_MAX && fgets(line, sizeof(line), f)) {
-		struct registration *r = &out[count];
-		unsigned long long data, ino;
-		if (sscanf(line, "tfd: %d events: %x data: %llx pos:%*d ino:%llx", &r->fd, &r->events,
-			   &data, &ino) == 4 &&
-		    r->fd >= 0 && r->fd <= highest) {
-			r->data = data;
-			r->ino = ino;
+		struct fdinfo_registration *r = &out[count];
+		if (epoll_fdinfo_line(line, strcspn(line, "\n"), r) && r->complete && r->fd >= 0 &&
+		    r->fd <= highest)
 			count++;
-		}
 	}
 	fclose(f);
 	return count;
@@ -212,14 +201,14 @@ static void import_registrations(const struct instances *found, int highest)
 		return;
 	size_t fds = (size_t)highest + 1;
 	size_t size = fds * (sizeof(uint32_t) + 1) + 8 +
-		      REGISTRATIONS_MAX * sizeof(struct registration);
+		      REGISTRATIONS_MAX * sizeof(struct fdinfo_registration);
 	uint32_t *stamps = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
 				-1, 0);
 	if (stamps == MAP_FAILED)
 		return;
 	uint8_t *listed = (uint8_t *)(stamps + fds); /* times each fd is listed */
-	struct registration *list =
-		(struct registration *)(((uintptr_t)(listed + fds) + 7) & ~(uintptr_t)7);
+	struct fdinfo_registration *list =
+		(struct fdinfo_registration *)(((uintptr_t)(listed + fds) + 7) & ~(uintptr_t)7);
 	for (int i = 0; i < found->count; i++) {
 		int epfd = found->fd[i];
 		for (size_t fd = 0; fd < fds; fd++)
@@ -230,7 +219,7 @@ static void import_registrations(const struct instances *found, int highest)
 			if (listed[list[k].fd] < 2)
 				listed[list[k].fd]++;
 		for (int k = 0; k < count; k++) {
-			const struct registration *r = &list[k];
+			const struct fdinfo_registration *r = &list[k];
 			struct stat st;
 			if (listed[r->fd] == 1 && fstat(r->fd, &st) == 0 && (uint64_t)st.st_ino == r->ino)
 				epoll_map_import(epfd, stamps[epfd], r->fd, stamps[r->fd], r->data,

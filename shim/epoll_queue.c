@@ -4,9 +4,11 @@
  *
  * Per-thread state only, reached through the thread's own page; must never
  * hand out a level-triggered event whose descriptor changed since it was
- * fetched nor any event whose registration the kernel no longer holds, never
- * drop one the kernel reports once while its registration stands (it goes
- * back to the kernel), and never allocate or block.
+ * fetched, nor one whose registration the program deleted or whose
+ * descriptor it closed (unless this process still holds the file under
+ * another number), never drop one the kernel reports once while its
+ * registration stands (it goes back to the kernel), and never allocate or
+ * block. The fdinfo parsers here also read attach's registrations.
  */
 #include "epoll_queue.h"
 
@@ -105,47 +107,67 @@ void epoll_queue_deleted(struct epoll_queue *q, int epfd, int fd)
 	}
 }
 
-/* The hex number after " ino:" in text[i..end), 0 if none. */
-static uint64_t line_inode(const char *text, size_t i, size_t end)
+/* The number after tag in text[i..end), in base (10 or 16), spaces and
+ * tabs before it skipped: true if there is one; *at moves past it. At
+ * most 16 digits, 10 in base 10. */
+static bool field_after(const char *text, size_t *at, size_t end, const char *tag,
+			unsigned base, uint64_t *value)
 {
-	static const char tag[] = " ino:";
-	for (; i + sizeof(tag) - 1 <= end; i++) {
-		if (memcmp(text + i, tag, sizeof(tag) - 1) != 0)
-			continue;
-		uint64_t ino = 0;
-		for (i += sizeof(tag) - 1; i < end && ino >> 60 == 0; i++) {
-			char c = text[i];
-			unsigned d = c >= '0' && c <= '9' ? (unsigned)(c - '0')
-				     : c >= 'a' && c <= 'f' ? (unsigned)(c - 'a' + 10) : 16;
-			if (d == 16)
-				break;
-			ino = ino << 4 | d;
-		}
-		return ino;
+	size_t len = strlen(tag), i = *at;
+	for (; i + len <= end && memcmp(text + i, tag, len) != 0; i++)
+		;
+	if (i + len > end)
+		return false;
+	for (i += len; i < end && (text[i] == ' ' || text[i] == '\t'); i++)
+		;
+	uint64_t v = 0;
+	size_t digits = 0, most = base == 10 ? 10 : 16;
+	for (; i < end && digits < most; i++, digits++) {
+		char c = text[i];
+		unsigned d = c >= '0' && c <= '9' ? (unsigned)(c - '0')
+			     : base == 16 && c >= 'a' && c <= 'f' ? (unsigned)(c - 'a' + 10) : 16;
+		if (d == 16)
+			break;
+		v = v * base + d;
 	}
-	return 0;
+	*at = i;
+	*value = v;
+	return digits > 0;
+}
+
+bool epoll_fdinfo_line(const char *line, size_t len, struct fdinfo_registration *r)
+{
+	static const char tag[] = "tfd:";
+	size_t at = 0;
+	uint64_t fd, events = 0, data = 0, ino = 0;
+	if (len < sizeof(tag) - 1 || memcmp(line, tag, sizeof(tag) - 1) != 0 ||
+	    !field_after(line, &at, len, tag, 10, &fd) ||
+	    (at < len && line[at] != ' ' && line[at] != '\t'))
+		return false;
+	size_t rest = at;
+	bool complete = field_after(line, &rest, len, " events:", 16, &events) &&
+			field_after(line, &rest, len, " data:", 16, &data) &&
+			field_after(line, &rest, len, " ino:", 16, &ino);
+	r->fd = (int)fd;
+	r->events = (uint32_t)events;
+	r->data = data;
+	r->ino = ino;
+	r->complete = complete;
+	return true;
 }
 
 bool epoll_fdinfo_lists(const char *text, size_t n, int fd, size_t *done, uint64_t *ino)
 {
-	static const char tag[] = "tfd:";
 	size_t line = 0;
 	for (size_t end = 0; end < n; end++) {
 		if (text[end] != '\n')
 			continue;
-		size_t i = line;
+		struct fdinfo_registration r;
+		bool listed = epoll_fdinfo_line(text + line, end - line, &r) && r.fd == fd;
 		line = end + 1;
-		if (end - i < sizeof(tag) - 1 || memcmp(text + i, tag, sizeof(tag) - 1) != 0)
-			continue;
-		for (i += sizeof(tag) - 1; i < end && (text[i] == ' ' || text[i] == '\t'); i++)
-			;
-		long long number = 0;
-		size_t digits = 0;
-		for (; i < end && text[i] >= '0' && text[i] <= '9' && digits < 10; i++, digits++)
-			number = number * 10 + (text[i] - '0');
-		if (digits > 0 && number == fd && (i == end || text[i] == ' ' || text[i] == '\t')) {
+		if (listed) {
 			*done = line;
-			*ino = line_inode(text, i, end);
+			*ino = r.ino;
 			return true;
 		}
 	}

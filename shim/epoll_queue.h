@@ -104,6 +104,20 @@ int epoll_queue_keep(struct epoll_queue *q, int epfd, const struct epoll_event *
 void epoll_queue_deleted(struct epoll_queue *q, int epfd, int fd)
 	__attribute__((visibility("hidden")));
 
+/* One registration as an epoll instance's /proc/self/fdinfo lists it:
+ * "tfd: FD events: HEX data: HEX pos:N ino:HEX sdev:HEX". */
+struct fdinfo_registration {
+	int fd;
+	uint32_t events;
+	uint64_t data, ino;
+	bool complete; /* events, data and ino were all there (0 if not) */
+};
+
+/* Whether line (len bytes, without its newline) lists a registration (it
+ * begins "tfd:" and a whole number), read into *r. */
+bool epoll_fdinfo_line(const char *line, size_t len, struct fdinfo_registration *r)
+	__attribute__((visibility("hidden")));
+
 /* Whether the complete lines at the start of text (n bytes of an epoll
  * instance's /proc/self/fdinfo file, from a line's start) list a
  * registration under number fd ("tfd: FD ... ino:HEX ..."): whether the

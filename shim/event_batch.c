@@ -80,17 +80,17 @@ static void forget_wait(void)
 	thread_ctx.batch.io_conn = 0;
 }
 
+static long read_info(void *info, char *buf, size_t room)
+{
+	return syscall(SYS_read, *(int *)info, buf, room);
+}
+
 /* The inode of the file the kernel still registers under number fd on
  * epfd (after fd was closed, one lives on while another copy of its file
  * does, here or in another process), from /proc/self/fdinfo/EPFD: 0 if it
  * lists none or cannot be read. Plain reads, as any program makes, not
  * kcmp(KCMP_EPOLL_TFD), which a sandbox's seccomp filter may answer with
  * SIGSYS. */
-static long read_info(void *info, char *buf, size_t room)
-{
-	return syscall(SYS_read, *(int *)info, buf, room);
-}
-
 static uint64_t registered_inode(int epfd, int fd)
 {
 	char path[40], buf[2048];

@@ -458,6 +458,35 @@ static void test_edge_events_of_a_closed_instance(void **state)
 	assert_int_equal(next_fd(), -1);
 }
 
+/* A registration line as the kernel prints it, each field read; one
+ * without events, data or ino is a registration all the same, but not
+ * complete. */
+static void test_fdinfo_line(void **state)
+{
+	(void)state;
+	static const char full[] =
+		"tfd:       12 events: 40000019 data:     55d2f0a1b2c0  pos:0 ino:15cd4ac sdev:9";
+	struct fdinfo_registration r;
+	assert_true(epoll_fdinfo_line(full, sizeof(full) - 1, &r));
+	assert_int_equal(r.fd, 12);
+	assert_int_equal(r.events, 0x40000019);
+	assert_int_equal(r.data, 0x55d2f0a1b2c0);
+	assert_int_equal(r.ino, 0x15cd4ac);
+	assert_true(r.complete);
+	static const char max[] = "tfd: 1048575 events: 1 data: ffffffffffffffff pos:0 ino:1";
+	assert_true(epoll_fdinfo_line(max, sizeof(max) - 1, &r));
+	assert_int_equal(r.fd, 1048575);
+	assert_true(r.data == UINT64_MAX);
+	assert_true(r.complete);
+	assert_true(epoll_fdinfo_line("tfd: 7 events: 19", 17, &r));
+	assert_int_equal(r.fd, 7);
+	assert_false(r.complete);
+	assert_false(epoll_fdinfo_line("tfd: 7x events: 19", 18, &r));
+	assert_false(epoll_fdinfo_line("pos:\t0", 6, &r));
+	assert_false(epoll_fdinfo_line("tfd:", 4, &r));
+	assert_false(epoll_fdinfo_line("tfd: 7", 3, &r)); /* cut before its number */
+}
+
 /* A file read a few bytes at a time (each call gives step bytes or what
  * is left), or failing after it gave fail_after bytes. */
 struct fake_file {
@@ -523,6 +552,7 @@ int main(void)
 		cmocka_unit_test_setup(test_deleted_registrations_take_their_events, setup),
 		cmocka_unit_test(test_fdinfo_lists),
 		cmocka_unit_test(test_fdinfo_find_in_parts),
+		cmocka_unit_test(test_fdinfo_line),
 		cmocka_unit_test_setup(test_level_events_stay_on_give_back, setup),
 		cmocka_unit_test_setup(test_level_events_of_an_edge_queue, setup),
 		cmocka_unit_test_setup(test_edge_batch_needs_known_registrations, setup),
