@@ -489,6 +489,12 @@ size_t log_output_slow(const struct log_sink *sink, const char *b, size_t n, enu
 
 void log_output_settle(int fd)
 {
+	/* Every log descriptor's close comes here: a process that never tore
+	 * a line or made a backlog (a fork child serving one connection) does
+	 * not read their tables, whose page it would fault in to find them
+	 * empty. */
+	if (!STATE_WAS_MADE(MADE_BACKLOGS))
+		return;
 	forget_torn(fd);
 	struct backlog *q = find_backlog(fd);
 	if (!q || !backlog_lock(q))
