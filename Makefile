@@ -79,14 +79,14 @@ deps:
 # a page fault (destructors run from .fini_array as before).
 SHIM_BUILD := -D_GNU_SOURCE -fPIC -shared -fvisibility=hidden -pthread \
   -ftls-model=initial-exec -fno-stack-protector -DXXH_INLINE_ALL \
-  -Wl,--version-script=shim/exports.map -Wl,-z,now -Wl,-z,relro -Wl,-z,defs -Wl,-Bsymbolic -Wl,--sort-section=name -Wl,-fini=reqid_no_dt_fini
-$(BUILD)/libreqid.so: $(PURE_SRCS) $(GLUE_SRCS) $(SHIM_HDRS) shim/exports.map | $(BUILD)
+  -Wl,--version-script=shim/exports.map -Wl,-z,now -Wl,-z,relro -Wl,-z,defs -Wl,-Bsymbolic -Wl,--sort-section=name -Wl,-fini=reqid_no_dt_fini -Wl,-T,shim/layout.ld -fno-plt
+$(BUILD)/libreqid.so: $(PURE_SRCS) $(GLUE_SRCS) $(SHIM_HDRS) shim/exports.map shim/layout.ld | $(BUILD)
 	$(CC) $(CFLAGS) $(WARN) $(SHIM_BUILD) -o $@ $(PURE_SRCS) $(GLUE_SRCS) -ldl -lunwind
 
 # The same library with the flat part of the per-fd tables ending at 4096
 # instead of 65536, so that tests reach the paged part (fds up to 2^20)
 # under this machine's descriptor limit (run_all.py's high-fd runs).
-$(BUILD)/libreqid-fdpages.so: $(PURE_SRCS) $(GLUE_SRCS) $(SHIM_HDRS) shim/exports.map | $(BUILD)
+$(BUILD)/libreqid-fdpages.so: $(PURE_SRCS) $(GLUE_SRCS) $(SHIM_HDRS) shim/exports.map shim/layout.ld | $(BUILD)
 	$(CC) $(CFLAGS) $(WARN) -DFD_LOW=4096u $(SHIM_BUILD) -o $@ $(PURE_SRCS) $(GLUE_SRCS) -ldl -lunwind
 
 # reqid attach's injector: a plain program, no shim code in it.

@@ -36,6 +36,7 @@
 
 #include "audit_record.h"
 #include "call_chain.h"
+#include "fork_hot.h"
 #include "request_table.h"
 #include "shim_init.h"
 #include "thread_ctx.h"
@@ -448,7 +449,7 @@ void audit_open(void)
 	errno = saved;
 }
 
-bool audit_is_channel(int fd)
+FORK_PATH bool audit_is_channel(int fd)
 {
 	return fd >= 0 && fd == atomic_load_explicit(&channel, memory_order_relaxed);
 }

@@ -23,6 +23,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include "fork_hot.h"
 #include "frame_rule.h"
 
 /* How far from the thread's first unwind a stack pointer may be and still
@@ -74,7 +75,7 @@ static int find_libc_code(struct dl_phdr_info *info, size_t size, void *arg)
 	return 1;
 }
 
-void call_chain_load(void)
+FORK_PATH void call_chain_load(void)
 {
 	int expected = UNWINDER_ABSENT;
 	if (atomic_load_explicit(&unwinder_state, memory_order_relaxed) != UNWINDER_ABSENT ||
@@ -119,7 +120,7 @@ int call_chain_pipe(int fds[2], int flags)
 	return 0;
 }
 
-bool call_chain_is_pipe(int fd)
+FORK_PATH bool call_chain_is_pipe(int fd)
 {
 	return fd >= 0 && (fd == atomic_load_explicit(&unwinder_pipe[0], memory_order_relaxed) ||
 			   fd == atomic_load_explicit(&unwinder_pipe[1], memory_order_relaxed));
@@ -468,7 +469,7 @@ uintptr_t call_chain_function(const void *ip)
 	return function;
 }
 
-bool call_chain_unwinding(void)
+FORK_PATH bool call_chain_unwinding(void)
 {
 	return unwinding;
 }

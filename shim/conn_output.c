@@ -18,6 +18,7 @@
 #include <sys/ioctl.h>
 
 #include "conn_table.h"
+#include "fork_hot.h"
 #include "insert_output.h"
 #include "request_table.h"
 #include "shim_init.h"
@@ -52,7 +53,7 @@ static void plan(const struct http_response_parser *p, const struct iovec *iov, 
 }
 
 /* "Name: id\r\n" for the connection's current request; 0 if it has none. */
-static size_t header_text(int fd, char *out)
+static FORK_PATH size_t header_text(int fd, char *out)
 {
 	char id[REQUEST_ID_MAX];
 	size_t id_len = request_table_get(conn_request(fd), id);
@@ -138,8 +139,8 @@ static ssize_t output_joined(int fd, struct conn *c, const struct iovec *iov, in
 	return r;
 }
 
-ssize_t conn_output(int fd, const struct iovec *iov, int iovcnt, int flags, bool use_send,
-		    const struct msghdr *msg)
+FORK_PATH ssize_t conn_output(int fd, const struct iovec *iov, int iovcnt, int flags, bool use_send,
+			      const struct msghdr *msg)
 {
 	int holder = conn_fd(fd);
 	struct conn *c = conn_entry(holder);
@@ -203,7 +204,7 @@ ssize_t conn_output(int fd, const struct iovec *iov, int iovcnt, int flags, bool
 	}
 }
 
-bool conn_output_before_sendfile(int fd)
+FORK_PATH bool conn_output_before_sendfile(int fd)
 {
 	int holder = conn_fd(fd);
 	struct conn *c = conn_entry(holder);
@@ -217,7 +218,7 @@ bool conn_output_before_sendfile(int fd)
 	return paid;
 }
 
-void conn_output_sendfile_done(int fd, ssize_t r)
+FORK_PATH void conn_output_sendfile_done(int fd, ssize_t r)
 {
 	struct conn *c = conn_of(fd);
 	if (r > 0 && !conn_is_tls(fd) && out_lock(c)) {

@@ -39,10 +39,8 @@ struct fd_state *fd_state_high(int fd)
 	return page ? &page[(unsigned)fd % FD_PAGE] : NULL;
 }
 
-struct fd_state *fd_state_made(int fd)
+struct fd_state *fd_state_made_high(int fd)
 {
-	if ((unsigned)fd < FD_LOW)
-		return &fd_states[fd];
 	if ((unsigned)fd >= FD_LIMIT)
 		return NULL;
 	unsigned index = (unsigned)fd / FD_PAGE;
@@ -92,7 +90,7 @@ static void conn_unlock(struct conn *c)
 }
 
 /* fd's entry, its chunk mapped if it was not; NULL if mapping fails. */
-static struct conn *conn_entry_made(int fd)
+static FORK_PATH struct conn *conn_entry_made(int fd)
 {
 	struct conn_chunk *chunk = map_once(&conn_chunks[(unsigned)fd / CONN_CHUNK],
 					    sizeof(struct conn_chunk));
@@ -115,7 +113,7 @@ static void end_request(struct conn *c)
 		request_line_ended(atomic_load_explicit(&c->line_buckets, memory_order_relaxed));
 }
 
-static void set_request(struct conn *c, uint64_t serial)
+static FORK_PATH void set_request(struct conn *c, uint64_t serial)
 {
 	end_request(c);
 	uint64_t was = __atomic_load_n(&c->request, __ATOMIC_RELAXED);
@@ -135,8 +133,8 @@ static void drop_head_text(struct conn *c)
 
 /* Builds a new parser's state in out (joined: for a stream joined between
  * requests): a whole parser (a kilobyte) on the stack. */
-static __attribute__((noinline)) void parser_state_build(unsigned char *out, size_t n,
-							 bool joined)
+static FORK_PATH __attribute__((noinline)) void parser_state_build(unsigned char *out, size_t n,
+								   bool joined)
 {
 	struct http_parser p;
 	if (joined)
@@ -149,7 +147,7 @@ static __attribute__((noinline)) void parser_state_build(unsigned char *out, siz
 /* A new parser's state in out (HTTP_PARSER_STATE_SIZE bytes), copied from
  * one built once: a fork server's parent accepts with a shallow stack, so a
  * fork does not make it copy a deeper stack page at every accept. */
-static void parser_start(unsigned char *out)
+static FORK_PATH void parser_start(unsigned char *out)
 {
 	static _Alignas(struct http_parser) unsigned char built[HTTP_PARSER_STATE_SIZE];
 	static _Atomic int made; /* 0: not yet, 1: being built, 2: built */
@@ -186,8 +184,8 @@ static bool writer_inside(const struct conn *c)
  * and unlocks it. A write still inside the entry (writer_inside) leaves the
  * connection untracked: no id beats a response parsed from the last
  * connection's bytes. */
-static void conn_start(struct fd_state *st, struct conn *c, uint8_t join,
-		       void (*parse_from)(unsigned char *))
+static FORK_PATH void conn_start(struct fd_state *st, struct conn *c, uint8_t join,
+				 void (*parse_from)(unsigned char *))
 {
 	if (unlikely(writer_inside(c))) {
 		conn_unlock(c);
@@ -245,7 +243,7 @@ static bool conn_is_fresh(const struct fd_state *st, const struct conn *c)
 	       memcmp(c->parsing, parsing, sizeof(parsing)) == 0;
 }
 
-void conn_open(int fd)
+FORK_PATH void conn_open(int fd)
 {
 	struct fd_state *st = fd_state_made(fd);
 	struct conn *c = st ? conn_entry_made(fd) : NULL;
@@ -288,7 +286,7 @@ static bool join_opens(struct conn *c)
 	return was == JOIN_OPEN;
 }
 
-void conn_forget(int fd)
+FORK_PATH void conn_forget(int fd)
 {
 	struct fd_state *st = fd_state(fd);
 	if (!st || !(atomic_load_explicit(&st->flags, memory_order_relaxed) & FD_CONN))
@@ -368,7 +366,7 @@ void conn_forget(int fd)
 	conn_unlock(c);
 }
 
-void conn_copied(int fd, int copy)
+FORK_PATH void conn_copied(int fd, int copy)
 {
 	if (!(fd_class(fd) & FD_CONN))
 		return;
@@ -388,7 +386,7 @@ void conn_copied(int fd, int copy)
 
 /* Makes a new request current on c, counting its request line as live:
  * r is what the parser saw (NULL: a connection that is not HTTP). */
-static void start_request(struct conn *c, const struct http_feed_result *r)
+static FORK_PATH void start_request(struct conn *c, const struct http_feed_result *r)
 {
 	char generated[GENERATED_ID_LEN];
 	const char *id = r ? r->id : NULL;
@@ -479,7 +477,7 @@ static bool keep_head_text(struct conn *c, const struct http_parser *p)
 	return true;
 }
 
-static void feed(struct conn *c, const void *buf, size_t n)
+static FORK_PATH void feed(struct conn *c, const void *buf, size_t n)
 {
 	struct http_parser p;
 	memcpy(&p, c->parsing, sizeof(c->parsing));
@@ -504,7 +502,7 @@ static void feed(struct conn *c, const void *buf, size_t n)
 
 /* Feeds n bytes read from c (locked) to its parser, unless its stream is
  * not parsed (not HTTP, lost, or joined and not yet open). */
-static void parse_read(struct conn *c, const void *buf, const struct iovec *iov, size_t n)
+static FORK_PATH void parse_read(struct conn *c, const void *buf, const struct iovec *iov, size_t n)
 {
 	uint8_t join = atomic_load_explicit(&c->join, memory_order_acquire);
 	if (c->kind != CONN_HTTP || (join != JOIN_NONE && !join_opens(c)))
@@ -533,8 +531,8 @@ static bool opens_tls(const struct conn *c, const void *buf, const struct iovec 
 	return http_starts_tls(iov->iov_base, iov->iov_len < n ? iov->iov_len : n);
 }
 
-enum conn_read conn_on_read(int fd, uint8_t generation, const void *buf,
-			    const struct iovec *iov, size_t n)
+FORK_PATH enum conn_read conn_on_read(int fd, uint8_t generation, const void *buf,
+				      const struct iovec *iov, size_t n)
 {
 	struct conn *c = conn_of(fd);
 	if (conn_generation(fd) != generation)
@@ -625,7 +623,7 @@ void conn_on_tls_read(int fd, const void *buf, size_t n)
 }
 
 /* A response to c's current request began. */
-static void answered(struct conn *c)
+static FORK_PATH void answered(struct conn *c)
 {
 	uint64_t request = __atomic_load_n(&c->request, __ATOMIC_RELAXED);
 	if (request != 0 && !atomic_load_explicit(&c->responded, memory_order_relaxed)) {
@@ -640,7 +638,7 @@ void conn_on_tls_write(int fd)
 	answered(conn_of(fd));
 }
 
-bool conn_on_write(int fd)
+FORK_PATH bool conn_on_write(int fd)
 {
 	struct conn *c = conn_of(fd);
 	if (atomic_load_explicit(&c->tls, memory_order_relaxed))

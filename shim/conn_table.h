@@ -129,12 +129,20 @@ static inline struct fd_state *fd_state(int fd)
 	return fd_state_high(fd);
 }
 
+/* fd_state_made of an fd at or above FD_LOW, out of line. */
+struct fd_state *fd_state_made_high(int fd) __attribute__((visibility("hidden")));
+
 /* fd's state, its page mapped if it was not; NULL if fd is at or above
- * FD_LIMIT or the mapping failed (fd then goes untracked). Every process
- * calls it at start (its log descriptors) and a fork server's child for
- * the connection it dup2()s onto stdio: FORK_PATH puts it in the first
- * 64 KiB of code, which both map anyway (fork_hot.h). */
-struct fd_state *fd_state_made(int fd) __attribute__((visibility("hidden"))) FORK_PATH;
+ * FD_LIMIT or the mapping failed (fd then goes untracked). Inline for the
+ * flat table: every process calls it at start (its log descriptors), and a
+ * fork server's child for the connection it dup2()s onto stdio, and
+ * neither maps a window of code for it. */
+static inline struct fd_state *fd_state_made(int fd)
+{
+	if (__builtin_expect((unsigned)fd < FD_LOW, 1))
+		return &fd_states[fd];
+	return fd_state_made_high(fd);
+}
 
 /* One past the highest fd that may have state here or in another per-fd
  * table (epoll_map.c): scans of every fd stop there. At least FD_LOW. */

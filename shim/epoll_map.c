@@ -422,7 +422,7 @@ void epoll_map_release(void)
 	table_release(t->index_slots, sizeof(t->index_slots));
 }
 
-bool epoll_map_tracks(int fd)
+FORK_PATH bool epoll_map_tracks(int fd)
 {
 	const struct epoll_tables *t = tables_now();
 	const struct epoll_fd *e = t ? entry_now(t, fd) : NULL;

@@ -30,7 +30,7 @@
 #include "epoll_map.h"
 #include "path_glob.h"
 
-static void set_flags(int fd, uint8_t flags)
+static FORK_PATH void set_flags(int fd, uint8_t flags)
 {
 	struct fd_state *st = fd_state(fd);
 	if ((st ? atomic_load_explicit(&st->flags, memory_order_relaxed) == flags : flags == 0) ||
@@ -41,7 +41,7 @@ static void set_flags(int fd, uint8_t flags)
 }
 
 /* fd was just created and names something new. */
-static int fresh(int fd, bool log)
+static FORK_PATH int fresh(int fd, bool log)
 {
 	if (fd >= 0 && shim.active)
 		set_flags(fd, log ? FD_LOG : 0);
@@ -54,7 +54,7 @@ static bool is_log(int fd)
 }
 
 /* fd is about to stop naming what it named: close its books. */
-static void fd_retiring(int fd)
+static FORK_PATH void fd_retiring(int fd)
 {
 	/* Attached: the number's next holder may come from a call begun
 	 * before attach (an accept blocked then), past the shim. */
@@ -167,7 +167,7 @@ static mode_t mode_arg(int flags, va_list ap)
 	return (flags & (O_CREAT | O_TMPFILE)) ? (mode_t)va_arg(ap, int) : 0;
 }
 
-EXPORT int open(const char *path, int flags, ...)
+EXPORT FORK_PATH int open(const char *path, int flags, ...)
 {
 	va_list ap;
 	va_start(ap, flags);
@@ -179,7 +179,7 @@ EXPORT int open(const char *path, int flags, ...)
 	return opened(fn(path, flags, mode), AT_FDCWD, path, flags);
 }
 
-EXPORT int open64(const char *path, int flags, ...)
+EXPORT FORK_PATH int open64(const char *path, int flags, ...)
 {
 	va_list ap;
 	va_start(ap, flags);
@@ -191,7 +191,7 @@ EXPORT int open64(const char *path, int flags, ...)
 	return opened(fn(path, flags, mode), AT_FDCWD, path, flags);
 }
 
-EXPORT int openat(int dirfd, const char *path, int flags, ...)
+EXPORT FORK_PATH int openat(int dirfd, const char *path, int flags, ...)
 {
 	va_list ap;
 	va_start(ap, flags);
@@ -203,7 +203,7 @@ EXPORT int openat(int dirfd, const char *path, int flags, ...)
 	return opened(fn(dirfd, path, flags, mode), dirfd, path, flags);
 }
 
-EXPORT int openat64(int dirfd, const char *path, int flags, ...)
+EXPORT FORK_PATH int openat64(int dirfd, const char *path, int flags, ...)
 {
 	va_list ap;
 	va_start(ap, flags);
@@ -272,7 +272,7 @@ EXPORT int creat64(const char *path, mode_t mode)
 
 /* ---- stdio streams (glibc opens and closes their fds internally) -------- */
 
-static FILE *stream_opened(FILE *f, const char *path, const char *mode)
+static FORK_PATH FILE *stream_opened(FILE *f, const char *path, const char *mode)
 {
 	if (f)
 		opened(fileno(f), AT_FDCWD, path,
@@ -280,7 +280,7 @@ static FILE *stream_opened(FILE *f, const char *path, const char *mode)
 	return f;
 }
 
-EXPORT FILE *fopen(const char *path, const char *mode)
+EXPORT FORK_PATH FILE *fopen(const char *path, const char *mode)
 {
 	FILE *(*fn)(const char *, const char *) = REAL(fopen);
 	if (unlikely(!fn)) {
@@ -290,7 +290,7 @@ EXPORT FILE *fopen(const char *path, const char *mode)
 	return stream_opened(fn(path, mode), path, mode);
 }
 
-EXPORT FILE *fopen64(const char *path, const char *mode)
+EXPORT FORK_PATH FILE *fopen64(const char *path, const char *mode)
 {
 	FILE *(*fn)(const char *, const char *) = REAL(fopen64);
 	if (unlikely(!fn)) {
@@ -394,7 +394,7 @@ EXPORT int socketpair(int domain, int type, int protocol, int sv[2])
 	return r;
 }
 
-EXPORT int pipe(int fds[2])
+EXPORT FORK_PATH int pipe(int fds[2])
 {
 	int (*fn)(int *) = REAL(pipe);
 	if (unlikely(!fn))
@@ -409,7 +409,7 @@ EXPORT int pipe(int fds[2])
 	return r;
 }
 
-EXPORT int pipe2(int fds[2], int flags)
+EXPORT FORK_PATH int pipe2(int fds[2], int flags)
 {
 	int (*fn)(int *, int) = REAL(pipe2);
 	if (unlikely(!fn))
@@ -494,7 +494,7 @@ EXPORT int dup(int old)
 	return copy_made(old, fn(old));
 }
 
-static int fcntl_common(int (*fn)(int, int, ...), int fd, int cmd, unsigned long arg)
+static FORK_PATH int fcntl_common(int (*fn)(int, int, ...), int fd, int cmd, unsigned long arg)
 {
 	if (cmd != F_DUPFD && cmd != F_DUPFD_CLOEXEC)
 		return fn(fd, cmd, arg);
@@ -503,7 +503,7 @@ static int fcntl_common(int (*fn)(int, int, ...), int fd, int cmd, unsigned long
 
 /* The third argument, if any, is passed on as it came (an int or a pointer
  * in the same register). */
-EXPORT int fcntl(int fd, int cmd, ...)
+EXPORT FORK_PATH int fcntl(int fd, int cmd, ...)
 {
 	va_list ap;
 	va_start(ap, cmd);
@@ -515,7 +515,7 @@ EXPORT int fcntl(int fd, int cmd, ...)
 	return fcntl_common(fn, fd, cmd, arg);
 }
 
-EXPORT int fcntl64(int fd, int cmd, ...)
+EXPORT FORK_PATH int fcntl64(int fd, int cmd, ...)
 {
 	va_list ap;
 	va_start(ap, cmd);
@@ -532,7 +532,7 @@ EXPORT int fcntl64(int fd, int cmd, ...)
  * file put on a configured log number is a log (a daemon pointing stderr at
  * its log file), except a pipe or socket on stdout: that is a shell or
  * popen capturing a command's output, which is data. */
-static void copied_onto(int oldfd, int newfd)
+static FORK_PATH void copied_onto(int oldfd, int newfd)
 {
 	uint8_t from = fd_class(oldfd);
 	bool log = false;
@@ -548,7 +548,7 @@ static void copied_onto(int oldfd, int newfd)
 		conn_copied(oldfd, newfd);
 }
 
-EXPORT int dup2(int oldfd, int newfd)
+EXPORT FORK_PATH int dup2(int oldfd, int newfd)
 {
 	int (*fn)(int, int) = REAL(dup2);
 	if (unlikely(!fn))
@@ -584,7 +584,7 @@ EXPORT int dup3(int oldfd, int newfd, int flags)
 
 /* ---- closing ----------------------------------------------------------- */
 
-EXPORT int close(int fd)
+EXPORT FORK_PATH int close(int fd)
 {
 	int (*fn)(int) = REAL(close);
 	if (unlikely(!fn))

@@ -17,7 +17,7 @@
 
 ssize_t __read_chk(int fd, void *buf, size_t n, size_t buflen);
 
-static __attribute__((noinline)) ssize_t read_slow(int fd, void *buf, size_t n)
+static FORK_PATH __attribute__((noinline)) ssize_t read_slow(int fd, void *buf, size_t n)
 {
 	ssize_t (*fn)(int, void *, size_t) = REAL(read);
 	if (unlikely(!fn))
@@ -33,7 +33,7 @@ static __attribute__((noinline)) ssize_t read_slow(int fd, void *buf, size_t n)
 	return r;
 }
 
-EXPORT ssize_t read(int fd, void *buf, size_t n)
+EXPORT FORK_PATH ssize_t read(int fd, void *buf, size_t n)
 {
 	if (likely(real.read != NULL) && untracked(fd, READ_CARE))
 		return real.read(fd, buf, n);
@@ -96,7 +96,8 @@ static __attribute__((noinline)) ssize_t write_other(int fd, const void *buf, si
 
 /* write on a connection (cls FD_CONN or FD_CLIENT), apart from write_slow:
  * its registers stay off the log path's. */
-static __attribute__((noinline)) ssize_t write_conn(int fd, const void *buf, size_t n, uint8_t cls)
+static FORK_PATH __attribute__((noinline)) ssize_t
+write_conn(int fd, const void *buf, size_t n, uint8_t cls)
 {
 	struct iovec iov = {.iov_base = (void *)buf, .iov_len = n};
 	if (cls & FD_CLIENT) {
@@ -109,7 +110,7 @@ static __attribute__((noinline)) ssize_t write_conn(int fd, const void *buf, siz
 	return r;
 }
 
-static __attribute__((noinline)) ssize_t write_slow(int fd, const void *buf, size_t n)
+static FORK_PATH __attribute__((noinline)) ssize_t write_slow(int fd, const void *buf, size_t n)
 {
 	ssize_t (*fn)(int, const void *, size_t) = REAL(write);
 	if (unlikely(!fn))
@@ -129,14 +130,15 @@ static __attribute__((noinline)) ssize_t write_slow(int fd, const void *buf, siz
 	return write_conn(fd, buf, n, cls);
 }
 
-EXPORT ssize_t write(int fd, const void *buf, size_t n)
+EXPORT FORK_PATH ssize_t write(int fd, const void *buf, size_t n)
 {
 	if (likely(real.write != NULL) && untracked(fd, WRITE_CARE | FD_SYSLOG))
 		return real.write(fd, buf, n);
 	return write_slow(fd, buf, n);
 }
 
-static __attribute__((noinline)) ssize_t writev_slow(int fd, const struct iovec *iov, int iovcnt)
+static FORK_PATH __attribute__((noinline)) ssize_t
+writev_slow(int fd, const struct iovec *iov, int iovcnt)
 {
 	ssize_t (*fn)(int, const struct iovec *, int) = REAL(writev);
 	if (unlikely(!fn))
@@ -162,7 +164,7 @@ static __attribute__((noinline)) ssize_t writev_slow(int fd, const struct iovec 
 	return r;
 }
 
-EXPORT ssize_t writev(int fd, const struct iovec *iov, int iovcnt)
+EXPORT FORK_PATH ssize_t writev(int fd, const struct iovec *iov, int iovcnt)
 {
 	if (likely(real.writev != NULL) && untracked(fd, WRITE_CARE))
 		return real.writev(fd, iov, iovcnt);

@@ -102,7 +102,7 @@ EXPORT int connect(int fd, const struct sockaddr *addr, socklen_t len)
 
 /* ---- receiving --------------------------------------------------------- */
 
-static __attribute__((noinline)) ssize_t recv_slow(int fd, void *buf, size_t n, int flags)
+static FORK_PATH __attribute__((noinline)) ssize_t recv_slow(int fd, void *buf, size_t n, int flags)
 {
 	ssize_t (*fn)(int, void *, size_t, int) = REAL(recv);
 	if (unlikely(!fn))
@@ -118,7 +118,7 @@ static __attribute__((noinline)) ssize_t recv_slow(int fd, void *buf, size_t n, 
 	return r;
 }
 
-EXPORT ssize_t recv(int fd, void *buf, size_t n, int flags)
+EXPORT FORK_PATH ssize_t recv(int fd, void *buf, size_t n, int flags)
 {
 	if (likely(real.recv != NULL) && untracked(fd, READ_CARE))
 		return real.recv(fd, buf, n, flags);
@@ -213,7 +213,8 @@ EXPORT ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
  * stream socket (is_stream_socket), where send is write with flags; anything
  * else (not a socket, a datagram socket where each send is one message) goes
  * to libc as it came. */
-static __attribute__((noinline)) ssize_t send_slow(int fd, const void *buf, size_t n, int flags)
+static FORK_PATH __attribute__((noinline)) ssize_t
+send_slow(int fd, const void *buf, size_t n, int flags)
 {
 	ssize_t (*fn)(int, const void *, size_t, int) = REAL(send);
 	if (unlikely(!fn))
@@ -243,7 +244,7 @@ static __attribute__((noinline)) ssize_t send_slow(int fd, const void *buf, size
 	return r;
 }
 
-EXPORT ssize_t send(int fd, const void *buf, size_t n, int flags)
+EXPORT FORK_PATH ssize_t send(int fd, const void *buf, size_t n, int flags)
 {
 	if (likely(real.send != NULL) && untracked(fd, WRITE_CARE | FD_SYSLOG))
 		return real.send(fd, buf, n, flags);
@@ -330,8 +331,8 @@ EXPORT ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
 }
 
 /* A response body sent from a file still marks the response as begun. */
-static ssize_t sendfile_common(ssize_t (*fn)(int, int, off_t *, size_t), int out, int in,
-			       off_t *off, size_t count)
+static FORK_PATH ssize_t sendfile_common(ssize_t (*fn)(int, int, off_t *, size_t), int out, int in,
+					 off_t *off, size_t count)
 {
 	uint8_t cls = fd_class(out);
 	if (cls & FD_CLIENT) {
@@ -352,7 +353,7 @@ static ssize_t sendfile_common(ssize_t (*fn)(int, int, off_t *, size_t), int out
 	return r;
 }
 
-EXPORT ssize_t sendfile(int out, int in, off_t *off, size_t count)
+EXPORT FORK_PATH ssize_t sendfile(int out, int in, off_t *off, size_t count)
 {
 	ssize_t (*fn)(int, int, off_t *, size_t) = REAL(sendfile);
 	if (unlikely(!fn))
@@ -360,7 +361,7 @@ EXPORT ssize_t sendfile(int out, int in, off_t *off, size_t count)
 	return sendfile_common(fn, out, in, off, count);
 }
 
-EXPORT ssize_t sendfile64(int out, int in, off_t *off, size_t count)
+EXPORT FORK_PATH ssize_t sendfile64(int out, int in, off_t *off, size_t count)
 {
 	ssize_t (*fn)(int, int, off_t *, size_t) = REAL(sendfile64);
 	if (unlikely(!fn))

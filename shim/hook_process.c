@@ -154,7 +154,7 @@ EXPORT void abort(void)
  * unchanged. */
 
 /* Whether envp preloads this library. */
-static bool env_preloads_shim(char *const *envp)
+static FORK_PATH bool env_preloads_shim(char *const *envp)
 {
 	for (size_t i = 0; envp && envp[i]; i++)
 		if (strncmp(envp[i], "LD_PRELOAD=", 11) == 0 && strstr(envp[i], "libreqid"))
@@ -180,14 +180,14 @@ struct exec_env {
 	char *vfork_env[VFORK_ENV_MAX];
 };
 
-static bool is_variable(const char *entry, const char *name_eq)
+static FORK_PATH bool is_variable(const char *entry, const char *name_eq)
 {
 	return strncmp(entry, name_eq, strlen(name_eq)) == 0;
 }
 
 /* "NAME=" followed by n bytes of value, NUL-terminated, in buf. */
-static char *env_entry(char *buf, const char *name_eq, size_t name_len, const char *value,
-		       size_t n)
+static FORK_PATH char *env_entry(char *buf, const char *name_eq, size_t name_len, const char *value,
+				 size_t n)
 {
 	memcpy(buf, name_eq, name_len);
 	memcpy(buf + name_len, value, n);
@@ -204,7 +204,7 @@ static const char ids_name[] = LOG_IDS_VARIABLE "=";
  * path says the same in both). False when envp's value is to stay as it
  * is: absent (every configured log descriptor is one in the child), or too
  * long to add to. */
-static bool vfork_log_ids(char *const *envp, size_t n, char *out, size_t size)
+static FORK_PATH bool vfork_log_ids(char *const *envp, size_t n, char *out, size_t size)
 {
 	size_t len = 0;
 	bool given = false;
@@ -236,8 +236,8 @@ static bool vfork_log_ids(char *const *envp, size_t n, char *out, size_t size)
  * thread is certain of (removed if none), and REQID_LOG_IDS: the current
  * log files, or in a vfork child (its descriptors are not what the tables
  * say) vfork_log_ids. The new entries' text lives in e. */
-static void fill_env(char *const *envp, size_t n, char **out, struct env_entries *e,
-		     bool vfork_child)
+static FORK_PATH void fill_env(char *const *envp, size_t n, char **out, struct env_entries *e,
+			       bool vfork_child)
 {
 	static const char request_name[] = REQUEST_VARIABLE "=";
 	static const char traceparent_name[] = TRACEPARENT_VARIABLE "=";
@@ -279,7 +279,7 @@ static void fill_env(char *const *envp, size_t n, char **out, struct env_entries
 	out[k] = NULL;
 }
 
-static size_t env_count(char *const *envp)
+static FORK_PATH size_t env_count(char *const *envp)
 {
 	size_t n = 0;
 	while (envp[n])
@@ -292,7 +292,7 @@ static size_t env_count(char *const *envp)
  * thread's stack), or, in a vfork child, in a bounded array on the stack: a
  * mapping made there would stay behind in the parent. Returns envp itself
  * when there is nothing to change or no memory. */
-static char *const *exec_env(char *const *envp, struct exec_env *e)
+static FORK_PATH char *const *exec_env(char *const *envp, struct exec_env *e)
 {
 	e->env = NULL;
 	if (!shim.active || !env_preloads_shim(envp))
@@ -317,7 +317,7 @@ static char *const *exec_env(char *const *envp, struct exec_env *e)
 }
 
 /* The exec failed (or the spawn is done): the array goes. */
-static int exec_failed(struct exec_env *e, int r)
+static FORK_PATH int exec_failed(struct exec_env *e, int r)
 {
 	int saved = errno;
 	if (e->env && e->env != e->vfork_env)
@@ -326,7 +326,7 @@ static int exec_failed(struct exec_env *e, int r)
 	return r;
 }
 
-EXPORT int execve(const char *path, char *const argv[], char *const envp[])
+EXPORT FORK_PATH int execve(const char *path, char *const argv[], char *const envp[])
 {
 	int (*fn)(const char *, char *const[], char *const[]) = REAL(execve);
 	struct exec_env e;
@@ -337,12 +337,12 @@ EXPORT int execve(const char *path, char *const argv[], char *const envp[])
 	return exec_failed(&e, fn(path, argv, env));
 }
 
-EXPORT int execv(const char *path, char *const argv[])
+EXPORT FORK_PATH int execv(const char *path, char *const argv[])
 {
 	return execve(path, argv, environ);
 }
 
-EXPORT int execvpe(const char *file, char *const argv[], char *const envp[])
+EXPORT FORK_PATH int execvpe(const char *file, char *const argv[], char *const envp[])
 {
 	int (*fn)(const char *, char *const[], char *const[]) = REAL(execvpe);
 	struct exec_env e;
@@ -355,7 +355,7 @@ EXPORT int execvpe(const char *file, char *const argv[], char *const envp[])
 	return exec_failed(&e, fn(file, argv, env));
 }
 
-EXPORT int execvp(const char *file, char *const argv[])
+EXPORT FORK_PATH int execvp(const char *file, char *const argv[])
 {
 	return execvpe(file, argv, environ);
 }
@@ -405,7 +405,7 @@ EXPORT int posix_spawnp(pid_t *pid, const char *file, const posix_spawn_file_act
 
 /* The execl family takes its arguments inline; they are gathered into an
  * array on the stack for the execv family (execl itself may not allocate). */
-static size_t count_args(const char *arg0, va_list ap)
+static FORK_PATH size_t count_args(const char *arg0, va_list ap)
 {
 	size_t n = 1;
 	for (const char *a = arg0; a; a = va_arg(ap, const char *))
@@ -413,7 +413,7 @@ static size_t count_args(const char *arg0, va_list ap)
 	return n;
 }
 
-static void gather_args(char **argv, const char *arg0, va_list ap)
+static FORK_PATH void gather_args(char **argv, const char *arg0, va_list ap)
 {
 	size_t i = 0;
 	for (const char *a = arg0; a; a = va_arg(ap, const char *))
@@ -421,7 +421,7 @@ static void gather_args(char **argv, const char *arg0, va_list ap)
 	argv[i] = NULL;
 }
 
-EXPORT int execl(const char *path, const char *arg0, ...)
+EXPORT FORK_PATH int execl(const char *path, const char *arg0, ...)
 {
 	va_list ap;
 	va_start(ap, arg0);
@@ -434,7 +434,7 @@ EXPORT int execl(const char *path, const char *arg0, ...)
 	return execv(path, argv);
 }
 
-EXPORT int execlp(const char *file, const char *arg0, ...)
+EXPORT FORK_PATH int execlp(const char *file, const char *arg0, ...)
 {
 	va_list ap;
 	va_start(ap, arg0);
@@ -447,7 +447,7 @@ EXPORT int execlp(const char *file, const char *arg0, ...)
 	return execvp(file, argv);
 }
 
-EXPORT int execle(const char *path, const char *arg0, ...)
+EXPORT FORK_PATH int execle(const char *path, const char *arg0, ...)
 {
 	va_list ap;
 	va_start(ap, arg0);

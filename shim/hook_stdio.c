@@ -292,7 +292,7 @@ static void mark_after_flush(FILE *f)
 	}
 }
 
-EXPORT int fflush(FILE *f)
+EXPORT FORK_PATH int fflush(FILE *f)
 {
 	int r;
 	if (f) {

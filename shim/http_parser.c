@@ -28,6 +28,7 @@
 #include <emmintrin.h>
 #include <string.h>
 
+#include "fork_hot.h"
 #include "http_chars.h"
 
 enum {
@@ -111,7 +112,7 @@ void header_matcher_init(struct header_matcher *m, const struct reqid_config *cf
 	}
 }
 
-void http_parser_init(struct http_parser *p, const struct header_matcher *m)
+FORK_PATH void http_parser_init(struct http_parser *p, const struct header_matcher *m)
 {
 	memset(p, 0, sizeof(*p));
 	p->matcher = m;
@@ -148,12 +149,12 @@ bool http_parser_in_tunnel(const struct http_parser *p)
 	return p->state == S_TUNNEL;
 }
 
-bool http_starts_tls(const char *buf, size_t len)
+FORK_PATH bool http_starts_tls(const char *buf, size_t len)
 {
 	return len > 0 && buf[0] == 0x16 && (len == 1 || buf[1] == 0x03);
 }
 
-bool http_parser_in_head(const struct http_parser *p)
+FORK_PATH bool http_parser_in_head(const struct http_parser *p)
 {
 	/* A CR ending the request line or a header line waits for its LF;
 	 * the blank line's CR already reported the head (end_headers). */
@@ -767,7 +768,7 @@ struct header_line {
  * other than the usual one: a name that does not end inside the first
  * block, or has other token characters than letters, digits and '-', a
  * line near the buffer's end, a bad line. */
-static __attribute__((noinline)) struct header_line
+static FORK_PATH __attribute__((noinline)) struct header_line
 header_line_general(const unsigned char *s, size_t i, size_t len)
 {
 	struct header_line l = { .eol = len };
@@ -829,7 +830,7 @@ take_named_line(struct http_parser *restrict p, const unsigned char *restrict s,
  * the framing (as the steps would fail there). What every header line
  * leaves (header_line_done) is set once, at the end, and so is after_lf,
  * which a line ended by CRLF sets. */
-static __attribute__((noinline)) size_t
+static FORK_PATH __attribute__((noinline)) size_t
 take_lines(struct http_parser *restrict p, const unsigned char *restrict s, size_t i, size_t len,
 	   struct http_feed_result *out)
 {
@@ -1176,8 +1177,8 @@ feed_steps(struct http_parser *p, const unsigned char *s, size_t i, size_t len,
 	return len;
 }
 
-size_t http_parser_feed(struct http_parser *p, const char *buf, size_t len,
-			struct http_feed_result *out)
+FORK_PATH size_t http_parser_feed(struct http_parser *p, const char *buf, size_t len,
+				  struct http_feed_result *out)
 {
 	const unsigned char *s = (const unsigned char *)buf;
 	size_t i = 0;

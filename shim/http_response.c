@@ -32,6 +32,7 @@
 
 #include <string.h>
 
+#include "fork_hot.h"
 #include "http_chars.h"
 
 enum response_state {
@@ -62,7 +63,8 @@ static const char transfer_encoding[] = "transfer-encoding";
 
 /* ---- state ------------------------------------------------------------- */
 
-void http_response_init(struct http_response_parser *p, const char *header, size_t header_len)
+FORK_PATH void
+http_response_init(struct http_response_parser *p, const char *header, size_t header_len)
 {
 	memset(p, 0, sizeof(*p));
 	p->header = header;
@@ -70,7 +72,7 @@ void http_response_init(struct http_response_parser *p, const char *header, size
 	p->state = R_START;
 }
 
-void http_response_expect_head(struct http_response_parser *p, bool head)
+FORK_PATH void http_response_expect_head(struct http_response_parser *p, bool head)
 {
 	p->head_request = head;
 }
@@ -85,7 +87,7 @@ void http_response_stop(struct http_response_parser *p)
 	p->state = R_STOPPED;
 }
 
-bool http_response_stopped(const struct http_response_parser *p)
+FORK_PATH bool http_response_stopped(const struct http_response_parser *p)
 {
 	return p->state == R_STOPPED || p->state == R_UNTIL_CLOSE;
 }
@@ -906,7 +908,7 @@ usual_response(struct http_response_parser *p, const unsigned char *s, size_t i,
 
 /* The states from s[i] (i < n) until the bytes run out or a new response
  * is about to start. */
-static __attribute__((noinline)) size_t
+static FORK_PATH __attribute__((noinline)) size_t
 scan_states(struct http_response_parser *p, const unsigned char *s, size_t i, size_t n,
 	    size_t points[], size_t *count, size_t max)
 {
@@ -1021,7 +1023,7 @@ scan_states(struct http_response_parser *p, const unsigned char *s, size_t i, si
 /* The responses from s[i] on, each tried in the usual form first; a
  * header line that form left (or that a write begins with) goes to
  * other_header_lines, anything else to the states. */
-static __attribute__((noinline)) size_t
+static FORK_PATH __attribute__((noinline)) size_t
 scan_from(struct http_response_parser *p, const unsigned char *s, size_t i, size_t n,
 	  size_t points[], size_t count, size_t max)
 {
@@ -1041,7 +1043,7 @@ scan_from(struct http_response_parser *p, const unsigned char *s, size_t i, size
 
 /* A write that is one whole response in the usual form, the commonest, is
  * taken with nothing else on the way. */
-static __attribute__((noinline)) size_t
+static FORK_PATH __attribute__((noinline)) size_t
 scan(struct http_response_parser *p, const char *buf, size_t n, size_t points[], size_t max)
 {
 	const unsigned char *s = (const unsigned char *)buf;
@@ -1054,8 +1056,8 @@ scan(struct http_response_parser *p, const char *buf, size_t n, size_t points[],
 	return scan_from(p, s, i, n, points, count, max);
 }
 
-size_t http_response_scan(struct http_response_parser *p, const char *buf, size_t n,
-			  size_t points[], size_t max)
+FORK_PATH size_t http_response_scan(struct http_response_parser *p, const char *buf, size_t n,
+				    size_t points[], size_t max)
 {
 	return scan(p, buf, n, points, max);
 }
@@ -1072,7 +1074,7 @@ void http_response_advance(struct http_response_parser *p, const char *buf, size
 	scan(p, buf, n, NULL, 0);
 }
 
-void http_response_skip(struct http_response_parser *p, uint64_t n)
+FORK_PATH void http_response_skip(struct http_response_parser *p, uint64_t n)
 {
 	if (n == 0 || http_response_stopped(p))
 		return;

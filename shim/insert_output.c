@@ -12,6 +12,7 @@
 #include <limits.h>
 #include <string.h>
 
+#include "fork_hot.h"
 #include "shim_init.h"
 
 enum piece_kind { APP, ADDED, OWED };
@@ -23,8 +24,9 @@ static bool insert_fits(int iovcnt, size_t count)
 	return (size_t)iovcnt + 2 * count + 1 <= IOV_MAX;
 }
 
-ssize_t insert_send_plain(int fd, const struct iovec *iov, int iovcnt, int flags, bool use_send,
-			  const struct msghdr *msg)
+FORK_PATH ssize_t
+insert_send_plain(int fd, const struct iovec *iov, int iovcnt, int flags, bool use_send,
+		  const struct msghdr *msg)
 {
 	if (!use_send)
 		return real.writev(fd, iov, iovcnt);
@@ -138,9 +140,10 @@ static ssize_t send_without_adding(int fd, const struct iovec *iov, int iovcnt, 
 	return r;
 }
 
-ssize_t insert_send(int fd, const struct iovec *iov, int iovcnt, int flags, bool use_send,
-		    const struct msghdr *msg, const struct insertion *ins, struct owed_bytes *owed,
-		    struct insert_result *res)
+FORK_PATH ssize_t
+insert_send(int fd, const struct iovec *iov, int iovcnt, int flags, bool use_send,
+	    const struct msghdr *msg, const struct insertion *ins, struct owed_bytes *owed,
+	    struct insert_result *res)
 {
 	if ((ins->count == 0 && *owed->len == 0) || !insert_fits(iovcnt, ins->count))
 		return send_without_adding(fd, iov, iovcnt, flags, use_send, msg, owed, res);

@@ -313,7 +313,7 @@ static _Atomic int avx2_known FORK_HOT;
  * children each asked it (about 40 us a request under busybox httpd). Not
  * through the compiler's CPU model either, whose constructor would run in
  * every process. */
-static __attribute__((noinline)) bool ask_avx2(void)
+static FORK_PATH __attribute__((noinline)) bool ask_avx2(void)
 {
 	bool yes = CPU_FEATURE_ACTIVE(AVX2);
 	atomic_store_explicit(&avx2_known, yes ? 2 : 1, memory_order_relaxed);
@@ -326,7 +326,7 @@ static inline bool has_avx2(void)
 	return __builtin_expect(k == 0, 0) ? ask_avx2() : k == 2;
 }
 
-void line_format_prepare(void)
+FORK_PATH void line_format_prepare(void)
 {
 	(void)has_avx2();
 }
@@ -399,8 +399,8 @@ escape_with(const char *in, size_t len, char *out, unsigned *seen, bool avx2)
 	return (size_t)(o - out);
 }
 
-__attribute__((target("avx2"))) static size_t escape_avx2(const char *in, size_t len, char *out,
-							   unsigned *seen)
+FORK_PATH __attribute__((target("avx2"))) static size_t
+escape_avx2(const char *in, size_t len, char *out, unsigned *seen)
 {
 	return escape_with(in, len, out, seen, true);
 }
@@ -448,8 +448,9 @@ static char *put(char *o, const void *s, size_t n)
 
 /* One field: "name":"value" (json, prefix) or name=value (logfmt), after
  * sep when it is not the first. */
-static char *put_field(char *o, const char *start, const struct line_style *style,
-		       const char *name, size_t name_len, const char *value, size_t value_len)
+static FORK_PATH char *
+put_field(char *o, const char *start, const struct line_style *style,
+	  const char *name, size_t name_len, const char *value, size_t value_len)
 {
 	bool logfmt = style->format == FORMAT_LOGFMT;
 	if (o != start)
@@ -464,8 +465,8 @@ static char *put_field(char *o, const char *start, const struct line_style *styl
 	return o;
 }
 
-size_t line_fields(const struct line_style *style, const char *id, size_t id_len,
-		   const struct trace_ctx *trace, char out[LINE_FIELDS_MAX])
+FORK_PATH size_t line_fields(const struct line_style *style, const char *id, size_t id_len,
+			     const struct trace_ctx *trace, char out[LINE_FIELDS_MAX])
 {
 	char *o = out;
 	for (uint8_t i = 0; i < style->field_count; i++) {
@@ -497,8 +498,9 @@ size_t line_format(const struct line_style *style, const char *fields, size_t fi
 	return line_format_noting(style, fields, fields_len, line, len, out, &seen);
 }
 
-size_t line_format_noting(const struct line_style *style, const char *fields, size_t fields_len,
-			  const char *line, size_t len, char *out, unsigned *seen)
+FORK_PATH size_t
+line_format_noting(const struct line_style *style, const char *fields, size_t fields_len,
+		   const char *line, size_t len, char *out, unsigned *seen)
 {
 	char *o = out;
 	*seen = 0;

@@ -487,7 +487,7 @@ size_t log_output_slow(const struct log_sink *sink, const char *b, size_t n, enu
 	return n;
 }
 
-void log_output_settle(int fd)
+FORK_PATH void log_output_settle(int fd)
 {
 	/* Every log descriptor's close comes here: a process that never tore
 	 * a line or made a backlog (a fork child serving one connection) does

@@ -33,6 +33,7 @@
 #include "audit_log.h"
 #include "call_chain.h"
 #include "event_batch.h"
+#include "fork_hot.h"
 #include "line_format.h"
 #include "request_table.h"
 #include "shim_init.h"
@@ -960,7 +961,7 @@ static bool consume(struct writer *w, const char *buf, size_t n)
 	return true;
 }
 
-ssize_t log_writev(const struct log_sink *sink, const struct iovec *iov, int iovcnt)
+FORK_PATH ssize_t log_writev(const struct log_sink *sink, const struct iovec *iov, int iovcnt)
 {
 	struct writer w;
 	int saved = errno;
@@ -1231,7 +1232,7 @@ static void drain_all(int fd, enum partial_line partial)
 	}
 }
 
-void log_flush_fd(int fd)
+FORK_PATH void log_flush_fd(int fd)
 {
 	int saved = errno;
 	drain_all(fd, PARTIAL_LINE);

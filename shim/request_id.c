@@ -11,6 +11,7 @@
 #include <string.h>
 #include <xxhash.h>
 
+#include "fork_hot.h"
 #include "http_chars.h"
 
 /* The bytes of x that an id may not hold, one bit each. */
@@ -67,7 +68,7 @@ static inline __attribute__((always_inline)) unsigned hex_lower_bytes(__m128i x,
 	return (unsigned)_mm_movemask_epi8(ok);
 }
 
-bool request_id_is_trace_id(const char *s, size_t len)
+FORK_PATH bool request_id_is_trace_id(const char *s, size_t len)
 {
 	_Static_assert(GENERATED_ID_LEN == 32, "a trace-id is two SSE2 words");
 	if (len != GENERATED_ID_LEN)
@@ -109,12 +110,13 @@ static void hex_encode_16(const uint8_t bytes[16], char out[32])
 	}
 }
 
-uint64_t id_reserve(struct id_generator *gen, unsigned count)
+FORK_PATH uint64_t id_reserve(struct id_generator *gen, unsigned count)
 {
 	return atomic_fetch_add_explicit(&gen->counter, count, memory_order_relaxed);
 }
 
-void id_generate_at(const struct id_generator *gen, uint64_t n, char out[GENERATED_ID_LEN])
+FORK_PATH void
+id_generate_at(const struct id_generator *gen, uint64_t n, char out[GENERATED_ID_LEN])
 {
 	uint8_t input[24];
 	uint8_t digest[16];
@@ -133,7 +135,7 @@ void id_generate_at(const struct id_generator *gen, uint64_t n, char out[GENERAT
 	hex_encode_16(digest, out);
 }
 
-void id_generate(struct id_generator *gen, char out[GENERATED_ID_LEN])
+FORK_PATH void id_generate(struct id_generator *gen, char out[GENERATED_ID_LEN])
 {
 	id_generate_at(gen, id_reserve(gen, 1), out);
 }

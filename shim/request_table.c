@@ -99,7 +99,9 @@ static _Atomic uint32_t recent_next FORK_HOT;
 /* buckets + 1; 0: empty. Written at the end of every request: FORK_HOT. */
 static _Atomic uint32_t recent[RECENT_REQUESTS] FORK_HOT;
 
-uint32_t request_line_buckets(const char *line, size_t len)
+/* flatten: the hash is compiled into it, not called in another file's
+ * window of code. */
+FORK_PATH __attribute__((flatten)) uint32_t request_line_buckets(const char *line, size_t len)
 {
 	uint64_t h = XXH3_64bits(line, len);
 	uint32_t first = (uint32_t)(h % LINE_BUCKETS);
@@ -112,7 +114,7 @@ static struct line_bucket *bucket_in(int table, uint32_t buckets)
 	return &line_buckets[(buckets >> (16 * table) & 0xffff) % LINE_BUCKETS][table];
 }
 
-void request_line_started(uint32_t buckets, uint64_t serial)
+FORK_PATH void request_line_started(uint32_t buckets, uint64_t serial)
 {
 	for (int t = 0; t < 2; t++) {
 		struct line_bucket *b = bucket_in(t, buckets);
@@ -195,9 +197,10 @@ static void request_head_make(struct request_head *h, const char *id, size_t len
 		h->kind |= REQUEST_LONG;
 }
 
-uint64_t request_table_add(const char *id, size_t len, const char *line, size_t line_len,
-			   uint32_t buckets, const struct trace_plan *trace, const char *ts,
-			   size_t ts_len)
+FORK_PATH uint64_t
+request_table_add(const char *id, size_t len, const char *line, size_t line_len,
+		  uint32_t buckets, const struct trace_plan *trace, const char *ts,
+		  size_t ts_len)
 {
 	struct request_head h;
 	request_head_make(&h, id, len, line_len, buckets, trace);
@@ -271,8 +274,9 @@ enum request_part {
  * when the id is the trace-id) and, with COPY_ID or COPY_LINE, the start of
  * its slot's text into text, in whole words; false if the slot holds
  * another request's. */
-static bool request_copy(uint64_t serial, struct request_head *h, char text[REQUEST_INLINE_TEXT],
-			 unsigned parts)
+static FORK_PATH bool
+request_copy(uint64_t serial, struct request_head *h, char text[REQUEST_INLINE_TEXT],
+	     unsigned parts)
 {
 	const struct request_slot *s = &slots[serial % REQUEST_SLOTS];
 
@@ -318,7 +322,7 @@ static bool long_text_copy(uint64_t serial, size_t offset, size_t n, char *out)
 	return atomic_load_explicit(&l->serial, memory_order_relaxed) == serial;
 }
 
-size_t request_table_get(uint64_t serial, char out[REQUEST_ID_MAX])
+FORK_PATH size_t request_table_get(uint64_t serial, char out[REQUEST_ID_MAX])
 {
 	struct request_head h;
 
@@ -333,7 +337,8 @@ size_t request_table_get(uint64_t serial, char out[REQUEST_ID_MAX])
 	return h.id_len;
 }
 
-bool request_table_trace(uint64_t serial, const struct id_generator *gen, struct trace_ctx *out)
+FORK_PATH bool
+request_table_trace(uint64_t serial, const struct id_generator *gen, struct trace_ctx *out)
 {
 	struct request_head h;
 
@@ -344,7 +349,7 @@ bool request_table_trace(uint64_t serial, const struct id_generator *gen, struct
 	return true;
 }
 
-size_t request_table_tracestate(uint64_t serial, char out[TRACESTATE_MAX])
+FORK_PATH size_t request_table_tracestate(uint64_t serial, char out[TRACESTATE_MAX])
 {
 	struct tracestate_slot *s = &tracestates[serial % TRACESTATE_SLOTS];
 	struct request_head h;

@@ -171,7 +171,7 @@ bool is_stream_socket(int fd)
 	return stream;
 }
 
-START_PATH bool is_accepted_socket(int fd)
+bool is_accepted_socket(int fd)
 {
 	int domain = 0;
 	socklen_t len = sizeof(domain);
@@ -261,7 +261,7 @@ static START_PATH void adopt_exec_request(void)
 					      ts_len > 0 ? (size_t)ts_len : 0);
 }
 
-size_t current_log_ids(char *buf, size_t size)
+FORK_PATH size_t current_log_ids(char *buf, size_t size)
 {
 	size_t len = 0;
 	buf[0] = '\0';
@@ -368,7 +368,7 @@ __attribute__((destructor)) static void shim_stop(void)
 	ctx_boundary();
 }
 
-bool config_is_log_fd(int fd)
+FORK_PATH bool config_is_log_fd(int fd)
 {
 	for (uint8_t i = 0; i < shim.config.log_fd_count; i++)
 		if (shim.config.log_fds[i] == fd)

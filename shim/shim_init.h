@@ -244,14 +244,16 @@ bool real_resolve(void) HIDDEN;
 bool config_is_log_fd(int fd) HIDDEN;
 
 /* Whether fd is a stream socket (errno kept). */
-bool is_stream_socket(int fd) HIDDEN;
+bool is_stream_socket(int fd) HIDDEN FORK_PATH;
 
 /* Whether fd is the server end of a stream connection (TCP, or a unix
  * socket whose own end is named): on a log descriptor number that is a
  * connection handed over by inetd or a CGI parent, not a log, and rewriting
  * it would change the protocol. journald's stdout stream (an unnamed unix
- * socket) stays a log. */
-bool is_accepted_socket(int fd) HIDDEN;
+ * socket) stays a log. A fork server's child asks it when it puts a pipe
+ * on stdio for a CGI program (FORK_PATH); start-up, only for a log
+ * descriptor that is a socket. */
+bool is_accepted_socket(int fd) HIDDEN FORK_PATH;
 
 /* fd, marked FD_ADOPT at attach, is about to be read or written: an
  * accepted socket whose every received byte is still queued (the program
@@ -276,10 +278,10 @@ size_t current_log_ids(char *buf, size_t size) HIDDEN;
 
 /* Bytes a program put into log streams' buffers directly (inline putc)
  * go through the line machinery: all streams the shim knows at exit, one
- * stream before it is closed (hook_stdio.c). stdio_reclaim_all is cold like
- * install_fatal_signal_flush: it runs at exit and at fflush(NULL), never
- * for a line. */
-void stdio_reclaim_all(void) HIDDEN __attribute__((cold));
+ * stream before it is closed (hook_stdio.c). stdio_reclaim_all runs at
+ * exit and at fflush(NULL), never for a line; a fork child may run both
+ * (FORK_PATH). */
+void stdio_reclaim_all(void) HIDDEN FORK_PATH;
 void stdio_forget_stream(FILE *f) HIDDEN;
 
 /* The shim has just written into f, holding its lock: what is in the buffer

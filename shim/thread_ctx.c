@@ -42,7 +42,7 @@ void ctx_start_afresh(void)
 	batch_forget();
 }
 
-void ctx_boundary(void)
+FORK_PATH void ctx_boundary(void)
 {
 	if (thread_ctx.in_shim)
 		return;
@@ -135,7 +135,7 @@ void ctx_wait_on_conn(int fd)
 	ctx_before_conn_io(fd);
 }
 
-void ctx_after_conn_io(int fd, bool wrote, bool moved)
+FORK_PATH void ctx_after_conn_io(int fd, bool wrote, bool moved)
 {
 	if (thread_ctx.in_shim)
 		return;
@@ -173,7 +173,7 @@ void ctx_mark_event_loop(bool conns)
 		thread_ctx.mode = CTX_BRACKET;
 }
 
-void ctx_conn_closing(int fd)
+FORK_PATH void ctx_conn_closing(int fd)
 {
 	if (thread_ctx.in_shim)
 		return;
@@ -196,7 +196,7 @@ void ctx_inherit(uint64_t request, uint32_t last_conn, uint8_t mode)
 		thread_ctx.watch = WATCH_INHERITED;
 }
 
-uint64_t ctx_certain_request(void)
+FORK_PATH uint64_t ctx_certain_request(void)
 {
 	if (thread_ctx.mode == CTX_NONE && shim.exec_request &&
 	    !__atomic_load_n(&shim.accepted, __ATOMIC_RELAXED))
@@ -214,7 +214,7 @@ uint64_t ctx_certain_request(void)
 		       !atomic_load_explicit(&c->responded, memory_order_relaxed) ? r : 0;
 }
 
-int32_t ctx_tid_fetch(void)
+FORK_PATH int32_t ctx_tid_fetch(void)
 {
 	thread_ctx.tid = (int32_t)syscall(SYS_gettid);
 	return thread_ctx.tid;

@@ -8,6 +8,8 @@
 
 #include <string.h>
 
+#include "fork_hot.h"
+
 static bool all_zero(const char *s, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
@@ -30,8 +32,9 @@ void span_id_generate(struct id_generator *gen, char out[16])
 	span_id_at(gen, id_reserve(gen, 1), out);
 }
 
-void trace_plan_start(struct trace_plan *p, const struct traceparent *inbound, const char *id,
-		      size_t id_len, bool id_generated, struct id_generator *gen)
+FORK_PATH void
+trace_plan_start(struct trace_plan *p, const struct traceparent *inbound, const char *id,
+		 size_t id_len, bool id_generated, struct id_generator *gen)
 {
 	p->new_trace_id = false;
 	p->span_given = false;
@@ -83,8 +86,8 @@ void trace_plan_fill(struct trace_plan *p, const struct id_generator *gen)
 	trace_plan_give_span(p, t.span_id);
 }
 
-void traceparent_format(const struct trace_ctx *t, const char parent_id[16],
-			char out[TRACEPARENT_LEN])
+FORK_PATH void traceparent_format(const struct trace_ctx *t, const char parent_id[16],
+				  char out[TRACEPARENT_LEN])
 {
 	static const char digits[] = "0123456789abcdef";
 	memcpy(out, "00-", 3);
