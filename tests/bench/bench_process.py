@@ -14,7 +14,9 @@ server whose log it enriches):
   busybox httpd    req/s of a static file and of a CGI shell script under
                    wrk -t1 -c8 (its listen backlog is 9), one connection per
                    request, its -v log on stderr a log file; shimmed with
-                   `scripts/reqid run`
+                   `scripts/reqid run`; and, when perf is installed, the page
+                   faults per request of the server and its children (perf
+                   stat, less a start and stop with no request; setarch -R)
   first second     nginx, a master and 2 workers, started while a client on
                    8 connections (Connection: close) already knocks: the
                    time from spawn to the first response, and latency
@@ -38,7 +40,9 @@ serves errors.
 """
 import argparse
 import os
+import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -197,26 +201,60 @@ def busybox_dir(tmp):
     return d
 
 
-def busybox_rate(d, path, shimmed, seconds):
+def busybox_server(d, shimmed):
+    """busybox httpd on CPU 0, under `perf stat` counting the page faults
+    of it and its children when perf is installed, without address
+    randomisation (how many a process takes depends on where its libraries
+    land)."""
     port = benchlib.free_port()
-    cmd = pin(0) + ([str(REQID), "run", "--"] if shimmed else [])
+    counted = ["perf", "stat", "-x,", "-e", "page-faults", "-o", str(d / "faults"), "--"]
+    norandom = ["setarch", "-R"] if shutil.which("setarch") else []
+    cmd = (counted if shutil.which("perf") else []) + pin(0) + norandom
+    cmd += ([str(REQID), "run", "--"] if shimmed else [])
     cmd += ["busybox", "httpd", "-f", "-vv", "-p", "127.0.0.1:%d" % port, "-h", str(d / "www")]
     proc = benchlib.start(cmd, benchlib.clean_env(), d / "httpd.log")
-    try:
-        benchlib.wait_port(port, proc, "busybox httpd")
-        return benchlib.wrk("http://127.0.0.1:%d%s" % (port, path), 8, seconds)
-    finally:
+    benchlib.wait_port(port, proc, "busybox httpd")
+    return proc, port
+
+
+def stopped_faults(d, proc):
+    """Stops a server started by busybox_server: the page faults perf
+    counted, or None without perf."""
+    if not shutil.which("perf"):
         benchlib.stop(proc)
+        return None
+    server = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True,
+                            text=True).stdout.split()
+    os.kill(int(server[0]), signal.SIGTERM)
+    proc.wait(timeout=10)
+    return int(re.search(r"^(\d+),+page-faults", (d / "faults").read_text(), re.M).group(1))
+
+
+def busybox_run(d, path, shimmed, seconds):
+    """req/s under wrk, and page faults per request: those of the run less
+    those of a start and stop with no request (None without perf)."""
+    proc, _ = busybox_server(d, shimmed)
+    idle = stopped_faults(d, proc)
+    proc, port = busybox_server(d, shimmed)
+    try:
+        rate = benchlib.wrk("http://127.0.0.1:%d%s" % (port, path), 8, seconds)
+    finally:
+        faults = stopped_faults(d, proc)
+    return rate, None if faults is None else (faults - idle) / (rate * seconds)
 
 
 def bench_busybox(p, tmp):
     d = busybox_dir(tmp)
     n, secs = p["busybox_rounds"], p["busybox_seconds"]
-    header("busybox httpd, wrk -t1 -c8, %d rounds of %d s alternated, req/s:" % (n, secs))
+    header("busybox httpd, wrk -t1 -c8, %d rounds of %d s alternated, req/s and page faults "
+           "per request of its processes:" % (n, secs))
     for name, path in (("static file", "/index.html"), ("CGI shell script", "/cgi-bin/x.sh")):
-        bare, shim = alternated(n, lambda: busybox_rate(d, path, False, secs),
-                                lambda: busybox_rate(d, path, True, secs))
-        row("busybox httpd %s, req/s" % name, bare, shim, digits=0)
+        bare, shim = alternated(n, lambda: [busybox_run(d, path, False, secs)],
+                                lambda: [busybox_run(d, path, True, secs)])
+        row("busybox httpd %s, req/s" % name, [r for r, _ in bare], [r for r, _ in shim], digits=0)
+        if bare[0][1] is not None:
+            row("busybox httpd %s, page faults" % name, [f for _, f in bare],
+                [f for _, f in shim], digits=1)
 
 
 # -- a pre-forking server's first second -------------------------------------
