@@ -76,17 +76,21 @@ deps:
 # FORK_HOT globals (shim/fork_hot.h) side by side. -fini names no function,
 # so the library has no DT_FINI: crti's _fini does nothing and sits at the
 # far end of the code, where the loader calling it at exit cost every process
-# a page fault (destructors run from .fini_array as before).
+# a page fault (destructors run from .fini_array as before). shim/layout.ld
+# puts a fork child's code in one 64 KiB window; -z max-page-size=0x10000
+# makes the loader put the library at a 64 KiB boundary, so that the window
+# is one in the process too; -fno-plt calls libc through the GOT (a child
+# does not map the PLT's window).
 SHIM_BUILD := -D_GNU_SOURCE -fPIC -shared -fvisibility=hidden -pthread \
   -ftls-model=initial-exec -fno-stack-protector -DXXH_INLINE_ALL \
-  -Wl,--version-script=shim/exports.map -Wl,-z,now -Wl,-z,relro -Wl,-z,defs -Wl,-Bsymbolic -Wl,--sort-section=name -Wl,-fini=reqid_no_dt_fini -Wl,-T,shim/layout.ld -fno-plt
-$(BUILD)/libreqid.so: $(PURE_SRCS) $(GLUE_SRCS) $(SHIM_HDRS) shim/exports.map shim/layout.ld | $(BUILD)
+  -Wl,--version-script=shim/exports.map -Wl,-z,now -Wl,-z,relro -Wl,-z,defs -Wl,-Bsymbolic -Wl,--sort-section=name -Wl,-fini=reqid_no_dt_fini -Wl,-T,shim/layout.ld -fno-plt -Wl,-z,max-page-size=0x10000
+$(BUILD)/libreqid.so: $(PURE_SRCS) $(GLUE_SRCS) $(SHIM_HDRS) shim/exports.map shim/layout.ld Makefile | $(BUILD)
 	$(CC) $(CFLAGS) $(WARN) $(SHIM_BUILD) -o $@ $(PURE_SRCS) $(GLUE_SRCS) -ldl -lunwind
 
 # The same library with the flat part of the per-fd tables ending at 4096
 # instead of 65536, so that tests reach the paged part (fds up to 2^20)
 # under this machine's descriptor limit (run_all.py's high-fd runs).
-$(BUILD)/libreqid-fdpages.so: $(PURE_SRCS) $(GLUE_SRCS) $(SHIM_HDRS) shim/exports.map shim/layout.ld | $(BUILD)
+$(BUILD)/libreqid-fdpages.so: $(PURE_SRCS) $(GLUE_SRCS) $(SHIM_HDRS) shim/exports.map shim/layout.ld Makefile | $(BUILD)
 	$(CC) $(CFLAGS) $(WARN) -DFD_LOW=4096u $(SHIM_BUILD) -o $@ $(PURE_SRCS) $(GLUE_SRCS) -ldl -lunwind
 
 # reqid attach's injector: a plain program, no shim code in it.

@@ -123,7 +123,7 @@ FORK_PATH void request_line_started(uint32_t buckets, uint64_t serial)
 	}
 }
 
-void request_line_ended(uint32_t buckets)
+FORK_PATH void request_line_ended(uint32_t buckets)
 {
 	uint32_t i = atomic_fetch_add_explicit(&recent_next, 1, memory_order_relaxed) % RECENT_REQUESTS;
 	uint32_t old = atomic_exchange_explicit(&recent[i], buckets + 1, memory_order_relaxed);
