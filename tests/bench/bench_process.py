@@ -16,7 +16,7 @@ server whose log it enriches):
                    request, its -v log on stderr a log file; shimmed with
                    `scripts/reqid run`; and, when perf is installed, the page
                    faults per request of the server and its children (perf
-                   stat, less a start and stop with no request; setarch -R)
+                   stat, less a start and stop with no request)
   first second     nginx, a master and 2 workers, started while a client on
                    8 connections (Connection: close) already knocks: the
                    time from spawn to the first response, and latency
@@ -203,13 +203,13 @@ def busybox_dir(tmp):
 
 def busybox_server(d, shimmed):
     """busybox httpd on CPU 0, under `perf stat` counting the page faults
-    of it and its children when perf is installed, without address
-    randomisation (how many a process takes depends on where its libraries
-    land)."""
+    of it and its children when perf is installed. Addresses stay random:
+    how many faults a process takes moves by a few with where libc lands
+    (64 KiB at a time), and one fixed layout would favour one library build
+    over another; the rounds' median evens it out."""
     port = benchlib.free_port()
     counted = ["perf", "stat", "-x,", "-e", "page-faults", "-o", str(d / "faults"), "--"]
-    norandom = ["setarch", "-R"] if shutil.which("setarch") else []
-    cmd = (counted if shutil.which("perf") else []) + pin(0) + norandom
+    cmd = (counted if shutil.which("perf") else []) + pin(0)
     cmd += ([str(REQID), "run", "--"] if shimmed else [])
     cmd += ["busybox", "httpd", "-f", "-vv", "-p", "127.0.0.1:%d" % port, "-h", str(d / "www")]
     proc = benchlib.start(cmd, benchlib.clean_env(), d / "httpd.log")
