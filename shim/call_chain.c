@@ -75,7 +75,7 @@ static int find_libc_code(struct dl_phdr_info *info, size_t size, void *arg)
 	return 1;
 }
 
-FORK_PATH void call_chain_load(void)
+void call_chain_load(void)
 {
 	int expected = UNWINDER_ABSENT;
 	if (atomic_load_explicit(&unwinder_state, memory_order_relaxed) != UNWINDER_ABSENT ||

@@ -42,20 +42,20 @@
  * handler, the hooks a request's reads, writes, sendfile, log lines, dup2,
  * open, close and exec go through with the logic under them, and _exit.
  * A process maps code 64 KiB at a time, aligned, a fault each, and a fork
- * child maps it anew (on this project's VM a fault in a busy fork server
- * costs about 30 us); spread over the library, this code cost a busybox
- * httpd child four windows and the PLT's. FORK_PATH on a function's
+ * child maps it anew (on this project's VM a fault costs 9-15 us); spread
+ * over the library, this code cost a busybox httpd child four windows and
+ * the PLT's. FORK_PATH on a function's
  * definition puts it in a section that shim/layout.ld places alone on a
  * 64 KiB boundary, so the child maps it with one fault; the link fails if
  * it outgrows the window. Mark only what such a child runs: the calls of
- * a long-lived server (epoll, accept) stay out, and so do the TLS and
- * client sides. */
+ * a long-lived server (epoll, accept, what listen prepares) stay out, and
+ * so do the TLS and client sides. */
 #define FORK_PATH __attribute__((section(".text.hot.reqid_fork_path")))
 
 /* The code every process runs in the shim's constructor: START_PATH puts
- * it with the constructor itself, in the section shim/layout.ld places
- * first, in the library's first 64 KiB of code, so that start-up maps that
- * window and no other (it cost a second fault of its own). */
+ * it with the constructor itself, in the section the default linker script
+ * places first, in the library's first 64 KiB of code, so that start-up
+ * maps that window and no other (it cost a second fault of its own). */
 #define START_PATH __attribute__((section(".text.startup.reqid_start_path")))
 
 #endif

@@ -326,7 +326,7 @@ static inline bool has_avx2(void)
 	return __builtin_expect(k == 0, 0) ? ask_avx2() : k == 2;
 }
 
-FORK_PATH void line_format_prepare(void)
+void line_format_prepare(void)
 {
 	(void)has_avx2();
 }
