@@ -340,6 +340,7 @@ FORK_PATH void conn_forget(int fd)
 			 * slot it kept (closed while busy) goes back first. */
 			if (h->head_slot)
 				head_store_release(h->head_slot);
+			_Static_assert(offsetof(struct conn, busy) == 0, "busy comes first");
 			memcpy((char *)h + sizeof(h->busy), (char *)c + sizeof(c->busy),
 			       sizeof(*c) - sizeof(c->busy));
 			memcpy(conn_owed(heir), conn_owed(fd), c->owed_len);

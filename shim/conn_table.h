@@ -67,10 +67,25 @@ enum conn_kind {
 	CONN_DONE,   /* nothing more to parse (lost or tunnelled) */
 };
 
+/* busy first (a connection moving to another fd's entry takes everything
+ * after it), then fields by size: 168 bytes, no holes (10,000 idle
+ * connections hold 1.6 MiB of them). */
 struct conn {
 	_Atomic uint32_t busy;
-	_Atomic bool lost;   /* sticky: no more ids on this connection */
 	_Atomic uint32_t copies; /* other fds naming this connection */
+	uint64_t request;    /* serial of the current request, 0 if none */
+	const void *tls_ssl;        /* the TLS object whose write owes or
+				       retries (conn_output_tls_end) */
+	_Atomic uint32_t line_buckets; /* written before line_live is set: a
+					  close on another thread may end it */
+	_Atomic uint32_t out_busy;  /* try-lock for the write side below: the
+				       tid of the thread inside, 0 if none */
+	uint32_t tls_sent;          /* of a TLS write that failed and will be
+				       retried, the program's bytes that went
+				       (conn_output_tls) */
+	uint32_t head_slot;  /* head_store slot holding the parser's text, 0 if none */
+	uint16_t owed_len;          /* bytes of an added header not yet sent (conn_owed) */
+	_Atomic bool lost;   /* sticky: no more ids on this connection */
 	uint8_t kind;
 	bool head_pending;   /* a request began; its headers have not ended */
 	_Atomic bool responded; /* bytes were written since the current request began */
@@ -79,24 +94,13 @@ struct conn {
 				its requests come through the TLS library's
 				calls (hook_ssl.c) */
 	bool began;          /* bytes were read from its socket */
-	uint64_t request;    /* serial of the current request, 0 if none */
 	_Atomic bool line_live; /* its request line is counted as live */
-	_Atomic uint32_t line_buckets; /* written before line_live is set: a
-					  close on another thread may end it */
-	_Atomic uint32_t out_busy;  /* try-lock for the write side below: the
-				       tid of the thread inside, 0 if none */
-	uint16_t owed_len;          /* bytes of an added header not yet sent (conn_owed) */
-	uint32_t tls_sent;          /* of a TLS write that failed and will be
-				       retried, the program's bytes that went
-				       (conn_output_tls) */
-	const void *tls_ssl;        /* the TLS object whose write owes or
-				       retries (conn_output_tls_end) */
-	uint32_t head_slot;  /* head_store slot holding the parser's text, 0 if none */
 	struct http_response_parser response;
 	/* The request parser's first HTTP_PARSER_STATE_SIZE bytes: all of it
 	 * between heads (see http_parser.h) */
 	_Alignas(struct http_parser) unsigned char parsing[HTTP_PARSER_STATE_SIZE];
 };
+_Static_assert(sizeof(struct conn) == 168, "a connection's entry is 168 bytes");
 
 /* What the shim keeps for every fd, side by side so that the calls that
  * change a descriptor (accept, connect, dup2, close) touch one page for
