@@ -6,11 +6,19 @@
  * never takes half of one registration for another; and, for an epoll fd,
  * its instance's generation, connections, waiter and edges. These entries
  * lie in pages of EPOLL_PAGE fds, each mapped when an fd of it is first
- * given one: memory follows the descriptor numbers in use. An index of
- * INDEX_SIZE slots, open addressing with a bounded probe, points from
- * (epfd, data) to fds; a slot is only a hint until the fd's registration
- * confirms it, and a key seen for two live fds is marked ambiguous for
- * good. Writers (epoll_ctl) share a spin lock that yields the processor
+ * given one: memory follows the descriptor numbers in use. An index, open
+ * addressing with a bounded probe, points from (epfd, data) to fds; a slot
+ * is only a hint until the fd's registration confirms it, and a key seen
+ * for two live fds is marked ambiguous for good. The index starts at
+ * INDEX_MIN_BITS and is rebuilt, under the writer lock, into a table at
+ * most half full of what it still points at when three quarters of its
+ * slots are taken or a key finds no room in its probe window: a process
+ * pays memory for the registrations it holds, not for a table sized for
+ * the most any could (hashed keys touch every page of a table). A reader
+ * of the table being replaced reads hints or zeroes, never an fd the
+ * registration does not confirm; replaced tables are emptied, never
+ * unmapped (a reader may still be in one), and one is kept to be the next
+ * rebuild's of its size. Writers (epoll_ctl) share a spin lock that yields the processor
  * while another thread holds it; a writer that finds it held by its own
  * thread (a signal handler inside epoll_ctl) or still held after a long
  * while, or an index too full to place a key, switches lookups off for
@@ -34,7 +42,8 @@
 #include "map_once.h"
 #include "shim_init.h"
 
-#define INDEX_SIZE (1u << 16)
+#define INDEX_MIN_BITS 10 /* 1,024 slots: 16 KiB */
+#define INDEX_MAX_BITS 21 /* room for a registration on every fd below FD_LIMIT */
 #define EPOLL_PAGE 1024u
 #define PROBE_MAX 16
 #define AMBIGUOUS UINT32_MAX
@@ -68,9 +77,19 @@ struct epoll_fd {
 };
 _Static_assert(sizeof(struct epoll_fd) == 40, "an epoll map page is 40 KiB");
 
+/* An index table: its slots' address (page-aligned) | log2 of their
+ * number, read in one load; 0: none. */
+typedef uintptr_t index_word;
+#define INDEX_BITS_MASK ((uintptr_t)31)
+_Static_assert(INDEX_MAX_BITS <= 31 && (1ull << INDEX_MAX_BITS) >= 2ull * FD_LIMIT,
+	       "the index's size fits its word and holds every fd at half load");
+
 struct epoll_tables {
 	struct epoll_fd *_Atomic pages[FD_LIMIT / EPOLL_PAGE]; /* NULL until mapped */
-	struct index_slot index_slots[INDEX_SIZE];
+	_Atomic index_word index; /* 0 until the first registration */
+	/* Under the writer lock: */
+	uint32_t index_used;  /* the index's slots that are not empty */
+	index_word spare;     /* a replaced table, emptied: the next of its size */
 };
 /* struct epoll_tables. Read at every close (epoll_map_tracks): FORK_HOT, on
  * the page every process and fork child writes, not on one a process that
@@ -136,7 +155,17 @@ static uint64_t key_of(const struct epoll_tables *t, int epfd)
 static unsigned home_of(int epfd, uint64_t data)
 {
 	uint64_t words[2] = {data, (uint64_t)epfd};
-	return (unsigned)XXH3_64bits(words, sizeof words) & (INDEX_SIZE - 1);
+	return (unsigned)XXH3_64bits(words, sizeof words);
+}
+
+static struct index_slot *index_slots(index_word w)
+{
+	return (struct index_slot *)(w & ~INDEX_BITS_MASK);
+}
+
+static unsigned index_mask(index_word w)
+{
+	return (1u << (w & INDEX_BITS_MASK)) - 1;
 }
 
 /* Whether fd's registration is (epfd's current instance, data). */
@@ -268,43 +297,148 @@ unsigned epoll_map_connections(int epfd)
 	return e ? atomic_load_explicit(&e->conns, memory_order_relaxed) : 0;
 }
 
-/* Points the index at fd for (epfd, data); under the writer lock. */
-static void index_put(struct epoll_tables *t, int epfd, int fd, uint64_t data)
+/* Points the index table w at fd for (epfd, data); under the writer lock.
+ * False if its probe window has no slot to spare. */
+static bool index_place(struct epoll_tables *t, index_word w, int epfd, int fd, uint64_t data)
 {
-	unsigned home = home_of(epfd, data);
-	struct index_slot *free_slot = NULL;
+	struct index_slot *slots = index_slots(w), *free_slot = NULL;
+	unsigned mask = index_mask(w), home = home_of(epfd, data);
 	for (unsigned k = 0; k < PROBE_MAX; k++) {
-		struct index_slot *s = &t->index_slots[(home + k) & (INDEX_SIZE - 1)];
+		struct index_slot *s = &slots[(home + k) & mask];
 		uint32_t f = atomic_load_explicit(&s->fd, memory_order_relaxed);
 		uint64_t d = atomic_load_explicit(&s->data, memory_order_relaxed);
 		uint32_t e = atomic_load_explicit(&s->epfd, memory_order_relaxed);
 		if (f == 0) {
-			if (!free_slot)
+			if (!free_slot) {
 				free_slot = s;
+				t->index_used++;
+			}
 			break;
 		}
 		bool same_key = d == data && e == (uint32_t)epfd;
 		if (same_key) {
 			if (f == AMBIGUOUS || f == (uint32_t)fd + 1)
-				return;
+				return true;
 			if (registered(t, (int)f - 1, epfd, data)) {
 				atomic_store_explicit(&s->fd, AMBIGUOUS, memory_order_release);
-				return;
+				return true;
 			}
 			atomic_store_explicit(&s->fd, (uint32_t)fd + 1, memory_order_release);
-			return;
+			return true;
 		}
 		if (!free_slot && f != AMBIGUOUS && !registered(t, (int)f - 1, (int)e, d))
 			free_slot = s; /* stale: its fd moved on */
 	}
-	if (!free_slot) {
-		atomic_store(&broken, true);
-		return;
-	}
+	if (!free_slot)
+		return false;
 	atomic_store_explicit(&free_slot->fd, 0, memory_order_release);
 	atomic_store_explicit(&free_slot->data, data, memory_order_relaxed);
 	atomic_store_explicit(&free_slot->epfd, (uint32_t)epfd, memory_order_relaxed);
 	atomic_store_explicit(&free_slot->fd, (uint32_t)fd + 1, memory_order_release);
+	return true;
+}
+
+/* Whether slot s of the index still says something: it points at an fd
+ * whose registration confirms it, or marks its key ambiguous. */
+static bool slot_kept(const struct epoll_tables *t, const struct index_slot *s)
+{
+	uint32_t f = atomic_load_explicit(&s->fd, memory_order_relaxed);
+	return f == AMBIGUOUS ||
+	       (f != 0 && registered(t, (int)f - 1,
+				     (int)atomic_load_explicit(&s->epfd, memory_order_relaxed),
+				     atomic_load_explicit(&s->data, memory_order_relaxed)));
+}
+
+/* Copies slot s into the new table slots (not yet published; its keys are
+ * those of the old, each once); false if its probe window is full. */
+static bool slot_copy(struct index_slot *slots, unsigned mask, const struct index_slot *s)
+{
+	uint64_t data = atomic_load_explicit(&s->data, memory_order_relaxed);
+	uint32_t epfd = atomic_load_explicit(&s->epfd, memory_order_relaxed);
+	unsigned home = home_of((int)epfd, data);
+	for (unsigned k = 0; k < PROBE_MAX; k++) {
+		struct index_slot *n = &slots[(home + k) & mask];
+		if (atomic_load_explicit(&n->fd, memory_order_relaxed) == 0) {
+			atomic_store_explicit(&n->data, data, memory_order_relaxed);
+			atomic_store_explicit(&n->epfd, epfd, memory_order_relaxed);
+			atomic_store_explicit(&n->fd, atomic_load_explicit(&s->fd, memory_order_relaxed),
+					      memory_order_relaxed);
+			return true;
+		}
+	}
+	return false;
+}
+
+/* Replaces the index with a table at most half full of the old one's kept
+ * slots, at least grow_bits large (the old one's size, or one more when a
+ * key found no room); under the writer lock. False if it cannot (the
+ * mapping failed, or the largest table would not hold them). */
+static bool index_rebuild(struct epoll_tables *t, unsigned grow_bits)
+{
+	index_word old = atomic_load_explicit(&t->index, memory_order_relaxed);
+	unsigned kept = 0;
+	if (old)
+		for (unsigned i = 0; i <= index_mask(old); i++)
+			kept += slot_kept(t, &index_slots(old)[i]);
+	unsigned bits = grow_bits < INDEX_MIN_BITS ? INDEX_MIN_BITS : grow_bits;
+	while (bits < INDEX_MAX_BITS && 2ull * (kept + 1) > 1ull << bits)
+		bits++;
+	if (2ull * (kept + 1) > 1ull << bits)
+		return false;
+	size_t size = sizeof(struct index_slot) << bits;
+	struct index_slot *slots;
+	if (t->spare && (t->spare & INDEX_BITS_MASK) == bits) {
+		slots = index_slots(t->spare); /* emptied when it was replaced */
+		t->spare = 0;
+	} else {
+		int saved = errno;
+		slots = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		errno = saved;
+		if (slots == MAP_FAILED)
+			return false;
+	}
+	unsigned used = 0;
+	for (unsigned i = 0; old && i <= index_mask(old); i++) {
+		const struct index_slot *s = &index_slots(old)[i];
+		if (!slot_kept(t, s))
+			continue;
+		if (!slot_copy(slots, (1u << bits) - 1, s)) {
+			/* Back to zeroes: kept as the next table of its size. */
+			table_release(slots, size);
+			t->spare = (index_word)slots | bits;
+			return false;
+		}
+		used++;
+	}
+	atomic_store_explicit(&t->index, (index_word)slots | bits, memory_order_release);
+	t->index_used = used;
+	if (old) {
+		table_release(index_slots(old), sizeof(struct index_slot) << (old & INDEX_BITS_MASK));
+		t->spare = old;
+	}
+	return true;
+}
+
+/* Points the index at fd for (epfd, data), rebuilding it first when it is
+ * three quarters full and again with twice the slots when the key's probe
+ * window is full; under the writer lock. A key it cannot place switches
+ * lookups off. */
+static void index_put(struct epoll_tables *t, int epfd, int fd, uint64_t data)
+{
+	index_word w = atomic_load_explicit(&t->index, memory_order_relaxed);
+	if ((!w || 4ull * (t->index_used + 1) > 3ull << (w & INDEX_BITS_MASK)) &&
+	    !index_rebuild(t, w & INDEX_BITS_MASK) && !w) {
+		atomic_store(&broken, true);
+		return;
+	}
+	for (int tries = 0; tries < 2; tries++) {
+		w = atomic_load_explicit(&t->index, memory_order_relaxed);
+		if (index_place(t, w, epfd, fd, data))
+			return;
+		if (!index_rebuild(t, (unsigned)(w & INDEX_BITS_MASK) + 1))
+			break;
+	}
+	atomic_store(&broken, true);
 }
 
 /* Records fd's registration on epfd with data and events; under the writer
@@ -419,7 +553,10 @@ void epoll_map_release(void)
 		if (page)
 			table_release(page, EPOLL_PAGE * sizeof(struct epoll_fd));
 	}
-	table_release(t->index_slots, sizeof(t->index_slots));
+	index_word w = atomic_load_explicit(&t->index, memory_order_acquire);
+	if (w)
+		table_release(index_slots(w), sizeof(struct index_slot) << (w & INDEX_BITS_MASK));
+	t->index_used = 0;
 }
 
 FORK_PATH bool epoll_map_tracks(int fd)
@@ -446,10 +583,14 @@ int epoll_map_lookup(int epfd, uint64_t data)
 	const struct epoll_tables *t = tables_now();
 	if (!t || !in_range(epfd) || atomic_load_explicit(&broken, memory_order_relaxed))
 		return -1;
-	unsigned home = home_of(epfd, data);
+	index_word w = atomic_load_explicit(&t->index, memory_order_acquire);
+	if (!w)
+		return -1;
+	const struct index_slot *slots = index_slots(w);
+	unsigned mask = index_mask(w), home = home_of(epfd, data);
 	int found = -1;
 	for (unsigned k = 0; k < PROBE_MAX; k++) {
-		const struct index_slot *s = &t->index_slots[(home + k) & (INDEX_SIZE - 1)];
+		const struct index_slot *s = &slots[(home + k) & mask];
 		uint32_t f = atomic_load_explicit(&s->fd, memory_order_acquire);
 		if (f == 0)
 			break;
@@ -465,4 +606,11 @@ int epoll_map_lookup(int epfd, uint64_t data)
 		}
 	}
 	return found;
+}
+
+unsigned epoll_map_index_slots(void)
+{
+	const struct epoll_tables *t = tables_now();
+	index_word w = t ? atomic_load_explicit(&t->index, memory_order_acquire) : 0;
+	return w ? index_mask(w) + 1 : 0;
 }

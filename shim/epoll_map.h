@@ -92,4 +92,8 @@ unsigned epoll_map_connections(int epfd) __attribute__((visibility("hidden")));
 /* The fd an event from epfd carrying data is about, or -1 if unknown. */
 int epoll_map_lookup(int epfd, uint64_t data) __attribute__((visibility("hidden")));
 
+/* How many slots the index has now (0 before the first registration): what
+ * its memory follows. */
+unsigned epoll_map_index_slots(void) __attribute__((visibility("hidden")));
+
 #endif

@@ -6,7 +6,9 @@
  * instance whose number came back, and never when two descriptors share the
  * word. The count of connections per instance follows adds, moves,
  * deletes and closes. Descriptors and instances on numbers up to 2^20 - 1
- * are mapped like low ones.
+ * are mapped like low ones. The index grows with the registrations held
+ * (past the 65,536 it once had for all), not with the keys ever seen, and
+ * keeps what it knew (ambiguous keys among it) across every rebuild.
  *
  * Links epoll_map.c and conn_table.c (for the fd flags) with the pure
  * sources; no hooks, no libc interposition.
@@ -193,6 +195,80 @@ static void test_high_descriptors(void **state)
 	atomic_store(&fd_state(70000)->flags, 0);
 }
 
+/* Registers fds first..first+n-1 on EP2 with words word(fd). */
+static uint64_t word(int fd)
+{
+	return (uint64_t)fd * 0x1000 + 0x7f0000000000;
+}
+
+static void register_range(int first, int n)
+{
+	for (int fd = first; fd < first + n; fd++)
+		epoll_map_set(EP2, fd, word(fd), EPOLLIN);
+}
+
+static void forget_range(int first, int n)
+{
+	for (int fd = first; fd < first + n; fd++)
+		epoll_map_forget(fd);
+}
+
+static void test_index_grows_with_registrations(void **state)
+{
+	(void)state;
+	/* 100,000 held at once, on descriptors up from 200,000: every one
+	 * found (the index once had 65,536 slots for all). A table is rebuilt
+	 * into one at most half full of what it holds, and twice as large
+	 * when a key finds its probe window full, which in a table this large
+	 * happens from about a third full: 100,000 take 262,144 or 524,288
+	 * slots, 42 or 84 bytes each. */
+	register_range(200000, 100000);
+	assert_in_range(epoll_map_index_slots(), 262144, 524288);
+	for (int fd = 200000; fd < 300000; fd += 7)
+		assert_int_equal(epoll_map_lookup(EP2, word(fd)), fd);
+	assert_int_equal(epoll_map_lookup(EP2, word(300000)), -1);
+	forget_range(200000, 100000);
+	assert_int_equal(epoll_map_lookup(EP2, word(200000)), -1);
+}
+
+static void test_index_follows_what_is_held_not_what_was_seen(void **state)
+{
+	(void)state;
+	unsigned slots = epoll_map_index_slots();
+	assert_true(slots >= 1024);
+	/* 300,000 words, never more than 100 registered at once (a server
+	 * whose data words are fresh per connection): the table is rebuilt
+	 * around what is held, at its size. */
+	epoll_map_set(EP, 50, 0x5050, EPOLLIN); /* held throughout */
+	for (int round = 1; round <= 3000; round++) {
+		register_range(100, 100);
+		for (int fd = 100; fd < 200; fd++)
+			epoll_map_set(EP2, fd, word(fd) + ((uint64_t)round << 40), EPOLLIN);
+		assert_int_equal(epoll_map_lookup(EP2, word(150) + ((uint64_t)round << 40)), 150);
+		assert_int_equal(epoll_map_lookup(EP2, word(150)), -1);
+		forget_range(100, 100);
+	}
+	assert_int_equal(epoll_map_index_slots(), slots);
+	assert_int_equal(epoll_map_lookup(EP, 0x5050), 50);
+	epoll_map_forget(50);
+}
+
+static void test_ambiguous_key_survives_rebuilds(void **state)
+{
+	(void)state;
+	epoll_map_set(EP, 60, 0x6060, EPOLLIN);
+	epoll_map_set(EP, 61, 0x6060, EPOLLIN);
+	epoll_map_forget(61);
+	unsigned slots = epoll_map_index_slots();
+	/* enough new keys held at once to grow the table twice */
+	register_range(400000, (int)slots * 2);
+	assert_true(epoll_map_index_slots() >= 4 * slots);
+	assert_int_equal(epoll_map_lookup(EP, 0x6060), -1);
+	assert_int_equal(epoll_map_lookup(EP2, word(400000)), 400000);
+	forget_range(400000, (int)slots * 2);
+	epoll_map_forget(60);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -203,6 +279,9 @@ int main(void)
 		cmocka_unit_test_setup(test_many_registrations, setup),
 		cmocka_unit_test_setup(test_connections_counted, setup),
 		cmocka_unit_test_setup(test_high_descriptors, setup),
+		cmocka_unit_test_setup(test_index_follows_what_is_held_not_what_was_seen, setup),
+		cmocka_unit_test_setup(test_ambiguous_key_survives_rebuilds, setup),
+		cmocka_unit_test_setup(test_index_grows_with_registrations, setup),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
