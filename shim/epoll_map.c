@@ -27,8 +27,8 @@
  * process makes its first epoll instance; a process without one pays
  * nothing for them.
  *
- * Must never allocate (but for that one mapping), block or take a lock a
- * signal handler could wait on.
+ * Must never allocate (but for its tables' mappings), block or take a lock
+ * a signal handler could wait on.
  */
 #include "epoll_map.h"
 
@@ -43,7 +43,7 @@
 #include "shim_init.h"
 
 #define INDEX_MIN_BITS 10 /* 1,024 slots: 16 KiB */
-#define INDEX_MAX_BITS 21 /* room for a registration on every fd below FD_LIMIT */
+#define INDEX_MAX_BITS 22 /* room for a registration on every fd below FD_LIMIT */
 #define EPOLL_PAGE 1024u
 #define PROBE_MAX 16
 #define AMBIGUOUS UINT32_MAX
@@ -81,8 +81,9 @@ _Static_assert(sizeof(struct epoll_fd) == 40, "an epoll map page is 40 KiB");
  * number, read in one load; 0: none. */
 typedef uintptr_t index_word;
 #define INDEX_BITS_MASK ((uintptr_t)31)
-_Static_assert(INDEX_MAX_BITS <= 31 && (1ull << INDEX_MAX_BITS) >= 2ull * FD_LIMIT,
-	       "the index's size fits its word and holds every fd at half load");
+/* A probe window of a large table fills from about a quarter full. */
+_Static_assert(INDEX_MAX_BITS <= 31 && (1ull << INDEX_MAX_BITS) >= 4ull * FD_LIMIT,
+	       "the index's size fits its word and holds every fd at a quarter load");
 
 struct epoll_tables {
 	struct epoll_fd *_Atomic pages[FD_LIMIT / EPOLL_PAGE]; /* NULL until mapped */
@@ -97,8 +98,12 @@ struct epoll_tables {
 static void *_Atomic tables FORK_HOT;
 #define WAITERS_MANY (-1)
 #define LOCK_YIELDS 100000
+/* While a writer rebuilds the index (a scan of it: 50 ms at 2^19 slots),
+ * a yield counts a tenth. */
+#define REBUILD_PATIENCE 10
 
 static _Atomic uint32_t writer_busy;
+static _Atomic bool rebuilding; /* the writer holding the lock rebuilds the index */
 static __thread bool writing __attribute__((tls_model("initial-exec")));
 static _Atomic bool broken;
 
@@ -188,7 +193,7 @@ static bool writer_lock(void)
 		return false;
 	}
 	STATE_MADE(MADE_EPOLL_LOCK); /* before the lock: a fork in between frees it */
-	for (int tries = 0; tries < LOCK_YIELDS; tries++) {
+	for (unsigned yields = 0, tries = 0; tries < LOCK_YIELDS; yields++) {
 		uint32_t expected = 0;
 		if (atomic_compare_exchange_weak_explicit(&writer_busy, &expected, 1,
 							  memory_order_acquire,
@@ -196,6 +201,9 @@ static bool writer_lock(void)
 			writing = true;
 			return true;
 		}
+		if (!atomic_load_explicit(&rebuilding, memory_order_relaxed) ||
+		    yields % REBUILD_PATIENCE == 0)
+			tries++;
 		sched_yield();
 	}
 	atomic_store(&broken, true);
@@ -211,8 +219,10 @@ static void writer_unlock(void)
 void epoll_map_after_fork(void)
 {
 	if (STATE_WAS_MADE(MADE_EPOLL_LOCK) &&
-	    atomic_load_explicit(&writer_busy, memory_order_relaxed))
+	    atomic_load_explicit(&writer_busy, memory_order_relaxed)) {
 		atomic_store_explicit(&writer_busy, 0, memory_order_relaxed);
+		atomic_store_explicit(&rebuilding, false, memory_order_relaxed);
+	}
 	writing = false;
 }
 
@@ -369,54 +379,80 @@ static bool slot_copy(struct index_slot *slots, unsigned mask, const struct inde
 	return false;
 }
 
+/* A table of 2^bits slots for the index, zeroes: the spare if it has that
+ * size, else a new mapping; NULL if mapping fails. */
+static struct index_slot *index_table(struct epoll_tables *t, unsigned bits)
+{
+	if (t->spare && (t->spare & INDEX_BITS_MASK) == bits) {
+		struct index_slot *slots = index_slots(t->spare); /* emptied when replaced */
+		t->spare = 0;
+		return slots;
+	}
+	int saved = errno;
+	void *slots = mmap(NULL, sizeof(struct index_slot) << bits, PROT_READ | PROT_WRITE,
+			   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	errno = saved;
+	return slots == MAP_FAILED ? NULL : slots;
+}
+
+/* Empties table w (table_release) and keeps it as the spare. */
+static void index_retire(struct epoll_tables *t, index_word w)
+{
+	table_release(index_slots(w), sizeof(struct index_slot) << (w & INDEX_BITS_MASK));
+	t->spare = w;
+}
+
+/* Copies the kept slots of table old (0: none) into slots, 2^bits of them;
+ * false if a probe window there is full. */
+static bool index_copy(const struct epoll_tables *t, index_word old, struct index_slot *slots,
+		       unsigned bits, uint32_t *used)
+{
+	*used = 0;
+	for (unsigned i = 0; old && i <= index_mask(old); i++) {
+		const struct index_slot *s = &index_slots(old)[i];
+		if (!slot_kept(t, s))
+			continue;
+		if (!slot_copy(slots, (1u << bits) - 1, s))
+			return false;
+		++*used;
+	}
+	return true;
+}
+
 /* Replaces the index with a table at most half full of the old one's kept
- * slots, at least grow_bits large (the old one's size, or one more when a
- * key found no room); under the writer lock. False if it cannot (the
- * mapping failed, or the largest table would not hold them). */
+ * slots, at least 2^grow_bits large (the old one's size, or one more when a
+ * key found no room), larger again while a probe window there fills; under
+ * the writer lock. False if it cannot (a mapping failed, or the largest
+ * table would not hold them). */
 static bool index_rebuild(struct epoll_tables *t, unsigned grow_bits)
 {
 	index_word old = atomic_load_explicit(&t->index, memory_order_relaxed);
+	atomic_store_explicit(&rebuilding, true, memory_order_relaxed);
 	unsigned kept = 0;
 	if (old)
 		for (unsigned i = 0; i <= index_mask(old); i++)
 			kept += slot_kept(t, &index_slots(old)[i]);
 	unsigned bits = grow_bits < INDEX_MIN_BITS ? INDEX_MIN_BITS : grow_bits;
-	while (bits < INDEX_MAX_BITS && 2ull * (kept + 1) > 1ull << bits)
+	while (bits <= INDEX_MAX_BITS && 2ull * (kept + 1) > 1ull << bits)
 		bits++;
-	if (2ull * (kept + 1) > 1ull << bits)
-		return false;
-	size_t size = sizeof(struct index_slot) << bits;
-	struct index_slot *slots;
-	if (t->spare && (t->spare & INDEX_BITS_MASK) == bits) {
-		slots = index_slots(t->spare); /* emptied when it was replaced */
-		t->spare = 0;
-	} else {
-		int saved = errno;
-		slots = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-		errno = saved;
-		if (slots == MAP_FAILED)
-			return false;
-	}
-	unsigned used = 0;
-	for (unsigned i = 0; old && i <= index_mask(old); i++) {
-		const struct index_slot *s = &index_slots(old)[i];
-		if (!slot_kept(t, s))
+	bool done = false;
+	for (; bits <= INDEX_MAX_BITS && !done; bits++) {
+		struct index_slot *slots = index_table(t, bits);
+		uint32_t used;
+		if (!slots)
+			break;
+		if (!index_copy(t, old, slots, bits, &used)) {
+			index_retire(t, (index_word)slots | bits);
 			continue;
-		if (!slot_copy(slots, (1u << bits) - 1, s)) {
-			/* Back to zeroes: kept as the next table of its size. */
-			table_release(slots, size);
-			t->spare = (index_word)slots | bits;
-			return false;
 		}
-		used++;
+		atomic_store_explicit(&t->index, (index_word)slots | bits, memory_order_release);
+		t->index_used = used;
+		if (old)
+			index_retire(t, old);
+		done = true;
 	}
-	atomic_store_explicit(&t->index, (index_word)slots | bits, memory_order_release);
-	t->index_used = used;
-	if (old) {
-		table_release(index_slots(old), sizeof(struct index_slot) << (old & INDEX_BITS_MASK));
-		t->spare = old;
-	}
-	return true;
+	atomic_store_explicit(&rebuilding, false, memory_order_relaxed);
+	return done;
 }
 
 /* Points the index at fd for (epfd, data), rebuilding it first when it is
@@ -431,11 +467,11 @@ static void index_put(struct epoll_tables *t, int epfd, int fd, uint64_t data)
 		atomic_store(&broken, true);
 		return;
 	}
-	for (int tries = 0; tries < 2; tries++) {
+	for (int tries = 0;; tries++) {
 		w = atomic_load_explicit(&t->index, memory_order_relaxed);
 		if (index_place(t, w, epfd, fd, data))
 			return;
-		if (!index_rebuild(t, (unsigned)(w & INDEX_BITS_MASK) + 1))
+		if (tries == 2 || !index_rebuild(t, (unsigned)(w & INDEX_BITS_MASK) + 1))
 			break;
 	}
 	atomic_store(&broken, true);

@@ -44,7 +44,8 @@ static inline void *map_once(void *_Atomic *slot, size_t size)
 /* Empties a table whose zeroes mean empty (an attached process's tables,
  * at detach): the pages wholly inside it go back to the kernel, which
  * reads them as zeroes again and counts them resident no more; the bytes
- * at its ends on pages it shares are set to zero. Not for a table a hook
+ * at its ends on pages it shares are set to zero (and every byte, when the
+ * kernel will not take its pages back). Not for a table a hook
  * could read as anything but empty once it is zero. Keeps errno. */
 static inline void table_release(void *table, size_t size)
 {
@@ -55,7 +56,9 @@ static inline void table_release(void *table, size_t size)
 		memset(table, 0, size);
 	} else {
 		memset(table, 0, first - start);
-		madvise((void *)first, last - first, MADV_DONTNEED);
+		/* Locked pages (mlockall) refuse MADV_DONTNEED: written over. */
+		if (madvise((void *)first, last - first, MADV_DONTNEED) != 0)
+			memset((void *)first, 0, last - first);
 		memset((void *)last, 0, end - last);
 	}
 	errno = saved;
