@@ -92,7 +92,7 @@ FORK_PATH bool http_response_stopped(const struct http_response_parser *p)
 	return p->state == R_STOPPED || p->state == R_UNTIL_CLOSE;
 }
 
-bool http_response_between(const struct http_response_parser *p)
+FORK_PATH bool http_response_between(const struct http_response_parser *p)
 {
 	return p->state == R_START && p->status >= 200;
 }

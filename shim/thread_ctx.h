@@ -95,6 +95,9 @@ struct thread_ctx {
 				    be other threads' lines (see ctx_lock_wait) */
 	uint8_t slot_count;      /* line slots this thread owns */
 	bool in_ssl;             /* inside a TLS library call (hook_ssl.c) */
+	bool answered;           /* the thread's last write on last_conn ended
+				    its response in full, and no bytes were
+				    read from it since (ctx_note_written) */
 	uint32_t held_seq;       /* order of the thread's held lines across fds */
 	uint32_t epoch;          /* changes whenever the context may have changed */
 	uint16_t slots[THREAD_SLOTS_MAX];
@@ -126,6 +129,14 @@ static inline int32_t ctx_tid(void)
 {
 	int32_t tid = thread_ctx.tid;
 	return __builtin_expect(tid != 0, 1) ? tid : ctx_tid_fetch();
+}
+
+/* The thread wrote to the connection whose entry is holder's; response_ended:
+ * the write left its response complete (nothing owed). */
+static inline void ctx_note_written(int holder, bool response_ended)
+{
+	if (thread_ctx.last_conn == (uint32_t)holder + 1)
+		thread_ctx.answered = response_ended;
 }
 
 /* Before the context is read or changed. */

@@ -481,6 +481,26 @@ static void sc_two_conns(void)
 	record("done");
 }
 
+/* A worker answers connection x in full, then takes up y's request (a pool
+ * whose keep-alive connections go back to a listener between requests): it
+ * serves one connection at a time, and y's line is y's. With x's response
+ * written only in part when y's request is read (whole 0), it serves both at
+ * once: y's line gets no id. */
+static void sc_turns(int whole)
+{
+	static const char head_only[] = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n";
+	int cx, sx, cy, sy;
+	open_request("sem-x", &cx, &sx);
+	if (whole)
+		answer(cx, sx);
+	else if (write(sx, head_only, sizeof(head_only) - 1) != sizeof(head_only) - 1)
+		die("server write");
+	open_request("sem-y", &cy, &sy);
+	put_line("line for y\n");
+	answer(cy, sy);
+	record("done");
+}
+
 /* ---- review fixes ----------------------------------------------------- */
 
 static const char ok_resp[] = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
@@ -897,6 +917,8 @@ int main(int argc, char **argv)
 		sc_stale_helper();
 	else if (!strcmp(s, "two_conns"))
 		sc_two_conns();
+	else if (!strcmp(s, "turns") && argc == 4)
+		sc_turns(atoi(argv[3]));
 	else if (!strcmp(s, "fd_reuse") && argc == 4)
 		sc_fd_reuse(argv[3]);
 	else if (!strcmp(s, "fclose_stdout") && argc == 4)
