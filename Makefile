@@ -30,7 +30,7 @@ SERVERS    := $(patsubst tests/servers/%.c,%,$(wildcard tests/servers/*.c))
 # Debian packages the build, the tests and the benchmarks use.
 DEB_PACKAGES := gcc make libc6-dev libunwind-dev libxxhash-dev libcmocka-dev \
                 python3 valgrind clang libclang-rt-14-dev rsyslog \
-                nginx lighttpd lighttpd-mod-openssl busybox curl libuv1-dev libevent-dev wrk \
+                nginx lighttpd lighttpd-mod-openssl apache2 busybox curl libuv1-dev libevent-dev wrk \
                 python3-aiohttp openssl golang-go
 
 FUZZERS := $(patsubst tests/fuzz/%.c,%,$(wildcard tests/fuzz/fuzz_*.c))

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""realistic.py - reqid against nginx and lighttpd under realistic traffic:
+"""realistic.py - reqid against nginx, lighttpd and Apache httpd under realistic traffic:
 every request asks for the SAME URL (a small static file), carries its own
 X-Request-ID, and connections carry 1-20 keep-alive requests. The unique-URL
 rows of run_real.py let the shim's "a held line names its request" rule fire;
@@ -19,11 +19,11 @@ The truth never comes from the shim's output:
   (pid, connection, connection_requests). Error-log lines about a request
   (open() of /missing failed, with `*CONN` and `request: "..."`) are joined
   on (pid, connection) and their order among that connection's 404s.
-- lighttpd has one access log per request, so its serials in the shimmed
-  log are the client's port (%{remote}p) and the request's place on its
-  connection (%k, 0-based), and the truth is the client's own record of the
-  X-Request-ID it sent as request k on the connection from that port (the
-  client never uses a local port twice in a run).
+- lighttpd and Apache have one access log per request, so their serials in
+  the shimmed log are the client's port (%{remote}p) and the request's place
+  on its connection (%k, 0-based), and the truth is the client's own record
+  of the X-Request-ID it sent as request k on the connection from that port
+  (the client never uses a local port twice in a run).
 
 Each row also cross-checks the join (request line, status, port, place on
 the connection against what the client sent) and the X-Request-ID response
@@ -37,7 +37,11 @@ nginx with a mix of URLs (80% /index.html, 10% /other.html, 10% /missing:
 `ssl` on its listening socket (the client on HTTPS, certificate made by
 openssl at run time), one URL and mixed; lighttpd at
 concurrency 16 and 128 (lighttpd buffers its access log itself: 8 KiB, or
-until the second changes). Logs per row: "access.log"; "error.log", the
+until the second changes); Apache httpd with its event MPM (two processes
+of worker threads that take keep-alive connections in turn from a listener
+thread) at concurrency 16 and 32 (at 128, and with this client at 64, it
+closes some keep-alive connections before answering their next request,
+shim or not), and with its prefork MPM at 16. Logs per row: "access.log"; "error.log", the
 error-log lines about a request (404s); "error.log other", the error-log
 lines about a connection and no request (info: "client closed keepalive
 connection", written after its last request was answered and logged) and
@@ -152,6 +156,9 @@ ROWS = [Row("nginx", w, c, "keepalive", 2000) for w in (1, 2) for c in (1, 16, 1
     Row("nginx", 2, 16, "mixed", 2000, tls=True),
     Row("lighttpd", 1, 16, "keepalive", 2000),
     Row("lighttpd", 1, 128, "keepalive", 2000),
+    Row("apache", 2, 16, "keepalive", 2000),
+    Row("apache", 2, 32, "keepalive", 2000),
+    Row("apache-prefork", 2, 16, "keepalive", 2000),
 ]
 
 
@@ -278,7 +285,44 @@ server.max-keep-alive-requests = 1000
         return [("access.log", "access.log", None), ("error.log", "error.log", None)]
 
 
-SERVER_CLASSES = {"nginx": RealisticNginx, "lighttpd": RealisticLighttpd}
+class RealisticApache(servers.Apache):
+    """Apache httpd (event MPM: worker threads take keep-alive connections in
+    turn from a listener thread); its shimmed access log starts, as
+    lighttpd's, with the client's port and the request's place on its
+    connection (%k: keep-alive requests before it on the connection)."""
+
+    def __init__(self, base, port, workers=2, buffered=False, tls=False):
+        # buffered and tls: nginx's (no apache row has them)
+        self.base = Path(base)
+        super().__init__(self.base / "shimmed", port)
+        self.root = self.base / "root"
+        self.workers = workers
+
+    def prepare(self, reqs=()):
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.tmp.mkdir(parents=True, exist_ok=True)
+        for path, data in FILES.items():
+            (self.root / path.lstrip("/")).write_bytes(data)
+        for d in (self.base, self.tmp, self.root):  # the children run as www-data
+            d.chmod(0o755)
+        self.write_config()
+
+    def access_log(self):
+        fmt = r'%{remote}p %k %h %l %u %t \"%r\" %>s %b \"%{Referer}i\" \"%{User-Agent}i\"'
+        return f'LogFormat "{fmt}" reqid\nCustomLog {self.tmp}/access.log reqid\n'
+
+    def sources(self):
+        return [("access.log", "access.log", None), ("error.log", "error.log", None)]
+
+
+class RealisticApachePrefork(RealisticApache):
+    """Apache httpd with the prefork MPM: a process per connection."""
+    name = "apache-prefork"
+    mpm = "prefork"
+
+
+SERVER_CLASSES = {"nginx": RealisticNginx, "lighttpd": RealisticLighttpd,
+                  "apache": RealisticApache, "apache-prefork": RealisticApachePrefork}
 
 
 # ---------------------------------------------------------------- traffic
@@ -476,7 +520,7 @@ NGINX_ERROR_RE = re.compile(
     r"^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d \[(\w+)\] (\d+)#\d+: (?:\*(\d+) )?(.*)$")
 NGINX_REQUEST_RE = re.compile(r', request: "([^"]*)"')
 NGINX_NOTFOUND_RE = re.compile(r'^open\(\) "[^"]*" failed \(2: No such file or directory\)')
-LIGHTTPD_ACCESS_RE = re.compile(
+PORT_PLACE_ACCESS_RE = re.compile(
     r'^(\d+) (\d+) (\S+) (\S+) (\S+) \[([^\]]+)\] "([^"]*)" (\d{3}) (\S+) "([^"]*)" "([^"]*)"$')
 
 # owned: joined lines that belong to a request (the others must carry no id)
@@ -709,9 +753,10 @@ def judge_nginx(files, reqs):
     return j.finish()
 
 
-def judge_lighttpd(files, reqs):
-    """files: {"access.log", "error.log"} (shimmed) -> bytes; the truth is
-    the client's (port, place on the connection) -> X-Request-ID."""
+def judge_by_client_port(files, reqs):
+    """lighttpd and apache: files: {"access.log", "error.log"} (shimmed) ->
+    bytes; the truth is the client's (port, place on the connection) ->
+    X-Request-ID."""
     j = Judge(reqs)
     j.check_headers()
     by_key = {(r.port, r.pos): r for r in j.reqs}
@@ -721,7 +766,7 @@ def judge_lighttpd(files, reqs):
     row = j.row(label)
     joined = set()
     for no, rid, msg in parse_shimmed(files.get("access.log", b""), label, row, j.problems):
-        m = LIGHTTPD_ACCESS_RE.match(msg)
+        m = PORT_PLACE_ACCESS_RE.match(msg)
         if not m:
             j.unjoined(label, no, "not the shimmed format", msg)
             continue
@@ -753,7 +798,8 @@ def judge_lighttpd(files, reqs):
     return j.finish()
 
 
-JUDGES = {"nginx": judge_nginx, "lighttpd": judge_lighttpd}
+JUDGES = {"nginx": judge_nginx, "lighttpd": judge_by_client_port,
+          "apache": judge_by_client_port, "apache-prefork": judge_by_client_port}
 
 
 # ---------------------------------------------------------------- one row
@@ -929,8 +975,7 @@ def main(argv=None):
     except ValueError as e:
         ap.error(str(e))
     lib = Path(os.environ.get("REQID_LIB", servers.LIBREQID))
-    missing = [m for m in servers.missing_binaries(["nginx", "lighttpd"])
-               if m.split()[0] in {r.server for r in rows}]
+    missing = servers.missing_binaries(sorted({r.server for r in rows}))
     if not lib.exists():
         missing.append("%s (make build/libreqid.so)" % lib)
     if missing:

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """test_realistic.py - the realistic-traffic judges (realistic.judge_nginx,
-realistic.judge_lighttpd) on hand-made logs, run first by run_real.py (with
+realistic.judge_by_client_port) on hand-made logs, run first by run_real.py (with
 test_real_oracle.py) so a broken judge cannot pass for a working shim.
 Starts no process.
 
@@ -189,13 +189,13 @@ class Lighttpd(unittest.TestCase):
                                      j("id-c", lighttpd_access(c))]),
                  "error.log": data([j(None, "2026-12-02 03:36:00: (server.c.1704) server "
                                               "started (lighttpd/1.4.69)")])}
-        res = realistic.judge_lighttpd(files, reqs)
+        res = realistic.judge_by_client_port(files, reqs)
         self.assertEqual(res["problems"], [])
         row = res["rows"]["access.log"]
         self.assertEqual((row["joined"], row["right"], row["untagged"]), (3, 2, 1))
         # one buffered write of three lines, all with the last one's id
         files["access.log"] = data([j("id-c", lighttpd_access(r)) for r in reqs])
-        res = realistic.judge_lighttpd(files, reqs)
+        res = realistic.judge_by_client_port(files, reqs)
         self.assertEqual((res["rows"]["access.log"]["right"], res["rows"]["access.log"]["wrong"]),
                          (1, 2))
         self.assertTrue(res["problems"])
@@ -205,7 +205,7 @@ class Lighttpd(unittest.TestCase):
         stray = lighttpd_access(c).replace(str(PORT1), "5", 1)
         files = {"access.log": data([j(None, lighttpd_access(a)), j(None, stray)]),
                  "error.log": data([j("id-a", "server stopped")])}
-        res = realistic.judge_lighttpd(files, reqs)
+        res = realistic.judge_by_client_port(files, reqs)
         self.assertEqual(res["rows"]["access.log"]["unjoined"], 1)
         self.assertEqual(res["rows"]["error.log other"]["wrong"], 1)
         self.assertTrue(any("2 lines for 3 answered" in p for p in res["problems"]))
@@ -216,7 +216,7 @@ class Lighttpd(unittest.TestCase):
         c.pos = 1  # same key as b
         files = {"access.log": data([j(None, lighttpd_access(r)) for r in reqs]),
                  "error.log": b""}
-        res = realistic.judge_lighttpd(files, reqs)
+        res = realistic.judge_by_client_port(files, reqs)
         self.assertTrue(any("local port for two connections" in p for p in res["problems"]))
 
 
