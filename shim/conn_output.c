@@ -194,7 +194,8 @@ FORK_PATH ssize_t conn_output(int fd, const struct iovec *iov, int iovcnt, int f
 		/* Only owed or added bytes went out: try again for the
 		 * application's own (a full non-blocking socket says EAGAIN). */
 		if (res.app > 0 || total == 0 || attempt == 3) {
-			ctx_note_written(holder, c->owed_len == 0 &&
+			ctx_note_written(holder, res.app > 0 && c->owed_len == 0 &&
+							 !atomic_load_explicit(&c->lost, memory_order_relaxed) &&
 							 http_response_between(&c->response));
 			out_unlock(c);
 			if (res.app == 0 && total > 0) {

@@ -126,6 +126,8 @@ EXPORT int epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
 			if (ev->events & (EPOLLET | EPOLLONESHOT))
 				epoll_map_edge_registered(epfd);
 			epoll_map_set(epfd, fd, ev->data.u64, ev->events);
+			if (fd_class(fd) & FD_CONN)
+				ctx_note_parked(conn_fd(fd));
 		} else if (op == EPOLL_CTL_DEL) {
 			epoll_map_delete(epfd, fd);
 			batch_deleted(epfd, fd);

@@ -142,16 +142,16 @@ FORK_PATH void ctx_after_conn_io(int fd, bool wrote, bool moved)
 	ctx_current();
 	int holder = conn_fd(fd);
 	uint32_t conn = (uint32_t)holder + 1;
-	/* Its own I/O on a second open connection, not its creator's, while
-	 * the first one's request was not answered in full by this thread: it
-	 * serves both at once. A worker that answered one connection and takes
-	 * up the next (a pool whose keep-alive connections go back to a
-	 * listener between requests) serves one at a time. */
+	/* Its own I/O on a second open connection, not its creator's: it
+	 * serves both at once, unless it answered the first one's request in
+	 * full and handed the connection to an epoll instance to watch (a pool
+	 * whose keep-alive connections go back to a listener between
+	 * requests, as Apache's event MPM: it serves them in turn). */
 	if (thread_ctx.last_conn != 0 && thread_ctx.last_conn != conn &&
-	    !(thread_ctx.watch & WATCH_INHERITED) && !thread_ctx.answered)
+	    !(thread_ctx.watch & WATCH_INHERITED) && thread_ctx.handed_off != HANDOFF_PARKED)
 		ctx_mark_event_loop(true);
 	if (thread_ctx.last_conn != conn || (moved && !wrote))
-		thread_ctx.answered = false;
+		thread_ctx.handed_off = HANDOFF_NONE;
 	thread_ctx.last_conn = conn;
 	thread_ctx.foreign_lines = false;
 	thread_ctx.watch &= (uint8_t)~WATCH_INHERITED;

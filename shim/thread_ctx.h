@@ -95,9 +95,7 @@ struct thread_ctx {
 				    be other threads' lines (see ctx_lock_wait) */
 	uint8_t slot_count;      /* line slots this thread owns */
 	bool in_ssl;             /* inside a TLS library call (hook_ssl.c) */
-	bool answered;           /* the thread's last write on last_conn ended
-				    its response in full, and no bytes were
-				    read from it since (ctx_note_written) */
+	uint8_t handed_off;      /* enum handoff: last_conn answered and parked */
 	uint32_t held_seq;       /* order of the thread's held lines across fds */
 	uint32_t epoch;          /* changes whenever the context may have changed */
 	uint16_t slots[THREAD_SLOTS_MAX];
@@ -131,12 +129,34 @@ static inline int32_t ctx_tid(void)
 	return __builtin_expect(tid != 0, 1) ? tid : ctx_tid_fetch();
 }
 
+/* How far the thread is done with last_conn: a worker that answered a
+ * request in full and gave the connection to an epoll instance to watch
+ * serves connections in turn, not at once (ctx_after_conn_io). */
+enum handoff {
+	HANDOFF_NONE,
+	HANDOFF_ANSWERED, /* its last write there carried the program's bytes
+			     and ended the response (nothing owed), on a
+			     stream not lost; no bytes were read there since */
+	HANDOFF_PARKED,   /* then it added or modified the connection's epoll
+			     registration */
+};
+
 /* The thread wrote to the connection whose entry is holder's; response_ended:
- * the write left its response complete (nothing owed). */
+ * the write carried the program's bytes and left a followed response
+ * complete. */
 static inline void ctx_note_written(int holder, bool response_ended)
 {
 	if (thread_ctx.last_conn == (uint32_t)holder + 1)
-		thread_ctx.answered = response_ended;
+		thread_ctx.handed_off = response_ended ? HANDOFF_ANSWERED : HANDOFF_NONE;
+}
+
+/* The thread registered the connection whose entry is holder's with an
+ * epoll instance (EPOLL_CTL_ADD or MOD). */
+static inline void ctx_note_parked(int holder)
+{
+	if (thread_ctx.last_conn == (uint32_t)holder + 1 &&
+	    thread_ctx.handed_off == HANDOFF_ANSWERED)
+		thread_ctx.handed_off = HANDOFF_PARKED;
 }
 
 /* Before the context is read or changed. */

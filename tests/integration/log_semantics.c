@@ -34,6 +34,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/time.h>
@@ -481,20 +482,52 @@ static void sc_two_conns(void)
 	record("done");
 }
 
-/* A worker answers connection x in full, then takes up y's request (a pool
- * whose keep-alive connections go back to a listener between requests): it
- * serves one connection at a time, and y's line is y's. With x's response
- * written only in part when y's request is read (whole 0), it serves both at
- * once: y's line gets no id. */
-static void sc_turns(int whole)
+/* A worker answers connection x in full, gives it to an epoll instance to
+ * watch, then takes up y's request (a pool whose keep-alive connections go
+ * back to a listener between requests): it serves one connection at a
+ * time, and y's line is y's ("parked"). Any step short of that leaves it
+ * serving both at once, and y's line without an id: x not given to epoll
+ * ("unparked"), x's response written only in part ("half"), a second
+ * request on x read with the first ("pipelined"), a second request on x
+ * read after the answer and only an empty write made to it ("zerowrite"). */
+static void sc_turns(const char *mode)
 {
 	static const char head_only[] = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n";
 	int cx, sx, cy, sy;
-	open_request("sem-x", &cx, &sx);
-	if (whole)
+	if (!strcmp(mode, "pipelined")) {
+		static const char two[] = "GET /x HTTP/1.1\r\nX-Request-ID: sem-x1\r\n\r\n"
+					  "GET /x HTTP/1.1\r\nX-Request-ID: sem-x2\r\n\r\n";
+		char buf[sizeof(two)];
+		size_t got = 0;
+		open_conn(&cx, &sx);
+		if (write(cx, two, sizeof(two) - 1) != sizeof(two) - 1)
+			die("client write");
+		while (got < sizeof(two) - 1) {
+			ssize_t r = read(sx, buf + got, sizeof(buf) - got);
+			if (r <= 0)
+				die("server read");
+			got += (size_t)r;
+		}
+	} else {
+		open_request("sem-x", &cx, &sx);
+	}
+	if (!strcmp(mode, "half")) {
+		if (write(sx, head_only, sizeof(head_only) - 1) != sizeof(head_only) - 1)
+			die("server write");
+	} else {
 		answer(cx, sx);
-	else if (write(sx, head_only, sizeof(head_only) - 1) != sizeof(head_only) - 1)
-		die("server write");
+	}
+	if (!strcmp(mode, "zerowrite")) {
+		send_request(cx, sx, "sem-x2");
+		if (write(sx, "", 0) != 0)
+			die("empty write");
+	}
+	if (strcmp(mode, "unparked") != 0) {
+		struct epoll_event ev = {.events = EPOLLIN, .data.fd = sx};
+		int ep = epoll_create1(0);
+		if (ep < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, sx, &ev) != 0)
+			die("epoll");
+	}
 	open_request("sem-y", &cy, &sy);
 	put_line("line for y\n");
 	answer(cy, sy);
@@ -918,7 +951,7 @@ int main(int argc, char **argv)
 	else if (!strcmp(s, "two_conns"))
 		sc_two_conns();
 	else if (!strcmp(s, "turns") && argc == 4)
-		sc_turns(atoi(argv[3]));
+		sc_turns(argv[3]);
 	else if (!strcmp(s, "fd_reuse") && argc == 4)
 		sc_fd_reuse(argv[3]);
 	else if (!strcmp(s, "fclose_stdout") && argc == 4)

@@ -568,18 +568,20 @@ class T17StaleContext(Base):
         self.assertEqual(bare.out, b"line for x\n")
         self.assertEqual(shim.out, jline("line for x", None) + b"\n")
 
-    # A worker that answered one connection in full and takes up another
-    # serves them in turn (Apache's event MPM); one that reads the second
-    # with the first response half written serves both at once.
+    # A worker that answered one connection in full and gave it to epoll
+    # takes up another in turn (Apache's event MPM); short of that it
+    # serves both at once.
     def test_connections_in_turn(self):
-        bare, shim = self.both("turns", "1")
+        bare, shim = self.both("turns", "parked")
         self.assertEqual(bare.out, b"line for y\n")
         self.assertEqual(shim.out, jline("line for y", b"sem-y") + b"\n")
 
-    def test_second_connection_before_the_first_is_answered(self):
-        bare, shim = self.both("turns", "0")
-        self.assertEqual(bare.out, b"line for y\n")
-        self.assertEqual(shim.out, jline("line for y", None) + b"\n")
+    def test_connections_at_once(self):
+        for mode in ("unparked", "half", "pipelined", "zerowrite"):
+            with self.subTest(mode=mode):
+                bare, shim = self.both("turns", mode)
+                self.assertEqual(bare.out, b"line for y\n")
+                self.assertEqual(shim.out, jline("line for y", None) + b"\n")
 
 
 # --------------------------------------------------- regressions from review
