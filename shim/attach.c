@@ -11,7 +11,8 @@
  * State from before attach: log descriptors are the configured numbers and
  * the open files whose paths match REQID_LOG_PATHS; a connection becomes
  * the shim's at its next read or write (FD_ADOPT, attach_adopt) if the
- * program has read none of its bytes; one it has read from is left alone,
+ * program has read none of its bytes; one it has read from is a connection
+ * with no request (lost: its I/O ends contexts, its bytes pass untouched),
  * or with REQID_JOIN_OPEN joined mid-stream (conn_join); registrations on
  * epoll instances are read from /proc (import_registrations); threads already
  * running get contexts from their next connection I/O, and contexts left
@@ -271,12 +272,22 @@ static bool nothing_read_yet(int fd)
 
 void attach_adopt(int fd)
 {
+	/* Attach is patching the GOT (the hooks pass through): the first call
+	 * after it adopts fd. Cleared then, fd would stay a connection the
+	 * shim never sees, whose requests no count includes. */
+	if (!__atomic_load_n(&shim.active, __ATOMIC_ACQUIRE) && !shim.detaching)
+		return;
 	int saved = errno;
 	atomic_fetch_and(&fd_state(fd)->flags, (uint8_t)~FD_ADOPT);
 	if (shim.active && !shim.detaching && fd_class(fd) == 0 && is_accepted_socket(fd)) {
 		bool from_start = nothing_read_yet(fd);
-		if (from_start || shim.config.join_open)
-			conn_join(fd, from_start);
+		conn_join(fd, from_start);
+		/* Not joined: still a connection, whose I/O ends a thread's
+		 * context as any other's does (a worker that served a followed
+		 * request and then this one must not lend it that request's
+		 * id), but with no request ever, its bytes untouched. */
+		if (!from_start && !shim.config.join_open)
+			conn_lose(fd);
 	}
 	errno = saved;
 }
@@ -342,6 +353,10 @@ static int attach_now(const char *settings)
 	atomic_store_explicit(&process.threaded, other_threads(), memory_order_relaxed);
 	struct instances instances = {0};
 	int highest = scan_open_fds(&instances);
+	/* From here a closed number is marked for adoption (hook_fd.c): one
+	 * an accept reuses while the GOT is patched (the hooks passing
+	 * through) is adopted at its first call after, not left unseen. */
+	shim.attached = true;
 	mark_adoptable(highest);
 	if (shim.config.event_stacks)
 		call_chain_load();
@@ -350,10 +365,12 @@ static int attach_now(const char *settings)
 	 * answers through it. */
 	__atomic_store_n(&shim.active, false, __ATOMIC_SEQ_CST);
 	int patched = got_patch_all();
-	if (patched < 0)
+	if (patched < 0) {
+		shim.attached = false;
+		fd_state_release(); /* the adoption marks too */
 		return ATTACH_NO_GOT;
+	}
 	__atomic_store_n(&shim.active, true, __ATOMIC_SEQ_CST);
-	shim.attached = true;
 	import_registrations(&instances, highest);
 	memcpy(reqid_attach_status.settings, settings, len + 1);
 	reqid_attach_status.patched = patched;

@@ -104,7 +104,7 @@ static int queued_on(int fd)
 static void watch_for_boundary(struct conn *c, bool whole, int queued_before)
 {
 	if (http_response_stopped(&c->response))
-		atomic_store_explicit(&c->lost, true, memory_order_release);
+		conn_mark_lost(c);
 	uint8_t next = whole && queued_before == 0 && http_response_between(&c->response)
 			       ? JOIN_AWAIT_REQUEST
 			       : JOIN_AWAIT_RESPONSE;
@@ -125,7 +125,7 @@ static ssize_t output_joined(int fd, struct conn *c, const struct iovec *iov, in
 	ssize_t r = insert_send_plain(fd, iov, iovcnt, flags, use_send, msg);
 	int saved = errno;
 	if (!out_lock(c)) {
-		atomic_store_explicit(&c->lost, true, memory_order_release);
+		conn_mark_lost(c);
 	} else {
 		size_t total = 0;
 		for (int i = 0; i < iovcnt; i++)

@@ -100,7 +100,7 @@ static FORK_PATH struct conn *conn_entry_made(int fd)
 void conn_lose(int fd)
 {
 	if (fd_class(fd) & FD_CONN)
-		atomic_store_explicit(&conn_of(fd)->lost, true, memory_order_release);
+		conn_mark_lost(conn_of(fd));
 }
 
 /* The connection's current request ends: its request line is no longer
@@ -196,6 +196,9 @@ static FORK_PATH void conn_start(struct fd_state *st, struct conn *c, uint8_t jo
 	atomic_store_explicit(&c->copies, 0, memory_order_relaxed);
 	c->kind = CONN_HTTP;
 	atomic_store_explicit(&c->lost, false, memory_order_relaxed);
+	conn_sees_again(c); /* the entry's last connection, if its end went unseen */
+	if (join == JOIN_AWAIT_RESPONSE)
+		conn_went_blind(c);
 	c->head_pending = false;
 	atomic_store_explicit(&c->responded, false, memory_order_relaxed);
 	atomic_store_explicit(&c->join, join, memory_order_relaxed);
@@ -233,6 +236,7 @@ static bool conn_is_fresh(const struct fd_state *st, const struct conn *c)
 	    atomic_load_explicit(&c->join, memory_order_relaxed) != JOIN_NONE ||
 	    __atomic_load_n(&c->request, __ATOMIC_RELAXED) ||
 	    atomic_load_explicit(&c->line_live, memory_order_relaxed) || c->head_slot ||
+	    atomic_load_explicit(&c->blind, memory_order_relaxed) ||
 	    c->owed_len || atomic_load_explicit(&c->out_busy, memory_order_relaxed))
 		return false;
 	struct http_response_parser response;
@@ -279,8 +283,11 @@ void conn_join(int fd, bool from_start)
 static bool join_opens(struct conn *c)
 {
 	uint8_t was = JOIN_AWAIT_REQUEST;
-	if (atomic_compare_exchange_strong(&c->join, &was, JOIN_OPEN))
+	if (atomic_compare_exchange_strong(&c->join, &was, JOIN_OPEN)) {
+		if (!atomic_load_explicit(&c->lost, memory_order_acquire))
+			conn_sees_again(c);
 		return true;
+	}
 	if (was != JOIN_OPEN)
 		atomic_store_explicit(&c->join, JOIN_AWAIT_RESPONSE, memory_order_relaxed);
 	return was == JOIN_OPEN;
@@ -308,6 +315,7 @@ FORK_PATH void conn_forget(int fd)
 		if (__atomic_load_n(&c->request, __ATOMIC_RELAXED) ||
 		    atomic_load_explicit(&c->line_live, memory_order_relaxed))
 			set_request(c, 0);
+		conn_sees_again(c);
 		/* Else the fd's next conn_open frees it. */
 		if (__atomic_load_n(&c->head_slot, __ATOMIC_RELAXED) && conn_trylock(c)) {
 			drop_head_text(c);
@@ -354,13 +362,15 @@ FORK_PATH void conn_forget(int fd)
 	atomic_store_explicit(&c->copies, 0, memory_order_relaxed);
 	if (!moving || heir < 0) {
 		set_request(c, 0);
+		conn_sees_again(c);
 		if (moving) {
 			drop_head_text(c);
 			conn_unlock(c);
 		}
 		return;
 	}
-	/* Moved to heir: */
+	/* Moved to heir, which counts for it if it is blind: */
+	atomic_store_explicit(&c->blind, false, memory_order_relaxed);
 	atomic_store_explicit(&c->line_live, false, memory_order_relaxed);
 	__atomic_store_n(&c->request, 0, __ATOMIC_RELAXED);
 	c->head_slot = 0;
@@ -421,7 +431,7 @@ static void lose_stream(struct conn *c)
 {
 	c->kind = CONN_DONE;
 	c->head_pending = false;
-	atomic_store_explicit(&c->lost, true, memory_order_release);
+	conn_mark_lost(c);
 	end_request(c);
 }
 
@@ -544,7 +554,7 @@ FORK_PATH enum conn_read conn_on_read(int fd, uint8_t generation, const void *bu
 		return CONN_READ_PARSED;
 	if (!conn_trylock(c)) {
 		/* Someone else is inside this stream: these bytes are lost to it. */
-		atomic_store_explicit(&c->lost, true, memory_order_release);
+		conn_mark_lost(c);
 		return CONN_READ_PARSED;
 	}
 	/* Looked at again under the lock, which a new connection on fd takes
@@ -573,7 +583,7 @@ void conn_on_eof(int fd)
 	    !atomic_load_explicit(&c->responded, memory_order_relaxed))
 		return;
 	if (!conn_trylock(c)) {
-		atomic_store_explicit(&c->lost, true, memory_order_release);
+		conn_mark_lost(c);
 		return;
 	}
 	if (__atomic_load_n(&c->request, __ATOMIC_RELAXED) != 0 &&
@@ -588,7 +598,7 @@ void conn_tls_begin(int fd)
 	if (likely(atomic_load_explicit(&c->tls, memory_order_relaxed)))
 		return;
 	if (!conn_trylock(c)) {
-		atomic_store_explicit(&c->lost, true, memory_order_release);
+		conn_mark_lost(c);
 		atomic_store_explicit(&c->tls, true, memory_order_relaxed);
 		return;
 	}
@@ -616,7 +626,7 @@ void conn_on_tls_read(int fd, const void *buf, size_t n)
 	if (n == 0)
 		return;
 	if (!conn_trylock(c)) {
-		atomic_store_explicit(&c->lost, true, memory_order_release);
+		conn_mark_lost(c);
 		return;
 	}
 	parse_read(c, buf, NULL, n);

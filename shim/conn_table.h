@@ -28,6 +28,7 @@
 #include "fork_hot.h"
 #include "http_parser.h"
 #include "http_response.h"
+#include "request_table.h"
 
 #define FD_LIMIT (1u << 20)
 #define FD_PAGE 4096u
@@ -68,7 +69,7 @@ enum conn_kind {
 };
 
 /* busy first (a connection moving to another fd's entry takes everything
- * after it), then fields by size: 168 bytes, 6 of them padding before the
+ * after it), then fields by size: 168 bytes, 5 of them padding before the
  * parsers (10,000 idle connections hold 1.6 MiB of them). */
 struct conn {
 	_Atomic uint32_t busy;
@@ -95,6 +96,7 @@ struct conn {
 				calls (hook_ssl.c) */
 	bool began;          /* bytes were read from its socket */
 	_Atomic bool line_live; /* its request line is counted as live */
+	_Atomic bool blind;  /* counted as an unseen stream (conn_went_blind) */
 	struct http_response_parser response;
 	/* The request parser's first HTTP_PARSER_STATE_SIZE bytes: all of it
 	 * between heads (see http_parser.h) */
@@ -158,6 +160,31 @@ void fd_state_note_end(unsigned end) __attribute__((visibility("hidden")));
 /* Every fd's state back to none, its pages given back to the kernel but
  * kept mapped (detach: nothing names a descriptor any more). */
 void fd_state_release(void) __attribute__((visibility("hidden")));
+
+/* c's requests can no longer be seen: a lost stream (its bytes are no
+ * longer parsed) or one joined mid-stream that has not opened (attach).
+ * Counted as an unseen stream (request_streams_unseen) until it ends. */
+static inline void conn_went_blind(struct conn *c)
+{
+	if (!atomic_load_explicit(&c->blind, memory_order_relaxed) &&
+	    !atomic_exchange_explicit(&c->blind, true, memory_order_relaxed))
+		request_streams_unseen(1);
+}
+
+/* c's connection ended, or its requests are seen again. */
+static inline void conn_sees_again(struct conn *c)
+{
+	if (atomic_load_explicit(&c->blind, memory_order_relaxed) &&
+	    atomic_exchange_explicit(&c->blind, false, memory_order_relaxed))
+		request_streams_unseen(-1);
+}
+
+/* No more ids on c's stream: its requests go unseen. */
+static inline void conn_mark_lost(struct conn *c)
+{
+	atomic_store_explicit(&c->lost, true, memory_order_release);
+	conn_went_blind(c);
+}
 
 /* An added header: "Name: id" and CRLF. */
 #define CONN_OWED_MAX (RESPONSE_HEADER_NAME_MAX + 2 + REQUEST_ID_MAX + 2)

@@ -95,6 +95,8 @@ static _Atomic uint64_t first_valid FORK_HOT;
 static _Alignas(4096) struct line_bucket line_buckets[LINE_BUCKETS][2]; /* [bucket][table] */
 /* Bucket pairs on one page: a line's second bucket is among its first's. */
 #define PAGE_PAIRS (4096 / sizeof(line_buckets[0]))
+/* request_streams_unseen; read with every quoted request line: FORK_HOT. */
+static _Atomic uint32_t unseen_streams FORK_HOT;
 static _Atomic uint32_t recent_next FORK_HOT;
 /* buckets + 1; 0: empty. Written at the end of every request: FORK_HOT. */
 static _Atomic uint32_t recent[RECENT_REQUESTS] FORK_HOT;
@@ -368,11 +370,18 @@ FORK_PATH size_t request_table_tracestate(uint64_t serial, char out[TRACESTATE_M
 	return len;
 }
 
+void request_streams_unseen(int delta)
+{
+	atomic_fetch_add_explicit(&unseen_streams, (uint32_t)delta, memory_order_release);
+}
+
 bool request_named_in(uint64_t serial, const char *line, size_t len)
 {
 	struct request_head h;
 	char text[REQUEST_INLINE_TEXT], long_line[REQUEST_LINE_MAX];
 
+	if (atomic_load_explicit(&unseen_streams, memory_order_acquire))
+		return false;
 	if (!request_copy(serial, &h, text, COPY_LINE) || h.line_len == 0 ||
 	    !alone_in_a_bucket(h.buckets, serial))
 		return false;
@@ -388,7 +397,8 @@ bool request_named_in(uint64_t serial, const char *line, size_t len)
 uint64_t request_named_by(const char *line, size_t len)
 {
 	size_t at, n;
-	if (!http_find_request_line(line, len, &at, &n))
+	if (atomic_load_explicit(&unseen_streams, memory_order_acquire) ||
+	    !http_find_request_line(line, len, &at, &n))
 		return 0;
 	if (n > REQUEST_LINE_MAX)
 		n = REQUEST_LINE_MAX;

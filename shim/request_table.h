@@ -78,9 +78,15 @@ uint32_t request_line_buckets(const char *line, size_t len) __attribute__((visib
 void request_line_started(uint32_t buckets, uint64_t serial) __attribute__((visibility("hidden")));
 void request_line_ended(uint32_t buckets) __attribute__((visibility("hidden")));
 
+/* delta (1 or -1) more open streams whose requests are not counted: a
+ * connection whose bytes are no longer parsed (conn_table.h). While there
+ * is one, a line quoting a request line may be one of its requests',
+ * however few were counted: no line names a request then. */
+void request_streams_unseen(int delta) __attribute__((visibility("hidden")));
+
 /* Whether line (a log line) names request serial: it contains the request's
  * request line, and no other counted request of this process has a request
- * line in the same bucket of one of the tables. */
+ * line in the same bucket of one of the tables, and no stream is unseen. */
 bool request_named_in(uint64_t serial, const char *line, size_t len)
 	__attribute__((visibility("hidden")));
 

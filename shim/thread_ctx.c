@@ -144,11 +144,15 @@ FORK_PATH void ctx_after_conn_io(int fd, bool wrote, bool moved)
 	uint32_t conn = (uint32_t)holder + 1;
 	/* Its own I/O on a second open connection, not its creator's: it
 	 * serves both at once, unless it answered the first one's request in
-	 * full and handed the connection to an epoll instance to watch (a pool
-	 * whose keep-alive connections go back to a listener between
-	 * requests, as Apache's event MPM: it serves them in turn). */
+	 * full and handed the connection to an epoll instance for another
+	 * thread to watch (a pool whose keep-alive connections go back to a
+	 * listener between requests, as Apache's event MPM: it serves them in
+	 * turn). A thread that waits on epoll, poll or select itself is the
+	 * watcher: a loop, however few connections it had so far. */
+	bool in_turn = thread_ctx.handed_off == HANDOFF_PARKED &&
+		       !(thread_ctx.watch & WATCH_EVENT_LOOP);
 	if (thread_ctx.last_conn != 0 && thread_ctx.last_conn != conn &&
-	    !(thread_ctx.watch & WATCH_INHERITED) && thread_ctx.handed_off != HANDOFF_PARKED)
+	    !(thread_ctx.watch & WATCH_INHERITED) && !in_turn)
 		ctx_mark_event_loop(true);
 	if (thread_ctx.last_conn != conn || (moved && !wrote))
 		thread_ctx.handed_off = HANDOFF_NONE;

@@ -489,7 +489,9 @@ static void sc_two_conns(void)
  * serving both at once, and y's line without an id: x not given to epoll
  * ("unparked"), x's response written only in part ("half"), a second
  * request on x read with the first ("pipelined"), a second request on x
- * read after the answer and only an empty write made to it ("zerowrite"). */
+ * read after the answer and only an empty write made to it ("zerowrite"),
+ * a thread that waited on the epoll instance itself, which then held x
+ * alone ("waited": an event loop whose second connection just came). */
 static void sc_turns(const char *mode)
 {
 	static const char head_only[] = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n";
@@ -511,6 +513,15 @@ static void sc_turns(const char *mode)
 	} else {
 		open_request("sem-x", &cx, &sx);
 	}
+	struct epoll_event ev = {.events = EPOLLIN, .data.fd = sx};
+	int ep = epoll_create1(0);
+	if (ep < 0)
+		die("epoll");
+	if (!strcmp(mode, "waited")) {
+		struct epoll_event got;
+		if (epoll_ctl(ep, EPOLL_CTL_ADD, sx, &ev) != 0 || epoll_wait(ep, &got, 1, 0) < 0)
+			die("epoll wait");
+	}
 	if (!strcmp(mode, "half")) {
 		if (write(sx, head_only, sizeof(head_only) - 1) != sizeof(head_only) - 1)
 			die("server write");
@@ -522,12 +533,9 @@ static void sc_turns(const char *mode)
 		if (write(sx, "", 0) != 0)
 			die("empty write");
 	}
-	if (strcmp(mode, "unparked") != 0) {
-		struct epoll_event ev = {.events = EPOLLIN, .data.fd = sx};
-		int ep = epoll_create1(0);
-		if (ep < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, sx, &ev) != 0)
-			die("epoll");
-	}
+	if (strcmp(mode, "unparked") != 0 &&
+	    epoll_ctl(ep, !strcmp(mode, "waited") ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, sx, &ev) != 0)
+		die("epoll park");
 	open_request("sem-y", &cy, &sy);
 	put_line("line for y\n");
 	answer(cy, sy);

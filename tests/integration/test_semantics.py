@@ -577,7 +577,7 @@ class T17StaleContext(Base):
         self.assertEqual(shim.out, jline("line for y", b"sem-y") + b"\n")
 
     def test_connections_at_once(self):
-        for mode in ("unparked", "half", "pipelined", "zerowrite"):
+        for mode in ("unparked", "half", "pipelined", "zerowrite", "waited"):
             with self.subTest(mode=mode):
                 bare, shim = self.both("turns", mode)
                 self.assertEqual(bare.out, b"line for y\n")
