@@ -226,7 +226,10 @@ request_table_add(const char *id, size_t len, const char *line, size_t line_len,
 		 * then copies it): every child of a fork server starts at the
 		 * serial its parent left, in a page the parent never wrote. */
 		uint64_t old = atomic_fetch_add_explicit(&s->serial, 0, memory_order_relaxed), long_old = 0;
-		if (old == 0 && serial > REQUEST_SLOTS)
+		/* 0 past the first lap is a writer's, unless the slot was last
+		 * held before request_table_release emptied the ring. */
+		if (old == 0 && serial > REQUEST_SLOTS &&
+		    serial - REQUEST_SLOTS >= atomic_load_explicit(&first_valid, memory_order_relaxed))
 			continue;
 		if (long_text && !side_slot_claim(&l->serial, serial, &long_old))
 			continue;
@@ -428,4 +431,5 @@ void request_table_release(void)
 		if (atomic_load_explicit(&recent[i], memory_order_relaxed))
 			atomic_store_explicit(&recent[i], 0, memory_order_relaxed);
 	table_release(line_buckets, sizeof(line_buckets));
+	atomic_store_explicit(&unseen_streams, 0, memory_order_relaxed);
 }

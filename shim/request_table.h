@@ -102,7 +102,8 @@ void request_table_forget_all(void) __attribute__((visibility("hidden")));
 /* After request_table_forget_all at detach: the rings and line counts are
  * emptied and their pages given back (a slot read as zeroes is no
  * request's; a line count that a late end takes below zero only makes its
- * bucket look shared). */
+ * bucket look shared), and no stream counts as unseen (every connection
+ * was forgotten first). */
 void request_table_release(void) __attribute__((visibility("hidden")));
 
 #endif

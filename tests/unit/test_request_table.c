@@ -521,6 +521,28 @@ static void *stress_reader(void *arg)
 	return NULL;
 }
 
+/* Detach forgets every request and empties the ring; a later attach adds
+ * requests into slots that read as zeroes however many came before, and
+ * finds them (a zero slot past the ring's first lap is otherwise taken for
+ * one a writer holds). */
+static void test_ring_after_release(void **state)
+{
+	(void)state;
+	char out[REQUEST_ID_MAX];
+	uint64_t before = 0;
+	for (int i = 0; i < REQUEST_SLOTS + 5; i++)
+		before = request_table_add("before", 6, NULL, 0, 0, NULL, NULL, 0);
+	request_table_forget_all();
+	request_table_release();
+	assert_int_equal(request_table_get(before, out), 0);
+	for (int i = 0; i < 2 * REQUEST_SLOTS; i++) {
+		uint64_t after = request_table_add("after", 5, NULL, 0, 0, NULL, NULL, 0);
+		assert_int_equal(after, before + 1 + (uint64_t)i);
+		assert_int_equal(request_table_get(after, out), 5);
+		assert_memory_equal(out, "after", 5);
+	}
+}
+
 static void test_concurrent_readers_get_whole_requests(void **state)
 {
 	(void)state;
@@ -621,6 +643,7 @@ int main(void)
 		cmocka_unit_test(test_named_while_counted_and_after),
 		cmocka_unit_test(test_same_request_line_twice_names_none),
 		cmocka_unit_test(test_bucket_collision_in_one_table),
+		cmocka_unit_test(test_ring_after_release),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
