@@ -75,6 +75,16 @@ void fd_state_release(void)
 		if (page)
 			table_release(page, FD_PAGE * sizeof(struct fd_state));
 	}
+	/* An entry a late loss marked after its connection closed keeps its
+	 * blind flag; the count was zeroed first (request_table_release), and
+	 * a conn_start on it must not take the count below zero. */
+	for (unsigned i = 0; i < FD_LIMIT / CONN_CHUNK; i++) {
+		struct conn_chunk *chunk = atomic_load_explicit(&conn_chunks[i], memory_order_acquire);
+		for (unsigned k = 0; chunk && k < CONN_CHUNK; k++)
+			if (atomic_load_explicit(&chunk->entry[k].blind, memory_order_relaxed))
+				atomic_store_explicit(&chunk->entry[k].blind, false,
+						      memory_order_relaxed);
+	}
 }
 
 static bool conn_trylock(struct conn *c)
@@ -101,6 +111,25 @@ void conn_lose(int fd)
 {
 	if (fd_class(fd) & FD_CONN)
 		conn_mark_lost(conn_of(fd));
+}
+
+void conn_lose_to_h2(int fd)
+{
+	if (fd_class(fd) & FD_CONN)
+		conn_mark_lost_not_http1(conn_of(fd));
+}
+
+/* Bytes of connection fd went by while another thread held c, fd's entry:
+ * its stream is lost. If c moved meanwhile to a copy of fd (conn_forget,
+ * its holder closed), the entry fd names now is marked too: the mover
+ * passes on a loss it sees after moving, and this looks after marking. */
+static void lose_on(int fd, struct conn *c)
+{
+	conn_mark_lost(c);
+	uint32_t alias = atomic_load_explicit(&fd_state(fd)->alias, memory_order_seq_cst);
+	struct conn *now = conn_entry(alias ? (int)alias - 1 : fd);
+	if (now != c)
+		conn_mark_lost(now);
 }
 
 /* The connection's current request ends: its request line is no longer
@@ -179,6 +208,15 @@ static bool writer_inside(const struct conn *c)
 	return alive;
 }
 
+/* A connection no entry tracks (a lock or a mapping could not be had): its
+ * requests go unseen and its end will not be seen either, so it is counted
+ * for as long as the process (or this attach) lasts: no line is named by a
+ * request line from then on, which costs recall only. */
+static void stream_untracked(void)
+{
+	request_streams_unseen(1);
+}
+
 /* Takes c (the entry of the fd whose state is st, locked: conn_trylock) for
  * a new connection on that fd, its request parser as parse_from built it,
  * and unlocks it. A write still inside the entry (writer_inside) leaves the
@@ -189,6 +227,7 @@ static FORK_PATH void conn_start(struct fd_state *st, struct conn *c, uint8_t jo
 {
 	if (unlikely(writer_inside(c))) {
 		conn_unlock(c);
+		stream_untracked();
 		return;
 	}
 	end_request(c);
@@ -236,8 +275,8 @@ static bool conn_is_fresh(const struct fd_state *st, const struct conn *c)
 	    atomic_load_explicit(&c->join, memory_order_relaxed) != JOIN_NONE ||
 	    __atomic_load_n(&c->request, __ATOMIC_RELAXED) ||
 	    atomic_load_explicit(&c->line_live, memory_order_relaxed) || c->head_slot ||
-	    atomic_load_explicit(&c->blind, memory_order_relaxed) ||
-	    c->owed_len || atomic_load_explicit(&c->out_busy, memory_order_relaxed))
+	    atomic_load_explicit(&c->blind, memory_order_relaxed) || c->began ||
+	    atomic_load_explicit(&c->tls, memory_order_relaxed) || c->owed_len || atomic_load_explicit(&c->out_busy, memory_order_relaxed))
 		return false;
 	struct http_response_parser response;
 	http_response_init(&response, shim.config.response_header, shim.config.response_header_len);
@@ -251,8 +290,10 @@ FORK_PATH void conn_open(int fd)
 {
 	struct fd_state *st = fd_state_made(fd);
 	struct conn *c = st ? conn_entry_made(fd) : NULL;
-	if (!c)
+	if (!c) {
+		stream_untracked();
 		return;
+	}
 	if (conn_is_fresh(st, c)) {
 		if (atomic_load_explicit(&st->flags, memory_order_relaxed) != FD_CONN)
 			atomic_store_explicit(&st->flags, FD_CONN, memory_order_relaxed);
@@ -260,8 +301,10 @@ FORK_PATH void conn_open(int fd)
 			__atomic_store_n(&shim.accepted, true, __ATOMIC_RELAXED);
 		return;
 	}
-	if (conn_trylock(c)) /* else it stays untracked */
+	if (conn_trylock(c))
 		conn_start(st, c, JOIN_NONE, parser_start);
+	else
+		stream_untracked();
 }
 
 static void joined_parser_start(unsigned char *out)
@@ -275,6 +318,20 @@ void conn_join(int fd, bool from_start)
 	struct conn *c = st ? conn_entry_made(fd) : NULL;
 	if (c && conn_trylock(c))
 		conn_start(st, c, from_start ? JOIN_NONE : JOIN_AWAIT_RESPONSE, joined_parser_start);
+	else
+		stream_untracked();
+}
+
+/* The requests of c, an open connection, are seen again unless its stream
+ * is lost: a loss marked while this runs either shows in the second look
+ * or finds blind already cleared and counts itself (conn_sees_again). */
+static void stream_seen_again(struct conn *c)
+{
+	if (atomic_load_explicit(&c->lost, memory_order_seq_cst))
+		return;
+	conn_sees_again(c);
+	if (atomic_load_explicit(&c->lost, memory_order_seq_cst))
+		conn_went_blind(c);
 }
 
 /* Bytes were read from joined connection c: they open its stream if a
@@ -284,8 +341,7 @@ static bool join_opens(struct conn *c)
 {
 	uint8_t was = JOIN_AWAIT_REQUEST;
 	if (atomic_compare_exchange_strong(&c->join, &was, JOIN_OPEN)) {
-		if (!atomic_load_explicit(&c->lost, memory_order_acquire))
-			conn_sees_again(c);
+		stream_seen_again(c);
 		return true;
 	}
 	if (was != JOIN_OPEN)
@@ -328,6 +384,7 @@ FORK_PATH void conn_forget(int fd)
 	 * is busy the copies stop being tracked instead: no id beats an id
 	 * read from an entry a new connection on fd may take. */
 	bool moving = conn_trylock(c);
+	bool dropped = false, copied_blind = false;
 	int heir = -1;
 	int last = atomic_load_explicit(&highest_copy, memory_order_relaxed);
 	for (int other = 0; other <= last; other++) {
@@ -341,25 +398,31 @@ FORK_PATH void conn_forget(int fd)
 		if (!moving) {
 			atomic_fetch_and_explicit(&os->flags, (uint8_t)~FD_CONN, memory_order_relaxed);
 			atomic_store_explicit(&os->alias, 0, memory_order_relaxed);
+			dropped = true;
 		} else if (heir < 0) {
 			heir = other;
 			struct conn *h = conn_entry(heir);
 			/* The heir's own entry is a closed connection's: a head
-			 * slot it kept (closed while busy) goes back first. */
+			 * slot it kept (closed while busy) goes back first, and
+			 * so does its count if a late loss marked it blind. */
 			if (h->head_slot)
 				head_store_release(h->head_slot);
+			conn_sees_again(h);
 			_Static_assert(offsetof(struct conn, busy) == 0, "busy comes first");
 			memcpy((char *)h + sizeof(h->busy), (char *)c + sizeof(c->busy),
 			       sizeof(*c) - sizeof(c->busy));
 			memcpy(conn_owed(heir), conn_owed(fd), c->owed_len);
+			copied_blind = atomic_load_explicit(&h->blind, memory_order_relaxed);
 			atomic_store_explicit(&h->copies, 0, memory_order_relaxed);
-			atomic_store_explicit(&os->alias, 0, memory_order_relaxed);
+			atomic_store_explicit(&os->alias, 0, memory_order_seq_cst);
 		} else {
 			atomic_fetch_add_explicit(&conn_entry(heir)->copies, 1, memory_order_relaxed);
-			atomic_store_explicit(&os->alias, (uint32_t)heir + 1, memory_order_relaxed);
+			atomic_store_explicit(&os->alias, (uint32_t)heir + 1, memory_order_seq_cst);
 		}
 	}
 	atomic_store_explicit(&c->copies, 0, memory_order_relaxed);
+	if (dropped) /* the copies stay open, untracked */
+		stream_untracked();
 	if (!moving || heir < 0) {
 		set_request(c, 0);
 		conn_sees_again(c);
@@ -369,8 +432,15 @@ FORK_PATH void conn_forget(int fd)
 		}
 		return;
 	}
-	/* Moved to heir, which counts for it if it is blind: */
-	atomic_store_explicit(&c->blind, false, memory_order_relaxed);
+	/* Moved to heir, which counts for it if it is blind. A reader of a
+	 * copy that found c locked meanwhile marked c lost (lose_on): that
+	 * loss, and the count it made, go to the heir. */
+	struct conn *h = conn_entry(heir);
+	if (atomic_exchange_explicit(&c->blind, false, memory_order_seq_cst) && !copied_blind &&
+	    atomic_exchange_explicit(&h->blind, true, memory_order_seq_cst))
+		request_streams_unseen(-1);
+	if (atomic_load_explicit(&c->lost, memory_order_seq_cst))
+		conn_mark_lost(h);
 	atomic_store_explicit(&c->line_live, false, memory_order_relaxed);
 	__atomic_store_n(&c->request, 0, __ATOMIC_RELAXED);
 	c->head_slot = 0;
@@ -435,16 +505,33 @@ static void lose_stream(struct conn *c)
 	end_request(c);
 }
 
-/* Applies what the parser saw in one read to the connection's state. */
-static void apply(struct conn *c, const struct http_feed_result *r)
+/* lose_stream for a connection that speaks HTTP/2. */
+static void lose_stream_not_http1(struct conn *c)
 {
+	c->kind = CONN_DONE;
+	c->head_pending = false;
+	conn_mark_lost_not_http1(c);
+	end_request(c);
+}
+
+/* Applies what the parser saw in one read to the connection's state (h2:
+ * the read began the HTTP/2 preface). */
+static void apply(struct conn *c, const struct http_feed_result *r, bool h2)
+{
+	if (r->not_http && h2) {
+		lose_stream_not_http1(c);
+		return;
+	}
 	if (r->not_http && atomic_load_explicit(&c->tls, memory_order_relaxed)) {
-		lose_stream(c); /* HTTP/2, or another protocol inside TLS */
+		lose_stream(c); /* another protocol inside TLS */
 		return;
 	}
 	if (r->not_http) {
+		/* Not parsed from here on: a request may yet come (after a
+		 * PROXY protocol line, say) that no count includes. */
 		c->kind = CONN_RAW;
 		c->head_pending = false;
+		conn_went_blind(c);
 		start_request(c, NULL);
 		return;
 	}
@@ -501,6 +588,8 @@ static FORK_PATH void feed(struct conn *c, const void *buf, size_t n)
 		lose_stream(c);
 		return;
 	}
+	/* Outside a head the first line, if it fails, begins in buf. */
+	bool line_here = !http_parser_in_head(&p);
 	struct http_feed_result r;
 	http_parser_feed(&p, buf, n, &r);
 	memcpy(c->parsing, &p, sizeof(c->parsing));
@@ -508,7 +597,7 @@ static FORK_PATH void feed(struct conn *c, const void *buf, size_t n)
 		lose_stream(c);
 		return;
 	}
-	apply(c, &r);
+	apply(c, &r, r.not_http && line_here && http_starts_h2(buf, n));
 }
 
 /* Feeds n bytes read from c (locked) to its parser, unless its stream is
@@ -554,7 +643,7 @@ FORK_PATH enum conn_read conn_on_read(int fd, uint8_t generation, const void *bu
 		return CONN_READ_PARSED;
 	if (!conn_trylock(c)) {
 		/* Someone else is inside this stream: these bytes are lost to it. */
-		conn_mark_lost(c);
+		lose_on(fd, c);
 		return CONN_READ_PARSED;
 	}
 	/* Looked at again under the lock, which a new connection on fd takes
@@ -568,7 +657,7 @@ FORK_PATH enum conn_read conn_on_read(int fd, uint8_t generation, const void *bu
 		if (opens_tls(c, buf, iov, n)) {
 			atomic_store_explicit(&c->tls, true, memory_order_relaxed);
 			conn_unlock(c);
-			return CONN_READ_PARSED;
+			return CONN_READ_TLS;
 		}
 	}
 	parse_read(c, buf, iov, n);
@@ -583,7 +672,7 @@ void conn_on_eof(int fd)
 	    !atomic_load_explicit(&c->responded, memory_order_relaxed))
 		return;
 	if (!conn_trylock(c)) {
-		conn_mark_lost(c);
+		lose_on(fd, c);
 		return;
 	}
 	if (__atomic_load_n(&c->request, __ATOMIC_RELAXED) != 0 &&
@@ -592,13 +681,29 @@ void conn_on_eof(int fd)
 	conn_unlock(c);
 }
 
+void conn_tls_unseen(int fd)
+{
+	if (fd_class(fd) & FD_CONN)
+		conn_went_blind(conn_of(fd));
+}
+
 void conn_tls_begin(int fd)
 {
 	struct conn *c = conn_of(fd);
-	if (likely(atomic_load_explicit(&c->tls, memory_order_relaxed)))
+	if (likely(atomic_load_explicit(&c->tls, memory_order_relaxed))) {
+		if (unlikely(atomic_load_explicit(&c->blind, memory_order_relaxed)) &&
+		    !atomic_load_explicit(&c->lost, memory_order_relaxed) && conn_trylock(c)) {
+			/* Its records were moved outside a TLS call first
+			 * (conn_tls_unseen): a hooked library moves them now. */
+			if (c->kind == CONN_HTTP &&
+			    atomic_load_explicit(&c->join, memory_order_relaxed) == JOIN_NONE)
+				stream_seen_again(c);
+			conn_unlock(c);
+		}
 		return;
+	}
 	if (!conn_trylock(c)) {
-		conn_mark_lost(c);
+		lose_on(fd, c);
 		atomic_store_explicit(&c->tls, true, memory_order_relaxed);
 		return;
 	}
@@ -608,6 +713,7 @@ void conn_tls_begin(int fd)
 	} else if (c->kind == CONN_RAW) {
 		/* Its first bytes were a handshake the check above did not know:
 		 * the id it got for them is no request's. */
+		stream_seen_again(c);
 		c->kind = CONN_HTTP;
 		c->head_pending = false;
 		atomic_store_explicit(&c->responded, false, memory_order_relaxed);
@@ -626,7 +732,7 @@ void conn_on_tls_read(int fd, const void *buf, size_t n)
 	if (n == 0)
 		return;
 	if (!conn_trylock(c)) {
-		conn_mark_lost(c);
+		lose_on(fd, c);
 		return;
 	}
 	parse_read(c, buf, NULL, n);

@@ -158,32 +158,47 @@ unsigned fd_state_end(void) __attribute__((visibility("hidden")));
 void fd_state_note_end(unsigned end) __attribute__((visibility("hidden")));
 
 /* Every fd's state back to none, its pages given back to the kernel but
- * kept mapped (detach: nothing names a descriptor any more). */
+ * kept mapped (detach: nothing names a descriptor any more), and no entry
+ * counts as an unseen stream (after request_table_release zeroed the
+ * count). */
 void fd_state_release(void) __attribute__((visibility("hidden")));
 
 /* c's requests can no longer be seen: a lost stream (its bytes are no
- * longer parsed) or one joined mid-stream that has not opened (attach).
+ * longer parsed), one joined mid-stream that has not opened (attach), one
+ * whose first bytes were not HTTP, or TLS records moved outside a hooked
+ * library's call (conn_tls_unseen).
  * Counted as an unseen stream (request_streams_unseen) until it ends. */
 static inline void conn_went_blind(struct conn *c)
 {
-	if (!atomic_load_explicit(&c->blind, memory_order_relaxed) &&
-	    !atomic_exchange_explicit(&c->blind, true, memory_order_relaxed))
+	if (!atomic_load_explicit(&c->blind, memory_order_seq_cst) &&
+	    !atomic_exchange_explicit(&c->blind, true, memory_order_seq_cst))
 		request_streams_unseen(1);
 }
 
-/* c's connection ended, or its requests are seen again. */
+/* c's connection ended, or its requests are seen again. Sequentially
+ * consistent with conn_mark_lost: a thread that clears blind and then finds
+ * lost unset knows the loser's conn_went_blind comes after its clear. */
 static inline void conn_sees_again(struct conn *c)
 {
 	if (atomic_load_explicit(&c->blind, memory_order_relaxed) &&
-	    atomic_exchange_explicit(&c->blind, false, memory_order_relaxed))
+	    atomic_exchange_explicit(&c->blind, false, memory_order_seq_cst))
 		request_streams_unseen(-1);
 }
 
 /* No more ids on c's stream: its requests go unseen. */
 static inline void conn_mark_lost(struct conn *c)
 {
-	atomic_store_explicit(&c->lost, true, memory_order_release);
+	atomic_store_explicit(&c->lost, true, memory_order_seq_cst);
 	conn_went_blind(c);
+}
+
+/* No more ids on c's stream, which speaks HTTP/2 (chosen by ALPN, or begun
+ * with its preface): its requests have no HTTP/1 request line for a log
+ * line to quote, so they are not counted unseen (request_named_by names a
+ * line by an HTTP/1 request line only). */
+static inline void conn_mark_lost_not_http1(struct conn *c)
+{
+	atomic_store_explicit(&c->lost, true, memory_order_seq_cst);
 }
 
 /* An added header: "Name: id" and CRLF. */
@@ -289,6 +304,9 @@ static inline uint64_t conn_request(int fd)
  * lost for attribution. */
 void conn_lose(int fd) __attribute__((visibility("hidden")));
 
+/* conn_lose for a connection that chose HTTP/2 (conn_mark_lost_not_http1). */
+void conn_lose_to_h2(int fd) __attribute__((visibility("hidden")));
+
 /* fd was just returned by accept. */
 void conn_open(int fd) __attribute__((visibility("hidden")));
 
@@ -309,7 +327,7 @@ void conn_copied(int fd, int copy) __attribute__((visibility("hidden")));
 /* What conn_on_read made of a read's bytes. */
 enum conn_read {
 	CONN_READ_PARSED, /* fed to the parser (or lost with the stream) */
-	CONN_READ_TLS,    /* records of a connection that was TLS already */
+	CONN_READ_TLS,    /* records: the connection was TLS, or these began it */
 	CONN_READ_STALE,  /* another connection's: fd was closed since */
 };
 
@@ -345,6 +363,11 @@ static inline bool conn_is_tls(int fd)
  * for all of it) starts over; one whose socket gave HTTP requests before,
  * or that was joined mid-stream, is lost. */
 void conn_tls_begin(int fd) __attribute__((visibility("hidden")));
+
+/* The records of TLS connection fd moved outside any hooked TLS library
+ * call: a library the shim does not hook may be decrypting its requests,
+ * which go unseen (conn_went_blind) until a hooked call on fd. */
+void conn_tls_unseen(int fd) __attribute__((visibility("hidden")));
 
 /* n bytes of plaintext were read through the TLS library from connection
  * fd: they feed its request parser as a plain connection's bytes do. */

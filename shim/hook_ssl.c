@@ -213,7 +213,7 @@ static int tls_conn(const struct ssl_functions *f, SSL *s, bool reading)
 		return -1;
 	conn_tls_begin(fd);
 	if (speaks_h2(f, s))
-		conn_lose(fd);
+		conn_lose_to_h2(fd);
 	ctx_before_conn_io(fd);
 	return fd;
 }
@@ -234,7 +234,7 @@ static void tls_read_done(const struct ssl_functions *f, SSL *s, int fd, int lea
 	}
 	if (fd >= 0) {
 		if (n > 0 && speaks_h2(f, s))
-			conn_lose(fd);
+			conn_lose_to_h2(fd);
 		else if (!peeked)
 			conn_on_tls_read(fd, buf, n);
 		if (n == 0 && !peeked && f->get_shutdown &&

@@ -117,13 +117,18 @@ bool socket_is_ktls(int fd) HIDDEN;
  * library call it is the library's, and names the socket of a library that
  * does its I/O through its own BIO; outside one, on a TLS connection whose
  * socket is kernel TLS, it is plaintext of the program's that the shim
- * does not see: the connection is lost. */
+ * does not see: the connection is lost; on any other TLS connection it is
+ * records a library the shim does not hook may decrypt: its requests go
+ * unseen (conn_tls_unseen). */
 static inline void conn_socket_io(int fd, bool tls)
 {
 	if (unlikely(thread_ctx.in_ssl))
 		ssl_socket_io(fd);
-	else if (unlikely(tls) && socket_is_ktls(fd)) {
-		conn_lose(fd);
+	else if (unlikely(tls)) {
+		if (socket_is_ktls(fd))
+			conn_lose(fd);
+		else
+			conn_tls_unseen(fd);
 	}
 }
 

@@ -154,6 +154,12 @@ FORK_PATH bool http_starts_tls(const char *buf, size_t len)
 	return len > 0 && buf[0] == 0x16 && (len == 1 || buf[1] == 0x03);
 }
 
+bool http_starts_h2(const char *buf, size_t len)
+{
+	static const char preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+	return len >= 12 && memcmp(buf, preface, len < sizeof(preface) - 1 ? len : sizeof(preface) - 1) == 0;
+}
+
 FORK_PATH bool http_parser_in_head(const struct http_parser *p)
 {
 	/* A CR ending the request line or a header line waits for its LF;

@@ -183,6 +183,12 @@ bool http_parser_in_tunnel(const struct http_parser *p);
  * came. No HTTP request begins so. */
 bool http_starts_tls(const char *buf, size_t len);
 
+/* Whether a stream's first len bytes begin the HTTP/2 connection preface
+ * ("PRI * HTTP/2.0", then CRLF CRLF "SM" CRLF CRLF) as far as the parser
+ * needs to fail on it: at least "PRI * HTTP/2", and every byte after it
+ * that came matching. */
+bool http_starts_h2(const char *buf, size_t len);
+
 /* Finds the first quoted request line ("\"METHOD SP target SP HTTP/1.d\"",
  * as access logs write it) inside a log line. Stores the offset and length
  * of the request line (without the quotes); false if there is none. */

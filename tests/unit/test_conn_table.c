@@ -24,6 +24,15 @@
  * and a read that began before its number was closed and reopened brings
  * its request to no connection.
  *
+ * A line quoting a request line is named by that request only while every
+ * open stream's requests are counted: streams the table cannot parse (lost,
+ * joined and not yet open, not HTTP, TLS records no hooked library read)
+ * are counted unseen while open (not those speaking HTTP/2, whose requests
+ * have no HTTP/1 request line), and connections it cannot track at all
+ * (a busy entry, a write still inside) for good; each case is checked
+ * through the naming itself, and a loss racing the opening of a joined
+ * stream is checked from two threads.
+ *
  * Links conn_table.c and request_table.c with the pure sources; the shim's
  * state is defined here (no hooks, no libc interposition).
  */
@@ -72,6 +81,8 @@ static int setup(void **state)
 		if (conn_entry((int)fd))
 			memset(conn_entry((int)fd), 0, CONN_CHUNK * sizeof(struct conn));
 	fd_state_release();
+	request_table_forget_all(); /* as at detach: the unseen-stream count too */
+	request_table_release();
 	return 0;
 }
 
@@ -90,6 +101,25 @@ static const char *id_on(int fd)
 	size_t len = request_table_get(conn_request(fd), out);
 	out[len] = '\0';
 	return out;
+}
+
+/* Whether a line quoting a request line is named by the one counted request
+ * with that line now: a probe request on fd 900, read, named, answered and
+ * closed. */
+static bool naming_on(void)
+{
+	static unsigned n;
+	char req[128], line[128];
+	n++;
+	conn_open(900);
+	int len = snprintf(req, sizeof(req), "GET /probe%u HTTP/1.1\r\nX-Request-ID: probe\r\n\r\n", n);
+	conn_on_read(900, conn_generation(900), req, NULL, (size_t)len);
+	len = snprintf(line, sizeof(line), "- \"GET /probe%u HTTP/1.1\" 200", n);
+	bool named = request_named_by(line, (size_t)len) == conn_request(900) &&
+		     conn_request(900) != 0;
+	conn_on_write(900);
+	conn_forget(900);
+	return named;
 }
 
 static void test_request_follows_reads(void **state)
@@ -408,7 +438,30 @@ static void test_tls_not_http_is_lost(void **state)
 	assert_int_equal(conn_request(8), 0);
 	request_on(8, "later");
 	assert_int_equal(conn_request(8), 0);
+	/* Its requests have no HTTP/1 request line: lines are still named
+	 * by the requests counted (so too when ALPN chose h2). */
+	assert_true(naming_on());
+	conn_lose_to_h2(8);
+	assert_true(naming_on());
 	conn_forget(8);
+	/* The preface in clear (prior knowledge): the same, no id for it. */
+	conn_open(8);
+	conn_on_read(8, conn_generation(8), preface, NULL, sizeof preface - 1);
+	assert_int_equal(conn_request(8), 0);
+	assert_true(naming_on());
+	conn_forget(8);
+	/* Anything else inside TLS that does not parse (a request line
+	 * with two spaces, which some servers take) may carry requests the
+	 * shim does not see: no line is named while it is open. */
+	conn_open(9);
+	conn_on_read(9, conn_generation(9), client_hello, NULL, sizeof client_hello - 1);
+	conn_tls_begin(9);
+	static const char odd[] = "GET  /a HTTP/1.1\r\n\r\n";
+	conn_on_tls_read(9, odd, sizeof odd - 1);
+	assert_int_equal(conn_request(9), 0);
+	assert_false(naming_on());
+	conn_forget(9);
+	assert_true(naming_on());
 }
 
 static bool page_mapped(int fd)
@@ -544,6 +597,266 @@ static void test_write_inside_leaves_next_connection_untracked(void **state)
 	request_on(6, "after");
 	assert_string_equal(id_on(6), "after");
 	conn_forget(6);
+}
+
+/* A lost stream is unseen while it is open, in whichever of its copies. */
+static void test_lost_stream_keeps_lines_unnamed(void **state)
+{
+	(void)state;
+	assert_true(naming_on());
+	conn_open(5);
+	conn_lose(5);
+	assert_false(naming_on());
+	conn_forget(5);
+	assert_true(naming_on());
+	conn_open(5);
+	conn_copied(5, 0);
+	conn_lose(0);
+	conn_forget(5); /* 0 inherits the entry, and the count with it */
+	assert_false(naming_on());
+	conn_forget(0);
+	assert_true(naming_on());
+}
+
+/* An heir whose own entry a late loss marked (a reader that found it
+ * locked after its connection closed) gives that count back as it takes
+ * the connection over. */
+static void test_heir_gives_back_a_late_count(void **state)
+{
+	(void)state;
+	conn_open(30);
+	conn_forget(30);
+	conn_mark_lost(conn_entry(30)); /* late: 30 was closed */
+	assert_false(naming_on());
+	conn_open(31);
+	request_on(31, "held");
+	conn_copied(31, 30);
+	conn_forget(31);
+	assert_string_equal(id_on(30), "held");
+	conn_forget(30);
+	assert_true(naming_on());
+}
+
+/* Copies dropped because their holder's entry was busy, and a connection
+ * left untracked because a write was still inside its entry, stay open with
+ * their requests unseen and their ends unseen too: no line is named again
+ * (until the state is released, as at detach). */
+static void test_untracked_connections_keep_lines_unnamed(void **state)
+{
+	(void)state;
+	conn_open(10);
+	conn_copied(10, 11);
+	atomic_store(&conn_entry(10)->busy, 1);
+	conn_forget(10);
+	atomic_store(&conn_entry(10)->busy, 0);
+	assert_false(naming_on());
+	conn_forget(11);
+	assert_false(naming_on());
+	request_table_forget_all();
+	request_table_release();
+	assert_true(naming_on());
+
+	conn_open(6);
+	atomic_store(&conn_entry(6)->out_busy, (uint32_t)gettid());
+	conn_forget(6);
+	conn_open(6);
+	atomic_store(&conn_entry(6)->out_busy, 0);
+	assert_int_equal(fd_class(6), 0);
+	assert_false(naming_on());
+	request_table_forget_all();
+	request_table_release();
+	conn_open(7);
+	request_on(7, "x");
+	conn_forget(7);
+	atomic_store(&conn_entry(7)->busy, 1); /* a late reader of that one */
+	conn_open(7);
+	atomic_store(&conn_entry(7)->busy, 0);
+	assert_int_equal(fd_class(7), 0);
+	assert_false(naming_on());
+}
+
+/* A connection whose first bytes are not HTTP (a PROXY protocol line
+ * before the request, say) is not parsed: a request on it is unseen, and
+ * the same request line read on another connection names nothing. */
+static void test_not_http_keeps_lines_unnamed(void **state)
+{
+	(void)state;
+	conn_open(50);
+	static const char proxied[] =
+		"PROXY TCP4 192.0.2.1 192.0.2.2 1111 80\r\nGET /same HTTP/1.1\r\n\r\n";
+	conn_on_read(50, conn_generation(50), proxied, NULL, sizeof proxied - 1);
+	conn_open(51);
+	static const char req[] = "GET /same HTTP/1.1\r\n\r\n";
+	conn_on_read(51, conn_generation(51), req, NULL, sizeof req - 1);
+	static const char line[] = "192.0.2.1 \"GET /same HTTP/1.1\" 200";
+	assert_int_equal(request_named_by(line, sizeof line - 1), 0);
+	conn_forget(51);
+	conn_forget(50);
+	assert_true(naming_on());
+}
+
+/* TLS records moved outside a hooked library's call (conn_tls_unseen, from
+ * the socket hooks) may be decrypted by a library the shim does not hook:
+ * lines stay unnamed until a hooked call on the connection, or its close.
+ * Records a hooked call moves (the first read inside SSL_accept) do not
+ * blind it. */
+static void test_tls_records_unseen_until_read(void **state)
+{
+	(void)state;
+	conn_open(5);
+	assert_int_equal(conn_on_read(5, conn_generation(5), client_hello, NULL,
+				      sizeof client_hello - 1),
+			 CONN_READ_TLS);
+	assert_true(naming_on()); /* inside a hooked call: nothing more */
+	conn_tls_unseen(5);
+	assert_false(naming_on());
+	conn_tls_begin(5);
+	assert_true(naming_on());
+	conn_tls_unseen(5);
+	assert_false(naming_on());
+	conn_forget(5);
+	assert_true(naming_on());
+	conn_open(5);
+	assert_false(conn_is_tls(5)); /* the entry of a TLS connection with no request */
+	request_on(5, "plain");
+	assert_string_equal(id_on(5), "plain");
+	conn_forget(5);
+	conn_open(6);
+	static const char v2_hello[] = "\x80\x2e\x01\x03\x01";
+	conn_on_read(6, conn_generation(6), v2_hello, NULL, sizeof v2_hello - 1);
+	assert_false(naming_on()); /* not HTTP */
+	conn_tls_begin(6); /* the handshake the first read did not know */
+	assert_true(naming_on());
+	conn_forget(6);
+}
+
+/* A joined connection's stream opens as another thread marks it lost: the
+ * stream must end up counted (the opener clears its count, then looks at
+ * lost again). One thread opens, the other marks as soon as it sees the
+ * stream open; a round is wrong if the stream is lost and uncounted. */
+#ifdef __SANITIZE_THREAD__
+#define RACE_ROUNDS 5000
+#else
+#define RACE_ROUNDS 200000
+#endif
+static _Atomic long race_round;
+static _Atomic long race_marked;
+
+static void *race_loser(void *arg)
+{
+	struct conn *c = arg;
+	for (long i = 1; i <= RACE_ROUNDS; i++) {
+		while (atomic_load(&race_round) != i)
+			;
+		while (atomic_load_explicit(&c->join, memory_order_relaxed) != JOIN_OPEN)
+			;
+		conn_mark_lost(c);
+		atomic_store(&race_marked, i);
+	}
+	return NULL;
+}
+
+static void test_loss_racing_a_joined_stream_opening(void **state)
+{
+	(void)state;
+	static const char req[] = "GET / HTTP/1.1\r\n\r\n";
+	pthread_t loser;
+	conn_join(40, false);
+	assert_int_equal(pthread_create(&loser, NULL, race_loser, conn_entry(40)), 0);
+	long wrong = 0;
+	for (long i = 1; i <= RACE_ROUNDS; i++) {
+		conn_join(40, false);
+		atomic_store(&conn_entry(40)->join, JOIN_AWAIT_REQUEST); /* a response ended */
+		atomic_store(&race_round, i);
+		conn_on_read(40, conn_generation(40), req, NULL, sizeof req - 1);
+		while (atomic_load(&race_marked) != i)
+			;
+		struct conn *c = conn_entry(40);
+		wrong += atomic_load(&c->lost) && !atomic_load(&c->blind);
+		conn_forget(40);
+	}
+	assert_int_equal(pthread_join(loser, NULL), 0);
+	assert_int_equal(wrong, 0);
+	assert_true(naming_on());
+}
+
+/* A loss marked after the connection closed (a reader that found the entry
+ * locked) leaves the entry blind; detach zeroes the count and every flag,
+ * so the entry's next connection takes the count below zero nowhere. */
+static void test_detach_forgets_late_counts(void **state)
+{
+	(void)state;
+	conn_open(30);
+	conn_forget(30);
+	conn_mark_lost(conn_entry(30));
+	request_table_forget_all(); /* detach, in its order */
+	request_table_release();
+	fd_state_release();
+	conn_open(30);
+	assert_true(naming_on());
+	conn_open(5);
+	conn_lose(5);
+	assert_false(naming_on());
+	conn_forget(5);
+	conn_forget(30);
+	assert_true(naming_on());
+}
+
+/* busybox httpd's dup2(conn, 0); close(conn) while a thread reads the copy:
+ * a read that finds the entry held by the close moving it to the copy
+ * loses the stream in whichever entry the copy ends with, so the copy
+ * never keeps the request before the one read: its id is the new one or
+ * none. */
+#ifdef __SANITIZE_THREAD__ /* each round is a hand-off between threads: slow there */
+#define MOVE_ROUNDS 2000
+#else
+#define MOVE_ROUNDS 100000
+#endif
+static _Atomic long move_round, move_read;
+
+static void *move_reader(void *arg)
+{
+	(void)arg;
+	char req[128];
+	for (long i = 1; i <= MOVE_ROUNDS; i++) {
+		while (atomic_load(&move_round) != i)
+			;
+		int len = snprintf(req, sizeof(req), "GET / HTTP/1.1\r\nX-Request-ID: new-%ld\r\n\r\n", i);
+		conn_on_read(11, conn_generation(11), req, NULL, (size_t)len);
+		atomic_store(&move_read, i);
+	}
+	return NULL;
+}
+
+static void test_read_while_the_holder_moves(void **state)
+{
+	(void)state;
+	pthread_t reader;
+	assert_int_equal(pthread_create(&reader, NULL, move_reader, NULL), 0);
+	long kept_old = 0, lost = 0;
+	char old[32], new[32];
+	for (long i = 1; i <= MOVE_ROUNDS; i++) {
+		snprintf(old, sizeof(old), "old-%ld", i);
+		snprintf(new, sizeof(new), "new-%ld", i);
+		conn_open(10);
+		request_on(10, old);
+		conn_on_write(10);
+		conn_copied(10, 11);
+		atomic_store(&move_round, i);
+		conn_forget(10);
+		while (atomic_load(&move_read) != i)
+			;
+		const char *id = id_on(11);
+		kept_old += strcmp(id, old) == 0;
+		lost += *id == '\0';
+		if (*id && strcmp(id, new) != 0 && strcmp(id, old) != 0)
+			fail_msg("round %ld: id %s", i, id);
+		conn_forget(11);
+	}
+	assert_int_equal(pthread_join(reader, NULL), 0);
+	printf("read while the holder moves: %ld of %d lost, %ld kept the old id\n", lost,
+	       MOVE_ROUNDS, kept_old);
+	assert_int_equal(kept_old, 0);
 }
 
 #define STRESS_OWNERS 4
@@ -780,6 +1093,14 @@ int main(void)
 		cmocka_unit_test_setup(test_copies_across_high_pages, setup),
 		cmocka_unit_test_setup(test_read_begun_before_close_goes_nowhere, setup),
 		cmocka_unit_test_setup(test_write_inside_leaves_next_connection_untracked, setup),
+		cmocka_unit_test_setup(test_lost_stream_keeps_lines_unnamed, setup),
+		cmocka_unit_test_setup(test_heir_gives_back_a_late_count, setup),
+		cmocka_unit_test_setup(test_untracked_connections_keep_lines_unnamed, setup),
+		cmocka_unit_test_setup(test_not_http_keeps_lines_unnamed, setup),
+		cmocka_unit_test_setup(test_tls_records_unseen_until_read, setup),
+		cmocka_unit_test_setup(test_loss_racing_a_joined_stream_opening, setup),
+		cmocka_unit_test_setup(test_detach_forgets_late_counts, setup),
+		cmocka_unit_test_setup(test_read_while_the_holder_moves, setup),
 		cmocka_unit_test_setup(test_stress_many_threads, setup),
 		cmocka_unit_test_setup(test_stress_stale_reads, setup),
 	};

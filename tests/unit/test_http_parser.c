@@ -885,6 +885,21 @@ static void test_starts_tls(void **state)
 	assert_false(http_starts_tls("\r\nGET", 5));
 }
 
+/* The HTTP/2 preface, from the bytes the parser fails at on: each of its
+ * prefixes from "PRI * HTTP/2" on, and it whole with a frame after it. */
+static void test_starts_h2(void **state)
+{
+	(void)state;
+	static const char preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\4\0";
+	for (size_t n = 12; n < sizeof preface; n++)
+		assert_true(http_starts_h2(preface, n));
+	assert_false(http_starts_h2(preface, 11));
+	expect_not_http(preface, 14);
+	assert_false(http_starts_h2("PRI * HTTP/2.0\r\n\r\nSX", 20));
+	assert_false(http_starts_h2("PRI * HTTP/1.1\r\n\r\n", 18));
+	assert_false(http_starts_h2("GET / HTTP/2.0\r\n\r\n", 18));
+}
+
 static void test_method_length(void **state)
 {
 	(void)state;
@@ -2223,6 +2238,7 @@ int main(void)
 		cmocka_unit_test(test_whole_line_state_cleared),
 		cmocka_unit_test(test_in_head),
 		cmocka_unit_test(test_starts_tls),
+		cmocka_unit_test(test_starts_h2),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
