@@ -130,6 +130,78 @@ struct instances {
 	int fd[INSTANCES_MAX];
 };
 
+/* The sockets listening at attach (scan_open_fds). With one there, a TCP
+ * socket from before attach whose own port is no TCP listener's is one the
+ * program opened itself (an upstream, a database): left alone, as `reqid
+ * run` leaves outbound connections, not taken for one it accepted. A
+ * program with no listener of its own (handed its connections), with a
+ * transparent one (IP_TRANSPARENT: its connections carry the addresses
+ * their clients asked for), or with more TCP ports than LISTENERS_MAX has
+ * every TCP socket taken as accepted. */
+#define LISTENERS_MAX 64
+static struct {
+	bool any;	/* some socket listens */
+	bool every_tcp; /* every TCP socket counts as accepted */
+	int ports;
+	uint16_t port[LISTENERS_MAX];
+} listeners;
+
+/* fd's own TCP port, 0 if it is no TCP socket. */
+static uint16_t own_port(int fd)
+{
+	struct sockaddr_storage addr;
+	socklen_t len = sizeof(addr);
+	if (getsockname(fd, (struct sockaddr *)&addr, &len) != 0)
+		return 0;
+	if (addr.ss_family == AF_INET)
+		return ntohs(((const struct sockaddr_in *)&addr)->sin_port);
+	if (addr.ss_family == AF_INET6)
+		return ntohs(((const struct sockaddr_in6 *)&addr)->sin6_port);
+	return 0;
+}
+
+static bool socket_option_set(int fd, int level, int name)
+{
+	int value = 0;
+	socklen_t len = sizeof(value);
+	return getsockopt(fd, level, name, &value, &len) == 0 && value;
+}
+
+static void note_listener(int fd)
+{
+	if (!socket_option_set(fd, SOL_SOCKET, SO_ACCEPTCONN))
+		return;
+	listeners.any = true;
+	uint16_t port = own_port(fd);
+	if (port == 0)
+		return; /* a unix socket */
+	if (socket_option_set(fd, SOL_IP, IP_TRANSPARENT) ||
+	    socket_option_set(fd, SOL_IPV6, IPV6_TRANSPARENT))
+		listeners.every_tcp = true;
+	for (int i = 0; i < listeners.ports; i++)
+		if (listeners.port[i] == port)
+			return;
+	if (listeners.ports < LISTENERS_MAX)
+		listeners.port[listeners.ports++] = port;
+	else
+		listeners.every_tcp = true;
+}
+
+/* Whether fd, open since before attach, is a connection the program
+ * accepted (is_accepted_socket, and for TCP one on a listener's port). */
+static bool accepted_before_attach(int fd)
+{
+	if (!is_accepted_socket(fd))
+		return false;
+	uint16_t port = own_port(fd);
+	if (port == 0 || !listeners.any || listeners.every_tcp)
+		return true;
+	for (int i = 0; i < listeners.ports; i++)
+		if (listeners.port[i] == port)
+			return true;
+	return false;
+}
+
 static bool is_epoll_instance(int fd)
 {
 	char path[PATH_MAX];
@@ -137,8 +209,9 @@ static bool is_epoll_instance(int fd)
 }
 
 /* The open descriptors: writable files whose paths match REQID_LOG_PATHS
- * become logs, as if the program had opened them under the shim, and epoll
- * instances go into *found (epoll_map_adopt_instance). Returns the highest
+ * become logs, as if the program had opened them under the shim, listening
+ * sockets' ports are noted (listeners), and epoll instances go into *found
+ * (epoll_map_adopt_instance). Returns the highest
  * open descriptor (-1 if /proc/self/fd cannot be read). */
 static int scan_open_fds(struct instances *found)
 {
@@ -147,6 +220,7 @@ static int scan_open_fds(struct instances *found)
 		return -1;
 	int highest = -1;
 	struct dirent *e;
+	memset(&listeners, 0, sizeof(listeners));
 	while ((e = readdir(d)) != NULL) {
 		int fd = atoi(e->d_name);
 		struct fd_state *st;
@@ -154,6 +228,7 @@ static int scan_open_fds(struct instances *found)
 			continue;
 		if (fd > highest)
 			highest = fd;
+		note_listener(fd);
 		if (open_fd_is_log(fd) && (st = fd_state_made(fd)))
 			atomic_fetch_or(&st->flags, FD_LOG);
 		else if (found->count < INSTANCES_MAX && is_epoll_instance(fd) &&
@@ -165,6 +240,7 @@ static int scan_open_fds(struct instances *found)
 }
 
 #define REGISTRATIONS_MAX 65536
+
 
 /* The registrations /proc/self/fdinfo lists for epfd of fds up to highest,
  * at most REGISTRATIONS_MAX, into out; how many, -1 if the list cannot be
@@ -224,7 +300,7 @@ static void import_registrations(const struct instances *found, int highest)
 			struct stat st;
 			if (listed[r->fd] == 1 && fstat(r->fd, &st) == 0 && (uint64_t)st.st_ino == r->ino)
 				epoll_map_import(epfd, stamps[epfd], r->fd, stamps[r->fd], r->data,
-						 r->events, is_accepted_socket(r->fd));
+						 r->events, accepted_before_attach(r->fd));
 		}
 	}
 	munmap(stamps, size);
@@ -279,7 +355,7 @@ void attach_adopt(int fd)
 		return;
 	int saved = errno;
 	atomic_fetch_and(&fd_state(fd)->flags, (uint8_t)~FD_ADOPT);
-	if (shim.active && !shim.detaching && fd_class(fd) == 0 && is_accepted_socket(fd)) {
+	if (shim.active && !shim.detaching && fd_class(fd) == 0 && accepted_before_attach(fd)) {
 		bool from_start = nothing_read_yet(fd);
 		conn_join(fd, from_start);
 		/* Not joined: still a connection, whose I/O ends a thread's

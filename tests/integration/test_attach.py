@@ -32,7 +32,8 @@ of worker threads that take keep-alive connections in turn from a listener
 thread) the same way as the bundled servers, their lines joined to their
 own second access log (the truth); python3 -m
 http.server attached and detached between requests. 200 attach/detach
-cycles on thread_pool under load, then 100 idle (check_cycles).
+cycles on thread_pool under load, then 100 idle (check_cycles). Upstream
+connections a program opened before attach are left alone (check_upstream).
 Also: the GOT patcher in a program built four ways (attach_in_process.c),
 attach and detach while a thread loads and unloads a library in a loop,
 the shim beside a library using most of glibc's surplus static TLS, and the
@@ -42,7 +43,7 @@ Prints "N passed, M failed" last and exits non-zero on a failure. Bundled
 servers report their port through the harness's pipe handshake, http.server
 prints a line when it serves, nginx is polled until it answers.
 
-    python3 tests/integration/test_attach.py [SERVER...|nginx|apache|http.server|cycles]
+    python3 tests/integration/test_attach.py [SERVER...|nginx|apache|http.server|joined|upstream|cycles]
 """
 import json
 import os
@@ -863,6 +864,119 @@ def check_joined(failures):
               "joined", len(got), tagged, tagged - right, ratio(right, tagged), right))
 
 
+UPSTREAM_SERVER = r"""
+import socket, sys
+log = open(sys.argv[1], "a", buffering=1)
+if len(sys.argv) > 3:  # listening on a unix socket alone
+    srv = socket.socket(socket.AF_UNIX)
+    srv.bind(sys.argv[3])
+else:
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+srv.listen(8)
+# Two upstream connections, opened before attach: the first read from
+# before attach, the second not.
+ups = [socket.create_connection(("127.0.0.1", int(sys.argv[2]))) for _ in range(2)]
+ups[0].sendall(b"hello")
+ups[0].recv(65536)
+print(0 if len(sys.argv) > 3 else srv.getsockname()[1], flush=True)
+while True:
+    conn, _ = srv.accept()
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        data = conn.recv(65536)
+        if not data:
+            break
+        buf += data
+    if not data:
+        break
+    token = buf.split(b" ")[1].decode().lstrip("/")
+    for n, up in enumerate(ups):
+        up.sendall(b"ask")
+        log.write("upstream%d %s %s\n" % (n, token, up.recv(65536).split(b"\r\n")[0].decode()))
+    log.write("token=%s\n" % token)
+    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+    conn.close()
+"""
+
+
+def check_upstream(failures):
+    """Connections the program opened itself before attach (upstreams, one
+    it had read from and one it had not) are not taken for connections it
+    accepted: a request's lines, written around reading each upstream's
+    answer, all carry the request's id (a read on an upstream adopted as a
+    lost connection ended the context; one adopted as a new connection gave
+    the answer, taken for a request, an id of its own). The server listens
+    on TCP, then on a unix socket alone (as behind a proxy)."""
+    for unix in (False, True):
+        upstream_case(unix, failures)
+
+
+def upstream_case(unix, failures):
+    name = "upstream-unix" if unix else "upstream"
+
+    def fail(msg):
+        failures.append(name + ": " + msg)
+
+    upstream = socket.socket()
+    upstream.bind(("127.0.0.1", 0))
+    upstream.listen(2)
+    answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nup"
+
+    def serve_upstream(conn):
+        with conn:
+            while conn.recv(65536):
+                conn.sendall(answer)
+
+    with tempfile.TemporaryDirectory(prefix="reqid-attach-upstream-") as tmp:
+        log = Path(tmp) / "app.log"
+        path = Path(tmp) / "listen.sock"
+        proc = subprocess.Popen(["python3", "-c", UPSTREAM_SERVER, str(log),
+                                 str(upstream.getsockname()[1])] + ([str(path)] if unix else []),
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        try:
+            for _ in range(2):
+                conn, _ = upstream.accept()
+                threading.Thread(target=serve_upstream, args=(conn,), daemon=True).start()
+            port = int(proc.stdout.readline())
+            rc, _, err = reqid("attach", "--log-path", str(log), proc.pid)
+            if rc != 0:
+                fail("attach: exit %d: %s" % (rc, err))
+                return
+            for n in range(3):
+                if unix:
+                    sock = socket.socket(socket.AF_UNIX)
+                    sock.settimeout(10)
+                    sock.connect(str(path))
+                else:
+                    sock = harness.connect(port, 10)
+                sock.sendall(b"GET /u%d HTTP/1.1\r\nX-Request-ID: id-u%d\r\n\r\n" % (n, n))
+                while sock.recv(65536):
+                    pass
+                sock.close()
+        finally:
+            proc.kill()
+            proc.wait(30)
+            upstream.close()
+        lines = log.read_text().splitlines()
+    want = ["%s u%d" % (what, n) for n in range(3)
+            for what in ("upstream0", "upstream1", "token=")]
+    got = []
+    for line in lines:
+        rid, msg = split_line(line)
+        token = msg.split()[1] if msg.startswith("upstream") else msg.split("=")[1]
+        got.append("%s %s" % (msg.split()[0] if msg.startswith("upstream") else "token=", token))
+        # u0's connection came from the accept that was blocked at attach:
+        # a unix socket cannot prove it had read nothing (no count of bytes
+        # received, as TCP_INFO gives), so it is taken as read from.
+        if rid != "id-" + token and not (unix and token == "u0" and rid is None):
+            fail("%r carries %r, expected %r" % (msg, rid, "id-" + token))
+    if got != want:
+        fail("lines %s, expected %s" % (got, want))
+    print("%-16s %d lines, each with its request's id%s (upstreams from before attach left "
+          "alone)" % (name, len(lines), ", but u0's on a unix socket: none" if unix else ""))
+
+
 IN_PROCESS_ERR = (b'before\nloaded\n{"rid":"out","msg":"attached"}\n'
                   b'{"rid":"out","msg":"stdio attached"}\n{"rid":"out","msg":"writev attached"}\n'
                   b'half a line\ndetached\nstdio detached\nwritev detached\npointer detached\n'
@@ -1230,7 +1344,7 @@ def refusals(failures):
 
 def main(argv):
     whole = {"http.server": check_python, "nginx": check_nginx, "apache": check_apache,
-             "joined": check_joined, "cycles": check_cycles}
+             "joined": check_joined, "upstream": check_upstream, "cycles": check_cycles}
     names = [n for n in argv if n not in whole] if argv else SERVERS
     groups = [(n, lambda f, n=n: (check_server(n, f), check_idle(n, f))) for n in names]
     groups += [(k, check) for k, check in whole.items() if not argv or k in argv]
