@@ -301,6 +301,8 @@ unsigned config_parse(struct reqid_config *cfg, config_lookup lookup)
 		warnings |= WARN_LOG_PATHS;
 	if ((v = lookup("REQID_JOIN_OPEN")) && !parse_switch(v, &cfg->join_open, false))
 		warnings |= WARN_JOIN_OPEN;
+	if ((v = lookup("REQID_PROXY_PROTOCOL")) && !parse_switch(v, &cfg->proxy_protocol, false))
+		warnings |= WARN_PROXY_PROTOCOL;
 	if ((v = lookup("REQID_AUDIT_DIR")) && *v && !parse_audit_dir(v, cfg))
 		warnings |= WARN_AUDIT_DIR;
 	if ((v = lookup("REQID_RESPONSE_HEADER"))) {
@@ -330,6 +332,7 @@ const char *config_warning_variable(unsigned warning_bit)
 	case WARN_EVENT_BRACKETS: return "REQID_EVENT_BRACKETS";
 	case WARN_AUDIT_DIR: return "REQID_AUDIT_DIR";
 	case WARN_JOIN_OPEN: return "REQID_JOIN_OPEN";
+	case WARN_PROXY_PROTOCOL: return "REQID_PROXY_PROTOCOL";
 	default: return "REQID_?";
 	}
 }

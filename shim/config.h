@@ -45,6 +45,7 @@ enum config_warning {
 	WARN_EVENT_BRACKETS = 1 << 11,
 	WARN_AUDIT_DIR = 1 << 12,
 	WARN_JOIN_OPEN = 1 << 13,
+	WARN_PROXY_PROTOCOL = 1 << 14,
 };
 
 struct header_name {
@@ -55,6 +56,8 @@ struct header_name {
 struct reqid_config {
 	uint8_t log_path_count;
 	bool disabled;
+	bool proxy_protocol; /* connections begin with a PROXY protocol header
+				the program reads (behind a load balancer) */
 	enum log_format format;
 	uint8_t field_len;
 	char field[CONFIG_MAX_FIELD + 1]; /* name of the request_id field */

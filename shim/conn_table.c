@@ -243,6 +243,7 @@ static FORK_PATH void conn_start(struct fd_state *st, struct conn *c, uint8_t jo
 	atomic_store_explicit(&c->join, join, memory_order_relaxed);
 	atomic_store_explicit(&c->tls, false, memory_order_relaxed);
 	c->began = false;
+	c->proxied = false;
 	set_request(c, 0);
 	drop_head_text(c);
 	parse_from(c->parsing);
@@ -275,7 +276,7 @@ static bool conn_is_fresh(const struct fd_state *st, const struct conn *c)
 	    atomic_load_explicit(&c->join, memory_order_relaxed) != JOIN_NONE ||
 	    __atomic_load_n(&c->request, __ATOMIC_RELAXED) ||
 	    atomic_load_explicit(&c->line_live, memory_order_relaxed) || c->head_slot ||
-	    atomic_load_explicit(&c->blind, memory_order_relaxed) || c->began ||
+	    atomic_load_explicit(&c->blind, memory_order_relaxed) || c->began || c->proxied ||
 	    atomic_load_explicit(&c->tls, memory_order_relaxed) || c->owed_len || atomic_load_explicit(&c->out_busy, memory_order_relaxed))
 		return false;
 	struct http_response_parser response;
@@ -600,35 +601,94 @@ static FORK_PATH void feed(struct conn *c, const void *buf, size_t n)
 	apply(c, &r, r.not_http && line_here && http_starts_h2(buf, n));
 }
 
-/* Feeds n bytes read from c (locked) to its parser, unless its stream is
- * not parsed (not HTTP, lost, or joined and not yet open). */
-static FORK_PATH void parse_read(struct conn *c, const void *buf, const struct iovec *iov, size_t n)
+/* Feeds the n bytes read from c (locked) after the first skip to its
+ * parser, unless its stream is not parsed (not HTTP, lost, or joined and
+ * not yet open). */
+static FORK_PATH void parse_read(struct conn *c, const void *buf, const struct iovec *iov, size_t n,
+				 size_t skip)
 {
 	uint8_t join = atomic_load_explicit(&c->join, memory_order_acquire);
 	if (c->kind != CONN_HTTP || (join != JOIN_NONE && !join_opens(c)))
 		return;
 	if (iov == NULL) {
-		feed(c, buf, n);
+		feed(c, (const char *)buf + skip, n - skip);
 		return;
 	}
 	for (size_t left = n; left > 0 && c->kind == CONN_HTTP; iov++) {
 		size_t part = iov->iov_len < left ? iov->iov_len : left;
-		feed(c, iov->iov_base, part);
+		left -= part;
+		if (skip >= part) {
+			skip -= part;
+			continue;
+		}
+		feed(c, (const char *)iov->iov_base + skip, part - skip);
+		skip = 0;
+	}
+}
+
+/* The bytes read (buf, or iov, n in all) from offset at (< n) on, as far
+ * as they lie together: *len of them. */
+static const char *bytes_from(const void *buf, const struct iovec *iov, size_t n, size_t at,
+			      size_t *len)
+{
+	if (iov == NULL) {
+		*len = n - at;
+		return (const char *)buf + at;
+	}
+	for (size_t left = n;; iov++) {
+		size_t part = iov->iov_len < left ? iov->iov_len : left;
+		if (at < part) {
+			*len = part - at;
+			return (const char *)iov->iov_base + at;
+		}
+		at -= part;
 		left -= part;
 	}
 }
 
-/* Whether the first of the n bytes read from c (locked), the first its
- * socket gave, begin a TLS handshake: they are records then, not requests. */
-static bool opens_tls(const struct conn *c, const void *buf, const struct iovec *iov, size_t n)
+/* Whether the first bytes of a stream (first, len of them) may begin a
+ * PROXY protocol header: "PR", or a CR and a NUL where a version 2
+ * header has them. Requests begin with neither. */
+static inline bool may_be_proxied(const char *first, size_t len)
 {
-	if (atomic_load_explicit(&c->join, memory_order_relaxed) != JOIN_NONE)
-		return false;
-	if (iov == NULL)
-		return http_starts_tls(buf, n);
-	while (iov->iov_len == 0)
-		iov++;
-	return http_starts_tls(iov->iov_base, iov->iov_len < n ? iov->iov_len : n);
+	return len >= 2 && ((first[0] == 'P' && first[1] == 'R') ||
+			    (first[0] == '\r' && len >= 5 && first[4] == '\0'));
+}
+
+/* The first read of c (locked), which may_be_proxied. A PROXY protocol
+ * header a load balancer put before the stream is skipped, if the program
+ * reads one (REQID_PROXY_PROTOCOL), and what comes after it read as a
+ * stream's first bytes; unlocks c. A header that does not end in this read,
+ * or one the program was not said to read (it may answer it as a bad
+ * request, and the request after it is then none it serves) loses the
+ * stream. Out of the fork child's code: taken only behind a load balancer. */
+static __attribute__((noinline)) enum conn_read proxied_start(struct conn *c, const void *buf,
+							      const struct iovec *iov, size_t n)
+{
+	size_t len;
+	const char *first = bytes_from(buf, iov, n, 0, &len);
+	size_t skip = http_proxy_header_len(first, len);
+	if (skip != 0 && !shim.config.proxy_protocol)
+		skip = SIZE_MAX;
+	if (skip == n) { /* the header alone: the stream starts next */
+		c->proxied = true;
+		conn_unlock(c);
+		return CONN_READ_PARSED;
+	}
+	c->began = true;
+	if (skip == SIZE_MAX) {
+		lose_stream(c);
+	} else {
+		first = bytes_from(buf, iov, n, skip, &len);
+		if (skip && http_starts_tls(first, len)) {
+			atomic_store_explicit(&c->tls, true, memory_order_relaxed);
+			conn_unlock(c);
+			return CONN_READ_TLS;
+		}
+		parse_read(c, buf, iov, n, skip);
+	}
+	conn_unlock(c);
+	return CONN_READ_PARSED;
 }
 
 FORK_PATH enum conn_read conn_on_read(int fd, uint8_t generation, const void *buf,
@@ -652,15 +712,22 @@ FORK_PATH enum conn_read conn_on_read(int fd, uint8_t generation, const void *bu
 		conn_unlock(c);
 		return CONN_READ_STALE;
 	}
-	if (!c->began) {
-		c->began = true;
-		if (opens_tls(c, buf, iov, n)) {
+	if (!c->began && atomic_load_explicit(&c->join, memory_order_relaxed) == JOIN_NONE) {
+		/* The first bytes the socket gave: a TLS handshake makes them
+		 * records, not requests. */
+		size_t len;
+		const char *first = bytes_from(buf, iov, n, 0, &len);
+		if (unlikely(may_be_proxied(first, len)) && !c->proxied)
+			return proxied_start(c, buf, iov, n);
+		if (http_starts_tls(first, len)) {
+			c->began = true;
 			atomic_store_explicit(&c->tls, true, memory_order_relaxed);
 			conn_unlock(c);
 			return CONN_READ_TLS;
 		}
 	}
-	parse_read(c, buf, iov, n);
+	c->began = true;
+	parse_read(c, buf, iov, n, 0);
 	conn_unlock(c);
 	return CONN_READ_PARSED;
 }
@@ -735,7 +802,7 @@ void conn_on_tls_read(int fd, const void *buf, size_t n)
 		lose_on(fd, c);
 		return;
 	}
-	parse_read(c, buf, NULL, n);
+	parse_read(c, buf, NULL, n, 0);
 	conn_unlock(c);
 }
 

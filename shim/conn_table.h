@@ -69,7 +69,7 @@ enum conn_kind {
 };
 
 /* busy first (a connection moving to another fd's entry takes everything
- * after it), then fields by size: 168 bytes, 5 of them padding before the
+ * after it), then fields by size: 168 bytes, 4 of them padding before the
  * parsers (10,000 idle connections hold 1.6 MiB of them). */
 struct conn {
 	_Atomic uint32_t busy;
@@ -95,6 +95,7 @@ struct conn {
 				its requests come through the TLS library's
 				calls (hook_ssl.c) */
 	bool began;          /* bytes were read from its socket */
+	bool proxied;        /* its PROXY protocol header was read alone */
 	_Atomic bool line_live; /* its request line is counted as live */
 	_Atomic bool blind;  /* counted as an unseen stream (conn_went_blind) */
 	struct http_response_parser response;

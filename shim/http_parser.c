@@ -160,6 +160,28 @@ bool http_starts_h2(const char *buf, size_t len)
 	return len >= 12 && memcmp(buf, preface, len < sizeof(preface) - 1 ? len : sizeof(preface) - 1) == 0;
 }
 
+size_t http_proxy_header_len(const char *buf, size_t len)
+{
+	static const char v1[] = "PROXY ", v2[] = "\r\n\r\n\0\r\nQUIT\n";
+	enum { V1_MAX = 107, V2_FIXED = 16 };
+	if (len >= sizeof(v1) - 1 && memcmp(buf, v1, sizeof(v1) - 1) == 0) {
+		size_t end = len < V1_MAX ? len : V1_MAX;
+		for (size_t i = sizeof(v1) - 1; i + 1 < end; i++)
+			if (buf[i] == '\r' && buf[i + 1] == '\n')
+				return i + 2;
+		return len < V1_MAX ? SIZE_MAX : 0;
+	}
+	/* "\r\n\r\n" may be blank lines before a request; the NUL is not. */
+	if (len < 5 || memcmp(buf, v2, len < sizeof(v2) - 1 ? len : sizeof(v2) - 1) != 0)
+		return 0;
+	if (len < V2_FIXED)
+		return SIZE_MAX;
+	if (((unsigned char)buf[12] >> 4) != 2)
+		return 0;
+	size_t total = V2_FIXED + ((size_t)(unsigned char)buf[14] << 8 | (unsigned char)buf[15]);
+	return len >= total ? total : SIZE_MAX;
+}
+
 FORK_PATH bool http_parser_in_head(const struct http_parser *p)
 {
 	/* A CR ending the request line or a header line waits for its LF;

@@ -189,6 +189,12 @@ bool http_starts_tls(const char *buf, size_t len);
  * that came matching. */
 bool http_starts_h2(const char *buf, size_t len);
 
+/* The length of the PROXY protocol header (version 1, a text line, or 2,
+ * binary; HAProxy's spec) that the len bytes at a stream's start begin: 0
+ * if they begin none (or too few came to tell it from a request: "P" may be
+ * POST's), SIZE_MAX if they begin one that does not end within them. */
+size_t http_proxy_header_len(const char *buf, size_t len);
+
 /* Finds the first quoted request line ("\"METHOD SP target SP HTTP/1.d\"",
  * as access logs write it) inside a log line. Stores the offset and length
  * of the request line (without the quotes); false if there is none. */

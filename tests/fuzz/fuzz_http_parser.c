@@ -8,7 +8,8 @@
  * only the state then); every reported id is a valid one;
  * nothing reads or writes out of bounds (ASan; every call is given a buffer
  * of exactly its length, so a read past a piece's end is caught too). Never
- * prints on success.
+ * prints on success. A PROXY protocol header found at their start is
+ * whole within them, and the HTTP/2 preface is never taken for requests.
  *
  * The same bytes also go through a pausing parser (the one client_output.c
  * drives over what an application writes), fed the way the shim feeds it:
@@ -364,5 +365,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		abort();
 
 	check_pausing(&m, data, size, cut, &a);
+
+	/* A PROXY header's length: none, cut short, or within the bytes and
+	 * the same over any longer stream of them; the h2 preface likewise. */
+	size_t proxy = http_proxy_header_len((const char *)data, size);
+	if (proxy != 0 && proxy != SIZE_MAX &&
+	    (proxy > size || http_proxy_header_len((const char *)data, proxy) != proxy))
+		abort();
+	if (http_starts_h2((const char *)data, size) && !a.not_http)
+		abort();
 	return 0;
 }

@@ -35,7 +35,9 @@ nginx with a mix of URLs (80% /index.html, 10% /other.html, 10% /missing:
 404 and an error-log line each); nginx with a buffered shimmed access log
 (buffer=8k: one write() carries the lines of ~50 requests); nginx with
 `ssl` on its listening socket (the client on HTTPS, certificate made by
-openssl at run time), one URL and mixed; lighttpd at
+openssl at run time), one URL and mixed; nginx behind a load balancer
+speaking the PROXY protocol (`listen ... proxy_protocol`: each connection
+begins with a PROXY line the client sends first), plain and with TLS; lighttpd at
 concurrency 16 and 128 (lighttpd buffers its access log itself: 8 KiB, or
 until the second changes); Apache httpd with its event MPM (two processes
 of worker threads that take keep-alive connections in turn from a listener
@@ -128,15 +130,18 @@ class Row:
     """One run: a server, its workers, the traffic. buffered: nginx writes
     the shimmed access log through a buffer (access_log ... buffer=8k)."""
 
-    def __init__(self, server, workers, concurrency, kind, requests, buffered=False, tls=False):
+    def __init__(self, server, workers, concurrency, kind, requests, buffered=False, tls=False,
+                 proxy=False):
         self.server, self.workers, self.concurrency = server, workers, concurrency
         self.kind, self.requests, self.buffered, self.tls = kind, requests, buffered, tls
+        self.proxy = proxy
         # buffered access logs: lines flushed in batches, no floor
         self.min_recall = 0.0 if buffered or server == "lighttpd" else REALISTIC_MIN_RECALL
 
     @property
     def label(self):
-        return self.server + ("-buf" if self.buffered else "") + ("-tls" if self.tls else "")
+        return (self.server + ("-buf" if self.buffered else "") + ("-tls" if self.tls else "") +
+                ("-proxy" if self.proxy else ""))
 
     @property
     def name(self):
@@ -154,6 +159,8 @@ ROWS = [Row("nginx", w, c, "keepalive", 2000) for w in (1, 2) for c in (1, 16, 1
     Row("nginx", 2, 16, "keepalive", 2000, buffered=True),
     Row("nginx", 2, 16, "keepalive", 2000, tls=True),
     Row("nginx", 2, 16, "mixed", 2000, tls=True),
+    Row("nginx", 2, 16, "keepalive", 2000, proxy=True),
+    Row("nginx", 2, 16, "mixed", 2000, tls=True, proxy=True),
     Row("lighttpd", 1, 16, "keepalive", 2000),
     Row("lighttpd", 1, 128, "keepalive", 2000),
     Row("apache", 2, 16, "keepalive", 2000),
@@ -173,11 +180,13 @@ class RealisticNginx(servers.RealServer):
     stop_signal = signal.SIGQUIT
     binary, apt = "nginx", "nginx"
 
-    def __init__(self, base, port, workers, buffered=False, tls=False):
+    def __init__(self, base, port, workers, buffered=False, tls=False, proxy=False):
         self.base = Path(base)
         super().__init__(self.base / "shimmed", port)
         self.root = self.base / "root"
-        self.workers, self.buffered, self.tls = workers, buffered, tls
+        self.workers, self.buffered, self.tls, self.proxy = workers, buffered, tls, proxy
+        if proxy:  # as its user would run it: the shim told the PROXY header comes first
+            self.reqid_options = ("--proxy-protocol",)
         self.truth = self.base / "truth" / "access.log"
 
     def prepare(self, reqs=()):
@@ -223,7 +232,7 @@ http {{
     sendfile on;
     keepalive_requests 1000;
     server {{
-        listen 127.0.0.1:{self.port}{tls};
+        listen 127.0.0.1:{self.port}{" proxy_protocol" if self.proxy else ""}{tls};
         root {self.root};
         location / {{ }}
     }}
@@ -375,8 +384,8 @@ class Load:
     connect; a port seen before is put aside and another one taken). With
     tls, each connection is HTTPS (the certificate is not checked)."""
 
-    def __init__(self, port, concurrency, rng, tls=False):
-        self.port, self.concurrency = port, concurrency
+    def __init__(self, port, concurrency, rng, tls=False, proxy=False):
+        self.port, self.concurrency, self.proxy = port, concurrency, proxy
         self.ssl = None
         if tls:
             self.ssl = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
@@ -435,6 +444,9 @@ class Load:
         waiting = barrier
         try:
             await asyncio.wait_for(loop.sock_connect(sock, ("127.0.0.1", self.port)), TIMEOUT)
+            if self.proxy:  # as a load balancer speaking the PROXY protocol would
+                await loop.sock_sendall(sock, b"PROXY TCP4 192.0.2.%d 127.0.0.1 %d %d\r\n"
+                                        % (1 + lport % 250, lport, self.port))
             reader, writer = await asyncio.open_connection(
                 sock=sock, ssl=self.ssl, server_hostname="127.0.0.1" if self.ssl else None)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -811,12 +823,12 @@ def run_row(row, seed, keep=False, min_recall=None):
     reqs = [r for conn in plan for r in conn]
     base = Path(tempfile.mkdtemp(prefix="reqid-realistic-%s-" % row.name))
     srv = SERVER_CLASSES[row.server](base, servers.free_port(), row.workers, row.buffered,
-                                     row.tls)
+                                     row.tls, *([row.proxy] if row.proxy else []))
     res = {"row": row, "tmp": str(base), "problems": [], "requests": len(reqs),
            "connections": len(plan)}
     t0 = time.monotonic()
     running = None
-    load = Load(srv.port, row.concurrency, rng, row.tls)
+    load = Load(srv.port, row.concurrency, rng, row.tls, row.proxy)
     try:
         srv.prepare()
         running = servers.Running(srv)  # returns as soon as the port accepts

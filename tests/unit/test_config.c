@@ -112,6 +112,7 @@ static void assert_all_defaults(const struct reqid_config *cfg)
 	assert_int_equal(cfg->log_path_count, 0);
 	assert_int_equal(cfg->audit_dir_len, 0);
 	assert_false(cfg->join_open);
+	assert_false(cfg->proxy_protocol);
 }
 
 static void repeat(char *buf, char c, size_t n)
@@ -747,6 +748,23 @@ static void test_join_open_values(void **state)
 	assert_string_equal(config_warning_variable(WARN_JOIN_OPEN), "REQID_JOIN_OPEN");
 }
 
+/* REQID_PROXY_PROTOCOL: a switch, off by default (a PROXY header then
+ * loses its connection); an unclear value leaves it off and is reported. */
+static void test_proxy_protocol_values(void **state)
+{
+	(void)state;
+	struct reqid_config cfg;
+	assert_int_equal(parse1(&cfg, "REQID_PROXY_PROTOCOL", "on"), 0);
+	assert_true(cfg.proxy_protocol);
+	cfg.proxy_protocol = false;
+	assert_all_defaults(&cfg);
+	assert_int_equal(parse1(&cfg, "REQID_PROXY_PROTOCOL", "0"), 0);
+	assert_all_defaults(&cfg);
+	assert_int_equal(parse1(&cfg, "REQID_PROXY_PROTOCOL", "maybe"), WARN_PROXY_PROTOCOL);
+	assert_all_defaults(&cfg);
+	assert_string_equal(config_warning_variable(WARN_PROXY_PROTOCOL), "REQID_PROXY_PROTOCOL");
+}
+
 /* ---- combinations and names -------------------------------------------- */
 
 static void test_all_valid_together(void **state)
@@ -906,7 +924,7 @@ static void test_warning_variable_names(void **state)
 	assert_int_equal(WARN_EVENT_BRACKETS, 1 << 11);
 	/* not one bit: no name */
 	assert_string_equal(config_warning_variable(0), "REQID_?");
-	assert_string_equal(config_warning_variable(1 << 14), "REQID_?");
+	assert_string_equal(config_warning_variable(1 << 15), "REQID_?");
 	assert_string_equal(config_warning_variable(WARN_FIELDS | WARN_PROPAGATE), "REQID_?");
 }
 
@@ -985,6 +1003,7 @@ int main(void)
 		cmocka_unit_test(test_event_brackets_values),
 		cmocka_unit_test(test_audit_dir_values),
 		cmocka_unit_test(test_join_open_values),
+		cmocka_unit_test(test_proxy_protocol_values),
 		cmocka_unit_test(test_new_warnings_together),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -675,15 +675,15 @@ static void test_untracked_connections_keep_lines_unnamed(void **state)
 	assert_false(naming_on());
 }
 
-/* A connection whose first bytes are not HTTP (a PROXY protocol line
- * before the request, say) is not parsed: a request on it is unseen, and
- * the same request line read on another connection names nothing. */
+/* A connection whose first bytes are not HTTP (another protocol, or a
+ * PROXY protocol header cut short) is not parsed: a request on it is
+ * unseen, and the same request line read on another connection names
+ * nothing. */
 static void test_not_http_keeps_lines_unnamed(void **state)
 {
 	(void)state;
 	conn_open(50);
-	static const char proxied[] =
-		"PROXY TCP4 192.0.2.1 192.0.2.2 1111 80\r\nGET /same HTTP/1.1\r\n\r\n";
+	static const char proxied[] = "PROXY\r\nGET /same HTTP/1.1\r\n\r\n";
 	conn_on_read(50, conn_generation(50), proxied, NULL, sizeof proxied - 1);
 	conn_open(51);
 	static const char req[] = "GET /same HTTP/1.1\r\n\r\n";
@@ -692,6 +692,88 @@ static void test_not_http_keeps_lines_unnamed(void **state)
 	assert_int_equal(request_named_by(line, sizeof line - 1), 0);
 	conn_forget(51);
 	conn_forget(50);
+	assert_true(naming_on());
+}
+
+/* Behind a load balancer speaking the PROXY protocol (REQID_PROXY_PROTOCOL)
+ * the header comes first: skipped, the requests after it are the
+ * connection's (their ids, their request lines named), in one read with it
+ * or after it, over an iovec, before a TLS handshake too; one header only
+ * (a second is the client's, and the server's bad request); a header cut
+ * short in the first read loses the stream, and so does any header when
+ * the program is not said to read one (it may answer the header as a bad
+ * request, and the request after it is then none it serves). */
+static void test_proxy_header_before_requests(void **state)
+{
+	(void)state;
+	shim.config.proxy_protocol = true;
+	static const char v1[] = "PROXY TCP4 192.0.2.1 192.0.2.2 56324 80\r\n";
+	static const char req[] = "GET /lb HTTP/1.1\r\nX-Request-ID: behind-lb\r\n\r\n";
+	char both[256];
+	int len = snprintf(both, sizeof(both), "%s%s", v1, req);
+	conn_open(5);
+	conn_on_read(5, conn_generation(5), both, NULL, (size_t)len);
+	assert_string_equal(id_on(5), "behind-lb");
+	assert_true(naming_on());
+	static const char line[] = "- \"GET /lb HTTP/1.1\" 200";
+	assert_int_equal(request_named_by(line, sizeof line - 1), conn_request(5));
+	conn_on_write(5);
+	request_on(5, "second");
+	assert_string_equal(id_on(5), "second");
+	conn_forget(5);
+
+	conn_open(5); /* the header alone first */
+	conn_on_read(5, conn_generation(5), v1, NULL, sizeof v1 - 1);
+	assert_int_equal(conn_request(5), 0);
+	conn_on_read(5, conn_generation(5), req, NULL, sizeof req - 1);
+	assert_string_equal(id_on(5), "behind-lb");
+	conn_forget(5);
+
+	conn_open(5); /* over an iovec, the header split between entries */
+	struct iovec parts[3] = {{NULL, 0}, {both, 10}, {both + 10, (size_t)len - 10}};
+	conn_on_read(5, conn_generation(5), NULL, parts, (size_t)len);
+	assert_int_equal(conn_request(5), 0); /* cut short in the first entry: lost */
+	assert_false(naming_on());
+	conn_forget(5);
+	parts[1].iov_base = both; /* the header and the request's first bytes */
+	parts[1].iov_len = sizeof v1 - 1 + 3;
+	parts[2].iov_base = both + sizeof v1 - 1 + 3;
+	parts[2].iov_len = (size_t)len - (sizeof v1 - 1 + 3);
+	conn_open(5);
+	conn_on_read(5, conn_generation(5), NULL, parts, (size_t)len);
+	assert_string_equal(id_on(5), "behind-lb");
+	conn_forget(5);
+
+	conn_open(6); /* then TLS */
+	char hello[128];
+	memcpy(hello, v1, sizeof v1 - 1);
+	memcpy(hello + sizeof v1 - 1, client_hello, sizeof client_hello - 1);
+	assert_int_equal(conn_on_read(6, conn_generation(6), hello,
+				      NULL, sizeof v1 - 1 + sizeof client_hello - 1),
+			 CONN_READ_TLS);
+	assert_true(conn_is_tls(6));
+	conn_forget(6);
+	assert_true(naming_on());
+
+	conn_open(5); /* a second header, after the first came alone: not HTTP */
+	conn_on_read(5, conn_generation(5), v1, NULL, sizeof v1 - 1);
+	conn_on_read(5, conn_generation(5), both, NULL, (size_t)len);
+	assert_string_not_equal(id_on(5), "behind-lb");
+	assert_int_equal(conn_entry(5)->kind, CONN_RAW);
+	conn_forget(5);
+	assert_true(naming_on());
+
+	shim.config.proxy_protocol = false;
+	conn_open(5);
+	conn_on_read(5, conn_generation(5), both, NULL, (size_t)len);
+	assert_int_equal(conn_request(5), 0);
+	assert_false(naming_on());
+	conn_forget(5);
+	conn_open(5);
+	conn_on_read(5, conn_generation(5), v1, NULL, sizeof v1 - 1);
+	conn_on_read(5, conn_generation(5), req, NULL, sizeof req - 1);
+	assert_int_equal(conn_request(5), 0);
+	conn_forget(5);
 	assert_true(naming_on());
 }
 
@@ -1097,6 +1179,7 @@ int main(void)
 		cmocka_unit_test_setup(test_heir_gives_back_a_late_count, setup),
 		cmocka_unit_test_setup(test_untracked_connections_keep_lines_unnamed, setup),
 		cmocka_unit_test_setup(test_not_http_keeps_lines_unnamed, setup),
+		cmocka_unit_test_setup(test_proxy_header_before_requests, setup),
 		cmocka_unit_test_setup(test_tls_records_unseen_until_read, setup),
 		cmocka_unit_test_setup(test_loss_racing_a_joined_stream_opening, setup),
 		cmocka_unit_test_setup(test_detach_forgets_late_counts, setup),

@@ -900,6 +900,49 @@ static void test_starts_h2(void **state)
 	assert_false(http_starts_h2("GET / HTTP/2.0\r\n\r\n", 18));
 }
 
+/* PROXY protocol headers (version 1 and 2) before a stream's first request:
+ * their lengths once whole, SIZE_MAX while cut short, 0 for anything else,
+ * and for too few bytes to tell from a request. */
+static void test_proxy_header_len(void **state)
+{
+	(void)state;
+	static const char v1[] = "PROXY TCP4 192.0.2.1 192.0.2.2 56324 443\r\nGET / HTTP/1.1\r\n";
+	size_t v1_len = strlen("PROXY TCP4 192.0.2.1 192.0.2.2 56324 443\r\n");
+	assert_int_equal(http_proxy_header_len(v1, sizeof v1 - 1), v1_len);
+	assert_int_equal(http_proxy_header_len(v1, v1_len), v1_len);
+	for (size_t n = 6; n < v1_len; n++)
+		assert_int_equal(http_proxy_header_len(v1, n), SIZE_MAX);
+	for (size_t n = 0; n < 6; n++)
+		assert_int_equal(http_proxy_header_len(v1, n), 0);
+	assert_int_equal(http_proxy_header_len("PROXY UNKNOWN\r\n", 15), 15);
+	char longest[120];
+	memset(longest, 'x', sizeof longest);
+	memcpy(longest, "PROXY ", 6);
+	memcpy(longest + 105, "\r\n", 2);
+	assert_int_equal(http_proxy_header_len(longest, sizeof longest), 107);
+	longest[105] = 'x';
+	assert_int_equal(http_proxy_header_len(longest, sizeof longest), 0); /* too long */
+	assert_int_equal(http_proxy_header_len("PROPFIND / HTTP/1.1\r\n", 21), 0);
+	assert_int_equal(http_proxy_header_len("POST / HTTP/1.1\r\n", 17), 0);
+
+	/* Version 2: signature, version 2 and a command, family, length 12
+	 * (two IPv4 addresses and ports), then a request. */
+	static const char v2[] = "\r\n\r\n\0\r\nQUIT\n\x21\x11\x00\x0c"
+				 "\xc0\x00\x02\x01\xc0\x00\x02\x02\xdc\x04\x01\xbb"
+				 "GET / HTTP/1.1\r\n";
+	assert_int_equal(http_proxy_header_len(v2, sizeof v2 - 1), 28);
+	assert_int_equal(http_proxy_header_len(v2, 28), 28);
+	for (size_t n = 5; n < 28; n++)
+		assert_int_equal(http_proxy_header_len(v2, n), SIZE_MAX);
+	for (size_t n = 0; n < 5; n++)
+		assert_int_equal(http_proxy_header_len(v2, n), 0);
+	char v3[sizeof v2];
+	memcpy(v3, v2, sizeof v2);
+	v3[12] = 0x31; /* version 3: not one this knows */
+	assert_int_equal(http_proxy_header_len(v3, sizeof v3 - 1), 0);
+	assert_int_equal(http_proxy_header_len("\r\n\r\nGET / HTTP/1.1\r\n", 20), 0);
+}
+
 static void test_method_length(void **state)
 {
 	(void)state;
@@ -2239,6 +2282,7 @@ int main(void)
 		cmocka_unit_test(test_in_head),
 		cmocka_unit_test(test_starts_tls),
 		cmocka_unit_test(test_starts_h2),
+		cmocka_unit_test(test_proxy_header_len),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
