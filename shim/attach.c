@@ -514,6 +514,7 @@ EXPORT RESIDENT_LAST_CODE int reqid_detach(const char *unused)
 	log_flush_all_plain();
 	nanosleep(&(struct timespec){0, 10000000}, NULL);
 	log_flush_all_plain();
+	log_release_free_slots();
 	forget_attached_state();
 	resident_return();
 	__atomic_store_n(&shim.detaching, false, __ATOMIC_SEQ_CST);

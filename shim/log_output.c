@@ -25,6 +25,7 @@
 #include <wchar.h>
 
 #include "fork_hot.h"
+#include "map_once.h"
 #include "shim_init.h"
 
 #define BACKLOGS 16
@@ -328,6 +329,12 @@ bool buffer_reserve(char **buf, size_t *cap, size_t need)
 	*buf = p;
 	*cap = size;
 	return true;
+}
+
+void buffer_release(char *buf, size_t cap)
+{
+	if (buf)
+		table_release(buf, cap);
 }
 
 static bool append(struct backlog *q, const char *b, size_t n)

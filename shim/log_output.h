@@ -119,4 +119,8 @@ void log_output_forget_all(void) __attribute__((visibility("hidden"))) FORK_PATH
  * False if the memory cannot be had; the buffer is then unchanged. */
 bool buffer_reserve(char **buf, size_t *cap, size_t need) __attribute__((visibility("hidden")));
 
+/* Gives the pages of a buffer buffer_reserve grew back to the kernel,
+ * keeping it mapped and its size (its bytes read as zeroes after). */
+void buffer_release(char *buf, size_t cap) __attribute__((visibility("hidden")));
+
 #endif

@@ -1261,6 +1261,28 @@ void log_flush_all_plain(void)
 	flush_all(PARTIAL_PLAIN);
 }
 
+void log_release_free_slots(void)
+{
+	unsigned used = STATE_WAS_MADE(MADE_SLOTS)
+				? atomic_load_explicit(&slots_used, memory_order_relaxed)
+				: 0;
+	int32_t tid = ctx_tid();
+	for (unsigned i = 0; i < used; i++) {
+		struct line_slot *s = &line_slots[i];
+		int32_t expected = 0;
+		if (!atomic_compare_exchange_strong(&s->owner, &expected, tid))
+			continue; /* a thread holds it */
+		if (slot_lock(s)) {
+			if (s->len == 0 && s->held_len == 0) {
+				buffer_release(s->buf, s->cap);
+				buffer_release(s->scratch, s->scratch_cap);
+			}
+			slot_unlock(s);
+		}
+		atomic_store_explicit(&s->owner, 0, memory_order_release);
+	}
+}
+
 /* In a forked child: only slots something holds are written, so the pages
  * of free ones stay shared with the parent. */
 void log_forget_all(void)

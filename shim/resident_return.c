@@ -14,6 +14,10 @@
  * entries are read: a page would lose a write only if the program made
  * its mapping writable and wrote it within those microseconds (the loader
  * does so only for text relocations, which x86_64 libraries do not have).
+ * A process that gave up root (not dumpable) cannot read its own pagemap:
+ * then every page counts as present at attach, and at detach only the code
+ * of libraries mapped since (the shim's, libunwind's), which no one writes,
+ * goes back (a debugger's breakpoint set in it would go too).
  *
  * Runs on the injector's thread only. Must never drop a page that is not
  * a clean copy of its file; any failure leaves pages where they are.
@@ -278,10 +282,11 @@ void resident_snapshot(void)
 	size_t slack = pages / 16 + 4096; /* mappings made between the passes */
 	size_t bits_max = pages + slack > PAGES_MAX ? PAGES_MAX : pages + slack;
 	size_t size = offsetof(struct snapshot, bits) + (bits_max + 63) / 64 * sizeof(uint64_t);
+	/* Unreadable in a process that gave up root (not dumpable): its pages
+	 * count as present, and only new code goes back (resident_return). */
 	int pagemap = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
-	struct snapshot *s = pagemap < 0 ? MAP_FAILED
-					 : mmap(NULL, size, PROT_READ | PROT_WRITE,
-						MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	struct snapshot *s = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+				  -1, 0);
 	if (s != MAP_FAILED) {
 		s->size = size;
 		s->complete = !too_many && bits_max == pages + slack;
@@ -371,15 +376,22 @@ void resident_return(void)
 	own_run_count = 0;
 	struct maps_reader r;
 	int pagemap = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
-	if (pagemap >= 0 && maps_open(&r)) {
+	if (maps_open(&r)) {
 		struct mapping m;
 		uint64_t entries[BATCH];
 		while (next_mapping(&r, &m)) {
+			/* Without pagemap only code is known to hold its
+			 * file's pages: no one writes a library's text. */
+			if (pagemap < 0 && !m.code)
+				continue;
 			size_t pages = (m.end - m.start) / PAGE;
 			for (size_t done = 0; done < pages;) {
 				size_t k = pages - done < BATCH ? pages - done : BATCH;
 				uintptr_t base = m.start + done * PAGE;
-				if (!pagemap_read(pagemap, base, entries, k)) {
+				if (pagemap < 0) {
+					for (size_t i = 0; i < k; i++)
+						entries[i] = PRESENT | FILE_PAGE;
+				} else if (!pagemap_read(pagemap, base, entries, k)) {
 					done += k;
 					continue;
 				}
