@@ -576,6 +576,18 @@ static bool keep_head_text(struct conn *c, const struct http_parser *p)
 	return true;
 }
 
+/* Whether the stream of c, whose first line p failed to parse, is lost
+ * because that line is a PROXY header: read in pieces, or a second one. No
+ * id then, never one for the whole connection. Out of the fork child's code. */
+static __attribute__((noinline, cold)) bool lost_to_proxy_line(struct conn *c,
+							      const struct http_parser *p)
+{
+	if (p->line_len < 6 || memcmp(p->request_line, "PROXY ", 6) != 0)
+		return false;
+	lose_stream(c);
+	return true;
+}
+
 static FORK_PATH void feed(struct conn *c, const void *buf, size_t n)
 {
 	struct http_parser p;
@@ -598,6 +610,8 @@ static FORK_PATH void feed(struct conn *c, const void *buf, size_t n)
 		lose_stream(c);
 		return;
 	}
+	if (unlikely(r.not_http) && lost_to_proxy_line(c, &p))
+		return;
 	apply(c, &r, r.not_http && line_here && http_starts_h2(buf, n));
 }
 

@@ -15,9 +15,9 @@
  * its mapping writable and wrote it within those microseconds (the loader
  * does so only for text relocations, which x86_64 libraries do not have).
  * A process that gave up root (not dumpable) cannot read its own pagemap:
- * then every page counts as present at attach, and at detach only the code
- * of libraries mapped since (the shim's, libunwind's), which no one writes,
- * goes back (a debugger's breakpoint set in it would go too).
+ * then every page counts as present at attach, and at detach only the
+ * shim's own code goes back (no text relocations; a debugger's breakpoint
+ * set in it would go too): another library's text may have been written.
  *
  * Runs on the injector's thread only. Must never drop a page that is not
  * a clean copy of its file; any failure leaves pages where they are.
@@ -380,9 +380,10 @@ void resident_return(void)
 		struct mapping m;
 		uint64_t entries[BATCH];
 		while (next_mapping(&r, &m)) {
-			/* Without pagemap only code is known to hold its
-			 * file's pages: no one writes a library's text. */
-			if (pagemap < 0 && !m.code)
+			/* Without pagemap only the shim's own code is known
+			 * to hold its file's pages (a library loaded since may
+			 * have had its text written: relocations, patches). */
+			if (pagemap < 0 && !(m.code && is_own(noted, &m)))
 				continue;
 			size_t pages = (m.end - m.start) / PAGE;
 			for (size_t done = 0; done < pages;) {
