@@ -167,6 +167,15 @@ static bool socket_option_set(int fd, int level, int name)
 	return getsockopt(fd, level, name, &value, &len) == 0 && value;
 }
 
+/* Whether a TCP socket listening at attach has this port. */
+static bool listened_port(uint16_t port)
+{
+	for (int i = 0; i < listeners.ports; i++)
+		if (listeners.port[i] == port)
+			return true;
+	return false;
+}
+
 static void note_listener(int fd)
 {
 	if (!socket_option_set(fd, SOL_SOCKET, SO_ACCEPTCONN))
@@ -178,9 +187,8 @@ static void note_listener(int fd)
 	if (socket_option_set(fd, SOL_IP, IP_TRANSPARENT) ||
 	    socket_option_set(fd, SOL_IPV6, IPV6_TRANSPARENT))
 		listeners.every_tcp = true;
-	for (int i = 0; i < listeners.ports; i++)
-		if (listeners.port[i] == port)
-			return;
+	if (listened_port(port))
+		return;
 	if (listeners.ports < LISTENERS_MAX)
 		listeners.port[listeners.ports++] = port;
 	else
@@ -194,12 +202,7 @@ static bool accepted_before_attach(int fd)
 	if (!is_accepted_socket(fd))
 		return false;
 	uint16_t port = own_port(fd);
-	if (port == 0 || !listeners.any || listeners.every_tcp)
-		return true;
-	for (int i = 0; i < listeners.ports; i++)
-		if (listeners.port[i] == port)
-			return true;
-	return false;
+	return port == 0 || !listeners.any || listeners.every_tcp || listened_port(port);
 }
 
 static bool is_epoll_instance(int fd)
@@ -211,8 +214,8 @@ static bool is_epoll_instance(int fd)
 /* The open descriptors: writable files whose paths match REQID_LOG_PATHS
  * become logs, as if the program had opened them under the shim, listening
  * sockets' ports are noted (listeners), and epoll instances go into *found
- * (epoll_map_adopt_instance). Returns the highest
- * open descriptor (-1 if /proc/self/fd cannot be read). */
+ * (epoll_map_adopt_instance). Returns the highest open descriptor (-1 if
+ * /proc/self/fd cannot be read). */
 static int scan_open_fds(struct instances *found)
 {
 	DIR *d = opendir("/proc/self/fd");
@@ -240,7 +243,6 @@ static int scan_open_fds(struct instances *found)
 }
 
 #define REGISTRATIONS_MAX 65536
-
 
 /* The registrations /proc/self/fdinfo lists for epfd of fds up to highest,
  * at most REGISTRATIONS_MAX, into out; how many, -1 if the list cannot be

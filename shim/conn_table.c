@@ -277,7 +277,8 @@ static bool conn_is_fresh(const struct fd_state *st, const struct conn *c)
 	    __atomic_load_n(&c->request, __ATOMIC_RELAXED) ||
 	    atomic_load_explicit(&c->line_live, memory_order_relaxed) || c->head_slot ||
 	    atomic_load_explicit(&c->blind, memory_order_relaxed) || c->began || c->proxied ||
-	    atomic_load_explicit(&c->tls, memory_order_relaxed) || c->owed_len || atomic_load_explicit(&c->out_busy, memory_order_relaxed))
+	    atomic_load_explicit(&c->tls, memory_order_relaxed) || c->owed_len ||
+	    atomic_load_explicit(&c->out_busy, memory_order_relaxed))
 		return false;
 	struct http_response_parser response;
 	http_response_init(&response, shim.config.response_header, shim.config.response_header_len);

@@ -157,7 +157,8 @@ FORK_PATH bool http_starts_tls(const char *buf, size_t len)
 bool http_starts_h2(const char *buf, size_t len)
 {
 	static const char preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-	return len >= 12 && memcmp(buf, preface, len < sizeof(preface) - 1 ? len : sizeof(preface) - 1) == 0;
+	size_t n = len < sizeof(preface) - 1 ? len : sizeof(preface) - 1;
+	return len >= 12 && memcmp(buf, preface, n) == 0;
 }
 
 size_t http_proxy_header_len(const char *buf, size_t len)

@@ -1261,11 +1261,17 @@ void log_flush_all_plain(void)
 	flush_all(PARTIAL_PLAIN);
 }
 
+/* Slots claimed at least once (a process that never claimed one has not
+ * touched slots_used's page). */
+static inline unsigned slots_ever_used(void)
+{
+	return STATE_WAS_MADE(MADE_SLOTS) ? atomic_load_explicit(&slots_used, memory_order_relaxed)
+					  : 0;
+}
+
 void log_release_free_slots(void)
 {
-	unsigned used = STATE_WAS_MADE(MADE_SLOTS)
-				? atomic_load_explicit(&slots_used, memory_order_relaxed)
-				: 0;
+	unsigned used = slots_ever_used();
 	int32_t tid = ctx_tid();
 	for (unsigned i = 0; i < used; i++) {
 		struct line_slot *s = &line_slots[i];
@@ -1287,9 +1293,7 @@ void log_release_free_slots(void)
  * of free ones stay shared with the parent. */
 void log_forget_all(void)
 {
-	unsigned used = STATE_WAS_MADE(MADE_SLOTS)
-				? atomic_load_explicit(&slots_used, memory_order_relaxed)
-				: 0;
+	unsigned used = slots_ever_used();
 	for (unsigned i = 0; i < used; i++) {
 		struct line_slot *s = &line_slots[i];
 		if (!atomic_load_explicit(&s->owner, memory_order_relaxed) &&

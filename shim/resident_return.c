@@ -283,7 +283,8 @@ void resident_snapshot(void)
 	size_t bits_max = pages + slack > PAGES_MAX ? PAGES_MAX : pages + slack;
 	size_t size = offsetof(struct snapshot, bits) + (bits_max + 63) / 64 * sizeof(uint64_t);
 	/* Unreadable in a process that gave up root (not dumpable): its pages
-	 * count as present, and only new code goes back (resident_return). */
+	 * count as present, and only the shim's own code goes back
+	 * (resident_return). */
 	int pagemap = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
 	struct snapshot *s = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
 				  -1, 0);

@@ -335,6 +335,15 @@ static void test_heir_gives_back_a_kept_slot(void **state)
 
 static const char client_hello[] = "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03";
 
+/* A new connection on fd whose first bytes were a ClientHello and whose
+ * TLS library (a hooked one) then took it up. */
+static void tls_opened(int fd)
+{
+	conn_open(fd);
+	conn_on_read(fd, conn_generation(fd), client_hello, NULL, sizeof client_hello - 1);
+	conn_tls_begin(fd);
+}
+
 /* The client's end of file ends a request that was answered (what the
  * server writes next, its note of the close, is no request's), not one
  * still unanswered (a client half-closes after its request), and a request
@@ -355,9 +364,7 @@ static void test_end_of_file_ends_an_answered_request(void **state)
 	request_on(5, "after");
 	assert_string_equal(id_on(5), "after");
 	conn_forget(5);
-	conn_open(6);
-	conn_on_read(6, conn_generation(6), client_hello, NULL, sizeof client_hello - 1);
-	conn_tls_begin(6);
+	tls_opened(6);
 	static const char req[] = "GET /a HTTP/1.1\r\nX-Request-ID: tls-eof\r\n\r\n";
 	conn_on_tls_read(6, req, sizeof req - 1);
 	conn_on_write(6); /* a record: says nothing of the response */
@@ -430,9 +437,7 @@ static void test_tls_begin_after_the_socket_gave_bytes(void **state)
 static void test_tls_not_http_is_lost(void **state)
 {
 	(void)state;
-	conn_open(8);
-	conn_on_read(8, conn_generation(8), client_hello, NULL, sizeof client_hello - 1);
-	conn_tls_begin(8);
+	tls_opened(8);
 	static const char preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 	conn_on_tls_read(8, preface, sizeof preface - 1);
 	assert_int_equal(conn_request(8), 0);
@@ -453,9 +458,7 @@ static void test_tls_not_http_is_lost(void **state)
 	/* Anything else inside TLS that does not parse (a request line
 	 * with two spaces, which some servers take) may carry requests the
 	 * shim does not see: no line is named while it is open. */
-	conn_open(9);
-	conn_on_read(9, conn_generation(9), client_hello, NULL, sizeof client_hello - 1);
-	conn_tls_begin(9);
+	tls_opened(9);
 	static const char odd[] = "GET  /a HTTP/1.1\r\n\r\n";
 	conn_on_tls_read(9, odd, sizeof odd - 1);
 	assert_int_equal(conn_request(9), 0);
