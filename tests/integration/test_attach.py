@@ -962,9 +962,12 @@ def upstream_case(unix, failures):
     want = ["%s u%d" % (what, n) for n in range(3)
             for what in ("upstream0", "upstream1", "token=")]
     got = []
+    tagged = right = 0
     for line in lines:
         rid, msg = split_line(line)
         token = msg.split()[1] if msg.startswith("upstream") else msg.split("=")[1]
+        tagged += rid is not None
+        right += rid == "id-" + token
         got.append("%s %s" % (msg.split()[0] if msg.startswith("upstream") else "token=", token))
         # u0's connection came from the accept that was blocked at attach:
         # a unix socket cannot prove it had read nothing (no count of bytes
@@ -973,8 +976,10 @@ def upstream_case(unix, failures):
             fail("%r carries %r, expected %r" % (msg, rid, "id-" + token))
     if got != want:
         fail("lines %s, expected %s" % (got, want))
-    print("%-16s %d lines, each with its request's id%s (upstreams from before attach left "
-          "alone)" % (name, len(lines), ", but u0's on a unix socket: none" if unix else ""))
+    print("%-16s %d lines, %d with an id, %d wrong, precision %s; recall %d of %d%s (upstreams "
+          "from before attach left alone)" % (
+              name, len(lines), tagged, tagged - right, ratio(right, tagged), right, len(lines),
+              ": u0's on a unix socket get none" if unix else ""))
 
 
 IN_PROCESS_ERR = (b'before\nloaded\n{"rid":"out","msg":"attached"}\n'
