@@ -314,16 +314,33 @@ static void import_registrations(const struct instances *found, int highest)
  * open one (accept takes the lowest free number), is marked FD_ADOPT. */
 #define ADOPT_SPAN 1024
 
+static int adoptable_end(int highest)
+{
+	return highest + 1 + ADOPT_SPAN < (int)FD_LIMIT ? highest + 1 + ADOPT_SPAN : (int)FD_LIMIT;
+}
+
 static void mark_adoptable(int highest)
 {
-	int end = highest + 1 + ADOPT_SPAN;
-	if (end > (int)FD_LIMIT)
-		end = (int)FD_LIMIT;
+	int end = adoptable_end(highest);
 	for (int fd = 0; fd < end; fd++) {
 		struct fd_state *st;
 		if (fd_flags(fd) == 0 && (st = fd_state_made(fd)))
 			atomic_fetch_or(&st->flags, FD_ADOPT);
 	}
+}
+
+/* A thread may have read a request past the shim (before attach, or while
+ * the GOT was patched) and write its line now that the hooks are on: every
+ * connection marked for adoption counts as unseen until its adoption
+ * (conn_unseen_until_adopted), so that no line is named by the one request
+ * with its request line the shim has counted so far. Run once the hooks
+ * are on, so that one accepted while the GOT was patched counts too. */
+static void count_unadopted(int highest)
+{
+	int end = adoptable_end(highest);
+	for (int fd = 0; fd < end; fd++)
+		if (fd_flags(fd) == FD_ADOPT && accepted_before_attach(fd))
+			conn_unseen_until_adopted(fd);
 }
 
 /* Whether every byte connection fd ever received is still queued: the
@@ -350,14 +367,15 @@ static bool nothing_read_yet(int fd)
 
 void attach_adopt(int fd)
 {
-	/* Attach is patching the GOT (the hooks pass through): the first call
-	 * after it adopts fd. Cleared then, fd would stay a connection the
-	 * shim never sees, whose requests no count includes. */
-	if (!__atomic_load_n(&shim.active, __ATOMIC_ACQUIRE) && !shim.detaching)
+	/* Attach is patching the GOT (the hooks pass through), or detach may
+	 * give up waiting: the first call after it adopts fd. Cleared then, fd
+	 * would stay a connection the shim never sees, whose requests no count
+	 * includes. */
+	if (!__atomic_load_n(&shim.active, __ATOMIC_ACQUIRE) || shim.detaching)
 		return;
 	int saved = errno;
 	atomic_fetch_and(&fd_state(fd)->flags, (uint8_t)~FD_ADOPT);
-	if (shim.active && !shim.detaching && fd_class(fd) == 0 && accepted_before_attach(fd)) {
+	if (fd_class(fd) == 0 && accepted_before_attach(fd)) {
 		bool from_start = nothing_read_yet(fd);
 		conn_join(fd, from_start);
 		/* Not joined: still a connection, whose I/O ends a thread's
@@ -366,8 +384,19 @@ void attach_adopt(int fd)
 		 * id), but with no request ever, its bytes untouched. */
 		if (!from_start && !shim.config.join_open)
 			conn_lose(fd);
+		attach_conn_opened(fd);
 	}
+	conn_adoption_dropped(fd); /* when it was not joined */
 	errno = saved;
+}
+
+void attach_conn_opened(int fd)
+{
+	/* Either lose_every_stream sees fd a connection, or this sees the
+	 * shim off (each stores, then loads the other's). */
+	atomic_thread_fence(memory_order_seq_cst);
+	if (!__atomic_load_n(&shim.active, __ATOMIC_RELAXED))
+		conn_lose(fd);
 }
 
 /* Everything the shim knew while attached: connections and outbound
@@ -418,6 +447,10 @@ static int attach_now(const char *settings)
 {
 	if (shim.active || preloaded_copy())
 		return ATTACH_PRELOADED;
+	/* What a hook left behind after the last detach (a thread that was
+	 * inside an accept then opened its connection after): nothing is
+	 * known of any descriptor yet. */
+	forget_attached_state();
 	size_t len = strlen(settings);
 	if (!read_settings(settings, len))
 		return ATTACH_TOO_LONG;
@@ -440,15 +473,20 @@ static int attach_now(const char *settings)
 		call_chain_load();
 	/* Hooks pass through while entries are patched one by one, and all
 	 * start at once: none reads a request past the shim that another then
-	 * answers through it. */
+	 * answers through it. No line is named by its request line until the
+	 * connections not yet adopted are counted. */
+	request_naming_paused(true);
 	__atomic_store_n(&shim.active, false, __ATOMIC_SEQ_CST);
 	int patched = got_patch_all();
 	if (patched < 0) {
 		shim.attached = false;
+		request_naming_paused(false);
 		fd_state_release(); /* the adoption marks too */
 		return ATTACH_NO_GOT;
 	}
 	__atomic_store_n(&shim.active, true, __ATOMIC_SEQ_CST);
+	count_unadopted(highest);
+	request_naming_paused(false);
 	import_registrations(&instances, highest);
 	memcpy(reqid_attach_status.settings, settings, len + 1);
 	reqid_attach_status.patched = patched;
@@ -485,15 +523,28 @@ static bool header_bytes_owed(void)
 	return false;
 }
 
+/* Detach: every connection's stream is lost, so that no thread takes its
+ * context again from a request the connection no longer carries (its next
+ * one read past the shim through an entry already put back). */
+static void lose_every_stream(void)
+{
+	int end = (int)fd_state_end();
+	for (int fd = 0; fd < end; fd++)
+		if (fd_class(fd) & FD_CONN)
+			conn_lose(fd);
+}
+
 /* How long detach waits for owed header bytes, in 1 ms steps. */
 #define OWED_WAIT_MS 1000
 
 /* Detach: no new header is added; once no response owes one and no log
- * descriptor has bytes queued behind a full pipe (log_output_drain), every
- * hook passes through (so no thread reads a request past the shim and then
- * writes its response through it, with the last request's id), the GOT is
- * put back, held lines go out (again a moment later, for a thread that was
- * inside a hook meanwhile), what the shim knew is forgotten, and the pages
+ * descriptor has bytes queued behind a full pipe (log_output_drain), the
+ * shim stops taking new connections and every thread's context starts
+ * afresh with naming off (a request read past the shim through an entry
+ * already put back has its line written through one not yet: it gets no
+ * id), the GOT is put back, held lines go out (again a moment later, for a
+ * thread that was inside a hook meanwhile), what the shim knew is
+ * forgotten, and the pages
  * attach made resident are given back, the shim's code last (this
  * function lies with it in RESIDENT_LAST_CODE's section). */
 EXPORT RESIDENT_LAST_CODE int reqid_detach(const char *unused)
@@ -511,6 +562,13 @@ EXPORT RESIDENT_LAST_CODE int reqid_detach(const char *unused)
 	}
 	__atomic_store_n(&shim.active, false, __ATOMIC_SEQ_CST);
 	shim.attached = false;
+	/* While the GOT is put back entry by entry, a thread may read a
+	 * request past the shim and write its line through a hook still in
+	 * place: that line has no request to take, neither the thread's last
+	 * (its context starts afresh) nor one its request line names. */
+	__atomic_add_fetch(&ctx_generation, 1, __ATOMIC_SEQ_CST);
+	request_naming_paused(true); /* until request_table_release */
+	lose_every_stream();
 	got_restore_all();
 	remove_fatal_signal_flush();
 	log_flush_all_plain();

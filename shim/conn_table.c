@@ -235,9 +235,14 @@ static FORK_PATH void conn_start(struct fd_state *st, struct conn *c, uint8_t jo
 	atomic_store_explicit(&c->copies, 0, memory_order_relaxed);
 	c->kind = CONN_HTTP;
 	atomic_store_explicit(&c->lost, false, memory_order_relaxed);
-	conn_sees_again(c); /* the entry's last connection, if its end went unseen */
+	/* A stream joined mid-stream is unseen from the start; a count the
+	 * entry holds (its last connection's end went unseen, or attach
+	 * counted fd until its adoption) goes on without a gap in which a
+	 * line could be named by the requests counted elsewhere. */
 	if (join == JOIN_AWAIT_RESPONSE)
 		conn_went_blind(c);
+	else
+		conn_sees_again(c);
 	c->head_pending = false;
 	atomic_store_explicit(&c->responded, false, memory_order_relaxed);
 	atomic_store_explicit(&c->join, join, memory_order_relaxed);
@@ -322,6 +327,22 @@ void conn_join(int fd, bool from_start)
 		conn_start(st, c, from_start ? JOIN_NONE : JOIN_AWAIT_RESPONSE, joined_parser_start);
 	else
 		stream_untracked();
+}
+
+void conn_unseen_until_adopted(int fd)
+{
+	struct conn *c = conn_entry_made(fd);
+	if (c)
+		conn_went_blind(c);
+	else
+		stream_untracked();
+}
+
+void conn_adoption_dropped(int fd)
+{
+	struct conn *c = conn_entry(fd);
+	if (c && !(fd_class(fd) & FD_CONN))
+		conn_sees_again(c);
 }
 
 /* The requests of c, an open connection, are seen again unless its stream

@@ -318,6 +318,18 @@ void conn_open(int fd) __attribute__((visibility("hidden")));
  * the stream (never an id for the connection). */
 void conn_join(int fd, bool from_start) __attribute__((visibility("hidden")));
 
+/* fd, marked FD_ADOPT at attach, is an accepted connection the shim did
+ * not see open: the program may have read requests from it past the shim
+ * (before attach, or while attach patched the GOT) and write their lines
+ * after, so it counts as an unseen stream until it is adopted (conn_join
+ * keeps the count for a stream joined mid-stream and ends it for one
+ * followed from its start) or conn_adoption_dropped. */
+void conn_unseen_until_adopted(int fd) __attribute__((visibility("hidden")));
+
+/* fd, marked FD_ADOPT, is closed, replaced or found not to be a
+ * connection before its adoption: it no longer counts as unseen. */
+void conn_adoption_dropped(int fd) __attribute__((visibility("hidden")));
+
 /* fd is being closed or replaced: forget it (the connection lives on in
  * its copies, if it has any). */
 void conn_forget(int fd) __attribute__((visibility("hidden")));

@@ -53,14 +53,23 @@ static bool is_log(int fd)
 	return fd_class(fd) & FD_LOG;
 }
 
+/* Attached: the number's next holder may come from a call begun before
+ * attach (an accept blocked then), past the shim. One marked already was
+ * never adopted: it counts as unseen no more. Outside FORK_PATH's window: a
+ * fork server started under the shim never runs it. */
+static __attribute__((noinline, cold)) void retiring_attached(int fd)
+{
+	struct fd_state *st;
+	if (own_process() && (st = fd_state_made(fd)) &&
+	    (atomic_fetch_or(&st->flags, FD_ADOPT) & FD_ADOPT))
+		conn_adoption_dropped(fd);
+}
+
 /* fd is about to stop naming what it named: close its books. */
 static FORK_PATH void fd_retiring(int fd)
 {
-	/* Attached: the number's next holder may come from a call begun
-	 * before attach (an accept blocked then), past the shim. */
-	struct fd_state *st;
-	if (unlikely(shim.attached) && own_process() && (st = fd_state_made(fd)))
-		atomic_fetch_or(&st->flags, FD_ADOPT);
+	if (unlikely(shim.attached))
+		retiring_attached(fd);
 	bool epoll = epoll_map_tracks(fd), unwinder = call_chain_is_pipe(fd);
 	uint8_t cls = fd_class(fd);
 	if (unlikely(audit_is_channel(fd)) && own_process())
@@ -474,12 +483,27 @@ EXPORT int memfd_create(const char *name, unsigned flags)
 
 /* ---- copies ------------------------------------------------------------ */
 
+/* old is still marked for adoption after adopt_pending (a detach is
+ * waiting, and may give up): so is its copy, and it counts as unseen as old
+ * does (conn_unseen_until_adopted). */
+static __attribute__((noinline, cold)) void copy_unadopted(int copy)
+{
+	struct fd_state *st = fd_state_made(copy);
+	if (st) {
+		atomic_fetch_or(&st->flags, FD_ADOPT);
+		conn_unseen_until_adopted(copy);
+	}
+}
+
 /* copy (dup, F_DUPFD) names what old names: a log stays a log, a
  * connection's copy is the same connection. */
 static int copy_made(int old, int copy)
 {
 	if (copy >= 0 && shim.active) {
+		adopt_pending(old); /* its copy is the same connection */
 		fresh(copy, is_log(old));
+		if (unlikely(fd_flags(old) & FD_ADOPT))
+			copy_unadopted(copy);
 		if (fd_class(old) & FD_CONN && own_process())
 			conn_copied(old, copy);
 	}
@@ -534,6 +558,7 @@ EXPORT FORK_PATH int fcntl64(int fd, int cmd, ...)
  * popen capturing a command's output, which is data. */
 static FORK_PATH void copied_onto(int oldfd, int newfd)
 {
+	adopt_pending(oldfd); /* its copy is the same connection */
 	uint8_t from = fd_class(oldfd);
 	bool log = false;
 	if (from & FD_LOG) {
@@ -544,6 +569,8 @@ static FORK_PATH void copied_onto(int oldfd, int newfd)
 		      (fstat(newfd, &st) == 0 && (S_ISREG(st.st_mode) || S_ISCHR(st.st_mode)));
 	}
 	fresh(newfd, log);
+	if (unlikely(fd_flags(oldfd) & FD_ADOPT))
+		copy_unadopted(newfd);
 	if (from & FD_CONN && own_process())
 		conn_copied(oldfd, newfd);
 }

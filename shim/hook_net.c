@@ -26,9 +26,13 @@ ssize_t __recvfrom_chk(int fd, void *buf, size_t n, size_t buflen, int flags,
 
 static int accepted(int listen_fd, int fd)
 {
-	if (fd >= 0) {
+	/* Detach may have begun while the accept waited. */
+	if (fd >= 0 && __atomic_load_n(&shim.active, __ATOMIC_ACQUIRE)) {
 		int saved = errno;
 		conn_open(fd);
+		if (unlikely(__atomic_load_n(&shim.attached, __ATOMIC_ACQUIRE)) ||
+		    unlikely(!__atomic_load_n(&shim.active, __ATOMIC_ACQUIRE)))
+			attach_conn_opened(fd);
 		if (unlikely(thread_ctx.batch.listener))
 			batch_accepted(listen_fd, fd);
 		errno_restore(saved);

@@ -39,6 +39,7 @@ struct thread_start {
 	void *arg;
 	uint64_t request;
 	uint32_t last_conn;
+	uint32_t generation;
 	uint8_t mode;
 };
 
@@ -56,7 +57,7 @@ static void *thread_trampoline(void *p)
 {
 	struct thread_start start = *(struct thread_start *)p;
 	free(p);
-	ctx_inherit(start.request, start.last_conn, start.mode);
+	ctx_inherit(start.request, start.last_conn, start.mode, start.generation);
 	void *result;
 	pthread_cleanup_push(thread_ending, NULL);
 	result = start.fn(start.arg);
@@ -78,6 +79,8 @@ EXPORT int pthread_create(pthread_t *t, const pthread_attr_t *attr, void *(*fn)(
 		return create(t, attr, fn, arg);
 	start->fn = fn;
 	start->arg = arg;
+	ctx_current(); /* a context from before a detach is not passed on */
+	start->generation = thread_ctx.generation;
 	start->request = thread_ctx.request;
 	start->last_conn = thread_ctx.last_conn;
 	start->mode = thread_ctx.mode;
@@ -447,7 +450,9 @@ EXPORT FORK_PATH int execlp(const char *file, const char *arg0, ...)
 	return execvp(file, argv);
 }
 
-EXPORT FORK_PATH int execle(const char *path, const char *arg0, ...)
+/* The least used of them: outside the fork child's window of code, which
+ * is full (fork_hot.h); a child that calls it maps one more 64 KiB. */
+EXPORT int execle(const char *path, const char *arg0, ...)
 {
 	va_list ap;
 	va_start(ap, arg0);

@@ -125,14 +125,37 @@ FORK_PATH void request_line_started(uint32_t buckets, uint64_t serial)
 	}
 }
 
-FORK_PATH void request_line_ended(uint32_t buckets)
+/* In recent[]: the end of an unseen stream (request_streams_unseen), not
+ * a request's buckets + 1 (which are below 2^31). */
+#define RECENT_UNSEEN_END UINT32_MAX
+
+/* One unseen stream fewer; never below zero (a late end after detach
+ * zeroed the count must not make the next unseen stream read as none). */
+static FORK_PATH void unseen_less(void)
+{
+	uint32_t n = atomic_load_explicit(&unseen_streams, memory_order_relaxed);
+	while (n && !atomic_compare_exchange_weak_explicit(&unseen_streams, &n, n - 1,
+							   memory_order_release, memory_order_relaxed))
+		;
+}
+
+/* Puts an end into the ring of recent ends, and ends for good the one it
+ * takes the place of, RECENT_REQUESTS ends ago. */
+static FORK_PATH void recent_end(uint32_t entry)
 {
 	uint32_t i = atomic_fetch_add_explicit(&recent_next, 1, memory_order_relaxed) % RECENT_REQUESTS;
-	uint32_t old = atomic_exchange_explicit(&recent[i], buckets + 1, memory_order_relaxed);
-	if (old)
+	uint32_t old = atomic_exchange_explicit(&recent[i], entry, memory_order_relaxed);
+	if (old == RECENT_UNSEEN_END)
+		unseen_less();
+	else if (old)
 		for (int t = 0; t < 2; t++)
 			atomic_fetch_sub_explicit(&bucket_in(t, old - 1)->count, 1,
 						  memory_order_relaxed);
+}
+
+FORK_PATH void request_line_ended(uint32_t buckets)
+{
+	recent_end(buckets + 1);
 }
 
 /* Whether serial is the one request counted in one of its buckets. */
@@ -373,9 +396,20 @@ FORK_PATH size_t request_table_tracestate(uint64_t serial, char out[TRACESTATE_M
 	return len;
 }
 
+void request_naming_paused(bool paused)
+{
+	if (paused)
+		atomic_fetch_add_explicit(&unseen_streams, 1, memory_order_seq_cst);
+	else
+		unseen_less();
+}
+
 void request_streams_unseen(int delta)
 {
-	atomic_fetch_add_explicit(&unseen_streams, (uint32_t)delta, memory_order_release);
+	if (delta > 0)
+		atomic_fetch_add_explicit(&unseen_streams, (uint32_t)delta, memory_order_release);
+	for (; delta < 0; delta++)
+		recent_end(RECENT_UNSEEN_END);
 }
 
 bool request_named_in(uint64_t serial, const char *line, size_t len)

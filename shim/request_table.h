@@ -81,8 +81,15 @@ void request_line_ended(uint32_t buckets) __attribute__((visibility("hidden")));
 /* delta (1 or -1) more open streams whose requests are not counted: a
  * connection whose bytes are no longer parsed (conn_table.h). While there
  * is one, a line quoting a request line may be one of its requests',
- * however few were counted: no line names a request then. */
+ * however few were counted: no line names a request then. One that ends
+ * (or is seen again) counts until RECENT_REQUESTS more ends, as an ended
+ * request does: a buffered log writes its requests' lines after it. */
 void request_streams_unseen(int delta) __attribute__((visibility("hidden")));
+
+/* No line is named by its request line from paused until a call with
+ * paused false (attach and detach, while the GOT changes: nested pauses
+ * count), whatever ends meanwhile. */
+void request_naming_paused(bool paused) __attribute__((visibility("hidden")));
 
 /* Whether line (a log line) names request serial: it contains the request's
  * request line, and no other counted request of this process has a request

@@ -262,6 +262,11 @@ bool is_accepted_socket(int fd) HIDDEN FORK_PATH;
  * mark goes either way (attach.c). Keeps errno. */
 void attach_adopt(int fd) HIDDEN;
 
+/* fd became a connection (accept, adoption) in an attached process, or
+ * while detach turned the shim off: if detach may have swept the
+ * connections before fd was one, its stream is lost as theirs were. */
+void attach_conn_opened(int fd) HIDDEN;
+
 /* Whether the file open as fd, open for writing, has a path matching a
  * REQID_LOG_PATHS pattern: a log opened before `reqid attach` (hook_fd.c). */
 bool open_fd_is_log(int fd) HIDDEN;

@@ -196,8 +196,9 @@ FORK_PATH void ctx_conn_closing(int fd)
 		thread_ctx.last_conn = 0;
 }
 
-void ctx_inherit(uint64_t request, uint32_t last_conn, uint8_t mode)
+void ctx_inherit(uint64_t request, uint32_t last_conn, uint8_t mode, uint32_t generation)
 {
+	thread_ctx.generation = generation;
 	thread_ctx.epoch++;
 	thread_ctx.request = request;
 	thread_ctx.last_conn = last_conn;

@@ -196,8 +196,9 @@ uint64_t ctx_certain_request(void) __attribute__((visibility("hidden")));
 /* The thread blocks waiting on connection fd alone. */
 void ctx_wait_on_conn(int fd) __attribute__((visibility("hidden")));
 
-/* A new thread starts with its creator's context. */
-void ctx_inherit(uint64_t request, uint32_t last_conn, uint8_t mode)
+/* A new thread starts with its creator's context, taken in generation
+ * (ctx_generation then). */
+void ctx_inherit(uint64_t request, uint32_t last_conn, uint8_t mode, uint32_t generation)
 	__attribute__((visibility("hidden")));
 
 /* Whether the thread is certain of a request it read itself (not one it

@@ -410,11 +410,10 @@ class Tree:
     share a key: key_fields leading words of a line."""
 
     def __init__(self, name, binary, conf, argv, stop, key_fields, root_user, rss_check,
-                 loaders, full_recall, wrong_allowed):
+                 loaders, full_recall):
         self.name, self.binary, self.conf, self.argv = name, binary, conf, argv
         self.stop, self.key_fields, self.root_user = stop, key_fields, root_user
         self.rss_check, self.loaders, self.full_recall = rss_check, loaders, full_recall
-        self.wrong_allowed = wrong_allowed
 
 
 TREES = {
@@ -423,7 +422,7 @@ TREES = {
     "nginx": Tree("nginx", "nginx", NGINX_CONF,
                   lambda d: ["nginx", "-p", str(d), "-c", str(d / "nginx.conf"),
                              "-e", str(d / "error.log")],
-                  signal.SIGQUIT, 3, "user root root;\n", True, 1, True, 0),
+                  signal.SIGQUIT, 3, "user root root;\n", True, 1, True),
     # Apache, event MPM: worker threads take keep-alive connections in turn
     # from a listener thread; keyed by the X-Request-ID the server logs
     # itself (the client's ports repeat over this many connections). Eight
@@ -433,12 +432,13 @@ TREES = {
     # served a connection from before attach (a stream the shim does not
     # parse: it cannot tell whether a second request waits on it) counts as
     # serving several at once from then on: recall is reported, not
-    # required (56-61 of 62 lines in ten runs). Known limit: one wrong id
-    # in eleven runs (of about 100,000 lines) remains, its cause not found;
-    # a run fails on a second (before: 1 and 6 in two runs).
+    # required (41-62 of 62 lines in 170 runs). Until 2026-12-04 one run
+    # in eight gave one line another request's id: a request read past the
+    # shim just before attach turned the hooks on (or while detach put the
+    # GOT back) had its line written through a hook; 0 in 110 runs since.
     "apache": Tree("apache", "apache2", APACHE_CONF,
                    lambda d: ["apache2", "-f", str(d / "nginx.conf"), "-DFOREGROUND"],
-                   signal.SIGWINCH, 1, "User www-data\nGroup www-data\n", False, 8, False, 1),
+                   signal.SIGWINCH, 1, "User www-data\nGroup www-data\n", False, 8, False),
 }
 
 
@@ -613,10 +613,8 @@ def check_tree(tree, failures):
                 right += 1
             else:
                 wrong += 1
-                if wrong > tree.wrong_allowed and wrong <= 5 + tree.wrong_allowed:
+                if wrong <= 5:
                     fail("line of %s carries %s" % (want, rid))
-                elif wrong <= tree.wrong_allowed:
-                    print("%s: known limit: line of %s carries %s" % (tree.name, want, rid))
         elif p in "BDJ":
             missing += 1
         if p in "AC" and line.startswith("{"):

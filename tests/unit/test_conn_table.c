@@ -122,6 +122,18 @@ static bool naming_on(void)
 	return named;
 }
 
+/* RECENT_REQUESTS requests end: an unseen stream that ended (or was seen
+ * again) before them counts no more, as a request that ended before them
+ * does not (a buffered log's lines come at most that late). */
+static void recent_ends_pass(void)
+{
+	for (int i = 0; i < RECENT_REQUESTS; i++) {
+		conn_open(901);
+		request_on(901, "end");
+		conn_forget(901);
+	}
+}
+
 static void test_request_follows_reads(void **state)
 {
 	(void)state;
@@ -464,6 +476,8 @@ static void test_tls_not_http_is_lost(void **state)
 	assert_int_equal(conn_request(9), 0);
 	assert_false(naming_on());
 	conn_forget(9);
+	assert_false(naming_on()); /* until RECENT_REQUESTS more ends */
+	recent_ends_pass();
 	assert_true(naming_on());
 }
 
@@ -611,6 +625,8 @@ static void test_lost_stream_keeps_lines_unnamed(void **state)
 	conn_lose(5);
 	assert_false(naming_on());
 	conn_forget(5);
+	assert_false(naming_on()); /* until RECENT_REQUESTS more ends */
+	recent_ends_pass();
 	assert_true(naming_on());
 	conn_open(5);
 	conn_copied(5, 0);
@@ -618,7 +634,50 @@ static void test_lost_stream_keeps_lines_unnamed(void **state)
 	conn_forget(5); /* 0 inherits the entry, and the count with it */
 	assert_false(naming_on());
 	conn_forget(0);
+	assert_false(naming_on()); /* until RECENT_REQUESTS more ends */
+	recent_ends_pass();
 	assert_true(naming_on());
+}
+
+/* Attach and detach pause naming while the GOT changes and resume it at
+ * once; a resume more than the pauses (a late one, after detach zeroed the
+ * count) leaves no debt for the next unseen stream to pay off. */
+static void test_naming_paused(void **state)
+{
+	(void)state;
+	request_naming_paused(true);
+	assert_false(naming_on());
+	request_naming_paused(false);
+	assert_true(naming_on());
+	request_naming_paused(false);
+	conn_open(5);
+	conn_lose(5);
+	assert_false(naming_on());
+	conn_forget(5);
+}
+
+/* A buffered access log writes the lines of an unseen stream's requests
+ * after the stream closed (a connection attach never adopted, whose request
+ * the program read before attach): the same request line read next on a
+ * followed connection names none of them until RECENT_REQUESTS more
+ * requests have ended, as a request that ended does. */
+static void test_closed_unseen_stream_counts_a_while(void **state)
+{
+	(void)state;
+	static const char req[] = "GET /buffered HTTP/1.1\r\n\r\n";
+	static const char line[] = "192.0.2.1 \"GET /buffered HTTP/1.1\" 200";
+	conn_unseen_until_adopted(5);
+	conn_adoption_dropped(5); /* closed */
+	conn_open(6);
+	conn_on_read(6, conn_generation(6), req, NULL, sizeof req - 1);
+	assert_int_not_equal(conn_request(6), 0);
+	assert_int_equal(request_named_by(line, sizeof line - 1), 0);
+	conn_forget(6);
+	recent_ends_pass();
+	conn_open(6);
+	conn_on_read(6, conn_generation(6), req, NULL, sizeof req - 1);
+	assert_int_equal(request_named_by(line, sizeof line - 1), conn_request(6));
+	conn_forget(6);
 }
 
 /* An heir whose own entry a late loss marked (a reader that found it
@@ -637,6 +696,8 @@ static void test_heir_gives_back_a_late_count(void **state)
 	conn_forget(31);
 	assert_string_equal(id_on(30), "held");
 	conn_forget(30);
+	assert_false(naming_on()); /* until RECENT_REQUESTS more ends */
+	recent_ends_pass();
 	assert_true(naming_on());
 }
 
@@ -695,6 +756,8 @@ static void test_not_http_keeps_lines_unnamed(void **state)
 	assert_int_equal(request_named_by(line, sizeof line - 1), 0);
 	conn_forget(51);
 	conn_forget(50);
+	assert_false(naming_on()); /* until RECENT_REQUESTS more ends */
+	recent_ends_pass();
 	assert_true(naming_on());
 }
 
@@ -756,6 +819,8 @@ static void test_proxy_header_before_requests(void **state)
 			 CONN_READ_TLS);
 	assert_true(conn_is_tls(6));
 	conn_forget(6);
+	assert_false(naming_on()); /* until RECENT_REQUESTS more ends */
+	recent_ends_pass();
 	assert_true(naming_on());
 
 	conn_open(5); /* a second header, after the first came alone: lost */
@@ -763,6 +828,8 @@ static void test_proxy_header_before_requests(void **state)
 	conn_on_read(5, conn_generation(5), both, NULL, (size_t)len);
 	assert_int_equal(conn_request(5), 0);
 	conn_forget(5);
+	assert_false(naming_on()); /* until RECENT_REQUESTS more ends */
+	recent_ends_pass();
 	assert_true(naming_on());
 	conn_open(5); /* a header read a byte at a time: lost, not one id for all */
 	for (int i = 0; i < len; i++)
@@ -782,6 +849,8 @@ static void test_proxy_header_before_requests(void **state)
 	conn_on_read(5, conn_generation(5), req, NULL, sizeof req - 1);
 	assert_int_equal(conn_request(5), 0);
 	conn_forget(5);
+	assert_false(naming_on()); /* until RECENT_REQUESTS more ends */
+	recent_ends_pass();
 	assert_true(naming_on());
 }
 
@@ -801,10 +870,14 @@ static void test_tls_records_unseen_until_read(void **state)
 	conn_tls_unseen(5);
 	assert_false(naming_on());
 	conn_tls_begin(5);
+	assert_false(naming_on()); /* until RECENT_REQUESTS more ends */
+	recent_ends_pass();
 	assert_true(naming_on());
 	conn_tls_unseen(5);
 	assert_false(naming_on());
 	conn_forget(5);
+	assert_false(naming_on()); /* until RECENT_REQUESTS more ends */
+	recent_ends_pass();
 	assert_true(naming_on());
 	conn_open(5);
 	assert_false(conn_is_tls(5)); /* the entry of a TLS connection with no request */
@@ -816,6 +889,8 @@ static void test_tls_records_unseen_until_read(void **state)
 	conn_on_read(6, conn_generation(6), v2_hello, NULL, sizeof v2_hello - 1);
 	assert_false(naming_on()); /* not HTTP */
 	conn_tls_begin(6); /* the handshake the first read did not know */
+	assert_false(naming_on()); /* until RECENT_REQUESTS more ends */
+	recent_ends_pass();
 	assert_true(naming_on());
 	conn_forget(6);
 }
@@ -867,6 +942,7 @@ static void test_loss_racing_a_joined_stream_opening(void **state)
 	}
 	assert_int_equal(pthread_join(loser, NULL), 0);
 	assert_int_equal(wrong, 0);
+	recent_ends_pass();
 	assert_true(naming_on());
 }
 
@@ -889,7 +965,51 @@ static void test_detach_forgets_late_counts(void **state)
 	assert_false(naming_on());
 	conn_forget(5);
 	conn_forget(30);
+	assert_false(naming_on()); /* until RECENT_REQUESTS more ends */
+	recent_ends_pass();
 	assert_true(naming_on());
+}
+
+/* Attach: a connection marked for adoption may have had a request read past
+ * the shim, whose line comes later; it is unseen until adopted, and then
+ * unseen for good if joined mid-stream, seen if followed from its start,
+ * and counted no more once closed or found not to be a connection. */
+static void test_unadopted_connections_keep_lines_unnamed(void **state)
+{
+	(void)state;
+	conn_unseen_until_adopted(12);
+	assert_false(naming_on());
+	conn_join(12, true);
+	assert_false(naming_on()); /* until RECENT_REQUESTS more ends */
+	recent_ends_pass();
+	assert_true(naming_on());
+	conn_forget(12);
+
+	conn_unseen_until_adopted(12);
+	conn_join(12, false);
+	assert_false(naming_on());
+	conn_adoption_dropped(12); /* a connection now: its count stays */
+	assert_false(naming_on());
+	conn_forget(12);
+	assert_false(naming_on()); /* until RECENT_REQUESTS more ends */
+	recent_ends_pass();
+	assert_true(naming_on());
+
+	conn_unseen_until_adopted(13);
+	conn_adoption_dropped(13);
+	assert_false(naming_on()); /* until RECENT_REQUESTS more ends */
+	recent_ends_pass();
+	assert_true(naming_on());
+	conn_adoption_dropped(13); /* twice: no count taken twice */
+	recent_ends_pass();
+	assert_true(naming_on());
+	conn_unseen_until_adopted(14);
+	assert_false(naming_on());
+	conn_open(14); /* its number taken by an accept the shim saw */
+	assert_false(naming_on()); /* until RECENT_REQUESTS more ends */
+	recent_ends_pass();
+	assert_true(naming_on());
+	conn_forget(14);
 }
 
 /* busybox httpd's dup2(conn, 0); close(conn) while a thread reads the copy:
@@ -1184,6 +1304,8 @@ int main(void)
 		cmocka_unit_test_setup(test_read_begun_before_close_goes_nowhere, setup),
 		cmocka_unit_test_setup(test_write_inside_leaves_next_connection_untracked, setup),
 		cmocka_unit_test_setup(test_lost_stream_keeps_lines_unnamed, setup),
+		cmocka_unit_test_setup(test_closed_unseen_stream_counts_a_while, setup),
+		cmocka_unit_test_setup(test_naming_paused, setup),
 		cmocka_unit_test_setup(test_heir_gives_back_a_late_count, setup),
 		cmocka_unit_test_setup(test_untracked_connections_keep_lines_unnamed, setup),
 		cmocka_unit_test_setup(test_not_http_keeps_lines_unnamed, setup),
@@ -1191,6 +1313,7 @@ int main(void)
 		cmocka_unit_test_setup(test_tls_records_unseen_until_read, setup),
 		cmocka_unit_test_setup(test_loss_racing_a_joined_stream_opening, setup),
 		cmocka_unit_test_setup(test_detach_forgets_late_counts, setup),
+		cmocka_unit_test_setup(test_unadopted_connections_keep_lines_unnamed, setup),
 		cmocka_unit_test_setup(test_read_while_the_holder_moves, setup),
 		cmocka_unit_test_setup(test_stress_many_threads, setup),
 		cmocka_unit_test_setup(test_stress_stale_reads, setup),
