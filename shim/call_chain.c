@@ -323,12 +323,16 @@ static uint64_t rule_at(uintptr_t pc, uint32_t generation)
 	return rule;
 }
 
-/* What a remembered read was: a return address that became a frame, the
- * last return address (under 0x4000, or past max: not a frame), or rbp. */
-#define READ_FRAME 0u
-#define READ_LAST 1u
-#define READ_RBP 2u
-#define READ_KIND 3u
+/* Whether the words a remembered walk read still hold what they held,
+ * checked in the walk's order: none past the first that differs is read. */
+static inline bool reads_hold(const struct remembered_walk *r)
+{
+#pragma GCC unroll 4
+	for (int i = 0; i < r->reads; i++)
+		if (*(const uintptr_t *)r->read_at[i] != r->read_value[i])
+			return false;
+	return true;
+}
 
 /* The walk remembered for this stack pointer and rbp, checked against the
  * stack as it is: its result, with frames filled; or -1, and in *replace
@@ -339,35 +343,26 @@ static int walk_again(struct chain_memo *memo, uintptr_t sp, uintptr_t bp, uint3
 {
 	for (int w = 0; w < MEMO_WALKS; w++) {
 		const struct remembered_walk *r = &memo->walk[w];
-		if (r->count <= 0 || r->sp != sp || (r->bp_used && r->bp != bp) ||
-		    r->generation != generation)
+		if (r->sp != sp || r->count <= 0 || (r->bp_used && r->bp != bp) ||
+		    r->generation != generation || !reads_hold(r))
 			continue;
-		int n = 0, i = 0;
-		for (; i < r->reads; i++) {
-			uintptr_t at = r->read_at[i];
-			uintptr_t value = *(const uintptr_t *)(at & ~(uintptr_t)READ_KIND);
-			if (value != r->read_value[i])
-				break;
-			if ((at & READ_KIND) == READ_FRAME)
-				frames[n++] = (void *)value;
-		}
-		if (i == r->reads)
-			return r->count;
+		memcpy(frames, r->frames, (size_t)r->count * sizeof(void *));
+		return r->count;
 	}
 	*replace = &memo->walk[memo->next];
 	memo->next = (memo->next + 1) % MEMO_WALKS;
 	return -1;
 }
 
-static void remember_read(struct remembered_walk *r, uintptr_t at, unsigned kind, uintptr_t value)
+static void remember_read(struct remembered_walk *r, uintptr_t at, uintptr_t value)
 {
-	if (!r)
+	if (!r || r->count < 0)
 		return;
 	if (r->reads == MEMO_READS) {
 		r->count = -1; /* too long to remember */
 		return;
 	}
-	r->read_at[r->reads] = at | kind;
+	r->read_at[r->reads] = at;
 	r->read_value[r->reads] = value;
 	r->reads++;
 }
@@ -422,7 +417,7 @@ static __attribute__((noinline)) int walk_frames(void **frames, int max, uintptr
 			if (bp_as_given)
 				r->bp_used = true;
 			else if (bp_read_at)
-				remember_read(r, bp_read_at, READ_RBP, bp);
+				remember_read(r, bp_read_at, bp);
 			bp_read_at = 0;
 		}
 		uintptr_t cfa = ((rule & PACKED_FROM_RBP) ? bp : sp) + (uintptr_t)rule_cfa_offset(rule);
@@ -439,17 +434,19 @@ static __attribute__((noinline)) int walk_frames(void **frames, int max, uintptr
 		}
 		sp = cfa;
 		if (ra < 0x4000 || n == max) {
-			remember_read(r, cfa - 8, READ_LAST, ra);
+			remember_read(r, cfa - 8, ra);
 			break;
 		}
-		remember_read(r, cfa - 8, READ_FRAME, ra);
+		remember_read(r, cfa - 8, ra);
 		frames[n++] = (void *)ra;
 		pc = ra - 1;
 	}
 	/* remembered unless too long (count -1); a walk of no frame is not
 	 * (count 0 means none) */
-	if (r)
+	if (r) {
 		r->count = r->count == 0 ? (int16_t)n : 0;
+		memcpy(r->frames, frames, (size_t)r->count * sizeof(void *));
+	}
 	return n;
 }
 

@@ -54,10 +54,12 @@ struct call_chain {
  * used it before reloading it), under the same frame rules (the same
  * generation of the rule cache: call_chain.c), reads the same stack words
  * in the same order while they hold the same values, and then gives the
- * same chain. A remembered walk is the addresses it read (with what they
- * held); checking them again is a load and a compare per word, instead of
- * a rule lookup per frame. Owned by one thread (a walk is never
- * re-entered), in memory of its own. */
+ * same chain. A remembered walk is the addresses it read, with what they
+ * held, and the chain it gave; checking them again is a load and a compare
+ * per word, in the walk's order (a word that differs may lead another
+ * stack elsewhere, so none after it is read), instead of a rule lookup per
+ * frame. Owned by one thread (a walk is never re-entered), in memory of its
+ * own. */
 #define MEMO_WALKS 8
 #define MEMO_READS 64
 
@@ -68,8 +70,9 @@ struct chain_memo {
 		int16_t count;   /* the walk's result; 0: nothing remembered */
 		uint8_t bp_used;
 		uint8_t reads;
-		uintptr_t read_at[MEMO_READS];    /* low bits: what the read was */
+		uintptr_t read_at[MEMO_READS];
 		uintptr_t read_value[MEMO_READS];
+		void *frames[CHAIN_MAX];
 	} walk[MEMO_WALKS];
 	unsigned next;
 };

@@ -117,6 +117,27 @@ static void test_remembered(void **state)
 	memo = NULL;
 }
 
+/* Walks whose reads (each frame's return address, and the last one, which
+ * ends the walk) fill the memo's room or more: taken again, each from the
+ * memo or walked, the same. */
+static void test_remembered_near_the_memo_size(void **state)
+{
+	(void)state;
+	static struct chain_memo m;
+	memo = &m;
+	struct both b;
+	recurse(0, &b);
+	int base = b.ours.count;
+	for (int depth = MEMO_READS - 3 - base; depth < CHAIN_MAX - base; depth++) {
+		for (int round = 0; round < 2; round++) {
+			recurse(depth, &b);
+			expect_same(&b);
+			assert_int_equal(b.ours.count, base + depth);
+		}
+	}
+	memo = NULL;
+}
+
 /* Two callers with the same frame size, called from the same place: the
  * walks start at the same stack pointer and read the same words, which
  * hold other return addresses: the remembered walk must not be taken. */
@@ -285,6 +306,7 @@ int main(void)
 		cmocka_unit_test(test_rbp_frame),
 		cmocka_unit_test(test_remembered),
 		cmocka_unit_test(test_remembered_same_stack_pointer),
+		cmocka_unit_test(test_remembered_near_the_memo_size),
 		cmocka_unit_test(test_thread),
 		cmocka_unit_test(test_threads_at_once),
 		cmocka_unit_test(test_too_deep),
