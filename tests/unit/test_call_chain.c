@@ -19,6 +19,7 @@
 #include <alloca.h>
 #include <libunwind.h>
 #include <pthread.h>
+#include <sys/mman.h>
 #include <signal.h>
 #include <string.h>
 
@@ -135,6 +136,32 @@ static void test_remembered_near_the_memo_size(void **state)
 			assert_int_equal(b.ours.count, base + depth);
 		}
 	}
+	memo = NULL;
+}
+
+/* A remembered walk is checked in the order it read the stack, and no word
+ * past the first that differs is read: on another stack reached at the same
+ * stack pointer (a coroutine's), the words after it may not be mapped. */
+static void test_remembered_walk_stops_at_the_first_change(void **state)
+{
+	(void)state;
+	static struct chain_memo m;
+	memo = &m;
+	struct both b;
+	recurse(3, &b);
+	struct remembered_walk *r = NULL;
+	for (int w = 0; w < MEMO_WALKS; w++)
+		if (m.walk[w].count > 0)
+			r = &m.walk[w];
+	assert_non_null(r);
+	assert_true(r->reads >= 2);
+	void *hole = mmap(NULL, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	assert_ptr_not_equal(hole, MAP_FAILED);
+	r->read_value[0] ^= 1; /* the first word it read holds something else now */
+	r->read_at[1] = (uintptr_t)hole;
+	recurse(3, &b); /* from the same stack pointer: walked again */
+	expect_same(&b);
+	munmap(hole, 4096);
 	memo = NULL;
 }
 
@@ -307,6 +334,7 @@ int main(void)
 		cmocka_unit_test(test_remembered),
 		cmocka_unit_test(test_remembered_same_stack_pointer),
 		cmocka_unit_test(test_remembered_near_the_memo_size),
+		cmocka_unit_test(test_remembered_walk_stops_at_the_first_change),
 		cmocka_unit_test(test_thread),
 		cmocka_unit_test(test_threads_at_once),
 		cmocka_unit_test(test_too_deep),
