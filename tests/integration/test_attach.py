@@ -435,7 +435,7 @@ TREES = {
     # required (41-62 of 62 lines in 170 runs). Until 2026-12-04 one run
     # in eight gave one line another request's id: a request read past the
     # shim just before attach turned the hooks on (or while detach put the
-    # GOT back) had its line written through a hook; 0 in 110 runs since.
+    # GOT back) had its line written through a hook; 0 in 210 runs since.
     "apache": Tree("apache", "apache2", APACHE_CONF,
                    lambda d: ["apache2", "-f", str(d / "nginx.conf"), "-DFOREGROUND"],
                    signal.SIGWINCH, 1, "User www-data\nGroup www-data\n", False, 8, False),
