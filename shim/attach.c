@@ -539,14 +539,14 @@ static void lose_every_stream(void)
 
 /* Detach: no new header is added; once no response owes one and no log
  * descriptor has bytes queued behind a full pipe (log_output_drain), the
- * shim stops taking new connections and every thread's context starts
- * afresh with naming off (a request read past the shim through an entry
- * already put back has its line written through one not yet: it gets no
- * id), the GOT is put back, held lines go out (again a moment later, for a
- * thread that was inside a hook meanwhile), what the shim knew is
- * forgotten, and the pages
- * attach made resident are given back, the shim's code last (this
- * function lies with it in RESIDENT_LAST_CODE's section). */
+ * shim stops taking new connections, naming pauses, every thread's context
+ * starts afresh and every connection's stream is lost (a request read past
+ * the shim through an entry already put back has its line written through
+ * one not yet: it gets no id), the GOT is put back, held lines go out
+ * (again a moment later, for a thread that was inside a hook meanwhile),
+ * what the shim knew is forgotten, and the pages attach made resident are
+ * given back, the shim's code last (this function lies with it in
+ * RESIDENT_LAST_CODE's section). */
 EXPORT RESIDENT_LAST_CODE int reqid_detach(const char *unused)
 {
 	(void)unused;
