@@ -100,12 +100,28 @@ static void *thread_main(void *arg)
 	return NULL;
 }
 
+/* For the tests of remembered walks: the main thread's memo, empty, and
+ * none again after (a failed test leaves none behind). */
+static int memo_on(void **state)
+{
+	(void)state;
+	static struct chain_memo m;
+	memset(&m, 0, sizeof(m));
+	memo = &m;
+	return 0;
+}
+
+static int memo_off(void **state)
+{
+	(void)state;
+	memo = NULL;
+	return 0;
+}
+
 /* The same again, each walk remembered and then taken from the memo. */
 static void test_remembered(void **state)
 {
 	(void)state;
-	static struct chain_memo m;
-	memo = &m;
 	test_recursion(state);
 	test_rbp_frame(state);
 	struct both b;
@@ -115,7 +131,6 @@ static void test_remembered(void **state)
 		with_alloca(100 * (size_t)round + 16, &b);
 		expect_same(&b);
 	}
-	memo = NULL;
 }
 
 /* Walks whose reads (each frame's return address, and the last one, which
@@ -124,8 +139,6 @@ static void test_remembered(void **state)
 static void test_remembered_near_the_memo_size(void **state)
 {
 	(void)state;
-	static struct chain_memo m;
-	memo = &m;
 	struct both b;
 	recurse(0, &b);
 	int base = b.ours.count;
@@ -136,7 +149,6 @@ static void test_remembered_near_the_memo_size(void **state)
 			assert_int_equal(b.ours.count, base + depth);
 		}
 	}
-	memo = NULL;
 }
 
 /* A remembered walk is checked in the order it read the stack, and no word
@@ -145,14 +157,12 @@ static void test_remembered_near_the_memo_size(void **state)
 static void test_remembered_walk_stops_at_the_first_change(void **state)
 {
 	(void)state;
-	static struct chain_memo m;
-	memo = &m;
 	struct both b;
 	recurse(3, &b);
 	struct remembered_walk *r = NULL;
 	for (int w = 0; w < MEMO_WALKS; w++)
-		if (m.walk[w].count > 0)
-			r = &m.walk[w];
+		if (memo->walk[w].count > 0)
+			r = &memo->walk[w];
 	assert_non_null(r);
 	assert_true(r->reads >= 2);
 	void *hole = mmap(NULL, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -162,7 +172,6 @@ static void test_remembered_walk_stops_at_the_first_change(void **state)
 	recurse(3, &b); /* from the same stack pointer: walked again */
 	expect_same(&b);
 	munmap(hole, 4096);
-	memo = NULL;
 }
 
 /* Two callers with the same frame size, called from the same place: the
@@ -192,8 +201,6 @@ static __attribute__((noinline)) void call_one(int which, struct both *b)
 static void test_remembered_same_stack_pointer(void **state)
 {
 	(void)state;
-	static struct chain_memo m;
-	memo = &m;
 	struct both a, b;
 	for (int round = 0; round < 3; round++) {
 		call_one(0, &a);
@@ -202,7 +209,6 @@ static void test_remembered_same_stack_pointer(void **state)
 		expect_same(&b);
 		assert_ptr_not_equal(a.ours.frames[2], b.ours.frames[2]);
 	}
-	memo = NULL;
 }
 
 static void test_thread(void **state)
@@ -331,10 +337,10 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_recursion),
 		cmocka_unit_test(test_rbp_frame),
-		cmocka_unit_test(test_remembered),
-		cmocka_unit_test(test_remembered_same_stack_pointer),
-		cmocka_unit_test(test_remembered_near_the_memo_size),
-		cmocka_unit_test(test_remembered_walk_stops_at_the_first_change),
+		cmocka_unit_test_setup_teardown(test_remembered, memo_on, memo_off),
+		cmocka_unit_test_setup_teardown(test_remembered_same_stack_pointer, memo_on, memo_off),
+		cmocka_unit_test_setup_teardown(test_remembered_near_the_memo_size, memo_on, memo_off),
+		cmocka_unit_test_setup_teardown(test_remembered_walk_stops_at_the_first_change, memo_on, memo_off),
 		cmocka_unit_test(test_thread),
 		cmocka_unit_test(test_threads_at_once),
 		cmocka_unit_test(test_too_deep),

@@ -134,6 +134,16 @@ static void recent_ends_pass(void)
 	}
 }
 
+/* An unseen stream just ended (or was seen again): naming stays off until
+ * RECENT_REQUESTS more requests end, and comes back then. A macro, so that
+ * a failure names the test's line. */
+#define assert_naming_back_after_recent_ends()                                      \
+	do {                                                                         \
+		assert_false(naming_on());                                           \
+		recent_ends_pass();                                                  \
+		assert_true(naming_on());                                            \
+	} while (0)
+
 static void test_request_follows_reads(void **state)
 {
 	(void)state;
@@ -476,9 +486,7 @@ static void test_tls_not_http_is_lost(void **state)
 	assert_int_equal(conn_request(9), 0);
 	assert_false(naming_on());
 	conn_forget(9);
-	assert_false(naming_on()); /* until RECENT_REQUESTS more ends */
-	recent_ends_pass();
-	assert_true(naming_on());
+	assert_naming_back_after_recent_ends();
 }
 
 static bool page_mapped(int fd)
@@ -625,18 +633,14 @@ static void test_lost_stream_keeps_lines_unnamed(void **state)
 	conn_lose(5);
 	assert_false(naming_on());
 	conn_forget(5);
-	assert_false(naming_on()); /* until RECENT_REQUESTS more ends */
-	recent_ends_pass();
-	assert_true(naming_on());
+	assert_naming_back_after_recent_ends();
 	conn_open(5);
 	conn_copied(5, 0);
 	conn_lose(0);
 	conn_forget(5); /* 0 inherits the entry, and the count with it */
 	assert_false(naming_on());
 	conn_forget(0);
-	assert_false(naming_on()); /* until RECENT_REQUESTS more ends */
-	recent_ends_pass();
-	assert_true(naming_on());
+	assert_naming_back_after_recent_ends();
 }
 
 /* Attach and detach pause naming while the GOT changes and resume it at
@@ -696,9 +700,7 @@ static void test_heir_gives_back_a_late_count(void **state)
 	conn_forget(31);
 	assert_string_equal(id_on(30), "held");
 	conn_forget(30);
-	assert_false(naming_on()); /* until RECENT_REQUESTS more ends */
-	recent_ends_pass();
-	assert_true(naming_on());
+	assert_naming_back_after_recent_ends();
 }
 
 /* Copies dropped because their holder's entry was busy, and a connection
@@ -756,9 +758,7 @@ static void test_not_http_keeps_lines_unnamed(void **state)
 	assert_int_equal(request_named_by(line, sizeof line - 1), 0);
 	conn_forget(51);
 	conn_forget(50);
-	assert_false(naming_on()); /* until RECENT_REQUESTS more ends */
-	recent_ends_pass();
-	assert_true(naming_on());
+	assert_naming_back_after_recent_ends();
 }
 
 /* Behind a load balancer speaking the PROXY protocol (REQID_PROXY_PROTOCOL)
@@ -819,18 +819,14 @@ static void test_proxy_header_before_requests(void **state)
 			 CONN_READ_TLS);
 	assert_true(conn_is_tls(6));
 	conn_forget(6);
-	assert_false(naming_on()); /* until RECENT_REQUESTS more ends */
-	recent_ends_pass();
-	assert_true(naming_on());
+	assert_naming_back_after_recent_ends();
 
 	conn_open(5); /* a second header, after the first came alone: lost */
 	conn_on_read(5, conn_generation(5), v1, NULL, sizeof v1 - 1);
 	conn_on_read(5, conn_generation(5), both, NULL, (size_t)len);
 	assert_int_equal(conn_request(5), 0);
 	conn_forget(5);
-	assert_false(naming_on()); /* until RECENT_REQUESTS more ends */
-	recent_ends_pass();
-	assert_true(naming_on());
+	assert_naming_back_after_recent_ends();
 	conn_open(5); /* a header read a byte at a time: lost, not one id for all */
 	for (int i = 0; i < len; i++)
 		conn_on_read(5, conn_generation(5), both + i, NULL, 1);
@@ -849,9 +845,7 @@ static void test_proxy_header_before_requests(void **state)
 	conn_on_read(5, conn_generation(5), req, NULL, sizeof req - 1);
 	assert_int_equal(conn_request(5), 0);
 	conn_forget(5);
-	assert_false(naming_on()); /* until RECENT_REQUESTS more ends */
-	recent_ends_pass();
-	assert_true(naming_on());
+	assert_naming_back_after_recent_ends();
 }
 
 /* TLS records moved outside a hooked library's call (conn_tls_unseen, from
@@ -870,15 +864,11 @@ static void test_tls_records_unseen_until_read(void **state)
 	conn_tls_unseen(5);
 	assert_false(naming_on());
 	conn_tls_begin(5);
-	assert_false(naming_on()); /* until RECENT_REQUESTS more ends */
-	recent_ends_pass();
-	assert_true(naming_on());
+	assert_naming_back_after_recent_ends();
 	conn_tls_unseen(5);
 	assert_false(naming_on());
 	conn_forget(5);
-	assert_false(naming_on()); /* until RECENT_REQUESTS more ends */
-	recent_ends_pass();
-	assert_true(naming_on());
+	assert_naming_back_after_recent_ends();
 	conn_open(5);
 	assert_false(conn_is_tls(5)); /* the entry of a TLS connection with no request */
 	request_on(5, "plain");
@@ -889,9 +879,7 @@ static void test_tls_records_unseen_until_read(void **state)
 	conn_on_read(6, conn_generation(6), v2_hello, NULL, sizeof v2_hello - 1);
 	assert_false(naming_on()); /* not HTTP */
 	conn_tls_begin(6); /* the handshake the first read did not know */
-	assert_false(naming_on()); /* until RECENT_REQUESTS more ends */
-	recent_ends_pass();
-	assert_true(naming_on());
+	assert_naming_back_after_recent_ends();
 	conn_forget(6);
 }
 
@@ -965,9 +953,7 @@ static void test_detach_forgets_late_counts(void **state)
 	assert_false(naming_on());
 	conn_forget(5);
 	conn_forget(30);
-	assert_false(naming_on()); /* until RECENT_REQUESTS more ends */
-	recent_ends_pass();
-	assert_true(naming_on());
+	assert_naming_back_after_recent_ends();
 }
 
 /* Attach: a connection marked for adoption may have had a request read past
@@ -980,9 +966,7 @@ static void test_unadopted_connections_keep_lines_unnamed(void **state)
 	conn_unseen_until_adopted(12);
 	assert_false(naming_on());
 	conn_join(12, true);
-	assert_false(naming_on()); /* until RECENT_REQUESTS more ends */
-	recent_ends_pass();
-	assert_true(naming_on());
+	assert_naming_back_after_recent_ends();
 	conn_forget(12);
 
 	conn_unseen_until_adopted(12);
@@ -991,24 +975,18 @@ static void test_unadopted_connections_keep_lines_unnamed(void **state)
 	conn_adoption_dropped(12); /* a connection now: its count stays */
 	assert_false(naming_on());
 	conn_forget(12);
-	assert_false(naming_on()); /* until RECENT_REQUESTS more ends */
-	recent_ends_pass();
-	assert_true(naming_on());
+	assert_naming_back_after_recent_ends();
 
 	conn_unseen_until_adopted(13);
 	conn_adoption_dropped(13);
-	assert_false(naming_on()); /* until RECENT_REQUESTS more ends */
-	recent_ends_pass();
-	assert_true(naming_on());
+	assert_naming_back_after_recent_ends();
 	conn_adoption_dropped(13); /* twice: no count taken twice */
 	recent_ends_pass();
 	assert_true(naming_on());
 	conn_unseen_until_adopted(14);
 	assert_false(naming_on());
 	conn_open(14); /* its number taken by an accept the shim saw */
-	assert_false(naming_on()); /* until RECENT_REQUESTS more ends */
-	recent_ends_pass();
-	assert_true(naming_on());
+	assert_naming_back_after_recent_ends();
 	conn_forget(14);
 }
 
