@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <link.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -29,6 +30,7 @@
 #include "fork_hot.h"
 #include "got_patch.h"
 #include "log_writer.h"
+#include "next_symbol.h"
 #include "request_table.h"
 #include "thread_ctx.h"
 
@@ -54,6 +56,33 @@ static _Atomic bool real_ready START_WRITTEN; /* read first: not in .bss */
 static bool real_complete START_WRITTEN;
 static __thread bool resolving __attribute__((tls_model("initial-exec")));
 
+/* The library's entry in the loader's list when it came in with the
+ * program (LD_PRELOAD or /etc/ld.so.preload), not later by dlopen (`reqid
+ * attach`): the loader lists preloaded libraries before libc, and later
+ * ones after it. NULL when dlopened. */
+static START_PATH const struct link_map *preloaded_self(void)
+{
+	extern const char __ehdr_start[] HIDDEN;
+	for (const struct link_map *l = _r_debug.r_map; l; l = l->l_next) {
+		if (l->l_addr == (ElfW(Addr))__ehdr_start)
+			return l;
+		if (is_libc(l))
+			return NULL;
+	}
+	return NULL;
+}
+
+/* dlsym(RTLD_NEXT, name): read from the loader's tables (next_symbol.h)
+ * when next lists the objects after the preloaded library and the answer
+ * is certain, from dlsym otherwise. */
+static START_PATH void *original(const struct next_objects *next, const char *name)
+{
+	void *addr;
+	if (next && next_symbol(next, name, &addr) == SYMBOL_FOUND)
+		return addr;
+	return dlsym(RTLD_NEXT, name);
+}
+
 START_PATH bool real_resolve(void)
 {
 	if (atomic_load_explicit(&real_ready, memory_order_acquire))
@@ -63,8 +92,16 @@ START_PATH bool real_resolve(void)
 	resolving = true;
 	struct real_functions r;
 	bool complete = true;
+	/* dlopened, dlsym; so too with LD_DYNAMIC_WEAK (the loader passes weak
+	 * definitions by, which next_symbol does not) and LD_AUDIT (an audit
+	 * module may bind dlsym's answer elsewhere). */
+	const struct link_map *self =
+		getenv("LD_DYNAMIC_WEAK") || getenv("LD_AUDIT") ? NULL : preloaded_self();
+	struct next_objects next;
+	if (self)
+		next_objects_read(self, &next);
 #define RESOLVE(name, ret, params, needed) \
-	*(void **)&r.name = dlsym(RTLD_NEXT, #name); \
+	*(void **)&r.name = original(self ? &next : NULL, #name); \
 	complete &= !(needed) || r.name != NULL;
 	REAL_FUNCTIONS(RESOLVE)
 #undef RESOLVE
@@ -325,28 +362,12 @@ START_PATH unsigned shim_activate(config_lookup lookup, bool attached)
 	return 0;
 }
 
-/* Whether the library came in with the program (LD_PRELOAD or
- * /etc/ld.so.preload), not later by dlopen (`reqid attach`): the loader
- * lists preloaded libraries before libc, and later ones after it. */
-static bool loaded_with_program(void)
-{
-	extern const char __ehdr_start[] HIDDEN;
-	for (const struct link_map *l = _r_debug.r_map; l; l = l->l_next) {
-		if (l->l_addr == (ElfW(Addr))__ehdr_start)
-			return true;
-		size_t n = l->l_name ? strlen(l->l_name) : 0;
-		if (n >= 9 && strcmp(l->l_name + n - 9, "libc.so.6") == 0)
-			return false;
-	}
-	return false;
-}
-
 /* Started by `reqid attach`, the library waits for reqid_attach
  * (attach.c) and its settings: the program's environment is not its. */
 __attribute__((constructor)) static void shim_start(void)
 {
 	int saved = errno;
-	if (loaded_with_program())
+	if (preloaded_self())
 		shim_activate(environment, false);
 	errno = saved;
 }

@@ -1,0 +1,146 @@
+/*
+ * next_symbol.c - dlsym(RTLD_NEXT, name) for a preloaded library, from the
+ * GNU hash tables of the objects after it (see next_symbol.h).
+ *
+ * Follows glibc's do_lookup_x and check_match for an unversioned lookup
+ * that wants the newest version (what dlsym asks): the Bloom filter, the
+ * bucket, the chain, then the symbol's kind, binding and version. Must
+ * never allocate, lock or write, and never answer where the loader might
+ * answer otherwise: it says NEXT_SYMBOL_ASK instead.
+ */
+#include "next_symbol.h"
+
+#include <elf.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <string.h>
+
+#include "fork_hot.h"
+
+/* A dynamic entry's address: glibc rewrites most of them to absolute ones
+ * when it loads an object; the vDSO's and some others stay relative. */
+static START_PATH uintptr_t absolute(ElfW(Addr) base, ElfW(Addr) p)
+{
+	return p < base ? base + p : p;
+}
+
+START_PATH bool object_symbols_read(ElfW(Addr) base, const ElfW(Dyn) *dyn,
+				    struct object_symbols *out)
+{
+	memset(out, 0, sizeof(*out));
+	out->base = base;
+	for (; dyn && dyn->d_tag != DT_NULL; dyn++) {
+		uintptr_t p = absolute(base, dyn->d_un.d_ptr);
+		switch (dyn->d_tag) {
+		case DT_GNU_HASH: out->gnu_hash = (const uint32_t *)p; break;
+		case DT_SYMTAB: out->symtab = (const ElfW(Sym) *)p; break;
+		case DT_STRTAB: out->strtab = (const char *)p; break;
+		case DT_VERSYM: out->versym = (const ElfW(Half) *)p; break;
+		}
+	}
+	return out->gnu_hash && out->symtab && out->strtab;
+}
+
+START_PATH uint32_t symbol_hash(const char *name)
+{
+	uint32_t h = 5381;
+	for (const unsigned char *c = (const unsigned char *)name; *c; c++)
+		h = h * 33 + *c;
+	return h;
+}
+
+/* The kinds of symbol the loader looks at (its ALLOWED_STT). */
+#define LOOKED_AT ((1u << STT_NOTYPE) | (1u << STT_OBJECT) | (1u << STT_FUNC) | \
+		   (1u << STT_COMMON) | (1u << STT_TLS) | (1u << STT_GNU_IFUNC))
+
+START_PATH enum symbol_found object_symbol(const struct object_symbols *o, const char *name,
+					   uint32_t hash, void **addr)
+{
+	const uint32_t nbuckets = o->gnu_hash[0], symoffset = o->gnu_hash[1];
+	const uint32_t bloom_size = o->gnu_hash[2], bloom_shift = o->gnu_hash[3];
+	const ElfW(Addr) *bloom = (const ElfW(Addr) *)(o->gnu_hash + 4);
+	const uint32_t *buckets = (const uint32_t *)(bloom + bloom_size);
+	const uint32_t *chain = buckets + nbuckets;
+	const unsigned bits = sizeof(ElfW(Addr)) * 8;
+	if (nbuckets == 0 || bloom_size == 0)
+		return SYMBOL_ABSENT;
+	ElfW(Addr) word = bloom[(hash / bits) & (bloom_size - 1)];
+	ElfW(Addr) mask = ((ElfW(Addr))1 << (hash % bits)) |
+			  ((ElfW(Addr))1 << ((hash >> bloom_shift) % bits));
+	if ((word & mask) != mask)
+		return SYMBOL_ABSENT;
+	uint32_t index = buckets[hash % nbuckets];
+	if (index < symoffset)
+		return SYMBOL_ABSENT;
+	const ElfW(Sym) *versioned = NULL;
+	unsigned versions = 0;
+	for (;; index++) {
+		uint32_t chained = chain[index - symoffset];
+		const ElfW(Sym) *sym = &o->symtab[index];
+		unsigned type = ELF64_ST_TYPE(sym->st_info);
+		if (((chained ^ hash) >> 1) == 0 &&
+		    !(sym->st_value == 0 && sym->st_shndx != SHN_ABS && type != STT_TLS) &&
+		    sym->st_shndx != SHN_UNDEF && (LOOKED_AT & (1u << type)) &&
+		    strcmp(o->strtab + sym->st_name, name) == 0) {
+			ElfW(Half) version = o->versym ? o->versym[index] : 0;
+			if ((version & 0x7fff) < 2) {
+				versioned = sym;
+				versions = 1;
+				break;
+			}
+			if (!(version & 0x8000) && versions++ == 0)
+				versioned = sym;
+		}
+		if (chained & 1)
+			break;
+	}
+	if (versions != 1)
+		return SYMBOL_ABSENT;
+	unsigned bind = ELF64_ST_BIND(versioned->st_info);
+	unsigned type = ELF64_ST_TYPE(versioned->st_info);
+	if (bind != STB_GLOBAL && bind != STB_WEAK) {
+		if (bind == STB_LOCAL)
+			return SYMBOL_ABSENT;
+		return NEXT_SYMBOL_ASK; /* STB_GNU_UNIQUE: the loader's table */
+	}
+	if (type == STT_GNU_IFUNC || type == STT_TLS || versioned->st_shndx == SHN_ABS)
+		return NEXT_SYMBOL_ASK;
+	*addr = (void *)(o->base + versioned->st_value);
+	return SYMBOL_FOUND;
+}
+
+START_PATH bool is_libc(const struct link_map *l)
+{
+	size_t n = l->l_name ? strlen(l->l_name) : 0;
+	return n >= 9 && strcmp(l->l_name + n - 9, "libc.so.6") == 0;
+}
+
+START_PATH void next_objects_read(const struct link_map *self, struct next_objects *next)
+{
+	next->count = 0;
+	next->cut = false;
+	for (const struct link_map *l = self->l_next; l; l = l->l_next) {
+		if (next->count == NEXT_OBJECTS_MAX ||
+		    !object_symbols_read(l->l_addr, l->l_ld, &next->o[next->count])) {
+			next->cut = true;
+			return;
+		}
+		next->count++;
+		if (is_libc(l)) {
+			next->cut = l->l_next != NULL;
+			return;
+		}
+	}
+}
+
+START_PATH enum symbol_found next_symbol(const struct next_objects *next, const char *name,
+					 void **addr)
+{
+	uint32_t hash = symbol_hash(name);
+	for (unsigned i = 0; i < next->count; i++) {
+		enum symbol_found found = object_symbol(&next->o[i], name, hash, addr);
+		if (found != SYMBOL_ABSENT)
+			return found;
+	}
+	return NEXT_SYMBOL_ASK;
+}
