@@ -16,6 +16,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -239,14 +240,45 @@ static START_PATH bool fd_identity(int fd, uint64_t *dev, uint64_t *ino, bool *i
 	return true;
 }
 
+/* Sets REQID_LOG_IDS to ids without allocating: a program's first
+ * allocation sets up malloc (a getrandom, two brk, page faults), which
+ * setenv would make every process a shimmed parent did not start pay. The
+ * new environ is one mapping: the array, then the entry's text. glibc's
+ * setenv copies an array it did not make into one of its own, and unsetenv
+ * edits it in place; it is never unmapped (getenv may be reading it). No
+ * memory: the environment stays as it was. */
+static START_PATH void set_log_ids(const char *ids)
+{
+	static const char name_eq[] = LOG_IDS_VARIABLE "=";
+	size_t n = 0, at = SIZE_MAX;
+	for (; environ && environ[n]; n++)
+		if (strncmp(environ[n], name_eq, sizeof(name_eq) - 1) == 0)
+			at = n;
+	size_t array = (n + 2) * sizeof(char *), len = strlen(ids);
+	size_t size = array + sizeof(name_eq) + len;
+	char **env = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (env == MAP_FAILED)
+		return;
+	char *entry = (char *)env + array;
+	memcpy(entry, name_eq, sizeof(name_eq) - 1);
+	memcpy(entry + sizeof(name_eq) - 1, ids, len + 1);
+	if (n > 0)
+		memcpy(env, environ, n * sizeof(char *));
+	if (at != SIZE_MAX)
+		env[at] = entry;
+	else
+		env[n++] = entry;
+	env[n] = NULL;
+	environ = env;
+}
+
 /* The configured log descriptors that are open, are not connections handed
  * over by a parent, and (if the exec'ing parent said which files were its
  * logs) are one of those files. Their identities go into REQID_LOG_IDS for
  * children the exec hooks cannot see into (a vfork child adds only the
- * files on its log descriptors opened by a log path). setenv allocates, and a program's first allocation
- * sets up malloc (a getrandom, two brk, two or three page faults): it is
- * skipped when the environment already says exactly this, as it does in
- * a program a shimmed parent exec'ed with the same logs. */
+ * files on its log descriptors opened by a log path); skipped when the
+ * environment already says exactly this, as it does in a program a
+ * shimmed parent exec'ed with the same logs. */
 static START_PATH void mark_log_fds(bool attached)
 {
 	const char *inherited = attached ? NULL : getenv(LOG_IDS_VARIABLE);
@@ -270,7 +302,7 @@ static START_PATH void mark_log_fds(bool attached)
 			len = log_ids_append(ids, len, sizeof(ids), dev, ino);
 	}
 	if (!attached && (!inherited || strcmp(inherited, ids) != 0))
-		setenv(LOG_IDS_VARIABLE, ids, 1);
+		set_log_ids(ids);
 }
 
 /* A program exec'ed for a request (REQID_REQUEST_ID, set by a shimmed

@@ -906,8 +906,16 @@ static size_t arena_at_main;
  * environment names for its children. */
 static void sc_start_env(void)
 {
-	const char *ids = getenv("REQID_LOG_IDS");
-	record("arena=%zu log_ids=%s", arena_at_main, ids ? ids : "-");
+	char ids[1100];
+	const char *given = getenv("REQID_LOG_IDS");
+	snprintf(ids, sizeof(ids), "%s", given ? given : "-");
+	/* The environment the shim set without malloc stays the program's
+	 * to change: glibc's setenv and unsetenv work on it. */
+	const char *path = getenv("PATH");
+	bool changed = setenv("REQID_T30", "x", 1) == 0 && unsetenv("REQID_LOG_IDS") == 0 &&
+		       strcmp(getenv("REQID_T30"), "x") == 0 && !getenv("REQID_LOG_IDS") &&
+		       (path ? getenv("PATH") && strcmp(getenv("PATH"), path) == 0 : !getenv("PATH"));
+	record("arena=%zu log_ids=%s changed=%s", arena_at_main, ids, changed ? "yes" : "no");
 }
 
 static void sc_errno_start(void)
