@@ -3,8 +3,11 @@
  * GNU hash tables of the objects after it (see next_symbol.h).
  *
  * Follows glibc's do_lookup_x and check_match for an unversioned lookup
- * that wants the newest version (what dlsym asks): the Bloom filter, the
- * bucket, the chain, then the symbol's kind, binding and version. Must
+ * (what dlsym asks): the Bloom filter, the bucket, the chain, then the
+ * symbol's kind, binding, visibility and version. Where glibc's versions
+ * differ (before 2.36 dlsym took a name's first version of index 2, hidden
+ * or not; since, its default) it answers only for a name of no version or
+ * of exactly one, not hidden. Must
  * never allocate, lock or write, and never answer where the loader might
  * answer otherwise: it says NEXT_SYMBOL_ASK instead.
  */
@@ -72,8 +75,12 @@ START_PATH enum symbol_found object_symbol(const struct object_symbols *o, const
 	uint32_t index = buckets[hash % nbuckets];
 	if (index < symoffset)
 		return SYMBOL_ABSENT;
-	const ElfW(Sym) *versioned = NULL;
-	unsigned versions = 0;
+	/* A name of several versions, or of one hidden version, is dlsym's
+	 * to answer: glibc before 2.36 took the first version of index 2
+	 * (the oldest, even a hidden one) where 2.36 takes the default. */
+	const ElfW(Sym) *chosen = NULL;
+	unsigned versioned = 0;
+	bool hidden = false;
 	for (;; index++) {
 		uint32_t chained = chain[index - symoffset];
 		const ElfW(Sym) *sym = &o->symtab[index];
@@ -84,28 +91,37 @@ START_PATH enum symbol_found object_symbol(const struct object_symbols *o, const
 		    strcmp(o->strtab + sym->st_name, name) == 0) {
 			ElfW(Half) version = o->versym ? o->versym[index] : 0;
 			if ((version & 0x7fff) < 2) {
-				versioned = sym;
-				versions = 1;
+				if (versioned)
+					return NEXT_SYMBOL_ASK;
+				chosen = sym;
 				break;
 			}
-			if (!(version & 0x8000) && versions++ == 0)
-				versioned = sym;
+			hidden |= (version & 0x8000) != 0;
+			if (versioned++ == 0)
+				chosen = sym;
 		}
 		if (chained & 1)
 			break;
 	}
-	if (versions != 1)
+	if (versioned > 1 || hidden)
+		return NEXT_SYMBOL_ASK;
+	if (!chosen)
 		return SYMBOL_ABSENT;
-	unsigned bind = ELF64_ST_BIND(versioned->st_info);
-	unsigned type = ELF64_ST_TYPE(versioned->st_info);
+	unsigned bind = ELF64_ST_BIND(chosen->st_info);
+	unsigned type = ELF64_ST_TYPE(chosen->st_info);
+	unsigned visibility = ELF64_ST_VISIBILITY(chosen->st_other);
 	if (bind != STB_GLOBAL && bind != STB_WEAK) {
 		if (bind == STB_LOCAL)
 			return SYMBOL_ABSENT;
 		return NEXT_SYMBOL_ASK; /* STB_GNU_UNIQUE: the loader's table */
 	}
-	if (type == STT_GNU_IFUNC || type == STT_TLS || versioned->st_shndx == SHN_ABS)
+	/* Hidden and internal definitions the loader passes by; indirect
+	 * ones need their resolver run; TLS and absolute ones are no address
+	 * in the object. */
+	if (visibility == STV_HIDDEN || visibility == STV_INTERNAL || type == STT_GNU_IFUNC ||
+	    type == STT_TLS || chosen->st_shndx == SHN_ABS)
 		return NEXT_SYMBOL_ASK;
-	*addr = (void *)(o->base + versioned->st_value);
+	*addr = (void *)(o->base + chosen->st_value);
 	return SYMBOL_FOUND;
 }
 

@@ -36,13 +36,15 @@ uint32_t symbol_hash(const char *name);
 enum symbol_found {
 	SYMBOL_ABSENT,  /* the object does not define it for an unversioned lookup */
 	SYMBOL_FOUND,   /* *addr is its address */
-	NEXT_SYMBOL_ASK /* an indirect function (its resolver must run): ask dlsym */
+	NEXT_SYMBOL_ASK /* not certain here (see object_symbol): ask dlsym */
 };
 
 /* The definition dlsym would take from this object for name (hash: its
  * symbol_hash): a global or weak definition of no version or of the base
- * one, else the one version not hidden (the default, name@@VERSION) when
- * there is exactly one. */
+ * one, else the name's one version when it has exactly one and it is not
+ * hidden. NEXT_SYMBOL_ASK for several versions or a hidden one (glibc's
+ * releases choose differently among them), and for a definition that is
+ * indirect, thread-local, absolute, GNU-unique, hidden or internal. */
 enum symbol_found object_symbol(const struct object_symbols *o, const char *name, uint32_t hash,
 				void **addr);
 

@@ -87,6 +87,37 @@ static START_PATH const struct link_map *preloaded_self(void)
 	return NULL;
 }
 
+/* Whether name is in the environment, with a value or without '=' (the
+ * loader takes both). */
+static START_PATH bool environment_names(const char *name)
+{
+	for (char **entry = environ; entry && *entry; entry++) {
+		const char *e = *entry, *n = name;
+		while (*n && *e == *n)
+			e++, n++;
+		if (!*n && (*e == '=' || !*e))
+			return true;
+	}
+	return false;
+}
+
+/* Whether what dlsym answers is what the loader's tables say: not with an
+ * audit module loaded (LD_AUDIT, or the program's own DT_AUDIT or
+ * DT_DEPAUDIT, which glibc 2.32 and later load), whose la_symbind may bind
+ * dlsym's answer elsewhere; not with LD_DYNAMIC_WEAK (the loader passes
+ * weak definitions by); not when the environment cannot be read yet (a
+ * hook in the program's preinit code). */
+static START_PATH bool lookups_as_read(void)
+{
+	if (!environ || environment_names("LD_DYNAMIC_WEAK") || environment_names("LD_AUDIT"))
+		return false;
+	const struct link_map *program = _r_debug.r_map;
+	for (const ElfW(Dyn) *d = program ? program->l_ld : NULL; d && d->d_tag != DT_NULL; d++)
+		if (d->d_tag == DT_AUDIT || d->d_tag == DT_DEPAUDIT)
+			return false;
+	return program != NULL;
+}
+
 /* dlsym(RTLD_NEXT, name): read from the loader's tables (next_symbol.h)
  * when next lists the objects after the preloaded library and the answer
  * is certain, from dlsym otherwise. */
@@ -107,11 +138,7 @@ START_PATH bool real_resolve(void)
 	resolving = true;
 	struct real_functions r;
 	bool complete = true;
-	/* dlopened, dlsym; so too with LD_DYNAMIC_WEAK (the loader passes weak
-	 * definitions by, which next_symbol does not) and LD_AUDIT (an audit
-	 * module may bind dlsym's answer elsewhere). */
-	const struct link_map *self =
-		environment("LD_DYNAMIC_WEAK") || environment("LD_AUDIT") ? NULL : preloaded_self();
+	const struct link_map *self = lookups_as_read() ? preloaded_self() : NULL;
 	struct next_objects next;
 	if (self)
 		next_objects_read(self, &next);
@@ -273,10 +300,9 @@ static START_PATH bool fd_identity(int fd, uint64_t *dev, uint64_t *ino, bool *i
 static START_PATH void set_log_ids(const char *ids)
 {
 	static const char name_eq[] = LOG_IDS_VARIABLE "=";
-	size_t n = 0, at = SIZE_MAX;
-	for (; environ && environ[n]; n++)
-		if (strncmp(environ[n], name_eq, sizeof(name_eq) - 1) == 0)
-			at = n;
+	size_t n = 0;
+	while (environ && environ[n])
+		n++;
 	size_t array = (n + 2) * sizeof(char *), len = strlen(ids);
 	size_t size = array + sizeof(name_eq) + len;
 	char **env = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -285,13 +311,19 @@ static START_PATH void set_log_ids(const char *ids)
 	char *entry = (char *)env + array;
 	memcpy(entry, name_eq, sizeof(name_eq) - 1);
 	memcpy(entry + sizeof(name_eq) - 1, ids, len + 1);
-	if (n > 0)
-		memcpy(env, environ, n * sizeof(char *));
-	if (at != SIZE_MAX)
-		env[at] = entry;
-	else
-		env[n++] = entry;
-	env[n] = NULL;
+	/* The first copy of the variable (getenv's) becomes the entry, and
+	 * any later copy goes. */
+	size_t k = 0;
+	bool placed = false;
+	for (size_t i = 0; i < n; i++) {
+		if (strncmp(environ[i], name_eq, sizeof(name_eq) - 1) != 0)
+			env[k++] = environ[i];
+		else if (!placed)
+			env[k++] = entry, placed = true;
+	}
+	if (!placed)
+		env[k++] = entry;
+	env[k] = NULL;
 	environ = env;
 }
 
