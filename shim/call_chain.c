@@ -25,6 +25,7 @@
 
 #include "fork_hot.h"
 #include "frame_rule.h"
+#include "next_symbol.h"
 
 /* How far from the thread's first unwind a stack pointer may be and still
  * be on the same stack. */
@@ -62,8 +63,7 @@ static int find_libc_code(struct dl_phdr_info *info, size_t size, void *arg)
 {
 	(void)size;
 	(void)arg;
-	size_t n = info->dlpi_name ? strlen(info->dlpi_name) : 0;
-	if (n < 9 || strcmp(info->dlpi_name + n - 9, "libc.so.6") != 0)
+	if (!is_libc_name(info->dlpi_name))
 		return 0;
 	for (int i = 0; i < info->dlpi_phnum; i++) {
 		const ElfW(Phdr) *ph = &info->dlpi_phdr[i];

@@ -33,6 +33,7 @@
 
 #include "fork_hot.h"
 #include "map_once.h"
+#include "next_symbol.h"
 #include "shim_init.h"
 
 /* More than any program has (nginx and its modules: some 500). */
@@ -114,10 +115,6 @@ static bool in_segments(ElfW(Addr) base, const ElfW(Phdr) *phdr, ElfW(Half) phnu
 	return false;
 }
 
-static uintptr_t absolute(ElfW(Addr) base, ElfW(Addr) p)
-{
-	return p < base ? base + p : p;
-}
 
 /* A loaded module, as dl_iterate_phdr lists it; name is an offset into
  * the list's copy of the names. */
@@ -186,7 +183,7 @@ static bool read_module(const struct module_ref *ref, struct module *m)
 	if (!dyn)
 		return false;
 	for (; dyn->d_tag != DT_NULL; dyn++) {
-		uintptr_t p = absolute(m->base, dyn->d_un.d_ptr);
+		uintptr_t p = dynamic_address(m->base, dyn->d_un.d_ptr);
 		switch (dyn->d_tag) {
 		case DT_SYMTAB: m->symtab = (const ElfW(Sym) *)p; break;
 		case DT_STRTAB: m->strtab = (const char *)p; break;

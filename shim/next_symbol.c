@@ -20,9 +20,7 @@
 
 #include "fork_hot.h"
 
-/* A dynamic entry's address: glibc rewrites most of them to absolute ones
- * when it loads an object; the vDSO's and some others stay relative. */
-static START_PATH uintptr_t absolute(ElfW(Addr) base, ElfW(Addr) p)
+START_PATH uintptr_t dynamic_address(ElfW(Addr) base, ElfW(Addr) p)
 {
 	return p < base ? base + p : p;
 }
@@ -33,7 +31,7 @@ START_PATH bool object_symbols_read(ElfW(Addr) base, const ElfW(Dyn) *dyn,
 	memset(out, 0, sizeof(*out));
 	out->base = base;
 	for (; dyn && dyn->d_tag != DT_NULL; dyn++) {
-		uintptr_t p = absolute(base, dyn->d_un.d_ptr);
+		uintptr_t p = dynamic_address(base, dyn->d_un.d_ptr);
 		switch (dyn->d_tag) {
 		case DT_GNU_HASH: out->gnu_hash = (const uint32_t *)p; break;
 		case DT_SYMTAB: out->symtab = (const ElfW(Sym) *)p; break;
@@ -125,10 +123,10 @@ START_PATH enum symbol_found object_symbol(const struct object_symbols *o, const
 	return SYMBOL_FOUND;
 }
 
-START_PATH bool is_libc(const struct link_map *l)
+START_PATH bool is_libc_name(const char *name)
 {
-	size_t n = l->l_name ? strlen(l->l_name) : 0;
-	return n >= 9 && strcmp(l->l_name + n - 9, "libc.so.6") == 0;
+	size_t n = name ? strlen(name) : 0;
+	return n >= 9 && strcmp(name + n - 9, "libc.so.6") == 0;
 }
 
 START_PATH void next_objects_read(const struct link_map *self, struct next_objects *next)
@@ -142,7 +140,7 @@ START_PATH void next_objects_read(const struct link_map *self, struct next_objec
 			return;
 		}
 		next->count++;
-		if (is_libc(l)) {
+		if (is_libc_name(l->l_name)) {
 			next->cut = l->l_next != NULL;
 			return;
 		}

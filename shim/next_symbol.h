@@ -6,7 +6,7 @@
  * dlsym pays for an error-catching frame, a search for its caller's object
  * and the loader's lock at every call: some 850 instructions, 100,000 for
  * the shim's originals in every process it starts in. This reads the same
- * tables in about a fifth of that. Pure logic over memory the loader has
+ * tables for about a third of that per name. Pure logic over memory the loader has
  * mapped: never allocates, takes no lock, never writes, and answers
  * NEXT_SYMBOL_ASK (ask dlsym) for any case it does not reproduce exactly.
  */
@@ -25,6 +25,11 @@ struct object_symbols {
 	const char *strtab;
 	const ElfW(Half) *versym;     /* NULL: no versions */
 };
+
+/* The address a dynamic entry's d_ptr p names in an object loaded at base:
+ * glibc rewrites most entries to absolute addresses when it loads an
+ * object; the vDSO's and some others stay relative to base. */
+uintptr_t dynamic_address(ElfW(Addr) base, ElfW(Addr) p);
 
 /* Reads dyn (the object's PT_DYNAMIC, loaded at base). False when the
  * object has no GNU hash table or symbol table. */
@@ -48,8 +53,9 @@ enum symbol_found {
 enum symbol_found object_symbol(const struct object_symbols *o, const char *name, uint32_t hash,
 				void **addr);
 
-/* Whether the loader lists l as libc (its name ends in libc.so.6). */
-bool is_libc(const struct link_map *l);
+/* Whether an object the loader names so is libc (the name, NULL for
+ * none, ends in libc.so.6). */
+bool is_libc_name(const char *name);
 
 /* The objects after a library the program preloaded, in the loader's
  * order, up to libc: where dlsym(RTLD_NEXT) looks first for that library.
@@ -67,9 +73,9 @@ struct next_objects {
 void next_objects_read(const struct link_map *self, struct next_objects *next);
 
 /* dlsym(RTLD_NEXT, name) for the library next was read after: the first
- * definition in those objects. NEXT_SYMBOL_ASK when the definition is
- * indirect, or none of the objects read defines it (dlsym may find it
- * past the cut, or say it is nowhere). */
+ * definition in those objects. NEXT_SYMBOL_ASK when object_symbol says so
+ * of the first object with the name, or none of the objects read has it
+ * (dlsym may find it past the cut, or say it is nowhere). */
 enum symbol_found next_symbol(const struct next_objects *next, const char *name, void **addr);
 
 #endif

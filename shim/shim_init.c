@@ -57,18 +57,27 @@ static _Atomic bool real_ready START_WRITTEN; /* read first: not in .bss */
 static bool real_complete START_WRITTEN;
 static __thread bool resolving __attribute__((tls_model("initial-exec")));
 
-/* getenv(name), read here: libc's getenv is a page of libc's code (a
- * fault on this VM) that a process which never calls it would not touch. */
-static START_PATH const char *environment(const char *name)
+/* The first entry of environ for name, past the name: at its '=', or
+ * (with bare) at the end of an entry that is the name alone; NULL if
+ * none. Read here: libc's getenv is a page of libc's code (a fault on this
+ * VM) that a process which never calls it would not touch. */
+static START_PATH const char *environment_entry(const char *name, bool bare)
 {
 	for (char **entry = environ; entry && *entry; entry++) {
 		const char *e = *entry, *n = name;
 		while (*n && *e == *n)
 			e++, n++;
-		if (!*n && *e == '=')
-			return e + 1;
+		if (!*n && (*e == '=' || (bare && !*e)))
+			return e;
 	}
 	return NULL;
+}
+
+/* getenv(name). */
+static START_PATH const char *environment(const char *name)
+{
+	const char *e = environment_entry(name, false);
+	return e ? e + 1 : NULL;
 }
 
 /* The library's entry in the loader's list when it came in with the
@@ -81,24 +90,10 @@ static START_PATH const struct link_map *preloaded_self(void)
 	for (const struct link_map *l = _r_debug.r_map; l; l = l->l_next) {
 		if (l->l_addr == (ElfW(Addr))__ehdr_start)
 			return l;
-		if (is_libc(l))
+		if (is_libc_name(l->l_name))
 			return NULL;
 	}
 	return NULL;
-}
-
-/* Whether name is in the environment, with a value or without '=' (the
- * loader takes both). */
-static START_PATH bool environment_names(const char *name)
-{
-	for (char **entry = environ; entry && *entry; entry++) {
-		const char *e = *entry, *n = name;
-		while (*n && *e == *n)
-			e++, n++;
-		if (!*n && (*e == '=' || !*e))
-			return true;
-	}
-	return false;
 }
 
 /* Whether what dlsym answers is what the loader's tables say: not with an
@@ -109,7 +104,9 @@ static START_PATH bool environment_names(const char *name)
  * hook in the program's preinit code). */
 static START_PATH bool lookups_as_read(void)
 {
-	if (!environ || environment_names("LD_DYNAMIC_WEAK") || environment_names("LD_AUDIT"))
+	/* The loader takes these with a value or without '='. */
+	if (!environ || environment_entry("LD_DYNAMIC_WEAK", true) ||
+	    environment_entry("LD_AUDIT", true))
 		return false;
 	const struct link_map *program = _r_debug.r_map;
 	for (const ElfW(Dyn) *d = program ? program->l_ld : NULL; d && d->d_tag != DT_NULL; d++)

@@ -45,7 +45,7 @@ static int read_next(void **state)
 static const struct link_map *libc_map(void)
 {
 	for (const struct link_map *l = _r_debug.r_map; l; l = l->l_next)
-		if (is_libc(l))
+		if (is_libc_name(l->l_name))
 			return l;
 	return NULL;
 }
@@ -193,6 +193,16 @@ static void make_table(struct made_table *t, const struct made_symbol *syms, uns
 	t->o.symtab = t->symtab;
 	t->o.strtab = t->strtab;
 	t->o.versym = with_versions ? t->versym : NULL;
+}
+
+/* The dynamic section of a made table (loaded at 0: its entries are
+ * addresses). */
+static void made_dynamic(const struct made_table *t, ElfW(Dyn) dyn[4])
+{
+	dyn[0] = (ElfW(Dyn)){DT_GNU_HASH, {(ElfW(Addr))t->words}};
+	dyn[1] = (ElfW(Dyn)){DT_SYMTAB, {(ElfW(Addr))t->symtab}};
+	dyn[2] = (ElfW(Dyn)){DT_STRTAB, {(ElfW(Addr))t->strtab}};
+	dyn[3] = (ElfW(Dyn)){DT_NULL, {0}};
 }
 
 static enum symbol_found made_lookup(const struct made_table *t, const char *name, void **addr)
@@ -365,31 +375,19 @@ static void test_the_list_is_cut_at_an_object_without_gnu_hash(void **state)
 	const struct made_symbol in_last[] = {{"late", STB_GLOBAL, STT_FUNC, 0, 0x100}};
 	make_table(&first, in_first, 1, false);
 	make_table(&last, in_last, 1, false);
-	const ElfW(Dyn) dyn_first[] = {
-		{DT_GNU_HASH, {(ElfW(Addr))first.words}},
-		{DT_SYMTAB, {(ElfW(Addr))first.symtab}},
-		{DT_STRTAB, {(ElfW(Addr))first.strtab}},
-		{DT_NULL, {0}},
-	};
-	const ElfW(Dyn) dyn_sysv[] = {
-		{DT_SYMTAB, {(ElfW(Addr))last.symtab}},
-		{DT_STRTAB, {(ElfW(Addr))last.strtab}},
-		{DT_NULL, {0}},
-	};
-	const ElfW(Dyn) dyn_last[] = {
-		{DT_GNU_HASH, {(ElfW(Addr))last.words}},
-		{DT_SYMTAB, {(ElfW(Addr))last.symtab}},
-		{DT_STRTAB, {(ElfW(Addr))last.strtab}},
-		{DT_NULL, {0}},
-	};
+	ElfW(Dyn) dyn_first[4], dyn_last[4], dyn_sysv[4];
+	made_dynamic(&first, dyn_first);
+	made_dynamic(&last, dyn_last);
+	made_dynamic(&last, dyn_sysv);
+	dyn_sysv[0].d_tag = DT_HASH; /* a SysV hash table, no GNU one */
 	struct link_map self = {0}, a = {0}, b = {0}, c = {0};
 	self.l_next = &a;
-	a.l_ld = (ElfW(Dyn) *)dyn_first;
+	a.l_ld = dyn_first;
 	a.l_addr = 0x1000;
 	a.l_next = &b;
-	b.l_ld = (ElfW(Dyn) *)dyn_sysv;
+	b.l_ld = dyn_sysv;
 	b.l_next = &c;
-	c.l_ld = (ElfW(Dyn) *)dyn_last;
+	c.l_ld = dyn_last;
 	static struct next_objects list;
 	next_objects_read(&self, &list);
 	assert_int_equal(list.count, 1);
@@ -399,7 +397,7 @@ static void test_the_list_is_cut_at_an_object_without_gnu_hash(void **state)
 	assert_ptr_equal(addr, (void *)0x1100);
 	/* Past the cut: dlsym must say. */
 	assert_int_equal(next_symbol(&list, "late", &addr), NEXT_SYMBOL_ASK);
-	b.l_ld = (ElfW(Dyn) *)dyn_last;
+	b.l_ld = dyn_last;
 	b.l_next = NULL;
 	next_objects_read(&self, &list);
 	assert_int_equal(list.count, 2);
@@ -411,7 +409,6 @@ static void test_the_list_is_cut_at_an_object_without_gnu_hash(void **state)
 	assert_int_equal(list.count, 1);
 	assert_true(list.cut);
 	assert_int_equal(next_symbol(&list, "late", &addr), NEXT_SYMBOL_ASK);
-	b.l_next = NULL;
 	a.l_next = NULL;
 	next_objects_read(&self, &list);
 	assert_int_equal(list.count, 1);
@@ -425,15 +422,11 @@ static void test_the_list_is_cut_past_its_room(void **state)
 	static struct made_table table;
 	const struct made_symbol syms[] = {{"anything", STB_GLOBAL, STT_FUNC, 0, 0x100}};
 	make_table(&table, syms, 1, false);
-	const ElfW(Dyn) dyn[] = {
-		{DT_GNU_HASH, {(ElfW(Addr))table.words}},
-		{DT_SYMTAB, {(ElfW(Addr))table.symtab}},
-		{DT_STRTAB, {(ElfW(Addr))table.strtab}},
-		{DT_NULL, {0}},
-	};
+	ElfW(Dyn) dyn[4];
+	made_dynamic(&table, dyn);
 	static struct link_map maps[NEXT_OBJECTS_MAX + 2];
 	for (unsigned i = 0; i < NEXT_OBJECTS_MAX + 2; i++) {
-		maps[i].l_ld = (ElfW(Dyn) *)dyn;
+		maps[i].l_ld = dyn;
 		maps[i].l_next = i + 1 < NEXT_OBJECTS_MAX + 2 ? &maps[i + 1] : NULL;
 	}
 	static struct next_objects list;
