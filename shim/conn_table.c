@@ -142,9 +142,19 @@ static void end_request(struct conn *c)
 		request_line_ended(atomic_load_explicit(&c->line_buckets, memory_order_relaxed));
 }
 
+/* c's current request no longer needs its slot pinned: its response began,
+ * or it stops being current. Writes nothing when nothing is pinned (a fork
+ * server's parent, closing a connection it handed to a child unread). */
+static FORK_PATH void unpin_request(struct conn *c)
+{
+	if (atomic_load_explicit(&c->pinned, memory_order_relaxed))
+		request_unpin(atomic_exchange_explicit(&c->pinned, 0, memory_order_relaxed));
+}
+
 static FORK_PATH void set_request(struct conn *c, uint64_t serial)
 {
 	end_request(c);
+	unpin_request(c);
 	uint64_t was = __atomic_load_n(&c->request, __ATOMIC_RELAXED);
 	if (unlikely(shim.audit) && was && was != serial)
 		audit_request_ended(was);
@@ -392,7 +402,8 @@ FORK_PATH void conn_forget(int fd)
 		 * connection it handed to a child unread, with no request, and
 		 * would copy the entry's page for stores of what is there. */
 		if (__atomic_load_n(&c->request, __ATOMIC_RELAXED) ||
-		    atomic_load_explicit(&c->line_live, memory_order_relaxed))
+		    atomic_load_explicit(&c->line_live, memory_order_relaxed) ||
+		    atomic_load_explicit(&c->pinned, memory_order_relaxed))
 			set_request(c, 0);
 		conn_sees_again(c);
 		/* Else the fd's next conn_open frees it. */
@@ -465,6 +476,7 @@ FORK_PATH void conn_forget(int fd)
 	if (atomic_load_explicit(&c->lost, memory_order_seq_cst))
 		conn_mark_lost(h);
 	atomic_store_explicit(&c->line_live, false, memory_order_relaxed);
+	atomic_store_explicit(&c->pinned, 0, memory_order_relaxed); /* the heir's now */
 	__atomic_store_n(&c->request, 0, __ATOMIC_RELAXED);
 	c->head_slot = 0;
 	conn_unlock(c);
@@ -513,6 +525,10 @@ static FORK_PATH void start_request(struct conn *c, const struct http_feed_resul
 	if (unlikely(shim.audit) && serial)
 		audit_request_started(serial, id, len);
 	set_request(c, serial);
+	/* An exchange: a pin a close on another thread left behind (stored
+	 * after its set_request) goes back here, not never. */
+	request_unpin(atomic_exchange_explicit(&c->pinned, (uint16_t)request_pin(serial),
+					       memory_order_relaxed));
 	if (serial && line_len) {
 		atomic_store_explicit(&c->line_buckets, buckets, memory_order_relaxed);
 		request_line_started(buckets, serial);
@@ -842,12 +858,14 @@ void conn_on_tls_read(int fd, const void *buf, size_t n)
 	conn_unlock(c);
 }
 
-/* A response to c's current request began. */
+/* A response to c's current request began: its slot may be reused once
+ * the ring comes round to it. */
 static FORK_PATH void answered(struct conn *c)
 {
 	uint64_t request = __atomic_load_n(&c->request, __ATOMIC_RELAXED);
 	if (request != 0 && !atomic_load_explicit(&c->responded, memory_order_relaxed)) {
 		atomic_store_explicit(&c->responded, true, memory_order_relaxed);
+		unpin_request(c);
 		if (unlikely(shim.audit))
 			audit_request_answered(request);
 	}

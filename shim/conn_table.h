@@ -36,7 +36,9 @@
 #define FD_LOW 65536u
 #endif
 _Static_assert(FD_LOW % FD_PAGE == 0 && FD_LOW <= FD_LIMIT, "FD_LOW ends a page");
-#define CONN_CHUNK 64
+/* 512 entries of 168 bytes fill 21 pages exactly: no page holds entries
+ * and owed bytes both (a page of entries touches no owed bytes' page). */
+#define CONN_CHUNK 512
 
 enum fd_flag {
 	FD_CONN = 1, /* accepted connection */
@@ -69,7 +71,7 @@ enum conn_kind {
 };
 
 /* busy first (a connection moving to another fd's entry takes everything
- * after it), then fields by size: 168 bytes, 4 of them padding before the
+ * after it), then fields by size: 168 bytes, 2 of them padding before the
  * parsers (10,000 idle connections hold 1.6 MiB of them). */
 struct conn {
 	_Atomic uint32_t busy;
@@ -86,6 +88,8 @@ struct conn {
 				       (conn_output_tls) */
 	uint32_t head_slot;  /* head_store slot holding the parser's text, 0 if none */
 	uint16_t owed_len;          /* bytes of an added header not yet sent (conn_owed) */
+	_Atomic uint16_t pinned;    /* request_pin's of the current request
+				       until its response begins, 0 if none */
 	_Atomic bool lost;   /* sticky: no more ids on this connection */
 	uint8_t kind;
 	bool head_pending;   /* a request began; its headers have not ended */
@@ -104,6 +108,7 @@ struct conn {
 	_Alignas(struct http_parser) unsigned char parsing[HTTP_PARSER_STATE_SIZE];
 };
 _Static_assert(sizeof(struct conn) == 168, "a connection's entry is 168 bytes");
+_Static_assert(CONN_CHUNK * sizeof(struct conn) % 4096 == 0, "a chunk's entries end a page");
 
 /* What the shim keeps for every fd, side by side so that the calls that
  * change a descriptor (accept, connect, dup2, close) touch one page for

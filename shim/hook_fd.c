@@ -299,7 +299,9 @@ EXPORT FORK_PATH FILE *fopen(const char *path, const char *mode)
 	return stream_opened(fn(path, mode), path, mode);
 }
 
-EXPORT FORK_PATH FILE *fopen64(const char *path, const char *mode)
+/* Not FORK_PATH: the window is full, and a 64-bit program calls fopen64
+ * only when built for large files, and then rarely in a server's child. */
+EXPORT FILE *fopen64(const char *path, const char *mode)
 {
 	FILE *(*fn)(const char *, const char *) = REAL(fopen64);
 	if (unlikely(!fn)) {

@@ -407,8 +407,10 @@ EXPORT int posix_spawnp(pid_t *pid, const char *file, const posix_spawn_file_act
 }
 
 /* The execl family takes its arguments inline; they are gathered into an
- * array on the stack for the execv family (execl itself may not allocate). */
-static FORK_PATH size_t count_args(const char *arg0, va_list ap)
+ * array on the stack for the execv family (execl itself may not allocate).
+ * Not FORK_PATH: the window is full, and a child that execs pays its one
+ * extra fault once, as it leaves. */
+static size_t count_args(const char *arg0, va_list ap)
 {
 	size_t n = 1;
 	for (const char *a = arg0; a; a = va_arg(ap, const char *))
@@ -416,7 +418,7 @@ static FORK_PATH size_t count_args(const char *arg0, va_list ap)
 	return n;
 }
 
-static FORK_PATH void gather_args(char **argv, const char *arg0, va_list ap)
+static void gather_args(char **argv, const char *arg0, va_list ap)
 {
 	size_t i = 0;
 	for (const char *a = arg0; a; a = va_arg(ap, const char *))
@@ -424,7 +426,7 @@ static FORK_PATH void gather_args(char **argv, const char *arg0, va_list ap)
 	argv[i] = NULL;
 }
 
-EXPORT FORK_PATH int execl(const char *path, const char *arg0, ...)
+EXPORT int execl(const char *path, const char *arg0, ...)
 {
 	va_list ap;
 	va_start(ap, arg0);
@@ -437,7 +439,7 @@ EXPORT FORK_PATH int execl(const char *path, const char *arg0, ...)
 	return execv(path, argv);
 }
 
-EXPORT FORK_PATH int execlp(const char *file, const char *arg0, ...)
+EXPORT int execlp(const char *file, const char *arg0, ...)
 {
 	va_list ap;
 	va_start(ap, arg0);

@@ -9,16 +9,20 @@
  * its first: counting a request writes one page of them, not two (a fork
  * server's child copies every page it writes).
  *
- * A slot is 160 bytes: the serial, the line's buckets, lengths, the trace
- * and REQUEST_INLINE_TEXT bytes of text: the id, unless it is the trace-id,
- * then the request line. Text that does not fit goes to the long ring and
- * the slot is marked long; tracestates have a ring of their own. Both side
- * rings are indexed by request serial and seqlocked by it.
+ * A slot is 168 bytes: the serial, the line's buckets, lengths, the trace,
+ * REQUEST_INLINE_TEXT bytes of text (the id, unless it is the trace-id,
+ * then the request line) and its pins. Text that does not fit goes to the
+ * long ring and the slot is marked long; tracestates have a ring of their
+ * own. Both side rings are indexed by the slot and seqlocked by the serial.
  *
- * Writers take a fresh serial with one atomic add, so no two writers ever
- * share a slot generation. Readers check the serial before and after
- * copying, in each ring they read. Must never block, allocate or return an
- * id, request line or trace under the wrong serial.
+ * A serial is a sequence number from one atomic add, shifted, with the
+ * slot's index in its low REQUEST_SLOT_BITS bits: no two writers ever share
+ * one, serials grow, and a reader finds the slot whatever size the ring has
+ * since grown to. The sequence number also picks the slot (modulo the
+ * ring's size, skipping pinned ones), so the ring is walked round in order.
+ * Readers check the serial before and after copying, in each ring they
+ * read. Must never block, allocate or return an id, request line or trace
+ * under the wrong serial.
  */
 #include "request_table.h"
 
@@ -46,13 +50,14 @@ struct request_head {
 };
 
 struct request_slot {
-	_Atomic uint64_t serial; /* 0 while being written */
+	_Atomic uint64_t serial; /* 0: never written; SLOT_WRITING while being written */
 	struct request_head head;
 	char text[REQUEST_INLINE_TEXT]; /* the id, unless it is the trace-id, then
 					   the request line */
+	_Atomic uint32_t pins; /* connections whose unanswered request is here */
 };
 
-_Static_assert(sizeof(struct request_slot) == 160, "a request slot is 160 bytes");
+_Static_assert(sizeof(struct request_slot) == 168, "a request slot is 168 bytes");
 /* Heads and texts are copied a word at a time (seq_copy.h). */
 _Static_assert(offsetof(struct request_slot, head) % 8 == 0 &&
 		       offsetof(struct request_head, trace) == 8 &&
@@ -60,9 +65,16 @@ _Static_assert(offsetof(struct request_slot, head) % 8 == 0 &&
 		       offsetof(struct request_slot, text) % 8 == 0 && REQUEST_INLINE_TEXT % 8 == 0,
 	       "request slot parts are whole words");
 
-/* The long ring and the tracestate ring are seqlocked by the serial of the
- * request that owns a slot; SIDE_SLOT_WRITING while it is being written. */
-#define SIDE_SLOT_WRITING UINT64_MAX
+/* Every ring is seqlocked by the serial of the request that owns a slot;
+ * SLOT_WRITING while it is being written. */
+#define SLOT_WRITING UINT64_MAX
+#define SLOT_MASK (REQUEST_SLOTS - 1)
+/* A new request passes over pinned slots, as many as it finds while at
+ * most half the slots are pinned (each is passed over once a lap: one a
+ * request on average), and at most PINNED_SKIPS when more are (all
+ * REQUEST_SLOTS slots, which can grow no more): then it takes one rather
+ * than have no id. */
+#define PINNED_SKIPS 64
 
 struct long_slot {
 	_Atomic uint64_t serial;
@@ -87,7 +99,11 @@ struct line_bucket {
 static _Alignas(64) struct request_slot slots[REQUEST_SLOTS];
 static struct long_slot long_slots[REQUEST_LONG_SLOTS];
 static struct tracestate_slot tracestates[TRACESTATE_SLOTS];
-static _Atomic uint64_t next_serial FORK_HOT;
+static _Atomic uint64_t next_sequence FORK_HOT;
+/* The ring has REQUEST_RING_START << ring_doublings slots; they grow while
+ * more than half are pinned (pinned_slots counts pins). */
+static _Atomic uint32_t ring_doublings FORK_HOT;
+static _Atomic uint32_t pinned_slots FORK_HOT;
 
 /* Requests below this serial are forgotten (request_table_forget_all).
  * Read at every lookup, in a fork child too: FORK_HOT. */
@@ -177,8 +193,58 @@ static bool side_slot_claim(_Atomic uint64_t *slot_serial, uint64_t serial, uint
 {
 	*old = atomic_load_explicit(slot_serial, memory_order_relaxed);
 	return *old < serial &&
-	       atomic_compare_exchange_strong_explicit(slot_serial, old, SIDE_SLOT_WRITING,
+	       atomic_compare_exchange_strong_explicit(slot_serial, old, SLOT_WRITING,
 						       memory_order_acquire, memory_order_relaxed);
+}
+
+static struct request_slot *slot_of(uint64_t serial)
+{
+	return &slots[serial & SLOT_MASK];
+}
+
+static struct long_slot *long_slot_of(uint64_t serial)
+{
+	return &long_slots[serial % REQUEST_LONG_SLOTS];
+}
+
+FORK_PATH uint32_t request_pin(uint64_t serial)
+{
+	if (serial == 0)
+		return 0;
+	atomic_fetch_add_explicit(&slot_of(serial)->pins, 1, memory_order_relaxed);
+	uint32_t pinned = atomic_fetch_add_explicit(&pinned_slots, 1, memory_order_relaxed) + 1;
+	uint32_t doublings = atomic_load_explicit(&ring_doublings, memory_order_relaxed);
+	if ((REQUEST_RING_START << doublings) < REQUEST_SLOTS &&
+	    pinned > (REQUEST_RING_START << doublings) / 2)
+		atomic_compare_exchange_strong_explicit(&ring_doublings, &doublings, doublings + 1,
+							memory_order_relaxed, memory_order_relaxed);
+	return (uint32_t)(serial & SLOT_MASK) + 1;
+}
+
+/* One less, never below zero: request_table_release zeroes the counts
+ * while connections may still hold pins. */
+static FORK_PATH bool count_down(_Atomic uint32_t *n)
+{
+	uint32_t v = atomic_load_explicit(n, memory_order_relaxed);
+	while (v && !atomic_compare_exchange_weak_explicit(n, &v, v - 1, memory_order_relaxed,
+							   memory_order_relaxed))
+		;
+	return v != 0;
+}
+
+FORK_PATH void request_unpin(uint32_t pinned)
+{
+	if (pinned && count_down(&slots[(pinned - 1) & SLOT_MASK].pins))
+		count_down(&pinned_slots);
+}
+
+/* Whether request serial (SLOT_WRITING, 0: none) is in its slot, pinned. */
+static bool pinned_in_slot(uint64_t serial)
+{
+	const struct request_slot *s = slot_of(serial);
+	return serial != SLOT_WRITING && serial != 0 &&
+	       atomic_load_explicit(&s->serial, memory_order_relaxed) == serial &&
+	       atomic_load_explicit(&s->pins, memory_order_relaxed) != 0;
 }
 
 /* Stores the tracestate of serial, unless its slot's writer stalled. */
@@ -234,33 +300,49 @@ request_table_add(const char *id, size_t len, const char *line, size_t line_len,
 	bool long_text = h.kind & REQUEST_LONG;
 	size_t id_text = id_text_len(&h);
 
-	/* A writer owns a slot from the moment it swaps the old serial for 0
-	 * until it stores its own; a slot another writer still owns (a writer a
-	 * whole ring behind, preempted) is skipped for the next serial. A long
-	 * request takes its long slot first, and gives it back untouched if it
-	 * cannot have the request slot. */
-	for (int attempt = 0; attempt < 8; attempt++) {
-		uint64_t serial = atomic_fetch_add_explicit(&next_serial, 1, memory_order_relaxed) + 1;
-		struct request_slot *s = &slots[serial % REQUEST_SLOTS];
-		struct long_slot *l = &long_slots[serial % REQUEST_LONG_SLOTS];
+	/* A writer owns a slot from the moment it swaps the old serial for
+	 * SLOT_WRITING until it stores its own; a slot another writer still
+	 * owns (a writer a whole ring behind, preempted) is passed over, and so
+	 * is a pinned one, or one whose long slot a pinned long request holds
+	 * (for a long request). A long request takes its long slot first, and
+	 * gives it back untouched if it cannot have the request slot. */
+	uint32_t may_pass = atomic_load_explicit(&pinned_slots, memory_order_relaxed) > REQUEST_SLOTS / 2
+				    ? PINNED_SKIPS
+				    : REQUEST_SLOTS;
+	for (uint32_t passed = 0, failed = 0; failed < 8;) {
+		uint64_t sequence = atomic_fetch_add_explicit(&next_sequence, 1, memory_order_relaxed) + 1;
+		uint32_t size = REQUEST_RING_START
+				<< atomic_load_explicit(&ring_doublings, memory_order_relaxed);
+		uint64_t serial = sequence << REQUEST_SLOT_BITS | (sequence & (size - 1));
+		struct request_slot *s = slot_of(serial);
+		struct long_slot *l = long_slot_of(serial);
 		/* Read with a store of what is there (adding 0): a page of the
 		 * ring no process touched yet costs one fault for this and the
 		 * store below, not two (a read maps the zero page, the store
 		 * then copies it): every child of a fork server starts at the
 		 * serial its parent left, in a page the parent never wrote. */
 		uint64_t old = atomic_fetch_add_explicit(&s->serial, 0, memory_order_relaxed), long_old = 0;
-		/* 0 past the first lap is a writer's, unless the slot was last
-		 * held before request_table_release emptied the ring. */
-		if (old == 0 && serial > REQUEST_SLOTS &&
-		    serial - REQUEST_SLOTS >= atomic_load_explicit(&first_valid, memory_order_relaxed))
+		if (old == SLOT_WRITING) {
+			failed++;
 			continue;
-		if (long_text && !side_slot_claim(&l->serial, serial, &long_old))
+		}
+		if (passed < may_pass &&
+		    (atomic_load_explicit(&s->pins, memory_order_relaxed) ||
+		     (long_text &&
+		      pinned_in_slot(atomic_load_explicit(&l->serial, memory_order_relaxed))))) {
+			passed++;
 			continue;
-		if (!atomic_compare_exchange_strong_explicit(&s->serial, &old, 0,
+		}
+		if (long_text && !side_slot_claim(&l->serial, serial, &long_old)) {
+			failed++;
+			continue;
+		}
+		if (!atomic_compare_exchange_strong_explicit(&s->serial, &old, SLOT_WRITING,
 							     memory_order_acquire,
 							     memory_order_relaxed)) {
 			if (long_text)
 				atomic_store_explicit(&l->serial, long_old, memory_order_release);
+			failed++;
 			continue;
 		}
 		atomic_thread_fence(memory_order_release);
@@ -306,7 +388,7 @@ static FORK_PATH bool
 request_copy(uint64_t serial, struct request_head *h, char text[REQUEST_INLINE_TEXT],
 	     unsigned parts)
 {
-	const struct request_slot *s = &slots[serial % REQUEST_SLOTS];
+	const struct request_slot *s = slot_of(serial);
 
 	if (!slot_holds(&s->serial, serial))
 		return false;
@@ -326,8 +408,7 @@ request_copy(uint64_t serial, struct request_head *h, char text[REQUEST_INLINE_T
 /* Whether the long slot of request serial holds its text. */
 static bool long_slot_holds(uint64_t serial)
 {
-	return atomic_load_explicit(&long_slots[serial % REQUEST_LONG_SLOTS].serial,
-				    memory_order_acquire) == serial;
+	return atomic_load_explicit(&long_slot_of(serial)->serial, memory_order_acquire) == serial;
 }
 
 /* Whether request serial, whose head is h, is still whole: its long slot (if
@@ -341,7 +422,7 @@ static bool request_whole(uint64_t serial, const struct request_head *h)
  * serial; false if the slot holds another request's. */
 static bool long_text_copy(uint64_t serial, size_t offset, size_t n, char *out)
 {
-	const struct long_slot *l = &long_slots[serial % REQUEST_LONG_SLOTS];
+	const struct long_slot *l = long_slot_of(serial);
 
 	if (!long_slot_holds(serial))
 		return false;
@@ -453,7 +534,8 @@ uint64_t request_named_by(const char *line, size_t len)
 
 void request_table_forget_all(void)
 {
-	atomic_store_explicit(&first_valid, atomic_load(&next_serial) + 1, memory_order_relaxed);
+	atomic_store_explicit(&first_valid, (atomic_load(&next_sequence) + 1) << REQUEST_SLOT_BITS,
+			      memory_order_relaxed);
 }
 
 void request_table_release(void)
@@ -466,4 +548,6 @@ void request_table_release(void)
 			atomic_store_explicit(&recent[i], 0, memory_order_relaxed);
 	table_release(line_buckets, sizeof(line_buckets));
 	atomic_store_explicit(&unseen_streams, 0, memory_order_relaxed);
+	atomic_store_explicit(&pinned_slots, 0, memory_order_relaxed);
+	atomic_store_explicit(&ring_doublings, 0, memory_order_relaxed);
 }

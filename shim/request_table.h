@@ -5,20 +5,26 @@
  * Threads and connections refer to a request by its 64-bit serial; its id,
  * request line ("GET /x HTTP/1.1", its first REQUEST_LINE_MAX bytes) and
  * trace (its plan, trace_context.h: the trace-id and span id it generates
- * are made when read) live in a fixed ring of REQUEST_SLOTS slots of 160 bytes. A slot
- * holds the id and the request line itself when together they take at most
+ * are made when read) live in a ring of slots of 168 bytes. A slot holds
+ * the id and the request line itself when together they take at most
  * REQUEST_INLINE_TEXT bytes, not counting an id that is the request's
  * trace-id (a generated id, or the trace-id of an inbound traceparent): it
  * is kept as the trace. A longer pair (a UUID id with a request line over
- * 60 bytes) goes whole into a second ring of REQUEST_LONG_SLOTS, which a
- * long request shares only with long requests REQUEST_LONG_SLOTS serials
- * apart.
+ * 60 bytes) goes whole into a second ring of REQUEST_LONG_SLOTS, shared by
+ * the slots a multiple of REQUEST_LONG_SLOTS apart.
  *
- * A request is kept until the one REQUEST_SLOTS later takes its slot; a
- * long request, also only until the first long request a multiple of
- * REQUEST_LONG_SLOTS later takes its long slot (never before
- * REQUEST_LONG_SLOTS newer requests; right then when all are long). A
- * reader that finds either slot reused gets nothing rather than another
+ * The ring starts with REQUEST_RING_START slots (672 KiB) and grows, by
+ * doubling up to REQUEST_SLOTS (2.6 MiB), only while more than half of its
+ * slots are pinned: a process pays for the requests it has at once, not for
+ * how many it has served. A connection pins its current request's slot
+ * from the request's start until its response begins (conn_table.c). A new
+ * request takes the next slot that is not pinned (a pinned one only when
+ * all are, at REQUEST_SLOTS); a slot's serial says which. So a request is
+ * kept while pinned, then until the ring comes round to its slot again:
+ * at least half a ring of newer requests (REQUEST_RING_START / 2) after
+ * it was added. A long request is kept as long as its slot, unless a long
+ * request in a slot sharing its long slot takes it once it is unpinned.
+ * A reader that finds either slot reused gets nothing rather than another
  * request's: a request's id, request line and trace are read all or none.
  * Lock-free (a seqlock per slot, an atomic counter per request-line hash
  * bucket), no allocation: safe in hooks and signal handlers.
@@ -35,7 +41,9 @@
 #include "trace_context.h"
 #include "tracestate.h"
 
-#define REQUEST_SLOTS 16384
+#define REQUEST_SLOT_BITS 14
+#define REQUEST_SLOTS (1u << REQUEST_SLOT_BITS) /* the most the ring grows to */
+#define REQUEST_RING_START 4096u /* slots the ring starts with */
 #define REQUEST_INLINE_TEXT 96 /* bytes of id and request line a slot holds */
 #define REQUEST_LONG_SLOTS 4096
 #define LINE_BUCKETS 32768 /* in each of two tables */
@@ -51,6 +59,13 @@
 uint64_t request_table_add(const char *id, size_t len, const char *line, size_t line_len,
 			   uint32_t buckets, const struct trace_plan *trace, const char *ts,
 			   size_t ts_len) __attribute__((visibility("hidden")));
+
+/* Request serial (0: none) is current and unanswered on a connection:
+ * its slot is not taken by a newer request while some slot is not pinned.
+ * Returns the slot to give to request_unpin, 0 for none (serial 0).
+ * Pins count: every pin is given back once. */
+uint32_t request_pin(uint64_t serial) __attribute__((visibility("hidden")));
+void request_unpin(uint32_t pinned) __attribute__((visibility("hidden")));
 
 /* The trace of request serial, its new parts made with gen (the generator
  * its plan took counter values from, or a fork child's copy of it); false

@@ -380,6 +380,7 @@ static START_PATH void adopt_exec_request(void)
 			     ? tracestate_normalize(ts, strlen(ts), state) : 0;
 	shim.exec_request = request_table_add(id, strlen(id), NULL, 0, 0, &trace, state,
 					      ts_len > 0 ? (size_t)ts_len : 0);
+	request_pin(shim.exec_request); /* the process's request, for its life */
 }
 
 FORK_PATH size_t current_log_ids(char *buf, size_t size)

@@ -82,17 +82,64 @@ static void line_of(char *out, size_t n, char tag)
 	memcpy(out + n - 9, " HTTP/1.1", 10);
 }
 
-/* After serial last, stores requests with no request line up to serial,
- * and there a long one (its id REQUEST_ID_MAX bytes): it takes the long slot
- * of the requests a multiple of REQUEST_LONG_SLOTS serials earlier.
- * Returns serial. */
-static uint64_t long_request_at(uint64_t last, uint64_t serial)
+/* The sequence number a serial carries: one more for each slot the ring
+ * went past, taken or passed over. */
+static uint64_t sequence(uint64_t serial)
+{
+	return serial >> REQUEST_SLOT_BITS;
+}
+
+/* The serial of the request the ring gives sequence number seq when it has
+ * all REQUEST_SLOTS slots and none is pinned (see full_ring). */
+static uint64_t serial_at(uint64_t seq)
+{
+	return seq << REQUEST_SLOT_BITS | (seq & (REQUEST_SLOTS - 1));
+}
+
+/* Stores n requests with no request line, pinning them; returns the first. */
+static uint64_t pinned_run(unsigned n, uint32_t pins[])
+{
+	uint64_t first = 0;
+	for (unsigned i = 0; i < n; i++) {
+		uint64_t s = request_table_add("p", 1, NULL, 0, 0, NULL, NULL, 0);
+		assert_int_not_equal(s, 0);
+		pins[i] = request_pin(s);
+		first = first ? first : s;
+	}
+	return first;
+}
+
+static void unpin_all(unsigned n, const uint32_t pins[])
+{
+	for (unsigned i = 0; i < n; i++)
+		request_unpin(pins[i]);
+}
+
+/* Grows the ring to all REQUEST_SLOTS slots, pinning more than half of
+ * each size's slots on the way, and leaves none pinned: serials then
+ * follow serial_at, a slot is shared every REQUEST_SLOTS sequence numbers
+ * and a long slot every REQUEST_LONG_SLOTS. */
+static int full_ring(void **state)
+{
+	(void)state;
+	static uint32_t pins[REQUEST_SLOTS / 4 + 1];
+	pinned_run(REQUEST_SLOTS / 4 + 1, pins);
+	unpin_all(REQUEST_SLOTS / 4 + 1, pins);
+	return 0;
+}
+
+/* After serial last, stores requests with no request line up to sequence
+ * number seq, and there a long one (its id REQUEST_ID_MAX bytes): it takes
+ * the long slot of the requests a multiple of REQUEST_LONG_SLOTS earlier.
+ * Returns its serial. */
+static uint64_t long_request_at(uint64_t last, uint64_t seq)
 {
 	char id[REQUEST_ID_MAX + 1], out[REQUEST_ID_MAX];
-	while (last + 1 < serial)
+	while (sequence(last) + 1 < seq)
 		last = request_table_add("f", 1, NULL, 0, 0, NULL, NULL, 0);
 	id_of(id, REQUEST_ID_MAX, 'L');
-	assert_int_equal(request_table_add(id, REQUEST_ID_MAX, NULL, 0, 0, NULL, NULL, 0), serial);
+	uint64_t serial = request_table_add(id, REQUEST_ID_MAX, NULL, 0, 0, NULL, NULL, 0);
+	assert_int_equal(serial, serial_at(seq));
 	assert_int_equal(request_table_get(serial, out), REQUEST_ID_MAX);
 	assert_memory_equal(out, id, REQUEST_ID_MAX);
 	return serial;
@@ -123,6 +170,140 @@ static struct trace_ctx given_trace(const char *trace_id, const char *span_id, u
 	memcpy(t.trace_id, trace_id, 32);
 	memcpy(t.span_id, span_id, 16);
 	return t;
+}
+
+/* Adds a request whose id is id. */
+static uint64_t add(const char *id)
+{
+	uint64_t s = request_table_add(id, strlen(id), NULL, 0, 0, NULL, NULL, 0);
+	assert_int_not_equal(s, 0);
+	return s;
+}
+
+/* Whether request serial still reads back with id. */
+static bool kept(uint64_t serial, const char *id)
+{
+	char out[REQUEST_ID_MAX];
+	size_t n = request_table_get(serial, out);
+	return n == strlen(id) && memcmp(out, id, n) == 0;
+}
+
+#define SLOT(serial) ((serial) & (REQUEST_SLOTS - 1))
+
+/* The ring starts with REQUEST_RING_START slots: a request is kept for a
+ * whole lap, and the next request after it takes its slot. Runs first: a
+ * ring only grows. */
+static void test_ring_starts_small(void **state)
+{
+	(void)state;
+	uint64_t first = add("first");
+	assert_int_equal(SLOT(first), sequence(first) % REQUEST_RING_START);
+	for (unsigned i = 1; i < REQUEST_RING_START; i++)
+		assert_int_equal(SLOT(add("n")), (sequence(first) + i) % REQUEST_RING_START);
+	assert_true(kept(first, "first"));
+	uint64_t next = add("next");
+	assert_int_equal(SLOT(next), SLOT(first));
+	assert_int_equal(sequence(next), sequence(first) + REQUEST_RING_START);
+	assert_false(kept(first, "first"));
+	assert_true(kept(next, "next"));
+}
+
+/* A pinned request keeps its slot lap after lap while the requests after
+ * it pass over it; given back, it goes when the ring next comes round. */
+static void test_pinned_request_kept(void **state)
+{
+	(void)state;
+	uint64_t pinned = add("pinned"), neighbour = add("neighbour");
+	uint32_t pin = request_pin(pinned);
+	assert_int_equal(pin, SLOT(pinned) + 1);
+	assert_int_equal(request_pin(0), 0);
+	for (unsigned i = 0; i < 3 * REQUEST_RING_START; i++)
+		assert_int_not_equal(SLOT(add("n")), SLOT(pinned));
+	assert_true(kept(pinned, "pinned"));
+	assert_false(kept(neighbour, "neighbour"));
+	request_unpin(pin);
+	request_unpin(0);
+	for (unsigned i = 0; i < REQUEST_RING_START; i++)
+		add("n");
+	assert_false(kept(pinned, "pinned"));
+}
+
+/* Half the slots pinned: the ring keeps its size. One more: it doubles,
+ * and so on up to REQUEST_SLOTS. Every pinned request is kept all along. */
+static void test_ring_grows_while_half_pinned(void **state)
+{
+	(void)state;
+	static uint32_t pins[REQUEST_SLOTS / 4 + 1];
+	static uint64_t serials[REQUEST_SLOTS / 4 + 1];
+	unsigned n = 0;
+	for (unsigned size = REQUEST_RING_START; size <= REQUEST_SLOTS; size *= 2) {
+		uint64_t high = 0; /* the highest slot taken at this size */
+		for (; n < size / 2 && n < REQUEST_SLOTS / 4 + 1; n++) {
+			serials[n] = add("pinned");
+			pins[n] = request_pin(serials[n]);
+			high = SLOT(serials[n]) > high ? SLOT(serials[n]) : high;
+		}
+		for (unsigned i = 0; i < 2 * size; i++) {
+			uint64_t slot = SLOT(add("n"));
+			high = slot > high ? slot : high;
+		}
+		assert_int_equal(high, size - 1);
+		if (size < REQUEST_SLOTS) {
+			serials[n] = add("pinned");
+			pins[n] = request_pin(serials[n]);
+			n++;
+		}
+	}
+	for (unsigned i = 0; i < n; i++)
+		assert_true(kept(serials[i], "pinned"));
+	unpin_all(n, pins);
+}
+
+/* At REQUEST_SLOTS slots, all pinned, a new request passes over
+ * PINNED_SKIPS (64) of them and takes the next one: one pinned request is
+ * lost, the new one has its id. */
+static void test_all_pinned_takes_one(void **state)
+{
+	(void)state;
+	static uint32_t pins[REQUEST_SLOTS];
+	full_ring(state);
+	uint64_t first = pinned_run(REQUEST_SLOTS, pins);
+	uint64_t last = serial_at(sequence(first) + REQUEST_SLOTS - 1);
+	assert_true(kept(last, "p"));
+	uint64_t taken = add("taken");
+	assert_int_equal(sequence(taken), sequence(last) + 65);
+	assert_true(kept(taken, "taken"));
+	unsigned lost = 0;
+	for (uint64_t q = sequence(first); q <= sequence(last); q++)
+		lost += !kept(serial_at(q), "p");
+	assert_int_equal(lost, 1);
+	assert_false(kept(serial_at(sequence(last) + 65 - REQUEST_SLOTS), "p"));
+	unpin_all(REQUEST_SLOTS, pins);
+	assert_int_equal(SLOT(add("free")), SLOT(sequence(taken) + 1));
+}
+
+/* A long request does not take the long slot of a pinned long request:
+ * it passes over the slot that shares it. */
+static void test_long_slot_of_pinned_request_kept(void **state)
+{
+	(void)state;
+	char id[REQUEST_ID_MAX + 1], out[REQUEST_ID_MAX];
+	full_ring(state);
+	id_of(id, REQUEST_ID_MAX, 'P');
+	uint64_t pinned = request_table_add(id, REQUEST_ID_MAX, NULL, 0, 0, NULL, NULL, 0);
+	uint32_t pin = request_pin(pinned);
+	uint64_t last = pinned;
+	while (sequence(last) + 1 < sequence(pinned) + REQUEST_LONG_SLOTS)
+		last = add("f");
+	id_of(id, REQUEST_ID_MAX, 'N');
+	uint64_t newer = request_table_add(id, REQUEST_ID_MAX, NULL, 0, 0, NULL, NULL, 0);
+	assert_int_equal(sequence(newer), sequence(pinned) + REQUEST_LONG_SLOTS + 1);
+	assert_int_equal(request_table_get(newer, out), REQUEST_ID_MAX);
+	assert_memory_equal(out, id, REQUEST_ID_MAX);
+	id_of(id, REQUEST_ID_MAX, 'P');
+	assert_int_equal(request_table_get(pinned, out), REQUEST_ID_MAX);
+	assert_memory_equal(out, id, REQUEST_ID_MAX);
+	request_unpin(pin);
 }
 
 static void test_ids_by_serial(void **state)
@@ -162,7 +343,7 @@ static void test_trace_and_tracestate(void **state)
 	assert_int_equal(request_table_tracestate(traced, ts), 0);
 	assert_true(request_table_trace(traced, &gen, &got));
 	/* Once the request's own slot is reused it has no trace at all. */
-	for (int i = 0; i < REQUEST_SLOTS; i++)
+	for (unsigned i = 0; i < REQUEST_SLOTS; i++)
 		request_table_add("m", 1, NULL, 0, 0, NULL, NULL, 0);
 	assert_false(request_table_trace(traced, &gen, &got));
 }
@@ -189,12 +370,12 @@ static void test_inline_up_to_the_last_byte(void **state)
 	assert_true(named_in(over, over_line));
 	assert_int_equal(named(over_line), over);
 
-	uint64_t last = long_request_at(over, fits + REQUEST_LONG_SLOTS);
+	uint64_t last = long_request_at(over, sequence(fits) + REQUEST_LONG_SLOTS);
 	assert_int_equal(request_table_get(fits, out), 5);
 	assert_memory_equal(out, "req-1", 5);
 	assert_true(named_in(fits, fits_line));
 	assert_int_equal(request_table_get(over, out), 5);
-	long_request_at(last, over + REQUEST_LONG_SLOTS);
+	long_request_at(last, sequence(over) + REQUEST_LONG_SLOTS);
 	assert_int_equal(request_table_get(over, out), 0);
 	assert_false(named_in(over, over_line));
 	assert_int_equal(named(over_line), 0);
@@ -290,7 +471,7 @@ static void test_long_slot_taken(void **state)
 	/* Newer requests that are not long leave the long ring alone, up to
 	 * the one before the first that shares with_long_id's long slot. */
 	uint64_t last = with_inline_line;
-	while (last + 1 < with_long_id + REQUEST_LONG_SLOTS)
+	while (sequence(last) + 1 < sequence(with_long_id) + REQUEST_LONG_SLOTS)
 		last = request_table_add("f", 1, NULL, 0, 0, NULL, NULL, 0);
 	assert_int_equal(request_table_get(with_long_id, out), 100);
 	assert_memory_equal(out, id, 100);
@@ -298,13 +479,13 @@ static void test_long_slot_taken(void **state)
 	assert_memory_equal(&got, &want, sizeof(want));
 	assert_true(named_in(with_long_id, line));
 
-	last = long_request_at(last, with_long_id + REQUEST_LONG_SLOTS);
+	last = long_request_at(last, sequence(with_long_id) + REQUEST_LONG_SLOTS);
 	assert_int_equal(request_table_get(with_long_id, out), 0);
 	assert_false(request_table_trace(with_long_id, &gen, &got));
 	assert_false(named_in(with_long_id, line));
 	assert_int_equal(named(line), 0);
 
-	long_request_at(last, with_inline_line + REQUEST_LONG_SLOTS);
+	long_request_at(last, sequence(with_inline_line) + REQUEST_LONG_SLOTS);
 	assert_int_equal(request_table_get(with_inline_line, out), 32);
 	assert_memory_equal(out, all_digits_trace_id, 32);
 	assert_true(request_table_trace(with_inline_line, &gen, &got));
@@ -403,9 +584,9 @@ static void test_request_slot_reused(void **state)
 	assert_true(named_in(long_one, "GET /old/long HTTP/1.1"));
 
 	uint64_t newer = 0;
-	for (int i = 0; i < REQUEST_SLOTS; i++)
+	for (unsigned i = 0; i < REQUEST_SLOTS; i++)
 		newer = request_table_add("new", 3, NULL, 0, 0, NULL, NULL, 0);
-	assert_int_equal(newer, long_one + REQUEST_SLOTS);
+	assert_int_equal(newer, serial_at(sequence(long_one) + REQUEST_SLOTS));
 	assert_int_equal(request_table_get(short_one, out), 0);
 	assert_false(request_table_trace(short_one, &gen, &got));
 	assert_false(named_in(short_one, "GET /old HTTP/1.1"));
@@ -413,7 +594,7 @@ static void test_request_slot_reused(void **state)
 	assert_int_equal(request_table_get(long_one, out), 0);
 	assert_false(request_table_trace(long_one, &gen, &got));
 	assert_false(named_in(long_one, "GET /old/long HTTP/1.1"));
-	assert_int_equal(request_table_get(short_one + REQUEST_SLOTS, out), 3);
+	assert_int_equal(request_table_get(serial_at(sequence(short_one) + REQUEST_SLOTS), out), 3);
 	assert_memory_equal(out, "new", 3);
 	assert_int_equal(request_table_get(newer, out), 3);
 	assert_memory_equal(out, "new", 3);
@@ -431,7 +612,7 @@ static void test_request_slot_reused(void **state)
 #define STRESS_ISSUED (1 << 18)
 #define STRESS_READS_AFTER 1000 /* by each reader once the writers are done */
 
-/* By serial % STRESS_ISSUED: serial << 20 | writer << 19 | request. */
+/* By sequence % STRESS_ISSUED: sequence << 20 | writer << 19 | request. */
 static _Atomic uint64_t stress_issued[STRESS_ISSUED];
 static _Atomic uint64_t stress_newest;
 static _Atomic bool stress_done;
@@ -471,8 +652,9 @@ static void *stress_writer(void *arg)
 	for (unsigned i = 0; i < STRESS_REQUESTS; i++) {
 		size_t len = stress_request(w, i, id, line, &plan, &t);
 		uint64_t serial = add_line(id, len, line, strlen(line), &plan);
-		atomic_store(&stress_issued[serial % STRESS_ISSUED], serial << 20 | w << 19 | i);
-		atomic_store(&stress_newest, serial);
+		atomic_store(&stress_issued[sequence(serial) % STRESS_ISSUED],
+			     sequence(serial) << 20 | w << 19 | i);
+		atomic_store(&stress_newest, sequence(serial));
 	}
 	return NULL;
 }
@@ -497,10 +679,11 @@ static void stress_read(struct stress_reads *reads, uint64_t *random)
 	struct trace_ctx t, got;
 	*random ^= *random << 13, *random ^= *random >> 7, *random ^= *random << 17;
 	uint64_t ring = *random & 1 ? REQUEST_SLOTS : REQUEST_LONG_SLOTS;
-	uint64_t serial = atomic_load(&stress_newest) + (*random >> 1) % 8 - ring;
-	uint64_t issued = atomic_load(&stress_issued[serial % STRESS_ISSUED]);
-	if (issued >> 20 != serial)
+	uint64_t seq = atomic_load(&stress_newest) + (*random >> 1) % 8 - ring;
+	uint64_t issued = atomic_load(&stress_issued[seq % STRESS_ISSUED]);
+	if (issued >> 20 != seq)
 		return;
+	uint64_t serial = serial_at(seq);
 	size_t len = stress_request(issued >> 19 & 1, issued & 0x7ffff, id, line, &plan, &t);
 	size_t got_len = request_table_get(serial, out);
 	if (got_len)
@@ -523,21 +706,24 @@ static void *stress_reader(void *arg)
 
 /* Detach forgets every request and empties the ring; a later attach adds
  * requests into slots that read as zeroes however many came before, and
- * finds them (a zero slot past the ring's first lap is otherwise taken for
- * one a writer holds). */
+ * finds them, in a ring of REQUEST_RING_START slots again, none pinned
+ * (a pin given back late, after the release, takes no count below zero). */
 static void test_ring_after_release(void **state)
 {
 	(void)state;
 	char out[REQUEST_ID_MAX];
 	uint64_t before = 0;
-	for (int i = 0; i < REQUEST_SLOTS + 5; i++)
+	for (unsigned i = 0; i < REQUEST_SLOTS + 5; i++)
 		before = request_table_add("before", 6, NULL, 0, 0, NULL, NULL, 0);
+	uint32_t late = request_pin(before);
 	request_table_forget_all();
 	request_table_release();
+	request_unpin(late);
 	assert_int_equal(request_table_get(before, out), 0);
-	for (int i = 0; i < 2 * REQUEST_SLOTS; i++) {
+	for (unsigned i = 0; i < 2 * REQUEST_SLOTS; i++) {
 		uint64_t after = request_table_add("after", 5, NULL, 0, 0, NULL, NULL, 0);
-		assert_int_equal(after, before + 1 + (uint64_t)i);
+		assert_int_equal(sequence(after), sequence(before) + 1 + i);
+		assert_int_equal(after & (REQUEST_SLOTS - 1), sequence(after) % REQUEST_RING_START);
 		assert_int_equal(request_table_get(after, out), 5);
 		assert_memory_equal(out, "after", 5);
 	}
@@ -630,16 +816,21 @@ static void test_bucket_collision_in_one_table(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_ring_starts_small),
+		cmocka_unit_test(test_pinned_request_kept),
+		cmocka_unit_test(test_ring_grows_while_half_pinned),
+		cmocka_unit_test(test_all_pinned_takes_one),
+		cmocka_unit_test(test_long_slot_of_pinned_request_kept),
 		cmocka_unit_test(test_ids_by_serial),
-		cmocka_unit_test(test_trace_and_tracestate),
-		cmocka_unit_test(test_inline_up_to_the_last_byte),
+		cmocka_unit_test_setup(test_trace_and_tracestate, full_ring),
+		cmocka_unit_test_setup(test_inline_up_to_the_last_byte, full_ring),
 		cmocka_unit_test(test_long_ids),
 		cmocka_unit_test(test_long_line_compared_whole),
-		cmocka_unit_test(test_long_slot_taken),
+		cmocka_unit_test_setup(test_long_slot_taken, full_ring),
 		cmocka_unit_test(test_trace_round_trip),
 		cmocka_unit_test(test_new_trace_made_when_read),
-		cmocka_unit_test(test_request_slot_reused),
-		cmocka_unit_test(test_concurrent_readers_get_whole_requests),
+		cmocka_unit_test_setup(test_request_slot_reused, full_ring),
+		cmocka_unit_test_setup(test_concurrent_readers_get_whole_requests, full_ring),
 		cmocka_unit_test(test_named_while_counted_and_after),
 		cmocka_unit_test(test_same_request_line_twice_names_none),
 		cmocka_unit_test(test_bucket_collision_in_one_table),
