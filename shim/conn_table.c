@@ -76,14 +76,18 @@ void fd_state_release(void)
 			table_release(page, FD_PAGE * sizeof(struct fd_state));
 	}
 	/* An entry a late loss marked after its connection closed keeps its
-	 * blind flag; the count was zeroed first (request_table_release), and
-	 * a conn_start on it must not take the count below zero. */
+	 * blind flag, and one a late read gave a request after its close keeps
+	 * its pin; the counts were zeroed first (request_table_release), and
+	 * a conn_start on it must give back neither. */
 	for (unsigned i = 0; i < FD_LIMIT / CONN_CHUNK; i++) {
 		struct conn_chunk *chunk = atomic_load_explicit(&conn_chunks[i], memory_order_acquire);
-		for (unsigned k = 0; chunk && k < CONN_CHUNK; k++)
-			if (atomic_load_explicit(&chunk->entry[k].blind, memory_order_relaxed))
-				atomic_store_explicit(&chunk->entry[k].blind, false,
-						      memory_order_relaxed);
+		for (unsigned k = 0; chunk && k < CONN_CHUNK; k++) {
+			struct conn *c = &chunk->entry[k];
+			if (atomic_load_explicit(&c->blind, memory_order_relaxed))
+				atomic_store_explicit(&c->blind, false, memory_order_relaxed);
+			if (atomic_load_explicit(&c->pinned, memory_order_relaxed))
+				atomic_store_explicit(&c->pinned, 0, memory_order_relaxed);
+		}
 	}
 }
 
@@ -130,6 +134,31 @@ static void lose_on(int fd, struct conn *c)
 	struct conn *now = conn_entry(alias ? (int)alias - 1 : fd);
 	if (now != c)
 		conn_mark_lost(now);
+}
+
+/* Takes c, the entry of holder, which fd named when it was looked up
+ * (conn_fd), for fd's bytes or
+ * end; false if another thread holds it (lose_on), or if fd's connection
+ * moved to another entry between the look and the lock (its holder closed
+ * and fd, a copy, took it over): then the entry fd names now loses its
+ * stream, whose bytes would otherwise go to the entry it left. */
+static __attribute__((noinline, cold)) bool not_named(int fd, struct conn *c, bool locked)
+{
+	if (!locked) {
+		lose_on(fd, c);
+		return false;
+	}
+	conn_unlock(c);
+	conn_mark_lost(conn_of(fd));
+	return false;
+}
+
+static inline bool conn_lock_named(int fd, int holder, struct conn *c)
+{
+	bool locked = conn_trylock(c);
+	if (likely(locked && conn_fd(fd) == holder))
+		return true;
+	return not_named(fd, c, locked);
 }
 
 /* The connection's current request ends: its request line is no longer
@@ -437,15 +466,25 @@ FORK_PATH void conn_forget(int fd)
 			heir = other;
 			struct conn *h = conn_entry(heir);
 			/* The heir's own entry is a closed connection's: a head
-			 * slot it kept (closed while busy) goes back first, and
-			 * so does its count if a late loss marked it blind. */
+			 * slot it kept (closed while busy) goes back first, so
+			 * does a pin a late read left it, and its count if a
+			 * late loss marked it blind. */
 			if (h->head_slot)
 				head_store_release(h->head_slot);
+			unpin_request(h);
 			conn_sees_again(h);
 			_Static_assert(offsetof(struct conn, busy) == 0, "busy comes first");
 			memcpy((char *)h + sizeof(h->busy), (char *)c + sizeof(c->busy),
 			       sizeof(*c) - sizeof(c->busy));
 			memcpy(conn_owed(heir), conn_owed(fd), c->owed_len);
+			/* The pin goes to the heir, unless a write on a copy
+			 * (answered, which takes no lock) gave it back since
+			 * the copy: exactly one side owns it, and nothing
+			 * reaches the heir's entry before its alias changes. */
+			atomic_store_explicit(&h->pinned,
+					      atomic_exchange_explicit(&c->pinned, 0,
+								       memory_order_relaxed),
+					      memory_order_relaxed);
 			copied_blind = atomic_load_explicit(&h->blind, memory_order_relaxed);
 			atomic_store_explicit(&h->copies, 0, memory_order_relaxed);
 			atomic_store_explicit(&os->alias, 0, memory_order_seq_cst);
@@ -476,7 +515,6 @@ FORK_PATH void conn_forget(int fd)
 	if (atomic_load_explicit(&c->lost, memory_order_seq_cst))
 		conn_mark_lost(h);
 	atomic_store_explicit(&c->line_live, false, memory_order_relaxed);
-	atomic_store_explicit(&c->pinned, 0, memory_order_relaxed); /* the heir's now */
 	__atomic_store_n(&c->request, 0, __ATOMIC_RELAXED);
 	c->head_slot = 0;
 	conn_unlock(c);
@@ -527,8 +565,10 @@ static FORK_PATH void start_request(struct conn *c, const struct http_feed_resul
 	set_request(c, serial);
 	/* An exchange: a pin a close on another thread left behind (stored
 	 * after its set_request) goes back here, not never. */
-	request_unpin(atomic_exchange_explicit(&c->pinned, (uint16_t)request_pin(serial),
-					       memory_order_relaxed));
+	uint16_t left = atomic_exchange_explicit(&c->pinned, (uint16_t)request_pin(serial),
+						 memory_order_relaxed);
+	if (unlikely(left))
+		request_unpin(left);
 	if (serial && line_len) {
 		atomic_store_explicit(&c->line_buckets, buckets, memory_order_relaxed);
 		request_line_started(buckets, serial);
@@ -746,18 +786,16 @@ static __attribute__((noinline)) enum conn_read proxied_start(struct conn *c, co
 FORK_PATH enum conn_read conn_on_read(int fd, uint8_t generation, const void *buf,
 				      const struct iovec *iov, size_t n)
 {
-	struct conn *c = conn_of(fd);
+	int holder = conn_fd(fd);
+	struct conn *c = conn_entry(holder);
 	if (conn_generation(fd) != generation)
 		return CONN_READ_STALE;
 	if (atomic_load_explicit(&c->tls, memory_order_relaxed))
 		return CONN_READ_TLS;
 	if (n == 0)
 		return CONN_READ_PARSED;
-	if (!conn_trylock(c)) {
-		/* Someone else is inside this stream: these bytes are lost to it. */
-		lose_on(fd, c);
-		return CONN_READ_PARSED;
-	}
+	if (!conn_lock_named(fd, holder, c))
+		return CONN_READ_PARSED; /* these bytes are lost to the stream */
 	/* Looked at again under the lock, which a new connection on fd takes
 	 * to start (conn_start): fd may have been closed since the look above. */
 	if (conn_generation(fd) != generation) {
@@ -786,14 +824,13 @@ FORK_PATH enum conn_read conn_on_read(int fd, uint8_t generation, const void *bu
 
 void conn_on_eof(int fd)
 {
-	struct conn *c = conn_of(fd);
+	int holder = conn_fd(fd);
+	struct conn *c = conn_entry(holder);
 	if (__atomic_load_n(&c->request, __ATOMIC_RELAXED) == 0 ||
 	    !atomic_load_explicit(&c->responded, memory_order_relaxed))
 		return;
-	if (!conn_trylock(c)) {
-		lose_on(fd, c);
+	if (!conn_lock_named(fd, holder, c))
 		return;
-	}
 	if (__atomic_load_n(&c->request, __ATOMIC_RELAXED) != 0 &&
 	    atomic_load_explicit(&c->responded, memory_order_relaxed))
 		set_request(c, 0);
@@ -847,13 +884,12 @@ void conn_tls_begin(int fd)
 
 void conn_on_tls_read(int fd, const void *buf, size_t n)
 {
-	struct conn *c = conn_of(fd);
+	int holder = conn_fd(fd);
+	struct conn *c = conn_entry(holder);
 	if (n == 0)
 		return;
-	if (!conn_trylock(c)) {
-		lose_on(fd, c);
+	if (!conn_lock_named(fd, holder, c))
 		return;
-	}
 	parse_read(c, buf, NULL, n, 0);
 	conn_unlock(c);
 }

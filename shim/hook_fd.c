@@ -281,7 +281,7 @@ EXPORT int creat64(const char *path, mode_t mode)
 
 /* ---- stdio streams (glibc opens and closes their fds internally) -------- */
 
-static FORK_PATH FILE *stream_opened(FILE *f, const char *path, const char *mode)
+static FILE *stream_opened(FILE *f, const char *path, const char *mode)
 {
 	if (f)
 		opened(fileno(f), AT_FDCWD, path,
@@ -289,7 +289,9 @@ static FORK_PATH FILE *stream_opened(FILE *f, const char *path, const char *mode
 	return f;
 }
 
-EXPORT FORK_PATH FILE *fopen(const char *path, const char *mode)
+/* Not FORK_PATH (the window is full): a server's child writes to the
+ * descriptors it was given, and opens files, if it does, with open. */
+EXPORT FILE *fopen(const char *path, const char *mode)
 {
 	FILE *(*fn)(const char *, const char *) = REAL(fopen);
 	if (unlikely(!fn)) {
@@ -299,8 +301,8 @@ EXPORT FORK_PATH FILE *fopen(const char *path, const char *mode)
 	return stream_opened(fn(path, mode), path, mode);
 }
 
-/* Not FORK_PATH: the window is full, and a 64-bit program calls fopen64
- * only when built for large files, and then rarely in a server's child. */
+/* Not FORK_PATH either; a 64-bit program calls it only when built for
+ * large files. */
 EXPORT FILE *fopen64(const char *path, const char *mode)
 {
 	FILE *(*fn)(const char *, const char *) = REAL(fopen64);

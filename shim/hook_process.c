@@ -345,7 +345,10 @@ EXPORT FORK_PATH int execv(const char *path, char *const argv[])
 	return execve(path, argv, environ);
 }
 
-EXPORT FORK_PATH int execvpe(const char *file, char *const argv[], char *const envp[])
+/* execvpe and execvp are not FORK_PATH (the window is full): a child that
+ * searches PATH for its program pays one more fault, once, as it leaves;
+ * execve and execv are in the window. */
+EXPORT int execvpe(const char *file, char *const argv[], char *const envp[])
 {
 	int (*fn)(const char *, char *const[], char *const[]) = REAL(execvpe);
 	struct exec_env e;
@@ -358,7 +361,7 @@ EXPORT FORK_PATH int execvpe(const char *file, char *const argv[], char *const e
 	return exec_failed(&e, fn(file, argv, env));
 }
 
-EXPORT FORK_PATH int execvp(const char *file, char *const argv[])
+EXPORT int execvp(const char *file, char *const argv[])
 {
 	return execvpe(file, argv, environ);
 }

@@ -63,6 +63,9 @@ struct held_record {
 #define BATCH_PENDING (1ull << 62)
 #define BATCH_PROVEN (1ull << 61)
 #define NESTED (1ull << 60) /* held under request as a nested bracket */
+/* Serials stay below these bits: 2^46 sequence numbers, far beyond any
+ * process's requests (request_table.h). */
+_Static_assert(REQUEST_SLOT_BITS + 46 <= 60, "request serials stay below the record's flags");
 
 /* The id a record gets when its thread's bracket resolves to request: the
  * request it was held under if the bracket closed on it, or if the line

@@ -103,7 +103,8 @@ static _Atomic uint64_t next_sequence FORK_HOT;
 /* The ring has REQUEST_RING_START << ring_doublings slots; they grow while
  * more than half are pinned (pinned_slots counts pins). */
 static _Atomic uint32_t ring_doublings FORK_HOT;
-static _Atomic uint32_t pinned_slots FORK_HOT;
+static _Atomic int32_t pinned_slots FORK_HOT; /* below zero only for a pin
+						  given back across a release */
 
 /* Requests below this serial are forgotten (request_table_forget_all).
  * Read at every lookup, in a fork child too: FORK_HOT. */
@@ -212,21 +213,21 @@ FORK_PATH uint32_t request_pin(uint64_t serial)
 	if (serial == 0)
 		return 0;
 	atomic_fetch_add_explicit(&slot_of(serial)->pins, 1, memory_order_relaxed);
-	uint32_t pinned = atomic_fetch_add_explicit(&pinned_slots, 1, memory_order_relaxed) + 1;
+	int32_t pinned = atomic_fetch_add_explicit(&pinned_slots, 1, memory_order_relaxed) + 1;
 	uint32_t doublings = atomic_load_explicit(&ring_doublings, memory_order_relaxed);
 	if ((REQUEST_RING_START << doublings) < REQUEST_SLOTS &&
-	    pinned > (REQUEST_RING_START << doublings) / 2)
+	    pinned > (int32_t)(REQUEST_RING_START << doublings) / 2)
 		atomic_compare_exchange_strong_explicit(&ring_doublings, &doublings, doublings + 1,
 							memory_order_relaxed, memory_order_relaxed);
 	return (uint32_t)(serial & SLOT_MASK) + 1;
 }
 
-/* One less, never below zero: request_table_release zeroes the counts
- * while connections may still hold pins. */
-static FORK_PATH bool count_down(_Atomic uint32_t *n)
+/* A slot's pins one less, never below zero (request_table_release zeroes
+ * them while connections may still hold pins): whether there was one. */
+static FORK_PATH bool slot_unpinned(_Atomic uint32_t *pins)
 {
-	uint32_t v = atomic_load_explicit(n, memory_order_relaxed);
-	while (v && !atomic_compare_exchange_weak_explicit(n, &v, v - 1, memory_order_relaxed,
+	uint32_t v = atomic_load_explicit(pins, memory_order_relaxed);
+	while (v && !atomic_compare_exchange_weak_explicit(pins, &v, v - 1, memory_order_relaxed,
 							   memory_order_relaxed))
 		;
 	return v != 0;
@@ -234,8 +235,8 @@ static FORK_PATH bool count_down(_Atomic uint32_t *n)
 
 FORK_PATH void request_unpin(uint32_t pinned)
 {
-	if (pinned && count_down(&slots[(pinned - 1) & SLOT_MASK].pins))
-		count_down(&pinned_slots);
+	if (pinned && slot_unpinned(&slots[(pinned - 1) & SLOT_MASK].pins))
+		atomic_fetch_sub_explicit(&pinned_slots, 1, memory_order_relaxed);
 }
 
 /* Whether request serial (SLOT_WRITING, 0: none) is in its slot, pinned. */
@@ -306,7 +307,7 @@ request_table_add(const char *id, size_t len, const char *line, size_t line_len,
 	 * is a pinned one, or one whose long slot a pinned long request holds
 	 * (for a long request). A long request takes its long slot first, and
 	 * gives it back untouched if it cannot have the request slot. */
-	uint32_t may_pass = atomic_load_explicit(&pinned_slots, memory_order_relaxed) > REQUEST_SLOTS / 2
+	uint32_t may_pass = atomic_load_explicit(&pinned_slots, memory_order_relaxed) > (int32_t)REQUEST_SLOTS / 2
 				    ? PINNED_SKIPS
 				    : REQUEST_SLOTS;
 	for (uint32_t passed = 0, failed = 0; failed < 8;) {

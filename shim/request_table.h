@@ -18,11 +18,13 @@
  * slots are pinned: a process pays for the requests it has at once, not for
  * how many it has served. A connection pins its current request's slot
  * from the request's start until its response begins (conn_table.c). A new
- * request takes the next slot that is not pinned (a pinned one only when
- * all are, at REQUEST_SLOTS); a slot's serial says which. So a request is
- * kept while pinned, then until the ring comes round to its slot again:
- * at least half a ring of newer requests (REQUEST_RING_START / 2) after
- * it was added. A long request is kept as long as its slot, unless a long
+ * request takes the next slot that is not pinned; a slot's serial says
+ * which. So a request is kept while pinned, then until the ring comes
+ * round to its slot again: at least half a ring of newer requests
+ * (REQUEST_RING_START / 2) after it was added. Only when more than half of
+ * all REQUEST_SLOTS slots are pinned does a new request, after passing over
+ * 64 pinned slots in a row, take the next one (no id for that request's
+ * later lines, rather than none for the new one's). A long request is kept as long as its slot, unless a long
  * request in a slot sharing its long slot takes it once it is unpinned.
  * A reader that finds either slot reused gets nothing rather than another
  * request's: a request's id, request line and trace are read all or none.

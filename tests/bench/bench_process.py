@@ -26,6 +26,10 @@ server whose log it enriches):
                    connections, each after one answered request (half with
                    X-Request-ID), and after one more request on each; MiB,
                    the note says what the shim adds
+  served           VmRSS of an nginx worker after 20,000 requests on 8
+                   keep-alive connections (half with X-Request-ID): what a
+                   process that has served many requests, few at a time,
+                   holds; MiB, the note says what the shim adds
 Bare and shimmed runs alternate, and which goes first alternates too (on a
 small VM the order alone moves a run by some 5%); spawn alternates inside
 one process, per spawn. A row gives the median of each side, the ratio
@@ -81,10 +85,10 @@ http {{
 
 FULL = dict(loop_rounds=16, forks=200, threads=2000, spawns=400, mem_rounds=8,
             busybox_rounds=5, busybox_seconds=3, first_rounds=10, conn_rounds=3,
-            conns=10000)
+            conns=10000, served=20000)
 QUICK = dict(loop_rounds=4, forks=100, threads=1000, spawns=100, mem_rounds=2,
              busybox_rounds=2, busybox_seconds=1, first_rounds=2, conn_rounds=1,
-             conns=2000)
+             conns=2000, served=5000)
 
 NGINX_IDLE = """worker_processes 1;
 daemon off;
@@ -372,8 +376,9 @@ def worker_rss(master):
     return int(next(l for l in status.splitlines() if l.startswith("VmRSS:")).split()[1]) / 1024
 
 
-def idle_connections_run(d, n, shimmed):
-    """(RSS after one request on each of n connections, after a second)."""
+def nginx_holding(d, n, shimmed, measure):
+    """measure(sockets, master pid) on an nginx worker holding n keep-alive
+    connections."""
     import resource
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard < n + 100:
@@ -390,15 +395,43 @@ def idle_connections_run(d, n, shimmed):
         benchlib.wait_port(port, server, "nginx")
         for _ in range(n):
             socks.append(socket.create_connection(("127.0.0.1", port)))
-        request_all(socks, 1)
-        first = worker_rss(server.pid)
-        request_all(socks, 2)
-        return [(first, worker_rss(server.pid))]
+        return measure(socks, server.pid)
     finally:
         for s in socks:
             s.close()
         benchlib.stop(server)
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def idle_connections_run(d, n, shimmed):
+    """(RSS after one request on each of n connections, after a second)."""
+    def measure(socks, master):
+        request_all(socks, 1)
+        first = worker_rss(master)
+        request_all(socks, 2)
+        return [(first, worker_rss(master))]
+    return nginx_holding(d, n, shimmed, measure)
+
+
+def served_run(d, n, requests, shimmed):
+    """RSS after requests requests, n at a time on n connections."""
+    def measure(socks, master):
+        for k in range(requests // n):
+            request_all(socks, k)
+        return [worker_rss(master)]
+    return nginx_holding(d, n, shimmed, measure)
+
+
+def bench_served(p, tmp):
+    d = nginx_dir(tmp)
+    n, requests = 8, p["served"]
+    bare, shim = alternated(p["conn_rounds"], lambda: served_run(d, n, requests, False),
+                            lambda: served_run(d, n, requests, True))
+    header("nginx worker after %d requests on %d keep-alive connections, VmRSS MiB "
+           "(%d runs each):" % (requests, n, p["conn_rounds"]))
+    added = benchlib.percentile(shim, 50) - benchlib.percentile(bare, 50)
+    row("%d requests on %d connections" % (requests, n), bare, shim, digits=2,
+        note="shim adds %+.2f MiB" % added)
 
 
 def bench_idle_connections(p, tmp):
@@ -418,8 +451,10 @@ def bench_idle_connections(p, tmp):
 # -- main ------------------------------------------------------------------------
 
 BENCHES = {"loops": bench_loops, "memory": bench_memory, "busybox": bench_busybox,
-           "firstsec": bench_first_second, "conns": bench_idle_connections}
-NEEDS = {"busybox": ["busybox", "wrk"], "firstsec": ["nginx"], "conns": ["nginx"]}
+           "firstsec": bench_first_second, "conns": bench_idle_connections,
+           "served": bench_served}
+NEEDS = {"busybox": ["busybox", "wrk"], "firstsec": ["nginx"], "conns": ["nginx"],
+         "served": ["nginx"]}
 
 
 def main():

@@ -235,8 +235,6 @@ static void test_lost_connection_stays_lost_in_copies(void **state)
 }
 
 
-/* A request with X-Request-ID id and a traceparent, in two reads: up to two
- * bytes into the id (half 0), and the rest (half 1). */
 /* Adds as many requests as the ring can ever hold: every slot not pinned
  * is taken. */
 static void lap_of_requests(void)
@@ -269,7 +267,8 @@ static void test_request_pinned_until_answered(void **state)
 	assert_int_equal(request_table_get(second, out), 0);
 
 	/* A stream lost (a second request before the first was answered)
-	 * keeps its request pinned until the connection closes. */
+	 * keeps its request pinned until a response begins or the
+	 * connection closes (here: closes, nothing was written). */
 	conn_open(20);
 	request_on(20, "lost");
 	uint64_t lost = conn_request(20);
@@ -295,6 +294,8 @@ static void test_request_pinned_until_answered(void **state)
 	conn_forget(30);
 }
 
+/* A request with X-Request-ID id and a traceparent, in two reads: up to two
+ * bytes into the id (half 0), and the rest (half 1). */
 static void half_request_on(int fd, const char *id, int half)
 {
 	char req[256];
