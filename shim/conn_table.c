@@ -136,29 +136,43 @@ static void lose_on(int fd, struct conn *c)
 		conn_mark_lost(now);
 }
 
+/* conn_generation of connection fd, whose state exists (GCC cannot tell,
+ * and warns of a load through NULL where it inlines fd_state's high path). */
+static inline uint8_t generation_of(int fd)
+{
+	const struct fd_state *st = fd_state(fd);
+	if (!st)
+		__builtin_unreachable();
+	return atomic_load_explicit(&st->generation, memory_order_relaxed);
+}
+
 /* Takes c, the entry of holder, which fd named when it was looked up
- * (conn_fd), for fd's bytes or
- * end; false if another thread holds it (lose_on), or if fd's connection
- * moved to another entry between the look and the lock (its holder closed
- * and fd, a copy, took it over): then the entry fd names now loses its
- * stream, whose bytes would otherwise go to the entry it left. */
-static __attribute__((noinline, cold)) bool not_named(int fd, struct conn *c, bool locked)
+ * (conn_fd) while its generation was generation, for fd's bytes or end.
+ * False if another thread holds c (lose_on); if fd was closed since (its
+ * generation changed: the bytes are no connection's fd has now); or if
+ * fd's connection moved to another entry between the look and the lock
+ * (its holder closed and fd, a copy, took it over): then the entry fd
+ * names now loses its stream, whose bytes would otherwise go to the entry
+ * it left. */
+static __attribute__((noinline, cold)) bool not_named(int fd, struct conn *c, bool locked,
+						      uint8_t generation)
 {
 	if (!locked) {
 		lose_on(fd, c);
 		return false;
 	}
 	conn_unlock(c);
-	conn_mark_lost(conn_of(fd));
+	if (generation_of(fd) == generation)
+		conn_mark_lost(conn_of(fd));
 	return false;
 }
 
-static inline bool conn_lock_named(int fd, int holder, struct conn *c)
+static inline bool conn_lock_named(int fd, int holder, uint8_t generation, struct conn *c)
 {
 	bool locked = conn_trylock(c);
-	if (likely(locked && conn_fd(fd) == holder))
+	if (likely(locked && generation_of(fd) == generation && conn_fd(fd) == holder))
 		return true;
-	return not_named(fd, c, locked);
+	return not_named(fd, c, locked, generation);
 }
 
 /* The connection's current request ends: its request line is no longer
@@ -794,14 +808,12 @@ FORK_PATH enum conn_read conn_on_read(int fd, uint8_t generation, const void *bu
 		return CONN_READ_TLS;
 	if (n == 0)
 		return CONN_READ_PARSED;
-	if (!conn_lock_named(fd, holder, c))
-		return CONN_READ_PARSED; /* these bytes are lost to the stream */
-	/* Looked at again under the lock, which a new connection on fd takes
-	 * to start (conn_start): fd may have been closed since the look above. */
-	if (conn_generation(fd) != generation) {
-		conn_unlock(c);
-		return CONN_READ_STALE;
-	}
+	/* The generation is looked at again under the lock, which a new
+	 * connection on fd takes to start (conn_start): fd may have been
+	 * closed since the look above. */
+	if (!conn_lock_named(fd, holder, generation, c))
+		return conn_generation(fd) != generation ? CONN_READ_STALE
+							 : CONN_READ_PARSED; /* lost to the stream */
 	if (!c->began && atomic_load_explicit(&c->join, memory_order_relaxed) == JOIN_NONE) {
 		/* The first bytes the socket gave: a TLS handshake makes them
 		 * records, not requests. */
@@ -824,12 +836,13 @@ FORK_PATH enum conn_read conn_on_read(int fd, uint8_t generation, const void *bu
 
 void conn_on_eof(int fd)
 {
+	uint8_t generation = generation_of(fd);
 	int holder = conn_fd(fd);
 	struct conn *c = conn_entry(holder);
 	if (__atomic_load_n(&c->request, __ATOMIC_RELAXED) == 0 ||
 	    !atomic_load_explicit(&c->responded, memory_order_relaxed))
 		return;
-	if (!conn_lock_named(fd, holder, c))
+	if (!conn_lock_named(fd, holder, generation, c))
 		return;
 	if (__atomic_load_n(&c->request, __ATOMIC_RELAXED) != 0 &&
 	    atomic_load_explicit(&c->responded, memory_order_relaxed))
@@ -884,11 +897,12 @@ void conn_tls_begin(int fd)
 
 void conn_on_tls_read(int fd, const void *buf, size_t n)
 {
+	uint8_t generation = generation_of(fd);
 	int holder = conn_fd(fd);
 	struct conn *c = conn_entry(holder);
 	if (n == 0)
 		return;
-	if (!conn_lock_named(fd, holder, c))
+	if (!conn_lock_named(fd, holder, generation, c))
 		return;
 	parse_read(c, buf, NULL, n, 0);
 	conn_unlock(c);
