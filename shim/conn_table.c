@@ -472,17 +472,20 @@ FORK_PATH void conn_forget(int fd)
 		}
 		if (atomic_load_explicit(&os->alias, memory_order_relaxed) != (uint32_t)fd + 1)
 			continue;
-		if (!moving) {
+		/* The heir's own entry is a closed connection's, which a late
+		 * reader of that connection may hold: then this copy is not
+		 * the heir (it is dropped), as no entry is written under its
+		 * holder. */
+		if (!moving || (heir < 0 && !conn_trylock(conn_entry(other)))) {
 			atomic_fetch_and_explicit(&os->flags, (uint8_t)~FD_CONN, memory_order_relaxed);
 			atomic_store_explicit(&os->alias, 0, memory_order_relaxed);
 			dropped = true;
 		} else if (heir < 0) {
 			heir = other;
 			struct conn *h = conn_entry(heir);
-			/* The heir's own entry is a closed connection's: a head
-			 * slot it kept (closed while busy) goes back first, so
-			 * does a pin a late read left it, and its count if a
-			 * late loss marked it blind. */
+			/* A head slot the heir's entry kept (closed while busy)
+			 * goes back first, so does a pin a late read left it,
+			 * and its count if a late loss marked it blind. */
 			if (h->head_slot)
 				head_store_release(h->head_slot);
 			unpin_request(h);
@@ -502,6 +505,7 @@ FORK_PATH void conn_forget(int fd)
 			copied_blind = atomic_load_explicit(&h->blind, memory_order_relaxed);
 			atomic_store_explicit(&h->copies, 0, memory_order_relaxed);
 			atomic_store_explicit(&os->alias, 0, memory_order_seq_cst);
+			conn_unlock(h);
 		} else {
 			atomic_fetch_add_explicit(&conn_entry(heir)->copies, 1, memory_order_relaxed);
 			atomic_store_explicit(&os->alias, (uint32_t)heir + 1, memory_order_seq_cst);

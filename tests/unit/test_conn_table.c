@@ -223,6 +223,27 @@ static void test_busy_holder_drops_its_copies(void **state)
 	assert_int_equal(conn_request(12), 0);
 }
 
+/* The first copy's own entry is held by a late reader of the connection
+ * that number had before: that copy is dropped, its entry left as it is,
+ * and the next copy takes the connection over. */
+static void test_busy_heir_entry_passes_the_connection_on(void **state)
+{
+	(void)state;
+	conn_open(20);
+	request_on(20, "moves");
+	conn_copied(20, 21);
+	conn_copied(20, 22);
+	atomic_store(&conn_entry(21)->busy, 1);
+	conn_forget(20);
+	assert_int_equal(atomic_load(&conn_entry(21)->busy), 1);
+	atomic_store(&conn_entry(21)->busy, 0);
+	assert_int_equal(fd_class(21) & FD_CONN, 0);
+	assert_int_equal(conn_request(21), 0);
+	assert_true(conn_named_once(22));
+	assert_string_equal(id_on(22), "moves");
+	assert_int_equal(atomic_load(&conn_entry(22)->busy), 0);
+}
+
 static void test_lost_connection_stays_lost_in_copies(void **state)
 {
 	(void)state;
@@ -1325,6 +1346,7 @@ int main(void)
 		cmocka_unit_test_setup(test_copy_takes_over_when_holder_closes, setup),
 		cmocka_unit_test_setup(test_closing_a_copy_leaves_the_connection, setup),
 		cmocka_unit_test_setup(test_busy_holder_drops_its_copies, setup),
+		cmocka_unit_test_setup(test_busy_heir_entry_passes_the_connection_on, setup),
 		cmocka_unit_test_setup(test_lost_connection_stays_lost_in_copies, setup),
 		cmocka_unit_test_setup(test_heads_over_two_reads, setup),
 		cmocka_unit_test_setup(test_head_text_follows_the_heir, setup),
