@@ -1265,26 +1265,39 @@ void http_parser_advance(struct http_parser *p, const struct iovec *iov, int iov
 	}
 }
 
+/* The length of the quoted request line whose opening quote is just before
+ * p ("METHOD SP target SP HTTP/1.d" and the closing quote), 0 if none. */
+static size_t quoted_request_line(const unsigned char *p, const unsigned char *end)
+{
+	const unsigned char *method = p;
+	while (p < end && p - method < METHOD_MAX && http_is_tchar(*p))
+		p++;
+	if (p == method || p >= end || *p++ != ' ')
+		return 0;
+	const unsigned char *target = p;
+	while (p < end && *p > ' ' && *p != 0x7f)
+		p++;
+	if (p == target || end - p < 10 || *p++ != ' ')
+		return 0;
+	if (memcmp(p, http_version_prefix, 7) != 0 || p[7] < '0' || p[7] > '9' || p[8] != '"')
+		return 0;
+	return (size_t)(p + 8 - method);
+}
+
 bool http_find_request_line(const char *line, size_t len, size_t *at, size_t *n)
 {
 	const unsigned char *s = (const unsigned char *)line, *end = s + len;
+	size_t found = 0;
 	for (const unsigned char *q = s; (q = memchr(q, '"', (size_t)(end - q))) != NULL;) {
-		const unsigned char *p = ++q, *method = p;
-		while (p < end && p - method < METHOD_MAX && http_is_tchar(*p))
-			p++;
-		if (p == method || p >= end || *p++ != ' ')
+		size_t k = quoted_request_line(++q, end);
+		if (k == 0)
 			continue;
-		const unsigned char *target = p;
-		while (p < end && *p > ' ' && *p != 0x7f)
-			p++;
-		if (p == target || end - p < 10 || *p++ != ' ')
-			continue;
-		if (memcmp(p, http_version_prefix, 7) != 0 || p[7] < '0' || p[7] > '9' ||
-		    p[8] != '"')
-			continue;
-		*at = (size_t)(method - s);
-		*n = (size_t)(p + 8 - method);
-		return true;
+		if (found)
+			return false; /* a second one: which is the line's is not known */
+		found = k;
+		*at = (size_t)(q - s);
+		*n = k;
+		q += k + 1; /* past its closing quote */
 	}
-	return false;
+	return found != 0;
 }

@@ -425,6 +425,22 @@ static __attribute__((noinline, cold)) enum emitted emit_raw(struct writer *w, c
 	return writer_put(w, line, n, input) ? EMIT_DONE : EMIT_FAILED;
 }
 
+/* Formats again a line that quotes the request line of named, another
+ * request than request, the one it got by the other rules (0: none). An
+ * access log line written after its request ended or in a batch gets
+ * named; a line that had a request of its own (a thread certain of it, a
+ * bracket that closed on it) gets none: one of the two is wrong, and which
+ * is not known (the quote may be a client's header value that copies
+ * another request's line). Out of line: most lines name their own request
+ * or none. */
+static __attribute__((noinline, cold)) size_t
+format_named(struct writer *w, uint64_t request, uint64_t named, const char *line, size_t len,
+	     char *out)
+{
+	writer_id(w, request ? 0 : named);
+	return line_format(&shim.style, w->fields, w->fields_len, line, len, out);
+}
+
 /* Emits one line (without its newline; newline says whether it had one),
  * standing for input bytes of this batch. With whole, the line's bytes
  * are not known to be free of newlines, and line_format_escapes_whole
@@ -455,13 +471,9 @@ emit_line(struct writer *w, uint64_t request, const char *line, size_t len, bool
 	size_t n = line_format_noting(&shim.style, w->fields, w->fields_len, line, len, out, &seen);
 	if (whole && (seen & LINE_SAW_NEWLINE))
 		return EMIT_SPLIT;
-	/* A line that quotes another request's request line (an access log
-	 * line, written after its request ended or in a batch) gets that one. */
 	uint64_t named = seen & LINE_SAW_QUOTE ? request_named_by(line, len) : 0;
-	if (named && named != request) {
-		writer_id(w, named);
-		n = line_format(&shim.style, w->fields, w->fields_len, line, len, out);
-	}
+	if (named && named != request)
+		n = format_named(w, request, named, line, len, out);
 	if (newline)
 		out[n++] = '\n';
 	if (out != w->stage + w->staged)

@@ -83,11 +83,12 @@ static const char *errno_name(int e)
 
 static int listen_fd = -1, client_fd = -1, server_fd = -1;
 
-static void send_request(int client, int server, const char *id)
+static void send_request_to(int client, int server, const char *target, const char *id)
 {
 	char req[256], buf[512];
 	size_t got = 0;
-	int n = snprintf(req, sizeof(req), "GET /x HTTP/1.1\r\nX-Request-ID: %s\r\n\r\n", id);
+	int n = snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nX-Request-ID: %s\r\n\r\n", target,
+			 id);
 	if (write(client, req, (size_t)n) != n)
 		die("client write");
 	while (got < (size_t)n) {
@@ -98,6 +99,11 @@ static void send_request(int client, int server, const char *id)
 	}
 	if (got != (size_t)n || memcmp(buf, req, got) != 0)
 		die("request bytes");
+}
+
+static void send_request(int client, int server, const char *id)
+{
+	send_request_to(client, server, "/x", id);
 }
 
 /* Accepts a loopback connection from ourselves. */
@@ -479,6 +485,29 @@ static void sc_two_conns(void)
 	open_request("sem-y", &cy, &sy);
 	put_line("line for x\n");
 	answer(cx, sx);
+	record("done");
+}
+
+/* A client's header value, logged in quotes, copies the request line of
+ * another request (one answered before): a line quoting it alone is not
+ * named after that request while the thread is certain of its own (it gets
+ * no id: which of the two is wrong is not known), and a line quoting its
+ * own request line too names neither (the thread's own request stands). */
+static void sc_forged_quote(void)
+{
+	int cv, sv, ca, sa;
+	open_conn(&cv, &sv);
+	send_request_to(cv, sv, "/victim", "sem-v");
+	put_line("serving \"GET /victim HTTP/1.1\"\n");
+	answer(cv, sv);
+	close(sv);
+	close(cv);
+	open_conn(&ca, &sa);
+	send_request_to(ca, sa, "/attacker", "sem-a");
+	put_line("handling ua=\"GET /victim HTTP/1.1\" path=/attacker\n");
+	put_line("ua=\"GET /victim HTTP/1.1\" req=\"GET /attacker HTTP/1.1\"\n");
+	put_line("req=\"GET /attacker HTTP/1.1\"\n");
+	answer(ca, sa);
 	record("done");
 }
 
@@ -966,6 +995,8 @@ int main(int argc, char **argv)
 		sc_stale_helper();
 	else if (!strcmp(s, "two_conns"))
 		sc_two_conns();
+	else if (!strcmp(s, "forged_quote"))
+		sc_forged_quote();
 	else if (!strcmp(s, "turns") && argc == 4)
 		sc_turns(argv[3]);
 	else if (!strcmp(s, "fd_reuse") && argc == 4)

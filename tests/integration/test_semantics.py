@@ -568,6 +568,19 @@ class T17StaleContext(Base):
         self.assertEqual(bare.out, b"line for x\n")
         self.assertEqual(shim.out, jline("line for x", None) + b"\n")
 
+    # A client's header, logged in quotes, copying an earlier request's
+    # request line names nothing: no id while the thread is certain of its
+    # own request, and a line quoting both lines keeps the thread's.
+    def test_forged_request_line_in_a_quote(self):
+        bare, shim = self.both("forged_quote")
+        self.assertEqual(bare.results_text.strip(), "done")
+        self.assertEqual(shim.out, b"\n".join([
+            jline('serving "GET /victim HTTP/1.1"', b"sem-v"),
+            jline('handling ua="GET /victim HTTP/1.1" path=/attacker', None),
+            jline('ua="GET /victim HTTP/1.1" req="GET /attacker HTTP/1.1"', b"sem-a"),
+            jline('req="GET /attacker HTTP/1.1"', b"sem-a"),
+        ]) + b"\n")
+
     # A worker that answered one connection in full and gave it to epoll
     # takes up another in turn (Apache's event MPM); short of that it
     # serves both at once.

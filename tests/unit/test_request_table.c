@@ -768,6 +768,26 @@ static void test_named_while_counted_and_after(void **state)
 	assert_int_equal(named("GET /named/1 HTTP/1.1"), 0);
 }
 
+/* A line quoting two request lines (its own, and a client's header made to
+ * look like another request's) names neither, whichever comes first; one
+ * shaped like a request line but not one (no version) does not count. */
+static void test_two_quoted_request_lines_name_none(void **state)
+{
+	(void)state;
+	uint32_t b1, b2;
+	uint64_t victim = start("victim", "GET /victim HTTP/1.1", &b1);
+	uint64_t own = start("own", "GET /own HTTP/1.1", &b2);
+	char log[256];
+	strcpy(log, "ua=\"GET /victim HTTP/1.1\" req=\"GET /own HTTP/1.1\" 200");
+	assert_int_equal(request_named_by(log, strlen(log)), 0);
+	strcpy(log, "\"GET /own HTTP/1.1\"\"GET /victim HTTP/1.1\"");
+	assert_int_equal(request_named_by(log, strlen(log)), 0);
+	strcpy(log, "ua=\"GET /victim\" req=\"GET /own HTTP/1.1\" 200");
+	assert_int_equal(request_named_by(log, strlen(log)), own);
+	strcpy(log, "ua=\"GET /victim HTTP/1.1\" path=/own 200");
+	assert_int_equal(request_named_by(log, strlen(log)), victim);
+}
+
 static void test_same_request_line_twice_names_none(void **state)
 {
 	(void)state;
@@ -832,6 +852,7 @@ int main(void)
 		cmocka_unit_test_setup(test_request_slot_reused, full_ring),
 		cmocka_unit_test_setup(test_concurrent_readers_get_whole_requests, full_ring),
 		cmocka_unit_test(test_named_while_counted_and_after),
+		cmocka_unit_test(test_two_quoted_request_lines_name_none),
 		cmocka_unit_test(test_same_request_line_twice_names_none),
 		cmocka_unit_test(test_bucket_collision_in_one_table),
 		cmocka_unit_test(test_ring_after_release),
