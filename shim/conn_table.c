@@ -91,11 +91,20 @@ void fd_state_release(void)
 	}
 }
 
-static bool conn_trylock(struct conn *c)
+/* busy of an entry a connection moves into (conn_forget's heir): not a
+ * reader's lock, which is 1. */
+#define BUSY_HEIR 2u
+
+static bool conn_trylock_as(struct conn *c, uint32_t value)
 {
 	uint32_t expected = 0;
-	return atomic_compare_exchange_strong_explicit(&c->busy, &expected, 1,
+	return atomic_compare_exchange_strong_explicit(&c->busy, &expected, value,
 						       memory_order_acquire, memory_order_relaxed);
+}
+
+static bool conn_trylock(struct conn *c)
+{
+	return conn_trylock_as(c, 1);
 }
 
 static void conn_unlock(struct conn *c)
@@ -158,6 +167,13 @@ static __attribute__((noinline, cold)) bool not_named(int fd, struct conn *c, bo
 						      uint8_t generation)
 {
 	if (!locked) {
+		/* A late read of the connection fd had before it closed, whose
+		 * entry another connection is moving into: nothing of either
+		 * is lost. (A late read on a holder that is closing carries
+		 * bytes of a connection that lives on: its loss is passed on.) */
+		if (atomic_load_explicit(&c->busy, memory_order_relaxed) == BUSY_HEIR &&
+		    generation_of(fd) != generation)
+			return false;
 		lose_on(fd, c);
 		return false;
 	}
@@ -476,7 +492,7 @@ FORK_PATH void conn_forget(int fd)
 		 * reader of that connection may hold: then this copy is not
 		 * the heir (it is dropped), as no entry is written under its
 		 * holder. */
-		if (!moving || (heir < 0 && !conn_trylock(conn_entry(other)))) {
+		if (!moving || (heir < 0 && !conn_trylock_as(conn_entry(other), BUSY_HEIR))) {
 			atomic_fetch_and_explicit(&os->flags, (uint8_t)~FD_CONN, memory_order_relaxed);
 			atomic_store_explicit(&os->alias, 0, memory_order_relaxed);
 			dropped = true;
