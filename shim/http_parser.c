@@ -1284,6 +1284,51 @@ static size_t quoted_request_line(const unsigned char *p, const unsigned char *e
 	return (size_t)(p + 8 - method);
 }
 
+/* Whether a request line written bare may begin after byte c: a space, or
+ * what a format puts around a field. */
+static bool opens_field(unsigned char c)
+{
+	return c <= ' ' || (c < 0x80 && strchr("\"'[({<=:,;|", c) != NULL);
+}
+
+/* Whether the "HTTP/1.d" at version (start..end the line) ends a request
+ * line written without quotes: "METHOD SP target SP" before it, the method
+ * at the line's start or after a byte that opens a field. */
+static bool ends_request_line(const unsigned char *start, const unsigned char *version,
+			      const unsigned char *end)
+{
+	if (end - version < 8 || version[7] < '0' || version[7] > '9')
+		return false;
+	const unsigned char *p = version;
+	if (p == start || *--p != ' ')
+		return false;
+	const unsigned char *target_end = p;
+	while (p > start && p[-1] > ' ' && p[-1] != 0x7f)
+		p--;
+	if (p == target_end || p == start || *--p != ' ')
+		return false;
+	const unsigned char *method_end = p;
+	while (p > start && method_end - p < METHOD_MAX && http_is_tchar(p[-1]))
+		p--;
+	return p < method_end && (p == start || opens_field(p[-1]));
+}
+
+/* Whether the line holds a request line without quotes outside the quoted
+ * one at skip (skip_len bytes): a format may quote a header (a User-Agent)
+ * and write its own request line bare ("[GET / HTTP/1.1]"). */
+static bool bare_request_line(const unsigned char *s, const unsigned char *end,
+			      const unsigned char *skip, size_t skip_len)
+{
+	for (const unsigned char *q = s; (q = memchr(q, 'H', (size_t)(end - q))) != NULL; q++) {
+		if (q >= skip && q < skip + skip_len)
+			q = skip + skip_len - 1;
+		else if (end - q >= 7 && memcmp(q, http_version_prefix, 7) == 0 &&
+			 ends_request_line(s, q, end))
+			return true;
+	}
+	return false;
+}
+
 bool http_find_request_line(const char *line, size_t len, size_t *at, size_t *n)
 {
 	const unsigned char *s = (const unsigned char *)line, *end = s + len;
@@ -1299,5 +1344,5 @@ bool http_find_request_line(const char *line, size_t len, size_t *at, size_t *n)
 		*n = k;
 		q += k + 1; /* past its closing quote */
 	}
-	return found != 0;
+	return found != 0 && !bare_request_line(s, end, s + *at, found);
 }

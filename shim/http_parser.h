@@ -197,9 +197,10 @@ size_t http_proxy_header_len(const char *buf, size_t len);
 
 /* Finds the quoted request line ("\"METHOD SP target SP HTTP/1.d\"", as
  * access logs write it) inside a log line. Stores the offset and length of
- * the request line (without the quotes); false if there is none, or more
- * than one: a line may quote a client's header too (a User-Agent), and a
- * client can make that look like another request's request line. */
+ * the request line (without the quotes); false if there is none, or if the
+ * line holds another request line, quoted or not: a line may quote a
+ * client's header too (a User-Agent), and a client can make that look like
+ * another request's request line. */
 bool http_find_request_line(const char *line, size_t len, size_t *at, size_t *n);
 
 #endif

@@ -374,5 +374,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		abort();
 	if (http_starts_h2((const char *)data, size) && !a.not_http)
 		abort();
+	/* A request line found in the bytes as a log line lies within them,
+	 * quoted, and is found again in the quoted part alone. */
+	size_t at, len;
+	if (http_find_request_line((const char *)data, size, &at, &len)) {
+		if (at == 0 || len > size - at - 1 || data[at - 1] != '"' || data[at + len] != '"')
+			abort();
+		size_t at2, len2;
+		if (!http_find_request_line((const char *)data + at - 1, len + 2, &at2, &len2) ||
+		    at2 != 1 || len2 != len)
+			abort();
+	}
 	return 0;
 }

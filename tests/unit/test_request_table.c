@@ -788,6 +788,35 @@ static void test_two_quoted_request_lines_name_none(void **state)
 	assert_int_equal(request_named_by(log, strlen(log)), victim);
 }
 
+/* A format that writes its own request line bare and quotes a header. */
+static void test_bare_request_line_beside_a_quoted_one_names_none(void **state)
+{
+	(void)state;
+	uint32_t b1, b2;
+	uint64_t victim = start("victim2", "GET /victim2 HTTP/1.1", &b1);
+	start("own2", "GET /own2 HTTP/1.1", &b2);
+	char log[256];
+	strcpy(log, "ua=\"GET /victim2 HTTP/1.1\" req=[GET /own2 HTTP/1.1] 200");
+	assert_int_equal(request_named_by(log, strlen(log)), 0);
+	strcpy(log, "GET /own2 HTTP/1.1 ua=\"GET /victim2 HTTP/1.1\"");
+	assert_int_equal(request_named_by(log, strlen(log)), 0);
+	strcpy(log, "ua=\"GET /victim2 HTTP/1.1\" PROPFIND /own2 HTTP/1.0");
+	assert_int_equal(request_named_by(log, strlen(log)), 0);
+	/* Not request lines: a protocol field, a version inside a target, a
+	 * method too long, a version that ends the line early. */
+	strcpy(log, "\"GET /victim2 HTTP/1.1\" HTTP/1.1 200");
+	assert_int_equal(request_named_by(log, strlen(log)), victim);
+	strcpy(log, "\"GET /victim2 HTTP/1.1\" x /a?v=HTTP/1.1 200");
+	assert_int_equal(request_named_by(log, strlen(log)), victim);
+	strcpy(log, "\"GET /victim2 HTTP/1.1\" "
+		    "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA /own2 HTTP/1.1");
+	assert_int_equal(request_named_by(log, strlen(log)), victim);
+	strcpy(log, "\"GET /victim2 HTTP/1.1\" GET /own2 HTTP/1.");
+	assert_int_equal(request_named_by(log, strlen(log)), victim);
+	strcpy(log, "\"GET /victim2 HTTP/1.1\" -/own2 HTTP/1.1");
+	assert_int_equal(request_named_by(log, strlen(log)), victim);
+}
+
 static void test_same_request_line_twice_names_none(void **state)
 {
 	(void)state;
@@ -853,6 +882,7 @@ int main(void)
 		cmocka_unit_test_setup(test_concurrent_readers_get_whole_requests, full_ring),
 		cmocka_unit_test(test_named_while_counted_and_after),
 		cmocka_unit_test(test_two_quoted_request_lines_name_none),
+		cmocka_unit_test(test_bare_request_line_beside_a_quoted_one_names_none),
 		cmocka_unit_test(test_same_request_line_twice_names_none),
 		cmocka_unit_test(test_bucket_collision_in_one_table),
 		cmocka_unit_test(test_ring_after_release),
