@@ -431,13 +431,17 @@ static __attribute__((noinline, cold)) enum emitted emit_raw(struct writer *w, c
  * named; a line that had a request of its own (a thread certain of it, a
  * bracket that closed on it) gets none: one of the two is wrong, and which
  * is not known (the quote may be a client's header value that copies
- * another request's line). Out of line: most lines name their own request
- * or none. */
+ * another request's line). So does a line written by a thread that serves
+ * a request of its own other than named, though the line got no id of its
+ * own (after a lock wait, or in a multi-line write): it may be the
+ * thread's, quoting a header. Out of line: most lines name their own
+ * request or none. */
 static __attribute__((noinline, cold)) size_t
 format_named(struct writer *w, uint64_t request, uint64_t named, const char *line, size_t len,
 	     char *out)
 {
-	writer_id(w, request ? 0 : named);
+	bool other = request || (ctx_serves_own_request() && thread_ctx.request != named);
+	writer_id(w, other ? 0 : named);
 	return line_format(&shim.style, w->fields, w->fields_len, line, len, out);
 }
 
@@ -636,9 +640,10 @@ static inline __attribute__((always_inline)) void judge(uint64_t started_request
  * the program filled earlier (a buffered access log), whose lines may be
  * any requests'. Then only a line that names its request gets an id. A
  * thread certain of its request is taken to write its own lines (a
- * message with a stack trace), unless one of them names another request;
- * any other thread's multi-line write is a batch: after a response, or in
- * an event loop's handler, is when buffered logs are flushed. */
+ * message with a stack trace), unless one of them names another request
+ * (which then gets no id either: format_named); any other thread's
+ * multi-line write is a batch: after a response, or in an event loop's
+ * handler, is when buffered logs are flushed. */
 static bool is_batch(const char *buf, size_t n, const char *first)
 {
 	const char *end = buf + n;

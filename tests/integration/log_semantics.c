@@ -26,6 +26,7 @@
 #include <malloc.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -491,11 +492,17 @@ static void sc_two_conns(void)
 /* A client's header value, logged in quotes, copies the request line of
  * another request (one answered before): a line quoting it alone is not
  * named after that request while the thread is certain of its own (it gets
- * no id: which of the two is wrong is not known), and a line quoting its
- * own request line too names neither (the thread's own request stands). */
+ * no id: which of the two is wrong is not known), nor in a write of two
+ * lines or after a lock wait, where the thread's lines get ids only by
+ * naming; a line quoting its own request line too, quoted or bare, names
+ * neither (the thread's own request stands; after the connection closed,
+ * the line gets none). */
 static void sc_forged_quote(void)
 {
 	int cv, sv, ca, sa;
+	sem_t lock;
+	if (sem_init(&lock, 0, 1) != 0)
+		die("sem_init");
 	open_conn(&cv, &sv);
 	send_request_to(cv, sv, "/victim", "sem-v");
 	put_line("serving \"GET /victim HTTP/1.1\"\n");
@@ -507,7 +514,18 @@ static void sc_forged_quote(void)
 	put_line("handling ua=\"GET /victim HTTP/1.1\" path=/attacker\n");
 	put_line("ua=\"GET /victim HTTP/1.1\" req=\"GET /attacker HTTP/1.1\"\n");
 	put_line("req=\"GET /attacker HTTP/1.1\"\n");
+	put_line("two: ua=\"GET /victim HTTP/1.1\"\nand \"GET /attacker HTTP/1.1\"\n");
+	if (sem_wait(&lock) != 0)
+		die("sem_wait");
+	put_line("locked: ua=\"GET /victim HTTP/1.1\"\n");
+	put_line("locked: \"GET /attacker HTTP/1.1\"\n");
+	sem_post(&lock);
 	answer(ca, sa);
+	close(sa);
+	close(ca);
+	put_line("ua=\"GET /victim HTTP/1.1\" req=[GET /attacker HTTP/1.1] 200\n");
+	put_line("\"GET /attacker HTTP/1.1\" 200\n");
+	sem_destroy(&lock);
 	record("done");
 }
 

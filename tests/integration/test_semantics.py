@@ -570,7 +570,9 @@ class T17StaleContext(Base):
 
     # A client's header, logged in quotes, copying an earlier request's
     # request line names nothing: no id while the thread is certain of its
-    # own request, and a line quoting both lines keeps the thread's.
+    # own request (in a write of two lines and after a lock wait too), and
+    # a line quoting both lines keeps the thread's, or once the connection
+    # closed, with its own written bare, gets none.
     def test_forged_request_line_in_a_quote(self):
         bare, shim = self.both("forged_quote")
         self.assertEqual(bare.results_text.strip(), "done")
@@ -579,6 +581,12 @@ class T17StaleContext(Base):
             jline('handling ua="GET /victim HTTP/1.1" path=/attacker', None),
             jline('ua="GET /victim HTTP/1.1" req="GET /attacker HTTP/1.1"', b"sem-a"),
             jline('req="GET /attacker HTTP/1.1"', b"sem-a"),
+            jline('two: ua="GET /victim HTTP/1.1"', None),
+            jline('and "GET /attacker HTTP/1.1"', b"sem-a"),
+            jline('locked: ua="GET /victim HTTP/1.1"', None),
+            jline('locked: "GET /attacker HTTP/1.1"', b"sem-a"),
+            jline('ua="GET /victim HTTP/1.1" req=[GET /attacker HTTP/1.1] 200', None),
+            jline('"GET /attacker HTTP/1.1" 200', b"sem-a"),
         ]) + b"\n")
 
     # A worker that answered one connection in full and gave it to epoll

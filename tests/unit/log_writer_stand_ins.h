@@ -48,6 +48,12 @@ uint64_t ctx_certain_request(void)
 	return thread_ctx.mode == CTX_CERTAIN ? thread_ctx.request : 0;
 }
 
+bool ctx_serves_own_request(void)
+{
+	return thread_ctx.mode == CTX_CERTAIN && !(thread_ctx.watch & WATCH_INHERITED) &&
+	       thread_ctx.request != 0;
+}
+
 void stdio_note_write(FILE *f)
 {
 	(void)f;
