@@ -92,14 +92,16 @@ void fd_state_release(void)
 }
 
 /* busy of an entry a connection moves into (conn_forget's heir): not a
- * reader's lock, which is 1. */
+ * reader's lock, which is 1. The heir's fd closing meanwhile turns it into
+ * BUSY_HEIR_CLOSED, and the mover finishes that close (heir_closed). */
 #define BUSY_HEIR 2u
+#define BUSY_HEIR_CLOSED 3u
 
 static bool conn_trylock_as(struct conn *c, uint32_t value)
 {
 	uint32_t expected = 0;
 	return atomic_compare_exchange_strong_explicit(&c->busy, &expected, value,
-						       memory_order_acquire, memory_order_relaxed);
+						       memory_order_seq_cst, memory_order_relaxed);
 }
 
 static bool conn_trylock(struct conn *c)
@@ -171,7 +173,7 @@ static __attribute__((noinline, cold)) bool not_named(int fd, struct conn *c, bo
 		 * entry another connection is moving into: nothing of either
 		 * is lost. (A late read on a holder that is closing carries
 		 * bytes of a connection that lives on: its loss is passed on.) */
-		if (atomic_load_explicit(&c->busy, memory_order_relaxed) == BUSY_HEIR &&
+		if ((atomic_load_explicit(&c->busy, memory_order_relaxed) | 1) == BUSY_HEIR_CLOSED &&
 		    generation_of(fd) != generation)
 			return false;
 		lose_on(fd, c);
@@ -342,7 +344,7 @@ static FORK_PATH void conn_start(struct fd_state *st, struct conn *c, uint8_t jo
  * lock after this look acts as it would right after conn_start. */
 static bool conn_is_fresh(const struct fd_state *st, const struct conn *c)
 {
-	if (atomic_load_explicit(&c->busy, memory_order_relaxed) ||
+	if (atomic_load_explicit(&c->busy, memory_order_acquire) ||
 	    atomic_load_explicit(&st->alias, memory_order_relaxed) ||
 	    atomic_load_explicit(&c->copies, memory_order_relaxed) || c->kind != CONN_HTTP ||
 	    atomic_load_explicit(&c->lost, memory_order_relaxed) || c->head_pending ||
@@ -441,6 +443,52 @@ static bool join_opens(struct conn *c)
 	return was == JOIN_OPEN;
 }
 
+/* The copy whose entry h is took c's connection over, but closed before
+ * its alias could be cleared: h goes back to a closed connection's entry
+ * (c keeps its pin, request line, head text and count), unlocked. */
+static __attribute__((noinline, cold)) void heir_gone(struct conn *c, struct conn *h)
+{
+	atomic_store_explicit(&c->pinned, atomic_exchange_explicit(&h->pinned, 0,
+								   memory_order_relaxed),
+			      memory_order_relaxed);
+	atomic_store_explicit(&h->line_live, false, memory_order_relaxed);
+	__atomic_store_n(&h->request, 0, __ATOMIC_RELAXED);
+	h->head_slot = 0;
+	atomic_store_explicit(&h->blind, false, memory_order_relaxed);
+	atomic_store_explicit(&h->out_busy, 0, memory_order_relaxed);
+	atomic_store_explicit(&h->copies, 0, memory_order_relaxed);
+	conn_unlock(h);
+}
+
+/* Heir took the connection over, and its fd closed while the copies were
+ * turned to it (BUSY_HEIR_CLOSED): its close, left to this thread, ends the
+ * connection; the copies stay open, untracked. */
+static __attribute__((noinline, cold)) void heir_closed(int heir)
+{
+	struct conn *h = conn_entry(heir);
+	bool dropped = false;
+	int last = atomic_load_explicit(&highest_copy, memory_order_relaxed);
+	for (int other = 0; other <= last; other++) {
+		struct fd_state *os = fd_state(other);
+		if (!os) {
+			other |= FD_PAGE - 1;
+			continue;
+		}
+		uint32_t named = (uint32_t)heir + 1;
+		if (atomic_compare_exchange_strong(&os->alias, &named, 0)) {
+			atomic_fetch_and_explicit(&os->flags, (uint8_t)~FD_CONN, memory_order_relaxed);
+			dropped = true;
+		}
+	}
+	if (dropped)
+		stream_untracked();
+	set_request(h, 0);
+	conn_sees_again(h);
+	drop_head_text(h);
+	atomic_store_explicit(&h->copies, 0, memory_order_relaxed);
+	conn_unlock(h);
+}
+
 FORK_PATH void conn_forget(int fd)
 {
 	struct fd_state *st = fd_state(fd);
@@ -448,14 +496,21 @@ FORK_PATH void conn_forget(int fd)
 		return;
 	atomic_fetch_add_explicit(&st->generation, 1, memory_order_relaxed);
 	atomic_fetch_and_explicit(&st->flags, (uint8_t)~FD_CONN, memory_order_relaxed);
-	uint32_t alias = atomic_exchange_explicit(&st->alias, 0, memory_order_relaxed);
+	uint32_t alias = atomic_exchange_explicit(&st->alias, 0, memory_order_seq_cst);
+	struct conn *c = conn_entry(fd);
+	/* fd, a copy, may be the heir of a close on another thread: that
+	 * thread, which holds c, then finishes this close. */
+	uint32_t moving_in = BUSY_HEIR;
+	bool left_to_mover = atomic_load_explicit(&c->busy, memory_order_seq_cst) == BUSY_HEIR &&
+			     atomic_compare_exchange_strong(&c->busy, &moving_in, BUSY_HEIR_CLOSED);
 	if (alias) {
 		/* A copy goes; the connection stays with the others. */
 		atomic_fetch_sub_explicit(&conn_entry((int)alias - 1)->copies, 1,
 					  memory_order_relaxed);
 		return;
 	}
-	struct conn *c = conn_entry(fd);
+	if (left_to_mover)
+		return;
 	if (atomic_load_explicit(&c->copies, memory_order_relaxed) == 0) {
 		/* Stores only what changes: a fork server's parent closes each
 		 * connection it handed to a child unread, with no request, and
@@ -475,7 +530,9 @@ FORK_PATH void conn_forget(int fd)
 	/* The fd holding the entry goes while copies remain: the first copy
 	 * found takes the entry over and the others follow it. If the entry
 	 * is busy the copies stop being tracked instead: no id beats an id
-	 * read from an entry a new connection on fd may take. */
+	 * read from an entry a new connection on fd may take. A copy's alias
+	 * changes only from fd's (a compare-exchange): a copy closed on another
+	 * thread meanwhile is not made to name an entry again. */
 	bool moving = conn_trylock(c);
 	bool dropped = false, copied_blind = false;
 	int heir = -1;
@@ -486,19 +543,29 @@ FORK_PATH void conn_forget(int fd)
 			other |= FD_PAGE - 1;
 			continue;
 		}
-		if (atomic_load_explicit(&os->alias, memory_order_relaxed) != (uint32_t)fd + 1)
+		uint32_t named = (uint32_t)fd + 1;
+		if (atomic_load_explicit(&os->alias, memory_order_relaxed) != named)
 			continue;
 		/* The heir's own entry is a closed connection's, which a late
 		 * reader of that connection may hold: then this copy is not
 		 * the heir (it is dropped), as no entry is written under its
 		 * holder. */
 		if (!moving || (heir < 0 && !conn_trylock_as(conn_entry(other), BUSY_HEIR))) {
-			atomic_fetch_and_explicit(&os->flags, (uint8_t)~FD_CONN, memory_order_relaxed);
-			atomic_store_explicit(&os->alias, 0, memory_order_relaxed);
-			dropped = true;
+			if (atomic_compare_exchange_strong(&os->alias, &named, 0)) {
+				atomic_fetch_and_explicit(&os->flags, (uint8_t)~FD_CONN,
+							  memory_order_relaxed);
+				dropped = true;
+			}
 		} else if (heir < 0) {
-			heir = other;
-			struct conn *h = conn_entry(heir);
+			struct conn *h = conn_entry(other);
+			/* Still a copy once its entry is held: a close of it
+			 * from now on sees the lock and leaves its end to this
+			 * thread, and no connection accepted on its number
+			 * takes the entry meanwhile. */
+			if (atomic_load_explicit(&os->alias, memory_order_seq_cst) != named) {
+				conn_unlock(h);
+				continue;
+			}
 			/* A head slot the heir's entry kept (closed while busy)
 			 * goes back first, so does a pin a late read left it,
 			 * and its count if a late loss marked it blind. */
@@ -509,7 +576,7 @@ FORK_PATH void conn_forget(int fd)
 			_Static_assert(offsetof(struct conn, busy) == 0, "busy comes first");
 			memcpy((char *)h + sizeof(h->busy), (char *)c + sizeof(c->busy),
 			       sizeof(*c) - sizeof(c->busy));
-			memcpy(conn_owed(heir), conn_owed(fd), c->owed_len);
+			memcpy(conn_owed(other), conn_owed(fd), c->owed_len);
 			/* The pin goes to the heir, unless a write on a copy
 			 * (answered, which takes no lock) gave it back since
 			 * the copy: exactly one side owns it, and nothing
@@ -518,13 +585,18 @@ FORK_PATH void conn_forget(int fd)
 					      atomic_exchange_explicit(&c->pinned, 0,
 								       memory_order_relaxed),
 					      memory_order_relaxed);
-			copied_blind = atomic_load_explicit(&h->blind, memory_order_relaxed);
 			atomic_store_explicit(&h->copies, 0, memory_order_relaxed);
-			atomic_store_explicit(&os->alias, 0, memory_order_seq_cst);
-			conn_unlock(h);
+			if (!atomic_compare_exchange_strong(&os->alias, &named, 0)) {
+				heir_gone(c, h); /* it closed meanwhile */
+				continue;
+			}
+			heir = other;
+			copied_blind = atomic_load_explicit(&h->blind, memory_order_relaxed);
 		} else {
 			atomic_fetch_add_explicit(&conn_entry(heir)->copies, 1, memory_order_relaxed);
-			atomic_store_explicit(&os->alias, (uint32_t)heir + 1, memory_order_seq_cst);
+			if (!atomic_compare_exchange_strong(&os->alias, &named, (uint32_t)heir + 1))
+				atomic_fetch_sub_explicit(&conn_entry(heir)->copies, 1,
+							  memory_order_relaxed);
 		}
 	}
 	atomic_store_explicit(&c->copies, 0, memory_order_relaxed);
@@ -552,6 +624,9 @@ FORK_PATH void conn_forget(int fd)
 	__atomic_store_n(&c->request, 0, __ATOMIC_RELAXED);
 	c->head_slot = 0;
 	conn_unlock(c);
+	uint32_t held = BUSY_HEIR;
+	if (!atomic_compare_exchange_strong(&h->busy, &held, 0))
+		heir_closed(heir);
 }
 
 FORK_PATH void conn_copied(int fd, int copy)

@@ -1127,6 +1127,71 @@ static void test_read_while_the_holder_moves(void **state)
 	assert_int_equal(kept_old, 0);
 }
 
+/* The holder of a connection with two copies closes while another thread
+ * closes one of the copies and accepts a new connection on its number:
+ * whichever copy the connection moves to, the copy left open never takes
+ * the new connection's request, and the new connection never the old
+ * one's (a copy closed mid-move must not become the entry the other names). */
+#ifdef __SANITIZE_THREAD__
+#define HEIR_ROUNDS 2000
+#else
+#define HEIR_ROUNDS 20000
+#endif
+static _Atomic long heir_round, heir_closed_round;
+
+static void *heir_closer(void *arg)
+{
+	(void)arg;
+	char id[32];
+	for (long i = 1; i <= HEIR_ROUNDS; i++) {
+		while (atomic_load(&heir_round) != i)
+			;
+		int fd = i % 2 ? 41 : 42;
+		conn_forget(fd);
+		conn_open(fd);
+		snprintf(id, sizeof(id), "x-%ld", i);
+		request_on(fd, id);
+		atomic_store(&heir_closed_round, i);
+	}
+	return NULL;
+}
+
+static void test_copy_closes_while_the_holder_moves(void **state)
+{
+	(void)state;
+	pthread_t closer;
+	assert_int_equal(pthread_create(&closer, NULL, heir_closer, NULL), 0);
+	long kept = 0;
+	char old[32], new[32], got[REQUEST_ID_MAX + 1];
+	for (long i = 1; i <= HEIR_ROUNDS; i++) {
+		int reopened = i % 2 ? 41 : 42, other = i % 2 ? 42 : 41;
+		snprintf(old, sizeof(old), "h-%ld", i);
+		snprintf(new, sizeof(new), "x-%ld", i);
+		conn_open(40);
+		request_on(40, old);
+		conn_copied(40, 41);
+		conn_copied(40, 42);
+		atomic_store(&heir_round, i);
+		conn_forget(40);
+		while (atomic_load(&heir_closed_round) != i)
+			;
+		size_t len = request_table_get(conn_request(other), got);
+		got[len] = '\0';
+		if (len && strcmp(got, old) != 0)
+			fail_msg("round %ld: the copy left open has %s", i, got);
+		kept += len != 0;
+		len = request_table_get(conn_request(reopened), got);
+		got[len] = '\0';
+		if (len && strcmp(got, new) != 0)
+			fail_msg("round %ld: the new connection has %s", i, got);
+		conn_forget(41);
+		conn_forget(42);
+	}
+	assert_int_equal(pthread_join(closer, NULL), 0);
+	printf("copy closed while the holder moves: %ld of %d kept the request\n", kept,
+	       HEIR_ROUNDS);
+}
+
 #define STRESS_OWNERS 4
 #define STRESS_ROUNDS 3000 /* per owner */
 #define STRESS_SHARED 2    /* numbers closed and reopened under their server */
@@ -1373,6 +1438,7 @@ int main(void)
 		cmocka_unit_test_setup(test_detach_forgets_late_counts, setup),
 		cmocka_unit_test_setup(test_unadopted_connections_keep_lines_unnamed, setup),
 		cmocka_unit_test_setup(test_read_while_the_holder_moves, setup),
+		cmocka_unit_test_setup(test_copy_closes_while_the_holder_moves, setup),
 		cmocka_unit_test_setup(test_stress_many_threads, setup),
 		cmocka_unit_test_setup(test_stress_stale_reads, setup),
 	};
