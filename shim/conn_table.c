@@ -197,7 +197,7 @@ static inline bool conn_lock_named(int fd, int holder, uint8_t generation, struc
  * live. A close on another thread (conn_forget) may end it while a read
  * starts the next: the exchange ends each line once, and acquires the
  * buckets stored before its line_live. */
-static void end_request(struct conn *c)
+static FORK_PATH __attribute__((noinline)) void end_request(struct conn *c)
 {
 	if (atomic_exchange_explicit(&c->line_live, false, memory_order_acq_rel))
 		request_line_ended(atomic_load_explicit(&c->line_buckets, memory_order_relaxed));
@@ -446,15 +446,20 @@ static bool join_opens(struct conn *c)
 /* The copy whose entry h is took c's connection over, but closed before
  * its alias could be cleared: h goes back to a closed connection's entry
  * (c keeps its pin, request line, head text and count), unlocked. */
-static __attribute__((noinline, cold)) void heir_gone(struct conn *c, struct conn *h)
+static __attribute__((noinline, cold)) void heir_gone(struct conn *c, struct conn *h,
+						      bool copied_blind)
 {
+	/* A loss marked on h since the copy (lose_on marks c, then h)
+	 * counted again: c keeps the loss, h's count goes to c or goes. */
+	if (atomic_exchange_explicit(&h->blind, false, memory_order_seq_cst) && !copied_blind &&
+	    atomic_exchange_explicit(&c->blind, true, memory_order_seq_cst))
+		request_streams_unseen(-1);
 	atomic_store_explicit(&c->pinned, atomic_exchange_explicit(&h->pinned, 0,
 								   memory_order_relaxed),
 			      memory_order_relaxed);
 	atomic_store_explicit(&h->line_live, false, memory_order_relaxed);
 	__atomic_store_n(&h->request, 0, __ATOMIC_RELAXED);
 	h->head_slot = 0;
-	atomic_store_explicit(&h->blind, false, memory_order_relaxed);
 	atomic_store_explicit(&h->out_busy, 0, memory_order_relaxed);
 	atomic_store_explicit(&h->copies, 0, memory_order_relaxed);
 	conn_unlock(h);
@@ -477,6 +482,7 @@ static __attribute__((noinline, cold)) void heir_closed(int heir)
 		uint32_t named = (uint32_t)heir + 1;
 		if (atomic_compare_exchange_strong(&os->alias, &named, 0)) {
 			atomic_fetch_and_explicit(&os->flags, (uint8_t)~FD_CONN, memory_order_relaxed);
+			atomic_fetch_add_explicit(&os->generation, 1, memory_order_relaxed);
 			dropped = true;
 		}
 	}
@@ -494,7 +500,7 @@ FORK_PATH void conn_forget(int fd)
 	struct fd_state *st = fd_state(fd);
 	if (!st || !(atomic_load_explicit(&st->flags, memory_order_relaxed) & FD_CONN))
 		return;
-	atomic_fetch_add_explicit(&st->generation, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&st->generation, 1, memory_order_seq_cst);
 	atomic_fetch_and_explicit(&st->flags, (uint8_t)~FD_CONN, memory_order_relaxed);
 	uint32_t alias = atomic_exchange_explicit(&st->alias, 0, memory_order_seq_cst);
 	struct conn *c = conn_entry(fd);
@@ -536,7 +542,7 @@ FORK_PATH void conn_forget(int fd)
 	bool moving = conn_trylock(c);
 	bool dropped = false, copied_blind = false;
 	int heir = -1;
-	int last = atomic_load_explicit(&highest_copy, memory_order_relaxed);
+	int last = atomic_load_explicit(&highest_copy, memory_order_seq_cst);
 	for (int other = 0; other <= last; other++) {
 		struct fd_state *os = fd_state(other);
 		if (!os) { /* a page never mapped: no copy on it */
@@ -544,7 +550,7 @@ FORK_PATH void conn_forget(int fd)
 			continue;
 		}
 		uint32_t named = (uint32_t)fd + 1;
-		if (atomic_load_explicit(&os->alias, memory_order_relaxed) != named)
+		if (atomic_load_explicit(&os->alias, memory_order_seq_cst) != named)
 			continue;
 		/* The heir's own entry is a closed connection's, which a late
 		 * reader of that connection may hold: then this copy is not
@@ -554,6 +560,7 @@ FORK_PATH void conn_forget(int fd)
 			if (atomic_compare_exchange_strong(&os->alias, &named, 0)) {
 				atomic_fetch_and_explicit(&os->flags, (uint8_t)~FD_CONN,
 							  memory_order_relaxed);
+				atomic_fetch_add_explicit(&os->generation, 1, memory_order_relaxed);
 				dropped = true;
 			}
 		} else if (heir < 0) {
@@ -586,12 +593,14 @@ FORK_PATH void conn_forget(int fd)
 								       memory_order_relaxed),
 					      memory_order_relaxed);
 			atomic_store_explicit(&h->copies, 0, memory_order_relaxed);
+			/* Before the alias changes: a loss marked on h after it
+			 * (lose_on) counts on its own. */
+			copied_blind = atomic_load_explicit(&h->blind, memory_order_relaxed);
 			if (!atomic_compare_exchange_strong(&os->alias, &named, 0)) {
-				heir_gone(c, h); /* it closed meanwhile */
+				heir_gone(c, h, copied_blind); /* it closed meanwhile */
 				continue;
 			}
 			heir = other;
-			copied_blind = atomic_load_explicit(&h->blind, memory_order_relaxed);
 		} else {
 			atomic_fetch_add_explicit(&conn_entry(heir)->copies, 1, memory_order_relaxed);
 			if (!atomic_compare_exchange_strong(&os->alias, &named, (uint32_t)heir + 1))
@@ -629,22 +638,41 @@ FORK_PATH void conn_forget(int fd)
 		heir_closed(heir);
 }
 
+/* A copy made while its holder closed on another thread: unless that
+ * close's scan turned it already, it names no entry (its holder's number
+ * may carry a new connection). */
+static __attribute__((noinline, cold)) void copy_stale(struct fd_state *cs, int holder)
+{
+	uint32_t named = (uint32_t)holder + 1;
+	if (atomic_compare_exchange_strong(&cs->alias, &named, 0)) {
+		atomic_fetch_and_explicit(&cs->flags, (uint8_t)~FD_CONN, memory_order_relaxed);
+		atomic_fetch_add_explicit(&cs->generation, 1, memory_order_relaxed);
+		stream_untracked();
+	}
+}
+
 FORK_PATH void conn_copied(int fd, int copy)
 {
 	if (!(fd_class(fd) & FD_CONN))
 		return;
 	int holder = conn_fd(fd);
+	const struct fd_state *hs = fd_state(holder);
+	uint8_t generation = atomic_load_explicit(&hs->generation, memory_order_relaxed);
 	struct fd_state *cs = fd_state_made(copy);
 	if (!cs || !conn_entry_made(copy)) /* it may inherit the entry */
 		return;
 	int high = atomic_load_explicit(&highest_copy, memory_order_relaxed);
 	while (copy > high &&
 	       !atomic_compare_exchange_weak_explicit(&highest_copy, &high, copy,
-						      memory_order_relaxed, memory_order_relaxed))
+						      memory_order_seq_cst, memory_order_relaxed))
 		;
 	atomic_fetch_add_explicit(&conn_entry(holder)->copies, 1, memory_order_relaxed);
-	atomic_store_explicit(&cs->alias, (uint32_t)holder + 1, memory_order_relaxed);
 	atomic_store_explicit(&cs->flags, FD_CONN, memory_order_relaxed);
+	atomic_store_explicit(&cs->alias, (uint32_t)holder + 1, memory_order_seq_cst);
+	/* The holder's close bumps its generation before it scans for copies:
+	 * either that scan sees this alias, or this sees the bump. */
+	if (unlikely(atomic_load_explicit(&hs->generation, memory_order_seq_cst) != generation))
+		copy_stale(cs, holder);
 }
 
 /* Makes a new request current on c, counting its request line as live:
@@ -679,8 +707,16 @@ static FORK_PATH void start_request(struct conn *c, const struct http_feed_resul
 	if (unlikely(left))
 		request_unpin(left);
 	if (serial && line_len) {
-		atomic_store_explicit(&c->line_buckets, buckets, memory_order_relaxed);
-		request_line_started(buckets, serial);
+		/* A request line a server may log as another one names no
+		 * request while it lives, nor for RECENT_REQUESTS ends after:
+		 * counted as an unseen stream, not by its buckets. */
+		bool plain = http_request_line_plain(r->line, line_len);
+		atomic_store_explicit(&c->line_buckets, plain ? buckets : REQUEST_LINE_UNSEEN,
+				      memory_order_relaxed);
+		if (likely(plain))
+			request_line_started(buckets, serial);
+		else
+			request_streams_unseen(1);
 		atomic_store_explicit(&c->line_live, true, memory_order_release);
 	}
 }

@@ -1265,6 +1265,17 @@ void http_parser_advance(struct http_parser *p, const struct iovec *iov, int iov
 	}
 }
 
+FORK_PATH bool http_request_line_plain(const char *line, size_t len)
+{
+	size_t i = 0;
+	while (i < len && line[i] != ' ')
+		if ((unsigned char)(line[i++] - 'a') < 26)
+			return false;
+	if (len - i < 3 || (line[i + 1] != '/' && (line[i + 1] != '*' || line[i + 2] != ' ')))
+		return false;
+	return memchr(line + i, '#', len - i) == NULL;
+}
+
 /* The length of the quoted request line whose opening quote is just before
  * p ("METHOD SP target SP HTTP/1.d" and the closing quote), 0 if none. */
 static size_t quoted_request_line(const unsigned char *p, const unsigned char *end)

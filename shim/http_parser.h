@@ -195,6 +195,14 @@ bool http_starts_h2(const char *buf, size_t len);
  * POST's), SIZE_MAX if they begin one that does not end within them. */
 size_t http_proxy_header_len(const char *buf, size_t len);
 
+/* Whether a request line (as the parser keeps it) is one a server logs as
+ * it came: its method without lower-case letters, its target in origin
+ * form ("/...", or "*") without a fragment. A server may log another
+ * request line in its place (gunicorn upper-cases the method; lighttpd's
+ * "%r" drops an absolute form's "http://host"), which could then be the
+ * request line of another request. */
+bool http_request_line_plain(const char *line, size_t len);
+
 /* Finds the quoted request line ("\"METHOD SP target SP HTTP/1.d\"", as
  * access logs write it) inside a log line. Stores the offset and length of
  * the request line (without the quotes); false if there is none, or if the

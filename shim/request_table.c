@@ -147,6 +147,8 @@ FORK_PATH void request_line_started(uint32_t buckets, uint64_t serial)
 /* In recent[]: the end of an unseen stream (request_streams_unseen), not
  * a request's buckets + 1 (which are below 2^31). */
 #define RECENT_UNSEEN_END UINT32_MAX
+_Static_assert(REQUEST_LINE_UNSEEN + 1 == RECENT_UNSEEN_END,
+	       "a request line counted unseen ends as an unseen stream");
 
 /* One unseen stream fewer; never below zero (a late end after detach
  * zeroed the count must not make the next unseen stream read as none). */

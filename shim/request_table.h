@@ -96,6 +96,13 @@ uint32_t request_line_buckets(const char *line, size_t len) __attribute__((visib
 void request_line_started(uint32_t buckets, uint64_t serial) __attribute__((visibility("hidden")));
 void request_line_ended(uint32_t buckets) __attribute__((visibility("hidden")));
 
+/* The buckets of a request line counted as an unseen stream (a line a
+ * server may log as another request's, http_request_line_plain), not in
+ * its buckets: request_streams_unseen(1) at its start, and
+ * request_line_ended(REQUEST_LINE_UNSEEN) ends that stream. Request line
+ * buckets are below 2^31. */
+#define REQUEST_LINE_UNSEEN (UINT32_MAX - 1)
+
 /* delta (1 or -1) more open streams whose requests are not counted: a
  * connection whose bytes are no longer parsed (conn_table.h). While there
  * is one, a line quoting a request line may be one of its requests',

@@ -841,6 +841,37 @@ static void test_not_http_keeps_lines_unnamed(void **state)
 	assert_naming_back_after_recent_ends();
 }
 
+/* A request line a server may log as another request's (gunicorn
+ * upper-cases "get"; lighttpd logs "GET http://host/same" as "GET /same")
+ * names no request while it lives, nor for RECENT_REQUESTS ends after: the
+ * victim's line would name the victim for the attacker's logged line. */
+static void test_request_line_logged_otherwise_keeps_lines_unnamed(void **state)
+{
+	(void)state;
+	static const char *const forms[] = {
+		"get /same HTTP/1.1\r\n\r\n",
+		"GET http://host/same HTTP/1.1\r\n\r\n",
+		"GET /same#part HTTP/1.1\r\n\r\n",
+	};
+	static const char line[] = "192.0.2.1 \"GET /same HTTP/1.1\" 200";
+	static const char victim[] = "GET /same HTTP/1.1\r\nX-Request-ID: victim\r\n\r\n";
+	for (size_t i = 0; i < sizeof forms / sizeof forms[0]; i++) {
+		conn_open(52);
+		conn_on_read(52, conn_generation(52), victim, NULL, sizeof victim - 1);
+		assert_int_equal(request_named_by(line, sizeof line - 1), conn_request(52));
+		conn_open(53);
+		conn_on_read(53, conn_generation(53), forms[i], NULL, strlen(forms[i]));
+		assert_int_not_equal(conn_request(53), 0);
+		assert_int_equal(request_named_by(line, sizeof line - 1), 0);
+		conn_on_write(53);
+		conn_forget(53);
+		assert_int_equal(request_named_by(line, sizeof line - 1), 0);
+		conn_on_write(52);
+		conn_forget(52);
+		assert_naming_back_after_recent_ends();
+	}
+}
+
 /* Behind a load balancer speaking the PROXY protocol (REQID_PROXY_PROTOCOL)
  * the header comes first: skipped, the requests after it are the
  * connection's (their ids, their request lines named), in one read with it
@@ -1432,6 +1463,7 @@ int main(void)
 		cmocka_unit_test_setup(test_heir_gives_back_a_late_count, setup),
 		cmocka_unit_test_setup(test_untracked_connections_keep_lines_unnamed, setup),
 		cmocka_unit_test_setup(test_not_http_keeps_lines_unnamed, setup),
+		cmocka_unit_test_setup(test_request_line_logged_otherwise_keeps_lines_unnamed, setup),
 		cmocka_unit_test_setup(test_proxy_header_before_requests, setup),
 		cmocka_unit_test_setup(test_tls_records_unseen_until_read, setup),
 		cmocka_unit_test_setup(test_loss_racing_a_joined_stream_opening, setup),

@@ -2215,6 +2215,26 @@ static void test_in_head(void **state)
 	}
 }
 
+/* Request lines a server logs as they came, and those it may log as
+ * another request's. */
+static void test_request_line_plain(void **state)
+{
+	(void)state;
+	static const char *const plain[] = {
+		"GET /x HTTP/1.1", "POST /a?b=c HTTP/1.0", "OPTIONS * HTTP/1.1",
+		"VERSION-CONTROL /x HTTP/1.1", "M-SEARCH2 /%76 HTTP/1.1",
+	};
+	static const char *const other[] = {
+		"get /x HTTP/1.1",  "Get /x HTTP/1.1",       "GET http://h/x HTTP/1.1",
+		"GET HTTP://h/x HTTP/1.1", "CONNECT h:443 HTTP/1.1", "GET /x#f HTTP/1.1",
+		"GET *x HTTP/1.1", "GET", "GET ", "",
+	};
+	for (size_t i = 0; i < sizeof plain / sizeof plain[0]; i++)
+		assert_true(http_request_line_plain(plain[i], strlen(plain[i])));
+	for (size_t i = 0; i < sizeof other / sizeof other[0]; i++)
+		assert_false(http_request_line_plain(other[i], strlen(other[i])));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -2283,6 +2303,7 @@ int main(void)
 		cmocka_unit_test(test_starts_tls),
 		cmocka_unit_test(test_starts_h2),
 		cmocka_unit_test(test_proxy_header_len),
+		cmocka_unit_test(test_request_line_plain),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
