@@ -54,7 +54,9 @@ struct held_record {
 			     a line of an event-loop batch written before the
 			     batch's first I/O, from inside the call at site */
 	uintptr_t site;   /* with BATCH_PENDING: the call the line was written
-			     in; with NESTED: the key of the line's bracket */
+			     in; with NESTED: the key of the line's bracket;
+			     with DECIDED: its owner (record_owner), if it
+			     was held in a bracket */
 	uint32_t depth;   /* with NESTED: the outer frames the key covers */
 	uint32_t audit;   /* audit mode: the line's number (audit_log.h) */
 };
@@ -87,6 +89,18 @@ static uint64_t record_tag(const struct held_record *r, uint64_t request, const 
 	if (r->request == request || (r->request && request_named_in(r->request, line, len)))
 		return r->request;
 	return 0;
+}
+
+/* The request a held line was written under, by a thread in a bracket
+ * (thread_ctx.h) that held it: a line that names another request gets no
+ * id (format_named). 0 for the event-loop rules' lines. */
+static uint64_t record_owner(const struct held_record *r)
+{
+	if (r->request & DECIDED)
+		return r->site;
+	if (r->request & (BATCH_PENDING | BATCH_PROVEN))
+		return 0;
+	return r->request & ~NESTED;
 }
 
 struct line_slot {
@@ -265,6 +279,8 @@ static bool slot_append(struct line_slot *s, const void *b, size_t n)
 
 /* One batch of output: enriched lines gathered in a stage so that several
  * short lines leave in one write of at most STAGE_SIZE bytes. */
+#define OWNER_CURRENT UINT64_MAX /* writer.owner: see format_named */
+
 struct writer {
 	const struct log_sink *sink;
 	enum output_mode mode;
@@ -277,6 +293,9 @@ struct writer {
 	uint64_t id_request;       /* cached id text for this request serial
 				      (ID_RAW: the last line went out as it
 				      came, which its audit record says) */
+	uint64_t owner;            /* of the held record being written
+				      (record_owner); OWNER_CURRENT for the
+				      lines of the program's current call */
 	size_t fields_len;             /* the fields of id_request's lines */
 	char fields[LINE_FIELDS_MAX];
 	char stage[STAGE_SIZE];
@@ -295,6 +314,7 @@ static void writer_init(struct writer *w, const struct log_sink *sink, enum outp
 	w->stage_lines = 0;
 	w->error = 0;
 	w->id_request = UINT64_MAX;
+	w->owner = OWNER_CURRENT;
 	w->fields_len = 0;
 }
 
@@ -431,16 +451,29 @@ static __attribute__((noinline, cold)) enum emitted emit_raw(struct writer *w, c
  * named; a line that had a request of its own (a thread certain of it, a
  * bracket that closed on it) gets none: one of the two is wrong, and which
  * is not known (the quote may be a client's header value that copies
- * another request's line). So does a line written by a thread that serves
- * a request of its own other than named, though the line got no id of its
- * own (after a lock wait, or in a multi-line write): it may be the
- * thread's, quoting a header. Out of line: most lines name their own
- * request or none. */
+ * another request's line). So does a line that another request than named
+ * owns, though it got no id of its own: it may be that request's, quoting
+ * a header. A held line is owned by the request it was held under, if its
+ * bracket did not close on it (w->owner); a line the program writes now by
+ * the thread's request if the thread is in a bracket of it outside an
+ * event loop's batch (its lines get ids only by naming when it served
+ * several connections at once, or in a multi-line write), or serves it
+ * (after a lock wait, or in a multi-line write), or by the request a
+ * boundary (a sleep, a wait) took it out of, until its next connection
+ * I/O; none of these in an event loop's batch. Out of line: most lines name
+ * their own request or none. */
 static __attribute__((noinline, cold)) size_t
 format_named(struct writer *w, uint64_t request, uint64_t named, const char *line, size_t len,
 	     char *out)
 {
-	bool other = request || (ctx_serves_own_request() && thread_ctx.request != named);
+	uint64_t owner = w->owner;
+	if (owner == OWNER_CURRENT)
+		owner = thread_ctx.batch.wait_depth != 0	 ? 0
+			: thread_ctx.mode == CTX_BRACKET ? thread_ctx.request
+			: thread_ctx.mode == CTX_NONE	 ? thread_ctx.left_request
+							 : 0;
+	bool other = request || (owner && owner != named) ||
+		     (ctx_serves_own_request() && thread_ctx.request != named);
 	writer_id(w, other ? 0 : named);
 	return line_format(&shim.style, w->fields, w->fields_len, line, len, out);
 }
@@ -517,8 +550,11 @@ static void writer_records(struct writer *w, const char *buf, size_t n, uint64_t
 		struct held_record r;
 		memcpy(&r, buf + pos, RECORD);
 		const char *line = buf + pos + RECORD;
+		uint64_t current = w->owner;
+		w->owner = record_owner(&r);
 		writer_line(w, record_tag(&r, request, line, r.len - 1, own), line, r.len - 1,
 			    !w->sink->message, 0);
+		w->owner = current;
 		uint64_t id = emitted_id(w);
 		if (unlikely(r.audit))
 			audit_line_decided(r.audit, id);
@@ -537,8 +573,12 @@ static bool writer_decided(struct writer *w, struct line_slot *s)
 		memcpy(&r, s->buf + pos, RECORD);
 		if (!(r.request & DECIDED))
 			break;
-		if (!writer_line(w, r.request & ~DECIDED, s->buf + pos + RECORD, r.len - 1,
-				 !w->sink->message, 0) || !writer_flush(w))
+		uint64_t current = w->owner;
+		w->owner = record_owner(&r);
+		bool out = writer_line(w, r.request & ~DECIDED, s->buf + pos + RECORD, r.len - 1,
+				       !w->sink->message, 0);
+		w->owner = current;
+		if (!out || !writer_flush(w))
 			break;
 		uint64_t id = emitted_id(w);
 		if (unlikely(r.audit))
@@ -1118,8 +1158,10 @@ void log_release_held(uint64_t request)
 		}
 		if (!sent) {
 			/* Keep it, with the id decided now, for the next chance. */
+			uint64_t owner = record_owner(&best);
 			best.request = record_tag(&best, request, s->buf + next[pick] + RECORD,
 						  best.len - 1, true) | DECIDED;
+			best.site = owner;
 			memcpy(s->buf + next[pick], &best, RECORD);
 			blocked[pick] = true;
 		} else {
@@ -1173,6 +1215,7 @@ static bool decide_pending(struct held_record *r, const struct decision *d)
 		return false;
 	bool proven = d->request != 0 && d->site != 0 && r->site == d->site;
 	r->request = proven ? d->request | BATCH_PROVEN : DECIDED;
+	r->site = 0; /* no owner */
 	return true;
 }
 
@@ -1189,6 +1232,7 @@ static bool decide_nested(struct held_record *r, const struct decision *d)
 	bool closed = d->chain->count > (int)r->depth &&
 		      batch_nested_key(d->chain, (int)r->depth) == r->site;
 	r->request = DECIDED | (closed ? d->request : 0);
+	r->site = d->request; /* its owner */
 	return true;
 }
 

@@ -34,6 +34,7 @@ void ctx_start_afresh(void)
 {
 	thread_ctx.generation = ctx_generation;
 	thread_ctx.request = 0;
+	thread_ctx.left_request = 0;
 	thread_ctx.mode = CTX_NONE;
 	thread_ctx.last_conn = 0;
 	thread_ctx.watch = 0;
@@ -55,6 +56,7 @@ FORK_PATH void ctx_boundary(void)
 	if (thread_ctx.request == 0 && thread_ctx.mode == CTX_NONE && !thread_ctx.foreign_lines &&
 	    !(thread_ctx.watch & WATCH_INHERITED))
 		return;
+	thread_ctx.left_request = thread_ctx.request;
 	thread_ctx.request = 0;
 	thread_ctx.mode = CTX_NONE;
 	thread_ctx.foreign_lines = false;
@@ -157,6 +159,7 @@ FORK_PATH void ctx_after_conn_io(int fd, bool wrote, bool moved)
 	if (thread_ctx.last_conn != conn || (moved && !wrote))
 		thread_ctx.handed_off = HANDOFF_NONE;
 	thread_ctx.last_conn = conn;
+	thread_ctx.left_request = 0;
 	thread_ctx.foreign_lines = false;
 	thread_ctx.watch &= (uint8_t)~WATCH_INHERITED;
 	thread_ctx.epoch++;

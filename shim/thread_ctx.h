@@ -85,6 +85,10 @@ struct event_batch_state {
 
 struct thread_ctx {
 	uint64_t request;        /* serial; 0 when mode is CTX_NONE */
+	uint64_t left_request;   /* the request whose context a boundary ended,
+				    until the thread's next connection I/O:
+				    whose lines naming another request may be
+				    (log_writer.c, format_named) */
 	uint32_t last_conn;      /* fd + 1 of the connection of the thread's last
 				    I/O, until that fd is closed; 0: none */
 	uint8_t mode;

@@ -529,6 +529,43 @@ static void sc_forged_quote(void)
 	record("done");
 }
 
+/* A thread that wrote part of its response (in a bracket: its lines are
+ * held until its next I/O on the connection) holds a line quoting another
+ * request's line, then meets a boundary (a lock wait) that releases its
+ * held lines with no request: that line gets no id, not the other
+ * request's; a held line quoting its own request line keeps its id. So
+ * for the lines it writes after the boundary, before its next I/O. */
+static void sc_forged_held(void)
+{
+	static const char head[] = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n";
+	int cv, sv, ca, sa;
+	sem_t lock;
+	if (sem_init(&lock, 0, 1) != 0)
+		die("sem_init");
+	open_conn(&cv, &sv);
+	send_request_to(cv, sv, "/victim", "sem-v");
+	answer(cv, sv);
+	close(sv);
+	close(cv);
+	open_conn(&ca, &sa);
+	send_request_to(ca, sa, "/attacker", "sem-a");
+	if (write(sa, head, sizeof head - 1) != sizeof head - 1)
+		die("server write");
+	put_line("held ua=\"GET /victim HTTP/1.1\"\n");
+	put_line("held \"GET /attacker HTTP/1.1\"\n");
+	if (sem_wait(&lock) != 0)
+		die("sem_wait");
+	sem_post(&lock);
+	put_line("after ua=\"GET /victim HTTP/1.1\"\n");
+	put_line("after \"GET /attacker HTTP/1.1\"\n");
+	if (write(sa, "ok", 2) != 2)
+		die("server write");
+	close(sa);
+	close(ca);
+	sem_destroy(&lock);
+	record("done");
+}
+
 /* A worker answers connection x in full, gives it to an epoll instance to
  * watch, then takes up y's request (a pool whose keep-alive connections go
  * back to a listener between requests): it serves one connection at a
@@ -1015,6 +1052,8 @@ int main(int argc, char **argv)
 		sc_two_conns();
 	else if (!strcmp(s, "forged_quote"))
 		sc_forged_quote();
+	else if (!strcmp(s, "forged_held"))
+		sc_forged_held();
 	else if (!strcmp(s, "turns") && argc == 4)
 		sc_turns(argv[3]);
 	else if (!strcmp(s, "fd_reuse") && argc == 4)

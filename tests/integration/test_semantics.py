@@ -589,6 +589,19 @@ class T17StaleContext(Base):
             jline('"GET /attacker HTTP/1.1" 200', b"sem-a"),
         ]) + b"\n")
 
+    # A held line quoting another request's line, released with no request
+    # at a boundary, gets no id; one quoting its own request's keeps it; so
+    # for lines written after the boundary, before the next I/O.
+    def test_forged_request_line_in_a_held_line(self):
+        bare, shim = self.both("forged_held")
+        self.assertEqual(bare.results_text.strip(), "done")
+        self.assertEqual(shim.out, b"\n".join([
+            jline('held ua="GET /victim HTTP/1.1"', None),
+            jline('held "GET /attacker HTTP/1.1"', b"sem-a"),
+            jline('after ua="GET /victim HTTP/1.1"', None),
+            jline('after "GET /attacker HTTP/1.1"', b"sem-a"),
+        ]) + b"\n")
+
     # A worker that answered one connection in full and gave it to epoll
     # takes up another in turn (Apache's event MPM); short of that it
     # serves both at once.
