@@ -75,8 +75,6 @@ _Static_assert(offsetof(struct request_slot, head) % 8 == 0 &&
  * REQUEST_SLOTS slots, which can grow no more): then it takes one rather
  * than have no id. */
 #define PINNED_SKIPS 64
-_Static_assert(REQUEST_RING_START / 2 >= 2 * RECENT_REQUESTS,
-	       "a request outlives the lines a buffered log writes late");
 
 struct long_slot {
 	_Atomic uint64_t serial;
