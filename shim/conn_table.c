@@ -800,12 +800,19 @@ static bool keep_head_text(struct conn *c, const struct http_parser *p)
 }
 
 /* Whether the stream of c, whose first line p failed to parse, is lost
- * because that line is a PROXY header: read in pieces, or a second one. No
- * id then, never one for the whole connection. Out of the fork child's code. */
-static __attribute__((noinline, cold)) bool lost_to_proxy_line(struct conn *c,
-							      const struct http_parser *p)
+ * rather than not HTTP: that line is a PROXY header (read in pieces, or a
+ * second one), or names an HTTP version (the n bytes at buf, read now, begin
+ * it if line_here): a request line the parser does not take ("HTTP/1.01",
+ * two spaces) that the program may serve, with more requests after it. No
+ * id then, never one for the whole connection, which would be all of
+ * theirs. Out of the fork child's code. */
+static __attribute__((noinline, cold)) bool lost_not_raw(struct conn *c,
+							const struct http_parser *p,
+							const void *buf, size_t n, bool line_here)
 {
-	if (p->line_len < 6 || memcmp(p->request_line, "PROXY ", 6) != 0)
+	if ((p->line_len < 6 || memcmp(p->request_line, "PROXY ", 6) != 0) &&
+	    !http_first_line_names_version(p->request_line, p->line_len) &&
+	    !(line_here && http_first_line_names_version(buf, n)))
 		return false;
 	lose_stream(c);
 	return true;
@@ -833,9 +840,10 @@ static FORK_PATH void feed(struct conn *c, const void *buf, size_t n)
 		lose_stream(c);
 		return;
 	}
-	if (unlikely(r.not_http) && lost_to_proxy_line(c, &p))
+	bool h2 = r.not_http && line_here && http_starts_h2(buf, n);
+	if (unlikely(r.not_http) && !h2 && lost_not_raw(c, &p, buf, n, line_here))
 		return;
-	apply(c, &r, r.not_http && line_here && http_starts_h2(buf, n));
+	apply(c, &r, h2);
 }
 
 /* Feeds the n bytes read from c (locked) after the first skip to its

@@ -1276,6 +1276,17 @@ FORK_PATH bool http_request_line_plain(const char *line, size_t len)
 	return memchr(line + i, '#', len - i) == NULL;
 }
 
+bool http_first_line_names_version(const char *b, size_t n)
+{
+	const char *lf = memchr(b, '\n', n);
+	size_t len = lf ? (size_t)(lf - b) : n;
+	for (size_t i = 0; i + 5 <= len; i++)
+		if ((b[i] | 0x20) == 'h' && (b[i + 1] | 0x20) == 't' && (b[i + 2] | 0x20) == 't' &&
+		    (b[i + 3] | 0x20) == 'p' && b[i + 4] == '/')
+			return true;
+	return false;
+}
+
 /* The length of the quoted request line whose opening quote is just before
  * p ("METHOD SP target SP HTTP/1.d" and the closing quote), 0 if none. */
 static size_t quoted_request_line(const unsigned char *p, const unsigned char *end)

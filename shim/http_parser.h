@@ -203,6 +203,11 @@ size_t http_proxy_header_len(const char *buf, size_t len);
  * request line of another request. */
 bool http_request_line_plain(const char *line, size_t len);
 
+/* Whether the first line of the n bytes at b (to its LF, or all of them)
+ * holds "HTTP/" in any case: bytes the parser failed on that a program may
+ * still take for an HTTP request ("HTTP/1.01", two spaces after the method). */
+bool http_first_line_names_version(const char *b, size_t n);
+
 /* Finds the quoted request line ("\"METHOD SP target SP HTTP/1.d\"", as
  * access logs write it) inside a log line. Stores the offset and length of
  * the request line (without the quotes); false if there is none, or if the

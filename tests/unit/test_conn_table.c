@@ -841,6 +841,36 @@ static void test_not_http_keeps_lines_unnamed(void **state)
 	assert_naming_back_after_recent_ends();
 }
 
+/* A first line the parser fails on that names an HTTP version (gunicorn
+ * and nginx serve "HTTP/1.01"; two spaces after the method) is HTTP it
+ * cannot follow: the stream is lost, with no id, not one id for the whole
+ * connection (every request on it would share it). Another protocol keeps
+ * one id for its connection. */
+static void test_unparsed_http_is_lost_not_raw(void **state)
+{
+	(void)state;
+	static const char *const odd[] = {
+		"GET /x HTTP/1.01\r\nX-Request-ID: a-1\r\n\r\n",
+		"GET /x HTTP/01.1\r\nX-Request-ID: a-1\r\n\r\n",
+		"GET  /x HTTP/1.1\r\nX-Request-ID: a-1\r\n\r\n",
+		"GET\t/x http/1.1\r\nX-Request-ID: a-1\r\n\r\n",
+	};
+	for (size_t i = 0; i < sizeof odd / sizeof odd[0]; i++) {
+		conn_open(54);
+		conn_on_read(54, conn_generation(54), odd[i], NULL, strlen(odd[i]));
+		assert_int_equal(conn_request(54), 0);
+		request_on(54, "b-2");
+		assert_int_equal(conn_request(54), 0);
+		conn_forget(54);
+	}
+	conn_open(55);
+	static const char other[] = "PING\r\n";
+	conn_on_read(55, conn_generation(55), other, NULL, sizeof other - 1);
+	assert_int_not_equal(conn_request(55), 0);
+	conn_forget(55);
+	assert_naming_back_after_recent_ends();
+}
+
 /* A request line a server may log as another request's (gunicorn
  * upper-cases "get"; lighttpd logs "GET http://host/same" as "GET /same")
  * names no request while it lives, nor for RECENT_REQUESTS ends after: the
@@ -1463,6 +1493,7 @@ int main(void)
 		cmocka_unit_test_setup(test_heir_gives_back_a_late_count, setup),
 		cmocka_unit_test_setup(test_untracked_connections_keep_lines_unnamed, setup),
 		cmocka_unit_test_setup(test_not_http_keeps_lines_unnamed, setup),
+		cmocka_unit_test_setup(test_unparsed_http_is_lost_not_raw, setup),
 		cmocka_unit_test_setup(test_request_line_logged_otherwise_keeps_lines_unnamed, setup),
 		cmocka_unit_test_setup(test_proxy_header_before_requests, setup),
 		cmocka_unit_test_setup(test_tls_records_unseen_until_read, setup),

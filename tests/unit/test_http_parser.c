@@ -2235,6 +2235,18 @@ static void test_request_line_plain(void **state)
 		assert_false(http_request_line_plain(other[i], strlen(other[i])));
 }
 
+/* A first line that names an HTTP version, in any case, to its LF. */
+static void test_first_line_names_version(void **state)
+{
+	(void)state;
+	static const char *const named[] = {"GET /x HTTP/1.01\r\n", "GET  /x http/1.1", "X HtTp/"};
+	static const char *const not_named[] = {"PING\r\nGET / HTTP/1.1\r\n", "GET /x HTTP", "", "HTTP"};
+	for (size_t i = 0; i < sizeof named / sizeof named[0]; i++)
+		assert_true(http_first_line_names_version(named[i], strlen(named[i])));
+	for (size_t i = 0; i < sizeof not_named / sizeof not_named[0]; i++)
+		assert_false(http_first_line_names_version(not_named[i], strlen(not_named[i])));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -2304,6 +2316,7 @@ int main(void)
 		cmocka_unit_test(test_starts_h2),
 		cmocka_unit_test(test_proxy_header_len),
 		cmocka_unit_test(test_request_line_plain),
+		cmocka_unit_test(test_first_line_names_version),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
