@@ -443,6 +443,19 @@ static bool join_opens(struct conn *c)
 	return was == JOIN_OPEN;
 }
 
+/* os, a copy of the connection whose holder is named (fd + 1), stops
+ * being one unless its alias changed meanwhile (it closed, or another
+ * close turned it): untracked, and a late read on it goes nowhere. True
+ * if it was dropped. */
+static inline bool drop_copy(struct fd_state *os, uint32_t named)
+{
+	if (!atomic_compare_exchange_strong(&os->alias, &named, 0))
+		return false;
+	atomic_fetch_and_explicit(&os->flags, (uint8_t)~FD_CONN, memory_order_relaxed);
+	atomic_fetch_add_explicit(&os->generation, 1, memory_order_relaxed);
+	return true;
+}
+
 /* The copy whose entry h is took c's connection over, but closed before
  * its alias could be cleared: h goes back to a closed connection's entry
  * (c keeps its pin, request line, head text and count), unlocked. */
@@ -479,12 +492,7 @@ static __attribute__((noinline, cold)) void heir_closed(int heir)
 			other |= FD_PAGE - 1;
 			continue;
 		}
-		uint32_t named = (uint32_t)heir + 1;
-		if (atomic_compare_exchange_strong(&os->alias, &named, 0)) {
-			atomic_fetch_and_explicit(&os->flags, (uint8_t)~FD_CONN, memory_order_relaxed);
-			atomic_fetch_add_explicit(&os->generation, 1, memory_order_relaxed);
-			dropped = true;
-		}
+		dropped |= drop_copy(os, (uint32_t)heir + 1);
 	}
 	if (dropped)
 		stream_untracked();
@@ -557,12 +565,7 @@ FORK_PATH void conn_forget(int fd)
 		 * the heir (it is dropped), as no entry is written under its
 		 * holder. */
 		if (!moving || (heir < 0 && !conn_trylock_as(conn_entry(other), BUSY_HEIR))) {
-			if (atomic_compare_exchange_strong(&os->alias, &named, 0)) {
-				atomic_fetch_and_explicit(&os->flags, (uint8_t)~FD_CONN,
-							  memory_order_relaxed);
-				atomic_fetch_add_explicit(&os->generation, 1, memory_order_relaxed);
-				dropped = true;
-			}
+			dropped |= drop_copy(os, named);
 		} else if (heir < 0) {
 			struct conn *h = conn_entry(other);
 			/* Still a copy once its entry is held: a close of it
@@ -643,12 +646,8 @@ FORK_PATH void conn_forget(int fd)
  * may carry a new connection). */
 static __attribute__((noinline, cold)) void copy_stale(struct fd_state *cs, int holder)
 {
-	uint32_t named = (uint32_t)holder + 1;
-	if (atomic_compare_exchange_strong(&cs->alias, &named, 0)) {
-		atomic_fetch_and_explicit(&cs->flags, (uint8_t)~FD_CONN, memory_order_relaxed);
-		atomic_fetch_add_explicit(&cs->generation, 1, memory_order_relaxed);
+	if (drop_copy(cs, (uint32_t)holder + 1))
 		stream_untracked();
-	}
 }
 
 FORK_PATH void conn_copied(int fd, int copy)
