@@ -693,16 +693,16 @@ static FORK_PATH void start_request(struct conn *c, const struct http_feed_resul
 	if (shim.traced_fields)
 		trace_plan_fill(&trace, &process.ids);
 	uint32_t buckets = line_len ? request_line_buckets(r->line, line_len) : 0;
+	uint32_t pin;
 	uint64_t serial = request_table_add(id, len, r ? r->line : NULL, line_len, buckets, &trace,
 					    inbound ? r->tracestate : NULL,
-					    inbound ? r->tracestate_len : 0);
+					    inbound ? r->tracestate_len : 0, &pin);
 	if (unlikely(shim.audit) && serial)
 		audit_request_started(serial, id, len);
 	set_request(c, serial);
 	/* An exchange: a pin a close on another thread left behind (stored
 	 * after its set_request) goes back here, not never. */
-	uint16_t left = atomic_exchange_explicit(&c->pinned, (uint16_t)request_pin(serial),
-						 memory_order_relaxed);
+	uint16_t left = atomic_exchange_explicit(&c->pinned, (uint16_t)pin, memory_order_relaxed);
 	if (unlikely(left))
 		request_unpin(left);
 	if (serial && line_len) {

@@ -88,7 +88,7 @@ struct conn {
 				       (conn_output_tls) */
 	uint32_t head_slot;  /* head_store slot holding the parser's text, 0 if none */
 	uint16_t owed_len;          /* bytes of an added header not yet sent (conn_owed) */
-	_Atomic uint16_t pinned;    /* request_pin's of the current request
+	_Atomic uint16_t pinned;    /* request_table_add's pin of the current request
 				       until its response begins, 0 if none */
 	_Atomic bool lost;   /* sticky: no more ids on this connection */
 	uint8_t kind;

@@ -210,18 +210,27 @@ static struct long_slot *long_slot_of(uint64_t serial)
 	return &long_slots[serial % REQUEST_LONG_SLOTS];
 }
 
-FORK_PATH uint32_t request_pin(uint64_t serial)
+/* The ring doubles, once, if more than half its slots are pinned
+ * (pinned) and it can. Out of the fork child's window: a child pins one
+ * request. */
+static __attribute__((noinline, cold)) void ring_grow(int32_t pinned)
 {
-	if (serial == 0)
-		return 0;
-	atomic_fetch_add_explicit(&slot_of(serial)->pins, 1, memory_order_relaxed);
-	int32_t pinned = atomic_fetch_add_explicit(&pinned_slots, 1, memory_order_relaxed) + 1;
 	uint32_t doublings = atomic_load_explicit(&ring_doublings, memory_order_relaxed);
 	if ((REQUEST_RING_START << doublings) < REQUEST_SLOTS &&
 	    pinned > (int32_t)(REQUEST_RING_START << doublings) / 2)
 		atomic_compare_exchange_strong_explicit(&ring_doublings, &doublings, doublings + 1,
 							memory_order_relaxed, memory_order_relaxed);
-	return (uint32_t)(serial & SLOT_MASK) + 1;
+}
+
+/* Pins slot s (index i), which its writer owns. Returns the token for
+ * request_unpin. */
+static FORK_PATH uint32_t pin_slot(struct request_slot *s, uint32_t i)
+{
+	atomic_fetch_add_explicit(&s->pins, 1, memory_order_relaxed);
+	int32_t pinned = atomic_fetch_add_explicit(&pinned_slots, 1, memory_order_relaxed) + 1;
+	if (__builtin_expect(pinned > (int32_t)REQUEST_RING_START / 2, 0))
+		ring_grow(pinned);
+	return i + 1;
 }
 
 /* A slot's pins one less, never below zero (request_table_release zeroes
@@ -250,8 +259,9 @@ static bool pinned_in_slot(uint64_t serial)
 	       atomic_load_explicit(&s->pins, memory_order_relaxed) != 0;
 }
 
-/* Stores the tracestate of serial, unless its slot's writer stalled. */
-static void tracestate_add(uint64_t serial, const char *ts, size_t len)
+/* Stores the tracestate of serial, unless its slot's writer stalled. Not
+ * inlined: out of the fork child's window (few requests bring one). */
+static __attribute__((noinline)) void tracestate_add(uint64_t serial, const char *ts, size_t len)
 {
 	struct tracestate_slot *s = &tracestates[serial % TRACESTATE_SLOTS];
 	uint64_t old;
@@ -294,7 +304,7 @@ static void request_head_make(struct request_head *h, const char *id, size_t len
 FORK_PATH uint64_t
 request_table_add(const char *id, size_t len, const char *line, size_t line_len,
 		  uint32_t buckets, const struct trace_plan *trace, const char *ts,
-		  size_t ts_len)
+		  size_t ts_len, uint32_t *pin)
 {
 	struct request_head h;
 	request_head_make(&h, id, len, line_len, buckets, trace);
@@ -306,9 +316,13 @@ request_table_add(const char *id, size_t len, const char *line, size_t line_len,
 	/* A writer owns a slot from the moment it swaps the old serial for
 	 * SLOT_WRITING until it stores its own; a slot another writer still
 	 * owns (a writer a whole ring behind, preempted) is passed over, and so
-	 * is a pinned one, or one whose long slot a pinned long request holds
-	 * (for a long request). A long request takes its long slot first, and
-	 * gives it back untouched if it cannot have the request slot. */
+	 * is one a newer request holds (this writer is the one that stalled: a
+	 * request just added may not be pinned yet, or read yet), a pinned
+	 * one, or one whose long slot a pinned long request holds (for a long
+	 * request). A long request takes its long slot first, and gives it back
+	 * untouched if it cannot have the request slot. A request added pinned
+	 * is pinned before its serial is stored: a writer that reads the
+	 * serial (acquire) sees the pin. */
 	uint32_t may_pass = atomic_load_explicit(&pinned_slots, memory_order_relaxed) > (int32_t)REQUEST_SLOTS / 2
 				    ? PINNED_SKIPS
 				    : REQUEST_SLOTS;
@@ -324,8 +338,8 @@ request_table_add(const char *id, size_t len, const char *line, size_t line_len,
 		 * store below, not two (a read maps the zero page, the store
 		 * then copies it): every child of a fork server starts at the
 		 * serial its parent left, in a page the parent never wrote. */
-		uint64_t old = atomic_fetch_add_explicit(&s->serial, 0, memory_order_relaxed), long_old = 0;
-		if (old == SLOT_WRITING) {
+		uint64_t old = atomic_fetch_add_explicit(&s->serial, 0, memory_order_acquire), long_old = 0;
+		if (old == SLOT_WRITING || old > serial) { /* being written, or by a newer request */
 			failed++;
 			continue;
 		}
@@ -358,6 +372,8 @@ request_table_add(const char *id, size_t len, const char *line, size_t line_len,
 			memcpy(text + id_text, line, line_len);
 		memset(text + n, 0, 8); /* the last word's tail */
 		seq_store(long_text ? l->text : s->text, text, words);
+		if (pin)
+			*pin = pin_slot(s, (uint32_t)(serial & SLOT_MASK));
 		if (long_text)
 			atomic_store_explicit(&l->serial, serial, memory_order_release);
 		atomic_store_explicit(&s->serial, serial, memory_order_release);
@@ -365,6 +381,8 @@ request_table_add(const char *id, size_t len, const char *line, size_t line_len,
 			tracestate_add(serial, ts, ts_len);
 		return serial;
 	}
+	if (pin)
+		*pin = 0;
 	return 0; /* no id rather than a torn one */
 }
 

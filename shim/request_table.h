@@ -18,8 +18,9 @@
  * slots are pinned: a process pays for the requests it has at once, not for
  * how many it has served. A connection pins its current request's slot
  * from the request's start until its response begins (conn_table.c). A new
- * request takes the next slot that is not pinned; a slot's serial says
- * which. So a request is kept while pinned, then until the ring comes
+ * request takes the next slot that is not pinned and holds no newer
+ * request (its writer may have stalled a whole ring behind); a slot's
+ * serial says which. So a request is kept while pinned, then until the ring comes
  * round to its slot again: at least half a ring of newer requests
  * (REQUEST_RING_START / 2) after it was added. Only when more than half of
  * all REQUEST_SLOTS slots are pinned does a new request, after passing over
@@ -57,16 +58,15 @@
  * the caller counts the line with them too), trace (NULL: none) and
  * tracestate (ts_len 0: none; normalised, at most TRACESTATE_MAX) and
  * returns its new serial; 0 (no id) only if every slot tried was being
- * written by a stalled writer. */
+ * written by a stalled writer. With pin (not NULL) the request is current
+ * and unanswered on a connection: its slot is pinned before any other
+ * thread can see it, so no newer request takes it while some slot is not
+ * pinned, and *pin is what to give to request_unpin (0 with serial 0).
+ * Every pin is given back once. */
 uint64_t request_table_add(const char *id, size_t len, const char *line, size_t line_len,
 			   uint32_t buckets, const struct trace_plan *trace, const char *ts,
-			   size_t ts_len) __attribute__((visibility("hidden")));
+			   size_t ts_len, uint32_t *pin) __attribute__((visibility("hidden")));
 
-/* Request serial (0: none) is current and unanswered on a connection:
- * its slot is not taken by a newer request while some slot is not pinned.
- * Returns the slot to give to request_unpin, 0 for none (serial 0).
- * Pins count: every pin is given back once. */
-uint32_t request_pin(uint64_t serial) __attribute__((visibility("hidden")));
 void request_unpin(uint32_t pinned) __attribute__((visibility("hidden")));
 
 /* The trace of request serial, its new parts made with gen (the generator

@@ -378,9 +378,9 @@ static START_PATH void adopt_exec_request(void)
 	char state[TRACESTATE_MAX];
 	int ts_len = valid && ts && strlen(ts) <= TRACESTATE_MAX
 			     ? tracestate_normalize(ts, strlen(ts), state) : 0;
+	uint32_t pin; /* the process's request, pinned for its life */
 	shim.exec_request = request_table_add(id, strlen(id), NULL, 0, 0, &trace, state,
-					      ts_len > 0 ? (size_t)ts_len : 0);
-	request_pin(shim.exec_request); /* the process's request, for its life */
+					      ts_len > 0 ? (size_t)ts_len : 0, &pin);
 }
 
 FORK_PATH size_t current_log_ids(char *buf, size_t size)

@@ -116,7 +116,7 @@ static void setup_once(void)
 		struct trace_plan plan;
 		memset(&plan, 0, sizeof(plan));
 		requests[r] = request_table_add(names[r], strlen(names[r]), NULL, 0, 0, &plan,
-						NULL, 0);
+						NULL, 0, NULL);
 		strcpy(ids[r], names[r]);
 	}
 }

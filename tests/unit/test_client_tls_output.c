@@ -67,7 +67,7 @@ static int setup(void **state)
 	process.pid = getpid();
 	real.writev = writev;
 	real.sendmsg = sendmsg;
-	current_request = request_table_add("out-a", 5, NULL, 0, 0, NULL, NULL, 0);
+	current_request = request_table_add("out-a", 5, NULL, 0, 0, NULL, NULL, 0, NULL);
 	return 0;
 }
 

@@ -261,7 +261,7 @@ static void test_lost_connection_stays_lost_in_copies(void **state)
 static void lap_of_requests(void)
 {
 	for (unsigned i = 0; i < REQUEST_SLOTS; i++)
-		assert_int_not_equal(request_table_add("other", 5, NULL, 0, 0, NULL, NULL, 0), 0);
+		assert_int_not_equal(request_table_add("other", 5, NULL, 0, 0, NULL, NULL, 0, NULL), 0);
 }
 
 /* A connection's request keeps its slot while unanswered, however many

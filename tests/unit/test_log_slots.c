@@ -171,7 +171,7 @@ static void test_slots_shared_with_closing_threads(void **state)
 	real.writev = fake_writev;
 	struct trace_plan plan;
 	memset(&plan, 0, sizeof(plan));
-	request = request_table_add("req-slots", 9, NULL, 0, 0, &plan, NULL, 0);
+	request = request_table_add("req-slots", 9, NULL, 0, 0, &plan, NULL, 0, NULL);
 	for (int s = 0; s < FDS; s++)
 		out[s] = malloc(OUT_MAX);
 
