@@ -161,7 +161,9 @@ bool open_fd_is_log(int fd)
 	       fd_path(fd, path) > 0 && log_path_matches(path);
 }
 
-static int opened(int fd, int dirfd, const char *path, int flags)
+/* Out of line: the four opens share one copy in the fork child's window. */
+static FORK_PATH __attribute__((noinline)) int opened(int fd, int dirfd, const char *path,
+						      int flags)
 {
 	if (fd >= 0 && shim.active) {
 		int saved = errno;

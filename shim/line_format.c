@@ -222,84 +222,88 @@ bool json_is_object_line(const char *line, size_t len)
 
 /* ---- JSON escaping --------------------------------------------------- */
 
-/* copy_plain_run's constants (32 of each for AVX2, the first 16 for SSE2),
+/* The escaper's constants (32 of each for AVX2, the first 16 for SSE2),
  * loaded from memory through a pointer the compiler cannot see into: else
- * it builds each in registers, at the start and again for the tail, some
- * 30 instructions per call. */
+ * it builds each in registers, some 30 instructions per line. */
 static const uint8_t plain_run_constants[4][32] __attribute__((aligned(32))) = {
 	{[0 ... 31] = 1}, {[0 ... 31] = 0x21}, {[0 ... 31] = '"'}, {[0 ... 31] = '\\'}};
 
-/* Copies the leading run of bytes that need no escaping and no UTF-8 check
- * (0x20..0x7e except '"' and '\\'), 16 at a time; returns its length. The
- * output may receive up to 15 bytes past the run: json_escape's bound leaves
- * room for them. */
-static inline __attribute__((always_inline)) size_t
-copy_plain_run_sse2(const unsigned char *p, size_t len, char *o)
+/* The bytes of a vector that need escaping or a UTF-8 check: all but
+ * 0x20..0x7e other than '"' and '\\' (v + 1 < 0x21, signed, catches bytes
+ * below 0x20, 0x7f and 0x80 up at once). k: plain_run_constants. */
+static inline __attribute__((always_inline)) unsigned care_mask16(__m128i v, const __m128i *k)
 {
-	/* v + 1 < 0x21 (signed) catches bytes < 0x20, 0x7f and >= 0x80 at once. */
-	const __m128i *k = (const __m128i *)plain_run_constants;
-	__asm__("" : "+r"(k));
-	const __m128i one = _mm_load_si128(k), limit = _mm_load_si128(k + 2),
-		      quote = _mm_load_si128(k + 4), backslash = _mm_load_si128(k + 6);
-#define CARE_MASK(v)                                                                    \
-	((unsigned)_mm_movemask_epi8(_mm_or_si128(                                      \
-		_mm_cmplt_epi8(_mm_add_epi8((v), one), limit),                          \
-		_mm_or_si128(_mm_cmpeq_epi8((v), quote), _mm_cmpeq_epi8((v), backslash)))))
-	size_t done = 0;
-	while (len - done >= 16) {
-		__m128i v = _mm_loadu_si128((const __m128i *)(p + done));
-		_mm_storeu_si128((__m128i *)(o + done), v);
-		unsigned mask = CARE_MASK(v);
-		if (mask)
-			return done + (size_t)__builtin_ctz(mask);
-		done += 16;
-	}
-	if (done >= 16 && done < len) {
-		/* The tail: the last 16 bytes, overlapping plain bytes this run
-		 * already copied verbatim, so rewriting them changes nothing. */
-		size_t rest = len - done;
-		__m128i v = _mm_loadu_si128((const __m128i *)(p + len - 16));
-		_mm_storeu_si128((__m128i *)(o + len - 16), v);
-		unsigned mask = CARE_MASK(v) >> (16 - rest);
-		return mask ? done + (size_t)__builtin_ctz(mask) : len;
-	}
-#undef CARE_MASK
-	return done;
+	return (unsigned)_mm_movemask_epi8(_mm_or_si128(
+		_mm_cmplt_epi8(_mm_add_epi8(v, _mm_load_si128(k)), _mm_load_si128(k + 2)),
+		_mm_or_si128(_mm_cmpeq_epi8(v, _mm_load_si128(k + 4)),
+			     _mm_cmpeq_epi8(v, _mm_load_si128(k + 6)))));
 }
 
-/* The same, 32 bytes at a time, for runs of 32 bytes or more; the output
- * may receive up to 31 bytes past the run. */
-__attribute__((target("avx2"))) static inline size_t copy_plain_run_avx2(const unsigned char *p,
-									size_t len, char *o)
+/* Copies 32 bytes and returns the mask of those that need care. */
+__attribute__((target("avx2"))) static inline uint32_t copy32(const unsigned char *p, char *o,
+							      const __m256i *k)
 {
-	const __m256i *k = (const __m256i *)plain_run_constants;
+	__m256i v = _mm256_loadu_si256((const __m256i *)p);
+	_mm256_storeu_si256((__m256i *)o, v);
+	return (uint32_t)_mm256_movemask_epi8(_mm256_or_si256(
+		_mm256_cmpgt_epi8(_mm256_load_si256(k + 1), _mm256_add_epi8(v, _mm256_load_si256(k))),
+		_mm256_or_si256(_mm256_cmpeq_epi8(v, _mm256_load_si256(k + 2)),
+				_mm256_cmpeq_epi8(v, _mm256_load_si256(k + 3)))));
+}
+
+/* The rest (1..15) bytes at p, the last of a line of 16 bytes or more, at
+ * the front of a vector, zeroes after them: the line's last 16 bytes are
+ * loaded and moved by pshufb through a window of this. */
+static const uint8_t tail_shuffle[32] = {0,    1,    2,    3,    4,    5,    6,    7,
+					 8,    9,    10,   11,   12,   13,   14,   15,
+					 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80,
+					 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80};
+
+__attribute__((target("avx2"))) static inline __m128i tail_moved(const unsigned char *p, size_t rest)
+{
+	__m128i v = _mm_loadu_si128((const __m128i *)(p + rest - 16));
+	return _mm_shuffle_epi8(v, _mm_loadu_si128((const __m128i *)(tail_shuffle + 16 - rest)));
+}
+
+/* Copies the next bytes of p (left of them, 1 or more) to o a vector at a
+ * time and returns how many need no escaping: all left of them, or up to
+ * the first that does (or needs a UTF-8 check). o may receive up to 31
+ * bytes past what it returns, and up to 15 past left: json_escape's bound
+ * leaves room. A tail shorter than 16 bytes is, with AVX2 (and so SSSE3)
+ * in a line of 16 bytes or more (long_line), taken by tail_moved; else it
+ * is copied into a vector first. */
+static inline __attribute__((always_inline)) size_t
+copy_plain(const unsigned char *p, size_t left, bool long_line, char *o, bool avx2)
+{
+	const void *k = plain_run_constants;
 	__asm__("" : "+r"(k));
-	const __m256i one = _mm256_load_si256(k), limit = _mm256_load_si256(k + 1),
-		      quote = _mm256_load_si256(k + 2), backslash = _mm256_load_si256(k + 3);
-#define CARE_MASK(v)                                                                    \
-	((uint32_t)_mm256_movemask_epi8(_mm256_or_si256(                                \
-		_mm256_cmpgt_epi8(limit, _mm256_add_epi8((v), one)),                    \
-		_mm256_or_si256(_mm256_cmpeq_epi8((v), quote),                          \
-				_mm256_cmpeq_epi8((v), backslash)))))
-	const unsigned char *at = p, *last = p + len - 32; /* len >= 32 */
-	for (; at <= last; at += 32) {
-		__m256i v = _mm256_loadu_si256((const __m256i *)at);
-		_mm256_storeu_si256((__m256i *)(o + (at - p)), v);
-		uint32_t mask = CARE_MASK(v);
-		if (mask)
-			return (size_t)(at - p) + (size_t)__builtin_ctz(mask);
+	size_t done = 0;
+	unsigned mask;
+	if (avx2)
+		for (; left - done >= 32; done += 32)
+			if ((mask = copy32(p + done, o + done, k)) != 0)
+				return done + (size_t)__builtin_ctz(mask);
+	for (; left - done >= 16; done += 16) {
+		__m128i v = _mm_loadu_si128((const __m128i *)(p + done));
+		_mm_storeu_si128((__m128i *)(o + done), v);
+		if ((mask = care_mask16(v, k)) != 0)
+			return done + (size_t)__builtin_ctz(mask);
 	}
-	size_t done = (size_t)(at - p);
-	if (done < len) {
-		/* The tail, as in the SSE2 version: the last 32 bytes. */
-		size_t rest = len - done;
-		__m256i v = _mm256_loadu_si256((const __m256i *)last);
-		_mm256_storeu_si256((__m256i *)(o + len - 32), v);
-		uint32_t mask = CARE_MASK(v) >> (32 - rest);
-		return mask ? done + (size_t)__builtin_ctz(mask) : len;
+	size_t rest = left - done;
+	if (rest == 0)
+		return left;
+	__m128i v;
+	if (avx2 && long_line) {
+		v = tail_moved(p + done, rest);
+	} else {
+		unsigned char tail[16] __attribute__((aligned(16)));
+		_mm_store_si128((__m128i *)tail, _mm_setzero_si128());
+		memcpy(tail, p + done, rest);
+		v = _mm_load_si128((const __m128i *)tail);
 	}
-#undef CARE_MASK
-	return done;
+	_mm_storeu_si128((__m128i *)(o + done), v);
+	mask = care_mask16(v, k) & ((1u << rest) - 1);
+	return done + (mask ? (size_t)__builtin_ctz(mask) : rest);
 }
 
 /* 0: not asked yet, 1: no AVX2, 2: AVX2. On the page a fork child writes
@@ -331,6 +335,15 @@ void line_format_prepare(void)
 	(void)has_avx2();
 }
 
+/* For the bytes below 0x80 JSON escapes with two, the byte after the
+ * backslash, and above it what seeing it tells (LINE_SAW_*); 0: \\u00XX
+ * (or not escaped). */
+#define SHORT_ESCAPE(c, saw) ((uint16_t)((c) | (saw) << 8))
+static const uint16_t short_escape[128] = {
+	['"'] = SHORT_ESCAPE('"', LINE_SAW_QUOTE), ['\\'] = SHORT_ESCAPE('\\', 0),
+	['\n'] = SHORT_ESCAPE('n', LINE_SAW_NEWLINE), ['\r'] = SHORT_ESCAPE('r', 0),
+	['\t'] = SHORT_ESCAPE('t', 0), ['\b'] = SHORT_ESCAPE('b', 0), ['\f'] = SHORT_ESCAPE('f', 0)};
+
 static char *escape_byte(char *o, unsigned char b, bool surrogate)
 {
 	static const char digits[] = "0123456789abcdef";
@@ -341,30 +354,24 @@ static char *escape_byte(char *o, unsigned char b, bool surrogate)
 }
 
 /* The escaper, for one instruction set: avx2 is a constant where it is
- * inlined, so each copy has its run copier inlined and no test for it.
- * Adds to *seen what the input held (line_format.h: LINE_SAW_*). */
+ * inlined. Runs of plain bytes go a vector at a time; each byte that
+ * needs escaping or a UTF-8 check is handled in the same loop. The first
+ * from bytes were copied already, as they are. Adds to *seen what the
+ * input held (line_format.h: LINE_SAW_*). */
 static inline __attribute__((always_inline)) size_t
-escape_with(const char *in, size_t len, char *out, unsigned *seen, bool avx2)
+escape_with(const char *in, size_t len, char *out, unsigned *seen, size_t from, bool avx2)
 {
-	const unsigned char *p = (const unsigned char *)in, *end = p + len;
-	char *o = out;
+	const unsigned char *p = (const unsigned char *)in + from, *end = (const unsigned char *)in + len;
+	char *o = out + from;
+	unsigned saw = 0;
 
 	while (p < end) {
-		size_t left = (size_t)(end - p);
-		size_t run = avx2 && left >= 32 ? copy_plain_run_avx2(p, left, o)
-						: copy_plain_run_sse2(p, left, o);
+		size_t run = copy_plain(p, (size_t)(end - p), len >= 16, o, avx2);
 		p += run;
 		o += run;
 		if (p >= end)
 			break;
 		unsigned char b = *p;
-		if (b >= 0x20 && b != '"' && b != '\\' && b < 0x7f) {
-			/* The tail shorter than a vector, or one plain byte. */
-			do {
-				*o++ = (char)*p++;
-			} while (p < end && *p >= 0x20 && *p != '"' && *p != '\\' && *p < 0x7f);
-			continue;
-		}
 		if (b >= 0x80) {
 			size_t n = utf8_sequence(p, end);
 			if (n == 0) {
@@ -377,37 +384,51 @@ escape_with(const char *in, size_t len, char *out, unsigned *seen, bool avx2)
 			}
 			continue;
 		}
-		*o++ = '\\';
-		switch (b) {
-		case '"':
-			*o++ = '"';
-			*seen |= LINE_SAW_QUOTE;
-			break;
-		case '\\': *o++ = '\\'; break;
-		case '\n':
-			*o++ = 'n';
-			*seen |= LINE_SAW_NEWLINE;
-			break;
-		case '\r': *o++ = 'r'; break;
-		case '\t': *o++ = 't'; break;
-		case '\b': *o++ = 'b'; break;
-		case '\f': *o++ = 'f'; break;
-		default: o = escape_byte(o - 1, b, false); break;
+		uint16_t e = short_escape[b];
+		if (e) {
+			o[0] = '\\';
+			o[1] = (char)e;
+			o += 2;
+			saw |= e >> 8;
+		} else {
+			o = escape_byte(o, b, false);
 		}
 		p++;
 	}
+	*seen |= saw;
 	return (size_t)(o - out);
 }
 
+FORK_PATH __attribute__((target("avx2"), noinline)) static size_t
+escape_rest_avx2(const char *in, size_t len, char *out, unsigned *seen, size_t from)
+{
+	return escape_with(in, len, out, seen, from, true);
+}
+
+/* With AVX2: most lines need no escaping. They are copied 32 bytes at a
+ * time, the last 32 over bytes copied already, with no registers to save;
+ * escape_rest_avx2 takes over from the first byte that needs care. */
 FORK_PATH __attribute__((target("avx2"))) static size_t
 escape_avx2(const char *in, size_t len, char *out, unsigned *seen)
 {
-	return escape_with(in, len, out, seen, true);
+	const unsigned char *p = (const unsigned char *)in;
+	const void *k = plain_run_constants;
+	__asm__("" : "+r"(k));
+	size_t done = 0;
+	uint32_t mask;
+	if (len < 32)
+		return escape_rest_avx2(in, len, out, seen, 0);
+	for (; len - done >= 32; done += 32)
+		if ((mask = copy32(p + done, out + done, k)) != 0)
+			return escape_rest_avx2(in, len, out, seen, done + (size_t)__builtin_ctz(mask));
+	if (done < len && (mask = copy32(p + len - 32, out + len - 32, k) >> (32 - (len - done))) != 0)
+		return escape_rest_avx2(in, len, out, seen, done + (size_t)__builtin_ctz(mask));
+	return len;
 }
 
 static size_t escape_sse2(const char *in, size_t len, char *out, unsigned *seen)
 {
-	return escape_with(in, len, out, seen, false);
+	return escape_with(in, len, out, seen, 0, false);
 }
 
 /* json_escape, also adding to *seen what the input held. */

@@ -99,7 +99,9 @@ static inline bool line_format_escapes_whole(const struct line_style *style, con
 size_t syslog_header_len(const char *msg, size_t len);
 
 /* JSON-escapes len bytes into out (at most 6 bytes per input byte) and
- * returns the number of bytes written. */
+ * returns the number of bytes written. out must have room for 16 bytes
+ * more: a vector stored there may reach up to 15 bytes past the last byte
+ * written (line_format_bound has room for them). */
 size_t json_escape(const char *in, size_t len, char *out);
 
 /* Finds out now whether the escaping can use AVX2 (it asks glibc once): a

@@ -94,7 +94,7 @@ static void check_fmt(const struct line_style *st, const char *id, const char *l
 
 static void check_escape_n(const char *in, size_t len, const char *want, size_t want_len)
 {
-	char *out = malloc(6 * len + 1);
+	char *out = malloc(6 * len + 16); /* json_escape may store 15 bytes past its output */
 	assert_non_null(out);
 	size_t n = json_escape(in, len, out);
 	assert_true(n <= 6 * len);
@@ -287,7 +287,7 @@ static void test_escape_matches_reference_random(void **state)
 		'a', ' ', '"', '\\', '\n', 0x01, 0x7f, 0x80, 0x9f, 0xa0, 0xbf, 0xc0,
 		0xc2, 0xc3, 0xdf, 0xe0, 0xe2, 0xed, 0xef, 0xf0, 0xf4, 0xf5, 0xff,
 	};
-	char in[64], want[64 * 6], out[64 * 6];
+	char in[64], want[64 * 6], out[64 * 6 + 16];
 	for (int iter = 0; iter < 20000; iter++) {
 		size_t len = (size_t)(rand() % 64);
 		for (size_t i = 0; i < len; i++)
@@ -299,6 +299,38 @@ static void test_escape_matches_reference_random(void **state)
 			print_bytes("input   ", in, len);
 			assert_bytes(out, n, want, wn);
 		}
+	}
+}
+
+/* Log lines as servers write them: mostly plain text, a quote or another
+ * byte to escape here and there, of every length up to 300, each escaped
+ * into a buffer of exactly 6 bytes per input byte and the 16 more
+ * json_escape may store past its output (the sanitizer build catches a
+ * store beyond). */
+static void test_escape_sparse_specials_random(void **state)
+{
+	(void)state;
+	srand(20261205);
+	static const unsigned char specials[] = {'"', '\\', '\n', '\t', 0x01, 0x7f, 0xc3, 0xa9, 0xff};
+	char in[300], want[300 * 6];
+	for (int iter = 0; iter < 20000; iter++) {
+		size_t len = (size_t)(rand() % 300);
+		int every = 2 + rand() % 60;
+		for (size_t i = 0; i < len; i++)
+			in[i] = rand() % every ? (char)(' ' + rand() % 95 % 94)
+					       : (char)specials[rand() % (int)sizeof specials];
+		for (size_t i = 0; i < len; i++)
+			if (in[i] == '"' && rand() % 2)
+				in[i] = 'q'; /* fewer quotes: long plain runs too */
+		size_t wn = ref_escape(in, len, want);
+		char *out = malloc(6 * len + 16);
+		assert_non_null(out);
+		size_t n = json_escape(in, len, out);
+		if (n != wn || memcmp(out, want, wn) != 0) {
+			print_bytes("input   ", in, len);
+			assert_bytes(out, n, want, wn);
+		}
+		free(out);
 	}
 }
 
@@ -1189,6 +1221,7 @@ int main(void)
 		cmocka_unit_test(test_escape_valid_utf8),
 		cmocka_unit_test(test_escape_invalid_utf8),
 		cmocka_unit_test(test_escape_matches_reference_random),
+		cmocka_unit_test(test_escape_sparse_specials_random),
 		cmocka_unit_test(test_object_line_valid),
 		cmocka_unit_test(test_object_line_invalid),
 		cmocka_unit_test(test_object_line_respects_len),
