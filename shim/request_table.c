@@ -75,6 +75,8 @@ _Static_assert(offsetof(struct request_slot, head) % 8 == 0 &&
  * REQUEST_SLOTS slots, which can grow no more): then it takes one rather
  * than have no id. */
 #define PINNED_SKIPS 64
+_Static_assert(REQUEST_RING_START / 2 >= 2 * RECENT_REQUESTS,
+	       "a request outlives the lines a buffered log writes late");
 
 struct long_slot {
 	_Atomic uint64_t serial;
@@ -250,12 +252,13 @@ FORK_PATH void request_unpin(uint32_t pinned)
 		atomic_fetch_sub_explicit(&pinned_slots, 1, memory_order_relaxed);
 }
 
-/* Whether request serial (SLOT_WRITING, 0: none) is in its slot, pinned. */
+/* Whether request serial (SLOT_WRITING, 0: none) is in its slot, pinned
+ * (a pin made with the add is seen with its serial). */
 static bool pinned_in_slot(uint64_t serial)
 {
 	const struct request_slot *s = slot_of(serial);
 	return serial != SLOT_WRITING && serial != 0 &&
-	       atomic_load_explicit(&s->serial, memory_order_relaxed) == serial &&
+	       atomic_load_explicit(&s->serial, memory_order_acquire) == serial &&
 	       atomic_load_explicit(&s->pins, memory_order_relaxed) != 0;
 }
 

@@ -13,7 +13,7 @@
  * 60 bytes) goes whole into a second ring of REQUEST_LONG_SLOTS, shared by
  * the slots a multiple of REQUEST_LONG_SLOTS apart.
  *
- * The ring starts with REQUEST_RING_START slots (672 KiB) and grows, by
+ * The ring starts with REQUEST_RING_START slots (168 KiB) and grows, by
  * doubling up to REQUEST_SLOTS (2.6 MiB), only while more than half of its
  * slots are pinned: a process pays for the requests it has at once, not for
  * how many it has served. A connection pins its current request's slot
@@ -22,7 +22,8 @@
  * request (its writer may have stalled a whole ring behind); a slot's
  * serial says which. So a request is kept while pinned, then until the ring comes
  * round to its slot again: at least half a ring of newer requests
- * (REQUEST_RING_START / 2) after it was added. Only when more than half of
+ * (REQUEST_RING_START / 2, twice RECENT_REQUESTS: a buffered log's lines
+ * come at most that late) after it was added. Only when more than half of
  * all REQUEST_SLOTS slots are pinned does a new request, after passing over
  * 64 pinned slots in a row, take the next one (no id for that request's
  * later lines, rather than none for the new one's). A long request is kept as long as its slot, unless a long
@@ -46,7 +47,7 @@
 
 #define REQUEST_SLOT_BITS 14
 #define REQUEST_SLOTS (1u << REQUEST_SLOT_BITS) /* the most the ring grows to */
-#define REQUEST_RING_START 4096u /* slots the ring starts with */
+#define REQUEST_RING_START 1024u /* slots the ring starts with */
 #define REQUEST_INLINE_TEXT 96 /* bytes of id and request line a slot holds */
 #define REQUEST_LONG_SLOTS 4096
 #define LINE_BUCKETS 32768 /* in each of two tables */
