@@ -276,6 +276,10 @@ static void line_add_byte(struct http_parser *p, unsigned char c)
 		p->request_line[p->line_len++] = (char)c;
 }
 
+/* version_seen: "HTTP/" was in a value; the low bits count the bytes of
+ * "HTTP" a value piece ended with (the steps take a value in pieces). */
+#define VERSION_IN_VALUE 0x80
+
 static void begin_request(struct http_parser *p)
 {
 	p->line_len = 0;
@@ -290,12 +294,14 @@ static void begin_request(struct http_parser *p)
 	p->tracestate_len = 0;
 	p->tracestate_overflow = false;
 	p->seen = 0;
+	p->version_seen = 0;
 }
 
 /* Unparseable bytes: within the connection's first request line they mean
  * the connection is not HTTP; anywhere later the stream is lost. */
 static void fail(struct http_parser *p, struct http_feed_result *out)
 {
+	p->version_seen = 0; /* no head follows; found or not, whole or in pieces */
 	if (p->in_first_line) {
 		p->state = S_NOT_HTTP;
 		out->not_http = true;
@@ -402,6 +408,7 @@ static uint8_t end_headers(struct http_parser *p, struct http_feed_result *out)
 
 	out->headers_completed++;
 	out->id_len = 0;
+	out->version_in_value = p->version_seen & VERSION_IN_VALUE;
 	out->line_len = p->line_len;
 	copy_bytes(out->line, p->request_line, p->line_len);
 	report_trace(p, out);
@@ -626,8 +633,58 @@ static void tracestate_add(struct http_parser *p, const unsigned char *b, size_t
 /* A header line ended (its value captured, if it was, and finished): its
  * name's and value's state is read again only after the next name, so it is
  * cleared, to be the same however the line was read. */
+/* ---- request lines quoted in header values ------------------------------ */
+
+/* Whether the "/" at b[j] ends "HTTP/". */
+static inline bool version_slash(const unsigned char *b, size_t j)
+{
+	return j >= 4 && memcmp(b + j - 4, "HTTP", 4) == 0;
+}
+
+/* Whether the header lines at b (n bytes, whole lines: a '/' never comes
+ * in a name) hold "HTTP/": a server that logs such a header quotes what
+ * may look like a request line. A block at a time, the last one moved
+ * back to end at n (its slashes seen twice change nothing). */
+static FORK_PATH __attribute__((noinline)) bool lines_name_version(const unsigned char *b,
+								    size_t n)
+{
+	if (n < 16) {
+		for (size_t j = 0; j < n; j++)
+			if (b[j] == '/' && version_slash(b, j))
+				return true;
+		return false;
+	}
+	for (size_t k = 0;; k += 16) {
+		if (k > n - 16)
+			k = n - 16;
+		__m128i x = _mm_loadu_si128((const __m128i *)(b + k));
+		for (unsigned m = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(x, _mm_set1_epi8('/'))); m;
+		     m &= m - 1)
+			if (version_slash(b, k + (unsigned)__builtin_ctz(m)))
+				return true;
+		if (k == n - 16)
+			return false;
+	}
+}
+
+/* The same for a piece b[0, n) of a value the steps read, which may have
+ * begun in an earlier piece. */
+static __attribute__((noinline)) void value_piece(struct http_parser *p, const unsigned char *b,
+						    size_t n)
+{
+	unsigned matched = p->version_seen & 7;
+	for (size_t k = 0; k < n; k++) {
+		if (matched == 4 && b[k] == '/')
+			p->version_seen |= VERSION_IN_VALUE;
+		matched = matched < 4 && b[k] == (unsigned char)"HTTP"[matched] ? matched + 1
+										: b[k] == 'H';
+	}
+	p->version_seen = (uint8_t)((p->version_seen & VERSION_IN_VALUE) | matched);
+}
+
 static void header_line_done(struct http_parser *p)
 {
+	p->version_seen &= VERSION_IN_VALUE;
 	p->name_match = 0;
 	p->token_len = 0;
 	p->value_len = 0;
@@ -888,8 +945,11 @@ take_lines(struct http_parser *restrict p, const unsigned char *restrict s, size
 		crlf |= cr;
 		i = l.eol + 1 + cr;
 	}
-	if (i != first_line)
+	if (i != first_line) {
 		header_line_done(p);
+		if (lines_name_version(s + first_line, i - first_line))
+			p->version_seen |= VERSION_IN_VALUE;
+	}
 	if (crlf)
 		p->after_lf = S_HEADER_START;
 	if (i < len && (s[i] == '\r' || s[i] == '\n') && !(p->pause_at_heads && !p->paused)) {
@@ -1042,6 +1102,7 @@ static size_t step_header_value(struct http_parser *p, const unsigned char *s, s
 				size_t len, struct http_feed_result *out)
 {
 	size_t end = http_scan(s, i, len, http_eol_bytes);
+	value_piece(p, s + i, end - i);
 	if (p->capture != RANK_NONE)
 		capture_add(p, s + i, end - i);
 	if (end == len)

@@ -902,6 +902,47 @@ static void test_request_line_logged_otherwise_keeps_lines_unnamed(void **state)
 	}
 }
 
+/* A request whose header value holds a request line (a forged
+ * User-Agent): a server that logs that header quotes it, and the line would
+ * name the request that really has that line. No line names a request
+ * while such a request lives, nor for RECENT_REQUESTS ends after, whether
+ * its head comes in one read or byte by byte; a header with a '/' but no
+ * "HTTP/" (curl/8.0, text/html) changes nothing. */
+static void test_request_line_in_a_header_keeps_lines_unnamed(void **state)
+{
+	(void)state;
+	static const char line[] = "ua=\"GET /same HTTP/1.1\" 200";
+	static const char victim[] = "GET /same HTTP/1.1\r\nX-Request-ID: victim\r\n\r\n";
+	static const char plain[] =
+		"GET /other HTTP/1.1\r\nUser-Agent: curl/8.0\r\nAccept: text/html\r\n\r\n";
+	static const char forged[] =
+		"GET /other HTTP/1.1\r\nUser-Agent: GET /same HTTP/1.1\r\n\r\n";
+	conn_open(52);
+	conn_on_read(52, conn_generation(52), victim, NULL, sizeof victim - 1);
+	conn_open(53);
+	conn_on_read(53, conn_generation(53), plain, NULL, sizeof plain - 1);
+	assert_int_equal(request_named_by(line, sizeof line - 1), conn_request(52));
+	conn_on_write(53);
+	conn_forget(53);
+	for (int bytewise = 0; bytewise < 2; bytewise++) {
+		conn_open(53);
+		if (bytewise)
+			for (size_t i = 0; i < sizeof forged - 1; i++)
+				conn_on_read(53, conn_generation(53), forged + i, NULL, 1);
+		else
+			conn_on_read(53, conn_generation(53), forged, NULL, sizeof forged - 1);
+		assert_int_not_equal(conn_request(53), 0);
+		assert_int_equal(request_named_by(line, sizeof line - 1), 0);
+		conn_on_write(53);
+		conn_forget(53);
+		assert_int_equal(request_named_by(line, sizeof line - 1), 0);
+		assert_naming_back_after_recent_ends();
+		assert_int_equal(request_named_by(line, sizeof line - 1), conn_request(52));
+	}
+	conn_on_write(52);
+	conn_forget(52);
+}
+
 /* Behind a load balancer speaking the PROXY protocol (REQID_PROXY_PROTOCOL)
  * the header comes first: skipped, the requests after it are the
  * connection's (their ids, their request lines named), in one read with it
@@ -1495,6 +1536,7 @@ int main(void)
 		cmocka_unit_test_setup(test_not_http_keeps_lines_unnamed, setup),
 		cmocka_unit_test_setup(test_unparsed_http_is_lost_not_raw, setup),
 		cmocka_unit_test_setup(test_request_line_logged_otherwise_keeps_lines_unnamed, setup),
+		cmocka_unit_test_setup(test_request_line_in_a_header_keeps_lines_unnamed, setup),
 		cmocka_unit_test_setup(test_proxy_header_before_requests, setup),
 		cmocka_unit_test_setup(test_tls_records_unseen_until_read, setup),
 		cmocka_unit_test_setup(test_loss_racing_a_joined_stream_opening, setup),

@@ -2247,6 +2247,51 @@ static void test_first_line_names_version(void **state)
 		assert_false(http_first_line_names_version(not_named[i], strlen(not_named[i])));
 }
 
+/* "HTTP/" in a header value (a request line a log may quote from it):
+ * reported with the head, whole, byte by byte and in pieces that cut
+ * "HTTP/" apart; a '/' without it, "HTTP" in a name and a lower-case
+ * "http/" report nothing, and each request starts afresh. */
+static void test_version_in_header_value(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *head;
+		bool found;
+	} cases[] = {
+		{"GET / HTTP/1.1\r\nUser-Agent: GET /x HTTP/1.1\r\n\r\n", true},
+		{"GET / HTTP/1.1\r\nReferer: x\r\nX-Note: a\"GET /x HTTP/1.0\"\r\n\r\n", true},
+		{"GET / HTTP/1.1\r\nX: HTTP/\r\n\r\n", true},
+		{"GET / HTTP/1.1\r\nUser-Agent: curl/8.0\r\nAccept: */*\r\n\r\n", false},
+		{"GET / HTTP/1.1\r\nX-HTTP: /a\r\nX: http/1.1\r\n\r\n", false},
+		{"GET /HTTP/ HTTP/1.1\r\nHost: h\r\n\r\n", false},
+	};
+	for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+		const char *h = cases[c].head;
+		size_t n = strlen(h);
+		for (size_t cut = 1; cut <= n; cut++) {
+			init_default();
+			struct http_feed_result r;
+			bool reported = false, completed = false;
+			for (size_t off = 0; off < n; off += cut) {
+				feed(h + off, n - off < cut ? n - off : cut, &r);
+				if (r.headers_completed) {
+					completed = true;
+					reported = r.version_in_value;
+				}
+			}
+			assert_true(completed);
+			if (reported != cases[c].found)
+				fail_msg("case %zu cut %zu: reported %d", c, cut, reported);
+		}
+	}
+	/* The next request on the connection starts afresh. */
+	init_default();
+	struct http_feed_result r;
+	feed_str("GET / HTTP/1.1\r\nX: HTTP/1.1\r\n\r\nGET / HTTP/1.1\r\nX: y\r\n\r\n", &r);
+	assert_int_equal(r.headers_completed, 2);
+	assert_false(r.version_in_value);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -2317,6 +2362,7 @@ int main(void)
 		cmocka_unit_test(test_proxy_header_len),
 		cmocka_unit_test(test_request_line_plain),
 		cmocka_unit_test(test_first_line_names_version),
+		cmocka_unit_test(test_version_in_header_value),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
