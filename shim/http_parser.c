@@ -276,9 +276,15 @@ static void line_add_byte(struct http_parser *p, unsigned char c)
 		p->request_line[p->line_len++] = (char)c;
 }
 
-/* version_seen: "HTTP/" was in a value; the low bits count the bytes of
- * "HTTP" a value piece ended with (the steps take a value in pieces). */
+/* version_seen: VERSION_IN_VALUE, a value held " HTTP/1." after a byte
+ * that is not a space or control (what a request line has after its
+ * target: "GET /x HTTP/1.1"); for the steps, which take a value in pieces,
+ * VERSION_AFTER_VISIBLE, the last byte was such a byte (a value begins
+ * after its ':'), and in the low bits how many bytes of " HTTP/1." the
+ * value read so far ends with. */
 #define VERSION_IN_VALUE 0x80
+#define VERSION_AFTER_VISIBLE 0x08
+#define VERSION_MATCHED 0x07
 
 static void begin_request(struct http_parser *p)
 {
@@ -294,7 +300,7 @@ static void begin_request(struct http_parser *p)
 	p->tracestate_len = 0;
 	p->tracestate_overflow = false;
 	p->seen = 0;
-	p->version_seen = 0;
+	p->version_seen = VERSION_AFTER_VISIBLE; /* a value begins after its ':' */
 }
 
 /* Unparseable bytes: within the connection's first request line they mean
@@ -635,22 +641,25 @@ static void tracestate_add(struct http_parser *p, const unsigned char *b, size_t
  * cleared, to be the same however the line was read. */
 /* ---- request lines quoted in header values ------------------------------ */
 
-/* Whether the "/" at b[j] ends "HTTP/". */
-static inline bool version_slash(const unsigned char *b, size_t j)
+/* Whether the '/' at b[j] (n bytes at b) is that of " HTTP/1." after a
+ * byte other than a space or control. */
+static inline bool version_slash(const unsigned char *b, size_t j, size_t n)
 {
-	return j >= 4 && memcmp(b + j - 4, "HTTP", 4) == 0;
+	return j >= 6 && j + 2 < n && b[j - 6] > ' ' && memcmp(b + j - 5, " HTTP", 5) == 0 &&
+	       b[j + 1] == '1' && b[j + 2] == '.';
 }
 
-/* Whether the header lines at b (n bytes, whole lines: a '/' never comes
- * in a name) hold "HTTP/": a server that logs such a header quotes what
- * may look like a request line. A block at a time, the last one moved
- * back to end at n (its slashes seen twice change nothing). */
+/* Whether the header lines at b (n bytes, whole lines: no name holds a
+ * space or '/') hold a value with " HTTP/1." in it, as a request line
+ * copied into a header has: a server that logs that header quotes what
+ * looks like another request's line. A block at a time, the last one
+ * moved back to end at n (its slashes seen twice change nothing). */
 static FORK_PATH __attribute__((noinline)) bool lines_name_version(const unsigned char *b,
 								    size_t n)
 {
 	if (n < 16) {
 		for (size_t j = 0; j < n; j++)
-			if (b[j] == '/' && version_slash(b, j))
+			if (b[j] == '/' && version_slash(b, j, n))
 				return true;
 		return false;
 	}
@@ -660,7 +669,7 @@ static FORK_PATH __attribute__((noinline)) bool lines_name_version(const unsigne
 		__m128i x = _mm_loadu_si128((const __m128i *)(b + k));
 		for (unsigned m = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(x, _mm_set1_epi8('/'))); m;
 		     m &= m - 1)
-			if (version_slash(b, k + (unsigned)__builtin_ctz(m)))
+			if (version_slash(b, k + (unsigned)__builtin_ctz(m), n))
 				return true;
 		if (k == n - 16)
 			return false;
@@ -672,19 +681,28 @@ static FORK_PATH __attribute__((noinline)) bool lines_name_version(const unsigne
 static __attribute__((noinline)) void value_piece(struct http_parser *p, const unsigned char *b,
 						    size_t n)
 {
-	unsigned matched = p->version_seen & 7;
+	static const char pattern[] = " HTTP/1.";
+	unsigned seen = p->version_seen, matched = seen & VERSION_MATCHED;
+	bool after_visible = seen & VERSION_AFTER_VISIBLE;
 	for (size_t k = 0; k < n; k++) {
-		if (matched == 4 && b[k] == '/')
-			p->version_seen |= VERSION_IN_VALUE;
-		matched = matched < 4 && b[k] == (unsigned char)"HTTP"[matched] ? matched + 1
-										: b[k] == 'H';
+		unsigned char c = b[k];
+		if (c == (unsigned char)pattern[matched] && (matched > 0 || after_visible)) {
+			if (++matched == sizeof(pattern) - 1) {
+				seen |= VERSION_IN_VALUE;
+				matched = 0;
+			}
+		} else {
+			matched = c == ' ' && after_visible;
+		}
+		after_visible = c > ' ';
 	}
-	p->version_seen = (uint8_t)((p->version_seen & VERSION_IN_VALUE) | matched);
+	p->version_seen = (uint8_t)((seen & VERSION_IN_VALUE) | (after_visible ? VERSION_AFTER_VISIBLE : 0) |
+				    matched);
 }
 
 static void header_line_done(struct http_parser *p)
 {
-	p->version_seen &= VERSION_IN_VALUE;
+	p->version_seen = (p->version_seen & VERSION_IN_VALUE) | VERSION_AFTER_VISIBLE;
 	p->name_match = 0;
 	p->token_len = 0;
 	p->value_len = 0;

@@ -83,9 +83,9 @@ struct http_parser {
 	bool paused;           /* it stopped there; the next feed goes on */
 	bool tracestate_overflow;
 	bool tracestate_line_empty; /* this tracestate line stored nothing yet */
-	uint8_t version_seen;  /* VERSION_IN_VALUE: "HTTP/" was in a header value
-				  of this head; below it, how many bytes of
-				  "HTTP" end the value read so far */
+	uint8_t version_seen;  /* whether a header value of this head held
+				  " HTTP/1.", and how much of it the value
+				  read so far ends with (http_parser.c) */
 	uint16_t tracestate_len;
 	uint16_t token_len;    /* bytes of method or header name so far */
 	uint32_t name_match;   /* matcher entries still matching the name */
@@ -136,7 +136,8 @@ struct http_feed_result {
 	struct traceparent trace;
 	uint16_t tracestate_len;
 	char tracestate[TRACESTATE_MAX];
-	/* A header value of that request held "HTTP/": a log line quoting a
+	/* A header value of that request held " HTTP/1." after a visible byte,
+	 * as a request line does after its target: a log line quoting a
 	 * request line may be quoting that header (a forged User-Agent), not
 	 * a request. */
 	bool version_in_value;

@@ -2247,10 +2247,12 @@ static void test_first_line_names_version(void **state)
 		assert_false(http_first_line_names_version(not_named[i], strlen(not_named[i])));
 }
 
-/* "HTTP/" in a header value (a request line a log may quote from it):
- * reported with the head, whole, byte by byte and in pieces that cut
- * "HTTP/" apart; a '/' without it, "HTTP" in a name and a lower-case
- * "http/" report nothing, and each request starts afresh. */
+/* " HTTP/1." after a visible byte in a header value (a request line a log
+ * may quote from it): reported with the head, whole, byte by byte and in
+ * pieces that cut it apart. A '/' without it, "HTTP" in a name, a
+ * lower-case "http/", "HTTP/" with no space before it (WinHTTP/5.1) or
+ * another version (HTTP/2) report nothing, nor does the request line's
+ * own; each request starts afresh. */
 static void test_version_in_header_value(void **state)
 {
 	(void)state;
@@ -2260,9 +2262,11 @@ static void test_version_in_header_value(void **state)
 	} cases[] = {
 		{"GET / HTTP/1.1\r\nUser-Agent: GET /x HTTP/1.1\r\n\r\n", true},
 		{"GET / HTTP/1.1\r\nReferer: x\r\nX-Note: a\"GET /x HTTP/1.0\"\r\n\r\n", true},
-		{"GET / HTTP/1.1\r\nX: HTTP/\r\n\r\n", true},
+		{"GET / HTTP/1.1\r\nVia: HTTP/1.1 gw\r\n\r\n", true},
 		{"GET / HTTP/1.1\r\nUser-Agent: curl/8.0\r\nAccept: */*\r\n\r\n", false},
 		{"GET / HTTP/1.1\r\nX-HTTP: /a\r\nX: http/1.1\r\n\r\n", false},
+		{"GET / HTTP/1.1\r\nUser-Agent: WinHTTP/1.1 x\r\nUpgrade: a HTTP/2.0\r\n\r\n", false},
+		{"GET / HTTP/1.1\r\nX: a\t HTTP/1.1\r\nY: a  HTTP/1.1\r\n\r\n", false},
 		{"GET /HTTP/ HTTP/1.1\r\nHost: h\r\n\r\n", false},
 	};
 	for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
