@@ -709,8 +709,9 @@ static FORK_PATH void start_request(struct conn *c, const struct http_feed_resul
 		/* A request line a server may log as another one names no
 		 * request while it lives, nor for RECENT_REQUESTS ends after:
 		 * counted as an unseen stream, not by its buckets. So does a
-		 * request with "HTTP/" in a header value: a line quoting that
-		 * header may quote what looks like another request's line. */
+		 * request with a request line's " HTTP/1." in a header value
+		 * (version_in_value): a line quoting that header may quote what
+		 * looks like another request's line. */
 		bool plain = http_request_line_plain(r->line, line_len) && !r->version_in_value;
 		atomic_store_explicit(&c->line_buckets, plain ? buckets : REQUEST_LINE_UNSEEN,
 				      memory_order_relaxed);

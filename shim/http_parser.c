@@ -639,6 +639,16 @@ static void tracestate_add(struct http_parser *p, const unsigned char *b, size_t
 /* A header line ended (its value captured, if it was, and finished): its
  * name's and value's state is read again only after the next name, so it is
  * cleared, to be the same however the line was read. */
+static void header_line_done(struct http_parser *p)
+{
+	p->version_seen = (p->version_seen & VERSION_IN_VALUE) | VERSION_AFTER_VISIBLE;
+	p->name_match = 0;
+	p->token_len = 0;
+	p->value_len = 0;
+	p->value_overflow = false;
+	p->tracestate_line_empty = true;
+}
+
 /* ---- request lines quoted in header values ------------------------------ */
 
 /* Whether the '/' at b[j] (n bytes at b) is that of " HTTP/1." after a
@@ -698,16 +708,6 @@ static __attribute__((noinline)) void value_piece(struct http_parser *p, const u
 	}
 	p->version_seen = (uint8_t)((seen & VERSION_IN_VALUE) | (after_visible ? VERSION_AFTER_VISIBLE : 0) |
 				    matched);
-}
-
-static void header_line_done(struct http_parser *p)
-{
-	p->version_seen = (p->version_seen & VERSION_IN_VALUE) | VERSION_AFTER_VISIBLE;
-	p->name_match = 0;
-	p->token_len = 0;
-	p->value_len = 0;
-	p->value_overflow = false;
-	p->tracestate_line_empty = true;
 }
 
 /* Bytes b[0, n) of the value being captured (no CR or LF). */

@@ -406,8 +406,10 @@ escape_rest_avx2(const char *in, size_t len, char *out, unsigned *seen, size_t f
 }
 
 /* With AVX2: most lines need no escaping. They are copied 32 bytes at a
- * time, the last 32 over bytes copied already, with no registers to save;
- * escape_rest_avx2 takes over from the first byte that needs care. */
+ * time, the last 32 bytes of the line stored over bytes already copied as
+ * they are, with no registers to save (copy_plain's loop without its
+ * tails, which call memcpy); escape_rest_avx2 takes over from the first
+ * byte that needs care. */
 FORK_PATH __attribute__((target("avx2"))) static size_t
 escape_avx2(const char *in, size_t len, char *out, unsigned *seen)
 {
