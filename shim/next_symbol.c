@@ -1,15 +1,17 @@
 /*
- * next_symbol.c - dlsym(RTLD_NEXT, name) for a preloaded library, from the
- * GNU hash tables of the objects after it (see next_symbol.h).
+ * next_symbol.c - dlsym(RTLD_NEXT, name) and dlvsym(RTLD_NEXT, name,
+ * version) for a preloaded library, from the GNU hash tables of the
+ * objects after it (see next_symbol.h).
  *
- * Follows glibc's do_lookup_x and check_match for an unversioned lookup
- * (what dlsym asks): the Bloom filter, the bucket, the chain, then the
- * symbol's kind, binding, visibility and version. Where glibc's versions
- * differ (before 2.36 dlsym took a name's first version of index 2, hidden
- * or not; since, its default) it answers only for a name of no version or
- * of exactly one, not hidden. Must
- * never allocate, lock or write, and never answer where the loader might
- * answer otherwise: it says NEXT_SYMBOL_ASK instead.
+ * Follows glibc's do_lookup_x and check_match: the Bloom filter, the
+ * bucket, the chain, then the symbol's kind, binding, visibility and
+ * version. An unversioned lookup (dlsym) of a name of several versions
+ * takes its one version that is not hidden, as glibc 2.36 and later do
+ * (the objects' newest_default); earlier releases took a name's first
+ * version of index 2, hidden or not, and there it answers only for a name
+ * of no version or of exactly one, not hidden. Must never allocate, lock
+ * or write, and never answer where the loader might answer otherwise: it
+ * says NEXT_SYMBOL_ASK instead.
  */
 #include "next_symbol.h"
 
@@ -37,6 +39,7 @@ START_PATH bool object_symbols_read(ElfW(Addr) base, const ElfW(Dyn) *dyn,
 		case DT_SYMTAB: out->symtab = (const ElfW(Sym) *)p; break;
 		case DT_STRTAB: out->strtab = (const char *)p; break;
 		case DT_VERSYM: out->versym = (const ElfW(Half) *)p; break;
+		case DT_VERDEF: out->verdef = (const ElfW(Verdef) *)p; break;
 		}
 	}
 	return out->gnu_hash && out->symtab && out->strtab;
@@ -50,12 +53,42 @@ START_PATH uint32_t symbol_hash(const char *name)
 	return h;
 }
 
+/* The SysV ELF hash of a name, which a version definition carries. */
+static START_PATH uint32_t elf_hash(const char *name)
+{
+	uint32_t h = 0;
+	for (const unsigned char *c = (const unsigned char *)name; *c; c++) {
+		h = (h << 4) + *c;
+		h ^= (h >> 24) & 0xf0;
+	}
+	return h & 0x0fffffff;
+}
+
+START_PATH int version_index(const struct object_symbols *o, const char *version)
+{
+	const uint32_t hash = elf_hash(version);
+	const ElfW(Verdef) *d = o->verdef;
+	/* The names compared only where the hashes agree, as the loader
+	 * does: each is a page of the object's strings to map. */
+	for (unsigned n = 0; d && n < 0x8000; n++) {
+		const ElfW(Verdaux) *aux = (const ElfW(Verdaux) *)((const char *)d + d->vd_aux);
+		if (d->vd_version == VER_DEF_CURRENT && !(d->vd_flags & VER_FLG_BASE) &&
+		    d->vd_hash == hash && d->vd_cnt > 0 &&
+		    strcmp(o->strtab + aux->vda_name, version) == 0)
+			return d->vd_ndx & 0x7fff;
+		if (d->vd_next == 0)
+			break;
+		d = (const ElfW(Verdef) *)((const char *)d + d->vd_next);
+	}
+	return -1;
+}
+
 /* The kinds of symbol the loader looks at (its ALLOWED_STT). */
 #define LOOKED_AT ((1u << STT_NOTYPE) | (1u << STT_OBJECT) | (1u << STT_FUNC) | \
 		   (1u << STT_COMMON) | (1u << STT_TLS) | (1u << STT_GNU_IFUNC))
 
 START_PATH enum symbol_found object_symbol(const struct object_symbols *o, const char *name,
-					   uint32_t hash, void **addr)
+					   uint32_t hash, const char *version, void **addr)
 {
 	const uint32_t nbuckets = o->gnu_hash[0], symoffset = o->gnu_hash[1];
 	const uint32_t bloom_size = o->gnu_hash[2], bloom_shift = o->gnu_hash[3];
@@ -73,9 +106,20 @@ START_PATH enum symbol_found object_symbol(const struct object_symbols *o, const
 	uint32_t index = buckets[hash % nbuckets];
 	if (index < symoffset)
 		return SYMBOL_ABSENT;
+	/* dlvsym takes the definition of that version only; an object
+	 * without versions, any definition (the loader's rule), which this
+	 * leaves to the loader. */
+	int wanted = -1;
+	if (version) {
+		if (!o->versym)
+			return NEXT_SYMBOL_ASK;
+		if ((wanted = version_index(o, version)) < 0)
+			return SYMBOL_ABSENT;
+	}
 	/* A name of several versions, or of one hidden version, is dlsym's
-	 * to answer: glibc before 2.36 took the first version of index 2
-	 * (the oldest, even a hidden one) where 2.36 takes the default. */
+	 * to answer before glibc 2.36, which took the first version of index
+	 * 2 (the oldest, even a hidden one); 2.36 passes hidden ones by and
+	 * takes the one left. */
 	const ElfW(Sym) *chosen = NULL;
 	unsigned versioned = 0;
 	bool hidden = false;
@@ -87,16 +131,22 @@ START_PATH enum symbol_found object_symbol(const struct object_symbols *o, const
 		    !(sym->st_value == 0 && sym->st_shndx != SHN_ABS && type != STT_TLS) &&
 		    sym->st_shndx != SHN_UNDEF && (LOOKED_AT & (1u << type)) &&
 		    strcmp(o->strtab + sym->st_name, name) == 0) {
-			ElfW(Half) version = o->versym ? o->versym[index] : 0;
-			if ((version & 0x7fff) < 2) {
+			ElfW(Half) v = o->versym ? o->versym[index] : 0;
+			if (version) {
+				if ((v & 0x7fff) == wanted) {
+					chosen = sym;
+					break;
+				}
+			} else if ((v & 0x7fff) < 2) {
 				if (versioned)
 					return NEXT_SYMBOL_ASK;
 				chosen = sym;
 				break;
+			} else if (!(o->newest_default && (v & 0x8000))) {
+				hidden |= (v & 0x8000) != 0;
+				if (versioned++ == 0)
+					chosen = sym;
 			}
-			hidden |= (version & 0x8000) != 0;
-			if (versioned++ == 0)
-				chosen = sym;
 		}
 		if (chained & 1)
 			break;
@@ -142,17 +192,22 @@ START_PATH void next_objects_read(const struct link_map *self, struct next_objec
 		next->count++;
 		if (is_libc_name(l->l_name)) {
 			next->cut = l->l_next != NULL;
+			/* The loader is libc's release: from 2.36, which
+			 * added that version, dlsym takes default versions. */
+			bool newest = version_index(&next->o[next->count - 1], "GLIBC_2.36") >= 0;
+			for (unsigned i = 0; i < next->count; i++)
+				next->o[i].newest_default = newest;
 			return;
 		}
 	}
 }
 
 START_PATH enum symbol_found next_symbol(const struct next_objects *next, const char *name,
-					 void **addr)
+					 const char *version, void **addr)
 {
 	uint32_t hash = symbol_hash(name);
 	for (unsigned i = 0; i < next->count; i++) {
-		enum symbol_found found = object_symbol(&next->o[i], name, hash, addr);
+		enum symbol_found found = object_symbol(&next->o[i], name, hash, version, addr);
 		if (found != SYMBOL_ABSENT)
 			return found;
 	}

@@ -1,14 +1,16 @@
 /*
- * next_symbol.h - what dlsym(RTLD_NEXT, name) returns to a library the
- * program preloaded, found by reading the GNU hash tables of the objects
- * after it, as the loader does.
+ * next_symbol.h - what dlsym(RTLD_NEXT, name) and dlvsym(RTLD_NEXT, name,
+ * version) return to a library the program preloaded, found by reading
+ * the GNU hash tables of the objects after it, as the loader does.
  *
  * dlsym pays for an error-catching frame, a search for its caller's object
  * and the loader's lock at every call: some 850 instructions, 100,000 for
- * the shim's originals in every process it starts in. This reads the same
- * tables for about a third of that per name. Pure logic over memory the loader has
- * mapped: never allocates, takes no lock, never writes, and answers
- * NEXT_SYMBOL_ASK (ask dlsym) for any case it does not reproduce exactly.
+ * the shim's originals in every process it starts in, and pages of the
+ * loader's and libc's code a process would not otherwise touch. This reads
+ * the same tables for about a third of that per name. Pure logic over
+ * memory the loader has mapped: never allocates, takes no lock, never
+ * writes, and answers NEXT_SYMBOL_ASK (ask dlsym) for any case it does not
+ * reproduce exactly.
  */
 #ifndef REQID_NEXT_SYMBOL_H
 #define REQID_NEXT_SYMBOL_H
@@ -24,6 +26,9 @@ struct object_symbols {
 	const ElfW(Sym) *symtab;
 	const char *strtab;
 	const ElfW(Half) *versym;     /* NULL: no versions */
+	const ElfW(Verdef) *verdef;   /* the versions it defines; NULL: none */
+	bool newest_default;          /* dlsym passes hidden versions by (glibc
+					 2.36 and later; next_objects_read) */
 };
 
 /* The address a dynamic entry's d_ptr p names in an object loaded at base:
@@ -47,11 +52,19 @@ enum symbol_found {
 /* The definition dlsym would take from this object for name (hash: its
  * symbol_hash): a global or weak definition of no version or of the base
  * one, else the name's one version when it has exactly one and it is not
- * hidden. NEXT_SYMBOL_ASK for several versions or a hidden one (glibc's
- * releases choose differently among them), and for a definition that is
- * indirect, thread-local, absolute, GNU-unique, hidden or internal. */
+ * hidden; with o->newest_default, hidden versions are passed by first.
+ * NEXT_SYMBOL_ASK for several versions or, without newest_default, a
+ * hidden one (glibc's releases choose differently among them), and for a
+ * definition that is indirect, thread-local, absolute, GNU-unique, hidden
+ * or internal. With a version (not NULL), the definition dlvsym would
+ * take: of exactly that version, hidden or not; NEXT_SYMBOL_ASK in an
+ * object without versions. */
 enum symbol_found object_symbol(const struct object_symbols *o, const char *name, uint32_t hash,
-				void **addr);
+				const char *version, void **addr);
+
+/* The index (versym's) of the version the object defines under that name,
+ * its base (the object's own name) aside; -1 when it defines none. */
+int version_index(const struct object_symbols *o, const char *version);
 
 /* Whether an object the loader names so is libc (the name, NULL for
  * none, ends in libc.so.6). */
@@ -72,10 +85,12 @@ struct next_objects {
 /* Reads the tables of the objects after self in the loader's list. */
 void next_objects_read(const struct link_map *self, struct next_objects *next);
 
-/* dlsym(RTLD_NEXT, name) for the library next was read after: the first
- * definition in those objects. NEXT_SYMBOL_ASK when object_symbol says so
- * of the first object with the name, or none of the objects read has it
- * (dlsym may find it past the cut, or say it is nowhere). */
-enum symbol_found next_symbol(const struct next_objects *next, const char *name, void **addr);
+/* dlsym(RTLD_NEXT, name), or with a version dlvsym(RTLD_NEXT, name,
+ * version), for the library next was read after: the first definition in
+ * those objects. NEXT_SYMBOL_ASK when object_symbol says so of the first
+ * object with the name, or none of the objects read has it (dlsym may find
+ * it past the cut, or say it is nowhere). */
+enum symbol_found next_symbol(const struct next_objects *next, const char *name,
+			      const char *version, void **addr);
 
 #endif

@@ -115,15 +115,16 @@ static START_PATH bool lookups_as_read(void)
 	return program != NULL;
 }
 
-/* dlsym(RTLD_NEXT, name): read from the loader's tables (next_symbol.h)
- * when next lists the objects after the preloaded library and the answer
- * is certain, from dlsym otherwise. */
-static START_PATH void *original(const struct next_objects *next, const char *name)
+/* dlsym(RTLD_NEXT, name), or dlvsym with a version: read from the
+ * loader's tables (next_symbol.h) when next lists the objects after the
+ * preloaded library and the answer is certain, from dlsym otherwise. */
+static START_PATH void *original(const struct next_objects *next, const char *name,
+				 const char *version)
 {
 	void *addr;
-	if (next && next_symbol(next, name, &addr) == SYMBOL_FOUND)
+	if (next && next_symbol(next, name, version, &addr) == SYMBOL_FOUND)
 		return addr;
-	return dlsym(RTLD_NEXT, name);
+	return version ? dlvsym(RTLD_NEXT, name, version) : dlsym(RTLD_NEXT, name);
 }
 
 START_PATH bool real_resolve(void)
@@ -140,13 +141,13 @@ START_PATH bool real_resolve(void)
 	if (self)
 		next_objects_read(self, &next);
 #define RESOLVE(name, ret, params, needed) \
-	*(void **)&r.name = original(self ? &next : NULL, #name); \
+	*(void **)&r.name = original(self ? &next : NULL, #name, NULL); \
 	complete &= !(needed) || r.name != NULL;
 	REAL_FUNCTIONS(RESOLVE)
 #undef RESOLVE
 	/* The current versions: dlsym could hand back the 2.2.5 compat ones. */
-	void *cond_wait = dlvsym(RTLD_NEXT, "pthread_cond_wait", "GLIBC_2.3.2");
-	void *cond_timedwait = dlvsym(RTLD_NEXT, "pthread_cond_timedwait", "GLIBC_2.3.2");
+	void *cond_wait = original(self ? &next : NULL, "pthread_cond_wait", "GLIBC_2.3.2");
+	void *cond_timedwait = original(self ? &next : NULL, "pthread_cond_timedwait", "GLIBC_2.3.2");
 	if (cond_wait && cond_timedwait) {
 		*(void **)&r.pthread_cond_wait = cond_wait;
 		*(void **)&r.pthread_cond_timedwait = cond_timedwait;
@@ -174,25 +175,10 @@ static void say(const char *a, const char *b)
 		real.write(2, line, n);
 }
 
-static START_PATH void seed_ids(void)
-{
-	uint8_t key[16];
-	if (getrandom(key, sizeof(key), GRND_NONBLOCK) != (ssize_t)sizeof(key)) {
-		/* No entropy yet: pid, time and addresses still separate processes. */
-		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		uint64_t a = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 30) ^ (uint64_t)getpid();
-		uint64_t b = (uint64_t)(uintptr_t)&ts ^ ((uint64_t)(uintptr_t)key << 17) ^
-			     ((uint64_t)getpid() << 40);
-		memcpy(key, &a, 8);
-		memcpy(key + 8, &b, 8);
-	}
-	id_generator_seed(&process.ids, key);
-}
-
 /* A system call made directly, not through libc's wrapper: a fork child
- * maps every 64 KiB of libc's code it runs anew, at a page fault each. A
- * failure comes back as -errno, and errno is left alone. */
+ * maps every 64 KiB of libc's code it runs anew, at a page fault each, and
+ * a starting process every 64 KiB it runs at all. A failure comes back as
+ * -errno, and errno is left alone. */
 static long raw_syscall3(long nr, long a, long b, long c)
 {
 	long ret;
@@ -212,6 +198,25 @@ static long raw_syscall4(long nr, long a, long b, long c, long d)
 			 : "a"(nr), "D"(a), "S"(b), "d"(c), "r"(r10)
 			 : "rcx", "r11", "memory");
 	return ret;
+}
+
+/* The key made directly: libc's getrandom is a page of libc's code that
+ * most programs never run. */
+static START_PATH void seed_ids(void)
+{
+	uint8_t key[16];
+	if (raw_syscall3(SYS_getrandom, (long)key, sizeof(key), GRND_NONBLOCK) !=
+	    (long)sizeof(key)) {
+		/* No entropy yet: pid, time and addresses still separate processes. */
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		uint64_t a = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 30) ^ (uint64_t)getpid();
+		uint64_t b = (uint64_t)(uintptr_t)&ts ^ ((uint64_t)(uintptr_t)key << 17) ^
+			     ((uint64_t)getpid() << 40);
+		memcpy(key, &a, 8);
+		memcpy(key + 8, &b, 8);
+	}
+	id_generator_seed(&process.ids, key);
 }
 
 /* What sets a fork child's id counter apart from every other process's
@@ -428,7 +433,7 @@ START_PATH unsigned shim_activate(config_lookup lookup, bool attached)
 	mark_log_fds(attached);
 	if (!attached)
 		adopt_exec_request();
-	process.pid = getpid();
+	process.pid = (pid_t)raw_syscall3(SYS_getpid, 0, 0, 0);
 	/* At start the handlers for fatal signals wait until a line may be
 	 * pending or a thread starts (fatal_signal_flush_ensure); attached,
 	 * the program's threads run already: they go in now. */
@@ -465,7 +470,7 @@ __attribute__((destructor)) static void shim_stop(void)
 {
 	if (!shim.active ||
 	    !STATE_WAS_MADE(MADE_SLOTS | MADE_BACKLOGS | MADE_STREAM_MARKS) ||
-	    getpid() != process.pid)
+	    (pid_t)raw_syscall3(SYS_getpid, 0, 0, 0) != process.pid)
 		return;
 	stdio_reclaim_all();
 	if (!STATE_WAS_MADE(MADE_SLOTS | MADE_BACKLOGS))
