@@ -243,6 +243,7 @@ soak-quick: deps $(BUILD)/libreqid.so $(BUILD)/servers/thread_pool
 # CGI, python3 http.server): the attribution matrix.
 realtest: deps $(BUILD)/libreqid.so
 	python3 tests/realservers/run_real.py
+	python3 tests/realservers/test_forged_headers.py
 
 test: deps
 	$(MAKE) unit unit-asan unit-tsan fuzz-smoke integration realtest
