@@ -425,6 +425,7 @@ static void forget_attached_state(void)
 	request_table_release();
 	epoll_map_release();
 	fd_state_release();
+	call_chain_release_rules();
 }
 
 /* Whether the program was started with a copy of the shim (from another

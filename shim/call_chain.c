@@ -13,11 +13,14 @@
 
 #include <dlfcn.h>
 #include <elf.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <link.h>
 #include <libunwind.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -214,7 +217,10 @@ struct rule_set {
 	} way[RULE_WAYS];
 } __attribute__((aligned(64)));
 
-static struct rule_set rule_sets[RULE_SETS];
+/* Page-aligned, whole pages: call_chain_release_rules gives them back
+ * whole, each at once (never a byte at a time under a reader). */
+static struct rule_set rule_sets[RULE_SETS] __attribute__((aligned(4096)));
+_Static_assert(sizeof(rule_sets) % 4096 == 0, "the rules fill whole pages");
 static _Atomic uint32_t rule_generation;
 static _Atomic unsigned long long rules_unloaded;
 
@@ -297,6 +303,35 @@ static void cache_rule(uintptr_t pc, uint64_t rule, uint32_t generation)
 		atomic_store_explicit(&set->way[w].tag, count | pc, memory_order_release);
 	}
 	atomic_store_explicit(&set->locked, false, memory_order_release);
+}
+
+/* Each set is taken first (its writers hold it while they write), so that
+ * no writer is halfway through an entry whose page goes; the zeroes free
+ * them all. The kernel swaps each page for zeroes at once: a reader that
+ * read a tag and then finds the page gone reads the tag again as zero and
+ * takes nothing. A walk begun before reads the zeroes as no rule, and the
+ * generation moved, so it caches nothing in them. Locked pages (mlockall)
+ * refuse: the sets are freed and the rules stay, of a past generation. */
+void call_chain_release_rules(void)
+{
+	atomic_fetch_add_explicit(&rule_generation, 1, memory_order_seq_cst);
+	for (unsigned i = 0; i < RULE_SETS; i++) {
+		int spins = 0;
+		while (atomic_exchange_explicit(&rule_sets[i].locked, true, memory_order_acquire)) {
+			if (++spins == 100000) {
+				while (i-- > 0)
+					atomic_store_explicit(&rule_sets[i].locked, false,
+							      memory_order_release);
+				return;
+			}
+			sched_yield();
+		}
+	}
+	int saved = errno;
+	if (madvise(rule_sets, sizeof(rule_sets), MADV_DONTNEED) != 0)
+		for (unsigned i = 0; i < RULE_SETS; i++)
+			atomic_store_explicit(&rule_sets[i].locked, false, memory_order_release);
+	errno = saved;
 }
 
 /* The rule for pc, as of generation (the walk's). */

@@ -44,6 +44,11 @@ void call_chain_load(void) __attribute__((visibility("hidden")));
 /* Whether libunwind is loaded: without it there are no chains. */
 bool call_chain_ready(void) __attribute__((visibility("hidden")));
 
+/* Detach: the shared cache of frame rules is emptied and its pages go
+ * back (up to 128 KiB); rules cached from now on are of a new generation.
+ * Left as it is if a writer holds one of its sets for long. */
+void call_chain_release_rules(void) __attribute__((visibility("hidden")));
+
 struct call_chain {
 	int count;                /* frames, innermost first; 0: no chain */
 	void *frames[CHAIN_MAX];

@@ -19,6 +19,7 @@
 #include <alloca.h>
 #include <libunwind.h>
 #include <pthread.h>
+#include <sched.h>
 #include <sys/mman.h>
 #include <signal.h>
 #include <string.h>
@@ -264,6 +265,31 @@ static void test_threads_at_once(void **state)
 	without_libunwind = false;
 }
 
+/* Detach empties the shared cache of frame rules while threads walk and
+ * fill it: every chain is still the same as its first. */
+static void test_rules_released_while_threads_walk(void **state)
+{
+	(void)state;
+	without_libunwind = true;
+	pthread_t t[3];
+	for (long i = 0; i < 3; i++)
+		assert_int_equal(pthread_create(&t[i], NULL, compare_often, (void *)i), 0);
+	for (int i = 0; i < 200; i++) {
+		call_chain_release_rules();
+		sched_yield();
+	}
+	for (int i = 0; i < 3; i++) {
+		void *mismatches;
+		pthread_join(t[i], &mismatches);
+		assert_int_equal((long)mismatches, 0);
+	}
+	without_libunwind = false;
+	struct both b;
+	call_chain_release_rules();
+	recurse(3, &b);
+	expect_same(&b);
+}
+
 static void test_too_deep(void **state)
 {
 	(void)state;
@@ -343,6 +369,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_remembered_walk_stops_at_the_first_change, memo_on, memo_off),
 		cmocka_unit_test(test_thread),
 		cmocka_unit_test(test_threads_at_once),
+		cmocka_unit_test(test_rules_released_while_threads_walk),
 		cmocka_unit_test(test_too_deep),
 		cmocka_unit_test(test_frame_without_tables),
 		cmocka_unit_test(test_signal_handler),
