@@ -674,6 +674,19 @@ FORK_PATH void conn_copied(int fd, int copy)
 		copy_stale(cs, holder);
 }
 
+/* The buckets of request line (len bytes) without its query, which starts
+ * at path_end: "GET /a?b HTTP/1.1" counts as "GET /a HTTP/1.1". */
+static __attribute__((noinline)) uint32_t path_line_buckets(const char *line, size_t len,
+							     size_t path_end)
+{
+	char path_line[REQUEST_LINE_MAX];
+	const char *version = memrchr(line, ' ', len);
+	size_t tail = version && version > line + path_end ? (size_t)(line + len - version) : 0;
+	memcpy(path_line, line, path_end);
+	memcpy(path_line + path_end, version, tail);
+	return request_line_buckets(path_line, path_end + tail);
+}
+
 /* Makes a new request current on c, counting its request line as live:
  * r is what the parser saw (NULL: a connection that is not HTTP). */
 static FORK_PATH void start_request(struct conn *c, const struct http_feed_result *r)
@@ -681,7 +694,10 @@ static FORK_PATH void start_request(struct conn *c, const struct http_feed_resul
 	char generated[GENERATED_ID_LEN];
 	const char *id = r ? r->id : NULL;
 	size_t len = r ? r->id_len : 0;
-	size_t line_len = r ? r->line_len : 0;
+	/* A request line the parser cut (REQUEST_LINE_MAX bytes: it keeps
+	 * no more) is not kept: its first bytes may be another's, or what a
+	 * header quotes without the version that would give it away. */
+	size_t line_len = r && r->line_len < REQUEST_LINE_MAX ? r->line_len : 0;
 	if (len == 0) {
 		id_generate(&process.ids, generated);
 		id = generated;
@@ -692,7 +708,21 @@ static FORK_PATH void start_request(struct conn *c, const struct http_feed_resul
 	trace_plan_start(&trace, inbound ? &r->trace : NULL, id, len, id == generated, &process.ids);
 	if (shim.traced_fields)
 		trace_plan_fill(&trace, &process.ids);
-	uint32_t buckets = line_len ? request_line_buckets(r->line, line_len) : 0;
+	/* A request line a server may log as another one names no request
+	 * while it lives, nor for RECENT_REQUESTS ends after: counted as an
+	 * unseen stream, not by its buckets. So does a request with
+	 * "HTTP/1." in a header value (version_in_value): a line quoting that
+	 * header may quote what looks like another request's line. One with a
+	 * query counts as the line a format of the path alone logs: a line
+	 * quoting that is no other request's, and it names none itself. */
+	size_t path_end = 0;
+	enum line_logging logging = !line_len ? LINE_AS_IS
+				    : r->version_in_value
+					    ? LINE_REWRITTEN
+					    : http_request_line_logging(r->line, line_len, &path_end);
+	uint32_t buckets = !line_len ? 0
+			   : logging == LINE_OR_PATH ? path_line_buckets(r->line, line_len, path_end)
+						     : request_line_buckets(r->line, line_len);
 	uint32_t pin;
 	uint64_t serial = request_table_add(id, len, r ? r->line : NULL, line_len, buckets, &trace,
 					    inbound ? r->tracestate : NULL,
@@ -706,16 +736,10 @@ static FORK_PATH void start_request(struct conn *c, const struct http_feed_resul
 	if (unlikely(left))
 		request_unpin(left);
 	if (serial && line_len) {
-		/* A request line a server may log as another one names no
-		 * request while it lives, nor for RECENT_REQUESTS ends after:
-		 * counted as an unseen stream, not by its buckets. So does a
-		 * request with a request line's " HTTP/1." in a header value
-		 * (version_in_value): a line quoting that header may quote what
-		 * looks like another request's line. */
-		bool plain = http_request_line_plain(r->line, line_len) && !r->version_in_value;
-		atomic_store_explicit(&c->line_buckets, plain ? buckets : REQUEST_LINE_UNSEEN,
+		bool counted = logging != LINE_REWRITTEN;
+		atomic_store_explicit(&c->line_buckets, counted ? buckets : REQUEST_LINE_UNSEEN,
 				      memory_order_relaxed);
-		if (likely(plain))
+		if (likely(counted))
 			request_line_started(buckets, serial);
 		else
 			request_streams_unseen(1);
@@ -838,6 +862,14 @@ static FORK_PATH void feed(struct conn *c, const void *buf, size_t n)
 	struct http_feed_result r;
 	http_parser_feed(&p, buf, n, &r);
 	memcpy(c->parsing, &p, sizeof(c->parsing));
+	/* A body holding "HTTP/1.": a format that logs bodies may quote it as
+	 * a request line, on a line written once it was read. An unseen
+	 * stream that ends at once: no line is named by its request line
+	 * for RECENT_REQUESTS ends. */
+	if (unlikely(r.version_in_body)) {
+		request_streams_unseen(1);
+		request_streams_unseen(-1);
+	}
 	if (!keep_head_text(c, &p)) {
 		lose_stream(c);
 		return;

@@ -238,8 +238,11 @@ static FORK_PATH bool vfork_log_ids(char *const *envp, size_t n, char *out, size
  * REQID_TRACEPARENT and REQID_TRACESTATE set for the request the calling
  * thread is certain of (removed if none), and REQID_LOG_IDS: the current
  * log files, or in a vfork child (its descriptors are not what the tables
- * say) vfork_log_ids. The new entries' text lives in e. */
-static FORK_PATH void fill_env(char *const *envp, size_t n, char **out, struct env_entries *e,
+ * say) vfork_log_ids. The new entries' text lives in e. Outside the fork
+ * child's window (FORK_PATH): a child that execs, once, maps its page
+ * before the exec drops them all; the window has room for what every
+ * child runs for its request. */
+static void fill_env(char *const *envp, size_t n, char **out, struct env_entries *e,
 			       bool vfork_child)
 {
 	static const char request_name[] = REQUEST_VARIABLE "=";

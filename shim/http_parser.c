@@ -276,14 +276,15 @@ static void line_add_byte(struct http_parser *p, unsigned char c)
 		p->request_line[p->line_len++] = (char)c;
 }
 
-/* version_seen: VERSION_IN_VALUE, a value held " HTTP/1." after a byte
- * that is not a space or control (what a request line has after its
- * target: "GET /x HTTP/1.1"); for the steps, which take a value in pieces,
- * VERSION_AFTER_VISIBLE, the last byte was such a byte (a value begins
- * after its ':'), and in the low bits how many bytes of " HTTP/1." the
- * value read so far ends with. */
+/* version_seen: VERSION_IN_VALUE, a value held "HTTP/1." (what a request
+ * line ends with: "GET /x HTTP/1.1"), wherever in it: a server that joins
+ * a repeated header ("GET /x," and "HTTP/1.1", lighttpd's ", ") or logs
+ * one with no space after its ':' quotes a line made of values that hold
+ * no " HTTP/1." each; and, for the steps, which take a value in pieces, in
+ * the low bits how many bytes of "HTTP/1." the value read so far ends
+ * with. */
 #define VERSION_IN_VALUE 0x80
-#define VERSION_AFTER_VISIBLE 0x08
+#define VERSION_IN_BODY 0x40 /* the body read so far held it (reported) */
 #define VERSION_MATCHED 0x07
 
 static void begin_request(struct http_parser *p)
@@ -300,7 +301,7 @@ static void begin_request(struct http_parser *p)
 	p->tracestate_len = 0;
 	p->tracestate_overflow = false;
 	p->seen = 0;
-	p->version_seen = VERSION_AFTER_VISIBLE; /* a value begins after its ':' */
+	p->version_seen = 0;
 }
 
 /* Unparseable bytes: within the connection's first request line they mean
@@ -641,7 +642,7 @@ static void tracestate_add(struct http_parser *p, const unsigned char *b, size_t
  * cleared, to be the same however the line was read. */
 static void header_line_done(struct http_parser *p)
 {
-	p->version_seen = (p->version_seen & VERSION_IN_VALUE) | VERSION_AFTER_VISIBLE;
+	p->version_seen &= VERSION_IN_VALUE;
 	p->name_match = 0;
 	p->token_len = 0;
 	p->value_len = 0;
@@ -651,19 +652,19 @@ static void header_line_done(struct http_parser *p)
 
 /* ---- request lines quoted in header values ------------------------------ */
 
-/* Whether the '/' at b[j] (n bytes at b) is that of " HTTP/1." after a
- * byte other than a space or control. */
+/* Whether the '/' at b[j] (n bytes at b) is that of "HTTP/1.". */
 static inline bool version_slash(const unsigned char *b, size_t j, size_t n)
 {
-	return j >= 6 && j + 2 < n && b[j - 6] > ' ' && memcmp(b + j - 5, " HTTP", 5) == 0 &&
-	       b[j + 1] == '1' && b[j + 2] == '.';
+	return j >= 4 && j + 2 < n && memcmp(b + j - 4, "HTTP", 4) == 0 && b[j + 1] == '1' &&
+	       b[j + 2] == '.';
 }
 
 /* Whether the header lines at b (n bytes, whole lines: no name holds a
- * space or '/') hold a value with " HTTP/1." in it, as a request line
- * copied into a header has: a server that logs that header quotes what
- * looks like another request's line. A block at a time, the last one
- * moved back to end at n (its slashes seen twice change nothing). */
+ * '/') hold a value with "HTTP/1." in it, as a request line copied into a
+ * header, or its end in a repeated one, has: a server that logs that
+ * header quotes what looks like another request's line. A block at a
+ * time, the last one moved back to end at n (its slashes seen twice change
+ * nothing). */
 static FORK_PATH __attribute__((noinline)) bool lines_name_version(const unsigned char *b,
 								    size_t n)
 {
@@ -687,27 +688,63 @@ static FORK_PATH __attribute__((noinline)) bool lines_name_version(const unsigne
 }
 
 /* The same for a piece b[0, n) of a value the steps read, which may have
- * begun in an earlier piece. */
+ * begun in an earlier piece. "HTTP/1." has its 'H' first only: a byte
+ * that breaks a match starts one only if it is an 'H'. */
 static __attribute__((noinline)) void value_piece(struct http_parser *p, const unsigned char *b,
 						    size_t n)
 {
-	static const char pattern[] = " HTTP/1.";
+	static const char pattern[] = "HTTP/1.";
 	unsigned seen = p->version_seen, matched = seen & VERSION_MATCHED;
-	bool after_visible = seen & VERSION_AFTER_VISIBLE;
 	for (size_t k = 0; k < n; k++) {
 		unsigned char c = b[k];
-		if (c == (unsigned char)pattern[matched] && (matched > 0 || after_visible)) {
+		if (c == (unsigned char)pattern[matched]) {
 			if (++matched == sizeof(pattern) - 1) {
 				seen |= VERSION_IN_VALUE;
 				matched = 0;
 			}
 		} else {
-			matched = c == ' ' && after_visible;
+			matched = c == 'H';
 		}
-		after_visible = c > ' ';
 	}
-	p->version_seen = (uint8_t)((seen & VERSION_IN_VALUE) | (after_visible ? VERSION_AFTER_VISIBLE : 0) |
-				    matched);
+	p->version_seen = (uint8_t)((seen & VERSION_IN_VALUE) | matched);
+}
+
+/* Body bytes b[0, n) of the current request, which may go on a match
+ * begun in an earlier piece: the first "HTTP/1." in a body is reported
+ * (version_in_body); the bytes after it are not looked at. An 'H' at a
+ * time (memchr), so a body costs a scan of its bytes. */
+static __attribute__((noinline)) void body_piece(struct http_parser *p, const unsigned char *b,
+						   size_t n, struct http_feed_result *out)
+{
+	static const char pattern[] = "HTTP/1.";
+	const size_t want = sizeof(pattern) - 1;
+	unsigned matched = p->version_seen & VERSION_MATCHED;
+	size_t k = 0;
+	/* A match the last piece ended in, taken on. */
+	while (matched > 0 && k < n) {
+		if (b[k] != (unsigned char)pattern[matched]) {
+			matched = 0;
+			break;
+		}
+		k++;
+		if (++matched == want)
+			goto found;
+	}
+	for (const unsigned char *h; k < n && (h = memchr(b + k, 'H', n - k)); k++) {
+		k = (size_t)(h - b);
+		size_t room = n - k < want ? n - k : want;
+		if (memcmp(h, pattern, room) != 0)
+			continue;
+		if (room == want)
+			goto found;
+		matched = (unsigned)room; /* the piece ends inside it */
+		break;
+	}
+	p->version_seen = (uint8_t)((p->version_seen & ~VERSION_MATCHED) | matched);
+	return;
+found:
+	p->version_seen = (uint8_t)((p->version_seen & ~VERSION_MATCHED) | VERSION_IN_BODY);
+	out->version_in_body = true;
 }
 
 /* Bytes b[0, n) of the value being captured (no CR or LF). */
@@ -1210,7 +1247,10 @@ feed_steps(struct http_parser *p, const unsigned char *s, size_t i, size_t len,
 			i = step_header_value(p, s, i, len, out);
 			break;
 		case S_BODY: {
-			i += http_take_body(&p->remaining, len - i);
+			size_t n = http_take_body(&p->remaining, len - i);
+			if (!(p->version_seen & VERSION_IN_BODY))
+				body_piece(p, s + i, n, out);
+			i += n;
 			if (p->remaining == 0)
 				p->state = S_START;
 			break;
@@ -1243,7 +1283,10 @@ feed_steps(struct http_parser *p, const unsigned char *s, size_t i, size_t len,
 			i++;
 			break;
 		case S_CHUNK_DATA: {
-			i += http_take_body(&p->remaining, len - i);
+			size_t n = http_take_body(&p->remaining, len - i);
+			if (!(p->version_seen & VERSION_IN_BODY))
+				body_piece(p, s + i, n, out);
+			i += n;
 			if (p->remaining == 0)
 				p->state = S_CHUNK_DATA_END;
 			break;
@@ -1295,6 +1338,7 @@ FORK_PATH size_t http_parser_feed(struct http_parser *p, const char *buf, size_t
 	out->headers_completed = 0;
 	out->not_http = false;
 	out->desync = false;
+	out->version_in_body = false;
 	out->id_len = 0;
 	out->at_head_end = false;
 
@@ -1344,15 +1388,67 @@ void http_parser_advance(struct http_parser *p, const struct iovec *iov, int iov
 	}
 }
 
-FORK_PATH bool http_request_line_plain(const char *line, size_t len)
+/* Whether the '.' at p (before end) begins a "." or ".." segment: what
+ * follows it, or the '.' after it, ends the path. */
+static __attribute__((noinline)) bool dot_segment(const char *p, const char *end)
+{
+	if (++p < end && *p == '.')
+		p++;
+	return p == end || *p == '/' || *p == ' ' || *p == '?';
+}
+
+/* Bits of the 16 bytes at x equal to c. */
+static inline unsigned bytes_equal(__m128i x, char c)
+{
+	return (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(x, _mm_set1_epi8(c)));
+}
+
+FORK_PATH enum line_logging http_request_line_logging(const char *line, size_t len,
+						      size_t *path_end)
 {
 	size_t i = 0;
 	while (i < len && line[i] != ' ')
 		if ((unsigned char)(line[i++] - 'a') < 26)
-			return false;
+			return LINE_REWRITTEN;
 	if (len - i < 3 || (line[i + 1] != '/' && (line[i + 1] != '*' || line[i + 2] != ' ')))
-		return false;
-	return memchr(line + i, '#', len - i) == NULL;
+		return LINE_REWRITTEN;
+	/* The path, to its query or the version: a byte a server decodes, or
+	 * a slash it may take out (another after it, or a "." or ".."
+	 * segment after it). 16 bytes at a time while 17 are left (a slash's
+	 * next byte is in the block loaded one byte on), then one by one. */
+	const char *p = line + i + 1, *end = line + len;
+	while (end - p >= 17) {
+		__m128i x = _mm_loadu_si128((const __m128i *)p);
+		__m128i next = _mm_loadu_si128((const __m128i *)(p + 1));
+		unsigned stop = bytes_equal(x, ' ') | bytes_equal(x, '?');
+		unsigned before = stop ? (stop & -stop) - 1 : 0xffffu;
+		if ((bytes_equal(x, '%') | bytes_equal(x, '\\') | bytes_equal(x, '#')) & before)
+			return LINE_REWRITTEN;
+		for (unsigned m = bytes_equal(x, '/') & (bytes_equal(next, '/') | bytes_equal(next, '.')) &
+				  before;
+		     m; m &= m - 1) {
+			const char *slash = p + __builtin_ctz(m);
+			if (slash[1] == '/' || dot_segment(slash + 1, end))
+				return LINE_REWRITTEN;
+		}
+		if (stop) {
+			p += __builtin_ctz(stop);
+			goto path_ends;
+		}
+		p += 16;
+	}
+	for (; p < end && *p != ' ' && *p != '?'; p++)
+		if (*p == '%' || *p == '\\' || *p == '#' ||
+		    (*p == '/' && p + 1 < end && (p[1] == '/' || (p[1] == '.' && dot_segment(p + 1, end)))))
+			return LINE_REWRITTEN;
+path_ends:
+	if (p == end || *p == ' ')
+		return LINE_AS_IS;
+	/* What follows the '?' is not looked at: a line a server logs with a
+	 * '?' in it (its query decoded, or a fragment dropped) is only ever
+	 * another request's with a query, and those name none. */
+	*path_end = (size_t)(p - line);
+	return LINE_OR_PATH;
 }
 
 bool http_first_line_names_version(const char *b, size_t n)

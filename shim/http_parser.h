@@ -136,11 +136,15 @@ struct http_feed_result {
 	struct traceparent trace;
 	uint16_t tracestate_len;
 	char tracestate[TRACESTATE_MAX];
-	/* A header value of that request held " HTTP/1." after a visible byte,
-	 * as a request line does after its target: a log line quoting a
-	 * request line may be quoting that header (a forged User-Agent), not
-	 * a request. */
+	/* A header value of that request held "HTTP/1.", as a request line
+	 * does after its target: a log line quoting a request line may be
+	 * quoting that header (a forged User-Agent), not a request. */
 	bool version_in_value;
+	/* A request body in these bytes held "HTTP/1." (reported once a
+	 * body): a format that logs bodies (nginx's $request_body) may quote
+	 * it as a request line. The request began before; its line was
+	 * counted already. */
+	bool version_in_body;
 	/* Pausing parser only: it stopped before a blank line ending a header
 	 * block; seen is that request's matcher entries present. */
 	bool at_head_end;
@@ -203,13 +207,22 @@ bool http_starts_h2(const char *buf, size_t len);
  * POST's), SIZE_MAX if they begin one that does not end within them. */
 size_t http_proxy_header_len(const char *buf, size_t len);
 
-/* Whether a request line (as the parser keeps it) is one a server logs as
- * it came: its method without lower-case letters, its target in origin
- * form ("/...", or "*") without a fragment. A server may log another
- * request line in its place (gunicorn upper-cases the method; lighttpd's
- * "%r" drops an absolute form's "http://host"), which could then be the
- * request line of another request. */
-bool http_request_line_plain(const char *line, size_t len);
+/* How a server may log a request line (as the parser keeps it), and so
+ * whether a line it logs for one request can quote what is another's:
+ * LINE_AS_IS: its method has no lower-case letter and its target is a path
+ * in normal form ("/..." or "*": no '%', '\\', "//", "." or ".." segment,
+ * fragment or query), which every format logs as it came.
+ * LINE_OR_PATH: the same with a query ('?' at *path_end): a format of the
+ * path alone (lighttpd's "%m %U %H", nginx's "$request_method $uri
+ * $server_protocol") logs it as the line without its query, which may be
+ * another request's line. Such a request is counted as that line and
+ * named by none (a line quoting its own has a '?', as no LINE_AS_IS
+ * request's has).
+ * LINE_REWRITTEN: anything else, which a server may log as another line
+ * (decoded, its dot segments or slashes taken out, gunicorn's upper-cased
+ * method, lighttpd dropping an absolute form's "http://host"). */
+enum line_logging { LINE_AS_IS, LINE_OR_PATH, LINE_REWRITTEN };
+enum line_logging http_request_line_logging(const char *line, size_t len, size_t *path_end);
 
 /* Whether the first line of the n bytes at b (to its LF, or all of them)
  * holds "HTTP/" in any case: bytes the parser failed on that a program may

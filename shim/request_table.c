@@ -542,8 +542,8 @@ uint64_t request_named_by(const char *line, size_t len)
 	if (atomic_load_explicit(&unseen_streams, memory_order_acquire) ||
 	    !http_find_request_line(line, len, &at, &n))
 		return 0;
-	if (n > REQUEST_LINE_MAX)
-		n = REQUEST_LINE_MAX;
+	if (n >= REQUEST_LINE_MAX) /* no request keeps a line this long */
+		return 0;
 	uint32_t buckets = request_line_buckets(line + at, n);
 	for (int t = 0; t < 2; t++) {
 		const struct line_bucket *b = bucket_in(t, buckets);

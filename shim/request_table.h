@@ -97,7 +97,7 @@ void request_line_started(uint32_t buckets, uint64_t serial) __attribute__((visi
 void request_line_ended(uint32_t buckets) __attribute__((visibility("hidden")));
 
 /* The buckets of a request line counted as an unseen stream (a line a
- * server may log as another request's, http_request_line_plain), not in
+ * server may log as another request's, http_request_line_logging), not in
  * its buckets: request_streams_unseen(1) at its start, and
  * request_line_ended(REQUEST_LINE_UNSEEN) ends that stream. Request line
  * buckets are below 2^31. */

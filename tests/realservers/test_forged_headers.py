@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """test_forged_headers.py - a client forging another request's request line
-in a header must not make the shim name that request (precision).
+in what a server logs must not make the shim name that request (precision).
 
 A log format that quotes a header the client chooses and not the request
 line (ua="%{User-Agent}i") gives a client the power to write any text into
@@ -12,19 +12,22 @@ id of the victim's request with that line. The parser marks a request with
 naming off while it lives and for 256 ends after (shim/conn_table.c).
 
 Traffic: 8 keep-alive connections, each alternating a victim request for a
-path of its own (/v/<conn>-<i>) and an attacker request (/a) whose
-User-Agent copies the victim request just answered on that connection,
-each with an X-Request-ID the client records. Servers: lighttpd (buffered
-access log: its lines are attributed by naming alone) and nginx (2 workers,
-unbuffered: lines are attributed by the event-loop rules as well), each
-with two formats: the header quoted alone, and the header quoted after the
-request line (combined-like). The truth is the client's: every line starts
-with the client's port and the request's place on its connection, which
-the client maps to the X-Request-ID it sent.
+path of its own (/v/<conn>-<i>) and an attacker request whose logged text
+copies the victim request just answered on that connection, each with an
+X-Request-ID the client records. The attacks: a User-Agent holding the
+victim's line; two User-Agent headers the server joins with ", " into it
+(the victim's target ends in ','); a path the server normalises into the
+victim's (/v/./<conn>-<i>) or a query a format of the path alone drops; a
+body holding the victim's line, which nginx logs with $request_body behind
+proxy_pass. Servers: lighttpd (buffered access log: its lines are
+attributed by naming alone) and nginx (2 workers, unbuffered: lines are
+attributed by the event-loop rules as well). The truth is the client's:
+every line starts with the client's port and the request's place on its
+connection, which the client maps to the X-Request-ID it sent.
 
 A row fails on one wrong id, a line that is not JSON or not joined, or a
 line count other than the requests sent. Recall is reported, not judged
-(with the header alone quoted, lighttpd's lines rightly get no id).
+(where only the attacker's text is quoted, lines rightly get no id).
 Exit status 0 when every row passes.
 """
 
@@ -42,6 +45,43 @@ import servers  # noqa: E402
 CONNECTIONS = 8
 ROUNDS = 100  # victim + attacker requests per connection and round
 
+# Formats: the client's port and the request's place on its connection,
+# then what the attack puts in front of the shim.
+LIGHTTPD_FORMATS = {
+    "ua": r'%{remote}p %k ua=\"%{User-Agent}i\" %s',
+    "ua after line": r'%{remote}p %k \"%r\" %s \"%{User-Agent}i\"',
+    "path": r'%{remote}p %k \"%m %U %H\" %s',
+}
+NGINX_FORMATS = {
+    "ua": 'ua="$http_user_agent" $status',
+    "ua after line": '"$request" $status "$http_user_agent"',
+    "path": '"$request_method $uri $server_protocol" $status',
+    "body": 'body="$request_body" $status',
+}
+
+
+def victim_path(conn, i, attack):
+    # the target lighttpd's join of two headers ends ("GET /v/x," ", "
+    # "HTTP/1.1"): the victim's ends in ','
+    return "/v/%d-%d%s" % (conn, i, "," if attack == "joined" else "")
+
+
+def attacker_request(attack, victim, path):
+    """The attacker's request head (and body) for a victim request line."""
+    if attack == "ua":
+        return "GET /a HTTP/1.1\r\nUser-Agent: %s\r\n" % victim, ""
+    if attack == "joined":
+        return ("GET /a HTTP/1.1\r\nUser-Agent: GET %s\r\nUser-Agent:HTTP/1.1\r\n"
+                % path[:-1]), ""
+    if attack == "dot segment":
+        return "GET %s HTTP/1.1\r\nUser-Agent: a\r\n" % path.replace("/v/", "/v/./"), ""
+    if attack == "query":
+        return "GET %s?q HTTP/1.1\r\nUser-Agent: a\r\n" % path, ""
+    if attack == "body":
+        return ("POST /p HTTP/1.1\r\nUser-Agent: a\r\nContent-Length: %d\r\n" % len(victim),
+                victim)
+    raise ValueError(attack)
+
 
 class ForgedLighttpd(servers.RealServer):
     name = "lighttpd"
@@ -58,8 +98,6 @@ class ForgedLighttpd(servers.RealServer):
 
     def write_config(self):
         t = self.tmp
-        fmt = {"alone": r'%{remote}p %k ua=\"%{User-Agent}i\" %s',
-               "after": r'%{remote}p %k \"%r\" %s \"%{User-Agent}i\"'}[self.fmt]
         (t / "lighttpd.conf").write_text(f"""# reqid forged-header test: nothing global is read
 server.document-root = "{self.root}"
 server.bind = "127.0.0.1"
@@ -67,7 +105,7 @@ server.port = {self.port}
 server.errorlog = "{t}/error.log"
 server.modules = ("mod_accesslog")
 accesslog.filename = "{t}/access.log"
-accesslog.format = "{fmt}"
+accesslog.format = "{LIGHTTPD_FORMATS[self.fmt]}"
 server.max-keep-alive-requests = 10000
 """)
 
@@ -85,6 +123,7 @@ class ForgedNginx(servers.Nginx):
     def __init__(self, tmp, port, fmt):
         super().__init__(tmp, port)
         self.fmt = fmt
+        self.upstream = servers.free_port()
 
     def prepare(self):
         (self.root / "v").mkdir(parents=True, exist_ok=True)
@@ -93,13 +132,23 @@ class ForgedNginx(servers.Nginx):
 
     def write_config(self):
         super().write_config()
-        fmt = {"alone": "$remote_port $connection_requests ua=\"$http_user_agent\" $status",
-               "after": "$remote_port $connection_requests \"$request\" $status "
-                        "\"$http_user_agent\""}[self.fmt]
-        conf = self.tmp / "nginx.conf"
+        fmt = "$remote_port $connection_requests " + NGINX_FORMATS[self.fmt]
+        t = self.tmp
+        conf = t / "nginx.conf"
         text = conf.read_text().replace(
-            "    access_log %s/access.log combined;" % self.tmp,
-            "    log_format forged '%s';\n    access_log %s/access.log forged;" % (fmt, self.tmp))
+            "    access_log %s/access.log combined;" % t,
+            "    log_format forged '%s';\n    access_log %s/access.log forged;" % (fmt, t))
+        # /p goes to a second server block (its own lines are not logged):
+        # $request_body holds a body nginx read to pass on
+        text = text.replace(
+            "        location /req/ { }",
+            "        location /req/ { }\n"
+            "        location /p { proxy_pass http://127.0.0.1:%d/; "
+            "client_body_buffer_size 64k; }" % self.upstream)
+        assert text.endswith("    }\n}\n")
+        text = text[:-2] + (
+            "    server {\n        listen 127.0.0.1:%d;\n        access_log off;\n"
+            "        location / { return 200 \"ok\\n\"; }\n    }\n}\n" % self.upstream)
         conf.write_text(text)
 
     def place(self, field):
@@ -122,22 +171,25 @@ def read_response(f):
     f.read(length)
 
 
-def client(port, conn, truth, errors):
+def client(port, conn, attack, truth, errors):
     """One keep-alive connection: victim, attacker, victim, ... Records
-    (its port, place) -> (X-Request-ID, attacker?)."""
+    (its port, place) -> X-Request-ID."""
     try:
         s = socket.create_connection(("127.0.0.1", port))
         local_port = s.getsockname()[1]
         f = s.makefile("rb")
         place = 0
         for i in range(ROUNDS):
-            victim = "GET /v/%d-%d HTTP/1.1" % (conn, i)
+            path = victim_path(conn, i, attack)
+            victim = "GET %s HTTP/1.1" % path
             for attacker in (False, True):
                 rid = "%s-%d-%d" % ("a" if attacker else "v", conn, i)
-                line = "GET /a HTTP/1.1" if attacker else victim
-                ua = victim if attacker else "victim/1.0"
-                s.sendall(("%s\r\nHost: 127.0.0.1\r\nUser-Agent: %s\r\nX-Request-ID: %s\r\n\r\n"
-                           % (line, ua, rid)).encode())
+                if attacker:
+                    head, body = attacker_request(attack, victim, path)
+                else:
+                    head, body = "%s\r\nUser-Agent: victim/1.0\r\n" % victim, ""
+                s.sendall(("%sHost: 127.0.0.1\r\nX-Request-ID: %s\r\n\r\n%s"
+                           % (head, rid, body)).encode())
                 read_response(f)
                 truth[(local_port, place)] = rid
                 place += 1
@@ -146,9 +198,8 @@ def client(port, conn, truth, errors):
         errors.append("connection %d: %r" % (conn, e))
 
 
-def run_row(cls, fmt):
-    label = "%s, header %s" % (cls.name, "quoted alone" if fmt == "alone"
-                               else "quoted after the request line")
+def run_row(cls, fmt, attack):
+    label = "%s, %s, %s" % (cls.name, fmt, attack)
     problems = []
     with tempfile.TemporaryDirectory(prefix="reqid-forged-") as tmp:
         srv = cls(tmp, servers.free_port(), fmt)
@@ -156,7 +207,8 @@ def run_row(cls, fmt):
         running = servers.Running(srv)
         truth, errors = {}, []
         try:
-            threads = [threading.Thread(target=client, args=(srv.port, c, truth, errors))
+            threads = [threading.Thread(target=client,
+                                        args=(srv.port, c, attack, truth, errors))
                        for c in range(CONNECTIONS)]
             for t in threads:
                 t.start()
@@ -189,7 +241,7 @@ def run_row(cls, fmt):
         if len(lines) != len(truth):
             problems.append("%d lines for %d requests" % (len(lines), len(truth)))
     tagged = right + wrong
-    print("%-48s lines %5d  right %5d  wrong %3d  untagged %5d  precision %s  recall %.1f%%"
+    print("%-40s lines %5d  right %5d  wrong %3d  untagged %5d  precision %s  recall %.1f%%"
           % (label, len(lines), right, wrong, untagged,
              "%.1f%%" % (100.0 * right / tagged) if tagged else "-",
              100.0 * right / len(lines) if lines else 0.0))
@@ -198,18 +250,27 @@ def run_row(cls, fmt):
     return not problems
 
 
+ROWS = [
+    (ForgedLighttpd, "ua", "ua"),
+    (ForgedLighttpd, "ua after line", "ua"),
+    (ForgedLighttpd, "ua", "joined"),
+    (ForgedLighttpd, "path", "dot segment"),
+    (ForgedLighttpd, "path", "query"),
+    (ForgedNginx, "ua", "ua"),
+    (ForgedNginx, "ua after line", "ua"),
+    (ForgedNginx, "path", "dot segment"),
+    (ForgedNginx, "body", "body"),
+]
+
+
 def main():
     missing = servers.missing_binaries(["nginx", "lighttpd"])
     if missing:
         print("missing: " + ", ".join(missing))
         return 1
-    ok = 0
-    rows = [(ForgedLighttpd, "alone"), (ForgedLighttpd, "after"),
-            (ForgedNginx, "alone"), (ForgedNginx, "after")]
-    for cls, fmt in rows:
-        ok += run_row(cls, fmt)
-    print("forged headers: %d passed, %d failed" % (ok, len(rows) - ok))
-    return 0 if ok == len(rows) else 1
+    ok = sum(run_row(cls, fmt, attack) for cls, fmt, attack in ROWS)
+    print("forged headers: %d passed, %d failed" % (ok, len(ROWS) - ok))
+    return 0 if ok == len(ROWS) else 1
 
 
 if __name__ == "__main__":

@@ -2217,22 +2217,120 @@ static void test_in_head(void **state)
 
 /* Request lines a server logs as they came, and those it may log as
  * another request's. */
-static void test_request_line_plain(void **state)
+/* How a server may log a request line: as it came, or a format of the
+ * path alone without its query (counted so), or rewritten (decoded,
+ * normalised, upper-cased, absolute form dropped: counted as unseen). */
+static void test_request_line_logging(void **state)
 {
 	(void)state;
-	static const char *const plain[] = {
-		"GET /x HTTP/1.1", "POST /a?b=c HTTP/1.0", "OPTIONS * HTTP/1.1",
-		"VERSION-CONTROL /x HTTP/1.1", "M-SEARCH2 /%76 HTTP/1.1",
+	static const struct {
+		const char *line;
+		enum line_logging logging;
+		size_t path_end;
+	} cases[] = {
+		{"GET /x HTTP/1.1", LINE_AS_IS, 0},
+		{"OPTIONS * HTTP/1.1", LINE_AS_IS, 0},
+		{"VERSION-CONTROL /x HTTP/1.1", LINE_AS_IS, 0},
+		{"GET /.well/x. HTTP/1.1", LINE_AS_IS, 0},
+		{"GET /a/..b/c... HTTP/1.1", LINE_AS_IS, 0},
+		{"GET / HTTP/1.0", LINE_AS_IS, 0},
+		{"POST /a?b=c HTTP/1.0", LINE_OR_PATH, 7},
+		{"GET /a?%41//./# HTTP/1.1", LINE_OR_PATH, 6},
+		{"GET /?x HTTP/1.1", LINE_OR_PATH, 5},
+		{"get /x HTTP/1.1", LINE_REWRITTEN, 0},
+		{"Get /x HTTP/1.1", LINE_REWRITTEN, 0},
+		{"GET http://h/x HTTP/1.1", LINE_REWRITTEN, 0},
+		{"GET HTTP://h/x HTTP/1.1", LINE_REWRITTEN, 0},
+		{"CONNECT h:443 HTTP/1.1", LINE_REWRITTEN, 0},
+		{"GET /x#f HTTP/1.1", LINE_REWRITTEN, 0},
+		{"GET *x HTTP/1.1", LINE_REWRITTEN, 0},
+		{"M-SEARCH2 /%76 HTTP/1.1", LINE_REWRITTEN, 0},
+		{"GET /v/./x HTTP/1.1", LINE_REWRITTEN, 0},
+		{"GET /v/../x HTTP/1.1", LINE_REWRITTEN, 0},
+		{"GET /v/. HTTP/1.1", LINE_REWRITTEN, 0},
+		{"GET /v/.. HTTP/1.1", LINE_REWRITTEN, 0},
+		{"GET /v/.?q HTTP/1.1", LINE_REWRITTEN, 0},
+		{"GET //v/x HTTP/1.1", LINE_REWRITTEN, 0},
+		{"GET /v//x?q HTTP/1.1", LINE_REWRITTEN, 0},
+		{"GET /v\\x HTTP/1.1", LINE_REWRITTEN, 0},
+		{"GET /v/.", LINE_REWRITTEN, 0},
+		/* paths a block of 16 bytes holds, or two */
+		{"GET /abcdefghijklmnopqrstuvwxyz/./x HTTP/1.1", LINE_REWRITTEN, 0},
+		{"GET /abcdefghijklmn//x HTTP/1.1", LINE_REWRITTEN, 0},
+		{"GET /abcdefghijklm/..?x HTTP/1.1", LINE_REWRITTEN, 0},
+		{"GET /abcdefghijklmnopqrstuvw%41 HTTP/1.1", LINE_REWRITTEN, 0},
+		{"GET /abcdefghijklmnopqrstuvwxyz/.well-known/x HTTP/1.1", LINE_AS_IS, 0},
+		{"GET /abcdefghijklmnopqrstuvwxyz/a/b HTTP/1.1", LINE_AS_IS, 0},
+		{"GET /abcdefghijklmnopqrstuvwxyz?q=//./%# HTTP/1.1", LINE_OR_PATH, 31},
+		{"GET /abcdefghijklmno?q HTTP/1.1", LINE_OR_PATH, 20},
+		{"GET", LINE_REWRITTEN, 0},
+		{"GET ", LINE_REWRITTEN, 0},
+		{"", LINE_REWRITTEN, 0},
 	};
-	static const char *const other[] = {
-		"get /x HTTP/1.1",  "Get /x HTTP/1.1",       "GET http://h/x HTTP/1.1",
-		"GET HTTP://h/x HTTP/1.1", "CONNECT h:443 HTTP/1.1", "GET /x#f HTTP/1.1",
-		"GET *x HTTP/1.1", "GET", "GET ", "",
-	};
-	for (size_t i = 0; i < sizeof plain / sizeof plain[0]; i++)
-		assert_true(http_request_line_plain(plain[i], strlen(plain[i])));
-	for (size_t i = 0; i < sizeof other / sizeof other[0]; i++)
-		assert_false(http_request_line_plain(other[i], strlen(other[i])));
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		size_t path_end = 0;
+		enum line_logging got = http_request_line_logging(cases[i].line,
+								  strlen(cases[i].line), &path_end);
+		if (got != cases[i].logging || (got == LINE_OR_PATH && path_end != cases[i].path_end))
+			fail_msg("%s: %d (path to %zu)", cases[i].line, (int)got, path_end);
+	}
+}
+
+/* The rule one byte at a time, as the function's tail takes it: what the
+ * blocks of 16 must agree with. */
+static enum line_logging logging_bytewise(const char *line, size_t len, size_t *path_end)
+{
+	size_t i = 0;
+	while (i < len && line[i] != ' ')
+		if (line[i++] >= 'a' && line[i - 1] <= 'z')
+			return LINE_REWRITTEN;
+	if (len - i < 3 || (line[i + 1] != '/' && (line[i + 1] != '*' || line[i + 2] != ' ')))
+		return LINE_REWRITTEN;
+	size_t k = i + 1;
+	for (; k < len && line[k] != ' ' && line[k] != '?'; k++) {
+		if (line[k] == '%' || line[k] == '\\' || line[k] == '#')
+			return LINE_REWRITTEN;
+		if (line[k] == '/' && k + 1 < len) {
+			size_t d = k + 1;
+			if (line[d] == '/')
+				return LINE_REWRITTEN;
+			if (line[d] == '.') {
+				size_t e = d + 1 < len && line[d + 1] == '.' ? d + 2 : d + 1;
+				if (e == len || line[e] == '/' || line[e] == ' ' || line[e] == '?')
+					return LINE_REWRITTEN;
+			}
+		}
+	}
+	if (k == len || line[k] == ' ')
+		return LINE_AS_IS;
+	*path_end = k;
+	return LINE_OR_PATH;
+}
+
+/* Random lines from the bytes the rule looks at, each length to 95, in a
+ * buffer of exactly that size (ASan: no byte past it is read). */
+static void test_request_line_logging_random(void **state)
+{
+	(void)state;
+	static const char alphabet[] = "//..%?# \\aGT";
+	uint64_t x = 0x9e3779b97f4a7c15ull;
+	for (int round = 0; round < 200000; round++) {
+		size_t n = (size_t)(round % 96);
+		char *line = malloc(n ? n : 1);
+		assert_non_null(line);
+		memcpy(line, "GET /", n < 5 ? n : 5);
+		for (size_t k = 5; k < n; k++) {
+			x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+			line[k] = alphabet[x % (sizeof(alphabet) - 1)];
+		}
+		size_t want_end = 0, got_end = 0;
+		enum line_logging want = logging_bytewise(line, n, &want_end);
+		enum line_logging got = http_request_line_logging(line, n, &got_end);
+		if (got != want || (got == LINE_OR_PATH && got_end != want_end))
+			fail_msg("%.*s: %d (%zu), want %d (%zu)", (int)n, line, (int)got, got_end,
+				 (int)want, want_end);
+		free(line);
+	}
 }
 
 /* A first line that names an HTTP version, in any case, to its LF. */
@@ -2247,12 +2345,12 @@ static void test_first_line_names_version(void **state)
 		assert_false(http_first_line_names_version(not_named[i], strlen(not_named[i])));
 }
 
-/* " HTTP/1." after a visible byte in a header value (a request line a log
- * may quote from it): reported with the head, whole, byte by byte and in
- * pieces that cut it apart. A '/' without it, "HTTP" in a name, a
- * lower-case "http/", "HTTP/" with no space before it (WinHTTP/5.1) or
- * another version (HTTP/2) report nothing, nor does the request line's
- * own; each request starts afresh. */
+/* "HTTP/1." anywhere in a header value (a request line a log may quote
+ * from it, or the end of one a server joins from a repeated header):
+ * reported with the head, whole, byte by byte and in pieces that cut it
+ * apart. A '/' without it, "HTTP" in a name, a lower-case "http/", another
+ * version (WinHTTP/5.1, HTTP/2) or one cut across two headers report
+ * nothing, nor does the request line's own; each request starts afresh. */
 static void test_version_in_header_value(void **state)
 {
 	(void)state;
@@ -2265,9 +2363,15 @@ static void test_version_in_header_value(void **state)
 		{"GET / HTTP/1.1\r\nVia: HTTP/1.1 gw\r\n\r\n", true},
 		{"GET / HTTP/1.1\r\nUser-Agent: curl/8.0\r\nAccept: */*\r\n\r\n", false},
 		{"GET / HTTP/1.1\r\nX-HTTP: /a\r\nX: http/1.1\r\n\r\n", false},
-		{"GET / HTTP/1.1\r\nUser-Agent: WinHTTP/1.1 x\r\nUpgrade: a HTTP/2.0\r\n\r\n", false},
-		{"GET / HTTP/1.1\r\nX: a\t HTTP/1.1\r\nY: a  HTTP/1.1\r\n\r\n", false},
+		{"GET / HTTP/1.1\r\nUser-Agent: WinHTTP/5.1 x\r\nUpgrade: a HTTP/2.0\r\n\r\n", false},
 		{"GET /HTTP/ HTTP/1.1\r\nHost: h\r\n\r\n", false},
+		{"GET / HTTP/1.1\r\nX: a\t HTTP/1.1\r\n\r\n", true},
+		/* a value that is only the version's end: with a repeated header
+		 * a server joins ("GET /x," ", " "HTTP/1.1") it ends a line */
+		{"GET / HTTP/1.1\r\nUser-Agent: GET /x,\r\nUser-Agent:HTTP/1.1\r\n\r\n", true},
+		{"GET / HTTP/1.1\r\nCookie: a=GET /x;\r\nCookie: HTTP/1.0\r\n\r\n", true},
+		{"GET / HTTP/1.1\r\nX: HHTTP/1.\r\n\r\n", true},
+		{"GET / HTTP/1.1\r\nX: HTTP/1\r\nY: .1\r\n\r\n", false},
 	};
 	for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
 		const char *h = cases[c].head;
@@ -2294,6 +2398,51 @@ static void test_version_in_header_value(void **state)
 	feed_str("GET / HTTP/1.1\r\nX: HTTP/1.1\r\n\r\nGET / HTTP/1.1\r\nX: y\r\n\r\n", &r);
 	assert_int_equal(r.headers_completed, 2);
 	assert_false(r.version_in_value);
+}
+
+/* "HTTP/1." in a request body (a format that logs bodies may quote it as a
+ * request line): reported once a body (a call reports whether any body in
+ * its bytes did), at every cut of the stream, across
+ * chunk boundaries (the body as the server decodes it); nothing for other
+ * bytes, for the head's own, or for the next request. */
+static void test_version_in_body(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *stream;
+		unsigned reports;
+	} cases[] = {
+		{"POST /p HTTP/1.1\r\nContent-Length: 17\r\n\r\nGET /v/1 HTTP/1.1", 1},
+		{"POST /p HTTP/1.1\r\nContent-Length: 40\r\n\r\nHTTP/1.1 HTTP/1.0 HHTTP/1. and HTTP/1.x", 1},
+		{"POST /p HTTP/1.1\r\nContent-Length: 24\r\n\r\nHTTP/2 http/1.1 HTTP/ 1.",
+		 0},
+		{"POST /p HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+		 "5\r\nxHTTP\r\n3\r\n/1.\r\n0\r\n\r\n", 1},
+		{"POST /p HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+		 "4\r\nHTTP\r\n0\r\n\r\nPOST /q HTTP/1.1\r\nContent-Length: 3\r\n\r\n/1.", 0},
+		{"POST /p HTTP/1.1\r\nContent-Length: 7\r\n\r\nHTTP/1.POST /q HTTP/1.1\r\n"
+		 "Content-Length: 7\r\n\r\nHTTP/1.", 2},
+		{"GET /p HTTP/1.1\r\nX: y\r\n\r\nGET /q HTTP/1.1\r\n\r\n", 0},
+	};
+	for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+		const char *h = cases[c].stream;
+		size_t n = strlen(h);
+		for (size_t cut = 1; cut <= n; cut++) {
+			init_default();
+			struct http_feed_result r;
+			unsigned reports = 0;
+			for (size_t off = 0; off < n; off += cut) {
+				feed(h + off, n - off < cut ? n - off : cut, &r);
+				reports += r.version_in_body;
+			}
+			/* once a body: byte by byte, each body's; in larger
+			 * pieces, once for the bodies a piece ends. */
+			if (cut == 1 ? reports != cases[c].reports
+				     : (reports > 0) != (cases[c].reports > 0) ||
+					       reports > cases[c].reports)
+				fail_msg("case %zu cut %zu: %u reports", c, cut, reports);
+		}
+	}
 }
 
 int main(void)
@@ -2364,9 +2513,11 @@ int main(void)
 		cmocka_unit_test(test_starts_tls),
 		cmocka_unit_test(test_starts_h2),
 		cmocka_unit_test(test_proxy_header_len),
-		cmocka_unit_test(test_request_line_plain),
+		cmocka_unit_test(test_request_line_logging),
+		cmocka_unit_test(test_request_line_logging_random),
 		cmocka_unit_test(test_first_line_names_version),
 		cmocka_unit_test(test_version_in_header_value),
+		cmocka_unit_test(test_version_in_body),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
