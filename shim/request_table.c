@@ -114,6 +114,23 @@ static _Atomic uint64_t first_valid FORK_HOT;
 static _Alignas(4096) struct line_bucket line_buckets[LINE_BUCKETS][2]; /* [bucket][table] */
 /* Bucket pairs on one page: a line's second bucket is among its first's. */
 #define PAGE_PAIRS (4096 / sizeof(line_buckets[0]))
+/* Which request lines this process has seen once, and which more than
+ * once, for its whole life: a bit each (SEEN_BITS of them) in each
+ * bitmap, at a hash of the line's buckets. A buffered log may write a
+ * request's line long after RECENT_REQUESTS more ended (nginx's buffer=,
+ * lighttpd's), when a newer request with the same line is the one
+ * counted: a line names a request only if its bit in the second bitmap
+ * is clear (no other request ever had that line; a collision only loses
+ * the name). 64 KiB, touched a bit per line. */
+#define SEEN_BITS (1u << 18)
+static _Atomic uint64_t seen_once[SEEN_BITS / 64], seen_twice[SEEN_BITS / 64];
+
+static FORK_PATH uint32_t seen_bit(uint32_t buckets)
+{
+	return (buckets * 0x9e3779b1u) >> (32 - 18);
+}
+_Static_assert(SEEN_BITS == 1u << 18, "seen_bit takes 18 bits");
+
 /* request_streams_unseen; read with every quoted request line: FORK_HOT. */
 static _Atomic uint32_t unseen_streams FORK_HOT;
 static _Atomic uint32_t recent_next FORK_HOT;
@@ -137,6 +154,15 @@ static struct line_bucket *bucket_in(int table, uint32_t buckets)
 
 FORK_PATH void request_line_started(uint32_t buckets, uint64_t serial)
 {
+	/* Each bit is set once in the process's life: a page is written only
+	 * the first times (a fork child copies the pages it writes). */
+	uint32_t bit = seen_bit(buckets);
+	uint64_t mask = 1ull << (bit % 64);
+	_Atomic uint64_t *once = &seen_once[bit / 64], *twice = &seen_twice[bit / 64];
+	if (!(atomic_load_explicit(once, memory_order_relaxed) & mask))
+		atomic_fetch_or_explicit(once, mask, memory_order_relaxed);
+	else if (!(atomic_load_explicit(twice, memory_order_relaxed) & mask))
+		atomic_fetch_or_explicit(twice, mask, memory_order_relaxed);
 	for (int t = 0; t < 2; t++) {
 		struct line_bucket *b = bucket_in(t, buckets);
 		atomic_store_explicit(&b->serial, serial, memory_order_relaxed);
@@ -179,9 +205,13 @@ FORK_PATH void request_line_ended(uint32_t buckets)
 	recent_end(buckets + 1);
 }
 
-/* Whether serial is the one request counted in one of its buckets. */
+/* Whether serial is the one request counted in one of its buckets, and no
+ * other request this process saw had its line (seen_twice). */
 static bool alone_in_a_bucket(uint32_t buckets, uint64_t serial)
 {
+	uint32_t bit = seen_bit(buckets);
+	if (atomic_load_explicit(&seen_twice[bit / 64], memory_order_acquire) & (1ull << (bit % 64)))
+		return false;
 	for (int t = 0; t < 2; t++) {
 		const struct line_bucket *b = bucket_in(t, buckets);
 		if (atomic_load_explicit(&b->count, memory_order_acquire) == 1 &&
@@ -571,6 +601,8 @@ void request_table_release(void)
 		if (atomic_load_explicit(&recent[i], memory_order_relaxed))
 			atomic_store_explicit(&recent[i], 0, memory_order_relaxed);
 	table_release(line_buckets, sizeof(line_buckets));
+	table_release(seen_once, sizeof(seen_once));
+	table_release(seen_twice, sizeof(seen_twice));
 	atomic_store_explicit(&unseen_streams, 0, memory_order_relaxed);
 	atomic_store_explicit(&pinned_slots, 0, memory_order_relaxed);
 	atomic_store_explicit(&ring_doublings, 0, memory_order_relaxed);

@@ -742,14 +742,17 @@ static void test_naming_paused(void **state)
 
 /* A buffered access log writes the lines of an unseen stream's requests
  * after the stream closed (a connection attach never adopted, whose request
- * the program read before attach): the same request line read next on a
- * followed connection names none of them until RECENT_REQUESTS more
- * requests have ended, as a request that ended does. */
+ * the program read before attach): a request line read next on a followed
+ * connection names none of them until RECENT_REQUESTS more requests have
+ * ended, as a request that ended does. Its line, seen twice, never names
+ * again: a buffered log may still hold the first one's. */
 static void test_closed_unseen_stream_counts_a_while(void **state)
 {
 	(void)state;
 	static const char req[] = "GET /buffered HTTP/1.1\r\n\r\n";
 	static const char line[] = "192.0.2.1 \"GET /buffered HTTP/1.1\" 200";
+	static const char later[] = "GET /buffered-later HTTP/1.1\r\n\r\n";
+	static const char later_line[] = "192.0.2.1 \"GET /buffered-later HTTP/1.1\" 200";
 	conn_unseen_until_adopted(5);
 	conn_adoption_dropped(5); /* closed */
 	conn_open(6);
@@ -759,9 +762,37 @@ static void test_closed_unseen_stream_counts_a_while(void **state)
 	conn_forget(6);
 	recent_ends_pass();
 	conn_open(6);
+	conn_on_read(6, conn_generation(6), later, NULL, sizeof later - 1);
+	assert_int_equal(request_named_by(later_line, sizeof later_line - 1), conn_request(6));
+	conn_forget(6);
+	conn_open(6);
+	conn_on_read(6, conn_generation(6), req, NULL, sizeof req - 1);
+	assert_int_equal(request_named_by(line, sizeof line - 1), 0);
+	conn_forget(6);
+}
+
+/* A buffered log may write a request's line after RECENT_REQUESTS more
+ * ended (nginx's buffer=64k holds more lines than that), when a newer
+ * request with the same line is the one counted: no line names a request
+ * whose line another request of the process had before. */
+static void test_a_line_seen_before_names_nothing(void **state)
+{
+	(void)state;
+	static const char req[] = "GET /twice HTTP/1.1\r\n\r\n";
+	static const char line[] = "192.0.2.1 \"GET /twice HTTP/1.1\" 200";
+	conn_open(6);
 	conn_on_read(6, conn_generation(6), req, NULL, sizeof req - 1);
 	assert_int_equal(request_named_by(line, sizeof line - 1), conn_request(6));
+	conn_on_write(6);
 	conn_forget(6);
+	recent_ends_pass();
+	assert_int_equal(request_named_by(line, sizeof line - 1), 0);
+	conn_open(7);
+	conn_on_read(7, conn_generation(7), req, NULL, sizeof req - 1);
+	assert_int_not_equal(conn_request(7), 0);
+	assert_int_equal(request_named_by(line, sizeof line - 1), 0);
+	assert_false(request_named_in(conn_request(7), line, sizeof line - 1));
+	conn_forget(7);
 }
 
 /* An heir whose own entry a late loss marked (a reader that found it
@@ -872,30 +903,38 @@ static void test_unparsed_http_is_lost_not_raw(void **state)
 }
 
 /* A request line a server may log as another request's (gunicorn
- * upper-cases "get"; lighttpd logs "GET http://host/same" as "GET /same")
+ * upper-cases "get"; lighttpd logs "GET http://host/same" as "GET /same",
+ * a format of the path alone "/x/../same" and "/%73ame" so too)
  * names no request while it lives, nor for RECENT_REQUESTS ends after: the
  * victim's line would name the victim for the attacker's logged line. */
 static void test_request_line_logged_otherwise_keeps_lines_unnamed(void **state)
 {
 	(void)state;
 	static const char *const forms[] = {
-		"get /same HTTP/1.1\r\n\r\n",
-		"GET http://host/same HTTP/1.1\r\n\r\n",
-		"GET /same#part HTTP/1.1\r\n\r\n",
+		"get /same%zu HTTP/1.1\r\n\r\n",
+		"GET http://host/same%zu HTTP/1.1\r\n\r\n",
+		"GET /same%zu#part HTTP/1.1\r\n\r\n",
+		"GET /x/../same%zu HTTP/1.1\r\n\r\n",
+		"GET /%%73ame%zu HTTP/1.1\r\n\r\n",
 	};
-	static const char line[] = "192.0.2.1 \"GET /same HTTP/1.1\" 200";
-	static const char victim[] = "GET /same HTTP/1.1\r\nX-Request-ID: victim\r\n\r\n";
+	/* each form against a victim of its own: a line seen twice names
+	 * nothing for good */
 	for (size_t i = 0; i < sizeof forms / sizeof forms[0]; i++) {
+		char line[64], victim[96], form[64];
+		snprintf(line, sizeof line, "192.0.2.1 \"GET /same%zu HTTP/1.1\" 200", i);
+		snprintf(victim, sizeof victim, "GET /same%zu HTTP/1.1\r\nX-Request-ID: victim\r\n\r\n",
+			 i);
+		snprintf(form, sizeof form, forms[i], i);
 		conn_open(52);
-		conn_on_read(52, conn_generation(52), victim, NULL, sizeof victim - 1);
-		assert_int_equal(request_named_by(line, sizeof line - 1), conn_request(52));
+		conn_on_read(52, conn_generation(52), victim, NULL, strlen(victim));
+		assert_int_equal(request_named_by(line, strlen(line)), conn_request(52));
 		conn_open(53);
-		conn_on_read(53, conn_generation(53), forms[i], NULL, strlen(forms[i]));
+		conn_on_read(53, conn_generation(53), form, NULL, strlen(form));
 		assert_int_not_equal(conn_request(53), 0);
-		assert_int_equal(request_named_by(line, sizeof line - 1), 0);
+		assert_int_equal(request_named_by(line, strlen(line)), 0);
 		conn_on_write(53);
 		conn_forget(53);
-		assert_int_equal(request_named_by(line, sizeof line - 1), 0);
+		assert_int_equal(request_named_by(line, strlen(line)), 0);
 		conn_on_write(52);
 		conn_forget(52);
 		assert_naming_back_after_recent_ends();
@@ -1530,6 +1569,7 @@ int main(void)
 		cmocka_unit_test_setup(test_write_inside_leaves_next_connection_untracked, setup),
 		cmocka_unit_test_setup(test_lost_stream_keeps_lines_unnamed, setup),
 		cmocka_unit_test_setup(test_closed_unseen_stream_counts_a_while, setup),
+		cmocka_unit_test_setup(test_a_line_seen_before_names_nothing, setup),
 		cmocka_unit_test_setup(test_naming_paused, setup),
 		cmocka_unit_test_setup(test_heir_gives_back_a_late_count, setup),
 		cmocka_unit_test_setup(test_untracked_connections_keep_lines_unnamed, setup),
