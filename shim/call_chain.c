@@ -312,6 +312,12 @@ static void cache_rule(uintptr_t pc, uint64_t rule, uint32_t generation)
  * takes nothing. A walk begun before reads the zeroes as no rule, and the
  * generation moved, so it caches nothing in them. Locked pages (mlockall)
  * refuse: the sets are freed and the rules stay, of a past generation. */
+static void rule_sets_unlock(unsigned count)
+{
+	for (unsigned i = 0; i < count; i++)
+		atomic_store_explicit(&rule_sets[i].locked, false, memory_order_release);
+}
+
 void call_chain_release_rules(void)
 {
 	atomic_fetch_add_explicit(&rule_generation, 1, memory_order_seq_cst);
@@ -319,9 +325,7 @@ void call_chain_release_rules(void)
 		int spins = 0;
 		while (atomic_exchange_explicit(&rule_sets[i].locked, true, memory_order_acquire)) {
 			if (++spins == 100000) {
-				while (i-- > 0)
-					atomic_store_explicit(&rule_sets[i].locked, false,
-							      memory_order_release);
+				rule_sets_unlock(i);
 				return;
 			}
 			sched_yield();
@@ -329,8 +333,7 @@ void call_chain_release_rules(void)
 	}
 	int saved = errno;
 	if (madvise(rule_sets, sizeof(rule_sets), MADV_DONTNEED) != 0)
-		for (unsigned i = 0; i < RULE_SETS; i++)
-			atomic_store_explicit(&rule_sets[i].locked, false, memory_order_release);
+		rule_sets_unlock(RULE_SETS);
 	errno = saved;
 }
 

@@ -243,7 +243,7 @@ static FORK_PATH bool vfork_log_ids(char *const *envp, size_t n, char *out, size
  * before the exec drops them all; the window has room for what every
  * child runs for its request. */
 static void fill_env(char *const *envp, size_t n, char **out, struct env_entries *e,
-			       bool vfork_child)
+		     bool vfork_child)
 {
 	static const char request_name[] = REQUEST_VARIABLE "=";
 	static const char traceparent_name[] = TRACEPARENT_VARIABLE "=";

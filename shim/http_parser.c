@@ -652,6 +652,12 @@ static void header_line_done(struct http_parser *p)
 
 /* ---- request lines quoted in header values ------------------------------ */
 
+/* Bits of the 16 bytes at x equal to c. */
+static inline unsigned bytes_equal(__m128i x, char c)
+{
+	return (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(x, _mm_set1_epi8(c)));
+}
+
 /* Whether the '/' at b[j] (n bytes at b) is that of "HTTP/1.". */
 static inline bool version_slash(const unsigned char *b, size_t j, size_t n)
 {
@@ -678,8 +684,7 @@ static FORK_PATH __attribute__((noinline)) bool lines_name_version(const unsigne
 		if (k > n - 16)
 			k = n - 16;
 		__m128i x = _mm_loadu_si128((const __m128i *)(b + k));
-		for (unsigned m = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(x, _mm_set1_epi8('/'))); m;
-		     m &= m - 1)
+		for (unsigned m = bytes_equal(x, '/'); m; m &= m - 1)
 			if (version_slash(b, k + (unsigned)__builtin_ctz(m), n))
 				return true;
 		if (k == n - 16)
@@ -687,64 +692,61 @@ static FORK_PATH __attribute__((noinline)) bool lines_name_version(const unsigne
 	}
 }
 
-/* The same for a piece b[0, n) of a value the steps read, which may have
- * begun in an earlier piece. "HTTP/1." has its 'H' first only: a byte
- * that breaks a match starts one only if it is an 'H'. */
-static __attribute__((noinline)) void value_piece(struct http_parser *p, const unsigned char *b,
-						    size_t n)
-{
-	static const char pattern[] = "HTTP/1.";
-	unsigned seen = p->version_seen, matched = seen & VERSION_MATCHED;
-	for (size_t k = 0; k < n; k++) {
-		unsigned char c = b[k];
-		if (c == (unsigned char)pattern[matched]) {
-			if (++matched == sizeof(pattern) - 1) {
-				seen |= VERSION_IN_VALUE;
-				matched = 0;
-			}
-		} else {
-			matched = c == 'H';
-		}
-	}
-	p->version_seen = (uint8_t)((seen & VERSION_IN_VALUE) | matched);
-}
+#define VERSION_FOUND 8 /* version_match: "HTTP/1." ended in the bytes */
 
-/* Body bytes b[0, n) of the current request, which may go on a match
- * begun in an earlier piece: the first "HTTP/1." in a body is reported
- * (version_in_body); the bytes after it are not looked at. An 'H' at a
- * time (memchr), so a body costs a scan of its bytes. */
-static __attribute__((noinline)) void body_piece(struct http_parser *p, const unsigned char *b,
-						   size_t n, struct http_feed_result *out)
+/* How many bytes of "HTTP/1." bytes b[0, n) end with, going on from a
+ * match of matched bytes an earlier piece ended in; VERSION_FOUND if the
+ * whole of it is in them (the bytes after it are not looked at). An 'H' at
+ * a time (memchr): its 'H' is first only, so a byte that breaks a match
+ * starts one only if it is an 'H'. */
+static unsigned version_match(unsigned matched, const unsigned char *b, size_t n)
 {
 	static const char pattern[] = "HTTP/1.";
 	const size_t want = sizeof(pattern) - 1;
-	unsigned matched = p->version_seen & VERSION_MATCHED;
 	size_t k = 0;
-	/* A match the last piece ended in, taken on. */
 	while (matched > 0 && k < n) {
-		if (b[k] != (unsigned char)pattern[matched]) {
-			matched = 0;
+		if (b[k] != (unsigned char)pattern[matched])
 			break;
-		}
 		k++;
 		if (++matched == want)
-			goto found;
+			return VERSION_FOUND;
 	}
+	if (k < n)
+		matched = 0;
 	for (const unsigned char *h; k < n && (h = memchr(b + k, 'H', n - k)); k++) {
 		k = (size_t)(h - b);
 		size_t room = n - k < want ? n - k : want;
 		if (memcmp(h, pattern, room) != 0)
 			continue;
 		if (room == want)
-			goto found;
-		matched = (unsigned)room; /* the piece ends inside it */
-		break;
+			return VERSION_FOUND;
+		return (unsigned)room; /* the piece ends inside it */
 	}
-	p->version_seen = (uint8_t)((p->version_seen & ~VERSION_MATCHED) | matched);
-	return;
-found:
-	p->version_seen = (uint8_t)((p->version_seen & ~VERSION_MATCHED) | VERSION_IN_BODY);
-	out->version_in_body = true;
+	return matched;
+}
+_Static_assert(sizeof("HTTP/1.") - 1 <= VERSION_MATCHED && VERSION_FOUND > VERSION_MATCHED,
+	       "a match in progress fits VERSION_MATCHED");
+
+/* The same for a piece b[0, n) of a value the steps read, which may have
+ * begun in an earlier piece. */
+static __attribute__((noinline)) void value_piece(struct http_parser *p, const unsigned char *b,
+						    size_t n)
+{
+	if (p->version_seen & VERSION_IN_VALUE)
+		return;
+	unsigned matched = version_match(p->version_seen & VERSION_MATCHED, b, n);
+	p->version_seen = (uint8_t)(matched == VERSION_FOUND ? VERSION_IN_VALUE : matched);
+}
+
+/* Body bytes b[0, n) of the current request: the first "HTTP/1." in a body
+ * is reported (version_in_body), so a body costs a scan of its bytes. */
+static __attribute__((noinline)) void body_piece(struct http_parser *p, const unsigned char *b,
+						   size_t n, struct http_feed_result *out)
+{
+	unsigned matched = version_match(p->version_seen & VERSION_MATCHED, b, n);
+	p->version_seen = (uint8_t)((p->version_seen & ~VERSION_MATCHED) |
+				    (matched == VERSION_FOUND ? VERSION_IN_BODY : matched));
+	out->version_in_body |= matched == VERSION_FOUND;
 }
 
 /* Bytes b[0, n) of the value being captured (no CR or LF). */
@@ -1395,12 +1397,6 @@ static __attribute__((noinline)) bool dot_segment(const char *p, const char *end
 	if (++p < end && *p == '.')
 		p++;
 	return p == end || *p == '/' || *p == ' ' || *p == '?';
-}
-
-/* Bits of the 16 bytes at x equal to c. */
-static inline unsigned bytes_equal(__m128i x, char c)
-{
-	return (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(x, _mm_set1_epi8(c)));
 }
 
 FORK_PATH enum line_logging http_request_line_logging(const char *line, size_t len,

@@ -115,21 +115,21 @@ static _Alignas(4096) struct line_bucket line_buckets[LINE_BUCKETS][2]; /* [buck
 /* Bucket pairs on one page: a line's second bucket is among its first's. */
 #define PAGE_PAIRS (4096 / sizeof(line_buckets[0]))
 /* Which request lines this process has seen once, and which more than
- * once, for its whole life: a bit each (SEEN_BITS of them) in each
+ * once, for its whole life: a bit each (2^SEEN_BITS_LOG of them) in each
  * bitmap, at a hash of the line's buckets. A buffered log may write a
  * request's line long after RECENT_REQUESTS more ended (nginx's buffer=,
  * lighttpd's), when a newer request with the same line is the one
  * counted: a line names a request only if its bit in the second bitmap
  * is clear (no other request ever had that line; a collision only loses
  * the name). 64 KiB, touched a bit per line. */
-#define SEEN_BITS (1u << 18)
-static _Atomic uint64_t seen_once[SEEN_BITS / 64], seen_twice[SEEN_BITS / 64];
+#define SEEN_BITS_LOG 18
+#define SEEN_WORDS ((1u << SEEN_BITS_LOG) / 64)
+static _Atomic uint64_t seen_once[SEEN_WORDS], seen_twice[SEEN_WORDS];
 
 static FORK_PATH uint32_t seen_bit(uint32_t buckets)
 {
-	return (buckets * 0x9e3779b1u) >> (32 - 18);
+	return (buckets * 0x9e3779b1u) >> (32 - SEEN_BITS_LOG);
 }
-_Static_assert(SEEN_BITS == 1u << 18, "seen_bit takes 18 bits");
 
 /* request_streams_unseen; read with every quoted request line: FORK_HOT. */
 static _Atomic uint32_t unseen_streams FORK_HOT;

@@ -140,14 +140,15 @@ START_PATH bool real_resolve(void)
 	struct next_objects next;
 	if (self)
 		next_objects_read(self, &next);
+	const struct next_objects *after = self ? &next : NULL;
 #define RESOLVE(name, ret, params, needed) \
-	*(void **)&r.name = original(self ? &next : NULL, #name, NULL); \
+	*(void **)&r.name = original(after, #name, NULL); \
 	complete &= !(needed) || r.name != NULL;
 	REAL_FUNCTIONS(RESOLVE)
 #undef RESOLVE
 	/* The current versions: dlsym could hand back the 2.2.5 compat ones. */
-	void *cond_wait = original(self ? &next : NULL, "pthread_cond_wait", "GLIBC_2.3.2");
-	void *cond_timedwait = original(self ? &next : NULL, "pthread_cond_timedwait", "GLIBC_2.3.2");
+	void *cond_wait = original(after, "pthread_cond_wait", "GLIBC_2.3.2");
+	void *cond_timedwait = original(after, "pthread_cond_timedwait", "GLIBC_2.3.2");
 	if (cond_wait && cond_timedwait) {
 		*(void **)&r.pthread_cond_wait = cond_wait;
 		*(void **)&r.pthread_cond_timedwait = cond_timedwait;
@@ -200,6 +201,11 @@ static long raw_syscall4(long nr, long a, long b, long c, long d)
 	return ret;
 }
 
+static inline pid_t raw_getpid(void)
+{
+	return (pid_t)raw_syscall3(SYS_getpid, 0, 0, 0);
+}
+
 /* The key made directly: libc's getrandom is a page of libc's code that
  * most programs never run. */
 static START_PATH void seed_ids(void)
@@ -238,7 +244,7 @@ static uint64_t fork_salt(void)
  * at its next write (fork made them copy-on-write). */
 static FORK_PATH void after_fork_child(void)
 {
-	process.pid = (pid_t)raw_syscall3(SYS_getpid, 0, 0, 0);
+	process.pid = raw_getpid();
 	atomic_store_explicit(&process.threaded, false, memory_order_relaxed);
 	id_generator_after_fork(&process.ids, (uint32_t)process.pid, fork_salt());
 	log_forget_all();
@@ -433,7 +439,7 @@ START_PATH unsigned shim_activate(config_lookup lookup, bool attached)
 	mark_log_fds(attached);
 	if (!attached)
 		adopt_exec_request();
-	process.pid = (pid_t)raw_syscall3(SYS_getpid, 0, 0, 0);
+	process.pid = raw_getpid();
 	/* At start the handlers for fatal signals wait until a line may be
 	 * pending or a thread starts (fatal_signal_flush_ensure); attached,
 	 * the program's threads run already: they go in now. */
@@ -470,7 +476,7 @@ __attribute__((destructor)) static void shim_stop(void)
 {
 	if (!shim.active ||
 	    !STATE_WAS_MADE(MADE_SLOTS | MADE_BACKLOGS | MADE_STREAM_MARKS) ||
-	    (pid_t)raw_syscall3(SYS_getpid, 0, 0, 0) != process.pid)
+	    raw_getpid() != process.pid)
 		return;
 	stdio_reclaim_all();
 	if (!STATE_WAS_MADE(MADE_SLOTS | MADE_BACKLOGS))
