@@ -273,19 +273,12 @@ class RealisticLighttpd(servers.RealServer):
         self.write_config()
 
     def write_config(self):
-        t = self.tmp
         fmt = r'%{remote}p %k %h %V %u %t \"%r\" %>s %b \"%{Referer}i\" \"%{User-Agent}i\"'
-        (self.base / "lighttpd.conf").write_text(f"""# reqid realistic test: nothing global is read
-server.document-root = "{self.root}"
-server.bind = "127.0.0.1"
-server.port = {self.port}
-server.errorlog = "{t}/error.log"
-server.modules = ("mod_accesslog")
-accesslog.filename = "{t}/access.log"
-accesslog.format = "{fmt}"
-mimetype.assign = (".html" => "text/html", "" => "application/octet-stream")
-server.max-keep-alive-requests = 1000
-""")
+        servers.write_lighttpd_config(
+            self.base / "lighttpd.conf", "realistic test", self.root, self.port, self.tmp,
+            'accesslog.format = "%s"' % fmt,
+            'mimetype.assign = (".html" => "text/html", "" => "application/octet-stream")',
+            "server.max-keep-alive-requests = 1000")
 
     def argv(self):
         return ["lighttpd", "-D", "-f", str(self.base / "lighttpd.conf")]

@@ -178,6 +178,21 @@ class NginxBuffered(Nginx):
         return rc == 0 and not (self.tmp / "nginx.pid").exists()
 
 
+def write_lighttpd_config(path, purpose, root, port, logdir, *extra):
+    """A lighttpd configuration at path that reads nothing global: the
+    document root, 127.0.0.1:port, the error and access logs in logdir,
+    then the extra lines given."""
+    lines = ["# reqid %s: nothing global is read" % purpose,
+             'server.document-root = "%s"' % root,
+             'server.bind = "127.0.0.1"',
+             "server.port = %d" % port,
+             'server.errorlog = "%s/error.log"' % logdir,
+             'server.modules = ("mod_accesslog")',
+             'accesslog.filename = "%s/access.log"' % logdir,
+             *extra]
+    Path(path).write_text("\n".join(lines) + "\n")
+
+
 class Lighttpd(RealServer):
     name = "lighttpd"
     binary, apt = "lighttpd", "lighttpd"
@@ -187,18 +202,10 @@ class Lighttpd(RealServer):
     reqid_options = ("--event-brackets",)
 
     def write_config(self):
-        t = self.tmp
-        (t / "lighttpd.conf").write_text(f"""# reqid realservers test: nothing global is read
-server.document-root = "{self.root}"
-server.bind = "127.0.0.1"
-server.port = {self.port}
-server.errorlog = "{t}/error.log"
-server.modules = ("mod_accesslog")
-accesslog.filename = "{t}/access.log"
-mimetype.assign = ("" => "text/plain")
-server.max-keep-alive-requests = 10000
-debug.log-file-not-found = "enable"
-""")
+        write_lighttpd_config(self.tmp / "lighttpd.conf", "realservers test", self.root,
+                              self.port, self.tmp, 'mimetype.assign = ("" => "text/plain")',
+                              "server.max-keep-alive-requests = 10000",
+                              'debug.log-file-not-found = "enable"')
 
     def argv(self):
         return ["lighttpd", "-D", "-f", str(self.tmp / "lighttpd.conf")]

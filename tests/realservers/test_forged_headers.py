@@ -97,17 +97,10 @@ class ForgedLighttpd(servers.RealServer):
         self.write_config()
 
     def write_config(self):
-        t = self.tmp
-        (t / "lighttpd.conf").write_text(f"""# reqid forged-header test: nothing global is read
-server.document-root = "{self.root}"
-server.bind = "127.0.0.1"
-server.port = {self.port}
-server.errorlog = "{t}/error.log"
-server.modules = ("mod_accesslog")
-accesslog.filename = "{t}/access.log"
-accesslog.format = "{LIGHTTPD_FORMATS[self.fmt]}"
-server.max-keep-alive-requests = 10000
-""")
+        servers.write_lighttpd_config(
+            self.tmp / "lighttpd.conf", "forged-header test", self.root, self.port, self.tmp,
+            'accesslog.format = "%s"' % LIGHTTPD_FORMATS[self.fmt],
+            "server.max-keep-alive-requests = 10000")
 
     def argv(self):
         return ["lighttpd", "-D", "-f", str(self.tmp / "lighttpd.conf")]

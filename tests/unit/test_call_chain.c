@@ -250,14 +250,18 @@ static void *compare_often(void *arg)
 	return (void *)mismatches;
 }
 
-static void test_threads_at_once(void **state)
+/* Starts n threads running compare_often (without libunwind's chains). */
+static void comparers_start(pthread_t *t, int n)
 {
-	(void)state;
 	without_libunwind = true;
-	pthread_t t[4];
-	for (long i = 0; i < 4; i++)
+	for (long i = 0; i < n; i++)
 		assert_int_equal(pthread_create(&t[i], NULL, compare_often, (void *)i), 0);
-	for (int i = 0; i < 4; i++) {
+}
+
+/* Waits for them: no chain differed from its first. */
+static void comparers_join(pthread_t *t, int n)
+{
+	for (int i = 0; i < n; i++) {
 		void *mismatches;
 		pthread_join(t[i], &mismatches);
 		assert_int_equal((long)mismatches, 0);
@@ -265,25 +269,26 @@ static void test_threads_at_once(void **state)
 	without_libunwind = false;
 }
 
+static void test_threads_at_once(void **state)
+{
+	(void)state;
+	pthread_t t[4];
+	comparers_start(t, 4);
+	comparers_join(t, 4);
+}
+
 /* Detach empties the shared cache of frame rules while threads walk and
  * fill it: every chain is still the same as its first. */
 static void test_rules_released_while_threads_walk(void **state)
 {
 	(void)state;
-	without_libunwind = true;
 	pthread_t t[3];
-	for (long i = 0; i < 3; i++)
-		assert_int_equal(pthread_create(&t[i], NULL, compare_often, (void *)i), 0);
+	comparers_start(t, 3);
 	for (int i = 0; i < 200; i++) {
 		call_chain_release_rules();
 		sched_yield();
 	}
-	for (int i = 0; i < 3; i++) {
-		void *mismatches;
-		pthread_join(t[i], &mismatches);
-		assert_int_equal((long)mismatches, 0);
-	}
-	without_libunwind = false;
+	comparers_join(t, 3);
 	struct both b;
 	call_chain_release_rules();
 	recurse(3, &b);
