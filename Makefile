@@ -17,7 +17,7 @@ PURE_SRCS := shim/frame_rule.c shim/config.c shim/request_id.c shim/traceparent.
              shim/audit_record.c shim/next_symbol.c
 # Interposition glue and the state it keeps.
 GLUE_SRCS := shim/shim_init.c shim/request_table.c shim/conn_table.c shim/head_store.c \
-             shim/thread_ctx.c shim/log_writer.c shim/log_output.c shim/insert_output.c \
+             shim/thread_ctx.c shim/log_order.c shim/log_writer.c shim/log_output.c shim/insert_output.c \
              shim/conn_output.c shim/client_output.c shim/tls_bind.c \
              shim/call_chain.c shim/epoll_map.c shim/epoll_queue.c shim/event_batch.c \
              shim/hook_net.c shim/hook_io.c shim/hook_ssl.c shim/hook_fd.c shim/hook_wait.c shim/hook_process.c shim/hook_syslog.c shim/hook_stdio.c \
@@ -102,14 +102,15 @@ $(BUILD) $(BUILD)/unit $(BUILD)/unit-asan $(BUILD)/unit-tsan $(BUILD)/servers:
 
 # Unit tests link the pure sources directly, and the shim's tables where a
 # test names them (no hooks: nothing is interposed).
-UNIT_TABLES_test_conn_table := shim/conn_table.c shim/head_store.c shim/request_table.c
+UNIT_TABLES_test_conn_table := shim/conn_table.c shim/head_store.c shim/request_table.c shim/log_order.c
 UNIT_TABLES_test_request_table := shim/request_table.c
-UNIT_TABLES_test_epoll_map := shim/epoll_map.c shim/conn_table.c shim/head_store.c shim/request_table.c
+UNIT_TABLES_test_epoll_map := shim/epoll_map.c shim/conn_table.c shim/head_store.c shim/request_table.c shim/log_order.c
 UNIT_TABLES_test_tls_bind := shim/tls_bind.c
-UNIT_TABLES_test_tls_output := shim/conn_output.c shim/insert_output.c shim/conn_table.c shim/head_store.c shim/request_table.c
-UNIT_TABLES_test_client_tls_output := shim/client_output.c shim/insert_output.c shim/conn_table.c shim/head_store.c shim/request_table.c
-UNIT_TABLES_test_log_slots := shim/log_writer.c shim/log_output.c shim/request_table.c
-UNIT_TABLES_test_epoll_queue := shim/epoll_queue.c shim/epoll_map.c shim/conn_table.c shim/head_store.c shim/request_table.c
+UNIT_TABLES_test_tls_output := shim/conn_output.c shim/insert_output.c shim/conn_table.c shim/head_store.c shim/request_table.c shim/log_order.c
+UNIT_TABLES_test_client_tls_output := shim/client_output.c shim/insert_output.c shim/conn_table.c shim/head_store.c shim/request_table.c shim/log_order.c
+UNIT_TABLES_test_log_slots := shim/log_writer.c shim/log_output.c shim/request_table.c shim/log_order.c
+UNIT_TABLES_test_epoll_queue := shim/epoll_queue.c shim/epoll_map.c shim/conn_table.c shim/head_store.c shim/request_table.c shim/log_order.c
+UNIT_TABLES_test_log_order := shim/log_order.c
 UNIT_TABLES_test_call_chain := shim/call_chain.c
 UNIT_LIBS_test_call_chain := -lunwind
 
@@ -128,7 +129,7 @@ $(BUILD)/unit-asan/%: tests/unit/%.c $(PURE_SRCS) $$(UNIT_TABLES_$$*) $(SHIM_HDR
 # copies and pages; the line slots, drained by other threads; the call
 # chains' shared cache of frame rules), under ThreadSanitizer (it does not
 # model fences: -Wno-tsan).
-TSAN_TESTS := test_request_table test_conn_table test_log_slots test_call_chain
+TSAN_TESTS := test_request_table test_conn_table test_log_slots test_call_chain test_log_order
 $(BUILD)/unit-tsan/%: tests/unit/%.c $(PURE_SRCS) $$(UNIT_TABLES_$$*) $(SHIM_HDRS) | $(BUILD)/unit-tsan
 	$(CC) -O1 -g $(WARN) -Wno-tsan -fsanitize=thread -D_GNU_SOURCE -Ishim -pthread -o $@ $< \
 	  $(PURE_SRCS) $(UNIT_TABLES_$*) -lcmocka -lxxhash $(UNIT_LIBS_$*)
@@ -179,7 +180,7 @@ integration: deps $(BUILD)/libreqid.so $(BUILD)/libreqid-fdpages.so $(BUILD)/req
 
 # libFuzzer targets over the pure logic, with ASan and UBSan.
 # Fuzzers link the pure sources, and the shim's parts a target names.
-FUZZ_PARTS_fuzz_line_assembly := shim/log_writer.c shim/log_output.c shim/request_table.c
+FUZZ_PARTS_fuzz_line_assembly := shim/log_writer.c shim/log_output.c shim/request_table.c shim/log_order.c
 $(BUILD)/fuzz/%: tests/fuzz/%.c $(PURE_SRCS) $$(FUZZ_PARTS_$$*) $(SHIM_HDRS)
 	@mkdir -p $(BUILD)/fuzz
 	clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
@@ -244,6 +245,7 @@ soak-quick: deps $(BUILD)/libreqid.so $(BUILD)/servers/thread_pool
 realtest: deps $(BUILD)/libreqid.so
 	python3 tests/realservers/run_real.py
 	python3 tests/realservers/test_forged_headers.py
+	python3 tests/realservers/test_rewritten_lines.py
 
 test: deps
 	$(MAKE) unit unit-asan unit-tsan fuzz-smoke integration realtest

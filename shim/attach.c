@@ -47,6 +47,7 @@
 #include "epoll_queue.h"
 #include "event_batch.h"
 #include "got_patch.h"
+#include "log_order.h"
 #include "log_output.h"
 #include "log_writer.h"
 #include "map_once.h"
@@ -423,6 +424,7 @@ static void forget_attached_state(void)
 	}
 	/* Zeroes are the forgotten state of these: their pages go back. */
 	request_table_release();
+	log_order_release();
 	epoll_map_release();
 	fd_state_release();
 	call_chain_release_rules();

@@ -18,6 +18,7 @@
 #include "audit_log.h"
 #include "fork_hot.h"
 #include "head_store.h"
+#include "log_order.h"
 #include "map_once.h"
 #include "request_table.h"
 #include "shim_init.h"
@@ -212,10 +213,41 @@ static FORK_PATH void unpin_request(struct conn *c)
 		request_unpin(atomic_exchange_explicit(&c->pinned, 0, memory_order_relaxed));
 }
 
+/* Request serial, answered, had a request line a server may log rebuilt
+ * (http_request_line_logging): its line as it came is hashed again, and
+ * one with a query is also known by the line of its path (counted). Out
+ * of line: few requests are such. */
+static __attribute__((noinline, cold)) void answered_rebuilt(uint64_t serial, uint8_t logging,
+							     uint32_t counted)
+{
+	log_order_answered(serial, request_table_line_buckets(serial),
+			   logging == LINE_OR_PATH ? counted : 0);
+}
+
+/* Request serial, c's current, was answered: it takes its place in the
+ * order the server writes its access lines in (log_order.h), known by its
+ * request line's buckets (none: 0). */
+static FORK_PATH void order_answered(struct conn *c, uint64_t serial)
+{
+	if (!atomic_load_explicit(&c->line_live, memory_order_acquire)) {
+		log_order_answered(serial, 0, 0);
+		return;
+	}
+	uint32_t counted = atomic_load_explicit(&c->line_buckets, memory_order_relaxed);
+	uint8_t logging = atomic_load_explicit(&c->line_logging, memory_order_relaxed);
+	if (likely(logging == LINE_AS_IS))
+		log_order_answered(serial, counted, 0);
+	else
+		answered_rebuilt(serial, logging, counted);
+}
+
 static FORK_PATH void set_request(struct conn *c, uint64_t serial)
 {
 	end_request(c);
 	unpin_request(c);
+	/* A response not ended by now (a pipelined request read first) ends
+	 * no request the shim can tell: no place in the order. */
+	atomic_store_explicit(&c->order_pending, false, memory_order_relaxed);
 	uint64_t was = __atomic_load_n(&c->request, __ATOMIC_RELAXED);
 	if (unlikely(shim.audit) && was && was != serial)
 		audit_request_ended(was);
@@ -529,8 +561,12 @@ FORK_PATH void conn_forget(int fd)
 		/* Stores only what changes: a fork server's parent closes each
 		 * connection it handed to a child unread, with no request, and
 		 * would copy the entry's page for stores of what is there. */
-		if (__atomic_load_n(&c->request, __ATOMIC_RELAXED) ||
-		    atomic_load_explicit(&c->line_live, memory_order_relaxed) ||
+		uint64_t request = __atomic_load_n(&c->request, __ATOMIC_RELAXED);
+		/* A response that ends with its connection (no length) ends
+		 * here. */
+		if (request && atomic_load_explicit(&c->order_pending, memory_order_relaxed))
+			order_answered(c, request);
+		if (request || atomic_load_explicit(&c->line_live, memory_order_relaxed) ||
 		    atomic_load_explicit(&c->pinned, memory_order_relaxed))
 			set_request(c, 0);
 		conn_sees_again(c);
@@ -739,6 +775,7 @@ static FORK_PATH void start_request(struct conn *c, const struct http_feed_resul
 		bool counted = logging != LINE_REWRITTEN;
 		atomic_store_explicit(&c->line_buckets, counted ? buckets : REQUEST_LINE_UNSEEN,
 				      memory_order_relaxed);
+		atomic_store_explicit(&c->line_logging, (uint8_t)logging, memory_order_relaxed);
 		if (likely(counted))
 			request_line_started(buckets, serial);
 		else
@@ -1081,17 +1118,34 @@ void conn_on_tls_read(int fd, const void *buf, size_t n)
 	conn_unlock(c);
 }
 
-/* A response to c's current request began: its slot may be reused once
- * the ring comes round to it. */
+/* Whether c's response has been written whole (or cannot be followed, or
+ * responses are not followed at all). Read without the write side's lock,
+ * after the write that may have ended it: another thread writing the same
+ * connection at once has stopped the parser. */
+static FORK_PATH bool response_ended(const struct conn *c)
+{
+	return shim.config.response_header_len == 0 || http_response_between(&c->response) ||
+	       http_response_stopped(&c->response);
+}
+
+/* A write of the program went to connection c: a response to its
+ * current request began, so its slot may be reused once the ring comes
+ * round to it; once the response has ended (or is not followed), the
+ * request takes its place in the order the server writes its access lines
+ * in (log_order.h): a server logs a request after its response. */
 static FORK_PATH void answered(struct conn *c)
 {
 	uint64_t request = __atomic_load_n(&c->request, __ATOMIC_RELAXED);
 	if (request != 0 && !atomic_load_explicit(&c->responded, memory_order_relaxed)) {
 		atomic_store_explicit(&c->responded, true, memory_order_relaxed);
+		atomic_store_explicit(&c->order_pending, true, memory_order_relaxed);
 		unpin_request(c);
 		if (unlikely(shim.audit))
 			audit_request_answered(request);
 	}
+	if (atomic_load_explicit(&c->order_pending, memory_order_relaxed) && response_ended(c) &&
+	    atomic_exchange_explicit(&c->order_pending, false, memory_order_relaxed))
+		order_answered(c, request);
 }
 
 void conn_on_tls_write(int fd)

@@ -71,8 +71,8 @@ enum conn_kind {
 };
 
 /* busy first (a connection moving to another fd's entry takes everything
- * after it), then fields by size: 168 bytes, 2 of them padding before the
- * parsers (10,000 idle connections hold 1.6 MiB of them). */
+ * after it), then fields by size: 168 bytes, none of them padding (10,000
+ * idle connections hold 1.6 MiB of them). */
 struct conn {
 	_Atomic uint32_t busy;
 	_Atomic uint32_t copies; /* other fds naming this connection */
@@ -102,6 +102,10 @@ struct conn {
 	bool proxied;        /* its PROXY protocol header was read alone */
 	_Atomic bool line_live; /* its request line is counted as live */
 	_Atomic bool blind;  /* counted as an unseen stream (conn_went_blind) */
+	_Atomic uint8_t line_logging; /* enum line_logging of the line counted
+					 (line_live) */
+	_Atomic bool order_pending; /* the current request's response began
+				       and has not ended (log_order.h) */
 	struct http_response_parser response;
 	/* The request parser's first HTTP_PARSER_STATE_SIZE bytes: all of it
 	 * between heads (see http_parser.h) */

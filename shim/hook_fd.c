@@ -28,6 +28,7 @@
 #include "audit_log.h"
 #include "call_chain.h"
 #include "epoll_map.h"
+#include "log_order.h"
 #include "path_glob.h"
 
 static FORK_PATH void set_flags(int fd, uint8_t flags)
@@ -167,7 +168,10 @@ static FORK_PATH __attribute__((noinline)) int opened(int fd, int dirfd, const c
 {
 	if (fd >= 0 && shim.active) {
 		int saved = errno;
-		fresh(fd, writable(flags) && is_log_path(dirfd, path));
+		bool log = writable(flags) && is_log_path(dirfd, path);
+		fresh(fd, log);
+		if (log)
+			log_order_log_opened(fd);
 		errno = saved;
 	}
 	return fd;

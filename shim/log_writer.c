@@ -35,6 +35,7 @@
 #include "event_batch.h"
 #include "fork_hot.h"
 #include "line_format.h"
+#include "log_order.h"
 #include "request_table.h"
 #include "shim_init.h"
 #include "thread_ctx.h"
@@ -296,6 +297,8 @@ struct writer {
 	uint64_t owner;            /* of the held record being written
 				      (record_owner); OWNER_CURRENT for the
 				      lines of the program's current call */
+	bool batch;                /* those lines are a batch (is_batch): the
+				      thread's request says nothing of them */
 	size_t fields_len;             /* the fields of id_request's lines */
 	char fields[LINE_FIELDS_MAX];
 	char stage[STAGE_SIZE];
@@ -315,6 +318,7 @@ static void writer_init(struct writer *w, const struct log_sink *sink, enum outp
 	w->error = 0;
 	w->id_request = UINT64_MAX;
 	w->owner = OWNER_CURRENT;
+	w->batch = false;
 	w->fields_len = 0;
 }
 
@@ -448,7 +452,11 @@ static __attribute__((noinline, cold)) enum emitted emit_raw(struct writer *w, c
 /* Formats again a line that quotes the request line of named, another
  * request than request, the one it got by the other rules (0: none). An
  * access log line written after its request ended or in a batch gets
- * named; a line that had a request of its own (a thread certain of it, a
+ * named if it came at named's place in the order its descriptor's lines
+ * follow (placed: log_order.h), or, outside a batch, a thread agrees
+ * (below): a batch is a buffer filled earlier, whoever flushes it (the
+ * line may be a rewritten one that quotes the flushing thread's request
+ * line). A line that had a request of its own (a thread certain of it, a
  * bracket that closed on it) gets none: one of the two is wrong, and which
  * is not known (the quote may be a client's header value that copies
  * another request's line). So does a line that another request than named
@@ -463,8 +471,8 @@ static __attribute__((noinline, cold)) enum emitted emit_raw(struct writer *w, c
  * I/O; none of these in an event loop's batch. Out of line: most lines name
  * their own request or none. */
 static __attribute__((noinline, cold)) size_t
-format_named(struct writer *w, uint64_t request, uint64_t named, const char *line, size_t len,
-	     char *out)
+format_named(struct writer *w, uint64_t request, uint64_t named, uint64_t placed,
+	     const char *line, size_t len, char *out)
 {
 	uint64_t owner = w->owner;
 	if (owner == OWNER_CURRENT)
@@ -472,9 +480,10 @@ format_named(struct writer *w, uint64_t request, uint64_t named, const char *lin
 			: thread_ctx.mode == CTX_BRACKET ? thread_ctx.request
 			: thread_ctx.mode == CTX_NONE	 ? thread_ctx.left_request
 							 : 0;
-	bool other = request || (owner && owner != named) ||
-		     (ctx_serves_own_request() && thread_ctx.request != named);
-	writer_id(w, other ? 0 : named);
+	bool serves = ctx_serves_own_request();
+	bool other = request || (owner && owner != named) || (serves && thread_ctx.request != named);
+	bool agreed = placed == named || (!w->batch && (owner == named || serves));
+	writer_id(w, other || !agreed ? 0 : named);
 	return line_format(&shim.style, w->fields, w->fields_len, line, len, out);
 }
 
@@ -508,9 +517,15 @@ emit_line(struct writer *w, uint64_t request, const char *line, size_t len, bool
 	size_t n = line_format_noting(&shim.style, w->fields, w->fields_len, line, len, out, &seen);
 	if (whole && (seen & LINE_SAW_NEWLINE))
 		return EMIT_SPLIT;
-	uint64_t named = seen & LINE_SAW_QUOTE ? request_named_by(line, len) : 0;
+	uint64_t named = 0, placed = 0;
+	uint32_t quoted;
+	if ((seen & LINE_SAW_QUOTE) && request_line_quoted(line, len, &quoted)) {
+		placed = log_order_line(w->sink->fd, quoted);
+		if (quoted)
+			named = request_named_with(line, len, quoted);
+	}
 	if (named && named != request)
-		n = format_named(w, request, named, line, len, out);
+		n = format_named(w, request, named, placed, line, len, out);
 	if (newline)
 		out[n++] = '\n';
 	if (out != w->stage + w->staged)
@@ -895,6 +910,7 @@ static bool consume(struct writer *w, const char *buf, size_t n)
 	}
 	const char *nl = memchr(buf, '\n', n);
 	bool batch = is_batch(buf, n, nl);
+	w->batch = batch;
 	for (bool first = true; pos < n; first = false) {
 		if (!first)
 			nl = memchr(buf + pos, '\n', n - pos);

@@ -547,6 +547,21 @@ void request_streams_unseen(int delta)
 		recent_end(RECENT_UNSEEN_END);
 }
 
+uint32_t request_table_line_buckets(uint64_t serial)
+{
+	struct request_head h;
+	char text[REQUEST_INLINE_TEXT], long_line[REQUEST_LINE_MAX];
+	if (!request_copy(serial, &h, text, COPY_LINE) || h.line_len == 0)
+		return 0;
+	const char *line = text + id_text_len(&h);
+	if (h.kind & REQUEST_LONG) {
+		if (!long_text_copy(serial, id_text_len(&h), h.line_len, long_line))
+			return 0;
+		line = long_line;
+	}
+	return request_line_buckets(line, h.line_len);
+}
+
 bool request_named_in(uint64_t serial, const char *line, size_t len)
 {
 	struct request_head h;
@@ -566,15 +581,29 @@ bool request_named_in(uint64_t serial, const char *line, size_t len)
 	return memmem(line, len, req_line, h.line_len) != NULL;
 }
 
-uint64_t request_named_by(const char *line, size_t len)
+bool request_line_quoted(const char *line, size_t len, uint32_t *buckets)
 {
 	size_t at, n;
+	if (!http_find_request_line(line, len, &at, &n))
+		return false;
+	/* no request keeps a line this long */
+	*buckets = n < REQUEST_LINE_MAX ? request_line_buckets(line + at, n) : 0;
+	return true;
+}
+
+uint64_t request_named_by(const char *line, size_t len)
+{
+	uint32_t buckets;
 	if (atomic_load_explicit(&unseen_streams, memory_order_acquire) ||
-	    !http_find_request_line(line, len, &at, &n))
+	    !request_line_quoted(line, len, &buckets) || buckets == 0)
 		return 0;
-	if (n >= REQUEST_LINE_MAX) /* no request keeps a line this long */
+	return request_named_with(line, len, buckets);
+}
+
+uint64_t request_named_with(const char *line, size_t len, uint32_t buckets)
+{
+	if (atomic_load_explicit(&unseen_streams, memory_order_acquire))
 		return 0;
-	uint32_t buckets = request_line_buckets(line + at, n);
 	for (int t = 0; t < 2; t++) {
 		const struct line_bucket *b = bucket_in(t, buckets);
 		if (atomic_load_explicit(&b->count, memory_order_acquire) != 1)

@@ -81,6 +81,10 @@ bool request_table_trace(uint64_t serial, const struct id_generator *gen, struct
 size_t request_table_tracestate(uint64_t serial, char out[TRACESTATE_MAX])
 	__attribute__((visibility("hidden")));
 
+/* The buckets of request serial's request line (request_line_buckets of
+ * the line as it came); 0 if it had none or is no longer stored. */
+uint32_t request_table_line_buckets(uint64_t serial) __attribute__((visibility("hidden")));
+
 /* Copies the id of request serial into out; 0 if it is no longer stored. */
 size_t request_table_get(uint64_t serial, char out[REQUEST_ID_MAX])
 	__attribute__((visibility("hidden")));
@@ -122,9 +126,19 @@ void request_naming_paused(bool paused) __attribute__((visibility("hidden")));
 bool request_named_in(uint64_t serial, const char *line, size_t len)
 	__attribute__((visibility("hidden")));
 
+/* Whether a log line quotes a request line (http_find_request_line); its
+ * buckets (request_line_buckets) in *buckets, 0 for one no request keeps
+ * (REQUEST_LINE_MAX bytes or more). */
+bool request_line_quoted(const char *line, size_t len, uint32_t *buckets)
+	__attribute__((visibility("hidden")));
+
 /* The request a log line names by the request line it quotes (an access
  * log line), if exactly one counted request has that request line; else 0. */
 uint64_t request_named_by(const char *line, size_t len) __attribute__((visibility("hidden")));
+
+/* The same, for a line whose quoted request line has buckets (not 0). */
+uint64_t request_named_with(const char *line, size_t len, uint32_t buckets)
+	__attribute__((visibility("hidden")));
 
 /* Every request added so far is forgotten: its serial finds nothing (a
  * process `reqid attach` attaches to again: a thread's context from the

@@ -570,9 +570,13 @@ class T17StaleContext(Base):
 
     # A client's header, logged in quotes, copying an earlier request's
     # request line names nothing: no id while the thread is certain of its
-    # own request (in a write of two lines and after a lock wait too), and
-    # a line quoting both lines keeps the thread's, or once the connection
-    # closed, with its own written bare, gets none.
+    # own request (after a lock wait too), and a line quoting both lines
+    # keeps the thread's, or once the connection closed, with its own
+    # written bare, gets none. A write of two lines one of which names
+    # another request is a batch (a buffer flushed): its line quoting the
+    # thread's own request line gets no id either, for it comes at no
+    # counted place (a buffered log's line rebuilt from another request's
+    # path could quote it).
     def test_forged_request_line_in_a_quote(self):
         bare, shim = self.both("forged_quote")
         self.assertEqual(bare.results_text.strip(), "done")
@@ -582,7 +586,7 @@ class T17StaleContext(Base):
             jline('ua="GET /victim HTTP/1.1" req="GET /attacker HTTP/1.1"', b"sem-a"),
             jline('req="GET /attacker HTTP/1.1"', b"sem-a"),
             jline('two: ua="GET /victim HTTP/1.1"', None),
-            jline('and "GET /attacker HTTP/1.1"', b"sem-a"),
+            jline('and "GET /attacker HTTP/1.1"', None),
             jline('locked: ua="GET /victim HTTP/1.1"', None),
             jline('locked: "GET /attacker HTTP/1.1"', b"sem-a"),
             jline('ua="GET /victim HTTP/1.1" req=[GET /attacker HTTP/1.1] 200', None),

@@ -21,9 +21,8 @@ victim's (/v/./<conn>-<i>) or a query a format of the path alone drops; a
 body holding the victim's line, which nginx logs with $request_body behind
 proxy_pass. Servers: lighttpd (buffered access log: its lines are
 attributed by naming alone) and nginx (2 workers, unbuffered: lines are
-attributed by the event-loop rules as well). The truth is the client's:
-every line starts with the client's port and the request's place on its
-connection, which the client maps to the X-Request-ID it sent.
+attributed by the event-loop rules as well). The truth is the client's
+(paired_traffic.py).
 
 A row fails on one wrong id, a line that is not JSON or not joined, or a
 line count other than the requests sent. Recall is reported, not judged
@@ -31,15 +30,12 @@ line count other than the requests sent. Recall is reported, not judged
 Exit status 0 when every row passes.
 """
 
-import json
-import os
-import socket
 import sys
 import tempfile
-import threading
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import paired_traffic  # noqa: E402
 import servers  # noqa: E402
 
 CONNECTIONS = 8
@@ -151,96 +147,24 @@ class ForgedNginx(servers.Nginx):
         return [("access.log", "access.log", None)]
 
 
-def read_response(f):
-    length = 0
-    while True:
-        line = f.readline()
-        if not line:
-            raise OSError("connection closed mid-response")
-        if line.lower().startswith(b"content-length:"):
-            length = int(line.split(b":", 1)[1])
-        if line == b"\r\n":
-            break
-    f.read(length)
-
-
-def client(port, conn, attack, truth, errors):
-    """One keep-alive connection: victim, attacker, victim, ... Records
-    (its port, place) -> X-Request-ID."""
-    try:
-        s = socket.create_connection(("127.0.0.1", port))
-        local_port = s.getsockname()[1]
-        f = s.makefile("rb")
-        place = 0
+def attack_requests(attack):
+    """A connection's requests: victim, attacker, victim, ..."""
+    def requests(conn):
         for i in range(ROUNDS):
             path = victim_path(conn, i, attack)
             victim = "GET %s HTTP/1.1" % path
-            for attacker in (False, True):
-                rid = "%s-%d-%d" % ("a" if attacker else "v", conn, i)
-                if attacker:
-                    head, body = attacker_request(attack, victim, path)
-                else:
-                    head, body = "%s\r\nUser-Agent: victim/1.0\r\n" % victim, ""
-                s.sendall(("%sHost: 127.0.0.1\r\nX-Request-ID: %s\r\n\r\n%s"
-                           % (head, rid, body)).encode())
-                read_response(f)
-                truth[(local_port, place)] = rid
-                place += 1
-        s.close()
-    except OSError as e:
-        errors.append("connection %d: %r" % (conn, e))
+            yield "v-%d-%d" % (conn, i), "%s\r\nUser-Agent: victim/1.0\r\n" % victim, ""
+            head, body = attacker_request(attack, victim, path)
+            yield "a-%d-%d" % (conn, i), head, body
+    return requests
 
 
 def run_row(cls, fmt, attack):
-    label = "%s, %s, %s" % (cls.name, fmt, attack)
-    problems = []
     with tempfile.TemporaryDirectory(prefix="reqid-forged-") as tmp:
         srv = cls(tmp, servers.free_port(), fmt)
         srv.prepare()
-        running = servers.Running(srv)
-        truth, errors = {}, []
-        try:
-            threads = [threading.Thread(target=client,
-                                        args=(srv.port, c, attack, truth, errors))
-                       for c in range(CONNECTIONS)]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
-        finally:
-            problems += running.stop()
-        problems += errors
-        right = wrong = untagged = 0
-        lines = (srv.tmp / "access.log").read_text(errors="replace").splitlines()
-        for text in lines:
-            try:
-                obj = json.loads(text)
-                port, place = obj["msg"].split(" ", 2)[:2]
-                want = truth[(int(port), srv.place(place))]
-            except (ValueError, KeyError, TypeError) as e:
-                problems.append("line not JSON or not joined (%r): %r" % (e, text[:200]))
-                continue
-            got = obj.get("request_id")
-            if got is None:
-                untagged += 1
-            elif got == want:
-                right += 1
-            else:
-                wrong += 1
-                if wrong <= 3:
-                    problems.append("wrong id %s on the line of %s: %r" % (got, want, text[:200]))
-        if wrong > 3:
-            problems.append("%d wrong ids in all" % wrong)
-        if len(lines) != len(truth):
-            problems.append("%d lines for %d requests" % (len(lines), len(truth)))
-    tagged = right + wrong
-    print("%-40s lines %5d  right %5d  wrong %3d  untagged %5d  precision %s  recall %.1f%%"
-          % (label, len(lines), right, wrong, untagged,
-             "%.1f%%" % (100.0 * right / tagged) if tagged else "-",
-             100.0 * right / len(lines) if lines else 0.0))
-    for p in problems:
-        print("  FAIL: " + p)
-    return not problems
+        return paired_traffic.run_row("%s, %s, %s" % (cls.name, fmt, attack), srv,
+                                      attack_requests(attack), CONNECTIONS)
 
 
 ROWS = [

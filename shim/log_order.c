@@ -1,0 +1,227 @@
+/*
+ * log_order.c - the ring of answered requests and the log descriptors'
+ * places in it (log_order.h).
+ *
+ * Each ring entry is seqlocked by its position + 1 (0: never written;
+ * ORDER_WRITING set while written). A reader that finds an entry being
+ * written or already reused takes it for no request: it never takes one
+ * request's buckets for another's. Places are found by probing from the
+ * fd's number, and kept for the process's life: a log descriptor closed and
+ * its number reused by another log is counted afresh when that is opened.
+ * Must never allocate, block or wait for another thread.
+ */
+#include "log_order.h"
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "fork_hot.h"
+#include "map_once.h"
+
+#define ORDER_WRITING (1ull << 63)
+
+struct answered_entry {
+	_Atomic uint64_t pos; /* position + 1; ORDER_WRITING while written */
+	_Atomic uint64_t serial;
+	_Atomic uint32_t buckets, path;
+};
+
+/* A log descriptor's place, used under busy: the answered requests from
+ * base on that its lines have taken (bit i: base + i), base the oldest
+ * none has. */
+struct log_place {
+	_Atomic int32_t fd;   /* fd + 1; 0: free */
+	_Atomic uint32_t busy;
+	uint64_t base;
+	uint64_t taken;
+	int32_t quiet;        /* lines taken in order since the last that was
+				 not, less one for each hole since (at most
+				 ORDER_QUIET) */
+};
+
+/* Positions handed out; written by every answered request: FORK_HOT. */
+static _Atomic uint64_t order_next FORK_HOT;
+static struct answered_entry order_ring[ORDER_RING];
+static struct log_place places[ORDER_PLACES];
+
+/* In the fork child's window: a fork server's child answers its
+ * connection's requests. */
+FORK_PATH void log_order_answered(uint64_t serial, uint32_t buckets, uint32_t path)
+{
+	uint64_t p = atomic_fetch_add_explicit(&order_next, 1, memory_order_relaxed);
+	struct answered_entry *e = &order_ring[p % ORDER_RING];
+	uint64_t was = atomic_load_explicit(&e->pos, memory_order_relaxed);
+	/* A writer a whole ring behind still in it, or one ahead already:
+	 * the entry stays unreadable for position p. */
+	if ((was & ORDER_WRITING) || was > p ||
+	    !atomic_compare_exchange_strong_explicit(&e->pos, &was, (p + 1) | ORDER_WRITING,
+						     memory_order_relaxed, memory_order_relaxed))
+		return;
+	atomic_thread_fence(memory_order_release);
+	atomic_store_explicit(&e->serial, serial, memory_order_relaxed);
+	atomic_store_explicit(&e->buckets, buckets, memory_order_relaxed);
+	atomic_store_explicit(&e->path, path, memory_order_relaxed);
+	atomic_store_explicit(&e->pos, p + 1, memory_order_release);
+}
+
+/* Whether the entry at position p is request serial's whose line a log
+ * line quoting a line with buckets may be; false if it is another's, or
+ * being written, or holds another position. */
+static bool entry_quoted(uint64_t p, uint32_t buckets, uint64_t *serial)
+{
+	const struct answered_entry *e = &order_ring[p % ORDER_RING];
+	if (atomic_load_explicit(&e->pos, memory_order_acquire) != p + 1)
+		return false;
+	*serial = atomic_load_explicit(&e->serial, memory_order_relaxed);
+	uint32_t b = atomic_load_explicit(&e->buckets, memory_order_relaxed);
+	uint32_t path = atomic_load_explicit(&e->path, memory_order_relaxed);
+	atomic_thread_fence(memory_order_acquire);
+	return atomic_load_explicit(&e->pos, memory_order_relaxed) == p + 1 &&
+	       (b == buckets || (path != 0 && path == buckets));
+}
+
+/* fd's place, or NULL. */
+static struct log_place *place_find(int fd)
+{
+	unsigned start = (unsigned)fd % ORDER_PLACES;
+	for (unsigned i = 0; i < ORDER_PLACES; i++) {
+		struct log_place *pl = &places[(start + i) % ORDER_PLACES];
+		int32_t holder = atomic_load_explicit(&pl->fd, memory_order_acquire);
+		if (holder == fd + 1)
+			return pl;
+		if (holder == 0)
+			break;
+	}
+	return NULL;
+}
+
+/* Counts fd's lines from the ring's end: when the program opened fd
+ * before it answered any request (none of its lines can be missing), its
+ * first line taken in order is enough (the first may be another virtual
+ * host's log's request, rebuilt); otherwise ORDER_QUIET of them. */
+static void place_start(struct log_place *pl, bool opened)
+{
+	pl->base = atomic_load_explicit(&order_next, memory_order_acquire);
+	pl->taken = 0;
+	pl->quiet = opened && pl->base == 0 ? ORDER_QUIET - 1 : 0;
+}
+
+/* A new place for fd (which has none), taken (busy); NULL if none is free. */
+static struct log_place *place_make(int fd, bool opened)
+{
+	unsigned start = (unsigned)fd % ORDER_PLACES;
+	for (unsigned i = 0; i < ORDER_PLACES; i++) {
+		struct log_place *pl = &places[(start + i) % ORDER_PLACES];
+		int32_t holder = atomic_load_explicit(&pl->fd, memory_order_acquire);
+		if (holder > 0)
+			continue;
+		uint32_t idle = 0;
+		if (!atomic_compare_exchange_strong_explicit(&pl->busy, &idle, 1,
+							     memory_order_acquire,
+							     memory_order_relaxed))
+			continue;
+		if (atomic_load_explicit(&pl->fd, memory_order_relaxed) != holder) {
+			atomic_store_explicit(&pl->busy, 0, memory_order_release);
+			continue;
+		}
+		place_start(pl, opened);
+		atomic_store_explicit(&pl->fd, fd + 1, memory_order_release);
+		return pl;
+	}
+	return NULL;
+}
+
+/* fd's place, made if it has none, taken (busy); NULL if there is none to
+ * be had or another thread has it. */
+static struct log_place *place_take(int fd, bool opened)
+{
+	struct log_place *pl = place_find(fd);
+	if (!pl)
+		return place_make(fd, opened);
+	uint32_t idle = 0;
+	if (!atomic_compare_exchange_strong_explicit(&pl->busy, &idle, 1, memory_order_acquire,
+						     memory_order_relaxed))
+		return NULL;
+	return pl;
+}
+
+static void place_give(struct log_place *pl)
+{
+	atomic_store_explicit(&pl->busy, 0, memory_order_release);
+}
+
+void log_order_log_opened(int fd)
+{
+	struct log_place *pl = fd >= 0 ? place_take(fd, true) : NULL;
+	if (pl) {
+		place_start(pl, true);
+		place_give(pl);
+	}
+}
+
+/* Moves pl's base by n requests, none of which a line is taken for now;
+ * each of them no line was taken for is a hole. */
+static void place_slide(struct log_place *pl, uint64_t n)
+{
+	uint64_t taken = n >= 64 ? pl->taken : pl->taken & ((1ull << n) - 1);
+	uint64_t holes = n - (uint64_t)__builtin_popcountll(taken);
+	if (holes) {
+		/* As many lines in order as holes before trust comes back:
+		 * lines rebuilt into later requests' lines come in order
+		 * once their own requests are holes. */
+		if (pl->quiet > 0)
+			pl->quiet = 0;
+		pl->quiet = holes > ORDER_RING ? -ORDER_RING
+			    : pl->quiet - (int32_t)holes < -ORDER_RING ? -ORDER_RING
+								    : pl->quiet - (int32_t)holes;
+	}
+	pl->taken = n >= 64 ? 0 : pl->taken >> n;
+	pl->base += n;
+}
+
+uint64_t log_order_line(int fd, uint32_t buckets)
+{
+	struct log_place *pl = fd >= 0 ? place_take(fd, false) : NULL;
+	if (!pl)
+		return 0;
+	uint64_t head = atomic_load_explicit(&order_next, memory_order_acquire);
+	if (head - pl->base > ORDER_RING) /* its requests were overwritten */
+		place_slide(pl, head - ORDER_RING - pl->base);
+	uint64_t placed = 0, serial = 0, i;
+	bool found = false;
+	for (i = 0; i < ORDER_SEARCH && pl->base + i < head && !found; i++)
+		found = (i >= 64 || !(pl->taken >> i & 1)) &&
+			entry_quoted(pl->base + i, buckets, &serial);
+	i--; /* where it was found */
+	if (found && i == 0 && pl->taken == 0) {
+		/* In order: the oldest request no line was taken for, and
+		 * none after it was. */
+		if (pl->quiet < ORDER_QUIET)
+			pl->quiet++;
+		else if (buckets != 0) /* 0: a line no request is named by */
+			placed = serial;
+	} else if (pl->quiet > 0) {
+		pl->quiet = 0;
+	}
+	if (found) {
+		/* Requests ORDER_HOLE_AGE or more before the one taken go
+		 * untaken for good (holes). */
+		if (i >= ORDER_HOLE_AGE) {
+			place_slide(pl, i - ORDER_HOLE_AGE + 1);
+			i = ORDER_HOLE_AGE - 1;
+		}
+		pl->taken |= 1ull << i;
+		while (pl->taken & 1)
+			place_slide(pl, 1);
+	}
+	place_give(pl);
+	return placed;
+}
+
+void log_order_release(void)
+{
+	table_release(order_ring, sizeof(order_ring));
+	table_release(places, sizeof(places));
+	atomic_store_explicit(&order_next, 0, memory_order_relaxed);
+}

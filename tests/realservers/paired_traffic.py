@@ -1,0 +1,99 @@
+"""paired_traffic.py - keep-alive connections that each send a fixed
+sequence of requests, with the truth taken from the client's own record:
+every log line the server writes starts with the client's port and the
+request's place on its connection, which the client maps to the
+X-Request-ID it sent. Used by test_forged_headers.py and
+test_rewritten_lines.py.
+
+A row fails on one wrong id, a line that is not JSON or not joined, or a
+line count other than the requests sent; recall is printed, and judged only
+against a floor the row gives.
+"""
+
+import json
+import socket
+import threading
+
+import servers
+
+
+def read_response(f):
+    length = 0
+    while True:
+        line = f.readline()
+        if not line:
+            raise OSError("connection closed mid-response")
+        if line.lower().startswith(b"content-length:"):
+            length = int(line.split(b":", 1)[1])
+        if line == b"\r\n":
+            break
+    f.read(length)
+
+
+def client(port, conn, requests, truth, errors):
+    """One keep-alive connection sending requests(conn): (request id, head
+    without X-Request-ID and Host, body) each. Records (its port, place) ->
+    request id."""
+    try:
+        s = socket.create_connection(("127.0.0.1", port))
+        local_port = s.getsockname()[1]
+        f = s.makefile("rb")
+        for place, (rid, head, body) in enumerate(requests(conn)):
+            s.sendall(("%sHost: 127.0.0.1\r\nX-Request-ID: %s\r\n\r\n%s"
+                       % (head, rid, body)).encode())
+            read_response(f)
+            truth[(local_port, place)] = rid
+        s.close()
+    except OSError as e:
+        errors.append("connection %d: %r" % (conn, e))
+
+
+def run_row(label, srv, requests, connections, min_recall=None):
+    """Runs srv (prepared) under the shim, connections clients at once, and
+    judges its access.log. Returns whether the row passed."""
+    problems = []
+    running = servers.Running(srv)
+    truth, errors = {}, []
+    try:
+        threads = [threading.Thread(target=client, args=(srv.port, c, requests, truth, errors))
+                   for c in range(connections)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        problems += running.stop()
+    problems += errors
+    right = wrong = untagged = 0
+    lines = (srv.tmp / "access.log").read_text(errors="replace").splitlines()
+    for text in lines:
+        try:
+            obj = json.loads(text)
+            port, place = obj["msg"].split(" ", 2)[:2]
+            want = truth[(int(port), srv.place(place))]
+        except (ValueError, KeyError, TypeError) as e:
+            problems.append("line not JSON or not joined (%r): %r" % (e, text[:200]))
+            continue
+        got = obj.get("request_id")
+        if got is None:
+            untagged += 1
+        elif got == want:
+            right += 1
+        else:
+            wrong += 1
+            if wrong <= 3:
+                problems.append("wrong id %s on the line of %s: %r" % (got, want, text[:200]))
+    if wrong > 3:
+        problems.append("%d wrong ids in all" % wrong)
+    if len(lines) != len(truth):
+        problems.append("%d lines for %d requests" % (len(lines), len(truth)))
+    recall = right / len(lines) if lines else 0.0
+    if min_recall is not None and recall < min_recall:
+        problems.append("recall %.1f%% under %.0f%%" % (100 * recall, 100 * min_recall))
+    tagged = right + wrong
+    print("%-44s lines %5d  right %5d  wrong %3d  untagged %5d  precision %s  recall %.1f%%"
+          % (label, len(lines), right, wrong, untagged,
+             "%.1f%%" % (100.0 * right / tagged) if tagged else "-", 100.0 * recall))
+    for p in problems:
+        print("  FAIL: " + p)
+    return not problems
