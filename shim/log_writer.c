@@ -487,6 +487,18 @@ format_named(struct writer *w, uint64_t request, uint64_t named, uint64_t placed
 	return line_format(&shim.style, w->fields, w->fields_len, line, len, out);
 }
 
+/* Formats again, with no id, a line the rules gave a request whose request
+ * line is not the one the line quotes: a buffered log's line of the
+ * request before, flushed alone while the next one is served (nginx with
+ * lines longer than half its buffer=), names that one only by the place
+ * of its flush. */
+static __attribute__((noinline, cold)) size_t format_unowned(struct writer *w, const char *line,
+							     size_t len, char *out)
+{
+	writer_id(w, 0);
+	return line_format(&shim.style, w->fields, w->fields_len, line, len, out);
+}
+
 /* Emits one line (without its newline; newline says whether it had one),
  * standing for input bytes of this batch. With whole, the line's bytes
  * are not known to be free of newlines, and line_format_escapes_whole
@@ -523,6 +535,8 @@ emit_line(struct writer *w, uint64_t request, const char *line, size_t len, bool
 		placed = log_order_line(w->sink->fd, quoted);
 		if (quoted)
 			named = request_named_with(line, len, quoted);
+		if (request && !named && unlikely(!request_line_is(request, quoted)))
+			n = format_unowned(w, line, len, out);
 	}
 	if (named && named != request)
 		n = format_named(w, request, named, placed, line, len, out);
@@ -696,9 +710,12 @@ static inline __attribute__((always_inline)) void judge(uint64_t started_request
  * any requests'. Then only a line that names its request gets an id. A
  * thread certain of its request is taken to write its own lines (a
  * message with a stack trace), unless one of them names another request
- * (which then gets no id either: format_named); any other thread's
- * multi-line write is a batch: after a response, or in an event loop's
- * handler, is when buffered logs are flushed. */
+ * (which then gets no id either: format_named), or two of them quote a
+ * request line (a request has one access line: a buffer of them, flushed
+ * by whichever thread filled it last, even if every line quotes the same
+ * line as that thread's request); any other thread's multi-line write is
+ * a batch: after a response, or in an event loop's handler, is when
+ * buffered logs are flushed. */
 static bool is_batch(const char *buf, size_t n, const char *first)
 {
 	const char *end = buf + n;
@@ -706,10 +723,14 @@ static bool is_batch(const char *buf, size_t n, const char *first)
 		return false;
 	if (ctx_certain_request() == 0)
 		return true;
+	unsigned quoting = 0;
 	for (const char *p = buf; p < end;) {
 		const char *nl = memchr(p, '\n', (size_t)(end - p));
 		if (!nl)
 			break;
+		uint32_t buckets;
+		if (request_line_quoted(p, (size_t)(nl - p), &buckets) && ++quoting == 2)
+			return true;
 		uint64_t named = request_named_by(p, (size_t)(nl - p));
 		if (named && named != thread_ctx.request)
 			return true;

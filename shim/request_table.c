@@ -562,6 +562,15 @@ uint32_t request_table_line_buckets(uint64_t serial)
 	return request_line_buckets(line, h.line_len);
 }
 
+bool request_line_is(uint64_t serial, uint32_t buckets)
+{
+	struct request_head h;
+	char text[REQUEST_INLINE_TEXT];
+	if (!request_copy(serial, &h, text, 0) || h.line_len == 0)
+		return true;
+	return buckets != 0 && (buckets == h.buckets || buckets == request_table_line_buckets(serial));
+}
+
 bool request_named_in(uint64_t serial, const char *line, size_t len)
 {
 	struct request_head h;

@@ -85,6 +85,12 @@ size_t request_table_tracestate(uint64_t serial, char out[TRACESTATE_MAX])
  * the line as it came); 0 if it had none or is no longer stored. */
 uint32_t request_table_line_buckets(uint64_t serial) __attribute__((visibility("hidden")));
 
+/* Whether request serial may be the one a log line quoting a request line
+ * with buckets (request_line_quoted) quotes: its line as it came, or as a
+ * format of the path alone logs it, has those buckets, or it has no line
+ * kept or is no longer stored (nothing says otherwise). */
+bool request_line_is(uint64_t serial, uint32_t buckets) __attribute__((visibility("hidden")));
+
 /* Copies the id of request serial into out; 0 if it is no longer stored. */
 size_t request_table_get(uint64_t serial, char out[REQUEST_ID_MAX])
 	__attribute__((visibility("hidden")));

@@ -496,7 +496,10 @@ static void sc_two_conns(void)
  * lines or after a lock wait, where the thread's lines get ids only by
  * naming; a line quoting its own request line too, quoted or bare, names
  * neither (the thread's own request stands; after the connection closed,
- * the line gets none). */
+ * the line gets none). A line quoting a request line that is no request's
+ * the shim saw is not the thread's request's either, and a write of two
+ * lines that both quote the thread's own request line is a buffer's
+ * flush (a request has one access line). */
 static void sc_forged_quote(void)
 {
 	int cv, sv, ca, sa;
@@ -515,6 +518,8 @@ static void sc_forged_quote(void)
 	put_line("ua=\"GET /victim HTTP/1.1\" req=\"GET /attacker HTTP/1.1\"\n");
 	put_line("req=\"GET /attacker HTTP/1.1\"\n");
 	put_line("two: ua=\"GET /victim HTTP/1.1\"\nand \"GET /attacker HTTP/1.1\"\n");
+	put_line("other \"GET /elsewhere?x=1 HTTP/1.1\"\n");
+	put_line("flushed \"GET /attacker HTTP/1.1\" 1\nflushed \"GET /attacker HTTP/1.1\" 2\n");
 	if (sem_wait(&lock) != 0)
 		die("sem_wait");
 	put_line("locked: ua=\"GET /victim HTTP/1.1\"\n");

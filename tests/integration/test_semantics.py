@@ -576,7 +576,9 @@ class T17StaleContext(Base):
     # another request is a batch (a buffer flushed): its line quoting the
     # thread's own request line gets no id either, for it comes at no
     # counted place (a buffered log's line rebuilt from another request's
-    # path could quote it).
+    # path could quote it). So do a line quoting a request line that is not
+    # the thread's request's, and two lines in one write that both quote
+    # the thread's own (a buffer flushed).
     def test_forged_request_line_in_a_quote(self):
         bare, shim = self.both("forged_quote")
         self.assertEqual(bare.results_text.strip(), "done")
@@ -587,6 +589,9 @@ class T17StaleContext(Base):
             jline('req="GET /attacker HTTP/1.1"', b"sem-a"),
             jline('two: ua="GET /victim HTTP/1.1"', None),
             jline('and "GET /attacker HTTP/1.1"', None),
+            jline('other "GET /elsewhere?x=1 HTTP/1.1"', None),
+            jline('flushed "GET /attacker HTTP/1.1" 1', None),
+            jline('flushed "GET /attacker HTTP/1.1" 2', None),
             jline('locked: ua="GET /victim HTTP/1.1"', None),
             jline('locked: "GET /attacker HTTP/1.1"', b"sem-a"),
             jline('ua="GET /victim HTTP/1.1" req=[GET /attacker HTTP/1.1] 200', None),
