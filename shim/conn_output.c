@@ -242,7 +242,7 @@ bool conn_output_response_done(int fd)
 	struct conn *c = conn_of(fd);
 	if (!out_lock(c))
 		return false; /* a write is inside one */
-	bool done = http_response_between(&c->response) || http_response_stopped(&c->response);
+	bool done = conn_response_over(c);
 	out_unlock(c);
 	return done;
 }

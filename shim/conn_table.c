@@ -1124,8 +1124,7 @@ void conn_on_tls_read(int fd, const void *buf, size_t n)
  * connection at once has stopped the parser. */
 static FORK_PATH bool response_ended(const struct conn *c)
 {
-	return shim.config.response_header_len == 0 || http_response_between(&c->response) ||
-	       http_response_stopped(&c->response);
+	return shim.config.response_header_len == 0 || conn_response_over(c);
 }
 
 /* A write of the program went to connection c: a response to its

@@ -114,6 +114,13 @@ struct conn {
 _Static_assert(sizeof(struct conn) == 168, "a connection's entry is 168 bytes");
 _Static_assert(CONN_CHUNK * sizeof(struct conn) % 4096 == 0, "a chunk's entries end a page");
 
+/* Whether the bytes written on c end exactly after a final response, or
+ * can no longer be followed (its response parser stopped). */
+static inline bool conn_response_over(const struct conn *c)
+{
+	return http_response_between(&c->response) || http_response_stopped(&c->response);
+}
+
 /* What the shim keeps for every fd, side by side so that the calls that
  * change a descriptor (accept, connect, dup2, close) touch one page for
  * all, not several: a forked child or its parent copies each page it

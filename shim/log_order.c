@@ -81,6 +81,14 @@ static bool entry_quoted(uint64_t p, uint32_t buckets, uint64_t *serial)
 	       (b == buckets || (path != 0 && path == buckets));
 }
 
+/* Whether this thread took pl (busy); false if another has it. */
+static bool place_try(struct log_place *pl)
+{
+	uint32_t idle = 0;
+	return atomic_compare_exchange_strong_explicit(&pl->busy, &idle, 1, memory_order_acquire,
+						       memory_order_relaxed);
+}
+
 /* fd's place, or NULL. */
 static struct log_place *place_find(int fd)
 {
@@ -114,12 +122,7 @@ static struct log_place *place_make(int fd, bool opened)
 	for (unsigned i = 0; i < ORDER_PLACES; i++) {
 		struct log_place *pl = &places[(start + i) % ORDER_PLACES];
 		int32_t holder = atomic_load_explicit(&pl->fd, memory_order_acquire);
-		if (holder > 0)
-			continue;
-		uint32_t idle = 0;
-		if (!atomic_compare_exchange_strong_explicit(&pl->busy, &idle, 1,
-							     memory_order_acquire,
-							     memory_order_relaxed))
+		if (holder > 0 || !place_try(pl))
 			continue;
 		if (atomic_load_explicit(&pl->fd, memory_order_relaxed) != holder) {
 			atomic_store_explicit(&pl->busy, 0, memory_order_release);
@@ -139,11 +142,7 @@ static struct log_place *place_take(int fd, bool opened)
 	struct log_place *pl = place_find(fd);
 	if (!pl)
 		return place_make(fd, opened);
-	uint32_t idle = 0;
-	if (!atomic_compare_exchange_strong_explicit(&pl->busy, &idle, 1, memory_order_acquire,
-						     memory_order_relaxed))
-		return NULL;
-	return pl;
+	return place_try(pl) ? pl : NULL;
 }
 
 static void place_give(struct log_place *pl)
@@ -190,10 +189,11 @@ uint64_t log_order_line(int fd, uint32_t buckets)
 		place_slide(pl, head - ORDER_RING - pl->base);
 	uint64_t placed = 0, serial = 0, i;
 	bool found = false;
-	for (i = 0; i < ORDER_SEARCH && pl->base + i < head && !found; i++)
-		found = (i >= 64 || !(pl->taken >> i & 1)) &&
-			entry_quoted(pl->base + i, buckets, &serial);
-	i--; /* where it was found */
+	for (i = 0; i < ORDER_SEARCH && pl->base + i < head; i++)
+		if ((i >= 64 || !(pl->taken >> i & 1)) && entry_quoted(pl->base + i, buckets, &serial)) {
+			found = true;
+			break;
+		}
 	if (found && i == 0 && pl->taken == 0) {
 		/* In order: the oldest request no line was taken for, and
 		 * none after it was. */

@@ -449,6 +449,14 @@ static __attribute__((noinline, cold)) enum emitted emit_raw(struct writer *w, c
 	return writer_put(w, line, n, input) ? EMIT_DONE : EMIT_FAILED;
 }
 
+/* Formats line again into out, with request's id (0: none). */
+static __attribute__((noinline, cold)) size_t format_as(struct writer *w, uint64_t request,
+							 const char *line, size_t len, char *out)
+{
+	writer_id(w, request);
+	return line_format(&shim.style, w->fields, w->fields_len, line, len, out);
+}
+
 /* Formats again a line that quotes the request line of named, another
  * request than request, the one it got by the other rules (0: none). An
  * access log line written after its request ended or in a batch gets
@@ -483,20 +491,7 @@ format_named(struct writer *w, uint64_t request, uint64_t named, uint64_t placed
 	bool serves = ctx_serves_own_request();
 	bool other = request || (owner && owner != named) || (serves && thread_ctx.request != named);
 	bool agreed = placed == named || (!w->batch && (owner == named || serves));
-	writer_id(w, other || !agreed ? 0 : named);
-	return line_format(&shim.style, w->fields, w->fields_len, line, len, out);
-}
-
-/* Formats again, with no id, a line the rules gave a request whose request
- * line is not the one the line quotes: a buffered log's line of the
- * request before, flushed alone while the next one is served (nginx with
- * lines longer than half its buffer=), names that one only by the place
- * of its flush. */
-static __attribute__((noinline, cold)) size_t format_unowned(struct writer *w, const char *line,
-							     size_t len, char *out)
-{
-	writer_id(w, 0);
-	return line_format(&shim.style, w->fields, w->fields_len, line, len, out);
+	return format_as(w, other || !agreed ? 0 : named, line, len, out);
 }
 
 /* Emits one line (without its newline; newline says whether it had one),
@@ -535,8 +530,12 @@ emit_line(struct writer *w, uint64_t request, const char *line, size_t len, bool
 		placed = log_order_line(w->sink->fd, quoted);
 		if (quoted)
 			named = request_named_with(line, len, quoted);
+		/* The rules gave it a request whose line is not the one it
+		 * quotes: a buffered log's line of the request before,
+		 * flushed alone while the next one is served (nginx with
+		 * lines longer than half its buffer=). */
 		if (request && !named && unlikely(!request_line_is(request, quoted)))
-			n = format_unowned(w, line, len, out);
+			n = format_as(w, 0, line, len, out);
 	}
 	if (named && named != request)
 		n = format_named(w, request, named, placed, line, len, out);
@@ -729,11 +728,13 @@ static bool is_batch(const char *buf, size_t n, const char *first)
 		if (!nl)
 			break;
 		uint32_t buckets;
-		if (request_line_quoted(p, (size_t)(nl - p), &buckets) && ++quoting == 2)
-			return true;
-		uint64_t named = request_named_by(p, (size_t)(nl - p));
-		if (named && named != thread_ctx.request)
-			return true;
+		if (request_line_quoted(p, (size_t)(nl - p), &buckets)) {
+			if (++quoting == 2)
+				return true;
+			uint64_t named = buckets ? request_named_with(p, (size_t)(nl - p), buckets) : 0;
+			if (named && named != thread_ctx.request)
+				return true;
+		}
 		p = nl + 1;
 	}
 	return false;

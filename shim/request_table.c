@@ -547,19 +547,25 @@ void request_streams_unseen(int delta)
 		recent_end(RECENT_UNSEEN_END);
 }
 
+/* Request serial's head into *h and its request line (h->line_len bytes,
+ * in text or long_line); NULL if it has none or is no longer stored. */
+static const char *request_line_copy(uint64_t serial, struct request_head *h,
+				     char text[REQUEST_INLINE_TEXT],
+				     char long_line[REQUEST_LINE_MAX])
+{
+	if (!request_copy(serial, h, text, COPY_LINE) || h->line_len == 0)
+		return NULL;
+	if (!(h->kind & REQUEST_LONG))
+		return text + id_text_len(h);
+	return long_text_copy(serial, id_text_len(h), h->line_len, long_line) ? long_line : NULL;
+}
+
 uint32_t request_table_line_buckets(uint64_t serial)
 {
 	struct request_head h;
 	char text[REQUEST_INLINE_TEXT], long_line[REQUEST_LINE_MAX];
-	if (!request_copy(serial, &h, text, COPY_LINE) || h.line_len == 0)
-		return 0;
-	const char *line = text + id_text_len(&h);
-	if (h.kind & REQUEST_LONG) {
-		if (!long_text_copy(serial, id_text_len(&h), h.line_len, long_line))
-			return 0;
-		line = long_line;
-	}
-	return request_line_buckets(line, h.line_len);
+	const char *line = request_line_copy(serial, &h, text, long_line);
+	return line ? request_line_buckets(line, h.line_len) : 0;
 }
 
 bool request_line_is(uint64_t serial, uint32_t buckets)
@@ -578,16 +584,9 @@ bool request_named_in(uint64_t serial, const char *line, size_t len)
 
 	if (atomic_load_explicit(&unseen_streams, memory_order_acquire))
 		return false;
-	if (!request_copy(serial, &h, text, COPY_LINE) || h.line_len == 0 ||
-	    !alone_in_a_bucket(h.buckets, serial))
-		return false;
-	const char *req_line = text + id_text_len(&h);
-	if (h.kind & REQUEST_LONG) {
-		if (!long_text_copy(serial, id_text_len(&h), h.line_len, long_line))
-			return false;
-		req_line = long_line;
-	}
-	return memmem(line, len, req_line, h.line_len) != NULL;
+	const char *req_line = request_line_copy(serial, &h, text, long_line);
+	return req_line && alone_in_a_bucket(h.buckets, serial) &&
+	       memmem(line, len, req_line, h.line_len) != NULL;
 }
 
 bool request_line_quoted(const char *line, size_t len, uint32_t *buckets)

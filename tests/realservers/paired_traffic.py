@@ -2,8 +2,8 @@
 sequence of requests, with the truth taken from the client's own record:
 every log line the server writes starts with the client's port and the
 request's place on its connection, which the client maps to the
-X-Request-ID it sent. Used by test_forged_headers.py and
-test_rewritten_lines.py.
+X-Request-ID it sent; and the nginx and lighttpd whose access logs start
+so. Used by test_forged_headers.py and test_rewritten_lines.py.
 
 A row fails on one wrong id, a line that is not JSON or not joined, or a
 line count other than the requests sent; recall is printed, and judged only
@@ -15,6 +15,56 @@ import socket
 import threading
 
 import servers
+
+
+class PairedNginx(servers.Nginx):
+    """nginx whose access.log lines are the client's port, the request's
+    place on its connection and the format named fmt of the test's."""
+
+    def __init__(self, tmp, port, fmt):
+        super().__init__(tmp, port)
+        self.fmt = fmt
+
+    def with_access_log(self, text, name, fmt, options=""):
+        """The configuration text with its access log in format fmt
+        (called name), with options after it."""
+        t = self.tmp
+        return text.replace(
+            "    access_log %s/access.log combined;" % t,
+            "    log_format %s '$remote_port $connection_requests %s';\n"
+            "    access_log %s/access.log %s%s;" % (name, fmt, t, name, options))
+
+    def place(self, field):
+        return int(field) - 1  # $connection_requests counts from 1
+
+    def sources(self):
+        return [("access.log", "access.log", None)]
+
+
+class PairedLighttpd(servers.RealServer):
+    """lighttpd whose access log format (starting with %{remote}p %k) is
+    the format named fmt of the test's."""
+    name = "lighttpd"
+    binary, apt = "lighttpd", "lighttpd"
+
+    def __init__(self, tmp, port, fmt):
+        super().__init__(tmp, port)
+        self.fmt = fmt
+
+    def write_lighttpd(self, purpose, fmt, *extra):
+        """The configuration: the extra lines, then access log format fmt."""
+        servers.write_lighttpd_config(
+            self.tmp / "lighttpd.conf", purpose, self.root, self.port, self.tmp, *extra,
+            'accesslog.format = "%s"' % fmt, "server.max-keep-alive-requests = 10000")
+
+    def argv(self):
+        return ["lighttpd", "-D", "-f", str(self.tmp / "lighttpd.conf")]
+
+    def place(self, field):
+        return int(field)  # %k: requests before this one on its connection
+
+    def sources(self):
+        return [("access.log", "access.log", None)]
 
 
 def read_response(f):

@@ -79,39 +79,19 @@ def attacker_request(attack, victim, path):
     raise ValueError(attack)
 
 
-class ForgedLighttpd(servers.RealServer):
-    name = "lighttpd"
-    binary, apt = "lighttpd", "lighttpd"
-
-    def __init__(self, tmp, port, fmt):
-        super().__init__(tmp, port)
-        self.fmt = fmt
-
+class ForgedLighttpd(paired_traffic.PairedLighttpd):
     def prepare(self):
         (self.root / "v").mkdir(parents=True, exist_ok=True)
         (self.root / "a").write_bytes(b"a\n")
         self.write_config()
 
     def write_config(self):
-        servers.write_lighttpd_config(
-            self.tmp / "lighttpd.conf", "forged-header test", self.root, self.port, self.tmp,
-            'accesslog.format = "%s"' % LIGHTTPD_FORMATS[self.fmt],
-            "server.max-keep-alive-requests = 10000")
-
-    def argv(self):
-        return ["lighttpd", "-D", "-f", str(self.tmp / "lighttpd.conf")]
-
-    def place(self, field):
-        return int(field)  # %k: requests before this one on its connection
-
-    def sources(self):
-        return [("access.log", "access.log", None)]
+        self.write_lighttpd("forged-header test", LIGHTTPD_FORMATS[self.fmt])
 
 
-class ForgedNginx(servers.Nginx):
+class ForgedNginx(paired_traffic.PairedNginx):
     def __init__(self, tmp, port, fmt):
-        super().__init__(tmp, port)
-        self.fmt = fmt
+        super().__init__(tmp, port, fmt)
         self.upstream = servers.free_port()
 
     def prepare(self):
@@ -121,12 +101,8 @@ class ForgedNginx(servers.Nginx):
 
     def write_config(self):
         super().write_config()
-        fmt = "$remote_port $connection_requests " + NGINX_FORMATS[self.fmt]
-        t = self.tmp
-        conf = t / "nginx.conf"
-        text = conf.read_text().replace(
-            "    access_log %s/access.log combined;" % t,
-            "    log_format forged '%s';\n    access_log %s/access.log forged;" % (fmt, t))
+        conf = self.tmp / "nginx.conf"
+        text = self.with_access_log(conf.read_text(), "forged", NGINX_FORMATS[self.fmt])
         # /p goes to a second server block (its own lines are not logged):
         # $request_body holds a body nginx read to pass on
         text = text.replace(
@@ -139,12 +115,6 @@ class ForgedNginx(servers.Nginx):
             "    server {\n        listen 127.0.0.1:%d;\n        access_log off;\n"
             "        location / { return 200 \"ok\\n\"; }\n    }\n}\n" % self.upstream)
         conf.write_text(text)
-
-    def place(self, field):
-        return int(field) - 1  # $connection_requests counts from 1
-
-    def sources(self):
-        return [("access.log", "access.log", None)]
 
 
 def attack_requests(attack):

@@ -59,63 +59,30 @@ def make_docroot(root):
             (root / "new" / ("%d-%d" % (c, i))).write_bytes(b"new\n")
 
 
-class RewritingNginx(servers.Nginx):
-    def __init__(self, tmp, port, fmt):
-        super().__init__(tmp, port)
-        self.fmt = fmt
-
+class RewritingNginx(paired_traffic.PairedNginx):
     def prepare(self):
         make_docroot(self.root)
         self.write_config()
 
     def write_config(self):
         super().write_config()
-        t = self.tmp
-        conf = t / "nginx.conf"
-        fmt = "$remote_port $connection_requests " + NGINX_FORMATS[self.fmt]
-        text = conf.read_text().replace(
-            "    access_log %s/access.log combined;" % t,
-            "    log_format rewritten '%s';\n"
-            "    access_log %s/access.log rewritten buffer=8k flush=1m;" % (fmt, t))
+        conf = self.tmp / "nginx.conf"
+        text = self.with_access_log(conf.read_text(), "rewritten", NGINX_FORMATS[self.fmt],
+                                    " buffer=8k flush=1m")
         text = text.replace(
             "        location /req/ { }",
             "        index index.html;\n"
             "        rewrite ^/old/(.*)$ /new/$1 last;")
         conf.write_text(text)
 
-    def place(self, field):
-        return int(field) - 1  # $connection_requests counts from 1
 
-    def sources(self):
-        return [("access.log", "access.log", None)]
-
-
-class RewritingLighttpd(servers.RealServer):
-    name = "lighttpd"
-    binary, apt = "lighttpd", "lighttpd"
-
-    def __init__(self, tmp, port, fmt):
-        super().__init__(tmp, port)
-        self.fmt = fmt
-
+class RewritingLighttpd(paired_traffic.PairedLighttpd):
     def prepare(self):
         make_docroot(self.root)
-        servers.write_lighttpd_config(
-            self.tmp / "lighttpd.conf", "rewritten-lines test", self.root, self.port, self.tmp,
-            'server.modules += ("mod_rewrite")',
-            'url.rewrite-once = ("^/old/(.*)$" => "/new/$1")',
-            'index-file.names = ("index.html")',
-            'accesslog.format = "%s"' % LIGHTTPD_FORMATS[self.fmt],
-            "server.max-keep-alive-requests = 10000")
-
-    def argv(self):
-        return ["lighttpd", "-D", "-f", str(self.tmp / "lighttpd.conf")]
-
-    def place(self, field):
-        return int(field)  # %k: requests before this one on its connection
-
-    def sources(self):
-        return [("access.log", "access.log", None)]
+        self.write_lighttpd("rewritten-lines test", LIGHTTPD_FORMATS[self.fmt],
+                            'server.modules += ("mod_rewrite")',
+                            'url.rewrite-once = ("^/old/(.*)$" => "/new/$1")',
+                            'index-file.names = ("index.html")')
 
 
 def pair_requests(rewritten, target):

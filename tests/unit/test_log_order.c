@@ -58,18 +58,23 @@ static void answer(unsigned first, unsigned count)
 		log_order_answered(serial_of(n), buckets_of(n), 0);
 }
 
+/* A line on fd quoting a line with buckets, of request own: 1 if it was
+ * placed (at own), 0 if not. */
+static unsigned placed_at(int fd, uint32_t buckets, uint64_t own)
+{
+	uint64_t at = log_order_line(fd, buckets);
+	if (at)
+		assert_int_equal(at, own);
+	return at != 0;
+}
+
 /* Lines of requests first..first+count-1 on fd, in order: how many were
  * placed; each placed at its own request. */
 static unsigned lines(int fd, unsigned first, unsigned count)
 {
 	unsigned placed = 0;
-	for (unsigned n = first; n < first + count; n++) {
-		uint64_t at = log_order_line(fd, buckets_of(n));
-		if (at) {
-			assert_int_equal(at, serial_of(n));
-			placed++;
-		}
-	}
+	for (unsigned n = first; n < first + count; n++)
+		placed += placed_at(fd, buckets_of(n), serial_of(n));
 	return placed;
 }
 
@@ -114,13 +119,10 @@ static unsigned rewritten_pairs(unsigned k, bool rewritten_first, unsigned round
 			bool rewritten = (half == 0) == rewritten_first;
 			for (unsigned c = 0; c < k; c++) {
 				unsigned target = base + 2 * c + 1;
-				uint64_t at = log_order_line(FD, buckets_of(target));
 				if (rewritten)
-					assert_int_equal(at, 0);
-				else if (at) {
-					assert_int_equal(at, serial_of(target));
-					placed++;
-				}
+					assert_int_equal(log_order_line(FD, buckets_of(target)), 0);
+				else
+					placed += placed_at(FD, buckets_of(target), serial_of(target));
 			}
 		}
 	}
@@ -314,13 +316,11 @@ static unsigned random_traffic(unsigned seed, const unsigned rate[5], unsigned e
 			log_order_answered(serial_of(answered), own[answered], 0);
 		if ((unsigned)rand() % 1000 < extra)
 			log_order_line(FD, 0x900000u + (unsigned)rand() % 64);
-		uint64_t at = log_order_line(FD, quoted[n]);
 		if (quoted[n] < 0x800000u) {
 			(*unique)++;
-			if (at) {
-				assert_int_equal(at, serial_of(n));
-				right++;
-			}
+			right += placed_at(FD, quoted[n], serial_of(n));
+		} else {
+			log_order_line(FD, quoted[n]);
 		}
 	}
 	return right;
