@@ -13,14 +13,15 @@
  * child copies one page for all of them. Never mark anything large or
  * rarely written.
  *
- * FORK_HOT_FIRST puts the per-process state (shim_init.h: pid, id
- * generator), page-aligned, in a section whose name sorts first (the
- * library links with --sort-section=name), so the FORK_HOT globals follow
- * it on its page whatever the order of files. FORK_HOT_LAST puts the
- * descriptor flags (conn_table.h) right after them: their first entries,
- * the low descriptors (stdio, whose log flags every process sets at start;
- * a fork server's connection, which its child dup2()s onto 0 and 1), share
- * that page, and a child writing them or a process starting copies no page
+ * shim/layout.ld puts these sections right after .data, on the page the
+ * loader writes as it maps the library (zeroing it past .data's bytes): a
+ * process starting writes them without a fault of its own. FORK_HOT_FIRST
+ * puts the per-process state (shim_init.h: pid, id generator) first, the
+ * FORK_HOT globals follow, and FORK_HOT_LAST puts the descriptor flags
+ * (conn_table.h) right after them: their first entries, the low
+ * descriptors (stdio, whose log flags every process sets at start; a fork
+ * server's connection, which its child dup2()s onto 0 and 1), share that
+ * page, and a child writing them or a process starting copies no page
  * more for them.
  *
  * START_WRITTEN marks small globals every process reads and then writes as

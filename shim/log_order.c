@@ -42,14 +42,25 @@ struct log_place {
 
 /* Positions handed out; written by every answered request: FORK_HOT. */
 static _Atomic uint64_t order_next FORK_HOT;
+/* Whether any place was made: until then no line looks at the ring (a
+ * place starts at order_next), and answers go in without an entry. Read
+ * by every answered request: FORK_HOT. */
+static _Atomic bool places_made FORK_HOT;
 static struct answered_entry order_ring[ORDER_RING];
 static struct log_place places[ORDER_PLACES];
 
 /* In the fork child's window: a fork server's child answers its
- * connection's requests. */
+ * connection's requests. A process no place was made in (a fork server
+ * whose lines quote no request line, a CGI program) writes no entry: the
+ * ring's page would cost each fork child a fault and a copy. */
 FORK_PATH void log_order_answered(uint64_t serial, uint32_t buckets, uint32_t path)
 {
-	uint64_t p = atomic_fetch_add_explicit(&order_next, 1, memory_order_relaxed);
+	uint64_t p = atomic_fetch_add_explicit(&order_next, 1, memory_order_seq_cst);
+	/* A place made meanwhile reads order_next after it says so (both
+	 * sequentially consistent): either it starts after p, or this sees
+	 * it and writes p's entry. */
+	if (!atomic_load_explicit(&places_made, memory_order_seq_cst))
+		return;
 	struct answered_entry *e = &order_ring[p % ORDER_RING];
 	uint64_t was = atomic_load_explicit(&e->pos, memory_order_relaxed);
 	/* A writer a whole ring behind still in it, or one ahead already:
@@ -110,7 +121,9 @@ static struct log_place *place_find(int fd)
  * host's log's request, rebuilt); otherwise ORDER_QUIET of them. */
 static void place_start(struct log_place *pl, bool opened)
 {
-	pl->base = atomic_load_explicit(&order_next, memory_order_acquire);
+	if (!atomic_load_explicit(&places_made, memory_order_relaxed))
+		atomic_store_explicit(&places_made, true, memory_order_seq_cst);
+	pl->base = atomic_load_explicit(&order_next, memory_order_seq_cst);
 	pl->taken = 0;
 	pl->quiet = opened && pl->base == 0 ? ORDER_QUIET - 1 : 0;
 }
@@ -223,5 +236,6 @@ void log_order_release(void)
 {
 	table_release(order_ring, sizeof(order_ring));
 	table_release(places, sizeof(places));
+	atomic_store_explicit(&places_made, false, memory_order_relaxed);
 	atomic_store_explicit(&order_next, 0, memory_order_relaxed);
 }

@@ -111,24 +111,36 @@ static _Atomic int32_t pinned_slots FORK_HOT; /* below zero only for a pin
 /* Requests below this serial are forgotten (request_table_forget_all).
  * Read at every lookup, in a fork child too: FORK_HOT. */
 static _Atomic uint64_t first_valid FORK_HOT;
-static _Alignas(4096) struct line_bucket line_buckets[LINE_BUCKETS][2]; /* [bucket][table] */
-/* Bucket pairs on one page: a line's second bucket is among its first's. */
-#define PAGE_PAIRS (4096 / sizeof(line_buckets[0]))
-/* Which request lines this process has seen once, and which more than
- * once, for its whole life: a bit each (2^SEEN_BITS_LOG of them) in each
- * bitmap, at a hash of the line's buckets. A buffered log may write a
- * request's line long after RECENT_REQUESTS more ended (nginx's buffer=,
- * lighttpd's), when a newer request with the same line is the one
- * counted: a line names a request only if its bit in the second bitmap
- * is clear (no other request ever had that line; a collision only loses
- * the name). 64 KiB, touched a bit per line. */
-#define SEEN_BITS_LOG 18
-#define SEEN_WORDS ((1u << SEEN_BITS_LOG) / 64)
-static _Atomic uint64_t seen_once[SEEN_WORDS], seen_twice[SEEN_WORDS];
+/* The line index: pages of bucket pairs (two tables), each with the seen
+ * bits of the lines whose buckets are there. A line's two buckets are on
+ * one page: a bucket's number is its page << 7 | its pair on the page.
+ * Which request lines this process has seen once, and which more than
+ * once, for its whole life: a bit each in each bitmap, at a hash of the
+ * line's buckets. A buffered log may write a request's line long after
+ * RECENT_REQUESTS more ended (nginx's buffer=, lighttpd's), when a newer
+ * request with the same line is the one counted: a line names a request
+ * only if its bit in the second bitmap is clear (no other request ever had
+ * that line; a collision only loses the name). A counted line writes one
+ * page of the index: a fork child copies one. */
+#define SEEN_PAGE_WORDS 16 /* 1024 bits in each bitmap of a page */
+#define LINE_PAGES 256
+#define PAGE_PAIRS ((4096 - 2 * SEEN_PAGE_WORDS * 8) / (2 * sizeof(struct line_bucket)))
+struct line_page {
+	struct line_bucket pairs[PAGE_PAIRS][2];
+	_Atomic uint64_t seen_once[SEEN_PAGE_WORDS], seen_twice[SEEN_PAGE_WORDS];
+};
+_Static_assert(sizeof(struct line_page) == 4096, "a page of the line index is a page");
+_Static_assert(PAGE_PAIRS <= 128 && LINE_PAGES <= 512, "a bucket's number fits in 16 bits");
+static _Alignas(4096) struct line_page line_pages[LINE_PAGES];
+
+static FORK_PATH struct line_page *page_of(uint32_t buckets)
+{
+	return &line_pages[(buckets >> 7) % LINE_PAGES];
+}
 
 static FORK_PATH uint32_t seen_bit(uint32_t buckets)
 {
-	return (buckets * 0x9e3779b1u) >> (32 - SEEN_BITS_LOG);
+	return (buckets * 0x9e3779b1u) >> (32 - 10);
 }
 
 /* request_streams_unseen; read with every quoted request line: FORK_HOT. */
@@ -142,14 +154,17 @@ static _Atomic uint32_t recent[RECENT_REQUESTS] FORK_HOT;
 FORK_PATH __attribute__((flatten)) uint32_t request_line_buckets(const char *line, size_t len)
 {
 	uint64_t h = XXH3_64bits(line, len);
-	uint32_t first = (uint32_t)(h % LINE_BUCKETS);
-	uint32_t second = first - first % PAGE_PAIRS + (uint32_t)((h >> 32) % PAGE_PAIRS);
+	uint32_t page = (uint32_t)(h % LINE_PAGES) << 7;
+	/* pairs in [0, PAGE_PAIRS) by multiplying (h's bits 16-39 and 40-63) */
+	uint32_t first = page | (uint32_t)(((h >> 8) & 0xffffffffu) * PAGE_PAIRS >> 32);
+	uint32_t second = page | (uint32_t)((h >> 32) * PAGE_PAIRS >> 32);
 	return first | second << 16;
 }
 
-static struct line_bucket *bucket_in(int table, uint32_t buckets)
+static FORK_PATH struct line_bucket *bucket_in(int table, uint32_t buckets)
 {
-	return &line_buckets[(buckets >> (16 * table) & 0xffff) % LINE_BUCKETS][table];
+	uint32_t b = buckets >> (16 * table), pair = b & 127;
+	return &page_of(b)->pairs[pair < PAGE_PAIRS ? pair : PAGE_PAIRS - 1][table];
 }
 
 FORK_PATH void request_line_started(uint32_t buckets, uint64_t serial)
@@ -158,7 +173,8 @@ FORK_PATH void request_line_started(uint32_t buckets, uint64_t serial)
 	 * the first times (a fork child copies the pages it writes). */
 	uint32_t bit = seen_bit(buckets);
 	uint64_t mask = 1ull << (bit % 64);
-	_Atomic uint64_t *once = &seen_once[bit / 64], *twice = &seen_twice[bit / 64];
+	struct line_page *page = page_of(buckets);
+	_Atomic uint64_t *once = &page->seen_once[bit / 64], *twice = &page->seen_twice[bit / 64];
 	if (!(atomic_load_explicit(once, memory_order_relaxed) & mask))
 		atomic_fetch_or_explicit(once, mask, memory_order_relaxed);
 	else if (!(atomic_load_explicit(twice, memory_order_relaxed) & mask))
@@ -210,7 +226,8 @@ FORK_PATH void request_line_ended(uint32_t buckets)
 static bool alone_in_a_bucket(uint32_t buckets, uint64_t serial)
 {
 	uint32_t bit = seen_bit(buckets);
-	if (atomic_load_explicit(&seen_twice[bit / 64], memory_order_acquire) & (1ull << (bit % 64)))
+	if (atomic_load_explicit(&page_of(buckets)->seen_twice[bit / 64], memory_order_acquire) &
+	    (1ull << (bit % 64)))
 		return false;
 	for (int t = 0; t < 2; t++) {
 		const struct line_bucket *b = bucket_in(t, buckets);
@@ -637,9 +654,7 @@ void request_table_release(void)
 	for (int i = 0; i < RECENT_REQUESTS; i++)
 		if (atomic_load_explicit(&recent[i], memory_order_relaxed))
 			atomic_store_explicit(&recent[i], 0, memory_order_relaxed);
-	table_release(line_buckets, sizeof(line_buckets));
-	table_release(seen_once, sizeof(seen_once));
-	table_release(seen_twice, sizeof(seen_twice));
+	table_release(line_pages, sizeof(line_pages));
 	atomic_store_explicit(&unseen_streams, 0, memory_order_relaxed);
 	atomic_store_explicit(&pinned_slots, 0, memory_order_relaxed);
 	atomic_store_explicit(&ring_doublings, 0, memory_order_relaxed);

@@ -50,7 +50,6 @@
 #define REQUEST_RING_START 1024u /* slots the ring starts with */
 #define REQUEST_INLINE_TEXT 96 /* bytes of id and request line a slot holds */
 #define REQUEST_LONG_SLOTS 4096
-#define LINE_BUCKETS 32768 /* in each of two tables */
 #define RECENT_REQUESTS 256
 #define TRACESTATE_SLOTS 1024 /* a tracestate lives while 1023 newer ones do */
 

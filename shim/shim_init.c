@@ -42,9 +42,9 @@ struct real_functions real START_WRITTEN;
  * the page the C runtime's exit flag (crtbegin's, written at exit) is on,
  * one fault for both. */
 struct shim_state shim;
-/* Page-aligned, and first of the FORK_HOT globals: with them and the low
- * descriptors' flags, one page for all a fork child writes of them. */
-struct process_state process FORK_HOT_FIRST __attribute__((aligned(4096)));
+/* First of the FORK_HOT globals: with them and the low descriptors' flags,
+ * on the page of .data (fork_hot.h). */
+struct process_state process FORK_HOT_FIRST;
 
 /* What pthread_atfork does (its libc_nonshared.a stub): called directly, so
  * that stub, which the linker puts at the far end of the library's code,
