@@ -121,7 +121,7 @@ static struct log_place *place_find(int fd)
  * host's log's request, rebuilt); otherwise ORDER_QUIET of them. */
 static void place_start(struct log_place *pl, bool opened)
 {
-	if (!atomic_load_explicit(&places_made, memory_order_relaxed))
+	if (!atomic_load_explicit(&places_made, memory_order_seq_cst))
 		atomic_store_explicit(&places_made, true, memory_order_seq_cst);
 	pl->base = atomic_load_explicit(&order_next, memory_order_seq_cst);
 	pl->taken = 0;

@@ -130,7 +130,7 @@ struct line_page {
 	_Atomic uint64_t seen_once[SEEN_PAGE_WORDS], seen_twice[SEEN_PAGE_WORDS];
 };
 _Static_assert(sizeof(struct line_page) == 4096, "a page of the line index is a page");
-_Static_assert(PAGE_PAIRS <= 128 && LINE_PAGES <= 512, "a bucket's number fits in 16 bits");
+_Static_assert(PAGE_PAIRS <= 128 && LINE_PAGES <= 256, "a bucket's number fits in 15 bits");
 static _Alignas(4096) struct line_page line_pages[LINE_PAGES];
 
 static FORK_PATH struct line_page *page_of(uint32_t buckets)
@@ -155,7 +155,8 @@ FORK_PATH __attribute__((flatten)) uint32_t request_line_buckets(const char *lin
 {
 	uint64_t h = XXH3_64bits(line, len);
 	uint32_t page = (uint32_t)(h % LINE_PAGES) << 7;
-	/* pairs in [0, PAGE_PAIRS) by multiplying (h's bits 16-39 and 40-63) */
+	/* pairs in [0, PAGE_PAIRS): the words of h's bits 8-39 and 32-63,
+	 * multiplied, give their top bits' share */
 	uint32_t first = page | (uint32_t)(((h >> 8) & 0xffffffffu) * PAGE_PAIRS >> 32);
 	uint32_t second = page | (uint32_t)((h >> 32) * PAGE_PAIRS >> 32);
 	return first | second << 16;

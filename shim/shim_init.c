@@ -43,8 +43,10 @@ struct real_functions real START_WRITTEN;
  * one fault for both. */
 struct shim_state shim;
 /* First of the FORK_HOT globals: with them and the low descriptors' flags,
- * on the page of .data (fork_hot.h). */
-struct process_state process FORK_HOT_FIRST;
+ * on the page of .data (fork_hot.h). A cache line of its own start: the
+ * id counter is written for every id, the table of libc's functions
+ * before it read by every hook. */
+struct process_state process FORK_HOT_FIRST __attribute__((aligned(64)));
 
 /* What pthread_atfork does (its libc_nonshared.a stub): called directly, so
  * that stub, which the linker puts at the far end of the library's code,
