@@ -98,6 +98,24 @@ void call_chain_load(void)
 			      memory_order_release);
 }
 
+/* Set by a listen (call_chain_wanted); read at event loops' waits. */
+static _Atomic bool chains_wanted;
+
+void call_chain_wanted(void)
+{
+	atomic_store_explicit(&chains_wanted, true, memory_order_relaxed);
+}
+
+void call_chain_load_if_wanted(void)
+{
+	if (atomic_load_explicit(&unwinder_state, memory_order_relaxed) != UNWINDER_ABSENT ||
+	    !atomic_load_explicit(&chains_wanted, memory_order_relaxed))
+		return;
+	int saved = errno;
+	call_chain_load();
+	errno = saved;
+}
+
 bool call_chain_ready(void)
 {
 	return atomic_load_explicit(&unwinder_state, memory_order_acquire) == UNWINDER_READY;

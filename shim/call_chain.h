@@ -35,11 +35,26 @@
 
 /* Loads libunwind (dlopen, into its own scope: its _Unwind_* never stand in
  * for the program's), once. dlopen allocates and takes the loader's lock:
- * it is called only from listen() while the process has one thread (no
- * other thread can hold that lock waiting for this one, and programs do not
- * listen from signal handlers), so a process that never listens, or starts
- * its threads first, has no chains. */
+ * it is called only while the process has one thread (no other thread can
+ * hold that lock waiting for this one), from a listen, an event loop's wait
+ * or a thread's creation, never from a signal handler's calls in practice;
+ * a process that never listens, or starts its threads first, has no chains.
+ * At start under `reqid audit`, and at attach, it is called at once. */
 void call_chain_load(void) __attribute__((visibility("hidden")));
+
+/* The process listens: it may run event loops, which need chains. The
+ * library is loaded only when one waits (call_chain_load_if_wanted), not
+ * now: a fork server whose children serve a connection each and exit
+ * would have every child run libunwind's and liblzma's exit code (three
+ * page faults a child), and a server that never waits on several
+ * descriptors would map them for nothing. Inherited by fork children. */
+void call_chain_wanted(void) __attribute__((visibility("hidden")));
+
+/* call_chain_load, if the process (or the one it was forked from) listened
+ * and the library is not loaded yet. The caller makes sure the process has
+ * one thread: at its first event loop's wait, or as it starts its first
+ * thread. */
+void call_chain_load_if_wanted(void) __attribute__((visibility("hidden")));
 
 /* Whether libunwind is loaded: without it there are no chains. */
 bool call_chain_ready(void) __attribute__((visibility("hidden")));

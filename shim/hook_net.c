@@ -41,9 +41,9 @@ static int accepted(int listen_fd, int fd)
 }
 
 /* A process that listens serves: it answers the AVX2 question before it
- * forks children (line_format_prepare), and the event-loop rules get
- * libunwind now (call_chain_load), while it has one thread, so that no
- * other thread can hold the loader's lock waiting for this one. */
+ * forks children (line_format_prepare), and the event-loop rules will want
+ * libunwind (call_chain_wanted: loaded at its first event loop's wait or
+ * first thread, while it has one thread). */
 EXPORT int listen(int s, int backlog)
 {
 	int (*fn)(int, int) = REAL(listen);
@@ -53,11 +53,8 @@ EXPORT int listen(int s, int backlog)
 	if (r != 0 || !shim.active)
 		return r;
 	line_format_prepare();
-	if (shim.config.event_stacks && !atomic_load_explicit(&process.threaded, memory_order_relaxed)) {
-		int saved = errno;
-		call_chain_load();
-		errno = saved;
-	}
+	if (shim.config.event_stacks && !atomic_load_explicit(&process.threaded, memory_order_relaxed))
+		call_chain_wanted();
 	return r;
 }
 
