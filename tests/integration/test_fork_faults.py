@@ -15,7 +15,8 @@ faults), and serves REQUESTS connections of one request each (its child
 logs three lines and calls exit). Its minor faults and those of its reaped
 children (/proc/PID/stat minflt and cminflt) are read before and after;
 the shim's extra per request must stay within LIMIT. Measured on
-2026-12-06: bare 47.8, shimmed 60.6-61.0, +12.8 to +13.1. Of those, the
+2026-12-06: bare 47.3-47.9, +12.8 to +13.8 in nine runs (which children
+drain a partial line moves it), so LIMIT leaves a page's room. Of those, the
 child's code window, its page of per-process state, its connection's
 entry, its request's slot, its line's index page, the shim's symbol table
 (a lazy binding looks there first), the partial-line code and buffers
@@ -37,7 +38,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import harness  # noqa: E402
 
-LIMIT = 14.5
+LIMIT = 15.5
 
 
 def faults(pid):
