@@ -43,17 +43,18 @@
 void call_chain_load(void) __attribute__((visibility("hidden")));
 
 /* The process listens: it may run event loops, which need chains. The
- * library is loaded only when one waits (call_chain_load_if_wanted), not
- * now: a fork server whose children serve a connection each and exit
- * would have every child run libunwind's and liblzma's exit code (three
- * page faults a child), and a server that never waits on several
- * descriptors would map them for nothing. Inherited by fork children. */
+ * library is loaded only when an event loop's wait wants a chain
+ * (call_chain_load_if_wanted), not now: a fork server whose children
+ * serve a connection each and exit would have every child run libunwind's
+ * and liblzma's exit code (three page faults a child), and a server that
+ * never waits on several descriptors would map them for nothing.
+ * Inherited by fork children. */
 void call_chain_wanted(void) __attribute__((visibility("hidden")));
 
 /* call_chain_load, if the process (or the one it was forked from) listened
  * and the library is not loaded yet. The caller makes sure the process has
- * one thread: at its first event loop's wait, or as it starts its first
- * thread. */
+ * one thread: as an event loop's wait returns and a chain is first wanted
+ * (batch_after_wait), or as it starts its first thread. */
 void call_chain_load_if_wanted(void) __attribute__((visibility("hidden")));
 
 /* Whether libunwind is loaded: without it there are no chains. */

@@ -239,6 +239,10 @@ void batch_after_wait(void *wait_return)
 	struct loop_frames *f;
 	if (thread_ctx.in_shim || !shim.config.event_stacks || !(f = loop_frames()))
 		return;
+	/* The first chain of a process that listened: libunwind now, while
+	 * the process has one thread (call_chain_wanted). */
+	if (!atomic_load_explicit(&process.threaded, memory_order_relaxed))
+		call_chain_load_if_wanted();
 	struct call_chain chain;
 	call_chain_take(&chain, &f->memo);
 	for (int i = 0; i < chain.count; i++) {

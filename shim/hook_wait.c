@@ -35,21 +35,10 @@ static bool waits_on_current(int fd)
 	       conn_request(fd) == thread_ctx.request;
 }
 
-/* An event loop's wait, in a process that listened: its rules need
- * chains, and libunwind may be loaded while the process has one thread
- * (call_chain_load_if_wanted). */
-static inline void event_loop_chains(void)
-{
-	if (!atomic_load_explicit(&process.threaded, memory_order_relaxed))
-		call_chain_load_if_wanted();
-}
-
 /* nfds: descriptors waited on (2: two or more); conns: two or more of
  * them are connections. */
 static void before_fd_wait(unsigned nfds, int only_fd, bool conns)
 {
-	if (conns)
-		event_loop_chains();
 	before_blocking();
 	if (nfds > 1)
 		ctx_mark_event_loop(conns);
@@ -78,7 +67,6 @@ static int epoll_done(int epfd, const struct epoll_event *ev, int n, void *wait_
 #define QUEUED_WAIT(call)                                                              \
 	do {                                                                           \
 		int saved = errno;                                                     \
-		event_loop_chains();                                                   \
 		before_fd_wait(2, -1, epoll_map_connections(epfd) > 1);                \
 		struct epoll_queue *q;                                                 \
 		bool edge;                                                             \
