@@ -327,6 +327,19 @@ class Load:
             list(ex.map(self.run_conn, enumerate(plan)))
 
 
+def exchange(port, request, timeout=30.0):
+    """Sends request (bytes) on a new connection and returns all the
+    server answered until it closed the connection."""
+    with connect(port, timeout) as sock:
+        sock.sendall(request)
+        resp = b""
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                return resp
+            resp += chunk
+
+
 def send_quit(port, timeout=30.0, unix_path=None):
     host = b"127.0.0.1" if unix_path is None else b"localhost"
     with connect(port, timeout, unix_path) as s:

@@ -661,16 +661,9 @@ def check_python(failures):
                 for i in range(n):
                     token = "%s%d" % (letter, i)
                     rid = "py-" + token
-                    with harness.connect(port, 10) as sock:
-                        sock.sendall(("GET /a.txt?t=%s HTTP/1.1\r\nHost: t\r\n"
-                                      "X-Request-ID: %s\r\nConnection: close\r\n\r\n"
-                                      % (token, rid)).encode())
-                        resp = b""
-                        while True:
-                            chunk = sock.recv(65536)
-                            if not chunk:
-                                break
-                            resp += chunk
+                    resp = harness.exchange(port, ("GET /a.txt?t=%s HTTP/1.1\r\nHost: t\r\n"
+                                                   "X-Request-ID: %s\r\nConnection: close"
+                                                   "\r\n\r\n" % (token, rid)).encode(), 10)
                     sent[token] = (letter, rid, resp)
 
             phase("A")

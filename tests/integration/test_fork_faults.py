@@ -30,7 +30,6 @@ answered requests, the seen bits and the constants each a page more.
 """
 import argparse
 import shutil
-import socket
 import sys
 import tempfile
 from pathlib import Path
@@ -48,18 +47,9 @@ def faults(pid):
 
 
 def one_request(port, n):
-    s = socket.create_connection(("127.0.0.1", port), timeout=10)
-    try:
-        s.sendall(b"GET /req/F%d HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n" % n)
-        s.shutdown(socket.SHUT_WR)
-        data = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    finally:
-        s.close()
+    """Request n on a connection of its own; returns once the child closed it."""
+    data = harness.exchange(port, b"GET /req/F%d HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+                            % n, 10)
     if not data.startswith(b"HTTP/1.1 200"):
         raise harness.Failure("request %d: bad response %r" % (n, data[:80]))
 
