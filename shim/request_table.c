@@ -122,7 +122,8 @@ static _Atomic uint64_t first_valid FORK_HOT;
  * only if its bit in the second bitmap is clear (no other request ever had
  * that line; a collision only loses the name). A counted line writes one
  * page of the index: a fork child copies one. */
-#define SEEN_PAGE_WORDS 16 /* 1024 bits in each bitmap of a page */
+#define SEEN_PAGE_BITS_LOG 10 /* 1024 bits in each bitmap of a page */
+#define SEEN_PAGE_WORDS ((1u << SEEN_PAGE_BITS_LOG) / 64)
 #define LINE_PAGES 256
 #define PAGE_PAIRS ((4096 - 2 * SEEN_PAGE_WORDS * 8) / (2 * sizeof(struct line_bucket)))
 struct line_page {
@@ -140,7 +141,7 @@ static FORK_PATH struct line_page *page_of(uint32_t buckets)
 
 static FORK_PATH uint32_t seen_bit(uint32_t buckets)
 {
-	return (buckets * 0x9e3779b1u) >> (32 - 10);
+	return (buckets * 0x9e3779b1u) >> (32 - SEEN_PAGE_BITS_LOG);
 }
 
 /* request_streams_unseen; read with every quoted request line: FORK_HOT. */
