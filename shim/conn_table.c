@@ -885,6 +885,7 @@ static FORK_PATH void feed(struct conn *c, const void *buf, size_t n)
 {
 	struct http_parser p;
 	memcpy(&p, c->parsing, sizeof(c->parsing));
+	p.matcher = &shim.matcher;
 	if (c->head_slot) {
 		memcpy((char *)&p + HTTP_PARSER_STATE_SIZE, head_store_text(c->head_slot),
 		       HTTP_PARSER_TEXT_SIZE);

@@ -63,7 +63,6 @@ struct header_matcher {
 void header_matcher_init(struct header_matcher *m, const struct reqid_config *cfg);
 
 struct http_parser {
-	const struct header_matcher *matcher;
 	uint8_t state;
 	uint8_t after_lf;      /* state to enter after an expected LF */
 	bool in_first_line;    /* still in the connection's first request line */
@@ -103,15 +102,17 @@ struct http_parser {
 	struct traceparent traceparent;
 	char request_line[REQUEST_LINE_MAX];
 	char tracestate[TRACESTATE_MAX]; /* its header lines joined with ',' */
+	const struct header_matcher *matcher; /* as init was given it */
 };
 
-/* A parser is its state (the first HTTP_PARSER_STATE_SIZE bytes) and its
- * head's text (the HTTP_PARSER_TEXT_SIZE bytes after them). Between heads
- * the state alone is the parser: a parser rebuilt from a saved state and
- * any text goes on exactly as the original would have, so a table of many
- * parsers can keep the text only for the heads being read. */
+/* A parser is its state (the first HTTP_PARSER_STATE_SIZE bytes), its
+ * head's text (the HTTP_PARSER_TEXT_SIZE bytes after them) and its matcher.
+ * Between heads the state alone is the parser: a parser rebuilt from a
+ * saved state, the same matcher and any text goes on exactly as the
+ * original would have, so a table of many parsers that share a matcher can
+ * keep the state alone, and the text only for the heads being read. */
 #define HTTP_PARSER_STATE_SIZE offsetof(struct http_parser, value)
-#define HTTP_PARSER_TEXT_SIZE (sizeof(struct http_parser) - HTTP_PARSER_STATE_SIZE)
+#define HTTP_PARSER_TEXT_SIZE (offsetof(struct http_parser, matcher) - HTTP_PARSER_STATE_SIZE)
 
 /* True while p is inside a request head (from a request line's first byte
  * to the end of its header block): its text matters to the next feed. */

@@ -38,8 +38,8 @@ struct http_response_parser {
 				   Transfer-Encoding's those in value[] */
 	bool value_bad;         /* this Content-Length value is no length */
 	bool value_spaced;      /* OWS came after its first byte */
-	char value[24];         /* Transfer-Encoding's value: its tail, without
-				   spaces */
+	char value[8];          /* Transfer-Encoding's value: its last 8 bytes
+				   but spaces (",chunked" decides) */
 	uint64_t remaining;     /* body or chunk bytes left; a Content-Length
 				   value while its digits come */
 };
