@@ -4,12 +4,15 @@
  * Per fd, its registration: the data word and (epoll fd + 1, that number's
  * instance generation) packed in one word, written key-last so a reader
  * never takes half of one registration for another; and, for an epoll fd,
- * its instance's generation, connections, waiter and edges. These entries
- * lie in pages of EPOLL_PAGE fds, each mapped when an fd of it is first
- * given one: memory follows the descriptor numbers in use. An index, open
- * addressing with a bounded probe, points from (epfd, data) to fds; a slot
- * is only a hint until the fd's registration confirms it, and a key seen
- * for two live fds is marked ambiguous for good. The index starts at
+ * in a table of its own, its instance's generation, connections, waiter
+ * and edges. These entries lie in pages of EPOLL_PAGE fds, each mapped
+ * when an fd of it is first given one: memory follows the descriptor
+ * numbers in use. An index, open
+ * addressing with a bounded probe, points from (epfd, data) to fds: a slot
+ * is one word, the fd and the high bits of the key's hash, only a hint
+ * until the fd's registration confirms it (two keys that share those bits
+ * can cost an id, never give a wrong fd), and a key seen for two live fds
+ * is marked ambiguous for good. The index starts at
  * INDEX_MIN_BITS and is rebuilt, under the writer lock, into a table at
  * most half full of what it still points at when three quarters of its
  * slots are taken or a key finds no room in its probe window: a process
@@ -45,8 +48,9 @@
 #define INDEX_MIN_BITS 10 /* 1,024 slots: 16 KiB */
 #define INDEX_MAX_BITS 22 /* room for a registration on every fd below FD_LIMIT */
 #define EPOLL_PAGE 1024u
-#define PROBE_MAX 16
-#define AMBIGUOUS UINT32_MAX
+/* Linear probing from three quarters full: a window of 64 places 12,288
+ * keys in 16,384 slots (a window of 16 left over 100 of them no room). */
+#define PROBE_MAX 64
 
 struct registration {
 	_Atomic uint64_t data;
@@ -56,26 +60,35 @@ struct registration {
 #define EPFD_OF(key) ((int)((key) & (COUNTED - 1)) - 1)
 _Static_assert(FD_LIMIT < COUNTED, "epfd + 1 fits below COUNTED");
 
-struct index_slot {
-	_Atomic uint64_t data;
-	_Atomic uint32_t epfd;
-	_Atomic uint32_t fd;      /* fd + 1; 0: empty; AMBIGUOUS */
-};
+/* An index slot: its key's hash with the low SLOT_FD_BITS replaced by
+ * fd + 1, or by AMBIGUOUS; 0: empty. A table of 2^bits slots puts a key at
+ * the top bits of its hash, which the slot keeps: a rebuild places a slot
+ * without its key. */
+typedef _Atomic uint64_t index_slot;
+#define SLOT_FD_BITS 21
+#define SLOT_FD ((1ull << SLOT_FD_BITS) - 1)
+#define AMBIGUOUS SLOT_FD
+_Static_assert(FD_LIMIT < SLOT_FD, "fd + 1 fits in a slot below AMBIGUOUS");
 
-/* What the map keeps for one fd. */
+/* What the map keeps for every fd. */
 struct epoll_fd {
 	struct registration registration; /* as a registered fd */
 	_Atomic uint32_t stamp;      /* changes of the fd (epoll_map_stamp) */
-	_Atomic uint32_t generation; /* as an epoll fd: its instance's */
-	_Atomic uint32_t conns;      /* as an epoll fd: connections registered */
-	_Atomic int32_t waiter;      /* as an epoll fd: the one thread that
-					waited on it, WAITERS_MANY, or 0 */
-	_Atomic bool edges;          /* as an epoll fd: an edge-triggered or
-					one-shot registration was made */
 	_Atomic uint32_t events;     /* as a registered fd: its registration's
 					events mask (0: not known) */
 };
-_Static_assert(sizeof(struct epoll_fd) == 40, "an epoll map page is 40 KiB");
+_Static_assert(sizeof(struct epoll_fd) == 24, "an epoll map page is 24 KiB");
+
+/* What it keeps for an epoll fd, in pages of their own: a server's
+ * thousands of connections pay nothing for its few instances. */
+struct epoll_instance {
+	_Atomic uint32_t generation; /* its instance's */
+	_Atomic uint32_t conns;      /* connections registered */
+	_Atomic int32_t waiter;      /* the one thread that waited on it,
+					WAITERS_MANY, or 0 */
+	_Atomic bool edges;          /* an edge-triggered or one-shot
+					registration was made */
+};
 
 /* An index table: its slots' address (page-aligned) | log2 of their
  * number, read in one load; 0: none. */
@@ -84,9 +97,11 @@ typedef uintptr_t index_word;
 /* A probe window of a large table fills from about a quarter full. */
 _Static_assert(INDEX_MAX_BITS <= 31 && (1ull << INDEX_MAX_BITS) >= 4ull * FD_LIMIT,
 	       "the index's size fits its word and holds every fd at a quarter load");
+_Static_assert(INDEX_MAX_BITS <= 64 - SLOT_FD_BITS, "a slot keeps the bits of its home");
 
 struct epoll_tables {
 	struct epoll_fd *_Atomic pages[FD_LIMIT / EPOLL_PAGE]; /* NULL until mapped */
+	struct epoll_instance *_Atomic instance_pages[FD_LIMIT / EPOLL_PAGE]; /* the same */
 	_Atomic index_word index; /* 0 until the first registration */
 	/* Under the writer lock: */
 	uint32_t index_used;  /* the index's slots that are not empty */
@@ -112,30 +127,51 @@ static bool in_range(int fd)
 	return (unsigned)fd < FD_LIMIT;
 }
 
-/* fd's entry, NULL if fd is out of range or no fd of its page has one
- * (every field of it reads as 0 then). */
-static struct epoll_fd *entry_now(const struct epoll_tables *t, int fd)
+/* fd's entry of size bytes in the table of pages, NULL if fd is out of
+ * range or no fd of its page has one (every field of it reads as 0 then). */
+static void *page_entry_now(void *_Atomic const *pages, int fd, size_t size)
 {
 	if (!in_range(fd))
 		return NULL;
-	struct epoll_fd *page =
-		atomic_load_explicit(&t->pages[(unsigned)fd / EPOLL_PAGE], memory_order_acquire);
-	return page ? &page[(unsigned)fd % EPOLL_PAGE] : NULL;
+	char *page = atomic_load_explicit(&pages[(unsigned)fd / EPOLL_PAGE], memory_order_acquire);
+	return page ? page + (unsigned)fd % EPOLL_PAGE * size : NULL;
 }
 
-/* fd's entry, its page mapped if it was not; NULL if fd is out of range or
+/* The same, its page mapped if it was not; NULL if fd is out of range or
  * the mapping failed. */
-static struct epoll_fd *entry_made(struct epoll_tables *t, int fd)
+static void *page_entry_made(void *_Atomic *pages, int fd, size_t size)
 {
 	if (!in_range(fd))
 		return NULL;
 	unsigned index = (unsigned)fd / EPOLL_PAGE;
-	struct epoll_fd *page = map_once((void *_Atomic *)&t->pages[index],
-					 EPOLL_PAGE * sizeof(struct epoll_fd));
+	char *page = map_once(&pages[index], EPOLL_PAGE * size);
 	if (!page)
 		return NULL;
 	fd_state_note_end((index + 1) * EPOLL_PAGE);
-	return &page[(unsigned)fd % EPOLL_PAGE];
+	return page + (unsigned)fd % EPOLL_PAGE * size;
+}
+
+static struct epoll_fd *entry_now(const struct epoll_tables *t, int fd)
+{
+	return page_entry_now((void *_Atomic const *)t->pages, fd, sizeof(struct epoll_fd));
+}
+
+static struct epoll_fd *entry_made(struct epoll_tables *t, int fd)
+{
+	return page_entry_made((void *_Atomic *)t->pages, fd, sizeof(struct epoll_fd));
+}
+
+/* epfd's instance entry, as entry_now and entry_made. */
+static struct epoll_instance *instance_now(const struct epoll_tables *t, int epfd)
+{
+	return page_entry_now((void *_Atomic const *)t->instance_pages, epfd,
+			      sizeof(struct epoll_instance));
+}
+
+static struct epoll_instance *instance_made(struct epoll_tables *t, int epfd)
+{
+	return page_entry_made((void *_Atomic *)t->instance_pages, epfd,
+			       sizeof(struct epoll_instance));
 }
 
 /* The tables, NULL before the first epoll instance. */
@@ -152,25 +188,34 @@ static struct epoll_tables *tables_made(void)
 
 static uint64_t key_of(const struct epoll_tables *t, int epfd)
 {
-	const struct epoll_fd *e = entry_now(t, epfd);
+	const struct epoll_instance *e = instance_now(t, epfd);
 	uint64_t gen = e ? atomic_load_explicit(&e->generation, memory_order_relaxed) : 0;
 	return gen << 22 | (uint64_t)(epfd + 1);
 }
 
-static unsigned home_of(int epfd, uint64_t data)
+/* (epfd, data)'s hash, its low SLOT_FD_BITS zero: what its slots hold
+ * but the fd. */
+static uint64_t hash_of(int epfd, uint64_t data)
 {
 	uint64_t words[2] = {data, (uint64_t)epfd};
-	return (unsigned)XXH3_64bits(words, sizeof words);
+	return XXH3_64bits(words, sizeof words) & ~SLOT_FD;
 }
 
-static struct index_slot *index_slots(index_word w)
+static index_slot *index_slots(index_word w)
 {
-	return (struct index_slot *)(w & ~INDEX_BITS_MASK);
+	return (index_slot *)(w & ~INDEX_BITS_MASK);
 }
 
 static unsigned index_mask(index_word w)
 {
 	return (1u << (w & INDEX_BITS_MASK)) - 1;
+}
+
+/* Where a key of hash h (or a slot holding it) starts its probe in
+ * table w. */
+static unsigned home_in(index_word w, uint64_t h)
+{
+	return (unsigned)(h >> (64 - (w & INDEX_BITS_MASK)));
 }
 
 /* Whether fd's registration is (epfd's current instance, data). */
@@ -183,6 +228,23 @@ static bool registered(const struct epoll_tables *t, int fd, int epfd, uint64_t 
 	uint64_t key = atomic_load_explicit(&r->key, memory_order_acquire);
 	uint64_t d = atomic_load_explicit(&r->data, memory_order_acquire);
 	return key != 0 && (key & ~COUNTED) == key_of(t, epfd) && d == data &&
+	       atomic_load_explicit(&r->key, memory_order_acquire) == key;
+}
+
+/* Whether slot v (neither empty nor AMBIGUOUS) still points at its fd:
+ * the fd's registration, on its instance's current generation, hashes to
+ * the slot's bits. */
+static bool slot_confirmed(const struct epoll_tables *t, uint64_t v)
+{
+	const struct epoll_fd *e = entry_now(t, (int)(v & SLOT_FD) - 1);
+	if (!e)
+		return false;
+	const struct registration *r = &e->registration;
+	uint64_t key = atomic_load_explicit(&r->key, memory_order_acquire);
+	uint64_t d = atomic_load_explicit(&r->data, memory_order_acquire);
+	int epfd = EPFD_OF(key);
+	return key != 0 && (key & ~COUNTED) == key_of(t, epfd) &&
+	       hash_of(epfd, d) == (v & ~SLOT_FD) &&
 	       atomic_load_explicit(&r->key, memory_order_acquire) == key;
 }
 
@@ -244,7 +306,7 @@ void epoll_map_changed(int fd)
 bool epoll_map_one_waiter(int epfd, int32_t tid)
 {
 	struct epoll_tables *t = tables_now();
-	struct epoll_fd *e = t ? entry_made(t, epfd) : NULL;
+	struct epoll_instance *e = t ? instance_made(t, epfd) : NULL;
 	if (!e)
 		return false;
 	int32_t w = atomic_load_explicit(&e->waiter, memory_order_relaxed);
@@ -260,7 +322,7 @@ bool epoll_map_one_waiter(int epfd, int32_t tid)
 void epoll_map_edge_registered(int epfd)
 {
 	struct epoll_tables *t = tables_made();
-	struct epoll_fd *e = t ? entry_made(t, epfd) : NULL;
+	struct epoll_instance *e = t ? instance_made(t, epfd) : NULL;
 	if (e && !atomic_load_explicit(&e->edges, memory_order_relaxed))
 		atomic_store_explicit(&e->edges, true, memory_order_release);
 }
@@ -272,7 +334,7 @@ bool epoll_map_has_edges(int epfd)
 	 * then anyway (they cannot be named). */
 	if (!t || !in_range(epfd))
 		return true;
-	const struct epoll_fd *e = entry_now(t, epfd);
+	const struct epoll_instance *e = instance_now(t, epfd);
 	return e && atomic_load_explicit(&e->edges, memory_order_acquire);
 }
 
@@ -280,13 +342,17 @@ void epoll_map_new_instance(int epfd)
 {
 	struct epoll_tables *t = tables_made();
 	struct epoll_fd *e = t ? entry_made(t, epfd) : NULL;
-	if (e) {
-		atomic_store_explicit(&e->edges, false, memory_order_relaxed);
-		atomic_store_explicit(&e->waiter, 0, memory_order_relaxed);
-		atomic_fetch_add_explicit(&e->stamp, 1, memory_order_release);
-		atomic_fetch_add_explicit(&e->generation, 1, memory_order_relaxed);
-		atomic_store_explicit(&e->conns, 0, memory_order_relaxed);
+	struct epoll_instance *i = t ? instance_made(t, epfd) : NULL;
+	if (!e || !i) {
+		if (t && in_range(epfd))
+			atomic_store(&broken, true); /* an instance it cannot tell apart */
+		return;
 	}
+	atomic_store_explicit(&i->edges, false, memory_order_relaxed);
+	atomic_store_explicit(&i->waiter, 0, memory_order_relaxed);
+	atomic_fetch_add_explicit(&e->stamp, 1, memory_order_release);
+	atomic_fetch_add_explicit(&i->generation, 1, memory_order_relaxed);
+	atomic_store_explicit(&i->conns, 0, memory_order_relaxed);
 }
 
 /* A registration with key ends: its connection leaves its instance's
@@ -294,7 +360,7 @@ void epoll_map_new_instance(int epfd)
 static void uncount(struct epoll_tables *t, uint64_t key)
 {
 	int epfd = EPFD_OF(key);
-	struct epoll_fd *e = (key & COUNTED) ? entry_now(t, epfd) : NULL;
+	struct epoll_instance *e = (key & COUNTED) ? instance_now(t, epfd) : NULL;
 	if (e && (key & ~COUNTED) == key_of(t, epfd) &&
 	    atomic_load_explicit(&e->conns, memory_order_relaxed) > 0)
 		atomic_fetch_sub_explicit(&e->conns, 1, memory_order_relaxed);
@@ -303,7 +369,7 @@ static void uncount(struct epoll_tables *t, uint64_t key)
 unsigned epoll_map_connections(int epfd)
 {
 	const struct epoll_tables *t = tables_now();
-	const struct epoll_fd *e = t ? entry_now(t, epfd) : NULL;
+	const struct epoll_instance *e = t ? instance_now(t, epfd) : NULL;
 	return e ? atomic_load_explicit(&e->conns, memory_order_relaxed) : 0;
 }
 
@@ -311,68 +377,54 @@ unsigned epoll_map_connections(int epfd)
  * False if its probe window has no slot to spare. */
 static bool index_place(struct epoll_tables *t, index_word w, int epfd, int fd, uint64_t data)
 {
-	struct index_slot *slots = index_slots(w), *free_slot = NULL;
-	unsigned mask = index_mask(w), home = home_of(epfd, data);
+	index_slot *slots = index_slots(w), *free_slot = NULL;
+	uint64_t h = hash_of(epfd, data);
+	unsigned mask = index_mask(w), home = home_in(w, h);
 	for (unsigned k = 0; k < PROBE_MAX; k++) {
-		struct index_slot *s = &slots[(home + k) & mask];
-		uint32_t f = atomic_load_explicit(&s->fd, memory_order_relaxed);
-		uint64_t d = atomic_load_explicit(&s->data, memory_order_relaxed);
-		uint32_t e = atomic_load_explicit(&s->epfd, memory_order_relaxed);
-		if (f == 0) {
+		index_slot *s = &slots[(home + k) & mask];
+		uint64_t v = atomic_load_explicit(s, memory_order_relaxed);
+		if (v == 0) {
 			if (!free_slot) {
 				free_slot = s;
 				t->index_used++;
 			}
 			break;
 		}
-		bool same_key = d == data && e == (uint32_t)epfd;
-		if (same_key) {
-			if (f == AMBIGUOUS || f == (uint32_t)fd + 1)
+		uint64_t f = v & SLOT_FD;
+		if ((v & ~SLOT_FD) == h) {
+			if (f == AMBIGUOUS || f == (uint64_t)fd + 1)
 				return true;
-			if (registered(t, (int)f - 1, epfd, data)) {
-				atomic_store_explicit(&s->fd, AMBIGUOUS, memory_order_release);
-				return true;
-			}
-			atomic_store_explicit(&s->fd, (uint32_t)fd + 1, memory_order_release);
+			atomic_store_explicit(s, h | (registered(t, (int)f - 1, epfd, data)
+							 ? AMBIGUOUS : (uint64_t)fd + 1),
+					      memory_order_release);
 			return true;
 		}
-		if (!free_slot && f != AMBIGUOUS && !registered(t, (int)f - 1, (int)e, d))
+		if (!free_slot && f != AMBIGUOUS && !slot_confirmed(t, v))
 			free_slot = s; /* stale: its fd moved on */
 	}
 	if (!free_slot)
 		return false;
-	atomic_store_explicit(&free_slot->fd, 0, memory_order_release);
-	atomic_store_explicit(&free_slot->data, data, memory_order_relaxed);
-	atomic_store_explicit(&free_slot->epfd, (uint32_t)epfd, memory_order_relaxed);
-	atomic_store_explicit(&free_slot->fd, (uint32_t)fd + 1, memory_order_release);
+	atomic_store_explicit(free_slot, h | ((uint64_t)fd + 1), memory_order_release);
 	return true;
 }
 
-/* Whether slot s of the index still says something: it points at an fd
+/* Whether slot v of the index still says something: it points at an fd
  * whose registration confirms it, or marks its key ambiguous. */
-static bool slot_kept(const struct epoll_tables *t, const struct index_slot *s)
+static bool slot_kept(const struct epoll_tables *t, uint64_t v)
 {
-	uint32_t f = atomic_load_explicit(&s->fd, memory_order_relaxed);
-	return f == AMBIGUOUS ||
-	       (f != 0 && registered(t, (int)f - 1,
-				     (int)atomic_load_explicit(&s->epfd, memory_order_relaxed),
-				     atomic_load_explicit(&s->data, memory_order_relaxed)));
+	return v != 0 && ((v & SLOT_FD) == AMBIGUOUS || slot_confirmed(t, v));
 }
 
-/* Copies slot s into the new table slots (not yet published; its keys are
- * those of the old, each once); false if its probe window is full. */
-static bool slot_copy(struct index_slot *slots, unsigned mask, const struct index_slot *s)
+/* Copies slot value v into the new table w (not yet published; its keys
+ * are those of the old, each once); false if its probe window is full. */
+static bool slot_copy(index_word w, uint64_t v)
 {
-	uint64_t data = atomic_load_explicit(&s->data, memory_order_relaxed);
-	uint32_t epfd = atomic_load_explicit(&s->epfd, memory_order_relaxed);
-	unsigned home = home_of((int)epfd, data);
+	index_slot *slots = index_slots(w);
+	unsigned mask = index_mask(w), home = home_in(w, v);
 	for (unsigned k = 0; k < PROBE_MAX; k++) {
-		struct index_slot *n = &slots[(home + k) & mask];
-		if (atomic_load_explicit(&n->fd, memory_order_relaxed) == 0) {
-			atomic_store_explicit(&n->data, data, memory_order_relaxed);
-			atomic_store_explicit(&n->epfd, epfd, memory_order_relaxed);
-			atomic_store_explicit(&n->fd, atomic_load_explicit(&s->fd, memory_order_relaxed),
-					      memory_order_relaxed);
+		index_slot *n = &slots[(home + k) & mask];
+		if (atomic_load_explicit(n, memory_order_relaxed) == 0) {
+			atomic_store_explicit(n, v, memory_order_relaxed);
 			return true;
 		}
 	}
@@ -381,15 +433,15 @@ static bool slot_copy(struct index_slot *slots, unsigned mask, const struct inde
 
 /* A table of 2^bits slots for the index, zeroes: the spare if it has that
  * size, else a new mapping; NULL if mapping fails. */
-static struct index_slot *index_table(struct epoll_tables *t, unsigned bits)
+static index_slot *index_table(struct epoll_tables *t, unsigned bits)
 {
 	if (t->spare && (t->spare & INDEX_BITS_MASK) == bits) {
-		struct index_slot *slots = index_slots(t->spare); /* emptied when replaced */
+		index_slot *slots = index_slots(t->spare); /* emptied when replaced */
 		t->spare = 0;
 		return slots;
 	}
 	int saved = errno;
-	void *slots = mmap(NULL, sizeof(struct index_slot) << bits, PROT_READ | PROT_WRITE,
+	void *slots = mmap(NULL, sizeof(index_slot) << bits, PROT_READ | PROT_WRITE,
 			   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	errno = saved;
 	return slots == MAP_FAILED ? NULL : slots;
@@ -398,21 +450,20 @@ static struct index_slot *index_table(struct epoll_tables *t, unsigned bits)
 /* Empties table w (table_release) and keeps it as the spare. */
 static void index_retire(struct epoll_tables *t, index_word w)
 {
-	table_release(index_slots(w), sizeof(struct index_slot) << (w & INDEX_BITS_MASK));
+	table_release(index_slots(w), sizeof(index_slot) << (w & INDEX_BITS_MASK));
 	t->spare = w;
 }
 
-/* Copies the kept slots of table old (0: none) into slots, 2^bits of them;
+/* Copies the kept slots of table old (0: none) into the new table w;
  * false if a probe window there is full. */
-static bool index_copy(const struct epoll_tables *t, index_word old, struct index_slot *slots,
-		       unsigned bits, uint32_t *used)
+static bool index_copy(const struct epoll_tables *t, index_word old, index_word w, uint32_t *used)
 {
 	*used = 0;
 	for (unsigned i = 0; old && i <= index_mask(old); i++) {
-		const struct index_slot *s = &index_slots(old)[i];
-		if (!slot_kept(t, s))
+		uint64_t v = atomic_load_explicit(&index_slots(old)[i], memory_order_relaxed);
+		if (!slot_kept(t, v))
 			continue;
-		if (!slot_copy(slots, (1u << bits) - 1, s))
+		if (!slot_copy(w, v))
 			return false;
 		++*used;
 	}
@@ -431,21 +482,23 @@ static bool index_rebuild(struct epoll_tables *t, unsigned grow_bits)
 	unsigned kept = 0;
 	if (old)
 		for (unsigned i = 0; i <= index_mask(old); i++)
-			kept += slot_kept(t, &index_slots(old)[i]);
+			kept += slot_kept(t, atomic_load_explicit(&index_slots(old)[i],
+								 memory_order_relaxed));
 	unsigned bits = grow_bits < INDEX_MIN_BITS ? INDEX_MIN_BITS : grow_bits;
 	while (bits <= INDEX_MAX_BITS && 2ull * (kept + 1) > 1ull << bits)
 		bits++;
 	bool done = false;
 	for (; bits <= INDEX_MAX_BITS && !done; bits++) {
-		struct index_slot *slots = index_table(t, bits);
+		index_slot *slots = index_table(t, bits);
 		uint32_t used;
 		if (!slots)
 			break;
-		if (!index_copy(t, old, slots, bits, &used)) {
-			index_retire(t, (index_word)slots | bits);
+		index_word w = (index_word)slots | bits;
+		if (!index_copy(t, old, w, &used)) {
+			index_retire(t, w);
 			continue;
 		}
-		atomic_store_explicit(&t->index, (index_word)slots | bits, memory_order_release);
+		atomic_store_explicit(&t->index, w, memory_order_release);
 		t->index_used = used;
 		if (old)
 			index_retire(t, old);
@@ -482,7 +535,8 @@ static void index_put(struct epoll_tables *t, int epfd, int fd, uint64_t data)
 static void registration_put(struct epoll_tables *t, int epfd, int fd, uint64_t data,
 			     uint32_t events, bool conn)
 {
-	struct epoll_fd *e = entry_made(t, fd), *instance = entry_made(t, epfd);
+	struct epoll_fd *e = entry_made(t, fd);
+	struct epoll_instance *instance = instance_made(t, epfd);
 	if (!e || !instance) {
 		atomic_store(&broken, true); /* a registration it cannot record */
 		return;
@@ -539,7 +593,7 @@ bool epoll_map_adopt_instance(int epfd, bool shared)
 	if (!t || !in_range(epfd))
 		return t != NULL;
 	epoll_map_new_instance(epfd);
-	struct epoll_fd *e = entry_now(t, epfd);
+	struct epoll_instance *e = instance_now(t, epfd);
 	if (shared && e)
 		atomic_store_explicit(&e->waiter, WAITERS_MANY, memory_order_relaxed);
 	return true;
@@ -554,8 +608,10 @@ void epoll_map_import(int epfd, uint32_t epfd_stamp, int fd, uint32_t fd_stamp, 
 	/* epoll_ctl stamps fd after its registration changed, then takes
 	 * this lock to record it: a stamp still the same means no hooked call
 	 * changed the registration since /proc showed it. */
-	struct epoll_fd *e = entry_made(t, fd), *instance = entry_made(t, epfd);
-	if (e && instance && atomic_load_explicit(&instance->stamp, memory_order_acquire) == epfd_stamp &&
+	struct epoll_fd *e = entry_made(t, fd), *epfd_entry = entry_made(t, epfd);
+	struct epoll_instance *instance = instance_made(t, epfd);
+	if (e && epfd_entry && instance &&
+	    atomic_load_explicit(&epfd_entry->stamp, memory_order_acquire) == epfd_stamp &&
 	    atomic_load_explicit(&e->stamp, memory_order_acquire) == fd_stamp &&
 	    atomic_load_explicit(&e->registration.key, memory_order_relaxed) == 0) {
 		if (events & (EPOLLET | EPOLLONESHOT))
@@ -588,19 +644,26 @@ void epoll_map_release(void)
 		struct epoll_fd *page = atomic_load_explicit(&t->pages[i], memory_order_acquire);
 		if (page)
 			table_release(page, EPOLL_PAGE * sizeof(struct epoll_fd));
+		struct epoll_instance *instances =
+			atomic_load_explicit(&t->instance_pages[i], memory_order_acquire);
+		if (instances)
+			table_release(instances, EPOLL_PAGE * sizeof(struct epoll_instance));
 	}
 	index_word w = atomic_load_explicit(&t->index, memory_order_acquire);
 	if (w)
-		table_release(index_slots(w), sizeof(struct index_slot) << (w & INDEX_BITS_MASK));
+		table_release(index_slots(w), sizeof(index_slot) << (w & INDEX_BITS_MASK));
 	t->index_used = 0;
 }
 
 FORK_PATH bool epoll_map_tracks(int fd)
 {
 	const struct epoll_tables *t = tables_now();
-	const struct epoll_fd *e = t ? entry_now(t, fd) : NULL;
-	return e && (atomic_load_explicit(&e->registration.key, memory_order_relaxed) ||
-		     atomic_load_explicit(&e->generation, memory_order_relaxed));
+	if (!t)
+		return false;
+	const struct epoll_fd *e = entry_now(t, fd);
+	const struct epoll_instance *i = instance_now(t, fd);
+	return (e && atomic_load_explicit(&e->registration.key, memory_order_relaxed)) ||
+	       (i && atomic_load_explicit(&i->generation, memory_order_relaxed));
 }
 
 void epoll_map_forget(int fd)
@@ -622,23 +685,23 @@ int epoll_map_lookup(int epfd, uint64_t data)
 	index_word w = atomic_load_explicit(&t->index, memory_order_acquire);
 	if (!w)
 		return -1;
-	const struct index_slot *slots = index_slots(w);
-	unsigned mask = index_mask(w), home = home_of(epfd, data);
+	const index_slot *slots = index_slots(w);
+	uint64_t h = hash_of(epfd, data);
+	unsigned mask = index_mask(w), home = home_in(w, h);
 	int found = -1;
 	for (unsigned k = 0; k < PROBE_MAX; k++) {
-		const struct index_slot *s = &slots[(home + k) & mask];
-		uint32_t f = atomic_load_explicit(&s->fd, memory_order_acquire);
-		if (f == 0)
+		uint64_t v = atomic_load_explicit(&slots[(home + k) & mask], memory_order_acquire);
+		if (v == 0)
 			break;
-		if (atomic_load_explicit(&s->data, memory_order_relaxed) != data ||
-		    atomic_load_explicit(&s->epfd, memory_order_relaxed) != (uint32_t)epfd)
+		if ((v & ~SLOT_FD) != h)
 			continue;
-		if (f == AMBIGUOUS)
+		int f = (int)(v & SLOT_FD);
+		if ((uint64_t)f == AMBIGUOUS)
 			return -1;
-		if (registered(t, (int)f - 1, epfd, data)) {
-			if (found >= 0 && found != (int)f - 1)
+		if (registered(t, f - 1, epfd, data)) {
+			if (found >= 0 && found != f - 1)
 				return -1;
-			found = (int)f - 1;
+			found = f - 1;
 		}
 	}
 	return found;
