@@ -10,9 +10,9 @@
  * numbers in use. An index, open
  * addressing with a bounded probe, points from (epfd, data) to fds: a slot
  * is one word, the fd and the high bits of the key's hash, only a hint
- * until the fd's registration confirms it (two keys that share those bits
- * can cost an id, never give a wrong fd), and a key seen for two live fds
- * is marked ambiguous for good. The index starts at
+ * until the fd's registration confirms it, and a key (or the bits of one)
+ * seen for two live fds is marked ambiguous for good: two keys that share
+ * those bits cost their ids, never give a wrong fd. The index starts at
  * INDEX_MIN_BITS and is rebuilt, under the writer lock, into a table at
  * most half full of what it still points at when three quarters of its
  * slots are taken or a key finds no room in its probe window: a process
@@ -394,8 +394,11 @@ static bool index_place(struct epoll_tables *t, index_word w, int epfd, int fd, 
 		if ((v & ~SLOT_FD) == h) {
 			if (f == AMBIGUOUS || f == (uint64_t)fd + 1)
 				return true;
-			atomic_store_explicit(s, h | (registered(t, (int)f - 1, epfd, data)
-							 ? AMBIGUOUS : (uint64_t)fd + 1),
+			/* Its fd still hashes here: it holds this key, or
+			 * another with the same bits, which has no slot of
+			 * its own to tell the two apart. */
+			atomic_store_explicit(s, h | (slot_confirmed(t, v) ? AMBIGUOUS
+									   : (uint64_t)fd + 1),
 					      memory_order_release);
 			return true;
 		}

@@ -213,6 +213,28 @@ static void forget_range(int first, int n)
 		epoll_map_forget(fd);
 }
 
+/* Two data words whose hashes with EP share the 43 bits a slot keeps
+ * (found by a birthday search over 16-byte-aligned heap addresses). */
+#define SHARED_BITS_1 0x7f00002611d0ull
+#define SHARED_BITS_2 0x7f000ba5f660ull
+
+static void test_keys_sharing_hash_bits_never_name_a_wrong_fd(void **state)
+{
+	(void)state;
+	epoll_map_set(EP, 40, SHARED_BITS_1, EPOLLIN);
+	assert_int_equal(epoll_map_lookup(EP, SHARED_BITS_1), 40);
+	/* one slot for both: neither can be told apart any more */
+	epoll_map_set(EP, 41, SHARED_BITS_2, EPOLLIN);
+	assert_int_equal(epoll_map_lookup(EP, SHARED_BITS_2), -1);
+	/* 40 and 42 hold the same word: one event could be either's. 41
+	 * closes first: a slot that named it must still not hide 40. */
+	epoll_map_forget(41);
+	epoll_map_set(EP, 42, SHARED_BITS_1, EPOLLIN);
+	assert_int_equal(epoll_map_lookup(EP, SHARED_BITS_1), -1);
+	epoll_map_forget(40);
+	epoll_map_forget(42);
+}
+
 static void test_index_grows_with_registrations(void **state)
 {
 	(void)state;
@@ -283,6 +305,7 @@ int main(void)
 		cmocka_unit_test_setup(test_high_descriptors, setup),
 		cmocka_unit_test_setup(test_index_follows_what_is_held_not_what_was_seen, setup),
 		cmocka_unit_test_setup(test_ambiguous_key_survives_rebuilds, setup),
+		cmocka_unit_test_setup(test_keys_sharing_hash_bits_never_name_a_wrong_fd, setup),
 		cmocka_unit_test_setup(test_index_grows_with_registrations, setup),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
