@@ -36,7 +36,7 @@
 #define FD_LOW 65536u
 #endif
 _Static_assert(FD_LOW % FD_PAGE == 0 && FD_LOW <= FD_LIMIT, "FD_LOW ends a page");
-/* 512 entries of 144 bytes fill 18 pages exactly: no page holds entries
+/* 512 entries of 112 bytes fill 14 pages exactly: no page holds entries
  * and owed bytes both (a page of entries touches no owed bytes' page). */
 #define CONN_CHUNK 512
 
@@ -71,8 +71,8 @@ enum conn_kind {
 };
 
 /* busy first (a connection moving to another fd's entry takes everything
- * after it), then fields by size: 144 bytes, none of them padding (10,000
- * idle connections hold 1.4 MiB of them). */
+ * after it), then fields by size: 112 bytes, none of them padding (10,000
+ * idle connections hold 1.1 MiB of them). */
 struct conn {
 	_Atomic uint32_t busy;
 	_Atomic uint32_t copies; /* other fds naming this connection */
@@ -111,7 +111,7 @@ struct conn {
 	 * between heads (see http_parser.h) */
 	_Alignas(struct http_parser) unsigned char parsing[HTTP_PARSER_STATE_SIZE];
 };
-_Static_assert(sizeof(struct conn) == 144, "a connection's entry is 144 bytes");
+_Static_assert(sizeof(struct conn) == 112, "a connection's entry is 112 bytes");
 _Static_assert(CONN_CHUNK * sizeof(struct conn) % 4096 == 0, "a chunk's entries end a page");
 
 /* Whether the bytes written on c end exactly after a final response, or

@@ -289,6 +289,11 @@ static void line_add_byte(struct http_parser *p, unsigned char c)
 
 static void begin_request(struct http_parser *p)
 {
+	p->name_match = 0;
+	p->capture = RANK_NONE;
+	p->value_len = 0;
+	p->value_overflow = false;
+	p->tracestate_line_empty = true;
 	p->line_len = 0;
 	p->chunked = false;
 	p->has_length = false;
@@ -309,6 +314,8 @@ static void begin_request(struct http_parser *p)
 static void fail(struct http_parser *p, struct http_feed_result *out)
 {
 	p->version_seen = 0; /* no head follows; found or not, whole or in pieces */
+	if (!http_parser_in_head(p))
+		p->line_len = 0; /* no request line began: none is kept */
 	if (p->in_first_line) {
 		p->state = S_NOT_HTTP;
 		out->not_http = true;

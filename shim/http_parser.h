@@ -63,9 +63,29 @@ struct header_matcher {
 void header_matcher_init(struct header_matcher *m, const struct reqid_config *cfg);
 
 struct http_parser {
+	/* Between heads the parser is these (HTTP_PARSER_STATE_SIZE bytes): */
 	uint8_t state;
 	uint8_t after_lf;      /* state to enter after an expected LF */
 	bool in_first_line;    /* still in the connection's first request line */
+	bool pause_at_heads;   /* feed stops before each header block's blank line */
+	bool paused;           /* it stopped there; the next feed goes on */
+	uint8_t version_seen;  /* whether a header value of this head held
+				  " HTTP/1.", and how much of it the value
+				  read so far ends with; whether a body did
+				  (http_parser.c) */
+	uint16_t token_len;    /* bytes of method or header name so far;
+				  hex digits of a chunk size */
+	uint64_t remaining;    /* body or chunk bytes left to skip */
+	/* From here on, the head: set when its request line begins
+	 * (begin_request) or later, and outside a head (see
+	 * http_parser_in_head) never read by a feed before it writes them.
+	 * A header line's end leaves capture RANK_NONE and value_len,
+	 * value_overflow and name_match 0, tracestate_line_empty true: they
+	 * are read only while a line is read. */
+	uint64_t content_length;
+	uint32_t name_match;   /* matcher entries still matching the name */
+	uint32_t seen;         /* matcher entries present in this request */
+	uint16_t tracestate_len;
 	bool chunked;
 	bool has_length;
 	bool id_tainted;       /* obs-fold in this request: ignore inbound ids */
@@ -78,25 +98,9 @@ struct http_parser {
 	uint8_t line_len;      /* request_line bytes kept so far */
 	uint8_t traceparent_count;
 	bool traceparent_valid;
-	bool pause_at_heads;   /* feed stops before each header block's blank line */
-	bool paused;           /* it stopped there; the next feed goes on */
 	bool tracestate_overflow;
 	bool tracestate_line_empty; /* this tracestate line stored nothing yet */
-	uint8_t version_seen;  /* whether a header value of this head held
-				  " HTTP/1.", and how much of it the value
-				  read so far ends with (http_parser.c) */
-	uint16_t tracestate_len;
-	uint16_t token_len;    /* bytes of method or header name so far */
-	uint32_t name_match;   /* matcher entries still matching the name */
-	/* A header line's end leaves capture RANK_NONE and value_len,
-	 * value_overflow, token_len and name_match 0, tracestate_line_empty
-	 * true: they are read only while a line is read. */
-	uint32_t seen;         /* matcher entries present in this request */
-	uint64_t remaining;    /* body or chunk bytes left to skip */
-	uint64_t content_length;
-	/* The head's text, from value to the end: what a request head kept
-	 * so far. Outside a head (see http_parser_in_head) no feed reads it
-	 * before writing it. */
+	/* The head's text: what a request head kept so far. */
 	char value[REQUEST_ID_MAX];
 	char best[REQUEST_ID_MAX];
 	struct traceparent traceparent;
@@ -111,7 +115,7 @@ struct http_parser {
  * saved state, the same matcher and any text goes on exactly as the
  * original would have, so a table of many parsers that share a matcher can
  * keep the state alone, and the text only for the heads being read. */
-#define HTTP_PARSER_STATE_SIZE offsetof(struct http_parser, value)
+#define HTTP_PARSER_STATE_SIZE offsetof(struct http_parser, content_length)
 #define HTTP_PARSER_TEXT_SIZE (offsetof(struct http_parser, matcher) - HTTP_PARSER_STATE_SIZE)
 
 /* True while p is inside a request head (from a request line's first byte
