@@ -49,6 +49,18 @@ struct totals {
 	bool not_http, desync;
 	uint8_t last_id_len;
 	char last_id[REQUEST_ID_MAX];
+	/* The rest of the last head's report. */
+	uint8_t last_line_len;
+	char last_line[REQUEST_LINE_MAX];
+	bool last_trace_valid, last_version_in_value;
+	struct traceparent last_trace;
+	uint16_t last_tracestate_len;
+	char last_tracestate[TRACESTATE_MAX];
+	uint32_t version_in_body; /* feeds that reported one */
+	/* The parser's request line right after it reported not_http
+	 * (conn_table's lost_not_raw reads it then): none if none began. */
+	uint8_t failed_line_len;
+	char failed_line[REQUEST_LINE_MAX];
 };
 
 static const char *no_env(const char *name)
@@ -74,7 +86,16 @@ static void account(const struct http_feed_result *r, struct totals *t)
 			abort();
 		t->last_id_len = r->id_len;
 		memcpy(t->last_id, r->id, r->id_len);
+		t->last_line_len = r->line_len;
+		memcpy(t->last_line, r->line, r->line_len);
+		t->last_trace_valid = r->trace_valid;
+		if (r->trace_valid)
+			t->last_trace = r->trace;
+		t->last_tracestate_len = r->tracestate_len;
+		memcpy(t->last_tracestate, r->tracestate, r->tracestate_len);
+		t->last_version_in_value = r->version_in_value;
 	}
+	t->version_in_body += r->version_in_body;
 	if (r->headers_completed > r->requests_started + 1)
 		abort();
 }
@@ -99,6 +120,11 @@ static void feed(struct http_parser *p, const uint8_t *d, size_t n, struct total
 	if (feed_copy(p, d, n, &r) != n)
 		violated("plain parser consumed less than offered", n);
 	account(&r, t);
+	if (r.not_http) {
+		t->failed_line_len = p->line_len;
+		memcpy(t->failed_line, p->request_line,
+		       p->line_len < REQUEST_LINE_MAX ? p->line_len : REQUEST_LINE_MAX);
+	}
 }
 
 /* ---- pausing mode -------------------------------------------------------- */
@@ -347,10 +373,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	feed(&whole, data, size, &a);
 	for (size_t off = 0; off < size; off += cut) {
 		/* Between heads the state alone goes on (a connection entry
-		 * keeps no more): the text is overwritten. */
-		if (!http_parser_in_head(&pieces))
-			memset((char *)&pieces + HTTP_PARSER_STATE_SIZE, data[off],
-			       HTTP_PARSER_TEXT_SIZE);
+		 * keeps no more): the rest, the head's fields and text, is
+		 * overwritten with bytes that vary along it. */
+		if (!http_parser_in_head(&pieces)) {
+			unsigned char *text = (unsigned char *)&pieces + HTTP_PARSER_STATE_SIZE;
+			for (size_t k = 0; k < HTTP_PARSER_TEXT_SIZE; k++)
+				text[k] = (unsigned char)(data[off] * (k + 1) + (k >> 3));
+		}
 		feed(&pieces, data + off, size - off < cut ? size - off : cut, &b);
 	}
 
@@ -361,9 +390,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	 * pieces alike, and so is a value's partial "HTTP" at the end. */
 	if (whole.version_seen != pieces.version_seen)
 		abort();
-	/* The id reported with the last header block is the same either way. */
+	/* What is reported with the last header block is the same either
+	 * way: its id, request line, trace and tracestate. */
 	if (a.completed && (a.last_id_len != b.last_id_len ||
-			    memcmp(a.last_id, b.last_id, a.last_id_len) != 0))
+			    memcmp(a.last_id, b.last_id, a.last_id_len) != 0 ||
+			    a.last_line_len != b.last_line_len ||
+			    memcmp(a.last_line, b.last_line, a.last_line_len) != 0 ||
+			    a.last_trace_valid != b.last_trace_valid ||
+			    (a.last_trace_valid &&
+			     memcmp(&a.last_trace, &b.last_trace, sizeof(a.last_trace)) != 0) ||
+			    a.last_tracestate_len != b.last_tracestate_len ||
+			    memcmp(a.last_tracestate, b.last_tracestate, a.last_tracestate_len) != 0 ||
+			    a.last_version_in_value != b.last_version_in_value))
+		abort();
+	if ((a.version_in_body > 0) != (b.version_in_body > 0))
+		abort();
+	if (a.not_http && (a.failed_line_len != b.failed_line_len ||
+			   a.failed_line_len > REQUEST_LINE_MAX ||
+			   memcmp(a.failed_line, b.failed_line, a.failed_line_len) != 0))
 		abort();
 	if (a.completed > a.started)
 		abort();

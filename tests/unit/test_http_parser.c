@@ -238,6 +238,29 @@ static void test_joined_stream(void **state)
 	assert_false(r.desync);
 }
 
+/* A connection entry keeps a parser's state alone between heads: its head
+ * fields and text are whatever a former head left. A first line that fails
+ * before it began keeps no request line (conn_table reads it to tell a
+ * PROXY header or a request from bytes that are not HTTP). */
+static void test_first_line_failing_at_once_keeps_no_line(void **state)
+{
+	(void)state;
+	struct http_feed_result r;
+	init_default();
+	memcpy(g_p.request_line, "PROXY TCP4", 10);
+	g_p.line_len = 10;
+	feed("\x01\x02", 2, &r);
+	assert_true(r.not_http);
+	assert_int_equal(g_p.line_len, 0);
+	/* Begun, the line is kept as far as it came. */
+	init_default();
+	g_p.line_len = 10;
+	feed_str("GE\x01", &r);
+	assert_true(r.not_http);
+	assert_int_equal(g_p.line_len, 2);
+	assert_memory_equal(g_p.request_line, "GE", 2);
+}
+
 static void test_simple_get(void **state)
 {
 	(void)state;
@@ -2451,6 +2474,7 @@ static void test_version_in_body(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_first_line_failing_at_once_keeps_no_line),
 		cmocka_unit_test(test_simple_get),
 		cmocka_unit_test(test_joined_stream),
 		cmocka_unit_test(test_no_id_headers),
