@@ -299,6 +299,8 @@ struct writer {
 				      lines of the program's current call */
 	bool batch;                /* those lines are a batch (is_batch): the
 				      thread's request says nothing of them */
+	bool several_lines;        /* the call's buffers hold two or more
+				      lines between them (is_batch) */
 	size_t fields_len;             /* the fields of id_request's lines */
 	char fields[LINE_FIELDS_MAX];
 	char stage[STAGE_SIZE];
@@ -319,6 +321,7 @@ static void writer_init(struct writer *w, const struct log_sink *sink, enum outp
 	w->id_request = UINT64_MAX;
 	w->owner = OWNER_CURRENT;
 	w->batch = false;
+	w->several_lines = false;
 	w->fields_len = 0;
 }
 
@@ -704,23 +707,29 @@ static inline __attribute__((always_inline)) void judge(uint64_t started_request
 		v->kind = HOLD_DECIDED; /* lines a batch holds go out first */
 }
 
-/* Whether buf holds two or more lines and is a batch: the flush of a buffer
- * the program filled earlier (a buffered access log), whose lines may be
- * any requests'. Then only a line that names its request gets an id. A
- * thread certain of its request is taken to write its own lines (a
- * message with a stack trace), unless one of them names another request
+/* Whether buf, written by w's call, holds two or more lines (or the call's
+ * other buffers hold more: a writev of a line per iovec) and is a batch:
+ * the flush of a buffer the program filled earlier (a buffered access log,
+ * an interpreter's block-buffered stdout), whose lines may be any
+ * requests'. Then only a line that names its request gets an id. A
+ * write() of several lines is one from any thread, a thread certain of its
+ * request too: a buffer fills up and is flushed while the thread serves a
+ * request, with lines of the requests before it (CPython's print() to a
+ * file, flushed at 8 KiB by a pool thread that has just read its next
+ * request), and nothing in the write tells that from a message of several
+ * lines (a stack trace), which so gets no id. A stdio call's bytes are the
+ * call's own (enriched at the call, never a flush), and a process started
+ * for a request (exec_request) writes its own lines: there a certain
+ * thread's lines are its own, unless one of them names another request
  * (which then gets no id either: format_named), or two of them quote a
- * request line (a request has one access line: a buffer of them, flushed
- * by whichever thread filled it last, even if every line quotes the same
- * line as that thread's request); any other thread's multi-line write is
- * a batch: after a response, or in an event loop's handler, is when
- * buffered logs are flushed. */
-static bool is_batch(const char *buf, size_t n, const char *first)
+ * request line (a request has one access line: a buffer of them). */
+static bool is_batch(const struct writer *w, const char *buf, size_t n, const char *first)
 {
 	const char *end = buf + n;
-	if (!first || first + 1 >= end || !memchr(first + 1, '\n', (size_t)(end - first - 1)))
+	if (!w->several_lines &&
+	    (!first || first + 1 >= end || !memchr(first + 1, '\n', (size_t)(end - first - 1))))
 		return false;
-	if (ctx_certain_request() == 0)
+	if ((thread_ctx.mode == CTX_CERTAIN && !w->sink->stream) || ctx_certain_request() == 0)
 		return true;
 	unsigned quoting = 0;
 	for (const char *p = buf; p < end;) {
@@ -869,8 +878,10 @@ static __attribute__((noinline, cold)) bool give_up_partial(struct writer *w, st
 }
 
 /* A syslog message is one whole "line" whatever bytes it holds. It is held
- * like a line (with a newline appended to its record) or sent at once. */
-static bool consume_message(struct writer *w, const char *buf, size_t n)
+ * like a line (with a newline appended to its record) or sent at once. Out
+ * of line, and of the fork child's window (a fork server's children log by
+ * writes; is_batch takes the room). */
+static __attribute__((noinline)) bool consume_message(struct writer *w, const char *buf, size_t n)
 {
 	static const struct held_record blank;
 	struct line_verdict v;
@@ -913,7 +924,7 @@ static bool consume(struct writer *w, const char *buf, size_t n)
 	if (w->sink->message)
 		return consume_message(w, buf, n);
 	if (buf[n - 1] == '\n' && !(w->slot && (w->slot->len || w->slot->raw_partial)) &&
-	    likely(thread_ctx.batch.wait_depth == 0) &&
+	    likely(thread_ctx.batch.wait_depth == 0) && !w->several_lines &&
 	    line_format_escapes_whole(&shim.style, buf, n - 1)) {
 		/* The write most lines come in: one whole line, outside an
 		 * event loop (whose rules take the line's call chain once),
@@ -931,7 +942,7 @@ static bool consume(struct writer *w, const char *buf, size_t n)
 		}
 	}
 	const char *nl = memchr(buf, '\n', n);
-	bool batch = is_batch(buf, n, nl);
+	bool batch = is_batch(w, buf, n, nl);
 	w->batch = batch;
 	for (bool first = true; pos < n; first = false) {
 		if (!first)
@@ -1059,6 +1070,18 @@ static bool consume(struct writer *w, const char *buf, size_t n)
 	return true;
 }
 
+/* Whether iov's buffers hold two or more newlines between them. */
+static bool two_lines(const struct iovec *iov, int iovcnt)
+{
+	unsigned found = 0;
+	for (int i = 0; i < iovcnt; i++)
+		for (const char *p = iov[i].iov_base, *end = p + iov[i].iov_len;
+		     p < end && (p = memchr(p, '\n', (size_t)(end - p))) != NULL; p++)
+			if (++found == 2)
+				return true;
+	return false;
+}
+
 FORK_PATH ssize_t log_writev(const struct log_sink *sink, const struct iovec *iov, int iovcnt)
 {
 	struct writer w;
@@ -1076,6 +1099,7 @@ FORK_PATH ssize_t log_writev(const struct log_sink *sink, const struct iovec *io
 	if (s)
 		slot_set_sink(s, sink);
 	writer_init(&w, sink, OUTPUT_APP, s);
+	w.several_lines = iovcnt > 1 && two_lines(iov, iovcnt);
 	for (int i = 0; i < iovcnt; i++)
 		if (iov[i].iov_len && !consume(&w, iov[i].iov_base, iov[i].iov_len))
 			break;
