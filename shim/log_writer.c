@@ -299,8 +299,9 @@ struct writer {
 				      lines of the program's current call */
 	bool batch;                /* those lines are a batch (is_batch): the
 				      thread's request says nothing of them */
-	bool several_lines;        /* the call's buffers hold two or more
-				      lines between them (is_batch) */
+	bool several_lines;        /* the call's buffers hold between them two
+				      lines, or a whole line and bytes after
+				      it (is_batch) */
 	size_t fields_len;             /* the fields of id_request's lines */
 	char fields[LINE_FIELDS_MAX];
 	char stage[STAGE_SIZE];
@@ -707,27 +708,40 @@ static inline __attribute__((always_inline)) void judge(uint64_t started_request
 		v->kind = HOLD_DECIDED; /* lines a batch holds go out first */
 }
 
-/* Whether buf, written by w's call, holds two or more lines (or the call's
- * other buffers hold more: a writev of a line per iovec) and is a batch:
- * the flush of a buffer the program filled earlier (a buffered access log,
- * an interpreter's block-buffered stdout), whose lines may be any
- * requests'. Then only a line that names its request gets an id. A
- * write() of several lines is one from any thread, a thread certain of its
- * request too: a buffer fills up and is flushed while the thread serves a
- * request, with lines of the requests before it (CPython's print() to a
- * file, flushed at 8 KiB by a pool thread that has just read its next
- * request), and nothing in the write tells that from a message of several
- * lines (a stack trace), which so gets no id. A stdio call's bytes are the
- * call's own (enriched at the call, never a flush), and a process started
- * for a request (exec_request) writes its own lines: there a certain
- * thread's lines are its own, unless one of them names another request
- * (which then gets no id either: format_named), or two of them quote a
- * request line (a request has one access line: a buffer of them). */
+/* Whether a line, the one a line of an earlier write left unfinished, is
+ * pending on w's slot: the write's first newline ends that one. */
+static bool line_pending(const struct writer *w)
+{
+	return w->slot && (has_partial(w->slot) || w->slot->raw_partial);
+}
+
+/* Whether buf, written by w's call, is a batch: the flush of a buffer the
+ * program filled earlier (a buffered access log, an interpreter's
+ * block-buffered stdout), whose lines may be any requests'. Then only a
+ * line that names its request gets an id. It is one when it holds two or
+ * more lines, or a whole line and bytes after it (or the call's other
+ * buffers make it so: a writev of a line per iovec): a buffer that filled
+ * up exactly goes out as the lines before and the text of the line being
+ * printed, its newline to come in the next flush (CPython's 8 KiB). A
+ * write that only ends the line pending and begins another (a program
+ * that writes each message's newline first) is none.
+ * Such a write is a batch from any thread, one certain of its request
+ * too: a buffer fills up and is flushed while the thread serves a request,
+ * with lines of the requests before it (CPython's print() to a file,
+ * flushed by a pool thread that has just read its next request), and
+ * nothing in the write tells that from a message of several lines (a
+ * stack trace), which so gets no id. A stdio call's bytes are the call's
+ * own (enriched at the call, never a flush), and a process started for a
+ * request (exec_request) writes its own lines: there a certain thread's
+ * lines are its own, unless one of them names another request (which then
+ * gets no id either: format_named), or two of them quote a request line (a
+ * request has one access line: a buffer of them). */
 static bool is_batch(const struct writer *w, const char *buf, size_t n, const char *first)
 {
 	const char *end = buf + n;
 	if (!w->several_lines &&
-	    (!first || first + 1 >= end || !memchr(first + 1, '\n', (size_t)(end - first - 1))))
+	    (!first || first + 1 >= end ||
+	     (line_pending(w) && !memchr(first + 1, '\n', (size_t)(end - first - 1)))))
 		return false;
 	if ((thread_ctx.mode == CTX_CERTAIN && !w->sink->stream) || ctx_certain_request() == 0)
 		return true;
@@ -1070,15 +1084,22 @@ static bool consume(struct writer *w, const char *buf, size_t n)
 	return true;
 }
 
-/* Whether iov's buffers hold two or more newlines between them. */
-static bool two_lines(const struct iovec *iov, int iovcnt)
+/* Whether iov's buffers hold between them two newlines, or (no line
+ * pending before them) one with bytes after it (is_batch). */
+static bool several_lines(const struct iovec *iov, int iovcnt, bool pending)
 {
-	unsigned found = 0;
-	for (int i = 0; i < iovcnt; i++)
-		for (const char *p = iov[i].iov_base, *end = p + iov[i].iov_len;
-		     p < end && (p = memchr(p, '\n', (size_t)(end - p))) != NULL; p++)
-			if (++found == 2)
-				return true;
+	bool found = false;
+	for (int i = 0; i < iovcnt; i++) {
+		const char *p = iov[i].iov_base, *end = p + iov[i].iov_len;
+		if (found && (pending ? memchr(p, '\n', iov[i].iov_len) != NULL : p < end))
+			return true;
+		const char *nl = memchr(p, '\n', iov[i].iov_len);
+		if (!nl)
+			continue;
+		if (nl + 1 < end && (!pending || memchr(nl + 1, '\n', (size_t)(end - nl - 1))))
+			return true;
+		found = true;
+	}
 	return false;
 }
 
@@ -1099,7 +1120,7 @@ FORK_PATH ssize_t log_writev(const struct log_sink *sink, const struct iovec *io
 	if (s)
 		slot_set_sink(s, sink);
 	writer_init(&w, sink, OUTPUT_APP, s);
-	w.several_lines = iovcnt > 1 && two_lines(iov, iovcnt);
+	w.several_lines = iovcnt > 1 && several_lines(iov, iovcnt, line_pending(&w));
 	for (int i = 0; i < iovcnt; i++)
 		if (iov[i].iov_len && !consume(&w, iov[i].iov_base, iov[i].iov_len))
 			break;

@@ -16,10 +16,15 @@ print() lines a wrong id, one request's id to 136 lines.
 The server here is ThreadingHTTPServer; its handler prints three lines that
 name the request's own X-Request-ID and, for one request in 200, a line of
 5,000 bytes. REQUESTS requests go one after another, a new connection each
-(a thread each), then the server exits, flushing what is left. Checked:
-every line arrives once, in order; no line carries another request's id
-(precision 100%, the principle); and the lines that do carry one are
-counted (recall: none expected from buffer flushes).
+(a thread each), then the server exits, flushing what is left. A second
+server gets four requests whose lines fill its buffer exactly: one write
+then holds the first request's whole line and the second's text without
+its newline (helper-67 found that write gave the first line the second
+request's id). Checked: every line arrives once, in order; no line carries
+another request's id (precision 100%, the principle); the lines that do
+carry one are counted (recall: none expected from buffer flushes), and so
+are lines that come as two records (a line one thread's write left
+unfinished and another's ended: README, Limits).
 
     python3 tests/integration/test_buffered_flush.py [--requests N]
 """
@@ -49,10 +54,14 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self):
         rid = self.headers.get("X-Request-ID", "-")
         n = int(rid[1:]) if rid[1:].isdigit() else 0
-        for i in range(3):
-            print("request %s line %d %s" % (rid, i, "x" * 40))
-        if n % 200 == 7:
-            print("request %s long %s" % (rid, "y" * 5000))
+        size = self.headers.get("X-Len")
+        if size:
+            print(("request %s sized " % rid).ljust(int(size) - 1, "z"))
+        else:
+            for i in range(3):
+                print("request %s line %d %s" % (rid, i, "x" * 40))
+            if n % 200 == 7:
+                print("request %s long %s" % (rid, "y" * 5000))
         body = b"ok\n"
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
@@ -75,10 +84,11 @@ server.server_close()
 '''
 
 
-def request(port, rid):
+def request(port, rid, size=None):
     s = socket.create_connection(("127.0.0.1", port), timeout=30)
-    s.sendall(("GET / HTTP/1.1\r\nHost: x\r\nX-Request-ID: %s\r\n"
-               "Connection: close\r\n\r\n" % rid).encode())
+    extra = "X-Len: %d\r\n" % size if size else ""
+    s.sendall(("GET / HTTP/1.1\r\nHost: x\r\nX-Request-ID: %s\r\n%s"
+               "Connection: close\r\n\r\n" % (rid, extra)).encode())
     got = b""
     while True:
         chunk = s.recv(65536)
@@ -90,7 +100,9 @@ def request(port, rid):
         raise harness.Failure("request %s answered %r" % (rid, got[:40]))
 
 
-def run(tmp, requests, lib):
+def run(tmp, plan, lib):
+    """Runs the server under reqid for plan, a list of (id, line size or
+    None), one request after another; returns its stdout."""
     script = Path(tmp) / "server.py"
     script.write_text(SERVER)
     out = Path(tmp) / "stdout.log"
@@ -109,8 +121,8 @@ def run(tmp, requests, lib):
         if not first.startswith("port "):
             raise harness.Failure("server did not start: %r" % first)
         port = int(first.split()[1])
-        for i in range(1, requests + 1):
-            request(port, "r%d" % i)
+        for rid, size in plan:
+            request(port, rid, size)
         s = socket.create_connection(("127.0.0.1", port), timeout=30)
         s.sendall(b"QUIT / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         while s.recv(65536):
@@ -127,26 +139,43 @@ def run(tmp, requests, lib):
     return out.read_bytes()
 
 
-def check(text, requests):
-    """(lines, tagged, wrong) of the server's stdout; fails on a lost,
-    repeated or reordered line."""
+def expected(plan):
     want = []
-    for n in range(1, requests + 1):
-        want += ["request r%d line %d %s" % (n, i, "x" * 40) for i in range(3)]
-        if n % 200 == 7:
-            want.append("request r%d long %s" % (n, "y" * 5000))
-    got, tagged, wrong = [], 0, []
+    for rid, size in plan:
+        if size:
+            want.append(("request %s sized " % rid).ljust(size - 1, "z"))
+            continue
+        want += ["request %s line %d %s" % (rid, i, "x" * 40) for i in range(3)]
+        if int(rid[1:]) % 200 == 7:
+            want.append("request %s long %s" % (rid, "y" * 5000))
+    return want
+
+
+def check(text, plan):
+    """(lines, tagged, wrong, split) of the server's stdout; fails on a
+    lost, repeated or reordered line. A line one thread's write left
+    unfinished and another thread's ended comes as two records on one line
+    (README, Limits): their texts are joined, and counted in split."""
+    want = expected(plan)
+    got, tagged, wrong, split = [], 0, [], 0
+    decoder = json.JSONDecoder()
     for line in text.decode().splitlines():
-        record = json.loads(line)
-        msg = record["msg"]
+        records, at = [], 0
+        while at < len(line):
+            record, at = decoder.raw_decode(line, at)
+            records.append(record)
+        split += len(records) - 1
+        msg = "".join(r["msg"] for r in records)
         got.append(msg)
-        if "request_id" in record:
-            tagged += 1
-            if record["request_id"] != msg.split()[1]:
-                wrong.append(line[:100])
+        for record in records:
+            if "request_id" in record:
+                tagged += 1
+                words = record["msg"].split()
+                if len(words) < 2 or record["request_id"] != words[1]:
+                    wrong.append(line[:100])
     if got != want:
         raise harness.Failure("lines lost, repeated or reordered: %d of %d" % (len(got), len(want)))
-    return len(got), tagged, wrong
+    return len(got), tagged, wrong, split
 
 
 def main():
@@ -155,17 +184,24 @@ def main():
     ap.add_argument("--lib", help="library to test instead of build/libreqid.so")
     a = ap.parse_args()
 
-    def flushes(failures):
-        with tempfile.TemporaryDirectory(prefix="reqid-flush-") as tmp:
-            started = time.monotonic()
-            lines, tagged, wrong = check(run(tmp, a.requests, a.lib), a.requests)
-            print("threaded python server, print() to a file: %d lines, %d tagged, "
-                  "%d wrong (%.1f s)" % (lines, tagged, len(wrong), time.monotonic() - started))
-            if wrong:
-                failures.append("%d lines with another request's id, e.g. %s"
-                                % (len(wrong), wrong[0]))
+    def one(name, plan):
+        def check_plan(failures):
+            with tempfile.TemporaryDirectory(prefix="reqid-flush-") as tmp:
+                started = time.monotonic()
+                lines, tagged, wrong, split = check(run(tmp, plan, a.lib), plan)
+                print("%s: %d lines, %d tagged, %d wrong, %d split in two records (%.1f s)"
+                      % (name, lines, tagged, len(wrong), split, time.monotonic() - started))
+                if wrong:
+                    failures.append("%s: %d lines with another request's id, e.g. %s"
+                                    % (name, len(wrong), wrong[0]))
+        return (name, check_plan)
 
-    return harness.run_groups([("buffered flush", flushes)])
+    many = [("r%d" % i, None) for i in range(1, a.requests + 1)]
+    # From an empty buffer: r2's text fills it exactly, so one write holds
+    # r1's line and r2's text, its newline going out with r3's line.
+    exact = [("r1", 3000), ("r2", 5193), ("r3", 8191), ("r4", 50)]
+    return harness.run_groups([one("print() to a file, short lines", many),
+                               one("print() to a file, a buffer filled exactly", exact)])
 
 
 if __name__ == "__main__":
