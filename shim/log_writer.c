@@ -735,7 +735,8 @@ static bool line_pending(const struct writer *w)
  * request (exec_request) writes its own lines: there a certain thread's
  * lines are its own, unless one of them names another request (which then
  * gets no id either: format_named), or two of them quote a request line (a
- * request has one access line: a buffer of them). */
+ * request has one access line: a buffer of them); their writev of lines
+ * over several buffers is a batch (the quotes are looked for in one). */
 static bool is_batch(const struct writer *w, const char *buf, size_t n, const char *first)
 {
 	const char *end = buf + n;
@@ -743,7 +744,8 @@ static bool is_batch(const struct writer *w, const char *buf, size_t n, const ch
 	    (!first || first + 1 >= end ||
 	     (line_pending(w) && !memchr(first + 1, '\n', (size_t)(end - first - 1)))))
 		return false;
-	if ((thread_ctx.mode == CTX_CERTAIN && !w->sink->stream) || ctx_certain_request() == 0)
+	if ((thread_ctx.mode == CTX_CERTAIN && !w->sink->stream) || w->several_lines ||
+	    ctx_certain_request() == 0)
 		return true;
 	unsigned quoting = 0;
 	for (const char *p = buf; p < end;) {
@@ -1090,6 +1092,8 @@ static bool several_lines(const struct iovec *iov, int iovcnt, bool pending)
 {
 	bool found = false;
 	for (int i = 0; i < iovcnt; i++) {
+		if (iov[i].iov_len == 0)
+			continue; /* its base may be NULL */
 		const char *p = iov[i].iov_base, *end = p + iov[i].iov_len;
 		if (found && (pending ? memchr(p, '\n', iov[i].iov_len) != NULL : p < end))
 			return true;

@@ -171,6 +171,23 @@ static void sc_multiline(void)
 	record("ret=%zd errno=%s", r, errno_name(e));
 }
 
+/* A program started for a request (REQID_REQUEST_ID set by its parent):
+ * its own lines carry that id, but a writev of lines over several buffers
+ * is a batch, and a write of two lines is its own. */
+static void sc_exec_writev(void)
+{
+	struct iovec iov[2] = {
+		{.iov_base = "a\n", .iov_len = 2},
+		{.iov_base = "b\n", .iov_len = 2},
+	};
+	errno = 1234;
+	ssize_t r1 = writev(1, iov, 2);
+	ssize_t r2 = write(1, "c\nd\n", 4);
+	ssize_t r3 = write(1, "e\n", 2);
+	int e = errno;
+	record("ret=%zd,%zd,%zd errno=%s", r1, r2, r3, errno_name(e));
+}
+
 static void sc_pieces(void)
 {
 	enter_request("sem-1");
@@ -1027,6 +1044,8 @@ int main(int argc, char **argv)
 	const char *s = argv[1];
 	if (!strcmp(s, "multiline"))
 		sc_multiline();
+	else if (!strcmp(s, "exec_writev"))
+		sc_exec_writev();
 	else if (!strcmp(s, "pieces"))
 		sc_pieces();
 	else if (!strcmp(s, "writev"))

@@ -197,6 +197,16 @@ class T01MultiLine(Base):
         self.assertEqual(shim.out, b"".join(jline(m, None) + b"\n" for m in "abc"))
 
 
+class T01ExecWritev(Base):
+    def test_exec_request_writev(self):
+        r = run("exec_writev", "shim", env_extra={"REQID_REQUEST_ID": "sem-x"})
+        self.assertEqual(r.rc, 0, r)
+        self.assertEqual(r.results_text.strip(), "ret=4,4,2 errno=1234")
+        self.assertEqual(r.out, b"".join([jline("a", None), b"\n", jline("b", None), b"\n",
+                                          jline("c", b"sem-x"), b"\n", jline("d", b"sem-x"),
+                                          b"\n", jline("e", b"sem-x"), b"\n"]))
+
+
 class T02Pieces(Base):
     def test_line_in_pieces(self):
         bare, shim = self.both("pieces")
