@@ -31,6 +31,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "realservers"))
+sys.path.insert(0, str(ROOT / "tests" / "integration"))
+import harness  # noqa: E402
 import servers  # noqa: E402
 
 
@@ -57,15 +59,8 @@ class Req:
 
 
 def request(port, path, rid):
-    with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
-        s.sendall(("GET %s HTTP/1.1\r\nHost: t\r\nX-Request-ID: %s\r\nConnection: close\r\n\r\n"
-                   % (path, rid)).encode())
-        data = b""
-        while True:
-            got = s.recv(65536)
-            if not got:
-                return data
-            data += got
+    return harness.exchange(port, ("GET %s HTTP/1.1\r\nHost: t\r\nX-Request-ID: %s\r\n"
+                                   "Connection: close\r\n\r\n" % (path, rid)).encode())
 
 
 def main(argv):

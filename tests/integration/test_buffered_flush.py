@@ -32,7 +32,6 @@ import argparse
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -85,17 +84,9 @@ server.server_close()
 
 
 def request(port, rid, size=None):
-    s = socket.create_connection(("127.0.0.1", port), timeout=30)
     extra = "X-Len: %d\r\n" % size if size else ""
-    s.sendall(("GET / HTTP/1.1\r\nHost: x\r\nX-Request-ID: %s\r\n%s"
-               "Connection: close\r\n\r\n" % (rid, extra)).encode())
-    got = b""
-    while True:
-        chunk = s.recv(65536)
-        if not chunk:
-            break
-        got += chunk
-    s.close()
+    got = harness.exchange(port, ("GET / HTTP/1.1\r\nHost: x\r\nX-Request-ID: %s\r\n%s"
+                                  "Connection: close\r\n\r\n" % (rid, extra)).encode())
     if not got.startswith(b"HTTP/1.0 200"):
         raise harness.Failure("request %s answered %r" % (rid, got[:40]))
 
@@ -123,11 +114,7 @@ def run(tmp, plan, lib):
         port = int(first.split()[1])
         for rid, size in plan:
             request(port, rid, size)
-        s = socket.create_connection(("127.0.0.1", port), timeout=30)
-        s.sendall(b"QUIT / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        while s.recv(65536):
-            pass
-        s.close()
+        harness.exchange(port, b"QUIT / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         rc = proc.wait(timeout=30)
         if rc != 0:
             raise harness.Failure("server exited %d: %r" % (rc, proc.stderr.read()[-400:]))
