@@ -256,13 +256,13 @@ test: deps
 demo: deps $(BUILD)/libreqid.so servers
 	python3 tests/integration/demo.py
 
-bench: deps $(BUILD)/libreqid.so $(BUILD)/bench_io $(BUILD)/bench_process
+bench: deps $(BUILD)/libreqid.so $(BUILD)/bench_io $(BUILD)/bench_process $(BUILD)/bench_spin.so
 	python3 tests/bench/bench.py
 	python3 tests/bench/bench_process.py
 	python3 tests/bench/bench_servers.py
 
 # The same scripts with fewer and shorter rounds: under a minute.
-bench-quick: deps $(BUILD)/libreqid.so $(BUILD)/bench_io $(BUILD)/bench_process
+bench-quick: deps $(BUILD)/libreqid.so $(BUILD)/bench_io $(BUILD)/bench_process $(BUILD)/bench_spin.so
 	python3 tests/bench/bench.py --quick
 	python3 tests/bench/bench_process.py --quick
 	python3 tests/bench/bench_servers.py --quick
@@ -272,6 +272,9 @@ $(BUILD)/bench_io: tests/bench/bench_io.c | $(BUILD)
 
 $(BUILD)/bench_process: tests/bench/bench_process.c | $(BUILD)
 	$(CC) -O2 -g -Wall -Wextra -Werror -pthread -o $@ $<
+
+$(BUILD)/bench_spin.so: tests/bench/spin_writev.c | $(BUILD)
+	$(CC) -O2 -g -Wall -Wextra -Werror -shared -fPIC -o $@ $< -ldl
 
 clean:
 	rm -rf $(BUILD)

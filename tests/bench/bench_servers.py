@@ -9,25 +9,41 @@ alike, the order rotated every round (which run goes first biases it by some
 5% on a small VM):
   nginx: bare; under reqid with its defaults; under reqid with
     REQID_EVENT_STACKS=off (no one-event waits, no call chains: the cost of
-    the event-loop rule is the difference).
+    the event-loop rule is the difference); and, to calibrate, without the
+    shim but with build/bench_spin.so preloaded, which spins 1 us in every
+    writev (one a response): what a microsecond of work per request costs
+    the whole server on this machine.
   lighttpd: bare; under reqid with its defaults; under reqid
     --event-brackets (what a lighttpd user would choose: README, "Event
     loops").
 Prints per variant the median req/s, bare and shimmed, the ratio and the
-p25-p75 spread of each. Never fails on speed; fails only when a run cannot
-start or serves errors.
+p25-p75 spread of each.
+
+Then (not with --quick) nginx's instructions per request: one nginx process
+(master_process off) under valgrind's callgrind, bare and shimmed, the same
+traffic; the counts are zeroed once it serves and dumped after wrk stopped,
+so they cover exactly the requests its access log gained in between. Prints
+the user-space instructions per request of each, and the shim's functions
+that cost the most per request. Deterministic where req/s is not.
+
+Never fails on speed; fails only when a run cannot start or serves errors.
 
     python3 tests/bench/bench_servers.py [--quick] [--rounds N] [--seconds S]
                                          [--servers nginx,lighttpd]
 """
 import argparse
+import re
 import shutil
+import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import benchlib
-from benchlib import REQID, header, pin, row
+from benchlib import REQID, ROOT, header, pin, row
+
+SPIN = ROOT / "build" / "bench_spin.so"
 
 LUA = """
 local n = 0
@@ -42,6 +58,7 @@ end
 
 NGINX = """worker_processes 1;
 daemon off;
+master_process {master};
 pid {d}/nginx.pid;
 error_log {d}/logs/error.log error;
 events {{ worker_connections 1024; }}
@@ -73,7 +90,9 @@ SERVERS = {
                          "-e", str(d / "logs" / "error.log")],
               [("bare", None, {}),
                ("reqid", [], {}),
-               ("reqid, REQID_EVENT_STACKS=off", [], {"REQID_EVENT_STACKS": "off"})]),
+               ("reqid, REQID_EVENT_STACKS=off", [], {"REQID_EVENT_STACKS": "off"}),
+               ("+1 us a writev, no shim", None,
+                {"LD_PRELOAD": str(SPIN), "BENCH_SPIN_NS": "1000"})]),
     "lighttpd": ("lighttpd.conf", LIGHTTPD,
                  lambda d: ["lighttpd", "-D", "-f", str(d / "lighttpd.conf")],
                  [("bare", None, {}),
@@ -82,15 +101,15 @@ SERVERS = {
 }
 
 
-def server_dir(tmp, name, port):
-    d = Path(tmp) / name
+def server_dir(tmp, name, port, master="on", where=None):
+    d = Path(tmp) / (where or name)
     for sub in ("www", "tmp", "logs"):
         (d / sub).mkdir(parents=True)
     d.chmod(0o755)
     (d / "www" / "index.html").write_text("<html><body>hello</body></html>\n")
     (d / "bench.lua").write_text(LUA)
     conf, template = SERVERS[name][:2]
-    (d / conf).write_text(template.format(d=d, port=port))
+    (d / conf).write_text(template.format(d=d, port=port, master=master))
     return d
 
 
@@ -126,6 +145,81 @@ def bench_server(name, tmp, rounds, seconds):
         row("%s %s, req/s" % (name, v), rates["bare"], rates[v], digits=0)
 
 
+def log_lines(path):
+    with open(path, "rb") as f:
+        return f.read().count(b"\n")
+
+
+def counted_run(d, port, shimmed, seconds, out):
+    """Callgrind's count of one nginx process over `seconds` of wrk:
+    (instructions, requests, callgrind's dump file)."""
+    access = d / "logs" / "access.log"
+    for f in (d / "logs").iterdir():
+        f.unlink()
+    cmd = [str(REQID), "run", "--log-path", str(d / "logs" / "*.log"), "--"] if shimmed else []
+    cmd += ["valgrind", "--tool=callgrind", "--callgrind-out-file=%s" % out,
+            "nginx", "-p", str(d), "-c", str(d / "nginx.conf"), "-e", str(d / "logs" / "error.log")]
+    proc = benchlib.start(cmd, benchlib.clean_env(), d / "console")
+    try:
+        benchlib.wait_port(port, proc, "nginx under callgrind", timeout=60)
+        url = "http://127.0.0.1:%d/index.html" % port
+        benchlib.wrk(url, 8, 1, d / "bench.lua")  # past its first requests
+        subprocess.run(["callgrind_control", "-z", str(proc.pid)], check=True,
+                       capture_output=True)
+        before = log_lines(access)
+        benchlib.wrk(url, 8, seconds, d / "bench.lua")
+        # wrk has stopped; the last lines come as their responses go
+        requests, settled = log_lines(access) - before, False
+        while not settled:
+            time.sleep(0.5)
+            n = log_lines(access) - before
+            settled, requests = n == requests, n
+        subprocess.run(["callgrind_control", "-d", str(proc.pid)], check=True,
+                       capture_output=True)
+    finally:
+        benchlib.stop(proc)
+    dump = Path(str(out) + ".1")
+    total = int(re.search(r"^summary: (\d+)", dump.read_text(), re.M).group(1))
+    return total, requests, dump
+
+
+def shim_functions(dump, requests, top=12):
+    """The shim's functions that cost the most instructions per request,
+    from callgrind_annotate's table of self costs."""
+    text = subprocess.run(["callgrind_annotate", "--auto=no", "--threshold=100", str(dump)],
+                          capture_output=True, text=True, check=True).stdout
+    cost = {}
+    for m in re.finditer(r"^\s*([\d,]+) \(\s*[\d.]+%\)\s+(\S+)(?: \[(.*)\])?$", text, re.M):
+        obj = m.group(3) or ""
+        # the shim's hot sections (layout.ld) have no object name; a
+        # function may have parts in both
+        if "libreqid" in obj or obj == "???":
+            name = m.group(2).split(":")[-1]
+            cost[name] = cost.get(name, 0) + int(m.group(1).replace(",", "")) / requests
+    return sorted(((c, name) for name, c in cost.items()), reverse=True)[:top]
+
+
+def nginx_instructions(tmp, seconds):
+    """Instructions per request of nginx bare and shimmed (see the top)."""
+    port = benchlib.free_port()
+    d = server_dir(tmp, "nginx", port, master="off", where="nginx-callgrind")
+    counts = {}
+    for shimmed in (False, True):
+        total, requests, dump = counted_run(d, port, shimmed, seconds,
+                                            d / ("shim.cg" if shimmed else "bare.cg"))
+        if requests < 100:
+            raise RuntimeError("nginx under callgrind served %d requests" % requests)
+        counts[shimmed] = (total / requests, requests)
+    print("\nnginx under callgrind, user-space instructions per request "
+          "(one process, wrk -c8, %d s each):" % seconds)
+    bare, shim = counts[False][0], counts[True][0]
+    print("  bare %.0f (%d requests), shimmed %.0f (%d requests): the shim adds %.0f (%+.0f%%)"
+          % (bare, counts[False][1], shim, counts[True][1], shim - bare, 100 * (shim - bare) / bare))
+    print("  the shim's functions, instructions per request (self cost):")
+    for cost, name in shim_functions(dump, counts[True][1]):
+        print("    %6.0f  %s" % (cost, name))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="2 rounds of 1 s (bench-quick)")
@@ -144,6 +238,9 @@ def main():
                 print("bench_servers: %s not installed; %s skipped" % (", ".join(missing), name))
                 continue
             bench_server(name, tmp, rounds, seconds)
+        if not a.quick and "nginx" in a.servers.split(",") and \
+                not benchlib.missing(["nginx", "wrk", "valgrind", "callgrind_control"]):
+            nginx_instructions(tmp, 3)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return 0
