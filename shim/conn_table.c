@@ -866,16 +866,19 @@ static bool keep_head_text(struct conn *c, const struct http_parser *p)
  * rather than not HTTP: that line is a PROXY header (read in pieces, or a
  * second one), or names an HTTP version (the n bytes at buf, read now, begin
  * it if line_here): a request line the parser does not take ("HTTP/1.01",
- * two spaces) that the program may serve, with more requests after it. No
- * id then, never one for the whole connection, which would be all of
- * theirs. Out of the fork child's code. */
+ * two spaces) that the program may serve, with more requests after it; or
+ * the stream is a gateway protocol's (FastCGI, SCGI, uwsgi): requests a
+ * front server passes on, each with the id the front server gave it. No id
+ * then, never one for the whole connection, which would be all of theirs,
+ * and none of them the front server's. Out of the fork child's code. */
 static __attribute__((noinline, cold)) bool lost_not_raw(struct conn *c,
 							const struct http_parser *p,
 							const void *buf, size_t n, bool line_here)
 {
 	if ((p->line_len < 6 || memcmp(p->request_line, "PROXY ", 6) != 0) &&
 	    !http_first_line_names_version(p->request_line, p->line_len) &&
-	    !(line_here && http_first_line_names_version(buf, n)))
+	    !http_starts_gateway(p->request_line, p->line_len) &&
+	    !(line_here && (http_first_line_names_version(buf, n) || http_starts_gateway(buf, n))))
 		return false;
 	lose_stream(c);
 	return true;

@@ -154,6 +154,49 @@ FORK_PATH bool http_starts_tls(const char *buf, size_t len)
 	return len > 0 && buf[0] == 0x16 && (len == 1 || buf[1] == 0x03);
 }
 
+/* A name of a CGI variable as gateway protocols send it. */
+static bool cgi_name_char(unsigned char c)
+{
+	return (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
+}
+
+bool http_starts_gateway(const char *buf, size_t len)
+{
+	static const char scgi_first[] = "CONTENT_LENGTH"; /* and its NUL */
+	const unsigned char *s = (const unsigned char *)buf;
+	if (len == 0)
+		return false;
+	/* FastCGI: version 1, then BEGIN_REQUEST or GET_VALUES */
+	if (s[0] == 1)
+		return len == 1 || s[1] == 1 || s[1] == 9;
+	/* SCGI: a netstring of the headers, CONTENT_LENGTH first */
+	if (s[0] >= '0' && s[0] <= '9') {
+		size_t i = 1;
+		while (i < len && i < 8 && s[i] >= '0' && s[i] <= '9')
+			i++;
+		if (i == len)
+			return i < 8; /* a method of digits is no server's */
+		if (s[i] != ':')
+			return false;
+		size_t n = len - i - 1 < sizeof(scgi_first) ? len - i - 1 : sizeof(scgi_first);
+		return memcmp(s + i + 1, scgi_first, n) == 0;
+	}
+	/* uwsgi: modifier1 (no token character: a request's method would be
+	 * one), the packet's size, modifier2 0; then the first variable's
+	 * length (little-endian) and its name */
+	if (len < 4 || http_is_tchar(s[0]) || s[3] != 0)
+		return false;
+	if (len < 6)
+		return true;
+	size_t name_len = (size_t)s[4] | (size_t)s[5] << 8;
+	if (name_len == 0 || name_len > 64)
+		return false;
+	for (size_t i = 6; i < len && i < 6 + name_len; i++)
+		if (!cgi_name_char(s[i]))
+			return false;
+	return true;
+}
+
 bool http_starts_h2(const char *buf, size_t len)
 {
 	static const char preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";

@@ -200,6 +200,17 @@ bool http_parser_in_tunnel(const struct http_parser *p);
  * came. No HTTP request begins so. */
 bool http_starts_tls(const char *buf, size_t len);
 
+/* Whether a stream's first len bytes begin a request of a gateway protocol,
+ * one a front server passes an HTTP request to an application in, as far as
+ * they came: FastCGI (a version 1 record of type BEGIN_REQUEST or
+ * GET_VALUES), SCGI (a netstring's length, ':', then "CONTENT_LENGTH" and
+ * its NUL, which the protocol puts first; digits alone are a first line
+ * the parser failed on just after them, where the ':' came) or uwsgi (a first byte that is no
+ * token character, modifier2 0 in the fourth, then the first variable's
+ * length, 1 to 64, and a name of capitals, digits and '_'). No HTTP request
+ * begins so. */
+bool http_starts_gateway(const char *buf, size_t len);
+
 /* Whether a stream's first len bytes begin the HTTP/2 connection preface
  * ("PRI * HTTP/2.0", then CRLF CRLF "SM" CRLF CRLF) as far as the parser
  * needs to fail on it: at least "PRI * HTTP/2", and every byte after it

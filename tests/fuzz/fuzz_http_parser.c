@@ -422,6 +422,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		abort();
 	if (http_starts_h2((const char *)data, size) && !a.not_http)
 		abort();
+	/* No stream a gateway protocol begins holds a whole request head. */
+	if (http_starts_gateway((const char *)data, size) && a.completed > 0)
+		abort();
 	/* A request line found in the bytes as a log line lies within them,
 	 * quoted, and is found again in the quoted part alone. */
 	size_t at, len;

@@ -902,6 +902,42 @@ static void test_unparsed_http_is_lost_not_raw(void **state)
 	assert_naming_back_after_recent_ends();
 }
 
+/* A gateway protocol's stream (FastCGI, SCGI, uwsgi: a front server
+ * passing on requests it gave ids of its own) is lost, with no id: one
+ * made up for the connection would be none of its requests' ids. Its
+ * first bytes may come alone (php-cgi reads a record's header, 8 bytes,
+ * first) or with the rest. */
+static void test_gateway_protocol_is_lost_not_raw(void **state)
+{
+	(void)state;
+	static const char fastcgi[] = "\x01\x01\x00\x01\x00\x08\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00"
+				      "\x01\x04\x00\x01\x00\x16\x02\x00\x11\x04HTTP_X_REQUEST_IDt-42";
+	static const char scgi[] = "40:CONTENT_LENGTH\0" "0\0SCGI\0" "1\0REQUEST_METHOD\0GET\0,";
+	static const char uwsgi[] = "\x00\x2a\x00\x00\x0e\x00REQUEST_METHOD\x03\x00GET\x0b\x00REQUEST_URI\x06\x00/same1";
+	static const struct {
+		const char *bytes;
+		size_t len, first;
+	} streams[] = {
+		{fastcgi, sizeof fastcgi - 1, 8},
+		{fastcgi, sizeof fastcgi - 1, sizeof fastcgi - 1},
+		{scgi, sizeof scgi - 1, sizeof scgi - 1},
+		{uwsgi, sizeof uwsgi - 1, 4},
+		{uwsgi, sizeof uwsgi - 1, sizeof uwsgi - 1},
+	};
+	for (size_t k = 0; k < sizeof streams / sizeof streams[0]; k++) {
+		conn_open(56);
+		conn_on_read(56, conn_generation(56), streams[k].bytes, NULL, streams[k].first);
+		if (streams[k].first < streams[k].len)
+			conn_on_read(56, conn_generation(56), streams[k].bytes + streams[k].first, NULL,
+				     streams[k].len - streams[k].first);
+		assert_int_equal(conn_request(56), 0);
+		request_on(56, "b-2");
+		assert_int_equal(conn_request(56), 0);
+		conn_forget(56);
+	}
+	assert_naming_back_after_recent_ends();
+}
+
 /* A request line a server may log as another request's (gunicorn
  * upper-cases "get"; lighttpd logs "GET http://host/same" as "GET /same",
  * a format of the path alone "/x/../same" and "/%73ame" so too)
@@ -1575,6 +1611,7 @@ int main(void)
 		cmocka_unit_test_setup(test_untracked_connections_keep_lines_unnamed, setup),
 		cmocka_unit_test_setup(test_not_http_keeps_lines_unnamed, setup),
 		cmocka_unit_test_setup(test_unparsed_http_is_lost_not_raw, setup),
+		cmocka_unit_test_setup(test_gateway_protocol_is_lost_not_raw, setup),
 		cmocka_unit_test_setup(test_request_line_logged_otherwise_keeps_lines_unnamed, setup),
 		cmocka_unit_test_setup(test_request_line_in_a_header_keeps_lines_unnamed, setup),
 		cmocka_unit_test_setup(test_proxy_header_before_requests, setup),

@@ -908,6 +908,58 @@ static void test_starts_tls(void **state)
 	assert_false(http_starts_tls("\r\nGET", 5));
 }
 
+/* The first bytes of the gateway protocols front servers pass requests to
+ * applications in, each prefix of them: FastCGI's BEGIN_REQUEST (and
+ * GET_VALUES), SCGI's netstring with CONTENT_LENGTH first, a uwsgi packet
+ * as nginx's uwsgi_pass writes it. None of them from an HTTP request, TLS,
+ * the HTTP/2 preface, a PROXY header or another protocol. */
+static void test_starts_gateway(void **state)
+{
+	(void)state;
+	static const char fastcgi[] = "\x01\x01\x00\x01\x00\x08\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00"
+				      "\x01\x04\x00\x01";
+	static const char scgi[] = "70:CONTENT_LENGTH\0" "27\0SCGI\0" "1\0";
+	static const char uwsgi[] = "\x00\x7a\x01\x00\x0c\x00QUERY_STRING\x03\x00q=1";
+	static const struct {
+		const char *bytes;
+		size_t len;
+	} yes[] = {
+		{fastcgi, sizeof fastcgi - 1},
+		{"\x01\x09\x00\x00\x00\x00\x00\x00", 8}, /* GET_VALUES */
+		{scgi, sizeof scgi - 1},
+		{uwsgi, sizeof uwsgi - 1},
+	};
+	for (size_t k = 0; k < sizeof yes / sizeof yes[0]; k++)
+		for (size_t n = 1; n <= yes[k].len; n++)
+			if (yes[k].bytes != uwsgi || n >= 4)
+				assert_true(http_starts_gateway(yes[k].bytes, n));
+	/* too few bytes to tell */
+	assert_false(http_starts_gateway(uwsgi, 3));
+	assert_false(http_starts_gateway("", 0));
+	static const struct {
+		const char *bytes;
+		size_t len;
+	} no[] = {
+		{"GET / HTTP/1.1\r\n\r\n", 18},
+		{"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", 11}, /* TLS */
+		{"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 24},
+		{"\r\n\r\n\0\r\nQUIT\n\x21\x11\x00\x0c", 16}, /* PROXY v2 */
+		{"PING\r\n", 6},
+		{"\x01\x05\x00\x01\x00\x10\x00\x00", 8}, /* FastCGI STDIN: no start */
+		{"\x02\x01\x00\x01\x00\x08\x00\x00", 8}, /* FastCGI version 2 */
+		{"70:QUERY_STRING\0", 16},                /* SCGI's first is CONTENT_LENGTH */
+		{"123456789:CONTENT_LENGTH\0", 25},        /* no netstring length */
+		{"12345678", 8},                            /* nor digits alone */
+		{"12 GET", 6},
+		{"\x00\x7a\x01\x01\x0c\x00QUERY", 11},     /* modifier2 not 0 */
+		{"\x00\x7a\x01\x00\x00\x00", 6},            /* a name of no bytes */
+		{"\x00\x7a\x01\x00\x0c\x00query_string", 18}, /* not a CGI name */
+		{"\x00\x7a\x01\x00\xff\x00QUERY", 11},     /* a name too long */
+	};
+	for (size_t k = 0; k < sizeof no / sizeof no[0]; k++)
+		assert_false(http_starts_gateway(no[k].bytes, no[k].len));
+}
+
 /* The HTTP/2 preface, from the bytes the parser fails at on: each of its
  * prefixes from "PRI * HTTP/2" on, and it whole with a frame after it. */
 static void test_starts_h2(void **state)
@@ -2538,6 +2590,7 @@ int main(void)
 		cmocka_unit_test(test_whole_line_state_cleared),
 		cmocka_unit_test(test_in_head),
 		cmocka_unit_test(test_starts_tls),
+		cmocka_unit_test(test_starts_gateway),
 		cmocka_unit_test(test_starts_h2),
 		cmocka_unit_test(test_proxy_header_len),
 		cmocka_unit_test(test_request_line_logging),
