@@ -98,6 +98,9 @@ def inject(inject_bin, pid, lib, function, arg):
     return int(p.stdout.split()[0]), None
 
 
+# How many times attach and detach read a process tree at most.
+TREE_READINGS = 5
+
 FUNCTIONS = {"attach": "reqid_attach", "reconfigure": "reqid_reconfigure",
              "detach": "reqid_detach"}
 
@@ -110,16 +113,29 @@ def act(command, lib, inject_bin, settings, pids):
             print("reqid: %s %d: no such process" % (command, top), file=sys.stderr)
             failed = True
             continue
-        for pid in tree(top):
-            status, error = inject(inject_bin, pid, lib, function, settings)
-            # A worker forked after its master was attached has the shim
-            # already; one that is not attached has nothing to detach.
-            if status == 0 or (pid != top and status in (ALREADY, NOT_ATTACHED)):
-                continue
-            if pid != top and ended(pid):
-                continue  # a worker that ended meanwhile (one per connection)
-            print("reqid: %s %d: %s" % (command, pid, error or meaning(status)), file=sys.stderr)
-            failed = True
+        # A worker its master forks before the master's turn (one it
+        # respawns) is a copy of the master as it was: the tree is read
+        # again until a reading finds no process not yet done. One forked
+        # while the shim changes its parent waits for the change
+        # (attach_before_fork, shim/attach.c).
+        done = set()
+        for _ in range(TREE_READINGS):
+            todo = [pid for pid in tree(top) if pid not in done]
+            if not todo:
+                break
+            for pid in todo:
+                done.add(pid)
+                status, error = inject(inject_bin, pid, lib, function, settings)
+                # A worker forked after its master was attached has the
+                # shim already; one that is not attached has nothing to
+                # detach.
+                if status == 0 or (pid != top and status in (ALREADY, NOT_ATTACHED)):
+                    continue
+                if pid != top and ended(pid):
+                    continue  # a worker that ended meanwhile (one per connection)
+                print("reqid: %s %d: %s" % (command, pid, error or meaning(status)),
+                      file=sys.stderr)
+                failed = True
     return 1 if failed else 0
 
 

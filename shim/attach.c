@@ -497,16 +497,55 @@ static int attach_now(const char *settings)
 	return ATTACH_OK;
 }
 
+/* Set while reqid_attach or reqid_detach changes the process. A child
+ * forked meanwhile would be a copy of the change half done (its GOT half
+ * patched, naming paused, no status), which no later attach or detach
+ * could finish: the thread making the change is not in the child. A fork
+ * waits for the change instead (attach_before_fork); patching every
+ * module's GOT, the longest step, takes milliseconds. */
+static _Atomic bool changing;
+
+/* How long a fork waits for a change at most, in 1 ms steps. */
+#define FORK_WAIT_MS 1000
+
+/* What pthread_atfork does (as in shim_init.c). */
+extern int __register_atfork(void (*prepare)(void), void (*parent)(void), void (*child)(void),
+			     void *dso_handle);
+extern void *__dso_handle;
+
+/* The atfork prepare handler, from the first attach on: a fork waits
+ * while a change is made, at most FORK_WAIT_MS. Keeps errno. */
+static void attach_before_fork(void)
+{
+	if (!atomic_load_explicit(&changing, memory_order_acquire))
+		return;
+	int saved = errno;
+	for (int waited = 0;
+	     waited < FORK_WAIT_MS && atomic_load_explicit(&changing, memory_order_acquire); waited++)
+		syscall(SYS_nanosleep, &(struct timespec){0, 1000000}, NULL);
+	errno = saved;
+}
+
 /* The pages attach makes resident are noted first, so that detach can give
  * them back (resident_return.h). */
 EXPORT int reqid_attach(const char *settings)
 {
 	if (reqid_attach_status.attached)
 		return ATTACH_ALREADY;
+	/* Both fork handlers are registered before the change begins: a fork
+	 * in progress holds the lock registering takes, and waits for the
+	 * change once the first is in. */
+	static bool fork_waits;
+	if (!fork_waits)
+		fork_waits = __register_atfork(attach_before_fork, NULL, NULL, __dso_handle) == 0;
+	if (!fork_handler_registered())
+		return ATTACH_NO_LIBC;
+	atomic_store_explicit(&changing, true, memory_order_seq_cst);
 	resident_snapshot();
 	int r = attach_now(settings);
 	if (!reqid_attach_status.attached)
 		resident_forget(); /* refused, or REQID_DISABLE */
+	atomic_store_explicit(&changing, false, memory_order_release);
 	return r;
 }
 
@@ -563,6 +602,7 @@ EXPORT RESIDENT_LAST_CODE int reqid_detach(const char *unused)
 		}
 		nanosleep(&(struct timespec){0, 1000000}, NULL);
 	}
+	atomic_store_explicit(&changing, true, memory_order_seq_cst);
 	__atomic_store_n(&shim.active, false, __ATOMIC_SEQ_CST);
 	shim.attached = false;
 	/* While the GOT is put back entry by entry, a thread may read a
@@ -583,6 +623,7 @@ EXPORT RESIDENT_LAST_CODE int reqid_detach(const char *unused)
 	__atomic_store_n(&shim.detaching, false, __ATOMIC_SEQ_CST);
 	reqid_attach_status.patched = 0;
 	reqid_attach_status.attached = 0;
+	atomic_store_explicit(&changing, false, memory_order_release);
 	resident_return_own_code();
 	return ATTACH_OK;
 }

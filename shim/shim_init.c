@@ -409,6 +409,14 @@ FORK_PATH size_t current_log_ids(char *buf, size_t size)
 	return len;
 }
 
+bool fork_handler_registered(void)
+{
+	static bool registered START_WRITTEN;
+	if (!registered)
+		registered = __register_atfork(NULL, NULL, after_fork_child, __dso_handle) == 0;
+	return registered;
+}
+
 START_PATH unsigned shim_activate(config_lookup lookup, bool attached)
 {
 	if (!real_resolve() || !real_complete)
@@ -433,11 +441,8 @@ START_PATH unsigned shim_activate(config_lookup lookup, bool attached)
 	shim.syslog_style = shim.style;
 	shim.syslog_style.cee = true;
 	seed_ids();
-	static bool atfork_registered START_WRITTEN;
-	if (!atfork_registered &&
-	    __register_atfork(NULL, NULL, after_fork_child, __dso_handle) != 0)
+	if (!fork_handler_registered())
 		return ACTIVATE_NO_LIBC;
-	atfork_registered = true;
 	mark_log_fds(attached);
 	if (!attached)
 		adopt_exec_request();

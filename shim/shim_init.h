@@ -232,6 +232,12 @@ extern struct process_state process HIDDEN;
 #define ACTIVATE_NO_LIBC (1u << 31)
 unsigned shim_activate(config_lookup lookup, bool attached) HIDDEN;
 
+/* Registers, once, the handler a forked child runs (its pid, its id
+ * generator, what it must not inherit); whether it is registered.
+ * shim_activate calls it; reqid_attach first, as registering waits for a
+ * fork in progress (attach.c). */
+bool fork_handler_registered(void) HIDDEN;
+
 /* Resolves the originals if not done yet. False while resolution is under
  * way on this thread (dlsym re-entering a hook): pass the call through with
  * a raw syscall then. */

@@ -32,7 +32,9 @@ of worker threads that take keep-alive connections in turn from a listener
 thread) the same way as the bundled servers, their lines joined to their
 own second access log (the truth); python3 -m
 http.server attached and detached between requests. 200 attach/detach
-cycles on thread_pool under load, then 100 idle (check_cycles). Upstream
+cycles on thread_pool under load, then 100 idle (check_cycles). A master
+that forks a worker every 10 ms, attached and detached while it forks: every
+worker ends attached, then not attached (check_forks). Upstream
 connections a program opened before attach are left alone (check_upstream).
 Also: the GOT patcher in a program built four ways (attach_in_process.c),
 attach and detach while a thread loads and unloads a library in a loop,
@@ -43,7 +45,7 @@ Prints "N passed, M failed" last and exits non-zero on a failure. Bundled
 servers report their port through the harness's pipe handshake, http.server
 prints a line when it serves, nginx is polled until it answers.
 
-    python3 tests/integration/test_attach.py [SERVER...|nginx|apache|http.server|joined|upstream|cycles]
+    python3 tests/integration/test_attach.py [SERVER...|nginx|apache|http.server|joined|upstream|cycles|forks]
 """
 import json
 import os
@@ -1297,6 +1299,102 @@ def check_cycles(failures, cycles=200, idle_cycles=100):
               loaded[2], idle[2], bare[2]))
 
 
+FORKING_MASTER = r"""
+import os, signal, sys, time
+# Forks a worker every 10 ms (at most 120) while forking is on (SIGUSR2 on,
+# SIGUSR1 off); says "ready", "stopped" and "forking" on stdout when it
+# starts and as it takes each signal. Workers wait for their end.
+forking = True
+def switch(sig, frame):
+    global forking
+    forking = sig == signal.SIGUSR2
+signal.signal(signal.SIGUSR1, switch)
+signal.signal(signal.SIGUSR2, switch)
+forks, said = 0, None
+while True:
+    if forking != said:
+        print("ready" if said is None else "forking" if forking else "stopped", flush=True)
+        said = forking
+    if forking and forks < 120:
+        if os.fork() == 0:
+            while True:
+                signal.pause()
+        forks += 1
+    time.sleep(0.01)
+"""
+
+
+def check_forks(failures):
+    """A master that forks a worker every 10 ms, attached and detached while
+    it forks: every worker ends attached after attach, and not attached
+    after detach, whatever moment it was forked at. Until 2026-12-06 a
+    worker forked while the master's attach ran could be left half attached
+    (helper-70, uwsgi respawning a worker): `reqid status` said not
+    attached, the next attach refused it ("already running under reqid
+    run", "its libc lacks functions"), and one forked before the master's
+    turn was missed (the tree was read once)."""
+    def fail(msg):
+        failures.append("forks: " + msg)
+
+    sys.path.insert(0, str(harness.ROOT / "scripts"))
+    import reqid_attach  # noqa: E402
+    import contextlib
+    import io
+
+    def states(master):
+        """Each worker's status line."""
+        out = {}
+        for pid in reqid_attach.tree(master)[1:]:
+            text = io.StringIO()
+            with contextlib.redirect_stdout(text), contextlib.redirect_stderr(io.StringIO()):
+                reqid_attach.status(str(harness.LIBREQID), pid)
+            out[pid] = text.getvalue().strip()
+        return out
+
+    def said(proc):
+        """The master's next word (attached, its stdout is a log: a record)."""
+        line = proc.stdout.readline().decode()
+        return json.loads(line)["msg"] if line.startswith("{") else line.strip()
+
+    with tempfile.TemporaryDirectory(prefix="reqid-attach-forks-") as tmp:
+        script = Path(tmp) / "master.py"
+        script.write_text(FORKING_MASTER)
+        proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+        try:
+            if said(proc) != "ready":
+                fail("the master did not start")
+                return
+            counts = []
+            for command, want, extra in (("attach", "attached", ["--log-path", tmp + "/*.log"]),
+                                         ("detach", "not attached", [])):
+                if command == "detach":
+                    proc.send_signal(signal.SIGUSR2)
+                    if said(proc) != "forking":
+                        fail("the master did not fork again")
+                        return
+                p = subprocess.run([str(REQID), command] + extra + [str(proc.pid)],
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                   timeout=120)
+                proc.send_signal(signal.SIGUSR1)
+                if said(proc) != "stopped":
+                    fail("the master did not stop forking")
+                    return
+                if p.returncode != 0:
+                    fail("%s: exit %d: %s" % (command, p.returncode, p.stderr.strip()))
+                found = states(proc.pid)
+                wrong = {pid: line for pid, line in found.items()
+                         if not line.startswith("%d: %s" % (pid, want))}
+                for pid, line in list(wrong.items())[:3]:
+                    fail("after %s: %s" % (command, line))
+                counts.append("%d workers %s" % (len(found) - len(wrong), want))
+        finally:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(30)
+    print("%-16s a master forking every 10 ms, attached then detached: %s"
+          % ("forks", "; ".join(counts)))
+
+
 def refusals(failures):
     def expect(args, code, text, env=None):
         rc, out, err = reqid(*args, env=env)
@@ -1340,7 +1438,8 @@ def refusals(failures):
 
 def main(argv):
     whole = {"http.server": check_python, "nginx": check_nginx, "apache": check_apache,
-             "joined": check_joined, "upstream": check_upstream, "cycles": check_cycles}
+             "joined": check_joined, "upstream": check_upstream, "cycles": check_cycles,
+             "forks": check_forks}
     names = [n for n in argv if n not in whole] if argv else SERVERS
     groups = [(n, lambda f, n=n: (check_server(n, f), check_idle(n, f))) for n in names]
     groups += [(k, check) for k, check in whole.items() if not argv or k in argv]
