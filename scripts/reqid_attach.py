@@ -98,6 +98,10 @@ def inject(inject_bin, pid, lib, function, arg):
     return int(p.stdout.split()[0]), None
 
 
+# reqid-inject's words for a process that began to exit: a worker doing so
+# while the tree is attached or detached is not a failure.
+EXITING = ("it is exiting", "the target exited during attach")
+
 # How many times attach and detach read a process tree at most.
 TREE_READINGS = 5
 
@@ -131,7 +135,7 @@ def act(command, lib, inject_bin, settings, pids):
                 # detach.
                 if status == 0 or (pid != top and status in (ALREADY, NOT_ATTACHED)):
                     continue
-                if pid != top and ended(pid):
+                if pid != top and (ended(pid) or (error and any(w in error for w in EXITING))):
                     continue  # a worker that ended meanwhile (one per connection)
                 print("reqid: %s %d: %s" % (command, pid, error or meaning(status)),
                       file=sys.stderr)

@@ -500,12 +500,17 @@ static int attach_now(const char *settings)
 /* Set while reqid_attach or reqid_detach changes the process. A child
  * forked meanwhile would be a copy of the change half done (its GOT half
  * patched, naming paused, no status), which no later attach or detach
- * could finish: the thread making the change is not in the child. A fork
- * waits for the change instead (attach_before_fork); patching every
- * module's GOT, the longest step, takes milliseconds. */
+ * could finish: the thread making the change is not in the child. So a
+ * fork and a change exclude each other: a fork counts itself in forking
+ * and goes on only if no change is being made (else it steps back and
+ * waits); a change sets changing, then waits for the forks counted to end
+ * (change_begin). Patching every module's GOT, a change's longest step,
+ * takes milliseconds. */
 static _Atomic bool changing;
+static _Atomic int forking;
 
-/* How long a fork waits for a change at most, in 1 ms steps. */
+/* How long a fork waits for a change, or a change for forks, at most, in
+ * 1 ms steps. */
 #define FORK_WAIT_MS 1000
 
 /* What pthread_atfork does (as in shim_init.c). */
@@ -513,17 +518,51 @@ extern int __register_atfork(void (*prepare)(void), void (*parent)(void), void (
 			     void *dso_handle);
 extern void *__dso_handle;
 
-/* The atfork prepare handler, from the first attach on: a fork waits
- * while a change is made, at most FORK_WAIT_MS. Keeps errno. */
+static void wait_a_millisecond(void)
+{
+	syscall(SYS_nanosleep, &(struct timespec){0, 1000000}, NULL);
+}
+
+/* The atfork handlers, from the first attach on. Keep errno. */
 static void attach_before_fork(void)
 {
-	if (!atomic_load_explicit(&changing, memory_order_acquire))
-		return;
 	int saved = errno;
-	for (int waited = 0;
-	     waited < FORK_WAIT_MS && atomic_load_explicit(&changing, memory_order_acquire); waited++)
-		syscall(SYS_nanosleep, &(struct timespec){0, 1000000}, NULL);
+	for (int waited = 0;; waited++) {
+		atomic_fetch_add_explicit(&forking, 1, memory_order_seq_cst);
+		if (!atomic_load_explicit(&changing, memory_order_seq_cst) || waited == FORK_WAIT_MS)
+			break;
+		atomic_fetch_sub_explicit(&forking, 1, memory_order_seq_cst);
+		wait_a_millisecond();
+	}
 	errno = saved;
+}
+
+static void attach_after_fork_parent(void)
+{
+	atomic_fetch_sub_explicit(&forking, 1, memory_order_release);
+}
+
+/* The child is one thread, making no change and in no fork. */
+static void attach_after_fork_child(void)
+{
+	atomic_store_explicit(&forking, 0, memory_order_relaxed);
+	atomic_store_explicit(&changing, false, memory_order_relaxed);
+}
+
+/* A change begins: no fork starts from here on, and those under way end
+ * first. */
+static void change_begin(void)
+{
+	atomic_store_explicit(&changing, true, memory_order_seq_cst);
+	for (int waited = 0;
+	     waited < FORK_WAIT_MS && atomic_load_explicit(&forking, memory_order_seq_cst) > 0;
+	     waited++)
+		wait_a_millisecond();
+}
+
+static void change_end(void)
+{
+	atomic_store_explicit(&changing, false, memory_order_release);
 }
 
 /* The pages attach makes resident are noted first, so that detach can give
@@ -532,20 +571,20 @@ EXPORT int reqid_attach(const char *settings)
 {
 	if (reqid_attach_status.attached)
 		return ATTACH_ALREADY;
-	/* Both fork handlers are registered before the change begins: a fork
-	 * in progress holds the lock registering takes, and waits for the
-	 * change once the first is in. */
-	static bool fork_waits;
-	if (!fork_waits)
-		fork_waits = __register_atfork(attach_before_fork, NULL, NULL, __dso_handle) == 0;
+	/* The fork handlers are registered before the change begins, so that
+	 * every fork from then on runs them. */
+	static bool forks_counted;
+	if (!forks_counted)
+		forks_counted = __register_atfork(attach_before_fork, attach_after_fork_parent,
+						  attach_after_fork_child, __dso_handle) == 0;
 	if (!fork_handler_registered())
 		return ATTACH_NO_LIBC;
-	atomic_store_explicit(&changing, true, memory_order_seq_cst);
+	change_begin();
 	resident_snapshot();
 	int r = attach_now(settings);
 	if (!reqid_attach_status.attached)
 		resident_forget(); /* refused, or REQID_DISABLE */
-	atomic_store_explicit(&changing, false, memory_order_release);
+	change_end();
 	return r;
 }
 
@@ -602,7 +641,7 @@ EXPORT RESIDENT_LAST_CODE int reqid_detach(const char *unused)
 		}
 		nanosleep(&(struct timespec){0, 1000000}, NULL);
 	}
-	atomic_store_explicit(&changing, true, memory_order_seq_cst);
+	change_begin();
 	__atomic_store_n(&shim.active, false, __ATOMIC_SEQ_CST);
 	shim.attached = false;
 	/* While the GOT is put back entry by entry, a thread may read a
@@ -623,7 +662,7 @@ EXPORT RESIDENT_LAST_CODE int reqid_detach(const char *unused)
 	__atomic_store_n(&shim.detaching, false, __ATOMIC_SEQ_CST);
 	reqid_attach_status.patched = 0;
 	reqid_attach_status.attached = 0;
-	atomic_store_explicit(&changing, false, memory_order_release);
+	change_end();
 	resident_return_own_code();
 	return ATTACH_OK;
 }

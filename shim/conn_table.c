@@ -862,6 +862,24 @@ static bool keep_head_text(struct conn *c, const struct http_parser *p)
 	return true;
 }
 
+/* Whether the first line p failed on, in the n bytes read now at buf (the
+ * byte it failed on among them), begins a gateway protocol's stream: from
+ * buf when the line began there (line_here), else from the line's bytes
+ * kept so far followed by buf's (an SCGI length's digits read before its
+ * ':', once more with those of this read). */
+static bool gateway_stream(const struct http_parser *p, const void *buf, size_t n,
+			   bool line_here)
+{
+	enum { PART = 24 };
+	if (line_here)
+		return http_starts_gateway(buf, n);
+	char joined[2 * PART];
+	size_t k = p->line_len < PART ? p->line_len : PART, m = n < PART ? n : PART;
+	memcpy(joined, p->request_line, k);
+	memcpy(joined + k, buf, m);
+	return http_starts_gateway(joined, k + m);
+}
+
 /* Whether the stream of c, whose first line p failed to parse, is lost
  * rather than not HTTP: that line is a PROXY header (read in pieces, or a
  * second one), or names an HTTP version (the n bytes at buf, read now, begin
@@ -877,8 +895,8 @@ static __attribute__((noinline, cold)) bool lost_not_raw(struct conn *c,
 {
 	if ((p->line_len < 6 || memcmp(p->request_line, "PROXY ", 6) != 0) &&
 	    !http_first_line_names_version(p->request_line, p->line_len) &&
-	    !http_starts_gateway(p->request_line, p->line_len) &&
-	    !(line_here && (http_first_line_names_version(buf, n) || http_starts_gateway(buf, n))))
+	    !(line_here && http_first_line_names_version(buf, n)) &&
+	    !gateway_stream(p, buf, n, line_here))
 		return false;
 	lose_stream(c);
 	return true;

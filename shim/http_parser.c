@@ -174,9 +174,7 @@ bool http_starts_gateway(const char *buf, size_t len)
 		size_t i = 1;
 		while (i < len && i < 8 && s[i] >= '0' && s[i] <= '9')
 			i++;
-		if (i == len)
-			return i < 8; /* a method of digits is no server's */
-		if (s[i] != ':')
+		if (i == len || s[i] != ':')
 			return false;
 		size_t n = len - i - 1 < sizeof(scgi_first) ? len - i - 1 : sizeof(scgi_first);
 		return memcmp(s + i + 1, scgi_first, n) == 0;

@@ -204,8 +204,7 @@ bool http_starts_tls(const char *buf, size_t len);
  * one a front server passes an HTTP request to an application in, as far as
  * they came: FastCGI (a version 1 record of type BEGIN_REQUEST or
  * GET_VALUES), SCGI (a netstring's length, ':', then "CONTENT_LENGTH" and
- * its NUL, which the protocol puts first; digits alone are a first line
- * the parser failed on just after them, where the ':' came) or uwsgi (a first byte that is no
+ * its NUL, which the protocol puts first) or uwsgi (a first byte that is no
  * token character, modifier2 0 in the fourth, then the first variable's
  * length, 1 to 64, and a name of capitals, digits and '_'). No HTTP request
  * begins so. */

@@ -234,8 +234,8 @@ unsigned shim_activate(config_lookup lookup, bool attached) HIDDEN;
 
 /* Registers, once, the handler a forked child runs (its pid, its id
  * generator, what it must not inherit); whether it is registered.
- * shim_activate calls it; reqid_attach first, as registering waits for a
- * fork in progress (attach.c). */
+ * shim_activate calls it; reqid_attach first, so that every fork from its
+ * change on runs it (attach.c). */
 bool fork_handler_registered(void) HIDDEN;
 
 /* Resolves the originals if not done yet. False while resolution is under

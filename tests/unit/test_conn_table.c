@@ -921,6 +921,8 @@ static void test_gateway_protocol_is_lost_not_raw(void **state)
 		{fastcgi, sizeof fastcgi - 1, 8},
 		{fastcgi, sizeof fastcgi - 1, sizeof fastcgi - 1},
 		{scgi, sizeof scgi - 1, sizeof scgi - 1},
+		{scgi, sizeof scgi - 1, 1}, /* its length's digits apart */
+		{scgi, sizeof scgi - 1, 2},
 		{uwsgi, sizeof uwsgi - 1, 4},
 		{uwsgi, sizeof uwsgi - 1, sizeof uwsgi - 1},
 	};
@@ -934,6 +936,28 @@ static void test_gateway_protocol_is_lost_not_raw(void **state)
 		request_on(56, "b-2");
 		assert_int_equal(conn_request(56), 0);
 		conn_forget(56);
+	}
+	/* Other protocols keep one id for their connection, whatever their
+	 * reads: an LDAP bind (its first byte a digit), ident's query. */
+	static const char ldap[] = "\x30\x0c\x02\x01\x01\x60\x07\x02\x01\x03\x04\x00\x80\x00";
+	static const char ident[] = "6191, 23\r\n";
+	static const struct {
+		const char *bytes;
+		size_t len, first;
+	} others[] = {
+		{ldap, sizeof ldap - 1, sizeof ldap - 1},
+		{ldap, sizeof ldap - 1, 1},
+		{ident, sizeof ident - 1, sizeof ident - 1},
+		{ident, sizeof ident - 1, 2},
+	};
+	for (size_t k = 0; k < sizeof others / sizeof others[0]; k++) {
+		conn_open(57);
+		conn_on_read(57, conn_generation(57), others[k].bytes, NULL, others[k].first);
+		if (others[k].first < others[k].len)
+			conn_on_read(57, conn_generation(57), others[k].bytes + others[k].first, NULL,
+				     others[k].len - others[k].first);
+		assert_int_not_equal(conn_request(57), 0);
+		conn_forget(57);
 	}
 	assert_naming_back_after_recent_ends();
 }

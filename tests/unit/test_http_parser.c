@@ -931,9 +931,10 @@ static void test_starts_gateway(void **state)
 	};
 	for (size_t k = 0; k < sizeof yes / sizeof yes[0]; k++)
 		for (size_t n = 1; n <= yes[k].len; n++)
-			if (yes[k].bytes != uwsgi || n >= 4)
+			if (yes[k].bytes == scgi ? n >= 3 : yes[k].bytes == uwsgi ? n >= 4 : true)
 				assert_true(http_starts_gateway(yes[k].bytes, n));
 	/* too few bytes to tell */
+	assert_false(http_starts_gateway(scgi, 2));
 	assert_false(http_starts_gateway(uwsgi, 3));
 	assert_false(http_starts_gateway("", 0));
 	static const struct {
@@ -950,6 +951,8 @@ static void test_starts_gateway(void **state)
 		{"70:QUERY_STRING\0", 16},                /* SCGI's first is CONTENT_LENGTH */
 		{"123456789:CONTENT_LENGTH\0", 25},        /* no netstring length */
 		{"12345678", 8},                            /* nor digits alone */
+		{"\x30\x0c\x02\x01\x01\x60\x07\x02\x01\x03\x04\x00\x80\x00", 14}, /* LDAP bind */
+		{"6191, 23\r\n", 10},                         /* ident */
 		{"12 GET", 6},
 		{"\x00\x7a\x01\x01\x0c\x00QUERY", 11},     /* modifier2 not 0 */
 		{"\x00\x7a\x01\x00\x00\x00", 6},            /* a name of no bytes */
