@@ -513,11 +513,6 @@ static _Atomic int forking;
  * 1 ms steps. */
 #define FORK_WAIT_MS 1000
 
-/* What pthread_atfork does (as in shim_init.c). */
-extern int __register_atfork(void (*prepare)(void), void (*parent)(void), void (*child)(void),
-			     void *dso_handle);
-extern void *__dso_handle;
-
 static void wait_a_millisecond(void)
 {
 	syscall(SYS_nanosleep, &(struct timespec){0, 1000000}, NULL);
@@ -575,8 +570,8 @@ EXPORT int reqid_attach(const char *settings)
 	 * every fork from then on runs them. */
 	static bool forks_counted;
 	if (!forks_counted)
-		forks_counted = __register_atfork(attach_before_fork, attach_after_fork_parent,
-						  attach_after_fork_child, __dso_handle) == 0;
+		forks_counted = fork_handlers_add(attach_before_fork, attach_after_fork_parent,
+						  attach_after_fork_child);
 	if (!fork_handler_registered())
 		return ATTACH_NO_LIBC;
 	change_begin();

@@ -409,11 +409,16 @@ FORK_PATH size_t current_log_ids(char *buf, size_t size)
 	return len;
 }
 
+bool fork_handlers_add(void (*prepare)(void), void (*parent)(void), void (*child)(void))
+{
+	return __register_atfork(prepare, parent, child, __dso_handle) == 0;
+}
+
 bool fork_handler_registered(void)
 {
 	static bool registered START_WRITTEN;
 	if (!registered)
-		registered = __register_atfork(NULL, NULL, after_fork_child, __dso_handle) == 0;
+		registered = fork_handlers_add(NULL, NULL, after_fork_child);
 	return registered;
 }
 

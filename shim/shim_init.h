@@ -238,6 +238,10 @@ unsigned shim_activate(config_lookup lookup, bool attached) HIDDEN;
  * change on runs it (attach.c). */
 bool fork_handler_registered(void) HIDDEN;
 
+/* pthread_atfork for the library's own handlers (unregistered if it were
+ * unloaded); whether they are in. */
+bool fork_handlers_add(void (*prepare)(void), void (*parent)(void), void (*child)(void)) HIDDEN;
+
 /* Resolves the originals if not done yet. False while resolution is under
  * way on this thread (dlsym re-entering a hook): pass the call through with
  * a raw syscall then. */
