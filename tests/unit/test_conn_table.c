@@ -902,6 +902,21 @@ static void test_unparsed_http_is_lost_not_raw(void **state)
 	assert_naming_back_after_recent_ends();
 }
 
+/* A stream's bytes, read in two: the first `first` of them, then the rest. */
+struct split_stream {
+	const char *bytes;
+	size_t len, first;
+};
+
+/* Opens fd as a new connection and reads s on it. */
+static void read_split(int fd, const struct split_stream *s)
+{
+	conn_open(fd);
+	conn_on_read(fd, conn_generation(fd), s->bytes, NULL, s->first);
+	if (s->first < s->len)
+		conn_on_read(fd, conn_generation(fd), s->bytes + s->first, NULL, s->len - s->first);
+}
+
 /* A gateway protocol's stream (FastCGI, SCGI, uwsgi: a front server
  * passing on requests it gave ids of its own) is lost, with no id: one
  * made up for the connection would be none of its requests' ids. Its
@@ -914,10 +929,7 @@ static void test_gateway_protocol_is_lost_not_raw(void **state)
 				      "\x01\x04\x00\x01\x00\x16\x02\x00\x11\x04HTTP_X_REQUEST_IDt-42";
 	static const char scgi[] = "40:CONTENT_LENGTH\0" "0\0SCGI\0" "1\0REQUEST_METHOD\0GET\0,";
 	static const char uwsgi[] = "\x00\x2a\x00\x00\x0e\x00REQUEST_METHOD\x03\x00GET\x0b\x00REQUEST_URI\x06\x00/same1";
-	static const struct {
-		const char *bytes;
-		size_t len, first;
-	} streams[] = {
+	static const struct split_stream streams[] = {
 		{fastcgi, sizeof fastcgi - 1, 8},
 		{fastcgi, sizeof fastcgi - 1, sizeof fastcgi - 1},
 		{scgi, sizeof scgi - 1, sizeof scgi - 1},
@@ -927,11 +939,7 @@ static void test_gateway_protocol_is_lost_not_raw(void **state)
 		{uwsgi, sizeof uwsgi - 1, sizeof uwsgi - 1},
 	};
 	for (size_t k = 0; k < sizeof streams / sizeof streams[0]; k++) {
-		conn_open(56);
-		conn_on_read(56, conn_generation(56), streams[k].bytes, NULL, streams[k].first);
-		if (streams[k].first < streams[k].len)
-			conn_on_read(56, conn_generation(56), streams[k].bytes + streams[k].first, NULL,
-				     streams[k].len - streams[k].first);
+		read_split(56, &streams[k]);
 		assert_int_equal(conn_request(56), 0);
 		request_on(56, "b-2");
 		assert_int_equal(conn_request(56), 0);
@@ -941,21 +949,14 @@ static void test_gateway_protocol_is_lost_not_raw(void **state)
 	 * reads: an LDAP bind (its first byte a digit), ident's query. */
 	static const char ldap[] = "\x30\x0c\x02\x01\x01\x60\x07\x02\x01\x03\x04\x00\x80\x00";
 	static const char ident[] = "6191, 23\r\n";
-	static const struct {
-		const char *bytes;
-		size_t len, first;
-	} others[] = {
+	static const struct split_stream others[] = {
 		{ldap, sizeof ldap - 1, sizeof ldap - 1},
 		{ldap, sizeof ldap - 1, 1},
 		{ident, sizeof ident - 1, sizeof ident - 1},
 		{ident, sizeof ident - 1, 2},
 	};
 	for (size_t k = 0; k < sizeof others / sizeof others[0]; k++) {
-		conn_open(57);
-		conn_on_read(57, conn_generation(57), others[k].bytes, NULL, others[k].first);
-		if (others[k].first < others[k].len)
-			conn_on_read(57, conn_generation(57), others[k].bytes + others[k].first, NULL,
-				     others[k].len - others[k].first);
+		read_split(57, &others[k]);
 		assert_int_not_equal(conn_request(57), 0);
 		conn_forget(57);
 	}
