@@ -327,6 +327,22 @@ class Load:
             list(ex.map(self.run_conn, enumerate(plan)))
 
 
+def line_text(raw):
+    """A line a program wrote as it came out: its text, whether or not the
+    shim made it a record (stderr and stdout are log descriptors)."""
+    line = raw.decode() if isinstance(raw, bytes) else raw
+    return json.loads(line)["msg"] if line.startswith("{") else line.strip()
+
+
+def announced_port(proc, name):
+    """The port a server run with stderr=PIPE says it listens on, in its
+    first line ("port N")."""
+    first = line_text(proc.stderr.readline())
+    if not first.startswith("port "):
+        raise Failure("%s did not start: %r" % (name, first))
+    return int(first.split()[1])
+
+
 def exchange(port, request, timeout=30.0):
     """Sends request (bytes) on a new connection and returns all the
     server answered until it closed the connection."""

@@ -1356,9 +1356,8 @@ def check_forks(failures):
         return out
 
     def said(proc):
-        """The master's next word (attached, its stdout is a log: a record)."""
-        line = proc.stdout.readline().decode()
-        return json.loads(line)["msg"] if line.startswith("{") else line.strip()
+        """The master's next word."""
+        return harness.line_text(proc.stdout.readline())
 
     with tempfile.TemporaryDirectory(prefix="reqid-attach-forks-") as tmp:
         script = Path(tmp) / "master.py"

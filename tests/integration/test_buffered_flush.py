@@ -137,12 +137,7 @@ def run(tmp, plan, lib, connections=0):
                                 stdout=stdout, stderr=subprocess.PIPE, env=env,
                                 start_new_session=True)
     try:
-        first = proc.stderr.readline().decode()
-        if first.startswith("{"):  # stderr is a log descriptor too
-            first = json.loads(first)["msg"]
-        if not first.startswith("port "):
-            raise harness.Failure("server did not start: %r" % first)
-        port = int(first.split()[1])
+        port = harness.announced_port(proc, "server")
         if connections:
             errors = []
             clients = [threading.Thread(target=keep_alive,
