@@ -19,9 +19,10 @@ record's 8-byte header alone, then its content; uwsgi's 4-byte header, then
 the packet). Each request's handler writes one log line naming the request
 (its token and the HTTP_X_REQUEST_ID it was given) and answers with a
 response that names them too. The client sends REQUESTS requests per
-protocol, paths of 8 to 12 bytes, half with an id among the variables;
-FastCGI also on keep-alive connections (FCGI_KEEP_CONN, as nginx's
-fastcgi_keep_conn), several requests each.
+protocol from the application's first second, paths of 8 to 12 bytes,
+half with an id among the variables; FastCGI also on 3 keep-alive
+connections (FCGI_KEEP_CONN, as nginx's fastcgi_keep_conn) at once with the
+others, several requests each.
 
 Checked: every response is byte for byte what the application wrote (no
 header added); every request has exactly its one log line, and no line
@@ -38,6 +39,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -224,17 +226,24 @@ def drive(proto, port, requests):
     application's)."""
     failures = []
     plan = list(range(requests))
+
+    def keep_alive(numbers):
+        with harness.connect(port, 30) as sock:
+            for n in numbers:
+                want = fcgi_response(answer(n, n % 2 == 0))
+                sock.sendall(fcgi_request(n, n % 2 == 0, True))
+                got = read_exact(sock, len(want))
+                if got != want:
+                    failures.append("fastcgi keep-alive %d: %r" % (n, got))
+
+    kept = []
     if proto == "fastcgi":
-        # a third on 3 keep-alive connections, the rest a connection each
-        kept, plan = plan[:requests // 3], plan[requests // 3:]
-        for k in range(3):
-            with harness.connect(port, 30) as sock:
-                for n in kept[k::3]:
-                    want = fcgi_response(answer(n, n % 2 == 0))
-                    sock.sendall(fcgi_request(n, n % 2 == 0, True))
-                    got = read_exact(sock, len(want))
-                    if got != want:
-                        failures.append("fastcgi keep-alive %d: %r" % (n, got))
+        # a third on 3 keep-alive connections, at once with the rest, a
+        # connection each
+        numbers, plan = plan[:requests // 3], plan[requests // 3:]
+        kept = [threading.Thread(target=keep_alive, args=(numbers[k::3],)) for k in range(3)]
+        for t in kept:
+            t.start()
     make = {"fastcgi": lambda n, i: fcgi_request(n, i, False), "uwsgi": uwsgi_request,
             "scgi": scgi_request}[proto]
     reply = {"fastcgi": fcgi_response, "uwsgi": uwsgi_response, "scgi": scgi_response}[proto]
@@ -242,6 +251,8 @@ def drive(proto, port, requests):
         got = harness.exchange(port, make(n, n % 2 == 0))
         if got != reply(answer(n, n % 2 == 0)):
             failures.append("%s %d: %r" % (proto, n, got))
+    for t in kept:
+        t.join()
     return failures
 
 
@@ -257,12 +268,8 @@ def run(proto, tmp, requests):
                             stdout=subprocess.DEVNULL, env=dict(os.environ),
                             start_new_session=True)
     try:
-        first = proc.stderr.readline().decode()
-        if first.startswith("{"):  # stderr is a log descriptor too
-            first = json.loads(first)["msg"]
-        if not first.startswith("port "):
-            raise harness.Failure("%s application did not start: %r" % (proto, first))
-        failures = drive(proto, int(first.split()[1]), requests)
+        port = harness.announced_port(proc, "%s application" % proto)
+        failures = drive(proto, port, requests)
     finally:
         proc.stdin.close()
         proc.wait(timeout=30)
