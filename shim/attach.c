@@ -634,7 +634,7 @@ EXPORT RESIDENT_LAST_CODE int reqid_detach(const char *unused)
 			__atomic_store_n(&shim.detaching, false, __ATOMIC_SEQ_CST);
 			return ATTACH_BUSY;
 		}
-		nanosleep(&(struct timespec){0, 1000000}, NULL);
+		wait_a_millisecond();
 	}
 	change_begin();
 	__atomic_store_n(&shim.active, false, __ATOMIC_SEQ_CST);
