@@ -19,8 +19,9 @@ record's 8-byte header alone, then its content; uwsgi's 4-byte header, then
 the packet). Each request's handler writes one log line naming the request
 (its token and the HTTP_X_REQUEST_ID it was given) and answers with a
 response that names them too. The client sends REQUESTS requests per
-protocol from the application's first second, paths of 8 to 12 bytes,
-half with an id among the variables; FastCGI also on 3 keep-alive
+protocol from the application's first second, on five URLs they all
+share (6 to 10 bytes), each naming itself in a header (X-Tok), half with
+an id among the variables; FastCGI also on 3 keep-alive
 connections (FCGI_KEEP_CONN, as nginx's fastcgi_keep_conn) at once with the
 others, several requests each.
 
@@ -64,7 +65,7 @@ def recv_exact(sock, n):
     return data
 
 def logged(env):
-    tok = env.get("QUERY_STRING", "").partition("=")[2]
+    tok = env.get("HTTP_X_TOK", "-")
     hdr = env.get("HTTP_X_REQUEST_ID", "-")
     log.write("tok=%s hdr=%s\n" % (tok, hdr))
     log.flush()
@@ -157,12 +158,13 @@ sys.stdin.read()  # until the test closes it
 
 
 def variables(n, with_id):
-    """The CGI variables of request n: a path of 8 to 12 bytes (10: the one
-    whose 0x0a length byte broke the old check), its query naming n."""
-    path = "/a" + "p" * (n % 5) + "?q=" + "%03d" % (n % 1000)
-    env = [("QUERY_STRING", "q=%03d" % (n % 1000)), ("REQUEST_METHOD", "GET"),
+    """The CGI variables of request n: one of five URLs all requests share,
+    6 to 10 bytes (10: the one whose 0x0a length byte broke the old check),
+    and a header naming n (X-Tok)."""
+    path = "/a" + "p" * (n % 5) + "?q=1"
+    env = [("QUERY_STRING", "q=1"), ("REQUEST_METHOD", "GET"),
            ("REQUEST_URI", path), ("SERVER_PROTOCOL", "HTTP/1.1"),
-           ("GATEWAY_INTERFACE", "CGI/1.1")]
+           ("GATEWAY_INTERFACE", "CGI/1.1"), ("HTTP_X_TOK", "%03d" % (n % 1000))]
     if with_id:
         env.append(("HTTP_X_REQUEST_ID", "t-%d" % n))
     return env
