@@ -21,8 +21,11 @@
  *
  * The pages, a data block big enough for any arguments and one page of
  * code right after it, are never unmapped (a fresh thread runs the code
- * after it reports done): a later injection into the same process reuses
- * them, so memory does not grow. It finds them in /proc/PID/maps (an
+ * after it reports done, and the stub's fork handlers, which make forks
+ * wait while the library loads, run for the process's life): a later
+ * injection into the same process reuses them, so memory does not grow.
+ * The block's last STUB_HOLD_SIZE bytes are the stub's and are never
+ * written here. It finds them in /proc/PID/maps (an
  * anonymous r-xp page holding the stub's bytes after a rw-p block) before
  * stopping the threads, and takes them only if, checked again once the
  * threads are stopped, the block is marked free (the last result was read)
@@ -55,8 +58,10 @@
 #define EXIT_MS 1000		/* the fresh thread's exit, once done */
 #define ARG_LIMIT 65536
 #define NAME_LIMIT 1024
-/* The data block: struct stub_data and the three strings. */
-#define DATA_MAX (sizeof(struct stub_data) + PATH_MAX + NAME_LIMIT + ARG_LIMIT + 1)
+/* The data block: struct stub_data and the three strings, then room for
+ * the fork hold, which ends the block (stub.h). */
+#define DATA_MAX (sizeof(struct stub_data) + PATH_MAX + NAME_LIMIT + ARG_LIMIT + 1 + \
+		  STUB_HOLD_SIZE)
 
 struct request {
 	pid_t pid;
@@ -216,6 +221,7 @@ static int start_thread(struct request *q, uint64_t errno_at)
 	d->dlerror = q->libc.dlerror;
 	d->pthread_self = q->libc.pthread_self;
 	d->pthread_detach = q->libc.pthread_detach;
+	d->register_atfork = q->libc.register_atfork;
 	d->path = q->data + sizeof *d;
 	d->name = d->path + plen;
 	d->arg = d->name + nlen;

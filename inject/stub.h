@@ -12,6 +12,7 @@
 struct stub_data {
 	/* written by reqid-inject */
 	uint64_t dlopen, dlsym, dlerror, pthread_self, pthread_detach;
+	uint64_t register_atfork;		/* glibc's __register_atfork */
 	uint64_t path, name, arg;		/* addresses of the strings */
 	/* written by the stub: tid first, done last */
 	uint64_t handle;			/* dlopen's result */
@@ -22,6 +23,17 @@ struct stub_data {
 	uint64_t thread;			/* pthread_create's pthread_t */
 	char error[512];			/* dlerror's text, cut to fit */
 };
+
+/* The last STUB_HOLD_SIZE bytes of the data mapping, right before the code:
+ * the fork hold (stub.c). Zero when mapped; written only by the stub and
+ * its fork handlers, never by reqid-inject, so it outlives the block's
+ * injections. */
+struct stub_hold {
+	int32_t loading;	/* the stub's dlopen runs: forks wait */
+	int32_t forking;	/* forks between their prepare and parent handlers */
+	int32_t registered;	/* the handlers are registered (once per page) */
+};
+#define STUB_HOLD_SIZE 64
 
 /* done: 0 while the call runs, STUB_DONE once the stub no longer touches
  * the block, STUB_FREE once reqid-inject has read the result. */

@@ -36,6 +36,7 @@ static const struct {
 	{ "mmap", offsetof(struct libc_funcs, mmap) },
 	{ "mprotect", offsetof(struct libc_funcs, mprotect) },
 	{ "__errno_location", offsetof(struct libc_funcs, errno_location) },
+	{ "__register_atfork", offsetof(struct libc_funcs, register_atfork) },
 };
 #define NWANTED (sizeof wanted / sizeof wanted[0])
 

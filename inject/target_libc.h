@@ -11,7 +11,7 @@
 struct libc_funcs {
 	uint64_t dlopen, dlsym, dlerror;
 	uint64_t pthread_create, pthread_detach, pthread_self;
-	uint64_t mmap, mprotect, errno_location;
+	uint64_t mmap, mprotect, errno_location, register_atfork;
 };
 
 /* Fills f from the target's libc.so.6; -1 after fail() for a static

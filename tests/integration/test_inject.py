@@ -50,7 +50,14 @@ Checks, each on a running target:
     (a private mount namespace whose /proc/sys/kernel holds the setting:
     this kernel may have no Yama); usage errors exit 2;
   - a main thread that cannot be stopped (a vfork parent waits killable
-    only): exit 1 within about 500 ms, the target runs on, untraced.
+    only): exit 1 within about 500 ms, the target runs on, untraced;
+  - forks while the library loads: a target forks a child every
+    millisecond, and each child looks whether it holds a copy of a library
+    that was mapped but whose constructor had not finished (a library whose
+    constructor takes 150 ms is injected twice: loaded, then already
+    loaded). No child may (before the fork hold, about 60 children in 300
+    did); some fork must have waited (at least 100 ms) and some child must
+    hold the whole library.
 Prints the stop times reqid-inject -v measured, "N passed, M failed" last,
 and exits non-zero on a failure. Part of `make integration` (as root, or
 with ptrace permitted).
@@ -447,6 +454,95 @@ int main(void)
 }
 """
 
+# A library whose constructor takes 150 ms, then sets ctor_done.
+SLOW_CTOR_C = r"""
+#include <time.h>
+int ctor_done;
+__attribute__((constructor)) static void slow(void)
+{
+    struct timespec ts = { 0, 150 * 1000 * 1000 };
+    nanosleep(&ts, NULL);
+    ctor_done = 1;
+}
+int probe(const char *arg)
+{
+    (void)arg;
+    return 42;
+}
+"""
+
+# forker NAME OFFSET: prints "ready", then forks a child every millisecond
+# until a line comes on stdin, then prints "forks N half H whole W longest
+# MS". Each child reads /proc/self/maps: NAME not mapped, it exits 0; else
+# 1 if the int at its base + OFFSET (ctor_done) is set, 3 if not (a copy of
+# a library half loaded). A child killed by a signal counts as half too.
+FORKER_C = r"""
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static char maps[1 << 16];
+
+static int look(const char *name, unsigned long offset)
+{
+    int fd = open("/proc/self/maps", O_RDONLY);
+    ssize_t n, len = 0;
+    while (fd >= 0 && len < (ssize_t)sizeof maps - 1 &&
+           (n = read(fd, maps + len, sizeof maps - 1 - len)) > 0)
+        len += n;
+    maps[len] = 0;
+    for (char *line = strtok(maps, "\n"); line; line = strtok(NULL, "\n")) {
+        unsigned long start, off;
+        if (strstr(line, name) && sscanf(line, "%lx-%*x %*s %lx", &start, &off) == 2 &&
+            off == 0)
+            return *(volatile int *)(start + offset) ? 1 : 3;
+    }
+    return 0;
+}
+
+static double now_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec * 1e3 + t.tv_nsec / 1e6;
+}
+
+int main(int argc, char **argv)
+{
+    unsigned long offset = strtoul(argv[2], NULL, 16);
+    long forks = 0, half = 0, whole = 0;
+    double longest = 0;
+    struct pollfd in = { 0, POLLIN, 0 };
+    (void)argc;
+    printf("ready\n");
+    fflush(stdout);
+    while (poll(&in, 1, 1) == 0) {
+        double t = now_ms();
+        int st;
+        pid_t pid = fork();
+        if (pid == 0)
+            _exit(look(argv[1], offset));
+        if (now_ms() - t > longest)
+            longest = now_ms() - t;
+        if (pid < 0 || waitpid(pid, &st, 0) != pid)
+            return 1;
+        forks++;
+        if (WIFSIGNALED(st) || WEXITSTATUS(st) == 3)
+            half++;
+        else if (WEXITSTATUS(st) == 1)
+            whole++;
+    }
+    printf("forks %ld half %ld whole %ld longest %.0f\n", forks, half, whole, longest);
+    return 0;
+}
+"""
+
 SECCOMP_C = r"""
 #include <linux/filter.h>
 #include <linux/seccomp.h>
@@ -733,7 +829,49 @@ class Suite:
         if not self.check("build seccomp target", ok, err):
             return False
         ok, err = self.cc("vfork", VFORK_C)
-        return self.check("build vfork target", ok, err)
+        if not self.check("build vfork target", ok, err):
+            return False
+        ok, err = self.cc("libslowctor.so", SLOW_CTOR_C, "-shared", "-fPIC")
+        if not self.check("build libslowctor.so", ok, err):
+            return False
+        ok, err = self.cc("forker", FORKER_C)
+        return self.check("build forker", ok, err)
+
+    def forks_while_loading(self):
+        """No child forked while the library loads gets a half-loaded copy."""
+        lib = self.tmp / "libslowctor.so"
+        nm = subprocess.run(["nm", "-D", "--defined-only", str(lib)], capture_output=True,
+                            text=True).stdout
+        offset = next(l.split()[0] for l in nm.splitlines() if l.endswith(" ctor_done"))
+        proc = subprocess.Popen([str(self.tmp / "forker"), lib.name, offset],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        try:
+            ready = proc.stdout.readline()
+            first = inject(proc.pid, lib, "probe", "x")
+            again = inject(proc.pid, lib, "probe", "x")
+            proc.stdin.write("stop\n")
+            proc.stdin.flush()
+            out, _ = proc.communicate(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        self.check("forks while loading: both injections print 42",
+                   ready == "ready\n" and first.stdout == "42\n" and again.stdout == "42\n",
+                   "%r, %r, %r" % (ready, first.stderr, again.stderr))
+        m = re.fullmatch(r"forks (\d+) half (\d+) whole (\d+) longest (\d+)\n", out)
+        if not self.check("forks while loading: the forker reports", m, repr(out)):
+            return
+        forks, half, whole, longest = (int(x) for x in m.groups())
+        self.notes.append("forks while loading: %d forks, %d children with a half-loaded "
+                          "library, %d with the whole one, longest fork %d ms" %
+                          (forks, half, whole, longest))
+        self.check("forks while loading: no child holds a half-loaded library", half == 0,
+                   "%d of %d children did" % (half, forks))
+        self.check("forks while loading: a fork waited for the load (>= 100 ms)",
+                   longest >= 100, "longest fork %d ms" % longest)
+        self.check("forks while loading: children after the load hold the whole library",
+                   whole > 0, "%d" % whole)
 
     def basics(self):
         lib = self.tmp / "libprobe.so"
@@ -1029,6 +1167,7 @@ def main():
             suite.main_thread_modes()
             suite.held_malloc_lock()
             suite.refusals()
+            suite.forks_while_loading()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     if suite.stops:
