@@ -472,8 +472,12 @@ static int attach_now(const char *settings)
 	 * through) is adopted at its first call after, not left unseen. */
 	shim.attached = true;
 	mark_adoptable(highest);
-	if (shim.config.event_stacks)
-		call_chain_load();
+	/* Chains now; libunwind too if threads run (a single-threaded
+	 * process loads it at a wait, once a walk needs it). */
+	if (shim.config.event_stacks) {
+		call_chain_wanted();
+		call_chain_load(atomic_load_explicit(&process.threaded, memory_order_relaxed));
+	}
 	/* Hooks pass through while entries are patched one by one, and all
 	 * start at once: none reads a request past the shim that another then
 	 * answers through it. No line is named by its request line until the

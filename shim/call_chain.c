@@ -1,7 +1,7 @@
 /*
  * call_chain.c - return-address chains (see call_chain.h): walked by the
  * modules' own frame rules (frame_rule.h), cached, and by libunwind for
- * whatever they do not describe.
+ * whatever they do not describe, loaded only once a walk needs it.
  *
  * Must never read the stack but where a frame rule says a frame keeps its
  * return address or rbp, never unwind re-entrantly (a signal handler that
@@ -49,7 +49,12 @@ static __thread uintptr_t stack_anchor __attribute__((tls_model("initial-exec"))
 static _Atomic int unwinder_pipe[2] = {-1, -1};
 static _Atomic bool chains_off;
 
-/* libunwind, loaded by call_chain_load: until then there are no chains. */
+/* The frame rules' part, set up by call_chain_load: until then there are
+ * no chains. libunwind, loaded by call_chain_load when asked for whole, or
+ * once a walk met a frame the rules do not take (unwinder_wanted): until
+ * then such a walk gives no chain. */
+static _Atomic bool rules_taken, rules_ready;
+static _Atomic bool unwinder_wanted;
 enum { UNWINDER_ABSENT, UNWINDER_LOADING, UNWINDER_READY, UNWINDER_MISSING };
 static _Atomic int unwinder_state;
 static int (*unwind_backtrace)(void **frames, int size);
@@ -78,7 +83,7 @@ static int find_libc_code(struct dl_phdr_info *info, size_t size, void *arg)
 	return 1;
 }
 
-void call_chain_load(void)
+static void load_unwinder(void)
 {
 	int expected = UNWINDER_ABSENT;
 	if (atomic_load_explicit(&unwinder_state, memory_order_relaxed) != UNWINDER_ABSENT ||
@@ -92,10 +97,21 @@ void call_chain_load(void)
 					    void *))dlsym(lib, "_ULx86_64_get_proc_info_by_ip");
 		unwind_local_space = (unw_addr_space_t *)dlsym(lib, "_ULx86_64_local_addr_space");
 	}
-	dl_iterate_phdr(find_libc_code, NULL);
 	bool ready = unwind_backtrace && unwind_proc_info && unwind_local_space;
 	atomic_store_explicit(&unwinder_state, ready ? UNWINDER_READY : UNWINDER_MISSING,
 			      memory_order_release);
+}
+
+void call_chain_load(bool whole)
+{
+	bool expected = false;
+	if (!atomic_load_explicit(&rules_taken, memory_order_relaxed) &&
+	    atomic_compare_exchange_strong(&rules_taken, &expected, true)) {
+		dl_iterate_phdr(find_libc_code, NULL);
+		atomic_store_explicit(&rules_ready, true, memory_order_release);
+	}
+	if (whole || atomic_load_explicit(&unwinder_wanted, memory_order_relaxed))
+		load_unwinder();
 }
 
 /* Set by a listen (call_chain_wanted); read at event loops' waits. */
@@ -106,17 +122,34 @@ void call_chain_wanted(void)
 	atomic_store_explicit(&chains_wanted, true, memory_order_relaxed);
 }
 
-void call_chain_load_if_wanted(void)
+void call_chain_load_if_wanted(bool whole)
 {
-	if (atomic_load_explicit(&unwinder_state, memory_order_relaxed) != UNWINDER_ABSENT ||
-	    !atomic_load_explicit(&chains_wanted, memory_order_relaxed))
+	if (!atomic_load_explicit(&chains_wanted, memory_order_relaxed))
+		return;
+	bool unwinder = whole || atomic_load_explicit(&unwinder_wanted, memory_order_relaxed);
+	if (atomic_load_explicit(&rules_taken, memory_order_relaxed) &&
+	    (!unwinder ||
+	     atomic_load_explicit(&unwinder_state, memory_order_relaxed) != UNWINDER_ABSENT))
 		return;
 	int saved = errno;
-	call_chain_load();
+	call_chain_load(whole);
 	errno = saved;
 }
 
 bool call_chain_ready(void)
+{
+	return atomic_load_explicit(&rules_ready, memory_order_acquire);
+}
+
+/* Whether libunwind may still come (call_chain_load): what it would find
+ * is not known yet. */
+static bool unwinder_to_come(void)
+{
+	int state = atomic_load_explicit(&unwinder_state, memory_order_acquire);
+	return state == UNWINDER_ABSENT || state == UNWINDER_LOADING;
+}
+
+static bool unwinder_ready(void)
 {
 	return atomic_load_explicit(&unwinder_state, memory_order_acquire) == UNWINDER_READY;
 }
@@ -506,8 +539,9 @@ static __attribute__((noinline)) int walk_frames(void **frames, int max, uintptr
 	return n;
 }
 
-uintptr_t call_chain_function(const void *ip)
+uintptr_t call_chain_function(const void *ip, bool *final)
 {
+	*final = false;
 	if (unwinding || atomic_load_explicit(&chains_off, memory_order_relaxed) ||
 	    !call_chain_ready())
 		return 0;
@@ -516,9 +550,14 @@ uintptr_t call_chain_function(const void *ip)
 	unw_proc_info_t pi;
 	unwinding = true;
 	uintptr_t function = rule_from_tables(pc, NULL).function;
-	if (!function && unwind_proc_info(*unwind_local_space, pc, &pi, NULL) == 0)
+	if (!function && unwinder_ready() && unwind_proc_info(*unwind_local_space, pc, &pi, NULL) == 0)
 		function = (uintptr_t)pi.start_ip;
 	unwinding = false;
+	if (!function && unwinder_to_come()) {
+		atomic_store_explicit(&unwinder_wanted, true, memory_order_relaxed);
+		return 0;
+	}
+	*final = true;
 	return function;
 }
 
@@ -556,8 +595,13 @@ void call_chain_take(struct call_chain *chain, struct chain_memo *memo)
 	unwinding = true;
 	int n = walk_frames(chain->frames, CHAIN_MAX, WALK_REACH, memo);
 	bool walked = n != WALK_ELSEWHERE;
-	if (!walked)
+	if (!walked && unwinder_ready()) {
 		n = unwind_backtrace(chain->frames, CHAIN_MAX);
+	} else if (!walked) {
+		/* no chain now; libunwind at the next chance, if it may come */
+		atomic_store_explicit(&unwinder_wanted, true, memory_order_relaxed);
+		n = 0;
+	}
 	unwinding = false;
 	/* A full buffer may be a cut chain: its outer frames are unknown. */
 	if (n <= 0 || n >= CHAIN_MAX)

@@ -33,31 +33,39 @@
 
 #define CHAIN_MAX 64
 
-/* Loads libunwind (dlopen, into its own scope: its _Unwind_* never stand in
- * for the program's), once. dlopen allocates and takes the loader's lock:
- * it is called only while the process has one thread (no other thread can
- * hold that lock waiting for this one), from a listen, an event loop's wait
- * or a thread's creation, never from a signal handler's calls in practice;
- * a process that never listens, or starts its threads first, has no chains.
- * At start under `reqid audit`, and at attach, it is called at once. */
-void call_chain_load(void) __attribute__((visibility("hidden")));
+/* Makes chains ready: the frame rules' part (dl_iterate_phdr) at once,
+ * and libunwind (dlopen, into its own scope: its _Unwind_* never stand in
+ * for the program's) when whole is true or a walk has met a frame the
+ * rules do not take; until libunwind is loaded such a walk gives no chain
+ * (the rules then prove nothing). dlopen allocates and takes the loader's
+ * lock: it is called only while the process has one thread (no other
+ * thread can hold that lock waiting for this one), from a listen, an
+ * event loop's wait or a thread's creation, never from a signal handler's
+ * calls in practice; a process that never listens, or starts its threads
+ * first, has no chains. At start under `reqid audit` (whole), and at
+ * attach (whole if the process has threads), it is called at once. */
+void call_chain_load(bool whole) __attribute__((visibility("hidden")));
 
-/* The process listens: it may run event loops, which need chains. The
- * library is loaded only when an event loop's wait wants a chain
- * (call_chain_load_if_wanted), not now: a fork server whose children
- * serve a connection each and exit would have every child run libunwind's
- * and liblzma's exit code (three page faults a child), and a server that
- * never waits on several descriptors would map them for nothing.
+/* The process listens: it may run event loops, which need chains. They are
+ * made ready only when an event loop's wait wants a chain
+ * (call_chain_load_if_wanted), not now, and libunwind only once a walk
+ * needs it: a fork server whose children serve a connection each and exit
+ * would have every child run libunwind's and liblzma's exit code (three
+ * page faults a child), and a server whose stacks the rules take whole
+ * (nginx) would map them, look up their symbols and keep their pages
+ * (about 200 KiB resident, 0.6 ms at its first wait) for nothing.
  * Inherited by fork children. */
 void call_chain_wanted(void) __attribute__((visibility("hidden")));
 
-/* call_chain_load, if the process (or the one it was forked from) listened
- * and the library is not loaded yet. The caller makes sure the process has
- * one thread: as an event loop's wait returns and a chain is first wanted
- * (batch_after_wait), or as it starts its first thread. */
-void call_chain_load_if_wanted(void) __attribute__((visibility("hidden")));
+/* call_chain_load if the process (or the one it was forked from) listened
+ * and something it would load is missing: libunwind too if whole (a
+ * thread's creation: the last moment with one thread) or a walk wanted
+ * it. The caller makes sure the process has one thread: as an event
+ * loop's wait returns and a chain is first wanted (batch_after_wait), or
+ * as it starts its first thread. */
+void call_chain_load_if_wanted(bool whole) __attribute__((visibility("hidden")));
 
-/* Whether libunwind is loaded: without it there are no chains. */
+/* Whether chains can be taken (the frame rules' part is set up). */
 bool call_chain_ready(void) __attribute__((visibility("hidden")));
 
 /* Detach: the shared cache of frame rules is emptied and its pages go
@@ -106,8 +114,9 @@ void call_chain_take(struct call_chain *chain, struct chain_memo *memo)
 
 /* The start of the function return address ip is in, from its unwind
  * table (or libunwind's answer); 0 if unknown. Slow (microseconds): cache
- * it. */
-uintptr_t call_chain_function(const void *ip) __attribute__((visibility("hidden")));
+ * it when *final says the answer will not change (it may once libunwind
+ * is loaded). */
+uintptr_t call_chain_function(const void *ip, bool *final) __attribute__((visibility("hidden")));
 
 /* Whether the calling thread is inside call_chain_take (libunwind calling
  * back into hooked functions). */

@@ -239,10 +239,11 @@ void batch_after_wait(void *wait_return)
 	struct loop_frames *f;
 	if (thread_ctx.in_shim || !shim.config.event_stacks || !(f = loop_frames()))
 		return;
-	/* The first chain of a process that listened: libunwind now, while
-	 * the process has one thread (call_chain_wanted). */
+	/* The first chain of a process that listened, and libunwind once a
+	 * walk needs it: now, while the process has one thread
+	 * (call_chain_wanted). */
 	if (!atomic_load_explicit(&process.threaded, memory_order_relaxed))
-		call_chain_load_if_wanted();
+		call_chain_load_if_wanted(false);
 	struct call_chain chain;
 	call_chain_take(&chain, &f->memo);
 	for (int i = 0; i < chain.count; i++) {
@@ -321,7 +322,11 @@ static uintptr_t function_of(const void *ip)
 	struct loop_frames *f = thread_ctx.batch.frames;
 	unsigned i = (unsigned)(((uintptr_t)ip >> 4) ^ ((uintptr_t)ip >> 12)) % FUNCTION_CACHE;
 	if (f->cached_ip[i] != ip) {
-		f->cached_function[i] = call_chain_function(ip);
+		bool final;
+		uintptr_t function = call_chain_function(ip, &final);
+		if (!final)
+			return function;
+		f->cached_function[i] = function;
 		f->cached_ip[i] = ip;
 	}
 	return f->cached_function[i];

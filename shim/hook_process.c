@@ -89,7 +89,7 @@ EXPORT int pthread_create(pthread_t *t, const pthread_attr_t *attr, void *(*fn)(
 	batch_give_back();
 	fatal_signal_flush_ensure();
 	if (!atomic_load_explicit(&process.threaded, memory_order_relaxed))
-		call_chain_load_if_wanted(); /* its event loops may wait in threads */
+		call_chain_load_if_wanted(true); /* its event loops may wait in threads */
 	atomic_store_explicit(&process.threaded, true, memory_order_relaxed);
 	int r = create(t, attr, thread_trampoline, start);
 	if (r != 0)

@@ -463,7 +463,7 @@ START_PATH unsigned shim_activate(config_lookup lookup, bool attached)
 	 * now, while the program has one thread. */
 	shim.audit = shim.config.audit_dir_len > 0 && !attached;
 	if (shim.audit) {
-		call_chain_load();
+		call_chain_load(true);
 		audit_open();
 	}
 	shim.active = true;

@@ -340,6 +340,27 @@ static void test_frame_without_tables(void **state)
 	assert_true(crossed);
 }
 
+/* Before libunwind is loaded, a walk the frame rules cannot take gives
+ * no chain, and asks for libunwind; the next load brings it, and the same
+ * walk gives libunwind's chain. A function's start looked up meanwhile is
+ * not final (libunwind may know it). Runs first: the rest need libunwind. */
+static void test_libunwind_loaded_when_a_walk_needs_it(void **state)
+{
+	(void)state;
+	struct both b;
+	bool final = true;
+	call_through(&b);
+	assert_int_equal(b.ours.count, 0);
+	assert_int_equal(call_chain_function((char *)through_no_tables + 8, &final), 0);
+	assert_false(final);
+	call_chain_load(false);
+	call_through(&b);
+	expect_same(&b);
+	assert_true(b.ours.count > 0);
+	call_chain_function((char *)through_no_tables + 8, &final);
+	assert_true(final);
+}
+
 static struct call_chain in_handler;
 
 static void on_signal(int sig)
@@ -363,9 +384,10 @@ static void test_signal_handler(void **state)
 
 int main(void)
 {
-	call_chain_load();
+	call_chain_load(false);
 	assert_true(call_chain_ready());
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_libunwind_loaded_when_a_walk_needs_it),
 		cmocka_unit_test(test_recursion),
 		cmocka_unit_test(test_rbp_frame),
 		cmocka_unit_test_setup_teardown(test_remembered, memo_on, memo_off),
