@@ -63,7 +63,10 @@ static int epoll_done(int epfd, const struct epoll_event *ev, int n, void *wait_
 /* The body of an epoll wait: an event loop's is answered from the events
  * its thread fetched before, if one is still valid, else by the kernel
  * (call, asking for `fetch` events), keeping all but the first it returns
- * (epoll_queue.h, batch_fetch_max). */
+ * (epoll_queue.h, batch_fetch_max). A wait that returns after detach (the
+ * program sat in it meanwhile) gives the program all the kernel gave and
+ * runs nothing more of the shim: no stack walk, no map lookup, whose code
+ * and tables detach has given back to the kernel. */
 #define QUEUED_WAIT(call)                                                              \
 	do {                                                                           \
 		int saved = errno;                                                     \
@@ -77,6 +80,8 @@ static int epoll_done(int epfd, const struct epoll_event *ev, int n, void *wait_
 		}                                                                      \
 		errno = saved;                                                         \
 		int n = (call);                                                        \
+		if (unlikely(!__atomic_load_n(&shim.active, __ATOMIC_ACQUIRE)))        \
+			return n; /* detached while it waited: pass it through */     \
 		if (q && n > 1) {                                                      \
 			saved = errno;                                                 \
 			n = epoll_queue_keep(q, epfd, ev, n, edge);                    \
@@ -142,7 +147,8 @@ EXPORT int epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
  * after each wait serves all of them from one call). */
 static int waited(int r, bool conns, void *wait_return)
 {
-	if (conns && shim.config.event_brackets) {
+	if (conns && shim.config.event_brackets &&
+	    __atomic_load_n(&shim.active, __ATOMIC_ACQUIRE)) {
 		int saved = errno;
 		batch_after_wait(wait_return);
 		errno = saved;
