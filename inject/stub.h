@@ -29,7 +29,7 @@ struct stub_data {
  * its fork handlers, never by reqid-inject, so it outlives the block's
  * injections. */
 struct stub_hold {
-	int32_t loading;	/* the stub's dlopen runs: forks wait */
+	int32_t loading;	/* tid of the thread whose dlopen runs (forks wait), or 0 */
 	int32_t forking;	/* forks between their prepare and parent handlers */
 	int32_t registered;	/* the handlers are registered (once per page) */
 };

@@ -55,9 +55,14 @@ Checks, each on a running target:
     millisecond, and each child looks whether it holds a copy of a library
     that was mapped but whose constructor had not finished (a library whose
     constructor takes 150 ms is injected twice: loaded, then already
-    loaded). No child may (before the fork hold, about 60 children in 300
-    did); some fork must have waited (at least 100 ms) and some child must
-    hold the whole library.
+    loaded). No child may (before the fork hold, 60 of 64 did); some fork
+    must have waited (at least 100 ms: the hold makes the forks during the
+    load wait, so few are made) and some child must hold the whole
+    library. With a prepare handler of the program's that sleeps 50 ms, a
+    child may hold a half-loaded copy (a fork inside it when the stub
+    registers its handlers runs none of them), but no fork of that child
+    may wait for the load; a constructor that forks does not wait for
+    its own load.
 Prints the stop times reqid-inject -v measured, "N passed, M failed" last,
 and exits non-zero on a failure. Part of `make integration` (as root, or
 with ptrace permitted).
@@ -471,15 +476,46 @@ int probe(const char *arg)
 }
 """
 
-# forker NAME OFFSET: prints "ready", then forks a child every millisecond
-# until a line comes on stdin, then prints "forks N half H whole W longest
-# MS". Each child reads /proc/self/maps: NAME not mapped, it exits 0; else
-# 1 if the int at its base + OFFSET (ctor_done) is set, 3 if not (a copy of
-# a library half loaded). A child killed by a signal counts as half too.
+# A library whose constructor forks: probe returns how long that fork took
+# (ms).
+CTOR_FORK_C = r"""
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+static double fork_ms;
+__attribute__((constructor)) static void forks(void)
+{
+    struct timespec a, b;
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    pid_t pid = fork();
+    if (pid == 0)
+        _exit(0);
+    clock_gettime(CLOCK_MONOTONIC, &b);
+    fork_ms = (b.tv_sec - a.tv_sec) * 1e3 + (b.tv_nsec - a.tv_nsec) / 1e6;
+    if (pid > 0)
+        waitpid(pid, NULL, 0);
+}
+int probe(const char *arg)
+{
+    (void)arg;
+    return (int)fork_ms;
+}
+"""
+
+# forker NAME OFFSET [slow-prepare]: prints "ready", then forks a child
+# every millisecond (on a thread of its own) until a line comes on stdin, then prints "forks N half
+# H whole W stuck S longest MS". Each child reads /proc/self/maps: NAME not
+# mapped, it exits 0; else 1 if the int at its base + OFFSET (ctor_done) is
+# set, 3 if not (a copy of a library half loaded), 4 if not and a fork of
+# its own then takes over half a second (it waits for a load that runs in
+# no thread of it). A child killed by a signal counts as half too. With
+# slow-prepare the program registers a prepare handler that sleeps 50 ms:
+# a fork is inside it when the stub registers its own.
 FORKER_C = r"""
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -513,32 +549,77 @@ static double now_ms(void)
     return t.tv_sec * 1e3 + t.tv_nsec / 1e6;
 }
 
-int main(int argc, char **argv)
+static void slow_prepare(void)
 {
-    unsigned long offset = strtoul(argv[2], NULL, 16);
-    long forks = 0, half = 0, whole = 0;
-    double longest = 0;
-    struct pollfd in = { 0, POLLIN, 0 };
-    (void)argc;
-    printf("ready\n");
-    fflush(stdout);
-    while (poll(&in, 1, 1) == 0) {
+    struct timespec ts = { 0, 50 * 1000 * 1000 };
+    nanosleep(&ts, NULL);
+}
+
+/* In a child holding a half-loaded copy: 4 if its own fork waits. */
+static int half(void)
+{
+    double t = now_ms();
+    pid_t pid = fork();
+    if (pid == 0)
+        _exit(0);
+    if (pid > 0)
+        waitpid(pid, NULL, 0);
+    return now_ms() - t > 500 ? 4 : 3;
+}
+
+static const char *name;
+static unsigned long offset;
+static volatile int stop;
+static long forks, halves, whole, stuck;
+static double longest;
+
+/* Forks (the program's main thread stays free for the injector to
+ * borrow, as a server's usually is). */
+static void *fork_loop(void *arg)
+{
+    (void)arg;
+    while (!stop) {
         double t = now_ms();
         int st;
         pid_t pid = fork();
-        if (pid == 0)
-            _exit(look(argv[1], offset));
+        if (pid == 0) {
+            int r = look(name, offset);
+            _exit(r == 3 ? half() : r);
+        }
         if (now_ms() - t > longest)
             longest = now_ms() - t;
         if (pid < 0 || waitpid(pid, &st, 0) != pid)
-            return 1;
+            exit(1);
         forks++;
-        if (WIFSIGNALED(st) || WEXITSTATUS(st) == 3)
-            half++;
-        else if (WEXITSTATUS(st) == 1)
+        if (WIFSIGNALED(st) || WEXITSTATUS(st) >= 3)
+            halves++;
+        if (!WIFSIGNALED(st) && WEXITSTATUS(st) == 4)
+            stuck++;
+        else if (!WIFSIGNALED(st) && WEXITSTATUS(st) == 1)
             whole++;
+        usleep(1000);
     }
-    printf("forks %ld half %ld whole %ld longest %.0f\n", forks, half, whole, longest);
+    return NULL;
+}
+
+int main(int argc, char **argv)
+{
+    char line[16];
+    pthread_t t;
+    name = argv[1];
+    offset = strtoul(argv[2], NULL, 16);
+    if (argc > 3)
+        pthread_atfork(slow_prepare, NULL, NULL);
+    if (pthread_create(&t, NULL, fork_loop, NULL) != 0)
+        return 1;
+    printf("ready\n");
+    fflush(stdout);
+    if (!fgets(line, sizeof line, stdin))
+        return 1;
+    stop = 1;
+    pthread_join(t, NULL);
+    printf("forks %ld half %ld whole %ld stuck %ld longest %.0f\n", forks, halves, whole,
+           stuck, longest);
     return 0;
 }
 """
@@ -834,21 +915,25 @@ class Suite:
         ok, err = self.cc("libslowctor.so", SLOW_CTOR_C, "-shared", "-fPIC")
         if not self.check("build libslowctor.so", ok, err):
             return False
-        ok, err = self.cc("forker", FORKER_C)
+        ok, err = self.cc("libctorfork.so", CTOR_FORK_C, "-shared", "-fPIC")
+        if not self.check("build libctorfork.so", ok, err):
+            return False
+        ok, err = self.cc("forker", FORKER_C, "-pthread")
         return self.check("build forker", ok, err)
 
-    def forks_while_loading(self):
-        """No child forked while the library loads gets a half-loaded copy."""
-        lib = self.tmp / "libslowctor.so"
+    def forker(self, lib, extra=(), inject_lib=None):
+        """Runs the forker on lib's ctor_done, injects inject_lib (lib by
+        default) twice while it forks; (the two injections, its counts or
+        None, its output)."""
         nm = subprocess.run(["nm", "-D", "--defined-only", str(lib)], capture_output=True,
                             text=True).stdout
         offset = next(l.split()[0] for l in nm.splitlines() if l.endswith(" ctor_done"))
-        proc = subprocess.Popen([str(self.tmp / "forker"), lib.name, offset],
+        proc = subprocess.Popen([str(self.tmp / "forker"), lib.name, offset] + list(extra),
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         try:
             ready = proc.stdout.readline()
-            first = inject(proc.pid, lib, "probe", "x")
-            again = inject(proc.pid, lib, "probe", "x")
+            first = inject(proc.pid, inject_lib or lib, "probe", "x")
+            again = inject(proc.pid, inject_lib or lib, "probe", "x")
             proc.stdin.write("stop\n")
             proc.stdin.flush()
             out, _ = proc.communicate(timeout=30)
@@ -856,22 +941,51 @@ class Suite:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+        m = re.fullmatch(r"forks (\d+) half (\d+) whole (\d+) stuck (\d+) longest (\d+)\n",
+                         out)
+        counts = dict(zip(("forks", "half", "whole", "stuck", "longest"),
+                          (int(x) for x in m.groups()))) if m and ready == "ready\n" else None
+        return (first, again), counts, out
+
+    def forks_while_loading(self):
+        """No child forked while the library loads gets a half-loaded copy."""
+        lib = self.tmp / "libslowctor.so"
+        (first, again), c, out = self.forker(lib)
         self.check("forks while loading: both injections print 42",
-                   ready == "ready\n" and first.stdout == "42\n" and again.stdout == "42\n",
-                   "%r, %r, %r" % (ready, first.stderr, again.stderr))
-        m = re.fullmatch(r"forks (\d+) half (\d+) whole (\d+) longest (\d+)\n", out)
-        if not self.check("forks while loading: the forker reports", m, repr(out)):
+                   first.stdout == "42\n" and again.stdout == "42\n",
+                   "%r, %r" % (first.stderr, again.stderr))
+        if not self.check("forks while loading: the forker reports", c, repr(out)):
             return
-        forks, half, whole, longest = (int(x) for x in m.groups())
-        self.notes.append("forks while loading: %d forks, %d children with a half-loaded "
-                          "library, %d with the whole one, longest fork %d ms" %
-                          (forks, half, whole, longest))
-        self.check("forks while loading: no child holds a half-loaded library", half == 0,
-                   "%d of %d children did" % (half, forks))
+        self.notes.append("forks while loading: %(forks)d forks, %(half)d children with a "
+                          "half-loaded library, %(whole)d with the whole one, longest fork "
+                          "%(longest)d ms" % c)
+        self.check("forks while loading: no child holds a half-loaded library", c["half"] == 0,
+                   "%(half)d of %(forks)d children did" % c)
         self.check("forks while loading: a fork waited for the load (>= 100 ms)",
-                   longest >= 100, "longest fork %d ms" % longest)
+                   c["longest"] >= 100, "longest fork %(longest)d ms" % c)
         self.check("forks while loading: children after the load hold the whole library",
-                   whole > 0, "%d" % whole)
+                   c["whole"] > 0, "%(whole)d" % c)
+
+        # A fork inside the program's own 50 ms prepare handler when the
+        # stub registers its handlers runs none of them: its child may hold
+        # a half-loaded copy (README), but must not wait for a load that
+        # runs in no thread of its own (before: each of its forks waited
+        # about 1.1 s).
+        (first, again), c, out = self.forker(lib, ["slow-prepare"])
+        if not self.check("forks inside a slow prepare handler: the forker reports",
+                          c and first.stdout == "42\n", repr(out) + first.stderr):
+            return
+        self.notes.append("forks inside a 50 ms prepare handler: %(forks)d forks, %(half)d "
+                          "children with a half-loaded library, %(stuck)d of them waiting" % c)
+        self.check("forks inside a slow prepare handler: no child's fork waits for a load "
+                   "it does not run", c["stuck"] == 0, "%(stuck)d children's forks did" % c)
+
+        # A constructor that forks does not wait for its own load (before:
+        # 1.1 s).
+        (first, again), c, out = self.forker(lib, inject_lib=self.tmp / "libctorfork.so")
+        took = int(first.stdout) if first.stdout.strip().isdigit() else None
+        self.check("a constructor's fork does not wait for its own load (< 500 ms)",
+                   took is not None and took < 500, "%r %r" % (first.stdout, first.stderr))
 
     def basics(self):
         lib = self.tmp / "libprobe.so"
