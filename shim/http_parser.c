@@ -181,8 +181,15 @@ bool http_starts_gateway(const char *buf, size_t len)
 	}
 	/* uwsgi: modifier1 (no token character: a request's method would be
 	 * one), the packet's size, modifier2 0; then the first variable's
-	 * length (little-endian) and its name */
-	if (len < 4 || http_is_tchar(s[0]) || s[3] != 0)
+	 * length (little-endian) and its name. Fewer than 4 bytes may be its
+	 * start: the connection then gets no id rather than one made up for
+	 * all its requests (the parser fails at the first byte, so this read
+	 * decides). */
+	if (http_is_tchar(s[0]))
+		return false;
+	if (len < 4)
+		return true;
+	if (s[3] != 0)
 		return false;
 	if (len < 6)
 		return true;

@@ -935,6 +935,9 @@ static void test_gateway_protocol_is_lost_not_raw(void **state)
 		{scgi, sizeof scgi - 1, sizeof scgi - 1},
 		{scgi, sizeof scgi - 1, 1}, /* its length's digits apart */
 		{scgi, sizeof scgi - 1, 2},
+		{uwsgi, sizeof uwsgi - 1, 1}, /* its header in pieces */
+		{uwsgi, sizeof uwsgi - 1, 2},
+		{uwsgi, sizeof uwsgi - 1, 3},
 		{uwsgi, sizeof uwsgi - 1, 4},
 		{uwsgi, sizeof uwsgi - 1, sizeof uwsgi - 1},
 	};

@@ -931,11 +931,13 @@ static void test_starts_gateway(void **state)
 	};
 	for (size_t k = 0; k < sizeof yes / sizeof yes[0]; k++)
 		for (size_t n = 1; n <= yes[k].len; n++)
-			if (yes[k].bytes == scgi ? n >= 3 : yes[k].bytes == uwsgi ? n >= 4 : true)
+			if (yes[k].bytes != scgi || n >= 3)
 				assert_true(http_starts_gateway(yes[k].bytes, n));
-	/* too few bytes to tell */
+	/* too few bytes to tell: an SCGI length's digits wait for more (the
+	 * parser takes them as a method's start); 1-3 bytes that may begin a
+	 * uwsgi header count as one (the parser fails at the first) */
 	assert_false(http_starts_gateway(scgi, 2));
-	assert_false(http_starts_gateway(uwsgi, 3));
+	assert_true(http_starts_gateway("\x16", 1));
 	assert_false(http_starts_gateway("", 0));
 	static const struct {
 		const char *bytes;
