@@ -882,7 +882,8 @@ static bool gateway_stream(const struct http_parser *p, const void *buf, size_t 
 
 /* Whether the stream of c, whose first line p failed to parse, is lost
  * rather than not HTTP: that line is a PROXY header (read in pieces, or a
- * second one), or names an HTTP version (the n bytes at buf, read now, begin
+ * second one; a version 2 signature whose first CR and LF bytes the parser
+ * skipped as empty lines), or names an HTTP version (the n bytes at buf, read now, begin
  * it if line_here): a request line the parser does not take ("HTTP/1.01",
  * two spaces) that the program may serve, with more requests after it; or
  * the stream is a gateway protocol's (FastCGI, SCGI, uwsgi): requests a
@@ -896,6 +897,7 @@ static __attribute__((noinline, cold)) bool lost_not_raw(struct conn *c,
 	if ((p->line_len < 6 || memcmp(p->request_line, "PROXY ", 6) != 0) &&
 	    !http_first_line_names_version(p->request_line, p->line_len) &&
 	    !(line_here && http_first_line_names_version(buf, n)) &&
+	    !(line_here && !c->proxied && http_proxy_v2_rest(buf, n)) &&
 	    !gateway_stream(p, buf, n, line_here))
 		return false;
 	lose_stream(c);

@@ -181,14 +181,16 @@ bool http_starts_gateway(const char *buf, size_t len)
 	}
 	/* uwsgi: modifier1 (no token character: a request's method would be
 	 * one), the packet's size, modifier2 0; then the first variable's
-	 * length (little-endian) and its name. Fewer than 4 bytes may be its
-	 * start: the connection then gets no id rather than one made up for
-	 * all its requests (the parser fails at the first byte, so this read
-	 * decides). */
+	 * length (little-endian) and its name. Fewer than 4 bytes that begin
+	 * with modifier1 0 (WSGI's, the common one) may be its start: the
+	 * connection then gets no id rather than one made up for all its
+	 * requests (the parser fails at the first byte, so this read
+	 * decides). Other first bytes keep their protocols' connection ids
+	 * (SOCKS5's 3-byte greeting, MQTT read a byte at a time). */
 	if (http_is_tchar(s[0]))
 		return false;
 	if (len < 4)
-		return true;
+		return s[0] == 0;
 	if (s[3] != 0)
 		return false;
 	if (len < 6)
@@ -200,6 +202,16 @@ bool http_starts_gateway(const char *buf, size_t len)
 		if (!cgi_name_char(s[i]))
 			return false;
 	return true;
+}
+
+bool http_proxy_v2_rest(const char *buf, size_t len)
+{
+	static const char rest[] = "\0\r\nQUIT\n"; /* after "\r\n\r\n" */
+	size_t i = 0;
+	while (i < len && i < 4 && (buf[i] == '\r' || buf[i] == '\n'))
+		i++;
+	size_t n = len - i < sizeof(rest) - 1 ? len - i : sizeof(rest) - 1;
+	return n > 0 && memcmp(buf + i, rest, n) == 0;
 }
 
 bool http_starts_h2(const char *buf, size_t len)

@@ -210,6 +210,13 @@ bool http_starts_tls(const char *buf, size_t len);
  * begins so. */
 bool http_starts_gateway(const char *buf, size_t len);
 
+/* Whether buf (len bytes, read where the parser failed after skipping
+ * empty lines at a stream's start) is the rest of a PROXY protocol version
+ * 2 signature whose "\r\n\r\n" (or its start) an earlier read held: the
+ * rest of those 4 bytes, then a prefix of "\0\r\nQUIT\n". The parser took
+ * the CR and LF bytes for empty lines before a request. */
+bool http_proxy_v2_rest(const char *buf, size_t len);
+
 /* Whether a stream's first len bytes begin the HTTP/2 connection preface
  * ("PRI * HTTP/2.0", then CRLF CRLF "SM" CRLF CRLF) as far as the parser
  * needs to fail on it: at least "PRI * HTTP/2", and every byte after it

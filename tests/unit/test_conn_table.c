@@ -941,6 +941,19 @@ static void test_gateway_protocol_is_lost_not_raw(void **state)
 		{uwsgi, sizeof uwsgi - 1, 4},
 		{uwsgi, sizeof uwsgi - 1, sizeof uwsgi - 1},
 	};
+	/* A PROXY v2 header whose first CR and LF bytes came alone: the
+	 * parser skipped them as empty lines and failed at its NUL; the
+	 * client's own request follows it on the same read. */
+	static const char proxy_v2[] = "\r\n\r\n\0\r\nQUIT\n\x21\x11\x00\x0c"
+				       "\x7f\x00\x00\x01\x7f\x00\x00\x01\x30\x39\x00\x50"
+				       "GET /same1 HTTP/1.1\r\nX-Request-ID: c-1\r\n\r\n";
+	for (size_t first = 1; first <= 4; first++) {
+		read_split(56, &(struct split_stream){proxy_v2, sizeof proxy_v2 - 1, first});
+		assert_int_equal(conn_request(56), 0);
+		request_on(56, "b-2");
+		assert_int_equal(conn_request(56), 0);
+		conn_forget(56);
+	}
 	for (size_t k = 0; k < sizeof streams / sizeof streams[0]; k++) {
 		read_split(56, &streams[k]);
 		assert_int_equal(conn_request(56), 0);

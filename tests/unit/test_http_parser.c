@@ -937,7 +937,8 @@ static void test_starts_gateway(void **state)
 	 * parser takes them as a method's start); 1-3 bytes that may begin a
 	 * uwsgi header count as one (the parser fails at the first) */
 	assert_false(http_starts_gateway(scgi, 2));
-	assert_true(http_starts_gateway("\x16", 1));
+	assert_false(http_starts_gateway("\x05\x01\x00", 3)); /* SOCKS5's greeting */
+	assert_false(http_starts_gateway("\x10", 1));         /* MQTT, a byte at a time */
 	assert_false(http_starts_gateway("", 0));
 	static const struct {
 		const char *bytes;
@@ -963,6 +964,23 @@ static void test_starts_gateway(void **state)
 	};
 	for (size_t k = 0; k < sizeof no / sizeof no[0]; k++)
 		assert_false(http_starts_gateway(no[k].bytes, no[k].len));
+}
+
+/* The rest of a PROXY v2 signature after CR and LF bytes taken as empty
+ * lines, at every split of "\r\n\r\n"; nothing else. */
+static void test_proxy_v2_rest(void **state)
+{
+	(void)state;
+	static const char sig[] = "\r\n\r\n\0\r\nQUIT\n\x21";
+	for (size_t skipped = 1; skipped <= 4; skipped++)
+		for (size_t n = 1; skipped + n <= sizeof sig - 1; n++)
+			if (skipped + n > 4)
+				assert_true(http_proxy_v2_rest(sig + skipped, n));
+	assert_false(http_proxy_v2_rest("", 0));
+	assert_false(http_proxy_v2_rest("\n", 1));
+	assert_false(http_proxy_v2_rest("\0\r\nQUIX", 7));
+	assert_false(http_proxy_v2_rest("\x01\x01", 2));
+	assert_false(http_proxy_v2_rest("GET / HTTP/1.1\r\n", 16));
 }
 
 /* The HTTP/2 preface, from the bytes the parser fails at on: each of its
@@ -2597,6 +2615,7 @@ int main(void)
 		cmocka_unit_test(test_starts_tls),
 		cmocka_unit_test(test_starts_gateway),
 		cmocka_unit_test(test_starts_h2),
+		cmocka_unit_test(test_proxy_v2_rest),
 		cmocka_unit_test(test_proxy_header_len),
 		cmocka_unit_test(test_request_line_logging),
 		cmocka_unit_test(test_request_line_logging_random),
