@@ -19,7 +19,7 @@ PURE_SRCS := shim/frame_rule.c shim/config.c shim/request_id.c shim/traceparent.
 GLUE_SRCS := shim/shim_init.c shim/request_table.c shim/conn_table.c shim/head_store.c \
              shim/thread_ctx.c shim/log_order.c shim/log_writer.c shim/log_output.c shim/insert_output.c \
              shim/conn_output.c shim/client_output.c shim/tls_bind.c \
-             shim/call_chain.c shim/epoll_map.c shim/epoll_queue.c shim/event_batch.c \
+             shim/call_chain.c shim/thread_count.c shim/epoll_map.c shim/epoll_queue.c shim/event_batch.c \
              shim/hook_net.c shim/hook_io.c shim/hook_ssl.c shim/hook_fd.c shim/hook_wait.c shim/hook_process.c shim/hook_syslog.c shim/hook_stdio.c \
              shim/hook_loader.c shim/attach.c shim/resident_return.c shim/got_patch.c shim/audit_log.c
 SHIM_HDRS := $(wildcard shim/*.h)
@@ -112,7 +112,7 @@ UNIT_TABLES_test_client_tls_output := shim/client_output.c shim/insert_output.c 
 UNIT_TABLES_test_log_slots := shim/log_writer.c shim/log_output.c shim/request_table.c shim/log_order.c
 UNIT_TABLES_test_epoll_queue := shim/epoll_queue.c shim/epoll_map.c shim/conn_table.c shim/head_store.c shim/request_table.c shim/log_order.c
 UNIT_TABLES_test_log_order := shim/log_order.c
-UNIT_TABLES_test_call_chain := shim/call_chain.c
+UNIT_TABLES_test_call_chain := shim/call_chain.c shim/thread_count.c
 UNIT_LIBS_test_call_chain := -lunwind
 
 .SECONDEXPANSION:

@@ -53,6 +53,7 @@
 #include "map_once.h"
 #include "request_table.h"
 #include "resident_return.h"
+#include "thread_count.h"
 #include "thread_ctx.h"
 
 #define SETTINGS_MAX 8192
@@ -109,16 +110,8 @@ static bool read_settings(const char *settings, size_t len)
  * injector's, which ends after attach). */
 static bool other_threads(void)
 {
-	DIR *d = opendir("/proc/self/task");
-	if (!d)
-		return true;
-	int count = 0;
-	struct dirent *e;
-	while ((e = readdir(d)) != NULL)
-		if (e->d_name[0] != '.')
-			count++;
-	closedir(d);
-	return count > 2;
+	unsigned n = thread_count();
+	return n == 0 || n > 2;
 }
 
 /* Epoll instances the program made before attach, whose registrations

@@ -29,6 +29,7 @@
 #include "fork_hot.h"
 #include "frame_rule.h"
 #include "next_symbol.h"
+#include "thread_count.h"
 
 /* How far from the thread's first unwind a stack pointer may be and still
  * be on the same stack. */
@@ -122,27 +123,6 @@ void call_chain_wanted(void)
 	atomic_store_explicit(&chains_wanted, true, memory_order_relaxed);
 }
 
-/* Whether the process has one thread, as the kernel counts them
- * (num_threads, the 20th field of /proc/self/stat): glibc starts threads
- * the pthread_create hook never sees (a SIGEV_THREAD timer's, aio's).
- * False when it cannot tell. */
-static bool kernel_counts_one_thread(void)
-{
-	char buf[512];
-	int fd = (int)syscall(SYS_openat, AT_FDCWD, "/proc/self/stat", O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return false;
-	ssize_t n = syscall(SYS_read, fd, buf, sizeof(buf) - 1);
-	syscall(SYS_close, fd);
-	if (n <= 0)
-		return false;
-	buf[n] = '\0';
-	const char *p = strrchr(buf, ')'); /* the name may hold spaces */
-	for (int field = 2; p && field < 20; field++)
-		p = strchr(p + 1, ' ');
-	return p && p[1] == '1' && p[2] == ' ';
-}
-
 void call_chain_load_if_wanted(bool whole)
 {
 	if (!atomic_load_explicit(&chains_wanted, memory_order_relaxed))
@@ -156,7 +136,7 @@ void call_chain_load_if_wanted(bool whole)
 	/* A walk wanted libunwind at a wait: only if no thread the hooks did
 	 * not see runs, else never (its walks give no chain). */
 	int absent = UNWINDER_ABSENT;
-	if (!whole && unwinder && !kernel_counts_one_thread())
+	if (!whole && unwinder && thread_count() != 1)
 		atomic_compare_exchange_strong(&unwinder_state, &absent, UNWINDER_MISSING);
 	call_chain_load(whole);
 	errno = saved;

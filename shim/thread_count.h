@@ -1,0 +1,13 @@
+/*
+ * thread_count.h - how many threads the process has, as the kernel counts
+ * them (see thread_count.c).
+ */
+#ifndef REQID_THREAD_COUNT_H
+#define REQID_THREAD_COUNT_H
+
+/* The process's threads (num_threads, the 20th field of /proc/self/stat),
+ * the ones glibc starts for itself (a SIGEV_THREAD timer's, aio's), which
+ * no hook sees, among them; 0 if it cannot tell. */
+unsigned thread_count(void) __attribute__((visibility("hidden")));
+
+#endif
