@@ -204,14 +204,18 @@ bool http_starts_gateway(const char *buf, size_t len)
 	return true;
 }
 
+/* A PROXY protocol version 2 header's first 12 bytes. */
+static const char proxy_v2_signature[] = "\r\n\r\n\0\r\nQUIT\n";
+#define PROXY_V2_SIGNATURE_LEN (sizeof(proxy_v2_signature) - 1)
+
 bool http_proxy_v2_rest(const char *buf, size_t len)
 {
-	static const char rest[] = "\0\r\nQUIT\n"; /* after "\r\n\r\n" */
+	enum { TAKEN = 4 }; /* "\r\n\r\n", which the parser skipped */
 	size_t i = 0;
-	while (i < len && i < 4 && (buf[i] == '\r' || buf[i] == '\n'))
+	while (i < len && i < TAKEN && (buf[i] == '\r' || buf[i] == '\n'))
 		i++;
-	size_t n = len - i < sizeof(rest) - 1 ? len - i : sizeof(rest) - 1;
-	return n > 0 && memcmp(buf + i, rest, n) == 0;
+	size_t n = len - i < PROXY_V2_SIGNATURE_LEN - TAKEN ? len - i : PROXY_V2_SIGNATURE_LEN - TAKEN;
+	return n > 0 && memcmp(buf + i, proxy_v2_signature + TAKEN, n) == 0;
 }
 
 bool http_starts_h2(const char *buf, size_t len)
@@ -223,7 +227,7 @@ bool http_starts_h2(const char *buf, size_t len)
 
 size_t http_proxy_header_len(const char *buf, size_t len)
 {
-	static const char v1[] = "PROXY ", v2[] = "\r\n\r\n\0\r\nQUIT\n";
+	static const char v1[] = "PROXY ";
 	enum { V1_MAX = 107, V2_FIXED = 16 };
 	if (len >= sizeof(v1) - 1 && memcmp(buf, v1, sizeof(v1) - 1) == 0) {
 		size_t end = len < V1_MAX ? len : V1_MAX;
@@ -233,7 +237,8 @@ size_t http_proxy_header_len(const char *buf, size_t len)
 		return len < V1_MAX ? SIZE_MAX : 0;
 	}
 	/* "\r\n\r\n" may be blank lines before a request; the NUL is not. */
-	if (len < 5 || memcmp(buf, v2, len < sizeof(v2) - 1 ? len : sizeof(v2) - 1) != 0)
+	if (len < 5 || memcmp(buf, proxy_v2_signature,
+			      len < PROXY_V2_SIGNATURE_LEN ? len : PROXY_V2_SIGNATURE_LEN) != 0)
 		return 0;
 	if (len < V2_FIXED)
 		return SIZE_MAX;
