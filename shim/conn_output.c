@@ -285,17 +285,21 @@ ssize_t conn_output_tls(int fd, struct tls_sender *to, const void *buf, size_t n
 	struct conn *c = conn_entry(holder);
 	bool enabled = shim.config.response_header_len > 0 && n > 0 &&
 		       atomic_load_explicit(&c->join, memory_order_relaxed) == JOIN_NONE;
-	if (!enabled || !out_lock(c)) {
+	/* Its write side is kept only while it is flagged TLS: conn_tls_begin
+	 * flagged it before this write, unless a new connection took the
+	 * entry since. */
+	if (!enabled || !atomic_load_explicit(&c->tls, memory_order_relaxed) || !out_lock(c)) {
 		if (enabled)
 			http_response_stop(&c->response); /* another writer inside */
 		return to->send(to->ssl, buf, n);
 	}
-	c->tls_ssl = to->ssl;
+	struct conn_tls *tls = conn_tls(holder);
+	tls->ssl = to->ssl;
 	struct tls_response stream = {fd, c};
 	struct tls_planner plan = {tls_response_plan, tls_response_advance, tls_response_added,
 				   tls_response_stop, &stream};
 	struct owed_bytes owed = owed_of(holder, c);
-	ssize_t r = insert_send_tls(to, &plan, &owed, &c->tls_sent, buf, n);
+	ssize_t r = insert_send_tls(to, &plan, &owed, &tls->sent, buf, n);
 	int saved = errno;
 	out_unlock(c);
 	errno = saved;
@@ -327,15 +331,16 @@ void conn_output_tls_sendfile_done(int fd, ssize_t r)
 
 void conn_output_tls_end(int fd, const void *ssl)
 {
-	struct conn *c = conn_of(fd);
+	int holder = conn_fd(fd);
+	struct conn *c = conn_entry(holder);
 	if (out_lock(c)) {
 		/* Only the object that wrote the connection: one freed after
 		 * its socket was closed names a descriptor that may be another
 		 * connection's now, with its own bytes owed. */
-		if (c->tls_ssl == ssl) {
+		struct conn_tls *tls = conn_tls(holder);
+		if (atomic_load_explicit(&c->tls, memory_order_relaxed) && tls->ssl == ssl) {
 			c->owed_len = 0;
-			c->tls_sent = 0;
-			c->tls_ssl = NULL;
+			*tls = (struct conn_tls){0};
 		}
 		out_unlock(c);
 	}

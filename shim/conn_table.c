@@ -325,7 +325,7 @@ static void stream_untracked(void)
  * and unlocks it. A write still inside the entry (writer_inside) leaves the
  * connection untracked: no id beats a response parsed from the last
  * connection's bytes. */
-static FORK_PATH void conn_start(struct fd_state *st, struct conn *c, uint8_t join,
+static FORK_PATH void conn_start(int fd, struct fd_state *st, struct conn *c, uint8_t join,
 				 void (*parse_from)(unsigned char *))
 {
 	if (unlikely(writer_inside(c))) {
@@ -349,17 +349,19 @@ static FORK_PATH void conn_start(struct fd_state *st, struct conn *c, uint8_t jo
 	c->head_pending = false;
 	atomic_store_explicit(&c->responded, false, memory_order_relaxed);
 	atomic_store_explicit(&c->join, join, memory_order_relaxed);
-	atomic_store_explicit(&c->tls, false, memory_order_relaxed);
+	/* Only a TLS connection's writes touch its write side (its page
+	 * stays unmapped for all others: here a read maps a page too). */
+	if (atomic_load_explicit(&c->tls, memory_order_relaxed)) {
+		*conn_tls(fd) = (struct conn_tls){0};
+		atomic_store_explicit(&c->tls, false, memory_order_relaxed);
+	}
 	c->began = false;
 	c->proxied = false;
 	set_request(c, 0);
 	drop_head_text(c);
 	parse_from(c->parsing);
-	http_response_init(&c->response, shim.config.response_header,
-			   shim.config.response_header_len);
+	http_response_init(&c->response, shim.config.response_header_len > 0);
 	c->owed_len = 0;
-	c->tls_sent = 0;
-	c->tls_ssl = NULL;
 	atomic_store_explicit(&c->out_busy, 0, memory_order_relaxed);
 	conn_unlock(c);
 	atomic_store_explicit(&st->flags, FD_CONN, memory_order_relaxed);
@@ -389,7 +391,7 @@ static bool conn_is_fresh(const struct fd_state *st, const struct conn *c)
 	    atomic_load_explicit(&c->out_busy, memory_order_relaxed))
 		return false;
 	struct http_response_parser response;
-	http_response_init(&response, shim.config.response_header, shim.config.response_header_len);
+	http_response_init(&response, shim.config.response_header_len > 0);
 	_Alignas(struct http_parser) unsigned char parsing[HTTP_PARSER_STATE_SIZE];
 	parser_start(parsing);
 	return memcmp(&c->response, &response, sizeof(response)) == 0 &&
@@ -412,7 +414,7 @@ FORK_PATH void conn_open(int fd)
 		return;
 	}
 	if (conn_trylock(c))
-		conn_start(st, c, JOIN_NONE, parser_start);
+		conn_start(fd, st, c, JOIN_NONE, parser_start);
 	else
 		stream_untracked();
 }
@@ -427,7 +429,8 @@ void conn_join(int fd, bool from_start)
 	struct fd_state *st = fd_state_made(fd);
 	struct conn *c = st ? conn_entry_made(fd) : NULL;
 	if (c && conn_trylock(c))
-		conn_start(st, c, from_start ? JOIN_NONE : JOIN_AWAIT_RESPONSE, joined_parser_start);
+		conn_start(fd, st, c, from_start ? JOIN_NONE : JOIN_AWAIT_RESPONSE,
+			   joined_parser_start);
 	else
 		stream_untracked();
 }
@@ -619,10 +622,15 @@ FORK_PATH void conn_forget(int fd)
 				head_store_release(h->head_slot);
 			unpin_request(h);
 			conn_sees_again(h);
+			bool heir_tls = atomic_load_explicit(&h->tls, memory_order_relaxed);
 			_Static_assert(offsetof(struct conn, busy) == 0, "busy comes first");
 			memcpy((char *)h + sizeof(h->busy), (char *)c + sizeof(c->busy),
 			       sizeof(*c) - sizeof(c->busy));
 			memcpy(conn_owed(other), conn_owed(fd), c->owed_len);
+			if (atomic_load_explicit(&c->tls, memory_order_relaxed))
+				*conn_tls(other) = *conn_tls(fd);
+			else if (heir_tls)
+				*conn_tls(other) = (struct conn_tls){0};
 			/* The pin goes to the heir, unless a write on a copy
 			 * (answered, which takes no lock) gave it back since
 			 * the copy: exactly one side owns it, and nothing

@@ -36,7 +36,7 @@
 #define FD_LOW 65536u
 #endif
 _Static_assert(FD_LOW % FD_PAGE == 0 && FD_LOW <= FD_LIMIT, "FD_LOW ends a page");
-/* 512 entries of 112 bytes fill 14 pages exactly: no page holds entries
+/* 512 entries of 96 bytes fill 12 pages exactly: no page holds entries
  * and owed bytes both (a page of entries touches no owed bytes' page). */
 #define CONN_CHUNK 512
 
@@ -71,21 +71,18 @@ enum conn_kind {
 };
 
 /* busy first (a connection moving to another fd's entry takes everything
- * after it), then fields by size: 112 bytes, none of them padding (10,000
- * idle connections hold 1.1 MiB of them). */
+ * after it), then fields by size: 96 bytes, 4 of them padding (10,000
+ * idle connections hold 0.9 MiB of them). What only a TLS connection's
+ * writes need is kept apart (struct conn_tls). */
 struct conn {
 	_Atomic uint32_t busy;
 	_Atomic uint32_t copies; /* other fds naming this connection */
 	uint64_t request;    /* serial of the current request, 0 if none */
-	const void *tls_ssl;        /* the TLS object whose write owes or
-				       retries (conn_output_tls_end) */
 	_Atomic uint32_t line_buckets; /* written before line_live is set: a
 					  close on another thread may end it */
-	_Atomic uint32_t out_busy;  /* try-lock for the write side below: the
-				       tid of the thread inside, 0 if none */
-	uint32_t tls_sent;          /* of a TLS write that failed and will be
-				       retried, the program's bytes that went
-				       (conn_output_tls) */
+	_Atomic uint32_t out_busy;  /* try-lock for the write side below and
+				       struct conn_tls: the tid of the thread
+				       inside, 0 if none */
 	uint32_t head_slot;  /* head_store slot holding the parser's text, 0 if none */
 	uint16_t owed_len;          /* bytes of an added header not yet sent (conn_owed) */
 	_Atomic uint16_t pinned;    /* request_table_add's pin of the current request
@@ -111,7 +108,7 @@ struct conn {
 	 * between heads (see http_parser.h) */
 	_Alignas(struct http_parser) unsigned char parsing[HTTP_PARSER_STATE_SIZE];
 };
-_Static_assert(sizeof(struct conn) == 112, "a connection's entry is 112 bytes");
+_Static_assert(sizeof(struct conn) == 96, "a connection's entry is 96 bytes");
 _Static_assert(CONN_CHUNK * sizeof(struct conn) % 4096 == 0, "a chunk's entries end a page");
 
 /* Whether the bytes written on c end exactly after a final response, or
@@ -221,12 +218,23 @@ static inline void conn_mark_lost_not_http1(struct conn *c)
 /* An added header: "Name: id" and CRLF. */
 #define CONN_OWED_MAX (RESPONSE_HEADER_NAME_MAX + 2 + REQUEST_ID_MAX + 2)
 
+/* A TLS connection's write side, under its entry's out_busy. */
+struct conn_tls {
+	const void *ssl; /* the TLS object whose write owes or retries
+			    (conn_output_tls_end) */
+	uint32_t sent;   /* of a TLS write that failed and will be retried,
+			    the program's bytes that went (conn_output_tls) */
+};
+
 /* The entries of CONN_CHUNK fds, then room for the bytes each connection
- * may come to owe: those pages are touched only by a connection that owes
- * some (a write that stopped inside an added header), not by every one. */
+ * may come to owe, then the TLS connections' write sides: those pages are
+ * touched only by a connection that owes some (a write that stopped
+ * inside an added header) or writes through a TLS library, not by every
+ * one. */
 struct conn_chunk {
 	struct conn entry[CONN_CHUNK];
 	char owed[CONN_CHUNK][CONN_OWED_MAX];
+	struct conn_tls tls[CONN_CHUNK];
 };
 
 /* Chunks (struct conn_chunk), NULL until mapped. */
@@ -250,6 +258,12 @@ static inline struct conn *conn_entry(int fd)
 static inline char *conn_owed(int fd)
 {
 	return conn_chunk_of(fd)->owed[(unsigned)fd % CONN_CHUNK];
+}
+
+/* The TLS write side of the connection whose entry is fd's (mapped). */
+static inline struct conn_tls *conn_tls(int fd)
+{
+	return &conn_chunk_of(fd)->tls[(unsigned)fd % CONN_CHUNK];
 }
 
 /* The fd whose conn_table entry connection fd uses. A copy of a

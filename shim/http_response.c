@@ -63,12 +63,21 @@ static const char transfer_encoding[] = "transfer-encoding";
 
 /* ---- state ------------------------------------------------------------- */
 
-FORK_PATH void
-http_response_init(struct http_response_parser *p, const char *header, size_t header_len)
+/* The added header's name and its length (http_response_set_header):
+ * every process sets them as it starts. */
+static const char *added_name START_WRITTEN;
+static uint8_t added_len START_WRITTEN;
+
+START_PATH void http_response_set_header(const char *name, size_t len)
+{
+	added_name = name;
+	added_len = (uint8_t)len;
+}
+
+FORK_PATH void http_response_init(struct http_response_parser *p, bool adds)
 {
 	memset(p, 0, sizeof(*p));
-	p->header = header;
-	p->header_len = header ? (uint8_t)header_len : 0;
+	p->header_len = adds ? added_len : 0;
 	p->state = R_START;
 }
 
@@ -186,7 +195,7 @@ static uint8_t first_byte_names(const struct http_response_parser *p, unsigned c
 {
 	c = http_lower(c);
 	return (uint8_t)((c == 'c' ? N_CONTENT_LENGTH : 0) | (c == 't' ? N_TRANSFER_ENCODING : 0) |
-			 (p->header_len && c == http_lower((unsigned char)p->header[0]) ? N_HEADER : 0));
+			 (p->header_len && c == http_lower((unsigned char)added_name[0]) ? N_HEADER : 0));
 }
 
 /* The n bytes at b, all token characters, continue the header name read so
@@ -210,7 +219,7 @@ static uint8_t name_match_after(const struct http_response_parser *p, const unsi
 		m &= (uint8_t)~N_CONTENT_LENGTH;
 	if ((m & N_TRANSFER_ENCODING) && !same_folded(b, transfer_encoding + pos, n))
 		m &= (uint8_t)~N_TRANSFER_ENCODING;
-	if ((m & N_HEADER) && !same_folded(b, p->header + pos, n))
+	if ((m & N_HEADER) && !same_folded(b, added_name + pos, n))
 		m &= (uint8_t)~N_HEADER;
 	return m;
 }
@@ -660,7 +669,7 @@ usual_length_line(struct http_response_parser *p, const unsigned char *s, size_t
 static inline bool maybe_added_header(const struct http_response_parser *p,
 				      const unsigned char *s, size_t i, size_t len)
 {
-	return len == p->header_len && (s[i] | 0x20) == http_lower((unsigned char)p->header[0]);
+	return len == p->header_len && (s[i] | 0x20) == http_lower((unsigned char)added_name[0]);
 }
 
 /* A header line at s[i] (i < limit, n - 17) whose name's first 16 bytes
@@ -765,7 +774,7 @@ header_line(struct http_response_parser *p, const unsigned char *s, size_t i, si
 			return name_start(p, s, i, n);
 	}
 	size_t len = end - i;
-	if (len == p->header_len && http_lower(c) == http_lower((unsigned char)p->header[0]))
+	if (len == p->header_len && http_lower(c) == http_lower((unsigned char)added_name[0]))
 		return name_start(p, s, i, n);
 	p->name_match = length ? N_CONTENT_LENGTH : 0;
 	p->token_len = (uint16_t)(len < UINT16_MAX ? len : UINT16_MAX);

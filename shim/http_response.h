@@ -22,8 +22,7 @@
 #define RESPONSE_HEADER_NAME_MAX 63
 
 struct http_response_parser {
-	const char *header;     /* name of the header the shim adds, any case */
-	uint8_t header_len;
+	uint8_t header_len;     /* of the added header's name; 0: add none */
 	uint8_t state;
 	uint8_t after_lf;
 	bool head_request;      /* the request being answered is HEAD */
@@ -44,8 +43,14 @@ struct http_response_parser {
 				   value while its digits come */
 };
 
-/* header: the response header name (any case), or NULL to add none. */
-void http_response_init(struct http_response_parser *p, const char *header, size_t header_len);
+/* The name of the header the shim adds (any case, 1 to
+ * RESPONSE_HEADER_NAME_MAX bytes), one for every parser: set before a
+ * parser that adds it is made; name must stay valid. Kept once, not in each
+ * parser: a server's idle connections hold a parser each. */
+void http_response_set_header(const char *name, size_t len);
+
+/* adds: the responses get the header http_response_set_header named. */
+void http_response_init(struct http_response_parser *p, bool adds);
 
 /* The next response answers a HEAD request (it has no body). */
 void http_response_expect_head(struct http_response_parser *p, bool head);

@@ -435,6 +435,7 @@ START_PATH unsigned shim_activate(config_lookup lookup, bool attached)
 	if (shim.config.disabled)
 		return 0;
 	header_matcher_init(&shim.matcher, &shim.config);
+	http_response_set_header(shim.config.response_header, shim.config.response_header_len);
 	shim.style.format = shim.config.format;
 	shim.style.field = shim.config.field;
 	shim.style.field_len = shim.config.field_len;

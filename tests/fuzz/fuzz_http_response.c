@@ -28,9 +28,10 @@ static void init(struct http_response_parser *p, bool head, bool long_name)
 {
 	memset(p, 0, sizeof *p);
 	if (long_name)
-		http_response_init(p, long_header, sizeof long_header - 1);
+		http_response_set_header(long_header, sizeof long_header - 1);
 	else
-		http_response_init(p, header, sizeof header - 1);
+		http_response_set_header(header, sizeof header - 1);
+	http_response_init(p, true);
 	http_response_expect_head(p, head);
 }
 

@@ -76,6 +76,7 @@ static int setup(void **state)
 	memset(&shim, 0, sizeof(shim));
 	config_parse(&shim.config, no_environment);
 	header_matcher_init(&shim.matcher, &shim.config);
+	http_response_set_header(shim.config.response_header, shim.config.response_header_len);
 	id_generator_seed(&process.ids, key);
 	for (unsigned fd = 0; fd < FD_LIMIT; fd += CONN_CHUNK)
 		if (conn_entry((int)fd))

@@ -36,7 +36,9 @@ static struct http_response_parser g_p;
 static void init_named(const char *name)
 {
 	memset(&g_p, 0xA5, sizeof g_p);
-	http_response_init(&g_p, name, name ? strlen(name) : 0);
+	if (name)
+		http_response_set_header(name, strlen(name));
+	http_response_init(&g_p, name != NULL);
 }
 
 static void init_default(void)

@@ -60,6 +60,7 @@ static int setup(void **state)
 	memset(&shim, 0, sizeof(shim));
 	config_parse(&shim.config, no_environment);
 	header_matcher_init(&shim.matcher, &shim.config);
+	http_response_set_header(shim.config.response_header, shim.config.response_header_len);
 	id_generator_seed(&process.ids, key);
 	return 0;
 }
@@ -255,6 +256,37 @@ static void test_stale_free_leaves_new_connection_alone(void **state)
 	conn_forget(9);
 }
 
+/* The connection moves to its copy (dup2(9, 10), close(9)) between a
+ * failed send and its retry, at each failing call of the first six but
+ * the added header's own (call 1: its retry would come from the copy's
+ * owed bytes, at another address than the library was given): the copy's
+ * writes retry as the original's would have. Then a plain connection on
+ * the copy's number: the last TLS object's end leaves it alone. */
+static void test_moved_connection_keeps_its_retry(void **state)
+{
+	(void)state;
+	for (unsigned k = 0; k < 6; k++) {
+		if (k == 1)
+			continue;
+		struct fake_ssl f = {.fail_mask = 1ull << k};
+		struct tls_sender to = {fake_send, &f, false};
+		tls_conn_with(9, "tls-m");
+		ssize_t r = conn_output_tls(9, &to, head, sizeof head - 1);
+		conn_copied(9, 10);
+		conn_forget(9);
+		if (r <= 0)
+			r = 0;
+		program_writes(10, &f, false, head + r, sizeof head - 1 - (size_t)r);
+		program_writes(10, &f, false, body, sizeof body - 1);
+		expect_stream(&f, "tls-m");
+		conn_forget(10);
+
+		conn_open(10);
+		conn_output_tls_end(10, &f);
+		conn_forget(10);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -265,6 +297,7 @@ int main(void)
 		cmocka_unit_test_setup(test_no_request_no_header, setup),
 		cmocka_unit_test_setup(test_stale_free_leaves_new_connection_alone, setup),
 		cmocka_unit_test_setup(test_response_done_only_when_whole, setup),
+		cmocka_unit_test_setup(test_moved_connection_keeps_its_retry, setup),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
