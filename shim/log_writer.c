@@ -1146,7 +1146,14 @@ FORK_PATH ssize_t log_writev(const struct log_sink *sink, const struct iovec *io
 /* How slot_drain treats the unfinished line at the end of a slot. */
 enum partial_line {
 	PARTIAL_KEEP,     /* stays in the slot */
-	PARTIAL_LINE,     /* goes out as a line of its own */
+	PARTIAL_LINE,     /* goes out as a line of its own (at exit and exec
+			     without a newline, as the program left it) */
+	PARTIAL_ENDED,    /* the same, ended with a newline: its descriptor
+			     is closed or replaced, and the program may write
+			     the rest through a copy of the same file (PHP's
+			     php://stderr is a dup of 2 closed at once), which
+			     begins a line of its own: one physical line must
+			     not hold two enriched lines */
 	PARTIAL_PLAIN     /* goes out as it came: the program writes the rest
 			     past the shim (`reqid detach`) */
 };
@@ -1162,14 +1169,15 @@ static void slot_drain(struct line_slot *s, uint64_t request, enum partial_line 
 	bool with_partial = partial != PARTIAL_KEEP;
 	writer_init(&w, &s->sink, OUTPUT_FINAL, s);
 	writer_records(&w, s->buf, s->held_len, request);
-	if (partial == PARTIAL_LINE && s->raw_partial)
+	if ((partial == PARTIAL_LINE || partial == PARTIAL_ENDED) && s->raw_partial)
 		writer_raw(&w, "\n", 1); /* ends the line that went out as it came */
 	if (with_partial && has_partial(s)) {
 		const char *line = s->buf + s->held_len + RECORD;
 		size_t len = s->len - s->held_len - RECORD;
 		if (partial == PARTIAL_PLAIN) {
 			writer_raw(&w, line, len);
-		} else if (writer_line(&w, partial_request, line, len, false, 0) &&
+		} else if (writer_line(&w, partial_request, line, len,
+				       partial == PARTIAL_ENDED && !s->sink.message, 0) &&
 			   unlikely(shim.audit)) {
 			audit_emitted(&w, s->partial_request, false, line, len);
 		}
@@ -1383,10 +1391,26 @@ static void drain_all(int fd, enum partial_line partial)
 	}
 }
 
+/* Whether the calling thread has bytes pending for fd. */
+static bool thread_pending_for(int fd)
+{
+	for (uint8_t i = 0; i < thread_ctx.slot_count; i++) {
+		const struct line_slot *s = &line_slots[thread_ctx.slots[i]];
+		if (s->fd == fd && (s->len > 0 || s->raw_partial))
+			return true;
+	}
+	return false;
+}
+
 FORK_PATH void log_flush_fd(int fd)
 {
 	int saved = errno;
-	drain_all(fd, PARTIAL_LINE);
+	/* What the thread holds for other descriptors came before what it has
+	 * for fd, which goes out now: it goes out first, in order (with the
+	 * ids decided so far), as a copy of the same log would have it. */
+	if (unlikely(thread_ctx.held) && thread_pending_for(fd))
+		log_release_held(0);
+	drain_all(fd, PARTIAL_ENDED);
 	log_output_settle(fd);
 	errno = saved;
 }

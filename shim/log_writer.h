@@ -56,7 +56,9 @@ void log_release_syslog(void) __attribute__((visibility("hidden")));
 /* The calling thread ends: its held and unfinished lines go out. */
 void log_flush_thread(void) __attribute__((visibility("hidden")));
 
-/* Log descriptor fd is being closed: every thread's lines for it go out. */
+/* Log descriptor fd is being closed or replaced: every thread's lines for
+ * it go out, an unfinished one ended as a line of its own, after the lines
+ * the calling thread holds for other descriptors (if it has any for fd). */
 void log_flush_fd(int fd) __attribute__((visibility("hidden")));
 
 /* The process exits, execs or dies: every thread's lines go out. Cold: once

@@ -14,8 +14,9 @@
  * "program" made returned its full count, and the output is exactly the
  * program's lines in the order it wrote them, each rendered by the line
  * format with no id or one of the two requests' ids, each ended by its
- * newline; a line unfinished at a flush or at the end comes out as a line
- * of its own, without one.
+ * newline; a line unfinished at a flush of its descriptor comes out as a
+ * line of its own, ended by a newline the shim adds, and one unfinished
+ * when its thread ends or at the end as a line of its own without one.
  *
  * Links the shim's writer, output and request table with stand-ins for
  * what they call of the rest (log_writer_stand_ins.h).
@@ -92,8 +93,16 @@ static ssize_t fake_writev(int fd, const struct iovec *iov, int iovcnt)
 static char *wrote[FDS];
 static size_t wrote_len[FDS];
 /* Where the program's bytes to a descriptor may end a line without a
- * newline: where it (or its thread) flushed them. */
+ * newline of its own: where the first flush there was of its descriptor
+ * (CUT_ENDED: the shim ends the line) or of its thread (CUT_BARE). */
+enum { CUT_NONE, CUT_BARE, CUT_ENDED };
 static uint8_t *cut_at[FDS];
+
+static void cut(int s, uint8_t how)
+{
+	if (cut_at[s][wrote_len[s]] == CUT_NONE)
+		cut_at[s][wrote_len[s]] = how;
+}
 static uint64_t requests[2];
 static char ids[2][REQUEST_ID_MAX + 1];
 
@@ -168,8 +177,9 @@ static int is_line(int s, const char **p, const char *line, size_t len, int newl
 
 /* Checks descriptor s's output against what the program wrote to it: its
  * lines in order, each whole, once; a line without its newline only where
- * the program's bytes stopped unfinished (its end, or a flush: the shim
- * adds nothing the program did not write). */
+ * the program's bytes stopped unfinished (its end, or its thread's flush),
+ * a newline the program did not write only where a flush of the
+ * descriptor cut a line. */
 static void check(int s)
 {
 	const char *p = out[s];
@@ -179,7 +189,8 @@ static void check(int s)
 		while (k < wrote_len[s] && !(k > start && cut_at[s][k]) && wrote[s][k] != '\n')
 			k++;
 		int newline = k < wrote_len[s] && !(k > start && cut_at[s][k]) && wrote[s][k] == '\n';
-		if (!is_line(s, &p, wrote[s] + start, k - start, newline))
+		int ended = k > start && cut_at[s][k] == CUT_ENDED;
+		if (!is_line(s, &p, wrote[s] + start, k - start, newline || ended))
 			abort(); /* a line lost, cut, out of order or wrongly tagged */
 		start = k + newline;
 	}
@@ -230,11 +241,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			break;
 		case 6:
 			log_flush_fd(fd_of[s]);
-			cut_at[s][wrote_len[s]] = 1;
+			cut(s, CUT_ENDED);
 			break;
 		default:
 			log_flush_thread();
-			cut_at[0][wrote_len[0]] = cut_at[1][wrote_len[1]] = 1;
+			cut(0, CUT_BARE);
+			cut(1, CUT_BARE);
 			break;
 		}
 	}

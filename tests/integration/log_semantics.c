@@ -932,6 +932,27 @@ static void sc_two_log_fds(void)
 	record("done");
 }
 
+/* After the response, a line held on fd 2, then lines through copies of
+ * fd 2 each closed at once (PHP's php://stderr), one of them in two
+ * pieces through two copies (the driver points fds 1 and 2 at one file). */
+static void sc_dup_close(void)
+{
+	static const char *const pieces[] = {"2 on a copy\n", "3 begun, ", "ended\n"};
+	enter_request("sem-1");
+	answer(client_fd, server_fd);
+	put_fd(2, "1 first, on fd 2\n");
+	for (size_t i = 0; i < sizeof(pieces) / sizeof(pieces[0]); i++) {
+		int copy = dup(2);
+		if (copy < 0 || write(copy, pieces[i], strlen(pieces[i])) != (ssize_t)strlen(pieces[i]) ||
+		    close(copy) != 0)
+			die("copy");
+	}
+	put_fd(2, "4 last, on fd 2\n");
+	if (close(server_fd) != 0)
+		die("close");
+	record("done");
+}
+
 /* A 200 KB line to an empty non-blocking pipe that nobody reads (it fills
  * in the middle of the line), another line, then the driver drains. */
 static void sc_big_nonblock(int ctl_fd, int note_fd)
@@ -1098,6 +1119,8 @@ int main(int argc, char **argv)
 		sc_exec_partial(argv[3]);
 	else if (!strcmp(s, "two_log_fds"))
 		sc_two_log_fds();
+	else if (!strcmp(s, "dup_close"))
+		sc_dup_close();
 	else if (!strcmp(s, "big_nonblock") && argc == 5)
 		sc_big_nonblock(atoi(argv[3]), atoi(argv[4]));
 	else if (!strcmp(s, "bad_args"))

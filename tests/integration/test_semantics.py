@@ -789,6 +789,21 @@ class T25TwoLogFds(Base):
         self.assertEqual(shim.out, b"".join(jline(m) + b"\n" for m in lines))
 
 
+class T25DupClose(Base):
+    # Guards: a copy of a log descriptor closed at once wrote its lines
+    # before the ones held on the original (helper-74, PHP's php://stderr),
+    # and a line written in two pieces through two such copies came out as
+    # two JSON objects on one physical line.
+    def test_copies_closed_at_once_keep_order_and_lines(self):
+        bare, shim = self.both("dup_close", stderr="stdout")
+        self.assertEqual(bare.results_text.strip(), "done")
+        self.assertEqual(bare.out, b"1 first, on fd 2\n2 on a copy\n3 begun, ended\n"
+                                   b"4 last, on fd 2\n")
+        self.assertEqual(shim.out, jline("1 first, on fd 2", None) + b"\n" +
+                         jline("2 on a copy", None) + b"\n" + jline("3 begun, ", None) +
+                         b"\n" + jline("ended", None) + b"\n" + jline("4 last, on fd 2") + b"\n")
+
+
 class T26BigLineFullPipe(Drained):
     # Guards: a long line that filled a non-blocking pipe was torn (the shim
     # waited a second, then dropped the rest). Now the rest is queued: the
