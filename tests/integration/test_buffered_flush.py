@@ -75,6 +75,16 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
+    def do_SYNC(self):
+        # Every request before this one has ended: its thread is gone,
+        # and with it the line its write left unfinished (README, Limits).
+        for t in threading.enumerate():
+            if t is not threading.current_thread() and t is not threading.main_thread():
+                t.join(10)
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
     def do_QUIT(self):
         self.send_response(200)
         self.send_header("Content-Length", "0")
@@ -120,11 +130,13 @@ def keep_alive(port, plan, errors):
         errors.append(e)
 
 
-def run(tmp, plan, lib, connections=0):
+def run(tmp, plan, lib, connections=0, sync=False):
     """Runs the server under reqid for plan, a list of (id, line size or
-    None), one request after another on connections of their own, or, with
-    connections, dealt round to that many keep-alive connections that all
-    start as soon as the server listens; returns its stdout."""
+    None), one request after another on connections of their own (with
+    sync, each followed by a SYNC that answers once the threads of those
+    before it have ended), or, with connections, dealt round to that many
+    keep-alive connections that all start as soon as the server listens;
+    returns its stdout."""
     script = Path(tmp) / "server.py"
     script.write_text(SERVER)
     out = Path(tmp) / "stdout.log"
@@ -151,6 +163,8 @@ def run(tmp, plan, lib, connections=0):
                 raise harness.Failure("keep-alive client: %s" % errors[0])
         for rid, size in plan if not connections else ():
             request(port, rid, size)
+            if sync:
+                harness.exchange(port, b"SYNC / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         harness.exchange(port, b"QUIT / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         rc = proc.wait(timeout=30)
         if rc != 0:
@@ -212,12 +226,12 @@ def main():
     ap.add_argument("--lib", help="library to test instead of build/libreqid.so")
     a = ap.parse_args()
 
-    def one(name, plan, connections=0):
+    def one(name, plan, connections=0, sync=False):
         def check_plan(failures):
             with tempfile.TemporaryDirectory(prefix="reqid-flush-") as tmp:
                 started = time.monotonic()
-                lines, tagged, wrong, split = check(run(tmp, plan, a.lib, connections), plan,
-                                                    not connections)
+                lines, tagged, wrong, split = check(run(tmp, plan, a.lib, connections, sync),
+                                                    plan, not connections)
                 right = tagged - len(wrong)
                 print("%s: %d lines, %d tagged, %d wrong, precision %s, recall %.1f%%, "
                       "%d split in two records (%.1f s)"
@@ -231,11 +245,13 @@ def main():
 
     many = [("r%d" % i, None) for i in range(1, a.requests + 1)]
     # From an empty buffer: r2's text fills it exactly, so one write holds
-    # r1's line and r2's text, its newline going out with r3's line.
+    # r1's line and r2's text, its newline going out with r3's line. r2's
+    # thread ends before r3 begins (sync): its part of the line comes
+    # first (were r3's write first, the rest would: README, Limits).
     exact = [("r1", 3000), ("r2", 5193), ("r3", 8191), ("r4", 50)]
     return harness.run_groups([
         one("print() to a file, short lines", many),
-        one("print() to a file, a buffer filled exactly", exact),
+        one("print() to a file, a buffer filled exactly", exact, sync=True),
         one("print() to a file, 8 keep-alive connections from the first second", many, 8)])
 
 
