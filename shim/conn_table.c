@@ -252,6 +252,8 @@ static FORK_PATH void set_request(struct conn *c, uint64_t serial)
 	if (unlikely(shim.audit) && was && was != serial)
 		audit_request_ended(was);
 	__atomic_store_n(&c->request, serial, __ATOMIC_RELAXED);
+	if (atomic_load_explicit(&c->certain_reader, memory_order_relaxed))
+		atomic_store_explicit(&c->certain_reader, 0, memory_order_relaxed);
 }
 
 /* c (locked) no longer needs the text of a head. */
@@ -386,6 +388,7 @@ static bool conn_is_fresh(const struct fd_state *st, const struct conn *c)
 	    atomic_load_explicit(&c->join, memory_order_relaxed) != JOIN_NONE ||
 	    __atomic_load_n(&c->request, __ATOMIC_RELAXED) ||
 	    atomic_load_explicit(&c->line_live, memory_order_relaxed) || c->head_slot ||
+	    atomic_load_explicit(&c->certain_reader, memory_order_relaxed) ||
 	    atomic_load_explicit(&c->blind, memory_order_relaxed) || c->began || c->proxied ||
 	    atomic_load_explicit(&c->tls, memory_order_relaxed) || c->owed_len ||
 	    atomic_load_explicit(&c->out_busy, memory_order_relaxed))
@@ -1164,10 +1167,12 @@ static FORK_PATH bool response_ended(const struct conn *c)
  * round to it; once the response has ended (or is not followed), the
  * request takes its place in the order the server writes its access lines
  * in (log_order.h): a server logs a request after its response. */
-static FORK_PATH void answered(struct conn *c)
+static FORK_PATH int32_t answered(struct conn *c)
 {
 	uint64_t request = __atomic_load_n(&c->request, __ATOMIC_RELAXED);
+	int32_t reader = 0;
 	if (request != 0 && !atomic_load_explicit(&c->responded, memory_order_relaxed)) {
+		reader = atomic_load_explicit(&c->certain_reader, memory_order_relaxed);
 		atomic_store_explicit(&c->responded, true, memory_order_relaxed);
 		atomic_store_explicit(&c->order_pending, true, memory_order_relaxed);
 		unpin_request(c);
@@ -1177,18 +1182,20 @@ static FORK_PATH void answered(struct conn *c)
 	if (atomic_load_explicit(&c->order_pending, memory_order_relaxed) && response_ended(c) &&
 	    atomic_exchange_explicit(&c->order_pending, false, memory_order_relaxed))
 		order_answered(c, request);
+	return reader;
 }
 
-void conn_on_tls_write(int fd)
+int32_t conn_on_tls_write(int fd)
 {
-	answered(conn_of(fd));
+	return answered(conn_of(fd));
 }
 
-FORK_PATH bool conn_on_write(int fd)
+FORK_PATH bool conn_on_write(int fd, int32_t *began)
 {
 	struct conn *c = conn_of(fd);
+	*began = 0;
 	if (atomic_load_explicit(&c->tls, memory_order_relaxed))
 		return true;
-	answered(c);
+	*began = answered(c);
 	return false;
 }

@@ -71,7 +71,7 @@ enum conn_kind {
 };
 
 /* busy first (a connection moving to another fd's entry takes everything
- * after it), then fields by size: 96 bytes, 4 of them padding (10,000
+ * after it), then fields by size: 96 bytes, none of them padding (10,000
  * idle connections hold 0.9 MiB of them). What only a TLS connection's
  * writes need is kept apart (struct conn_tls). */
 struct conn {
@@ -84,6 +84,9 @@ struct conn {
 				       struct conn_tls: the tid of the thread
 				       inside, 0 if none */
 	uint32_t head_slot;  /* head_store slot holding the parser's text, 0 if none */
+	_Atomic int32_t certain_reader; /* tid of the thread that read the
+					   current request and was certain of
+					   it (thread_ctx.h), 0 if none */
 	uint16_t owed_len;          /* bytes of an added header not yet sent (conn_owed) */
 	_Atomic uint16_t pinned;    /* request_table_add's pin of the current request
 				       until its response begins, 0 if none */
@@ -392,8 +395,10 @@ enum conn_read conn_on_read(int fd, uint8_t generation, const void *buf,
 void conn_on_eof(int fd) __attribute__((visibility("hidden")));
 
 /* Bytes were written to connection fd's socket (a TLS connection's records
- * say nothing of its responses). Returns whether fd is a TLS connection. */
-bool conn_on_write(int fd) __attribute__((visibility("hidden")));
+ * say nothing of its responses). Returns whether fd is a TLS connection;
+ * *began is the certain_reader of the request whose response they began,
+ * 0 if they began none or nobody was certain of it. */
+bool conn_on_write(int fd, int32_t *began) __attribute__((visibility("hidden")));
 
 /* Whether connection fd is a TLS connection. */
 static inline bool conn_is_tls(int fd)
@@ -416,7 +421,8 @@ void conn_tls_unseen(int fd) __attribute__((visibility("hidden")));
  * fd: they feed its request parser as a plain connection's bytes do. */
 void conn_on_tls_read(int fd, const void *buf, size_t n) __attribute__((visibility("hidden")));
 
-/* Plaintext was written through the TLS library to connection fd. */
-void conn_on_tls_write(int fd) __attribute__((visibility("hidden")));
+/* Plaintext was written through the TLS library to connection fd; returns
+ * what conn_on_write stores in *began. */
+int32_t conn_on_tls_write(int fd) __attribute__((visibility("hidden")));
 
 #endif

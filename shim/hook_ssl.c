@@ -249,8 +249,11 @@ static void tls_read_done(const struct ssl_functions *f, SSL *s, int fd, int lea
 static void tls_write_done(int fd, ssize_t r)
 {
 	int saved = errno;
-	if (r > 0)
-		conn_on_tls_write(fd);
+	if (r > 0) {
+		int32_t reader = conn_on_tls_write(fd);
+		if (unlikely(reader != 0))
+			ctx_response_began(fd, reader);
+	}
 	ctx_after_conn_io(fd, true, r > 0);
 	errno = saved;
 }

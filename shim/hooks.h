@@ -213,8 +213,12 @@ static inline void conn_write_done(int fd, uint8_t generation, ssize_t r)
 		errno = saved;
 		return;
 	}
-	if (r > 0)
-		conn_socket_io(fd, conn_on_write(fd));
+	if (r > 0) {
+		int32_t reader;
+		conn_socket_io(fd, conn_on_write(fd, &reader));
+		if (unlikely(reader != 0))
+			ctx_response_began(fd, reader);
+	}
 	ctx_after_conn_io(fd, true, r > 0);
 	errno = saved;
 }

@@ -196,6 +196,11 @@ struct shim_state {
 	bool audit;               /* under `reqid audit`: records go to
 				     REQID_AUDIT_DIR (audit_log.h) */
 	bool accepted;            /* this process accepted a connection */
+	bool parks_requests;      /* a thread wrote the first response to a
+				     request another thread had read and been
+				     certain of, and had not handed to it
+				     (ctx_response_began): no thread is
+				     certain of a request from then on */
 	bool attached;            /* by `reqid attach`: descriptors may come from
 				     calls begun before it (FD_ADOPT) */
 	bool detaching;           /* `reqid detach` waits for owed header bytes:

@@ -165,7 +165,7 @@ FORK_PATH void ctx_after_conn_io(int fd, bool wrote, bool moved)
 	thread_ctx.epoch++;
 	if (unlikely(thread_ctx.batch.conn))
 		batch_after_conn_io(fd, wrote, moved);
-	const struct conn *c = fd_class(fd) & FD_CONN ? conn_entry(holder) : NULL;
+	struct conn *c = fd_class(fd) & FD_CONN ? conn_entry(holder) : NULL;
 	uint64_t r = c ? conn_entry_request(c) : 0;
 	if (r == 0) {
 		thread_ctx.request = 0;
@@ -176,6 +176,15 @@ FORK_PATH void ctx_after_conn_io(int fd, bool wrote, bool moved)
 	bool certain = !wrote && !(thread_ctx.watch & WATCH_EVENT_LOOP) &&
 		       !atomic_load_explicit(&c->responded, memory_order_relaxed);
 	thread_ctx.mode = certain ? CTX_CERTAIN : CTX_BRACKET;
+	if (certain && atomic_load_explicit(&c->certain_reader, memory_order_relaxed) != ctx_tid())
+		atomic_store_explicit(&c->certain_reader, ctx_tid(), memory_order_relaxed);
+}
+
+void ctx_response_began(int fd, int32_t reader)
+{
+	if (reader != ctx_tid() && thread_ctx.request != conn_request(fd) &&
+	    !__atomic_load_n(&shim.parks_requests, __ATOMIC_RELAXED))
+		__atomic_store_n(&shim.parks_requests, true, __ATOMIC_RELAXED);
 }
 
 void ctx_mark_event_loop(bool conns)
@@ -215,7 +224,7 @@ FORK_PATH uint64_t ctx_certain_request(void)
 	if (thread_ctx.mode == CTX_NONE && shim.exec_request &&
 	    !__atomic_load_n(&shim.accepted, __ATOMIC_RELAXED))
 		return shim.exec_request;
-	if (thread_ctx.mode != CTX_CERTAIN)
+	if (thread_ctx.mode != CTX_CERTAIN || __atomic_load_n(&shim.parks_requests, __ATOMIC_RELAXED))
 		return 0;
 	/* Still the connection's request, and not answered yet (by another
 	 * thread: this one would have left CTX_CERTAIN writing to it). */

@@ -205,6 +205,16 @@ void ctx_wait_on_conn(int fd) __attribute__((visibility("hidden")));
 void ctx_inherit(uint64_t request, uint32_t last_conn, uint8_t mode, uint32_t generation)
 	__attribute__((visibility("hidden")));
 
+/* The calling thread's write on connection fd began the response to its
+ * request, which thread reader had read and been certain of. If this
+ * thread did not have the request from reader (as the context it was
+ * created with, or by I/O on fd first), the program parks requests:
+ * reader left this one for others to finish (Varnish's waiting list) and
+ * may run other requests' tasks meanwhile, with no call of its own
+ * between them, while it seems certain of it. No thread is certain of a
+ * request from then on (shim.parks_requests). */
+void ctx_response_began(int fd, int32_t reader) __attribute__((visibility("hidden")));
+
 /* Whether the thread is certain of a request it read itself (not one it
  * got from its creator) that is still unanswered: waits do not end that. */
 bool ctx_serves_own_request(void) __attribute__((visibility("hidden")));

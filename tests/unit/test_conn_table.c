@@ -62,6 +62,9 @@
 struct shim_state shim;
 struct process_state process;
 struct real_functions real;
+/* Whose certain request conn_on_write's writes began to answer: always 0
+ * here, as nothing sets a reader (thread_ctx.c is not linked). */
+static int32_t began;
 
 static const char *no_environment(const char *name)
 {
@@ -118,7 +121,7 @@ static bool naming_on(void)
 	len = snprintf(line, sizeof(line), "- \"GET /probe%u HTTP/1.1\" 200", n);
 	bool named = request_named_by(line, (size_t)len) == conn_request(900) &&
 		     conn_request(900) != 0;
-	conn_on_write(900);
+	conn_on_write(900, &began);
 	conn_forget(900);
 	return named;
 }
@@ -152,7 +155,7 @@ static void test_request_follows_reads(void **state)
 	assert_string_equal(id_on(5), "");
 	request_on(5, "first");
 	assert_string_equal(id_on(5), "first");
-	conn_on_write(5);
+	conn_on_write(5, &began);
 	request_on(5, "second");
 	assert_string_equal(id_on(5), "second");
 	conn_forget(5);
@@ -187,7 +190,7 @@ static void test_copy_takes_over_when_holder_closes(void **state)
 	conn_forget(0);
 	assert_true(conn_named_once(1));
 	assert_string_equal(id_on(1), "kept");
-	conn_on_write(1);
+	conn_on_write(1, &began);
 	request_on(1, "next");
 	assert_string_equal(id_on(1), "next");
 	/* A new connection accepted on the old number is a stranger. */
@@ -276,7 +279,7 @@ static void test_request_pinned_until_answered(void **state)
 	request_on(20, "pinned-1");
 	lap_of_requests();
 	assert_string_equal(id_on(20), "pinned-1");
-	conn_on_write(20);
+	conn_on_write(20, &began);
 	lap_of_requests();
 	assert_string_equal(id_on(20), "");
 
@@ -309,7 +312,7 @@ static void test_request_pinned_until_answered(void **state)
 	conn_forget(20);
 	conn_open(20);
 	request_on(20, "new-on-20");
-	conn_on_write(20);
+	conn_on_write(20, &began);
 	conn_forget(20);
 	lap_of_requests();
 	assert_string_equal(id_on(30), "moved");
@@ -460,7 +463,7 @@ static void test_end_of_file_ends_an_answered_request(void **state)
 	request_on(5, "asked");
 	conn_on_eof(5);
 	assert_string_equal(id_on(5), "asked");
-	conn_on_write(5);
+	conn_on_write(5, &began);
 	assert_string_equal(id_on(5), "asked");
 	conn_on_eof(5);
 	assert_int_equal(conn_request(5), 0);
@@ -470,7 +473,7 @@ static void test_end_of_file_ends_an_answered_request(void **state)
 	tls_opened(6);
 	static const char req[] = "GET /a HTTP/1.1\r\nX-Request-ID: tls-eof\r\n\r\n";
 	conn_on_tls_read(6, req, sizeof req - 1);
-	conn_on_write(6); /* a record: says nothing of the response */
+	conn_on_write(6, &began); /* a record: says nothing of the response */
 	conn_on_eof(6);
 	assert_string_equal(id_on(6), "tls-eof");
 	conn_on_tls_write(6);
@@ -494,7 +497,7 @@ static void test_tls_records_are_not_requests(void **state)
 	static const char req[] = "GET /a HTTP/1.1\r\nX-Request-ID: tls-1\r\n\r\n";
 	conn_on_tls_read(5, req, sizeof req - 1);
 	assert_string_equal(id_on(5), "tls-1");
-	conn_on_write(5); /* a record: no response began */
+	conn_on_write(5, &began); /* a record: no response began */
 	static const char req2[] = "GET /b HTTP/1.1\r\nX-Request-ID: tls-2\r\n\r\n";
 	conn_on_tls_read(5, req2, sizeof req2 - 1);
 	assert_int_equal(conn_request(5), 0); /* pipelined: unattributable */
@@ -623,7 +626,7 @@ static void test_copies_across_high_pages(void **state)
 	conn_forget(0);
 	assert_true(conn_named_once(900000));
 	assert_string_equal(id_on(900000), "far");
-	conn_on_write(900000);
+	conn_on_write(900000, &began);
 	request_on(900000, "next");
 	assert_string_equal(id_on(900000), "next");
 	conn_forget(900000);
@@ -784,7 +787,7 @@ static void test_a_line_seen_before_names_nothing(void **state)
 	conn_open(6);
 	conn_on_read(6, conn_generation(6), req, NULL, sizeof req - 1);
 	assert_int_equal(request_named_by(line, sizeof line - 1), conn_request(6));
-	conn_on_write(6);
+	conn_on_write(6, &began);
 	conn_forget(6);
 	recent_ends_pass();
 	assert_int_equal(request_named_by(line, sizeof line - 1), 0);
@@ -1010,10 +1013,10 @@ static void test_request_line_logged_otherwise_keeps_lines_unnamed(void **state)
 		conn_on_read(53, conn_generation(53), form, NULL, strlen(form));
 		assert_int_not_equal(conn_request(53), 0);
 		assert_int_equal(request_named_by(line, strlen(line)), 0);
-		conn_on_write(53);
+		conn_on_write(53, &began);
 		conn_forget(53);
 		assert_int_equal(request_named_by(line, strlen(line)), 0);
-		conn_on_write(52);
+		conn_on_write(52, &began);
 		conn_forget(52);
 		assert_naming_back_after_recent_ends();
 	}
@@ -1039,7 +1042,7 @@ static void test_request_line_in_a_header_keeps_lines_unnamed(void **state)
 	conn_open(53);
 	conn_on_read(53, conn_generation(53), plain, NULL, sizeof plain - 1);
 	assert_int_equal(request_named_by(line, sizeof line - 1), conn_request(52));
-	conn_on_write(53);
+	conn_on_write(53, &began);
 	conn_forget(53);
 	for (int bytewise = 0; bytewise < 2; bytewise++) {
 		conn_open(53);
@@ -1050,13 +1053,13 @@ static void test_request_line_in_a_header_keeps_lines_unnamed(void **state)
 			conn_on_read(53, conn_generation(53), forged, NULL, sizeof forged - 1);
 		assert_int_not_equal(conn_request(53), 0);
 		assert_int_equal(request_named_by(line, sizeof line - 1), 0);
-		conn_on_write(53);
+		conn_on_write(53, &began);
 		conn_forget(53);
 		assert_int_equal(request_named_by(line, sizeof line - 1), 0);
 		assert_naming_back_after_recent_ends();
 		assert_int_equal(request_named_by(line, sizeof line - 1), conn_request(52));
 	}
-	conn_on_write(52);
+	conn_on_write(52, &began);
 	conn_forget(52);
 }
 
@@ -1082,7 +1085,7 @@ static void test_proxy_header_before_requests(void **state)
 	assert_true(naming_on());
 	static const char line[] = "- \"GET /lb HTTP/1.1\" 200";
 	assert_int_equal(request_named_by(line, sizeof line - 1), conn_request(5));
-	conn_on_write(5);
+	conn_on_write(5, &began);
 	request_on(5, "second");
 	assert_string_equal(id_on(5), "second");
 	conn_forget(5);
@@ -1327,7 +1330,7 @@ static void test_read_while_the_holder_moves(void **state)
 		snprintf(new, sizeof(new), "new-%ld", i);
 		conn_open(10);
 		request_on(10, old);
-		conn_on_write(10);
+		conn_on_write(10, &began);
 		conn_copied(10, 11);
 		atomic_store(&move_round, i);
 		conn_forget(10);
@@ -1464,10 +1467,10 @@ static void *stress_owner(void *arg)
 			conn_forget(fd);
 			if (strcmp(stress_id(copy, got), want) != 0)
 				atomic_fetch_add(&stress_wrong, 1);
-			conn_on_write(copy);
+			conn_on_write(copy, &began);
 			conn_forget(copy);
 		} else {
-			conn_on_write(fd);
+			conn_on_write(fd, &began);
 			conn_forget(fd);
 		}
 	}
@@ -1489,7 +1492,7 @@ static void *stress_churner(void *arg)
 		snprintf(want, sizeof(want), "f%d-c-%u", fd, n);
 		if (strcmp(stress_id(fd, got), want) != 0)
 			atomic_fetch_add(&stress_wrong, 1);
-		conn_on_write(fd);
+		conn_on_write(fd, &began);
 		conn_forget(fd);
 	}
 	return NULL;
@@ -1565,7 +1568,7 @@ static void *stale_reopener(void *arg)
 		snprintf(want, sizeof(want), "f%d-r-%u", shared_fds[0], n);
 		if (strcmp(stress_id(shared_fds[0], got), want) != 0)
 			atomic_fetch_add(&stress_wrong, 1);
-		conn_on_write(shared_fds[0]);
+		conn_on_write(shared_fds[0], &began);
 		conn_forget(shared_fds[0]);
 		atomic_fetch_add(&stale_closes, 1);
 	}
