@@ -63,8 +63,9 @@ struct shim_state shim;
 struct process_state process;
 struct real_functions real;
 /* Whose certain request conn_on_write's writes began to answer: always 0
- * here, as nothing sets a reader (thread_ctx.c is not linked). */
-static int32_t began;
+ * here, as nothing sets a reader (thread_ctx.c is not linked). One per
+ * thread: the stress tests write from several. */
+static _Thread_local int32_t began;
 
 static const char *no_environment(const char *name)
 {
