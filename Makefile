@@ -179,6 +179,7 @@ integration: deps $(BUILD)/libreqid.so $(BUILD)/libreqid-fdpages.so $(BUILD)/req
 	python3 tests/integration/test_event_loops.py
 	python3 tests/integration/test_epoll_edges.py
 	python3 tests/integration/test_parking.py
+	python3 tests/integration/test_signal_reopen.py
 	python3 tests/integration/test_inject.py
 	python3 tests/integration/test_audit.py
 	python3 tests/integration/test_attach.py

@@ -40,6 +40,7 @@ struct thread_start {
 	uint64_t request;
 	uint32_t last_conn;
 	uint32_t generation;
+	int32_t creator; /* the creating thread's tid */
 	uint8_t mode;
 };
 
@@ -57,7 +58,7 @@ static void *thread_trampoline(void *p)
 {
 	struct thread_start start = *(struct thread_start *)p;
 	free(p);
-	ctx_inherit(start.request, start.last_conn, start.mode, start.generation);
+	ctx_inherit(start.request, start.last_conn, start.mode, start.generation, start.creator);
 	void *result;
 	pthread_cleanup_push(thread_ending, NULL);
 	result = start.fn(start.arg);
@@ -84,6 +85,7 @@ EXPORT int pthread_create(pthread_t *t, const pthread_attr_t *attr, void *(*fn)(
 	start->request = thread_ctx.request;
 	start->last_conn = thread_ctx.last_conn;
 	start->mode = thread_ctx.mode;
+	start->creator = ctx_tid();
 	/* While this thread is still the only one: no thread of the program's
 	 * can set a disposition between the shim's look and its own set. */
 	batch_give_back();

@@ -1203,7 +1203,10 @@ static uint64_t own_partial_request(const struct line_slot *s)
 	return v.kind == EMIT || v.kind == HOLD_DECIDED || v.kind == HOLD_PROVEN ? v.request : 0;
 }
 
-void log_release_held(uint64_t request)
+/* log_release_held; with plain_only, only the lines held for plain
+ * descriptors: not those of syslog messages or stdio streams, whose
+ * writing takes libc's locks (a close in a signal handler calls this). */
+static __attribute__((noinline)) void release_held_sinks(uint64_t request, bool plain_only)
 {
 	int saved = errno;
 	struct line_slot *held[THREAD_SLOTS_MAX];
@@ -1213,6 +1216,10 @@ void log_release_held(uint64_t request)
 
 	for (uint8_t i = 0; i < thread_ctx.slot_count; i++) {
 		struct line_slot *s = &line_slots[thread_ctx.slots[i]];
+		if (plain_only && (s->sink.message || s->sink.stream)) {
+			thread_ctx.held |= s->held_len > 0;
+			continue;
+		}
 		if (slot_lock_holding(s)) {
 			held[count] = s;
 			blocked[count] = false;
@@ -1275,6 +1282,11 @@ void log_release_held(uint64_t request)
 		slot_leave(s);
 	}
 	errno = saved;
+}
+
+void log_release_held(uint64_t request)
+{
+	release_held_sinks(request, false);
 }
 
 /* What a held record becomes once an event-loop rule has decided it. */
@@ -1392,14 +1404,25 @@ static void drain_all(int fd, enum partial_line partial)
 }
 
 /* Whether the calling thread has bytes pending for fd. */
-static bool thread_pending_for(int fd)
+static __attribute__((noinline, cold)) bool thread_pending_for(int fd)
 {
 	for (uint8_t i = 0; i < thread_ctx.slot_count; i++) {
 		const struct line_slot *s = &line_slots[thread_ctx.slots[i]];
-		if (s->fd == fd && (s->len > 0 || s->raw_partial))
+		if (s->fd == fd && (__atomic_load_n(&s->len, __ATOMIC_RELAXED) > 0 ||
+				    __atomic_load_n(&s->raw_partial, __ATOMIC_RELAXED)))
 			return true;
 	}
 	return false;
+}
+
+/* The calling thread's lines held for plain descriptors go out now, with
+ * the ids decided so far (log_flush_fd). */
+static __attribute__((noinline, cold)) void release_before_close(void)
+{
+	thread_ctx.held = false;
+	thread_ctx.in_shim = true;
+	release_held_sinks(0, true);
+	thread_ctx.in_shim = false;
 }
 
 FORK_PATH void log_flush_fd(int fd)
@@ -1407,9 +1430,10 @@ FORK_PATH void log_flush_fd(int fd)
 	int saved = errno;
 	/* What the thread holds for other descriptors came before what it has
 	 * for fd, which goes out now: it goes out first, in order (with the
-	 * ids decided so far), as a copy of the same log would have it. */
-	if (unlikely(thread_ctx.held) && thread_pending_for(fd))
-		log_release_held(0);
+	 * ids decided so far), as a copy of the same log would have it. Plain
+	 * descriptors' lines only: a signal handler may be closing fd. */
+	if (unlikely(thread_ctx.held) && !thread_ctx.in_shim && thread_pending_for(fd))
+		release_before_close();
 	drain_all(fd, PARTIAL_ENDED);
 	log_output_settle(fd);
 	errno = saved;

@@ -182,7 +182,8 @@ FORK_PATH void ctx_after_conn_io(int fd, bool wrote, bool moved)
 
 void ctx_response_began(int fd, int32_t reader)
 {
-	if (reader != ctx_tid() && thread_ctx.request != conn_request(fd) &&
+	if (reader != ctx_tid() && reader != thread_ctx.creator &&
+	    thread_ctx.request != conn_request(fd) &&
 	    !__atomic_load_n(&shim.parks_requests, __ATOMIC_RELAXED))
 		__atomic_store_n(&shim.parks_requests, true, __ATOMIC_RELAXED);
 }
@@ -208,8 +209,10 @@ FORK_PATH void ctx_conn_closing(int fd)
 		thread_ctx.last_conn = 0;
 }
 
-void ctx_inherit(uint64_t request, uint32_t last_conn, uint8_t mode, uint32_t generation)
+void ctx_inherit(uint64_t request, uint32_t last_conn, uint8_t mode, uint32_t generation,
+		 int32_t creator)
 {
+	thread_ctx.creator = creator;
 	thread_ctx.generation = generation;
 	thread_ctx.epoch++;
 	thread_ctx.request = request;

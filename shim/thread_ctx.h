@@ -109,6 +109,8 @@ struct thread_ctx {
 	uint32_t ssl_io_conn;    /* fd + 1 of the connection whose socket the
 				    current TLS library call did I/O on; 0:
 				    none yet, UINT32_MAX: more than one */
+	int32_t creator;         /* tid of the thread that created this one
+				    (pthread_create), 0 if not known */
 	struct event_batch_state batch;
 };
 
@@ -201,14 +203,14 @@ uint64_t ctx_certain_request(void) __attribute__((visibility("hidden")));
 void ctx_wait_on_conn(int fd) __attribute__((visibility("hidden")));
 
 /* A new thread starts with its creator's context, taken in generation
- * (ctx_generation then). */
-void ctx_inherit(uint64_t request, uint32_t last_conn, uint8_t mode, uint32_t generation)
-	__attribute__((visibility("hidden")));
+ * (ctx_generation then); creator is that thread's tid. */
+void ctx_inherit(uint64_t request, uint32_t last_conn, uint8_t mode, uint32_t generation,
+		 int32_t creator) __attribute__((visibility("hidden")));
 
 /* The calling thread's write on connection fd began the response to its
  * request, which thread reader had read and been certain of. If this
- * thread did not have the request from reader (as the context it was
- * created with, or by I/O on fd first), the program parks requests:
+ * thread did not have the request from reader (reader created it, or it
+ * did I/O on fd first), the program parks requests:
  * reader left this one for others to finish (Varnish's waiting list) and
  * may run other requests' tasks meanwhile, with no call of its own
  * between them, while it seems certain of it. No thread is certain of a
