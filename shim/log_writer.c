@@ -1217,7 +1217,8 @@ static __attribute__((noinline)) void release_held_sinks(uint64_t request, bool 
 	for (uint8_t i = 0; i < thread_ctx.slot_count; i++) {
 		struct line_slot *s = &line_slots[thread_ctx.slots[i]];
 		if (plain_only && (s->sink.message || s->sink.stream)) {
-			thread_ctx.held |= s->held_len > 0;
+			/* Unlocked: a drain on another thread may be emptying it. */
+			thread_ctx.held |= __atomic_load_n(&s->held_len, __ATOMIC_RELAXED) > 0;
 			continue;
 		}
 		if (slot_lock_holding(s)) {

@@ -134,18 +134,21 @@ def main():
     lines = log.decode().splitlines()
     if sorted(json.loads(l)["msg"] for l in lines) != sorted(owner):
         failures.append("log lines: %r" % lines)
-    tagged = 0
+    tagged = wrong = 0
     for l in lines:
         obj = json.loads(l)
         rid = obj.get("request_id")
         if rid is not None:
             tagged += 1
             if rid != owner[obj["msg"]]:
+                wrong += 1
                 failures.append("%r carries %s, not %s" % (obj["msg"], rid, owner[obj["msg"]]))
     print("parking pool: downstream %d request(s), %d without ids; log %d lines, %d tagged, %d "
-          "wrong" % (len(heads), sum(b"X-Request-ID" not in h and b"traceparent" not in h
-                                     for h in heads), len(lines), tagged,
-                     sum("carries" in f for f in failures)))
+          "wrong, precision %s, recall %.1f%%"
+          % (len(heads), sum(b"X-Request-ID" not in h and b"traceparent" not in h for h in heads),
+             len(lines), tagged, wrong,
+             "%.1f%%" % (100.0 * (tagged - wrong) / tagged) if tagged else "-",
+             100.0 * (tagged - wrong) / len(lines) if lines else 0.0))
     for f in failures:
         print("FAIL:", f)
     print("%d passed, %d failed" % (int(not failures), int(bool(failures))))
