@@ -217,7 +217,7 @@ static FORK_PATH void unpin_request(struct conn *c)
  * (http_request_line_logging): its line as it came is hashed again, and
  * one with a query is also known by the line of its path (counted). Out
  * of line: few requests are such. */
-static __attribute__((noinline, cold)) void answered_rebuilt(uint64_t serial, uint8_t logging,
+static FORK_PATH __attribute__((noinline)) void answered_rebuilt(uint64_t serial, uint8_t logging,
 							     uint32_t counted)
 {
 	log_order_answered(serial, request_table_line_buckets(serial),
@@ -401,7 +401,7 @@ static bool conn_is_fresh(const struct fd_state *st, const struct conn *c)
 	       memcmp(c->parsing, parsing, sizeof(parsing)) == 0;
 }
 
-FORK_PATH void conn_open(int fd)
+void conn_open(int fd)
 {
 	struct fd_state *st = fd_state_made(fd);
 	struct conn *c = st ? conn_entry_made(fd) : NULL;
@@ -723,7 +723,7 @@ FORK_PATH void conn_copied(int fd, int copy)
 
 /* The buckets of request line (len bytes) without its query, which starts
  * at path_end: "GET /a?b HTTP/1.1" counts as "GET /a HTTP/1.1". */
-static __attribute__((noinline)) uint32_t path_line_buckets(const char *line, size_t len,
+static FORK_PATH __attribute__((noinline)) uint32_t path_line_buckets(const char *line, size_t len,
 							     size_t path_end)
 {
 	char path_line[REQUEST_LINE_MAX];

@@ -216,7 +216,9 @@ static inline void conn_write_done(int fd, uint8_t generation, ssize_t r)
 	if (r > 0) {
 		int32_t reader;
 		conn_socket_io(fd, conn_on_write(fd, &reader));
-		if (unlikely(reader != 0))
+		/* By its reader, the usual answer, it runs no code outside
+		 * FORK_PATH's window: a fork child would fault in a page. */
+		if (unlikely(reader != 0 && reader != thread_ctx.tid))
 			ctx_response_began(fd, reader);
 	}
 	ctx_after_conn_io(fd, true, r > 0);

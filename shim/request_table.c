@@ -568,7 +568,7 @@ void request_streams_unseen(int delta)
 
 /* Request serial's head into *h and its request line (h->line_len bytes,
  * in text or long_line); NULL if it has none or is no longer stored. */
-static const char *request_line_copy(uint64_t serial, struct request_head *h,
+static FORK_PATH const char *request_line_copy(uint64_t serial, struct request_head *h,
 				     char text[REQUEST_INLINE_TEXT],
 				     char long_line[REQUEST_LINE_MAX])
 {
@@ -579,7 +579,7 @@ static const char *request_line_copy(uint64_t serial, struct request_head *h,
 	return long_text_copy(serial, id_text_len(h), h->line_len, long_line) ? long_line : NULL;
 }
 
-uint32_t request_table_line_buckets(uint64_t serial)
+FORK_PATH uint32_t request_table_line_buckets(uint64_t serial)
 {
 	struct request_head h;
 	char text[REQUEST_INLINE_TEXT], long_line[REQUEST_LINE_MAX];

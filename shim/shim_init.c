@@ -32,6 +32,7 @@
 #include "got_patch.h"
 #include "log_writer.h"
 #include "next_symbol.h"
+#include "raw_syscall.h"
 #include "request_table.h"
 #include "thread_ctx.h"
 
@@ -176,31 +177,6 @@ static void say(const char *a, const char *b)
 	line[n++] = '\n';
 	if (real.write)
 		real.write(2, line, n);
-}
-
-/* A system call made directly, not through libc's wrapper: a fork child
- * maps every 64 KiB of libc's code it runs anew, at a page fault each, and
- * a starting process every 64 KiB it runs at all. A failure comes back as
- * -errno, and errno is left alone. */
-static long raw_syscall3(long nr, long a, long b, long c)
-{
-	long ret;
-	__asm__ volatile("syscall"
-			 : "=a"(ret)
-			 : "a"(nr), "D"(a), "S"(b), "d"(c)
-			 : "rcx", "r11", "memory");
-	return ret;
-}
-
-static long raw_syscall4(long nr, long a, long b, long c, long d)
-{
-	long ret;
-	register long r10 __asm__("r10") = d;
-	__asm__ volatile("syscall"
-			 : "=a"(ret)
-			 : "a"(nr), "D"(a), "S"(b), "d"(c), "r"(r10)
-			 : "rcx", "r11", "memory");
-	return ret;
 }
 
 static inline pid_t raw_getpid(void)

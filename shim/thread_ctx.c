@@ -10,6 +10,7 @@
 #include "event_batch.h"
 #include "fork_hot.h"
 #include "log_writer.h"
+#include "raw_syscall.h"
 #include "shim_init.h"
 
 #include <sys/syscall.h>
@@ -242,6 +243,6 @@ FORK_PATH uint64_t ctx_certain_request(void)
 
 FORK_PATH int32_t ctx_tid_fetch(void)
 {
-	thread_ctx.tid = (int32_t)syscall(SYS_gettid);
+	thread_ctx.tid = (int32_t)raw_syscall3(SYS_gettid, 0, 0, 0);
 	return thread_ctx.tid;
 }

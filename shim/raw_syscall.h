@@ -1,0 +1,34 @@
+/*
+ * raw_syscall.h - system calls made directly, not through libc's wrappers.
+ *
+ * A fork child maps every 64 KiB of libc's code it runs anew, at a page
+ * fault each, and a starting process every 64 KiB it runs at all: the
+ * shim's paths that fork children and starting processes take make their
+ * few system calls here instead. A failure comes back as -errno; errno is
+ * never touched. x86_64 only, as the shim is.
+ */
+#ifndef REQID_RAW_SYSCALL_H
+#define REQID_RAW_SYSCALL_H
+
+static inline long raw_syscall3(long nr, long a, long b, long c)
+{
+	long ret;
+	__asm__ volatile("syscall"
+			 : "=a"(ret)
+			 : "a"(nr), "D"(a), "S"(b), "d"(c)
+			 : "rcx", "r11", "memory");
+	return ret;
+}
+
+static inline long raw_syscall4(long nr, long a, long b, long c, long d)
+{
+	long ret;
+	register long r10 __asm__("r10") = d;
+	__asm__ volatile("syscall"
+			 : "=a"(ret)
+			 : "a"(nr), "D"(a), "S"(b), "d"(c), "r"(r10)
+			 : "rcx", "r11", "memory");
+	return ret;
+}
+
+#endif
