@@ -801,6 +801,22 @@ static void hold_record(struct line_slot *s, size_t at, struct line_verdict v)
 	memcpy(s->buf + at, &r, RECORD);
 	s->held_len = s->len;
 	thread_ctx.held = true;
+	/* Other threads may start a ring of requests before this one's
+	 * lines go; a single thread releases them at its next request's read
+	 * or its event batch's end, far less than a ring later. */
+	uint64_t under = v.kind == HOLD_DECIDED || v.kind == HOLD_PROVEN ? v.request
+			 : v.kind == HOLD_BATCH ? 0 : thread_ctx.request;
+	if (under && atomic_load_explicit(&process.threaded, memory_order_relaxed))
+		request_keep(under, &thread_ctx.held_pin);
+}
+
+/* The thread holds no lines: the request they were held under may go. */
+static inline void held_pin_drop(void)
+{
+	if (unlikely(thread_ctx.held_pin) && !thread_ctx.held) {
+		request_unpin(thread_ctx.held_pin);
+		thread_ctx.held_pin = 0;
+	}
 }
 
 /* Audit mode: the verdict of a line the program's current call wrote,
@@ -1282,6 +1298,7 @@ static __attribute__((noinline)) void release_held_sinks(uint64_t request, bool 
 		thread_ctx.held |= s->held_len > 0;
 		slot_leave(s);
 	}
+	held_pin_drop();
 	errno = saved;
 }
 
@@ -1375,6 +1392,7 @@ void log_flush_thread(void)
 		}
 	}
 	thread_ctx.held = false;
+	held_pin_drop();
 	errno = saved;
 }
 
@@ -1446,6 +1464,7 @@ static void flush_all(enum partial_line partial)
 	log_release_held(0);
 	drain_all(-1, partial);
 	thread_ctx.held = false;
+	held_pin_drop();
 	log_output_settle_all();
 	errno = saved;
 }
@@ -1507,6 +1526,7 @@ void log_forget_all(void)
 	}
 	thread_ctx.slot_count = 0;
 	thread_ctx.held = false;
+	thread_ctx.held_pin = 0; /* a pin in the parent's table, copied */
 	thread_ctx.tid = 0;
 	log_output_forget_all();
 }

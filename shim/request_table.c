@@ -301,6 +301,29 @@ FORK_PATH void request_unpin(uint32_t pinned)
 		atomic_fetch_sub_explicit(&pinned_slots, 1, memory_order_relaxed);
 }
 
+void request_keep(uint64_t serial, uint32_t *pin)
+{
+	uint32_t i = (uint32_t)(serial & SLOT_MASK);
+	/* Pinned, the slot still holds the serial the pin was taken for. */
+	if (serial == 0 || serial == SLOT_WRITING || *pin == i + 1)
+		return;
+	struct request_slot *s = slot_of(serial);
+	if (atomic_load_explicit(&s->serial, memory_order_acquire) != serial)
+		return;
+	uint32_t kept = pin_slot(s, i);
+	/* A writer that took the slot before the pin was seen wins: the
+	 * serial it stores shows that here, or, if it read the pins just
+	 * before and stores just after this look, the lines kept for
+	 * serial read its slot as reused: no id, never the new request's. */
+	atomic_thread_fence(memory_order_seq_cst);
+	if (atomic_load_explicit(&s->serial, memory_order_acquire) != serial) {
+		request_unpin(kept);
+		return;
+	}
+	request_unpin(*pin);
+	*pin = kept;
+}
+
 /* Whether request serial (SLOT_WRITING, 0: none) is in its slot, pinned
  * (a pin made with the add is seen with its serial). */
 static bool pinned_in_slot(uint64_t serial)

@@ -17,7 +17,9 @@
  * doubling up to REQUEST_SLOTS (2.6 MiB), only while more than half of its
  * slots are pinned: a process pays for the requests it has at once, not for
  * how many it has served. A connection pins its current request's slot
- * from the request's start until its response begins (conn_table.c). A new
+ * from the request's start until its response begins (conn_table.c), and
+ * a thread of a process with threads the request its held lines wait
+ * under (request_keep, log_writer.c). A new
  * request takes the next slot that is not pinned and holds no newer
  * request (its writer may have stalled a whole ring behind); a slot's
  * serial says which. So a request is kept while pinned, then until the ring comes
@@ -68,6 +70,15 @@ uint64_t request_table_add(const char *id, size_t len, const char *line, size_t 
 			   size_t ts_len, uint32_t *pin) __attribute__((visibility("hidden")));
 
 void request_unpin(uint32_t pinned) __attribute__((visibility("hidden")));
+
+/* Keeps request serial's slot pinned while a thread holds log lines under
+ * it, which may wait past the ring's turn (a thread descheduled between
+ * its response and its next read while other threads start a ring of
+ * requests): *pin is the thread's one such pin (0: none), moved here from
+ * the slot it held; left alone if serial is no longer stored (its lines
+ * then go out with no id, as they would have). request_unpin(*pin) ends
+ * it. */
+void request_keep(uint64_t serial, uint32_t *pin) __attribute__((visibility("hidden")));
 
 /* The trace of request serial, its new parts made with gen (the generator
  * its plan took counter values from, or a fork child's copy of it); false

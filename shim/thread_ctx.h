@@ -111,6 +111,8 @@ struct thread_ctx {
 				    none yet, UINT32_MAX: more than one */
 	int32_t creator;         /* tid of the thread that created this one
 				    (pthread_create), 0 if not known */
+	uint32_t held_pin;       /* the request_keep pin of the request the
+				    thread's held lines were last held under */
 	struct event_batch_state batch;
 };
 

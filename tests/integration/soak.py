@@ -243,6 +243,7 @@ def check_pool_logs(d):
     groups = {}
     lines_of = Counter()     # (kind, token) -> lines, tagged or not
     garbled = stray = untagged = 0
+    untagged_done = Counter()  # token -> done lines without an id
     for raw in (d / "server.log").read_bytes().split(b"\n")[:-1]:
         try:
             obj = json.loads(raw)
@@ -262,6 +263,8 @@ def check_pool_logs(d):
         lines_of[kind, tok] += 1
         if rid is None:
             untagged += 1
+            if kind == "done":
+                untagged_done[tok] += 1
         elif GENERATED.match(rid):
             groups.setdefault(rid, []).append((kind, tok))
         else:
@@ -275,6 +278,15 @@ def check_pool_logs(d):
             generated[lines[0][1], "done" in kinds] += 1
         else:
             wrong += len(lines)
+    # A request whose done line went out untagged (counted there) leaves a
+    # group of start and working only: not a wrong id.
+    for (tok, answered), n in list(generated.items()):
+        if not answered:
+            moved = min(n, untagged_done[tok], anonymous[tok, True] - generated[tok, True])
+            if moved > 0:
+                generated[tok, False] -= moved
+                generated[tok, True] += moved
+                untagged_done[tok] -= moved
     wrong += sum((generated - anonymous).values())
     lost = sum((want - lines_of).values())
     garbled += sum((lines_of - want).values())

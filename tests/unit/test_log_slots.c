@@ -17,6 +17,7 @@
  */
 #include <pthread.h>
 #include <setjmp.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -189,10 +190,50 @@ static void test_slots_shared_with_closing_threads(void **state)
 	}
 }
 
+/* A line held in a bracket under request r, released with r's id after
+ * other threads of the process started two rings of requests: it still
+ * gets r's id (its slot was kept for it), and the slot is let go then. */
+static void test_held_line_keeps_its_request(void **state)
+{
+	(void)state;
+	stand_in_configure();
+	real.write = fake_write;
+	real.writev = fake_writev;
+	out[0] = malloc(OUT_MAX);
+	out_len[0] = 0;
+	struct trace_plan plan;
+	memset(&plan, 0, sizeof(plan));
+	atomic_store(&process.threaded, true);
+	uint64_t r = request_table_add("req-kept", 8, NULL, 0, 0, &plan, NULL, 0, NULL);
+	thread_ctx.mode = CTX_BRACKET;
+	thread_ctx.request = r;
+	write_piece(fd_of[0], "late line\n", 10);
+	assert_int_equal(out_len[0], 0);
+	for (unsigned i = 0; i < 2 * REQUEST_RING_START + 1; i++)
+		assert_true(request_table_add("other", 5, NULL, 0, 0, &plan, NULL, 0, NULL) != 0);
+	thread_ctx.held = false; /* as thread_ctx.c's release_held does */
+	log_release_held(r);
+	static const char want[] = "{\"request_id\":\"req-kept\",\"msg\":\"late line\"}\n";
+	assert_int_equal(out_len[0], sizeof(want) - 1);
+	assert_memory_equal(out[0], want, sizeof(want) - 1);
+	assert_int_equal(thread_ctx.held_pin, 0);
+	/* Let go of: the ring comes round over r's slot again. */
+	for (unsigned i = 0; i < 2 * REQUEST_RING_START + 1; i++)
+		request_table_add("other", 5, NULL, 0, 0, &plan, NULL, 0, NULL);
+	char id[REQUEST_ID_MAX];
+	assert_int_equal(request_table_get(r, id), 0);
+	thread_ctx.mode = CTX_NONE;
+	thread_ctx.request = 0;
+	atomic_store(&process.threaded, false);
+	log_flush_thread();
+	free(out[0]);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_slots_shared_with_closing_threads),
+		cmocka_unit_test(test_held_line_keeps_its_request),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
