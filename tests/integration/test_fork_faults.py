@@ -155,6 +155,15 @@ def busybox_per_request(shim, requests, tmp):
     return (busybox_faults(shim, 20 + requests, tmp) - busybox_faults(shim, 20, tmp)) / requests
 
 
+def bare_and_shimmed(measure, requests):
+    """(bare, shimmed) faults per request by measure(shim, requests, tmp)."""
+    tmp = tempfile.mkdtemp(prefix="reqid-forkfaults-")
+    try:
+        return measure(False, requests, tmp), measure(True, requests, tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--requests", type=int, default=200)
@@ -162,21 +171,10 @@ def main():
     if not shutil.which("setarch"):
         print("test_fork_faults: setarch missing (util-linux); skipped")
         return 0
-    tmp = tempfile.mkdtemp(prefix="reqid-forkfaults-")
-    try:
-        bare = per_request(False, a.requests, tmp)
-        shim = per_request(True, a.requests, tmp)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    results = [("fork_per_conn", bare, shim, LIMIT)]
+    results = [("fork_per_conn",) + bare_and_shimmed(per_request, a.requests) + (LIMIT,)]
     if shutil.which("busybox") and shutil.which("perf"):
-        tmp = tempfile.mkdtemp(prefix="reqid-forkfaults-")
-        try:
-            bare = busybox_per_request(False, a.requests, tmp)
-            shim = busybox_per_request(True, a.requests, tmp)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-        results.append(("busybox httpd", bare, shim, BUSYBOX_LIMIT))
+        results.append(("busybox httpd",) + bare_and_shimmed(busybox_per_request, a.requests)
+                       + (BUSYBOX_LIMIT,))
     else:
         print("busybox httpd: needs busybox and perf (linux-perf); skipped")
     passed = 0
