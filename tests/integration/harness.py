@@ -69,6 +69,16 @@ class Failure(Exception):
     pass
 
 
+def clean_env(**extra):
+    """This environment without REQID_*, LD_* or LEGACY_* settings (a run is
+    defined by its arguments, not by what the caller's shell exported),
+    plus extra."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("REQID_", "LD_", "LEGACY_"))}
+    env.update(extra)
+    return env
+
+
 def make_cert(tmp):
     """A self-signed certificate and key for 127.0.0.1 in directory tmp
     (openssl req), valid a day: (cert path, key path)."""

@@ -40,6 +40,8 @@ import tempfile
 import unittest
 from pathlib import Path
 
+import harness
+
 ROOT = Path(__file__).resolve().parents[2]
 SRC = ROOT / "tests" / "integration"
 OUT = ROOT / "build" / "integration"
@@ -55,13 +57,6 @@ def build():
                    timeout=120)
     subprocess.run(["cc", "-O2", "-g", "-Wall", "-Wextra", "-Werror", "-pthread", "-o", str(PROG),
                     str(SRC / "fault_writer.c")], check=True, timeout=60)
-
-
-def clean_env(**extra):
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("REQID_") and not k.startswith("LD_")}
-    env.update(extra)
-    return env
 
 
 def can_mount():
@@ -85,7 +80,7 @@ class Run:
             tmp = Path(tmp)
             results, logdir, stderr = tmp / "results", tmp / "logs", tmp / "stderr"
             logdir.mkdir()
-            env = clean_env()
+            env = harness.clean_env()
             if shimmed:
                 env.update(LD_PRELOAD=str(LIB), REQID_LOG_PATHS=str(logdir / "*.log*"))
             argv = [str(PROG), scenario, str(results), str(logdir)]

@@ -107,6 +107,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import harness
+
 ROOT = Path(__file__).resolve().parents[2]
 LIB = Path(os.environ.get("REQID_LIB") or ROOT / "build" / "libreqid.so").resolve()
 SERVER = ROOT / "build" / "servers" / "outbound_caller"
@@ -684,13 +686,6 @@ def run_pooljob(conns, port):
     run_conn(conns[0], port, after_first=others)
 
 
-def clean_env(**extra):
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("REQID_", "LD_", "LEGACY_"))}
-    env.update(extra)
-    return env
-
-
 class Phase:
     """One run of the server; what it produced."""
 
@@ -709,7 +704,7 @@ class Phase:
             pass
         log_fd = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
         log_read_fd = os.open("/proc/self/fd/%d" % log_fd, os.O_RDONLY)
-        env = clean_env()
+        env = harness.clean_env()
         if shim:
             env.update(LD_PRELOAD=str(LIB), REQID_FIELDS=FIELDS)
         rfd, wfd = os.pipe()

@@ -84,6 +84,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import harness
+
 ROOT = Path(__file__).resolve().parents[2]
 LIB = Path(os.environ.get("REQID_LIB") or ROOT / "build" / "libreqid.so").resolve()
 SERVER = ROOT / "build" / "servers" / "partial_writer"
@@ -681,18 +683,11 @@ def checker_self_test(reqs):
 
 # ------------------------------------------------------------------- server
 
-def clean_env(**extra):
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("REQID_") and not k.startswith("LD_")}
-    env.update(extra)
-    return env
-
-
 class Server:
     def __init__(self, name, shim, response_header):
         LOG_DIR.mkdir(parents=True, exist_ok=True)
         self.log_path = LOG_DIR / ("response_header-%s.log" % name)
-        env = clean_env()
+        env = harness.clean_env()
         if shim:
             env["LD_PRELOAD"] = str(LIB)
         if response_header is not None:

@@ -31,6 +31,8 @@ import tempfile
 import unittest
 from pathlib import Path
 
+import harness
+
 ROOT = Path(__file__).resolve().parents[2]
 SRC = ROOT / "tests" / "integration"
 OUT = ROOT / "build" / "integration"
@@ -67,13 +69,6 @@ def build():
                    timeout=60)
 
 
-def clean_env(**extra):
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("REQID_") and not k.startswith("LD_")}
-    env.update(extra)
-    return env
-
-
 # ------------------------------------------------------------------- running
 
 class Run:
@@ -97,13 +92,13 @@ def command(mode, argv):
     """mode: 'bare' (no shim), 'shim' (scripts/reqid run), 'preload'
     (LD_PRELOAD set by hand), 'disable'."""
     if mode == "bare":
-        return argv, clean_env()
+        return argv, harness.clean_env()
     if mode == "shim":
-        return [str(REQID), "run", "--"] + argv, clean_env()
+        return [str(REQID), "run", "--"] + argv, harness.clean_env()
     if mode == "preload":
-        return argv, clean_env(LD_PRELOAD=str(LIB))
+        return argv, harness.clean_env(LD_PRELOAD=str(LIB))
     if mode == "disable":
-        return [str(REQID), "run", "--"] + argv, clean_env(REQID_DISABLE="1")
+        return [str(REQID), "run", "--"] + argv, harness.clean_env(REQID_DISABLE="1")
     raise ValueError(mode)
 
 
@@ -489,7 +484,7 @@ class T13Disable(Base):
 
 class T14Script(Base):
     def sh(self, argv, **env):
-        return subprocess.run(argv, env=clean_env(**env), stdout=subprocess.PIPE,
+        return subprocess.run(argv, env=harness.clean_env(**env), stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
                               timeout=TIMEOUT)
 
@@ -874,7 +869,7 @@ class T30StartWithoutAllocating(Base):
         script = prefix + 'exec "$0" start_env "$1"'
         with open(out, "wb") as fo, open(err, "wb") as fe:
             p = subprocess.run([str(REQID), "run", "--", "/bin/sh", "-c", script, str(PROG),
-                                str(res)], env=clean_env(), stdout=fo,
+                                str(res)], env=harness.clean_env(), stdout=fo,
                                stderr=subprocess.STDOUT if same_file else fe,
                                stdin=subprocess.DEVNULL, timeout=TIMEOUT)
         self.assertEqual(p.returncode, 0)
@@ -949,7 +944,7 @@ class ErrorQueueTest(unittest.TestCase):
         r, w = os.pipe()
         p = subprocess.Popen([sys.executable, "-c", ERRQUEUE_SERVER, str(w)], pass_fds=(w,),
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                             env=clean_env(LD_PRELOAD=str(LIB)))
+                             env=harness.clean_env(LD_PRELOAD=str(LIB)))
         os.close(w)
         try:
             with os.fdopen(r, "rb") as f:
@@ -1006,7 +1001,7 @@ class HalfCloseMidResponseTest(unittest.TestCase):
         r, w = os.pipe()
         p = subprocess.Popen([sys.executable, "-c", HALF_SERVER, str(w)], pass_fds=(w,),
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                             env=clean_env(LD_PRELOAD=str(LIB)))
+                             env=harness.clean_env(LD_PRELOAD=str(LIB)))
         os.close(w)
         try:
             with os.fdopen(r, "rb") as f:

@@ -363,14 +363,6 @@ def run_server(server, backend, seed, tmp, min_recall, requests, concurrency, sh
 
 # ---------------------------------------------------------------- semantics
 
-def clean_env(**extra):
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("REQID_") and not k.startswith("LD_")
-           and not k.startswith("LEGACY_")}
-    env.update(extra)
-    return env
-
-
 # scenario name -> (argv after SCENARIO RESULTS, stdout, stderr, exit status)
 # stdout/stderr: "file" (a file of its own), "same" (stderr on stdout's open
 # file, O_APPEND), "full" (/dev/full)
@@ -413,7 +405,7 @@ def run_prog(prog, args, where, shim, d):
             fds.append(os.open(files["stderr"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC
                                | os.O_APPEND, 0o644))
     argv = [str(prog), args[0], str(res)] + args[1:]
-    env = clean_env(REQID_LOG_PATHS="%s/*.log" % d.parent)
+    env = harness.clean_env(REQID_LOG_PATHS="%s/*.log" % d.parent)
     if shim:
         argv = [str(harness.REQID), "run", "--"] + argv
     app = d.parent / "app.log"
