@@ -813,9 +813,12 @@ static void hold_record(struct line_slot *s, size_t at, struct line_verdict v)
 /* The thread holds no lines: the request they were held under may go. */
 static inline void held_pin_drop(void)
 {
-	if (unlikely(thread_ctx.held_pin) && !thread_ctx.held) {
-		request_unpin(thread_ctx.held_pin);
+	uint32_t pin = thread_ctx.held_pin;
+	if (unlikely(pin) && !thread_ctx.held) {
+		/* Cleared first: a signal handler that holds a line meanwhile
+		 * pins its request anew, and keeps that pin. */
 		thread_ctx.held_pin = 0;
+		request_unpin(pin);
 	}
 }
 

@@ -40,6 +40,8 @@ void ctx_start_afresh(void)
 	thread_ctx.last_conn = 0;
 	thread_ctx.watch = 0;
 	thread_ctx.foreign_lines = false;
+	/* Detach emptied the ring of its pins: this one is no longer held. */
+	thread_ctx.held_pin = 0;
 	thread_ctx.epoch++;
 	batch_forget();
 }
