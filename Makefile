@@ -171,6 +171,7 @@ integration: deps $(BUILD)/libreqid.so $(BUILD)/libreqid-fdpages.so $(BUILD)/req
 	python3 tests/integration/test_spawn.py
 	python3 tests/integration/test_fork_faults.py
 	python3 tests/integration/test_buffered_flush.py
+	python3 tests/integration/test_shared_log_buffer.py
 	python3 tests/integration/test_gateway.py
 	python3 tests/integration/test_outbound.py
 	python3 tests/integration/test_w3c_harness.py

@@ -38,6 +38,7 @@ struct log_place {
 	int32_t quiet;        /* lines taken in order since the last that was
 				 not, less one for each hole since (at most
 				 ORDER_QUIET) */
+	bool flushed;         /* its lines are a buffer's (log_order_line_in) */
 };
 
 /* Positions handed out; written by every answered request: FORK_HOT. */
@@ -126,6 +127,7 @@ static void place_start(struct log_place *pl, bool opened)
 	pl->base = atomic_load_explicit(&order_next, memory_order_seq_cst);
 	pl->taken = 0;
 	pl->quiet = opened && pl->base == 0 ? ORDER_QUIET - 1 : 0;
+	pl->flushed = false;
 }
 
 /* A new place for fd (which has none), taken (busy); NULL if none is free. */
@@ -194,9 +196,19 @@ static void place_slide(struct log_place *pl, uint64_t n)
 
 uint64_t log_order_line(int fd, uint32_t buckets)
 {
+	bool flushed;
+	return log_order_line_in(fd, buckets, false, &flushed);
+}
+
+uint64_t log_order_line_in(int fd, uint32_t buckets, bool buffer, bool *flushed)
+{
+	*flushed = false;
 	struct log_place *pl = fd >= 0 ? place_take(fd, false) : NULL;
 	if (!pl)
 		return 0;
+	if (buffer)
+		pl->flushed = true;
+	*flushed = pl->flushed;
 	uint64_t head = atomic_load_explicit(&order_next, memory_order_acquire);
 	if (head - pl->base > ORDER_RING) /* its requests were overwritten */
 		place_slide(pl, head - ORDER_RING - pl->base);

@@ -45,6 +45,7 @@
 #ifndef REQID_LOG_ORDER_H
 #define REQID_LOG_ORDER_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #define ORDER_RING 4096   /* answered requests kept: how late a buffered log's line may come */
@@ -69,6 +70,18 @@ void log_order_log_opened(int fd) __attribute__((visibility("hidden")));
  * counted): counts it, and returns the serial of the request it is placed
  * at; 0 if it is not placed. */
 uint64_t log_order_line(int fd, uint32_t buckets) __attribute__((visibility("hidden")));
+
+/* log_order_line, for a line that buffer says is the second of one write
+ * to quote a request line: a server writes one access line per request,
+ * as it answers it, so a write of two is a buffer's flush (Apache's
+ * BufferedLogs, nginx's buffer=, lighttpd). *flushed says whether fd's
+ * lines were ever shown so to be a buffer's: from then on, a flush of a
+ * single line (the buffer held no more: Apache's lines of over half its
+ * 4 KiB) is one too, written by whichever thread fills the buffer next,
+ * and its line gets an id only where naming and the order agree. A place
+ * made afresh (the descriptor opened again) starts unshown. */
+uint64_t log_order_line_in(int fd, uint32_t buckets, bool buffer, bool *flushed)
+	__attribute__((visibility("hidden")));
 
 /* At detach: the ring and the places are emptied, their pages given back. */
 void log_order_release(void) __attribute__((visibility("hidden")));

@@ -299,6 +299,7 @@ struct writer {
 				      lines of the program's current call */
 	bool batch;                /* those lines are a batch (is_batch): the
 				      thread's request says nothing of them */
+	unsigned quoted_lines;     /* lines of a batch that quote a request line */
 	bool several_lines;        /* the call's buffers hold between them two
 				      lines, or a whole line and bytes after
 				      it (is_batch) */
@@ -322,6 +323,7 @@ static void writer_init(struct writer *w, const struct log_sink *sink, enum outp
 	w->id_request = UINT64_MAX;
 	w->owner = OWNER_CURRENT;
 	w->batch = false;
+	w->quoted_lines = 0;
 	w->several_lines = false;
 	w->fields_len = 0;
 }
@@ -498,6 +500,38 @@ format_named(struct writer *w, uint64_t request, uint64_t named, uint64_t placed
 	return format_as(w, other || !agreed ? 0 : named, line, len, out);
 }
 
+/* A line (formatted into out: n bytes, with request's id) that has a
+ * quote: if it quotes a request line, it takes its place in its
+ * descriptor's order of access lines (log_order.h), and is formatted again
+ * if that line says its id is another's or none. Returns its length. Out
+ * of line, with the order's code: most lines quote no request line. */
+static __attribute__((noinline)) size_t quoted_line(struct writer *w, uint64_t request,
+						    const char *line, size_t len, char *out, size_t n)
+{
+	uint32_t quoted;
+	if (!request_line_quoted(line, len, &quoted))
+		return n;
+	bool flushed;
+	uint64_t placed = log_order_line_in(w->sink->fd, quoted, w->batch && ++w->quoted_lines == 2,
+					    &flushed);
+	uint64_t named = quoted ? request_named_with(line, len, quoted) : 0;
+	/* A buffer's line, whoever writes it (log_order_line_in): as a
+	 * batch's, named only where its place agrees. */
+	if (unlikely(flushed)) {
+		uint64_t id = named && placed == named ? named : 0;
+		return id == request ? n : format_as(w, id, line, len, out);
+	}
+	/* The rules gave it a request whose line is not the one it quotes: a
+	 * buffered log's line of the request before, flushed alone while the
+	 * next one is served (nginx with lines longer than half its
+	 * buffer=). */
+	if (request && !named && unlikely(!request_line_is(request, quoted)))
+		return format_as(w, 0, line, len, out);
+	if (named && named != request)
+		return format_named(w, request, named, placed, line, len, out);
+	return n;
+}
+
 /* Emits one line (without its newline; newline says whether it had one),
  * standing for input bytes of this batch. With whole, the line's bytes
  * are not known to be free of newlines, and line_format_escapes_whole
@@ -528,21 +562,8 @@ emit_line(struct writer *w, uint64_t request, const char *line, size_t len, bool
 	size_t n = line_format_noting(&shim.style, w->fields, w->fields_len, line, len, out, &seen);
 	if (whole && (seen & LINE_SAW_NEWLINE))
 		return EMIT_SPLIT;
-	uint64_t named = 0, placed = 0;
-	uint32_t quoted;
-	if ((seen & LINE_SAW_QUOTE) && request_line_quoted(line, len, &quoted)) {
-		placed = log_order_line(w->sink->fd, quoted);
-		if (quoted)
-			named = request_named_with(line, len, quoted);
-		/* The rules gave it a request whose line is not the one it
-		 * quotes: a buffered log's line of the request before,
-		 * flushed alone while the next one is served (nginx with
-		 * lines longer than half its buffer=). */
-		if (request && !named && unlikely(!request_line_is(request, quoted)))
-			n = format_as(w, 0, line, len, out);
-	}
-	if (named && named != request)
-		n = format_named(w, request, named, placed, line, len, out);
+	if (seen & LINE_SAW_QUOTE)
+		n = quoted_line(w, request, line, len, out, n);
 	if (newline)
 		out[n++] = '\n';
 	if (out != w->stage + w->staged)

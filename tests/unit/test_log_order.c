@@ -10,7 +10,8 @@
  * line of no request, and a late line each stop placement for ORDER_QUIET
  * lines; a line rebuilt into the line of a request never logged there,
  * after lines of later requests, is not placed; a place made later counts
- * from there; a line too late for the ring is placed at no request. Random
+ * from there; a line too late for the ring is placed at no request; a
+ * write of two lines shows a descriptor to be a buffer's, for good. Random
  * traffic with rewritten, missing, extra and late lines never places a
  * line at another's request. Threads answering while another counts lines
  * (TSan).
@@ -226,6 +227,35 @@ static void test_reopened_log_counts_afresh(void **state)
 	assert_int_equal(lines(FD, 100, 100), 100 - ORDER_QUIET);
 }
 
+/* A write of two access lines shows a descriptor's lines to be a
+ * buffer's: every later line on it says so, placed or not, until the
+ * descriptor is opened again; another descriptor's lines do not. */
+static void test_buffer_shown_by_two_lines_in_one_write(void **state)
+{
+	(void)state;
+	bool flushed;
+	log_order_log_opened(FD);
+	log_order_log_opened(FD + 1);
+	answer(0, 10);
+	assert_int_equal(log_order_line_in(FD, buckets_of(0), false, &flushed), 0);
+	assert_false(flushed);
+	assert_int_equal(log_order_line_in(FD, buckets_of(1), false, &flushed), serial_of(1));
+	assert_false(flushed);
+	/* the second of one write's lines */
+	assert_int_equal(log_order_line_in(FD, buckets_of(2), true, &flushed), serial_of(2));
+	assert_true(flushed);
+	assert_int_equal(log_order_line_in(FD, buckets_of(3), false, &flushed), serial_of(3));
+	assert_true(flushed);
+	assert_int_equal(log_order_line_in(FD, buckets_of(9), false, &flushed), 0);
+	assert_true(flushed);
+	assert_int_equal(log_order_line_in(FD + 1, buckets_of(0), false, &flushed), 0);
+	assert_false(flushed);
+	log_order_log_opened(FD); /* a new file on the same number */
+	answer(10, 1);
+	log_order_line_in(FD, buckets_of(10), false, &flushed);
+	assert_false(flushed);
+}
+
 static void test_places_are_per_descriptor(void **state)
 {
 	(void)state;
@@ -390,6 +420,7 @@ int main(void)
 		cmocka_unit_test_setup(test_line_after_later_lines_is_not_placed, reset),
 		cmocka_unit_test_setup(test_late_place_is_distrusted, reset),
 		cmocka_unit_test_setup(test_reopened_log_counts_afresh, reset),
+		cmocka_unit_test_setup(test_buffer_shown_by_two_lines_in_one_write, reset),
 		cmocka_unit_test_setup(test_places_are_per_descriptor, reset),
 		cmocka_unit_test_setup(test_line_later_than_the_ring, reset),
 		cmocka_unit_test_setup(test_places_run_out, reset),
