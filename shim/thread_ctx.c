@@ -14,6 +14,7 @@
 #include "shim_init.h"
 
 #include <sys/syscall.h>
+#include <unistd.h>
 
 __thread struct thread_ctx thread_ctx __attribute__((tls_model("initial-exec")));
 
