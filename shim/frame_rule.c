@@ -472,9 +472,9 @@ struct frame_rule frame_rule_find(const struct unwind_table *t, uintptr_t pc)
 		return unknown;
 	uint64_t begin, range;
 	if (!get_encoded(&c, cie.fde_encoding, true, 0, &begin) ||
-	    !get_encoded(&c, cie.fde_encoding & PE_FORMAT, false, 0, &range) || pc < begin ||
-	    pc - begin >= range)
-		return unknown;
+	    !get_encoded(&c, cie.fde_encoding & PE_FORMAT, false, 0, &range) || begin == 0 ||
+	    pc < begin || pc - begin >= range)
+		return unknown; /* a function at 0 would read as none */
 	if (cie.augmented)
 		skip(&c, get_uleb(&c));
 	if (c.bad)

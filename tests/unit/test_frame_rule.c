@@ -325,6 +325,32 @@ static void test_signal_frame(void **state)
 	free(img.mem);
 }
 
+/* An FDE whose function starts at address 0 (absolute pointers, the
+ * encoding of a CIE without 'R') and reaches the address asked about: a
+ * function of 0 reads as none, so the rule is unknown, signal frame or not. */
+static void test_fde_at_zero_refused(void **state)
+{
+	(void)state;
+	const char *const augs[] = {"", "S"};
+	for (size_t k = 0; k < 2; k++) {
+		struct image img;
+		image_start(&img);
+		size_t cie = add_cie(&img, augs[k], standard_cie, sizeof standard_cie);
+		size_t at = img.end;
+		put32(&img, 0);
+		put32(&img, (uint32_t)(img.end - cie));
+		uint64_t begin = 0, range = UINT64_MAX / 2;
+		put(&img, &begin, 8);
+		put(&img, &range, 8);
+		put_at32(&img, at, (uint32_t)(img.end - at - 4));
+		img.fde[0] = (uint32_t)at;
+		img.start[0] = CODE;
+		img.count = 1;
+		assert_int_equal(rule_at(&img, 4).kind, FRAME_UNKNOWN);
+		free(img.mem);
+	}
+}
+
 /* FDE addresses relative to a data base the rules do not have. */
 static void test_datarel_fde_refused(void **state)
 {
@@ -461,6 +487,7 @@ int main(void)
 		cmocka_unit_test(test_outermost),
 		cmocka_unit_test(test_refusals),
 		cmocka_unit_test(test_signal_frame),
+		cmocka_unit_test(test_fde_at_zero_refused),
 		cmocka_unit_test(test_datarel_fde_refused),
 		cmocka_unit_test(test_other_registers_ignored),
 		cmocka_unit_test(test_table_edges),
