@@ -4,13 +4,15 @@
  * A fork child maps every 64 KiB of libc's code it runs anew, at a page
  * fault each, and a starting process every 64 KiB it runs at all: the
  * shim's paths that fork children and starting processes take make their
- * few system calls here instead. A failure comes back as -errno; errno is
- * never touched. x86_64 only, as the shim is.
+ * few system calls here instead. Always inlined: a copy of its own would
+ * lie outside the code window or section its caller was put in (FORK_PATH,
+ * RESIDENT_LAST_CODE). A failure comes back as -errno; errno is never
+ * touched. x86_64 only, as the shim is.
  */
 #ifndef REQID_RAW_SYSCALL_H
 #define REQID_RAW_SYSCALL_H
 
-static inline long raw_syscall3(long nr, long a, long b, long c)
+static inline __attribute__((always_inline)) long raw_syscall3(long nr, long a, long b, long c)
 {
 	long ret;
 	__asm__ volatile("syscall"
@@ -20,7 +22,7 @@ static inline long raw_syscall3(long nr, long a, long b, long c)
 	return ret;
 }
 
-static inline long raw_syscall4(long nr, long a, long b, long c, long d)
+static inline __attribute__((always_inline)) long raw_syscall4(long nr, long a, long b, long c, long d)
 {
 	long ret;
 	register long r10 __asm__("r10") = d;

@@ -34,6 +34,8 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "raw_syscall.h"
+
 #define PAGE 4096u
 #define RANGES_MAX 4096
 #define PAGES_MAX (1u << 27) /* 512 GB of mappings noted at most */
@@ -357,15 +359,9 @@ static void drop(const struct mapping *m, uintptr_t start, uintptr_t end)
 
 void resident_return_own_code(void)
 {
-	for (unsigned i = 0; i < own_run_count; i++) {
-		long ret;
-		__asm__ volatile("syscall"
-				 : "=a"(ret)
-				 : "a"(SYS_madvise), "D"(own_runs[i].start),
-				   "S"(own_runs[i].end - own_runs[i].start), "d"(MADV_DONTNEED)
-				 : "rcx", "r11", "memory");
-		(void)ret;
-	}
+	for (unsigned i = 0; i < own_run_count; i++)
+		raw_syscall3(SYS_madvise, (long)own_runs[i].start,
+			     (long)(own_runs[i].end - own_runs[i].start), MADV_DONTNEED);
 	own_run_count = 0;
 }
 

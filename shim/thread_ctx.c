@@ -14,7 +14,6 @@
 #include "shim_init.h"
 
 #include <sys/syscall.h>
-#include <unistd.h>
 
 __thread struct thread_ctx thread_ctx __attribute__((tls_model("initial-exec")));
 
