@@ -44,9 +44,7 @@ serves errors.
 """
 import argparse
 import os
-import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -227,11 +225,7 @@ def stopped_faults(d, proc):
     if not shutil.which("perf"):
         benchlib.stop(proc)
         return None
-    server = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True,
-                            text=True).stdout.split()
-    os.kill(int(server[0]), signal.SIGTERM)
-    proc.wait(timeout=10)
-    return int(re.search(r"^(\d+),+page-faults", (d / "faults").read_text(), re.M).group(1))
+    return benchlib.perf_stop_faults(proc, d / "faults")
 
 
 def busybox_run(d, path, shimmed, seconds):

@@ -8,6 +8,7 @@ Python 3 standard library only.
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -103,6 +104,28 @@ def wait_port(port, proc, name, timeout=10.0):
         except OSError:
             time.sleep(0.02)
     raise RuntimeError("%s did not listen on %d within %.0f s" % (name, port, timeout))
+
+
+def perf_stop_faults(proc, counted, timeout=10.0):
+    """Stops a server run as `perf stat -x, -e page-faults -o counted --
+    SERVER`: SIGTERM to perf's child (the server; perf passes no signal
+    on), then the page faults perf counted for it and all its children,
+    those still finishing included."""
+    server = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True,
+                            text=True).stdout.split()
+    for pid in server[:1]:
+        os.kill(int(pid), signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        for pid in server[:1]:
+            os.kill(int(pid), signal.SIGKILL)
+        proc.kill()
+        proc.wait()
+    m = re.search(r"^(\d+),+page-faults", Path(counted).read_text(), re.M)
+    if not m:
+        raise RuntimeError("perf stat counted no page faults: %r" % Path(counted).read_text())
+    return int(m.group(1))
 
 
 def start(cmd, env, log, cwd=None):

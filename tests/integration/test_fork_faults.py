@@ -49,17 +49,14 @@ environment variable, and the one where the shim adds less is kept.
     python3 tests/integration/test_fork_faults.py [--requests N]
 """
 import argparse
-import re
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+import benchlib  # noqa: E402
 import harness  # noqa: E402
 
 LIMIT = 15.5
@@ -109,29 +106,16 @@ def busybox_faults(shim, requests, tmp, pad):
     root = Path(tmp) / "www"
     root.mkdir(exist_ok=True)
     (root / "index.html").write_text("<html><body>hello</body></html>\n")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = benchlib.free_port()
     counted = Path(tmp) / "faults"
     cmd = ["perf", "stat", "-x,", "-e", "page-faults", "-o", str(counted), "--", "setarch", "-R"]
     cmd += [str(harness.REQID), "run", "--"] if shim else []
     cmd += ["busybox", "httpd", "-f", "-vv", "-p", "127.0.0.1:%d" % port, "-h", str(root)]
-    env = {k: v for k, v in harness.os.environ.items()
-           if not k.startswith("REQID_") or k == "REQID_LIB"}
-    env["STACK_PLACEMENT"] = "x" * pad
-    with open(Path(tmp) / "busybox.log", "wb") as log:
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                env=env, start_new_session=True)
+    env = benchlib.clean_env({"STACK_PLACEMENT": "x" * pad})
+    proc = benchlib.start(cmd, env, Path(tmp) / "busybox.log")
     try:
-        deadline = time.monotonic() + 30
-        while True:  # no handshake: busybox says nothing when it listens
-            try:
-                socket.create_connection(("127.0.0.1", port), 1).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise harness.Failure("busybox httpd did not listen (exit %s)" % proc.poll())
-                time.sleep(0.02)
+        # no handshake: busybox says nothing when it listens
+        benchlib.wait_port(port, proc, "busybox httpd", timeout=30)
         for n in range(requests):
             target = b"/index.html?F%d" % n if n % 2 else b"/index.html"
             data = harness.exchange(port, b"GET %s HTTP/1.1\r\nHost: t\r\n"
@@ -139,21 +123,8 @@ def busybox_faults(shim, requests, tmp, pad):
             if not data.startswith(b"HTTP/1.") or b" 200 " not in data.split(b"\r\n")[0]:
                 raise harness.Failure("busybox request %d: bad response %r" % (n, data[:80]))
     finally:
-        # busybox (perf's child) ends on SIGTERM; perf then writes its
-        # count, children still finishing included.
-        server = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True,
-                                text=True).stdout.split()
-        for pid in server[:1]:
-            harness.os.kill(int(pid), signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            harness.os.killpg(proc.pid, 9)
-            proc.wait()
-    m = re.search(r"^(\d+),+page-faults", counted.read_text(), re.M)
-    if not m:
-        raise harness.Failure("perf stat counted no page faults: %r" % counted.read_text())
-    return int(m.group(1))
+        faults = benchlib.perf_stop_faults(proc, counted, timeout=30)
+    return faults
 
 
 def busybox_per_request(shim, requests, tmp, pad):
