@@ -36,7 +36,7 @@
 #define FD_LOW 65536u
 #endif
 _Static_assert(FD_LOW % FD_PAGE == 0 && FD_LOW <= FD_LIMIT, "FD_LOW ends a page");
-/* 512 entries of 96 bytes fill 12 pages exactly: no page holds entries
+/* 512 entries of 88 bytes fill 11 pages exactly: no page holds entries
  * and owed bytes both (a page of entries touches no owed bytes' page). */
 #define CONN_CHUNK 512
 
@@ -71,8 +71,8 @@ enum conn_kind {
 };
 
 /* busy first (a connection moving to another fd's entry takes everything
- * after it), then fields by size: 96 bytes, none of them padding (10,000
- * idle connections hold 0.9 MiB of them). What only a TLS connection's
+ * after it), then fields by size: 88 bytes, none of them padding (10,000
+ * idle connections hold 0.84 MiB of them). What only a TLS connection's
  * writes need is kept apart (struct conn_tls). */
 struct conn {
 	_Atomic uint32_t busy;
@@ -111,7 +111,7 @@ struct conn {
 	 * between heads (see http_parser.h) */
 	_Alignas(struct http_parser) unsigned char parsing[HTTP_PARSER_STATE_SIZE];
 };
-_Static_assert(sizeof(struct conn) == 96, "a connection's entry is 96 bytes");
+_Static_assert(sizeof(struct conn) == 88, "a connection's entry is 88 bytes");
 _Static_assert(CONN_CHUNK * sizeof(struct conn) % 4096 == 0, "a chunk's entries end a page");
 
 /* Whether the bytes written on c end exactly after a final response, or

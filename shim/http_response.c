@@ -57,6 +57,11 @@ enum response_state {
 
 enum { N_CONTENT_LENGTH = 1, N_TRANSFER_ENCODING = 2, N_HEADER = 4 };
 
+/* What the last Transfer-Encoding line said (coding): a response that has
+ * one is chunked if its last coding is, else runs until close, whatever its
+ * Content-Length (RFC 9112, 6.3). */
+enum { CODING_NONE, CODING_CHUNKED, CODING_OTHER };
+
 static const char version_prefix[] = "HTTP/1.";
 static const char content_length[] = "content-length";
 static const char transfer_encoding[] = "transfer-encoding";
@@ -109,7 +114,7 @@ FORK_PATH bool http_response_between(const struct http_response_parser *p)
 static void begin_response(struct http_response_parser *p)
 {
 	p->has_header = false;
-	p->chunked = false;
+	p->coding = CODING_NONE;
 	p->has_length = false;
 	p->status = 0;
 	p->remaining = 0;
@@ -334,8 +339,9 @@ static size_t coding_value(struct http_response_parser *p, const unsigned char *
 		coding_byte(p, s[i]);
 	if (end < n) {
 		size_t k = p->value_len;
-		p->chunked = k >= 7 && memcmp(p->value + k - 7, "chunked", 7) == 0 &&
-			     (k == 7 || p->value[k - 8] == ',');
+		bool chunked = k >= 7 && memcmp(p->value + k - 7, "chunked", 7) == 0 &&
+			       (k == 7 || p->value[k - 8] == ',');
+		p->coding = chunked ? CODING_CHUNKED : CODING_OTHER;
 	}
 	return end;
 }
@@ -349,11 +355,13 @@ static inline __attribute__((always_inline)) uint8_t after_headers(struct http_r
 	p->head_request = false;
 	if (head || p->status == 204 || p->status == 304)
 		return R_START;
-	if (p->chunked) {
+	if (p->coding == CODING_CHUNKED) {
 		p->remaining = 0;
 		p->token_len = 0;
 		return R_CHUNK_SIZE;
 	}
+	if (p->coding == CODING_OTHER)
+		return R_UNTIL_CLOSE;
 	if (p->has_length)
 		return p->remaining ? R_BODY : R_START;
 	return R_UNTIL_CLOSE;
@@ -900,7 +908,7 @@ usual_response(struct http_response_parser *p, const unsigned char *s, size_t i,
 	}
 	/* As step_start, step_reason and end_line leave it. */
 	p->has_header = false;
-	p->chunked = false;
+	p->coding = CODING_NONE;
 	p->has_length = false;
 	p->status = (uint16_t)(s[i + 9] * 100 + s[i + 10] * 10 + s[i + 11] - '0' * 111);
 	p->remaining = 0;

@@ -27,7 +27,8 @@ struct http_response_parser {
 	uint8_t after_lf;
 	bool head_request;      /* the request being answered is HEAD */
 	bool has_header;        /* this response already carries the header */
-	bool chunked;
+	uint8_t coding;         /* what its last Transfer-Encoding line said
+				   (http_response.c): none, chunked, other */
 	bool has_length;
 	uint8_t name_match;     /* bits: content-length, transfer-encoding, header */
 	uint16_t token_len;
@@ -37,11 +38,18 @@ struct http_response_parser {
 				   Transfer-Encoding's those in value[] */
 	bool value_bad;         /* this Content-Length value is no length */
 	bool value_spaced;      /* OWS came after its first byte */
-	char value[8];          /* Transfer-Encoding's value: its last 8 bytes
-				   but spaces (",chunked" decides) */
-	uint64_t remaining;     /* body or chunk bytes left; a Content-Length
-				   value while its digits come */
+	/* One word for both: a Transfer-Encoding line sets the framing
+	 * whatever Content-Length said (RFC 9112, 6.3), so a length is not
+	 * needed once one begins, and the coding is decided at its line's
+	 * end, before any body. */
+	union {
+		char value[8];      /* Transfer-Encoding's value: its last 8
+				       bytes but spaces (",chunked" decides) */
+		uint64_t remaining; /* body or chunk bytes left; a Content-Length
+				       value while its digits come */
+	};
 };
+_Static_assert(sizeof(struct http_response_parser) == 24, "a connection's response parser is 24 bytes");
 
 /* The name of the header the shim adds (any case, 1 to
  * RESPONSE_HEADER_NAME_MAX bytes), one for every parser: set before a

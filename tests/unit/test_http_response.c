@@ -548,6 +548,24 @@ static void test_until_close(void **state)
 		{ "0\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", false },
 	};
 	expect_parts(notchunked, 2, false, true);
+	/* A Transfer-Encoding line frames the response whatever its
+	 * Content-Length says, before or after it */
+	static const struct part length_then_coding[] = {
+		{ "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: gzip\r\n\r\nok", true },
+		{ "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", false },
+	};
+	expect_parts(length_then_coding, 2, false, true);
+	static const struct part coding_then_length[] = {
+		{ "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nContent-Length: 2\r\n\r\nok", true },
+		{ "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", false },
+	};
+	expect_parts(coding_then_length, 2, false, true);
+	static const struct part chunked_then_length[] = {
+		{ "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 100000\r\n\r\n"
+		  "2\r\nok\r\n0\r\n\r\n", true },
+		{ "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", true },
+	};
+	expect_parts(chunked_then_length, 2, false, false);
 	static const char r[] = "HTTP/1.1 200 OK\r\n\r\nbody";
 	size_t pts[MAXP];
 	init_default();
