@@ -115,15 +115,39 @@ UNIT_TABLES_test_log_order := shim/log_order.c
 UNIT_TABLES_test_call_chain := shim/call_chain.c shim/thread_count.c
 UNIT_LIBS_test_call_chain := -lunwind
 
-.SECONDEXPANSION:
-$(BUILD)/unit/%: tests/unit/%.c $(PURE_SRCS) $$(UNIT_TABLES_$$*) $(SHIM_HDRS) | $(BUILD)/unit
-	$(CC) $(CFLAGS) $(WARN) -D_GNU_SOURCE -Ishim -pthread -o $@ $< $(PURE_SRCS) \
-	  $(UNIT_TABLES_$*) -lcmocka -lxxhash $(UNIT_LIBS_$*)
+# Each kind of test build (plain, ASan+UBSan, TSan, libFuzzer) compiles a
+# shim source once, into $(BUILD)/obj-KIND/, and links that object into
+# every test program that names the source: not once per program.
+UNIT_CC := $(CC) $(CFLAGS) $(WARN) -D_GNU_SOURCE -Ishim -pthread
+ASAN_CC := $(CC) -O1 -g $(WARN) -fsanitize=address,undefined -fno-sanitize-recover=all \
+  -fno-omit-frame-pointer -D_GNU_SOURCE -Ishim -pthread
+TSAN_CC := $(CC) -O1 -g $(WARN) -Wno-tsan -fsanitize=thread -D_GNU_SOURCE -Ishim -pthread
+FUZZ_CC := clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+  -D_GNU_SOURCE -Ishim -pthread
+objs = $(patsubst shim/%.c,$(BUILD)/obj-$(1)/%.o,$(2))
+.SECONDARY: # the objects stay for the next test program, not deleted as intermediates
 
-$(BUILD)/unit-asan/%: tests/unit/%.c $(PURE_SRCS) $$(UNIT_TABLES_$$*) $(SHIM_HDRS) | $(BUILD)/unit-asan
-	$(CC) -O1 -g $(WARN) -fsanitize=address,undefined -fno-sanitize-recover=all \
-	  -fno-omit-frame-pointer -D_GNU_SOURCE -Ishim -pthread -o $@ $< $(PURE_SRCS) \
-	  $(UNIT_TABLES_$*) -lcmocka -lxxhash $(UNIT_LIBS_$*)
+$(BUILD)/obj-unit/%.o: shim/%.c $(SHIM_HDRS)
+	@mkdir -p $(@D)
+	$(UNIT_CC) -c -o $@ $<
+$(BUILD)/obj-asan/%.o: shim/%.c $(SHIM_HDRS)
+	@mkdir -p $(@D)
+	$(ASAN_CC) -c -o $@ $<
+$(BUILD)/obj-tsan/%.o: shim/%.c $(SHIM_HDRS)
+	@mkdir -p $(@D)
+	$(TSAN_CC) -c -o $@ $<
+$(BUILD)/obj-fuzz/%.o: shim/%.c $(SHIM_HDRS)
+	@mkdir -p $(@D)
+	$(FUZZ_CC) -c -o $@ $<
+
+.SECONDEXPANSION:
+$(BUILD)/unit/%: tests/unit/%.c $$(call objs,unit,$$(PURE_SRCS) $$(UNIT_TABLES_$$*)) $(SHIM_HDRS) | $(BUILD)/unit
+	$(UNIT_CC) -o $@ $< $(call objs,unit,$(PURE_SRCS) $(UNIT_TABLES_$*)) \
+	  -lcmocka -lxxhash $(UNIT_LIBS_$*)
+
+$(BUILD)/unit-asan/%: tests/unit/%.c $$(call objs,asan,$$(PURE_SRCS) $$(UNIT_TABLES_$$*)) $(SHIM_HDRS) | $(BUILD)/unit-asan
+	$(ASAN_CC) -o $@ $< $(call objs,asan,$(PURE_SRCS) $(UNIT_TABLES_$*)) \
+	  -lcmocka -lxxhash $(UNIT_LIBS_$*)
 
 # Unit tests whose stress cases hammer a lock-free table from many threads
 # (the request table's seqlocked rings; the connection table's entries,
@@ -131,9 +155,9 @@ $(BUILD)/unit-asan/%: tests/unit/%.c $(PURE_SRCS) $$(UNIT_TABLES_$$*) $(SHIM_HDR
 # chains' shared cache of frame rules), under ThreadSanitizer (it does not
 # model fences: -Wno-tsan).
 TSAN_TESTS := test_request_table test_conn_table test_log_slots test_call_chain test_log_order
-$(BUILD)/unit-tsan/%: tests/unit/%.c $(PURE_SRCS) $$(UNIT_TABLES_$$*) $(SHIM_HDRS) | $(BUILD)/unit-tsan
-	$(CC) -O1 -g $(WARN) -Wno-tsan -fsanitize=thread -D_GNU_SOURCE -Ishim -pthread -o $@ $< \
-	  $(PURE_SRCS) $(UNIT_TABLES_$*) -lcmocka -lxxhash $(UNIT_LIBS_$*)
+$(BUILD)/unit-tsan/%: tests/unit/%.c $$(call objs,tsan,$$(PURE_SRCS) $$(UNIT_TABLES_$$*)) $(SHIM_HDRS) | $(BUILD)/unit-tsan
+	$(TSAN_CC) -o $@ $< $(call objs,tsan,$(PURE_SRCS) $(UNIT_TABLES_$*)) \
+	  -lcmocka -lxxhash $(UNIT_LIBS_$*)
 
 servers: $(addprefix $(BUILD)/servers/,$(SERVERS))
 
@@ -188,10 +212,9 @@ integration: deps $(BUILD)/libreqid.so $(BUILD)/libreqid-fdpages.so $(BUILD)/req
 # libFuzzer targets over the pure logic, with ASan and UBSan.
 # Fuzzers link the pure sources, and the shim's parts a target names.
 FUZZ_PARTS_fuzz_line_assembly := shim/log_writer.c shim/log_output.c shim/request_table.c shim/log_order.c
-$(BUILD)/fuzz/%: tests/fuzz/%.c $(PURE_SRCS) $$(FUZZ_PARTS_$$*) $(SHIM_HDRS)
+$(BUILD)/fuzz/%: tests/fuzz/%.c $$(call objs,fuzz,$$(PURE_SRCS) $$(FUZZ_PARTS_$$*)) $(SHIM_HDRS)
 	@mkdir -p $(BUILD)/fuzz
-	clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
-	  -D_GNU_SOURCE -Ishim -pthread -o $@ $< $(PURE_SRCS) $(FUZZ_PARTS_$*) -lxxhash
+	$(FUZZ_CC) -o $@ $< $(call objs,fuzz,$(PURE_SRCS) $(FUZZ_PARTS_$*)) -lxxhash
 
 # A fixed number of runs from the seed corpus: part of `make test`.
 fuzz-smoke: deps $(addprefix $(BUILD)/fuzz/,$(FUZZERS))
@@ -254,7 +277,13 @@ realtest: deps $(BUILD)/libreqid.so
 	python3 tests/realservers/test_forged_headers.py
 	python3 tests/realservers/test_rewritten_lines.py
 
+# Every program the tests run is built first, as many at once as there are
+# processors; the tests then run one at a time.
+TEST_PROGRAMS := $(BUILD)/libreqid.so $(BUILD)/libreqid-fdpages.so $(BUILD)/reqid-inject servers \
+  $(addprefix $(BUILD)/unit/,$(UNIT_TESTS)) $(addprefix $(BUILD)/unit-asan/,$(UNIT_TESTS)) \
+  $(addprefix $(BUILD)/unit-tsan/,$(TSAN_TESTS)) $(addprefix $(BUILD)/fuzz/,$(FUZZERS))
 test: deps
+	$(MAKE) -j$$(nproc) $(TEST_PROGRAMS)
 	$(MAKE) unit unit-asan unit-tsan fuzz-smoke integration realtest
 
 demo: deps $(BUILD)/libreqid.so servers
