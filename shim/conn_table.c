@@ -920,17 +920,17 @@ static FORK_PATH void feed(struct conn *c, const void *buf, size_t n)
 	struct http_parser p;
 	memcpy(&p, c->parsing, sizeof(c->parsing));
 	p.matcher = &shim.matcher;
+	/* Outside a head the first line, if it fails, begins in buf. */
+	bool line_here = !http_parser_in_head(&p);
 	if (c->head_slot) {
 		memcpy((char *)&p + HTTP_PARSER_STATE_SIZE, head_store_text(c->head_slot),
 		       HTTP_PARSER_TEXT_SIZE);
-	} else if (http_parser_in_head(&p)) {
+	} else if (!line_here) {
 		/* Inside a head whose text went with the entry (a read that
 		 * found the entry before its fd closed): the stream is lost. */
 		lose_stream(c);
 		return;
 	}
-	/* Outside a head the first line, if it fails, begins in buf. */
-	bool line_here = !http_parser_in_head(&p);
 	struct http_feed_result r;
 	http_parser_feed(&p, buf, n, &r);
 	memcpy(c->parsing, &p, sizeof(c->parsing));

@@ -35,27 +35,7 @@ enum {
 	METHOD_MAX = 32,
 };
 
-enum parser_state {
-	S_START,          /* before a request line; empty lines skipped */
-	/* S_METHOD to S_HEADER_VALUE: inside a head (http_parser_in_head) */
-	S_METHOD,
-	S_TARGET,
-	S_VERSION,        /* token_len counts matched bytes of "HTTP/1.x" */
-	S_EXPECT_LF,      /* after CR: LF, then after_lf */
-	S_HEADER_START,
-	S_HEADER_NAME,
-	S_HEADER_VALUE,
-	S_BODY,
-	S_CHUNK_SIZE,
-	S_CHUNK_EXT,
-	S_CHUNK_DATA,
-	S_CHUNK_DATA_END, /* CRLF after chunk data */
-	S_TRAILER_START,
-	S_TRAILER_LINE,
-	S_TUNNEL,         /* after CONNECT: the rest is not HTTP requests */
-	S_NOT_HTTP,
-	S_DESYNC,
-};
+/* enum parser_state: http_parser.h (http_parser_in_head reads it). */
 
 static const char connect_method[] = "CONNECT";
 
@@ -246,14 +226,6 @@ size_t http_proxy_header_len(const char *buf, size_t len)
 		return 0;
 	size_t total = V2_FIXED + ((size_t)(unsigned char)buf[14] << 8 | (unsigned char)buf[15]);
 	return len >= total ? total : SIZE_MAX;
-}
-
-FORK_PATH bool http_parser_in_head(const struct http_parser *p)
-{
-	/* A CR ending the request line or a header line waits for its LF;
-	 * the blank line's CR already reported the head (end_headers). */
-	uint8_t s = p->state == S_EXPECT_LF ? p->after_lf : p->state;
-	return s >= S_METHOD && s <= S_HEADER_VALUE;
 }
 
 /* ---- scanning --------------------------------------------------------- */

@@ -118,9 +118,39 @@ struct http_parser {
 #define HTTP_PARSER_STATE_SIZE offsetof(struct http_parser, content_length)
 #define HTTP_PARSER_TEXT_SIZE (offsetof(struct http_parser, matcher) - HTTP_PARSER_STATE_SIZE)
 
+/* The parser's states (http_parser.c). */
+enum parser_state {
+	S_START,          /* before a request line; empty lines skipped */
+	/* S_METHOD to S_HEADER_VALUE: inside a head (http_parser_in_head) */
+	S_METHOD,
+	S_TARGET,
+	S_VERSION,        /* token_len counts matched bytes of "HTTP/1.x" */
+	S_EXPECT_LF,      /* after CR: LF, then after_lf */
+	S_HEADER_START,
+	S_HEADER_NAME,
+	S_HEADER_VALUE,
+	S_BODY,
+	S_CHUNK_SIZE,
+	S_CHUNK_EXT,
+	S_CHUNK_DATA,
+	S_CHUNK_DATA_END, /* CRLF after chunk data */
+	S_TRAILER_START,
+	S_TRAILER_LINE,
+	S_TUNNEL,         /* after CONNECT: the rest is not HTTP requests */
+	S_NOT_HTTP,
+	S_DESYNC,
+};
+
 /* True while p is inside a request head (from a request line's first byte
- * to the end of its header block): its text matters to the next feed. */
-bool http_parser_in_head(const struct http_parser *p);
+ * to the end of its header block): its text matters to the next feed.
+ * Inline: every read of a connection asks it, more than once. */
+static inline bool http_parser_in_head(const struct http_parser *p)
+{
+	/* A CR ending the request line or a header line waits for its LF;
+	 * the blank line's CR already reported the head (end_headers). */
+	uint8_t s = p->state == S_EXPECT_LF ? p->after_lf : p->state;
+	return s >= S_METHOD && s <= S_HEADER_VALUE;
+}
 
 /* What one call to http_parser_feed saw. */
 struct http_feed_result {
