@@ -53,17 +53,19 @@ static void plan(const struct http_response_parser *p, const struct iovec *iov, 
 }
 
 /* "Name: id\r\n" for the connection's current request; 0 if it has none. */
-static FORK_PATH size_t header_text(int fd, char *out)
+static FORK_PATH size_t header_text(int fd, char out[CONN_OWED_MAX])
 {
-	char id[REQUEST_ID_MAX];
-	size_t id_len = request_table_get(conn_request(fd), id);
+	_Static_assert(CONFIG_MAX_HEADER_NAME + 2 + REQUEST_ID_MAX + 2 <= CONN_OWED_MAX,
+		       "the id is copied to its place after any name");
+	size_t n = shim.config.response_header_len;
+	/* The id straight to its place (request_table_get may write up to
+	 * REQUEST_ID_MAX bytes there; the name and ": " go before it). */
+	size_t id_len = request_table_get(conn_request(fd), out + n + 2);
 	if (id_len == 0)
 		return 0;
-	size_t n = shim.config.response_header_len;
 	memcpy(out, shim.config.response_header, n);
 	out[n++] = ':';
 	out[n++] = ' ';
-	memcpy(out + n, id, id_len);
 	n += id_len;
 	out[n++] = '\r';
 	out[n++] = '\n';
