@@ -580,6 +580,15 @@ static bool writer_line(struct writer *w, uint64_t request, const char *line, si
 	return emit_line(w, request, line, len, newline, input, false) == EMIT_DONE;
 }
 
+/* emit_line of a complete line, its newline had, for consume's other
+ * paths than the usual one (several lines, a line without a slot to keep
+ * it): one copy of it, not one in consume for each. */
+static FORK_PATH __attribute__((noinline)) enum emitted
+emit_line_apart(struct writer *w, uint64_t request, const char *line, size_t len, size_t input)
+{
+	return emit_line(w, request, line, len, true, input, false);
+}
+
 /* The id the line w emitted last went out with (0: none, or it went out as
  * it came), for its audit record. */
 static uint64_t emitted_id(const struct writer *w)
@@ -1032,8 +1041,8 @@ static bool consume(struct writer *w, const char *buf, size_t n)
 				 * line of its own, and its rest will too. */
 				struct line_verdict v;
 				judge(thread_ctx.request, &v);
-				if (emit_line(w, v.kind == EMIT ? v.request : 0, buf + pos, seg, true,
-					      seg, false) != EMIT_DONE)
+				if (emit_line_apart(w, v.kind == EMIT ? v.request : 0, buf + pos, seg,
+						    seg) != EMIT_DONE)
 					return false;
 				if (unlikely(shim.audit))
 					audit_now(w, false, buf + pos, seg);
@@ -1117,7 +1126,7 @@ static bool consume(struct writer *w, const char *buf, size_t n)
 			}
 			request = 0; /* cannot hold it: it goes out without an id */
 		}
-		if (emit_line(w, request, buf + pos, seg - 1, true, seg, false) != EMIT_DONE)
+		if (emit_line_apart(w, request, buf + pos, seg - 1, seg) != EMIT_DONE)
 			return false;
 		if (unlikely(shim.audit))
 			audit_now(w, batch, buf + pos, seg - 1);
