@@ -480,9 +480,9 @@ enum request_part {
  * when the id is the trace-id) and, with COPY_ID or COPY_LINE, the start of
  * its slot's text into text, in whole words; false if the slot holds
  * another request's. */
-static FORK_PATH bool
-request_copy(uint64_t serial, struct request_head *h, char text[REQUEST_INLINE_TEXT],
-	     unsigned parts)
+static inline __attribute__((always_inline)) bool
+request_copy_in(uint64_t serial, struct request_head *h, char text[REQUEST_INLINE_TEXT],
+		unsigned parts)
 {
 	const struct request_slot *s = slot_of(serial);
 
@@ -499,6 +499,13 @@ request_copy(uint64_t serial, struct request_head *h, char text[REQUEST_INLINE_T
 	}
 	atomic_thread_fence(memory_order_acquire);
 	return atomic_load_explicit(&s->serial, memory_order_relaxed) == serial;
+}
+
+static FORK_PATH bool
+request_copy(uint64_t serial, struct request_head *h, char text[REQUEST_INLINE_TEXT],
+	     unsigned parts)
+{
+	return request_copy_in(serial, h, text, parts);
 }
 
 /* Whether the long slot of request serial holds its text. */
@@ -531,7 +538,8 @@ FORK_PATH size_t request_table_get(uint64_t serial, char out[REQUEST_ID_MAX])
 {
 	struct request_head h;
 
-	if (!request_copy(serial, &h, out, COPY_ID) || !request_whole(serial, &h))
+	/* Every line and every response header asks: the copy compiled in. */
+	if (!request_copy_in(serial, &h, out, COPY_ID) || !request_whole(serial, &h))
 		return 0;
 	if (h.kind & REQUEST_ID_IS_TRACE_ID) {
 		memcpy(out, h.trace.trace_id, sizeof(h.trace.trace_id));
