@@ -45,6 +45,26 @@ static int build(const struct owed_bytes *owed, const struct iovec *iov, int iov
 		 const struct insertion *ins, struct iovec *out, uint8_t *kind, size_t *app,
 		 size_t *all)
 {
+	if (iovcnt == 1 && ins->count == 1 && *owed->len == 0 && ins->at[0] <= iov[0].iov_len) {
+		/* The usual write: one buffer, the header at one point in it
+		 * (the pieces the loop below makes of it). */
+		char *b = iov[0].iov_base;
+		size_t len = iov[0].iov_len, cut = ins->at[0];
+		int n = 0;
+		if (cut > 0) {
+			out[n] = (struct iovec){b, cut};
+			kind[n++] = APP;
+		}
+		out[n] = (struct iovec){(void *)ins->text[0], ins->len[0]};
+		kind[n++] = ADDED;
+		if (len > cut) {
+			out[n] = (struct iovec){b + cut, len - cut};
+			kind[n++] = APP;
+		}
+		*app = len;
+		*all = len + ins->len[0];
+		return n;
+	}
 	int n = 0;
 	size_t extra = *owed->len;
 	if (*owed->len) {
