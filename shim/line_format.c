@@ -491,6 +491,11 @@ put_field(char *o, const char *start, const struct line_style *style,
 FORK_PATH size_t line_fields(const struct line_style *style, const char *id, size_t id_len,
 			     const struct trace_ctx *trace, char out[LINE_FIELDS_MAX])
 {
+	if (style->field_count == 1 && style->fields[0] == FIELD_REQUEST_ID)
+		/* The usual fields: the id alone. */
+		return id_len ? (size_t)(put_field(out, out, style, style->field, style->field_len,
+						   id, id_len) - out)
+			      : 0;
 	char *o = out;
 	for (uint8_t i = 0; i < style->field_count; i++) {
 		switch (style->fields[i]) {
