@@ -110,11 +110,6 @@ static void hex_encode_16(const uint8_t bytes[16], char out[32])
 	}
 }
 
-FORK_PATH uint64_t id_reserve(struct id_generator *gen, unsigned count)
-{
-	return atomic_fetch_add_explicit(&gen->counter, count, memory_order_relaxed);
-}
-
 FORK_PATH void
 id_generate_at(const struct id_generator *gen, uint64_t n, char out[GENERATED_ID_LEN])
 {

@@ -41,7 +41,7 @@ trace_plan_start(struct trace_plan *p, const struct traceparent *inbound, const 
 	if (inbound) {
 		memcpy(p->trace_id, inbound->trace_id, sizeof(p->trace_id));
 		p->flags = inbound->flags & TRACE_FLAGS_KNOWN;
-	} else if (request_id_is_trace_id(id, id_len)) {
+	} else if (id_len == GENERATED_ID_LEN && request_id_is_trace_id(id, id_len)) {
 		memcpy(p->trace_id, id, sizeof(p->trace_id));
 		p->flags = TRACE_FLAG_SAMPLED | (id_generated ? TRACE_FLAG_RANDOM : 0);
 	} else {
