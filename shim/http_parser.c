@@ -825,16 +825,25 @@ static bool take_value(struct http_parser *p, const unsigned char *b, size_t n)
 		capture_add(p, b, n);
 		return capture_end(p);
 	}
+	uint8_t idx = p->capture;
+	if (idx >= M_FIRST_ID) {
+		/* An id: kept (keep_id) straight from the buffer. The value
+		 * the steps would leave is read by nothing once its line ends
+		 * (header_line_done; take_lines takes the whole line). */
+		p->capture = RANK_NONE;
+		size_t len = end - start;
+		if (idx - M_FIRST_ID < p->best_rank && request_id_is_valid((const char *)b + start, len)) {
+			p->best_rank = (uint8_t)(idx - M_FIRST_ID);
+			p->best_len = (uint8_t)len;
+			copy_bytes(p->best, b + start, len);
+		}
+		return true;
+	}
 	/* The bytes value_add copies: trailing OWS too, as far as it fits. */
 	copy_bytes(p->value, b + start,
 		   n - start < sizeof(p->value) ? n - start : sizeof(p->value));
 	p->value_len = (uint8_t)(end - start);
-	uint8_t idx = p->capture;
-	if (idx < M_FIRST_ID)
-		return finish_value(p);
-	p->capture = RANK_NONE;
-	keep_id(p, (uint8_t)(idx - M_FIRST_ID));
-	return true;
+	return finish_value(p);
 }
 
 /* The CR or LF at s[i] ends a line; next is the state after it. A CR waits
