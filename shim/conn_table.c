@@ -1074,7 +1074,13 @@ FORK_PATH enum conn_read conn_on_read(int fd, uint8_t generation, const void *bu
 		}
 	}
 	c->began = true;
-	parse_read(c, buf, iov, n, 0);
+	/* The usual read: one buffer of a connection followed from its start,
+	 * fed as parse_read feeds it, without the call. */
+	if (iov == NULL && c->kind == CONN_HTTP &&
+	    atomic_load_explicit(&c->join, memory_order_acquire) == JOIN_NONE)
+		feed(c, buf, n);
+	else
+		parse_read(c, buf, iov, n, 0);
 	conn_unlock(c);
 	return CONN_READ_PARSED;
 }
