@@ -241,7 +241,7 @@ static FORK_PATH void order_answered(struct conn *c, uint64_t serial)
 		answered_rebuilt(serial, logging, counted);
 }
 
-static FORK_PATH void set_request(struct conn *c, uint64_t serial)
+static inline __attribute__((always_inline)) void set_request_in(struct conn *c, uint64_t serial)
 {
 	end_request(c);
 	unpin_request(c);
@@ -254,6 +254,11 @@ static FORK_PATH void set_request(struct conn *c, uint64_t serial)
 	__atomic_store_n(&c->request, serial, __ATOMIC_RELAXED);
 	if (atomic_load_explicit(&c->certain_reader, memory_order_relaxed))
 		atomic_store_explicit(&c->certain_reader, 0, memory_order_relaxed);
+}
+
+static FORK_PATH void set_request(struct conn *c, uint64_t serial)
+{
+	set_request_in(c, serial);
 }
 
 /* c (locked) no longer needs the text of a head. */
@@ -776,7 +781,7 @@ static FORK_PATH void start_request(struct conn *c, const struct http_feed_resul
 					    inbound ? r->tracestate_len : 0, &pin);
 	if (unlikely(shim.audit) && serial)
 		audit_request_started(serial, id, len);
-	set_request(c, serial);
+	set_request_in(c, serial); /* every request: compiled in */
 	/* An exchange: a pin a close on another thread left behind (stored
 	 * after its set_request) goes back here, not never. */
 	uint16_t left = atomic_exchange_explicit(&c->pinned, (uint16_t)pin, memory_order_relaxed);
@@ -847,7 +852,7 @@ static void apply(struct conn *c, const struct http_feed_result *r, bool h2)
 		}
 		c->head_pending = true;
 		atomic_store_explicit(&c->responded, false, memory_order_relaxed);
-		set_request(c, 0);
+		set_request_in(c, 0); /* every request: compiled in */
 	}
 	if (r->headers_completed && c->head_pending) {
 		/* Exactly one request began and it is the one whose head ended. */
@@ -1173,7 +1178,7 @@ static FORK_PATH bool response_ended(const struct conn *c)
  * round to it; once the response has ended (or is not followed), the
  * request takes its place in the order the server writes its access lines
  * in (log_order.h): a server logs a request after its response. */
-static FORK_PATH int32_t answered(struct conn *c)
+static inline __attribute__((always_inline)) int32_t answered_in(struct conn *c)
 {
 	uint64_t request = __atomic_load_n(&c->request, __ATOMIC_RELAXED);
 	int32_t reader = 0;
@@ -1191,6 +1196,11 @@ static FORK_PATH int32_t answered(struct conn *c)
 	return reader;
 }
 
+static FORK_PATH int32_t answered(struct conn *c)
+{
+	return answered_in(c);
+}
+
 int32_t conn_on_tls_write(int fd)
 {
 	return answered(conn_of(fd));
@@ -1202,6 +1212,6 @@ FORK_PATH bool conn_on_write(int fd, int32_t *began)
 	*began = 0;
 	if (atomic_load_explicit(&c->tls, memory_order_relaxed))
 		return true;
-	*began = answered(c);
+	*began = answered_in(c); /* every response's write: compiled in */
 	return false;
 }
