@@ -402,6 +402,14 @@ static inline bool writer_flush(struct writer *w)
 	return ok;
 }
 
+/* writer_flush for consume's rarer paths (an unfinished line, one that
+ * completes a partial line, a held one): one copy, not one in consume for
+ * each. */
+static FORK_PATH __attribute__((noinline)) bool writer_flush_apart(struct writer *w)
+{
+	return writer_flush(w);
+}
+
 static bool writer_raw(struct writer *w, const char *b, size_t n);
 
 /* For a syslog message, the part kept before the enriched text: "<pri>"
@@ -1032,7 +1040,7 @@ static bool consume(struct writer *w, const char *buf, size_t n)
 			/* Its bytes count as written now: the staged lines
 			 * before them go out first, so that a failed write
 			 * never counts later bytes and not earlier ones. */
-			if (!writer_flush(w))
+			if (!writer_flush_apart(w))
 				return false;
 			if (!s)
 				s = w->slot = claim_slot(w->sink);
@@ -1077,7 +1085,7 @@ static bool consume(struct writer *w, const char *buf, size_t n)
 			keep_order(s, &v);
 			request = v.request;
 			if (v.kind != EMIT) {
-				if (!writer_flush(w)) { /* as for an unfinished line */
+				if (!writer_flush_apart(w)) { /* as for an unfinished line */
 					s->len = before;
 					return false;
 				}
@@ -1085,7 +1093,7 @@ static bool consume(struct writer *w, const char *buf, size_t n)
 				w->committed += seg;
 				cap_held(w, s);
 			} else {
-				if (!writer_line(w, request, line, len, true, seg) || !writer_flush(w)) {
+				if (!writer_line(w, request, line, len, true, seg) || !writer_flush_apart(w)) {
 					s->len = before;
 					return false;
 				}
@@ -1108,7 +1116,7 @@ static bool consume(struct writer *w, const char *buf, size_t n)
 		request = v.request;
 		if (v.kind != EMIT && seg < UINT32_MAX) {
 			static const struct held_record blank;
-			if (!writer_flush(w)) /* as for an unfinished line */
+			if (!writer_flush_apart(w)) /* as for an unfinished line */
 				return false;
 			if (!s)
 				s = w->slot = claim_slot(w->sink);
