@@ -715,8 +715,8 @@ static inline bool version_slash(const unsigned char *b, size_t j, size_t n)
  * header quotes what looks like another request's line. A block at a
  * time, the last one moved back to end at n (its slashes seen twice change
  * nothing). */
-static FORK_PATH __attribute__((noinline)) bool lines_name_version(const unsigned char *b,
-								    size_t n)
+static inline __attribute__((always_inline)) bool
+lines_name_version(const unsigned char *b, size_t n)
 {
 	if (n < 16) {
 		for (size_t j = 0; j < n; j++)
