@@ -51,6 +51,7 @@ import json
 import os
 import re
 import shutil
+import select
 import signal
 import socket
 import subprocess
@@ -1329,11 +1330,14 @@ def switch(sig, frame):
     forking = sig == signal.SIGUSR2
 signal.signal(signal.SIGUSR1, switch)
 signal.signal(signal.SIGUSR2, switch)
+# A signal taken between the word and its note is seen at the next turn:
+# the word said is the one noted.
 left, said = 0, None
 while True:
-    if forking != said:
-        print("ready" if said is None else "forking" if forking else "stopped", flush=True)
-        said, left = forking, 100
+    now = forking
+    if now != said:
+        print("ready" if said is None else "forking" if now else "stopped", flush=True)
+        said, left = now, 100
     if forking and left:
         if os.fork() == 0:
             while True:
@@ -1375,7 +1379,9 @@ def check_forks(failures):
         return out
 
     def said(proc):
-        """The master's next word."""
+        """The master's next word, "" if it says none within 60 s."""
+        if not select.select([proc.stdout], [], [], 60)[0]:
+            return ""
         return harness.line_text(proc.stdout.readline())
 
     with tempfile.TemporaryDirectory(prefix="reqid-attach-forks-") as tmp:
