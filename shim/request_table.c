@@ -26,7 +26,6 @@
  */
 #include "request_table.h"
 
-#include <emmintrin.h>
 #include <stdatomic.h>
 #include <string.h>
 #include <xxhash.h>
@@ -34,6 +33,7 @@
 #include "fork_hot.h"
 #include "map_once.h"
 #include "seq_copy.h"
+#include "short_copy.h"
 
 #define REQUEST_TRACED 0x01
 #define REQUEST_ID_IS_TRACE_ID 0x02 /* the id is the trace-id: not in text */
@@ -352,37 +352,6 @@ static __attribute__((noinline)) void tracestate_add(uint64_t serial, const char
 
 /* The bytes of text before the request line: the id, unless it is the
  * trace-id. */
-/* memcpy of n bytes, without a call up to 32 (an id, a request line
- * usually): head and tail loads that may overlap. */
-static inline __attribute__((always_inline)) void copy_in(char *restrict d,
-							  const char *restrict s, size_t n)
-{
-	if (n > 32) {
-		memcpy(d, s, n);
-	} else if (n >= 16) {
-		__m128i head = _mm_loadu_si128((const __m128i *)s);
-		__m128i tail = _mm_loadu_si128((const __m128i *)(s + n - 16));
-		_mm_storeu_si128((__m128i *)d, head);
-		_mm_storeu_si128((__m128i *)(d + n - 16), tail);
-	} else if (n >= 8) {
-		uint64_t head, tail;
-		memcpy(&head, s, 8);
-		memcpy(&tail, s + n - 8, 8);
-		memcpy(d, &head, 8);
-		memcpy(d + n - 8, &tail, 8);
-	} else if (n >= 4) {
-		uint32_t head, tail;
-		memcpy(&head, s, 4);
-		memcpy(&tail, s + n - 4, 4);
-		memcpy(d, &head, 4);
-		memcpy(d + n - 4, &tail, 4);
-	} else if (n > 0) {
-		d[0] = s[0];
-		d[n / 2] = s[n / 2];
-		d[n - 1] = s[n - 1];
-	}
-}
-
 static size_t id_text_len(const struct request_head *h)
 {
 	return h->kind & REQUEST_ID_IS_TRACE_ID ? 0 : h->id_len;
@@ -474,8 +443,8 @@ request_table_add(const char *id, size_t len, const char *line, size_t line_len,
 		/* The text, put together here and stored in whole words. */
 		char text[sizeof(l->text) + 8] __attribute__((aligned(8)));
 		size_t n = id_text + line_len, words = (n + 7) & ~(size_t)7;
-		copy_in(text, id, id_text);
-		copy_in(text + id_text, line, line_len);
+		copy_bytes(text, id, id_text);
+		copy_bytes(text + id_text, line, line_len);
 		memset(text + n, 0, 8); /* the last word's tail */
 		seq_store(long_text ? l->text : s->text, text, words);
 		if (pin)
