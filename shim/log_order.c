@@ -38,7 +38,7 @@ struct log_place {
 	int32_t quiet;        /* lines taken in order since the last that was
 				 not, less one for each hole since (at most
 				 ORDER_QUIET) */
-	bool flushed;         /* its lines are a buffer's (log_order_line_in) */
+	bool flushed;         /* its lines are a buffer's (log_order_line) */
 };
 
 /* Positions handed out; written by every answered request: FORK_HOT. */
@@ -194,13 +194,7 @@ static void place_slide(struct log_place *pl, uint64_t n)
 	pl->base += n;
 }
 
-uint64_t log_order_line(int fd, uint32_t buckets)
-{
-	bool flushed;
-	return log_order_line_in(fd, buckets, false, &flushed);
-}
-
-uint64_t log_order_line_in(int fd, uint32_t buckets, bool buffer, bool *flushed)
+uint64_t log_order_line(int fd, uint32_t buckets, bool buffer, bool *flushed)
 {
 	*flushed = false;
 	struct log_place *pl = fd >= 0 ? place_take(fd, false) : NULL;

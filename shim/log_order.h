@@ -68,11 +68,8 @@ void log_order_log_opened(int fd) __attribute__((visibility("hidden")));
 /* A line written to log descriptor fd quotes a request line with buckets
  * (0: one too long to be kept, which matches a request with no line
  * counted): counts it, and returns the serial of the request it is placed
- * at; 0 if it is not placed. */
-uint64_t log_order_line(int fd, uint32_t buckets) __attribute__((visibility("hidden")));
-
-/* log_order_line, for a line that buffer says is the second of one write
- * to quote a request line: a server writes one access line per request,
+ * at; 0 if it is not placed. buffer: the line is the second of one write
+ * to quote a request line. A server writes one access line per request,
  * as it answers it, so a write of two is a buffer's flush (Apache's
  * BufferedLogs, nginx's buffer=, lighttpd). *flushed says whether fd's
  * lines were ever shown so to be a buffer's: from then on, a flush of a
@@ -80,7 +77,7 @@ uint64_t log_order_line(int fd, uint32_t buckets) __attribute__((visibility("hid
  * 4 KiB) is one too, written by whichever thread fills the buffer next,
  * and its line gets an id only where naming and the order agree. A place
  * made afresh (the descriptor opened again) starts unshown. */
-uint64_t log_order_line_in(int fd, uint32_t buckets, bool buffer, bool *flushed)
+uint64_t log_order_line(int fd, uint32_t buckets, bool buffer, bool *flushed)
 	__attribute__((visibility("hidden")));
 
 /* At detach: the ring and the places are emptied, their pages given back. */

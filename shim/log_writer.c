@@ -520,10 +520,10 @@ static __attribute__((noinline)) size_t quoted_line(struct writer *w, uint64_t r
 	if (!request_line_quoted(line, len, &quoted))
 		return n;
 	bool flushed;
-	uint64_t placed = log_order_line_in(w->sink->fd, quoted, w->batch && ++w->quoted_lines == 2,
+	uint64_t placed = log_order_line(w->sink->fd, quoted, w->batch && ++w->quoted_lines == 2,
 					    &flushed);
 	uint64_t named = quoted ? request_named_with(line, len, quoted) : 0;
-	/* A buffer's line, whoever writes it (log_order_line_in): as a
+	/* A buffer's line, whoever writes it (log_order_line): as a
 	 * batch's, named only where its place agrees. */
 	if (unlikely(flushed)) {
 		uint64_t id = named && placed == named ? named : 0;

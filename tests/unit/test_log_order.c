@@ -59,11 +59,18 @@ static void answer(unsigned first, unsigned count)
 		log_order_answered(serial_of(n), buckets_of(n), 0);
 }
 
+/* log_order_line of a line no write showed to be a buffer's. */
+static uint64_t line_placed(int fd, uint32_t buckets)
+{
+	bool flushed;
+	return log_order_line(fd, buckets, false, &flushed);
+}
+
 /* A line on fd quoting a line with buckets, of request own: 1 if it was
  * placed (at own), 0 if not. */
 static unsigned placed_at(int fd, uint32_t buckets, uint64_t own)
 {
-	uint64_t at = log_order_line(fd, buckets);
+	uint64_t at = line_placed(fd, buckets);
 	if (at)
 		assert_int_equal(at, own);
 	return at != 0;
@@ -99,7 +106,7 @@ static void test_same_line_for_every_request(void **state)
 	for (unsigned n = 0; n < 50; n++)
 		log_order_answered(serial_of(n), 0x777, 0);
 	for (unsigned n = 0; n < 50; n++)
-		assert_int_equal(log_order_line(FD, 0x777), n < FIRST ? 0 : serial_of(n));
+		assert_int_equal(line_placed(FD, 0x777), n < FIRST ? 0 : serial_of(n));
 }
 
 /* Pairs of requests: a rewritten one (its own line R, its logged line the
@@ -121,7 +128,7 @@ static unsigned rewritten_pairs(unsigned k, bool rewritten_first, unsigned round
 			for (unsigned c = 0; c < k; c++) {
 				unsigned target = base + 2 * c + 1;
 				if (rewritten)
-					assert_int_equal(log_order_line(FD, buckets_of(target)), 0);
+					assert_int_equal(line_placed(FD, buckets_of(target)), 0);
 				else
 					placed += placed_at(FD, buckets_of(target), serial_of(target));
 			}
@@ -156,12 +163,12 @@ static void test_lines_that_name_nothing(void **state)
 	log_order_answered(5002, 0x6666, 0x7777);
 	answer(50, 50);
 	assert_int_equal(lines(FD, 0, 40), 40 - FIRST);
-	assert_int_equal(log_order_line(FD, 0), 0);
+	assert_int_equal(line_placed(FD, 0), 0);
 	assert_int_equal(lines(FD, 40, 10), 10);
-	assert_int_equal(log_order_line(FD, 0x4444), 5001); /* as it came */
-	assert_int_equal(log_order_line(FD, 0x7777), 5002); /* by its path */
+	assert_int_equal(line_placed(FD, 0x4444), 5001); /* as it came */
+	assert_int_equal(line_placed(FD, 0x7777), 5002); /* by its path */
 	assert_int_equal(lines(FD, 50, 10), 10);
-	assert_int_equal(log_order_line(FD, 0x424242), 0); /* a client gone: nginx's 499 */
+	assert_int_equal(line_placed(FD, 0x424242), 0); /* a client gone: nginx's 499 */
 	assert_int_equal(lines(FD, 60, 40), 40 - ORDER_QUIET);
 }
 
@@ -197,7 +204,7 @@ static void test_line_after_later_lines_is_not_placed(void **state)
 	answer(0, 100);
 	assert_int_equal(lines(FD, 0, 50), 50 - FIRST);
 	assert_int_equal(lines(FD, 51, 3), 0);
-	assert_int_equal(log_order_line(FD, buckets_of(50)), 0);
+	assert_int_equal(line_placed(FD, buckets_of(50)), 0);
 	assert_int_equal(lines(FD, 54, 46), 46 - ORDER_QUIET);
 }
 
@@ -207,7 +214,7 @@ static void test_late_place_is_distrusted(void **state)
 	answer(0, 10);
 	answer(10, 100);
 	/* first line on FD, no open seen: counted from the ring's end */
-	assert_int_equal(log_order_line(FD, buckets_of(5)), 0);
+	assert_int_equal(line_placed(FD, buckets_of(5)), 0);
 	log_order_release();
 	answer(0, 10);
 	log_order_log_opened(FD); /* opened after requests were answered */
@@ -237,22 +244,22 @@ static void test_buffer_shown_by_two_lines_in_one_write(void **state)
 	log_order_log_opened(FD);
 	log_order_log_opened(FD + 1);
 	answer(0, 10);
-	assert_int_equal(log_order_line_in(FD, buckets_of(0), false, &flushed), 0);
+	assert_int_equal(log_order_line(FD, buckets_of(0), false, &flushed), 0);
 	assert_false(flushed);
-	assert_int_equal(log_order_line_in(FD, buckets_of(1), false, &flushed), serial_of(1));
+	assert_int_equal(log_order_line(FD, buckets_of(1), false, &flushed), serial_of(1));
 	assert_false(flushed);
 	/* the second of one write's lines */
-	assert_int_equal(log_order_line_in(FD, buckets_of(2), true, &flushed), serial_of(2));
+	assert_int_equal(log_order_line(FD, buckets_of(2), true, &flushed), serial_of(2));
 	assert_true(flushed);
-	assert_int_equal(log_order_line_in(FD, buckets_of(3), false, &flushed), serial_of(3));
+	assert_int_equal(log_order_line(FD, buckets_of(3), false, &flushed), serial_of(3));
 	assert_true(flushed);
-	assert_int_equal(log_order_line_in(FD, buckets_of(9), false, &flushed), 0);
+	assert_int_equal(log_order_line(FD, buckets_of(9), false, &flushed), 0);
 	assert_true(flushed);
-	assert_int_equal(log_order_line_in(FD + 1, buckets_of(0), false, &flushed), 0);
+	assert_int_equal(log_order_line(FD + 1, buckets_of(0), false, &flushed), 0);
 	assert_false(flushed);
 	log_order_log_opened(FD); /* a new file on the same number */
 	answer(10, 1);
-	log_order_line_in(FD, buckets_of(10), false, &flushed);
+	log_order_line(FD, buckets_of(10), false, &flushed);
 	assert_false(flushed);
 }
 
@@ -283,7 +290,7 @@ static void test_places_run_out(void **state)
 	answer(0, 50);
 	assert_int_equal(lines(ORDER_PLACES, 0, 50), 0);
 	assert_int_equal(lines(3, 0, 50), 50 - FIRST);
-	assert_int_equal(log_order_line(-1, buckets_of(0)), 0);
+	assert_int_equal(line_placed(-1, buckets_of(0)), 0);
 }
 
 /* Random traffic on one descriptor. Each request is normal (its own line,
@@ -345,12 +352,12 @@ static unsigned random_traffic(unsigned seed, const unsigned rate[5], unsigned e
 		for (; answered <= until && answered < TRAFFIC; answered++)
 			log_order_answered(serial_of(answered), own[answered], 0);
 		if ((unsigned)rand() % 1000 < extra)
-			log_order_line(FD, 0x900000u + (unsigned)rand() % 64);
+			line_placed(FD, 0x900000u + (unsigned)rand() % 64);
 		if (quoted[n] < 0x800000u) {
 			(*unique)++;
 			right += placed_at(FD, quoted[n], serial_of(n));
 		} else {
-			log_order_line(FD, quoted[n]);
+			line_placed(FD, quoted[n]);
 		}
 	}
 	return right;
@@ -400,7 +407,7 @@ static void test_threads_answer_while_lines_are_counted(void **state)
 		assert_int_equal(pthread_create(&t[i], NULL, answer_thread, &a[i]), 0);
 	for (unsigned k = 0; k < 20000; k++) {
 		unsigned line = k % 512;
-		uint64_t at = log_order_line(FD, buckets_of(line));
+		uint64_t at = line_placed(FD, buckets_of(line));
 		if (at)
 			assert_int_equal((at - 1000) % 512, line);
 	}
