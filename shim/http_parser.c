@@ -321,16 +321,16 @@ static bool ends_with_chunked(const char *v, size_t n)
 	return n == 7 || v[n - 8] == ',' || v[n - 8] == ' ' || v[n - 8] == '\t';
 }
 
-/* The complete value (value_len bytes, none past the buffer) of the id
- * header of precedence rank: kept if no id of a higher rank was, and it is
- * a valid id. */
-static inline __attribute__((always_inline)) void keep_id(struct http_parser *p, uint8_t rank)
+/* The complete value v (n <= REQUEST_ID_MAX bytes) of the id header of
+ * precedence rank: kept if no id of a higher rank was, and it is a valid
+ * id. */
+static inline __attribute__((always_inline)) void keep_id(struct http_parser *p, uint8_t rank,
+							  const char *v, size_t n)
 {
-	size_t n = p->value_len;
-	if (rank < p->best_rank && request_id_is_valid(p->value, n)) {
+	if (rank < p->best_rank && request_id_is_valid(v, n)) {
 		p->best_rank = rank;
 		p->best_len = (uint8_t)n;
-		copy_bytes(p->best, p->value, n);
+		copy_bytes(p->best, v, n);
 	}
 }
 
@@ -381,7 +381,7 @@ static bool finish_value(struct http_parser *p)
 		return true;
 	}
 	if (!p->value_overflow)
-		keep_id(p, (uint8_t)(idx - M_FIRST_ID));
+		keep_id(p, (uint8_t)(idx - M_FIRST_ID), p->value, p->value_len);
 	return true;
 }
 
@@ -779,12 +779,7 @@ static bool take_value(struct http_parser *p, const unsigned char *b, size_t n)
 		 * the steps would leave is read by nothing once its line ends
 		 * (header_line_done; take_lines takes the whole line). */
 		p->capture = RANK_NONE;
-		size_t len = end - start;
-		if (idx - M_FIRST_ID < p->best_rank && request_id_is_valid((const char *)b + start, len)) {
-			p->best_rank = (uint8_t)(idx - M_FIRST_ID);
-			p->best_len = (uint8_t)len;
-			copy_bytes(p->best, b + start, len);
-		}
+		keep_id(p, (uint8_t)(idx - M_FIRST_ID), (const char *)b + start, end - start);
 		return true;
 	}
 	/* The bytes value_add copies: trailing OWS too, as far as it fits. */
