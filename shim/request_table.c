@@ -357,18 +357,18 @@ static size_t id_text_len(const struct request_head *h)
 	return h->kind & REQUEST_ID_IS_TRACE_ID ? 0 : h->id_len;
 }
 
-/* The head of a new request's slot: lengths, the request line's buckets,
- * the trace and whether the text goes to the long ring. */
+/* The head of a new request's slot but its trace (the slot takes that
+ * straight from the plan): lengths, the request line's buckets, whether
+ * it has a trace and whether the text goes to the long ring. */
 static void request_head_make(struct request_head *h, const char *id, size_t len,
 			      size_t line_len, uint32_t buckets, const struct trace_plan *trace)
 {
-	memset(h, 0, sizeof(*h));
 	h->id_len = (uint8_t)len;
 	h->line_len = (uint8_t)line_len;
 	h->buckets = line_len ? buckets : 0;
+	h->kind = 0;
 	if (trace) {
 		h->kind = REQUEST_TRACED;
-		h->trace = *trace;
 		if (!trace->new_trace_id && len == sizeof(trace->trace_id) &&
 		    memcmp(id, trace->trace_id, len) == 0)
 			h->kind |= REQUEST_ID_IS_TRACE_ID;
@@ -439,7 +439,11 @@ request_table_add(const char *id, size_t len, const char *line, size_t line_len,
 			continue;
 		}
 		atomic_thread_fence(memory_order_release);
-		seq_store(&s->head, &h, sizeof(h));
+		/* A slot's trace is read only for a request that has one
+		 * (REQUEST_TRACED). */
+		seq_store(&s->head, &h, offsetof(struct request_head, trace));
+		if (trace)
+			seq_store(&s->head.trace, trace, sizeof(*trace));
 		/* The text, put together here and stored in whole words. */
 		char text[sizeof(l->text) + 8] __attribute__((aligned(8)));
 		size_t n = id_text + line_len, words = (n + 7) & ~(size_t)7;
