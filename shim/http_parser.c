@@ -644,10 +644,16 @@ static void header_line_done(struct http_parser *p)
 
 /* ---- request lines quoted in header values ------------------------------ */
 
+/* The bytes of x equal to c, as a block. */
+static inline __m128i block_equal(__m128i x, char c)
+{
+	return _mm_cmpeq_epi8(x, _mm_set1_epi8(c));
+}
+
 /* Bits of the 16 bytes at x equal to c. */
 static inline unsigned bytes_equal(__m128i x, char c)
 {
-	return (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(x, _mm_set1_epi8(c)));
+	return (unsigned)_mm_movemask_epi8(block_equal(x, c));
 }
 
 /* Whether the '/' at b[j] (n bytes at b) is that of "HTTP/1.". */
@@ -1417,13 +1423,16 @@ FORK_PATH enum line_logging http_request_line_logging(const char *line, size_t l
 	while (end - p >= 17) {
 		__m128i x = _mm_loadu_si128((const __m128i *)p);
 		__m128i next = _mm_loadu_si128((const __m128i *)(p + 1));
-		unsigned stop = bytes_equal(x, ' ') | bytes_equal(x, '?');
+		unsigned stop = (unsigned)_mm_movemask_epi8(
+			_mm_or_si128(block_equal(x, ' '), block_equal(x, '?')));
 		unsigned before = stop ? (stop & -stop) - 1 : 0xffffu;
-		if ((bytes_equal(x, '%') | bytes_equal(x, '\\') | bytes_equal(x, '#')) & before)
+		__m128i decoded = _mm_or_si128(_mm_or_si128(block_equal(x, '%'), block_equal(x, '\\')),
+					       block_equal(x, '#'));
+		if ((unsigned)_mm_movemask_epi8(decoded) & before)
 			return LINE_REWRITTEN;
-		for (unsigned m = bytes_equal(x, '/') & (bytes_equal(next, '/') | bytes_equal(next, '.')) &
-				  before;
-		     m; m &= m - 1) {
+		__m128i slash_then = _mm_and_si128(
+			block_equal(x, '/'), _mm_or_si128(block_equal(next, '/'), block_equal(next, '.')));
+		for (unsigned m = (unsigned)_mm_movemask_epi8(slash_then) & before; m; m &= m - 1) {
 			const char *slash = p + __builtin_ctz(m);
 			if (slash[1] == '/' || dot_segment(slash + 1, end))
 				return LINE_REWRITTEN;
