@@ -57,13 +57,16 @@ static FORK_PATH size_t header_text(int fd, char out[CONN_OWED_MAX])
 {
 	_Static_assert(CONFIG_MAX_HEADER_NAME + 2 + REQUEST_ID_MAX + 2 <= CONN_OWED_MAX,
 		       "the id is copied to its place after any name");
+	_Static_assert(sizeof(shim.config.response_header) <= CONN_OWED_MAX,
+		       "the name is copied with its whole buffer");
 	size_t n = shim.config.response_header_len;
-	/* The id straight to its place (request_table_get may write up to
-	 * REQUEST_ID_MAX bytes there; the name and ": " go before it). */
+	/* The name's whole buffer (one copy of a size known here), then the id
+	 * straight to its place after the name and ": ", over the rest of it
+	 * (request_table_get may write up to REQUEST_ID_MAX bytes there). */
+	memcpy(out, shim.config.response_header, sizeof(shim.config.response_header));
 	size_t id_len = request_table_get(conn_request(fd), out + n + 2);
 	if (id_len == 0)
 		return 0;
-	memcpy(out, shim.config.response_header, n);
 	out[n++] = ':';
 	out[n++] = ' ';
 	n += id_len;
