@@ -272,25 +272,20 @@ static void line_add_byte(struct http_parser *p, unsigned char c)
 #define VERSION_IN_BODY 0x40 /* the body read so far held it (reported) */
 #define VERSION_MATCHED 0x07
 
+/* The head's fields before its text (from content_length on), as a
+ * request line's first byte leaves them: nothing seen, nothing captured,
+ * no id kept; connect as its callers set it. Copied in one go. */
+#define HEAD_FIELDS offsetof(struct http_parser, content_length)
+#define HEAD_FIELD(f) (offsetof(struct http_parser, f) - HEAD_FIELDS)
+static const unsigned char head_begun[offsetof(struct http_parser, value) - HEAD_FIELDS] = {
+	[HEAD_FIELD(capture)] = RANK_NONE,
+	[HEAD_FIELD(best_rank)] = RANK_NONE,
+	[HEAD_FIELD(tracestate_line_empty)] = true,
+};
+
 static void begin_request(struct http_parser *p)
 {
-	p->name_match = 0;
-	p->capture = RANK_NONE;
-	p->value_len = 0;
-	p->value_overflow = false;
-	p->tracestate_line_empty = true;
-	p->line_len = 0;
-	p->chunked = false;
-	p->has_length = false;
-	p->id_tainted = false;
-	p->content_length = 0;
-	p->best_rank = RANK_NONE;
-	p->best_len = 0;
-	p->traceparent_count = 0;
-	p->traceparent_valid = false;
-	p->tracestate_len = 0;
-	p->tracestate_overflow = false;
-	p->seen = 0;
+	memcpy((char *)p + HEAD_FIELDS, head_begun, sizeof(head_begun));
 	p->version_seen = 0;
 }
 
