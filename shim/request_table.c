@@ -475,18 +475,17 @@ static bool slot_holds(const _Atomic uint64_t *slot, uint64_t serial)
 
 /* What request_copy copies besides the head's first word. */
 enum request_part {
-	COPY_ID = 1,    /* the id (in the text, or the trace's trace-id) */
-	COPY_LINE = 2,  /* the id and the request line after it */
-	COPY_TRACE = 4, /* the trace */
+	COPY_LINE = 1,  /* the id and the request line after it */
+	COPY_TRACE = 2, /* the trace */
 };
 
 /* Copies the head of request serial (its trace only with COPY_TRACE, or
- * when the id is the trace-id) and, with COPY_ID or COPY_LINE, the start of
- * its slot's text into text, in whole words; false if the slot holds
- * another request's. */
-static inline __attribute__((always_inline)) bool
-request_copy_in(uint64_t serial, struct request_head *h, char text[REQUEST_INLINE_TEXT],
-		unsigned parts)
+ * when the id is the trace-id) and, with COPY_LINE, the start of its
+ * slot's text into text, in whole words; false if the slot holds another
+ * request's. */
+static FORK_PATH bool
+request_copy(uint64_t serial, struct request_head *h, char text[REQUEST_INLINE_TEXT],
+	     unsigned parts)
 {
 	const struct request_slot *s = slot_of(serial);
 
@@ -495,21 +494,14 @@ request_copy_in(uint64_t serial, struct request_head *h, char text[REQUEST_INLIN
 	seq_load(h, &s->head, offsetof(struct request_head, trace));
 	if ((parts & COPY_TRACE) || (h->kind & REQUEST_ID_IS_TRACE_ID))
 		seq_load(&h->trace, &s->head.trace, sizeof(h->trace));
-	if (parts & (COPY_ID | COPY_LINE)) {
+	if (parts & COPY_LINE) {
 		/* h may be torn here (then thrown away below): n stays in bounds */
-		size_t n = id_text_len(h) + (parts & COPY_LINE ? h->line_len : 0);
+		size_t n = id_text_len(h) + h->line_len;
 		seq_load(text, s->text, n < REQUEST_INLINE_TEXT ? (n + 7) & ~(size_t)7
 								: REQUEST_INLINE_TEXT);
 	}
 	atomic_thread_fence(memory_order_acquire);
 	return atomic_load_explicit(&s->serial, memory_order_relaxed) == serial;
-}
-
-static FORK_PATH bool
-request_copy(uint64_t serial, struct request_head *h, char text[REQUEST_INLINE_TEXT],
-	     unsigned parts)
-{
-	return request_copy_in(serial, h, text, parts);
 }
 
 /* Whether the long slot of request serial holds its text. */
@@ -538,12 +530,13 @@ static bool long_text_copy(uint64_t serial, size_t offset, size_t n, char *out)
 	return atomic_load_explicit(&l->serial, memory_order_relaxed) == serial;
 }
 
-FORK_PATH size_t request_table_get(uint64_t serial, char out[REQUEST_ID_MAX])
+/* request_table_get of an id that is the trace-id or in a long slot. */
+static FORK_PATH __attribute__((noinline)) size_t id_apart(uint64_t serial,
+							   char out[REQUEST_ID_MAX])
 {
 	struct request_head h;
 
-	/* Every line and every response header asks: the copy compiled in. */
-	if (!request_copy_in(serial, &h, out, COPY_ID) || !request_whole(serial, &h))
+	if (!request_copy(serial, &h, NULL, 0) || !request_whole(serial, &h))
 		return 0;
 	if (h.kind & REQUEST_ID_IS_TRACE_ID) {
 		memcpy(out, h.trace.trace_id, sizeof(h.trace.trace_id));
@@ -552,6 +545,26 @@ FORK_PATH size_t request_table_get(uint64_t serial, char out[REQUEST_ID_MAX])
 	if (h.kind & REQUEST_LONG && !long_text_copy(serial, 0, h.id_len, out))
 		return 0;
 	return h.id_len;
+}
+
+FORK_PATH size_t request_table_get(uint64_t serial, char out[REQUEST_ID_MAX])
+{
+	const struct request_slot *s = slot_of(serial);
+	struct request_head h;
+
+	/* Every line and every response header asks: an id in the slot's
+	 * text is copied here, with no more than that compiled in; a trace-id
+	 * or a long slot's id apart. */
+	if (!slot_holds(&s->serial, serial))
+		return 0;
+	seq_load(&h, &s->head, offsetof(struct request_head, trace));
+	if (h.kind & (REQUEST_ID_IS_TRACE_ID | REQUEST_LONG))
+		return id_apart(serial, out);
+	/* h may be torn here (then thrown away below): n stays in bounds */
+	size_t n = h.id_len;
+	seq_load(out, s->text, n < REQUEST_INLINE_TEXT ? (n + 7) & ~(size_t)7 : REQUEST_INLINE_TEXT);
+	atomic_thread_fence(memory_order_acquire);
+	return atomic_load_explicit(&s->serial, memory_order_relaxed) == serial ? h.id_len : 0;
 }
 
 FORK_PATH bool
