@@ -139,11 +139,27 @@ void ctx_wait_on_conn(int fd)
 	ctx_before_conn_io(fd);
 }
 
-FORK_PATH void ctx_after_conn_io(int fd, bool wrote, bool moved)
+/* The thread now serves an event loop (conns: its connections). */
+static inline void mark_event_loop(bool conns)
 {
-	if (thread_ctx.in_shim)
-		return;
-	ctx_current();
+	thread_ctx.epoch++;
+	thread_ctx.watch |= (uint8_t)(WATCH_EVENT_LOOP | (conns ? WATCH_CONNS : 0));
+	if (thread_ctx.mode == CTX_CERTAIN)
+		thread_ctx.mode = CTX_BRACKET;
+}
+
+/* ctx_after_conn_io's work. Only with apart may the context be from an
+ * earlier attach, an event-loop batch be open, the tid not yet be fetched
+ * or fd be at or above FD_LOW (its state out of line): the calls those
+ * take are compiled in there alone, so the usual case calls nothing and
+ * keeps no registers. */
+static inline __attribute__((always_inline)) void after_conn_io(int fd, bool wrote, bool moved,
+								bool apart)
+{
+	if (!apart && (unsigned)fd >= FD_LOW)
+		__builtin_unreachable();
+	if (apart)
+		ctx_current();
 	int holder = conn_fd(fd);
 	uint32_t conn = (uint32_t)holder + 1;
 	/* Its own I/O on a second open connection, not its creator's: it
@@ -157,7 +173,7 @@ FORK_PATH void ctx_after_conn_io(int fd, bool wrote, bool moved)
 		       !(thread_ctx.watch & WATCH_EVENT_LOOP);
 	if (thread_ctx.last_conn != 0 && thread_ctx.last_conn != conn &&
 	    !(thread_ctx.watch & WATCH_INHERITED) && !in_turn)
-		ctx_mark_event_loop(true);
+		mark_event_loop(true);
 	if (thread_ctx.last_conn != conn || (moved && !wrote))
 		thread_ctx.handed_off = HANDOFF_NONE;
 	thread_ctx.last_conn = conn;
@@ -165,7 +181,7 @@ FORK_PATH void ctx_after_conn_io(int fd, bool wrote, bool moved)
 	thread_ctx.foreign_lines = false;
 	thread_ctx.watch &= (uint8_t)~WATCH_INHERITED;
 	thread_ctx.epoch++;
-	if (unlikely(thread_ctx.batch.conn))
+	if (apart && unlikely(thread_ctx.batch.conn))
 		batch_after_conn_io(fd, wrote, moved);
 	struct conn *c = fd_class(fd) & FD_CONN ? conn_entry(holder) : NULL;
 	uint64_t r = c ? conn_entry_request(c) : 0;
@@ -178,8 +194,26 @@ FORK_PATH void ctx_after_conn_io(int fd, bool wrote, bool moved)
 	bool certain = !wrote && !(thread_ctx.watch & WATCH_EVENT_LOOP) &&
 		       !atomic_load_explicit(&c->responded, memory_order_relaxed);
 	thread_ctx.mode = certain ? CTX_CERTAIN : CTX_BRACKET;
-	if (certain && atomic_load_explicit(&c->certain_reader, memory_order_relaxed) != ctx_tid())
-		atomic_store_explicit(&c->certain_reader, ctx_tid(), memory_order_relaxed);
+	int32_t tid = apart ? ctx_tid() : thread_ctx.tid;
+	if (certain && atomic_load_explicit(&c->certain_reader, memory_order_relaxed) != tid)
+		atomic_store_explicit(&c->certain_reader, tid, memory_order_relaxed);
+}
+
+static FORK_PATH __attribute__((noinline)) void after_conn_io_apart(int fd, bool wrote,
+								   bool moved)
+{
+	after_conn_io(fd, wrote, moved, true);
+}
+
+FORK_PATH void ctx_after_conn_io(int fd, bool wrote, bool moved)
+{
+	if (thread_ctx.in_shim)
+		return;
+	if (unlikely(thread_ctx.generation != ctx_generation || thread_ctx.batch.conn ||
+		     thread_ctx.tid == 0 || (unsigned)fd >= FD_LOW))
+		after_conn_io_apart(fd, wrote, moved);
+	else
+		after_conn_io(fd, wrote, moved, false);
 }
 
 void ctx_response_began(int fd, int32_t reader)
@@ -192,10 +226,7 @@ void ctx_response_began(int fd, int32_t reader)
 
 void ctx_mark_event_loop(bool conns)
 {
-	thread_ctx.epoch++;
-	thread_ctx.watch |= (uint8_t)(WATCH_EVENT_LOOP | (conns ? WATCH_CONNS : 0));
-	if (thread_ctx.mode == CTX_CERTAIN)
-		thread_ctx.mode = CTX_BRACKET;
+	mark_event_loop(conns);
 }
 
 FORK_PATH void ctx_conn_closing(int fd)
