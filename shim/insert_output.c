@@ -38,6 +38,38 @@ insert_send_plain(int fd, const struct iovec *iov, int iovcnt, int flags, bool u
 	return real.sendmsg(fd, &m, flags);
 }
 
+/* Whether a write is the usual one: one buffer, nothing owed, the header
+ * at one point in it. */
+static bool usual_write(const struct owed_bytes *owed, const struct iovec *iov, int iovcnt,
+			const struct insertion *ins)
+{
+	return iovcnt == 1 && ins->count == 1 && *owed->len == 0 && ins->at[0] <= iov[0].iov_len;
+}
+
+/* What build makes of the usual write (usual_write): at most
+ * USUAL_PIECES pieces. */
+#define USUAL_PIECES 3
+static int build_usual(const struct iovec *iov, const struct insertion *ins, struct iovec *out,
+		       uint8_t *kind, size_t *app, size_t *all)
+{
+	char *b = iov[0].iov_base;
+	size_t len = iov[0].iov_len, cut = ins->at[0];
+	int n = 0;
+	if (cut > 0) {
+		out[n] = (struct iovec){b, cut};
+		kind[n++] = APP;
+	}
+	out[n] = (struct iovec){(void *)ins->text[0], ins->len[0]};
+	kind[n++] = ADDED;
+	if (len > cut) {
+		out[n] = (struct iovec){b + cut, len - cut};
+		kind[n++] = APP;
+	}
+	*app = len;
+	*all = len + ins->len[0];
+	return n;
+}
+
 /* The pieces of one attempt: what is owed, then the application's bytes
  * with the added text at each point. Returns their count; *app is the
  * application's bytes, *all the bytes of every piece. */
@@ -45,26 +77,6 @@ static int build(const struct owed_bytes *owed, const struct iovec *iov, int iov
 		 const struct insertion *ins, struct iovec *out, uint8_t *kind, size_t *app,
 		 size_t *all)
 {
-	if (iovcnt == 1 && ins->count == 1 && *owed->len == 0 && ins->at[0] <= iov[0].iov_len) {
-		/* The usual write: one buffer, the header at one point in it
-		 * (the pieces the loop below makes of it). */
-		char *b = iov[0].iov_base;
-		size_t len = iov[0].iov_len, cut = ins->at[0];
-		int n = 0;
-		if (cut > 0) {
-			out[n] = (struct iovec){b, cut};
-			kind[n++] = APP;
-		}
-		out[n] = (struct iovec){(void *)ins->text[0], ins->len[0]};
-		kind[n++] = ADDED;
-		if (len > cut) {
-			out[n] = (struct iovec){b + cut, len - cut};
-			kind[n++] = APP;
-		}
-		*app = len;
-		*all = len + ins->len[0];
-		return n;
-	}
 	int n = 0;
 	size_t extra = *owed->len;
 	if (*owed->len) {
@@ -160,18 +172,13 @@ static ssize_t send_without_adding(int fd, const struct iovec *iov, int iovcnt, 
 	return r;
 }
 
-FORK_PATH ssize_t
-insert_send(int fd, const struct iovec *iov, int iovcnt, int flags, bool use_send,
-	    const struct msghdr *msg, const struct insertion *ins, struct owed_bytes *owed,
-	    struct insert_result *res)
+/* Sends the n pieces built (app of the application's bytes, all in all)
+ * and maps what the kernel took back. */
+static inline __attribute__((always_inline)) ssize_t
+send_built(int fd, const struct iovec *out, const uint8_t *kind, int n, size_t app, size_t all,
+	   int flags, bool use_send, const struct msghdr *msg, struct owed_bytes *owed,
+	   struct insert_result *res)
 {
-	if ((ins->count == 0 && *owed->len == 0) || !insert_fits(iovcnt, ins->count))
-		return send_without_adding(fd, iov, iovcnt, flags, use_send, msg, owed, res);
-	int max_pieces = iovcnt + 2 * (int)ins->count + 1;
-	struct iovec out[max_pieces];
-	uint8_t kind[max_pieces];
-	size_t app, all;
-	int n = build(owed, iov, iovcnt, ins, out, kind, &app, &all);
 	ssize_t r = insert_send_plain(fd, out, n, flags, use_send, msg);
 	if (r >= 0 && (size_t)r == all && n > 0) {
 		/* The usual case: the kernel took every piece. */
@@ -182,6 +189,37 @@ insert_send(int fd, const struct iovec *iov, int iovcnt, int flags, bool use_sen
 		took(out, kind, n, (size_t)r, owed, res);
 	}
 	return r;
+}
+
+/* insert_send of any write but the usual one, its pieces on the stack as
+ * many as it needs. */
+static FORK_PATH __attribute__((noinline)) ssize_t
+send_pieces(int fd, const struct iovec *iov, int iovcnt, int flags, bool use_send,
+	    const struct msghdr *msg, const struct insertion *ins, struct owed_bytes *owed,
+	    struct insert_result *res)
+{
+	int max_pieces = iovcnt + 2 * (int)ins->count + 1;
+	struct iovec out[max_pieces];
+	uint8_t kind[max_pieces];
+	size_t app, all;
+	int n = build(owed, iov, iovcnt, ins, out, kind, &app, &all);
+	return send_built(fd, out, kind, n, app, all, flags, use_send, msg, owed, res);
+}
+
+FORK_PATH ssize_t
+insert_send(int fd, const struct iovec *iov, int iovcnt, int flags, bool use_send,
+	    const struct msghdr *msg, const struct insertion *ins, struct owed_bytes *owed,
+	    struct insert_result *res)
+{
+	if ((ins->count == 0 && *owed->len == 0) || !insert_fits(iovcnt, ins->count))
+		return send_without_adding(fd, iov, iovcnt, flags, use_send, msg, owed, res);
+	if (!usual_write(owed, iov, iovcnt, ins))
+		return send_pieces(fd, iov, iovcnt, flags, use_send, msg, ins, owed, res);
+	struct iovec out[USUAL_PIECES];
+	uint8_t kind[USUAL_PIECES];
+	size_t app, all;
+	int n = build_usual(iov, ins, out, kind, &app, &all);
+	return send_built(fd, out, kind, n, app, all, flags, use_send, msg, owed, res);
 }
 
 bool insert_pay_owed(int fd, struct owed_bytes *owed)
