@@ -255,6 +255,27 @@ void ctx_inherit(uint64_t request, uint32_t last_conn, uint8_t mode, uint32_t ge
 		thread_ctx.watch = WATCH_INHERITED;
 }
 
+/* ctx_certain_request's look at connection fd, the thread's last: still
+ * its request, and not answered yet (by another thread: this one would
+ * have left CTX_CERTAIN writing to it). Only with high may fd be at or
+ * above FD_LOW (its state out of line: the call compiled in there alone). */
+static inline __attribute__((always_inline)) uint64_t certain_on(int fd, bool high)
+{
+	if (!high && (unsigned)fd >= FD_LOW)
+		__builtin_unreachable();
+	if (!(fd_class(fd) & FD_CONN))
+		return 0;
+	const struct conn *c = conn_of(fd);
+	uint64_t r = thread_ctx.request;
+	return conn_entry_request(c) == r &&
+		       !atomic_load_explicit(&c->responded, memory_order_relaxed) ? r : 0;
+}
+
+static FORK_PATH __attribute__((noinline)) uint64_t certain_on_high(int fd)
+{
+	return certain_on(fd, true);
+}
+
 FORK_PATH uint64_t ctx_certain_request(void)
 {
 	if (thread_ctx.mode == CTX_NONE && shim.exec_request &&
@@ -262,15 +283,8 @@ FORK_PATH uint64_t ctx_certain_request(void)
 		return shim.exec_request;
 	if (thread_ctx.mode != CTX_CERTAIN || __atomic_load_n(&shim.parks_requests, __ATOMIC_RELAXED))
 		return 0;
-	/* Still the connection's request, and not answered yet (by another
-	 * thread: this one would have left CTX_CERTAIN writing to it). */
 	int fd = (int)thread_ctx.last_conn - 1;
-	if (!(fd_class(fd) & FD_CONN))
-		return 0;
-	const struct conn *c = conn_of(fd);
-	uint64_t r = thread_ctx.request;
-	return conn_entry_request(c) == r &&
-		       !atomic_load_explicit(&c->responded, memory_order_relaxed) ? r : 0;
+	return (unsigned)fd < FD_LOW ? certain_on(fd, false) : certain_on_high(fd);
 }
 
 FORK_PATH int32_t ctx_tid_fetch(void)
