@@ -194,9 +194,11 @@ static inline __attribute__((always_inline)) void after_conn_io(int fd, bool wro
 	bool certain = !wrote && !(thread_ctx.watch & WATCH_EVENT_LOOP) &&
 		       !atomic_load_explicit(&c->responded, memory_order_relaxed);
 	thread_ctx.mode = certain ? CTX_CERTAIN : CTX_BRACKET;
-	int32_t tid = apart ? ctx_tid() : thread_ctx.tid;
-	if (certain && atomic_load_explicit(&c->certain_reader, memory_order_relaxed) != tid)
-		atomic_store_explicit(&c->certain_reader, tid, memory_order_relaxed);
+	if (certain) {
+		int32_t tid = apart ? ctx_tid() : thread_ctx.tid;
+		if (atomic_load_explicit(&c->certain_reader, memory_order_relaxed) != tid)
+			atomic_store_explicit(&c->certain_reader, tid, memory_order_relaxed);
+	}
 }
 
 static FORK_PATH __attribute__((noinline)) void after_conn_io_apart(int fd, bool wrote,
