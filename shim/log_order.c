@@ -174,12 +174,23 @@ void log_order_log_opened(int fd)
 	}
 }
 
+/* The set bits of v. Not __builtin_popcountll: without -mpopcnt that
+ * calls libgcc's __popcountdi2, which the link puts after all of the
+ * library's .text, in a window a server would map for it alone. */
+static inline unsigned bits_set(uint64_t v)
+{
+	v -= (v >> 1) & 0x5555555555555555ull;
+	v = (v & 0x3333333333333333ull) + ((v >> 2) & 0x3333333333333333ull);
+	v = (v + (v >> 4)) & 0x0f0f0f0f0f0f0f0full;
+	return (unsigned)((v * 0x0101010101010101ull) >> 56);
+}
+
 /* Moves pl's base by n requests, none of which a line is taken for now;
  * each of them no line was taken for is a hole. */
 static void place_slide(struct log_place *pl, uint64_t n)
 {
 	uint64_t taken = n >= 64 ? pl->taken : pl->taken & ((1ull << n) - 1);
-	uint64_t holes = n - (uint64_t)__builtin_popcountll(taken);
+	uint64_t holes = n - bits_set(taken);
 	if (holes) {
 		/* As many lines in order as holes before trust comes back:
 		 * lines rebuilt into later requests' lines come in order
