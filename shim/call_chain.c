@@ -68,7 +68,7 @@ static unw_addr_space_t *unwind_local_space;
  * unwind tables may be any stack word, mapped or not). */
 static uintptr_t libc_code_start, libc_code_end;
 
-static int find_libc_code(struct dl_phdr_info *info, size_t size, void *arg)
+static LOOP_PATH int find_libc_code(struct dl_phdr_info *info, size_t size, void *arg)
 {
 	(void)size;
 	(void)arg;
@@ -103,7 +103,7 @@ static void load_unwinder(void)
 			      memory_order_release);
 }
 
-void call_chain_load(bool whole)
+LOOP_PATH void call_chain_load(bool whole)
 {
 	bool expected = false;
 	if (!atomic_load_explicit(&rules_taken, memory_order_relaxed) &&
@@ -123,7 +123,7 @@ void call_chain_wanted(void)
 	atomic_store_explicit(&chains_wanted, true, memory_order_relaxed);
 }
 
-void call_chain_load_if_wanted(bool whole)
+LOOP_PATH void call_chain_load_if_wanted(bool whole)
 {
 	if (!atomic_load_explicit(&chains_wanted, memory_order_relaxed))
 		return;
@@ -142,7 +142,7 @@ void call_chain_load_if_wanted(bool whole)
 	errno = saved;
 }
 
-bool call_chain_ready(void)
+LOOP_PATH bool call_chain_ready(void)
 {
 	return atomic_load_explicit(&rules_ready, memory_order_acquire);
 }
@@ -215,7 +215,7 @@ static const ElfW(Phdr) *segment_holding(const struct dl_phdr_info *info, uintpt
 	return NULL;
 }
 
-static int find_module(struct dl_phdr_info *info, size_t size, void *arg)
+static LOOP_PATH int find_module(struct dl_phdr_info *info, size_t size, void *arg)
 {
 	struct module_search *m = arg;
 	if (size >= offsetof(struct dl_phdr_info, dlpi_subs) + sizeof(info->dlpi_subs))
@@ -476,7 +476,7 @@ static void remember_read(struct remembered_walk *r, uintptr_t at, uintptr_t val
  * a frame is not in the common shape or the walk would leave [its own
  * frame, that + reach). Taken again from memo when it remembers this walk;
  * else remembered there. */
-static __attribute__((noinline)) int walk_frames(void **frames, int max, uintptr_t reach,
+static LOOP_PATH __attribute__((noinline)) int walk_frames(void **frames, int max, uintptr_t reach,
 						 struct chain_memo *memo)
 {
 	uintptr_t pc, sp, bp;
@@ -588,7 +588,7 @@ static bool is_signal_return(const void *ip)
 	return head == 0x0f0000000fc0c748ull && ((const unsigned char *)ip)[8] == 0x05;
 }
 
-void call_chain_take(struct call_chain *chain, struct chain_memo *memo)
+LOOP_PATH void call_chain_take(struct call_chain *chain, struct chain_memo *memo)
 {
 	chain->count = 0;
 	if (unwinding || atomic_load_explicit(&chains_off, memory_order_relaxed) ||
@@ -620,7 +620,7 @@ void call_chain_take(struct call_chain *chain, struct chain_memo *memo)
 	chain->count = n;
 }
 
-uint64_t call_chain_outer_hash(const struct call_chain *chain, int depth)
+LOOP_PATH uint64_t call_chain_outer_hash(const struct call_chain *chain, int depth)
 {
 	return XXH3_64bits(chain->frames + (chain->count - depth), (size_t)depth * sizeof(void *));
 }

@@ -240,7 +240,7 @@ FORK_PATH void conn_output_sendfile_done(int fd, ssize_t r)
 	}
 }
 
-bool conn_output_response_done(int fd)
+LOOP_PATH bool conn_output_response_done(int fd)
 {
 	if (shim.config.response_header_len == 0)
 		return true; /* the responses are not followed: answered is all */

@@ -53,7 +53,7 @@ struct fd_state *fd_state_made_high(int fd)
 	return &page[(unsigned)fd % FD_PAGE];
 }
 
-void fd_state_note_end(unsigned end)
+LOOP_PATH void fd_state_note_end(unsigned end)
 {
 	unsigned was = atomic_load_explicit(&pages_end, memory_order_relaxed);
 	while (was < end && !atomic_compare_exchange_weak_explicit(&pages_end, &was, end,
@@ -406,7 +406,7 @@ static bool conn_is_fresh(const struct fd_state *st, const struct conn *c)
 	       memcmp(c->parsing, parsing, sizeof(parsing)) == 0;
 }
 
-void conn_open(int fd)
+LOOP_PATH void conn_open(int fd)
 {
 	struct fd_state *st = fd_state_made(fd);
 	struct conn *c = st ? conn_entry_made(fd) : NULL;
@@ -1090,7 +1090,7 @@ FORK_PATH enum conn_read conn_on_read(int fd, uint8_t generation, const void *bu
 	return CONN_READ_PARSED;
 }
 
-void conn_on_eof(int fd)
+LOOP_PATH void conn_on_eof(int fd)
 {
 	uint8_t generation = generation_of(fd);
 	int holder = conn_fd(fd);

@@ -139,7 +139,7 @@ static void *page_entry_now(void *_Atomic const *pages, int fd, size_t size)
 
 /* The same, its page mapped if it was not; NULL if fd is out of range or
  * the mapping failed. */
-static void *page_entry_made(void *_Atomic *pages, int fd, size_t size)
+static LOOP_PATH void *page_entry_made(void *_Atomic *pages, int fd, size_t size)
 {
 	if (!in_range(fd))
 		return NULL;
@@ -186,7 +186,7 @@ static struct epoll_tables *tables_made(void)
 	return map_once(&tables, sizeof(struct epoll_tables));
 }
 
-static uint64_t key_of(const struct epoll_tables *t, int epfd)
+static LOOP_PATH uint64_t key_of(const struct epoll_tables *t, int epfd)
 {
 	const struct epoll_instance *e = instance_now(t, epfd);
 	uint64_t gen = e ? atomic_load_explicit(&e->generation, memory_order_relaxed) : 0;
@@ -219,7 +219,7 @@ static unsigned home_in(index_word w, uint64_t h)
 }
 
 /* Whether fd's registration is (epfd's current instance, data). */
-static bool registered(const struct epoll_tables *t, int fd, int epfd, uint64_t data)
+static LOOP_PATH bool registered(const struct epoll_tables *t, int fd, int epfd, uint64_t data)
 {
 	const struct epoll_fd *e = entry_now(t, fd);
 	if (!e)
@@ -234,7 +234,7 @@ static bool registered(const struct epoll_tables *t, int fd, int epfd, uint64_t 
 /* Whether slot v (neither empty nor AMBIGUOUS) still points at its fd:
  * the fd's registration, on its instance's current generation, hashes to
  * the slot's bits. */
-static bool slot_confirmed(const struct epoll_tables *t, uint64_t v)
+static LOOP_PATH bool slot_confirmed(const struct epoll_tables *t, uint64_t v)
 {
 	const struct epoll_fd *e = entry_now(t, (int)(v & SLOT_FD) - 1);
 	if (!e)
@@ -248,7 +248,7 @@ static bool slot_confirmed(const struct epoll_tables *t, uint64_t v)
 	       atomic_load_explicit(&r->key, memory_order_acquire) == key;
 }
 
-static bool writer_lock(void)
+static LOOP_PATH bool writer_lock(void)
 {
 	if (writing) {
 		atomic_store(&broken, true);
@@ -288,14 +288,14 @@ void epoll_map_after_fork(void)
 	writing = false;
 }
 
-uint32_t epoll_map_stamp(int fd)
+LOOP_PATH uint32_t epoll_map_stamp(int fd)
 {
 	const struct epoll_tables *t = tables_now();
 	const struct epoll_fd *e = t ? entry_now(t, fd) : NULL;
 	return e ? atomic_load_explicit(&e->stamp, memory_order_acquire) : 0;
 }
 
-void epoll_map_changed(int fd)
+LOOP_PATH void epoll_map_changed(int fd)
 {
 	struct epoll_tables *t = tables_now();
 	struct epoll_fd *e = t ? entry_made(t, fd) : NULL;
@@ -303,7 +303,7 @@ void epoll_map_changed(int fd)
 		atomic_fetch_add_explicit(&e->stamp, 1, memory_order_release);
 }
 
-bool epoll_map_one_waiter(int epfd, int32_t tid)
+LOOP_PATH bool epoll_map_one_waiter(int epfd, int32_t tid)
 {
 	struct epoll_tables *t = tables_now();
 	struct epoll_instance *e = t ? instance_made(t, epfd) : NULL;
@@ -319,7 +319,7 @@ bool epoll_map_one_waiter(int epfd, int32_t tid)
 	return false;
 }
 
-void epoll_map_edge_registered(int epfd)
+LOOP_PATH void epoll_map_edge_registered(int epfd)
 {
 	struct epoll_tables *t = tables_made();
 	struct epoll_instance *e = t ? instance_made(t, epfd) : NULL;
@@ -327,7 +327,7 @@ void epoll_map_edge_registered(int epfd)
 		atomic_store_explicit(&e->edges, true, memory_order_release);
 }
 
-bool epoll_map_has_edges(int epfd)
+LOOP_PATH bool epoll_map_has_edges(int epfd)
 {
 	const struct epoll_tables *t = tables_now();
 	/* Without the tables nothing was seen registered: no events are kept
@@ -338,7 +338,7 @@ bool epoll_map_has_edges(int epfd)
 	return e && atomic_load_explicit(&e->edges, memory_order_acquire);
 }
 
-void epoll_map_new_instance(int epfd)
+LOOP_PATH void epoll_map_new_instance(int epfd)
 {
 	struct epoll_tables *t = tables_made();
 	struct epoll_fd *e = t ? entry_made(t, epfd) : NULL;
@@ -357,7 +357,7 @@ void epoll_map_new_instance(int epfd)
 
 /* A registration with key ends: its connection leaves its instance's
  * count, if that instance still lives. */
-static void uncount(struct epoll_tables *t, uint64_t key)
+static LOOP_PATH void uncount(struct epoll_tables *t, uint64_t key)
 {
 	int epfd = EPFD_OF(key);
 	struct epoll_instance *e = (key & COUNTED) ? instance_now(t, epfd) : NULL;
@@ -366,7 +366,7 @@ static void uncount(struct epoll_tables *t, uint64_t key)
 		atomic_fetch_sub_explicit(&e->conns, 1, memory_order_relaxed);
 }
 
-unsigned epoll_map_connections(int epfd)
+LOOP_PATH unsigned epoll_map_connections(int epfd)
 {
 	const struct epoll_tables *t = tables_now();
 	const struct epoll_instance *e = t ? instance_now(t, epfd) : NULL;
@@ -478,7 +478,7 @@ static bool index_copy(const struct epoll_tables *t, index_word old, index_word 
  * key found no room), larger again while a probe window there fills; under
  * the writer lock. False if it cannot (a mapping failed, or the largest
  * table would not hold them). */
-static bool index_rebuild(struct epoll_tables *t, unsigned grow_bits)
+static LOOP_PATH bool index_rebuild(struct epoll_tables *t, unsigned grow_bits)
 {
 	index_word old = atomic_load_explicit(&t->index, memory_order_relaxed);
 	atomic_store_explicit(&rebuilding, true, memory_order_relaxed);
@@ -535,7 +535,7 @@ static void index_put(struct epoll_tables *t, int epfd, int fd, uint64_t data)
 
 /* Records fd's registration on epfd with data and events; under the writer
  * lock. */
-static void registration_put(struct epoll_tables *t, int epfd, int fd, uint64_t data,
+static LOOP_PATH void registration_put(struct epoll_tables *t, int epfd, int fd, uint64_t data,
 			     uint32_t events, bool conn)
 {
 	struct epoll_fd *e = entry_made(t, fd);
@@ -563,7 +563,7 @@ static void registration_put(struct epoll_tables *t, int epfd, int fd, uint64_t 
 	index_put(t, epfd, fd, data);
 }
 
-void epoll_map_set(int epfd, int fd, uint64_t data, uint32_t events)
+LOOP_PATH void epoll_map_set(int epfd, int fd, uint64_t data, uint32_t events)
 {
 	struct epoll_tables *t;
 	if (!in_range(fd) || !in_range(epfd) || atomic_load(&broken) || !(t = tables_made()))
@@ -574,7 +574,7 @@ void epoll_map_set(int epfd, int fd, uint64_t data, uint32_t events)
 	writer_unlock();
 }
 
-bool epoll_map_registration(int epfd, int fd, struct epoll_event *out)
+LOOP_PATH bool epoll_map_registration(int epfd, int fd, struct epoll_event *out)
 {
 	const struct epoll_tables *t = tables_now();
 	const struct epoll_fd *e = t && in_range(fd) && in_range(epfd) ? entry_now(t, fd) : NULL;
@@ -669,7 +669,7 @@ FORK_PATH bool epoll_map_tracks(int fd)
 	       (i && atomic_load_explicit(&i->generation, memory_order_relaxed));
 }
 
-void epoll_map_forget(int fd)
+LOOP_PATH void epoll_map_forget(int fd)
 {
 	struct epoll_tables *t = tables_now();
 	struct epoll_fd *e = t ? entry_now(t, fd) : NULL;
@@ -680,7 +680,7 @@ void epoll_map_forget(int fd)
 		uncount(t, atomic_exchange_explicit(&e->registration.key, 0, memory_order_acq_rel));
 }
 
-int epoll_map_lookup(int epfd, uint64_t data)
+LOOP_PATH int epoll_map_lookup(int epfd, uint64_t data)
 {
 	const struct epoll_tables *t = tables_now();
 	if (!t || !in_range(epfd) || atomic_load_explicit(&broken, memory_order_relaxed))

@@ -16,7 +16,7 @@
 
 #include <string.h>
 
-bool epoll_queue_take(struct epoll_queue *q, int epfd, struct epoll_event *ev,
+LOOP_PATH bool epoll_queue_take(struct epoll_queue *q, int epfd, struct epoll_event *ev,
 		      epoll_rearm_fn *rearm)
 {
 	if (q->busy || q->count == 0 || q->epfd != epfd)
@@ -39,7 +39,7 @@ bool epoll_queue_take(struct epoll_queue *q, int epfd, struct epoll_event *ev,
 	return found;
 }
 
-void epoll_queue_give_back(struct epoll_queue *q, epoll_rearm_fn *rearm)
+LOOP_PATH void epoll_queue_give_back(struct epoll_queue *q, epoll_rearm_fn *rearm)
 {
 	if (q->busy || q->count == 0 || !q->edge)
 		return;
@@ -58,12 +58,12 @@ void epoll_queue_give_back(struct epoll_queue *q, epoll_rearm_fn *rearm)
 	q->busy = false;
 }
 
-int epoll_queue_fetch_max(int max)
+LOOP_PATH int epoll_queue_fetch_max(int max)
 {
 	return max > QUEUE_MAX + 1 ? QUEUE_MAX + 1 : max;
 }
 
-int epoll_queue_keep(struct epoll_queue *q, int epfd, const struct epoll_event *ev, int n,
+LOOP_PATH int epoll_queue_keep(struct epoll_queue *q, int epfd, const struct epoll_event *ev, int n,
 		     bool edge)
 {
 	if (n <= 1 || n > QUEUE_MAX + 1 || q->busy || q->count != 0)

@@ -27,7 +27,7 @@
 #include "shim_init.h"
 #include "thread_ctx.h"
 
-void batch_end(void)
+LOOP_PATH void batch_end(void)
 {
 	if (thread_ctx.batch.holding)
 		ctx_release_batch();
@@ -35,7 +35,7 @@ void batch_end(void)
 	thread_ctx.batch.listener = 0;
 }
 
-void batch_ready_closing(void)
+LOOP_PATH void batch_ready_closing(void)
 {
 	/* Held lines stay until the batch ends, and the handler's I/O on
 	 * other connections is still watched; no line gets A's id any more. */
@@ -156,7 +156,7 @@ void batch_give_back(void)
 	}
 }
 
-int batch_fetch_max(int epfd, int max, struct epoll_queue **queue, bool *edge)
+LOOP_PATH int batch_fetch_max(int epfd, int max, struct epoll_queue **queue, bool *edge)
 {
 	*queue = NULL;
 	*edge = false;
@@ -203,7 +203,7 @@ void batch_forget(void)
 	forget_wait();
 }
 
-struct chain_memo *batch_chain_memo(void)
+LOOP_PATH struct chain_memo *batch_chain_memo(void)
 {
 	return thread_ctx.batch.frames ? &thread_ctx.batch.frames->memo : NULL;
 }
@@ -232,7 +232,7 @@ static int shared_outer(const struct call_chain *chain, void *const *saved, int 
 	return shared;
 }
 
-void batch_after_wait(void *wait_return)
+LOOP_PATH void batch_after_wait(void *wait_return)
 {
 	struct event_batch_state *b = &thread_ctx.batch;
 	forget_wait();
@@ -283,7 +283,7 @@ static void batch_begin(int fd, uint32_t events)
 	}
 }
 
-void batch_accepted(int listen_fd, int fd)
+LOOP_PATH void batch_accepted(int listen_fd, int fd)
 {
 	struct event_batch_state *b = &thread_ctx.batch;
 	if (b->listener == 0)
@@ -301,7 +301,7 @@ void batch_accepted(int listen_fd, int fd)
 	batch_end();
 }
 
-void batch_after_epoll(int epfd, const struct epoll_event *ev, int n, void *wait_return)
+LOOP_PATH void batch_after_epoll(int epfd, const struct epoll_event *ev, int n, void *wait_return)
 {
 	batch_end();
 	if (n <= 0) {
@@ -351,7 +351,7 @@ static bool inside_wait_caller(const struct call_chain *chain, uintptr_t site, u
 	return (site == 0 || *at == site) && call_chain_outer_hash(chain, b->depth) == b->callers;
 }
 
-void batch_before_conn_io(int fd, const struct call_chain *chain)
+LOOP_PATH void batch_before_conn_io(int fd, const struct call_chain *chain)
 {
 	struct event_batch_state *b = &thread_ctx.batch;
 	bool on_ready = !b->ready_closed && (uint32_t)conn_fd(fd) + 1 == b->conn;
@@ -413,7 +413,7 @@ static void resolve_held(struct event_batch_state *b, uint64_t request)
 		ctx_release_batch();
 }
 
-void batch_after_conn_io(int fd, bool wrote, bool moved)
+LOOP_PATH void batch_after_conn_io(int fd, bool wrote, bool moved)
 {
 	struct event_batch_state *b = &thread_ctx.batch;
 	if ((uint32_t)conn_fd(fd) + 1 != b->conn)
@@ -457,7 +457,7 @@ uintptr_t batch_line_site(const struct call_chain *chain)
 	return inside_wait_caller(chain, 0, &at) ? at : 0;
 }
 
-uint64_t batch_line_request(const struct call_chain *chain)
+LOOP_PATH uint64_t batch_line_request(const struct call_chain *chain)
 {
 	const struct event_batch_state *b = &thread_ctx.batch;
 	if (b->conn == 0 || b->site == 0 || b->ready_closed)

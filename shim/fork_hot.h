@@ -49,9 +49,29 @@
  * definition puts it in a section that shim/layout.ld places alone on a
  * 64 KiB boundary, so the child maps it with one fault; the link fails if
  * it outgrows the window. Mark only what such a child runs: the calls of
- * a long-lived server (epoll, accept, what listen prepares) stay out, and
- * so do the TLS and client sides. */
+ * a long-lived server (epoll, accept, what listen prepares) stay out
+ * (LOOP_PATH marks those), and so do the TLS and client sides. */
 #define FORK_PATH __attribute__((section(".text.hot.reqid_fork_path")))
+
+/* The code a long-lived server runs for its connections and requests
+ * that a fork child does not: accept and the batch it opens, the epoll
+ * calls with the epoll map and event queue, the event-stack walker with
+ * the CFI it reads, and the lines an event loop holds until their request
+ * is known (their slots, their order, the request line they quote).
+ * Spread over the library (in the rest of its code, next to attach, GOT
+ * patching, audit, exec, syslog, the printf family and start-up), an
+ * nginx worker holding 10,000 connections mapped all three of the
+ * library's other 64 KiB windows for some 34 KB of it. LOOP_PATH puts it
+ * in a section that shim/layout.ld places alone on a 64 KiB boundary,
+ * next to FORK_PATH's window: such a server maps two windows of code,
+ * this one and the fork child's (whose hooks it runs too); the link fails
+ * if it outgrows its window. GCC splits no cold part off a function with
+ * a section of its own, so an error path stays in the window too. Mark
+ * only what such a server runs per connection, request or line, or once
+ * as it starts serving (its epoll set, the fatal-signal flush the first
+ * held line installs): never what only start-up, attach, audit or exit
+ * run, nor what FORK_PATH marks already. */
+#define LOOP_PATH __attribute__((section(".text.hot.reqid_loop_path")))
 
 /* The code every process runs in the shim's constructor: START_PATH puts
  * it with the constructor itself, in the section the default linker script

@@ -11,6 +11,8 @@
 
 #include <string.h>
 
+#include "fork_hot.h"
+
 /* DWARF register numbers (x86-64 psABI) */
 #define REG_RBP 6
 #define REG_RSP 7
@@ -52,7 +54,7 @@ static uint8_t get_u8(struct cursor *c)
 	return (uint8_t)get_uint(c, 1);
 }
 
-static uint64_t get_uleb(struct cursor *c)
+static LOOP_PATH uint64_t get_uleb(struct cursor *c)
 {
 	uint64_t v = 0;
 	for (unsigned shift = 0; shift < 64; shift += 7) {
@@ -65,7 +67,7 @@ static uint64_t get_uleb(struct cursor *c)
 	return 0;
 }
 
-static int64_t get_sleb(struct cursor *c)
+static LOOP_PATH int64_t get_sleb(struct cursor *c)
 {
 	uint64_t v = 0;
 	for (unsigned shift = 0; shift < 64; shift += 7) {
@@ -93,7 +95,7 @@ static void skip(struct cursor *c, uint64_t n)
  * base is not 0) when apply is set; false for what this file does not take
  * (indirect, aligned, text-, function- or data-relative without a base,
  * unknown formats) or bytes out of bounds. */
-static bool get_encoded(struct cursor *c, uint8_t enc, bool apply, uintptr_t base, uint64_t *out)
+static LOOP_PATH bool get_encoded(struct cursor *c, uint8_t enc, bool apply, uintptr_t base, uint64_t *out)
 {
 	uintptr_t at = c->p;
 	if ((enc & PE_APPLY) == PE_ALIGNED)
@@ -141,7 +143,7 @@ struct cie {
 /* The .eh_frame entry (CIE or FDE) at at: a cursor over what follows its
  * length, to its end; bad for an empty entry, one past hi, or the 64-bit
  * format. */
-static struct cursor entry_at(const struct unwind_table *t, uintptr_t at)
+static LOOP_PATH struct cursor entry_at(const struct unwind_table *t, uintptr_t at)
 {
 	struct cursor c = {at, t->hi, false};
 	uint64_t len = get_uint(&c, 4);
@@ -296,7 +298,7 @@ static bool advance(struct cfi_run *r, uint64_t delta)
 }
 
 /* Runs the instructions in [from, to) until one would move past pc. */
-static bool run_cfi(struct cfi_run *r, struct cfi_state *s, uintptr_t from, uintptr_t to)
+static LOOP_PATH bool run_cfi(struct cfi_run *r, struct cfi_state *s, uintptr_t from, uintptr_t to)
 {
 	struct cursor c = {from, to, false};
 	while (!r->reached && !c.bad && c.p < c.end) {
@@ -457,7 +459,7 @@ static uintptr_t find_fde(const struct unwind_table *t, uintptr_t pc)
 	return at >= t->lo && at < t->hi ? at : 0;
 }
 
-struct frame_rule frame_rule_find(const struct unwind_table *t, uintptr_t pc)
+LOOP_PATH struct frame_rule frame_rule_find(const struct unwind_table *t, uintptr_t pc)
 {
 	struct frame_rule unknown = {FRAME_UNKNOWN, false, false, 0, 0, 0};
 	uintptr_t at = find_fde(t, pc);

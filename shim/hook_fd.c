@@ -400,7 +400,7 @@ EXPORT int socket(int domain, int type, int protocol)
 	return fd;
 }
 
-EXPORT int socketpair(int domain, int type, int protocol, int sv[2])
+EXPORT LOOP_PATH int socketpair(int domain, int type, int protocol, int sv[2])
 {
 	int (*fn)(int, int, int, int *) = REAL(socketpair);
 	if (unlikely(!fn))
@@ -443,7 +443,7 @@ EXPORT FORK_PATH int pipe2(int fds[2], int flags)
 	return r;
 }
 
-EXPORT int eventfd(unsigned initval, int flags)
+EXPORT LOOP_PATH int eventfd(unsigned initval, int flags)
 {
 	int (*fn)(unsigned, int) = REAL(eventfd);
 	if (unlikely(!fn))
@@ -459,7 +459,7 @@ static int epoll_instance(int epfd)
 	return fresh(epfd, false);
 }
 
-EXPORT int epoll_create(int size)
+EXPORT LOOP_PATH int epoll_create(int size)
 {
 	int (*fn)(int) = REAL(epoll_create);
 	if (unlikely(!fn))
@@ -467,7 +467,7 @@ EXPORT int epoll_create(int size)
 	return epoll_instance(fn(size));
 }
 
-EXPORT int epoll_create1(int flags)
+EXPORT LOOP_PATH int epoll_create1(int flags)
 {
 	int (*fn)(int) = REAL(epoll_create1);
 	if (unlikely(!fn))

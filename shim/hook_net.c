@@ -24,7 +24,7 @@ ssize_t __recv_chk(int fd, void *buf, size_t n, size_t buflen, int flags);
 ssize_t __recvfrom_chk(int fd, void *buf, size_t n, size_t buflen, int flags,
 		       struct sockaddr *addr, socklen_t *len);
 
-static int accepted(int listen_fd, int fd)
+static LOOP_PATH int accepted(int listen_fd, int fd)
 {
 	/* Detach may have begun while the accept waited. */
 	if (fd >= 0 && __atomic_load_n(&shim.active, __ATOMIC_ACQUIRE)) {
@@ -58,7 +58,7 @@ EXPORT int listen(int s, int backlog)
 	return r;
 }
 
-EXPORT int accept(int s, struct sockaddr *addr, socklen_t *len)
+EXPORT LOOP_PATH int accept(int s, struct sockaddr *addr, socklen_t *len)
 {
 	int (*fn)(int, struct sockaddr *, socklen_t *) = REAL(accept);
 	if (unlikely(!fn))
@@ -70,7 +70,7 @@ EXPORT int accept(int s, struct sockaddr *addr, socklen_t *len)
 	return accepted(s, fn(s, addr, len));
 }
 
-EXPORT int accept4(int s, struct sockaddr *addr, socklen_t *len, int flags)
+EXPORT LOOP_PATH int accept4(int s, struct sockaddr *addr, socklen_t *len, int flags)
 {
 	int (*fn)(int, struct sockaddr *, socklen_t *, int) = REAL(accept4);
 	if (unlikely(!fn))
@@ -185,7 +185,7 @@ EXPORT ssize_t __recvfrom_chk(int fd, void *buf, size_t n, size_t buflen, int fl
 	return r;
 }
 
-static __attribute__((noinline)) ssize_t recvmsg_slow(int fd, struct msghdr *msg, int flags)
+static LOOP_PATH __attribute__((noinline)) ssize_t recvmsg_slow(int fd, struct msghdr *msg, int flags)
 {
 	ssize_t (*fn)(int, struct msghdr *, int) = REAL(recvmsg);
 	if (unlikely(!fn))
@@ -201,7 +201,7 @@ static __attribute__((noinline)) ssize_t recvmsg_slow(int fd, struct msghdr *msg
 	return r;
 }
 
-EXPORT ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
+EXPORT LOOP_PATH ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
 {
 	if (likely(real.recvmsg != NULL) && untracked(fd, READ_CARE))
 		return real.recvmsg(fd, msg, flags);

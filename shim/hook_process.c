@@ -504,7 +504,7 @@ static void on_fatal_signal(int sig)
  * those paths read anyway. */
 _Atomic bool fatal_flush_installed FORK_HOT;
 
-void install_fatal_signal_flush(void)
+LOOP_PATH void install_fatal_signal_flush(void)
 {
 	if (getpid() != process.pid || atomic_exchange(&fatal_flush_installed, true))
 		return;

@@ -90,7 +90,7 @@ static int epoll_done(int epfd, const struct epoll_event *ev, int n, void *wait_
 		return epoll_done(epfd, ev, n, __builtin_return_address(0));           \
 	} while (0)
 
-EXPORT int epoll_wait(int epfd, struct epoll_event *ev, int max, int timeout)
+EXPORT LOOP_PATH int epoll_wait(int epfd, struct epoll_event *ev, int max, int timeout)
 {
 	int (*fn)(int, struct epoll_event *, int, int) = REAL(epoll_wait);
 	if (unlikely(!fn))
@@ -98,7 +98,7 @@ EXPORT int epoll_wait(int epfd, struct epoll_event *ev, int max, int timeout)
 	QUEUED_WAIT(fn(epfd, ev, fetch, timeout));
 }
 
-EXPORT int epoll_pwait(int epfd, struct epoll_event *ev, int max, int timeout,
+EXPORT LOOP_PATH int epoll_pwait(int epfd, struct epoll_event *ev, int max, int timeout,
 		       const sigset_t *mask)
 {
 	int (*fn)(int, struct epoll_event *, int, int, const sigset_t *) = REAL(epoll_pwait);
@@ -107,7 +107,7 @@ EXPORT int epoll_pwait(int epfd, struct epoll_event *ev, int max, int timeout,
 	QUEUED_WAIT(fn(epfd, ev, fetch, timeout, mask));
 }
 
-EXPORT int epoll_pwait2(int epfd, struct epoll_event *ev, int max,
+EXPORT LOOP_PATH int epoll_pwait2(int epfd, struct epoll_event *ev, int max,
 			const struct timespec *timeout, const sigset_t *mask)
 {
 	int (*fn)(int, struct epoll_event *, int, const struct timespec *, const sigset_t *) =
@@ -118,7 +118,7 @@ EXPORT int epoll_pwait2(int epfd, struct epoll_event *ev, int max,
 }
 
 /* The map from an event's data word back to its fd. */
-EXPORT int epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
+EXPORT LOOP_PATH int epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
 {
 	int (*fn)(int, int, int, struct epoll_event *) = REAL(epoll_ctl);
 	if (unlikely(!fn))

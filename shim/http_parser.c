@@ -1527,7 +1527,7 @@ static bool bare_request_line(const unsigned char *s, const unsigned char *end,
 	return false;
 }
 
-bool http_find_request_line(const char *line, size_t len, size_t *at, size_t *n)
+LOOP_PATH bool http_find_request_line(const char *line, size_t len, size_t *at, size_t *n)
 {
 	const unsigned char *s = (const unsigned char *)line, *end = s + len;
 	size_t found = 0;

@@ -152,7 +152,7 @@ static struct log_place *place_make(int fd, bool opened)
 
 /* fd's place, made if it has none, taken (busy); NULL if there is none to
  * be had or another thread has it. */
-static struct log_place *place_take(int fd, bool opened)
+static LOOP_PATH struct log_place *place_take(int fd, bool opened)
 {
 	struct log_place *pl = place_find(fd);
 	if (!pl)
@@ -187,7 +187,7 @@ static inline unsigned bits_set(uint64_t v)
 
 /* Moves pl's base by n requests, none of which a line is taken for now;
  * each of them no line was taken for is a hole. */
-static void place_slide(struct log_place *pl, uint64_t n)
+static LOOP_PATH void place_slide(struct log_place *pl, uint64_t n)
 {
 	uint64_t taken = n >= 64 ? pl->taken : pl->taken & ((1ull << n) - 1);
 	uint64_t holes = n - bits_set(taken);
@@ -205,7 +205,7 @@ static void place_slide(struct log_place *pl, uint64_t n)
 	pl->base += n;
 }
 
-uint64_t log_order_line(int fd, uint32_t buckets, bool buffer, bool *flushed)
+LOOP_PATH uint64_t log_order_line(int fd, uint32_t buckets, bool buffer, bool *flushed)
 {
 	*flushed = false;
 	struct log_place *pl = fd >= 0 ? place_take(fd, false) : NULL;

@@ -312,7 +312,7 @@ static size_t stream_output(const struct log_sink *sink, const char *b, size_t n
 	return written;
 }
 
-bool buffer_reserve(char **buf, size_t *cap, size_t need)
+LOOP_PATH bool buffer_reserve(char **buf, size_t *cap, size_t need)
 {
 	if (need <= *cap)
 		return true;
@@ -513,7 +513,7 @@ FORK_PATH void log_output_settle(int fd)
 	release(q);
 }
 
-void log_output_settle_all(void)
+LOOP_PATH void log_output_settle_all(void)
 {
 	if (!STATE_WAS_MADE(MADE_BACKLOGS))
 		return; /* no backlog was ever made */

@@ -76,7 +76,7 @@ _Static_assert(REQUEST_SLOT_BITS + 46 <= 60, "request serials stay below the rec
  * request: an access log line written after the response). A line the
  * event-loop rule proved keeps its request unless the batch was spoiled
  * since (event_batch.h); own says the releasing thread is the line's. */
-static uint64_t record_tag(const struct held_record *r, uint64_t request, const char *line,
+static LOOP_PATH uint64_t record_tag(const struct held_record *r, uint64_t request, const char *line,
 			   size_t len, bool own)
 {
 	if (r->request & DECIDED)
@@ -211,7 +211,7 @@ static void slot_set_sink(struct line_slot *s, const struct log_sink *sink)
 }
 
 /* Takes a free slot for (this thread, sink's fd), returned locked. */
-static struct line_slot *claim_slot(const struct log_sink *sink)
+static LOOP_PATH struct line_slot *claim_slot(const struct log_sink *sink)
 {
 	if (thread_ctx.slot_count == THREAD_SLOTS_MAX)
 		return NULL;
@@ -247,7 +247,7 @@ static struct line_slot *claim_slot(const struct log_sink *sink)
 }
 
 /* Unlocks a slot the thread holds; an empty one goes back to the table. */
-static void slot_leave(struct line_slot *s)
+static LOOP_PATH void slot_leave(struct line_slot *s)
 {
 	if (s->len == 0 && !s->raw_partial &&
 	    atomic_load_explicit(&s->owner, memory_order_relaxed) == thread_ctx.tid) {
@@ -263,7 +263,7 @@ static void slot_leave(struct line_slot *s)
 	slot_unlock(s);
 }
 
-static bool slot_append(struct line_slot *s, const void *b, size_t n)
+static LOOP_PATH bool slot_append(struct line_slot *s, const void *b, size_t n)
 {
 	if (n > SIZE_MAX - s->len || !buffer_reserve(&s->buf, &s->cap, s->len + n))
 		return false;
@@ -513,7 +513,7 @@ format_named(struct writer *w, uint64_t request, uint64_t named, uint64_t placed
  * descriptor's order of access lines (log_order.h), and is formatted again
  * if that line says its id is another's or none. Returns its length. Out
  * of line, with the order's code: most lines quote no request line. */
-static __attribute__((noinline)) size_t quoted_line(struct writer *w, uint64_t request,
+static LOOP_PATH __attribute__((noinline)) size_t quoted_line(struct writer *w, uint64_t request,
 						    const char *line, size_t len, char *out, size_t n)
 {
 	uint32_t quoted;
@@ -582,7 +582,7 @@ emit_line(struct writer *w, uint64_t request, const char *line, size_t len, bool
 	return EMIT_DONE;
 }
 
-static bool writer_line(struct writer *w, uint64_t request, const char *line, size_t len,
+static LOOP_PATH bool writer_line(struct writer *w, uint64_t request, const char *line, size_t len,
 			bool newline, size_t input)
 {
 	return emit_line(w, request, line, len, newline, input, false) == EMIT_DONE;
@@ -612,7 +612,7 @@ static bool writer_raw(struct writer *w, const char *b, size_t n)
 
 /* Writes n bytes of held records from buf, each tagged with request if it
  * was held under it. */
-static void writer_records(struct writer *w, const char *buf, size_t n, uint64_t request)
+static LOOP_PATH void writer_records(struct writer *w, const char *buf, size_t n, uint64_t request)
 {
 	bool own = w->slot &&
 		   atomic_load_explicit(&w->slot->owner, memory_order_relaxed) == thread_ctx.tid;
@@ -683,7 +683,7 @@ struct line_verdict {
 
 /* The event-loop rules for a line, if one applies (v->kind set). Kept out
  * of line: most lines are no event loop's. */
-static __attribute__((noinline)) bool judge_loop(struct line_verdict *v)
+static LOOP_PATH __attribute__((noinline)) bool judge_loop(struct line_verdict *v)
 {
 	struct call_chain chain;
 	call_chain_take(&chain, batch_chain_memo());
@@ -806,7 +806,7 @@ static bool is_batch(const struct writer *w, const char *buf, size_t n, const ch
 /* Makes the record whose header starts at offset at a held line: held
  * under the thread's request, or (decided) to be written with request's
  * id after the lines held before it. */
-static void hold_record(struct line_slot *s, size_t at, struct line_verdict v)
+static LOOP_PATH void hold_record(struct line_slot *s, size_t at, struct line_verdict v)
 {
 	struct held_record r = {
 		.seq = thread_ctx.held_seq++,
@@ -1263,7 +1263,7 @@ static uint64_t own_partial_request(const struct line_slot *s)
 /* log_release_held; with plain_only, only the lines held for plain
  * descriptors: not those of syslog messages or stdio streams, whose
  * writing takes libc's locks (a close in a signal handler calls this). */
-static __attribute__((noinline)) void release_held_sinks(uint64_t request, bool plain_only)
+static LOOP_PATH __attribute__((noinline)) void release_held_sinks(uint64_t request, bool plain_only)
 {
 	int saved = errno;
 	struct line_slot *held[THREAD_SLOTS_MAX];
@@ -1343,7 +1343,7 @@ static __attribute__((noinline)) void release_held_sinks(uint64_t request, bool 
 	errno = saved;
 }
 
-void log_release_held(uint64_t request)
+LOOP_PATH void log_release_held(uint64_t request)
 {
 	release_held_sinks(request, false);
 }

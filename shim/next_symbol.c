@@ -173,12 +173,6 @@ START_PATH enum symbol_found object_symbol(const struct object_symbols *o, const
 	return SYMBOL_FOUND;
 }
 
-START_PATH bool is_libc_name(const char *name)
-{
-	size_t n = name ? strlen(name) : 0;
-	return n >= 9 && strcmp(name + n - 9, "libc.so.6") == 0;
-}
-
 START_PATH void next_objects_read(const struct link_map *self, struct next_objects *next)
 {
 	next->count = 0;

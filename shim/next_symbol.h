@@ -18,6 +18,7 @@
 #include <link.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
 
 /* One loaded object's dynamic symbol table, as its dynamic section gives it. */
 struct object_symbols {
@@ -67,8 +68,13 @@ enum symbol_found object_symbol(const struct object_symbols *o, const char *name
 int version_index(const struct object_symbols *o, const char *version);
 
 /* Whether an object the loader names so is libc (the name, NULL for
- * none, ends in libc.so.6). */
-bool is_libc_name(const char *name);
+ * none, ends in libc.so.6). Inline: start-up (START_PATH) and the
+ * event-stack walker (LOOP_PATH) each keep it in their own window. */
+static inline bool is_libc_name(const char *name)
+{
+	size_t n = name ? strlen(name) : 0;
+	return n >= 9 && strcmp(name + n - 9, "libc.so.6") == 0;
+}
 
 /* The objects after a library the program preloaded, in the loader's
  * order, up to libc: where dlsym(RTLD_NEXT) looks first for that library.

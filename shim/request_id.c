@@ -29,7 +29,7 @@ static inline __attribute__((always_inline)) unsigned non_id_bytes(__m128i x)
 /* 16 bytes at a time. The blocks may overlap, and a short id is spread
  * over a block from loads that overlap: a byte looked at twice is still one
  * of the id's, and no byte outside s[0, len) is read. */
-bool request_id_is_valid(const char *s, size_t len)
+LOOP_PATH bool request_id_is_valid(const char *s, size_t len)
 {
 	const unsigned char *b = (const unsigned char *)s;
 	if (len == 0 || len > REQUEST_ID_MAX)

@@ -637,7 +637,7 @@ FORK_PATH uint32_t request_table_line_buckets(uint64_t serial)
 	return line ? request_line_buckets(line, h.line_len) : 0;
 }
 
-bool request_line_is(uint64_t serial, uint32_t buckets)
+LOOP_PATH bool request_line_is(uint64_t serial, uint32_t buckets)
 {
 	struct request_head h;
 	char text[REQUEST_INLINE_TEXT];
@@ -646,7 +646,7 @@ bool request_line_is(uint64_t serial, uint32_t buckets)
 	return buckets != 0 && (buckets == h.buckets || buckets == request_table_line_buckets(serial));
 }
 
-bool request_named_in(uint64_t serial, const char *line, size_t len)
+LOOP_PATH bool request_named_in(uint64_t serial, const char *line, size_t len)
 {
 	struct request_head h;
 	char text[REQUEST_INLINE_TEXT], long_line[REQUEST_LINE_MAX];
@@ -658,7 +658,7 @@ bool request_named_in(uint64_t serial, const char *line, size_t len)
 	       memmem(line, len, req_line, h.line_len) != NULL;
 }
 
-bool request_line_quoted(const char *line, size_t len, uint32_t *buckets)
+LOOP_PATH bool request_line_quoted(const char *line, size_t len, uint32_t *buckets)
 {
 	size_t at, n;
 	if (!http_find_request_line(line, len, &at, &n))
@@ -677,7 +677,7 @@ uint64_t request_named_by(const char *line, size_t len)
 	return request_named_with(line, len, buckets);
 }
 
-uint64_t request_named_with(const char *line, size_t len, uint32_t buckets)
+LOOP_PATH uint64_t request_named_with(const char *line, size_t len, uint32_t buckets)
 {
 	if (atomic_load_explicit(&unseen_streams, memory_order_acquire))
 		return 0;

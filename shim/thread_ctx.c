@@ -66,7 +66,7 @@ FORK_PATH void ctx_boundary(void)
 	thread_ctx.epoch++;
 }
 
-void ctx_release_batch(void)
+LOOP_PATH void ctx_release_batch(void)
 {
 	thread_ctx.batch.holding = false;
 	if (thread_ctx.held && !thread_ctx.in_shim)
@@ -90,7 +90,7 @@ void ctx_lock_wait(void)
 		ctx_boundary();
 }
 
-void ctx_before_conn_io_noting(int fd)
+LOOP_PATH void ctx_before_conn_io_noting(int fd)
 {
 	if (thread_ctx.in_shim)
 		return;
@@ -226,7 +226,7 @@ void ctx_response_began(int fd, int32_t reader)
 		__atomic_store_n(&shim.parks_requests, true, __ATOMIC_RELAXED);
 }
 
-void ctx_mark_event_loop(bool conns)
+LOOP_PATH void ctx_mark_event_loop(bool conns)
 {
 	mark_event_loop(conns);
 }
