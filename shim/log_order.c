@@ -2,10 +2,11 @@
  * log_order.c - the ring of answered requests and the log descriptors'
  * places in it (log_order.h).
  *
- * Each ring entry is seqlocked by its position + 1 (0: never written;
- * ORDER_WRITING set while written). A reader that finds an entry being
- * written or already reused takes it for no request: it never takes one
- * request's buckets for another's. Places are found by probing from the
+ * Each ring entry is seqlocked by a tag for the lap of the ring its
+ * position is in (order_tag; 0: never written; ORDER_WRITING set while
+ * written). A reader that finds an entry being written or already reused
+ * takes it for no request: it never takes one request's buckets for
+ * another's. Places are found by probing from the
  * fd's number, and kept for the process's life: a log descriptor closed and
  * its number reused by another log is counted afresh when that is opened.
  * Must never allocate, block or wait for another thread.
@@ -19,13 +20,18 @@
 #include "fork_hot.h"
 #include "map_once.h"
 
-#define ORDER_WRITING (1ull << 63)
+#define ORDER_WRITING (1u << 31)
+#define ORDER_TAG_MASK (ORDER_WRITING - 1)
 
+/* 16 bytes: 64 KiB for the ring, every page of which a server writes once
+ * it has answered ORDER_RING requests. A request's path buckets, which few
+ * have, are kept apart (order_paths), touched only once one had them. */
 struct answered_entry {
-	_Atomic uint64_t pos; /* position + 1; ORDER_WRITING while written */
+	_Atomic uint32_t tag; /* order_tag of its position; ORDER_WRITING while written */
+	_Atomic uint32_t buckets;
 	_Atomic uint64_t serial;
-	_Atomic uint32_t buckets, path;
 };
+_Static_assert(sizeof(struct answered_entry) == 16, "a ring entry is 16 bytes");
 
 /* A log descriptor's place, used under busy: the answered requests from
  * base on that its lines have taken (bit i: base + i), base the oldest
@@ -47,8 +53,37 @@ static _Atomic uint64_t order_next FORK_HOT;
  * place starts at order_next), and answers go in without an entry. Read
  * by every answered request: FORK_HOT. */
 static _Atomic bool places_made FORK_HOT;
+/* Whether any request was answered with path buckets: until then no entry
+ * has them, and order_paths is neither written nor read (on this
+ * project's VM a first read of a page of .bss costs a page as a write
+ * does: no zero page). Read by every answered request: FORK_HOT. */
+static _Atomic bool paths_made FORK_HOT;
 static struct answered_entry order_ring[ORDER_RING];
+/* The path buckets of the entry of the same index, written under its
+ * seqlock (0 over a reused entry's once paths_made). */
+static _Atomic uint32_t order_paths[ORDER_RING];
 static struct log_place places[ORDER_PLACES];
+
+/* The tag of position p's entry: its lap of the ring, plus one, in 31
+ * bits. Positions ORDER_RING * 2^31 (2^43) apart share a tag: a reader
+ * would take an entry reused for another request for its own only if 2^43
+ * requests were answered between its two reads of the tag (over 100 days
+ * at a million a second, while one thread stalls between two loads), and
+ * a writer would take an entry already written for a later position for
+ * an older one (and overwrite it) only if it stalled while 2^42 were. The
+ * tag wraps to 0, never written, after 2^43 positions: by then every
+ * entry was written long before. */
+static inline uint32_t order_tag(uint64_t p)
+{
+	return (uint32_t)(p / ORDER_RING + 1) & ORDER_TAG_MASK;
+}
+
+/* Whether tag was, a tag read from an entry, is of position p's lap or a
+ * later one (modulo 2^31: a lap up to 2^30 later). */
+static inline bool tag_not_older(uint32_t was, uint64_t p)
+{
+	return ((was - order_tag(p)) & ORDER_TAG_MASK) < (ORDER_WRITING >> 1);
+}
 
 /* In the fork child's window: a fork server's child answers its
  * connection's requests. A process no place was made in (a fork server
@@ -63,18 +98,24 @@ FORK_PATH void log_order_answered(uint64_t serial, uint32_t buckets, uint32_t pa
 	if (!atomic_load_explicit(&places_made, memory_order_seq_cst))
 		return;
 	struct answered_entry *e = &order_ring[p % ORDER_RING];
-	uint64_t was = atomic_load_explicit(&e->pos, memory_order_relaxed);
+	uint32_t was = atomic_load_explicit(&e->tag, memory_order_relaxed);
 	/* A writer a whole ring behind still in it, or one ahead already:
 	 * the entry stays unreadable for position p. */
-	if ((was & ORDER_WRITING) || was > p ||
-	    !atomic_compare_exchange_strong_explicit(&e->pos, &was, (p + 1) | ORDER_WRITING,
-						     memory_order_relaxed, memory_order_relaxed))
+	/* Acquire: the writer before, whose tag this one replaces, set
+	 * paths_made before it released the entry; this one then sees it
+	 * and clears the path that writer may have left. */
+	if ((was & ORDER_WRITING) || tag_not_older(was, p) ||
+	    !atomic_compare_exchange_strong_explicit(&e->tag, &was, order_tag(p) | ORDER_WRITING,
+						     memory_order_acquire, memory_order_relaxed))
 		return;
 	atomic_thread_fence(memory_order_release);
 	atomic_store_explicit(&e->serial, serial, memory_order_relaxed);
 	atomic_store_explicit(&e->buckets, buckets, memory_order_relaxed);
-	atomic_store_explicit(&e->path, path, memory_order_relaxed);
-	atomic_store_explicit(&e->pos, p + 1, memory_order_release);
+	if (path != 0 && !atomic_load_explicit(&paths_made, memory_order_relaxed))
+		atomic_store_explicit(&paths_made, true, memory_order_relaxed);
+	if (atomic_load_explicit(&paths_made, memory_order_relaxed))
+		atomic_store_explicit(&order_paths[p % ORDER_RING], path, memory_order_relaxed);
+	atomic_store_explicit(&e->tag, order_tag(p), memory_order_release);
 }
 
 /* Whether the entry at position p is request serial's whose line a log
@@ -83,13 +124,18 @@ FORK_PATH void log_order_answered(uint64_t serial, uint32_t buckets, uint32_t pa
 static bool entry_quoted(uint64_t p, uint32_t buckets, uint64_t *serial)
 {
 	const struct answered_entry *e = &order_ring[p % ORDER_RING];
-	if (atomic_load_explicit(&e->pos, memory_order_acquire) != p + 1)
+	uint32_t tag = order_tag(p);
+	if (atomic_load_explicit(&e->tag, memory_order_acquire) != tag)
 		return false;
 	*serial = atomic_load_explicit(&e->serial, memory_order_relaxed);
 	uint32_t b = atomic_load_explicit(&e->buckets, memory_order_relaxed);
-	uint32_t path = atomic_load_explicit(&e->path, memory_order_relaxed);
+	/* Without paths_made seen, a path written meanwhile is missed: the
+	 * line is taken for no request, never for another's. */
+	uint32_t path = b == buckets || !atomic_load_explicit(&paths_made, memory_order_relaxed)
+				? 0
+				: atomic_load_explicit(&order_paths[p % ORDER_RING], memory_order_relaxed);
 	atomic_thread_fence(memory_order_acquire);
-	return atomic_load_explicit(&e->pos, memory_order_relaxed) == p + 1 &&
+	return atomic_load_explicit(&e->tag, memory_order_relaxed) == tag &&
 	       (b == buckets || (path != 0 && path == buckets));
 }
 
@@ -252,7 +298,9 @@ LOOP_PATH uint64_t log_order_line(int fd, uint32_t buckets, bool buffer, bool *f
 void log_order_release(void)
 {
 	table_release(order_ring, sizeof(order_ring));
+	table_release(order_paths, sizeof(order_paths));
 	table_release(places, sizeof(places));
 	atomic_store_explicit(&places_made, false, memory_order_relaxed);
+	atomic_store_explicit(&paths_made, false, memory_order_relaxed);
 	atomic_store_explicit(&order_next, 0, memory_order_relaxed);
 }

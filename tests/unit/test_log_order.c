@@ -282,6 +282,21 @@ static void test_line_later_than_the_ring(void **state)
 	assert_int_equal(lines(FD, 10 + ORDER_QUIET, 10), 0); /* the overwritten are holes */
 }
 
+/* A request's path line is kept apart from its entry: the request that
+ * reuses the entry a ring later, known by no path, is not taken for a
+ * line quoting the path of the one before. */
+static void test_reused_entry_forgets_its_path(void **state)
+{
+	(void)state;
+	log_order_log_opened(FD);
+	log_order_answered(5001, 0x4444, 0x5555);
+	answer(1, ORDER_RING - 1);
+	log_order_answered(5002, 0x6666, 0); /* the entry of 5001's position */
+	/* 5001's line never comes: a hole, distrusted for one line more */
+	assert_int_equal(lines(FD, 1, ORDER_RING - 1), ORDER_RING - 1 - (ORDER_QUIET + 1));
+	assert_int_equal(line_placed(FD, 0x5555), 0);
+}
+
 static void test_places_run_out(void **state)
 {
 	(void)state;
@@ -430,6 +445,7 @@ int main(void)
 		cmocka_unit_test_setup(test_buffer_shown_by_two_lines_in_one_write, reset),
 		cmocka_unit_test_setup(test_places_are_per_descriptor, reset),
 		cmocka_unit_test_setup(test_line_later_than_the_ring, reset),
+		cmocka_unit_test_setup(test_reused_entry_forgets_its_path, reset),
 		cmocka_unit_test_setup(test_places_run_out, reset),
 		cmocka_unit_test_setup(test_random_traffic_places_nothing_wrong, reset),
 		cmocka_unit_test_setup(test_threads_answer_while_lines_are_counted, reset),
