@@ -90,8 +90,15 @@ struct stream_mark {
 
 static struct stream_mark marks[STREAM_MARKS];
 
+/* Looks for none until a mark was made: every fclose asks, and on this
+ * project's VM reading the marks' three pages costs them as writing does
+ * (an nginx master's fcloses at start left them in each worker). A mark
+ * is made under its stream's lock, after the flag: whoever asks about that
+ * stream after taking the lock sees the flag. */
 static struct stream_mark *find_mark(FILE *f, bool create)
 {
+	if (!create && !STATE_WAS_MADE(MADE_STREAM_MARKS))
+		return NULL;
 	for (int i = 0; i < STREAM_MARKS; i++)
 		if (atomic_load_explicit(&marks[i].stream, memory_order_acquire) == f)
 			return &marks[i];
