@@ -256,10 +256,15 @@ static struct frame_rule rule_from_tables(uintptr_t pc, unsigned long long *unlo
  * moves when a miss finds the loader has unloaded a module since the one
  * before: a module later loaded where an unloaded one was is walked by the
  * old rules only at addresses cached (or walks remembered, chain_memo) for
- * both until its first miss (libunwind's cache is never emptied). 1536
- * rules, 32 KiB, touched as they fill: an nginx worker's walks cache some
- * 30 addresses, which in 128 KiB touched 20 pages. */
+ * both until its first miss (libunwind's cache is never emptied). At most
+ * 1536 rules, 32 KiB; the sets in use are the first 64 (one page) to start,
+ * doubled (and the generation moved, which empties them all) when a rule
+ * would take the place of a live one, up to all 512: an nginx worker's
+ * walks cache some 30 addresses, which hashed over the 32 KiB touched all
+ * 8 pages (in 128 KiB, 20), and on this project's VM a page only read
+ * costs as much as one written. */
 #define RULE_SET_BITS 9
+#define RULE_SET_BITS_START 6
 #define RULE_SETS (1u << RULE_SET_BITS)
 #define RULE_WAYS 3
 #define TAG_PC_BITS 47 /* user addresses, below 2^47: others are not cached */
@@ -281,6 +286,8 @@ static struct rule_set rule_sets[RULE_SETS] __attribute__((aligned(4096)));
 _Static_assert(sizeof(rule_sets) % 4096 == 0, "the rules fill whole pages");
 static _Atomic uint32_t rule_generation;
 static _Atomic unsigned long long rules_unloaded;
+/* How often the sets in use doubled: 1 << (RULE_SET_BITS_START + it) */
+static _Atomic uint32_t rule_sets_grown;
 
 /* A rule in one word: kind (2 bits), whether the frame address is from
  * rbp, whether rbp is saved, the generation (20 bits), rbp's slot (16
@@ -320,9 +327,37 @@ static int64_t rule_rbp_slot(uint64_t rule)
 	return (int16_t)(uint16_t)(rule >> PACKED_SLOT_SHIFT);
 }
 
+/* pc's set among those in use: the first ones, so that only their pages
+ * are touched. An index taken before they doubled finds rules of a past
+ * generation, or caches one where no lookup looks: never a wrong one. */
 static struct rule_set *rule_set_of(uintptr_t pc)
 {
-	return &rule_sets[(pc * 0x9e3779b97f4a7c15ull) >> (64 - RULE_SET_BITS)];
+	unsigned bits =
+		RULE_SET_BITS_START + atomic_load_explicit(&rule_sets_grown, memory_order_relaxed);
+	return &rule_sets[(pc * 0x9e3779b97f4a7c15ull) >> (64 - bits)];
+}
+
+/* Whether way w of set holds a rule of generation (one a lookup takes). */
+static bool rule_live(const struct rule_set *set, int w, uint32_t generation)
+{
+	uint64_t tag = atomic_load_explicit(&set->way[w].tag, memory_order_relaxed) & TAG_PC;
+	uint64_t r = atomic_load_explicit(&set->way[w].rule, memory_order_relaxed);
+	return tag != 0 && tag != RULE_FILLING &&
+	       (r & PACKED_GENERATION) == packed_generation(generation);
+}
+
+/* A rule found every way of its set live: doubles the sets in use and
+ * moves the generation, unless they are all in use already. Whether it
+ * (or another thread meanwhile) did. */
+static bool rule_sets_grow(void)
+{
+	uint32_t grown = atomic_load_explicit(&rule_sets_grown, memory_order_relaxed);
+	if (grown == RULE_SET_BITS - RULE_SET_BITS_START)
+		return false;
+	if (atomic_compare_exchange_strong_explicit(&rule_sets_grown, &grown, grown + 1,
+						    memory_order_relaxed, memory_order_relaxed))
+		atomic_fetch_add_explicit(&rule_generation, 1, memory_order_seq_cst);
+	return true;
 }
 
 static bool cached_rule(uintptr_t pc, uint32_t generation, uint64_t *rule)
@@ -349,8 +384,13 @@ static void cache_rule(uintptr_t pc, uint64_t rule, uint32_t generation)
 	struct rule_set *set = rule_set_of(pc);
 	if (pc > TAG_PC || atomic_exchange_explicit(&set->locked, true, memory_order_acquire))
 		return;
-	if (atomic_load_explicit(&rule_generation, memory_order_relaxed) == generation) {
-		int w = set->next;
+	int w = set->next, i = 0;
+	while (i < RULE_WAYS && rule_live(set, w, generation)) {
+		w = (w + 1) % RULE_WAYS;
+		i++;
+	}
+	if (atomic_load_explicit(&rule_generation, memory_order_relaxed) == generation &&
+	    (i < RULE_WAYS || !rule_sets_grow())) {
 		set->next = (uint8_t)((w + 1) % RULE_WAYS);
 		uint64_t writes = (atomic_load_explicit(&set->way[w].tag, memory_order_relaxed) >>
 				   TAG_PC_BITS) + 1;
