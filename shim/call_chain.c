@@ -517,7 +517,7 @@ static void remember_read(struct remembered_walk *r, uintptr_t at, uintptr_t val
  * frame, that + reach). Taken again from memo when it remembers this walk;
  * else remembered there. */
 static LOOP_PATH __attribute__((noinline)) int walk_frames(void **frames, int max, uintptr_t reach,
-						 struct chain_memo *memo)
+							   struct chain_memo *memo)
 {
 	uintptr_t pc, sp, bp;
 	__asm__ volatile("lea 0(%%rip), %0\n\tmov %%rsp, %1\n\tmov %%rbp, %2"

@@ -536,7 +536,7 @@ static void index_put(struct epoll_tables *t, int epfd, int fd, uint64_t data)
 /* Records fd's registration on epfd with data and events; under the writer
  * lock. */
 static LOOP_PATH void registration_put(struct epoll_tables *t, int epfd, int fd, uint64_t data,
-			     uint32_t events, bool conn)
+				       uint32_t events, bool conn)
 {
 	struct epoll_fd *e = entry_made(t, fd);
 	struct epoll_instance *instance = instance_made(t, epfd);

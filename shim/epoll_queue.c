@@ -17,7 +17,7 @@
 #include <string.h>
 
 LOOP_PATH bool epoll_queue_take(struct epoll_queue *q, int epfd, struct epoll_event *ev,
-		      epoll_rearm_fn *rearm)
+				epoll_rearm_fn *rearm)
 {
 	if (q->busy || q->count == 0 || q->epfd != epfd)
 		return false;
@@ -64,7 +64,7 @@ LOOP_PATH int epoll_queue_fetch_max(int max)
 }
 
 LOOP_PATH int epoll_queue_keep(struct epoll_queue *q, int epfd, const struct epoll_event *ev, int n,
-		     bool edge)
+			       bool edge)
 {
 	if (n <= 1 || n > QUEUE_MAX + 1 || q->busy || q->count != 0)
 		return n;

@@ -95,7 +95,8 @@ static void skip(struct cursor *c, uint64_t n)
  * base is not 0) when apply is set; false for what this file does not take
  * (indirect, aligned, text-, function- or data-relative without a base,
  * unknown formats) or bytes out of bounds. */
-static LOOP_PATH bool get_encoded(struct cursor *c, uint8_t enc, bool apply, uintptr_t base, uint64_t *out)
+static LOOP_PATH bool get_encoded(struct cursor *c, uint8_t enc, bool apply, uintptr_t base,
+				   uint64_t *out)
 {
 	uintptr_t at = c->p;
 	if ((enc & PE_APPLY) == PE_ALIGNED)

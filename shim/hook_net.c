@@ -185,7 +185,8 @@ EXPORT ssize_t __recvfrom_chk(int fd, void *buf, size_t n, size_t buflen, int fl
 	return r;
 }
 
-static LOOP_PATH __attribute__((noinline)) ssize_t recvmsg_slow(int fd, struct msghdr *msg, int flags)
+static LOOP_PATH __attribute__((noinline)) ssize_t
+recvmsg_slow(int fd, struct msghdr *msg, int flags)
 {
 	ssize_t (*fn)(int, struct msghdr *, int) = REAL(recvmsg);
 	if (unlikely(!fn))

@@ -99,7 +99,7 @@ EXPORT LOOP_PATH int epoll_wait(int epfd, struct epoll_event *ev, int max, int t
 }
 
 EXPORT LOOP_PATH int epoll_pwait(int epfd, struct epoll_event *ev, int max, int timeout,
-		       const sigset_t *mask)
+				 const sigset_t *mask)
 {
 	int (*fn)(int, struct epoll_event *, int, int, const sigset_t *) = REAL(epoll_pwait);
 	if (unlikely(!fn))
@@ -108,7 +108,7 @@ EXPORT LOOP_PATH int epoll_pwait(int epfd, struct epoll_event *ev, int max, int 
 }
 
 EXPORT LOOP_PATH int epoll_pwait2(int epfd, struct epoll_event *ev, int max,
-			const struct timespec *timeout, const sigset_t *mask)
+				  const struct timespec *timeout, const sigset_t *mask)
 {
 	int (*fn)(int, struct epoll_event *, int, const struct timespec *, const sigset_t *) =
 		REAL(epoll_pwait2);

@@ -131,9 +131,9 @@ static bool entry_quoted(uint64_t p, uint32_t buckets, uint64_t *serial)
 	uint32_t b = atomic_load_explicit(&e->buckets, memory_order_relaxed);
 	/* Without paths_made seen, a path written meanwhile is missed: the
 	 * line is taken for no request, never for another's. */
-	uint32_t path = b == buckets || !atomic_load_explicit(&paths_made, memory_order_relaxed)
-				? 0
-				: atomic_load_explicit(&order_paths[p % ORDER_RING], memory_order_relaxed);
+	uint32_t path = 0;
+	if (b != buckets && atomic_load_explicit(&paths_made, memory_order_relaxed))
+		path = atomic_load_explicit(&order_paths[p % ORDER_RING], memory_order_relaxed);
 	atomic_thread_fence(memory_order_acquire);
 	return atomic_load_explicit(&e->tag, memory_order_relaxed) == tag &&
 	       (b == buckets || (path != 0 && path == buckets));

@@ -76,8 +76,8 @@ _Static_assert(REQUEST_SLOT_BITS + 46 <= 60, "request serials stay below the rec
  * request: an access log line written after the response). A line the
  * event-loop rule proved keeps its request unless the batch was spoiled
  * since (event_batch.h); own says the releasing thread is the line's. */
-static LOOP_PATH uint64_t record_tag(const struct held_record *r, uint64_t request, const char *line,
-			   size_t len, bool own)
+static LOOP_PATH uint64_t record_tag(const struct held_record *r, uint64_t request,
+				     const char *line, size_t len, bool own)
 {
 	if (r->request & DECIDED)
 		return r->request & ~DECIDED;
@@ -513,8 +513,8 @@ format_named(struct writer *w, uint64_t request, uint64_t named, uint64_t placed
  * descriptor's order of access lines (log_order.h), and is formatted again
  * if that line says its id is another's or none. Returns its length. Out
  * of line, with the order's code: most lines quote no request line. */
-static LOOP_PATH __attribute__((noinline)) size_t quoted_line(struct writer *w, uint64_t request,
-						    const char *line, size_t len, char *out, size_t n)
+static LOOP_PATH __attribute__((noinline)) size_t
+quoted_line(struct writer *w, uint64_t request, const char *line, size_t len, char *out, size_t n)
 {
 	uint32_t quoted;
 	if (!request_line_quoted(line, len, &quoted))
@@ -583,7 +583,7 @@ emit_line(struct writer *w, uint64_t request, const char *line, size_t len, bool
 }
 
 static LOOP_PATH bool writer_line(struct writer *w, uint64_t request, const char *line, size_t len,
-			bool newline, size_t input)
+				  bool newline, size_t input)
 {
 	return emit_line(w, request, line, len, newline, input, false) == EMIT_DONE;
 }
@@ -1263,7 +1263,8 @@ static uint64_t own_partial_request(const struct line_slot *s)
 /* log_release_held; with plain_only, only the lines held for plain
  * descriptors: not those of syslog messages or stdio streams, whose
  * writing takes libc's locks (a close in a signal handler calls this). */
-static LOOP_PATH __attribute__((noinline)) void release_held_sinks(uint64_t request, bool plain_only)
+static LOOP_PATH __attribute__((noinline)) void
+release_held_sinks(uint64_t request, bool plain_only)
 {
 	int saved = errno;
 	struct line_slot *held[THREAD_SLOTS_MAX];
