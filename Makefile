@@ -77,9 +77,10 @@ deps:
 # so the library has no DT_FINI: crti's _fini does nothing and sits at the
 # far end of the code, where the loader calling it at exit cost every process
 # a page fault (destructors run from .fini_array as before). shim/layout.ld
-# puts a fork child's code in one 64 KiB window, the constants in RELRO and
-# the FORK_HOT globals on the page of .data; -z max-page-size=0x10000 makes
-# the loader put the library at a 64 KiB boundary, so that the window is one
+# puts what an event-loop server runs per connection in one 64 KiB window
+# and a fork child's code in the next, the constants in RELRO and the
+# FORK_HOT globals on the page of .data; -z max-page-size=0x10000 makes the
+# loader put the library at a 64 KiB boundary, so that each window is one
 # in the process too; -fno-plt calls libc through the GOT (a child
 # does not map the PLT's window).
 SHIM_BUILD := -D_GNU_SOURCE -fPIC -shared -fvisibility=hidden -pthread \
