@@ -1059,10 +1059,17 @@ scan_from(struct http_response_parser *p, const unsigned char *s, size_t i, size
 }
 
 /* A write that is one whole response in the usual form, the commonest, is
- * taken with nothing else on the way. */
+ * taken with nothing else on the way; so is one that is all body (the
+ * rest of a response whose head went in the write or the iovec before). */
 static FORK_PATH __attribute__((noinline)) size_t
 scan(struct http_response_parser *p, const char *buf, size_t n, size_t points[], size_t max)
 {
+	if (p->state == R_BODY && n <= p->remaining) {
+		p->remaining -= n;
+		if (p->remaining == 0)
+			p->state = R_START;
+		return 0;
+	}
 	const unsigned char *s = (const unsigned char *)buf;
 	size_t count = 0, i = 0;
 	if (p->state == R_START && n > 17) {
