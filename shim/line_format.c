@@ -239,50 +239,37 @@ static inline __attribute__((always_inline)) unsigned care_mask16(__m128i v, con
 			     _mm_cmpeq_epi8(v, _mm_load_si128(k + 6)))));
 }
 
-/* Copies 32 bytes and returns the mask of those that need care. */
-__attribute__((target("avx2"))) static inline uint32_t copy32(const unsigned char *p, char *o,
-							      const __m256i *k)
+/* The mask of the bytes of a 32-byte vector that need care (as
+ * care_mask16). k: plain_run_constants. */
+__attribute__((target("avx2"))) static inline uint32_t care_mask32(__m256i v, const __m256i *k)
 {
-	__m256i v = _mm256_loadu_si256((const __m256i *)p);
-	_mm256_storeu_si256((__m256i *)o, v);
 	return (uint32_t)_mm256_movemask_epi8(_mm256_or_si256(
 		_mm256_cmpgt_epi8(_mm256_load_si256(k + 1), _mm256_add_epi8(v, _mm256_load_si256(k))),
 		_mm256_or_si256(_mm256_cmpeq_epi8(v, _mm256_load_si256(k + 2)),
 				_mm256_cmpeq_epi8(v, _mm256_load_si256(k + 3)))));
 }
 
-/* The rest (1..15) bytes at p, the last of a line of 16 bytes or more, at
- * the front of a vector, zeroes after them: the line's last 16 bytes are
- * loaded and moved by pshufb through a window of this. */
-static const uint8_t tail_shuffle[32] = {0,    1,    2,    3,    4,    5,    6,    7,
-					 8,    9,    10,   11,   12,   13,   14,   15,
-					 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80,
-					 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80};
-
-__attribute__((target("avx2"))) static inline __m128i tail_moved(const unsigned char *p, size_t rest)
+/* Copies 32 bytes and returns the mask of those that need care. */
+__attribute__((target("avx2"))) static inline uint32_t copy32(const unsigned char *p, char *o,
+							      const __m256i *k)
 {
-	__m128i v = _mm_loadu_si128((const __m128i *)(p + rest - 16));
-	return _mm_shuffle_epi8(v, _mm_loadu_si128((const __m128i *)(tail_shuffle + 16 - rest)));
+	__m256i v = _mm256_loadu_si256((const __m256i *)p);
+	_mm256_storeu_si256((__m256i *)o, v);
+	return care_mask32(v, k);
 }
 
 /* Copies the next bytes of p (left of them, 1 or more) to o a vector at a
  * time and returns how many need no escaping: all left of them, or up to
- * the first that does (or needs a UTF-8 check). o may receive up to 31
- * bytes past what it returns, and up to 15 past left: json_escape's bound
- * leaves room. A tail shorter than 16 bytes is, with AVX2 (and so SSSE3)
- * in a line of 16 bytes or more (long_line), taken by tail_moved; else it
- * is copied into a vector first. */
-static inline __attribute__((always_inline)) size_t
-copy_plain(const unsigned char *p, size_t left, bool long_line, char *o, bool avx2)
+ * the first that does (or needs a UTF-8 check). o may receive up to 15
+ * bytes past what it returns and past left: json_escape's bound leaves
+ * room. A tail shorter than 16 bytes is copied into a vector first. */
+static inline __attribute__((always_inline)) size_t copy_plain(const unsigned char *p, size_t left,
+							       char *o)
 {
 	const void *k = plain_run_constants;
 	__asm__("" : "+r"(k));
 	size_t done = 0;
 	unsigned mask;
-	if (avx2)
-		for (; left - done >= 32; done += 32)
-			if ((mask = copy32(p + done, o + done, k)) != 0)
-				return done + (size_t)__builtin_ctz(mask);
 	for (; left - done >= 16; done += 16) {
 		__m128i v = _mm_loadu_si128((const __m128i *)(p + done));
 		_mm_storeu_si128((__m128i *)(o + done), v);
@@ -292,15 +279,10 @@ copy_plain(const unsigned char *p, size_t left, bool long_line, char *o, bool av
 	size_t rest = left - done;
 	if (rest == 0)
 		return left;
-	__m128i v;
-	if (avx2 && long_line) {
-		v = tail_moved(p + done, rest);
-	} else {
-		unsigned char tail[16] __attribute__((aligned(16)));
-		_mm_store_si128((__m128i *)tail, _mm_setzero_si128());
-		memcpy(tail, p + done, rest);
-		v = _mm_load_si128((const __m128i *)tail);
-	}
+	unsigned char tail[16] __attribute__((aligned(16)));
+	_mm_store_si128((__m128i *)tail, _mm_setzero_si128());
+	memcpy(tail, p + done, rest);
+	__m128i v = _mm_load_si128((const __m128i *)tail);
 	_mm_storeu_si128((__m128i *)(o + done), v);
 	mask = care_mask16(v, k) & ((1u << rest) - 1);
 	return done + (mask ? (size_t)__builtin_ctz(mask) : rest);
@@ -335,11 +317,11 @@ void line_format_prepare(void)
 	(void)has_avx2();
 }
 
-/* For the bytes below 0x80 JSON escapes with two, the byte after the
- * backslash, and above it what seeing it tells (LINE_SAW_*); 0: \\u00XX
- * (or not escaped). */
-#define SHORT_ESCAPE(c, saw) ((uint16_t)((c) | (saw) << 8))
-static const uint16_t short_escape[128] = {
+/* For the bytes below 0x80 JSON escapes with two: those two (the
+ * backslash, then the byte after it) as they lie in memory, and above them
+ * what seeing it tells (LINE_SAW_*); 0: \\u00XX (or not escaped). */
+#define SHORT_ESCAPE(c, saw) ((uint32_t)('\\' | (c) << 8 | (saw) << 16))
+static const uint32_t short_escape[128] = {
 	['"'] = SHORT_ESCAPE('"', LINE_SAW_QUOTE), ['\\'] = SHORT_ESCAPE('\\', 0),
 	['\n'] = SHORT_ESCAPE('n', LINE_SAW_NEWLINE), ['\r'] = SHORT_ESCAPE('r', 0),
 	['\t'] = SHORT_ESCAPE('t', 0), ['\b'] = SHORT_ESCAPE('b', 0), ['\f'] = SHORT_ESCAPE('f', 0)};
@@ -353,63 +335,143 @@ static char *escape_byte(char *o, unsigned char b, bool surrogate)
 	return o + 6;
 }
 
-/* The escaper, for one instruction set: avx2 is a constant where it is
- * inlined. Runs of plain bytes go a vector at a time; each byte that
- * needs escaping or a UTF-8 check is handled in the same loop. The first
- * from bytes were copied already, as they are. Adds to *seen what the
- * input held (line_format.h: LINE_SAW_*). */
+/* The byte at p (p < end), which needs escaping or a UTF-8 check, to o:
+ * returns how many input bytes it took (a valid UTF-8 sequence is copied
+ * whole) and moves *o past its output; adds to *saw what it tells
+ * (LINE_SAW_*). */
 static inline __attribute__((always_inline)) size_t
-escape_with(const char *in, size_t len, char *out, unsigned *seen, size_t from, bool avx2)
+escape_care(const unsigned char *p, const unsigned char *end, char **o, unsigned *saw)
 {
-	const unsigned char *p = (const unsigned char *)in + from, *end = (const unsigned char *)in + len;
-	char *o = out + from;
-	unsigned saw = 0;
+	unsigned char b = *p;
+	if (b >= 0x80) {
+		size_t n = utf8_sequence(p, end);
+		if (n == 0) {
+			*o = escape_byte(*o, b, true);
+			return 1;
+		}
+		memcpy(*o, p, n);
+		*o += n;
+		return n;
+	}
+	uint32_t e = short_escape[b];
+	if (e) {
+		memcpy(*o, &e, 2); /* little-endian: its two bytes */
+		*o += 2;
+		*saw |= e >> 16;
+	} else {
+		*o = escape_byte(*o, b, false);
+	}
+	return 1;
+}
 
+/* The escaper without AVX2: runs of plain bytes go 16 bytes at a time,
+ * each byte that needs escaping or a UTF-8 check is handled between
+ * them. Adds to *seen what the input held (line_format.h: LINE_SAW_*). */
+static size_t escape_sse2(const char *in, size_t len, char *out, unsigned *seen)
+{
+	const unsigned char *p = (const unsigned char *)in, *end = p + len;
+	char *o = out;
+	unsigned saw = 0;
 	while (p < end) {
-		size_t run = copy_plain(p, (size_t)(end - p), len >= 16, o, avx2);
+		size_t run = copy_plain(p, (size_t)(end - p), o);
 		p += run;
 		o += run;
-		if (p >= end)
-			break;
-		unsigned char b = *p;
-		if (b >= 0x80) {
-			size_t n = utf8_sequence(p, end);
-			if (n == 0) {
-				o = escape_byte(o, b, true);
-				p++;
-			} else {
-				memcpy(o, p, n);
-				o += n;
-				p += n;
-			}
-			continue;
-		}
-		uint16_t e = short_escape[b];
-		if (e) {
-			o[0] = '\\';
-			o[1] = (char)e;
-			o += 2;
-			saw |= e >> 8;
-		} else {
-			o = escape_byte(o, b, false);
-		}
-		p++;
+		if (p < end)
+			p += escape_care(p, end, &o, &saw);
 	}
 	*seen |= saw;
 	return (size_t)(o - out);
 }
 
+/* Copies the n bytes at p (n < 32) to o a vector at a time, the input
+ * ending at end: 32 bytes when 32 can be read from p, else (only in
+ * escape_rest_avx2's copy of a line's tail, which can be read 16 bytes
+ * past its end) 16 or 32. The output that follows (a byte at least for
+ * each input byte after the n) is written over the bytes past the n; the
+ * last vector of a line may reach up to 15 bytes past its output's end. */
+__attribute__((target("avx2"))) static inline void copy_run(char *o, const unsigned char *p,
+							    size_t n, const unsigned char *end)
+{
+	if (end - p >= 32) {
+		_mm256_storeu_si256((__m256i *)o, _mm256_loadu_si256((const __m256i *)p));
+		return;
+	}
+	_mm_storeu_si128((__m128i *)o, _mm_loadu_si128((const __m128i *)p));
+	if (n > 16)
+		_mm_storeu_si128((__m128i *)(o + 16), _mm_loadu_si128((const __m128i *)(p + 16)));
+}
+
+/* The escaper with AVX2 from byte from on (the bytes before it copied as
+ * they are): 32 bytes at a time, a block with no byte that needs care
+ * copied whole; in one that has some, the mask found once gives each of
+ * them in turn, the plain runs between them copied by copy_run, and the
+ * next block starts after the last of them (or after a UTF-8 sequence that
+ * reaches past it). The line's last bytes, fewer than 32, are taken from a
+ * copy of them at the end of 32 bytes followed by 16 zeroes, where vectors
+ * may be loaded anywhere. */
 FORK_PATH __attribute__((target("avx2"), noinline)) static size_t
 escape_rest_avx2(const char *in, size_t len, char *out, unsigned *seen, size_t from)
 {
-	return escape_with(in, len, out, seen, from, true);
+	const unsigned char *p = (const unsigned char *)in + from, *end = (const unsigned char *)in + len;
+	const void *k = plain_run_constants;
+	__asm__("" : "+r"(k));
+	unsigned char tail[48] __attribute__((aligned(32)));
+	char *o = out + from;
+	unsigned saw = 0;
+	while (p < end) {
+		size_t left = (size_t)(end - p);
+		uint64_t mask; /* 64 bits: cleared below a taken byte up to 35 */
+		if (left >= 32) {
+			if ((mask = copy32(p, o, k)) == 0) {
+				p += 32;
+				o += 32;
+				continue;
+			}
+		} else {
+			if (end != tail + 32) { /* into the copy */
+				_mm_store_si128((__m128i *)(tail + 32), _mm_setzero_si128());
+				if (len >= 32) {
+					_mm256_store_si256((__m256i *)tail,
+							   _mm256_loadu_si256((const __m256i *)(end - 32)));
+				} else {
+					_mm256_store_si256((__m256i *)tail, _mm256_setzero_si256());
+					memcpy(tail + 32 - left, p, left);
+				}
+				p = tail + 32 - left;
+				end = tail + 32;
+			}
+			mask = care_mask32(_mm256_load_si256((const __m256i *)tail), k) >> (32 - left);
+			if (mask == 0) {
+				copy_run(o, p, left, end);
+				o += left;
+				break;
+			}
+		}
+		size_t at = (size_t)__builtin_ctzll(mask), taken;
+		if (left < 32) /* else copy32 has stored the run before it */
+			copy_run(o, p, at, end);
+		o += at;
+		for (;;) {
+			taken = at + escape_care(p + at, end, &o, &saw);
+			mask &= ~0ull << taken;
+			/* a block of the line itself: its runs are copied 32
+			 * bytes at a time, and so only while 32 can be read */
+			if (!mask || (left >= 32 && left - taken < 32))
+				break;
+			at = (size_t)__builtin_ctzll(mask);
+			copy_run(o, p + taken, at - taken, end);
+			o += at - taken;
+		}
+		p += taken;
+	}
+	*seen |= saw;
+	return (size_t)(o - out);
 }
 
 /* With AVX2: most lines need no escaping. They are copied 32 bytes at a
  * time, the last 32 bytes of the line stored over bytes already copied as
- * they are, with no registers to save (copy_plain's loop without its
- * tails, which call memcpy); escape_rest_avx2 takes over from the first
- * byte that needs care. */
+ * they are, with no registers to save; escape_rest_avx2 takes over from
+ * the first byte that needs care. */
 FORK_PATH __attribute__((target("avx2"))) static size_t
 escape_avx2(const char *in, size_t len, char *out, unsigned *seen)
 {
@@ -426,11 +488,6 @@ escape_avx2(const char *in, size_t len, char *out, unsigned *seen)
 	if (done < len && (mask = copy32(p + len - 32, out + len - 32, k) >> (32 - (len - done))) != 0)
 		return escape_rest_avx2(in, len, out, seen, done + (size_t)__builtin_ctz(mask));
 	return len;
-}
-
-static size_t escape_sse2(const char *in, size_t len, char *out, unsigned *seen)
-{
-	return escape_with(in, len, out, seen, 0, false);
 }
 
 /* json_escape, also adding to *seen what the input held. */
