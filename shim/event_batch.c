@@ -382,8 +382,9 @@ LOOP_PATH void batch_before_conn_io(int fd, const struct call_chain *chain)
 		b->conn = 0;
 		return;
 	}
-	b->depth = (uint8_t)shared;
-	b->callers = call_chain_outer_hash(chain, shared);
+	/* b->depth and b->callers are already this chain's outer frames':
+	 * batch_begin took them from the wait's chain, which every frame of
+	 * them matched, and a wait since would have ended the batch. */
 	b->site = (uintptr_t)chain->frames[chain->count - 1 - shared];
 	b->resolve_held = thread_ctx.held;
 	b->request = conn_request(fd);
