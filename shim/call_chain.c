@@ -470,21 +470,33 @@ static inline bool reads_hold(const struct remembered_walk *r)
 	return true;
 }
 
+/* Where a walk from stack pointer sp is hinted (chain_memo's hint). */
+static uint8_t *memo_hint(struct chain_memo *memo, uintptr_t sp)
+{
+	_Static_assert(MEMO_HINTS == 16, "four bits of the hash");
+	return &memo->hint[(uint32_t)((sp >> 3) * 0x9e3779b1u) >> 28];
+}
+
 /* The walk remembered for this stack pointer and rbp, checked against the
  * stack as it is: its result, with frames filled; or -1, and in *replace
  * the remembered walk to replace, in turn (two chains taken in turn from
- * the same stack pointer each keep theirs). */
+ * the same stack pointer each keep theirs). The hinted walk is looked at
+ * first, then the others from the one after it. */
 static int walk_again(struct chain_memo *memo, uintptr_t sp, uintptr_t bp, uint32_t generation,
 		      void **frames, struct remembered_walk **replace)
 {
-	for (int w = 0; w < MEMO_WALKS; w++) {
+	uint8_t *hint = memo_hint(memo, sp);
+	for (unsigned k = 0; k < MEMO_WALKS; k++) {
+		unsigned w = (*hint + k) % MEMO_WALKS;
 		const struct remembered_walk *r = &memo->walk[w];
 		if (r->sp != sp || r->count <= 0 || (r->bp_used && r->bp != bp) ||
 		    r->generation != generation || !reads_hold(r))
 			continue;
+		*hint = (uint8_t)w;
 		memcpy(frames, r->frames, (size_t)r->count * sizeof(void *));
 		return r->count;
 	}
+	*hint = (uint8_t)memo->next;
 	*replace = &memo->walk[memo->next];
 	memo->next = (memo->next + 1) % MEMO_WALKS;
 	return -1;

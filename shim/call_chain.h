@@ -87,10 +87,13 @@ struct call_chain {
  * held, and the chain it gave; checking them again is a load and a compare
  * per word, in the walk's order (a word that differs may lead another
  * stack elsewhere, so none after it is read), instead of a rule lookup per
- * frame. Owned by one thread (a walk is never re-entered), in memory of its
- * own. */
+ * frame. The walk last taken again or remembered for a stack pointer is
+ * looked at first (by a hash of the stack pointer: a hint, checked as any
+ * other), the others in turn after it. Owned by one thread (a walk is never
+ * re-entered), in memory of its own. */
 #define MEMO_WALKS 8
 #define MEMO_READS 64
+#define MEMO_HINTS 16
 
 struct chain_memo {
 	struct remembered_walk {
@@ -104,6 +107,7 @@ struct chain_memo {
 		void *frames[CHAIN_MAX];
 	} walk[MEMO_WALKS];
 	unsigned next;
+	uint8_t hint[MEMO_HINTS]; /* by stack pointer: the walk to look at first */
 };
 
 /* Fills chain with the calling thread's return addresses, the shim's own
