@@ -49,12 +49,16 @@ LOOP_PATH void batch_ready_closing(void)
 
 /* The calling thread's copies of return addresses, mapped at its first
  * wait as an event loop (NULL if that failed: no proofs then): the callers
- * of the function that called the last wait, the chain of the last
- * connection I/O, which function return addresses are in, the events its
- * epoll waits fetched and have not handed out, and its last walks of the
- * stack. */
+ * of the function that called the last wait (the same at nearly every
+ * wait: they are copied, and hashed, only when they change), the chain of
+ * the last connection I/O, which function return addresses are in, the
+ * events its epoll waits fetched and have not handed out, and its last
+ * walks of the stack. */
 struct loop_frames {
 	void *wait[CHAIN_MAX];
+	uint8_t wait_count;    /* frames in wait (wait_depth may be 0 meanwhile) */
+	bool wait_hashed;      /* wait_hash is theirs */
+	uint64_t wait_hash;
 	void *io[CHAIN_MAX];
 	const void *cached_ip[FUNCTION_CACHE]; /* return address -> its function */
 	uintptr_t cached_function[FUNCTION_CACHE];
@@ -250,7 +254,18 @@ LOOP_PATH void batch_after_wait(void *wait_return)
 		if (chain.frames[i] != wait_return)
 			continue;
 		int depth = chain.count - i - 1;
-		memcpy(f->wait, chain.frames + i + 1, (size_t)depth * sizeof(void *));
+		size_t size = (size_t)depth * sizeof(void *);
+		if (depth != f->wait_count || memcmp(f->wait, chain.frames + i + 1, size) != 0) {
+			/* Marked unknown while they change: a signal handler's
+			 * wait in between copies its own; its hash is dropped. */
+			f->wait_count = 0;
+			f->wait_hashed = false;
+			atomic_signal_fence(memory_order_seq_cst);
+			memcpy(f->wait, chain.frames + i + 1, size);
+			atomic_signal_fence(memory_order_seq_cst);
+			f->wait_count = (uint8_t)depth;
+			f->wait_hashed = false;
+		}
 		b->wait_depth = (uint8_t)depth;
 		return;
 	}
@@ -267,8 +282,13 @@ static void batch_begin(int fd, uint32_t events)
 	uint32_t both = EPOLLERR | EPOLLHUP;
 	b->ready_ways = (uint8_t)((events & (EPOLLIN | EPOLLPRI | EPOLLRDHUP | both) ? READY_READ : 0) |
 				  (events & (EPOLLOUT | both) ? READY_WRITE : 0));
+	struct loop_frames *f = b->frames;
 	b->depth = b->wait_depth;
-	b->callers = XXH3_64bits(b->frames->wait, (size_t)b->depth * sizeof(void *));
+	if (!f->wait_hashed || f->wait_count != b->depth) {
+		f->wait_hash = XXH3_64bits(f->wait, (size_t)b->depth * sizeof(void *));
+		f->wait_hashed = f->wait_count == b->depth;
+	}
+	b->callers = f->wait_hash;
 	b->site = 0;
 	b->io_seen = false;
 	b->moved = false;
