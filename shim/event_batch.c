@@ -478,6 +478,21 @@ uintptr_t batch_line_site(const struct call_chain *chain)
 	return inside_wait_caller(chain, 0, &at) ? at : 0;
 }
 
+/* Whether chain runs inside the batch's handler call: it ends with the
+ * wait's callers and, inside them, the call at the batch's site. Once the
+ * handler call is known, b->depth and b->callers are the wait's callers,
+ * still in the thread's copy (a wait since would have ended the batch): its
+ * frames are compared, not hashed (inside_wait_caller's question, with no
+ * hash to coincide). */
+static LOOP_PATH bool inside_handler_call(const struct call_chain *chain)
+{
+	const struct event_batch_state *b = &thread_ctx.batch;
+	int n = chain->count;
+	return n >= b->depth + 1 && (uintptr_t)chain->frames[n - b->depth - 1] == b->site &&
+	       memcmp(chain->frames + n - b->depth, b->frames->wait,
+		      (size_t)b->depth * sizeof(void *)) == 0;
+}
+
 LOOP_PATH uint64_t batch_line_request(const struct call_chain *chain)
 {
 	const struct event_batch_state *b = &thread_ctx.batch;
@@ -487,8 +502,7 @@ LOOP_PATH uint64_t batch_line_request(const struct call_chain *chain)
 	uint64_t r = b->request;
 	if (r == 0 || !b->moved || conn_request(fd) != r || conn_of(fd)->kind != CONN_HTTP)
 		return 0;
-	uintptr_t at;
-	return inside_wait_caller(chain, b->site, &at) ? r : 0;
+	return inside_handler_call(chain) ? r : 0;
 }
 
 int batch_nested_depth(const struct call_chain *chain, uint64_t *key)
