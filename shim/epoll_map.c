@@ -26,6 +26,9 @@
  * thread (a signal handler inside epoll_ctl) or still held after a long
  * while, or an index too full to place a key, switches lookups off for
  * the rest of the process: losing ids is allowed, a wrong fd is not. A
+ * count moves before and after every change of what lookups answer from
+ * (epoll_map_changes), so that an answer kept meanwhile (epoll_queue's
+ * kept events) is known to stand while it has not moved. A
  * fork child starts with the lock free. The tables are mapped when the
  * process makes its first epoll instance; a process without one pays
  * nothing for them.
@@ -121,6 +124,21 @@ static _Atomic uint32_t writer_busy;
 static _Atomic bool rebuilding; /* the writer holding the lock rebuilds the index */
 static __thread bool writing __attribute__((tls_model("initial-exec")));
 static _Atomic bool broken;
+/* Moves before and after every change of what epoll_map_lookup answers
+ * from (epoll_map_changes). */
+static _Atomic uint32_t lookup_changes;
+
+static void lookup_change(void)
+{
+	atomic_fetch_add_explicit(&lookup_changes, 1, memory_order_seq_cst);
+}
+
+/* Lookups stop for good (the top comment says when). */
+static void break_lookups(void)
+{
+	atomic_store(&broken, true);
+	lookup_change();
+}
 
 static bool in_range(int fd)
 {
@@ -251,7 +269,7 @@ static LOOP_PATH bool slot_confirmed(const struct epoll_tables *t, uint64_t v)
 static LOOP_PATH bool writer_lock(void)
 {
 	if (writing) {
-		atomic_store(&broken, true);
+		break_lookups();
 		return false;
 	}
 	STATE_MADE(MADE_EPOLL_LOCK); /* before the lock: a fork in between frees it */
@@ -268,7 +286,7 @@ static LOOP_PATH bool writer_lock(void)
 			tries++;
 		sched_yield();
 	}
-	atomic_store(&broken, true);
+	break_lookups();
 	return false;
 }
 
@@ -293,6 +311,11 @@ LOOP_PATH uint32_t epoll_map_stamp(int fd)
 	const struct epoll_tables *t = tables_now();
 	const struct epoll_fd *e = t ? entry_now(t, fd) : NULL;
 	return e ? atomic_load_explicit(&e->stamp, memory_order_acquire) : 0;
+}
+
+LOOP_PATH uint32_t epoll_map_changes(void)
+{
+	return atomic_load_explicit(&lookup_changes, memory_order_acquire);
 }
 
 LOOP_PATH void epoll_map_changed(int fd)
@@ -345,13 +368,15 @@ LOOP_PATH void epoll_map_new_instance(int epfd)
 	struct epoll_instance *i = t ? instance_made(t, epfd) : NULL;
 	if (!e || !i) {
 		if (t && in_range(epfd))
-			atomic_store(&broken, true); /* an instance it cannot tell apart */
+			break_lookups(); /* an instance it cannot tell apart */
 		return;
 	}
 	atomic_store_explicit(&i->edges, false, memory_order_relaxed);
 	atomic_store_explicit(&i->waiter, 0, memory_order_relaxed);
 	atomic_fetch_add_explicit(&e->stamp, 1, memory_order_release);
+	lookup_change();
 	atomic_fetch_add_explicit(&i->generation, 1, memory_order_relaxed);
+	lookup_change();
 	atomic_store_explicit(&i->conns, 0, memory_order_relaxed);
 }
 
@@ -520,7 +545,7 @@ static void index_put(struct epoll_tables *t, int epfd, int fd, uint64_t data)
 	index_word w = atomic_load_explicit(&t->index, memory_order_relaxed);
 	if ((!w || 4ull * (t->index_used + 1) > 3ull << (w & INDEX_BITS_MASK)) &&
 	    !index_rebuild(t, w & INDEX_BITS_MASK) && !w) {
-		atomic_store(&broken, true);
+		break_lookups();
 		return;
 	}
 	for (int tries = 0;; tries++) {
@@ -530,7 +555,7 @@ static void index_put(struct epoll_tables *t, int epfd, int fd, uint64_t data)
 		if (tries == 2 || !index_rebuild(t, (unsigned)(w & INDEX_BITS_MASK) + 1))
 			break;
 	}
-	atomic_store(&broken, true);
+	break_lookups();
 }
 
 /* Records fd's registration on epfd with data and events; under the writer
@@ -541,7 +566,7 @@ static LOOP_PATH void registration_put(struct epoll_tables *t, int epfd, int fd,
 	struct epoll_fd *e = entry_made(t, fd);
 	struct epoll_instance *instance = instance_made(t, epfd);
 	if (!e || !instance) {
-		atomic_store(&broken, true); /* a registration it cannot record */
+		break_lookups(); /* a registration it cannot record */
 		return;
 	}
 	struct registration *r = &e->registration;
@@ -570,7 +595,9 @@ LOOP_PATH void epoll_map_set(int epfd, int fd, uint64_t data, uint32_t events)
 		return;
 	if (!writer_lock())
 		return;
+	lookup_change();
 	registration_put(t, epfd, fd, data, events, fd_class(fd) & FD_CONN);
+	lookup_change();
 	writer_unlock();
 }
 
@@ -619,7 +646,9 @@ void epoll_map_import(int epfd, uint32_t epfd_stamp, int fd, uint32_t fd_stamp, 
 	    atomic_load_explicit(&e->registration.key, memory_order_relaxed) == 0) {
 		if (events & (EPOLLET | EPOLLONESHOT))
 			atomic_store_explicit(&instance->edges, true, memory_order_release);
+		lookup_change();
 		registration_put(t, epfd, fd, data, events, conn);
+		lookup_change();
 	}
 	writer_unlock();
 }
@@ -630,11 +659,13 @@ void epoll_map_delete(int epfd, int fd)
 	struct epoll_fd *e = t && in_range(epfd) ? entry_now(t, fd) : NULL;
 	if (!e)
 		return;
+	lookup_change();
 	uint64_t key = atomic_exchange_explicit(&e->registration.key, 0, memory_order_acq_rel);
 	if ((key & ~COUNTED) == key_of(t, epfd))
 		uncount(t, key);
 	else if (key)
 		atomic_store_explicit(&e->registration.key, key, memory_order_release);
+	lookup_change();
 }
 
 void epoll_map_release(void)
@@ -643,6 +674,7 @@ void epoll_map_release(void)
 	if (!t)
 		return;
 	/* The pages stay mapped, zeroes: what an entry never given reads as. */
+	lookup_change();
 	for (unsigned i = 0; i < FD_LIMIT / EPOLL_PAGE; i++) {
 		struct epoll_fd *page = atomic_load_explicit(&t->pages[i], memory_order_acquire);
 		if (page)
@@ -656,6 +688,7 @@ void epoll_map_release(void)
 	if (w)
 		table_release(index_slots(w), sizeof(index_slot) << (w & INDEX_BITS_MASK));
 	t->index_used = 0;
+	lookup_change();
 }
 
 FORK_PATH bool epoll_map_tracks(int fd)
@@ -676,8 +709,11 @@ LOOP_PATH void epoll_map_forget(int fd)
 	if (!e)
 		return;
 	atomic_fetch_add_explicit(&e->stamp, 1, memory_order_release);
-	if (atomic_load_explicit(&e->registration.key, memory_order_relaxed))
+	if (atomic_load_explicit(&e->registration.key, memory_order_relaxed)) {
+		lookup_change();
 		uncount(t, atomic_exchange_explicit(&e->registration.key, 0, memory_order_acq_rel));
+		lookup_change();
+	}
 }
 
 LOOP_PATH int epoll_map_lookup(int epfd, uint64_t data)

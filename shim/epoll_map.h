@@ -92,6 +92,12 @@ unsigned epoll_map_connections(int epfd) __attribute__((visibility("hidden")));
 /* The fd an event from epfd carrying data is about, or -1 if unknown. */
 int epoll_map_lookup(int epfd, uint64_t data) __attribute__((visibility("hidden")));
 
+/* A count that moves before and after every change of what
+ * epoll_map_lookup answers from (a registration, an instance's
+ * generation, the index, lookups stopping): a lookup made after reading it
+ * would answer the same again while it reads the same. */
+uint32_t epoll_map_changes(void) __attribute__((visibility("hidden")));
+
 /* How many slots the index has now (0 before the first registration): what
  * its memory follows. */
 unsigned epoll_map_index_slots(void) __attribute__((visibility("hidden")));

@@ -17,8 +17,9 @@
 #include <string.h>
 
 LOOP_PATH bool epoll_queue_take(struct epoll_queue *q, int epfd, struct epoll_event *ev,
-				epoll_rearm_fn *rearm)
+				epoll_rearm_fn *rearm, int *fd)
 {
+	*fd = -1;
 	if (q->busy || q->count == 0 || q->epfd != epfd)
 		return false;
 	q->busy = true;
@@ -29,11 +30,18 @@ LOOP_PATH bool epoll_queue_take(struct epoll_queue *q, int epfd, struct epoll_ev
 		unsigned i = q->next;
 		q->next = (uint8_t)(q->next + 1);
 		q->count--;
-		if (!q->kept[i].deleted && (epoll_map_stamp(q->kept[i].fd) == q->kept[i].stamp ||
-					    (q->kept[i].once && !rearm(epfd, q->kept[i].fd)))) {
-			*ev = q->kept[i].ev;
+		if (q->kept[i].deleted)
+			continue;
+		if (epoll_map_stamp(q->kept[i].fd) == q->kept[i].stamp) {
+			/* its lookup as it was kept still stands */
+			if (epoll_map_changes() == q->map_changes)
+				*fd = q->kept[i].fd;
 			found = true;
+		} else {
+			found = q->kept[i].once && !rearm(epfd, q->kept[i].fd);
 		}
+		if (found)
+			*ev = q->kept[i].ev;
 	}
 	q->busy = false;
 	return found;
@@ -69,6 +77,7 @@ LOOP_PATH int epoll_queue_keep(struct epoll_queue *q, int epfd, const struct epo
 	if (n <= 1 || n > QUEUE_MAX + 1 || q->busy || q->count != 0)
 		return n;
 	q->busy = true;
+	uint32_t map_changes = epoll_map_changes();
 	int kept = 0;
 	for (int i = 1; i < n; i++) {
 		int fd = epoll_map_lookup(epfd, ev[i].data.u64);
@@ -89,6 +98,7 @@ LOOP_PATH int epoll_queue_keep(struct epoll_queue *q, int epfd, const struct epo
 		q->epfd = epfd;
 		q->edge = edge;
 		q->epfd_stamp = epoll_map_stamp(epfd);
+		q->map_changes = map_changes;
 		q->next = 0;
 		q->count = (uint8_t)kept;
 	}

@@ -18,7 +18,9 @@
  * reports the descriptor again if it is still ready), and the whole queue
  * when its instance's number was closed. Events are kept only when every
  * one of them maps to its descriptor (epoll_map_lookup): otherwise the
- * whole batch goes to the caller at once, as without the shim. A fork
+ * whole batch goes to the caller at once, as without the shim. A kept
+ * event handed out names that descriptor while the map has not changed
+ * since (epoll_map_changes), so that the wait need not look it up again. A fork
  * child starts with no kept events (they are its parent's). Never
  * allocates or blocks; a signal handler that waits while the thread is
  * inside the queue bypasses it.
@@ -59,6 +61,7 @@ struct epoll_queue {
 		      registrations */
 	int epfd;
 	uint32_t epfd_stamp;
+	uint32_t map_changes; /* epoll_map_changes before its events' lookups */
 	uint8_t next, count;
 	struct {
 		struct epoll_event ev;
@@ -79,9 +82,11 @@ typedef bool epoll_rearm_fn(int epfd, int fd);
 /* Moves the next kept event of epfd still valid to *ev: true if there was
  * one (the wait is answered without the kernel). An edge queue's event
  * whose descriptor changed goes to rearm, or to *ev if rearm cannot take
- * it. */
+ * it. *fd is the descriptor the event is about, as epoll_map_lookup would
+ * answer now, when the map has not changed since it was looked up as the
+ * event was kept; else -1 (ask the map). */
 bool epoll_queue_take(struct epoll_queue *q, int epfd, struct epoll_event *ev,
-		      epoll_rearm_fn *rearm) __attribute__((visibility("hidden")));
+		      epoll_rearm_fn *rearm, int *fd) __attribute__((visibility("hidden")));
 
 /* The thread is about to wait on something else than the instance its edge
  * queue holds events of: every kept event goes to rearm; those it cannot

@@ -321,7 +321,8 @@ LOOP_PATH void batch_accepted(int listen_fd, int fd)
 	batch_end();
 }
 
-LOOP_PATH void batch_after_epoll(int epfd, const struct epoll_event *ev, int n, void *wait_return)
+LOOP_PATH void batch_after_epoll(int epfd, const struct epoll_event *ev, int n, int fd,
+				 void *wait_return)
 {
 	batch_end();
 	if (n <= 0) {
@@ -331,7 +332,8 @@ LOOP_PATH void batch_after_epoll(int epfd, const struct epoll_event *ev, int n, 
 	batch_after_wait(wait_return);
 	if (n != 1 || thread_ctx.in_shim)
 		return;
-	int fd = epoll_map_lookup(epfd, ev[0].data.u64);
+	if (fd < 0)
+		fd = epoll_map_lookup(epfd, ev[0].data.u64);
 	if (fd >= 0)
 		batch_begin(fd, ev[0].events);
 }

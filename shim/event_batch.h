@@ -101,9 +101,10 @@ void batch_thread_exit(void) __attribute__((visibility("hidden")));
 /* The ready connection is being closed. */
 void batch_ready_closing(void) __attribute__((visibility("hidden")));
 
-/* epoll_wait on epfd returned n events; wait_return is the address the
- * wait returns to in the function that called it. */
-void batch_after_epoll(int epfd, const struct epoll_event *ev, int n, void *wait_return)
+/* epoll_wait on epfd returned n events; fd is the descriptor of the first
+ * when known (epoll_queue_take), else -1 (it is looked up); wait_return is
+ * the address the wait returns to in the function that called it. */
+void batch_after_epoll(int epfd, const struct epoll_event *ev, int n, int fd, void *wait_return)
 	__attribute__((visibility("hidden")));
 
 /* Before I/O on connection fd, whose chain is given (the thread has a

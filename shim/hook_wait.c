@@ -51,11 +51,12 @@ static void before_fd_wait(unsigned nfds, int only_fd, bool conns)
 }
 
 /* Every epoll wait is an event loop's: at most one event at a time, each
- * one a batch of its own (event_batch.h). */
-static int epoll_done(int epfd, const struct epoll_event *ev, int n, void *wait_return)
+ * one a batch of its own (event_batch.h). fd: the descriptor of ev[0] if
+ * the queue knows it, else -1. */
+static int epoll_done(int epfd, const struct epoll_event *ev, int n, int fd, void *wait_return)
 {
 	int saved = errno;
-	batch_after_epoll(epfd, ev, n, wait_return);
+	batch_after_epoll(epfd, ev, n, fd, wait_return);
 	errno = saved;
 	return n;
 }
@@ -74,9 +75,11 @@ static int epoll_done(int epfd, const struct epoll_event *ev, int n, void *wait_
 		struct epoll_queue *q;                                                 \
 		bool edge;                                                             \
 		int fetch = batch_fetch_max(epfd, max, &q, &edge);                     \
-		if (q && epoll_queue_take(q, epfd, ev, batch_rearm)) {                 \
+		int kept_fd;                                                           \
+		if (q && epoll_queue_take(q, epfd, ev, batch_rearm, &kept_fd)) {       \
 			errno = saved;                                                 \
-			return epoll_done(epfd, ev, 1, __builtin_return_address(0));   \
+			return epoll_done(epfd, ev, 1, kept_fd,                        \
+					  __builtin_return_address(0));                \
 		}                                                                      \
 		errno = saved;                                                         \
 		int n = (call);                                                        \
@@ -87,7 +90,7 @@ static int epoll_done(int epfd, const struct epoll_event *ev, int n, void *wait_
 			n = epoll_queue_keep(q, epfd, ev, n, edge);                    \
 			errno = saved;                                                 \
 		}                                                                      \
-		return epoll_done(epfd, ev, n, __builtin_return_address(0));           \
+		return epoll_done(epfd, ev, n, -1, __builtin_return_address(0));       \
 	} while (0)
 
 EXPORT LOOP_PATH int epoll_wait(int epfd, struct epoll_event *ev, int max, int timeout)

@@ -98,8 +98,10 @@ static void register_edges(void)
 static int next_fd(void)
 {
 	struct epoll_event ev;
-	if (!epoll_queue_take(&queue, EP, &ev, rearm))
+	int fd;
+	if (!epoll_queue_take(&queue, EP, &ev, rearm, &fd))
 		return -1;
+	assert_true(fd == -1 || fd == (int)(ev.data.u64 - base)); /* named only as the map does */
 	return (int)(ev.data.u64 - base);
 }
 
@@ -114,6 +116,26 @@ static void test_kept_events_come_back_in_order(void **state)
 	assert_int_equal(next_fd(), 12);
 	assert_int_equal(next_fd(), 13);
 	assert_int_equal(next_fd(), -1);
+}
+
+/* A kept event handed out names its descriptor while the map is as it was
+ * when the event was kept; after any change of the map (here another
+ * descriptor registered) it names none, and the map is asked again. */
+static void test_kept_events_name_their_descriptor_while_the_map_stands(void **state)
+{
+	(void)state;
+	struct epoll_event ev[4], one;
+	int fd;
+	int n = batch(ev, (const int[]){10, 11, 12, 13}, 4);
+	assert_int_equal(epoll_queue_keep(&queue, EP, ev, n, false), 1);
+	assert_true(epoll_queue_take(&queue, EP, &one, rearm, &fd));
+	assert_int_equal(fd, 11);
+	assert_int_equal(epoll_map_lookup(EP, one.data.u64), 11);
+	epoll_map_set(EP, 20, base + 20, EPOLLIN);
+	assert_true(epoll_queue_take(&queue, EP, &one, rearm, &fd));
+	assert_int_equal(one.data.u64, base + 12);
+	assert_int_equal(fd, -1);
+	assert_int_equal(epoll_map_lookup(EP, one.data.u64), 12);
 }
 
 static void test_one_event_is_not_kept(void **state)
@@ -164,7 +186,8 @@ static void test_other_instance_waits_on_the_kernel(void **state)
 	int n = batch(ev, (const int[]){10, 11, 12}, 3);
 	assert_int_equal(epoll_queue_keep(&queue, EP, ev, n, false), 1);
 	struct epoll_event one;
-	assert_false(epoll_queue_take(&queue, EP2, &one, rearm));
+	int fd;
+	assert_false(epoll_queue_take(&queue, EP2, &one, rearm, &fd));
 	/* EP2's own batch cannot be kept while EP's events wait */
 	epoll_map_set(EP2, 30, 0x3000, EPOLLIN);
 	epoll_map_set(EP2, 31, 0x3001, EPOLLIN);
@@ -538,6 +561,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup(test_kept_events_come_back_in_order, setup),
+		cmocka_unit_test_setup(test_kept_events_name_their_descriptor_while_the_map_stands, setup),
 		cmocka_unit_test_setup(test_one_event_is_not_kept, setup),
 		cmocka_unit_test_setup(test_unknown_event_returns_the_whole_batch, setup),
 		cmocka_unit_test_setup(test_changed_descriptors_are_dropped, setup),
