@@ -236,6 +236,16 @@ static int shared_outer(const struct call_chain *chain, void *const *saved, int 
 	return shared;
 }
 
+/* Whether chain ends with the first depth of the wait's callers (the
+ * thread's copy) and has a frame inside them: shared_outer's answer of
+ * depth, with a frame to spare, by one comparison of the frames. */
+static LOOP_PATH bool below_wait_callers(const struct call_chain *chain, int depth)
+{
+	return chain->count > depth &&
+	       memcmp(chain->frames + chain->count - depth, thread_ctx.batch.frames->wait,
+		      (size_t)depth * sizeof(void *)) == 0;
+}
+
 LOOP_PATH void batch_after_wait(void *wait_return)
 {
 	struct event_batch_state *b = &thread_ctx.batch;
@@ -399,15 +409,14 @@ LOOP_PATH void batch_before_conn_io(int fd, const struct call_chain *chain)
 	 * shares all its callers with the wait's). A loop that runs its
 	 * handlers after the waiting function returned may run timers from the
 	 * same call (libevent): no handler call is proven there. */
-	int shared = shared_outer(chain, b->frames->wait, b->wait_depth);
-	if (shared != b->wait_depth || shared >= chain->count) {
+	if (!below_wait_callers(chain, b->wait_depth)) {
 		b->conn = 0;
 		return;
 	}
 	/* b->depth and b->callers are already this chain's outer frames':
 	 * batch_begin took them from the wait's chain, which every frame of
 	 * them matched, and a wait since would have ended the batch. */
-	b->site = (uintptr_t)chain->frames[chain->count - 1 - shared];
+	b->site = (uintptr_t)chain->frames[chain->count - 1 - b->wait_depth];
 	b->resolve_held = thread_ctx.held;
 	b->request = conn_request(fd);
 	b->ready_ways |= READY_UNCHECKED;
@@ -489,10 +498,8 @@ uintptr_t batch_line_site(const struct call_chain *chain)
 static LOOP_PATH bool inside_handler_call(const struct call_chain *chain)
 {
 	const struct event_batch_state *b = &thread_ctx.batch;
-	int n = chain->count;
-	return n >= b->depth + 1 && (uintptr_t)chain->frames[n - b->depth - 1] == b->site &&
-	       memcmp(chain->frames + n - b->depth, b->frames->wait,
-		      (size_t)b->depth * sizeof(void *)) == 0;
+	return below_wait_callers(chain, b->depth) &&
+	       (uintptr_t)chain->frames[chain->count - 1 - b->depth] == b->site;
 }
 
 LOOP_PATH uint64_t batch_line_request(const struct call_chain *chain)
