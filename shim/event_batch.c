@@ -57,7 +57,8 @@ LOOP_PATH void batch_ready_closing(void)
 struct loop_frames {
 	void *wait[CHAIN_MAX];
 	uint8_t wait_count;    /* frames in wait (wait_depth may be 0 meanwhile) */
-	bool wait_hashed;      /* wait_hash is theirs */
+	uint32_t wait_copies;  /* moves before and after each copy into wait */
+	uint32_t hashed_copy;  /* the wait_copies wait_hash was taken at; 0: none */
 	uint64_t wait_hash;
 	void *io[CHAIN_MAX];
 	const void *cached_ip[FUNCTION_CACHE]; /* return address -> its function */
@@ -266,15 +267,17 @@ LOOP_PATH void batch_after_wait(void *wait_return)
 		int depth = chain.count - i - 1;
 		size_t size = (size_t)depth * sizeof(void *);
 		if (depth != f->wait_count || memcmp(f->wait, chain.frames + i + 1, size) != 0) {
-			/* Marked unknown while they change: a signal handler's
-			 * wait in between copies its own; its hash is dropped. */
+			/* Counted before and after: a hash taken meanwhile (by a
+			 * signal handler's wait and batch) is of no copy that
+			 * lasts; emptied while they change, so that such a wait
+			 * copies its own. */
+			f->wait_copies++;
 			f->wait_count = 0;
-			f->wait_hashed = false;
 			atomic_signal_fence(memory_order_seq_cst);
 			memcpy(f->wait, chain.frames + i + 1, size);
-			atomic_signal_fence(memory_order_seq_cst);
 			f->wait_count = (uint8_t)depth;
-			f->wait_hashed = false;
+			atomic_signal_fence(memory_order_seq_cst);
+			f->wait_copies++;
 		}
 		b->wait_depth = (uint8_t)depth;
 		return;
@@ -294,9 +297,12 @@ static void batch_begin(int fd, uint32_t events)
 				  (events & (EPOLLOUT | both) ? READY_WRITE : 0));
 	struct loop_frames *f = b->frames;
 	b->depth = b->wait_depth;
-	if (!f->wait_hashed || f->wait_count != b->depth) {
+	if (f->hashed_copy != f->wait_copies || f->hashed_copy == 0 || f->wait_count != b->depth) {
+		uint32_t copy = f->wait_copies;
+		atomic_signal_fence(memory_order_seq_cst);
 		f->wait_hash = XXH3_64bits(f->wait, (size_t)b->depth * sizeof(void *));
-		f->wait_hashed = f->wait_count == b->depth;
+		atomic_signal_fence(memory_order_seq_cst);
+		f->hashed_copy = f->wait_count == b->depth ? copy : 0;
 	}
 	b->callers = f->wait_hash;
 	b->site = 0;
