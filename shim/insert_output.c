@@ -112,8 +112,8 @@ static int build(const struct owed_bytes *owed, const struct iovec *iov, int iov
 
 /* Maps r bytes the kernel took back to the application's, and keeps what
  * of a begun (or owed) added text is still owed. */
-static void took(const struct iovec *out, const uint8_t *kind, int n, size_t r,
-		 struct owed_bytes *owed, struct insert_result *res)
+static FORK_PATH void took(const struct iovec *out, const uint8_t *kind, int n, size_t r,
+			   struct owed_bytes *owed, struct insert_result *res)
 {
 	size_t rest = 0;
 	const char *rest_at = NULL;
