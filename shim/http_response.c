@@ -35,25 +35,7 @@
 #include "fork_hot.h"
 #include "http_chars.h"
 
-enum response_state {
-	R_START,          /* before a status line */
-	R_VERSION,        /* token_len counts matched bytes of "HTTP/1.x " */
-	R_STATUS,         /* token_len counts status digits */
-	R_REASON,
-	R_EXPECT_LF,      /* after CR: LF, then after_lf */
-	R_HEADER_START,
-	R_HEADER_NAME,
-	R_HEADER_VALUE,
-	R_BODY,
-	R_CHUNK_SIZE,
-	R_CHUNK_EXT,
-	R_CHUNK_DATA,
-	R_CHUNK_DATA_END,
-	R_TRAILER_START,
-	R_TRAILER_LINE,
-	R_UNTIL_CLOSE,    /* body until the connection closes, or a tunnel */
-	R_STOPPED,        /* bytes that do not parse: never add again */
-};
+/* enum response_state: http_response.h (the inline queries read it). */
 
 enum { N_CONTENT_LENGTH = 1, N_TRANSFER_ENCODING = 2, N_HEADER = 4 };
 
@@ -86,11 +68,6 @@ FORK_PATH void http_response_init(struct http_response_parser *p, bool adds)
 	p->state = R_START;
 }
 
-FORK_PATH void http_response_expect_head(struct http_response_parser *p, bool head)
-{
-	p->head_request = head;
-}
-
 void http_response_added(struct http_response_parser *p)
 {
 	p->has_header = true;
@@ -99,16 +76,6 @@ void http_response_added(struct http_response_parser *p)
 void http_response_stop(struct http_response_parser *p)
 {
 	p->state = R_STOPPED;
-}
-
-FORK_PATH bool http_response_stopped(const struct http_response_parser *p)
-{
-	return p->state == R_STOPPED || p->state == R_UNTIL_CLOSE;
-}
-
-FORK_PATH bool http_response_between(const struct http_response_parser *p)
-{
-	return p->state == R_START && p->status >= 200;
 }
 
 static void begin_response(struct http_response_parser *p)

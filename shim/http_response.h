@@ -60,8 +60,33 @@ void http_response_set_header(const char *name, size_t len);
 /* adds: the responses get the header http_response_set_header named. */
 void http_response_init(struct http_response_parser *p, bool adds);
 
-/* The next response answers a HEAD request (it has no body). */
-void http_response_expect_head(struct http_response_parser *p, bool head);
+/* The parser's states (http_response.c). */
+enum response_state {
+	R_START,          /* before a status line */
+	R_VERSION,        /* token_len counts matched bytes of "HTTP/1.x " */
+	R_STATUS,         /* token_len counts status digits */
+	R_REASON,
+	R_EXPECT_LF,      /* after CR: LF, then after_lf */
+	R_HEADER_START,
+	R_HEADER_NAME,
+	R_HEADER_VALUE,
+	R_BODY,
+	R_CHUNK_SIZE,
+	R_CHUNK_EXT,
+	R_CHUNK_DATA,
+	R_CHUNK_DATA_END,
+	R_TRAILER_START,
+	R_TRAILER_LINE,
+	R_UNTIL_CLOSE,    /* body until the connection closes, or a tunnel */
+	R_STOPPED,        /* bytes that do not parse: never add again */
+};
+
+/* The next response answers a HEAD request (it has no body). Inline, as
+ * the two queries below: every request and every response write ask. */
+static inline void http_response_expect_head(struct http_response_parser *p, bool head)
+{
+	p->head_request = head;
+}
 
 /* Moves p past n bytes about to be written, storing in points[] (at most
  * max) the offsets in buf before which the header goes; returns how many. */
@@ -89,9 +114,15 @@ void http_response_stop(struct http_response_parser *p);
 
 /* True when the bytes so far end exactly after a final (not 1xx) response:
  * what the client sends next, unless it pipelined, is a new request. */
-bool http_response_between(const struct http_response_parser *p);
+static inline bool http_response_between(const struct http_response_parser *p)
+{
+	return p->state == R_START && p->status >= 200;
+}
 
 /* True once the parser gave up on the stream (never adds again). */
-bool http_response_stopped(const struct http_response_parser *p);
+static inline bool http_response_stopped(const struct http_response_parser *p)
+{
+	return p->state == R_STOPPED || p->state == R_UNTIL_CLOSE;
+}
 
 #endif
