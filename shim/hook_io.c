@@ -17,13 +17,18 @@
 
 ssize_t __read_chk(int fd, void *buf, size_t n, size_t buflen);
 
-static FORK_PATH __attribute__((noinline)) ssize_t read_slow(int fd, void *buf, size_t n)
+/* read's slow path, flags fd's as read found them. */
+static FORK_PATH __attribute__((noinline)) ssize_t read_slow(int fd, void *buf, size_t n,
+							     uint8_t flags)
 {
 	ssize_t (*fn)(int, void *, size_t) = REAL(read);
 	if (unlikely(!fn))
 		return syscall(SYS_read, fd, buf, n);
-	adopt_pending(fd);
-	if (likely(!(fd_class(fd) & FD_CONN))) {
+	if (unlikely(flags & FD_ADOPT)) {
+		attach_adopt(fd);
+		flags = fd_flags(fd);
+	}
+	if (likely(!(flags & FD_CONN))) {
 		note_other_io(fd);
 		return fn(fd, buf, n);
 	}
@@ -35,9 +40,10 @@ static FORK_PATH __attribute__((noinline)) ssize_t read_slow(int fd, void *buf, 
 
 EXPORT FORK_PATH ssize_t read(int fd, void *buf, size_t n)
 {
-	if (likely(real.read != NULL) && untracked(fd, READ_CARE))
+	uint8_t flags = fd_flags(fd);
+	if (likely(real.read != NULL) && untracked_flags(flags, READ_CARE))
 		return real.read(fd, buf, n);
-	return read_slow(fd, buf, n);
+	return read_slow(fd, buf, n, flags);
 }
 
 /* _FORTIFY_SOURCE turns read() into a fixed-size buffer into this. */
@@ -82,14 +88,14 @@ EXPORT ssize_t readv(int fd, const struct iovec *iov, int iovcnt)
 	return readv_slow(fd, iov, iovcnt);
 }
 
-static ssize_t write_slow(int fd, const void *buf, size_t n);
+static ssize_t write_slow(int fd, const void *buf, size_t n, uint8_t flags);
 
 /* write on a descriptor of no class, apart: a connection accepted before
  * attach goes round again as one. */
 static __attribute__((noinline)) ssize_t write_other(int fd, const void *buf, size_t n)
 {
 	if (adopted_now(fd))
-		return write_slow(fd, buf, n);
+		return write_slow(fd, buf, n, fd_flags(fd));
 	note_other_io(fd);
 	return REAL(write)(fd, buf, n);
 }
@@ -110,12 +116,14 @@ write_conn(int fd, const void *buf, size_t n, uint8_t cls)
 	return r;
 }
 
-static FORK_PATH __attribute__((noinline)) ssize_t write_slow(int fd, const void *buf, size_t n)
+/* write's slow path, flags fd's as write found them. */
+static FORK_PATH __attribute__((noinline)) ssize_t write_slow(int fd, const void *buf, size_t n,
+							      uint8_t flags)
 {
 	ssize_t (*fn)(int, const void *, size_t) = REAL(write);
 	if (unlikely(!fn))
 		return syscall(SYS_write, fd, buf, n);
-	uint8_t cls = fd_class(fd);
+	uint8_t cls = flags & (uint8_t)~FD_ADOPT;
 	if (likely(cls == 0))
 		return write_other(fd, buf, n);
 	if (cls & FD_SYSLOG)
@@ -132,9 +140,10 @@ static FORK_PATH __attribute__((noinline)) ssize_t write_slow(int fd, const void
 
 EXPORT FORK_PATH ssize_t write(int fd, const void *buf, size_t n)
 {
-	if (likely(real.write != NULL) && untracked(fd, WRITE_CARE | FD_SYSLOG))
+	uint8_t flags = fd_flags(fd);
+	if (likely(real.write != NULL) && untracked_flags(flags, WRITE_CARE | FD_SYSLOG))
 		return real.write(fd, buf, n);
-	return write_slow(fd, buf, n);
+	return write_slow(fd, buf, n, flags);
 }
 
 static FORK_PATH __attribute__((noinline)) ssize_t

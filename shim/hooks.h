@@ -19,12 +19,20 @@
 #include "shim_init.h"
 #include "thread_ctx.h"
 
-/* True when a hook has nothing to do: fd has none of the flags in care and
- * the thread is no event loop (whose I/O elsewhere ends a bracket). Hooks
- * test this first and tail-call libc, so untracked I/O costs a few loads. */
+/* True when a hook has nothing to do: fd (its flags) has none of the flags
+ * in care and the thread is no event loop (whose I/O elsewhere ends a
+ * bracket). Hooks test this first and tail-call libc, so untracked I/O
+ * costs a few loads. */
+static inline bool untracked_flags(uint8_t flags, uint8_t care)
+{
+	return likely((flags & care) == 0) && likely(!thread_ctx.watch);
+}
+
+/* untracked_flags of fd's flags. (read and write read them themselves and
+ * pass them on to their slow paths: once a call.) */
 static inline bool untracked(int fd, uint8_t care)
 {
-	return likely((fd_flags(fd) & care) == 0) && likely(!thread_ctx.watch);
+	return untracked_flags(fd_flags(fd), care);
 }
 
 /* The read hooks care for connections and for descriptors an attached
