@@ -1463,16 +1463,29 @@ bool http_first_line_names_version(const char *b, size_t n)
 	return false;
 }
 
+/* How many of the 16 bytes at p may be in a request target, from the
+ * first: up to a control byte, a space or DEL. */
+static inline unsigned target_run16(const unsigned char *p)
+{
+	__m128i x = _mm_loadu_si128((const __m128i *)p);
+	__m128i up_to_space = _mm_cmpeq_epi8(_mm_min_epu8(x, _mm_set1_epi8(' ')), x);
+	unsigned stop = (unsigned)_mm_movemask_epi8(_mm_or_si128(up_to_space, block_equal(x, 0x7f)));
+	return stop ? (unsigned)__builtin_ctz(stop) : 16;
+}
+
 /* The length of the quoted request line whose opening quote is just before
  * p ("METHOD SP target SP HTTP/1.d" and the closing quote), 0 if none. */
 static size_t quoted_request_line(const unsigned char *p, const unsigned char *end)
 {
 	const unsigned char *method = p;
-	while (p < end && p - method < METHOD_MAX && http_is_tchar(*p))
+	const unsigned char *method_max = end - p > METHOD_MAX ? p + METHOD_MAX : end;
+	while (p < method_max && http_is_tchar(*p))
 		p++;
 	if (p == method || p >= end || *p++ != ' ')
 		return 0;
 	const unsigned char *target = p;
+	for (unsigned run = 16; run == 16 && end - p >= 16; p += run)
+		run = target_run16(p);
 	while (p < end && *p > ' ' && *p != 0x7f)
 		p++;
 	if (p == target || end - p < 10 || *p++ != ' ')
@@ -1511,36 +1524,61 @@ static bool ends_request_line(const unsigned char *start, const unsigned char *v
 	return p < method_end && (p == start || opens_field(p[-1]));
 }
 
-/* Whether the line holds a request line without quotes outside the quoted
- * one at skip (skip_len bytes): a format may quote a header (a User-Agent)
- * and write its own request line bare ("[GET / HTTP/1.1]"). */
-static bool bare_request_line(const unsigned char *s, const unsigned char *end,
-			      const unsigned char *skip, size_t skip_len)
+/* Bits of the 16 bytes at b that are a '"' (a quoted request line may open
+ * after it) or an 'H' (a version may begin there). */
+static inline unsigned quote_or_version(const unsigned char *b)
 {
-	for (const unsigned char *q = s; (q = memchr(q, 'H', (size_t)(end - q))) != NULL; q++) {
-		if (q >= skip && q < skip + skip_len)
-			q = skip + skip_len - 1;
-		else if (end - q >= 7 && memcmp(q, http_version_prefix, 7) == 0 &&
-			 ends_request_line(s, q, end))
-			return true;
-	}
-	return false;
+	__m128i x = _mm_loadu_si128((const __m128i *)b);
+	return (unsigned)_mm_movemask_epi8(_mm_or_si128(block_equal(x, '"'), block_equal(x, 'H')));
 }
 
+/* The line's '"' and 'H' bytes are taken in order, 16 at a time (the last
+ * block is the line's last 16 bytes, the bits of those already seen masked
+ * off; a line under 16 bytes is read byte by byte). A quote may open the
+ * quoted request line; an 'H' outside it may end a request line written
+ * without quotes: a format may quote a header (a User-Agent) and write its
+ * own request line bare ("[GET / HTTP/1.1]"). */
 LOOP_PATH bool http_find_request_line(const char *line, size_t len, size_t *at, size_t *n)
 {
 	const unsigned char *s = (const unsigned char *)line, *end = s + len;
+	const unsigned char *opened = NULL, *after = s; /* the one found; past its closing quote */
 	size_t found = 0;
-	for (const unsigned char *q = s; (q = memchr(q, '"', (size_t)(end - q))) != NULL;) {
-		size_t k = quoted_request_line(++q, end);
-		if (k == 0)
-			continue;
-		if (found)
-			return false; /* a second one: which is the line's is not known */
-		found = k;
-		*at = (size_t)(q - s);
-		*n = k;
-		q += k + 1; /* past its closing quote */
+	for (size_t i = 0; i < len; i += 16) {
+		const unsigned char *b = s + i;
+		unsigned marks = 0;
+		if (len - i >= 16) {
+			marks = quote_or_version(b);
+		} else if (len >= 16) {
+			b = end - 16;
+			marks = quote_or_version(b) & ~((1u << (16 - (len - i))) - 1);
+		} else {
+			for (size_t j = 0; j < len; j++)
+				if (s[j] == '"' || s[j] == 'H')
+					marks |= 1u << j;
+		}
+		for (; marks != 0; marks &= marks - 1) {
+			const unsigned char *q = b + __builtin_ctz(marks);
+			if (q < after)
+				continue; /* inside the quoted request line found */
+			if (*q == 'H') {
+				if (end - q >= 7 && memcmp(q, http_version_prefix, 7) == 0 &&
+				    ends_request_line(s, q, end))
+					return false;
+				continue;
+			}
+			size_t k = quoted_request_line(q + 1, end);
+			if (k == 0)
+				continue;
+			if (found)
+				return false; /* a second one: which is the line's is not known */
+			found = k;
+			opened = q + 1;
+			after = opened + k + 1;
+		}
 	}
-	return found != 0 && !bare_request_line(s, end, s + *at, found);
+	if (found == 0)
+		return false;
+	*at = (size_t)(opened - s);
+	*n = found;
+	return true;
 }
