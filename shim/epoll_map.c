@@ -156,17 +156,24 @@ static void *page_entry_now(void *_Atomic const *pages, int fd, size_t size)
 }
 
 /* The same, its page mapped if it was not; NULL if fd is out of range or
- * the mapping failed. */
-static LOOP_PATH void *page_entry_made(void *_Atomic *pages, int fd, size_t size)
+ * the mapping failed. The page's end is noted first (fd_state_note_end),
+ * so that any thread that finds a page finds it noted. */
+static LOOP_PATH void *page_entry_mapped(void *_Atomic *pages, int fd, size_t size)
 {
 	if (!in_range(fd))
 		return NULL;
 	unsigned index = (unsigned)fd / EPOLL_PAGE;
-	char *page = map_once(&pages[index], EPOLL_PAGE * size);
-	if (!page)
-		return NULL;
 	fd_state_note_end((index + 1) * EPOLL_PAGE);
-	return page + (unsigned)fd % EPOLL_PAGE * size;
+	char *page = map_once(&pages[index], EPOLL_PAGE * size);
+	return page ? page + (unsigned)fd % EPOLL_PAGE * size : NULL;
+}
+
+/* page_entry_now, or page_entry_mapped when fd's page is not there (one
+ * that is was noted before it was published, and the end only grows). */
+static inline void *page_entry_made(void *_Atomic *pages, int fd, size_t size)
+{
+	void *e = page_entry_now((void *_Atomic const *)pages, fd, size);
+	return e ? e : page_entry_mapped(pages, fd, size);
 }
 
 static struct epoll_fd *entry_now(const struct epoll_tables *t, int fd)
