@@ -1526,35 +1526,51 @@ static bool ends_request_line(const unsigned char *start, const unsigned char *v
 
 /* Bits of the 16 bytes at b that are a '"' (a quoted request line may open
  * after it) or an 'H' (a version may begin there). */
-static inline unsigned quote_or_version(const unsigned char *b)
+static inline uint32_t quote_or_version(const unsigned char *b)
 {
 	__m128i x = _mm_loadu_si128((const __m128i *)b);
-	return (unsigned)_mm_movemask_epi8(_mm_or_si128(block_equal(x, '"'), block_equal(x, 'H')));
+	return (uint32_t)_mm_movemask_epi8(_mm_or_si128(block_equal(x, '"'), block_equal(x, 'H')));
 }
 
-/* The line's '"' and 'H' bytes are taken in order, 16 at a time (the last
- * block is the line's last 16 bytes, the bits of those already seen masked
- * off; a line under 16 bytes is read byte by byte). A quote may open the
- * quoted request line; an 'H' outside it may end a request line written
- * without quotes: a format may quote a header (a User-Agent) and write its
- * own request line bare ("[GET / HTTP/1.1]"). */
+/* The same for the 32 bytes at b. */
+static inline uint32_t quote_or_version32(const unsigned char *b)
+{
+	return quote_or_version(b) | quote_or_version(b + 16) << 16;
+}
+
+/* The same for a line of len bytes, len < 32: its first 16 and its last 16
+ * (bits of the bytes both hold set by both), or byte by byte under 16. */
+static inline uint32_t quote_or_version_short(const unsigned char *s, size_t len)
+{
+	if (len >= 16)
+		return quote_or_version(s) | quote_or_version(s + len - 16) << (len - 16);
+	uint32_t marks = 0;
+	for (size_t j = 0; j < len; j++)
+		if (s[j] == '"' || s[j] == 'H')
+			marks |= 1u << j;
+	return marks;
+}
+
+/* The line's '"' and 'H' bytes are taken in order, 32 at a time (the last
+ * block is the line's last 32 bytes, the bits of those already seen masked
+ * off). A quote may open the quoted request line; an 'H' outside it may
+ * end a request line written without quotes: a format may quote a header
+ * (a User-Agent) and write its own request line bare ("[GET / HTTP/1.1]"). */
 LOOP_PATH bool http_find_request_line(const char *line, size_t len, size_t *at, size_t *n)
 {
 	const unsigned char *s = (const unsigned char *)line, *end = s + len;
 	const unsigned char *opened = NULL, *after = s; /* the one found; past its closing quote */
 	size_t found = 0;
-	for (size_t i = 0; i < len; i += 16) {
+	for (size_t i = 0; i < len; i += 32) {
 		const unsigned char *b = s + i;
-		unsigned marks = 0;
-		if (len - i >= 16) {
-			marks = quote_or_version(b);
-		} else if (len >= 16) {
-			b = end - 16;
-			marks = quote_or_version(b) & ~((1u << (16 - (len - i))) - 1);
+		uint32_t marks;
+		if (len - i >= 32) {
+			marks = quote_or_version32(b);
+		} else if (len >= 32) {
+			b = end - 32;
+			marks = quote_or_version32(b) & ~0u << (32 - (len - i));
 		} else {
-			for (size_t j = 0; j < len; j++)
-				if (s[j] == '"' || s[j] == 'H')
-					marks |= 1u << j;
+			marks = quote_or_version_short(s, len);
 		}
 		for (; marks != 0; marks &= marks - 1) {
 			const unsigned char *q = b + __builtin_ctz(marks);
