@@ -99,8 +99,9 @@ def inject(inject_bin, pid, lib, function, arg):
 
 
 # reqid-inject's words for a process that began to exit: a worker doing so
-# while the tree is attached or detached is not a failure.
-EXITING = ("it is exiting", "the target exited during attach")
+# while the tree is attached or detached is not a failure (a connection's
+# child of a fork server may end while the injector waits for the call).
+EXITING = ("it is exiting", "the target exited during attach", "the target exited before")
 
 # How many times attach and detach read a process tree at most.
 TREE_READINGS = 5
