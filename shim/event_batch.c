@@ -18,7 +18,6 @@
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
-#include <xxhash.h>
 
 #include "call_chain.h"
 #include "conn_table.h"
@@ -50,16 +49,13 @@ LOOP_PATH void batch_ready_closing(void)
 /* The calling thread's copies of return addresses, mapped at its first
  * wait as an event loop (NULL if that failed: no proofs then): the callers
  * of the function that called the last wait (the same at nearly every
- * wait: they are copied, and hashed, only when they change), the chain of
+ * wait: they are copied only when they change), the chain of
  * the last connection I/O, which function return addresses are in, the
  * events its epoll waits fetched and have not handed out, and its last
  * walks of the stack. */
 struct loop_frames {
 	void *wait[CHAIN_MAX];
 	uint8_t wait_count;    /* frames in wait (wait_depth may be 0 meanwhile) */
-	uint32_t wait_copies;  /* moves before and after each copy into wait */
-	uint32_t hashed_copy;  /* the wait_copies wait_hash was taken at; 0: none */
-	uint64_t wait_hash;
 	void *io[CHAIN_MAX];
 	const void *cached_ip[FUNCTION_CACHE]; /* return address -> its function */
 	uintptr_t cached_function[FUNCTION_CACHE];
@@ -267,17 +263,13 @@ LOOP_PATH void batch_after_wait(void *wait_return)
 		int depth = chain.count - i - 1;
 		size_t size = (size_t)depth * sizeof(void *);
 		if (depth != f->wait_count || memcmp(f->wait, chain.frames + i + 1, size) != 0) {
-			/* Counted before and after: a hash taken meanwhile (by a
-			 * signal handler's wait and batch) is of no copy that
-			 * lasts; emptied while they change, so that such a wait
-			 * copies its own. */
-			f->wait_copies++;
+			/* Emptied while they change, so that a signal
+			 * handler's wait meanwhile copies its own. */
 			f->wait_count = 0;
 			atomic_signal_fence(memory_order_seq_cst);
 			memcpy(f->wait, chain.frames + i + 1, size);
-			f->wait_count = (uint8_t)depth;
 			atomic_signal_fence(memory_order_seq_cst);
-			f->wait_copies++;
+			f->wait_count = (uint8_t)depth;
 		}
 		b->wait_depth = (uint8_t)depth;
 		return;
@@ -295,16 +287,7 @@ static void batch_begin(int fd, uint32_t events)
 	uint32_t both = EPOLLERR | EPOLLHUP;
 	b->ready_ways = (uint8_t)((events & (EPOLLIN | EPOLLPRI | EPOLLRDHUP | both) ? READY_READ : 0) |
 				  (events & (EPOLLOUT | both) ? READY_WRITE : 0));
-	struct loop_frames *f = b->frames;
 	b->depth = b->wait_depth;
-	if (f->hashed_copy != f->wait_copies || f->hashed_copy == 0 || f->wait_count != b->depth) {
-		uint32_t copy = f->wait_copies;
-		atomic_signal_fence(memory_order_seq_cst);
-		f->wait_hash = XXH3_64bits(f->wait, (size_t)b->depth * sizeof(void *));
-		atomic_signal_fence(memory_order_seq_cst);
-		f->hashed_copy = f->wait_count == b->depth ? copy : 0;
-	}
-	b->callers = f->wait_hash;
 	b->site = 0;
 	b->io_seen = false;
 	b->moved = false;
@@ -377,16 +360,17 @@ static uintptr_t callee(void *const *frames, int count, int depth)
 	return function_of(frames[count - 1 - depth]);
 }
 
-/* Whether chain ends with the batch's callers and, inside them, a call at
- * site (any site when site is 0); sets *at to that call. */
-static bool inside_wait_caller(const struct call_chain *chain, uintptr_t site, uintptr_t *at)
+/* Whether chain ends with the batch's callers (the wait's, still in the
+ * thread's copy: a wait since would have ended the batch) and, inside
+ * them, a call at site (any site when site is 0); sets *at to that call. */
+static LOOP_PATH bool inside_wait_caller(const struct call_chain *chain, uintptr_t site,
+					 uintptr_t *at)
 {
 	const struct event_batch_state *b = &thread_ctx.batch;
-	int n = chain->count;
-	if (n < b->depth + 1)
+	if (!below_wait_callers(chain, b->depth))
 		return false;
-	*at = (uintptr_t)chain->frames[n - b->depth - 1];
-	return (site == 0 || *at == site) && call_chain_outer_hash(chain, b->depth) == b->callers;
+	*at = (uintptr_t)chain->frames[chain->count - 1 - b->depth];
+	return site == 0 || *at == site;
 }
 
 LOOP_PATH void batch_before_conn_io(int fd, const struct call_chain *chain)
@@ -419,7 +403,7 @@ LOOP_PATH void batch_before_conn_io(int fd, const struct call_chain *chain)
 		b->conn = 0;
 		return;
 	}
-	/* b->depth and b->callers are already this chain's outer frames':
+	/* b->depth is already the depth of this chain's outer frames:
 	 * batch_begin took them from the wait's chain, which every frame of
 	 * them matched, and a wait since would have ended the batch. */
 	b->site = (uintptr_t)chain->frames[chain->count - 1 - b->wait_depth];
@@ -495,19 +479,6 @@ uintptr_t batch_line_site(const struct call_chain *chain)
 	return inside_wait_caller(chain, 0, &at) ? at : 0;
 }
 
-/* Whether chain runs inside the batch's handler call: it ends with the
- * wait's callers and, inside them, the call at the batch's site. Once the
- * handler call is known, b->depth and b->callers are the wait's callers,
- * still in the thread's copy (a wait since would have ended the batch): its
- * frames are compared, not hashed (inside_wait_caller's question, with no
- * hash to coincide). */
-static LOOP_PATH bool inside_handler_call(const struct call_chain *chain)
-{
-	const struct event_batch_state *b = &thread_ctx.batch;
-	return below_wait_callers(chain, b->depth) &&
-	       (uintptr_t)chain->frames[chain->count - 1 - b->depth] == b->site;
-}
-
 LOOP_PATH uint64_t batch_line_request(const struct call_chain *chain)
 {
 	const struct event_batch_state *b = &thread_ctx.batch;
@@ -517,7 +488,8 @@ LOOP_PATH uint64_t batch_line_request(const struct call_chain *chain)
 	uint64_t r = b->request;
 	if (r == 0 || !b->moved || conn_request(fd) != r || conn_of(fd)->kind != CONN_HTTP)
 		return 0;
-	return inside_handler_call(chain) ? r : 0;
+	uintptr_t at;
+	return inside_wait_caller(chain, b->site, &at) ? r : 0;
 }
 
 int batch_nested_depth(const struct call_chain *chain, uint64_t *key)

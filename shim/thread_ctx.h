@@ -74,7 +74,6 @@ struct event_batch_state {
 				    lines of this batch: they go out at its end */
 	bool ready_closed;       /* the ready connection was closed */
 	uintptr_t site;          /* the handler call; 0: unknown */
-	uint64_t callers;        /* hash of the depth outer frames */
 	struct loop_frames *frames; /* the wait's callers, the last I/O's chain */
 	uint8_t io_depth;        /* frames of the last connection I/O's chain */
 	uint8_t ready_ways;      /* READY_* bits: which way the event said the
