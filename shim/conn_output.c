@@ -52,8 +52,9 @@ static void plan(const struct http_response_parser *p, const struct iovec *iov, 
 	ins->count = count;
 }
 
-/* "Name: id\r\n" for the connection's current request; 0 if it has none. */
-static FORK_PATH size_t header_text(int fd, char out[CONN_OWED_MAX])
+/* "Name: id\r\n" for the current request of connection c, the one being
+ * written; 0 if it has none. */
+static FORK_PATH size_t header_text(const struct conn *c, char out[CONN_OWED_MAX])
 {
 	_Static_assert(CONFIG_MAX_HEADER_NAME + 2 + REQUEST_ID_MAX + 2 <= CONN_OWED_MAX,
 		       "the id is copied to its place after any name");
@@ -64,7 +65,7 @@ static FORK_PATH size_t header_text(int fd, char out[CONN_OWED_MAX])
 	 * straight to its place after the name and ": ", over the rest of it
 	 * (request_table_get may write up to REQUEST_ID_MAX bytes there). */
 	memcpy(out, shim.config.response_header, sizeof(shim.config.response_header));
-	size_t id_len = request_table_get(conn_request(fd), out + n + 2);
+	size_t id_len = request_table_get(conn_entry_request(c), out + n + 2);
 	if (id_len == 0)
 		return 0;
 	out[n++] = ':';
@@ -175,7 +176,7 @@ FORK_PATH ssize_t conn_output(int fd, const struct iovec *iov, int iovcnt, int f
 		struct insertion ins;
 		struct http_response_parser after;
 		plan(&c->response, iov, iovcnt, &ins, &after);
-		size_t header_len = ins.count && !shim.detaching ? header_text(fd, header) : 0;
+		size_t header_len = ins.count && !shim.detaching ? header_text(c, header) : 0;
 		if (header_len == 0)
 			ins.count = 0;
 		for (size_t k = 0; k < ins.count; k++) {
@@ -254,7 +255,6 @@ LOOP_PATH bool conn_output_response_done(int fd)
 
 /* The response stream of a TLS connection, for insert_send_tls. */
 struct tls_response {
-	int fd;
 	struct conn *c;
 };
 
@@ -264,7 +264,7 @@ static size_t tls_response_plan(void *stream, const char *buf, size_t n, char *t
 	struct tls_response *t = stream;
 	size_t at;
 	if (http_response_plan(&t->c->response, buf, n, &at, 1) == 1 && !shim.detaching &&
-	    (*text_len = header_text(t->fd, text)) > 0)
+	    (*text_len = header_text(t->c, text)) > 0)
 		return at;
 	return n;
 }
@@ -300,7 +300,7 @@ ssize_t conn_output_tls(int fd, struct tls_sender *to, const void *buf, size_t n
 	}
 	struct conn_tls *tls = conn_tls(holder);
 	tls->ssl = to->ssl;
-	struct tls_response stream = {fd, c};
+	struct tls_response stream = {c};
 	struct tls_planner plan = {tls_response_plan, tls_response_advance, tls_response_added,
 				   tls_response_stop, &stream};
 	struct owed_bytes owed = owed_of(holder, c);
