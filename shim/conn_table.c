@@ -1047,11 +1047,9 @@ static __attribute__((noinline)) enum conn_read proxied_start(struct conn *c, co
 	return CONN_READ_PARSED;
 }
 
-FORK_PATH enum conn_read conn_on_read(int fd, uint8_t generation, const void *buf,
-				      const struct iovec *iov, size_t n)
+FORK_PATH enum conn_read conn_on_read(int fd, int holder, struct conn *c, uint8_t generation,
+				      const void *buf, const struct iovec *iov, size_t n)
 {
-	int holder = conn_fd(fd);
-	struct conn *c = conn_entry(holder);
 	if (conn_generation(fd) != generation)
 		return CONN_READ_STALE;
 	if (atomic_load_explicit(&c->tls, memory_order_relaxed))
@@ -1206,9 +1204,8 @@ int32_t conn_on_tls_write(int fd)
 	return answered(conn_of(fd));
 }
 
-FORK_PATH bool conn_on_write(int fd, int32_t *began)
+FORK_PATH bool conn_on_write(struct conn *c, int32_t *began)
 {
-	struct conn *c = conn_of(fd);
 	*began = 0;
 	if (atomic_load_explicit(&c->tls, memory_order_relaxed))
 		return true;

@@ -379,12 +379,15 @@ enum conn_read {
 
 /* n bytes were read from connection fd's socket (spread over iov when iov
  * != NULL) by a call that began when fd's generation was generation
- * (conn_generation). Those of a TLS connection are records, never parsed;
- * a connection whose first bytes are a TLS handshake record becomes one.
- * If fd no longer names the connection the call read from (closed since,
- * its number perhaps another connection's), the bytes go nowhere. */
-enum conn_read conn_on_read(int fd, uint8_t generation, const void *buf,
-			    const struct iovec *iov, size_t n) __attribute__((visibility("hidden")));
+ * (conn_generation); holder is conn_fd(fd) and c its entry, looked up after
+ * the call (the read hooks look them up once for it). Those of a TLS
+ * connection are records, never parsed; a connection whose first bytes are
+ * a TLS handshake record becomes one. If fd no longer names the connection
+ * the call read from (closed since, its number perhaps another
+ * connection's), the bytes go nowhere. */
+enum conn_read conn_on_read(int fd, int holder, struct conn *c, uint8_t generation,
+			    const void *buf, const struct iovec *iov, size_t n)
+	__attribute__((visibility("hidden")));
 
 /* The peer closed its side of connection fd (a read gave end of file, or
  * TLS close_notify) after the response was written whole (the hooks ask
@@ -394,11 +397,12 @@ enum conn_read conn_on_read(int fd, uint8_t generation, const void *buf,
  * request). */
 void conn_on_eof(int fd) __attribute__((visibility("hidden")));
 
-/* Bytes were written to connection fd's socket (a TLS connection's records
- * say nothing of its responses). Returns whether fd is a TLS connection;
- * *began is the certain_reader of the request whose response they began,
- * 0 if they began none or nobody was certain of it. */
-bool conn_on_write(int fd, int32_t *began) __attribute__((visibility("hidden")));
+/* Bytes were written to the socket of the connection whose entry is c
+ * (conn_of: the write hooks look it up once for the call). A TLS
+ * connection's records say nothing of its responses. Returns whether c is a
+ * TLS connection; *began is the certain_reader of the request whose response
+ * they began, 0 if they began none or nobody was certain of it. */
+bool conn_on_write(struct conn *c, int32_t *began) __attribute__((visibility("hidden")));
 
 /* Whether connection fd is a TLS connection. */
 static inline bool conn_is_tls(int fd)

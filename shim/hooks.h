@@ -185,10 +185,12 @@ conn_read_done(int fd, uint8_t generation, const void *buf, const struct iovec *
 	       ssize_t r, int flags)
 {
 	int saved = errno;
+	int holder = conn_fd(fd);
+	struct conn *c = conn_entry(holder);
 	if (unlikely(flags & MSG_ERRQUEUE))
 		r = -1;
 	if (likely(r > 0 && !(flags & (MSG_PEEK | MSG_TRUNC)))) {
-		enum conn_read got = conn_on_read(fd, generation, buf, iov, (size_t)r);
+		enum conn_read got = conn_on_read(fd, holder, c, generation, buf, iov, (size_t)r);
 		if (unlikely(got == CONN_READ_STALE)) {
 			ctx_boundary();
 			errno = saved;
@@ -208,28 +210,31 @@ conn_read_done(int fd, uint8_t generation, const void *buf, const struct iovec *
 			conn_lose(fd);
 		}
 	}
-	ctx_after_conn_io(fd, false, r > 0);
+	ctx_after_io_on(fd, holder, c, false, r > 0);
 	errno = saved;
 }
 
 /* After a write-like call on connection fd begun at generation
  * (conn_io_begin). */
-static inline void conn_write_done(int fd, uint8_t generation, ssize_t r)
+static inline __attribute__((always_inline)) void conn_write_done(int fd, uint8_t generation,
+								   ssize_t r)
 {
 	int saved = errno;
 	if (unlikely(conn_io_stale(fd, generation))) {
 		errno = saved;
 		return;
 	}
+	int holder = conn_fd(fd);
+	struct conn *c = conn_entry(holder);
 	if (r > 0) {
 		int32_t reader;
-		conn_socket_io(fd, conn_on_write(fd, &reader));
+		conn_socket_io(fd, conn_on_write(c, &reader));
 		/* By its reader, the usual answer, it runs no code outside
 		 * FORK_PATH's window: a fork child would fault in a page. */
 		if (unlikely(reader != 0 && reader != thread_ctx.tid))
 			ctx_response_began(fd, reader);
 	}
-	ctx_after_conn_io(fd, true, r > 0);
+	ctx_after_io_on(fd, holder, c, true, r > 0);
 	errno = saved;
 }
 

@@ -148,19 +148,15 @@ static inline void mark_event_loop(bool conns)
 		thread_ctx.mode = CTX_BRACKET;
 }
 
-/* ctx_after_conn_io's work. Only with apart may the context be from an
- * earlier attach, an event-loop batch be open, the tid not yet be fetched
- * or fd be at or above FD_LOW (its state out of line): the calls those
- * take are compiled in there alone, so the usual case calls nothing and
- * keeps no registers. */
-static inline __attribute__((always_inline)) void after_conn_io(int fd, bool wrote, bool moved,
-								bool apart)
+/* ctx_after_io_on's work. Only with apart may the context be from an
+ * earlier attach, an event-loop batch be open or the tid not yet be
+ * fetched: the calls those take are compiled in there alone, so the usual
+ * case calls nothing and keeps no registers. */
+static inline __attribute__((always_inline)) void after_conn_io(int fd, int holder, struct conn *c,
+								bool wrote, bool moved, bool apart)
 {
-	if (!apart && (unsigned)fd >= FD_LOW)
-		__builtin_unreachable();
 	if (apart)
 		ctx_current();
-	int holder = conn_fd(fd);
 	uint32_t conn = (uint32_t)holder + 1;
 	/* Its own I/O on a second open connection, not its creator's: it
 	 * serves both at once, unless it answered the first one's request in
@@ -183,7 +179,6 @@ static inline __attribute__((always_inline)) void after_conn_io(int fd, bool wro
 	thread_ctx.epoch++;
 	if (apart && unlikely(thread_ctx.batch.conn))
 		batch_after_conn_io(fd, wrote, moved);
-	struct conn *c = fd_class(fd) & FD_CONN ? conn_entry(holder) : NULL;
 	uint64_t r = c ? conn_entry_request(c) : 0;
 	if (r == 0) {
 		thread_ctx.request = 0;
@@ -201,21 +196,21 @@ static inline __attribute__((always_inline)) void after_conn_io(int fd, bool wro
 	}
 }
 
-static FORK_PATH __attribute__((noinline)) void after_conn_io_apart(int fd, bool wrote,
-								   bool moved)
+static FORK_PATH __attribute__((noinline)) void
+after_conn_io_apart(int fd, int holder, struct conn *c, bool wrote, bool moved)
 {
-	after_conn_io(fd, wrote, moved, true);
+	after_conn_io(fd, holder, c, wrote, moved, true);
 }
 
-FORK_PATH void ctx_after_conn_io(int fd, bool wrote, bool moved)
+FORK_PATH void ctx_after_io_on(int fd, int holder, struct conn *c, bool wrote, bool moved)
 {
 	if (thread_ctx.in_shim)
 		return;
 	if (unlikely(thread_ctx.generation != ctx_generation || thread_ctx.batch.conn ||
-		     thread_ctx.tid == 0 || (unsigned)fd >= FD_LOW))
-		after_conn_io_apart(fd, wrote, moved);
+		     thread_ctx.tid == 0))
+		after_conn_io_apart(fd, holder, c, wrote, moved);
 	else
-		after_conn_io(fd, wrote, moved, false);
+		after_conn_io(fd, holder, c, wrote, moved, false);
 }
 
 void ctx_response_began(int fd, int32_t reader)

@@ -187,9 +187,20 @@ void ctx_release_batch(void) __attribute__((visibility("hidden")));
 /* ctx_before_conn_io's work, when there may be some. */
 void ctx_before_conn_io_noting(int fd) __attribute__((visibility("hidden")));
 
-/* After I/O on connection fd (the conn table already updated); moved: it
- * carried bytes. */
-void ctx_after_conn_io(int fd, bool wrote, bool moved) __attribute__((visibility("hidden")));
+/* After I/O on connection fd (the conn table already updated), whose entry
+ * is holder's (conn_fd), c (NULL: fd names no connection now); moved: it
+ * carried bytes. The socket hooks look both up once for the call. */
+void ctx_after_io_on(int fd, int holder, struct conn *c, bool wrote, bool moved)
+	__attribute__((visibility("hidden")));
+
+/* ctx_after_io_on, fd's entry looked up here: after I/O through a TLS
+ * library, whose connection may have been closed since. */
+static inline void ctx_after_conn_io(int fd, bool wrote, bool moved)
+{
+	int holder = conn_fd(fd);
+	ctx_after_io_on(fd, holder, fd_class(fd) & FD_CONN ? conn_entry(holder) : NULL, wrote,
+			moved);
+}
 
 /* Connection fd is being closed. */
 void ctx_conn_closing(int fd) __attribute__((visibility("hidden")));

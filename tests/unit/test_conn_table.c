@@ -73,6 +73,21 @@ static const char *no_environment(const char *name)
 	return NULL;
 }
 
+/* conn_on_read as the read hooks call it: fd's holder and entry looked up
+ * after the read. */
+static enum conn_read hook_read(int fd, uint8_t generation, const void *buf,
+				const struct iovec *iov, size_t n)
+{
+	int holder = conn_fd(fd);
+	return conn_on_read(fd, holder, conn_entry(holder), generation, buf, iov, n);
+}
+
+/* conn_on_write as the write hooks call it, on fd's entry. */
+static bool hook_wrote(int fd, int32_t *reader)
+{
+	return conn_on_write(conn_of(fd), reader);
+}
+
 static int setup(void **state)
 {
 	(void)state;
@@ -96,7 +111,7 @@ static void request_on(int fd, const char *id)
 {
 	char req[256];
 	int n = snprintf(req, sizeof(req), "GET /%s HTTP/1.1\r\nX-Request-ID: %s\r\n\r\n", id, id);
-	conn_on_read(fd, conn_generation(fd), req, NULL, (size_t)n);
+	hook_read(fd, conn_generation(fd), req, NULL, (size_t)n);
 }
 
 /* The id fd's connection carries now; "" if none. */
@@ -118,11 +133,11 @@ static bool naming_on(void)
 	n++;
 	conn_open(900);
 	int len = snprintf(req, sizeof(req), "GET /probe%u HTTP/1.1\r\nX-Request-ID: probe\r\n\r\n", n);
-	conn_on_read(900, conn_generation(900), req, NULL, (size_t)len);
+	hook_read(900, conn_generation(900), req, NULL, (size_t)len);
 	len = snprintf(line, sizeof(line), "- \"GET /probe%u HTTP/1.1\" 200", n);
 	bool named = request_named_by(line, (size_t)len) == conn_request(900) &&
 		     conn_request(900) != 0;
-	conn_on_write(900, &began);
+	hook_wrote(900, &began);
 	conn_forget(900);
 	return named;
 }
@@ -156,7 +171,7 @@ static void test_request_follows_reads(void **state)
 	assert_string_equal(id_on(5), "");
 	request_on(5, "first");
 	assert_string_equal(id_on(5), "first");
-	conn_on_write(5, &began);
+	hook_wrote(5, &began);
 	request_on(5, "second");
 	assert_string_equal(id_on(5), "second");
 	conn_forget(5);
@@ -191,7 +206,7 @@ static void test_copy_takes_over_when_holder_closes(void **state)
 	conn_forget(0);
 	assert_true(conn_named_once(1));
 	assert_string_equal(id_on(1), "kept");
-	conn_on_write(1, &began);
+	hook_wrote(1, &began);
 	request_on(1, "next");
 	assert_string_equal(id_on(1), "next");
 	/* A new connection accepted on the old number is a stranger. */
@@ -280,7 +295,7 @@ static void test_request_pinned_until_answered(void **state)
 	request_on(20, "pinned-1");
 	lap_of_requests();
 	assert_string_equal(id_on(20), "pinned-1");
-	conn_on_write(20, &began);
+	hook_wrote(20, &began);
 	lap_of_requests();
 	assert_string_equal(id_on(20), "");
 
@@ -313,7 +328,7 @@ static void test_request_pinned_until_answered(void **state)
 	conn_forget(20);
 	conn_open(20);
 	request_on(20, "new-on-20");
-	conn_on_write(20, &began);
+	hook_wrote(20, &began);
 	conn_forget(20);
 	lap_of_requests();
 	assert_string_equal(id_on(30), "moved");
@@ -330,9 +345,9 @@ static void half_request_on(int fd, const char *id, int half)
 			 "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\r\n\r\n", id, id);
 	int cut = (int)(strstr(req, "X-Request-ID: ") - req) + 16;
 	if (half == 0)
-		conn_on_read(fd, conn_generation(fd), req, NULL, (size_t)cut);
+		hook_read(fd, conn_generation(fd), req, NULL, (size_t)cut);
 	else
-		conn_on_read(fd, conn_generation(fd), req + cut, NULL, (size_t)(n - cut));
+		hook_read(fd, conn_generation(fd), req + cut, NULL, (size_t)(n - cut));
 }
 
 /* Every head_store slot is free: the lowest one is the first claimed. */
@@ -447,7 +462,7 @@ static const char client_hello[] = "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03
 static void tls_opened(int fd)
 {
 	conn_open(fd);
-	conn_on_read(fd, conn_generation(fd), client_hello, NULL, sizeof client_hello - 1);
+	hook_read(fd, conn_generation(fd), client_hello, NULL, sizeof client_hello - 1);
 	conn_tls_begin(fd);
 }
 
@@ -464,7 +479,7 @@ static void test_end_of_file_ends_an_answered_request(void **state)
 	request_on(5, "asked");
 	conn_on_eof(5);
 	assert_string_equal(id_on(5), "asked");
-	conn_on_write(5, &began);
+	hook_wrote(5, &began);
 	assert_string_equal(id_on(5), "asked");
 	conn_on_eof(5);
 	assert_int_equal(conn_request(5), 0);
@@ -474,7 +489,7 @@ static void test_end_of_file_ends_an_answered_request(void **state)
 	tls_opened(6);
 	static const char req[] = "GET /a HTTP/1.1\r\nX-Request-ID: tls-eof\r\n\r\n";
 	conn_on_tls_read(6, req, sizeof req - 1);
-	conn_on_write(6, &began); /* a record: says nothing of the response */
+	hook_wrote(6, &began); /* a record: says nothing of the response */
 	conn_on_eof(6);
 	assert_string_equal(id_on(6), "tls-eof");
 	conn_on_tls_write(6);
@@ -489,7 +504,7 @@ static void test_tls_records_are_not_requests(void **state)
 {
 	(void)state;
 	conn_open(5);
-	conn_on_read(5, conn_generation(5), client_hello, NULL, sizeof client_hello - 1);
+	hook_read(5, conn_generation(5), client_hello, NULL, sizeof client_hello - 1);
 	assert_true(conn_is_tls(5));
 	assert_int_equal(conn_request(5), 0);
 	request_on(5, "raw"); /* through the socket: a record, not a request */
@@ -498,14 +513,14 @@ static void test_tls_records_are_not_requests(void **state)
 	static const char req[] = "GET /a HTTP/1.1\r\nX-Request-ID: tls-1\r\n\r\n";
 	conn_on_tls_read(5, req, sizeof req - 1);
 	assert_string_equal(id_on(5), "tls-1");
-	conn_on_write(5, &began); /* a record: no response began */
+	hook_wrote(5, &began); /* a record: no response began */
 	static const char req2[] = "GET /b HTTP/1.1\r\nX-Request-ID: tls-2\r\n\r\n";
 	conn_on_tls_read(5, req2, sizeof req2 - 1);
 	assert_int_equal(conn_request(5), 0); /* pipelined: unattributable */
 	conn_forget(5);
 	conn_open(5);
 	assert_false(conn_is_tls(5));
-	conn_on_read(5, conn_generation(5), client_hello, NULL, sizeof client_hello - 1);
+	hook_read(5, conn_generation(5), client_hello, NULL, sizeof client_hello - 1);
 	conn_tls_begin(5);
 	conn_on_tls_read(5, req, sizeof req - 1);
 	conn_on_tls_write(5);
@@ -522,7 +537,7 @@ static void test_tls_begin_after_the_socket_gave_bytes(void **state)
 	(void)state;
 	conn_open(6);
 	static const char v2_hello[] = "\x80\x2e\x01\x03\x01";
-	conn_on_read(6, conn_generation(6), v2_hello, NULL, sizeof v2_hello - 1);
+	hook_read(6, conn_generation(6), v2_hello, NULL, sizeof v2_hello - 1);
 	assert_int_not_equal(conn_request(6), 0); /* one generated id */
 	conn_tls_begin(6);
 	assert_int_equal(conn_request(6), 0);
@@ -558,7 +573,7 @@ static void test_tls_not_http_is_lost(void **state)
 	conn_forget(8);
 	/* The preface in clear (prior knowledge): the same, no id for it. */
 	conn_open(8);
-	conn_on_read(8, conn_generation(8), preface, NULL, sizeof preface - 1);
+	hook_read(8, conn_generation(8), preface, NULL, sizeof preface - 1);
 	assert_int_equal(conn_request(8), 0);
 	assert_true(naming_on());
 	conn_forget(8);
@@ -627,7 +642,7 @@ static void test_copies_across_high_pages(void **state)
 	conn_forget(0);
 	assert_true(conn_named_once(900000));
 	assert_string_equal(id_on(900000), "far");
-	conn_on_write(900000, &began);
+	hook_wrote(900000, &began);
 	request_on(900000, "next");
 	assert_string_equal(id_on(900000), "next");
 	conn_forget(900000);
@@ -648,15 +663,15 @@ static void test_read_begun_before_close_goes_nowhere(void **state)
 	conn_forget(5);
 	assert_int_not_equal(conn_generation(5), before);
 	conn_open(5);
-	assert_int_equal(conn_on_read(5, before, stale, NULL, sizeof stale - 1), CONN_READ_STALE);
+	assert_int_equal(hook_read(5, before, stale, NULL, sizeof stale - 1), CONN_READ_STALE);
 	assert_string_equal(id_on(5), "");
-	assert_int_equal(conn_on_read(5, before, cut, NULL, sizeof cut - 1), CONN_READ_STALE);
+	assert_int_equal(hook_read(5, before, cut, NULL, sizeof cut - 1), CONN_READ_STALE);
 	request_on(5, "fresh");
 	assert_string_equal(id_on(5), "fresh");
 	/* Closed and not reopened: the late bytes change nothing either. */
 	before = conn_generation(5);
 	conn_forget(5);
-	assert_int_equal(conn_on_read(5, before, stale, NULL, sizeof stale - 1), CONN_READ_STALE);
+	assert_int_equal(hook_read(5, before, stale, NULL, sizeof stale - 1), CONN_READ_STALE);
 	assert_int_equal(conn_request(5), 0);
 	conn_open(5);
 	request_on(5, "again");
@@ -761,17 +776,17 @@ static void test_closed_unseen_stream_counts_a_while(void **state)
 	conn_unseen_until_adopted(5);
 	conn_adoption_dropped(5); /* closed */
 	conn_open(6);
-	conn_on_read(6, conn_generation(6), req, NULL, sizeof req - 1);
+	hook_read(6, conn_generation(6), req, NULL, sizeof req - 1);
 	assert_int_not_equal(conn_request(6), 0);
 	assert_int_equal(request_named_by(line, sizeof line - 1), 0);
 	conn_forget(6);
 	recent_ends_pass();
 	conn_open(6);
-	conn_on_read(6, conn_generation(6), later, NULL, sizeof later - 1);
+	hook_read(6, conn_generation(6), later, NULL, sizeof later - 1);
 	assert_int_equal(request_named_by(later_line, sizeof later_line - 1), conn_request(6));
 	conn_forget(6);
 	conn_open(6);
-	conn_on_read(6, conn_generation(6), req, NULL, sizeof req - 1);
+	hook_read(6, conn_generation(6), req, NULL, sizeof req - 1);
 	assert_int_equal(request_named_by(line, sizeof line - 1), 0);
 	conn_forget(6);
 }
@@ -786,14 +801,14 @@ static void test_a_line_seen_before_names_nothing(void **state)
 	static const char req[] = "GET /twice HTTP/1.1\r\n\r\n";
 	static const char line[] = "192.0.2.1 \"GET /twice HTTP/1.1\" 200";
 	conn_open(6);
-	conn_on_read(6, conn_generation(6), req, NULL, sizeof req - 1);
+	hook_read(6, conn_generation(6), req, NULL, sizeof req - 1);
 	assert_int_equal(request_named_by(line, sizeof line - 1), conn_request(6));
-	conn_on_write(6, &began);
+	hook_wrote(6, &began);
 	conn_forget(6);
 	recent_ends_pass();
 	assert_int_equal(request_named_by(line, sizeof line - 1), 0);
 	conn_open(7);
-	conn_on_read(7, conn_generation(7), req, NULL, sizeof req - 1);
+	hook_read(7, conn_generation(7), req, NULL, sizeof req - 1);
 	assert_int_not_equal(conn_request(7), 0);
 	assert_int_equal(request_named_by(line, sizeof line - 1), 0);
 	assert_false(request_named_in(conn_request(7), line, sizeof line - 1));
@@ -866,10 +881,10 @@ static void test_not_http_keeps_lines_unnamed(void **state)
 	(void)state;
 	conn_open(50);
 	static const char proxied[] = "PROXY\r\nGET /same HTTP/1.1\r\n\r\n";
-	conn_on_read(50, conn_generation(50), proxied, NULL, sizeof proxied - 1);
+	hook_read(50, conn_generation(50), proxied, NULL, sizeof proxied - 1);
 	conn_open(51);
 	static const char req[] = "GET /same HTTP/1.1\r\n\r\n";
-	conn_on_read(51, conn_generation(51), req, NULL, sizeof req - 1);
+	hook_read(51, conn_generation(51), req, NULL, sizeof req - 1);
 	static const char line[] = "192.0.2.1 \"GET /same HTTP/1.1\" 200";
 	assert_int_equal(request_named_by(line, sizeof line - 1), 0);
 	conn_forget(51);
@@ -893,7 +908,7 @@ static void test_unparsed_http_is_lost_not_raw(void **state)
 	};
 	for (size_t i = 0; i < sizeof odd / sizeof odd[0]; i++) {
 		conn_open(54);
-		conn_on_read(54, conn_generation(54), odd[i], NULL, strlen(odd[i]));
+		hook_read(54, conn_generation(54), odd[i], NULL, strlen(odd[i]));
 		assert_int_equal(conn_request(54), 0);
 		request_on(54, "b-2");
 		assert_int_equal(conn_request(54), 0);
@@ -901,7 +916,7 @@ static void test_unparsed_http_is_lost_not_raw(void **state)
 	}
 	conn_open(55);
 	static const char other[] = "PING\r\n";
-	conn_on_read(55, conn_generation(55), other, NULL, sizeof other - 1);
+	hook_read(55, conn_generation(55), other, NULL, sizeof other - 1);
 	assert_int_not_equal(conn_request(55), 0);
 	conn_forget(55);
 	assert_naming_back_after_recent_ends();
@@ -917,9 +932,9 @@ struct split_stream {
 static void read_split(int fd, const struct split_stream *s)
 {
 	conn_open(fd);
-	conn_on_read(fd, conn_generation(fd), s->bytes, NULL, s->first);
+	hook_read(fd, conn_generation(fd), s->bytes, NULL, s->first);
 	if (s->first < s->len)
-		conn_on_read(fd, conn_generation(fd), s->bytes + s->first, NULL, s->len - s->first);
+		hook_read(fd, conn_generation(fd), s->bytes + s->first, NULL, s->len - s->first);
 }
 
 /* A gateway protocol's stream (FastCGI, SCGI, uwsgi: a front server
@@ -1008,16 +1023,16 @@ static void test_request_line_logged_otherwise_keeps_lines_unnamed(void **state)
 			 i);
 		snprintf(form, sizeof form, forms[i], i);
 		conn_open(52);
-		conn_on_read(52, conn_generation(52), victim, NULL, strlen(victim));
+		hook_read(52, conn_generation(52), victim, NULL, strlen(victim));
 		assert_int_equal(request_named_by(line, strlen(line)), conn_request(52));
 		conn_open(53);
-		conn_on_read(53, conn_generation(53), form, NULL, strlen(form));
+		hook_read(53, conn_generation(53), form, NULL, strlen(form));
 		assert_int_not_equal(conn_request(53), 0);
 		assert_int_equal(request_named_by(line, strlen(line)), 0);
-		conn_on_write(53, &began);
+		hook_wrote(53, &began);
 		conn_forget(53);
 		assert_int_equal(request_named_by(line, strlen(line)), 0);
-		conn_on_write(52, &began);
+		hook_wrote(52, &began);
 		conn_forget(52);
 		assert_naming_back_after_recent_ends();
 	}
@@ -1039,28 +1054,28 @@ static void test_request_line_in_a_header_keeps_lines_unnamed(void **state)
 	static const char forged[] =
 		"GET /other HTTP/1.1\r\nUser-Agent: GET /same HTTP/1.1\r\n\r\n";
 	conn_open(52);
-	conn_on_read(52, conn_generation(52), victim, NULL, sizeof victim - 1);
+	hook_read(52, conn_generation(52), victim, NULL, sizeof victim - 1);
 	conn_open(53);
-	conn_on_read(53, conn_generation(53), plain, NULL, sizeof plain - 1);
+	hook_read(53, conn_generation(53), plain, NULL, sizeof plain - 1);
 	assert_int_equal(request_named_by(line, sizeof line - 1), conn_request(52));
-	conn_on_write(53, &began);
+	hook_wrote(53, &began);
 	conn_forget(53);
 	for (int bytewise = 0; bytewise < 2; bytewise++) {
 		conn_open(53);
 		if (bytewise)
 			for (size_t i = 0; i < sizeof forged - 1; i++)
-				conn_on_read(53, conn_generation(53), forged + i, NULL, 1);
+				hook_read(53, conn_generation(53), forged + i, NULL, 1);
 		else
-			conn_on_read(53, conn_generation(53), forged, NULL, sizeof forged - 1);
+			hook_read(53, conn_generation(53), forged, NULL, sizeof forged - 1);
 		assert_int_not_equal(conn_request(53), 0);
 		assert_int_equal(request_named_by(line, sizeof line - 1), 0);
-		conn_on_write(53, &began);
+		hook_wrote(53, &began);
 		conn_forget(53);
 		assert_int_equal(request_named_by(line, sizeof line - 1), 0);
 		assert_naming_back_after_recent_ends();
 		assert_int_equal(request_named_by(line, sizeof line - 1), conn_request(52));
 	}
-	conn_on_write(52, &began);
+	hook_wrote(52, &began);
 	conn_forget(52);
 }
 
@@ -1081,26 +1096,26 @@ static void test_proxy_header_before_requests(void **state)
 	char both[256];
 	int len = snprintf(both, sizeof(both), "%s%s", v1, req);
 	conn_open(5);
-	conn_on_read(5, conn_generation(5), both, NULL, (size_t)len);
+	hook_read(5, conn_generation(5), both, NULL, (size_t)len);
 	assert_string_equal(id_on(5), "behind-lb");
 	assert_true(naming_on());
 	static const char line[] = "- \"GET /lb HTTP/1.1\" 200";
 	assert_int_equal(request_named_by(line, sizeof line - 1), conn_request(5));
-	conn_on_write(5, &began);
+	hook_wrote(5, &began);
 	request_on(5, "second");
 	assert_string_equal(id_on(5), "second");
 	conn_forget(5);
 
 	conn_open(5); /* the header alone first */
-	conn_on_read(5, conn_generation(5), v1, NULL, sizeof v1 - 1);
+	hook_read(5, conn_generation(5), v1, NULL, sizeof v1 - 1);
 	assert_int_equal(conn_request(5), 0);
-	conn_on_read(5, conn_generation(5), req, NULL, sizeof req - 1);
+	hook_read(5, conn_generation(5), req, NULL, sizeof req - 1);
 	assert_string_equal(id_on(5), "behind-lb");
 	conn_forget(5);
 
 	conn_open(5); /* over an iovec, the header split between entries */
 	struct iovec parts[3] = {{NULL, 0}, {both, 10}, {both + 10, (size_t)len - 10}};
-	conn_on_read(5, conn_generation(5), NULL, parts, (size_t)len);
+	hook_read(5, conn_generation(5), NULL, parts, (size_t)len);
 	assert_int_equal(conn_request(5), 0); /* cut short in the first entry: lost */
 	assert_false(naming_on());
 	conn_forget(5);
@@ -1109,7 +1124,7 @@ static void test_proxy_header_before_requests(void **state)
 	parts[2].iov_base = both + sizeof v1 - 1 + 3;
 	parts[2].iov_len = (size_t)len - (sizeof v1 - 1 + 3);
 	conn_open(5);
-	conn_on_read(5, conn_generation(5), NULL, parts, (size_t)len);
+	hook_read(5, conn_generation(5), NULL, parts, (size_t)len);
 	assert_string_equal(id_on(5), "behind-lb");
 	conn_forget(5);
 
@@ -1117,7 +1132,7 @@ static void test_proxy_header_before_requests(void **state)
 	char hello[128];
 	memcpy(hello, v1, sizeof v1 - 1);
 	memcpy(hello + sizeof v1 - 1, client_hello, sizeof client_hello - 1);
-	assert_int_equal(conn_on_read(6, conn_generation(6), hello,
+	assert_int_equal(hook_read(6, conn_generation(6), hello,
 				      NULL, sizeof v1 - 1 + sizeof client_hello - 1),
 			 CONN_READ_TLS);
 	assert_true(conn_is_tls(6));
@@ -1125,27 +1140,27 @@ static void test_proxy_header_before_requests(void **state)
 	assert_naming_back_after_recent_ends();
 
 	conn_open(5); /* a second header, after the first came alone: lost */
-	conn_on_read(5, conn_generation(5), v1, NULL, sizeof v1 - 1);
-	conn_on_read(5, conn_generation(5), both, NULL, (size_t)len);
+	hook_read(5, conn_generation(5), v1, NULL, sizeof v1 - 1);
+	hook_read(5, conn_generation(5), both, NULL, (size_t)len);
 	assert_int_equal(conn_request(5), 0);
 	conn_forget(5);
 	assert_naming_back_after_recent_ends();
 	conn_open(5); /* a header read a byte at a time: lost, not one id for all */
 	for (int i = 0; i < len; i++)
-		conn_on_read(5, conn_generation(5), both + i, NULL, 1);
+		hook_read(5, conn_generation(5), both + i, NULL, 1);
 	assert_int_equal(conn_request(5), 0);
 	assert_int_equal(conn_entry(5)->kind, CONN_DONE);
 	conn_forget(5);
 
 	shim.config.proxy_protocol = false;
 	conn_open(5);
-	conn_on_read(5, conn_generation(5), both, NULL, (size_t)len);
+	hook_read(5, conn_generation(5), both, NULL, (size_t)len);
 	assert_int_equal(conn_request(5), 0);
 	assert_false(naming_on());
 	conn_forget(5);
 	conn_open(5);
-	conn_on_read(5, conn_generation(5), v1, NULL, sizeof v1 - 1);
-	conn_on_read(5, conn_generation(5), req, NULL, sizeof req - 1);
+	hook_read(5, conn_generation(5), v1, NULL, sizeof v1 - 1);
+	hook_read(5, conn_generation(5), req, NULL, sizeof req - 1);
 	assert_int_equal(conn_request(5), 0);
 	conn_forget(5);
 	assert_naming_back_after_recent_ends();
@@ -1160,7 +1175,7 @@ static void test_tls_records_unseen_until_read(void **state)
 {
 	(void)state;
 	conn_open(5);
-	assert_int_equal(conn_on_read(5, conn_generation(5), client_hello, NULL,
+	assert_int_equal(hook_read(5, conn_generation(5), client_hello, NULL,
 				      sizeof client_hello - 1),
 			 CONN_READ_TLS);
 	assert_true(naming_on()); /* inside a hooked call: nothing more */
@@ -1179,7 +1194,7 @@ static void test_tls_records_unseen_until_read(void **state)
 	conn_forget(5);
 	conn_open(6);
 	static const char v2_hello[] = "\x80\x2e\x01\x03\x01";
-	conn_on_read(6, conn_generation(6), v2_hello, NULL, sizeof v2_hello - 1);
+	hook_read(6, conn_generation(6), v2_hello, NULL, sizeof v2_hello - 1);
 	assert_false(naming_on()); /* not HTTP */
 	conn_tls_begin(6); /* the handshake the first read did not know */
 	assert_naming_back_after_recent_ends();
@@ -1224,7 +1239,7 @@ static void test_loss_racing_a_joined_stream_opening(void **state)
 		conn_join(40, false);
 		atomic_store(&conn_entry(40)->join, JOIN_AWAIT_REQUEST); /* a response ended */
 		atomic_store(&race_round, i);
-		conn_on_read(40, conn_generation(40), req, NULL, sizeof req - 1);
+		hook_read(40, conn_generation(40), req, NULL, sizeof req - 1);
 		while (atomic_load(&race_marked) != i)
 			;
 		struct conn *c = conn_entry(40);
@@ -1313,7 +1328,7 @@ static void *move_reader(void *arg)
 		while (atomic_load(&move_round) != i)
 			;
 		int len = snprintf(req, sizeof(req), "GET / HTTP/1.1\r\nX-Request-ID: new-%ld\r\n\r\n", i);
-		conn_on_read(11, conn_generation(11), req, NULL, (size_t)len);
+		hook_read(11, conn_generation(11), req, NULL, (size_t)len);
 		atomic_store(&move_read, i);
 	}
 	return NULL;
@@ -1331,7 +1346,7 @@ static void test_read_while_the_holder_moves(void **state)
 		snprintf(new, sizeof(new), "new-%ld", i);
 		conn_open(10);
 		request_on(10, old);
-		conn_on_write(10, &began);
+		hook_wrote(10, &began);
 		conn_copied(10, 11);
 		atomic_store(&move_round, i);
 		conn_forget(10);
@@ -1468,10 +1483,10 @@ static void *stress_owner(void *arg)
 			conn_forget(fd);
 			if (strcmp(stress_id(copy, got), want) != 0)
 				atomic_fetch_add(&stress_wrong, 1);
-			conn_on_write(copy, &began);
+			hook_wrote(copy, &began);
 			conn_forget(copy);
 		} else {
-			conn_on_write(fd, &began);
+			hook_wrote(fd, &began);
 			conn_forget(fd);
 		}
 	}
@@ -1493,7 +1508,7 @@ static void *stress_churner(void *arg)
 		snprintf(want, sizeof(want), "f%d-c-%u", fd, n);
 		if (strcmp(stress_id(fd, got), want) != 0)
 			atomic_fetch_add(&stress_wrong, 1);
-		conn_on_write(fd, &began);
+		hook_wrote(fd, &began);
 		conn_forget(fd);
 	}
 	return NULL;
@@ -1569,7 +1584,7 @@ static void *stale_reopener(void *arg)
 		snprintf(want, sizeof(want), "f%d-r-%u", shared_fds[0], n);
 		if (strcmp(stress_id(shared_fds[0], got), want) != 0)
 			atomic_fetch_add(&stress_wrong, 1);
-		conn_on_write(shared_fds[0], &began);
+		hook_wrote(shared_fds[0], &began);
 		conn_forget(shared_fds[0]);
 		atomic_fetch_add(&stale_closes, 1);
 	}
@@ -1603,7 +1618,7 @@ static void *stress_stale_reader(void *arg)
 			break;
 		atomic_fetch_add(&stale_reads, 1);
 		int len = snprintf(req, sizeof(req), "GET / HTTP/1.1\r\nX-Request-ID: stale-%u\r\n\r\n", n);
-		conn_on_read(shared_fds[0], generation, req, NULL, (size_t)len);
+		hook_read(shared_fds[0], generation, req, NULL, (size_t)len);
 		atomic_store(&stale_mark, STALE_NONE);
 	}
 	return NULL;
