@@ -1092,7 +1092,7 @@ LOOP_PATH void conn_on_eof(int fd)
 {
 	uint8_t generation = generation_of(fd);
 	int holder = conn_fd(fd);
-	struct conn *c = conn_entry(holder);
+	struct conn *c = conn_holder_entry(holder);
 	if (__atomic_load_n(&c->request, __ATOMIC_RELAXED) == 0 ||
 	    !atomic_load_explicit(&c->responded, memory_order_relaxed))
 		return;
@@ -1153,7 +1153,7 @@ void conn_on_tls_read(int fd, const void *buf, size_t n)
 {
 	uint8_t generation = generation_of(fd);
 	int holder = conn_fd(fd);
-	struct conn *c = conn_entry(holder);
+	struct conn *c = conn_holder_entry(holder);
 	if (n == 0)
 		return;
 	if (!conn_lock_named(fd, holder, generation, c))

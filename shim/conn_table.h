@@ -280,10 +280,18 @@ static inline int conn_fd(int fd)
 	return a ? (int)a - 1 : fd;
 }
 
+/* The entry of holder, the conn_fd of a connection: a connection opened
+ * in its chunk, so the chunk is mapped (chunks stay mapped) and there is no
+ * NULL to test for, as conn_entry does. */
+static inline struct conn *conn_holder_entry(int holder)
+{
+	return &conn_chunk_of(holder)->entry[(unsigned)holder % CONN_CHUNK];
+}
+
 /* The entry connection fd uses (fd must be flagged FD_CONN). */
 static inline struct conn *conn_of(int fd)
 {
-	return conn_entry(conn_fd(fd));
+	return conn_holder_entry(conn_fd(fd));
 }
 
 /* Whether connection fd is the only fd naming its connection. */

@@ -186,7 +186,7 @@ conn_read_done(int fd, uint8_t generation, const void *buf, const struct iovec *
 {
 	int saved = errno;
 	int holder = conn_fd(fd);
-	struct conn *c = conn_entry(holder);
+	struct conn *c = conn_holder_entry(holder);
 	if (unlikely(flags & MSG_ERRQUEUE))
 		r = -1;
 	if (likely(r > 0 && !(flags & (MSG_PEEK | MSG_TRUNC)))) {
@@ -225,7 +225,7 @@ static inline __attribute__((always_inline)) void conn_write_done(int fd, uint8_
 		return;
 	}
 	int holder = conn_fd(fd);
-	struct conn *c = conn_entry(holder);
+	struct conn *c = conn_holder_entry(holder);
 	if (r > 0) {
 		int32_t reader;
 		conn_socket_io(fd, conn_on_write(c, &reader));
