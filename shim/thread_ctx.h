@@ -139,7 +139,7 @@ static inline int32_t ctx_tid(void)
 /* How far the thread is done with last_conn: a worker that answered a
  * request in full and gave the connection to an epoll instance that it
  * never waits on itself serves connections in turn, not at once
- * (ctx_after_conn_io). */
+ * (ctx_after_io_on). */
 enum handoff {
 	HANDOFF_NONE,
 	HANDOFF_ANSWERED, /* its last write there carried the program's bytes
