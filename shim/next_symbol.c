@@ -123,12 +123,18 @@ START_PATH enum symbol_found object_symbol(const struct object_symbols *o, const
 	const ElfW(Sym) *chosen = NULL;
 	unsigned versioned = 0;
 	bool hidden = false;
+	/* The symbol itself is read only where the chain's hash agrees: most
+	 * entries of a chain are other names. */
 	for (;; index++) {
 		uint32_t chained = chain[index - symoffset];
+		if (((chained ^ hash) >> 1) != 0) {
+			if (chained & 1)
+				break;
+			continue;
+		}
 		const ElfW(Sym) *sym = &o->symtab[index];
 		unsigned type = ELF64_ST_TYPE(sym->st_info);
-		if (((chained ^ hash) >> 1) == 0 &&
-		    !(sym->st_value == 0 && sym->st_shndx != SHN_ABS && type != STT_TLS) &&
+		if (!(sym->st_value == 0 && sym->st_shndx != SHN_ABS && type != STT_TLS) &&
 		    sym->st_shndx != SHN_UNDEF && (LOOKED_AT & (1u << type)) &&
 		    strcmp(o->strtab + sym->st_name, name) == 0) {
 			ElfW(Half) v = o->versym ? o->versym[index] : 0;
@@ -199,7 +205,12 @@ START_PATH void next_objects_read(const struct link_map *self, struct next_objec
 START_PATH enum symbol_found next_symbol(const struct next_objects *next, const char *name,
 					 const char *version, void **addr)
 {
-	uint32_t hash = symbol_hash(name);
+	return next_symbol_hashed(next, name, symbol_hash(name), version, addr);
+}
+
+START_PATH enum symbol_found next_symbol_hashed(const struct next_objects *next, const char *name,
+						uint32_t hash, const char *version, void **addr)
+{
 	for (unsigned i = 0; i < next->count; i++) {
 		enum symbol_found found = object_symbol(&next->o[i], name, hash, version, addr);
 		if (found != SYMBOL_ABSENT)

@@ -130,6 +130,28 @@ static START_PATH void *original(const struct next_objects *next, const char *na
 	return version ? dlvsym(RTLD_NEXT, name, version) : dlsym(RTLD_NEXT, name);
 }
 
+/* Each original the hooks call, in REAL_FUNCTIONS' order: its name's hash
+ * (worked out by the compiler), its place in struct real_functions, its
+ * name's length and whether the shim needs it. The names are one string,
+ * each after the one before: no pointer for the loader to relocate. */
+struct original_entry {
+	uint32_t hash;
+	uint16_t slot;
+	uint8_t len;
+	bool needed;
+};
+#define ORIGINAL_FITS(name, ret, params, needed) \
+	_Static_assert(sizeof(#name) <= SYMBOL_HASH_LITERAL_MAX, #name ": name too long to hash here");
+REAL_FUNCTIONS(ORIGINAL_FITS)
+#undef ORIGINAL_FITS
+#define ORIGINAL_ENTRY(name, ret, params, needed) \
+	{SYMBOL_HASH_LITERAL(#name), offsetof(struct real_functions, name), sizeof(#name) - 1, needed},
+static const struct original_entry original_entries[] = {REAL_FUNCTIONS(ORIGINAL_ENTRY)};
+#undef ORIGINAL_ENTRY
+#define ORIGINAL_NAME(name, ret, params, needed) #name "\0"
+static const char original_names[] = REAL_FUNCTIONS(ORIGINAL_NAME);
+#undef ORIGINAL_NAME
+
 START_PATH bool real_resolve(void)
 {
 	if (atomic_load_explicit(&real_ready, memory_order_acquire))
@@ -144,11 +166,16 @@ START_PATH bool real_resolve(void)
 	if (self)
 		next_objects_read(self, &next);
 	const struct next_objects *after = self ? &next : NULL;
-#define RESOLVE(name, ret, params, needed) \
-	*(void **)&r.name = original(after, #name, NULL); \
-	complete &= !(needed) || r.name != NULL;
-	REAL_FUNCTIONS(RESOLVE)
-#undef RESOLVE
+	const char *name = original_names;
+	for (size_t i = 0; i < sizeof(original_entries) / sizeof(original_entries[0]); i++) {
+		const struct original_entry *e = &original_entries[i];
+		void *addr;
+		if (!after || next_symbol_hashed(after, name, e->hash, NULL, &addr) != SYMBOL_FOUND)
+			addr = dlsym(RTLD_NEXT, name);
+		memcpy((char *)&r + e->slot, &addr, sizeof(addr));
+		complete &= !e->needed || addr != NULL;
+		name += e->len + 1;
+	}
 	/* The current versions: dlsym could hand back the 2.2.5 compat ones. */
 	void *cond_wait = original(after, "pthread_cond_wait", "GLIBC_2.3.2");
 	void *cond_timedwait = original(after, "pthread_cond_timedwait", "GLIBC_2.3.2");

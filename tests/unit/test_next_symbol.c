@@ -198,6 +198,24 @@ static void test_symbol_hash_is_the_loaders(void **state)
 	assert_int_equal(symbol_hash("read"), 0x7c9d4d41u);
 }
 
+/* The compiler's hash of a literal is the loop's, for every original the
+ * shim resolves and for names of every length up to the longest it takes. */
+static void test_symbol_hash_literal_is_symbol_hash(void **state)
+{
+	(void)state;
+	assert_int_equal(SYMBOL_HASH_LITERAL(""), symbol_hash(""));
+	assert_int_equal(SYMBOL_HASH_LITERAL("read"), 0x7c9d4d41u);
+	assert_int_equal(SYMBOL_HASH_LITERAL("\xff\x80z"), symbol_hash("\xff\x80z"));
+	_Static_assert(sizeof("abcdefghijklmnopqrstuvwxyz_0123") == SYMBOL_HASH_LITERAL_MAX,
+		       "the longest name taken");
+	assert_int_equal(SYMBOL_HASH_LITERAL("abcdefghijklmnopqrstuvwxyz_0123"),
+			 symbol_hash("abcdefghijklmnopqrstuvwxyz_0123"));
+#define SAME_HASH(name, ret, params, needed) \
+	assert_int_equal(SYMBOL_HASH_LITERAL(#name), symbol_hash(#name));
+	REAL_FUNCTIONS(SAME_HASH)
+#undef SAME_HASH
+}
+
 /* ---- hand-made tables --------------------------------------------------- */
 
 #define MADE_MAX 8
@@ -643,6 +661,7 @@ int main(void)
 		cmocka_unit_test(test_libc_of_2_36_takes_default_versions),
 		cmocka_unit_test(test_a_name_nothing_defines_is_asked),
 		cmocka_unit_test(test_symbol_hash_is_the_loaders),
+		cmocka_unit_test(test_symbol_hash_literal_is_symbol_hash),
 		cmocka_unit_test(test_unversioned_global_and_weak_are_found),
 		cmocka_unit_test(test_undefined_local_and_valueless_are_absent),
 		cmocka_unit_test(test_indirect_tls_and_unique_are_asked),
