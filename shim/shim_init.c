@@ -60,26 +60,69 @@ static _Atomic bool real_ready START_WRITTEN; /* read first: not in .bss */
 static bool real_complete START_WRITTEN;
 static __thread bool resolving __attribute__((tls_model("initial-exec")));
 
-/* The first entry of environ for name, past the name: at its '=', or
- * (with bare) at the end of an entry that is the name alone; NULL if
+/* Whether entry begins with name followed by '=' or (with bare) ends
+ * there; past the name if so, else NULL. */
+static START_PATH const char *entry_value(const char *entry, const char *name, bool bare)
+{
+	while (*name && *entry == *name)
+		entry++, name++;
+	return !*name && (*entry == '=' || (bare && !*entry)) ? entry : NULL;
+}
+
+/* The first entry of environ for name, past the name: at its '='; NULL if
  * none. Read here: libc's getenv is a page of libc's code (a fault on this
  * VM) that a process which never calls it would not touch. */
-static START_PATH const char *environment_entry(const char *name, bool bare)
+static START_PATH const char *environment_entry(const char *name)
 {
+	const char *e = NULL;
+	for (char **entry = environ; entry && *entry && !e; entry++)
+		e = entry_value(*entry, name, false);
+	return e;
+}
+
+/* The entries of environ that begin "REQID_", in its order, found in one
+ * pass over it: start-up asks for some twenty settings, and a scan of the
+ * whole environment for each cost some 500 instructions in a shell's forty
+ * variables. Made on the constructor's stack, for the environ it was read
+ * from (set_log_ids makes another); more than fit: environ is scanned. */
+#define SETTING_ENTRIES_MAX 32
+struct setting_entries {
+	char **from;
+	unsigned count;
+	const char *entry[SETTING_ENTRIES_MAX];
+};
+static struct setting_entries *start_settings START_WRITTEN; /* NULL outside shim_start */
+static const char setting_prefix[] = "REQID_";
+
+static START_PATH void setting_entries_read(struct setting_entries *s)
+{
+	s->from = environ;
+	s->count = 0;
 	for (char **entry = environ; entry && *entry; entry++) {
-		const char *e = *entry, *n = name;
-		while (*n && *e == *n)
-			e++, n++;
-		if (!*n && (*e == '=' || (bare && !*e)))
-			return e;
+		const char *e = *entry;
+		if (e[0] != 'R' || strncmp(e, setting_prefix, sizeof(setting_prefix) - 1) != 0)
+			continue;
+		if (s->count == SETTING_ENTRIES_MAX) {
+			s->from = NULL;
+			return;
+		}
+		s->entry[s->count++] = e;
 	}
-	return NULL;
 }
 
 /* getenv(name). */
 static START_PATH const char *environment(const char *name)
 {
-	const char *e = environment_entry(name, false);
+	struct setting_entries *s = start_settings;
+	if (s && s->from != environ)
+		setting_entries_read(s);
+	const char *e = NULL;
+	if (s && s->from && strncmp(name, setting_prefix, sizeof(setting_prefix) - 1) == 0) {
+		for (unsigned i = 0; i < s->count && !e; i++)
+			e = entry_value(s->entry[i], name, false);
+	} else {
+		e = environment_entry(name);
+	}
 	return e ? e + 1 : NULL;
 }
 
@@ -107,10 +150,16 @@ static START_PATH const struct link_map *preloaded_self(void)
  * hook in the program's preinit code). */
 static START_PATH bool lookups_as_read(void)
 {
-	/* The loader takes these with a value or without '='. */
-	if (!environ || environment_entry("LD_DYNAMIC_WEAK", true) ||
-	    environment_entry("LD_AUDIT", true))
+	/* The loader takes these with a value or without '='. One pass: most
+	 * entries are turned away at their first byte. */
+	if (!environ)
 		return false;
+	for (char **entry = environ; *entry; entry++) {
+		const char *e = *entry;
+		if (e[0] == 'L' && e[1] == 'D' && e[2] == '_' &&
+		    (entry_value(e + 3, "DYNAMIC_WEAK", true) || entry_value(e + 3, "AUDIT", true)))
+			return false;
+	}
 	const struct link_map *program = _r_debug.r_map;
 	for (const ElfW(Dyn) *d = program ? program->l_ld : NULL; d && d->d_tag != DT_NULL; d++)
 		if (d->d_tag == DT_AUDIT || d->d_tag == DT_DEPAUDIT)
@@ -479,8 +528,13 @@ START_PATH unsigned shim_activate(config_lookup lookup, bool attached)
 __attribute__((constructor)) static void shim_start(void)
 {
 	int saved = errno;
-	if (preloaded_self())
+	if (preloaded_self()) {
+		struct setting_entries settings;
+		setting_entries_read(&settings);
+		start_settings = &settings;
 		shim_activate(environment, false);
+		start_settings = NULL;
+	}
 	errno = saved;
 }
 
