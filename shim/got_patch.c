@@ -26,6 +26,7 @@
 #include <string.h>
 #include <sys/auxv.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -34,6 +35,7 @@
 #include "fork_hot.h"
 #include "map_once.h"
 #include "next_symbol.h"
+#include "raw_syscall.h"
 #include "shim_init.h"
 
 /* More than any program has (nginx and its modules: some 500). */
@@ -154,12 +156,22 @@ struct module_list {
 	char names[NAMES_SIZE];
 };
 
+/* sysconf(_SC_PAGESIZE): the loader's page size, which it takes from the
+ * auxiliary vector (4096 without one). Read here, and mprotect made as a
+ * system call, because each function taken from libc costs every starting
+ * process some 800 instructions of the loader's. */
+static inline long page_size(void)
+{
+	long page = (long)getauxval(AT_PAGESZ);
+	return page ? page : 4096;
+}
+
 static bool read_module(const struct module_ref *ref, struct module *m)
 {
 	memset(m, 0, sizeof(*m));
 	m->base = ref->base;
 	const ElfW(Dyn) *dyn = NULL;
-	long page = sysconf(_SC_PAGESIZE);
+	long page = page_size();
 	m->low = UINTPTR_MAX;
 	m->phdr = ref->phdr;
 	m->phnum = ref->phnum;
@@ -240,13 +252,13 @@ static void *hook_for(void *self, const char *name)
 static bool write_slot(const struct got_entry *e, void *value)
 {
 	bool read_only = e->read_only;
-	long page = sysconf(_SC_PAGESIZE);
+	long page = page_size();
 	void *start = (void *)((uintptr_t)e->slot & ~(uintptr_t)(page - 1));
-	if (read_only && mprotect(start, (size_t)page, PROT_READ | PROT_WRITE) != 0)
+	if (read_only && raw_syscall3(SYS_mprotect, (long)start, page, PROT_READ | PROT_WRITE) != 0)
 		return false;
 	__atomic_store_n(e->slot, value, __ATOMIC_RELEASE);
 	if (read_only)
-		mprotect(start, (size_t)page, PROT_READ);
+		raw_syscall3(SYS_mprotect, (long)start, page, PROT_READ);
 	return true;
 }
 

@@ -160,12 +160,19 @@ EXPORT void abort(void)
  * command. A program that will not load the shim gets its environment
  * unchanged. */
 
-/* Whether envp preloads this library. */
+/* Whether envp preloads this library. strstr's search made with strncmp,
+ * which the library takes from libc anyway: each function it takes costs
+ * every starting process some 800 instructions of the loader's, and
+ * another of libc's (memmem) could be a page a fork child has not mapped. */
 static FORK_PATH bool env_preloads_shim(char *const *envp)
 {
-	for (size_t i = 0; envp && envp[i]; i++)
-		if (strncmp(envp[i], "LD_PRELOAD=", 11) == 0 && strstr(envp[i], "libreqid"))
-			return true;
+	for (size_t i = 0; envp && envp[i]; i++) {
+		if (strncmp(envp[i], "LD_PRELOAD=", 11) != 0)
+			continue;
+		for (const char *p = envp[i] + 11; *p; p++)
+			if (*p == 'l' && strncmp(p, "libreqid", 8) == 0)
+				return true;
+	}
 	return false;
 }
 

@@ -9,7 +9,6 @@
 #include "thread_count.h"
 
 #include <fcntl.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -25,8 +24,18 @@ unsigned thread_count(void)
 	if (n <= 0)
 		return 0;
 	buf[n] = '\0';
-	const char *p = strrchr(buf, ')'); /* the name may hold spaces */
+	/* The name may hold spaces: the fields begin after its last ')'. The
+	 * search and the number read here, not by libc's strrchr and strtoul:
+	 * each function the library takes from libc costs every process it
+	 * starts in some 800 instructions of the loader's. */
+	const char *p = NULL;
+	for (ssize_t i = n - 1; i >= 0 && !p; i--)
+		if (buf[i] == ')')
+			p = buf + i;
 	for (int field = 2; p && field < 20; field++)
 		p = strchr(p + 1, ' ');
-	return p ? (unsigned)strtoul(p + 1, NULL, 10) : 0;
+	unsigned count = 0;
+	for (p = p ? p + 1 : ""; *p >= '0' && *p <= '9'; p++)
+		count = count * 10 + (unsigned)(*p - '0');
+	return count;
 }
