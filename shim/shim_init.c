@@ -117,7 +117,7 @@ static START_PATH const char *environment(const char *name)
 	if (s && s->from != environ)
 		setting_entries_read(s);
 	const char *e = NULL;
-	if (s && s->from && strncmp(name, setting_prefix, sizeof(setting_prefix) - 1) == 0) {
+	if (s && s->from && memcmp(name, setting_prefix, sizeof(setting_prefix) - 1) == 0) {
 		for (unsigned i = 0; i < s->count && !e; i++)
 			e = entry_value(s->entry[i], name, false);
 	} else {
