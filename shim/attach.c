@@ -73,12 +73,19 @@ enum attach_result {
 };
 
 /* Read by `reqid status` through /proc/PID/mem: attached is 1 while the
- * shim is attached, settings the NAME=value lines it was given. */
-EXPORT struct {
+ * shim is attached, settings the NAME=value lines it was given. Defined
+ * under a local name, which the library's own uses bind to without a GOT
+ * entry (it is linked -Bsymbolic-functions: -Bsymbolic's flag made the
+ * loader search the library itself first for every one of its imports,
+ * some 8,600 instructions at every start), and exported as
+ * reqid_attach_status. */
+static struct {
 	int attached;
 	int patched; /* GOT entries pointing at the shim */
 	char settings[SETTINGS_MAX];
-} reqid_attach_status;
+} reqid_attach_status __asm__("reqid_attach_status_local");
+EXPORT extern __typeof__(reqid_attach_status) reqid_attach_status_exported
+	__asm__("reqid_attach_status") __attribute__((alias("reqid_attach_status_local")));
 
 /* The settings as NUL-separated NAME=value entries, for config_parse. */
 static char entries[SETTINGS_MAX + 1];
