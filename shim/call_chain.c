@@ -459,15 +459,40 @@ static uint64_t rule_at(uintptr_t pc, uint32_t generation)
 	return rule;
 }
 
+/* The word a remembered walk's stop reads (struct stack_read): never 1. */
+static const uintptr_t memo_stop_word;
+
+/* Ends a remembered walk's reads after its first n. */
+static void memo_stop(struct remembered_walk *r, unsigned n)
+{
+	r->read[n].at = (uintptr_t)&memo_stop_word;
+	r->read[n].value = 1;
+}
+
 /* Whether the words a remembered walk read still hold what they held,
- * checked in the walk's order: none past the first that differs is read. */
+ * checked in the walk's order: none past the first that differs is read.
+ * The stop after them always differs, so the loop needs no count: the
+ * reads held if it ended at the stop. */
 static inline bool reads_hold(const struct remembered_walk *r)
 {
-#pragma GCC unroll 4
-	for (int i = 0; i < r->reads; i++)
-		if (*(const uintptr_t *)r->read_at[i] != r->read_value[i])
-			return false;
-	return true;
+	const struct stack_read *p = r->read;
+	for (;; p += 4) {
+		if (*(const uintptr_t *)p[0].at != p[0].value)
+			break;
+		if (*(const uintptr_t *)p[1].at != p[1].value) {
+			p += 1;
+			break;
+		}
+		if (*(const uintptr_t *)p[2].at != p[2].value) {
+			p += 2;
+			break;
+		}
+		if (*(const uintptr_t *)p[3].at != p[3].value) {
+			p += 3;
+			break;
+		}
+	}
+	return p == r->read + r->reads;
 }
 
 /* Where a walk from stack pointer sp is hinted (chain_memo's hint). */
@@ -510,9 +535,10 @@ static void remember_read(struct remembered_walk *r, uintptr_t at, uintptr_t val
 		r->count = -1; /* too long to remember */
 		return;
 	}
-	r->read_at[r->reads] = at;
-	r->read_value[r->reads] = value;
+	r->read[r->reads].at = at;
+	r->read[r->reads].value = value;
 	r->reads++;
+	memo_stop(r, r->reads);
 }
 
 /* walk_frames could not take the chain: libunwind may */
@@ -546,6 +572,7 @@ static LOOP_PATH __attribute__((noinline)) int walk_frames(void **frames, int ma
 		r->count = 0;
 		r->bp_used = false;
 		r->reads = 0;
+		memo_stop(r, 0);
 	}
 	uintptr_t top = sp + reach;
 	/* rbp as read from a frame, remembered only once a frame address is

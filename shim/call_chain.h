@@ -102,8 +102,11 @@ struct chain_memo {
 		int16_t count;   /* the walk's result; 0: nothing remembered */
 		uint8_t bp_used;
 		uint8_t reads;
-		uintptr_t read_at[MEMO_READS];
-		uintptr_t read_value[MEMO_READS];
+		/* the words read, in order, then a stop: one that never holds
+		 * what it says (checking needs no count) */
+		struct stack_read {
+			uintptr_t at, value;
+		} read[MEMO_READS + 1];
 		void *frames[CHAIN_MAX];
 	} walk[MEMO_WALKS];
 	unsigned next;

@@ -168,8 +168,8 @@ static void test_remembered_walk_stops_at_the_first_change(void **state)
 	assert_true(r->reads >= 2);
 	void *hole = mmap(NULL, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	assert_ptr_not_equal(hole, MAP_FAILED);
-	r->read_value[0] ^= 1; /* the first word it read holds something else now */
-	r->read_at[1] = (uintptr_t)hole;
+	r->read[0].value ^= 1; /* the first word it read holds something else now */
+	r->read[1].at = (uintptr_t)hole;
 	recurse(3, &b); /* from the same stack pointer: walked again */
 	expect_same(&b);
 	munmap(hole, 4096);
