@@ -1582,6 +1582,10 @@ LOOP_PATH bool http_find_request_line(const char *line, size_t len, size_t *at, 
 					return false;
 				continue;
 			}
+			/* A quote no method follows (most often one that closes a
+			 * field) opens no request line: not looked at further. */
+			if (q + 1 == end || !http_is_tchar(q[1]))
+				continue;
 			size_t k = quoted_request_line(q + 1, end);
 			if (k == 0)
 				continue;
