@@ -547,15 +547,18 @@ static void remember_read(struct remembered_walk *r, uintptr_t at, uintptr_t val
 #define WALK_NO_CHAIN (-2)
 
 /* The calling thread's chain by the frame rules alone, as unw_backtrace
- * gives it (the return addresses, from the caller of this function out,
- * ending before an address under 0x4000 or at the outermost frame): its
+ * gives it in call_chain_take's caller (the return addresses, from
+ * call_chain_take's own out, ending before an address under 0x4000 or at
+ * the outermost frame; inlined there, so that a remembered walk costs no
+ * call and no frame of its own): its
  * length (max when it may go on), WALK_NO_CHAIN at a signal frame (libunwind
  * would cross it, and the chain be refused for it), or WALK_ELSEWHERE when
  * a frame is not in the common shape or the walk would leave [its own
  * frame, that + reach). Taken again from memo when it remembers this walk;
  * else remembered there. */
-static LOOP_PATH __attribute__((noinline)) int walk_frames(void **frames, int max, uintptr_t reach,
-							   struct chain_memo *memo)
+static inline __attribute__((always_inline)) int walk_frames(void **frames, int max,
+							      uintptr_t reach,
+							      struct chain_memo *memo)
 {
 	uintptr_t pc, sp, bp;
 	__asm__ volatile("lea 0(%%rip), %0\n\tmov %%rsp, %1\n\tmov %%rbp, %2"
@@ -692,10 +695,16 @@ LOOP_PATH void call_chain_take(struct call_chain *chain, struct chain_memo *memo
 	/* A full buffer may be a cut chain: its outer frames are unknown. */
 	if (n <= 0 || n >= CHAIN_MAX)
 		return;
-	/* the frame rules never step through a signal frame */
-	for (int i = 0; !walked && i < n; i++)
-		if (is_signal_return(chain->frames[i]))
-			return;
+	if (!walked) {
+		/* the frame rules never step through a signal frame */
+		for (int i = 0; i < n; i++)
+			if (is_signal_return(chain->frames[i]))
+				return;
+		/* libunwind's chain begins in this function, the rules' in its
+		 * caller (walk_frames is inlined here) */
+		n--;
+		memmove(chain->frames, chain->frames + 1, (size_t)n * sizeof(void *));
+	}
 	chain->count = n;
 }
 

@@ -113,9 +113,9 @@ struct chain_memo {
 	uint8_t hint[MEMO_HINTS]; /* by stack pointer: the walk to look at first */
 };
 
-/* Fills chain with the calling thread's return addresses, the shim's own
- * frames included (innermost); memo, if not NULL, is the calling thread's
- * (zero-filled at first). */
+/* Fills chain with the calling thread's return addresses, from the return
+ * address of this call out, the shim's own frames included (innermost);
+ * memo, if not NULL, is the calling thread's (zero-filled at first). */
 void call_chain_take(struct call_chain *chain, struct chain_memo *memo)
 	__attribute__((visibility("hidden")));
 
