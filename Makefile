@@ -101,7 +101,7 @@ $(BUILD)/libreqid-fdpages.so: $(PURE_SRCS) $(GLUE_SRCS) $(SHIM_HDRS) shim/export
 
 # reqid attach's injector: a plain program, no shim code in it.
 $(BUILD)/reqid-inject: $(wildcard inject/*.c inject/*.h) | $(BUILD)
-	$(CC) $(CFLAGS) $(WARN) -D_GNU_SOURCE -o $@ $(wildcard inject/*.c)
+	$(CC) $(CFLAGS) $(WARN) -D_GNU_SOURCE -o $@ $(wildcard inject/*.c) -lunwind-ptrace -lunwind-generic
 
 $(BUILD) $(BUILD)/unit $(BUILD)/unit-asan $(BUILD)/unit-tsan $(BUILD)/servers:
 	mkdir -p $@

@@ -11,7 +11,8 @@
  * "reqid-inject: " line on stderr and exits 1 (2 for a usage error); -v
  * adds a line with the stop times.
  *
- * How: stops every thread (threads.c), borrows the main thread for libc
+ * How: stops every thread (threads.c), again later while the main thread
+ * is inside fork() (in_fork.c), borrows the main thread for libc
  * calls (remote_call.c): __errno_location, mmap and mprotect when new
  * pages are needed, and pthread_create; puts its errno and every register
  * back, resumes everything and polls the data block until the fresh thread
@@ -44,6 +45,7 @@
 
 #include "clock.h"
 #include "fail.h"
+#include "in_fork.h"
 #include "preflight.h"
 #include "remote_call.h"
 #include "stub.h"
@@ -52,6 +54,7 @@
 #include "threads.h"
 
 #define STOP_MS 500		/* to stop every thread */
+#define FORK_WAIT_MS 2000	/* for the main thread to leave fork() */
 #define CALL_STOPPED_MS 50	/* a borrowed call while all threads are stopped */
 #define CALL_MS 2000		/* the same call once the others run again */
 #define DONE_MS 5000		/* dlopen and FUNCTION on the fresh thread */
@@ -244,6 +247,29 @@ static int start_thread(struct request *q, uint64_t errno_at)
 	return 0;
 }
 
+/* Stops every thread, the main thread outside fork(): one stopped inside
+ * it (in a child, before glibc made the child's state that of one thread:
+ * in_fork.c) is let go, and all are stopped again a moment later. */
+static int stop_outside_fork(const struct request *q)
+{
+	double deadline = now_ms() + FORK_WAIT_MS;
+	long delay = 100;
+
+	for (;;) {
+		if (threads_stop(&threads, q->pid, STOP_MS) < 0)
+			return -1;
+		if (!thread_in_fork(q->pid, &q->libc))
+			return 0;
+		threads_release(&threads, 0);
+		if (now_ms() > deadline)
+			return fail("the main thread of process %d stayed inside "
+				    "fork() for %d s; try again", (int)q->pid,
+				    FORK_WAIT_MS / 1000);
+		free(threads.v);	/* threads_stop starts a new list */
+		nap(&delay, 10000);
+	}
+}
+
 /* Borrows the stopped main thread; it is put back exactly as it was
  * whatever happens, its errno included. */
 static int borrow(struct request *q)
@@ -378,7 +404,7 @@ int main(int argc, char **argv)
 		sigaddset(&fatal, SIGQUIT);
 		sigaddset(&fatal, SIGTSTP);
 		sigprocmask(SIG_BLOCK, &fatal, &old);
-		rc = threads_stop(&threads, q.pid, STOP_MS);
+		rc = stop_outside_fork(&q);
 		if (rc == 0)
 			rc = borrow(&q);
 		threads_release(&threads, 0);

@@ -23,20 +23,25 @@
 #include "fail.h"
 #include "preflight.h"
 
+#define NO_SIZE ((size_t)-1)
+
 static const struct {
 	const char *name;
-	size_t offset;
+	size_t offset, size_offset;
 } wanted[] = {
-	{ "dlopen", offsetof(struct libc_funcs, dlopen) },
-	{ "dlsym", offsetof(struct libc_funcs, dlsym) },
-	{ "dlerror", offsetof(struct libc_funcs, dlerror) },
-	{ "pthread_create", offsetof(struct libc_funcs, pthread_create) },
-	{ "pthread_detach", offsetof(struct libc_funcs, pthread_detach) },
-	{ "pthread_self", offsetof(struct libc_funcs, pthread_self) },
-	{ "mmap", offsetof(struct libc_funcs, mmap) },
-	{ "mprotect", offsetof(struct libc_funcs, mprotect) },
-	{ "__errno_location", offsetof(struct libc_funcs, errno_location) },
-	{ "__register_atfork", offsetof(struct libc_funcs, register_atfork) },
+	{ "dlopen", offsetof(struct libc_funcs, dlopen), NO_SIZE },
+	{ "dlsym", offsetof(struct libc_funcs, dlsym), NO_SIZE },
+	{ "dlerror", offsetof(struct libc_funcs, dlerror), NO_SIZE },
+	{ "pthread_create", offsetof(struct libc_funcs, pthread_create), NO_SIZE },
+	{ "pthread_detach", offsetof(struct libc_funcs, pthread_detach), NO_SIZE },
+	{ "pthread_self", offsetof(struct libc_funcs, pthread_self), NO_SIZE },
+	{ "mmap", offsetof(struct libc_funcs, mmap), NO_SIZE },
+	{ "mprotect", offsetof(struct libc_funcs, mprotect), NO_SIZE },
+	{ "__errno_location", offsetof(struct libc_funcs, errno_location), NO_SIZE },
+	{ "__register_atfork", offsetof(struct libc_funcs, register_atfork), NO_SIZE },
+	{ "fork", offsetof(struct libc_funcs, fork), offsetof(struct libc_funcs, fork_size) },
+	{ "_Fork", offsetof(struct libc_funcs, fork_bare),
+	  offsetof(struct libc_funcs, fork_bare_size) },
 };
 #define NWANTED (sizeof wanted / sizeof wanted[0])
 
@@ -184,6 +189,8 @@ static int read_symbols(int fd, const char *path, struct libc_funcs *f)
 				goto out;
 			}
 			*slot(f, j) = s->st_value;
+			if (wanted[j].size_offset != NO_SIZE)
+				*(uint64_t *)((char *)f + wanted[j].size_offset) = s->st_size;
 		}
 	}
 	for (j = 0; j < NWANTED; j++) {

@@ -12,6 +12,9 @@ struct libc_funcs {
 	uint64_t dlopen, dlsym, dlerror;
 	uint64_t pthread_create, pthread_detach, pthread_self;
 	uint64_t mmap, mprotect, errno_location, register_atfork;
+	/* fork and _Fork (fork without the atfork handlers), with their
+	 * sizes: a thread with a frame in them is inside a fork. */
+	uint64_t fork, fork_size, fork_bare, fork_bare_size;
 };
 
 /* Fills f from the target's libc.so.6; -1 after fail() for a static

@@ -63,6 +63,13 @@ Checks, each on a running target:
     registers its handlers runs none of them), but no fork of that child
     may wait for the load; a constructor that forks does not wait for
     its own load.
+  - a child held inside fork() (its first instruction after the clone,
+    made a jump to itself through a tracer that is gone again), its parent
+    threaded and with a cached thread stack, as a fork server attached
+    before: no thread appears in it while it is there; once it is let go,
+    the call runs and returns, and the child lives on to exit 7 (before:
+    the thread was created at once, and when it returned the child
+    exit(0)ed, glibc having reset its thread count to 1 after the clone).
 Prints the stop times reqid-inject -v measured, "N passed, M failed" last,
 and exits non-zero on a failure. Part of `make integration` (as root, or
 with ptrace permitted).
@@ -624,6 +631,121 @@ int main(int argc, char **argv)
 }
 """
 
+# child_inside_fork: a program with a second thread (so that its fork takes
+# glibc's path for a threaded parent, which makes the child's state that of
+# one thread only after the clone returns) and the stack of a joined one in
+# glibc's cache (so that pthread_create in a child still inside fork needs
+# no malloc, whose locks the fork holds until then, as in a fork server
+# that was attached before) forks when told on stdin; the child waits for
+# the file argv[1], then exits 7; the parent reports the child's wait
+# status.
+IN_FORK_TARGET_C = r"""
+#include <pthread.h>
+#include <stdio.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static void *done(void *arg)
+{
+	return arg;
+}
+
+static void *idle(void *arg)
+{
+	(void)arg;
+	for (;;)
+		pause();
+	return NULL;
+}
+
+int main(int argc, char **argv)
+{
+	pthread_t t;
+	char line[16];
+	int status;
+	pid_t pid;
+
+	if (argc != 2 || pthread_create(&t, NULL, idle, NULL) != 0 ||
+	    pthread_create(&t, NULL, done, NULL) != 0 || pthread_join(t, NULL) != 0)
+		return 2;
+	printf("ready\n");
+	fflush(stdout);
+	if (!fgets(line, sizeof line, stdin))
+		return 2;
+	pid = fork();
+	if (pid == 0) {
+		while (access(argv[1], F_OK) != 0)
+			usleep(2000);
+		_exit(7);
+	}
+	waitpid(pid, &status, 0);
+	printf("child status %d\n", status);
+	return 0;
+}
+"""
+
+# Seizes the target with PTRACE_O_TRACEFORK; at its fork, the child's first
+# stop is just after the clone returned in it, inside _Fork: the child's own
+# copy of the code there is made a "jmp ." (so that the child stays inside
+# fork until the test writes the two bytes back), then both are let go.
+# Prints "seized", then "CHILD RIP BYTES" (hex).
+IN_FORK_HOLDER_C = r"""
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/ptrace.h>
+#include <sys/user.h>
+#include <sys/wait.h>
+
+int main(int argc, char **argv)
+{
+	pid_t target = atoi(argv[argc - 1]), child = 0, w;
+	int st, child_stopped = 0, target_stopped = 0;
+	struct user_regs_struct regs;
+	unsigned long event, word;
+
+	if (ptrace(PTRACE_SEIZE, target, 0, PTRACE_O_TRACEFORK) < 0)
+		return 2;
+	printf("seized\n");
+	fflush(stdout);
+	while (!child_stopped || !target_stopped) {
+		w = waitpid(-1, &st, __WALL);
+		if (w < 0 || !WIFSTOPPED(st))
+			return 3;
+		if (w == target && st >> 16 == PTRACE_EVENT_FORK) {
+			ptrace(PTRACE_GETEVENTMSG, target, 0, &event);
+			child = (pid_t)event;
+			target_stopped = 1;
+		} else if (w == target) {
+			ptrace(PTRACE_CONT, target, 0, WSTOPSIG(st));
+		} else {
+			child = w;
+			child_stopped = 1;
+		}
+	}
+	if (ptrace(PTRACE_GETREGS, child, 0, &regs) < 0)
+		return 4;
+	word = ptrace(PTRACE_PEEKTEXT, child, regs.rip, 0);
+	if (ptrace(PTRACE_POKETEXT, child, regs.rip, (word & ~0xffffUL) | 0xfeeb) < 0)
+		return 5;
+	ptrace(PTRACE_DETACH, child, 0, 0);
+	ptrace(PTRACE_DETACH, target, 0, 0);
+	printf("%d %llx %04lx\n", (int)child, regs.rip, word & 0xffff);
+	return 0;
+}
+"""
+
+# hold_until(path): returns 43 once the file exists.
+IN_FORK_LIB_C = r"""
+#include <unistd.h>
+
+int hold_until(const char *path)
+{
+	while (access(path, F_OK) != 0)
+		usleep(2000);
+	return 43;
+}
+"""
+
 SECCOMP_C = r"""
 #include <linux/filter.h>
 #include <linux/seccomp.h>
@@ -946,6 +1068,66 @@ class Suite:
         counts = dict(zip(("forks", "half", "whole", "stuck", "longest"),
                           (int(x) for x in m.groups()))) if m and ready == "ready\n" else None
         return (first, again), counts, out
+
+    def child_inside_fork(self):
+        """A child stopped inside fork(), before glibc reset its thread count
+        (and its stack list and locks) to those of one thread: reqid-inject
+        waits for it to leave fork before it creates its thread there. Until
+        2026-12-07 it created the thread at once; the child's reset then
+        counted one thread too few, and when that thread returned, glibc
+        took it for the last and the child exit(0)ed in the middle of its
+        work (a fork-per-connection server's child closed a connection
+        without a response: test_attach fork_per_conn under load)."""
+        for out, source, flags in (("in_fork_target", IN_FORK_TARGET_C, ["-pthread"]),
+                                   ("in_fork_holder", IN_FORK_HOLDER_C, []),
+                                   ("libholduntil.so", IN_FORK_LIB_C, ["-shared", "-fPIC"])):
+            ok, err = self.cc(out, source, *flags)
+            if not self.check("child inside fork: build " + out, ok, err):
+                return
+        gate, finish = self.tmp / "in_fork.gate", self.tmp / "in_fork.finish"
+        target = subprocess.Popen([str(self.tmp / "in_fork_target"), str(finish)],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        holder = injector = None
+        try:
+            target.stdout.readline()
+            holder = subprocess.Popen([str(self.tmp / "in_fork_holder"), str(target.pid)],
+                                      stdout=subprocess.PIPE, text=True)
+            if holder.stdout.readline() != "seized\n":
+                self.check("child inside fork: the holder seized the target", False)
+                return
+            target.stdin.write(b"fork\n")
+            target.stdin.flush()
+            words = holder.stdout.readline().split()
+            if not self.check("child inside fork: the child is held in fork",
+                              holder.wait(10) == 0 and len(words) == 3, repr(words)):
+                return
+            child, rip, code = int(words[0]), int(words[1], 16), bytes.fromhex(words[2])[::-1]
+            injector = subprocess.Popen([str(INJECT), str(child), str(self.tmp / "libholduntil.so"),
+                                         "hold_until", str(gate)],
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            # While the child is inside fork, its thread must not appear.
+            early = wait_until(lambda: ntasks(child) > 1, 0.5)
+            self.check("child inside fork: no thread created in it while it is inside fork",
+                       not early)
+            with open("/proc/%d/mem" % child, "r+b", buffering=0) as mem:
+                mem.seek(rip)
+                mem.write(code)
+            self.check("child inside fork: its thread is created once it left fork",
+                       wait_until(lambda: ntasks(child) > 1, 5))
+            gate.touch()
+            out, err = injector.communicate(timeout=30)
+            self.check("child inside fork: the call returned 43", out == "43\n", err)
+            # The child must still be alive to finish its own work: exit 7.
+            alive = target.poll() is None and proc_state(child) not in (None, "Z")
+            finish.touch()
+            report = target.stdout.readline().decode().strip()
+            self.check("child inside fork: the child lived on and exited 7 (%s)" % report,
+                       alive and report == "child status %d" % (7 << 8))
+        finally:
+            for p in (injector, holder, target):
+                if p and p.poll() is None:
+                    p.kill()
+                    p.wait()
 
     def forks_while_loading(self):
         """No child forked while the library loads gets a half-loaded copy."""
@@ -1282,6 +1464,7 @@ def main():
             suite.held_malloc_lock()
             suite.refusals()
             suite.forks_while_loading()
+            suite.child_inside_fork()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     if suite.stops:
