@@ -578,6 +578,9 @@ EXPORT int reqid_attach(const char *settings)
 						  attach_after_fork_child);
 	if (!fork_handler_registered())
 		return ATTACH_NO_LIBC;
+	/* The last detach's late drop has ended: its pages are not taken for
+	 * the program's, nor its thread for one of the program's. */
+	resident_late_drop_wait();
 	change_begin();
 	resident_snapshot();
 	int r = attach_now(settings);
@@ -627,9 +630,8 @@ static void lose_every_stream(void)
  * what the shim knew is forgotten, and the pages attach made resident are
  * given back, the shim's code last (this function lies with it in
  * RESIDENT_LAST_CODE's section). */
-EXPORT RESIDENT_LAST_CODE int reqid_detach(const char *unused)
+static RESIDENT_LAST_CODE int detach(void)
 {
-	(void)unused;
 	if (!reqid_attach_status.attached)
 		return ATTACH_NOT_ATTACHED;
 	__atomic_store_n(&shim.detaching, true, __ATOMIC_SEQ_CST);
@@ -666,6 +668,17 @@ EXPORT RESIDENT_LAST_CODE int reqid_detach(const char *unused)
 	return ATTACH_OK;
 }
 
+/* Detach, and once the injector's thread that calls it has exited, the
+ * libc code it ran on its way out goes back too (resident_late_drop). */
+EXPORT RESIDENT_LAST_CODE int reqid_detach(const char *unused)
+{
+	(void)unused;
+	int r = detach();
+	if (r == ATTACH_OK)
+		resident_late_drop();
+	return r;
+}
+
 /* `reqid attach --reconfigure`: the new settings are checked first, and an
  * attached process refusing them keeps its old ones. */
 EXPORT int reqid_reconfigure(const char *settings)
@@ -678,7 +691,7 @@ EXPORT int reqid_reconfigure(const char *settings)
 	if (refused)
 		return ATTACH_INVALID + (int)refused;
 	if (reqid_attach_status.attached) {
-		int r = reqid_detach(NULL);
+		int r = detach();
 		if (r != ATTACH_OK)
 			return r;
 	}

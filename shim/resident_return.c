@@ -26,6 +26,9 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -80,6 +83,28 @@ static struct {
 } own_runs[OWN_RUNS_MAX];
 static unsigned own_run_count;
 extern const char __start_reqid_last_text[], __stop_reqid_last_text[];
+
+/* What the late drop's thread (resident_late_drop) needs, on a page of its
+ * own that it drops last: libc's code mapping, a bit a page saying it was
+ * resident at the snapshot (kept), the thread to wait for, and its stack.
+ * A libc whose code has more than LATE_PAGES_MAX pages gets no late drop. */
+#define LATE_PAGES_MAX 8192
+#define LATE_BATCH 64
+struct late_notes {
+	uintptr_t start, end; /* 0, 0: nothing to drop */
+	long waited;	      /* the thread whose exit it waits for */
+	uint64_t kept[LATE_PAGES_MAX / 64];
+	uint64_t entries[LATE_BATCH];
+	char pagemap_path[24];
+};
+static union {
+	struct late_notes notes;
+	char stack[PAGE]; /* the thread's stack: what the notes leave, at the top */
+} late __attribute__((aligned(PAGE)));
+_Static_assert(sizeof(late) == PAGE && sizeof(struct late_notes) + 2048 <= PAGE,
+	       "the late drop's notes and at least 2 KiB of stack fill one page");
+/* The late drop's thread, 0 if none was started. */
+static long late_thread;
 
 /* The next line of the reader's file into line (NUL-terminated, cut to
  * size - 1 bytes); false at its end. */
@@ -365,12 +390,42 @@ void resident_return_own_code(void)
 	own_run_count = 0;
 }
 
+/* Whether the thread of the last late drop has exited (or none was
+ * started): the notes are free. */
+static inline __attribute__((always_inline)) bool late_thread_gone(void)
+{
+	return late_thread == 0 ||
+	       raw_syscall3(SYS_tgkill, raw_syscall3(SYS_getpid, 0, 0, 0), late_thread, 0) == -ESRCH;
+}
+
+/* Notes libc's code mapping m for the late drop: which of its pages were
+ * resident at the snapshot. */
+static void note_late(const struct mapping *m)
+{
+	size_t pages = (m->end - m->start) / PAGE;
+	if (pages > LATE_PAGES_MAX)
+		return;
+	memset(late.notes.kept, 0, sizeof(late.notes.kept));
+	for (size_t i = 0; i < pages; i++)
+		if (!new_since(noted, m, m->start + i * PAGE))
+			late.notes.kept[i / 64] |= 1ull << (i % 64);
+	memcpy(late.notes.pagemap_path, "/proc/self/pagemap", sizeof("/proc/self/pagemap"));
+	late.notes.start = m->start;
+	late.notes.end = m->end;
+}
+
 void resident_return(void)
 {
 	if (!noted)
 		return;
 	int saved = errno;
 	own_run_count = 0;
+	/* The notes are written only once the last late drop's thread is
+	 * gone (reqid_attach waits for it). */
+	bool late_free = late_thread_gone();
+	if (late_free)
+		late.notes.start = late.notes.end = 0;
+	uintptr_t libc_code = (uintptr_t)&pthread_detach;
 	struct maps_reader r;
 	int pagemap = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
 	if (maps_open(&r)) {
@@ -382,6 +437,9 @@ void resident_return(void)
 			 * have had its text written: relocations, patches). */
 			if (pagemap < 0 && !(m.code && is_own(noted, &m)))
 				continue;
+			if (late_free && pagemap >= 0 && m.code && m.start <= libc_code &&
+			    libc_code < m.end)
+				note_late(&m);
 			size_t pages = (m.end - m.start) / PAGE;
 			for (size_t done = 0; done < pages;) {
 				size_t k = pages - done < BATCH ? pages - done : BATCH;
@@ -416,4 +474,94 @@ void resident_return(void)
 		close(pagemap);
 	resident_forget();
 	errno = saved;
+}
+
+/* The late drop's thread: runs on late.stack with every signal blocked and
+ * the exiting thread's thread pointer, so it calls nothing (no libc, no
+ * TLS) but system calls. Once the thread it waits for is gone (at most a
+ * second: dropping while it runs is safe, its pages come back), each page
+ * of libc's code that is resident, maps its file's page (pagemap's file
+ * bit, read right before: never a private copy) and was not resident at
+ * the snapshot is dropped; then the page of its notes and stack, with no
+ * use of the stack after, and the thread exits. */
+static RESIDENT_LAST_CODE __attribute__((noreturn, used)) void late_drop_thread(void)
+{
+	struct late_notes *n = &late.notes;
+	long pid = raw_syscall3(SYS_getpid, 0, 0, 0);
+	/* Stored one by one: a constant struct would be read from the
+	 * library's read-only data, dropped by now. */
+	volatile long nap[2];
+	nap[0] = 0;
+	nap[1] = 1000000;
+	for (int naps = 0; naps < 1000 && raw_syscall3(SYS_tgkill, pid, n->waited, 0) != -ESRCH;
+	     naps++)
+		raw_syscall3(SYS_nanosleep, (long)nap, 0, 0);
+	long fd = raw_syscall3(SYS_open, (long)n->pagemap_path, O_RDONLY | O_CLOEXEC, 0);
+	size_t pages = (n->end - n->start) / PAGE;
+	for (size_t done = 0; fd >= 0 && done < pages; done += LATE_BATCH) {
+		size_t k = pages - done < LATE_BATCH ? pages - done : LATE_BATCH;
+		uintptr_t base = n->start + done * PAGE;
+		if (raw_syscall4(SYS_pread64, fd, (long)n->entries, (long)(k * sizeof(uint64_t)),
+				 (long)(base / PAGE * sizeof(uint64_t))) != (long)(k * sizeof(uint64_t)))
+			continue;
+		for (size_t i = 0; i < k; i++) {
+			size_t bit = done + i;
+			if ((n->entries[i] & PRESENT) && (n->entries[i] & FILE_PAGE) &&
+			    !(n->kept[bit / 64] >> (bit % 64) & 1))
+				raw_syscall3(SYS_madvise, (long)(base + i * PAGE), PAGE, MADV_DONTNEED);
+		}
+	}
+	if (fd >= 0)
+		raw_syscall3(SYS_close, fd, 0, 0);
+	__asm__ volatile("syscall\n\t"
+			 "mov %[exit], %%eax\n\t"
+			 "xor %%edi, %%edi\n\t"
+			 "syscall\n\t"
+			 "ud2"
+			 :
+			 : "a"((long)SYS_madvise), "D"(&late), "S"((long)sizeof(late)),
+			   "d"((long)MADV_DONTNEED), [exit] "i"(SYS_exit)
+			 : "rcx", "r11", "memory");
+	__builtin_unreachable();
+}
+
+void resident_late_drop(void)
+{
+	struct late_notes *n = &late.notes;
+	if (n->end == 0 || !late_thread_gone())
+		return;
+	n->waited = raw_syscall3(SYS_gettid, 0, 0, 0);
+	uint64_t every = ~0ull, old;
+	raw_syscall4(SYS_rt_sigprocmask, SIG_SETMASK, (long)&every, (long)&old, sizeof(every));
+	long flags = CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD |
+		     CLONE_SYSVSEM;
+	void (*child)(void) = late_drop_thread;
+	long tid;
+	register long r10 __asm__("r10") = 0;
+	register long r8 __asm__("r8") = 0;
+	/* The new thread starts on the top of late.stack (16-byte aligned, as
+	 * a call wants it) and calls late_drop_thread, which never returns. */
+	__asm__ volatile("syscall\n\t"
+			 "test %%rax, %%rax\n\t"
+			 "jnz 1f\n\t"
+			 "xor %%ebp, %%ebp\n\t"
+			 "call *%[child]\n\t"
+			 "ud2\n"
+			 "1:"
+			 : "=a"(tid)
+			 : "a"((long)SYS_clone), "D"(flags), "S"(late.stack + sizeof(late)),
+			   "d"(0L), "r"(r10), "r"(r8), [child] "r"(child)
+			 : "rcx", "r11", "memory");
+	raw_syscall4(SYS_rt_sigprocmask, SIG_SETMASK, (long)&old, 0, sizeof(old));
+	if (tid > 0)
+		late_thread = tid;
+	else
+		raw_syscall3(SYS_madvise, (long)&late, sizeof(late), MADV_DONTNEED);
+}
+
+void resident_late_drop_wait(void)
+{
+	struct timespec nap = {0, 1000000};
+	for (int naps = 0; naps < 100 && !late_thread_gone(); naps++)
+		nanosleep(&nap, NULL);
 }

@@ -33,6 +33,21 @@ void resident_return(void) __attribute__((visibility("hidden")));
  * those of RESIDENT_LAST_CODE: the last thing detach does. */
 void resident_return_own_code(void) __attribute__((visibility("hidden"))) RESIDENT_LAST_CODE;
 
+/* Starts a thread of the process's own (raw clone, every signal blocked,
+ * no libc) that waits for the calling thread to exit, then drops the pages
+ * of libc's code that were not resident at the snapshot and map their
+ * file's page, and exits: the calling thread's way out (pthread_detach,
+ * start_thread's freeing of its resources) runs libc code the program
+ * never ran, mapped again with its neighbours after resident_return. Only
+ * after resident_return and resident_return_own_code, by the thread about
+ * to exit; nothing if resident_return noted no libc code or a thread of an
+ * earlier call still runs. Keeps errno. */
+void resident_late_drop(void) __attribute__((visibility("hidden"))) RESIDENT_LAST_CODE;
+
+/* Waits (at most 100 ms) until the thread of an earlier resident_late_drop
+ * has exited: before a snapshot, and before threads are counted. */
+void resident_late_drop_wait(void) __attribute__((visibility("hidden")));
+
 /* Forgets the snapshot (an attach that failed). */
 void resident_forget(void) __attribute__((visibility("hidden")));
 
