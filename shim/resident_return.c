@@ -76,6 +76,12 @@ struct snapshot {
 
 static struct snapshot *noted;
 
+/* The late drop's thread (resident_late_drop), 0 if none was started.
+ * Defined before the page-aligned notes, so that it lies among the
+ * variables after them (on a page written at every detach anyway), not
+ * alone on a page before them. */
+static long late_thread;
+
 /* The shim's own code pages to drop last (resident_return_own_code). */
 #define OWN_RUNS_MAX 16
 static struct {
@@ -103,8 +109,6 @@ static union {
 } late __attribute__((aligned(PAGE)));
 _Static_assert(sizeof(late) == PAGE && sizeof(struct late_notes) + 2048 <= PAGE,
 	       "the late drop's notes and at least 2 KiB of stack fill one page");
-/* The late drop's thread, 0 if none was started. */
-static long late_thread;
 
 /* The next line of the reader's file into line (NUL-terminated, cut to
  * size - 1 bytes); false at its end. */
