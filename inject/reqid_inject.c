@@ -30,7 +30,9 @@
  * anonymous r-xp page holding the stub's bytes after a rw-p block) before
  * stopping the threads, and takes them only if, checked again once the
  * threads are stopped, the block is marked free (the last result was read)
- * and the thread that ran it has exited; else it maps new ones. Must never
+ * and the thread that ran it has exited; else it maps new ones (a block
+ * an older reqid-inject wrote, with its struct at the start, never reads
+ * as free: its end is zero). Must never
  * rewrite a block a fresh thread or another reqid-inject may still read.
  * FUNCTION must not keep ARG's address: the next injection overwrites it.
  */
@@ -61,8 +63,11 @@
 #define EXIT_MS 1000		/* the fresh thread's exit, once done */
 #define ARG_LIMIT 65536
 #define NAME_LIMIT 1024
-/* The data block: struct stub_data and the three strings, then room for
- * the fork hold, which ends the block (stub.h). */
+/* The data block: room for the three strings, then struct stub_data, then
+ * the fork hold, which ends the block (stub.h). The strings are written
+ * right before the struct, so that with short ones the injection touches
+ * one page of the block, the one the hold is on: its other pages stay
+ * zero, not resident. */
 #define DATA_MAX (sizeof(struct stub_data) + PATH_MAX + NAME_LIMIT + ARG_LIMIT + 1 + \
 		  STUB_HOLD_SIZE)
 
@@ -102,6 +107,13 @@ static uint64_t page_up(uint64_t n)
 	return (n + page - 1) & ~(page - 1);
 }
 
+/* Where struct stub_data lies in the block that starts at data: right
+ * before the hold. */
+static uint64_t stub_data_at(uint64_t data)
+{
+	return data + page_up(DATA_MAX) - STUB_HOLD_SIZE - sizeof(struct stub_data);
+}
+
 /* Whether the block at data is free: its result was read and its thread
  * has exited. The stub's tid is numbered in the target's pid namespace: in
  * another one than ours the check may err, but the stub no longer touches
@@ -110,7 +122,7 @@ static int block_free(const struct request *q, uint64_t data)
 {
 	struct stub_data d;
 
-	return target_mem_read(q->mem, data, &d, sizeof d) == 0 &&
+	return target_mem_read(q->mem, stub_data_at(data), &d, sizeof d) == 0 &&
 	       d.done == STUB_FREE && thread_exiting(q->pid, d.tid);
 }
 
@@ -206,39 +218,41 @@ static int start_thread(struct request *q, uint64_t errno_at)
 {
 	size_t plen = strlen(q->path) + 1, nlen = strlen(q->name) + 1;
 	size_t alen = strlen(q->arg) + 1;
-	size_t len = sizeof(struct stub_data) + plen + nlen + alen;
+	size_t strings = plen + nlen + alen;
 	struct stub_data *d;
-	uint64_t ret;
+	uint64_t ret, at;
 	char *block;
 	int rc;
 
 	if ((!q->data || !block_free(q, q->data)) && map_pages(q, errno_at) < 0)
 		return -1;
 
-	block = calloc(1, len);
+	/* The strings, then the struct, written at once. */
+	at = stub_data_at(q->data);
+	block = calloc(1, strings + sizeof *d);
 	if (!block)
 		return fail("out of memory");
-	d = (struct stub_data *)block;
+	d = (struct stub_data *)(block + strings);
 	d->dlopen = q->libc.dlopen;
 	d->dlsym = q->libc.dlsym;
 	d->dlerror = q->libc.dlerror;
 	d->pthread_self = q->libc.pthread_self;
 	d->pthread_detach = q->libc.pthread_detach;
 	d->register_atfork = q->libc.register_atfork;
-	d->path = q->data + sizeof *d;
+	d->path = at - strings;
 	d->name = d->path + plen;
 	d->arg = d->name + nlen;
-	memcpy(block + sizeof *d, q->path, plen);
-	memcpy(block + sizeof *d + plen, q->name, nlen);
-	memcpy(block + sizeof *d + plen + nlen, q->arg, alen);
-	rc = target_mem_write(q->mem, q->data, block, len);
+	memcpy(block, q->path, plen);
+	memcpy(block + plen, q->name, nlen);
+	memcpy(block + plen + nlen, q->arg, alen);
+	rc = target_mem_write(q->mem, at - strings, block, strings + sizeof *d);
 	free(block);
 	if (rc < 0)
 		return fail("cannot write the target's data block: %s",
 			    strerror(errno));
 
 	if (call("pthread_create", q->libc.pthread_create, (uint64_t[6]){
-		 q->data + offsetof(struct stub_data, thread), 0, q->code, q->data },
+		 at + offsetof(struct stub_data, thread), 0, q->code, at },
 		 &ret) < 0)
 		return -1;
 	if ((int)ret != 0)
@@ -307,7 +321,7 @@ static void free_block(const struct request *q, pid_t tid)
 
 	while (!thread_exiting(q->pid, tid) && now_ms() < deadline)
 		nap(&delay, 5000);
-	target_mem_write(q->mem, q->data + offsetof(struct stub_data, done),
+	target_mem_write(q->mem, stub_data_at(q->data) + offsetof(struct stub_data, done),
 			 &done, sizeof done);
 }
 
@@ -318,7 +332,7 @@ static int wait_done(const struct request *q, struct stub_data *d)
 	long delay = 100;
 
 	for (;;) {
-		if (target_mem_read(q->mem, q->data, d, sizeof *d) < 0)
+		if (target_mem_read(q->mem, stub_data_at(q->data), d, sizeof *d) < 0)
 			return fail("the target exited before %s returned",
 				    q->name);
 		if (d->done)

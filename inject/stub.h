@@ -8,7 +8,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* At the start of the data mapping; the strings follow it. */
+/* Right before the hold, at the end of the data mapping; the strings
+ * come before it. */
 struct stub_data {
 	/* written by reqid-inject */
 	uint64_t dlopen, dlsym, dlerror, pthread_self, pthread_detach;
