@@ -61,6 +61,7 @@
 #define CALL_MS 2000		/* the same call once the others run again */
 #define DONE_MS 5000		/* dlopen and FUNCTION on the fresh thread */
 #define EXIT_MS 1000		/* the fresh thread's exit, once done */
+#define FORK_MS 1000		/* for a fork in flight to end */
 #define ARG_LIMIT 65536
 #define NAME_LIMIT 1024
 /* The data block: room for the three strings, then struct stub_data, then
@@ -77,6 +78,7 @@ struct request {
 	int mem;
 	struct libc_funcs libc;
 	uint64_t data, code;	/* the pages in the target, or 0 */
+	uint64_t hold;		/* the fork hold of a stub page in the target, or 0 */
 };
 
 static struct remote borrowed;	/* holds the extended state: large */
@@ -158,17 +160,54 @@ static void find_pages(struct request *q)
 			continue;
 		if (ino == 0 && strcmp(perms, "r-xp") == 0 &&
 		    end - start == code_size && rw_end == start &&
-		    start - rw_start >= data_size && holds_stub(q, start) &&
-		    block_free(q, start - data_size)) {
-			q->data = start - data_size;
-			q->code = start;
-			break;
+		    start - rw_start >= data_size && holds_stub(q, start)) {
+			if (!q->hold)
+				q->hold = start - STUB_HOLD_SIZE;
+			if (block_free(q, start - data_size)) {
+				q->data = start - data_size;
+				q->code = start;
+				break;
+			}
 		}
 		rw_start = start;
 		rw_end = ino == 0 && strcmp(perms, "rw-p") == 0 ? end : 0;
 	}
 	free(line);
 	fclose(f);
+}
+
+/* Whether a fork is in flight in the target: the stub's prepare handler
+ * ran and its parent or child handler has not yet. A fork child stopped
+ * there has not yet run glibc's resetting of its thread count to one: a
+ * thread started in it now is counted, then uncounted by that reset, and
+ * at its exit glibc takes it for the process's last thread and calls
+ * exit(0). Without a hold (no stub page yet) no fork is known of. */
+static int fork_in_flight(const struct request *q)
+{
+	struct stub_hold hold;
+
+	return q->hold && target_mem_read(q->mem, q->hold, &hold, sizeof hold) == 0 &&
+	       hold.forking > 0;
+}
+
+/* Stops every thread of the target outside a fork (fork_in_flight): while
+ * one is in flight, lets them go and tries again, for FORK_MS at most. */
+static int stop_outside_fork(struct request *q)
+{
+	double deadline = now_ms() + FORK_MS;
+	long delay = 200;
+
+	for (;;) {
+		if (threads_stop(&threads, q->pid, STOP_MS) < 0)
+			return -1;
+		if (!fork_in_flight(q))
+			return 0;
+		threads_release(&threads, 0);
+		if (now_ms() > deadline)
+			return fail("process %d stayed in the middle of a fork for %d s; "
+				    "try again", (int)q->pid, FORK_MS / 1000);
+		nap(&delay, 20000);
+	}
 }
 
 /* The failed call's errno, read before the saved one is put back. */
