@@ -19,8 +19,16 @@
  * shim's own code goes back (no text relocations; a debugger's breakpoint
  * set in it would go too): another library's text may have been written.
  *
- * Runs on the injector's thread only. Must never drop a page that is not
- * a clean copy of its file; any failure leaves pages where they are.
+ * The injector's thread runs libc code after that, on its way out; a
+ * thread of the shim's own (resident_late_drop) waits for it to be gone
+ * and drops those pages of libc's code the same way, each page's pagemap
+ * entry read right before its drop. That thread is no glibc thread: it
+ * runs with every signal blocked, on a page of the library's, calls no
+ * function, and exits by the system call.
+ *
+ * Runs on the injector's thread only, but for that thread. Must never
+ * drop a page that is not a clean copy of its file; any failure leaves
+ * pages where they are.
  */
 #include "resident_return.h"
 
