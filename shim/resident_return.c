@@ -491,7 +491,7 @@ void resident_return(void)
 /* The late drop's thread: runs on late.stack with every signal blocked and
  * the exiting thread's thread pointer, so it calls nothing (no libc, no
  * TLS) but system calls. Once the thread it waits for is gone (at most a
- * second: dropping while it runs is safe, its pages come back), each page
+ * second or so: dropping while it runs is safe, its pages come back), each page
  * of libc's code that is resident, maps its file's page (pagemap's file
  * bit, read right before: never a private copy) and was not resident at
  * the snapshot is dropped; then the page of its notes and stack, with no
@@ -500,14 +500,20 @@ static RESIDENT_LAST_CODE __attribute__((noreturn, used)) void late_drop_thread(
 {
 	struct late_notes *n = &late.notes;
 	long pid = raw_syscall3(SYS_getpid, 0, 0, 0);
-	/* Stored one by one: a constant struct would be read from the
-	 * library's read-only data, dropped by now. */
+	/* Naps from 10 us, doubling up to 1 ms: the pages go back within
+	 * microseconds of that thread's end, so that the process is back to
+	 * its size about when reqid-inject sees it gone and returns. Stored one
+	 * by one: a constant struct would be read from the library's
+	 * read-only data, dropped by now. */
 	volatile long nap[2];
 	nap[0] = 0;
-	nap[1] = 1000000;
-	for (int naps = 0; naps < 1000 && raw_syscall3(SYS_tgkill, pid, n->waited, 0) != -ESRCH;
-	     naps++)
+	long nap_ns = 10000, waited_ns = 0;
+	while (waited_ns < 1000000000 && raw_syscall3(SYS_tgkill, pid, n->waited, 0) != -ESRCH) {
+		nap[1] = nap_ns;
 		raw_syscall3(SYS_nanosleep, (long)nap, 0, 0);
+		waited_ns += nap_ns;
+		nap_ns = nap_ns < 500000 ? nap_ns * 2 : 1000000;
+	}
 	long fd = raw_syscall3(SYS_open, (long)n->pagemap_path, O_RDONLY | O_CLOEXEC, 0);
 	size_t pages = (n->end - n->start) / PAGE;
 	for (size_t done = 0; fd >= 0 && done < pages; done += LATE_BATCH) {
