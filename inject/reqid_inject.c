@@ -56,12 +56,11 @@
 #include "threads.h"
 
 #define STOP_MS 500		/* to stop every thread */
-#define FORK_WAIT_MS 2000	/* for the main thread to leave fork() */
+#define FORK_WAIT_MS 2000	/* for a fork in flight to end */
 #define CALL_STOPPED_MS 50	/* a borrowed call while all threads are stopped */
 #define CALL_MS 2000		/* the same call once the others run again */
 #define DONE_MS 5000		/* dlopen and FUNCTION on the fresh thread */
 #define EXIT_MS 1000		/* the fresh thread's exit, once done */
-#define FORK_MS 1000		/* for a fork in flight to end */
 #define ARG_LIMIT 65536
 #define NAME_LIMIT 1024
 /* The data block: room for the three strings, then struct stub_data, then
@@ -176,26 +175,33 @@ static void find_pages(struct request *q)
 	fclose(f);
 }
 
-/* Whether a fork is in flight in the target: the stub's prepare handler
- * ran and its parent or child handler has not yet. A fork child stopped
- * there has not yet run glibc's resetting of its thread count to one: a
- * thread started in it now is counted, then uncounted by that reset, and
- * at its exit glibc takes it for the process's last thread and calls
- * exit(0). Without a hold (no stub page yet) no fork is known of. */
+/* Whether the stopped target is in the middle of a fork, where no thread
+ * may be started: a fork child there has not yet had glibc reset its
+ * thread count to one, so a thread started now is counted, uncounted by
+ * that reset, and at its exit taken for the process's last thread: glibc
+ * calls exit(0) and the child dies with its connection. Either of two
+ * signs is enough. The stub's fork hold counts a fork from its prepare
+ * handler to its parent or child handler, which run after the reset, but
+ * only once a stub page is there (an earlier injection, or the parent's).
+ * The main thread's first frames in fork or _Fork (in_fork.c) need no
+ * earlier injection. */
 static int fork_in_flight(const struct request *q)
 {
 	struct stub_hold hold;
 
-	return q->hold && target_mem_read(q->mem, q->hold, &hold, sizeof hold) == 0 &&
-	       hold.forking > 0;
+	if (q->hold && target_mem_read(q->mem, q->hold, &hold, sizeof hold) == 0 &&
+	    hold.forking > 0)
+		return 1;
+	return thread_in_fork(q->pid, &q->libc);
 }
 
 /* Stops every thread of the target outside a fork (fork_in_flight): while
- * one is in flight, lets them go and tries again, for FORK_MS at most. */
+ * one is in flight, lets them go and stops them again a moment later, for
+ * FORK_WAIT_MS at most. */
 static int stop_outside_fork(struct request *q)
 {
-	double deadline = now_ms() + FORK_MS;
-	long delay = 200;
+	double deadline = now_ms() + FORK_WAIT_MS;
+	long delay = 100;
 
 	for (;;) {
 		if (threads_stop(&threads, q->pid, STOP_MS) < 0)
@@ -205,8 +211,9 @@ static int stop_outside_fork(struct request *q)
 		threads_release(&threads, 0);
 		if (now_ms() > deadline)
 			return fail("process %d stayed in the middle of a fork for %d s; "
-				    "try again", (int)q->pid, FORK_MS / 1000);
-		nap(&delay, 20000);
+				    "try again", (int)q->pid, FORK_WAIT_MS / 1000);
+		free(threads.v);	/* threads_stop starts a new list */
+		nap(&delay, 10000);
 	}
 }
 
@@ -298,29 +305,6 @@ static int start_thread(struct request *q, uint64_t errno_at)
 		return fail("pthread_create failed in the target: %s",
 			    strerror((int)ret));
 	return 0;
-}
-
-/* Stops every thread, the main thread outside fork(): one stopped inside
- * it (in a child, before glibc made the child's state that of one thread:
- * in_fork.c) is let go, and all are stopped again a moment later. */
-static int stop_outside_fork(const struct request *q)
-{
-	double deadline = now_ms() + FORK_WAIT_MS;
-	long delay = 100;
-
-	for (;;) {
-		if (threads_stop(&threads, q->pid, STOP_MS) < 0)
-			return -1;
-		if (!thread_in_fork(q->pid, &q->libc))
-			return 0;
-		threads_release(&threads, 0);
-		if (now_ms() > deadline)
-			return fail("the main thread of process %d stayed inside "
-				    "fork() for %d s; try again", (int)q->pid,
-				    FORK_WAIT_MS / 1000);
-		free(threads.v);	/* threads_stop starts a new list */
-		nap(&delay, 10000);
-	}
 }
 
 /* Borrows the stopped main thread; it is put back exactly as it was
