@@ -8,13 +8,20 @@
  * returns, taking the count to 0), its list of thread stacks (it hands
  * every stack but its own to the cache) and its locks. Walks the thread's
  * first frames with libunwind's ptrace accessors, reading the target
- * only; must never write to it, nor say "inside" for a frame it cannot
- * place: a stack it cannot walk counts as outside, as before this check
- * existed.
+ * only; must never write to it, nor make its pages resident (a page of a
+ * file the target does not have in memory is read from the file), nor say
+ * "inside" for a frame it cannot place: a stack it cannot walk counts as
+ * outside, as before this check existed.
  */
 #include "in_fork.h"
 
+#include <fcntl.h>
 #include <libunwind-ptrace.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
 
 /* How many frames are looked at, the thread's own first: glibc makes the
  * child's state that of one thread in fork itself and in calls at most two
@@ -29,15 +36,133 @@ static int within(uint64_t ip, const struct libc_funcs *f)
 	       (ip >= f->fork_bare && ip < f->fork_bare + f->fork_bare_size);
 }
 
+/*
+ * The walk's reads of the target's memory. A read through ptrace faults in
+ * the page it reads, and the target keeps it: the unwind tables of the
+ * thread's first frames (in an nginx worker some 190 KB with the kernel's
+ * fault-around), which detach, finding them resident from before attach,
+ * then leaves there. So a word on a page the target has neither in memory
+ * nor in swap (/proc/PID/pagemap) is read from the file its mapping maps,
+ * where there is one: the bytes a fault would bring. Files are opened when
+ * first needed and only if they are the mapping's (device and inode);
+ * anything else goes through ptrace, as before.
+ */
+#define FILE_RANGES 128
+struct file_range {
+	uint64_t start, end, offset;
+	dev_t dev;
+	ino_t inode;
+	int fd;			/* -1 until opened, -2 if it cannot be */
+	char path[256];
+};
+static struct {
+	pid_t pid;
+	int pagemap;		/* -1 if it cannot be read */
+	int ranges_read;
+	unsigned n;
+	struct file_range r[FILE_RANGES];
+} walk;
+
+static void read_ranges(void)
+{
+	char path[64], line[512];
+	FILE *f;
+
+	walk.ranges_read = 1;
+	snprintf(path, sizeof path, "/proc/%d/maps", (int)walk.pid);
+	f = fopen(path, "re");
+	if (!f)
+		return;
+	while (walk.n < FILE_RANGES && fgets(line, sizeof line, f)) {
+		struct file_range *r = &walk.r[walk.n];
+		unsigned maj, min;
+		unsigned long ino;
+		int at = 0;
+
+		line[strcspn(line, "\n")] = 0;
+		if (sscanf(line, "%lx-%lx %*s %lx %x:%x %lu %n", &r->start, &r->end,
+			   &r->offset, &maj, &min, &ino, &at) != 6 || !at || ino == 0 ||
+		    line[at] != '/' || strlen(line + at) >= sizeof r->path)
+			continue;
+		snprintf(r->path, sizeof r->path, "%s", line + at);
+		r->dev = makedev(maj, min);
+		r->inode = ino;
+		r->fd = -1;
+		walk.n++;
+	}
+	fclose(f);
+}
+
+/* Whether the target has the page of addr in memory or in swap (or it
+ * cannot be told). */
+static int page_held(uint64_t addr)
+{
+	uint64_t entry;
+
+	if (walk.pagemap < 0 ||
+	    pread(walk.pagemap, &entry, sizeof entry, (off_t)(addr / 4096 * 8)) != sizeof entry)
+		return 1;
+	return (entry >> 62) != 0;
+}
+
+/* The word at addr from the file the target maps there, if the target
+ * holds neither of the pages it spans: 0, else -1. */
+static int word_from_file(uint64_t addr, unw_word_t *val)
+{
+	struct file_range *r = NULL;
+	struct stat st;
+
+	if (page_held(addr) || page_held(addr + sizeof *val - 1))
+		return -1;
+	if (!walk.ranges_read)
+		read_ranges();
+	for (unsigned i = 0; i < walk.n && !r; i++)
+		if (addr >= walk.r[i].start && addr + sizeof *val <= walk.r[i].end)
+			r = &walk.r[i];
+	if (!r || r->fd == -2)
+		return -1;
+	if (r->fd == -1) {
+		r->fd = open(r->path, O_RDONLY | O_CLOEXEC);
+		if (r->fd >= 0 && (fstat(r->fd, &st) != 0 || st.st_dev != r->dev ||
+				   st.st_ino != r->inode)) {
+			close(r->fd);
+			r->fd = -1;
+		}
+		if (r->fd < 0) {
+			r->fd = -2;
+			return -1;
+		}
+	}
+	return pread(r->fd, val, sizeof *val, (off_t)(r->offset + addr - r->start)) ==
+		       sizeof *val ? 0 : -1;
+}
+
+static int access_mem(unw_addr_space_t as, unw_word_t addr, unw_word_t *val, int write,
+		      void *upt)
+{
+	if (!write && word_from_file(addr, val) == 0)
+		return 0;
+	return _UPT_accessors.access_mem(as, addr, val, write, upt);
+}
+
 int thread_in_fork(pid_t tid, const struct libc_funcs *f)
 {
-	unw_addr_space_t as = unw_create_addr_space(&_UPT_accessors, 0);
+	unw_accessors_t accessors = _UPT_accessors;
+	unw_addr_space_t as;
 	unw_cursor_t cursor;
+	char path[64];
 	void *upt;
 	int frames = 0, inside = 0;
 
+	accessors.access_mem = access_mem;
+	as = unw_create_addr_space(&accessors, 0);
 	if (!as)
 		return 0;
+	walk.pid = tid;
+	walk.ranges_read = 0;
+	walk.n = 0;
+	snprintf(path, sizeof path, "/proc/%d/pagemap", (int)tid);
+	walk.pagemap = open(path, O_RDONLY | O_CLOEXEC);
 	upt = _UPT_create(tid);
 	if (upt && unw_init_remote(&cursor, as, upt) == 0) {
 		do {
@@ -53,5 +178,10 @@ int thread_in_fork(pid_t tid, const struct libc_funcs *f)
 	if (upt)
 		_UPT_destroy(upt);
 	unw_destroy_addr_space(as);
+	for (unsigned i = 0; i < walk.n; i++)
+		if (walk.r[i].fd >= 0)
+			close(walk.r[i].fd);
+	if (walk.pagemap >= 0)
+		close(walk.pagemap);
 	return inside;
 }
