@@ -1059,9 +1059,12 @@ FORK_PATH enum conn_read conn_on_read(int fd, int holder, struct conn *c, uint8_
 	/* The generation is looked at again under the lock, which a new
 	 * connection on fd takes to start (conn_start): fd may have been
 	 * closed since the look above. */
+	/* Lost to the stream, or fd's since: either way c may no longer be
+	 * the entry fd names (its holder closed, the connection moved to fd,
+	 * and a new connection took holder's number and entry), so the hook
+	 * hands no entry on for the thread's request. */
 	if (!conn_lock_named(fd, holder, generation, c))
-		return conn_generation(fd) != generation ? CONN_READ_STALE
-							 : CONN_READ_PARSED; /* lost to the stream */
+		return CONN_READ_STALE;
 	if (!c->began && atomic_load_explicit(&c->join, memory_order_relaxed) == JOIN_NONE) {
 		/* The first bytes the socket gave: a TLS handshake makes them
 		 * records, not requests. */

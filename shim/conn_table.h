@@ -380,9 +380,11 @@ void conn_copied(int fd, int copy) __attribute__((visibility("hidden")));
 
 /* What conn_on_read made of a read's bytes. */
 enum conn_read {
-	CONN_READ_PARSED, /* fed to the parser (or lost with the stream) */
+	CONN_READ_PARSED, /* fed to the parser */
 	CONN_READ_TLS,    /* records: the connection was TLS, or these began it */
-	CONN_READ_STALE,  /* another connection's: fd was closed since */
+	CONN_READ_STALE,  /* another connection's (fd was closed since), or
+			     lost with the stream: holder and c may name
+			     another connection now */
 };
 
 /* n bytes were read from connection fd's socket (spread over iov when iov

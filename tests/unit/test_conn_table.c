@@ -215,6 +215,37 @@ static void test_copy_takes_over_when_holder_closes(void **state)
 	assert_string_equal(id_on(1), "next");
 }
 
+/* A read on a copy whose hook looked its holder up before the holder
+ * closed (the connection moving to the copy) and a new connection, with a
+ * request, took the holder's number: the entry the hook looked up is the
+ * stranger's, and conn_on_read, finding the move, says the read is stale,
+ * so that ctx_after_io_on does not give the thread the stranger's request. */
+static void test_holder_looked_up_before_a_move_names_no_stranger(void **state)
+{
+	(void)state;
+	conn_open(40);
+	request_on(40, "mine");
+	conn_copied(40, 41);
+	uint8_t generation = conn_generation(41);
+	/* conn_read_done on 41, after its read: */
+	int holder = conn_fd(41);
+	struct conn *c = conn_holder_entry(holder);
+	/* Meanwhile, on other threads: close(40), accept() gives 40 again,
+	 * and a request is read on it. */
+	conn_forget(40);
+	conn_open(40);
+	request_on(40, "stranger");
+	/* The hook carries on with what it looked up: the entry it holds is
+	 * the stranger's, so the read must say the hook hands it on to no one
+	 * (conn_read_done then leaves the thread with no request). */
+	char out[REQUEST_ID_MAX + 1];
+	size_t len = request_table_get(conn_entry_request(c), out);
+	out[len] = '\0';
+	assert_string_equal(out, "stranger");
+	assert_int_equal(conn_on_read(41, holder, c, generation, "x", NULL, 1), CONN_READ_STALE);
+	assert_string_equal(id_on(40), "stranger");
+}
+
 static void test_closing_a_copy_leaves_the_connection(void **state)
 {
 	(void)state;
@@ -1647,6 +1678,7 @@ int main(void)
 		cmocka_unit_test_setup(test_request_pinned_until_answered, setup),
 		cmocka_unit_test_setup(test_copy_names_the_same_connection, setup),
 		cmocka_unit_test_setup(test_copy_takes_over_when_holder_closes, setup),
+		cmocka_unit_test_setup(test_holder_looked_up_before_a_move_names_no_stranger, setup),
 		cmocka_unit_test_setup(test_closing_a_copy_leaves_the_connection, setup),
 		cmocka_unit_test_setup(test_busy_holder_drops_its_copies, setup),
 		cmocka_unit_test_setup(test_busy_heir_entry_passes_the_connection_on, setup),
