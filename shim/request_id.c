@@ -29,7 +29,7 @@ static inline __attribute__((always_inline)) unsigned non_id_bytes(__m128i x)
 /* 16 bytes at a time. The blocks may overlap, and a short id is spread
  * over a block from loads that overlap: a byte looked at twice is still one
  * of the id's, and no byte outside s[0, len) is read. */
-LOOP_PATH bool request_id_is_valid(const char *s, size_t len)
+static inline __attribute__((always_inline)) bool id_is_valid(const char *s, size_t len)
 {
 	const unsigned char *b = (const unsigned char *)s;
 	if (len == 0 || len > REQUEST_ID_MAX)
@@ -57,6 +57,20 @@ LOOP_PATH bool request_id_is_valid(const char *s, size_t len)
 		x = _mm_set1_epi32((int)bytes);
 	}
 	return non_id_bytes(x) == 0;
+}
+
+LOOP_PATH bool request_id_is_valid(const char *s, size_t len)
+{
+	return id_is_valid(s, len);
+}
+
+/* The same check in the start-up code's window: a program exec'ed for a
+ * request checks the id it was given as it starts, and a call to the one
+ * above would map the event-loop server's window for it alone (a fault in
+ * every CGI program). */
+START_PATH bool request_id_is_valid_at_start(const char *s, size_t len)
+{
+	return id_is_valid(s, len);
 }
 
 /* The bytes of x that are lowercase hex digits, and those that are '0',

@@ -22,6 +22,9 @@
  * without escaping, and impossible to use for log injection. */
 bool request_id_is_valid(const char *s, size_t len);
 
+/* request_id_is_valid, placed with the start-up code (START_PATH). */
+bool request_id_is_valid_at_start(const char *s, size_t len);
+
 /* Lowercase hex, 32 chars, not all zero. */
 bool request_id_is_trace_id(const char *s, size_t len);
 

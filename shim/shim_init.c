@@ -428,7 +428,7 @@ static START_PATH void mark_log_fds(bool attached)
 static START_PATH void adopt_exec_request(void)
 {
 	const char *id = environment(REQUEST_VARIABLE);
-	if (!id || !request_id_is_valid(id, strlen(id)))
+	if (!id || !request_id_is_valid_at_start(id, strlen(id)))
 		return;
 	/* Its trace, as the parent passed it: the parent's span is the
 	 * program's too; a missing or invalid one starts a new trace. */

@@ -139,6 +139,10 @@ static void test_every_byte_every_length(void **state)
 				id[at] = (char)c;
 				if (request_id_is_valid(id, len) != allowed_char((unsigned char)c))
 					fail_msg("byte 0x%02x at %zu of %zu", c, at, len);
+				if (request_id_is_valid_at_start(id, len) !=
+				    request_id_is_valid(id, len))
+					fail_msg("start-up copy differs: 0x%02x at %zu of %zu", c,
+						 at, len);
 			}
 		}
 		free(id);
