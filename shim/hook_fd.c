@@ -510,8 +510,10 @@ static __attribute__((noinline, cold)) void copy_unadopted(int copy)
 }
 
 /* copy (dup, F_DUPFD) names what old names: a log stays a log, a
- * connection's copy is the same connection. */
-static int copy_made(int old, int copy)
+ * connection's copy is the same connection. In the fork child's window, with
+ * fcntl: a shell moves the script it runs to a high descriptor with F_DUPFD
+ * as it starts, and every CGI script cost a fault in another window. */
+static FORK_PATH int copy_made(int old, int copy)
 {
 	if (copy >= 0 && shim.active) {
 		adopt_pending(old); /* its copy is the same connection */
