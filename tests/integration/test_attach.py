@@ -628,6 +628,11 @@ def check_tree(tree, failures):
             # before resident_return, 96% of what attach added).
             if tree.rss_check and kept > RSS_KEPT_KB * workers:
                 fail("detach kept more than %d kB a worker%s" % (RSS_KEPT_KB, rss))
+            # kept_rss leaves out what grew in the mappings from before
+            # attach (stacks, arenas, the shim's buffers in them): the whole
+            # size must still give back over half of what attach added.
+            if tree.rss_check and detached_rss - bare_rss > (attached_rss - bare_rss) / 2:
+                fail("detach kept more than half of what attach made resident%s" % rss)
             for load in loads:
                 load.finish()
                 if load.error:
