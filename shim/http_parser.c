@@ -1467,9 +1467,7 @@ bool http_first_line_names_version(const char *b, size_t n)
  * first: up to a control byte, a space or DEL. */
 static inline unsigned target_run16(const unsigned char *p)
 {
-	__m128i x = _mm_loadu_si128((const __m128i *)p);
-	__m128i up_to_space = _mm_cmpeq_epi8(_mm_min_epu8(x, _mm_set1_epi8(' ')), x);
-	unsigned stop = (unsigned)_mm_movemask_epi8(_mm_or_si128(up_to_space, block_equal(x, 0x7f)));
+	unsigned stop = target_end_bytes(_mm_loadu_si128((const __m128i *)p));
 	return stop ? (unsigned)__builtin_ctz(stop) : 16;
 }
 
