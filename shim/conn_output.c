@@ -253,35 +253,32 @@ LOOP_PATH bool conn_output_response_done(int fd)
 	return done;
 }
 
-/* The response stream of a TLS connection, for insert_send_tls. */
-struct tls_response {
-	struct conn *c;
-};
-
+/* The response stream of a TLS connection, for insert_send_tls: stream is
+ * its entry, struct conn. */
 static size_t tls_response_plan(void *stream, const char *buf, size_t n, char *text,
 				size_t *text_len)
 {
-	struct tls_response *t = stream;
+	struct conn *c = stream;
 	size_t at;
-	if (http_response_plan(&t->c->response, buf, n, &at, 1) == 1 && !shim.detaching &&
-	    (*text_len = header_text(t->c, text)) > 0)
+	if (http_response_plan(&c->response, buf, n, &at, 1) == 1 && !shim.detaching &&
+	    (*text_len = header_text(c, text)) > 0)
 		return at;
 	return n;
 }
 
 static void tls_response_advance(void *stream, const char *buf, size_t n)
 {
-	http_response_advance(&((struct tls_response *)stream)->c->response, buf, n);
+	http_response_advance(&((struct conn *)stream)->response, buf, n);
 }
 
 static void tls_response_added(void *stream)
 {
-	http_response_added(&((struct tls_response *)stream)->c->response);
+	http_response_added(&((struct conn *)stream)->response);
 }
 
 static void tls_response_stop(void *stream)
 {
-	http_response_stop(&((struct tls_response *)stream)->c->response);
+	http_response_stop(&((struct conn *)stream)->response);
 }
 
 ssize_t conn_output_tls(int fd, struct tls_sender *to, const void *buf, size_t n)
@@ -300,9 +297,8 @@ ssize_t conn_output_tls(int fd, struct tls_sender *to, const void *buf, size_t n
 	}
 	struct conn_tls *tls = conn_tls(holder);
 	tls->ssl = to->ssl;
-	struct tls_response stream = {c};
 	struct tls_planner plan = {tls_response_plan, tls_response_advance, tls_response_added,
-				   tls_response_stop, &stream};
+				   tls_response_stop, c};
 	struct owed_bytes owed = owed_of(holder, c);
 	ssize_t r = insert_send_tls(to, &plan, &owed, &tls->sent, buf, n);
 	int saved = errno;
