@@ -89,6 +89,7 @@ static START_PATH const char *environment_entry(const char *name)
 struct setting_entries {
 	char **from;
 	unsigned count;
+	bool overflow; /* more than fit: not used */
 	const char *entry[SETTING_ENTRIES_MAX];
 };
 static struct setting_entries *start_settings START_WRITTEN; /* NULL outside shim_start */
@@ -98,12 +99,13 @@ static START_PATH void setting_entries_read(struct setting_entries *s)
 {
 	s->from = environ;
 	s->count = 0;
+	s->overflow = false;
 	for (char **entry = environ; entry && *entry; entry++) {
 		const char *e = *entry;
 		if (e[0] != 'R' || strncmp(e, setting_prefix, sizeof(setting_prefix) - 1) != 0)
 			continue;
 		if (s->count == SETTING_ENTRIES_MAX) {
-			s->from = NULL;
+			s->overflow = true;
 			return;
 		}
 		s->entry[s->count++] = e;
@@ -117,7 +119,7 @@ static START_PATH const char *environment(const char *name)
 	if (s && s->from != environ)
 		setting_entries_read(s);
 	const char *e = NULL;
-	if (s && s->from && memcmp(name, setting_prefix, sizeof(setting_prefix) - 1) == 0) {
+	if (s && !s->overflow && memcmp(name, setting_prefix, sizeof(setting_prefix) - 1) == 0) {
 		for (unsigned i = 0; i < s->count && !e; i++)
 			e = entry_value(s->entry[i], name, false);
 	} else {
