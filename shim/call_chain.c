@@ -541,43 +541,31 @@ static void remember_read(struct remembered_walk *r, uintptr_t at, uintptr_t val
 	memo_stop(r, r->reads);
 }
 
-/* walk_frames could not take the chain: libunwind may */
+/* walk_rules could not take the chain: libunwind may */
 #define WALK_ELSEWHERE (-1)
-/* walk_frames met a signal frame: no chain */
+/* walk_rules met a signal frame: no chain */
 #define WALK_NO_CHAIN (-2)
 
-/* The calling thread's chain by the frame rules alone, as unw_backtrace
- * gives it in call_chain_take's caller (the return addresses, from
- * call_chain_take's own out, ending before an address under 0x4000 or at
- * the outermost frame; inlined there, so that a remembered walk costs no
- * call and no frame of its own): its
- * length (max when it may go on), WALK_NO_CHAIN at a signal frame (libunwind
- * would cross it, and the chain be refused for it), or WALK_ELSEWHERE when
- * a frame is not in the common shape or the walk would leave [its own
- * frame, that + reach). Taken again from memo when it remembers this walk;
- * else remembered there. */
-static inline __attribute__((always_inline)) int walk_frames(void **frames, int max,
-							      uintptr_t reach,
-							      struct chain_memo *memo)
+/* The chain by the frame rules alone from the frame whose pc, sp and rbp
+ * are given (call_chain_take's, taken where it calls this: the walk reads
+ * only words at or above sp, which this call's own frame, below it, leaves
+ * as they were), as unw_backtrace gives it in call_chain_take's caller (the
+ * return addresses, from call_chain_take's own out, ending before an
+ * address under 0x4000 or at the outermost frame): its length (CHAIN_MAX
+ * when it may go on), WALK_NO_CHAIN at a signal frame (libunwind would
+ * cross it, and the chain be refused for it), or WALK_ELSEWHERE when a
+ * frame is not in the common shape or the walk would leave
+ * [sp, sp + WALK_REACH). Six arguments, all in registers: none is pushed
+ * below sp either. Remembered
+ * in r (if not NULL: its sp, rbp and generation set, nothing read yet).
+ * Out of line: a walk taken again from memory (call_chain_take) needs none
+ * of its registers. */
+static LOOP_PATH __attribute__((noinline)) int walk_rules(void **frames, uintptr_t pc,
+							   uintptr_t sp, uintptr_t bp,
+							   uint32_t generation,
+							   struct remembered_walk *r)
 {
-	uintptr_t pc, sp, bp;
-	__asm__ volatile("lea 0(%%rip), %0\n\tmov %%rsp, %1\n\tmov %%rbp, %2"
-			 : "=r"(pc), "=r"(sp), "=r"(bp));
-	uint32_t generation = atomic_load_explicit(&rule_generation, memory_order_relaxed);
-	struct remembered_walk *r = NULL;
-	if (memo) {
-		int n = walk_again(memo, sp, bp, generation, frames, &r);
-		if (n >= 0)
-			return n;
-		r->sp = sp;
-		r->bp = bp;
-		r->generation = generation;
-		r->count = 0;
-		r->bp_used = false;
-		r->reads = 0;
-		memo_stop(r, 0);
-	}
-	uintptr_t top = sp + reach;
+	uintptr_t top = sp + WALK_REACH;
 	/* rbp as read from a frame, remembered only once a frame address is
 	 * found from it (most programs never do: their rbp is a variable) */
 	bool bp_as_given = true;
@@ -611,7 +599,7 @@ static inline __attribute__((always_inline)) int walk_frames(void **frames, int 
 			bp_read_at = slot;
 		}
 		sp = cfa;
-		if (ra < 0x4000 || n == max) {
+		if (ra < 0x4000 || n == CHAIN_MAX) {
 			remember_read(r, cfa - 8, ra);
 			break;
 		}
@@ -626,6 +614,34 @@ static inline __attribute__((always_inline)) int walk_frames(void **frames, int 
 		memcpy(r->frames, frames, (size_t)r->count * sizeof(void *));
 	}
 	return n;
+}
+
+/* The calling thread's chain by the frame rules (walk_rules), from the
+ * frame of the function this is inlined in (call_chain_take: so that a
+ * walk taken again from memo costs no call and no frame of its own).
+ * Taken again from memo when it remembers this walk; else walked and
+ * remembered there. */
+static inline __attribute__((always_inline)) int walk_frames(void **frames,
+							      struct chain_memo *memo)
+{
+	uintptr_t pc, sp, bp;
+	__asm__ volatile("lea 0(%%rip), %0\n\tmov %%rsp, %1\n\tmov %%rbp, %2"
+			 : "=r"(pc), "=r"(sp), "=r"(bp));
+	uint32_t generation = atomic_load_explicit(&rule_generation, memory_order_relaxed);
+	struct remembered_walk *r = NULL;
+	if (memo) {
+		int n = walk_again(memo, sp, bp, generation, frames, &r);
+		if (n >= 0)
+			return n;
+		r->sp = sp;
+		r->bp = bp;
+		r->generation = generation;
+		r->count = 0;
+		r->bp_used = false;
+		r->reads = 0;
+		memo_stop(r, 0);
+	}
+	return walk_rules(frames, pc, sp, bp, generation, r);
 }
 
 uintptr_t call_chain_function(const void *ip, bool *final)
@@ -682,7 +698,7 @@ LOOP_PATH void call_chain_take(struct call_chain *chain, struct chain_memo *memo
 	if ((sp > stack_anchor ? sp - stack_anchor : stack_anchor - sp) > STACK_REACH)
 		return;
 	unwinding = true;
-	int n = walk_frames(chain->frames, CHAIN_MAX, WALK_REACH, memo);
+	int n = walk_frames(chain->frames, memo);
 	bool walked = n != WALK_ELSEWHERE;
 	if (!walked && unwinder_ready()) {
 		n = unwind_backtrace(chain->frames, CHAIN_MAX);
