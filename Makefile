@@ -118,6 +118,7 @@ UNIT_TABLES_test_log_slots := shim/log_writer.c shim/log_output.c shim/request_t
 UNIT_TABLES_test_epoll_queue := shim/epoll_queue.c shim/epoll_map.c shim/conn_table.c shim/head_store.c shim/request_table.c shim/log_order.c
 UNIT_TABLES_test_log_order := shim/log_order.c
 UNIT_TABLES_test_call_chain := shim/call_chain.c shim/thread_count.c
+UNIT_TABLES_test_insert_output := shim/insert_output.c
 UNIT_LIBS_test_call_chain := -lunwind
 
 # Each kind of test build (plain, ASan+UBSan, TSan, libFuzzer) compiles a

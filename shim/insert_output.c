@@ -38,19 +38,25 @@ insert_send_plain(int fd, const struct iovec *iov, int iovcnt, int flags, bool u
 	return real.sendmsg(fd, &m, flags);
 }
 
-/* Whether a write is the usual one: one buffer, nothing owed, the header
- * at one point in it. */
+/* The usual write has at most this many buffers: a response's head and
+ * its body in two, as most servers write them, or a few more. */
+#define USUAL_IOVS 4
+
+/* Whether a write is the usual one: at most USUAL_IOVS buffers, nothing
+ * owed, the header at one point in the first. */
 static bool usual_write(const struct owed_bytes *owed, const struct iovec *iov, int iovcnt,
 			const struct insertion *ins)
 {
-	return iovcnt == 1 && ins->count == 1 && *owed->len == 0 && ins->at[0] <= iov[0].iov_len;
+	return iovcnt >= 1 && iovcnt <= USUAL_IOVS && ins->count == 1 && *owed->len == 0 &&
+	       ins->at[0] <= iov[0].iov_len;
 }
 
-/* What build makes of the usual write (usual_write): at most
- * USUAL_PIECES pieces. */
-#define USUAL_PIECES 3
-static int build_usual(const struct iovec *iov, const struct insertion *ins, struct iovec *out,
-		       uint8_t *kind, size_t *app, size_t *all)
+/* What build makes of the usual write (usual_write), the same pieces: the
+ * first buffer cut at the header's point, then the other buffers but the
+ * empty ones. At most USUAL_PIECES pieces. */
+#define USUAL_PIECES (USUAL_IOVS + 2)
+static int build_usual(const struct iovec *iov, int iovcnt, const struct insertion *ins,
+		       struct iovec *out, uint8_t *kind, size_t *app, size_t *all)
 {
 	char *b = iov[0].iov_base;
 	size_t len = iov[0].iov_len, cut = ins->at[0];
@@ -64,6 +70,13 @@ static int build_usual(const struct iovec *iov, const struct insertion *ins, str
 	if (len > cut) {
 		out[n] = (struct iovec){b + cut, len - cut};
 		kind[n++] = APP;
+	}
+	for (int i = 1; i < iovcnt; i++) {
+		if (iov[i].iov_len == 0)
+			continue;
+		out[n] = iov[i];
+		kind[n++] = APP;
+		len += iov[i].iov_len;
 	}
 	*app = len;
 	*all = len + ins->len[0];
@@ -218,7 +231,7 @@ insert_send(int fd, const struct iovec *iov, int iovcnt, int flags, bool use_sen
 	struct iovec out[USUAL_PIECES];
 	uint8_t kind[USUAL_PIECES];
 	size_t app, all;
-	int n = build_usual(iov, ins, out, kind, &app, &all);
+	int n = build_usual(iov, iovcnt, ins, out, kind, &app, &all);
 	return send_built(fd, out, kind, n, app, all, flags, use_send, msg, owed, res);
 }
 
