@@ -354,20 +354,35 @@ static START_PATH bool fd_identity(int fd, uint64_t *dev, uint64_t *ino, bool *i
 	return true;
 }
 
+/* The entry set_log_ids puts in place of an inherited one: in .data, on
+ * the page the loader writes anyway (fork_hot.h). */
+static char log_ids_entry[sizeof(LOG_IDS_VARIABLE "=") + LOG_IDS_SIZE] START_WRITTEN;
+
 /* Sets REQID_LOG_IDS to ids without allocating: a program's first
  * allocation sets up malloc (a getrandom, two brk, page faults), which
- * setenv would make every process a shimmed parent did not start pay. The
- * new environ is one mapping: the array, then the entry's text. glibc's
- * setenv copies an array it did not make into one of its own, and unsetenv
- * edits it in place; it is never unmapped (getenv may be reading it). No
- * memory: the environment stays as it was. */
+ * setenv would make every process a shimmed parent did not start pay.
+ * Inherited once, as by a program a shimmed parent exec'ed with other logs
+ * (a CGI script, whose stdout is the server's pipe), the variable's slot
+ * in environ points at log_ids_entry: no system call and no new page (a
+ * mapping of its own cost such a process a mmap and a page fault). Else
+ * the new environ is one mapping: the array, then the entry's text.
+ * glibc's setenv copies an array it did not make into one of its own, and
+ * unsetenv edits it in place; it is never unmapped (getenv may be reading
+ * it). No memory: the environment stays as it was. */
 static START_PATH void set_log_ids(const char *ids)
 {
 	static const char name_eq[] = LOG_IDS_VARIABLE "=";
-	size_t n = 0;
-	while (environ && environ[n])
-		n++;
-	size_t array = (n + 2) * sizeof(char *), len = strlen(ids);
+	size_t n = 0, copies = 0, first = 0, len = strlen(ids);
+	for (; environ && environ[n]; n++)
+		if (strncmp(environ[n], name_eq, sizeof(name_eq) - 1) == 0 && copies++ == 0)
+			first = n;
+	if (copies == 1) {
+		memcpy(log_ids_entry, name_eq, sizeof(name_eq) - 1);
+		memcpy(log_ids_entry + sizeof(name_eq) - 1, ids, len + 1);
+		environ[first] = log_ids_entry;
+		return;
+	}
+	size_t array = (n + 2) * sizeof(char *);
 	size_t size = array + sizeof(name_eq) + len;
 	char **env = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (env == MAP_FAILED)

@@ -1029,6 +1029,11 @@ static int errno_at_main;
  * the shim's start included, had allocated). */
 static size_t arena_at_main;
 
+/* Whether environ was, when main began, the array exec gave the program
+ * (after argv's NULL; main's envp is environ as start-up left it): no
+ * start-up code had put a copy in its place. */
+static bool environ_kept_at_main;
+
 /* What the program found at start: that allocation, and the log files its
  * environment names for its children. */
 static void sc_start_env(void)
@@ -1042,7 +1047,8 @@ static void sc_start_env(void)
 	bool changed = setenv("REQID_T30", "x", 1) == 0 && unsetenv("REQID_LOG_IDS") == 0 &&
 		       strcmp(getenv("REQID_T30"), "x") == 0 && !getenv("REQID_LOG_IDS") &&
 		       (path ? getenv("PATH") && strcmp(getenv("PATH"), path) == 0 : !getenv("PATH"));
-	record("arena=%zu log_ids=%s changed=%s", arena_at_main, ids, changed ? "yes" : "no");
+	record("arena=%zu log_ids=%s changed=%s environ_kept=%s", arena_at_main, ids,
+	       changed ? "yes" : "no", environ_kept_at_main ? "yes" : "no");
 }
 
 static void sc_errno_start(void)
@@ -1057,6 +1063,7 @@ int main(int argc, char **argv)
 {
 	errno_at_main = errno;
 	arena_at_main = mallinfo2().arena;
+	environ_kept_at_main = environ == argv + argc + 1;
 	if (argc < 3)
 		return 2;
 	results = fopen(argv[2], "w");
