@@ -87,8 +87,10 @@ static struct {
 EXPORT extern __typeof__(reqid_attach_status) reqid_attach_status_exported
 	__asm__("reqid_attach_status") __attribute__((alias("reqid_attach_status_local")));
 
-/* The settings as NUL-separated NAME=value entries, for config_parse. */
-static char entries[SETTINGS_MAX + 1];
+/* The settings as NUL-separated NAME=value entries, for config_parse,
+ * which copies what it keeps: read only while attach or reconfigure runs
+ * on the injector's thread, and emptied at detach (DETACH_ZEROED). */
+static char entries[SETTINGS_MAX + 1] DETACH_ZEROED;
 
 static const char *settings_lookup(const char *name)
 {
@@ -428,6 +430,11 @@ static void forget_attached_state(void)
 	epoll_map_release();
 	fd_state_release();
 	call_chain_release_rules();
+	/* The tables of the section are empty now, each as its owner empties
+	 * it; their pages go back whole, those at their ends, which each
+	 * release zeroed and kept, too. */
+	table_release(reqid_detach_zeroed_start,
+		      (size_t)(reqid_detach_zeroed_end - reqid_detach_zeroed_start));
 }
 
 /* Whether the program was started with a copy of the shim (from another
@@ -683,7 +690,7 @@ EXPORT RESIDENT_LAST_CODE int reqid_detach(const char *unused)
  * attached process refusing them keeps its old ones. */
 EXPORT int reqid_reconfigure(const char *settings)
 {
-	static struct reqid_config scratch;
+	static struct reqid_config scratch DETACH_ZEROED;
 	size_t len = strlen(settings);
 	if (!read_settings(settings, len))
 		return ATTACH_TOO_LONG;

@@ -142,7 +142,7 @@ struct known_module {
 	void *hook;
 };
 
-static struct known_module known[MODULES_MAX];
+static struct known_module known[MODULES_MAX] DETACH_ZEROED;
 static size_t known_count;
 
 struct module_list {
@@ -390,7 +390,7 @@ static int collect_module(struct dl_phdr_info *info, size_t size, void *arg)
 
 /* The list of a pass (under the patcher's lock): its pages are touched
  * by the first pass and reused by the next ones. */
-static struct module_list pass_list;
+static struct module_list pass_list DETACH_ZEROED;
 
 static struct module_list *list_made(bool only_new, struct got_entry *table)
 {

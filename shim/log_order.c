@@ -58,11 +58,11 @@ static _Atomic bool places_made FORK_HOT;
  * project's VM a first read of a page of .bss costs a page as a write
  * does: no zero page). Read by every answered request: FORK_HOT. */
 static _Atomic bool paths_made FORK_HOT;
-static struct answered_entry order_ring[ORDER_RING];
+static struct answered_entry order_ring[ORDER_RING] DETACH_ZEROED;
 /* The path buckets of the entry of the same index, written under its
  * seqlock (0 over a reused entry's once paths_made). */
-static _Atomic uint32_t order_paths[ORDER_RING];
-static struct log_place places[ORDER_PLACES];
+static _Atomic uint32_t order_paths[ORDER_RING] DETACH_ZEROED;
+static struct log_place places[ORDER_PLACES] DETACH_ZEROED;
 
 /* The tag of position p's entry: its lap of the ring, plus one, in 31
  * bits. Positions ORDER_RING * 2^31 (2^43) apart share a tag: a reader

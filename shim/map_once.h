@@ -64,4 +64,17 @@ static inline void table_release(void *table, size_t size)
 	errno = saved;
 }
 
+/* Puts a table whose zeroes mean empty, and which detach empties anyway
+ * (its owner's release, at forget_attached_state), in a section of such
+ * tables alone (shim/layout.ld: page-aligned, first and last byte on pages
+ * of their own), which forget_attached_state then empties whole
+ * (table_release): the pages at the tables' ends, shared with other tables
+ * of the section only, go back too, rather than being zeroed and kept. No
+ * table a hook reads as anything but empty once it is zero, and nothing
+ * that must outlive detach (originals' pointers, GOT records, the attach
+ * generation, the status) ever goes here. */
+#define DETACH_ZEROED __attribute__((section(".bss.reqid_detach_zeroed")))
+extern char reqid_detach_zeroed_start[], reqid_detach_zeroed_end[]
+	__attribute__((visibility("hidden")));
+
 #endif

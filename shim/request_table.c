@@ -99,9 +99,9 @@ struct line_bucket {
 	_Atomic uint64_t serial;
 };
 
-static _Alignas(64) struct request_slot slots[REQUEST_SLOTS];
-static struct long_slot long_slots[REQUEST_LONG_SLOTS];
-static struct tracestate_slot tracestates[TRACESTATE_SLOTS];
+static _Alignas(64) struct request_slot slots[REQUEST_SLOTS] DETACH_ZEROED;
+static struct long_slot long_slots[REQUEST_LONG_SLOTS] DETACH_ZEROED;
+static struct tracestate_slot tracestates[TRACESTATE_SLOTS] DETACH_ZEROED;
 static _Atomic uint64_t next_sequence FORK_HOT;
 /* The ring has REQUEST_RING_START << ring_doublings slots; they grow while
  * more than half are pinned (pinned_slots counts pins). */
@@ -133,7 +133,7 @@ struct line_page {
 };
 _Static_assert(sizeof(struct line_page) == 4096, "a page of the line index is a page");
 _Static_assert(PAGE_PAIRS <= 128 && LINE_PAGES <= 256, "a bucket's number fits in 15 bits");
-static _Alignas(4096) struct line_page line_pages[LINE_PAGES];
+static _Alignas(4096) struct line_page line_pages[LINE_PAGES] DETACH_ZEROED;
 
 static FORK_PATH struct line_page *page_of(uint32_t buckets)
 {
