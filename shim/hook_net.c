@@ -1,5 +1,5 @@
 /*
- * hook_net.c - accept, the recv family, the send family and sendfile.
+ * hook_net.c - accept, the recv family, the send family, sendfile and splice.
  *
  * accept/accept4 make a descriptor a connection; reads on connections feed
  * its request parser; writes on connections mark the response as begun.
@@ -16,6 +16,7 @@
 
 #include "conn_output.h"
 
+#include <fcntl.h>
 #include <sys/sendfile.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -369,4 +370,41 @@ EXPORT FORK_PATH ssize_t sendfile64(int out, int in, off_t *off, size_t count)
 	if (unlikely(!fn))
 		return syscall(SYS_sendfile, out, in, off, count);
 	return sendfile_common(fn, out, in, off, count);
+}
+
+/* splice moves a socket's bytes through a pipe, unseen. Bytes it takes from
+ * a connection are consumed unseen, as with MSG_TRUNC: the stream is lost
+ * for attribution (its parser, still skipping a body it never saw, would
+ * take the next request's head for the rest of that body, and give that
+ * request's lines and response the previous request's id). Bytes it puts on
+ * a connection are a response's body, as sendfile's are. */
+EXPORT ssize_t splice(int in, loff_t *off_in, int out, loff_t *off_out, size_t len, unsigned flags)
+{
+	ssize_t (*fn)(int, loff_t *, int, loff_t *, size_t, unsigned) = REAL(splice);
+	if (unlikely(!fn))
+		return syscall(SYS_splice, in, off_in, out, off_out, len, flags);
+	adopt_pending(in);
+	if (fd_class(in) & FD_CONN) {
+		uint8_t generation = conn_io_begin(in);
+		ssize_t r = fn(in, off_in, out, off_out, len, flags);
+		conn_read_done(in, generation, NULL, NULL, 0, r, MSG_TRUNC);
+		return r;
+	}
+	uint8_t cls = fd_class(out);
+	if (cls & FD_CLIENT) {
+		note_client_io(out);
+		return client_before_sendfile(out) ? fn(in, off_in, out, off_out, len, flags) : -1;
+	}
+	if (likely(!(cls & FD_CONN))) {
+		note_other_io(out);
+		return fn(in, off_in, out, off_out, len, flags);
+	}
+	uint8_t generation = conn_io_begin(out);
+	if (!conn_output_before_sendfile(out))
+		return -1;
+	ssize_t r = fn(in, off_in, out, off_out, len, flags);
+	if (likely(conn_generation(out) == generation))
+		conn_output_sendfile_done(out, r);
+	conn_write_done(out, generation, r);
+	return r;
 }

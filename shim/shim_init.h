@@ -131,6 +131,7 @@
 	X(sendmsg, ssize_t, (int, const struct msghdr *, int), 1) \
 	X(sendfile, ssize_t, (int, int, off_t *, size_t), 1) \
 	X(sendfile64, ssize_t, (int, int, off_t *, size_t), 1) \
+	X(splice, ssize_t, (int, loff_t *, int, loff_t *, size_t, unsigned), 0) \
 	X(epoll_wait, int, (int, struct epoll_event *, int, int), 1) \
 	X(epoll_pwait, int, (int, struct epoll_event *, int, int, const sigset_t *), 1) \
 	X(epoll_pwait2, int, (int, struct epoll_event *, int, const struct timespec *, const sigset_t *), 0) \
