@@ -20,8 +20,9 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/sysmacros.h>
 #include <unistd.h>
+
+#include "proc_maps.h"
 
 /* How many frames are looked at, the thread's own first: glibc makes the
  * child's state that of one thread in fork itself and in calls at most two
@@ -65,32 +66,27 @@ static struct {
 
 static void read_ranges(void)
 {
-	char path[64], line[512];
-	FILE *f;
+	struct maps_reader maps;
+	struct maps_entry e;
 
 	walk.ranges_read = 1;
-	snprintf(path, sizeof path, "/proc/%d/maps", (int)walk.pid);
-	f = fopen(path, "re");
-	if (!f)
+	if (maps_open(&maps, walk.pid) < 0)
 		return;
-	while (walk.n < FILE_RANGES && fgets(line, sizeof line, f)) {
+	while (walk.n < FILE_RANGES && maps_next(&maps, &e)) {
 		struct file_range *r = &walk.r[walk.n];
-		unsigned maj, min;
-		unsigned long ino;
-		int at = 0;
 
-		line[strcspn(line, "\n")] = 0;
-		if (sscanf(line, "%lx-%lx %*s %lx %x:%x %lu %n", &r->start, &r->end,
-			   &r->offset, &maj, &min, &ino, &at) != 6 || !at || ino == 0 ||
-		    line[at] != '/' || strlen(line + at) >= sizeof r->path)
+		if (e.inode == 0 || e.path[0] != '/' || strlen(e.path) >= sizeof r->path)
 			continue;
-		snprintf(r->path, sizeof r->path, "%s", line + at);
-		r->dev = makedev(maj, min);
-		r->inode = ino;
+		r->start = e.start;
+		r->end = e.end;
+		r->offset = e.offset;
+		r->dev = e.dev;
+		r->inode = e.inode;
+		snprintf(r->path, sizeof r->path, "%s", e.path);
 		r->fd = -1;
 		walk.n++;
 	}
-	fclose(f);
+	maps_close(&maps);
 }
 
 /* Whether the target has the page of addr in memory or in swap (or it

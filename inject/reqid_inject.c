@@ -49,6 +49,7 @@
 #include "fail.h"
 #include "in_fork.h"
 #include "preflight.h"
+#include "proc_maps.h"
 #include "remote_call.h"
 #include "stub.h"
 #include "target_libc.h"
@@ -144,35 +145,28 @@ static int holds_stub(const struct request *q, uint64_t code)
 static void find_pages(struct request *q)
 {
 	uint64_t data_size = page_up(DATA_MAX), code_size = page_up(stub_code_size);
-	unsigned long start, end, ino, rw_start = 0, rw_end = 0;
-	char path[64], perms[8], *line = NULL;
-	size_t cap = 0;
-	FILE *f;
+	uint64_t rw_start = 0, rw_end = 0;
+	struct maps_reader maps;
+	struct maps_entry e;
 
-	snprintf(path, sizeof path, "/proc/%d/maps", (int)q->pid);
-	f = fopen(path, "re");
-	if (!f)
+	if (maps_open(&maps, q->pid) < 0)
 		return;
-	while (getline(&line, &cap, f) > 0) {
-		if (sscanf(line, "%lx-%lx %7s %*x %*x:%*x %lu", &start, &end,
-			   perms, &ino) != 4)
-			continue;
-		if (ino == 0 && strcmp(perms, "r-xp") == 0 &&
-		    end - start == code_size && rw_end == start &&
-		    start - rw_start >= data_size && holds_stub(q, start)) {
+	while (maps_next(&maps, &e)) {
+		if (e.inode == 0 && strcmp(e.perms, "r-xp") == 0 &&
+		    e.end - e.start == code_size && rw_end == e.start &&
+		    e.start - rw_start >= data_size && holds_stub(q, e.start)) {
 			if (!q->hold)
-				q->hold = start - STUB_HOLD_SIZE;
-			if (block_free(q, start - data_size)) {
-				q->data = start - data_size;
-				q->code = start;
+				q->hold = e.start - STUB_HOLD_SIZE;
+			if (block_free(q, e.start - data_size)) {
+				q->data = e.start - data_size;
+				q->code = e.start;
 				break;
 			}
 		}
-		rw_start = start;
-		rw_end = ino == 0 && strcmp(perms, "rw-p") == 0 ? end : 0;
+		rw_start = e.start;
+		rw_end = e.inode == 0 && strcmp(e.perms, "rw-p") == 0 ? e.end : 0;
 	}
-	free(line);
-	fclose(f);
+	maps_close(&maps);
 }
 
 /* Whether the stopped target is in the middle of a fork, where no thread

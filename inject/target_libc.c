@@ -22,6 +22,7 @@
 
 #include "fail.h"
 #include "preflight.h"
+#include "proc_maps.h"
 
 #define NO_SIZE ((size_t)-1)
 
@@ -59,39 +60,32 @@ struct mapping {
 /* The mapping of libc.so.6 at file offset 0: its start is the load base. */
 static int find_mapping(pid_t pid, struct mapping *m)
 {
-	char path[64], line[4096 + 128];
-	FILE *f;
+	struct maps_reader maps;
+	struct maps_entry e;
 	int found = 0;
 
-	snprintf(path, sizeof path, "/proc/%d/maps", (int)pid);
-	f = fopen(path, "re");
-	if (!f) {
+	if (maps_open(&maps, pid) < 0) {
 		if (errno == EACCES || errno == EPERM)
 			return fail_permission(pid, "cannot read its memory map");
 		return fail("the target exited during attach");
 	}
-	while (!found && fgets(line, sizeof line, f)) {
-		unsigned long offset;
+	while (!found && maps_next(&maps, &e)) {
 		const char *base;
-		int at = 0;
 
-		line[strcspn(line, "\n")] = 0;
-		if (sscanf(line, "%lx-%lx %*s %lx %*s %lu %n", &m->start,
-			   &m->end, &offset, &m->inode, &at) != 4 || !at ||
-		    offset != 0 || line[at] != '/')
+		if (e.offset != 0 || e.path[0] != '/')
 			continue;
-		base = strrchr(line + at, '/') + 1;
+		base = strrchr(e.path, '/') + 1;
 		if (strcmp(base, "libc.so.6") == 0 ||
 		    strcmp(base, "libc.so.6 (deleted)") == 0) {
-			snprintf(m->path, sizeof m->path, "%s", line + at);
+			m->start = e.start;
+			m->end = e.end;
+			m->inode = e.inode;
+			snprintf(m->path, sizeof m->path, "%s", e.path);
 			found = 1;
 		}
 	}
-	if (ferror(f) && (errno == EACCES || errno == EPERM)) {
-		fclose(f);
+	if (maps_close(&maps) < 0 && (errno == EACCES || errno == EPERM))
 		return fail_permission(pid, "cannot read its memory map");
-	}
-	fclose(f);
 	if (!found)
 		return fail("process %d has no libc.so.6 mapped (a static binary, "
 			    "or not glibc): nothing to call", (int)pid);

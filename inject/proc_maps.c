@@ -1,0 +1,53 @@
+/*
+ * proc_maps.c - reads a process's mappings from /proc/PID/maps, one line
+ * at a time, for the parts of reqid-inject that look for a mapping (libc,
+ * a previous injection's pages, the file behind an address). Reads that
+ * file only; a line it cannot parse is passed over, never guessed at.
+ */
+#include "proc_maps.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/sysmacros.h>
+
+int maps_open(struct maps_reader *r, pid_t pid)
+{
+	char path[64];
+
+	snprintf(path, sizeof path, "/proc/%d/maps", (int)pid);
+	r->file = fopen(path, "re");
+	r->line = NULL;
+	r->cap = 0;
+	return r->file ? 0 : -1;
+}
+
+int maps_next(struct maps_reader *r, struct maps_entry *e)
+{
+	while (getline(&r->line, &r->cap, r->file) > 0) {
+		char *line = r->line;
+		unsigned maj, min;
+		int at = 0;
+
+		line[strcspn(line, "\n")] = 0;
+		if (sscanf(line, "%lx-%lx %4s %lx %x:%x %lu %n", &e->start, &e->end, e->perms,
+			   &e->offset, &maj, &min, &e->inode, &at) != 7 || !at)
+			continue;
+		e->dev = makedev(maj, min);
+		e->path = line + at;
+		return 1;
+	}
+	return 0;
+}
+
+int maps_close(struct maps_reader *r)
+{
+	int err = ferror(r->file) ? errno : 0;
+
+	fclose(r->file);
+	free(r->line);
+	if (!err)
+		return 0;
+	errno = err;
+	return -1;
+}
