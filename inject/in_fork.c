@@ -93,10 +93,11 @@ static void read_ranges(void)
  * cannot be told). */
 static int page_held(uint64_t addr)
 {
-	uint64_t entry;
+	uint64_t entry, page = (uint64_t)sysconf(_SC_PAGESIZE);
 
 	if (walk.pagemap < 0 ||
-	    pread(walk.pagemap, &entry, sizeof entry, (off_t)(addr / 4096 * 8)) != sizeof entry)
+	    pread(walk.pagemap, &entry, sizeof entry, (off_t)(addr / page * sizeof entry)) !=
+		    sizeof entry)
 		return 1;
 	return (entry >> 62) != 0;
 }

@@ -13,6 +13,7 @@
 #include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,7 +55,7 @@ static uint64_t *slot(struct libc_funcs *f, size_t j)
 struct mapping {
 	unsigned long start, end;
 	unsigned long inode;
-	char path[4096];
+	char path[PATH_MAX];
 };
 
 /* The mapping of libc.so.6 at file offset 0: its start is the load base. */
