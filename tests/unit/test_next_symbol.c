@@ -325,10 +325,34 @@ static void made_dynamic(const struct made_table *t, ElfW(Dyn) dyn[4])
 	dyn[3] = (ElfW(Dyn)){DT_NULL, {0}};
 }
 
+/* next_symbol over the made table, then an object that defines name (at
+ * version, if one is given) plainly at NEXT_DEFINITION: SYMBOL_ABSENT when
+ * the lookup went on past the made table to that object (addr NULL). */
+#define NEXT_DEFINITION ((void *)0x20100)
+static enum symbol_found made_lookup_version(const struct made_table *t, const char *name,
+					     const char *version, void **addr)
+{
+	static struct made_table after;
+	static struct next_objects list;
+	const struct made_symbol plain = {name, STB_GLOBAL, STT_FUNC, version ? 2 : 0, 0x100};
+	make_table(&after, &plain, 1, version != NULL);
+	if (version)
+		made_versions(&after, &version, 1);
+	after.o.base = 0x20000;
+	list.count = 2;
+	list.o[0] = t->o;
+	list.o[1] = after.o;
+	*addr = NULL;
+	enum symbol_found found = next_symbol(&list, name, version, addr);
+	if (found != SYMBOL_FOUND || *addr != NEXT_DEFINITION)
+		return found;
+	*addr = NULL;
+	return SYMBOL_ABSENT;
+}
+
 static enum symbol_found made_lookup(const struct made_table *t, const char *name, void **addr)
 {
-	*addr = NULL;
-	return object_symbol(&t->o, name, symbol_hash(name), NULL, addr);
+	return made_lookup_version(t, name, NULL, addr);
 }
 
 static void test_unversioned_global_and_weak_are_found(void **state)
@@ -473,20 +497,19 @@ static void test_a_named_version_takes_its_own_definition(void **state)
 	assert_int_equal(version_index(&t.o, "libmade.so"), -1);
 	assert_int_equal(version_index(&t.o, "NEWER"), -1);
 	void *addr = NULL;
-	const uint32_t hash = symbol_hash("cond_wait");
-	assert_int_equal(object_symbol(&t.o, "cond_wait", hash, "OLD", &addr), SYMBOL_FOUND);
+	assert_int_equal(made_lookup_version(&t, "cond_wait", "OLD", &addr), SYMBOL_FOUND);
 	assert_ptr_equal(addr, (void *)0x10100);
-	assert_int_equal(object_symbol(&t.o, "cond_wait", hash, "NEW", &addr), SYMBOL_FOUND);
+	assert_int_equal(made_lookup_version(&t, "cond_wait", "NEW", &addr), SYMBOL_FOUND);
 	assert_ptr_equal(addr, (void *)0x10200);
 	/* A version the object does not define, or not for this name. */
-	assert_int_equal(object_symbol(&t.o, "cond_wait", hash, "NEWER", &addr), SYMBOL_ABSENT);
-	assert_int_equal(object_symbol(&t.o, "plain", symbol_hash("plain"), "OLD", &addr),
+	assert_int_equal(made_lookup_version(&t, "cond_wait", "NEWER", &addr), SYMBOL_ABSENT);
+	assert_int_equal(made_lookup_version(&t, "plain", "OLD", &addr),
 			 SYMBOL_ABSENT);
-	assert_int_equal(object_symbol(&t.o, "indirect", symbol_hash("indirect"), "OLD", &addr),
+	assert_int_equal(made_lookup_version(&t, "indirect", "OLD", &addr),
 			 NEXT_SYMBOL_ASK);
 	/* An object without versions: the loader takes any definition. */
 	t.o.versym = NULL;
-	assert_int_equal(object_symbol(&t.o, "plain", symbol_hash("plain"), "OLD", &addr),
+	assert_int_equal(made_lookup_version(&t, "plain", "OLD", &addr),
 			 NEXT_SYMBOL_ASK);
 }
 
