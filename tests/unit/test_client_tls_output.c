@@ -4,11 +4,10 @@
  * a TLS library, with the trace headers added, as the series of library
  * writes it becomes.
  *
- * The library is the fake of test_tls_output.c, with OpenSSL's rules: a
- * write takes all its bytes or fails taking none, and the call after a
- * failed one must pass the same buffer and length (else "bad write
- * retry", a test failure). The program repeats a failed call with the same
- * arguments.
+ * The library is fake_ssl.h's, with OpenSSL's rules: a write takes all
+ * its bytes or fails taking none, and the call after a failed one must
+ * pass the same buffer and length (else "bad write retry", a test
+ * failure). The program repeats a failed call with the same arguments.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -31,6 +30,8 @@
 #include "thread_ctx.h"
 
 #include "audit_off.h"
+#include "default_shim.h"
+#include "fake_ssl.h"
 
 struct shim_state shim;
 struct process_state process;
@@ -50,54 +51,15 @@ bool is_stream_socket(int fd)
 	return true;
 }
 
-static const char *no_environment(const char *name)
-{
-	(void)name;
-	return NULL;
-}
-
 static int setup(void **state)
 {
 	(void)state;
-	static const uint8_t key[16] = {1, 2, 3};
-	memset(&shim, 0, sizeof(shim));
-	config_parse(&shim.config, no_environment);
-	header_matcher_init(&shim.matcher, &shim.config);
-	http_response_set_header(shim.config.response_header, shim.config.response_header_len);
-	id_generator_seed(&process.ids, key);
+	default_shim();
 	process.pid = getpid();
 	real.writev = writev;
 	real.sendmsg = sendmsg;
 	current_request = request_table_add("out-a", 5, NULL, 0, 0, NULL, NULL, 0, NULL);
 	return 0;
-}
-
-/* The fake library (test_tls_output.c's, without partial writes). */
-struct fake_ssl {
-	char out[4096];
-	size_t out_len;
-	unsigned calls;
-	uint64_t fail_mask; /* call k (k < 64) fails if bit k is set */
-	const void *pending; /* a failed call's buffer and length, NULL if none */
-	size_t pending_len;
-};
-
-static ssize_t fake_send(void *ctx, const void *buf, size_t n)
-{
-	struct fake_ssl *f = ctx;
-	if (f->pending && (f->pending != buf || f->pending_len != n))
-		fail_msg("bad write retry: %p/%zu after %p/%zu", buf, n, f->pending, f->pending_len);
-	unsigned k = f->calls++;
-	if (k < 64 && (f->fail_mask >> k & 1)) {
-		f->pending = buf;
-		f->pending_len = n;
-		return -1;
-	}
-	f->pending = NULL;
-	assert_true(f->out_len + n <= sizeof(f->out));
-	memcpy(f->out + f->out_len, buf, n);
-	f->out_len += n;
-	return (ssize_t)n;
 }
 
 static const char request[] = "GET / HTTP/1.1\r\nHost: b\r\n\r\n";

@@ -58,6 +58,7 @@
 #include "shim_init.h"
 
 #include "audit_off.h"
+#include "default_shim.h"
 
 struct shim_state shim;
 struct process_state process;
@@ -66,12 +67,6 @@ struct real_functions real;
  * here, as nothing sets a reader (thread_ctx.c is not linked). One per
  * thread: the stress tests write from several. */
 static _Thread_local int32_t began;
-
-static const char *no_environment(const char *name)
-{
-	(void)name;
-	return NULL;
-}
 
 /* conn_on_read as the read hooks call it: fd's holder and entry looked up
  * after the read. */
@@ -91,12 +86,7 @@ static bool hook_wrote(int fd, int32_t *reader)
 static int setup(void **state)
 {
 	(void)state;
-	static const uint8_t key[16] = {1, 2, 3};
-	memset(&shim, 0, sizeof(shim));
-	config_parse(&shim.config, no_environment);
-	header_matcher_init(&shim.matcher, &shim.config);
-	http_response_set_header(shim.config.response_header, shim.config.response_header_len);
-	id_generator_seed(&process.ids, key);
+	default_shim();
 	for (unsigned fd = 0; fd < FD_LIMIT; fd += CONN_CHUNK)
 		if (conn_entry((int)fd))
 			memset(conn_entry((int)fd), 0, CONN_CHUNK * sizeof(struct conn));

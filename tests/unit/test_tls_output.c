@@ -32,6 +32,8 @@
 #include "thread_ctx.h"
 
 #include "audit_off.h"
+#include "default_shim.h"
+#include "fake_ssl.h"
 
 struct shim_state shim;
 struct process_state process;
@@ -47,52 +49,11 @@ int32_t ctx_tid_fetch(void)
 	return thread_ctx.tid;
 }
 
-static const char *no_environment(const char *name)
-{
-	(void)name;
-	return NULL;
-}
-
 static int setup(void **state)
 {
 	(void)state;
-	static const uint8_t key[16] = {1, 2, 3};
-	memset(&shim, 0, sizeof(shim));
-	config_parse(&shim.config, no_environment);
-	header_matcher_init(&shim.matcher, &shim.config);
-	http_response_set_header(shim.config.response_header, shim.config.response_header_len);
-	id_generator_seed(&process.ids, key);
+	default_shim();
 	return 0;
-}
-
-/* The fake library. */
-struct fake_ssl {
-	char out[65536];
-	size_t out_len;
-	unsigned calls;
-	uint64_t fail_mask;  /* call k (k < 64) fails if bit k is set */
-	size_t cap;          /* partial mode: most bytes a call takes; 0: all */
-	const void *pending; /* a failed call's buffer and length, NULL if none */
-	size_t pending_len;
-};
-
-static ssize_t fake_send(void *ctx, const void *buf, size_t n)
-{
-	struct fake_ssl *f = ctx;
-	if (f->pending && (f->pending != buf || f->pending_len != n))
-		fail_msg("bad write retry: %p/%zu after %p/%zu", buf, n, f->pending, f->pending_len);
-	unsigned k = f->calls++;
-	if (k < 64 && (f->fail_mask >> k & 1)) {
-		f->pending = buf;
-		f->pending_len = n;
-		return -1;
-	}
-	f->pending = NULL;
-	size_t take = f->cap && n > f->cap ? f->cap : n;
-	assert_true(f->out_len + take <= sizeof(f->out));
-	memcpy(f->out + f->out_len, buf, take);
-	f->out_len += take;
-	return (ssize_t)take;
 }
 
 /* A connection on fd whose current request has X-Request-ID id. */
