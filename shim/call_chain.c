@@ -29,6 +29,7 @@
 #include "fork_hot.h"
 #include "frame_rule.h"
 #include "next_symbol.h"
+#include "page_bytes.h"
 #include "thread_count.h"
 
 /* How far from the thread's first unwind a stack pointer may be and still
@@ -282,8 +283,8 @@ struct rule_set {
 
 /* Page-aligned, whole pages: call_chain_release_rules gives them back
  * whole, each at once (never a byte at a time under a reader). */
-static struct rule_set rule_sets[RULE_SETS] __attribute__((aligned(4096)));
-_Static_assert(sizeof(rule_sets) % 4096 == 0, "the rules fill whole pages");
+static struct rule_set rule_sets[RULE_SETS] __attribute__((aligned(PAGE_BYTES)));
+_Static_assert(sizeof(rule_sets) % PAGE_BYTES == 0, "the rules fill whole pages");
 static _Atomic uint32_t rule_generation;
 static _Atomic unsigned long long rules_unloaded;
 /* How often the sets in use doubled: 1 << (RULE_SET_BITS_START + it) */

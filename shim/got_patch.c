@@ -35,6 +35,7 @@
 #include "fork_hot.h"
 #include "map_once.h"
 #include "next_symbol.h"
+#include "page_bytes.h"
 #include "raw_syscall.h"
 #include "shim_init.h"
 
@@ -156,22 +157,11 @@ struct module_list {
 	char names[NAMES_SIZE];
 };
 
-/* sysconf(_SC_PAGESIZE): the loader's page size, which it takes from the
- * auxiliary vector (4096 without one). Read here, and mprotect made as a
- * system call, because each function taken from libc costs every starting
- * process some 800 instructions of the loader's. */
-static inline long page_size(void)
-{
-	long page = (long)getauxval(AT_PAGESZ);
-	return page ? page : 4096;
-}
-
 static bool read_module(const struct module_ref *ref, struct module *m)
 {
 	memset(m, 0, sizeof(*m));
 	m->base = ref->base;
 	const ElfW(Dyn) *dyn = NULL;
-	long page = page_size();
 	m->low = UINTPTR_MAX;
 	m->phdr = ref->phdr;
 	m->phnum = ref->phnum;
@@ -182,8 +172,8 @@ static bool read_module(const struct module_ref *ref, struct module *m)
 		if (ph->p_type == PT_DYNAMIC)
 			dyn = (const ElfW(Dyn) *)start;
 		if (ph->p_type == PT_GNU_RELRO) {
-			m->relro_start = start & ~(uintptr_t)(page - 1);
-			m->relro_end = (start + ph->p_memsz) & ~(uintptr_t)(page - 1);
+			m->relro_start = start & ~(uintptr_t)(PAGE_BYTES - 1);
+			m->relro_end = (start + ph->p_memsz) & ~(uintptr_t)(PAGE_BYTES - 1);
 		}
 		if (ph->p_type == PT_LOAD) {
 			if (start < m->low)
@@ -252,13 +242,12 @@ static void *hook_for(void *self, const char *name)
 static bool write_slot(const struct got_entry *e, void *value)
 {
 	bool read_only = e->read_only;
-	long page = page_size();
-	void *start = (void *)((uintptr_t)e->slot & ~(uintptr_t)(page - 1));
-	if (read_only && raw_syscall3(SYS_mprotect, (long)start, page, PROT_READ | PROT_WRITE) != 0)
+	void *start = (void *)((uintptr_t)e->slot & ~(uintptr_t)(PAGE_BYTES - 1));
+	if (read_only && raw_syscall3(SYS_mprotect, (long)start, PAGE_BYTES, PROT_READ | PROT_WRITE) != 0)
 		return false;
 	__atomic_store_n(e->slot, value, __ATOMIC_RELEASE);
 	if (read_only)
-		raw_syscall3(SYS_mprotect, (long)start, page, PROT_READ);
+		raw_syscall3(SYS_mprotect, (long)start, PAGE_BYTES, PROT_READ);
 	return true;
 }
 

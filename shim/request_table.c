@@ -32,6 +32,7 @@
 
 #include "fork_hot.h"
 #include "map_once.h"
+#include "page_bytes.h"
 #include "seq_copy.h"
 #include "short_copy.h"
 
@@ -126,14 +127,14 @@ static _Atomic uint64_t first_valid FORK_HOT;
 #define SEEN_PAGE_BITS_LOG 10 /* 1024 bits in each bitmap of a page */
 #define SEEN_PAGE_WORDS ((1u << SEEN_PAGE_BITS_LOG) / 64)
 #define LINE_PAGES 256
-#define PAGE_PAIRS ((4096 - 2 * SEEN_PAGE_WORDS * 8) / (2 * sizeof(struct line_bucket)))
+#define PAGE_PAIRS ((PAGE_BYTES - 2 * SEEN_PAGE_WORDS * 8) / (2 * sizeof(struct line_bucket)))
 struct line_page {
 	struct line_bucket pairs[PAGE_PAIRS][2];
 	_Atomic uint64_t seen_once[SEEN_PAGE_WORDS], seen_twice[SEEN_PAGE_WORDS];
 };
-_Static_assert(sizeof(struct line_page) == 4096, "a page of the line index is a page");
+_Static_assert(sizeof(struct line_page) == PAGE_BYTES, "a page of the line index is a page");
 _Static_assert(PAGE_PAIRS <= 128 && LINE_PAGES <= 256, "a bucket's number fits in 15 bits");
-static _Alignas(4096) struct line_page line_pages[LINE_PAGES] DETACH_ZEROED;
+static _Alignas(PAGE_BYTES) struct line_page line_pages[LINE_PAGES] DETACH_ZEROED;
 
 static FORK_PATH struct line_page *page_of(uint32_t buckets)
 {

@@ -45,9 +45,9 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "page_bytes.h"
 #include "raw_syscall.h"
 
-#define PAGE 4096u
 #define RANGES_MAX 4096
 #define PAGES_MAX (1u << 27) /* 512 GB of mappings noted at most */
 #define PRESENT (1ull << 63)
@@ -113,9 +113,9 @@ struct late_notes {
 };
 static union {
 	struct late_notes notes;
-	char stack[PAGE]; /* the thread's stack: what the notes leave, at the top */
-} late __attribute__((aligned(PAGE)));
-_Static_assert(sizeof(late) == PAGE && sizeof(struct late_notes) + 2048 <= PAGE,
+	char stack[PAGE_BYTES]; /* the thread's stack: what the notes leave, at the top */
+} late __attribute__((aligned(PAGE_BYTES)));
+_Static_assert(sizeof(late) == PAGE_BYTES && sizeof(struct late_notes) + 2048 <= PAGE_BYTES,
 	       "the late drop's notes and at least 2 KiB of stack fill one page");
 
 /* The next line of the reader's file into line (NUL-terminated, cut to
@@ -221,7 +221,7 @@ static bool is_own(const struct snapshot *s, const struct mapping *m)
 static bool pagemap_read(int fd, uintptr_t addr, uint64_t *out, size_t count)
 {
 	size_t want = count * sizeof(uint64_t);
-	ssize_t got = pread(fd, out, want, (off_t)(addr / PAGE * sizeof(uint64_t)));
+	ssize_t got = pread(fd, out, want, (off_t)(addr / PAGE_BYTES * sizeof(uint64_t)));
 	return got == (ssize_t)want;
 }
 
@@ -259,7 +259,7 @@ static size_t count_pages(bool *too_many)
 	if (!maps_open(&r))
 		return 0;
 	while (next_mapping(&r, &m)) {
-		pages += (m.end - m.start) / PAGE;
+		pages += (m.end - m.start) / PAGE_BYTES;
 		ranges++;
 	}
 	close(r.fd);
@@ -277,7 +277,7 @@ static void note_pages(struct snapshot *s, int pagemap)
 		return;
 	}
 	while (next_mapping(&r, &m)) {
-		size_t pages = (m.end - m.start) / PAGE;
+		size_t pages = (m.end - m.start) / PAGE_BYTES;
 		if (s->ranges == RANGES_MAX || s->bits_used + pages > s->bits_max) {
 			s->complete = false;
 			break;
@@ -289,7 +289,7 @@ static void note_pages(struct snapshot *s, int pagemap)
 			continue; /* the shim's own: not there before attach */
 		for (size_t done = 0; done < pages;) {
 			size_t k = pages - done < BATCH ? pages - done : BATCH;
-			if (!pagemap_read(pagemap, m.start + done * PAGE, entries, k)) {
+			if (!pagemap_read(pagemap, m.start + done * PAGE_BYTES, entries, k)) {
 				/* Unknown: counted as present, kept. */
 				memset(entries, 0xff, k * sizeof(uint64_t));
 			}
@@ -367,7 +367,7 @@ static bool new_since(const struct snapshot *s, const struct mapping *m, uintptr
 	const struct noted_range *n = range_of(s, addr);
 	if (!n)
 		return s->complete; /* mapped since, or not noted: kept if unsure */
-	size_t bit = n->first_bit + (addr - n->start) / PAGE;
+	size_t bit = n->first_bit + (addr - n->start) / PAGE_BYTES;
 	return !(s->bits[bit / 64] >> (bit % 64) & 1);
 }
 
@@ -382,8 +382,8 @@ static void drop(const struct mapping *m, uintptr_t start, uintptr_t end)
 		madvise((void *)start, end - start, MADV_DONTNEED);
 		return;
 	}
-	uintptr_t keep_start = (uintptr_t)__start_reqid_last_text & ~(uintptr_t)(PAGE - 1);
-	uintptr_t keep_end = ((uintptr_t)__stop_reqid_last_text + PAGE - 1) & ~(uintptr_t)(PAGE - 1);
+	uintptr_t keep_start = (uintptr_t)__start_reqid_last_text & ~(uintptr_t)(PAGE_BYTES - 1);
+	uintptr_t keep_end = ((uintptr_t)__stop_reqid_last_text + PAGE_BYTES - 1) & ~(uintptr_t)(PAGE_BYTES - 1);
 	uintptr_t parts[2][2] = {{start, end < keep_start ? end : keep_start},
 				 {start > keep_end ? start : keep_end, end}};
 	for (int i = 0; i < 2; i++)
@@ -414,12 +414,12 @@ static inline __attribute__((always_inline)) bool late_thread_gone(void)
  * resident at the snapshot. */
 static void note_late(const struct mapping *m)
 {
-	size_t pages = (m->end - m->start) / PAGE;
+	size_t pages = (m->end - m->start) / PAGE_BYTES;
 	if (pages > LATE_PAGES_MAX)
 		return;
 	memset(late.notes.kept, 0, sizeof(late.notes.kept));
 	for (size_t i = 0; i < pages; i++)
-		if (!new_since(noted, m, m->start + i * PAGE))
+		if (!new_since(noted, m, m->start + i * PAGE_BYTES))
 			late.notes.kept[i / 64] |= 1ull << (i % 64);
 	memcpy(late.notes.pagemap_path, "/proc/self/pagemap", sizeof("/proc/self/pagemap"));
 	late.notes.start = m->start;
@@ -452,10 +452,10 @@ void resident_return(void)
 			if (late_free && pagemap >= 0 && m.code && m.start <= libc_code &&
 			    libc_code < m.end)
 				note_late(&m);
-			size_t pages = (m.end - m.start) / PAGE;
+			size_t pages = (m.end - m.start) / PAGE_BYTES;
 			for (size_t done = 0; done < pages;) {
 				size_t k = pages - done < BATCH ? pages - done : BATCH;
-				uintptr_t base = m.start + done * PAGE;
+				uintptr_t base = m.start + done * PAGE_BYTES;
 				if (pagemap < 0) {
 					for (size_t i = 0; i < k; i++)
 						entries[i] = PRESENT | FILE_PAGE;
@@ -465,7 +465,7 @@ void resident_return(void)
 				}
 				uintptr_t run = 0; /* start of the run of pages to drop, 0: none */
 				for (size_t i = 0; i < k; i++) {
-					uintptr_t addr = base + i * PAGE;
+					uintptr_t addr = base + i * PAGE_BYTES;
 					bool go = (entries[i] & PRESENT) && (entries[i] & FILE_PAGE) &&
 						  new_since(noted, &m, addr);
 					if (go && !run)
@@ -476,7 +476,7 @@ void resident_return(void)
 					}
 				}
 				if (run)
-					drop(&m, run, base + k * PAGE);
+					drop(&m, run, base + k * PAGE_BYTES);
 				done += k;
 			}
 		}
@@ -515,18 +515,18 @@ static RESIDENT_LAST_CODE __attribute__((noreturn, used)) void late_drop_thread(
 		nap_ns = nap_ns < 500000 ? nap_ns * 2 : 1000000;
 	}
 	long fd = raw_syscall3(SYS_open, (long)n->pagemap_path, O_RDONLY | O_CLOEXEC, 0);
-	size_t pages = (n->end - n->start) / PAGE;
+	size_t pages = (n->end - n->start) / PAGE_BYTES;
 	for (size_t done = 0; fd >= 0 && done < pages; done += LATE_BATCH) {
 		size_t k = pages - done < LATE_BATCH ? pages - done : LATE_BATCH;
-		uintptr_t base = n->start + done * PAGE;
+		uintptr_t base = n->start + done * PAGE_BYTES;
 		if (raw_syscall4(SYS_pread64, fd, (long)n->entries, (long)(k * sizeof(uint64_t)),
-				 (long)(base / PAGE * sizeof(uint64_t))) != (long)(k * sizeof(uint64_t)))
+				 (long)(base / PAGE_BYTES * sizeof(uint64_t))) != (long)(k * sizeof(uint64_t)))
 			continue;
 		for (size_t i = 0; i < k; i++) {
 			size_t bit = done + i;
 			if ((n->entries[i] & PRESENT) && (n->entries[i] & FILE_PAGE) &&
 			    !(n->kept[bit / 64] >> (bit % 64) & 1))
-				raw_syscall3(SYS_madvise, (long)(base + i * PAGE), PAGE, MADV_DONTNEED);
+				raw_syscall3(SYS_madvise, (long)(base + i * PAGE_BYTES), PAGE_BYTES, MADV_DONTNEED);
 		}
 	}
 	if (fd >= 0)
