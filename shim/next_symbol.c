@@ -87,8 +87,18 @@ START_PATH int version_index(const struct object_symbols *o, const char *version
 #define LOOKED_AT ((1u << STT_NOTYPE) | (1u << STT_OBJECT) | (1u << STT_FUNC) | \
 		   (1u << STT_COMMON) | (1u << STT_TLS) | (1u << STT_GNU_IFUNC))
 
-/* object_symbol, inlined into next_symbol_hashed: a call's saved
- * registers and moved arguments were a fifth of a lookup's instructions. */
+/* The definition dlsym would take from this object for name (hash: its
+ * symbol_hash): a global or weak definition of no version or of the base
+ * one, else the name's one version when it has exactly one and it is not
+ * hidden; with o->newest_default, hidden versions are passed by first.
+ * NEXT_SYMBOL_ASK for several versions or, without newest_default, a
+ * hidden one (glibc's releases choose differently among them), and for a
+ * definition that is indirect, thread-local, absolute, GNU-unique, hidden
+ * or internal. With a version (not NULL), the definition dlvsym would
+ * take: of exactly that version, hidden or not; NEXT_SYMBOL_ASK in an
+ * object without versions.
+ * Inlined into next_symbol_hashed: a call's saved registers and moved
+ * arguments were a fifth of a lookup's instructions. */
 static inline __attribute__((always_inline)) enum symbol_found
 symbol_in(const struct object_symbols *o, const char *name, uint32_t hash, const char *version,
 	  void **addr)
@@ -180,12 +190,6 @@ symbol_in(const struct object_symbols *o, const char *name, uint32_t hash, const
 		return NEXT_SYMBOL_ASK;
 	*addr = (void *)(o->base + chosen->st_value);
 	return SYMBOL_FOUND;
-}
-
-START_PATH enum symbol_found object_symbol(const struct object_symbols *o, const char *name,
-					   uint32_t hash, const char *version, void **addr)
-{
-	return symbol_in(o, name, hash, version, addr);
 }
 
 START_PATH void next_objects_read(const struct link_map *self, struct next_objects *next)

@@ -128,21 +128,8 @@ uint32_t symbol_hash(const char *name);
 enum symbol_found {
 	SYMBOL_ABSENT,  /* the object does not define it for an unversioned lookup */
 	SYMBOL_FOUND,   /* *addr is its address */
-	NEXT_SYMBOL_ASK /* not certain here (see object_symbol): ask dlsym */
+	NEXT_SYMBOL_ASK /* not certain here (see next_symbol.c's symbol_in): ask dlsym */
 };
-
-/* The definition dlsym would take from this object for name (hash: its
- * symbol_hash): a global or weak definition of no version or of the base
- * one, else the name's one version when it has exactly one and it is not
- * hidden; with o->newest_default, hidden versions are passed by first.
- * NEXT_SYMBOL_ASK for several versions or, without newest_default, a
- * hidden one (glibc's releases choose differently among them), and for a
- * definition that is indirect, thread-local, absolute, GNU-unique, hidden
- * or internal. With a version (not NULL), the definition dlvsym would
- * take: of exactly that version, hidden or not; NEXT_SYMBOL_ASK in an
- * object without versions. */
-enum symbol_found object_symbol(const struct object_symbols *o, const char *name, uint32_t hash,
-				const char *version, void **addr);
 
 /* The index (versym's) of the version the object defines under that name,
  * its base (the object's own name) aside; -1 when it defines none. */
@@ -174,9 +161,9 @@ void next_objects_read(const struct link_map *self, struct next_objects *next);
 
 /* dlsym(RTLD_NEXT, name), or with a version dlvsym(RTLD_NEXT, name,
  * version), for the library next was read after: the first definition in
- * those objects. NEXT_SYMBOL_ASK when object_symbol says so of the first
- * object with the name, or none of the objects read has it (dlsym may find
- * it past the cut, or say it is nowhere). */
+ * those objects. NEXT_SYMBOL_ASK when next_symbol.c's symbol_in says so
+ * of the first object with the name, or none of the objects read has it
+ * (dlsym may find it past the cut, or say it is nowhere). */
 enum symbol_found next_symbol(const struct next_objects *next, const char *name,
 			      const char *version, void **addr);
 
