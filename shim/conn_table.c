@@ -327,6 +327,14 @@ static void stream_untracked(void)
 	request_streams_unseen(1);
 }
 
+/* The process's first connection: from now on its fork children find the
+ * library's code mapped (fork_copies_code). */
+static __attribute__((noinline, cold)) void first_accepted(void)
+{
+	__atomic_store_n(&shim.accepted, true, __ATOMIC_RELAXED);
+	fork_copies_code();
+}
+
 /* Takes c (the entry of the fd whose state is st, locked: conn_trylock) for
  * a new connection on that fd, its request parser as parse_from built it,
  * and unlocks it. A write still inside the entry (writer_inside) leaves the
@@ -374,7 +382,7 @@ static FORK_PATH void conn_start(int fd, struct fd_state *st, struct conn *c, ui
 	atomic_store_explicit(&st->flags, FD_CONN, memory_order_relaxed);
 	/* Written once: a fork server's parent copies no page for it. */
 	if (!__atomic_load_n(&shim.accepted, __ATOMIC_RELAXED))
-		__atomic_store_n(&shim.accepted, true, __ATOMIC_RELAXED);
+		first_accepted();
 }
 
 /* Whether c, unlocked, is already what conn_start would make of it for a
@@ -418,7 +426,7 @@ LOOP_PATH void conn_open(int fd)
 		if (atomic_load_explicit(&st->flags, memory_order_relaxed) != FD_CONN)
 			atomic_store_explicit(&st->flags, FD_CONN, memory_order_relaxed);
 		if (!__atomic_load_n(&shim.accepted, __ATOMIC_RELAXED))
-			__atomic_store_n(&shim.accepted, true, __ATOMIC_RELAXED);
+			first_accepted();
 		return;
 	}
 	if (conn_trylock(c))

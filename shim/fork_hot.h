@@ -79,4 +79,16 @@
  * maps that window and no other (it cost a second fault of its own). */
 #define START_PATH __attribute__((section(".text.startup.reqid_start_path")))
 
+/* A fork child maps anew every page of a file's private mapping that the
+ * fork did not copy, a fault each 64 KiB of code it runs, and fork copies
+ * a mapping's page entries only if the mapping holds an anonymous page.
+ * Called at the process's first accepted connection (a fork server's
+ * parent, before it forks for it): the library's code and its headers
+ * (which the loader reads to bind a symbol lazily) each get one, by a
+ * store of the byte that is there (the ELF header's first; _fini's, which
+ * never runs): from then on its children find mapped what their parent
+ * mapped.
+ * Once per process; a failure leaves the mappings as they were. */
+void fork_copies_code(void) __attribute__((visibility("hidden")));
+
 #endif

@@ -17,9 +17,12 @@
 
 #include "event_batch.h"
 
+#include "raw_syscall.h"
 #include "request_table.h"
 
+#include <elf.h>
 #include <errno.h>
+#include <link.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -691,4 +694,49 @@ void spawn_environ_end(char **saved)
 	if (environ == spawn_env)
 		environ = saved;
 	process_unlock();
+}
+
+/* The library's ELF header, at the start of its first mapping, and _fini:
+ * alone on its page, the first after the FORK_PATH window (layout.ld fills
+ * the window out), and never run (the link names another function as
+ * DT_FINI). */
+extern const ElfW(Ehdr) __ehdr_start __attribute__((visibility("hidden")));
+extern void _fini(void) __attribute__((visibility("hidden")));
+
+/* Gives the library's mapping of the loadable segment flagged flags an
+ * anonymous page: the byte at at, stored again while the whole mapping is
+ * writable too (a part made writable would stay a mapping of its own). */
+static void segment_copied_by_fork(const ElfW(Phdr) *ph, unsigned n, ElfW(Word) flags,
+				   const char *at)
+{
+	const char *base = (const char *)&__ehdr_start;
+	for (unsigned i = 0; i < n; i++) {
+		if (ph[i].p_type != PT_LOAD || ph[i].p_flags != flags)
+			continue;
+		uintptr_t start = (uintptr_t)base + ph[i].p_vaddr;
+		uintptr_t end = (start + ph[i].p_memsz + 4095) & ~(uintptr_t)4095;
+		start &= ~(uintptr_t)4095;
+		int prot = PROT_READ | (flags & PF_X ? PROT_EXEC : 0);
+		if ((uintptr_t)at < start || (uintptr_t)at >= end)
+			continue;
+		if (raw_syscall3(SYS_mprotect, (long)start, (long)(end - start), prot | PROT_WRITE) != 0)
+			return;
+		*(volatile char *)at = *(volatile const char *)at;
+		raw_syscall3(SYS_mprotect, (long)start, (long)(end - start), prot);
+		return;
+	}
+}
+
+static _Atomic bool code_copied_by_fork FORK_HOT;
+
+void fork_copies_code(void)
+{
+	if (atomic_load_explicit(&code_copied_by_fork, memory_order_relaxed) ||
+	    atomic_exchange_explicit(&code_copied_by_fork, true, memory_order_relaxed))
+		return;
+	const char *base = (const char *)&__ehdr_start;
+	const ElfW(Phdr) *ph = (const ElfW(Phdr) *)(base + __ehdr_start.e_phoff);
+	segment_copied_by_fork(ph, __ehdr_start.e_phnum, PF_R, base);
+	segment_copied_by_fork(ph, __ehdr_start.e_phnum, PF_R | PF_X,
+			       (const char *)(uintptr_t)_fini);
 }

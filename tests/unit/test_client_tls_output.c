@@ -32,6 +32,7 @@
 #include "audit_off.h"
 #include "default_shim.h"
 #include "fake_ssl.h"
+#include "fork_code_off.h"
 
 struct shim_state shim;
 struct process_state process;

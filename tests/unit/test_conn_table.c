@@ -59,6 +59,7 @@
 
 #include "audit_off.h"
 #include "default_shim.h"
+#include "fork_code_off.h"
 
 struct shim_state shim;
 struct process_state process;

@@ -26,6 +26,7 @@
 #include "shim_init.h"
 
 #include "audit_off.h"
+#include "fork_code_off.h"
 
 struct shim_state shim;
 struct process_state process;
