@@ -328,11 +328,14 @@ static void stream_untracked(void)
 }
 
 /* The process's first connection: from now on its fork children find the
- * library's code mapped (fork_copies_code). */
+ * library's code mapped (fork_copies_code). Not in a process `reqid
+ * attach` loaded the library into: detach gives back the library's pages
+ * that map its file, and the two copies would stay. */
 static __attribute__((noinline, cold)) void first_accepted(void)
 {
 	__atomic_store_n(&shim.accepted, true, __ATOMIC_RELAXED);
-	fork_copies_code();
+	if (!shim.attached)
+		fork_copies_code();
 }
 
 /* Takes c (the entry of the fd whose state is st, locked: conn_trylock) for

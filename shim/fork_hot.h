@@ -85,9 +85,9 @@
  * Called at the process's first accepted connection (a fork server's
  * parent, before it forks for it): the library's code and its headers
  * (which the loader reads to bind a symbol lazily) each get one, by a
- * store of the byte that is there (the ELF header's first; _fini's, which
- * never runs): from then on its children find mapped what their parent
- * mapped.
+ * write of the byte that is there through /proc/self/mem (the ELF
+ * header's first; _fini's, which never runs): from then on its children
+ * find mapped what their parent mapped.
  * Once per process; a failure leaves the mappings as they were. */
 void fork_copies_code(void) __attribute__((visibility("hidden")));
 

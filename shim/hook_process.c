@@ -22,6 +22,7 @@
 
 #include <elf.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <link.h>
 #include <pthread.h>
 #include <sched.h>
@@ -703,28 +704,15 @@ void spawn_environ_end(char **saved)
 extern const ElfW(Ehdr) __ehdr_start __attribute__((visibility("hidden")));
 extern void _fini(void) __attribute__((visibility("hidden")));
 
-/* Gives the library's mapping of the loadable segment flagged flags an
- * anonymous page: the byte at at, stored again while the whole mapping is
- * writable too (a part made writable would stay a mapping of its own). */
-static void segment_copied_by_fork(const ElfW(Phdr) *ph, unsigned n, ElfW(Word) flags,
-				   const char *at)
+/* Gives the library's mapping that holds at an anonymous page: the byte at
+ * at, written again through /proc/self/mem (mem), as a debugger plants a
+ * breakpoint: the kernel copies the page for the write and the mapping's
+ * protection never changes (no moment of writable code, no mprotect a
+ * policy could refuse or log). A refused write leaves the page as it was. */
+static void page_copied(int mem, const char *at)
 {
-	const char *base = (const char *)&__ehdr_start;
-	for (unsigned i = 0; i < n; i++) {
-		if (ph[i].p_type != PT_LOAD || ph[i].p_flags != flags)
-			continue;
-		uintptr_t start = (uintptr_t)base + ph[i].p_vaddr;
-		uintptr_t end = (start + ph[i].p_memsz + 4095) & ~(uintptr_t)4095;
-		start &= ~(uintptr_t)4095;
-		int prot = PROT_READ | (flags & PF_X ? PROT_EXEC : 0);
-		if ((uintptr_t)at < start || (uintptr_t)at >= end)
-			continue;
-		if (raw_syscall3(SYS_mprotect, (long)start, (long)(end - start), prot | PROT_WRITE) != 0)
-			return;
-		*(volatile char *)at = *(volatile const char *)at;
-		raw_syscall3(SYS_mprotect, (long)start, (long)(end - start), prot);
-		return;
-	}
+	char byte = *(volatile const char *)at;
+	raw_syscall4(SYS_pwrite64, mem, (long)&byte, 1, (long)(uintptr_t)at);
 }
 
 static _Atomic bool code_copied_by_fork FORK_HOT;
@@ -734,9 +722,10 @@ void fork_copies_code(void)
 	if (atomic_load_explicit(&code_copied_by_fork, memory_order_relaxed) ||
 	    atomic_exchange_explicit(&code_copied_by_fork, true, memory_order_relaxed))
 		return;
-	const char *base = (const char *)&__ehdr_start;
-	const ElfW(Phdr) *ph = (const ElfW(Phdr) *)(base + __ehdr_start.e_phoff);
-	segment_copied_by_fork(ph, __ehdr_start.e_phnum, PF_R, base);
-	segment_copied_by_fork(ph, __ehdr_start.e_phnum, PF_R | PF_X,
-			       (const char *)(uintptr_t)_fini);
+	int mem = (int)raw_syscall3(SYS_open, (long)"/proc/self/mem", O_RDWR | O_CLOEXEC, 0);
+	if (mem < 0)
+		return;
+	page_copied(mem, (const char *)&__ehdr_start);
+	page_copied(mem, (const char *)(uintptr_t)_fini);
+	raw_syscall3(SYS_close, mem, 0, 0);
 }
