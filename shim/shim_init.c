@@ -84,7 +84,9 @@ static START_PATH const char *environment_entry(const char *name)
  * pass over it: start-up asks for some twenty settings, and a scan of the
  * whole environment for each cost some 500 instructions in a shell's forty
  * variables. Made on the constructor's stack, for the environ it was read
- * from (set_log_ids makes another); more than fit: environ is scanned. */
+ * from (set_log_ids makes another, or points its REQID_LOG_IDS slot at a
+ * new entry: that setting is never asked for after it); more than fit:
+ * environ is scanned. */
 #define SETTING_ENTRIES_MAX 32
 struct setting_entries {
 	char **from;
