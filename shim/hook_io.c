@@ -1,6 +1,6 @@
 /*
- * hook_io.c - read, readv, write, writev and pwrite (and the fortified
- * __read_chk).
+ * hook_io.c - read, readv, preadv2, write, writev and pwrite (and the
+ * fortified __read_chk).
  *
  * Each hook classifies the fd with one table load and passes anything that
  * is neither a connection nor a log descriptor straight to libc. Must never
@@ -86,6 +86,40 @@ EXPORT ssize_t readv(int fd, const struct iovec *iov, int iovcnt)
 	if (likely(real.readv != NULL) && untracked(fd, READ_CARE))
 		return real.readv(fd, iov, iovcnt);
 	return readv_slow(fd, iov, iovcnt);
+}
+
+/* preadv2 reads a socket's stream only at offset -1, as readv (elsewhere
+ * it fails, ESPIPE): its bytes on a connection feed the parser as readv's. */
+static ssize_t preadv2_common(ssize_t (*fn)(int, const struct iovec *, int, off_t, int), int fd,
+			      const struct iovec *iov, int iovcnt, off_t off, int flags)
+{
+	if (untracked(fd, READ_CARE))
+		return fn(fd, iov, iovcnt, off, flags);
+	adopt_pending(fd);
+	if (!(fd_class(fd) & FD_CONN)) {
+		note_other_io(fd);
+		return fn(fd, iov, iovcnt, off, flags);
+	}
+	uint8_t generation = conn_io_begin(fd);
+	ssize_t r = fn(fd, iov, iovcnt, off, flags);
+	conn_read_done(fd, generation, NULL, iov, (size_t)iovcnt, r, 0);
+	return r;
+}
+
+EXPORT ssize_t preadv2(int fd, const struct iovec *iov, int iovcnt, off_t off, int flags)
+{
+	ssize_t (*fn)(int, const struct iovec *, int, off_t, int) = REAL(preadv2);
+	if (unlikely(!fn))
+		return syscall(SYS_preadv2, fd, iov, iovcnt, off, 0, flags);
+	return preadv2_common(fn, fd, iov, iovcnt, off, flags);
+}
+
+EXPORT ssize_t preadv64v2(int fd, const struct iovec *iov, int iovcnt, off_t off, int flags)
+{
+	ssize_t (*fn)(int, const struct iovec *, int, off_t, int) = REAL(preadv64v2);
+	if (unlikely(!fn))
+		return syscall(SYS_preadv2, fd, iov, iovcnt, off, 0, flags);
+	return preadv2_common(fn, fd, iov, iovcnt, off, flags);
 }
 
 static ssize_t write_slow(int fd, const void *buf, size_t n, uint8_t flags);

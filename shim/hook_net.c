@@ -1,8 +1,11 @@
 /*
- * hook_net.c - accept, the recv family, the send family, sendfile and splice.
+ * hook_net.c - accept, the recv family, the send family, and the calls that
+ * move a connection's bytes unparsed: sendfile, splice, recvmmsg, sendmmsg
+ * and pwritev2.
  *
  * accept/accept4 make a descriptor a connection; reads on connections feed
- * its request parser; writes on connections mark the response as begun.
+ * its request parser (bytes read unparsed lose the stream); writes on
+ * connections mark the response as begun.
  * send on a log descriptor that is a stream socket (a pipe-like socket to a
  * log collector) is enriched like write. Must never alter the bytes of a
  * connection, never feed the parser bytes the application did not consume
@@ -333,7 +336,42 @@ EXPORT ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
 	return sendmsg_slow(fd, msg, flags);
 }
 
-/* A response body sent from a file still marks the response as begun. */
+/* What unseen_output_begin says when fd is no connection of the shim's
+ * (call libc), or when the header bytes owed on it failed (return -1,
+ * errno says); on a connection it gives its generation, 0-255. */
+#define UNSEEN_PASS (-1)
+#define UNSEEN_REFUSED (-2)
+
+/* Before a call that puts bytes on fd unseen (a response body, as
+ * sendfile's): on a connection, its generation (conn_io_begin) once the
+ * header bytes owed went first, then call libc and unseen_output_done. */
+static int unseen_output_begin(int fd)
+{
+	uint8_t cls = fd_class(fd);
+	if (cls & FD_CLIENT) {
+		note_client_io(fd);
+		return client_before_sendfile(fd) ? UNSEEN_PASS : UNSEEN_REFUSED;
+	}
+	if (likely(!(cls & FD_CONN))) {
+		note_other_io(fd);
+		return UNSEEN_PASS;
+	}
+	uint8_t generation = conn_io_begin(fd);
+	return conn_output_before_sendfile(fd) ? generation : UNSEEN_REFUSED;
+}
+
+/* After it put r bytes on connection fd: they are skipped as a response's
+ * body (not one: the response stream is lost for insertion). */
+static void unseen_output_done(int fd, uint8_t generation, ssize_t r)
+{
+	if (likely(conn_generation(fd) == generation))
+		conn_output_sendfile_done(fd, r);
+	conn_write_done(fd, generation, r);
+}
+
+/* A response body sent from a file still marks the response as begun
+ * (unseen_output_begin and unseen_output_done's steps, written out: the
+ * helpers inlined here grow FORK_PATH's window by 51-76 bytes). */
 static FORK_PATH ssize_t sendfile_common(ssize_t (*fn)(int, int, off_t *, size_t), int out, int in,
 					 off_t *off, size_t count)
 {
@@ -390,21 +428,91 @@ EXPORT ssize_t splice(int in, loff_t *off_in, int out, loff_t *off_out, size_t l
 		conn_read_done(in, generation, NULL, NULL, 0, r, MSG_TRUNC);
 		return r;
 	}
-	uint8_t cls = fd_class(out);
-	if (cls & FD_CLIENT) {
-		note_client_io(out);
-		return client_before_sendfile(out) ? fn(in, off_in, out, off_out, len, flags) : -1;
-	}
-	if (likely(!(cls & FD_CONN))) {
-		note_other_io(out);
-		return fn(in, off_in, out, off_out, len, flags);
-	}
-	uint8_t generation = conn_io_begin(out);
-	if (!conn_output_before_sendfile(out))
-		return -1;
+	int generation = unseen_output_begin(out);
+	if (generation < 0)
+		return generation == UNSEEN_PASS ? fn(in, off_in, out, off_out, len, flags) : -1;
 	ssize_t r = fn(in, off_in, out, off_out, len, flags);
-	if (likely(conn_generation(out) == generation))
-		conn_output_sendfile_done(out, r);
-	conn_write_done(out, generation, r);
+	unseen_output_done(out, generation, r);
 	return r;
+}
+
+/* The bytes of the first r messages of vec; r itself when below 1 (an
+ * error, or no message). */
+static ssize_t mmsg_bytes(const struct mmsghdr *vec, int r)
+{
+	ssize_t bytes = r;
+	if (r > 0)
+		for (int i = bytes = 0; i < r; i++)
+			bytes += vec[i].msg_len;
+	return bytes;
+}
+
+/* recvmmsg on a connection (a stream: each message is a recvmsg's bytes)
+ * is not parsed: the bytes it consumed are consumed unseen, as splice's,
+ * and lose the stream; peeked ones are not consumed. */
+EXPORT int recvmmsg(int fd, struct mmsghdr *vec, unsigned n, int flags, struct timespec *timeout)
+{
+	int (*fn)(int, struct mmsghdr *, unsigned, int, struct timespec *) = REAL(recvmmsg);
+	if (unlikely(!fn))
+		return (int)syscall(SYS_recvmmsg, fd, vec, n, flags, timeout);
+	if (untracked(fd, READ_CARE))
+		return fn(fd, vec, n, flags, timeout);
+	adopt_pending(fd);
+	if (!(fd_class(fd) & FD_CONN)) {
+		note_other_io(fd);
+		return fn(fd, vec, n, flags, timeout);
+	}
+	uint8_t generation = conn_io_begin(fd);
+	int r = fn(fd, vec, n, flags, timeout);
+	conn_read_done(fd, generation, NULL, NULL, 0, mmsg_bytes(vec, r), flags | MSG_TRUNC);
+	return r;
+}
+
+/* sendmmsg's bytes on a connection are not parsed: a response's body, as
+ * sendfile's. */
+EXPORT int sendmmsg(int fd, struct mmsghdr *vec, unsigned n, int flags)
+{
+	int (*fn)(int, struct mmsghdr *, unsigned, int) = REAL(sendmmsg);
+	if (unlikely(!fn))
+		return (int)syscall(SYS_sendmmsg, fd, vec, n, flags);
+	if (untracked(fd, WRITE_CARE))
+		return fn(fd, vec, n, flags);
+	int generation = unseen_output_begin(fd);
+	if (generation < 0)
+		return generation == UNSEEN_PASS ? fn(fd, vec, n, flags) : -1;
+	int r = fn(fd, vec, n, flags);
+	unseen_output_done(fd, generation, mmsg_bytes(vec, r));
+	return r;
+}
+
+/* pwritev2 (offset -1: the socket's stream, as writev) on a connection is
+ * not parsed: its flags (RWF_NOWAIT, ...) have no writev to go to. Its
+ * bytes are a response's body, as sendfile's. */
+static ssize_t pwritev2_common(ssize_t (*fn)(int, const struct iovec *, int, off_t, int), int fd,
+			       const struct iovec *iov, int iovcnt, off_t off, int flags)
+{
+	if (untracked(fd, WRITE_CARE))
+		return fn(fd, iov, iovcnt, off, flags);
+	int generation = unseen_output_begin(fd);
+	if (generation < 0)
+		return generation == UNSEEN_PASS ? fn(fd, iov, iovcnt, off, flags) : -1;
+	ssize_t r = fn(fd, iov, iovcnt, off, flags);
+	unseen_output_done(fd, generation, r);
+	return r;
+}
+
+EXPORT ssize_t pwritev2(int fd, const struct iovec *iov, int iovcnt, off_t off, int flags)
+{
+	ssize_t (*fn)(int, const struct iovec *, int, off_t, int) = REAL(pwritev2);
+	if (unlikely(!fn))
+		return syscall(SYS_pwritev2, fd, iov, iovcnt, off, 0, flags);
+	return pwritev2_common(fn, fd, iov, iovcnt, off, flags);
+}
+
+EXPORT ssize_t pwritev64v2(int fd, const struct iovec *iov, int iovcnt, off_t off, int flags)
+{
+	ssize_t (*fn)(int, const struct iovec *, int, off_t, int) = REAL(pwritev64v2);
+	if (unlikely(!fn))
+		return syscall(SYS_pwritev2, fd, iov, iovcnt, off, 0, flags);
+	return pwritev2_common(fn, fd, iov, iovcnt, off, flags);
 }

@@ -43,6 +43,8 @@
 	X(read, ssize_t, (int, void *, size_t), 1) \
 	X(__read_chk, ssize_t, (int, void *, size_t, size_t), 0) \
 	X(readv, ssize_t, (int, const struct iovec *, int), 1) \
+	X(preadv2, ssize_t, (int, const struct iovec *, int, off_t, int), 0) \
+	X(preadv64v2, ssize_t, (int, const struct iovec *, int, off_t, int), 0) \
 	X(write, ssize_t, (int, const void *, size_t), 1) \
 	X(writev, ssize_t, (int, const struct iovec *, int), 1) \
 	X(pwrite, ssize_t, (int, const void *, size_t, off_t), 1) \
@@ -132,6 +134,10 @@
 	X(sendfile, ssize_t, (int, int, off_t *, size_t), 1) \
 	X(sendfile64, ssize_t, (int, int, off_t *, size_t), 1) \
 	X(splice, ssize_t, (int, loff_t *, int, loff_t *, size_t, unsigned), 0) \
+	X(recvmmsg, int, (int, struct mmsghdr *, unsigned, int, struct timespec *), 0) \
+	X(sendmmsg, int, (int, struct mmsghdr *, unsigned, int), 0) \
+	X(pwritev2, ssize_t, (int, const struct iovec *, int, off_t, int), 0) \
+	X(pwritev64v2, ssize_t, (int, const struct iovec *, int, off_t, int), 0) \
 	X(epoll_wait, int, (int, struct epoll_event *, int, int), 1) \
 	X(epoll_pwait, int, (int, struct epoll_event *, int, int, const sigset_t *), 1) \
 	X(epoll_pwait2, int, (int, struct epoll_event *, int, const struct timespec *, const sigset_t *), 0) \

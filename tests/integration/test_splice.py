@@ -1,26 +1,36 @@
 #!/usr/bin/env python3
-"""test_splice.py - a connection's bytes moved by splice(), which the shim
-does not see, never give a request another request's id, and responses whose
-bodies go out by splice keep their bytes and get their own X-Request-ID.
+"""test_splice.py - a connection's bytes moved by calls whose bytes the shim
+does not parse (splice, recvmmsg, sendmmsg) or parses as readv's and writev's
+(preadv2, pwritev2) never give a request another request's id, and responses
+whose bodies go out by them keep their bytes and get their own X-Request-ID.
 
-A small keep-alive server (python3, os.splice, one connection at a time, its
-lines on stderr) is run under LD_PRELOAD=$REQID_LIB (default build/libreqid.so):
+A small keep-alive server (python3, os.splice or the call through ctypes, one
+connection at a time, its lines on stderr) is run under
+LD_PRELOAD=$REQID_LIB (default build/libreqid.so), once for each call:
   in   it reads each request's head with recv, one byte at a time, and its
-       body with splice (socket -> pipe -> /dev/null). Each body is exactly
-       as long as the next request's head, so a shim that does not see the
-       spliced bytes skips the next head as the rest of the body and takes
+       body with the call (splice: socket -> pipe -> /dev/null; recvmmsg: two
+       messages; preadv2: two buffers, offset -1). Each body is exactly as
+       long as the next request's head, so a shim that does not see the
+       body's bytes skips the next head as the rest of the body and takes
        the head after it for a request again: the skipped request's lines
        and response then carried the previous request's id (until
-       2026-12-07: 1 of 3 requests, its 3 lines and its response).
+       2026-12-07, with recvmmsg and with preadv2: 2 of 4 requests, their 3
+       lines and their responses).
   out  it reads the whole request with recv, sends the response's head with
-       send and its body from a file with splice (file -> pipe -> socket).
-       A shim that does not see the spliced body takes the next response's
-       head for the rest of that body and adds no X-Request-ID to it (until
+       send and its body from a file with the call (splice: file -> pipe ->
+       socket; sendmmsg: two messages; pwritev2: two buffers, offset -1). A
+       shim that does not see the body takes the next response's head for
+       the rest of that body and adds no X-Request-ID to it (until
        2026-12-07: every response after the first on a connection).
+  whole  as out, but head and body go out together with the call (sendmmsg,
+       pwritev2): the shim does not parse them, so the responses go without
+       X-Request-ID (the response stream is lost at the first), never with
+       another request's.
 Checked: every line naming a request's token carries that request's id or
 none; every response is the server's bytes, with at most one added
-X-Request-ID, the request's own (in: none after the first spliced body, the
-stream is lost; out: all of them).
+X-Request-ID, the request's own (in: none after the first body a call took
+unseen, the stream is lost, and all of them with preadv2; out: all of them;
+whole: none).
 """
 
 import os
@@ -38,8 +48,55 @@ PYTHON = "/usr/bin/python3" if os.access("/usr/bin/python3", os.X_OK) else sys.e
 TOKENS = ("TAAAAAAAX", "TBBBBBBBX", "TCCCCCCCX", "TDDDDDDDX")
 
 SERVER = r"""
-import os, re, socket, sys
-mode, ready, body_file = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+import ctypes, os, re, socket, sys
+mode, call, ready, body_file = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+libc = ctypes.CDLL(None, use_errno=True)
+class iovec(ctypes.Structure):
+    _fields_ = [("base", ctypes.c_void_p), ("len", ctypes.c_size_t)]
+class msghdr(ctypes.Structure):
+    _fields_ = [("name", ctypes.c_void_p), ("namelen", ctypes.c_uint32),
+                ("iov", ctypes.POINTER(iovec)), ("iovlen", ctypes.c_size_t),
+                ("control", ctypes.c_void_p), ("controllen", ctypes.c_size_t),
+                ("flags", ctypes.c_int)]
+class mmsghdr(ctypes.Structure):
+    _fields_ = [("hdr", msghdr), ("len", ctypes.c_uint)]
+def halves(buf, n):
+    # two iovecs over the first n bytes of buf (a ctypes buffer)
+    a = n // 2
+    v = (iovec * 2)()
+    v[0].base, v[0].len = ctypes.addressof(buf), a
+    v[1].base, v[1].len = ctypes.addressof(buf) + a, n - a
+    return v
+def checked(r):
+    if r < 0:
+        raise OSError(ctypes.get_errno(), call)
+    return r
+def take(c, left):
+    # bytes of the request body read from c with call
+    if call == "splice":
+        got = os.splice(c.fileno(), w, left)
+        os.splice(r, null, got)
+        return got
+    buf = ctypes.create_string_buffer(left)
+    v = halves(buf, left)
+    if call == "preadv2":
+        return checked(libc.preadv2(c.fileno(), v, 2, ctypes.c_long(-1), 0))
+    m = (mmsghdr * 2)()
+    for i in range(2):
+        m[i].hdr.iov, m[i].hdr.iovlen = ctypes.pointer(v[i]), 1
+    n = checked(libc.recvmmsg(c.fileno(), m, 2, 0x10000, None))  # MSG_WAITFORONE
+    return sum(m[i].len for i in range(n))
+def put(c, data):
+    # bytes of data sent on c with call
+    buf = ctypes.create_string_buffer(data, len(data))
+    v = halves(buf, len(data))
+    if call == "pwritev2":
+        return checked(libc.pwritev2(c.fileno(), v, 2, ctypes.c_long(-1), 0))
+    m = (mmsghdr * 2)()
+    for i in range(2):
+        m[i].hdr.iov, m[i].hdr.iovlen = ctypes.pointer(v[i]), 1
+    n = checked(libc.sendmmsg(c.fileno(), m, 2, 0))
+    return sum(m[i].len for i in range(n))
 ls = socket.socket(); ls.bind(("127.0.0.1", 0)); ls.listen(4)
 os.write(ready, b"%d\n" % ls.getsockname()[1]); os.close(ready)
 r, w = os.pipe()
@@ -60,23 +117,34 @@ while True:
     if mode == "in":
         left = n
         while left:
-            got = os.splice(c.fileno(), w, left)
-            os.splice(r, null, got)
-            left -= got
+            left -= take(c, left)
         log("body token=%s" % tok)
         body = b"ok " + tok.encode()
         c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
     else:
         size = os.path.getsize(body_file)
+        if mode == "whole":
+            data = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % size + open(body_file, "rb").read()
+            sent = 0
+            while sent < len(data):
+                sent += put(c, data[sent:])
+            log("done token=%s" % tok)
+            continue
         c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % size)
-        fd = os.open(body_file, os.O_RDONLY)
-        left = size
-        while left:
-            got = os.splice(fd, w, left)
-            while got:
-                got -= os.splice(r, c.fileno(), got)
-            left = size - os.lseek(fd, 0, os.SEEK_CUR)
-        os.close(fd)
+        if call == "splice":
+            fd = os.open(body_file, os.O_RDONLY)
+            left = size
+            while left:
+                got = os.splice(fd, w, left)
+                while got:
+                    got -= os.splice(r, c.fileno(), got)
+                left = size - os.lseek(fd, 0, os.SEEK_CUR)
+            os.close(fd)
+        else:
+            data = open(body_file, "rb").read()
+            sent = 0
+            while sent < size:
+                sent += put(c, data[sent:])
     log("done token=%s" % tok)
 """
 
@@ -93,15 +161,17 @@ def read_response(sock, buf):
     return raw.decode("latin-1").split("\r\n"), body, rest
 
 
-def run(mode, tmp):
+def run(mode, call, tmp):
     body_file = Path(tmp) / "body.bin"
     # fake response heads in the body: a shim that took them for a response
     # would add a header inside the body
     body_file.write_bytes((b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello" * 3000)[:100000])
     rfd, wfd = os.pipe()
     env = harness.clean_env(LD_PRELOAD=str(LIB))
-    err = open(Path(tmp) / ("%s.log" % mode), "wb")
-    proc = subprocess.Popen([PYTHON, "-c", SERVER, mode, str(wfd), str(body_file)], env=env,
+    label = "%s %s" % (mode, call)
+    log_file = Path(tmp) / ("%s-%s.log" % (mode, call))
+    err = open(log_file, "wb")
+    proc = subprocess.Popen([PYTHON, "-c", SERVER, mode, call, str(wfd), str(body_file)], env=env,
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
                             pass_fds=(wfd,))
     os.close(wfd)
@@ -122,43 +192,48 @@ def run(mode, tmp):
             lines, body, buf = read_response(sock, buf)
             want = b"ok " + tok.encode() if mode == "in" else body_file.read_bytes()
             if body != want:
-                problems.append("%s: %s's body is not the server's (%d bytes)" % (mode, tok, len(body)))
+                problems.append("%s: %s's body is not the server's (%d bytes)" % (label, tok, len(body)))
             ids = [v for k, _, v in (x.partition(": ") for x in lines[1:]) if k == "X-Request-ID"]
             if ids not in ([], ["cid-" + tok]):
-                problems.append("%s: %s's response has X-Request-ID %r" % (mode, tok, ids))
-            if mode == "out" and ids != ["cid-" + tok]:
-                problems.append("out: %s's response has X-Request-ID %r, not its own" % (tok, ids))
+                problems.append("%s: %s's response has X-Request-ID %r" % (label, tok, ids))
+            if (mode == "out" or call == "preadv2") and ids != ["cid-" + tok]:
+                problems.append("%s: %s's response has X-Request-ID %r, not its own" % (label, tok, ids))
+            if mode == "whole" and ids:
+                problems.append("%s: %s's response has X-Request-ID %r, in a head not parsed"
+                                % (label, tok, ids))
             if len(lines) - 1 - len(ids) != 1:
-                problems.append("%s: %s's response head %r" % (mode, tok, lines))
+                problems.append("%s: %s's response head %r" % (label, tok, lines))
         sock.close()
         if proc.wait(timeout=20) != 0:
-            problems.append("%s: server exited with %s" % (mode, proc.returncode))
+            problems.append("%s: server exited with %s" % (label, proc.returncode))
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
     fmt = harness.LineFormat("json")
-    text = (Path(tmp) / ("%s.log" % mode)).read_text()
+    text = log_file.read_text()
     nlines = 0
     for line in text.splitlines():
         rid, msg = fmt.split(line)[:2]
         tok = msg.split("token=")[-1] if "token=" in msg else None
         nlines += 1
         if tok not in TOKENS:
-            problems.append("%s: line without a token: %r" % (mode, line))
+            problems.append("%s: line without a token: %r" % (label, line))
         elif rid not in (None, "cid-" + tok):
-            problems.append("%s: wrong id %s on %r" % (mode, rid, line))
+            problems.append("%s: wrong id %s on %r" % (label, rid, line))
     want_lines = (3 if mode == "in" else 2) * len(TOKENS)
     if nlines != want_lines:
-        problems.append("%s: %d lines, expected %d" % (mode, nlines, want_lines))
+        problems.append("%s: %d lines, expected %d" % (label, nlines, want_lines))
     return problems
 
 
 def main():
     problems = []
     with tempfile.TemporaryDirectory(prefix="reqid-splice-") as tmp:
-        for mode in ("in", "out"):
-            problems += run(mode, tmp)
+        for mode, calls in (("in", ("splice", "recvmmsg", "preadv2")),
+                            ("out", ("splice", "sendmmsg", "pwritev2")), ("whole", ("sendmmsg", "pwritev2"))):
+            for call in calls:
+                problems += run(mode, call, tmp)
     for p in problems:
         print("FAIL", p)
     print("test_splice: %s" % ("FAIL" if problems else "ok"))
