@@ -344,7 +344,8 @@ EXPORT ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
 
 /* Before a call that puts bytes on fd unseen (a response body, as
  * sendfile's): on a connection, its generation (conn_io_begin) once the
- * header bytes owed went first, then call libc and unseen_output_done. */
+ * header bytes owed went first, then call libc and unseen_output_done; on
+ * a log, after the lines the shim has for it (log_flush_fd_plain). */
 static int unseen_output_begin(int fd)
 {
 	uint8_t cls = fd_class(fd);
@@ -353,6 +354,8 @@ static int unseen_output_begin(int fd)
 		return client_before_sendfile(fd) ? UNSEEN_PASS : UNSEEN_REFUSED;
 	}
 	if (likely(!(cls & FD_CONN))) {
+		if (unlikely(cls & FD_LOG))
+			log_flush_fd_plain(fd);
 		note_other_io(fd);
 		return UNSEEN_PASS;
 	}
@@ -381,6 +384,8 @@ static FORK_PATH ssize_t sendfile_common(ssize_t (*fn)(int, int, off_t *, size_t
 		return client_before_sendfile(out) ? fn(out, in, off, count) : -1;
 	}
 	if (likely(!(cls & FD_CONN))) {
+		if (unlikely(cls & FD_LOG))
+			log_flush_fd_plain(out);
 		note_other_io(out);
 		return fn(out, in, off, count);
 	}

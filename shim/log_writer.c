@@ -1212,7 +1212,8 @@ enum partial_line {
 			     begins a line of its own: one physical line must
 			     not hold two enriched lines */
 	PARTIAL_PLAIN     /* goes out as it came: the program writes the rest
-			     past the shim (`reqid detach`) */
+			     past the shim (`reqid detach`), or bytes reach
+			     the descriptor past it (sendfile, splice) */
 };
 
 /* Writes a locked slot's held records (tagged if held under request) and
@@ -1486,7 +1487,7 @@ static __attribute__((noinline, cold)) void release_before_close(void)
 	thread_ctx.in_shim = false;
 }
 
-FORK_PATH void log_flush_fd(int fd)
+static inline __attribute__((always_inline)) void flush_fd(int fd, enum partial_line partial)
 {
 	int saved = errno;
 	/* What the thread holds for other descriptors came before what it has
@@ -1495,9 +1496,19 @@ FORK_PATH void log_flush_fd(int fd)
 	 * descriptors' lines only: a signal handler may be closing fd. */
 	if (unlikely(thread_ctx.held) && !thread_ctx.in_shim && thread_pending_for(fd))
 		release_before_close();
-	drain_all(fd, PARTIAL_ENDED);
+	drain_all(fd, partial);
 	log_output_settle(fd);
 	errno = saved;
+}
+
+FORK_PATH void log_flush_fd(int fd)
+{
+	flush_fd(fd, PARTIAL_ENDED);
+}
+
+void log_flush_fd_plain(int fd)
+{
+	flush_fd(fd, PARTIAL_PLAIN);
 }
 
 static void flush_all(enum partial_line partial)

@@ -61,6 +61,13 @@ void log_flush_thread(void) __attribute__((visibility("hidden")));
  * the calling thread holds for other descriptors (if it has any for fd). */
 void log_flush_fd(int fd) __attribute__((visibility("hidden")));
 
+/* Bytes are about to reach log descriptor fd past the shim (sendfile or
+ * splice onto it): every thread's lines for it go out first, an unfinished
+ * one as the program wrote it, so that the file has the program's bytes in
+ * the program's order (the rest of that line comes after them, a line of
+ * its own). */
+void log_flush_fd_plain(int fd) __attribute__((visibility("hidden"), cold));
+
 /* The process exits, execs or dies: every thread's lines go out. Cold: once
  * per process, beside the start-up code (shim_init.h). */
 void log_flush_all(void) __attribute__((visibility("hidden"), cold));

@@ -31,6 +31,9 @@ none; every response is the server's bytes, with at most one added
 X-Request-ID, the request's own (in: none after the first body a call took
 unseen, the stream is lost, and all of them with preadv2; out: all of them;
 whole: none).
+Then a program writes part of a line to its log (stdout), the rest of it
+with splice or sendfile, and a line after: the file holds its bytes in its
+order.
 """
 
 import os
@@ -227,6 +230,41 @@ def run(mode, call, tmp):
     return problems
 
 
+LOG_WRITER = r"""
+import os, sys
+call, src = sys.argv[1], sys.argv[2]
+os.write(1, b"partial ")
+if call == "splice":
+    r, w = os.pipe()
+    os.write(w, b"MOVED\n")
+    n = os.splice(r, 1, 6)
+else:
+    n = os.sendfile(1, os.open(src, os.O_RDONLY), None, 6)
+os.write(1, b"end\n")
+sys.exit(0 if n == 6 else 3)
+"""
+
+
+def log_order(call, tmp):
+    """Bytes a call puts on a log descriptor past the shim come after what
+    the program wrote to it before: the unfinished line the shim held goes
+    out first, as written (until 2026-12-07 the moved bytes went first and
+    the held part joined the next line: "MOVED\n" then {"msg":"partial
+    end"})."""
+    src = Path(tmp) / "moved.txt"
+    src.write_bytes(b"MOVED\n")
+    out = Path(tmp) / ("log-%s.txt" % call)
+    with open(out, "wb") as f:
+        rc = subprocess.run([PYTHON, "-c", LOG_WRITER, call, str(src)],
+                            env=harness.clean_env(LD_PRELOAD=str(LIB)), stdin=subprocess.DEVNULL,
+                            stdout=f, timeout=30).returncode
+    data = out.read_bytes()
+    want = b'partial MOVED\n{"msg":"end"}\n'
+    if rc != 0 or data != want:
+        return ["log %s: rc %d, wrote %r, expected %r" % (call, rc, data, want)]
+    return []
+
+
 def main():
     problems = []
     with tempfile.TemporaryDirectory(prefix="reqid-splice-") as tmp:
@@ -234,6 +272,8 @@ def main():
                             ("out", ("splice", "sendmmsg", "pwritev2")), ("whole", ("sendmmsg", "pwritev2"))):
             for call in calls:
                 problems += run(mode, call, tmp)
+        for call in ("splice", "sendfile"):
+            problems += log_order(call, tmp)
     for p in problems:
         print("FAIL", p)
     print("test_splice: %s" % ("FAIL" if problems else "ok"))
