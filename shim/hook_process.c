@@ -722,7 +722,10 @@ void fork_copies_code(void)
 	if (atomic_load_explicit(&code_copied_by_fork, memory_order_relaxed) ||
 	    atomic_exchange_explicit(&code_copied_by_fork, true, memory_order_relaxed))
 		return;
-	int mem = (int)raw_syscall3(SYS_open, (long)"/proc/self/mem", O_RDWR | O_CLOEXEC, 0);
+	/* openat, as glibc opens: a seccomp filter that allows the program
+	 * its opens may kill a process at the legacy open. */
+	int mem = (int)raw_syscall4(SYS_openat, AT_FDCWD, (long)"/proc/self/mem", O_RDWR | O_CLOEXEC,
+				    0);
 	if (mem < 0)
 		return;
 	page_copied(mem, (const char *)&__ehdr_start);

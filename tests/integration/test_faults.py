@@ -5,7 +5,8 @@ the log file deleted or renamed while written, a log pipe whose reader exits
 (SIGPIPE default and ignored), a non-blocking log pipe whose reader stops
 for two seconds, a syslog daemon that stops reading /dev/log for two
 seconds, every descriptor taken (RLIMIT_NOFILE), no memory left to map
-(RLIMIT_AS), threads that cannot be made, an EINTR storm (a timer every
+(RLIMIT_AS), threads that cannot be made, a seccomp filter that kills at the legacy open
+system call (the first accepted connection), an EINTR storm (a timer every
 100 us while the program serves requests on a keep-alive connection and
 logs), a connection's descriptor closed and its number given to the next
 connection while a thread is blocked reading it, and dup2/close of a log descriptor racing with writes from other
@@ -112,6 +113,32 @@ class Run:
             self.stderr = stderr.read_bytes()
             self.files = {f.name: f.read_bytes() for f in logdir_after.iterdir()} \
                 if logdir_after.exists() else {}
+
+
+# Listens on a unix socket (argv[1]), connects to it, installs a seccomp
+# filter that kills at system call 2 (open) and accepts the connection.
+SECCOMP_ACCEPT = r"""
+import ctypes, os, socket, struct, sys
+listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+listener.bind(sys.argv[1])
+listener.listen(1)
+client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+client.connect(sys.argv[1])
+code = b"".join(struct.pack("=HBBI", *i) for i in (
+    (0x20, 0, 0, 0),               # the system call's number
+    (0x15, 0, 1, 2),               # open?
+    (0x06, 0, 0, 0x80000000),      # SECCOMP_RET_KILL_PROCESS
+    (0x06, 0, 0, 0x7fff0000)))     # SECCOMP_RET_ALLOW
+insns = ctypes.create_string_buffer(code)
+class Prog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+prog = Prog(4, ctypes.addressof(insns))
+libc = ctypes.CDLL(None)
+if libc.prctl(38, 1, 0, 0, 0) or libc.prctl(22, 2, ctypes.byref(prog), 0, 0):
+    sys.exit(4)  # PR_SET_NO_NEW_PRIVS, PR_SET_SECCOMP with SECCOMP_MODE_FILTER
+conn, _ = listener.accept()
+os.write(2, b"accepted\n")
+"""
 
 
 def json_lines(data):
@@ -332,6 +359,18 @@ class Faults(unittest.TestCase):
         self.assertEqual(shim.obs, {"open": "EMFILE", "opened_to_limit": "yes",
                                     "dup": "EMFILE", "write": "ok", "done": "1"})
         self.assertEqual(shim.stderr, b'{"msg":"full table"}\n')
+
+    def test_seccomp_without_legacy_open(self):
+        # A seccomp filter that kills at the legacy open system call, which
+        # glibc never makes (a list of the calls a program makes has openat
+        # only): the process accepts its first connection and logs. Until
+        # 2026-12-07 the shim opened /proc/self/mem there by open
+        # (fork_copies_code): SIGSYS.
+        with tempfile.TemporaryDirectory() as tmp:
+            p = subprocess.run([sys.executable, "-c", SECCOMP_ACCEPT, str(Path(tmp) / "s")],
+                               env=harness.clean_env(LD_PRELOAD=str(LIB)),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=TIMEOUT)
+        self.assertEqual((p.returncode, p.stderr), (0, b'{"msg":"accepted"}\n'))
 
     def test_no_memory(self):
         bare, shim = Run("no_memory", False), Run("no_memory", True)
