@@ -330,11 +330,15 @@ static void stream_untracked(void)
 /* The process's first connection: from now on its fork children find the
  * library's code mapped (fork_copies_code). Not in a process `reqid
  * attach` loaded the library into: detach gives back the library's pages
- * that map its file, and the two copies would stay. */
+ * that map its file, and the two copies would stay. Not in a process with
+ * threads (fork servers have one): the descriptor fork_copies_code holds
+ * for a moment would be one another thread's open could not have, and one
+ * its close_range or dup2 could take, the byte then written to its file
+ * and the descriptor closed under it. */
 static __attribute__((noinline, cold)) void first_accepted(void)
 {
 	__atomic_store_n(&shim.accepted, true, __ATOMIC_RELAXED);
-	if (!shim.attached)
+	if (!shim.attached && !atomic_load_explicit(&process.threaded, memory_order_relaxed))
 		fork_copies_code();
 }
 

@@ -83,11 +83,11 @@
  * fork did not copy, a fault each 64 KiB of code it runs, and fork copies
  * a mapping's page entries only if the mapping holds an anonymous page.
  * Called at the process's first accepted connection (a fork server's
- * parent, before it forks for it): the library's code and its headers
- * (which the loader reads to bind a symbol lazily) each get one, by a
- * write of the byte that is there through /proc/self/mem (the ELF
- * header's first; _fini's, which never runs): from then on its children
- * find mapped what their parent mapped.
+ * parent, before it forks for it; not if it has threads): the library's
+ * code and its headers (which the loader reads to bind a symbol lazily)
+ * each get one, by a write of the byte that is there through
+ * /proc/self/mem (the ELF header's first; _fini's, which never runs): from
+ * then on its children find mapped what their parent mapped.
  * Once per process; a failure leaves the mappings as they were. */
 void fork_copies_code(void) __attribute__((visibility("hidden")));
 
