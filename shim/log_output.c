@@ -524,6 +524,19 @@ LOOP_PATH void log_output_settle_all(void)
 	}
 }
 
+void log_output_pay(int fd)
+{
+	if (!STATE_WAS_MADE(MADE_BACKLOGS))
+		return;
+	struct backlog *q = find_backlog(fd);
+	if (!q || !backlog_lock(q))
+		return;
+	if (atomic_load_explicit(&q->fd1, memory_order_relaxed) == fd + 1 && pay(q))
+		release(q);
+	else
+		backlog_unlock(q);
+}
+
 bool log_output_drain(void)
 {
 	if (!STATE_WAS_MADE(MADE_BACKLOGS))

@@ -98,6 +98,10 @@ static inline size_t log_output(const struct log_sink *sink, const char *b, size
  * what is left. For close and exit. */
 void log_output_settle(int fd) __attribute__((visibility("hidden")));
 
+/* Writes what fd's backlog can without waiting, and frees it if it
+ * empties: bytes are about to reach fd past the shim, which stays open. */
+void log_output_pay(int fd) __attribute__((visibility("hidden"), cold));
+
 /* Writes what each backlog can without waiting and frees the ones that
  * empty; true when no backlog is left (`reqid detach` waits for that: once
  * the shim is out, nothing would write them). */

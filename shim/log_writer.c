@@ -1497,7 +1497,14 @@ static inline __attribute__((always_inline)) void flush_fd(int fd, enum partial_
 	if (unlikely(thread_ctx.held) && !thread_ctx.in_shim && thread_pending_for(fd))
 		release_before_close();
 	drain_all(fd, partial);
-	log_output_settle(fd);
+	/* A descriptor that stays open (bytes reach it past the shim) keeps
+	 * what is queued behind a full pipe: paid if it can be now, never
+	 * waited for (its writes may not block) nor dropped, as a closed
+	 * one's is after a second. */
+	if (partial == PARTIAL_PLAIN)
+		log_output_pay(fd);
+	else
+		log_output_settle(fd);
 	errno = saved;
 }
 

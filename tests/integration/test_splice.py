@@ -33,7 +33,8 @@ unseen, the stream is lost, and all of them with preadv2; out: all of them;
 whole: none).
 Then a program writes part of a line to its log (stdout), the rest of it
 with splice or sendfile, and a line after: the file holds its bytes in its
-order.
+order. And sendfile onto a full non-blocking log pipe fails at once, the
+lines queued behind it kept.
 """
 
 import os
@@ -265,6 +266,54 @@ def log_order(call, tmp):
     return []
 
 
+# Fills its stdout, a non-blocking pipe nobody reads yet, with lines longer
+# than PIPE_BUF until one is taken in part (the shim queues the rest of its
+# line: the program was told all of it went), then sendfile onto it.
+LOG_FULL_WRITER = r"""
+import os, sys
+os.set_blocking(1, False)
+src = os.open(sys.argv[1], os.O_RDONLY)
+n = 0
+while True:
+    line = b"line %06d %s\n" % (n, b"x" * 5000)
+    try:
+        if os.write(1, line) < len(line):
+            break
+    except BlockingIOError:
+        break
+    n += 1
+try:
+    r = os.sendfile(1, src, None, 6)
+except BlockingIOError:
+    r = -1
+os.write(2, b"%d %d\n" % (n, r))
+"""
+
+
+def log_full():
+    """sendfile onto a log pipe that is full, non-blocking: the lines the
+    shim queued behind it stay queued, and the call fails at once with
+    EAGAIN as without the shim (until 2026-12-07 it waited a second, then
+    dropped the queued rest of the last line: one line torn)."""
+    env = harness.clean_env(LD_PRELOAD=str(LIB))
+    with tempfile.NamedTemporaryFile() as src:
+        src.write(b"MOVED\n")
+        src.flush()
+        p = subprocess.Popen([PYTHON, "-c", LOG_FULL_WRITER, src.name], env=env,
+                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE)
+        report = p.stderr.readline()
+        out = p.stdout.read()
+        p.wait(timeout=30)
+    # stderr is a log: the report is its line, {"msg":"N R"}
+    words = report[len(b'{"msg":"'):-len(b'"}\n')].split()
+    written, r = (int(w) for w in words) if len(words) == 2 else (-1, 0)
+    whole = sum(1 for line in out.split(b"\n") if line.endswith(b"x" * 5000 + b'"}'))
+    if p.returncode != 0 or r != -1 or written < 1 or whole != written:
+        return ["log full: rc %d, %r, %d whole lines" % (p.returncode, report, whole)]
+    return []
+
+
 def main():
     problems = []
     with tempfile.TemporaryDirectory(prefix="reqid-splice-") as tmp:
@@ -274,6 +323,7 @@ def main():
                 problems += run(mode, call, tmp)
         for call in ("splice", "sendfile"):
             problems += log_order(call, tmp)
+        problems += log_full()
     for p in problems:
         print("FAIL", p)
     print("test_splice: %s" % ("FAIL" if problems else "ok"))
