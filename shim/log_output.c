@@ -377,6 +377,18 @@ static void release(struct backlog *q)
 	backlog_unlock(q);
 }
 
+/* Writes what the locked backlog q takes now, then frees it if that
+ * emptied it (true), or unlocks it. */
+static bool pay_and_unlock(struct backlog *q)
+{
+	if (pay(q)) {
+		release(q);
+		return true;
+	}
+	backlog_unlock(q);
+	return false;
+}
+
 /* Queues b behind a new backlog for sink's fd; before is the byte written
  * just before b. False if no backlog is free. */
 static bool start_backlog(const struct log_sink *sink, const char *b, size_t n, char before)
@@ -531,8 +543,8 @@ void log_output_pay(int fd)
 	struct backlog *q = find_backlog(fd);
 	if (!q || !backlog_lock(q))
 		return;
-	if (atomic_load_explicit(&q->fd1, memory_order_relaxed) == fd + 1 && pay(q))
-		release(q);
+	if (atomic_load_explicit(&q->fd1, memory_order_relaxed) == fd + 1)
+		pay_and_unlock(q);
 	else
 		backlog_unlock(q);
 }
@@ -550,10 +562,7 @@ bool log_output_drain(void)
 			empty = false; /* a writer is at it */
 		} else if (atomic_load_explicit(&q->fd1, memory_order_relaxed) == 0) {
 			backlog_unlock(q);
-		} else if (pay(q)) {
-			release(q);
-		} else {
-			backlog_unlock(q);
+		} else if (!pay_and_unlock(q)) {
 			empty = false;
 		}
 	}
