@@ -88,7 +88,10 @@
  * each get one, by a write of the byte that is there through
  * /proc/self/mem (the ELF header's first; _fini's, which never runs): from
  * then on its children find mapped what their parent mapped.
- * Once per process; a failure leaves the mappings as they were. */
+ * Called once per process (conn_table.c's first_accepted, when it sets
+ * shim.accepted, which a fork child inherits; a signal handler's accept
+ * racing the first only writes the same bytes again); a failure leaves
+ * the mappings as they were. */
 void fork_copies_code(void) __attribute__((visibility("hidden")));
 
 #endif

@@ -715,13 +715,8 @@ static void page_copied(int mem, const char *at)
 	raw_syscall4(SYS_pwrite64, mem, (long)&byte, 1, (long)(uintptr_t)at);
 }
 
-static _Atomic bool code_copied_by_fork FORK_HOT;
-
 void fork_copies_code(void)
 {
-	if (atomic_load_explicit(&code_copied_by_fork, memory_order_relaxed) ||
-	    atomic_exchange_explicit(&code_copied_by_fork, true, memory_order_relaxed))
-		return;
 	/* openat, as glibc opens: a seccomp filter that allows the program
 	 * its opens may kill a process at the legacy open. */
 	int mem = (int)raw_syscall4(SYS_openat, AT_FDCWD, (long)"/proc/self/mem", O_RDWR | O_CLOEXEC,
