@@ -175,6 +175,11 @@ LOOP_PATH int batch_fetch_max(int epfd, int max, struct epoll_queue **queue, boo
 	*queue = &f->queue;
 	if (f->queue.epfd != epfd)
 		epoll_queue_give_back(&f->queue, batch_rearm);
+	/* Events kept from this instance answer the wait (this thread was
+	 * its one waiter when it kept them). Only if every one of them has
+	 * gone stale does it ask the kernel: for one, which is always safe. */
+	else if (f->queue.count != 0)
+		return 1;
 	/* New events are kept only on an instance that only this thread waits
 	 * on (a kept event would wait for it while another is idle). A
 	 * level-triggered one is reported again by the kernel while it holds,
