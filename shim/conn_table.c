@@ -832,6 +832,16 @@ static void lose_stream_not_http1(struct conn *c)
 	end_request(c);
 }
 
+/* Whether the program answered c's current request with 101 Switching
+ * Protocols: the bytes its client sends after are the upgraded protocol's
+ * (a tunnel, a websocket), never a request it answers, though they may
+ * spell one, X-Request-ID and all. Read without the write side's lock, as
+ * response_ended does: the client sends them after it read the 101. */
+static inline bool switched_protocols(const struct conn *c)
+{
+	return c->response.status == 101 && c->response.state == R_UNTIL_CLOSE;
+}
+
 /* Applies what the parser saw in one read to the connection's state (h2:
  * the read began the HTTP/2 preface). */
 static void apply(struct conn *c, const struct http_feed_result *r, bool h2)
@@ -861,7 +871,7 @@ static void apply(struct conn *c, const struct http_feed_result *r, bool h2)
 		bool current_unanswered =
 			(__atomic_load_n(&c->request, __ATOMIC_RELAXED) != 0 || c->head_pending) &&
 			!atomic_load_explicit(&c->responded, memory_order_relaxed);
-		if (current_unanswered || r->requests_started > 1) {
+		if (current_unanswered || r->requests_started > 1 || switched_protocols(c)) {
 			lose_stream(c);
 			return;
 		}

@@ -1,0 +1,206 @@
+#!/usr/bin/env python3
+"""test_upgrade.py - after a 101 Switching Protocols the bytes a client sends
+are the upgraded protocol's (a tunnel, a websocket), never a request the
+server answers: a request's text inside them (a tunnelled request with its
+own X-Request-ID) must not give the server's lines its id, and responses
+carried back through the tunnel keep their bytes. An upgrade the server
+declines (a final response) leaves the connection HTTP: the next request on
+it gets its id as on any keep-alive connection.
+
+A small server (python3, one connection at a time, its lines on stderr) is
+run under LD_PRELOAD=$REQID_LIB (default build/libreqid.so). A request with
+"X-Accept: yes" is answered with 101, and from then on each read is a
+tunnel's chunk: the server logs it under the token of the request that
+opened the tunnel (the ground truth: the upgrade's lines are the upgrade
+request's) and writes back a canned HTTP response. Any other request is
+answered 200 with a length, keep-alive.
+Traffic, on one URL: two tunnels, each an upgrade request with its
+X-Request-ID and then two tunnelled requests, each with an X-Request-ID of
+its own; then a keep-alive connection whose first request asks for an
+upgrade the server declines, and a second request after it. Until
+2026-12-07 the tunnel's lines carried the tunnelled requests' ids (8 of 12
+lines wrong, precision 33%); now they carry none (precision 100%, recall
+4 of 12: the upgrade requests' own lines), and the declined upgrade's
+connection keeps its ids (4 of 4 lines, both responses with their own
+X-Request-ID).
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import harness  # noqa: E402
+
+LIB = Path(os.environ.get("REQID_LIB") or harness.LIBREQID).resolve()
+PYTHON = "/usr/bin/python3" if os.access("/usr/bin/python3", os.X_OK) else sys.executable
+
+SERVER = r"""
+import os, re, socket, sys
+ready = int(sys.argv[1])
+ls = socket.socket(); ls.bind(("127.0.0.1", 0)); ls.listen(4)
+os.write(ready, b"%d\n" % ls.getsockname()[1]); os.close(ready)
+def log(text):
+    os.write(2, text.encode() + b"\n")
+CANNED = b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\ninside"
+while True:
+    c, _ = ls.accept()
+    buf = b""
+    while True:
+        while b"\r\n\r\n" not in buf:
+            got = c.recv(65536)
+            if not got:
+                break
+            buf += got
+        if b"\r\n\r\n" not in buf:
+            break
+        head, buf = buf.split(b"\r\n\r\n", 1)
+        tok = re.search(rb"X-Tok: (\w+)", head).group(1).decode()
+        log("start token=%s" % tok)
+        if b"X-Accept: yes" not in head:
+            body = b"ok " + tok.encode()
+            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+            log("done token=%s" % tok)
+            continue
+        c.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: tunnel\r\nConnection: Upgrade\r\n\r\n")
+        log("switched token=%s" % tok)
+        while True:
+            chunk = buf or c.recv(65536)
+            buf = b""
+            if not chunk:
+                break
+            log("tunnel chunk token=%s" % tok)
+            c.sendall(CANNED)
+            log("tunnel relayed token=%s" % tok)
+        break
+    c.close()
+    log("connection closed")
+"""
+
+
+def head(tok, rid, extra=""):
+    return ("GET /one HTTP/1.1\r\nHost: t\r\nX-Tok: %s\r\nX-Request-ID: %s\r\n%s\r\n"
+            % (tok, rid, extra)).encode()
+
+
+def read_response(s, length_known=True):
+    data = b""
+    while b"\r\n\r\n" not in data:
+        got = s.recv(65536)
+        if not got:
+            raise AssertionError("connection closed mid-response: %r" % data)
+        data += got
+    head_bytes, rest = data.split(b"\r\n\r\n", 1)
+    n = 0
+    for line in head_bytes.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.lower() == b"content-length":
+            n = int(value)
+    while len(rest) < n:
+        rest += s.recv(65536)
+    return head_bytes + b"\r\n\r\n" + rest
+
+
+def drive(port):
+    """The traffic; returns {token: expected id} and the problems seen in
+    the responses."""
+    expected, problems = {}, []
+    for tok in ("TUNA", "TUNB"):
+        rid = "up-" + tok
+        expected[tok] = rid
+        with socket.create_connection(("127.0.0.1", port)) as s:
+            s.sendall(head(tok, rid, "X-Accept: yes\r\nUpgrade: tunnel\r\nConnection: Upgrade\r\n"))
+            got = read_response(s)
+            want = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: tunnel\r\nConnection: Upgrade\r\n\r\n"
+            if got != want:
+                problems.append("%s: 101 changed: %r" % (tok, got))
+            for k in range(2):
+                s.sendall(head("INNER%d" % k, "evil-%s-%d" % (tok, k)))
+                got = read_response(s)
+                if got != b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\ninside":
+                    problems.append("%s: tunnelled response changed: %r" % (tok, got))
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        for tok, extra in (("DECLA", "Upgrade: h2c\r\nConnection: Upgrade\r\n"), ("DECLB", "")):
+            rid = "keep-" + tok
+            expected[tok] = rid
+            s.sendall(head(tok, rid, extra))
+            got = read_response(s)
+            body = b"ok " + tok.encode()
+            want = (b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nX-Request-ID: %s\r\n\r\n%s"
+                    % (len(body), rid.encode(), body))
+            if got != want:
+                problems.append("%s: response %r, want %r" % (tok, got, want))
+    return expected, problems
+
+
+def run():
+    with tempfile.TemporaryDirectory() as tmp:
+        log_path = Path(tmp) / "server.log"
+        r, w = os.pipe()
+        env = dict(os.environ, LD_PRELOAD=str(LIB))
+        with open(log_path, "wb") as log:
+            proc = subprocess.Popen([PYTHON, "-c", SERVER, str(w)], pass_fds=(w,), env=env,
+                                    stderr=log)
+        os.close(w)
+        try:
+            with os.fdopen(r) as ready:
+                port = int(ready.readline())
+            expected, problems = drive(port)
+            # The server's last line of each of the 3 connections: every
+            # line before it is written.
+            deadline = time.monotonic() + 10
+            while (log_path.read_bytes().count(b"connection closed") < 3
+                   and time.monotonic() < deadline and proc.poll() is None):
+                time.sleep(0.01)
+        finally:
+            proc.kill()
+            proc.wait()
+        lines = log_path.read_text().splitlines()
+    return expected, problems, lines
+
+
+def main():
+    expected, problems, lines = run()
+    parsed = [json.loads(l) for l in lines]
+    counts = {"tunnel": [0, 0, 0], "declined": [0, 0, 0]}  # lines, right, wrong
+    for obj in parsed:
+        msg = obj.get("msg", "")
+        if "token=" not in msg:
+            if "request_id" in obj:
+                problems.append("line of no request with an id: %r" % obj)
+            continue
+        tok = msg.rsplit("token=", 1)[1]
+        row = counts["tunnel" if tok.startswith("TUN") else "declined"]
+        row[0] += 1
+        rid = obj.get("request_id")
+        if rid is None:
+            continue
+        if rid == expected[tok]:
+            row[1] += 1
+        else:
+            row[2] += 1
+            problems.append("line %r carries %s, not %s's" % (msg, rid, tok))
+    for name, (n, right, wrong) in counts.items():
+        tagged = right + wrong
+        print("%-8s lines %2d right %2d wrong %2d precision %s recall %d/%d"
+              % (name, n, right, wrong, "%.0f%%" % (100.0 * right / tagged) if tagged else "-",
+                 right, n))
+    if counts["tunnel"][:2] != [12, 4]:
+        problems.append("tunnel: %d lines, %d right; want 12 lines, the 4 of the upgrade "
+                        "requests right" % tuple(counts["tunnel"][:2]))
+    if counts["declined"][:2] != [4, 4]:
+        problems.append("declined upgrade: %d lines, %d right; want 4 of 4"
+                        % tuple(counts["declined"][:2]))
+    for p in problems:
+        print("FAIL:", p)
+    print("test_upgrade: %s" % ("FAIL" if problems else "ok"))
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
