@@ -199,7 +199,7 @@ integration: deps $(BUILD)/libreqid.so $(BUILD)/libreqid-fdpages.so $(BUILD)/req
 	python3 tests/integration/test_faults.py
 	python3 tests/integration/test_response_header.py
 	python3 tests/integration/test_splice.py
-	python3 tests/integration/test_upgrade.py
+	python3 tests/integration/test_interim.py
 	python3 tests/integration/test_tls.py
 	python3 tests/integration/test_spawn.py
 	python3 tests/integration/test_fork_faults.py

@@ -842,6 +842,18 @@ static inline bool switched_protocols(const struct conn *c)
 	return c->response.status == 101 && c->response.state == R_UNTIL_CLOSE;
 }
 
+/* Whether what the program wrote since c's current request began is interim
+ * responses only (100 Continue, 103 Early Hints): the request is not
+ * answered yet, and a request read now was pipelined behind it (its body
+ * and the next head in one read, after a 100 Continue). Read without the
+ * write side's lock: a final response begun meanwhile is seen or not, and
+ * not seen loses the stream, never gives an id. */
+static inline bool only_interim(const struct conn *c)
+{
+	return c->response.state == R_START && c->response.status >= 100 &&
+	       c->response.status < 200;
+}
+
 /* Applies what the parser saw in one read to the connection's state (h2:
  * the read began the HTTP/2 preface). */
 static void apply(struct conn *c, const struct http_feed_result *r, bool h2)
@@ -870,7 +882,8 @@ static void apply(struct conn *c, const struct http_feed_result *r, bool h2)
 	if (r->requests_started) {
 		bool current_unanswered =
 			(__atomic_load_n(&c->request, __ATOMIC_RELAXED) != 0 || c->head_pending) &&
-			!atomic_load_explicit(&c->responded, memory_order_relaxed);
+			(!atomic_load_explicit(&c->responded, memory_order_relaxed) ||
+			 only_interim(c));
 		if (current_unanswered || r->requests_started > 1 || switched_protocols(c)) {
 			lose_stream(c);
 			return;

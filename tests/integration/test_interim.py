@@ -1,28 +1,40 @@
 #!/usr/bin/env python3
-"""test_upgrade.py - after a 101 Switching Protocols the bytes a client sends
-are the upgraded protocol's (a tunnel, a websocket), never a request the
-server answers: a request's text inside them (a tunnelled request with its
-own X-Request-ID) must not give the server's lines its id, and responses
-carried back through the tunnel keep their bytes. An upgrade the server
-declines (a final response) leaves the connection HTTP: the next request on
-it gets its id as on any keep-alive connection.
+"""test_interim.py - interim responses (1xx) do not answer a request.
+After a 101 Switching Protocols the bytes a client sends are the upgraded
+protocol's (a tunnel, a websocket), never a request the server answers: a
+request's text inside them (a tunnelled request with its own X-Request-ID)
+must not give the server's lines its id, and responses carried back
+through the tunnel keep their bytes. An upgrade the server declines (a
+final response) leaves the connection HTTP: the next request on it gets
+its id as on any keep-alive connection. After a 100 Continue the request
+is still unanswered: a request whose head arrives with the body (a client
+that pipelines) is pipelined, and must not take the lines and the response
+of the request still being served.
 
 A small server (python3, one connection at a time, its lines on stderr) is
 run under LD_PRELOAD=$REQID_LIB (default build/libreqid.so). A request with
 "X-Accept: yes" is answered with 101, and from then on each read is a
 tunnel's chunk: the server logs it under the token of the request that
 opened the tunnel (the ground truth: the upgrade's lines are the upgrade
-request's) and writes back a canned HTTP response. Any other request is
-answered 200 with a length, keep-alive.
+request's) and writes back a canned HTTP response. A request with "Expect:
+100-continue" gets a 100 Continue, then the server reads its body. Every
+request is answered 200 with a length, keep-alive.
 Traffic, on one URL: two tunnels, each an upgrade request with its
 X-Request-ID and then two tunnelled requests, each with an X-Request-ID of
-its own; then a keep-alive connection whose first request asks for an
-upgrade the server declines, and a second request after it. Until
+its own; a keep-alive connection whose first request asks for an upgrade
+the server declines, and a second request after it; a connection whose
+first request expects 100-continue and whose client sends the body when the
+100 comes, then waits for the response before its second request; one
+whose client sends the second request's head with the body. Until
 2026-12-07 the tunnel's lines carried the tunnelled requests' ids (8 of 12
 lines wrong, precision 33%); now they carry none (precision 100%, recall
-4 of 12: the upgrade requests' own lines), and the declined upgrade's
-connection keeps its ids (4 of 4 lines, both responses with their own
-X-Request-ID).
+4 of 12: the upgrade requests' own lines). And the pipelined request after
+a 100 Continue took the lines of the request still served after its body
+was read, and its response (2 of 5 lines wrong, the first response with
+the second request's X-Request-ID); now the connection is lost there (no
+id, no header). The declined upgrade's connection and the one that waits
+for its response keep their ids (10 of 10 lines, all four responses with
+their own X-Request-ID).
 """
 
 import json
@@ -62,6 +74,13 @@ while True:
         head, buf = buf.split(b"\r\n\r\n", 1)
         tok = re.search(rb"X-Tok: (\w+)", head).group(1).decode()
         log("start token=%s" % tok)
+        if b"Expect: 100-continue" in head:
+            c.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+            n = int(re.search(rb"Content-Length: (\d+)", head).group(1))
+            while len(buf) < n:
+                buf += c.recv(65536)
+            buf = buf[n:]
+            log("body read token=%s" % tok)
         if b"X-Accept: yes" not in head:
             body = b"ok " + tok.encode()
             c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
@@ -126,16 +145,39 @@ def drive(port):
                     problems.append("%s: tunnelled response changed: %r" % (tok, got))
     with socket.create_connection(("127.0.0.1", port)) as s:
         for tok, extra in (("DECLA", "Upgrade: h2c\r\nConnection: Upgrade\r\n"), ("DECLB", "")):
-            rid = "keep-" + tok
-            expected[tok] = rid
-            s.sendall(head(tok, rid, extra))
-            got = read_response(s)
-            body = b"ok " + tok.encode()
-            want = (b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nX-Request-ID: %s\r\n\r\n%s"
-                    % (len(body), rid.encode(), body))
-            if got != want:
-                problems.append("%s: response %r, want %r" % (tok, got, want))
+            expected[tok] = "keep-" + tok
+            s.sendall(head(tok, expected[tok], extra))
+            check_ok(s, tok, expected[tok], problems)
+    expect = "Expect: 100-continue\r\nContent-Length: 4\r\n"
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        for tok in ("WAITA", "WAITB"):
+            expected[tok] = "keep-" + tok
+            s.sendall(head(tok, expected[tok], expect))
+            if read_response(s) != b"HTTP/1.1 100 Continue\r\n\r\n":
+                problems.append("%s: no 100 Continue" % tok)
+            s.sendall(b"body")
+            check_ok(s, tok, expected[tok], problems)
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        expected["PIPEA"], expected["PIPEB"] = "keep-PIPEA", "keep-PIPEB"
+        s.sendall(head("PIPEA", "keep-PIPEA", expect))
+        if read_response(s) != b"HTTP/1.1 100 Continue\r\n\r\n":
+            problems.append("PIPEA: no 100 Continue")
+        s.sendall(b"body" + head("PIPEB", "keep-PIPEB"))
+        for tok in ("PIPEA", "PIPEB"):
+            # The first with no header: the stream is lost at PIPEB's head.
+            check_ok(s, tok, None, problems)
     return expected, problems
+
+
+def check_ok(s, tok, rid, problems):
+    """Reads the server's answer to tok from s: its bytes, with X-Request-ID:
+    rid added (none if rid is None)."""
+    got = read_response(s)
+    body = b"ok " + tok.encode()
+    added = b"X-Request-ID: %s\r\n" % rid.encode() if rid else b""
+    want = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n%s\r\n%s" % (len(body), added, body)
+    if got != want:
+        problems.append("%s: response %r, want %r" % (tok, got, want))
 
 
 def run():
@@ -151,10 +193,10 @@ def run():
             with os.fdopen(r) as ready:
                 port = int(ready.readline())
             expected, problems = drive(port)
-            # The server's last line of each of the 3 connections: every
+            # The server's last line of each of the 5 connections: every
             # line before it is written.
             deadline = time.monotonic() + 10
-            while (log_path.read_bytes().count(b"connection closed") < 3
+            while (log_path.read_bytes().count(b"connection closed") < 5
                    and time.monotonic() < deadline and proc.poll() is None):
                 time.sleep(0.01)
         finally:
@@ -167,7 +209,8 @@ def run():
 def main():
     expected, problems, lines = run()
     parsed = [json.loads(l) for l in lines]
-    counts = {"tunnel": [0, 0, 0], "declined": [0, 0, 0]}  # lines, right, wrong
+    counts = {"tunnel": [0, 0, 0], "declined": [0, 0, 0], "continue": [0, 0, 0]}
+    # each: lines, right, wrong
     for obj in parsed:
         msg = obj.get("msg", "")
         if "token=" not in msg:
@@ -175,7 +218,8 @@ def main():
                 problems.append("line of no request with an id: %r" % obj)
             continue
         tok = msg.rsplit("token=", 1)[1]
-        row = counts["tunnel" if tok.startswith("TUN") else "declined"]
+        row = counts["tunnel" if tok.startswith("TUN")
+                     else "declined" if tok.startswith("DECL") else "continue"]
         row[0] += 1
         rid = obj.get("request_id")
         if rid is None:
@@ -187,7 +231,7 @@ def main():
             problems.append("line %r carries %s, not %s's" % (msg, rid, tok))
     for name, (n, right, wrong) in counts.items():
         tagged = right + wrong
-        print("%-8s lines %2d right %2d wrong %2d precision %s recall %d/%d"
+        print("%-9s lines %2d right %2d wrong %2d precision %s recall %d/%d"
               % (name, n, right, wrong, "%.0f%%" % (100.0 * right / tagged) if tagged else "-",
                  right, n))
     if counts["tunnel"][:2] != [12, 4]:
@@ -196,9 +240,12 @@ def main():
     if counts["declined"][:2] != [4, 4]:
         problems.append("declined upgrade: %d lines, %d right; want 4 of 4"
                         % tuple(counts["declined"][:2]))
+    if counts["continue"][:2] != [11, 7]:
+        problems.append("100-continue: %d lines, %d right; want 11 lines, 7 right (WAITA's "
+                        "and WAITB's 3 each, PIPEA's start)" % tuple(counts["continue"][:2]))
     for p in problems:
         print("FAIL:", p)
-    print("test_upgrade: %s" % ("FAIL" if problems else "ok"))
+    print("test_interim: %s" % ("FAIL" if problems else "ok"))
     return 1 if problems else 0
 
 
