@@ -842,21 +842,19 @@ static inline bool switched_protocols(const struct conn *c)
 	return c->response.status == 101 && c->response.state == R_UNTIL_CLOSE;
 }
 
-/* Whether what the program wrote since c's current request began is interim
- * responses only (100 Continue, 103 Early Hints): the request is not
- * answered yet, and a request read now was pipelined behind it (its body
- * and the next head in one read, after a 100 Continue). Read without the
- * write side's lock: a final response begun meanwhile is seen or not, and
- * not seen loses the stream, never gives an id. */
-static inline bool only_interim(const struct conn *c)
+/* Whether c's responses are parsed as they are written: not when no header
+ * is added, nor on a connection joined mid-stream once it opened
+ * (conn_output.c). */
+static inline bool responses_followed(const struct conn *c)
 {
-	return c->response.state == R_START && c->response.status >= 100 &&
-	       c->response.status < 200;
+	return shim.config.response_header_len > 0 &&
+	       atomic_load_explicit(&c->join, memory_order_relaxed) == JOIN_NONE;
 }
 
-/* Applies what the parser saw in one read to the connection's state (h2:
+/* Applies what the parser p saw in one read to the connection's state (h2:
  * the read began the HTTP/2 preface). */
-static void apply(struct conn *c, const struct http_feed_result *r, bool h2)
+static void apply(struct conn *c, const struct http_feed_result *r, const struct http_parser *p,
+		  bool h2)
 {
 	if (r->not_http && h2) {
 		lose_stream_not_http1(c);
@@ -880,10 +878,16 @@ static void apply(struct conn *c, const struct http_feed_result *r, bool h2)
 		return;
 	}
 	if (r->requests_started) {
+		/* Answered by interim responses only (100 Continue, 103), or
+		 * maybe (its responses not followed): a request read now
+		 * was pipelined behind it (its body and the next head in one
+		 * read, after a 100 Continue). Read without the write side's
+		 * lock: a final response begun meanwhile is seen or not, and
+		 * not seen loses the stream, never gives an id. */
 		bool current_unanswered =
 			(__atomic_load_n(&c->request, __ATOMIC_RELAXED) != 0 || c->head_pending) &&
 			(!atomic_load_explicit(&c->responded, memory_order_relaxed) ||
-			 only_interim(c));
+			 http_response_only_interim(&c->response));
 		if (current_unanswered || r->requests_started > 1 || switched_protocols(c)) {
 			lose_stream(c);
 			return;
@@ -898,6 +902,9 @@ static void apply(struct conn *c, const struct http_feed_result *r, bool h2)
 		start_request(c, r);
 		http_response_expect_head(&c->response,
 					  r->line_len >= 5 && memcmp(r->line, "HEAD ", 5) == 0);
+		/* A 100 Continue or a 101 for this request would go unseen. */
+		if (unlikely(!responses_followed(c)) && http_parser_asked_interim(p))
+			http_response_assume_interim(&c->response);
 	}
 }
 
@@ -992,7 +999,7 @@ static FORK_PATH void feed(struct conn *c, const void *buf, size_t n)
 	bool h2 = r.not_http && line_here && http_starts_h2(buf, n);
 	if (unlikely(r.not_http) && !h2 && lost_not_raw(c, &p, buf, n, line_here))
 		return;
-	apply(c, &r, h2);
+	apply(c, &r, &p, h2);
 }
 
 /* Feeds the n bytes read from c (locked) after the first skip to its

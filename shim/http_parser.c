@@ -66,6 +66,8 @@ void header_matcher_init(struct header_matcher *m, const struct reqid_config *cf
 	matcher_add(m, M_TRANSFER_ENCODING, "transfer-encoding", 17);
 	matcher_add(m, M_TRACEPARENT, "traceparent", 11);
 	matcher_add(m, M_TRACESTATE, "tracestate", 10);
+	matcher_add(m, M_EXPECT, "expect", 6);
+	matcher_add(m, M_UPGRADE, "upgrade", 7);
 	m->traceparent_rank = RANK_NONE;
 	for (uint8_t i = 0; i < cfg->header_count; i++) {
 		matcher_add(m, (uint8_t)(M_FIRST_ID + i), cfg->headers[i].name, cfg->headers[i].len);
@@ -76,6 +78,7 @@ void header_matcher_init(struct header_matcher *m, const struct reqid_config *cf
 	m->sent_id = (uint8_t)(M_FIRST_ID + cfg->header_count);
 	matcher_add(m, m->sent_id, cfg->response_header, cfg->response_header_len);
 	m->count = (uint8_t)(m->sent_id + 1);
+	m->presence_only = 1u << m->sent_id | 1u << M_EXPECT | 1u << M_UPGRADE;
 	/* The bytes a name may start with: its first byte (lowercase), and that
 	 * letter's uppercase. Every process builds this at start. */
 	for (uint8_t i = 0; i < m->count; i++) {
@@ -561,12 +564,12 @@ names_of(const struct header_matcher *m, uint32_t entries, __m128i x, size_t n)
 }
 
 /* Header name complete at ':' naming the entries `named`: note them and
- * choose what to capture (the first of them, unless that is only the sent
- * id header). */
+ * choose what to capture (the first of them, unless it is only the sent
+ * id header, Expect or Upgrade, whose presence alone matters). */
 static void begin_value(struct http_parser *p, uint32_t named)
 {
 	p->seen |= named;
-	named &= ~(1u << p->matcher->sent_id);
+	named &= ~p->matcher->presence_only;
 	p->capture = named ? (uint8_t)__builtin_ctz(named) : RANK_NONE;
 	p->value_len = 0;
 	p->value_overflow = false;

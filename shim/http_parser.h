@@ -28,10 +28,11 @@
 #include "tracestate.h"
 
 /* The header names the parser looks for: the two framing headers, the two
- * trace context headers, the configured id headers in precedence order, and
- * last the id header the shim itself sends (only whether it is present
- * matters). Built once from the config. */
-#define MATCHER_MAX (5 + CONFIG_MAX_HEADERS)
+ * trace context headers, the two that ask for interim responses, the
+ * configured id headers in precedence order, and last the id header the
+ * shim itself sends (only whether it is present matters, as for Expect and
+ * Upgrade). Built once from the config. */
+#define MATCHER_MAX (7 + CONFIG_MAX_HEADERS)
 /* A name, its NUL, and room to read it 16 bytes at a time. */
 #define MATCHER_NAME_ROOM (CONFIG_MAX_HEADER_NAME + 17)
 #define REQUEST_LINE_MAX 96 /* bytes of a request line kept as its fingerprint */
@@ -42,6 +43,8 @@ enum matcher_entry {
 	M_TRANSFER_ENCODING,
 	M_TRACEPARENT,
 	M_TRACESTATE,
+	M_EXPECT,
+	M_UPGRADE,
 	M_FIRST_ID,
 };
 
@@ -49,6 +52,8 @@ struct header_matcher {
 	uint8_t count;
 	uint8_t traceparent_rank; /* RANK_NONE if traceparent is not an id header */
 	uint8_t sent_id;          /* entry of the id header the shim sends */
+	uint32_t presence_only;   /* entries whose values are never captured:
+				     sent_id, M_EXPECT, M_UPGRADE */
 	uint8_t len[MATCHER_MAX];
 	uint32_t first[256]; /* entries whose name starts with a byte (ASCII
 				case folded), one bit each */
@@ -150,6 +155,15 @@ static inline bool http_parser_in_head(const struct http_parser *p)
 	 * the blank line's CR already reported the head (end_headers). */
 	uint8_t s = p->state == S_EXPECT_LF ? p->after_lf : p->state;
 	return s >= S_METHOD && s <= S_HEADER_VALUE;
+}
+
+/* Whether the request whose head p's last feed ended (no request began
+ * after it in that feed) asked for interim responses (Expect, Upgrade): a
+ * 100 Continue or a 101 may come before its final response, or instead of
+ * it. */
+static inline bool http_parser_asked_interim(const struct http_parser *p)
+{
+	return (p->seen & (1u << M_EXPECT | 1u << M_UPGRADE)) != 0;
 }
 
 /* What one call to http_parser_feed saw. */

@@ -758,6 +758,29 @@ static void test_connect_tunnel(void **state)
 	expect_result(&r, 2, 2, "y");
 }
 
+/* Expect and Upgrade are noted (a 100 Continue or a 101 may answer the
+ * request first), in any case, their values never taken for an id; an id
+ * header of the same name still gives its id. */
+static void test_asked_interim(void **state)
+{
+	(void)state;
+	struct http_feed_result r;
+	init_default();
+	feed_str("GET / HTTP/1.1\r\nUpgrade: websocket\r\nX-Request-ID: u\r\n\r\n", &r);
+	expect_result(&r, 1, 1, "u");
+	assert_true(http_parser_asked_interim(&g_p));
+	feed_str("POST / HTTP/1.1\r\nEXPECT: 100-continue\r\nContent-Length: 0\r\n\r\n", &r);
+	expect_result(&r, 1, 1, NULL);
+	assert_true(http_parser_asked_interim(&g_p));
+	feed_str("GET / HTTP/1.1\r\nUpgrade-Insecure-Requests: 1\r\nExpects: x\r\n\r\n", &r);
+	expect_result(&r, 1, 1, NULL);
+	assert_false(http_parser_asked_interim(&g_p));
+	init_with_headers("upgrade,X-Request-ID");
+	feed_str("GET / HTTP/1.1\r\nX-Request-ID: x\r\nUpgrade: up-1\r\n\r\n", &r);
+	expect_result(&r, 1, 1, "up-1");
+	assert_true(http_parser_asked_interim(&g_p));
+}
+
 static void test_pipelined(void **state)
 {
 	(void)state;
@@ -2577,6 +2600,7 @@ int main(void)
 		cmocka_unit_test(test_long_future_traceparent),
 		cmocka_unit_test(test_pipelined),
 		cmocka_unit_test(test_connect_tunnel),
+		cmocka_unit_test(test_asked_interim),
 		cmocka_unit_test(test_request_line_kept),
 		cmocka_unit_test(test_keep_alive_no_leak),
 		cmocka_unit_test(test_empty_lines_before_request),
