@@ -328,7 +328,8 @@ static void stream_untracked(void)
 }
 
 /* The process's first connection: from now on its fork children find the
- * library's code mapped (fork_copies_code). Not in a process `reqid
+ * library's code mapped (fork_copies_code), and the request rings
+ * (request_tables_ready). Code copying is not done in a process `reqid
  * attach` loaded the library into: detach gives back the library's pages
  * that map its file, and the two copies would stay. Not in a process with
  * threads (fork servers have one): the descriptor fork_copies_code holds
@@ -338,6 +339,7 @@ static void stream_untracked(void)
 static __attribute__((noinline, cold)) void first_accepted(void)
 {
 	__atomic_store_n(&shim.accepted, true, __ATOMIC_RELAXED);
+	request_tables_ready();
 	if (!shim.attached && !atomic_load_explicit(&process.threaded, memory_order_relaxed))
 		fork_copies_code();
 }

@@ -21,8 +21,9 @@
  * since grown to. The sequence number also picks the slot (modulo the
  * ring's size, skipping pinned ones), so the ring is walked round in order.
  * Readers check the serial before and after copying, in each ring they
- * read. Must never block, allocate or return an id, request line or trace
- * under the wrong serial.
+ * read. The rings and the index are one mapping the first request makes
+ * (map_once), never unmapped. Must never block, allocate otherwise, or
+ * return an id, request line or trace under the wrong serial.
  */
 #include "request_table.h"
 
@@ -100,9 +101,6 @@ struct line_bucket {
 	_Atomic uint64_t serial;
 };
 
-static _Alignas(64) struct request_slot slots[REQUEST_SLOTS] DETACH_ZEROED;
-static struct long_slot long_slots[REQUEST_LONG_SLOTS] DETACH_ZEROED;
-static struct tracestate_slot tracestates[TRACESTATE_SLOTS] DETACH_ZEROED;
 static _Atomic uint64_t next_sequence FORK_HOT;
 /* The ring has REQUEST_RING_START << ring_doublings slots; they grow while
  * more than half are pinned (pinned_slots counts pins). */
@@ -134,11 +132,48 @@ struct line_page {
 };
 _Static_assert(sizeof(struct line_page) == PAGE_BYTES, "a page of the line index is a page");
 _Static_assert(PAGE_PAIRS <= 128 && LINE_PAGES <= 256, "a bucket's number fits in 15 bits");
-static _Alignas(PAGE_BYTES) struct line_page line_pages[LINE_PAGES] DETACH_ZEROED;
 
-static FORK_PATH struct line_page *page_of(uint32_t buckets)
+/* The rings and the line index, mapped by the first request added
+ * (map_once): a process that never has one pays neither their address
+ * space nor the page tables its span would take. The index first, on the
+ * mapping's first page; every part is whole pages. NULL until then, and
+ * for good if mapping fails: no request is added (no id), and every
+ * lookup finds none. Read with every request and line, in a fork child
+ * too: FORK_HOT. */
+struct request_tables {
+	struct line_page line_pages[LINE_PAGES];
+	struct request_slot slots[REQUEST_SLOTS];
+	struct long_slot long_slots[REQUEST_LONG_SLOTS];
+	struct tracestate_slot tracestates[TRACESTATE_SLOTS];
+};
+_Static_assert(sizeof(struct line_page[LINE_PAGES]) % PAGE_BYTES == 0 &&
+		       sizeof(struct request_slot[REQUEST_SLOTS]) % PAGE_BYTES == 0 &&
+		       sizeof(struct long_slot[REQUEST_LONG_SLOTS]) % PAGE_BYTES == 0,
+	       "each ring starts a page");
+static struct request_tables *_Atomic tables FORK_HOT;
+
+/* The tables, NULL if no request was ever added. Said to be page-aligned
+ * (as mapped): the compiler then copies their words with no code for
+ * misaligned ones, as for a static table. */
+static FORK_PATH struct request_tables *tables_mapped(void)
 {
-	return &line_pages[(buckets >> 7) % LINE_PAGES];
+	return __builtin_assume_aligned(atomic_load_explicit(&tables, memory_order_acquire),
+					PAGE_BYTES);
+}
+
+/* The tables, mapped now if they were not; NULL if mapping fails. Out of
+ * the fork child's window: a fork server's parent maps them as it accepts
+ * its first connection (request_tables_ready), and its children inherit
+ * them. */
+static __attribute__((noinline, cold)) struct request_tables *tables_made(void)
+{
+	return __builtin_assume_aligned(map_once((void *_Atomic *)&tables, sizeof(struct request_tables)),
+					PAGE_BYTES);
+}
+
+static FORK_PATH struct line_page *page_of(struct request_tables *t, uint32_t buckets)
+{
+	return &t->line_pages[(buckets >> 7) % LINE_PAGES];
 }
 
 static FORK_PATH uint32_t seen_bit(uint32_t buckets)
@@ -167,26 +202,30 @@ FORK_PATH __attribute__((flatten)) uint32_t request_line_buckets(const char *lin
 	return first | second << 16;
 }
 
-static FORK_PATH struct line_bucket *bucket_in(int table, uint32_t buckets)
+static FORK_PATH struct line_bucket *bucket_in(struct request_tables *t, int table,
+						uint32_t buckets)
 {
 	uint32_t b = buckets >> (16 * table), pair = b & 127;
-	return &page_of(b)->pairs[pair < PAGE_PAIRS ? pair : PAGE_PAIRS - 1][table];
+	return &page_of(t, b)->pairs[pair < PAGE_PAIRS ? pair : PAGE_PAIRS - 1][table];
 }
 
 FORK_PATH void request_line_started(uint32_t buckets, uint64_t serial)
 {
 	/* Each bit is set once in the process's life: a page is written only
 	 * the first times (a fork child copies the pages it writes). */
+	struct request_tables *t = tables_mapped();
+	if (!t)
+		return; /* serial was added: never so */
 	uint32_t bit = seen_bit(buckets);
 	uint64_t mask = 1ull << (bit % 64);
-	struct line_page *page = page_of(buckets);
+	struct line_page *page = page_of(t, buckets);
 	_Atomic uint64_t *once = &page->seen_once[bit / 64], *twice = &page->seen_twice[bit / 64];
 	if (!(atomic_load_explicit(once, memory_order_relaxed) & mask))
 		atomic_fetch_or_explicit(once, mask, memory_order_relaxed);
 	else if (!(atomic_load_explicit(twice, memory_order_relaxed) & mask))
 		atomic_fetch_or_explicit(twice, mask, memory_order_relaxed);
-	for (int t = 0; t < 2; t++) {
-		struct line_bucket *b = bucket_in(t, buckets);
+	for (int table = 0; table < 2; table++) {
+		struct line_bucket *b = bucket_in(t, table, buckets);
 		atomic_store_explicit(&b->serial, serial, memory_order_relaxed);
 		atomic_fetch_add_explicit(&b->count, 1, memory_order_release);
 	}
@@ -214,11 +253,12 @@ static FORK_PATH void recent_end(uint32_t entry)
 {
 	uint32_t i = atomic_fetch_add_explicit(&recent_next, 1, memory_order_relaxed) % RECENT_REQUESTS;
 	uint32_t old = atomic_exchange_explicit(&recent[i], entry, memory_order_relaxed);
+	struct request_tables *t = tables_mapped(); /* an entry was counted in them */
 	if (old == RECENT_UNSEEN_END)
 		unseen_less();
-	else if (old)
-		for (int t = 0; t < 2; t++)
-			atomic_fetch_sub_explicit(&bucket_in(t, old - 1)->count, 1,
+	else if (old && t)
+		for (int table = 0; table < 2; table++)
+			atomic_fetch_sub_explicit(&bucket_in(t, table, old - 1)->count, 1,
 						  memory_order_relaxed);
 }
 
@@ -229,14 +269,14 @@ FORK_PATH void request_line_ended(uint32_t buckets)
 
 /* Whether serial is the one request counted in one of its buckets, and no
  * other request this process saw had its line (seen_twice). */
-static bool alone_in_a_bucket(uint32_t buckets, uint64_t serial)
+static bool alone_in_a_bucket(struct request_tables *t, uint32_t buckets, uint64_t serial)
 {
 	uint32_t bit = seen_bit(buckets);
-	if (atomic_load_explicit(&page_of(buckets)->seen_twice[bit / 64], memory_order_acquire) &
+	if (atomic_load_explicit(&page_of(t, buckets)->seen_twice[bit / 64], memory_order_acquire) &
 	    (1ull << (bit % 64)))
 		return false;
-	for (int t = 0; t < 2; t++) {
-		const struct line_bucket *b = bucket_in(t, buckets);
+	for (int table = 0; table < 2; table++) {
+		const struct line_bucket *b = bucket_in(t, table, buckets);
 		if (atomic_load_explicit(&b->count, memory_order_acquire) == 1 &&
 		    atomic_load_explicit(&b->serial, memory_order_relaxed) == serial)
 			return true;
@@ -255,14 +295,14 @@ static bool side_slot_claim(_Atomic uint64_t *slot_serial, uint64_t serial, uint
 						       memory_order_acquire, memory_order_relaxed);
 }
 
-static struct request_slot *slot_of(uint64_t serial)
+static struct request_slot *slot_of(struct request_tables *t, uint64_t serial)
 {
-	return &slots[serial & SLOT_MASK];
+	return &t->slots[serial & SLOT_MASK];
 }
 
-static struct long_slot *long_slot_of(uint64_t serial)
+static struct long_slot *long_slot_of(struct request_tables *t, uint64_t serial)
 {
-	return &long_slots[serial % REQUEST_LONG_SLOTS];
+	return &t->long_slots[serial % REQUEST_LONG_SLOTS];
 }
 
 /* The ring doubles, once, if more than half its slots are pinned
@@ -301,17 +341,19 @@ static FORK_PATH bool slot_unpinned(_Atomic uint32_t *pins)
 
 FORK_PATH void request_unpin(uint32_t pinned)
 {
-	if (pinned && slot_unpinned(&slots[(pinned - 1) & SLOT_MASK].pins))
+	struct request_tables *t = tables_mapped(); /* a pin is in them */
+	if (pinned && t && slot_unpinned(&t->slots[(pinned - 1) & SLOT_MASK].pins))
 		atomic_fetch_sub_explicit(&pinned_slots, 1, memory_order_relaxed);
 }
 
 void request_keep(uint64_t serial, uint32_t *pin)
 {
 	uint32_t i = (uint32_t)(serial & SLOT_MASK);
+	struct request_tables *t = tables_mapped();
 	/* Pinned, the slot still holds the serial the pin was taken for. */
-	if (serial == 0 || serial == SLOT_WRITING || *pin == i + 1)
+	if (serial == 0 || serial == SLOT_WRITING || *pin == i + 1 || !t)
 		return;
-	struct request_slot *s = slot_of(serial);
+	struct request_slot *s = slot_of(t, serial);
 	if (atomic_load_explicit(&s->serial, memory_order_acquire) != serial)
 		return;
 	uint32_t kept = pin_slot(s, i);
@@ -330,9 +372,9 @@ void request_keep(uint64_t serial, uint32_t *pin)
 
 /* Whether request serial (SLOT_WRITING, 0: none) is in its slot, pinned
  * (a pin made with the add is seen with its serial). */
-static bool pinned_in_slot(uint64_t serial)
+static bool pinned_in_slot(struct request_tables *t, uint64_t serial)
 {
-	const struct request_slot *s = slot_of(serial);
+	const struct request_slot *s = slot_of(t, serial);
 	return serial != SLOT_WRITING && serial != 0 &&
 	       atomic_load_explicit(&s->serial, memory_order_acquire) == serial &&
 	       atomic_load_explicit(&s->pins, memory_order_relaxed) != 0;
@@ -340,9 +382,10 @@ static bool pinned_in_slot(uint64_t serial)
 
 /* Stores the tracestate of serial, unless its slot's writer stalled. Not
  * inlined: out of the fork child's window (few requests bring one). */
-static __attribute__((noinline)) void tracestate_add(uint64_t serial, const char *ts, size_t len)
+static __attribute__((noinline)) void tracestate_add(struct request_tables *t, uint64_t serial,
+						     const char *ts, size_t len)
 {
-	struct tracestate_slot *s = &tracestates[serial % TRACESTATE_SLOTS];
+	struct tracestate_slot *s = &t->tracestates[serial % TRACESTATE_SLOTS];
 	uint64_t old;
 	if (len > TRACESTATE_MAX || !side_slot_claim(&s->serial, serial, &old))
 		return;
@@ -385,6 +428,13 @@ request_table_add(const char *id, size_t len, const char *line, size_t line_len,
 		  uint32_t buckets, const struct trace_plan *trace, const char *ts,
 		  size_t ts_len, uint32_t *pin)
 {
+	struct request_tables *t = tables_mapped();
+	if (__builtin_expect(!t, 0) && !(t = tables_made())) {
+		if (pin)
+			*pin = 0;
+		return 0; /* no room for the rings: no id */
+	}
+	t = __builtin_assume_aligned(t, PAGE_BYTES); /* either way */
 	struct request_head h;
 	request_head_make(&h, id, len, line_len, buckets, trace);
 	if (ts_len)
@@ -410,8 +460,8 @@ request_table_add(const char *id, size_t len, const char *line, size_t line_len,
 		uint32_t size = REQUEST_RING_START
 				<< atomic_load_explicit(&ring_doublings, memory_order_relaxed);
 		uint64_t serial = sequence << REQUEST_SLOT_BITS | (sequence & (size - 1));
-		struct request_slot *s = slot_of(serial);
-		struct long_slot *l = long_slot_of(serial);
+		struct request_slot *s = slot_of(t, serial);
+		struct long_slot *l = long_slot_of(t, serial);
 		/* Read with a store of what is there (adding 0): a page of the
 		 * ring no process touched yet costs one fault for this and the
 		 * store below, not two (a read maps the zero page, the store
@@ -425,7 +475,7 @@ request_table_add(const char *id, size_t len, const char *line, size_t line_len,
 		if (passed < may_pass &&
 		    (atomic_load_explicit(&s->pins, memory_order_relaxed) ||
 		     (long_text &&
-		      pinned_in_slot(atomic_load_explicit(&l->serial, memory_order_relaxed))))) {
+		      pinned_in_slot(t, atomic_load_explicit(&l->serial, memory_order_relaxed))))) {
 			passed++;
 			continue;
 		}
@@ -460,7 +510,7 @@ request_table_add(const char *id, size_t len, const char *line, size_t line_len,
 			atomic_store_explicit(&l->serial, serial, memory_order_release);
 		atomic_store_explicit(&s->serial, serial, memory_order_release);
 		if (ts_len)
-			tracestate_add(serial, ts, ts_len);
+			tracestate_add(t, serial, ts, ts_len);
 		return serial;
 	}
 	if (pin)
@@ -487,10 +537,12 @@ enum request_part {
  * slot's text into text, in whole words; false if the slot holds another
  * request's. */
 static FORK_PATH bool
-request_copy(uint64_t serial, struct request_head *h, char text[REQUEST_INLINE_TEXT],
-	     unsigned parts)
+request_copy(struct request_tables *t, uint64_t serial, struct request_head *h,
+	     char text[REQUEST_INLINE_TEXT], unsigned parts)
 {
-	const struct request_slot *s = slot_of(serial);
+	if (!t)
+		return false;
+	const struct request_slot *s = slot_of(t, serial);
 
 	if (!slot_holds(&s->serial, serial))
 		return false;
@@ -508,25 +560,26 @@ request_copy(uint64_t serial, struct request_head *h, char text[REQUEST_INLINE_T
 }
 
 /* Whether the long slot of request serial holds its text. */
-static bool long_slot_holds(uint64_t serial)
+static bool long_slot_holds(struct request_tables *t, uint64_t serial)
 {
-	return atomic_load_explicit(&long_slot_of(serial)->serial, memory_order_acquire) == serial;
+	return atomic_load_explicit(&long_slot_of(t, serial)->serial, memory_order_acquire) == serial;
 }
 
 /* Whether request serial, whose head is h, is still whole: its long slot (if
  * it is long) not yet taken by a newer request. */
-static bool request_whole(uint64_t serial, const struct request_head *h)
+static bool request_whole(struct request_tables *t, uint64_t serial, const struct request_head *h)
 {
-	return !(h->kind & REQUEST_LONG) || long_slot_holds(serial);
+	return !(h->kind & REQUEST_LONG) || long_slot_holds(t, serial);
 }
 
 /* Copies n bytes from offset of the text in the long slot of request
  * serial; false if the slot holds another request's. */
-static bool long_text_copy(uint64_t serial, size_t offset, size_t n, char *out)
+static bool long_text_copy(struct request_tables *t, uint64_t serial, size_t offset, size_t n,
+			   char *out)
 {
-	const struct long_slot *l = long_slot_of(serial);
+	const struct long_slot *l = long_slot_of(t, serial);
 
-	if (!long_slot_holds(serial))
+	if (!long_slot_holds(t, serial))
 		return false;
 	seq_load(out, l->text + offset, n);
 	atomic_thread_fence(memory_order_acquire);
@@ -534,35 +587,39 @@ static bool long_text_copy(uint64_t serial, size_t offset, size_t n, char *out)
 }
 
 /* request_table_get of an id that is the trace-id or in a long slot. */
-static FORK_PATH __attribute__((noinline)) size_t id_apart(uint64_t serial,
+static FORK_PATH __attribute__((noinline)) size_t id_apart(struct request_tables *t,
+							   uint64_t serial,
 							   char out[REQUEST_ID_MAX])
 {
 	struct request_head h;
 
-	if (!request_copy(serial, &h, NULL, 0) || !request_whole(serial, &h))
+	if (!request_copy(t, serial, &h, NULL, 0) || !request_whole(t, serial, &h))
 		return 0;
 	if (h.kind & REQUEST_ID_IS_TRACE_ID) {
 		memcpy(out, h.trace.trace_id, sizeof(h.trace.trace_id));
 		return h.id_len;
 	}
-	if (h.kind & REQUEST_LONG && !long_text_copy(serial, 0, h.id_len, out))
+	if (h.kind & REQUEST_LONG && !long_text_copy(t, serial, 0, h.id_len, out))
 		return 0;
 	return h.id_len;
 }
 
 FORK_PATH size_t request_table_get(uint64_t serial, char out[REQUEST_ID_MAX])
 {
-	const struct request_slot *s = slot_of(serial);
+	struct request_tables *t = tables_mapped();
 	struct request_head h;
 
 	/* Every line and every response header asks: an id in the slot's
 	 * text is copied here, with no more than that compiled in; a trace-id
 	 * or a long slot's id apart. */
+	if (!t)
+		return 0;
+	const struct request_slot *s = slot_of(t, serial);
 	if (!slot_holds(&s->serial, serial))
 		return 0;
 	seq_load(&h, &s->head, offsetof(struct request_head, trace));
 	if (h.kind & (REQUEST_ID_IS_TRACE_ID | REQUEST_LONG))
-		return id_apart(serial, out);
+		return id_apart(t, serial, out);
 	/* h may be torn here (then thrown away below): n stays in bounds */
 	size_t n = h.id_len;
 	seq_load(out, s->text, n < REQUEST_INLINE_TEXT ? (n + 7) & ~(size_t)7 : REQUEST_INLINE_TEXT);
@@ -573,10 +630,11 @@ FORK_PATH size_t request_table_get(uint64_t serial, char out[REQUEST_ID_MAX])
 FORK_PATH bool
 request_table_trace(uint64_t serial, const struct id_generator *gen, struct trace_ctx *out)
 {
+	struct request_tables *t = tables_mapped();
 	struct request_head h;
 
-	if (!request_copy(serial, &h, NULL, COPY_TRACE) || !(h.kind & REQUEST_TRACED) ||
-	    !request_whole(serial, &h))
+	if (!request_copy(t, serial, &h, NULL, COPY_TRACE) || !(h.kind & REQUEST_TRACED) ||
+	    !request_whole(t, serial, &h))
 		return false;
 	trace_ctx_from_plan(out, &h.trace, gen);
 	return true;
@@ -584,13 +642,15 @@ request_table_trace(uint64_t serial, const struct id_generator *gen, struct trac
 
 FORK_PATH size_t request_table_tracestate(uint64_t serial, char out[TRACESTATE_MAX])
 {
-	struct tracestate_slot *s = &tracestates[serial % TRACESTATE_SLOTS];
+	struct request_tables *t = tables_mapped();
 	struct request_head h;
 
 	/* A request stored without one reads nothing there: a CGI program's
 	 * environment costs no fault on a page of that ring. */
-	if (!request_copy(serial, &h, NULL, 0) || !(h.kind & REQUEST_TRACESTATE) ||
-	    !slot_holds(&s->serial, serial))
+	if (!request_copy(t, serial, &h, NULL, 0) || !(h.kind & REQUEST_TRACESTATE))
+		return 0;
+	struct tracestate_slot *s = &t->tracestates[serial % TRACESTATE_SLOTS];
+	if (!slot_holds(&s->serial, serial))
 		return 0;
 	uint16_t len;
 	seq_load(&len, &s->len, sizeof(len));
@@ -619,22 +679,24 @@ void request_streams_unseen(int delta)
 
 /* Request serial's head into *h and its request line (h->line_len bytes,
  * in text or long_line); NULL if it has none or is no longer stored. */
-static FORK_PATH const char *request_line_copy(uint64_t serial, struct request_head *h,
-				     char text[REQUEST_INLINE_TEXT],
-				     char long_line[REQUEST_LINE_MAX])
+static FORK_PATH const char *request_line_copy(struct request_tables *t, uint64_t serial,
+						struct request_head *h,
+						char text[REQUEST_INLINE_TEXT],
+						char long_line[REQUEST_LINE_MAX])
 {
-	if (!request_copy(serial, h, text, COPY_LINE) || h->line_len == 0)
+	if (!request_copy(t, serial, h, text, COPY_LINE) || h->line_len == 0)
 		return NULL;
 	if (!(h->kind & REQUEST_LONG))
 		return text + id_text_len(h);
-	return long_text_copy(serial, id_text_len(h), h->line_len, long_line) ? long_line : NULL;
+	return long_text_copy(t, serial, id_text_len(h), h->line_len, long_line) ? long_line
+										     : NULL;
 }
 
 FORK_PATH uint32_t request_table_line_buckets(uint64_t serial)
 {
 	struct request_head h;
 	char text[REQUEST_INLINE_TEXT], long_line[REQUEST_LINE_MAX];
-	const char *line = request_line_copy(serial, &h, text, long_line);
+	const char *line = request_line_copy(tables_mapped(), serial, &h, text, long_line);
 	return line ? request_line_buckets(line, h.line_len) : 0;
 }
 
@@ -642,7 +704,7 @@ LOOP_PATH bool request_line_is(uint64_t serial, uint32_t buckets)
 {
 	struct request_head h;
 	char text[REQUEST_INLINE_TEXT];
-	if (!request_copy(serial, &h, text, 0) || h.line_len == 0)
+	if (!request_copy(tables_mapped(), serial, &h, text, 0) || h.line_len == 0)
 		return true;
 	return buckets != 0 && (buckets == h.buckets || buckets == request_table_line_buckets(serial));
 }
@@ -654,8 +716,9 @@ LOOP_PATH bool request_named_in(uint64_t serial, const char *line, size_t len)
 
 	if (atomic_load_explicit(&unseen_streams, memory_order_acquire))
 		return false;
-	const char *req_line = request_line_copy(serial, &h, text, long_line);
-	return req_line && alone_in_a_bucket(h.buckets, serial) &&
+	struct request_tables *t = tables_mapped();
+	const char *req_line = request_line_copy(t, serial, &h, text, long_line);
+	return req_line && alone_in_a_bucket(t, h.buckets, serial) &&
 	       memmem(line, len, req_line, h.line_len) != NULL;
 }
 
@@ -680,10 +743,11 @@ uint64_t request_named_by(const char *line, size_t len)
 
 LOOP_PATH uint64_t request_named_with(const char *line, size_t len, uint32_t buckets)
 {
-	if (atomic_load_explicit(&unseen_streams, memory_order_acquire))
+	struct request_tables *t = tables_mapped();
+	if (atomic_load_explicit(&unseen_streams, memory_order_acquire) || !t)
 		return 0;
-	for (int t = 0; t < 2; t++) {
-		const struct line_bucket *b = bucket_in(t, buckets);
+	for (int table = 0; table < 2; table++) {
+		const struct line_bucket *b = bucket_in(t, table, buckets);
 		if (atomic_load_explicit(&b->count, memory_order_acquire) != 1)
 			continue;
 		uint64_t serial = atomic_load_explicit(&b->serial, memory_order_relaxed);
@@ -691,6 +755,12 @@ LOOP_PATH uint64_t request_named_with(const char *line, size_t len, uint32_t buc
 			return serial;
 	}
 	return 0;
+}
+
+void request_tables_ready(void)
+{
+	if (!tables_mapped())
+		tables_made();
 }
 
 void request_table_forget_all(void)
@@ -701,13 +771,13 @@ void request_table_forget_all(void)
 
 void request_table_release(void)
 {
-	table_release(slots, sizeof(slots));
-	table_release(long_slots, sizeof(long_slots));
-	table_release(tracestates, sizeof(tracestates));
+	/* Kept mapped: a hook in flight may still be reading them. */
+	struct request_tables *t = tables_mapped();
+	if (t)
+		table_release(t, sizeof(*t));
 	for (int i = 0; i < RECENT_REQUESTS; i++)
 		if (atomic_load_explicit(&recent[i], memory_order_relaxed))
 			atomic_store_explicit(&recent[i], 0, memory_order_relaxed);
-	table_release(line_pages, sizeof(line_pages));
 	atomic_store_explicit(&unseen_streams, 0, memory_order_relaxed);
 	atomic_store_explicit(&pinned_slots, 0, memory_order_relaxed);
 	atomic_store_explicit(&ring_doublings, 0, memory_order_relaxed);

@@ -156,6 +156,11 @@ uint64_t request_named_by(const char *line, size_t len) __attribute__((visibilit
 uint64_t request_named_with(const char *line, size_t len, uint32_t buckets)
 	__attribute__((visibility("hidden")));
 
+/* Maps the rings now if no request has yet (a process accepting its first
+ * connection): a fork server's children then inherit them rather than each
+ * mapping its own. Without them (mapping failed) requests get no id. */
+void request_tables_ready(void) __attribute__((visibility("hidden")));
+
 /* Every request added so far is forgotten: its serial finds nothing (a
  * process `reqid attach` attaches to again: a thread's context from the
  * earlier attach may still name one). */

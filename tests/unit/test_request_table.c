@@ -7,7 +7,8 @@
  * ended until RECENT_REQUESTS more have ended, never when two counted
  * requests have the same request line, never by a line that only shares a
  * prefix, and still when two different request lines share a bucket in one
- * of the two tables.
+ * of the two tables; and no id at all, never a wrong one, while the rings
+ * cannot be mapped.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -20,6 +21,8 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include "request_table.h"
 
@@ -881,9 +884,48 @@ static void test_bucket_collision_in_one_table(void **state)
 	}
 }
 
+/* The rings are mapped by the first request: while the process may map
+ * no more (its address space limit), a request gets no serial and no pin,
+ * and nothing is found; once it may, requests are stored. Runs first, the
+ * rings unmapped. */
+static void test_no_rings_no_id(void **state)
+{
+	(void)state;
+	struct rlimit was;
+	assert_int_equal(getrlimit(RLIMIT_AS, &was), 0);
+	unsigned long pages;
+	FILE *statm = fopen("/proc/self/statm", "r");
+	assert_non_null(statm);
+	assert_int_equal(fscanf(statm, "%lu", &pages), 1);
+	fclose(statm);
+	/* 1 MiB more than the process has now: the rings take 5 MiB. */
+	struct rlimit tight = {pages * (unsigned long)sysconf(_SC_PAGESIZE) + (1u << 20), was.rlim_max};
+	assert_int_equal(setrlimit(RLIMIT_AS, &tight), 0);
+	uint32_t pin = 7;
+	const char *line = "GET /unmapped HTTP/1.1";
+	uint32_t buckets = request_line_buckets(line, strlen(line));
+	uint64_t serial = request_table_add("abc", 3, line, strlen(line), buckets, NULL, NULL, 0, &pin);
+	char out[REQUEST_ID_MAX];
+	size_t got = request_table_get(serial_at(1), out);
+	uint64_t by_line = named(line);
+	request_tables_ready();
+	uint64_t after_ready = request_table_add("abc", 3, NULL, 0, 0, NULL, NULL, 0, NULL);
+	assert_int_equal(setrlimit(RLIMIT_AS, &was), 0);
+	assert_int_equal(serial, 0);
+	assert_int_equal(pin, 0);
+	assert_int_equal(got, 0);
+	assert_int_equal(by_line, 0);
+	assert_int_equal(after_ready, 0);
+	uint64_t stored = request_table_add("abc", 3, NULL, 0, 0, NULL, NULL, 0, NULL);
+	assert_int_not_equal(stored, 0);
+	assert_int_equal(request_table_get(stored, out), 3);
+	assert_memory_equal(out, "abc", 3);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_no_rings_no_id),
 		cmocka_unit_test(test_ring_starts_small),
 		cmocka_unit_test(test_pinned_request_kept),
 		cmocka_unit_test(test_ring_grows_while_half_pinned),
