@@ -143,7 +143,6 @@ struct known_module {
 	void *hook;
 };
 
-static struct known_module known[MODULES_MAX] DETACH_ZEROED;
 static size_t known_count;
 
 struct module_list {
@@ -156,6 +155,17 @@ struct module_list {
 	struct module_ref mod[MODULES_MAX];
 	char names[NAMES_SIZE];
 };
+
+/* What the passes learned (known_count records) and the list of a pass,
+ * mapped by the first pass as the entries are (map_once): a process no
+ * one attached to carries neither. Used under the patcher's lock; the
+ * list's pages are touched by the first pass and reused by the next ones;
+ * detach empties both (got_restore_all). */
+struct pass_tables {
+	struct known_module known[MODULES_MAX];
+	struct module_list list;
+};
+static struct pass_tables *_Atomic pass_tables;
 
 static bool read_module(const struct module_ref *ref, struct module *m)
 {
@@ -330,8 +340,9 @@ static bool in_module(const struct dl_phdr_info *info, uintptr_t p)
 /* The record of an earlier pass that still describes the module, or NULL. */
 static const struct known_module *still_known(const struct dl_phdr_info *info, uint64_t hash)
 {
+	const struct pass_tables *pass = atomic_load_explicit(&pass_tables, memory_order_relaxed);
 	for (size_t i = 0; i < known_count; i++) {
-		const struct known_module *k = &known[i];
+		const struct known_module *k = &pass->known[i];
 		if (k->base == info->dlpi_addr && k->name_hash == hash &&
 		    in_module(info, (uintptr_t)k->probe) &&
 		    __atomic_load_n(k->probe, __ATOMIC_ACQUIRE) == k->hook)
@@ -377,13 +388,10 @@ static int collect_module(struct dl_phdr_info *info, size_t size, void *arg)
 	return 0;
 }
 
-/* The list of a pass (under the patcher's lock): its pages are touched
- * by the first pass and reused by the next ones. */
-static struct module_list pass_list DETACH_ZEROED;
-
-static struct module_list *list_made(bool only_new, struct got_entry *table)
+static struct module_list *list_made(struct pass_tables *pass, bool only_new,
+				     struct got_entry *table)
 {
-	struct module_list *list = &pass_list;
+	struct module_list *list = &pass->list;
 	list->count = list->names_used = list->learned_count = 0;
 	list->only_new = only_new;
 	list->table = table;
@@ -444,12 +452,13 @@ static int patch_pass(bool only_new)
 {
 	struct patch_run run = {self_handle(), NULL, NULL, 0};
 	run.table = map_once(&entries_table, GOT_ENTRIES_MAX * sizeof(struct got_entry));
-	if (!run.self || !run.table) {
+	struct pass_tables *pass = map_once((void *_Atomic *)&pass_tables, sizeof(*pass));
+	if (!run.self || !run.table || !pass) {
 		if (run.self)
 			dlclose(run.self);
 		return -1;
 	}
-	run.list = list_made(only_new, run.table);
+	run.list = list_made(pass, only_new, run.table);
 	seen_adds = modules_loaded(); /* one loaded during the pass: the next finds it */
 	size_t before = entry_count;
 	for (size_t i = 0; i < before; i++)
@@ -461,7 +470,7 @@ static int patch_pass(bool only_new)
 		if (i >= before || run.table[i].live)
 			run.table[kept++] = run.table[i];
 	entry_count = kept;
-	memcpy(known, run.list->learned, run.list->learned_count * sizeof(known[0]));
+	memcpy(pass->known, run.list->learned, run.list->learned_count * sizeof(pass->known[0]));
 	known_count = run.list->learned_count;
 	return run.patched;
 }
@@ -509,12 +518,14 @@ int got_restore_all(void)
 {
 	patch_lock();
 	struct restore_run run = {atomic_load_explicit(&entries_table, memory_order_acquire), 0};
-	if (run.table)
-		each_module(list_made(false, NULL), restore_module, &run);
+	/* Entries were made only by a pass that had its tables. */
+	struct pass_tables *pass = atomic_load_explicit(&pass_tables, memory_order_acquire);
+	if (run.table && pass)
+		each_module(list_made(pass, false, NULL), restore_module, &run);
 	entry_count = 0;
 	known_count = 0;
-	table_release(&pass_list, sizeof(pass_list));
-	table_release(known, sizeof(known));
+	if (pass)
+		table_release(pass, sizeof(*pass));
 	if (run.table)
 		table_release(run.table, GOT_ENTRIES_MAX * sizeof(struct got_entry));
 	patch_unlock();
