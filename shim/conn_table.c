@@ -70,8 +70,12 @@ unsigned fd_state_end(void)
 
 void fd_state_release(void)
 {
+	/* No page or chunk lies past fd_state_end (noted before either is
+	 * published): the pointers past it are not read, whose pages would
+	 * otherwise become resident only to say NULL. */
+	unsigned end = fd_state_end();
 	table_release(fd_states, sizeof(fd_states));
-	for (unsigned i = FD_LOW / FD_PAGE; i < FD_LIMIT / FD_PAGE; i++) {
+	for (unsigned i = FD_LOW / FD_PAGE; i < (end + FD_PAGE - 1) / FD_PAGE; i++) {
 		struct fd_state *page = atomic_load_explicit(&fd_pages[i], memory_order_acquire);
 		if (page)
 			table_release(page, FD_PAGE * sizeof(struct fd_state));
@@ -80,7 +84,7 @@ void fd_state_release(void)
 	 * blind flag, and one a late read gave a request after its close keeps
 	 * its pin; the counts were zeroed first (request_table_release), and
 	 * a conn_start on it must give back neither. */
-	for (unsigned i = 0; i < FD_LIMIT / CONN_CHUNK; i++) {
+	for (unsigned i = 0; i < (end + CONN_CHUNK - 1) / CONN_CHUNK; i++) {
 		struct conn_chunk *chunk = atomic_load_explicit(&conn_chunks[i], memory_order_acquire);
 		for (unsigned k = 0; chunk && k < CONN_CHUNK; k++) {
 			struct conn *c = &chunk->entry[k];

@@ -680,9 +680,13 @@ void epoll_map_release(void)
 	struct epoll_tables *t = tables_now();
 	if (!t)
 		return;
-	/* The pages stay mapped, zeroes: what an entry never given reads as. */
+	/* The pages stay mapped, zeroes: what an entry never given reads as.
+	 * None lies past fd_state_end (noted before it is published): the
+	 * pointers past it are not read, whose pages would otherwise become
+	 * resident only to say NULL. */
+	unsigned pages = (fd_state_end() + EPOLL_PAGE - 1) / EPOLL_PAGE;
 	lookup_change();
-	for (unsigned i = 0; i < FD_LIMIT / EPOLL_PAGE; i++) {
+	for (unsigned i = 0; i < pages && i < FD_LIMIT / EPOLL_PAGE; i++) {
 		struct epoll_fd *page = atomic_load_explicit(&t->pages[i], memory_order_acquire);
 		if (page)
 			table_release(page, EPOLL_PAGE * sizeof(struct epoll_fd));
