@@ -90,6 +90,11 @@ static struct snapshot *noted;
  * alone on a page before them. */
 static long late_thread;
 
+/* The lowest byte of the stack of the thread that ran resident_return, if
+ * that was no process's main thread (whose stack grows on demand), else 0:
+ * resident_late_drop drops its pages below the frame it runs in. */
+static uintptr_t stack_low;
+
 /* The shim's own code pages to drop last (resident_return_own_code). */
 #define OWN_RUNS_MAX 16
 static struct {
@@ -125,7 +130,7 @@ static bool next_line(struct maps_reader *r, char *line, size_t size)
 	size_t n = 0;
 	for (;;) {
 		if (r->at == r->len) {
-			ssize_t got = read(r->fd, r->buf, sizeof(r->buf));
+			long got = raw_syscall3(SYS_read, r->fd, (long)r->buf, sizeof(r->buf));
 			if (got <= 0) {
 				line[n] = '\0';
 				return n > 0;
@@ -193,9 +198,24 @@ static bool parse_mapping(const char *s, struct mapping *m)
 	return true;
 }
 
+/* The files under /proc are opened, read and closed by system calls, not
+ * through libc's functions: the shim's own uses of those bind to its hooks
+ * (it is linked -Bsymbolic-functions), which detach has emptied the tables
+ * of, and whose pages a hook's look-up would make resident again. */
+static int proc_open(const char *path)
+{
+	long fd = raw_syscall3(SYS_open, (long)path, O_RDONLY | O_CLOEXEC, 0);
+	return fd < 0 ? -1 : (int)fd;
+}
+
+static void proc_close(int fd)
+{
+	raw_syscall3(SYS_close, fd, 0, 0);
+}
+
 static bool maps_open(struct maps_reader *r)
 {
-	r->fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+	r->fd = proc_open("/proc/self/maps");
 	r->len = r->at = 0;
 	return r->fd >= 0;
 }
@@ -221,8 +241,9 @@ static bool is_own(const struct snapshot *s, const struct mapping *m)
 static bool pagemap_read(int fd, uintptr_t addr, uint64_t *out, size_t count)
 {
 	size_t want = count * sizeof(uint64_t);
-	ssize_t got = pread(fd, out, want, (off_t)(addr / PAGE_BYTES * sizeof(uint64_t)));
-	return got == (ssize_t)want;
+	long got = raw_syscall4(SYS_pread64, fd, (long)out, (long)want,
+				(long)(addr / PAGE_BYTES * sizeof(uint64_t)));
+	return got == (long)want;
 }
 
 #define BATCH 512
@@ -244,7 +265,7 @@ static bool find_own_file(struct snapshot *s)
 			s->own_inode = m.inode;
 			found = true;
 		}
-	close(r.fd);
+	proc_close(r.fd);
 	return found;
 }
 
@@ -262,7 +283,7 @@ static size_t count_pages(bool *too_many)
 		pages += (m.end - m.start) / PAGE_BYTES;
 		ranges++;
 	}
-	close(r.fd);
+	proc_close(r.fd);
 	*too_many = ranges > RANGES_MAX;
 	return pages;
 }
@@ -301,7 +322,7 @@ static void note_pages(struct snapshot *s, int pagemap)
 			done += k;
 		}
 	}
-	close(r.fd);
+	proc_close(r.fd);
 }
 
 void resident_forget(void)
@@ -324,7 +345,7 @@ void resident_snapshot(void)
 	/* Unreadable in a process that gave up root (not dumpable): its pages
 	 * count as present, and only the shim's own code goes back
 	 * (resident_return). */
-	int pagemap = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+	int pagemap = proc_open("/proc/self/pagemap");
 	struct snapshot *s = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
 				  -1, 0);
 	if (s != MAP_FAILED) {
@@ -339,7 +360,7 @@ void resident_snapshot(void)
 		}
 	}
 	if (pagemap >= 0)
-		close(pagemap);
+		proc_close(pagemap);
 	errno = saved;
 }
 
@@ -426,11 +447,32 @@ static void note_late(const struct mapping *m)
 	late.notes.end = m->end;
 }
 
+/* Notes the calling thread's stack in stack_low, if it is not the main
+ * thread's and the frame it runs in lies in it. */
+static void note_stack(void)
+{
+	pthread_attr_t attr;
+	void *low;
+	size_t size;
+	uintptr_t here = (uintptr_t)__builtin_frame_address(0);
+	stack_low = 0;
+	if (raw_syscall3(SYS_gettid, 0, 0, 0) == raw_syscall3(SYS_getpid, 0, 0, 0) ||
+	    pthread_getattr_np(pthread_self(), &attr) != 0)
+		return;
+	if (pthread_attr_getstack(&attr, &low, &size) == 0 && (uintptr_t)low < here &&
+	    here - (uintptr_t)low < size)
+		stack_low = (uintptr_t)low;
+	pthread_attr_destroy(&attr);
+}
+
 void resident_return(void)
 {
-	if (!noted)
-		return;
 	int saved = errno;
+	note_stack();
+	if (!noted) {
+		errno = saved;
+		return;
+	}
 	own_run_count = 0;
 	/* The notes are written only once the last late drop's thread is
 	 * gone (reqid_attach waits for it). */
@@ -439,7 +481,7 @@ void resident_return(void)
 		late.notes.start = late.notes.end = 0;
 	uintptr_t libc_code = (uintptr_t)&pthread_detach;
 	struct maps_reader r;
-	int pagemap = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+	int pagemap = proc_open("/proc/self/pagemap");
 	if (maps_open(&r)) {
 		struct mapping m;
 		uint64_t entries[BATCH];
@@ -480,10 +522,10 @@ void resident_return(void)
 				done += k;
 			}
 		}
-		close(r.fd);
+		proc_close(r.fd);
 	}
 	if (pagemap >= 0)
-		close(pagemap);
+		proc_close(pagemap);
 	resident_forget();
 	errno = saved;
 }
@@ -545,6 +587,14 @@ static RESIDENT_LAST_CODE __attribute__((noreturn, used)) void late_drop_thread(
 
 void resident_late_drop(void)
 {
+	/* The pages below this frame held the frames of the attach or detach
+	 * that ran on this thread, and none of its frames now; one is left
+	 * below it for this function's own use. */
+	uintptr_t below = ((uintptr_t)__builtin_frame_address(0) & ~(uintptr_t)(PAGE_BYTES - 1)) -
+			  PAGE_BYTES;
+	if (stack_low && stack_low < below)
+		raw_syscall3(SYS_madvise, (long)stack_low, (long)(below - stack_low), MADV_DONTNEED);
+	stack_low = 0;
 	struct late_notes *n = &late.notes;
 	if (n->end == 0 || !late_thread_gone())
 		return;
