@@ -12,6 +12,7 @@
 
 #include <errno.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -20,6 +21,7 @@
 #include "head_store.h"
 #include "log_order.h"
 #include "map_once.h"
+#include "page_bytes.h"
 #include "request_table.h"
 #include "shim_init.h"
 
@@ -83,14 +85,27 @@ void fd_state_release(void)
 	/* An entry a late loss marked after its connection closed keeps its
 	 * blind flag, and one a late read gave a request after its close keeps
 	 * its pin; the counts were zeroed first (request_table_release), and
-	 * a conn_start on it must give back neither. */
+	 * a conn_start on it must give back neither. Only entries on resident
+	 * pages are read (mincore): one on a page never touched is zero, and
+	 * reading it would make its page resident (some kernels map no shared
+	 * zero page), the whole chunk's entries for a program with a few
+	 * connections. */
 	for (unsigned i = 0; i < (end + CONN_CHUNK - 1) / CONN_CHUNK; i++) {
 		struct conn_chunk *chunk = atomic_load_explicit(&conn_chunks[i], memory_order_acquire);
-		for (unsigned k = 0; chunk && k < CONN_CHUNK; k++) {
+		unsigned char resident[sizeof(chunk->entry) / PAGE_BYTES];
+		if (!chunk)
+			continue;
+		if (mincore(chunk->entry, sizeof(chunk->entry), resident) != 0)
+			memset(resident, 1, sizeof(resident));
+		for (unsigned k = 0; k < CONN_CHUNK; k++) {
 			struct conn *c = &chunk->entry[k];
-			if (atomic_load_explicit(&c->blind, memory_order_relaxed))
+			size_t blind_page = (size_t)((char *)&c->blind - (char *)chunk) / PAGE_BYTES;
+			size_t pinned_page = (size_t)((char *)&c->pinned - (char *)chunk) / PAGE_BYTES;
+			if ((resident[blind_page] & 1) &&
+			    atomic_load_explicit(&c->blind, memory_order_relaxed))
 				atomic_store_explicit(&c->blind, false, memory_order_relaxed);
-			if (atomic_load_explicit(&c->pinned, memory_order_relaxed))
+			if ((resident[pinned_page] & 1) &&
+			    atomic_load_explicit(&c->pinned, memory_order_relaxed))
 				atomic_store_explicit(&c->pinned, 0, memory_order_relaxed);
 		}
 	}
