@@ -457,6 +457,9 @@ static int attach_now(const char *settings)
 {
 	if (shim.active || preloaded_copy())
 		return ATTACH_PRELOADED;
+	/* Before any hook can run: an accept that began while attached and
+	 * ends after detach must still find it (fork_copies_code). */
+	__atomic_store_n(&shim.loaded_by_attach, true, __ATOMIC_SEQ_CST);
 	/* What a hook left behind after the last detach (a thread that was
 	 * inside an accept then opened its connection after): nothing is
 	 * known of any descriptor yet. */

@@ -359,7 +359,8 @@ static __attribute__((noinline, cold)) void first_accepted(void)
 {
 	__atomic_store_n(&shim.accepted, true, __ATOMIC_RELAXED);
 	request_tables_ready();
-	if (!shim.attached && !atomic_load_explicit(&process.threaded, memory_order_relaxed))
+	if (!shim.loaded_by_attach &&
+	    !atomic_load_explicit(&process.threaded, memory_order_relaxed))
 		fork_copies_code();
 }
 

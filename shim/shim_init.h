@@ -212,6 +212,10 @@ struct shim_state {
 				     calls begun before it (FD_ADOPT) */
 	bool detaching;           /* `reqid detach` waits for owed header bytes:
 				     responses get no new header */
+	bool loaded_by_attach;    /* `reqid attach` loaded the library: set
+				     before its hooks first run, never cleared
+				     (attached is, by detach, which a hook
+				     begun before it may outlive) */
 	uint64_t exec_request;    /* the request this program was exec'ed for */
 	struct header_matcher matcher;
 	struct line_style style;
