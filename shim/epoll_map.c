@@ -102,13 +102,19 @@ _Static_assert(INDEX_MAX_BITS <= 31 && (1ull << INDEX_MAX_BITS) >= 4ull * FD_LIM
 	       "the index's size fits its word and holds every fd at a quarter load");
 _Static_assert(INDEX_MAX_BITS <= 64 - SLOT_FD_BITS, "a slot keeps the bits of its home");
 
+/* Which entries of EPOLL_PAGE fds a page of epoll_tables.pages holds. */
+enum page_kind { FD_ENTRIES, INSTANCE_ENTRIES, KINDS };
+
+/* The index first and each page's two kinds side by side: a process whose
+ * fds stay under 254 * EPOLL_PAGE finds all it reads here on one page. */
 struct epoll_tables {
-	struct epoll_fd *_Atomic pages[FD_LIMIT / EPOLL_PAGE]; /* NULL until mapped */
-	struct epoll_instance *_Atomic instance_pages[FD_LIMIT / EPOLL_PAGE]; /* the same */
 	_Atomic index_word index; /* 0 until the first registration */
 	/* Under the writer lock: */
 	uint32_t index_used;  /* the index's slots that are not empty */
 	index_word spare;     /* a replaced table, emptied: the next of its size */
+	/* [i][FD_ENTRIES]: struct epoll_fd of fds i * EPOLL_PAGE on;
+	 * [i][INSTANCE_ENTRIES]: their struct epoll_instance. NULL until mapped. */
+	void *_Atomic pages[FD_LIMIT / EPOLL_PAGE][KINDS];
 };
 /* struct epoll_tables. Read at every close (epoll_map_tracks): FORK_HOT, on
  * the page every process and fork child writes, not on one a process that
@@ -145,57 +151,60 @@ static bool in_range(int fd)
 	return (unsigned)fd < FD_LIMIT;
 }
 
-/* fd's entry of size bytes in the table of pages, NULL if fd is out of
- * range or no fd of its page has one (every field of it reads as 0 then). */
-static void *page_entry_now(void *_Atomic const *pages, int fd, size_t size)
+/* fd's entry of size bytes in the pages of one kind, whose first pointer
+ * column is (&epoll_tables.pages[0][kind]: the next page's is KINDS on),
+ * NULL if fd is out of range or no fd of its page has one (every field of
+ * it reads as 0 then). */
+static void *page_entry_now(void *_Atomic const *column, int fd, size_t size)
 {
 	if (!in_range(fd))
 		return NULL;
-	char *page = atomic_load_explicit(&pages[(unsigned)fd / EPOLL_PAGE], memory_order_acquire);
+	char *page = atomic_load_explicit(&column[(unsigned)fd / EPOLL_PAGE * KINDS],
+					  memory_order_acquire);
 	return page ? page + (unsigned)fd % EPOLL_PAGE * size : NULL;
 }
 
 /* The same, its page mapped if it was not; NULL if fd is out of range or
  * the mapping failed. The page's end is noted first (fd_state_note_end),
  * so that any thread that finds a page finds it noted. */
-static LOOP_PATH void *page_entry_mapped(void *_Atomic *pages, int fd, size_t size)
+static LOOP_PATH void *page_entry_mapped(void *_Atomic *column, int fd, size_t size)
 {
 	if (!in_range(fd))
 		return NULL;
 	unsigned index = (unsigned)fd / EPOLL_PAGE;
 	fd_state_note_end((index + 1) * EPOLL_PAGE);
-	char *page = map_once(&pages[index], EPOLL_PAGE * size);
+	char *page = map_once(&column[index * KINDS], EPOLL_PAGE * size);
 	return page ? page + (unsigned)fd % EPOLL_PAGE * size : NULL;
 }
 
 /* page_entry_now, or page_entry_mapped when fd's page is not there (one
  * that is was noted before it was published, and the end only grows). */
-static inline void *page_entry_made(void *_Atomic *pages, int fd, size_t size)
+static inline void *page_entry_made(void *_Atomic *column, int fd, size_t size)
 {
-	void *e = page_entry_now((void *_Atomic const *)pages, fd, size);
-	return e ? e : page_entry_mapped(pages, fd, size);
+	void *e = page_entry_now((void *_Atomic const *)column, fd, size);
+	return e ? e : page_entry_mapped(column, fd, size);
 }
 
 static struct epoll_fd *entry_now(const struct epoll_tables *t, int fd)
 {
-	return page_entry_now((void *_Atomic const *)t->pages, fd, sizeof(struct epoll_fd));
+	return page_entry_now(&t->pages[0][FD_ENTRIES], fd, sizeof(struct epoll_fd));
 }
 
 static struct epoll_fd *entry_made(struct epoll_tables *t, int fd)
 {
-	return page_entry_made((void *_Atomic *)t->pages, fd, sizeof(struct epoll_fd));
+	return page_entry_made(&t->pages[0][FD_ENTRIES], fd, sizeof(struct epoll_fd));
 }
 
 /* epfd's instance entry, as entry_now and entry_made. */
 static struct epoll_instance *instance_now(const struct epoll_tables *t, int epfd)
 {
-	return page_entry_now((void *_Atomic const *)t->instance_pages, epfd,
+	return page_entry_now(&t->pages[0][INSTANCE_ENTRIES], epfd,
 			      sizeof(struct epoll_instance));
 }
 
 static struct epoll_instance *instance_made(struct epoll_tables *t, int epfd)
 {
-	return page_entry_made((void *_Atomic *)t->instance_pages, epfd,
+	return page_entry_made(&t->pages[0][INSTANCE_ENTRIES], epfd,
 			       sizeof(struct epoll_instance));
 }
 
@@ -687,11 +696,12 @@ void epoll_map_release(void)
 	unsigned pages = (fd_state_end() + EPOLL_PAGE - 1) / EPOLL_PAGE;
 	lookup_change();
 	for (unsigned i = 0; i < pages && i < FD_LIMIT / EPOLL_PAGE; i++) {
-		struct epoll_fd *page = atomic_load_explicit(&t->pages[i], memory_order_acquire);
+		struct epoll_fd *page =
+			atomic_load_explicit(&t->pages[i][FD_ENTRIES], memory_order_acquire);
 		if (page)
 			table_release(page, EPOLL_PAGE * sizeof(struct epoll_fd));
 		struct epoll_instance *instances =
-			atomic_load_explicit(&t->instance_pages[i], memory_order_acquire);
+			atomic_load_explicit(&t->pages[i][INSTANCE_ENTRIES], memory_order_acquire);
 		if (instances)
 			table_release(instances, EPOLL_PAGE * sizeof(struct epoll_instance));
 	}
