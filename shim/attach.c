@@ -219,29 +219,43 @@ static bool is_epoll_instance(int fd)
  * sockets' ports are noted (listeners), and epoll instances go into *found
  * (epoll_map_adopt_instance). Returns the highest open descriptor (-1 if
  * /proc/self/fd cannot be read). */
+static void scan_open_fd(int fd, struct instances *found)
+{
+	struct fd_state *st;
+	note_listener(fd);
+	if (open_fd_is_log(fd) && (st = fd_state_made(fd)))
+		atomic_fetch_or(&st->flags, FD_LOG);
+	else if (found->count < INSTANCES_MAX && is_epoll_instance(fd) &&
+		 epoll_map_adopt_instance(fd, process.threaded))
+		found->fd[found->count++] = fd;
+}
+
+/* The directory is read by system calls into a buffer on the stack:
+ * opendir's 32 KiB buffer would come from the malloc arena of the
+ * injector's thread, whose pages it touched stay resident after detach. */
 static int scan_open_fds(struct instances *found)
 {
-	DIR *d = opendir("/proc/self/fd");
-	if (!d)
+	int dir = (int)syscall(SYS_openat, AT_FDCWD, "/proc/self/fd",
+			       O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dir < 0)
 		return -1;
 	int highest = -1;
-	struct dirent *e;
+	_Alignas(8) char names[2048];
+	long got;
 	memset(&listeners, 0, sizeof(listeners));
-	while ((e = readdir(d)) != NULL) {
-		int fd = atoi(e->d_name);
-		struct fd_state *st;
-		if (e->d_name[0] == '.' || fd < 0 || fd >= (int)FD_LIMIT || fd == dirfd(d))
-			continue;
-		if (fd > highest)
-			highest = fd;
-		note_listener(fd);
-		if (open_fd_is_log(fd) && (st = fd_state_made(fd)))
-			atomic_fetch_or(&st->flags, FD_LOG);
-		else if (found->count < INSTANCES_MAX && is_epoll_instance(fd) &&
-			 epoll_map_adopt_instance(fd, process.threaded))
-			found->fd[found->count++] = fd;
+	while ((got = syscall(SYS_getdents64, dir, names, sizeof(names))) > 0) {
+		for (long at = 0; at < got;) {
+			const struct dirent64 *e = (const struct dirent64 *)(names + at);
+			int fd = atoi(e->d_name);
+			at += e->d_reclen;
+			if (e->d_name[0] == '.' || fd < 0 || fd >= (int)FD_LIMIT || fd == dir)
+				continue;
+			if (fd > highest)
+				highest = fd;
+			scan_open_fd(fd, found);
+		}
 	}
-	closedir(d);
+	syscall(SYS_close, dir);
 	return highest;
 }
 
