@@ -87,7 +87,12 @@ deps:
 # DT_SYMBOLIC, which made the loader search the library itself before the
 # global scope for each of its imports (some 8,600 instructions at every
 # start); its one exported variable is used under a local name (attach.c).
-SHIM_BUILD := -D_GNU_SOURCE -fPIC -shared -fvisibility=hidden -pthread \
+# -falign-jumps=1 -falign-loops=1: no padding before branch targets and
+# loops (-O2 pads them to 16 bytes), which spread a request's code over more
+# cache lines: an nginx request missed 21 fewer lines of shim code (I1
+# misses under callgrind --cache-sim, 552.5 -> 531.7 a request), and the
+# code is 5% smaller (the FORK_PATH window 65,068 -> 62,067 bytes).
+SHIM_BUILD := -D_GNU_SOURCE -fPIC -shared -fvisibility=hidden -pthread -falign-jumps=1 -falign-loops=1 \
   -ftls-model=initial-exec -fno-stack-protector -DXXH_INLINE_ALL \
   -Wl,--version-script=shim/exports.map -Wl,-z,now -Wl,-z,relro -Wl,-z,defs -Wl,-Bsymbolic-functions -Wl,--sort-section=name -Wl,-fini=reqid_no_dt_fini -Wl,-T,shim/layout.ld -fno-plt -Wl,-z,max-page-size=0x10000
 $(BUILD)/libreqid.so: $(PURE_SRCS) $(GLUE_SRCS) $(SHIM_HDRS) shim/exports.map shim/layout.ld Makefile | $(BUILD)
