@@ -353,6 +353,36 @@ def announced_port(proc, name):
     return int(first.split()[1])
 
 
+def serve_python(code, lib, drive, closes, env=None):
+    """Runs python3 -c code under LD_PRELOAD=lib (env: more variables), its
+    stderr its log; code is given the write end of a pipe as argv[1] and
+    writes its port there, one line. drive(port) is the traffic; once it
+    returns, waits (10 s at most) until the log holds closes lines saying
+    "connection closed", each a connection's last. Returns drive's result
+    and the log's lines."""
+    python = "/usr/bin/python3" if os.access("/usr/bin/python3", os.X_OK) else sys.executable
+    with tempfile.TemporaryDirectory() as tmp:
+        log_path = Path(tmp) / "server.log"
+        r, w = os.pipe()
+        env = dict(os.environ, LD_PRELOAD=str(lib), **(env or {}))
+        with open(log_path, "wb") as log:
+            proc = subprocess.Popen([python, "-c", code, str(w)], pass_fds=(w,), env=env,
+                                    stderr=log)
+        os.close(w)
+        try:
+            with os.fdopen(r) as ready:
+                port = int(ready.readline())
+            result = drive(port)
+            deadline = time.monotonic() + 10
+            while (log_path.read_bytes().count(b"connection closed") < closes
+                   and time.monotonic() < deadline and proc.poll() is None):
+                time.sleep(0.01)
+        finally:
+            proc.kill()
+            proc.wait()
+        return result, log_path.read_text().splitlines()
+
+
 def exchange(port, request, timeout=30.0):
     """Sends request (bytes) on a new connection and returns all the
     server answered until it closed the connection."""

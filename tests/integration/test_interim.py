@@ -40,17 +40,13 @@ their own X-Request-ID).
 import json
 import os
 import socket
-import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import harness  # noqa: E402
 
 LIB = Path(os.environ.get("REQID_LIB") or harness.LIBREQID).resolve()
-PYTHON = "/usr/bin/python3" if os.access("/usr/bin/python3", os.X_OK) else sys.executable
 
 SERVER = r"""
 import os, re, socket, sys
@@ -182,30 +178,11 @@ def check_ok(s, tok, rid, problems):
 
 
 def run(adds):
-    with tempfile.TemporaryDirectory() as tmp:
-        log_path = Path(tmp) / "server.log"
-        r, w = os.pipe()
-        env = dict(os.environ, LD_PRELOAD=str(LIB))
-        if not adds:
-            env["REQID_RESPONSE_HEADER"] = ""
-        with open(log_path, "wb") as log:
-            proc = subprocess.Popen([PYTHON, "-c", SERVER, str(w)], pass_fds=(w,), env=env,
-                                    stderr=log)
-        os.close(w)
-        try:
-            with os.fdopen(r) as ready:
-                port = int(ready.readline())
-            expected, problems = drive(port, adds)
-            # The server's last line of each of the 5 connections: every
-            # line before it is written.
-            deadline = time.monotonic() + 10
-            while (log_path.read_bytes().count(b"connection closed") < 5
-                   and time.monotonic() < deadline and proc.poll() is None):
-                time.sleep(0.01)
-        finally:
-            proc.kill()
-            proc.wait()
-        lines = log_path.read_text().splitlines()
+    # The server's last line of each of the 5 connections: every line
+    # before it is written.
+    (expected, problems), lines = harness.serve_python(
+        SERVER, LIB, lambda port: drive(port, adds), 5,
+        None if adds else {"REQID_RESPONSE_HEADER": ""})
     return expected, problems, lines
 
 
