@@ -76,6 +76,16 @@ static FORK_PATH size_t header_text(const struct conn *c, char out[CONN_OWED_MAX
 	return n;
 }
 
+/* Bytes about to be written on c (its write side locked) begin after the
+ * final response to its current request was written whole, with no request
+ * head read since: a response to a request the shim did not see (body bytes
+ * the server read as one), or bytes of none. The stream is lost: not the
+ * answered request's id in their header, nor on what follows. */
+static __attribute__((noinline, cold)) void answered_again(struct conn *c)
+{
+	conn_mark_lost(c);
+}
+
 static bool out_lock(struct conn *c)
 {
 	uint32_t expected = 0;
@@ -165,6 +175,8 @@ FORK_PATH ssize_t conn_output(int fd, const struct iovec *iov, int iovcnt, int f
 	size_t total = 0;
 	for (int i = 0; i < iovcnt; i++)
 		total += iov[i].iov_len;
+	if (unlikely(total > 0 && conn_answered_whole(c)))
+		answered_again(c);
 	struct owed_bytes owed = owed_of(holder, c);
 
 	for (int attempt = 0;; attempt++) {
@@ -295,6 +307,8 @@ ssize_t conn_output_tls(int fd, struct tls_sender *to, const void *buf, size_t n
 			http_response_stop(&c->response); /* another writer inside */
 		return to->send(to->ssl, buf, n);
 	}
+	if (unlikely(conn_answered_whole(c)))
+		answered_again(c);
 	struct conn_tls *tls = conn_tls(holder);
 	tls->ssl = to->ssl;
 	struct tls_planner plan = {tls_response_plan, tls_response_advance, tls_response_added,

@@ -987,8 +987,27 @@ static __attribute__((noinline, cold)) bool lost_not_raw(struct conn *c,
 	return true;
 }
 
+/* Bytes of c's current request's body are read now: if that request was
+ * answered whole before (responses followed), its server may not have read
+ * the body at all: one that ignored it reads these bytes as its next
+ * request (a keep-alive BaseHTTPRequestHandler whose do_POST never reads
+ * it), one that discards them (nginx) as nothing, and the shim cannot tell
+ * which. Loses the stream then, and says so. Out of the fork child's code:
+ * bodies read in pieces only come here. */
+static __attribute__((noinline, cold)) bool body_read_after_answer(struct conn *c)
+{
+	if (!conn_answered_whole(c) || !responses_followed(c))
+		return false;
+	lose_stream(c);
+	return true;
+}
+
 static FORK_PATH void feed(struct conn *c, const void *buf, size_t n)
 {
+	/* Between requests (the usual read) the parser is at S_START. */
+	const struct http_parser *was = (const struct http_parser *)c->parsing;
+	if (unlikely(was->state != S_START) && http_parser_in_body(was) && body_read_after_answer(c))
+		return;
 	struct http_parser p;
 	memcpy(&p, c->parsing, sizeof(c->parsing));
 	p.matcher = &shim.matcher;

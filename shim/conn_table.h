@@ -121,6 +121,20 @@ static inline bool conn_response_over(const struct conn *c)
 	return http_response_between(&c->response) || http_response_stopped(&c->response);
 }
 
+/* Whether the bytes written on c so far end exactly after a final response
+ * to its current request, with no request head read since: what is
+ * written next, or read next of that request's body, belongs to no request
+ * the shim has seen (the server answered without reading the body, and
+ * may take the body's bytes for a request of its own). Read without the
+ * write side's lock by a reader, as switched_protocols does: a response
+ * written meanwhile is seen or not, and a reader that sees it loses the
+ * stream, never gives an id. */
+static inline bool conn_answered_whole(const struct conn *c)
+{
+	return atomic_load_explicit(&c->responded, memory_order_relaxed) &&
+	       http_response_between(&c->response);
+}
+
 /* What the shim keeps for every fd, side by side so that the calls that
  * change a descriptor (accept, connect, dup2, close) touch one page for
  * all, not several: a forked child or its parent copies each page it

@@ -157,6 +157,14 @@ static inline bool http_parser_in_head(const struct http_parser *p)
 	return s >= S_METHOD && s <= S_HEADER_VALUE;
 }
 
+/* True while p is inside a request's body (its length's bytes, or its
+ * chunks and trailer), which the next bytes fed continue. */
+static inline bool http_parser_in_body(const struct http_parser *p)
+{
+	uint8_t s = p->state == S_EXPECT_LF ? p->after_lf : p->state;
+	return s >= S_BODY && s <= S_TRAILER_LINE;
+}
+
 /* Whether the request whose head p's last feed ended (no request began
  * after it in that feed) asked for interim responses (Expect, Upgrade): a
  * 100 Continue or a 101 may come before its final response, or instead of

@@ -781,6 +781,35 @@ static void test_asked_interim(void **state)
 	assert_true(http_parser_asked_interim(&g_p));
 }
 
+/* A body's bytes, of a length or in chunks with their sizes, CRLFs and
+ * trailer, down to a CR whose LF has not come, are inside a body; a head
+ * and what follows a body are not. */
+static void test_in_body(void **state)
+{
+	(void)state;
+	struct http_feed_result r;
+	init_default();
+	assert_false(http_parser_in_body(&g_p));
+	feed_str("POST / HTTP/1.1\r\nContent-Length: 4\r\n", &r);
+	assert_false(http_parser_in_body(&g_p));
+	feed_str("\r\n", &r);
+	assert_true(http_parser_in_body(&g_p));
+	feed_str("abc", &r);
+	assert_true(http_parser_in_body(&g_p));
+	feed_str("d", &r);
+	assert_false(http_parser_in_body(&g_p));
+	feed_str("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", &r);
+	const char *pieces[] = {"3", "\r", "\n", "ab", "c", "\r", "\n", "0", "\r\n", "X: 1", "\r\n", "\r"};
+	for (size_t i = 0; i < sizeof(pieces) / sizeof(pieces[0]); i++) {
+		assert_true(http_parser_in_body(&g_p));
+		feed_str(pieces[i], &r);
+	}
+	feed_str("\n", &r);
+	assert_false(http_parser_in_body(&g_p));
+	feed_str("GET / HTTP/1.1\r\nContent-Length: 0\r\n\r\n", &r);
+	assert_false(http_parser_in_body(&g_p));
+}
+
 static void test_pipelined(void **state)
 {
 	(void)state;
@@ -2601,6 +2630,7 @@ int main(void)
 		cmocka_unit_test(test_pipelined),
 		cmocka_unit_test(test_connect_tunnel),
 		cmocka_unit_test(test_asked_interim),
+		cmocka_unit_test(test_in_body),
 		cmocka_unit_test(test_request_line_kept),
 		cmocka_unit_test(test_keep_alive_no_leak),
 		cmocka_unit_test(test_empty_lines_before_request),
