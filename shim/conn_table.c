@@ -924,8 +924,8 @@ static void apply(struct conn *c, const struct http_feed_result *r, const struct
 		start_request(c, r);
 		http_response_expect_head(&c->response,
 					  r->line_len >= 5 && memcmp(r->line, "HEAD ", 5) == 0);
-		/* A 100 Continue or a 101 for this request would go unseen. */
-		if (unlikely(!responses_followed(c)) && http_parser_asked_interim(p))
+		/* A 100 Continue or a 101 for this request may go unseen. */
+		if (unlikely(http_parser_asked_interim(p)))
 			http_response_assume_interim(&c->response);
 	}
 }

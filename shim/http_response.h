@@ -119,28 +119,29 @@ static inline bool http_response_between(const struct http_response_parser *p)
 	return p->state == R_START && p->status >= 200;
 }
 
-/* True when what was written since the request being answered began is
- * interim responses only (100 Continue, 103): that request is not answered
- * yet. */
+/* True when the last response seen begun since the request being answered
+ * began is an interim one (100 Continue, 101, 103), whole or not, or was
+ * only assumed (http_response_assume_interim) and the bytes written since,
+ * if any, went unseen: that request may not be answered yet. */
 static inline bool http_response_only_interim(const struct http_response_parser *p)
 {
-	return p->state == R_START && p->status >= 100 && p->status < 200;
-}
-
-/* Responses are not followed (nothing parses them from here on):
- * the request being answered asked for interim responses, which the shim
- * cannot tell from its final one, so whatever is written for it counts as
- * interim only (http_response_only_interim) from now on. */
-static inline void http_response_assume_interim(struct http_response_parser *p)
-{
-	p->state = R_START;
-	p->status = 100;
+	return p->status >= 100 && p->status < 200;
 }
 
 /* True once the parser gave up on the stream (never adds again). */
 static inline bool http_response_stopped(const struct http_response_parser *p)
 {
 	return p->state == R_STOPPED || p->state == R_UNTIL_CLOSE;
+}
+
+/* The request about to be answered asked for interim responses, which
+ * bytes written unseen (responses not followed, sendfile) may be: until a
+ * response is seen, what is written for it counts as interim only
+ * (http_response_only_interim). A response being written is left alone. */
+static inline void http_response_assume_interim(struct http_response_parser *p)
+{
+	if (p->state == R_START || http_response_stopped(p))
+		p->status = 100;
 }
 
 #endif

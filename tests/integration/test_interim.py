@@ -9,7 +9,9 @@ final response) leaves the connection HTTP: the next request on it gets
 its id as on any keep-alive connection. After a 100 Continue the request
 is still unanswered: a request whose head arrives with the body (a client
 that pipelines) is pipelined, and must not take the lines and the response
-of the request still being served.
+of the request still being served, nor when the server wrote the 101 or
+the 100 Continue by sendfile (unseen), or wrote the 100 Continue in two
+pieces and read the body and the next head in between.
 
 A small server (python3, one connection at a time, its lines on stderr) is
 run under LD_PRELOAD=$REQID_LIB (default build/libreqid.so). A request with
@@ -17,7 +19,9 @@ run under LD_PRELOAD=$REQID_LIB (default build/libreqid.so). A request with
 tunnel's chunk: the server logs it under the token of the request that
 opened the tunnel (the ground truth: the upgrade's lines are the upgrade
 request's) and writes back a canned HTTP response. A request with "Expect:
-100-continue" gets a 100 Continue, then the server reads its body. Every
+100-continue" gets a 100 Continue, then the server reads its body ("X-Send:
+file": the 101 or the 100 goes by sendfile; "X-Send: split": the 100's last
+CRLF after the body and what came with it were read). Every
 request is answered 200 with a length, keep-alive.
 Traffic, on one URL: two tunnels, each an upgrade request with its
 X-Request-ID and then two tunnelled requests, each with an X-Request-ID of
@@ -25,7 +29,10 @@ its own; a keep-alive connection whose first request asks for an upgrade
 the server declines, and a second request after it; a connection whose
 first request expects 100-continue and whose client sends the body when the
 100 comes, then waits for the response before its second request; one
-whose client sends the second request's head with the body. Until
+whose client sends the second request's head with the body; a tunnel
+whose 101 goes by sendfile; a pipelining connection whose 100 Continue goes
+by sendfile, and one whose 100 Continue's last CRLF comes after the body
+and the next head were read. Until
 2026-12-07 the tunnel's lines carried the tunnelled requests' ids (8 of 12
 lines wrong, precision 33%); now they carry none (precision 100%, recall
 4 of 12: the upgrade requests' own lines). And the pipelined request after
@@ -56,6 +63,15 @@ os.write(ready, b"%d\n" % ls.getsockname()[1]); os.close(ready)
 def log(text):
     os.write(2, text.encode() + b"\n")
 CANNED = b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\ninside"
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+SWITCHING = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: tunnel\r\nConnection: Upgrade\r\n\r\n"
+def by_sendfile(c, data):
+    fd = os.memfd_create("interim")
+    os.write(fd, data)
+    sent = 0
+    while sent < len(data):
+        sent += os.sendfile(c.fileno(), fd, sent, len(data) - sent)
+    os.close(fd)
 while True:
     c, _ = ls.accept()
     buf = b""
@@ -71,18 +87,28 @@ while True:
         tok = re.search(rb"X-Tok: (\w+)", head).group(1).decode()
         log("start token=%s" % tok)
         if b"Expect: 100-continue" in head:
-            c.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+            if b"X-Send: file" in head:
+                by_sendfile(c, CONTINUE)
+            else:
+                c.sendall(CONTINUE[:-2] if b"X-Send: split" in head else CONTINUE)
             n = int(re.search(rb"Content-Length: (\d+)", head).group(1))
             while len(buf) < n:
                 buf += c.recv(65536)
             buf = buf[n:]
+            if b"X-Send: split" in head:
+                while b"\r\n\r\n" not in buf:
+                    buf += c.recv(65536)
+                c.sendall(b"\r\n")
             log("body read token=%s" % tok)
         if b"X-Accept: yes" not in head:
             body = b"ok " + tok.encode()
             c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
             log("done token=%s" % tok)
             continue
-        c.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: tunnel\r\nConnection: Upgrade\r\n\r\n")
+        if b"X-Send: file" in head:
+            by_sendfile(c, SWITCHING)
+        else:
+            c.sendall(SWITCHING)
         log("switched token=%s" % tok)
         while True:
             chunk = buf or c.recv(65536)
@@ -103,22 +129,31 @@ def head(tok, rid, extra=""):
             % (tok, rid, extra)).encode()
 
 
-def read_response(s, length_known=True):
+def read_response(s):
+    """One response from s, read to its last byte and not beyond (the next
+    one may have come in the same segment)."""
     data = b""
-    while b"\r\n\r\n" not in data:
-        got = s.recv(65536)
+    while not data.endswith(b"\r\n\r\n"):
+        got = s.recv(1)
         if not got:
             raise AssertionError("connection closed mid-response: %r" % data)
         data += got
-    head_bytes, rest = data.split(b"\r\n\r\n", 1)
     n = 0
-    for line in head_bytes.split(b"\r\n")[1:]:
+    for line in data.split(b"\r\n")[1:]:
         name, _, value = line.partition(b":")
         if name.lower() == b"content-length":
             n = int(value)
-    while len(rest) < n:
-        rest += s.recv(65536)
-    return head_bytes + b"\r\n\r\n" + rest
+    return data + read_exactly(s, n)
+
+
+def read_exactly(s, n):
+    data = b""
+    while len(data) < n:
+        got = s.recv(n - len(data))
+        if not got:
+            break
+        data += got
+    return data
 
 
 def drive(port, adds):
@@ -126,11 +161,12 @@ def drive(port, adds):
     the responses (adds: the shim adds X-Request-ID to them)."""
     expected, problems = {}, []
     added = (lambda rid: rid) if adds else (lambda rid: None)
-    for tok in ("TUNA", "TUNB"):
+    for tok, send in (("TUNA", ""), ("TUNB", ""), ("TUNFILE", "X-Send: file\r\n")):
         rid = "up-" + tok
         expected[tok] = rid
         with socket.create_connection(("127.0.0.1", port)) as s:
-            s.sendall(head(tok, rid, "X-Accept: yes\r\nUpgrade: tunnel\r\nConnection: Upgrade\r\n"))
+            s.sendall(head(tok, rid, "X-Accept: yes\r\nUpgrade: tunnel\r\nConnection: Upgrade\r\n"
+                           + send))
             got = read_response(s)
             want = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: tunnel\r\nConnection: Upgrade\r\n\r\n"
             if got != want:
@@ -154,15 +190,24 @@ def drive(port, adds):
                 problems.append("%s: no 100 Continue" % tok)
             s.sendall(b"body")
             check_ok(s, tok, added(expected[tok]), problems)
-    with socket.create_connection(("127.0.0.1", port)) as s:
-        expected["PIPEA"], expected["PIPEB"] = "keep-PIPEA", "keep-PIPEB"
-        s.sendall(head("PIPEA", "keep-PIPEA", expect))
-        if read_response(s) != b"HTTP/1.1 100 Continue\r\n\r\n":
-            problems.append("PIPEA: no 100 Continue")
-        s.sendall(b"body" + head("PIPEB", "keep-PIPEB"))
-        for tok in ("PIPEA", "PIPEB"):
-            # The first with no header: the stream is lost at PIPEB's head.
-            check_ok(s, tok, None, problems)
+    for name, send in (("PIPE", ""), ("FILE", "X-Send: file\r\n"),
+                       ("SPLIT", "X-Send: split\r\n")):
+        first, second = name + "A", name + "B"
+        with socket.create_connection(("127.0.0.1", port)) as s:
+            expected[first], expected[second] = "keep-" + first, "keep-" + second
+            s.sendall(head(first, expected[first], expect + send))
+            # The split 100 Continue's last CRLF comes after the body.
+            cont = b"HTTP/1.1 100 Continue\r\n" if send.endswith("split\r\n") else None
+            got = read_exactly(s, len(cont)) if cont else read_response(s)
+            if got != (cont or b"HTTP/1.1 100 Continue\r\n\r\n"):
+                problems.append("%s: no 100 Continue: %r" % (first, got))
+            s.sendall(b"body" + head(second, expected[second]))
+            if cont and read_exactly(s, 2) != b"\r\n":
+                problems.append("%s: 100 Continue not ended" % first)
+            for tok in (first, second):
+                # The first with no header: the stream is lost at the
+                # second's head.
+                check_ok(s, tok, None, problems)
     return expected, problems
 
 
@@ -178,10 +223,10 @@ def check_ok(s, tok, rid, problems):
 
 
 def run(adds):
-    # The server's last line of each of the 5 connections: every line
+    # The server's last line of each of the 8 connections: every line
     # before it is written.
     (expected, problems), lines = harness.serve_python(
-        SERVER, LIB, lambda port: drive(port, adds), 5,
+        SERVER, LIB, lambda port: drive(port, adds), 8,
         None if adds else {"REQID_RESPONSE_HEADER": ""})
     return expected, problems, lines
 
@@ -191,8 +236,8 @@ def run(adds):
 # a 100 Continue or a 101: a request that asks for one (Expect, Upgrade)
 # ends the ids of its connection at the next request's head.
 WANT = {
-    True: {"tunnel": (12, 4), "declined": (4, 4), "continue": (11, 7)},
-    False: {"tunnel": (12, 4), "declined": (4, 2), "continue": (11, 4)},
+    True: {"tunnel": (18, 6), "declined": (4, 4), "continue": (21, 9)},
+    False: {"tunnel": (18, 6), "declined": (4, 2), "continue": (21, 6)},
 }
 
 

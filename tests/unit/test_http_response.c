@@ -1563,6 +1563,38 @@ static void test_between_responses(void **state)
 	assert_false(http_response_between(&g_p));
 }
 
+/* A request that asked for interim responses is unanswered while the last
+ * response seen is one (whole or in part), or while only unseen bytes went
+ * after the assumption that one would come; a final response ends that. */
+static void test_only_interim(void **state)
+{
+	(void)state;
+	init_default();
+	assert_false(http_response_only_interim(&g_p));
+	advance("HTTP/1.1 100 Continue\r\n", 23);
+	assert_true(http_response_only_interim(&g_p));
+	advance("\r\nHTTP/1.1 103 Early Hints\r\n\r\n", 30);
+	assert_true(http_response_only_interim(&g_p));
+	advance("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", 40);
+	assert_false(http_response_only_interim(&g_p));
+	http_response_assume_interim(&g_p);
+	assert_true(http_response_only_interim(&g_p));
+	http_response_skip(&g_p, 25); /* a 100 Continue by sendfile */
+	assert_true(http_response_stopped(&g_p));
+	assert_true(http_response_only_interim(&g_p));
+	/* A 101 is a tunnel: what follows is never a response. */
+	init_default();
+	advance("HTTP/1.1 101 Switching Protocols\r\n\r\nGET / HTTP/1.1\r\n\r\n", 54);
+	assert_true(http_response_only_interim(&g_p));
+	/* A response being written is left alone. */
+	init_default();
+	advance("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhel", 41);
+	struct http_response_parser before = g_p;
+	http_response_assume_interim(&g_p);
+	assert_memory_equal(&before, &g_p, sizeof before);
+	assert_false(http_response_only_interim(&g_p));
+}
+
 static void test_empty_writes(void **state)
 {
 	(void)state;
@@ -1621,6 +1653,7 @@ int main(void)
 		cmocka_unit_test(test_max_points),
 		cmocka_unit_test(test_empty_writes),
 		cmocka_unit_test(test_between_responses),
+		cmocka_unit_test(test_only_interim),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
