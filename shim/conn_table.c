@@ -23,6 +23,7 @@
 #include "map_once.h"
 #include "page_bytes.h"
 #include "request_table.h"
+#include "resident_return.h"
 #include "shim_init.h"
 
 struct fd_state fd_states[FD_LOW] FORK_HOT_LAST;
@@ -47,11 +48,11 @@ struct fd_state *fd_state_made_high(int fd)
 	if ((unsigned)fd >= FD_LIMIT)
 		return NULL;
 	unsigned index = (unsigned)fd / FD_PAGE;
+	fd_state_note_end((index + 1) * FD_PAGE); /* before the page is published */
 	struct fd_state *page = map_once((void *_Atomic *)&fd_pages[index],
 					 FD_PAGE * sizeof(struct fd_state));
 	if (!page)
 		return NULL;
-	fd_state_note_end((index + 1) * FD_PAGE);
 	return &page[(unsigned)fd % FD_PAGE];
 }
 
@@ -85,26 +86,29 @@ void fd_state_release(void)
 	/* An entry a late loss marked after its connection closed keeps its
 	 * blind flag, and one a late read gave a request after its close keeps
 	 * its pin; the counts were zeroed first (request_table_release), and
-	 * a conn_start on it must give back neither. Only entries on resident
-	 * pages are read (mincore): one on a page never touched is zero, and
-	 * reading it would make its page resident (some kernels map no shared
-	 * zero page), the whole chunk's entries for a program with a few
-	 * connections. */
+	 * a conn_start on it must give back neither. Only entries on pages that
+	 * hold data are read (present or swapped out, resident_pages_held): one
+	 * on a page never touched is zero, and reading it would make its page
+	 * resident (some kernels map no shared zero page), the whole chunk's
+	 * entries for a program with a few connections. */
+	enum { ENTRY_PAGES = (sizeof(((struct conn_chunk *)0)->entry) + PAGE_BYTES - 1) / PAGE_BYTES + 1 };
+	_Static_assert(ENTRY_PAGES <= PAGES_HELD_MAX, "a chunk's entries span too many pages");
 	for (unsigned i = 0; i < (end + CONN_CHUNK - 1) / CONN_CHUNK; i++) {
 		struct conn_chunk *chunk = atomic_load_explicit(&conn_chunks[i], memory_order_acquire);
-		unsigned char resident[sizeof(chunk->entry) / PAGE_BYTES];
+		bool held[ENTRY_PAGES];
 		if (!chunk)
 			continue;
-		if (mincore(chunk->entry, sizeof(chunk->entry), resident) != 0)
-			memset(resident, 1, sizeof(resident));
+		uintptr_t first_page = (uintptr_t)chunk->entry / PAGE_BYTES;
+		uintptr_t last_page = ((uintptr_t)chunk->entry + sizeof(chunk->entry) - 1) / PAGE_BYTES;
+		resident_pages_held((void *)(first_page * PAGE_BYTES), last_page - first_page + 1, held);
 		for (unsigned k = 0; k < CONN_CHUNK; k++) {
 			struct conn *c = &chunk->entry[k];
-			size_t blind_page = (size_t)((char *)&c->blind - (char *)chunk) / PAGE_BYTES;
-			size_t pinned_page = (size_t)((char *)&c->pinned - (char *)chunk) / PAGE_BYTES;
-			if ((resident[blind_page] & 1) &&
+			size_t blind_page = (uintptr_t)&c->blind / PAGE_BYTES - first_page;
+			size_t pinned_page = (uintptr_t)&c->pinned / PAGE_BYTES - first_page;
+			if (held[blind_page] &&
 			    atomic_load_explicit(&c->blind, memory_order_relaxed))
 				atomic_store_explicit(&c->blind, false, memory_order_relaxed);
-			if ((resident[pinned_page] & 1) &&
+			if (held[pinned_page] &&
 			    atomic_load_explicit(&c->pinned, memory_order_relaxed))
 				atomic_store_explicit(&c->pinned, 0, memory_order_relaxed);
 		}

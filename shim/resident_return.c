@@ -246,6 +246,20 @@ static bool pagemap_read(int fd, uintptr_t addr, uint64_t *out, size_t count)
 	return got == (long)want;
 }
 
+void resident_pages_held(const void *addr, size_t count, bool *held)
+{
+	int saved = errno;
+	uint64_t entries[PAGES_HELD_MAX];
+	int fd = proc_open("/proc/self/pagemap");
+	bool known = fd >= 0 && count <= PAGES_HELD_MAX &&
+		     pagemap_read(fd, (uintptr_t)addr, entries, count);
+	for (size_t i = 0; i < count; i++)
+		held[i] = !known || (entries[i] >> 62) != 0; /* present or swapped */
+	if (fd >= 0)
+		proc_close(fd);
+	errno = saved;
+}
+
 #define BATCH 512
 
 /* The shim's own file: the mapping its code lies in. */

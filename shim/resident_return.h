@@ -13,6 +13,9 @@
 #ifndef REQID_RESIDENT_RETURN_H
 #define REQID_RESIDENT_RETURN_H
 
+#include <stdbool.h>
+#include <stddef.h>
+
 /* Notes which pages of the process's read-only private file mappings are
  * resident now (replacing an earlier note). Keeps errno. */
 void resident_snapshot(void) __attribute__((visibility("hidden")));
@@ -47,6 +50,15 @@ void resident_late_drop(void) __attribute__((visibility("hidden"))) RESIDENT_LAS
 /* Waits (at most 100 ms) until the thread of an earlier resident_late_drop
  * has exited: before a snapshot, and before threads are counted. */
 void resident_late_drop_wait(void) __attribute__((visibility("hidden")));
+
+/* Sets held[i] to whether page i of the count pages from addr holds data:
+ * present, or swapped out (pagemap's bits 63 and 62), which mincore calls
+ * not resident; every page when pagemap cannot be read or count is over
+ * PAGES_HELD_MAX. A page neither holds only zeroes, and reading it would
+ * make it resident. Only for detach's thread. Keeps errno. */
+#define PAGES_HELD_MAX 16
+void resident_pages_held(const void *addr, size_t count, bool *held)
+	__attribute__((visibility("hidden")));
 
 /* Forgets the snapshot (an attach that failed). */
 void resident_forget(void) __attribute__((visibility("hidden")));

@@ -42,6 +42,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <errno.h>
 #include <limits.h>
 #include <pthread.h>
 #include <sched.h>
@@ -49,12 +50,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include "conn_table.h"
 #include "head_store.h"
+#include "page_bytes.h"
 #include "request_table.h"
+#include "resident_return.h"
 #include "shim_init.h"
 
 #include "audit_off.h"
@@ -1296,6 +1300,30 @@ static void test_detach_forgets_late_counts(void **state)
 	assert_naming_back_after_recent_ends();
 }
 
+/* Detach reads a chunk's entries only on pages that hold data: present
+ * or swapped out (mincore would call a swapped page empty, and its flags
+ * would outlive detach). A page never touched holds none. */
+static void test_pages_held_are_present_or_swapped(void **state)
+{
+	(void)state;
+	char *pages = mmap(NULL, 3 * PAGE_BYTES, PROT_READ | PROT_WRITE,
+			   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	assert_true(pages != MAP_FAILED);
+	pages[PAGE_BYTES] = 1;
+	bool held[PAGES_HELD_MAX + 1];
+	errno = EINTR;
+	resident_pages_held(pages, 3, held);
+	assert_int_equal(errno, EINTR);
+	assert_false(held[0]);
+	assert_true(held[1]);
+	assert_false(held[2]);
+	/* More than it can look at: every page counts as held. */
+	resident_pages_held(pages, PAGES_HELD_MAX + 1, held);
+	for (unsigned i = 0; i <= PAGES_HELD_MAX; i++)
+		assert_true(held[i]);
+	munmap(pages, 3 * PAGE_BYTES);
+}
+
 /* Attach: a connection marked for adoption may have had a request read past
  * the shim, whose line comes later; it is unseen until adopted, and then
  * unseen for good if joined mid-stream, seen if followed from its start,
@@ -1702,6 +1730,7 @@ int main(void)
 		cmocka_unit_test_setup(test_tls_records_unseen_until_read, setup),
 		cmocka_unit_test_setup(test_loss_racing_a_joined_stream_opening, setup),
 		cmocka_unit_test_setup(test_detach_forgets_late_counts, setup),
+		cmocka_unit_test(test_pages_held_are_present_or_swapped),
 		cmocka_unit_test_setup(test_unadopted_connections_keep_lines_unnamed, setup),
 		cmocka_unit_test_setup(test_read_while_the_holder_moves, setup),
 		cmocka_unit_test_setup(test_copy_closes_while_the_holder_moves, setup),
