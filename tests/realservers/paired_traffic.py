@@ -111,6 +111,10 @@ def run_row(label, srv, requests, connections, min_recall=None):
             t.start()
         for t in threads:
             t.join()
+        # lighttpd exits 1 if the stop finds a connection it has not yet
+        # seen closed (servers.Running.wait_connections_closed)
+        if not running.wait_connections_closed():
+            problems.append("connections still open 10 s after the clients closed theirs")
     finally:
         problems += running.stop()
     problems += errors
