@@ -204,7 +204,7 @@ static bool parse_mapping(const char *s, struct mapping *m)
  * of, and whose pages a hook's look-up would make resident again. */
 static int proc_open(const char *path)
 {
-	long fd = raw_syscall3(SYS_open, (long)path, O_RDONLY | O_CLOEXEC, 0);
+	long fd = raw_syscall4(SYS_openat, AT_FDCWD, (long)path, O_RDONLY | O_CLOEXEC, 0);
 	return fd < 0 ? -1 : (int)fd;
 }
 
@@ -570,7 +570,8 @@ static RESIDENT_LAST_CODE __attribute__((noreturn, used)) void late_drop_thread(
 		waited_ns += nap_ns;
 		nap_ns = nap_ns < 500000 ? nap_ns * 2 : 1000000;
 	}
-	long fd = raw_syscall3(SYS_open, (long)n->pagemap_path, O_RDONLY | O_CLOEXEC, 0);
+	long fd = raw_syscall4(SYS_openat, AT_FDCWD, (long)n->pagemap_path, O_RDONLY | O_CLOEXEC,
+			       0);
 	size_t pages = (n->end - n->start) / PAGE_BYTES;
 	for (size_t done = 0; fd >= 0 && done < pages; done += LATE_BATCH) {
 		size_t k = pages - done < LATE_BATCH ? pages - done : LATE_BATCH;
