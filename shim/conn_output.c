@@ -197,13 +197,13 @@ FORK_PATH ssize_t conn_output(int fd, const struct iovec *iov, int iovcnt, int f
 		}
 		struct insert_result res;
 		ssize_t r = insert_send(fd, iov, iovcnt, flags, use_send, msg, &ins, &owed, &res);
-		if (r < 0) {
+		if (unlikely(r < 0)) {
 			int saved = errno;
 			out_unlock(c);
 			errno = saved;
 			return r;
 		}
-		if (res.app == total)
+		if (likely(res.app == total))
 			c->response = after;
 		else
 			advance(&c->response, iov, iovcnt, res.app);
@@ -211,12 +211,12 @@ FORK_PATH ssize_t conn_output(int fd, const struct iovec *iov, int iovcnt, int f
 			http_response_added(&c->response);
 		/* Only owed or added bytes went out: try again for the
 		 * application's own (a full non-blocking socket says EAGAIN). */
-		if (res.app > 0 || total == 0 || attempt == 3) {
+		if (likely(res.app > 0 || total == 0 || attempt == 3)) {
 			ctx_note_written(holder, res.app > 0 && c->owed_len == 0 &&
 							 !atomic_load_explicit(&c->lost, memory_order_relaxed) &&
 							 http_response_between(&c->response));
 			out_unlock(c);
-			if (res.app == 0 && total > 0) {
+			if (unlikely(res.app == 0 && total > 0)) {
 				errno = EAGAIN;
 				return -1;
 			}

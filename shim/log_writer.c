@@ -554,7 +554,8 @@ emit_line(struct writer *w, uint64_t request, const char *line, size_t len, bool
 	if (unlikely(w->sink->message))
 		return writer_message(w, line, len, input) ? EMIT_DONE : EMIT_FAILED;
 	size_t bound = line_format_bound(len, LINE_FIELDS_MAX) + 1;
-	if ((bound > STAGE_SIZE - w->staged || w->stage_lines == STAGE_LINES) && !writer_flush(w))
+	if (unlikely(bound > STAGE_SIZE - w->staged || w->stage_lines == STAGE_LINES) &&
+	    !writer_flush(w))
 		return EMIT_FAILED;
 	char *out = w->stage + w->staged;
 	if (bound > STAGE_SIZE) {
@@ -1316,9 +1317,9 @@ release_held_sinks(uint64_t request, bool plain_only)
 		if (sent) {
 			writer_records(&w, s->buf + next[pick], RECORD + best.len, request);
 			/* A stream goes record by record: its lock may be busy. */
-			sent = !s->sink.stream || writer_flush(&w) || w.error != EBUSY;
+			sent = likely(!s->sink.stream) || writer_flush(&w) || w.error != EBUSY;
 		}
-		if (!sent) {
+		if (unlikely(!sent)) {
 			/* Keep it, with the id decided now, for the next chance. */
 			uint64_t owner = record_owner(&best);
 			best.request = record_tag(&best, request, s->buf + next[pick] + RECORD,

@@ -474,12 +474,12 @@ request_table_add(const char *id, size_t len, const char *line, size_t line_len,
 		}
 		if (passed < may_pass &&
 		    (atomic_load_explicit(&s->pins, memory_order_relaxed) ||
-		     (long_text &&
+		     (__builtin_expect(long_text, 0) &&
 		      pinned_in_slot(t, atomic_load_explicit(&l->serial, memory_order_relaxed))))) {
 			passed++;
 			continue;
 		}
-		if (long_text && !side_slot_claim(&l->serial, serial, &long_old)) {
+		if (__builtin_expect(long_text, 0) && !side_slot_claim(&l->serial, serial, &long_old)) {
 			failed++;
 			continue;
 		}
