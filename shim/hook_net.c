@@ -113,7 +113,7 @@ static FORK_PATH __attribute__((noinline)) ssize_t recv_slow(int fd, void *buf, 
 	if (unlikely(!fn))
 		return syscall(SYS_recvfrom, fd, buf, n, flags, NULL, NULL);
 	adopt_pending(fd);
-	if (likely(!(fd_class(fd) & FD_CONN))) {
+	if (!(fd_class(fd) & FD_CONN)) {
 		note_other_io(fd);
 		return fn(fd, buf, n, flags);
 	}
