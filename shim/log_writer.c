@@ -635,8 +635,9 @@ static LOOP_PATH void writer_records(struct writer *w, const char *buf, size_t n
 
 /* Writes the records at the start of s that a release already decided,
  * before anything newer; the caller may write to s's sink. Returns false
- * if they could not all go out. */
-static bool writer_decided(struct writer *w, struct line_slot *s)
+ * if they could not all go out. Out of line: most writes find no held
+ * line before them. */
+static FORK_PATH __attribute__((noinline)) bool writer_decided(struct writer *w, struct line_slot *s)
 {
 	size_t pos = 0;
 	while (pos < s->held_len) {
@@ -776,6 +777,9 @@ static bool line_pending(const struct writer *w)
  * gets no id either: format_named), or two of them quote a request line (a
  * request has one access line: a buffer of them); their writev of lines
  * over several buffers is a batch (the quotes are looked for in one). */
+static FORK_PATH __attribute__((noinline)) bool lines_are_batch(const struct writer *w,
+								 const char *buf, size_t n);
+
 static bool is_batch(const struct writer *w, const char *buf, size_t n, const char *first)
 {
 	const char *end = buf + n;
@@ -783,6 +787,15 @@ static bool is_batch(const struct writer *w, const char *buf, size_t n, const ch
 	    (!first || first + 1 >= end ||
 	     (line_pending(w) && !memchr(first + 1, '\n', (size_t)(end - first - 1)))))
 		return false;
+	return lines_are_batch(w, buf, n);
+}
+
+/* is_batch for a write of more than one line. Out of line: most writes
+ * hold one. */
+static FORK_PATH __attribute__((noinline)) bool lines_are_batch(const struct writer *w,
+								 const char *buf, size_t n)
+{
+	const char *end = buf + n;
 	if ((thread_ctx.mode == CTX_CERTAIN && !w->sink->stream) || w->several_lines ||
 	    ctx_certain_request() == 0)
 		return true;
@@ -896,8 +909,9 @@ static __attribute__((noinline, cold)) void audit_raw(const char *b, size_t n)
 }
 
 /* The lines s holds go out now, without an id (those a release decided
- * with theirs), ahead of anything the caller writes next. */
-static void held_out_now(struct writer *w, struct line_slot *s)
+ * with theirs), ahead of anything the caller writes next. Out of line:
+ * only a slot past HELD_MAX or out of memory gets here. */
+static FORK_PATH __attribute__((noinline)) void held_out_now(struct writer *w, struct line_slot *s)
 {
 	if (!writer_flush(w))
 		return;
