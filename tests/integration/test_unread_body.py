@@ -9,7 +9,10 @@ lines for the "request" it makes of them, and that response's X-Request-ID,
 carried the first request's id; a body that is no request got a 400 and its
 lines the same wrong id. A server that reads its bodies keeps every id.
 
-The server (ThreadingHTTPServer, its lines on stderr) runs under
+The server (HTTPServer: one connection at a time, its lines on stderr;
+with a thread a connection, one connection's last lines could overlap the
+next one's first and how many of the known wrong ones carried an id
+varied from run to run) runs under
 LD_PRELOAD=$REQID_LIB (default build/libreqid.so). The ground truth is the
 X-Tok it reads from the head it parsed ("none" where it parsed none) and
 logs on each line: "handling", the access line, "done"; "connection
@@ -78,7 +81,7 @@ class H(http.server.BaseHTTPRequestHandler):
     def finish(self):
         super().finish()
         log("connection closed tok=none")
-srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+srv = http.server.HTTPServer(("127.0.0.1", 0), H)
 os.write(int(sys.argv[1]), b"%d\n" % srv.server_address[1])
 srv.serve_forever()
 """
