@@ -297,8 +297,7 @@ ssize_t conn_output_tls(int fd, struct tls_sender *to, const void *buf, size_t n
 {
 	int holder = conn_fd(fd);
 	struct conn *c = conn_entry(holder);
-	bool enabled = shim.config.response_header_len > 0 && n > 0 &&
-		       atomic_load_explicit(&c->join, memory_order_relaxed) == JOIN_NONE;
+	bool enabled = n > 0 && conn_responses_followed(c);
 	/* Its write side is kept only while it is flagged TLS: conn_tls_begin
 	 * flagged it before this write, unless a new connection took the
 	 * entry since. */

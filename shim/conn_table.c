@@ -868,15 +868,6 @@ static inline bool switched_protocols(const struct conn *c)
 	return c->response.status == 101 && c->response.state == R_UNTIL_CLOSE;
 }
 
-/* Whether c's responses are parsed as they are written: not when no header
- * is added, nor on a connection joined mid-stream once it opened
- * (conn_output.c). */
-static inline bool responses_followed(const struct conn *c)
-{
-	return shim.config.response_header_len > 0 &&
-	       atomic_load_explicit(&c->join, memory_order_relaxed) == JOIN_NONE;
-}
-
 /* Applies what the parser p saw in one read to the connection's state (h2:
  * the read began the HTTP/2 preface). */
 static void apply(struct conn *c, const struct http_feed_result *r, const struct http_parser *p,
@@ -991,6 +982,12 @@ static __attribute__((noinline, cold)) bool lost_not_raw(struct conn *c,
 	return true;
 }
 
+bool conn_responses_followed(const struct conn *c)
+{
+	return shim.config.response_header_len > 0 &&
+	       atomic_load_explicit(&c->join, memory_order_relaxed) == JOIN_NONE;
+}
+
 /* Bytes of c's current request's body are read now: if that request was
  * answered whole before (responses followed), its server may not have read
  * the body at all: one that ignored it reads these bytes as its next
@@ -1000,7 +997,7 @@ static __attribute__((noinline, cold)) bool lost_not_raw(struct conn *c,
  * bodies read in pieces only come here. */
 static __attribute__((noinline, cold)) bool body_read_after_answer(struct conn *c)
 {
-	if (!conn_answered_whole(c) || !responses_followed(c))
+	if (!conn_answered_whole(c) || !conn_responses_followed(c))
 		return false;
 	lose_stream(c);
 	return true;

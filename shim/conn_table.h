@@ -121,6 +121,11 @@ static inline bool conn_response_over(const struct conn *c)
 	return http_response_between(&c->response) || http_response_stopped(&c->response);
 }
 
+/* Whether c's responses are parsed as they are written (conn_output.c):
+ * not when no header is added, nor on a connection joined mid-stream once
+ * it opened. */
+bool conn_responses_followed(const struct conn *c) __attribute__((visibility("hidden")));
+
 /* Whether the bytes written on c so far end exactly after a final response
  * to its current request, with no request head read since: what is
  * written next, or read next of that request's body, belongs to no request
