@@ -51,6 +51,7 @@
 #define RANGES_MAX 4096
 #define PAGES_MAX (1u << 27) /* 512 GB of mappings noted at most */
 #define PRESENT (1ull << 63)
+#define SWAPPED (1ull << 62)
 #define FILE_PAGE (1ull << 61)
 
 /* A mapping as /proc/self/maps lists it. */
@@ -254,7 +255,7 @@ void resident_pages_held(const void *addr, size_t count, bool *held)
 	bool known = fd >= 0 && count <= PAGES_HELD_MAX &&
 		     pagemap_read(fd, (uintptr_t)addr, entries, count);
 	for (size_t i = 0; i < count; i++)
-		held[i] = !known || (entries[i] >> 62) != 0; /* present or swapped */
+		held[i] = !known || (entries[i] & (PRESENT | SWAPPED)) != 0;
 	if (fd >= 0)
 		proc_close(fd);
 	errno = saved;
