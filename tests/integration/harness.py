@@ -396,6 +396,17 @@ def exchange(port, request, timeout=30.0):
             resp += chunk
 
 
+def recv_exactly(sock, n):
+    """n bytes from sock, or fewer if it closes first."""
+    data = b""
+    while len(data) < n:
+        got = sock.recv(n - len(data))
+        if not got:
+            break
+        data += got
+    return data
+
+
 def send_quit(port, timeout=30.0, unix_path=None):
     host = b"127.0.0.1" if unix_path is None else b"localhost"
     with connect(port, timeout, unix_path) as s:

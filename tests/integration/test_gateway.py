@@ -213,16 +213,6 @@ def scgi_response(body):
     return b"Status: 200 OK\r\nContent-Type: text/plain\r\n\r\n" + body
 
 
-def read_exact(sock, n):
-    data = b""
-    while len(data) < n:
-        chunk = sock.recv(n - len(data))
-        if not chunk:
-            break
-        data += chunk
-    return data
-
-
 def drive(proto, port, requests):
     """Sends the requests; returns the failures (a response not exactly the
     application's)."""
@@ -234,7 +224,7 @@ def drive(proto, port, requests):
             for n in numbers:
                 want = fcgi_response(answer(n, n % 2 == 0))
                 sock.sendall(fcgi_request(n, n % 2 == 0, True))
-                got = read_exact(sock, len(want))
+                got = harness.recv_exactly(sock, len(want))
                 if got != want:
                     failures.append("fastcgi keep-alive %d: %r" % (n, got))
 

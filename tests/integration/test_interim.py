@@ -143,17 +143,7 @@ def read_response(s):
         name, _, value = line.partition(b":")
         if name.lower() == b"content-length":
             n = int(value)
-    return data + read_exactly(s, n)
-
-
-def read_exactly(s, n):
-    data = b""
-    while len(data) < n:
-        got = s.recv(n - len(data))
-        if not got:
-            break
-        data += got
-    return data
+    return data + harness.recv_exactly(s, n)
 
 
 def drive(port, adds):
@@ -198,11 +188,11 @@ def drive(port, adds):
             s.sendall(head(first, expected[first], expect + send))
             # The split 100 Continue's last CRLF comes after the body.
             cont = b"HTTP/1.1 100 Continue\r\n" if send.endswith("split\r\n") else None
-            got = read_exactly(s, len(cont)) if cont else read_response(s)
+            got = harness.recv_exactly(s, len(cont)) if cont else read_response(s)
             if got != (cont or b"HTTP/1.1 100 Continue\r\n\r\n"):
                 problems.append("%s: no 100 Continue: %r" % (first, got))
             s.sendall(b"body" + head(second, expected[second]))
-            if cont and read_exactly(s, 2) != b"\r\n":
+            if cont and harness.recv_exactly(s, 2) != b"\r\n":
                 problems.append("%s: 100 Continue not ended" % first)
             for tok in (first, second):
                 # The first with no header: the stream is lost at the
