@@ -228,7 +228,11 @@ def check(adds):
             print("  wrong: %r carries %s" % (obj["msg"], rid))
     mode = "header" if adds else "no header"
     for name, row in counts.items():
-        print("%-9s %-8s lines %d right %d wrong %d" % ((mode, name) + tuple(row)))
+        n, right, wrong = row
+        print("%-9s %-8s lines %d right %d wrong %d precision %s recall %d/%d"
+              % (mode, name, n, right, wrong,
+                 "%.0f%%" % (100.0 * right / (right + wrong)) if right + wrong else "-",
+                 right, n))
         if tuple(row) != WANT[adds]["lines"][name]:
             problems.append("%s, %s: lines, right, wrong %s; want %s"
                             % (mode, name, tuple(row), WANT[adds]["lines"][name]))
