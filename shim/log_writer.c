@@ -1276,34 +1276,16 @@ static uint64_t own_partial_request(const struct line_slot *s)
 	return v.kind == EMIT || v.kind == HOLD_DECIDED || v.kind == HOLD_PROVEN ? v.request : 0;
 }
 
-/* log_release_held; with plain_only, only the lines held for plain
- * descriptors: not those of syslog messages or stdio streams, whose
- * writing takes libc's locks (a close in a signal handler calls this). */
+/* Writes the records of count locked slots, merged by sequence number:
+ * one writer at a time, flushed whenever the next line is for another fd.
+ * written[k]: the bytes at the start of held[k] that went out (a record a
+ * stream's busy lock kept is kept, with the id decided now, and so is what
+ * comes after it there). */
 static LOOP_PATH __attribute__((noinline)) void
-release_held_sinks(uint64_t request, bool plain_only)
+write_merged(struct line_slot *const *held, unsigned count, size_t *written, uint64_t request)
 {
-	int saved = errno;
-	struct line_slot *held[THREAD_SLOTS_MAX];
-	size_t next[THREAD_SLOTS_MAX], written[THREAD_SLOTS_MAX];
-	bool blocked[THREAD_SLOTS_MAX];
-	unsigned count = 0;
-
-	for (uint8_t i = 0; i < thread_ctx.slot_count; i++) {
-		struct line_slot *s = &line_slots[thread_ctx.slots[i]];
-		if (plain_only && (s->sink.message || s->sink.stream)) {
-			/* Unlocked: a drain on another thread may be emptying it. */
-			thread_ctx.held |= __atomic_load_n(&s->held_len, __ATOMIC_RELAXED) > 0;
-			continue;
-		}
-		if (slot_lock_holding(s)) {
-			held[count] = s;
-			blocked[count] = false;
-			written[count] = 0;
-			next[count++] = 0;
-		}
-	}
-	/* Merge the slots' records by sequence number: one writer at a time,
-	 * flushed whenever the next line is for another fd. */
+	size_t next[THREAD_SLOTS_MAX] = {0};
+	bool blocked[THREAD_SLOTS_MAX] = {false};
 	struct writer w;
 	struct line_slot *current = NULL;
 	for (;;) {
@@ -1348,6 +1330,42 @@ release_held_sinks(uint64_t request, bool plain_only)
 	}
 	if (current)
 		writer_flush(&w);
+}
+
+/* log_release_held; with plain_only, only the lines held for plain
+ * descriptors: not those of syslog messages or stdio streams, whose
+ * writing takes libc's locks (a close in a signal handler calls this). */
+static LOOP_PATH __attribute__((noinline)) void
+release_held_sinks(uint64_t request, bool plain_only)
+{
+	int saved = errno;
+	struct line_slot *held[THREAD_SLOTS_MAX];
+	size_t written[THREAD_SLOTS_MAX] = {0};
+	unsigned count = 0;
+
+	for (uint8_t i = 0; i < thread_ctx.slot_count; i++) {
+		struct line_slot *s = &line_slots[thread_ctx.slots[i]];
+		if (plain_only && (s->sink.message || s->sink.stream)) {
+			/* Unlocked: a drain on another thread may be emptying it. */
+			thread_ctx.held |= __atomic_load_n(&s->held_len, __ATOMIC_RELAXED) > 0;
+			continue;
+		}
+		if (slot_lock_holding(s))
+			held[count++] = s;
+	}
+	if (count == 1 && !held[0]->sink.stream) {
+		/* One slot's records (an event loop's access log): their order
+		 * is the slot's, and no stream lock can keep one back, so the
+		 * merge would write them all, in place, with one writer. */
+		struct line_slot *s = held[0];
+		struct writer w;
+		writer_init(&w, &s->sink, OUTPUT_BACKGROUND, s);
+		writer_records(&w, s->buf, s->held_len, request);
+		writer_flush(&w);
+		written[0] = s->held_len;
+	} else if (count > 0) {
+		write_merged(held, count, written, request);
+	}
 	for (unsigned k = 0; k < count; k++) {
 		struct line_slot *s = held[k];
 		memmove(s->buf, s->buf + written[k], s->len - written[k]);
