@@ -272,6 +272,18 @@ static LOOP_PATH bool slot_append(struct line_slot *s, const void *b, size_t n)
 	return true;
 }
 
+/* Appends a line's n bytes behind room for the header of its record, which
+ * hold_record writes when the line is held (read by nothing before then):
+ * one reservation for both. */
+static LOOP_PATH bool slot_append_record(struct line_slot *s, const void *b, size_t n)
+{
+	if (n > SIZE_MAX - RECORD - s->len || !buffer_reserve(&s->buf, &s->cap, s->len + RECORD + n))
+		return false;
+	memcpy(s->buf + s->len + RECORD, b, n);
+	s->len += RECORD + n;
+	return true;
+}
+
 /* ---- output ------------------------------------------------------------ */
 
 #define ID_RAW (UINT64_MAX - 1) /* id_request: no memory for the line, or
@@ -971,7 +983,6 @@ static __attribute__((noinline, cold)) bool give_up_partial(struct writer *w, st
  * writes; is_batch takes the room). */
 static __attribute__((noinline)) bool consume_message(struct writer *w, const char *buf, size_t n)
 {
-	static const struct held_record blank;
 	struct line_verdict v;
 	judge(thread_ctx.request, &v);
 	keep_order(w->slot, &v);
@@ -979,8 +990,7 @@ static __attribute__((noinline)) bool consume_message(struct writer *w, const ch
 	if (v.kind != EMIT && n < UINT32_MAX) {
 		struct line_slot *s = w->slot ? w->slot : (w->slot = claim_slot(w->sink));
 		size_t at = s ? s->len : 0;
-		if (s && slot_append(s, &blank, RECORD) && slot_append(s, buf, n) &&
-		    slot_append(s, "\n", 1)) {
+		if (s && slot_append_record(s, buf, n) && slot_append(s, "\n", 1)) {
 			hold_record(s, at, v);
 			w->committed += n;
 			return true;
@@ -1051,7 +1061,6 @@ static bool consume(struct writer *w, const char *buf, size_t n)
 		if (!nl) {
 			/* An unfinished line: keep it, behind a header for its
 			 * record, until its newline comes. */
-			static const struct held_record blank;
 			/* Its bytes count as written now: the staged lines
 			 * before them go out first, so that a failed write
 			 * never counts later bytes and not earlier ones. */
@@ -1074,8 +1083,8 @@ static bool consume(struct writer *w, const char *buf, size_t n)
 			size_t at = s->len;
 			if (!has_partial(s))
 				s->partial_request = thread_ctx.request;
-			if ((has_partial(s) || slot_append(s, &blank, RECORD)) &&
-			    slot_append(s, buf + pos, seg)) {
+			if (has_partial(s) ? slot_append(s, buf + pos, seg)
+					   : slot_append_record(s, buf + pos, seg)) {
 				w->committed += seg;
 				return true;
 			}
@@ -1130,13 +1139,12 @@ static bool consume(struct writer *w, const char *buf, size_t n)
 		keep_order(s, &v);
 		request = v.request;
 		if (v.kind != EMIT && seg < UINT32_MAX) {
-			static const struct held_record blank;
 			if (!writer_flush_apart(w)) /* as for an unfinished line */
 				return false;
 			if (!s)
 				s = w->slot = claim_slot(w->sink);
 			size_t at = s ? s->len : 0;
-			if (s && slot_append(s, &blank, RECORD) && slot_append(s, buf + pos, seg)) {
+			if (s && slot_append_record(s, buf + pos, seg)) {
 				hold_record(s, at, v);
 				w->committed += seg;
 				cap_held(w, s);
