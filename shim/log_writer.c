@@ -210,9 +210,46 @@ static void slot_set_sink(struct line_slot *s, const struct log_sink *sink)
 	}
 }
 
+/* Gives a locked slot of the thread's, empty, back to the table. */
+static void slot_give_back(struct line_slot *s)
+{
+	uint16_t index = (uint16_t)(s - line_slots);
+	for (uint8_t i = 0; i < thread_ctx.slot_count; i++) {
+		if (thread_ctx.slots[i] == index) {
+			thread_ctx.slots[i] = thread_ctx.slots[--thread_ctx.slot_count];
+			break;
+		}
+	}
+	atomic_store_explicit(&s->owner, 0, memory_order_release);
+}
+
+static bool slot_empty(const struct line_slot *s)
+{
+	return s->len == 0 && !s->raw_partial;
+}
+
+/* The thread has THREAD_SLOTS_MAX slots: one it keeps empty (slot_leave)
+ * goes back to the table, if it has one. */
+static __attribute__((noinline, cold)) void slot_evict_empty(void)
+{
+	for (uint8_t i = 0; i < thread_ctx.slot_count; i++) {
+		struct line_slot *s = &line_slots[thread_ctx.slots[i]];
+		if (!slot_lock(s))
+			continue;
+		bool empty = slot_empty(s);
+		if (empty)
+			slot_give_back(s);
+		slot_unlock(s);
+		if (empty)
+			return;
+	}
+}
+
 /* Takes a free slot for (this thread, sink's fd), returned locked. */
 static LOOP_PATH struct line_slot *claim_slot(const struct log_sink *sink)
 {
+	if (thread_ctx.slot_count == THREAD_SLOTS_MAX)
+		slot_evict_empty();
 	if (thread_ctx.slot_count == THREAD_SLOTS_MAX)
 		return NULL;
 	int32_t tid = ctx_tid();
@@ -246,20 +283,25 @@ static LOOP_PATH struct line_slot *claim_slot(const struct log_sink *sink)
 	return NULL;
 }
 
-/* Unlocks a slot the thread holds; an empty one goes back to the table. */
+/* Unlocks a slot the thread holds; an empty one goes back to the table,
+ * unless the thread serves several connections at once: an event loop
+ * holds each access line it writes until its batch ends, in the same slot
+ * every time, and keeps it (a few such threads, a few slots each; a claim
+ * past THREAD_SLOTS_MAX takes one back, as do thread exit and the close of
+ * its descriptor). */
 static LOOP_PATH void slot_leave(struct line_slot *s)
 {
-	if (s->len == 0 && !s->raw_partial &&
-	    atomic_load_explicit(&s->owner, memory_order_relaxed) == thread_ctx.tid) {
-		uint16_t index = (uint16_t)(s - line_slots);
-		for (uint8_t i = 0; i < thread_ctx.slot_count; i++) {
-			if (thread_ctx.slots[i] == index) {
-				thread_ctx.slots[i] = thread_ctx.slots[--thread_ctx.slot_count];
-				break;
-			}
-		}
-		atomic_store_explicit(&s->owner, 0, memory_order_release);
-	}
+	if (slot_empty(s) && !(thread_ctx.watch & WATCH_CONNS) &&
+	    atomic_load_explicit(&s->owner, memory_order_relaxed) == thread_ctx.tid)
+		slot_give_back(s);
+	slot_unlock(s);
+}
+
+/* slot_leave, an empty slot going back to the table in any thread. */
+static void slot_leave_for_good(struct line_slot *s)
+{
+	if (slot_empty(s) && atomic_load_explicit(&s->owner, memory_order_relaxed) == thread_ctx.tid)
+		slot_give_back(s);
 	slot_unlock(s);
 }
 
@@ -1469,7 +1511,7 @@ void log_flush_thread(void)
 		struct line_slot *s = &line_slots[thread_ctx.slots[0]];
 		if (slot_lock_waiting(s)) {
 			slot_drain(s, 0, PARTIAL_LINE, own_partial_request(s));
-			slot_leave(s);
+			slot_leave_for_good(s);
 		} else {
 			/* Exit is draining it: let go of it. */
 			thread_ctx.slots[0] = thread_ctx.slots[--thread_ctx.slot_count];
@@ -1500,7 +1542,7 @@ static void drain_all(int fd, enum partial_line partial)
 		if (s->len > 0 || s->raw_partial)
 			slot_drain(s, 0, partial, owner == tid ? own_partial_request(s) : 0);
 		if (owner == tid)
-			slot_leave(s);
+			slot_leave_for_good(s);
 		else
 			slot_unlock(s);
 	}
@@ -1595,9 +1637,11 @@ void log_release_free_slots(void)
 	int32_t tid = ctx_tid();
 	for (unsigned i = 0; i < used; i++) {
 		struct line_slot *s = &line_slots[i];
+		/* A free slot is claimed meanwhile, so that none is taken; one
+		 * a thread keeps (slot_leave) is used under its lock only, and
+		 * its buffers stay mapped: only their pages go. */
 		int32_t expected = 0;
-		if (!atomic_compare_exchange_strong(&s->owner, &expected, tid))
-			continue; /* a thread holds it */
+		bool claimed = atomic_compare_exchange_strong(&s->owner, &expected, tid);
 		if (slot_lock(s)) {
 			if (s->len == 0 && s->held_len == 0) {
 				buffer_release(s->buf, s->cap);
@@ -1605,7 +1649,8 @@ void log_release_free_slots(void)
 			}
 			slot_unlock(s);
 		}
-		atomic_store_explicit(&s->owner, 0, memory_order_release);
+		if (claimed)
+			atomic_store_explicit(&s->owner, 0, memory_order_release);
 	}
 }
 

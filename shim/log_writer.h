@@ -77,8 +77,8 @@ void log_flush_all(void) __attribute__((visibility("hidden"), cold));
  * of it past the shim, and the line comes out plain and whole. */
 void log_flush_all_plain(void) __attribute__((visibility("hidden"), cold));
 
-/* Detach, after log_flush_all_plain: the buffers of slots no thread holds
- * give their pages back (claimed meanwhile, so that none is taken). */
+/* Detach, after log_flush_all_plain: the buffers of empty slots give their
+ * pages back (free ones claimed meanwhile, so that none is taken). */
 void log_release_free_slots(void) __attribute__((visibility("hidden"), cold));
 
 /* In a fork child: the parent's pending lines are the parent's to write. */

@@ -229,11 +229,71 @@ static void test_held_line_keeps_its_request(void **state)
 	free(out[0]);
 }
 
+/* Descriptors LOOP_FD.. of test_loop_keeps_empty_slots, captured apart. */
+#define LOOP_FD 20
+#define LOOP_FDS (THREAD_SLOTS_MAX + 1)
+static char loop_out[LOOP_FDS][256];
+static size_t loop_len[LOOP_FDS];
+
+static void loop_put(int fd, const void *b, size_t n)
+{
+	assert_true(fd >= LOOP_FD && fd < LOOP_FD + LOOP_FDS);
+	assert_true(loop_len[fd - LOOP_FD] + n <= sizeof(loop_out[0]));
+	memcpy(loop_out[fd - LOOP_FD] + loop_len[fd - LOOP_FD], b, n);
+	loop_len[fd - LOOP_FD] += n;
+}
+
+static ssize_t loop_write(int fd, const void *b, size_t n)
+{
+	loop_put(fd, b, n);
+	return (ssize_t)n;
+}
+
+static ssize_t loop_writev(int fd, const struct iovec *iov, int iovcnt)
+{
+	ssize_t done = 0;
+	for (int i = 0; i < iovcnt; i++) {
+		loop_put(fd, iov[i].iov_base, iov[i].iov_len);
+		done += (ssize_t)iov[i].iov_len;
+	}
+	return done;
+}
+
+/* A thread serving several connections keeps its slots when they empty
+ * (an event loop holds its access line in the same slot every batch);
+ * with THREAD_SLOTS_MAX kept, a line begun on one more descriptor still
+ * gets a slot (an empty one goes back for it), so that it comes out
+ * whole, not as two lines. Twice round the descriptors. */
+static void test_loop_keeps_empty_slots(void **state)
+{
+	(void)state;
+	stand_in_configure();
+	real.write = loop_write;
+	real.writev = loop_writev;
+	thread_ctx.watch = WATCH_CONNS;
+	for (int round = 0; round < 2; round++) {
+		for (int fd = LOOP_FD; fd < LOOP_FD + LOOP_FDS; fd++) {
+			write_piece(fd, "line", 4);
+			write_piece(fd, "\n", 1);
+		}
+		assert_int_equal(thread_ctx.slot_count, THREAD_SLOTS_MAX);
+	}
+	static const char want[] = "{\"msg\":\"line\"}\n{\"msg\":\"line\"}\n";
+	for (int s = 0; s < LOOP_FDS; s++) {
+		assert_int_equal(loop_len[s], sizeof(want) - 1);
+		assert_memory_equal(loop_out[s], want, sizeof(want) - 1);
+	}
+	log_flush_thread();
+	assert_int_equal(thread_ctx.slot_count, 0);
+	thread_ctx.watch = 0;
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_slots_shared_with_closing_threads),
 		cmocka_unit_test(test_held_line_keeps_its_request),
+		cmocka_unit_test(test_loop_keeps_empty_slots),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
