@@ -326,6 +326,16 @@ static LOOP_PATH bool slot_append_record(struct line_slot *s, const void *b, siz
 	return true;
 }
 
+/* Drops the first n bytes of s's held records (they went out); what
+ * follows them moves to the start, if anything does. */
+static inline void slot_drop_held(struct line_slot *s, size_t n)
+{
+	if (n < s->len)
+		memmove(s->buf, s->buf + n, s->len - n);
+	s->len -= n;
+	s->held_len -= n;
+}
+
 /* ---- output ------------------------------------------------------------ */
 
 #define ID_RAW (UINT64_MAX - 1) /* id_request: no memory for the line, or
@@ -711,9 +721,7 @@ static FORK_PATH __attribute__((noinline)) bool writer_decided(struct writer *w,
 			audit_line_decided(r.audit, id);
 		pos += RECORD + r.len;
 	}
-	memmove(s->buf, s->buf + pos, s->len - pos);
-	s->len -= pos;
-	s->held_len -= pos;
+	slot_drop_held(s, pos);
 	return s->held_len == 0 || !(((struct held_record *)s->buf)->request & DECIDED);
 }
 
@@ -973,9 +981,7 @@ static FORK_PATH __attribute__((noinline)) void held_out_now(struct writer *w, s
 	writer_init(&out, w->sink, w->mode, s);
 	writer_records(&out, s->buf, s->held_len, 0);
 	writer_flush(&out);
-	memmove(s->buf, s->buf + s->held_len, s->len - s->held_len);
-	s->len -= s->held_len;
-	s->held_len = 0;
+	slot_drop_held(s, s->held_len);
 }
 
 /* Past HELD_MAX a thread that never reaches its bracket would hold without
@@ -1310,8 +1316,7 @@ static void slot_drain(struct line_slot *s, uint64_t request, enum partial_line 
 		s->len = 0;
 		s->raw_partial = false; /* what follows begins a line of its own */
 	} else {
-		memmove(s->buf, s->buf + s->held_len, s->len - s->held_len);
-		s->len -= s->held_len;
+		slot_drop_held(s, s->held_len);
 	}
 	s->held_len = 0;
 }
@@ -1418,9 +1423,7 @@ release_held_sinks(uint64_t request, bool plain_only)
 	}
 	for (unsigned k = 0; k < count; k++) {
 		struct line_slot *s = held[k];
-		memmove(s->buf, s->buf + written[k], s->len - written[k]);
-		s->len -= written[k];
-		s->held_len -= written[k];
+		slot_drop_held(s, written[k]);
 		thread_ctx.held |= s->held_len > 0;
 		slot_leave(s);
 	}
