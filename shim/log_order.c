@@ -288,8 +288,12 @@ LOOP_PATH uint64_t log_order_line(int fd, uint32_t buckets, bool buffer, bool *f
 			i = ORDER_HOLE_AGE - 1;
 		}
 		pl->taken |= 1ull << i;
-		while (pl->taken & 1)
-			place_slide(pl, 1);
+		/* place_slide by one over a request a line was taken for: no
+		 * hole, so only the base and the bits move. */
+		while (pl->taken & 1) {
+			pl->taken >>= 1;
+			pl->base++;
+		}
 	}
 	place_give(pl);
 	return placed;
