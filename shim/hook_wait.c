@@ -61,6 +61,14 @@ static int epoll_done(int epfd, const struct epoll_event *ev, int n, int fd, voi
 	return n;
 }
 
+/* Whether a wait on epfd is one on several connections: a thread already
+ * marked as serving several (WATCH_CONNS, which only a new attach clears)
+ * stays so whatever it counts, so it is not counted. */
+static bool serves_conns(int epfd)
+{
+	return (thread_ctx.watch & WATCH_CONNS) || epoll_map_connections(epfd) > 1;
+}
+
 /* The body of an epoll wait: an event loop's is answered from the events
  * its thread fetched before, if one is still valid, else by the kernel
  * (call, asking for `fetch` events), keeping all but the first it returns
@@ -71,7 +79,7 @@ static int epoll_done(int epfd, const struct epoll_event *ev, int n, int fd, voi
 #define QUEUED_WAIT(call)                                                              \
 	do {                                                                           \
 		int saved = errno;                                                     \
-		before_fd_wait(2, -1, epoll_map_connections(epfd) > 1);                \
+		before_fd_wait(2, -1, serves_conns(epfd));                             \
 		struct epoll_queue *q;                                                 \
 		bool edge;                                                             \
 		int fetch = batch_fetch_max(epfd, max, &q, &edge);                     \
