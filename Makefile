@@ -205,6 +205,7 @@ integration: deps $(BUILD)/libreqid.so $(BUILD)/libreqid-fdpages.so $(BUILD)/req
 	python3 tests/integration/test_response_header.py
 	python3 tests/integration/test_splice.py
 	python3 tests/integration/test_interim.py
+	python3 tests/integration/test_write_shut.py
 	python3 tests/integration/test_unread_body.py
 	python3 tests/integration/test_tls.py
 	python3 tests/integration/test_spawn.py

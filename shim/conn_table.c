@@ -858,6 +858,23 @@ static void lose_stream_not_http1(struct conn *c)
 	end_request(c);
 }
 
+void conn_write_shut(int fd)
+{
+	if (!(fd_class(fd) & FD_CONN))
+		return;
+	struct conn *c = conn_of(fd);
+	if (!conn_trylock(c)) {
+		lose_on(fd, c);
+		return;
+	}
+	if (c->head_pending) {
+		lose_stream(c); /* a head half read: never answered */
+	} else if (c->kind == CONN_HTTP) {
+		c->kind = CONN_DONE;
+	}
+	conn_unlock(c);
+}
+
 /* Whether the program answered c's current request with 101 Switching
  * Protocols: the bytes its client sends after are the upgraded protocol's
  * (a tunnel, a websocket), never a request it answers, though they may

@@ -365,6 +365,11 @@ static inline uint64_t conn_request(int fd)
  * lost for attribution. */
 void conn_lose(int fd) __attribute__((visibility("hidden")));
 
+/* The program shut down its side of connection fd for writing: it answers
+ * no request read from here on (bytes a lingering close drains), so none
+ * begins. The current request stays. */
+void conn_write_shut(int fd) __attribute__((visibility("hidden")));
+
 /* conn_lose for a connection that chose HTTP/2 (conn_mark_lost_not_http1). */
 void conn_lose_to_h2(int fd) __attribute__((visibility("hidden")));
 

@@ -3,7 +3,8 @@
  * move a connection's bytes unparsed: sendfile, splice, recvmmsg, sendmmsg
  * and pwritev2.
  *
- * accept/accept4 make a descriptor a connection; reads on connections feed
+ * accept/accept4 make a descriptor a connection; shutdown for writing ends
+ * its requests; reads on connections feed
  * its request parser (bytes read unparsed lose the stream); writes on
  * connections mark the response as begun.
  * send on a log descriptor that is a stream socket (a pipe-like socket to a
@@ -84,6 +85,22 @@ EXPORT LOOP_PATH int accept4(int s, struct sockaddr *addr, socklen_t *len, int f
 	before_blocking();
 	ctx_boundary();
 	return accepted(s, fn(s, addr, len, flags));
+}
+
+/* A connection shut down for writing answers no more requests
+ * (conn_write_shut). */
+EXPORT int shutdown(int fd, int how)
+{
+	int (*fn)(int, int) = REAL(shutdown);
+	if (unlikely(!fn))
+		return (int)syscall(SYS_shutdown, fd, how);
+	int r = fn(fd, how);
+	if (r != 0 || how == SHUT_RD || !shim.active)
+		return r;
+	int saved = errno;
+	conn_write_shut(fd);
+	errno = saved;
+	return r;
 }
 
 /* A TCP connection the process opens is an outbound connection (its HTTP

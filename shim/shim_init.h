@@ -123,6 +123,7 @@
 	X(listen, int, (int, int), 1) \
 	X(accept, int, (int, struct sockaddr *, socklen_t *), 1) \
 	X(accept4, int, (int, struct sockaddr *, socklen_t *, int), 1) \
+	X(shutdown, int, (int, int), 1) \
 	X(recv, ssize_t, (int, void *, size_t, int), 1) \
 	X(__recv_chk, ssize_t, (int, void *, size_t, size_t, int), 0) \
 	X(recvfrom, ssize_t, (int, void *, size_t, int, struct sockaddr *, socklen_t *), 1) \
