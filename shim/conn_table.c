@@ -858,7 +858,7 @@ static void lose_stream_not_http1(struct conn *c)
 	end_request(c);
 }
 
-void conn_write_shut(int fd)
+FORK_PATH void conn_write_shut(int fd)
 {
 	if (!(fd_class(fd) & FD_CONN))
 		return;

@@ -88,8 +88,9 @@ EXPORT LOOP_PATH int accept4(int s, struct sockaddr *addr, socklen_t *len, int f
 }
 
 /* A connection shut down for writing answers no more requests
- * (conn_write_shut). */
-EXPORT int shutdown(int fd, int how)
+ * (conn_write_shut). FORK_PATH: a busybox httpd child shuts down its
+ * connection once it answered. */
+EXPORT FORK_PATH int shutdown(int fd, int how)
 {
 	int (*fn)(int, int) = REAL(shutdown);
 	if (unlikely(!fn))
