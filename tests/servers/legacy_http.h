@@ -614,15 +614,17 @@ static inline int lh_listen_unix(const char *path)
 	return fd;
 }
 
-/* A listening TCP socket on 127.0.0.1, port chosen by the kernel; or, when
- * LEGACY_LISTEN_UNIX=<path> is set, a unix-domain stream socket at <path>,
- * with port 0 reported. */
+/* A listening TCP socket on 127.0.0.1, port chosen by the kernel, or port N
+ * when LEGACY_PORT=N is set (a client that knocks before the server starts
+ * must know it); or, when LEGACY_LISTEN_UNIX=<path> is set, a unix-domain
+ * stream socket at <path>, with port 0 reported. */
 static inline int lh_listen(int *port_out)
 {
 	struct sockaddr_in sa;
 	socklen_t sl = sizeof sa;
 	int one = 1;
 	const char *unix_path = getenv("LEGACY_LISTEN_UNIX");
+	const char *fixed_port = getenv("LEGACY_PORT");
 	int fd;
 
 	if (unix_path) {
@@ -638,7 +640,7 @@ static inline int lh_listen(int *port_out)
 	memset(&sa, 0, sizeof sa);
 	sa.sin_family = AF_INET;
 	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	sa.sin_port = 0;
+	sa.sin_port = htons(fixed_port ? (uint16_t)atoi(fixed_port) : 0);
 	if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(fd, 512) < 0 ||
 	    getsockname(fd, (struct sockaddr *)&sa, &sl) < 0) {
 		close(fd);
