@@ -305,13 +305,13 @@ test: deps
 demo: deps $(BUILD)/libreqid.so servers
 	python3 tests/integration/demo.py
 
-bench: deps $(BUILD)/libreqid.so $(BUILD)/bench_io $(BUILD)/bench_process $(BUILD)/bench_spin.so
+bench: deps $(BUILD)/libreqid.so $(BUILD)/bench_io $(BUILD)/bench_process $(BUILD)/bench_spin.so $(BUILD)/servers/prefork
 	python3 tests/bench/bench.py
 	python3 tests/bench/bench_process.py
 	python3 tests/bench/bench_servers.py
 
 # The same scripts with fewer and shorter rounds: under a minute.
-bench-quick: deps $(BUILD)/libreqid.so $(BUILD)/bench_io $(BUILD)/bench_process $(BUILD)/bench_spin.so
+bench-quick: deps $(BUILD)/libreqid.so $(BUILD)/bench_io $(BUILD)/bench_process $(BUILD)/bench_spin.so $(BUILD)/servers/prefork
 	python3 tests/bench/bench.py --quick
 	python3 tests/bench/bench_process.py --quick
 	python3 tests/bench/bench_servers.py --quick

@@ -10,8 +10,8 @@
  *                                 /bin/true) + waitpid(), one with env
  *                                 {PATH}, one with {PATH, LD_PRELOAD=LIB},
  *                                 alternating which goes first
- *   bench_process firstsec PORT MS CONNS OUT
- *                                 CONNS threads each GET /index.html with
+ *   bench_process firstsec PORT MS CONNS PATH OUT
+ *                                 CONNS threads each GET PATH with
  *                                 Connection: close, in a loop, from before
  *                                 the server listens until MS ms after the
  *                                 first connect succeeded; prints "ready" on
@@ -147,14 +147,16 @@ static struct sockaddr_in server_addr;
 static int64_t window_ns, give_up_at;
 static int64_t t0; /* start of the first connect that succeeded; 0: none yet */
 
-#define GET "GET /index.html HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n"
+static const char *get_path;
 
 /* One request on connected socket s; X-Request-ID on every other one. */
 static int get(int s, int id, long i)
 {
-	char req[256], buf[4096];
-	int len = i % 2 ? snprintf(req, sizeof(req), "%s\r\n", GET)
-			: snprintf(req, sizeof(req), "%sX-Request-ID: first-%d-%ld\r\n\r\n", GET, id, i);
+	char req[512], buf[4096];
+	int len = snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n",
+			   get_path);
+	len += i % 2 ? snprintf(req + len, sizeof(req) - len, "\r\n")
+		     : snprintf(req + len, sizeof(req) - len, "X-Request-ID: first-%d-%ld\r\n\r\n", id, i);
 	if (send(s, req, len, MSG_NOSIGNAL) != len)
 		return 0;
 	ssize_t r, total = 0;
@@ -216,8 +218,9 @@ static void *client_loop(void *arg)
 	return NULL;
 }
 
-static int run_firstsec(int port, long ms, int conns, const char *out)
+static int run_firstsec(int port, long ms, int conns, const char *path, const char *out)
 {
+	get_path = path;
 	server_addr = (struct sockaddr_in){.sin_family = AF_INET, .sin_port = htons(port),
 					   .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 	window_ns = ms * 1000000;
@@ -250,9 +253,9 @@ int main(int argc, char **argv)
 		return run_loop(one_thread, atol(argv[2]), argv[3]);
 	if (argc == 5 && strcmp(argv[1], "spawn") == 0)
 		return run_spawn(atol(argv[2]), argv[3], argv[4]);
-	if (argc == 6 && strcmp(argv[1], "firstsec") == 0)
-		return run_firstsec(atoi(argv[2]), atol(argv[3]), atoi(argv[4]), argv[5]);
+	if (argc == 7 && strcmp(argv[1], "firstsec") == 0)
+		return run_firstsec(atoi(argv[2]), atol(argv[3]), atoi(argv[4]), argv[5], argv[6]);
 	fprintf(stderr, "usage: bench_process fork|thread N OUT | spawn N LIB OUT | "
-			"firstsec PORT MS CONNS OUT\n");
+			"firstsec PORT MS CONNS PATH OUT\n");
 	return 2;
 }

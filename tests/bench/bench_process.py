@@ -17,11 +17,22 @@ server whose log it enriches):
                    `scripts/reqid run`; and, when perf is installed, the page
                    faults per request of the server and its children (perf
                    stat, less a start and stop with no request)
-  first second     nginx, a master and 2 workers, started while a client on
-                   8 connections (Connection: close) already knocks: the
-                   time from spawn to the first response, and latency
-                   percentiles and failures of the requests of the first
-                   second after the first connect succeeded
+  first second     nginx (a master and 2 workers), then tests/servers/
+                   prefork.c (a parent and 2 workers blocking in accept()),
+                   started while a client on 8 connections (Connection:
+                   close) already knocks: the time from spawn to the first
+                   connect and from there to the first response; requests
+                   served, latency percentiles and failures of the requests
+                   that started in the first 100 ms, the rest of the first
+                   second, and the third second after the first connect.
+                   The third second, the workers long up, is the steady
+                   cost: the first second's ratio over the third's is what
+                   the start costs beyond it. Then each server with one
+                   worker and nothing knocking, its first request on the
+                   first connect: the worker's CPU time (schedstat, which
+                   the machine's other load hardly moves) and page faults
+                   from its fork to that response, and per request over
+                   the next 200
   10k connections  VmRSS of an nginx worker holding 10,000 idle keep-alive
                    connections, each after one answered request (half with
                    X-Request-ID), and after one more request on each; MiB,
@@ -65,7 +76,7 @@ echo ""
 echo "hello, cgi!"
 """
 
-NGINX = """worker_processes 2;
+NGINX = """worker_processes {workers};
 daemon off;
 pid {d}/nginx.pid;
 error_log {d}/logs/error.log error;
@@ -257,7 +268,16 @@ def bench_busybox(p, tmp):
                 [f for _, f in shim], digits=1)
 
 
-# -- a pre-forking server's first second -------------------------------------
+# -- a pre-forking server's first seconds -------------------------------------
+
+PREFORK = ROOT / "build" / "servers" / "prefork"
+FIRST_WINDOW_MS = 3000
+# Spans of the requests' start, in ms after the first connect that succeeded:
+# the first second in three parts, then the third second, when the workers
+# have long been up: the steady cost the first second is judged against.
+FIRST_SPANS = (("0-100 ms", 0, 100), ("100-500 ms", 100, 500), ("500-1000 ms", 500, 1000),
+               ("first second", 0, 1000), ("third second", 2000, 3000))
+
 
 def nginx_dir(tmp):
     d = Path(tmp) / "nginx"
@@ -268,26 +288,46 @@ def nginx_dir(tmp):
     return d
 
 
-def first_second_run(d, shimmed):
+def nginx_start(d, port, shimmed, workers=2):
+    """nginx, a master and its workers: (command, environment, path to GET)."""
+    (d / "nginx.conf").write_text(NGINX.format(d=d, port=port, workers=workers))
+    env = (shim_env({"REQID_LOG_PATHS": str(d / "logs" / "*.log")}) if shimmed
+           else benchlib.clean_env())
+    return (pin(0) + ["nginx", "-p", str(d), "-c", str(d / "nginx.conf"),
+                      "-e", str(d / "logs" / "error.log")], env, "/index.html")
+
+
+def prefork_start(d, port, shimmed, workers=2):
+    """tests/servers/prefork.c, a parent and its workers blocking in
+    accept(), its log on stderr (the console file): (command, environment,
+    path)."""
+    extra = {"LEGACY_PORT": str(port), "PREFORK_WORKERS": str(workers)}
+    env = shim_env(extra) if shimmed else benchlib.clean_env(extra)
+    return pin(0) + [str(PREFORK), "--ready-fd", "1"], env, "/req/first"
+
+
+FIRST_SERVERS = (("nginx (master + 2 workers)", nginx_start, "nginx"),
+                 ("prefork.c (parent + 2 workers in accept)", prefork_start, None))
+
+
+def first_second_run(d, start, shimmed):
     """One cold start under load; a dict of what the client saw."""
     port = benchlib.free_port()
-    (d / "nginx.conf").write_text(NGINX.format(d=d, port=port))
+    cmd, env, path = start(d, port, shimmed)
     for f in (d / "logs").iterdir():
         f.unlink()
     out = d / "firstsec"
-    client = subprocess.Popen(pin(1) + [str(PROG), "firstsec", str(port), "1000", "8", str(out)],
+    client = subprocess.Popen(pin(1) + [str(PROG), "firstsec", str(port), str(FIRST_WINDOW_MS),
+                                        "8", path, str(out)],
                               stdout=subprocess.PIPE, text=True)
     server = None
     try:
         if client.stdout.readline().strip() != "ready":
             raise RuntimeError("the first-second client did not start")
-        env = (shim_env({"REQID_LOG_PATHS": str(d / "logs" / "*.log")}) if shimmed
-               else benchlib.clean_env())
         spawned = time.monotonic_ns()
-        server = benchlib.start(pin(0) + ["nginx", "-p", str(d), "-c", str(d / "nginx.conf"),
-                                          "-e", str(d / "logs" / "error.log")], env, d / "console")
+        server = benchlib.start(cmd, env, d / "console")
         if client.wait(timeout=60) != 0:
-            raise RuntimeError("nginx did not answer (exit %s)" % server.poll())
+            raise RuntimeError("%s did not answer (exit %s)" % (cmd[-1], server.poll()))
     finally:
         if client.poll() is None:
             client.kill()
@@ -299,35 +339,131 @@ def first_second_run(d, shimmed):
 
 
 def first_second_stats(lines, spawned):
-    """lines: "t0 NS", then "START_NS LATENCY_NS OK" per request."""
+    """lines: "t0 NS", then "START_NS LATENCY_NS OK" per request. Per span
+    of FIRST_SPANS: requests served, latency p50, p90, p99 (us) and slowest
+    (ms) of those that started in it; failed requests in the whole window."""
     t0 = int(lines[0].split()[1])
     samples = [tuple(int(x) for x in l.split()) for l in lines[1:]]
-    ok = [lat / 1000 for _, lat, good in samples if good]
-    if not ok:
-        raise RuntimeError("no request of the first second succeeded")
-    return dict(listen=(t0 - spawned) / 1e6,
-                first=(min(s + lat for s, lat, good in samples if good) - spawned) / 1e6,
-                p50=benchlib.percentile(ok, 50), p99=benchlib.percentile(ok, 99),
-                max=max(ok) / 1000, served=len(ok), failed=len(samples) - len(ok))
+    if not any(good for _, _, good in samples):
+        raise RuntimeError("no request succeeded")
+    r = dict(listen=(t0 - spawned) / 1e6,
+             first=(min(s + lat for s, lat, good in samples if good) - t0) / 1e6,
+             failed=sum(1 for _, _, good in samples if not good))
+    for name, lo, hi in FIRST_SPANS:
+        inside = [(lat / 1000, good) for s, lat, good in samples
+                  if lo * 1000000 <= s - t0 < hi * 1000000]
+        ok = [lat for lat, good in inside if good] or [0]
+        r[name] = dict(served=sum(1 for _, good in inside if good),
+                       p50=benchlib.percentile(ok, 50), p90=benchlib.percentile(ok, 90),
+                       p99=benchlib.percentile(ok, 99), max=max(ok) / 1000)
+    return r
+
+
+def first_second_rows(bare, shim):
+    def span_row(span, key, label, digits):
+        row("%s: %s" % (span, label), [r[span][key] for r in bare],
+            [r[span][key] for r in shim], digits)
+    row("spawn to first connect, ms", [r["listen"] for r in bare], [r["listen"] for r in shim])
+    row("first connect to first response, ms", [r["first"] for r in bare],
+        [r["first"] for r in shim])
+    for span, _, _ in FIRST_SPANS[:3]:
+        span_row(span, "served", "requests served", 0)
+        span_row(span, "p90", "latency p90, us", 0)
+    for span in ("first second", "third second"):
+        for key, label, digits in (("served", "requests served", 0), ("p50", "latency p50, us", 0),
+                                   ("p90", "latency p90, us", 0), ("p99", "latency p99, us", 0),
+                                   ("max", "slowest request, ms", 1)):
+            span_row(span, key, label, digits)
+    # Each run against its own third second: what the machine does to a run
+    # (other load) moves both seconds alike, and the steady cost cancels.
+    for key, label in (("served", "requests served"), ("p90", "latency p90")):
+        row("first second / third second: " + label,
+            [r["first second"][key] / r["third second"][key] for r in bare],
+            [r["first second"][key] / r["third second"][key] for r in shim], 3,
+            note="ratio: what the start costs beyond the steady cost")
+    print("  failed requests, all runs, all %d ms: bare %d, shim %d"
+          % (FIRST_WINDOW_MS, sum(r["failed"] for r in bare), sum(r["failed"] for r in shim)))
+
+
+def get_once(port, path, sock=None):
+    """One GET with Connection: close (on sock, when connected already);
+    fails unless answered 200."""
+    s = sock or socket.create_connection(("127.0.0.1", port))
+    with s:
+        s.sendall(("GET %s HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n"
+                   % path).encode())
+        answer = b"".join(iter(lambda: s.recv(65536), b""))
+    if not answer.startswith(b"HTTP/1.1 200"):
+        raise RuntimeError("answered %r" % answer[:40])
+
+
+def cpu_and_faults(pid):
+    """(us on a CPU, minor page faults) of process pid so far: schedstat's
+    run time counts a process's own CPU however busy the machine is, where
+    latency counts the waits too."""
+    run_ns = int(Path("/proc/%d/schedstat" % pid).read_text().split()[0])
+    stat = Path("/proc/%d/stat" % pid).read_text()
+    return run_ns / 1000, int(stat[stat.rindex(")") + 2:].split()[7])
+
+
+WORKER_LATER = 200
+
+
+def worker_start_run(d, start, shimmed):
+    """A server with one worker, started with nothing knocking; its first
+    request sent on the first connect that succeeds (the worker's first
+    accept, as under load): the worker's CPU and page faults from its fork
+    to that response, and per request over the next WORKER_LATER."""
+    port = benchlib.free_port()
+    cmd, env, path = start(d, port, shimmed, workers=1)
+    server = benchlib.start(cmd, env, d / "console")
+    try:
+        end = time.monotonic() + 10
+        while True:
+            try:
+                first = socket.create_connection(("127.0.0.1", port))
+                break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > end:
+                    raise RuntimeError("%s did not listen" % cmd[-1])
+                time.sleep(0.0005)
+        get_once(port, path, first)
+        worker = int(Path("/proc/%d/task/%d/children" % (server.pid, server.pid))
+                     .read_text().split()[0])
+        cpu0, faults0 = cpu_and_faults(worker)
+        for _ in range(WORKER_LATER):
+            get_once(port, path)
+        cpu1, faults1 = cpu_and_faults(worker)
+    finally:
+        benchlib.stop(server)
+    return dict(cpu_first=cpu0, faults_first=faults0, cpu_later=(cpu1 - cpu0) / WORKER_LATER,
+                faults_later=(faults1 - faults0) / WORKER_LATER)
+
+
+def worker_start_rows(bare, shim):
+    for key, label, digits in (("cpu_first", "one worker: CPU fork to 1st response, us", 0),
+                               ("faults_first", "one worker: faults fork to 1st response", 0),
+                               ("cpu_later", "one worker: CPU per later request, us", 0),
+                               ("faults_later", "one worker: faults per later request", 1)):
+        row(label, [r[key] for r in bare], [r[key] for r in shim], digits)
 
 
 def bench_first_second(p, tmp):
     d = nginx_dir(tmp)
     n = p["first_rounds"]
-    bare, shim = alternated(n, lambda: [first_second_run(d, False)],
-                            lambda: [first_second_run(d, True)])
-    header("nginx (master + 2 workers) started under load from 8 connections, "
-           "its first second (%d runs each):" % n)
-    for key, name, digits in (("listen", "spawn to first connect, ms", 1),
-                              ("first", "spawn to first response, ms", 1),
-                              ("p50", "request latency p50, us", 0),
-                              ("p99", "request latency p99, us", 0),
-                              ("max", "slowest request, ms", 1),
-                              ("served", "requests served", 0),
-                              ("failed", "failed requests", 0)):
-        row("first second: " + name, [r[key] for r in bare], [r[key] for r in shim], digits)
-    failed = sum(r["failed"] for r in bare), sum(r["failed"] for r in shim)
-    print("  failed requests in all: bare %d, shim %d" % failed)
+    for title, start, needs in FIRST_SERVERS:
+        if needs and benchlib.missing([needs]):
+            print("\n%s: %s not installed; skipped" % (title, needs))
+            continue
+        bare, shim = alternated(n, lambda: [first_second_run(d, start, False)],
+                                lambda: [first_second_run(d, start, True)])
+        header("%s started under load from 8 connections (Connection: close), its first "
+               "%d ms (%d runs each; spans by a request's start after the first connect):"
+               % (title, FIRST_WINDOW_MS, n))
+        first_second_rows(bare, shim)
+        bare, shim = alternated(n, lambda: [worker_start_run(d, start, False)],
+                                lambda: [worker_start_run(d, start, True)])
+        worker_start_rows(bare, shim)
 
 
 # -- memory at 10,000 open connections ------------------------------------------
@@ -447,7 +583,7 @@ def bench_idle_connections(p, tmp):
 BENCHES = {"loops": bench_loops, "memory": bench_memory, "busybox": bench_busybox,
            "firstsec": bench_first_second, "conns": bench_idle_connections,
            "served": bench_served}
-NEEDS = {"busybox": ["busybox", "wrk"], "firstsec": ["nginx"], "conns": ["nginx"],
+NEEDS = {"busybox": ["busybox", "wrk"], "conns": ["nginx"],
          "served": ["nginx"]}
 
 
@@ -457,7 +593,7 @@ def main():
     ap.add_argument("--only", default=",".join(BENCHES),
                     help="comma-separated, of: " + ", ".join(BENCHES))
     a = ap.parse_args()
-    for f in (PROG, LIB):
+    for f in (PROG, LIB, PREFORK):
         if not f.exists():
             sys.exit("bench_process: %s is missing (make %s)" % (f, f.relative_to(ROOT)))
     p = QUICK if a.quick else FULL
