@@ -171,16 +171,16 @@ static START_PATH bool lookups_as_read(void)
 	return program != NULL;
 }
 
-/* dlsym(RTLD_NEXT, name), or dlvsym with a version: read from the
- * loader's tables (next_symbol.h) when next lists the objects after the
- * preloaded library and the answer is certain, from dlsym otherwise. */
-static START_PATH void *original(const struct next_objects *next, const char *name,
-				 const char *version)
+/* dlvsym(RTLD_NEXT, name, version) (hash: name's symbol_hash): read from
+ * the loader's tables (next_symbol.h) when next lists the objects after
+ * the preloaded library and the answer is certain, from dlvsym otherwise. */
+static START_PATH void *original_version(const struct next_objects *next, const char *name,
+					 uint32_t hash, const char *version)
 {
 	void *addr;
-	if (next && next_symbol(next, name, version, &addr) == SYMBOL_FOUND)
+	if (next && next_symbol_hashed(next, name, hash, version, &addr) == SYMBOL_FOUND)
 		return addr;
-	return version ? dlvsym(RTLD_NEXT, name, version) : dlsym(RTLD_NEXT, name);
+	return dlvsym(RTLD_NEXT, name, version);
 }
 
 /* Each original the hooks call, in REAL_FUNCTIONS' order: its name's hash
@@ -230,8 +230,11 @@ START_PATH bool real_resolve(void)
 		name += e->len + 1;
 	}
 	/* The current versions: dlsym could hand back the 2.2.5 compat ones. */
-	void *cond_wait = original(after, "pthread_cond_wait", "GLIBC_2.3.2");
-	void *cond_timedwait = original(after, "pthread_cond_timedwait", "GLIBC_2.3.2");
+	void *cond_wait = original_version(after, "pthread_cond_wait",
+					   SYMBOL_HASH_LITERAL("pthread_cond_wait"), "GLIBC_2.3.2");
+	void *cond_timedwait = original_version(after, "pthread_cond_timedwait",
+						SYMBOL_HASH_LITERAL("pthread_cond_timedwait"),
+						"GLIBC_2.3.2");
 	if (cond_wait && cond_timedwait) {
 		*(void **)&r.pthread_cond_wait = cond_wait;
 		*(void **)&r.pthread_cond_timedwait = cond_timedwait;
