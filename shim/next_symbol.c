@@ -215,12 +215,6 @@ START_PATH void next_objects_read(const struct link_map *self, struct next_objec
 	}
 }
 
-START_PATH enum symbol_found next_symbol(const struct next_objects *next, const char *name,
-					 const char *version, void **addr)
-{
-	return next_symbol_hashed(next, name, symbol_hash(name), version, addr);
-}
-
 START_PATH enum symbol_found next_symbol_hashed(const struct next_objects *next, const char *name,
 						uint32_t hash, const char *version, void **addr)
 {

@@ -160,14 +160,11 @@ struct next_objects {
 void next_objects_read(const struct link_map *self, struct next_objects *next);
 
 /* dlsym(RTLD_NEXT, name), or with a version dlvsym(RTLD_NEXT, name,
- * version), for the library next was read after: the first definition in
- * those objects. NEXT_SYMBOL_ASK when next_symbol.c's symbol_in says so
- * of the first object with the name, or none of the objects read has it
- * (dlsym may find it past the cut, or say it is nowhere). */
-enum symbol_found next_symbol(const struct next_objects *next, const char *name,
-			      const char *version, void **addr);
-
-/* next_symbol for a name whose symbol_hash the caller has. */
+ * version), for the library next was read after, given name's symbol_hash:
+ * the first definition in those objects. NEXT_SYMBOL_ASK when
+ * next_symbol.c's symbol_in says so of the first object with the name, or
+ * none of the objects read has it (dlsym may find it past the cut, or say
+ * it is nowhere). */
 enum symbol_found next_symbol_hashed(const struct next_objects *next, const char *name,
 				     uint32_t hash, const char *version, void **addr);
 

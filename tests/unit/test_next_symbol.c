@@ -32,6 +32,13 @@ static const struct link_map *program_or_vdso(void)
 	return main_map;
 }
 
+/* next_symbol_hashed, the name hashed here. */
+static enum symbol_found next_symbol(const struct next_objects *objects, const char *name,
+				     const char *version, void **addr)
+{
+	return next_symbol_hashed(objects, name, symbol_hash(name), version, addr);
+}
+
 /* The objects this program's dlsym(RTLD_NEXT) searches. */
 static struct next_objects next;
 
