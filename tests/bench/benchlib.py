@@ -111,6 +111,12 @@ def perf_stop_faults(proc, counted, timeout=10.0):
     SERVER`: SIGTERM to perf's child (the server; perf passes no signal
     on), then the page faults perf counted for it and all its children,
     those still finishing included."""
+    return perf_stop_counts(proc, counted, ["page-faults"], timeout)["page-faults"]
+
+
+def perf_stop_counts(proc, counted, events, timeout=10.0):
+    """perf_stop_faults for a server run with `perf stat -x, -e E1,E2...`:
+    {event: count} for each of events."""
     server = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True,
                             text=True).stdout.split()
     for pid in server[:1]:
@@ -122,10 +128,14 @@ def perf_stop_faults(proc, counted, timeout=10.0):
             os.kill(int(pid), signal.SIGKILL)
         proc.kill()
         proc.wait()
-    m = re.search(r"^(\d+),+page-faults", Path(counted).read_text(), re.M)
-    if not m:
-        raise RuntimeError("perf stat counted no page faults: %r" % Path(counted).read_text())
-    return int(m.group(1))
+    text = Path(counted).read_text()
+    counts = {}
+    for event in events:
+        m = re.search(r"^(\d+),+%s," % re.escape(event), text, re.M)
+        if not m:
+            raise RuntimeError("perf stat counted no %s: %r" % (event, text))
+        counts[event] = int(m.group(1))
+    return counts
 
 
 def start(cmd, env, log, cwd=None):
