@@ -32,6 +32,18 @@
 #include "path_glob.h"
 #include "raw_syscall.h"
 
+/* own_process, asked at most once for all the steps of one call (a
+ * system call each time, 2-3 us on this project's VM): *own is OWN_UNASKED
+ * until then. The answer cannot change within the call: the process is a
+ * vfork child or not from the moment it runs. */
+#define OWN_UNASKED (-1)
+static FORK_PATH __attribute__((noinline)) bool own_process_once(int8_t *own)
+{
+	if (*own == OWN_UNASKED)
+		*own = own_process();
+	return *own;
+}
+
 static FORK_PATH void set_flags(int fd, uint8_t flags)
 {
 	struct fd_state *st = fd_state(fd);
@@ -67,19 +79,20 @@ static __attribute__((noinline, cold)) void retiring_attached(int fd)
 		conn_adoption_dropped(fd);
 }
 
-/* fd is about to stop naming what it named: close its books. */
-static FORK_PATH void fd_retiring(int fd)
+/* fd is about to stop naming what it named: close its books. own: as for
+ * own_process_once. */
+static FORK_PATH void fd_retiring(int fd, int8_t *own)
 {
 	if (unlikely(shim.attached))
 		retiring_attached(fd);
 	bool epoll = epoll_map_tracks(fd), unwinder = call_chain_is_pipe(fd);
 	uint8_t cls = fd_class(fd);
-	if (unlikely(audit_is_channel(fd)) && own_process())
+	if (unlikely(audit_is_channel(fd)) && own_process_once(own))
 		audit_fd_closing(); /* the next record opens it again */
 	/* Only in the shim's own process: a vfork child closing its copies
 	 * must not close the books of the parent's descriptors, which live
 	 * on (its kept epoll events, its call chains, its connections). */
-	if (likely(cls == 0 && !epoll && !unwinder) || !own_process())
+	if (likely(cls == 0 && !epoll && !unwinder) || !own_process_once(own))
 		return;
 	if (epoll)
 		epoll_map_forget(fd);
@@ -331,7 +344,8 @@ static FILE *stream_reopened(FILE *(*fn)(const char *, const char *, FILE *),
 {
 	int old = stream ? fileno(stream) : -1;
 	bool was_log = is_log(old);
-	fd_retiring(old);
+	int8_t own = OWN_UNASKED;
+	fd_retiring(old, &own);
 	FILE *f = fn(path, mode, stream);
 	if (f && shim.active) {
 		int saved = errno;
@@ -368,8 +382,9 @@ EXPORT int fclose(FILE *f)
 	if (unlikely(!fn))
 		return EOF;
 	if (f && shim.active) {
+		int8_t own = OWN_UNASKED;
 		stdio_forget_stream(f);
-		fd_retiring(fileno(f));
+		fd_retiring(fileno(f), &own);
 	}
 	return fn(f);
 }
@@ -571,8 +586,9 @@ EXPORT FORK_PATH int fcntl64(int fd, int cmd, ...)
  * is the same connection (a forked server's dup2(conn, 0)), never a log; another
  * file put on a configured log number is a log (a daemon pointing stderr at
  * its log file), except a pipe or socket on stdout: that is a shell or
- * popen capturing a command's output, which is data. */
-static FORK_PATH void copied_onto(int oldfd, int newfd)
+ * popen capturing a command's output, which is data. own: as for
+ * own_process_once, shared with the call's fd_retiring. */
+static FORK_PATH void copied_onto(int oldfd, int newfd, int8_t *own)
 {
 	adopt_pending(oldfd); /* its copy is the same connection */
 	uint8_t from = fd_class(oldfd);
@@ -587,7 +603,7 @@ static FORK_PATH void copied_onto(int oldfd, int newfd)
 	fresh(newfd, log);
 	if (unlikely(fd_flags(oldfd) & FD_ADOPT))
 		copy_unadopted(newfd);
-	if (from & FD_CONN && own_process())
+	if (from & FD_CONN && own_process_once(own))
 		conn_copied(oldfd, newfd);
 }
 
@@ -598,11 +614,12 @@ EXPORT FORK_PATH int dup2(int oldfd, int newfd)
 		return (int)syscall(SYS_dup2, oldfd, newfd);
 	if (oldfd == newfd || !shim.active)
 		return fn(oldfd, newfd);
-	fd_retiring(newfd);
+	int8_t own = OWN_UNASKED;
+	fd_retiring(newfd, &own);
 	int r = fn(oldfd, newfd);
 	if (r >= 0) {
 		int saved = errno;
-		copied_onto(oldfd, newfd);
+		copied_onto(oldfd, newfd, &own);
 		errno = saved;
 	}
 	return r;
@@ -615,11 +632,12 @@ EXPORT int dup3(int oldfd, int newfd, int flags)
 		return (int)syscall(SYS_dup3, oldfd, newfd, flags);
 	if (oldfd == newfd || !shim.active)
 		return fn(oldfd, newfd, flags);
-	fd_retiring(newfd);
+	int8_t own = OWN_UNASKED;
+	fd_retiring(newfd, &own);
 	int r = fn(oldfd, newfd, flags);
 	if (r >= 0) {
 		int saved = errno;
-		copied_onto(oldfd, newfd);
+		copied_onto(oldfd, newfd, &own);
 		errno = saved;
 	}
 	return r;
@@ -632,17 +650,19 @@ EXPORT FORK_PATH int close(int fd)
 	int (*fn)(int) = REAL(close);
 	if (unlikely(!fn))
 		return (int)syscall(SYS_close, fd);
-	fd_retiring(fd);
+	int8_t own = OWN_UNASKED;
+	fd_retiring(fd, &own);
 	return fn(fd);
 }
 
 static void range_retiring(unsigned first, unsigned last)
 {
 	unsigned end = fd_state_end(); /* no fd from here on has books */
+	int8_t own = OWN_UNASKED;
 	if (last >= end)
 		last = end - 1;
 	for (unsigned fd = first; fd <= last && first < end; fd++)
-		fd_retiring((int)fd);
+		fd_retiring((int)fd, &own);
 }
 
 EXPORT int close_range(unsigned first, unsigned last, int flags)
