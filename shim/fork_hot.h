@@ -53,6 +53,15 @@
  * (LOOP_PATH marks those), and so do the TLS and client sides. */
 #define FORK_PATH __attribute__((section(".text.hot.reqid_fork_path")))
 
+/* FORK_PATH code that a fork child runs for some requests only: a
+ * response or request head in an unusual form (parsed byte by byte), and
+ * exec (once, as the child leaves). shim/layout.ld puts it after the rest
+ * of the window: in a child that runs none of it, the code it does run
+ * spans fewer of the window's 4 KiB pages, and on this project's VM the
+ * first touch of each costs a fork child some 4-5 us even where fork
+ * copied its page entry. */
+#define FORK_PATH_LATE __attribute__((section(".text.hot.reqid_fork_path_late")))
+
 /* The code a long-lived server runs for its connections and requests
  * that a fork child does not: accept and the batch it opens, the epoll
  * calls with the epoll map and event queue, the event-stack walker with

@@ -135,7 +135,7 @@ EXPORT FORK_PATH void _exit(int status)
 	__builtin_unreachable();
 }
 
-EXPORT FORK_PATH void _Exit(int status)
+EXPORT FORK_PATH_LATE void _Exit(int status)
 {
 	void (*fn)(int) = REAL(_Exit);
 	process_exiting();
@@ -168,7 +168,7 @@ EXPORT void abort(void)
  * which the library takes from libc anyway: each function it takes costs
  * every starting process some 800 instructions of the loader's, and
  * another of libc's (memmem) could be a page a fork child has not mapped. */
-static FORK_PATH bool env_preloads_shim(char *const *envp)
+static FORK_PATH_LATE bool env_preloads_shim(char *const *envp)
 {
 	for (size_t i = 0; envp && envp[i]; i++) {
 		if (strncmp(envp[i], "LD_PRELOAD=", 11) != 0)
@@ -198,13 +198,13 @@ struct exec_env {
 	char *vfork_env[VFORK_ENV_MAX];
 };
 
-static FORK_PATH bool is_variable(const char *entry, const char *name_eq)
+static FORK_PATH_LATE bool is_variable(const char *entry, const char *name_eq)
 {
 	return strncmp(entry, name_eq, strlen(name_eq)) == 0;
 }
 
 /* "NAME=" followed by n bytes of value, NUL-terminated, in buf. */
-static FORK_PATH char *env_entry(char *buf, const char *name_eq, size_t name_len, const char *value,
+static FORK_PATH_LATE char *env_entry(char *buf, const char *name_eq, size_t name_len, const char *value,
 				 size_t n)
 {
 	memcpy(buf, name_eq, name_len);
@@ -222,7 +222,7 @@ static const char ids_name[] = LOG_IDS_VARIABLE "=";
  * path says the same in both). False when envp's value is to stay as it
  * is: absent (every configured log descriptor is one in the child), or too
  * long to add to. */
-static FORK_PATH bool vfork_log_ids(char *const *envp, size_t n, char *out, size_t size)
+static FORK_PATH_LATE bool vfork_log_ids(char *const *envp, size_t n, char *out, size_t size)
 {
 	size_t len = 0;
 	bool given = false;
@@ -300,7 +300,7 @@ static void fill_env(char *const *envp, size_t n, char **out, struct env_entries
 	out[k] = NULL;
 }
 
-static FORK_PATH size_t env_count(char *const *envp)
+static FORK_PATH_LATE size_t env_count(char *const *envp)
 {
 	size_t n = 0;
 	while (envp[n])
@@ -313,7 +313,7 @@ static FORK_PATH size_t env_count(char *const *envp)
  * thread's stack), or, in a vfork child, in a bounded array on the stack: a
  * mapping made there would stay behind in the parent. Returns envp itself
  * when there is nothing to change or no memory. */
-static FORK_PATH char *const *exec_env(char *const *envp, struct exec_env *e)
+static FORK_PATH_LATE char *const *exec_env(char *const *envp, struct exec_env *e)
 {
 	e->env = NULL;
 	if (!shim.active || !env_preloads_shim(envp))
@@ -338,7 +338,7 @@ static FORK_PATH char *const *exec_env(char *const *envp, struct exec_env *e)
 }
 
 /* The exec failed (or the spawn is done): the array goes. */
-static FORK_PATH int exec_failed(struct exec_env *e, int r)
+static FORK_PATH_LATE int exec_failed(struct exec_env *e, int r)
 {
 	int saved = errno;
 	if (e->env && e->env != e->vfork_env)
@@ -347,7 +347,7 @@ static FORK_PATH int exec_failed(struct exec_env *e, int r)
 	return r;
 }
 
-EXPORT FORK_PATH int execve(const char *path, char *const argv[], char *const envp[])
+EXPORT FORK_PATH_LATE int execve(const char *path, char *const argv[], char *const envp[])
 {
 	int (*fn)(const char *, char *const[], char *const[]) = REAL(execve);
 	struct exec_env e;
@@ -358,7 +358,7 @@ EXPORT FORK_PATH int execve(const char *path, char *const argv[], char *const en
 	return exec_failed(&e, fn(path, argv, env));
 }
 
-EXPORT FORK_PATH int execv(const char *path, char *const argv[])
+EXPORT FORK_PATH_LATE int execv(const char *path, char *const argv[])
 {
 	return execve(path, argv, environ);
 }

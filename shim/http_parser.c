@@ -911,7 +911,7 @@ struct header_line {
  * other than the usual one: a name that does not end inside the first
  * block, or has other token characters than letters, digits and '-', a
  * line near the buffer's end, a bad line. */
-static FORK_PATH __attribute__((noinline)) struct header_line
+static FORK_PATH_LATE __attribute__((noinline)) struct header_line
 header_line_general(const unsigned char *s, size_t i, size_t len)
 {
 	struct header_line l = { .eol = len };

@@ -892,7 +892,7 @@ usual_response(struct http_response_parser *p, const unsigned char *s, size_t i,
 
 /* The states from s[i] (i < n) until the bytes run out or a new response
  * is about to start. */
-static FORK_PATH __attribute__((noinline)) size_t
+static FORK_PATH_LATE __attribute__((noinline)) size_t
 scan_states(struct http_response_parser *p, const unsigned char *s, size_t i, size_t n,
 	    size_t points[], size_t *count, size_t max)
 {
@@ -1007,7 +1007,7 @@ scan_states(struct http_response_parser *p, const unsigned char *s, size_t i, si
 /* The responses from s[i] on, each tried in the usual form first; a
  * header line that form left (or that a write begins with) goes to
  * other_header_lines, anything else to the states. */
-static FORK_PATH __attribute__((noinline)) size_t
+static FORK_PATH_LATE __attribute__((noinline)) size_t
 scan_from(struct http_response_parser *p, const unsigned char *s, size_t i, size_t n,
 	  size_t points[], size_t count, size_t max)
 {

@@ -482,7 +482,7 @@ static START_PATH void adopt_exec_request(void)
 					      ts_len > 0 ? (size_t)ts_len : 0, &pin);
 }
 
-FORK_PATH size_t current_log_ids(char *buf, size_t size)
+FORK_PATH_LATE size_t current_log_ids(char *buf, size_t size)
 {
 	size_t len = 0;
 	buf[0] = '\0';
