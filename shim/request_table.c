@@ -295,9 +295,23 @@ static bool side_slot_claim(_Atomic uint64_t *slot_serial, uint64_t serial, uint
 						       memory_order_acquire, memory_order_relaxed);
 }
 
-static struct request_slot *slot_of(struct request_tables *t, uint64_t serial)
+/* The ring's slot 0, kept apart from the rest on the FORK_HOT page, which
+ * a fork child writes anyway (its pid, its ids): a fork child's first
+ * request goes there (request_table_after_fork), and the child copies no
+ * page of the ring for it (the ring's pages past the first are ones its
+ * parent never wrote: a fault and a page each). t->slots[0] stays unused. */
+static struct request_slot hot_slot FORK_HOT;
+#define HOT_SLOT 0u
+
+/* The slot of index i (a serial's low bits). */
+static FORK_PATH struct request_slot *slot_at(struct request_tables *t, uint32_t i)
 {
-	return &t->slots[serial & SLOT_MASK];
+	return i == HOT_SLOT ? &hot_slot : &t->slots[i];
+}
+
+static FORK_PATH struct request_slot *slot_of(struct request_tables *t, uint64_t serial)
+{
+	return slot_at(t, (uint32_t)(serial & SLOT_MASK));
 }
 
 static struct long_slot *long_slot_of(struct request_tables *t, uint64_t serial)
@@ -342,7 +356,7 @@ static FORK_PATH bool slot_unpinned(_Atomic uint32_t *pins)
 FORK_PATH void request_unpin(uint32_t pinned)
 {
 	struct request_tables *t = tables_mapped(); /* a pin is in them */
-	if (pinned && t && slot_unpinned(&t->slots[(pinned - 1) & SLOT_MASK].pins))
+	if (pinned && t && slot_unpinned(&slot_at(t, (pinned - 1) & SLOT_MASK)->pins))
 		atomic_fetch_sub_explicit(&pinned_slots, 1, memory_order_relaxed);
 }
 
@@ -763,6 +777,16 @@ void request_tables_ready(void)
 		tables_made();
 }
 
+FORK_PATH void request_table_after_fork(void)
+{
+	/* The next sequence number is the next that picks HOT_SLOT: the
+	 * numbers skipped name no request (serials only grow). */
+	uint32_t size = REQUEST_RING_START << atomic_load_explicit(&ring_doublings, memory_order_relaxed);
+	uint64_t next = atomic_load_explicit(&next_sequence, memory_order_relaxed) + 1;
+	next += (HOT_SLOT - next) & (size - 1);
+	atomic_store_explicit(&next_sequence, next - 1, memory_order_relaxed);
+}
+
 void request_table_forget_all(void)
 {
 	atomic_store_explicit(&first_valid, (atomic_load(&next_sequence) + 1) << REQUEST_SLOT_BITS,
@@ -775,6 +799,8 @@ void request_table_release(void)
 	struct request_tables *t = tables_mapped();
 	if (t)
 		table_release(t, sizeof(*t));
+	atomic_store_explicit(&hot_slot.serial, 0, memory_order_relaxed);
+	atomic_store_explicit(&hot_slot.pins, 0, memory_order_relaxed);
 	for (int i = 0; i < RECENT_REQUESTS; i++)
 		if (atomic_load_explicit(&recent[i], memory_order_relaxed))
 			atomic_store_explicit(&recent[i], 0, memory_order_relaxed);

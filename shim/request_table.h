@@ -161,6 +161,11 @@ uint64_t request_named_with(const char *line, size_t len, uint32_t buckets)
  * mapping its own. Without them (mapping failed) requests get no id. */
 void request_tables_ready(void) __attribute__((visibility("hidden")));
 
+/* In a fork child (its atfork handler): its next request goes to the
+ * ring's slot on the page the child writes anyway (fork_hot.h), unless a
+ * connection of its parent's has that slot pinned. */
+void request_table_after_fork(void) __attribute__((visibility("hidden")));
+
 /* Every request added so far is forgotten: its serial finds nothing (a
  * process `reqid attach` attaches to again: a thread's context from the
  * earlier attach may still name one). */

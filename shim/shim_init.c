@@ -316,6 +316,7 @@ static FORK_PATH void after_fork_child(void)
 	id_generator_after_fork(&process.ids, (uint32_t)process.pid, fork_salt());
 	log_forget_all();
 	thread_ctx.tid = process.pid;
+	request_table_after_fork();
 	epoll_map_after_fork();
 	got_patch_after_fork();
 	batch_forget();

@@ -215,6 +215,40 @@ static void test_ring_starts_small(void **state)
 	assert_true(kept(next, "next"));
 }
 
+/* In a fork child (request_table_after_fork) the next request takes slot
+ * 0, the one on the page the child writes anyway, skipping sequence
+ * numbers to it; the requests before stay. Pinned by a connection of the
+ * parent's, slot 0 is passed over as any pinned slot is. */
+static void test_fork_child_request_in_slot_zero(void **state)
+{
+	(void)state;
+	uint64_t parent = add("parent");
+	assert_int_not_equal(SLOT(parent), 0);
+	request_table_after_fork();
+	uint64_t child = add("child");
+	assert_int_equal(SLOT(child), 0);
+	assert_int_equal(sequence(child) % REQUEST_RING_START, 0);
+	assert_true(sequence(child) > sequence(parent));
+	assert_true(kept(parent, "parent"));
+	assert_true(kept(child, "child"));
+	assert_int_equal(sequence(add("next")), sequence(child) + 1);
+	uint64_t lap = 0;
+	for (unsigned i = 0; i < REQUEST_RING_START - 1; i++)
+		lap = add("lap");
+	assert_int_equal(SLOT(lap), 0);
+	assert_false(kept(child, "child"));
+	uint32_t pin = 0;
+	request_table_after_fork();
+	uint64_t pinned = request_table_add("pinned", 6, NULL, 0, 0, NULL, NULL, 0, &pin);
+	request_table_after_fork();
+	uint64_t passing = add("passing");
+	assert_int_equal(SLOT(pinned), 0);
+	assert_int_equal(SLOT(passing), 1);
+	assert_int_equal(sequence(passing), sequence(pinned) + REQUEST_RING_START + 1);
+	assert_true(kept(pinned, "pinned"));
+	request_unpin(pin);
+}
+
 /* A pinned request keeps its slot lap after lap while the requests after
  * it pass over it; given back, it goes when the ring next comes round. */
 static void test_pinned_request_kept(void **state)
@@ -927,6 +961,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_no_rings_no_id),
 		cmocka_unit_test(test_ring_starts_small),
+		cmocka_unit_test(test_fork_child_request_in_slot_zero),
 		cmocka_unit_test(test_pinned_request_kept),
 		cmocka_unit_test(test_ring_grows_while_half_pinned),
 		cmocka_unit_test(test_all_pinned_takes_one),
