@@ -27,6 +27,9 @@
 #include "shim_init.h"
 
 struct fd_state fd_states[FD_LOW] FORK_HOT_LAST;
+/* The end of the page fd_states ends on, which holds nothing else
+ * (layout.ld); NULL where that linker script is not used (unit tests). */
+extern char reqid_fork_hot_end[] __attribute__((weak, visibility("hidden")));
 struct fd_state *_Atomic fd_pages[FD_LIMIT / FD_PAGE];
 void *_Atomic conn_chunks[FD_LIMIT / CONN_CHUNK];
 static _Atomic unsigned pages_end; /* fd_state_end, as far as pages go */
@@ -77,7 +80,13 @@ void fd_state_release(void)
 	 * published): the pointers past it are not read, whose pages would
 	 * otherwise become resident only to say NULL. */
 	unsigned end = fd_state_end();
-	table_release(fd_states, sizeof(fd_states));
+	/* To the end of the flags' last page, so that it goes back too: a
+	 * detach's scans of every descriptor read it, and a kernel that maps
+	 * no shared zero page gives a page that is read a page of its own,
+	 * which a release of the flags' bytes alone zeroes and keeps. */
+	table_release(fd_states, reqid_fork_hot_end
+					 ? (size_t)(reqid_fork_hot_end - (char *)fd_states)
+					 : sizeof(fd_states));
 	for (unsigned i = FD_LOW / FD_PAGE; i < (end + FD_PAGE - 1) / FD_PAGE; i++) {
 		struct fd_state *page = atomic_load_explicit(&fd_pages[i], memory_order_acquire);
 		if (page)
@@ -93,7 +102,18 @@ void fd_state_release(void)
 	 * entries for a program with a few connections. */
 	enum { ENTRY_PAGES = (sizeof(((struct conn_chunk *)0)->entry) + PAGE_BYTES - 1) / PAGE_BYTES + 1 };
 	_Static_assert(ENTRY_PAGES <= PAGES_HELD_MAX, "a chunk's entries span too many pages");
+	uintptr_t pointers_page = 0; /* the page of conn_chunks last asked about */
+	bool pointers_held = false;
 	for (unsigned i = 0; i < (end + CONN_CHUNK - 1) / CONN_CHUNK; i++) {
+		/* A chunk's pointer on a page of conn_chunks never written is
+		 * NULL; reading it would make that page resident. */
+		uintptr_t page = (uintptr_t)&conn_chunks[i] & ~(uintptr_t)(PAGE_BYTES - 1);
+		if (page != pointers_page) {
+			pointers_page = page;
+			resident_pages_held((void *)page, 1, &pointers_held);
+		}
+		if (!pointers_held)
+			continue;
 		struct conn_chunk *chunk = atomic_load_explicit(&conn_chunks[i], memory_order_acquire);
 		bool held[ENTRY_PAGES];
 		if (!chunk)

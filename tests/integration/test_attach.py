@@ -471,8 +471,9 @@ class NginxClient:
 
 
 # What detach may leave resident in a worker of a tree with rss_check
-# (kept_rss). nginx's workers keep 112-118 kB each (12 runs, 2026-12-07):
-# the library's .bss variables 40-56, the injector thread's arena 12 (the
+# (kept_rss). nginx's workers keep 104-112 kB each (4 runs, 2026-12-07;
+# 112-118 before detach gave back the descriptor tables' far ends, 8): the
+# library's .bss variables 40-48, the injector thread's arena 12 (the
 # loader's records of the library) and cached stack 12, the event loop's
 # frames 16, the injector's block and stub pages 8, the library's written
 # .data and GOT pages 8 and its last code page 4, the tables' first pages
@@ -547,22 +548,52 @@ def kept_rss(bare, pids):
     return kept
 
 
-def section_resident_kb(pid, section):
-    """The resident kB of section (a name in the shim's section headers) in
-    pid's copy of the shim, as /proc/PID/pagemap says."""
+def shim_mapped(pid):
+    """(The address pid's copy of the shim is loaded at, its path), or None."""
     for line in open("/proc/%d/maps" % pid):
         fields = line.split()
         if len(fields) > 5 and fields[5].endswith("/libreqid.so") and int(fields[2], 16) == 0:
-            base, path = int(fields[0].split("-")[0], 16), fields[5]
-            break
-    else:
+            return int(fields[0].split("-")[0], 16), fields[5]
+    return None
+
+
+def section_resident_kb(pid, section):
+    """The resident kB of section (a name in the shim's section headers) in
+    pid's copy of the shim, as /proc/PID/pagemap says."""
+    mapped = shim_mapped(pid)
+    if not mapped:
         return 0
+    base, path = mapped
     headers = subprocess.run(["readelf", "-SW", path], stdout=subprocess.PIPE, text=True,
                              check=True).stdout
     fields = re.search(r"\] %s\s+\w+\s+([0-9a-f]+) [0-9a-f]+ ([0-9a-f]+)" % re.escape(section),
                        headers).groups()
     start = base + int(fields[0], 16)
     return present_kb_outside(pid, start, start + int(fields[1], 16), [])
+
+
+def table_ends_resident_kb(pid):
+    """The resident kB, as /proc/PID/pagemap says, of the pages of pid's copy
+    of the shim that only the descriptor tables' far ends lie on, which no
+    server here uses: the last page of the flags (fd_states, alone on it),
+    and conn_chunks' pages after its first (the chunks of fds 20480 and
+    up)."""
+    mapped = shim_mapped(pid)
+    if not mapped:
+        return 0
+    base, path = mapped
+    symbols = {}
+    for line in subprocess.run(["nm", "-S", "--defined-only", path], stdout=subprocess.PIPE,
+                               text=True, check=True).stdout.splitlines():
+        fields = line.split()
+        if len(fields) == 4 and fields[3] in ("fd_states", "conn_chunks"):
+            symbols[fields[3]] = base + int(fields[0], 16), int(fields[1], 16)
+    start, size = symbols["fd_states"]
+    last = (start + size - 1) // 4096 * 4096
+    kb = present_kb_outside(pid, last, last + 4096, [])
+    start, size = symbols["conn_chunks"]
+    return kb + present_kb_outside(pid, start // 4096 * 4096 + 4096,
+                                   (start + size - 1) // 4096 * 4096, [])
 
 
 def every_worker_served(master, log):
@@ -696,8 +727,9 @@ def check_tree(tree, failures):
             # the shim's own state, and the injector thread's malloc arena
             # and stack: kept (kept_rss: the workers' own growth with the
             # connections they serve at once moved their whole size by up
-            # to 100 kB a worker between runs) 112-118 kB a worker
-            # (2026-12-07; 200-214 before detach stopped reading zero pages
+            # to 100 kB a worker between runs) 104-112 kB a worker
+            # (2026-12-07; 112-118 before the tables' far ends went back;
+            # 200-214 before detach stopped reading zero pages
             # it had never touched, dropped its thread's stack and left
             # opendir; 226-232 before the tables detach empties went back
             # whole; before the late drop of libc's code, 336-340; before
@@ -711,6 +743,12 @@ def check_tree(tree, failures):
                          for pid in worker_pids(proc.pid))
             if tree.rss_check and zeroed:
                 fail("detach left %d kB of the tables it empties resident" % zeroed)
+            # Detach's scans of every descriptor read the flags' last page
+            # and conn_chunks' second: resident (on a kernel that maps no
+            # zero page, a page each of its own) until 2026-12-07.
+            ends = sum(table_ends_resident_kb(pid) for pid in worker_pids(proc.pid))
+            if tree.rss_check and ends:
+                fail("detach left %d kB of the descriptor tables' unused ends resident" % ends)
             # kept_rss leaves out what grew in the mappings from before
             # attach (stacks, arenas, the shim's buffers in them): the whole
             # size must still give back over half of what attach added.
