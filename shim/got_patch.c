@@ -525,7 +525,7 @@ int got_restore_all(void)
 	entry_count = 0;
 	known_count = 0;
 	if (pass)
-		table_release(pass, sizeof(*pass));
+		mapped_table_release(pass, sizeof(*pass));
 	if (run.table)
 		table_release(run.table, GOT_ENTRIES_MAX * sizeof(struct got_entry));
 	patch_unlock();

@@ -64,6 +64,15 @@ static inline void table_release(void *table, size_t size)
 	errno = saved;
 }
 
+/* table_release for a table map_once mapped: its mapping ends on the page
+ * its last byte is on, which holds nothing else, so that page goes back
+ * too rather than having its bytes zeroed (which, on a kernel that maps no
+ * shared zero page, gives a page never touched a page of its own). */
+static inline void mapped_table_release(void *table, size_t size)
+{
+	table_release(table, (size + 4095) & ~(size_t)4095);
+}
+
 /* Puts a table whose zeroes mean empty, and which detach empties anyway
  * (its owner's release, at forget_attached_state), in a section of such
  * tables alone (shim/layout.ld: page-aligned, first and last byte on pages

@@ -572,6 +572,38 @@ def section_resident_kb(pid, section):
     return present_kb_outside(pid, start, start + int(fields[1], 16), [])
 
 
+def shim_symbols(path, names):
+    """{name: (offset, size)} of the shim's symbols named in names."""
+    found = {}
+    for line in subprocess.run(["nm", "-S", "--defined-only", path], stdout=subprocess.PIPE,
+                               text=True, check=True).stdout.splitlines():
+        fields = line.split()
+        if len(fields) == 4 and fields[3] in names:
+            found[fields[3]] = int(fields[0], 16), int(fields[1], 16)
+    return found
+
+
+def patcher_tables_resident_kb(pid):
+    """The resident kB, as /proc/PID/pagemap says, of the GOT patcher's two
+    tables in pid (got_patch.c: pass_tables, mapped right below
+    entries_table, which detach empties), from the first's start to the
+    second's end; 0 if they are not so placed (nothing to tell)."""
+    mapped = shim_mapped(pid)
+    if not mapped:
+        return 0
+    base, path = mapped
+    symbols = shim_symbols(path, ("pass_tables", "entries_table"))
+    with open("/proc/%d/mem" % pid, "rb") as mem:
+        pointers = []
+        for name in ("pass_tables", "entries_table"):
+            mem.seek(base + symbols[name][0])
+            pointers.append(int.from_bytes(mem.read(8), "little"))
+    low, high = pointers
+    if not low or not low < high <= low + (1 << 20):
+        return 0
+    return present_kb_outside(pid, low, high + (1 << 19), [])
+
+
 def table_ends_resident_kb(pid):
     """The resident kB, as /proc/PID/pagemap says, of the pages of pid's copy
     of the shim that only the descriptor tables' far ends lie on, which no
@@ -582,16 +614,13 @@ def table_ends_resident_kb(pid):
     if not mapped:
         return 0
     base, path = mapped
-    symbols = {}
-    for line in subprocess.run(["nm", "-S", "--defined-only", path], stdout=subprocess.PIPE,
-                               text=True, check=True).stdout.splitlines():
-        fields = line.split()
-        if len(fields) == 4 and fields[3] in ("fd_states", "conn_chunks"):
-            symbols[fields[3]] = base + int(fields[0], 16), int(fields[1], 16)
+    symbols = shim_symbols(path, ("fd_states", "conn_chunks"))
     start, size = symbols["fd_states"]
+    start += base
     last = (start + size - 1) // 4096 * 4096
     kb = present_kb_outside(pid, last, last + 4096, [])
     start, size = symbols["conn_chunks"]
+    start += base
     return kb + present_kb_outside(pid, start // 4096 * 4096 + 4096,
                                    (start + size - 1) // 4096 * 4096, [])
 
@@ -749,6 +778,11 @@ def check_tree(tree, failures):
             ends = sum(table_ends_resident_kb(pid) for pid in worker_pids(proc.pid))
             if tree.rss_check and ends:
                 fail("detach left %d kB of the descriptor tables' unused ends resident" % ends)
+            # The GOT patcher's tables go back whole: the page of the
+            # pass's table's last bytes, zeroed and kept until 2026-12-07.
+            patcher = sum(patcher_tables_resident_kb(pid) for pid in worker_pids(proc.pid))
+            if tree.rss_check and patcher:
+                fail("detach left %d kB of the GOT patcher's tables resident" % patcher)
             # kept_rss leaves out what grew in the mappings from before
             # attach (stacks, arenas, the shim's buffers in them): the whole
             # size must still give back over half of what attach added.
