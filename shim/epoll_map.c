@@ -265,6 +265,21 @@ static LOOP_PATH bool registered(const struct epoll_tables *t, int fd, int epfd,
 	       atomic_load_explicit(&r->key, memory_order_acquire) == key;
 }
 
+/* registered, and fd's events mask read around it, as
+ * epoll_map_registration reads it: *events is the mask, or 0 (not known)
+ * when it was 0 or changed meanwhile. Whether fd is registered is
+ * answered exactly as registered answers it, whatever the mask. */
+static LOOP_PATH bool registered_with_events(const struct epoll_tables *t, int fd, int epfd,
+					     uint64_t data, uint32_t *events)
+{
+	const struct epoll_fd *e = entry_now(t, fd);
+	uint32_t mask = e ? atomic_load_explicit(&e->events, memory_order_acquire) : 0;
+	if (!registered(t, fd, epfd, data))
+		return false;
+	*events = atomic_load_explicit(&e->events, memory_order_acquire) == mask ? mask : 0;
+	return true;
+}
+
 /* Whether slot v (neither empty nor AMBIGUOUS) still points at its fd:
  * the fd's registration, on its instance's current generation, hashes to
  * the slot's bits. */
@@ -737,7 +752,11 @@ LOOP_PATH void epoll_map_forget(int fd)
 	}
 }
 
-LOOP_PATH int epoll_map_lookup(int epfd, uint64_t data)
+/* epoll_map_lookup, and with events non-NULL the found fd's events mask
+ * too (registered_with_events): inlined into both, so that the lookup
+ * alone reads no mask. */
+static inline __attribute__((always_inline)) int lookup(int epfd, uint64_t data,
+							uint32_t *events)
 {
 	const struct epoll_tables *t = tables_now();
 	if (!t || !in_range(epfd) || atomic_load_explicit(&broken, memory_order_relaxed))
@@ -758,13 +777,28 @@ LOOP_PATH int epoll_map_lookup(int epfd, uint64_t data)
 		int f = (int)(v & SLOT_FD);
 		if ((uint64_t)f == AMBIGUOUS)
 			return -1;
-		if (registered(t, f - 1, epfd, data)) {
+		if (events ? registered_with_events(t, f - 1, epfd, data, events)
+			   : registered(t, f - 1, epfd, data)) {
 			if (found >= 0 && found != f - 1)
 				return -1;
 			found = f - 1;
 		}
 	}
 	return found;
+}
+
+LOOP_PATH int epoll_map_lookup(int epfd, uint64_t data)
+{
+	return lookup(epfd, data, NULL);
+}
+
+LOOP_PATH int epoll_map_lookup_events(int epfd, uint64_t data, uint32_t *events)
+{
+	*events = 0;
+	int fd = lookup(epfd, data, events);
+	if (fd < 0)
+		*events = 0; /* a mask read for an fd that was not the answer */
+	return fd;
 }
 
 unsigned epoll_map_index_slots(void)

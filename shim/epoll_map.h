@@ -92,6 +92,13 @@ unsigned epoll_map_connections(int epfd) __attribute__((visibility("hidden")));
 /* The fd an event from epfd carrying data is about, or -1 if unknown. */
 int epoll_map_lookup(int epfd, uint64_t data) __attribute__((visibility("hidden")));
 
+/* epoll_map_lookup, also setting *events to the fd's registration's events
+ * mask as epoll_map_registration(epfd, fd) would give it, or to 0 if that
+ * would answer false (its mask not known, or changing meanwhile): one
+ * lookup for both. */
+int epoll_map_lookup_events(int epfd, uint64_t data, uint32_t *events)
+	__attribute__((visibility("hidden")));
+
 /* A count that moves before and after every change of what
  * epoll_map_lookup answers from (a registration, an instance's
  * generation, the index, lookups stopping): a lookup made after reading it

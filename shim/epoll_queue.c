@@ -80,12 +80,15 @@ LOOP_PATH int epoll_queue_keep(struct epoll_queue *q, int epfd, const struct epo
 	uint32_t map_changes = epoll_map_changes();
 	int kept = 0;
 	for (int i = 1; i < n; i++) {
-		int fd = epoll_map_lookup(epfd, ev[i].data.u64);
-		struct epoll_event registration = {0};
-		if (fd < 0 || (edge && !epoll_map_registration(epfd, fd, &registration)))
+		/* One lookup gives the fd and, where edges matter, its
+		 * registration's mask (0: not known). */
+		uint32_t events = 0;
+		int fd = edge ? epoll_map_lookup_events(epfd, ev[i].data.u64, &events)
+			      : epoll_map_lookup(epfd, ev[i].data.u64);
+		if (fd < 0 || (edge && events == 0))
 			break;
-		bool once = registration.events & (EPOLLET | EPOLLONESHOT);
-		if (once && (registration.events & EPOLLEXCLUSIVE))
+		bool once = events & (EPOLLET | EPOLLONESHOT);
+		if (once && (events & EPOLLEXCLUSIVE))
 			break; /* reported once, and EPOLL_CTL_MOD cannot give it back */
 		q->kept[kept].ev = ev[i];
 		q->kept[kept].fd = fd;

@@ -27,7 +27,7 @@
  *
  * An edge-triggered or one-shot event is reported once: a batch from an
  * instance with such registrations (an edge queue) is kept only when each
- * event's registration is known (its events mask too: epoll_map_registration)
+ * event's registration is known (its events mask too: epoll_map_lookup_events)
  * and each such event can be given back to the kernel (not EPOLLEXCLUSIVE);
  * its level-triggered events are kept as in any queue. An event reported
  * once is never dropped:

@@ -61,6 +61,40 @@ static void test_lookup_finds_the_registered_fd(void **state)
 	assert_int_equal(epoll_map_lookup((int)FD_LIMIT, 0x7f00001000), -1);
 }
 
+/* epoll_map_lookup_events answers the fd epoll_map_lookup does and the
+ * mask epoll_map_registration has for it: 0 where that has none (a mask
+ * not known, no fd). */
+static void test_lookup_events_is_lookup_and_registration(void **state)
+{
+	(void)state;
+	uint32_t events = 1;
+	epoll_map_set(EP, 13, 0x7f00004000, EPOLLIN | EPOLLET);
+	assert_int_equal(epoll_map_lookup_events(EP, 0x7f00004000, &events), 13);
+	assert_int_equal(events, EPOLLIN | EPOLLET);
+	epoll_map_set(EP, 13, 0x7f00004000, EPOLLIN | EPOLLONESHOT | EPOLLEXCLUSIVE);
+	assert_int_equal(epoll_map_lookup_events(EP, 0x7f00004000, &events), 13);
+	assert_int_equal(events, EPOLLIN | EPOLLONESHOT | EPOLLEXCLUSIVE);
+	/* a registration whose mask is not known (0): found, mask 0 */
+	epoll_map_set(EP, 14, 0x7f00005000, 0);
+	events = 1;
+	assert_int_equal(epoll_map_lookup_events(EP, 0x7f00005000, &events), 14);
+	assert_int_equal(events, 0);
+	struct epoll_event got;
+	assert_false(epoll_map_registration(EP, 14, &got));
+	/* no fd: unknown word, another instance, a shared word */
+	events = 1;
+	assert_int_equal(epoll_map_lookup_events(EP, 0x7f00006000, &events), -1);
+	assert_int_equal(events, 0);
+	events = 1;
+	assert_int_equal(epoll_map_lookup_events(EP2, 0x7f00004000, &events), -1);
+	assert_int_equal(events, 0);
+	epoll_map_set(EP, 15, 0x7f00004000, EPOLLIN | EPOLLET);
+	events = 1;
+	assert_int_equal(epoll_map_lookup_events(EP, 0x7f00004000, &events), -1);
+	assert_int_equal(events, 0);
+	assert_int_equal(epoll_map_lookup(EP, 0x7f00004000), -1);
+}
+
 static void test_delete_close_and_modify(void **state)
 {
 	(void)state;
@@ -298,6 +332,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup(test_lookup_finds_the_registered_fd, setup),
+		cmocka_unit_test_setup(test_lookup_events_is_lookup_and_registration, setup),
 		cmocka_unit_test_setup(test_delete_close_and_modify, setup),
 		cmocka_unit_test_setup(test_same_word_for_two_fds_is_ambiguous_for_good, setup),
 		cmocka_unit_test_setup(test_reused_fd_and_instance_numbers, setup),
