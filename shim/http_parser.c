@@ -1496,6 +1496,18 @@ static size_t quoted_request_line(const unsigned char *p, const unsigned char *e
 	return (size_t)(p + 8 - method);
 }
 
+/* Whether the quote at q (q < end) may open a quoted request line, from
+ * the two bytes after it: a method (a tchar) and then more of it or the
+ * space after it. A quote that closes a field (a space or the line's end
+ * after it) or opens a one-byte one ("-", which access logs write for an
+ * empty field) does not, and quoted_request_line would return 0 for it:
+ * it wants a tchar at q + 1, and at q + 2 a tchar or the space that ends
+ * the method, with the target, a space and "HTTP/1.d\"" after that. */
+static inline bool may_open_request_line(const unsigned char *q, const unsigned char *end)
+{
+	return end - q > 2 && http_is_tchar(q[1]) && (http_is_tchar(q[2]) || q[2] == ' ');
+}
+
 /* Whether a request line written bare may begin after byte c: a space, or
  * what a format puts around a field. */
 static bool opens_field(unsigned char c)
@@ -1583,9 +1595,7 @@ LOOP_PATH bool http_find_request_line(const char *line, size_t len, size_t *at, 
 					return false;
 				continue;
 			}
-			/* A quote no method follows (most often one that closes a
-			 * field) opens no request line: not looked at further. */
-			if (q + 1 == end || !http_is_tchar(q[1]))
+			if (!may_open_request_line(q, end))
 				continue;
 			size_t k = quoted_request_line(q + 1, end);
 			if (k == 0)

@@ -2026,6 +2026,64 @@ static void whole_request_line(const char *method, const char *target, const cha
 	expect_splits_same(req, (size_t)n, false, whole);
 }
 
+/* Where http_find_request_line finds the quoted request line in line:
+ * its offset, or -1 (none), its length in *n. */
+static long found_at(const char *line, size_t *n)
+{
+	size_t at = 0;
+	*n = 0;
+	return http_find_request_line(line, strlen(line), &at, n) ? (long)at : -1;
+}
+
+/* The quotes around the quoted request line: one that closes a field, one
+ * at the line's end, one opening a one-byte field ("-") or a field of one
+ * byte and a space, none of which opens it; a one-byte method, which
+ * does; bytes the json format escapes around it. */
+static void test_find_quoted_request_line(void **state)
+{
+	(void)state;
+	size_t n;
+	static const char nginx[] = "127.0.0.1 - - [07/Dec/2026:14:04:01 +0000] "
+				    "\"GET /index.html HTTP/1.1\" 200 32 \"-\" \"-\"";
+	assert_int_equal(found_at(nginx, &n), 44);
+	assert_int_equal(n, 24);
+	assert_int_equal(found_at("no quote GET / HTTP/1.1x", &n), -1);
+	assert_int_equal(found_at("no quote at all", &n), -1);
+	assert_int_equal(found_at("\"", &n), -1);
+	assert_int_equal(found_at("\"G", &n), -1);
+	assert_int_equal(found_at("\"GE", &n), -1);
+	assert_int_equal(found_at("\"G ", &n), -1);
+	assert_int_equal(found_at("\"X / HTTP/1.1\"", &n), 1);
+	assert_int_equal(n, 12);
+	assert_int_equal(found_at("a \"- b\" \"X / HTTP/1.0\" \"x y\" \"", &n), 9);
+	assert_int_equal(n, 12);
+	assert_int_equal(found_at("\"-\"\"-\"\"GET /a HTTP/1.1\"\"-\"", &n), 7);
+	assert_int_equal(n, 15);
+	assert_int_equal(found_at("\"GET /a HTTP/1.1\" \"", &n), 1);
+	assert_int_equal(n, 15);
+	/* "- / HTTP/1.1": '-' is a token character, a one-byte method */
+	assert_int_equal(found_at("ip \"- / HTTP/1.1\" 400", &n), 4);
+	assert_int_equal(n, 12);
+	assert_int_equal(found_at("t\\x \x01\t\xc3\xa9 \xff \"PUT /\xc3\xa9\\ HTTP/1.1\" \"\\\"\" \x7f", &n),
+			 12);
+	assert_int_equal(n, 17);
+	/* two of them, or one beside a bare one: none */
+	assert_int_equal(found_at("\"X / HTTP/1.1\" \"Y / HTTP/1.1\"", &n), -1);
+	assert_int_equal(found_at("[GET / HTTP/1.1] \"X / HTTP/1.1\"", &n), -1);
+	/* one more quote at every place outside it, in a line longer than a
+	 * block */
+	char line[80];
+	for (size_t q = 0; q + 1 < sizeof(line); q++) {
+		memset(line, 'a', sizeof(line) - 1);
+		line[sizeof(line) - 1] = '\0';
+		memcpy(line + 2, "\"GET /x HTTP/1.1\"", 17);
+		if (q < 2 || q > 18)
+			line[q] = '"';
+		assert_int_equal(found_at(line, &n), 3);
+		assert_int_equal(n, 15);
+	}
+}
+
 static void test_whole_request_line_edges(void **state)
 {
 	(void)state;
@@ -2659,6 +2717,7 @@ int main(void)
 		cmocka_unit_test(test_line_ends_at_every_offset),
 		cmocka_unit_test(test_bad_bytes_at_every_offset),
 		cmocka_unit_test(test_browser_head_any_split),
+		cmocka_unit_test(test_find_quoted_request_line),
 		cmocka_unit_test(test_whole_request_line_edges),
 		cmocka_unit_test(test_whole_header_name_edges),
 		cmocka_unit_test(test_whole_twin_names),
