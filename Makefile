@@ -20,7 +20,7 @@ GLUE_SRCS := shim/shim_init.c shim/request_table.c shim/conn_table.c shim/head_s
              shim/thread_ctx.c shim/log_order.c shim/log_writer.c shim/log_output.c shim/insert_output.c \
              shim/conn_output.c shim/client_output.c shim/tls_bind.c \
              shim/call_chain.c shim/thread_count.c shim/epoll_map.c shim/epoll_queue.c shim/event_batch.c \
-             shim/hook_net.c shim/hook_io.c shim/hook_ssl.c shim/hook_fd.c shim/hook_wait.c shim/hook_process.c shim/hook_syslog.c shim/hook_stdio.c \
+             shim/hook_net.c shim/hook_io.c shim/hook_ssl.c shim/hook_fd.c shim/hook_wait.c shim/hook_process.c shim/hook_syslog.c shim/hook_stdio.c shim/hook_signal.c \
              shim/hook_loader.c shim/attach.c shim/resident_return.c shim/got_patch.c shim/audit_log.c
 SHIM_HDRS := $(wildcard shim/*.h)
 
@@ -221,6 +221,7 @@ integration: deps $(BUILD)/libreqid.so $(BUILD)/libreqid-fdpages.so $(BUILD)/req
 	python3 tests/integration/test_epoll_edges.py
 	python3 tests/integration/test_parking.py
 	python3 tests/integration/test_signal_reopen.py
+	python3 tests/integration/test_signal_lines.py
 	python3 tests/integration/test_inject.py
 	python3 tests/integration/test_audit.py
 	python3 tests/integration/test_attach.py

@@ -53,6 +53,7 @@
 #include "map_once.h"
 #include "request_table.h"
 #include "resident_return.h"
+#include "signal_frames.h"
 #include "thread_count.h"
 #include "thread_ctx.h"
 
@@ -515,6 +516,7 @@ static int attach_now(const char *settings)
 		fd_state_release(); /* the adoption marks too */
 		return ATTACH_NO_GOT;
 	}
+	signal_handlers_wrap();
 	__atomic_store_n(&shim.active, true, __ATOMIC_SEQ_CST);
 	count_unadopted(highest);
 	request_naming_paused(false);
@@ -678,6 +680,7 @@ static RESIDENT_LAST_CODE int detach(void)
 	lose_every_stream();
 	got_restore_all();
 	remove_fatal_signal_flush();
+	signal_handlers_unwrap();
 	log_flush_all_plain();
 	nanosleep(&(struct timespec){0, 10000000}, NULL);
 	log_flush_all_plain();

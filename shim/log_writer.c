@@ -38,6 +38,7 @@
 #include "log_order.h"
 #include "request_table.h"
 #include "shim_init.h"
+#include "signal_frames.h"
 #include "thread_ctx.h"
 
 #define LINE_SLOTS 4096
@@ -789,7 +790,9 @@ static inline __attribute__((always_inline)) void judge(uint64_t started_request
 	v->request = 0;
 	v->site = 0;
 	v->depth = 0;
-	if (started_request != thread_ctx.request || thread_ctx.foreign_lines)
+	/* A signal handler's line is not the interrupted request's. */
+	if (started_request != thread_ctx.request || thread_ctx.foreign_lines ||
+	    in_signal_handler())
 		return;
 	bool loop = unlikely(thread_ctx.batch.wait_depth != 0);
 	if (loop) {

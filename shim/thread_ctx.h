@@ -96,6 +96,9 @@ struct thread_ctx {
 	bool held;               /* log_writer holds lines for this thread */
 	bool foreign_lines;      /* after a lock wait: what it writes to logs may
 				    be other threads' lines (see ctx_lock_wait) */
+	uint8_t signal_depth;    /* signal handlers entered through the shim's
+				    trampolines and not left (hook_signal.c;
+				    stops at 255; signal_frames.h) */
 	uint8_t slot_count;      /* line slots this thread owns */
 	bool in_ssl;             /* inside a TLS library call (hook_ssl.c) */
 	uint8_t handed_off;      /* enum handoff: last_conn answered and parked */
@@ -112,6 +115,9 @@ struct thread_ctx {
 				    (pthread_create), 0 if not known */
 	uint32_t held_pin;       /* the request_keep pin of the request the
 				    thread's held lines were last held under */
+	uintptr_t signal_frame;  /* while signal_depth > 0: the frame of the
+				    outermost trampoline on the stack the
+				    innermost handler runs on (signal_frames.h) */
 	struct event_batch_state batch;
 };
 

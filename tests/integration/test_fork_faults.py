@@ -50,6 +50,11 @@ child's code window), and the one before 2026-12-06 +5.0: code outside
 the FORK_PATH window ran for every response (the check of who answers a
 request) and for every request with a query (its path-only line), and a
 child's first gettid went through libc's syscall().
+Since lines a signal handler writes get no id (hook_signal.c, later that
+day), a busybox child, which installs its SIGALRM handler for each
+connection, writes the shim's table of the program's handlers, on a page
+its parent never wrote: +1.99 and +2.00 in two runs (the table on the
+page of per-process state would push the low descriptors' flags off it).
 BUSYBOX_LIMIT fails a page more on half the requests (runs differ by 0.02).
 Its CGI requests (a fourth as many) add to those the script's shell,
 which loads the shim (about +11: the library's pages and what its
@@ -92,7 +97,7 @@ import benchlib  # noqa: E402
 import harness  # noqa: E402
 
 LIMIT = 7.0
-BUSYBOX_LIMIT = 1.5
+BUSYBOX_LIMIT = 2.5
 BUSYBOX_CGI_LIMIT = 16.5
 BUSYBOX_SYSCALLS = 6.0
 FAULTS, SYSCALLS = "page-faults", "raw_syscalls:sys_enter"

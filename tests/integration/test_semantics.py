@@ -440,11 +440,15 @@ class T12Signal(Base):
                 texts.append(line)  # a handler line that interrupted the shim
             elif not enriched:
                 texts.append(line)
-            elif line.startswith(PRE + b'"msg":"'):
+            elif line.startswith(PRE + b'"msg":"') or line.startswith(b'{"msg":"'):
+                # The handler's lines, and a main line its bytes ended, get
+                # no id (a line written in a signal handler is not the
+                # request's); every other line the request's.
                 obj = parse_json_line(line)
-                if list(obj) != ["request_id", "msg"]:
+                msg = obj["msg"].encode("utf-8", "surrogateescape")
+                if list(obj) != (["msg"] if msg.endswith(b"SIGLINE") else ["request_id", "msg"]):
                     bad.append(line)
-                texts.append(obj["msg"].encode("utf-8", "surrogateescape"))
+                texts.append(msg)
             else:
                 bad.append(line)
         self.assertEqual(bad[:5], [], "%d malformed lines" % len(bad))

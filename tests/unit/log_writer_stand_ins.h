@@ -18,6 +18,7 @@
 #include "log_writer.h"
 #include "request_table.h"
 #include "shim_init.h"
+#include "signal_frames.h"
 #include "thread_ctx.h"
 
 struct shim_state shim;

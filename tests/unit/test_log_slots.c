@@ -190,17 +190,23 @@ static void test_slots_shared_with_closing_threads(void **state)
 	}
 }
 
+/* The shim set up afresh, its writes to fd_of[0] captured in out[0]. */
+static void capture_first_fd(void)
+{
+	stand_in_configure();
+	real.write = fake_write;
+	real.writev = fake_writev;
+	out[0] = malloc(OUT_MAX);
+	out_len[0] = 0;
+}
+
 /* A line held in a bracket under request r, released with r's id after
  * other threads of the process started two rings of requests: it still
  * gets r's id (its slot was kept for it), and the slot is let go then. */
 static void test_held_line_keeps_its_request(void **state)
 {
 	(void)state;
-	stand_in_configure();
-	real.write = fake_write;
-	real.writev = fake_writev;
-	out[0] = malloc(OUT_MAX);
-	out_len[0] = 0;
+	capture_first_fd();
 	struct trace_plan plan;
 	memset(&plan, 0, sizeof(plan));
 	atomic_store(&process.threaded, true);
@@ -225,6 +231,45 @@ static void test_held_line_keeps_its_request(void **state)
 	thread_ctx.mode = CTX_NONE;
 	thread_ctx.request = 0;
 	atomic_store(&process.threaded, false);
+	log_flush_thread();
+	free(out[0]);
+}
+
+/* A line a signal handler writes gets no id, and is held for none, whether
+ * the interrupted thread is certain of its request or in a bracket; the
+ * thread's own next line gets the id again, and so does one written after
+ * a handler left by a jump (its trampoline is forgotten). */
+static void test_handler_line_has_no_id(void **state)
+{
+	(void)state;
+	capture_first_fd();
+	struct trace_plan plan;
+	memset(&plan, 0, sizeof(plan));
+	uint64_t r = request_table_add("req-own", 7, NULL, 0, 0, &plan, NULL, 0, NULL);
+	thread_ctx.request = r;
+	/* as a trampoline that called this function would have left it */
+	thread_ctx.signal_frame = (uintptr_t)__builtin_frame_address(0);
+	thread_ctx.signal_depth = 1;
+	thread_ctx.mode = CTX_CERTAIN;
+	write_piece(fd_of[0], "reaped 1\n", 9);
+	thread_ctx.mode = CTX_BRACKET;
+	write_piece(fd_of[0], "reaped 2\n", 9);
+	assert_false(thread_ctx.held);
+	thread_ctx.signal_depth = 0;
+	thread_ctx.mode = CTX_CERTAIN;
+	write_piece(fd_of[0], "own line\n", 9);
+	/* A handler left by a jump: its frame lies below the stack now. */
+	thread_ctx.signal_frame = (uintptr_t)__builtin_frame_address(0) - 65536;
+	thread_ctx.signal_depth = 1;
+	write_piece(fd_of[0], "after jump\n", 11);
+	assert_int_equal(thread_ctx.signal_depth, 0);
+	static const char want[] = "{\"msg\":\"reaped 1\"}\n{\"msg\":\"reaped 2\"}\n"
+				   "{\"request_id\":\"req-own\",\"msg\":\"own line\"}\n"
+				   "{\"request_id\":\"req-own\",\"msg\":\"after jump\"}\n";
+	assert_int_equal(out_len[0], sizeof(want) - 1);
+	assert_memory_equal(out[0], want, sizeof(want) - 1);
+	thread_ctx.mode = CTX_NONE;
+	thread_ctx.request = 0;
 	log_flush_thread();
 	free(out[0]);
 }
@@ -294,6 +339,7 @@ int main(void)
 		cmocka_unit_test(test_slots_shared_with_closing_threads),
 		cmocka_unit_test(test_held_line_keeps_its_request),
 		cmocka_unit_test(test_loop_keeps_empty_slots),
+		cmocka_unit_test(test_handler_line_has_no_id),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
