@@ -96,7 +96,7 @@ FULL = dict(loop_rounds=16, forks=200, threads=2000, spawns=400, mem_rounds=8,
             busybox_rounds=5, busybox_seconds=3, first_rounds=10, conn_rounds=3,
             conns=10000, served=20000)
 QUICK = dict(loop_rounds=4, forks=100, threads=1000, spawns=100, mem_rounds=2,
-             busybox_rounds=2, busybox_seconds=1, first_rounds=2, conn_rounds=1,
+             busybox_rounds=2, busybox_seconds=1, first_rounds=1, conn_rounds=1,
              conns=2000, served=5000)
 
 NGINX_IDLE = """worker_processes 1;
