@@ -7,7 +7,10 @@
  *
  * Hooks sigaction and glibc's signal entry points that do not go through
  * the exported sigaction (signal = bsd_signal = ssignal; sysv_signal =
- * __sysv_signal). The kernel gets the trampoline with the program's own
+ * __sysv_signal; sigset, whose old handler given back and installed again
+ * must stay the program's). sigaction calls the next library's (a
+ * preloaded signal-chaining library after this one, such as the JVM's
+ * libjsig, keeps its place), glibc's before the originals are known. The kernel gets the trampoline with the program's own
  * flags and mask; SIG_DFL and SIG_IGN pass through untouched. Must never
  * change what the program sees: the old action it is given names its own
  * handler, never a trampoline; return values and errno are the real
@@ -131,7 +134,8 @@ EXPORT FORK_PATH int sigaction(int sig, const struct sigaction *act, struct siga
 		}
 		act = &given;
 	}
-	int r = __sigaction(sig, act, oldact);
+	int (*fn)(int, const struct sigaction *, struct sigaction *) = REAL(sigaction);
+	int r = fn ? fn(sig, act, oldact) : __sigaction(sig, act, oldact);
 	if (r != 0) {
 		/* Refused (an invalid signal, SIGKILL): the kernel never held
 		 * the new one. errno is the call's. */
@@ -194,6 +198,43 @@ EXPORT FORK_PATH __sighandler_t sysv_signal(int sig, __sighandler_t handler)
 /* what signal() names without _DEFAULT_SOURCE */
 EXPORT __sighandler_t __sysv_signal(int sig, __sighandler_t handler)
 	__attribute__((alias("sysv_signal"), nothrow, leaf));
+
+/* glibc's sigset, for a call made before the originals are known. */
+static __sighandler_t sigset_as(int sig, __sighandler_t disp)
+{
+	sigset_t one, before;
+	if (disp == SIG_ERR || sig < 1 || sig >= _NSIG) {
+		errno = EINVAL;
+		return SIG_ERR;
+	}
+	sigemptyset(&one);
+	sigaddset(&one, sig);
+	struct sigaction old;
+	if (disp == SIG_HOLD) {
+		if (sigprocmask(SIG_BLOCK, &one, &before) < 0)
+			return SIG_ERR;
+		if (sigismember(&before, sig))
+			return SIG_HOLD;
+		return sigaction(sig, NULL, &old) < 0 ? SIG_ERR : old.sa_handler;
+	}
+	struct sigaction act = {.sa_handler = disp};
+	sigemptyset(&act.sa_mask);
+	if (sigaction(sig, &act, &old) < 0 || sigprocmask(SIG_UNBLOCK, &one, &before) < 0)
+		return SIG_ERR;
+	return sigismember(&before, sig) ? SIG_HOLD : old.sa_handler;
+}
+
+/* sigset: as signal; SIG_HOLD (block the signal, install nothing) passes
+ * through, and so does the SIG_HOLD it may give back. */
+EXPORT __sighandler_t sigset(int sig, __sighandler_t disp)
+{
+	__sighandler_t (*fn)(int, __sighandler_t) = REAL(sigset);
+	if (unlikely(!fn))
+		return sigset_as(sig, disp);
+	if (disp == SIG_HOLD)
+		return handler_named(sig, fn(sig, disp), false, NULL, false, NULL);
+	return install_plain(fn, sig, disp);
+}
 
 void signal_handlers_wrap(void)
 {

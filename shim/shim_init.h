@@ -171,8 +171,10 @@
 	X(posix_spawnp, int, (pid_t *, const char *, const posix_spawn_file_actions_t *, \
 			      const posix_spawnattr_t *, char *const[], char *const[]), 1) \
 	X(system, int, (const char *), 1) \
+	X(sigaction, int, (int, const struct sigaction *, struct sigaction *), 0) \
 	X(signal, __sighandler_t, (int, __sighandler_t), 0) \
-	X(sysv_signal, __sighandler_t, (int, __sighandler_t), 0)
+	X(sysv_signal, __sighandler_t, (int, __sighandler_t), 0) \
+	X(sigset, __sighandler_t, (int, __sighandler_t), 0)
 
 #define REAL_FIELD(name, ret, params, needed) ret (*name) params;
 struct real_functions {

@@ -5,9 +5,13 @@
  * flags, mask), signal()'s and sysv_signal()'s return values, SA_RESETHAND,
  * SIG_IGN and SIG_DFL, a refused call's errno, a SA_SIGINFO handler's
  * arguments, a nested signal, a handler left by siglongjmp, one on a
- * sigaltstack. Handlers are named by index, never by address.
+ * sigaltstack, sigset's old handler given back and installed again and its
+ * SIG_HOLD, and whether a sigaction-chaining library preloaded after the
+ * shim (signal_chain.c) still sees the calls. Handlers are named by index,
+ * never by address.
  */
 #define _GNU_SOURCE
+#include <dlfcn.h>
 #include <errno.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -15,6 +19,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+/* sigset is deprecated, and legacy programs still call it. */
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
 
 static volatile sig_atomic_t ran_one, ran_two, ran_info, info_ok, order_pos;
 static volatile sig_atomic_t order[4];
@@ -60,6 +67,8 @@ static const char *name(void (*h)(int))
 		return "SIG_IGN";
 	if (h == SIG_ERR)
 		return "SIG_ERR";
+	if (h == SIG_HOLD)
+		return "SIG_HOLD";
 	if (h == one)
 		return "one";
 	if (h == two)
@@ -153,6 +162,21 @@ int main(void)
 	printf("altstack: %d %d\n", sigaltstack(&ss, NULL), sigaction(SIGUSR1, &on, NULL));
 	raise(SIGUSR1);
 	printf("ran on the alternate stack: %d\n", on_alt);
+
+	signal(SIGUSR2, one);
+	void (*saved)(int) = sigset(SIGUSR2, SIG_IGN);
+	printf("sigset ign: old=%s\n", name(saved));
+	signal(SIGUSR2, two);
+	printf("sigset back: old=%s\n", name(sigset(SIGUSR2, saved)));
+	ran_one = ran_two = 0;
+	raise(SIGUSR2);
+	printf("after sigset back ran one=%d two=%d\n", ran_one, ran_two);
+	printf("sigset hold: old=%s\n", name(sigset(SIGUSR2, SIG_HOLD)));
+	printf("sigset while held: old=%s\n", name(sigset(SIGUSR2, two)));
+	show("after sigset", SIGUSR2);
+
+	int *chain_calls = dlsym(RTLD_DEFAULT, "signal_chain_calls");
+	printf("chain: %s\n", !chain_calls ? "none" : *chain_calls > 0 ? "reached" : "bypassed");
 	printf("all done\n");
 	return 0;
 }

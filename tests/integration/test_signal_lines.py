@@ -34,6 +34,8 @@ SERVER = ROOT / "build" / "servers" / "sigchld_reaper"
 REQID = ROOT / "scripts" / "reqid"
 SEMANTICS_SRC = ROOT / "tests" / "integration" / "signal_semantics.c"
 SEMANTICS = ROOT / "build" / "signal_semantics"
+CHAIN_SRC = ROOT / "tests" / "integration" / "signal_chain.c"
+CHAIN = ROOT / "build" / "signal_chain.so"
 MODES = ("plain", "info", "sysv", "altstack", "nested", "longjmp")
 REQUESTS = 40
 TIMEOUT = 20
@@ -142,14 +144,23 @@ def attached():
     return None
 
 
-def semantics():
-    """None if the program sees the same under the shim as bare."""
+def semantics(chain=False):
+    """None if the program sees the same under the shim as bare; chain: with
+    signal_chain.c preloaded (after the shim, when shimmed), whose sigaction
+    must see the program's calls either way."""
     subprocess.run(["cc", "-O2", "-Wall", "-Wextra", "-Werror", "-o", str(SEMANTICS),
                     str(SEMANTICS_SRC)], check=True, timeout=60)
-    bare = subprocess.run([str(SEMANTICS)], capture_output=True, timeout=TIMEOUT, env=bare_env())
+    subprocess.run(["cc", "-O2", "-Wall", "-Wextra", "-Werror", "-shared", "-fPIC", "-o",
+                    str(CHAIN), str(CHAIN_SRC)], check=True, timeout=60)
     env = bare_env()
-    env.update(LD_PRELOAD=str(LIB), REQID_LOG_FDS="2")
+    if chain:
+        env["LD_PRELOAD"] = str(CHAIN)
+    bare = subprocess.run([str(SEMANTICS)], capture_output=True, timeout=TIMEOUT, env=env)
+    env = bare_env()
+    env.update(LD_PRELOAD=str(LIB) + (":" + str(CHAIN) if chain else ""), REQID_LOG_FDS="2")
     shim = subprocess.run([str(SEMANTICS)], capture_output=True, timeout=TIMEOUT, env=env)
+    if chain and b"chain: reached\n" not in bare.stdout:
+        return "bare run: the chaining library saw no call %r" % bare.stdout[-200:]
     if bare.returncode != 0 or not bare.stdout.endswith(b"all done\n"):
         return "bare run: exit %d %r" % (bare.returncode, bare.stdout[-200:])
     if (shim.returncode, shim.stdout) != (0, bare.stdout):
@@ -160,7 +171,8 @@ def semantics():
 
 def main():
     checks = [(mode, lambda m=mode: one_mode(m)) for mode in MODES]
-    checks += [("attached", attached), ("semantics", semantics)]
+    checks += [("attached", attached), ("semantics", semantics),
+               ("chained", lambda: semantics(chain=True))]
     failed = 0
     for name, check in checks:
         problem = check()
