@@ -353,6 +353,19 @@ def announced_port(proc, name):
     return int(first.split()[1])
 
 
+# The start of a raw-socket server for serve_python: ls listens on
+# 127.0.0.1 and its port goes down argv[1]'s pipe; log(text) writes one
+# line of the server's log (stderr).
+PY_LISTENER = r"""
+import os, socket, sys
+ready = int(sys.argv[1])
+ls = socket.socket(); ls.bind(("127.0.0.1", 0)); ls.listen(4)
+os.write(ready, b"%d\n" % ls.getsockname()[1]); os.close(ready)
+def log(text):
+    os.write(2, text.encode() + b"\n")
+"""
+
+
 def serve_python(code, lib, drive, closes, env=None):
     """Runs python3 -c code under LD_PRELOAD=lib (env: more variables), its
     stderr its log; code is given the write end of a pipe as argv[1] and

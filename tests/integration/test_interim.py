@@ -55,13 +55,8 @@ import harness  # noqa: E402
 
 LIB = Path(os.environ.get("REQID_LIB") or harness.LIBREQID).resolve()
 
-SERVER = r"""
-import os, re, socket, sys
-ready = int(sys.argv[1])
-ls = socket.socket(); ls.bind(("127.0.0.1", 0)); ls.listen(4)
-os.write(ready, b"%d\n" % ls.getsockname()[1]); os.close(ready)
-def log(text):
-    os.write(2, text.encode() + b"\n")
+SERVER = harness.PY_LISTENER + r"""
+import re
 CANNED = b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\ninside"
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 SWITCHING = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: tunnel\r\nConnection: Upgrade\r\n\r\n"

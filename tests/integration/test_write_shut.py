@@ -38,13 +38,7 @@ import harness  # noqa: E402
 
 LIB = Path(os.environ.get("REQID_LIB") or harness.LIBREQID).resolve()
 
-SERVER = r"""
-import os, socket, sys
-ready = int(sys.argv[1])
-ls = socket.socket(); ls.bind(("127.0.0.1", 0)); ls.listen(4)
-os.write(ready, b"%d\n" % ls.getsockname()[1]); os.close(ready)
-def log(text):
-    os.write(2, text.encode() + b"\n")
+SERVER = harness.PY_LISTENER + r"""
 while True:
     c, _ = ls.accept()
     f = c.makefile("rb")
