@@ -17,7 +17,10 @@ program's handler again (the server says so at its end).
 And tests/integration/signal_semantics.c prints, under the shim, byte for
 byte what it prints bare: old actions (handler, flags, mask), signal() and
 sysv_signal() return values, SA_RESETHAND, SIG_IGN, errno, SA_SIGINFO
-arguments, nesting, siglongjmp, sigaltstack.
+arguments, nesting, siglongjmp, sigaltstack, sigset's old handler
+installed again and SIG_HOLD; and again with tests/integration/
+signal_chain.c (a sigaction-chaining library) preloaded after the shim,
+which must see the program's calls as it does bare.
 
     python3 tests/integration/test_signal_lines.py
 """
@@ -102,6 +105,15 @@ def one_mode(mode):
         return "%d nested lines" % len(nested)
     if len(lines) != len(requests) + len(reaped) + len(nested):
         return "other lines: %r" % lines
+    # Every line belongs to a request: a request line to its own, a reaped
+    # or nested line to the one whose child it reaped (never the request
+    # the interrupted thread serves, whose id the shim would have).
+    tagged = [l for l in lines if "request_id" in l]
+    right = [l for l in tagged if l["msg"] == "request /r%s" % l["request_id"][3:]]
+    print("%-9s lines %d, tagged %d, wrong %d, precision %s, recall %d/%d"
+          % (mode, len(lines), len(tagged), len(tagged) - len(right),
+             "%.0f%%" % (100.0 * len(right) / len(tagged)) if tagged else "-",
+             len(right), len(lines)))
     return None
 
 

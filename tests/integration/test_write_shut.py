@@ -94,6 +94,17 @@ def main():
     wrong = sum(1 for r in records if r.get("request_id") == "id-LATE")
     print("lines %d, with the unserved request's id %d, not as wanted %d"
           % (len(records), wrong, len(bad)))
+    # Ground truth from the server's own words: a line naming a token
+    # belongs to that request, but for a connection's last line, which
+    # belongs to none.
+    owners = [None if r["msg"].startswith("connection closed") else
+              "id-" + r["msg"].rsplit("token=", 1)[1] for r in records]
+    tagged = [(r, o) for r, o in zip(records, owners) if "request_id" in r]
+    right = sum(1 for r, o in tagged if r["request_id"] == o)
+    print("tagged %d, wrong %d, precision %s, recall %d/%d"
+          % (len(tagged), len(tagged) - right,
+             "%.0f%%" % (100.0 * right / len(tagged)) if tagged else "-",
+             right, sum(1 for o in owners if o)))
     for m, (g, w) in sorted(bad.items()):
         print("  %s: %s, want %s" % (m, g, w))
     print("test_write_shut: %s" % ("FAIL" if bad or wrong else "ok"))
