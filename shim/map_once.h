@@ -17,6 +17,8 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include "page_bytes.h"
+
 /* The table published in *slot, size bytes of zeroes mapped and published
  * first if there is none; NULL if mapping fails. */
 static inline void *map_once(void *_Atomic *slot, size_t size)
@@ -51,7 +53,8 @@ static inline void table_release(void *table, size_t size)
 {
 	int saved = errno;
 	uintptr_t start = (uintptr_t)table, end = start + size;
-	uintptr_t first = (start + 4095) & ~(uintptr_t)4095, last = end & ~(uintptr_t)4095;
+	uintptr_t first = (start + PAGE_BYTES - 1) & ~(uintptr_t)(PAGE_BYTES - 1),
+		  last = end & ~(uintptr_t)(PAGE_BYTES - 1);
 	if (first >= last) {
 		memset(table, 0, size);
 	} else {
@@ -70,7 +73,7 @@ static inline void table_release(void *table, size_t size)
  * shared zero page, gives a page never touched a page of its own). */
 static inline void mapped_table_release(void *table, size_t size)
 {
-	table_release(table, (size + 4095) & ~(size_t)4095);
+	table_release(table, (size + PAGE_BYTES - 1) & ~(size_t)(PAGE_BYTES - 1));
 }
 
 /* Puts a table whose zeroes mean empty, and which detach empties anyway
