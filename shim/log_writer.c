@@ -306,25 +306,29 @@ static void slot_leave_for_good(struct line_slot *s)
 	slot_unlock(s);
 }
 
-static LOOP_PATH bool slot_append(struct line_slot *s, const void *b, size_t n)
+/* Appends n bytes to s behind gap bytes left as they are, in one
+ * reservation. */
+static inline __attribute__((always_inline)) bool slot_append_after(struct line_slot *s,
+								   size_t gap, const void *b,
+								   size_t n)
 {
-	if (n > SIZE_MAX - s->len || !buffer_reserve(&s->buf, &s->cap, s->len + n))
+	if (n > SIZE_MAX - gap - s->len || !buffer_reserve(&s->buf, &s->cap, s->len + gap + n))
 		return false;
-	memcpy(s->buf + s->len, b, n);
-	s->len += n;
+	memcpy(s->buf + s->len + gap, b, n);
+	s->len += gap + n;
 	return true;
 }
 
+static LOOP_PATH bool slot_append(struct line_slot *s, const void *b, size_t n)
+{
+	return slot_append_after(s, 0, b, n);
+}
+
 /* Appends a line's n bytes behind room for the header of its record, which
- * hold_record writes when the line is held (read by nothing before then):
- * one reservation for both. */
+ * hold_record writes when the line is held (read by nothing before then). */
 static LOOP_PATH bool slot_append_record(struct line_slot *s, const void *b, size_t n)
 {
-	if (n > SIZE_MAX - RECORD - s->len || !buffer_reserve(&s->buf, &s->cap, s->len + RECORD + n))
-		return false;
-	memcpy(s->buf + s->len + RECORD, b, n);
-	s->len += RECORD + n;
-	return true;
+	return slot_append_after(s, RECORD, b, n);
 }
 
 /* Drops the first n bytes of s's held records (they went out); what
