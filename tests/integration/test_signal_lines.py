@@ -25,11 +25,13 @@ which must see the program's calls as it does bare.
     python3 tests/integration/test_signal_lines.py
 """
 import json
-import os
 import socket
 import subprocess
 import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import harness  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 LIB = ROOT / "build" / "libreqid.so"
@@ -42,10 +44,6 @@ CHAIN = ROOT / "build" / "signal_chain.so"
 MODES = ("plain", "info", "sysv", "altstack", "nested", "longjmp")
 REQUESTS = 40
 TIMEOUT = 20
-
-
-def bare_env():
-    return {k: v for k, v in os.environ.items() if not k.startswith(("REQID_", "LD_"))}
 
 
 def ask(s, i):
@@ -85,7 +83,7 @@ def serve(mode, env, between=None):
 
 def one_mode(mode):
     """None if the mode's lines are as they should be, else what is wrong."""
-    env = bare_env()
+    env = harness.clean_env()
     env.update(LD_PRELOAD=str(LIB), REQID_LOG_FDS="2")
     got = serve(mode, env)
     if isinstance(got, str):
@@ -122,7 +120,7 @@ ATTACH_AT, DETACH_AT = 3, 8
 
 def attached():
     """None if lines written while attached are as they should be."""
-    env = bare_env()
+    env = harness.clean_env()
     env["REQID_LIB"] = str(LIB)
 
     def between(pid, i):
@@ -164,11 +162,11 @@ def semantics(chain=False):
                     str(SEMANTICS_SRC)], check=True, timeout=60)
     subprocess.run(["cc", "-O2", "-Wall", "-Wextra", "-Werror", "-shared", "-fPIC", "-o",
                     str(CHAIN), str(CHAIN_SRC)], check=True, timeout=60)
-    env = bare_env()
+    env = harness.clean_env()
     if chain:
         env["LD_PRELOAD"] = str(CHAIN)
     bare = subprocess.run([str(SEMANTICS)], capture_output=True, timeout=TIMEOUT, env=env)
-    env = bare_env()
+    env = harness.clean_env()
     env.update(LD_PRELOAD=str(LIB) + (":" + str(CHAIN) if chain else ""), REQID_LOG_FDS="2")
     shim = subprocess.run([str(SEMANTICS)], capture_output=True, timeout=TIMEOUT, env=env)
     if chain and b"chain: reached\n" not in bare.stdout:
