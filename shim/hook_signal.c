@@ -14,10 +14,11 @@
  * flags and mask; SIG_DFL and SIG_IGN pass through untouched. Must never
  * change what the program sees: the old action it is given names its own
  * handler, never a trampoline; return values and errno are the real
- * call's. Async-signal-safe: the table is static (never released, so that
- * after detach the trampolines the kernel still holds keep calling the
- * program's handlers) and written with single atomic stores. The calls a
- * fork child makes (resetting its signals) are FORK_PATH code.
+ * call's. Async-signal-safe: the handlers' places are static (never
+ * released, so that after detach the trampolines the kernel still holds
+ * keep calling the program's handlers) and written with single atomic
+ * stores. The calls a fork child makes (resetting its signals) are
+ * FORK_PATH code.
  */
 #include "hooks.h"
 
@@ -41,17 +42,67 @@ static plain_handler as_plain(info_handler h)
 	return (plain_handler)(void (*)(void))h;
 }
 
-/* The program's handler of each signal, one table per kind of
- * trampoline. Order of an update: the new handler is stored in its kind's
- * table before the kernel is given that kind's trampoline, and never
- * cleared. A signal that arrives meanwhile is delivered through whatever the
- * kernel held: the same kind's trampoline then calls the new handler (as if
- * it had come just after the call, which a program cannot tell apart), the
- * other kind's its own table's entry, the handler the kernel's action was
- * made for. A handler replaced by SIG_DFL or SIG_IGN stays in its table, so
- * a delivery already under way still finds it. */
-static _Atomic(plain_handler) plain_handlers[_NSIG];
-static _Atomic(info_handler) info_handlers[_NSIG];
+/* The program's handler of each signal and kind of trampoline (plain,
+ * SA_SIGINFO), under a key: the signal, plus _NSIG for the SA_SIGINFO
+ * kind. Order of an update: the new handler is stored in its key's place
+ * before the kernel is given that kind's trampoline, and never cleared. A
+ * signal that arrives meanwhile is delivered through whatever the kernel
+ * held: the same kind's trampoline then calls the new handler (as if it had
+ * come just after the call, which a program cannot tell apart), the other
+ * kind's its own key's handler, the one the kernel's action was made for. A
+ * handler replaced by SIG_DFL or SIG_IGN stays in its place, so a delivery
+ * already under way still finds it. */
+typedef void (*any_handler)(void);
+#define INFO_KEY(sig) ((sig) + _NSIG)
+
+/* The place of a key is one of HANDLER_SLOTS slots on the FORK_HOT page,
+ * or else its entry in handler_table: a fork child that installs a handler
+ * for a signal its parent never did (busybox httpd's SIGALRM, for each
+ * connection) writes no page of its own for it, where a table entry in
+ * .bss cost it a page copy (test_fork_faults). The first keys installed
+ * take the slots, in slot order, and keep them for good (a slot's key is
+ * never cleared, in this process and the children that inherit it): a key
+ * goes to the table only once every slot is taken, so its place never
+ * moves, and a trampoline finds the handler where the install put it. */
+#define HANDLER_SLOTS 4
+struct handler_slot {
+	_Atomic int key; /* 0: free */
+	_Atomic(any_handler) handler;
+};
+static struct handler_slot handler_slots[HANDLER_SLOTS] FORK_HOT;
+static _Atomic(any_handler) handler_table[2 * _NSIG];
+
+/* The place of key's handler, for a trampoline or a report. Slots are
+ * taken in order: none after a free one is taken. */
+static inline __attribute__((always_inline)) _Atomic(any_handler) *handler_place(int key)
+{
+	for (int i = 0; i < HANDLER_SLOTS; i++) {
+		int held = atomic_load_explicit(&handler_slots[i].key, memory_order_acquire);
+		if (held == key)
+			return &handler_slots[i].handler;
+		if (held == 0)
+			break;
+	}
+	return &handler_table[key];
+}
+
+/* The place of key's handler for an install: its slot, or the first free
+ * one, which it takes (a compare-and-swap: of two installs racing for a
+ * slot, the loser goes on to the next), or its table entry. */
+static _Atomic(any_handler) *handler_place_taken(int key)
+{
+	for (int i = 0; i < HANDLER_SLOTS; i++) {
+		int held = 0;
+		if (atomic_compare_exchange_strong(&handler_slots[i].key, &held, key) || held == key)
+			return &handler_slots[i].handler;
+	}
+	return &handler_table[key];
+}
+
+static any_handler as_any(plain_handler h)
+{
+	return (any_handler)h;
+}
 
 /* The calling trampoline enters a handler: its frame is recorded unless
  * the frame recorded already holds it (an outer handler's on the same
@@ -79,7 +130,7 @@ static void run_plain(int sig)
 	uint8_t depth = thread_ctx.signal_depth;
 	uintptr_t frame = thread_ctx.signal_frame;
 	enter_handler((uintptr_t)__builtin_frame_address(0));
-	atomic_load_explicit(&plain_handlers[sig], memory_order_acquire)(sig);
+	((plain_handler)atomic_load_explicit(handler_place(sig), memory_order_acquire))(sig);
 	leave_handler(depth, frame);
 }
 
@@ -88,64 +139,64 @@ static void run_info(int sig, siginfo_t *info, void *context)
 	uint8_t depth = thread_ctx.signal_depth;
 	uintptr_t frame = thread_ctx.signal_frame;
 	enter_handler((uintptr_t)__builtin_frame_address(0));
-	atomic_load_explicit(&info_handlers[sig], memory_order_acquire)(sig, info, context);
+	((info_handler)atomic_load_explicit(handler_place(INFO_KEY(sig)), memory_order_acquire))(
+		sig, info, context);
 	leave_handler(depth, frame);
 }
 
+/* SIGKILL and SIGSTOP, which the kernel never gives a handler, pass
+ * through (refused as before) and take no slot. */
 static bool wraps(int sig, void (*handler)(int))
 {
-	return sig > 0 && sig < _NSIG && handler != SIG_DFL && handler != SIG_IGN &&
-	       handler != SIG_ERR && handler != run_plain && handler != as_plain(run_info);
+	return sig > 0 && sig < _NSIG && sig != SIGKILL && sig != SIGSTOP && handler != SIG_DFL &&
+	       handler != SIG_IGN && handler != SIG_ERR && handler != run_plain &&
+	       handler != as_plain(run_info);
 }
 
 /* The handler to report for old, the handler a call found in place: the
- * program's, where it was a trampoline. replaced_plain: the plain table's
- * entry the call replaced (the call itself wrote a plain one), else NULL. */
-static plain_handler handler_named(int sig, plain_handler old, bool wrote_plain,
-				   plain_handler replaced_plain, bool wrote_info,
-				   info_handler replaced_info)
+ * program's, where it was a trampoline. written: the key whose place the
+ * call itself wrote (0: none), over replaced. */
+static plain_handler handler_named(int sig, plain_handler old, int written, any_handler replaced)
 {
+	int key;
 	if (old == run_plain)
-		return wrote_plain ? replaced_plain
-				   : atomic_load_explicit(&plain_handlers[sig], memory_order_relaxed);
-	if (old == as_plain(run_info))
-		return as_plain(wrote_info ? replaced_info
-					 : atomic_load_explicit(&info_handlers[sig],
-								memory_order_relaxed));
-	return old;
+		key = sig;
+	else if (old == as_plain(run_info))
+		key = INFO_KEY(sig);
+	else
+		return old;
+	any_handler h = key == written ? replaced
+				       : atomic_load_explicit(handler_place(key), memory_order_relaxed);
+	return (plain_handler)h;
 }
 
 EXPORT FORK_PATH int sigaction(int sig, const struct sigaction *act, struct sigaction *oldact)
 {
 	struct sigaction given;
-	bool wrote_plain = false, wrote_info = false;
-	plain_handler replaced_plain = NULL;
-	info_handler replaced_info = NULL;
+	int written = 0;
+	_Atomic(any_handler) *place = NULL;
+	any_handler replaced = NULL;
 	if (act && wraps(sig, act->sa_handler)) {
 		given = *act;
-		if (act->sa_flags & SA_SIGINFO) {
-			replaced_info = atomic_exchange(&info_handlers[sig], act->sa_sigaction);
+		bool info = act->sa_flags & SA_SIGINFO;
+		written = info ? INFO_KEY(sig) : sig;
+		place = handler_place_taken(written);
+		replaced = atomic_exchange(place, as_any(act->sa_handler));
+		if (info)
 			given.sa_sigaction = run_info;
-			wrote_info = true;
-		} else {
-			replaced_plain = atomic_exchange(&plain_handlers[sig], act->sa_handler);
+		else
 			given.sa_handler = run_plain;
-			wrote_plain = true;
-		}
 		act = &given;
 	}
 	int (*fn)(int, const struct sigaction *, struct sigaction *) = REAL(sigaction);
 	int r = fn ? fn(sig, act, oldact) : __sigaction(sig, act, oldact);
 	if (r != 0) {
-		/* Refused (an invalid signal, SIGKILL): the kernel never held
-		 * the new one. errno is the call's. */
-		if (wrote_plain)
-			atomic_store(&plain_handlers[sig], replaced_plain);
-		if (wrote_info)
-			atomic_store(&info_handlers[sig], replaced_info);
+		/* Refused: the kernel never held the new one. errno is the
+		 * call's. */
+		if (place)
+			atomic_store(place, replaced);
 	} else if (oldact) {
-		oldact->sa_handler = handler_named(sig, oldact->sa_handler, wrote_plain,
-						   replaced_plain, wrote_info, replaced_info);
+		oldact->sa_handler = handler_named(sig, oldact->sa_handler, written, replaced);
 	}
 	return r;
 }
@@ -155,14 +206,15 @@ static FORK_PATH __sighandler_t install_plain(__sighandler_t (*real_fn)(int, __s
 				    __sighandler_t handler)
 {
 	if (!wraps(sig, handler))
-		return handler_named(sig, real_fn(sig, handler), false, NULL, false, NULL);
-	plain_handler replaced = atomic_exchange(&plain_handlers[sig], handler);
+		return handler_named(sig, real_fn(sig, handler), 0, NULL);
+	_Atomic(any_handler) *place = handler_place_taken(sig);
+	any_handler replaced = atomic_exchange(place, as_any(handler));
 	__sighandler_t old = real_fn(sig, run_plain);
 	if (old == SIG_ERR) {
-		atomic_store(&plain_handlers[sig], replaced);
+		atomic_store(place, replaced);
 		return old;
 	}
-	return handler_named(sig, old, true, replaced, false, NULL);
+	return handler_named(sig, old, sig, replaced);
 }
 
 /* glibc's semantics, for a call made before the originals are known. */
@@ -232,7 +284,7 @@ EXPORT __sighandler_t sigset(int sig, __sighandler_t disp)
 	if (unlikely(!fn))
 		return sigset_as(sig, disp);
 	if (disp == SIG_HOLD)
-		return handler_named(sig, fn(sig, disp), false, NULL, false, NULL);
+		return handler_named(sig, fn(sig, disp), 0, NULL);
 	return install_plain(fn, sig, disp);
 }
 
@@ -251,12 +303,10 @@ void signal_handlers_unwrap(void)
 		struct sigaction now;
 		if (__sigaction(sig, NULL, &now) != 0)
 			continue;
-		if (now.sa_handler == run_plain)
-			now.sa_handler = atomic_load(&plain_handlers[sig]);
-		else if (now.sa_handler == as_plain(run_info))
-			now.sa_sigaction = atomic_load(&info_handlers[sig]);
-		else
+		plain_handler program = handler_named(sig, now.sa_handler, 0, NULL);
+		if (program == now.sa_handler)
 			continue;
+		now.sa_handler = program;
 		__sigaction(sig, &now, NULL);
 	}
 }

@@ -6,7 +6,9 @@
  * SIG_IGN and SIG_DFL, a refused call's errno, a SA_SIGINFO handler's
  * arguments, a nested signal, a handler left by siglongjmp, one on a
  * sigaltstack, sigset's old handler given back and installed again and its
- * SIG_HOLD, and whether a sigaction-chaining library preloaded after the
+ * SIG_HOLD, handlers of both kinds on more signals than the shim keeps in
+ * its slots (hook_signal.c), each run for its own signal and reported back
+ * as itself, and whether a sigaction-chaining library preloaded after the
  * shim (signal_chain.c) still sees the calls. Handlers are named by index,
  * never by address.
  */
@@ -38,6 +40,15 @@ static void info(int sig, siginfo_t *si, void *context)
 	ran_info++;
 	info_ok = sig == SIGUSR1 && si->si_signo == SIGUSR1 && si->si_pid == getpid() &&
 		  context != NULL;
+}
+
+/* Runs of counted (plain) and counted_info (SA_SIGINFO) per signal. */
+static volatile sig_atomic_t plain_runs[NSIG], info_runs[NSIG];
+static void counted(int sig) { plain_runs[sig]++; }
+static void counted_info(int sig, siginfo_t *si, void *context)
+{
+	(void)context;
+	info_runs[sig] += si->si_signo == sig;
 }
 
 static void inner(int sig) { (void)sig; order[order_pos++] = 2; }
@@ -75,6 +86,10 @@ static const char *name(void (*h)(int))
 		return "two";
 	if (h == (void (*)(int))(void (*)(void))info)
 		return "info";
+	if (h == counted)
+		return "counted";
+	if (h == (void (*)(int))(void (*)(void))counted_info)
+		return "counted_info";
 	return "unknown";
 }
 
@@ -174,6 +189,25 @@ int main(void)
 	printf("sigset hold: old=%s\n", name(sigset(SIGUSR2, SIG_HOLD)));
 	printf("sigset while held: old=%s\n", name(sigset(SIGUSR2, two)));
 	show("after sigset", SIGUSR2);
+
+	/* Ten signals, each kind on every other one, then the other kind on
+	 * each: more keys than the shim's slots hold. */
+	static const int many[] = {SIGHUP, SIGINT, SIGQUIT, SIGALRM, SIGTERM,
+				   SIGWINCH, SIGURG, SIGCONT, SIGPROF, SIGVTALRM};
+	for (int round = 0; round < 2; round++) {
+		for (size_t i = 0; i < sizeof(many) / sizeof(many[0]); i++) {
+			struct sigaction act = {.sa_handler = counted};
+			if ((i + round) % 2)
+				act = (struct sigaction){.sa_sigaction = counted_info,
+							 .sa_flags = SA_SIGINFO};
+			sigemptyset(&act.sa_mask);
+			r = sigaction(many[i], &act, &old);
+			raise(many[i]);
+			printf("many %d round %d: %d old=%s plain runs=%d info runs=%d\n", many[i],
+			       round, r, name(old.sa_handler), plain_runs[many[i]],
+			       info_runs[many[i]]);
+		}
+	}
 
 	int *chain_calls = dlsym(RTLD_DEFAULT, "signal_chain_calls");
 	printf("chain: %s\n", !chain_calls ? "none" : *chain_calls > 0 ? "reached" : "bypassed");
