@@ -545,14 +545,12 @@ put_field(char *o, const char *start, const struct line_style *style,
 	return o;
 }
 
-FORK_PATH size_t line_fields(const struct line_style *style, const char *id, size_t id_len,
-			     const struct trace_ctx *trace, char out[LINE_FIELDS_MAX])
+/* line_fields for a style whose fields are other than the id alone. Out
+ * of line: the usual style's call saves no registers for this loop. */
+static FORK_PATH __attribute__((noinline)) size_t
+listed_fields(const struct line_style *style, const char *id, size_t id_len,
+	      const struct trace_ctx *trace, char out[LINE_FIELDS_MAX])
 {
-	if (style->field_count == 1 && style->fields[0] == FIELD_REQUEST_ID)
-		/* The usual fields: the id alone. */
-		return id_len ? (size_t)(put_field(out, out, style, style->field, style->field_len,
-						   id, id_len) - out)
-			      : 0;
 	char *o = out;
 	for (uint8_t i = 0; i < style->field_count; i++) {
 		switch (style->fields[i]) {
@@ -574,6 +572,17 @@ FORK_PATH size_t line_fields(const struct line_style *style, const char *id, siz
 		}
 	}
 	return (size_t)(o - out);
+}
+
+FORK_PATH size_t line_fields(const struct line_style *style, const char *id, size_t id_len,
+			     const struct trace_ctx *trace, char out[LINE_FIELDS_MAX])
+{
+	if (style->field_count != 1 || style->fields[0] != FIELD_REQUEST_ID)
+		return listed_fields(style, id, id_len, trace, out);
+	/* The usual fields: the id alone. */
+	return id_len ? (size_t)(put_field(out, out, style, style->field, style->field_len, id,
+					   id_len) - out)
+		      : 0;
 }
 
 size_t line_format(const struct line_style *style, const char *fields, size_t fields_len,
