@@ -14,17 +14,26 @@
  * How: stops every thread (threads.c), again later while the main thread
  * is inside fork() (in_fork.c), borrows the main thread for libc
  * calls (remote_call.c): __errno_location, mmap and mprotect when new
- * pages are needed, and pthread_create; puts its errno and every register
- * back, resumes everything and polls the data block until the fresh thread
- * (stub.c) is done. Must never run dlopen or the library's code on a
- * borrowed thread, leave a thread stopped or borrowed, or exit by a signal
- * while threads are stopped.
+ * pages are needed, pthread_attr_init, pthread_attr_setstack and
+ * pthread_create; puts its errno and every register back, resumes
+ * everything and polls the data block until the fresh thread (stub.c) is
+ * done; once that thread has exited, stops every thread again and borrows
+ * the main thread for one madvise, which gives its stack's pages back.
+ * Must never run dlopen or the library's code on a borrowed thread, leave
+ * a thread stopped or borrowed, or exit by a signal while threads are
+ * stopped.
  *
- * The pages, a data block big enough for any arguments and one page of
- * code right after it, are never unmapped (a fresh thread runs the code
- * after it reports done, and the stub's fork handlers, which make forks
- * wait while the library loads, run for the process's life): a later
- * injection into the same process reuses them, so memory does not grow.
+ * The pages, a guard page, the fresh thread's stack, a data block big
+ * enough for any arguments and one page of code right after it, are never
+ * unmapped (a fresh thread runs the code after it reports done, and the
+ * stub's fork handlers, which make forks wait while the library loads, run
+ * for the process's life): a later injection into the same process reuses
+ * them, so memory does not grow. The stack is the thread's own, not one
+ * glibc allocates: glibc keeps an exited thread's stack for its next
+ * thread, with the pages at its top (the thread's descriptor and static
+ * TLS, the frames dlopen and FUNCTION ran in) resident for the process's
+ * life, and never reuses a stack it was given, whose pages go back once
+ * the thread is gone (drop_stack).
  * The block's last STUB_HOLD_SIZE bytes are the stub's and are never
  * written here. It finds them in /proc/PID/maps (an
  * anonymous r-xp page holding the stub's bytes after a rw-p block) before
@@ -33,11 +42,13 @@
  * and the thread that ran it has exited; else it maps new ones (a block
  * an older reqid-inject wrote, with its struct at the start, never reads
  * as free: its end is zero). Must never
- * rewrite a block a fresh thread or another reqid-inject may still read.
+ * rewrite a block a fresh thread or another reqid-inject may still read,
+ * nor drop a stack a thread may still run on.
  * FUNCTION must not keep ARG's address: the next injection overwrites it.
  */
 #include <errno.h>
 #include <limits.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -64,20 +75,24 @@
 #define EXIT_MS 1000		/* the fresh thread's exit, once done */
 #define ARG_LIMIT 65536
 #define NAME_LIMIT 1024
-/* The data block: room for the three strings, then struct stub_data, then
- * the fork hold, which ends the block (stub.h). The strings are written
- * right before the struct, so that with short ones the injection touches
- * one page of the block, the one the hold is on: its other pages stay
- * zero, not resident. */
-#define DATA_MAX (sizeof(struct stub_data) + PATH_MAX + NAME_LIMIT + ARG_LIMIT + 1 + \
-		  STUB_HOLD_SIZE)
+/* The data block: room for the thread's attributes (aligned), the three
+ * strings, then struct stub_data, then the fork hold, which ends the block
+ * (stub.h). The attributes and strings are written right before the
+ * struct, so that with short strings the injection touches one page of
+ * the block, the one the hold is on: its other pages stay zero, not
+ * resident. */
+#define DATA_MAX (sizeof(pthread_attr_t) + 16 + PATH_MAX + NAME_LIMIT + ARG_LIMIT + 1 + \
+		  sizeof(struct stub_data) + STUB_HOLD_SIZE)
+/* The fresh thread's stack, below the data block, with a guard page below
+ * it: the size glibc gives a thread under the usual 8 MiB stack limit. */
+#define STACK_BYTES ((uint64_t)8 << 20)
 
 struct request {
 	pid_t pid;
 	const char *path, *name, *arg;
 	int mem;
 	struct libc_funcs libc;
-	uint64_t data, code;	/* the pages in the target, or 0 */
+	uint64_t stack, data, code; /* the pages in the target, or 0 */
 	uint64_t hold;		/* the fork hold of a stub page in the target, or 0 */
 };
 
@@ -140,11 +155,25 @@ static int holds_stub(const struct request *q, uint64_t code)
 	return same;
 }
 
+/* The stack's size, written in the code page right after the stub's bytes:
+ * a page with it has the stack below its data block (one an older
+ * reqid-inject mapped has not, and is not reused). */
+static const uint64_t stack_mark = STACK_BYTES;
+
+static int stack_below(const struct request *q, uint64_t code)
+{
+	uint64_t mark;
+
+	return target_mem_read(q->mem, code + stub_code_size, &mark, sizeof mark) == 0 &&
+	       mark == stack_mark;
+}
+
 /* Looks for the pages of a previous injection that are free; sets q->data
  * and q->code to the first found. */
 static void find_pages(struct request *q)
 {
-	uint64_t data_size = page_up(DATA_MAX), code_size = page_up(stub_code_size);
+	uint64_t data_size = page_up(DATA_MAX);
+	uint64_t code_size = page_up(stub_code_size + sizeof stack_mark);
 	uint64_t rw_start = 0, rw_end = 0;
 	struct maps_reader maps;
 	struct maps_entry e;
@@ -157,8 +186,10 @@ static void find_pages(struct request *q)
 		    e.start - rw_start >= data_size && holds_stub(q, e.start)) {
 			if (!q->hold)
 				q->hold = e.start - STUB_HOLD_SIZE;
-			if (block_free(q, e.start - data_size)) {
+			if (e.start - rw_start >= data_size + STACK_BYTES &&
+			    stack_below(q, e.start) && block_free(q, e.start - data_size)) {
 				q->data = e.start - data_size;
+				q->stack = q->data - STACK_BYTES;
 				q->code = e.start;
 				break;
 			}
@@ -221,24 +252,27 @@ static const char *target_error(const struct request *q, uint64_t errno_at)
 	return strerror(err);
 }
 
-/* Maps the data block and the page of code after it, and writes the
- * code. */
+/* Maps the guard page, the stack, the data block and the page of code
+ * after it, and writes the code and the stack's mark. */
 static int map_pages(struct request *q, uint64_t errno_at)
 {
-	uint64_t data_size = page_up(DATA_MAX), code_size = page_up(stub_code_size);
-	uint64_t ret;
+	uint64_t guard = page_up(1), data_size = page_up(DATA_MAX);
+	uint64_t code_size = page_up(stub_code_size + sizeof stack_mark);
+	uint64_t size = guard + STACK_BYTES + data_size + code_size, ret;
 
-	if (call("mmap", q->libc.mmap, (uint64_t[6]){ 0, data_size + code_size,
+	if (call("mmap", q->libc.mmap, (uint64_t[6]){ 0, size,
 		 PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
 		 (uint64_t)-1, 0 }, &ret) < 0)
 		return -1;
 	if (ret == (uint64_t)MAP_FAILED)
 		return fail("mmap of %lu bytes failed in the target: %s",
-			    (unsigned long)(data_size + code_size),
-			    target_error(q, errno_at));
-	q->data = ret;
-	q->code = ret + data_size;
-	if (target_mem_write(q->mem, q->code, stub_code, stub_code_size) < 0)
+			    (unsigned long)size, target_error(q, errno_at));
+	q->stack = ret + guard;
+	q->data = q->stack + STACK_BYTES;
+	q->code = q->data + data_size;
+	if (target_mem_write(q->mem, q->code, stub_code, stub_code_size) < 0 ||
+	    target_mem_write(q->mem, q->code + stub_code_size, &stack_mark,
+			     sizeof stack_mark) < 0)
 		return fail("cannot write the target's new pages: %s",
 			    strerror(errno));
 	if (call("mprotect", q->libc.mprotect, (uint64_t[6]){ q->code,
@@ -248,19 +282,33 @@ static int map_pages(struct request *q, uint64_t errno_at)
 		return fail("the target refused mprotect(PROT_EXEC) on a page of "
 			    "its own: %s (MemoryDenyWriteExecute?)",
 			    target_error(q, errno_at));
+	if (call("mprotect", q->libc.mprotect, (uint64_t[6]){ q->stack - guard, guard,
+		 PROT_NONE }, &ret) < 0)
+		return -1;
+	if ((int)ret != 0)
+		return fail("the target refused mprotect(PROT_NONE) on a page of its own: %s",
+			    target_error(q, errno_at));
 	return 0;
+}
+
+/* Whether the libc call that returned ret (0 or an error number) failed;
+ * says so. */
+static int call_failed(const char *name, uint64_t ret)
+{
+	return (int)ret != 0 ? fail("%s failed in the target: %s", name,
+				    strerror((int)ret)) : 0;
 }
 
 /* Writes the data block, into the pages found if they are still free
  * (another reqid-inject may have taken them meanwhile) or new ones, and
- * starts the fresh thread. */
+ * starts the fresh thread on the stack below it. */
 static int start_thread(struct request *q, uint64_t errno_at)
 {
 	size_t plen = strlen(q->path) + 1, nlen = strlen(q->name) + 1;
 	size_t alen = strlen(q->arg) + 1;
 	size_t strings = plen + nlen + alen;
 	struct stub_data *d;
-	uint64_t ret, at;
+	uint64_t ret, at, attr;
 	char *block;
 	int rc;
 
@@ -291,19 +339,39 @@ static int start_thread(struct request *q, uint64_t errno_at)
 		return fail("cannot write the target's data block: %s",
 			    strerror(errno));
 
-	if (call("pthread_create", q->libc.pthread_create, (uint64_t[6]){
-		 at + offsetof(struct stub_data, thread), 0, q->code, at },
-		 &ret) < 0)
+	/* glibc's attributes hold nothing to free here (no cpuset, no
+	 * signal mask): no pthread_attr_destroy. */
+	attr = (at - strings - sizeof(pthread_attr_t)) & ~(uint64_t)15;
+	if (call("pthread_attr_init", q->libc.pthread_attr_init, (uint64_t[6]){ attr },
+		 &ret) < 0 || call_failed("pthread_attr_init", ret) < 0 ||
+	    call("pthread_attr_setstack", q->libc.pthread_attr_setstack,
+		 (uint64_t[6]){ attr, q->stack, STACK_BYTES }, &ret) < 0 ||
+	    call_failed("pthread_attr_setstack", ret) < 0 ||
+	    call("pthread_create", q->libc.pthread_create, (uint64_t[6]){
+		 at + offsetof(struct stub_data, thread), attr, q->code, at },
+		 &ret) < 0 || call_failed("pthread_create", ret) < 0)
 		return -1;
-	if ((int)ret != 0)
-		return fail("pthread_create failed in the target: %s",
-			    strerror((int)ret));
 	return 0;
 }
 
-/* Borrows the stopped main thread; it is put back exactly as it was
- * whatever happens, its errno included. */
-static int borrow(struct request *q)
+/* Gives back the pages of the stack of the fresh thread, which has exited
+ * (glibc no longer reads its descriptor there, nor the kernel its tid):
+ * they read as zeroes when the next injection's thread runs on them. */
+static int drop_stack(struct request *q, uint64_t errno_at)
+{
+	uint64_t ret;
+
+	if (call("madvise", q->libc.madvise, (uint64_t[6]){ q->stack, STACK_BYTES,
+		 MADV_DONTNEED }, &ret) < 0)
+		return -1;
+	if (ret != 0)
+		return fail("madvise failed in the target: %s", target_error(q, errno_at));
+	return 0;
+}
+
+/* Borrows the stopped main thread for job; it is put back exactly as it
+ * was whatever happens, its errno included. */
+static int borrow(struct request *q, int (*job)(struct request *, uint64_t errno_at))
 {
 	uint64_t errno_at;
 	int saved_errno, rc;
@@ -316,7 +384,7 @@ static int borrow(struct request *q)
 				       sizeof saved_errno) < 0)
 		rc = fail("cannot read the target's errno: %s", strerror(errno));
 	if (rc == 0) {
-		rc = start_thread(q, errno_at);
+		rc = job(q, errno_at);
 		if (target_mem_write(q->mem, errno_at, &saved_errno,
 				     sizeof saved_errno) < 0)
 			rc = fail("cannot restore the target's errno: %s",
@@ -329,21 +397,44 @@ static int borrow(struct request *q)
 
 /* Once the result is read: waits a little for the fresh thread to exit,
  * so that the next injection finds the pages free, and marks the block
- * free. */
-static void free_block(const struct request *q, pid_t tid)
+ * free; whether the thread has exited. */
+static int free_block(const struct request *q, pid_t tid)
 {
 	uint64_t done = STUB_FREE;
 	double deadline = now_ms() + EXIT_MS;
 	long delay = 20;
+	int exited;
 
-	while (!thread_exiting(q->pid, tid) && now_ms() < deadline)
+	while (!(exited = thread_exiting(q->pid, tid)) && now_ms() < deadline)
 		nap(&delay, 5000);
 	target_mem_write(q->mem, stub_data_at(q->data) + offsetof(struct stub_data, done),
 			 &done, sizeof done);
+	return exited;
+}
+
+/* Once the fresh thread has exited: every thread is stopped again and the
+ * main thread borrowed for drop_stack. A failure leaves the pages there
+ * and changes nothing else: the call's result stands. */
+static void stack_back(struct request *q, sigset_t *fatal)
+{
+	struct threads first = threads;
+	sigset_t old;
+
+	sigprocmask(SIG_BLOCK, fatal, &old);
+	if (threads_stop(&threads, q->pid, STOP_MS) == 0)
+		borrow(q, drop_stack);
+	threads_release(&threads, 0);
+	sigprocmask(SIG_SETMASK, &old, NULL);
+	free(first.v);
+	free(threads.v);
+	if (first.stopped > threads.stopped)
+		threads.stopped = first.stopped;
+	if (first.longest_ms > threads.longest_ms)
+		threads.longest_ms = first.longest_ms;
 }
 
 /* Polls the data block until the fresh thread sets done. */
-static int wait_done(const struct request *q, struct stub_data *d)
+static int wait_done(struct request *q, struct stub_data *d, sigset_t *fatal)
 {
 	double deadline = now_ms() + DONE_MS;
 	long delay = 100;
@@ -364,7 +455,8 @@ static int wait_done(const struct request *q, struct stub_data *d)
 				    q->path, DONE_MS / 1000, (int)q->pid);
 		nap(&delay, 2000);
 	}
-	free_block(q, d->tid);
+	if (free_block(q, d->tid))
+		stack_back(q, fatal);
 	d->error[sizeof d->error - 1] = 0;
 	if (!d->handle)
 		return fail("dlopen(\"%s\") failed in process %d: %s", q->path,
@@ -437,7 +529,7 @@ int main(int argc, char **argv)
 		sigprocmask(SIG_BLOCK, &fatal, &old);
 		rc = stop_outside_fork(&q);
 		if (rc == 0)
-			rc = borrow(&q);
+			rc = borrow(&q, start_thread);
 		threads_release(&threads, 0);
 		sigprocmask(SIG_SETMASK, &old, NULL);
 	}
@@ -445,7 +537,7 @@ int main(int argc, char **argv)
 	if (rc < 0 && thread_exiting(q.pid, q.pid))
 		why = "the target exited during attach";
 	else if (rc >= 0)
-		rc = wait_done(&q, &d);
+		rc = wait_done(&q, &d, &fatal);
 	if (verbose)
 		fprintf(stderr, "reqid-inject: %zu threads stopped, longest stop "
 			"%.3f ms, total %.3f ms\n", threads.stopped,

@@ -393,6 +393,7 @@ PROBE_C = r"""
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -404,6 +405,16 @@ int probe(const char *arg)
         return -1;
     close(fd);
     return 42;
+}
+
+/* Writes the address of a variable in its frame, on the fresh thread's
+ * stack. */
+int frame(const char *arg)
+{
+    char text[32];
+    (void)arg;
+    snprintf(text, sizeof text, "%lx", (unsigned long)text);
+    return probe(text) == 42 ? 45 : -1;
 }
 
 int neg(const char *arg)
@@ -1277,6 +1288,29 @@ class Suite:
         finally:
             t.stop()
 
+    def stack_back(self):
+        """The fresh thread's stack is given back once it has exited: the
+        page its function's frame was on is not resident when reqid-inject
+        returns (glibc kept the stacks it allocated, the top pages
+        resident, until 2026-12-07), neither at the first injection, which
+        maps the pages, nor at one reusing them."""
+        lib = self.tmp / "libprobe.so"
+        out = self.tmp / "probe.out"
+        t = Target(str(self.tmp / "target"), "sleep")
+        try:
+            for which in ("first", "second"):
+                r = inject(t.pid, lib, "frame", "")
+                page = int(out.read_text(), 16) // 4096 if r.stdout == "45\n" else 0
+                with open("/proc/%d/pagemap" % t.pid, "rb") as f:
+                    f.seek(page * 8)
+                    entry = int.from_bytes(f.read(8), "little")
+                self.check("%s injection: the page of its frame is not resident after" % which,
+                           page and not entry >> 63, "%r %r, pagemap %x" % (
+                               r.stdout, r.stderr, entry))
+            self.live("parked threads resume after the stacks went back", t)
+        finally:
+            t.stop()
+
     def reuse_rules(self, t, lib, out, tasks):
         """Pages busy with a call (hold) or with a thread still exiting (linger) are left."""
         gate = self.tmp / "gate"
@@ -1460,6 +1494,7 @@ def main():
         if suite.build():
             suite.basics()
             suite.reuse()
+            suite.stack_back()
             suite.main_thread_modes()
             suite.held_malloc_lock()
             suite.refusals()
