@@ -84,7 +84,7 @@ static struct {
 	int attached;
 	int patched; /* GOT entries pointing at the shim */
 	char settings[SETTINGS_MAX];
-} reqid_attach_status __asm__("reqid_attach_status_local");
+} reqid_attach_status __asm__("reqid_attach_status_local") LARGE_TABLE;
 EXPORT extern __typeof__(reqid_attach_status) reqid_attach_status_exported
 	__asm__("reqid_attach_status") __attribute__((alias("reqid_attach_status_local")));
 
