@@ -68,13 +68,16 @@ enum attach_result {
 	ATTACH_NO_GOT = 4,	/* no memory for the list of patched entries */
 	ATTACH_TOO_LONG = 5,	/* settings longer than SETTINGS_MAX */
 	ATTACH_NOT_ATTACHED = 6, /* detach of a process that is not attached */
-	ATTACH_BUSY = 7,	/* a response still owes header bytes, or a log
-				   descriptor queued bytes: try again */
+	ATTACH_BUSY = 7,	/* a response still owes header bytes, a log
+				   descriptor queued bytes, or a detach runs:
+				   try again */
 	ATTACH_INVALID = 64	/* + the config_parse warning bits, shifted */
 };
 
 /* Read by `reqid status` through /proc/PID/mem: attached is 1 while the
- * shim is attached, settings the NAME=value lines it was given. Defined
+ * shim is attached, settings the NAME=value lines it was given; all zero
+ * when it is not (DETACH_ZEROED: detach empties it with the other tables,
+ * and no hook reads it). Defined
  * under a local name, which the library's own uses bind to without a GOT
  * entry (it is linked -Bsymbolic-functions: -Bsymbolic's flag made the
  * loader search the library itself first for every one of its imports,
@@ -84,7 +87,7 @@ static struct {
 	int attached;
 	int patched; /* GOT entries pointing at the shim */
 	char settings[SETTINGS_MAX];
-} reqid_attach_status __asm__("reqid_attach_status_local") LARGE_TABLE;
+} reqid_attach_status __asm__("reqid_attach_status_local") DETACH_ZEROED;
 EXPORT extern __typeof__(reqid_attach_status) reqid_attach_status_exported
 	__asm__("reqid_attach_status") __attribute__((alias("reqid_attach_status_local")));
 
@@ -596,6 +599,8 @@ EXPORT int reqid_attach(const char *settings)
 {
 	if (reqid_attach_status.attached)
 		return ATTACH_ALREADY;
+	if (shim.detaching)
+		return ATTACH_BUSY; /* a detach on another injector's thread ends */
 	/* The fork handlers are registered before the change begins, so that
 	 * every fork from then on runs them. */
 	static bool forks_counted;
@@ -685,11 +690,11 @@ static RESIDENT_LAST_CODE int detach(void)
 	nanosleep(&(struct timespec){0, 10000000}, NULL);
 	log_flush_all_plain();
 	log_release_free_slots();
+	/* The status reads not attached from here: nothing touches its page
+	 * once it has gone back. */
 	forget_attached_state();
 	resident_return();
 	__atomic_store_n(&shim.detaching, false, __ATOMIC_SEQ_CST);
-	reqid_attach_status.patched = 0;
-	reqid_attach_status.attached = 0;
 	change_end();
 	resident_return_own_code();
 	return ATTACH_OK;

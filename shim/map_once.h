@@ -84,7 +84,8 @@ static inline void mapped_table_release(void *table, size_t size)
  * of the section only, go back too, rather than being zeroed and kept. No
  * table a hook reads as anything but empty once it is zero, and nothing
  * that must outlive detach (originals' pointers, GOT records, the attach
- * generation, the status) ever goes here. */
+ * generation) ever goes here; the attach status does, whose zeroes say not
+ * attached. */
 #define DETACH_ZEROED __attribute__((section(".bss.reqid_detach_zeroed")))
 extern char reqid_detach_zeroed_start[], reqid_detach_zeroed_end[]
 	__attribute__((visibility("hidden")));
