@@ -33,6 +33,7 @@ RESULTS = {
     6: "not attached",
     7: "after 1 s a response still owed part of its X-Request-ID header, or a log "
        "still had bytes queued behind a full pipe; try again",
+    8: "another attach or detach of it was still under way after 3 s; try again",
 }
 INVALID = 64
 ALREADY, NOT_ATTACHED = 1, 6

@@ -68,9 +68,9 @@ enum attach_result {
 	ATTACH_NO_GOT = 4,	/* no memory for the list of patched entries */
 	ATTACH_TOO_LONG = 5,	/* settings longer than SETTINGS_MAX */
 	ATTACH_NOT_ATTACHED = 6, /* detach of a process that is not attached */
-	ATTACH_BUSY = 7,	/* a response still owes header bytes, a log
-				   descriptor queued bytes, or a detach runs:
-				   try again */
+	ATTACH_BUSY = 7,	/* a response still owes header bytes, or a log
+				   descriptor queued bytes: try again */
+	ATTACH_CHANGING = 8,	/* another attach or detach held it for 3 s */
 	ATTACH_INVALID = 64	/* + the config_parse warning bits, shifted */
 };
 
@@ -593,14 +593,48 @@ static void change_end(void)
 	atomic_store_explicit(&changing, false, memory_order_release);
 }
 
+/* One change at a time. reqid_attach, reqid_detach and reqid_reconfigure
+ * each run on a thread of the reqid-inject that called it; two `reqid
+ * attach` (or detach) reaching a process together ran two at once, both
+ * found it not attached, both patched it and both answered 0 (1 pair in
+ * 30 on thread_pool). The holder's thread id; 0 when free. A holder that
+ * is no thread of this process (a fork child's copy of its parent's
+ * holder) holds nothing. */
+static _Atomic pid_t change_holder;
+
+/* How long a change waits for the one under way, at most, in 1 ms steps:
+ * a detach waits up to OWED_WAIT_MS for owed bytes, then changes. */
+#define CHANGE_WAIT_MS 3000
+
+static bool change_take(void)
+{
+	pid_t self = (pid_t)syscall(SYS_gettid);
+	for (int waited = 0;; waited++) {
+		pid_t holder = 0;
+		if (atomic_compare_exchange_strong(&change_holder, &holder, self))
+			return true;
+		if (syscall(SYS_tgkill, getpid(), holder, 0) < 0 && errno == ESRCH &&
+		    atomic_compare_exchange_strong(&change_holder, &holder, self))
+			return true;
+		if (waited == CHANGE_WAIT_MS)
+			return false;
+		wait_a_millisecond();
+	}
+}
+
+/* Inline: detach gives it back after the shim's code went back
+ * (RESIDENT_LAST_CODE). */
+static inline __attribute__((always_inline)) void change_give(void)
+{
+	atomic_store_explicit(&change_holder, 0, memory_order_release);
+}
+
 /* The pages attach makes resident are noted first, so that detach can give
  * them back (resident_return.h). */
-EXPORT int reqid_attach(const char *settings)
+static int attach(const char *settings)
 {
 	if (reqid_attach_status.attached)
 		return ATTACH_ALREADY;
-	if (shim.detaching)
-		return ATTACH_BUSY; /* a detach on another injector's thread ends */
 	/* The fork handlers are registered before the change begins, so that
 	 * every fork from then on runs them. */
 	static bool forks_counted;
@@ -705,9 +739,21 @@ static RESIDENT_LAST_CODE int detach(void)
 EXPORT RESIDENT_LAST_CODE int reqid_detach(const char *unused)
 {
 	(void)unused;
+	if (!change_take())
+		return ATTACH_CHANGING;
 	int r = detach();
 	if (r == ATTACH_OK)
 		resident_late_drop();
+	change_give();
+	return r;
+}
+
+EXPORT int reqid_attach(const char *settings)
+{
+	if (!change_take())
+		return ATTACH_CHANGING;
+	int r = attach(settings);
+	change_give();
 	return r;
 }
 
@@ -722,10 +768,11 @@ EXPORT int reqid_reconfigure(const char *settings)
 	unsigned refused = config_parse(&scratch, settings_lookup);
 	if (refused)
 		return ATTACH_INVALID + (int)refused;
-	if (reqid_attach_status.attached) {
-		int r = detach();
-		if (r != ATTACH_OK)
-			return r;
-	}
-	return reqid_attach(settings);
+	if (!change_take())
+		return ATTACH_CHANGING;
+	int r = reqid_attach_status.attached ? detach() : ATTACH_OK;
+	if (r == ATTACH_OK)
+		r = attach(settings);
+	change_give();
+	return r;
 }
