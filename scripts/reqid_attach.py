@@ -22,6 +22,7 @@ import os
 import struct
 import subprocess
 import sys
+import time
 
 # reqid_attach's and reqid_detach's answers (shim/attach.c, enum attach_result).
 RESULTS = {
@@ -88,15 +89,26 @@ def meaning(code):
     return RESULTS.get(code, "the shim answered %d" % code)
 
 
+# How long a process traced by another reqid-inject (a second `reqid
+# attach` or `detach` at the same time) is retried, in 10 ms steps: that
+# one lets it go within a second.
+INJECTOR_BUSY_S = 5
+INJECTOR_TRACING = "(reqid-inject); detach that tracer first"
+
+
 def inject(inject_bin, pid, lib, function, arg):
     """(status the function returned, None) or (None, reqid-inject's message)."""
-    p = subprocess.run([inject_bin, str(pid), lib, function, arg], stdout=subprocess.PIPE,
-                       stderr=subprocess.PIPE, text=True, timeout=30)
-    if p.returncode != 0:
+    deadline = time.monotonic() + INJECTOR_BUSY_S
+    while True:
+        p = subprocess.run([inject_bin, str(pid), lib, function, arg], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, timeout=30)
+        if p.returncode == 0:
+            return int(p.stdout.split()[0]), None
         msg = p.stderr.strip().splitlines()
         text = msg[-1] if msg else "reqid-inject failed (exit %d)" % p.returncode
-        return None, text.removeprefix("reqid-inject: ")
-    return int(p.stdout.split()[0]), None
+        if INJECTOR_TRACING not in text or time.monotonic() > deadline:
+            return None, text.removeprefix("reqid-inject: ")
+        time.sleep(0.01)
 
 
 # reqid-inject's words for a process that began to exit: a worker doing so

@@ -38,8 +38,8 @@ worker ends attached, then not attached (check_forks). Upstream
 connections a program opened before attach are left alone (check_upstream).
 Also: the GOT patcher in a program built four ways (attach_in_process.c),
 attach and detach while a thread loads and unloads a library in a loop,
-the shim beside a library using most of glibc's surplus static TLS, and the
-refusals: no such process, attached twice, detach when not attached, a
+the shim beside a library using most of glibc's surplus static TLS, two
+attaches and two detaches at once (at_once), and the refusals: no such process, attached twice, detach when not attached, a
 process under `reqid run`, invalid settings, exit 1 and the line each.
 Prints "N passed, M failed" last and exits non-zero on a failure. Bundled
 servers report their port through the harness's pipe handshake, http.server
@@ -1646,6 +1646,54 @@ def check_forks(failures):
           % ("forks", "; ".join(counts)))
 
 
+def at_once(failures, rounds=10):
+    """Two `reqid attach` of one process at the same time, then two `reqid
+    detach`, ten rounds: each time one attaches (exit 0) and the other says
+    "already attached" (exit 1), then one detaches and the other says "not
+    attached"; requests between get their ids, then none. Until 2026-12-07
+    the second's reqid-inject, finding the first's tracing the process,
+    refused with "already traced by process N (reqid-inject)" (28 of 30
+    pairs on thread_pool), and when both injected, both threads ran
+    reqid_attach at once, both found the process not attached and patched
+    it (both exit 0: 1 pair in 30)."""
+    def fail(msg):
+        failures.append("at once: " + msg)
+
+    def both(*args):
+        out = [None, None]
+        runs = [threading.Thread(target=lambda i=i: out.__setitem__(i, reqid(*args)))
+                for i in range(2)]
+        for t in runs:
+            t.start()
+        for t in runs:
+            t.join()
+        return sorted((rc, err) for rc, _, err in out)
+
+    with tempfile.TemporaryDirectory(prefix="reqid-attach-once-") as tmp:
+        srv = harness.Server("thread_pool", Path(tmp) / "server.log", shim=False)
+        pid = srv.proc.pid
+        client = Client(srv.port)
+        try:
+            for i in range(rounds):
+                for command, refusal, added in (("attach", "already attached", True),
+                                                ("detach", "not attached", False)):
+                    got = both(command, pid)
+                    want = [(0, ""), (1, "reqid: %s %d: %s" % (command, pid, refusal))]
+                    if got[0] != want[0] or got[1][0] != 1 or not got[1][1].startswith(want[1][1]):
+                        fail("round %d, two %s: %r" % (i, command, got))
+                        return
+                    token = client.on_new_connection("R", 1)[0]
+                    if (ADDED.search(client.response[token]) is not None) != added:
+                        fail("round %d, after %s: response %r" % (i, command,
+                                                                  client.response[token]))
+                        return
+        finally:
+            harness.send_quit(srv.port)
+            srv.wait(30)
+    print("%-16s two attaches, then two detaches at once, %d rounds: one did it, the other "
+          "refused" % ("at once", rounds))
+
+
 def refusals(failures):
     def expect(args, code, text, env=None):
         rc, out, err = reqid(*args, env=env)
@@ -1695,7 +1743,7 @@ def main(argv):
     groups = [(n, lambda f, n=n: (check_server(n, f), check_idle(n, f))) for n in names]
     groups += [(k, check) for k, check in whole.items() if not argv or k in argv]
     groups.append(("others", lambda f: (in_process(f), loader_busy(f), static_tls(f),
-                                        refusals(f))))
+                                        at_once(f), refusals(f))))
     return harness.run_groups(groups)
 
 
