@@ -37,7 +37,6 @@
 #include "audit_record.h"
 #include "call_chain.h"
 #include "fork_hot.h"
-#include "map_once.h"
 #include "request_table.h"
 #include "shim_init.h"
 #include "thread_ctx.h"
@@ -76,7 +75,7 @@ static struct image home, other;
 #define RANGES_MAX 512
 static struct {
 	uintptr_t start, end;
-} ranges[RANGES_MAX] LARGE_TABLE;
+} ranges[RANGES_MAX];
 static _Atomic int range_count;
 static _Atomic bool map_writing;
 

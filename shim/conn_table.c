@@ -30,8 +30,8 @@ struct fd_state fd_states[FD_LOW] FORK_HOT_LAST;
 /* The end of the page fd_states ends on, which holds nothing else
  * (layout.ld); NULL where that linker script is not used (unit tests). */
 extern char reqid_fork_hot_end[] __attribute__((weak, visibility("hidden")));
-struct fd_state *_Atomic fd_pages[FD_LIMIT / FD_PAGE] LARGE_TABLE;
-void *_Atomic conn_chunks[FD_LIMIT / CONN_CHUNK] LARGE_TABLE;
+struct fd_state *_Atomic fd_pages[FD_LIMIT / FD_PAGE];
+void *_Atomic conn_chunks[FD_LIMIT / CONN_CHUNK];
 static _Atomic unsigned pages_end; /* fd_state_end, as far as pages go */
 static _Atomic int highest_copy FORK_HOT; /* no copy has a higher fd: scans stop there */
 

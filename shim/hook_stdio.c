@@ -41,8 +41,6 @@
 #include <sys/mman.h>
 #include <wchar.h>
 
-#include "map_once.h"
-
 /* glibc may define these as macros writing straight into the buffer; the
  * hooks below are the exported functions. */
 #undef putc
@@ -90,7 +88,7 @@ struct stream_mark {
 	uint32_t epoch;
 };
 
-static struct stream_mark marks[STREAM_MARKS] LARGE_TABLE;
+static struct stream_mark marks[STREAM_MARKS];
 
 /* Looks for none until a mark was made: every fclose asks, and on this
  * project's VM reading the marks' three pages costs them as writing does

@@ -36,7 +36,6 @@
 #include "fork_hot.h"
 #include "line_format.h"
 #include "log_order.h"
-#include "map_once.h"
 #include "request_table.h"
 #include "shim_init.h"
 #include "signal_frames.h"
@@ -123,7 +122,7 @@ struct line_slot {
 				     memory to keep it): so does its rest */
 };
 
-static struct line_slot line_slots[LINE_SLOTS] LARGE_TABLE;
+static struct line_slot line_slots[LINE_SLOTS];
 /* No slot at or above this index was ever claimed: walks over the table
  * (exit, fork) stop here, so they cost what was used, not LINE_SLOTS. */
 static _Atomic unsigned slots_used;

@@ -90,13 +90,4 @@ static inline void mapped_table_release(void *table, size_t size)
 extern char reqid_detach_zeroed_start[], reqid_detach_zeroed_end[]
 	__attribute__((visibility("hidden")));
 
-/* Puts a zero-initialised table of a page or more in a section of such
- * tables (shim/layout.ld), after the small variables and the tables detach
- * empties, rather than among the small variables of its file: those, many
- * of which every process writes and some of which must outlive detach (the
- * originals' pointers, the signal trampolines' table, the flags the hooks
- * read), then share a few pages of .bss, where each table lying between
- * them kept one or two more resident (after detach too). */
-#define LARGE_TABLE __attribute__((section(".bss.reqid_large")))
-
 #endif

@@ -45,7 +45,6 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include "map_once.h"
 #include "page_bytes.h"
 #include "raw_syscall.h"
 
@@ -86,7 +85,10 @@ struct snapshot {
 
 static struct snapshot *noted;
 
-/* The late drop's thread (resident_late_drop), 0 if none was started. */
+/* The late drop's thread (resident_late_drop), 0 if none was started.
+ * Defined before the page-aligned notes, so that it lies among the
+ * variables after them (on a page written at every detach anyway), not
+ * alone on a page before them. */
 static long late_thread;
 
 /* The lowest byte of the stack of the thread that ran resident_return, if
@@ -104,9 +106,8 @@ extern const char __start_reqid_last_text[], __stop_reqid_last_text[];
 
 /* What the late drop's thread (resident_late_drop) needs, on a page of its
  * own that it drops last: libc's code mapping, a bit a page saying it was
- * resident at the snapshot (kept), the thread to wait for, and its stack
- * (LARGE_TABLE: alone on its page, away from the small variables). A libc
- * whose code has more than LATE_PAGES_MAX pages gets no late drop. */
+ * resident at the snapshot (kept), the thread to wait for, and its stack.
+ * A libc whose code has more than LATE_PAGES_MAX pages gets no late drop. */
 #define LATE_PAGES_MAX 8192
 #define LATE_BATCH 64
 struct late_notes {
@@ -119,7 +120,7 @@ struct late_notes {
 static union {
 	struct late_notes notes;
 	char stack[PAGE_BYTES]; /* the thread's stack: what the notes leave, at the top */
-} late __attribute__((aligned(PAGE_BYTES))) LARGE_TABLE;
+} late __attribute__((aligned(PAGE_BYTES)));
 _Static_assert(sizeof(late) == PAGE_BYTES && sizeof(struct late_notes) + 2048 <= PAGE_BYTES,
 	       "the late drop's notes and at least 2 KiB of stack fill one page");
 

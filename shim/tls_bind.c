@@ -10,8 +10,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "map_once.h"
-
 #define BINDS 4096 /* a power of two */
 #define PROBES 32
 #define GONE ((uintptr_t)1) /* a tombstone: no SSL object is at address 1 */
@@ -21,7 +19,7 @@ struct bind {
 	_Atomic int fd1; /* fd + 1; 0: not known yet */
 };
 
-static struct bind binds[BINDS] LARGE_TABLE;
+static struct bind binds[BINDS];
 
 static size_t home(uintptr_t key)
 {
