@@ -158,7 +158,7 @@ static uint16_t own_port(int fd)
 {
 	struct sockaddr_storage addr;
 	socklen_t len = sizeof(addr);
-	if (getsockname(fd, (struct sockaddr *)&addr, &len) != 0)
+	if (LIBC(getsockname)(fd, (struct sockaddr *)&addr, &len) != 0)
 		return 0;
 	if (addr.ss_family == AF_INET)
 		return ntohs(((const struct sockaddr_in *)&addr)->sin_port);
@@ -250,7 +250,7 @@ static int scan_open_fds(struct instances *found)
 	while ((got = syscall(SYS_getdents64, dir, names, sizeof(names))) > 0) {
 		for (long at = 0; at < got;) {
 			const struct dirent64 *e = (const struct dirent64 *)(names + at);
-			int fd = atoi(e->d_name);
+			int fd = (int)LIBC(strtol)(e->d_name, NULL, 10);
 			at += e->d_reclen;
 			if (e->d_name[0] == '.' || fd < 0 || fd >= (int)FD_LIMIT || fd == dir)
 				continue;
@@ -276,7 +276,7 @@ static int read_registrations(int epfd, int highest, struct fdinfo_registration 
 	if (!f)
 		return -1;
 	int count = 0;
-	while (count < REGISTRATIONS_MAX && fgets(line, sizeof(line), f)) {
+	while (count < REGISTRATIONS_MAX && LIBC(fgets)(line, sizeof(line), f)) {
 		struct fdinfo_registration *r = &out[count];
 		if (epoll_fdinfo_line(line, strcspn(line, "\n"), r) && r->complete && r->fd >= 0 &&
 		    r->fd <= highest)
@@ -463,7 +463,7 @@ static bool preloaded_copy(void)
 	void *program = dlopen(NULL, RTLD_LAZY);
 	bool found = program && dlsym(program, "reqid_attach") != NULL;
 	if (program)
-		dlclose(program);
+		LIBC(dlclose)(program);
 	return found;
 }
 

@@ -242,7 +242,7 @@ static void *hook_for(void *self, const char *name)
 {
 	void *f = dlsym(self, name);
 	Dl_info di;
-	if (!f || !dladdr(f, &di) || di.dli_fbase != (void *)__ehdr_start)
+	if (!f || !LIBC(dladdr)(f, &di) || di.dli_fbase != (void *)__ehdr_start)
 		return loader_stub(name, dlsym(RTLD_NEXT, name));
 	return f;
 }
@@ -362,8 +362,8 @@ static int collect_module(struct dl_phdr_info *info, size_t size, void *arg)
 	struct module_list *list = arg;
 	size_t len = strlen(info->dlpi_name) + 1;
 	if (info->dlpi_addr == (ElfW(Addr))__ehdr_start ||
-	    info->dlpi_addr == (ElfW(Addr))getauxval(AT_BASE) ||
-	    info->dlpi_addr == (ElfW(Addr))getauxval(AT_SYSINFO_EHDR))
+	    info->dlpi_addr == (ElfW(Addr))LIBC(getauxval)(AT_BASE) ||
+	    info->dlpi_addr == (ElfW(Addr))LIBC(getauxval)(AT_SYSINFO_EHDR))
 		return 0;
 	for (size_t i = 0; list->table && i < entry_count; i++) {
 		struct got_entry *e = &list->table[i];
@@ -414,10 +414,10 @@ static void each_module(struct module_list *list, void (*fn)(const struct module
 		struct module m;
 		if (!held)
 			continue;
-		if (dlinfo(held, RTLD_DI_LINKMAP, &lm) == 0 && lm->l_addr == ref->base &&
+		if (LIBC(dlinfo)(held, RTLD_DI_LINKMAP, &lm) == 0 && lm->l_addr == ref->base &&
 		    read_module(ref, &m))
 			fn(&m, arg);
-		dlclose(held);
+		LIBC(dlclose)(held);
 	}
 }
 
@@ -426,7 +426,7 @@ static void each_module(struct module_list *list, void (*fn)(const struct module
 static void *self_handle(void)
 {
 	Dl_info di;
-	if (!dladdr((void *)got_patch_all, &di) || !di.dli_fname)
+	if (!LIBC(dladdr)((void *)got_patch_all, &di) || !di.dli_fname)
 		return NULL;
 	return dlopen(di.dli_fname, RTLD_NOW | RTLD_NOLOAD);
 }
@@ -455,7 +455,7 @@ static int patch_pass(bool only_new)
 	struct pass_tables *pass = map_once((void *_Atomic *)&pass_tables, sizeof(*pass));
 	if (!run.self || !run.table || !pass) {
 		if (run.self)
-			dlclose(run.self);
+			LIBC(dlclose)(run.self);
 		return -1;
 	}
 	run.list = list_made(pass, only_new, run.table);
@@ -464,7 +464,7 @@ static int patch_pass(bool only_new)
 	for (size_t i = 0; i < before; i++)
 		run.table[i].live = false;
 	each_module(run.list, patch_module, &run);
-	dlclose(run.self); /* the RTLD_NOLOAD reference only */
+	LIBC(dlclose)(run.self); /* the RTLD_NOLOAD reference only */
 	size_t kept = 0;
 	for (size_t i = 0; i < entry_count; i++)
 		if (i >= before || run.table[i].live)

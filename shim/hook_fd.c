@@ -150,7 +150,7 @@ static bool is_log_path(int dirfd, const char *path)
 		return false;
 	size_t n;
 	if (dirfd == AT_FDCWD) {
-		if (!getcwd(abs, sizeof(abs)))
+		if (!LIBC(getcwd)(abs, sizeof(abs)))
 			return false;
 		n = strlen(abs);
 	} else if ((n = fd_path(dirfd, abs)) == 0) {

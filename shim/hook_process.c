@@ -151,7 +151,7 @@ EXPORT void abort(void)
 	process_ending();
 	if (fn)
 		fn();
-	raise(SIGABRT);
+	LIBC(raise)(SIGABRT);
 	syscall(SYS_exit_group, 127);
 	__builtin_unreachable();
 }
@@ -507,7 +507,7 @@ static void on_fatal_signal(int sig)
 	signal(sig, SIG_DFL);
 	log_output_dying();
 	process_ending();
-	raise(sig);
+	LIBC(raise)(sig);
 	errno = saved;
 }
 
@@ -527,7 +527,7 @@ LOOP_PATH void install_fatal_signal_flush(void)
 			continue;
 		struct sigaction sa = {.sa_handler = on_fatal_signal,
 				       .sa_flags = SA_RESETHAND | SA_ONSTACK};
-		sigfillset(&sa.sa_mask);
+		LIBC(sigfillset)(&sa.sa_mask);
 		sigaction(fatal_signals[i], &sa, NULL);
 	}
 	errno = saved;
@@ -591,11 +591,11 @@ static void system_cancelled(void *arg)
 {
 	pid_t pid = *(pid_t *)arg;
 	int state;
-	kill(pid, SIGKILL);
-	pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &state);
-	while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+	LIBC(kill)(pid, SIGKILL);
+	LIBC(pthread_setcancelstate)(PTHREAD_CANCEL_DISABLE, &state);
+	while (LIBC(waitpid)(pid, NULL, 0) < 0 && errno == EINTR)
 		;
-	pthread_setcancelstate(state, NULL);
+	LIBC(pthread_setcancelstate)(state, NULL);
 	system_done();
 }
 
@@ -610,25 +610,25 @@ static int run_system(const char *line, char *const *env)
 		sigaction(SIGQUIT, &ignore, &system_quit);
 	}
 	process_unlock();
-	sigaddset(&ignore.sa_mask, SIGCHLD);
-	sigprocmask(SIG_BLOCK, &ignore.sa_mask, &omask);
-	sigemptyset(&reset);
+	LIBC(sigaddset)(&ignore.sa_mask, SIGCHLD);
+	LIBC(sigprocmask)(SIG_BLOCK, &ignore.sa_mask, &omask);
+	LIBC(sigemptyset)(&reset);
 	if (system_intr.sa_handler != SIG_IGN)
-		sigaddset(&reset, SIGINT);
+		LIBC(sigaddset)(&reset, SIGINT);
 	if (system_quit.sa_handler != SIG_IGN)
-		sigaddset(&reset, SIGQUIT);
+		LIBC(sigaddset)(&reset, SIGQUIT);
 	posix_spawnattr_t attr;
-	posix_spawnattr_init(&attr);
-	posix_spawnattr_setsigmask(&attr, &omask);
-	posix_spawnattr_setsigdefault(&attr, &reset);
-	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
+	LIBC(posix_spawnattr_init)(&attr);
+	LIBC(posix_spawnattr_setsigmask)(&attr, &omask);
+	LIBC(posix_spawnattr_setsigdefault)(&attr, &reset);
+	LIBC(posix_spawnattr_setflags)(&attr, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
 	pid_t pid;
 	char *argv[] = {"sh", "-c", "--", (char *)line, NULL};
 	int r = real.posix_spawn(&pid, "/bin/sh", NULL, &attr, argv, env);
-	posix_spawnattr_destroy(&attr);
+	LIBC(posix_spawnattr_destroy)(&attr);
 	if (r == 0) {
 		pthread_cleanup_push(system_cancelled, &pid);
-		while ((r = (int)waitpid(pid, &status, 0)) < 0 && errno == EINTR)
+		while ((r = (int)LIBC(waitpid)(pid, &status, 0)) < 0 && errno == EINTR)
 			;
 		if (r != pid)
 			status = -1;
@@ -638,7 +638,7 @@ static int run_system(const char *line, char *const *env)
 		status = W_EXITCODE(127, 0);
 	}
 	system_done();
-	sigprocmask(SIG_SETMASK, &omask, NULL);
+	LIBC(sigprocmask)(SIG_SETMASK, &omask, NULL);
 	if (r != 0)
 		errno = r;
 	return status;

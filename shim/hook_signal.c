@@ -221,8 +221,8 @@ static FORK_PATH __sighandler_t install_plain(__sighandler_t (*real_fn)(int, __s
 static __sighandler_t install_as(int sig, __sighandler_t handler, int flags, bool mask_sig)
 {
 	struct sigaction act = {.sa_handler = handler, .sa_flags = flags}, old;
-	sigemptyset(&act.sa_mask);
-	if (mask_sig && sigaddset(&act.sa_mask, sig) != 0)
+	LIBC(sigemptyset)(&act.sa_mask);
+	if (mask_sig && LIBC(sigaddset)(&act.sa_mask, sig) != 0)
 		return SIG_ERR;
 	return sigaction(sig, &act, &old) == 0 ? old.sa_handler : SIG_ERR;
 }
@@ -259,21 +259,21 @@ static __sighandler_t sigset_as(int sig, __sighandler_t disp)
 		errno = EINVAL;
 		return SIG_ERR;
 	}
-	sigemptyset(&one);
-	sigaddset(&one, sig);
+	LIBC(sigemptyset)(&one);
+	LIBC(sigaddset)(&one, sig);
 	struct sigaction old;
 	if (disp == SIG_HOLD) {
-		if (sigprocmask(SIG_BLOCK, &one, &before) < 0)
+		if (LIBC(sigprocmask)(SIG_BLOCK, &one, &before) < 0)
 			return SIG_ERR;
-		if (sigismember(&before, sig))
+		if (LIBC(sigismember)(&before, sig))
 			return SIG_HOLD;
 		return sigaction(sig, NULL, &old) < 0 ? SIG_ERR : old.sa_handler;
 	}
 	struct sigaction act = {.sa_handler = disp};
-	sigemptyset(&act.sa_mask);
-	if (sigaction(sig, &act, &old) < 0 || sigprocmask(SIG_UNBLOCK, &one, &before) < 0)
+	LIBC(sigemptyset)(&act.sa_mask);
+	if (sigaction(sig, &act, &old) < 0 || LIBC(sigprocmask)(SIG_UNBLOCK, &one, &before) < 0)
 		return SIG_ERR;
-	return sigismember(&before, sig) ? SIG_HOLD : old.sa_handler;
+	return LIBC(sigismember)(&before, sig) ? SIG_HOLD : old.sa_handler;
 }
 
 /* sigset: as signal; SIG_HOLD (block the signal, install nothing) passes

@@ -336,7 +336,6 @@ EXPORT int fflush_unlocked(FILE *f)
 
 /* ---- formatted output -------------------------------------------------- */
 
-int __vsnprintf_chk(char *s, size_t maxlen, int flag, size_t slen, const char *fmt, va_list ap);
 int __printf_chk(int flag, const char *fmt, ...);
 int __fprintf_chk(FILE *f, int flag, const char *fmt, ...);
 int __vprintf_chk(int flag, const char *fmt, va_list ap);
@@ -348,8 +347,8 @@ static int format_into(char *buf, size_t size, int flag, const char *fmt, va_lis
 {
 	va_list copy;
 	va_copy(copy, ap);
-	int n = flag > 0 ? __vsnprintf_chk(buf, size, flag, size, fmt, copy)
-			 : vsnprintf(buf, size, fmt, copy);
+	int n = flag > 0 ? LIBC(__vsnprintf_chk)(buf, size, flag, size, fmt, copy)
+			 : LIBC(vsnprintf)(buf, size, fmt, copy);
 	va_end(copy);
 	return n;
 }
@@ -614,7 +613,7 @@ EXPORT void perror(const char *s)
 	}
 	int saved = errno;
 	char buf[256];
-	const char *what = strerror_r(saved, buf, sizeof(buf));
+	const char *what = LIBC(strerror_r)(saved, buf, sizeof(buf));
 	bool prefix = s && *s;
 	if (stderr_message(prefix ? s : NULL, prefix ? ": " : NULL, what, "\n"))
 		errno = saved;
@@ -625,7 +624,7 @@ static void warn_message(const char *fmt, va_list ap, bool with_errno)
 {
 	int saved = errno;
 	char err_buf[256];
-	const char *what = with_errno ? strerror_r(saved, err_buf, sizeof(err_buf)) : NULL;
+	const char *what = with_errno ? LIBC(strerror_r)(saved, err_buf, sizeof(err_buf)) : NULL;
 	flockfile(stderr);
 	stderr_message(program_invocation_short_name, ": ", NULL, NULL);
 	if (fmt) {
@@ -718,7 +717,7 @@ static void error_common(int status, int errnum, const char *file, unsigned line
 	++error_message_count;
 	if (errnum) {
 		char buf[256];
-		fprintf(stderr, ": %s", strerror_r(errnum, buf, sizeof(buf)));
+		fprintf(stderr, ": %s", LIBC(strerror_r)(errnum, buf, sizeof(buf)));
 	}
 	putc('\n', stderr);
 	fflush(stderr);
@@ -734,7 +733,7 @@ static void message_text(char *buf, size_t size, const char *fmt, va_list ap)
 {
 	va_list copy;
 	va_copy(copy, ap);
-	vsnprintf(buf, size, fmt, copy);
+	LIBC(vsnprintf)(buf, size, fmt, copy);
 	va_end(copy);
 }
 
@@ -791,7 +790,7 @@ static bool wide_put(FILE *f, const wchar_t *ws, size_t wn, bool *ok)
 	mbstate_t state = {0};
 	const wchar_t *src = ws;
 	int saved = errno;
-	size_t n = wcsnrtombs(NULL, &src, wn, 0, &state);
+	size_t n = LIBC(wcsnrtombs)(NULL, &src, wn, 0, &state);
 	errno = saved;
 	if (n == (size_t)-1)
 		return false;
@@ -802,7 +801,7 @@ static bool wide_put(FILE *f, const wchar_t *ws, size_t wn, bool *ok)
 		return false;
 	src = ws;
 	memset(&state, 0, sizeof(state));
-	wcsnrtombs(b, &src, wn, n + 1, &state);
+	LIBC(wcsnrtombs)(b, &src, wn, n + 1, &state);
 	*ok = stream_put(f, true, b, n);
 	if (b != stack)
 		munmap(b, n + 1);
@@ -858,7 +857,7 @@ EXPORT int vfwprintf(FILE *f, const wchar_t *fmt, va_list ap)
 			va_list copy;
 			va_copy(copy, ap);
 			errno = saved;
-			int n = vswprintf(text, size, fmt, copy);
+			int n = LIBC(vswprintf)(text, size, fmt, copy);
 			va_end(copy);
 			if (n >= 0) {
 				bool put = wide_put(f, text, (size_t)n, &ok);

@@ -69,16 +69,14 @@ static void release_room(char *buf, char *stack, size_t n)
 
 /* ---- syslog(3) --------------------------------------------------------- */
 
-int __vsnprintf_chk(char *s, size_t maxlen, int flag, size_t slen, const char *fmt, va_list ap);
-
 /* Formats like (__v)syslog would, errno included for %m. */
 static int format(char *buf, size_t size, int flag, int saved_errno, const char *fmt, va_list ap)
 {
 	va_list copy;
 	va_copy(copy, ap);
 	errno = saved_errno;
-	int len = flag > 0 ? __vsnprintf_chk(buf, size, flag, size, fmt, copy)
-			   : vsnprintf(buf, size, fmt, copy);
+	int len = flag > 0 ? LIBC(__vsnprintf_chk)(buf, size, flag, size, fmt, copy)
+			   : LIBC(vsnprintf)(buf, size, fmt, copy);
 	va_end(copy);
 	return len;
 }
@@ -114,7 +112,7 @@ static void any_syslog(int pri, int flag, const char *fmt, va_list ap)
 	/* A priority glibc would complain about, or one its mask drops, is
 	 * glibc's business: the message is never held or enriched. */
 	bool plain = (pri & ~(LOG_PRIMASK | LOG_FACMASK)) ||
-		     !(setlogmask(0) & LOG_MASK(LOG_PRI(pri)));
+		     !(LIBC(setlogmask)(0) & LOG_MASK(LOG_PRI(pri)));
 	if (!plain && REAL(syslog) && shim.active && !thread_ctx.in_shim &&
 	    enriched_syslog(pri, flag, saved, fmt, ap)) {
 		errno = saved;

@@ -183,7 +183,8 @@ static START_PATH void *original_version(const struct next_objects *next, const 
 	return dlvsym(RTLD_NEXT, name, version);
 }
 
-/* Each original the hooks call, in REAL_FUNCTIONS' order: its name's hash
+/* Each original the hooks call and each libc function the shim calls, in
+ * REAL_FUNCTIONS' then LIBC_CALLS' order: its name's hash
  * (worked out by the compiler), its place in struct real_functions, its
  * name's length and whether the shim needs it. The names are one string,
  * each after the one before: no pointer for the loader to relocate. */
@@ -196,13 +197,15 @@ struct original_entry {
 #define ORIGINAL_FITS(name, ret, params, needed) \
 	_Static_assert(sizeof(#name) <= SYMBOL_HASH_LITERAL_MAX, #name ": name too long to hash here");
 REAL_FUNCTIONS(ORIGINAL_FITS)
+LIBC_CALLS(ORIGINAL_FITS)
 #undef ORIGINAL_FITS
 #define ORIGINAL_ENTRY(name, ret, params, needed) \
 	{SYMBOL_HASH_LITERAL(#name), offsetof(struct real_functions, name), sizeof(#name) - 1, needed},
-static const struct original_entry original_entries[] = {REAL_FUNCTIONS(ORIGINAL_ENTRY)};
+static const struct original_entry original_entries[] = {
+	REAL_FUNCTIONS(ORIGINAL_ENTRY) LIBC_CALLS(ORIGINAL_ENTRY)};
 #undef ORIGINAL_ENTRY
 #define ORIGINAL_NAME(name, ret, params, needed) #name "\0"
-static const char original_names[] = REAL_FUNCTIONS(ORIGINAL_NAME);
+static const char original_names[] = REAL_FUNCTIONS(ORIGINAL_NAME) LIBC_CALLS(ORIGINAL_NAME);
 #undef ORIGINAL_NAME
 
 START_PATH bool real_resolve(void)
@@ -347,7 +350,7 @@ bool is_accepted_socket(int fd)
 	 * journald's stdout stream and socketpairs are unnamed on this side. */
 	struct sockaddr_un addr;
 	len = sizeof(addr);
-	return getsockname(fd, (struct sockaddr *)&addr, &len) == 0 &&
+	return LIBC(getsockname)(fd, (struct sockaddr *)&addr, &len) == 0 &&
 	       len > offsetof(struct sockaddr_un, sun_path);
 }
 

@@ -9,6 +9,8 @@
 #ifndef REQID_SHIM_INIT_H
 #define REQID_SHIM_INIT_H
 
+#include <dlfcn.h>
+#include <link.h>
 #include <poll.h>
 #include <stdio.h>
 #include <wchar.h>
@@ -176,9 +178,47 @@
 	X(sysv_signal, __sighandler_t, (int, __sighandler_t), 0) \
 	X(sigset, __sighandler_t, (int, __sighandler_t), 0)
 
+/* libc functions the shim itself calls, on paths that only run once the
+ * originals are found (a hook's slow path, system(), attach, detach), taken
+ * with them: the loader binding each as an import cost every process some
+ * 700 instructions at start, the look-up beside the originals some 250.
+ * Call them as LIBC(name). Only functions: a variable may have been copied
+ * into the program (a copy relocation), and an indirect function (memcpy,
+ * strlen) would be dlsym's to answer. Every one is needed. */
+#define LIBC_CALLS(X) \
+	X(vsnprintf, int, (char *, size_t, const char *, va_list), 1) \
+	X(__vsnprintf_chk, int, (char *, size_t, int, size_t, const char *, va_list), 1) \
+	X(vswprintf, int, (wchar_t *, size_t, const wchar_t *, va_list), 1) \
+	X(wcsnrtombs, size_t, (char *, const wchar_t **, size_t, size_t, mbstate_t *), 1) \
+	X(strerror_r, char *, (int, char *, size_t), 1) \
+	X(getcwd, char *, (char *, size_t), 1) \
+	X(setlogmask, int, (int), 1) \
+	X(fgets, char *, (char *, int, FILE *), 1) \
+	X(strtol, long, (const char *, char **, int), 1) \
+	X(getsockname, int, (int, struct sockaddr *, socklen_t *), 1) \
+	X(dlclose, int, (void *), 1) \
+	X(dladdr, int, (const void *, Dl_info *), 1) \
+	X(dlinfo, int, (void *, int, void *), 1) \
+	X(getauxval, unsigned long, (unsigned long), 1) \
+	X(pthread_setcancelstate, int, (int, int *), 1) \
+	X(posix_spawnattr_init, int, (posix_spawnattr_t *), 1) \
+	X(posix_spawnattr_destroy, int, (posix_spawnattr_t *), 1) \
+	X(posix_spawnattr_setflags, int, (posix_spawnattr_t *, short), 1) \
+	X(posix_spawnattr_setsigdefault, int, (posix_spawnattr_t *, const sigset_t *), 1) \
+	X(posix_spawnattr_setsigmask, int, (posix_spawnattr_t *, const sigset_t *), 1) \
+	X(waitpid, pid_t, (pid_t, int *, int), 1) \
+	X(kill, int, (pid_t, int), 1) \
+	X(raise, int, (int), 1) \
+	X(sigemptyset, int, (sigset_t *), 1) \
+	X(sigfillset, int, (sigset_t *), 1) \
+	X(sigaddset, int, (sigset_t *, int), 1) \
+	X(sigismember, int, (const sigset_t *, int), 1) \
+	X(sigprocmask, int, (int, const sigset_t *, sigset_t *), 1)
+
 #define REAL_FIELD(name, ret, params, needed) ret (*name) params;
 struct real_functions {
 	REAL_FUNCTIONS(REAL_FIELD)
+	LIBC_CALLS(REAL_FIELD)
 };
 #undef REAL_FIELD
 
@@ -270,6 +310,9 @@ bool real_resolve(void) HIDDEN;
 
 /* Fetches an original, resolving on first use; NULL only during resolution. */
 #define REAL(fn) (likely(real.fn != NULL) || real_resolve() ? real.fn : NULL)
+
+/* One of LIBC_CALLS, found as REAL finds an original. */
+#define LIBC(fn) REAL(fn)
 
 /* True if fd is one of the configured log descriptors (REQID_LOG_FDS). */
 bool config_is_log_fd(int fd) HIDDEN;

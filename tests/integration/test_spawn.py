@@ -23,6 +23,8 @@ stderr, T/child.log opened by python, is a log in the child (its line,
 written to fd 2 with no dup on the way, comes out as JSON); its stdout, a
 pipe python reads, is data (its bytes come back exactly). The vfork child shares the parent's tables, which do not know its
 descriptors: the file's path tells it.
+First, what a process pays to start: no function of shim_init.h's LIBC_CALLS
+is an import of the library's (the loader would bind it at every start).
 Exits non-zero on a failure.
 
     python3 tests/integration/test_spawn.py
@@ -84,8 +86,30 @@ def check_vfork_log_file(failures):
               "its stdout pipe untouched")
 
 
+def check_libc_calls_not_imported(failures):
+    """Every function of shim_init.h's LIBC_CALLS is found with the originals
+    at start, not bound by the loader (an import costs every process it
+    starts in some 700 instructions): none is an undefined symbol of the
+    library's."""
+    with open(os.path.join(ROOT, "shim", "shim_init.h"), encoding="utf-8") as f:
+        header = f.read()
+    block = header[header.index("#define LIBC_CALLS(X)"):]
+    block = block[:block.index("\n\n")]
+    names = re.findall(r"\bX\((\w+),", block)
+    if len(names) < 20:
+        failures.append("LIBC_CALLS: only %d names read" % len(names))
+    symbols = subprocess.run(["readelf", "-W", "--dyn-syms", SHIM], stdout=subprocess.PIPE,
+                             text=True, check=True).stdout
+    imported = {line.split()[7].split("@")[0] for line in symbols.splitlines()
+                if len(line.split()) >= 8 and line.split()[6] == "UND"}
+    for name in names:
+        if name in imported:
+            failures.append("%s is in LIBC_CALLS but the library imports it" % name)
+
+
 def main():
     failures = []
+    check_libc_calls_not_imported(failures)
     check_vfork_log_file(failures)
     with tempfile.TemporaryDirectory(prefix="reqid-spawn-") as tmp:
         log_path = os.path.join(tmp, "stderr.log")
