@@ -37,6 +37,7 @@
 #include "audit_record.h"
 #include "call_chain.h"
 #include "fork_hot.h"
+#include "raw_syscall.h"
 #include "request_table.h"
 #include "shim_init.h"
 #include "thread_ctx.h"
@@ -154,7 +155,7 @@ static int channel_fd(void)
 	memcpy(path, shim.config.audit_dir, n);
 	memcpy(path + n, "/audit.", 7);
 	n += 7;
-	for (unsigned pid = (unsigned)getpid(); d == 0 || pid; pid /= 10)
+	for (unsigned pid = (unsigned)raw_getpid(); d == 0 || pid; pid /= 10)
 		digits[d++] = (char)('0' + pid % 10);
 	while (d)
 		path[n++] = digits[--d];

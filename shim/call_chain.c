@@ -30,6 +30,7 @@
 #include "frame_rule.h"
 #include "next_symbol.h"
 #include "page_bytes.h"
+#include "raw_syscall.h"
 #include "thread_count.h"
 
 /* How far from the thread's first unwind a stack pointer may be and still
@@ -427,7 +428,7 @@ void call_chain_release_rules(void)
 				rule_sets_unlock(i);
 				return;
 			}
-			sched_yield();
+			raw_sched_yield();
 		}
 	}
 	int saved = errno;

@@ -27,6 +27,7 @@
 #include "conn_table.h"
 #include "insert_output.h"
 #include "map_once.h"
+#include "raw_syscall.h"
 #include "request_table.h"
 #include "shim_init.h"
 #include "thread_ctx.h"
@@ -94,7 +95,7 @@ static struct client *pool(void)
 void client_connected(int fd, const struct sockaddr *addr)
 {
 	if (!shim.config.propagate || (unsigned)fd >= FD_LIMIT ||
-	    (fd_class(fd) & (FD_CONN | FD_LOG | FD_SYSLOG)) || getpid() != process.pid)
+	    (fd_class(fd) & (FD_CONN | FD_LOG | FD_SYSLOG)) || raw_getpid() != process.pid)
 		return;
 	if (!is_tcp_stream(fd, addr))
 		return;

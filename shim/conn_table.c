@@ -22,6 +22,7 @@
 #include "log_order.h"
 #include "map_once.h"
 #include "page_bytes.h"
+#include "raw_syscall.h"
 #include "request_table.h"
 #include "resident_return.h"
 #include "shim_init.h"
@@ -356,7 +357,7 @@ static bool writer_inside(const struct conn *c)
 	if (tid == 0)
 		return false;
 	int saved = errno;
-	bool alive = syscall(SYS_tgkill, getpid(), (pid_t)tid, 0) == 0 || errno != ESRCH;
+	bool alive = syscall(SYS_tgkill, raw_getpid(), (pid_t)tid, 0) == 0 || errno != ESRCH;
 	errno = saved;
 	return alive;
 }

@@ -46,6 +46,7 @@
 #include "conn_table.h"
 #include "fork_hot.h"
 #include "map_once.h"
+#include "raw_syscall.h"
 #include "shim_init.h"
 
 #define INDEX_MIN_BITS 10 /* 1,024 slots: 16 KiB */
@@ -315,7 +316,7 @@ static LOOP_PATH bool writer_lock(void)
 		if (!atomic_load_explicit(&rebuilding, memory_order_relaxed) ||
 		    yields % REBUILD_PATIENCE == 0)
 			tries++;
-		sched_yield();
+		raw_sched_yield();
 	}
 	break_lookups();
 	return false;

@@ -107,7 +107,7 @@ EXPORT int pthread_create(pthread_t *t, const pthread_attr_t *attr, void *(*fn)(
  * parent's memory (the lines are the parent's). */
 static void process_ending(void)
 {
-	if (shim.active && getpid() == process.pid) {
+	if (shim.active && raw_getpid() == process.pid) {
 		int saved = errno;
 		log_flush_all();
 		ctx_boundary();
@@ -318,7 +318,7 @@ static FORK_PATH_LATE char *const *exec_env(char *const *envp, struct exec_env *
 	e->env = NULL;
 	if (!shim.active || !env_preloads_shim(envp))
 		return envp;
-	bool vfork_child = getpid() != process.pid;
+	bool vfork_child = raw_getpid() != process.pid;
 	size_t n = env_count(envp);
 	if (vfork_child) {
 		if (n + ENV_ADDED + 1 > VFORK_ENV_MAX)
@@ -517,7 +517,7 @@ _Atomic bool fatal_flush_installed FORK_HOT;
 
 LOOP_PATH void install_fatal_signal_flush(void)
 {
-	if (getpid() != process.pid || atomic_exchange(&fatal_flush_installed, true))
+	if (raw_getpid() != process.pid || atomic_exchange(&fatal_flush_installed, true))
 		return;
 	int saved = errno;
 	for (size_t i = 0; i < sizeof(fatal_signals) / sizeof(fatal_signals[0]); i++) {
@@ -559,13 +559,13 @@ static _Atomic pid_t process_lock_owner;
 
 static void process_lock(void)
 {
-	pid_t me = getpid(), owner = 0;
+	pid_t me = raw_getpid(), owner = 0;
 	while (!atomic_compare_exchange_weak(&process_lock_owner, &owner, me)) {
 		if (owner != 0 && owner != me &&
 		    atomic_compare_exchange_strong(&process_lock_owner, &owner, me))
 			break;
 		owner = 0;
-		sched_yield();
+		raw_sched_yield();
 	}
 }
 
@@ -649,7 +649,7 @@ EXPORT int system(const char *line)
 	int (*fn)(const char *) = REAL(system);
 	if (unlikely(!fn))
 		return -1;
-	if (!real.posix_spawn || getpid() != process.pid)
+	if (!real.posix_spawn || raw_getpid() != process.pid)
 		return fn(line);
 	struct exec_env e;
 	char *const *env = exec_env(environ, &e); /* environ itself: nothing to change */
@@ -668,7 +668,7 @@ static struct env_entries spawn_entries;
 char **spawn_environ_begin(void)
 {
 	char **saved = environ;
-	if (!shim.active || getpid() != process.pid || !env_preloads_shim(saved))
+	if (!shim.active || raw_getpid() != process.pid || !env_preloads_shim(saved))
 		return NULL;
 	process_lock();
 	size_t n = env_count(saved);

@@ -28,6 +28,7 @@
  * the shim go to glibc untouched.
  */
 #include "hooks.h"
+#include "raw_syscall.h"
 
 #include <err.h>
 #include <stdatomic.h>
@@ -256,7 +257,7 @@ static bool lock_stream(FILE *f, bool patient)
 		}
 		if (ftrylockfile(f) == 0)
 			return true;
-		sched_yield();
+		raw_sched_yield();
 	}
 	return false;
 }

@@ -16,6 +16,7 @@
 #include "conn_output.h"
 #include "conn_table.h"
 #include "log_writer.h"
+#include "raw_syscall.h"
 #include "shim_init.h"
 #include "thread_ctx.h"
 
@@ -82,7 +83,7 @@ static inline void errno_restore(int saved)
  * A syscall: only for calls that would change them. */
 static inline bool own_process(void)
 {
-	return getpid() == process.pid;
+	return raw_getpid() == process.pid;
 }
 
 /* I/O on fd, a descriptor that is neither a connection nor a log: an

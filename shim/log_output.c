@@ -26,6 +26,7 @@
 
 #include "fork_hot.h"
 #include "map_once.h"
+#include "raw_syscall.h"
 #include "shim_init.h"
 
 #define BACKLOGS 16
@@ -283,7 +284,7 @@ static size_t stream_output(const struct log_sink *sink, const char *b, size_t n
 	if (mode != OUTPUT_APP) {
 		bool locked = ftrylockfile(f) == 0;
 		for (int spin = 0; !locked && mode == OUTPUT_FINAL && spin < 1000; spin++) {
-			sched_yield();
+			raw_sched_yield();
 			locked = ftrylockfile(f) == 0;
 		}
 		if (!locked && mode == OUTPUT_BACKGROUND) {

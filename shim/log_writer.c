@@ -36,6 +36,7 @@
 #include "fork_hot.h"
 #include "line_format.h"
 #include "log_order.h"
+#include "raw_syscall.h"
 #include "request_table.h"
 #include "shim_init.h"
 #include "signal_frames.h"
@@ -158,7 +159,7 @@ static bool slot_lock_waiting(struct line_slot *s)
 		    atomic_load_explicit(&exit_draining, memory_order_relaxed))
 			return false;
 		if (tries < 64)
-			sched_yield();
+			raw_sched_yield();
 		else
 			syscall(SYS_nanosleep, &(struct timespec){0, 100000}, NULL);
 	}

@@ -12,6 +12,9 @@
 #ifndef REQID_RAW_SYSCALL_H
 #define REQID_RAW_SYSCALL_H
 
+#include <sys/syscall.h>
+#include <sys/types.h>
+
 static inline __attribute__((always_inline)) long raw_syscall3(long nr, long a, long b, long c)
 {
 	long ret;
@@ -31,6 +34,18 @@ static inline __attribute__((always_inline)) long raw_syscall4(long nr, long a, 
 			 : "a"(nr), "D"(a), "S"(b), "d"(c), "r"(r10)
 			 : "rcx", "r11", "memory");
 	return ret;
+}
+
+/* getpid() and sched_yield() as libc makes them (neither can fail): not
+ * imports the loader binds at every start. */
+static inline __attribute__((always_inline)) pid_t raw_getpid(void)
+{
+	return (pid_t)raw_syscall3(SYS_getpid, 0, 0, 0);
+}
+
+static inline __attribute__((always_inline)) void raw_sched_yield(void)
+{
+	raw_syscall3(SYS_sched_yield, 0, 0, 0);
 }
 
 #endif

@@ -265,11 +265,6 @@ static void say(const char *a, const char *b)
 		real.write(2, line, n);
 }
 
-static inline pid_t raw_getpid(void)
-{
-	return (pid_t)raw_syscall3(SYS_getpid, 0, 0, 0);
-}
-
 /* The key made directly: libc's getrandom is a page of libc's code that
  * most programs never run. */
 static START_PATH void seed_ids(void)
@@ -280,9 +275,9 @@ static START_PATH void seed_ids(void)
 		/* No entropy yet: pid, time and addresses still separate processes. */
 		struct timespec ts;
 		clock_gettime(CLOCK_REALTIME, &ts);
-		uint64_t a = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 30) ^ (uint64_t)getpid();
+		uint64_t a = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 30) ^ (uint64_t)raw_getpid();
 		uint64_t b = (uint64_t)(uintptr_t)&ts ^ ((uint64_t)(uintptr_t)key << 17) ^
-			     ((uint64_t)getpid() << 40);
+			     ((uint64_t)raw_getpid() << 40);
 		memcpy(key, &a, 8);
 		memcpy(key + 8, &b, 8);
 	}
