@@ -51,6 +51,7 @@
 #include "log_output.h"
 #include "log_writer.h"
 #include "map_once.h"
+#include "raw_syscall.h"
 #include "request_table.h"
 #include "resident_return.h"
 #include "signal_frames.h"
@@ -158,7 +159,7 @@ static uint16_t own_port(int fd)
 {
 	struct sockaddr_storage addr;
 	socklen_t len = sizeof(addr);
-	if (LIBC(getsockname)(fd, (struct sockaddr *)&addr, &len) != 0)
+	if (raw_syscall3(SYS_getsockname, fd, (long)&addr, (long)&len) != 0)
 		return 0;
 	if (addr.ss_family == AF_INET)
 		return ntohs(((const struct sockaddr_in *)&addr)->sin_port);
@@ -171,7 +172,7 @@ static bool socket_option_set(int fd, int level, int name)
 {
 	int value = 0;
 	socklen_t len = sizeof(value);
-	return getsockopt(fd, level, name, &value, &len) == 0 && value;
+	return raw_getsockopt(fd, level, name, &value, &len) == 0 && value;
 }
 
 /* Whether a TCP socket listening at attach has this port. */
@@ -321,7 +322,7 @@ static void import_registrations(const struct instances *found, int highest)
 		for (int k = 0; k < count; k++) {
 			const struct fdinfo_registration *r = &list[k];
 			struct stat st;
-			if (listed[r->fd] == 1 && fstat(r->fd, &st) == 0 && (uint64_t)st.st_ino == r->ino)
+			if (listed[r->fd] == 1 && raw_fstat(r->fd, &st) == 0 && (uint64_t)st.st_ino == r->ino)
 				epoll_map_import(epfd, stamps[epfd], r->fd, stamps[r->fd], r->data,
 						 r->events, accepted_before_attach(r->fd));
 		}
@@ -376,7 +377,7 @@ static bool nothing_read_yet(int fd)
 		struct tcp_info info;
 		socklen_t len = sizeof(info);
 		if (ioctl(fd, FIONREAD, &queued) != 0 ||
-		    getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &len) != 0 ||
+		    raw_getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &len) != 0 ||
 		    len < offsetof(struct tcp_info, tcpi_bytes_received) +
 				  sizeof(info.tcpi_bytes_received))
 			return false;

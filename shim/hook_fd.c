@@ -598,7 +598,7 @@ static FORK_PATH void copied_onto(int oldfd, int newfd, int8_t *own)
 	} else if (!(from & FD_CONN) && config_is_log_fd(newfd) && !is_accepted_socket(newfd)) {
 		struct stat st;
 		log = newfd != STDOUT_FILENO ||
-		      (fstat(newfd, &st) == 0 && (S_ISREG(st.st_mode) || S_ISCHR(st.st_mode)));
+		      (raw_fstat(newfd, &st) == 0 && (S_ISREG(st.st_mode) || S_ISCHR(st.st_mode)));
 	}
 	fresh(newfd, log);
 	if (unlikely(fd_flags(oldfd) & FD_ADOPT))

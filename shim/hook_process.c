@@ -241,7 +241,7 @@ static FORK_PATH_LATE bool vfork_log_ids(char *const *envp, size_t n, char *out,
 	for (uint8_t k = 0; k < shim.config.log_fd_count; k++) {
 		int fd = shim.config.log_fds[k];
 		struct stat st;
-		if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
+		if (raw_fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
 		    !log_ids_contain(out, (uint64_t)st.st_dev, (uint64_t)st.st_ino) &&
 		    open_fd_is_log(fd))
 			len = log_ids_append(out, len, size, (uint64_t)st.st_dev, (uint64_t)st.st_ino);

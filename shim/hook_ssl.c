@@ -28,6 +28,7 @@
 
 #include "client_output.h"
 #include "conn_output.h"
+#include "raw_syscall.h"
 #include "tls_bind.h"
 
 #include <dlfcn.h>
@@ -145,7 +146,7 @@ bool socket_is_ktls(int fd)
 	char ulp[16] = "";
 	socklen_t len = sizeof(ulp) - 1;
 	int saved = errno;
-	bool ktls = getsockopt(fd, IPPROTO_TCP, TCP_ULP, ulp, &len) == 0 && strcmp(ulp, "tls") == 0;
+	bool ktls = raw_getsockopt(fd, IPPROTO_TCP, TCP_ULP, ulp, &len) == 0 && strcmp(ulp, "tls") == 0;
 	errno = saved;
 	return ktls;
 }

@@ -170,10 +170,10 @@ static void note_torn(int fd, char last)
 static bool ended_already(int fd)
 {
 	struct stat st;
-	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
+	if (raw_fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
 		return false;
 	int fl = (int)syscall(SYS_fcntl, fd, F_GETFL);
-	off_t at = fl >= 0 && (fl & O_APPEND) ? st.st_size : lseek(fd, 0, SEEK_CUR);
+	off_t at = fl >= 0 && (fl & O_APPEND) ? st.st_size : raw_syscall3(SYS_lseek, fd, 0, SEEK_CUR);
 	if (at <= 0)
 		return false;
 	/* a log is often open for writing only: read it through a new

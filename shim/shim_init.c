@@ -326,7 +326,7 @@ bool is_stream_socket(int fd)
 {
 	int saved = errno, type = 0;
 	socklen_t len = sizeof(type);
-	bool stream = getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0 && type == SOCK_STREAM;
+	bool stream = raw_getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0 && type == SOCK_STREAM;
 	errno = saved;
 	return stream;
 }
@@ -335,7 +335,7 @@ bool is_accepted_socket(int fd)
 {
 	int domain = 0;
 	socklen_t len = sizeof(domain);
-	if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) != 0 || !is_stream_socket(fd))
+	if (raw_getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) != 0 || !is_stream_socket(fd))
 		return false;
 	if (domain == AF_INET || domain == AF_INET6)
 		return true;
@@ -345,23 +345,17 @@ bool is_accepted_socket(int fd)
 	 * journald's stdout stream and socketpairs are unnamed on this side. */
 	struct sockaddr_un addr;
 	len = sizeof(addr);
-	return LIBC(getsockname)(fd, (struct sockaddr *)&addr, &len) == 0 &&
+	return raw_syscall3(SYS_getsockname, fd, (long)&addr, (long)&len) == 0 &&
 	       len > offsetof(struct sockaddr_un, sun_path);
 }
 
 /* fd's file's identity; *is_socket (if not NULL) says whether it is a
- * socket. The system call libc's fstat makes (newfstatat, so that a
- * seccomp filter that allows the program's calls allows it), made here:
- * libc's wrapper and the empty path it passes lie on pages of libc's (two
- * faults on this VM) a process that never calls fstat would not touch. The
- * empty path is on the stack: the kernel reads it from the caller's
- * memory, and a literal lay on a page of the library's that nothing else
- * reads at start, whose first read cost the first call some 23 us. */
+ * socket. raw_fstat: libc's wrapper lies on pages of libc's (two faults on
+ * this VM) a process that never calls fstat would not touch. */
 static START_PATH bool fd_identity(int fd, uint64_t *dev, uint64_t *ino, bool *is_socket)
 {
 	struct stat st;
-	char empty_path[1] = {0};
-	if (raw_syscall4(SYS_newfstatat, fd, (long)empty_path, (long)&st, AT_EMPTY_PATH) != 0)
+	if (raw_fstat(fd, &st) != 0)
 		return false;
 	*dev = (uint64_t)st.st_dev;
 	*ino = (uint64_t)st.st_ino;

@@ -195,7 +195,6 @@
 	X(setlogmask, int, (int), 1) \
 	X(fgets, char *, (char *, int, FILE *), 1) \
 	X(strtol, long, (const char *, char **, int), 1) \
-	X(getsockname, int, (int, struct sockaddr *, socklen_t *), 1) \
 	X(dlclose, int, (void *), 1) \
 	X(dladdr, int, (const void *, Dl_info *), 1) \
 	X(dlinfo, int, (void *, int, void *), 1) \
