@@ -614,7 +614,7 @@ static bool change_take(void)
 		pid_t holder = 0;
 		if (atomic_compare_exchange_strong(&change_holder, &holder, self))
 			return true;
-		if (syscall(SYS_tgkill, getpid(), holder, 0) < 0 && errno == ESRCH &&
+		if (syscall(SYS_tgkill, raw_getpid(), holder, 0) < 0 && errno == ESRCH &&
 		    atomic_compare_exchange_strong(&change_holder, &holder, self))
 			return true;
 		if (waited == CHANGE_WAIT_MS)
