@@ -367,6 +367,12 @@ def run_steps(phase, fail, steps):
 # before the first attach waits through each attach and detach, which take
 # 2-5 s on a loaded 2-core machine; Apache's default 5 s closed it there
 # (4 of 4 runs under two CPU hogs, the gap 5.2-9.0 s; nginx's default is 75).
+# nginx listens with `reuseport`: the kernel spreads new connections over
+# the workers by their addresses, so each serves before bare is read. With
+# one shared socket, a worker under load took every connection of the 16
+# settling phases and the other served nothing: its pages of nginx's code,
+# first run after bare was read, counted as kept (2,652 kB, 1 run in 5 on a
+# loaded machine, 2026-12-07).
 NGINX_CONF = """daemon off;
 master_process on;
 worker_processes 2;
@@ -382,7 +388,7 @@ http {{
     uwsgi_temp_path {d}/temp; scgi_temp_path {d}/temp;
     keepalive_requests 1000;
     keepalive_timeout 600s;
-    server {{ listen 127.0.0.1:{port}; root {d}/www; }}
+    server {{ listen 127.0.0.1:{port} reuseport; root {d}/www; }}
 }}
 """
 APACHE_MODULES = "/usr/lib/apache2/modules"
@@ -477,10 +483,12 @@ class NginxClient:
 
 
 # What detach may leave resident in a worker of a tree with rss_check
-# (kept_rss). nginx's workers keep 104-112 kB each (4 runs, 2026-12-07;
-# 112-118 before detach gave back the descriptor tables' far ends, 8): the
-# library's .bss variables 40-48, the injector thread's arena 12 (the
-# loader's records of the library) and cached stack 12, the event loop's
+# (kept_rss). nginx's workers keep 92-98 kB each (7 runs, 2026-12-07
+# evening, once the injector's thread ran on a stack reqid-inject maps and
+# gives back; 104-112 before; 112-118 before detach gave back the
+# descriptor tables' far ends, 8): the library's .bss variables 40-48, the
+# injector thread's arena 12 (the loader's records of the library), the
+# event loop's
 # frames 16, the injector's block and stub pages 8, the library's written
 # .data and GOT pages 8 and its last code page 4, the tables' first pages
 # 8. Until 2026-12-07 200-214 (240-244 in 3 of 22 runs: 64 kB more of
