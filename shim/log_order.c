@@ -44,7 +44,9 @@ struct log_place {
 	int32_t quiet;        /* lines taken in order since the last that was
 				 not, less one for each hole since (at most
 				 ORDER_QUIET) */
-	bool flushed;         /* its lines are a buffer's (log_order_line) */
+	_Atomic bool flushed; /* its lines are a buffer's (log_order_line); read
+				 and set without busy too, by a line that finds
+				 the place busy */
 };
 
 /* Positions handed out; written by every answered request: FORK_HOT. */
@@ -173,7 +175,7 @@ static void place_start(struct log_place *pl, bool opened)
 	pl->base = atomic_load_explicit(&order_next, memory_order_seq_cst);
 	pl->taken = 0;
 	pl->quiet = opened && pl->base == 0 ? ORDER_QUIET - 1 : 0;
-	pl->flushed = false;
+	atomic_store_explicit(&pl->flushed, false, memory_order_relaxed);
 }
 
 /* A new place for fd (which has none), taken (busy); NULL if none is free. */
@@ -198,7 +200,7 @@ static struct log_place *place_make(int fd, bool opened)
 
 /* fd's place, made if it has none, taken (busy); NULL if there is none to
  * be had or another thread has it. */
-static LOOP_PATH struct log_place *place_take(int fd, bool opened)
+static struct log_place *place_take(int fd, bool opened)
 {
 	struct log_place *pl = place_find(fd);
 	if (!pl)
@@ -251,15 +253,31 @@ static LOOP_PATH void place_slide(struct log_place *pl, uint64_t n)
 	pl->base += n;
 }
 
+/* Whether fd's lines are a buffer's, buffer saying this line shows so,
+ * noted on pl (held or not: the mark only ever goes from unshown to shown
+ * while fd stays open). */
+static bool place_flushed(struct log_place *pl, bool buffer)
+{
+	if (buffer)
+		atomic_store_explicit(&pl->flushed, true, memory_order_relaxed);
+	return atomic_load_explicit(&pl->flushed, memory_order_relaxed);
+}
+
 LOOP_PATH uint64_t log_order_line(int fd, uint32_t buckets, bool buffer, bool *flushed)
 {
 	*flushed = false;
-	struct log_place *pl = fd >= 0 ? place_take(fd, false) : NULL;
-	if (!pl)
+	struct log_place *pl = fd >= 0 ? place_find(fd) : NULL;
+	if (pl && !place_try(pl)) {
+		/* Another thread counts a line of fd's (a line its bracket
+		 * held, released while the program flushes its buffer): this
+		 * one is placed at no request, and is still a buffer's if
+		 * fd's lines were shown to be. */
+		*flushed = place_flushed(pl, buffer);
 		return 0;
-	if (buffer)
-		pl->flushed = true;
-	*flushed = pl->flushed;
+	}
+	if (!pl && (fd < 0 || !(pl = place_make(fd, false))))
+		return 0;
+	*flushed = place_flushed(pl, buffer);
 	uint64_t head = atomic_load_explicit(&order_next, memory_order_acquire);
 	if (head - pl->base > ORDER_RING) /* its requests were overwritten */
 		place_slide(pl, head - ORDER_RING - pl->base);

@@ -40,7 +40,8 @@
  * in order.
  * Lock-free, no allocation: safe in hooks and signal handlers. A place
  * another thread is using is not waited for: that line is taken for no
- * request, and its request becomes a hole.
+ * request, and its request becomes a hole; it is still a buffer's (below)
+ * if its descriptor's lines were shown to be.
  */
 #ifndef REQID_LOG_ORDER_H
 #define REQID_LOG_ORDER_H
