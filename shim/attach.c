@@ -159,7 +159,7 @@ static uint16_t own_port(int fd)
 {
 	struct sockaddr_storage addr;
 	socklen_t len = sizeof(addr);
-	if (raw_syscall3(SYS_getsockname, fd, (long)&addr, (long)&len) != 0)
+	if (raw_getsockname(fd, (struct sockaddr *)&addr, &len) != 0)
 		return 0;
 	if (addr.ss_family == AF_INET)
 		return ntohs(((const struct sockaddr_in *)&addr)->sin_port);
@@ -614,8 +614,7 @@ static bool change_take(void)
 		pid_t holder = 0;
 		if (atomic_compare_exchange_strong(&change_holder, &holder, self))
 			return true;
-		if (syscall(SYS_tgkill, raw_getpid(), holder, 0) < 0 && errno == ESRCH &&
-		    atomic_compare_exchange_strong(&change_holder, &holder, self))
+		if (raw_thread_gone(holder) && atomic_compare_exchange_strong(&change_holder, &holder, self))
 			return true;
 		if (waited == CHANGE_WAIT_MS)
 			return false;

@@ -356,10 +356,7 @@ static bool writer_inside(const struct conn *c)
 	uint32_t tid = atomic_load_explicit(&c->out_busy, memory_order_acquire);
 	if (tid == 0)
 		return false;
-	int saved = errno;
-	bool alive = syscall(SYS_tgkill, raw_getpid(), (pid_t)tid, 0) == 0 || errno != ESRCH;
-	errno = saved;
-	return alive;
+	return !raw_thread_gone((pid_t)tid);
 }
 
 /* A connection no entry tracks (a lock or a mapping could not be had): its

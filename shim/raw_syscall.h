@@ -14,7 +14,9 @@
 #ifndef REQID_RAW_SYSCALL_H
 #define REQID_RAW_SYSCALL_H
 
+#include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -80,6 +82,20 @@ static inline __attribute__((always_inline)) pid_t raw_getpid(void)
 static inline __attribute__((always_inline)) void raw_sched_yield(void)
 {
 	raw_syscall3(SYS_sched_yield, 0, 0, 0);
+}
+
+static inline __attribute__((always_inline)) int raw_getsockname(int fd, struct sockaddr *addr,
+								  socklen_t *len)
+{
+	return (int)raw_syscall3(SYS_getsockname, fd, (long)addr, (long)len);
+}
+
+/* Whether thread tid of this process has exited (tgkill with no signal
+ * says ESRCH): a thread id left in a table by a thread that is gone holds
+ * nothing. */
+static inline __attribute__((always_inline)) bool raw_thread_gone(pid_t tid)
+{
+	return raw_syscall3(SYS_tgkill, raw_getpid(), tid, 0) == -ESRCH;
 }
 
 #endif

@@ -442,8 +442,7 @@ void resident_return_own_code(void)
  * started): the notes are free. */
 static inline __attribute__((always_inline)) bool late_thread_gone(void)
 {
-	return late_thread == 0 ||
-	       raw_syscall3(SYS_tgkill, raw_syscall3(SYS_getpid, 0, 0, 0), late_thread, 0) == -ESRCH;
+	return late_thread == 0 || raw_thread_gone((pid_t)late_thread);
 }
 
 /* Notes libc's code mapping m for the late drop: which of its pages were
@@ -556,7 +555,6 @@ void resident_return(void)
 static RESIDENT_LAST_CODE __attribute__((noreturn, used)) void late_drop_thread(void)
 {
 	struct late_notes *n = &late.notes;
-	long pid = raw_syscall3(SYS_getpid, 0, 0, 0);
 	/* Naps from 10 us, doubling up to 1 ms: the pages go back within
 	 * microseconds of that thread's end, so that the process is back to
 	 * its size about when reqid-inject sees it gone and returns. Stored one
@@ -565,7 +563,7 @@ static RESIDENT_LAST_CODE __attribute__((noreturn, used)) void late_drop_thread(
 	volatile long nap[2];
 	nap[0] = 0;
 	long nap_ns = 10000, waited_ns = 0;
-	while (waited_ns < 1000000000 && raw_syscall3(SYS_tgkill, pid, n->waited, 0) != -ESRCH) {
+	while (waited_ns < 1000000000 && !raw_thread_gone((pid_t)n->waited)) {
 		nap[1] = nap_ns;
 		raw_syscall3(SYS_nanosleep, (long)nap, 0, 0);
 		waited_ns += nap_ns;

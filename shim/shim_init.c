@@ -324,11 +324,9 @@ static FORK_PATH void after_fork_child(void)
 
 bool is_stream_socket(int fd)
 {
-	int saved = errno, type = 0;
+	int type = 0;
 	socklen_t len = sizeof(type);
-	bool stream = raw_getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0 && type == SOCK_STREAM;
-	errno = saved;
-	return stream;
+	return raw_getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0 && type == SOCK_STREAM;
 }
 
 bool is_accepted_socket(int fd)
@@ -345,7 +343,7 @@ bool is_accepted_socket(int fd)
 	 * journald's stdout stream and socketpairs are unnamed on this side. */
 	struct sockaddr_un addr;
 	len = sizeof(addr);
-	return raw_syscall3(SYS_getsockname, fd, (long)&addr, (long)&len) == 0 &&
+	return raw_getsockname(fd, (struct sockaddr *)&addr, &len) == 0 &&
 	       len > offsetof(struct sockaddr_un, sun_path);
 }
 
