@@ -100,6 +100,20 @@ int fail_permission(pid_t pid, const char *what)
 		    "must be dumpable) or with CAP_SYS_PTRACE, e.g. as root");
 }
 
+long tracer_of(pid_t tid)
+{
+	struct proc_status st;
+
+	return read_status(tid, &st) == 0 ? st.tracer : 0;
+}
+
+int fail_seize(pid_t pid, pid_t tid)
+{
+	long tracer = tracer_of(tid);
+
+	return tracer ? fail_traced(pid, tracer) : fail_permission(pid, "PTRACE_SEIZE refused");
+}
+
 /* Refuses anything but an x86_64 executable. */
 static int check_exe(pid_t pid)
 {

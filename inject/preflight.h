@@ -15,4 +15,11 @@ int preflight(pid_t pid);
  * allow it; returns -1. */
 int fail_permission(pid_t pid, const char *what);
 
+/* The process tracing thread tid (/proc/TID/status), 0 if none or unknown. */
+long tracer_of(pid_t tid);
+
+/* fail_permission for a PTRACE_SEIZE of thread tid of PID: names tid's
+ * tracer if it has one (another thread's may have gone already). */
+int fail_seize(pid_t pid, pid_t tid);
+
 #endif

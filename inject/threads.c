@@ -51,6 +51,22 @@ int thread_exiting(pid_t pid, pid_t tid)
 	return gone;
 }
 
+/* PTRACE_SEIZE of tid: 0, or the errno of its refusal. A refusal (EPERM)
+ * when tid has no tracer just after is tried once more: another
+ * reqid-inject (a second `reqid attach` or `detach` at the same time) lets
+ * the threads go one by one as it ends, and a refusal made while it held
+ * tid would otherwise read "not permitted", which the command does not
+ * wait on. A refusal for want of permission refuses again. */
+static int seize(pid_t tid)
+{
+	if (ptrace(PTRACE_SEIZE, tid, 0, 0) == 0)
+		return 0;
+	int err = errno;
+	if (err != EPERM || tracer_of(tid) != 0)
+		return err;
+	return ptrace(PTRACE_SEIZE, tid, 0, 0) == 0 ? 0 : errno;
+}
+
 /* Seizes and interrupts every listed thread not seen yet; returns how
  * many, or -1. */
 static int seize_new(struct threads *t)
@@ -80,15 +96,14 @@ static int seize_new(struct threads *t)
 			t->v = th;
 			t->cap = cap;
 		}
-		if (ptrace(PTRACE_SEIZE, tid, 0, 0) < 0) {
-			int err = errno;
-
+		int err = seize(tid);
+		if (err) {
 			/* An exiting thread refuses with EPERM too. */
 			if (err == ESRCH || (err == EPERM && thread_exiting(t->pid, tid)))
 				continue;
 			closedir(d);
 			if (err == EPERM)
-				return fail_permission(t->pid, "PTRACE_SEIZE refused");
+				return fail_seize(t->pid, tid);
 			return fail("PTRACE_SEIZE of thread %d: %s", (int)tid,
 				    strerror(err));
 		}

@@ -91,9 +91,10 @@ def meaning(code):
 
 # How long a process traced by another reqid-inject (a second `reqid
 # attach` or `detach` at the same time) is retried, in 10 ms steps: that
-# one lets it go within a second.
+# one lets it go within a second. "(?)": the tracer had exited by the time
+# its name was read (that reqid-inject ended meanwhile).
 INJECTOR_BUSY_S = 5
-INJECTOR_TRACING = "(reqid-inject); detach that tracer first"
+INJECTOR_TRACING = ("(reqid-inject); detach that tracer first", "(?); detach that tracer first")
 
 
 def inject(inject_bin, pid, lib, function, arg):
@@ -106,7 +107,7 @@ def inject(inject_bin, pid, lib, function, arg):
             return int(p.stdout.split()[0]), None
         msg = p.stderr.strip().splitlines()
         text = msg[-1] if msg else "reqid-inject failed (exit %d)" % p.returncode
-        if INJECTOR_TRACING not in text or time.monotonic() > deadline:
+        if not text.endswith(INJECTOR_TRACING) or time.monotonic() > deadline:
             return None, text.removeprefix("reqid-inject: ")
         time.sleep(0.01)
 
