@@ -99,6 +99,15 @@ struct request {
 static struct remote borrowed;	/* holds the extended state: large */
 static struct threads threads;
 
+/* Where the time of each stop went, for -v: the attach's stop, then the
+ * one that gives the stack back. */
+static struct {
+	double fork_check_ms, map_ms, call_ms;
+	struct threads first;
+	double again_call_ms;
+	struct threads again;	/* .n 0 if there was none */
+} phases;
+
 /* One libc call on the borrowed thread. A call that does not return while
  * every thread is stopped probably waits for a lock a stopped thread
  * holds: the others are let go, and the call gets more time. */
@@ -231,7 +240,10 @@ static int stop_outside_fork(struct request *q)
 	for (;;) {
 		if (threads_stop(&threads, q->pid, STOP_MS) < 0)
 			return -1;
-		if (!fork_in_flight(q))
+		double t0 = now_ms();
+		int in_fork = fork_in_flight(q);
+		phases.fork_check_ms += now_ms() - t0;
+		if (!in_fork)
 			return 0;
 		threads_release(&threads, 0);
 		if (now_ms() > deadline)
@@ -312,8 +324,10 @@ static int start_thread(struct request *q, uint64_t errno_at)
 	char *block;
 	int rc;
 
+	double t0 = now_ms();
 	if ((!q->data || !block_free(q, q->data)) && map_pages(q, errno_at) < 0)
 		return -1;
+	phases.map_ms = now_ms() - t0;
 
 	/* The strings, then the struct, written at once. */
 	at = stub_data_at(q->data);
@@ -421,9 +435,13 @@ static void stack_back(struct request *q, sigset_t *fatal)
 	sigset_t old;
 
 	sigprocmask(SIG_BLOCK, fatal, &old);
-	if (threads_stop(&threads, q->pid, STOP_MS) == 0)
+	if (threads_stop(&threads, q->pid, STOP_MS) == 0) {
+		double t0 = now_ms();
 		borrow(q, drop_stack);
+		phases.again_call_ms = now_ms() - t0;
+	}
 	threads_release(&threads, 0);
+	phases.again = threads;
 	sigprocmask(SIG_SETMASK, &old, NULL);
 	free(first.v);
 	free(threads.v);
@@ -465,6 +483,22 @@ static int wait_done(struct request *q, struct stub_data *d, sigset_t *fatal)
 		return fail("dlsym(\"%s\") failed in process %d: %s", q->name,
 			    (int)q->pid, d->error);
 	return 0;
+}
+
+/* The -v line on where the stop times went. */
+static void print_phases(void)
+{
+	const struct threads *f = &phases.first, *a = &phases.again;
+
+	fprintf(stderr, "reqid-inject: phases ms: seize %.3f interrupt %.3f wait %.3f "
+		"fork-check %.3f mmap %.3f calls %.3f resume %.3f longest %.3f",
+		f->seize_ms, f->interrupt_ms, f->wait_ms, phases.fork_check_ms,
+		phases.map_ms, phases.call_ms, f->release_ms, f->longest_ms);
+	if (a->n)
+		fprintf(stderr, "; again: seize %.3f interrupt %.3f wait %.3f madvise %.3f "
+			"resume %.3f longest %.3f", a->seize_ms, a->interrupt_ms, a->wait_ms,
+			phases.again_call_ms, a->release_ms, a->longest_ms);
+	fputc('\n', stderr);
 }
 
 static int usage(const char *why)
@@ -528,9 +562,12 @@ int main(int argc, char **argv)
 		sigaddset(&fatal, SIGTSTP);
 		sigprocmask(SIG_BLOCK, &fatal, &old);
 		rc = stop_outside_fork(&q);
+		double t0 = now_ms();
 		if (rc == 0)
 			rc = borrow(&q, start_thread);
+		phases.call_ms = now_ms() - t0 - phases.map_ms;
 		threads_release(&threads, 0);
+		phases.first = threads;
 		sigprocmask(SIG_SETMASK, &old, NULL);
 	}
 	/* Whatever failed, a vanished target is the cause. */
@@ -542,6 +579,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "reqid-inject: %zu threads stopped, longest stop "
 			"%.3f ms, total %.3f ms\n", threads.stopped,
 			threads.longest_ms, now_ms() - start);
+	if (verbose)
+		print_phases();
 	if (rc < 0) {
 		fprintf(stderr, "reqid-inject: %s\n", why ? why : fail_message());
 		return 1;

@@ -96,7 +96,9 @@ static int seize_new(struct threads *t)
 			t->v = th;
 			t->cap = cap;
 		}
+		double t0 = now_ms();
 		int err = seize(tid);
+		t->seize_ms += now_ms() - t0;
 		if (err) {
 			/* An exiting thread refuses with EPERM too. */
 			if (err == ESRCH || (err == EPERM && thread_exiting(t->pid, tid)))
@@ -113,6 +115,7 @@ static int seize_new(struct threads *t)
 		th->since = now_ms();
 		/* ESRCH: it exited; its wait status will say so. */
 		ptrace(PTRACE_INTERRUPT, tid, 0, 0);
+		t->interrupt_ms += now_ms() - th->since;
 		added++;
 	}
 	closedir(d);
@@ -175,8 +178,10 @@ int threads_stop(struct threads *t, pid_t pid, double budget_ms)
 	t->pid = pid;
 	do {
 		added = seize_new(t);
+		double t0 = now_ms();
 		if (added < 0 || wait_stopped(t, deadline) < 0)
 			return -1;
+		t->wait_ms += now_ms() - t0;
 	} while (added > 0);
 	leader = find(t, pid);
 	if (!leader || leader->state != STOPPED)
@@ -186,6 +191,7 @@ int threads_stop(struct threads *t, pid_t pid, double budget_ms)
 
 void threads_release(struct threads *t, pid_t keep)
 {
+	double t0 = now_ms();
 	size_t i;
 
 	for (i = 0; i < t->n; i++) {
@@ -201,4 +207,5 @@ void threads_release(struct threads *t, pid_t keep)
 		if (stopped > t->longest_ms)
 			t->longest_ms = stopped;
 	}
+	t->release_ms += now_ms() - t0;
 }

@@ -20,6 +20,8 @@ struct threads {
 	size_t n, cap;
 	size_t stopped;		/* how many were stopped at once */
 	double longest_ms;	/* the longest a thread stayed stopped */
+	/* Time spent in each step, summed over the passes (reqid-inject -v). */
+	double seize_ms, interrupt_ms, wait_ms, release_ms;
 };
 
 /* Seizes and stops every thread of pid within budget_ms; -1 after fail(),
