@@ -26,6 +26,9 @@
 #define RED_ZONE 128
 #define SLACK 256		/* more room below the red zone */
 #define EFLAGS_DF 0x400		/* the ABI wants it clear at a call */
+/* How long a call may run before the thread is checked for an exit (a
+ * killed thread whose process has more threads may not report at once). */
+#define GONE_CHECK_MS 2.0
 
 /* A ptrace request on the stopped thread failed: ESRCH means it no longer
  * is stopped, which only its death can do. */
@@ -100,7 +103,7 @@ static int is_fault(int sig, const siginfo_t *si)
 static int collect(struct remote *r, double deadline, int interrupted,
 		   uint64_t *ret)
 {
-	long delay = 5;
+	double started = now_ms();
 
 	for (;;) {
 		struct user_regs_struct regs;
@@ -115,11 +118,12 @@ static int collect(struct remote *r, double deadline, int interrupted,
 		if (w == 0) {
 			if (now_ms() >= deadline)
 				return 1;
-			if (delay == 1000 && thread_exiting(r->tid, r->tid)) {
+			if (now_ms() - started > GONE_CHECK_MS &&
+			    thread_exiting(r->tid, r->tid)) {
 				r->gone = 1;
 				return fail("the target exited during attach");
 			}
-			nap(&delay, 1000);
+			await_tracee(deadline);
 			continue;
 		}
 		sig = WSTOPSIG(st);

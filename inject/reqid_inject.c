@@ -60,6 +60,7 @@
 #include "fail.h"
 #include "in_fork.h"
 #include "preflight.h"
+#include "priority.h"
 #include "proc_maps.h"
 #include "remote_call.h"
 #include "stub.h"
@@ -432,15 +433,18 @@ static int free_block(const struct request *q, pid_t tid)
 static void stack_back(struct request *q, sigset_t *fatal)
 {
 	struct threads first = threads;
+	struct priority raised;
 	sigset_t old;
 
 	sigprocmask(SIG_BLOCK, fatal, &old);
+	priority_raise(&raised);
 	if (threads_stop(&threads, q->pid, STOP_MS) == 0) {
 		double t0 = now_ms();
 		borrow(q, drop_stack);
 		phases.again_call_ms = now_ms() - t0;
 	}
 	threads_release(&threads, 0);
+	priority_restore(&raised);
 	phases.again = threads;
 	sigprocmask(SIG_SETMASK, &old, NULL);
 	free(first.v);
@@ -517,6 +521,7 @@ int main(int argc, char **argv)
 	struct stub_data d;
 	const char *why = NULL;
 	sigset_t fatal, old;
+	struct priority raised;
 	double start = now_ms();
 	int verbose = 0, rc;
 	char *end;
@@ -544,6 +549,10 @@ int main(int argc, char **argv)
 	if (strlen(q.arg) > ARG_LIMIT)
 		return usage("ARG is longer than 64 KiB");
 
+	/* The stops of traced threads are awaited as SIGCHLD (await_tracee). */
+	sigemptyset(&old);
+	sigaddset(&old, SIGCHLD);
+	sigprocmask(SIG_BLOCK, &old, NULL);
 	if (preflight(q.pid) < 0) {
 		fprintf(stderr, "reqid-inject: %s\n", fail_message());
 		return 1;
@@ -561,12 +570,14 @@ int main(int argc, char **argv)
 		sigaddset(&fatal, SIGQUIT);
 		sigaddset(&fatal, SIGTSTP);
 		sigprocmask(SIG_BLOCK, &fatal, &old);
+		priority_raise(&raised);
 		rc = stop_outside_fork(&q);
 		double t0 = now_ms();
 		if (rc == 0)
 			rc = borrow(&q, start_thread);
 		phases.call_ms = now_ms() - t0 - phases.map_ms;
 		threads_release(&threads, 0);
+		priority_restore(&raised);
 		phases.first = threads;
 		sigprocmask(SIG_SETMASK, &old, NULL);
 	}

@@ -1,12 +1,17 @@
 /*
  * threads.c - stopping and resuming every thread of the target.
  *
- * Seizes each thread in /proc/PID/task, interrupts it and waits for its
- * stop, re-reading the list until no new thread appears. Every wait is
- * bounded. Must never set PTRACE_O_EXITKILL (if reqid-inject dies, the
- * kernel detaches and the target runs on), and never swallow a signal: one
- * that arrives while a thread is being stopped is delivered at once, and
- * the pending interrupt stops the thread right after.
+ * Seizes each thread in /proc/PID/task, which does not stop it, re-reading
+ * the list until no new thread appears; only then interrupts them all, in
+ * one pass, and collects their stops as the kernel reports them (SIGCHLD),
+ * then re-reads the list for a thread started just before its creator
+ * stopped. So a thread is stopped from its interrupt to its release, in the
+ * same order for all, and the time to seize a thousand threads is spent
+ * while they all run. Every wait is bounded. Must never set
+ * PTRACE_O_EXITKILL (if reqid-inject dies, the kernel detaches and the
+ * target runs on), and never swallow a signal: one that arrives while a
+ * thread is seized or being stopped is delivered at once, and the pending
+ * interrupt stops the thread right after.
  */
 #include "threads.h"
 
@@ -22,6 +27,13 @@
 #include "clock.h"
 #include "fail.h"
 #include "preflight.h"
+
+/* The longest one sleep of await_tracee lasts: a bound on the delay should
+ * a wake-up be missed. */
+#define AWAIT_SLICE_MS 2.0
+/* How long the stops may take before the leader is checked for an exit: a
+ * dying process's leader reports only after every other thread. */
+#define LEADER_CHECK_MS 20.0
 
 static struct thread *find(struct threads *t, pid_t tid)
 {
@@ -67,8 +79,8 @@ static int seize(pid_t tid)
 	return ptrace(PTRACE_SEIZE, tid, 0, 0) == 0 ? 0 : errno;
 }
 
-/* Seizes and interrupts every listed thread not seen yet; returns how
- * many, or -1. */
+/* Seizes every listed thread not seen yet, without stopping it; returns
+ * how many, or -1. */
 static int seize_new(struct threads *t)
 {
 	char path[64];
@@ -112,59 +124,108 @@ static int seize_new(struct threads *t)
 		th = &t->v[t->n++];
 		th->tid = tid;
 		th->state = SEIZED;
-		th->since = now_ms();
-		/* ESRCH: it exited; its wait status will say so. */
-		ptrace(PTRACE_INTERRUPT, tid, 0, 0);
-		t->interrupt_ms += now_ms() - th->since;
+		th->since = 0;
 		added++;
 	}
 	closedir(d);
 	return added;
 }
 
-/* Collects the stop of every seized thread before the deadline. */
+/* Interrupts every seized thread, in the list's order. */
+static void interrupt_seized(struct threads *t)
+{
+	double t0 = now_ms();
+	size_t i;
+
+	for (i = 0; i < t->n; i++) {
+		struct thread *th = &t->v[i];
+
+		if (th->state != SEIZED)
+			continue;
+		th->since = now_ms();
+		th->state = INTERRUPTED;
+		/* ESRCH: it exited; its wait status will say so. */
+		ptrace(PTRACE_INTERRUPT, th->tid, 0, 0);
+	}
+	t->interrupt_ms += now_ms() - t0;
+}
+
+int await_tracee(double deadline)
+{
+	double left = deadline - now_ms();
+	struct timespec slice;
+	sigset_t chld;
+
+	if (left <= 0)
+		return 0;
+	if (left > AWAIT_SLICE_MS)
+		left = AWAIT_SLICE_MS;
+	slice.tv_sec = 0;
+	slice.tv_nsec = (long)(left * 1e6);
+	sigemptyset(&chld);
+	sigaddset(&chld, SIGCHLD);
+	return sigtimedwait(&chld, NULL, &slice) == SIGCHLD;
+}
+
+/* Takes in one wait status of a thread: 0, or -1 after fail(). */
+static int take_status(struct threads *t, struct thread *th, int st)
+{
+	if (!WIFSTOPPED(st)) {
+		th->state = GONE;
+		return th->tid == t->pid ? fail("the target exited during attach") : 0;
+	}
+	if (st >> 16 != PTRACE_EVENT_STOP) {
+		/* A signal: delivered now; the interrupt stops it after. */
+		ptrace(PTRACE_CONT, th->tid, 0, WSTOPSIG(st));
+		return 0;
+	}
+	th->state = STOPPED;
+	t->stopped++;
+	if (WSTOPSIG(st) != SIGTRAP)
+		return fail("the target was stopped by SIG%s during attach; resume it "
+			    "and retry", sigabbrev_np(WSTOPSIG(st)));
+	return 0;
+}
+
+/* Collects the stop of every interrupted thread before the deadline.
+ * Waits for each thread by its tid (a wait for any tracee looks at every
+ * one, which with a thousand threads costs more than the stops), and
+ * between rounds sleeps rather than wake at every stop: at real-time
+ * priority it would take the CPU from the threads stopping at each one. */
 static int wait_stopped(struct threads *t, double deadline)
 {
+	double started = now_ms();
+	size_t first = 0;	/* the list's first thread still interrupted */
 	long delay = 20;
 
 	for (;;) {
 		pid_t late = 0;
 		size_t i;
 
-		for (i = 0; i < t->n; i++) {
+		for (i = first; i < t->n; i++) {
 			struct thread *th = &t->v[i];
-			int st;
 			pid_t w;
+			int st;
 
-			if (th->state != SEIZED)
-				continue;
-			w = waitpid(th->tid, &st, __WALL | WNOHANG);
-			if (w == 0) {
+			while (th->state == INTERRUPTED &&
+			       (w = waitpid(th->tid, &st, __WALL | WNOHANG)) != 0)
+				if (w < 0)
+					th->state = GONE;
+				else if (take_status(t, th, st) < 0)
+					return -1;
+			if (th->state == INTERRUPTED && !late) {
 				late = th->tid;
-			} else if (w < 0 || !WIFSTOPPED(st)) {
-				th->state = GONE;
-				if (th->tid == t->pid)
-					return fail("the target exited during attach");
-			} else if (st >> 16 == PTRACE_EVENT_STOP) {
-				th->state = STOPPED;
-				t->stopped++;
-				if (WSTOPSIG(st) != SIGTRAP)
-					return fail("the target was stopped by SIG%s "
-						    "during attach; resume it and retry",
-						    sigabbrev_np(WSTOPSIG(st)));
-			} else {
-				ptrace(PTRACE_CONT, th->tid, 0, WSTOPSIG(st));
-				late = th->tid;
+				first = i;
 			}
 		}
 		if (!late)
 			return 0;
-		if (delay == 2000 && thread_exiting(t->pid, t->pid))
+		if (now_ms() - started > LEADER_CHECK_MS && thread_exiting(t->pid, t->pid))
 			return fail("the target exited during attach");
 		if (now_ms() > deadline)
 			return fail("thread %d of the target did not stop in time "
 				    "(in uninterruptible sleep?)", (int)late);
-		nap(&delay, 2000);
+		nap(&delay, 1000);
 	}
 }
 
@@ -178,10 +239,18 @@ int threads_stop(struct threads *t, pid_t pid, double budget_ms)
 	t->pid = pid;
 	do {
 		added = seize_new(t);
+		if (added < 0)
+			return -1;
+	} while (added > 0);
+	do {
+		interrupt_seized(t);
 		double t0 = now_ms();
-		if (added < 0 || wait_stopped(t, deadline) < 0)
+		if (wait_stopped(t, deadline) < 0)
 			return -1;
 		t->wait_ms += now_ms() - t0;
+		added = seize_new(t);
+		if (added < 0)
+			return -1;
 	} while (added > 0);
 	leader = find(t, pid);
 	if (!leader || leader->state != STOPPED)
@@ -200,7 +269,9 @@ void threads_release(struct threads *t, pid_t keep)
 
 		if (th->state != STOPPED || th->tid == keep)
 			continue;
-		/* ESRCH: killed meanwhile; nothing to give back. */
+		/* ESRCH: killed meanwhile; nothing to give back. A thread
+		 * seized but not stopped (a failed stop) is let go when
+		 * reqid-inject exits. */
 		ptrace(PTRACE_DETACH, th->tid, 0, 0);
 		th->state = RELEASED;
 		stopped = now_ms() - th->since;

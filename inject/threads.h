@@ -10,8 +10,8 @@
 
 struct thread {
 	pid_t tid;
-	enum { SEIZED, STOPPED, RELEASED, GONE } state;
-	double since;		/* when it was interrupted (now_ms) */
+	enum { SEIZED, INTERRUPTED, STOPPED, RELEASED, GONE } state;
+	double since;		/* when it was interrupted (now_ms), 0 before */
 };
 
 struct threads {
@@ -25,8 +25,14 @@ struct threads {
 };
 
 /* Seizes and stops every thread of pid within budget_ms; -1 after fail(),
- * with whatever was stopped still to release. */
+ * with whatever was stopped still to release. SIGCHLD must be blocked
+ * (await_tracee). */
 int threads_stop(struct threads *t, pid_t pid, double budget_ms);
+
+/* Sleeps until a traced thread changes state (SIGCHLD, which the caller
+ * keeps blocked), the deadline, or 2 ms at most: 1 if one did. Its wait
+ * status is then to be collected with waitpid. */
+int await_tracee(double deadline);
 
 /* Lets every stopped thread but keep (0: none kept) run on. */
 void threads_release(struct threads *t, pid_t keep);
