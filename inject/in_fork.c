@@ -12,14 +12,27 @@
  * file the target does not have in memory is read from the file), nor say
  * "inside" for a frame it cannot place: a stack it cannot walk counts as
  * outside, as before this check existed.
+ *
+ * The walk costs a few milliseconds while every thread is stopped, so a
+ * cheaper test comes first and answers "outside" only where the walk
+ * would: the frames the walk looks at are the thread's ip and return
+ * addresses on its stack above the stack pointer; on the main thread's
+ * stack (from the stack pointer to where the kernel started it, /proc/PID/
+ * stat's startstack), if neither the ip nor any word points into fork or
+ * _Fork (or one byte past them), none of those frames is there. Anything
+ * it cannot read whole and cheaply (another stack, a page not in memory, a
+ * deep stack) is left to the walk.
  */
 #include "in_fork.h"
 
 #include <fcntl.h>
 #include <libunwind-ptrace.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/ptrace.h>
 #include <sys/stat.h>
+#include <sys/user.h>
 #include <unistd.h>
 
 #include "proc_maps.h"
@@ -31,10 +44,95 @@
  * frame's object anew when it changes), so no more are walked. */
 #define MAX_FRAMES 3
 
+/* The most stack the cheap test reads: a main thread's stack in an event
+ * loop or a blocking call is a few kilobytes deep. */
+#define SCAN_MAX (256 * 1024)
+
 static int within(uint64_t ip, const struct libc_funcs *f)
 {
 	return (ip >= f->fork && ip < f->fork + f->fork_size) ||
 	       (ip >= f->fork_bare && ip < f->fork_bare + f->fork_bare_size);
+}
+
+/* Where the kernel started the main thread's stack (/proc/PID/stat's
+ * startstack, field 28), 0 if unknown. */
+static uint64_t start_stack(pid_t pid)
+{
+	char path[64], text[1024];
+	uint64_t at = 0;
+	ssize_t n;
+	char *p;
+	int fd, field;
+
+	snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	n = read(fd, text, sizeof text - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	text[n] = 0;
+	p = strrchr(text, ')');	/* the name before it may hold anything */
+	for (field = 2; p && field < 28; field++)
+		p = strchr(p + 1, ' ');
+	if (p)
+		at = strtoull(p + 1, NULL, 10);
+	return at;
+}
+
+/* Whether every page of [start, end) is in the target's memory (not in
+ * swap, not left untouched). */
+static int all_present(int pagemap, uint64_t start, uint64_t end)
+{
+	uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE), entries[64];
+	uint64_t first = start / page, last = (end - 1) / page, i;
+
+	while (first <= last) {
+		uint64_t n = last - first + 1 < 64 ? last - first + 1 : 64;
+
+		if (pread(pagemap, entries, n * sizeof *entries,
+			  (off_t)(first * sizeof *entries)) != (ssize_t)(n * sizeof *entries))
+			return 0;
+		for (i = 0; i < n; i++)
+			if (!(entries[i] >> 63))
+				return 0;
+		first += n;
+	}
+	return 1;
+}
+
+/* 0 if main thread pid, stopped, surely has no frame in fork or _Fork
+ * (see the top); 1 if it may have. */
+static int may_be_in_fork(pid_t pid, const struct libc_funcs *f, int pagemap)
+{
+	struct user_regs_struct regs;
+	uint64_t top = start_stack(pid), *words;
+	size_t n, i;
+	char path[64];
+	int mem, may = 1;
+
+	if (ptrace(PTRACE_GETREGS, pid, 0, &regs) < 0)
+		return 1;
+	if (within(regs.rip, f))
+		return 1;
+	if (pagemap < 0 || top <= regs.rsp || top - regs.rsp > SCAN_MAX ||
+	    !all_present(pagemap, regs.rsp, top))
+		return 1;
+	n = (top - regs.rsp) / sizeof *words;
+	words = malloc(n * sizeof *words);
+	snprintf(path, sizeof path, "/proc/%d/mem", (int)pid);
+	mem = open(path, O_RDONLY | O_CLOEXEC);
+	if (words && mem >= 0 &&
+	    pread(mem, words, n * sizeof *words, (off_t)regs.rsp) == (ssize_t)(n * sizeof *words)) {
+		may = 0;
+		for (i = 0; i < n && !may; i++)
+			may = within(words[i], f) || within(words[i] - 1, f);
+	}
+	if (mem >= 0)
+		close(mem);
+	free(words);
+	return may;
 }
 
 /*
@@ -142,12 +240,12 @@ static int access_mem(unw_addr_space_t as, unw_word_t addr, unw_word_t *val, int
 	return _UPT_accessors.access_mem(as, addr, val, write, upt);
 }
 
-int thread_in_fork(pid_t tid, const struct libc_funcs *f)
+/* The walk of the thread's first frames. */
+static int walk_in_fork(pid_t tid, const struct libc_funcs *f)
 {
 	unw_accessors_t accessors = _UPT_accessors;
 	unw_addr_space_t as;
 	unw_cursor_t cursor;
-	char path[64];
 	void *upt;
 	int frames = 0, inside = 0;
 
@@ -158,8 +256,6 @@ int thread_in_fork(pid_t tid, const struct libc_funcs *f)
 	walk.pid = tid;
 	walk.ranges_read = 0;
 	walk.n = 0;
-	snprintf(path, sizeof path, "/proc/%d/pagemap", (int)tid);
-	walk.pagemap = open(path, O_RDONLY | O_CLOEXEC);
 	upt = _UPT_create(tid);
 	if (upt && unw_init_remote(&cursor, as, upt) == 0) {
 		do {
@@ -178,6 +274,17 @@ int thread_in_fork(pid_t tid, const struct libc_funcs *f)
 	for (unsigned i = 0; i < walk.n; i++)
 		if (walk.r[i].fd >= 0)
 			close(walk.r[i].fd);
+	return inside;
+}
+
+int thread_in_fork(pid_t tid, const struct libc_funcs *f)
+{
+	char path[64];
+	int inside;
+
+	snprintf(path, sizeof path, "/proc/%d/pagemap", (int)tid);
+	walk.pagemap = open(path, O_RDONLY | O_CLOEXEC);
+	inside = may_be_in_fork(tid, f, walk.pagemap) && walk_in_fork(tid, f);
 	if (walk.pagemap >= 0)
 		close(walk.pagemap);
 	return inside;

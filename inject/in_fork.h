@@ -10,7 +10,8 @@
 #include "target_libc.h"
 
 /* 1 if a frame of tid, ptrace-stopped, is in fork or _Fork; 0 if none is
- * or its stack cannot be walked. */
+ * or its stack cannot be walked. tid is the main thread (the cheap test
+ * reads the main thread's stack bounds). */
 int thread_in_fork(pid_t tid, const struct libc_funcs *f);
 
 #endif
