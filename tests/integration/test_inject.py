@@ -70,6 +70,10 @@ Checks, each on a running target:
     the call runs and returns, and the child lives on to exit 7 (before:
     the thread was created at once, and when it returned the child
     exit(0)ed, glibc having reset its thread count to 1 after the clone).
+  - a child whose main thread spins in its atfork child handler (fork two
+    frames up): no thread appears in it while it does; once let go, the
+    call returns 43 and the child exits 7 (the cheap test before the
+    stack walk must leave this to the walk).
 Prints the stop times reqid-inject -v measured, "N passed, M failed" last,
 and exits non-zero on a failure. Part of `make integration` (as root, or
 with ptrace permitted).
@@ -745,6 +749,52 @@ int main(int argc, char **argv)
 }
 """
 
+# child_in_fork_handler: a child whose atfork child handler spins until its
+# flag (address printed at start) is set; its stack then holds fork two
+# frames up (the handler, glibc's __run_postfork_handlers, fork). Forks
+# when told on stdin and prints the child's pid; the child, once out of
+# the handler, waits for the file argv[1], then exits 7; the parent
+# reports the child's wait status.
+IN_FORK_HANDLER_C = r"""
+#include <pthread.h>
+#include <stdio.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static volatile int released;
+
+static void spin(void)
+{
+	while (!released)
+		;
+}
+
+int main(int argc, char **argv)
+{
+	char line[16];
+	int status;
+	pid_t pid;
+
+	if (argc != 2 || pthread_atfork(NULL, NULL, spin) != 0)
+		return 2;
+	printf("ready %lx\n", (unsigned long)&released);
+	fflush(stdout);
+	if (!fgets(line, sizeof line, stdin))
+		return 2;
+	pid = fork();
+	if (pid == 0) {
+		while (access(argv[1], F_OK) != 0)
+			usleep(2000);
+		_exit(7);
+	}
+	printf("child %d\n", (int)pid);
+	fflush(stdout);
+	waitpid(pid, &status, 0);
+	printf("child status %d\n", status);
+	return 0;
+}
+"""
+
 # hold_until(path): returns 43 once the file exists.
 IN_FORK_LIB_C = r"""
 #include <unistd.h>
@@ -1140,6 +1190,51 @@ class Suite:
                     p.kill()
                     p.wait()
 
+    def child_in_fork_handler(self):
+        """A child whose main thread is two frames below fork (in its atfork
+        child handler): the stack walk says inside fork, so the cheap test
+        that comes before it (in_fork.c) must not say outside: no thread is
+        created while the handler spins; once it returns, the call runs and
+        returns, and the child lives on to exit 7."""
+        for out, source, flags in (("in_fork_handler", IN_FORK_HANDLER_C, ["-pthread"]),
+                                   ("libholduntil.so", IN_FORK_LIB_C, ["-shared", "-fPIC"])):
+            ok, err = self.cc(out, source, *flags)
+            if not self.check("child in fork handler: build " + out, ok, err):
+                return
+        gate, finish = self.tmp / "handler.gate", self.tmp / "handler.finish"
+        target = subprocess.Popen([str(self.tmp / "in_fork_handler"), str(finish)],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        injector = None
+        try:
+            flag = int(target.stdout.readline().split()[1], 16)
+            target.stdin.write("fork\n")
+            target.stdin.flush()
+            child = int(target.stdout.readline().split()[1])
+            injector = subprocess.Popen([str(INJECT), str(child), str(self.tmp / "libholduntil.so"),
+                                         "hold_until", str(gate)],
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            early = wait_until(lambda: ntasks(child) > 1, 0.5)
+            self.check("child in fork handler: no thread created in it while the handler runs",
+                       not early)
+            with open("/proc/%d/mem" % child, "r+b", buffering=0) as mem:
+                mem.seek(flag)
+                mem.write((1).to_bytes(4, "little"))
+            self.check("child in fork handler: its thread is created once the handler returned",
+                       wait_until(lambda: ntasks(child) > 1, 5))
+            gate.touch()
+            out, err = injector.communicate(timeout=30)
+            self.check("child in fork handler: the call returned 43", out == "43\n", err)
+            alive = target.poll() is None and proc_state(child) not in (None, "Z")
+            finish.touch()
+            report = target.stdout.readline().strip()
+            self.check("child in fork handler: the child lived on and exited 7 (%s)" % report,
+                       alive and report == "child status %d" % (7 << 8))
+        finally:
+            for p in (injector, target):
+                if p and p.poll() is None:
+                    p.kill()
+                    p.wait()
+
     def forks_while_loading(self):
         """No child forked while the library loads gets a half-loaded copy."""
         lib = self.tmp / "libslowctor.so"
@@ -1500,6 +1595,7 @@ def main():
             suite.refusals()
             suite.forks_while_loading()
             suite.child_inside_fork()
+            suite.child_in_fork_handler()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     if suite.stops:
