@@ -17,8 +17,10 @@
  * pages are needed, pthread_attr_init, pthread_attr_setstack and
  * pthread_create; puts its errno and every register back, resumes
  * everything and polls the data block until the fresh thread (stub.c) is
- * done; once that thread has exited, stops every thread again and borrows
- * the main thread for one madvise, which gives its stack's pages back.
+ * done; once that thread has exited, stops the main thread again (the
+ * others run on: no thread uses those pages) and borrows it for one
+ * madvise, which gives its stack's pages back, and only then marks the
+ * pages free for the next injection.
  * Must never run dlopen or the library's code on a borrowed thread, leave
  * a thread stopped or borrowed, or exit by a signal while threads are
  * stopped.
@@ -411,25 +413,33 @@ static int borrow(struct request *q, int (*job)(struct request *, uint64_t errno
 }
 
 /* Once the result is read: waits a little for the fresh thread to exit,
- * so that the next injection finds the pages free, and marks the block
- * free; whether the thread has exited. */
-static int free_block(const struct request *q, pid_t tid)
+ * so that the next injection finds the pages free; whether it has. */
+static int await_exit(const struct request *q, pid_t tid)
 {
-	uint64_t done = STUB_FREE;
 	double deadline = now_ms() + EXIT_MS;
 	long delay = 20;
 	int exited;
 
 	while (!(exited = thread_exiting(q->pid, tid)) && now_ms() < deadline)
 		nap(&delay, 5000);
-	target_mem_write(q->mem, stub_data_at(q->data) + offsetof(struct stub_data, done),
-			 &done, sizeof done);
 	return exited;
 }
 
-/* Once the fresh thread has exited: every thread is stopped again and the
- * main thread borrowed for drop_stack. A failure leaves the pages there
- * and changes nothing else: the call's result stands. */
+/* Marks the block free: the next injection may take its pages and run a
+ * thread on the stack below it. */
+static void mark_block_free(const struct request *q)
+{
+	uint64_t done = STUB_FREE;
+
+	target_mem_write(q->mem, stub_data_at(q->data) + offsetof(struct stub_data, done),
+			 &done, sizeof done);
+}
+
+/* Once the fresh thread has exited: the main thread is stopped again and
+ * borrowed for drop_stack; the others run on, as the madvise changes pages
+ * none of them uses (the block is not yet marked free, so no other
+ * reqid-inject runs a thread there). A failure leaves the pages there and
+ * changes nothing else: the call's result stands. */
 static void stack_back(struct request *q, sigset_t *fatal)
 {
 	struct threads first = threads;
@@ -438,7 +448,7 @@ static void stack_back(struct request *q, sigset_t *fatal)
 
 	sigprocmask(SIG_BLOCK, fatal, &old);
 	priority_raise(&raised);
-	if (threads_stop(&threads, q->pid, STOP_MS) == 0) {
+	if (threads_stop_leader(&threads, q->pid, STOP_MS) == 0) {
 		double t0 = now_ms();
 		borrow(q, drop_stack);
 		phases.again_call_ms = now_ms() - t0;
@@ -477,8 +487,9 @@ static int wait_done(struct request *q, struct stub_data *d, sigset_t *fatal)
 				    q->path, DONE_MS / 1000, (int)q->pid);
 		nap(&delay, 2000);
 	}
-	if (free_block(q, d->tid))
+	if (await_exit(q, d->tid))
 		stack_back(q, fatal);
+	mark_block_free(q);
 	d->error[sizeof d->error - 1] = 0;
 	if (!d->handle)
 		return fail("dlopen(\"%s\") failed in process %d: %s", q->path,

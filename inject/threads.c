@@ -79,53 +79,65 @@ static int seize(pid_t tid)
 	return ptrace(PTRACE_SEIZE, tid, 0, 0) == 0 ? 0 : errno;
 }
 
-/* Seizes every listed thread not seen yet, without stopping it; returns
- * how many, or -1. */
+/* Seizes thread tid, without stopping it, and adds it to the list: 1, 0
+ * if it has exited, or -1. */
+static int seize_one(struct threads *t, pid_t tid)
+{
+	struct thread *th;
+
+	if (t->n == t->cap) {
+		size_t cap = t->cap ? 2 * t->cap : 64;
+
+		th = realloc(t->v, cap * sizeof *th);
+		if (!th)
+			return fail("out of memory");
+		t->v = th;
+		t->cap = cap;
+	}
+	double t0 = now_ms();
+	int err = seize(tid);
+	t->seize_ms += now_ms() - t0;
+	if (err) {
+		/* An exiting thread refuses with EPERM too. */
+		if (err == ESRCH || (err == EPERM && thread_exiting(t->pid, tid)))
+			return 0;
+		if (err == EPERM)
+			return fail_seize(t->pid, tid);
+		return fail("PTRACE_SEIZE of thread %d: %s", (int)tid, strerror(err));
+	}
+	th = &t->v[t->n++];
+	th->tid = tid;
+	th->state = SEIZED;
+	th->since = 0;
+	return 1;
+}
+
+/* Seizes every listed thread not seen yet (the main thread only, if it is
+ * the only one to stop); returns how many, or -1. */
 static int seize_new(struct threads *t)
 {
 	char path[64];
 	struct dirent *e;
 	DIR *d;
-	int added = 0;
+	int added = 0, rc;
 
+	if (t->leader_only)
+		return find(t, t->pid) ? 0 : seize_one(t, t->pid);
 	snprintf(path, sizeof path, "/proc/%d/task", (int)t->pid);
 	d = opendir(path);
 	if (!d)
 		return fail("the target exited during attach");
 	while ((e = readdir(d))) {
 		pid_t tid = (pid_t)atoi(e->d_name);
-		struct thread *th;
 
 		if (tid <= 0 || find(t, tid))
 			continue;
-		if (t->n == t->cap) {
-			size_t cap = t->cap ? 2 * t->cap : 64;
-			th = realloc(t->v, cap * sizeof *th);
-			if (!th) {
-				closedir(d);
-				return fail("out of memory");
-			}
-			t->v = th;
-			t->cap = cap;
-		}
-		double t0 = now_ms();
-		int err = seize(tid);
-		t->seize_ms += now_ms() - t0;
-		if (err) {
-			/* An exiting thread refuses with EPERM too. */
-			if (err == ESRCH || (err == EPERM && thread_exiting(t->pid, tid)))
-				continue;
+		rc = seize_one(t, tid);
+		if (rc < 0) {
 			closedir(d);
-			if (err == EPERM)
-				return fail_seize(t->pid, tid);
-			return fail("PTRACE_SEIZE of thread %d: %s", (int)tid,
-				    strerror(err));
+			return -1;
 		}
-		th = &t->v[t->n++];
-		th->tid = tid;
-		th->state = SEIZED;
-		th->since = 0;
-		added++;
+		added += rc;
 	}
 	closedir(d);
 	return added;
@@ -229,7 +241,7 @@ static int wait_stopped(struct threads *t, double deadline)
 	}
 }
 
-int threads_stop(struct threads *t, pid_t pid, double budget_ms)
+static int stop(struct threads *t, pid_t pid, int leader_only, double budget_ms)
 {
 	double deadline = now_ms() + budget_ms;
 	struct thread *leader;
@@ -237,6 +249,7 @@ int threads_stop(struct threads *t, pid_t pid, double budget_ms)
 
 	memset(t, 0, sizeof *t);
 	t->pid = pid;
+	t->leader_only = leader_only;
 	do {
 		added = seize_new(t);
 		if (added < 0)
@@ -256,6 +269,16 @@ int threads_stop(struct threads *t, pid_t pid, double budget_ms)
 	if (!leader || leader->state != STOPPED)
 		return fail("the target exited during attach");
 	return 0;
+}
+
+int threads_stop(struct threads *t, pid_t pid, double budget_ms)
+{
+	return stop(t, pid, 0, budget_ms);
+}
+
+int threads_stop_leader(struct threads *t, pid_t pid, double budget_ms)
+{
+	return stop(t, pid, 1, budget_ms);
 }
 
 void threads_release(struct threads *t, pid_t keep)

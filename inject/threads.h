@@ -16,6 +16,7 @@ struct thread {
 
 struct threads {
 	pid_t pid;
+	int leader_only;	/* only the main thread is stopped */
 	struct thread *v;
 	size_t n, cap;
 	size_t stopped;		/* how many were stopped at once */
@@ -28,6 +29,9 @@ struct threads {
  * with whatever was stopped still to release. SIGCHLD must be blocked
  * (await_tracee). */
 int threads_stop(struct threads *t, pid_t pid, double budget_ms);
+
+/* The same for the main thread only, the others running on. */
+int threads_stop_leader(struct threads *t, pid_t pid, double budget_ms);
 
 /* Sleeps until a traced thread changes state (SIGCHLD, which the caller
  * keeps blocked), the deadline, or 2 ms at most: 1 if one did. Its wait
