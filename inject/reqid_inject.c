@@ -9,7 +9,8 @@
  * its result on stdout. LIBPATH is opened by the target, so relative to
  * its working directory and search path. On failure prints one
  * "reqid-inject: " line on stderr and exits 1 (2 for a usage error); -v
- * adds a line with the stop times.
+ * adds a line with the stop times and one with where they went (each
+ * step's milliseconds).
  *
  * How: stops every thread (threads.c), again later while the main thread
  * is inside fork() (in_fork.c), borrows the main thread for libc
@@ -72,7 +73,7 @@
 
 #define STOP_MS 500		/* to stop every thread */
 #define FORK_WAIT_MS 2000	/* for a fork in flight to end */
-#define CALL_STOPPED_MS 50	/* a borrowed call while all threads are stopped */
+#define STOPPED_MAX_MS 40	/* the other threads' stop, calls included */
 #define CALL_MS 2000		/* the same call once the others run again */
 #define DONE_MS 5000		/* dlopen and FUNCTION on the fresh thread */
 #define EXIT_MS 1000		/* the fresh thread's exit, once done */
@@ -111,9 +112,10 @@ static struct {
 	struct threads again;	/* .n 0 if there was none */
 } phases;
 
-/* One libc call on the borrowed thread. A call that does not return while
- * every thread is stopped probably waits for a lock a stopped thread
- * holds: the others are let go, and the call gets more time. */
+/* One libc call on the borrowed thread. Once the other threads have been
+ * stopped STOPPED_MAX_MS (a call that waits for a lock a stopped thread
+ * holds, or for a CPU on a busy machine), they are let go, and the call
+ * gets more time. */
 static int call(const char *name, uint64_t fn, const uint64_t args[6],
 		uint64_t *ret)
 {
@@ -121,7 +123,7 @@ static int call(const char *name, uint64_t fn, const uint64_t args[6],
 
 	if (remote_start(&borrowed, name, fn, args) < 0)
 		return -1;
-	rc = remote_wait(&borrowed, CALL_STOPPED_MS, ret);
+	rc = remote_wait(&borrowed, STOPPED_MAX_MS - threads_stopped_ms(&threads), ret);
 	if (rc == 1) {
 		threads_release(&threads, borrowed.tid);
 		rc = remote_wait(&borrowed, CALL_MS, ret);
@@ -506,9 +508,10 @@ static void print_phases(void)
 	const struct threads *f = &phases.first, *a = &phases.again;
 
 	fprintf(stderr, "reqid-inject: phases ms: seize %.3f interrupt %.3f wait %.3f "
-		"fork-check %.3f mmap %.3f calls %.3f resume %.3f longest %.3f",
-		f->seize_ms, f->interrupt_ms, f->wait_ms, phases.fork_check_ms,
-		phases.map_ms, phases.call_ms, f->release_ms, f->longest_ms);
+		"fork-check %.3f mmap %.3f calls %.3f resume %.3f longest %.3f "
+		"longest-other %.3f", f->seize_ms, f->interrupt_ms, f->wait_ms,
+		phases.fork_check_ms, phases.map_ms, phases.call_ms, f->release_ms,
+		f->longest_ms, f->longest_other_ms);
 	if (a->n)
 		fprintf(stderr, "; again: seize %.3f interrupt %.3f wait %.3f madvise %.3f "
 			"resume %.3f longest %.3f", a->seize_ms, a->interrupt_ms, a->wait_ms,

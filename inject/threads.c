@@ -155,6 +155,8 @@ static void interrupt_seized(struct threads *t)
 		if (th->state != SEIZED)
 			continue;
 		th->since = now_ms();
+		if (!t->first_interrupt)
+			t->first_interrupt = th->since;
 		th->state = INTERRUPTED;
 		/* ESRCH: it exited; its wait status will say so. */
 		ptrace(PTRACE_INTERRUPT, th->tid, 0, 0);
@@ -281,6 +283,11 @@ int threads_stop_leader(struct threads *t, pid_t pid, double budget_ms)
 	return stop(t, pid, 1, budget_ms);
 }
 
+double threads_stopped_ms(const struct threads *t)
+{
+	return t->first_interrupt ? now_ms() - t->first_interrupt : 0;
+}
+
 void threads_release(struct threads *t, pid_t keep)
 {
 	double t0 = now_ms();
@@ -300,6 +307,8 @@ void threads_release(struct threads *t, pid_t keep)
 		stopped = now_ms() - th->since;
 		if (stopped > t->longest_ms)
 			t->longest_ms = stopped;
+		if (th->tid != t->pid && stopped > t->longest_other_ms)
+			t->longest_other_ms = stopped;
 	}
 	t->release_ms += now_ms() - t0;
 }

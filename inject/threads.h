@@ -20,7 +20,9 @@ struct threads {
 	struct thread *v;
 	size_t n, cap;
 	size_t stopped;		/* how many were stopped at once */
+	double first_interrupt;	/* now_ms() of the first interrupt, 0 before */
 	double longest_ms;	/* the longest a thread stayed stopped */
+	double longest_other_ms; /* the same, the main thread (borrowed) left out */
 	/* Time spent in each step, summed over the passes (reqid-inject -v). */
 	double seize_ms, interrupt_ms, wait_ms, release_ms;
 };
@@ -37,6 +39,9 @@ int threads_stop_leader(struct threads *t, pid_t pid, double budget_ms);
  * keeps blocked), the deadline, or 2 ms at most: 1 if one did. Its wait
  * status is then to be collected with waitpid. */
 int await_tracee(double deadline);
+
+/* How long since the first thread was interrupted (0 before). */
+double threads_stopped_ms(const struct threads *t);
 
 /* Lets every stopped thread but keep (0: none kept) run on. */
 void threads_release(struct threads *t, pid_t keep);
