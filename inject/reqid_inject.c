@@ -509,9 +509,9 @@ static void print_phases(void)
 
 	fprintf(stderr, "reqid-inject: phases ms: seize %.3f interrupt %.3f wait %.3f "
 		"fork-check %.3f mmap %.3f calls %.3f resume %.3f longest %.3f "
-		"longest-other %.3f", f->seize_ms, f->interrupt_ms, f->wait_ms,
+		"longest-other %.3f restarts %d", f->seize_ms, f->interrupt_ms, f->wait_ms,
 		phases.fork_check_ms, phases.map_ms, phases.call_ms, f->release_ms,
-		f->longest_ms, f->longest_other_ms);
+		f->longest_ms, f->longest_other_ms, f->restarts);
 	if (a->n)
 		fprintf(stderr, "; again: seize %.3f interrupt %.3f wait %.3f madvise %.3f "
 			"resume %.3f longest %.3f", a->seize_ms, a->interrupt_ms, a->wait_ms,

@@ -34,6 +34,12 @@
 /* How long the stops may take before the leader is checked for an exit: a
  * dying process's leader reports only after every other thread. */
 #define LEADER_CHECK_MS 20.0
+/* A try at stopping every thread gives up when one has not stopped this
+ * long after the first interrupt; the last of STOP_TRIES does not, and
+ * RESTOP_PAUSE_US separates them. */
+#define ROUND_MS 30.0
+#define STOP_TRIES 3
+#define RESTOP_PAUSE_US 10000
 
 static struct thread *find(struct threads *t, pid_t tid)
 {
@@ -201,12 +207,14 @@ static int take_status(struct threads *t, struct thread *th, int st)
 	return 0;
 }
 
-/* Collects the stop of every interrupted thread before the deadline.
- * Waits for each thread by its tid (a wait for any tracee looks at every
- * one, which with a thousand threads costs more than the stops), and
- * between rounds sleeps rather than wake at every stop: at real-time
- * priority it would take the CPU from the threads stopping at each one. */
-static int wait_stopped(struct threads *t, double deadline)
+/* Collects the stop of every interrupted thread before the deadline: 0,
+ * or 1 if some thread has not stopped by give_up (before the deadline), or
+ * -1 after fail(). Waits for each thread by its tid (a wait for any tracee
+ * looks at every one, which with a thousand threads costs more than the
+ * stops), and between rounds sleeps rather than wake at every stop: at
+ * real-time priority it would take the CPU from the threads stopping at
+ * each one. */
+static int wait_stopped(struct threads *t, double give_up, double deadline)
 {
 	double started = now_ms();
 	size_t first = 0;	/* the list's first thread still interrupted */
@@ -227,7 +235,11 @@ static int wait_stopped(struct threads *t, double deadline)
 					th->state = GONE;
 				else if (take_status(t, th, st) < 0)
 					return -1;
-			if (th->state == INTERRUPTED && !late) {
+			if (th->state != INTERRUPTED)
+				continue;
+			/* Not stopped yet: its stop, if it comes, begins later. */
+			th->since = now_ms();
+			if (!late) {
 				late = th->tid;
 				first = i;
 			}
@@ -239,19 +251,18 @@ static int wait_stopped(struct threads *t, double deadline)
 		if (now_ms() > deadline)
 			return fail("thread %d of the target did not stop in time "
 				    "(in uninterruptible sleep?)", (int)late);
+		if (now_ms() > give_up)
+			return 1;
 		nap(&delay, 1000);
 	}
 }
 
-static int stop(struct threads *t, pid_t pid, int leader_only, double budget_ms)
+/* One try at stopping every thread: 0, 1 if bounded and a thread had not
+ * stopped ROUND_MS after the first interrupt, or -1 after fail(). */
+static int try_stop(struct threads *t, int bounded, double deadline)
 {
-	double deadline = now_ms() + budget_ms;
-	struct thread *leader;
-	int added;
+	int added, rc;
 
-	memset(t, 0, sizeof *t);
-	t->pid = pid;
-	t->leader_only = leader_only;
 	do {
 		added = seize_new(t);
 		if (added < 0)
@@ -260,13 +271,57 @@ static int stop(struct threads *t, pid_t pid, int leader_only, double budget_ms)
 	do {
 		interrupt_seized(t);
 		double t0 = now_ms();
-		if (wait_stopped(t, deadline) < 0)
-			return -1;
+		rc = wait_stopped(t, bounded ? t->first_interrupt + ROUND_MS : deadline, deadline);
 		t->wait_ms += now_ms() - t0;
+		if (rc != 0)
+			return rc;
 		added = seize_new(t);
 		if (added < 0)
 			return -1;
 	} while (added > 0);
+	return 0;
+}
+
+/* After a try with a late thread: lets the stopped threads go at once, and
+ * each late one as soon as it has stopped; the list is then empty. */
+static int let_go(struct threads *t, double deadline)
+{
+	threads_release(t, 0);
+	if (wait_stopped(t, deadline, deadline) < 0)
+		return -1;
+	threads_release(t, 0);
+	t->n = 0;
+	t->first_interrupt = 0;
+	return 0;
+}
+
+static int stop(struct threads *t, pid_t pid, int leader_only, double budget_ms)
+{
+	double deadline = now_ms() + budget_ms;
+	struct thread *leader;
+	size_t most = 0;
+	int tries = 0, rc;
+
+	memset(t, 0, sizeof *t);
+	t->pid = pid;
+	t->leader_only = leader_only;
+	/* A thread that needs long to stop (one waiting for a CPU on a busy
+	 * machine) keeps those stopped before it waiting: they are let go
+	 * and stopped again a moment later, twice at most. */
+	while ((rc = try_stop(t, !leader_only && ++tries < STOP_TRIES, deadline)) == 1) {
+		if (let_go(t, deadline) < 0)
+			return -1;
+		if (t->stopped > most)
+			most = t->stopped;
+		t->stopped = 0;
+		t->restarts++;
+		long pause = RESTOP_PAUSE_US;
+		nap(&pause, pause);
+	}
+	if (most > t->stopped)
+		t->stopped = most;
+	if (rc < 0)
+		return -1;
 	leader = find(t, pid);
 	if (!leader || leader->state != STOPPED)
 		return fail("the target exited during attach");

@@ -11,7 +11,8 @@
 struct thread {
 	pid_t tid;
 	enum { SEIZED, INTERRUPTED, STOPPED, RELEASED, GONE } state;
-	double since;		/* when it was interrupted (now_ms), 0 before */
+	double since;		/* when it was interrupted, or last seen not
+				 * yet stopped (now_ms); 0 before */
 };
 
 struct threads {
@@ -20,6 +21,7 @@ struct threads {
 	struct thread *v;
 	size_t n, cap;
 	size_t stopped;		/* how many were stopped at once */
+	int restarts;		/* tries given up for a late thread */
 	double first_interrupt;	/* now_ms() of the first interrupt, 0 before */
 	double longest_ms;	/* the longest a thread stayed stopped */
 	double longest_other_ms; /* the same, the main thread (borrowed) left out */

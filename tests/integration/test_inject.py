@@ -44,6 +44,9 @@ Checks, each on a running target:
     succeed (reqid-inject lets the other threads go once they have been
     stopped 40 ms while a call on the main thread does not return; how
     often is reported);
+  - a thread that cannot stop for 300 ms (a vfork parent): the others are
+    let go and stopped again (-v says restarts), the call returns 42, no
+    thread was stopped 100 ms;
   - refusals, each exit 1 with one "reqid-inject: " line and the target
     untouched: no such process, a process traced by strace, a job-stopped
     process, a static binary, seccomp filter and strict modes, another uid
@@ -479,6 +482,59 @@ int main(void)
         waitpid(c, NULL, 0);
         write(1, "tick\n", 5);
     }
+}
+"""
+
+# late_thread: eight parked threads and one that, for each line on stdin,
+# vforks a child that says "child" and sleeps 300 ms: its parent waits
+# killable only, so it cannot stop meanwhile.
+LATE_C = r"""
+#include <pthread.h>
+#include <stdio.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static void *park(void *arg)
+{
+    (void)arg;
+    for (;;)
+        pause();
+    return NULL;
+}
+
+static void *late(void *arg)
+{
+    char line[16];
+
+    (void)arg;
+    while (fgets(line, sizeof line, stdin)) {
+        pid_t c = vfork();
+        if (c == 0) {
+            struct timespec ts = { 0, 300 * 1000 * 1000 };
+            write(1, "child\n", 6);
+            nanosleep(&ts, NULL);
+            _exit(0);
+        }
+        waitpid(c, NULL, 0);
+    }
+    return NULL;
+}
+
+int main(void)
+{
+    pthread_t t;
+    int i;
+
+    for (i = 0; i < 8; i++)
+        if (pthread_create(&t, NULL, park, NULL) != 0)
+            return 2;
+    if (pthread_create(&t, NULL, late, NULL) != 0)
+        return 2;
+    printf("ready\n");
+    fflush(stdout);
+    for (;;)
+        pause();
 }
 """
 
@@ -1489,6 +1545,37 @@ class Suite:
         finally:
             t.stop()
 
+    def late_thread(self):
+        """A thread that cannot stop for 300 ms (a vfork parent) keeps no
+        other thread stopped that long: reqid-inject lets the others go 30
+        ms after the first interrupt, lets that one go as soon as it has
+        stopped, and stops them all again (-v: restarts >= 1); the call
+        returns 42 and no thread was stopped 100 ms (without the restart,
+        every one about 250 ms)."""
+        lib = self.tmp / "libprobe.so"
+        ok, err = self.cc("late", LATE_C, "-pthread")
+        if not self.check("late thread: build", ok, err):
+            return
+        p = subprocess.Popen([str(self.tmp / "late")], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True)
+        try:
+            p.stdout.readline()
+            p.stdin.write("go\n")
+            p.stdin.flush()
+            p.stdout.readline()     # "child": the thread is in vfork now
+            r = inject(p.pid, lib, "probe", "x", verbose=True)
+            stops = STOP_TIMES.search(r.stderr)
+            restarts = re.search(r"restarts (\d+)", r.stderr)
+            self.check("late thread: the call returns 42", r.stdout == "42\n", r.stderr)
+            self.check("late thread: the others were let go and stopped again",
+                       restarts is not None and int(restarts.group(1)) >= 1, r.stderr)
+            self.check("late thread: no thread stopped 100 ms (%s ms)" % (
+                stops.group(2) if stops else "?"), stops is not None and
+                float(stops.group(2)) < 100, r.stderr)
+        finally:
+            p.kill()
+            p.wait()
+
     def refusals(self):
         lib = self.tmp / "libprobe.so"
         r = subprocess.run([str(INJECT)], capture_output=True, text=True)
@@ -1593,6 +1680,7 @@ def main():
             suite.stack_back()
             suite.main_thread_modes()
             suite.held_malloc_lock()
+            suite.late_thread()
             suite.refusals()
             suite.forks_while_loading()
             suite.child_inside_fork()
