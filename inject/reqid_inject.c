@@ -534,7 +534,7 @@ int main(int argc, char **argv)
 	struct request q = { .mem = -1 };
 	struct stub_data d;
 	const char *why = NULL;
-	sigset_t fatal, old;
+	sigset_t fatal, old, child;
 	struct priority raised;
 	double start = now_ms();
 	int verbose = 0, rc;
@@ -564,9 +564,9 @@ int main(int argc, char **argv)
 		return usage("ARG is longer than 64 KiB");
 
 	/* The stops of traced threads are awaited as SIGCHLD (await_tracee). */
-	sigemptyset(&old);
-	sigaddset(&old, SIGCHLD);
-	sigprocmask(SIG_BLOCK, &old, NULL);
+	sigemptyset(&child);
+	sigaddset(&child, SIGCHLD);
+	sigprocmask(SIG_BLOCK, &child, NULL);
 	if (preflight(q.pid) < 0) {
 		fprintf(stderr, "reqid-inject: %s\n", fail_message());
 		return 1;

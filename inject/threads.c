@@ -3,11 +3,12 @@
  *
  * Seizes each thread in /proc/PID/task, which does not stop it, re-reading
  * the list until no new thread appears; only then interrupts them all, in
- * one pass, and collects their stops as the kernel reports them (SIGCHLD),
- * then re-reads the list for a thread started just before its creator
- * stopped. So a thread is stopped from its interrupt to its release, in the
- * same order for all, and the time to seize a thousand threads is spent
- * while they all run. Every wait is bounded. Must never set
+ * one pass, collects their stops, and re-reads the list for a thread
+ * started just before its creator stopped. So a thread is stopped from its
+ * interrupt to its release, in the same order for all, and the time to
+ * seize a thousand threads is spent while they all run. A thread slow to
+ * stop does not keep the others stopped: after ROUND_MS they are let go
+ * and stopped again a moment later. Every wait is bounded. Must never set
  * PTRACE_O_EXITKILL (if reqid-inject dies, the kernel detaches and the
  * target runs on), and never swallow a signal: one that arrives while a
  * thread is seized or being stopped is delivered at once, and the pending
