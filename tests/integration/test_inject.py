@@ -44,6 +44,9 @@ Checks, each on a running target:
     succeed (reqid-inject lets the other threads go once they have been
     stopped 40 ms while a call on the main thread does not return; how
     often is reported);
+  - 1,000 threads parked in futex, nanosleep, read and poll: 10 attaches
+    print 42, the thread count is back to 1,000, every parked thread wakes
+    when woken afterwards (the stop times are reported);
   - a thread that cannot stop for 300 ms (a vfork parent): the others are
     let go and stopped again (-v says restarts), the call returns 42, no
     thread was stopped 100 ms;
@@ -532,6 +535,101 @@ int main(void)
     if (pthread_create(&t, NULL, late, NULL) != 0)
         return 2;
     printf("ready\n");
+    fflush(stdout);
+    for (;;)
+        pause();
+}
+"""
+
+# many_threads: argv[1] threads in all, the others parked in turn in
+# pthread_cond_wait, nanosleep, read on a pipe and poll; each counts its
+# wake-ups, and the main thread, once it reads a line on stdin, wakes them
+# all (a broadcast, a byte for each reader, the sleepers by a signal) and
+# prints how many woke.
+MANY_C = r"""
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
+static int pipes[2], go;
+static volatile int woke;
+
+static void on_usr1(int sig)
+{
+    (void)sig;
+}
+
+static void *park(void *arg)
+{
+    long kind = (long)arg % 4;
+    struct pollfd p = { 0, POLLIN, 0 };
+    struct timespec ts = { 3600, 0 };
+    char c;
+
+    p.fd = pipes[0];
+    switch (kind) {
+    case 0:
+        pthread_mutex_lock(&mu);
+        while (!go)
+            pthread_cond_wait(&cv, &mu);
+        pthread_mutex_unlock(&mu);
+        break;
+    case 1:
+        nanosleep(&ts, NULL);
+        break;
+    case 2:
+        if (read(pipes[0], &c, 1) != 1)
+            return NULL;
+        break;
+    case 3:
+        poll(&p, 1, -1);
+        break;
+    }
+    __atomic_add_fetch(&woke, 1, __ATOMIC_SEQ_CST);
+    for (;;)
+        pause();
+    return NULL;
+}
+
+int main(int argc, char **argv)
+{
+    int n = atoi(argv[1]), i;
+    pthread_t *t = calloc(n, sizeof *t);
+    pthread_attr_t a;
+    char line[16];
+
+    signal(SIGUSR1, on_usr1);
+    pthread_attr_init(&a);
+    pthread_attr_setstacksize(&a, 65536);
+    if (!t || pipe(pipes) != 0)
+        return 2;
+    for (i = 1; i < n; i++)
+        if (pthread_create(&t[i], &a, park, (void *)(long)i) != 0)
+            return 2;
+    printf("ready\n");
+    fflush(stdout);
+    if (!fgets(line, sizeof line, stdin))
+        return 2;
+    pthread_mutex_lock(&mu);
+    go = 1;
+    pthread_cond_broadcast(&cv);
+    pthread_mutex_unlock(&mu);
+    for (i = 1; i < n; i++)
+        if (i % 4 == 1)
+            pthread_kill(t[i], SIGUSR1);
+    for (i = 1; i < n; i++)
+        if (i % 4 == 2 || i % 4 == 3)
+            if (write(pipes[1], "x", 1) != 1)
+                return 2;
+    while (woke < n - 1)
+        usleep(1000);
+    printf("woke %d\n", woke);
     fflush(stdout);
     for (;;)
         pause();
@@ -1545,6 +1643,39 @@ class Suite:
         finally:
             t.stop()
 
+    def many_threads(self):
+        """1,000 threads parked in futex, nanosleep, read and poll: 10
+        attaches print 42, the thread count is back to 1,000 after each,
+        and every parked thread then wakes when woken (the stop times are
+        reported)."""
+        lib = self.tmp / "libprobe.so"
+        ok, err = self.cc("many", MANY_C, "-pthread")
+        if not self.check("1,000 threads: build", ok, err):
+            return
+        p = subprocess.Popen([str(self.tmp / "many"), "1000"], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True)
+        try:
+            p.stdout.readline()
+            results = [inject(p.pid, lib, "probe", "x", verbose=True) for _ in range(10)]
+            bad = [r.stderr for r in results if r.stdout != "42\n"]
+            self.check("1,000 threads: 10 attaches", not bad,
+                       "%d failed, first: %r" % (len(bad), bad[0] if bad else ""))
+            self.check("1,000 threads: back to 1,000 threads",
+                       wait_until(lambda: ntasks(p.pid) == 1000), "%d" % ntasks(p.pid))
+            p.stdin.write("wake\n")
+            p.stdin.flush()
+            line = p.stdout.readline().strip()
+            self.check("1,000 threads: every parked thread wakes (%s)" % line,
+                       line == "woke 999")
+            longest = [float(m.group(2)) for m in
+                       (STOP_TIMES.search(r.stderr) for r in results) if m]
+            if longest:
+                self.notes.append("1,000 threads: longest stop median %.2f ms, max %.2f ms "
+                                  "(10 attaches)" % (statistics.median(longest), max(longest)))
+        finally:
+            p.kill()
+            p.wait()
+
     def late_thread(self):
         """A thread that cannot stop for 300 ms (a vfork parent) keeps no
         other thread stopped that long: reqid-inject lets the others go 30
@@ -1681,6 +1812,7 @@ def main():
             suite.main_thread_modes()
             suite.held_malloc_lock()
             suite.late_thread()
+            suite.many_threads()
             suite.refusals()
             suite.forks_while_loading()
             suite.child_inside_fork()
