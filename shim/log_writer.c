@@ -127,8 +127,11 @@ static struct line_slot line_slots[LINE_SLOTS];
 /* No slot at or above this index was ever claimed: walks over the table
  * (exit, fork) stop here, so they cost what was used, not LINE_SLOTS. */
 static _Atomic unsigned slots_used;
-/* Claims start within this many slots of the table's start, keeping the
- * slots in use on a few pages. */
+/* Threads that claimed a slot: each thread's claims start at the slot of
+ * its rank (its home), within CLAIM_SPREAD slots of the table's start, so
+ * the slots in use lie together on a few pages, the first ones; a fork
+ * child keeps its parent thread's home, or takes the next rank. */
+static _Atomic unsigned slot_homes;
 #define CLAIM_SPREAD 64
 
 /* ---- slots ------------------------------------------------------------- */
@@ -258,12 +261,19 @@ static LOOP_PATH struct line_slot *claim_slot(const struct log_sink *sink)
 	/* Marked before any slot is taken: a fork in between still resets it. */
 	STATE_MADE(MADE_SLOTS);
 	fatal_signal_flush_ensure();
-	unsigned start = ((unsigned)tid * 31u + (unsigned)sink->fd) % CLAIM_SPREAD;
+	if (thread_ctx.slot_home == 0)
+		thread_ctx.slot_home = (uint16_t)(atomic_fetch_add_explicit(&slot_homes, 1,
+									    memory_order_relaxed) %
+						      CLAIM_SPREAD + 1);
+	unsigned start = thread_ctx.slot_home - 1u;
 	for (unsigned k = 0; k < LINE_SLOTS; k++) {
 		unsigned i = (start + k) % LINE_SLOTS;
 		struct line_slot *s = &line_slots[i];
 		int32_t expected = 0;
-		if (atomic_load_explicit(&s->owner, memory_order_relaxed) != 0 ||
+		/* The home is taken at once (usually free; a page no one wrote
+		 * would cost a read's fault and then a write's); the rest are
+		 * looked at before the lock-prefixed try. */
+		if ((k > 0 && atomic_load_explicit(&s->owner, memory_order_relaxed) != 0) ||
 		    !atomic_compare_exchange_strong(&s->owner, &expected, tid))
 			continue;
 		if (!slot_lock(s)) {

@@ -115,6 +115,8 @@ struct thread_ctx {
 				    (pthread_create), 0 if not known */
 	uint32_t held_pin;       /* the request_keep pin of the request the
 				    thread's held lines were last held under */
+	uint16_t slot_home;      /* 1 + the line slot its claims try first
+				    (log_writer.c, claim_slot); 0: none yet */
 	uintptr_t signal_frame;  /* while signal_depth > 0: the frame of the
 				    outermost trampoline on the stack the
 				    innermost handler runs on (signal_frames.h) */
