@@ -220,15 +220,18 @@ FORK_PATH void request_line_started(uint32_t buckets, uint64_t serial)
 	uint64_t mask = 1ull << (bit % 64);
 	struct line_page *page = page_of(t, buckets);
 	_Atomic uint64_t *once = &page->seen_once[bit / 64], *twice = &page->seen_twice[bit / 64];
+	struct line_bucket *b0 = bucket_in(t, 0, buckets), *b1 = bucket_in(t, 1, buckets);
+	/* The page is written before its bits are read: one a fork child has
+	 * not written yet costs it one fault, not a read's (the zero page)
+	 * and then a write's. */
+	atomic_store_explicit(&b0->serial, serial, memory_order_relaxed);
+	atomic_store_explicit(&b1->serial, serial, memory_order_relaxed);
 	if (!(atomic_load_explicit(once, memory_order_relaxed) & mask))
 		atomic_fetch_or_explicit(once, mask, memory_order_relaxed);
 	else if (!(atomic_load_explicit(twice, memory_order_relaxed) & mask))
 		atomic_fetch_or_explicit(twice, mask, memory_order_relaxed);
-	for (int table = 0; table < 2; table++) {
-		struct line_bucket *b = bucket_in(t, table, buckets);
-		atomic_store_explicit(&b->serial, serial, memory_order_relaxed);
-		atomic_fetch_add_explicit(&b->count, 1, memory_order_release);
-	}
+	atomic_fetch_add_explicit(&b0->count, 1, memory_order_release);
+	atomic_fetch_add_explicit(&b1->count, 1, memory_order_release);
 }
 
 /* In recent[]: the end of an unseen stream (request_streams_unseen), not
