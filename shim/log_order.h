@@ -39,9 +39,12 @@
  * starts where the ring is, distrusted until ORDER_QUIET lines were taken
  * in order.
  * Lock-free, no allocation: safe in hooks and signal handlers. A place
- * another thread is using is not waited for: that line is taken for no
- * request, and its request becomes a hole; it is still a buffer's (below)
- * if its descriptor's lines were shown to be.
+ * another thread is using or making is not waited for: that line is taken
+ * for no request, and its request becomes a hole; it is still a buffer's
+ * (below) if its descriptor's lines were shown to be, and shows them so.
+ * A descriptor past ORDER_PLACES gets no place: its lines are taken for no
+ * request, and once one such descriptor got a write of two lines, all
+ * their lines are a buffer's (which one it was is not kept).
  */
 #ifndef REQID_LOG_ORDER_H
 #define REQID_LOG_ORDER_H
