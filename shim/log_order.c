@@ -39,7 +39,8 @@ _Static_assert(sizeof(struct answered_entry) == 16, "a ring entry is 16 bytes");
  * none has. */
 struct log_place {
 	_Atomic int32_t fd;   /* fd + 1; -(fd + 1) while made (place_make); 0:
-				 free */
+				 free; PLACE_RETIRED: none's for good
+				 (log_order_log_opened) */
 	_Atomic uint32_t busy;
 	uint64_t base;
 	uint64_t taken;
@@ -50,6 +51,8 @@ struct log_place {
 				 and set without busy too, by a line that finds
 				 the place busy */
 };
+
+#define PLACE_RETIRED INT32_MIN
 
 /* Positions handed out; written by every answered request: FORK_HOT. */
 static _Atomic uint64_t order_next FORK_HOT;
@@ -219,20 +222,31 @@ static void place_give(struct log_place *pl)
 	atomic_store_explicit(&pl->busy, 0, memory_order_release);
 }
 
-/* A place made afresh for the file the program opened on fd; one fd had
- * (another file's, closed) starts again, unshown. */
+/* A place for the file the program opened on fd, started afresh: one fd
+ * had (another file's, closed) starts again, unshown; if a thread is
+ * counting a line of that file in it, it is retired (its fd PLACE_RETIRED:
+ * no fd's, and no longer free) and another made, rather than leave the
+ * new file the old one's count and trust. A retired place is not made
+ * again: one lost each time, which only a line of a closed file, counted
+ * as the program opens another on its number, costs. */
 void log_order_log_opened(int fd)
 {
 	bool made;
-	struct log_place *pl = fd >= 0 ? place_find(fd) : NULL;
-	if (!pl) {
-		if (fd >= 0 && (pl = place_make(fd, true, &made)) && made)
-			place_give(pl);
-	} else if (place_try(pl)) {
+	if (fd < 0)
+		return;
+	struct log_place *pl = place_find(fd);
+	if (pl && place_try(pl)) {
 		place_start(pl, true);
 		atomic_store_explicit(&pl->flushed, false, memory_order_relaxed);
 		place_give(pl);
+		return;
 	}
+	int32_t holder = fd + 1;
+	if (pl && !atomic_compare_exchange_strong_explicit(&pl->fd, &holder, PLACE_RETIRED,
+							   memory_order_relaxed, memory_order_relaxed))
+		return; /* retired by another open of fd meanwhile, which made one */
+	if ((pl = place_make(fd, true, &made)) && made)
+		place_give(pl);
 }
 
 /* The set bits of v. Not __builtin_popcountll: without -mpopcnt that

@@ -37,7 +37,9 @@
  * line quoting a request line. One the program opened before it answered
  * any request is trusted from its second line taken in order; any other
  * starts where the ring is, distrusted until ORDER_QUIET lines were taken
- * in order.
+ * in order. A file opened on a descriptor number whose place another
+ * thread is using (counting a line of the closed file's) gets a new place,
+ * the old one lost.
  * Lock-free, no allocation: safe in hooks and signal handlers. A place
  * another thread is using or making is not waited for: that line is taken
  * for no request, and its request becomes a hole; it is still a buffer's

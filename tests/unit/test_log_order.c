@@ -252,6 +252,35 @@ static void test_reopened_log_counts_afresh(void **state)
 	assert_int_equal(lines(FD, 100, 100), 100 - ORDER_QUIET);
 }
 
+/* A log opened on a number whose place a thread is using (counting a line
+ * of the closed file's): the new file gets a place of its own, counted
+ * afresh and unshown. Before, it kept the closed file's, trusted and shown
+ * a buffer's: its first lines were placed with no ORDER_QUIET lines of its
+ * own taken in order. */
+static void test_log_opened_while_its_place_is_busy(void **state)
+{
+	(void)state;
+	bool flushed;
+	log_order_log_opened(FD);
+	answer(0, 100);
+	assert_int_equal(lines(FD, 0, 99), 99 - FIRST);
+	log_order_line(FD, buckets_of(99), true, &flushed); /* a write's second line */
+	assert_true(flushed);
+	struct log_place *closed = place_find(FD);
+	atomic_store_explicit(&closed->busy, 1, memory_order_release);
+	log_order_log_opened(FD); /* a new file on the same number */
+	atomic_store_explicit(&closed->busy, 0, memory_order_release);
+	answer(100, 100);
+	assert_int_equal(log_order_line(FD, buckets_of(100), false, &flushed), 0);
+	assert_false(flushed);
+	assert_int_equal(lines(FD, 101, 99), 99 - (ORDER_QUIET - 1));
+	assert_int_equal(places_of(FD), 1);
+	log_order_log_opened(FD); /* its place idle: started again in it */
+	answer(200, 100);
+	assert_int_equal(lines(FD, 200, 100), 100 - ORDER_QUIET);
+	assert_int_equal(places_of(FD), 1);
+}
+
 /* A write of two access lines shows a descriptor's lines to be a
  * buffer's: every later line on it says so, placed or not, until the
  * descriptor is opened again; another descriptor's lines do not. */
@@ -604,6 +633,7 @@ int main(void)
 		cmocka_unit_test_setup(test_line_after_later_lines_is_not_placed, reset),
 		cmocka_unit_test_setup(test_late_place_is_distrusted, reset),
 		cmocka_unit_test_setup(test_reopened_log_counts_afresh, reset),
+		cmocka_unit_test_setup(test_log_opened_while_its_place_is_busy, reset),
 		cmocka_unit_test_setup(test_buffer_shown_by_two_lines_in_one_write, reset),
 		cmocka_unit_test_setup(test_busy_place_keeps_a_buffers_lines_so, reset),
 		cmocka_unit_test_setup(test_busy_place_is_shown_a_buffers_by_two_lines, reset),
