@@ -198,17 +198,22 @@ static void place_start(struct log_place *pl, bool opened)
 static struct log_place *place_make(int fd, bool opened, bool *made)
 {
 	unsigned start = (unsigned)fd % ORDER_PLACES;
+	*made = false;
 	for (unsigned i = 0; i < ORDER_PLACES; i++) {
 		struct log_place *pl = &places[(start + i) % ORDER_PLACES];
-		int32_t holder = 0;
-		*made = atomic_compare_exchange_strong_explicit(
-			&pl->fd, &holder, -(fd + 1), memory_order_acquire, memory_order_acquire);
-		if (*made) {
+		/* Read first: a line on a descriptor past ORDER_PLACES comes
+		 * here each time, and a compare-and-swap that fails still
+		 * takes the cache line from the threads reading it. */
+		int32_t holder = atomic_load_explicit(&pl->fd, memory_order_acquire);
+		if (holder == 0 &&
+		    atomic_compare_exchange_strong_explicit(&pl->fd, &holder, -(fd + 1),
+							    memory_order_acquire, memory_order_acquire)) {
 			/* No other thread takes a place whose fd it does not
 			 * see as its own (place_find). */
 			atomic_store_explicit(&pl->busy, 1, memory_order_relaxed);
 			place_start(pl, opened);
 			atomic_store_explicit(&pl->fd, fd + 1, memory_order_release);
+			*made = true;
 			return pl;
 		}
 		if (holder == fd + 1 || holder == -(fd + 1))
