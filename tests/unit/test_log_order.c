@@ -20,7 +20,8 @@
  * line that finds it busy is placed at no request, and is a buffer's if
  * the descriptor's lines were shown to be, or its write of two lines shows
  * it now; lines that find it being made likewise, and no second place is
- * made. Descriptors past ORDER_PLACES are all shown buffers' by a write of
+ * made; a log opened while its number's place is busy gets a place of its
+ * own. Descriptors past ORDER_PLACES are all shown buffers' by a write of
  * two lines on one of them.
  */
 #include <stdarg.h>
