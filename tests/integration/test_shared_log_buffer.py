@@ -26,8 +26,8 @@ WARM_UP requests of short lines on one connection, one after another,
 whose flushes hold dozens. The library before fails it still (269 and 273
 of 3,120 lines with another request's id).
 
-It runs twice: then with a server that first opens OTHER_LOGS other logs
-(one for each of 70 virtual hosts) and keeps them open. Past ORDER_PLACES
+It runs twice: as above, then with a server that first opens OTHER_LOGS
+other logs (one for each of 70 virtual hosts) and keeps them open. Past ORDER_PLACES
 (64, log_order.h) the access log gets no place in the order of answers: the
 shim counts none of its lines, and knows only that some descriptor without
 a place got a write of two lines. Its lines must still get no wrong id. The
@@ -129,8 +129,8 @@ def run(requests, other_logs):
     lines = sum(seen.values())
     if set(seen) != set(names) or lines != len(names):
         failures.append("%d lines for %d requests (one each expected)" % (lines, len(names)))
-    print("shared log buffer, %d other logs: %d requests, %d lines, %d tagged, %d wrong, precision %s, "
-          "recall %.2f%%" % (other_logs, len(names), lines, tagged, wrong,
+    print("shared log buffer, %d other logs: %d requests, %d lines, %d tagged, %d wrong, "
+          "precision %s, recall %.2f%%" % (other_logs, len(names), lines, tagged, wrong,
                              "%.2f%%" % (100.0 * (tagged - wrong) / tagged) if tagged else "-",
                              100.0 * (tagged - wrong) / max(lines, 1)))
     for f in failures[:20]:
