@@ -27,10 +27,10 @@ whose flushes hold dozens. The library before fails it still (269 and 273
 of 3,120 lines with another request's id).
 
 It runs twice: as above, then with a server that first opens OTHER_LOGS
-other logs (one for each of 70 virtual hosts) and keeps them open. Past ORDER_PLACES
-(64, log_order.h) the access log gets no place in the order of answers: the
-shim counts none of its lines, and knows only that some descriptor without
-a place got a write of two lines. Its lines must still get no wrong id. The
+other logs (one for each of 70 virtual hosts) and keeps them open. Past
+ORDER_PLACES (64, log_order.h) the access log gets no place in the order of
+answers: the shim counts none of its lines, and knows only that some
+descriptor without a place got a write of two lines. Its lines must still get no wrong id. The
 library before gave 272 of 3,120 lines another request's id there.
 
     python3 tests/integration/test_shared_log_buffer.py [--requests N] [--other-logs N]...
