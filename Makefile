@@ -174,7 +174,7 @@ $(BUILD)/unit-tsan/%: tests/unit/%.c $$(call objs,tsan,$$(PURE_SRCS) $$(UNIT_TAB
 
 servers: $(addprefix $(BUILD)/servers/,$(SERVERS))
 
-$(BUILD)/servers/%: tests/servers/%.c tests/servers/legacy_http.h tests/servers/evloop.h | $(BUILD)/servers
+$(BUILD)/servers/%: tests/servers/%.c tests/servers/legacy_http.h tests/servers/evloop.h tests/servers/one_connection.h | $(BUILD)/servers
 	$(CC) -O2 -g -Wall -Wextra -Werror -pthread -o $@ $<
 
 # The libuv server (test_event_loops.py) links libuv.

@@ -7,7 +7,8 @@
  * written). A reader that finds an entry being written or already reused
  * takes it for no request: it never takes one request's buckets for
  * another's. Places are found by probing from the
- * fd's number, and kept for the process's life: a log descriptor closed and
+ * fd's number, claimed for an fd by one compare-and-swap (so an fd never
+ * gets two), and kept for the process's life: a log descriptor closed and
  * its number reused by another log is counted afresh when that is opened.
  * Must never allocate, block or wait for another thread.
  */
@@ -37,7 +38,9 @@ _Static_assert(sizeof(struct answered_entry) == 16, "a ring entry is 16 bytes");
  * base on that its lines have taken (bit i: base + i), base the oldest
  * none has. */
 struct log_place {
-	_Atomic int32_t fd;   /* fd + 1; 0: free */
+	_Atomic int32_t fd;   /* fd + 1; -(fd + 1) while made (place_make); 0:
+				 free; PLACE_RETIRED: none's for good
+				 (log_order_log_opened) */
 	_Atomic uint32_t busy;
 	uint64_t base;
 	uint64_t taken;
@@ -48,6 +51,8 @@ struct log_place {
 				 and set without busy too, by a line that finds
 				 the place busy */
 };
+
+#define PLACE_RETIRED INT32_MIN
 
 /* Positions handed out; written by every answered request: FORK_HOT. */
 static _Atomic uint64_t order_next FORK_HOT;
@@ -65,6 +70,10 @@ static struct answered_entry order_ring[ORDER_RING] DETACH_ZEROED;
  * seqlock (0 over a reused entry's once paths_made). */
 static _Atomic uint32_t order_paths[ORDER_RING] DETACH_ZEROED;
 static struct log_place places[ORDER_PLACES] DETACH_ZEROED;
+/* Whether a line on a descriptor that got no place (ORDER_PLACES were
+ * made) showed its descriptor to be a buffer's. Which one is not known:
+ * from then on every such descriptor's lines are taken to be. */
+static _Atomic bool unplaced_flushed;
 
 /* The tag of position p's entry: its lap of the ring, plus one, in 31
  * bits. Positions ORDER_RING * 2^31 (2^43) apart share a tag: a reader
@@ -167,7 +176,9 @@ static struct log_place *place_find(int fd)
 /* Counts fd's lines from the ring's end: when the program opened fd
  * before it answered any request (none of its lines can be missing), its
  * first line taken in order is enough (the first may be another virtual
- * host's log's request, rebuilt); otherwise ORDER_QUIET of them. */
+ * host's log's request, rebuilt); otherwise ORDER_QUIET of them. Leaves
+ * the flushed mark as it is: a place made is unshown already, and a line
+ * may mark it while it is made. */
 static void place_start(struct log_place *pl, bool opened)
 {
 	if (!atomic_load_explicit(&places_made, memory_order_seq_cst))
@@ -175,37 +186,40 @@ static void place_start(struct log_place *pl, bool opened)
 	pl->base = atomic_load_explicit(&order_next, memory_order_seq_cst);
 	pl->taken = 0;
 	pl->quiet = opened && pl->base == 0 ? ORDER_QUIET - 1 : 0;
-	atomic_store_explicit(&pl->flushed, false, memory_order_relaxed);
 }
 
-/* A new place for fd (which has none), taken (busy); NULL if none is free. */
-static struct log_place *place_make(int fd, bool opened)
+/* A place for fd, which had none when place_find looked: a free one,
+ * claimed (its fd -(fd + 1)), started, and taken (busy, *made true), or
+ * the one another thread claimed for fd meanwhile (*made false, not
+ * taken: it may be unstarted); NULL if none is free. A claim, not a busy
+ * place, is what keeps others off: a thread that passed over a free place
+ * busy as it was made would make fd a second one, and a line marking one
+ * of the two as a buffer's would be lost to the other. */
+static struct log_place *place_make(int fd, bool opened, bool *made)
 {
 	unsigned start = (unsigned)fd % ORDER_PLACES;
+	*made = false;
 	for (unsigned i = 0; i < ORDER_PLACES; i++) {
 		struct log_place *pl = &places[(start + i) % ORDER_PLACES];
+		/* Read first: a line on a descriptor past ORDER_PLACES comes
+		 * here each time, and a compare-and-swap that fails still
+		 * takes the cache line from the threads reading it. */
 		int32_t holder = atomic_load_explicit(&pl->fd, memory_order_acquire);
-		if (holder > 0 || !place_try(pl))
-			continue;
-		if (atomic_load_explicit(&pl->fd, memory_order_relaxed) != holder) {
-			atomic_store_explicit(&pl->busy, 0, memory_order_release);
-			continue;
+		if (holder == 0 &&
+		    atomic_compare_exchange_strong_explicit(&pl->fd, &holder, -(fd + 1),
+							    memory_order_acquire, memory_order_acquire)) {
+			/* No other thread takes a place whose fd it does not
+			 * see as its own (place_find). */
+			atomic_store_explicit(&pl->busy, 1, memory_order_relaxed);
+			place_start(pl, opened);
+			atomic_store_explicit(&pl->fd, fd + 1, memory_order_release);
+			*made = true;
+			return pl;
 		}
-		place_start(pl, opened);
-		atomic_store_explicit(&pl->fd, fd + 1, memory_order_release);
-		return pl;
+		if (holder == fd + 1 || holder == -(fd + 1))
+			return pl;
 	}
 	return NULL;
-}
-
-/* fd's place, made if it has none, taken (busy); NULL if there is none to
- * be had or another thread has it. */
-static struct log_place *place_take(int fd, bool opened)
-{
-	struct log_place *pl = place_find(fd);
-	if (!pl)
-		return place_make(fd, opened);
-	return place_try(pl) ? pl : NULL;
 }
 
 static void place_give(struct log_place *pl)
@@ -213,13 +227,31 @@ static void place_give(struct log_place *pl)
 	atomic_store_explicit(&pl->busy, 0, memory_order_release);
 }
 
+/* A place for the file the program opened on fd, started afresh: one fd
+ * had (another file's, closed) starts again, unshown; if a thread is
+ * counting a line of that file in it, it is retired (its fd PLACE_RETIRED:
+ * no fd's, and no longer free) and another made, rather than leave the
+ * new file the old one's count and trust. A retired place is not made
+ * again: one lost each time, which only a line of a closed file, counted
+ * as the program opens another on its number, costs. */
 void log_order_log_opened(int fd)
 {
-	struct log_place *pl = fd >= 0 ? place_take(fd, true) : NULL;
-	if (pl) {
+	bool made;
+	if (fd < 0)
+		return;
+	struct log_place *pl = place_find(fd);
+	if (pl && place_try(pl)) {
 		place_start(pl, true);
+		atomic_store_explicit(&pl->flushed, false, memory_order_relaxed);
 		place_give(pl);
+		return;
 	}
+	int32_t holder = fd + 1;
+	if (pl && !atomic_compare_exchange_strong_explicit(&pl->fd, &holder, PLACE_RETIRED,
+							   memory_order_relaxed, memory_order_relaxed))
+		return; /* retired by another open of fd meanwhile, which made one */
+	if ((pl = place_make(fd, true, &made)) && made)
+		place_give(pl);
 }
 
 /* The set bits of v. Not __builtin_popcountll: without -mpopcnt that
@@ -263,6 +295,28 @@ static bool place_flushed(struct log_place *pl, bool buffer)
 	return atomic_load_explicit(&pl->flushed, memory_order_relaxed);
 }
 
+/* log_order_line's first line on fd (>= 0), which had no place: the
+ * place made for it, taken; NULL if another thread is making it (then
+ * marked as place_flushed marks a busy one) or there was none to make (then
+ * unplaced_flushed). *flushed as log_order_line's. Out of line: once a
+ * descriptor, but for those past ORDER_PLACES. */
+static __attribute__((noinline, cold)) struct log_place *place_new(int fd, bool buffer,
+								  bool *flushed)
+{
+	bool made;
+	struct log_place *pl = place_make(fd, false, &made);
+	if (pl && made)
+		return pl;
+	if (pl) {
+		*flushed = place_flushed(pl, buffer);
+		return NULL;
+	}
+	if (buffer)
+		atomic_store_explicit(&unplaced_flushed, true, memory_order_relaxed);
+	*flushed = atomic_load_explicit(&unplaced_flushed, memory_order_relaxed);
+	return NULL;
+}
+
 LOOP_PATH uint64_t log_order_line(int fd, uint32_t buckets, bool buffer, bool *flushed)
 {
 	*flushed = false;
@@ -275,7 +329,7 @@ LOOP_PATH uint64_t log_order_line(int fd, uint32_t buckets, bool buffer, bool *f
 		*flushed = place_flushed(pl, buffer);
 		return 0;
 	}
-	if (!pl && (fd < 0 || !(pl = place_make(fd, false))))
+	if (!pl && (fd < 0 || !(pl = place_new(fd, buffer, flushed))))
 		return 0;
 	*flushed = place_flushed(pl, buffer);
 	uint64_t head = atomic_load_explicit(&order_next, memory_order_acquire);
@@ -324,5 +378,6 @@ void log_order_release(void)
 	table_release(places, sizeof(places));
 	atomic_store_explicit(&places_made, false, memory_order_relaxed);
 	atomic_store_explicit(&paths_made, false, memory_order_relaxed);
+	atomic_store_explicit(&unplaced_flushed, false, memory_order_relaxed);
 	atomic_store_explicit(&order_next, 0, memory_order_relaxed);
 }

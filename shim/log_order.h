@@ -37,11 +37,16 @@
  * line quoting a request line. One the program opened before it answered
  * any request is trusted from its second line taken in order; any other
  * starts where the ring is, distrusted until ORDER_QUIET lines were taken
- * in order.
+ * in order. A file opened on a descriptor number whose place another
+ * thread is using (counting a line of the closed file's) gets a new place,
+ * the old one lost.
  * Lock-free, no allocation: safe in hooks and signal handlers. A place
- * another thread is using is not waited for: that line is taken for no
- * request, and its request becomes a hole; it is still a buffer's (below)
- * if its descriptor's lines were shown to be.
+ * another thread is using or making is not waited for: that line is taken
+ * for no request, and its request becomes a hole; it is still a buffer's
+ * (below) if its descriptor's lines were shown to be, and shows them so.
+ * A descriptor past ORDER_PLACES gets no place: its lines are taken for no
+ * request, and once one such descriptor got a write of two lines, all
+ * their lines are a buffer's (which one it was is not kept).
  */
 #ifndef REQID_LOG_ORDER_H
 #define REQID_LOG_ORDER_H

@@ -9,10 +9,14 @@
  * "GET <path> HTTP/1.1" 200 key=<hash of its X-Request-ID> pad=<P...>,
  * 3,000 bytes of pad when the hash ends in 3, 6 or 9 (then a flush may
  * hold that one line alone). /quit writes what the buffer holds and exits.
+ * OTHER_LOGS=N: first opens N other logs (other-NN.log beside the access
+ * log) and keeps them open, never writing to them, as a server with a log
+ * for each of N virtual hosts does.
  *
  * It plays a legacy server that knows nothing of reqid: it never writes a
  * request's id itself, only the test's hash of it.
  */
+#include <limits.h>
 #include <stdint.h>
 
 #include "legacy_http.h"
@@ -98,10 +102,28 @@ static void start_thread(int fd)
 	lh_threads_start(&th_state, serve, fd);
 }
 
+/* OTHER_LOGS=N: N logs beside LEGACY_LOG's file, opened before it. */
+static void open_other_logs(void)
+{
+	const char *n = getenv("OTHER_LOGS"), *log = getenv("LEGACY_LOG");
+	const char *slash = log ? strrchr(log, '/') : NULL;
+	char path[PATH_MAX];
+
+	if (!n || !slash || strncmp(log, "file:", 5) != 0)
+		return;
+	for (int i = 0; i < atoi(n); i++) {
+		snprintf(path, sizeof path, "%.*s/other-%02d.log", (int)(slash - log - 5), log + 5, i);
+		if (open(path, O_WRONLY | O_APPEND | O_CREAT, 0644) < 0)
+			exit(2);
+	}
+}
+
 int main(int argc, char **argv)
 {
-	int ready_fd = lh_begin(argc, argv, "shared_log_buffer"), port;
+	int ready_fd, port;
 
+	open_other_logs();
+	ready_fd = lh_begin(argc, argv, "shared_log_buffer");
 	if (ready_fd < 0)
 		return 2;
 	th_state.listen_fd = lh_listen_or_log(&port);

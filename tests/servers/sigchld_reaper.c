@@ -20,17 +20,16 @@
  * No timing: the handler runs at the same point every time.
  */
 #define _GNU_SOURCE
-#include <arpa/inet.h>
 #include <errno.h>
-#include <netinet/in.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include "one_connection.h"
 
 static void say_reaped(pid_t pid)
 {
@@ -120,15 +119,9 @@ int main(int argc, char **argv)
 	} else {
 		return 2;
 	}
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	socklen_t len = sizeof(a);
-	int l = socket(AF_INET, SOCK_STREAM, 0);
-	if (l < 0 || bind(l, (struct sockaddr *)&a, sizeof(a)) || listen(l, 1) ||
-	    getsockname(l, (struct sockaddr *)&a, &len))
+	int c;
+	if (!accept_one_connection(&c))
 		return 1;
-	printf("%d\n", ntohs(a.sin_port));
-	fflush(stdout);
-	int c = accept(l, NULL, NULL);
 	char head[4096];
 	for (;;) {
 		size_t n = 0;

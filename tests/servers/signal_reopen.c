@@ -17,16 +17,15 @@
  * the response and prints "done".
  */
 #define _GNU_SOURCE
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/time.h>
 #include <syslog.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "one_connection.h"
 
 static int copy_of_stderr;
 static volatile sig_atomic_t reopened;
@@ -40,15 +39,9 @@ static void reopen_log(int sig)
 
 int main(void)
 {
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	socklen_t len = sizeof(a);
-	int l = socket(AF_INET, SOCK_STREAM, 0);
-	if (l < 0 || bind(l, (struct sockaddr *)&a, sizeof(a)) || listen(l, 1) ||
-	    getsockname(l, (struct sockaddr *)&a, &len))
+	int c;
+	if (!accept_one_connection(&c))
 		return 1;
-	printf("%d\n", ntohs(a.sin_port));
-	fflush(stdout);
-	int c = accept(l, NULL, NULL);
 	char head[4096];
 	size_t n = 0;
 	while (n < 4 || memcmp(head + n - 4, "\r\n\r\n", 4) != 0) {
