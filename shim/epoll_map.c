@@ -756,7 +756,7 @@ LOOP_PATH void epoll_map_forget(int fd)
 /* epoll_map_lookup, and with events non-NULL the found fd's events mask
  * too (registered_with_events): inlined into both, so that the lookup
  * alone reads no mask. */
-static inline __attribute__((always_inline)) int lookup(int epfd, uint64_t data,
+static inline __attribute__((always_inline)) int lookup(int epfd, uint64_t data, uint64_t h,
 							uint32_t *events)
 {
 	const struct epoll_tables *t = tables_now();
@@ -766,7 +766,6 @@ static inline __attribute__((always_inline)) int lookup(int epfd, uint64_t data,
 	if (!w)
 		return -1;
 	const index_slot *slots = index_slots(w);
-	uint64_t h = hash_of(epfd, data);
 	unsigned mask = index_mask(w), home = home_in(w, h);
 	int found = -1;
 	for (unsigned k = 0; k < PROBE_MAX; k++) {
@@ -790,16 +789,38 @@ static inline __attribute__((always_inline)) int lookup(int epfd, uint64_t data,
 
 LOOP_PATH int epoll_map_lookup(int epfd, uint64_t data)
 {
-	return lookup(epfd, data, NULL);
+	return lookup(epfd, data, hash_of(epfd, data), NULL);
+}
+
+/* epoll_map_lookup_events for (epfd, data) of hash h. */
+static inline __attribute__((always_inline)) int lookup_events(int epfd, uint64_t data,
+							       uint64_t h, uint32_t *events)
+{
+	*events = 0;
+	int fd = lookup(epfd, data, h, events);
+	if (fd < 0)
+		*events = 0; /* a mask read for an fd that was not the answer */
+	return fd;
 }
 
 LOOP_PATH int epoll_map_lookup_events(int epfd, uint64_t data, uint32_t *events)
 {
-	*events = 0;
-	int fd = lookup(epfd, data, events);
-	if (fd < 0)
-		*events = 0; /* a mask read for an fd that was not the answer */
-	return fd;
+	return lookup_events(epfd, data, hash_of(epfd, data), events);
+}
+
+LOOP_PATH uint64_t epoll_map_prefetch(int epfd, uint64_t data)
+{
+	uint64_t h = hash_of(epfd, data);
+	const struct epoll_tables *t = tables_now();
+	index_word w = t ? atomic_load_explicit(&t->index, memory_order_relaxed) : 0;
+	if (w)
+		__builtin_prefetch(&index_slots(w)[home_in(w, h)]);
+	return h;
+}
+
+LOOP_PATH int epoll_map_lookup_hashed(int epfd, uint64_t data, uint64_t hash, uint32_t *events)
+{
+	return events ? lookup_events(epfd, data, hash, events) : lookup(epfd, data, hash, NULL);
 }
 
 unsigned epoll_map_index_slots(void)

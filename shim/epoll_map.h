@@ -99,6 +99,17 @@ int epoll_map_lookup(int epfd, uint64_t data) __attribute__((visibility("hidden"
 int epoll_map_lookup_events(int epfd, uint64_t data, uint32_t *events)
 	__attribute__((visibility("hidden")));
 
+/* The hash the look-ups of (epfd, data) start from, the index slot where
+ * they start asked of the cache (a hint): a batch's events looked up one
+ * after another would each wait for memory in turn, an event loop's
+ * connections' slots being seldom in the cache when the batch comes. */
+uint64_t epoll_map_prefetch(int epfd, uint64_t data) __attribute__((visibility("hidden")));
+
+/* epoll_map_lookup_events (epoll_map_lookup when events is NULL) with
+ * hash = epoll_map_prefetch(epfd, data): the same answer. */
+int epoll_map_lookup_hashed(int epfd, uint64_t data, uint64_t hash, uint32_t *events)
+	__attribute__((visibility("hidden")));
+
 /* A count that moves before and after every change of what
  * epoll_map_lookup answers from (a registration, an instance's
  * generation, the index, lookups stopping): a lookup made after reading it

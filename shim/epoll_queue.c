@@ -78,13 +78,18 @@ LOOP_PATH int epoll_queue_keep(struct epoll_queue *q, int epfd, const struct epo
 		return n;
 	q->busy = true;
 	uint32_t map_changes = epoll_map_changes();
+	/* The index slots of all of them asked for first: fetched side by
+	 * side, not each after the last. */
+	uint64_t hashes[QUEUE_MAX + 1];
+	for (int i = 1; i < n; i++)
+		hashes[i] = epoll_map_prefetch(epfd, ev[i].data.u64);
 	int kept = 0;
 	for (int i = 1; i < n; i++) {
 		/* One lookup gives the fd and, where edges matter, its
 		 * registration's mask (0: not known). */
 		uint32_t events = 0;
-		int fd = edge ? epoll_map_lookup_events(epfd, ev[i].data.u64, &events)
-			      : epoll_map_lookup(epfd, ev[i].data.u64);
+		int fd = epoll_map_lookup_hashed(epfd, ev[i].data.u64, hashes[i],
+						 edge ? &events : NULL);
 		if (fd < 0 || (edge && events == 0))
 			break;
 		bool once = events & (EPOLLET | EPOLLONESHOT);

@@ -17,7 +17,13 @@ alike, the order rotated every round (which run goes first biases it by some
     --event-brackets (what a lighttpd user would choose: README, "Event
     loops").
 Prints per variant the median req/s, bare and shimmed, the ratio and the
-p25-p75 spread of each.
+p25-p75 spread of each; then the CPU time a request took in the server
+process that serves (nginx's worker; /proc/PID/schedstat, which counts
+nanoseconds run) and in wrk (its rusage, whose total is as exact): far
+steadier than req/s on a shared machine, and where the shim's cost shows
+whole. A shimmed server that answers later leaves wrk asleep more often,
+so more of its responses wake wrk, which costs the server's kernel and
+wrk both: the two rows together show that too.
 
 Then (not with --quick) nginx's instructions per request: one nginx process
 (master_process off) under valgrind's callgrind, bare and shimmed, the same
@@ -33,6 +39,7 @@ Never fails on speed; fails only when a run cannot start or serves errors.
 """
 import argparse
 import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -113,8 +120,45 @@ def server_dir(tmp, name, port, master="on", where=None):
     return d
 
 
+def serving_process(name, proc):
+    """The pid of the process that serves: nginx's one worker (the master's
+    child; `reqid run` and taskset exec, so proc is the master), lighttpd
+    itself."""
+    if name != "nginx":
+        return proc.pid
+    end = time.monotonic() + 10
+    while True:  # the master listens before it starts the worker
+        children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True,
+                                  text=True).stdout.split()
+        if len(children) == 1:
+            return int(children[0])
+        if len(children) > 1 or time.monotonic() > end:
+            raise RuntimeError("nginx master %d has workers %s, not one" % (proc.pid, children))
+        time.sleep(0.02)
+
+
+def run_ns(pid):
+    """Nanoseconds process pid (one thread) has run, by the scheduler's count."""
+    with open("/proc/%d/schedstat" % pid) as f:
+        return int(f.read().split()[0])
+
+
+def counted_wrk(url, conns, seconds, script):
+    """wrk as benchlib.wrk runs it: (req/s, requests, wrk's CPU seconds)."""
+    cmd = pin(1) + ["wrk", "-t1", "-c%d" % conns, "-d%ds" % seconds, "-s", str(script), url]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if "Non-2xx" in out or "Socket errors" in out:
+        raise RuntimeError("wrk saw errors:\n" + out)
+    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    return (float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+            int(re.search(r"^\s*(\d+) requests in", out, re.M).group(1)), cpu)
+
+
 def one_run(name, d, port, reqid_args, env_extra, seconds):
-    """req/s of one fresh server under wrk."""
+    """One fresh server under wrk: (req/s, the serving process's CPU us a
+    request, wrk's CPU us a request)."""
     for f in (d / "logs").iterdir():
         f.unlink()
     cmd = pin(0)
@@ -124,8 +168,13 @@ def one_run(name, d, port, reqid_args, env_extra, seconds):
     proc = benchlib.start(cmd, benchlib.clean_env(env_extra), d / "console")
     try:
         benchlib.wait_port(port, proc, name)
-        return benchlib.wrk("http://127.0.0.1:%d/index.html" % port, 32, seconds,
-                            d / "bench.lua")
+        server = serving_process(name, proc)
+        ran = run_ns(server)
+        rate, requests, wrk_cpu = counted_wrk("http://127.0.0.1:%d/index.html" % port, 32,
+                                              seconds, d / "bench.lua")
+        # wrk has exited: every request it counted was answered
+        server_us = (run_ns(server) - ran) / 1e3 / requests
+        return rate, server_us, wrk_cpu * 1e6 / requests
     finally:
         benchlib.stop(proc)
 
@@ -134,15 +183,20 @@ def bench_server(name, tmp, rounds, seconds):
     port = benchlib.free_port()
     d = server_dir(tmp, name, port)
     variants = SERVERS[name][3]
-    rates = {v: [] for v, _, _ in variants}
+    runs = {v: [] for v, _, _ in variants}
     for i in range(rounds):
         k = i % len(variants)
         for v, args, env in variants[k:] + variants[:k]:
-            rates[v].append(one_run(name, d, port, args, env, seconds))
-    header("%s static file, wrk -t1 -c32 keep-alive, %d rounds of %d s rotated, req/s:"
-           % (name, rounds, seconds))
-    for v, _, _ in variants[1:]:
-        row("%s %s, req/s" % (name, v), rates["bare"], rates[v], digits=0)
+            runs[v].append(one_run(name, d, port, args, env, seconds))
+    for column, title, digits in (
+            (0, "%s static file, wrk -t1 -c32 keep-alive, %d rounds of %d s rotated, req/s:"
+             % (name, rounds, seconds), 0),
+            (1, "the same runs, CPU us a request in %s's serving process (schedstat):" % name, 2),
+            (2, "the same runs, CPU us a request in wrk (rusage):", 2)):
+        header(title)
+        for v, _, _ in variants[1:]:
+            row("%s %s" % (name, v), [r[column] for r in runs["bare"]],
+                [r[column] for r in runs[v]], digits=digits)
 
 
 def log_lines(path):

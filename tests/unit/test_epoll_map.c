@@ -95,6 +95,40 @@ static void test_lookup_events_is_lookup_and_registration(void **state)
 	assert_int_equal(epoll_map_lookup(EP, 0x7f00004000), -1);
 }
 
+/* epoll_map_lookup_hashed, given what epoll_map_prefetch returned, answers
+ * as epoll_map_lookup_events (with a mask) and epoll_map_lookup (without):
+ * a registered fd, an unknown word, another instance, a shared word, an
+ * instance number out of range. */
+static void test_lookup_hashed_is_lookup(void **state)
+{
+	(void)state;
+	epoll_map_set(EP, 16, 0x7f00007000, EPOLLIN | EPOLLET);
+	epoll_map_set(EP, 17, 0x7f00008000, EPOLLIN);
+	epoll_map_set(EP, 18, 0x7f00009000, EPOLLIN);
+	epoll_map_set(EP, 19, 0x7f00009000, EPOLLIN);
+	const struct {
+		int epfd;
+		uint64_t data;
+		int fd;
+		uint32_t events;
+	} cases[] = {{EP, 0x7f00007000, 16, EPOLLIN | EPOLLET},
+		     {EP, 0x7f00008000, 17, EPOLLIN},
+		     {EP, 0x7f0000a000, -1, 0},
+		     {EP2, 0x7f00007000, -1, 0},
+		     {EP, 0x7f00009000, -1, 0},
+		     {-1, 0x7f00007000, -1, 0}};
+	for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+		uint64_t hash = epoll_map_prefetch(cases[k].epfd, cases[k].data);
+		uint32_t events = 1;
+		assert_int_equal(epoll_map_lookup_hashed(cases[k].epfd, cases[k].data, hash, &events),
+				 cases[k].fd);
+		assert_int_equal(events, cases[k].events);
+		assert_int_equal(epoll_map_lookup_hashed(cases[k].epfd, cases[k].data, hash, NULL),
+				 cases[k].fd);
+		assert_int_equal(epoll_map_lookup(cases[k].epfd, cases[k].data), cases[k].fd);
+	}
+}
+
 static void test_delete_close_and_modify(void **state)
 {
 	(void)state;
@@ -333,6 +367,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup(test_lookup_finds_the_registered_fd, setup),
 		cmocka_unit_test_setup(test_lookup_events_is_lookup_and_registration, setup),
+		cmocka_unit_test_setup(test_lookup_hashed_is_lookup, setup),
 		cmocka_unit_test_setup(test_delete_close_and_modify, setup),
 		cmocka_unit_test_setup(test_same_word_for_two_fds_is_ambiguous_for_good, setup),
 		cmocka_unit_test_setup(test_reused_fd_and_instance_numbers, setup),
