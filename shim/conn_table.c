@@ -693,7 +693,11 @@ FORK_PATH void conn_forget(int fd)
 			_Static_assert(offsetof(struct conn, busy) == 0, "busy comes first");
 			memcpy((char *)h + sizeof(h->busy), (char *)c + sizeof(c->busy),
 			       sizeof(*c) - sizeof(c->busy));
-			memcpy(conn_owed(other), conn_owed(fd), c->owed_len);
+			/* Only bytes there are: a fork child's close(conn) after
+			 * its dup2(conn, 0) comes here, and a call of libc's
+			 * memcpy, even for none, cost it a page of libc's code. */
+			if (c->owed_len)
+				memcpy(conn_owed(other), conn_owed(fd), c->owed_len);
 			if (atomic_load_explicit(&c->tls, memory_order_relaxed))
 				*conn_tls(other) = *conn_tls(fd);
 			else if (heir_tls)

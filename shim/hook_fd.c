@@ -44,14 +44,22 @@ static FORK_PATH __attribute__((noinline)) bool own_process_once(int8_t *own)
 	return *own;
 }
 
-static FORK_PATH void set_flags(int fd, uint8_t flags)
+/* fd's flags become flags, unless they are already or this is a vfork
+ * child. own: as for own_process_once, shared with the rest of the call. */
+static FORK_PATH void set_flags_once(int fd, uint8_t flags, int8_t *own)
 {
 	struct fd_state *st = fd_state(fd);
 	if ((st ? atomic_load_explicit(&st->flags, memory_order_relaxed) == flags : flags == 0) ||
-	    !own_process())
+	    !own_process_once(own))
 		return;
 	if (st || (st = fd_state_made(fd)))
 		atomic_store_explicit(&st->flags, flags, memory_order_relaxed);
+}
+
+static FORK_PATH void set_flags(int fd, uint8_t flags)
+{
+	int8_t own = OWN_UNASKED;
+	set_flags_once(fd, flags, &own);
 }
 
 /* fd was just created and names something new. */
@@ -587,7 +595,10 @@ EXPORT FORK_PATH int fcntl64(int fd, int cmd, ...)
  * file put on a configured log number is a log (a daemon pointing stderr at
  * its log file), except a pipe or socket on stdout: that is a shell or
  * popen capturing a command's output, which is data. own: as for
- * own_process_once, shared with the call's fd_retiring. */
+ * own_process_once, shared with the call's fd_retiring. A vfork child
+ * records nothing, so one the call already knows for one (a CGI's
+ * dup2(pipe, 1) before its exec) asks nothing about newfd either: those
+ * were two system calls (getsockopt, fstat) per CGI request. */
 static FORK_PATH void copied_onto(int oldfd, int newfd, int8_t *own)
 {
 	adopt_pending(oldfd); /* its copy is the same connection */
@@ -595,12 +606,14 @@ static FORK_PATH void copied_onto(int oldfd, int newfd, int8_t *own)
 	bool log = false;
 	if (from & FD_LOG) {
 		log = true;
-	} else if (!(from & FD_CONN) && config_is_log_fd(newfd) && !is_accepted_socket(newfd)) {
+	} else if (!(from & FD_CONN) && *own != false && config_is_log_fd(newfd) &&
+		   !is_accepted_socket(newfd)) {
 		struct stat st;
 		log = newfd != STDOUT_FILENO ||
 		      (raw_fstat(newfd, &st) == 0 && (S_ISREG(st.st_mode) || S_ISCHR(st.st_mode)));
 	}
-	fresh(newfd, log);
+	if (shim.active)
+		set_flags_once(newfd, log ? FD_LOG : 0, own);
 	if (unlikely(fd_flags(oldfd) & FD_ADOPT))
 		copy_unadopted(newfd);
 	if (from & FD_CONN && own_process_once(own))

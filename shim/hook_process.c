@@ -104,15 +104,21 @@ EXPORT int pthread_create(pthread_t *t, const pthread_attr_t *attr, void *(*fn)(
 }
 
 /* Writes every pending line, unless this is a vfork child sharing its
- * parent's memory (the lines are the parent's). */
-static void process_ending(void)
+ * parent's memory (the lines are the parent's). me: raw_getpid(). */
+static void process_ending_as(pid_t me)
 {
-	if (shim.active && raw_getpid() == process.pid) {
+	if (shim.active && me == process.pid) {
 		int saved = errno;
 		log_flush_all();
 		ctx_boundary();
 		errno = saved;
 	}
+}
+
+static void process_ending(void)
+{
+	if (shim.active)
+		process_ending_as(raw_getpid());
 }
 
 /* _exit and _Exit: a process that never made a line slot or an output
@@ -194,6 +200,7 @@ struct env_entries {
 struct exec_env {
 	char **env;
 	size_t size;
+	pid_t pid; /* raw_getpid(), asked once for the exec's two checks; 0: not yet */
 	struct env_entries entries;
 	char *vfork_env[VFORK_ENV_MAX];
 };
@@ -316,9 +323,11 @@ static FORK_PATH_LATE size_t env_count(char *const *envp)
 static FORK_PATH_LATE char *const *exec_env(char *const *envp, struct exec_env *e)
 {
 	e->env = NULL;
+	e->pid = 0;
 	if (!shim.active || !env_preloads_shim(envp))
 		return envp;
-	bool vfork_child = raw_getpid() != process.pid;
+	e->pid = raw_getpid();
+	bool vfork_child = e->pid != process.pid;
 	size_t n = env_count(envp);
 	if (vfork_child) {
 		if (n + ENV_ADDED + 1 > VFORK_ENV_MAX)
@@ -347,12 +356,22 @@ static FORK_PATH_LATE int exec_failed(struct exec_env *e, int r)
 	return r;
 }
 
+/* process_ending for an exec: with the pid exec_env asked for, if it did
+ * (a vfork child that execs, a CGI script's, asked twice). */
+static FORK_PATH_LATE void exec_ending(const struct exec_env *e)
+{
+	if (e->pid)
+		process_ending_as(e->pid);
+	else
+		process_ending();
+}
+
 EXPORT FORK_PATH_LATE int execve(const char *path, char *const argv[], char *const envp[])
 {
 	int (*fn)(const char *, char *const[], char *const[]) = REAL(execve);
 	struct exec_env e;
 	char *const *env = exec_env(envp, &e);
-	process_ending();
+	exec_ending(&e);
 	if (unlikely(!fn))
 		return exec_failed(&e, (int)syscall(SYS_execve, path, argv, env));
 	return exec_failed(&e, fn(path, argv, env));
@@ -371,7 +390,7 @@ EXPORT int execvpe(const char *file, char *const argv[], char *const envp[])
 	int (*fn)(const char *, char *const[], char *const[]) = REAL(execvpe);
 	struct exec_env e;
 	char *const *env = exec_env(envp, &e);
-	process_ending();
+	exec_ending(&e);
 	if (unlikely(!fn)) {
 		errno = ENOSYS;
 		return exec_failed(&e, -1);
@@ -389,7 +408,7 @@ EXPORT int fexecve(int fd, char *const argv[], char *const envp[])
 	int (*fn)(int, char *const[], char *const[]) = REAL(fexecve);
 	struct exec_env e;
 	char *const *env = exec_env(envp, &e);
-	process_ending();
+	exec_ending(&e);
 	if (unlikely(!fn)) {
 		errno = ENOSYS;
 		return exec_failed(&e, -1);
