@@ -61,9 +61,9 @@ static _Atomic uint64_t order_next FORK_HOT;
  * by every answered request: FORK_HOT. */
 static _Atomic bool places_made FORK_HOT;
 /* Whether any request was answered with path buckets: until then no entry
- * has them, and order_paths is neither written nor read (on this
- * project's VM a first read of a page of .bss costs a page as a write
- * does: no zero page). Read by every answered request: FORK_HOT. */
+ * has them, and order_paths is neither written nor read (a first read of
+ * a page of .bss costs a fault, and a page on a kernel that maps no
+ * shared zero page). Read by every answered request: FORK_HOT. */
 static _Atomic bool paths_made FORK_HOT;
 static struct answered_entry order_ring[ORDER_RING] DETACH_ZEROED;
 /* The path buckets of the entry of the same index, written under its
