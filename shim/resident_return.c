@@ -45,6 +45,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "large_table.h"
 #include "page_bytes.h"
 #include "raw_syscall.h"
 
@@ -120,7 +121,7 @@ struct late_notes {
 static union {
 	struct late_notes notes;
 	char stack[PAGE_BYTES]; /* the thread's stack: what the notes leave, at the top */
-} late __attribute__((aligned(PAGE_BYTES)));
+} late __attribute__((aligned(PAGE_BYTES))) LARGE_TABLE;
 _Static_assert(sizeof(late) == PAGE_BYTES && sizeof(struct late_notes) + 2048 <= PAGE_BYTES,
 	       "the late drop's notes and at least 2 KiB of stack fill one page");
 
