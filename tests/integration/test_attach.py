@@ -483,10 +483,10 @@ class NginxClient:
 
 
 # What detach may leave resident in a worker of a tree with rss_check
-# (kept_rss). nginx's workers keep 60-64 kB each (5 runs, 2026-12-07
+# (kept_rss). nginx's workers keep 56 kB each (6 runs, 2026-12-07
 # late evening): the injector thread's malloc arena 12 (the loader's
 # records of the library, and a page of its temporaries, freed), the
-# library's small variables 20 (its settings and originals, generations,
+# library's small variables 16 (its settings and originals, generations,
 # the line slots a worker's thread keeps), its written .data and GOT pages
 # 8 and its last code page 4, the injector's block and stub pages 8, the
 # connection table's and epoll map's first pages 8. Until then 92-98
@@ -776,7 +776,7 @@ def check_tree(tree, failures):
             # the shim's own state, and the injector thread's malloc arena
             # and stack: kept (kept_rss: the workers' own growth with the
             # connections they serve at once moved their whole size by up
-            # to 100 kB a worker between runs) 60-64 kB a worker
+            # to 100 kB a worker between runs) 56 kB a worker
             # (2026-12-07 late evening; 92-98 before the small variables
             # were packed and the event loops' frames went back; 104-112
             # before the injector's own stack; 112-118 before the tables'
