@@ -2,7 +2,7 @@
  * reqid_inject.c - make a running process load a library and call one of
  * its functions:
  *
- *	reqid-inject [-v] PID LIBPATH FUNCTION ARG
+ *	reqid-inject [-v] [-p] PID LIBPATH FUNCTION ARG
  *
  * runs, on a fresh thread of PID, f = dlsym(dlopen(LIBPATH, RTLD_NOW),
  * FUNCTION) and f(copy of ARG), f being int f(const char *), and prints
@@ -10,7 +10,9 @@
  * its working directory and search path. On failure prints one
  * "reqid-inject: " line on stderr and exits 1 (2 for a usage error); -v
  * adds a line with the stop times and one with where they went (each
- * step's milliseconds).
+ * step's milliseconds). -p appends to ARG a line saying which
+ * pages of the target's libc and loader were resident before the
+ * injection touched them (resident_pages.c), as `reqid attach` wants.
  *
  * How: stops every thread (threads.c), again later while the main thread
  * is inside fork() (in_fork.c), borrows the main thread for libc
@@ -66,6 +68,7 @@
 #include "priority.h"
 #include "proc_maps.h"
 #include "remote_call.h"
+#include "resident_pages.h"
 #include "stub.h"
 #include "target_libc.h"
 #include "target_mem.h"
@@ -519,10 +522,30 @@ static void print_phases(void)
 	fputc('\n', stderr);
 }
 
+/* ARG with the line of resident_pages_line appended (as its last line), read
+ * before any remote call; ARG alone if that line cannot be made or would
+ * make it longer than ARG_LIMIT. */
+static const char *with_resident_pages(const char *arg, pid_t pid)
+{
+	char *line = resident_pages_line(pid), *both = NULL;
+	size_t alen = strlen(arg), llen;
+
+	if (!line)
+		return arg;
+	llen = strlen(line);
+	if (alen + 1 + llen <= ARG_LIMIT && (both = malloc(alen + 1 + llen + 1))) {
+		memcpy(both, arg, alen);
+		both[alen] = '\n';
+		memcpy(both + alen + (alen ? 1 : 0), line, llen + 1);
+	}
+	free(line);
+	return both ? both : arg;
+}
+
 static int usage(const char *why)
 {
 	fprintf(stderr, "reqid-inject: %s\n"
-		"usage: reqid-inject [-v] PID LIBPATH FUNCTION ARG\n"
+		"usage: reqid-inject [-v] [-p] PID LIBPATH FUNCTION ARG\n"
 		"  calls int FUNCTION(const char *ARG) from LIBPATH (as the "
 		"target's dlopen sees it) on a new thread of PID and prints "
 		"its result\n", why);
@@ -537,12 +560,17 @@ int main(int argc, char **argv)
 	sigset_t fatal, old, child;
 	struct priority raised;
 	double start = now_ms();
-	int verbose = 0, rc;
+	int verbose = 0, pages = 0, rc;
 	char *end;
 	long pid;
 
 	if (argc > 1 && strcmp(argv[1], "-v") == 0) {
 		verbose = 1;
+		argv++;
+		argc--;
+	}
+	if (argc > 1 && strcmp(argv[1], "-p") == 0) {
+		pages = 1;
 		argv++;
 		argc--;
 	}
@@ -571,6 +599,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "reqid-inject: %s\n", fail_message());
 		return 1;
 	}
+	if (pages)
+		q.arg = with_resident_pages(q.arg, q.pid);
 	rc = target_libc_find(q.pid, &q.libc);
 	if (rc == 0)
 		rc = q.mem = target_mem_open(q.pid);

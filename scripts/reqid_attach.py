@@ -101,7 +101,12 @@ def inject(inject_bin, pid, lib, function, arg):
     """(status the function returned, None) or (None, reqid-inject's message)."""
     deadline = time.monotonic() + INJECTOR_BUSY_S
     while True:
-        p = subprocess.run([inject_bin, str(pid), lib, function, arg], stdout=subprocess.PIPE,
+        # -p: the shim is told which pages of libc and the loader were
+        # resident before the injection touched them (reqid_detach gives
+        # back the others).
+        pages = ["-p"] if function != "reqid_detach" else []
+        p = subprocess.run([inject_bin] + pages + [str(pid), lib, function, arg],
+                           stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, text=True, timeout=30)
         if p.returncode == 0:
             return int(p.stdout.split()[0]), None

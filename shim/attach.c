@@ -120,6 +120,37 @@ static bool read_settings(const char *settings, size_t len)
 	return true;
 }
 
+/* The line reqid-inject -p appends to the settings (inject/resident_pages.c):
+ * which pages of libc and the loader were resident before the injection. */
+#define RESIDENT_BEFORE "REQID_RESIDENT_BEFORE="
+
+/* The start of settings' RESIDENT_BEFORE line, NULL if there is none. */
+static const char *resident_before_line(const char *settings)
+{
+	for (const char *p = settings; p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
+		if (strncmp(p, RESIDENT_BEFORE, sizeof(RESIDENT_BEFORE) - 1) == 0)
+			return p;
+	return NULL;
+}
+
+/* Its value, for resident_snapshot; NULL if there is none. */
+static const char *resident_before_value(const char *settings)
+{
+	const char *line = resident_before_line(settings);
+	return line ? line + sizeof(RESIDENT_BEFORE) - 1 : NULL;
+}
+
+/* How many of settings' len bytes `reqid status` shows: all but a last
+ * RESIDENT_BEFORE line (and the newline before it), which is no setting. */
+static size_t settings_shown(const char *settings, size_t len)
+{
+	const char *line = resident_before_line(settings);
+	if (!line || strchr(line, '\n'))
+		return len;
+	size_t at = (size_t)(line - settings);
+	return at > 0 ? at - 1 : 0;
+}
+
 /* Whether more than one thread runs besides the calling one (the
  * injector's, which ends after attach). */
 static bool other_threads(void)
@@ -525,7 +556,9 @@ static int attach_now(const char *settings)
 	count_unadopted(highest);
 	request_naming_paused(false);
 	import_registrations(&instances, highest);
-	memcpy(reqid_attach_status.settings, settings, len + 1);
+	size_t shown = settings_shown(settings, len);
+	memcpy(reqid_attach_status.settings, settings, shown);
+	reqid_attach_status.settings[shown] = '\0';
 	reqid_attach_status.patched = patched;
 	reqid_attach_status.attached = 1;
 	return ATTACH_OK;
@@ -647,7 +680,7 @@ static int attach(const char *settings)
 	 * the program's, nor its thread for one of the program's. */
 	resident_late_drop_wait();
 	change_begin();
-	resident_snapshot();
+	resident_snapshot(resident_before_value(settings));
 	int r = attach_now(settings);
 	if (!reqid_attach_status.attached)
 		resident_forget(); /* refused, or REQID_DISABLE */

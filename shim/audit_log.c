@@ -37,6 +37,7 @@
 #include "audit_record.h"
 #include "call_chain.h"
 #include "fork_hot.h"
+#include "large_table.h"
 #include "raw_syscall.h"
 #include "request_table.h"
 #include "shim_init.h"
@@ -76,7 +77,7 @@ static struct image home, other;
 #define RANGES_MAX 512
 static struct {
 	uintptr_t start, end;
-} ranges[RANGES_MAX];
+} ranges[RANGES_MAX] LARGE_TABLE;
 static _Atomic int range_count;
 static _Atomic bool map_writing;
 

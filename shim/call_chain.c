@@ -28,6 +28,7 @@
 
 #include "fork_hot.h"
 #include "frame_rule.h"
+#include "large_table.h"
 #include "next_symbol.h"
 #include "page_bytes.h"
 #include "raw_syscall.h"
@@ -284,7 +285,7 @@ struct rule_set {
 
 /* Page-aligned, whole pages: call_chain_release_rules gives them back
  * whole, each at once (never a byte at a time under a reader). */
-static struct rule_set rule_sets[RULE_SETS] __attribute__((aligned(PAGE_BYTES)));
+static struct rule_set rule_sets[RULE_SETS] __attribute__((aligned(PAGE_BYTES))) LARGE_TABLE;
 _Static_assert(sizeof(rule_sets) % PAGE_BYTES == 0, "the rules fill whole pages");
 static _Atomic uint32_t rule_generation;
 static _Atomic unsigned long long rules_unloaded;

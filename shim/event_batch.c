@@ -227,6 +227,13 @@ void batch_thread_exit(void)
 		munmap(f, sizeof(struct loop_frames));
 }
 
+void batch_wait_after_detach(void)
+{
+	if (shim.loaded_by_attach && !__atomic_load_n(&shim.attached, __ATOMIC_ACQUIRE) &&
+	    !thread_ctx.in_shim && thread_ctx.signal_depth == 0)
+		batch_thread_exit();
+}
+
 /* How many outer frames (counted from the thread's first) chain shares
  * with the saved chain of depth frames. */
 static int shared_outer(const struct call_chain *chain, void *const *saved, int depth)

@@ -98,6 +98,14 @@ struct chain_memo *batch_chain_memo(void) __attribute__((visibility("hidden")));
 /* The calling thread ends. */
 void batch_thread_exit(void) __attribute__((visibility("hidden")));
 
+/* A wait of the calling thread returned after detach (it sat in it
+ * meanwhile): its copies of return addresses and its kept events go, as
+ * at its end, unless it is inside the shim otherwise (writing lines, in a
+ * signal handler entered through it); a later attach maps them afresh.
+ * Detach cannot give back another thread's pages while it may be reading
+ * them; the thread, back in its wait's hook for the last time, can. */
+void batch_wait_after_detach(void) __attribute__((visibility("hidden")));
+
 /* The ready connection is being closed. */
 void batch_ready_closing(void) __attribute__((visibility("hidden")));
 

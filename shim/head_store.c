@@ -11,12 +11,13 @@
 
 #include <stdatomic.h>
 
+#include "large_table.h"
 #include "map_once.h"
 
 #define STORE_CHUNK 64 /* slots per mapped chunk: one word of claim bits */
 
-static _Atomic uint64_t claimed[HEAD_SLOTS / STORE_CHUNK];
-static void *_Atomic chunks[HEAD_SLOTS / STORE_CHUNK];
+static _Atomic uint64_t claimed[HEAD_SLOTS / STORE_CHUNK] LARGE_TABLE;
+static void *_Atomic chunks[HEAD_SLOTS / STORE_CHUNK] LARGE_TABLE;
 
 uint32_t head_store_claim(void)
 {

@@ -17,6 +17,7 @@
 
 #include "event_batch.h"
 
+#include "large_table.h"
 #include "raw_syscall.h"
 #include "request_table.h"
 
@@ -594,7 +595,7 @@ static void process_unlock(void)
 }
 
 static int system_users;
-static struct sigaction system_intr, system_quit;
+static struct sigaction system_intr LARGE_TABLE, system_quit LARGE_TABLE;
 
 static void system_done(void)
 {
@@ -682,7 +683,7 @@ EXPORT int system(const char *line)
  * another thread's getenv may still be walking an old one. */
 static char **spawn_env;
 static size_t spawn_env_room;
-static struct env_entries spawn_entries;
+static struct env_entries spawn_entries LARGE_TABLE;
 
 char **spawn_environ_begin(void)
 {

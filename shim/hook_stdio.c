@@ -28,6 +28,7 @@
  * the shim go to glibc untouched.
  */
 #include "hooks.h"
+#include "large_table.h"
 #include "raw_syscall.h"
 
 #include <err.h>
@@ -89,7 +90,7 @@ struct stream_mark {
 	uint32_t epoch;
 };
 
-static struct stream_mark marks[STREAM_MARKS];
+static struct stream_mark marks[STREAM_MARKS] LARGE_TABLE;
 
 /* Looks for none until a mark was made: every fclose asks, and on this
  * project's VM reading the marks' three pages costs them as writing does

@@ -74,8 +74,9 @@ static bool serves_conns(int epfd)
  * (call, asking for `fetch` events), keeping all but the first it returns
  * (epoll_queue.h, batch_fetch_max). A wait that returns after detach (the
  * program sat in it meanwhile) gives the program all the kernel gave and
- * runs nothing more of the shim: no stack walk, no map lookup, whose code
- * and tables detach has given back to the kernel. */
+ * runs nothing more of the shim but the thread's giving back of its
+ * frames (batch_wait_after_detach): no stack walk, no map lookup, whose
+ * code and tables detach has given back to the kernel. */
 #define QUEUED_WAIT(call)                                                              \
 	do {                                                                           \
 		int saved = errno;                                                     \
@@ -91,8 +92,11 @@ static bool serves_conns(int epfd)
 		}                                                                      \
 		errno = saved;                                                         \
 		int n = (call);                                                        \
-		if (unlikely(!__atomic_load_n(&shim.active, __ATOMIC_ACQUIRE)))        \
-			return n; /* detached while it waited: pass it through */     \
+		if (unlikely(!__atomic_load_n(&shim.active, __ATOMIC_ACQUIRE))) {      \
+			/* detached while it waited: pass it through */               \
+			batch_wait_after_detach();                                     \
+			return n;                                                      \
+		}                                                                      \
 		if (q && n > 1) {                                                      \
 			saved = errno;                                                 \
 			n = epoll_queue_keep(q, epfd, ev, n, edge);                    \

@@ -25,6 +25,7 @@
 #include <wchar.h>
 
 #include "fork_hot.h"
+#include "large_table.h"
 #include "map_once.h"
 #include "raw_syscall.h"
 #include "shim_init.h"
@@ -43,7 +44,7 @@ struct backlog {
 	char before;             /* the byte written before buf ('\n' if none) */
 };
 
-static struct backlog backlogs[BACKLOGS];
+static struct backlog backlogs[BACKLOGS] LARGE_TABLE;
 /* Backlogs in use, plus one once dying: nonzero sends writes the long way.
  * Read for every line: FORK_HOT, on the page a fork child writes anyway, so
  * a child's first line does not fault in a page of its own to read it. */

@@ -34,6 +34,7 @@
 #include "call_chain.h"
 #include "event_batch.h"
 #include "fork_hot.h"
+#include "large_table.h"
 #include "line_format.h"
 #include "log_order.h"
 #include "raw_syscall.h"
@@ -123,7 +124,7 @@ struct line_slot {
 				     memory to keep it): so does its rest */
 };
 
-static struct line_slot line_slots[LINE_SLOTS];
+static struct line_slot line_slots[LINE_SLOTS] LARGE_TABLE;
 /* No slot at or above this index was ever claimed: walks over the table
  * (exit, fork) stop here, so they cost what was used, not LINE_SLOTS. */
 static _Atomic unsigned slots_used;
@@ -1658,6 +1659,14 @@ void log_release_free_slots(void)
 	int32_t tid = ctx_tid();
 	for (unsigned i = 0; i < used; i++) {
 		struct line_slot *s = &line_slots[i];
+		/* A free slot with no buffers has nothing to give back: left
+		 * unwritten, its page stays untouched (claims spread over the
+		 * first CLAIM_SPREAD slots, a few pages of which most are
+		 * never claimed). One claimed right after this read is the
+		 * claimer's, as one claimed after the loop is. */
+		if (atomic_load_explicit(&s->owner, memory_order_acquire) == 0 && !s->buf &&
+		    !s->scratch)
+			continue;
 		/* A free slot is claimed meanwhile, so that none is taken; one
 		 * a thread keeps (slot_leave) is used under its lock only, and
 		 * its buffers stay mapped: only their pages go. */

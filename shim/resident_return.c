@@ -8,7 +8,12 @@
  * file bit: never a private copy, such as a GOT page the patcher wrote,
  * whose contents exist nowhere else) and was not present at attach is
  * dropped with MADV_DONTNEED: the kernel maps the file's page again at the
- * next touch. The shim's own file counts as not present at attach.
+ * next touch. The shim's own file counts as not present at attach, and
+ * so do the pages of libc and the loader that reqid-inject saw not present
+ * before it touched them (REQID_RESIDENT_BEFORE, inject/resident_pages.c):
+ * the injection runs their code before attach takes its note
+ * (pthread_create on the borrowed thread, dlopen), and the kernel maps up
+ * to 64 KiB of a file around each page touched.
  * Only mappings that were read-only when /proc/self/maps was read are
  * looked at, and each batch of pages is dropped right after its pagemap
  * entries are read: a page would lose a write only if the program made
@@ -45,6 +50,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "large_table.h"
 #include "page_bytes.h"
 #include "raw_syscall.h"
 
@@ -120,7 +126,7 @@ struct late_notes {
 static union {
 	struct late_notes notes;
 	char stack[PAGE_BYTES]; /* the thread's stack: what the notes leave, at the top */
-} late __attribute__((aligned(PAGE_BYTES)));
+} late __attribute__((aligned(PAGE_BYTES))) LARGE_TABLE;
 _Static_assert(sizeof(late) == PAGE_BYTES && sizeof(struct late_notes) + 2048 <= PAGE_BYTES,
 	       "the late drop's notes and at least 2 KiB of stack fill one page");
 
@@ -303,7 +309,45 @@ static size_t count_pages(bool *too_many)
 	return pages;
 }
 
-static void note_pages(struct snapshot *s, int pagemap)
+/* The hex digits REQID_RESIDENT_BEFORE (before: "START-END:DIGITS,...",
+ * up to a newline or its end; inject/resident_pages.c) gives for the
+ * mapping [start, end), *count of them; NULL if it lists none. */
+static const char *before_digits(const char *before, uintptr_t start, uintptr_t end,
+				 size_t *count)
+{
+	const char *p = before;
+	while (p && *p && *p != '\n') {
+		unsigned long listed_start, listed_end, unused;
+		p = hex(p, &listed_start);
+		if (*p++ != '-')
+			return NULL;
+		p = hex(p, &listed_end);
+		if (*p++ != ':')
+			return NULL;
+		const char *digits = p;
+		p = hex(p, &unused);
+		if (listed_start == start && listed_end == end) {
+			*count = (size_t)(p - digits);
+			return digits;
+		}
+		if (*p++ != ',')
+			return NULL;
+	}
+	return NULL;
+}
+
+/* Whether page `page` of a mapping was resident before the injection, as
+ * its digits (before_digits) say; true if they say nothing of it. */
+static bool resident_before(const char *digits, size_t count, size_t page)
+{
+	if (!digits || page / 4 >= count)
+		return true;
+	char c = digits[page / 4];
+	unsigned value = c <= '9' ? (unsigned)(c - '0') : (unsigned)(c - 'a' + 10);
+	return value >> (page % 4) & 1;
+}
+
+static void note_pages(struct snapshot *s, int pagemap, const char *before)
 {
 	struct maps_reader r;
 	struct mapping m;
@@ -323,6 +367,8 @@ static void note_pages(struct snapshot *s, int pagemap)
 		s->bits_used += pages;
 		if (is_own(s, &m))
 			continue; /* the shim's own: not there before attach */
+		size_t digit_count = 0;
+		const char *digits = before_digits(before, m.start, m.end, &digit_count);
 		for (size_t done = 0; done < pages;) {
 			size_t k = pages - done < BATCH ? pages - done : BATCH;
 			if (!pagemap_read(pagemap, m.start + done * PAGE_BYTES, entries, k)) {
@@ -331,7 +377,8 @@ static void note_pages(struct snapshot *s, int pagemap)
 			}
 			for (size_t i = 0; i < k; i++) {
 				size_t bit = n->first_bit + done + i;
-				if (entries[i] & PRESENT)
+				if ((entries[i] & PRESENT) &&
+				    resident_before(digits, digit_count, done + i))
 					s->bits[bit / 64] |= 1ull << (bit % 64);
 			}
 			done += k;
@@ -348,7 +395,7 @@ void resident_forget(void)
 	}
 }
 
-void resident_snapshot(void)
+void resident_snapshot(const char *before)
 {
 	int saved = errno;
 	resident_forget();
@@ -368,7 +415,7 @@ void resident_snapshot(void)
 		s->complete = !too_many && bits_max == pages + slack;
 		s->bits_max = bits_max;
 		if (find_own_file(s)) {
-			note_pages(s, pagemap);
+			note_pages(s, pagemap, before);
 			noted = s;
 		} else {
 			munmap(s, size);

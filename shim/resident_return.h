@@ -17,8 +17,10 @@
 #include <stddef.h>
 
 /* Notes which pages of the process's read-only private file mappings are
- * resident now (replacing an earlier note). Keeps errno. */
-void resident_snapshot(void) __attribute__((visibility("hidden")));
+ * resident now (replacing an earlier note), less those that before, the
+ * value of a REQID_RESIDENT_BEFORE line (resident_return.c) or NULL, says
+ * were not resident before the injection. Keeps errno. */
+void resident_snapshot(const char *before) __attribute__((visibility("hidden")));
 
 /* Drops every page of a read-only private file mapping that maps its file's
  * page (never a private copy) and was not resident at the snapshot, the

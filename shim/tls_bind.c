@@ -5,6 +5,7 @@
  * which a later object may claim. Lookups probe at most PROBES slots.
  */
 #include "tls_bind.h"
+#include "large_table.h"
 
 #include <stdatomic.h>
 #include <stddef.h>
@@ -19,7 +20,7 @@ struct bind {
 	_Atomic int fd1; /* fd + 1; 0: not known yet */
 };
 
-static struct bind binds[BINDS];
+static struct bind binds[BINDS] LARGE_TABLE;
 
 static size_t home(uintptr_t key)
 {

@@ -1086,6 +1086,16 @@ class Target:
             os.close(fd)
 
 
+def maps_of(pid):
+    """[(start, end, perms, path)] of pid's mappings."""
+    found = []
+    for line in open("/proc/%d/maps" % pid):
+        fields = line.split()
+        start, end = (int(a, 16) for a in fields[0].split("-"))
+        found.append((start, end, fields[1], fields[5] if len(fields) > 5 else ""))
+    return found
+
+
 def proc_state(pid):
     try:
         with open("/proc/%d/status" % pid) as f:
@@ -1158,9 +1168,9 @@ def yama_prefix(scope):
             'exec setpriv --reuid=65534 --regid=65534 --clear-groups "$@"' % scope, "sh"]
 
 
-def inject(pid, lib, func, arg, verbose=False, prefix=()):
-    cmd = list(prefix) + [str(INJECT)] + (["-v"] if verbose else []) + [
-        str(pid), str(lib), func, arg]
+def inject(pid, lib, func, arg, verbose=False, prefix=(), pages=False):
+    cmd = list(prefix) + [str(INJECT)] + (["-v"] if verbose else []) + (
+        ["-p"] if pages else []) + [str(pid), str(lib), func, arg]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=30)
 
 
@@ -1447,6 +1457,31 @@ class Suite:
                        wait_until(lambda: ntasks(t.pid) == tasks),
                        "%d threads" % ntasks(t.pid))
             self.live("parked threads resume after probe", t)
+
+            # -p: a last line says which pages of libc's and the loader's
+            # read-only mappings were resident before the injection, one
+            # hex digit for each four pages (inject/resident_pages.c).
+            r = inject(t.pid, lib, "probe", "first", pages=True)
+            got = out.read_text() if out.exists() else ""
+            wanted = {"%x-%x" % (s, e): (e - s) // 4096 for s, e, perms, path in
+                      maps_of(t.pid) if perms[1] == "-" and perms[3] == "p" and
+                      (path.rsplit("/", 1)[-1].startswith("libc.so.6") or
+                       path.rsplit("/", 1)[-1].startswith("ld-linux"))}
+            first, _, line = got.partition("\n")
+            listed = dict(entry.split(":") for entry in
+                          line.removeprefix("REQID_RESIDENT_BEFORE=").split(",")) \
+                if line.startswith("REQID_RESIDENT_BEFORE=") else {}
+            self.check("-p: the resident pages of libc and the loader, one line after ARG",
+                       r.returncode == 0 and first == "first" and wanted and
+                       set(listed) == set(wanted) and
+                       all(len(bits) == (wanted[k] + 3) // 4 and
+                           re.fullmatch("[0-9a-f]+", bits) and bits.strip("0")
+                           for k, bits in listed.items()),
+                       "exit %d, stderr %r, file %r, mappings %r" % (
+                           r.returncode, r.stderr, got[:300], wanted))
+            r = inject(t.pid, lib, "probe", "", pages=True)
+            self.check("-p with an empty ARG: the line alone",
+                       out.read_text().startswith("REQID_RESIDENT_BEFORE="), out.read_text()[:80])
 
             big = "".join(chr(ord("a") + i % 26) for i in range(65536))
             r = inject(t.pid, lib, "probe", big)

@@ -1,0 +1,22 @@
+/*
+ * large_table.h - where a large table goes of which a process touches only
+ * a few pages (slots, caches, per-descriptor records), and one only some
+ * programs use (full-pipe backlogs, posix_spawn's environment, system()'s
+ * saved signal actions): in a section of such tables alone, after the
+ * library's other variables (shim/layout.ld).
+ *
+ * Spread among them, the small variables that outlive a detach (settings,
+ * originals' pointers, generations, the fork and change counts) each
+ * lay on a page of their own between two tables, and kept it resident
+ * after detach; together they fill one page after the two of the shim's
+ * settings (the .bss before this section ended at 0x117f1d in a build of
+ * 2026-12-07: a few bytes more spill onto a page of their own, which
+ * test_attach's nginx kept_rss shows). Never for a small variable every
+ * process writes, nor for one the fork-hot page holds (fork_hot.h).
+ */
+#ifndef REQID_LARGE_TABLE_H
+#define REQID_LARGE_TABLE_H
+
+#define LARGE_TABLE __attribute__((section(".bss.reqid_large")))
+
+#endif
