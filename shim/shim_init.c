@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <link.h>
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -324,27 +325,36 @@ START_PATH bool real_resolve(void)
 }
 
 /* A slot left for its first use, found from the tables one object at a
- * time (a hook may run on a signal's small stack), dlsym where they are
- * not certain. Threads racing for a slot write the same address. */
+ * time (a hook may run on a signal's small stack): pure reads, so a hook
+ * re-entered meanwhile (a signal, or dlsym calling one) finds its own;
+ * dlsym, where the tables are not certain, once per thread at a time.
+ * Threads racing for a slot write the same address. */
 static START_PATH bool real_resolve_slot(unsigned slot)
 {
 	if (!atomic_load_explicit(&real_ready, memory_order_acquire) && !real_resolve())
 		return false;
-	if (!real_lazy || resolving || slot >= ORIGINALS ||
-	    (atomic_load_explicit(&real_absent[slot / 64], memory_order_relaxed) >> (slot % 64)) & 1)
+	if (!real_lazy || slot >= ORIGINALS)
 		return true;
-	resolving = true;
 	const struct original_entry *e = &original_entries[slot];
 	const char *name = (const char *)&original_names + e->name;
 	const struct link_map *self = preloaded_self();
 	void *addr;
-	if (!self || next_symbol_walk(self, name, e->hash, true, &addr) != SYMBOL_FOUND)
+	if (!self || next_symbol_walk(self, name, e->hash, true, &addr) != SYMBOL_FOUND) {
+		/* Read only here: its page is one a process that never
+		 * misses a name never touches. */
+		if ((atomic_load_explicit(&real_absent[slot / 64], memory_order_relaxed) >>
+		     (slot % 64)) & 1)
+			return true;
+		if (resolving)
+			return false;
+		resolving = true;
 		addr = dlsym(RTLD_NEXT, name);
+		resolving = false;
+	}
 	slot_set(slot, addr);
 	if (!addr)
 		atomic_fetch_or_explicit(&real_absent[slot / 64], (uint64_t)1 << (slot % 64),
 					 memory_order_relaxed);
-	resolving = false;
 	return true;
 }
 
@@ -353,6 +363,129 @@ static START_PATH bool real_resolve_slot(unsigned slot)
 REAL_FUNCTIONS(REAL_RESOLVER)
 LIBC_CALLS(REAL_RESOLVER)
 #undef REAL_RESOLVER
+
+/* LINKED_CALLS (shim_init.h): each call of the shim's of NAME reaches
+ * __wrap_NAME, which calls the original found as REAL finds one. Those a
+ * fork child or an event loop may run are with the fork child's code. */
+#define WRAPPED(name, ret, params, needed) ret __wrap_##name params;
+LINKED_CALLS(WRAPPED)
+#undef WRAPPED
+
+FORK_PATH_LATE void *__wrap_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
+{
+	void *(*fn)(void *, size_t, int, int, int, off_t) = LIBC(mmap);
+	return fn ? fn(addr, len, prot, flags, fd, off)
+		  : (void *)syscall(SYS_mmap, addr, len, prot, flags, fd, off);
+}
+
+FORK_PATH_LATE int __wrap_munmap(void *addr, size_t len)
+{
+	int (*fn)(void *, size_t) = LIBC(munmap);
+	return fn ? fn(addr, len) : (int)syscall(SYS_munmap, addr, len);
+}
+
+FORK_PATH_LATE void *__wrap_mremap(void *old, size_t old_len, size_t len, int flags, ...)
+{
+	va_list ap;
+	va_start(ap, flags);
+	void *to = (flags & MREMAP_FIXED) ? va_arg(ap, void *) : NULL;
+	va_end(ap);
+	void *(*fn)(void *, size_t, size_t, int, ...) = LIBC(mremap);
+	return fn ? fn(old, old_len, len, flags, to)
+		  : (void *)syscall(SYS_mremap, old, old_len, len, flags, to);
+}
+
+FORK_PATH_LATE int __wrap_madvise(void *addr, size_t len, int advice)
+{
+	int (*fn)(void *, size_t, int) = LIBC(madvise);
+	return fn ? fn(addr, len, advice) : (int)syscall(SYS_madvise, addr, len, advice);
+}
+
+FORK_PATH_LATE int __wrap_clock_gettime(clockid_t clock, struct timespec *ts)
+{
+	int (*fn)(clockid_t, struct timespec *) = LIBC(clock_gettime);
+	return fn ? fn(clock, ts) : (int)syscall(SYS_clock_gettime, clock, ts);
+}
+
+int __wrap_ioctl(int fd, unsigned long request, ...)
+{
+	va_list ap;
+	va_start(ap, request);
+	void *arg = va_arg(ap, void *);
+	va_end(ap);
+	int (*fn)(int, unsigned long, ...) = LIBC(ioctl);
+	return fn ? fn(fd, request, arg) : (int)syscall(SYS_ioctl, fd, request, arg);
+}
+
+int __wrap_fileno(FILE *f)
+{
+	int (*fn)(FILE *) = LIBC(fileno);
+	if (fn)
+		return fn(f);
+	errno = EBADF;
+	return -1;
+}
+
+int __wrap_fileno_unlocked(FILE *f)
+{
+	int (*fn)(FILE *) = LIBC(fileno_unlocked);
+	if (fn)
+		return fn(f);
+	errno = EBADF;
+	return -1;
+}
+
+int __wrap_ferror(FILE *f)
+{
+	int (*fn)(FILE *) = LIBC(ferror);
+	return fn ? fn(f) : 0;
+}
+
+int __wrap_ftrylockfile(FILE *f)
+{
+	int (*fn)(FILE *) = LIBC(ftrylockfile);
+	return fn ? fn(f) : -1;
+}
+
+int __wrap_fwide(FILE *f, int mode)
+{
+	int (*fn)(FILE *, int) = LIBC(fwide);
+	return fn ? fn(f, mode) : 0;
+}
+
+size_t __wrap_mbsnrtowcs(wchar_t *dst, const char **src, size_t n, size_t len, mbstate_t *ps)
+{
+	size_t (*fn)(wchar_t *, const char **, size_t, size_t, mbstate_t *) = LIBC(mbsnrtowcs);
+	if (fn)
+		return fn(dst, src, n, len, ps);
+	errno = EILSEQ;
+	return (size_t)-1;
+}
+
+int __wrap_snprintf(char *s, size_t n, const char *format, ...)
+{
+	int (*fn)(char *, size_t, const char *, va_list) = LIBC(vsnprintf);
+	if (!fn)
+		return -1;
+	va_list ap;
+	va_start(ap, format);
+	int r = fn(s, n, format, ap);
+	va_end(ap);
+	return r;
+}
+
+void *__wrap_malloc(size_t n)
+{
+	void *(*fn)(size_t) = LIBC(malloc);
+	return fn ? fn(n) : NULL;
+}
+
+void __wrap_free(void *p)
+{
+	void (*fn)(void *) = LIBC(free);
+	if (fn)
+		fn(p);
+}
 
 /* The parent's atfork prepare handler: every slot still left is found
  * before the first fork, once (real_lazy is cleared), so that no fork
@@ -483,9 +616,16 @@ static START_PATH bool fd_identity(int fd, uint64_t *dev, uint64_t *ino, bool *i
 	return true;
 }
 
+/* The longest ids start-up sets: one "dev:ino" of 16 hex digits each,
+ * comma before, per configured log descriptor, and the NUL. */
+#define START_LOG_IDS_SIZE (CONFIG_MAX_LOG_FDS * (1 + 16 + 1 + 16) + 1)
+_Static_assert(START_LOG_IDS_SIZE <= LOG_IDS_SIZE, "START_LOG_IDS_SIZE: more than LOG_IDS_SIZE");
+
 /* The entry set_log_ids puts in place of an inherited one: in .data, on
- * the page the loader writes anyway (fork_hot.h). */
-static char log_ids_entry[sizeof(LOG_IDS_VARIABLE "=") + LOG_IDS_SIZE] START_WRITTEN;
+ * the page the loader writes anyway (fork_hot.h); sized for start-up's
+ * ids, not LOG_IDS_SIZE, so that the FORK_HOT globals after .data leave
+ * more low descriptors' flags on that page. */
+static char log_ids_entry[sizeof(LOG_IDS_VARIABLE "=") + START_LOG_IDS_SIZE] START_WRITTEN;
 
 /* Sets REQID_LOG_IDS to ids without allocating: a program's first
  * allocation sets up malloc (a getrandom, two brk, page faults), which
@@ -545,7 +685,7 @@ static START_PATH void set_log_ids(const char *ids)
 static START_PATH void mark_log_fds(bool attached)
 {
 	const char *inherited = attached ? NULL : environment(LOG_IDS_VARIABLE);
-	char ids[LOG_IDS_SIZE] = "";
+	char ids[START_LOG_IDS_SIZE] = "";
 	size_t len = 0;
 	for (uint8_t i = 0; i < shim.config.log_fd_count; i++) {
 		int fd = shim.config.log_fds[i];

@@ -213,7 +213,29 @@
 	X(sigfillset, int, (sigset_t *), 1) \
 	X(sigaddset, int, (sigset_t *, int), 1) \
 	X(sigismember, int, (const sigset_t *, int), 1) \
-	X(sigprocmask, int, (int, const sigset_t *, sigset_t *), 1)
+	X(sigprocmask, int, (int, const sigset_t *, sigset_t *), 1) \
+	LINKED_CALLS(X)
+
+/* LIBC_CALLS the shim's code calls by their own names: the link sends each
+ * call to __wrap_NAME (the Makefile's -Wl,--wrap=NAME), which shim_init.c
+ * defines as LIBC(NAME) (a system call, or a failure, when the original is
+ * not found), so that none is an import the loader binds at every start. */
+#define LINKED_CALLS(X) \
+	X(mmap, void *, (void *, size_t, int, int, int, off_t), 1) \
+	X(munmap, int, (void *, size_t), 1) \
+	X(mremap, void *, (void *, size_t, size_t, int, ...), 1) \
+	X(madvise, int, (void *, size_t, int), 1) \
+	X(clock_gettime, int, (clockid_t, struct timespec *), 1) \
+	X(ioctl, int, (int, unsigned long, ...), 1) \
+	X(fileno, int, (FILE *), 1) \
+	X(fileno_unlocked, int, (FILE *), 1) \
+	X(ferror, int, (FILE *), 1) \
+	X(ftrylockfile, int, (FILE *), 1) \
+	X(fwide, int, (FILE *, int), 1) \
+	X(mbsnrtowcs, size_t, (wchar_t *, const char **, size_t, size_t, mbstate_t *), 1) \
+	X(snprintf, int, (char *, size_t, const char *, ...), 1) \
+	X(malloc, void *, (size_t), 1) \
+	X(free, void, (void *), 1)
 
 #define REAL_FIELD(name, ret, params, needed) ret (*name) params;
 struct real_functions {
