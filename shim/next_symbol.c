@@ -215,15 +215,22 @@ START_PATH void next_objects_read(const struct link_map *self, struct next_objec
 	}
 }
 
-START_PATH enum symbol_found next_symbol_hashed(const struct next_objects *next, const char *name,
-						uint32_t hash, const char *version, void **addr)
+START_PATH enum symbol_found next_symbol_among(const struct object_symbols *o, unsigned count,
+					       const char *name, uint32_t hash, const char *version,
+					       void **addr)
 {
-	for (unsigned i = 0; i < next->count; i++) {
-		enum symbol_found found = symbol_in(&next->o[i], name, hash, version, addr);
+	for (unsigned i = 0; i < count; i++) {
+		enum symbol_found found = symbol_in(&o[i], name, hash, version, addr);
 		if (found != SYMBOL_ABSENT)
 			return found;
 	}
 	return NEXT_SYMBOL_ASK;
+}
+
+START_PATH enum symbol_found next_symbol_hashed(const struct next_objects *next, const char *name,
+						uint32_t hash, const char *version, void **addr)
+{
+	return next_symbol_among(next->o, next->count, name, hash, version, addr);
 }
 
 START_PATH enum symbol_found next_symbol_walk(const struct link_map *self, const char *name,

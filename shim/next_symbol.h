@@ -168,6 +168,12 @@ void next_objects_read(const struct link_map *self, struct next_objects *next);
 enum symbol_found next_symbol_hashed(const struct next_objects *next, const char *name,
 				     uint32_t hash, const char *version, void **addr);
 
+/* next_symbol_hashed for the count objects at o (in the loader's order,
+ * as next_objects_read reads them): NEXT_SYMBOL_ASK when none has name. */
+enum symbol_found next_symbol_among(const struct object_symbols *o, unsigned count,
+				    const char *name, uint32_t hash, const char *version,
+				    void **addr);
+
 /* next_symbol_hashed(list, name, hash, NULL, addr) for the list
  * next_objects_read(self, list) would make, read one object at a time: a
  * few hundred bytes of stack, where a hook finding an original at its

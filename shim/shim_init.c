@@ -487,6 +487,11 @@ void __wrap_free(void *p)
 		fn(p);
 }
 
+/* The objects resolve_before_fork reads the tables of at once, on the
+ * stack of a thread calling fork (perhaps in a signal handler): past
+ * them (or before libc), each slot is found alone (real_resolve_slot). */
+#define FORK_OBJECTS_MAX 8
+
 /* The parent's atfork prepare handler: every slot still left is found
  * before the first fork, once (real_lazy is cleared), so that no fork
  * child maps the tables and this code to find one, each child anew. */
@@ -494,16 +499,30 @@ static START_PATH void resolve_before_fork(void)
 {
 	if (!real_lazy || resolving)
 		return;
-	resolving = true;
+	struct object_symbols objects[FORK_OBJECTS_MAX];
+	unsigned count = 0;
+	bool libc = false;
 	const struct link_map *self = preloaded_self();
-	struct next_objects next;
-	if (self)
-		next_objects_read(self, &next);
-	for (unsigned i = 0; i < ORIGINALS; i++)
-		if (!slot_get(i))
-			slot_set(i, original_find(self ? &next : NULL, i));
+	for (const struct link_map *l = self ? self->l_next : NULL;
+	     l && !libc && count < FORK_OBJECTS_MAX; l = l->l_next) {
+		if (!object_symbols_read(l->l_addr, l->l_ld, &objects[count]))
+			break;
+		objects[count++].newest_default = true;
+		libc = is_libc_name(l->l_name);
+	}
+	for (unsigned i = 0; i < ORIGINALS; i++) {
+		if (slot_get(i))
+			continue;
+		const struct original_entry *e = &original_entries[i];
+		const char *name = (const char *)&original_names + e->name;
+		void *addr;
+		if (libc && next_symbol_among(objects, count, name, e->hash, NULL, &addr) ==
+				    SYMBOL_FOUND)
+			slot_set(i, addr);
+		else
+			real_resolve_slot(i);
+	}
 	real_lazy = false;
-	resolving = false;
 }
 
 static void say(const char *a, const char *b)
