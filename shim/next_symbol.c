@@ -215,13 +215,36 @@ START_PATH void next_objects_read(const struct link_map *self, struct next_objec
 	}
 }
 
+START_PATH enum symbol_found next_symbol_among(const struct object_symbols *o, unsigned count,
+					       const char *name, uint32_t hash, const char *version,
+					       void **addr)
+{
+	for (unsigned i = 0; i < count; i++) {
+		enum symbol_found found = symbol_in(&o[i], name, hash, version, addr);
+		if (found != SYMBOL_ABSENT)
+			return found;
+	}
+	return NEXT_SYMBOL_ASK;
+}
+
 START_PATH enum symbol_found next_symbol_hashed(const struct next_objects *next, const char *name,
 						uint32_t hash, const char *version, void **addr)
 {
-	for (unsigned i = 0; i < next->count; i++) {
-		enum symbol_found found = symbol_in(&next->o[i], name, hash, version, addr);
-		if (found != SYMBOL_ABSENT)
-			return found;
+	return next_symbol_among(next->o, next->count, name, hash, version, addr);
+}
+
+START_PATH enum symbol_found next_symbol_walk(const struct link_map *self, const char *name,
+					      uint32_t hash, bool newest_default, void **addr)
+{
+	unsigned count = 0;
+	for (const struct link_map *l = self->l_next; l; l = l->l_next) {
+		struct object_symbols o;
+		if (count++ == NEXT_OBJECTS_MAX || !object_symbols_read(l->l_addr, l->l_ld, &o))
+			return NEXT_SYMBOL_ASK;
+		o.newest_default = newest_default;
+		enum symbol_found found = symbol_in(&o, name, hash, NULL, addr);
+		if (found != SYMBOL_ABSENT || is_libc_name(l->l_name))
+			return found == SYMBOL_ABSENT ? NEXT_SYMBOL_ASK : found;
 	}
 	return NEXT_SYMBOL_ASK;
 }

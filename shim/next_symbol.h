@@ -168,4 +168,19 @@ void next_objects_read(const struct link_map *self, struct next_objects *next);
 enum symbol_found next_symbol_hashed(const struct next_objects *next, const char *name,
 				     uint32_t hash, const char *version, void **addr);
 
+/* next_symbol_hashed for the count objects at o (in the loader's order,
+ * as next_objects_read reads them): NEXT_SYMBOL_ASK when none has name. */
+enum symbol_found next_symbol_among(const struct object_symbols *o, unsigned count,
+				    const char *name, uint32_t hash, const char *version,
+				    void **addr);
+
+/* next_symbol_hashed(list, name, hash, NULL, addr) for the list
+ * next_objects_read(self, list) would make, read one object at a time: a
+ * few hundred bytes of stack, where a hook finding an original at its
+ * first call may run on a signal's small stack. newest_default: what
+ * next_objects_read found of libc (a caller that saw it once passes it).
+ * The same answers, NEXT_SYMBOL_ASK included. */
+enum symbol_found next_symbol_walk(const struct link_map *self, const char *name, uint32_t hash,
+				   bool newest_default, void **addr);
+
 #endif

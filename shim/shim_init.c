@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <link.h>
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -184,14 +185,14 @@ static START_PATH void *original_version(const struct next_objects *next, const 
 }
 
 /* Each original the hooks call and each libc function the shim calls, in
- * REAL_FUNCTIONS' then LIBC_CALLS' order: its name's hash
- * (worked out by the compiler), its place in struct real_functions, its
- * name's length and whether the shim needs it. The names are one string,
- * each after the one before: no pointer for the loader to relocate. */
+ * REAL_FUNCTIONS' then LIBC_CALLS' order, the order of struct
+ * real_functions (entry i is slot i): its name's hash (worked out by the
+ * compiler), where its name starts in original_names and whether the shim
+ * needs it. The names are one string, each after the one before, laid out
+ * as struct original_names: no pointer for the loader to relocate. */
 struct original_entry {
 	uint32_t hash;
-	uint16_t slot;
-	uint8_t len;
+	uint16_t name;
 	bool needed;
 };
 #define ORIGINAL_FITS(name, ret, params, needed) \
@@ -199,14 +200,73 @@ struct original_entry {
 REAL_FUNCTIONS(ORIGINAL_FITS)
 LIBC_CALLS(ORIGINAL_FITS)
 #undef ORIGINAL_FITS
+#define ORIGINAL_NAME_FIELD(name, ret, params, needed) char name[sizeof(#name)];
+struct original_names {
+	REAL_FUNCTIONS(ORIGINAL_NAME_FIELD) LIBC_CALLS(ORIGINAL_NAME_FIELD)
+};
+#undef ORIGINAL_NAME_FIELD
+#define ORIGINAL_NAME(name, ret, params, needed) #name,
+static const struct original_names original_names = {REAL_FUNCTIONS(ORIGINAL_NAME)
+							     LIBC_CALLS(ORIGINAL_NAME)};
+#undef ORIGINAL_NAME
 #define ORIGINAL_ENTRY(name, ret, params, needed) \
-	{SYMBOL_HASH_LITERAL(#name), offsetof(struct real_functions, name), sizeof(#name) - 1, needed},
+	{SYMBOL_HASH_LITERAL(#name), offsetof(struct original_names, name), needed},
 static const struct original_entry original_entries[] = {
 	REAL_FUNCTIONS(ORIGINAL_ENTRY) LIBC_CALLS(ORIGINAL_ENTRY)};
 #undef ORIGINAL_ENTRY
-#define ORIGINAL_NAME(name, ret, params, needed) #name "\0"
-static const char original_names[] = REAL_FUNCTIONS(ORIGINAL_NAME) LIBC_CALLS(ORIGINAL_NAME);
-#undef ORIGINAL_NAME
+#define ORIGINALS (sizeof(original_entries) / sizeof(original_entries[0]))
+_Static_assert(sizeof(struct real_functions) == ORIGINALS * sizeof(void (*)(void)),
+	       "struct real_functions: one function pointer per original, in order");
+_Static_assert(sizeof(struct original_names) <= UINT16_MAX, "original_names outgrew its offsets");
+
+/* The originals found at start when the others wait for their first use:
+ * those the shim calls directly (real.fn, not REAL(fn)), or whose absence
+ * it reads as libc lacking them (system() asks whether posix_spawn is
+ * there, the printf and syslog hooks which variant is), and the reads and
+ * writes of the hooks' fast paths, which most processes make. The two
+ * condition variable waits are found by version (real_resolve). */
+static const uint8_t start_slots[] = {
+	REAL_SLOT(read), REAL_SLOT(readv), REAL_SLOT(write), REAL_SLOT(writev),
+	REAL_SLOT(recv), REAL_SLOT(recvfrom), REAL_SLOT(recvmsg), REAL_SLOT(send),
+	REAL_SLOT(sendto), REAL_SLOT(sendmsg), REAL_SLOT(poll), REAL_SLOT(flockfile),
+	REAL_SLOT(funlockfile), REAL_SLOT(fwrite_unlocked), REAL_SLOT(fputws_unlocked),
+	REAL_SLOT(fputwc_unlocked), REAL_SLOT(syslog), REAL_SLOT(vsyslog),
+	REAL_SLOT(__vsyslog_chk), REAL_SLOT(__vfwprintf_chk), REAL_SLOT(posix_spawn),
+};
+_Static_assert(ORIGINALS <= 256, "start_slots: a slot is a byte");
+
+/* The originals left for their first use (real_resolve_slot): set at start
+ * when the loader's tables answer for every name as dlsym would (a
+ * preloaded library, libc reached, glibc 2.36 or later); each slot found
+ * nowhere then gets its bit in real_absent, so that it is looked up once.
+ * A fork child inherits every one: the atfork prepare handler finds them
+ * all before the first fork (resolve_before_fork). */
+static bool real_lazy START_WRITTEN;
+static _Atomic uint64_t real_absent[(ORIGINALS + 63) / 64];
+
+static START_PATH void slot_set(unsigned slot, void *addr)
+{
+	memcpy((char *)&real + slot * sizeof(void (*)(void)), &addr, sizeof(addr));
+}
+
+static START_PATH void *slot_get(unsigned slot)
+{
+	void *addr;
+	memcpy(&addr, (const char *)&real + slot * sizeof(void (*)(void)), sizeof(addr));
+	return addr;
+}
+
+/* dlsym(RTLD_NEXT) of entry slot's name: from the tables in after, else
+ * (after NULL, or not certain there) from dlsym. */
+static START_PATH void *original_find(const struct next_objects *after, unsigned slot)
+{
+	const struct original_entry *e = &original_entries[slot];
+	const char *name = (const char *)&original_names + e->name;
+	void *addr;
+	if (!after || next_symbol_hashed(after, name, e->hash, NULL, &addr) != SYMBOL_FOUND)
+		addr = dlsym(RTLD_NEXT, name);
+	return addr;
+}
 
 START_PATH bool real_resolve(void)
 {
@@ -215,41 +275,254 @@ START_PATH bool real_resolve(void)
 	if (resolving)
 		return false;
 	resolving = true;
-	struct real_functions r;
 	bool complete = true;
 	const struct link_map *self = lookups_as_read() ? preloaded_self() : NULL;
 	struct next_objects next;
 	if (self)
 		next_objects_read(self, &next);
 	const struct next_objects *after = self ? &next : NULL;
-	const char *name = original_names;
-	for (size_t i = 0; i < sizeof(original_entries) / sizeof(original_entries[0]); i++) {
-		const struct original_entry *e = &original_entries[i];
-		void *addr;
-		if (!after || next_symbol_hashed(after, name, e->hash, NULL, &addr) != SYMBOL_FOUND)
-			addr = dlsym(RTLD_NEXT, name);
-		memcpy((char *)&r + e->slot, &addr, sizeof(addr));
-		complete &= !e->needed || addr != NULL;
-		name += e->len + 1;
-	}
+	/* newest_default is set only where libc was reached, from 2.36: no
+	 * name of this list is dlsym's to answer there, and every needed one
+	 * is in every such libc. */
+	bool lazy = after && next.count > 0 && next.o[next.count - 1].newest_default;
+	const unsigned cond_wait = REAL_SLOT(pthread_cond_wait);
+	const unsigned cond_timedwait = REAL_SLOT(pthread_cond_timedwait);
 	/* The current versions: dlsym could hand back the 2.2.5 compat ones. */
-	void *cond_wait = original_version(after, "pthread_cond_wait",
-					   SYMBOL_HASH_LITERAL("pthread_cond_wait"), "GLIBC_2.3.2");
-	void *cond_timedwait = original_version(after, "pthread_cond_timedwait",
-						SYMBOL_HASH_LITERAL("pthread_cond_timedwait"),
-						"GLIBC_2.3.2");
-	if (cond_wait && cond_timedwait) {
-		*(void **)&r.pthread_cond_wait = cond_wait;
-		*(void **)&r.pthread_cond_timedwait = cond_timedwait;
+	void *wait = original_version(after, "pthread_cond_wait",
+				      SYMBOL_HASH_LITERAL("pthread_cond_wait"), "GLIBC_2.3.2");
+	void *timedwait = original_version(after, "pthread_cond_timedwait",
+					   SYMBOL_HASH_LITERAL("pthread_cond_timedwait"), "GLIBC_2.3.2");
+	if (!wait || !timedwait) {
+		wait = original_find(after, cond_wait);
+		timedwait = original_find(after, cond_timedwait);
+	}
+	slot_set(cond_wait, wait);
+	slot_set(cond_timedwait, timedwait);
+	complete = wait && timedwait;
+	if (lazy) {
+		for (size_t i = 0; i < sizeof(start_slots); i++) {
+			void *addr = original_find(after, start_slots[i]);
+			slot_set(start_slots[i], addr);
+			complete &= !original_entries[start_slots[i]].needed || addr != NULL;
+		}
+	} else {
+		for (unsigned i = 0; i < ORIGINALS; i++) {
+			if (i == cond_wait || i == cond_timedwait)
+				continue;
+			void *addr = original_find(after, i);
+			slot_set(i, addr);
+			complete &= !original_entries[i].needed || addr != NULL;
+		}
 	}
 	/* Incomplete (a libc without some needed function): hooks still pass
 	 * calls to what was found, or use raw syscalls, but the shim stays
 	 * inactive. */
-	real = r;
+	real_lazy = lazy;
 	real_complete = complete;
 	atomic_store_explicit(&real_ready, true, memory_order_release);
 	resolving = false;
 	return true;
+}
+
+/* A slot left for its first use, found from the tables one object at a
+ * time (a hook may run on a signal's small stack): pure reads, so a hook
+ * re-entered meanwhile (a signal, or dlsym calling one) finds its own;
+ * dlsym, where the tables are not certain, once per thread at a time.
+ * Threads racing for a slot write the same address. */
+static START_PATH bool real_resolve_slot(unsigned slot)
+{
+	if (!atomic_load_explicit(&real_ready, memory_order_acquire) && !real_resolve())
+		return false;
+	if (!real_lazy || slot >= ORIGINALS)
+		return true;
+	const struct original_entry *e = &original_entries[slot];
+	const char *name = (const char *)&original_names + e->name;
+	const struct link_map *self = preloaded_self();
+	void *addr;
+	if (!self || next_symbol_walk(self, name, e->hash, true, &addr) != SYMBOL_FOUND) {
+		/* Read only here: its page is one a process that never
+		 * misses a name never touches. */
+		if ((atomic_load_explicit(&real_absent[slot / 64], memory_order_relaxed) >>
+		     (slot % 64)) & 1)
+			return true;
+		if (resolving)
+			return false;
+		resolving = true;
+		addr = dlsym(RTLD_NEXT, name);
+		resolving = false;
+	}
+	slot_set(slot, addr);
+	if (!addr)
+		atomic_fetch_or_explicit(&real_absent[slot / 64], (uint64_t)1 << (slot % 64),
+					 memory_order_relaxed);
+	return true;
+}
+
+#define REAL_RESOLVER(name, ret, params, needed) \
+	START_PATH bool real_resolve_##name(void) { return real_resolve_slot(REAL_SLOT(name)); }
+REAL_FUNCTIONS(REAL_RESOLVER)
+LIBC_CALLS(REAL_RESOLVER)
+#undef REAL_RESOLVER
+
+/* LINKED_CALLS (shim_init.h): each call of the shim's of NAME reaches
+ * __wrap_NAME, which calls the original found as REAL finds one. Those a
+ * fork child or an event loop may run are with the fork child's code. */
+#define WRAPPED(name, ret, params, needed) ret __wrap_##name params;
+LINKED_CALLS(WRAPPED)
+#undef WRAPPED
+
+FORK_PATH_LATE void *__wrap_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
+{
+	void *(*fn)(void *, size_t, int, int, int, off_t) = LIBC(mmap);
+	return fn ? fn(addr, len, prot, flags, fd, off)
+		  : (void *)syscall(SYS_mmap, addr, len, prot, flags, fd, off);
+}
+
+FORK_PATH_LATE int __wrap_munmap(void *addr, size_t len)
+{
+	int (*fn)(void *, size_t) = LIBC(munmap);
+	return fn ? fn(addr, len) : (int)syscall(SYS_munmap, addr, len);
+}
+
+FORK_PATH_LATE void *__wrap_mremap(void *old, size_t old_len, size_t len, int flags, ...)
+{
+	va_list ap;
+	va_start(ap, flags);
+	void *to = (flags & MREMAP_FIXED) ? va_arg(ap, void *) : NULL;
+	va_end(ap);
+	void *(*fn)(void *, size_t, size_t, int, ...) = LIBC(mremap);
+	return fn ? fn(old, old_len, len, flags, to)
+		  : (void *)syscall(SYS_mremap, old, old_len, len, flags, to);
+}
+
+FORK_PATH_LATE int __wrap_madvise(void *addr, size_t len, int advice)
+{
+	int (*fn)(void *, size_t, int) = LIBC(madvise);
+	return fn ? fn(addr, len, advice) : (int)syscall(SYS_madvise, addr, len, advice);
+}
+
+FORK_PATH_LATE int __wrap_clock_gettime(clockid_t clock, struct timespec *ts)
+{
+	int (*fn)(clockid_t, struct timespec *) = LIBC(clock_gettime);
+	return fn ? fn(clock, ts) : (int)syscall(SYS_clock_gettime, clock, ts);
+}
+
+int __wrap_ioctl(int fd, unsigned long request, ...)
+{
+	va_list ap;
+	va_start(ap, request);
+	void *arg = va_arg(ap, void *);
+	va_end(ap);
+	int (*fn)(int, unsigned long, ...) = LIBC(ioctl);
+	return fn ? fn(fd, request, arg) : (int)syscall(SYS_ioctl, fd, request, arg);
+}
+
+int __wrap_fileno(FILE *f)
+{
+	int (*fn)(FILE *) = LIBC(fileno);
+	if (fn)
+		return fn(f);
+	errno = EBADF;
+	return -1;
+}
+
+int __wrap_fileno_unlocked(FILE *f)
+{
+	int (*fn)(FILE *) = LIBC(fileno_unlocked);
+	if (fn)
+		return fn(f);
+	errno = EBADF;
+	return -1;
+}
+
+int __wrap_ferror(FILE *f)
+{
+	int (*fn)(FILE *) = LIBC(ferror);
+	return fn ? fn(f) : 0;
+}
+
+int __wrap_ftrylockfile(FILE *f)
+{
+	int (*fn)(FILE *) = LIBC(ftrylockfile);
+	return fn ? fn(f) : -1;
+}
+
+int __wrap_fwide(FILE *f, int mode)
+{
+	int (*fn)(FILE *, int) = LIBC(fwide);
+	return fn ? fn(f, mode) : 0;
+}
+
+size_t __wrap_mbsnrtowcs(wchar_t *dst, const char **src, size_t n, size_t len, mbstate_t *ps)
+{
+	size_t (*fn)(wchar_t *, const char **, size_t, size_t, mbstate_t *) = LIBC(mbsnrtowcs);
+	if (fn)
+		return fn(dst, src, n, len, ps);
+	errno = EILSEQ;
+	return (size_t)-1;
+}
+
+int __wrap_snprintf(char *s, size_t n, const char *format, ...)
+{
+	int (*fn)(char *, size_t, const char *, va_list) = LIBC(vsnprintf);
+	if (!fn)
+		return -1;
+	va_list ap;
+	va_start(ap, format);
+	int r = fn(s, n, format, ap);
+	va_end(ap);
+	return r;
+}
+
+void *__wrap_malloc(size_t n)
+{
+	void *(*fn)(size_t) = LIBC(malloc);
+	return fn ? fn(n) : NULL;
+}
+
+void __wrap_free(void *p)
+{
+	void (*fn)(void *) = LIBC(free);
+	if (fn)
+		fn(p);
+}
+
+/* The objects resolve_before_fork reads the tables of at once, on the
+ * stack of a thread calling fork (perhaps in a signal handler): past
+ * them (or before libc), each slot is found alone (real_resolve_slot). */
+#define FORK_OBJECTS_MAX 8
+
+/* The parent's atfork prepare handler: every slot still left is found
+ * before the first fork, once (real_lazy is cleared), so that no fork
+ * child maps the tables and this code to find one, each child anew. */
+static START_PATH void resolve_before_fork(void)
+{
+	if (!real_lazy || resolving)
+		return;
+	struct object_symbols objects[FORK_OBJECTS_MAX];
+	unsigned count = 0;
+	bool libc = false;
+	const struct link_map *self = preloaded_self();
+	for (const struct link_map *l = self ? self->l_next : NULL;
+	     l && !libc && count < FORK_OBJECTS_MAX; l = l->l_next) {
+		if (!object_symbols_read(l->l_addr, l->l_ld, &objects[count]))
+			break;
+		objects[count++].newest_default = true;
+		libc = is_libc_name(l->l_name);
+	}
+	for (unsigned i = 0; i < ORIGINALS; i++) {
+		if (slot_get(i))
+			continue;
+		const struct original_entry *e = &original_entries[i];
+		const char *name = (const char *)&original_names + e->name;
+		void *addr;
+		if (libc && next_symbol_among(objects, count, name, e->hash, NULL, &addr) ==
+				    SYMBOL_FOUND)
+			slot_set(i, addr);
+		else
+			real_resolve_slot(i);
+	}
+	real_lazy = false;
 }
 
 static void say(const char *a, const char *b)
@@ -362,9 +635,16 @@ static START_PATH bool fd_identity(int fd, uint64_t *dev, uint64_t *ino, bool *i
 	return true;
 }
 
+/* The longest ids start-up sets: one "dev:ino" of 16 hex digits each,
+ * comma before, per configured log descriptor, and the NUL. */
+#define START_LOG_IDS_SIZE (CONFIG_MAX_LOG_FDS * (1 + 16 + 1 + 16) + 1)
+_Static_assert(START_LOG_IDS_SIZE <= LOG_IDS_SIZE, "START_LOG_IDS_SIZE: more than LOG_IDS_SIZE");
+
 /* The entry set_log_ids puts in place of an inherited one: in .data, on
- * the page the loader writes anyway (fork_hot.h). */
-static char log_ids_entry[sizeof(LOG_IDS_VARIABLE "=") + LOG_IDS_SIZE] START_WRITTEN;
+ * the page the loader writes anyway (fork_hot.h); sized for start-up's
+ * ids, not LOG_IDS_SIZE, so that the FORK_HOT globals after .data leave
+ * more low descriptors' flags on that page. */
+static char log_ids_entry[sizeof(LOG_IDS_VARIABLE "=") + START_LOG_IDS_SIZE] START_WRITTEN;
 
 /* Sets REQID_LOG_IDS to ids without allocating: a program's first
  * allocation sets up malloc (a getrandom, two brk, page faults), which
@@ -424,7 +704,7 @@ static START_PATH void set_log_ids(const char *ids)
 static START_PATH void mark_log_fds(bool attached)
 {
 	const char *inherited = attached ? NULL : environment(LOG_IDS_VARIABLE);
-	char ids[LOG_IDS_SIZE] = "";
+	char ids[START_LOG_IDS_SIZE] = "";
 	size_t len = 0;
 	for (uint8_t i = 0; i < shim.config.log_fd_count; i++) {
 		int fd = shim.config.log_fds[i];
@@ -495,7 +775,8 @@ bool fork_handler_registered(void)
 {
 	static bool registered START_WRITTEN;
 	if (!registered)
-		registered = fork_handlers_add(NULL, NULL, after_fork_child);
+		registered = fork_handlers_add(real_lazy ? resolve_before_fork : NULL, NULL,
+					       after_fork_child);
 	return registered;
 }
 

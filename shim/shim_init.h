@@ -21,6 +21,7 @@
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <sys/epoll.h>
 #include <sys/select.h>
 #include <sys/socket.h>
@@ -212,7 +213,29 @@
 	X(sigfillset, int, (sigset_t *), 1) \
 	X(sigaddset, int, (sigset_t *, int), 1) \
 	X(sigismember, int, (const sigset_t *, int), 1) \
-	X(sigprocmask, int, (int, const sigset_t *, sigset_t *), 1)
+	X(sigprocmask, int, (int, const sigset_t *, sigset_t *), 1) \
+	LINKED_CALLS(X)
+
+/* LIBC_CALLS the shim's code calls by their own names: the link sends each
+ * call to __wrap_NAME (the Makefile's -Wl,--wrap=NAME), which shim_init.c
+ * defines as LIBC(NAME) (a system call, or a failure, when the original is
+ * not found), so that none is an import the loader binds at every start. */
+#define LINKED_CALLS(X) \
+	X(mmap, void *, (void *, size_t, int, int, int, off_t), 1) \
+	X(munmap, int, (void *, size_t), 1) \
+	X(mremap, void *, (void *, size_t, size_t, int, ...), 1) \
+	X(madvise, int, (void *, size_t, int), 1) \
+	X(clock_gettime, int, (clockid_t, struct timespec *), 1) \
+	X(ioctl, int, (int, unsigned long, ...), 1) \
+	X(fileno, int, (FILE *), 1) \
+	X(fileno_unlocked, int, (FILE *), 1) \
+	X(ferror, int, (FILE *), 1) \
+	X(ftrylockfile, int, (FILE *), 1) \
+	X(fwide, int, (FILE *, int), 1) \
+	X(mbsnrtowcs, size_t, (wchar_t *, const char **, size_t, size_t, mbstate_t *), 1) \
+	X(snprintf, int, (char *, size_t, const char *, ...), 1) \
+	X(malloc, void *, (size_t), 1) \
+	X(free, void, (void *), 1)
 
 #define REAL_FIELD(name, ret, params, needed) ret (*name) params;
 struct real_functions {
@@ -302,13 +325,28 @@ bool fork_handler_registered(void) HIDDEN;
  * unloaded); whether they are in. */
 bool fork_handlers_add(void (*prepare)(void), void (*parent)(void), void (*child)(void)) HIDDEN;
 
-/* Resolves the originals if not done yet. False while resolution is under
- * way on this thread (dlsym re-entering a hook): pass the call through with
- * a raw syscall then. */
+/* Resolves the originals if not done yet: those the shim calls without
+ * asking REAL first, or all of them (shim_init.c's real_resolve says
+ * when). False while resolution is under way on this thread (dlsym
+ * re-entering a hook): pass the call through with a raw syscall then. */
 bool real_resolve(void) HIDDEN;
 
-/* Fetches an original, resolving on first use; NULL only during resolution. */
-#define REAL(fn) (likely(real.fn != NULL) || real_resolve() ? real.fn : NULL)
+/* real_resolve_NAME() resolves original NAME if it was left for its first
+ * use (shim_init.c's real_resolve_slot), all of them before the
+ * constructor ran (real_resolve); one function each, of no argument, so
+ * that a hook's call of it loads no register on the hook's way (a slot
+ * number passed to one shared function cost the request loop 5 to 7
+ * instructions a request: write_slow kept the descriptor in a saved
+ * register). */
+#define REAL_RESOLVER(name, ret, params, needed) bool real_resolve_##name(void) HIDDEN;
+REAL_FUNCTIONS(REAL_RESOLVER)
+LIBC_CALLS(REAL_RESOLVER)
+#undef REAL_RESOLVER
+#define REAL_SLOT(fn) (offsetof(struct real_functions, fn) / sizeof(void (*)(void)))
+
+/* Fetches an original, resolving on first use; NULL only during resolution
+ * or when libc has no such function. */
+#define REAL(fn) (likely(real.fn != NULL) || real_resolve_##fn() ? real.fn : NULL)
 
 /* One of LIBC_CALLS, found as REAL finds an original. */
 #define LIBC(fn) REAL(fn)

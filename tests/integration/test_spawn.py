@@ -24,7 +24,11 @@ written to fd 2 with no dup on the way, comes out as JSON); its stdout, a
 pipe python reads, is data (its bytes come back exactly). The vfork child shares the parent's tables, which do not know its
 descriptors: the file's path tells it.
 First, what a process pays to start: no function of shim_init.h's LIBC_CALLS
-is an import of the library's (the loader would bind it at every start).
+is an import of the library's (the loader would bind it at every start);
+and the originals the shim leaves for their first use are found there: by a
+library preloaded after the shim, whose constructor runs before the shim's,
+and in a fork child of a parent that had called none of them (fopen gives a
+FILE in each).
 Exits non-zero on a failure.
 
     python3 tests/integration/test_spawn.py
@@ -87,16 +91,17 @@ def check_vfork_log_file(failures):
 
 
 def check_libc_calls_not_imported(failures):
-    """Every function of shim_init.h's LIBC_CALLS is found with the originals
-    at start, not bound by the loader (an import costs every process it
-    starts in some 700 instructions): none is an undefined symbol of the
-    library's."""
+    """Every function of shim_init.h's LIBC_CALLS (LINKED_CALLS among them)
+    is found as the originals are, not bound by the loader (an import costs
+    every process it starts in some 700 instructions): none is an undefined
+    symbol of the library's."""
     with open(os.path.join(ROOT, "shim", "shim_init.h"), encoding="utf-8") as f:
         header = f.read()
-    block = header[header.index("#define LIBC_CALLS(X)"):]
-    block = block[:block.index("\n\n")]
-    names = re.findall(r"\bX\((\w+),", block)
-    if len(names) < 20:
+    names = []
+    for start in ("#define LIBC_CALLS(X)", "#define LINKED_CALLS(X)"):
+        block = header[header.index(start):]
+        names += re.findall(r"\bX\((\w+),", block[:block.index("\n\n")])
+    if len(names) < 40:
         failures.append("LIBC_CALLS: only %d names read" % len(names))
     symbols = subprocess.run(["readelf", "-W", "--dyn-syms", SHIM], stdout=subprocess.PIPE,
                              text=True, check=True).stdout
@@ -107,9 +112,71 @@ def check_libc_calls_not_imported(failures):
             failures.append("%s is in LIBC_CALLS but the library imports it" % name)
 
 
+# A library preloaded after the shim (its constructor runs first), and a
+# program: each calls hooked functions whose originals the shim finds at
+# their first use (fopen, dup, fclose), the library before the shim's
+# constructor ran, the program in a fork child whose parent called none.
+EARLY_LIBRARY = r"""
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+__attribute__((constructor)) static void early(void)
+{
+	FILE *f = fopen("/dev/null", "r");
+	const char *line = f ? "early fopen ok\n" : "early fopen NULL\n";
+	if (write(2, line, strlen(line)) < 0 || (f && fclose(f) != 0))
+		_exit(3);
+}
+"""
+FORKING_PROGRAM = r"""
+#include <stdio.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+int main(void)
+{
+	pid_t pid = fork();
+	if (pid == 0) {
+		FILE *f = fopen("/dev/null", "r");
+		int fd = dup(0);
+		const char *line = f && fd >= 0 ? "child fopen ok\n" : "child fopen NULL\n";
+		_exit(write(2, line, strlen(line)) < 0 || !f || fclose(f) != 0);
+	}
+	int status;
+	return waitpid(pid, &status, 0) != pid || status != 0;
+}
+"""
+
+
+def check_originals_at_first_use(failures):
+    """Originals left for their first use are found before the shim's
+    constructor ran and in a fork child: fopen returns a FILE there (the
+    hook passes NULL on when it finds no original)."""
+    with tempfile.TemporaryDirectory(prefix="reqid-first-use-") as tmp:
+        lib, prog = os.path.join(tmp, "libearly.so"), os.path.join(tmp, "forking")
+        for src, out, flags in ((EARLY_LIBRARY, lib, ["-shared", "-fPIC"]),
+                                (FORKING_PROGRAM, prog, [])):
+            with open(out + ".c", "w", encoding="utf-8") as f:
+                f.write(src)
+            subprocess.run(["cc", "-O2"] + flags + ["-o", out, out + ".c"], check=True)
+        runs = (("early", [prog], SHIM + " " + lib, "early fopen ok"),
+                ("child", [prog], SHIM, "child fopen ok"))
+        for name, argv, preload, want in runs:
+            r = subprocess.run(argv, env=dict(os.environ, LD_PRELOAD=preload),
+                               stderr=subprocess.PIPE, text=True, timeout=30)
+            texts = [json.loads(l)["msg"] if l.startswith("{") else l
+                     for l in r.stderr.splitlines()]
+            if r.returncode != 0 or want not in texts:
+                failures.append("%s: exit %d, stderr %r, want a line %r"
+                                % (name, r.returncode, r.stderr, want))
+            else:
+                print("spawn first use: %s" % want)
+
+
 def main():
     failures = []
     check_libc_calls_not_imported(failures)
+    check_originals_at_first_use(failures)
     check_vfork_log_file(failures)
     with tempfile.TemporaryDirectory(prefix="reqid-spawn-") as tmp:
         log_path = os.path.join(tmp, "stderr.log")

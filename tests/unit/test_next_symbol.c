@@ -177,6 +177,39 @@ static void test_every_original_the_shim_takes_is_found(void **state)
 	assert_ptr_equal(addr, dlvsym(RTLD_NEXT, "pthread_cond_wait", "GLIBC_2.3.2"));
 }
 
+/* next_symbol_walk, one object at a time, answers as the list does for
+ * every name libc defines (addresses and NEXT_SYMBOL_ASK alike), and for
+ * one nothing defines. */
+static void test_the_walk_answers_as_the_list(void **state)
+{
+	(void)state;
+	const struct link_map *libc = libc_map();
+	struct object_symbols o;
+	assert_true(object_symbols_read(libc->l_addr, libc->l_ld, &o));
+	bool newest = next.o[next.count - 1].newest_default;
+	uint32_t count = symbol_count(o.gnu_hash);
+	unsigned found = 0, asked = 0;
+	for (uint32_t i = 1; i < count; i++) {
+		const char *name = o.strtab + o.symtab[i].st_name;
+		void *listed = NULL, *walked = NULL;
+		enum symbol_found by_list = next_symbol(&next, name, NULL, &listed);
+		enum symbol_found by_walk = next_symbol_walk(program_or_vdso(), name,
+							     symbol_hash(name), newest, &walked);
+		if (by_list != by_walk || listed != walked)
+			fail_msg("%s: list %d %p, walk %d %p", name, (int)by_list, listed,
+				 (int)by_walk, walked);
+		found += by_walk == SYMBOL_FOUND;
+		asked += by_walk == NEXT_SYMBOL_ASK;
+	}
+	assert_true(found > 1500);
+	assert_true(asked > 0);
+	void *addr = NULL;
+	assert_int_equal(next_symbol_walk(program_or_vdso(), "reqid_no_such_function",
+					  symbol_hash("reqid_no_such_function"), newest, &addr),
+			 NEXT_SYMBOL_ASK);
+	assert_null(addr);
+}
+
 static void test_libc_of_2_36_takes_default_versions(void **state)
 {
 	(void)state;
@@ -702,6 +735,7 @@ int main(void)
 		cmocka_unit_test(test_newest_default_passes_hidden_versions_by),
 		cmocka_unit_test(test_a_named_version_takes_its_own_definition),
 		cmocka_unit_test(test_a_libc_defining_glibc_2_36_sets_newest_default),
+		cmocka_unit_test(test_the_walk_answers_as_the_list),
 		cmocka_unit_test(test_hidden_and_internal_definitions_are_asked),
 		cmocka_unit_test(test_the_bloom_filter_turns_names_away),
 		cmocka_unit_test(test_an_object_without_gnu_hash_is_not_read),
