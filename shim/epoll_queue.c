@@ -13,8 +13,40 @@
 #include "epoll_queue.h"
 
 #include "epoll_map.h"
+#include "shim_init.h"
 
+#include <stdatomic.h>
 #include <string.h>
+
+static struct lookup_memo *memo_of(struct epoll_queue *q, uint64_t data)
+{
+	_Static_assert(LOOKUP_MEMO == 64, "six bits of the hash");
+	return &q->memo[(data * 0x9e3779b97f4a7c15ull) >> 58];
+}
+
+/* What q's memo answers for (epfd, data) in a map whose changes are
+ * changes (struct lookup_memo): the fd and *events, or -1. */
+static int remembered(struct epoll_queue *q, int epfd, uint64_t data, uint32_t changes,
+		      uint32_t *events)
+{
+	const struct lookup_memo *m = memo_of(q, data);
+	if (m->fd_plus_1 == 0 || m->data != data || m->epfd != epfd || m->changes != changes ||
+	    atomic_load_explicit(&process.threaded, memory_order_relaxed))
+		return -1;
+	*events = m->events;
+	return m->fd_plus_1 - 1;
+}
+
+static void remember(struct epoll_queue *q, int epfd, uint64_t data, uint32_t changes, int fd,
+		     uint32_t events)
+{
+	struct lookup_memo *m = memo_of(q, data);
+	m->data = data;
+	m->epfd = epfd;
+	m->events = events;
+	m->changes = changes;
+	m->fd_plus_1 = fd + 1;
+}
 
 LOOP_PATH bool epoll_queue_take(struct epoll_queue *q, int epfd, struct epoll_event *ev,
 				epoll_rearm_fn *rearm, int *fd)
@@ -78,18 +110,29 @@ LOOP_PATH int epoll_queue_keep(struct epoll_queue *q, int epfd, const struct epo
 		return n;
 	q->busy = true;
 	uint32_t map_changes = epoll_map_changes();
-	/* The index slots of all of them asked for first: fetched side by
-	 * side, not each after the last. */
+	/* The memo's answers first; the index slots of the others asked for
+	 * then, fetched side by side, not each after the last. */
+	int fds[QUEUE_MAX + 1];
+	uint32_t masks[QUEUE_MAX + 1];
 	uint64_t hashes[QUEUE_MAX + 1];
-	for (int i = 1; i < n; i++)
-		hashes[i] = epoll_map_prefetch(epfd, ev[i].data.u64);
+	for (int i = 1; i < n; i++) {
+		fds[i] = remembered(q, epfd, ev[i].data.u64, map_changes, &masks[i]);
+		if (fds[i] < 0)
+			hashes[i] = epoll_map_prefetch(epfd, ev[i].data.u64);
+	}
 	int kept = 0;
 	for (int i = 1; i < n; i++) {
-		/* One lookup gives the fd and, where edges matter, its
-		 * registration's mask (0: not known). */
-		uint32_t events = 0;
-		int fd = epoll_map_lookup_hashed(epfd, ev[i].data.u64, hashes[i],
-						 edge ? &events : NULL);
+		/* One lookup gives the fd and its registration's mask (0: not
+		 * known), which only an edge queue needs. */
+		int fd = fds[i];
+		uint32_t events = masks[i];
+		if (fd < 0) {
+			fd = epoll_map_lookup_hashed(epfd, ev[i].data.u64, hashes[i], &events);
+			if (fd >= 0)
+				remember(q, epfd, ev[i].data.u64, map_changes, fd, events);
+		}
+		if (!edge)
+			events = 0;
 		if (fd < 0 || (edge && events == 0))
 			break;
 		bool once = events & (EPOLLET | EPOLLONESHOT);

@@ -54,6 +54,21 @@
 #include <sys/epoll.h>
 
 #define QUEUE_MAX 63
+#define LOOKUP_MEMO 64
+
+/* The thread's last answers of epoll_map_lookup_events, by data word: an
+ * event loop's keep-alive connections bring the same words batch after
+ * batch. One stands while epoll_map_changes has not moved since it was
+ * looked up, and only in a process that has one thread (no change of the
+ * map can be half done while this thread reads it: a signal handler's
+ * runs whole). */
+struct lookup_memo {
+	uint64_t data;
+	int epfd;
+	int fd_plus_1; /* 0: nothing remembered */
+	uint32_t events;
+	uint32_t changes;
+};
 
 struct epoll_queue {
 	bool busy;
@@ -70,6 +85,7 @@ struct epoll_queue {
 		bool once; /* its registration is edge-triggered or one-shot */
 		bool deleted; /* the program deleted its registration since */
 	} kept[QUEUE_MAX];
+	struct lookup_memo memo[LOOKUP_MEMO];
 };
 
 /* Settles a kept event of fd on epfd that was reported once: true if it

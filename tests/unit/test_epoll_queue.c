@@ -139,6 +139,32 @@ static void test_kept_events_name_their_descriptor_while_the_map_stands(void **s
 	assert_int_equal(epoll_map_lookup(EP, one.data.u64), 12);
 }
 
+/* The queue remembers which descriptor a data word named (its lookup
+ * memo): a word whose registration moved to another descriptor since (a
+ * server's connection record given to a new connection) names the new
+ * one in the next batch, never the one the memo saw. */
+static void test_a_data_word_moved_to_another_descriptor_names_it(void **state)
+{
+	(void)state;
+	struct epoll_event ev[3], one;
+	int fd;
+	int n = batch(ev, (const int[]){10, 11, 12}, 3);
+	assert_int_equal(epoll_queue_keep(&queue, EP, ev, n, false), 1);
+	assert_true(epoll_queue_take(&queue, EP, &one, rearm, &fd));
+	assert_int_equal(fd, 11);
+	assert_true(epoll_queue_take(&queue, EP, &one, rearm, &fd));
+	assert_int_equal(fd, 12);
+	epoll_map_delete(EP, 11);
+	epoll_map_set(EP, 21, base + 11, EPOLLIN);
+	n = batch(ev, (const int[]){10, 11, 12}, 3);
+	assert_int_equal(epoll_queue_keep(&queue, EP, ev, n, false), 1);
+	assert_true(epoll_queue_take(&queue, EP, &one, rearm, &fd));
+	assert_int_equal(one.data.u64, base + 11);
+	assert_int_equal(fd, 21);
+	assert_true(epoll_queue_take(&queue, EP, &one, rearm, &fd));
+	assert_int_equal(fd, 12);
+}
+
 static void test_one_event_is_not_kept(void **state)
 {
 	(void)state;
@@ -563,6 +589,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup(test_kept_events_come_back_in_order, setup),
 		cmocka_unit_test_setup(test_kept_events_name_their_descriptor_while_the_map_stands, setup),
+		cmocka_unit_test_setup(test_a_data_word_moved_to_another_descriptor_names_it, setup),
 		cmocka_unit_test_setup(test_one_event_is_not_kept, setup),
 		cmocka_unit_test_setup(test_unknown_event_returns_the_whole_batch, setup),
 		cmocka_unit_test_setup(test_changed_descriptors_are_dropped, setup),
