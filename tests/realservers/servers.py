@@ -545,6 +545,10 @@ class Running:
             problems.append("%s had already exited with %s before the stop: %s"
                             % (self.srv.name, self.proc.returncode, self.console_tail()))
         else:
+            # The clients are done: a server stopped before it read their
+            # ends may exit with connections open, and lighttpd then exits
+            # 1 (seen on a loaded machine, bare and shimmed alike).
+            self.wait_connections_closed(timeout=5.0)
             self.proc.send_signal(self.srv.stop_signal)
             try:
                 rc = self.proc.wait(timeout)
