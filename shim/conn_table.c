@@ -394,18 +394,30 @@ static void stream_untracked(void)
 }
 
 /* The process's first connection: from now on its fork children find the
- * library's code mapped (fork_copies_code), and the request rings
- * (request_tables_ready). Code copying is not done in a process `reqid
- * attach` loaded the library into: detach gives back the library's pages
- * that map its file, and the two copies would stay. Not in a process with
- * threads (fork servers have one): the descriptor fork_copies_code holds
- * for a moment would be one another thread's open could not have, and one
- * its close_range or dup2 could take, the byte then written to its file
- * and the descriptor closed under it. */
+ * request rings mapped (request_tables_ready), and, once it forks, the
+ * library's code (accepted_fork_prepare). */
 static __attribute__((noinline, cold)) void first_accepted(void)
 {
 	__atomic_store_n(&shim.accepted, true, __ATOMIC_RELAXED);
 	request_tables_ready();
+}
+
+/* Whether fork_copies_code ran (a fork child inherits it). */
+static bool code_copied;
+
+/* Before a fork of a process that accepted a connection, the first time:
+ * its children find the library's code mapped (fork_copies_code). Not in
+ * a process `reqid attach` loaded the library into: detach gives back the
+ * library's pages that map its file, and the two copies would stay. Not in
+ * a process with threads (fork servers have one): the descriptor
+ * fork_copies_code holds for a moment would be one another thread's open
+ * could not have, and one its close_range or dup2 could take, the byte
+ * then written to its file and the descriptor closed under it. */
+void accepted_fork_prepare(void)
+{
+	if (!__atomic_load_n(&shim.accepted, __ATOMIC_RELAXED) || code_copied)
+		return;
+	code_copied = true;
 	if (!shim.loaded_by_attach &&
 	    !atomic_load_explicit(&process.threaded, memory_order_relaxed))
 		fork_copies_code();

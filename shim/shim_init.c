@@ -495,7 +495,7 @@ bool fork_handler_registered(void)
 {
 	static bool registered START_WRITTEN;
 	if (!registered)
-		registered = fork_handlers_add(NULL, NULL, after_fork_child);
+		registered = fork_handlers_add(accepted_fork_prepare, NULL, after_fork_child);
 	return registered;
 }
 
