@@ -33,7 +33,11 @@ struct fd_state fd_states[FD_LOW] FORK_HOT_LAST;
 extern char reqid_fork_hot_end[] __attribute__((weak, visibility("hidden")));
 struct fd_state *_Atomic fd_pages[FD_LIMIT / FD_PAGE];
 void *_Atomic conn_chunks[FD_LIMIT / CONN_CHUNK];
-static _Atomic unsigned pages_end; /* fd_state_end, as far as pages go */
+/* fd_state_end, as far as pages go. Read before it is written, at a
+ * process's first page of descriptor states or of the epoll map (nginx's
+ * first epoll_create): START_WRITTEN, on the page the loader writes; in
+ * .bss the read mapped the zero page and the store then copied it. */
+static _Atomic unsigned pages_end START_WRITTEN;
 static _Atomic int highest_copy FORK_HOT; /* no copy has a higher fd: scans stop there */
 
 _Static_assert(CONFIG_MAX_FD == FD_LIMIT - 1, "REQID_LOG_FDS takes every fd that can be tracked");
