@@ -406,8 +406,11 @@ static __attribute__((noinline, cold)) void first_accepted(void)
 	request_tables_ready();
 }
 
-/* Whether fork_copies_code ran (a fork child inherits it). */
-static bool code_copied;
+/* Whether fork_copies_code ran (a fork child inherits it). Read at every
+ * fork, written at the first after an accept: START_WRITTEN, on the page
+ * the loader writes (in .bss the read mapped the zero page and the store
+ * copied it: two faults). */
+static bool code_copied START_WRITTEN;
 
 /* Before a fork of a process that accepted a connection, the first time:
  * its children find the library's code mapped (fork_copies_code). Not in
