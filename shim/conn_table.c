@@ -33,7 +33,11 @@ struct fd_state fd_states[FD_LOW] FORK_HOT_LAST;
 extern char reqid_fork_hot_end[] __attribute__((weak, visibility("hidden")));
 struct fd_state *_Atomic fd_pages[FD_LIMIT / FD_PAGE];
 void *_Atomic conn_chunks[FD_LIMIT / CONN_CHUNK];
-static _Atomic unsigned pages_end; /* fd_state_end, as far as pages go */
+/* fd_state_end, as far as pages go. Read before it is written, at a
+ * process's first page of descriptor states or of the epoll map (nginx's
+ * first epoll_create): START_WRITTEN, on the page the loader writes; in
+ * .bss the read mapped the zero page and the store then copied it. */
+static _Atomic unsigned pages_end START_WRITTEN;
 static _Atomic int highest_copy FORK_HOT; /* no copy has a higher fd: scans stop there */
 
 _Static_assert(CONFIG_MAX_FD == FD_LIMIT - 1, "REQID_LOG_FDS takes every fd that can be tracked");
@@ -159,12 +163,33 @@ static void conn_unlock(struct conn *c)
 	atomic_store_explicit(&c->busy, 0, memory_order_release);
 }
 
-/* fd's entry, its chunk mapped if it was not; NULL if mapping fails. */
-static FORK_PATH struct conn *conn_entry_made(int fd)
+/* Whether this process (or the one it was forked from) ever published a
+ * chunk: until then the page of conn_chunks is one it never wrote. Read at
+ * every connection, in a fork child too: FORK_HOT. */
+static _Atomic bool chunk_published FORK_HOT;
+
+/* fd's entry, its chunk mapped if it was not; NULL if mapping fails.
+ * *mapped_now (if not NULL) tells whether its chunk had no entries before
+ * this call: the entry is then all zeroes. A process's first connection
+ * writes the chunk's pointer before map_once reads it: on a page never
+ * written (a pre-forked worker's, a fresh process's) a read maps the zero
+ * page, a fault, and the store then copies it, a second. */
+static FORK_PATH struct conn *conn_entry_made(int fd, bool *mapped_now)
 {
-	struct conn_chunk *chunk = map_once(&conn_chunks[(unsigned)fd / CONN_CHUNK],
-					    sizeof(struct conn_chunk));
-	return chunk ? &chunk->entry[(unsigned)fd % CONN_CHUNK] : NULL;
+	void *_Atomic *slot = &conn_chunks[(unsigned)fd / CONN_CHUNK];
+	if (unlikely(!atomic_load_explicit(&chunk_published, memory_order_relaxed))) {
+		void *none = NULL; /* a store of what is there, NULL or not */
+		atomic_compare_exchange_strong_explicit(slot, &none, NULL, memory_order_relaxed,
+							memory_order_relaxed);
+	}
+	if (mapped_now)
+		*mapped_now = !atomic_load_explicit(slot, memory_order_relaxed);
+	struct conn_chunk *chunk = map_once(slot, sizeof(struct conn_chunk));
+	if (!chunk)
+		return NULL;
+	if (unlikely(!atomic_load_explicit(&chunk_published, memory_order_relaxed)))
+		atomic_store_explicit(&chunk_published, true, memory_order_relaxed);
+	return &chunk->entry[(unsigned)fd % CONN_CHUNK];
 }
 
 void conn_lose(int fd)
@@ -332,8 +357,12 @@ static FORK_PATH __attribute__((noinline)) void parser_state_build(unsigned char
  * fork does not make it copy a deeper stack page at every accept. */
 static FORK_PATH void parser_start(unsigned char *out)
 {
-	static _Alignas(struct http_parser) unsigned char built[HTTP_PARSER_STATE_SIZE];
-	static _Atomic int made; /* 0: not yet, 1: being built, 2: built */
+	/* On the page a fork child writes anyway (FORK_HOT): a pre-forked
+	 * worker, whose parent never accepted, builds it at its first
+	 * connection; elsewhere in .bss the read of made would map the zero
+	 * page (a fault) and its store copy it (a second). */
+	static _Alignas(struct http_parser) unsigned char built[HTTP_PARSER_STATE_SIZE] FORK_HOT;
+	static _Atomic int made FORK_HOT; /* 0: not yet, 1: being built, 2: built */
 	int m = atomic_load_explicit(&made, memory_order_acquire);
 	if (m == 0 && atomic_compare_exchange_strong(&made, &m, 1)) {
 		parser_state_build(built, sizeof(built), false);
@@ -369,18 +398,33 @@ static void stream_untracked(void)
 }
 
 /* The process's first connection: from now on its fork children find the
- * library's code mapped (fork_copies_code), and the request rings
- * (request_tables_ready). Code copying is not done in a process `reqid
- * attach` loaded the library into: detach gives back the library's pages
- * that map its file, and the two copies would stay. Not in a process with
- * threads (fork servers have one): the descriptor fork_copies_code holds
- * for a moment would be one another thread's open could not have, and one
- * its close_range or dup2 could take, the byte then written to its file
- * and the descriptor closed under it. */
+ * request rings mapped (request_tables_ready), and, once it forks, the
+ * library's code (accepted_fork_prepare). */
 static __attribute__((noinline, cold)) void first_accepted(void)
 {
 	__atomic_store_n(&shim.accepted, true, __ATOMIC_RELAXED);
 	request_tables_ready();
+}
+
+/* Whether fork_copies_code ran (a fork child inherits it). Read at every
+ * fork, written at the first after an accept: START_WRITTEN, on the page
+ * the loader writes (in .bss the read mapped the zero page and the store
+ * copied it: two faults). */
+static bool code_copied START_WRITTEN;
+
+/* Before a fork of a process that accepted a connection, the first time:
+ * its children find the library's code mapped (fork_copies_code). Not in
+ * a process `reqid attach` loaded the library into: detach gives back the
+ * library's pages that map its file, and the two copies would stay. Not in
+ * a process with threads (fork servers have one): the descriptor
+ * fork_copies_code holds for a moment would be one another thread's open
+ * could not have, and one its close_range or dup2 could take, the byte
+ * then written to its file and the descriptor closed under it. */
+void accepted_fork_prepare(void)
+{
+	if (!__atomic_load_n(&shim.accepted, __ATOMIC_RELAXED) || code_copied)
+		return;
+	code_copied = true;
 	if (!shim.loaded_by_attach &&
 	    !atomic_load_explicit(&process.threaded, memory_order_relaxed))
 		fork_copies_code();
@@ -468,12 +512,16 @@ static bool conn_is_fresh(const struct fd_state *st, const struct conn *c)
 LOOP_PATH void conn_open(int fd)
 {
 	struct fd_state *st = fd_state_made(fd);
-	struct conn *c = st ? conn_entry_made(fd) : NULL;
+	bool mapped_now = false;
+	struct conn *c = st ? conn_entry_made(fd, &mapped_now) : NULL;
 	if (!c) {
 		stream_untracked();
 		return;
 	}
-	if (conn_is_fresh(st, c)) {
+	/* An entry of a chunk mapped just now is zeroes, never fresh: looking
+	 * would read its page (the zero page, a fault) before the lock's
+	 * store copies it (a second). */
+	if (!mapped_now && conn_is_fresh(st, c)) {
 		if (atomic_load_explicit(&st->flags, memory_order_relaxed) != FD_CONN)
 			atomic_store_explicit(&st->flags, FD_CONN, memory_order_relaxed);
 		if (!__atomic_load_n(&shim.accepted, __ATOMIC_RELAXED))
@@ -494,7 +542,7 @@ static void joined_parser_start(unsigned char *out)
 void conn_join(int fd, bool from_start)
 {
 	struct fd_state *st = fd_state_made(fd);
-	struct conn *c = st ? conn_entry_made(fd) : NULL;
+	struct conn *c = st ? conn_entry_made(fd, NULL) : NULL;
 	if (c && conn_trylock(c))
 		conn_start(fd, st, c, from_start ? JOIN_NONE : JOIN_AWAIT_RESPONSE,
 			   joined_parser_start);
@@ -504,7 +552,7 @@ void conn_join(int fd, bool from_start)
 
 void conn_unseen_until_adopted(int fd)
 {
-	struct conn *c = conn_entry_made(fd);
+	struct conn *c = conn_entry_made(fd, NULL);
 	if (c)
 		conn_went_blind(c);
 	else
@@ -773,7 +821,7 @@ FORK_PATH void conn_copied(int fd, int copy)
 	const struct fd_state *hs = fd_state(holder);
 	uint8_t generation = atomic_load_explicit(&hs->generation, memory_order_relaxed);
 	struct fd_state *cs = fd_state_made(copy);
-	if (!cs || !conn_entry_made(copy)) /* it may inherit the entry */
+	if (!cs || !conn_entry_made(copy, NULL)) /* it may inherit the entry */
 		return;
 	int high = atomic_load_explicit(&highest_copy, memory_order_relaxed);
 	while (copy > high &&

@@ -96,16 +96,21 @@
 /* A fork child maps anew every page of a file's private mapping that the
  * fork did not copy, a fault each 64 KiB of code it runs, and fork copies
  * a mapping's page entries only if the mapping holds an anonymous page.
- * Called at the process's first accepted connection (a fork server's
- * parent, before it forks for it; not if it has threads): the library's
+ * Called as a process that accepted a connection forks for the first time
+ * (conn_table.c's accepted_fork_prepare: a fork server's parent, before
+ * its first child; not if it has threads): the library's
  * code and its headers (which the loader reads to bind a symbol lazily)
  * each get one, by a write of the byte that is there through
  * /proc/self/mem (the ELF header's first; _fini's, which never runs): from
- * then on its children find mapped what their parent mapped.
- * Called once per process (conn_table.c's first_accepted, when it sets
- * shim.accepted, which a fork child inherits; a signal handler's accept
- * racing the first only writes the same bytes again); a failure leaves
- * the mappings as they were. */
+ * then on its children find mapped what their parent mapped. A process
+ * that never forks after accepting (a pre-forked worker, nginx's worker)
+ * never pays it: the two writes cost such a worker's first request some
+ * 100 us. Called once per process; a failure leaves the mappings as they
+ * were. */
 void fork_copies_code(void) __attribute__((visibility("hidden")));
+
+/* The shim's atfork prepare handler: fork_copies_code, at the first fork of
+ * a process that accepted a connection. */
+void accepted_fork_prepare(void) __attribute__((visibility("hidden")));
 
 #endif

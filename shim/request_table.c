@@ -52,12 +52,19 @@ struct request_head {
 	struct trace_plan trace;
 };
 
+/* The pins right after the serial: a new request stores to the serial
+ * (its read is an add of 0) before it reads the pins, so they are on a
+ * page already written but when the serial ends a page. After the text,
+ * the pins of a slot that crosses into a page no request wrote yet (slots
+ * are 168 bytes; the ring is walked in order) were read there first: the
+ * zero page mapped, a fault, then copied by the text's store, a second (a
+ * fresh worker's first lap of the ring: two a page). */
 struct request_slot {
 	_Atomic uint64_t serial; /* 0: never written; SLOT_WRITING while being written */
+	_Atomic uint32_t pins; /* connections whose unanswered request is here */
 	struct request_head head;
 	char text[REQUEST_INLINE_TEXT]; /* the id, unless it is the trace-id, then
 					   the request line */
-	_Atomic uint32_t pins; /* connections whose unanswered request is here */
 };
 
 _Static_assert(sizeof(struct request_slot) == 168, "a request slot is 168 bytes");

@@ -771,12 +771,20 @@ bool fork_handlers_add(void (*prepare)(void), void (*parent)(void), void (*child
 	return __register_atfork(prepare, parent, child, __dso_handle) == 0;
 }
 
+/* The parent's atfork prepare handler: the originals still left are
+ * found, and a process that accepted a connection copies the library's
+ * code pages, once each, so that no child does either. */
+static void before_fork(void)
+{
+	resolve_before_fork();
+	accepted_fork_prepare();
+}
+
 bool fork_handler_registered(void)
 {
 	static bool registered START_WRITTEN;
 	if (!registered)
-		registered = fork_handlers_add(real_lazy ? resolve_before_fork : NULL, NULL,
-					       after_fork_child);
+		registered = fork_handlers_add(before_fork, NULL, after_fork_child);
 	return registered;
 }
 

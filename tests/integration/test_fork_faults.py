@@ -26,10 +26,12 @@ shim's symbol table (a lazy binding looks there first), the partial-line
 code and buffers (two windows, two or three pages), the exit flag's page
 at exit, a page of the loader's at exit, and the parent's descriptor
 flags' page at its close). The three faults since gone are the child's
-mappings of the shim's code and symbol table: the parent's first accepted
-connection gives those two mappings an anonymous page each, and fork
-copies the page entries of such a mapping to the child, what the parent
-mapped of it included (fork_copies_code, fork_hot.h). The library
+mappings of the shim's code and symbol table: a parent that accepted a
+connection gives those two mappings an anonymous page each as it first
+forks (at its first accept until a later session that day, when workers
+that never fork paid it too), and fork copies the page entries of such a
+mapping to the child, what the parent mapped of it included
+(fork_copies_code, fork_hot.h). The library
 of 2026-12-06's morning added +20.9, with libunwind and liblzma loaded
 at listen (their exit code ran in every child) and the ring of answered
 requests, the seen bits and the constants each a page more.
