@@ -6,7 +6,10 @@ in a vfork child and posix_spawn, in raw fork and clone children, beside a
 thread that dlopens and dlcloses libm in a loop, and with LD_AUDIT (an audit
 module binding every symbol) or LD_DYNAMIC_WEAK set; epoll data words reused
 by another descriptor, dup2 onto a registered descriptor, a mask changed by
-EPOLL_CTL_MOD, a thread started after the memo filled.
+EPOLL_CTL_MOD, a thread started after the memo filled. Then test_event_loops'
+case 6 (two threads on one epoll fd) against ev_c11_threads, whose threads
+thrd_create starts (no pthread_create hook sees them): C11_RUNS runs, each
+with no wrong id and no line lost or reordered.
 
 Each mode runs bare once and shimmed several times: the exit status and
 every line (the shim's {"msg": ...} wrapping of a line outside any request
@@ -17,11 +20,18 @@ most STACK_MARGIN bytes.
     python3 tests/integration/test_evening_breaks.py [-v]
 """
 
+import copy
 import json
 import os
+import pathlib
+import random
 import subprocess
 import sys
 import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+import test_event_loops  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SHIM = os.path.join(ROOT, "build", "libreqid.so")
@@ -29,6 +39,8 @@ SOURCE = os.path.join(ROOT, "tests", "integration", "evening_breaks.c")
 MODES = (["plain"], ["sigalt", "8192"], ["vfork"], ["raw"], ["dl", "libm.so.6"], ["epoll"])
 RUNS = 10
 STACK_MARGIN = 512  # bytes: a few frames of the shim's on a signal's stack
+C11_RUNS = 10
+C11_REQUESTS = 800
 
 AUDIT_MODULE = r"""
 #define _GNU_SOURCE
@@ -75,6 +87,34 @@ def unwrapped(lines):
     return texts, with_id
 
 
+def c11_threads():
+    """test_event_loops' case 'threads' against ev_c11_threads (built as
+    ev_threads in a directory of its own, so that its lines name the server
+    the case expects)."""
+    case = next(c for c in test_event_loops.CASES if c.key == "threads")
+    failures = []
+    server_dir = harness.SERVER_DIR
+    with tempfile.TemporaryDirectory(prefix="reqid-c11-") as tmp:
+        subprocess.run(["cc", "-O2", "-g", "-Wall", "-Wextra", "-Werror", "-pthread", "-o",
+                        os.path.join(tmp, case.server),
+                        os.path.join(ROOT, "tests", "servers", "ev_c11_threads.c")], check=True)
+        harness.SERVER_DIR = pathlib.Path(tmp)
+        try:
+            for i in range(C11_RUNS):
+                seed = random.randrange(1 << 30)
+                res = test_event_loops.run_case(case, C11_REQUESTS, seed)
+                c = res["counts"]
+                if res["problems"] or c["wrong"]:
+                    failures.append("ev_c11_threads run %d (seed %d): wrong %d, %s" % (
+                        i, seed, c["wrong"], "; ".join(res["problems"][:3])))
+                else:
+                    print("ev_c11_threads run %d: %d lines, %d tagged, none wrong, lost or "
+                          "reordered" % (i, c["lines"], c["tagged"]))
+        finally:
+            harness.SERVER_DIR = server_dir
+    return failures
+
+
 def main():
     verbose = "-v" in sys.argv
     failures = []
@@ -112,9 +152,10 @@ def main():
                             % (bare, shimmed, STACK_MARGIN))
         else:
             print("signal stack used: bare %d, shimmed %d bytes" % tuple(depths))
+    failures += c11_threads()
     for f in failures:
         print("FAIL", f)
-    total = len(MODES) * 3 + 1
+    total = len(MODES) * 3 + 1 + C11_RUNS
     print("%d passed, %d failed" % (total - len(failures), len(failures)))
     return 1 if failures else 0
 
