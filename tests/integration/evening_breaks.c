@@ -151,6 +151,45 @@ static int sigalt(size_t stack_size, bool depth)
 	return 0;
 }
 
+/* The first fork made in a handler on the alternate stack (the shim's
+ * atfork handler finds every original left there): prints how many bytes
+ * of the stack the handler used, and the child's status. */
+static volatile pid_t forked = -2;
+
+static void on_fork_signal(int sig)
+{
+	(void)sig;
+	int saved = errno;
+	pid_t pid = fork();
+	if (pid == 0)
+		_exit(5);
+	forked = pid;
+	errno = saved;
+}
+
+static int sigfork_depth(void)
+{
+	size_t stack_size = 65536;
+	stack_t st = {.ss_sp = malloc(stack_size), .ss_size = stack_size};
+	memset(st.ss_sp, 0xa5, stack_size);
+	if (sigaltstack(&st, NULL) != 0)
+		return 1;
+	struct sigaction sa = {.sa_handler = on_fork_signal, .sa_flags = SA_ONSTACK};
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGUSR1, &sa, NULL);
+	raise(SIGUSR1);
+	int status = -1;
+	if (forked > 0)
+		waitpid(forked, &status, 0);
+	size_t untouched = 0;
+	while (untouched < stack_size && ((unsigned char *)st.ss_sp)[untouched] == 0xa5)
+		untouched++;
+	char line[64];
+	snprintf(line, sizeof(line), "%zu %d\n", stack_size - untouched, status);
+	say(line);
+	return 0;
+}
+
 /* First uses in a vfork child (dup2, close, fcntl, execve), then in
  * posix_spawn's child (file actions). */
 static int vfork_child(void)
@@ -354,6 +393,8 @@ int main(int argc, char **argv)
 		return sigalt(argc > 2 ? (size_t)atol(argv[2]) : 8192, false);
 	if (!strcmp(argv[1], "sigdepth"))
 		return sigalt(65536, true);
+	if (!strcmp(argv[1], "sigforkdepth"))
+		return sigfork_depth();
 	if (!strcmp(argv[1], "vfork"))
 		return vfork_child();
 	if (!strcmp(argv[1], "raw"))
