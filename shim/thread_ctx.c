@@ -284,8 +284,20 @@ FORK_PATH uint64_t ctx_certain_request(void)
 	return (unsigned)fd < FD_LOW ? certain_on(fd, false) : certain_on_high(fd);
 }
 
+/* A thread other than the process's first that no pthread_create hook saw
+ * start (C11 thrd_create and glibc's own threads call libc's internal
+ * pthread_create) makes the process threaded here, at its first need of
+ * its tid: what a single-threaded process may do (an event loop's batch
+ * holding its lines to the batch's end, the epoll lookup memo) is wrong
+ * beside another thread. Not in a library attach loaded: the injector's
+ * borrowed thread runs it, and attach counts the threads itself. */
 FORK_PATH int32_t ctx_tid_fetch(void)
 {
-	thread_ctx.tid = (int32_t)raw_syscall3(SYS_gettid, 0, 0, 0);
-	return thread_ctx.tid;
+	int32_t tid = (int32_t)raw_syscall3(SYS_gettid, 0, 0, 0);
+	thread_ctx.tid = tid;
+	if (unlikely(tid != process.pid) && process.pid != 0 &&
+	    !atomic_load_explicit(&process.threaded, memory_order_relaxed) &&
+	    !__atomic_load_n(&shim.loaded_by_attach, __ATOMIC_RELAXED))
+		atomic_store_explicit(&process.threaded, true, memory_order_relaxed);
+	return tid;
 }
