@@ -220,6 +220,7 @@ integration: deps $(BUILD)/libreqid.so $(BUILD)/libreqid-fdpages.so $(BUILD)/req
 	python3 tests/integration/test_multihost.py
 	python3 tests/integration/test_show.py
 	python3 tests/integration/test_event_loops.py
+	python3 tests/integration/test_first_use.py
 	python3 tests/integration/test_epoll_edges.py
 	python3 tests/integration/test_parking.py
 	python3 tests/integration/test_signal_reopen.py

@@ -5,7 +5,7 @@
  * start: the shim must still know the process is threaded (what it lets a
  * single-threaded event loop do, such as holding a batch's lines to the
  * batch's end, reorders lines beside a second thread). Built by
- * test_evening_breaks.py. Must never detach or otherwise differ from
+ * test_first_use.py. Must never detach or otherwise differ from
  * ev_threads but in how its threads start.
  */
 #define _GNU_SOURCE /* accept4 */

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""test_evening_breaks.py - the originals found at their first use and the
-epoll lookup memo, where they could break a program: evening_breaks.c's
+"""test_first_use.py - the originals found at their first use and the
+epoll lookup memo, where they could break a program: first_use.c's
 first uses on an 8 KiB signal stack while the interrupted code is in malloc,
 in a vfork child and posix_spawn, in raw fork and clone children, beside a
 thread that dlopens and dlcloses libm in a loop, and with LD_AUDIT (an audit
@@ -18,7 +18,7 @@ The handler's deepest use of the signal stack may exceed the bare run's by at
 most STACK_MARGIN bytes, for its first uses and for a first fork made in a
 handler (the shim's atfork handler then finds every original left).
 
-    python3 tests/integration/test_evening_breaks.py [-v]
+    python3 tests/integration/test_first_use.py [-v]
 """
 
 import copy
@@ -36,7 +36,7 @@ import test_event_loops  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SHIM = os.path.join(ROOT, "build", "libreqid.so")
-SOURCE = os.path.join(ROOT, "tests", "integration", "evening_breaks.c")
+SOURCE = os.path.join(ROOT, "tests", "integration", "first_use.c")
 MODES = (["plain"], ["sigalt", "8192"], ["vfork"], ["raw"], ["dl", "libm.so.6"], ["epoll"])
 RUNS = 10
 STACK_MARGIN = 512  # bytes: a few frames of the shim's on a signal's stack
@@ -119,8 +119,8 @@ def c11_threads():
 def main():
     verbose = "-v" in sys.argv
     failures = []
-    with tempfile.TemporaryDirectory(prefix="reqid-evening-") as tmp:
-        prog, audit = os.path.join(tmp, "evening_breaks"), os.path.join(tmp, "audit.so")
+    with tempfile.TemporaryDirectory(prefix="reqid-first-use-") as tmp:
+        prog, audit = os.path.join(tmp, "first_use"), os.path.join(tmp, "audit.so")
         subprocess.run(["cc", "-O2", "-pthread", "-o", prog, SOURCE, "-ldl"], check=True)
         with open(audit + ".c", "w", encoding="utf-8") as f:
             f.write(AUDIT_MODULE)

@@ -1,11 +1,11 @@
-/* evening_breaks.c - drives the shim's lazily found originals and its
+/* first_use.c - drives the shim's lazily found originals and its
  * epoll lookup memo where they could go wrong: a first use on a small
  * signal stack while the interrupted code is in malloc, in a vfork child,
  * in a raw fork or clone child, beside a thread that dlopens and dlcloses
  * a library in a loop; epoll data words reused by other descriptors, dup2
  * onto a registered descriptor, a changed mask, a thread started after the
  * memo filled. It prints only what must be the same with and without the
- * shim (return values, errno, bytes); test_evening_breaks.py compares.
+ * shim (return values, errno, bytes); test_first_use.py compares.
  * It must never print timing or counts that vary from run to run. */
 #define _GNU_SOURCE
 #include <dlfcn.h>
