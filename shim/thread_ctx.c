@@ -290,14 +290,17 @@ FORK_PATH uint64_t ctx_certain_request(void)
  * its tid: what a single-threaded process may do (an event loop's batch
  * holding its lines to the batch's end, the epoll lookup memo) is wrong
  * beside another thread. Not in a library attach loaded: the injector's
- * borrowed thread runs it, and attach counts the threads itself. */
+ * borrowed thread runs it, and attach counts the threads itself. Not in a
+ * vfork child, which shares its parent's memory (the parent would stay
+ * threaded for good), nor a raw fork's child the shim did not see. */
 FORK_PATH int32_t ctx_tid_fetch(void)
 {
 	int32_t tid = (int32_t)raw_syscall3(SYS_gettid, 0, 0, 0);
 	thread_ctx.tid = tid;
 	if (unlikely(tid != process.pid) && process.pid != 0 &&
 	    !atomic_load_explicit(&process.threaded, memory_order_relaxed) &&
-	    !__atomic_load_n(&shim.loaded_by_attach, __ATOMIC_RELAXED))
+	    !__atomic_load_n(&shim.loaded_by_attach, __ATOMIC_RELAXED) &&
+	    raw_getpid() == process.pid)
 		atomic_store_explicit(&process.threaded, true, memory_order_relaxed);
 	return tid;
 }
