@@ -20,6 +20,7 @@
 #include "large_table.h"
 #include "raw_syscall.h"
 #include "request_table.h"
+#include "signal_frames.h"
 
 #include <elf.h>
 #include <errno.h>
@@ -513,13 +514,13 @@ EXPORT int execle(const char *path, const char *arg0, ...)
 
 /* Signals whose default action ends the process, for which the shim
  * installs a handler if the program left the default in place when it
- * does so (fatal_signal_flush_ensure: when a line may first be pending, or
- * just before the first thread starts; at attach). The handler writes the
- * pending lines and lets the default action happen (SA_RESETHAND restored
- * it; the signal is raised again). */
+ * does so (fatal_signal_flush_ensure: when a line may first be pending,
+ * just before the first thread starts, or before a server's fork; at
+ * attach). The handler writes the pending lines and lets the default
+ * action happen (SA_RESETHAND restored it; the signal is raised again). */
 static const int fatal_signals[] = {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT, SIGTERM};
 
-static void on_fatal_signal(int sig)
+static void flush_at_fatal_signal(int sig)
 {
 	int saved = errno;
 	/* The default action next, whoever calls this (a program's handler
@@ -531,6 +532,11 @@ static void on_fatal_signal(int sig)
 	errno = saved;
 }
 
+static void on_fatal_signal(int sig)
+{
+	signal_run_own(flush_at_fatal_signal, sig);
+}
+
 /* Read wherever a line may become pending: on the FORK_HOT page, which
  * those paths read anyway. */
 _Atomic bool fatal_flush_installed FORK_HOT;
@@ -540,15 +546,19 @@ LOOP_PATH void install_fatal_signal_flush(void)
 	if (raw_getpid() != process.pid || atomic_exchange(&fatal_flush_installed, true))
 		return;
 	int saved = errno;
+	/* Past the sigaction hook: a program's handler shows as its
+	 * trampoline, which is no more SIG_DFL than the handler. One struct
+	 * for the query and the install: a fork child's stack may be near
+	 * the end of its pages. */
 	for (size_t i = 0; i < sizeof(fatal_signals) / sizeof(fatal_signals[0]); i++) {
-		struct sigaction old;
-		if (sigaction(fatal_signals[i], NULL, &old) != 0 || old.sa_handler != SIG_DFL ||
-		    (old.sa_flags & SA_SIGINFO))
+		struct sigaction sa;
+		if (signal_action_direct(fatal_signals[i], NULL, &sa) != 0 ||
+		    sa.sa_handler != SIG_DFL || (sa.sa_flags & SA_SIGINFO))
 			continue;
-		struct sigaction sa = {.sa_handler = on_fatal_signal,
-				       .sa_flags = SA_RESETHAND | SA_ONSTACK};
+		sa.sa_handler = on_fatal_signal;
+		sa.sa_flags = SA_RESETHAND | SA_ONSTACK;
 		LIBC(sigfillset)(&sa.sa_mask);
-		sigaction(fatal_signals[i], &sa, NULL);
+		signal_action_direct(fatal_signals[i], &sa, NULL);
 	}
 	errno = saved;
 }

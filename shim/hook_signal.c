@@ -144,6 +144,27 @@ static void run_info(int sig, siginfo_t *info, void *context)
 	leave_handler(depth, frame);
 }
 
+/* The shim's own handler body, run as the trampolines run a program's:
+ * marked as in a handler (a line it completes is no request's). */
+void signal_run_own(void (*body)(int), int sig)
+{
+	uint8_t depth = thread_ctx.signal_depth;
+	uintptr_t frame = thread_ctx.signal_frame;
+	enter_handler((uintptr_t)__builtin_frame_address(0));
+	body(sig);
+	leave_handler(depth, frame);
+}
+
+/* The next library's sigaction, past this hook: for the shim's own
+ * handlers, which need no trampoline and no place among the program's
+ * handlers (a fork child that installs them writes no page for them). A
+ * query through the hook reports such a handler as it is. */
+int signal_action_direct(int sig, const struct sigaction *act, struct sigaction *oldact)
+{
+	int (*fn)(int, const struct sigaction *, struct sigaction *) = REAL(sigaction);
+	return fn ? fn(sig, act, oldact) : __sigaction(sig, act, oldact);
+}
+
 /* SIGKILL and SIGSTOP, which the kernel never gives a handler, pass
  * through (refused as before) and take no slot. */
 static bool wraps(int sig, void (*handler)(int))

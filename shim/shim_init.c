@@ -773,11 +773,15 @@ bool fork_handlers_add(void (*prepare)(void), void (*parent)(void), void (*child
 
 /* The parent's atfork prepare handler: the originals still left are
  * found, and a process that accepted a connection copies the library's
- * code pages, once each, so that no child does either. */
+ * code pages, once each, and installs the fatal-signal handlers, so that
+ * no child does either (a child per connection that writes a partial
+ * line made twelve sigaction calls and touched a fresh stack page). */
 static void before_fork(void)
 {
 	resolve_before_fork();
 	accepted_fork_prepare();
+	if (__atomic_load_n(&shim.accepted, __ATOMIC_RELAXED))
+		fatal_signal_flush_ensure();
 }
 
 bool fork_handler_registered(void)

@@ -413,7 +413,9 @@ void install_fatal_signal_flush(void) HIDDEN __attribute__((cold));
 extern _Atomic bool fatal_flush_installed HIDDEN;
 
 /* Called where a line may first be left pending (a line slot or an output
- * backlog is taken), and just before a process's first thread starts: the
+ * backlog is taken), just before a process's first thread starts, and
+ * before a fork by a process that accepted a connection (its children,
+ * one per connection, inherit them instead of each installing): the
  * handlers go in then, not at start, so that a process that never holds a
  * line (most short-lived ones: a CGI script's shell, a `make` recipe) makes
  * none of their twelve system calls, and the program sees its signals'

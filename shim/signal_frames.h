@@ -60,6 +60,13 @@ static inline __attribute__((always_inline)) bool in_signal_handler(void)
 	return false;
 }
 
+/* The shim's own handlers: body(sig) marked as in a handler; installed
+ * and queried past the sigaction hook. */
+void signal_run_own(void (*body)(int), int sig) __attribute__((visibility("hidden")));
+struct sigaction;
+int signal_action_direct(int sig, const struct sigaction *act, struct sigaction *oldact)
+	__attribute__((visibility("hidden")));
+
 /* At attach: the handlers the program installed before run through the
  * trampolines from now on. */
 void signal_handlers_wrap(void) __attribute__((visibility("hidden")));
