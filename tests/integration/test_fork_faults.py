@@ -99,13 +99,25 @@ window of those 4,096 the shim's child writes one stack page more than
 the bare one's (a fresh clone's path and make's variables put one run
 there). busybox is measured at two placements 2,048 bytes apart, by an
 environment variable, and the one where the shim adds less is kept.
+fork_per_conn's sigaction calls per request (server and children, `perf
+stat -p` attached after a warm-up, not under setarch) are counted too:
+bare 1.02 (the child's own), and the shim must add none. Before
+2026-12-07 it added 13.2: each child that wrote a partial line installed
+the fatal-signal handlers itself (a query and a set for each of six
+signals); now a server that accepted a connection installs them before
+its first fork and its children inherit them.
 
     python3 tests/integration/test_fork_faults.py [--requests N]
 """
 import argparse
+import os
+import re
 import shutil
+import signal
+import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -119,6 +131,8 @@ BUSYBOX_CGI_LIMIT = 16.5
 BUSYBOX_SYSCALLS = 6.0
 BUSYBOX_CGI_PROBED = 14.0
 FAULTS, SYSCALLS = "page-faults", "raw_syscalls:sys_enter"
+SIGACTIONS = "syscalls:sys_enter_rt_sigaction"
+SIGACTIONS_LIMIT = 0.0
 BUSYBOX_EVENTS = [FAULTS, SYSCALLS]
 # The calls a CGI request's vfork child and script make whatever the timing
 # (the number of reads of the script's output is not).
@@ -163,6 +177,56 @@ def per_request(shim, requests, tmp):
         return (after - before) / requests
     finally:
         server.kill()
+
+
+def perf_attached(perf, timeout=10.0):
+    """Returns once perf holds a counter (it says nothing when it has
+    attached)."""
+    deadline = time.monotonic() + timeout
+    fds = Path("/proc/%d/fd" % perf.pid)
+    while time.monotonic() < deadline:
+        try:
+            if any(os.readlink(fd) == "anon_inode:[perf_event]" for fd in fds.iterdir()):
+                return
+        except OSError:
+            pass  # an fd closed while looked at
+        if perf.poll() is not None:
+            raise harness.Failure("perf stat ended: %d" % perf.returncode)
+        time.sleep(0.01)
+    raise harness.Failure("perf stat attached no counter within %.0f s" % timeout)
+
+
+def sigactions_per_request(shim, requests, tmp):
+    """sigaction system calls per request of fork_per_conn and its children
+    (`perf stat -p` follows the children forked after it attached), counted
+    after a warm-up. The shim's fatal-signal handlers go in once, before
+    the server's first fork, and its children inherit them: a child that
+    writes a partial line made twelve sigaction calls for them before
+    2026-12-07."""
+    counted = Path(tmp) / ("sigactions-shim" if shim else "sigactions-bare")
+    server = harness.Server("fork_per_conn", Path(tmp) / ("shim.log" if shim else "bare.log"),
+                            shim=shim)
+    try:
+        for n in range(5):
+            one_request(server.port, n)
+        perf = subprocess.Popen(["perf", "stat", "-x,", "-e", SIGACTIONS, "-o", str(counted),
+                                 "-p", str(server.proc.pid)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            perf_attached(perf)
+            for n in range(5, 5 + requests):
+                one_request(server.port, n)
+            # the last child is reaped at the next accept
+            one_request(server.port, 5 + requests)
+        finally:
+            perf.send_signal(signal.SIGINT)
+            perf.wait(30)
+    finally:
+        server.kill()
+    m = re.search(r"^(\d+),+%s," % re.escape(SIGACTIONS), counted.read_text(), re.M)
+    if not m:
+        raise harness.Failure("perf stat counted no %s" % SIGACTIONS)
+    return int(m.group(1)) / requests
 
 
 def busybox_counts(shim, requests, tmp, pad, path, events):
@@ -235,6 +299,10 @@ def main():
         return 0
     results = [("fork_per_conn", "page faults") + bare_and_shimmed(per_request, a.requests)
                + (LIMIT,)]
+    if shutil.which("perf"):
+        results.append(("fork_per_conn", "sigaction calls")
+                       + bare_and_shimmed(sigactions_per_request, max(a.requests // 4, 10))
+                       + (SIGACTIONS_LIMIT,))
     if shutil.which("busybox") and shutil.which("perf"):
         bare, shim = busybox_best_placement(a.requests, b"/index.html")
         results.append(("busybox httpd", "page faults", bare[FAULTS], shim[FAULTS],
