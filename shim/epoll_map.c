@@ -743,7 +743,7 @@ FORK_PATH bool epoll_map_tracks(int fd)
  * the registrations made under it are void, as for a new instance, so that
  * another instance it comes to name (dup2 or F_DUPFD onto it) is not
  * answered for with the old one's. */
-static __attribute__((noinline)) void instance_ends(struct epoll_tables *t, int epfd)
+static void instance_ends(struct epoll_tables *t, int epfd)
 {
 	struct epoll_instance *i = instance_now(t, epfd);
 	if (i && atomic_load_explicit(&i->generation, memory_order_relaxed))
