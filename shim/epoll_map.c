@@ -739,6 +739,17 @@ FORK_PATH bool epoll_map_tracks(int fd)
 	       (i && atomic_load_explicit(&i->generation, memory_order_relaxed));
 }
 
+/* Number epfd stops naming its instance (closed, or replaced by dup2, dup3):
+ * the registrations made under it are void, as for a new instance, so that
+ * another instance it comes to name (dup2 or F_DUPFD onto it) is not
+ * answered for with the old one's. */
+static void instance_ends(struct epoll_tables *t, int epfd)
+{
+	struct epoll_instance *i = instance_now(t, epfd);
+	if (i && atomic_load_explicit(&i->generation, memory_order_relaxed))
+		epoll_map_new_instance(epfd);
+}
+
 LOOP_PATH void epoll_map_forget(int fd)
 {
 	struct epoll_tables *t = tables_now();
@@ -751,6 +762,7 @@ LOOP_PATH void epoll_map_forget(int fd)
 		uncount(t, atomic_exchange_explicit(&e->registration.key, 0, memory_order_acq_rel));
 		lookup_change();
 	}
+	instance_ends(t, fd);
 }
 
 /* epoll_map_lookup, and with events non-NULL the found fd's events mask

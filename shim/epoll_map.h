@@ -59,7 +59,9 @@ void epoll_map_release(void) __attribute__((visibility("hidden")));
 bool epoll_map_tracks(int fd) __attribute__((visibility("hidden")));
 
 /* fd is being closed or replaced (by this process: a vfork child shares the
- * map but not the descriptors). */
+ * map but not the descriptors). For an epoll instance's number the
+ * registrations made under it are void, as for a new instance: dup2 or
+ * F_DUPFD may put another instance on it. */
 void epoll_map_forget(int fd) __attribute__((visibility("hidden")));
 
 /* How often fd was closed, replaced, or registered, modified or deleted

@@ -6,7 +6,9 @@ _FORTIFY_SOURCE's __poll_chk, a nested instance, threads taking turns, a
 descriptor moved to another number), and must not reach it once the program
 deleted or closed its descriptor between two waits (a loop that frees a
 connection's object there would use it after free), also while a forked
-helper holds a copy of the file (the kernel then keeps the registration). Each runs bare and
+helper holds a copy of the file (the kernel then keeps the registration), nor be
+taken for an event of another instance that had the loop's epoll number
+before (replaced by dup2, dup3, F_DUPFD or a new instance on it). Each runs bare and
 under the shim; both must exit 0 well within the program's own timeouts,
 so a hang fails the run.
 
@@ -21,7 +23,8 @@ ROOT = Path(__file__).resolve().parents[2]
 PROG = ROOT / "build" / "servers" / "epoll_edges"
 LIB = Path(os.environ.get("REQID_LIB", ROOT / "build" / "libreqid.so"))
 MODES = ["poll-epfd", "poll-epfd-fortified", "nested", "leader-follower", "moved",
-         "closed-deleted", "closed", "closed-forked"]
+         "closed-deleted", "closed", "closed-forked",
+         "replaced-dup2", "replaced-dup3", "replaced-dupfd", "replaced-create"]
 
 
 def run(mode, shimmed):

@@ -33,6 +33,19 @@
  *                    for a CGI script) holds copies of the connections: the
  *                    kernel keeps the registration, for a file this
  *                    process no longer has
+ * and four where the loop's epoll number comes to name another instance:
+ * a first instance with two connections (data words 0 and 1, EPOLLET) is
+ * replaced by a second one with two new connections and the same data
+ * words, the program goes on waiting under the first one's number, and
+ * after its first wait closes the first instance's connections (they are
+ * another loop's, done with): an event of the second instance must not be
+ * taken for one of theirs (a wrong id; and kept back for a descriptor
+ * that then closes, it was lost: the hang).
+ *   replaced-dup2    dup2(second, first), then close(second)
+ *   replaced-dup3    the same with dup3(.., O_CLOEXEC)
+ *   replaced-dupfd   close(first), then fcntl(second, F_DUPFD, first)
+ *   replaced-create  close(first), then the second instance made on its
+ *                    number by epoll_create1
  * It checks the program, not the ids: its only output is why it failed.
  */
 #define _GNU_SOURCE
@@ -71,13 +84,13 @@ static void fail_setup(const char *what)
  * eventfds that never become ready. Returns it. */
 static int set_up(void)
 {
+	int ep = epoll_create1(0);
 	int lfd = socket(AF_INET, SOCK_STREAM, 0);
 	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 	socklen_t len = sizeof(a);
 	if (lfd < 0 || bind(lfd, (struct sockaddr *)&a, sizeof(a)) != 0 || listen(lfd, 8) != 0 ||
 	    getsockname(lfd, (struct sockaddr *)&a, &len) != 0)
 		fail_setup("listen");
-	int ep = epoll_create1(0);
 	if (ep < 0)
 		fail_setup("epoll_create1");
 	/* Idle registrations too: the instance's /proc fdinfo, which the shim
@@ -324,6 +337,65 @@ static int closed_forked(int ep)
 	return rc;
 }
 
+enum replace_by { BY_DUP2, BY_DUP3, BY_DUPFD, BY_CREATE };
+
+/* The replaced modes (the header comment): ep is the first instance. */
+static int replaced(int ep, enum replace_by by)
+{
+	int first_conns[CONNS];
+	memcpy(first_conns, server_fd, sizeof(first_conns));
+	/* The first instance's loop runs a while: its requests are read. */
+	struct epoll_event ev[16];
+	for (int n = epoll_wait(ep, ev, 16, WAIT_MS), k = 0; k < n; k++)
+		serve((int)ev[k].data.u64);
+	served = 0;
+	if (by == BY_CREATE) {
+		close(ep);
+		if (set_up() != ep)
+			fail_setup("the second instance not on the first one's number");
+	} else {
+		int second = set_up();
+		int onto = by == BY_DUP2   ? dup2(second, ep)
+			   : by == BY_DUP3 ? dup3(second, ep, O_CLOEXEC)
+					   : (close(ep), fcntl(second, F_DUPFD, ep));
+		if (onto != ep)
+			fail_setup("replacing the instance");
+		close(second);
+	}
+	int waits = 0;
+	while (served < CONNS) {
+		int n = epoll_wait(ep, ev, 16, WAIT_MS);
+		if (n <= 0)
+			return hung("epoll_wait");
+		for (int k = 0; k < n; k++)
+			serve((int)ev[k].data.u64);
+		if (++waits == 1)
+			for (int i = 0; i < CONNS; i++)
+				close(first_conns[i]);
+	}
+	return 0;
+}
+
+static int replaced_dup2(int ep)
+{
+	return replaced(ep, BY_DUP2);
+}
+
+static int replaced_dup3(int ep)
+{
+	return replaced(ep, BY_DUP3);
+}
+
+static int replaced_dupfd(int ep)
+{
+	return replaced(ep, BY_DUPFD);
+}
+
+static int replaced_create(int ep)
+{
+	return replaced(ep, BY_CREATE);
+}
+
 int main(int argc, char **argv)
 {
 	static const struct {
@@ -338,11 +410,16 @@ int main(int argc, char **argv)
 		{"closed-deleted", closed_deleted},
 		{"closed", closed_alone},
 		{"closed-forked", closed_forked},
+		{"replaced-dup2", replaced_dup2},
+		{"replaced-dup3", replaced_dup3},
+		{"replaced-dupfd", replaced_dupfd},
+		{"replaced-create", replaced_create},
 	};
 	for (size_t m = 0; argc == 2 && m < sizeof(modes) / sizeof(modes[0]); m++)
 		if (strcmp(argv[1], modes[m].name) == 0)
 			return modes[m].run(set_up());
 	fprintf(stderr, "usage: epoll_edges poll-epfd|poll-epfd-fortified|nested|leader-follower|"
-			"moved|closed-deleted|closed|closed-forked\n");
+			"moved|closed-deleted|closed|closed-forked|replaced-dup2|replaced-dup3|"
+			"replaced-dupfd|replaced-create\n");
 	return 2;
 }
