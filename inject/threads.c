@@ -71,19 +71,31 @@ int thread_exiting(pid_t pid, pid_t tid)
 }
 
 /* PTRACE_SEIZE of tid: 0, or the errno of its refusal. A refusal (EPERM)
- * when tid has no tracer just after is tried once more: another
- * reqid-inject (a second `reqid attach` or `detach` at the same time) lets
- * the threads go one by one as it ends, and a refusal made while it held
- * tid would otherwise read "not permitted", which the command does not
- * wait on. A refusal for want of permission refuses again. */
-static int seize(pid_t tid)
+ * while tid has no tracer and is not exiting is tried again, for up to
+ * SEIZE_RETRY_MS: another reqid-inject (a second `reqid attach` or
+ * `detach` at the same time) holds the threads for moments, lets them go
+ * one by one, and takes the main thread again to give its stack back, so
+ * a refusal made while it held tid can find no tracer just after, and
+ * would otherwise read "not permitted", which the command does not wait
+ * on. A refusal for want of permission refuses every time. Seizing stops
+ * no thread: the wait adds to no stop but a thread's that appeared
+ * meanwhile. */
+#define SEIZE_RETRY_MS 200.0
+
+static int seize(pid_t pid, pid_t tid)
 {
-	if (ptrace(PTRACE_SEIZE, tid, 0, 0) == 0)
-		return 0;
-	int err = errno;
-	if (err != EPERM || tracer_of(tid) != 0)
-		return err;
-	return ptrace(PTRACE_SEIZE, tid, 0, 0) == 0 ? 0 : errno;
+	double deadline = now_ms() + SEIZE_RETRY_MS;
+	long delay = 50;
+
+	for (;;) {
+		if (ptrace(PTRACE_SEIZE, tid, 0, 0) == 0)
+			return 0;
+		int err = errno;
+		if (err != EPERM || tracer_of(tid) != 0 || thread_exiting(pid, tid) ||
+		    now_ms() > deadline)
+			return err;
+		nap(&delay, 5000);
+	}
 }
 
 /* Seizes thread tid, without stopping it, and adds it to the list: 1, 0
@@ -102,7 +114,7 @@ static int seize_one(struct threads *t, pid_t tid)
 		t->cap = cap;
 	}
 	double t0 = now_ms();
-	int err = seize(tid);
+	int err = seize(t->pid, tid);
 	t->seize_ms += now_ms() - t0;
 	if (err) {
 		/* An exiting thread refuses with EPERM too. */
