@@ -36,6 +36,7 @@
 #include <unistd.h>
 
 #include "proc_maps.h"
+#include "target_mem.h"
 
 /* How many frames are looked at, the thread's own first: glibc makes the
  * child's state that of one thread in fork itself and in calls at most two
@@ -104,13 +105,12 @@ static int all_present(int pagemap, uint64_t start, uint64_t end)
 
 /* 0 if main thread pid, stopped, surely has no frame in fork or _Fork
  * (see the top); 1 if it may have. */
-static int may_be_in_fork(pid_t pid, const struct libc_funcs *f, int pagemap)
+static int may_be_in_fork(pid_t pid, const struct libc_funcs *f, int mem, int pagemap)
 {
 	struct user_regs_struct regs;
 	uint64_t top = start_stack(pid), *words;
 	size_t n, i;
-	char path[64];
-	int mem, may = 1;
+	int may = 1;
 
 	if (ptrace(PTRACE_GETREGS, pid, 0, &regs) < 0)
 		return 1;
@@ -121,16 +121,11 @@ static int may_be_in_fork(pid_t pid, const struct libc_funcs *f, int pagemap)
 		return 1;
 	n = (top - regs.rsp) / sizeof *words;
 	words = malloc(n * sizeof *words);
-	snprintf(path, sizeof path, "/proc/%d/mem", (int)pid);
-	mem = open(path, O_RDONLY | O_CLOEXEC);
-	if (words && mem >= 0 &&
-	    pread(mem, words, n * sizeof *words, (off_t)regs.rsp) == (ssize_t)(n * sizeof *words)) {
+	if (words && target_mem_read(mem, regs.rsp, words, n * sizeof *words) == 0) {
 		may = 0;
 		for (i = 0; i < n && !may; i++)
 			may = within(words[i], f) || within(words[i] - 1, f);
 	}
-	if (mem >= 0)
-		close(mem);
 	free(words);
 	return may;
 }
@@ -277,14 +272,14 @@ static int walk_in_fork(pid_t tid, const struct libc_funcs *f)
 	return inside;
 }
 
-int thread_in_fork(pid_t tid, const struct libc_funcs *f)
+int thread_in_fork(pid_t tid, const struct libc_funcs *f, int mem)
 {
 	char path[64];
 	int inside;
 
 	snprintf(path, sizeof path, "/proc/%d/pagemap", (int)tid);
 	walk.pagemap = open(path, O_RDONLY | O_CLOEXEC);
-	inside = may_be_in_fork(tid, f, walk.pagemap) && walk_in_fork(tid, f);
+	inside = may_be_in_fork(tid, f, mem, walk.pagemap) && walk_in_fork(tid, f);
 	if (walk.pagemap >= 0)
 		close(walk.pagemap);
 	return inside;

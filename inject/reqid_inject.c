@@ -234,7 +234,7 @@ static int fork_in_flight(const struct request *q)
 	if (q->hold && target_mem_read(q->mem, q->hold, &hold, sizeof hold) == 0 &&
 	    hold.forking > 0)
 		return 1;
-	return thread_in_fork(q->pid, &q->libc);
+	return thread_in_fork(q->pid, &q->libc, q->mem);
 }
 
 /* Stops every thread of the target outside a fork (fork_in_flight): while
