@@ -2,8 +2,9 @@
  * remote_call.c - calling a function on one stopped thread of the target.
  *
  * Saves the thread's general registers and its full extended state, then
- * for each call points it at the function with a zero return address below
- * the red zone; the SIGSEGV at address 0 marks the return. Must never
+ * for each call points it at the function, or for a system call at the
+ * bytes `syscall; ret` in libc, with a zero return address below the red
+ * zone; the SIGSEGV at address 0 marks the return. Must never
  * deliver that SIGSEGV, swallow any other signal, or leave the thread
  * anywhere but where it was: remote_restore puts back every register, and
  * with them the restart of an interrupted system call.
@@ -64,8 +65,11 @@ int remote_save(struct remote *r, pid_t tid, int mem)
 	return 0;
 }
 
-int remote_start(struct remote *r, const char *name, uint64_t fn,
-		 const uint64_t args[6])
+/* Points the thread at rip with rax and the six argument registers
+ * (args[3] in rcx for a function, r10 for a system call) and a zero return
+ * address below the red zone, and lets it run. */
+static int start(struct remote *r, const char *name, uint64_t rip, uint64_t rax,
+		 const uint64_t args[6], int is_syscall)
 {
 	struct user_regs_struct regs = r->saved;
 	uint64_t zero = 0;
@@ -75,20 +79,35 @@ int remote_start(struct remote *r, const char *name, uint64_t fn,
 	if (target_mem_write(r->mem, regs.rsp, &zero, sizeof zero) < 0)
 		return fail("cannot write below the stack of thread %d: %s",
 			    (int)r->tid, strerror(errno));
-	regs.rip = fn;
+	regs.rip = rip;
+	regs.rax = rax;
 	regs.rdi = args[0];
 	regs.rsi = args[1];
 	regs.rdx = args[2];
-	regs.rcx = args[3];
+	if (is_syscall)
+		regs.r10 = args[3];
+	else
+		regs.rcx = args[3];
 	regs.r8 = args[4];
 	regs.r9 = args[5];
-	regs.rax = 0;
 	regs.orig_rax = -1;	/* no system call to restart over the call */
 	regs.eflags &= ~EFLAGS_DF;
 	if (ptrace(PTRACE_SETREGS, r->tid, 0, &regs) < 0 ||
 	    ptrace(PTRACE_CONT, r->tid, 0, 0) < 0)
 		return ptrace_failed(r, "starting a call");
 	return 0;
+}
+
+int remote_start(struct remote *r, const char *name, uint64_t fn,
+		 const uint64_t args[6])
+{
+	return start(r, name, fn, 0, args, 0);
+}
+
+int remote_start_syscall(struct remote *r, const char *name, uint64_t syscall_ret,
+			 long nr, const uint64_t args[6])
+{
+	return start(r, name, syscall_ret, (uint64_t)nr, args, 1);
 }
 
 static int is_fault(int sig, const siginfo_t *si)

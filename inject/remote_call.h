@@ -31,6 +31,12 @@ int remote_save(struct remote *r, pid_t tid, int mem);
 int remote_start(struct remote *r, const char *name, uint64_t fn,
 		 const uint64_t args[6]);
 
+/* Starts system call nr(args) on the thread, at syscall_ret (the bytes
+ * `syscall; ret` in its code): errno stays as it was, the result or
+ * -errno comes back as the call's. */
+int remote_start_syscall(struct remote *r, const char *name, uint64_t syscall_ret,
+			 long nr, const uint64_t args[6]);
+
 /* Waits up to timeout_ms for the call to return: 0 with its rax in *ret,
  * 1 if it is still running, -1 after fail(). */
 int remote_wait(struct remote *r, double timeout_ms, uint64_t *ret);

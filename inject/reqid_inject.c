@@ -15,15 +15,20 @@
  * injection touched them (resident_pages.c), as `reqid attach` wants.
  *
  * How: stops every thread (threads.c), again later while the main thread
- * is inside fork() (in_fork.c), borrows the main thread for libc
- * calls (remote_call.c): __errno_location, mmap and mprotect when new
- * pages are needed, pthread_attr_init, pthread_attr_setstack and
- * pthread_create; puts its errno and every register back, resumes
- * everything and polls the data block until the fresh thread (stub.c) is
+ * is inside fork() (in_fork.c), borrows the main thread (remote_call.c)
+ * for an mmap system call when new pages are needed (read+exec: the code
+ * and the data are written through /proc/PID/mem, as a debugger plants a
+ * breakpoint, so no page is ever writable and executable), then for one
+ * call of the stub's setup (stub.c), which makes the new data and stack
+ * pages read+write, and calls pthread_attr_init, pthread_attr_setstack and
+ * pthread_create, errno saved and put back around them: the borrowed
+ * thread is resumed once (twice with new pages), as each resume may wait
+ * for a CPU while every thread is stopped. Puts every register back,
+ * resumes everything and polls the data block until the fresh thread is
  * done; once that thread has exited, stops the main thread again (the
  * others run on: no thread uses those pages) and borrows it for one
- * madvise, which gives its stack's pages back, and only then marks the
- * pages free for the next injection.
+ * madvise system call, which gives its stack's pages back, and only then
+ * marks the pages free for the next injection.
  * Must never run dlopen or the library's code on a borrowed thread, leave
  * a thread stopped or borrowed, or exit by a signal while threads are
  * stopped.
@@ -59,6 +64,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "clock.h"
@@ -100,6 +106,7 @@ struct request {
 	int mem;
 	struct libc_funcs libc;
 	uint64_t stack, data, code; /* the pages in the target, or 0 */
+	uint64_t guard;		/* the guard page below the stack, when mapped this run */
 	uint64_t hold;		/* the fork hold of a stub page in the target, or 0 */
 };
 
@@ -115,23 +122,39 @@ static struct {
 	struct threads again;	/* .n 0 if there was none */
 } phases;
 
-/* One libc call on the borrowed thread. Once the other threads have been
- * stopped STOPPED_MAX_MS (a call that waits for a lock a stopped thread
- * holds, or for a CPU on a busy machine), they are let go, and the call
- * gets more time. */
-static int call(const char *name, uint64_t fn, const uint64_t args[6],
-		uint64_t *ret)
+/* Waits for the call started on the borrowed thread. Once the other
+ * threads have been stopped STOPPED_MAX_MS (a call that waits for a lock a
+ * stopped thread holds, or for a CPU on a busy machine), they are let go,
+ * and the call gets more time. */
+static int await_call(uint64_t *ret)
 {
-	int rc;
+	int rc = remote_wait(&borrowed, STOPPED_MAX_MS - threads_stopped_ms(&threads), ret);
 
-	if (remote_start(&borrowed, name, fn, args) < 0)
-		return -1;
-	rc = remote_wait(&borrowed, STOPPED_MAX_MS - threads_stopped_ms(&threads), ret);
 	if (rc == 1) {
 		threads_release(&threads, borrowed.tid);
 		rc = remote_wait(&borrowed, CALL_MS, ret);
 	}
 	return rc == 1 ? remote_abandon(&borrowed) : rc;
+}
+
+/* One call of the function at fn on the borrowed thread. */
+static int call(const char *name, uint64_t fn, const uint64_t args[6], uint64_t *ret)
+{
+	return remote_start(&borrowed, name, fn, args) < 0 ? -1 : await_call(ret);
+}
+
+/* One system call on the borrowed thread; *ret is its result or -errno. */
+static int call_syscall(const struct request *q, const char *name, long nr,
+			const uint64_t args[6], uint64_t *ret)
+{
+	return remote_start_syscall(&borrowed, name, q->libc.syscall_ret, nr, args) < 0 ?
+	       -1 : await_call(ret);
+}
+
+/* The error number of a system call's result, 0 if it succeeded. */
+static int syscall_error(uint64_t ret)
+{
+	return ret > (uint64_t)-4096 ? (int)-ret : 0;
 }
 
 static uint64_t page_up(uint64_t n)
@@ -262,31 +285,26 @@ static int stop_outside_fork(struct request *q)
 	}
 }
 
-/* The failed call's errno, read before the saved one is put back. */
-static const char *target_error(const struct request *q, uint64_t errno_at)
-{
-	int err;
-
-	if (target_mem_read(q->mem, errno_at, &err, sizeof err) < 0)
-		return "errno unreadable";
-	return strerror(err);
-}
-
 /* Maps the guard page, the stack, the data block and the page of code
- * after it, and writes the code and the stack's mark. */
-static int map_pages(struct request *q, uint64_t errno_at)
+ * after it, all read+exec (the setup makes all but the code page what they
+ * are to be), and writes the code and the stack's mark. */
+static int map_pages(struct request *q)
 {
 	uint64_t guard = page_up(1), data_size = page_up(DATA_MAX);
 	uint64_t code_size = page_up(stub_code_size + sizeof stack_mark);
 	uint64_t size = guard + STACK_BYTES + data_size + code_size, ret;
+	int err;
 
-	if (call("mmap", q->libc.mmap, (uint64_t[6]){ 0, size,
-		 PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-		 (uint64_t)-1, 0 }, &ret) < 0)
+	if (call_syscall(q, "mmap", SYS_mmap, (uint64_t[6]){ 0, size,
+			 PROT_READ | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS,
+			 (uint64_t)-1, 0 }, &ret) < 0)
 		return -1;
-	if (ret == (uint64_t)MAP_FAILED)
-		return fail("mmap of %lu bytes failed in the target: %s",
-			    (unsigned long)size, target_error(q, errno_at));
+	if ((err = syscall_error(ret)))
+		return fail("mmap of %lu bytes (read+exec) failed in the target: %s%s",
+			    (unsigned long)size, strerror(err),
+			    err == EPERM || err == EACCES ?
+			    " (a policy against executable memory?)" : "");
+	q->guard = ret;
 	q->stack = ret + guard;
 	q->data = q->stack + STACK_BYTES;
 	q->code = q->data + data_size;
@@ -295,49 +313,58 @@ static int map_pages(struct request *q, uint64_t errno_at)
 			     sizeof stack_mark) < 0)
 		return fail("cannot write the target's new pages: %s",
 			    strerror(errno));
-	if (call("mprotect", q->libc.mprotect, (uint64_t[6]){ q->code,
-		 code_size, PROT_READ | PROT_EXEC }, &ret) < 0)
-		return -1;
-	if ((int)ret != 0)
-		return fail("the target refused mprotect(PROT_EXEC) on a page of "
-			    "its own: %s (MemoryDenyWriteExecute?)",
-			    target_error(q, errno_at));
-	if (call("mprotect", q->libc.mprotect, (uint64_t[6]){ q->stack - guard, guard,
-		 PROT_NONE }, &ret) < 0)
-		return -1;
-	if ((int)ret != 0)
-		return fail("the target refused mprotect(PROT_NONE) on a page of its own: %s",
-			    target_error(q, errno_at));
 	return 0;
 }
 
-/* Whether the libc call that returned ret (0 or an error number) failed;
- * says so. */
-static int call_failed(const char *name, uint64_t ret)
+/* Says what failed in the setup that returned ret (stub.h); 0 if nothing. */
+static int setup_failed(uint64_t ret)
 {
-	return (int)ret != 0 ? fail("%s failed in the target: %s", name,
-				    strerror((int)ret)) : 0;
+	static const char *const what[] = {
+		[SETUP_GUARD] = "mprotect(PROT_NONE) of its new guard page",
+		[SETUP_WRITABLE] = "mprotect(PROT_READ|PROT_WRITE) of its new pages",
+		[SETUP_ATTR_INIT] = "pthread_attr_init",
+		[SETUP_ATTR_SETSTACK] = "pthread_attr_setstack",
+		[SETUP_CREATE] = "pthread_create",
+	};
+	uint64_t step = ret >> 32;
+
+	if (ret == 0)
+		return 0;
+	return fail("%s failed in the target: %s",
+		    step < sizeof what / sizeof what[0] && what[step] ? what[step] : "the setup",
+		    strerror((int)(uint32_t)ret));
+}
+
+/* After a setup that did not return: puts the errno it saved back. */
+static void restore_errno(const struct request *q)
+{
+	struct stub_data d;
+
+	if (target_mem_read(q->mem, stub_data_at(q->data), &d, sizeof d) == 0 && d.errno_at)
+		target_mem_write(q->mem, d.errno_at, &d.saved_errno, sizeof d.saved_errno);
 }
 
 /* Writes the data block, into the pages found if they are still free
  * (another reqid-inject may have taken them meanwhile) or new ones, and
- * starts the fresh thread on the stack below it. */
-static int start_thread(struct request *q, uint64_t errno_at)
+ * starts the fresh thread on the stack below it (the setup). */
+static int start_thread(struct request *q)
 {
 	size_t plen = strlen(q->path) + 1, nlen = strlen(q->name) + 1;
 	size_t alen = strlen(q->arg) + 1;
 	size_t strings = plen + nlen + alen;
 	struct stub_data *d;
-	uint64_t ret, at, attr;
+	uint64_t ret, at;
 	char *block;
 	int rc;
 
 	double t0 = now_ms();
-	if ((!q->data || !block_free(q, q->data)) && map_pages(q, errno_at) < 0)
+	if ((!q->data || !block_free(q, q->data)) && map_pages(q) < 0)
 		return -1;
 	phases.map_ms = now_ms() - t0;
 
-	/* The strings, then the struct, written at once. */
+	/* The strings, then the struct, written at once. glibc's attributes
+	 * go before them, and hold nothing to free here (no cpuset, no signal
+	 * mask): no pthread_attr_destroy. */
 	at = stub_data_at(q->data);
 	block = calloc(1, strings + sizeof *d);
 	if (!block)
@@ -352,6 +379,16 @@ static int start_thread(struct request *q, uint64_t errno_at)
 	d->path = at - strings;
 	d->name = d->path + plen;
 	d->arg = d->name + nlen;
+	d->errno_location = q->libc.errno_location;
+	d->pthread_attr_init = q->libc.pthread_attr_init;
+	d->pthread_attr_setstack = q->libc.pthread_attr_setstack;
+	d->pthread_create = q->libc.pthread_create;
+	d->attr = (at - strings - sizeof(pthread_attr_t)) & ~(uint64_t)15;
+	d->stack = q->stack;
+	d->stack_size = STACK_BYTES;
+	d->guard = q->guard;
+	d->guard_size = q->guard ? q->stack - q->guard : 0;
+	d->writable_size = q->code - q->stack;
 	memcpy(block, q->path, plen);
 	memcpy(block + plen, q->name, nlen);
 	memcpy(block + plen + nlen, q->arg, alen);
@@ -360,58 +397,40 @@ static int start_thread(struct request *q, uint64_t errno_at)
 	if (rc < 0)
 		return fail("cannot write the target's data block: %s",
 			    strerror(errno));
-
-	/* glibc's attributes hold nothing to free here (no cpuset, no
-	 * signal mask): no pthread_attr_destroy. */
-	attr = (at - strings - sizeof(pthread_attr_t)) & ~(uint64_t)15;
-	if (call("pthread_attr_init", q->libc.pthread_attr_init, (uint64_t[6]){ attr },
-		 &ret) < 0 || call_failed("pthread_attr_init", ret) < 0 ||
-	    call("pthread_attr_setstack", q->libc.pthread_attr_setstack,
-		 (uint64_t[6]){ attr, q->stack, STACK_BYTES }, &ret) < 0 ||
-	    call_failed("pthread_attr_setstack", ret) < 0 ||
-	    call("pthread_create", q->libc.pthread_create, (uint64_t[6]){
-		 at + offsetof(struct stub_data, thread), attr, q->code, at },
-		 &ret) < 0 || call_failed("pthread_create", ret) < 0)
+	if (call("the setup of pthread_create", q->code + stub_setup_offset,
+		 (uint64_t[6]){ at }, &ret) < 0) {
+		restore_errno(q);
 		return -1;
-	return 0;
+	}
+	return setup_failed(ret);
 }
 
 /* Gives back the pages of the stack of the fresh thread, which has exited
  * (glibc no longer reads its descriptor there, nor the kernel its tid):
  * they read as zeroes when the next injection's thread runs on them. */
-static int drop_stack(struct request *q, uint64_t errno_at)
+static int drop_stack(struct request *q)
 {
 	uint64_t ret;
+	int err;
 
-	if (call("madvise", q->libc.madvise, (uint64_t[6]){ q->stack, STACK_BYTES,
-		 MADV_DONTNEED }, &ret) < 0)
+	if (call_syscall(q, "madvise", SYS_madvise, (uint64_t[6]){ q->stack, STACK_BYTES,
+			 MADV_DONTNEED }, &ret) < 0)
 		return -1;
-	if (ret != 0)
-		return fail("madvise failed in the target: %s", target_error(q, errno_at));
+	if ((err = syscall_error(ret)))
+		return fail("madvise failed in the target: %s", strerror(err));
 	return 0;
 }
 
 /* Borrows the stopped main thread for job; it is put back exactly as it
- * was whatever happens, its errno included. */
-static int borrow(struct request *q, int (*job)(struct request *, uint64_t errno_at))
+ * was whatever happens (the system calls leave errno alone; the setup
+ * puts it back). */
+static int borrow(struct request *q, int (*job)(struct request *))
 {
-	uint64_t errno_at;
-	int saved_errno, rc;
+	int rc;
 
 	if (remote_save(&borrowed, q->pid, q->mem) < 0)
 		return -1;
-	rc = call("__errno_location", q->libc.errno_location,
-		  (uint64_t[6]){ 0 }, &errno_at);
-	if (rc == 0 && target_mem_read(q->mem, errno_at, &saved_errno,
-				       sizeof saved_errno) < 0)
-		rc = fail("cannot read the target's errno: %s", strerror(errno));
-	if (rc == 0) {
-		rc = job(q, errno_at);
-		if (target_mem_write(q->mem, errno_at, &saved_errno,
-				     sizeof saved_errno) < 0)
-			rc = fail("cannot restore the target's errno: %s",
-				  strerror(errno));
-	}
+	rc = job(q);
 	if (remote_restore(&borrowed) < 0)
 		rc = -1;
 	return rc;

@@ -1,6 +1,25 @@
 /*
- * stub.c - the machine code the fresh thread runs in the target, started
- * by pthread_create with the data block (stub.h) as its argument:
+ * stub.c - the machine code reqid-inject runs in the target: the setup, on
+ * the borrowed thread, and the fresh thread's.
+ *
+ * The setup is one call on the borrowed thread, with the data block
+ * (stub.h) as its argument, so that the thread is resumed once to start
+ * the fresh one (each resume may wait for a CPU while the threads are
+ * stopped):
+ *
+ *	if (d->guard) {			(pages mapped now, read+exec)
+ *		mprotect(d->guard, d->guard_size, PROT_NONE);	(a system call:
+ *		mprotect(d->stack, d->writable_size, PROT_READ|PROT_WRITE); no errno)
+ *	}
+ *	d->errno_at = __errno_location(); d->saved_errno = *d->errno_at;
+ *	pthread_attr_init(d->attr);
+ *	pthread_attr_setstack(d->attr, d->stack, d->stack_size);
+ *	pthread_create(&d->thread, d->attr, <this page>, d);
+ *	*d->errno_at = d->saved_errno;
+ *	return 0, or the failed step << 32 | its error number;
+ *
+ * The fresh thread's code, started by pthread_create with the data block
+ * as its argument:
  *
  *	d->tid = gettid();
  *	if (!hold.registered && __register_atfork(prepare, parent, child, NULL) == 0)
@@ -50,6 +69,8 @@
  * exits. Must never write outside its data block, nor touch the block after
  * setting done (reqid-inject may then rewrite it for the next injection),
  * nor misalign the stack: every call is made with rsp a multiple of 16.
+ * The setup's mprotect calls touch only pages reqid-inject mapped this
+ * run, and it puts errno back whatever pthread_* returned.
  * After done it still runs its last three instructions, and the fork
  * handlers run for the rest of the process's life, so this code is never
  * unmapped nor rewritten; the same bytes in a page tell reqid-inject that
@@ -65,7 +86,13 @@ _Static_assert(D(dlopen) == 0x00 && D(dlsym) == 0x08 && D(dlerror) == 0x10 &&
 	       D(register_atfork) == 0x28 && D(path) == 0x30 && D(name) == 0x38 &&
 	       D(arg) == 0x40 && D(handle) == 0x48 && D(func) == 0x50 &&
 	       D(status) == 0x58 && D(tid) == 0x5c && D(done) == 0x60 &&
-	       D(error) == 0x70 && sizeof(((struct stub_data *)0)->error) == 512,
+	       D(thread) == 0x68 && D(error) == 0x70 &&
+	       sizeof(((struct stub_data *)0)->error) == 512 &&
+	       D(errno_location) == 0x270 && D(pthread_attr_init) == 0x278 &&
+	       D(pthread_attr_setstack) == 0x280 && D(pthread_create) == 0x288 &&
+	       D(attr) == 0x290 && D(stack) == 0x298 && D(stack_size) == 0x2a0 &&
+	       D(guard) == 0x2a8 && D(guard_size) == 0x2b0 && D(writable_size) == 0x2b8 &&
+	       D(errno_at) == 0x2c0 && D(saved_errno) == 0x2c8,
 	       "the displacements in stub_code");
 _Static_assert(H(loading) == -64 && H(forking) == -60 && H(registered) == -56 &&
 	       sizeof(struct stub_hold) <= STUB_HOLD_SIZE,
@@ -194,6 +221,71 @@ const unsigned char stub_code[] = {
 	0xc7, 0x05, 0x38, 0xfe, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00,	/* 182 mov [forking], 0 */
 	0xc7, 0x05, 0x2a, 0xfe, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00,	/* 18c mov [loading], 0 */
 	0xc3,					/* 196 ret */
+						/* setup: rdi = the block; entered with rsp 8 mod 16 */
+	0xf3, 0x0f, 0x1e, 0xfa,			/* 197 endbr64 */
+	0x53,					/* 19b push rbx */
+	0x41, 0x54,				/* 19c push r12 */
+	0x41, 0x55,				/* 19e push r13: rsp 0 mod 16 */
+	0x48, 0x89, 0xfb,			/* 1a0 mov rbx, rdi */
+	0x48, 0x8b, 0xbb, 0xa8, 0x02, 0x00, 0x00,	/* 1a3 mov rdi, [rbx+guard] */
+	0x48, 0x85, 0xff,			/* 1aa test rdi, rdi */
+	0x74, 0x42,				/* 1ad je calls: pages reused */
+	0x48, 0x8b, 0xb3, 0xb0, 0x02, 0x00, 0x00,	/* 1af mov rsi, [rbx+guard_size] */
+	0x31, 0xd2,				/* 1b6 xor edx, edx: PROT_NONE */
+	0xb8, 0x0a, 0x00, 0x00, 0x00,		/* 1b8 mov eax, SYS_mprotect */
+	0x0f, 0x05,				/* 1bd syscall */
+	0xb9, 0x01, 0x00, 0x00, 0x00,		/* 1bf mov ecx, SETUP_GUARD */
+	0x48, 0x85, 0xc0,			/* 1c4 test rax, rax */
+	0x0f, 0x85, 0x9e, 0x00, 0x00, 0x00,	/* 1c7 jne sysfail */
+	0x48, 0x8b, 0xbb, 0x98, 0x02, 0x00, 0x00,	/* 1cd mov rdi, [rbx+stack] */
+	0x48, 0x8b, 0xb3, 0xb8, 0x02, 0x00, 0x00,	/* 1d4 mov rsi, [rbx+writable_size] */
+	0xba, 0x03, 0x00, 0x00, 0x00,		/* 1db mov edx, PROT_READ|PROT_WRITE */
+	0xb8, 0x0a, 0x00, 0x00, 0x00,		/* 1e0 mov eax, SYS_mprotect */
+	0x0f, 0x05,				/* 1e5 syscall */
+	0xb9, 0x02, 0x00, 0x00, 0x00,		/* 1e7 mov ecx, SETUP_WRITABLE */
+	0x48, 0x85, 0xc0,			/* 1ec test rax, rax */
+	0x75, 0x7a,				/* 1ef jne sysfail */
+						/* calls: */
+	0xff, 0x93, 0x70, 0x02, 0x00, 0x00,	/* 1f1 call [rbx+errno_location] */
+	0x49, 0x89, 0xc4,			/* 1f7 mov r12, rax */
+	0x44, 0x8b, 0x28,			/* 1fa mov r13d, [rax]: the thread's errno */
+	0x4c, 0x89, 0xa3, 0xc0, 0x02, 0x00, 0x00,	/* 1fd mov [rbx+errno_at], r12 */
+	0x44, 0x89, 0xab, 0xc8, 0x02, 0x00, 0x00,	/* 204 mov [rbx+saved_errno], r13d */
+	0x48, 0x8b, 0xbb, 0x90, 0x02, 0x00, 0x00,	/* 20b mov rdi, [rbx+attr] */
+	0xff, 0x93, 0x78, 0x02, 0x00, 0x00,	/* 212 call [rbx+pthread_attr_init] */
+	0xb9, 0x03, 0x00, 0x00, 0x00,		/* 218 mov ecx, SETUP_ATTR_INIT */
+	0x85, 0xc0,				/* 21d test eax, eax */
+	0x75, 0x44,				/* 21f jne back */
+	0x48, 0x8b, 0xbb, 0x90, 0x02, 0x00, 0x00,	/* 221 mov rdi, [rbx+attr] */
+	0x48, 0x8b, 0xb3, 0x98, 0x02, 0x00, 0x00,	/* 228 mov rsi, [rbx+stack] */
+	0x48, 0x8b, 0x93, 0xa0, 0x02, 0x00, 0x00,	/* 22f mov rdx, [rbx+stack_size] */
+	0xff, 0x93, 0x80, 0x02, 0x00, 0x00,	/* 236 call [rbx+pthread_attr_setstack] */
+	0xb9, 0x04, 0x00, 0x00, 0x00,		/* 23c mov ecx, SETUP_ATTR_SETSTACK */
+	0x85, 0xc0,				/* 241 test eax, eax */
+	0x75, 0x20,				/* 243 jne back */
+	0x48, 0x8d, 0x7b, 0x68,			/* 245 lea rdi, [rbx+thread] */
+	0x48, 0x8b, 0xb3, 0x90, 0x02, 0x00, 0x00,	/* 249 mov rsi, [rbx+attr] */
+	0x48, 0x8d, 0x15, 0xa9, 0xfd, 0xff, 0xff,	/* 250 lea rdx, [rip-0x257]: this page's start */
+	0x48, 0x89, 0xd9,			/* 257 mov rcx, rbx */
+	0xff, 0x93, 0x88, 0x02, 0x00, 0x00,	/* 25a call [rbx+pthread_create] */
+	0xb9, 0x05, 0x00, 0x00, 0x00,		/* 260 mov ecx, SETUP_CREATE */
+						/* back: */
+	0x45, 0x89, 0x2c, 0x24,			/* 265 mov [r12], r13d: errno back */
+	0xeb, 0x02,				/* 269 jmp out */
+						/* sysfail: */
+	0xf7, 0xd8,				/* 26b neg eax: -errno -> errno */
+						/* out: */
+	0x89, 0xc0,				/* 26d mov eax, eax */
+	0x85, 0xc0,				/* 26f test eax, eax */
+	0x74, 0x07,				/* 271 je done */
+	0x48, 0xc1, 0xe1, 0x20,			/* 273 shl rcx, 32 */
+	0x48, 0x09, 0xc8,			/* 277 or rax, rcx */
+						/* done: */
+	0x41, 0x5d,				/* 27a pop r13 */
+	0x41, 0x5c,				/* 27c pop r12 */
+	0x5b,					/* 27e pop rbx */
+	0xc3,					/* 27f ret */
 };
 
 const size_t stub_code_size = sizeof stub_code;
+const size_t stub_setup_offset = 0x197;

@@ -23,6 +23,18 @@ struct stub_data {
 	uint64_t done;				/* STUB_DONE, then STUB_FREE */
 	uint64_t thread;			/* pthread_create's pthread_t */
 	char error[512];			/* dlerror's text, cut to fit */
+	/* for the setup, on the borrowed thread (stub.c); written by reqid-inject */
+	uint64_t errno_location, pthread_attr_init, pthread_attr_setstack,
+		 pthread_create;
+	uint64_t attr;				/* where the thread's attributes go */
+	uint64_t stack, stack_size;		/* the fresh thread's stack */
+	uint64_t guard;				/* the page below it when the pages are
+						 * new (made PROT_NONE), else 0 */
+	uint64_t guard_size;
+	uint64_t writable_size;			/* from stack: made read+write when new */
+	/* written by the setup */
+	uint64_t errno_at;			/* __errno_location's result */
+	int32_t saved_errno;			/* the borrowed thread's errno */
 };
 
 /* The last STUB_HOLD_SIZE bytes of the data mapping, right before the code:
@@ -43,5 +55,12 @@ struct stub_hold {
 
 extern const unsigned char stub_code[];
 extern const size_t stub_code_size;
+/* Where the setup starts in stub_code; it returns 0, or the failed step
+ * (enum stub_setup_step) times 2^32 plus the error number. */
+extern const size_t stub_setup_offset;
+enum stub_setup_step {
+	SETUP_GUARD = 1, SETUP_WRITABLE, SETUP_ATTR_INIT, SETUP_ATTR_SETSTACK,
+	SETUP_CREATE
+};
 
 #endif

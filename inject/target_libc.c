@@ -3,7 +3,10 @@
  *
  * Finds the target's libc.so.6 in /proc/PID/maps, reads the dynamic symbol
  * table of that very file (through /proc/PID/root, or /proc/PID/map_files
- * when the path does not lead to the mapped inode) and adds the load base.
+ * when the path does not lead to the mapped inode) and adds the load base;
+ * also the address of the bytes of a `syscall; ret` in its executable
+ * segment, where a borrowed thread makes a system call that leaves errno
+ * alone (its result, or -errno, stays in rax).
  * Reads files only: must never touch the target, and never accept an
  * IFUNC symbol (its value is a resolver, not the function) or a
  * non-default symbol version.
@@ -39,9 +42,6 @@ static const struct {
 	{ "pthread_self", offsetof(struct libc_funcs, pthread_self), NO_SIZE },
 	{ "pthread_attr_init", offsetof(struct libc_funcs, pthread_attr_init), NO_SIZE },
 	{ "pthread_attr_setstack", offsetof(struct libc_funcs, pthread_attr_setstack), NO_SIZE },
-	{ "mmap", offsetof(struct libc_funcs, mmap), NO_SIZE },
-	{ "mprotect", offsetof(struct libc_funcs, mprotect), NO_SIZE },
-	{ "madvise", offsetof(struct libc_funcs, madvise), NO_SIZE },
 	{ "__errno_location", offsetof(struct libc_funcs, errno_location), NO_SIZE },
 	{ "__register_atfork", offsetof(struct libc_funcs, register_atfork), NO_SIZE },
 	{ "fork", offsetof(struct libc_funcs, fork), offsetof(struct libc_funcs, fork_size) },
@@ -214,6 +214,34 @@ out:
 	return rc;
 }
 
+/* Sets f->syscall_ret to the file address of the first `syscall; ret`
+ * (0f 05 c3) in an executable segment. */
+static int find_syscall_ret(int fd, const char *path, struct libc_funcs *f)
+{
+	static const unsigned char syscall_ret[] = { 0x0f, 0x05, 0xc3 };
+	Elf64_Ehdr eh;
+	Elf64_Phdr *ph;
+	size_t i;
+
+	if (pread(fd, &eh, sizeof eh, 0) != sizeof eh || eh.e_phentsize != sizeof *ph ||
+	    !(ph = read_at(fd, eh.e_phoff, (uint64_t)eh.e_phnum * sizeof *ph)))
+		return fail("cannot read the program headers of the target's %s", path);
+	for (i = 0; i < eh.e_phnum && !f->syscall_ret; i++) {
+		unsigned char *code, *at;
+
+		if (ph[i].p_type != PT_LOAD || !(ph[i].p_flags & PF_X))
+			continue;
+		code = read_at(fd, ph[i].p_offset, ph[i].p_filesz);
+		at = code ? memmem(code, ph[i].p_filesz, syscall_ret, sizeof syscall_ret) : NULL;
+		if (at)
+			f->syscall_ret = ph[i].p_vaddr + (uint64_t)(at - code);
+		free(code);
+	}
+	free(ph);
+	return f->syscall_ret ? 0 : fail("the target's %s holds no `syscall; ret` in its "
+					 "code", path);
+}
+
 int target_libc_find(pid_t pid, struct libc_funcs *f)
 {
 	struct mapping m;
@@ -223,8 +251,12 @@ int target_libc_find(pid_t pid, struct libc_funcs *f)
 	if (find_mapping(pid, &m) < 0 || (fd = open_mapped(pid, &m)) < 0)
 		return -1;
 	rc = read_symbols(fd, m.path, f);
+	if (rc == 0)
+		rc = find_syscall_ret(fd, m.path, f);
 	close(fd);
 	for (j = 0; rc == 0 && j < NWANTED; j++)
 		*slot(f, j) += m.start;
+	if (rc == 0)
+		f->syscall_ret += m.start;
 	return rc;
 }

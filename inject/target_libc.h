@@ -12,7 +12,8 @@ struct libc_funcs {
 	uint64_t dlopen, dlsym, dlerror;
 	uint64_t pthread_create, pthread_detach, pthread_self;
 	uint64_t pthread_attr_init, pthread_attr_setstack;
-	uint64_t mmap, mprotect, madvise, errno_location, register_atfork;
+	uint64_t errno_location, register_atfork;
+	uint64_t syscall_ret;	/* the bytes of `syscall; ret` */
 	/* fork and _Fork (fork without the atfork handlers), with their
 	 * sizes: a thread with a frame in them is inside a fork. */
 	uint64_t fork, fork_size, fork_bare, fork_bare_size;
