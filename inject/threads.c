@@ -8,7 +8,8 @@
  * interrupt to its release, in the same order for all, and the time to
  * seize a thousand threads is spent while they all run. A thread slow to
  * stop does not keep the others stopped: after ROUND_MS they are let go
- * and stopped again a moment later. Every wait is bounded. Must never set
+ * and stopped again a moment later, as often as the time to stop them
+ * allows, then reqid-inject gives up. Every wait is bounded. Must never set
  * PTRACE_O_EXITKILL (if reqid-inject dies, the kernel detaches and the
  * target runs on), and never swallow a signal: one that arrives while a
  * thread is seized or being stopped is delivered at once, and the pending
@@ -36,10 +37,8 @@
  * dying process's leader reports only after every other thread. */
 #define LEADER_CHECK_MS 20.0
 /* A try at stopping every thread gives up when one has not stopped this
- * long after the first interrupt; the last of STOP_TRIES does not, and
- * RESTOP_PAUSE_US separates them. */
+ * long after the first interrupt; RESTOP_PAUSE_US separates the tries. */
 #define ROUND_MS 30.0
-#define STOP_TRIES 3
 #define RESTOP_PAUSE_US 10000
 
 static struct thread *find(struct threads *t, pid_t tid)
@@ -313,15 +312,18 @@ static int stop(struct threads *t, pid_t pid, int leader_only, double budget_ms)
 	double deadline = now_ms() + budget_ms;
 	struct thread *leader;
 	size_t most = 0;
-	int tries = 0, rc;
+	int rc;
 
 	memset(t, 0, sizeof *t);
 	t->pid = pid;
 	t->leader_only = leader_only;
 	/* A thread that needs long to stop (one waiting for a CPU on a busy
-	 * machine) keeps those stopped before it waiting: they are let go
-	 * and stopped again a moment later, twice at most. */
-	while ((rc = try_stop(t, !leader_only && ++tries < STOP_TRIES, deadline)) == 1) {
+	 * machine, a vfork parent) keeps those stopped before it waiting:
+	 * they are let go and stopped again a moment later, until the
+	 * deadline, where the stop fails rather than keep them stopped
+	 * longer (the main thread alone is stopped as long as it takes: its
+	 * stop begins when it stops). */
+	while ((rc = try_stop(t, !leader_only, deadline)) == 1) {
 		if (let_go(t, deadline) < 0)
 			return -1;
 		if (t->stopped > most)

@@ -50,6 +50,10 @@ Checks, each on a running target:
   - a thread that cannot stop for 300 ms (a vfork parent): the others are
     let go and stopped again (-v says restarts), the call returns 42, no
     thread was stopped 100 ms;
+  - a thread that is never stoppable when a try looks (a vfork parent, 100
+    ms at a time, back to back): reqid-inject gives up within a second
+    ('did not stop in time'), no thread was stopped 50 ms, the target runs
+    on untraced;
   - refusals, each exit 1 with one "reqid-inject: " line and the target
     untouched: no such process, a process traced by strace, a job-stopped
     process, a static binary, seccomp filter and strict modes, another uid
@@ -490,7 +494,9 @@ int main(void)
 
 # late_thread: eight parked threads and one that, for each line on stdin,
 # vforks a child that says "child" and sleeps 300 ms: its parent waits
-# killable only, so it cannot stop meanwhile.
+# killable only, so it cannot stop meanwhile; after the line "loop" it
+# vforks children that sleep 100 ms one after another, for good (the first
+# says "child").
 LATE_C = r"""
 #include <pthread.h>
 #include <stdio.h>
@@ -512,14 +518,20 @@ static void *late(void *arg)
 
     (void)arg;
     while (fgets(line, sizeof line, stdin)) {
-        pid_t c = vfork();
-        if (c == 0) {
-            struct timespec ts = { 0, 300 * 1000 * 1000 };
-            write(1, "child\n", 6);
-            nanosleep(&ts, NULL);
-            _exit(0);
-        }
-        waitpid(c, NULL, 0);
+        int loop = line[0] == 'l', first = 1;
+
+        do {
+            pid_t c = vfork();
+            if (c == 0) {
+                struct timespec ts = { 0, (loop ? 100 : 300) * 1000 * 1000 };
+                if (first)
+                    write(1, "child\n", 6);
+                nanosleep(&ts, NULL);
+                _exit(0);
+            }
+            waitpid(c, NULL, 0);
+            first = 0;
+        } while (loop);
     }
     return NULL;
 }
@@ -1108,7 +1120,8 @@ def proc_state(pid):
 
 
 def proc_field(pid, name):
-    with open("/proc/%d/status" % pid) as f:
+    """name's value in /proc/PID/status (pid: a number, or "PID/task/TID")."""
+    with open("/proc/%s/status" % pid) as f:
         for line in f:
             if line.startswith(name + ":"):
                 return line.split()[1]
@@ -1738,6 +1751,45 @@ class Suite:
             self.check("late thread: no thread stopped 100 ms (%s ms)" % (
                 stops.group(2) if stops else "?"), stops is not None and
                 float(stops.group(2)) < 100, r.stderr)
+        finally:
+            p.kill()
+            p.wait()
+        self.late_thread_for_good(lib)
+
+    def late_thread_for_good(self, lib):
+        """A thread that is never stoppable when a try looks (a vfork
+        parent, back to back, 100 ms each): reqid-inject lets the others go
+        and tries again until its stop budget is spent, then gives up with
+        'did not stop in time' within a second, no thread stopped 50 ms,
+        the target running on untraced (before: the third try waited for
+        the thread with every other one stopped, up to 100 ms, and the call
+        returned 42)."""
+        p = subprocess.Popen([str(self.tmp / "late")], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True)
+        try:
+            p.stdout.readline()
+            p.stdin.write("loop\n")
+            p.stdin.flush()
+            p.stdout.readline()     # "child": the thread vforks from now on
+            start = time.monotonic()
+            r = inject(p.pid, lib, "probe", "x", verbose=True)
+            took = time.monotonic() - start
+            stops = STOP_TIMES.search(r.stderr)
+            restarts = re.search(r"restarts (\d+)", r.stderr)
+            lines = r.stderr.splitlines()
+            self.check("late thread for good: exit 1, 'did not stop in time' last", r.returncode == 1
+                       and r.stdout == "" and lines and
+                       re.match(r"reqid-inject: .*did not stop in time", lines[-1]) is not None,
+                       "exit %d, stdout %r, stderr %r" % (r.returncode, r.stdout, r.stderr))
+            self.check("late thread for good: gave up within 1 s (%.2f s, %s restarts)" % (
+                took, restarts.group(1) if restarts else "?"), took < 1, r.stderr)
+            self.check("late thread for good: no thread stopped 50 ms (%s ms)" % (
+                stops.group(2) if stops else "?"), stops is not None and
+                float(stops.group(2)) < 50, r.stderr)
+            tracers = {proc_field("%d/task/%s" % (p.pid, t), "TracerPid")
+                       for t in os.listdir("/proc/%d/task" % p.pid)}
+            self.check("late thread for good: runs on, untraced (%s)" % sorted(tracers),
+                       p.poll() is None and tracers == {"0"})
         finally:
             p.kill()
             p.wait()
