@@ -83,6 +83,7 @@
 #define STOP_MS 500		/* to stop every thread */
 #define FORK_WAIT_MS 2000	/* for a fork in flight to end */
 #define STOPPED_MAX_MS 40	/* the other threads' stop, calls included */
+#define SLEEP_CHECK_MS 0.5	/* how often a call is checked for sleeping */
 #define CALL_MS 2000		/* the same call once the others run again */
 #define DONE_MS 5000		/* dlopen and FUNCTION on the fresh thread */
 #define EXIT_MS 1000		/* the fresh thread's exit, once done */
@@ -117,20 +118,29 @@ static struct threads threads;
  * one that gives the stack back. */
 static struct {
 	double fork_check_ms, map_ms, call_ms;
+	const char *let_go;	/* why the others were let go before the calls
+				 * returned ("asleep", "stopped-40ms"), or NULL */
 	struct threads first;
 	double again_call_ms;
 	struct threads again;	/* .n 0 if there was none */
 } phases;
 
-/* Waits for the call started on the borrowed thread. Once the other
- * threads have been stopped STOPPED_MAX_MS (a call that waits for a lock a
- * stopped thread holds, or for a CPU on a busy machine), they are let go,
- * and the call gets more time. */
+/* Waits for the call started on the borrowed thread. The other threads
+ * are let go, and the call gets more time, as soon as the borrowed thread
+ * sleeps (the calls only sleep waiting for a lock, which a stopped thread
+ * may hold), or once they have been stopped STOPPED_MAX_MS (a CPU slow to
+ * come on a busy machine). */
 static int await_call(uint64_t *ret)
 {
-	int rc = remote_wait(&borrowed, STOPPED_MAX_MS - threads_stopped_ms(&threads), ret);
+	double release_at = now_ms() + STOPPED_MAX_MS - threads_stopped_ms(&threads);
+	int rc;
 
+	while ((rc = remote_wait(&borrowed, SLEEP_CHECK_MS, ret)) == 1 &&
+	       now_ms() < release_at && thread_state(borrowed.tid, borrowed.tid) != 'S')
+		;
 	if (rc == 1) {
+		if (!threads.leader_only)
+			phases.let_go = now_ms() < release_at ? "asleep" : "stopped-40ms";
 		threads_release(&threads, borrowed.tid);
 		rc = remote_wait(&borrowed, CALL_MS, ret);
 	}
@@ -531,9 +541,10 @@ static void print_phases(void)
 
 	fprintf(stderr, "reqid-inject: phases ms: seize %.3f interrupt %.3f wait %.3f "
 		"fork-check %.3f mmap %.3f calls %.3f resume %.3f longest %.3f "
-		"longest-other %.3f restarts %d", f->seize_ms, f->interrupt_ms, f->wait_ms,
-		phases.fork_check_ms, phases.map_ms, phases.call_ms, f->release_ms,
-		f->longest_ms, f->longest_other_ms, f->restarts);
+		"longest-other %.3f restarts %d let-go %s", f->seize_ms, f->interrupt_ms,
+		f->wait_ms, phases.fork_check_ms, phases.map_ms, phases.call_ms, f->release_ms,
+		f->longest_ms, f->longest_other_ms, f->restarts,
+		phases.let_go ? phases.let_go : "-");
 	if (a->n)
 		fprintf(stderr, "; again: seize %.3f interrupt %.3f wait %.3f madvise %.3f "
 			"resume %.3f longest %.3f", a->seize_ms, a->interrupt_ms, a->wait_ms,

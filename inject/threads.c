@@ -51,22 +51,28 @@ static struct thread *find(struct threads *t, pid_t tid)
 	return NULL;
 }
 
-int thread_exiting(pid_t pid, pid_t tid)
+char thread_state(pid_t pid, pid_t tid)
 {
-	char path[64], line[64];
+	char path[64], line[64], state = 0;
 	FILE *f;
-	int gone = 1;
 
 	snprintf(path, sizeof path, "/proc/%d/task/%d/status", (int)pid,
 		 (int)tid);
 	f = fopen(path, "re");
 	if (!f)
-		return 1;
+		return 0;
 	while (fgets(line, sizeof line, f))
 		if (strncmp(line, "State:", 6) == 0)
-			gone = strpbrk(line + 6, "ZX") != NULL;
+			sscanf(line + 6, " %c", &state);
 	fclose(f);
-	return gone;
+	return state;
+}
+
+int thread_exiting(pid_t pid, pid_t tid)
+{
+	char state = thread_state(pid, tid);
+
+	return !state || state == 'Z' || state == 'X';
 }
 
 /* PTRACE_SEIZE of tid: 0, or the errno of its refusal. A refusal (EPERM)

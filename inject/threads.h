@@ -48,6 +48,10 @@ double threads_stopped_ms(const struct threads *t);
 /* Lets every stopped thread but keep (0: none kept) run on. */
 void threads_release(struct threads *t, pid_t keep);
 
+/* The state letter of thread tid of pid (/proc/PID/task/TID/status: R,
+ * S, D, t, Z...), 0 if it is gone. */
+char thread_state(pid_t pid, pid_t tid);
+
 /* 1 if thread tid of pid has exited or is exiting (a zombie): it may no
  * longer answer ptrace or report to waitpid; the leader of a dying process
  * reports only after every other thread. */
