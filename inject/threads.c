@@ -227,12 +227,13 @@ static int take_status(struct threads *t, struct thread *th, int st)
 
 /* Collects the stop of every interrupted thread before the deadline: 0,
  * or 1 if some thread has not stopped by give_up (before the deadline), or
- * -1 after fail(). Waits for each thread by its tid (a wait for any tracee
+ * -1 after fail(); with release, lets each go as soon as it has stopped.
+ * Waits for each thread by its tid (a wait for any tracee
  * looks at every one, which with a thousand threads costs more than the
  * stops), and between rounds sleeps rather than wake at every stop: at
  * real-time priority it would take the CPU from the threads stopping at
  * each one. */
-static int wait_stopped(struct threads *t, double give_up, double deadline)
+static int wait_stopped(struct threads *t, double give_up, double deadline, int release)
 {
 	double started = now_ms();
 	size_t first = 0;	/* the list's first thread still interrupted */
@@ -262,6 +263,8 @@ static int wait_stopped(struct threads *t, double give_up, double deadline)
 				first = i;
 			}
 		}
+		if (release)
+			threads_release(t, 0);
 		if (!late)
 			return 0;
 		if (now_ms() - started > LEADER_CHECK_MS && thread_exiting(t->pid, t->pid))
@@ -289,7 +292,8 @@ static int try_stop(struct threads *t, int bounded, double deadline)
 	do {
 		interrupt_seized(t);
 		double t0 = now_ms();
-		rc = wait_stopped(t, bounded ? t->first_interrupt + ROUND_MS : deadline, deadline);
+		rc = wait_stopped(t, bounded ? t->first_interrupt + ROUND_MS : deadline,
+				  deadline, 0);
 		t->wait_ms += now_ms() - t0;
 		if (rc != 0)
 			return rc;
@@ -301,13 +305,13 @@ static int try_stop(struct threads *t, int bounded, double deadline)
 }
 
 /* After a try with a late thread: lets the stopped threads go at once, and
- * each late one as soon as it has stopped; the list is then empty. */
+ * each late one as soon as it has stopped (not once all have: one stopping
+ * early would wait for the latest); the list is then empty. */
 static int let_go(struct threads *t, double deadline)
 {
 	threads_release(t, 0);
-	if (wait_stopped(t, deadline, deadline) < 0)
+	if (wait_stopped(t, deadline, deadline, 1) < 0)
 		return -1;
-	threads_release(t, 0);
 	t->n = 0;
 	t->first_interrupt = 0;
 	return 0;

@@ -50,7 +50,8 @@ Checks, each on a running target:
     when woken afterwards (the stop times are reported);
   - a thread that cannot stop for 300 ms (a vfork parent): the others are
     let go and stopped again (-v says restarts), the call returns 42, no
-    thread was stopped 100 ms;
+    thread was stopped 100 ms; the same with a second such thread whose
+    vfork lasts 60 ms (let go as soon as it stops);
   - a thread that is never stoppable when a try looks (a vfork parent, 100
     ms at a time, back to back): reqid-inject gives up within a second
     ('did not stop in time'), no thread was stopped 50 ms, the target runs
@@ -495,9 +496,10 @@ int main(void)
 
 # late_thread: eight parked threads and one that, for each line on stdin,
 # vforks a child that says "child" and sleeps 300 ms: its parent waits
-# killable only, so it cannot stop meanwhile; after the line "loop" it
-# vforks children that sleep 100 ms one after another, for good (the first
-# says "child").
+# killable only, so it cannot stop meanwhile; after the line "pair" a thread
+# of its own does the same with a child of 60 ms (both say "child"); after
+# the line "loop" it vforks children that sleep 100 ms one after another,
+# for good (the first says "child").
 LATE_C = r"""
 #include <pthread.h>
 #include <stdio.h>
@@ -513,14 +515,33 @@ static void *park(void *arg)
     return NULL;
 }
 
+static void *vfork_once(void *ms)
+{
+    pid_t c = vfork();
+
+    if (c == 0) {
+        struct timespec ts = { 0, (long)ms * 1000 * 1000 };
+        write(1, "child\n", 6);
+        nanosleep(&ts, NULL);
+        _exit(0);
+    }
+    waitpid(c, NULL, 0);
+    for (;;)
+        pause();
+    return NULL;
+}
+
 static void *late(void *arg)
 {
     char line[16];
+    pthread_t t;
 
     (void)arg;
     while (fgets(line, sizeof line, stdin)) {
         int loop = line[0] == 'l', first = 1;
 
+        if (line[0] == 'p' && pthread_create(&t, NULL, vfork_once, (void *)60L) != 0)
+            return NULL;
         do {
             pid_t c = vfork();
             if (c == 0) {
@@ -1738,30 +1759,34 @@ class Suite:
         ms after the first interrupt, lets that one go as soon as it has
         stopped, and stops them all again (-v: restarts >= 1); the call
         returns 42 and no thread was stopped 100 ms (without the restart,
-        every one about 250 ms)."""
+        every one about 250 ms). The same with a second late thread whose
+        vfork lasts 60 ms: it is let go as soon as it stops (before, once
+        the 300 ms one had stopped too: about 240 ms)."""
         lib = self.tmp / "libprobe.so"
         ok, err = self.cc("late", LATE_C, "-pthread")
         if not self.check("late thread: build", ok, err):
             return
-        p = subprocess.Popen([str(self.tmp / "late")], stdin=subprocess.PIPE,
-                             stdout=subprocess.PIPE, text=True)
-        try:
-            p.stdout.readline()
-            p.stdin.write("go\n")
-            p.stdin.flush()
-            p.stdout.readline()     # "child": the thread is in vfork now
-            r = inject(p.pid, lib, "probe", "x", verbose=True)
-            stops = STOP_TIMES.search(r.stderr)
-            restarts = re.search(r"restarts (\d+)", r.stderr)
-            self.check("late thread: the call returns 42", r.stdout == "42\n", r.stderr)
-            self.check("late thread: the others were let go and stopped again",
-                       restarts is not None and int(restarts.group(1)) >= 1, r.stderr)
-            self.check("late thread: no thread stopped 100 ms (%s ms)" % (
-                stops.group(2) if stops else "?"), stops is not None and
-                float(stops.group(2)) < 100, r.stderr)
-        finally:
-            p.kill()
-            p.wait()
+        for mode, name in (("go", "late thread"), ("pair", "late pair")):
+            p = subprocess.Popen([str(self.tmp / "late")], stdin=subprocess.PIPE,
+                                 stdout=subprocess.PIPE, text=True)
+            try:
+                p.stdout.readline()
+                p.stdin.write(mode + "\n")
+                p.stdin.flush()
+                for _ in range(2 if mode == "pair" else 1):
+                    p.stdout.readline()     # "child": a thread is in vfork now
+                r = inject(p.pid, lib, "probe", "x", verbose=True)
+                stops = STOP_TIMES.search(r.stderr)
+                restarts = re.search(r"restarts (\d+)", r.stderr)
+                self.check("%s: the call returns 42" % name, r.stdout == "42\n", r.stderr)
+                self.check("%s: the others were let go and stopped again" % name,
+                           restarts is not None and int(restarts.group(1)) >= 1, r.stderr)
+                self.check("%s: no thread stopped 100 ms (%s ms)" % (
+                    name, stops.group(2) if stops else "?"), stops is not None and
+                    float(stops.group(2)) < 100, r.stderr)
+            finally:
+                p.kill()
+                p.wait()
         self.late_thread_for_good(lib)
 
     def late_thread_for_good(self, lib):
