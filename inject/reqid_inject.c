@@ -114,16 +114,28 @@ struct request {
 static struct remote borrowed;	/* holds the extended state: large */
 static struct threads threads;
 
-/* Where the time of each stop went, for -v: the attach's stop, then the
- * one that gives the stack back. */
+/* Where the time of each stop went, for -v: the main thread's alone to
+ * map new pages, the attach's stop, then the main thread's to give the
+ * stack back (each .n 0 if there was none; .v NULL). */
 static struct {
+	double premap_ms;
+	struct threads premap;
 	double fork_check_ms, map_ms, call_ms;
 	const char *let_go;	/* why the others were let go before the calls
 				 * returned ("asleep", "stopped-40ms"), or NULL */
 	struct threads first;
 	double again_call_ms;
-	struct threads again;	/* .n 0 if there was none */
+	struct threads again;
 } phases;
+
+/* Keeps the numbers of the stop just ended in *into; the list goes. */
+static void record_stop(struct threads *into)
+{
+	*into = threads;
+	into->v = NULL;
+	free(threads.v);
+	memset(&threads, 0, sizeof threads);
+}
 
 /* Waits for the call started on the borrowed thread. The other threads
  * are let go, and the call gets more time, as soon as the borrowed thread
@@ -368,7 +380,7 @@ static int start_thread(struct request *q)
 	int rc;
 
 	double t0 = now_ms();
-	if ((!q->data || !block_free(q, q->data)) && map_pages(q) < 0)
+	if (!q->guard && (!q->data || !block_free(q, q->data)) && map_pages(q) < 0)
 		return -1;
 	phases.map_ms = now_ms() - t0;
 
@@ -469,6 +481,31 @@ static void mark_block_free(const struct request *q)
 			 &done, sizeof done);
 }
 
+/* Stops the main thread alone, the others running on, and borrows it for
+ * job, which must change only pages no thread uses; the stop's numbers go
+ * to *record, the job's time to *job_ms. */
+static int borrow_alone(struct request *q, int (*job)(struct request *), sigset_t *fatal,
+			struct threads *record, double *job_ms)
+{
+	struct priority raised;
+	sigset_t old;
+	int rc;
+
+	sigprocmask(SIG_BLOCK, fatal, &old);
+	priority_raise(&raised);
+	rc = threads_stop_leader(&threads, q->pid, STOP_MS);
+	if (rc == 0) {
+		double t0 = now_ms();
+		rc = borrow(q, job);
+		*job_ms = now_ms() - t0;
+	}
+	threads_release(&threads, 0);
+	priority_restore(&raised);
+	record_stop(record);
+	sigprocmask(SIG_SETMASK, &old, NULL);
+	return rc;
+}
+
 /* Once the fresh thread has exited: the main thread is stopped again and
  * borrowed for drop_stack; the others run on, as the madvise changes pages
  * none of them uses (the block is not yet marked free, so no other
@@ -476,27 +513,7 @@ static void mark_block_free(const struct request *q)
  * changes nothing else: the call's result stands. */
 static void stack_back(struct request *q, sigset_t *fatal)
 {
-	struct threads first = threads;
-	struct priority raised;
-	sigset_t old;
-
-	sigprocmask(SIG_BLOCK, fatal, &old);
-	priority_raise(&raised);
-	if (threads_stop_leader(&threads, q->pid, STOP_MS) == 0) {
-		double t0 = now_ms();
-		borrow(q, drop_stack);
-		phases.again_call_ms = now_ms() - t0;
-	}
-	threads_release(&threads, 0);
-	priority_restore(&raised);
-	phases.again = threads;
-	sigprocmask(SIG_SETMASK, &old, NULL);
-	free(first.v);
-	free(threads.v);
-	if (first.stopped > threads.stopped)
-		threads.stopped = first.stopped;
-	if (first.longest_ms > threads.longest_ms)
-		threads.longest_ms = first.longest_ms;
+	borrow_alone(q, drop_stack, fatal, &phases.again, &phases.again_call_ms);
 }
 
 /* Polls the data block until the fresh thread sets done. */
@@ -534,11 +551,26 @@ static int wait_done(struct request *q, struct stub_data *d, sigset_t *fatal)
 	return 0;
 }
 
-/* The -v line on where the stop times went. */
-static void print_phases(void)
+/* The -v lines on the stop times and where they went. */
+static void print_phases(double total_ms)
 {
-	const struct threads *f = &phases.first, *a = &phases.again;
+	const struct threads *p = &phases.premap, *f = &phases.first, *a = &phases.again;
+	const struct threads *all[] = { p, f, a };
+	double longest = 0;
+	size_t stopped = 0, i;
 
+	for (i = 0; i < sizeof all / sizeof all[0]; i++) {
+		if (all[i]->stopped > stopped)
+			stopped = all[i]->stopped;
+		if (all[i]->longest_ms > longest)
+			longest = all[i]->longest_ms;
+	}
+	fprintf(stderr, "reqid-inject: %zu threads stopped, longest stop %.3f ms, total "
+		"%.3f ms\n", stopped, longest, total_ms);
+	if (p->n)
+		fprintf(stderr, "reqid-inject: new pages first: wait %.3f mmap %.3f resume "
+			"%.3f longest %.3f\n", p->wait_ms, phases.premap_ms, p->release_ms,
+			p->longest_ms);
 	fprintf(stderr, "reqid-inject: phases ms: seize %.3f interrupt %.3f wait %.3f "
 		"fork-check %.3f mmap %.3f calls %.3f resume %.3f longest %.3f "
 		"longest-other %.3f restarts %d let-go %s", f->seize_ms, f->interrupt_ms,
@@ -636,13 +668,21 @@ int main(int argc, char **argv)
 		rc = q.mem = target_mem_open(q.pid);
 	if (rc >= 0) {
 		find_pages(&q);
-		/* Dying now would leave threads stopped and one borrowed. */
+		/* Dying while threads are stopped would leave them stopped and
+		 * one borrowed. */
 		sigemptyset(&fatal);
 		sigaddset(&fatal, SIGINT);
 		sigaddset(&fatal, SIGTERM);
 		sigaddset(&fatal, SIGHUP);
 		sigaddset(&fatal, SIGQUIT);
 		sigaddset(&fatal, SIGTSTP);
+		/* New pages are mapped with the main thread alone stopped, so
+		 * that every thread's stop holds one resume of it, not two. */
+		if (!q.data)
+			rc = borrow_alone(&q, map_pages, &fatal, &phases.premap,
+					  &phases.premap_ms);
+	}
+	if (rc >= 0) {
 		sigprocmask(SIG_BLOCK, &fatal, &old);
 		priority_raise(&raised);
 		rc = stop_outside_fork(&q);
@@ -652,7 +692,7 @@ int main(int argc, char **argv)
 		phases.call_ms = now_ms() - t0 - phases.map_ms;
 		threads_release(&threads, 0);
 		priority_restore(&raised);
-		phases.first = threads;
+		record_stop(&phases.first);
 		sigprocmask(SIG_SETMASK, &old, NULL);
 	}
 	/* Whatever failed, a vanished target is the cause. */
@@ -661,11 +701,7 @@ int main(int argc, char **argv)
 	else if (rc >= 0)
 		rc = wait_done(&q, &d, &fatal);
 	if (verbose)
-		fprintf(stderr, "reqid-inject: %zu threads stopped, longest stop "
-			"%.3f ms, total %.3f ms\n", threads.stopped,
-			threads.longest_ms, now_ms() - start);
-	if (verbose)
-		print_phases();
+		print_phases(now_ms() - start);
 	if (rc < 0) {
 		fprintf(stderr, "reqid-inject: %s\n", why ? why : fail_message());
 		return 1;
