@@ -14,21 +14,21 @@
  * pages of the target's libc and loader were resident before the
  * injection touched them (resident_pages.c), as `reqid attach` wants.
  *
- * How: stops every thread (threads.c), again later while the main thread
- * is inside fork() (in_fork.c), borrows the main thread (remote_call.c)
- * for an mmap system call when new pages are needed (read+exec: the code
- * and the data are written through /proc/PID/mem, as a debugger plants a
- * breakpoint, so no page is ever writable and executable), then for one
- * call of the stub's setup (stub.c), which makes the new data and stack
- * pages read+write, and calls pthread_attr_init, pthread_attr_setstack and
- * pthread_create, errno saved and put back around them: the borrowed
- * thread is resumed once (twice with new pages), as each resume may wait
- * for a CPU while every thread is stopped. Puts every register back,
+ * How: when new pages are needed, stops the main thread alone (the others
+ * run on: no thread uses them) and borrows it (remote_call.c) for an mmap
+ * system call, read+exec: the code and the data are written through
+ * /proc/PID/mem, as a debugger plants a breakpoint, so no page is ever
+ * writable and executable. Then stops every thread (threads.c), again
+ * later while the main thread is inside fork() (in_fork.c), and borrows
+ * the main thread for one call of the stub's setup (stub.c), which makes
+ * new data and stack pages read+write and calls pthread_attr_init,
+ * pthread_attr_setstack and pthread_create, errno saved and put back
+ * around them: while every thread is stopped the borrowed one is resumed
+ * once, as each resume may wait for a CPU. Puts every register back,
  * resumes everything and polls the data block until the fresh thread is
- * done; once that thread has exited, stops the main thread again (the
- * others run on: no thread uses those pages) and borrows it for one
- * madvise system call, which gives its stack's pages back, and only then
- * marks the pages free for the next injection.
+ * done; once that thread has exited, stops the main thread alone again
+ * and borrows it for one madvise system call, which gives its stack's
+ * pages back, and only then marks the pages free for the next injection.
  * Must never run dlopen or the library's code on a borrowed thread, leave
  * a thread stopped or borrowed, or exit by a signal while threads are
  * stopped.
