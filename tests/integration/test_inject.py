@@ -6,10 +6,10 @@ pipe, nanosleep, pthread_cond_wait, poll and a write blocked on a full pipe;
 one thread loops on malloc/free and one creates and joins threads (churn);
 its main thread sleeps in nanosleep, waits in epoll_wait, or (spin mode)
 spins in assembly that checks its general, vector (xmm, ymm and, when the
-CPU has them, zmm16-31) registers and the 128-byte red zone below its stack
-pointer on every turn. In alarm mode a 500 us interval timer sends SIGALRM
-throughout, so signals arrive while threads stop and during the calls
-reqid-inject makes on the main thread. The library exports probe (writes its argument to a
+CPU has them, zmm16-31) registers, the 128-byte red zone below its stack
+pointer and its errno on every turn. In alarm mode a 500 us interval
+timer sends SIGALRM throughout, so signals arrive while threads stop and
+during the calls reqid-inject makes on the main thread. The library exports probe (writes its argument to a
 file, returns 42), neg (returns -7), where (1 if it runs on a thread
 other than the main one), hold (waits for a gate file, then does what probe
 does and returns 43) and linger (returns 44 at once, but its thread waits
@@ -36,7 +36,8 @@ Checks, each on a running target:
     still intact when it returns, meanwhile probe maps new pages), nor
     while the thread that ran them has not exited (linger), and are reused
     again once both are over;
-  - spin mode: 20 attaches, no register, vector or red-zone corruption;
+  - spin mode: 20 attaches, no register, vector, red-zone or errno
+    corruption;
   - main thread in epoll_wait: 5 attaches, epoll_wait's EINTR is retried;
   - alarm mode: 20 attaches, the handler keeps counting;
   - one malloc arena and no tcache (GLIBC_TUNABLES), so a stopped thread
@@ -306,7 +307,9 @@ static void *churn_thread(void *a)
     }
 }
 
-/* Returns only when a register or the red zone changed under it. */
+/* Returns only when a register, the red zone or errno (at spin_errno_at,
+ * 4242) changed under it. */
+int *spin_errno_at;
 int spin_check(int avx, int avx512);
 __asm__(
     ".text\n.globl spin_check\n.type spin_check,@function\nspin_check:\n"
@@ -328,6 +331,7 @@ __asm__(
     ".irp i,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16\n"
     "lea 100+\\i(%rbx), %rdx\nmov %rdx, -8*\\i(%rsp)\n.endr\n"
     "2: incq main_ticks(%rip)\n"
+    "mov spin_errno_at(%rip), %rdx\ncmpl $4242, (%rdx)\njne 9f\n"
     "movabs $0x0123456789abcdef, %rax\ncmp %rax, %rbx\njne 9f\n"
     "mov %rax, %rdx\nnot %rdx\ncmp %rdx, %rbp\njne 9f\n"
     "lea 1(%rax), %rdx\ncmp %rdx, %r12\njne 9f\n"
@@ -381,7 +385,11 @@ int main(int argc, char **argv)
         pthread_create(&t, NULL, fns[i], NULL);
     say("ready %d\n", ntohs(sa.sin_port));
     if (strcmp(argv[1], "spin") == 0) {
-        spin_check(__builtin_cpu_supports("avx"), __builtin_cpu_supports("avx512f"));
+        int avx = __builtin_cpu_supports("avx"), avx512 = __builtin_cpu_supports("avx512f");
+
+        spin_errno_at = &errno;
+        errno = 4242;
+        spin_check(avx, avx512);
         say("CORRUPT\n");
         _exit(3);
     }
@@ -1685,7 +1693,8 @@ class Suite:
                 bad = [r.stderr for r in results if r.stdout != "42\n"]
                 self.check("main thread in %s: %d attaches" % (mode, runs), not bad,
                            "%d failed, first: %r" % (len(bad), bad[0] if bad else ""))
-                self.check("main thread in %s: registers and red zone intact" % mode,
+                self.check("main thread in %s: registers and red zone intact%s" % (
+                    mode, ", errno still 4242" if mode == "spin" else ""),
                            not t.wait("CORRUPT", 0, 0.2))
                 ticks = ("sleep", "malloc", "main") + (("alarms",) if mode == "alarm" else ())
                 self.live("main thread in %s: parked threads resume" % mode, t, ticks)
