@@ -27,8 +27,8 @@ Checks, each on a running target:
     dlerror's text in one line, the target runs on;
   - 50 attaches in a row with the churn thread running: all print 42;
     thread and descriptor counts do not grow (VmRSS growth is reported);
-  - 100 attaches in a row: the first maps the pages, the others reuse
-    them: the mappings in /proc/PID/maps stay the same, VmRSS grows by less
+  - 100 attaches in a row: the first maps the pages (with the main thread
+    alone stopped, -v says), the others reuse them: the mappings in /proc/PID/maps stay the same, VmRSS grows by less
     than 64 kB, thread and descriptor counts do not change (the numbers and
     the stop times of the first attach and of the reusing ones are
     reported);
@@ -1580,12 +1580,13 @@ class Suite:
             t.churn(False)
             tasks, fds = ntasks(t.pid), nfds(t.pid)
             maps0, rss0 = nmaps(t.pid), int(proc_field(t.pid, "VmRSS"))
-            results, stops = [], []
+            results, stops, premapped = [], [], []
             for i in range(100):
                 r = inject(t.pid, lib, "probe", "reuse %d" % i, verbose=True)
                 self.record(r)
                 m = STOP_TIMES.search(r.stderr)
                 stops.append(float(m.group(2)) if m else None)
+                premapped.append("reqid-inject: new pages first:" in r.stderr)
                 results.append(r.returncode == 0 and r.stdout == "42\n" and
                                out.read_text() == "reuse %d" % i or r.stderr)
                 if i == 0:
@@ -1598,6 +1599,10 @@ class Suite:
                        "%d failed, first: %r" % (len(bad), bad[0] if bad else ""))
             self.check("100 attaches: one code page, mapped by the first",
                        pages1 == 1 and pages2 == 1, "%d, then %d" % (pages1, pages2))
+            self.check("100 attaches: the first maps its pages with the main thread alone "
+                       "stopped (-v: new pages first), no other maps any",
+                       premapped[0] and not any(premapped[1:]),
+                       "attaches that did: %s" % [i for i, x in enumerate(premapped) if x])
             self.check("100 attaches: mappings stay %d after the first" % maps1,
                        maps2 == maps1, "%d" % maps2)
             self.check("100 attaches: VmRSS grows < 64 kB after the first",
