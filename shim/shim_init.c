@@ -31,6 +31,7 @@
 #include "event_batch.h"
 #include "fork_hot.h"
 #include "got_patch.h"
+#include "large_table.h"
 #include "log_writer.h"
 #include "next_symbol.h"
 #include "raw_syscall.h"
@@ -646,6 +647,15 @@ _Static_assert(START_LOG_IDS_SIZE <= LOG_IDS_SIZE, "START_LOG_IDS_SIZE: more tha
  * more low descriptors' flags on that page. */
 static char log_ids_entry[sizeof(LOG_IDS_VARIABLE "=") + START_LOG_IDS_SIZE] START_WRITTEN;
 
+/* The environ set_log_ids makes when the variable was not inherited: a
+ * page of .bss of its own, which only such a process touches (one fault,
+ * as a mapping's page cost, without the mmap and the page of the library's
+ * code __wrap_mmap lies on). An environment too large for it gets a
+ * mapping. */
+#define ENVIRON_PAGE_BYTES 4096
+static char environ_page[ENVIRON_PAGE_BYTES] __attribute__((aligned(ENVIRON_PAGE_BYTES)))
+LARGE_TABLE;
+
 /* Sets REQID_LOG_IDS to ids without allocating: a program's first
  * allocation sets up malloc (a getrandom, two brk, page faults), which
  * setenv would make every process a shimmed parent did not start pay.
@@ -653,10 +663,11 @@ static char log_ids_entry[sizeof(LOG_IDS_VARIABLE "=") + START_LOG_IDS_SIZE] STA
  * (a CGI script, whose stdout is the server's pipe), the variable's slot
  * in environ points at log_ids_entry: no system call and no new page (a
  * mapping of its own cost such a process a mmap and a page fault). Else
- * the new environ is one mapping: the array, then the entry's text.
- * glibc's setenv copies an array it did not make into one of its own, and
- * unsetenv edits it in place; it is never unmapped (getenv may be reading
- * it). No memory: the environment stays as it was. */
+ * the new environ is environ_page (or, too large, one mapping): the
+ * array, then the entry's text. glibc's setenv copies an array it did not
+ * make into one of its own, and unsetenv edits it in place; it is never
+ * unmapped (getenv may be reading it). No memory: the environment stays
+ * as it was. */
 static START_PATH void set_log_ids(const char *ids)
 {
 	static const char name_eq[] = LOG_IDS_VARIABLE "=";
@@ -672,8 +683,10 @@ static START_PATH void set_log_ids(const char *ids)
 	}
 	size_t array = (n + 2) * sizeof(char *);
 	size_t size = array + sizeof(name_eq) + len;
-	char **env = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (env == MAP_FAILED)
+	char **env = (char **)environ_page;
+	if (size > sizeof(environ_page) &&
+	    (env = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)) ==
+		    MAP_FAILED)
 		return;
 	char *entry = (char *)env + array;
 	memcpy(entry, name_eq, sizeof(name_eq) - 1);

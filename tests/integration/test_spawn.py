@@ -23,7 +23,10 @@ stderr, T/child.log opened by python, is a log in the child (its line,
 written to fd 2 with no dup on the way, comes out as JSON); its stdout, a
 pipe python reads, is data (its bytes come back exactly). The vfork child shares the parent's tables, which do not know its
 descriptors: the file's path tells it.
-First, what a process pays to start: no function of shim_init.h's LIBC_CALLS
+First, what a process pays to start: the environment a shimmed program
+starts with gains REQID_LOG_IDS (its log file's identity) and keeps every
+variable as it was, small (the new array on the library's page for it)
+and large (too large for that page: a mapping); no function of shim_init.h's LIBC_CALLS
 is an import of the library's (the loader would bind it at every start);
 and the originals the shim leaves for their first use are found there: by a
 library preloaded after the shim, whose constructor runs before the shim's,
@@ -173,8 +176,35 @@ def check_originals_at_first_use(failures):
                 print("spawn first use: %s" % want)
 
 
+ENV_DUMP = "import json, os, sys; open(sys.argv[1], 'w').write(json.dumps(dict(os.environ)))"
+
+
+def check_log_ids_added(failures):
+    """A program started without REQID_LOG_IDS gets it, naming its log (a
+    file on stdout and stderr), and every other variable stays as given:
+    with 3 variables more and with 600 (an array larger than a page)."""
+    for count in (3, 600):
+        env = {"PATH": "/usr/bin:/bin", "LD_PRELOAD": SHIM, "LC_ALL": "C.UTF-8"}
+        env.update(("V%d" % i, "value-%d" % i) for i in range(count))
+        with tempfile.TemporaryDirectory(prefix="reqid-spawn-") as tmp:
+            log, dump = os.path.join(tmp, "out.log"), os.path.join(tmp, "env.json")
+            with open(log, "wb") as f:
+                subprocess.run([sys.executable, "-c", ENV_DUMP, dump], env=env, stdout=f,
+                               stderr=f, check=True, timeout=30)
+            st = os.stat(log)
+            with open(dump, encoding="utf-8") as f:
+                got = json.load(f)
+        want = dict(env, REQID_LOG_IDS="%x:%x" % (st.st_dev, st.st_ino))
+        if got != want:
+            failures.append("%d variables: environment %r, want %r"
+                            % (count, sorted(set(got.items()) ^ set(want.items())), want))
+        else:
+            print("spawn start environment: %d variables kept, REQID_LOG_IDS added" % count)
+
+
 def main():
     failures = []
+    check_log_ids_added(failures)
     check_libc_calls_not_imported(failures)
     check_originals_at_first_use(failures)
     check_vfork_log_file(failures)
