@@ -488,6 +488,79 @@ void __wrap_free(void *p)
 		fn(p);
 }
 
+void __wrap_exit(int status)
+{
+	void (*fn)(int) = LIBC(exit);
+	if (fn)
+		fn(status);
+	raw_syscall3(SYS_exit_group, status, 0, 0);
+	__builtin_unreachable();
+}
+
+/* dlopen finds the object its caller is in (for its search path and
+ * namespace): called from here, that is still the shim. */
+void *__wrap_dlopen(const char *file, int mode)
+{
+	void *(*fn)(const char *, int) = LIBC(dlopen);
+	return fn ? fn(file, mode) : NULL;
+}
+
+int __wrap_dl_iterate_phdr(int (*callback)(struct dl_phdr_info *, size_t, void *), void *data)
+{
+	int (*fn)(int (*)(struct dl_phdr_info *, size_t, void *), void *) = LIBC(dl_iterate_phdr);
+	return fn ? fn(callback, data) : 0;
+}
+
+pthread_t __wrap_pthread_self(void)
+{
+	pthread_t (*fn)(void) = LIBC(pthread_self);
+	return fn ? fn() : 0;
+}
+
+int __wrap_pthread_getattr_np(pthread_t thread, pthread_attr_t *attr)
+{
+	int (*fn)(pthread_t, pthread_attr_t *) = LIBC(pthread_getattr_np);
+	return fn ? fn(thread, attr) : ENOSYS;
+}
+
+int __wrap_pthread_attr_getstack(const pthread_attr_t *attr, void **low, size_t *size)
+{
+	int (*fn)(const pthread_attr_t *, void **, size_t *) = LIBC(pthread_attr_getstack);
+	return fn ? fn(attr, low, size) : ENOSYS;
+}
+
+int __wrap_pthread_attr_destroy(pthread_attr_t *attr)
+{
+	int (*fn)(pthread_attr_t *) = LIBC(pthread_attr_destroy);
+	return fn ? fn(attr) : 0;
+}
+
+/* syscall(): made here as libc makes it (six arguments, whatever the
+ * call passed, and errno), with no import nor look-up. */
+long __wrap_syscall(long number, ...);
+long __wrap_syscall(long number, ...)
+{
+	va_list ap;
+	va_start(ap, number);
+	long a[6];
+	for (int i = 0; i < 6; i++)
+		a[i] = va_arg(ap, long);
+	va_end(ap);
+	register long r10 __asm__("r10") = a[3];
+	register long r8 __asm__("r8") = a[4];
+	register long r9 __asm__("r9") = a[5];
+	long r;
+	__asm__ volatile("syscall"
+			 : "=a"(r)
+			 : "a"(number), "D"(a[0]), "S"(a[1]), "d"(a[2]), "r"(r10), "r"(r8), "r"(r9)
+			 : "rcx", "r11", "memory");
+	if (r < 0 && r > -4096) {
+		errno = (int)-r;
+		return -1;
+	}
+	return r;
+}
+
 /* The objects resolve_before_fork reads the tables of at once, on the
  * stack of a thread calling fork (perhaps in a signal handler): past
  * them (or before libc), each slot is found alone (real_resolve_slot). */

@@ -235,7 +235,14 @@
 	X(mbsnrtowcs, size_t, (wchar_t *, const char **, size_t, size_t, mbstate_t *), 1) \
 	X(snprintf, int, (char *, size_t, const char *, ...), 1) \
 	X(malloc, void *, (size_t), 1) \
-	X(free, void, (void *), 1)
+	X(free, void, (void *), 1) \
+	X(exit, void, (int), 1) \
+	X(dlopen, void *, (const char *, int), 1) \
+	X(dl_iterate_phdr, int, (int (*)(struct dl_phdr_info *, size_t, void *), void *), 1) \
+	X(pthread_self, pthread_t, (void), 1) \
+	X(pthread_getattr_np, int, (pthread_t, pthread_attr_t *), 1) \
+	X(pthread_attr_getstack, int, (const pthread_attr_t *, void **, size_t *), 1) \
+	X(pthread_attr_destroy, int, (pthread_attr_t *), 1)
 
 #define REAL_FIELD(name, ret, params, needed) ret (*name) params;
 struct real_functions {
