@@ -95,7 +95,7 @@ deps:
 SHIM_BUILD := -D_GNU_SOURCE -fPIC -shared -fvisibility=hidden -pthread -falign-jumps=1 -falign-loops=1 \
   -ftls-model=initial-exec -fno-stack-protector -DXXH_INLINE_ALL \
   -Wl,--version-script=shim/exports.map -Wl,-z,now -Wl,-z,relro -Wl,-z,defs -Wl,-Bsymbolic-functions -Wl,--sort-section=name -Wl,-fini=reqid_no_dt_fini -Wl,-T,shim/layout.ld -fno-plt -Wl,-z,max-page-size=0x10000 \
-  $(foreach f,mmap munmap mremap madvise clock_gettime ioctl fileno fileno_unlocked ferror ftrylockfile fwide mbsnrtowcs snprintf malloc free,-Wl,--wrap=$(f))
+  $(foreach f,mmap munmap mremap madvise clock_gettime ioctl fileno fileno_unlocked ferror ftrylockfile fwide mbsnrtowcs snprintf malloc free exit dlopen dl_iterate_phdr pthread_self pthread_getattr_np pthread_attr_getstack pthread_attr_destroy syscall,-Wl,--wrap=$(f))
 $(BUILD)/libreqid.so: $(PURE_SRCS) $(GLUE_SRCS) $(SHIM_HDRS) shim/exports.map shim/layout.ld Makefile | $(BUILD)
 	$(CC) $(CFLAGS) $(WARN) $(SHIM_BUILD) -o $@ $(PURE_SRCS) $(GLUE_SRCS) -ldl -lunwind
 

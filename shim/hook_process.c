@@ -8,7 +8,8 @@
  * current log files in their environment. fork is handled by an atfork
  * handler in shim_init.c.
  *
- * pthread_create may allocate (it is not async-signal-safe itself); nothing
+ * pthread_create may allocate (it is not async-signal-safe itself), when
+ * more threads are being started at once than thread_starts holds; nothing
  * else here may: environments are built in mmap'ed or stack arrays. system()
  * and popen(), not async-signal-safe either, may wait on a lock. If the shim
  * cannot wrap a thread it starts it unwrapped.
@@ -18,6 +19,7 @@
 #include "event_batch.h"
 
 #include "large_table.h"
+#include "page_bytes.h"
 #include "raw_syscall.h"
 #include "request_table.h"
 #include "signal_frames.h"
@@ -60,10 +62,48 @@ static void thread_ending(void *unused)
 	batch_thread_exit();
 }
 
+/* What a new thread is started with, from pthread_create until the new
+ * thread has copied it: a slot of thread_starts, taken with a bit of
+ * used, or (every slot taken) malloc's. A malloc'ed record cost a thread
+ * some 1,240 instructions (1,660 the shim added in all): its free in the
+ * new thread set up that thread's malloc cache, which the thread's exit
+ * then tore down. One page, written only by programs that start threads.
+ * A fork between the taking and the copying leaves the slot taken in the
+ * child (the thread is not there): one slot fewer, never a wrong record. */
+#define THREAD_START_SLOTS 64
+static struct {
+	_Atomic uint64_t used;
+	struct thread_start slot[THREAD_START_SLOTS];
+} thread_starts __attribute__((aligned(PAGE_BYTES))) LARGE_TABLE;
+_Static_assert(sizeof(thread_starts) <= PAGE_BYTES, "thread_starts: one page");
+
+static struct thread_start *thread_start_take(void)
+{
+	uint64_t used = atomic_load_explicit(&thread_starts.used, memory_order_relaxed);
+	while (~used != 0) {
+		unsigned i = (unsigned)__builtin_ctzll(~used);
+		if (atomic_compare_exchange_weak_explicit(&thread_starts.used, &used,
+							  used | (uint64_t)1 << i,
+							  memory_order_acquire, memory_order_relaxed))
+			return &thread_starts.slot[i];
+	}
+	return malloc(sizeof(struct thread_start));
+}
+
+static void thread_start_give_back(struct thread_start *start)
+{
+	size_t i = (size_t)(start - thread_starts.slot);
+	if (start >= thread_starts.slot && i < THREAD_START_SLOTS)
+		atomic_fetch_and_explicit(&thread_starts.used, ~((uint64_t)1 << i),
+					  memory_order_release);
+	else
+		free(start);
+}
+
 static void *thread_trampoline(void *p)
 {
 	struct thread_start start = *(struct thread_start *)p;
-	free(p);
+	thread_start_give_back(p);
 	ctx_inherit(start.request, start.last_conn, start.mode, start.generation, start.creator);
 	void *result;
 	pthread_cleanup_push(thread_ending, NULL);
@@ -81,7 +121,7 @@ EXPORT int pthread_create(pthread_t *t, const pthread_attr_t *attr, void *(*fn)(
 		return EAGAIN;
 	if (!shim.active)
 		return create(t, attr, fn, arg);
-	struct thread_start *start = malloc(sizeof(*start));
+	struct thread_start *start = thread_start_take();
 	if (!start)
 		return create(t, attr, fn, arg);
 	start->fn = fn;
@@ -101,7 +141,7 @@ EXPORT int pthread_create(pthread_t *t, const pthread_attr_t *attr, void *(*fn)(
 	atomic_store_explicit(&process.threaded, true, memory_order_relaxed);
 	int r = create(t, attr, thread_trampoline, start);
 	if (r != 0)
-		free(start);
+		thread_start_give_back(start);
 	return r;
 }
 

@@ -31,6 +31,7 @@
 #include "event_batch.h"
 #include "fork_hot.h"
 #include "got_patch.h"
+#include "large_table.h"
 #include "log_writer.h"
 #include "next_symbol.h"
 #include "raw_syscall.h"
@@ -487,6 +488,79 @@ void __wrap_free(void *p)
 		fn(p);
 }
 
+void __wrap_exit(int status)
+{
+	void (*fn)(int) = LIBC(exit);
+	if (fn)
+		fn(status);
+	raw_syscall3(SYS_exit_group, status, 0, 0);
+	__builtin_unreachable();
+}
+
+/* dlopen finds the object its caller is in (for its search path and
+ * namespace): called from here, that is still the shim. */
+void *__wrap_dlopen(const char *file, int mode)
+{
+	void *(*fn)(const char *, int) = LIBC(dlopen);
+	return fn ? fn(file, mode) : NULL;
+}
+
+int __wrap_dl_iterate_phdr(int (*callback)(struct dl_phdr_info *, size_t, void *), void *data)
+{
+	int (*fn)(int (*)(struct dl_phdr_info *, size_t, void *), void *) = LIBC(dl_iterate_phdr);
+	return fn ? fn(callback, data) : 0;
+}
+
+pthread_t __wrap_pthread_self(void)
+{
+	pthread_t (*fn)(void) = LIBC(pthread_self);
+	return fn ? fn() : 0;
+}
+
+int __wrap_pthread_getattr_np(pthread_t thread, pthread_attr_t *attr)
+{
+	int (*fn)(pthread_t, pthread_attr_t *) = LIBC(pthread_getattr_np);
+	return fn ? fn(thread, attr) : ENOSYS;
+}
+
+int __wrap_pthread_attr_getstack(const pthread_attr_t *attr, void **low, size_t *size)
+{
+	int (*fn)(const pthread_attr_t *, void **, size_t *) = LIBC(pthread_attr_getstack);
+	return fn ? fn(attr, low, size) : ENOSYS;
+}
+
+int __wrap_pthread_attr_destroy(pthread_attr_t *attr)
+{
+	int (*fn)(pthread_attr_t *) = LIBC(pthread_attr_destroy);
+	return fn ? fn(attr) : 0;
+}
+
+/* syscall(): made here as libc makes it (six arguments, whatever the
+ * call passed, and errno), with no import nor look-up. */
+long __wrap_syscall(long number, ...);
+long __wrap_syscall(long number, ...)
+{
+	va_list ap;
+	va_start(ap, number);
+	long a[6];
+	for (int i = 0; i < 6; i++)
+		a[i] = va_arg(ap, long);
+	va_end(ap);
+	register long r10 __asm__("r10") = a[3];
+	register long r8 __asm__("r8") = a[4];
+	register long r9 __asm__("r9") = a[5];
+	long r;
+	__asm__ volatile("syscall"
+			 : "=a"(r)
+			 : "a"(number), "D"(a[0]), "S"(a[1]), "d"(a[2]), "r"(r10), "r"(r8), "r"(r9)
+			 : "rcx", "r11", "memory");
+	if (r < 0 && r > -4096) {
+		errno = (int)-r;
+		return -1;
+	}
+	return r;
+}
+
 /* The objects resolve_before_fork reads the tables of at once, on the
  * stack of a thread calling fork (perhaps in a signal handler): past
  * them (or before libc), each slot is found alone (real_resolve_slot). */
@@ -646,6 +720,15 @@ _Static_assert(START_LOG_IDS_SIZE <= LOG_IDS_SIZE, "START_LOG_IDS_SIZE: more tha
  * more low descriptors' flags on that page. */
 static char log_ids_entry[sizeof(LOG_IDS_VARIABLE "=") + START_LOG_IDS_SIZE] START_WRITTEN;
 
+/* The environ set_log_ids makes when the variable was not inherited: a
+ * page of .bss of its own, which only such a process touches (one fault,
+ * as a mapping's page cost, without the mmap and the page of the library's
+ * code __wrap_mmap lies on). An environment too large for it gets a
+ * mapping. */
+#define ENVIRON_PAGE_BYTES 4096
+static char environ_page[ENVIRON_PAGE_BYTES] __attribute__((aligned(ENVIRON_PAGE_BYTES)))
+LARGE_TABLE;
+
 /* Sets REQID_LOG_IDS to ids without allocating: a program's first
  * allocation sets up malloc (a getrandom, two brk, page faults), which
  * setenv would make every process a shimmed parent did not start pay.
@@ -653,10 +736,11 @@ static char log_ids_entry[sizeof(LOG_IDS_VARIABLE "=") + START_LOG_IDS_SIZE] STA
  * (a CGI script, whose stdout is the server's pipe), the variable's slot
  * in environ points at log_ids_entry: no system call and no new page (a
  * mapping of its own cost such a process a mmap and a page fault). Else
- * the new environ is one mapping: the array, then the entry's text.
- * glibc's setenv copies an array it did not make into one of its own, and
- * unsetenv edits it in place; it is never unmapped (getenv may be reading
- * it). No memory: the environment stays as it was. */
+ * the new environ is environ_page (or, too large, one mapping): the
+ * array, then the entry's text. glibc's setenv copies an array it did not
+ * make into one of its own, and unsetenv edits it in place; it is never
+ * unmapped (getenv may be reading it). No memory: the environment stays
+ * as it was. */
 static START_PATH void set_log_ids(const char *ids)
 {
 	static const char name_eq[] = LOG_IDS_VARIABLE "=";
@@ -672,8 +756,10 @@ static START_PATH void set_log_ids(const char *ids)
 	}
 	size_t array = (n + 2) * sizeof(char *);
 	size_t size = array + sizeof(name_eq) + len;
-	char **env = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (env == MAP_FAILED)
+	char **env = (char **)environ_page;
+	if (size > sizeof(environ_page) &&
+	    (env = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)) ==
+		    MAP_FAILED)
 		return;
 	char *entry = (char *)env + array;
 	memcpy(entry, name_eq, sizeof(name_eq) - 1);

@@ -185,7 +185,9 @@
  * 700 instructions at start, the look-up beside the originals some 250.
  * Call them as LIBC(name). Only functions: a variable may have been copied
  * into the program (a copy relocation), and an indirect function (memcpy,
- * strlen) would be dlsym's to answer. Every one is needed. */
+ * strlen) would be dlsym's to answer. Every one is needed but those of
+ * needed 0, which only attach, detach, audit records and err() call: their
+ * wrappers fail as the call would (exit by the system call). */
 #define LIBC_CALLS(X) \
 	X(vsnprintf, int, (char *, size_t, const char *, va_list), 1) \
 	X(__vsnprintf_chk, int, (char *, size_t, int, size_t, const char *, va_list), 1) \
@@ -235,7 +237,14 @@
 	X(mbsnrtowcs, size_t, (wchar_t *, const char **, size_t, size_t, mbstate_t *), 1) \
 	X(snprintf, int, (char *, size_t, const char *, ...), 1) \
 	X(malloc, void *, (size_t), 1) \
-	X(free, void, (void *), 1)
+	X(free, void, (void *), 1) \
+	X(exit, void, (int), 0) \
+	X(dlopen, void *, (const char *, int), 0) \
+	X(dl_iterate_phdr, int, (int (*)(struct dl_phdr_info *, size_t, void *), void *), 0) \
+	X(pthread_self, pthread_t, (void), 0) \
+	X(pthread_getattr_np, int, (pthread_t, pthread_attr_t *), 0) \
+	X(pthread_attr_getstack, int, (const pthread_attr_t *, void **, size_t *), 0) \
+	X(pthread_attr_destroy, int, (pthread_attr_t *), 0)
 
 #define REAL_FIELD(name, ret, params, needed) ret (*name) params;
 struct real_functions {

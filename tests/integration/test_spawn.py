@@ -23,12 +23,15 @@ stderr, T/child.log opened by python, is a log in the child (its line,
 written to fd 2 with no dup on the way, comes out as JSON); its stdout, a
 pipe python reads, is data (its bytes come back exactly). The vfork child shares the parent's tables, which do not know its
 descriptors: the file's path tells it.
-First, what a process pays to start: no function of shim_init.h's LIBC_CALLS
-is an import of the library's (the loader would bind it at every start);
-and the originals the shim leaves for their first use are found there: by a
-library preloaded after the shim, whose constructor runs before the shim's,
-and in a fork child of a parent that had called none of them (fopen gives a
-FILE in each).
+First, what a process pays to start: the library imports exactly the
+names ALLOWED_IMPORTS lists (none of shim_init.h's LIBC_CALLS); the
+environment a shimmed program starts with gains REQID_LOG_IDS (its log
+file's identity) and keeps every variable as it was, small (the new array
+on the library's page for it) and large (too large for that page: a
+mapping); and the originals the shim leaves for their first use are found
+there: by a library preloaded after the shim, whose constructor runs
+before the shim's, and in a fork child of a parent that had called none of
+them (fopen gives a FILE in each).
 Exits non-zero on a failure.
 
     python3 tests/integration/test_spawn.py
@@ -90,18 +93,43 @@ def check_vfork_log_file(failures):
               "its stdout pipe untouched")
 
 
-def check_libc_calls_not_imported(failures):
-    """Every function of shim_init.h's LIBC_CALLS (LINKED_CALLS among them)
-    is found as the originals are, not bound by the loader (an import costs
-    every process it starts in some 700 instructions): none is an undefined
-    symbol of the library's."""
+# What the library may import: each is bound by the loader at every start
+# (some 900 instructions a name). The C runtime's weak references; the
+# variables, which a program may have copied (a copy relocation: only the
+# loader's binding finds that copy); the string routines (indirect: their
+# resolvers pick the processor's version) on the hooks' hot paths; errno;
+# what finds the originals (dlsym, dlvsym, the loader's list); what
+# pthread_cleanup_push expands to (a setjmp, which no wrapper may call);
+# the handler registration; libc's answer on AVX2 (cpuid traps in a VM);
+# sigaction when the original is missing; pthread_detach, whose address
+# names libc's code at detach.
+ALLOWED_IMPORTS = {
+    "_ITM_deregisterTMCloneTable", "_ITM_registerTMCloneTable", "__gmon_start__",
+    "__cxa_finalize",
+    "__progname", "__progname_full", "program_invocation_name",
+    "program_invocation_short_name", "error_message_count", "error_print_progname",
+    "error_one_per_line", "stdout", "stderr", "environ", "__environ", "_r_debug",
+    "memcpy", "memmove", "memset", "memcmp", "memchr", "memrchr", "memmem", "strlen",
+    "strcmp", "strncmp", "strchr", "strcspn",
+    "__errno_location", "dlsym", "dlvsym",
+    "__sigsetjmp", "__pthread_register_cancel", "__pthread_unregister_cancel",
+    "__pthread_unwind_next",
+    "__register_atfork", "__x86_get_cpuid_feature_leaf", "__sigaction", "pthread_detach",
+}
+
+
+def check_imports(failures):
+    """The library imports exactly ALLOWED_IMPORTS: every other libc
+    function it calls (shim_init.h's LIBC_CALLS, LINKED_CALLS among them,
+    and syscall, made in shim_init.c) is found as the originals are, at
+    its first use, or not looked up at all."""
     with open(os.path.join(ROOT, "shim", "shim_init.h"), encoding="utf-8") as f:
         header = f.read()
     names = []
     for start in ("#define LIBC_CALLS(X)", "#define LINKED_CALLS(X)"):
         block = header[header.index(start):]
         names += re.findall(r"\bX\((\w+),", block[:block.index("\n\n")])
-    if len(names) < 40:
+    if len(names) < 45:
         failures.append("LIBC_CALLS: only %d names read" % len(names))
     symbols = subprocess.run(["readelf", "-W", "--dyn-syms", SHIM], stdout=subprocess.PIPE,
                              text=True, check=True).stdout
@@ -110,6 +138,11 @@ def check_libc_calls_not_imported(failures):
     for name in names:
         if name in imported:
             failures.append("%s is in LIBC_CALLS but the library imports it" % name)
+    if imported != ALLOWED_IMPORTS:
+        failures.append("imports: %s more, %s fewer than ALLOWED_IMPORTS"
+                        % (sorted(imported - ALLOWED_IMPORTS), sorted(ALLOWED_IMPORTS - imported)))
+    else:
+        print("spawn imports: exactly the %d allowed" % len(imported))
 
 
 # A library preloaded after the shim (its constructor runs first), and a
@@ -173,9 +206,36 @@ def check_originals_at_first_use(failures):
                 print("spawn first use: %s" % want)
 
 
+ENV_DUMP = "import json, os, sys; open(sys.argv[1], 'w').write(json.dumps(dict(os.environ)))"
+
+
+def check_log_ids_added(failures):
+    """A program started without REQID_LOG_IDS gets it, naming its log (a
+    file on stdout and stderr), and every other variable stays as given:
+    with 3 variables more and with 600 (an array larger than a page)."""
+    for count in (3, 600):
+        env = {"PATH": "/usr/bin:/bin", "LD_PRELOAD": SHIM, "LC_ALL": "C.UTF-8"}
+        env.update(("V%d" % i, "value-%d" % i) for i in range(count))
+        with tempfile.TemporaryDirectory(prefix="reqid-spawn-") as tmp:
+            log, dump = os.path.join(tmp, "out.log"), os.path.join(tmp, "env.json")
+            with open(log, "wb") as f:
+                subprocess.run([sys.executable, "-c", ENV_DUMP, dump], env=env, stdout=f,
+                               stderr=f, check=True, timeout=30)
+            st = os.stat(log)
+            with open(dump, encoding="utf-8") as f:
+                got = json.load(f)
+        want = dict(env, REQID_LOG_IDS="%x:%x" % (st.st_dev, st.st_ino))
+        if got != want:
+            failures.append("%d variables: environment %r, want %r"
+                            % (count, sorted(set(got.items()) ^ set(want.items())), want))
+        else:
+            print("spawn start environment: %d variables kept, REQID_LOG_IDS added" % count)
+
+
 def main():
     failures = []
-    check_libc_calls_not_imported(failures)
+    check_log_ids_added(failures)
+    check_imports(failures)
     check_originals_at_first_use(failures)
     check_vfork_log_file(failures)
     with tempfile.TemporaryDirectory(prefix="reqid-spawn-") as tmp:
