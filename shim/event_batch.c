@@ -46,6 +46,14 @@ LOOP_PATH void batch_ready_closing(void)
 
 #define FUNCTION_CACHE 64
 
+/* A loop whose batches' first I/O came from outside the waiting function's
+ * call UNPROVEN_RUN times in a row runs its handlers after its wait returned
+ * (lighttpd, libevent): the batch rule proves nothing there. Unless nested
+ * brackets are on (they need the waits' chains), its next REST_WAITS epoll
+ * waits return whole batches and take no chains; then it is tried again. */
+#define UNPROVEN_RUN 64
+#define REST_WAITS 1024
+
 /* The calling thread's copies of return addresses, mapped at its first
  * wait as an event loop (NULL if that failed: no proofs then): the callers
  * of the function that called the last wait (the same at nearly every
@@ -57,6 +65,10 @@ struct loop_frames {
 	void *wait[CHAIN_MAX];
 	uint8_t wait_count;    /* frames in wait (wait_depth may be 0 meanwhile) */
 	void *io[CHAIN_MAX];
+	uint8_t unproven;      /* batches in a row whose first I/O came from
+				  outside the waiting function's call, up to
+				  UNPROVEN_RUN */
+	uint16_t resting;      /* epoll waits left that take no chains */
 	const void *cached_ip[FUNCTION_CACHE]; /* return address -> its function */
 	uintptr_t cached_function[FUNCTION_CACHE];
 	struct epoll_queue queue;
@@ -180,6 +192,11 @@ LOOP_PATH int batch_fetch_max(int epfd, int max, struct epoll_queue **queue, boo
 	 * gone stale does it ask the kernel: for one, which is always safe. */
 	else if (f->queue.count != 0)
 		return 1;
+	/* A loop the rule proves nothing in, resting: the whole batch. */
+	if (f->resting != 0) {
+		*queue = NULL;
+		return max;
+	}
 	/* New events are kept only on an instance that only this thread waits
 	 * on (a kept event would wait for it while another is idle). A
 	 * level-triggered one is reported again by the kernel while it holds,
@@ -340,6 +357,12 @@ LOOP_PATH void batch_after_epoll(int epfd, const struct epoll_event *ev, int n, 
 		forget_wait(); /* nothing woke it: no chain needed */
 		return;
 	}
+	struct loop_frames *f = thread_ctx.batch.frames;
+	if (f && f->resting != 0) {
+		f->resting--;
+		forget_wait(); /* no batch: no chain needed */
+		return;
+	}
 	batch_after_wait(wait_return);
 	if (n != 1 || thread_ctx.in_shim)
 		return;
@@ -411,10 +434,16 @@ LOOP_PATH void batch_before_conn_io(int fd, const struct call_chain *chain)
 	 * shares all its callers with the wait's). A loop that runs its
 	 * handlers after the waiting function returned may run timers from the
 	 * same call (libevent): no handler call is proven there. */
+	struct loop_frames *f = b->frames;
 	if (!below_wait_callers(chain, b->wait_depth)) {
 		b->conn = 0;
+		if (f->unproven < UNPROVEN_RUN)
+			f->unproven++;
+		if (f->unproven == UNPROVEN_RUN && !shim.config.event_brackets)
+			f->resting = REST_WAITS;
 		return;
 	}
+	f->unproven = 0;
 	/* b->depth is already the depth of this chain's outer frames:
 	 * batch_begin took them from the wait's chain, which every frame of
 	 * them matched, and a wait since would have ended the batch. */

@@ -15,7 +15,10 @@
  *      from inside F (its chain ends with F's callers); the call F made
  *      that it comes from is the handler call. A loop that runs its
  *      handlers after F returned may run timers from that same later call
- *      (libevent), so no handler call is proven there.
+ *      (libevent), so no handler call is proven there; a thread whose
+ *      batches' first I/O came from outside F many times in a row rests
+ *      (event_batch.c: whole batches, no chains) for a while, unless nested
+ *      brackets need its chains.
  *   2. A line written from inside that call, while the function that made
  *      it is live (the line's chain ends with the same outer frames and
  *      that call), gets the request current on A.

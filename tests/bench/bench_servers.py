@@ -26,11 +26,14 @@ so more of its responses wake wrk, which costs the server's kernel and
 wrk both: the two rows together show that too.
 
 Then (not with --quick) nginx's instructions per request: one nginx process
-(master_process off) under valgrind's callgrind, bare and shimmed, the same
-traffic; the counts are zeroed once it serves and dumped after wrk stopped,
-so they cover exactly the requests its access log gained in between. Prints
-the user-space instructions per request of each, and the shim's functions
-that cost the most per request. Deterministic where req/s is not.
+(master_process off) under valgrind's callgrind, bare, shimmed and shimmed
+with REQID_EVENT_STACKS=off, the same traffic; the counts are zeroed once it
+serves and dumped after wrk stopped, so they cover exactly the requests its
+access log gained in between. Prints the user-space instructions per
+request of each, the event-loop rule's part (shimmed less stacks off) split
+by where it runs (nginx's own code: the loop pass it runs once per event
+rather than once per batch; libc; the shim), and the shim's functions that
+cost the most per request. Deterministic where req/s is not.
 
 Never fails on speed; fails only when a run cannot start or serves errors.
 
@@ -204,7 +207,7 @@ def log_lines(path):
         return f.read().count(b"\n")
 
 
-def counted_run(d, port, shimmed, seconds, out):
+def counted_run(d, port, shimmed, seconds, out, env_extra=None):
     """Callgrind's count of one nginx process over `seconds` of wrk:
     (instructions, requests, callgrind's dump file)."""
     access = d / "logs" / "access.log"
@@ -213,7 +216,7 @@ def counted_run(d, port, shimmed, seconds, out):
     cmd = [str(REQID), "run", "--log-path", str(d / "logs" / "*.log"), "--"] if shimmed else []
     cmd += ["valgrind", "--tool=callgrind", "--callgrind-out-file=%s" % out,
             "nginx", "-p", str(d), "-c", str(d / "nginx.conf"), "-e", str(d / "logs" / "error.log")]
-    proc = benchlib.start(cmd, benchlib.clean_env(), d / "console")
+    proc = benchlib.start(cmd, benchlib.clean_env(env_extra or {}), d / "console")
     try:
         benchlib.wait_port(port, proc, "nginx under callgrind", timeout=60)
         url = "http://127.0.0.1:%d/index.html" % port
@@ -237,19 +240,40 @@ def counted_run(d, port, shimmed, seconds, out):
     return total, requests, dump
 
 
-def shim_functions(dump, requests, top=12):
-    """The shim's functions that cost the most instructions per request,
-    from callgrind_annotate's table of self costs."""
+def self_costs(dump):
+    """callgrind_annotate's table of self costs: {(object, function): Ir}.
+    The shim's hot sections (layout.ld) have no object name: "shim". The
+    functions on the stack when the counts were dumped (main and what
+    called it) are listed with the program's whole total: left out."""
     text = subprocess.run(["callgrind_annotate", "--auto=no", "--threshold=100", str(dump)],
                           capture_output=True, text=True, check=True).stdout
+    total = re.search(r"^\s*([\d,]+) \(100.0%\)\s+PROGRAM TOTALS", text, re.M).group(1)
     cost = {}
     for m in re.finditer(r"^\s*([\d,]+) \(\s*[\d.]+%\)\s+(\S+)(?: \[(.*)\])?$", text, re.M):
-        obj = m.group(3) or ""
-        # the shim's hot sections (layout.ld) have no object name; a
-        # function may have parts in both
-        if "libreqid" in obj or obj == "???":
-            name = m.group(2).split(":")[-1]
-            cost[name] = cost.get(name, 0) + int(m.group(1).replace(",", "")) / requests
+        if m.group(1) == total:
+            continue
+        obj = m.group(3) or "???"
+        obj = "shim" if "libreqid" in obj or obj == "???" else Path(obj).name
+        key = (obj, m.group(2).split(":")[-1])
+        cost[key] = cost.get(key, 0) + int(m.group(1).replace(",", ""))
+    return cost
+
+
+def by_object(dump, requests):
+    """Instructions per request by object (self costs)."""
+    objects = {}
+    for (obj, _), c in self_costs(dump).items():
+        objects[obj] = objects.get(obj, 0) + c / requests
+    return objects
+
+
+def shim_functions(dump, requests, top=12):
+    """The shim's functions that cost the most instructions per request
+    (a function may have parts in its hot section and in .text)."""
+    cost = {}
+    for (obj, name), c in self_costs(dump).items():
+        if obj == "shim":
+            cost[name] = cost.get(name, 0) + c / requests
     return sorted(((c, name) for name, c in cost.items()), reverse=True)[:top]
 
 
@@ -257,20 +281,28 @@ def nginx_instructions(tmp, seconds):
     """Instructions per request of nginx bare and shimmed (see the top)."""
     port = benchlib.free_port()
     d = server_dir(tmp, "nginx", port, master="off", where="nginx-callgrind")
-    counts = {}
-    for shimmed in (False, True):
+    counts, dumps = {}, {}
+    for run, shimmed, env in (("bare", False, None), ("shim", True, None),
+                              ("stacks off", True, {"REQID_EVENT_STACKS": "off"})):
         total, requests, dump = counted_run(d, port, shimmed, seconds,
-                                            d / ("shim.cg" if shimmed else "bare.cg"))
+                                            d / ("%s.cg" % run.replace(" ", "_")), env)
         if requests < 100:
             raise RuntimeError("nginx under callgrind served %d requests" % requests)
-        counts[shimmed] = (total / requests, requests)
+        counts[run], dumps[run] = (total / requests, requests), dump
     print("\nnginx under callgrind, user-space instructions per request "
           "(one process, wrk -c8, %d s each):" % seconds)
-    bare, shim = counts[False][0], counts[True][0]
+    bare, shim, off = counts["bare"][0], counts["shim"][0], counts["stacks off"][0]
     print("  bare %.0f (%d requests), shimmed %.0f (%d requests): the shim adds %.0f (%+.0f%%)"
-          % (bare, counts[False][1], shim, counts[True][1], shim - bare, 100 * (shim - bare) / bare))
+          % (bare, counts["bare"][1], shim, counts["shim"][1], shim - bare, 100 * (shim - bare) / bare))
+    on_objects = by_object(dumps["shim"], counts["shim"][1])
+    off_objects = by_object(dumps["stacks off"], counts["stacks off"][1])
+    parts = ", ".join("%s %+.0f" % (obj, on_objects.get(obj, 0) - off_objects.get(obj, 0))
+                      for obj in sorted(set(on_objects) | set(off_objects))
+                      if abs(on_objects.get(obj, 0) - off_objects.get(obj, 0)) >= 1)
+    print("  with REQID_EVENT_STACKS=off %.0f (%d requests): the event-loop rule adds %.0f (%s)"
+          % (off, counts["stacks off"][1], shim - off, parts))
     print("  the shim's functions, instructions per request (self cost):")
-    for cost, name in shim_functions(dump, counts[True][1]):
+    for cost, name in shim_functions(dumps["shim"], counts["shim"][1]):
         print("    %6.0f  %s" % (cost, name))
 
 
