@@ -247,7 +247,9 @@ static FORK_PATH_LATE bool vfork_log_ids(char *const *envp, size_t n, char *out,
 	}
 	if (!given)
 		return false;
-	for (uint8_t k = 0; k < shim.config.log_fd_count; k++) {
+	/* Without log paths no descriptor was opened by one: nothing to add,
+	 * and no fstat of each (two system calls per CGI request). */
+	for (uint8_t k = 0; shim.config.log_path_count > 0 && k < shim.config.log_fd_count; k++) {
 		int fd = shim.config.log_fds[k];
 		struct stat st;
 		if (raw_fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&

@@ -300,6 +300,11 @@ struct process_state {
 	struct id_generator ids;  /* reseeded in fork children */
 	_Atomic uint32_t made;    /* enum made_state bits (each set once, so
 				     a parent writes this page once) */
+	uint16_t tid_offset;      /* where glibc's thread descriptor keeps the
+				     thread's tid, from the thread pointer;
+				     0: unknown (fork_facts_learn) */
+	bool tsc_readable;        /* rdtsc does not fault (PR_GET_TSC) */
+	bool fork_facts_learned;  /* the two above, at the first fork */
 };
 
 extern struct real_functions real HIDDEN;
