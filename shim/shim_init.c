@@ -596,7 +596,9 @@ static uint16_t tid_field_find(void)
  * lies (tid_field_find) and whether rdtsc may time it (not under
  * prctl(PR_SET_TSC, PR_TSC_SIGSEGV), which fork children inherit). Learnt
  * by the parent once, at its first fork: a process that never forks pays
- * nothing, a fork child that forks inherits them. */
+ * nothing, a fork child that forks inherits them. A program that turns
+ * rdtsc off after its first fork would fault in its next child (README,
+ * Limits): libc's clocks read the same counter there. */
 static void fork_facts_learn(void)
 {
 	int tsc = 0;
