@@ -594,17 +594,22 @@ static uint16_t tid_field_find(void)
 
 /* What a fork child reads in place of two system calls: where its pid
  * lies (tid_field_find) and whether rdtsc may time it (not under
- * prctl(PR_SET_TSC, PR_TSC_SIGSEGV), which fork children inherit). Learnt
- * by the parent once, at its first fork: a process that never forks pays
- * nothing, a fork child that forks inherits them. A program that turns
- * rdtsc off after its first fork would fault in its next child (README,
- * Limits): libc's clocks read the same counter there. */
+ * prctl(PR_SET_TSC, PR_TSC_SIGSEGV), which a thread's children and threads
+ * inherit). Learnt by the parent once, at its first fork: a process that
+ * never forks pays nothing, a fork child that forks inherits them. A
+ * thread that turns rdtsc off later through libc's prctl turns it off for
+ * the process's children for good (hook_process.c's prctl), rechecked
+ * here after the store against a prctl on another thread meanwhile; one
+ * made with a raw system call is not seen (README, Limits). */
 static void fork_facts_learn(void)
 {
 	int tsc = 0;
 	process.tid_offset = tid_field_find();
-	process.tsc_readable = raw_syscall3(SYS_prctl, PR_GET_TSC, (long)&tsc, 0) == 0 &&
-			       tsc == PR_TSC_ENABLE;
+	bool readable = raw_syscall3(SYS_prctl, PR_GET_TSC, (long)&tsc, 0) == 0 &&
+			tsc == PR_TSC_ENABLE;
+	__atomic_store_n(&process.tsc_readable, readable, __ATOMIC_SEQ_CST);
+	if (__atomic_load_n(&process.tsc_refused, __ATOMIC_SEQ_CST))
+		__atomic_store_n(&process.tsc_readable, false, __ATOMIC_SEQ_CST);
 	process.fork_facts_learned = true;
 }
 
@@ -625,7 +630,7 @@ static FORK_PATH pid_t fork_child_pid(void)
  * that shares its key (id_generator_after_fork): with its pid, the time it
  * starts, which a later child under the same pid cannot share. The key is
  * the secret; this need only differ. The time-stamp counter (rdtsc, some
- * 30 cycles), where it may be read: the clock system call cost a fork
+ * 30 cycles), where it may be read (fork_facts_learn): the clock system call cost a fork
  * child 0.5-1 us on this machine, getrandom more, and libc's vDSO clock
  * two or three page faults more in a child that does not otherwise touch
  * them. Else the clock system call; refused (a sandbox's filter), the

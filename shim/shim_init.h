@@ -166,6 +166,7 @@
 	X(_exit, void, (int), 1) \
 	X(_Exit, void, (int), 1) \
 	X(abort, void, (void), 1) \
+	X(prctl, int, (int, unsigned long, unsigned long, unsigned long, unsigned long), 0) \
 	X(execve, int, (const char *, char *const[], char *const[]), 1) \
 	X(execvpe, int, (const char *, char *const[], char *const[]), 1) \
 	X(fexecve, int, (int, char *const[], char *const[]), 1) \
@@ -304,6 +305,7 @@ struct process_state {
 				     thread's tid, from the thread pointer;
 				     0: unknown (fork_facts_learn) */
 	bool tsc_readable;        /* rdtsc does not fault (PR_GET_TSC) */
+	bool tsc_refused;         /* a thread turned rdtsc off (prctl hook) */
 	bool fork_facts_learned;  /* the two above, at the first fork */
 };
 
