@@ -6,7 +6,8 @@
  * signal whose default action would kill it. Programs exec'ed or spawned
  * (exec family, posix_spawn, system, popen) get the request's id and the
  * current log files in their environment. fork is handled by an atfork
- * handler in shim_init.c.
+ * handler in shim_init.c; prctl is watched for PR_SET_TSC, which decides
+ * how a fork child salts its ids.
  *
  * pthread_create may allocate (it is not async-signal-safe itself); nothing
  * else here may: environments are built in mmap'ed or stack arrays. system()

@@ -630,11 +630,11 @@ static FORK_PATH pid_t fork_child_pid(void)
  * that shares its key (id_generator_after_fork): with its pid, the time it
  * starts, which a later child under the same pid cannot share. The key is
  * the secret; this need only differ. The time-stamp counter (rdtsc, some
- * 30 cycles), where it may be read (fork_facts_learn): the clock system call cost a fork
- * child 0.5-1 us on this machine, getrandom more, and libc's vDSO clock
- * two or three page faults more in a child that does not otherwise touch
- * them. Else the clock system call; refused (a sandbox's filter), the
- * vDSO's. */
+ * 30 cycles), where it may be read (fork_facts_learn): the clock system
+ * call cost a fork child 0.5-1 us on this machine, getrandom more, and
+ * libc's vDSO clock two or three page faults more in a child that does
+ * not otherwise touch them. Else the clock system call; refused (a
+ * sandbox's filter), the vDSO's. */
 static FORK_PATH uint64_t fork_salt(void)
 {
 	if (process.tsc_readable)

@@ -306,7 +306,8 @@ struct process_state {
 				     0: unknown (fork_facts_learn) */
 	bool tsc_readable;        /* rdtsc does not fault (PR_GET_TSC) */
 	bool tsc_refused;         /* a thread turned rdtsc off (prctl hook) */
-	bool fork_facts_learned;  /* the two above, at the first fork */
+	bool fork_facts_learned;  /* tid_offset and tsc_readable, learnt at
+				     the first fork */
 };
 
 extern struct real_functions real HIDDEN;

@@ -104,9 +104,10 @@ put on stdout, which it may not record anyway, its fstat of the log
 descriptors for the script's REQID_LOG_IDS, and the script's shell
 loading the library and classifying its stdout and stderr), then 14.00
 once a vfork child's dup2 asks the pid once per call, asks nothing about
-the descriptor it may not record, and exec asks the pid once; 13.00 with the fork child's pid read (above),
-and 11.00 once a vfork child without log paths fstats no log descriptor
-(only a file a log path opened could be added to REQID_LOG_IDS).
+the descriptor it may not record, and exec asks the pid once; 13.00
+with the fork child's pid read (above), and 11.00 once a vfork child
+without log paths fstats no log descriptor (only a file a log path
+opened could be added to REQID_LOG_IDS).
 BUSYBOX_CGI_PROBED fails one more.
 Where the stack starts moves a server's stack pages against their 4 KiB
 boundaries, and so does the size of its environment: in one 32-byte
