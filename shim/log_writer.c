@@ -126,20 +126,23 @@ struct line_slot {
 
 static struct line_slot line_slots[LINE_SLOTS] LARGE_TABLE;
 /* No slot at or above this index was ever claimed: walks over the table
- * (exit, fork) stop here, so they cost what was used, not LINE_SLOTS. */
-static _Atomic unsigned slots_used;
+ * (exit, fork) stop here, so they cost what was used, not LINE_SLOTS.
+ * This, slot_homes and exit_draining are FORK_HOT: a fork child that
+ * writes a partial line writes all three (its claim, its exit), and on a
+ * page of .bss its parent wrote they cost it a copy of that page. */
+static _Atomic unsigned slots_used FORK_HOT;
 /* Threads that claimed a slot: each thread's claims start at the slot of
  * its rank (its home), within CLAIM_SPREAD slots of the table's start, so
  * the slots in use lie together on a few pages, the first ones; a fork
  * child keeps its parent thread's home, or takes the next rank. */
-static _Atomic unsigned slot_homes;
+static _Atomic unsigned slot_homes FORK_HOT;
 #define CLAIM_SPREAD 64
 
 /* ---- slots ------------------------------------------------------------- */
 
 /* Set for good once process exit (or an exec) drains every slot: a thread
  * that finds its slot busy then writes as if the shim were not there. */
-static _Atomic bool exit_draining;
+static _Atomic bool exit_draining FORK_HOT;
 
 static bool slot_lock(struct line_slot *s)
 {
@@ -1645,8 +1648,8 @@ void log_flush_all_plain(void)
 	flush_all(PARTIAL_PLAIN);
 }
 
-/* Slots claimed at least once (a process that never claimed one has not
- * touched slots_used's page). */
+/* Slots claimed at least once (a process that never claimed one walks
+ * none). */
 static inline unsigned slots_ever_used(void)
 {
 	return STATE_WAS_MADE(MADE_SLOTS) ? atomic_load_explicit(&slots_used, memory_order_relaxed)

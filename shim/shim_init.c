@@ -18,11 +18,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
 #include <unistd.h>
+#include <x86intrin.h>
 
 #include "audit_log.h"
 #include "call_chain.h"
@@ -631,15 +633,86 @@ static START_PATH void seed_ids(void)
 	id_generator_seed(&process.ids, key);
 }
 
+/* The offset from the thread pointer of the tid glibc keeps in a thread's
+ * descriptor (its struct pthread, at the thread pointer on x86_64), which
+ * the kernel writes in a fork child before fork returns there (glibc's
+ * fork asks it to with CLONE_CHILD_SETTID): as glibc publishes it for
+ * debuggers (libthread_db reads _thread_db_pthread_tid: the field's size
+ * in bits, its count and its offset). Trusted only if the calling
+ * thread's field holds the tid the kernel gives that thread; 0 otherwise,
+ * and on another libc or architecture: the child asks the kernel. */
+static uint16_t tid_field_find(void)
+{
+#if defined(__x86_64__)
+	const struct link_map *l = _r_debug.r_map;
+	while (l && !is_libc_name(l->l_name))
+		l = l->l_next;
+	struct object_symbols libc;
+	void *addr;
+	if (!l || !object_symbols_read(l->l_addr, l->l_ld, &libc) ||
+	    next_symbol_among(&libc, 1, "_thread_db_pthread_tid",
+			      SYMBOL_HASH_LITERAL("_thread_db_pthread_tid"), "GLIBC_PRIVATE",
+			      &addr) != SYMBOL_FOUND)
+		return 0;
+	uint32_t desc[3]; /* bits, count, offset */
+	memcpy(desc, addr, sizeof(desc));
+	if (desc[0] != 32 || desc[2] == 0 || desc[2] % 4 || desc[2] > UINT16_MAX - 4)
+		return 0;
+	int32_t tid;
+	memcpy(&tid, (const char *)__builtin_thread_pointer() + desc[2], sizeof(tid));
+	return tid == (int32_t)raw_syscall3(SYS_gettid, 0, 0, 0) ? (uint16_t)desc[2] : 0;
+#else
+	return 0;
+#endif
+}
+
+/* What a fork child reads in place of two system calls: where its pid
+ * lies (tid_field_find) and whether rdtsc may time it (not under
+ * prctl(PR_SET_TSC, PR_TSC_SIGSEGV), which a thread's children and threads
+ * inherit). Learnt by the parent once, at its first fork: a process that
+ * never forks pays nothing, a fork child that forks inherits them. A
+ * thread that turns rdtsc off later through libc's prctl turns it off for
+ * the process's children for good (hook_process.c's prctl), rechecked
+ * here after the store against a prctl on another thread meanwhile; one
+ * made with a raw system call is not seen (README, Limits). */
+static void fork_facts_learn(void)
+{
+	int tsc = 0;
+	process.tid_offset = tid_field_find();
+	bool readable = raw_syscall3(SYS_prctl, PR_GET_TSC, (long)&tsc, 0) == 0 &&
+			tsc == PR_TSC_ENABLE;
+	__atomic_store_n(&process.tsc_readable, readable, __ATOMIC_SEQ_CST);
+	if (__atomic_load_n(&process.tsc_refused, __ATOMIC_SEQ_CST))
+		__atomic_store_n(&process.tsc_readable, false, __ATOMIC_SEQ_CST);
+	process.fork_facts_learned = true;
+}
+
+/* The fork child's pid: its one thread's tid, which the kernel wrote in
+ * its thread descriptor (tid_field_find) as fork made it; asked of the
+ * kernel (a system call, 0.5-1 us at a fork child's start here) where that
+ * is not known. */
+static FORK_PATH pid_t fork_child_pid(void)
+{
+	int32_t tid = 0;
+	if (process.tid_offset)
+		memcpy(&tid, (const char *)__builtin_thread_pointer() + process.tid_offset,
+		       sizeof(tid));
+	return tid > 0 ? tid : raw_getpid();
+}
+
 /* What sets a fork child's id counter apart from every other process's
  * that shares its key (id_generator_after_fork): with its pid, the time it
  * starts, which a later child under the same pid cannot share. The key is
- * the secret; this need only differ. The clock system call costs a fork
- * child 1-3 us on this project's VM, where getrandom, its first, cost 7 to
- * 40 (and libc's vDSO clock, two or three page faults more); refused (a
+ * the secret; this need only differ. The time-stamp counter (rdtsc, some
+ * 30 cycles), where it may be read (fork_facts_learn): the clock system
+ * call cost a fork child 0.5-1 us on this machine, getrandom more, and
+ * libc's vDSO clock two or three page faults more in a child that does
+ * not otherwise touch them. Else the clock system call; refused (a
  * sandbox's filter), the vDSO's. */
-static uint64_t fork_salt(void)
+static FORK_PATH uint64_t fork_salt(void)
 {
+	if (process.tsc_readable)
+		return __rdtsc();
 	struct timespec ts = {0, 0};
 	if (raw_syscall3(SYS_clock_gettime, CLOCK_MONOTONIC, (long)&ts, 0) != 0)
 		clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -656,7 +729,7 @@ static uint64_t fork_salt(void)
  * writes the tid already (the thread's TLS page is copied anyway). */
 static FORK_PATH void after_fork_child(void)
 {
-	process.pid = raw_getpid();
+	process.pid = fork_child_pid();
 	atomic_store_explicit(&process.threaded, false, memory_order_relaxed);
 	id_generator_after_fork(&process.ids, (uint32_t)process.pid, fork_salt());
 	log_forget_all();
@@ -864,6 +937,8 @@ bool fork_handlers_add(void (*prepare)(void), void (*parent)(void), void (*child
  * line made twelve sigaction calls and touched a fresh stack page). */
 static void before_fork(void)
 {
+	if (!process.fork_facts_learned)
+		fork_facts_learn();
 	resolve_before_fork();
 	accepted_fork_prepare();
 	if (__atomic_load_n(&shim.accepted, __ATOMIC_RELAXED))

@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/prctl.h>
 #include <sys/select.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -261,6 +262,27 @@ static int raw_children(void)
 	return clone_body("parent") != 0;
 }
 
+/* A fork child made after the program turned rdtsc off (prctl
+ * PR_SET_TSC), the first fork before it: the shim learns at a first fork
+ * whether its fork children may read the counter. Neither child nor the
+ * parent reads a clock (libc's fault there too). */
+static int tsc_off(void)
+{
+	int status[2] = {-1, -1};
+	for (int i = 0; i < 2; i++) {
+		if (i == 1 && prctl(PR_SET_TSC, PR_TSC_SIGSEGV, 0, 0, 0) != 0)
+			return 1;
+		pid_t pid = fork();
+		if (pid == 0)
+			_exit(0);
+		waitpid(pid, &status[i], 0);
+	}
+	char line[64];
+	snprintf(line, sizeof(line), "tsc children %d %d\n", status[0], status[1]);
+	say(line);
+	return 0;
+}
+
 /* First uses while another thread dlopens and dlcloses a library. */
 static atomic_bool stop_loading;
 static const char *library;
@@ -409,5 +431,7 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(argv[1], "epoll"))
 		return epoll_words();
+	if (!strcmp(argv[1], "tsc"))
+		return tsc_off();
 	return 2;
 }

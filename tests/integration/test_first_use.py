@@ -37,7 +37,8 @@ import test_event_loops  # noqa: E402
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SHIM = os.path.join(ROOT, "build", "libreqid.so")
 SOURCE = os.path.join(ROOT, "tests", "integration", "first_use.c")
-MODES = (["plain"], ["sigalt", "8192"], ["vfork"], ["raw"], ["dl", "libm.so.6"], ["epoll"])
+MODES = (["plain"], ["sigalt", "8192"], ["vfork"], ["raw"], ["dl", "libm.so.6"], ["epoll"],
+         ["tsc"])
 RUNS = 10
 STACK_MARGIN = 512  # bytes: a few frames of the shim's on a signal's stack
 C11_RUNS = 10
