@@ -6,8 +6,7 @@
  * signal whose default action would kill it. Programs exec'ed or spawned
  * (exec family, posix_spawn, system, popen) get the request's id and the
  * current log files in their environment. fork is handled by an atfork
- * handler in shim_init.c; prctl is watched for PR_SET_TSC, which decides
- * how a fork child salts its ids.
+ * handler in shim_init.c.
  *
  * pthread_create may allocate (it is not async-signal-safe itself), when
  * more threads are being started at once than thread_starts holds; nothing
@@ -38,7 +37,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -204,27 +202,6 @@ EXPORT void abort(void)
 	LIBC(raise)(SIGABRT);
 	syscall(SYS_exit_group, 127);
 	__builtin_unreachable();
-}
-
-/* prctl(PR_SET_TSC) makes rdtsc fault, or not, in the calling thread and
- * what it starts: a fork child salts its ids with the counter only where
- * it may be read (shim_init.c's fork_facts_learn). Turned off by any
- * thread, it is off for every fork child from then on. The arguments are
- * passed on as they came (glibc's prctl reads four whatever the option). */
-EXPORT int prctl(int option, ...)
-{
-	va_list ap;
-	va_start(ap, option);
-	unsigned long a2 = va_arg(ap, unsigned long), a3 = va_arg(ap, unsigned long);
-	unsigned long a4 = va_arg(ap, unsigned long), a5 = va_arg(ap, unsigned long);
-	va_end(ap);
-	int (*fn)(int, unsigned long, unsigned long, unsigned long, unsigned long) = REAL(prctl);
-	int r = fn ? fn(option, a2, a3, a4, a5) : (int)syscall(SYS_prctl, option, a2, a3, a4, a5);
-	if (option == PR_SET_TSC && r == 0 && a2 != PR_TSC_ENABLE) {
-		__atomic_store_n(&process.tsc_refused, true, __ATOMIC_SEQ_CST);
-		__atomic_store_n(&process.tsc_readable, false, __ATOMIC_SEQ_CST);
-	}
-	return r;
 }
 
 /* ---- exec -------------------------------------------------------------- */

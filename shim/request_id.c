@@ -149,14 +149,13 @@ FORK_PATH void id_generate(struct id_generator *gen, char out[GENERATED_ID_LEN])
 	id_generate_at(gen, id_reserve(gen, 1), out);
 }
 
-void id_generator_after_fork(struct id_generator *gen, uint32_t pid, uint64_t salt)
+void id_generator_after_fork(struct id_generator *gen, uint32_t pid)
 {
-	uint8_t input[36];
+	uint8_t input[28];
 	uint64_t n = atomic_load_explicit(&gen->counter, memory_order_relaxed);
 	memcpy(input, gen->key, 16);
 	memcpy(input + 16, &n, 8);
 	memcpy(input + 24, &pid, 4);
-	memcpy(input + 28, &salt, 8);
 	atomic_store_explicit(&gen->counter, XXH3_64bits(input, sizeof(input)),
 			      memory_order_relaxed);
 }

@@ -51,15 +51,14 @@ void id_generate_at(const struct id_generator *gen, uint64_t n, char out[GENERAT
 /* id_generate_at of a fresh counter value. */
 void id_generate(struct id_generator *gen, char out[GENERATED_ID_LEN]);
 
-/* In a fork child (pid: its own; salt: 64 random bits the child drew): the
- * key stays (ids reserved before the fork are made the same as in the
- * parent) and the counter jumps to a place of its own, a hash of the key,
- * the counter, the pid and the salt, which the parent's and every other
- * child's ids come nowhere near (64-bit places, each process using a few
- * billion at most). The salt tells apart two children of one parent under
- * one reused pid while the parent's counter stood still: the parent writes
- * nothing at fork (a page it wrote would be copied at its next write). */
-void id_generator_after_fork(struct id_generator *gen, uint32_t pid, uint64_t salt) FORK_PATH;
+/* In a fork child (pid: its own): the key stays (ids reserved before the
+ * fork are made the same as in the parent) and the counter jumps to a
+ * place of its own, a hash of the key, the counter and the pid, which the
+ * parent's and every other child's ids come nowhere near (64-bit places,
+ * each process using a few billion at most). Two children of one parent
+ * under one reused pid are told apart by the counter: the parent takes a
+ * value of it (id_reserve) before each fork. */
+void id_generator_after_fork(struct id_generator *gen, uint32_t pid) FORK_PATH;
 
 /* Writes 2*len lowercase hex chars for len bytes. */
 void hex_encode(const uint8_t *bytes, size_t len, char *out);

@@ -18,13 +18,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/prctl.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
 #include <unistd.h>
-#include <x86intrin.h>
 
 #include "audit_log.h"
 #include "call_chain.h"
@@ -666,24 +664,13 @@ static uint16_t tid_field_find(void)
 #endif
 }
 
-/* What a fork child reads in place of two system calls: where its pid
- * lies (tid_field_find) and whether rdtsc may time it (not under
- * prctl(PR_SET_TSC, PR_TSC_SIGSEGV), which a thread's children and threads
- * inherit). Learnt by the parent once, at its first fork: a process that
- * never forks pays nothing, a fork child that forks inherits them. A
- * thread that turns rdtsc off later through libc's prctl turns it off for
- * the process's children for good (hook_process.c's prctl), rechecked
- * here after the store against a prctl on another thread meanwhile; one
- * made with a raw system call is not seen (README, Limits). */
+/* What a fork child reads in place of a system call: where its pid lies
+ * (tid_field_find). Learnt by the parent once, at its first fork: a
+ * process that never forks pays nothing, a fork child that forks inherits
+ * it. */
 static void fork_facts_learn(void)
 {
-	int tsc = 0;
 	process.tid_offset = tid_field_find();
-	bool readable = raw_syscall3(SYS_prctl, PR_GET_TSC, (long)&tsc, 0) == 0 &&
-			tsc == PR_TSC_ENABLE;
-	__atomic_store_n(&process.tsc_readable, readable, __ATOMIC_SEQ_CST);
-	if (__atomic_load_n(&process.tsc_refused, __ATOMIC_SEQ_CST))
-		__atomic_store_n(&process.tsc_readable, false, __ATOMIC_SEQ_CST);
 	process.fork_facts_learned = true;
 }
 
@@ -700,25 +687,6 @@ static FORK_PATH pid_t fork_child_pid(void)
 	return tid > 0 ? tid : raw_getpid();
 }
 
-/* What sets a fork child's id counter apart from every other process's
- * that shares its key (id_generator_after_fork): with its pid, the time it
- * starts, which a later child under the same pid cannot share. The key is
- * the secret; this need only differ. The time-stamp counter (rdtsc, some
- * 30 cycles), where it may be read (fork_facts_learn): the clock system
- * call cost a fork child 0.5-1 us on this machine, getrandom more, and
- * libc's vDSO clock two or three page faults more in a child that does
- * not otherwise touch them. Else the clock system call; refused (a
- * sandbox's filter), the vDSO's. */
-static FORK_PATH uint64_t fork_salt(void)
-{
-	if (process.tsc_readable)
-		return __rdtsc();
-	struct timespec ts = {0, 0};
-	if (raw_syscall3(SYS_clock_gettime, CLOCK_MONOTONIC, (long)&ts, 0) != 0)
-		clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 /* The parent has no handler: every page it writes at fork would be copied
  * at its next write (fork made them copy-on-write).
  * The thread's tid is its pid, cached here and not asked for (a system
@@ -731,7 +699,7 @@ static FORK_PATH void after_fork_child(void)
 {
 	process.pid = fork_child_pid();
 	atomic_store_explicit(&process.threaded, false, memory_order_relaxed);
-	id_generator_after_fork(&process.ids, (uint32_t)process.pid, fork_salt());
+	id_generator_after_fork(&process.ids, (uint32_t)process.pid);
 	log_forget_all();
 	thread_ctx.tid = process.pid;
 	request_table_after_fork();
@@ -930,13 +898,18 @@ bool fork_handlers_add(void (*prepare)(void), void (*parent)(void), void (*child
 	return __register_atfork(prepare, parent, child, __dso_handle) == 0;
 }
 
-/* The parent's atfork prepare handler: the originals still left are
- * found, and a process that accepted a connection copies the library's
- * code pages, once each, and installs the fatal-signal handlers, so that
- * no child does either (a child per connection that writes a partial
- * line made twelve sigaction calls and touched a fresh stack page). */
+/* The parent's atfork prepare handler: each fork takes one value of the
+ * parent's id counter, so that two children under one reused pid start
+ * from different counters (id_generator_after_fork; glibc holds its atfork
+ * lock from here until the fork's handlers are done, so every fork's child
+ * sees a value of its own). The originals still left are found, and a
+ * process that accepted a connection copies the library's code pages,
+ * once each, and installs the fatal-signal handlers, so that no child does
+ * either (a child per connection that writes a partial line made twelve
+ * sigaction calls and touched a fresh stack page). */
 static void before_fork(void)
 {
+	id_reserve(&process.ids, 1);
 	if (!process.fork_facts_learned)
 		fork_facts_learn();
 	resolve_before_fork();

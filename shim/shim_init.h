@@ -166,7 +166,6 @@
 	X(_exit, void, (int), 1) \
 	X(_Exit, void, (int), 1) \
 	X(abort, void, (void), 1) \
-	X(prctl, int, (int, unsigned long, unsigned long, unsigned long, unsigned long), 0) \
 	X(execve, int, (const char *, char *const[], char *const[]), 1) \
 	X(execvpe, int, (const char *, char *const[], char *const[]), 1) \
 	X(fexecve, int, (int, char *const[], char *const[]), 1) \
@@ -313,10 +312,7 @@ struct process_state {
 	uint16_t tid_offset;      /* where glibc's thread descriptor keeps the
 				     thread's tid, from the thread pointer;
 				     0: unknown (fork_facts_learn) */
-	bool tsc_readable;        /* rdtsc does not fault (PR_GET_TSC) */
-	bool tsc_refused;         /* a thread turned rdtsc off (prctl hook) */
-	bool fork_facts_learned;  /* tid_offset and tsc_readable, learnt at
-				     the first fork */
+	bool fork_facts_learned;  /* tid_offset, learnt at the first fork */
 };
 
 extern struct real_functions real HIDDEN;

@@ -262,15 +262,16 @@ static int raw_children(void)
 	return clone_body("parent") != 0;
 }
 
-/* A fork child made after the program turned rdtsc off (prctl
- * PR_SET_TSC), the first fork before it: the shim learns at a first fork
- * whether its fork children may read the counter. Neither child nor the
- * parent reads a clock (libc's fault there too). */
+/* A fork child made after the program turned rdtsc off with a raw
+ * prctl(PR_SET_TSC) system call (no libc call the shim could see), the
+ * first fork before it: a shim that timed its fork children with the
+ * counter would kill the second. Neither child nor the parent reads a
+ * clock (libc's may fault there too). */
 static int tsc_off(void)
 {
 	int status[2] = {-1, -1};
 	for (int i = 0; i < 2; i++) {
-		if (i == 1 && prctl(PR_SET_TSC, PR_TSC_SIGSEGV, 0, 0, 0) != 0)
+		if (i == 1 && syscall(SYS_prctl, PR_SET_TSC, PR_TSC_SIGSEGV, 0, 0, 0) != 0)
 			return 1;
 		pid_t pid = fork();
 		if (pid == 0)

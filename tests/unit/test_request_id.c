@@ -351,9 +351,9 @@ static void test_generate_at_and_reserve(void **state)
 }
 
 /* A fork child keeps the key (ids reserved before the fork come out the
- * same) and moves its counter to a place of its own: one per pid and salt,
- * so a later fork under the same pid, with the parent's counter where it
- * was, gets another place from its own salt. */
+ * same) and moves its counter to a place of its own: one per pid and
+ * counter, so a later fork under the same pid, after the parent took a
+ * value of its counter for that fork, gets another place. */
 static void test_after_fork(void **state)
 {
 	(void)state;
@@ -364,19 +364,20 @@ static void test_after_fork(void **state)
 	id_generate_at(&parent, reserved, before);
 
 	struct id_generator child = parent, sibling = parent;
-	id_generator_after_fork(&child, 100, 7);
-	id_generator_after_fork(&sibling, 101, 7);
+	id_generator_after_fork(&child, 100);
+	id_generator_after_fork(&sibling, 101);
 	id_generate_at(&child, reserved, in_child);
 	assert_memory_equal(before, in_child, GENERATED_ID_LEN);
 	uint64_t place = atomic_load(&child.counter);
 	assert_true(place != atomic_load(&parent.counter));
 	assert_true(place != atomic_load(&sibling.counter));
 	struct id_generator again = parent;
-	id_generator_after_fork(&again, 100, 7);
+	id_generator_after_fork(&again, 100);
 	assert_int_equal(atomic_load(&again.counter), place);
 
+	id_reserve(&parent, 1); /* the parent's next fork */
 	struct id_generator later = parent;
-	id_generator_after_fork(&later, 100, 8);
+	id_generator_after_fork(&later, 100);
 	assert_true(atomic_load(&later.counter) != place);
 }
 

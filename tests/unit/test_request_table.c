@@ -592,7 +592,7 @@ static void test_new_trace_made_when_read(void **state)
 	assert_true(request_table_trace(s, &own, &again));
 	assert_memory_equal(&first, &again, sizeof(first));
 	struct id_generator child = own;
-	id_generator_after_fork(&child, 4242, 99);
+	id_generator_after_fork(&child, 4242);
 	assert_true(request_table_trace(s, &child, &in_child));
 	assert_memory_equal(&first, &in_child, sizeof(first));
 	struct id_generator fresh;
