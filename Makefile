@@ -74,19 +74,22 @@ deps:
 
 # XXH3 is compiled in (no libxxhash.so to load); --sort-section=name lays the
 # FORK_HOT globals (shim/fork_hot.h) side by side. -fini names no function,
-# so the library has no DT_FINI: crti's _fini does nothing and sits at the
-# far end of the code, where the loader calling it at exit cost every process
-# a page fault (destructors run from .fini_array as before). shim/layout.ld
-# puts what an event-loop server runs per connection in one 64 KiB window
-# and a fork child's code in the next, the constants in RELRO and the
-# FORK_HOT globals on the page of .data; -z max-page-size=0x10000 makes the
-# loader put the library at a 64 KiB boundary, so that each window is one
-# in the process too; -fno-plt calls libc through the GOT (a child
-# does not map the PLT's window). -Bsymbolic-functions binds the library's
-# calls to its own exports when it is linked, as -Bsymbolic did, without
-# DT_SYMBOLIC, which made the loader search the library itself before the
-# global scope for each of its imports (some 8,600 instructions at every
-# start); its one exported variable is used under a local name (attach.c).
+# so the library has no DT_FINI: crti's _fini does nothing and sits apart
+# from the code a process runs, where the loader calling it at exit cost
+# every process a page fault (destructors run from .fini_array as before).
+# shim/layout.ld puts what an event-loop server runs per connection in one
+# 64 KiB window and a fork child's code in the next, the constants in RELRO
+# and the FORK_HOT globals on the page of .data; the windows' 64 KiB
+# alignment makes the loader put the library at a 64 KiB boundary, so that
+# each window is one in the process too; -z noseparate-code and
+# -z max-page-size=0x1000 make two segments (code with the headers, data)
+# with no gap between them: four mappings, not nine, for every fork to copy;
+# -fno-plt calls libc through the GOT (a child does not map the PLT's
+# window). -Bsymbolic-functions binds the library's calls to its own exports
+# when it is linked, as -Bsymbolic did, without DT_SYMBOLIC, which made the
+# loader search the library itself before the global scope for each of its
+# imports (some 8,600 instructions at every start); its one exported
+# variable is used under a local name (attach.c).
 # -falign-jumps=1 -falign-loops=1: no padding before branch targets and
 # loops (-O2 pads them to 16 bytes), which spread a request's code over more
 # cache lines: an nginx request missed 21 fewer lines of shim code (I1
@@ -94,7 +97,7 @@ deps:
 # code is 5% smaller (the FORK_PATH window 65,068 -> 62,067 bytes).
 SHIM_BUILD := -D_GNU_SOURCE -fPIC -shared -fvisibility=hidden -pthread -falign-jumps=1 -falign-loops=1 \
   -ftls-model=initial-exec -fno-stack-protector -DXXH_INLINE_ALL \
-  -Wl,--version-script=shim/exports.map -Wl,-z,now -Wl,-z,relro -Wl,-z,defs -Wl,-Bsymbolic-functions -Wl,--sort-section=name -Wl,-fini=reqid_no_dt_fini -Wl,-T,shim/layout.ld -fno-plt -Wl,-z,max-page-size=0x10000 \
+  -Wl,--version-script=shim/exports.map -Wl,-z,now -Wl,-z,relro -Wl,-z,defs -Wl,-Bsymbolic-functions -Wl,--sort-section=name -Wl,-fini=reqid_no_dt_fini -Wl,-T,shim/layout.ld -fno-plt -Wl,-z,max-page-size=0x1000 -Wl,-z,noseparate-code \
   $(foreach f,mmap munmap mremap madvise clock_gettime ioctl fileno fileno_unlocked ferror ftrylockfile fwide mbsnrtowcs snprintf malloc free exit dlopen dl_iterate_phdr pthread_self pthread_getattr_np pthread_attr_getstack pthread_attr_destroy syscall,-Wl,--wrap=$(f))
 $(BUILD)/libreqid.so: $(PURE_SRCS) $(GLUE_SRCS) $(SHIM_HDRS) shim/exports.map shim/layout.ld Makefile | $(BUILD)
 	$(CC) $(CFLAGS) $(WARN) $(SHIM_BUILD) -o $@ $(PURE_SRCS) $(GLUE_SRCS) -ldl -lunwind

@@ -98,15 +98,15 @@
  * a mapping's page entries only if the mapping holds an anonymous page.
  * Called as a process that accepted a connection forks for the first time
  * (conn_table.c's accepted_fork_prepare: a fork server's parent, before
- * its first child; not if it has threads): the library's
- * code and its headers (which the loader reads to bind a symbol lazily)
- * each get one, by a write of the byte that is there through
- * /proc/self/mem (the ELF header's first; _fini's, which never runs): from
- * then on its children find mapped what their parent mapped. A process
- * that never forks after accepting (a pre-forked worker, nginx's worker)
- * never pays it: the two writes cost such a worker's first request some
- * 100 us. Called once per process; a failure leaves the mappings as they
- * were. */
+ * its first child; not if it has threads): the library's mapping of code,
+ * which holds its headers too (what the loader reads to bind a symbol
+ * lazily: shim/layout.ld), gets one by a write of the ELF header's first
+ * byte, the byte that is there, through /proc/self/mem: from then on its
+ * children find mapped what their parent mapped. A process that never
+ * forks after accepting (a pre-forked worker, nginx's worker) never pays
+ * it (when it wrote two pages, it cost such a worker's first request some
+ * 100 us). Called once per process; a failure leaves the mapping as it
+ * was. */
 void fork_copies_code(void) __attribute__((visibility("hidden")));
 
 /* The shim's atfork prepare handler: fork_copies_code, at the first fork of

@@ -769,12 +769,10 @@ void spawn_environ_end(char **saved)
 	process_unlock();
 }
 
-/* The library's ELF header, at the start of its first mapping, and _fini:
- * alone on its page, the first after the FORK_PATH window (layout.ld fills
- * the window out), and never run (the link names another function as
- * DT_FINI). */
+/* The library's ELF header, at the start of its one mapping of code (the
+ * link puts the headers, the code and the unwind tables in one segment:
+ * shim/layout.ld). */
 extern const ElfW(Ehdr) __ehdr_start __attribute__((visibility("hidden")));
-extern void _fini(void) __attribute__((visibility("hidden")));
 
 /* Gives the library's mapping that holds at an anonymous page: the byte at
  * at, written again through /proc/self/mem (mem), as a debugger plants a
@@ -796,6 +794,5 @@ void fork_copies_code(void)
 	if (mem < 0)
 		return;
 	page_copied(mem, (const char *)&__ehdr_start);
-	page_copied(mem, (const char *)(uintptr_t)_fini);
 	raw_syscall3(SYS_close, mem, 0, 0);
 }
