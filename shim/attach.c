@@ -51,6 +51,7 @@
 #include "log_output.h"
 #include "log_writer.h"
 #include "map_once.h"
+#include "proc_lines.h"
 #include "raw_syscall.h"
 #include "request_table.h"
 #include "resident_return.h"
@@ -299,22 +300,24 @@ static int scan_open_fds(struct instances *found)
 
 /* The registrations /proc/self/fdinfo lists for epfd of fds up to highest,
  * at most REGISTRATIONS_MAX, into out; how many, -1 if the list cannot be
- * read. */
+ * read. Read by system calls (proc_lines.h): fopen's buffer came from the
+ * injector thread's malloc arena and kept a page of it resident after
+ * detach. */
 static int read_registrations(int epfd, int highest, struct fdinfo_registration *out)
 {
 	char path[64], line[256];
+	size_t len;
 	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", epfd);
-	FILE *f = fopen(path, "re");
-	if (!f)
+	struct proc_lines lines;
+	if (!proc_lines_open(&lines, path))
 		return -1;
 	int count = 0;
-	while (count < REGISTRATIONS_MAX && LIBC(fgets)(line, sizeof(line), f)) {
+	while (count < REGISTRATIONS_MAX && proc_lines_next(&lines, line, sizeof(line), &len)) {
 		struct fdinfo_registration *r = &out[count];
-		if (epoll_fdinfo_line(line, strcspn(line, "\n"), r) && r->complete && r->fd >= 0 &&
-		    r->fd <= highest)
+		if (epoll_fdinfo_line(line, len, r) && r->complete && r->fd >= 0 && r->fd <= highest)
 			count++;
 	}
-	fclose(f);
+	proc_lines_close(&lines);
 	return count;
 }
 

@@ -31,6 +31,13 @@
  * runs with every signal blocked, on a page of the library's, calls no
  * function, and exits by the system call.
  *
+ * The injector's thread's own stack is reqid-inject's, which gives its
+ * pages back once the thread has exited (inject/reqid_inject.c,
+ * drop_stack); its malloc arena stays with the process: nothing here asks
+ * libc for anything that allocates (pthread_getattr_np, which the stack's
+ * bounds once came from, allocated and freed a cpuset and an attribute
+ * extension there, on a page of the arena that then stayed resident).
+ *
  * Runs on the injector's thread only, but for that thread. Must never
  * drop a page that is not a clean copy of its file; any failure leaves
  * pages where they are.
@@ -52,6 +59,7 @@
 
 #include "large_table.h"
 #include "page_bytes.h"
+#include "proc_lines.h"
 #include "raw_syscall.h"
 
 #define RANGES_MAX 4096
@@ -66,12 +74,6 @@ struct mapping {
 	bool readonly_private_file; /* r-?p with an inode */
 	bool code;                  /* r-xp */
 	unsigned long dev_major, dev_minor, inode;
-};
-
-struct maps_reader {
-	int fd;
-	size_t len, at;
-	char buf[4096];
 };
 
 struct noted_range {
@@ -96,11 +98,6 @@ static struct snapshot *noted;
  * variables after them (on a page written at every detach anyway), not
  * alone on a page before them. */
 static long late_thread;
-
-/* The lowest byte of the stack of the thread that ran resident_return, if
- * that was no process's main thread (whose stack grows on demand), else 0:
- * resident_late_drop drops its pages below the frame it runs in. */
-static uintptr_t stack_low;
 
 /* The shim's own code pages to drop last (resident_return_own_code). */
 #define OWN_RUNS_MAX 16
@@ -129,31 +126,6 @@ static union {
 } late __attribute__((aligned(PAGE_BYTES))) LARGE_TABLE;
 _Static_assert(sizeof(late) == PAGE_BYTES && sizeof(struct late_notes) + 2048 <= PAGE_BYTES,
 	       "the late drop's notes and at least 2 KiB of stack fill one page");
-
-/* The next line of the reader's file into line (NUL-terminated, cut to
- * size - 1 bytes); false at its end. */
-static bool next_line(struct maps_reader *r, char *line, size_t size)
-{
-	size_t n = 0;
-	for (;;) {
-		if (r->at == r->len) {
-			long got = raw_syscall3(SYS_read, r->fd, (long)r->buf, sizeof(r->buf));
-			if (got <= 0) {
-				line[n] = '\0';
-				return n > 0;
-			}
-			r->len = (size_t)got;
-			r->at = 0;
-		}
-		char c = r->buf[r->at++];
-		if (c == '\n') {
-			line[n] = '\0';
-			return true;
-		}
-		if (n + 1 < size)
-			line[n++] = c;
-	}
-}
 
 static const char *hex(const char *s, unsigned long *out)
 {
@@ -206,9 +178,9 @@ static bool parse_mapping(const char *s, struct mapping *m)
 }
 
 /* The files under /proc are opened, read and closed by system calls, not
- * through libc's functions: the shim's own uses of those bind to its hooks
- * (it is linked -Bsymbolic-functions), which detach has emptied the tables
- * of, and whose pages a hook's look-up would make resident again. */
+ * through libc's functions (proc_lines.h): the shim's own uses of those
+ * bind to its hooks, whose pages a hook's look-up would make resident
+ * again. */
 static int proc_open(const char *path)
 {
 	long fd = raw_syscall4(SYS_openat, AT_FDCWD, (long)path, O_RDONLY | O_CLOEXEC, 0);
@@ -220,18 +192,17 @@ static void proc_close(int fd)
 	raw_syscall3(SYS_close, fd, 0, 0);
 }
 
-static bool maps_open(struct maps_reader *r)
+static bool maps_open(struct proc_lines *r)
 {
-	r->fd = proc_open("/proc/self/maps");
-	r->len = r->at = 0;
-	return r->fd >= 0;
+	return proc_lines_open(r, "/proc/self/maps");
 }
 
 /* The next read-only private file mapping; false at the end. */
-static bool next_mapping(struct maps_reader *r, struct mapping *m)
+static bool next_mapping(struct proc_lines *r, struct mapping *m)
 {
 	char line[512];
-	while (next_line(r, line, sizeof(line)))
+	size_t len;
+	while (proc_lines_next(r, line, sizeof(line), &len))
 		if (parse_mapping(line, m) && m->readonly_private_file)
 			return true;
 	return false;
@@ -272,21 +243,22 @@ void resident_pages_held(const void *addr, size_t count, bool *held)
 /* The shim's own file: the mapping its code lies in. */
 static bool find_own_file(struct snapshot *s)
 {
-	struct maps_reader r;
+	struct proc_lines r;
 	if (!maps_open(&r))
 		return false;
 	uintptr_t here = (uintptr_t)&find_own_file;
 	char line[512];
+	size_t len;
 	struct mapping m;
 	bool found = false;
-	while (!found && next_line(&r, line, sizeof(line)))
+	while (!found && proc_lines_next(&r, line, sizeof(line), &len))
 		if (parse_mapping(line, &m) && m.start <= here && here < m.end && m.inode) {
 			s->own_major = m.dev_major;
 			s->own_minor = m.dev_minor;
 			s->own_inode = m.inode;
 			found = true;
 		}
-	proc_close(r.fd);
+	proc_lines_close(&r);
 	return found;
 }
 
@@ -294,7 +266,7 @@ static bool find_own_file(struct snapshot *s)
  * RANGES_MAX of them. */
 static size_t count_pages(bool *too_many)
 {
-	struct maps_reader r;
+	struct proc_lines r;
 	size_t pages = 0;
 	unsigned ranges = 0;
 	struct mapping m;
@@ -304,7 +276,7 @@ static size_t count_pages(bool *too_many)
 		pages += (m.end - m.start) / PAGE_BYTES;
 		ranges++;
 	}
-	proc_close(r.fd);
+	proc_lines_close(&r);
 	*too_many = ranges > RANGES_MAX;
 	return pages;
 }
@@ -349,7 +321,7 @@ static bool resident_before(const char *digits, size_t count, size_t page)
 
 static void note_pages(struct snapshot *s, int pagemap, const char *before)
 {
-	struct maps_reader r;
+	struct proc_lines r;
 	struct mapping m;
 	uint64_t entries[BATCH];
 	if (!maps_open(&r)) {
@@ -384,7 +356,7 @@ static void note_pages(struct snapshot *s, int pagemap, const char *before)
 			done += k;
 		}
 	}
-	proc_close(r.fd);
+	proc_lines_close(&r);
 }
 
 void resident_forget(void)
@@ -508,28 +480,9 @@ static void note_late(const struct mapping *m)
 	late.notes.end = m->end;
 }
 
-/* Notes the calling thread's stack in stack_low, if it is not the main
- * thread's and the frame it runs in lies in it. */
-static void note_stack(void)
-{
-	pthread_attr_t attr;
-	void *low;
-	size_t size;
-	uintptr_t here = (uintptr_t)__builtin_frame_address(0);
-	stack_low = 0;
-	if (raw_syscall3(SYS_gettid, 0, 0, 0) == raw_syscall3(SYS_getpid, 0, 0, 0) ||
-	    pthread_getattr_np(pthread_self(), &attr) != 0)
-		return;
-	if (pthread_attr_getstack(&attr, &low, &size) == 0 && (uintptr_t)low < here &&
-	    here - (uintptr_t)low < size)
-		stack_low = (uintptr_t)low;
-	pthread_attr_destroy(&attr);
-}
-
 void resident_return(void)
 {
 	int saved = errno;
-	note_stack();
 	if (!noted) {
 		errno = saved;
 		return;
@@ -541,7 +494,7 @@ void resident_return(void)
 	if (late_free)
 		late.notes.start = late.notes.end = 0;
 	uintptr_t libc_code = (uintptr_t)&pthread_detach;
-	struct maps_reader r;
+	struct proc_lines r;
 	int pagemap = proc_open("/proc/self/pagemap");
 	if (maps_open(&r)) {
 		struct mapping m;
@@ -583,7 +536,7 @@ void resident_return(void)
 				done += k;
 			}
 		}
-		proc_close(r.fd);
+		proc_lines_close(&r);
 	}
 	if (pagemap >= 0)
 		proc_close(pagemap);
@@ -648,14 +601,6 @@ static RESIDENT_LAST_CODE __attribute__((noreturn, used)) void late_drop_thread(
 
 void resident_late_drop(void)
 {
-	/* The pages below this frame held the frames of the attach or detach
-	 * that ran on this thread, and none of its frames now; one is left
-	 * below it for this function's own use. */
-	uintptr_t below = ((uintptr_t)__builtin_frame_address(0) & ~(uintptr_t)(PAGE_BYTES - 1)) -
-			  PAGE_BYTES;
-	if (stack_low && stack_low < below)
-		raw_syscall3(SYS_madvise, (long)stack_low, (long)(below - stack_low), MADV_DONTNEED);
-	stack_low = 0;
 	struct late_notes *n = &late.notes;
 	if (n->end == 0 || !late_thread_gone())
 		return;
