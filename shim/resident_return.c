@@ -49,6 +49,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -99,6 +100,12 @@ static struct snapshot *noted;
  * alone on a page before them. */
 static long late_thread;
 
+_Atomic int hooked_waits;
+
+/* Set when an attach begins (resident_late_drop_wait): the late drop's
+ * thread waits no longer for the hooked waits to end. */
+static volatile bool late_hurry;
+
 /* The shim's own code pages to drop last (resident_return_own_code). */
 #define OWN_RUNS_MAX 16
 static struct {
@@ -116,6 +123,8 @@ extern const char __start_reqid_last_text[], __stop_reqid_last_text[];
 struct late_notes {
 	uintptr_t start, end; /* 0, 0: nothing to drop */
 	long waited;	      /* the thread whose exit it waits for */
+	bool own_code;	      /* it drops the shim's own code first
+				 (resident_return_own_code) */
 	uint64_t kept[LATE_PAGES_MAX / 64];
 	uint64_t entries[LATE_BATCH];
 	char pagemap_path[24];
@@ -544,14 +553,28 @@ void resident_return(void)
 	errno = saved;
 }
 
+/* How long the late drop's thread waits, at most, for the thread that
+ * started it to be gone, then for no thread to be inside a hooked wait. */
+#define LATE_WAIT_NS 1000000000L
+#define HOOKED_WAIT_NS 200000000L
+
 /* The late drop's thread: runs on late.stack with every signal blocked and
  * the exiting thread's thread pointer, so it calls nothing (no libc, no
- * TLS) but system calls. Once the thread it waits for is gone (at most a
- * second or so: dropping while it runs is safe, its pages come back), each page
- * of libc's code that is resident, maps its file's page (pagemap's file
- * bit, read right before: never a private copy) and was not resident at
- * the snapshot is dropped; then the page of its notes and stack, with no
- * use of the stack after, and the thread exits. */
+ * TLS) but system calls and the code beside it (RESIDENT_LAST_CODE). Once
+ * the thread it waits for is gone (at most a second or so: dropping while
+ * it runs is safe, its pages come back), and then no thread of the program
+ * is inside a wait a hook made (hooked_waits; at most HOOKED_WAIT_NS: an
+ * idle program may sit in one for good), the shim's own code goes
+ * (own_code), then each page of libc's code that is resident, maps its
+ * file's page (pagemap's file bit, read right before: never a private
+ * copy) and was not resident at the snapshot; then the page of its notes
+ * and stack, with no use of the stack after, and the thread exits.
+ * A wait that returns runs the rest of its hook, and a page of the shim's
+ * code touched after its drop comes back with up to 64 KiB around it: an
+ * nginx worker sitting in its epoll_wait at detach, woken by
+ * reqid-inject's last stop of its main thread once the injector's thread
+ * had gone, made two such windows resident again (128-192 kB, in about
+ * half of the detaches of an idle nginx). */
 static RESIDENT_LAST_CODE __attribute__((noreturn, used)) void late_drop_thread(void)
 {
 	struct late_notes *n = &late.notes;
@@ -563,11 +586,25 @@ static RESIDENT_LAST_CODE __attribute__((noreturn, used)) void late_drop_thread(
 	volatile long nap[2];
 	nap[0] = 0;
 	long nap_ns = 10000, waited_ns = 0;
-	while (waited_ns < 1000000000 && !raw_thread_gone((pid_t)n->waited)) {
+	while (waited_ns < LATE_WAIT_NS && !raw_thread_gone((pid_t)n->waited)) {
 		nap[1] = nap_ns;
 		raw_syscall3(SYS_nanosleep, (long)nap, 0, 0);
 		waited_ns += nap_ns;
 		nap_ns = nap_ns < 500000 ? nap_ns * 2 : 1000000;
+	}
+	if (n->own_code) {
+		/* A thread that left its wait a moment ago may still be on
+		 * its way out of the hook: a millisecond more. */
+		bool drained = false;
+		for (waited_ns = 0; waited_ns < HOOKED_WAIT_NS && !late_hurry; waited_ns += 1000000) {
+			bool none = atomic_load_explicit(&hooked_waits, memory_order_acquire) <= 0;
+			if (drained && none)
+				break;
+			drained = none;
+			nap[1] = 1000000;
+			raw_syscall3(SYS_nanosleep, (long)nap, 0, 0);
+		}
+		resident_return_own_code();
 	}
 	long fd = raw_syscall4(SYS_openat, AT_FDCWD, (long)n->pagemap_path, O_RDONLY | O_CLOEXEC,
 			       0);
@@ -602,8 +639,12 @@ static RESIDENT_LAST_CODE __attribute__((noreturn, used)) void late_drop_thread(
 void resident_late_drop(void)
 {
 	struct late_notes *n = &late.notes;
-	if (n->end == 0 || !late_thread_gone())
+	if (n->end == 0 || !late_thread_gone()) {
+		resident_return_own_code();
 		return;
+	}
+	n->own_code = true;
+	late_hurry = false;
 	n->waited = raw_syscall3(SYS_gettid, 0, 0, 0);
 	uint64_t every = ~0ull, old;
 	raw_syscall4(SYS_rt_sigprocmask, SIG_SETMASK, (long)&every, (long)&old, sizeof(every));
@@ -627,14 +668,17 @@ void resident_late_drop(void)
 			   "d"(0L), "r"(r10), "r"(r8), [child] "r"(child)
 			 : "rcx", "r11", "memory");
 	raw_syscall4(SYS_rt_sigprocmask, SIG_SETMASK, (long)&old, 0, sizeof(old));
-	if (tid > 0)
+	if (tid > 0) {
 		late_thread = tid;
-	else
+	} else {
+		resident_return_own_code();
 		raw_syscall3(SYS_madvise, (long)&late, sizeof(late), MADV_DONTNEED);
+	}
 }
 
 void resident_late_drop_wait(void)
 {
+	late_hurry = true;
 	struct timespec nap = {0, 1000000};
 	for (int naps = 0; naps < 100 && !late_thread_gone(); naps++)
 		nanosleep(&nap, NULL);
