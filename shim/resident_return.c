@@ -664,17 +664,15 @@ static RESIDENT_LAST_CODE __attribute__((noreturn, used)) void late_drop_thread(
 		nap_ns = nap_ns < 500000 ? nap_ns * 2 : 1000000;
 	}
 	if (n->own_code) {
-		/* A thread that left its wait a moment ago may still be on
-		 * its way out of the hook: a millisecond more. */
-		bool drained = false;
-		for (waited_ns = 0; waited_ns < HOOKED_WAIT_NS && !late_hurry; waited_ns += 1000000) {
-			bool none = atomic_load_explicit(&hooked_waits, memory_order_acquire) <= 0;
-			if (drained && none)
-				break;
-			drained = none;
-			nap[1] = 1000000;
+		nap[1] = 1000000;
+		for (waited_ns = 0; atomic_load_explicit(&hooked_waits, memory_order_acquire) > 0 &&
+				    waited_ns < HOOKED_WAIT_NS && !late_hurry;
+		     waited_ns += nap[1])
 			raw_syscall3(SYS_nanosleep, (long)nap, 0, 0);
-		}
+		/* The last thread to leave its wait may still be on its way
+		 * out of the hook: a millisecond more. */
+		if (waited_ns > 0)
+			raw_syscall3(SYS_nanosleep, (long)nap, 0, 0);
 		resident_return_own_code();
 	}
 	long fd = raw_syscall4(SYS_openat, AT_FDCWD, (long)n->pagemap_path, O_RDONLY | O_CLOEXEC,

@@ -762,10 +762,8 @@ def check_tree(tree, failures):
             # injector's thread read on its way out once that thread is
             # gone, after reqid-inject returns: sizes are read once it has
             # exited too (bounded), not after a fixed delay.
-            deadline = time.monotonic() + 2
-            while time.monotonic() < deadline and any(
-                    len(os.listdir("/proc/%d/task" % pid)) > n for pid, n in bare_threads.items()):
-                time.sleep(0.001)
+            for pid, n in bare_threads.items():
+                threads_back(pid, n)
             detached_rss, workers = workers_rss(proc.pid)
             kept = kept_rss(bare_maps, worker_pids(proc.pid))
             rss = "; workers' resident kB: bare %d, attached %d, detached %d (kept %d)" % (
@@ -1467,6 +1465,16 @@ def check_idle(name, failures):
                      % (token, fresh[token], ids, got))
 
 
+def threads_back(pid, threads):
+    """Waits (at most 2 s) until pid has no more than threads threads: the
+    late drop's thread gives the shim's code and the libc code the
+    injector's thread ran back once that thread has gone and no thread is
+    inside a hooked wait, after reqid-inject returns."""
+    deadline = time.monotonic() + 2
+    while time.monotonic() < deadline and len(os.listdir("/proc/%d/task" % pid)) > threads:
+        time.sleep(0.001)
+
+
 def status_of(pid):
     with open("/proc/%d/status" % pid) as f:
         rss = int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1))
@@ -1510,16 +1518,20 @@ def check_cycles(failures, cycles=200, idle_cycles=100):
             load.start()
             client.on_new_connection("W", 50)
             bare = status_of(pid)
+            threads = len(os.listdir("/proc/%d/task" % pid))
             ok = cycle(pid, 0)
+            threads_back(pid, threads)
             first = status_of(pid)
             for i in range(1, cycles):
                 ok = ok and cycle(pid, i)
+            threads_back(pid, threads)
             loaded = status_of(pid)
             load.finish()
             if load.error:
                 fail("load failed: %r" % load.error)
             for i in range(idle_cycles):
                 ok = ok and cycle(pid, cycles + i)
+            threads_back(pid, threads)
             idle = status_of(pid)
             if not ok:
                 return
