@@ -19,4 +19,13 @@
 
 #define LARGE_TABLE __attribute__((section(".bss.reqid_large")))
 
+/* A table of which a process writes its first entry only (conn_chunks: the
+ * chunk of fds below 512), at the end of .bss, right after the small
+ * variables (the linker sorts .bss.* after .bss; LARGE_TABLE's section is
+ * page-aligned, which would give that entry a page of its own): its first
+ * entry shares their page, where in .bss's middle it kept a page of the
+ * shim's settings resident after detach, one whose bytes (the unused log
+ * path globs) nothing else writes. */
+#define BSS_TAIL __attribute__((section(".bss.reqid_tail")))
+
 #endif
