@@ -60,6 +60,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <sys/sysinfo.h>
 #include <unistd.h>
 
 #include "large_table.h"
@@ -298,6 +299,23 @@ static bool pagemap_read(int fd, uintptr_t addr, uint64_t *out, size_t count)
 	return got == (long)want;
 }
 
+/* Without pagemap (a process that gave up root), mincore says which of
+ * count pages from addr are present, into held; false if it cannot, or if
+ * the system has swap: mincore calls a page swapped out not resident, and
+ * it holds data. */
+static bool held_by_mincore(const void *addr, size_t count, bool *held)
+{
+	struct sysinfo info;
+	unsigned char present[PAGES_HELD_MAX];
+	if (count > PAGES_HELD_MAX || raw_syscall3(SYS_sysinfo, (long)&info, 0, 0) != 0 ||
+	    info.totalswap != 0 ||
+	    raw_syscall3(SYS_mincore, (long)addr, (long)(count * PAGE_BYTES), (long)present) != 0)
+		return false;
+	for (size_t i = 0; i < count; i++)
+		held[i] = present[i] & 1;
+	return true;
+}
+
 void resident_pages_held(const void *addr, size_t count, bool *held)
 {
 	int saved = errno;
@@ -305,10 +323,14 @@ void resident_pages_held(const void *addr, size_t count, bool *held)
 	int fd = proc_open("/proc/self/pagemap");
 	bool known = fd >= 0 && count <= PAGES_HELD_MAX &&
 		     pagemap_read(fd, (uintptr_t)addr, entries, count);
-	for (size_t i = 0; i < count; i++)
-		held[i] = !known || (entries[i] & (PRESENT | SWAPPED)) != 0;
 	if (fd >= 0)
 		proc_close(fd);
+	if (!known && fd < 0 && held_by_mincore(addr, count, held)) {
+		errno = saved;
+		return;
+	}
+	for (size_t i = 0; i < count; i++)
+		held[i] = !known || (entries[i] & (PRESENT | SWAPPED)) != 0;
 	errno = saved;
 }
 

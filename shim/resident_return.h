@@ -64,11 +64,13 @@ void resident_late_drop(void) __attribute__((visibility("hidden"))) RESIDENT_LAS
  * snapshot, and before threads are counted. */
 void resident_late_drop_wait(void) __attribute__((visibility("hidden")));
 
-/* Sets held[i] to whether page i of the count pages from addr holds data:
- * present, or swapped out (pagemap's bits 63 and 62), which mincore calls
- * not resident; every page when pagemap cannot be read or count is over
- * PAGES_HELD_MAX. A page neither holds only zeroes, and reading it would
- * make it resident. Only for detach's thread. Keeps errno. */
+/* Sets held[i] to whether page i of the count pages from addr (page
+ * aligned) holds data: present, or swapped out (pagemap's bits 63 and
+ * 62), which mincore calls not resident; where pagemap cannot be read (a
+ * process that gave up root), as mincore says on a system without swap;
+ * else every page, and every page when count is over PAGES_HELD_MAX. A
+ * page neither holds only zeroes, and reading it would make it resident
+ * (or map the zero page there). Only for detach's thread. Keeps errno. */
 #define PAGES_HELD_MAX 16
 void resident_pages_held(const void *addr, size_t count, bool *held)
 	__attribute__((visibility("hidden")));
