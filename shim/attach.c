@@ -51,6 +51,7 @@
 #include "log_output.h"
 #include "log_writer.h"
 #include "map_once.h"
+#include "proc_lines.h"
 #include "raw_syscall.h"
 #include "request_table.h"
 #include "resident_return.h"
@@ -299,22 +300,24 @@ static int scan_open_fds(struct instances *found)
 
 /* The registrations /proc/self/fdinfo lists for epfd of fds up to highest,
  * at most REGISTRATIONS_MAX, into out; how many, -1 if the list cannot be
- * read. */
+ * read. Read by system calls (proc_lines.h): fopen's buffer came from the
+ * injector thread's malloc arena and kept a page of it resident after
+ * detach. */
 static int read_registrations(int epfd, int highest, struct fdinfo_registration *out)
 {
 	char path[64], line[256];
+	size_t len;
 	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", epfd);
-	FILE *f = fopen(path, "re");
-	if (!f)
+	struct proc_lines lines;
+	if (!proc_lines_open(&lines, path))
 		return -1;
 	int count = 0;
-	while (count < REGISTRATIONS_MAX && LIBC(fgets)(line, sizeof(line), f)) {
+	while (count < REGISTRATIONS_MAX && proc_lines_next(&lines, line, sizeof(line), &len)) {
 		struct fdinfo_registration *r = &out[count];
-		if (epoll_fdinfo_line(line, strcspn(line, "\n"), r) && r->complete && r->fd >= 0 &&
-		    r->fd <= highest)
+		if (epoll_fdinfo_line(line, len, r) && r->complete && r->fd >= 0 && r->fd <= highest)
 			count++;
 	}
-	fclose(f);
+	proc_lines_close(&lines);
 	return count;
 }
 
@@ -604,9 +607,11 @@ static void attach_after_fork_parent(void)
 	atomic_fetch_sub_explicit(&forking, 1, memory_order_release);
 }
 
-/* The child is one thread, making no change and in no fork. */
+/* The child is one thread, making no change, in no fork and in no hooked
+ * wait. */
 static void attach_after_fork_child(void)
 {
+	atomic_store_explicit(&hooked_waits, 0, memory_order_relaxed);
 	atomic_store_explicit(&forking, 0, memory_order_relaxed);
 	atomic_store_explicit(&changing, false, memory_order_relaxed);
 }
@@ -726,8 +731,8 @@ static void lose_every_stream(void)
  * one not yet: it gets no id), the GOT is put back, held lines go out
  * (again a moment later, for a thread that was inside a hook meanwhile),
  * what the shim knew is forgotten, and the pages attach made resident are
- * given back, the shim's code last (this function lies with it in
- * RESIDENT_LAST_CODE's section). */
+ * given back, the shim's code later (resident_late_drop; this function
+ * lies in RESIDENT_LAST_CODE's section, whose pages stay). */
 static RESIDENT_LAST_CODE int detach(void)
 {
 	if (!reqid_attach_status.attached)
@@ -763,12 +768,12 @@ static RESIDENT_LAST_CODE int detach(void)
 	resident_return();
 	__atomic_store_n(&shim.detaching, false, __ATOMIC_SEQ_CST);
 	change_end();
-	resident_return_own_code();
 	return ATTACH_OK;
 }
 
-/* Detach, and once the injector's thread that calls it has exited, the
- * libc code it ran on its way out goes back too (resident_late_drop). */
+/* Detach, and once the injector's thread that calls it has exited and no
+ * thread is inside a hooked wait, the shim's code and the libc code that
+ * thread ran on its way out go back too (resident_late_drop). */
 EXPORT RESIDENT_LAST_CODE int reqid_detach(const char *unused)
 {
 	(void)unused;
@@ -806,6 +811,8 @@ EXPORT int reqid_reconfigure(const char *settings)
 	int r = reqid_attach_status.attached ? detach() : ATTACH_OK;
 	if (r == ATTACH_OK)
 		r = attach(settings);
+	if (!reqid_attach_status.attached)
+		resident_return_own_code(); /* detached, its attach refused */
 	change_give();
 	return r;
 }

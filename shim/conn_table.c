@@ -22,6 +22,7 @@
 #include "log_order.h"
 #include "map_once.h"
 #include "page_bytes.h"
+#include "large_table.h"
 #include "raw_syscall.h"
 #include "request_table.h"
 #include "resident_return.h"
@@ -32,7 +33,8 @@ struct fd_state fd_states[FD_LOW] FORK_HOT_LAST;
  * (layout.ld); NULL where that linker script is not used (unit tests). */
 extern char reqid_fork_hot_end[] __attribute__((weak, visibility("hidden")));
 struct fd_state *_Atomic fd_pages[FD_LIMIT / FD_PAGE];
-void *_Atomic conn_chunks[FD_LIMIT / CONN_CHUNK];
+/* A process with connections writes its first entry only (BSS_TAIL). */
+void *_Atomic conn_chunks[FD_LIMIT / CONN_CHUNK] BSS_TAIL;
 /* fd_state_end, as far as pages go. Read before it is written, at a
  * process's first page of descriptor states or of the epoll map (nginx's
  * first epoll_create): START_WRITTEN, on the page the loader writes; in

@@ -19,6 +19,7 @@
 #include "epoll_map.h"
 #include "epoll_queue.h"
 #include "event_batch.h"
+#include "resident_return.h"
 
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -48,6 +49,23 @@ static void before_fd_wait(unsigned nfds, int only_fd, bool conns)
 		ctx_boundary(); /* waiting for a service the request called is part of it */
 	if (nfds > 1)
 		batch_end(); /* after its lines went out, judged by its state */
+}
+
+/* A wait the hook makes, counted in a process attach loaded the library
+ * into (hooked_waits): detach's late drop gives the shim's code back once
+ * no thread is inside one, as the rest of the hook runs when it returns. */
+static inline bool hooked_wait_begins(void)
+{
+	if (likely(!shim.loaded_by_attach))
+		return false;
+	atomic_fetch_add_explicit(&hooked_waits, 1, memory_order_relaxed);
+	return true;
+}
+
+static inline void hooked_wait_ends(bool counted)
+{
+	if (counted)
+		atomic_fetch_sub_explicit(&hooked_waits, 1, memory_order_release);
 }
 
 /* Every epoll wait is an event loop's: at most one event at a time, each
@@ -91,7 +109,9 @@ static bool serves_conns(int epfd)
 					  __builtin_return_address(0));                \
 		}                                                                      \
 		errno = saved;                                                         \
+		bool counted = hooked_wait_begins();                                   \
 		int n = (call);                                                        \
+		hooked_wait_ends(counted);                                             \
 		if (unlikely(!__atomic_load_n(&shim.active, __ATOMIC_ACQUIRE))) {      \
 			/* detached while it waited: pass it through */               \
 			batch_wait_after_detach();                                     \
@@ -195,7 +215,10 @@ EXPORT int poll(struct pollfd *fds, nfds_t n, int timeout)
 	if (unlikely(!fn))
 		return (int)syscall(SYS_poll, fds, n, timeout);
 	bool conns = before_poll(fds, n);
-	return waited(fn(fds, n, timeout), conns, __builtin_return_address(0));
+	bool counted = hooked_wait_begins();
+	int ready = fn(fds, n, timeout);
+	hooked_wait_ends(counted);
+	return waited(ready, conns, __builtin_return_address(0));
 }
 
 EXPORT int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *timeout,
@@ -205,7 +228,10 @@ EXPORT int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *timeout,
 	if (unlikely(!fn))
 		return (int)syscall(SYS_ppoll, fds, n, timeout, mask, _NSIG / 8);
 	bool conns = before_poll(fds, n);
-	return waited(fn(fds, n, timeout, mask), conns, __builtin_return_address(0));
+	bool counted = hooked_wait_begins();
+	int ready = fn(fds, n, timeout, mask);
+	hooked_wait_ends(counted);
+	return waited(ready, conns, __builtin_return_address(0));
 }
 
 /* _FORTIFY_SOURCE turns poll() and ppoll() on an array of known size into
@@ -219,7 +245,10 @@ EXPORT int __poll_chk(struct pollfd *fds, nfds_t n, int timeout, size_t fdslen)
 	if (n > fdslen / sizeof(*fds))
 		return fn(fds, n, timeout, fdslen);
 	bool conns = before_poll(fds, n);
-	return waited(fn(fds, n, timeout, fdslen), conns, __builtin_return_address(0));
+	bool counted = hooked_wait_begins();
+	int ready = fn(fds, n, timeout, fdslen);
+	hooked_wait_ends(counted);
+	return waited(ready, conns, __builtin_return_address(0));
 }
 
 EXPORT int __ppoll_chk(struct pollfd *fds, nfds_t n, const struct timespec *timeout,
@@ -232,7 +261,10 @@ EXPORT int __ppoll_chk(struct pollfd *fds, nfds_t n, const struct timespec *time
 	if (n > fdslen / sizeof(*fds))
 		return fn(fds, n, timeout, mask, fdslen);
 	bool conns = before_poll(fds, n);
-	return waited(fn(fds, n, timeout, mask, fdslen), conns, __builtin_return_address(0));
+	bool counted = hooked_wait_begins();
+	int ready = fn(fds, n, timeout, mask, fdslen);
+	hooked_wait_ends(counted);
+	return waited(ready, conns, __builtin_return_address(0));
 }
 
 static bool before_select(int nfds, const fd_set *r, const fd_set *w, const fd_set *e)
@@ -259,7 +291,10 @@ EXPORT int select(int nfds, fd_set *r, fd_set *w, fd_set *e, struct timeval *tim
 	if (unlikely(!fn))
 		return (int)syscall(SYS_select, nfds, r, w, e, timeout);
 	bool conns = before_select(nfds, r, w, e);
-	return waited(fn(nfds, r, w, e, timeout), conns, __builtin_return_address(0));
+	bool counted = hooked_wait_begins();
+	int ready = fn(nfds, r, w, e, timeout);
+	hooked_wait_ends(counted);
+	return waited(ready, conns, __builtin_return_address(0));
 }
 
 EXPORT int pselect(int nfds, fd_set *r, fd_set *w, fd_set *e, const struct timespec *timeout,
@@ -270,7 +305,10 @@ EXPORT int pselect(int nfds, fd_set *r, fd_set *w, fd_set *e, const struct times
 	if (unlikely(!fn))
 		return -1;
 	bool conns = before_select(nfds, r, w, e);
-	return waited(fn(nfds, r, w, e, timeout, mask), conns, __builtin_return_address(0));
+	bool counted = hooked_wait_begins();
+	int ready = fn(nfds, r, w, e, timeout, mask);
+	hooked_wait_ends(counted);
+	return waited(ready, conns, __builtin_return_address(0));
 }
 
 static void boundary(void)

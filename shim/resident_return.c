@@ -19,10 +19,14 @@
  * entries are read: a page would lose a write only if the program made
  * its mapping writable and wrote it within those microseconds (the loader
  * does so only for text relocations, which x86_64 libraries do not have).
- * A process that gave up root (not dumpable) cannot read its own pagemap:
- * then every page counts as present at attach, and at detach only the
- * shim's own code goes back (no text relocations; a debugger's breakpoint
- * set in it would go too): another library's text may have been written.
+ * A process that gave up root (not dumpable) cannot read its own pagemap
+ * (root's only then), but can its smaps: a mapping's pages count as
+ * present at attach if it held any, and at detach a mapping smaps finds no
+ * private copy in (Anonymous: 0, read right before its drop) goes back as
+ * a whole but for those pages, and so does the shim's own code (no text
+ * relocations; a debugger's breakpoint set in it would go too). Apache's
+ * children (www-data) kept libunwind's, liblzma's and the shim's
+ * read-only pages, 420-484 kB a process after detach; 204-284 since.
  *
  * The injector's thread runs libc code after that, on its way out; a
  * thread of the shim's own (resident_late_drop) waits for it to be gone
@@ -30,6 +34,13 @@
  * entry read right before its drop. That thread is no glibc thread: it
  * runs with every signal blocked, on a page of the library's, calls no
  * function, and exits by the system call.
+ *
+ * The injector's thread's own stack is reqid-inject's, which gives its
+ * pages back once the thread has exited (inject/reqid_inject.c,
+ * drop_stack); its malloc arena stays with the process: nothing here asks
+ * libc for anything that allocates (pthread_getattr_np, which the stack's
+ * bounds once came from, allocated and freed a cpuset and an attribute
+ * extension there, on a page of the arena that then stayed resident).
  *
  * Runs on the injector's thread only, but for that thread. Must never
  * drop a page that is not a clean copy of its file; any failure leaves
@@ -42,16 +53,19 @@
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <sys/sysinfo.h>
 #include <unistd.h>
 
 #include "large_table.h"
 #include "page_bytes.h"
+#include "proc_lines.h"
 #include "raw_syscall.h"
 
 #define RANGES_MAX 4096
@@ -60,18 +74,14 @@
 #define SWAPPED (1ull << 62)
 #define FILE_PAGE (1ull << 61)
 
-/* A mapping as /proc/self/maps lists it. */
+/* A mapping as /proc/self/maps lists it; and as smaps does, its resident
+ * and anonymous (private copy) kB, when read from smaps (next_counted). */
 struct mapping {
 	uintptr_t start, end;
 	bool readonly_private_file; /* r-?p with an inode */
 	bool code;                  /* r-xp */
 	unsigned long dev_major, dev_minor, inode;
-};
-
-struct maps_reader {
-	int fd;
-	size_t len, at;
-	char buf[4096];
+	unsigned long rss_kb, anonymous_kb;
 };
 
 struct noted_range {
@@ -97,10 +107,11 @@ static struct snapshot *noted;
  * alone on a page before them. */
 static long late_thread;
 
-/* The lowest byte of the stack of the thread that ran resident_return, if
- * that was no process's main thread (whose stack grows on demand), else 0:
- * resident_late_drop drops its pages below the frame it runs in. */
-static uintptr_t stack_low;
+_Atomic int hooked_waits;
+
+/* Set when an attach begins (resident_late_drop_wait): the late drop's
+ * thread waits no longer for the hooked waits to end. */
+static volatile bool late_hurry;
 
 /* The shim's own code pages to drop last (resident_return_own_code). */
 #define OWN_RUNS_MAX 16
@@ -119,6 +130,8 @@ extern const char __start_reqid_last_text[], __stop_reqid_last_text[];
 struct late_notes {
 	uintptr_t start, end; /* 0, 0: nothing to drop */
 	long waited;	      /* the thread whose exit it waits for */
+	bool own_code;	      /* it drops the shim's own code first
+				 (resident_return_own_code) */
 	uint64_t kept[LATE_PAGES_MAX / 64];
 	uint64_t entries[LATE_BATCH];
 	char pagemap_path[24];
@@ -129,31 +142,6 @@ static union {
 } late __attribute__((aligned(PAGE_BYTES))) LARGE_TABLE;
 _Static_assert(sizeof(late) == PAGE_BYTES && sizeof(struct late_notes) + 2048 <= PAGE_BYTES,
 	       "the late drop's notes and at least 2 KiB of stack fill one page");
-
-/* The next line of the reader's file into line (NUL-terminated, cut to
- * size - 1 bytes); false at its end. */
-static bool next_line(struct maps_reader *r, char *line, size_t size)
-{
-	size_t n = 0;
-	for (;;) {
-		if (r->at == r->len) {
-			long got = raw_syscall3(SYS_read, r->fd, (long)r->buf, sizeof(r->buf));
-			if (got <= 0) {
-				line[n] = '\0';
-				return n > 0;
-			}
-			r->len = (size_t)got;
-			r->at = 0;
-		}
-		char c = r->buf[r->at++];
-		if (c == '\n') {
-			line[n] = '\0';
-			return true;
-		}
-		if (n + 1 < size)
-			line[n++] = c;
-	}
-}
 
 static const char *hex(const char *s, unsigned long *out)
 {
@@ -206,9 +194,9 @@ static bool parse_mapping(const char *s, struct mapping *m)
 }
 
 /* The files under /proc are opened, read and closed by system calls, not
- * through libc's functions: the shim's own uses of those bind to its hooks
- * (it is linked -Bsymbolic-functions), which detach has emptied the tables
- * of, and whose pages a hook's look-up would make resident again. */
+ * through libc's functions (proc_lines.h): the shim's own uses of those
+ * bind to its hooks, whose pages a hook's look-up would make resident
+ * again. */
 static int proc_open(const char *path)
 {
 	long fd = raw_syscall4(SYS_openat, AT_FDCWD, (long)path, O_RDONLY | O_CLOEXEC, 0);
@@ -220,21 +208,79 @@ static void proc_close(int fd)
 	raw_syscall3(SYS_close, fd, 0, 0);
 }
 
-static bool maps_open(struct maps_reader *r)
+static bool maps_open(struct proc_lines *r)
 {
-	r->fd = proc_open("/proc/self/maps");
-	r->len = r->at = 0;
-	return r->fd >= 0;
+	return proc_lines_open(r, "/proc/self/maps");
 }
 
 /* The next read-only private file mapping; false at the end. */
-static bool next_mapping(struct maps_reader *r, struct mapping *m)
+static bool next_mapping(struct proc_lines *r, struct mapping *m)
 {
 	char line[512];
-	while (next_line(r, line, sizeof(line)))
+	size_t len;
+	while (proc_lines_next(r, line, sizeof(line), &len))
 		if (parse_mapping(line, m) && m->readonly_private_file)
 			return true;
 	return false;
+}
+
+/* /proc/self/smaps, for a process that cannot read its own pagemap (one
+ * that gave up root is not dumpable, and its pagemap, unlike its smaps, is
+ * readable by root only): whether a mapping holds a page at all, and
+ * whether any of its pages is a private copy, are all that is known. */
+struct smaps_reader {
+	struct proc_lines lines;
+	bool pending; /* header holds the next mapping's line, read already */
+	char header[512];
+};
+
+static bool smaps_open(struct smaps_reader *r)
+{
+	r->pending = false;
+	return proc_lines_open(&r->lines, "/proc/self/smaps");
+}
+
+/* The kB of a "Name:   N kB" line if it is name's ("Rss:"), else false. */
+static bool smaps_field(const char *line, const char *name, unsigned long *kb)
+{
+	size_t n = strlen(name);
+	if (strncmp(line, name, n) != 0)
+		return false;
+	unsigned long v = 0;
+	for (line += n; *line == ' '; line++)
+		;
+	for (; *line >= '0' && *line <= '9'; line++)
+		v = v * 10 + (unsigned long)(*line - '0');
+	*kb = v;
+	return true;
+}
+
+/* The next read-only private file mapping with its counts; false at the
+ * end. */
+static bool next_counted(struct smaps_reader *r, struct mapping *m)
+{
+	char line[512];
+	size_t len;
+	for (;;) {
+		if (!r->pending && !proc_lines_next(&r->lines, r->header, sizeof(r->header), &len))
+			return false;
+		r->pending = false;
+		if (!parse_mapping(r->header, m))
+			continue;
+		m->rss_kb = m->anonymous_kb = 0;
+		while (proc_lines_next(&r->lines, line, sizeof(line), &len)) {
+			struct mapping next;
+			if (parse_mapping(line, &next)) {
+				memcpy(r->header, line, len + 1);
+				r->pending = true;
+				break;
+			}
+			if (!smaps_field(line, "Rss:", &m->rss_kb))
+				smaps_field(line, "Anonymous:", &m->anonymous_kb);
+		}
+		if (m->readonly_private_file)
+			return true;
+	}
 }
 
 static bool is_own(const struct snapshot *s, const struct mapping *m)
@@ -253,6 +299,23 @@ static bool pagemap_read(int fd, uintptr_t addr, uint64_t *out, size_t count)
 	return got == (long)want;
 }
 
+/* Without pagemap (a process that gave up root), mincore says which of
+ * count pages from addr are present, into held; false if it cannot, or if
+ * the system has swap: mincore calls a page swapped out not resident, and
+ * it holds data. */
+static bool held_by_mincore(const void *addr, size_t count, bool *held)
+{
+	struct sysinfo info;
+	unsigned char present[PAGES_HELD_MAX];
+	if (count > PAGES_HELD_MAX || raw_syscall3(SYS_sysinfo, (long)&info, 0, 0) != 0 ||
+	    info.totalswap != 0 ||
+	    raw_syscall3(SYS_mincore, (long)addr, (long)(count * PAGE_BYTES), (long)present) != 0)
+		return false;
+	for (size_t i = 0; i < count; i++)
+		held[i] = present[i] & 1;
+	return true;
+}
+
 void resident_pages_held(const void *addr, size_t count, bool *held)
 {
 	int saved = errno;
@@ -260,10 +323,14 @@ void resident_pages_held(const void *addr, size_t count, bool *held)
 	int fd = proc_open("/proc/self/pagemap");
 	bool known = fd >= 0 && count <= PAGES_HELD_MAX &&
 		     pagemap_read(fd, (uintptr_t)addr, entries, count);
-	for (size_t i = 0; i < count; i++)
-		held[i] = !known || (entries[i] & (PRESENT | SWAPPED)) != 0;
 	if (fd >= 0)
 		proc_close(fd);
+	if (!known && fd < 0 && held_by_mincore(addr, count, held)) {
+		errno = saved;
+		return;
+	}
+	for (size_t i = 0; i < count; i++)
+		held[i] = !known || (entries[i] & (PRESENT | SWAPPED)) != 0;
 	errno = saved;
 }
 
@@ -272,21 +339,22 @@ void resident_pages_held(const void *addr, size_t count, bool *held)
 /* The shim's own file: the mapping its code lies in. */
 static bool find_own_file(struct snapshot *s)
 {
-	struct maps_reader r;
+	struct proc_lines r;
 	if (!maps_open(&r))
 		return false;
 	uintptr_t here = (uintptr_t)&find_own_file;
 	char line[512];
+	size_t len;
 	struct mapping m;
 	bool found = false;
-	while (!found && next_line(&r, line, sizeof(line)))
+	while (!found && proc_lines_next(&r, line, sizeof(line), &len))
 		if (parse_mapping(line, &m) && m.start <= here && here < m.end && m.inode) {
 			s->own_major = m.dev_major;
 			s->own_minor = m.dev_minor;
 			s->own_inode = m.inode;
 			found = true;
 		}
-	proc_close(r.fd);
+	proc_lines_close(&r);
 	return found;
 }
 
@@ -294,7 +362,7 @@ static bool find_own_file(struct snapshot *s)
  * RANGES_MAX of them. */
 static size_t count_pages(bool *too_many)
 {
-	struct maps_reader r;
+	struct proc_lines r;
 	size_t pages = 0;
 	unsigned ranges = 0;
 	struct mapping m;
@@ -304,7 +372,7 @@ static size_t count_pages(bool *too_many)
 		pages += (m.end - m.start) / PAGE_BYTES;
 		ranges++;
 	}
-	proc_close(r.fd);
+	proc_lines_close(&r);
 	*too_many = ranges > RANGES_MAX;
 	return pages;
 }
@@ -347,16 +415,18 @@ static bool resident_before(const char *digits, size_t count, size_t page)
 	return value >> (page % 4) & 1;
 }
 
+/* Without pagemap (pagemap < 0), from smaps: every page of a mapping that
+ * held one counts as present, none of one that held none. */
 static void note_pages(struct snapshot *s, int pagemap, const char *before)
 {
-	struct maps_reader r;
+	struct smaps_reader r;
 	struct mapping m;
 	uint64_t entries[BATCH];
-	if (!maps_open(&r)) {
+	if (pagemap < 0 ? !smaps_open(&r) : !maps_open(&r.lines)) {
 		s->complete = false;
 		return;
 	}
-	while (next_mapping(&r, &m)) {
+	while (pagemap < 0 ? next_counted(&r, &m) : next_mapping(&r.lines, &m)) {
 		size_t pages = (m.end - m.start) / PAGE_BYTES;
 		if (s->ranges == RANGES_MAX || s->bits_used + pages > s->bits_max) {
 			s->complete = false;
@@ -371,7 +441,9 @@ static void note_pages(struct snapshot *s, int pagemap, const char *before)
 		const char *digits = before_digits(before, m.start, m.end, &digit_count);
 		for (size_t done = 0; done < pages;) {
 			size_t k = pages - done < BATCH ? pages - done : BATCH;
-			if (!pagemap_read(pagemap, m.start + done * PAGE_BYTES, entries, k)) {
+			if (pagemap < 0) {
+				memset(entries, m.rss_kb ? 0xff : 0, k * sizeof(uint64_t));
+			} else if (!pagemap_read(pagemap, m.start + done * PAGE_BYTES, entries, k)) {
 				/* Unknown: counted as present, kept. */
 				memset(entries, 0xff, k * sizeof(uint64_t));
 			}
@@ -384,7 +456,7 @@ static void note_pages(struct snapshot *s, int pagemap, const char *before)
 			done += k;
 		}
 	}
-	proc_close(r.fd);
+	proc_lines_close(&r.lines);
 }
 
 void resident_forget(void)
@@ -508,28 +580,9 @@ static void note_late(const struct mapping *m)
 	late.notes.end = m->end;
 }
 
-/* Notes the calling thread's stack in stack_low, if it is not the main
- * thread's and the frame it runs in lies in it. */
-static void note_stack(void)
-{
-	pthread_attr_t attr;
-	void *low;
-	size_t size;
-	uintptr_t here = (uintptr_t)__builtin_frame_address(0);
-	stack_low = 0;
-	if (raw_syscall3(SYS_gettid, 0, 0, 0) == raw_syscall3(SYS_getpid, 0, 0, 0) ||
-	    pthread_getattr_np(pthread_self(), &attr) != 0)
-		return;
-	if (pthread_attr_getstack(&attr, &low, &size) == 0 && (uintptr_t)low < here &&
-	    here - (uintptr_t)low < size)
-		stack_low = (uintptr_t)low;
-	pthread_attr_destroy(&attr);
-}
-
 void resident_return(void)
 {
 	int saved = errno;
-	note_stack();
 	if (!noted) {
 		errno = saved;
 		return;
@@ -541,16 +594,18 @@ void resident_return(void)
 	if (late_free)
 		late.notes.start = late.notes.end = 0;
 	uintptr_t libc_code = (uintptr_t)&pthread_detach;
-	struct maps_reader r;
+	struct smaps_reader r;
 	int pagemap = proc_open("/proc/self/pagemap");
-	if (maps_open(&r)) {
+	if (pagemap < 0 ? smaps_open(&r) : maps_open(&r.lines)) {
 		struct mapping m;
 		uint64_t entries[BATCH];
-		while (next_mapping(&r, &m)) {
-			/* Without pagemap only the shim's own code is known
-			 * to hold its file's pages (a library loaded since may
-			 * have had its text written: relocations, patches). */
-			if (pagemap < 0 && !(m.code && is_own(noted, &m)))
+		while (pagemap < 0 ? next_counted(&r, &m) : next_mapping(&r.lines, &m)) {
+			/* Without pagemap, a mapping smaps finds no private
+			 * copy in (a library loaded since may have had its
+			 * text written: relocations, patches; a RELRO part
+			 * has) holds its file's pages only, and so does the
+			 * shim's own code. */
+			if (pagemap < 0 && m.anonymous_kb != 0 && !(m.code && is_own(noted, &m)))
 				continue;
 			if (late_free && pagemap >= 0 && m.code && m.start <= libc_code &&
 			    libc_code < m.end)
@@ -583,7 +638,7 @@ void resident_return(void)
 				done += k;
 			}
 		}
-		proc_close(r.fd);
+		proc_lines_close(&r.lines);
 	}
 	if (pagemap >= 0)
 		proc_close(pagemap);
@@ -591,14 +646,28 @@ void resident_return(void)
 	errno = saved;
 }
 
+/* How long the late drop's thread waits, at most, for the thread that
+ * started it to be gone, then for no thread to be inside a hooked wait. */
+#define LATE_WAIT_NS 1000000000L
+#define HOOKED_WAIT_NS 200000000L
+
 /* The late drop's thread: runs on late.stack with every signal blocked and
  * the exiting thread's thread pointer, so it calls nothing (no libc, no
- * TLS) but system calls. Once the thread it waits for is gone (at most a
- * second or so: dropping while it runs is safe, its pages come back), each page
- * of libc's code that is resident, maps its file's page (pagemap's file
- * bit, read right before: never a private copy) and was not resident at
- * the snapshot is dropped; then the page of its notes and stack, with no
- * use of the stack after, and the thread exits. */
+ * TLS) but system calls and the code beside it (RESIDENT_LAST_CODE). Once
+ * the thread it waits for is gone (at most a second or so: dropping while
+ * it runs is safe, its pages come back), and then no thread of the program
+ * is inside a wait a hook made (hooked_waits; at most HOOKED_WAIT_NS: an
+ * idle program may sit in one for good), the shim's own code goes
+ * (own_code), then each page of libc's code that is resident, maps its
+ * file's page (pagemap's file bit, read right before: never a private
+ * copy) and was not resident at the snapshot; then the page of its notes
+ * and stack, with no use of the stack after, and the thread exits.
+ * A wait that returns runs the rest of its hook, and a page of the shim's
+ * code touched after its drop comes back with up to 64 KiB around it: an
+ * nginx worker sitting in its epoll_wait at detach, woken by
+ * reqid-inject's last stop of its main thread once the injector's thread
+ * had gone, made two such windows resident again (128-192 kB, in about
+ * half of the detaches of an idle nginx). */
 static RESIDENT_LAST_CODE __attribute__((noreturn, used)) void late_drop_thread(void)
 {
 	struct late_notes *n = &late.notes;
@@ -610,11 +679,23 @@ static RESIDENT_LAST_CODE __attribute__((noreturn, used)) void late_drop_thread(
 	volatile long nap[2];
 	nap[0] = 0;
 	long nap_ns = 10000, waited_ns = 0;
-	while (waited_ns < 1000000000 && !raw_thread_gone((pid_t)n->waited)) {
+	while (waited_ns < LATE_WAIT_NS && !raw_thread_gone((pid_t)n->waited)) {
 		nap[1] = nap_ns;
 		raw_syscall3(SYS_nanosleep, (long)nap, 0, 0);
 		waited_ns += nap_ns;
 		nap_ns = nap_ns < 500000 ? nap_ns * 2 : 1000000;
+	}
+	if (n->own_code) {
+		nap[1] = 1000000;
+		for (waited_ns = 0; atomic_load_explicit(&hooked_waits, memory_order_acquire) > 0 &&
+				    waited_ns < HOOKED_WAIT_NS && !late_hurry;
+		     waited_ns += nap[1])
+			raw_syscall3(SYS_nanosleep, (long)nap, 0, 0);
+		/* The last thread to leave its wait may still be on its way
+		 * out of the hook: a millisecond more. */
+		if (waited_ns > 0)
+			raw_syscall3(SYS_nanosleep, (long)nap, 0, 0);
+		resident_return_own_code();
 	}
 	long fd = raw_syscall4(SYS_openat, AT_FDCWD, (long)n->pagemap_path, O_RDONLY | O_CLOEXEC,
 			       0);
@@ -648,17 +729,13 @@ static RESIDENT_LAST_CODE __attribute__((noreturn, used)) void late_drop_thread(
 
 void resident_late_drop(void)
 {
-	/* The pages below this frame held the frames of the attach or detach
-	 * that ran on this thread, and none of its frames now; one is left
-	 * below it for this function's own use. */
-	uintptr_t below = ((uintptr_t)__builtin_frame_address(0) & ~(uintptr_t)(PAGE_BYTES - 1)) -
-			  PAGE_BYTES;
-	if (stack_low && stack_low < below)
-		raw_syscall3(SYS_madvise, (long)stack_low, (long)(below - stack_low), MADV_DONTNEED);
-	stack_low = 0;
 	struct late_notes *n = &late.notes;
-	if (n->end == 0 || !late_thread_gone())
+	if (n->end == 0 || !late_thread_gone()) {
+		resident_return_own_code();
 		return;
+	}
+	n->own_code = true;
+	late_hurry = false;
 	n->waited = raw_syscall3(SYS_gettid, 0, 0, 0);
 	uint64_t every = ~0ull, old;
 	raw_syscall4(SYS_rt_sigprocmask, SIG_SETMASK, (long)&every, (long)&old, sizeof(every));
@@ -682,14 +759,17 @@ void resident_late_drop(void)
 			   "d"(0L), "r"(r10), "r"(r8), [child] "r"(child)
 			 : "rcx", "r11", "memory");
 	raw_syscall4(SYS_rt_sigprocmask, SIG_SETMASK, (long)&old, 0, sizeof(old));
-	if (tid > 0)
+	if (tid > 0) {
 		late_thread = tid;
-	else
+	} else {
+		resident_return_own_code();
 		raw_syscall3(SYS_madvise, (long)&late, sizeof(late), MADV_DONTNEED);
+	}
 }
 
 void resident_late_drop_wait(void)
 {
+	late_hurry = true;
 	struct timespec nap = {0, 1000000};
 	for (int naps = 0; naps < 100 && !late_thread_gone(); naps++)
 		nanosleep(&nap, NULL);

@@ -13,6 +13,7 @@
 #ifndef REQID_RESIDENT_RETURN_H
 #define REQID_RESIDENT_RETURN_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -35,29 +36,41 @@ void resident_return(void) __attribute__((visibility("hidden")));
 #define RESIDENT_LAST_CODE __attribute__((section("reqid_last_text"), noinline))
 
 /* Drops the shim's own code pages resident_return found resident, but for
- * those of RESIDENT_LAST_CODE: the last thing detach does. */
+ * those of RESIDENT_LAST_CODE (resident_late_drop, or a reconfigure whose
+ * attach failed). */
 void resident_return_own_code(void) __attribute__((visibility("hidden"))) RESIDENT_LAST_CODE;
 
+/* Threads inside a wait a hook made (epoll, poll, select) of a process
+ * `reqid attach` loaded the library into: the late drop drops the shim's
+ * code once none is (resident_late_drop). Counted only there
+ * (shim.loaded_by_attach): a preloaded library is never detached. */
+extern _Atomic int hooked_waits __attribute__((visibility("hidden")));
+
 /* Starts a thread of the process's own (raw clone, every signal blocked,
- * no libc) that waits for the calling thread to exit, then drops the pages
- * of libc's code that were not resident at the snapshot and map their
- * file's page, and exits: the calling thread's way out (pthread_detach,
- * start_thread's freeing of its resources) runs libc code the program
- * never ran, mapped again with its neighbours after resident_return. Only
- * after resident_return and resident_return_own_code, by the thread about
- * to exit; nothing if resident_return noted no libc code or a thread of an
- * earlier call still runs. Keeps errno. */
+ * no libc) that waits for the calling thread to exit and then (bounded)
+ * for no thread to be inside a hooked wait, drops the shim's own code
+ * (resident_return_own_code), then the pages of libc's code that were not
+ * resident at the snapshot and map their file's page, and exits: the
+ * calling thread's way out (pthread_detach, start_thread's freeing of its
+ * resources) runs libc code the program never ran, mapped again with its
+ * neighbours after resident_return. Only after resident_return, by the
+ * thread about to exit; when resident_return noted no libc code or a
+ * thread of an earlier call still runs, it drops the shim's own code
+ * itself and starts none. Keeps errno. */
 void resident_late_drop(void) __attribute__((visibility("hidden"))) RESIDENT_LAST_CODE;
 
 /* Waits (at most 100 ms) until the thread of an earlier resident_late_drop
- * has exited: before a snapshot, and before threads are counted. */
+ * has exited, telling it to wait no longer for hooked waits: before a
+ * snapshot, and before threads are counted. */
 void resident_late_drop_wait(void) __attribute__((visibility("hidden")));
 
-/* Sets held[i] to whether page i of the count pages from addr holds data:
- * present, or swapped out (pagemap's bits 63 and 62), which mincore calls
- * not resident; every page when pagemap cannot be read or count is over
- * PAGES_HELD_MAX. A page neither holds only zeroes, and reading it would
- * make it resident. Only for detach's thread. Keeps errno. */
+/* Sets held[i] to whether page i of the count pages from addr (page
+ * aligned) holds data: present, or swapped out (pagemap's bits 63 and
+ * 62), which mincore calls not resident; where pagemap cannot be read (a
+ * process that gave up root), as mincore says on a system without swap;
+ * else every page, and every page when count is over PAGES_HELD_MAX. A
+ * page neither holds only zeroes, and reading it would make it resident
+ * (or map the zero page there). Only for detach's thread. Keeps errno. */
 #define PAGES_HELD_MAX 16
 void resident_pages_held(const void *addr, size_t count, bool *held)
 	__attribute__((visibility("hidden")));

@@ -483,13 +483,17 @@ class NginxClient:
 
 
 # What detach may leave resident in a worker of a tree with rss_check
-# (kept_rss). nginx's workers keep 56 kB each (6 runs, 2026-12-07
-# late evening): the injector thread's malloc arena 12 (the loader's
-# records of the library, and a page of its temporaries, freed), the
-# library's small variables 16 (its settings and originals, generations,
-# the line slots a worker's thread keeps), its written .data and GOT pages
-# 8 and its last code page 4, the injector's block and stub pages 8, the
-# connection table's and epoll map's first pages 8. Until then 92-98
+# (kept_rss). nginx's workers keep 48 kB each (2026-12-07, night): the
+# injector thread's malloc arena 8 (the loader's records of the library),
+# the library's small variables 12 (the first page of its settings, the
+# page of the others with conn_chunks' first entry, the line slot a
+# worker's thread keeps), its written .data and GOT pages 8 and its last
+# code page 4, the injector's block and stub pages 8, the connection
+# table's first page of entries 4 (the epoll map's first page lies in a
+# mapping of nginx's, outside kept_rss). 56 until then: the arena's third
+# page held fopen's buffer (the fdinfo of nginx's epoll instance) and
+# pthread_getattr_np's temporaries, and conn_chunks' first entry kept a
+# page of the settings otherwise untouched resident. Until earlier 92-98
 # (7 runs): the small variables lay on 8 pages among the large tables
 # (LARGE_TABLE, shim/large_table.h), detach's release of the free line
 # slots wrote 3-4 pages of them, and each event loop's frames (16) stayed
@@ -505,7 +509,7 @@ class NginxClient:
 # whole merged mapping, keyed by its new start, counted as new. The bound
 # leaves room for a worker whose wait had not returned yet (its frames,
 # 16) and a few pages of line slots.
-RSS_KEPT_KB = 100
+RSS_KEPT_KB = 80
 
 
 def worker_pids(master):
@@ -762,10 +766,8 @@ def check_tree(tree, failures):
             # injector's thread read on its way out once that thread is
             # gone, after reqid-inject returns: sizes are read once it has
             # exited too (bounded), not after a fixed delay.
-            deadline = time.monotonic() + 2
-            while time.monotonic() < deadline and any(
-                    len(os.listdir("/proc/%d/task" % pid)) > n for pid, n in bare_threads.items()):
-                time.sleep(0.001)
+            for pid, n in bare_threads.items():
+                threads_back(pid, n)
             detached_rss, workers = workers_rss(proc.pid)
             kept = kept_rss(bare_maps, worker_pids(proc.pid))
             rss = "; workers' resident kB: bare %d, attached %d, detached %d (kept %d)" % (
@@ -776,8 +778,9 @@ def check_tree(tree, failures):
             # the shim's own state, and the injector thread's malloc arena
             # and stack: kept (kept_rss: the workers' own growth with the
             # connections they serve at once moved their whole size by up
-            # to 100 kB a worker between runs) 56 kB a worker
-            # (2026-12-07 late evening; 92-98 before the small variables
+            # to 100 kB a worker between runs) 48 kB a worker
+            # (2026-12-07 night; 56 before the arena's third page and the
+            # settings' second stayed untouched; 92-98 before the small variables
             # were packed and the event loops' frames went back; 104-112
             # before the injector's own stack; 112-118 before the tables'
             # far ends went back;
@@ -1467,6 +1470,16 @@ def check_idle(name, failures):
                      % (token, fresh[token], ids, got))
 
 
+def threads_back(pid, threads):
+    """Waits (at most 2 s) until pid has no more than threads threads: the
+    late drop's thread gives the shim's code and the libc code the
+    injector's thread ran back once that thread has gone and no thread is
+    inside a hooked wait, after reqid-inject returns."""
+    deadline = time.monotonic() + 2
+    while time.monotonic() < deadline and len(os.listdir("/proc/%d/task" % pid)) > threads:
+        time.sleep(0.001)
+
+
 def status_of(pid):
     with open("/proc/%d/status" % pid) as f:
         rss = int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1))
@@ -1510,16 +1523,20 @@ def check_cycles(failures, cycles=200, idle_cycles=100):
             load.start()
             client.on_new_connection("W", 50)
             bare = status_of(pid)
+            threads = len(os.listdir("/proc/%d/task" % pid))
             ok = cycle(pid, 0)
+            threads_back(pid, threads)
             first = status_of(pid)
             for i in range(1, cycles):
                 ok = ok and cycle(pid, i)
+            threads_back(pid, threads)
             loaded = status_of(pid)
             load.finish()
             if load.error:
                 fail("load failed: %r" % load.error)
             for i in range(idle_cycles):
                 ok = ok and cycle(pid, cycles + i)
+            threads_back(pid, threads)
             idle = status_of(pid)
             if not ok:
                 return
