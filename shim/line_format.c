@@ -249,6 +249,15 @@ __attribute__((target("avx2"))) static inline uint32_t care_mask32(__m256i v, co
 				_mm256_cmpeq_epi8(v, _mm256_load_si256(k + 3)))));
 }
 
+/* The bits of the 32 bytes of v that are '"' and those that are '\\'.
+ * k: plain_run_constants. */
+__attribute__((target("avx2"))) static inline void
+quote_marks32(__m256i v, const __m256i *k, uint32_t *quotes, uint32_t *backslashes)
+{
+	*quotes = (uint32_t)_mm256_movemask_epi8(_mm256_cmpeq_epi8(v, _mm256_load_si256(k + 2)));
+	*backslashes = (uint32_t)_mm256_movemask_epi8(_mm256_cmpeq_epi8(v, _mm256_load_si256(k + 3)));
+}
+
 /* Copies 32 bytes and returns the mask of those that need care. */
 __attribute__((target("avx2"))) static inline uint32_t copy32(const unsigned char *p, char *o,
 							      const __m256i *k)
@@ -451,6 +460,35 @@ escape_rest_avx2(const char *in, size_t len, char *out, unsigned *seen, size_t f
 		if (left < 32) /* else copy32 has stored the run before it */
 			copy_run(o, p, at, end);
 		o += at;
+		/* The block's marks, as mask has them: a block of the line,
+		 * or the tail's copy moved down to the line's bytes. */
+		uint32_t quotes, backslashes;
+		if (left >= 32) {
+			quote_marks32(_mm256_loadu_si256((const __m256i *)p), k, &quotes, &backslashes);
+		} else {
+			quote_marks32(_mm256_load_si256((const __m256i *)tail), k, &quotes, &backslashes);
+			quotes >>= 32 - left;
+			backslashes >>= 32 - left;
+		}
+		if (mask == (quotes | backslashes)) {
+			/* The usual case: each a '"' or '\\', a backslash
+			 * written before it. */
+			saw |= quotes ? LINE_SAW_QUOTE : 0;
+			for (;;) {
+				uint16_t pair = (uint16_t)('\\' | p[at] << 8);
+				memcpy(o, &pair, 2);
+				o += 2;
+				taken = at + 1;
+				mask &= mask - 1;
+				if (!mask || (left >= 32 && left - taken < 32))
+					break;
+				at = (size_t)__builtin_ctzll(mask);
+				copy_run(o, p + taken, at - taken, end);
+				o += at - taken;
+			}
+			p += taken;
+			continue;
+		}
 		for (;;) {
 			taken = at + escape_care(p + at, end, &o, &saw);
 			mask &= ~0ull << taken;

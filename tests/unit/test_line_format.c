@@ -334,6 +334,49 @@ static void test_escape_sparse_specials_random(void **state)
 	}
 }
 
+/* Two marked bytes at every pair of places in lines of 1 to 100 bytes
+ * (the blocks of 32, their edges, the tail copied apart): '"' and '\\'
+ * in every order (the escaper's path for blocks whose only marked bytes
+ * are those) and each with a byte that needs other care after it ('\n',
+ * a UTF-8 sequence cut by the line's end or whole, a control byte: the
+ * general path), checked against the reference escaper, with what
+ * line_format_noting saw, in an output buffer of exactly the bound. */
+static void test_escape_quotes_everywhere(void **state)
+{
+	(void)state;
+	static const char pairs[][2] = {
+		{'"', '"'}, {'"', '\\'}, {'\\', '"'}, {'\\', '\\'},
+		{'"', '\n'}, {'\\', '\x01'}, {'"', '\xc3'}, {'\n', '"'}, {'\xe2', '\\'},
+	};
+	char in[100], want[100 * 6], noted[100 * 6 + 64];
+	for (size_t len = 1; len <= sizeof(in); len++) {
+		char *out = malloc(6 * len + 16);
+		assert_non_null(out);
+		for (size_t k = 0; k < sizeof(pairs) / sizeof(pairs[0]); k++) {
+			for (size_t a = 0; a < len; a++) {
+				for (size_t b = a; b < len; b++) {
+					memset(in, 'x', len);
+					in[a] = pairs[k][0];
+					in[b] = pairs[k][1];
+					if (b + 1 < len && (unsigned char)in[b] == 0xc3)
+						in[b + 1] = (char)0xa9; /* whole, unless cut */
+					size_t wn = ref_escape(in, len, want);
+					size_t n = json_escape(in, len, out);
+					if (n != wn || memcmp(out, want, wn) != 0) {
+						print_bytes("input   ", in, len);
+						assert_bytes(out, n, want, wn);
+					}
+					unsigned seen = 0;
+					line_format_noting(&style_json, "", 0, in, len, noted, &seen);
+					assert_int_equal(seen & LINE_SAW_QUOTE,
+							 memchr(in, '"', len) ? LINE_SAW_QUOTE : 0u);
+				}
+			}
+		}
+		free(out);
+	}
+}
+
 /* ---- json_is_object_line ----------------------------------------------- */
 
 static void test_object_line_valid(void **state)
@@ -1222,6 +1265,7 @@ int main(void)
 		cmocka_unit_test(test_escape_invalid_utf8),
 		cmocka_unit_test(test_escape_matches_reference_random),
 		cmocka_unit_test(test_escape_sparse_specials_random),
+		cmocka_unit_test(test_escape_quotes_everywhere),
 		cmocka_unit_test(test_object_line_valid),
 		cmocka_unit_test(test_object_line_invalid),
 		cmocka_unit_test(test_object_line_respects_len),
