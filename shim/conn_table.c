@@ -660,6 +660,13 @@ FORK_PATH void conn_forget(int fd)
 	struct fd_state *st = fd_state(fd);
 	if (!st || !(atomic_load_explicit(&st->flags, memory_order_relaxed) & FD_CONN))
 		return;
+	/* A fork server's parent closing the connection its child serves
+	 * writes the low descriptors' flags on the per-process page, which
+	 * the fork made copy-on-write: a fault. Its next fork's prepare
+	 * handler writes that page anyway (the id counter it reserves from):
+	 * only with both writes gone does the parent take no fault more than
+	 * without the shim (busybox httpd, perf: 2.0 a request, 1.0 bare,
+	 * 2.0 without these stores, 1.0 without both). */
 	atomic_fetch_add_explicit(&st->generation, 1, memory_order_seq_cst);
 	atomic_fetch_and_explicit(&st->flags, (uint8_t)~FD_CONN, memory_order_relaxed);
 	uint32_t alias = atomic_exchange_explicit(&st->alias, 0, memory_order_seq_cst);
