@@ -281,8 +281,10 @@ LOOP_PATH void batch_after_wait(void *wait_return)
 		return;
 	/* The first chain of a process that listened, and libunwind once a
 	 * walk needs it: now, while the process has one thread
-	 * (call_chain_wanted). */
-	if (!atomic_load_explicit(&process.threaded, memory_order_relaxed))
+	 * (call_chain_wanted). A process threaded before its first wait by a
+	 * thread no pthread_create hook saw (C11 thrd_create) gets the first
+	 * chain here too (libunwind never: call_chain_load_if_wanted). */
+	if (!atomic_load_explicit(&process.threaded, memory_order_relaxed) || !call_chain_ready())
 		call_chain_load_if_wanted(false);
 	struct call_chain chain;
 	call_chain_take(&chain, &f->memo);

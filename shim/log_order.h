@@ -39,7 +39,9 @@
  * starts where the ring is, distrusted until ORDER_QUIET lines were taken
  * in order. A file opened on a descriptor number whose place another
  * thread is using (counting a line of the closed file's) gets a new place,
- * the old one lost.
+ * the old one lost. A file opened on a number again, or put on it by dup2,
+ * keeps what the number's lines showed (flushed, below): a rotated log is
+ * written as the one before it.
  * Lock-free, no allocation: safe in hooks and signal handlers. A place
  * another thread is using or making is not waited for: that line is taken
  * for no request, and its request becomes a hole; it is still a buffer's
@@ -82,7 +84,7 @@ void log_order_log_opened(int fd) __attribute__((visibility("hidden")));
  * single line (the buffer held no more: Apache's lines of over half its
  * 4 KiB) is one too, written by whichever thread fills the buffer next,
  * and its line gets an id only where naming and the order agree. A place
- * made afresh (the descriptor opened again) starts unshown. */
+ * started again (a file opened on the number again) stays shown. */
 uint64_t log_order_line(int fd, uint32_t buckets, bool buffer, bool *flushed)
 	__attribute__((visibility("hidden")));
 

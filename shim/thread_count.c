@@ -1,7 +1,8 @@
 /*
  * thread_count.c - how many threads the process has, read from the kernel:
  * whether a dlopen is safe at a wait (call_chain.c), whether threads run
- * besides the injector's at attach (attach.c).
+ * besides the injector's at attach (attach.c), whether the thread a vfork
+ * child borrows the memory of is the process's only one (thread_ctx.c).
  *
  * Raw system calls on a stack buffer only, so a hook may call it (its
  * caller keeps errno). Must never allocate or lock.
@@ -13,10 +14,11 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-unsigned thread_count(void)
+/* num_threads of the stat file at path. */
+static unsigned count_in(const char *path)
 {
 	char buf[512];
-	int fd = (int)syscall(SYS_openat, AT_FDCWD, "/proc/self/stat", O_RDONLY | O_CLOEXEC);
+	int fd = (int)syscall(SYS_openat, AT_FDCWD, path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return 0;
 	ssize_t n = syscall(SYS_read, fd, buf, sizeof(buf) - 1);
@@ -38,4 +40,25 @@ unsigned thread_count(void)
 	for (p = p ? p + 1 : ""; *p >= '0' && *p <= '9'; p++)
 		count = count * 10 + (unsigned)(*p - '0');
 	return count;
+}
+
+unsigned thread_count(void)
+{
+	return count_in("/proc/self/stat");
+}
+
+unsigned thread_count_of(pid_t pid)
+{
+	/* The path written here, not by snprintf, which is not
+	 * async-signal-safe. */
+	char path[32] = "/proc/", digits[12];
+	int n = 0, at = 6;
+	if (pid <= 0)
+		return 0;
+	for (; pid > 0; pid /= 10)
+		digits[n++] = (char)('0' + pid % 10);
+	while (n > 0)
+		path[at++] = digits[--n];
+	memcpy(path + at, "/stat", sizeof("/stat"));
+	return count_in(path);
 }

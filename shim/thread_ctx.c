@@ -12,7 +12,9 @@
 #include "log_writer.h"
 #include "raw_syscall.h"
 #include "shim_init.h"
+#include "thread_count.h"
 
+#include <stdint.h>
 #include <sys/syscall.h>
 
 __thread struct thread_ctx thread_ctx __attribute__((tls_model("initial-exec")));
@@ -284,23 +286,65 @@ FORK_PATH uint64_t ctx_certain_request(void)
 	return (unsigned)fd < FD_LOW ? certain_on(fd, false) : certain_on_high(fd);
 }
 
+/* A thread the hooks did not see start runs: the process is threaded,
+ * unless attach loaded the library (see ctx_tid_fetch). */
+static inline void mark_threaded(void)
+{
+	if (!atomic_load_explicit(&process.threaded, memory_order_relaxed) &&
+	    !__atomic_load_n(&shim.loaded_by_attach, __ATOMIC_RELAXED))
+		atomic_store_explicit(&process.threaded, true, memory_order_relaxed);
+}
+
+/* Identities for threads whose tid a child sharing their memory fetched
+ * (tid_in_child): negative, so that none is a kernel tid, nor -1
+ * (epoll_map's many waiters), nor 0 (none). */
+static _Atomic uint32_t stand_ins;
+
+/* ctx_tid_fetch in a process whose pid is not the shim's: a vfork child
+ * (or a raw clone's sharing memory), run on the TLS of the thread that
+ * made it, which has not fetched its tid. What it caches is that thread's
+ * identity when the child is gone: never the child's own tid, which the
+ * kernel hands out again once the child exits, maybe to a new thread of
+ * the process (two threads taken for one: a stdio stream's bytes taken for
+ * the wrong thread's, its request's id on another's line). If the process
+ * has one thread, that is the thread, its first: its tid is the pid. Else
+ * it is threaded, and the thread gets a stand-in no other thread has. A
+ * raw fork's child the shim did not see, with memory of its own, gets the
+ * same, and a look at a process not its own if the parent is gone: in a
+ * child no table of the process's is changed anyway (own_process).
+ * Outside FORK_PATH's window: a child of a thread that fetched, or of a
+ * fork child (whose tid after_fork_child caches), never comes here. */
+static __attribute__((noinline, cold)) int32_t tid_in_child(void)
+{
+	int32_t tid;
+	if (thread_count_of(process.pid) == 1) {
+		tid = process.pid;
+	} else {
+		mark_threaded();
+		tid = -2 - (int32_t)(atomic_fetch_add_explicit(&stand_ins, 1, memory_order_relaxed) %
+				     (INT32_MAX - 2));
+	}
+	thread_ctx.tid = tid;
+	return tid;
+}
+
 /* A thread other than the process's first that no pthread_create hook saw
  * start (C11 thrd_create and glibc's own threads call libc's internal
  * pthread_create) makes the process threaded here, at its first need of
  * its tid: what a single-threaded process may do (an event loop's batch
  * holding its lines to the batch's end, the epoll lookup memo) is wrong
  * beside another thread. Not in a library attach loaded: the injector's
- * borrowed thread runs it, and attach counts the threads itself. Not in a
- * vfork child, which shares its parent's memory (the parent would stay
- * threaded for good), nor a raw fork's child the shim did not see. */
+ * thread runs it, and attach counts the threads itself. A child sharing
+ * the memory of a thread that had not fetched its tid is not the thread
+ * (tid_in_child). */
 FORK_PATH int32_t ctx_tid_fetch(void)
 {
 	int32_t tid = (int32_t)raw_syscall3(SYS_gettid, 0, 0, 0);
+	if (unlikely(tid != process.pid) && process.pid != 0) {
+		if (raw_getpid() != process.pid)
+			return tid_in_child();
+		mark_threaded();
+	}
 	thread_ctx.tid = tid;
-	if (unlikely(tid != process.pid) && process.pid != 0 &&
-	    !atomic_load_explicit(&process.threaded, memory_order_relaxed) &&
-	    !__atomic_load_n(&shim.loaded_by_attach, __ATOMIC_RELAXED) &&
-	    raw_getpid() == process.pid)
-		atomic_store_explicit(&process.threaded, true, memory_order_relaxed);
 	return tid;
 }

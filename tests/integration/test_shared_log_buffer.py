@@ -33,7 +33,16 @@ answers: the shim counts none of its lines, and knows only that some
 descriptor without a place got a write of two lines. Its lines must still get no wrong id. The
 library before gave 272 of 3,120 lines another request's id there.
 
+Then twice more with the log rotated every ROTATE_EVERY lines: closed and
+opened again on its number, and opened and put on its number by dup2. A
+rotated log is written as the one before it, and its lines must get no
+wrong id either: the library before started the mark of a buffer's lines
+afresh at the reopen, and the first flush of one long line alone took the
+flushing thread's id (1 to 5 of 3,120 lines in each of 3 runs; by dup2,
+which keeps the number's place, none).
+
     python3 tests/integration/test_shared_log_buffer.py [--requests N] [--other-logs N]...
+        [--rotate-by reopen|dup2]...
 """
 import argparse
 import http.client
@@ -49,6 +58,7 @@ import harness  # noqa: E402
 CONNECTIONS = 8
 WARM_UP = 120
 OTHER_LOGS = 70  # past log_order.h's ORDER_PLACES (64)
+ROTATE_EVERY = 250  # access lines between two rotations (past the warm-up's)
 
 
 def key_of(rid):
@@ -80,14 +90,17 @@ def client(port, names, results):
     conn.close()
 
 
-def run(requests, other_logs):
-    """One server, requests requests after the warm-up; its failures."""
+def run(requests, other_logs, rotate_by=None):
+    """One server, requests requests after the warm-up; its failures.
+    rotate_by: the log is opened again on its number every ROTATE_EVERY
+    lines, by "reopen" (close, open) or "dup2" (open, dup2, close)."""
     tmp = Path(tempfile.mkdtemp(prefix="reqid-sharedbuf-"))
     log = tmp / "access.log"
+    env = {"LEGACY_LOG": "file:" + str(log), "OTHER_LOGS": str(other_logs)}
+    if rotate_by:
+        env.update(ROTATE_EVERY=str(ROTATE_EVERY), ROTATE_BY=rotate_by)
     server = harness.Server("shared_log_buffer", tmp / "console.log",
-                            reqid_args=("--log-path", str(tmp / "*.log")),
-                            env={"LEGACY_LOG": "file:" + str(log),
-                                 "OTHER_LOGS": str(other_logs)})
+                            reqid_args=("--log-path", str(tmp / "*.log")), env=env)
     warm_up = short_line_names(WARM_UP)
     names = warm_up + ["rq-%05d" % n for n in range(requests)]
     results = {}
@@ -129,8 +142,10 @@ def run(requests, other_logs):
     lines = sum(seen.values())
     if set(seen) != set(names) or lines != len(names):
         failures.append("%d lines for %d requests (one each expected)" % (lines, len(names)))
-    print("shared log buffer, %d other logs: %d requests, %d lines, %d tagged, %d wrong, "
-          "precision %s, recall %.2f%%" % (other_logs, len(names), lines, tagged, wrong,
+    print("shared log buffer, %d other logs%s: %d requests, %d lines, %d tagged, %d wrong, "
+          "precision %s, recall %.2f%%" % (other_logs,
+                                           ", rotated by " + rotate_by if rotate_by else "",
+                                           len(names), lines, tagged, wrong,
                              "%.2f%%" % (100.0 * (tagged - wrong) / tagged) if tagged else "-",
                              100.0 * (tagged - wrong) / max(lines, 1)))
     for f in failures[:20]:
@@ -143,8 +158,13 @@ def main():
     ap.add_argument("--requests", type=int, default=3000)
     ap.add_argument("--other-logs", type=int, action="append",
                     help="other logs the server opens first (default: 0, then %d)" % OTHER_LOGS)
+    ap.add_argument("--rotate-by", choices=("reopen", "dup2"), action="append",
+                    help="only runs with no other log, rotated so (default: both, after "
+                    "the runs without rotation)")
     a = ap.parse_args()
-    results = [bool(run(a.requests, n)) for n in a.other_logs or (0, OTHER_LOGS)]
+    runs = [(n, None) for n in a.other_logs or ([] if a.rotate_by else [0, OTHER_LOGS])]
+    runs += [(0, how) for how in a.rotate_by or ([] if a.other_logs else ["reopen", "dup2"])]
+    results = [bool(run(a.requests, n, how)) for n, how in runs]
     print("%d passed, %d failed" % (results.count(False), results.count(True)))
     return 1 if any(results) else 0
 

@@ -7,21 +7,48 @@
  * batch's end, reorders lines beside a second thread). Built by
  * test_first_use.py. Must never detach or otherwise differ from
  * ev_threads but in how its threads start.
+ *
+ * EVC11_VFORK=1: each thread, first of all, runs a helper through vfork
+ * whose child writes a line to stderr with stdio and exits: the thread's
+ * first need of its tid comes in that child, which shares its memory.
  */
 #define _GNU_SOURCE /* accept4 */
 #include <pthread.h>
+#include <stddef.h> /* evloop.h uses offsetof */
 #include <stdlib.h>
+#include <sys/wait.h>
 #include <threads.h>
+
+#include "evloop.h"
 
 struct c11_start {
 	void *(*fn)(void *);
 	void *arg;
 };
 
+/* EVC11_VFORK's helper: its line, written by the vfork child. */
+static void run_helper(void)
+{
+	char line[512];
+	size_t n = lh_log_prefix(line, sizeof line, "INFO");
+	snprintf(line + n, sizeof line - n, "helper of thread %ld ran\n", (long)syscall(SYS_gettid));
+	pid_t child = vfork();
+	if (child == 0) {
+		fputs(line, stderr);
+		_exit(0);
+	}
+	if (child > 0)
+		while (waitpid(child, NULL, 0) < 0 && errno == EINTR)
+			;
+}
+
 static int c11_trampoline(void *p)
 {
 	struct c11_start s = *(struct c11_start *)p;
 	free(p);
+	const char *helper = getenv("EVC11_VFORK");
+	if (helper && *helper == '1')
+		run_helper();
 	s.fn(s.arg);
 	return 0;
 }

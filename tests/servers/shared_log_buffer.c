@@ -12,6 +12,10 @@
  * OTHER_LOGS=N: first opens N other logs (other-NN.log beside the access
  * log) and keeps them open, never writing to them, as a server with a log
  * for each of N virtual hosts does.
+ * ROTATE_EVERY=N: every N access lines the buffer is written out and the
+ * log opened again on its descriptor number, as at log rotation: by
+ * close() and open() (ROTATE_BY=reopen), or by open(), dup2() onto the
+ * number and close() of the new descriptor (ROTATE_BY=dup2).
  *
  * It plays a legacy server that knows nothing of reqid: it never writes a
  * request's id itself, only the test's hash of it.
@@ -28,6 +32,8 @@ static struct lh_threads th_state = LH_THREADS_INIT;
 static pthread_mutex_t buffer_mu = PTHREAD_MUTEX_INITIALIZER;
 static char buffer[LOG_BUFFER];
 static size_t buffered;
+static unsigned long lines_logged, rotate_every;
+static int rotate_by_dup2;
 
 /* FNV-1a of s: the key the test computes from the id it sent. */
 static uint32_t key_of(const char *s)
@@ -43,6 +49,24 @@ static void flush_buffer(void)
 	if (buffered)
 		lh_write_all(lh_log_fd, buffer, buffered, 0);
 	buffered = 0;
+}
+
+/* ROTATE_EVERY: the log opened again on lh_log_fd, the buffer empty. */
+static void rotate(void)
+{
+	int fd;
+
+	if (rotate_by_dup2) {
+		fd = open(lh_log_path, O_WRONLY | O_APPEND | O_CREAT, 0644);
+		if (fd < 0 || dup2(fd, lh_log_fd) < 0)
+			exit(3);
+		close(fd);
+		return;
+	}
+	close(lh_log_fd);
+	fd = open(lh_log_path, O_WRONLY | O_APPEND | O_CREAT, 0644);
+	if (fd != lh_log_fd) /* the lowest free number: the one just closed */
+		exit(3);
 }
 
 /* At exit (/quit): what the buffer holds goes out, as Apache's does. */
@@ -78,6 +102,10 @@ static void log_access(void *arg, const char *tok, const struct lh_request *r)
 		flush_buffer();
 	memcpy(buffer + buffered, line, (size_t)n);
 	buffered += (size_t)n;
+	if (rotate_every && ++lines_logged % rotate_every == 0) {
+		flush_buffer();
+		rotate();
+	}
 	pthread_mutex_unlock(&buffer_mu);
 }
 
@@ -131,6 +159,10 @@ int main(int argc, char **argv)
 		return 1;
 	if (lh_report_port(ready_fd, port) < 0)
 		return 1;
+	if (getenv("ROTATE_EVERY")) {
+		rotate_every = strtoul(getenv("ROTATE_EVERY"), NULL, 10);
+		rotate_by_dup2 = getenv("ROTATE_BY") && strcmp(getenv("ROTATE_BY"), "dup2") == 0;
+	}
 	atexit(flush_at_exit);
 	lh_threads_accept_loop(&th_state, start_thread);
 	lh_threads_drain_exit(&th_state, NULL);
