@@ -110,7 +110,7 @@ ALLOWED_IMPORTS = {
     "program_invocation_short_name", "error_message_count", "error_print_progname",
     "error_one_per_line", "stdout", "stderr", "environ", "__environ", "_r_debug",
     "memcpy", "memmove", "memset", "memcmp", "memchr", "memrchr", "memmem", "strlen",
-    "strcmp", "strncmp", "strchr", "strcspn",
+    "strcmp", "strncmp", "strchr",
     "__errno_location", "dlsym", "dlvsym",
     "__sigsetjmp", "__pthread_register_cancel", "__pthread_unregister_cancel",
     "__pthread_unwind_next",

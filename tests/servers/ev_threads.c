@@ -14,7 +14,10 @@
  * The epoll data is fd | serial << 32 (a stale event, for an fd closed and
  * reused since, is recognised by its serial).
  *
- * Lines: see evloop.h. /quit answers and exits 0.
+ * Lines: see evloop.h. /quit answers, and each thread leaves its loop at
+ * its next turn (what it was doing done, its lines written; a thread in
+ * epoll_wait comes back within the 20 ms cap on its wait); main joins both
+ * and returns 0.
  */
 #define _GNU_SOURCE /* accept4 */
 #include <stddef.h>
@@ -121,6 +124,11 @@ static void conn_event(struct tslot *s, unsigned serial, unsigned events)
 
 		if (rc == 0)
 			break;
+		if (rc == 2) { /* /quit: answered, fd closed, no line */
+			c->state = EVC_DEAD;
+			c->fd = -1;
+			goto out;
+		}
 		if (rc < 0) {
 			close_conn(s);
 			goto out;
@@ -177,7 +185,7 @@ static void *worker(void *arg)
 	struct epoll_event events[MAX_EVENTS];
 
 	(void)arg;
-	for (;;) {
+	while (!ev_quit_seen()) {
 		int i, n = epoll_wait(ep, events, MAX_EVENTS, ev_timer_timeout(20));
 
 		if (n < 0 && errno != EINTR) {
@@ -224,6 +232,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	lh_log("INFO", "listening on 127.0.0.1:%d (%d threads on one epoll fd)", port, THREADS);
+	ev_quit_joins = 1;
 	for (i = 0; i < THREADS; i++) {
 		if (pthread_create(&th[i], NULL, worker, NULL) != 0) {
 			lh_log("ERROR", "pthread_create failed");

@@ -18,7 +18,9 @@
  *   park=1     ev_broadcast: wait until a request arrives on another
  *              connection (or a fallback timer)
  *   nest=1     ev_nested: serve other connections before answering
- * /quit answers "ok quit" and exits 0.
+ * /quit answers "ok quit" and exits 0; in a server whose loop runs on
+ * several threads (ev_quit_joins set), the threads first leave their loops
+ * and main joins them.
  *
  * Lines. A line with "token=T" belongs to request T: the handler of T's
  * connection wrote it, or a timer or callback that exists for T. The word
@@ -156,9 +158,17 @@ static inline size_t ev_token(const char *path, char *tok, size_t cap)
 	return 0;
 }
 
+/* Set by a server whose loop runs on several threads, before they start.
+ * Then /quit does not exit: exit() on one thread while another is between
+ * writing a response and writing its line loses that line. Instead
+ * ev_quitting is set, evc_take_request returns 2, and each thread leaves its
+ * loop at the next turn (its lines written); main joins them and returns. */
+static int ev_quit_joins;
+static int ev_quitting;
+
 /* Answers /quit on fd (spinning over EAGAIN: the response is tiny) and
- * exits 0; held and buffered lines go out at exit(). */
-__attribute__((noreturn))
+ * closes fd. Exits 0 (held and buffered lines go out at exit()) unless
+ * ev_quit_joins: then it sets ev_quitting and returns. */
 static inline void ev_quit(int fd)
 {
 	char resp[LH_RESPONSE_MAX];
@@ -173,7 +183,16 @@ static inline void ev_quit(int fd)
 			break;
 	}
 	close(fd); /* no line: it would be the /quit request's */
-	exit(0);
+	if (!ev_quit_joins)
+		exit(0);
+	__atomic_store_n(&ev_quitting, 1, __ATOMIC_RELEASE);
+}
+
+/* Whether /quit was taken in a server that joins its threads: a thread
+ * checks it before each wait and leaves its loop when set. */
+static inline int ev_quit_seen(void)
+{
+	return __atomic_load_n(&ev_quitting, __ATOMIC_ACQUIRE);
 }
 
 static inline int evc_flush(struct evc *c);
@@ -181,7 +200,9 @@ static inline int evc_flush(struct evc *c);
 /* Takes the next whole request buffered on c. Returns 1 with c->tok and the
  * parameters set and the "got" line logged; 0 when more bytes are needed;
  * -1 on a bad request (a 400 is on its way or written: the caller closes
- * once evc_flush is done, c->close_after is set). /quit never returns. */
+ * once evc_flush is done, c->close_after is set). /quit exits, or with
+ * ev_quit_joins returns 2: answered, c->fd closed (the caller marks c dead
+ * without a line) and ev_quitting set. */
 static inline int evc_take_request(struct evc *c)
 {
 	struct lh_request r;
@@ -190,8 +211,10 @@ static inline int evc_take_request(struct evc *c)
 
 	if (rc == 0)
 		return 0;
-	if (rc > 0 && lh_is_quit(r.path))
+	if (rc > 0 && lh_is_quit(r.path)) {
 		ev_quit(c->fd);
+		return 2;
+	}
 	if (rc < 0 || !ev_token(r.path, c->tok, sizeof c->tok)) {
 		strcpy(c->tok, "-");
 		c->out_len = lh_build_error(c->out, sizeof c->out);
