@@ -73,26 +73,39 @@ struct held_record {
  * process's requests (request_table.h). */
 _Static_assert(REQUEST_SLOT_BITS + 46 <= 60, "request serials stay below the record's flags");
 
-/* The id a record gets when its thread's bracket resolves to request: the
- * request it was held under if the bracket closed on it, or if the line
- * itself names that request (its request line, shared by no other live
- * request: an access log line written after the response). A line the
- * event-loop rule proved keeps its request unless the batch was spoiled
- * since (event_batch.h); own says the releasing thread is the line's. */
-static LOOP_PATH uint64_t record_tag(const struct held_record *r, uint64_t request,
-				     const char *line, size_t len, bool own)
+/* record_tag for the records its flags do not decide: the id is the one
+ * the line was held under only if it names that request. Out of line:
+ * most records are decided by their flags. */
+static __attribute__((noinline)) uint64_t record_tag_named(const struct held_record *r,
+							   uint64_t request, const char *line,
+							   size_t len)
 {
-	if (r->request & DECIDED)
-		return r->request & ~DECIDED;
-	if (r->request & BATCH_PENDING)
-		return 0; /* released before its batch's first I/O proved anything */
-	if (r->request & BATCH_PROVEN)
-		return own && !thread_ctx.batch.spoiled ? r->request & ~BATCH_PROVEN : 0;
 	if (r->request & NESTED) /* its bracket did not close: only naming */
 		return request_named_in(r->request & ~NESTED, line, len) ? r->request & ~NESTED : 0;
 	if (r->request == request || (r->request && request_named_in(r->request, line, len)))
 		return r->request;
 	return 0;
+}
+
+/* The id a record gets when its thread's bracket resolves to request: the
+ * request it was held under if the bracket closed on it, or if the line
+ * itself names that request (its request line, shared by no other live
+ * request: an access log line written after the response). A line the
+ * event-loop rule proved keeps its request unless the batch was spoiled
+ * since (event_batch.h); own says the releasing thread is the line's.
+ * Inline: an event loop's release tags every line it holds. */
+static inline __attribute__((always_inline)) uint64_t
+record_tag(const struct held_record *r, uint64_t request, const char *line, size_t len, bool own)
+{
+	if (r->request & BATCH_PROVEN)
+		return own && !thread_ctx.batch.spoiled ? r->request & ~BATCH_PROVEN : 0;
+	if (r->request & DECIDED)
+		return r->request & ~DECIDED;
+	if (r->request & BATCH_PENDING)
+		return 0; /* released before its batch's first I/O proved anything */
+	if (r->request == request && !(r->request & NESTED))
+		return r->request;
+	return record_tag_named(r, request, line, len);
 }
 
 /* The request a held line was written under, by a thread in a bracket
@@ -327,7 +340,8 @@ static inline __attribute__((always_inline)) bool slot_append_after(struct line_
 								   size_t gap, const void *b,
 								   size_t n)
 {
-	if (n > SIZE_MAX - gap - s->len || !buffer_reserve(&s->buf, &s->cap, s->len + gap + n))
+	if (n > SIZE_MAX - gap - s->len ||
+	    (s->len + gap + n > s->cap && !buffer_reserve(&s->buf, &s->cap, s->len + gap + n)))
 		return false;
 	memcpy(s->buf + s->len + gap, b, n);
 	s->len += gap + n;
@@ -701,20 +715,20 @@ static LOOP_PATH void writer_records(struct writer *w, const char *buf, size_t n
 {
 	bool own = w->slot &&
 		   atomic_load_explicit(&w->slot->owner, memory_order_relaxed) == thread_ctx.tid;
+	bool newline = !w->sink->message;
+	uint64_t current = w->owner;
 	for (size_t pos = 0; pos < n;) {
 		struct held_record r;
 		memcpy(&r, buf + pos, RECORD);
 		const char *line = buf + pos + RECORD;
-		uint64_t current = w->owner;
 		w->owner = record_owner(&r);
 		writer_line(w, record_tag(&r, request, line, r.len - 1, own), line, r.len - 1,
-			    !w->sink->message, 0);
-		w->owner = current;
-		uint64_t id = emitted_id(w);
+			    newline, 0);
 		if (unlikely(r.audit))
-			audit_line_decided(r.audit, id);
+			audit_line_decided(r.audit, emitted_id(w));
 		pos += RECORD + r.len;
 	}
+	w->owner = current;
 }
 
 /* Writes the records at the start of s that a release already decided,
@@ -904,8 +918,10 @@ static FORK_PATH __attribute__((noinline)) bool lines_are_batch(const struct wri
 /* Makes the record whose header starts at offset at a held line: held
  * under the thread's request, or (decided) to be written with request's
  * id after the lines held before it. */
-static LOOP_PATH void hold_record(struct line_slot *s, size_t at, struct line_verdict v)
+static inline __attribute__((always_inline)) void record_held(struct line_slot *s, size_t at,
+								const struct line_verdict *vp)
 {
+	struct line_verdict v = *vp;
 	struct held_record r = {
 		.seq = thread_ctx.held_seq++,
 		.len = (uint32_t)(s->len - at - RECORD),
@@ -944,6 +960,26 @@ static LOOP_PATH void hold_record(struct line_slot *s, size_t at, struct line_ve
 			 : v.kind == HOLD_BATCH ? 0 : thread_ctx.request;
 	if (under && atomic_load_explicit(&process.threaded, memory_order_relaxed))
 		request_keep(under, &thread_ctx.held_pin);
+}
+
+static LOOP_PATH __attribute__((noinline)) void hold_record(struct line_slot *s, size_t at,
+							    struct line_verdict v)
+{
+	record_held(s, at, &v);
+}
+
+/* Appends a complete line of n bytes (its newline included) to s and holds
+ * it as v says, in one call: false, s unchanged, if there is no memory for
+ * it. */
+static LOOP_PATH __attribute__((noinline)) bool slot_append_held(struct line_slot *s, const char *b,
+								 size_t n,
+								 const struct line_verdict *v)
+{
+	size_t at = s->len;
+	if (!slot_append_after(s, RECORD, b, n))
+		return false;
+	record_held(s, at, v);
+	return true;
 }
 
 /* The thread holds no lines: the request they were held under may go. */
@@ -1213,18 +1249,14 @@ static bool consume(struct writer *w, const char *buf, size_t n)
 				return false;
 			if (!s)
 				s = w->slot = claim_slot(w->sink);
-			size_t at = s ? s->len : 0;
-			if (s && slot_append_record(s, buf + pos, seg)) {
-				hold_record(s, at, v);
+			if (s && slot_append_held(s, buf + pos, seg, &v)) {
 				w->committed += seg;
 				cap_held(w, s);
 				pos += seg;
 				continue;
 			}
-			if (s) {
-				s->len = at;
+			if (s)
 				held_out_now(w, s);
-			}
 			request = 0; /* cannot hold it: it goes out without an id */
 		}
 		if (emit_line_apart(w, request, buf + pos, seg - 1, seg) != EMIT_DONE)
