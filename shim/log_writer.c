@@ -710,8 +710,10 @@ static bool writer_raw(struct writer *w, const char *b, size_t n)
 }
 
 /* Writes n bytes of held records from buf, each tagged with request if it
- * was held under it. */
-static LOOP_PATH void writer_records(struct writer *w, const char *buf, size_t n, uint64_t request)
+ * was held under it; inline_lines: with emit_line inlined (an event loop's
+ * release, which writes every line it holds), else by writer_line. */
+static inline __attribute__((always_inline)) void
+records_out(struct writer *w, const char *buf, size_t n, uint64_t request, bool inline_lines)
 {
 	bool own = w->slot &&
 		   atomic_load_explicit(&w->slot->owner, memory_order_relaxed) == thread_ctx.tid;
@@ -722,13 +724,21 @@ static LOOP_PATH void writer_records(struct writer *w, const char *buf, size_t n
 		memcpy(&r, buf + pos, RECORD);
 		const char *line = buf + pos + RECORD;
 		w->owner = record_owner(&r);
-		writer_line(w, record_tag(&r, request, line, r.len - 1, own), line, r.len - 1,
-			    newline, 0);
+		uint64_t tag = record_tag(&r, request, line, r.len - 1, own);
+		if (inline_lines)
+			emit_line(w, tag, line, r.len - 1, newline, 0, false);
+		else
+			writer_line(w, tag, line, r.len - 1, newline, 0);
 		if (unlikely(r.audit))
 			audit_line_decided(r.audit, emitted_id(w));
 		pos += RECORD + r.len;
 	}
 	w->owner = current;
+}
+
+static LOOP_PATH void writer_records(struct writer *w, const char *buf, size_t n, uint64_t request)
+{
+	records_out(w, buf, n, request, false);
 }
 
 /* Writes the records at the start of s that a release already decided,
@@ -1469,7 +1479,7 @@ release_held_sinks(uint64_t request, bool plain_only)
 		struct line_slot *s = held[0];
 		struct writer w;
 		writer_init(&w, &s->sink, OUTPUT_BACKGROUND, s);
-		writer_records(&w, s->buf, s->held_len, request);
+		records_out(&w, s->buf, s->held_len, request, true);
 		writer_flush(&w);
 		written[0] = s->held_len;
 	} else if (count > 0) {
