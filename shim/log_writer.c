@@ -978,20 +978,6 @@ static LOOP_PATH __attribute__((noinline)) void hold_record(struct line_slot *s,
 	record_held(s, at, &v);
 }
 
-/* Appends a complete line of n bytes (its newline included) to s and holds
- * it as v says, in one call: false, s unchanged, if there is no memory for
- * it. */
-static LOOP_PATH __attribute__((noinline)) bool slot_append_held(struct line_slot *s, const char *b,
-								 size_t n,
-								 const struct line_verdict *v)
-{
-	size_t at = s->len;
-	if (!slot_append_after(s, RECORD, b, n))
-		return false;
-	record_held(s, at, v);
-	return true;
-}
-
 /* The thread holds no lines: the request they were held under may go. */
 static inline void held_pin_drop(void)
 {
@@ -1058,6 +1044,37 @@ static void cap_held(struct writer *w, struct line_slot *s)
 {
 	if (s->held_len > HELD_MAX)
 		held_out_now(w, s);
+}
+
+/* What hold_line did with a complete line. */
+enum held_line {
+	HELD,       /* it is held */
+	NOT_HELD,   /* no slot or no memory to keep it: the lines the slot
+		       held went out, and it goes out now without an id */
+	HOLD_FAILED /* the lines staged before it did not go out */
+};
+
+/* Holds a complete line of n bytes (its newline included) as v says in
+ * w's slot, claimed if need be. Its bytes count as written now: the lines
+ * staged before them go out first, as for an unfinished line. One call for
+ * all of it: an event loop holds every access line it writes. */
+static LOOP_PATH __attribute__((noinline)) enum held_line
+hold_line(struct writer *w, const char *b, size_t n, const struct line_verdict *v)
+{
+	if (!writer_flush(w))
+		return HOLD_FAILED;
+	struct line_slot *s = w->slot ? w->slot : (w->slot = claim_slot(w->sink));
+	if (!s)
+		return NOT_HELD;
+	size_t at = s->len;
+	if (!slot_append_after(s, RECORD, b, n)) {
+		held_out_now(w, s);
+		return NOT_HELD;
+	}
+	record_held(s, at, v);
+	w->committed += n;
+	cap_held(w, s);
+	return HELD;
 }
 
 /* A line judged to go out now waits behind the lines its slot holds (a
@@ -1255,18 +1272,13 @@ static bool consume(struct writer *w, const char *buf, size_t n)
 		keep_order(s, &v);
 		request = v.request;
 		if (v.kind != EMIT && seg < UINT32_MAX) {
-			if (!writer_flush_apart(w)) /* as for an unfinished line */
+			enum held_line held = hold_line(w, buf + pos, seg, &v);
+			if (held == HOLD_FAILED)
 				return false;
-			if (!s)
-				s = w->slot = claim_slot(w->sink);
-			if (s && slot_append_held(s, buf + pos, seg, &v)) {
-				w->committed += seg;
-				cap_held(w, s);
+			if (held == HELD) {
 				pos += seg;
 				continue;
 			}
-			if (s)
-				held_out_now(w, s);
 			request = 0; /* cannot hold it: it goes out without an id */
 		}
 		if (emit_line_apart(w, request, buf + pos, seg - 1, seg) != EMIT_DONE)
