@@ -73,26 +73,39 @@ struct held_record {
  * process's requests (request_table.h). */
 _Static_assert(REQUEST_SLOT_BITS + 46 <= 60, "request serials stay below the record's flags");
 
-/* The id a record gets when its thread's bracket resolves to request: the
- * request it was held under if the bracket closed on it, or if the line
- * itself names that request (its request line, shared by no other live
- * request: an access log line written after the response). A line the
- * event-loop rule proved keeps its request unless the batch was spoiled
- * since (event_batch.h); own says the releasing thread is the line's. */
-static LOOP_PATH uint64_t record_tag(const struct held_record *r, uint64_t request,
-				     const char *line, size_t len, bool own)
+/* record_tag for the records its flags do not decide: the id is the one
+ * the line was held under only if it names that request. Out of line:
+ * most records are decided by their flags. */
+static __attribute__((noinline)) uint64_t record_tag_named(const struct held_record *r,
+							   uint64_t request, const char *line,
+							   size_t len)
 {
-	if (r->request & DECIDED)
-		return r->request & ~DECIDED;
-	if (r->request & BATCH_PENDING)
-		return 0; /* released before its batch's first I/O proved anything */
-	if (r->request & BATCH_PROVEN)
-		return own && !thread_ctx.batch.spoiled ? r->request & ~BATCH_PROVEN : 0;
 	if (r->request & NESTED) /* its bracket did not close: only naming */
 		return request_named_in(r->request & ~NESTED, line, len) ? r->request & ~NESTED : 0;
 	if (r->request == request || (r->request && request_named_in(r->request, line, len)))
 		return r->request;
 	return 0;
+}
+
+/* The id a record gets when its thread's bracket resolves to request: the
+ * request it was held under if the bracket closed on it, or if the line
+ * itself names that request (its request line, shared by no other live
+ * request: an access log line written after the response). A line the
+ * event-loop rule proved keeps its request unless the batch was spoiled
+ * since (event_batch.h); own says the releasing thread is the line's.
+ * Inline: an event loop's release tags every line it holds. */
+static inline __attribute__((always_inline)) uint64_t
+record_tag(const struct held_record *r, uint64_t request, const char *line, size_t len, bool own)
+{
+	if (r->request & BATCH_PROVEN)
+		return own && !thread_ctx.batch.spoiled ? r->request & ~BATCH_PROVEN : 0;
+	if (r->request & DECIDED)
+		return r->request & ~DECIDED;
+	if (r->request & BATCH_PENDING)
+		return 0; /* released before its batch's first I/O proved anything */
+	if (r->request == request && !(r->request & NESTED))
+		return r->request;
+	return record_tag_named(r, request, line, len);
 }
 
 /* The request a held line was written under, by a thread in a bracket
@@ -327,7 +340,8 @@ static inline __attribute__((always_inline)) bool slot_append_after(struct line_
 								   size_t gap, const void *b,
 								   size_t n)
 {
-	if (n > SIZE_MAX - gap - s->len || !buffer_reserve(&s->buf, &s->cap, s->len + gap + n))
+	if (n > SIZE_MAX - gap - s->len ||
+	    (s->len + gap + n > s->cap && !buffer_reserve(&s->buf, &s->cap, s->len + gap + n)))
 		return false;
 	memcpy(s->buf + s->len + gap, b, n);
 	s->len += gap + n;
@@ -696,25 +710,35 @@ static bool writer_raw(struct writer *w, const char *b, size_t n)
 }
 
 /* Writes n bytes of held records from buf, each tagged with request if it
- * was held under it. */
-static LOOP_PATH void writer_records(struct writer *w, const char *buf, size_t n, uint64_t request)
+ * was held under it; inline_lines: with emit_line inlined (an event loop's
+ * release, which writes every line it holds), else by writer_line. */
+static inline __attribute__((always_inline)) void
+records_out(struct writer *w, const char *buf, size_t n, uint64_t request, bool inline_lines)
 {
 	bool own = w->slot &&
 		   atomic_load_explicit(&w->slot->owner, memory_order_relaxed) == thread_ctx.tid;
+	bool newline = !w->sink->message;
+	uint64_t current = w->owner;
 	for (size_t pos = 0; pos < n;) {
 		struct held_record r;
 		memcpy(&r, buf + pos, RECORD);
 		const char *line = buf + pos + RECORD;
-		uint64_t current = w->owner;
 		w->owner = record_owner(&r);
-		writer_line(w, record_tag(&r, request, line, r.len - 1, own), line, r.len - 1,
-			    !w->sink->message, 0);
-		w->owner = current;
-		uint64_t id = emitted_id(w);
+		uint64_t tag = record_tag(&r, request, line, r.len - 1, own);
+		if (inline_lines)
+			emit_line(w, tag, line, r.len - 1, newline, 0, false);
+		else
+			writer_line(w, tag, line, r.len - 1, newline, 0);
 		if (unlikely(r.audit))
-			audit_line_decided(r.audit, id);
+			audit_line_decided(r.audit, emitted_id(w));
 		pos += RECORD + r.len;
 	}
+	w->owner = current;
+}
+
+static LOOP_PATH void writer_records(struct writer *w, const char *buf, size_t n, uint64_t request)
+{
+	records_out(w, buf, n, request, false);
 }
 
 /* Writes the records at the start of s that a release already decided,
@@ -904,8 +928,10 @@ static FORK_PATH __attribute__((noinline)) bool lines_are_batch(const struct wri
 /* Makes the record whose header starts at offset at a held line: held
  * under the thread's request, or (decided) to be written with request's
  * id after the lines held before it. */
-static LOOP_PATH void hold_record(struct line_slot *s, size_t at, struct line_verdict v)
+static inline __attribute__((always_inline)) void record_held(struct line_slot *s, size_t at,
+								const struct line_verdict *vp)
 {
+	struct line_verdict v = *vp;
 	struct held_record r = {
 		.seq = thread_ctx.held_seq++,
 		.len = (uint32_t)(s->len - at - RECORD),
@@ -944,6 +970,12 @@ static LOOP_PATH void hold_record(struct line_slot *s, size_t at, struct line_ve
 			 : v.kind == HOLD_BATCH ? 0 : thread_ctx.request;
 	if (under && atomic_load_explicit(&process.threaded, memory_order_relaxed))
 		request_keep(under, &thread_ctx.held_pin);
+}
+
+static LOOP_PATH __attribute__((noinline)) void hold_record(struct line_slot *s, size_t at,
+							    struct line_verdict v)
+{
+	record_held(s, at, &v);
 }
 
 /* The thread holds no lines: the request they were held under may go. */
@@ -1012,6 +1044,37 @@ static void cap_held(struct writer *w, struct line_slot *s)
 {
 	if (s->held_len > HELD_MAX)
 		held_out_now(w, s);
+}
+
+/* What hold_line did with a complete line. */
+enum held_line {
+	HELD,       /* it is held */
+	NOT_HELD,   /* no slot or no memory to keep it: the lines the slot
+		       held went out, and it goes out now without an id */
+	HOLD_FAILED /* the lines staged before it did not go out */
+};
+
+/* Holds a complete line of n bytes (its newline included) as v says in
+ * w's slot, claimed if need be. Its bytes count as written now: the lines
+ * staged before them go out first, as for an unfinished line. One call for
+ * all of it: an event loop holds every access line it writes. */
+static LOOP_PATH __attribute__((noinline)) enum held_line
+hold_line(struct writer *w, const char *b, size_t n, const struct line_verdict *v)
+{
+	if (!writer_flush(w))
+		return HOLD_FAILED;
+	struct line_slot *s = w->slot ? w->slot : (w->slot = claim_slot(w->sink));
+	if (!s)
+		return NOT_HELD;
+	size_t at = s->len;
+	if (!slot_append_after(s, RECORD, b, n)) {
+		held_out_now(w, s);
+		return NOT_HELD;
+	}
+	record_held(s, at, v);
+	w->committed += n;
+	cap_held(w, s);
+	return HELD;
 }
 
 /* A line judged to go out now waits behind the lines its slot holds (a
@@ -1209,21 +1272,12 @@ static bool consume(struct writer *w, const char *buf, size_t n)
 		keep_order(s, &v);
 		request = v.request;
 		if (v.kind != EMIT && seg < UINT32_MAX) {
-			if (!writer_flush_apart(w)) /* as for an unfinished line */
+			enum held_line held = hold_line(w, buf + pos, seg, &v);
+			if (held == HOLD_FAILED)
 				return false;
-			if (!s)
-				s = w->slot = claim_slot(w->sink);
-			size_t at = s ? s->len : 0;
-			if (s && slot_append_record(s, buf + pos, seg)) {
-				hold_record(s, at, v);
-				w->committed += seg;
-				cap_held(w, s);
+			if (held == HELD) {
 				pos += seg;
 				continue;
-			}
-			if (s) {
-				s->len = at;
-				held_out_now(w, s);
 			}
 			request = 0; /* cannot hold it: it goes out without an id */
 		}
@@ -1437,7 +1491,7 @@ release_held_sinks(uint64_t request, bool plain_only)
 		struct line_slot *s = held[0];
 		struct writer w;
 		writer_init(&w, &s->sink, OUTPUT_BACKGROUND, s);
-		writer_records(&w, s->buf, s->held_len, request);
+		records_out(&w, s->buf, s->held_len, request, true);
 		writer_flush(&w);
 		written[0] = s->held_len;
 	} else if (count > 0) {
