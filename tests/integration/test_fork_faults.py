@@ -92,8 +92,9 @@ child, and the parent's at close(conn)), 8.00 before (the child's first
 line asked for its tid, which its atfork handler knows, and dup2 asked
 for the pid twice).
 Then 4.00 once a fork child reads its pid where the kernel wrote it as
-fork made the child (its thread descriptor's tid: no getpid) and salts
-its ids with the time-stamp counter (no clock system call).
+fork made the child (its thread descriptor's tid: no getpid) and its
+ids' counter needs no clock (the parent takes a value of its counter
+before each fork, shim_init.c's before_fork).
 BUSYBOX_SYSCALLS fails one more.
 A CGI request's system calls move with when the script's output arrives
 (one read of it or two): its getpid, getsockopt and fstat calls, which do
@@ -297,8 +298,8 @@ def check_ids(text, requests):
     """Every line busybox logged for a request carries that request's id,
     one per connection (its client's address begins the line) and no two
     connections alike: each child's pid and ids are its own (the pid read
-    from its thread descriptor, its counter salted with the time-stamp
-    counter, shim_init.c's fork_child_pid and fork_salt)."""
+    from its thread descriptor, its counter moved by the parent's before
+    each fork: shim_init.c's fork_child_pid and before_fork)."""
     ids = {}
     for line in text.splitlines():
         if "127.0.0.1:" not in line:
