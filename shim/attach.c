@@ -16,7 +16,10 @@
  * or with REQID_JOIN_OPEN joined mid-stream (conn_join); registrations on
  * epoll instances are read from /proc (import_registrations); threads already
  * running get contexts from their next connection I/O, and contexts left
- * from an earlier attach are dropped (ctx_generation, at detach).
+ * from an earlier attach are dropped (ctx_generation, at detach). Such a
+ * thread may be inside a wait begun before the GOT was patched, or running
+ * its events: until its first hooked wait it is certain of no request
+ * (WATCH_UNSEEN, thread_ctx.h).
  *
  * Runs only on the injector's thread, never from a hook: it may allocate,
  * take the loader's locks and block. Must never change the program's
@@ -158,6 +161,92 @@ static bool other_threads(void)
 {
 	unsigned n = thread_count();
 	return n == 0 || n > 2;
+}
+
+/* The threads attach_thread_unseen names, found once the GOT is patched
+ * (note_unseen_threads); all of them when more than UNSEEN_MAX. Written
+ * only while the hooks pass through, read by ctx_start_afresh after the
+ * ctx_generation change that follows. */
+#define UNSEEN_MAX 256
+static int32_t unseen_tids[UNSEEN_MAX];
+static unsigned unseen_count;
+static bool unseen_overflow;
+
+bool attach_thread_unseen(int32_t tid)
+{
+	if (unseen_overflow)
+		return true;
+	for (unsigned i = 0; i < unseen_count; i++)
+		if (unseen_tids[i] == tid)
+			return true;
+	return false;
+}
+
+/* Whether /proc/self/task/TID/syscall says the thread is running, or
+ * blocked in a wait on several descriptors (or one: poll and select tell
+ * no count here), or cannot be read. */
+static bool thread_may_be_in_loop(int32_t tid)
+{
+	char path[64], buf[64];
+	snprintf(path, sizeof(path), "/proc/self/task/%d/syscall", (int)tid);
+	int fd = (int)syscall(SYS_openat, AT_FDCWD, path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return true;
+	long n = syscall(SYS_read, fd, buf, sizeof(buf) - 1);
+	syscall(SYS_close, fd);
+	if (n <= 0)
+		return true;
+	buf[n] = '\0';
+	if (buf[0] < '0' || buf[0] > '9')
+		return true; /* "running", or blocked outside a system call (-1) */
+	switch (strtol(buf, NULL, 10)) {
+	case SYS_epoll_wait:
+	case SYS_epoll_pwait:
+#ifdef SYS_epoll_pwait2
+	case SYS_epoll_pwait2:
+#endif
+	case SYS_poll:
+	case SYS_ppoll:
+	case SYS_select:
+	case SYS_pselect6:
+		return true;
+	default:
+		return false;
+	}
+}
+
+/* Fills the table of attach_thread_unseen: every thread of the process but
+ * the calling one that thread_may_be_in_loop, now that every wait begun
+ * from here on goes through a hook. */
+static void note_unseen_threads(void)
+{
+	unseen_count = 0;
+	unseen_overflow = false;
+	int dir = (int)syscall(SYS_openat, AT_FDCWD, "/proc/self/task",
+			       O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dir < 0) {
+		unseen_overflow = true;
+		return;
+	}
+	int32_t self = (int32_t)syscall(SYS_gettid);
+	_Alignas(8) char tasks[1024];
+	long got;
+	while ((got = syscall(SYS_getdents64, dir, tasks, sizeof(tasks))) > 0) {
+		for (long at = 0; at < got;) {
+			const struct dirent64 *e = (const struct dirent64 *)(tasks + at);
+			at += e->d_reclen;
+			int32_t tid = (int32_t)strtol(e->d_name, NULL, 10);
+			if (tid <= 0 || tid == self || !thread_may_be_in_loop(tid))
+				continue;
+			if (unseen_count == UNSEEN_MAX)
+				unseen_overflow = true;
+			else
+				unseen_tids[unseen_count++] = tid;
+		}
+	}
+	if (got < 0)
+		unseen_overflow = true;
+	syscall(SYS_close, dir);
 }
 
 /* Epoll instances the program made before attach, whose registrations
@@ -555,6 +644,12 @@ static int attach_now(const char *settings)
 		return ATTACH_NO_GOT;
 	}
 	signal_handlers_wrap();
+	/* Threads already inside a wait, or running its events, are known
+	 * now; a thread whose context started afresh before they were is
+	 * made to start again (no context is made while the hooks pass
+	 * through). */
+	note_unseen_threads();
+	__atomic_add_fetch(&ctx_generation, 1, __ATOMIC_SEQ_CST);
 	__atomic_store_n(&shim.active, true, __ATOMIC_SEQ_CST);
 	count_unadopted(highest);
 	request_naming_paused(false);
@@ -608,9 +703,11 @@ static void attach_after_fork_parent(void)
 }
 
 /* The child is one thread, making no change, in no fork and in no hooked
- * wait. */
+ * wait, serving no events of a wait of its parent's (WATCH_UNSEEN). */
 static void attach_after_fork_child(void)
 {
+	ctx_current();
+	thread_ctx.watch &= (uint8_t)~WATCH_UNSEEN;
 	atomic_store_explicit(&hooked_waits, 0, memory_order_relaxed);
 	atomic_store_explicit(&forking, 0, memory_order_relaxed);
 	atomic_store_explicit(&changing, false, memory_order_relaxed);

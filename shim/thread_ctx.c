@@ -39,7 +39,8 @@ void ctx_start_afresh(void)
 	thread_ctx.left_request = 0;
 	thread_ctx.mode = CTX_NONE;
 	thread_ctx.last_conn = 0;
-	thread_ctx.watch = 0;
+	/* It may be inside a wait, or the events of one, the shim did not see. */
+	thread_ctx.watch = attach_thread_unseen(ctx_tid()) ? WATCH_UNSEEN : 0;
 	thread_ctx.foreign_lines = false;
 	/* Detach emptied the ring of its pins: this one is no longer held. */
 	thread_ctx.held_pin = 0;
@@ -188,7 +189,7 @@ static inline __attribute__((always_inline)) void after_conn_io(int fd, int hold
 		return;
 	}
 	thread_ctx.request = r;
-	bool certain = !wrote && !(thread_ctx.watch & WATCH_EVENT_LOOP) &&
+	bool certain = !wrote && !(thread_ctx.watch & (WATCH_EVENT_LOOP | WATCH_UNSEEN)) &&
 		       !atomic_load_explicit(&c->responded, memory_order_relaxed);
 	thread_ctx.mode = certain ? CTX_CERTAIN : CTX_BRACKET;
 	if (certain) {
@@ -225,6 +226,10 @@ void ctx_response_began(int fd, int32_t reader)
 
 LOOP_PATH void ctx_mark_event_loop(bool conns)
 {
+	/* A context from before this attach starts afresh first: else the
+	 * wait's own boundary would, dropping the mark (a thread's first wait
+	 * after attach, taken for no loop's, its next reads for certain). */
+	ctx_current();
 	mark_event_loop(conns);
 }
 
