@@ -745,6 +745,9 @@ static _Atomic pid_t change_holder;
 static bool change_take(void)
 {
 	pid_t self = (pid_t)syscall(SYS_gettid);
+	/* The injector's thread is none of the program's: with its tid
+	 * cached, no fetch of it (ctx_tid_fetch) takes it for one. */
+	thread_ctx.tid = self;
 	for (int waited = 0;; waited++) {
 		pid_t holder = 0;
 		if (atomic_compare_exchange_strong(&change_holder, &holder, self))

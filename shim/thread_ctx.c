@@ -291,12 +291,10 @@ FORK_PATH uint64_t ctx_certain_request(void)
 	return (unsigned)fd < FD_LOW ? certain_on(fd, false) : certain_on_high(fd);
 }
 
-/* A thread the hooks did not see start runs: the process is threaded,
- * unless attach loaded the library (see ctx_tid_fetch). */
+/* A thread the hooks did not see start runs: the process is threaded. */
 static inline void mark_threaded(void)
 {
-	if (!atomic_load_explicit(&process.threaded, memory_order_relaxed) &&
-	    !__atomic_load_n(&shim.loaded_by_attach, __ATOMIC_RELAXED))
+	if (!atomic_load_explicit(&process.threaded, memory_order_relaxed))
 		atomic_store_explicit(&process.threaded, true, memory_order_relaxed);
 }
 
@@ -338,8 +336,10 @@ static __attribute__((noinline, cold)) int32_t tid_in_child(void)
  * pthread_create) makes the process threaded here, at its first need of
  * its tid: what a single-threaded process may do (an event loop's batch
  * holding its lines to the batch's end, the epoll lookup memo) is wrong
- * beside another thread. Not in a library attach loaded: the injector's
- * thread runs it, and attach counts the threads itself. A child sharing
+ * beside another thread. In a library attach loaded too (threads started
+ * by thrd_create after attach): the injector's thread, none of the
+ * program's, has its tid cached before it runs any of the shim's code
+ * that asks (change_take). A child sharing
  * the memory of a thread that had not fetched its tid is not the thread
  * (tid_in_child). */
 FORK_PATH int32_t ctx_tid_fetch(void)

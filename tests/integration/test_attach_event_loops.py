@@ -26,6 +26,7 @@ import os
 import random
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -87,6 +88,49 @@ def accepted_lines(log_path):
         return log_path.read_bytes().count(b" accepted fd=")
     except OSError:
         return 0
+
+
+def c11_run(case, seed, n_requests, fifo):
+    """ev_c11_threads with EVC11_START_AFTER: attached while it has one
+    thread, its two threads started by thrd_create (no pthread_create hook
+    sees them) once attach returned; then a plan on new connections."""
+    plan = tel.make_plan(random.Random(seed), case, n_requests)
+    reqs = [r for conn in plan for r in conn]
+    log_path = harness.LOG_DIR / "attach_evloop_c11.log"
+    problems, srv = [], None
+    counts = collections.Counter()
+    try:
+        srv = harness.Server(case.server, log_path, shim=False,
+                             env=dict(case.env, EVC11_START_AFTER=fifo))
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith("REQID_") or k == "REQID_LIB"}
+        r = subprocess.run([str(harness.REQID), "attach", str(srv.proc.pid)], env=env,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
+        before = log_path.stat().st_size
+        if r.returncode != 0:
+            raise harness.Failure("reqid attach exited %d: %r" % (r.returncode, r.stdout[-300:]))
+        with open(fifo, "wb") as go:
+            go.write(b"g")
+        tel.Load(srv.port, case.concurrency).run(plan)
+        tel.send_quit(srv.port)
+        rc = srv.wait(30.0)
+        if rc != 0:
+            problems.append("server exited with status %s" % rc)
+        text = log_path.read_bytes()[before:].decode("utf-8")
+        counts, judged, examples = tel.judge(text, case, reqs)
+        problems += judged + ["wrong: " + e for e in examples]
+        if counts["wrong"]:
+            problems.append("%d lines carry a wrong id" % counts["wrong"])
+    except (harness.Failure, OSError, subprocess.SubprocessError, UnicodeDecodeError) as e:
+        problems.append("%s: %s" % (type(e).__name__, e))
+    finally:
+        if srv:
+            srv.kill()
+    bad = [r for r in reqs if r.error or r.response is None]
+    if bad:
+        problems.append("%d/%d requests failed or got altered responses (e.g. %s: %s)"
+                        % (len(bad), len(reqs), bad[0].token, bad[0].error or "no response"))
+    return counts, problems
 
 
 def one_run(case, seed, n_requests):
@@ -161,24 +205,40 @@ def main():
     first = a.seed if a.seed is not None else random.randrange(1 << 30)
     total = collections.Counter()
     failed = 0
-    print("%-4s %-11s %6s %6s %5s %7s  %s" % ("run", "seed", "lines", "tagged", "wrong",
-                                             "recall", "result"))
-    for i in range(a.runs):
-        seed = first + i
-        c, problems = one_run(case, seed, a.requests)
-        for k in ("lines", "tagged", "wrong", "token_lines", "correct"):
-            total[k] += c[k]
-        failed += bool(problems)
-        recall = "%.1f%%" % (100.0 * c["correct"] / c["token_lines"]) if c["token_lines"] else "-"
-        print("%-4d %-11d %6d %6d %5d %7s  %s" % (i, seed, c["lines"], c["tagged"], c["wrong"],
-                                                  recall, "FAIL" if problems else "pass"),
-              flush=True)
-        for p in problems[:12]:
-            print("     problem: %s" % p)
+    print("%-7s %-4s %-11s %6s %6s %5s %7s  %s" % ("kind", "run", "seed", "lines", "tagged",
+                                                   "wrong", "recall", "result"))
+    with tempfile.TemporaryDirectory(prefix="reqid-attach-c11-") as tmp:
+        # built as ev_threads, so that its lines name the server the case expects
+        subprocess.run(["cc", "-O2", "-g", "-Wall", "-Wextra", "-Werror", "-pthread", "-o",
+                        os.path.join(tmp, case.server),
+                        str(harness.ROOT / "tests" / "servers" / "ev_c11_threads.c")], check=True)
+        runs = [("waiting", i) for i in range(a.runs)] + [("c11", i) for i in range(a.runs)]
+        for kind, i in runs:
+            seed = first + i
+            if kind == "waiting":
+                c, problems = one_run(case, seed, a.requests)
+            else:
+                fifo = os.path.join(tmp, "go%d" % i)
+                os.mkfifo(fifo)
+                server_dir, harness.SERVER_DIR = harness.SERVER_DIR, Path(tmp)
+                try:
+                    c, problems = c11_run(case, seed, a.requests, fifo)
+                finally:
+                    harness.SERVER_DIR = server_dir
+            for k in ("lines", "tagged", "wrong", "token_lines", "correct"):
+                total[k] += c[k]
+            failed += bool(problems)
+            recall = ("%.1f%%" % (100.0 * c["correct"] / c["token_lines"])
+                      if c["token_lines"] else "-")
+            print("%-7s %-4d %-11d %6d %6d %5d %7s  %s" % (
+                kind, i, seed, c["lines"], c["tagged"], c["wrong"], recall,
+                "FAIL" if problems else "pass"), flush=True)
+            for p in problems[:12]:
+                print("     problem: %s" % p)
     print("total: %d runs, %d lines, %d tagged, %d wrong, %d of %d request lines with their id"
-          % (a.runs, total["lines"], total["tagged"], total["wrong"], total["correct"],
+          % (2 * a.runs, total["lines"], total["tagged"], total["wrong"], total["correct"],
              total["token_lines"]))
-    print("%d passed, %d failed" % (a.runs - failed, failed))
+    print("%d passed, %d failed" % (2 * a.runs - failed, failed))
     return 1 if failed else 0
 
 
