@@ -182,36 +182,59 @@ bool attach_thread_unseen(int32_t tid)
 	return false;
 }
 
-/* Whether /proc/self/task/TID/syscall says the thread is running, or
- * blocked in a wait on several descriptors (or one: poll and select tell
- * no count here), or cannot be read. */
-static bool thread_may_be_in_loop(int32_t tid)
+/* Reads /proc/self/task/TID/NAME into buf (room bytes, NUL-terminated):
+ * its length, or -1. */
+static long read_task_file(int32_t tid, const char *name, char *buf, size_t room)
 {
-	char path[64], buf[64];
-	snprintf(path, sizeof(path), "/proc/self/task/%d/syscall", (int)tid);
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/self/task/%d/%s", (int)tid, name);
 	int fd = (int)syscall(SYS_openat, AT_FDCWD, path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
-		return true;
-	long n = syscall(SYS_read, fd, buf, sizeof(buf) - 1);
+		return -1;
+	long n = syscall(SYS_read, fd, buf, room - 1);
 	syscall(SYS_close, fd);
-	if (n <= 0)
-		return true;
+	if (n < 0)
+		return -1;
 	buf[n] = '\0';
+	return n;
+}
+
+/* Whether thread tid is running, or blocked in a wait that may be on
+ * several descriptors (epoll, select, poll on more than one: a poll on one
+ * is a read that waits, as APR's sockets do), or cannot be told. From
+ * /proc/self/task/TID/syscall; in a process that changed its user (not
+ * dumpable: that file is root's), from the kernel function it sleeps in
+ * (wchan: "0" running, do_epoll_wait, poll_schedule_timeout for poll and
+ * select alike). */
+static bool thread_may_be_in_loop(int32_t tid)
+{
+	char buf[96];
+	long n = read_task_file(tid, "syscall", buf, sizeof(buf));
+	if (n < 0) {
+		n = read_task_file(tid, "wchan", buf, sizeof(buf));
+		return n <= 0 || strcmp(buf, "0") == 0 || strstr(buf, "epoll") ||
+		       strstr(buf, "poll_schedule") || strstr(buf, "select");
+	}
 	if (buf[0] < '0' || buf[0] > '9')
 		return true; /* "running", or blocked outside a system call (-1) */
-	switch (strtol(buf, NULL, 10)) {
+	char *args;
+	long nr = strtol(buf, &args, 10);
+	switch (nr) {
+	case SYS_poll:
+	case SYS_ppoll:
+		/* "NR FDS NFDS ...", in hex */
+		strtoul(args, &args, 16);
+		return strtoul(args, NULL, 16) != 1;
 	case SYS_epoll_wait:
 	case SYS_epoll_pwait:
 #ifdef SYS_epoll_pwait2
 	case SYS_epoll_pwait2:
 #endif
-	case SYS_poll:
-	case SYS_ppoll:
 	case SYS_select:
 	case SYS_pselect6:
 		return true;
 	default:
-		return false;
+		return n == 0;
 	}
 }
 
