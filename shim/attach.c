@@ -348,10 +348,12 @@ static void note_listener(int fd)
 }
 
 /* Whether fd, open since before attach, is a connection the program
- * accepted (is_accepted_socket, and for TCP one on a listener's port). */
+ * accepted (is_accepted_socket, and for TCP one on a listener's port): not
+ * a listening socket, which `reqid run` never counts among an epoll
+ * instance's connections either. */
 static bool accepted_before_attach(int fd)
 {
-	if (!is_accepted_socket(fd))
+	if (!is_accepted_socket(fd) || socket_option_set(fd, SOL_SOCKET, SO_ACCEPTCONN))
 		return false;
 	uint16_t port = own_port(fd);
 	return port == 0 || !listeners.any || listeners.every_tcp || listened_port(port);
