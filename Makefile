@@ -231,6 +231,7 @@ integration: deps $(BUILD)/libreqid.so $(BUILD)/libreqid-fdpages.so $(BUILD)/req
 	python3 tests/integration/test_inject.py
 	python3 tests/integration/test_audit.py
 	python3 tests/integration/test_attach.py
+	python3 tests/integration/test_attach_event_loops.py
 
 # libFuzzer targets over the pure logic, with ASan and UBSan.
 # Fuzzers link the pure sources, and the shim's parts a target names.

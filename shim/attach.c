@@ -16,7 +16,10 @@
  * or with REQID_JOIN_OPEN joined mid-stream (conn_join); registrations on
  * epoll instances are read from /proc (import_registrations); threads already
  * running get contexts from their next connection I/O, and contexts left
- * from an earlier attach are dropped (ctx_generation, at detach).
+ * from an earlier attach are dropped (ctx_generation, at detach). Such a
+ * thread may be inside a wait begun before the GOT was patched, or running
+ * its events: until its first hooked wait it is certain of no request
+ * (WATCH_UNSEEN, thread_ctx.h).
  *
  * Runs only on the injector's thread, never from a hook: it may allocate,
  * take the loader's locks and block. Must never change the program's
@@ -160,6 +163,115 @@ static bool other_threads(void)
 	return n == 0 || n > 2;
 }
 
+/* The threads attach_thread_unseen names, found once the GOT is patched
+ * (note_unseen_threads); all of them when more than UNSEEN_MAX. Written
+ * only while the hooks pass through, read by ctx_start_afresh after the
+ * ctx_generation change that follows. */
+#define UNSEEN_MAX 256
+static int32_t unseen_tids[UNSEEN_MAX];
+static unsigned unseen_count;
+static bool unseen_overflow;
+
+bool attach_thread_unseen(int32_t tid)
+{
+	if (unseen_overflow)
+		return true;
+	for (unsigned i = 0; i < unseen_count; i++)
+		if (unseen_tids[i] == tid)
+			return true;
+	return false;
+}
+
+/* Reads /proc/self/task/TID/NAME into buf (room bytes, NUL-terminated):
+ * its length, or -1. */
+static long read_task_file(int32_t tid, const char *name, char *buf, size_t room)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/self/task/%d/%s", (int)tid, name);
+	int fd = (int)syscall(SYS_openat, AT_FDCWD, path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	long n = syscall(SYS_read, fd, buf, room - 1);
+	syscall(SYS_close, fd);
+	if (n < 0)
+		return -1;
+	buf[n] = '\0';
+	return n;
+}
+
+/* Whether thread tid is running, or blocked in a wait that may be on
+ * several descriptors (epoll, select, poll on more than one: a poll on one
+ * is a read that waits, as APR's sockets do), or cannot be told. From
+ * /proc/self/task/TID/syscall; in a process that changed its user (not
+ * dumpable: that file is root's), from the kernel function it sleeps in
+ * (wchan: "0" running, do_epoll_wait, poll_schedule_timeout for poll and
+ * select alike). */
+static bool thread_may_be_in_loop(int32_t tid)
+{
+	char buf[96];
+	long n = read_task_file(tid, "syscall", buf, sizeof(buf));
+	if (n < 0) {
+		n = read_task_file(tid, "wchan", buf, sizeof(buf));
+		return n <= 0 || strcmp(buf, "0") == 0 || strstr(buf, "epoll") ||
+		       strstr(buf, "poll_schedule") || strstr(buf, "select");
+	}
+	if (buf[0] < '0' || buf[0] > '9')
+		return true; /* "running", or blocked outside a system call (-1) */
+	char *args;
+	long nr = strtol(buf, &args, 10);
+	switch (nr) {
+	case SYS_poll:
+	case SYS_ppoll:
+		/* "NR FDS NFDS ...", in hex */
+		strtoul(args, &args, 16);
+		return strtoul(args, NULL, 16) != 1;
+	case SYS_epoll_wait:
+	case SYS_epoll_pwait:
+#ifdef SYS_epoll_pwait2
+	case SYS_epoll_pwait2:
+#endif
+	case SYS_select:
+	case SYS_pselect6:
+		return true;
+	default:
+		return n == 0;
+	}
+}
+
+/* Fills the table of attach_thread_unseen: every thread of the process but
+ * the calling one that thread_may_be_in_loop, now that every wait begun
+ * from here on goes through a hook. */
+static void note_unseen_threads(void)
+{
+	unseen_count = 0;
+	unseen_overflow = false;
+	int dir = (int)syscall(SYS_openat, AT_FDCWD, "/proc/self/task",
+			       O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dir < 0) {
+		unseen_overflow = true;
+		return;
+	}
+	int32_t self = (int32_t)syscall(SYS_gettid);
+	_Alignas(8) char tasks[1024];
+	long got;
+	while ((got = syscall(SYS_getdents64, dir, tasks, sizeof(tasks))) > 0) {
+		for (long at = 0; at < got;) {
+			const struct dirent64 *e = (const struct dirent64 *)(tasks + at);
+			at += e->d_reclen;
+			int32_t tid = (int32_t)strtol(e->d_name, NULL, 10);
+			if (tid <= 0 || tid == self || !thread_may_be_in_loop(tid))
+				continue;
+			if (unseen_count == UNSEEN_MAX)
+				unseen_overflow = true;
+			else
+				unseen_tids[unseen_count++] = tid;
+		}
+	}
+	if (got < 0)
+		unseen_overflow = true;
+	syscall(SYS_close, dir);
+}
+
 /* Epoll instances the program made before attach, whose registrations
  * are read once the hooks are on (import_registrations); more than this
  * many and the rest stay unknown (their events name no fd). */
@@ -236,10 +348,12 @@ static void note_listener(int fd)
 }
 
 /* Whether fd, open since before attach, is a connection the program
- * accepted (is_accepted_socket, and for TCP one on a listener's port). */
+ * accepted (is_accepted_socket, and for TCP one on a listener's port): not
+ * a listening socket, which `reqid run` never counts among an epoll
+ * instance's connections either. */
 static bool accepted_before_attach(int fd)
 {
-	if (!is_accepted_socket(fd))
+	if (!is_accepted_socket(fd) || socket_option_set(fd, SOL_SOCKET, SO_ACCEPTCONN))
 		return false;
 	uint16_t port = own_port(fd);
 	return port == 0 || !listeners.any || listeners.every_tcp || listened_port(port);
@@ -555,6 +669,12 @@ static int attach_now(const char *settings)
 		return ATTACH_NO_GOT;
 	}
 	signal_handlers_wrap();
+	/* Threads already inside a wait, or running its events, are known
+	 * now; a thread whose context started afresh before they were is
+	 * made to start again (no context is made while the hooks pass
+	 * through). */
+	note_unseen_threads();
+	__atomic_add_fetch(&ctx_generation, 1, __ATOMIC_SEQ_CST);
 	__atomic_store_n(&shim.active, true, __ATOMIC_SEQ_CST);
 	count_unadopted(highest);
 	request_naming_paused(false);
@@ -608,9 +728,11 @@ static void attach_after_fork_parent(void)
 }
 
 /* The child is one thread, making no change, in no fork and in no hooked
- * wait. */
+ * wait, serving no events of a wait of its parent's (WATCH_UNSEEN). */
 static void attach_after_fork_child(void)
 {
+	ctx_current();
+	thread_ctx.watch &= (uint8_t)~WATCH_UNSEEN;
 	atomic_store_explicit(&hooked_waits, 0, memory_order_relaxed);
 	atomic_store_explicit(&forking, 0, memory_order_relaxed);
 	atomic_store_explicit(&changing, false, memory_order_relaxed);
@@ -648,6 +770,9 @@ static _Atomic pid_t change_holder;
 static bool change_take(void)
 {
 	pid_t self = (pid_t)syscall(SYS_gettid);
+	/* The injector's thread is none of the program's: with its tid
+	 * cached, no fetch of it (ctx_tid_fetch) takes it for one. */
+	thread_ctx.tid = self;
 	for (int waited = 0;; waited++) {
 		pid_t holder = 0;
 		if (atomic_compare_exchange_strong(&change_holder, &holder, self))

@@ -49,6 +49,7 @@ static void before_fd_wait(unsigned nfds, int only_fd, bool conns)
 		ctx_boundary(); /* waiting for a service the request called is part of it */
 	if (nfds > 1)
 		batch_end(); /* after its lines went out, judged by its state */
+	ctx_wait_seen();
 }
 
 /* A wait the hook makes, counted in a process attach loaded the library
@@ -316,6 +317,7 @@ static void boundary(void)
 	int saved = errno;
 	before_blocking();
 	ctx_boundary();
+	ctx_wait_seen();
 	errno = saved;
 }
 
@@ -327,10 +329,12 @@ static void boundary(void)
  * interpreters build their locks on: see ctx_lock_wait. */
 static void condition_wait(void)
 {
-	if (!ctx_serves_own_request())
+	if (!ctx_serves_own_request()) {
 		boundary();
-	else
+	} else {
 		before_blocking();
+		ctx_wait_seen();
+	}
 }
 
 static void lock_wait(void)
@@ -338,6 +342,7 @@ static void lock_wait(void)
 	int saved = errno;
 	before_blocking();
 	ctx_lock_wait();
+	ctx_wait_seen();
 	errno = saved;
 }
 

@@ -847,7 +847,7 @@ static inline __attribute__((always_inline)) void judge(uint64_t started_request
 		}
 	}
 	if (thread_ctx.mode == CTX_BRACKET) {
-		if (!(thread_ctx.watch & WATCH_CONNS))
+		if (!(thread_ctx.watch & (WATCH_CONNS | WATCH_UNSEEN)))
 			v->kind = HOLD;
 	} else if (thread_ctx.mode == CTX_CERTAIN || unlikely(shim.exec_request)) {
 		v->request = ctx_certain_request(); /* else none, without a call */

@@ -390,6 +390,11 @@ void attach_adopt(int fd) HIDDEN;
  * connections before fd was one, its stream is lost as theirs were. */
 void attach_conn_opened(int fd) HIDDEN;
 
+/* Whether thread tid, running when the last attach patched the GOT, may be
+ * running the events of a wait it began before (it was inside a wait on
+ * several descriptors, or running): ctx_start_afresh, WATCH_UNSEEN. */
+bool attach_thread_unseen(int32_t tid) HIDDEN;
+
 /* Whether the file open as fd, open for writing, has a path matching a
  * REQID_LOG_PATHS pattern: a log opened before `reqid attach` (hook_fd.c). */
 bool open_fd_is_log(int fd) HIDDEN;

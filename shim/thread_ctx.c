@@ -39,7 +39,8 @@ void ctx_start_afresh(void)
 	thread_ctx.left_request = 0;
 	thread_ctx.mode = CTX_NONE;
 	thread_ctx.last_conn = 0;
-	thread_ctx.watch = 0;
+	/* It may be inside a wait, or the events of one, the shim did not see. */
+	thread_ctx.watch = attach_thread_unseen(ctx_tid()) ? WATCH_UNSEEN : 0;
 	thread_ctx.foreign_lines = false;
 	/* Detach emptied the ring of its pins: this one is no longer held. */
 	thread_ctx.held_pin = 0;
@@ -188,7 +189,7 @@ static inline __attribute__((always_inline)) void after_conn_io(int fd, int hold
 		return;
 	}
 	thread_ctx.request = r;
-	bool certain = !wrote && !(thread_ctx.watch & WATCH_EVENT_LOOP) &&
+	bool certain = !wrote && !(thread_ctx.watch & (WATCH_EVENT_LOOP | WATCH_UNSEEN)) &&
 		       !atomic_load_explicit(&c->responded, memory_order_relaxed);
 	thread_ctx.mode = certain ? CTX_CERTAIN : CTX_BRACKET;
 	if (certain) {
@@ -225,6 +226,10 @@ void ctx_response_began(int fd, int32_t reader)
 
 LOOP_PATH void ctx_mark_event_loop(bool conns)
 {
+	/* A context from before this attach starts afresh first: else the
+	 * wait's own boundary would, dropping the mark (a thread's first wait
+	 * after attach, taken for no loop's, its next reads for certain). */
+	ctx_current();
 	mark_event_loop(conns);
 }
 
@@ -286,12 +291,10 @@ FORK_PATH uint64_t ctx_certain_request(void)
 	return (unsigned)fd < FD_LOW ? certain_on(fd, false) : certain_on_high(fd);
 }
 
-/* A thread the hooks did not see start runs: the process is threaded,
- * unless attach loaded the library (see ctx_tid_fetch). */
+/* A thread the hooks did not see start runs: the process is threaded. */
 static inline void mark_threaded(void)
 {
-	if (!atomic_load_explicit(&process.threaded, memory_order_relaxed) &&
-	    !__atomic_load_n(&shim.loaded_by_attach, __ATOMIC_RELAXED))
+	if (!atomic_load_explicit(&process.threaded, memory_order_relaxed))
 		atomic_store_explicit(&process.threaded, true, memory_order_relaxed);
 }
 
@@ -333,8 +336,10 @@ static __attribute__((noinline, cold)) int32_t tid_in_child(void)
  * pthread_create) makes the process threaded here, at its first need of
  * its tid: what a single-threaded process may do (an event loop's batch
  * holding its lines to the batch's end, the epoll lookup memo) is wrong
- * beside another thread. Not in a library attach loaded: the injector's
- * thread runs it, and attach counts the threads itself. A child sharing
+ * beside another thread. In a library attach loaded too (threads started
+ * by thrd_create after attach): the injector's thread, none of the
+ * program's, has its tid cached before it runs any of the shim's code
+ * that asks (change_take). A child sharing
  * the memory of a thread that had not fetched its tid is not the thread
  * (tid_in_child). */
 FORK_PATH int32_t ctx_tid_fetch(void)

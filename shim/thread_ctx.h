@@ -46,6 +46,16 @@ enum ctx_watch {
 	 * is open): a timer or posted event for any of them may run between
 	 * two I/O calls on one, so a bracket proves nothing there. */
 	WATCH_CONNS = 4,
+	/* The thread was inside a wait on several descriptors, or running,
+	 * when attach had patched the GOT (attach_thread_unseen): it may be
+	 * running the events of a wait the shim never saw return, serving
+	 * several connections in turn with no wait in between. Its I/O makes
+	 * it certain of nothing and its lines are held for no bracket (as
+	 * WATCH_CONNS): they get no id. Its first hooked wait (ctx_wait_seen),
+	 * not an accept (a loop's listener handler accepts inside the batch),
+	 * ends that; a fork child of it starts seen. A thread blocked then in
+	 * a read or on a lock is taken for none (a worker of a pool). */
+	WATCH_UNSEEN = 8,
 };
 
 #define THREAD_SLOTS_MAX 4
@@ -180,6 +190,16 @@ static inline void ctx_current(void)
 {
 	if (__builtin_expect(thread_ctx.generation != ctx_generation, 0))
 		ctx_start_afresh();
+}
+
+/* The thread is about to wait through a hook (epoll, poll, select, a
+ * condition, a semaphore, a sleep): any wait it began before attach is
+ * over (WATCH_UNSEEN). After the wait's own boundary. */
+static inline void ctx_wait_seen(void)
+{
+	ctx_current();
+	if (__builtin_expect(thread_ctx.watch & WATCH_UNSEEN, 0))
+		thread_ctx.watch &= (uint8_t)~WATCH_UNSEEN;
 }
 
 /* A boundary: the thread stops working on whatever it was (wait, sleep,
