@@ -164,22 +164,23 @@ static bool other_threads(void)
 }
 
 /* The threads attach_thread_unseen names, found once the GOT is patched
- * (note_unseen_threads); all of them when more than UNSEEN_MAX. Written
+ * (note_unseen_threads), with what each must wait for; every other one
+ * counts as running when there were more than UNSEEN_MAX or the list
+ * could not be read. Written
  * only while the hooks pass through, read by ctx_start_afresh after the
  * ctx_generation change that follows. */
 #define UNSEEN_MAX 256
 static int32_t unseen_tids[UNSEEN_MAX];
+static uint8_t unseen_watch[UNSEEN_MAX];
 static unsigned unseen_count;
 static bool unseen_overflow;
 
-bool attach_thread_unseen(int32_t tid)
+uint8_t attach_thread_unseen(int32_t tid)
 {
-	if (unseen_overflow)
-		return true;
 	for (unsigned i = 0; i < unseen_count; i++)
 		if (unseen_tids[i] == tid)
-			return true;
-	return false;
+			return unseen_watch[i];
+	return unseen_overflow ? WATCH_UNSEEN : 0;
 }
 
 /* Reads /proc/self/task/TID/NAME into buf (room bytes, NUL-terminated):
@@ -199,24 +200,29 @@ static long read_task_file(int32_t tid, const char *name, char *buf, size_t room
 	return n;
 }
 
-/* Whether thread tid is running, or blocked in a wait that may be on
- * several descriptors (epoll, select, poll on more than one: a poll on one
- * is a read that waits, as APR's sockets do), or cannot be told. From
+/* What thread tid's lines must wait for (WATCH_UNSEEN bits, 0: nothing):
+ * it is running, or cannot be told (WATCH_UNSEEN), or blocked in a wait
+ * that may be on several descriptors (epoll, select, poll on more than
+ * one: a poll on one is a read that waits, as APR's sockets do), whose
+ * events it may serve next (WATCH_UNSEEN_BATCH too). From
  * /proc/self/task/TID/syscall; in a process that changed its user (not
  * dumpable: that file is root's), from the kernel function it sleeps in
- * (wchan: "0" running, do_epoll_wait, poll_schedule_timeout for poll and
- * select alike). */
-static bool thread_may_be_in_loop(int32_t tid)
+ * (wchan: "0" running; any function of epoll's, poll's or select's, such
+ * as ep_poll, do_epoll_wait, do_sys_poll, poll_schedule_timeout or
+ * do_select, taken for a wait on several descriptors, a poll on one too). */
+static uint8_t thread_unseen_watch(int32_t tid)
 {
+	const uint8_t running = WATCH_UNSEEN, in_wait = WATCH_UNSEEN | WATCH_UNSEEN_BATCH;
 	char buf[96];
 	long n = read_task_file(tid, "syscall", buf, sizeof(buf));
 	if (n < 0) {
 		n = read_task_file(tid, "wchan", buf, sizeof(buf));
-		return n <= 0 || strcmp(buf, "0") == 0 || strstr(buf, "epoll") ||
-		       strstr(buf, "poll_schedule") || strstr(buf, "select");
+		if (n <= 0 || strcmp(buf, "0") == 0)
+			return running;
+		return strstr(buf, "poll") || strstr(buf, "select") ? in_wait : 0;
 	}
 	if (buf[0] < '0' || buf[0] > '9')
-		return true; /* "running", or blocked outside a system call (-1) */
+		return running; /* "running", or blocked outside a system call (-1) */
 	char *args;
 	long nr = strtol(buf, &args, 10);
 	switch (nr) {
@@ -224,7 +230,7 @@ static bool thread_may_be_in_loop(int32_t tid)
 	case SYS_ppoll:
 		/* "NR FDS NFDS ...", in hex */
 		strtoul(args, &args, 16);
-		return strtoul(args, NULL, 16) != 1;
+		return strtoul(args, NULL, 16) != 1 ? in_wait : 0;
 	case SYS_epoll_wait:
 	case SYS_epoll_pwait:
 #ifdef SYS_epoll_pwait2
@@ -232,15 +238,16 @@ static bool thread_may_be_in_loop(int32_t tid)
 #endif
 	case SYS_select:
 	case SYS_pselect6:
-		return true;
+		return in_wait;
 	default:
-		return n == 0;
+		return n == 0 ? running : 0;
 	}
 }
 
 /* Fills the table of attach_thread_unseen: every thread of the process but
- * the calling one that thread_may_be_in_loop, now that every wait begun
- * from here on goes through a hook. */
+ * the calling one with a thread_unseen_watch, now that every wait begun
+ * from here on goes through a hook. More than UNSEEN_MAX: the others
+ * count as running. */
 static void note_unseen_threads(void)
 {
 	unseen_count = 0;
@@ -259,12 +266,15 @@ static void note_unseen_threads(void)
 			const struct dirent64 *e = (const struct dirent64 *)(tasks + at);
 			at += e->d_reclen;
 			int32_t tid = (int32_t)strtol(e->d_name, NULL, 10);
-			if (tid <= 0 || tid == self || !thread_may_be_in_loop(tid))
+			uint8_t watch;
+			if (tid <= 0 || tid == self || !(watch = thread_unseen_watch(tid)))
 				continue;
-			if (unseen_count == UNSEEN_MAX)
+			if (unseen_count == UNSEEN_MAX) {
 				unseen_overflow = true;
-			else
-				unseen_tids[unseen_count++] = tid;
+			} else {
+				unseen_tids[unseen_count] = tid;
+				unseen_watch[unseen_count++] = watch;
+			}
 		}
 	}
 	if (got < 0)
@@ -732,7 +742,7 @@ static void attach_after_fork_parent(void)
 static void attach_after_fork_child(void)
 {
 	ctx_current();
-	thread_ctx.watch &= (uint8_t)~WATCH_UNSEEN;
+	thread_ctx.watch &= (uint8_t)~(WATCH_UNSEEN | WATCH_UNSEEN_BATCH);
 	atomic_store_explicit(&hooked_waits, 0, memory_order_relaxed);
 	atomic_store_explicit(&forking, 0, memory_order_relaxed);
 	atomic_store_explicit(&changing, false, memory_order_relaxed);

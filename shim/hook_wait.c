@@ -49,7 +49,7 @@ static void before_fd_wait(unsigned nfds, int only_fd, bool conns)
 		ctx_boundary(); /* waiting for a service the request called is part of it */
 	if (nfds > 1)
 		batch_end(); /* after its lines went out, judged by its state */
-	ctx_wait_seen();
+	ctx_wait_seen(nfds > 1);
 }
 
 /* A wait the hook makes, counted in a process attach loaded the library
@@ -317,7 +317,7 @@ static void boundary(void)
 	int saved = errno;
 	before_blocking();
 	ctx_boundary();
-	ctx_wait_seen();
+	ctx_wait_seen(false);
 	errno = saved;
 }
 
@@ -333,7 +333,7 @@ static void condition_wait(void)
 		boundary();
 	} else {
 		before_blocking();
-		ctx_wait_seen();
+		ctx_wait_seen(false);
 	}
 }
 
@@ -342,7 +342,7 @@ static void lock_wait(void)
 	int saved = errno;
 	before_blocking();
 	ctx_lock_wait();
-	ctx_wait_seen();
+	ctx_wait_seen(false);
 	errno = saved;
 }
 

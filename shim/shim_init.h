@@ -391,9 +391,10 @@ void attach_adopt(int fd) HIDDEN;
 void attach_conn_opened(int fd) HIDDEN;
 
 /* Whether thread tid, running when the last attach patched the GOT, may be
- * running the events of a wait it began before (it was inside a wait on
- * several descriptors, or running): ctx_start_afresh, WATCH_UNSEEN. */
-bool attach_thread_unseen(int32_t tid) HIDDEN;
+ * running the events of a wait it began before: WATCH_UNSEEN if it was
+ * running, with WATCH_UNSEEN_BATCH if it was inside a wait on several
+ * descriptors; 0 if neither (ctx_start_afresh). */
+uint8_t attach_thread_unseen(int32_t tid) HIDDEN;
 
 /* Whether the file open as fd, open for writing, has a path matching a
  * REQID_LOG_PATHS pattern: a log opened before `reqid attach` (hook_fd.c). */

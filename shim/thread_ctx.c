@@ -40,7 +40,7 @@ void ctx_start_afresh(void)
 	thread_ctx.mode = CTX_NONE;
 	thread_ctx.last_conn = 0;
 	/* It may be inside a wait, or the events of one, the shim did not see. */
-	thread_ctx.watch = attach_thread_unseen(ctx_tid()) ? WATCH_UNSEEN : 0;
+	thread_ctx.watch = attach_thread_unseen(ctx_tid());
 	thread_ctx.foreign_lines = false;
 	/* Detach emptied the ring of its pins: this one is no longer held. */
 	thread_ctx.held_pin = 0;

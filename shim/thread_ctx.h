@@ -56,6 +56,12 @@ enum ctx_watch {
 	 * ends that; a fork child of it starts seen. A thread blocked then in
 	 * a read or on a lock is taken for none (a worker of a pool). */
 	WATCH_UNSEEN = 8,
+	/* With WATCH_UNSEEN: the thread was inside a wait on several
+	 * descriptors, so the events it serves next are a batch the shim did
+	 * not see, which only its next wait on several descriptors ends: a
+	 * sleep, a lock or a one-descriptor poll a handler makes inside that
+	 * batch does not. */
+	WATCH_UNSEEN_BATCH = 16,
 };
 
 #define THREAD_SLOTS_MAX 4
@@ -193,13 +199,17 @@ static inline void ctx_current(void)
 }
 
 /* The thread is about to wait through a hook (epoll, poll, select, a
- * condition, a semaphore, a sleep): any wait it began before attach is
- * over (WATCH_UNSEEN). After the wait's own boundary. */
-static inline void ctx_wait_seen(void)
+ * condition, a semaphore, a sleep; several: on several descriptors, or on
+ * an epoll instance): any wait it began before attach is over
+ * (WATCH_UNSEEN), and the unseen batch of one on several descriptors too
+ * if this one is on several (WATCH_UNSEEN_BATCH). After the wait's own
+ * boundary. */
+static inline void ctx_wait_seen(bool several)
 {
 	ctx_current();
-	if (__builtin_expect(thread_ctx.watch & WATCH_UNSEEN, 0))
-		thread_ctx.watch &= (uint8_t)~WATCH_UNSEEN;
+	if (__builtin_expect(thread_ctx.watch & WATCH_UNSEEN, 0) &&
+	    (several || !(thread_ctx.watch & WATCH_UNSEEN_BATCH)))
+		thread_ctx.watch &= (uint8_t)~(WATCH_UNSEEN | WATCH_UNSEEN_BATCH);
 }
 
 /* A boundary: the thread stops working on whatever it was (wait, sleep,
