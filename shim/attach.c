@@ -200,6 +200,51 @@ static long read_task_file(int32_t tid, const char *name, char *buf, size_t room
 	return n;
 }
 
+/* The /proc files' numbers and words, read without libc's parsers (each
+ * one the library imports costs every process's start a lookup): a
+ * decimal number, a hex one (after spaces and an optional 0x), at most
+ * 18 and 16 digits; whether word is in s. */
+static long decimal_at(const char *s, const char **end)
+{
+	bool negative = *s == '-';
+	long n = 0;
+	s += negative;
+	for (int digits = 0; digits < 18 && *s >= '0' && *s <= '9'; digits++)
+		n = n * 10 + (*s++ - '0');
+	*end = s;
+	return negative ? -n : n;
+}
+
+static unsigned long hex_at(const char *s, const char **end)
+{
+	unsigned long n = 0;
+	while (*s == ' ')
+		s++;
+	if (s[0] == '0' && (s[1] == 'x' || s[1] == 'X'))
+		s += 2;
+	for (int digits = 0; digits < 16; digits++, s++) {
+		unsigned d;
+		if (*s >= '0' && *s <= '9')
+			d = (unsigned)(*s - '0');
+		else if ((*s | 0x20) >= 'a' && (*s | 0x20) <= 'f')
+			d = (unsigned)((*s | 0x20) - 'a' + 10);
+		else
+			break;
+		n = n << 4 | d;
+	}
+	*end = s;
+	return n;
+}
+
+static bool has_word(const char *s, const char *word)
+{
+	size_t len = strlen(word);
+	for (; *s; s++)
+		if (strncmp(s, word, len) == 0)
+			return true;
+	return false;
+}
+
 /* What thread tid's lines must wait for (WATCH_UNSEEN bits, 0: nothing):
  * it is running, or cannot be told (WATCH_UNSEEN), or blocked in a wait
  * that may be on several descriptors (epoll, select, poll on more than
@@ -219,18 +264,18 @@ static uint8_t thread_unseen_watch(int32_t tid)
 		n = read_task_file(tid, "wchan", buf, sizeof(buf));
 		if (n <= 0 || strcmp(buf, "0") == 0)
 			return running;
-		return strstr(buf, "poll") || strstr(buf, "select") ? in_wait : 0;
+		return has_word(buf, "poll") || has_word(buf, "select") ? in_wait : 0;
 	}
 	if (buf[0] < '0' || buf[0] > '9')
 		return running; /* "running", or blocked outside a system call (-1) */
-	char *args;
-	long nr = strtol(buf, &args, 10);
+	const char *args;
+	long nr = decimal_at(buf, &args);
 	switch (nr) {
 	case SYS_poll:
 	case SYS_ppoll:
 		/* "NR FDS NFDS ...", in hex */
-		strtoul(args, &args, 16);
-		return strtoul(args, NULL, 16) != 1 ? in_wait : 0;
+		hex_at(args, &args);
+		return hex_at(args, &args) != 1 ? in_wait : 0;
 	case SYS_epoll_wait:
 	case SYS_epoll_pwait:
 #ifdef SYS_epoll_pwait2
@@ -265,7 +310,8 @@ static void note_unseen_threads(void)
 		for (long at = 0; at < got;) {
 			const struct dirent64 *e = (const struct dirent64 *)(tasks + at);
 			at += e->d_reclen;
-			int32_t tid = (int32_t)strtol(e->d_name, NULL, 10);
+			const char *end;
+			int32_t tid = (int32_t)decimal_at(e->d_name, &end);
 			uint8_t watch;
 			if (tid <= 0 || tid == self || !(watch = thread_unseen_watch(tid)))
 				continue;

@@ -69,7 +69,13 @@ SERVERS = ["thread_per_conn", "thread_pool", "epoll_timers", "fork_per_conn"]
 # Where `reqid run` itself gives every line of every request its id; in
 # epoll_timers' single loop under concurrent load it proves only some
 # (harness.py reports its recall), so there only precision is asserted.
-FULL_RECALL = {"thread_per_conn", "thread_pool", "fork_per_conn"}
+FULL_RECALL = {"thread_per_conn", "fork_per_conn"}
+# A pool worker running when attach came in gives no id until its first
+# wait through the shim (WATCH_UNSEEN: it may be serving the events of a
+# wait the shim never saw), and under load it takes job after job without
+# waiting: one run in about seven had 6 of 78 attached lines without an id.
+# Precision stays exact; recall must reach this.
+MOST_RECALL = {"thread_pool": 0.8}
 # Servers with a thread (or process) blocked in read() on each connection.
 BLOCKING_READERS = {"thread_per_conn", "thread_pool", "fork_per_conn"}
 ADDED = re.compile(rb"\r\nX-Request-ID: ([A-Za-z0-9._:-]{1,128})\r\n\r\n")
@@ -334,7 +340,8 @@ def check_server(name, failures):
                     missing += 1
         if expected_lines == 0:
             fail("no lines from the attached phases")
-        elif missing and name in FULL_RECALL:
+        elif missing and (name in FULL_RECALL or (
+                name in MOST_RECALL and missing > (1 - MOST_RECALL[name]) * expected_lines)):
             fail("%d of %d lines of requests after attach carry no id" % (missing, expected_lines))
         per_request = {}
         for token, _, _ in lines:
