@@ -90,6 +90,41 @@ def accepted_lines(log_path):
         return 0
 
 
+def attach(srv, log_path):
+    """reqid attach to the running server (no REQID_ settings of the test's
+    own environment); the log's size then, where the attached part starts."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("REQID_") or k == "REQID_LIB"}
+    r = subprocess.run([str(harness.REQID), "attach", str(srv.proc.pid)], env=env,
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
+    before = log_path.stat().st_size
+    if r.returncode != 0:
+        raise harness.Failure("reqid attach exited %d: %r" % (r.returncode, r.stdout[-300:]))
+    return before
+
+
+def quit_and_judge(srv, case, reqs, log_path, before, problems):
+    """Stops the server and judges its lines written since before: the
+    counts, with every problem appended to problems."""
+    tel.send_quit(srv.port)
+    rc = srv.wait(30.0)
+    if rc != 0:
+        problems.append("server exited with status %s" % rc)
+    text = log_path.read_bytes()[before:].decode("utf-8")
+    counts, judged, examples = tel.judge(text, case, reqs)
+    problems += judged + ["wrong: " + e for e in examples]
+    if counts["wrong"]:
+        problems.append("%d lines carry a wrong id" % counts["wrong"])
+    return counts
+
+
+def failed_requests(reqs, problems):
+    bad = [r for r in reqs if r.error or r.response is None]
+    if bad:
+        problems.append("%d/%d requests failed or got altered responses (e.g. %s: %s)"
+                        % (len(bad), len(reqs), bad[0].token, bad[0].error or "no response"))
+
+
 def c11_run(case, seed, n_requests, fifo):
     """ev_c11_threads with EVC11_START_AFTER: attached while it has one
     thread, its two threads started by thrd_create (no pthread_create hook
@@ -102,34 +137,17 @@ def c11_run(case, seed, n_requests, fifo):
     try:
         srv = harness.Server(case.server, log_path, shim=False,
                              env=dict(case.env, EVC11_START_AFTER=fifo))
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith("REQID_") or k == "REQID_LIB"}
-        r = subprocess.run([str(harness.REQID), "attach", str(srv.proc.pid)], env=env,
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
-        before = log_path.stat().st_size
-        if r.returncode != 0:
-            raise harness.Failure("reqid attach exited %d: %r" % (r.returncode, r.stdout[-300:]))
+        before = attach(srv, log_path)
         with open(fifo, "wb") as go:
             go.write(b"g")
         tel.Load(srv.port, case.concurrency).run(plan)
-        tel.send_quit(srv.port)
-        rc = srv.wait(30.0)
-        if rc != 0:
-            problems.append("server exited with status %s" % rc)
-        text = log_path.read_bytes()[before:].decode("utf-8")
-        counts, judged, examples = tel.judge(text, case, reqs)
-        problems += judged + ["wrong: " + e for e in examples]
-        if counts["wrong"]:
-            problems.append("%d lines carry a wrong id" % counts["wrong"])
+        counts = quit_and_judge(srv, case, reqs, log_path, before, problems)
     except (harness.Failure, OSError, subprocess.SubprocessError, UnicodeDecodeError) as e:
         problems.append("%s: %s" % (type(e).__name__, e))
     finally:
         if srv:
             srv.kill()
-    bad = [r for r in reqs if r.error or r.response is None]
-    if bad:
-        problems.append("%d/%d requests failed or got altered responses (e.g. %s: %s)"
-                        % (len(bad), len(reqs), bad[0].token, bad[0].error or "no response"))
+    failed_requests(reqs, problems)
     return counts, problems
 
 
@@ -159,25 +177,11 @@ def one_run(case, seed, n_requests):
         if accepted_lines(log_path) < CONNS:
             raise harness.Failure("the server logged %d of %d connections"
                                   % (accepted_lines(log_path), CONNS))
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith("REQID_") or k == "REQID_LIB"}
-        r = subprocess.run([str(harness.REQID), "attach", str(srv.proc.pid)], env=env,
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
-        before = log_path.stat().st_size
-        if r.returncode != 0:
-            raise harness.Failure("reqid attach exited %d: %r" % (r.returncode, r.stdout[-300:]))
+        before = attach(srv, log_path)
         load = PreopenedLoad(srv.port, socks)
         load.send_first(plan)
         load.run(plan)
-        tel.send_quit(srv.port)
-        rc = srv.wait(30.0)
-        if rc != 0:
-            problems.append("server exited with status %s" % rc)
-        text = log_path.read_bytes()[before:].decode("utf-8")
-        counts, judged, examples = tel.judge(text, case, reqs)
-        problems += judged + ["wrong: " + e for e in examples]
-        if counts["wrong"]:
-            problems.append("%d lines carry a wrong id" % counts["wrong"])
+        counts = quit_and_judge(srv, case, reqs, log_path, before, problems)
     except (harness.Failure, OSError, subprocess.SubprocessError, UnicodeDecodeError) as e:
         problems.append("%s: %s" % (type(e).__name__, e))
     finally:
@@ -185,10 +189,7 @@ def one_run(case, seed, n_requests):
             s.close()
         if srv:
             srv.kill()
-    bad = [r for r in reqs if r.error or r.response is None]
-    if bad:
-        problems.append("%d/%d requests failed or got altered responses (e.g. %s: %s)"
-                        % (len(bad), len(reqs), bad[0].token, bad[0].error or "no response"))
+    failed_requests(reqs, problems)
     wrong_header = [r for r in reqs if r.response_id not in (None, r.rid)]
     if wrong_header:
         problems.append("%d responses carry another request's id" % len(wrong_header))
