@@ -453,7 +453,8 @@ static int scan_open_fds(struct instances *found)
 	while ((got = syscall(SYS_getdents64, dir, names, sizeof(names))) > 0) {
 		for (long at = 0; at < got;) {
 			const struct dirent64 *e = (const struct dirent64 *)(names + at);
-			int fd = (int)LIBC(strtol)(e->d_name, NULL, 10);
+			const char *end;
+			int fd = (int)decimal_at(e->d_name, &end);
 			at += e->d_reclen;
 			if (e->d_name[0] == '.' || fd < 0 || fd >= (int)FD_LIMIT || fd == dir)
 				continue;

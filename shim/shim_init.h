@@ -196,7 +196,6 @@
 	X(strerror_r, char *, (int, char *, size_t), 1) \
 	X(getcwd, char *, (char *, size_t), 1) \
 	X(setlogmask, int, (int), 1) \
-	X(strtol, long, (const char *, char **, int), 1) \
 	X(dlclose, int, (void *), 1) \
 	X(dladdr, int, (const void *, Dl_info *), 1) \
 	X(dlinfo, int, (void *, int, void *), 1) \
