@@ -236,9 +236,14 @@ def main():
                 "FAIL" if problems else "pass"), flush=True)
             for p in problems[:12]:
                 print("     problem: %s" % p)
-    print("total: %d runs, %d lines, %d tagged, %d wrong, %d of %d request lines with their id"
+    print("total: %d runs, %d lines, %d tagged, %d wrong, %d of %d request lines with their id;"
+          " precision %s, recall %s"
           % (2 * a.runs, total["lines"], total["tagged"], total["wrong"], total["correct"],
-             total["token_lines"]))
+             total["token_lines"],
+             "%.2f%%" % (100.0 * (total["tagged"] - total["wrong"]) / total["tagged"])
+             if total["tagged"] else "-",
+             "%.2f%%" % (100.0 * total["correct"] / total["token_lines"])
+             if total["token_lines"] else "-"))
     print("%d passed, %d failed" % (2 * a.runs - failed, failed))
     return 1 if failed else 0
 
