@@ -293,7 +293,7 @@ static uint8_t thread_unseen_watch(int32_t tid)
  * the calling one with a thread_unseen_watch, now that every wait begun
  * from here on goes through a hook. More than UNSEEN_MAX: the others
  * count as running. */
-static void note_unseen_threads(void)
+static void note_unseen_threads(bool epoll_instances)
 {
 	unseen_count = 0;
 	unseen_overflow = false;
@@ -326,6 +326,16 @@ static void note_unseen_threads(void)
 	if (got < 0)
 		unseen_overflow = true;
 	syscall(SYS_close, dir);
+	/* A thread found running can be serving a batch the shim never saw
+	 * only in a process that waits on several descriptors at once: one
+	 * with an epoll instance, or a thread found in such a wait. Elsewhere
+	 * (a blocking server between two calls, a pool's worker taking its
+	 * next job) it is taken for none: it may never make a hooked wait. */
+	bool batches = epoll_instances;
+	for (unsigned i = 0; i < unseen_count && !batches; i++)
+		batches = unseen_watch[i] & WATCH_UNSEEN_BATCH;
+	if (!batches && !unseen_overflow)
+		unseen_count = 0;
 }
 
 /* Epoll instances the program made before attach, whose registrations
@@ -730,7 +740,7 @@ static int attach_now(const char *settings)
 	 * now; a thread whose context started afresh before they were is
 	 * made to start again (no context is made while the hooks pass
 	 * through). */
-	note_unseen_threads();
+	note_unseen_threads(instances.count > 0);
 	__atomic_add_fetch(&ctx_generation, 1, __ATOMIC_SEQ_CST);
 	__atomic_store_n(&shim.active, true, __ATOMIC_SEQ_CST);
 	count_unadopted(highest);
