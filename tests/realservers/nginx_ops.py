@@ -1,0 +1,847 @@
+#!/usr/bin/env python3
+"""nginx_ops.py - nginx under reqid with the traffic and the operations no
+other test gives it: pipelined requests (a connection's requests in one
+write), requests sent byte by byte, HTTP/1.0 with and without keep-alive,
+chunked request bodies, `Expect: 100-continue`, request heads over 8 KiB,
+gzip, a missing page (404 and an error-log line), and while the load runs:
+configuration reloads (SIGHUP: new workers forked while requests arrive),
+log rotation (rename, then SIGUSR1: every process reopens its logs), a
+binary upgrade (SIGUSR2, then SIGWINCH and SIGQUIT to the old master), or
+`reqid attach` / `reqid detach` cycles of an nginx started bare. The stop
+is nginx's graceful one (SIGQUIT), or SIGTERM with --stop term.
+
+Each configuration runs twice with the same requests: bare, then under the
+shim. The truth never comes from the shim's output: nginx writes a second
+access log outside the --log-path glob, buffered to 1 MiB so that it is
+written only at a reopen or exit (unbuffered, its writes would be I/O next
+to the shimmed lines), with "$pid $connection $connection_requests
+$http_x_request_id $status". The shimmed access log (and its rotated
+files) carries the same three serials; each of its lines is joined to its
+truth line on them. Error-log lines about a request (the 404's open()
+failure, `*CONN` and `request: "..."`) are joined on (pid, connection) and
+their order among that connection's 404s.
+
+Checks: every line with an id carries its own request's (precision must be
+100%); the shimmed logs have as many lines as the truth; every response is
+the bare one byte for byte (Date masked) with at most an `X-Request-ID`
+header added last, carrying the request's own id (under `reqid run`: always
+there); no request fails; nginx exits as it does bare.
+
+    python3 tests/realservers/nginx_ops.py [--configs default,gzip,...]
+        [--ops none,hup,...] [--mode run|attach] [--requests N]
+        [--connections C] [--workers W] [--seed S] [--stop quit|term] [--keep]
+
+Python 3 standard library only; needs nginx (Debian's, built --with-threads).
+"""
+
+import argparse
+import collections
+import ctypes
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+REQID = ROOT / "scripts" / "reqid"
+INDEX = b"<!DOCTYPE html>\n<html><body>" + b"<p>one page for every request</p>\n" * 40 + \
+    b"</body></html>\n"
+MTIME = 1700000000
+TIMEOUT = 30.0
+KINDS = ("get", "pipe", "bytes", "http10", "http10ka", "chunked", "expect", "longhead",
+         "longurl", "gzip", "missing", "head")
+CONFIGS = {
+    # name: (main-level directives, http-level directives, shimmed access_log options)
+    "default": ("", "sendfile on;", ""),
+    "gzip": ("", "sendfile on; gzip on; gzip_types text/html; gzip_min_length 0;", ""),
+    "aio": ("", "sendfile off; aio threads; output_buffers 1 8k;", ""),
+    "buffered": ("", "sendfile on;", " buffer=32k flush=1s"),
+    "nosendfile": ("", "sendfile off; tcp_nopush off;", ""),
+    # nginx hands its workers and a new binary only the variables `env` names
+    "keepenv": ("env LD_PRELOAD; env REQID_LOG_PATHS;", "sendfile on;", ""),
+}
+OPS = ("none", "hup", "rotate", "upgrade", "attach")
+
+NGINX_TRUTH_RE = re.compile(r"^(\d+) (\d+) (\d+) (\S+) (\d{3})$")
+NGINX_ACCESS_RE = re.compile(r'^(\d+) (\d+) (\d+) "([^"]*)" (\d{3}) (\d+) "([^"]*)"$')
+NGINX_ERROR_RE = re.compile(
+    r"^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d \[(\w+)\] (\d+)#\d+: (?:\*(\d+) )?(.*)$")
+NGINX_REQUEST_RE = re.compile(r', request: "([^"]*)"')
+DATE_RE = re.compile(rb"\r\nDate: [^\r\n]*")
+# whether nginx keeps a connection open depends on when it began to shut a
+# worker down (reload, upgrade, stop): masked where the run has such
+CONNECTION_RE = re.compile(rb"\r\nConnection: (close|keep-alive)")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def become_subreaper():
+    """An upgraded nginx master is the old master's child; when the old one
+    exits it comes to us, so its exit status can be read."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+
+
+# ---------------------------------------------------------------- traffic
+
+class Req:
+    def __init__(self, rid, kind, conn, pos):
+        self.rid, self.kind, self.conn, self.pos = rid, kind, conn, pos
+        self.want = 404 if kind == "missing" else 200
+        self.response = self.error = None
+        self.status = None
+
+    @property
+    def method(self):
+        return {"chunked": "POST", "expect": "POST", "head": "HEAD"}.get(self.kind, "GET")
+
+    @property
+    def target(self):
+        if self.kind == "missing":
+            return "/missing.html"
+        if self.kind in ("chunked", "expect"):
+            return "/post"
+        if self.kind == "longurl":
+            return "/index.html?q=" + "u" * 7000
+        return "/index.html"
+
+    @property
+    def version(self):
+        return "HTTP/1.0" if self.kind in ("http10", "http10ka") else "HTTP/1.1"
+
+    @property
+    def request_line(self):
+        return "%s %s %s" % (self.method, self.target, self.version)
+
+    def head(self, port, last):
+        h = [self.request_line, "Host: 127.0.0.1:%d" % port, "User-Agent: nginx-ops/1"]
+        if self.kind == "longhead":
+            h += ["X-Filler-%d: %s" % (i, "f" * 3000) for i in range(4)]
+        h.append("X-Request-ID: " + self.rid)
+        if self.kind == "gzip":
+            h.append("Accept-Encoding: gzip")
+        if self.kind == "http10ka" and not last:
+            h.append("Connection: keep-alive")
+        if self.kind == "chunked":
+            h.append("Transfer-Encoding: chunked")
+        if self.kind == "expect":
+            h += ["Content-Length: 300", "Expect: 100-continue"]
+        if last and self.version == "HTTP/1.1":
+            h.append("Connection: close")
+        return ("\r\n".join(h) + "\r\n\r\n").encode()
+
+    def body(self):
+        if self.kind == "chunked":
+            return b"a\r\n0123456789\r\n1f4\r\n" + b"c" * 500 + b"\r\n0\r\n\r\n"
+        if self.kind == "expect":
+            return b"e" * 300
+        return b""
+
+
+def make_plan(rng, n, kinds):
+    """[[Req, ...] per connection]; pipelined connections carry 2-6
+    requests in one write, the others 1-8 one after the other (an HTTP/1.0
+    request without keep-alive ends its connection)."""
+    conns, i = [], 0
+    while i < n:
+        kind = rng.choice(kinds)
+        if kind == "http10":
+            k = 1
+        elif kind == "pipe":
+            k = rng.randint(2, 6)
+        else:
+            k = rng.randint(1, 8)
+        k = min(k, n - i)
+        conn = []
+        for j in range(k):
+            rid = str(uuid.UUID(int=rng.getrandbits(128), version=4))
+            # a pipelined connection carries plain GETs and 404s
+            sub = rng.choice(("get", "missing", "head")) if kind == "pipe" else kind
+            r = Req(rid, sub, len(conns), j)
+            r.pipelined = kind == "pipe"
+            conn.append(r)
+        conns.append(conn)
+        i += k
+    return conns
+
+
+def read_response(sock, buf, head_only):
+    """(status, raw response bytes, rest of buf, closing)."""
+    while True:
+        m = re.search(rb"\r\n\r\n", buf)
+        if m:
+            break
+        data = sock.recv(65536)
+        if not data:
+            raise OSError("connection closed before the response head (%r)" % buf[:80])
+        buf += data
+    head, rest = buf[:m.end()], buf[m.end():]
+    status = int(head[9:12])
+    hl = head.lower()
+    closing = b"\r\nconnection: close" in hl or (
+        head.startswith(b"HTTP/1.0") and b"\r\nconnection: keep-alive" not in hl)
+    cl = re.search(rb"\r\ncontent-length: (\d+)", hl)
+    if head_only or status in (100, 204, 304):
+        need = 0
+    elif b"\r\ntransfer-encoding: chunked" in hl:
+        body = b""
+        while True:
+            while b"\r\n" not in rest:
+                data = sock.recv(65536)
+                if not data:
+                    raise OSError("connection closed in a chunk size")
+                rest += data
+            size_line, rest = rest.split(b"\r\n", 1)
+            size = int(size_line.split(b";")[0], 16)
+            while len(rest) < size + 2:
+                data = sock.recv(65536)
+                if not data:
+                    raise OSError("connection closed in a chunk")
+                rest += data
+            body += size_line + b"\r\n" + rest[:size + 2]
+            rest = rest[size + 2:]
+            if size == 0:
+                break
+        return status, head + body, rest, closing
+    elif cl:
+        need = int(cl.group(1))
+    else:
+        while True:
+            data = sock.recv(65536)
+            if not data:
+                break
+            rest += data
+        return status, head + rest, b"", True
+    while len(rest) < need:
+        data = sock.recv(65536)
+        if not data:
+            raise OSError("connection closed mid-body")
+        rest += data
+    return status, head + rest[:need], rest[need:], closing
+
+
+def open_conn(port):
+    sock = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
+
+
+def exchange(sock, port, r, last, buf):
+    """Sends r and reads its response; (closing, buf)."""
+    data = r.head(port, last)
+    if r.kind == "bytes":
+        for b in range(len(data)):
+            sock.send(data[b:b + 1])
+    elif r.kind == "expect":
+        sock.sendall(data)
+        status, resp, buf, _ = read_response(sock, buf, False)
+        if status != 100:
+            r.error = "no 100 Continue: %r" % resp[:80]
+        sock.sendall(r.body())
+    else:
+        sock.sendall(data + r.body())
+    r.status, r.response, buf, closing = read_response(sock, buf, r.method == "HEAD")
+    return closing, buf
+
+
+class Retry(Exception):
+    pass
+
+
+def retryable(e, buf, fresh):
+    """The server closed a keep-alive connection as the next request came
+    (EOF or a reset before any byte of its response)."""
+    return not buf and not fresh and (
+        isinstance(e, (ConnectionResetError, BrokenPipeError))
+        or "before the response head (b'')" in str(e))
+
+
+def run_conn(port, conn, stats):
+    """One client connection. A keep-alive connection the server closes
+    before answering the next request (nginx closes idle ones when its
+    workers shut down for a reload) is opened again and the request sent
+    once more, as browsers do."""
+    todo = list(conn)
+    while todo:
+        sock, buf = open_conn(port), b""
+        fresh = True
+        try:
+            if todo[0].pipelined:
+                sock.sendall(b"".join(r.head(port, r is conn[-1]) for r in todo))
+                while todo:
+                    r = todo[0]
+                    try:
+                        r.status, r.response, buf, _ = read_response(sock, buf,
+                                                                     r.method == "HEAD")
+                    except OSError as e:
+                        if retryable(e, buf, fresh):
+                            raise Retry()
+                        raise
+                    todo.pop(0)
+                    fresh = False
+                return
+            while todo:
+                r = todo[0]
+                try:
+                    closing, buf = exchange(sock, port, r, r is conn[-1], buf)
+                except OSError as e:
+                    if retryable(e, buf, fresh):
+                        raise Retry()
+                    raise
+                todo.pop(0)
+                fresh = False
+                if closing and todo:
+                    if r.kind not in ("http10", "http10ka"):
+                        stats["closed by the server"] += 1
+                    break
+        except Retry:
+            stats["retries"] += 1
+        except OSError as e:
+            for r in todo:
+                if r.error is None:
+                    r.error = "%s: %s" % (type(e).__name__, e)
+            return
+        finally:
+            sock.close()
+
+
+def drive(port, plan, connections):
+    stats = collections.Counter()
+    queue = collections.deque(plan)
+    lock = threading.Lock()
+
+    def worker():
+        while True:
+            with lock:
+                if not queue:
+                    return
+                conn = queue.popleft()
+            run_conn(port, conn, stats)
+
+    threads = [threading.Thread(target=worker) for _ in range(connections)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return stats
+
+
+# ---------------------------------------------------------------- nginx
+
+class Nginx:
+    def __init__(self, base, config, workers, daemon=False):
+        self.base, self.config, self.workers = Path(base), config, workers
+        self.daemon = daemon
+        self.shimmed = self.base / "shimmed"
+        self.truth = self.base / "truth" / "access.log"
+        self.port = free_port()
+        for d in ("root", "shimmed", "truth", "temp/body", "temp/proxy", "temp/fastcgi",
+                  "temp/uwsgi", "temp/scgi"):
+            (self.base / d).mkdir(parents=True, exist_ok=True)
+        index = self.base / "root" / "index.html"
+        index.write_bytes(INDEX)
+        os.utime(index, (MTIME, MTIME))
+        self.write_config()
+
+    def write_config(self):
+        b, t = self.base, self.shimmed
+        main, http, logopts = CONFIGS[self.config]
+        user = "user root root;\n" if os.geteuid() == 0 else ""
+        (b / "nginx.conf").write_text(f"""# reqid nginx_ops test: nothing global is read
+daemon {"on" if self.daemon else "off"};
+master_process on;
+worker_processes {self.workers};
+pid {t}/nginx.pid;
+{main}
+error_log {t}/error.log info;
+{user}events {{ worker_connections 1024; }}
+http {{
+    log_format shimmed '$pid $connection $connection_requests "$request" $status '
+                       '$body_bytes_sent "$http_user_agent"';
+    log_format truth '$pid $connection $connection_requests $http_x_request_id $status';
+    access_log {self.truth} truth buffer=1m;
+    access_log {t}/access.log shimmed{logopts};
+    client_body_temp_path {b}/temp/body;
+    proxy_temp_path {b}/temp/proxy;
+    fastcgi_temp_path {b}/temp/fastcgi;
+    uwsgi_temp_path {b}/temp/uwsgi;
+    scgi_temp_path {b}/temp/scgi;
+    types {{ text/html html; }}
+    default_type application/octet-stream;
+    keepalive_requests 1000;
+    large_client_header_buffers 4 16k;
+    {http}
+    server {{
+        listen 127.0.0.1:{self.port};
+        root {b}/root;
+        location / {{ }}
+        location = /post {{ return 200 "posted\\n"; }}
+    }}
+}}
+""")
+
+    def argv(self):
+        # nginx executes argv[0] for a binary upgrade: a full path
+        return [shutil.which("nginx", path=os.environ.get("PATH", "") + ":/usr/sbin"), "-p", str(self.base), "-c", str(self.base / "nginx.conf"),
+                "-e", str(self.shimmed / "error.log")]
+
+    def master_pid(self):
+        try:
+            return int((self.shimmed / "nginx.pid").read_text())
+        except (OSError, ValueError):
+            return None
+
+
+def env_clean():
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REQID_") or k == "REQID_LIB"}
+    env.pop("LD_PRELOAD", None)
+    env["PATH"] = env.get("PATH", "/usr/bin:/bin") + ":/usr/sbin:/sbin"
+    return env
+
+
+def wait_port(port, proc, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError("nginx exited with %s at start" % proc.returncode)
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1.0).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise RuntimeError("nginx does not accept connections")
+            time.sleep(0.02)  # bounded poll for the port
+
+
+def reqid_cmd(srv, *args):
+    r = subprocess.run([str(REQID), *args], env=env_clean(), capture_output=True, text=True,
+                       timeout=60)
+    return r.returncode, (r.stdout + r.stderr).strip()
+
+
+def descendants(pid):
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            kids = open("/proc/%d/task/%d/children" % (p, p)).read().split()
+        except OSError:
+            kids = []
+        for k in kids:
+            out.append(int(k))
+            todo.append(int(k))
+    return out
+
+
+def operate(srv, op, stop_event, notes, master_holder, mode):
+    """Runs op over and over while the load runs."""
+    n = 0
+    while not stop_event.is_set():
+        n += 1
+        pid = master_holder[0]
+        if op == "hup":
+            os.kill(pid, signal.SIGHUP)
+            stop_event.wait(0.7)
+        elif op == "rotate":
+            log = srv.shimmed / "access.log"
+            try:
+                os.rename(log, srv.shimmed / ("access.log.%d" % n))
+            except OSError:
+                pass
+            os.kill(pid, signal.SIGUSR1)
+            stop_event.wait(0.5)
+        elif op == "upgrade":
+            old = pid
+            os.kill(old, signal.SIGUSR2)
+            deadline = time.monotonic() + 10
+            new = None
+            while time.monotonic() < deadline:
+                p = srv.master_pid()
+                if p and p != old and (srv.shimmed / "nginx.pid.oldbin").exists():
+                    new = p
+                    break
+                time.sleep(0.02)  # bounded poll for the new master's pid file
+            if new is None:
+                notes.append("upgrade %d: no new master within 10 s" % n)
+                return
+            stop_event.wait(0.3)
+            os.kill(old, signal.SIGWINCH)
+            stop_event.wait(0.3)
+            os.kill(old, signal.SIGQUIT)
+            master_holder[0] = new
+            master_holder.append(old)  # masters to reap
+            stop_event.wait(0.5)
+            if n >= 3:
+                return
+        elif op == "attach":
+            rc, out = reqid_cmd(srv, "attach", "--log-path", str(srv.shimmed / "*.log"), str(pid))
+            notes.append("attach %d: rc %d %s" % (n, rc, out[:200]))
+            stop_event.wait(0.8)
+            rc, out = reqid_cmd(srv, "detach", str(pid))
+            notes.append("detach %d: rc %d %s" % (n, rc, out[:200]))
+            stop_event.wait(0.3)
+    if op == "attach" and mode == "attach":
+        # end attached so the last stretch of traffic is judged too
+        pass
+
+
+# ---------------------------------------------------------------- judge
+
+def lines_of(data):
+    text = data.decode("utf-8", "surrogateescape")
+    out = text.split("\n")
+    if out and out[-1] == "":
+        out.pop()
+    return out, (not text or text.endswith("\n"))
+
+
+def split_json(line):
+    """(id or None, msg) of a shimmed json line, or of a bare one."""
+    import json
+    if not line.startswith("{"):
+        return None, line
+    obj = json.loads(line)
+    return obj.get("request_id"), obj.get("msg", line)
+
+
+def judge(srv, reqs, res):
+    by_rid = {r.rid: r for r in reqs}
+    truth = {}
+    conn_404 = collections.defaultdict(list)
+    tl, ok = lines_of(srv.truth.read_bytes() if srv.truth.exists() else b"")
+    for line in tl:
+        m = NGINX_TRUTH_RE.match(line)
+        if not m:
+            res["problems"].append("truth line unparsed: %r" % line[:200])
+            continue
+        key = (int(m.group(1)), int(m.group(2)), int(m.group(3)))
+        r = by_rid.get(m.group(4))
+        if r is None or key in truth:
+            res["problems"].append("truth line of no request or twice: %r" % line[:200])
+            continue
+        truth[key] = r
+        if m.group(5) == "404":
+            conn_404[key[:2]].append((key[2], r))
+    answered = sum(1 for r in reqs if r.response is not None)
+    res["truth"] = len(truth)
+    counts = collections.Counter()
+    seen = set()
+    access = sorted(srv.shimmed.glob("access.log*"))
+    for path in access:
+        lines, ended = lines_of(path.read_bytes())
+        if not ended:
+            res["problems"].append("%s: partial last line" % path.name)
+        for no, line in enumerate(lines, 1):
+            counts["access lines"] += 1
+            try:
+                rid, msg = split_json(line)
+            except ValueError:
+                counts["malformed"] += 1
+                res["problems"].append("%s:%d malformed: %r" % (path.name, no, line[:200]))
+                continue
+            m = NGINX_ACCESS_RE.match(msg)
+            key = m and (int(m.group(1)), int(m.group(2)), int(m.group(3)))
+            r = truth.get(key) if m else None
+            if r is None or key in seen:
+                counts["unjoined"] += 1
+                res["problems"].append("%s:%d unjoined: %r" % (path.name, no, line[:200]))
+                continue
+            seen.add(key)
+            if m.group(4) != r.request_line:
+                res["problems"].append("%s:%d joined to %s %r but reads %r" % (
+                    path.name, no, r.rid, r.request_line[:60], m.group(4)[:60]))
+            score(counts, res, "access", rid, r.rid, line, by_rid, r)
+    if counts["access lines"] != len(truth):
+        res["problems"].append("access logs have %d lines, the truth %d"
+                               % (counts["access lines"], len(truth)))
+    nf_seen = collections.Counter()
+    el, _ = lines_of((srv.shimmed / "error.log").read_bytes()
+                     if (srv.shimmed / "error.log").exists() else b"")
+    for no, line in enumerate(el, 1):
+        try:
+            rid, msg = split_json(line)
+        except ValueError:
+            counts["malformed"] += 1
+            res["problems"].append("error.log:%d malformed: %r" % (no, line[:200]))
+            continue
+        m = NGINX_ERROR_RE.match(msg)
+        rq = m and NGINX_REQUEST_RE.search(m.group(4))
+        if m and m.group(3) and rq and "No such file" in m.group(4):
+            ck = (int(m.group(2)), int(m.group(3)))
+            k = nf_seen[ck]
+            nf_seen[ck] += 1
+            nf = sorted(conn_404.get(ck, ()), key=lambda x: x[0])
+            if k >= len(nf) or rq.group(1) != nf[k][1].request_line:
+                counts["unjoined"] += 1
+                res["problems"].append("error.log:%d unjoined: %r" % (no, line[:200]))
+                continue
+            score(counts, res, "error404", rid, nf[k][1].rid, line, by_rid, nf[k][1])
+        elif m and m.group(3) and rq:
+            # another line about a request: which one is unknown; if it has
+            # an id, it must be of a request on that connection
+            counts["error other request lines"] += 1
+            if rid is not None:
+                ck = (int(m.group(2)), int(m.group(3)))
+                owners = {r.rid for k2, r in truth.items() if k2[:2] == ck}
+                if rid not in owners:
+                    counts["wrong"] += 1
+                    res["problems"].append("error.log:%d id %s of no request on its "
+                                           "connection: %r" % (no, rid, line[:300]))
+        else:
+            counts["error other"] += 1
+            if rid is not None:
+                ck = m and m.group(3) and (int(m.group(2)), int(m.group(3)))
+                owners = {r.rid for k2, r in truth.items() if ck and k2[:2] == ck}
+                if rid not in owners:
+                    counts["wrong"] += 1
+                    res["problems"].append("error.log:%d id %s on a line of no request: %r"
+                                           % (no, rid, line[:300]))
+                else:
+                    counts["error other tagged (own conn)"] += 1
+    res["counts"] = counts
+    res["answered"] = answered
+
+
+def score(counts, res, label, rid, want, line, by_rid, r):
+    counts[label + " owned"] += 1
+    if rid is None:
+        counts[label + " untagged"] += 1
+        counts["untagged " + r.kind + (" pipelined" if r.pipelined else "")] += 1
+    elif rid == want:
+        counts[label + " right"] += 1
+    else:
+        counts["wrong"] += 1
+        o = by_rid.get(rid)
+        res["problems"].append("WRONG %s: id %s (%s), its own %s (%s conn %d pos %d%s): %r" % (
+            label, rid, ("%s conn %d pos %d" % (o.kind, o.conn, o.pos)) if o else "no request",
+            want, r.kind, r.conn, r.pos, " pipelined" if r.pipelined else "", line[:200]))
+
+
+def compare_responses(bare, shim, res, mode, mask_connection):
+    diffs = 0
+    hdr = collections.Counter()
+    for b, s in zip(bare, shim):
+        if s.error or s.response is None:
+            res["problems"].append("request %s (%s) failed: %s" % (s.rid, s.kind, s.error))
+            continue
+        if b.response is None:
+            continue
+        resp = s.response
+        added = None
+        head_end = resp.index(b"\r\n\r\n")
+        last_hdr = resp.rfind(b"\r\n", 0, head_end)
+        if resp[last_hdr:head_end].startswith(b"\r\nX-Request-ID: "):
+            added = resp[last_hdr + 16:head_end].decode("latin-1")
+            resp = resp[:last_hdr] + resp[head_end:]
+        if added is None:
+            hdr["absent"] += 1
+            hdr["absent " + s.kind + (" pipelined" if s.pipelined else "")] += 1
+        elif added == s.rid:
+            hdr["right"] += 1
+        else:
+            hdr["wrong"] += 1
+            res["problems"].append("WRONG response header %s for %s (%s)" % (added, s.rid, s.kind))
+        norm_s, norm_b = DATE_RE.sub(b"", resp), DATE_RE.sub(b"", b.response)
+        if mask_connection:
+            norm_s, norm_b = CONNECTION_RE.sub(b"", norm_s), CONNECTION_RE.sub(b"", norm_b)
+        if norm_s != norm_b:
+            diffs += 1
+            if diffs <= 3:
+                res["problems"].append("response to %s (%s) differs: bare %r shimmed %r" % (
+                    s.rid, s.kind, b.response[:300], s.response[:300]))
+    if diffs:
+        res["problems"].append("%d responses differ from bare" % diffs)
+    if mode == "run" and hdr["absent"]:
+        res["problems"].append("%d responses without X-Request-ID under reqid run" % hdr["absent"])
+    res["headers"] = hdr
+
+
+# ---------------------------------------------------------------- one run
+
+def one_run(config, op, mode, shimmed, plan, workers, connections, stop_sig, keep):
+    base = Path(tempfile.mkdtemp(prefix="reqid-nginx-ops-%s-%s-%s-" % (
+        config, op, "shim" if shimmed else "bare")))
+    # nginx changes its binary (SIGUSR2) only once its parent is no longer
+    # the one it started from: a daemon, whose master is then our child
+    # (we are a subreaper)
+    srv = Nginx(base, config, workers, daemon=(op == "upgrade"))
+    res = {"problems": [], "notes": [], "tmp": str(base)}
+    cmd = srv.argv()
+    if shimmed and mode == "run":
+        cmd = [str(REQID), "run", "--log-path", str(srv.shimmed / "*.log"), "--"] + cmd
+    out = open(base / "console.out", "wb")
+    proc = subprocess.Popen(cmd, env=env_clean(), stdin=subprocess.DEVNULL, stdout=out,
+                            stderr=out, start_new_session=True)
+    out.close()
+    masters = [proc.pid]
+    stop_event = threading.Event()
+    try:
+        if srv.daemon:
+            if proc.wait(20) != 0:
+                raise RuntimeError("nginx -g 'daemon on' exited %s" % proc.returncode)
+            wait_port(srv.port, None)
+            masters = [srv.master_pid()]
+        else:
+            wait_port(srv.port, proc)
+        if shimmed and mode == "attach" and op != "attach":
+            rc, text = reqid_cmd(srv, "attach", "--log-path", str(srv.shimmed / "*.log"),
+                                 str(proc.pid))
+            if rc:
+                res["problems"].append("attach: %s" % text)
+        ops = None
+        do_op = op if op != "attach" or (shimmed and mode == "attach") else "none"
+        if do_op != "none":
+            ops = threading.Thread(target=operate, args=(srv, do_op, stop_event, res["notes"],
+                                                         masters, mode))
+            ops.start()
+        t0 = time.monotonic()
+        res["client"] = drive(srv.port, plan, connections)
+        res["elapsed"] = time.monotonic() - t0
+        stop_event.set()
+        if ops:
+            ops.join()
+        if op == "attach" and shimmed and mode == "attach":
+            rc, text = reqid_cmd(srv, "detach", str(masters[0]))
+        # graceful stop of the current master; the old ones (upgrade) are reaped
+        cur = masters[0]
+        time.sleep(0.3 if op in ("hup", "upgrade") else 0)  # old workers finish
+        os.kill(cur, stop_sig)
+        deadline = time.monotonic() + 30
+        statuses = {}
+        for pid in [cur] + masters[1:]:
+            while True:
+                try:
+                    wpid, st = os.waitpid(pid, os.WNOHANG)
+                except ChildProcessError:
+                    statuses[pid] = "not our child"
+                    break
+                if wpid:
+                    statuses[pid] = os.waitstatus_to_exitcode(st)
+                    break
+                if time.monotonic() > deadline:
+                    statuses[pid] = "still running"
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    break
+                time.sleep(0.02)  # bounded wait for the master's exit
+        if proc.pid not in statuses and not srv.daemon:
+            statuses[proc.pid] = proc.wait(10)
+        res["exit"] = statuses
+        res["current_master"] = cur
+        for pid, st in statuses.items():
+            if st != 0:
+                res["problems"].append("master %d exit %s" % (pid, st))
+    except (RuntimeError, OSError) as e:
+        res["problems"].append("%s: %s" % (type(e).__name__, e))
+        stop_event.set()
+    finally:
+        for pid in [proc.pid] + [m for m in masters if m]:
+            for kill in (os.killpg, os.kill):
+                try:
+                    kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+        # grandchildren reparented to us (subreaper)
+        while True:
+            try:
+                if os.waitpid(-1, os.WNOHANG) == (0, 0):
+                    break
+            except ChildProcessError:
+                break
+    res["console"] = (base / "console.out").read_bytes()[-2000:]
+    res["srv"] = srv
+    return res
+
+
+def run_case(config, op, mode, requests, connections, workers, seed, kinds, stop_name, keep):
+    rng = random.Random("%s/%s/%d" % (config, op, seed))
+    stop_sig = signal.SIGQUIT if stop_name == "quit" else signal.SIGTERM
+    plan_b = make_plan(rng, requests, kinds)
+    # the same requests twice (ids, kinds, connections)
+    import copy
+    plan_s = copy.deepcopy(plan_b)
+    bare = one_run(config, "none" if op == "attach" else op, mode, False, plan_b, workers,
+                   connections, stop_sig, keep)
+    shim = one_run(config, op, mode, True, plan_s, workers, connections, stop_sig, keep)
+    reqs_b = [r for c in plan_b for r in c]
+    reqs_s = [r for c in plan_s for r in c]
+    for r in reqs_b:
+        if r.error or r.response is None:
+            bare["problems"].append("bare request %s (%s) failed: %s" % (r.rid, r.kind, r.error))
+    judge(shim["srv"], reqs_s, shim)
+    compare_responses(reqs_b, reqs_s, shim, mode, op in ("hup", "upgrade", "attach"))
+    if bare.get("exit") and shim.get("exit"):
+        if sorted(bare["exit"].values(), key=str) != sorted(shim["exit"].values(), key=str):
+            shim["problems"].append("exit statuses differ: bare %s shimmed %s"
+                                    % (bare["exit"], shim["exit"]))
+    c = shim.get("counts", collections.Counter())
+    tagged = c["access right"] + c["error404 right"] + c["wrong"]
+    owned = c["access owned"] + c["error404 owned"]
+    print("%-10s %-8s %-6s req %5d truth %5d lines %5d right %5d+%d wrong %d untagged %d+%d "
+          "recall %s hdr %s bare-problems %d problems %d  %s" % (
+              config, op, mode, len(reqs_s), shim.get("truth", 0), c["access lines"],
+              c["access right"], c["error404 right"], c["wrong"], c["access untagged"],
+              c["error404 untagged"],
+              "%.2f%%" % (100.0 * (c["access right"] + c["error404 right"]) / owned)
+              if owned else "n/a", dict(shim.get("headers", {})), len(bare["problems"]),
+              len(shim["problems"]), shim["tmp"]), flush=True)
+    print("   client: bare %s shimmed %s" % (dict(bare.get("client", {})),
+                                          dict(shim.get("client", {}))))
+    print("   untagged by kind: %s" % {k: v for k, v in c.items() if k.startswith("untagged ")})
+    for p in bare["problems"][:5]:
+        print("   bare: " + p)
+    for p in shim["problems"][:12]:
+        print("   " + p)
+    for n in shim["notes"]:
+        if " rc 0 " not in n + " ":
+            print("   note: " + n)
+    ok = not shim["problems"] and not bare["problems"]
+    for r in (bare, shim):
+        if ok and not keep:
+            shutil.rmtree(r["tmp"], ignore_errors=True)
+    return ok, c["wrong"]
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--configs", default="default")
+    ap.add_argument("--ops", default="none")
+    ap.add_argument("--mode", choices=("run", "attach"), default="run")
+    ap.add_argument("--requests", type=int, default=1500)
+    ap.add_argument("--connections", type=int, default=16)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--kinds", default=",".join(KINDS))
+    ap.add_argument("--stop", choices=("quit", "term"), default="quit")
+    ap.add_argument("--keep", action="store_true")
+    a = ap.parse_args(argv)
+    if not shutil.which("nginx", path=os.environ.get("PATH", "") + ":/usr/sbin"):
+        print("SKIP: nginx missing (apt-get install -y nginx)")
+        return 0
+    become_subreaper()
+    fails = wrong = 0
+    for config in a.configs.split(","):
+        for op in a.ops.split(","):
+            ok, w = run_case(config, op, a.mode, a.requests, a.connections, a.workers, a.seed,
+                             a.kinds.split(","), a.stop, a.keep)
+            fails += not ok
+            wrong += w
+    print("%s: %d cases failed, %d wrong ids" % ("FAIL" if fails else "PASS", fails, wrong))
+    return 1 if fails else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
