@@ -69,6 +69,17 @@ CONFIGS = {
     "nosendfile": ("", "sendfile off; tcp_nopush off;", ""),
     # nginx hands its workers and a new binary only the variables `env` names
     "keepenv": ("env LD_PRELOAD; env REQID_LOG_PATHS;", "sendfile on;", ""),
+    # the page from an origin (this process, 0-15 ms a response) through
+    # kept-alive upstream connections: access lines written from upstream
+    # events
+    "proxy": ("", "upstream origin { server 127.0.0.1:ORIGIN; keepalive 4; }", ""),
+    # requests over 200 a second wait in a queue and go on from a timer
+    "limitreq": ("", "limit_req_zone $binary_remote_addr zone=z:1m rate=200r/s;", ""),
+}
+LOCATIONS = {
+    "proxy": "location = /index.html { proxy_pass http://origin; proxy_http_version 1.1; "
+             "proxy_set_header Connection \"\"; }",
+    "limitreq": "location = /index.html { limit_req zone=z burst=2000; }",
 }
 OPS = ("none", "hup", "rotate", "upgrade", "attach")
 
@@ -342,9 +353,54 @@ def drive(port, plan, connections):
 
 # ---------------------------------------------------------------- nginx
 
+class Origin:
+    """The page behind nginx's proxy_pass: a threaded HTTP/1.1 server (not
+    shimmed) answering each request after 0-15 ms."""
+
+    def __init__(self, rng):
+        import http.server
+        lock = threading.Lock()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def answer(self, body):
+                with lock:
+                    delay = rng.random() * 0.015
+                time.sleep(delay)  # the origin's own work, varied per request
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html")
+                self.send_header("Content-Length", str(len(INDEX)))
+                self.send_header("Last-Modified", "Tue, 14 Nov 2023 22:13:20 GMT")
+                self.end_headers()
+                if body:
+                    self.wfile.write(INDEX)
+
+            def do_GET(self):
+                self.answer(True)
+
+            def do_HEAD(self):
+                self.answer(False)
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever)
+        self.thread.start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join()
+
+
 class Nginx:
-    def __init__(self, base, config, workers, daemon=False):
+    def __init__(self, base, config, workers, daemon=False, origin_port=0):
         self.base, self.config, self.workers = Path(base), config, workers
+        self.origin_port = origin_port
         self.daemon = daemon
         self.shimmed = self.base / "shimmed"
         self.truth = self.base / "truth" / "access.log"
@@ -360,6 +416,8 @@ class Nginx:
     def write_config(self):
         b, t = self.base, self.shimmed
         main, http, logopts = CONFIGS[self.config]
+        http = http.replace("ORIGIN", str(self.origin_port))
+        location = LOCATIONS.get(self.config, "")
         user = "user root root;\n" if os.geteuid() == 0 else ""
         (b / "nginx.conf").write_text(f"""# reqid nginx_ops test: nothing global is read
 daemon {"on" if self.daemon else "off"};
@@ -389,6 +447,7 @@ http {{
         listen 127.0.0.1:{self.port};
         root {b}/root;
         location / {{ }}
+        {location}
         location = /post {{ return 200 "posted\\n"; }}
     }}
 }}
@@ -665,8 +724,13 @@ def compare_responses(bare, shim, res, mode, mask_connection):
                     s.rid, s.kind, b.response[:300], s.response[:300]))
     if diffs:
         res["problems"].append("%d responses differ from bare" % diffs)
-    if mode == "run" and hdr["absent"]:
-        res["problems"].append("%d responses without X-Request-ID under reqid run" % hdr["absent"])
+    # documented to go without (README "How requests and ids are found"):
+    # pipelined connections, and a body nginx discards after its response
+    # ends attribution on its connection
+    owed = sum(v for k, v in hdr.items() if k.startswith("absent ") and not k.endswith(
+        "pipelined") and k not in ("absent expect", "absent chunked"))
+    if mode == "run" and owed:
+        res["problems"].append("%d responses without X-Request-ID under reqid run" % owed)
     res["headers"] = hdr
 
 
@@ -678,7 +742,9 @@ def one_run(config, op, mode, shimmed, plan, workers, connections, stop_sig, kee
     # nginx changes its binary (SIGUSR2) only once its parent is no longer
     # the one it started from: a daemon, whose master is then our child
     # (we are a subreaper)
-    srv = Nginx(base, config, workers, daemon=(op == "upgrade"))
+    origin = Origin(random.Random(config + op)) if config == "proxy" else None
+    srv = Nginx(base, config, workers, daemon=(op == "upgrade"),
+                origin_port=origin.port if origin else 0)
     res = {"problems": [], "notes": [], "tmp": str(base)}
     cmd = srv.argv()
     if shimmed and mode == "run":
@@ -761,6 +827,8 @@ def one_run(config, op, mode, shimmed, plan, workers, connections, stop_sig, kee
                     break
             except ChildProcessError:
                 break
+    if origin:
+        origin.stop()
     res["console"] = (base / "console.out").read_bytes()[-2000:]
     res["srv"] = srv
     return res
