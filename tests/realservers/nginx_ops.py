@@ -60,6 +60,15 @@ MTIME = 1700000000
 TIMEOUT = 30.0
 KINDS = ("get", "pipe", "bytes", "http10", "http10ka", "chunked", "expect", "longhead",
          "longurl", "gzip", "missing", "head")
+# framing nginx and the shim's parser must agree on (a connection of one of
+# these begins with it, plain GETs follow): Content-Length beside chunked,
+# chunk trailers and extensions, bare LF line ends, a GET with a body, an
+# absolute URI, HTTP/0.9, empty lines before a request, a 200 kB body, an
+# obs-folded header (400), Content-Length twice (400), a body holding a
+# whole request (a request line and another X-Request-ID)
+EDGE_KINDS = ("te_cl", "trailer", "chunkext", "lfonly", "getbody", "absuri", "http09", "crlfs",
+              "bigbody", "obsfold", "dupcl", "smuggle")
+POST_KINDS = ("chunked", "expect", "te_cl", "trailer", "chunkext", "bigbody", "dupcl", "smuggle")
 CONFIGS = {
     # name: (main-level directives, http-level directives, shimmed access_log options)
     "default": ("", "sendfile on;", ""),
@@ -81,7 +90,7 @@ LOCATIONS = {
              "proxy_set_header Connection \"\"; }",
     "limitreq": "location = /index.html { limit_req zone=z burst=2000; }",
 }
-OPS = ("none", "hup", "rotate", "upgrade", "attach")
+OPS = ("none", "hup", "rotate", "upgrade", "attach", "stop")
 
 NGINX_TRUTH_RE = re.compile(r"^(\d+) (\d+) (\d+) (\S+) (\d{3})$")
 NGINX_ACCESS_RE = re.compile(r'^(\d+) (\d+) (\d+) "([^"]*)" (\d{3}) (\d+) "([^"]*)"$')
@@ -110,21 +119,33 @@ def become_subreaper():
 # ---------------------------------------------------------------- traffic
 
 class Req:
-    def __init__(self, rid, kind, conn, pos):
+    def __init__(self, rid, kind, conn, pos, cid=True):
         self.rid, self.kind, self.conn, self.pos = rid, kind, conn, pos
+        # sends X-Request-ID: rid; else X-Token: rid (an id is made). A
+        # folded header voids a request's inbound ids (README): one is made
+        self.cid = cid and kind != "obsfold"
+        self.sends_id = cid
+        self.hdr = None     # the X-Request-ID of its shimmed response
         self.want = 404 if kind == "missing" else 200
         self.response = self.error = None
         self.status = None
 
     @property
+    def own_id(self):
+        """The id its lines must carry."""
+        return self.rid if self.cid else self.hdr
+
+    @property
     def method(self):
-        return {"chunked": "POST", "expect": "POST", "head": "HEAD"}.get(self.kind, "GET")
+        if self.kind in POST_KINDS:
+            return "POST"
+        return "HEAD" if self.kind == "head" else "GET"
 
     @property
     def target(self):
         if self.kind == "missing":
             return "/missing.html"
-        if self.kind in ("chunked", "expect"):
+        if self.kind in POST_KINDS:
             return "/post"
         if self.kind == "longurl":
             return "/index.html?q=" + "u" * 7000
@@ -139,10 +160,15 @@ class Req:
         return "%s %s %s" % (self.method, self.target, self.version)
 
     def head(self, port, last):
-        h = [self.request_line, "Host: 127.0.0.1:%d" % port, "User-Agent: nginx-ops/1"]
+        if self.kind == "http09":
+            return b"GET /index.html\r\n"
+        line = self.request_line
+        if self.kind == "absuri":
+            line = "GET http://127.0.0.1:%d/index.html HTTP/1.1" % port
+        h = [line, ("X-Request-ID: " if self.sends_id else "X-Token: ") + self.rid,
+             "Host: 127.0.0.1:%d" % port, "User-Agent: nginx-ops/1"]
         if self.kind == "longhead":
             h += ["X-Filler-%d: %s" % (i, "f" * 3000) for i in range(4)]
-        h.append("X-Request-ID: " + self.rid)
         if self.kind == "gzip":
             h.append("Accept-Encoding: gzip")
         if self.kind == "http10ka" and not last:
@@ -151,26 +177,58 @@ class Req:
             h.append("Transfer-Encoding: chunked")
         if self.kind == "expect":
             h += ["Content-Length: 300", "Expect: 100-continue"]
+        if self.kind in ("te_cl", "trailer", "chunkext"):
+            h.append("Transfer-Encoding: chunked")
+        if self.kind == "te_cl":
+            h.append("Content-Length: 4")
+        if self.kind == "trailer":
+            h.append("Trailer: X-Sum")
+        if self.kind in ("getbody", "bigbody", "smuggle"):
+            h.append("Content-Length: %d" % len(self.body()))
+        if self.kind == "dupcl":
+            h += ["Content-Length: 5", "Content-Length: 5"]
+        if self.kind == "obsfold":
+            h.append("X-Folded: first\r\n second")
         if last and self.version == "HTTP/1.1":
             h.append("Connection: close")
-        return ("\r\n".join(h) + "\r\n\r\n").encode()
+        text = "\r\n".join(h) + "\r\n\r\n"
+        if self.kind == "lfonly":
+            text = text.replace("\r\n", "\n")
+        if self.kind == "crlfs":
+            text = "\r\n\r\n" + text
+        return text.encode()
 
     def body(self):
         if self.kind == "chunked":
             return b"a\r\n0123456789\r\n1f4\r\n" + b"c" * 500 + b"\r\n0\r\n\r\n"
+        if self.kind == "te_cl":
+            return b"5\r\nhello\r\n0\r\n\r\n"
+        if self.kind == "trailer":
+            return b"5\r\nhello\r\n0\r\nX-Sum: 5\r\n\r\n"
+        if self.kind == "chunkext":
+            return b"5;name=value\r\nhello\r\n3;x\r\nabc\r\n0;end\r\n\r\n"
+        if self.kind == "getbody":
+            return b"q=1&r=2"
+        if self.kind == "bigbody":
+            return b"b" * 200000
+        if self.kind == "dupcl":
+            return b"hello"
+        if self.kind == "smuggle":
+            return (b"GET /index.html HTTP/1.1\r\nHost: x\r\nX-Request-ID: smuggled-" +
+                    self.rid.encode() + b"\r\n\r\n")
         if self.kind == "expect":
             return b"e" * 300
         return b""
 
 
-def make_plan(rng, n, kinds):
+def make_plan(rng, n, kinds, gen_share=0.0):
     """[[Req, ...] per connection]; pipelined connections carry 2-6
     requests in one write, the others 1-8 one after the other (an HTTP/1.0
     request without keep-alive ends its connection)."""
     conns, i = [], 0
     while i < n:
         kind = rng.choice(kinds)
-        if kind == "http10":
+        if kind in ("http10", "http09", "obsfold", "dupcl"):
             k = 1
         elif kind == "pipe":
             k = rng.randint(2, 6)
@@ -182,16 +240,28 @@ def make_plan(rng, n, kinds):
             rid = str(uuid.UUID(int=rng.getrandbits(128), version=4))
             # a pipelined connection carries plain GETs and 404s
             sub = rng.choice(("get", "missing", "head")) if kind == "pipe" else kind
-            r = Req(rid, sub, len(conns), j)
+            if kind in EDGE_KINDS and j > 0:
+                sub = "get"
+            if kind in ("http09", "obsfold", "dupcl"):
+                k = 1  # the server closes the connection after it
+            r = Req(rid, sub, len(conns), j, cid=rng.random() >= gen_share)
             r.pipelined = kind == "pipe"
+            r.after_edge = kind in EDGE_KINDS and j > 0
             conn.append(r)
         conns.append(conn)
         i += k
     return conns
 
 
-def read_response(sock, buf, head_only):
-    """(status, raw response bytes, rest of buf, closing)."""
+def read_response(sock, buf, head_only, simple=False):
+    """(status, raw response bytes, rest of buf, closing). simple: an
+    HTTP/0.9 answer (the body alone, until the server closes)."""
+    if simple:
+        while True:
+            data = sock.recv(65536)
+            if not data:
+                return 200, buf, b"", True
+            buf += data
     while True:
         m = re.search(rb"\r\n\r\n", buf)
         if m:
@@ -263,9 +333,13 @@ def exchange(sock, port, r, last, buf):
         if status != 100:
             r.error = "no 100 Continue: %r" % resp[:80]
         sock.sendall(r.body())
+    elif r.kind == "bigbody":
+        sock.sendall(data)
+        sock.sendall(r.body())
     else:
         sock.sendall(data + r.body())
-    r.status, r.response, buf, closing = read_response(sock, buf, r.method == "HEAD")
+    r.status, r.response, buf, closing = read_response(sock, buf, r.method == "HEAD",
+                                                       r.kind == "http09")
     return closing, buf
 
 
@@ -360,6 +434,7 @@ class Origin:
     def __init__(self, rng):
         import http.server
         lock = threading.Lock()
+        self.seen = seen = collections.defaultdict(list)
 
         class Handler(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
@@ -368,6 +443,9 @@ class Origin:
                 pass
 
             def answer(self, body):
+                with lock:
+                    seen[self.headers.get("X-Token") or self.headers.get("X-Request-ID")].append(
+                        self.headers.get_all("X-Request-ID") or [])
                 with lock:
                     delay = rng.random() * 0.015
                 time.sleep(delay)  # the origin's own work, varied per request
@@ -430,7 +508,7 @@ error_log {t}/error.log info;
 http {{
     log_format shimmed '$pid $connection $connection_requests "$request" $status '
                        '$body_bytes_sent "$http_user_agent"';
-    log_format truth '$pid $connection $connection_requests $http_x_request_id $status';
+    log_format truth '$pid $connection $connection_requests $http_x_request_id$http_x_token $status';
     access_log {self.truth} truth buffer=1m;
     access_log {t}/access.log shimmed{logopts};
     client_body_temp_path {b}/temp/body;
@@ -506,7 +584,7 @@ def descendants(pid):
     return out
 
 
-def operate(srv, op, stop_event, notes, master_holder, mode):
+def operate(srv, op, stop_event, notes, master_holder, mode, stop_sig):
     """Runs op over and over while the load runs."""
     n = 0
     while not stop_event.is_set():
@@ -546,6 +624,12 @@ def operate(srv, op, stop_event, notes, master_holder, mode):
             stop_event.wait(0.5)
             if n >= 3:
                 return
+        elif op == "stop":
+            # the stop signal while the load runs: requests in flight are
+            # answered or refused as bare, lines written out
+            stop_event.wait(0.8)
+            os.kill(pid, stop_sig)
+            return
         elif op == "attach":
             rc, out = reqid_cmd(srv, "attach", "--log-path", str(srv.shimmed / "*.log"), str(pid))
             notes.append("attach %d: rc %d %s" % (n, rc, out[:200]))
@@ -579,6 +663,7 @@ def split_json(line):
 
 def judge(srv, reqs, res):
     by_rid = {r.rid: r for r in reqs}
+    by_id = {r.own_id: r for r in reqs if r.own_id}
     truth = {}
     conn_404 = collections.defaultdict(list)
     tl, ok = lines_of(srv.truth.read_bytes() if srv.truth.exists() else b"")
@@ -588,7 +673,10 @@ def judge(srv, reqs, res):
             res["problems"].append("truth line unparsed: %r" % line[:200])
             continue
         key = (int(m.group(1)), int(m.group(2)), int(m.group(3)))
-        r = by_rid.get(m.group(4))
+        r = by_rid.get(m.group(4).strip("-"))
+        if m.group(4).strip("-") == "" and key not in truth:
+            truth[key] = None  # a request with no id header (HTTP/0.9)
+            continue
         if r is None or key in truth:
             res["problems"].append("truth line of no request or twice: %r" % line[:200])
             continue
@@ -615,15 +703,24 @@ def judge(srv, reqs, res):
             m = NGINX_ACCESS_RE.match(msg)
             key = m and (int(m.group(1)), int(m.group(2)), int(m.group(3)))
             r = truth.get(key) if m else None
+            if m and key in truth and r is None and key not in seen:
+                seen.add(key)
+                counts["access lines of no known id"] += 1
+                if rid is not None and rid in by_id:
+                    counts["wrong"] += 1
+                    res["problems"].append("WRONG %s:%d: id %s of another request on a "
+                                           "request without one: %r" % (path.name, no, rid,
+                                                                        line[:200]))
+                continue
             if r is None or key in seen:
                 counts["unjoined"] += 1
                 res["problems"].append("%s:%d unjoined: %r" % (path.name, no, line[:200]))
                 continue
             seen.add(key)
-            if m.group(4) != r.request_line:
+            if m.group(4) != r.request_line and r.kind not in EDGE_KINDS:
                 res["problems"].append("%s:%d joined to %s %r but reads %r" % (
                     path.name, no, r.rid, r.request_line[:60], m.group(4)[:60]))
-            score(counts, res, "access", rid, r.rid, line, by_rid, r)
+            score(counts, res, "access", rid, r.own_id, line, by_id, r)
     if counts["access lines"] != len(truth):
         res["problems"].append("access logs have %d lines, the truth %d"
                                % (counts["access lines"], len(truth)))
@@ -648,14 +745,14 @@ def judge(srv, reqs, res):
                 counts["unjoined"] += 1
                 res["problems"].append("error.log:%d unjoined: %r" % (no, line[:200]))
                 continue
-            score(counts, res, "error404", rid, nf[k][1].rid, line, by_rid, nf[k][1])
+            score(counts, res, "error404", rid, nf[k][1].own_id, line, by_id, nf[k][1])
         elif m and m.group(3) and rq:
             # another line about a request: which one is unknown; if it has
             # an id, it must be of a request on that connection
             counts["error other request lines"] += 1
             if rid is not None:
                 ck = (int(m.group(2)), int(m.group(3)))
-                owners = {r.rid for k2, r in truth.items() if k2[:2] == ck}
+                owners = {r.own_id for k2, r in truth.items() if k2[:2] == ck}
                 if rid not in owners:
                     counts["wrong"] += 1
                     res["problems"].append("error.log:%d id %s of no request on its "
@@ -664,7 +761,7 @@ def judge(srv, reqs, res):
             counts["error other"] += 1
             if rid is not None:
                 ck = m and m.group(3) and (int(m.group(2)), int(m.group(3)))
-                owners = {r.rid for k2, r in truth.items() if ck and k2[:2] == ck}
+                owners = {r.own_id for k2, r in truth.items() if ck and k2[:2] == ck}
                 if rid not in owners:
                     counts["wrong"] += 1
                     res["problems"].append("error.log:%d id %s on a line of no request: %r"
@@ -673,6 +770,23 @@ def judge(srv, reqs, res):
                     counts["error other tagged (own conn)"] += 1
     res["counts"] = counts
     res["answered"] = answered
+
+
+def check_origin(seen, reqs, res):
+    """What reached the origin: a request's X-Request-ID values are its
+    own id (the client's, which nginx passes on, or the one the shim made
+    for it), never another's."""
+    for r in reqs:
+        for ids in seen.get(r.rid, []):
+            res.setdefault("counts", collections.Counter())["origin requests"] += 1
+            if r.cid and ids == [r.rid]:
+                continue
+            if not r.cid and (ids == [] or ids == [r.hdr]):
+                res["counts"]["origin requests tagged" if ids else "origin requests untagged"] += 1
+                continue
+            res["counts"]["wrong"] += 1
+            res["problems"].append("WRONG origin: request %s (cid %s, response id %s) reached "
+                                   "the origin with X-Request-ID %s" % (r.rid, r.cid, r.hdr, ids))
 
 
 def score(counts, res, label, rid, want, line, by_rid, r):
@@ -690,10 +804,13 @@ def score(counts, res, label, rid, want, line, by_rid, r):
             want, r.kind, r.conn, r.pos, " pipelined" if r.pipelined else "", line[:200]))
 
 
-def compare_responses(bare, shim, res, mode, mask_connection):
+def compare_responses(bare, shim, res, mode, mask_connection, stopped=False):
     diffs = 0
     hdr = collections.Counter()
+    made = set()
     for b, s in zip(bare, shim):
+        if stopped and s.response is None:
+            continue
         if s.error or s.response is None:
             res["problems"].append("request %s (%s) failed: %s" % (s.rid, s.kind, s.error))
             continue
@@ -701,16 +818,25 @@ def compare_responses(bare, shim, res, mode, mask_connection):
             continue
         resp = s.response
         added = None
-        head_end = resp.index(b"\r\n\r\n")
+        head_end = resp.find(b"\r\n\r\n")
         last_hdr = resp.rfind(b"\r\n", 0, head_end)
-        if resp[last_hdr:head_end].startswith(b"\r\nX-Request-ID: "):
+        if s.kind == "http09":
+            pass  # a body alone: nothing may be added
+        elif resp[last_hdr:head_end].startswith(b"\r\nX-Request-ID: "):
             added = resp[last_hdr + 16:head_end].decode("latin-1")
             resp = resp[:last_hdr] + resp[head_end:]
-        if added is None:
+        if added is None and s.kind == "http09":
+            hdr["http09"] += 1
+        elif added is None:
             hdr["absent"] += 1
-            hdr["absent " + s.kind + (" pipelined" if s.pipelined else "")] += 1
-        elif added == s.rid:
+            hdr["absent " + s.kind + (" pipelined" if s.pipelined else "") +
+                (" after an edge" if s.after_edge else "")] += 1
+        elif added == s.rid if s.cid else (re.match(r"^[0-9a-f]{32}$", added) and
+                                           added not in made):
             hdr["right"] += 1
+            if not s.cid:
+                made.add(added)
+                s.hdr = added
         else:
             hdr["wrong"] += 1
             res["problems"].append("WRONG response header %s for %s (%s)" % (added, s.rid, s.kind))
@@ -728,7 +854,7 @@ def compare_responses(bare, shim, res, mode, mask_connection):
     # pipelined connections, and a body nginx discards after its response
     # ends attribution on its connection
     owed = sum(v for k, v in hdr.items() if k.startswith("absent ") and not k.endswith(
-        "pipelined") and k not in ("absent expect", "absent chunked"))
+        ("pipelined", "after an edge")) and k not in ("absent expect", "absent chunked"))
     if mode == "run" and owed:
         res["problems"].append("%d responses without X-Request-ID under reqid run" % owed)
     res["headers"] = hdr
@@ -772,7 +898,7 @@ def one_run(config, op, mode, shimmed, plan, workers, connections, stop_sig, kee
         do_op = op if op != "attach" or (shimmed and mode == "attach") else "none"
         if do_op != "none":
             ops = threading.Thread(target=operate, args=(srv, do_op, stop_event, res["notes"],
-                                                         masters, mode))
+                                                         masters, mode, stop_sig))
             ops.start()
         t0 = time.monotonic()
         res["client"] = drive(srv.port, plan, connections)
@@ -785,7 +911,10 @@ def one_run(config, op, mode, shimmed, plan, workers, connections, stop_sig, kee
         # graceful stop of the current master; the old ones (upgrade) are reaped
         cur = masters[0]
         time.sleep(0.3 if op in ("hup", "upgrade") else 0)  # old workers finish
-        os.kill(cur, stop_sig)
+        try:
+            os.kill(cur, stop_sig)
+        except ProcessLookupError:
+            pass
         deadline = time.monotonic() + 30
         statuses = {}
         for pid in [cur] + masters[1:]:
@@ -829,15 +958,17 @@ def one_run(config, op, mode, shimmed, plan, workers, connections, stop_sig, kee
                 break
     if origin:
         origin.stop()
+        res["origin_seen"] = origin.seen
     res["console"] = (base / "console.out").read_bytes()[-2000:]
     res["srv"] = srv
     return res
 
 
-def run_case(config, op, mode, requests, connections, workers, seed, kinds, stop_name, keep):
+def run_case(config, op, mode, requests, connections, workers, seed, kinds, stop_name, keep,
+             gen_share=0.0):
     rng = random.Random("%s/%s/%d" % (config, op, seed))
     stop_sig = signal.SIGQUIT if stop_name == "quit" else signal.SIGTERM
-    plan_b = make_plan(rng, requests, kinds)
+    plan_b = make_plan(rng, requests, kinds, gen_share)
     # the same requests twice (ids, kinds, connections)
     import copy
     plan_s = copy.deepcopy(plan_b)
@@ -846,11 +977,19 @@ def run_case(config, op, mode, requests, connections, workers, seed, kinds, stop
     shim = one_run(config, op, mode, True, plan_s, workers, connections, stop_sig, keep)
     reqs_b = [r for c in plan_b for r in c]
     reqs_s = [r for c in plan_s for r in c]
+    if op == "stop":  # requests after the stop fail, bare too: counted, not judged
+        for r in [r for r in reqs_b if r.error] + [r for r in reqs_s if r.error]:
+            r.error, r.response = None, None
+        bare["notes"].append("answered bare %d shimmed %d" % (
+            sum(1 for r in reqs_b if r.response), sum(1 for r in reqs_s if r.response)))
     for r in reqs_b:
-        if r.error or r.response is None:
+        if r.error or (r.response is None and op != "stop"):
             bare["problems"].append("bare request %s (%s) failed: %s" % (r.rid, r.kind, r.error))
+    compare_responses(reqs_b, reqs_s, shim, mode, op in ("hup", "upgrade", "attach", "stop"),
+                      stopped=op == "stop")
     judge(shim["srv"], reqs_s, shim)
-    compare_responses(reqs_b, reqs_s, shim, mode, op in ("hup", "upgrade", "attach"))
+    if shim.get("origin_seen") is not None:
+        check_origin(shim["origin_seen"], reqs_s, shim)
     if bare.get("exit") and shim.get("exit"):
         if sorted(bare["exit"].values(), key=str) != sorted(shim["exit"].values(), key=str):
             shim["problems"].append("exit statuses differ: bare %s shimmed %s"
@@ -868,12 +1007,16 @@ def run_case(config, op, mode, requests, connections, workers, seed, kinds, stop
               len(shim["problems"]), shim["tmp"]), flush=True)
     print("   client: bare %s shimmed %s" % (dict(bare.get("client", {})),
                                           dict(shim.get("client", {}))))
+    if c["origin requests"]:
+        print("   origin: %d requests, of those without a client id %d got the shim's, %d none"
+              % (c["origin requests"], c["origin requests tagged"],
+                 c["origin requests untagged"]))
     print("   untagged by kind: %s" % {k: v for k, v in c.items() if k.startswith("untagged ")})
     for p in bare["problems"][:5]:
         print("   bare: " + p)
     for p in shim["problems"][:12]:
         print("   " + p)
-    for n in shim["notes"]:
+    for n in bare["notes"] + shim["notes"]:
         if " rc 0 " not in n + " ":
             print("   note: " + n)
     ok = not shim["problems"] and not bare["problems"]
@@ -894,6 +1037,8 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--kinds", default=",".join(KINDS))
     ap.add_argument("--stop", choices=("quit", "term"), default="quit")
+    ap.add_argument("--generated", type=float, default=0.0,
+                    help="share of requests without X-Request-ID (the shim makes their ids)")
     ap.add_argument("--keep", action="store_true")
     a = ap.parse_args(argv)
     if not shutil.which("nginx", path=os.environ.get("PATH", "") + ":/usr/sbin"):
@@ -904,7 +1049,7 @@ def main(argv=None):
     for config in a.configs.split(","):
         for op in a.ops.split(","):
             ok, w = run_case(config, op, a.mode, a.requests, a.connections, a.workers, a.seed,
-                             a.kinds.split(","), a.stop, a.keep)
+                             a.kinds.split(","), a.stop, a.keep, a.generated)
             fails += not ok
             wrong += w
     print("%s: %d cases failed, %d wrong ids" % ("FAIL" if fails else "PASS", fails, wrong))
