@@ -61,7 +61,8 @@ INDEX = b"<!DOCTYPE html>\n<html><body>" + b"<p>one page for every request</p>\n
 MTIME = 1700000000
 TIMEOUT = 30.0
 KINDS = ("get", "pipe", "bytes", "http10", "http10ka", "chunked", "expect", "longhead",
-         "longurl", "gzip", "missing", "head")
+         "longurl", "gzip", "missing", "head", "slowbig")
+BIG = bytes(range(256)) * 4096  # 1 MiB: a slow reader makes nginx write it in many turns
 # framing nginx and the shim's parser must agree on (a connection of one of
 # these begins with it, plain GETs follow): Content-Length beside chunked,
 # chunk trailers and extensions, bare LF line ends, a GET with a body, an
@@ -69,7 +70,7 @@ KINDS = ("get", "pipe", "bytes", "http10", "http10ka", "chunked", "expect", "lon
 # obs-folded header (400), Content-Length twice (400), a body holding a
 # whole request (a request line and another X-Request-ID)
 EDGE_KINDS = ("te_cl", "trailer", "chunkext", "lfonly", "getbody", "absuri", "http09", "crlfs",
-              "bigbody", "obsfold", "dupcl", "smuggle")
+              "bigbody", "obsfold", "dupcl", "smuggle", "hugeurl", "hugehead")
 POST_KINDS = ("chunked", "expect", "te_cl", "trailer", "chunkext", "bigbody", "dupcl", "smuggle")
 CONFIGS = {
     # name: (main-level directives, http-level directives, shimmed access_log options)
@@ -149,8 +150,12 @@ class Req:
             return "/missing.html"
         if self.kind in POST_KINDS:
             return "/post"
+        if self.kind == "slowbig":
+            return "/big.bin"
         if self.kind == "longurl":
             return "/index.html?q=" + "u" * 7000
+        if self.kind == "hugeurl":  # a 60 kB request line and access line
+            return "/index.html?q=" + "h" * 60000
         return "/index.html"
 
     @property
@@ -171,6 +176,9 @@ class Req:
              "Host: 127.0.0.1:%d" % port, "User-Agent: nginx-ops/1"]
         if self.kind == "longhead":
             h += ["X-Filler-%d: %s" % (i, "f" * 3000) for i in range(4)]
+        if self.kind == "hugehead":  # 120 kB of headers, then the id header
+            idh = h.pop(1)
+            h += ["X-Filler-%d: %s" % (i, "g" * 40000) for i in range(3)] + [idh]
         if self.kind == "gzip":
             h.append("Accept-Encoding: gzip")
         if self.kind == "http10ka" and not last:
@@ -255,7 +263,7 @@ def make_plan(rng, n, kinds, gen_share=0.0):
     return conns
 
 
-def read_response(sock, buf, head_only, simple=False):
+def read_response(sock, buf, head_only, simple=False, slow=False):
     """(status, raw response bytes, rest of buf, closing). simple: an
     HTTP/0.9 answer (the body alone, until the server closes)."""
     if simple:
@@ -302,6 +310,13 @@ def read_response(sock, buf, head_only, simple=False):
         return status, head + body, rest, closing
     elif cl:
         need = int(cl.group(1))
+        if slow:
+            while len(rest) < need:  # a client on a slow link: 16 KiB at a time
+                time.sleep(0.002)
+                data = sock.recv(16384)
+                if not data:
+                    raise OSError("connection closed mid-body")
+                rest += data
     else:
         while True:
             data = sock.recv(65536)
@@ -317,8 +332,12 @@ def read_response(sock, buf, head_only, simple=False):
     return status, head + rest[:need], rest[need:], closing
 
 
-def open_conn(port):
-    sock = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+def open_conn(port, slow=False):
+    sock = socket.socket()
+    sock.settimeout(TIMEOUT)
+    if slow:  # a small window: nginx's writes stop short, and it waits for room
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", port))
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return sock
 
@@ -341,7 +360,7 @@ def exchange(sock, port, r, last, buf):
     else:
         sock.sendall(data + r.body())
     r.status, r.response, buf, closing = read_response(sock, buf, r.method == "HEAD",
-                                                       r.kind == "http09")
+                                                       r.kind == "http09", r.kind == "slowbig")
     return closing, buf
 
 
@@ -365,7 +384,7 @@ def run_conn(port, conn, stats):
     todo = list(conn)
     while todo:
         try:
-            sock, buf = open_conn(port), b""
+            sock, buf = open_conn(port, todo[0].kind == "slowbig"), b""
         except OSError as e:  # the server stopped (op stop)
             for r in todo:
                 r.error = "%s: %s" % (type(e).__name__, e)
@@ -499,6 +518,8 @@ class Nginx:
             (self.base / d).mkdir(parents=True, exist_ok=True)
         index = self.base / "root" / "index.html"
         index.write_bytes(INDEX)
+        (self.base / "root" / "big.bin").write_bytes(BIG)
+        os.utime(self.base / "root" / "big.bin", (MTIME, MTIME))
         os.utime(index, (MTIME, MTIME))
         self.write_config()
 
@@ -530,7 +551,7 @@ http {{
     types {{ text/html html; }}
     default_type application/octet-stream;
     keepalive_requests 1000;
-    large_client_header_buffers 4 16k;
+    large_client_header_buffers 4 64k;
     {http}
     server {{
         listen 127.0.0.1:{self.port};
