@@ -93,7 +93,7 @@ LOCATIONS = {
              "proxy_set_header Connection \"\"; }",
     "limitreq": "location = /index.html { limit_req zone=z burst=2000; }",
 }
-OPS = ("none", "hup", "rotate", "upgrade", "attach", "stop")
+OPS = ("none", "hup", "rotate", "upgrade", "attach", "attachhup", "stop")
 
 NGINX_TRUTH_RE = re.compile(r"^(\d+) (\d+) (\d+) (\S+) (\d{3})$")
 NGINX_ACCESS_RE = re.compile(r'^(\d+) (\d+) (\d+) "([^"]*)" (\d{3}) (\d+) "([^"]*)"$')
@@ -663,9 +663,12 @@ def operate(srv, op, stop_event, notes, master_holder, mode, stop_sig):
             stop_event.wait(0.8)
             os.kill(pid, stop_sig)
             return
-        elif op == "attach":
-            # attached since before the load: detach, attach again, ...
+        elif op in ("attach", "attachhup"):
+            # attached since before the load: detach, attach again, ...;
+            # attachhup: a reload (new workers forked) right before each
             stop_event.wait(0.4)
+            if op == "attachhup":
+                os.kill(pid, signal.SIGHUP)
             rc, out = reqid_cmd(srv, "detach", str(pid))
             notes.append("detach %d: rc %d %s" % (n, rc, out[:200]))
             stop_event.wait(0.2)
@@ -935,7 +938,8 @@ def one_run(config, op, mode, shimmed, plan, workers, connections, stop_sig, kee
             if rc:
                 res["problems"].append("attach: %s" % text)
         ops = None
-        do_op = op if op != "attach" or (shimmed and mode == "attach") else "none"
+        do_op = op if op not in ("attach", "attachhup") or (shimmed and mode == "attach") else (
+            "hup" if op == "attachhup" else "none")
         if do_op != "none":
             ops = threading.Thread(target=operate, args=(srv, do_op, stop_event, res["notes"],
                                                          masters, mode, stop_sig))
@@ -1010,7 +1014,8 @@ def run_case(config, op, mode, requests, connections, workers, seed, kinds, stop
     # the same requests twice (ids, kinds, connections)
     import copy
     plan_s = copy.deepcopy(plan_b)
-    bare = one_run(config, "none" if op == "attach" else op, mode, False, plan_b, workers,
+    bare = one_run(config, {"attach": "none", "attachhup": "hup"}.get(op, op), mode, False, plan_b,
+                   workers,
                    connections, stop_sig, keep)
     shim = one_run(config, op, mode, True, plan_s, workers, connections, stop_sig, keep)
     reqs_b = [r for c in plan_b for r in c]
@@ -1023,7 +1028,8 @@ def run_case(config, op, mode, requests, connections, workers, seed, kinds, stop
     for r in reqs_b:
         if r.error or (r.response is None and op != "stop"):
             bare["problems"].append("bare request %s (%s) failed: %s" % (r.rid, r.kind, r.error))
-    compare_responses(reqs_b, reqs_s, shim, mode, op in ("hup", "upgrade", "attach", "stop"),
+    compare_responses(reqs_b, reqs_s, shim, mode,
+                      op in ("hup", "upgrade", "attach", "attachhup", "stop"),
                       stopped=op == "stop")
     judge(shim["srv"], reqs_s, shim)
     if shim.get("origin_seen") is not None:
