@@ -590,11 +590,25 @@ EXPORT FORK_PATH int fcntl64(int fd, int cmd, ...)
 	return fcntl_common(fn, fd, cmd, arg);
 }
 
+/* Whether a file put on stdout is a log: a terminal or /dev/null, or a
+ * regular file opened for appending (a daemon pointing stdout at its log).
+ * A pipe or socket there is a shell or popen capturing a command's output,
+ * and a regular file opened without O_APPEND is a shell's `> file` (a pid
+ * file, a data file): data, whose bytes must stay the program's. */
+static FORK_PATH bool stdout_file_is_log(int fd)
+{
+	struct stat st;
+	if (raw_fstat(fd, &st) != 0)
+		return false;
+	if (S_ISCHR(st.st_mode))
+		return true;
+	return S_ISREG(st.st_mode) && (raw_syscall3(SYS_fcntl, fd, F_GETFL, 0) & O_APPEND);
+}
+
 /* newfd now names what oldfd names: a log stays a log; a connection's copy
  * is the same connection (a forked server's dup2(conn, 0)), never a log; another
  * file put on a configured log number is a log (a daemon pointing stderr at
- * its log file), except a pipe or socket on stdout: that is a shell or
- * popen capturing a command's output, which is data. own: as for
+ * its log file), except on stdout where stdout_file_is_log says. own: as for
  * own_process_once, shared with the call's fd_retiring. A vfork child
  * records nothing, so one the call already knows for one (a CGI's
  * dup2(pipe, 1) before its exec) asks nothing about newfd either: those
@@ -608,9 +622,7 @@ static FORK_PATH void copied_onto(int oldfd, int newfd, int8_t *own)
 		log = true;
 	} else if (!(from & FD_CONN) && *own != false && config_is_log_fd(newfd) &&
 		   !is_accepted_socket(newfd)) {
-		struct stat st;
-		log = newfd != STDOUT_FILENO ||
-		      (raw_fstat(newfd, &st) == 0 && (S_ISREG(st.st_mode) || S_ISCHR(st.st_mode)));
+		log = newfd != STDOUT_FILENO || stdout_file_is_log(newfd);
 	}
 	if (shim.active)
 		set_flags_once(newfd, log ? FD_LOG : 0, own);
