@@ -93,6 +93,7 @@ LOCATIONS = {
              "proxy_set_header Connection \"\"; }",
     "limitreq": "location = /index.html { limit_req zone=z burst=2000; }",
 }
+ATTACH_OPTIONS = []  # more `reqid attach` options (--attach-option)
 OPS = ("none", "hup", "rotate", "upgrade", "attach", "attachhup", "stop")
 
 NGINX_TRUTH_RE = re.compile(r"^(\d+) (\d+) (\d+) (\S+) (\d{3})$")
@@ -672,7 +673,8 @@ def operate(srv, op, stop_event, notes, master_holder, mode, stop_sig):
             rc, out = reqid_cmd(srv, "detach", str(pid))
             notes.append("detach %d: rc %d %s" % (n, rc, out[:200]))
             stop_event.wait(0.2)
-            rc, out = reqid_cmd(srv, "attach", "--log-path", str(srv.shimmed / "*.log"), str(pid))
+            rc, out = reqid_cmd(srv, "attach", "--log-path", str(srv.shimmed / "*.log"),
+                                *ATTACH_OPTIONS, str(pid))
             notes.append("attach %d: rc %d %s" % (n, rc, out[:200]))
 
 
@@ -949,6 +951,7 @@ def one_run(config, op, mode, shimmed, plan, workers, connections, stop_sig, kee
             wait_port(srv.port, proc)
         if shimmed and mode == "attach":  # attached before the load; op attach: cycles
             rc, text = reqid_cmd(srv, "attach", "--log-path", str(srv.shimmed / "*.log"),
+                                 *ATTACH_OPTIONS,
                                  str(proc.pid))
             if rc:
                 res["problems"].append("attach: %s" % text)
@@ -1114,8 +1117,11 @@ def main(argv=None):
     ap.add_argument("--stop", choices=("quit", "term"), default="quit")
     ap.add_argument("--generated", type=float, default=0.3,
                     help="share of requests without X-Request-ID (the shim makes their ids)")
+    ap.add_argument("--attach-option", action="append", default=[],
+                    help="an option for `reqid attach` (repeat), e.g. --join-open")
     ap.add_argument("--keep", action="store_true")
     a = ap.parse_args(argv)
+    ATTACH_OPTIONS.extend(a.attach_option)
     if not shutil.which("nginx", path=os.environ.get("PATH", "") + ":/usr/sbin"):
         print("SKIP: nginx missing (apt-get install -y nginx)")
         return 0
