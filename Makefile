@@ -295,11 +295,15 @@ soak-quick: deps $(BUILD)/libreqid.so $(BUILD)/servers/thread_pool
 	python3 tests/integration/soak.py --seconds 150
 
 # Debian's own servers under the shim (nginx, lighttpd, busybox httpd with a
-# CGI, python3 http.server): the attribution matrix.
+# CGI, python3 http.server): the attribution matrix; nginx's operations
+# (reload, rotation, upgrade, stop, attach) and framing edges under load; the
+# files a shell script writes under the shim.
 realtest: deps $(BUILD)/libreqid.so
 	python3 tests/realservers/run_real.py
 	python3 tests/realservers/test_forged_headers.py
 	python3 tests/realservers/test_rewritten_lines.py
+	python3 tests/realservers/nginx_ops.py
+	python3 tests/realservers/start_scripts.py
 
 # Every program the tests run is built first, as many at once as there are
 # processors; the tests then run one at a time.
