@@ -558,8 +558,10 @@ static int wait_done(struct request *q, struct stub_data *d, sigset_t *fatal)
 
 	for (;;) {
 		if (target_mem_read(q->mem, stub_data_at(q->data), d, sizeof *d) < 0)
-			return fail("the target exited before %s returned",
-				    q->name);
+			return thread_exiting(q->pid, q->pid) ?
+			       fail("the target exited before %s returned", q->name) :
+			       fail("process %d ran a new program (exec) before %s "
+				    "returned; try again", (int)q->pid, q->name);
 		if (d->done)
 			break;
 		if (now_ms() > deadline && d->handle)

@@ -88,6 +88,12 @@ Checks, each on a running target:
     frames up): no thread appears in it while it does; once let go, the
     call returns 43 and the child exits 7 (the cheap test before the
     stack walk must leave this to the walk).
+  - a single-threaded malloc/free loop, fresh ten times, 20 attaches each:
+    all print 42, the program lives on and exits 0 (the main thread is
+    borrowed only outside malloc and the loader);
+  - a program that execs itself every 2 ms, 100 attaches: each prints 42
+    or says in one line that it is starting up, ran a new program or
+    exited; the program never dies.
 Prints the stop times reqid-inject -v measured, "N passed, M failed" last,
 and exits non-zero on a failure. Part of `make integration` (as root, or
 with ptrace permitted).
@@ -1004,6 +1010,83 @@ int hold_until(const char *path)
 }
 """
 
+# A single-threaded program that mallocs and frees in a tight loop, sizes
+# up to 192 KiB in 64 slots: malloc often grows or trims its heap (brk) or
+# maps and unmaps a large chunk. It never has had a thread before the first
+# attach, so glibc's malloc takes no lock: a pthread_create started on its
+# main thread inside malloc corrupts the heap. On "stop" (stdin, looked at
+# every 4096 turns) it frees all, says how many turns it made, exits 0.
+MALLOC_LOOP_C = r"""
+#define _GNU_SOURCE
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+int main(void)
+{
+	static char *slot[64];
+	unsigned long turns = 0, x = 12345;
+	struct pollfd in = { .fd = 0, .events = POLLIN };
+
+	printf("ready\n");
+	fflush(stdout);
+	for (;;) {
+		x = x * 6364136223846793005ul + 1442695040888963407ul;
+		unsigned i = (x >> 33) % 64;
+		size_t size = 16 + (x >> 40) % (192 * 1024);
+		free(slot[i]);
+		slot[i] = malloc(size);
+		if (!slot[i])
+			return 3;
+		memset(slot[i], (int)i, size < 64 ? size : 64);
+		if (++turns % 4096 == 0 && poll(&in, 1, 0) == 1)
+			break;
+	}
+	for (unsigned i = 0; i < 64; i++)
+		free(slot[i]);
+	printf("turns %lu\n", turns);
+	return 0;
+}
+"""
+
+# A program that runs itself again (execv of /proc/self/exe) 2 ms after it
+# starts, counting its runs in argv[1] and writing the count to the file
+# argv[2]: a process that is in the loader's start-up most of its life.
+# It exits 0 once the file "stop" next to its count exists.
+EXEC_LOOP_C = r"""
+#define _GNU_SOURCE
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+int main(int argc, char **argv)
+{
+	long runs = argc > 1 ? atol(argv[1]) : 0;
+	char next[32], stop[4096];
+	struct timespec pause = { 0, 2000000 };
+	FILE *f;
+
+	if (argc < 3)
+		return 2;
+	f = fopen(argv[2], "w");
+	if (!f)
+		return 3;
+	fprintf(f, "%ld\n", runs);
+	fclose(f);
+	snprintf(stop, sizeof stop, "%s.stop", argv[2]);
+	if (access(stop, F_OK) == 0)
+		return 0;
+	nanosleep(&pause, NULL);
+	snprintf(next, sizeof next, "%ld", runs + 1);
+	execv("/proc/self/exe", (char *[]){ argv[0], next, argv[2], NULL });
+	return 4;
+}
+"""
+
 SECCOMP_C = r"""
 #include <linux/filter.h>
 #include <linux/seccomp.h>
@@ -1308,6 +1391,12 @@ class Suite:
             return False
         ok, err = self.cc("libctorfork.so", CTOR_FORK_C, "-shared", "-fPIC")
         if not self.check("build libctorfork.so", ok, err):
+            return False
+        ok, err = self.cc("malloc_loop", MALLOC_LOOP_C)
+        if not self.check("build malloc_loop target", ok, err):
+            return False
+        ok, err = self.cc("exec_loop", EXEC_LOOP_C)
+        if not self.check("build exec_loop target", ok, err):
             return False
         ok, err = self.cc("forker", FORKER_C, "-pthread")
         return self.check("build forker", ok, err)
@@ -1841,6 +1930,93 @@ class Suite:
             p.kill()
             p.wait()
 
+    def inside_malloc(self):
+        """A single-threaded program in a malloc/free loop, fresh ten times
+        (before its first attach its malloc takes no lock), 20 attaches
+        each: every one prints 42 and the program lives on to count its
+        turns and exit 0. Until 2026-12-08 the main thread was borrowed
+        wherever it stopped, inside malloc too, and the pthread_create
+        called there re-entered malloc mid-update."""
+        lib = self.tmp / "libprobe.so"
+        bad, died, unsafe = [], [], 0
+        for run in range(10):
+            proc = subprocess.Popen([str(self.tmp / "malloc_loop")], stdin=subprocess.PIPE,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            try:
+                proc.stdout.readline()
+                for _ in range(20):
+                    r = inject(proc.pid, lib, "probe", "m", verbose=True)
+                    m = re.search(r"unsafe-points (\d+)", r.stderr)
+                    unsafe += int(m.group(1)) if m else 0
+                    if r.returncode != 0 or r.stdout != "42\n":
+                        bad.append("run %d: exit %d %r" % (run, r.returncode,
+                                                          r.stderr.splitlines()[-1:]))
+                    if proc.poll() is not None:
+                        break
+                if proc.poll() is None:
+                    proc.stdin.write("stop\n")
+                    proc.stdin.flush()
+                out, err = proc.communicate(timeout=30)
+                if proc.returncode != 0 or not out.startswith("turns "):
+                    died.append("run %d: exit %s %r" % (run, proc.returncode, err[-200:]))
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+        self.notes.append("inside malloc: 200 attaches let %d stops go for the main "
+                          "thread's point" % unsafe)
+        self.check("inside malloc: 200 attaches of a malloc loop print 42", not bad,
+                   "; ".join(bad[:5]))
+        self.check("inside malloc: the programs live on and exit 0", not died,
+                   "; ".join(died[:5]))
+
+    def exec_loop(self):
+        """A program that execs itself every 2 ms, attached 100 times: each
+        attach prints 42 or fails in one line saying the process is starting
+        up, ran a new program, or exited before the call returned; the
+        program never dies (ld.so's messages never appear) and runs on.
+        Until 2026-12-08 a process in its loader's start-up (libc mapped, not
+        yet initialised) was given a thread ('Inconsistency detected by
+        ld.so: dl-tls.c'), and one with no libc yet was refused as a static
+        binary."""
+        lib = self.tmp / "libprobe.so"
+        count = self.tmp / "exec_loop.count"
+        proc = subprocess.Popen([str(self.tmp / "exec_loop"), "0", str(count)],
+                                stderr=subprocess.PIPE, text=True)
+        allowed = ("is starting up", "ran a new program (exec)", "exited before",
+                   "exited during attach")
+        results, bad = {}, []
+        try:
+            wait_until(count.exists)
+            for _ in range(100):
+                r = inject(proc.pid, lib, "probe", "e")
+                lines = r.stderr.splitlines()
+                if r.returncode == 0 and r.stdout == "42\n":
+                    results["42"] = results.get("42", 0) + 1
+                    continue
+                word = next((w for w in allowed if lines and w in lines[0]), None)
+                if r.returncode == 1 and len(lines) == 1 and word:
+                    results[word] = results.get(word, 0) + 1
+                else:
+                    bad.append("exit %d %r" % (r.returncode, lines[:2]))
+                if proc.poll() is not None:
+                    break
+            alive = proc.poll() is None
+            Path(str(count) + ".stop").touch()
+            _, err = proc.communicate(timeout=10)
+            runs_then = int(count.read_text() or 0)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        self.notes.append("exec loop: 100 attaches: %s" % results)
+        self.check("exec loop: each attach prints 42 or says why in one line", not bad,
+                   "; ".join(bad[:5]))
+        self.check("exec loop: the program lived through them and exits 0",
+                   alive and proc.returncode == 0 and "ld.so" not in err and runs_then > 20,
+                   "alive %s, exit %s, runs %d, stderr %r" % (alive, proc.returncode,
+                                                             runs_then, err[-300:]))
+
     def refusals(self):
         lib = self.tmp / "libprobe.so"
         r = subprocess.run([str(INJECT)], capture_output=True, text=True)
@@ -1951,6 +2127,8 @@ def main():
             suite.forks_while_loading()
             suite.child_inside_fork()
             suite.child_in_fork_handler()
+            suite.inside_malloc()
+            suite.exec_loop()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     if suite.stops:
