@@ -94,6 +94,9 @@ Checks, each on a running target:
   - a program that execs itself every 2 ms, 100 attaches: each prints 42
     or says in one line that it is starting up, ran a new program or
     exited; the program never dies.
+  - `reqid attach` and `reqid detach` (10 cycles) of a parent forking a
+    child every 3 ms that runs /bin/sh after 1 ms: each exits 0 with an
+    empty stderr, every child exits 0.
 Prints the stop times reqid-inject -v measured, "N passed, M failed" last,
 and exits non-zero on a failure. Part of `make integration` (as root, or
 with ptrace permitted).
@@ -1087,6 +1090,56 @@ int main(int argc, char **argv)
 }
 """
 
+# A parent that forks a child every 3 ms, at most 8 at once; each child
+# waits 1 ms (a copy of its parent between fork and exec) and then runs
+# `/bin/sh -c "exit 0"`, as a server runs a CGI. The parent counts the
+# children that did not exit 0; once the file argv[1] exists it waits for
+# the last ones and prints "children N abnormal M".
+SHORT_CHILDREN_C = r"""
+#define _GNU_SOURCE
+#include <stdio.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+int main(int argc, char **argv)
+{
+	struct timespec gap = { 0, 3000000 }, before_exec = { 0, 1000000 };
+	long children = 0, abnormal = 0, running = 0;
+	int st;
+
+	if (argc < 2)
+		return 2;
+	printf("ready\n");
+	fflush(stdout);
+	while (access(argv[1], F_OK) != 0) {
+		if (running < 8) {
+			pid_t pid = fork();
+			if (pid == 0) {
+				nanosleep(&before_exec, NULL);
+				execl("/bin/sh", "sh", "-c", "exit 0", (char *)NULL);
+				_exit(127);
+			}
+			if (pid > 0) {
+				children++;
+				running++;
+			}
+		}
+		while (waitpid(-1, &st, WNOHANG) > 0) {
+			running--;
+			abnormal += !(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+		}
+		nanosleep(&gap, NULL);
+	}
+	while (running > 0 && wait(&st) > 0) {
+		running--;
+		abnormal += !(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	}
+	printf("children %ld abnormal %ld\n", children, abnormal);
+	return 0;
+}
+"""
+
 SECCOMP_C = r"""
 #include <linux/filter.h>
 #include <linux/seccomp.h>
@@ -1397,6 +1450,9 @@ class Suite:
             return False
         ok, err = self.cc("exec_loop", EXEC_LOOP_C)
         if not self.check("build exec_loop target", ok, err):
+            return False
+        ok, err = self.cc("short_children", SHORT_CHILDREN_C)
+        if not self.check("build short_children target", ok, err):
             return False
         ok, err = self.cc("forker", FORKER_C, "-pthread")
         return self.check("build forker", ok, err)
@@ -2017,6 +2073,42 @@ class Suite:
                    "alive %s, exit %s, runs %d, stderr %r" % (alive, proc.returncode,
                                                              runs_then, err[-300:]))
 
+    def short_children(self):
+        """`reqid attach` and `reqid detach` of a parent that forks a child
+        every 3 ms, each running /bin/sh after 1 ms (between fork and exec,
+        in its loader's start-up, or exiting when the walk reaches it):
+        10 cycles, each command exits 0 with nothing on stderr, and every
+        child exits 0. Until 2026-12-08 most cycles exited 1 ('no libc.so.6
+        mapped', 'cannot write below the stack ... No such process') and
+        the children given a thread in their start-up could die."""
+        lib = ROOT / "build" / "libreqid.so"
+        if not lib.exists():
+            self.notes.append("short children: skipped (no build/libreqid.so)")
+            return
+        stop = self.tmp / "short_children.stop"
+        proc = subprocess.Popen([str(self.tmp / "short_children"), str(stop)],
+                                stdout=subprocess.PIPE, text=True)
+        bad = []
+        try:
+            proc.stdout.readline()
+            for command in ["attach", "detach"] * 10:
+                r = subprocess.run([str(ROOT / "scripts" / "reqid"), command, str(proc.pid)],
+                                   capture_output=True, text=True, timeout=60)
+                if r.returncode != 0 or r.stderr:
+                    bad.append("%s: exit %d %r" % (command, r.returncode, r.stderr[:300]))
+            stop.touch()
+            out, _ = proc.communicate(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        m = re.fullmatch(r"children (\d+) abnormal (\d+)\n", out or "")
+        self.notes.append("short children: %s" % (out or "").strip())
+        self.check("short children: 10 attach/detach cycles exit 0, stderr empty", not bad,
+                   "; ".join(bad[:4]))
+        self.check("short children: every child exited 0",
+                   m is not None and int(m.group(1)) > 50 and int(m.group(2)) == 0, repr(out))
+
     def refusals(self):
         lib = self.tmp / "libprobe.so"
         r = subprocess.run([str(INJECT)], capture_output=True, text=True)
@@ -2129,6 +2221,7 @@ def main():
             suite.child_in_fork_handler()
             suite.inside_malloc()
             suite.exec_loop()
+            suite.short_children()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     if suite.stops:
