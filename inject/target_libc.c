@@ -9,9 +9,10 @@
  * alone (its result, or -errno, stays in rax).
  * Also where the loader's and the program's code lie (the mappings that
  * hold /proc/PID/auxv's AT_BASE and AT_ENTRY), which tell whether a
- * stopped thread is in the loader (borrow_point.c). A process with the
- * loader mapped and no libc yet is starting up (just after an exec), not
- * a static binary: said so, to be tried again.
+ * stopped thread is in the loader (borrow_point.c). A process with no
+ * libc mapped is starting up, not a static binary, when it has a loader
+ * (AT_BASE) or no auxiliary vector yet (the kernel is inside its execve):
+ * said so, to be tried again.
  * Reads files only: must never touch the target, and never accept an
  * IFUNC symbol (its value is a resolver, not the function) or a
  * non-default symbol version.
@@ -67,7 +68,8 @@ struct mapping {
 };
 
 /* AT_BASE (the loader's load address, 0 without one) and AT_ENTRY (the
- * program's entry point) from /proc/PID/auxv: 0, or -1. */
+ * program's entry point, 0 while the kernel has not yet written the
+ * vector of a program it execs) from /proc/PID/auxv: 0, or -1. */
 static int read_auxv(pid_t pid, uint64_t *base, uint64_t *entry)
 {
 	char path[64];
@@ -122,8 +124,8 @@ int target_code_find(pid_t pid, struct code_ranges *code)
 /* The mapping of libc.so.6 at file offset 0: its start is the load base. */
 static int find_mapping(pid_t pid, struct mapping *m)
 {
-	struct code_ranges code;
 	struct maps_reader maps;
+	uint64_t loader, entry;
 	struct maps_entry e;
 	int found = 0;
 
@@ -149,9 +151,10 @@ static int find_mapping(pid_t pid, struct mapping *m)
 	}
 	if (maps_close(&maps) < 0 && (errno == EACCES || errno == EPERM))
 		return fail_permission(pid, "cannot read its memory map");
-	if (!found && target_code_find(pid, &code) == 0 && code.loader_start)
-		return fail("process %d is starting up: its loader has not mapped "
-			    "libc.so.6 yet; try again", (int)pid);
+	if (!found && read_auxv(pid, &loader, &entry) == 0 && (loader || !entry))
+		return fail("process %d is starting up: %s; try again", (int)pid,
+			    entry ? "its loader has not mapped libc.so.6 yet" :
+			    "the kernel is still loading the program it execs");
 	if (!found)
 		return fail("process %d has no libc.so.6 mapped (a static binary, "
 			    "or not glibc): nothing to call", (int)pid);
