@@ -11,6 +11,12 @@
  * neither: inside a system call that malloc and the loader do not make
  * (the kernel keeps its number in orig_rax), with its pc outside the
  * loader, or running the program's own code outside any system call.
+ * The loader's start-up also runs the libraries' constructors, which may
+ * make any system call: until it jumps to the program's entry, the first
+ * frame of the main thread's stack, right below argc, is the return
+ * address of the loader's call (of _dl_start, then _dl_init), in its code;
+ * the program's start code (_start) overwrites that word with its first
+ * push and never returns.
  * Anything else is unsafe, to be tried again a moment later: a wrong
  * "safe" crashes the target, a wrong "unsafe" only delays the attach.
  * A signal handler of the program that interrupted malloc looks like the
@@ -45,12 +51,13 @@ static int lock_wait(const struct user_regs_struct *regs)
 	       (op == FUTEX_WAIT || op == FUTEX_WAIT_BITSET);
 }
 
-enum borrow_point borrow_point(const struct user_regs_struct *regs,
+enum borrow_point borrow_point(const struct user_regs_struct *regs, uint64_t first_frame,
 			       const struct code_ranges *code)
 {
 	long nr = (long)regs->orig_rax;
 
-	if (within(regs->rip, code->loader_start, code->loader_end))
+	if (within(regs->rip, code->loader_start, code->loader_end) ||
+	    within(first_frame, code->loader_start, code->loader_end))
 		return BORROW_IN_LOADER;
 	if (nr >= 0) {
 		if (memory_call(nr))

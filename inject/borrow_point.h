@@ -17,14 +17,17 @@ struct code_ranges {
 
 enum borrow_point {
 	BORROW_SAFE,
-	BORROW_IN_LOADER,	/* its pc in the loader's code */
+	BORROW_IN_LOADER,	/* its pc in the loader's code, or the loader's
+				 * start-up under way (constructors run) */
 	BORROW_IN_MEMORY_CALL,	/* in a system call malloc makes */
 	BORROW_IN_LOCK_WAIT,	/* waiting for a lock (futex wait for value 2) */
 	BORROW_IN_LIBRARY,	/* running library code, not in a system call */
 };
 
-/* Where the thread whose registers are regs (stopped by ptrace) is. */
-enum borrow_point borrow_point(const struct user_regs_struct *regs,
+/* Where the main thread whose registers are regs (stopped by ptrace) is;
+ * first_frame is the word right below where the kernel started its stack
+ * (below argc; 0 if unknown). */
+enum borrow_point borrow_point(const struct user_regs_struct *regs, uint64_t first_frame,
 			       const struct code_ranges *code);
 
 /* Words for the point, for a message: "in the loader" ... */

@@ -112,6 +112,7 @@ struct request {
 	int mem;
 	struct libc_funcs libc;
 	struct code_ranges places; /* the loader's code and the program's */
+	uint64_t start_stack;	/* where its main thread's stack started, or 0 */
 	uint64_t stack, data, code; /* the pages in the target, or 0 */
 	uint64_t guard;		/* the guard page below the stack, when mapped this run */
 	uint64_t hold;		/* the fork hold of a stub page in the target, or 0 */
@@ -289,14 +290,19 @@ static int fork_in_flight(const struct request *q)
 	return thread_in_fork(q->pid, &q->libc, q->mem);
 }
 
-/* Where the stopped main thread is (borrow_point.c), or -1 after fail(). */
+/* Where the stopped main thread is (borrow_point.c), or -1 after fail().
+ * The word below argc is on the stack's first page, which it holds. */
 static int main_thread_point(const struct request *q)
 {
 	struct user_regs_struct regs;
+	uint64_t first_frame = 0;
 
 	if (ptrace(PTRACE_GETREGS, q->pid, 0, &regs) < 0)
 		return fail("the target exited during attach");
-	return (int)borrow_point(&regs, &q->places);
+	if (q->start_stack)
+		target_mem_read(q->mem, q->start_stack - sizeof first_frame, &first_frame,
+				sizeof first_frame);
+	return (int)borrow_point(&regs, first_frame, &q->places);
 }
 
 /* Stops every thread of the target outside a fork (fork_in_flight) and
@@ -707,6 +713,7 @@ int main(int argc, char **argv)
 	if (rc >= 0)
 		rc = target_code_find(q.pid, &q.places) < 0 ?
 		     fail("the target exited during attach") : 0;
+	q.start_stack = proc_start_stack(q.pid);
 	if (rc >= 0) {
 		find_pages(&q);
 		/* Dying while threads are stopped would leave them stopped and

@@ -94,6 +94,9 @@ Checks, each on a running target:
   - a program that execs itself every 2 ms, 100 attaches: each prints 42
     or says in one line that it is starting up, ran a new program or
     exited; the program never dies.
+  - a program whose loader runs a library's 150 ms constructor before
+    main, attached at once: the call waits for the start-up and finds the
+    constructor done;
   - `reqid attach` and `reqid detach` (10 cycles) of a parent forking a
     child every 3 ms that runs /bin/sh after 1 ms: each exits 0 with an
     empty stderr, every child exits 0.
@@ -425,6 +428,7 @@ int main(int argc, char **argv)
 
 PROBE_C = r"""
 #define _GNU_SOURCE
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -455,6 +459,15 @@ int neg(const char *arg)
 {
     (void)arg;
     return -7;
+}
+
+/* 101 once the program's library with a slow constructor (SLOW_CTOR_C)
+ * has finished it, 100 while it runs, -1 without that library. */
+int startup_done(const char *arg)
+{
+    int *done = dlsym(RTLD_DEFAULT, "ctor_done");
+    (void)arg;
+    return done ? 100 + *done : -1;
 }
 
 int where(const char *arg)
@@ -1140,6 +1153,19 @@ int main(int argc, char **argv)
 }
 """
 
+# A program linked with libslowctor.so: its start-up runs that library's
+# constructor (150 ms in nanosleep) before main, which then sleeps.
+SLOW_START_C = r"""
+#include <unistd.h>
+extern int ctor_done;
+int main(void)
+{
+    while (ctor_done)
+        pause();
+    return 1;
+}
+"""
+
 SECCOMP_C = r"""
 #include <linux/filter.h>
 #include <linux/seccomp.h>
@@ -1453,6 +1479,10 @@ class Suite:
             return False
         ok, err = self.cc("short_children", SHORT_CHILDREN_C)
         if not self.check("build short_children target", ok, err):
+            return False
+        ok, err = self.cc("slow_start", SLOW_START_C, "-L" + str(self.tmp), "-lslowctor",
+                          "-Wl,-rpath," + str(self.tmp))
+        if not self.check("build slow_start target", ok, err):
             return False
         ok, err = self.cc("forker", FORKER_C, "-pthread")
         return self.check("build forker", ok, err)
@@ -2073,6 +2103,31 @@ class Suite:
                    "alive %s, exit %s, runs %d, stderr %r" % (alive, proc.returncode,
                                                              runs_then, err[-300:]))
 
+    def slow_start(self):
+        """A program just started, its loader running a library's constructor
+        (150 ms in nanosleep) before main: the attach waits for the start-up to
+        end (-v: stops let go for the main thread's point) and the call finds
+        the constructor done (101). Until 2026-12-08 the main thread, in a
+        system call, was borrowed at once: a thread loading a library while
+        the loader still started the process (the call saw 100)."""
+        lib = self.tmp / "libprobe.so"
+        proc = subprocess.Popen([str(self.tmp / "slow_start")])
+        try:
+            deadline = time.monotonic() + 2
+            while True:
+                r = inject(proc.pid, lib, "startup_done", "", verbose=True)
+                if "is starting up" not in r.stderr or time.monotonic() > deadline:
+                    break
+            m = re.search(r"unsafe-points (\d+)", r.stderr)
+            self.check("slow start: the call waits for the loader's start-up (101)",
+                       r.returncode == 0 and r.stdout == "101\n" and m and int(m.group(1)) > 0,
+                       "exit %d, stdout %r, stderr %r" % (r.returncode, r.stdout,
+                                                          r.stderr[-300:]))
+            self.check("slow start: the program runs on", proc.poll() is None)
+        finally:
+            proc.kill()
+            proc.wait()
+
     def short_children(self):
         """`reqid attach` and `reqid detach` of a parent that forks a child
         every 3 ms, each running /bin/sh after 1 ms (between fork and exec,
@@ -2222,6 +2277,7 @@ def main():
             suite.inside_malloc()
             suite.exec_loop()
             suite.short_children()
+            suite.slow_start()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     if suite.stops:

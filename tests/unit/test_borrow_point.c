@@ -38,7 +38,7 @@ static void test_blocking_call_in_libc_is_safe(void **state)
 	for (size_t i = 0; i < sizeof calls / sizeof calls[0]; i++) {
 		struct user_regs_struct r = at(LIBC_PC, calls[i]);
 
-		assert_int_equal(borrow_point(&r, &code), BORROW_SAFE);
+		assert_int_equal(borrow_point(&r, 0, &code), BORROW_SAFE);
 	}
 }
 
@@ -51,7 +51,7 @@ static void test_memory_calls_are_not(void **state)
 	for (size_t i = 0; i < sizeof calls / sizeof calls[0]; i++) {
 		struct user_regs_struct r = at(LIBC_PC, calls[i]);
 
-		assert_int_equal(borrow_point(&r, &code), BORROW_IN_MEMORY_CALL);
+		assert_int_equal(borrow_point(&r, 0, &code), BORROW_IN_MEMORY_CALL);
 	}
 }
 
@@ -64,15 +64,15 @@ static void test_lock_wait_is_not_but_other_futex_waits_are(void **state)
 
 	lock.rsi = FUTEX_WAIT | FUTEX_PRIVATE_FLAG;
 	lock.rdx = 2;
-	assert_int_equal(borrow_point(&lock, &code), BORROW_IN_LOCK_WAIT);
+	assert_int_equal(borrow_point(&lock, 0, &code), BORROW_IN_LOCK_WAIT);
 	lock.rsi = FUTEX_WAIT;
-	assert_int_equal(borrow_point(&lock, &code), BORROW_IN_LOCK_WAIT);
+	assert_int_equal(borrow_point(&lock, 0, &code), BORROW_IN_LOCK_WAIT);
 	join.rsi = FUTEX_WAIT_BITSET | FUTEX_CLOCK_REALTIME;
 	join.rdx = 12345;	/* pthread_join: the thread's tid */
-	assert_int_equal(borrow_point(&join, &code), BORROW_SAFE);
+	assert_int_equal(borrow_point(&join, 0, &code), BORROW_SAFE);
 	wake.rsi = FUTEX_WAKE | FUTEX_PRIVATE_FLAG;
 	wake.rdx = 2;
-	assert_int_equal(borrow_point(&wake, &code), BORROW_SAFE);
+	assert_int_equal(borrow_point(&wake, 0, &code), BORROW_SAFE);
 }
 
 static void test_loader_never(void **state)
@@ -82,9 +82,25 @@ static void test_loader_never(void **state)
 	struct user_regs_struct running = at(code.loader_end - 1, -1);
 	struct user_regs_struct past = at(code.loader_end, SYS_read);
 
-	assert_int_equal(borrow_point(&in_call, &code), BORROW_IN_LOADER);
-	assert_int_equal(borrow_point(&running, &code), BORROW_IN_LOADER);
-	assert_int_equal(borrow_point(&past, &code), BORROW_SAFE);
+	assert_int_equal(borrow_point(&in_call, 0, &code), BORROW_IN_LOADER);
+	assert_int_equal(borrow_point(&running, 0, &code), BORROW_IN_LOADER);
+	assert_int_equal(borrow_point(&past, 0, &code), BORROW_SAFE);
+}
+
+static void test_loader_start_up_never(void **state)
+{
+	(void)state;
+	struct user_regs_struct constructor = at(LIBC_PC, SYS_openat);
+	struct user_regs_struct program = at(code.program_start, -1);
+
+	/* _dl_start_user's call of _dl_init: its return address below argc */
+	assert_int_equal(borrow_point(&constructor, code.loader_start + 0x40, &code),
+			 BORROW_IN_LOADER);
+	assert_int_equal(borrow_point(&program, code.loader_start + 0x40, &code),
+			 BORROW_IN_LOADER);
+	/* _start pushed over it */
+	assert_int_equal(borrow_point(&constructor, 0x38, &code), BORROW_SAFE);
+	assert_int_equal(borrow_point(&constructor, code.program_start + 8, &code), BORROW_SAFE);
 }
 
 static void test_outside_a_call_only_in_the_program(void **state)
@@ -95,10 +111,10 @@ static void test_outside_a_call_only_in_the_program(void **state)
 	struct user_regs_struct after = at(code.program_end, -1);
 	struct user_regs_struct library = at(LIBC_PC, -1);
 
-	assert_int_equal(borrow_point(&program, &code), BORROW_SAFE);
-	assert_int_equal(borrow_point(&last, &code), BORROW_SAFE);
-	assert_int_equal(borrow_point(&after, &code), BORROW_IN_LIBRARY);
-	assert_int_equal(borrow_point(&library, &code), BORROW_IN_LIBRARY);
+	assert_int_equal(borrow_point(&program, 0, &code), BORROW_SAFE);
+	assert_int_equal(borrow_point(&last, 0, &code), BORROW_SAFE);
+	assert_int_equal(borrow_point(&after, 0, &code), BORROW_IN_LIBRARY);
+	assert_int_equal(borrow_point(&library, 0, &code), BORROW_IN_LIBRARY);
 }
 
 static void test_unknown_ranges(void **state)
@@ -108,8 +124,8 @@ static void test_unknown_ranges(void **state)
 	struct user_regs_struct running = at(0x555500001000, -1);
 	struct user_regs_struct in_call = at(0x7f0000001100, SYS_epoll_wait);
 
-	assert_int_equal(borrow_point(&running, &none), BORROW_IN_LIBRARY);
-	assert_int_equal(borrow_point(&in_call, &none), BORROW_SAFE);
+	assert_int_equal(borrow_point(&running, 0, &none), BORROW_IN_LIBRARY);
+	assert_int_equal(borrow_point(&in_call, 0, &none), BORROW_SAFE);
 }
 
 static void test_words(void **state)
@@ -127,6 +143,7 @@ int main(void)
 		cmocka_unit_test(test_memory_calls_are_not),
 		cmocka_unit_test(test_lock_wait_is_not_but_other_futex_waits_are),
 		cmocka_unit_test(test_loader_never),
+		cmocka_unit_test(test_loader_start_up_never),
 		cmocka_unit_test(test_outside_a_call_only_in_the_program),
 		cmocka_unit_test(test_unknown_ranges),
 		cmocka_unit_test(test_words),
