@@ -10,7 +10,8 @@
  * its working directory and search path. On failure prints one
  * "reqid-inject: " line on stderr and exits 1 (2 for a usage error); -v
  * adds a line with the stop times and one with where they went (each
- * step's milliseconds). -p appends to ARG a line saying which
+ * step's milliseconds, and how many stops were let go for the main
+ * thread's point: unsafe-points). -p appends to ARG a line saying which
  * pages of the target's libc and loader were resident before the
  * injection touched them (resident_pages.c), as `reqid attach` wants.
  *
@@ -704,7 +705,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	/* The memory first: what is read of the process after, it holds; an
-	 * exec meanwhile shows at the stop (main_thread_point). */
+	 * exec meanwhile shows when its main thread is borrowed (borrow). */
 	rc = q.mem = target_mem_open(q.pid);
 	if (rc >= 0 && pages)
 		q.arg = with_resident_pages(q.arg, q.pid);
