@@ -55,33 +55,6 @@ static int within(uint64_t ip, const struct libc_funcs *f)
 	       (ip >= f->fork_bare && ip < f->fork_bare + f->fork_bare_size);
 }
 
-/* Where the kernel started the main thread's stack (/proc/PID/stat's
- * startstack, field 28), 0 if unknown. */
-static uint64_t start_stack(pid_t pid)
-{
-	char path[64], text[1024];
-	uint64_t at = 0;
-	ssize_t n;
-	char *p;
-	int fd, field;
-
-	snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return 0;
-	n = read(fd, text, sizeof text - 1);
-	close(fd);
-	if (n <= 0)
-		return 0;
-	text[n] = 0;
-	p = strrchr(text, ')');	/* the name before it may hold anything */
-	for (field = 2; p && field < 28; field++)
-		p = strchr(p + 1, ' ');
-	if (p)
-		at = strtoull(p + 1, NULL, 10);
-	return at;
-}
-
 /* Whether every page of [start, end) is in the target's memory (not in
  * swap, not left untouched). */
 static int all_present(int pagemap, uint64_t start, uint64_t end)
@@ -108,7 +81,7 @@ static int all_present(int pagemap, uint64_t start, uint64_t end)
 static int may_be_in_fork(pid_t pid, const struct libc_funcs *f, int mem, int pagemap)
 {
 	struct user_regs_struct regs;
-	uint64_t top = start_stack(pid), *words;
+	uint64_t top = proc_start_stack(pid), *words;
 	size_t n, i;
 	int may = 1;
 

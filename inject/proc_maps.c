@@ -1,15 +1,18 @@
 /*
  * proc_maps.c - reads a process's mappings from /proc/PID/maps, one line
  * at a time, for the parts of reqid-inject that look for a mapping (libc,
- * a previous injection's pages, the file behind an address). Reads that
- * file only; a line it cannot parse is passed over, never guessed at.
+ * a previous injection's pages, the file behind an address), and where
+ * the main thread's stack started (/proc/PID/stat). Reads those files
+ * only; a line it cannot parse is passed over, never guessed at.
  */
 #include "proc_maps.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/sysmacros.h>
+#include <unistd.h>
 
 int maps_open(struct maps_reader *r, pid_t pid)
 {
@@ -50,4 +53,31 @@ int maps_close(struct maps_reader *r)
 		return 0;
 	errno = err;
 	return -1;
+}
+
+/* Where the kernel started the main thread's stack (/proc/PID/stat's
+ * startstack, field 28), 0 if unknown. */
+uint64_t proc_start_stack(pid_t pid)
+{
+	char path[64], text[1024];
+	uint64_t at = 0;
+	ssize_t n;
+	char *p;
+	int fd, field;
+
+	snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	n = read(fd, text, sizeof text - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	text[n] = 0;
+	p = strrchr(text, ')');	/* the name before it may hold anything */
+	for (field = 2; p && field < 28; field++)
+		p = strchr(p + 1, ' ');
+	if (p)
+		at = strtoull(p + 1, NULL, 10);
+	return at;
 }

@@ -34,4 +34,8 @@ int maps_next(struct maps_reader *r, struct maps_entry *e);
 /* Closes the file: 0, or -1 with errno set if a read failed. */
 int maps_close(struct maps_reader *r);
 
+/* Where the kernel started the main thread's stack, the address of argc
+ * (/proc/PID/stat's startstack, field 28); 0 if unknown. */
+uint64_t proc_start_stack(pid_t pid);
+
 #endif

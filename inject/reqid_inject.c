@@ -10,7 +10,8 @@
  * its working directory and search path. On failure prints one
  * "reqid-inject: " line on stderr and exits 1 (2 for a usage error); -v
  * adds a line with the stop times and one with where they went (each
- * step's milliseconds). -p appends to ARG a line saying which
+ * step's milliseconds, and how many stops were let go for the main
+ * thread's point: unsafe-points). -p appends to ARG a line saying which
  * pages of the target's libc and loader were resident before the
  * injection touched them (resident_pages.c), as `reqid attach` wants.
  *
@@ -19,7 +20,9 @@
  * system call, read+exec: the code and the data are written through
  * /proc/PID/mem, as a debugger plants a breakpoint, so no page is ever
  * writable and executable. Then stops every thread (threads.c), again
- * later while the main thread is inside fork() (in_fork.c), and borrows
+ * later while the main thread is inside fork() (in_fork.c) or where a
+ * call into libc could find malloc or the loader half-way (borrow_point.c:
+ * inside malloc, in the loader's start-up after an exec), and borrows
  * the main thread for one call of the stub's setup (stub.c), which makes
  * new data and stack pages read+write and calls pthread_attr_init,
  * pthread_attr_setstack and pthread_create, errno saved and put back
@@ -65,8 +68,11 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <sys/ptrace.h>
+#include <sys/user.h>
 #include <unistd.h>
 
+#include "borrow_point.h"
 #include "clock.h"
 #include "fail.h"
 #include "in_fork.h"
@@ -106,6 +112,8 @@ struct request {
 	const char *path, *name, *arg;
 	int mem;
 	struct libc_funcs libc;
+	struct code_ranges places; /* the loader's code and the program's */
+	uint64_t start_stack;	/* where its main thread's stack started, or 0 */
 	uint64_t stack, data, code; /* the pages in the target, or 0 */
 	uint64_t guard;		/* the guard page below the stack, when mapped this run */
 	uint64_t hold;		/* the fork hold of a stub page in the target, or 0 */
@@ -121,6 +129,7 @@ static struct {
 	double premap_ms;
 	struct threads premap;
 	double fork_check_ms, map_ms, call_ms;
+	int unsafe;		/* stops let go for the main thread's point */
 	const char *let_go;	/* why the others were let go before the calls
 				 * returned ("asleep", "stopped-40ms"), or NULL */
 	struct threads first;
@@ -282,13 +291,30 @@ static int fork_in_flight(const struct request *q)
 	return thread_in_fork(q->pid, &q->libc, q->mem);
 }
 
-/* Stops every thread of the target outside a fork (fork_in_flight): while
- * one is in flight, lets them go and stops them again a moment later, for
- * FORK_WAIT_MS at most. */
-static int stop_outside_fork(struct request *q)
+/* Where the stopped main thread is (borrow_point.c), or -1 after fail().
+ * The word below argc is on the stack's first page, which it holds. */
+static int main_thread_point(const struct request *q)
+{
+	struct user_regs_struct regs;
+	uint64_t first_frame = 0;
+
+	if (ptrace(PTRACE_GETREGS, q->pid, 0, &regs) < 0)
+		return fail("the target exited during attach");
+	if (q->start_stack)
+		target_mem_read(q->mem, q->start_stack - sizeof first_frame, &first_frame,
+				sizeof first_frame);
+	return (int)borrow_point(&regs, first_frame, &q->places);
+}
+
+/* Stops every thread of the target outside a fork (fork_in_flight) and
+ * with the main thread where it may be borrowed (main_thread_point): else
+ * lets them go and stops them again a moment later, for FORK_WAIT_MS at
+ * most. */
+static int stop_at_safe_point(struct request *q)
 {
 	double deadline = now_ms() + FORK_WAIT_MS;
 	long delay = 100;
+	int point = BORROW_SAFE;
 
 	for (;;) {
 		if (threads_stop(&threads, q->pid, STOP_MS) < 0)
@@ -296,12 +322,20 @@ static int stop_outside_fork(struct request *q)
 		double t0 = now_ms();
 		int in_fork = fork_in_flight(q);
 		phases.fork_check_ms += now_ms() - t0;
-		if (!in_fork)
+		if (!in_fork && (point = main_thread_point(q)) == BORROW_SAFE)
 			return 0;
+		if (point < 0)
+			return -1;
+		phases.unsafe += !in_fork;
 		threads_release(&threads, 0);
-		if (now_ms() > deadline)
+		if (now_ms() > deadline && in_fork)
 			return fail("process %d stayed in the middle of a fork for %d s; "
 				    "try again", (int)q->pid, FORK_WAIT_MS / 1000);
+		if (now_ms() > deadline)
+			return fail("the main thread of process %d came to no point where a "
+				    "thread can be started safely in %d s (last seen %s); "
+				    "try again", (int)q->pid, FORK_WAIT_MS / 1000,
+				    borrow_point_words((enum borrow_point)point));
 		free(threads.v);	/* threads_stop starts a new list */
 		nap(&delay, 10000);
 	}
@@ -445,13 +479,20 @@ static int drop_stack(struct request *q)
 
 /* Borrows the stopped main thread for job; it is put back exactly as it
  * was whatever happens (the system calls leave errno alone; the setup
- * puts it back). */
+ * puts it back). Not if the process runs another program than when q->mem
+ * was opened: after an exec the descriptor reads the old memory, which is
+ * gone (the word read is the one at the thread's stack pointer, a page it
+ * holds), and what was learnt of the process is stale. */
 static int borrow(struct request *q, int (*job)(struct request *))
 {
+	uint64_t word;
 	int rc;
 
 	if (remote_save(&borrowed, q->pid, q->mem) < 0)
 		return -1;
+	if (target_mem_read(q->mem, borrowed.saved.rsp, &word, sizeof word) < 0)
+		return fail("process %d ran a new program (exec) during attach; try again",
+			    (int)q->pid);
 	rc = job(q);
 	if (remote_restore(&borrowed) < 0)
 		rc = -1;
@@ -524,8 +565,10 @@ static int wait_done(struct request *q, struct stub_data *d, sigset_t *fatal)
 
 	for (;;) {
 		if (target_mem_read(q->mem, stub_data_at(q->data), d, sizeof *d) < 0)
-			return fail("the target exited before %s returned",
-				    q->name);
+			return thread_exiting(q->pid, q->pid) ?
+			       fail("the target exited before %s returned", q->name) :
+			       fail("process %d ran a new program (exec) before %s "
+				    "returned; try again", (int)q->pid, q->name);
 		if (d->done)
 			break;
 		if (now_ms() > deadline && d->handle)
@@ -573,9 +616,9 @@ static void print_phases(double total_ms)
 			p->longest_ms);
 	fprintf(stderr, "reqid-inject: phases ms: seize %.3f interrupt %.3f wait %.3f "
 		"fork-check %.3f mmap %.3f calls %.3f resume %.3f longest %.3f "
-		"longest-other %.3f restarts %d let-go %s", f->seize_ms, f->interrupt_ms,
-		f->wait_ms, phases.fork_check_ms, phases.map_ms, phases.call_ms, f->release_ms,
-		f->longest_ms, f->longest_other_ms, f->restarts,
+		"longest-other %.3f restarts %d unsafe-points %d let-go %s", f->seize_ms,
+		f->interrupt_ms, f->wait_ms, phases.fork_check_ms, phases.map_ms, phases.call_ms,
+		f->release_ms, f->longest_ms, f->longest_other_ms, f->restarts, phases.unsafe,
 		phases.let_go ? phases.let_go : "-");
 	if (a->n)
 		fprintf(stderr, "; again: seize %.3f interrupt %.3f wait %.3f madvise %.3f "
@@ -661,11 +704,17 @@ int main(int argc, char **argv)
 		fprintf(stderr, "reqid-inject: %s\n", fail_message());
 		return 1;
 	}
-	if (pages)
+	/* The memory first: what is read of the process after, it holds; an
+	 * exec meanwhile shows when its main thread is borrowed (borrow). */
+	rc = q.mem = target_mem_open(q.pid);
+	if (rc >= 0 && pages)
 		q.arg = with_resident_pages(q.arg, q.pid);
-	rc = target_libc_find(q.pid, &q.libc);
-	if (rc == 0)
-		rc = q.mem = target_mem_open(q.pid);
+	if (rc >= 0)
+		rc = target_libc_find(q.pid, &q.libc);
+	if (rc >= 0)
+		rc = target_code_find(q.pid, &q.places) < 0 ?
+		     fail("the target exited during attach") : 0;
+	q.start_stack = proc_start_stack(q.pid);
 	if (rc >= 0) {
 		find_pages(&q);
 		/* Dying while threads are stopped would leave them stopped and
@@ -685,7 +734,7 @@ int main(int argc, char **argv)
 	if (rc >= 0) {
 		sigprocmask(SIG_BLOCK, &fatal, &old);
 		priority_raise(&raised);
-		rc = stop_outside_fork(&q);
+		rc = stop_at_safe_point(&q);
 		double t0 = now_ms();
 		if (rc == 0)
 			rc = borrow(&q, start_thread);

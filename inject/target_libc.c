@@ -7,6 +7,12 @@
  * also the address of the bytes of a `syscall; ret` in its executable
  * segment, where a borrowed thread makes a system call that leaves errno
  * alone (its result, or -errno, stays in rax).
+ * Also where the loader's and the program's code lie (the mappings that
+ * hold /proc/PID/auxv's AT_BASE and AT_ENTRY), which tell whether a
+ * stopped thread is in the loader (borrow_point.c). A process with no
+ * libc mapped is starting up, not a static binary, when it has a loader
+ * (AT_BASE) or no auxiliary vector yet (the kernel is inside its execve):
+ * said so, to be tried again.
  * Reads files only: must never touch the target, and never accept an
  * IFUNC symbol (its value is a resolver, not the function) or a
  * non-default symbol version.
@@ -61,10 +67,65 @@ struct mapping {
 	char path[PATH_MAX];
 };
 
+/* AT_BASE (the loader's load address, 0 without one) and AT_ENTRY (the
+ * program's entry point, 0 while the kernel has not yet written the
+ * vector of a program it execs) from /proc/PID/auxv: 0, or -1. */
+static int read_auxv(pid_t pid, uint64_t *base, uint64_t *entry)
+{
+	char path[64];
+	uint64_t pair[2];
+	FILE *f;
+
+	snprintf(path, sizeof path, "/proc/%d/auxv", (int)pid);
+	f = fopen(path, "re");
+	if (!f)
+		return -1;
+	*base = *entry = 0;
+	while (fread(pair, sizeof pair, 1, f) == 1 && pair[0] != AT_NULL)
+		if (pair[0] == AT_BASE)
+			*base = pair[1];
+		else if (pair[0] == AT_ENTRY)
+			*entry = pair[1];
+	fclose(f);
+	return 0;
+}
+
+int target_code_find(pid_t pid, struct code_ranges *code)
+{
+	struct maps_reader maps;
+	struct maps_entry e;
+	uint64_t base, entry;
+	unsigned long loader_inode = 0;
+	dev_t loader_dev = 0;
+
+	memset(code, 0, sizeof *code);
+	if (read_auxv(pid, &base, &entry) < 0 || maps_open(&maps, pid) < 0)
+		return -1;
+	while (maps_next(&maps, &e)) {
+		if (base && e.start == base && e.inode) {
+			loader_inode = e.inode;
+			loader_dev = e.dev;
+		}
+		if (e.perms[2] != 'x' || !e.inode)
+			continue;
+		if (e.inode == loader_inode && e.dev == loader_dev) {
+			if (!code->loader_start)
+				code->loader_start = e.start;
+			code->loader_end = e.end;
+		}
+		if (entry >= e.start && entry < e.end) {
+			code->program_start = e.start;
+			code->program_end = e.end;
+		}
+	}
+	return maps_close(&maps);
+}
+
 /* The mapping of libc.so.6 at file offset 0: its start is the load base. */
 static int find_mapping(pid_t pid, struct mapping *m)
 {
 	struct maps_reader maps;
+	uint64_t loader, entry;
 	struct maps_entry e;
 	int found = 0;
 
@@ -90,6 +151,10 @@ static int find_mapping(pid_t pid, struct mapping *m)
 	}
 	if (maps_close(&maps) < 0 && (errno == EACCES || errno == EPERM))
 		return fail_permission(pid, "cannot read its memory map");
+	if (!found && read_auxv(pid, &loader, &entry) == 0 && (loader || !entry))
+		return fail("process %d is starting up: %s; try again", (int)pid,
+			    entry ? "its loader has not mapped libc.so.6 yet" :
+			    "the kernel is still loading the program it execs");
 	if (!found)
 		return fail("process %d has no libc.so.6 mapped (a static binary, "
 			    "or not glibc): nothing to call", (int)pid);

@@ -8,6 +8,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "borrow_point.h"
+
 struct libc_funcs {
 	uint64_t dlopen, dlsym, dlerror;
 	uint64_t pthread_create, pthread_detach, pthread_self;
@@ -22,5 +24,9 @@ struct libc_funcs {
 /* Fills f from the target's libc.so.6; -1 after fail() for a static
  * binary, a libc other than glibc >= 2.34, or an unreadable file. */
 int target_libc_find(pid_t pid, struct libc_funcs *f);
+
+/* Fills code with where the target's loader and program code lie (each 0
+ * if unknown): 0, or -1 if its auxv or maps cannot be read. */
+int target_code_find(pid_t pid, struct code_ranges *code);
 
 #endif

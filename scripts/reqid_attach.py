@@ -95,11 +95,19 @@ def meaning(code):
 # its name was read (that reqid-inject ended meanwhile).
 INJECTOR_BUSY_S = 5
 INJECTOR_TRACING = ("(reqid-inject); detach that tracer first", "(?); detach that tracer first")
+# reqid-inject's words for a process that ran a new program during the
+# walk, or is between its exec and its libc's start (a fork child of a
+# server running a CGI): tried again for STARTING_S (the start takes
+# milliseconds); a descendant still so then is a new program, skipped
+# quietly (the next walk finds it if it still runs).
+STARTING = ("is starting up", "ran a new program (exec)")
+STARTING_S = 1
 
 
 def inject(inject_bin, pid, lib, function, arg):
     """(status the function returned, None) or (None, reqid-inject's message)."""
     deadline = time.monotonic() + INJECTOR_BUSY_S
+    starting_deadline = time.monotonic() + STARTING_S
     while True:
         # -p: the shim is told which pages of libc and the loader were
         # resident before the injection touched them (reqid_detach gives
@@ -112,6 +120,9 @@ def inject(inject_bin, pid, lib, function, arg):
             return int(p.stdout.split()[0]), None
         msg = p.stderr.strip().splitlines()
         text = msg[-1] if msg else "reqid-inject failed (exit %d)" % p.returncode
+        if any(w in text for w in STARTING) and time.monotonic() < starting_deadline:
+            time.sleep(0.01)
+            continue
         if not text.endswith(INJECTOR_TRACING) or time.monotonic() > deadline:
             return None, text.removeprefix("reqid-inject: ")
         time.sleep(0.01)
@@ -157,6 +168,8 @@ def act(command, lib, inject_bin, settings, pids):
                     continue
                 if pid != top and (ended(pid) or (error and any(w in error for w in EXITING))):
                     continue  # a worker that ended meanwhile (one per connection)
+                if pid != top and error and any(w in error for w in STARTING):
+                    continue  # a new program (a CGI) that is still starting
                 print("reqid: %s %d: %s" % (command, pid, error or meaning(status)),
                       file=sys.stderr)
                 failed = True

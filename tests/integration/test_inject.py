@@ -88,6 +88,18 @@ Checks, each on a running target:
     frames up): no thread appears in it while it does; once let go, the
     call returns 43 and the child exits 7 (the cheap test before the
     stack walk must leave this to the walk).
+  - a single-threaded malloc/free loop, fresh ten times, 20 attaches each:
+    all print 42, the program lives on and exits 0 (the main thread is
+    borrowed only outside malloc and the loader);
+  - a program that execs itself every 2 ms, 100 attaches: each prints 42
+    or says in one line that it is starting up, ran a new program or
+    exited; the program never dies.
+  - a program whose loader runs a library's 150 ms constructor before
+    main, attached at once: the call waits for the start-up and finds the
+    constructor done;
+  - `reqid attach` and `reqid detach` (10 cycles) of a parent forking a
+    child every 3 ms that runs /bin/sh after 1 ms: each exits 0 with an
+    empty stderr, every child exits 0.
 Prints the stop times reqid-inject -v measured, "N passed, M failed" last,
 and exits non-zero on a failure. Part of `make integration` (as root, or
 with ptrace permitted).
@@ -416,6 +428,7 @@ int main(int argc, char **argv)
 
 PROBE_C = r"""
 #define _GNU_SOURCE
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -446,6 +459,15 @@ int neg(const char *arg)
 {
     (void)arg;
     return -7;
+}
+
+/* 101 once the program's library with a slow constructor (SLOW_CTOR_C)
+ * has finished it, 100 while it runs, -1 without that library. */
+int startup_done(const char *arg)
+{
+    int *done = dlsym(RTLD_DEFAULT, "ctor_done");
+    (void)arg;
+    return done ? 100 + *done : -1;
 }
 
 int where(const char *arg)
@@ -1004,6 +1026,146 @@ int hold_until(const char *path)
 }
 """
 
+# A single-threaded program that mallocs and frees in a tight loop, sizes
+# up to 192 KiB in 64 slots: malloc often grows or trims its heap (brk) or
+# maps and unmaps a large chunk. It never has had a thread before the first
+# attach, so glibc's malloc takes no lock: a pthread_create started on its
+# main thread inside malloc corrupts the heap. On "stop" (stdin, looked at
+# every 4096 turns) it frees all, says how many turns it made, exits 0.
+MALLOC_LOOP_C = r"""
+#define _GNU_SOURCE
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+int main(void)
+{
+	static char *slot[64];
+	unsigned long turns = 0, x = 12345;
+	struct pollfd in = { .fd = 0, .events = POLLIN };
+
+	printf("ready\n");
+	fflush(stdout);
+	for (;;) {
+		x = x * 6364136223846793005ul + 1442695040888963407ul;
+		unsigned i = (x >> 33) % 64;
+		size_t size = 16 + (x >> 40) % (192 * 1024);
+		free(slot[i]);
+		slot[i] = malloc(size);
+		if (!slot[i])
+			return 3;
+		memset(slot[i], (int)i, size < 64 ? size : 64);
+		if (++turns % 4096 == 0 && poll(&in, 1, 0) == 1)
+			break;
+	}
+	for (unsigned i = 0; i < 64; i++)
+		free(slot[i]);
+	printf("turns %lu\n", turns);
+	return 0;
+}
+"""
+
+# A program that runs itself again (execv of /proc/self/exe) 2 ms after it
+# starts, counting its runs in argv[1] and writing the count to the file
+# argv[2]: a process that is in the loader's start-up most of its life.
+# It exits 0 once the file "stop" next to its count exists.
+EXEC_LOOP_C = r"""
+#define _GNU_SOURCE
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+int main(int argc, char **argv)
+{
+	long runs = argc > 1 ? atol(argv[1]) : 0;
+	char next[32], stop[4096];
+	struct timespec pause = { 0, 2000000 };
+	FILE *f;
+
+	if (argc < 3)
+		return 2;
+	f = fopen(argv[2], "w");
+	if (!f)
+		return 3;
+	fprintf(f, "%ld\n", runs);
+	fclose(f);
+	snprintf(stop, sizeof stop, "%s.stop", argv[2]);
+	if (access(stop, F_OK) == 0)
+		return 0;
+	nanosleep(&pause, NULL);
+	snprintf(next, sizeof next, "%ld", runs + 1);
+	execv("/proc/self/exe", (char *[]){ argv[0], next, argv[2], NULL });
+	return 4;
+}
+"""
+
+# A parent that forks a child every 3 ms, at most 8 at once; each child
+# waits 1 ms (a copy of its parent between fork and exec) and then runs
+# `/bin/sh -c "exit 0"`, as a server runs a CGI. The parent counts the
+# children that did not exit 0; once the file argv[1] exists it waits for
+# the last ones and prints "children N abnormal M".
+SHORT_CHILDREN_C = r"""
+#define _GNU_SOURCE
+#include <stdio.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+int main(int argc, char **argv)
+{
+	struct timespec gap = { 0, 3000000 }, before_exec = { 0, 1000000 };
+	long children = 0, abnormal = 0, running = 0;
+	int st;
+
+	if (argc < 2)
+		return 2;
+	printf("ready\n");
+	fflush(stdout);
+	while (access(argv[1], F_OK) != 0) {
+		if (running < 8) {
+			pid_t pid = fork();
+			if (pid == 0) {
+				nanosleep(&before_exec, NULL);
+				execl("/bin/sh", "sh", "-c", "exit 0", (char *)NULL);
+				_exit(127);
+			}
+			if (pid > 0) {
+				children++;
+				running++;
+			}
+		}
+		while (waitpid(-1, &st, WNOHANG) > 0) {
+			running--;
+			abnormal += !(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+		}
+		nanosleep(&gap, NULL);
+	}
+	while (running > 0 && wait(&st) > 0) {
+		running--;
+		abnormal += !(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	}
+	printf("children %ld abnormal %ld\n", children, abnormal);
+	return 0;
+}
+"""
+
+# A program linked with libslowctor.so: its start-up runs that library's
+# constructor (150 ms in nanosleep) before main, which then sleeps.
+SLOW_START_C = r"""
+#include <unistd.h>
+extern int ctor_done;
+int main(void)
+{
+    while (ctor_done)
+        pause();
+    return 1;
+}
+"""
+
 SECCOMP_C = r"""
 #include <linux/filter.h>
 #include <linux/seccomp.h>
@@ -1308,6 +1470,19 @@ class Suite:
             return False
         ok, err = self.cc("libctorfork.so", CTOR_FORK_C, "-shared", "-fPIC")
         if not self.check("build libctorfork.so", ok, err):
+            return False
+        ok, err = self.cc("malloc_loop", MALLOC_LOOP_C)
+        if not self.check("build malloc_loop target", ok, err):
+            return False
+        ok, err = self.cc("exec_loop", EXEC_LOOP_C)
+        if not self.check("build exec_loop target", ok, err):
+            return False
+        ok, err = self.cc("short_children", SHORT_CHILDREN_C)
+        if not self.check("build short_children target", ok, err):
+            return False
+        ok, err = self.cc("slow_start", SLOW_START_C, "-L" + str(self.tmp), "-lslowctor",
+                          "-Wl,-rpath," + str(self.tmp))
+        if not self.check("build slow_start target", ok, err):
             return False
         ok, err = self.cc("forker", FORKER_C, "-pthread")
         return self.check("build forker", ok, err)
@@ -1841,6 +2016,154 @@ class Suite:
             p.kill()
             p.wait()
 
+    def inside_malloc(self):
+        """A single-threaded program in a malloc/free loop, fresh ten times
+        (before its first attach its malloc takes no lock), 20 attaches
+        each: every one prints 42 and the program lives on to count its
+        turns and exit 0. Until 2026-12-08 the main thread was borrowed
+        wherever it stopped, inside malloc too, and the pthread_create
+        called there re-entered malloc mid-update."""
+        lib = self.tmp / "libprobe.so"
+        bad, died, unsafe = [], [], 0
+        for run in range(10):
+            proc = subprocess.Popen([str(self.tmp / "malloc_loop")], stdin=subprocess.PIPE,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            try:
+                proc.stdout.readline()
+                for _ in range(20):
+                    r = inject(proc.pid, lib, "probe", "m", verbose=True)
+                    m = re.search(r"unsafe-points (\d+)", r.stderr)
+                    unsafe += int(m.group(1)) if m else 0
+                    if r.returncode != 0 or r.stdout != "42\n":
+                        bad.append("run %d: exit %d %r" % (run, r.returncode,
+                                                          r.stderr.splitlines()[-1:]))
+                    if proc.poll() is not None:
+                        break
+                if proc.poll() is None:
+                    proc.stdin.write("stop\n")
+                    proc.stdin.flush()
+                out, err = proc.communicate(timeout=30)
+                if proc.returncode != 0 or not out.startswith("turns "):
+                    died.append("run %d: exit %s %r" % (run, proc.returncode, err[-200:]))
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+        self.notes.append("inside malloc: 200 attaches let %d stops go for the main "
+                          "thread's point" % unsafe)
+        self.check("inside malloc: 200 attaches of a malloc loop print 42", not bad,
+                   "; ".join(bad[:5]))
+        self.check("inside malloc: the programs live on and exit 0", not died,
+                   "; ".join(died[:5]))
+
+    def exec_loop(self):
+        """A program that execs itself every 2 ms, attached 100 times: each
+        attach prints 42 or fails in one line saying the process is starting
+        up, ran a new program, or exited before the call returned; the
+        program never dies (ld.so's messages never appear) and runs on.
+        Until 2026-12-08 a process in its loader's start-up (libc mapped, not
+        yet initialised) was given a thread ('Inconsistency detected by
+        ld.so: dl-tls.c'), and one with no libc yet was refused as a static
+        binary."""
+        lib = self.tmp / "libprobe.so"
+        count = self.tmp / "exec_loop.count"
+        proc = subprocess.Popen([str(self.tmp / "exec_loop"), "0", str(count)],
+                                stderr=subprocess.PIPE, text=True)
+        allowed = ("is starting up", "ran a new program (exec)", "exited before",
+                   "exited during attach")
+        results, bad = {}, []
+        try:
+            wait_until(count.exists)
+            for _ in range(100):
+                r = inject(proc.pid, lib, "probe", "e")
+                lines = r.stderr.splitlines()
+                if r.returncode == 0 and r.stdout == "42\n":
+                    results["42"] = results.get("42", 0) + 1
+                    continue
+                word = next((w for w in allowed if lines and w in lines[0]), None)
+                if r.returncode == 1 and len(lines) == 1 and word:
+                    results[word] = results.get(word, 0) + 1
+                else:
+                    bad.append("exit %d %r" % (r.returncode, lines[:2]))
+                if proc.poll() is not None:
+                    break
+            alive = proc.poll() is None
+            Path(str(count) + ".stop").touch()
+            _, err = proc.communicate(timeout=10)
+            runs_then = int(count.read_text() or 0)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        self.notes.append("exec loop: 100 attaches: %s" % results)
+        self.check("exec loop: each attach prints 42 or says why in one line", not bad,
+                   "; ".join(bad[:5]))
+        self.check("exec loop: the program lived through them and exits 0",
+                   alive and proc.returncode == 0 and "ld.so" not in err and runs_then > 20,
+                   "alive %s, exit %s, runs %d, stderr %r" % (alive, proc.returncode,
+                                                             runs_then, err[-300:]))
+
+    def slow_start(self):
+        """A program just started, its loader running a library's constructor
+        (150 ms in nanosleep) before main: the attach waits for the start-up to
+        end (-v: stops let go for the main thread's point) and the call finds
+        the constructor done (101). Until 2026-12-08 the main thread, in a
+        system call, was borrowed at once: a thread loading a library while
+        the loader still started the process (the call saw 100)."""
+        lib = self.tmp / "libprobe.so"
+        proc = subprocess.Popen([str(self.tmp / "slow_start")])
+        try:
+            deadline = time.monotonic() + 2
+            while True:
+                r = inject(proc.pid, lib, "startup_done", "", verbose=True)
+                if "is starting up" not in r.stderr or time.monotonic() > deadline:
+                    break
+            m = re.search(r"unsafe-points (\d+)", r.stderr)
+            self.check("slow start: the call waits for the loader's start-up (101)",
+                       r.returncode == 0 and r.stdout == "101\n" and m and int(m.group(1)) > 0,
+                       "exit %d, stdout %r, stderr %r" % (r.returncode, r.stdout,
+                                                          r.stderr[-300:]))
+            self.check("slow start: the program runs on", proc.poll() is None)
+        finally:
+            proc.kill()
+            proc.wait()
+
+    def short_children(self):
+        """`reqid attach` and `reqid detach` of a parent that forks a child
+        every 3 ms, each running /bin/sh after 1 ms (between fork and exec,
+        in its loader's start-up, or exiting when the walk reaches it):
+        10 cycles, each command exits 0 with nothing on stderr, and every
+        child exits 0. Until 2026-12-08 most cycles exited 1 ('no libc.so.6
+        mapped', 'cannot write below the stack ... No such process') and
+        the children given a thread in their start-up could die."""
+        lib = ROOT / "build" / "libreqid.so"
+        if not lib.exists():
+            self.notes.append("short children: skipped (no build/libreqid.so)")
+            return
+        stop = self.tmp / "short_children.stop"
+        proc = subprocess.Popen([str(self.tmp / "short_children"), str(stop)],
+                                stdout=subprocess.PIPE, text=True)
+        bad = []
+        try:
+            proc.stdout.readline()
+            for command in ["attach", "detach"] * 10:
+                r = subprocess.run([str(ROOT / "scripts" / "reqid"), command, str(proc.pid)],
+                                   capture_output=True, text=True, timeout=60)
+                if r.returncode != 0 or r.stderr:
+                    bad.append("%s: exit %d %r" % (command, r.returncode, r.stderr[:300]))
+            stop.touch()
+            out, _ = proc.communicate(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        m = re.fullmatch(r"children (\d+) abnormal (\d+)\n", out or "")
+        self.notes.append("short children: %s" % (out or "").strip())
+        self.check("short children: 10 attach/detach cycles exit 0, stderr empty", not bad,
+                   "; ".join(bad[:4]))
+        self.check("short children: every child exited 0",
+                   m is not None and int(m.group(1)) > 50 and int(m.group(2)) == 0, repr(out))
+
     def refusals(self):
         lib = self.tmp / "libprobe.so"
         r = subprocess.run([str(INJECT)], capture_output=True, text=True)
@@ -1951,6 +2274,10 @@ def main():
             suite.forks_while_loading()
             suite.child_inside_fork()
             suite.child_in_fork_handler()
+            suite.inside_malloc()
+            suite.exec_loop()
+            suite.short_children()
+            suite.slow_start()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     if suite.stops:

@@ -1,6 +1,7 @@
 /*
  * test_proc_maps.c - unit tests for reqid-inject's reader of
- * /proc/PID/maps (inject/proc_maps.c), on this process's own mappings.
+ * /proc/PID/maps and of where the main thread's stack started
+ * (inject/proc_maps.c), on this process's own.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -99,12 +100,34 @@ static void test_a_process_that_is_not_there(void **state)
 	assert_int_equal(errno, ENOENT);
 }
 
+/* Where this process's main thread's stack started: in the [stack]
+ * mapping, argc there (a cmocka test runs with at least its name). */
+static void test_start_stack(void **state)
+{
+	struct maps_reader maps;
+	struct maps_entry e;
+	uint64_t at = proc_start_stack(getpid());
+	int inside = 0;
+
+	(void)state;
+	assert_true(at != 0);
+	assert_int_equal(maps_open(&maps, getpid()), 0);
+	while (maps_next(&maps, &e))
+		if (strcmp(e.path, "[stack]") == 0 && at >= e.start && at < e.end)
+			inside = 1;
+	assert_int_equal(maps_close(&maps), 0);
+	assert_true(inside);
+	assert_true(*(const long *)(uintptr_t)at >= 1);
+	assert_int_equal(proc_start_stack(-1), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_a_file_mapping),
 		cmocka_unit_test(test_an_anonymous_mapping),
 		cmocka_unit_test(test_a_process_that_is_not_there),
+		cmocka_unit_test(test_start_stack),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,36 @@
+/*
+ * borrow_point.h - whether a stopped thread is at a point where it may be
+ * borrowed to call into libc (see borrow_point.c).
+ */
+#ifndef REQID_INJECT_BORROW_POINT_H
+#define REQID_INJECT_BORROW_POINT_H
+
+#include <stdint.h>
+#include <sys/user.h>
+
+/* The executable code of the loader and of the program, [start, end);
+ * both 0 when unknown. */
+struct code_ranges {
+	uint64_t loader_start, loader_end;
+	uint64_t program_start, program_end;
+};
+
+enum borrow_point {
+	BORROW_SAFE,
+	BORROW_IN_LOADER,	/* its pc in the loader's code, or the loader's
+				 * start-up under way (constructors run) */
+	BORROW_IN_MEMORY_CALL,	/* in a system call malloc makes */
+	BORROW_IN_LOCK_WAIT,	/* waiting for a lock (futex wait for value 2) */
+	BORROW_IN_LIBRARY,	/* running library code, not in a system call */
+};
+
+/* Where the main thread whose registers are regs (stopped by ptrace) is;
+ * first_frame is the word right below where the kernel started its stack
+ * (below argc; 0 if unknown). */
+enum borrow_point borrow_point(const struct user_regs_struct *regs, uint64_t first_frame,
+			       const struct code_ranges *code);
+
+/* Words for the point, for a message: "in the loader" ... */
+const char *borrow_point_words(enum borrow_point point);
+
+#endif
