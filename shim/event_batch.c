@@ -369,6 +369,7 @@ LOOP_PATH void batch_accepted(int listen_fd, int fd)
 LOOP_PATH void batch_after_epoll(int epfd, const struct epoll_event *ev, int n, int fd,
 				 void *wait_return)
 {
+	ctx_wait_returned();
 	batch_end();
 	if (n <= 0) {
 		forget_wait(); /* nothing woke it: no chain needed */
