@@ -268,45 +268,24 @@ static bool futex_waits_for_work(unsigned long op)
 	return cmd == FUTEX_WAIT_BITSET || cmd == FUTEX_WAIT_REQUEUE_PI;
 }
 
-/* What thread tid was doing, from /proc/self/task/TID/syscall (its call
- * and arguments):
+/* What a thread asleep in system call nr, with args (the hex arguments
+ * of its /proc syscall file), was doing:
  *   FOUND_IN_WAIT  epoll, select, a poll on several descriptors (a poll on
- *                  one is a read that waits, as APR's sockets do), or a
- *                  restarted call (a timed poll or sleep the injector's
- *                  stop interrupted) whose kernel function (wchan) is
- *                  poll's or select's;
+ *                  one is a read that waits, as APR's sockets do);
  *   FOUND_IDLE     a call that waits for work or input: a read or receive,
  *                  accept, a futex wait on a condition (futex_waits_for_work),
  *                  a wait for a child or a signal, a blocking connect;
- *   FOUND_AT_WORK  running (or blocked outside a system call), or in any
- *                  other call: a write to a slow pipe, a mutex, a sleep, a
- *                  sync, an open.
+ *   FOUND_AT_WORK  any other call: a write to a slow pipe, a mutex, a
+ *                  sleep, a sync, an open.
  * Still taken for idle, as a worker of a pool would be: a thread of an
  * event loop asleep in a read of a blocking file or pipe, or on a
- * condition, a semaphore or a read-write lock in the middle of a batch.
- * In a process that changed its user (not dumpable: that file is root's),
- * from wchan alone: "0" running; any function of epoll's, poll's or
- * select's (ep_poll, do_epoll_wait, do_sys_poll, poll_schedule_timeout,
- * do_select) a wait on several descriptors, a poll on one too; any other
- * idle. */
-static enum found thread_found(int32_t tid)
+ * condition, a semaphore or a read-write lock in the middle of a batch. */
+static enum found found_in_call(long nr, const char *args)
 {
-	char buf[96];
-	long n = read_task_file(tid, "syscall", buf, sizeof(buf));
-	if (n < 0) {
-		n = read_task_file(tid, "wchan", buf, sizeof(buf));
-		if (n <= 0 || strcmp(buf, "0") == 0)
-			return FOUND_AT_WORK;
-		return has_word(buf, "poll") || has_word(buf, "select") ? FOUND_IN_WAIT : FOUND_IDLE;
-	}
-	if (buf[0] < '0' || buf[0] > '9')
-		return FOUND_AT_WORK; /* "running", or blocked outside a system call (-1) */
-	const char *args;
-	long nr = decimal_at(buf, &args);
 	switch (nr) {
 	case SYS_poll:
 	case SYS_ppoll:
-		/* "NR FDS NFDS ...", in hex */
+		/* "FDS NFDS ..." */
 		hex_at(args, &args);
 		return hex_at(args, &args) != 1 ? FOUND_IN_WAIT : FOUND_IDLE;
 	case SYS_epoll_wait:
@@ -317,12 +296,8 @@ static enum found thread_found(int32_t tid)
 	case SYS_select:
 	case SYS_pselect6:
 		return FOUND_IN_WAIT;
-	case SYS_restart_syscall:
-		n = read_task_file(tid, "wchan", buf, sizeof(buf));
-		return n > 0 && (has_word(buf, "poll") || has_word(buf, "select")) ? FOUND_IN_WAIT
-										  : FOUND_AT_WORK;
 	case SYS_futex:
-		/* "NR UADDR OP ..." */
+		/* "UADDR OP ..." */
 		hex_at(args, &args);
 		return futex_waits_for_work(hex_at(args, &args)) ? FOUND_IDLE : FOUND_AT_WORK;
 	case SYS_read:
@@ -345,6 +320,44 @@ static enum found thread_found(int32_t tid)
 	default:
 		return FOUND_AT_WORK;
 	}
+}
+
+/* What thread tid was doing, from /proc/self/task/TID/syscall: running
+ * (or blocked outside a system call) is at work; asleep in a call, what
+ * found_in_call says. A call the injector's stop interrupted and the
+ * kernel restarts as restart_syscall (a timed poll, futex wait or sleep)
+ * keeps its arguments in the file: its kernel function (wchan) tells
+ * which it was. In a process that changed its user (not dumpable: that
+ * file is root's), from wchan alone: "0" at work; any function of
+ * epoll's, poll's or select's (ep_poll, do_epoll_wait, do_sys_poll,
+ * poll_schedule_timeout, do_select) a wait on several descriptors, a poll
+ * on one too; any other idle. */
+static enum found thread_found(int32_t tid)
+{
+	char buf[96], chan[96];
+	long n = read_task_file(tid, "syscall", buf, sizeof(buf));
+	if (n < 0) {
+		n = read_task_file(tid, "wchan", buf, sizeof(buf));
+		if (n <= 0 || strcmp(buf, "0") == 0)
+			return FOUND_AT_WORK;
+		return has_word(buf, "poll") || has_word(buf, "select") ? FOUND_IN_WAIT : FOUND_IDLE;
+	}
+	if (buf[0] < '0' || buf[0] > '9')
+		return FOUND_AT_WORK; /* "running", or blocked outside a system call (-1) */
+	const char *args;
+	long nr = decimal_at(buf, &args);
+	if (nr == SYS_restart_syscall) {
+		/* poll's restart (select's and ppoll's restart as themselves) */
+		if (read_task_file(tid, "wchan", chan, sizeof(chan)) <= 0)
+			return FOUND_AT_WORK;
+		if (has_word(chan, "poll") || has_word(chan, "select"))
+			nr = SYS_poll;
+		else if (has_word(chan, "futex"))
+			nr = SYS_futex;
+		else
+			return FOUND_AT_WORK;
+	}
+	return found_in_call(nr, args);
 }
 
 static bool accepted_before_attach(int fd);
