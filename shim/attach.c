@@ -31,7 +31,6 @@
 #include <dirent.h>
 #include <dlfcn.h>
 #include <fcntl.h>
-#include <linux/futex.h>
 #include <linux/tcp.h>
 #include <netinet/in.h>
 #include <stddef.h>
@@ -63,6 +62,7 @@
 #include "signal_frames.h"
 #include "thread_count.h"
 #include "thread_ctx.h"
+#include "thread_found.h"
 
 #define SETTINGS_MAX 8192
 
@@ -201,163 +201,15 @@ static long read_task_file(int32_t tid, const char *name, char *buf, size_t room
 	return n;
 }
 
-/* The /proc files' numbers and words, read without libc's parsers (each
- * one the library imports costs every process's start a lookup): a
- * decimal number, a hex one (after spaces and an optional 0x), at most
- * 18 and 16 digits; whether word is in s. */
-static long decimal_at(const char *s, const char **end)
-{
-	bool negative = *s == '-';
-	long n = 0;
-	s += negative;
-	for (int digits = 0; digits < 18 && *s >= '0' && *s <= '9'; digits++)
-		n = n * 10 + (*s++ - '0');
-	*end = s;
-	return negative ? -n : n;
-}
-
-static unsigned long hex_at(const char *s, const char **end)
-{
-	unsigned long n = 0;
-	while (*s == ' ')
-		s++;
-	if (s[0] == '0' && (s[1] == 'x' || s[1] == 'X'))
-		s += 2;
-	for (int digits = 0; digits < 16; digits++, s++) {
-		unsigned d;
-		if (*s >= '0' && *s <= '9')
-			d = (unsigned)(*s - '0');
-		else if ((*s | 0x20) >= 'a' && (*s | 0x20) <= 'f')
-			d = (unsigned)((*s | 0x20) - 'a' + 10);
-		else
-			break;
-		n = n << 4 | d;
-	}
-	*end = s;
-	return n;
-}
-
-static bool has_word(const char *s, const char *word)
-{
-	size_t len = strlen(word);
-	for (; *s; s++)
-		if (strncmp(s, word, len) == 0)
-			return true;
-	return false;
-}
-
-/* What a thread was doing when the GOT had been patched (thread_found). */
-enum found {
-	FOUND_IDLE,    /* waiting for work or input: taken for none */
-	FOUND_AT_WORK, /* running, or asleep in a call made in the middle of
-			  its work: it may be running a batch the shim never
-			  saw, and a sleep, a lock or a one-descriptor poll of
-			  a handler's does not end it */
-	FOUND_IN_WAIT, /* in a wait that may be on several descriptors, whose
-			  events it may serve next */
-};
-
-/* Whether futex operation op (its /proc syscall argument) waits on a
- * condition, a semaphore, a read-write lock or a join (FUTEX_WAIT_BITSET,
- * glibc's since 2.25, or the PI condition's), not on a mutex (FUTEX_WAIT,
- * the PI locks): a pool worker waiting for a job does, a handler taking a
- * lock in the middle of a batch does not. */
-static bool futex_waits_for_work(unsigned long op)
-{
-	unsigned long cmd = op & (unsigned long)FUTEX_CMD_MASK;
-	return cmd == FUTEX_WAIT_BITSET || cmd == FUTEX_WAIT_REQUEUE_PI;
-}
-
-/* What a thread asleep in system call nr, with args (the hex arguments
- * of its /proc syscall file), was doing:
- *   FOUND_IN_WAIT  epoll, select, a poll on several descriptors (a poll on
- *                  one is a read that waits, as APR's sockets do);
- *   FOUND_IDLE     a call that waits for work or input: a read or receive,
- *                  accept, a futex wait on a condition (futex_waits_for_work),
- *                  a wait for a child or a signal, a blocking connect;
- *   FOUND_AT_WORK  any other call: a write to a slow pipe, a mutex, a
- *                  sleep, a sync, an open.
- * Still taken for idle, as a worker of a pool would be: a thread of an
- * event loop asleep in a read of a blocking file or pipe, or on a
- * condition, a semaphore or a read-write lock in the middle of a batch. */
-static enum found found_in_call(long nr, const char *args)
-{
-	switch (nr) {
-	case SYS_poll:
-	case SYS_ppoll:
-		/* "FDS NFDS ..." */
-		hex_at(args, &args);
-		return hex_at(args, &args) != 1 ? FOUND_IN_WAIT : FOUND_IDLE;
-	case SYS_epoll_wait:
-	case SYS_epoll_pwait:
-#ifdef SYS_epoll_pwait2
-	case SYS_epoll_pwait2:
-#endif
-	case SYS_select:
-	case SYS_pselect6:
-		return FOUND_IN_WAIT;
-	case SYS_futex:
-		/* "UADDR OP ..." */
-		hex_at(args, &args);
-		return futex_waits_for_work(hex_at(args, &args)) ? FOUND_IDLE : FOUND_AT_WORK;
-	case SYS_read:
-	case SYS_readv:
-	case SYS_pread64:
-	case SYS_preadv:
-	case SYS_preadv2:
-	case SYS_recvfrom:
-	case SYS_recvmsg:
-	case SYS_recvmmsg:
-	case SYS_accept:
-	case SYS_accept4:
-	case SYS_connect:
-	case SYS_wait4:
-	case SYS_waitid:
-	case SYS_pause:
-	case SYS_rt_sigsuspend:
-	case SYS_rt_sigtimedwait:
-		return FOUND_IDLE;
-	default:
-		return FOUND_AT_WORK;
-	}
-}
-
-/* What thread tid was doing, from /proc/self/task/TID/syscall: running
- * (or blocked outside a system call) is at work; asleep in a call, what
- * found_in_call says. A call the injector's stop interrupted and the
- * kernel restarts as restart_syscall (a timed poll, futex wait or sleep)
- * keeps its arguments in the file: its kernel function (wchan) tells
- * which it was. In a process that changed its user (not dumpable: that
- * file is root's), from wchan alone: "0" at work; any function of
- * epoll's, poll's or select's (ep_poll, do_epoll_wait, do_sys_poll,
- * poll_schedule_timeout, do_select) a wait on several descriptors, a poll
- * on one too; any other idle. */
+/* What thread tid was doing (thread_found.h): its /proc/self/task/TID
+ * syscall file, and its wchan where that says too little. */
 static enum found thread_found(int32_t tid)
 {
-	char buf[96], chan[96];
-	long n = read_task_file(tid, "syscall", buf, sizeof(buf));
-	if (n < 0) {
-		n = read_task_file(tid, "wchan", buf, sizeof(buf));
-		if (n <= 0 || strcmp(buf, "0") == 0)
-			return FOUND_AT_WORK;
-		return has_word(buf, "poll") || has_word(buf, "select") ? FOUND_IN_WAIT : FOUND_IDLE;
-	}
-	if (buf[0] < '0' || buf[0] > '9')
-		return FOUND_AT_WORK; /* "running", or blocked outside a system call (-1) */
-	const char *args;
-	long nr = decimal_at(buf, &args);
-	if (nr == SYS_restart_syscall) {
-		/* poll's restart (select's and ppoll's restart as themselves) */
-		if (read_task_file(tid, "wchan", chan, sizeof(chan)) <= 0)
-			return FOUND_AT_WORK;
-		if (has_word(chan, "poll") || has_word(chan, "select"))
-			nr = SYS_poll;
-		else if (has_word(chan, "futex"))
-			nr = SYS_futex;
-		else
-			return FOUND_AT_WORK;
-	}
-	return found_in_call(nr, args);
+	char syscall_text[96], wchan[96];
+	bool readable = read_task_file(tid, "syscall", syscall_text, sizeof(syscall_text)) >= 0;
+	bool chan = (!readable || thread_found_needs_wchan(syscall_text)) &&
+		    read_task_file(tid, "wchan", wchan, sizeof(wchan)) >= 0;
+	return thread_found_from(readable ? syscall_text : NULL, chan ? wchan : NULL);
 }
 
 static bool accepted_before_attach(int fd);
@@ -407,7 +259,7 @@ static void note_unseen_threads(bool epoll_instances, int highest)
 			const struct dirent64 *e = (const struct dirent64 *)(tasks + at);
 			at += e->d_reclen;
 			const char *end;
-			int32_t tid = (int32_t)decimal_at(e->d_name, &end);
+			int32_t tid = (int32_t)proc_decimal_at(e->d_name, &end);
 			if (tid <= 0 || tid == self)
 				continue;
 			threads++;
@@ -555,7 +407,7 @@ static int scan_open_fds(struct instances *found)
 		for (long at = 0; at < got;) {
 			const struct dirent64 *e = (const struct dirent64 *)(names + at);
 			const char *end;
-			int fd = (int)decimal_at(e->d_name, &end);
+			int fd = (int)proc_decimal_at(e->d_name, &end);
 			at += e->d_reclen;
 			if (e->d_name[0] == '.' || fd < 0 || fd >= (int)FD_LIMIT || fd == dir)
 				continue;
