@@ -238,7 +238,7 @@ static bool one_thread_serves_several(unsigned threads, int highest)
  * with two connections open: one_thread_serves_several). Elsewhere (a
  * blocking server between two calls, a pool's worker taking its next
  * job) one at work is taken for idle: it may never make a hooked wait.
- * More than UNSEEN_MAX: the others count as running. */
+ * More than UNSEEN_MAX: the others wait for their first hooked wait. */
 static void note_unseen_threads(bool epoll_instances, int highest)
 {
 	unseen_count = 0;
