@@ -14,7 +14,7 @@ BUILD   := build
 # Pure logic: no interposition, unit-tested and fuzzable as plain functions.
 PURE_SRCS := shim/frame_rule.c shim/config.c shim/request_id.c shim/traceparent.c shim/trace_context.c shim/tracestate.c \
              shim/http_parser.c shim/http_response.c shim/line_format.c shim/path_glob.c \
-             shim/audit_record.c shim/next_symbol.c
+             shim/audit_record.c shim/next_symbol.c shim/thread_found.c
 # Interposition glue and the state it keeps.
 GLUE_SRCS := shim/shim_init.c shim/request_table.c shim/conn_table.c shim/head_store.c \
              shim/thread_ctx.c shim/log_order.c shim/log_writer.c shim/log_output.c shim/insert_output.c \

@@ -18,8 +18,9 @@
  * running get contexts from their next connection I/O, and contexts left
  * from an earlier attach are dropped (ctx_generation, at detach). Such a
  * thread may be inside a wait begun before the GOT was patched, or running
- * its events: until its first hooked wait it is certain of no request
- * (WATCH_UNSEEN, thread_ctx.h).
+ * its events, or asleep in the middle of them: until its next wait on
+ * several descriptors it is certain of no request (WATCH_UNSEEN,
+ * thread_ctx.h; note_unseen_threads says which threads).
  *
  * Runs only on the injector's thread, never from a hook: it may allocate,
  * take the loader's locks and block. Must never change the program's
@@ -61,6 +62,7 @@
 #include "signal_frames.h"
 #include "thread_count.h"
 #include "thread_ctx.h"
+#include "thread_found.h"
 
 #define SETTINGS_MAX 8192
 
@@ -164,14 +166,13 @@ static bool other_threads(void)
 }
 
 /* The threads attach_thread_unseen names, found once the GOT is patched
- * (note_unseen_threads), with what each must wait for; every other one
- * counts as running when there were more than UNSEEN_MAX or the list
- * could not be read. Written
- * only while the hooks pass through, read by ctx_start_afresh after the
+ * (note_unseen_threads): each waits for its next wait on several
+ * descriptors; every other one waits for its first hooked wait when there
+ * were more than UNSEEN_MAX or the list could not be read. Written only
+ * while the hooks pass through, read by ctx_start_afresh after the
  * ctx_generation change that follows. */
 #define UNSEEN_MAX 256
 static int32_t unseen_tids[UNSEEN_MAX];
-static uint8_t unseen_watch[UNSEEN_MAX];
 static unsigned unseen_count;
 static bool unseen_overflow;
 
@@ -179,7 +180,7 @@ uint8_t attach_thread_unseen(int32_t tid)
 {
 	for (unsigned i = 0; i < unseen_count; i++)
 		if (unseen_tids[i] == tid)
-			return unseen_watch[i];
+			return WATCH_UNSEEN | WATCH_UNSEEN_BATCH;
 	return unseen_overflow ? WATCH_UNSEEN : 0;
 }
 
@@ -200,100 +201,45 @@ static long read_task_file(int32_t tid, const char *name, char *buf, size_t room
 	return n;
 }
 
-/* The /proc files' numbers and words, read without libc's parsers (each
- * one the library imports costs every process's start a lookup): a
- * decimal number, a hex one (after spaces and an optional 0x), at most
- * 18 and 16 digits; whether word is in s. */
-static long decimal_at(const char *s, const char **end)
+/* What thread tid was doing (thread_found.h): its /proc/self/task/TID
+ * syscall file, and its wchan where that says too little. */
+static enum found thread_found(int32_t tid)
 {
-	bool negative = *s == '-';
-	long n = 0;
-	s += negative;
-	for (int digits = 0; digits < 18 && *s >= '0' && *s <= '9'; digits++)
-		n = n * 10 + (*s++ - '0');
-	*end = s;
-	return negative ? -n : n;
+	char syscall_text[96], wchan[96];
+	bool readable = read_task_file(tid, "syscall", syscall_text, sizeof(syscall_text)) >= 0;
+	bool chan = (!readable || thread_found_needs_wchan(syscall_text)) &&
+		    read_task_file(tid, "wchan", wchan, sizeof(wchan)) >= 0;
+	return thread_found_from(readable ? syscall_text : NULL, chan ? wchan : NULL);
 }
 
-static unsigned long hex_at(const char *s, const char **end)
-{
-	unsigned long n = 0;
-	while (*s == ' ')
-		s++;
-	if (s[0] == '0' && (s[1] == 'x' || s[1] == 'X'))
-		s += 2;
-	for (int digits = 0; digits < 16; digits++, s++) {
-		unsigned d;
-		if (*s >= '0' && *s <= '9')
-			d = (unsigned)(*s - '0');
-		else if ((*s | 0x20) >= 'a' && (*s | 0x20) <= 'f')
-			d = (unsigned)((*s | 0x20) - 'a' + 10);
-		else
-			break;
-		n = n << 4 | d;
-	}
-	*end = s;
-	return n;
-}
+static bool accepted_before_attach(int fd);
 
-static bool has_word(const char *s, const char *word)
+/* Whether the process serves several connections from one thread: it has
+ * one thread besides the injector's, and two accepted connections from
+ * before attach are open (a server that blocks on one connection at a
+ * time holds one). A poll or select loop that was running its events at
+ * attach (no epoll instance, no thread in a wait to tell) is one. */
+static bool one_thread_serves_several(unsigned threads, int highest)
 {
-	size_t len = strlen(word);
-	for (; *s; s++)
-		if (strncmp(s, word, len) == 0)
-			return true;
-	return false;
-}
-
-/* What thread tid's lines must wait for (WATCH_UNSEEN bits, 0: nothing):
- * it is running, or cannot be told (WATCH_UNSEEN), or blocked in a wait
- * that may be on several descriptors (epoll, select, poll on more than
- * one: a poll on one is a read that waits, as APR's sockets do), whose
- * events it may serve next (WATCH_UNSEEN_BATCH too). From
- * /proc/self/task/TID/syscall; in a process that changed its user (not
- * dumpable: that file is root's), from the kernel function it sleeps in
- * (wchan: "0" running; any function of epoll's, poll's or select's, such
- * as ep_poll, do_epoll_wait, do_sys_poll, poll_schedule_timeout or
- * do_select, taken for a wait on several descriptors, a poll on one too). */
-static uint8_t thread_unseen_watch(int32_t tid)
-{
-	const uint8_t running = WATCH_UNSEEN, in_wait = WATCH_UNSEEN | WATCH_UNSEEN_BATCH;
-	char buf[96];
-	long n = read_task_file(tid, "syscall", buf, sizeof(buf));
-	if (n < 0) {
-		n = read_task_file(tid, "wchan", buf, sizeof(buf));
-		if (n <= 0 || strcmp(buf, "0") == 0)
-			return running;
-		return has_word(buf, "poll") || has_word(buf, "select") ? in_wait : 0;
-	}
-	if (buf[0] < '0' || buf[0] > '9')
-		return running; /* "running", or blocked outside a system call (-1) */
-	const char *args;
-	long nr = decimal_at(buf, &args);
-	switch (nr) {
-	case SYS_poll:
-	case SYS_ppoll:
-		/* "NR FDS NFDS ...", in hex */
-		hex_at(args, &args);
-		return hex_at(args, &args) != 1 ? in_wait : 0;
-	case SYS_epoll_wait:
-	case SYS_epoll_pwait:
-#ifdef SYS_epoll_pwait2
-	case SYS_epoll_pwait2:
-#endif
-	case SYS_select:
-	case SYS_pselect6:
-		return in_wait;
-	default:
-		return n == 0 ? running : 0;
-	}
+	if (threads != 1)
+		return false;
+	int conns = 0;
+	for (int fd = 0; fd <= highest && conns < 2; fd++)
+		conns += accepted_before_attach(fd);
+	return conns >= 2;
 }
 
 /* Fills the table of attach_thread_unseen: every thread of the process but
- * the calling one with a thread_unseen_watch, now that every wait begun
- * from here on goes through a hook. More than UNSEEN_MAX: the others
- * count as running. */
-static void note_unseen_threads(bool epoll_instances)
+ * the calling one that is not idle (thread_found), now that every wait
+ * begun from here on goes through a hook: one in a wait must wait for its
+ * next wait on several descriptors (WATCH_UNSEEN | WATCH_UNSEEN_BATCH), as
+ * one at work must in a process that serves several connections at once
+ * (an epoll instance at attach, a thread found in a wait, or one thread
+ * with two connections open: one_thread_serves_several). Elsewhere (a
+ * blocking server between two calls, a pool's worker taking its next
+ * job) one at work is taken for idle: it may never make a hooked wait.
+ * More than UNSEEN_MAX: the others wait for their first hooked wait. */
+static void note_unseen_threads(bool epoll_instances, int highest)
 {
 	unseen_count = 0;
 	unseen_overflow = false;
@@ -306,35 +252,32 @@ static void note_unseen_threads(bool epoll_instances)
 	int32_t self = (int32_t)syscall(SYS_gettid);
 	_Alignas(8) char tasks[1024];
 	long got;
+	unsigned threads = 0;
+	bool batches = epoll_instances;
 	while ((got = syscall(SYS_getdents64, dir, tasks, sizeof(tasks))) > 0) {
 		for (long at = 0; at < got;) {
 			const struct dirent64 *e = (const struct dirent64 *)(tasks + at);
 			at += e->d_reclen;
 			const char *end;
-			int32_t tid = (int32_t)decimal_at(e->d_name, &end);
-			uint8_t watch;
-			if (tid <= 0 || tid == self || !(watch = thread_unseen_watch(tid)))
+			int32_t tid = (int32_t)proc_decimal_at(e->d_name, &end);
+			if (tid <= 0 || tid == self)
 				continue;
-			if (unseen_count == UNSEEN_MAX) {
+			threads++;
+			enum found found = thread_found(tid);
+			if (found == FOUND_IDLE)
+				continue;
+			batches |= found == FOUND_IN_WAIT;
+			if (unseen_count == UNSEEN_MAX)
 				unseen_overflow = true;
-			} else {
-				unseen_tids[unseen_count] = tid;
-				unseen_watch[unseen_count++] = watch;
-			}
+			else
+				unseen_tids[unseen_count++] = tid;
 		}
 	}
 	if (got < 0)
 		unseen_overflow = true;
 	syscall(SYS_close, dir);
-	/* A thread found running can be serving a batch the shim never saw
-	 * only in a process that waits on several descriptors at once: one
-	 * with an epoll instance, or a thread found in such a wait. Elsewhere
-	 * (a blocking server between two calls, a pool's worker taking its
-	 * next job) it is taken for none: it may never make a hooked wait. */
-	bool batches = epoll_instances;
-	for (unsigned i = 0; i < unseen_count && !batches; i++)
-		batches = unseen_watch[i] & WATCH_UNSEEN_BATCH;
-	if (!batches && !unseen_overflow)
+	if (!batches && !unseen_overflow && unseen_count != 0 &&
+	    !one_thread_serves_several(threads, highest))
 		unseen_count = 0;
 }
 
@@ -464,7 +407,7 @@ static int scan_open_fds(struct instances *found)
 		for (long at = 0; at < got;) {
 			const struct dirent64 *e = (const struct dirent64 *)(names + at);
 			const char *end;
-			int fd = (int)decimal_at(e->d_name, &end);
+			int fd = (int)proc_decimal_at(e->d_name, &end);
 			at += e->d_reclen;
 			if (e->d_name[0] == '.' || fd < 0 || fd >= (int)FD_LIMIT || fd == dir)
 				continue;
@@ -740,7 +683,7 @@ static int attach_now(const char *settings)
 	 * now; a thread whose context started afresh before they were is
 	 * made to start again (no context is made while the hooks pass
 	 * through). */
-	note_unseen_threads(instances.count > 0);
+	note_unseen_threads(instances.count > 0, highest);
 	__atomic_add_fetch(&ctx_generation, 1, __ATOMIC_SEQ_CST);
 	__atomic_store_n(&shim.active, true, __ATOMIC_SEQ_CST);
 	count_unadopted(highest);

@@ -183,6 +183,7 @@ EXPORT LOOP_PATH int epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
  * after each wait serves all of them from one call). */
 static int waited(int r, bool conns, void *wait_return)
 {
+	ctx_wait_returned();
 	if (conns && shim.config.event_brackets &&
 	    __atomic_load_n(&shim.active, __ATOMIC_ACQUIRE)) {
 		int saved = errno;

@@ -14,6 +14,7 @@
 #include "shim_init.h"
 #include "thread_count.h"
 
+#include <errno.h>
 #include <stdint.h>
 #include <sys/syscall.h>
 
@@ -222,6 +223,20 @@ void ctx_response_began(int fd, int32_t reader)
 	    thread_ctx.request != conn_request(fd) &&
 	    !__atomic_load_n(&shim.parks_requests, __ATOMIC_RELAXED))
 		__atomic_store_n(&shim.parks_requests, true, __ATOMIC_RELAXED);
+}
+
+void ctx_wait_spanned_attach(void)
+{
+	/* Only a thread that waited on several descriptors (marked a loop as
+	 * the wait began, in the generation before): a one-descriptor poll is
+	 * a read that waits. After detach nothing is marked. */
+	if (thread_ctx.in_shim || !(thread_ctx.watch & WATCH_EVENT_LOOP) ||
+	    !__atomic_load_n(&shim.active, __ATOMIC_ACQUIRE))
+		return;
+	int saved = errno;
+	ctx_current();
+	thread_ctx.watch |= (uint8_t)(WATCH_UNSEEN | WATCH_UNSEEN_BATCH);
+	errno = saved;
 }
 
 LOOP_PATH void ctx_mark_event_loop(bool conns)

@@ -46,21 +46,25 @@ enum ctx_watch {
 	 * is open): a timer or posted event for any of them may run between
 	 * two I/O calls on one, so a bracket proves nothing there. */
 	WATCH_CONNS = 4,
-	/* The thread was inside a wait on several descriptors, or running,
-	 * when attach had patched the GOT (attach_thread_unseen): it may be
-	 * running the events of a wait the shim never saw return, serving
-	 * several connections in turn with no wait in between. Its I/O makes
-	 * it certain of nothing and its lines are held for no bracket (as
-	 * WATCH_CONNS): they get no id. Its first hooked wait (ctx_wait_seen),
-	 * not an accept (a loop's listener handler accepts inside the batch),
-	 * ends that; a fork child of it starts seen. A thread blocked then in
-	 * a read or on a lock is taken for none (a worker of a pool). */
+	/* The thread was inside a wait on several descriptors, running, or
+	 * asleep in the middle of its work (a write, a mutex, a sleep) when
+	 * attach had patched the GOT (attach_thread_unseen,
+	 * note_unseen_threads), or its wait on several descriptors spanned
+	 * the thread scan (ctx_wait_returned): it may be running the events
+	 * of a wait the shim never saw return, serving several connections in
+	 * turn with no wait in between. Its I/O makes it certain of nothing
+	 * and its lines are held for no bracket (as WATCH_CONNS): they get no
+	 * id. Its first hooked wait (ctx_wait_seen), not an accept (a loop's
+	 * listener handler accepts inside the batch), ends that, unless
+	 * WATCH_UNSEEN_BATCH; a fork child of it starts seen. A thread
+	 * blocked then in a read, an accept or on a condition is taken for
+	 * none (a worker of a pool waiting for work). */
 	WATCH_UNSEEN = 8,
-	/* With WATCH_UNSEEN: the thread was inside a wait on several
-	 * descriptors, so the events it serves next are a batch the shim did
-	 * not see, which only its next wait on several descriptors ends: a
-	 * sleep, a lock or a one-descriptor poll a handler makes inside that
-	 * batch does not. */
+	/* With WATCH_UNSEEN: the events it serves next may be a batch the
+	 * shim did not see, which only its next wait on several descriptors
+	 * ends: a sleep, a lock or a one-descriptor poll a handler makes
+	 * inside that batch does not. Set for every thread attach lists;
+	 * without it (more than 256 threads) any hooked wait ends the mark. */
 	WATCH_UNSEEN_BATCH = 16,
 };
 
@@ -210,6 +214,21 @@ static inline void ctx_wait_seen(bool several)
 	if (__builtin_expect(thread_ctx.watch & WATCH_UNSEEN, 0) &&
 	    (several || !(thread_ctx.watch & WATCH_UNSEEN_BATCH)))
 		thread_ctx.watch &= (uint8_t)~(WATCH_UNSEEN | WATCH_UNSEEN_BATCH);
+}
+
+/* ctx_wait_returned's work, when an attach came while the thread waited. */
+void ctx_wait_spanned_attach(void) __attribute__((visibility("hidden")));
+
+/* A wait on descriptors (epoll, poll, select) returned. One on several
+ * that began before the last attach's thread scan was over (the hooks
+ * passed through while the GOT was patched, and the scan may have found
+ * the thread in a read just before) returns a batch the shim did not see
+ * begin: the thread waits for its next wait on several descriptors
+ * (WATCH_UNSEEN_BATCH), as one the scan found in such a wait does. */
+static inline void ctx_wait_returned(void)
+{
+	if (__builtin_expect(thread_ctx.generation != ctx_generation, 0))
+		ctx_wait_spanned_attach();
 }
 
 /* A boundary: the thread stops working on whatever it was (wait, sleep,

@@ -98,12 +98,12 @@ def c11_threads(env=None, label="ev_c11_threads", runs=C11_RUNS):
     the case expects), with env added to the case's environment."""
     case = copy.copy(next(c for c in test_event_loops.CASES if c.key == "threads"))
     case.env = dict(case.env, **(env or {}))
-    # The case's handler-line recall is judged over all runs together: a
-    # run where one thread's lines go untagged for a moment near its start
-    # (some 20 of 2,000, about one run in 20-40 with C11 threads: lower
-    # recall, never a wrong id) fails no run, a recall lost for good still
-    # fails the whole.
-    min_recall, case.min_handler_recall = case.min_handler_recall, 0.0
+    # The case's handler-line recall (99%) is judged in every run: a thread
+    # started by thrd_create whose first wait began before the first chain
+    # was ready served its first batch whole with no id (some 20 of 2,000
+    # handler lines in one run of 300, before batch_fetch_max readied the
+    # chain first); the rest, some 2-8 lines in one run of 20, are lost as
+    # with threads pthread_create starts. The total is printed.
     handler = [0, 0]
     failures = []
     server_dir = harness.SERVER_DIR
@@ -127,10 +127,7 @@ def c11_threads(env=None, label="ev_c11_threads", runs=C11_RUNS):
                           "reordered" % (label, i, c["lines"], c["tagged"]))
         finally:
             harness.SERVER_DIR = server_dir
-    if handler[1] and handler[0] < min_recall * handler[1]:
-        failures.append("%s: handler-line recall %.2f%% over %d runs, under %.0f%%" % (
-            label, 100.0 * handler[0] / handler[1], runs, 100 * min_recall))
-    elif handler[1]:
+    if handler[1]:
         print("%s: handler-line recall %.2f%% over %d runs" % (
             label, 100.0 * handler[0] / handler[1], runs))
     return failures

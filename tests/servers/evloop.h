@@ -18,6 +18,13 @@
  *   park=1     ev_broadcast: wait until a request arrives on another
  *              connection (or a fallback timer)
  *   nest=1     ev_nested: serve other connections before answering
+ *   stall=1    after the "got" line, block in a write to a full pipe (the
+ *              fifo EV_STALL_FIFO, filled at start) until the test reads
+ *              a page from it: a handler asleep in write() in the middle
+ *              of a batch (test_attach_event_loops.py attaches then)
+ *   stall=2    likewise, blocked on a mutex that a thread of the server's
+ *              holds until a byte arrives on the fifo EV_STALL_LOCK_FIFO
+ *   stall=3    likewise, running (no system call) until SIGUSR1 comes
  * /quit answers "ok quit" and exits 0; in a server whose loop runs on
  * several threads (ev_quit_joins set), the threads first leave their loops
  * and main joins them.
@@ -197,6 +204,97 @@ static inline int ev_quit_seen(void)
 
 static inline int evc_flush(struct evc *c);
 
+/* ---- stalls (stall=) ---------------------------------------------------- */
+
+#define EV_STALL_PAGE 4096
+
+static int ev_stall_fd = -1;   /* EV_STALL_FIFO, full, blocking */
+static pthread_mutex_t ev_stall_mu = PTHREAD_MUTEX_INITIALIZER;
+static int ev_stall_held;      /* the holder thread has ev_stall_mu */
+static volatile sig_atomic_t ev_stall_signalled; /* SIGUSR1 came */
+
+static void ev_stall_on_signal(int sig)
+{
+	(void)sig;
+	ev_stall_signalled = 1;
+}
+
+/* EV_STALL_LOCK_FIFO's thread: holds ev_stall_mu until a byte comes. */
+static void *ev_stall_holder(void *arg)
+{
+	int fd = (int)(intptr_t)arg;
+	char byte;
+
+	pthread_mutex_lock(&ev_stall_mu);
+	__atomic_store_n(&ev_stall_held, 1, __ATOMIC_RELEASE);
+	while (read(fd, &byte, 1) < 0 && errno == EINTR)
+		;
+	pthread_mutex_unlock(&ev_stall_mu);
+	close(fd);
+	return NULL;
+}
+
+/* At start: EV_STALL_FIFO opened and filled (a stall=1 write then blocks
+ * until the test reads a page), EV_STALL_LOCK_FIFO's holder started and
+ * holding the mutex. */
+static inline void ev_stall_setup(void)
+{
+	static char page[EV_STALL_PAGE];
+	const char *path = getenv("EV_STALL_FIFO");
+	int fd;
+
+	if (path && (fd = open(path, O_RDWR | O_NONBLOCK | O_CLOEXEC)) >= 0) {
+		struct sigaction sa;
+
+		while (write(fd, page, sizeof page) == (ssize_t)sizeof page)
+			;
+		fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+		ev_stall_fd = fd;
+		memset(&sa, 0, sizeof sa);
+		sa.sa_handler = ev_stall_on_signal;
+		sa.sa_flags = SA_RESTART;
+		sigaction(SIGUSR1, &sa, NULL);
+	}
+	path = getenv("EV_STALL_LOCK_FIFO");
+	if (path && (fd = open(path, O_RDWR | O_CLOEXEC)) >= 0) {
+		pthread_t t;
+
+		if (pthread_create(&t, NULL, ev_stall_holder, (void *)(intptr_t)fd) != 0) {
+			close(fd);
+			return;
+		}
+		pthread_detach(t);
+		while (!__atomic_load_n(&ev_stall_held, __ATOMIC_ACQUIRE))
+			sched_yield();
+	}
+}
+
+/* stall=how (see the top of this file); any other value: nothing. */
+static inline void ev_stall(long how)
+{
+	static char page[EV_STALL_PAGE];
+	size_t off = 0;
+
+	if (how == 1 && ev_stall_fd >= 0) {
+		while (off < sizeof page) {
+			ssize_t n = write(ev_stall_fd, page + off, sizeof page - off);
+
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n <= 0)
+				break;
+			off += (size_t)n;
+		}
+	} else if (how == 2 && __atomic_load_n(&ev_stall_held, __ATOMIC_ACQUIRE)) {
+		pthread_mutex_lock(&ev_stall_mu);
+		pthread_mutex_unlock(&ev_stall_mu);
+	} else if (how == 3 && ev_stall_fd >= 0) {
+		while (!ev_stall_signalled)
+			;
+		ev_stall_signalled = 0;
+	}
+}
+
 /* Takes the next whole request buffered on c. Returns 1 with c->tok and the
  * parameters set and the "got" line logged; 0 when more bytes are needed;
  * -1 on a bad request (a 400 is on its way or written: the caller closes
@@ -233,6 +331,7 @@ static inline int evc_take_request(struct evc *c)
 	q = strchr(r.path, '?');
 	lh_log("INFO", "token=%s got conn=%u %s path=%.*s", c->tok, c->serial, r.method,
 	       (int)(q - r.path), r.path);
+	ev_stall(lh_query_long(r.path, "stall"));
 	return 1;
 }
 
@@ -458,6 +557,7 @@ static inline int ev_listen(int *port)
 {
 	int fd = lh_listen_or_log(port);
 
+	ev_stall_setup();
 	if (fd >= 0 && ev_nonblock(fd) < 0) {
 		close(fd);
 		return -1;
