@@ -247,7 +247,7 @@ void batch_thread_exit(void)
 void batch_wait_after_detach(void)
 {
 	if (shim.loaded_by_attach && !__atomic_load_n(&shim.attached, __ATOMIC_ACQUIRE) &&
-	    !thread_ctx.in_shim && thread_ctx.signal_depth == 0)
+	    !thread_ctx.in_shim && thread_ctx.signal_depth == 0 && !call_chain_lender)
 		batch_thread_exit();
 }
 
@@ -286,7 +286,7 @@ LOOP_PATH void batch_after_wait(void *wait_return)
 	 * chain here too (libunwind never: call_chain_load_if_wanted). */
 	if (!atomic_load_explicit(&process.threaded, memory_order_relaxed) || !call_chain_ready())
 		call_chain_load_if_wanted(false);
-	struct call_chain chain;
+	CALL_CHAIN(chain);
 	call_chain_take(&chain, &f->memo);
 	for (int i = 0; i < chain.count; i++) {
 		if (chain.frames[i] != wait_return)

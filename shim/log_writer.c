@@ -793,7 +793,7 @@ struct line_verdict {
  * of line: most lines are no event loop's. */
 static LOOP_PATH __attribute__((noinline)) bool judge_loop(struct line_verdict *v)
 {
-	struct call_chain chain;
+	CALL_CHAIN(chain);
 	call_chain_take(&chain, batch_chain_memo());
 	if (thread_ctx.batch.conn) {
 		if (thread_ctx.batch.site && (v->request = batch_line_request(&chain)) != 0) {
