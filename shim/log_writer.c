@@ -666,7 +666,8 @@ emit_line(struct writer *w, uint64_t request, const char *line, size_t len, bool
 		out = w->slot->scratch;
 	}
 	unsigned seen;
-	size_t n = line_format_noting(&shim.style, w->fields, w->fields_len, line, len, out, &seen);
+	size_t n = line_format_noting(&shim.style, w->fields, w->fields_len, line, len, out, &seen,
+				      whole ? LINE_SAW_NEWLINE : 0);
 	if (whole && (seen & LINE_SAW_NEWLINE))
 		return EMIT_SPLIT;
 	if (seen & LINE_SAW_QUOTE)
