@@ -655,6 +655,7 @@ static inline __attribute__((always_inline)) int walk_frames(struct call_chain *
 	if (memo) {
 		const struct remembered_walk *again = walk_again(memo, sp, bp, generation);
 		if (again) {
+			chain->walk = again->serial;
 			if (__builtin_expect(!call_chain_lender, 1)) {
 				chain->frames = again->frames;
 				call_chain_lender = chain;
@@ -668,6 +669,7 @@ static inline __attribute__((always_inline)) int walk_frames(struct call_chain *
 	if (!on_first_stack(sp))
 		return WALK_NO_CHAIN;
 	if (memo && (r = walk_to_replace(memo, sp)) != NULL) {
+		r->serial = ++memo->serials;
 		r->sp = sp;
 		r->bp = bp;
 		r->generation = generation;
@@ -724,6 +726,7 @@ static bool is_signal_return(const void *ip)
 LOOP_PATH void call_chain_take(struct call_chain *chain, struct chain_memo *memo)
 {
 	chain->count = 0;
+	chain->walk = 0;
 	chain->frames = chain->own;
 	if (unwinding || atomic_load_explicit(&chains_off, memory_order_relaxed) ||
 	    !call_chain_ready())
@@ -740,8 +743,10 @@ LOOP_PATH void call_chain_take(struct call_chain *chain, struct chain_memo *memo
 	}
 	unwinding = false;
 	/* A full buffer may be a cut chain: its outer frames are unknown. */
-	if (n <= 0 || n >= CHAIN_MAX)
+	if (n <= 0 || n >= CHAIN_MAX) {
+		chain->walk = 0;
 		return;
+	}
 	if (!walked) {
 		/* the frame rules never step through a signal frame */
 		for (int i = 0; i < n; i++)

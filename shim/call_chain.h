@@ -76,6 +76,10 @@ void call_chain_release_rules(void) __attribute__((visibility("hidden")));
 
 struct call_chain {
 	int count;                /* frames, innermost first; 0: no chain */
+	uint64_t walk;            /* the serial of the remembered walk it was
+				     taken again from (struct chain_memo), 0
+				     if none: two chains of the same serial
+				     have the same frames */
 	void *const *frames;      /* own, or the thread's remembered walk's
 				     (call_chain_take): read them through this */
 	void *own[CHAIN_MAX];
@@ -122,6 +126,7 @@ struct chain_memo {
 	struct remembered_walk {
 		uintptr_t sp, bp;
 		uint32_t generation;
+		uint64_t serial; /* of this walk's remembering (never 0) */
 		int16_t count;   /* the walk's result; 0: nothing remembered */
 		uint8_t bp_used;
 		uint8_t reads;
@@ -133,6 +138,7 @@ struct chain_memo {
 		void *frames[CHAIN_MAX];
 	} walk[MEMO_WALKS];
 	unsigned next;
+	uint64_t serials; /* the last serial given (they never wrap) */
 	uint8_t hint[MEMO_HINTS]; /* by stack pointer: the walk to look at first */
 };
 

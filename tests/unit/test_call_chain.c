@@ -227,6 +227,7 @@ struct lend {
 	void *frames[CHAIN_MAX];
 	int count;
 	bool lent;
+	uint64_t walk;
 };
 
 /* Takes a chain and keeps it in scope while, if walk_others, chains are
@@ -239,6 +240,7 @@ static __attribute__((noinline)) void lend_and_walk(bool walk_others, struct len
 	call_chain_take(&held, memo);
 	l->count = held.count;
 	l->lent = held.frames != held.own;
+	l->walk = held.walk;
 	memcpy(l->frames, held.frames, (size_t)held.count * sizeof(void *));
 	if (!walk_others)
 		return;
@@ -266,6 +268,32 @@ static void test_lent_frames_stay_while_held(void **state)
 	assert_true(again.lent);
 	assert_int_equal(again.count, first.count);
 	assert_memory_equal(again.frames, first.frames, (size_t)first.count * sizeof(void *));
+}
+
+/* A chain taken again from a remembered walk carries the walk's serial:
+ * the same each time, another once the walk was replaced; a chain walked
+ * carries none. */
+static void test_walk_serials(void **state)
+{
+	(void)state;
+	struct lend l[2][3]; /* three chains from one place, the walks replaced between */
+	static volatile int three = 3; /* a loop the compiler keeps: one call site */
+	for (int round = 0; round < 2; round++) {
+		for (int i = 0; i < three; i++)
+			lend_and_walk(false, &l[round][i]);
+		for (int depth = 0; depth < MEMO_WALKS + 2; depth++) { /* each walk replaced */
+			struct both b;
+			recurse(depth, &b);
+		}
+	}
+	for (int round = 0; round < 2; round++) {
+		assert_int_equal(l[round][0].walk, 0);
+		assert_int_not_equal(l[round][1].walk, 0);
+		assert_int_equal(l[round][2].walk, l[round][1].walk);
+		assert_memory_equal(l[round][2].frames, l[0][0].frames,
+				    (size_t)l[0][0].count * sizeof(void *));
+	}
+	assert_int_not_equal(l[1][1].walk, l[0][1].walk);
 }
 
 static void test_thread(void **state)
@@ -451,6 +479,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_remembered_near_the_memo_size, memo_on, memo_off),
 		cmocka_unit_test_setup_teardown(test_remembered_walk_stops_at_the_first_change, memo_on, memo_off),
 		cmocka_unit_test_setup_teardown(test_lent_frames_stay_while_held, memo_on, memo_off),
+		cmocka_unit_test_setup_teardown(test_walk_serials, memo_on, memo_off),
 		cmocka_unit_test(test_thread),
 		cmocka_unit_test(test_threads_at_once),
 		cmocka_unit_test(test_rules_released_while_threads_walk),
