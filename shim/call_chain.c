@@ -122,6 +122,27 @@ LOOP_PATH void call_chain_load(bool whole)
 /* Set by a listen (call_chain_wanted); read at event loops' waits. */
 static _Atomic bool chains_wanted;
 
+_Atomic bool call_chain_settled;
+
+/* A walk needs libunwind: loaded at the next chance (a wait while the
+ * process has one thread), if it may come. */
+static void want_unwinder(void)
+{
+	atomic_store(&unwinder_wanted, true);
+	atomic_store(&call_chain_settled, false);
+}
+
+/* call_chain_load_if_wanted(false) found nothing to do, and will find none
+ * until a walk wants libunwind while it is absent (want_unwinder, which
+ * unsettles it after it wanted it: one of the two sees the other). */
+static void settle(void)
+{
+	atomic_store(&call_chain_settled, true);
+	if (atomic_load(&unwinder_wanted) &&
+	    atomic_load(&unwinder_state) == UNWINDER_ABSENT)
+		atomic_store(&call_chain_settled, false);
+}
+
 void call_chain_wanted(void)
 {
 	atomic_store_explicit(&chains_wanted, true, memory_order_relaxed);
@@ -134,8 +155,11 @@ LOOP_PATH void call_chain_load_if_wanted(bool whole)
 	bool unwinder = whole || atomic_load_explicit(&unwinder_wanted, memory_order_relaxed);
 	if (atomic_load_explicit(&rules_taken, memory_order_relaxed) &&
 	    (!unwinder ||
-	     atomic_load_explicit(&unwinder_state, memory_order_relaxed) != UNWINDER_ABSENT))
+	     atomic_load_explicit(&unwinder_state, memory_order_relaxed) != UNWINDER_ABSENT)) {
+		if (!whole)
+			settle();
 		return;
+	}
 	int saved = errno;
 	/* A walk wanted libunwind at a wait: only if no thread the hooks did
 	 * not see runs, else never (its walks give no chain). */
@@ -696,7 +720,7 @@ uintptr_t call_chain_function(const void *ip, bool *final)
 		function = (uintptr_t)pi.start_ip;
 	unwinding = false;
 	if (!function && unwinder_to_come()) {
-		atomic_store_explicit(&unwinder_wanted, true, memory_order_relaxed);
+		want_unwinder();
 		return 0;
 	}
 	*final = true;
@@ -738,7 +762,7 @@ LOOP_PATH void call_chain_take(struct call_chain *chain, struct chain_memo *memo
 		n = unwind_backtrace(chain->own, CHAIN_MAX);
 	} else if (!walked) {
 		/* no chain now; libunwind at the next chance, if it may come */
-		atomic_store_explicit(&unwinder_wanted, true, memory_order_relaxed);
+		want_unwinder();
 		n = 0;
 	}
 	unwinding = false;

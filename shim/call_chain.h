@@ -66,6 +66,11 @@ void call_chain_wanted(void) __attribute__((visibility("hidden")));
  * as it starts its first thread. */
 void call_chain_load_if_wanted(bool whole) __attribute__((visibility("hidden")));
 
+/* Whether call_chain_load_if_wanted(false) would do nothing now (the
+ * frame rules are set up, and libunwind is loaded, refused or not wanted):
+ * an event loop's wait need not call it. */
+extern _Atomic bool call_chain_settled __attribute__((visibility("hidden")));
+
 /* Whether chains can be taken (the frame rules' part is set up). */
 bool call_chain_ready(void) __attribute__((visibility("hidden")));
 

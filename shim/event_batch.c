@@ -308,7 +308,8 @@ LOOP_PATH void batch_after_wait(void *wait_return)
 	 * (call_chain_wanted). A process threaded before its first wait by a
 	 * thread no pthread_create hook saw (C11 thrd_create) gets the first
 	 * chain here too (libunwind never: call_chain_load_if_wanted). */
-	if (!atomic_load_explicit(&process.threaded, memory_order_relaxed) || !call_chain_ready())
+	if ((!atomic_load_explicit(&process.threaded, memory_order_relaxed) || !call_chain_ready()) &&
+	    !atomic_load_explicit(&call_chain_settled, memory_order_relaxed))
 		call_chain_load_if_wanted(false);
 	CALL_CHAIN(chain);
 	call_chain_take(&chain, &f->memo);

@@ -425,19 +425,27 @@ static void test_frame_without_tables(void **state)
 }
 
 /* Before libunwind is loaded, a walk the frame rules cannot take gives
- * no chain, and asks for libunwind; the next load brings it, and the same
- * walk gives libunwind's chain. A function's start looked up meanwhile is
+ * no chain, and asks for libunwind (the waits are no longer settled); the
+ * next wait's load brings it, and the same walk gives libunwind's chain. A function's start looked up meanwhile is
  * not final (libunwind may know it). Runs first: the rest need libunwind. */
 static void test_libunwind_loaded_when_a_walk_needs_it(void **state)
 {
 	(void)state;
 	struct both b;
 	bool final = true;
+	/* a process that listened, its frame rules set up: nothing to load
+	 * at its waits */
+	call_chain_wanted();
+	call_chain_load_if_wanted(false);
+	assert_true(call_chain_settled);
 	call_through(&b);
 	assert_int_equal(b.ours.count, 0);
+	assert_false(call_chain_settled); /* its next wait loads libunwind */
 	assert_int_equal(call_chain_function((char *)through_no_tables + 8, &final), 0);
 	assert_false(final);
-	call_chain_load(false);
+	call_chain_load_if_wanted(false);
+	call_chain_load_if_wanted(false);
+	assert_true(call_chain_settled);
 	call_through(&b);
 	expect_same(&b);
 	assert_true(b.ours.count > 0);
