@@ -49,6 +49,7 @@
 
 static __thread bool unwinding __attribute__((tls_model("initial-exec")));
 static __thread uintptr_t stack_anchor __attribute__((tls_model("initial-exec")));
+__thread const struct call_chain *call_chain_lender __attribute__((tls_model("initial-exec")));
 
 static _Atomic int unwinder_pipe[2] = {-1, -1};
 static _Atomic bool chains_off;
@@ -121,6 +122,27 @@ LOOP_PATH void call_chain_load(bool whole)
 /* Set by a listen (call_chain_wanted); read at event loops' waits. */
 static _Atomic bool chains_wanted;
 
+_Atomic bool call_chain_settled;
+
+/* A walk needs libunwind: loaded at the next chance (a wait while the
+ * process has one thread), if it may come. */
+static void want_unwinder(void)
+{
+	atomic_store(&unwinder_wanted, true);
+	atomic_store(&call_chain_settled, false);
+}
+
+/* call_chain_load_if_wanted(false) found nothing to do, and will find none
+ * until a walk wants libunwind while it is absent (want_unwinder, which
+ * unsettles it after it wanted it: one of the two sees the other). */
+static void settle(void)
+{
+	atomic_store(&call_chain_settled, true);
+	if (atomic_load(&unwinder_wanted) &&
+	    atomic_load(&unwinder_state) == UNWINDER_ABSENT)
+		atomic_store(&call_chain_settled, false);
+}
+
 void call_chain_wanted(void)
 {
 	atomic_store_explicit(&chains_wanted, true, memory_order_relaxed);
@@ -133,8 +155,11 @@ LOOP_PATH void call_chain_load_if_wanted(bool whole)
 	bool unwinder = whole || atomic_load_explicit(&unwinder_wanted, memory_order_relaxed);
 	if (atomic_load_explicit(&rules_taken, memory_order_relaxed) &&
 	    (!unwinder ||
-	     atomic_load_explicit(&unwinder_state, memory_order_relaxed) != UNWINDER_ABSENT))
+	     atomic_load_explicit(&unwinder_state, memory_order_relaxed) != UNWINDER_ABSENT)) {
+		if (!whole)
+			settle();
 		return;
+	}
 	int saved = errno;
 	/* A walk wanted libunwind at a wait: only if no thread the hooks did
 	 * not see runs, else never (its walks give no chain). */
@@ -506,12 +531,10 @@ static uint8_t *memo_hint(struct chain_memo *memo, uintptr_t sp)
 }
 
 /* The walk remembered for this stack pointer and rbp, checked against the
- * stack as it is: its result, with frames filled; or -1, and in *replace
- * the remembered walk to replace, in turn (two chains taken in turn from
- * the same stack pointer each keep theirs). The hinted walk is looked at
- * first, then the others from the one after it. */
-static int walk_again(struct chain_memo *memo, uintptr_t sp, uintptr_t bp, uint32_t generation,
-		      void **frames, struct remembered_walk **replace)
+ * stack as it is, or NULL. The hinted walk is looked at first, then the
+ * others from the one after it. */
+static inline __attribute__((always_inline)) const struct remembered_walk *
+walk_again(struct chain_memo *memo, uintptr_t sp, uintptr_t bp, uint32_t generation)
 {
 	uint8_t *hint = memo_hint(memo, sp);
 	for (unsigned k = 0; k < MEMO_WALKS; k++) {
@@ -521,13 +544,22 @@ static int walk_again(struct chain_memo *memo, uintptr_t sp, uintptr_t bp, uint3
 		    r->generation != generation || !reads_hold(r))
 			continue;
 		*hint = (uint8_t)w;
-		memcpy(frames, r->frames, (size_t)r->count * sizeof(void *));
-		return r->count;
+		return r;
 	}
-	*hint = (uint8_t)memo->next;
-	*replace = &memo->walk[memo->next];
+	return NULL;
+}
+
+/* The remembered walk a new walk from sp replaces, in turn (two chains
+ * taken in turn from the same stack pointer each keep theirs), hinted for
+ * sp; none while a chain holds a lend (its frames may be that walk's). */
+static struct remembered_walk *walk_to_replace(struct chain_memo *memo, uintptr_t sp)
+{
+	if (call_chain_lender)
+		return NULL;
+	struct remembered_walk *r = &memo->walk[memo->next];
+	*memo_hint(memo, sp) = (uint8_t)memo->next;
 	memo->next = (memo->next + 1) % MEMO_WALKS;
-	return -1;
+	return r;
 }
 
 static void remember_read(struct remembered_walk *r, uintptr_t at, uintptr_t value)
@@ -619,12 +651,24 @@ static LOOP_PATH __attribute__((noinline)) int walk_rules(void **frames, uintptr
 	return n;
 }
 
-/* The calling thread's chain by the frame rules (walk_rules), from the
- * frame of the function this is inlined in (call_chain_take: so that a
- * walk taken again from memo costs no call and no frame of its own).
- * Taken again from memo when it remembers this walk; else walked and
- * remembered there. */
-static inline __attribute__((always_inline)) int walk_frames(void **frames,
+/* Whether a walk from sp is on the stack of the thread's first walk (set
+ * then): not a coroutine's or an alternate signal stack. */
+static bool on_first_stack(uintptr_t sp)
+{
+	if (stack_anchor == 0)
+		stack_anchor = sp;
+	return (sp > stack_anchor ? sp - stack_anchor : stack_anchor - sp) <= STACK_REACH;
+}
+
+/* The calling thread's chain by the frame rules (walk_rules) into chain,
+ * from the frame of the function this is inlined in (call_chain_take: so
+ * that a walk taken again from memo costs no call and no frame of its
+ * own): its length, or WALK_NO_CHAIN, or WALK_ELSEWHERE. Taken again from
+ * memo when it remembers this walk (its frames lent to chain, or copied
+ * while another chain holds a lend); else walked (only on the thread's
+ * first stack: a walk remembered was taken there) and remembered there,
+ * but while a chain holds a lend. */
+static inline __attribute__((always_inline)) int walk_frames(struct call_chain *chain,
 							      struct chain_memo *memo)
 {
 	uintptr_t pc, sp, bp;
@@ -633,9 +677,23 @@ static inline __attribute__((always_inline)) int walk_frames(void **frames,
 	uint32_t generation = atomic_load_explicit(&rule_generation, memory_order_relaxed);
 	struct remembered_walk *r = NULL;
 	if (memo) {
-		int n = walk_again(memo, sp, bp, generation, frames, &r);
-		if (n >= 0)
-			return n;
+		const struct remembered_walk *again = walk_again(memo, sp, bp, generation);
+		if (again) {
+			chain->walk = again->serial;
+			if (__builtin_expect(!call_chain_lender, 1)) {
+				chain->frames = again->frames;
+				call_chain_lender = chain;
+			} else {
+				memcpy(chain->own, again->frames,
+				       (size_t)again->count * sizeof(void *));
+			}
+			return again->count;
+		}
+	}
+	if (!on_first_stack(sp))
+		return WALK_NO_CHAIN;
+	if (memo && (r = walk_to_replace(memo, sp)) != NULL) {
+		r->serial = ++memo->serials;
 		r->sp = sp;
 		r->bp = bp;
 		r->generation = generation;
@@ -644,7 +702,7 @@ static inline __attribute__((always_inline)) int walk_frames(void **frames,
 		r->reads = 0;
 		memo_stop(r, 0);
 	}
-	return walk_rules(frames, pc, sp, bp, generation, r);
+	return walk_rules(chain->own, pc, sp, bp, generation, r);
 }
 
 uintptr_t call_chain_function(const void *ip, bool *final)
@@ -662,7 +720,7 @@ uintptr_t call_chain_function(const void *ip, bool *final)
 		function = (uintptr_t)pi.start_ip;
 	unwinding = false;
 	if (!function && unwinder_to_come()) {
-		atomic_store_explicit(&unwinder_wanted, true, memory_order_relaxed);
+		want_unwinder();
 		return 0;
 	}
 	*final = true;
@@ -692,37 +750,36 @@ static bool is_signal_return(const void *ip)
 LOOP_PATH void call_chain_take(struct call_chain *chain, struct chain_memo *memo)
 {
 	chain->count = 0;
+	chain->walk = 0;
+	chain->frames = chain->own;
 	if (unwinding || atomic_load_explicit(&chains_off, memory_order_relaxed) ||
 	    !call_chain_ready())
 		return;
-	uintptr_t sp = (uintptr_t)__builtin_frame_address(0);
-	if (stack_anchor == 0)
-		stack_anchor = sp;
-	if ((sp > stack_anchor ? sp - stack_anchor : stack_anchor - sp) > STACK_REACH)
-		return;
 	unwinding = true;
-	int n = walk_frames(chain->frames, memo);
+	int n = walk_frames(chain, memo);
 	bool walked = n != WALK_ELSEWHERE;
 	if (!walked && unwinder_ready()) {
-		n = unwind_backtrace(chain->frames, CHAIN_MAX);
+		n = unwind_backtrace(chain->own, CHAIN_MAX);
 	} else if (!walked) {
 		/* no chain now; libunwind at the next chance, if it may come */
-		atomic_store_explicit(&unwinder_wanted, true, memory_order_relaxed);
+		want_unwinder();
 		n = 0;
 	}
 	unwinding = false;
 	/* A full buffer may be a cut chain: its outer frames are unknown. */
-	if (n <= 0 || n >= CHAIN_MAX)
+	if (n <= 0 || n >= CHAIN_MAX) {
+		chain->walk = 0;
 		return;
+	}
 	if (!walked) {
 		/* the frame rules never step through a signal frame */
 		for (int i = 0; i < n; i++)
-			if (is_signal_return(chain->frames[i]))
+			if (is_signal_return(chain->own[i]))
 				return;
 		/* libunwind's chain begins in this function, the rules' in its
 		 * caller (walk_frames is inlined here) */
 		n--;
-		memmove(chain->frames, chain->frames + 1, (size_t)n * sizeof(void *));
+		memmove(chain->own, chain->own + 1, (size_t)n * sizeof(void *));
 	}
 	chain->count = n;
 }

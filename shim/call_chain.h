@@ -29,6 +29,7 @@
 #define REQID_CALL_CHAIN_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #define CHAIN_MAX 64
@@ -65,6 +66,11 @@ void call_chain_wanted(void) __attribute__((visibility("hidden")));
  * as it starts its first thread. */
 void call_chain_load_if_wanted(bool whole) __attribute__((visibility("hidden")));
 
+/* Whether call_chain_load_if_wanted(false) would do nothing now (the
+ * frame rules are set up, and libunwind is loaded, refused or not wanted):
+ * an event loop's wait need not call it. */
+extern _Atomic bool call_chain_settled __attribute__((visibility("hidden")));
+
 /* Whether chains can be taken (the frame rules' part is set up). */
 bool call_chain_ready(void) __attribute__((visibility("hidden")));
 
@@ -75,8 +81,34 @@ void call_chain_release_rules(void) __attribute__((visibility("hidden")));
 
 struct call_chain {
 	int count;                /* frames, innermost first; 0: no chain */
-	void *frames[CHAIN_MAX];
+	uint64_t walk;            /* the serial of the remembered walk it was
+				     taken again from (struct chain_memo), 0
+				     if none: two chains of the same serial
+				     have the same frames */
+	void *const *frames;      /* own, or the thread's remembered walk's
+				     (call_chain_take): read them through this */
+	void *own[CHAIN_MAX];
 };
+
+/* The chain whose frames are a remembered walk's (call_chain_take lends
+ * them instead of copying), while its scope lasts: a take made meanwhile
+ * (a signal handler's line) neither lends nor replaces a remembered walk,
+ * so those frames stay as they are. NULL: none. */
+extern __thread const struct call_chain *call_chain_lender
+	__attribute__((tls_model("initial-exec"), visibility("hidden")));
+
+/* The end of a chain's scope (CALL_CHAIN's cleanup). */
+static inline void call_chain_return(const struct call_chain *chain)
+{
+	if (__builtin_expect(call_chain_lender == chain, 1))
+		call_chain_lender = NULL;
+}
+
+/* Declares a call chain that call_chain_take may lend a remembered walk's
+ * frames: they are given back when it goes out of scope. Copying such a
+ * chain copies a pointer to frames that may change once it is gone. */
+#define CALL_CHAIN(name) \
+	struct call_chain name __attribute__((cleanup(call_chain_return)))
 
 /* The last few walks of one thread, to take the same chain again without
  * walking: each walk from a given stack pointer (and rbp, when the walk
@@ -99,6 +131,7 @@ struct chain_memo {
 	struct remembered_walk {
 		uintptr_t sp, bp;
 		uint32_t generation;
+		uint64_t serial; /* of this walk's remembering (never 0) */
 		int16_t count;   /* the walk's result; 0: nothing remembered */
 		uint8_t bp_used;
 		uint8_t reads;
@@ -110,12 +143,16 @@ struct chain_memo {
 		void *frames[CHAIN_MAX];
 	} walk[MEMO_WALKS];
 	unsigned next;
+	uint64_t serials; /* the last serial given (they never wrap) */
 	uint8_t hint[MEMO_HINTS]; /* by stack pointer: the walk to look at first */
 };
 
 /* Fills chain with the calling thread's return addresses, from the return
  * address of this call out, the shim's own frames included (innermost);
- * memo, if not NULL, is the calling thread's (zero-filled at first). */
+ * memo, if not NULL, is the calling thread's (zero-filled at first). A
+ * walk taken again from memo lends its frames to a chain declared with
+ * CALL_CHAIN when no other chain holds a lend (call_chain_lender), else
+ * they are copied to the chain's own. */
 void call_chain_take(struct call_chain *chain, struct chain_memo *memo)
 	__attribute__((visibility("hidden")));
 

@@ -64,6 +64,12 @@ LOOP_PATH void batch_ready_closing(void)
 struct loop_frames {
 	void *wait[CHAIN_MAX];
 	uint8_t wait_count;    /* frames in wait (wait_depth may be 0 meanwhile) */
+	uint64_t wait_walk;    /* the serial of the remembered walk (call_chain.h)
+				  wait was last found in, at a wait that returns
+				  to wait_return: a wait whose chain has the same
+				  serial and return address has the same callers;
+				  0: none */
+	void *wait_return;
 	void *io[CHAIN_MAX];
 	uint8_t unproven;      /* batches in a row whose first I/O came from
 				  outside the waiting function's call, up to
@@ -262,7 +268,7 @@ void batch_thread_exit(void)
 void batch_wait_after_detach(void)
 {
 	if (shim.loaded_by_attach && !__atomic_load_n(&shim.attached, __ATOMIC_ACQUIRE) &&
-	    !thread_ctx.in_shim && thread_ctx.signal_depth == 0)
+	    !thread_ctx.in_shim && thread_ctx.signal_depth == 0 && !call_chain_lender)
 		batch_thread_exit();
 }
 
@@ -287,6 +293,24 @@ static LOOP_PATH bool below_wait_callers(const struct call_chain *chain, int dep
 		      (size_t)depth * sizeof(void *)) == 0;
 }
 
+/* The wait's callers in f were found in chain (at depth, the wait
+ * returning to wait_return): noted, so that a wait taken again from the
+ * same remembered walk need not look (batch_after_wait). Checked again
+ * after: a wait of a signal handler that ran meanwhile may have put its
+ * own callers there. */
+static void note_wait_walk(struct loop_frames *f, const struct call_chain *chain, int depth,
+			   void *wait_return)
+{
+	if (chain->walk == 0)
+		return;
+	f->wait_return = wait_return;
+	f->wait_walk = chain->walk;
+	atomic_signal_fence(memory_order_seq_cst);
+	if (f->wait_count != depth || chain->count <= depth ||
+	    memcmp(f->wait, chain->frames + chain->count - depth, (size_t)depth * sizeof(void *)) != 0)
+		f->wait_walk = 0;
+}
+
 LOOP_PATH void batch_after_wait(void *wait_return)
 {
 	struct event_batch_state *b = &thread_ctx.batch;
@@ -299,10 +323,17 @@ LOOP_PATH void batch_after_wait(void *wait_return)
 	 * (call_chain_wanted). A process threaded before its first wait by a
 	 * thread no pthread_create hook saw (C11 thrd_create) gets the first
 	 * chain here too (libunwind never: call_chain_load_if_wanted). */
-	if (!atomic_load_explicit(&process.threaded, memory_order_relaxed) || !call_chain_ready())
+	if ((!atomic_load_explicit(&process.threaded, memory_order_relaxed) || !call_chain_ready()) &&
+	    !atomic_load_explicit(&call_chain_settled, memory_order_relaxed))
 		call_chain_load_if_wanted(false);
-	struct call_chain chain;
+	CALL_CHAIN(chain);
 	call_chain_take(&chain, &f->memo);
+	if (chain.walk != 0 && chain.walk == f->wait_walk && wait_return == f->wait_return) {
+		b->wait_depth = f->wait_count;
+		return;
+	}
+	f->wait_walk = 0;
+	atomic_signal_fence(memory_order_seq_cst);
 	for (int i = 0; i < chain.count; i++) {
 		if (chain.frames[i] != wait_return)
 			continue;
@@ -318,6 +349,7 @@ LOOP_PATH void batch_after_wait(void *wait_return)
 			f->wait_count = (uint8_t)depth;
 		}
 		b->wait_depth = (uint8_t)depth;
+		note_wait_walk(f, &chain, depth, wait_return);
 		return;
 	}
 }

@@ -104,7 +104,8 @@ void batch_thread_exit(void) __attribute__((visibility("hidden")));
 /* A wait of the calling thread returned after detach (it sat in it
  * meanwhile): its copies of return addresses and its kept events go, as
  * at its end, unless it is inside the shim otherwise (writing lines, in a
- * signal handler entered through it); a later attach maps them afresh.
+ * signal handler entered through it, or a chain it interrupted holds a
+ * lend of remembered frames); a later attach maps them afresh.
  * Detach cannot give back another thread's pages while it may be reading
  * them; the thread, back in its wait's hook for the last time, can. */
 void batch_wait_after_detach(void) __attribute__((visibility("hidden")));

@@ -375,8 +375,9 @@ escape_care(const unsigned char *p, const unsigned char *end, char **o, unsigned
 
 /* The escaper without AVX2: runs of plain bytes go 16 bytes at a time,
  * each byte that needs escaping or a UTF-8 check is handled between
- * them. Adds to *seen what the input held (line_format.h: LINE_SAW_*). */
-static size_t escape_sse2(const char *in, size_t len, char *out, unsigned *seen)
+ * them. Adds to *seen what the input held (line_format.h: LINE_SAW_*), and
+ * stops once it saw one of stop's. */
+static size_t escape_sse2(const char *in, size_t len, char *out, unsigned *seen, unsigned stop)
 {
 	const unsigned char *p = (const unsigned char *)in, *end = p + len;
 	char *o = out;
@@ -385,8 +386,11 @@ static size_t escape_sse2(const char *in, size_t len, char *out, unsigned *seen)
 		size_t run = copy_plain(p, (size_t)(end - p), o);
 		p += run;
 		o += run;
-		if (p < end)
+		if (p < end) {
 			p += escape_care(p, end, &o, &saw);
+			if (saw & stop)
+				break;
+		}
 	}
 	*seen |= saw;
 	return (size_t)(o - out);
@@ -417,9 +421,11 @@ __attribute__((target("avx2"))) static inline void copy_run(char *o, const unsig
  * next block starts after the last of them (or after a UTF-8 sequence that
  * reaches past it). The line's last bytes, fewer than 32, are taken from a
  * copy of them at the end of 32 bytes followed by 16 zeroes, where vectors
- * may be loaded anywhere. */
+ * may be loaded anywhere. Stops once it saw one of stop's (LINE_SAW_*),
+ * met only among the bytes that are neither '"' nor '\\'. */
 FORK_PATH __attribute__((target("avx2"), noinline)) static size_t
-escape_rest_avx2(const char *in, size_t len, char *out, unsigned *seen, size_t from)
+escape_rest_avx2(const char *in, size_t len, char *out, unsigned *seen, size_t from,
+		 unsigned stop)
 {
 	const unsigned char *p = (const unsigned char *)in + from, *end = (const unsigned char *)in + len;
 	const void *k = plain_run_constants;
@@ -491,6 +497,8 @@ escape_rest_avx2(const char *in, size_t len, char *out, unsigned *seen, size_t f
 		}
 		for (;;) {
 			taken = at + escape_care(p + at, end, &o, &saw);
+			if (saw & stop)
+				goto seen_stop;
 			mask &= ~0ull << taken;
 			/* a block of the line itself: its runs are copied 32
 			 * bytes at a time, and so only while 32 can be read */
@@ -502,6 +510,7 @@ escape_rest_avx2(const char *in, size_t len, char *out, unsigned *seen, size_t f
 		}
 		p += taken;
 	}
+seen_stop:
 	*seen |= saw;
 	return (size_t)(o - out);
 }
@@ -511,7 +520,7 @@ escape_rest_avx2(const char *in, size_t len, char *out, unsigned *seen, size_t f
  * they are, with no registers to save; escape_rest_avx2 takes over from
  * the first byte that needs care. */
 FORK_PATH __attribute__((target("avx2"))) static size_t
-escape_avx2(const char *in, size_t len, char *out, unsigned *seen)
+escape_avx2(const char *in, size_t len, char *out, unsigned *seen, unsigned stop)
 {
 	const unsigned char *p = (const unsigned char *)in;
 	const void *k = plain_run_constants;
@@ -519,25 +528,29 @@ escape_avx2(const char *in, size_t len, char *out, unsigned *seen)
 	size_t done = 0;
 	uint32_t mask;
 	if (len < 32)
-		return escape_rest_avx2(in, len, out, seen, 0);
+		return escape_rest_avx2(in, len, out, seen, 0, stop);
 	for (; len - done >= 32; done += 32)
 		if ((mask = copy32(p + done, out + done, k)) != 0)
-			return escape_rest_avx2(in, len, out, seen, done + (size_t)__builtin_ctz(mask));
+			return escape_rest_avx2(in, len, out, seen, done + (size_t)__builtin_ctz(mask),
+						stop);
 	if (done < len && (mask = copy32(p + len - 32, out + len - 32, k) >> (32 - (len - done))) != 0)
-		return escape_rest_avx2(in, len, out, seen, done + (size_t)__builtin_ctz(mask));
+		return escape_rest_avx2(in, len, out, seen, done + (size_t)__builtin_ctz(mask),
+					stop);
 	return len;
 }
 
-/* json_escape, also adding to *seen what the input held. */
-static size_t escape(const char *in, size_t len, char *out, unsigned *seen)
+/* json_escape, also adding to *seen what the input held; it stops once it
+ * saw one of stop's (LINE_SAW_*). */
+static size_t escape(const char *in, size_t len, char *out, unsigned *seen, unsigned stop)
 {
-	return has_avx2() ? escape_avx2(in, len, out, seen) : escape_sse2(in, len, out, seen);
+	return has_avx2() ? escape_avx2(in, len, out, seen, stop)
+			  : escape_sse2(in, len, out, seen, stop);
 }
 
 size_t json_escape(const char *in, size_t len, char *out)
 {
 	unsigned seen = 0;
-	return escape(in, len, out, &seen);
+	return escape(in, len, out, &seen, 0);
 }
 
 /* ---- formats --------------------------------------------------------- */
@@ -627,12 +640,12 @@ size_t line_format(const struct line_style *style, const char *fields, size_t fi
 		   const char *line, size_t len, char *out)
 {
 	unsigned seen;
-	return line_format_noting(style, fields, fields_len, line, len, out, &seen);
+	return line_format_noting(style, fields, fields_len, line, len, out, &seen, 0);
 }
 
 FORK_PATH size_t
 line_format_noting(const struct line_style *style, const char *fields, size_t fields_len,
-		   const char *line, size_t len, char *out, unsigned *seen)
+		   const char *line, size_t len, char *out, unsigned *seen, unsigned stop)
 {
 	char *o = out;
 	*seen = 0;
@@ -683,7 +696,7 @@ line_format_noting(const struct line_style *style, const char *fields, size_t fi
 			*o++ = ',';
 		}
 		o = put(o, "\"msg\":\"", 7);
-		o += escape(line, len, o, seen);
+		o += escape(line, len, o, seen, stop);
 		o = put(o, "\"}", 2);
 		break;
 	}

@@ -73,9 +73,13 @@ enum line_saw {
 };
 
 /* line_format, also setting *seen (line_saw's bits) as it formats: found
- * while escaping, at no extra pass for json. */
+ * while escaping, at no extra pass for json. A message the json format
+ * escapes is escaped only up to the first byte it saw one of stop's in,
+ * and what is in out then is no line (LINE_SAW_NEWLINE: a write taken as
+ * one line, line_format_escapes_whole, that holds several is split, not
+ * escaped whole first); 0: all of it. */
 size_t line_format_noting(const struct line_style *style, const char *fields, size_t fields_len,
-			  const char *line, size_t len, char *out, unsigned *seen);
+			  const char *line, size_t len, char *out, unsigned *seen, unsigned stop);
 
 /* Whether a line starting with byte c may be a JSON object line, which the
  * json format enriches in place instead of escaping it. */

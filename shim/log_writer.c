@@ -666,7 +666,8 @@ emit_line(struct writer *w, uint64_t request, const char *line, size_t len, bool
 		out = w->slot->scratch;
 	}
 	unsigned seen;
-	size_t n = line_format_noting(&shim.style, w->fields, w->fields_len, line, len, out, &seen);
+	size_t n = line_format_noting(&shim.style, w->fields, w->fields_len, line, len, out, &seen,
+				      whole ? LINE_SAW_NEWLINE : 0);
 	if (whole && (seen & LINE_SAW_NEWLINE))
 		return EMIT_SPLIT;
 	if (seen & LINE_SAW_QUOTE)
@@ -793,7 +794,7 @@ struct line_verdict {
  * of line: most lines are no event loop's. */
 static LOOP_PATH __attribute__((noinline)) bool judge_loop(struct line_verdict *v)
 {
-	struct call_chain chain;
+	CALL_CHAIN(chain);
 	call_chain_take(&chain, batch_chain_memo());
 	if (thread_ctx.batch.conn) {
 		if (thread_ctx.batch.site && (v->request = batch_line_request(&chain)) != 0) {

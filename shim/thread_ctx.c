@@ -109,7 +109,7 @@ LOOP_PATH void ctx_before_conn_io_noting(int fd)
 			(uint32_t)conn_fd(fd) + 1 == b->conn;
 	bool loop = unlikely(b->wait_depth != 0) && (thread_ctx.watch & WATCH_CONNS) &&
 		    shim.config.event_brackets;
-	struct call_chain chain;
+	CALL_CHAIN(chain);
 	chain.count = 0;
 	bool taken = !on_batch && (loop || unlikely(b->conn != 0));
 	if (taken)

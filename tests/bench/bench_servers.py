@@ -25,15 +25,16 @@ whole. A shimmed server that answers later leaves wrk asleep more often,
 so more of its responses wake wrk, which costs the server's kernel and
 wrk both: the two rows together show that too.
 
-Then (not with --quick) nginx's instructions per request: one nginx process
-(master_process off) under valgrind's callgrind, bare, shimmed and shimmed
-with REQID_EVENT_STACKS=off, the same traffic; the counts are zeroed once it
-serves and dumped after wrk stopped, so they cover exactly the requests its
-access log gained in between. Prints the user-space instructions per
-request of each, the event-loop rule's part (shimmed less stacks off) split
-by where it runs (nginx's own code: the loop pass it runs once per event
-rather than once per batch; libc; the shim), and the shim's functions that
-cost the most per request. Deterministic where req/s is not.
+Then (not with --quick) each server's instructions per request: one server
+process (nginx with master_process off) under valgrind's callgrind, bare,
+shimmed and shimmed with REQID_EVENT_STACKS=off, the same traffic; the
+counts are zeroed once it serves and dumped after wrk stopped, so they
+cover exactly the requests its access log gained in between. Prints the
+user-space instructions per request of each, the event-loop rule's part
+(shimmed less stacks off) split by where it runs (the server's own code:
+the loop pass it runs once per event rather than once per batch; libc; the
+shim), and the shim's functions that cost the most per request.
+Deterministic where req/s is not.
 
 Never fails on speed; fails only when a run cannot start or serves errors.
 
@@ -207,18 +208,17 @@ def log_lines(path):
         return f.read().count(b"\n")
 
 
-def counted_run(d, port, shimmed, seconds, out, env_extra=None):
-    """Callgrind's count of one nginx process over `seconds` of wrk:
+def counted_run(name, d, port, shimmed, seconds, out, env_extra=None):
+    """Callgrind's count of one server process over `seconds` of wrk:
     (instructions, requests, callgrind's dump file)."""
     access = d / "logs" / "access.log"
     for f in (d / "logs").iterdir():
         f.unlink()
     cmd = [str(REQID), "run", "--log-path", str(d / "logs" / "*.log"), "--"] if shimmed else []
-    cmd += ["valgrind", "--tool=callgrind", "--callgrind-out-file=%s" % out,
-            "nginx", "-p", str(d), "-c", str(d / "nginx.conf"), "-e", str(d / "logs" / "error.log")]
+    cmd += ["valgrind", "--tool=callgrind", "--callgrind-out-file=%s" % out] + SERVERS[name][2](d)
     proc = benchlib.start(cmd, benchlib.clean_env(env_extra or {}), d / "console")
     try:
-        benchlib.wait_port(port, proc, "nginx under callgrind", timeout=60)
+        benchlib.wait_port(port, proc, "%s under callgrind" % name, timeout=60)
         url = "http://127.0.0.1:%d/index.html" % port
         benchlib.wrk(url, 8, 1, d / "bench.lua")  # past its first requests
         subprocess.run(["callgrind_control", "-z", str(proc.pid)], check=True,
@@ -277,20 +277,20 @@ def shim_functions(dump, requests, top=12):
     return sorted(((c, name) for name, c in cost.items()), reverse=True)[:top]
 
 
-def nginx_instructions(tmp, seconds):
-    """Instructions per request of nginx bare and shimmed (see the top)."""
+def server_instructions(name, tmp, seconds):
+    """Instructions per request of a server bare and shimmed (see the top)."""
     port = benchlib.free_port()
-    d = server_dir(tmp, "nginx", port, master="off", where="nginx-callgrind")
+    d = server_dir(tmp, name, port, master="off", where="%s-callgrind" % name)
     counts, dumps = {}, {}
     for run, shimmed, env in (("bare", False, None), ("shim", True, None),
                               ("stacks off", True, {"REQID_EVENT_STACKS": "off"})):
-        total, requests, dump = counted_run(d, port, shimmed, seconds,
+        total, requests, dump = counted_run(name, d, port, shimmed, seconds,
                                             d / ("%s.cg" % run.replace(" ", "_")), env)
         if requests < 100:
-            raise RuntimeError("nginx under callgrind served %d requests" % requests)
+            raise RuntimeError("%s under callgrind served %d requests" % (name, requests))
         counts[run], dumps[run] = (total / requests, requests), dump
-    print("\nnginx under callgrind, user-space instructions per request "
-          "(one process, wrk -c8, %d s each):" % seconds)
+    print("\n%s under callgrind, user-space instructions per request "
+          "(one process, wrk -c8, %d s each):" % (name, seconds))
     bare, shim, off = counts["bare"][0], counts["shim"][0], counts["stacks off"][0]
     print("  bare %.0f (%d requests), shimmed %.0f (%d requests): the shim adds %.0f (%+.0f%%)"
           % (bare, counts["bare"][1], shim, counts["shim"][1], shim - bare, 100 * (shim - bare) / bare))
@@ -302,8 +302,8 @@ def nginx_instructions(tmp, seconds):
     print("  with REQID_EVENT_STACKS=off %.0f (%d requests): the event-loop rule adds %.0f (%s)"
           % (off, counts["stacks off"][1], shim - off, parts))
     print("  the shim's functions, instructions per request (self cost):")
-    for cost, name in shim_functions(dumps["shim"], counts["shim"][1]):
-        print("    %6.0f  %s" % (cost, name))
+    for cost, function in shim_functions(dumps["shim"], counts["shim"][1]):
+        print("    %6.0f  %s" % (cost, function))
 
 
 def main():
@@ -324,9 +324,10 @@ def main():
                 print("bench_servers: %s not installed; %s skipped" % (", ".join(missing), name))
                 continue
             bench_server(name, tmp, rounds, seconds)
-        if not a.quick and "nginx" in a.servers.split(",") and \
-                not benchlib.missing(["nginx", "wrk", "valgrind", "callgrind_control"]):
-            nginx_instructions(tmp, 3)
+        for name in a.servers.split(","):
+            if not a.quick and \
+                    not benchlib.missing([name, "wrk", "valgrind", "callgrind_control"]):
+                server_instructions(name, tmp, 3)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return 0

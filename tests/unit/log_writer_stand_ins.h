@@ -60,10 +60,13 @@ void stdio_note_write(FILE *f)
 	(void)f;
 }
 
+__thread const struct call_chain *call_chain_lender;
+
 void call_chain_take(struct call_chain *chain, struct chain_memo *memo)
 {
 	(void)memo;
 	chain->count = 0;
+	chain->frames = chain->own;
 }
 
 struct chain_memo *batch_chain_memo(void)

@@ -38,9 +38,19 @@ struct both {
 static bool without_libunwind; /* in threads other than main under TSan */
 static struct chain_memo *memo;  /* the main thread's, when a test uses one */
 
+/* A copy of chain with frames of its own (a lent chain's are the memo's). */
+static void keep_chain(struct call_chain *to, const struct call_chain *from)
+{
+	to->count = from->count;
+	memcpy(to->own, from->frames, (size_t)from->count * sizeof(void *));
+	to->frames = to->own;
+}
+
 static __attribute__((noinline)) void take_both(struct both *b)
 {
-	call_chain_take(&b->ours, memo);
+	CALL_CHAIN(chain);
+	call_chain_take(&chain, memo);
+	keep_chain(&b->ours, &chain);
 	b->their_count = without_libunwind ? 0 : unw_backtrace(b->theirs, CHAIN_MAX);
 	__asm__ volatile("" ::: "memory");
 }
@@ -211,6 +221,81 @@ static void test_remembered_same_stack_pointer(void **state)
 	}
 }
 
+/* The chain taken by lend_and_walk: its frames as taken, and whether they
+ * were lent. */
+struct lend {
+	void *frames[CHAIN_MAX];
+	int count;
+	bool lent;
+	uint64_t walk;
+};
+
+/* Takes a chain and keeps it in scope while, if walk_others, chains are
+ * taken from more stack pointers than the memo keeps walks of (as a
+ * signal handler's lines would): they must neither be lent nor replace the
+ * remembered walk whose frames the held chain has. */
+static __attribute__((noinline)) void lend_and_walk(bool walk_others, struct lend *l)
+{
+	CALL_CHAIN(held);
+	call_chain_take(&held, memo);
+	l->count = held.count;
+	l->lent = held.frames != held.own;
+	l->walk = held.walk;
+	memcpy(l->frames, held.frames, (size_t)held.count * sizeof(void *));
+	if (!walk_others)
+		return;
+	for (int depth = 0; depth < MEMO_WALKS + 2; depth++) {
+		struct both b;
+		recurse(depth, &b);
+		expect_same(&b);
+	}
+	assert_ptr_equal(call_chain_lender, &held);
+	assert_int_equal(held.count, l->count);
+	assert_memory_equal(held.frames, l->frames, (size_t)held.count * sizeof(void *));
+}
+
+/* A walk taken again lends its remembered frames to a CALL_CHAIN, for as
+ * long as that is in scope; then the next one is lent. */
+static void test_lent_frames_stay_while_held(void **state)
+{
+	(void)state;
+	struct lend first, again;
+	for (int round = 0; round < 3; round++) {
+		lend_and_walk(round > 0, round == 0 ? &first : &again);
+		assert_null(call_chain_lender);
+	}
+	assert_false(first.lent); /* walked, and remembered */
+	assert_true(again.lent);
+	assert_int_equal(again.count, first.count);
+	assert_memory_equal(again.frames, first.frames, (size_t)first.count * sizeof(void *));
+}
+
+/* A chain taken again from a remembered walk carries the walk's serial:
+ * the same each time, another once the walk was replaced; a chain walked
+ * carries none. */
+static void test_walk_serials(void **state)
+{
+	(void)state;
+	struct lend l[2][3]; /* three chains from one place, the walks replaced between */
+	static volatile int three = 3; /* a loop the compiler keeps: one call site */
+	for (int round = 0; round < 2; round++) {
+		for (int i = 0; i < three; i++)
+			lend_and_walk(false, &l[round][i]);
+		for (int depth = 0; depth < MEMO_WALKS + 2; depth++) { /* each walk replaced */
+			struct both b;
+			recurse(depth, &b);
+		}
+	}
+	for (int round = 0; round < 2; round++) {
+		assert_int_equal(l[round][0].walk, 0);
+		assert_int_not_equal(l[round][1].walk, 0);
+		assert_int_equal(l[round][2].walk, l[round][1].walk);
+		assert_memory_equal(l[round][2].frames, l[0][0].frames,
+				    (size_t)l[0][0].count * sizeof(void *));
+	}
+	assert_int_not_equal(l[1][1].walk, l[0][1].walk);
+}
+
 static void test_thread(void **state)
 {
 	(void)state;
@@ -240,7 +325,7 @@ static void *compare_often(void *arg)
 		struct both b;
 		recurse(depth, &b);
 		if (i < 7)
-			first[depth] = b.ours;
+			keep_chain(&first[depth], &b.ours);
 		else if (b.ours.count != first[depth].count || b.ours.count == 0 ||
 			 memcmp(b.ours.frames, first[depth].frames,
 				(size_t)b.ours.count * sizeof(void *)) != 0)
@@ -340,19 +425,27 @@ static void test_frame_without_tables(void **state)
 }
 
 /* Before libunwind is loaded, a walk the frame rules cannot take gives
- * no chain, and asks for libunwind; the next load brings it, and the same
- * walk gives libunwind's chain. A function's start looked up meanwhile is
+ * no chain, and asks for libunwind (the waits are no longer settled); the
+ * next wait's load brings it, and the same walk gives libunwind's chain. A function's start looked up meanwhile is
  * not final (libunwind may know it). Runs first: the rest need libunwind. */
 static void test_libunwind_loaded_when_a_walk_needs_it(void **state)
 {
 	(void)state;
 	struct both b;
 	bool final = true;
+	/* a process that listened, its frame rules set up: nothing to load
+	 * at its waits */
+	call_chain_wanted();
+	call_chain_load_if_wanted(false);
+	assert_true(call_chain_settled);
 	call_through(&b);
 	assert_int_equal(b.ours.count, 0);
+	assert_false(call_chain_settled); /* its next wait loads libunwind */
 	assert_int_equal(call_chain_function((char *)through_no_tables + 8, &final), 0);
 	assert_false(final);
-	call_chain_load(false);
+	call_chain_load_if_wanted(false);
+	call_chain_load_if_wanted(false);
+	assert_true(call_chain_settled);
 	call_through(&b);
 	expect_same(&b);
 	assert_true(b.ours.count > 0);
@@ -393,6 +486,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_remembered_same_stack_pointer, memo_on, memo_off),
 		cmocka_unit_test_setup_teardown(test_remembered_near_the_memo_size, memo_on, memo_off),
 		cmocka_unit_test_setup_teardown(test_remembered_walk_stops_at_the_first_change, memo_on, memo_off),
+		cmocka_unit_test_setup_teardown(test_lent_frames_stay_while_held, memo_on, memo_off),
+		cmocka_unit_test_setup_teardown(test_walk_serials, memo_on, memo_off),
 		cmocka_unit_test(test_thread),
 		cmocka_unit_test(test_threads_at_once),
 		cmocka_unit_test(test_rules_released_while_threads_walk),

@@ -367,7 +367,7 @@ static void test_escape_quotes_everywhere(void **state)
 						assert_bytes(out, n, want, wn);
 					}
 					unsigned seen = 0;
-					line_format_noting(&style_json, "", 0, in, len, noted, &seen);
+					line_format_noting(&style_json, "", 0, in, len, noted, &seen, 0);
 					assert_int_equal(seen & LINE_SAW_QUOTE,
 							 memchr(in, '"', len) ? LINE_SAW_QUOTE : 0u);
 				}
@@ -1215,7 +1215,7 @@ static void test_noting_seen(void **state)
 			size_t len = strlen(line);
 			unsigned seen = 99;
 			size_t n = line_format_noting(styles[k], "\"request_id\":\"r\"", 16, line, len,
-						      out, &seen);
+						      out, &seen, 0);
 			assert_int_equal(n, line_format(styles[k], "\"request_id\":\"r\"", 16, line,
 							len, out));
 			bool quote = memchr(line, '"', len) != NULL;
@@ -1231,13 +1231,26 @@ static void test_noting_seen(void **state)
 				assert_true(seen & LINE_SAW_QUOTE);
 			else
 				assert_int_equal(seen & LINE_SAW_QUOTE, 0);
+			/* Stopped at a newline the escaper met: it was seen;
+			 * without one, the same line. */
+			char stopped[4096];
+			unsigned seen_stopped = 99;
+			size_t n_stopped = line_format_noting(styles[k], "\"request_id\":\"r\"", 16,
+							      line, len, stopped, &seen_stopped,
+							      LINE_SAW_NEWLINE);
+			if (seen & LINE_SAW_NEWLINE) {
+				assert_true(seen_stopped & LINE_SAW_NEWLINE);
+			} else {
+				assert_int_equal(seen_stopped, seen);
+				assert_bytes(stopped, n_stopped, out, n);
+			}
 		}
 	}
 }
 
 /* A newline found at every place of lines of 1 to 130 bytes (the run
  * copiers' blocks, their tails and the bytes after them), and none where
- * there is none. */
+ * there is none; asked to stop at one, the escaper goes no further. */
 static void test_noting_newline_everywhere(void **state)
 {
 	(void)state;
@@ -1245,13 +1258,20 @@ static void test_noting_newline_everywhere(void **state)
 	for (size_t len = 1; len <= 130; len++) {
 		memset(line, 'a', len);
 		unsigned seen = 99;
-		line_format_noting(&style_json, "", 0, line, len, out, &seen);
+		line_format_noting(&style_json, "", 0, line, len, out, &seen, 0);
 		assert_int_equal(seen, 0);
 		for (size_t at = 0; at < len; at++) {
 			memset(line, 'a', len);
 			line[at] = '\n';
-			line_format_noting(&style_json, "", 0, line, len, out, &seen);
+			/* {"msg":" and "}, the line with its newline as \n */
+			size_t n = line_format_noting(&style_json, "", 0, line, len, out, &seen, 0);
 			assert_int_equal(seen, LINE_SAW_NEWLINE);
+			assert_int_equal(n, len + 11);
+			/* stopped after the newline's escape */
+			n = line_format_noting(&style_json, "", 0, line, len, out, &seen,
+					       LINE_SAW_NEWLINE);
+			assert_int_equal(seen, LINE_SAW_NEWLINE);
+			assert_int_equal(n, at + 12);
 		}
 	}
 }
