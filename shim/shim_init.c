@@ -51,12 +51,10 @@ struct shim_state shim;
  * before it read by every hook. */
 struct process_state process FORK_HOT_FIRST __attribute__((aligned(64)));
 
-/* What pthread_atfork does (its libc_nonshared.a stub): called directly, so
- * that stub, which the linker puts at the far end of the library's code,
- * does not cost a process a page of its own at start. */
-extern int __register_atfork(void (*prepare)(void), void (*parent)(void), void (*child)(void),
-			     void *dso_handle);
-extern void *__dso_handle;
+/* The library's handle for libc (fork handlers are registered under it),
+ * as crtbeginS defines it: the library links without the start files
+ * (the Makefile's -nostartfiles). */
+void *__dso_handle HIDDEN = &__dso_handle;
 
 static _Atomic bool real_ready START_WRITTEN; /* read first: not in .bss */
 static bool real_complete START_WRITTEN;
@@ -535,6 +533,43 @@ int __wrap_pthread_attr_destroy(pthread_attr_t *attr)
 	return fn ? fn(attr) : 0;
 }
 
+/* A thread's cancellation buffers (pthread_cleanup_push and pop): the
+ * pthread_create and system() hooks push one only once they called libc's
+ * function, which found these too; a cancellation unwinds from its
+ * buffer with __pthread_unwind_next, which never returns (the thread
+ * ends, as when it found nothing to unwind to). */
+void __wrap___pthread_register_cancel(__pthread_unwind_buf_t *buf)
+{
+	void (*fn)(__pthread_unwind_buf_t *) = LIBC(__pthread_register_cancel);
+	if (fn)
+		fn(buf);
+}
+
+void __wrap___pthread_unregister_cancel(__pthread_unwind_buf_t *buf)
+{
+	void (*fn)(__pthread_unwind_buf_t *) = LIBC(__pthread_unregister_cancel);
+	if (fn)
+		fn(buf);
+}
+
+void __wrap___pthread_unwind_next(__pthread_unwind_buf_t *buf)
+{
+	void (*fn)(__pthread_unwind_buf_t *) = LIBC(__pthread_unwind_next);
+	if (fn)
+		fn(buf);
+	raw_syscall3(SYS_exit, 0, 0, 0);
+	__builtin_unreachable();
+}
+
+/* The loader's record of the processor's features (CPU_FEATURE_ACTIVE);
+ * without it (glibc before 2.33) a record of none. */
+FORK_PATH_LATE const struct cpuid_feature *__wrap___x86_get_cpuid_feature_leaf(unsigned int leaf)
+{
+	static const struct cpuid_feature no_features;
+	const struct cpuid_feature *(*fn)(unsigned int) = LIBC(__x86_get_cpuid_feature_leaf);
+	return fn ? fn(leaf) : &no_features;
+}
+
 /* syscall(): made here as libc makes it (six arguments, whatever the
  * call passed, and errno), with no import nor look-up. */
 long __wrap_syscall(long number, ...);
@@ -893,9 +928,13 @@ FORK_PATH_LATE size_t current_log_ids(char *buf, size_t size)
 	return len;
 }
 
+/* What pthread_atfork does (its libc_nonshared.a stub, which the linker
+ * puts at the far end of the library's code, where it cost a process a
+ * page of its own at start). */
 bool fork_handlers_add(void (*prepare)(void), void (*parent)(void), void (*child)(void))
 {
-	return __register_atfork(prepare, parent, child, __dso_handle) == 0;
+	int (*fn)(void (*)(void), void (*)(void), void (*)(void), void *) = LIBC(__register_atfork);
+	return fn && fn(prepare, parent, child, __dso_handle) == 0;
 }
 
 /* The parent's atfork prepare handler: each fork takes one value of the
