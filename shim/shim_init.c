@@ -221,9 +221,11 @@ _Static_assert(sizeof(struct original_names) <= UINT16_MAX, "original_names outg
 /* The originals found at start when the others wait for their first use:
  * those the shim calls directly (real.fn, not REAL(fn)), or whose absence
  * it reads as libc lacking them (system() asks whether posix_spawn is
- * there, the printf and syslog hooks which variant is), and the reads and
- * writes of the hooks' fast paths, which most processes make. The two
- * condition variable waits are found by version (real_resolve). */
+ * there, the printf and syslog hooks which variant is), the reads and
+ * writes of the hooks' fast paths, which most processes make, and
+ * __register_atfork, which start-up calls (found with the others, some 270
+ * instructions; on its own at its first use, some 870). The two condition
+ * variable waits are found by version (real_resolve). */
 static const uint8_t start_slots[] = {
 	REAL_SLOT(read), REAL_SLOT(readv), REAL_SLOT(write), REAL_SLOT(writev),
 	REAL_SLOT(recv), REAL_SLOT(recvfrom), REAL_SLOT(recvmsg), REAL_SLOT(send),
@@ -231,6 +233,7 @@ static const uint8_t start_slots[] = {
 	REAL_SLOT(funlockfile), REAL_SLOT(fwrite_unlocked), REAL_SLOT(fputws_unlocked),
 	REAL_SLOT(fputwc_unlocked), REAL_SLOT(syslog), REAL_SLOT(vsyslog),
 	REAL_SLOT(__vsyslog_chk), REAL_SLOT(__vfwprintf_chk), REAL_SLOT(posix_spawn),
+	REAL_SLOT(__register_atfork),
 };
 _Static_assert(ORIGINALS <= 256, "start_slots: a slot is a byte");
 
