@@ -130,6 +130,63 @@ static START_PATH const char *environment(const char *name)
 	return e ? e + 1 : NULL;
 }
 
+/* The loader's debugging record, whose list of the loaded objects starts
+ * with the program (loaded_objects). Not an import of _r_debug, which
+ * alone made the library need ld.so by name and a version of it (some
+ * 1,400 instructions of the loader's at every start): start-up finds it
+ * where the loader points the program's DT_DEBUG entry at it
+ * (debug_record_at_start); a hook that runs before that, or a program
+ * without that entry, asks dlsym. */
+static const struct r_debug *loader_debug START_WRITTEN;
+
+/* The program's DT_DEBUG record, found through the auxiliary vector that
+ * follows the environment the process started with: envp only when it is
+ * that environment (the array right after argv on the initial stack; not
+ * an environ a constructor before this one replaced, nor a dlopen's).
+ * The program's load bias as the loader takes it: from PT_PHDR, else 0.
+ * NULL where any of it is missing. */
+static START_PATH const struct r_debug *debug_record_at_start(int argc, char **argv, char **envp)
+{
+	if (argc < 0 || !argv || !envp || envp != argv + argc + 1)
+		return NULL;
+	char **end = envp;
+	while (*end)
+		end++;
+	const ElfW(Phdr) *phdr = NULL;
+	size_t phnum = 0;
+	for (const ElfW(auxv_t) *a = (const ElfW(auxv_t) *)(end + 1); a->a_type != AT_NULL; a++) {
+		if (a->a_type == AT_PHDR)
+			phdr = (const ElfW(Phdr) *)a->a_un.a_val;
+		else if (a->a_type == AT_PHNUM)
+			phnum = a->a_un.a_val;
+	}
+	ElfW(Addr) bias = 0, dynamic = 0;
+	for (size_t i = 0; phdr && i < phnum; i++) {
+		if (phdr[i].p_type == PT_PHDR)
+			bias = (ElfW(Addr))phdr - phdr[i].p_vaddr;
+		else if (phdr[i].p_type == PT_DYNAMIC)
+			dynamic = phdr[i].p_vaddr;
+	}
+	if (!dynamic)
+		return NULL;
+	for (const ElfW(Dyn) *d = (const ElfW(Dyn) *)(bias + dynamic); d->d_tag != DT_NULL; d++)
+		if (d->d_tag == DT_DEBUG)
+			return (const struct r_debug *)d->d_un.d_ptr;
+	return NULL;
+}
+
+/* The loader's list of the loaded objects, the program first; NULL if not
+ * found. dlsym only where start-up did not find the record: from
+ * real_resolve (a hook before the constructor: resolving is set) or the
+ * constructor. */
+static START_PATH const struct link_map *loaded_objects(void)
+{
+	const struct r_debug *r = loader_debug;
+	if (!r)
+		loader_debug = r = dlsym(RTLD_DEFAULT, "_r_debug");
+	return r ? r->r_map : NULL;
+}
+
 /* The library's entry in the loader's list when it came in with the
  * program (LD_PRELOAD or /etc/ld.so.preload), not later by dlopen (`reqid
  * attach`): the loader lists preloaded libraries before libc, and later
@@ -137,7 +194,7 @@ static START_PATH const char *environment(const char *name)
 static START_PATH const struct link_map *preloaded_self(void)
 {
 	extern const char __ehdr_start[] HIDDEN;
-	for (const struct link_map *l = _r_debug.r_map; l; l = l->l_next) {
+	for (const struct link_map *l = loaded_objects(); l; l = l->l_next) {
 		if (l->l_addr == (ElfW(Addr))__ehdr_start)
 			return l;
 		if (is_libc_name(l->l_name))
@@ -164,7 +221,7 @@ static START_PATH bool lookups_as_read(void)
 		    (entry_value(e + 3, "DYNAMIC_WEAK", true) || entry_value(e + 3, "AUDIT", true)))
 			return false;
 	}
-	const struct link_map *program = _r_debug.r_map;
+	const struct link_map *program = loaded_objects();
 	for (const ElfW(Dyn) *d = program ? program->l_ld : NULL; d && d->d_tag != DT_NULL; d++)
 		if (d->d_tag == DT_AUDIT || d->d_tag == DT_DEPAUDIT)
 			return false;
@@ -680,7 +737,7 @@ static START_PATH void seed_ids(void)
 static uint16_t tid_field_find(void)
 {
 #if defined(__x86_64__)
-	const struct link_map *l = _r_debug.r_map;
+	const struct link_map *l = loaded_objects();
 	while (l && !is_libc_name(l->l_name))
 		l = l->l_next;
 	struct object_symbols libc;
@@ -1019,9 +1076,11 @@ START_PATH unsigned shim_activate(config_lookup lookup, bool attached)
 
 /* Started by `reqid attach`, the library waits for reqid_attach
  * (attach.c) and its settings: the program's environment is not its. */
-__attribute__((constructor)) static void shim_start(void)
+__attribute__((constructor)) static void shim_start(int argc, char **argv, char **envp)
 {
 	int saved = errno;
+	if (!loader_debug)
+		loader_debug = debug_record_at_start(argc, argv, envp);
 	if (preloaded_self()) {
 		struct setting_entries settings;
 		setting_entries_read(&settings);

@@ -99,14 +99,14 @@ def check_vfork_log_file(failures):
 # variables, which a program may have copied (a copy relocation: only the
 # loader's binding finds that copy); the string routines (indirect: their
 # resolvers pick the processor's version) on the hooks' hot paths; errno;
-# what finds the originals (dlsym, dlvsym, the loader's list); the setjmp
+# what finds the originals (dlsym, dlvsym); the setjmp
 # pthread_cleanup_push expands to (no wrapper may call it: the buffer
 # names the caller's frame); sigaction when the original is missing;
 # pthread_detach, whose address names libc's code at detach.
 ALLOWED_IMPORTS = {
     "__progname", "__progname_full", "program_invocation_name",
     "program_invocation_short_name", "error_message_count", "error_print_progname",
-    "error_one_per_line", "stdout", "stderr", "environ", "__environ", "_r_debug",
+    "error_one_per_line", "stdout", "stderr", "environ", "__environ",
     "memcpy", "memmove", "memset", "memcmp", "memchr", "memrchr", "memmem", "strlen",
     "strcmp", "strncmp", "strchr",
     "__errno_location", "dlsym", "dlvsym",
