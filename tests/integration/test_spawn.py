@@ -101,8 +101,7 @@ def check_vfork_log_file(failures):
 # resolvers pick the processor's version) on the hooks' hot paths; errno;
 # what finds the originals (dlsym, dlvsym); the setjmp
 # pthread_cleanup_push expands to (no wrapper may call it: the buffer
-# names the caller's frame); sigaction when the original is missing;
-# pthread_detach, whose address names libc's code at detach.
+# names the caller's frame); sigaction when the original is missing.
 ALLOWED_IMPORTS = {
     "__progname", "__progname_full", "program_invocation_name",
     "program_invocation_short_name", "error_message_count", "error_print_progname",
@@ -110,7 +109,7 @@ ALLOWED_IMPORTS = {
     "memcpy", "memmove", "memset", "memcmp", "memchr", "memrchr", "memmem", "strlen",
     "strcmp", "strncmp", "strchr",
     "__errno_location", "dlsym", "dlvsym",
-    "__sigsetjmp", "__sigaction", "pthread_detach",
+    "__sigsetjmp", "__sigaction",
 }
 
 
