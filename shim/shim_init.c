@@ -593,6 +593,18 @@ int __wrap_pthread_attr_destroy(pthread_attr_t *attr)
 	return fn ? fn(attr) : 0;
 }
 
+void *loader_variable(void *_Atomic *cache, const char *name)
+{
+	void *addr = atomic_load_explicit(cache, memory_order_acquire);
+	if (!addr) {
+		int saved = errno;
+		addr = dlsym(RTLD_DEFAULT, name);
+		atomic_store_explicit(cache, addr, memory_order_release);
+		errno = saved;
+	}
+	return addr;
+}
+
 /* A thread's cancellation buffers (pthread_cleanup_push and pop): the
  * pthread_create and system() hooks push one only once they called libc's
  * function, which found these too; a cancellation unwinds from its

@@ -371,6 +371,14 @@ LIBC_CALLS(REAL_RESOLVER)
 /* One of LIBC_CALLS, found as REAL finds an original. */
 #define LIBC(fn) REAL(fn)
 
+/* The address of the variable called name that the loader binds libc's
+ * own uses of (the program's copy, if it made one: a copy relocation),
+ * asked of dlsym at its first use and kept in *cache; NULL if there is
+ * none. For variables only a rare path reads (err(), warn(), error()): an
+ * import of each cost every process some 660 instructions of the loader's
+ * at start. Keeps errno. */
+void *loader_variable(void *_Atomic *cache, const char *name) HIDDEN;
+
 /* True if fd is one of the configured log descriptors (REQID_LOG_FDS). */
 bool config_is_log_fd(int fd) HIDDEN;
 

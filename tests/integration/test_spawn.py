@@ -96,16 +96,16 @@ def check_vfork_log_file(failures):
 # What the library may import: each is bound by the loader at every start
 # (some 660 instructions a name; none for the C runtime's weak references,
 # which the library, linked without the start files, no longer makes). The
-# variables, which a program may have copied (a copy relocation: only the
-# loader's binding finds that copy); the string routines (indirect: their
-# resolvers pick the processor's version) on the hooks' hot paths; errno;
-# what finds the originals (dlsym, dlvsym); the setjmp
-# pthread_cleanup_push expands to (no wrapper may call it: the buffer
-# names the caller's frame); sigaction when the original is missing.
+# variables the hooks read often, which a program may have copied (a copy
+# relocation: only the loader's binding finds that copy; err(), warn() and
+# error()'s are asked of dlsym at their first use, loader_variable); the
+# string routines (indirect: their resolvers pick the processor's version)
+# on the hooks' hot paths; errno; what finds the originals (dlsym,
+# dlvsym); the setjmp pthread_cleanup_push expands to (no wrapper may call
+# it: the buffer names the caller's frame); sigaction when the original is
+# missing.
 ALLOWED_IMPORTS = {
-    "__progname", "__progname_full", "program_invocation_name",
-    "program_invocation_short_name", "error_message_count", "error_print_progname",
-    "error_one_per_line", "stdout", "stderr", "environ", "__environ",
+    "stdout", "stderr", "environ", "__environ",
     "memcpy", "memmove", "memset", "memcmp", "memchr", "memrchr", "memmem", "strlen",
     "strcmp", "strncmp", "strchr",
     "__errno_location", "dlsym", "dlvsym",
