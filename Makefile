@@ -108,7 +108,7 @@ SHIM_BUILD := -D_GNU_SOURCE -fPIC -shared -fvisibility=hidden -pthread -falign-j
   -Wl,--version-script=shim/exports.map -Wl,-z,now -Wl,-z,relro -Wl,-z,defs -Wl,-Bsymbolic-functions -Wl,--sort-section=name -nostartfiles -Wl,-z,nodelete -Wl,-T,shim/layout.ld -fno-plt -Wl,-z,max-page-size=0x1000 -Wl,-z,noseparate-code \
   $(foreach f,mmap munmap mremap madvise clock_gettime ioctl fileno fileno_unlocked ferror ftrylockfile fwide mbsnrtowcs snprintf malloc free exit dlopen dl_iterate_phdr pthread_self pthread_getattr_np pthread_attr_getstack pthread_attr_destroy syscall \
     __register_atfork __pthread_register_cancel __pthread_unregister_cancel __pthread_unwind_next \
-    __x86_get_cpuid_feature_leaf,-Wl,--wrap=$(f))
+    __x86_get_cpuid_feature_leaf dlvsym,-Wl,--wrap=$(f))
 $(BUILD)/libreqid.so: $(PURE_SRCS) $(GLUE_SRCS) $(SHIM_HDRS) shim/exports.map shim/layout.ld Makefile | $(BUILD)
 	$(CC) $(CFLAGS) $(WARN) $(SHIM_BUILD) -o $@ $(PURE_SRCS) $(GLUE_SRCS) -ldl -lunwind
 

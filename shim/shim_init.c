@@ -228,18 +228,6 @@ static START_PATH bool lookups_as_read(void)
 	return program != NULL;
 }
 
-/* dlvsym(RTLD_NEXT, name, version) (hash: name's symbol_hash): read from
- * the loader's tables (next_symbol.h) when next lists the objects after
- * the preloaded library and the answer is certain, from dlvsym otherwise. */
-static START_PATH void *original_version(const struct next_objects *next, const char *name,
-					 uint32_t hash, const char *version)
-{
-	void *addr;
-	if (next && next_symbol_hashed(next, name, hash, version, &addr) == SYMBOL_FOUND)
-		return addr;
-	return dlvsym(RTLD_NEXT, name, version);
-}
-
 /* Each original the hooks call and each libc function the shim calls, in
  * REAL_FUNCTIONS' then LIBC_CALLS' order, the order of struct
  * real_functions (entry i is slot i): its name's hash (worked out by the
@@ -325,6 +313,25 @@ static START_PATH void *original_find(const struct next_objects *after, unsigned
 	if (!after || next_symbol_hashed(after, name, e->hash, NULL, &addr) != SYMBOL_FOUND)
 		addr = dlsym(RTLD_NEXT, name);
 	return addr;
+}
+
+/* dlvsym(RTLD_NEXT, name, version) (hash: name's symbol_hash): read from
+ * the loader's tables (next_symbol.h) when next lists the objects after
+ * the preloaded library and the answer is certain, from dlvsym otherwise,
+ * found here as an original (one of LINKED_CALLS: called from here, where
+ * its first use, by real_resolve, would find none). */
+static START_PATH void *original_version(const struct next_objects *next, const char *name,
+					 uint32_t hash, const char *version)
+{
+	void *addr;
+	if (next && next_symbol_hashed(next, name, hash, version, &addr) == SYMBOL_FOUND)
+		return addr;
+	void *(*versioned)(void *, const char *, const char *) = real.dlvsym;
+	if (!versioned) {
+		versioned = original_find(next, REAL_SLOT(dlvsym));
+		slot_set(REAL_SLOT(dlvsym), versioned);
+	}
+	return versioned ? versioned(RTLD_NEXT, name, version) : NULL;
 }
 
 START_PATH bool real_resolve(void)
@@ -640,6 +647,14 @@ FORK_PATH_LATE const struct cpuid_feature *__wrap___x86_get_cpuid_feature_leaf(u
 	static const struct cpuid_feature no_features;
 	const struct cpuid_feature *(*fn)(unsigned int) = LIBC(__x86_get_cpuid_feature_leaf);
 	return fn ? fn(leaf) : &no_features;
+}
+
+/* dlvsym finds the object its caller is in (for RTLD_NEXT): called from
+ * here, that is still the shim. */
+void *__wrap_dlvsym(void *handle, const char *name, const char *version)
+{
+	void *(*fn)(void *, const char *, const char *) = LIBC(dlvsym);
+	return fn ? fn(handle, name, version) : NULL;
 }
 
 /* syscall(): made here as libc makes it (six arguments, whatever the

@@ -223,7 +223,8 @@
  * not found), so that none is an import the loader binds at every start.
  * pthread_cleanup_push and pop call the three __pthread_ ones (the
  * pthread_create and system() hooks); __x86_get_cpuid_feature_leaf is the
- * loader's, which CPU_FEATURE_ACTIVE calls (line_format.c). */
+ * loader's, which CPU_FEATURE_ACTIVE calls (line_format.c). dlsym stays an
+ * import: it is what finds the others where the tables are not certain. */
 #define LINKED_CALLS(X) \
 	X(mmap, void *, (void *, size_t, int, int, int, off_t), 1) \
 	X(munmap, int, (void *, size_t), 1) \
@@ -251,7 +252,8 @@
 	X(__pthread_register_cancel, void, (__pthread_unwind_buf_t *), 1) \
 	X(__pthread_unregister_cancel, void, (__pthread_unwind_buf_t *), 1) \
 	X(__pthread_unwind_next, void, (__pthread_unwind_buf_t *), 1) \
-	X(__x86_get_cpuid_feature_leaf, const struct cpuid_feature *, (unsigned int), 0)
+	X(__x86_get_cpuid_feature_leaf, const struct cpuid_feature *, (unsigned int), 0) \
+	X(dlvsym, void *, (void *, const char *, const char *), 0)
 
 #define REAL_FIELD(name, ret, params, needed) ret (*name) params;
 struct real_functions {

@@ -100,15 +100,14 @@ def check_vfork_log_file(failures):
 # relocation: only the loader's binding finds that copy; err(), warn() and
 # error()'s are asked of dlsym at their first use, loader_variable); the
 # string routines (indirect: their resolvers pick the processor's version)
-# on the hooks' hot paths; errno; what finds the originals (dlsym,
-# dlvsym); the setjmp pthread_cleanup_push expands to (no wrapper may call
-# it: the buffer names the caller's frame); sigaction when the original is
-# missing.
+# on the hooks' hot paths; errno; what finds the originals (dlsym); the
+# setjmp pthread_cleanup_push expands to (no wrapper may call it: the
+# buffer names the caller's frame); sigaction when the original is missing.
 ALLOWED_IMPORTS = {
     "stdout", "stderr", "environ", "__environ",
     "memcpy", "memmove", "memset", "memcmp", "memchr", "memrchr", "memmem", "strlen",
     "strcmp", "strncmp", "strchr",
-    "__errno_location", "dlsym", "dlvsym",
+    "__errno_location", "dlsym",
     "__sigsetjmp", "__sigaction",
 }
 
