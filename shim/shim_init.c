@@ -270,7 +270,8 @@ _Static_assert(sizeof(struct original_names) <= UINT16_MAX, "original_names outg
  * writes of the hooks' fast paths, which most processes make, and
  * __register_atfork, which start-up calls (found with the others, some 270
  * instructions; on its own at its first use, some 870). The two condition
- * variable waits are found by version (real_resolve). */
+ * variable waits are found by version where the others are all found at
+ * start (real_resolve). */
 static const uint8_t start_slots[] = {
 	REAL_SLOT(read), REAL_SLOT(readv), REAL_SLOT(write), REAL_SLOT(writev),
 	REAL_SLOT(recv), REAL_SLOT(recvfrom), REAL_SLOT(recvmsg), REAL_SLOT(send),
@@ -351,27 +352,34 @@ START_PATH bool real_resolve(void)
 	 * name of this list is dlsym's to answer there, and every needed one
 	 * is in every such libc. */
 	bool lazy = after && next.count > 0 && next.o[next.count - 1].newest_default;
-	const unsigned cond_wait = REAL_SLOT(pthread_cond_wait);
-	const unsigned cond_timedwait = REAL_SLOT(pthread_cond_timedwait);
-	/* The current versions: dlsym could hand back the 2.2.5 compat ones. */
-	void *wait = original_version(after, "pthread_cond_wait",
-				      SYMBOL_HASH_LITERAL("pthread_cond_wait"), "GLIBC_2.3.2");
-	void *timedwait = original_version(after, "pthread_cond_timedwait",
-					   SYMBOL_HASH_LITERAL("pthread_cond_timedwait"), "GLIBC_2.3.2");
-	if (!wait || !timedwait) {
-		wait = original_find(after, cond_wait);
-		timedwait = original_find(after, cond_timedwait);
-	}
-	slot_set(cond_wait, wait);
-	slot_set(cond_timedwait, timedwait);
-	complete = wait && timedwait;
 	if (lazy) {
+		/* The condition variable waits wait for their first use too:
+		 * there the tables give a name's one version that is not
+		 * hidden, the current one (2.3.2), as dlvsym of it would (two
+		 * versioned look-ups fewer at every start, some 940
+		 * instructions). */
 		for (size_t i = 0; i < sizeof(start_slots); i++) {
 			void *addr = original_find(after, start_slots[i]);
 			slot_set(start_slots[i], addr);
 			complete &= !original_entries[start_slots[i]].needed || addr != NULL;
 		}
 	} else {
+		const unsigned cond_wait = REAL_SLOT(pthread_cond_wait);
+		const unsigned cond_timedwait = REAL_SLOT(pthread_cond_timedwait);
+		/* The current versions: dlsym could hand back the 2.2.5 compat
+		 * ones. */
+		void *wait = original_version(after, "pthread_cond_wait",
+					      SYMBOL_HASH_LITERAL("pthread_cond_wait"), "GLIBC_2.3.2");
+		void *timedwait = original_version(after, "pthread_cond_timedwait",
+						   SYMBOL_HASH_LITERAL("pthread_cond_timedwait"),
+						   "GLIBC_2.3.2");
+		if (!wait || !timedwait) {
+			wait = original_find(after, cond_wait);
+			timedwait = original_find(after, cond_timedwait);
+		}
+		slot_set(cond_wait, wait);
+		slot_set(cond_timedwait, timedwait);
+		complete = wait && timedwait;
 		for (unsigned i = 0; i < ORIGINALS; i++) {
 			if (i == cond_wait || i == cond_timedwait)
 				continue;
