@@ -41,9 +41,9 @@
 /* Written whole at start: in .data, whose page the loader writes anyway. */
 struct real_functions real START_WRITTEN;
 /* Everything but the log paths at its end (which a process without
- * REQID_LOG_PATHS never touches) is written at start: first in .bss, on
- * the page the C runtime's exit flag (crtbegin's, written at exit) is on,
- * one fault for both. */
+ * REQID_LOG_PATHS never touches) is written at start: first in .bss (the
+ * library links without crtbeginS, whose exit flag, written at exit,
+ * shared that page). */
 struct shim_state shim;
 /* First of the FORK_HOT globals: with them and the low descriptors' flags,
  * on the page of .data (fork_hot.h). A cache line of its own start: the
