@@ -73,10 +73,18 @@ deps:
 	fi
 
 # XXH3 is compiled in (no libxxhash.so to load); --sort-section=name lays the
-# FORK_HOT globals (shim/fork_hot.h) side by side. -fini names no function,
-# so the library has no DT_FINI: crti's _fini does nothing and sits apart
-# from the code a process runs, where the loader calling it at exit cost
-# every process a page fault (destructors run from .fini_array as before).
+# FORK_HOT globals (shim/fork_hot.h) side by side. -nostartfiles: none of
+# the C runtime's start files (crti, crtbeginS, crtendS), whose code is for
+# C++ and for unloading: the library has no DT_INIT and no DT_FINI, the
+# loader no _init or _fini to call, no frame_dummy at start nor
+# __do_global_dtors_aux (__cxa_finalize) at exit, and no imports of
+# __gmon_start__, __cxa_finalize and the two _ITM_ functions, weak names the
+# loader looked for in every object at every start (some 3,000 instructions
+# of a process's start and exit). shim_init.c defines __dso_handle, which
+# crtbeginS did. -z nodelete: the library is never unloaded (dlclose of it
+# does nothing): its fork handlers, once registered, stay valid, as
+# __cxa_finalize unregistering them at unload made them before, and the
+# GOT entries attach patched keep pointing at its hooks.
 # shim/layout.ld puts what an event-loop server runs per connection in one
 # 64 KiB window and a fork child's code in the next, the constants in RELRO
 # and the FORK_HOT globals on the page of .data; the windows' 64 KiB
@@ -97,8 +105,10 @@ deps:
 # code is 5% smaller (the FORK_PATH window 65,068 -> 62,067 bytes).
 SHIM_BUILD := -D_GNU_SOURCE -fPIC -shared -fvisibility=hidden -pthread -falign-jumps=1 -falign-loops=1 \
   -ftls-model=initial-exec -fno-stack-protector -DXXH_INLINE_ALL \
-  -Wl,--version-script=shim/exports.map -Wl,-z,now -Wl,-z,relro -Wl,-z,defs -Wl,-Bsymbolic-functions -Wl,--sort-section=name -Wl,-fini=reqid_no_dt_fini -Wl,-T,shim/layout.ld -fno-plt -Wl,-z,max-page-size=0x1000 -Wl,-z,noseparate-code \
-  $(foreach f,mmap munmap mremap madvise clock_gettime ioctl fileno fileno_unlocked ferror ftrylockfile fwide mbsnrtowcs snprintf malloc free exit dlopen dl_iterate_phdr pthread_self pthread_getattr_np pthread_attr_getstack pthread_attr_destroy syscall,-Wl,--wrap=$(f))
+  -Wl,--version-script=shim/exports.map -Wl,-z,now -Wl,-z,relro -Wl,-z,defs -Wl,-Bsymbolic-functions -Wl,--sort-section=name -nostartfiles -Wl,-z,nodelete -Wl,-T,shim/layout.ld -fno-plt -Wl,-z,max-page-size=0x1000 -Wl,-z,noseparate-code \
+  $(foreach f,mmap munmap mremap madvise clock_gettime ioctl fileno fileno_unlocked ferror ftrylockfile fwide mbsnrtowcs snprintf malloc free exit dlopen dl_iterate_phdr pthread_self pthread_getattr_np pthread_attr_getstack pthread_attr_destroy syscall \
+    __register_atfork __pthread_register_cancel __pthread_unregister_cancel __pthread_unwind_next \
+    __x86_get_cpuid_feature_leaf dlvsym,-Wl,--wrap=$(f))
 $(BUILD)/libreqid.so: $(PURE_SRCS) $(GLUE_SRCS) $(SHIM_HDRS) shim/exports.map shim/layout.ld Makefile | $(BUILD)
 	$(CC) $(CFLAGS) $(WARN) $(SHIM_BUILD) -o $@ $(PURE_SRCS) $(GLUE_SRCS) -ldl -lunwind
 

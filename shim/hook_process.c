@@ -401,9 +401,15 @@ static FORK_PATH_LATE int exec_failed(struct exec_env *e, int r)
 }
 
 /* process_ending for an exec: with the pid exec_env asked for, if it did
- * (a vfork child that execs, a CGI script's, asked twice). */
+ * (a vfork child that execs, a CGI script's, asked twice). As at _exit, a
+ * process that never made a line slot or an output backlog has no line
+ * pending: it asks nothing more (its pid), and maps no more of the
+ * library's code (the event loop's window) or stack (env exec'ing its
+ * program: two faults and a getpid fewer). */
 static FORK_PATH_LATE void exec_ending(const struct exec_env *e)
 {
+	if (!STATE_WAS_MADE(MADE_SLOTS | MADE_BACKLOGS))
+		return;
 	if (e->pid)
 		process_ending_as(e->pid);
 	else
@@ -426,10 +432,11 @@ EXPORT FORK_PATH_LATE int execv(const char *path, char *const argv[])
 	return execve(path, argv, environ);
 }
 
-/* execvpe and execvp are not FORK_PATH (the window is full): a child that
- * searches PATH for its program pays one more fault, once, as it leaves;
- * execve and execv are in the window. */
-EXPORT int execvpe(const char *file, char *const argv[], char *const envp[])
+/* execvpe and execvp are not FORK_PATH (the window is full): they lie with
+ * the start-up code (START_PATH), in the window every process maps as it
+ * starts (env exec'ing its program faulted a window for execvp alone);
+ * execve and execv are in the fork child's window. */
+EXPORT START_PATH int execvpe(const char *file, char *const argv[], char *const envp[])
 {
 	int (*fn)(const char *, char *const[], char *const[]) = REAL(execvpe);
 	struct exec_env e;
@@ -442,7 +449,7 @@ EXPORT int execvpe(const char *file, char *const argv[], char *const envp[])
 	return exec_failed(&e, fn(file, argv, env));
 }
 
-EXPORT int execvp(const char *file, char *const argv[])
+EXPORT START_PATH int execvp(const char *file, char *const argv[])
 {
 	return execvpe(file, argv, environ);
 }

@@ -621,6 +621,22 @@ EXPORT void perror(const char *s)
 		errno = saved;
 }
 
+/* libc's variables of err(), warn() and error() (loader_variable): where
+ * each is, found at its first use; NULL if libc has none. */
+#define STDIO_VARIABLE(type, name)                                \
+	static type *name##_at(void)                              \
+	{                                                         \
+		static void *_Atomic cache;                       \
+		return (type *)loader_variable(&cache, #name);    \
+	}
+STDIO_VARIABLE(char *, program_invocation_name)
+STDIO_VARIABLE(char *, program_invocation_short_name)
+typedef void (*progname_printer)(void);
+STDIO_VARIABLE(progname_printer, error_print_progname)
+STDIO_VARIABLE(unsigned int, error_message_count)
+STDIO_VARIABLE(int, error_one_per_line)
+#undef STDIO_VARIABLE
+
 /* vwarn/vwarnx: "progname: " fmt [": " strerror(errno)] "\n". */
 static void warn_message(const char *fmt, va_list ap, bool with_errno)
 {
@@ -628,7 +644,8 @@ static void warn_message(const char *fmt, va_list ap, bool with_errno)
 	char err_buf[256];
 	const char *what = with_errno ? LIBC(strerror_r)(saved, err_buf, sizeof(err_buf)) : NULL;
 	flockfile(stderr);
-	stderr_message(program_invocation_short_name, ": ", NULL, NULL);
+	char **short_name = program_invocation_short_name_at();
+	stderr_message(short_name ? *short_name : NULL, ": ", NULL, NULL);
 	if (fmt) {
 		errno = saved;
 		vfprintf(stderr, fmt, ap);
@@ -708,15 +725,19 @@ static void error_common(int status, int errnum, const char *file, unsigned line
 	int saved = errno;
 	fflush(stdout);
 	flockfile(stderr);
-	if (error_print_progname)
-		error_print_progname();
+	progname_printer *print_progname = error_print_progname_at();
+	char **name = program_invocation_name_at();
+	if (print_progname && *print_progname)
+		(*print_progname)();
 	else
-		fprintf(stderr, file ? "%s:" : "%s: ", program_invocation_name);
+		fprintf(stderr, file ? "%s:" : "%s: ", name && *name ? *name : "");
 	if (file)
 		fprintf(stderr, "%s:%u: ", file, line);
 	errno = saved;
 	vfprintf(stderr, fmt, ap);
-	++error_message_count;
+	unsigned int *count = error_message_count_at();
+	if (count)
+		++*count;
 	if (errnum) {
 		char buf[256];
 		fprintf(stderr, ": %s", LIBC(strerror_r)(errnum, buf, sizeof(buf)));
@@ -768,7 +789,8 @@ EXPORT void error_at_line(int status, int errnum, const char *file, unsigned lin
 		REAL(error_at_line)(status, errnum, file, line, "%s", text);
 		return;
 	}
-	if (error_one_per_line) {
+	int *one_per_line = error_one_per_line_at();
+	if (one_per_line && *one_per_line) {
 		if (last_line == line && last_file &&
 		    (last_file == file || (file && strcmp(last_file, file) == 0)))
 			return;

@@ -41,9 +41,9 @@
 /* Written whole at start: in .data, whose page the loader writes anyway. */
 struct real_functions real START_WRITTEN;
 /* Everything but the log paths at its end (which a process without
- * REQID_LOG_PATHS never touches) is written at start: first in .bss, on
- * the page the C runtime's exit flag (crtbegin's, written at exit) is on,
- * one fault for both. */
+ * REQID_LOG_PATHS never touches) is written at start: first in .bss (the
+ * library links without crtbeginS, whose exit flag, written at exit,
+ * shared that page). */
 struct shim_state shim;
 /* First of the FORK_HOT globals: with them and the low descriptors' flags,
  * on the page of .data (fork_hot.h). A cache line of its own start: the
@@ -51,12 +51,10 @@ struct shim_state shim;
  * before it read by every hook. */
 struct process_state process FORK_HOT_FIRST __attribute__((aligned(64)));
 
-/* What pthread_atfork does (its libc_nonshared.a stub): called directly, so
- * that stub, which the linker puts at the far end of the library's code,
- * does not cost a process a page of its own at start. */
-extern int __register_atfork(void (*prepare)(void), void (*parent)(void), void (*child)(void),
-			     void *dso_handle);
-extern void *__dso_handle;
+/* The library's handle for libc (fork handlers are registered under it),
+ * as crtbeginS defines it: the library links without the start files
+ * (the Makefile's -nostartfiles). */
+void *__dso_handle HIDDEN = &__dso_handle;
 
 static _Atomic bool real_ready START_WRITTEN; /* read first: not in .bss */
 static bool real_complete START_WRITTEN;
@@ -132,6 +130,63 @@ static START_PATH const char *environment(const char *name)
 	return e ? e + 1 : NULL;
 }
 
+/* The loader's debugging record, whose list of the loaded objects starts
+ * with the program (loaded_objects). Not an import of _r_debug, which
+ * alone made the library need ld.so by name and a version of it (some
+ * 1,400 instructions of the loader's at every start): start-up finds it
+ * where the loader points the program's DT_DEBUG entry at it
+ * (debug_record_at_start); a hook that runs before that, or a program
+ * without that entry, asks dlsym. */
+static const struct r_debug *loader_debug START_WRITTEN;
+
+/* The program's DT_DEBUG record, found through the auxiliary vector that
+ * follows the environment the process started with: envp only when it is
+ * that environment (the array right after argv on the initial stack; not
+ * an environ a constructor before this one replaced, nor a dlopen's).
+ * The program's load bias as the loader takes it: from PT_PHDR, else 0.
+ * NULL where any of it is missing. */
+static START_PATH const struct r_debug *debug_record_at_start(int argc, char **argv, char **envp)
+{
+	if (argc < 0 || !argv || !envp || envp != argv + argc + 1)
+		return NULL;
+	char **end = envp;
+	while (*end)
+		end++;
+	const ElfW(Phdr) *phdr = NULL;
+	size_t phnum = 0;
+	for (const ElfW(auxv_t) *a = (const ElfW(auxv_t) *)(end + 1); a->a_type != AT_NULL; a++) {
+		if (a->a_type == AT_PHDR)
+			phdr = (const ElfW(Phdr) *)a->a_un.a_val;
+		else if (a->a_type == AT_PHNUM)
+			phnum = a->a_un.a_val;
+	}
+	ElfW(Addr) bias = 0, dynamic = 0;
+	for (size_t i = 0; phdr && i < phnum; i++) {
+		if (phdr[i].p_type == PT_PHDR)
+			bias = (ElfW(Addr))phdr - phdr[i].p_vaddr;
+		else if (phdr[i].p_type == PT_DYNAMIC)
+			dynamic = phdr[i].p_vaddr;
+	}
+	if (!dynamic)
+		return NULL;
+	for (const ElfW(Dyn) *d = (const ElfW(Dyn) *)(bias + dynamic); d->d_tag != DT_NULL; d++)
+		if (d->d_tag == DT_DEBUG)
+			return (const struct r_debug *)d->d_un.d_ptr;
+	return NULL;
+}
+
+/* The loader's list of the loaded objects, the program first; NULL if not
+ * found. dlsym only where start-up did not find the record: from
+ * real_resolve (a hook before the constructor: resolving is set) or the
+ * constructor. */
+static START_PATH const struct link_map *loaded_objects(void)
+{
+	const struct r_debug *r = loader_debug;
+	if (!r)
+		loader_debug = r = dlsym(RTLD_DEFAULT, "_r_debug");
+	return r ? r->r_map : NULL;
+}
+
 /* The library's entry in the loader's list when it came in with the
  * program (LD_PRELOAD or /etc/ld.so.preload), not later by dlopen (`reqid
  * attach`): the loader lists preloaded libraries before libc, and later
@@ -139,7 +194,7 @@ static START_PATH const char *environment(const char *name)
 static START_PATH const struct link_map *preloaded_self(void)
 {
 	extern const char __ehdr_start[] HIDDEN;
-	for (const struct link_map *l = _r_debug.r_map; l; l = l->l_next) {
+	for (const struct link_map *l = loaded_objects(); l; l = l->l_next) {
 		if (l->l_addr == (ElfW(Addr))__ehdr_start)
 			return l;
 		if (is_libc_name(l->l_name))
@@ -166,23 +221,11 @@ static START_PATH bool lookups_as_read(void)
 		    (entry_value(e + 3, "DYNAMIC_WEAK", true) || entry_value(e + 3, "AUDIT", true)))
 			return false;
 	}
-	const struct link_map *program = _r_debug.r_map;
+	const struct link_map *program = loaded_objects();
 	for (const ElfW(Dyn) *d = program ? program->l_ld : NULL; d && d->d_tag != DT_NULL; d++)
 		if (d->d_tag == DT_AUDIT || d->d_tag == DT_DEPAUDIT)
 			return false;
 	return program != NULL;
-}
-
-/* dlvsym(RTLD_NEXT, name, version) (hash: name's symbol_hash): read from
- * the loader's tables (next_symbol.h) when next lists the objects after
- * the preloaded library and the answer is certain, from dlvsym otherwise. */
-static START_PATH void *original_version(const struct next_objects *next, const char *name,
-					 uint32_t hash, const char *version)
-{
-	void *addr;
-	if (next && next_symbol_hashed(next, name, hash, version, &addr) == SYMBOL_FOUND)
-		return addr;
-	return dlvsym(RTLD_NEXT, name, version);
 }
 
 /* Each original the hooks call and each libc function the shim calls, in
@@ -223,9 +266,12 @@ _Static_assert(sizeof(struct original_names) <= UINT16_MAX, "original_names outg
 /* The originals found at start when the others wait for their first use:
  * those the shim calls directly (real.fn, not REAL(fn)), or whose absence
  * it reads as libc lacking them (system() asks whether posix_spawn is
- * there, the printf and syslog hooks which variant is), and the reads and
- * writes of the hooks' fast paths, which most processes make. The two
- * condition variable waits are found by version (real_resolve). */
+ * there, the printf and syslog hooks which variant is), the reads and
+ * writes of the hooks' fast paths, which most processes make, and
+ * __register_atfork, which start-up calls (found with the others, some 270
+ * instructions; on its own at its first use, some 870). The two condition
+ * variable waits are found by version where the others are all found at
+ * start (real_resolve). */
 static const uint8_t start_slots[] = {
 	REAL_SLOT(read), REAL_SLOT(readv), REAL_SLOT(write), REAL_SLOT(writev),
 	REAL_SLOT(recv), REAL_SLOT(recvfrom), REAL_SLOT(recvmsg), REAL_SLOT(send),
@@ -233,6 +279,7 @@ static const uint8_t start_slots[] = {
 	REAL_SLOT(funlockfile), REAL_SLOT(fwrite_unlocked), REAL_SLOT(fputws_unlocked),
 	REAL_SLOT(fputwc_unlocked), REAL_SLOT(syslog), REAL_SLOT(vsyslog),
 	REAL_SLOT(__vsyslog_chk), REAL_SLOT(__vfwprintf_chk), REAL_SLOT(posix_spawn),
+	REAL_SLOT(__register_atfork),
 };
 _Static_assert(ORIGINALS <= 256, "start_slots: a slot is a byte");
 
@@ -269,6 +316,25 @@ static START_PATH void *original_find(const struct next_objects *after, unsigned
 	return addr;
 }
 
+/* dlvsym(RTLD_NEXT, name, version) (hash: name's symbol_hash): read from
+ * the loader's tables (next_symbol.h) when next lists the objects after
+ * the preloaded library and the answer is certain, from dlvsym otherwise,
+ * found here as an original (one of LINKED_CALLS: called from here, where
+ * its first use, by real_resolve, would find none). */
+static START_PATH void *original_version(const struct next_objects *next, const char *name,
+					 uint32_t hash, const char *version)
+{
+	void *addr;
+	if (next && next_symbol_hashed(next, name, hash, version, &addr) == SYMBOL_FOUND)
+		return addr;
+	void *(*versioned)(void *, const char *, const char *) = real.dlvsym;
+	if (!versioned) {
+		versioned = original_find(next, REAL_SLOT(dlvsym));
+		slot_set(REAL_SLOT(dlvsym), versioned);
+	}
+	return versioned ? versioned(RTLD_NEXT, name, version) : NULL;
+}
+
 START_PATH bool real_resolve(void)
 {
 	if (atomic_load_explicit(&real_ready, memory_order_acquire))
@@ -286,27 +352,34 @@ START_PATH bool real_resolve(void)
 	 * name of this list is dlsym's to answer there, and every needed one
 	 * is in every such libc. */
 	bool lazy = after && next.count > 0 && next.o[next.count - 1].newest_default;
-	const unsigned cond_wait = REAL_SLOT(pthread_cond_wait);
-	const unsigned cond_timedwait = REAL_SLOT(pthread_cond_timedwait);
-	/* The current versions: dlsym could hand back the 2.2.5 compat ones. */
-	void *wait = original_version(after, "pthread_cond_wait",
-				      SYMBOL_HASH_LITERAL("pthread_cond_wait"), "GLIBC_2.3.2");
-	void *timedwait = original_version(after, "pthread_cond_timedwait",
-					   SYMBOL_HASH_LITERAL("pthread_cond_timedwait"), "GLIBC_2.3.2");
-	if (!wait || !timedwait) {
-		wait = original_find(after, cond_wait);
-		timedwait = original_find(after, cond_timedwait);
-	}
-	slot_set(cond_wait, wait);
-	slot_set(cond_timedwait, timedwait);
-	complete = wait && timedwait;
 	if (lazy) {
+		/* The condition variable waits wait for their first use too:
+		 * there the tables give a name's one version that is not
+		 * hidden, the current one (2.3.2), as dlvsym of it would (two
+		 * versioned look-ups fewer at every start, some 940
+		 * instructions). */
 		for (size_t i = 0; i < sizeof(start_slots); i++) {
 			void *addr = original_find(after, start_slots[i]);
 			slot_set(start_slots[i], addr);
 			complete &= !original_entries[start_slots[i]].needed || addr != NULL;
 		}
 	} else {
+		const unsigned cond_wait = REAL_SLOT(pthread_cond_wait);
+		const unsigned cond_timedwait = REAL_SLOT(pthread_cond_timedwait);
+		/* The current versions: dlsym could hand back the 2.2.5 compat
+		 * ones. */
+		void *wait = original_version(after, "pthread_cond_wait",
+					      SYMBOL_HASH_LITERAL("pthread_cond_wait"), "GLIBC_2.3.2");
+		void *timedwait = original_version(after, "pthread_cond_timedwait",
+						   SYMBOL_HASH_LITERAL("pthread_cond_timedwait"),
+						   "GLIBC_2.3.2");
+		if (!wait || !timedwait) {
+			wait = original_find(after, cond_wait);
+			timedwait = original_find(after, cond_timedwait);
+		}
+		slot_set(cond_wait, wait);
+		slot_set(cond_timedwait, timedwait);
+		complete = wait && timedwait;
 		for (unsigned i = 0; i < ORIGINALS; i++) {
 			if (i == cond_wait || i == cond_timedwait)
 				continue;
@@ -535,6 +608,63 @@ int __wrap_pthread_attr_destroy(pthread_attr_t *attr)
 	return fn ? fn(attr) : 0;
 }
 
+void *loader_variable(void *_Atomic *cache, const char *name)
+{
+	void *addr = atomic_load_explicit(cache, memory_order_acquire);
+	if (!addr) {
+		int saved = errno;
+		addr = dlsym(RTLD_DEFAULT, name);
+		atomic_store_explicit(cache, addr, memory_order_release);
+		errno = saved;
+	}
+	return addr;
+}
+
+/* A thread's cancellation buffers (pthread_cleanup_push and pop): the
+ * pthread_create and system() hooks push one only once they called libc's
+ * function, which found these too; a cancellation unwinds from its
+ * buffer with __pthread_unwind_next, which never returns (the thread
+ * ends, as when it found nothing to unwind to). */
+void __wrap___pthread_register_cancel(__pthread_unwind_buf_t *buf)
+{
+	void (*fn)(__pthread_unwind_buf_t *) = LIBC(__pthread_register_cancel);
+	if (fn)
+		fn(buf);
+}
+
+void __wrap___pthread_unregister_cancel(__pthread_unwind_buf_t *buf)
+{
+	void (*fn)(__pthread_unwind_buf_t *) = LIBC(__pthread_unregister_cancel);
+	if (fn)
+		fn(buf);
+}
+
+void __wrap___pthread_unwind_next(__pthread_unwind_buf_t *buf)
+{
+	void (*fn)(__pthread_unwind_buf_t *) = LIBC(__pthread_unwind_next);
+	if (fn)
+		fn(buf);
+	raw_syscall3(SYS_exit, 0, 0, 0);
+	__builtin_unreachable();
+}
+
+/* The loader's record of the processor's features (CPU_FEATURE_ACTIVE);
+ * without it (glibc before 2.33) a record of none. */
+FORK_PATH_LATE const struct cpuid_feature *__wrap___x86_get_cpuid_feature_leaf(unsigned int leaf)
+{
+	static const struct cpuid_feature no_features;
+	const struct cpuid_feature *(*fn)(unsigned int) = LIBC(__x86_get_cpuid_feature_leaf);
+	return fn ? fn(leaf) : &no_features;
+}
+
+/* dlvsym finds the object its caller is in (for RTLD_NEXT): called from
+ * here, that is still the shim. */
+void *__wrap_dlvsym(void *handle, const char *name, const char *version)
+{
+	void *(*fn)(void *, const char *, const char *) = LIBC(dlvsym);
+	return fn ? fn(handle, name, version) : NULL;
+}
+
 /* syscall(): made here as libc makes it (six arguments, whatever the
  * call passed, and errno), with no import nor look-up. */
 long __wrap_syscall(long number, ...);
@@ -642,7 +772,7 @@ static START_PATH void seed_ids(void)
 static uint16_t tid_field_find(void)
 {
 #if defined(__x86_64__)
-	const struct link_map *l = _r_debug.r_map;
+	const struct link_map *l = loaded_objects();
 	while (l && !is_libc_name(l->l_name))
 		l = l->l_next;
 	struct object_symbols libc;
@@ -893,9 +1023,13 @@ FORK_PATH_LATE size_t current_log_ids(char *buf, size_t size)
 	return len;
 }
 
+/* What pthread_atfork does (its libc_nonshared.a stub, which the linker
+ * puts at the far end of the library's code, where it cost a process a
+ * page of its own at start). */
 bool fork_handlers_add(void (*prepare)(void), void (*parent)(void), void (*child)(void))
 {
-	return __register_atfork(prepare, parent, child, __dso_handle) == 0;
+	int (*fn)(void (*)(void), void (*)(void), void (*)(void), void *) = LIBC(__register_atfork);
+	return fn && fn(prepare, parent, child, __dso_handle) == 0;
 }
 
 /* The parent's atfork prepare handler: each fork takes one value of the
@@ -977,9 +1111,11 @@ START_PATH unsigned shim_activate(config_lookup lookup, bool attached)
 
 /* Started by `reqid attach`, the library waits for reqid_attach
  * (attach.c) and its settings: the program's environment is not its. */
-__attribute__((constructor)) static void shim_start(void)
+__attribute__((constructor)) static void shim_start(int argc, char **argv, char **envp)
 {
 	int saved = errno;
+	if (!loader_debug)
+		loader_debug = debug_record_at_start(argc, argv, envp);
 	if (preloaded_self()) {
 		struct setting_entries settings;
 		setting_entries_read(&settings);

@@ -19,6 +19,7 @@
 #include <signal.h>
 #include <spawn.h>
 #include <stdarg.h>
+#include <sys/platform/x86.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -219,7 +220,11 @@
 /* LIBC_CALLS the shim's code calls by their own names: the link sends each
  * call to __wrap_NAME (the Makefile's -Wl,--wrap=NAME), which shim_init.c
  * defines as LIBC(NAME) (a system call, or a failure, when the original is
- * not found), so that none is an import the loader binds at every start. */
+ * not found), so that none is an import the loader binds at every start.
+ * pthread_cleanup_push and pop call the three __pthread_ ones (the
+ * pthread_create and system() hooks); __x86_get_cpuid_feature_leaf is the
+ * loader's, which CPU_FEATURE_ACTIVE calls (line_format.c). dlsym stays an
+ * import: it is what finds the others where the tables are not certain. */
 #define LINKED_CALLS(X) \
 	X(mmap, void *, (void *, size_t, int, int, int, off_t), 1) \
 	X(munmap, int, (void *, size_t), 1) \
@@ -242,7 +247,13 @@
 	X(pthread_self, pthread_t, (void), 0) \
 	X(pthread_getattr_np, int, (pthread_t, pthread_attr_t *), 0) \
 	X(pthread_attr_getstack, int, (const pthread_attr_t *, void **, size_t *), 0) \
-	X(pthread_attr_destroy, int, (pthread_attr_t *), 0)
+	X(pthread_attr_destroy, int, (pthread_attr_t *), 0) \
+	X(__register_atfork, int, (void (*)(void), void (*)(void), void (*)(void), void *), 1) \
+	X(__pthread_register_cancel, void, (__pthread_unwind_buf_t *), 1) \
+	X(__pthread_unregister_cancel, void, (__pthread_unwind_buf_t *), 1) \
+	X(__pthread_unwind_next, void, (__pthread_unwind_buf_t *), 1) \
+	X(__x86_get_cpuid_feature_leaf, const struct cpuid_feature *, (unsigned int), 0) \
+	X(dlvsym, void *, (void *, const char *, const char *), 0)
 
 #define REAL_FIELD(name, ret, params, needed) ret (*name) params;
 struct real_functions {
@@ -361,6 +372,14 @@ LIBC_CALLS(REAL_RESOLVER)
 
 /* One of LIBC_CALLS, found as REAL finds an original. */
 #define LIBC(fn) REAL(fn)
+
+/* The address of the variable called name that the loader binds libc's
+ * own uses of (the program's copy, if it made one: a copy relocation),
+ * asked of dlsym at its first use and kept in *cache; NULL if there is
+ * none. For variables only a rare path reads (err(), warn(), error()): an
+ * import of each cost every process some 660 instructions of the loader's
+ * at start. Keeps errno. */
+void *loader_variable(void *_Atomic *cache, const char *name) HIDDEN;
 
 /* True if fd is one of the configured log descriptors (REQID_LOG_FDS). */
 bool config_is_log_fd(int fd) HIDDEN;
