@@ -95,14 +95,18 @@
 
 /* A fork child maps anew every page of a file's private mapping that the
  * fork did not copy, a fault each 64 KiB of code it runs, and fork copies
- * a mapping's page entries only if the mapping holds an anonymous page.
+ * a mapping's page entries only if the mapping holds an anonymous page;
+ * each copied entry costs the fork and the child's exit again (some 0.12
+ * us a fork and exit here), whether the child runs that code or not.
  * Called as a process that accepted a connection forks for the first time
  * (conn_table.c's accepted_fork_prepare: a fork server's parent, before
- * its first child; not if it has threads): the library's mapping of code,
- * which holds its headers too (what the loader reads to bind a symbol
- * lazily: shim/layout.ld), gets one by a write of the ELF header's first
- * byte, the byte that is there, through /proc/self/mem: from then on its
- * children find mapped what their parent mapped. A process that never
+ * its first child; not if it has threads): the library's last two windows
+ * of code (LOOP_PATH's and FORK_PATH's) become a mapping of their own,
+ * which gets one by a write of its first byte, the byte that is there,
+ * through /proc/self/mem: from then on its children find mapped what
+ * their parent mapped of those windows, and nothing of the rest (start-up,
+ * attach, the headers: a child that binds a symbol lazily or drains
+ * lines at exit maps the first window then, a fault). A process that never
  * forks after accepting (a pre-forked worker, nginx's worker) never pays
  * it (when it wrote two pages, it cost such a worker's first request some
  * 100 us). Called once per process; a failure leaves the mapping as it
