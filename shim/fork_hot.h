@@ -117,4 +117,10 @@ void fork_copies_code(void) __attribute__((visibility("hidden")));
  * a process that accepted a connection. */
 void accepted_fork_prepare(void) __attribute__((visibility("hidden")));
 
+/* The shim's handlers around a fork (shim_init.c), which glibc runs for
+ * fork() as atfork handlers, and the _Fork hook (hook_process.c) itself:
+ * before_fork in the parent, after_fork_child in the child's one thread. */
+void before_fork(void) __attribute__((visibility("hidden")));
+void after_fork_child(void) __attribute__((visibility("hidden")));
+
 #endif

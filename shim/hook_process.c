@@ -5,8 +5,8 @@
  * before the process leaves through _exit, _Exit, abort, exec, or a fatal
  * signal whose default action would kill it. Programs exec'ed or spawned
  * (exec family, posix_spawn, system, popen) get the request's id and the
- * current log files in their environment. fork is handled by an atfork
- * handler in shim_init.c.
+ * current log files in their environment. fork is handled by atfork
+ * handlers in shim_init.c, which _Fork's hook runs itself.
  *
  * pthread_create may allocate (it is not async-signal-safe itself), when
  * more threads are being started at once than thread_starts holds; nothing
@@ -202,6 +202,35 @@ EXPORT void abort(void)
 	LIBC(raise)(SIGABRT);
 	syscall(SYS_exit_group, 127);
 	__builtin_unreachable();
+}
+
+/* _Fork (glibc 2.34 and later): fork without the atfork handlers, which a
+ * program may call in a signal handler. The shim's run around it as for
+ * fork (before_fork, after_fork_child), the program's do not: without
+ * them its child kept the parent's pid and id counter, and a server that
+ * _Fork()s a child per connection gave each child's first request the
+ * same id. Both are async-signal-safe; errno stays the call's. In the
+ * accept path's window (FORK_PATH's is full), which fork copies to a child
+ * as it copies FORK_PATH's (fork_copies_code). */
+EXPORT LOOP_PATH pid_t _Fork(void)
+{
+	pid_t (*fn)(void) = REAL(_Fork);
+	if (unlikely(!fn)) {
+		errno = ENOSYS;
+		return -1;
+	}
+	if (!shim.active)
+		return fn();
+	int saved = errno;
+	before_fork();
+	errno = saved;
+	pid_t pid = fn();
+	if (pid == 0) {
+		saved = errno;
+		after_fork_child();
+		errno = saved;
+	}
+	return pid;
 }
 
 /* ---- exec -------------------------------------------------------------- */

@@ -164,6 +164,7 @@
 	X(sleep, unsigned, (unsigned), 1) \
 	X(pthread_create, int, (pthread_t *, const pthread_attr_t *, void *(*)(void *), void *), 1) \
 	X(_exit, void, (int), 1) \
+	X(_Fork, pid_t, (void), 0) \
 	X(_Exit, void, (int), 1) \
 	X(abort, void, (void), 1) \
 	X(execve, int, (const char *, char *const[], char *const[]), 1) \
