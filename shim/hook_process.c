@@ -233,6 +233,89 @@ EXPORT LOOP_PATH pid_t _Fork(void)
 	return pid;
 }
 
+/* vfork and clone: a child that shares the process's memory (its tables)
+ * but not its descriptors must not change what the tables say, and only
+ * the kernel can tell a hook that runs in one (own_process asks it: four
+ * system calls a busybox httpd request). These hooks mark the process as
+ * one that made such a child before the child exists; one that never did
+ * asks nothing. They are written in assembly: a vfork child returns into
+ * the frame of the function that called vfork, which its parent then
+ * returns through, so no frame of the shim's may lie between (and clone
+ * passes a variadic call's registers and stack on as they came). Each
+ * asks a function of the shim for the original, then jumps to it. */
+_Atomic bool memory_shared FORK_HOT;
+
+static pid_t vfork_refused(void)
+{
+	errno = ENOSYS;
+	return -1;
+}
+
+static int clone_refused(void)
+{
+	errno = ENOSYS;
+	return -1;
+}
+
+HIDDEN void *vfork_original(void);
+HIDDEN void *clone_original(int flags);
+
+/* Called by the vfork hook below, before the original. */
+LOOP_PATH void *vfork_original(void)
+{
+	atomic_store_explicit(&memory_shared, true, memory_order_relaxed);
+	pid_t (*fn)(void) = REAL(vfork);
+	return (void *)(fn ? fn : vfork_refused);
+}
+
+/* Called by the clone hook below with clone's flags, before the original. */
+void *clone_original(int flags)
+{
+	if ((flags & (CLONE_VM | CLONE_THREAD)) == CLONE_VM)
+		atomic_store_explicit(&memory_shared, true, memory_order_relaxed);
+	int (*fn)(int (*)(void *), void *, int, void *, ...) = REAL(clone);
+	return fn ? (void *)fn : (void *)clone_refused;
+}
+
+__asm__(".pushsection .text.hot.reqid_loop_path,\"ax\",@progbits\n"
+	".p2align 6\n"
+	".globl vfork\n"
+	".type vfork, @function\n"
+	"vfork:\n"
+	"	subq $8, %rsp\n" /* the call below finds the stack aligned */
+	"	call vfork_original\n"
+	"	addq $8, %rsp\n"
+	"	jmp *%rax\n"
+	".size vfork, .-vfork\n"
+	".globl __vfork\n"
+	".set __vfork, vfork\n"
+	".p2align 4\n"
+	".globl clone\n"
+	".type clone, @function\n"
+	"clone:\n"
+	"	pushq %rdi\n"
+	"	pushq %rsi\n"
+	"	pushq %rdx\n"
+	"	pushq %rcx\n"
+	"	pushq %r8\n"
+	"	pushq %r9\n"
+	"	pushq %rax\n" /* al: a variadic call's count of vector registers */
+	"	movl %edx, %edi\n"
+	"	call clone_original\n"
+	"	movq %rax, %r11\n"
+	"	popq %rax\n"
+	"	popq %r9\n"
+	"	popq %r8\n"
+	"	popq %rcx\n"
+	"	popq %rdx\n"
+	"	popq %rsi\n"
+	"	popq %rdi\n"
+	"	jmp *%r11\n"
+	".size clone, .-clone\n"
+	".globl __clone\n"
+	".set __clone, clone\n"
+	".popsection\n");
+
 /* ---- exec -------------------------------------------------------------- */
 
 /* An exec'ed program that loads the shim decides which of its descriptors

@@ -699,6 +699,7 @@ FORK_PATH void after_fork_child(void)
 {
 	process.pid = fork_child_pid();
 	atomic_store_explicit(&process.threaded, false, memory_order_relaxed);
+	atomic_store_explicit(&memory_shared, false, memory_order_relaxed);
 	id_generator_after_fork(&process.ids, (uint32_t)process.pid);
 	log_forget_all();
 	thread_ctx.tid = process.pid;
