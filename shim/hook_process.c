@@ -268,10 +268,13 @@ LOOP_PATH void *vfork_original(void)
 	return (void *)(fn ? fn : vfork_refused);
 }
 
-/* Called by the clone hook below with clone's flags, before the original. */
+/* Called by the clone hook below with clone's flags, before the original.
+ * A child without CLONE_VM runs no fork handler either: it keeps the
+ * parent's pid and a copy of its pending lines, which only a hook that asks
+ * the kernel leaves alone (written once, by the parent). */
 void *clone_original(int flags)
 {
-	if ((flags & (CLONE_VM | CLONE_THREAD)) == CLONE_VM)
+	if (!(flags & CLONE_THREAD))
 		atomic_store_explicit(&memory_shared, true, memory_order_relaxed);
 	int (*fn)(int (*)(void *), void *, int, void *, ...) = REAL(clone);
 	return fn ? (void *)fn : (void *)clone_refused;

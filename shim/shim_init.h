@@ -432,11 +432,12 @@ void stdio_note_write(FILE *f) HIDDEN;
 void install_fatal_signal_flush(void) HIDDEN __attribute__((cold));
 extern _Atomic bool fatal_flush_installed HIDDEN;
 
-/* Whether this process made a child that shares its memory and may call
- * the shim's hooks (vfork, or clone with CLONE_VM and not CLONE_THREAD:
- * hook_process.c), or had the library loaded by attach (a vfork child may
- * be running then): only then must a hook ask the kernel whether it runs
- * in such a child (own_process). A fork child starts with it false. */
+/* Whether this process made a child that shares its memory, or one no
+ * fork handler ran in, which may call the shim's hooks (vfork, or clone
+ * without CLONE_THREAD: hook_process.c), or had the library loaded by
+ * attach (a vfork child may be running then): only then must a hook ask
+ * the kernel whether it runs in such a child (own_process). A fork or
+ * _Fork child starts with it false. */
 extern _Atomic bool memory_shared HIDDEN;
 
 /* Called where a line may first be left pending (a line slot or an output
