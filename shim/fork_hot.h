@@ -78,8 +78,11 @@
  * a section of its own, so an error path stays in the window too. Mark
  * only what such a server runs per connection, request or line, or once
  * as it starts serving (its epoll set, the fatal-signal flush the first
- * held line installs): never what only start-up, attach, audit or exit
- * run, nor what FORK_PATH marks already. Each such function starts a
+ * held line installs), and what a fork server's child runs beyond
+ * FORK_PATH's full window (its line slots' drain at exit, _Fork's and
+ * vfork's hooks: fork_copies_code copies both windows' entries to it):
+ * never what only start-up, attach or audit run, nor what FORK_PATH marks
+ * already. Each such function starts a
  * 64-byte cache line: a function's first bytes run on every call, the
  * previous function's last ones seldom (GCC puts the cold blocks last), so
  * a request fills fewer lines (nginx under callgrind --cache-sim: 3.5
