@@ -637,6 +637,8 @@ static int attach_now(const char *settings)
 	/* Before any hook can run: an accept that began while attached and
 	 * ends after detach must still find it (fork_copies_code). */
 	__atomic_store_n(&shim.loaded_by_attach, true, __ATOMIC_SEQ_CST);
+	/* A vfork child of the program's may be running: own_process asks. */
+	atomic_store_explicit(&memory_shared, true, memory_order_seq_cst);
 	/* What a hook left behind after the last detach (a thread that was
 	 * inside an accept then opened its connection after): nothing is
 	 * known of any descriptor yet. */

@@ -78,8 +78,11 @@
  * a section of its own, so an error path stays in the window too. Mark
  * only what such a server runs per connection, request or line, or once
  * as it starts serving (its epoll set, the fatal-signal flush the first
- * held line installs): never what only start-up, attach, audit or exit
- * run, nor what FORK_PATH marks already. Each such function starts a
+ * held line installs), and what a fork server's child runs beyond
+ * FORK_PATH's full window (its line slots' drain at exit, _Fork's and
+ * vfork's hooks: fork_copies_code copies both windows' entries to it):
+ * never what only start-up, attach or audit run, nor what FORK_PATH marks
+ * already. Each such function starts a
  * 64-byte cache line: a function's first bytes run on every call, the
  * previous function's last ones seldom (GCC puts the cold blocks last), so
  * a request fills fewer lines (nginx under callgrind --cache-sim: 3.5
@@ -95,14 +98,18 @@
 
 /* A fork child maps anew every page of a file's private mapping that the
  * fork did not copy, a fault each 64 KiB of code it runs, and fork copies
- * a mapping's page entries only if the mapping holds an anonymous page.
+ * a mapping's page entries only if the mapping holds an anonymous page;
+ * each copied entry costs the fork and the child's exit again (some 0.12
+ * us a fork and exit here), whether the child runs that code or not.
  * Called as a process that accepted a connection forks for the first time
  * (conn_table.c's accepted_fork_prepare: a fork server's parent, before
- * its first child; not if it has threads): the library's mapping of code,
- * which holds its headers too (what the loader reads to bind a symbol
- * lazily: shim/layout.ld), gets one by a write of the ELF header's first
- * byte, the byte that is there, through /proc/self/mem: from then on its
- * children find mapped what their parent mapped. A process that never
+ * its first child; not if it has threads): the library's last two windows
+ * of code (LOOP_PATH's and FORK_PATH's) become a mapping of their own,
+ * which gets one by a write of its first byte, the byte that is there,
+ * through /proc/self/mem: from then on its children find mapped what
+ * their parent mapped of those windows, and nothing of the rest (start-up,
+ * attach, the headers: a child that binds a symbol lazily or drains
+ * lines at exit maps the first window then, a fault). A process that never
  * forks after accepting (a pre-forked worker, nginx's worker) never pays
  * it (when it wrote two pages, it cost such a worker's first request some
  * 100 us). Called once per process; a failure leaves the mapping as it
@@ -112,5 +119,11 @@ void fork_copies_code(void) __attribute__((visibility("hidden")));
 /* The shim's atfork prepare handler: fork_copies_code, at the first fork of
  * a process that accepted a connection. */
 void accepted_fork_prepare(void) __attribute__((visibility("hidden")));
+
+/* The shim's handlers around a fork (shim_init.c), which glibc runs for
+ * fork() as atfork handlers, and the _Fork hook (hook_process.c) itself:
+ * before_fork in the parent, after_fork_child in the child's one thread. */
+void before_fork(void) __attribute__((visibility("hidden")));
+void after_fork_child(void) __attribute__((visibility("hidden")));
 
 #endif

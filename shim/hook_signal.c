@@ -167,7 +167,7 @@ int signal_action_direct(int sig, const struct sigaction *act, struct sigaction 
 
 /* SIGKILL and SIGSTOP, which the kernel never gives a handler, pass
  * through (refused as before) and take no slot. */
-static bool wraps(int sig, void (*handler)(int))
+static FORK_PATH bool wraps(int sig, void (*handler)(int))
 {
 	return sig > 0 && sig < _NSIG && sig != SIGKILL && sig != SIGSTOP && handler != SIG_DFL &&
 	       handler != SIG_IGN && handler != SIG_ERR && handler != run_plain &&
@@ -177,7 +177,8 @@ static bool wraps(int sig, void (*handler)(int))
 /* The handler to report for old, the handler a call found in place: the
  * program's, where it was a trampoline. written: the key whose place the
  * call itself wrote (0: none), over replaced. */
-static plain_handler handler_named(int sig, plain_handler old, int written, any_handler replaced)
+static FORK_PATH plain_handler handler_named(int sig, plain_handler old, int written,
+					      any_handler replaced)
 {
 	int key;
 	if (old == run_plain)

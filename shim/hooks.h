@@ -80,10 +80,12 @@ static inline void errno_restore(int saved)
 
 /* False in a vfork child: it shares the parent's memory (the fd tables
  * here) but not its descriptors, so it must not change what the tables say.
- * A syscall: only for calls that would change them. */
+ * A syscall, only for calls that would change them, and only in a process
+ * that made such a child (memory_shared). */
 static inline bool own_process(void)
 {
-	return raw_getpid() == process.pid;
+	return !atomic_load_explicit(&memory_shared, memory_order_relaxed) ||
+	       raw_getpid() == process.pid;
 }
 
 /* I/O on fd, a descriptor that is neither a connection nor a log: an

@@ -169,7 +169,7 @@ static bool slot_lock(struct line_slot *s)
  * few writes). False, and the caller passes its call through, when this
  * thread holds it (a signal handler inside the writer), when process exit is
  * draining, or after a second. */
-static bool slot_lock_waiting(struct line_slot *s)
+static LOOP_PATH bool slot_lock_waiting(struct line_slot *s)
 {
 	for (unsigned tries = 0; tries < 64 + 10000; tries++) {
 		if (slot_lock(s))
@@ -233,7 +233,7 @@ static void slot_set_sink(struct line_slot *s, const struct log_sink *sink)
 }
 
 /* Gives a locked slot of the thread's, empty, back to the table. */
-static void slot_give_back(struct line_slot *s)
+static FORK_PATH void slot_give_back(struct line_slot *s)
 {
 	uint16_t index = (uint16_t)(s - line_slots);
 	for (uint8_t i = 0; i < thread_ctx.slot_count; i++) {
@@ -327,7 +327,7 @@ static LOOP_PATH void slot_leave(struct line_slot *s)
 }
 
 /* slot_leave, an empty slot going back to the table in any thread. */
-static void slot_leave_for_good(struct line_slot *s)
+static LOOP_PATH void slot_leave_for_good(struct line_slot *s)
 {
 	if (slot_empty(s) && atomic_load_explicit(&s->owner, memory_order_relaxed) == thread_ctx.tid)
 		slot_give_back(s);
@@ -487,7 +487,7 @@ static __attribute__((noinline, cold)) bool stage_failed(struct writer *w, size_
 }
 
 /* Writes the stage out. False if not all of it went out (w->error set). */
-static inline bool writer_flush(struct writer *w)
+static inline LOOP_PATH bool writer_flush(struct writer *w)
 {
 	if (w->staged == 0)
 		return true;
@@ -1115,7 +1115,8 @@ static __attribute__((noinline, cold)) bool give_up_partial(struct writer *w, st
  * like a line (with a newline appended to its record) or sent at once. Out
  * of line, and of the fork child's window (a fork server's children log by
  * writes; is_batch takes the room). */
-static __attribute__((noinline)) bool consume_message(struct writer *w, const char *buf, size_t n)
+static __attribute__((noinline)) LOOP_PATH bool consume_message(struct writer *w, const char *buf,
+								  size_t n)
 {
 	struct line_verdict v;
 	judge(thread_ctx.request, &v);
@@ -1368,7 +1369,7 @@ enum partial_line {
  * its unfinished line as partial says (a line of its own gets
  * partial_request's id). Write errors drop the lines: the application was
  * told long ago that they were written. */
-static void slot_drain(struct line_slot *s, uint64_t request, enum partial_line partial,
+static LOOP_PATH void slot_drain(struct line_slot *s, uint64_t request, enum partial_line partial,
 		       uint64_t partial_request)
 {
 	struct writer w;
@@ -1399,7 +1400,7 @@ static void slot_drain(struct line_slot *s, uint64_t request, enum partial_line 
 }
 
 /* The id the calling thread's unfinished line in s gets when forced out. */
-static uint64_t own_partial_request(const struct line_slot *s)
+static LOOP_PATH uint64_t own_partial_request(const struct line_slot *s)
 {
 	struct line_verdict v;
 	judge(s->partial_request, &v);
@@ -1602,8 +1603,10 @@ void log_flush_thread(void)
 	errno = saved;
 }
 
-/* Drains every owned slot that matches fd (any fd when fd < 0). */
-static void drain_all(int fd, enum partial_line partial)
+/* Drains every owned slot that matches fd (any fd when fd < 0). With
+ * what it calls, LOOP_PATH: a fork server's child that drains its lines at
+ * exit finds them in the windows its parent's fork copied (fork_hot.h). */
+static LOOP_PATH void drain_all(int fd, enum partial_line partial)
 {
 	if (!STATE_WAS_MADE(MADE_SLOTS))
 		return; /* no slot was ever claimed: its pages stay untouched */
@@ -1681,7 +1684,7 @@ void log_flush_fd_plain(int fd)
 	flush_fd(fd, PARTIAL_PLAIN);
 }
 
-static void flush_all(enum partial_line partial)
+static LOOP_PATH void flush_all(enum partial_line partial)
 {
 	int saved = errno;
 	log_release_held(0);
@@ -1692,7 +1695,7 @@ static void flush_all(enum partial_line partial)
 	errno = saved;
 }
 
-void log_flush_all(void)
+LOOP_PATH void log_flush_all(void)
 {
 	atomic_store_explicit(&exit_draining, true, memory_order_relaxed);
 	flush_all(PARTIAL_LINE);

@@ -825,10 +825,11 @@ static FORK_PATH pid_t fork_child_pid(void)
  * clone child, and only in the thread that called fork, the child's one
  * thread, whose tid the kernel makes the child's pid. log_forget_all
  * writes the tid already (the thread's TLS page is copied anyway). */
-static FORK_PATH void after_fork_child(void)
+FORK_PATH void after_fork_child(void)
 {
 	process.pid = fork_child_pid();
 	atomic_store_explicit(&process.threaded, false, memory_order_relaxed);
+	atomic_store_explicit(&memory_shared, false, memory_order_relaxed);
 	id_generator_after_fork(&process.ids, (uint32_t)process.pid);
 	log_forget_all();
 	thread_ctx.tid = process.pid;
@@ -1041,7 +1042,7 @@ bool fork_handlers_add(void (*prepare)(void), void (*parent)(void), void (*child
  * once each, and installs the fatal-signal handlers, so that no child does
  * either (a child per connection that writes a partial line made twelve
  * sigaction calls and touched a fresh stack page). */
-static void before_fork(void)
+void before_fork(void)
 {
 	id_reserve(&process.ids, 1);
 	if (!process.fork_facts_learned)

@@ -165,6 +165,9 @@
 	X(sleep, unsigned, (unsigned), 1) \
 	X(pthread_create, int, (pthread_t *, const pthread_attr_t *, void *(*)(void *), void *), 1) \
 	X(_exit, void, (int), 1) \
+	X(_Fork, pid_t, (void), 0) \
+	X(vfork, pid_t, (void), 0) \
+	X(clone, int, (int (*)(void *), void *, int, void *, ...), 0) \
 	X(_Exit, void, (int), 1) \
 	X(abort, void, (void), 1) \
 	X(execve, int, (const char *, char *const[], char *const[]), 1) \
@@ -447,6 +450,14 @@ void stdio_note_write(FILE *f) HIDDEN;
  * touches costs a page fault per 64 KiB window). */
 void install_fatal_signal_flush(void) HIDDEN __attribute__((cold));
 extern _Atomic bool fatal_flush_installed HIDDEN;
+
+/* Whether this process made a child that shares its memory, or one no
+ * fork handler ran in, which may call the shim's hooks (vfork, or clone
+ * without CLONE_THREAD: hook_process.c), or had the library loaded by
+ * attach (a vfork child may be running then): only then must a hook ask
+ * the kernel whether it runs in such a child (own_process). A fork or
+ * _Fork child starts with it false. */
+extern _Atomic bool memory_shared HIDDEN;
 
 /* Called where a line may first be left pending (a line slot or an output
  * backlog is taken), just before a process's first thread starts, and

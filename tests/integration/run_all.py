@@ -65,6 +65,9 @@ RUNS = [
     ("thread_pool", "thread_pool", FULL, {}),
     ("epoll_timers", "epoll_timers", FULL, {"min_recall": 0.30, "min_handler_recall": 0.99}),
     ("fork_per_conn", "fork_per_conn", FULL, {}),
+    # children made by _Fork(), which runs no atfork handler: on the library
+    # before its hook every child's first generated id was the same one
+    ("fork_per_conn _Fork", "fork_per_conn", 300, {"extra_env": {"FORK_PER_CONN_WITH": "_Fork"}}),
     # the same servers over a unix-domain stream socket (LEGACY_LISTEN_UNIX):
     # the shim must treat every accept()ed socket as a connection
     ("thread_per_conn unix socket", "thread_per_conn", FULL, {"unix": True}),

@@ -2,8 +2,14 @@
 """test_spawn.py - programs started during a request continue its id.
 
 tests/servers/spawner.c, under the shim, starts a shell for each request in
-the way the request's path names: fork + execve, vfork + execv, fork +
-execvp, posix_spawn, posix_spawnp, system() and popen(). Each shell logs one
+the way the request's path names: fork + execve, vfork + execv, clone
+(CLONE_VM | CLONE_VFORK, from a fork child) + execv, fork + execvp, posix_spawn, posix_spawnp,
+system() and popen(); the vfork and clone children close their copy of the
+connection first, which must not end the parent's books on it (the shim
+asks the kernel whether a hook runs in such a child only in a process that
+made one: before its vfork and clone hooks, a process that never had, a
+vfork child closing the connection took the child's id away: the child
+line carried none). Each shell logs one
 "child" line to the server's stderr (the log); popen's shell also prints a
 line on its stdout (a pipe: data, not a log) that the server sends back as
 the response body. The server logs a "parent" line before starting it, and
@@ -49,8 +55,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 SHIM = os.path.join(ROOT, "build", "libreqid.so")
 SERVER = os.path.join(ROOT, "build", "servers", "spawner")
 REQID = os.path.join(ROOT, "scripts", "reqid")
-METHODS = ["fork-execve", "vfork-execv", "execvp", "posix_spawn", "posix_spawnp", "system",
-           "popen"]
+METHODS = ["fork-execve", "vfork-execv", "clone-vm-execv", "execvp", "posix_spawn",
+           "posix_spawnp", "system", "popen"]
 PER_METHOD = 4  # half with an X-Request-ID, half without
 GENERATED = re.compile(r"^[0-9a-f]{32}$")
 

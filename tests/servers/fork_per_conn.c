@@ -11,7 +11,12 @@
  * never mention request ids, and never put "token=" in a line that is not
  * about one request. With a stdio backend, lh_before_fork() empties the log
  * stream's buffer before each fork().
+ *
+ * FORK_PER_CONN_WITH=_Fork makes the children with glibc's _Fork(), which
+ * runs no atfork handler (what a server that forks in a signal handler
+ * calls): the shim's handlers must run around it all the same.
  */
+#define _GNU_SOURCE /* _Fork */
 #include <sys/wait.h>
 
 #include "legacy_http.h"
@@ -91,6 +96,8 @@ int main(int argc, char **argv)
 {
 	int ready_fd = lh_begin(argc, argv, "fork_per_conn"), port, forked = 0;
 	struct sigaction sa;
+	const char *with = getenv("FORK_PER_CONN_WITH");
+	pid_t (*make_child)(void) = with && strcmp(with, "_Fork") == 0 ? _Fork : fork;
 
 	if (ready_fd < 0)
 		return 2;
@@ -141,7 +148,7 @@ int main(int argc, char **argv)
 			break;
 		}
 		lh_before_fork(); /* stdio backends: nothing buffered for the child */
-		pid = fork();
+		pid = make_child();
 		if (pid == 0) {
 			close(listen_fd);
 			signal(SIGUSR1, SIG_DFL);

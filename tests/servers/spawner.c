@@ -1,7 +1,8 @@
 /*
  * spawner.c - integration-test server for reqid: for each request it starts
  * a shell the way the request's path says (/HOW/TOKEN: fork-execve,
- * vfork-execv, execvp, posix_spawn, posix_spawnp, system, popen) and the
+ * vfork-execv, clone-vm-execv, execvp, posix_spawn, posix_spawnp, system,
+ * popen) and the
  * shell logs one line to stderr; popen's shell also prints a line the server
  * sends back as the response body. Serves one request per connection,
  * single-threaded; logs "parent" lines to fd 2 itself; /quit exits 0.
@@ -13,6 +14,7 @@
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <sched.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,8 +39,23 @@ static void reap(pid_t pid)
 		say("spawner: child failed\n");
 }
 
+/* What a clone(CLONE_VM) child runs: closes its copy of the connection
+ * (the parent's books on it stay open) and execs the shell. */
+struct clone_exec {
+	int conn;
+	char **argv;
+};
+
+static int clone_child(void *arg)
+{
+	struct clone_exec *e = arg;
+	close(e->conn);
+	execv("/bin/sh", e->argv);
+	_exit(127);
+}
+
 /* Starts the shell for how; returns the body to answer with. */
-static void run(const char *how, const char *script, char *body, size_t size)
+static void run(int conn, const char *how, const char *script, char *body, size_t size)
 {
 	char *argv[] = {"sh", "-c", (char *)script, NULL};
 	pid_t pid;
@@ -53,8 +70,26 @@ static void run(const char *how, const char *script, char *body, size_t size)
 	} else if (strcmp(how, "vfork-execv") == 0) {
 		pid = vfork();
 		if (pid == 0) {
+			/* The connection is the parent's: the child's close of
+			 * its copy must not end the parent's books on it. */
+			close(conn);
 			execv("/bin/sh", argv);
 			_exit(127);
+		}
+		reap(pid);
+	} else if (strcmp(how, "clone-vm-execv") == 0) {
+		/* From a fork child, which has made no vfork child yet
+		 * whatever this process did (the vfork-execv requests). */
+		pid = fork();
+		if (pid == 0) {
+			static char stack[64 * 1024] __attribute__((aligned(16)));
+			struct clone_exec e = {conn, argv};
+			pid_t child = clone(clone_child, stack + sizeof(stack),
+					    CLONE_VM | CLONE_VFORK | SIGCHLD, &e);
+			int status;
+			_exit(child > 0 && waitpid(child, &status, 0) == child && WIFEXITED(status)
+				      ? WEXITSTATUS(status)
+				      : 126);
 		}
 		reap(pid);
 	} else if (strcmp(how, "execvp") == 0) {
@@ -111,7 +146,7 @@ static void serve(int conn)
 			 token);
 	else
 		snprintf(script, sizeof(script), "echo \"child how=%s token=%s\" >&2", how, token);
-	run(how, script, body, sizeof(body));
+	run(conn, how, script, body, sizeof(body));
 	int n = snprintf(resp, sizeof(resp),
 			 "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n%s",
 			 strlen(body), body);
