@@ -262,7 +262,9 @@ EXPORT __sighandler_t bsd_signal(int sig, __sighandler_t handler)
 EXPORT __sighandler_t ssignal(int sig, __sighandler_t handler)
 	__attribute__((alias("signal"), nothrow, leaf));
 
-EXPORT FORK_PATH __sighandler_t sysv_signal(int sig, __sighandler_t handler)
+/* One-shot SysV handlers: rare in the fork servers FORK_PATH is for, so
+ * outside their window. */
+EXPORT __sighandler_t sysv_signal(int sig, __sighandler_t handler)
 {
 	__sighandler_t (*fn)(int, __sighandler_t) = REAL(sysv_signal);
 	if (unlikely(!fn))

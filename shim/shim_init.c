@@ -458,7 +458,9 @@ FORK_PATH_LATE int __wrap_munmap(void *addr, size_t len)
 	return fn ? fn(addr, len) : (int)syscall(SYS_munmap, addr, len);
 }
 
-FORK_PATH_LATE void *__wrap_mremap(void *old, size_t old_len, size_t len, int flags, ...)
+/* Only buffer_reserve (LOOP_PATH) grows a mapping: its window, not the
+ * fork child's. */
+LOOP_PATH void *__wrap_mremap(void *old, size_t old_len, size_t len, int flags, ...)
 {
 	va_list ap;
 	va_start(ap, flags);
