@@ -145,8 +145,10 @@ static int seize_new(struct threads *t)
 	DIR *d;
 	int added = 0, rc;
 
-	if (t->leader_only)
-		return find(t, t->pid) ? 0 : seize_one(t, t->pid);
+	if (t->leader_only || t->only) {
+		pid_t one = t->only ? t->only : t->pid;
+		return find(t, one) ? 0 : seize_one(t, one);
+	}
 	snprintf(path, sizeof path, "/proc/%d/task", (int)t->pid);
 	d = opendir(path);
 	if (!d)
@@ -317,7 +319,7 @@ static int let_go(struct threads *t, double deadline)
 	return 0;
 }
 
-static int stop(struct threads *t, pid_t pid, int leader_only, double budget_ms)
+static int stop(struct threads *t, pid_t pid, int leader_only, pid_t only, double budget_ms)
 {
 	double deadline = now_ms() + budget_ms;
 	struct thread *leader;
@@ -327,13 +329,14 @@ static int stop(struct threads *t, pid_t pid, int leader_only, double budget_ms)
 	memset(t, 0, sizeof *t);
 	t->pid = pid;
 	t->leader_only = leader_only;
+	t->only = only;
 	/* A thread that needs long to stop (one waiting for a CPU on a busy
 	 * machine, a vfork parent) keeps those stopped before it waiting:
 	 * they are let go and stopped again a moment later, until the
 	 * deadline, where the stop fails rather than keep them stopped
 	 * longer (the main thread alone is stopped as long as it takes: its
 	 * stop begins when it stops). */
-	while ((rc = try_stop(t, !leader_only, deadline)) == 1) {
+	while ((rc = try_stop(t, !leader_only && !only, deadline)) == 1) {
 		if (let_go(t, deadline) < 0)
 			return -1;
 		if (t->stopped > most)
@@ -347,7 +350,7 @@ static int stop(struct threads *t, pid_t pid, int leader_only, double budget_ms)
 		t->stopped = most;
 	if (rc < 0)
 		return -1;
-	leader = find(t, pid);
+	leader = find(t, only ? only : pid);
 	if (!leader || leader->state != STOPPED)
 		return fail("the target exited during attach");
 	return 0;
@@ -355,12 +358,17 @@ static int stop(struct threads *t, pid_t pid, int leader_only, double budget_ms)
 
 int threads_stop(struct threads *t, pid_t pid, double budget_ms)
 {
-	return stop(t, pid, 0, budget_ms);
+	return stop(t, pid, 0, 0, budget_ms);
 }
 
 int threads_stop_leader(struct threads *t, pid_t pid, double budget_ms)
 {
-	return stop(t, pid, 1, budget_ms);
+	return stop(t, pid, 1, 0, budget_ms);
+}
+
+int threads_stop_one(struct threads *t, pid_t pid, pid_t tid, double budget_ms)
+{
+	return stop(t, pid, 0, tid, budget_ms);
 }
 
 double threads_stopped_ms(const struct threads *t)
