@@ -102,9 +102,10 @@ void stack_areas_free(struct stack_areas *a)
 	memset(a, 0, sizeof *a);
 }
 
-void stack_note_make(struct stack_note *note, const struct stack_areas *a)
+void stack_note_make(struct stack_note *note, const struct stack_areas *a, double made)
 {
 	memset(note, 0, sizeof *note);
+	note->made = made;
 	for (size_t i = 0; i < a->n && note->count < STACK_NOTE_MAX; i++) {
 		note->area[note->count].end = a->v[i].end;
 		note->area[note->count].held = a->v[i].held;

@@ -37,17 +37,19 @@ void stack_areas_free(struct stack_areas *a);
 
 /* The note of the areas' top pages that held data at attach, kept in the
  * target until detach: at most STACK_NOTE_MAX areas (the others keep
- * their pages). */
+ * their pages); made, when it was taken (a later attach's note is the one
+ * a detach goes by). */
 #define STACK_NOTE_MAX 200
 struct stack_note {
 	uint64_t count;
+	double made;
 	struct {
 		uint64_t end, held; /* by its end: [stack] grows down */
 	} area[STACK_NOTE_MAX];
 };
 
-/* Fills note from a (stack_areas_read at attach). */
-void stack_note_make(struct stack_note *note, const struct stack_areas *a);
+/* Fills note from a (stack_areas_read at attach), taken at made. */
+void stack_note_make(struct stack_note *note, const struct stack_areas *a, double made);
 
 /* Pages of its own stack a thread stopped with stack pointer rsp, thread
  * pointer fs_base and system call orig_rax (-1: none) is not using, when

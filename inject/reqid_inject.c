@@ -255,6 +255,35 @@ static uint64_t stack_note_at(uint64_t code)
 	       at : 0;
 }
 
+/* -s: the newest note of the stub pages in the target (an attach's
+ * reqid-inject -p wrote it on the pages it took, which may not be the ones
+ * this injection takes), into *note; every note found is emptied, so that
+ * none is read twice. 0 if there is none. */
+static int take_stack_note(const struct request *q, struct stack_note *note)
+{
+	uint64_t code_size = page_up(stub_code_size + sizeof stack_mark), none = 0;
+	struct stack_note found;
+	struct maps_reader maps;
+	struct maps_entry e;
+	int taken = 0;
+
+	if (maps_open(&maps, q->pid) < 0)
+		return 0;
+	while (maps_next(&maps, &e)) {
+		uint64_t at = stack_note_at(e.start);
+		if (e.inode != 0 || strcmp(e.perms, "r-xp") != 0 || e.end - e.start != code_size ||
+		    !at || !holds_stub(q, e.start) ||
+		    target_mem_read(q->mem, at, &found, sizeof found) < 0 || found.count == 0 ||
+		    target_mem_write(q->mem, at, &none, sizeof none) < 0)
+			continue;
+		if (!taken || found.made > note->made)
+			*note = found;
+		taken = 1;
+	}
+	maps_close(&maps);
+	return taken;
+}
+
 /* Looks for the pages of a previous injection that are free; sets q->data
  * and q->code to the first found. */
 static void find_pages(struct request *q)
@@ -778,7 +807,7 @@ int main(int argc, char **argv)
 		struct stack_areas areas;
 		q.arg = with_resident_pages(q.arg, q.pid);
 		if (stack_areas_read(&areas, q.pid) == 0) {
-			stack_note_make(&note, &areas);
+			stack_note_make(&note, &areas, now_ms());
 			stack_areas_free(&areas);
 			q.note = &note;
 		}
@@ -788,11 +817,7 @@ int main(int argc, char **argv)
 		rc = q.mem = target_mem_open(q.pid);
 	if (rc >= 0) {
 		find_pages(&q);
-		/* -s: the note of the attach before, if these are its pages;
-		 * read once (emptied here, in case the setup takes others). */
-		uint64_t note_at = q.code ? stack_note_at(q.code) : 0, none = 0;
-		if (stacks && note_at && target_mem_read(q.mem, note_at, &note, sizeof note) == 0 &&
-		    note.count > 0 && target_mem_write(q.mem, note_at, &none, sizeof none) == 0)
+		if (stacks && take_stack_note(&q, &note))
 			stack_note = &note;
 		/* Dying while threads are stopped would leave them stopped and
 		 * one borrowed. */
