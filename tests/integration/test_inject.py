@@ -1592,24 +1592,33 @@ class Suite:
                        "%d threads" % ntasks(t.pid))
             self.live("parked threads resume after probe", t)
 
-            # -p: a last line says which pages of libc's and the loader's
-            # read-only mappings were resident before the injection, one
-            # hex digit for each four pages (inject/resident_pages.c).
+            # -p: a last line says which pages of every read-only file
+            # mapping were resident before the injection, libc's and the
+            # loader's first, one hex digit for each four pages
+            # (inject/resident_pages.c).
             r = inject(t.pid, lib, "probe", "first", pages=True)
             got = out.read_text() if out.exists() else ""
-            wanted = {"%x-%x" % (s, e): (e - s) // 4096 for s, e, perms, path in
-                      maps_of(t.pid) if perms[1] == "-" and perms[3] == "p" and
-                      (path.rsplit("/", 1)[-1].startswith("libc.so.6") or
-                       path.rsplit("/", 1)[-1].startswith("ld-linux"))}
+            wanted, runs_it = {}, set()
+            for s, e, perms, path in maps_of(t.pid):
+                if perms[0] == "r" and perms[1] == "-" and perms[3] == "p" and \
+                        path.startswith("/"):
+                    wanted["%x-%x" % (s, e)] = (e - s) // 4096
+                    base = path.rsplit("/", 1)[-1]
+                    if base.startswith("libc.so.6") or base.startswith("ld-linux"):
+                        runs_it.add("%x-%x" % (s, e))
             first, _, line = got.partition("\n")
-            listed = dict(entry.split(":") for entry in
-                          line.removeprefix("REQID_RESIDENT_BEFORE=").split(",")) \
-                if line.startswith("REQID_RESIDENT_BEFORE=") else {}
-            self.check("-p: the resident pages of libc and the loader, one line after ARG",
-                       r.returncode == 0 and first == "first" and wanted and
+            entries = [entry.split(":") for entry in
+                       line.removeprefix("REQID_RESIDENT_BEFORE=").split(",")] \
+                if line.startswith("REQID_RESIDENT_BEFORE=") else []
+            listed = dict(entries)
+            self.check("-p: the resident pages of every read-only file mapping, libc's and "
+                       "the loader's first, one line after ARG",
+                       r.returncode == 0 and first == "first" and runs_it and
                        set(listed) == set(wanted) and
+                       {k for k, _ in entries[:len(runs_it)]} == runs_it and
                        all(len(bits) == (wanted[k] + 3) // 4 and
-                           re.fullmatch("[0-9a-f]+", bits) and bits.strip("0")
+                           re.fullmatch("[0-9a-f]+", bits) and
+                           (k not in runs_it or bits.strip("0"))
                            for k, bits in listed.items()),
                        "exit %d, stderr %r, file %r, mappings %r" % (
                            r.returncode, r.stderr, got[:300], wanted))
