@@ -257,7 +257,7 @@ static uint64_t stack_note_at(uint64_t code)
 
 /* -s: the newest note of the stub pages in the target (an attach's
  * reqid-inject -p wrote it on the pages it took, which may not be the ones
- * this injection takes), into *note; every note found is emptied, so that
+ * this injection took), into *note; every note found is emptied, so that
  * none is read twice. 0 if there is none. */
 static int take_stack_note(const struct request *q, struct stack_note *note)
 {
@@ -473,11 +473,10 @@ static int start_thread(struct request *q)
 	if (rc < 0)
 		return fail("cannot write the target's data block: %s",
 			    strerror(errno));
-	/* An older note there (a detach that did not run) is replaced, or
-	 * emptied: -s never trusts a note of an attach it did not follow. */
-	uint64_t note_at = stack_note_at(q->code), none = 0;
-	if (note_at && (q->note ? target_mem_write(q->mem, note_at, q->note, sizeof *q->note) :
-			target_mem_write(q->mem, note_at, &none, sizeof none)) < 0)
+	/* -p: the note, replacing an older one there (-s goes by the newest). */
+	uint64_t note_at = stack_note_at(q->code);
+	if (note_at && q->note &&
+	    target_mem_write(q->mem, note_at, q->note, sizeof *q->note) < 0)
 		return fail("cannot write the target's code page: %s", strerror(errno));
 	if (call("the setup of pthread_create", q->code + stub_setup_offset,
 		 (uint64_t[6]){ at }, &ret) < 0) {
@@ -759,7 +758,7 @@ int main(int argc, char **argv)
 	sigset_t fatal, old, child;
 	struct priority raised;
 	double start = now_ms();
-	struct stack_note note = {0}, *stack_note = NULL;
+	struct stack_note note = {0};
 	int verbose = 0, pages = 0, stacks = 0, rc;
 	char *end;
 	long pid;
@@ -817,8 +816,6 @@ int main(int argc, char **argv)
 		rc = q.mem = target_mem_open(q.pid);
 	if (rc >= 0) {
 		find_pages(&q);
-		if (stacks && take_stack_note(&q, &note))
-			stack_note = &note;
 		/* Dying while threads are stopped would leave them stopped and
 		 * one borrowed. */
 		sigemptyset(&fatal);
@@ -851,8 +848,10 @@ int main(int argc, char **argv)
 		why = "the target exited during attach";
 	else if (rc >= 0)
 		rc = wait_done(&q, &d, &fatal);
-	if (rc >= 0 && stack_note && d.status == 0)
-		stacks_back(&q, stack_note, &fatal);
+	/* Once detach has succeeded: a refused one (busy) is tried again,
+	 * and the note must still be there then. */
+	if (rc >= 0 && stacks && d.status == 0 && take_stack_note(&q, &note))
+		stacks_back(&q, &note, &fatal);
 	if (verbose)
 		print_phases(now_ms() - start);
 	if (rc < 0) {

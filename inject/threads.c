@@ -76,15 +76,17 @@ int thread_exiting(pid_t pid, pid_t tid)
 }
 
 /* PTRACE_SEIZE of tid: 0, or the errno of its refusal. A refusal (EPERM)
- * while tid has no tracer and is not exiting is tried again, for up to
- * SEIZE_RETRY_MS: another reqid-inject (a second `reqid attach` or
+ * while tid is not exiting is tried again, for up to SEIZE_RETRY_MS, also
+ * while tid has a tracer: another reqid-inject (a second `reqid attach` or
  * `detach` at the same time) holds the threads for moments, lets them go
- * one by one, and takes the main thread again to give its stack back, so
+ * one by one, takes the main thread again to give its stack back, and
+ * (detach, -s) each thread alone in turn to give its stack pages back, so
  * a refusal made while it held tid can find no tracer just after, and
  * would otherwise read "not permitted", which the command does not wait
- * on. A refusal for want of permission refuses every time. Seizing stops
- * no thread: the wait adds to no stop but a thread's that appeared
- * meanwhile. */
+ * on (a tracer still there at the end is named: the command waits on
+ * another reqid-inject). A refusal for want of permission refuses every
+ * time. Seizing stops no thread: the wait adds to no stop but a thread's
+ * that appeared meanwhile. */
 #define SEIZE_RETRY_MS 200.0
 
 static int seize(pid_t pid, pid_t tid)
@@ -96,8 +98,7 @@ static int seize(pid_t pid, pid_t tid)
 		if (ptrace(PTRACE_SEIZE, tid, 0, 0) == 0)
 			return 0;
 		int err = errno;
-		if (err != EPERM || tracer_of(tid) != 0 || thread_exiting(pid, tid) ||
-		    now_ms() > deadline)
+		if (err != EPERM || thread_exiting(pid, tid) || now_ms() > deadline)
 			return err;
 		nap(&delay, 5000);
 	}
