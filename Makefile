@@ -142,6 +142,7 @@ UNIT_TABLES_test_insert_output := shim/insert_output.c
 UNIT_LIBS_test_call_chain := -lunwind
 UNIT_TABLES_test_proc_maps := inject/proc_maps.c
 UNIT_TABLES_test_borrow_point := inject/borrow_point.c
+UNIT_TABLES_test_dead_stack := inject/dead_stack.c inject/proc_maps.c
 
 # Each kind of test build (plain, ASan+UBSan, TSan, libFuzzer) compiles a
 # shim source once, into $(BUILD)/obj-KIND/, and links that object into

@@ -65,6 +65,11 @@ int remote_save(struct remote *r, pid_t tid, int mem)
 	return 0;
 }
 
+uint64_t remote_lowest_written(uint64_t rsp)
+{
+	return ((rsp - RED_ZONE - SLACK) & ~15ull) - 8;
+}
+
 /* Points the thread at rip with rax and the six argument registers
  * (args[3] in rcx for a function, r10 for a system call) and a zero return
  * address below the red zone, and lets it run. */
@@ -75,7 +80,7 @@ static int start(struct remote *r, const char *name, uint64_t rip, uint64_t rax,
 	uint64_t zero = 0;
 
 	r->name = name;
-	regs.rsp = ((r->saved.rsp - RED_ZONE - SLACK) & ~15ull) - 8;
+	regs.rsp = remote_lowest_written(r->saved.rsp);
 	if (target_mem_write(r->mem, regs.rsp, &zero, sizeof zero) < 0)
 		return fail("cannot write below the stack of thread %d: %s",
 			    (int)r->tid, strerror(errno));

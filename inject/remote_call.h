@@ -37,6 +37,10 @@ int remote_start(struct remote *r, const char *name, uint64_t fn,
 int remote_start_syscall(struct remote *r, const char *name, uint64_t syscall_ret,
 			 long nr, const uint64_t args[6]);
 
+/* The lowest address a call started on a thread whose stack pointer is
+ * rsp writes (its return address, below the red zone). */
+uint64_t remote_lowest_written(uint64_t rsp);
+
 /* Waits up to timeout_ms for the call to return: 0 with its rax in *ret,
  * 1 if it is still running, -1 after fail(). */
 int remote_wait(struct remote *r, double timeout_ms, uint64_t *ret);

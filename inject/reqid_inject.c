@@ -2,7 +2,7 @@
  * reqid_inject.c - make a running process load a library and call one of
  * its functions:
  *
- *	reqid-inject [-v] [-p] PID LIBPATH FUNCTION ARG
+ *	reqid-inject [-v] [-p|-s] PID LIBPATH FUNCTION ARG
  *
  * runs, on a fresh thread of PID, f = dlsym(dlopen(LIBPATH, RTLD_NOW),
  * FUNCTION) and f(copy of ARG), f being int f(const char *), and prints
@@ -13,7 +13,13 @@
  * step's milliseconds, and how many stops were let go for the main
  * thread's point: unsafe-points). -p appends to ARG a line saying which
  * pages of the target's libc and loader were resident before the
- * injection touched them (resident_pages.c), as `reqid attach` wants.
+ * injection touched them (resident_pages.c), as `reqid attach` wants,
+ * and notes in the target (after the stub's code) which top pages of each
+ * thread's stack hold data; -s, once FUNCTION returned 0 (`reqid detach`),
+ * stops the threads one at a time, each borrowed for one madvise of the
+ * pages of its own stack below all it can be using that held none at that
+ * note (dead_stack.c): the shim's hooks run deeper frames than the
+ * program's own calls.
  *
  * How: when new pages are needed, stops the main thread alone (the others
  * run on: no thread uses them) and borrows it (remote_call.c) for an mmap
@@ -59,6 +65,7 @@
  * nor drop a stack a thread may still run on.
  * FUNCTION must not keep ARG's address: the next injection overwrites it.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
@@ -67,13 +74,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/syscall.h>
 #include <sys/ptrace.h>
+#include <sys/syscall.h>
 #include <sys/user.h>
 #include <unistd.h>
 
 #include "borrow_point.h"
 #include "clock.h"
+#include "dead_stack.h"
 #include "fail.h"
 #include "in_fork.h"
 #include "preflight.h"
@@ -117,6 +125,7 @@ struct request {
 	uint64_t stack, data, code; /* the pages in the target, or 0 */
 	uint64_t guard;		/* the guard page below the stack, when mapped this run */
 	uint64_t hold;		/* the fork hold of a stub page in the target, or 0 */
+	struct stack_note *note; /* -p: the stacks' top pages holding data, or NULL */
 };
 
 static struct remote borrowed;	/* holds the extended state: large */
@@ -135,6 +144,9 @@ static struct {
 	struct threads first;
 	double again_call_ms;
 	struct threads again;
+	struct threads stacks;	/* -s: the threads stopped to give stack pages
+				 * back (n) and the longest stop */
+	size_t stack_pages;	/* the pages of the ranges given back */
 } phases;
 
 /* Keeps the numbers of the stop just ended in *into; the list goes. */
@@ -237,6 +249,46 @@ static int stack_below(const struct request *q, uint64_t code)
 
 	return target_mem_read(q->mem, code + stub_code_size, &mark, sizeof mark) == 0 &&
 	       mark == stack_mark;
+}
+
+/* Where the note of the stacks' top pages holding data lies (-p, -s): in
+ * the code page, after the stack's mark; 0 if it does not fit there. */
+static uint64_t stack_note_at(uint64_t code)
+{
+	uint64_t at = code + stub_code_size + sizeof stack_mark;
+
+	at = (at + 7) & ~(uint64_t)7;
+	return at + sizeof(struct stack_note) <= code + page_up(stub_code_size + sizeof stack_mark) ?
+	       at : 0;
+}
+
+/* -s: the newest note of the stub pages in the target (an attach's
+ * reqid-inject -p wrote it on the pages it took, which may not be the ones
+ * this injection took), into *note; every note found is emptied, so that
+ * none is read twice. 0 if there is none. */
+static int take_stack_note(const struct request *q, struct stack_note *note)
+{
+	uint64_t code_size = page_up(stub_code_size + sizeof stack_mark), none = 0;
+	struct stack_note found;
+	struct maps_reader maps;
+	struct maps_entry e;
+	int taken = 0;
+
+	if (maps_open(&maps, q->pid) < 0)
+		return 0;
+	while (maps_next(&maps, &e)) {
+		uint64_t at = stack_note_at(e.start);
+		if (e.inode != 0 || strcmp(e.perms, "r-xp") != 0 || e.end - e.start != code_size ||
+		    !at || !holds_stub(q, e.start) ||
+		    target_mem_read(q->mem, at, &found, sizeof found) < 0 || found.count == 0 ||
+		    target_mem_write(q->mem, at, &none, sizeof none) < 0)
+			continue;
+		if (!taken || found.made > note->made)
+			*note = found;
+		taken = 1;
+	}
+	maps_close(&maps);
+	return taken;
 }
 
 /* Looks for the pages of a previous injection that are free; sets q->data
@@ -453,6 +505,11 @@ static int start_thread(struct request *q)
 	if (rc < 0)
 		return fail("cannot write the target's data block: %s",
 			    strerror(errno));
+	/* -p: the note, replacing an older one there (-s goes by the newest). */
+	uint64_t note_at = stack_note_at(q->code);
+	if (note_at && q->note &&
+	    target_mem_write(q->mem, note_at, q->note, sizeof *q->note) < 0)
+		return fail("cannot write the target's code page: %s", strerror(errno));
 	if (call("the setup of pthread_create", q->code + stub_setup_offset,
 		 (uint64_t[6]){ at }, &ret) < 0) {
 		restore_errno(q);
@@ -557,6 +614,79 @@ static void stack_back(struct request *q, sigset_t *fatal)
 	borrow_alone(q, drop_stack, fatal, &phases.again, &phases.again_call_ms);
 }
 
+/* Thread tid of the target stopped alone and borrowed for one madvise of
+ * the pages of its own stack below all it can be using that held no data
+ * at attach (note, dead_stack.c), if it has any: its stack pointer is read
+ * with it stopped, and it runs only the madvise, which writes nothing
+ * below its return address. The pages given back are counted in
+ * phases.stack_pages; the stop's numbers go to phases.stacks. */
+static void stack_of_thread_back(struct request *q, const struct stack_areas *now,
+				 const struct stack_note *note, pid_t tid)
+{
+	struct user_regs_struct regs;
+	struct threads one;
+	uint64_t start, end, ret;
+
+	if (threads_stop_one(&threads, q->pid, tid, STOP_MS) == 0 &&
+	    ptrace(PTRACE_GETREGS, tid, 0, &regs) == 0 &&
+	    dead_stack_range(now, note, tid == q->pid, regs.rsp, regs.fs_base,
+			     (long)regs.orig_rax, remote_lowest_written(regs.rsp), &start, &end) &&
+	    remote_save(&borrowed, tid, q->mem) == 0) {
+		if (call_syscall(q, "madvise", SYS_madvise,
+				 (uint64_t[6]){ start, end - start, MADV_DONTNEED }, &ret) == 0 &&
+		    !syscall_error(ret))
+			phases.stack_pages += (end - start) / page_up(1);
+		remote_restore(&borrowed);
+	}
+	threads_release(&threads, 0);
+	record_stop(&one);
+	phases.stacks.n++;
+	if (one.longest_ms > phases.stacks.longest_ms)
+		phases.stacks.longest_ms = one.longest_ms;
+}
+
+/* -s: each thread of the target worth it (dead_stack_worth_stopping, from
+ * its /proc/PID/task/TID/syscall line) stopped alone in turn, the others
+ * running on, and its dead stack pages given back (stack_of_thread_back). */
+static void stacks_back(struct request *q, const struct stack_note *note, sigset_t *fatal)
+{
+	struct stack_areas now;
+	struct priority raised;
+	char path[64], line[256];
+	struct dirent *e;
+	sigset_t old;
+	DIR *tasks;
+
+	snprintf(path, sizeof path, "/proc/%d/task", (int)q->pid);
+	if (stack_areas_read(&now, q->pid) < 0)
+		return;
+	if (!(tasks = opendir(path))) {
+		stack_areas_free(&now);
+		return;
+	}
+	sigprocmask(SIG_BLOCK, fatal, &old);
+	priority_raise(&raised);
+	while ((e = readdir(tasks))) {
+		pid_t tid = (pid_t)atoi(e->d_name);
+		FILE *f;
+
+		if (tid <= 0)
+			continue;
+		snprintf(path, sizeof path, "/proc/%d/task/%d/syscall", (int)q->pid, (int)tid);
+		if (!(f = fopen(path, "re")))
+			continue;
+		int worth = fgets(line, sizeof line, f) &&
+			    dead_stack_worth_stopping(&now, note, tid == q->pid, line);
+		fclose(f);
+		if (worth)
+			stack_of_thread_back(q, &now, note, tid);
+	}
+	closedir(tasks);
+	priority_restore(&raised);
+	sigprocmask(SIG_SETMASK, &old, NULL);
+	stack_areas_free(&now);
+}
+
 /* Polls the data block until the fresh thread sets done. */
 static int wait_done(struct request *q, struct stub_data *d, sigset_t *fatal)
 {
@@ -620,6 +750,10 @@ static void print_phases(double total_ms)
 		f->interrupt_ms, f->wait_ms, phases.fork_check_ms, phases.map_ms, phases.call_ms,
 		f->release_ms, f->longest_ms, f->longest_other_ms, f->restarts, phases.unsafe,
 		phases.let_go ? phases.let_go : "-");
+	if (phases.stacks.n)
+		fprintf(stderr, "; stacks: %zu threads stopped one by one, %zu pages given back, "
+			"longest stop %.3f", phases.stacks.n, phases.stack_pages,
+			phases.stacks.longest_ms);
 	if (a->n)
 		fprintf(stderr, "; again: seize %.3f interrupt %.3f wait %.3f madvise %.3f "
 			"resume %.3f longest %.3f", a->seize_ms, a->interrupt_ms, a->wait_ms,
@@ -650,7 +784,7 @@ static const char *with_resident_pages(const char *arg, pid_t pid)
 static int usage(const char *why)
 {
 	fprintf(stderr, "reqid-inject: %s\n"
-		"usage: reqid-inject [-v] [-p] PID LIBPATH FUNCTION ARG\n"
+		"usage: reqid-inject [-v] [-p|-s] PID LIBPATH FUNCTION ARG\n"
 		"  calls int FUNCTION(const char *ARG) from LIBPATH (as the "
 		"target's dlopen sees it) on a new thread of PID and prints "
 		"its result\n", why);
@@ -665,7 +799,8 @@ int main(int argc, char **argv)
 	sigset_t fatal, old, child;
 	struct priority raised;
 	double start = now_ms();
-	int verbose = 0, pages = 0, rc;
+	struct stack_note note = {0};
+	int verbose = 0, pages = 0, stacks = 0, rc;
 	char *end;
 	long pid;
 
@@ -676,6 +811,10 @@ int main(int argc, char **argv)
 	}
 	if (argc > 1 && strcmp(argv[1], "-p") == 0) {
 		pages = 1;
+		argv++;
+		argc--;
+	} else if (argc > 1 && strcmp(argv[1], "-s") == 0) {
+		stacks = 1;
 		argv++;
 		argc--;
 	}
@@ -707,8 +846,15 @@ int main(int argc, char **argv)
 	/* The memory first: what is read of the process after, it holds; an
 	 * exec meanwhile shows when its main thread is borrowed (borrow). */
 	rc = q.mem = target_mem_open(q.pid);
-	if (rc >= 0 && pages)
+	if (rc >= 0 && pages) {
+		struct stack_areas areas;
 		q.arg = with_resident_pages(q.arg, q.pid);
+		if (stack_areas_read(&areas, q.pid) == 0) {
+			stack_note_make(&note, &areas, now_ms());
+			stack_areas_free(&areas);
+			q.note = &note;
+		}
+	}
 	if (rc >= 0)
 		rc = target_libc_find(q.pid, &q.libc);
 	if (rc >= 0)
@@ -749,6 +895,10 @@ int main(int argc, char **argv)
 		why = "the target exited during attach";
 	else if (rc >= 0)
 		rc = wait_done(&q, &d, &fatal);
+	/* Once detach has succeeded: a refused one (busy) is tried again,
+	 * and the note must still be there then. */
+	if (rc >= 0 && stacks && d.status == 0 && take_stack_note(&q, &note))
+		stacks_back(&q, &note, &fatal);
 	if (verbose)
 		print_phases(now_ms() - start);
 	if (rc < 0) {

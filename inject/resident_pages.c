@@ -1,13 +1,21 @@
 /*
- * resident_pages.c - which pages of the target's C library and loader are
- * resident before the injection touches any, for `reqid attach`
+ * resident_pages.c - which pages of the target's read-only file mappings
+ * are resident before the injection touches any, for `reqid attach`
  * (reqid-inject -p): the shim notes the pages resident at attach so that
  * detach gives back the others (shim/resident_return.c), but by then the
  * injection has run libc and loader code in the target (pthread_create on
- * the borrowed thread, dlopen on the fresh one), and the kernel maps up to
- * 64 KiB of a file around each page touched. The line this makes is read
- * before the first remote call, and the shim counts as resident at attach
- * only the pages of these mappings it lists as resident then.
+ * the borrowed thread, dlopen on the fresh one, whose symbol look-ups read
+ * the program's and its libraries' symbol tables), and the kernel maps up
+ * to 64 KiB of a file around each page touched. And a process that gave
+ * up root cannot read its own pagemap: without this line the shim counts
+ * every page of a mapping that held any as resident at attach (Apache's
+ * children kept 36-68 KB of apache2's relocations, which the GOT patcher
+ * read: a forked child maps its parent's file pages only as it touches
+ * them). The line this makes is read before the first remote call, and
+ * the shim counts as resident at attach only the pages of the mappings it
+ * lists as resident then; libc's and the loader's come first, and
+ * mappings past LINE_MAX_BYTES are left out (the shim's own note stands
+ * for them).
  *
  * Reads /proc/PID/maps and /proc/PID/pagemap only; must never write to
  * the target. A page it cannot read counts as resident (kept).
@@ -25,16 +33,23 @@
 
 #define PAGE 4096u
 #define PRESENT (1ull << 63)
-/* Mappings of both files, beyond which the rest are left out (kept). */
+/* Beyond this, the rest are left out (the shim's note stands for them):
+ * with the other settings it must fit the shim's SETTINGS_MAX (8 KiB).
+ * Apache's children (60 mappings, 1,423 pages) take 2 KB. */
 #define LINE_MAX_BYTES 4096
 
-/* Whether e is a read-only private mapping of the C library or loader. */
-static int wanted(const struct maps_entry *e)
+/* Whether e is a read-only private file mapping. */
+static int read_only_file(const struct maps_entry *e)
+{
+	return e->inode != 0 && e->perms[0] == 'r' && e->perms[1] == '-' && e->perms[3] == 'p';
+}
+
+/* Whether e is one of the C library or loader, which the injection runs. */
+static int runs_injection(const struct maps_entry *e)
 {
 	const char *base = strrchr(e->path, '/');
 
-	if (!base || e->inode == 0 || e->perms[0] != 'r' || e->perms[1] != '-' ||
-	    e->perms[3] != 'p')
+	if (!base)
 		return 0;
 	base++;
 	return strncmp(base, "libc.so.6", 9) == 0 || strncmp(base, "ld-linux", 8) == 0;
@@ -95,10 +110,16 @@ char *resident_pages_line(pid_t pid)
 	}
 	memcpy(line, name, sizeof name);
 	len = sizeof name - 1;
-	while (maps_next(&maps, &e))
-		if (wanted(&e) && append_mapping(pagemap, &e, line, &len, LINE_MAX_BYTES) < 0)
+	/* libc's and the loader's first, then the others' while they fit. */
+	for (int pass = 1; pass >= 0; pass--) {
+		if (pass == 0 && maps_open(&maps, pid) < 0)
 			break;
-	maps_close(&maps);
+		while (maps_next(&maps, &e))
+			if (read_only_file(&e) && runs_injection(&e) == pass &&
+			    append_mapping(pagemap, &e, line, &len, LINE_MAX_BYTES) < 0)
+				break;
+		maps_close(&maps);
+	}
 	close(pagemap);
 	return line;
 }

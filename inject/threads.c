@@ -76,15 +76,17 @@ int thread_exiting(pid_t pid, pid_t tid)
 }
 
 /* PTRACE_SEIZE of tid: 0, or the errno of its refusal. A refusal (EPERM)
- * while tid has no tracer and is not exiting is tried again, for up to
- * SEIZE_RETRY_MS: another reqid-inject (a second `reqid attach` or
+ * while tid is not exiting is tried again, for up to SEIZE_RETRY_MS, also
+ * while tid has a tracer: another reqid-inject (a second `reqid attach` or
  * `detach` at the same time) holds the threads for moments, lets them go
- * one by one, and takes the main thread again to give its stack back, so
+ * one by one, takes the main thread again to give its stack back, and
+ * (detach, -s) each thread alone in turn to give its stack pages back, so
  * a refusal made while it held tid can find no tracer just after, and
  * would otherwise read "not permitted", which the command does not wait
- * on. A refusal for want of permission refuses every time. Seizing stops
- * no thread: the wait adds to no stop but a thread's that appeared
- * meanwhile. */
+ * on (a tracer still there at the end is named: the command waits on
+ * another reqid-inject). A refusal for want of permission refuses every
+ * time. Seizing stops no thread: the wait adds to no stop but a thread's
+ * that appeared meanwhile. */
 #define SEIZE_RETRY_MS 200.0
 
 static int seize(pid_t pid, pid_t tid)
@@ -96,8 +98,7 @@ static int seize(pid_t pid, pid_t tid)
 		if (ptrace(PTRACE_SEIZE, tid, 0, 0) == 0)
 			return 0;
 		int err = errno;
-		if (err != EPERM || tracer_of(tid) != 0 || thread_exiting(pid, tid) ||
-		    now_ms() > deadline)
+		if (err != EPERM || thread_exiting(pid, tid) || now_ms() > deadline)
 			return err;
 		nap(&delay, 5000);
 	}
@@ -145,8 +146,10 @@ static int seize_new(struct threads *t)
 	DIR *d;
 	int added = 0, rc;
 
-	if (t->leader_only)
-		return find(t, t->pid) ? 0 : seize_one(t, t->pid);
+	if (t->leader_only || t->only) {
+		pid_t one = t->only ? t->only : t->pid;
+		return find(t, one) ? 0 : seize_one(t, one);
+	}
 	snprintf(path, sizeof path, "/proc/%d/task", (int)t->pid);
 	d = opendir(path);
 	if (!d)
@@ -317,7 +320,7 @@ static int let_go(struct threads *t, double deadline)
 	return 0;
 }
 
-static int stop(struct threads *t, pid_t pid, int leader_only, double budget_ms)
+static int stop(struct threads *t, pid_t pid, int leader_only, pid_t only, double budget_ms)
 {
 	double deadline = now_ms() + budget_ms;
 	struct thread *leader;
@@ -327,13 +330,14 @@ static int stop(struct threads *t, pid_t pid, int leader_only, double budget_ms)
 	memset(t, 0, sizeof *t);
 	t->pid = pid;
 	t->leader_only = leader_only;
+	t->only = only;
 	/* A thread that needs long to stop (one waiting for a CPU on a busy
 	 * machine, a vfork parent) keeps those stopped before it waiting:
 	 * they are let go and stopped again a moment later, until the
 	 * deadline, where the stop fails rather than keep them stopped
 	 * longer (the main thread alone is stopped as long as it takes: its
 	 * stop begins when it stops). */
-	while ((rc = try_stop(t, !leader_only, deadline)) == 1) {
+	while ((rc = try_stop(t, !leader_only && !only, deadline)) == 1) {
 		if (let_go(t, deadline) < 0)
 			return -1;
 		if (t->stopped > most)
@@ -347,7 +351,7 @@ static int stop(struct threads *t, pid_t pid, int leader_only, double budget_ms)
 		t->stopped = most;
 	if (rc < 0)
 		return -1;
-	leader = find(t, pid);
+	leader = find(t, only ? only : pid);
 	if (!leader || leader->state != STOPPED)
 		return fail("the target exited during attach");
 	return 0;
@@ -355,12 +359,17 @@ static int stop(struct threads *t, pid_t pid, int leader_only, double budget_ms)
 
 int threads_stop(struct threads *t, pid_t pid, double budget_ms)
 {
-	return stop(t, pid, 0, budget_ms);
+	return stop(t, pid, 0, 0, budget_ms);
 }
 
 int threads_stop_leader(struct threads *t, pid_t pid, double budget_ms)
 {
-	return stop(t, pid, 1, budget_ms);
+	return stop(t, pid, 1, 0, budget_ms);
+}
+
+int threads_stop_one(struct threads *t, pid_t pid, pid_t tid, double budget_ms)
+{
+	return stop(t, pid, 0, tid, budget_ms);
 }
 
 double threads_stopped_ms(const struct threads *t)

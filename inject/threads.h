@@ -18,6 +18,7 @@ struct thread {
 struct threads {
 	pid_t pid;
 	int leader_only;	/* only the main thread is stopped */
+	pid_t only;		/* only this thread is stopped (threads_stop_one), or 0 */
 	struct thread *v;
 	size_t n, cap;
 	size_t stopped;		/* how many were stopped at once */
@@ -36,6 +37,10 @@ int threads_stop(struct threads *t, pid_t pid, double budget_ms);
 
 /* The same for the main thread only, the others running on. */
 int threads_stop_leader(struct threads *t, pid_t pid, double budget_ms);
+
+/* The same for thread tid of pid only; -1 after fail() also when it has
+ * exited. */
+int threads_stop_one(struct threads *t, pid_t pid, pid_t tid, double budget_ms);
 
 /* Sleeps until a traced thread changes state (SIGCHLD, which the caller
  * keeps blocked), the deadline, or 2 ms at most: 1 if one did. Its wait

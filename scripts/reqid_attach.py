@@ -111,8 +111,10 @@ def inject(inject_bin, pid, lib, function, arg):
     while True:
         # -p: the shim is told which pages of libc and the loader were
         # resident before the injection touched them (reqid_detach gives
-        # back the others).
-        pages = ["-p"] if function != "reqid_detach" else []
+        # back the others), and the target keeps a note of its stacks'
+        # resident pages; -s: after reqid_detach, the stack pages below
+        # each thread's frames that were not resident then go back.
+        pages = ["-p"] if function != "reqid_detach" else ["-s"]
         p = subprocess.run([inject_bin] + pages + [str(pid), lib, function, arg],
                            stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, text=True, timeout=30)

@@ -734,7 +734,12 @@ void resident_late_drop(void)
 {
 	struct late_notes *n = &late.notes;
 	if (n->end == 0 || !late_thread_gone()) {
+		/* No thread runs on the notes' page (resident_return wrote their
+		 * end there): it goes back, reading as zeroes, no notes, again. */
+		bool notes_idle = late_thread_gone();
 		resident_return_own_code();
+		if (notes_idle)
+			raw_syscall3(SYS_madvise, (long)&late, sizeof(late), MADV_DONTNEED);
 		return;
 	}
 	n->own_code = true;

@@ -36,6 +36,12 @@ Checks, each on a running target:
     still intact when it returns, meanwhile probe maps new pages), nor
     while the thread that ran them has not exited (linger), and are reused
     again once both are over;
+  - -p notes which top pages of each thread's stack hold data; -s, after
+    a call returning 0, gives back the pages a deeper call reached below
+    the frames of threads parked in read, not of one in epoll_wait (never
+    restarted: stopping it would end its wait), the threads' own bytes
+    above their stack pointers intact; a second -s, with no note, gives
+    nothing back;
   - spin mode: 20 attaches, no register, vector, red-zone or errno
     corruption;
   - main thread in epoll_wait: 5 attaches, epoll_wait's EINTR is retried;
@@ -470,6 +476,12 @@ int startup_done(const char *arg)
     return done ? 100 + *done : -1;
 }
 
+int zero(const char *arg)
+{
+    (void)arg;
+    return 0;
+}
+
 int where(const char *arg)
 {
     (void)arg;
@@ -496,6 +508,82 @@ int linger(const char *arg)
     if (pthread_key_create(&key, wait_gate) || pthread_setspecific(key, "x"))
         return -1;
     return 44;
+}
+"""
+
+# dead_stacks: four threads, each with 4 KiB of its own bytes in its
+# frame, parked in read (0-2) or epoll_wait (3) on a pipe of its own; on 'd' one
+# calls a function whose 32 KiB array reaches below its frames and says
+# "deep I LOW HIGH" (the array's bounds), on 'v' it checks its bytes and
+# says "ok I" or "bad I".
+DEEP_C = r"""
+#define _GNU_SOURCE
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+static int pipes[4][2];
+
+static void say(const char *text)
+{
+    if (write(1, text, strlen(text)) < 0)
+        _exit(4);
+}
+
+static __attribute__((noinline)) void deep(int id)
+{
+    volatile char array[32768];
+    char line[80];
+    for (size_t i = 0; i < sizeof array; i += 512)
+        array[i] = (char)i;
+    snprintf(line, sizeof line, "deep %d %lx %lx\n", id, (unsigned long)array,
+             (unsigned long)(array + sizeof array));
+    say(line);
+}
+
+static void *park(void *arg)
+{
+    int id = (int)(long)arg;
+    char mine[4096], line[32], c;
+    int ep = epoll_create1(0);
+    struct epoll_event ev = { .events = EPOLLIN }, got;
+    for (size_t i = 0; i < sizeof mine; i++)
+        mine[i] = (char)(i * 7 + id);
+    if (ep < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, pipes[id][0], &ev))
+        _exit(5);
+    for (;;) {
+        if (id == 3 && epoll_wait(ep, &got, 1, -1) != 1)
+            continue;
+        if (read(pipes[id][0], &c, 1) != 1)
+            continue;
+        if (c == 'd')
+            deep(id);
+        if (c == 'v') {
+            int same = 1;
+            for (size_t i = 0; i < sizeof mine; i++)
+                same &= mine[i] == (char)(i * 7 + id);
+            snprintf(line, sizeof line, "%s %d\n", same ? "ok" : "bad", id);
+            say(line);
+        }
+    }
+    return NULL;
+}
+
+int main(void)
+{
+    pthread_t t;
+    char line[32];
+    for (long i = 0; i < 4; i++) {
+        if (pipe(pipes[i]) || pthread_create(&t, NULL, park, (void *)i))
+            return 1;
+        snprintf(line, sizeof line, "pipe %ld %d\n", i, pipes[i][1]);
+        say(line);
+    }
+    say("ready\n");
+    for (;;)
+        pause();
 }
 """
 
@@ -1373,9 +1461,9 @@ def yama_prefix(scope):
             'exec setpriv --reuid=65534 --regid=65534 --clear-groups "$@"' % scope, "sh"]
 
 
-def inject(pid, lib, func, arg, verbose=False, prefix=(), pages=False):
+def inject(pid, lib, func, arg, verbose=False, prefix=(), pages=False, stacks=False):
     cmd = list(prefix) + [str(INJECT)] + (["-v"] if verbose else []) + (
-        ["-p"] if pages else []) + [str(pid), str(lib), func, arg]
+        ["-p"] if pages else []) + (["-s"] if stacks else []) + [str(pid), str(lib), func, arg]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=30)
 
 
@@ -1483,6 +1571,9 @@ class Suite:
         ok, err = self.cc("slow_start", SLOW_START_C, "-L" + str(self.tmp), "-lslowctor",
                           "-Wl,-rpath," + str(self.tmp))
         if not self.check("build slow_start target", ok, err):
+            return False
+        ok, err = self.cc("deep", DEEP_C, "-pthread")
+        if not self.check("build deep target", ok, err):
             return False
         ok, err = self.cc("forker", FORKER_C, "-pthread")
         return self.check("build forker", ok, err)
@@ -1676,24 +1767,33 @@ class Suite:
                        "%d threads" % ntasks(t.pid))
             self.live("parked threads resume after probe", t)
 
-            # -p: a last line says which pages of libc's and the loader's
-            # read-only mappings were resident before the injection, one
-            # hex digit for each four pages (inject/resident_pages.c).
+            # -p: a last line says which pages of every read-only file
+            # mapping were resident before the injection, libc's and the
+            # loader's first, one hex digit for each four pages
+            # (inject/resident_pages.c).
             r = inject(t.pid, lib, "probe", "first", pages=True)
             got = out.read_text() if out.exists() else ""
-            wanted = {"%x-%x" % (s, e): (e - s) // 4096 for s, e, perms, path in
-                      maps_of(t.pid) if perms[1] == "-" and perms[3] == "p" and
-                      (path.rsplit("/", 1)[-1].startswith("libc.so.6") or
-                       path.rsplit("/", 1)[-1].startswith("ld-linux"))}
+            wanted, runs_it = {}, set()
+            for s, e, perms, path in maps_of(t.pid):
+                if perms[0] == "r" and perms[1] == "-" and perms[3] == "p" and \
+                        path.startswith("/"):
+                    wanted["%x-%x" % (s, e)] = (e - s) // 4096
+                    base = path.rsplit("/", 1)[-1]
+                    if base.startswith("libc.so.6") or base.startswith("ld-linux"):
+                        runs_it.add("%x-%x" % (s, e))
             first, _, line = got.partition("\n")
-            listed = dict(entry.split(":") for entry in
-                          line.removeprefix("REQID_RESIDENT_BEFORE=").split(",")) \
-                if line.startswith("REQID_RESIDENT_BEFORE=") else {}
-            self.check("-p: the resident pages of libc and the loader, one line after ARG",
-                       r.returncode == 0 and first == "first" and wanted and
+            entries = [entry.split(":") for entry in
+                       line.removeprefix("REQID_RESIDENT_BEFORE=").split(",")] \
+                if line.startswith("REQID_RESIDENT_BEFORE=") else []
+            listed = dict(entries)
+            self.check("-p: the resident pages of every read-only file mapping, libc's and "
+                       "the loader's first, one line after ARG",
+                       r.returncode == 0 and first == "first" and runs_it and
                        set(listed) == set(wanted) and
+                       {k for k, _ in entries[:len(runs_it)]} == runs_it and
                        all(len(bits) == (wanted[k] + 3) // 4 and
-                           re.fullmatch("[0-9a-f]+", bits) and bits.strip("0")
+                           re.fullmatch("[0-9a-f]+", bits) and
+                           (k not in runs_it or bits.strip("0"))
                            for k, bits in listed.items()),
                        "exit %d, stderr %r, file %r, mappings %r" % (
                            r.returncode, r.stderr, got[:300], wanted))
@@ -1818,6 +1918,74 @@ class Suite:
             self.live("parked threads resume after the stacks went back", t)
         finally:
             t.stop()
+
+    def dead_stacks(self):
+        """-p notes which top pages of each thread's stack hold data; -s,
+        after a call returning 0, gives back those of each thread's own
+        stack below its frames that held none then: the pages a deeper
+        call reached after -p (deep) go back for the threads parked in read,
+        not for the one in epoll_wait (stopping it would end its wait); the
+        threads' own bytes above their stack pointers are intact and they
+        run on. Without a note (a second -s) nothing goes back."""
+        lib = self.tmp / "libprobe.so"
+        proc = subprocess.Popen([str(self.tmp / "deep")], stdout=subprocess.PIPE, text=True)
+        try:
+            writers, line = {}, ""
+            while line != "ready\n":
+                line = proc.stdout.readline()
+                if line.startswith("pipe "):
+                    writers[int(line.split()[1])] = int(line.split()[2])
+            fds = {i: os.open("/proc/%d/fd/%d" % (proc.pid, fd), os.O_WRONLY)
+                   for i, fd in writers.items()}
+            noted = inject(proc.pid, lib, "zero", "", pages=True)
+            arrays = {}
+            for i, fd in fds.items():
+                os.write(fd, b"d")
+                words = proc.stdout.readline().split()
+                arrays[int(words[1])] = (int(words[2], 16), int(words[3], 16))
+
+            def held(i):
+                low, high = arrays[i]
+                start = (low + 4095) // 4096
+                with open("/proc/%d/pagemap" % proc.pid, "rb") as f:
+                    f.seek(start * 8)
+                    entries = f.read((high // 4096 - start) * 8)
+                return sum(1 for k in range(len(entries) // 8) if entries[k * 8 + 7] & 0x80)
+
+            def parked():
+                calls = []
+                for task in os.listdir("/proc/%d/task" % proc.pid):
+                    with open("/proc/%d/task/%s/syscall" % (proc.pid, task)) as f:
+                        calls.append(f.read().split()[0])
+                return sorted(calls) == sorted(["0", "0", "0", "232", "34"])
+
+            before = {i: held(i) for i in arrays}
+            wait_until(parked)
+            r = inject(proc.pid, lib, "zero", "", verbose=True, stacks=True)
+            m = re.search(r"stacks: (\d+) threads stopped one by one, (\d+) pages given back",
+                          r.stderr)
+            after = {i: held(i) for i in arrays}
+            self.check("-s after -p: the read threads' deep pages go back, the epoll "
+                       "thread's stay", noted.stdout == "0\n" and r.stdout == "0\n" and m and
+                       all(before[i] >= 7 and after[i] == 0 for i in (0, 1, 2)) and
+                       after[3] == before[3] >= 7 and int(m.group(2)) >= 21,
+                       "%r %r: %r -> %r" % (noted.stdout, r.stderr, before, after))
+            for i, fd in fds.items():
+                os.write(fd, b"v")
+            said = sorted(proc.stdout.readline().strip() for _ in fds)
+            self.check("the threads' own bytes are intact", said == ["ok %d" % i for i in range(4)],
+                       repr(said))
+            os.write(fds[0], b"d")
+            again = proc.stdout.readline()
+            r = inject(proc.pid, lib, "zero", "", verbose=True, stacks=True)
+            self.check("a second -s (no note) gives nothing back",
+                       again.startswith("deep 0 ") and r.stdout == "0\n" and
+                       "stacks:" not in r.stderr and held(0) >= 7, "%r %r" % (again, r.stderr))
+            for fd in fds.values():
+                os.close(fd)
+        finally:
+            proc.kill()
+            proc.wait()
 
     def reuse_rules(self, t, lib, out, tasks):
         """Pages busy with a call (hold) or with a thread still exiting (linger) are left."""
@@ -2266,6 +2434,7 @@ def main():
             suite.basics()
             suite.reuse()
             suite.stack_back()
+            suite.dead_stacks()
             suite.main_thread_modes()
             suite.held_malloc_lock()
             suite.late_thread()
