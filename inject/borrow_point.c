@@ -11,12 +11,18 @@
  * neither: inside a system call that malloc and the loader do not make
  * (the kernel keeps its number in orig_rax), with its pc outside the
  * loader, or running the program's own code outside any system call.
+ * Any thread of the process will do, in a process with more than one:
+ * there glibc's malloc and loader take their locks, and a lock that a
+ * stopped thread holds only makes the borrowed one wait (reqid-inject
+ * then lets the others go). But not the thread that holds malloc's locks
+ * itself, as fork() does around its clone: its call would wait forever.
  * The loader's start-up also runs the libraries' constructors, which may
  * make any system call: until it jumps to the program's entry, the first
  * frame of the main thread's stack, right below argc, is the return
  * address of the loader's call (of _dl_start, then _dl_init), in its code;
  * the program's start code (_start) overwrites that word with its first
- * push and never returns.
+ * push and never returns. A constructor may start threads: that word, not
+ * the thread's own stack, says whether the start-up is over.
  * Anything else is unsafe, to be tried again a moment later: a wrong
  * "safe" crashes the target, a wrong "unsafe" only delays the attach.
  * A signal handler of the program that interrupted malloc looks like the
@@ -41,6 +47,14 @@ static int memory_call(long nr)
 	       nr == SYS_mprotect || nr == SYS_madvise;
 }
 
+/* System calls that make a process or a thread: fork() makes its clone
+ * holding malloc's locks (pthread_create makes its clone holding none, but
+ * the registers cannot tell the two apart). */
+static int process_call(long nr)
+{
+	return nr == SYS_clone || nr == SYS_clone3 || nr == SYS_fork || nr == SYS_vfork;
+}
+
 /* glibc's low-level lock waits with futex(addr, FUTEX_WAIT[_PRIVATE], 2):
  * the thread may hold another lock (malloc's, the loader's) meanwhile. */
 static int lock_wait(const struct user_regs_struct *regs)
@@ -51,17 +65,24 @@ static int lock_wait(const struct user_regs_struct *regs)
 	       (op == FUTEX_WAIT || op == FUTEX_WAIT_BITSET);
 }
 
+int starting_up(uint64_t first_frame, const struct code_ranges *code)
+{
+	return within(first_frame, code->loader_start, code->loader_end);
+}
+
 enum borrow_point borrow_point(const struct user_regs_struct *regs, uint64_t first_frame,
 			       const struct code_ranges *code)
 {
 	long nr = (long)regs->orig_rax;
 
 	if (within(regs->rip, code->loader_start, code->loader_end) ||
-	    within(first_frame, code->loader_start, code->loader_end))
+	    starting_up(first_frame, code))
 		return BORROW_IN_LOADER;
 	if (nr >= 0) {
 		if (memory_call(nr))
 			return BORROW_IN_MEMORY_CALL;
+		if (process_call(nr))
+			return BORROW_IN_PROCESS_CALL;
 		return lock_wait(regs) ? BORROW_IN_LOCK_WAIT : BORROW_SAFE;
 	}
 	return within(regs->rip, code->program_start, code->program_end) ?
@@ -81,6 +102,8 @@ const char *borrow_point_words(enum borrow_point point)
 		return "waiting for a lock";
 	case BORROW_IN_LIBRARY:
 		return "running library code outside a system call";
+	case BORROW_IN_PROCESS_CALL:
+		return "in a system call making a process or thread (inside fork?)";
 	}
 	return "?";
 }

@@ -22,11 +22,18 @@ enum borrow_point {
 	BORROW_IN_MEMORY_CALL,	/* in a system call malloc makes */
 	BORROW_IN_LOCK_WAIT,	/* waiting for a lock (futex wait for value 2) */
 	BORROW_IN_LIBRARY,	/* running library code, not in a system call */
+	BORROW_IN_PROCESS_CALL,	/* in a system call that makes a process or
+				 * thread (fork holds malloc's locks there) */
 };
 
-/* Where the main thread whose registers are regs (stopped by ptrace) is;
- * first_frame is the word right below where the kernel started its stack
- * (below argc; 0 if unknown). */
+/* Whether the process is still in the loader's start-up, from first_frame
+ * (below): no thread of it may be borrowed. */
+int starting_up(uint64_t first_frame, const struct code_ranges *code);
+
+/* Where the thread whose registers are regs (stopped by ptrace) is;
+ * first_frame is the word right below where the kernel started the main
+ * thread's stack (below argc; 0 if unknown), which tells whether the
+ * process is still starting up, whichever thread regs are of. */
 enum borrow_point borrow_point(const struct user_regs_struct *regs, uint64_t first_frame,
 			       const struct code_ranges *code);
 

@@ -10,8 +10,9 @@
  * its working directory and search path. On failure prints one
  * "reqid-inject: " line on stderr and exits 1 (2 for a usage error); -v
  * adds a line with the stop times and one with where they went (each
- * step's milliseconds, and how many stops were let go for the main
- * thread's point: unsafe-points). -p appends to ARG a line saying which
+ * step's milliseconds, how many stops were let go for want of a thread
+ * to borrow: unsafe-points, and which thread was borrowed for the setup:
+ * main or other). -p appends to ARG a line saying which
  * pages of the target's libc and loader were resident before the
  * injection touched them (resident_pages.c), as `reqid attach` wants,
  * and notes in the target (after the stub's code) which top pages of each
@@ -26,17 +27,19 @@
  * system call, read+exec: the code and the data are written through
  * /proc/PID/mem, as a debugger plants a breakpoint, so no page is ever
  * writable and executable. Then stops every thread (threads.c), again
- * later while the main thread is inside fork() (in_fork.c) or where a
- * call into libc could find malloc or the loader half-way (borrow_point.c:
- * inside malloc, in the loader's start-up after an exec), and borrows
- * the main thread for one call of the stub's setup (stub.c), which makes
+ * later while the main thread is inside fork() (in_fork.c) or while no
+ * thread is where a call into libc cannot find malloc or the loader
+ * half-way (borrow_point.c: inside malloc, in the loader's start-up after
+ * an exec), and borrows such a thread, the main one if it is, for one
+ * call of the stub's setup (stub.c), which makes
  * new data and stack pages read+write and calls pthread_attr_init,
  * pthread_attr_setstack and pthread_create, errno saved and put back
  * around them: while every thread is stopped the borrowed one is resumed
  * once, as each resume may wait for a CPU. Puts every register back,
  * resumes everything and polls the data block until the fresh thread is
  * done; once that thread has exited, stops the main thread alone again
- * and borrows it for one madvise system call, which gives its stack's
+ * and borrows it for one madvise system call (a system call made from
+ * the bytes `syscall; ret` needs no such point), which gives its stack's
  * pages back, and only then marks the pages free for the next injection.
  * Must never run dlopen or the library's code on a borrowed thread, leave
  * a thread stopped or borrowed, or exit by a signal while threads are
@@ -138,7 +141,8 @@ static struct {
 	double premap_ms;
 	struct threads premap;
 	double fork_check_ms, map_ms, call_ms;
-	int unsafe;		/* stops let go for the main thread's point */
+	int unsafe;		/* stops let go for want of a thread to borrow */
+	int borrowed_other;	/* the setup borrowed a thread other than main */
 	const char *let_go;	/* why the others were let go before the calls
 				 * returned ("asleep", "stopped-40ms"), or NULL */
 	struct threads first;
@@ -343,26 +347,52 @@ static int fork_in_flight(const struct request *q)
 	return thread_in_fork(q->pid, &q->libc, q->mem);
 }
 
-/* Where the stopped main thread is (borrow_point.c), or -1 after fail().
- * The word below argc is on the stack's first page, which it holds. */
-static int main_thread_point(const struct request *q)
+/* Where stopped thread tid is (borrow_point.c), or -1 after fail(). */
+static int thread_point(const struct request *q, pid_t tid, uint64_t first_frame)
 {
 	struct user_regs_struct regs;
-	uint64_t first_frame = 0;
 
-	if (ptrace(PTRACE_GETREGS, q->pid, 0, &regs) < 0)
-		return fail("the target exited during attach");
-	if (q->start_stack)
-		target_mem_read(q->mem, q->start_stack - sizeof first_frame, &first_frame,
-				sizeof first_frame);
+	if (ptrace(PTRACE_GETREGS, tid, 0, &regs) < 0)
+		return tid == q->pid ? fail("the target exited during attach") : BORROW_IN_LIBRARY;
 	return (int)borrow_point(&regs, first_frame, &q->places);
 }
 
+/* Looks for a stopped thread that may be borrowed, the main thread first,
+ * and sets *tid to it; returns BORROW_SAFE if it found one, else where the
+ * main thread is, or -1 after fail(). The main thread's first frame, the
+ * word below argc on its stack's first page, which it holds, tells for
+ * them all whether the process is still starting up. A thread that exited
+ * while stopped (killed) is passed over. */
+static int safe_thread(const struct request *q, pid_t *tid)
+{
+	uint64_t first_frame = 0;
+	int main_point;
+	size_t i;
+
+	if (q->start_stack)
+		target_mem_read(q->mem, q->start_stack - sizeof first_frame, &first_frame,
+				sizeof first_frame);
+	*tid = q->pid;
+	if (starting_up(first_frame, &q->places))
+		return BORROW_IN_LOADER;
+	main_point = thread_point(q, q->pid, first_frame);
+	if (main_point == BORROW_SAFE || main_point < 0)
+		return main_point;
+	for (i = 0; i < threads.n; i++) {
+		*tid = threads.v[i].tid;
+		if (*tid != q->pid && threads.v[i].state == STOPPED &&
+		    thread_point(q, *tid, first_frame) == BORROW_SAFE)
+			return BORROW_SAFE;
+	}
+	*tid = q->pid;
+	return main_point;
+}
+
 /* Stops every thread of the target outside a fork (fork_in_flight) and
- * with the main thread where it may be borrowed (main_thread_point): else
- * lets them go and stops them again a moment later, for FORK_WAIT_MS at
- * most. */
-static int stop_at_safe_point(struct request *q)
+ * with a thread where it may be borrowed (safe_thread), whose id goes to
+ * *tid: else lets them go and stops them again a moment later, for
+ * FORK_WAIT_MS at most. */
+static int stop_at_safe_point(struct request *q, pid_t *tid)
 {
 	double deadline = now_ms() + FORK_WAIT_MS;
 	long delay = 100;
@@ -374,8 +404,11 @@ static int stop_at_safe_point(struct request *q)
 		double t0 = now_ms();
 		int in_fork = fork_in_flight(q);
 		phases.fork_check_ms += now_ms() - t0;
-		if (!in_fork && (point = main_thread_point(q)) == BORROW_SAFE)
+		if (!in_fork && (point = safe_thread(q, tid)) == BORROW_SAFE) {
+			threads.borrowed = *tid;
+			phases.borrowed_other = *tid != q->pid;
 			return 0;
+		}
 		if (point < 0)
 			return -1;
 		phases.unsafe += !in_fork;
@@ -384,9 +417,9 @@ static int stop_at_safe_point(struct request *q)
 			return fail("process %d stayed in the middle of a fork for %d s; "
 				    "try again", (int)q->pid, FORK_WAIT_MS / 1000);
 		if (now_ms() > deadline)
-			return fail("the main thread of process %d came to no point where a "
-				    "thread can be started safely in %d s (last seen %s); "
-				    "try again", (int)q->pid, FORK_WAIT_MS / 1000,
+			return fail("no thread of process %d came to a point where a thread "
+				    "can be started safely in %d s (its main thread last seen "
+				    "%s); try again", (int)q->pid, FORK_WAIT_MS / 1000,
 				    borrow_point_words((enum borrow_point)point));
 		free(threads.v);	/* threads_stop starts a new list */
 		nap(&delay, 10000);
@@ -534,18 +567,18 @@ static int drop_stack(struct request *q)
 	return 0;
 }
 
-/* Borrows the stopped main thread for job; it is put back exactly as it
+/* Borrows stopped thread tid for job; it is put back exactly as it
  * was whatever happens (the system calls leave errno alone; the setup
  * puts it back). Not if the process runs another program than when q->mem
  * was opened: after an exec the descriptor reads the old memory, which is
  * gone (the word read is the one at the thread's stack pointer, a page it
  * holds), and what was learnt of the process is stale. */
-static int borrow(struct request *q, int (*job)(struct request *))
+static int borrow(struct request *q, pid_t tid, int (*job)(struct request *))
 {
 	uint64_t word;
 	int rc;
 
-	if (remote_save(&borrowed, q->pid, q->mem) < 0)
+	if (remote_save(&borrowed, tid, q->mem) < 0)
 		return -1;
 	if (target_mem_read(q->mem, borrowed.saved.rsp, &word, sizeof word) < 0)
 		return fail("process %d ran a new program (exec) during attach; try again",
@@ -594,7 +627,7 @@ static int borrow_alone(struct request *q, int (*job)(struct request *), sigset_
 	rc = threads_stop_leader(&threads, q->pid, STOP_MS);
 	if (rc == 0) {
 		double t0 = now_ms();
-		rc = borrow(q, job);
+		rc = borrow(q, q->pid, job);
 		*job_ms = now_ms() - t0;
 	}
 	threads_release(&threads, 0);
@@ -746,10 +779,11 @@ static void print_phases(double total_ms)
 			p->longest_ms);
 	fprintf(stderr, "reqid-inject: phases ms: seize %.3f interrupt %.3f wait %.3f "
 		"fork-check %.3f mmap %.3f calls %.3f resume %.3f longest %.3f "
-		"longest-other %.3f restarts %d unsafe-points %d let-go %s", f->seize_ms,
-		f->interrupt_ms, f->wait_ms, phases.fork_check_ms, phases.map_ms, phases.call_ms,
-		f->release_ms, f->longest_ms, f->longest_other_ms, f->restarts, phases.unsafe,
-		phases.let_go ? phases.let_go : "-");
+		"longest-other %.3f restarts %d unsafe-points %d let-go %s borrowed %s",
+		f->seize_ms, f->interrupt_ms, f->wait_ms, phases.fork_check_ms, phases.map_ms,
+		phases.call_ms, f->release_ms, f->longest_ms, f->longest_other_ms, f->restarts,
+		phases.unsafe, phases.let_go ? phases.let_go : "-",
+		phases.borrowed_other ? "other" : "main");
 	if (phases.stacks.n)
 		fprintf(stderr, "; stacks: %zu threads stopped one by one, %zu pages given back, "
 			"longest stop %.3f", phases.stacks.n, phases.stack_pages,
@@ -803,6 +837,7 @@ int main(int argc, char **argv)
 	int verbose = 0, pages = 0, stacks = 0, rc;
 	char *end;
 	long pid;
+	pid_t tid = 0;
 
 	if (argc > 1 && strcmp(argv[1], "-v") == 0) {
 		verbose = 1;
@@ -880,10 +915,10 @@ int main(int argc, char **argv)
 	if (rc >= 0) {
 		sigprocmask(SIG_BLOCK, &fatal, &old);
 		priority_raise(&raised);
-		rc = stop_at_safe_point(&q);
+		rc = stop_at_safe_point(&q, &tid);
 		double t0 = now_ms();
 		if (rc == 0)
-			rc = borrow(&q, start_thread);
+			rc = borrow(&q, tid, start_thread);
 		phases.call_ms = now_ms() - t0 - phases.map_ms;
 		threads_release(&threads, 0);
 		priority_restore(&raised);

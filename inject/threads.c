@@ -331,6 +331,7 @@ static int stop(struct threads *t, pid_t pid, int leader_only, pid_t only, doubl
 	t->pid = pid;
 	t->leader_only = leader_only;
 	t->only = only;
+	t->borrowed = pid;
 	/* A thread that needs long to stop (one waiting for a CPU on a busy
 	 * machine, a vfork parent) keeps those stopped before it waiting:
 	 * they are let go and stopped again a moment later, until the
@@ -396,7 +397,7 @@ void threads_release(struct threads *t, pid_t keep)
 		stopped = now_ms() - th->since;
 		if (stopped > t->longest_ms)
 			t->longest_ms = stopped;
-		if (th->tid != t->pid && stopped > t->longest_other_ms)
+		if (th->tid != t->borrowed && stopped > t->longest_other_ms)
 			t->longest_other_ms = stopped;
 	}
 	t->release_ms += now_ms() - t0;

@@ -25,7 +25,9 @@ struct threads {
 	int restarts;		/* tries given up for a late thread */
 	double first_interrupt;	/* now_ms() of the first interrupt, 0 before */
 	double longest_ms;	/* the longest a thread stayed stopped */
-	double longest_other_ms; /* the same, the main thread (borrowed) left out */
+	pid_t borrowed;		/* the thread borrowed for the calls: the main
+				 * thread unless the caller says otherwise */
+	double longest_other_ms; /* the same, the borrowed thread left out */
 	/* Time spent in each step, summed over the passes (reqid-inject -v). */
 	double seize_ms, interrupt_ms, wait_ms, release_ms;
 };

@@ -1254,6 +1254,72 @@ int main(void)
 }
 """
 
+# A program whose main thread waits for a mutex (futex(..., 2): no point to
+# borrow it at) that its other thread holds, argv[1] saying where that one
+# waits meanwhile: "read" (a read of stdin) or "sleep" (50 ms nanosleeps,
+# checking stdin in between); a line on stdin lets the mutex go, and the
+# program prints what the holder read and "main got the lock", exit 0.
+# "deadlock": each thread waits for the mutex the other holds, for ever
+# (no thread at a point to borrow).
+MUTEX_WAIT_C = r"""
+#define _GNU_SOURCE
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static pthread_mutex_t first = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t second = PTHREAD_MUTEX_INITIALIZER;
+static pthread_barrier_t both;
+static const char *how;
+static char got[16];
+static ssize_t got_n;
+
+static void *holder(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&first);
+    pthread_barrier_wait(&both);
+    if (strcmp(how, "deadlock") == 0) {
+        pthread_mutex_lock(&second);
+        return NULL;
+    }
+    if (strcmp(how, "sleep") == 0) {
+        struct pollfd in = { .fd = 0, .events = POLLIN };
+        struct timespec nap = { 0, 50 * 1000 * 1000 };
+        while (poll(&in, 1, 0) != 1)
+            if (nanosleep(&nap, NULL) != 0 && errno != EINTR)
+                return NULL;
+    }
+    got_n = read(0, got, sizeof got - 1);
+    pthread_mutex_unlock(&first);
+    return NULL;
+}
+
+int main(int argc, char **argv)
+{
+    pthread_t t;
+    if (argc != 2)
+        return 2;
+    how = argv[1];
+    pthread_barrier_init(&both, NULL, 2);
+    pthread_mutex_lock(&second);
+    if (pthread_create(&t, NULL, holder, NULL) != 0)
+        return 3;
+    pthread_barrier_wait(&both);
+    printf("ready\n");
+    fflush(stdout);
+    pthread_mutex_lock(&first);
+    pthread_join(t, NULL);
+    printf("holder read %zd %s", got_n, got_n > 0 ? got : "\n");
+    printf("main got the lock\n");
+    return 0;
+}
+"""
+
 SECCOMP_C = r"""
 #include <linux/filter.h>
 #include <linux/seccomp.h>
@@ -1433,6 +1499,28 @@ def code_pages(pid):
     return n
 
 
+SYS_FUTEX = 202
+
+
+def thread_calls(pid):
+    """{tid: number of the system call it is in, -1 outside one} of pid's
+    threads (/proc/PID/task/TID/syscall; a running thread is left out)."""
+    calls = {}
+    try:
+        tids = os.listdir("/proc/%d/task" % pid)
+    except OSError:
+        return calls
+    for tid in tids:
+        try:
+            with open("/proc/%d/task/%s/syscall" % (pid, tid)) as f:
+                first = f.read().split()[0]
+        except (OSError, IndexError):
+            continue
+        if first != "running":
+            calls[int(tid)] = int(first)
+    return calls
+
+
 def wait_until(cond, timeout=3.0):
     end = time.monotonic() + timeout
     while time.monotonic() < end:
@@ -1561,6 +1649,9 @@ class Suite:
             return False
         ok, err = self.cc("malloc_loop", MALLOC_LOOP_C)
         if not self.check("build malloc_loop target", ok, err):
+            return False
+        ok, err = self.cc("mutex_wait", MUTEX_WAIT_C, "-pthread")
+        if not self.check("build mutex_wait target", ok, err):
             return False
         ok, err = self.cc("exec_loop", EXEC_LOOP_C)
         if not self.check("build exec_loop target", ok, err):
@@ -2224,6 +2315,61 @@ class Suite:
         self.check("inside malloc: the programs live on and exit 0", not died,
                    "; ".join(died[:5]))
 
+    def main_thread_on_a_lock(self):
+        """The main thread waits for a mutex that the other thread holds
+        while asleep in a read or in nanosleep: five attaches borrow the
+        other thread (-v: borrowed other), each prints 42, and the program
+        then gets its line, its lock and exits 0. Until 2026-12-08 only
+        the main thread was borrowed: the attach gave up after 2 s ("the
+        main thread ... waiting for a lock"). Threads that wait each for
+        the other's mutex leave no thread to borrow: exit 1 with that
+        message, the two still waiting."""
+        lib = self.tmp / "libprobe.so"
+        for how in ("read", "sleep"):
+            proc = subprocess.Popen([str(self.tmp / "mutex_wait"), how], stdin=subprocess.PIPE,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            try:
+                proc.stdout.readline()
+                waiting = wait_until(lambda: thread_calls(proc.pid).get(proc.pid) ==
+                                     SYS_FUTEX)
+                results = [inject(proc.pid, lib, "probe", how, verbose=True)
+                           for _ in range(5)]
+                bad = ["exit %d %r %r" % (r.returncode, r.stdout, r.stderr[-300:])
+                       for r in results if r.returncode != 0 or r.stdout != "42\n" or
+                       "borrowed other" not in r.stderr]
+                self.check("main thread on a lock, the holder in %s: 5 attaches borrow "
+                           "the holder and print 42" % how, waiting and not bad,
+                           "main in futex: %s; %s" % (waiting, "; ".join(bad[:2])))
+                out, err = proc.communicate("go\n", timeout=10)
+                self.check("main thread on a lock, the holder in %s: the program gets its "
+                           "line and lock and exits 0" % how,
+                           proc.returncode == 0 and
+                           out == "holder read 3 go\nmain got the lock\n",
+                           "exit %s, stdout %r, stderr %r" % (proc.returncode, out, err))
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+        proc = subprocess.Popen([str(self.tmp / "mutex_wait"), "deadlock"],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        try:
+            proc.stdout.readline()
+            both = wait_until(lambda: set(thread_calls(proc.pid).values()) == {SYS_FUTEX} and
+                              len(thread_calls(proc.pid)) == 2)
+            r = inject(proc.pid, lib, "probe", "d")
+            self.one_error("every thread on a lock: no thread to borrow, exit 1",
+                           r, r"no thread of process %d came to a point where a thread can "
+                           r"be started safely in 2 s \(its main thread last seen waiting "
+                           r"for a lock\); try again$" % proc.pid)
+            calls = thread_calls(proc.pid)
+            self.check("every thread on a lock: both still waiting, nothing run",
+                       both and proc.poll() is None and set(calls.values()) == {SYS_FUTEX}
+                       and len(calls) == 2 and ntasks(proc.pid) == 2,
+                       "before %s, after %r" % (both, calls))
+        finally:
+            proc.kill()
+            proc.wait()
+
     def exec_loop(self):
         """A program that execs itself every 2 ms, attached 100 times: each
         attach prints 42 or fails in one line saying the process is starting
@@ -2444,6 +2590,7 @@ def main():
             suite.child_inside_fork()
             suite.child_in_fork_handler()
             suite.inside_malloc()
+            suite.main_thread_on_a_lock()
             suite.exec_loop()
             suite.short_children()
             suite.slow_start()

@@ -55,6 +55,20 @@ static void test_memory_calls_are_not(void **state)
 	}
 }
 
+/* fork() makes its clone holding malloc's locks: the forking thread's own
+ * pthread_create would wait for them forever. */
+static void test_process_calls_are_not(void **state)
+{
+	(void)state;
+	long calls[] = { SYS_clone, SYS_clone3, SYS_fork, SYS_vfork };
+
+	for (size_t i = 0; i < sizeof calls / sizeof calls[0]; i++) {
+		struct user_regs_struct r = at(LIBC_PC, calls[i]);
+
+		assert_int_equal(borrow_point(&r, 0, &code), BORROW_IN_PROCESS_CALL);
+	}
+}
+
 static void test_lock_wait_is_not_but_other_futex_waits_are(void **state)
 {
 	(void)state;
@@ -141,6 +155,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_blocking_call_in_libc_is_safe),
 		cmocka_unit_test(test_memory_calls_are_not),
+		cmocka_unit_test(test_process_calls_are_not),
 		cmocka_unit_test(test_lock_wait_is_not_but_other_futex_waits_are),
 		cmocka_unit_test(test_loader_never),
 		cmocka_unit_test(test_loader_start_up_never),
