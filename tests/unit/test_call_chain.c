@@ -260,7 +260,11 @@ static void test_lent_frames_stay_while_held(void **state)
 {
 	(void)state;
 	struct lend first, again;
-	for (int round = 0; round < 3; round++) {
+	/* A loop the compiler keeps (unit-asan's -O1 build peeled the first
+	 * round into a call site of its own, whose chain differs): one call
+	 * site, so the rounds take one chain. */
+	static volatile int three = 3;
+	for (int round = 0; round < three; round++) {
 		lend_and_walk(round > 0, round == 0 ? &first : &again);
 		assert_null(call_chain_lender);
 	}
