@@ -26,7 +26,10 @@
  * Anything else is unsafe, to be tried again a moment later: a wrong
  * "safe" crashes the target, a wrong "unsafe" only delays the attach.
  * A signal handler of the program that interrupted malloc looks like the
- * program's code: the registers cannot tell it.
+ * program's code, or like a safe system call when it sleeps: the
+ * registers cannot tell it, the stack can (stack_in_signal_handler: the
+ * kernel puts the address of the signal return code at the top of every
+ * signal frame, where the handler returns to).
  * Pure logic: reads only its arguments.
  */
 #include "borrow_point.h"
@@ -89,6 +92,16 @@ enum borrow_point borrow_point(const struct user_regs_struct *regs, uint64_t fir
 	       BORROW_SAFE : BORROW_IN_LIBRARY;
 }
 
+int stack_in_signal_handler(const uint64_t *words, size_t n, uint64_t restore_rt)
+{
+	size_t i;
+
+	for (i = 0; restore_rt && i < n; i++)
+		if (words[i] == restore_rt)
+			return 1;
+	return 0;
+}
+
 const char *borrow_point_words(enum borrow_point point)
 {
 	switch (point) {
@@ -102,6 +115,8 @@ const char *borrow_point_words(enum borrow_point point)
 		return "waiting for a lock";
 	case BORROW_IN_LIBRARY:
 		return "running library code outside a system call";
+	case BORROW_IN_SIGNAL_HANDLER:
+		return "running a signal handler";
 	case BORROW_IN_PROCESS_CALL:
 		return "in a system call making a process or thread (inside fork?)";
 	}

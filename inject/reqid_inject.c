@@ -347,14 +347,45 @@ static int fork_in_flight(const struct request *q)
 	return thread_in_fork(q->pid, &q->libc, q->mem);
 }
 
-/* Where stopped thread tid is (borrow_point.c), or -1 after fail(). */
+/* How much of a thread's stack above its stack pointer is looked at for a
+ * signal frame: handlers run shallow, and a page of the stack read is a
+ * system call. */
+#define SIGNAL_SCAN_PAGES 32
+
+/* Whether stopped thread tid's stack, from rsp up to SIGNAL_SCAN_PAGES
+ * pages or its first unreadable page, holds a signal frame. */
+static int in_signal_handler(const struct request *q, uint64_t rsp)
+{
+	uint64_t words[4096 / sizeof(uint64_t)];
+	uint64_t at = rsp & ~(uint64_t)7;
+	size_t page;
+
+	for (page = 0; q->libc.restore_rt && page < SIGNAL_SCAN_PAGES; page++) {
+		uint64_t end = (at | 4095) + 1;
+		size_t n = (size_t)(end - at) / sizeof(uint64_t);
+
+		if (target_mem_read(q->mem, at, words, n * sizeof(uint64_t)) < 0)
+			return 0;
+		if (stack_in_signal_handler(words, n, q->libc.restore_rt))
+			return 1;
+		at = end;
+	}
+	return 0;
+}
+
+/* Where stopped thread tid is (borrow_point.c, and no signal handler on
+ * its stack), or -1 after fail(). */
 static int thread_point(const struct request *q, pid_t tid, uint64_t first_frame)
 {
 	struct user_regs_struct regs;
+	int point;
 
 	if (ptrace(PTRACE_GETREGS, tid, 0, &regs) < 0)
 		return tid == q->pid ? fail("the target exited during attach") : BORROW_IN_LIBRARY;
-	return (int)borrow_point(&regs, first_frame, &q->places);
+	point = (int)borrow_point(&regs, first_frame, &q->places);
+	if (point == BORROW_SAFE && in_signal_handler(q, regs.rsp))
+		point = BORROW_IN_SIGNAL_HANDLER;
+	return point;
 }
 
 /* Looks for a stopped thread that may be borrowed, the main thread first,

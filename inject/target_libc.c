@@ -280,10 +280,13 @@ out:
 }
 
 /* Sets f->syscall_ret to the file address of the first `syscall; ret`
- * (0f 05 c3) in an executable segment. */
+ * (0f 05 c3) in an executable segment, and f->restore_rt to that of the
+ * signal return code (48 c7 c0 0f 00 00 00 0f 05), if there is one. */
 static int find_syscall_ret(int fd, const char *path, struct libc_funcs *f)
 {
 	static const unsigned char syscall_ret[] = { 0x0f, 0x05, 0xc3 };
+	static const unsigned char restore_rt[] = { 0x48, 0xc7, 0xc0, 0x0f, 0x00,
+						    0x00, 0x00, 0x0f, 0x05 };
 	Elf64_Ehdr eh;
 	Elf64_Phdr *ph;
 	size_t i;
@@ -300,6 +303,9 @@ static int find_syscall_ret(int fd, const char *path, struct libc_funcs *f)
 		at = code ? memmem(code, ph[i].p_filesz, syscall_ret, sizeof syscall_ret) : NULL;
 		if (at)
 			f->syscall_ret = ph[i].p_vaddr + (uint64_t)(at - code);
+		at = code ? memmem(code, ph[i].p_filesz, restore_rt, sizeof restore_rt) : NULL;
+		if (at && !f->restore_rt)
+			f->restore_rt = ph[i].p_vaddr + (uint64_t)(at - code);
 		free(code);
 	}
 	free(ph);
@@ -323,5 +329,7 @@ int target_libc_find(pid_t pid, struct libc_funcs *f)
 		*slot(f, j) += m.start;
 	if (rc == 0)
 		f->syscall_ret += m.start;
+	if (rc == 0 && f->restore_rt)
+		f->restore_rt += m.start;
 	return rc;
 }

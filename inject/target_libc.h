@@ -16,6 +16,10 @@ struct libc_funcs {
 	uint64_t pthread_attr_init, pthread_attr_setstack;
 	uint64_t errno_location, register_atfork;
 	uint64_t syscall_ret;	/* the bytes of `syscall; ret` */
+	/* the signal return code a handler returns to (glibc's __restore_rt:
+	 * mov $15,%rax; syscall), 0 if not found: a thread whose stack holds
+	 * its address above the stack pointer is inside a signal handler. */
+	uint64_t restore_rt;
 	/* fork and _Fork (fork without the atfork handlers), with their
 	 * sizes: a thread with a frame in them is inside a fork. */
 	uint64_t fork, fork_size, fork_bare, fork_bare_size;

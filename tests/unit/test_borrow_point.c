@@ -150,6 +150,24 @@ static void test_words(void **state)
 	assert_string_equal(borrow_point_words(BORROW_SAFE), "at a safe point");
 }
 
+/* The signal return code's address anywhere in the words read is a
+ * handler running; its absence, or an unknown address (0), is none. */
+static void test_signal_frame_on_the_stack(void **state)
+{
+	const uint64_t restore_rt = 0x7f0000043050;
+	uint64_t words[5] = { 0x7ffc00001000, 0, 0x55550000a123, 0x7f0000043051, 7 };
+
+	(void)state;
+	assert_int_equal(stack_in_signal_handler(words, 5, restore_rt), 0);
+	words[4] = restore_rt;
+	assert_int_equal(stack_in_signal_handler(words, 5, restore_rt), 1);
+	assert_int_equal(stack_in_signal_handler(words, 4, restore_rt), 0);
+	words[1] = 0;
+	assert_int_equal(stack_in_signal_handler(words, 5, 0), 0);
+	assert_string_equal(borrow_point_words(BORROW_IN_SIGNAL_HANDLER),
+			    "running a signal handler");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -162,6 +180,7 @@ int main(void)
 		cmocka_unit_test(test_outside_a_call_only_in_the_program),
 		cmocka_unit_test(test_unknown_ranges),
 		cmocka_unit_test(test_words),
+		cmocka_unit_test(test_signal_frame_on_the_stack),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
