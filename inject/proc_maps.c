@@ -81,3 +81,18 @@ uint64_t proc_start_stack(pid_t pid)
 		at = strtoull(p + 1, NULL, 10);
 	return at;
 }
+
+uint64_t proc_mapping_end(pid_t pid, uint64_t addr)
+{
+	struct maps_reader maps;
+	struct maps_entry e;
+	uint64_t end = 0;
+
+	if (maps_open(&maps, pid) < 0)
+		return 0;
+	while (!end && maps_next(&maps, &e))
+		if (e.start <= addr && addr < e.end)
+			end = e.end;
+	maps_close(&maps);
+	return end;
+}

@@ -38,4 +38,7 @@ int maps_close(struct maps_reader *r);
  * (/proc/PID/stat's startstack, field 28); 0 if unknown. */
 uint64_t proc_start_stack(pid_t pid);
 
+/* The end of pid's mapping that holds addr; 0 if none does. */
+uint64_t proc_mapping_end(pid_t pid, uint64_t addr);
+
 #endif

@@ -353,22 +353,31 @@ static int fork_in_flight(const struct request *q)
 #define SIGNAL_SCAN_PAGES 32
 
 /* Whether stopped thread tid's stack, from rsp up to SIGNAL_SCAN_PAGES
- * pages or its first unreadable page, holds a signal frame. */
-static int in_signal_handler(const struct request *q, uint64_t rsp)
+ * pages, holds a signal frame. The scan stays inside the mapping that
+ * holds rsp, and on the main thread below where the kernel started its
+ * stack (argc; above lie its arguments and environment): a read through
+ * /proc/PID/mem faults in what it touches, and the target keeps it. */
+static int in_signal_handler(const struct request *q, pid_t tid, uint64_t rsp)
 {
 	uint64_t words[4096 / sizeof(uint64_t)];
 	uint64_t at = rsp & ~(uint64_t)7;
-	size_t page;
+	uint64_t end = at + SIGNAL_SCAN_PAGES * 4096ull, top;
 
-	for (page = 0; q->libc.restore_rt && page < SIGNAL_SCAN_PAGES; page++) {
-		uint64_t end = (at | 4095) + 1;
-		size_t n = (size_t)(end - at) / sizeof(uint64_t);
+	if (!q->libc.restore_rt)
+		return 0;
+	if (tid == q->pid && q->start_stack && q->start_stack < end)
+		end = q->start_stack;
+	if ((top = proc_mapping_end(q->pid, at)) < end)
+		end = top;
+	while (at < end) {
+		uint64_t page_end = (at | 4095) + 1;
+		size_t n = (size_t)((page_end < end ? page_end : end) - at) / sizeof(uint64_t);
 
 		if (target_mem_read(q->mem, at, words, n * sizeof(uint64_t)) < 0)
 			return 0;
 		if (stack_in_signal_handler(words, n, q->libc.restore_rt))
 			return 1;
-		at = end;
+		at += n * sizeof(uint64_t);
 	}
 	return 0;
 }
@@ -383,7 +392,7 @@ static int thread_point(const struct request *q, pid_t tid, uint64_t first_frame
 	if (ptrace(PTRACE_GETREGS, tid, 0, &regs) < 0)
 		return tid == q->pid ? fail("the target exited during attach") : BORROW_IN_LIBRARY;
 	point = (int)borrow_point(&regs, first_frame, &q->places);
-	if (point == BORROW_SAFE && in_signal_handler(q, regs.rsp))
+	if (point == BORROW_SAFE && in_signal_handler(q, tid, regs.rsp))
 		point = BORROW_IN_SIGNAL_HANDLER;
 	return point;
 }
