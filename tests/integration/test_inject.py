@@ -2361,6 +2361,9 @@ class Suite:
                            r, r"no thread of process %d came to a point where a thread can "
                            r"be started safely in 2 s \(its main thread last seen waiting "
                            r"for a lock\); try again$" % proc.pid)
+            # A thread let go restarts its wait: it shows as running (left
+            # out of thread_calls) for a moment after the injector exits.
+            wait_until(lambda: len(thread_calls(proc.pid)) == 2)
             calls = thread_calls(proc.pid)
             self.check("every thread on a lock: both still waiting, nothing run",
                        both and proc.poll() is None and set(calls.values()) == {SYS_FUTEX}
